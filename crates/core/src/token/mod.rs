@@ -9,7 +9,7 @@
 //! Decisions, matching STS:
 //! - **Issuer**: compared as an exact string. STS looks the OIDC provider up by the token's
 //!   `iss`, and a trailing `/` makes a different provider ("No OpenIDConnect provider found in
-//!   your account for https://example.com/"), so a trailing-slash difference is an error; its
+//!   your account for `https://example.com/`"), so a trailing-slash difference is an error; its
 //!   message says that this is the only difference.
 //! - **Leeway**: [`DEFAULT_LEEWAY_SECONDS`] (60 s) on `exp`, `nbf` and `iat`, for clock skew
 //!   between the issuer and the verifier. IAM itself accepts a token up to five minutes after
