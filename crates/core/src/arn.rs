@@ -307,10 +307,11 @@ fn check_provider(provider: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The six `:`-separated fields of an ARN, after the common checks.
+/// The six `:`-separated fields of an ARN.
 struct Fields<'a> {
     partition: &'a str,
     service: &'a str,
+    region: &'a str,
     account: &'a str,
     resource: &'a str,
 }
@@ -331,7 +332,7 @@ impl Ctx<'_> {
         }
     }
 
-    /// Splits and checks everything but the service and the resource.
+    /// Splits the fields and checks the length, prefix and partition.
     fn fields(&self) -> Result<Fields<'_>, ArnError> {
         let s = self.input;
         if s.len() > MAX_ARN_LEN {
@@ -366,6 +367,18 @@ impl Ctx<'_> {
             ));
         }
         check_partition(partition).map_err(|r| self.err(ArnPart::Partition, r))?;
+        Ok(Fields {
+            partition,
+            service,
+            region,
+            account,
+            resource,
+        })
+    }
+
+    /// Checks the region and account, after the service told which kind of ARN this is.
+    fn check_region_and_account(&self, f: &Fields<'_>) -> Result<(), ArnError> {
+        let (region, account) = (f.region, f.account);
         if !region.is_empty() {
             return Err(self.err(
                 ArnPart::Region,
@@ -375,18 +388,13 @@ impl Ctx<'_> {
                 ),
             ));
         }
-        check_account(account).map_err(|r| self.err(ArnPart::Account, r))?;
-        Ok(Fields {
-            partition,
-            service,
-            account,
-            resource,
-        })
+        check_account(account).map_err(|r| self.err(ArnPart::Account, r))
     }
 
+    /// Checks the service, then the region and account.
     fn expect_service(&self, f: &Fields<'_>, want: &str, hint: &str) -> Result<(), ArnError> {
         if f.service == want {
-            Ok(())
+            self.check_region_and_account(f)
         } else {
             Err(self.err(
                 ArnPart::Service,
@@ -483,14 +491,24 @@ pub struct RoleArn {
 impl RoleArn {
     /// Builds a role ARN from its parts, validating each one.
     pub fn new(partition: &str, account: &str, path: &str, name: &str) -> Result<Self, ArnError> {
-        let arn = RoleArn {
+        let field = |part: ArnPart, input: &str, check: fn(&str) -> Result<(), String>| {
+            check(input).map_err(|reason| ArnError::InvalidField {
+                part,
+                input: echo(input),
+                reason,
+            })
+        };
+        field(ArnPart::Partition, partition, check_partition)?;
+        field(ArnPart::Account, account, check_account)?;
+        field(ArnPart::Path, path, check_path)?;
+        field(ArnPart::RoleName, name, check_role_name)?;
+        // A 512-character path and a 64-character name stay far below MAX_ARN_LEN.
+        Ok(RoleArn {
             partition: partition.to_owned(),
             account: account.to_owned(),
             path: path.to_owned(),
             name: name.to_owned(),
-        };
-        // Validate via the canonical string so both entry points enforce the same rules.
-        arn.to_string().parse()
+        })
     }
 }
 
@@ -745,6 +763,9 @@ impl FromStr for Arn {
             input: s,
         };
         let f = ctx.fields()?;
+        if matches!(f.service, "iam" | "sts") {
+            ctx.check_region_and_account(&f)?;
+        }
         let resource_type = f.resource.split('/').next().unwrap_or_default();
         match (f.service, resource_type) {
             ("iam", "role") => ctx.role(&f).map(Arn::Role),
