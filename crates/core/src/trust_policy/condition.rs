@@ -387,3 +387,68 @@ pub(crate) fn parse_variables(text: &str) -> Option<Vec<Part>> {
     }
     found.then_some(parts)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn toks(p: &str) -> Vec<Tok> {
+        let mut t = Vec::new();
+        compile(p, true, &mut t);
+        t
+    }
+
+    /// Exponential-time reference matcher, obviously correct.
+    fn reference(p: &[char], v: &[char]) -> bool {
+        match p.split_first() {
+            None => v.is_empty(),
+            Some(('*', rest)) => (0..=v.len()).any(|i| reference(rest, &v[i..])),
+            Some(('?', rest)) => !v.is_empty() && reference(rest, &v[1..]),
+            Some((c, rest)) => v.first() == Some(c) && reference(rest, &v[1..]),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn glob_agrees_with_reference(p in "[ab*?]{0,8}", v in "[abé]{0,10}") {
+            let pc: Vec<char> = p.chars().collect();
+            let vc: Vec<char> = v.chars().collect();
+            prop_assert_eq!(glob(&toks(&p), &v, false), reference(&pc, &vc));
+        }
+    }
+
+    #[test]
+    fn many_stars_stay_fast() {
+        let pattern = format!("{}b", "a*".repeat(200));
+        let value = "a".repeat(5_000);
+        let start = std::time::Instant::now();
+        assert!(!glob(&toks(&pattern), &value, false));
+        assert!(start.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn suggestions() {
+        assert_eq!(suggest("StringEqualz"), Some("StringEquals"));
+        assert_eq!(suggest("StringLikes"), Some("StringLike"));
+        assert_eq!(suggest("Nul"), Some("Null"));
+        assert_eq!(suggest("Completely"), None);
+    }
+
+    #[test]
+    fn variables_split() {
+        assert_eq!(parse_variables("plain"), None);
+        assert_eq!(
+            parse_variables("a-${aws:username, 'x'}${*}"),
+            Some(vec![
+                Part::Text("a-".into()),
+                Part::Var {
+                    key: "aws:username".into(),
+                    default: Some("x".into())
+                },
+                Part::Literal('*'),
+            ])
+        );
+        assert_eq!(parse_variables("${unclosed"), None);
+    }
+}
