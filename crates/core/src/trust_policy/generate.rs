@@ -1,0 +1,67 @@
+//! Policies irsa writes for users: role trust policies and ECR pull permissions.
+
+use serde_json::{Value, json};
+
+use super::eval::ASSUME_ROLE_WITH_WEB_IDENTITY;
+
+/// The trust policy that lets exactly one Kubernetes service account assume a role through the
+/// cluster's OIDC provider, ready for `aws iam create-role --assume-role-policy-document`.
+///
+/// `:aud` is always matched with `StringEquals`. `:sub`
+/// (`system:serviceaccount:<namespace>:<service_account>`) uses `StringEquals`, or `StringLike`
+/// when the namespace or name holds `*` or `?`.
+pub fn service_account_trust_policy(
+    provider_arn: &str,
+    provider: &str,
+    namespace: &str,
+    service_account: &str,
+    audience: &str,
+) -> Value {
+    let provider = provider.strip_prefix("https://").unwrap_or(provider);
+    let sub = format!("system:serviceaccount:{namespace}:{service_account}");
+    let aud_key = format!("{provider}:aud");
+    let sub_key = format!("{provider}:sub");
+    let condition = if sub.contains(['*', '?']) {
+        json!({
+            "StringEquals": { aud_key: audience },
+            "StringLike": { sub_key: sub },
+        })
+    } else {
+        json!({ "StringEquals": { aud_key: audience, sub_key: sub } })
+    };
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Federated": provider_arn },
+            "Action": ASSUME_ROLE_WITH_WEB_IDENTITY,
+            "Condition": condition,
+        }],
+    })
+}
+
+/// The identity policy for pulling images from ECR: `ecr:GetAuthorizationToken` on `*` (it
+/// takes no resource) and `BatchGetImage`, `GetDownloadUrlForLayer`,
+/// `BatchCheckLayerAvailability` on the given repositories. With no repositories only the
+/// token statement is written (an empty Resource list is invalid IAM).
+pub fn ecr_pull_policy(repository_arns: &[String]) -> Value {
+    let mut statements = vec![json!({
+        "Sid": "GetAuthorizationToken",
+        "Effect": "Allow",
+        "Action": "ecr:GetAuthorizationToken",
+        "Resource": "*",
+    })];
+    if !repository_arns.is_empty() {
+        statements.push(json!({
+            "Sid": "PullImages",
+            "Effect": "Allow",
+            "Action": [
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+            ],
+            "Resource": repository_arns,
+        }));
+    }
+    json!({ "Version": "2012-10-17", "Statement": statements })
+}
