@@ -240,7 +240,10 @@ pub fn parse(input: &str) -> Result<ImageRef, RegistryError> {
     if input.trim().is_empty() {
         return Err(RegistryError::Empty);
     }
-    if input.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    // ASCII fast path; Unicode whitespace and controls only need a look when there is non-ASCII.
+    let has_space = input.bytes().any(|b| b <= b' ' || b == 0x7f)
+        || (!input.is_ascii() && input.chars().any(|c| c.is_whitespace() || c.is_control()));
+    if has_space {
         return Err(RegistryError::Whitespace {
             input: input.to_owned(),
         });
@@ -296,7 +299,10 @@ pub fn parse(input: &str) -> Result<ImageRef, RegistryError> {
     }
     validate_repository(name)?;
     let repository = if host == DOCKER_HUB_HOST && !name.contains('/') {
-        format!("library/{name}")
+        let mut repository = String::with_capacity("library/".len() + name.len());
+        repository.push_str("library/");
+        repository.push_str(name);
+        repository
     } else {
         name.to_owned()
     };
@@ -518,10 +524,14 @@ fn validate_label(label: &str) -> Result<(), String> {
             label.len()
         ));
     }
-    if let Some(c) = label
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    if !label
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
+        let c = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+            .unwrap_or('?');
         return Err(format!(
             "character {c:?} is not allowed in a host name: use ASCII letters, digits, '-' and '.'"
         ));
