@@ -73,9 +73,7 @@ mod tests {
         struct Holder {
             password: SecretString,
         }
-        let h = Holder {
-            password: s.clone(),
-        };
+        let h = Holder { password: s.clone() };
         assert!(!format!("{h:?}").contains("hunter2"));
         assert_eq!(s.expose(), "hunter2-very-secret");
         assert_eq!(s.len(), 19);
