@@ -85,6 +85,8 @@ pub enum ArnPart {
     SessionName,
     /// An OIDC issuer URL.
     IssuerUrl,
+    /// An ECR repository name (or an IAM pattern of names).
+    Repository,
 }
 
 impl fmt::Display for ArnPart {
@@ -102,6 +104,7 @@ impl fmt::Display for ArnPart {
             ArnPart::Provider => "OIDC provider",
             ArnPart::SessionName => "session name",
             ArnPart::IssuerUrl => "issuer URL",
+            ArnPart::Repository => "repository",
         })
     }
 }
@@ -723,6 +726,120 @@ impl fmt::Display for AssumedRoleArn {
     }
 }
 
+/// An ECR repository ARN, `arn:<partition>:ecr:<region>:<account>:repository/<name>`, as used in
+/// the `Resource` of a pull permissions policy. The name may hold IAM wildcards (`*`, `?`), so
+/// `repository/team/*` names every repository under `team/`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EcrRepositoryArn {
+    /// The partition, e.g. `aws`.
+    pub partition: String,
+    /// The region of the registry, e.g. `us-east-1`.
+    pub region: String,
+    /// The 12-digit account that owns the registry.
+    pub account: String,
+    /// The repository name or wildcard pattern, e.g. `team/app` or `team/*`.
+    pub repository: String,
+}
+
+/// Longest ECR repository name.
+const MAX_REPOSITORY_LEN: usize = 256;
+
+/// ECR's repository name grammar, `[a-z0-9]+([._-][a-z0-9]+)*` components joined by `/`, with
+/// IAM's `*` and `?` accepted anywhere as wildcards.
+fn check_repository(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_REPOSITORY_LEN {
+        return Err(format!(
+            "a repository name is 1 to {MAX_REPOSITORY_LEN} characters, like \"team/app\" or \"team/*\""
+        ));
+    }
+    let wild = |c: char| c == '*' || c == '?';
+    for component in name.split('/') {
+        let bytes: Vec<char> = component.chars().collect();
+        if bytes.is_empty() {
+            return Err("a repository name has no empty path components (no \"//\", no leading or trailing '/')".into());
+        }
+        for (i, &c) in bytes.iter().enumerate() {
+            let ok = c.is_ascii_lowercase()
+                || c.is_ascii_digit()
+                || wild(c)
+                || (matches!(c, '.' | '_' | '-')
+                    && i > 0
+                    && i + 1 < bytes.len()
+                    && !matches!(bytes[i - 1], '.' | '_' | '-'));
+            if !ok {
+                return Err(format!(
+                    "{:?} is not a valid repository name: use lowercase letters and digits, separated by single '.', '_' or '-' and joined by '/'",
+                    echo(name)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl FromStr for EcrRepositoryArn {
+    type Err = ArnError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ctx = Ctx {
+            kind: "ECR repository ARN",
+            input: s,
+        };
+        let f = ctx.fields()?;
+        if f.service != "ecr" {
+            return Err(ctx.err(
+                ArnPart::Service,
+                format!(
+                    "the service must be \"ecr\", not {:?}; an ECR repository ARN is arn:aws:ecr:REGION:ACCOUNT:repository/NAME",
+                    echo(f.service)
+                ),
+            ));
+        }
+        match crate::partition::validate_region(f.region) {
+            Ok(p) if p.id() == f.partition => {}
+            Ok(p) => {
+                return Err(ctx.err(
+                    ArnPart::Region,
+                    format!(
+                        "region {:?} is in partition {:?}, not {:?}",
+                        f.region,
+                        p.id(),
+                        f.partition
+                    ),
+                ));
+            }
+            Err(e) => return Err(ctx.err(ArnPart::Region, e.to_string())),
+        }
+        check_account(f.account).map_err(|r| ctx.err(ArnPart::Account, r))?;
+        let Some(repository) = f.resource.strip_prefix("repository/") else {
+            return Err(ctx.err(
+                ArnPart::ResourceType,
+                format!(
+                    "the resource must start with \"repository/\", not {:?}",
+                    echo(f.resource)
+                ),
+            ));
+        };
+        check_repository(repository).map_err(|r| ctx.err(ArnPart::Repository, r))?;
+        Ok(EcrRepositoryArn {
+            partition: f.partition.to_owned(),
+            region: f.region.to_owned(),
+            account: f.account.to_owned(),
+            repository: repository.to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for EcrRepositoryArn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "arn:{}:ecr:{}:{}:repository/{}",
+            self.partition, self.region, self.account, self.repository
+        )
+    }
+}
+
 /// Any of the ARN kinds irsa understands, told apart by service and resource type.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Arn {
@@ -940,6 +1057,71 @@ serde_via_string!(RoleArn, OidcProviderArn, AssumedRoleArn, Arn, SessionName);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ecr_repository_arns() {
+        for ok in [
+            "arn:aws:ecr:us-east-1:123456789012:repository/app",
+            "arn:aws:ecr:eu-west-1:123456789012:repository/team/app",
+            "arn:aws:ecr:eu-west-1:123456789012:repository/team/*",
+            "arn:aws:ecr:eu-west-1:123456789012:repository/*",
+            "arn:aws-cn:ecr:cn-north-1:123456789012:repository/a.b_c-d/e",
+            "arn:aws-us-gov:ecr:us-gov-west-1:123456789012:repository/x?",
+        ] {
+            let arn: EcrRepositoryArn = ok.parse().unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert_eq!(arn.to_string(), ok);
+        }
+        for (bad, part, says) in [
+            ("arn:aws:s3:::bucket", ArnPart::Service, "ecr"),
+            (
+                "arn:aws:ecr::123456789012:repository/app",
+                ArnPart::Region,
+                "region",
+            ),
+            (
+                "arn:aws:ecr:cn-north-1:123456789012:repository/app",
+                ArnPart::Region,
+                "aws-cn",
+            ),
+            (
+                "arn:aws:ecr:us-east-1:12345:repository/app",
+                ArnPart::Account,
+                "12",
+            ),
+            (
+                "arn:aws:ecr:us-east-1:123456789012:image/app",
+                ArnPart::ResourceType,
+                "repository/",
+            ),
+            (
+                "arn:aws:ecr:us-east-1:123456789012:repository/App",
+                ArnPart::Repository,
+                "lowercase",
+            ),
+            (
+                "arn:aws:ecr:us-east-1:123456789012:repository/a//b",
+                ArnPart::Repository,
+                "empty",
+            ),
+            (
+                "arn:aws:ecr:us-east-1:123456789012:repository/a--b",
+                ArnPart::Repository,
+                "single",
+            ),
+            (
+                "arn:aws:ecr:us-east-1:123456789012:repository/",
+                ArnPart::Repository,
+                "1 to 256",
+            ),
+        ] {
+            let err = bad.parse::<EcrRepositoryArn>().expect_err(bad);
+            assert_eq!(err.part(), part, "{bad}: {err}");
+            assert!(
+                err.to_string().contains(says),
+                "{bad}: {says:?} not in {err}"
+            );
+        }
+    }
 
     #[test]
     fn role_path_is_split_at_the_last_slash() {
