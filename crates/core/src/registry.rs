@@ -302,6 +302,8 @@ pub fn parse(input: &str) -> Result<ImageRef, RegistryError> {
         let mut repository = String::with_capacity("library/".len() + name.len());
         repository.push_str("library/");
         repository.push_str(name);
+        // The limit holds for the repository as stored, so the rendered form parses again.
+        validate_repository(&repository)?;
         repository
     } else {
         name.to_owned()
@@ -921,6 +923,18 @@ mod tests {
                 dual_stack: false,
             })
         );
+    }
+
+    #[test]
+    fn docker_hub_short_names_are_limited_after_library_is_added() {
+        // Found by the registry fuzz target: a 252-character short name became a 260-character
+        // repository that did not parse again.
+        let name = "a".repeat(MAX_REPOSITORY_LEN - "library/".len());
+        let ok = parse(&name).expect("fits with library/");
+        assert_eq!(parse(&ok.to_string()), Ok(ok));
+        let err = parse(&format!("{name}b")).expect_err("too long once library/ is added");
+        let text = err.to_string();
+        assert!(text.contains("library/") && text.contains("at most 255"), "{text}");
     }
 
     #[test]
