@@ -339,7 +339,8 @@ fn check(args: CheckArgs) -> anyhow::Result<Verdict> {
             for p in &token_problems {
                 println!("  token: {p}");
             }
-            println!("{decision}");
+            print!("{}", decision.to_string().trim_end());
+            println!();
         }
     }
     Ok(if allowed { Verdict::Ok } else { Verdict::No })

@@ -72,6 +72,14 @@ pub(crate) fn describe(input: &str, image: &ImageRef) -> Value {
         Registry::Ecr(ecr) => Some(ecr),
         _ => None,
     };
+    // A host shaped like ECR that is not ECR deserves the reason: a typo'd account or region
+    // otherwise shows up only as failed pulls.
+    let note = match &image.registry {
+        Registry::Other if looks_like_ecr(&image.host) => registry::parse_ecr_host(&image.host)
+            .err()
+            .map(|e| format!("not ECR: {e}")),
+        _ => None,
+    };
     json!({
         "input": input,
         "kind": image.registry.kind(),
@@ -84,7 +92,13 @@ pub(crate) fn describe(input: &str, image: &ImageRef) -> Value {
         "partition": ecr.map(|e| e.partition.id()),
         "fips": ecr.map(|e| e.fips),
         "dual_stack": ecr.map(|e| e.dual_stack),
+        "note": note,
     })
+}
+
+fn looks_like_ecr(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    host.contains(".dkr.ecr") || host.contains(".dkr-ecr") || host.contains("ecr.aws")
 }
 
 fn print_text(row: &Value) {
@@ -109,5 +123,8 @@ fn print_text(row: &Value) {
         println!("  partition   {}", field("partition"));
         println!("  fips        {}", field("fips"));
         println!("  dual-stack  {}", field("dual_stack"));
+    }
+    if row["note"].is_string() {
+        println!("  note        {}", field("note"));
     }
 }

@@ -66,9 +66,28 @@ fn lookalike_hosts_are_never_ecr() {
         "json",
     ]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    for row in run.json().as_array().expect("array") {
+    let rows = run.json();
+    for row in rows.as_array().expect("array") {
         assert_eq!(row["kind"], "other", "{row}");
     }
+    // Each says why it is not ECR.
+    assert!(
+        rows[0]["note"].as_str().expect("note").contains("not ECR"),
+        "{rows}"
+    );
+    assert!(
+        rows[1]["note"].as_str().expect("note").contains("12"),
+        "{rows}"
+    );
+    let plain = irsa(&[
+        "registry",
+        "parse",
+        "registry.example.com/app",
+        "-o",
+        "json",
+    ])
+    .json();
+    assert_eq!(plain[0]["note"], serde_json::Value::Null);
 }
 
 #[test]

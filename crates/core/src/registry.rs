@@ -934,7 +934,10 @@ mod tests {
         assert_eq!(parse(&ok.to_string()), Ok(ok));
         let err = parse(&format!("{name}b")).expect_err("too long once library/ is added");
         let text = err.to_string();
-        assert!(text.contains("library/") && text.contains("at most 255"), "{text}");
+        assert!(
+            text.contains("library/") && text.contains("at most 255"),
+            "{text}"
+        );
     }
 
     #[test]
