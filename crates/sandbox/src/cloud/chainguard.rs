@@ -14,6 +14,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::clock::wall_now;
 use super::http_util::authenticate;
 use super::iam::wildcard_match;
 use super::sigv4::{Authorization, RequestParts, parse_amz_date};
@@ -267,8 +268,9 @@ fn exchange_inner(state: &State, query: &ExchangeQuery, headers: &HeaderMap) -> 
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ProofError::Encoding)?;
     let proof = decode_proof(bearer)?;
+    // Proofs are signed with the wall clock; the sandbox clock ages sessions and tokens.
+    check_proof(&proof, &config.audience, identity, wall_now())?;
     let now = state.clock.now();
-    check_proof(&proof, &config.audience, identity, now)?;
     let parts = RequestParts { method: &proof.method, path_and_query: &proof.path_and_query, headers: &proof.headers, body: &proof.body };
     let session = authenticate(state, &parts, &["sts"]).map_err(|_| ProofError::Signature)?;
     let allowed = config.identities.iter().find(|i| i.id == identity).is_some_and(|i| {

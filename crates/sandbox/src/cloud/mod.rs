@@ -40,13 +40,14 @@
 //! [`CloudConfig::default`].
 
 mod chainguard;
+mod client;
 mod clock;
 mod ecr;
 mod http_util;
 pub mod iam;
 mod oidc;
 mod registry_auth;
-// TMP mod registry_process;
+mod registry_process;
 pub mod sigv4;
 mod sts;
 mod xml;
@@ -64,11 +65,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use chainguard::{ChainguardConfig, ChainguardIdentity};
+pub use client::{HttpError, HttpResponse, request as http_request};
 pub use clock::Clock;
 pub use iam::{Iam, IamError, OidcProviderConfig, RoleConfig};
 pub use oidc::{OidcError, OidcIssuer};
 pub use registry_auth::{RegistryAuthConfig, RegistrySigner};
-// TMP pub use registry_process::{RegistryError, RegistryProcess, push_image};
+pub use registry_process::{RegistryError, RegistryProcess, push_image};
 
 use crate::metrics::Counters;
 use crate::token_issuer::TokenIssuer;

@@ -184,7 +184,7 @@ pub fn verify_signature(
     secret: &str,
     signed_at: i64,
 ) -> Result<(), SigV4Error> {
-    let signed: Vec<(&str, &str)> = parts
+    let mut signed: Vec<(&str, &str)> = parts
         .headers
         .iter()
         .filter(|(k, _)| auth.signed_headers.iter().any(|s| s.eq_ignore_ascii_case(k)))
@@ -198,9 +198,14 @@ pub fn verify_signature(
     }
     let host = parts.header("host").ok_or(SigV4Error::Mismatch)?;
     let uri = format!("http://{host}{}", parts.path_and_query);
-    // The session token, when signed, is part of the headers passed above; the identity
-    // carries none so that aws-sigv4 neither adds nor replaces it.
-    let identity = Credentials::new(&auth.access_key_id, secret, None, None, "sandbox").into();
+    // A signed session token goes through the identity, not the header list: aws-sigv4 then
+    // inserts it itself and redacts it in its trace logs.
+    let token = signed
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("x-amz-security-token"))
+        .map(|(_, v)| (*v).to_owned());
+    signed.retain(|(k, _)| !k.eq_ignore_ascii_case("x-amz-security-token"));
+    let identity = Credentials::new(&auth.access_key_id, secret, token, None, "sandbox").into();
     let mut settings = SigningSettings::default();
     settings.excluded_headers = Some(Vec::new());
     let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(signed_at).map_err(|_| SigV4Error::Date)?);
