@@ -29,7 +29,8 @@ async fn boto3_web_identity_sts_ecr_and_refusals() {
     let spec = json!({"cases": cases, "no_ecr_role": role_arn("no-ecr"), "good_token": good});
     let spec_file = dir.0.join("spec.json");
     std::fs::write(&spec_file, spec.to_string()).unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_cloud/sts_ecr.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_cloud/sts_ecr.py");
     let url = env.url();
     let output = tokio::task::spawn_blocking(move || {
         std::process::Command::new(python)
@@ -53,9 +54,16 @@ async fn boto3_web_identity_sts_ecr_and_refusals() {
     .await
     .unwrap()
     .expect("python runs");
-    assert!(output.status.success(), "boto3 script failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "boto3 script failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let results: Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(results["caller_arn"], format!("arn:aws:sts::{ACCOUNT}:assumed-role/puller/boto3-pod"));
+    assert_eq!(
+        results["caller_arn"],
+        format!("arn:aws:sts::{ACCOUNT}:assumed-role/puller/boto3-pod")
+    );
     assert_eq!(results["caller_account"], ACCOUNT);
     assert_eq!(results["ecr_username"], "AWS");
     assert_eq!(results["ecr_public_username"], "AWS");
@@ -75,11 +83,23 @@ async fn boto3_web_identity_sts_ecr_and_refusals() {
             assert_eq!(cases[name]["status"], status, "{name}");
         }
     }
-    assert_eq!(cases["denied_by_sub"]["message"], "Not authorized to perform sts:AssumeRoleWithWebIdentity");
-    assert_eq!(results["ecr_without_permission"]["code"], "AccessDeniedException");
+    assert_eq!(
+        cases["denied_by_sub"]["message"],
+        "Not authorized to perform sts:AssumeRoleWithWebIdentity"
+    );
+    assert_eq!(
+        results["ecr_without_permission"]["code"],
+        "AccessDeniedException"
+    );
     assert_eq!(results["ecr_without_permission"]["status"], 400);
-    assert_eq!(results["ecr-public_without_permission"]["code"], "AccessDeniedException");
-    assert_eq!(results["ecr_wrong_secret"]["code"], "InvalidSignatureException");
+    assert_eq!(
+        results["ecr-public_without_permission"]["code"],
+        "AccessDeniedException"
+    );
+    assert_eq!(
+        results["ecr_wrong_secret"]["code"],
+        "InvalidSignatureException"
+    );
     let counters = cloud.counters();
     assert_eq!(counters.get("ecr", "GetAuthorizationToken", "ok"), 1);
     assert_eq!(counters.get("sts", "GetCallerIdentity", "ok"), 1);

@@ -16,7 +16,11 @@ use serde_json::json;
 
 async fn ecr_password(url: &str, cloud: &Cloud) -> String {
     let sts = aws_sdk_sts::Client::from_conf(
-        aws_sdk_sts::Config::builder().behavior_version_latest().region(Region::new("us-east-1")).endpoint_url(url).build(),
+        aws_sdk_sts::Config::builder()
+            .behavior_version_latest()
+            .region(Region::new("us-east-1"))
+            .endpoint_url(url)
+            .build(),
     );
     let out = sts
         .assume_role_with_web_identity()
@@ -27,7 +31,13 @@ async fn ecr_password(url: &str, cloud: &Cloud) -> String {
         .await
         .unwrap();
     let c = out.credentials().unwrap();
-    let creds = Credentials::new(c.access_key_id(), c.secret_access_key(), Some(c.session_token().to_owned()), None, "t");
+    let creds = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "t",
+    );
     let ecr = aws_sdk_ecr::Client::from_conf(
         aws_sdk_ecr::Config::builder()
             .behavior_version_latest()
@@ -37,13 +47,23 @@ async fn ecr_password(url: &str, cloud: &Cloud) -> String {
             .build(),
     );
     let token = ecr.get_authorization_token().send().await.unwrap();
-    let decoded = STANDARD.decode(token.authorization_data()[0].authorization_token().unwrap()).unwrap();
-    String::from_utf8(decoded).unwrap().strip_prefix("AWS:").unwrap().to_owned()
+    let decoded = STANDARD
+        .decode(token.authorization_data()[0].authorization_token().unwrap())
+        .unwrap();
+    String::from_utf8(decoded)
+        .unwrap()
+        .strip_prefix("AWS:")
+        .unwrap()
+        .to_owned()
 }
 
 fn write_authfile(path: &Path, registry: &str, user: &str, password: &str) {
     let auth = STANDARD.encode(format!("{user}:{password}"));
-    std::fs::write(path, json!({"auths": {registry: {"auth": auth}}}).to_string()).unwrap();
+    std::fs::write(
+        path,
+        json!({"auths": {registry: {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
 }
 
 /// Runs `skopeo inspect` off the runtime (the cloud keeps serving meanwhile).
@@ -77,19 +97,50 @@ async fn skopeo_pulls_with_sandbox_credentials_only() {
     .expect("docker-registry starts (Debian: apt-get install docker-registry)");
 
     // Seed an image with a push token from the sandbox.
-    let push = env.cloud.registry_bearer_token("seed", &["repository:team-a/app:pull,push"]).unwrap();
-    push_image(&registry.url(), "team-a/app", "v1", &push).await.unwrap_or_else(|e| panic!("{e}\nregistry log:\n{}", registry.log_tail()));
+    let push = env
+        .cloud
+        .registry_bearer_token("seed", &["repository:team-a/app:pull,push"])
+        .unwrap();
+    push_image(&registry.url(), "team-a/app", "v1", &push)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nregistry log:\n{}", registry.log_tail()));
     let image = format!("{}/team-a/app:v1", registry.host());
 
     // The registry checks the token's signature: a token from another sandbox (another
     // signing certificate) is refused, the sandbox's own is accepted.
     let manifest_url = format!("{}/v2/team-a/app/manifests/v1", registry.url());
     let accept = "application/vnd.oci.image.manifest.v1+json";
-    let other = Cloud::new(config()).unwrap().registry_bearer_token("x", &["repository:team-a/app:pull"]).unwrap();
-    let foreign = irsa_sandbox::cloud::http_request("GET", &manifest_url, &[("authorization", &format!("Bearer {other}")), ("accept", accept)], Vec::new()).await.unwrap();
+    let other = Cloud::new(config())
+        .unwrap()
+        .registry_bearer_token("x", &["repository:team-a/app:pull"])
+        .unwrap();
+    let foreign = irsa_sandbox::cloud::http_request(
+        "GET",
+        &manifest_url,
+        &[
+            ("authorization", &format!("Bearer {other}")),
+            ("accept", accept),
+        ],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(foreign.status, 401, "{}", foreign.text());
-    let own = env.cloud.registry_bearer_token("x", &["repository:team-a/app:pull"]).unwrap();
-    let ok = irsa_sandbox::cloud::http_request("GET", &manifest_url, &[("authorization", &format!("Bearer {own}")), ("accept", accept)], Vec::new()).await.unwrap();
+    let own = env
+        .cloud
+        .registry_bearer_token("x", &["repository:team-a/app:pull"])
+        .unwrap();
+    let ok = irsa_sandbox::cloud::http_request(
+        "GET",
+        &manifest_url,
+        &[
+            ("authorization", &format!("Bearer {own}")),
+            ("accept", accept),
+        ],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(ok.status, 200, "{}", ok.text());
 
     let dir = TempDir::new("irsa-skopeo");
@@ -104,7 +155,12 @@ async fn skopeo_pulls_with_sandbox_credentials_only() {
     let password = ecr_password(&url, &env.cloud).await;
     write_authfile(&authfile, &registry.host(), "AWS", &password);
     let out = skopeo_inspect(&authfile, &image).await;
-    assert!(out.status.success(), "skopeo failed: {}\nregistry log:\n{}", String::from_utf8_lossy(&out.stderr), registry.log_tail());
+    assert!(
+        out.status.success(),
+        "skopeo failed: {}\nregistry log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        registry.log_tail()
+    );
     let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(inspected["Architecture"], "amd64");
     assert_eq!(inspected["Labels"]["dev.irsa.sandbox"], "true");
@@ -113,21 +169,42 @@ async fn skopeo_pulls_with_sandbox_credentials_only() {
     // Tampered: one character changed.
     let mut tampered: Vec<char> = password.chars().collect();
     tampered[5] = if tampered[5] == 'a' { 'b' } else { 'a' };
-    write_authfile(&authfile, &registry.host(), "AWS", &tampered.into_iter().collect::<String>());
+    write_authfile(
+        &authfile,
+        &registry.host(),
+        "AWS",
+        &tampered.into_iter().collect::<String>(),
+    );
     let out = skopeo_inspect(&authfile, &image).await;
     assert!(!out.status.success(), "tampered password pulled");
-    assert!(env.cloud.counters().get("registry-auth", "GetToken", "InvalidCredentials") >= 1);
+    assert!(
+        env.cloud
+            .counters()
+            .get("registry-auth", "GetToken", "InvalidCredentials")
+            >= 1
+    );
 
     // Wrong username for an ECR password.
     write_authfile(&authfile, &registry.host(), "_token", &password);
-    assert!(!skopeo_inspect(&authfile, &image).await.status.success(), "wrong username pulled");
+    assert!(
+        !skopeo_inspect(&authfile, &image).await.status.success(),
+        "wrong username pulled"
+    );
 
     // Expired: the ECR password lives 12 hours.
     env.cloud.advance(Duration::from_secs(12 * 3600 + 1));
     write_authfile(&authfile, &registry.host(), "AWS", &password);
     let out = skopeo_inspect(&authfile, &image).await;
     assert!(!out.status.success(), "expired password pulled");
-    assert!(env.cloud.counters().get("registry-auth", "GetToken", "ExpiredCredentials") >= 1);
+    assert!(
+        env.cloud
+            .counters()
+            .get("registry-auth", "GetToken", "ExpiredCredentials")
+            >= 1
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!stderr.contains(&password), "password echoed by the token service");
+    assert!(
+        !stderr.contains(&password),
+        "password echoed by the token service"
+    );
 }

@@ -29,7 +29,12 @@ pub const PROOF_PATH: &str = "/?Action=GetCallerIdentity&Version=2011-06-15";
 /// The host a proof must be addressed to.
 pub const PROOF_HOST: &str = "sts.amazonaws.com";
 /// Headers that bind the proof and must be signed.
-pub const SIGNED_BINDING_HEADERS: [&str; 4] = ["chainguard-audience", "chainguard-identity", "host", "x-amz-date"];
+pub const SIGNED_BINDING_HEADERS: [&str; 4] = [
+    "chainguard-audience",
+    "chainguard-identity",
+    "host",
+    "x-amz-date",
+];
 
 /// The Chainguard exchange's configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,12 +158,17 @@ pub fn decode_proof(bearer: &str) -> Result<Proof, ProofError> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .ok_or(ProofError::Malformed("no end of headers"))?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|_| ProofError::Malformed("headers are not UTF-8"))?;
+    let head = std::str::from_utf8(&raw[..split])
+        .map_err(|_| ProofError::Malformed("headers are not UTF-8"))?;
     let mut body = raw[split + 4..].to_vec();
     let mut lines = head.split("\r\n");
-    let request_line = lines.next().ok_or(ProofError::Malformed("no request line"))?;
+    let request_line = lines
+        .next()
+        .ok_or(ProofError::Malformed("no request line"))?;
     let mut parts = request_line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(ProofError::Malformed("bad request line"));
     };
     if version != "HTTP/1.1" {
@@ -166,17 +176,25 @@ pub fn decode_proof(bearer: &str) -> Result<Proof, ProofError> {
     }
     let mut headers = Vec::new();
     for line in lines {
-        let (k, v) = line.split_once(':').ok_or(ProofError::Malformed("bad header line"))?;
+        let (k, v) = line
+            .split_once(':')
+            .ok_or(ProofError::Malformed("bad header line"))?;
         if k.is_empty() || k.contains(' ') {
             return Err(ProofError::Malformed("bad header name"));
         }
         headers.push((k.to_owned(), v.trim().to_owned()));
     }
-    let lengths: Vec<&String> = headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v).collect();
+    let lengths: Vec<&String> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v)
+        .collect();
     match lengths.as_slice() {
         [] => {}
         [n] => {
-            let n: usize = n.parse().map_err(|_| ProofError::Malformed("bad Content-Length"))?;
+            let n: usize = n
+                .parse()
+                .map_err(|_| ProofError::Malformed("bad Content-Length"))?;
             if n > body.len() {
                 return Err(ProofError::Malformed("body shorter than Content-Length"));
             }
@@ -184,16 +202,31 @@ pub fn decode_proof(bearer: &str) -> Result<Proof, ProofError> {
         }
         _ => return Err(ProofError::Malformed("repeated Content-Length")),
     }
-    Ok(Proof { method: method.to_owned(), path_and_query: target.to_owned(), headers, body })
+    Ok(Proof {
+        method: method.to_owned(),
+        path_and_query: target.to_owned(),
+        headers,
+        body,
+    })
 }
 
 /// The checks on a decoded proof that need no credentials (pure; `now` in Unix seconds).
-pub fn check_proof(proof: &Proof, audience: &str, identity: &str, now: i64) -> Result<(), ProofError> {
+pub fn check_proof(
+    proof: &Proof,
+    audience: &str,
+    identity: &str,
+    now: i64,
+) -> Result<(), ProofError> {
     if proof.method != "POST" {
         return Err(ProofError::Method);
     }
     let values = |name: &str| -> Vec<&str> {
-        proof.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        proof
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
     };
     let one = |name: &'static str| -> Result<&str, ProofError> {
         match values(name).as_slice() {
@@ -245,17 +278,26 @@ pub(crate) async fn exchange(
     match exchange_inner(&state, &query, &headers) {
         Ok((token, expiry)) => {
             state.counters.inc("chainguard", "Exchange", "ok");
-            Json(json!({"token": token, "expiry": irsa_core::time::rfc3339(expiry)})).into_response()
+            Json(json!({"token": token, "expiry": irsa_core::time::rfc3339(expiry)}))
+                .into_response()
         }
         Err(e) => {
             state.counters.inc("chainguard", "Exchange", e.label());
             tracing::info!(code = e.label(), "chainguard exchange refused");
-            (e.status(), Json(json!({"code": e.label(), "message": e.to_string()}))).into_response()
+            (
+                e.status(),
+                Json(json!({"code": e.label(), "message": e.to_string()})),
+            )
+                .into_response()
         }
     }
 }
 
-fn exchange_inner(state: &State, query: &ExchangeQuery, headers: &HeaderMap) -> Result<(String, i64), ProofError> {
+fn exchange_inner(
+    state: &State,
+    query: &ExchangeQuery,
+    headers: &HeaderMap,
+) -> Result<(String, i64), ProofError> {
     let config = &state.config.chainguard;
     let audience = query.aud.as_deref().unwrap_or_default();
     if audience != config.audience {
@@ -271,14 +313,28 @@ fn exchange_inner(state: &State, query: &ExchangeQuery, headers: &HeaderMap) -> 
     // Proofs are signed with the wall clock; the sandbox clock ages sessions and tokens.
     check_proof(&proof, &config.audience, identity, wall_now())?;
     let now = state.clock.now();
-    let parts = RequestParts { method: &proof.method, path_and_query: &proof.path_and_query, headers: &proof.headers, body: &proof.body };
+    let parts = RequestParts {
+        method: &proof.method,
+        path_and_query: &proof.path_and_query,
+        headers: &proof.headers,
+        body: &proof.body,
+    };
     let session = authenticate(state, &parts, &["sts"]).map_err(|_| ProofError::Signature)?;
-    let allowed = config.identities.iter().find(|i| i.id == identity).is_some_and(|i| {
-        let iam = state.iam();
-        // Compare with the role's real ARN (session ARNs drop the path).
-        let role_arn = iam.role_by_name(&session.role_name).map(|r| r.arn.to_string()).unwrap_or_default();
-        i.allowed_roles.iter().any(|p| wildcard_match(p, &role_arn) || wildcard_match(p, &session.assumed_role_arn))
-    });
+    let allowed = config
+        .identities
+        .iter()
+        .find(|i| i.id == identity)
+        .is_some_and(|i| {
+            let iam = state.iam();
+            // Compare with the role's real ARN (session ARNs drop the path).
+            let role_arn = iam
+                .role_by_name(&session.role_name)
+                .map(|r| r.arn.to_string())
+                .unwrap_or_default();
+            i.allowed_roles.iter().any(|p| {
+                wildcard_match(p, &role_arn) || wildcard_match(p, &session.assumed_role_arn)
+            })
+        });
     if !allowed {
         return Err(ProofError::Forbidden);
     }
@@ -292,8 +348,18 @@ fn exchange_inner(state: &State, query: &ExchangeQuery, headers: &HeaderMap) -> 
         "act": {"sub": session.assumed_role_arn},
         "jti": random_string(16, b"0123456789abcdef"),
     });
-    let token = state.issuer.sign_claims(&claims).map_err(|_| ProofError::Signature)?;
-    state.store_registry_credential(&token, RegistryCredential { kind: CredentialKind::Chainguard, principal: identity.to_owned(), expires_at: expiry });
+    let token = state
+        .issuer
+        .sign_claims(&claims)
+        .map_err(|_| ProofError::Signature)?;
+    state.store_registry_credential(
+        &token,
+        RegistryCredential {
+            kind: CredentialKind::Chainguard,
+            principal: identity.to_owned(),
+            expires_at: expiry,
+        },
+    );
     Ok((token, expiry))
 }
 
@@ -332,29 +398,101 @@ mod tests {
 
     #[test]
     fn proof_rules_table() {
-        assert_eq!(crate::cloud::sigv4::parse_amz_date("20270115T080000Z"), Some(NOW));
+        assert_eq!(
+            crate::cloud::sigv4::parse_amz_date("20270115T080000Z"),
+            Some(NOW)
+        );
         let cases: Vec<(&str, Vec<String>, Result<(), ProofError>)> = vec![
             ("good", edit(|_| {}), Ok(())),
-            ("get", edit(|l| l[0] = format!("GET {PROOF_PATH} HTTP/1.1")), Err(ProofError::Method)),
-            ("host", edit(|l| l[1] = "Host: sts.us-east-1.amazonaws.com".into()), Err(ProofError::Host)),
-            ("path", edit(|l| l[0] = "POST /?Action=AssumeRole&Version=2011-06-15 HTTP/1.1".into()), Err(ProofError::Path)),
-            ("two audiences", edit(|l| l.push("Chainguard-Audience: cgr.dev".into())), Err(ProofError::HeaderCount("chainguard-audience"))),
-            ("no identity", edit(|l| { l.remove(5); }), Err(ProofError::HeaderCount("chainguard-identity"))),
-            ("no date", edit(|l| { l.remove(3); }), Err(ProofError::HeaderCount("x-amz-date"))),
-            ("no authorization", edit(|l| { l.remove(2); }), Err(ProofError::HeaderCount("authorization"))),
-            ("unsigned identity", edit(|l| l[2] = l[2].replace("chainguard-identity;", "")), Err(ProofError::Unsigned("chainguard-identity"))),
-            ("audience", edit(|l| l[4] = "Chainguard-Audience: other.dev".into()), Err(ProofError::Audience)),
-            ("identity", edit(|l| l[5] = "Chainguard-Identity: group/other".into()), Err(ProofError::Identity)),
-            ("old", edit(|l| l[3] = "X-Amz-Date: 20270115T074459Z".into()), Err(ProofError::Stale)),
-            ("15 min old", edit(|l| l[3] = "X-Amz-Date: 20270115T074500Z".into()), Ok(())),
-            ("ahead", edit(|l| l[3] = "X-Amz-Date: 20270115T080501Z".into()), Err(ProofError::Stale)),
-            ("5 min ahead", edit(|l| l[3] = "X-Amz-Date: 20270115T080500Z".into()), Ok(())),
-            ("http/1.0", edit(|l| l[0] = format!("POST {PROOF_PATH} HTTP/1.0")), Err(ProofError::Malformed("not HTTP/1.1"))),
+            (
+                "get",
+                edit(|l| l[0] = format!("GET {PROOF_PATH} HTTP/1.1")),
+                Err(ProofError::Method),
+            ),
+            (
+                "host",
+                edit(|l| l[1] = "Host: sts.us-east-1.amazonaws.com".into()),
+                Err(ProofError::Host),
+            ),
+            (
+                "path",
+                edit(|l| l[0] = "POST /?Action=AssumeRole&Version=2011-06-15 HTTP/1.1".into()),
+                Err(ProofError::Path),
+            ),
+            (
+                "two audiences",
+                edit(|l| l.push("Chainguard-Audience: cgr.dev".into())),
+                Err(ProofError::HeaderCount("chainguard-audience")),
+            ),
+            (
+                "no identity",
+                edit(|l| {
+                    l.remove(5);
+                }),
+                Err(ProofError::HeaderCount("chainguard-identity")),
+            ),
+            (
+                "no date",
+                edit(|l| {
+                    l.remove(3);
+                }),
+                Err(ProofError::HeaderCount("x-amz-date")),
+            ),
+            (
+                "no authorization",
+                edit(|l| {
+                    l.remove(2);
+                }),
+                Err(ProofError::HeaderCount("authorization")),
+            ),
+            (
+                "unsigned identity",
+                edit(|l| l[2] = l[2].replace("chainguard-identity;", "")),
+                Err(ProofError::Unsigned("chainguard-identity")),
+            ),
+            (
+                "audience",
+                edit(|l| l[4] = "Chainguard-Audience: other.dev".into()),
+                Err(ProofError::Audience),
+            ),
+            (
+                "identity",
+                edit(|l| l[5] = "Chainguard-Identity: group/other".into()),
+                Err(ProofError::Identity),
+            ),
+            (
+                "old",
+                edit(|l| l[3] = "X-Amz-Date: 20270115T074459Z".into()),
+                Err(ProofError::Stale),
+            ),
+            (
+                "15 min old",
+                edit(|l| l[3] = "X-Amz-Date: 20270115T074500Z".into()),
+                Ok(()),
+            ),
+            (
+                "ahead",
+                edit(|l| l[3] = "X-Amz-Date: 20270115T080501Z".into()),
+                Err(ProofError::Stale),
+            ),
+            (
+                "5 min ahead",
+                edit(|l| l[3] = "X-Amz-Date: 20270115T080500Z".into()),
+                Ok(()),
+            ),
+            (
+                "http/1.0",
+                edit(|l| l[0] = format!("POST {PROOF_PATH} HTTP/1.0")),
+                Err(ProofError::Malformed("not HTTP/1.1")),
+            ),
         ];
         for (name, lines, want) in cases {
             assert_eq!(check(lines), want, "{name}");
         }
         assert_eq!(decode_proof("!!!"), Err(ProofError::Encoding));
-        assert_eq!(decode_proof(&URL_SAFE_NO_PAD.encode("POST / HTTP/1.1\r\n")), Err(ProofError::Malformed("no end of headers")));
+        assert_eq!(
+            decode_proof(&URL_SAFE_NO_PAD.encode("POST / HTTP/1.1\r\n")),
+            Err(ProofError::Malformed("no end of headers"))
+        );
     }
 }

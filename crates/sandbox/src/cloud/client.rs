@@ -70,10 +70,13 @@ pub async fn request(
             url: url.to_owned(),
             reason: e.to_string(),
         })?;
-    let resp = client.request(req).await.map_err(|e| HttpError::Transport {
-        url: url.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| HttpError::Transport {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()

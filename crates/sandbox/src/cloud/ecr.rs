@@ -28,17 +28,36 @@ pub(crate) struct JsonError {
 
 impl JsonError {
     fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
     }
 
     fn from_auth(failure: &AuthFailure) -> Self {
         match failure {
-            AuthFailure::Missing => Self::new("MissingAuthenticationTokenException", "Missing Authentication Token"),
+            AuthFailure::Missing => Self::new(
+                "MissingAuthenticationTokenException",
+                "Missing Authentication Token",
+            ),
             AuthFailure::Malformed(e) => Self::new("IncompleteSignatureException", e.to_string()),
-            AuthFailure::InvalidToken => Self::new("UnrecognizedClientException", "The security token included in the request is invalid."),
-            AuthFailure::Expired => Self::new("ExpiredTokenException", "The security token included in the request is expired"),
-            AuthFailure::Skew => Self::new("InvalidSignatureException", "Signature expired: the request was signed more than 15 minutes from the server's time"),
-            AuthFailure::Signature => Self::new("InvalidSignatureException", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."),
+            AuthFailure::InvalidToken => Self::new(
+                "UnrecognizedClientException",
+                "The security token included in the request is invalid.",
+            ),
+            AuthFailure::Expired => Self::new(
+                "ExpiredTokenException",
+                "The security token included in the request is expired",
+            ),
+            AuthFailure::Skew => Self::new(
+                "InvalidSignatureException",
+                "Signature expired: the request was signed more than 15 minutes from the server's time",
+            ),
+            AuthFailure::Signature => Self::new(
+                "InvalidSignatureException",
+                "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.",
+            ),
         }
     }
 
@@ -57,15 +76,30 @@ pub(crate) fn handle(state: &State, target: &str, request: &Collected) -> Respon
     let (service, result) = match target {
         ECR_TARGET => ("ecr", ecr_token(state, request)),
         ECR_PUBLIC_TARGET => ("ecr-public", ecr_public_token(state, request)),
-        _ => ("unknown", Err(JsonError::new("UnknownOperationException", "The sandbox implements GetAuthorizationToken of ECR and ECR Public only"))),
+        _ => (
+            "unknown",
+            Err(JsonError::new(
+                "UnknownOperationException",
+                "The sandbox implements GetAuthorizationToken of ECR and ECR Public only",
+            )),
+        ),
     };
     match result {
         Ok(body) => {
             state.counters.inc(service, "GetAuthorizationToken", "ok");
-            (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")], body.to_string()).into_response()
+            (
+                StatusCode::OK,
+                [(http::header::CONTENT_TYPE, "application/x-amz-json-1.1")],
+                body.to_string(),
+            )
+                .into_response()
         }
         Err(e) => {
-            let action = if service == "unknown" { "unknown" } else { "GetAuthorizationToken" };
+            let action = if service == "unknown" {
+                "unknown"
+            } else {
+                "GetAuthorizationToken"
+            };
             state.counters.inc(service, action, e.code);
             tracing::info!(service, code = e.code, "registry token request refused");
             e.render()
@@ -73,8 +107,14 @@ pub(crate) fn handle(state: &State, target: &str, request: &Collected) -> Respon
     }
 }
 
-fn authorize(state: &State, request: &Collected, services: &[&str], actions: &[&str]) -> Result<Session, JsonError> {
-    let session = authenticate(state, &request.parts(), services).map_err(|e| JsonError::from_auth(&e))?;
+fn authorize(
+    state: &State,
+    request: &Collected,
+    services: &[&str],
+    actions: &[&str],
+) -> Result<Session, JsonError> {
+    let session =
+        authenticate(state, &request.parts(), services).map_err(|e| JsonError::from_auth(&e))?;
     let iam = state.iam();
     let policies = iam
         .role_by_name(&session.role_name)
@@ -84,13 +124,16 @@ fn authorize(state: &State, request: &Collected, services: &[&str], actions: &[&
         let decision = evaluate_permissions(&policies, action, "*");
         if decision != PermissionDecision::Allow {
             let why = if decision == PermissionDecision::ExplicitDeny {
-                format!("with an explicit deny in an identity-based policy")
+                "with an explicit deny in an identity-based policy".to_owned()
             } else {
                 format!("because no identity-based policy allows the {action} action")
             };
             return Err(JsonError::new(
                 "AccessDeniedException",
-                format!("User: {} is not authorized to perform: {action} on resource: * {why}", session.assumed_role_arn),
+                format!(
+                    "User: {} is not authorized to perform: {action} on resource: * {why}",
+                    session.assumed_role_arn
+                ),
             ));
         }
     }
@@ -99,14 +142,33 @@ fn authorize(state: &State, request: &Collected, services: &[&str], actions: &[&
 
 fn new_password(state: &State, kind: CredentialKind, session: &Session, expires_at: i64) -> String {
     let password = random_string(64, PASSWORD_ALPHABET);
-    state.store_registry_credential(&password, RegistryCredential { kind, principal: session.assumed_role_arn.clone(), expires_at });
+    state.store_registry_credential(
+        &password,
+        RegistryCredential {
+            kind,
+            principal: session.assumed_role_arn.clone(),
+            expires_at,
+        },
+    );
     password
 }
 
 fn ecr_token(state: &State, request: &Collected) -> Result<Value, JsonError> {
-    let session = authorize(state, request, &["ecr", "api.ecr"], &["ecr:GetAuthorizationToken"])?;
-    let input: Value = if request.body.is_empty() { json!({}) } else {
-        serde_json::from_slice(&request.body).map_err(|_| JsonError::new("SerializationException", "The request body is not valid JSON"))?
+    let session = authorize(
+        state,
+        request,
+        &["ecr", "api.ecr"],
+        &["ecr:GetAuthorizationToken"],
+    )?;
+    let input: Value = if request.body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(&request.body).map_err(|_| {
+            JsonError::new(
+                "SerializationException",
+                "The request body is not valid JSON",
+            )
+        })?
     };
     let registry_ids: Vec<String> = match input.get("registryIds") {
         None | Some(Value::Null) => vec![state.config.account_id.clone()],
@@ -122,7 +184,9 @@ fn ecr_token(state: &State, request: &Collected) -> Result<Value, JsonError> {
         .iter()
         .map(|id| {
             let password = new_password(state, CredentialKind::Ecr, &session, expires_at);
-            let endpoint = state.config.ecr_proxy_endpoint.clone().unwrap_or_else(|| format!("https://{id}.dkr.ecr.{}.amazonaws.com", state.config.region));
+            let endpoint = state.config.ecr_proxy_endpoint.clone().unwrap_or_else(|| {
+                format!("https://{id}.dkr.ecr.{}.amazonaws.com", state.config.region)
+            });
             json!({
                 "authorizationToken": STANDARD.encode(format!("AWS:{password}")),
                 "expiresAt": expires_at,
@@ -134,7 +198,15 @@ fn ecr_token(state: &State, request: &Collected) -> Result<Value, JsonError> {
 }
 
 fn ecr_public_token(state: &State, request: &Collected) -> Result<Value, JsonError> {
-    let session = authorize(state, request, &["ecr-public"], &["ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"])?;
+    let session = authorize(
+        state,
+        request,
+        &["ecr-public"],
+        &[
+            "ecr-public:GetAuthorizationToken",
+            "sts:GetServiceBearerToken",
+        ],
+    )?;
     let expires_at = state.clock.now() + state.config.ecr_token_lifetime_seconds;
     let password = new_password(state, CredentialKind::EcrPublic, &session, expires_at);
     Ok(json!({"authorizationData": {

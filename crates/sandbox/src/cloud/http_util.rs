@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::sigv4::{self, Authorization, RequestParts, SigV4Error};
 use super::clock::wall_now;
+use super::sigv4::{self, Authorization, RequestParts, SigV4Error};
 use super::{OidcProviderConfig, RoleConfig, Session, State};
 
 /// An owned request, as the verifiers see it.
@@ -46,7 +46,12 @@ pub(crate) fn collect(
             .unwrap_or_else(|| "/".to_owned()),
         headers: headers
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
         body: body.to_vec(),
     }
@@ -109,9 +114,13 @@ fn admin_error(status: StatusCode, message: String) -> Response {
 }
 
 pub(crate) async fn list_providers(AxState(state): AxState<Arc<State>>) -> Json<Value> {
-    state.counters.inc("iam-admin", "ListOpenIDConnectProviders", "ok");
+    state
+        .counters
+        .inc("iam-admin", "ListOpenIDConnectProviders", "ok");
     let iam = state.iam();
-    Json(json!({"oidcProviders": iam.providers().map(|p| json!({"arn": p.arn.to_string(), "provider": p.config})).collect::<Vec<_>>()}))
+    Json(
+        json!({"oidcProviders": iam.providers().map(|p| json!({"arn": p.arn.to_string(), "provider": p.config})).collect::<Vec<_>>()}),
+    )
 }
 
 pub(crate) async fn put_provider(
@@ -121,17 +130,26 @@ pub(crate) async fn put_provider(
     let provider: OidcProviderConfig = match serde_json::from_slice(&body) {
         Ok(p) => p,
         Err(e) => {
-            state.counters.inc("iam-admin", "PutOpenIDConnectProvider", "InvalidInput");
-            return admin_error(StatusCode::BAD_REQUEST, format!("invalid OIDC provider: {e}"));
+            state
+                .counters
+                .inc("iam-admin", "PutOpenIDConnectProvider", "InvalidInput");
+            return admin_error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid OIDC provider: {e}"),
+            );
         }
     };
     match state.iam_mut().put_provider(provider) {
         Ok(arn) => {
-            state.counters.inc("iam-admin", "PutOpenIDConnectProvider", "ok");
+            state
+                .counters
+                .inc("iam-admin", "PutOpenIDConnectProvider", "ok");
             (StatusCode::OK, Json(json!({"arn": arn.to_string()}))).into_response()
         }
         Err(e) => {
-            state.counters.inc("iam-admin", "PutOpenIDConnectProvider", "InvalidInput");
+            state
+                .counters
+                .inc("iam-admin", "PutOpenIDConnectProvider", "InvalidInput");
             admin_error(StatusCode::BAD_REQUEST, e.to_string())
         }
     }
@@ -140,10 +158,15 @@ pub(crate) async fn put_provider(
 pub(crate) async fn list_roles(AxState(state): AxState<Arc<State>>) -> Json<Value> {
     state.counters.inc("iam-admin", "ListRoles", "ok");
     let iam = state.iam();
-    Json(json!({"roles": iam.roles().map(|r| json!({"arn": r.arn.to_string(), "roleId": r.role_id, "role": r.config})).collect::<Vec<_>>()}))
+    Json(
+        json!({"roles": iam.roles().map(|r| json!({"arn": r.arn.to_string(), "roleId": r.role_id, "role": r.config})).collect::<Vec<_>>()}),
+    )
 }
 
-pub(crate) async fn put_role(AxState(state): AxState<Arc<State>>, body: axum::body::Bytes) -> Response {
+pub(crate) async fn put_role(
+    AxState(state): AxState<Arc<State>>,
+    body: axum::body::Bytes,
+) -> Response {
     let role: RoleConfig = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

@@ -163,7 +163,10 @@ impl Iam {
     }
 
     /// Adds or replaces a provider.
-    pub fn put_provider(&mut self, config: OidcProviderConfig) -> Result<OidcProviderArn, IamError> {
+    pub fn put_provider(
+        &mut self,
+        config: OidcProviderConfig,
+    ) -> Result<OidcProviderArn, IamError> {
         let arn = OidcProviderArn::from_issuer(&self.partition, &self.account, &config.url)
             .map_err(|e| IamError::ProviderUrl {
                 url: config.url.clone(),
@@ -173,10 +176,14 @@ impl Iam {
             return Err(IamError::NoClientIds { url: config.url });
         }
         let jwks = match &config.jwks {
-            Some(doc) => Some(Jwks::parse(doc.to_string().as_bytes()).map_err(|e| IamError::Jwks {
-                url: config.url.clone(),
-                reason: e.to_string(),
-            })?),
+            Some(doc) => {
+                Some(
+                    Jwks::parse(doc.to_string().as_bytes()).map_err(|e| IamError::Jwks {
+                        url: config.url.clone(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
             None => None,
         };
         self.providers.insert(
@@ -203,17 +210,17 @@ impl Iam {
 
     /// Adds or replaces a role.
     pub fn put_role(&mut self, config: RoleConfig) -> Result<RoleArn, IamError> {
-        let arn = RoleArn::new(&self.partition, &self.account, &config.path, &config.name).map_err(
-            |e| IamError::RoleName {
-                name: config.name.clone(),
-                reason: e.to_string(),
-            },
-        )?;
-        let trust_policy =
-            PolicyDocument::from_value(&config.trust_policy).map_err(|e| IamError::TrustPolicy {
+        let arn = RoleArn::new(&self.partition, &self.account, &config.path, &config.name)
+            .map_err(|e| IamError::RoleName {
                 name: config.name.clone(),
                 reason: e.to_string(),
             })?;
+        let trust_policy = PolicyDocument::from_value(&config.trust_policy).map_err(|e| {
+            IamError::TrustPolicy {
+                name: config.name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
         for policy in &config.permission_policies {
             statements(policy).map_err(|reason| IamError::PermissionPolicy {
                 name: config.name.clone(),
@@ -238,9 +245,11 @@ impl Iam {
 
     /// The role a role ARN names, when account, partition and path match.
     pub fn role(&self, arn: &RoleArn) -> Option<&Role> {
-        self.roles
-            .get(&arn.name)
-            .filter(|r| r.arn.account == arn.account && r.arn.partition == arn.partition && r.arn.path == arn.path)
+        self.roles.get(&arn.name).filter(|r| {
+            r.arn.account == arn.account
+                && r.arn.partition == arn.partition
+                && r.arn.path == arn.path
+        })
     }
 
     /// The role of an assumed-role session (by name: session ARNs carry no path).
@@ -293,7 +302,11 @@ fn strings(v: &Value) -> Result<Vec<String>, String> {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(items) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_owned).ok_or_else(|| "expected strings".to_owned()))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| "expected strings".to_owned())
+            })
             .collect(),
         _ => Err("expected a string or a list of strings".to_owned()),
     }
@@ -365,7 +378,11 @@ pub fn wildcard_match(pattern: &str, value: &str) -> bool {
 /// Evaluates identity policies for `action` on `resource`: an applicable Deny wins, else an
 /// applicable Allow allows. Statements with a `Condition` are not evaluated by the sandbox
 /// and never apply (so a conditional Allow does not grant; a conditional Deny does not deny).
-pub fn evaluate_permissions(policies: &[Value], action: &str, resource: &str) -> PermissionDecision {
+pub fn evaluate_permissions(
+    policies: &[Value],
+    action: &str,
+    resource: &str,
+) -> PermissionDecision {
     let mut allowed = false;
     for policy in policies {
         let Ok(statements) = statements(policy) else {
@@ -398,10 +415,18 @@ mod tests {
     #[test]
     fn wildcards() {
         for (pattern, value, want) in [
-            ("ecr:GetAuthorizationToken", "ecr:getauthorizationtoken", true),
+            (
+                "ecr:GetAuthorizationToken",
+                "ecr:getauthorizationtoken",
+                true,
+            ),
             ("ecr:*", "ecr:GetAuthorizationToken", true),
             ("ecr:Get*Token", "ecr:GetAuthorizationToken", true),
-            ("ecr:Get?uthorizationToken", "ecr:GetAuthorizationToken", true),
+            (
+                "ecr:Get?uthorizationToken",
+                "ecr:GetAuthorizationToken",
+                true,
+            ),
             ("ecr-public:*", "ecr:GetAuthorizationToken", false),
             ("*", "anything", true),
             ("ecr:Batch*", "ecr:GetAuthorizationToken", false),
@@ -414,25 +439,52 @@ mod tests {
     #[test]
     fn permission_table() {
         let allow_ecr = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]});
-        let allow_all_ecr = json!({"Statement": {"Effect": "Allow", "Action": ["ecr:*"], "Resource": "*"}});
-        let deny_token = json!({"Statement": [{"Effect": "Deny", "Action": "ecr:Get*", "Resource": "*"}]});
-        let not_action = json!({"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]});
+        let allow_all_ecr =
+            json!({"Statement": {"Effect": "Allow", "Action": ["ecr:*"], "Resource": "*"}});
+        let deny_token =
+            json!({"Statement": [{"Effect": "Deny", "Action": "ecr:Get*", "Resource": "*"}]});
+        let not_action =
+            json!({"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]});
         let conditional = json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]});
         let other_resource = json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:ecr:*:*:repository/x"}]});
         use PermissionDecision::*;
         for (policies, action, want) in [
             (vec![allow_ecr.clone()], "ecr:GetAuthorizationToken", Allow),
-            (vec![allow_ecr.clone()], "ecr-public:GetAuthorizationToken", ImplicitDeny),
-            (vec![allow_all_ecr.clone()], "ecr:GetAuthorizationToken", Allow),
-            (vec![allow_all_ecr, deny_token.clone()], "ecr:GetAuthorizationToken", ExplicitDeny),
-            (vec![deny_token, allow_ecr], "ecr:GetAuthorizationToken", ExplicitDeny),
+            (
+                vec![allow_ecr.clone()],
+                "ecr-public:GetAuthorizationToken",
+                ImplicitDeny,
+            ),
+            (
+                vec![allow_all_ecr.clone()],
+                "ecr:GetAuthorizationToken",
+                Allow,
+            ),
+            (
+                vec![allow_all_ecr, deny_token.clone()],
+                "ecr:GetAuthorizationToken",
+                ExplicitDeny,
+            ),
+            (
+                vec![deny_token, allow_ecr],
+                "ecr:GetAuthorizationToken",
+                ExplicitDeny,
+            ),
             (vec![not_action.clone()], "ecr:GetAuthorizationToken", Allow),
             (vec![not_action], "iam:PassRole", ImplicitDeny),
             (vec![conditional], "ecr:GetAuthorizationToken", ImplicitDeny),
-            (vec![other_resource], "ecr:GetAuthorizationToken", ImplicitDeny),
+            (
+                vec![other_resource],
+                "ecr:GetAuthorizationToken",
+                ImplicitDeny,
+            ),
             (vec![], "ecr:GetAuthorizationToken", ImplicitDeny),
         ] {
-            assert_eq!(evaluate_permissions(&policies, action, "*"), want, "{action} {policies:?}");
+            assert_eq!(
+                evaluate_permissions(&policies, action, "*"),
+                want,
+                "{action} {policies:?}"
+            );
         }
     }
 
@@ -446,12 +498,23 @@ mod tests {
                 jwks: None,
             })
             .unwrap();
-        assert_eq!(arn.to_string(), "arn:aws:iam::111122223333:oidc-provider/oidc.example.test/id/ABC");
-        assert!(iam.provider_for_issuer("https://oidc.example.test/id/ABC").is_some());
+        assert_eq!(
+            arn.to_string(),
+            "arn:aws:iam::111122223333:oidc-provider/oidc.example.test/id/ABC"
+        );
+        assert!(
+            iam.provider_for_issuer("https://oidc.example.test/id/ABC")
+                .is_some()
+        );
         assert!(iam.provider_for_issuer("https://other.test").is_none());
-        assert!(iam
-            .put_provider(OidcProviderConfig { url: "http://x.test".into(), client_ids: vec!["a".into()], jwks: None })
-            .is_err());
+        assert!(
+            iam.put_provider(OidcProviderConfig {
+                url: "http://x.test".into(),
+                client_ids: vec!["a".into()],
+                jwks: None
+            })
+            .is_err()
+        );
         let role = RoleConfig {
             name: "puller".into(),
             path: "/ci/".into(),
@@ -464,7 +527,13 @@ mod tests {
         assert!(iam.role(&arn).unwrap().role_id.starts_with("AROA"));
         let other_path: RoleArn = "arn:aws:iam::111122223333:role/puller".parse().unwrap();
         assert!(iam.role(&other_path).is_none());
-        let bad = RoleConfig { permission_policies: vec![json!({"Statement": [{"Effect": "Maybe"}]})], ..role };
-        assert!(matches!(iam.put_role(bad), Err(IamError::PermissionPolicy { .. })));
+        let bad = RoleConfig {
+            permission_policies: vec![json!({"Statement": [{"Effect": "Maybe"}]})],
+            ..role
+        };
+        assert!(matches!(
+            iam.put_role(bad),
+            Err(IamError::PermissionPolicy { .. })
+        ));
     }
 }

@@ -320,8 +320,14 @@ impl Cloud {
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/openid/v1/jwks", get(jwks))
             .route("/metrics", get(metrics))
-            .route("/admin/iam/oidc-providers", get(http_util::list_providers).post(http_util::put_provider))
-            .route("/admin/iam/roles", get(http_util::list_roles).post(http_util::put_role))
+            .route(
+                "/admin/iam/oidc-providers",
+                get(http_util::list_providers).post(http_util::put_provider),
+            )
+            .route(
+                "/admin/iam/roles",
+                get(http_util::list_roles).post(http_util::put_role),
+            )
             .with_state(self.state.clone())
     }
 
@@ -348,7 +354,10 @@ impl Cloud {
 
     /// Registers (or replaces) an OIDC provider; returns its ARN.
     pub fn put_oidc_provider(&self, provider: OidcProviderConfig) -> Result<String, IamError> {
-        self.state.iam_mut().put_provider(provider).map(|a| a.to_string())
+        self.state
+            .iam_mut()
+            .put_provider(provider)
+            .map(|a| a.to_string())
     }
 
     /// Creates (or replaces) a role; returns its ARN.
@@ -439,5 +448,12 @@ pub(crate) fn random_string(len: usize, alphabet: &[u8]) -> String {
 /// A request id (UUID-shaped).
 pub(crate) fn request_id() -> String {
     let h = random_string(32, b"0123456789abcdef");
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }

@@ -223,7 +223,14 @@ fn random_jti() -> String {
     let mut bytes = [0u8; 16];
     let _ = aws_lc_rs::rand::fill(&mut bytes);
     let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 impl TokenIssuer for OidcIssuer {
@@ -290,7 +297,12 @@ mod tests {
 
     #[test]
     fn issued_tokens_verify_against_the_jwks() {
-        let issuer = OidcIssuer::new("https://oidc.example.test/", "https://kubernetes.default.svc", None).unwrap();
+        let issuer = OidcIssuer::new(
+            "https://oidc.example.test/",
+            "https://kubernetes.default.svc",
+            None,
+        )
+        .unwrap();
         let now = 1_800_000_000;
         let issued = issuer.issue(&request(now)).unwrap();
         assert_eq!(issued.expires_at, now + 3600);
@@ -302,11 +314,17 @@ mod tests {
                 .with_audience("sts.amazonaws.com"),
         )
         .unwrap();
-        assert_eq!(verified.claims.sub.as_deref(), Some("system:serviceaccount:team-a:puller"));
+        assert_eq!(
+            verified.claims.sub.as_deref(),
+            Some("system:serviceaccount:team-a:puller")
+        );
         let k8s = verified.claims.kubernetes.unwrap();
         assert_eq!(k8s.pod.unwrap().name, "p");
         assert_eq!(k8s.node.unwrap().uid.as_deref(), Some("node-uid"));
-        assert_eq!(issuer.discovery()["jwks_uri"], "https://oidc.example.test/openid/v1/jwks");
+        assert_eq!(
+            issuer.discovery()["jwks_uri"],
+            "https://oidc.example.test/openid/v1/jwks"
+        );
     }
 
     #[test]

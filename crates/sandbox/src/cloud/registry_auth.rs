@@ -57,14 +57,24 @@ impl std::fmt::Debug for RegistrySigner {
 impl RegistrySigner {
     /// A new key and certificate.
     pub fn generate() -> Result<Self, String> {
-        let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, "irsa sandbox registry token signer");
+        let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| e.to_string())?;
+        let mut params =
+            rcgen::CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "irsa sandbox registry token signer",
+        );
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let cert = params.self_signed(&key_pair).map_err(|e| e.to_string())?;
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key_pair.serialize_der())
-            .map_err(|e| e.to_string())?;
-        Ok(Self { key, cert_der: cert.der().to_vec(), cert_pem: cert.pem() })
+        let key =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key_pair.serialize_der())
+                .map_err(|e| e.to_string())?;
+        Ok(Self {
+            key,
+            cert_der: cert.der().to_vec(),
+            cert_pem: cert.pem(),
+        })
     }
 
     /// The certificate, PEM.
@@ -73,8 +83,13 @@ impl RegistrySigner {
     }
 
     fn sign(&self, claims: &Value) -> Result<String, String> {
-        let header = json!({"typ": "JWT", "alg": "ES256", "x5c": [STANDARD.encode(&self.cert_der)]});
-        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let header =
+            json!({"typ": "JWT", "alg": "ES256", "x5c": [STANDARD.encode(&self.cert_der)]});
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string())
+        );
         let sig = self
             .key
             .sign(&aws_lc_rs::rand::SystemRandom::new(), input.as_bytes())
@@ -99,8 +114,16 @@ pub(crate) fn parse_scope(scope: &str) -> Option<Scope> {
     if kind.is_empty() || name.is_empty() {
         return None;
     }
-    let actions: Vec<String> = actions.split(',').filter(|a| !a.is_empty()).map(str::to_owned).collect();
-    Some(Scope { kind: kind.to_owned(), name: name.to_owned(), actions })
+    let actions: Vec<String> = actions
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect();
+    Some(Scope {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        actions,
+    })
 }
 
 /// Issues a bearer token for `scopes` (times are wall-clock: the registry checks them).
@@ -127,7 +150,10 @@ pub(crate) fn issue_token(state: &State, subject: &str, scopes: &[&str]) -> Resu
 fn unauthorized(message: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
-        [(http::header::WWW_AUTHENTICATE, "Basic realm=\"irsa-sandbox\"")],
+        [(
+            http::header::WWW_AUTHENTICATE,
+            "Basic realm=\"irsa-sandbox\"",
+        )],
         Json(json!({"errors": [{"code": "UNAUTHORIZED", "message": message}]})),
     )
         .into_response()
@@ -156,14 +182,20 @@ pub(crate) async fn token(
         m
     });
     let outcome = |o: &str| state.counters.inc("registry-auth", "GetToken", o);
-    let service = params.get("service").and_then(|v| v.first()).copied().unwrap_or_default();
+    let service = params
+        .get("service")
+        .and_then(|v| v.first())
+        .copied()
+        .unwrap_or_default();
     if service != state.config.registry.service {
         outcome("InvalidService");
         return (StatusCode::BAD_REQUEST, Json(json!({"errors": [{"code": "INVALID_SERVICE", "message": "unknown service: use the service named in the registry's WWW-Authenticate challenge"}]}))).into_response();
     }
     let Some((user, password)) = basic_credentials(&headers) else {
         outcome("MissingCredentials");
-        return unauthorized("authentication required: log in with a password the sandbox issued (ECR GetAuthorizationToken or a Chainguard exchange)");
+        return unauthorized(
+            "authentication required: log in with a password the sandbox issued (ECR GetAuthorizationToken or a Chainguard exchange)",
+        );
     };
     let Some(credential) = state.registry_credential(&password) else {
         outcome("InvalidCredentials");
@@ -191,7 +223,11 @@ pub(crate) async fn token(
         }
         Err(e) => {
             outcome("InternalError");
-            (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"errors": [{"code": "UNKNOWN", "message": e}]}))).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"errors": [{"code": "UNKNOWN", "message": e}]})),
+            )
+                .into_response()
         }
     }
 }
@@ -203,9 +239,18 @@ mod tests {
     #[test]
     fn scopes() {
         for (input, want) in [
-            ("repository:team/app:pull,push", Some(("repository", "team/app", vec!["pull", "push"]))),
-            ("repository:app:pull", Some(("repository", "app", vec!["pull"]))),
-            ("registry:catalog:*", Some(("registry", "catalog", vec!["*"]))),
+            (
+                "repository:team/app:pull,push",
+                Some(("repository", "team/app", vec!["pull", "push"])),
+            ),
+            (
+                "repository:app:pull",
+                Some(("repository", "app", vec!["pull"])),
+            ),
+            (
+                "registry:catalog:*",
+                Some(("registry", "catalog", vec!["*"])),
+            ),
             ("repository::pull", None),
             ("nonsense", None),
         ] {
@@ -224,8 +269,16 @@ mod tests {
     #[test]
     fn basic_auth() {
         let mut h = HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, format!("Basic {}", STANDARD.encode("AWS:pw:with:colons")).parse().unwrap());
-        assert_eq!(basic_credentials(&h), Some(("AWS".into(), "pw:with:colons".into())));
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("Basic {}", STANDARD.encode("AWS:pw:with:colons"))
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            basic_credentials(&h),
+            Some(("AWS".into(), "pw:with:colons".into()))
+        );
         h.insert(http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
         assert_eq!(basic_credentials(&h), None);
     }

@@ -210,7 +210,10 @@ impl Drop for RegistryProcess {
 
 fn digest(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
-    format!("sha256:{}", d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!(
+        "sha256:{}",
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    )
 }
 
 async fn upload_blob(

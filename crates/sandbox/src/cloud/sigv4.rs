@@ -4,9 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{
-    SignableBody, SignableRequest, SigningSettings, sign,
-};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 
 /// Requests signed further than this from now are refused (AWS's 15 minutes).
@@ -83,14 +81,21 @@ impl Authorization {
         let signature = signature.ok_or(SigV4Error::Malformed("missing Signature"))?;
         let scope: Vec<&str> = credential.split('/').collect();
         let [akid, date, region, service, "aws4_request"] = scope.as_slice() else {
-            return Err(SigV4Error::Malformed("credential scope must be key/date/region/service/aws4_request"));
+            return Err(SigV4Error::Malformed(
+                "credential scope must be key/date/region/service/aws4_request",
+            ));
         };
         if akid.is_empty() || date.len() != 8 || region.is_empty() || service.is_empty() {
             return Err(SigV4Error::Malformed("empty credential scope field"));
         }
         let signed_headers: Vec<String> = signed.split(';').map(str::to_owned).collect();
-        if signed_headers.iter().any(|h| h.is_empty() || h.chars().any(|c| c.is_ascii_uppercase())) {
-            return Err(SigV4Error::Malformed("signed headers must be lowercase names"));
+        if signed_headers
+            .iter()
+            .any(|h| h.is_empty() || h.chars().any(|c| c.is_ascii_uppercase()))
+        {
+            return Err(SigV4Error::Malformed(
+                "signed headers must be lowercase names",
+            ));
         }
         if signature.len() != 64 || !signature.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(SigV4Error::Malformed("signature must be 64 hex digits"));
@@ -114,7 +119,9 @@ pub fn parse_amz_date(s: &str) -> Option<i64> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let part = s.get(r)?;
-        part.bytes().all(|c| c.is_ascii_digit()).then(|| part.parse().ok())?
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
@@ -162,7 +169,11 @@ impl RequestParts<'_> {
 }
 
 /// Checks the signing date against `now` (± [`MAX_SKEW_SECONDS`]) and returns it.
-pub fn check_date(parts: &RequestParts<'_>, auth: &Authorization, now: i64) -> Result<i64, SigV4Error> {
+pub fn check_date(
+    parts: &RequestParts<'_>,
+    auth: &Authorization,
+    now: i64,
+) -> Result<i64, SigV4Error> {
     let signed_at = parts
         .header("x-amz-date")
         .and_then(parse_amz_date)
@@ -187,7 +198,11 @@ pub fn verify_signature(
     let mut signed: Vec<(&str, &str)> = parts
         .headers
         .iter()
-        .filter(|(k, _)| auth.signed_headers.iter().any(|s| s.eq_ignore_ascii_case(k)))
+        .filter(|(k, _)| {
+            auth.signed_headers
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(k))
+        })
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     // Every listed header must be present (a client cannot sign a header it did not send).
@@ -208,7 +223,8 @@ pub fn verify_signature(
     let identity = Credentials::new(&auth.access_key_id, secret, token, None, "sandbox").into();
     let mut settings = SigningSettings::default();
     settings.excluded_headers = Some(Vec::new());
-    let time = UNIX_EPOCH + Duration::from_secs(u64::try_from(signed_at).map_err(|_| SigV4Error::Date)?);
+    let time =
+        UNIX_EPOCH + Duration::from_secs(u64::try_from(signed_at).map_err(|_| SigV4Error::Date)?);
     let params = v4::SigningParams::builder()
         .identity(&identity)
         .region(&auth.region)
@@ -228,7 +244,9 @@ pub fn verify_signature(
     let output = sign(signable, &params).map_err(|_| SigV4Error::Mismatch)?;
     let ours = output.signature().as_bytes();
     let theirs = auth.signature.to_ascii_lowercase();
-    if ours.len() == theirs.len() && aws_lc_rs::constant_time::verify_slices_are_equal(ours, theirs.as_bytes()).is_ok() {
+    if ours.len() == theirs.len()
+        && aws_lc_rs::constant_time::verify_slices_are_equal(ours, theirs.as_bytes()).is_ok()
+    {
         Ok(())
     } else {
         Err(SigV4Error::Mismatch)
@@ -263,7 +281,9 @@ pub fn sign_request(
         SignableBody::Bytes(parts.body),
     )
     .map_err(|e| e.to_string())?;
-    let (instructions, _) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
+    let (instructions, _) = sign(signable, &params)
+        .map_err(|e| e.to_string())?
+        .into_parts();
     let (headers, _) = instructions.into_parts();
     Ok(headers
         .into_iter()
@@ -284,11 +304,19 @@ mod tests {
         let sig = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
         for bad in [
             "Bearer x".to_owned(),
-            format!("AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=abc"),
-            format!("AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts, SignedHeaders=host, Signature={sig}"),
-            format!("AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts/aws4_request, Signature={sig}"),
-            format!("AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts/aws4_request, SignedHeaders=Host, Signature={sig}"),
-            format!("AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts/aws4_request, SignedHeaders=host, SignedHeaders=host, Signature={sig}"),
+            "AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts/aws4_request, SignedHeaders=host, Signature=abc".to_owned(),
+            format!(
+                "AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts, SignedHeaders=host, Signature={sig}"
+            ),
+            format!(
+                "AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts/aws4_request, Signature={sig}"
+            ),
+            format!(
+                "AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts/aws4_request, SignedHeaders=Host, Signature={sig}"
+            ),
+            format!(
+                "AWS4-HMAC-SHA256 Credential=A/20250101/us-east-1/sts/aws4_request, SignedHeaders=host, SignedHeaders=host, Signature={sig}"
+            ),
         ] {
             assert!(Authorization::parse(&bad).is_err(), "{bad}");
         }
@@ -299,7 +327,13 @@ mod tests {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
         assert_eq!(parse_amz_date("20240229T000000Z"), Some(1_709_164_800));
-        for bad in ["2015-08-30T12:36:00Z", "20151330T123600Z", "20150830T123600", "2015083OT123600Z", ""] {
+        for bad in [
+            "2015-08-30T12:36:00Z",
+            "20151330T123600Z",
+            "20150830T123600",
+            "2015083OT123600Z",
+            "",
+        ] {
             assert_eq!(parse_amz_date(bad), None, "{bad}");
         }
     }
@@ -308,11 +342,26 @@ mod tests {
         let body = b"Action=GetCallerIdentity&Version=2011-06-15".to_vec();
         let headers = vec![
             ("host".to_owned(), "127.0.0.1:8080".to_owned()),
-            ("content-type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+            (
+                "content-type".to_owned(),
+                "application/x-www-form-urlencoded".to_owned(),
+            ),
         ];
         let creds = Credentials::new("ASIATEST", secret, token.map(str::to_owned), None, "t");
-        let parts = RequestParts { method: "POST", path_and_query: "/", headers: &headers, body: &body };
-        let added = sign_request(&parts, &creds, "us-east-1", "sts", UNIX_EPOCH + Duration::from_secs(1_800_000_000)).unwrap();
+        let parts = RequestParts {
+            method: "POST",
+            path_and_query: "/",
+            headers: &headers,
+            body: &body,
+        };
+        let added = sign_request(
+            &parts,
+            &creds,
+            "us-east-1",
+            "sts",
+            UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        )
+        .unwrap();
         let mut all = headers.clone();
         all.extend(added);
         (all, body)
@@ -321,23 +370,49 @@ mod tests {
     #[test]
     fn verifies_what_aws_sigv4_signs() {
         let (headers, body) = signed("secret", Some("session-token"));
-        let parts = RequestParts { method: "POST", path_and_query: "/", headers: &headers, body: &body };
+        let parts = RequestParts {
+            method: "POST",
+            path_and_query: "/",
+            headers: &headers,
+            body: &body,
+        };
         let auth = Authorization::parse(parts.header("authorization").unwrap()).unwrap();
-        assert!(auth.signed_headers.contains(&"x-amz-security-token".to_owned()));
+        assert!(
+            auth.signed_headers
+                .contains(&"x-amz-security-token".to_owned())
+        );
         let at = check_date(&parts, &auth, 1_800_000_100).unwrap();
         assert_eq!(verify_signature(&parts, &auth, "secret", at), Ok(()));
-        assert_eq!(verify_signature(&parts, &auth, "other", at), Err(SigV4Error::Mismatch));
-        assert_eq!(check_date(&parts, &auth, 1_800_000_000 + 901), Err(SigV4Error::Skew));
+        assert_eq!(
+            verify_signature(&parts, &auth, "other", at),
+            Err(SigV4Error::Mismatch)
+        );
+        assert_eq!(
+            check_date(&parts, &auth, 1_800_000_000 + 901),
+            Err(SigV4Error::Skew)
+        );
         // Tampered body, tampered token.
-        let parts2 = RequestParts { body: b"Action=AssumeRole", ..parts };
-        assert_eq!(verify_signature(&parts2, &auth, "secret", at), Err(SigV4Error::Mismatch));
+        let parts2 = RequestParts {
+            body: b"Action=AssumeRole",
+            ..parts
+        };
+        assert_eq!(
+            verify_signature(&parts2, &auth, "secret", at),
+            Err(SigV4Error::Mismatch)
+        );
         let mut h3 = headers.clone();
         for (k, v) in &mut h3 {
             if k == "x-amz-security-token" {
                 *v = "other-token".into();
             }
         }
-        let parts3 = RequestParts { headers: &h3, ..parts };
-        assert_eq!(verify_signature(&parts3, &auth, "secret", at), Err(SigV4Error::Mismatch));
+        let parts3 = RequestParts {
+            headers: &h3,
+            ..parts
+        };
+        assert_eq!(
+            verify_signature(&parts3, &auth, "secret", at),
+            Err(SigV4Error::Mismatch)
+        );
     }
 }

@@ -40,7 +40,9 @@ pub(crate) fn error_response(kind: &str, code: &str, message: &str, request_id: 
 
 /// Wraps a result body in `<{action}Response><{action}Result>…</…><ResponseMetadata>…`.
 pub(crate) fn success_response(action: &str, result_body: &str, request_id: &str) -> String {
-    let mut out = format!("<{action}Response xmlns=\"{STS_NS}\"><{action}Result>{result_body}</{action}Result><ResponseMetadata>");
+    let mut out = format!(
+        "<{action}Response xmlns=\"{STS_NS}\"><{action}Result>{result_body}</{action}Result><ResponseMetadata>"
+    );
     element(&mut out, "RequestId", request_id);
     let _ = write!(out, "</ResponseMetadata></{action}Response>");
     out

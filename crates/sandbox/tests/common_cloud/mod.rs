@@ -66,7 +66,9 @@ pub fn config() -> CloudConfig {
                 name: "no-ecr".into(),
                 path: "/".into(),
                 trust_policy: trust_policy("team-a", "puller"),
-                permission_policies: vec![json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]})],
+                permission_policies: vec![
+                    json!({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}),
+                ],
                 max_session_duration: 3600,
             },
             RoleConfig {
@@ -122,7 +124,11 @@ pub async fn start_with(config: CloudConfig) -> Running {
             .await
             .expect("cloud serves");
     });
-    Running { cloud, addr, _stop: stop }
+    Running {
+        cloud,
+        addr,
+        _stop: stop,
+    }
 }
 
 /// A projected service-account token as the API server would issue it, at the sandbox's now.
@@ -135,7 +141,11 @@ pub fn sa_token(cloud: &Cloud, namespace: &str, name: &str, audience: &str) -> S
             service_account_uid: "0d9e5c4a-1111-2222-3333-444455556666".into(),
             audiences: vec![audience.into()],
             expiration_seconds: 3600,
-            bound_object: Some(BoundObject { kind: "Pod".into(), name: "app-0".into(), uid: "pod-uid".into() }),
+            bound_object: Some(BoundObject {
+                kind: "Pod".into(),
+                name: "app-0".into(),
+                uid: "pod-uid".into(),
+            }),
             node: None,
             now: cloud.clock().now(),
         })
@@ -199,7 +209,11 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(prefix: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("{prefix}-{}-{}", std::process::id(), fastrand_suffix()));
+        let path = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
     }
@@ -207,7 +221,10 @@ impl TempDir {
 
 fn fastrand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     (n as u64) ^ u64::from(std::process::id()).rotate_left(32)
 }
 
