@@ -556,3 +556,98 @@ async fn admin_api_registers_roles_and_providers() {
         1
     );
 }
+
+#[tokio::test]
+async fn assume_role_chains_from_a_web_identity_session() {
+    let env = start().await;
+    let url = env.url();
+    let token = sa_token(&env.cloud, "team-a", "puller", AUDIENCE);
+    let puller = creds(&assume(&url, &role_arn("puller"), &token).await.unwrap());
+    let out = signed_sts_client(&url, puller.clone())
+        .assume_role()
+        .role_arn(role_arn("chained"))
+        .role_session_name("chain")
+        .send()
+        .await
+        .expect("chained assume");
+    let user = out.assumed_role_user().unwrap();
+    assert_eq!(
+        user.arn(),
+        format!("arn:aws:sts::{ACCOUNT}:assumed-role/chained/chain")
+    );
+    let c = out.credentials().unwrap();
+    let chained = Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "t",
+    );
+    let who = signed_sts_client(&url, chained.clone())
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(who.arn(), Some(user.arn()));
+    assert!(
+        ecr_client(&url, chained)
+            .get_authorization_token()
+            .send()
+            .await
+            .is_ok()
+    );
+
+    let err = signed_sts_client(&url, puller.clone())
+        .assume_role()
+        .role_arn(role_arn("chained"))
+        .role_session_name("chain")
+        .duration_seconds(7200)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("ValidationError"));
+    assert!(err.message().unwrap().contains("role chaining"));
+
+    let no_ecr = creds(&assume(&url, &role_arn("no-ecr"), &token).await.unwrap());
+    let err = signed_sts_client(&url, no_ecr)
+        .assume_role()
+        .role_arn(role_arn("chained"))
+        .role_session_name("chain")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("AccessDenied"));
+    assert_eq!(
+        err.message(),
+        Some(format!("User: arn:aws:sts::{ACCOUNT}:assumed-role/no-ecr/irsa-test is not authorized to perform: sts:AssumeRole on resource: arn:aws:iam::{ACCOUNT}:role/chained").as_str())
+    );
+    // Unsigned: refused as AWS does.
+    let body = format!(
+        "Action=AssumeRole&Version=2011-06-15&RoleArn={}&RoleSessionName=chain",
+        role_arn("chained")
+    );
+    let raw = irsa_sandbox::cloud::http_request(
+        "POST",
+        &format!("{url}/"),
+        &[("content-type", "application/x-www-form-urlencoded")],
+        body.into_bytes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(raw.status, 403);
+    assert!(
+        raw.text()
+            .contains("<Code>MissingAuthenticationToken</Code>"),
+        "{}",
+        raw.text()
+    );
+    assert_eq!(env.cloud.counters().get("sts", "AssumeRole", "ok"), 1);
+    assert_eq!(
+        env.cloud
+            .counters()
+            .get("sts", "AssumeRole", "AccessDenied"),
+        1
+    );
+}

@@ -407,6 +407,62 @@ pub fn evaluate_permissions(
     }
 }
 
+/// Evaluates a trust policy for an AWS-principal caller (`sts:AssumeRole` in a role chain):
+/// statements apply when `Principal` is `*` or its `AWS` list names one of `caller_arns` (the
+/// session ARN, the role ARN, the account root ARN or the account id) and the action matches.
+/// Core's evaluator models federated callers only, so this small one covers the chain; a
+/// statement with `NotPrincipal` or a `Condition` never applies here.
+pub fn evaluate_aws_principal_trust(
+    trust_policy: &Value,
+    caller_arns: &[String],
+    action: &str,
+) -> PermissionDecision {
+    let list = match trust_policy.get("Statement") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(one @ Value::Object(_)) => vec![one.clone()],
+        _ => return PermissionDecision::ImplicitDeny,
+    };
+    let mut allowed = false;
+    for s in &list {
+        if s.get("Condition").is_some() || s.get("NotPrincipal").is_some() {
+            continue;
+        }
+        let principal_hit = match s.get("Principal") {
+            Some(Value::String(star)) => star == "*",
+            Some(Value::Object(p)) => {
+                p.get("AWS")
+                    .and_then(|v| strings(v).ok())
+                    .is_some_and(|aws| {
+                        aws.iter()
+                            .any(|a| a == "*" || caller_arns.iter().any(|c| c == a))
+                    })
+            }
+            _ => false,
+        };
+        let action_hit = match (s.get("Action"), s.get("NotAction")) {
+            (Some(a), None) => strings(a)
+                .map(|a| a.iter().any(|p| wildcard_match(p, action)))
+                .unwrap_or(false),
+            (None, Some(a)) => strings(a)
+                .map(|a| !a.iter().any(|p| wildcard_match(p, action)))
+                .unwrap_or(false),
+            _ => false,
+        };
+        if principal_hit && action_hit {
+            match s.get("Effect").and_then(Value::as_str) {
+                Some("Deny") => return PermissionDecision::ExplicitDeny,
+                Some("Allow") => allowed = true,
+                _ => {}
+            }
+        }
+    }
+    if allowed {
+        PermissionDecision::Allow
+    } else {
+        PermissionDecision::ImplicitDeny
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,5 +591,58 @@ mod tests {
             iam.put_role(bad),
             Err(IamError::PermissionPolicy { .. })
         ));
+    }
+
+    #[test]
+    fn aws_principal_trust_table() {
+        let caller = vec![
+            "arn:aws:sts::111122223333:assumed-role/puller/s".to_owned(),
+            "arn:aws:iam::111122223333:role/puller".to_owned(),
+            "arn:aws:iam::111122223333:root".to_owned(),
+            "111122223333".to_owned(),
+        ];
+        let allow = |principal: Value| json!({"Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]});
+        use PermissionDecision::*;
+        for (policy, want) in [
+            (
+                allow(json!({"AWS": "arn:aws:iam::111122223333:role/puller"})),
+                Allow,
+            ),
+            (
+                allow(json!({"AWS": ["arn:aws:iam::111122223333:root"]})),
+                Allow,
+            ),
+            (allow(json!({"AWS": "111122223333"})), Allow),
+            (allow(json!("*")), Allow),
+            (
+                allow(json!({"AWS": "arn:aws:iam::111122223333:role/other"})),
+                ImplicitDeny,
+            ),
+            (
+                allow(json!({"Federated": "arn:aws:iam::111122223333:oidc-provider/x"})),
+                ImplicitDeny,
+            ),
+            (
+                json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRoleWithWebIdentity"}]}),
+                ImplicitDeny,
+            ),
+            (
+                json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:*", "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}}]}),
+                ImplicitDeny,
+            ),
+            (
+                json!({"Statement": [
+                    {"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"},
+                    {"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::111122223333:role/puller"}, "Action": "sts:*"}
+                ]}),
+                ExplicitDeny,
+            ),
+        ] {
+            assert_eq!(
+                evaluate_aws_principal_trust(&policy, &caller, "sts:AssumeRole"),
+                want,
+                "{policy}"
+            );
+        }
     }
 }

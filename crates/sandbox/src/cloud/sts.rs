@@ -132,12 +132,13 @@ pub(crate) fn handle(state: &State, request: &Collected) -> Response {
             assume_role_with_web_identity(state, &params),
         ),
         "GetCallerIdentity" => ("GetCallerIdentity", get_caller_identity(state, request)),
+        "AssumeRole" => ("AssumeRole", assume_role(state, request, &params)),
         _ => (
             "unknown",
             Err(StsError::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidAction",
-                "Could not find operation for this request (supported: AssumeRoleWithWebIdentity, GetCallerIdentity)",
+                "Could not find operation for this request (supported: AssumeRoleWithWebIdentity, AssumeRole, GetCallerIdentity)",
             )),
         ),
     };
@@ -286,7 +287,25 @@ fn assume_role_with_web_identity(
                 .cloned()
         })
         .unwrap_or_default();
-    let session = Session {
+    let session = new_session(role, &session_name, now + duration);
+    let provider_arn = provider.arn.to_string();
+    drop(iam);
+    let mut body = credentials_xml(&session);
+    element(
+        &mut body,
+        "SubjectFromWebIdentityToken",
+        claims.sub.as_deref().unwrap_or_default(),
+    );
+    element(&mut body, "Provider", &provider_arn);
+    element(&mut body, "Audience", &audience);
+    tracing::info!(role = %session.assumed_role_arn, access_key_id = %session.access_key_id, "issued web-identity session");
+    store_session(state, session);
+    Ok(body)
+}
+
+/// New random credentials for a role session.
+fn new_session(role: &super::iam::Role, session_name: &SessionName, expires_at: i64) -> Session {
+    Session {
         access_key_id: format!("ASIA{}", random_string(16, UPPER_ALNUM)),
         secret_access_key: SecretString::new(random_string(40, SECRET_ALPHABET)),
         session_token: SecretString::new(format!(
@@ -302,12 +321,21 @@ fn assume_role_with_web_identity(
             session_name.as_str()
         ),
         assumed_role_id: format!("{}:{}", role.role_id, session_name.as_str()),
-        expires_at: now + duration,
-    };
-    let provider_arn = provider.arn.to_string();
-    drop(iam);
-    let mut body = String::new();
-    body.push_str("<Credentials>");
+        expires_at,
+    }
+}
+
+fn store_session(state: &State, session: Session) {
+    state
+        .sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(session.access_key_id.clone(), session);
+}
+
+/// `<Credentials>…</Credentials><AssumedRoleUser>…</AssumedRoleUser>`.
+fn credentials_xml(session: &Session) -> String {
+    let mut body = String::from("<Credentials>");
     element(&mut body, "AccessKeyId", &session.access_key_id);
     element(
         &mut body,
@@ -320,24 +348,63 @@ fn assume_role_with_web_identity(
         "Expiration",
         &irsa_core::time::rfc3339(session.expires_at),
     );
-    body.push_str("</Credentials>");
-    element(
-        &mut body,
-        "SubjectFromWebIdentityToken",
-        claims.sub.as_deref().unwrap_or_default(),
-    );
-    body.push_str("<AssumedRoleUser>");
+    body.push_str("</Credentials><AssumedRoleUser>");
     element(&mut body, "Arn", &session.assumed_role_arn);
     element(&mut body, "AssumedRoleId", &session.assumed_role_id);
     body.push_str("</AssumedRoleUser>");
-    element(&mut body, "Provider", &provider_arn);
-    element(&mut body, "Audience", &audience);
-    tracing::info!(role = %session.assumed_role_arn, access_key_id = %session.access_key_id, "issued web-identity session");
-    state
-        .sessions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(session.access_key_id.clone(), session);
+    body
+}
+
+/// Role chaining: a SigV4-signed `AssumeRole` by a sandbox session, allowed by the target
+/// role's trust policy (AWS principals) and limited to one hour.
+fn assume_role(
+    state: &State,
+    request: &Collected,
+    params: &[(String, String)],
+) -> Result<String, StsError> {
+    let caller =
+        authenticate(state, &request.parts(), &["sts"]).map_err(|e| StsError::from_auth(&e))?;
+    let (role_arn, session_name, duration) = validate_inputs(params)?;
+    let iam = state.iam();
+    let caller_role = iam
+        .role_by_name(&caller.role_name)
+        .map(|r| r.arn.to_string())
+        .unwrap_or_default();
+    let caller_arns = vec![
+        caller.assumed_role_arn.clone(),
+        caller_role,
+        format!("arn:{}:iam::{}:root", iam.partition(), iam.account()),
+        iam.account().to_owned(),
+    ];
+    let denied = || {
+        StsError::new(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            format!(
+                "User: {} is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
+                caller.assumed_role_arn
+            ),
+        )
+    };
+    let role = iam.role(&role_arn).ok_or_else(denied)?;
+    let decision = super::iam::evaluate_aws_principal_trust(
+        &role.config.trust_policy,
+        &caller_arns,
+        "sts:AssumeRole",
+    );
+    if decision != super::iam::PermissionDecision::Allow {
+        return Err(denied());
+    }
+    if duration > 3600 {
+        return Err(StsError::validation(
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
+        ));
+    }
+    let session = new_session(role, &session_name, state.clock.now() + duration);
+    drop(iam);
+    let body = credentials_xml(&session);
+    tracing::info!(role = %session.assumed_role_arn, access_key_id = %session.access_key_id, "issued chained role session");
+    store_session(state, session);
     Ok(body)
 }
 

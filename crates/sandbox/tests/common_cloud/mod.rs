@@ -81,6 +81,17 @@ pub fn config() -> CloudConfig {
                 ],
                 max_session_duration: 3600,
             },
+            RoleConfig {
+                name: "chained".into(),
+                path: "/".into(),
+                trust_policy: json!({"Version": "2012-10-17", "Statement": [{
+                    "Effect": "Allow",
+                    "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:role/puller")},
+                    "Action": "sts:AssumeRole"
+                }]}),
+                permission_policies: vec![pull_policy()],
+                max_session_duration: 3600,
+            },
         ],
         chainguard: ChainguardConfig {
             identities: vec![ChainguardIdentity {
