@@ -549,6 +549,25 @@ async fn admin_api_registers_roles_and_providers() {
     .unwrap();
     assert!(roles.text().contains("AROA"));
     assert_eq!(env.cloud.counters().get("iam-admin", "PutRole", "ok"), 1);
+    // The issuer's discovery and keys are served too.
+    let discovery = irsa_sandbox::cloud::http_request(
+        "GET",
+        &format!("{url}/.well-known/openid-configuration"),
+        &[],
+        Vec::new(),
+    )
+    .await
+    .unwrap();
+    let discovery: serde_json::Value = serde_json::from_slice(&discovery.body).unwrap();
+    assert_eq!(discovery["issuer"], ISSUER);
+    assert_eq!(discovery["jwks_uri"], format!("{ISSUER}/openid/v1/jwks"));
+    let jwks =
+        irsa_sandbox::cloud::http_request("GET", &format!("{url}/openid/v1/jwks"), &[], Vec::new())
+            .await
+            .unwrap();
+    let jwks: serde_json::Value = serde_json::from_slice(&jwks.body).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], env.cloud.oidc_issuer().key_id());
+    assert_eq!(jwks["keys"][0]["alg"], "RS256");
     assert_eq!(
         env.cloud
             .counters()

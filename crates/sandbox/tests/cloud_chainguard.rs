@@ -6,121 +6,18 @@ mod common_cloud;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sdk_sts::config::Region;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common_cloud::*;
-use irsa_sandbox::cloud::sigv4::{RequestParts, sign_request};
-use serde_json::Value;
-
-const PATH: &str = "/?Action=GetCallerIdentity&Version=2011-06-15";
-
-async fn session(url: &str, cloud: &irsa_sandbox::cloud::Cloud, role: &str) -> Credentials {
-    let config = aws_sdk_sts::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .build();
-    let out = aws_sdk_sts::Client::from_conf(config)
-        .assume_role_with_web_identity()
-        .role_arn(role_arn(role))
-        .role_session_name("cg")
-        .web_identity_token(sa_token(cloud, "team-a", "puller", AUDIENCE))
-        .send()
-        .await
-        .unwrap();
-    let c = out.credentials().unwrap();
-    Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_owned()),
-        None,
-        "t",
-    )
-}
-
-struct ProofSpec<'a> {
-    host: &'a str,
-    path: &'a str,
-    audience: &'a str,
-    identity: &'a str,
-    time: SystemTime,
-    /// Headers added after signing (unsigned).
-    after: Vec<(&'a str, &'a str)>,
-    /// Sign without the identity header, then add it unsigned.
-    identity_unsigned: bool,
-}
-
-impl Default for ProofSpec<'_> {
-    fn default() -> Self {
-        Self {
-            host: "sts.amazonaws.com",
-            path: PATH,
-            audience: "cgr.dev",
-            identity: CHAINGUARD_IDENTITY,
-            time: SystemTime::now(),
-            after: vec![],
-            identity_unsigned: false,
-        }
-    }
-}
-
-fn proof(creds: &Credentials, spec: &ProofSpec<'_>) -> String {
-    let mut headers = vec![
-        ("Host".to_owned(), spec.host.to_owned()),
-        ("Chainguard-Audience".to_owned(), spec.audience.to_owned()),
-    ];
-    if !spec.identity_unsigned {
-        headers.push(("Chainguard-Identity".to_owned(), spec.identity.to_owned()));
-    }
-    let parts = RequestParts {
-        method: "POST",
-        path_and_query: spec.path,
-        headers: &headers,
-        body: b"",
-    };
-    let added = sign_request(&parts, creds, "us-east-1", "sts", spec.time).unwrap();
-    headers.extend(added);
-    if spec.identity_unsigned {
-        headers.push(("Chainguard-Identity".to_owned(), spec.identity.to_owned()));
-    }
-    for (k, v) in &spec.after {
-        headers.push(((*k).to_owned(), (*v).to_owned()));
-    }
-    let mut raw = format!("POST {} HTTP/1.1\r\n", spec.path);
-    for (k, v) in headers {
-        raw.push_str(&format!("{k}: {v}\r\n"));
-    }
-    raw.push_str("\r\n");
-    URL_SAFE_NO_PAD.encode(raw)
-}
-
-async fn exchange(url: &str, identity: &str, bearer: &str) -> (u16, Value) {
-    let target = format!(
-        "{url}/sts/exchange?aud=cgr.dev&identity={}",
-        identity.replace('/', "%2F")
-    );
-    let auth = format!("Bearer {bearer}");
-    let r =
-        irsa_sandbox::cloud::http_request("POST", &target, &[("authorization", &auth)], Vec::new())
-            .await
-            .unwrap();
-    (
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    )
-}
 
 #[tokio::test]
 async fn chainguard_exchange_verifies_every_rule() {
     let env = start().await;
     let url = env.url();
-    let good = session(&url, &env.cloud, "puller").await;
+    let good = web_identity_session(&url, &env.cloud, "puller").await;
 
-    let (status, body) = exchange(
+    let (status, body) = chainguard_exchange(
         &url,
         CHAINGUARD_IDENTITY,
-        &proof(&good, &ProofSpec::default()),
+        &chainguard_proof(&good, &ProofSpec::default()),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -136,21 +33,21 @@ async fn chainguard_exchange_verifies_every_rule() {
         None,
         "t",
     );
-    let not_allowed = session(&url, &env.cloud, "no-ecr").await;
+    let not_allowed = web_identity_session(&url, &env.cloud, "no-ecr").await;
     let twenty_minutes_ago = SystemTime::now() - Duration::from_secs(20 * 60);
     let six_minutes_ahead = SystemTime::now() + Duration::from_secs(6 * 60);
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
         (
             "identity differs from query",
             "group/other",
-            proof(&good, &ProofSpec::default()),
+            chainguard_proof(&good, &ProofSpec::default()),
             401,
             "WrongIdentity",
         ),
         (
             "audience",
             CHAINGUARD_IDENTITY,
-            proof(
+            chainguard_proof(
                 &good,
                 &ProofSpec {
                     audience: "other.dev",
@@ -163,7 +60,7 @@ async fn chainguard_exchange_verifies_every_rule() {
         (
             "host",
             CHAINGUARD_IDENTITY,
-            proof(
+            chainguard_proof(
                 &good,
                 &ProofSpec {
                     host: "sts.us-east-1.amazonaws.com",
@@ -176,7 +73,7 @@ async fn chainguard_exchange_verifies_every_rule() {
         (
             "path",
             CHAINGUARD_IDENTITY,
-            proof(
+            chainguard_proof(
                 &good,
                 &ProofSpec {
                     path: "/?Action=GetSessionToken&Version=2011-06-15",
@@ -189,7 +86,7 @@ async fn chainguard_exchange_verifies_every_rule() {
         (
             "stale",
             CHAINGUARD_IDENTITY,
-            proof(
+            chainguard_proof(
                 &good,
                 &ProofSpec {
                     time: twenty_minutes_ago,
@@ -202,7 +99,7 @@ async fn chainguard_exchange_verifies_every_rule() {
         (
             "ahead",
             CHAINGUARD_IDENTITY,
-            proof(
+            chainguard_proof(
                 &good,
                 &ProofSpec {
                     time: six_minutes_ahead,
@@ -215,7 +112,7 @@ async fn chainguard_exchange_verifies_every_rule() {
         (
             "duplicate audience",
             CHAINGUARD_IDENTITY,
-            proof(
+            chainguard_proof(
                 &good,
                 &ProofSpec {
                     after: vec![("Chainguard-Audience", "cgr.dev")],
@@ -228,7 +125,7 @@ async fn chainguard_exchange_verifies_every_rule() {
         (
             "unsigned identity",
             CHAINGUARD_IDENTITY,
-            proof(
+            chainguard_proof(
                 &good,
                 &ProofSpec {
                     identity_unsigned: true,
@@ -241,7 +138,7 @@ async fn chainguard_exchange_verifies_every_rule() {
         (
             "wrong secret",
             CHAINGUARD_IDENTITY,
-            proof(&wrong_secret, &ProofSpec::default()),
+            chainguard_proof(&wrong_secret, &ProofSpec::default()),
             401,
             "InvalidSignature",
         ),
@@ -255,14 +152,14 @@ async fn chainguard_exchange_verifies_every_rule() {
         (
             "role not allowed",
             CHAINGUARD_IDENTITY,
-            proof(&not_allowed, &ProofSpec::default()),
+            chainguard_proof(&not_allowed, &ProofSpec::default()),
             403,
             "Forbidden",
         ),
         (
             "unknown identity",
             "group/unknown",
-            proof(
+            chainguard_proof(
                 &good,
                 &ProofSpec {
                     identity: "group/unknown",
@@ -274,7 +171,7 @@ async fn chainguard_exchange_verifies_every_rule() {
         ),
     ];
     for (name, identity, bearer, status, code) in cases {
-        let (got, body) = exchange(&url, identity, &bearer).await;
+        let (got, body) = chainguard_exchange(&url, identity, &bearer).await;
         assert_eq!(got, status, "{name}: {body}");
         assert_eq!(body["code"], code, "{name}: {body}");
         assert!(
@@ -285,10 +182,10 @@ async fn chainguard_exchange_verifies_every_rule() {
 
     // Once the session expires, its proofs fail.
     env.cloud.advance(Duration::from_secs(3601));
-    let (status, body) = exchange(
+    let (status, body) = chainguard_exchange(
         &url,
         CHAINGUARD_IDENTITY,
-        &proof(&good, &ProofSpec::default()),
+        &chainguard_proof(&good, &ProofSpec::default()),
     )
     .await;
     assert_eq!(status, 401, "{body}");

@@ -166,6 +166,35 @@ async fn skopeo_pulls_with_sandbox_credentials_only() {
     assert_eq!(inspected["Labels"]["dev.irsa.sandbox"], "true");
     assert!(env.cloud.counters().get("registry-auth", "GetToken", "ok") >= 1);
 
+    // A Chainguard token (username `_token`) pulls too.
+    let session = web_identity_session(&url, &env.cloud, "puller").await;
+    let (status, body) = chainguard_exchange(
+        &url,
+        CHAINGUARD_IDENTITY,
+        &chainguard_proof(&session, &ProofSpec::default()),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    write_authfile(
+        &authfile,
+        &registry.host(),
+        "_token",
+        body["token"].as_str().unwrap(),
+    );
+    let out = skopeo_inspect(&authfile, &image).await;
+    assert!(
+        out.status.success(),
+        "chainguard token: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut forged = body["token"].as_str().unwrap().to_owned();
+    forged.pop();
+    write_authfile(&authfile, &registry.host(), "_token", &forged);
+    assert!(
+        !skopeo_inspect(&authfile, &image).await.status.success(),
+        "truncated chainguard token pulled"
+    );
+
     // Tampered: one character changed.
     let mut tampered: Vec<char> = password.chars().collect();
     tampered[5] = if tampered[5] == 'a' { 'b' } else { 'a' };

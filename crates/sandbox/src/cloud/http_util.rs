@@ -1,16 +1,8 @@
-//! Request collection, SigV4 authentication of sandbox sessions, and the IAM admin API.
-
-use std::sync::Arc;
-
-use axum::Json;
-use axum::extract::State as AxState;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+//! Request collection and SigV4 authentication of sandbox sessions.
 
 use super::clock::wall_now;
 use super::sigv4::{self, Authorization, RequestParts, SigV4Error};
-use super::{OidcProviderConfig, RoleConfig, Session, State};
+use super::{Session, State};
 
 /// An owned request, as the verifiers see it.
 #[derive(Debug)]
@@ -107,81 +99,4 @@ pub(crate) fn authenticate(
     sigv4::verify_signature(parts, &auth, session.secret_access_key.expose(), signed_at)
         .map_err(|_| AuthFailure::Signature)?;
     Ok(session)
-}
-
-fn admin_error(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({"error": message}))).into_response()
-}
-
-pub(crate) async fn list_providers(AxState(state): AxState<Arc<State>>) -> Json<Value> {
-    state
-        .counters
-        .inc("iam-admin", "ListOpenIDConnectProviders", "ok");
-    let iam = state.iam();
-    Json(
-        json!({"oidcProviders": iam.providers().map(|p| json!({"arn": p.arn.to_string(), "provider": p.config})).collect::<Vec<_>>()}),
-    )
-}
-
-pub(crate) async fn put_provider(
-    AxState(state): AxState<Arc<State>>,
-    body: axum::body::Bytes,
-) -> Response {
-    let provider: OidcProviderConfig = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => {
-            state
-                .counters
-                .inc("iam-admin", "PutOpenIDConnectProvider", "InvalidInput");
-            return admin_error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid OIDC provider: {e}"),
-            );
-        }
-    };
-    match state.iam_mut().put_provider(provider) {
-        Ok(arn) => {
-            state
-                .counters
-                .inc("iam-admin", "PutOpenIDConnectProvider", "ok");
-            (StatusCode::OK, Json(json!({"arn": arn.to_string()}))).into_response()
-        }
-        Err(e) => {
-            state
-                .counters
-                .inc("iam-admin", "PutOpenIDConnectProvider", "InvalidInput");
-            admin_error(StatusCode::BAD_REQUEST, e.to_string())
-        }
-    }
-}
-
-pub(crate) async fn list_roles(AxState(state): AxState<Arc<State>>) -> Json<Value> {
-    state.counters.inc("iam-admin", "ListRoles", "ok");
-    let iam = state.iam();
-    Json(
-        json!({"roles": iam.roles().map(|r| json!({"arn": r.arn.to_string(), "roleId": r.role_id, "role": r.config})).collect::<Vec<_>>()}),
-    )
-}
-
-pub(crate) async fn put_role(
-    AxState(state): AxState<Arc<State>>,
-    body: axum::body::Bytes,
-) -> Response {
-    let role: RoleConfig = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            state.counters.inc("iam-admin", "PutRole", "InvalidInput");
-            return admin_error(StatusCode::BAD_REQUEST, format!("invalid role: {e}"));
-        }
-    };
-    match state.iam_mut().put_role(role) {
-        Ok(arn) => {
-            state.counters.inc("iam-admin", "PutRole", "ok");
-            (StatusCode::OK, Json(json!({"arn": arn.to_string()}))).into_response()
-        }
-        Err(e) => {
-            state.counters.inc("iam-admin", "PutRole", "InvalidInput");
-            admin_error(StatusCode::BAD_REQUEST, e.to_string())
-        }
-    }
 }

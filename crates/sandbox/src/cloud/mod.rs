@@ -45,6 +45,7 @@ mod clock;
 mod ecr;
 mod http_util;
 pub mod iam;
+mod iam_admin;
 mod oidc;
 mod registry_auth;
 mod registry_process;
@@ -258,10 +259,14 @@ impl State {
     }
 
     pub(crate) fn store_registry_credential(&self, password: &str, credential: RegistryCredential) {
-        self.registry_credentials
+        let now = self.clock.now();
+        let mut credentials = self
+            .registry_credentials
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(password.to_owned(), credential);
+            .unwrap_or_else(|e| e.into_inner());
+        // Expired passwords can never be used again: forget them so the map stays bounded.
+        credentials.retain(|_, c| c.expires_at > now);
+        credentials.insert(password.to_owned(), credential);
     }
 }
 
@@ -322,11 +327,11 @@ impl Cloud {
             .route("/metrics", get(metrics))
             .route(
                 "/admin/iam/oidc-providers",
-                get(http_util::list_providers).post(http_util::put_provider),
+                get(iam_admin::list_providers).post(iam_admin::put_provider),
             )
             .route(
                 "/admin/iam/roles",
-                get(http_util::list_roles).post(http_util::put_role),
+                get(iam_admin::list_roles).post(iam_admin::put_role),
             )
             .with_state(self.state.clone())
     }
@@ -456,4 +461,74 @@ pub(crate) fn request_id() -> String {
         &h[16..20],
         &h[20..]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of the module docs, verbatim except for the elided trust policy.
+    const EXAMPLE: &str = r#"{
+      "issuerUrl": "https://oidc.sandbox.irsa.test",
+      "accountId": "111122223333",
+      "region": "us-east-1",
+      "ecrTokenLifetimeSeconds": 43200,
+      "ecrProxyEndpoint": "http://127.0.0.1:5000",
+      "oidcProviders": [{"url": "https://oidc.sandbox.irsa.test", "clientIds": ["sts.amazonaws.com"]}],
+      "roles": [{
+        "name": "puller", "path": "/",
+        "trustPolicy": {"Version": "2012-10-17", "Statement": [{
+          "Effect": "Allow",
+          "Principal": {"Federated": "arn:aws:iam::111122223333:oidc-provider/oidc.sandbox.irsa.test"},
+          "Action": "sts:AssumeRoleWithWebIdentity",
+          "Condition": {"StringEquals": {"oidc.sandbox.irsa.test:sub": "system:serviceaccount:team-a:puller"}}}]},
+        "permissionPolicies": [{"Version": "2012-10-17", "Statement": [
+          {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]}],
+        "maxSessionDuration": 3600
+      }],
+      "chainguard": {"audience": "cgr.dev", "tokenLifetimeSeconds": 3600,
+        "identities": [{"id": "720909c9f5279097d847ad02a2f24ba8f59de36a/a033a6fabe0bfa0d",
+                        "allowedRoles": ["arn:aws:iam::111122223333:role/puller*"]}]},
+      "registry": {"service": "irsa-sandbox-registry", "issuer": "irsa-sandbox-registry-token"}
+    }"#;
+
+    #[test]
+    fn documented_config_file_loads() {
+        let dir = std::env::temp_dir().join(format!("irsa-cloud-config-{}", request_id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cloud.json");
+        std::fs::write(&path, EXAMPLE).unwrap();
+        let config = CloudConfig::from_file(&path).unwrap();
+        assert_eq!(config.ecr_token_lifetime_seconds, 43200);
+        assert_eq!(config.chainguard.identities.len(), 1);
+        let cloud = Cloud::new(config).unwrap();
+        assert_eq!(cloud.account_id(), "111122223333");
+        assert_eq!(cloud.state.iam().roles().count(), 1);
+
+        std::fs::write(
+            &path,
+            r#"{"issuerUrl": "https://x.test", "unknownField": 1}"#,
+        )
+        .unwrap();
+        let err = CloudConfig::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+        std::fs::write(
+            &path,
+            r#"{"oidcProviders": [{"url": "http://insecure.test", "clientIds": ["a"]}]}"#,
+        )
+        .unwrap();
+        let err = Cloud::new(CloudConfig::from_file(&path).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid OIDC provider url"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn empty_config_is_the_default() {
+        let config: CloudConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config.account_id, "111122223333");
+        assert_eq!(config.ecr_token_lifetime_seconds, 12 * 3600);
+        assert_eq!(config.chainguard.audience, "cgr.dev");
+    }
 }

@@ -326,11 +326,12 @@ fn new_session(role: &super::iam::Role, session_name: &SessionName, expires_at: 
 }
 
 fn store_session(state: &State, session: Session) {
-    state
-        .sessions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(session.access_key_id.clone(), session);
+    let now = state.clock.now();
+    let mut sessions = state.sessions.lock().unwrap_or_else(|e| e.into_inner());
+    // Keep expired sessions for a day so that their use is answered ExpiredToken rather than
+    // InvalidClientTokenId, as AWS does; forget older ones so the map stays bounded.
+    sessions.retain(|_, s| s.expires_at > now - 86_400);
+    sessions.insert(session.access_key_id.clone(), session);
 }
 
 /// `<Credentials>…</Credentials><AssumedRoleUser>…</AssumedRoleUser>`.

@@ -9,6 +9,13 @@ use irsa_sandbox::cloud::{
     ChainguardConfig, ChainguardIdentity, Cloud, CloudConfig, OidcProviderConfig, RoleConfig,
 };
 use irsa_sandbox::token_issuer::{BoundObject, ServiceAccountTokenRequest};
+use std::time::SystemTime;
+
+use aws_credential_types::Credentials;
+use aws_sdk_sts::config::Region;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use irsa_sandbox::cloud::sigv4::{RequestParts, sign_request};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -17,6 +24,7 @@ pub const PROVIDER: &str = "oidc.sandbox.irsa.test/id/CLOUDTEST";
 pub const ACCOUNT: &str = "111122223333";
 pub const AUDIENCE: &str = "sts.amazonaws.com";
 pub const OTHER_CLIENT_ID: &str = "other-client";
+pub const PROOF_PATH: &str = "/?Action=GetCallerIdentity&Version=2011-06-15";
 pub const CHAINGUARD_IDENTITY: &str = "720909c9f5279097d847ad02a2f24ba8f59de36a/a033a6fabe0bfa0d";
 
 pub fn role_arn(name: &str) -> String {
@@ -243,4 +251,105 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+pub async fn web_identity_session(
+    url: &str,
+    cloud: &irsa_sandbox::cloud::Cloud,
+    role: &str,
+) -> Credentials {
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .build();
+    let out = aws_sdk_sts::Client::from_conf(config)
+        .assume_role_with_web_identity()
+        .role_arn(role_arn(role))
+        .role_session_name("cg")
+        .web_identity_token(sa_token(cloud, "team-a", "puller", AUDIENCE))
+        .send()
+        .await
+        .unwrap();
+    let c = out.credentials().unwrap();
+    Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "t",
+    )
+}
+
+pub struct ProofSpec<'a> {
+    pub host: &'a str,
+    pub path: &'a str,
+    pub audience: &'a str,
+    pub identity: &'a str,
+    pub time: SystemTime,
+    /// Headers added after signing (unsigned).
+    pub after: Vec<(&'a str, &'a str)>,
+    /// Sign without the identity header, then add it unsigned.
+    pub identity_unsigned: bool,
+}
+
+impl Default for ProofSpec<'_> {
+    fn default() -> Self {
+        Self {
+            host: "sts.amazonaws.com",
+            path: PROOF_PATH,
+            audience: "cgr.dev",
+            identity: CHAINGUARD_IDENTITY,
+            time: SystemTime::now(),
+            after: vec![],
+            identity_unsigned: false,
+        }
+    }
+}
+
+pub fn chainguard_proof(creds: &Credentials, spec: &ProofSpec<'_>) -> String {
+    let mut headers = vec![
+        ("Host".to_owned(), spec.host.to_owned()),
+        ("Chainguard-Audience".to_owned(), spec.audience.to_owned()),
+    ];
+    if !spec.identity_unsigned {
+        headers.push(("Chainguard-Identity".to_owned(), spec.identity.to_owned()));
+    }
+    let parts = RequestParts {
+        method: "POST",
+        path_and_query: spec.path,
+        headers: &headers,
+        body: b"",
+    };
+    let added = sign_request(&parts, creds, "us-east-1", "sts", spec.time).unwrap();
+    headers.extend(added);
+    if spec.identity_unsigned {
+        headers.push(("Chainguard-Identity".to_owned(), spec.identity.to_owned()));
+    }
+    for (k, v) in &spec.after {
+        headers.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    let mut raw = format!("POST {} HTTP/1.1\r\n", spec.path);
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Exchanges a proof at the sandbox's Chainguard endpoint: (status, JSON body).
+pub async fn chainguard_exchange(url: &str, identity: &str, bearer: &str) -> (u16, Value) {
+    let target = format!(
+        "{url}/sts/exchange?aud=cgr.dev&identity={}",
+        identity.replace('/', "%2F")
+    );
+    let auth = format!("Bearer {bearer}");
+    let r =
+        irsa_sandbox::cloud::http_request("POST", &target, &[("authorization", &auth)], Vec::new())
+            .await
+            .unwrap();
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
 }
