@@ -14,7 +14,7 @@ use common_cloud::*;
 use irsa_sandbox::cloud::{Cloud, RegistryProcess, push_image};
 use serde_json::json;
 
-async fn ecr_password(url: &str, cloud: &Cloud) -> String {
+async fn ecr_password(url: &str, cloud: &Cloud, role: &str) -> String {
     let sts = aws_sdk_sts::Client::from_conf(
         aws_sdk_sts::Config::builder()
             .behavior_version_latest()
@@ -24,7 +24,7 @@ async fn ecr_password(url: &str, cloud: &Cloud) -> String {
     );
     let out = sts
         .assume_role_with_web_identity()
-        .role_arn(role_arn("puller"))
+        .role_arn(role_arn(role))
         .role_session_name("skopeo")
         .web_identity_token(sa_token(cloud, "team-a", "puller", AUDIENCE))
         .send()
@@ -152,7 +152,7 @@ async fn skopeo_pulls_with_sandbox_credentials_only() {
     assert!(!out.status.success(), "anonymous pull succeeded");
 
     // A sandbox-issued ECR password: pulls.
-    let password = ecr_password(&url, &env.cloud).await;
+    let password = ecr_password(&url, &env.cloud, "puller").await;
     write_authfile(&authfile, &registry.host(), "AWS", &password);
     let out = skopeo_inspect(&authfile, &image).await;
     assert!(
@@ -165,6 +165,12 @@ async fn skopeo_pulls_with_sandbox_credentials_only() {
     assert_eq!(inspected["Architecture"], "amd64");
     assert_eq!(inspected["Labels"]["dev.irsa.sandbox"], "true");
     assert!(env.cloud.counters().get("registry-auth", "GetToken", "ok") >= 1);
+
+    // A role that may get a token but not ecr:BatchGetImage: the token service grants nothing.
+    let token_only = ecr_password(&url, &env.cloud, "token-only").await;
+    write_authfile(&authfile, &registry.host(), "AWS", &token_only);
+    let out = skopeo_inspect(&authfile, &image).await;
+    assert!(!out.status.success(), "pulled without ecr:BatchGetImage");
 
     // A Chainguard token (username `_token`) pulls too.
     let session = web_identity_session(&url, &env.cloud, "puller").await;

@@ -357,6 +357,7 @@ fn exchange_inner(
         RegistryCredential {
             kind: CredentialKind::Chainguard,
             principal: identity.to_owned(),
+            role_name: None,
             expires_at: expiry,
         },
     );

@@ -147,6 +147,7 @@ fn new_password(state: &State, kind: CredentialKind, session: &Session, expires_
         RegistryCredential {
             kind,
             principal: session.assumed_role_arn.clone(),
+            role_name: Some(session.role_name.clone()),
             expires_at,
         },
     );

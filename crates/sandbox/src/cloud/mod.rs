@@ -27,7 +27,7 @@
 //!     "name": "puller", "path": "/",
 //!     "trustPolicy": {"Version": "2012-10-17", "Statement": [ … ]},
 //!     "permissionPolicies": [{"Version": "2012-10-17", "Statement": [
-//!       {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]}],
+//!       {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage"], "Resource": "*"}]}],
 //!     "maxSessionDuration": 3600
 //!   }],
 //!   "chainguard": {"audience": "cgr.dev", "tokenLifetimeSeconds": 3600,
@@ -216,6 +216,8 @@ pub struct RegistryCredential {
     pub kind: CredentialKind,
     /// The assumed-role ARN (ECR) or identity id (Chainguard) it was issued to.
     pub principal: String,
+    /// The role whose permission policies decide pull and push (ECR, ECR Public).
+    pub role_name: Option<String>,
     /// Expiry, Unix seconds (sandbox clock).
     pub expires_at: i64,
 }
@@ -401,10 +403,14 @@ impl Cloud {
         &self.state.config.registry
     }
 
-    /// Issues a registry bearer token for `scopes` directly (as the token endpoint would for a
-    /// valid credential), e.g. to push seed images.
+    /// Issues a registry bearer token granting `scopes` (`repository:<name>:pull,push`) as
+    /// asked, without a credential, e.g. to push seed images.
     pub fn registry_bearer_token(&self, subject: &str, scopes: &[&str]) -> Result<String, String> {
-        registry_auth::issue_token(&self.state, subject, scopes)
+        let scopes: Vec<_> = scopes
+            .iter()
+            .filter_map(|s| registry_auth::parse_scope(s))
+            .collect();
+        registry_auth::issue_token(&self.state, subject, &scopes)
     }
 }
 
@@ -483,7 +489,7 @@ mod tests {
           "Action": "sts:AssumeRoleWithWebIdentity",
           "Condition": {"StringEquals": {"oidc.sandbox.irsa.test:sub": "system:serviceaccount:team-a:puller"}}}]},
         "permissionPolicies": [{"Version": "2012-10-17", "Statement": [
-          {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]}],
+          {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage"], "Resource": "*"}]}],
         "maxSessionDuration": 3600
       }],
       "chainguard": {"audience": "cgr.dev", "tokenLifetimeSeconds": 3600,

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::clock::wall_now;
-use super::{State, request_id};
+use super::iam::{PermissionDecision, evaluate_permissions};
+use super::{CredentialKind, State, request_id};
 
 /// Lifetime of registry bearer tokens, seconds.
 pub const BEARER_TOKEN_LIFETIME_SECONDS: i64 = 300;
@@ -126,12 +127,15 @@ pub(crate) fn parse_scope(scope: &str) -> Option<Scope> {
     })
 }
 
-/// Issues a bearer token for `scopes` (times are wall-clock: the registry checks them).
-pub(crate) fn issue_token(state: &State, subject: &str, scopes: &[&str]) -> Result<String, String> {
+/// Issues a bearer token granting `scopes` (times are wall-clock: the registry checks them).
+pub(crate) fn issue_token(
+    state: &State,
+    subject: &str,
+    scopes: &[Scope],
+) -> Result<String, String> {
     let now = wall_now();
     let access: Vec<Value> = scopes
         .iter()
-        .filter_map(|s| parse_scope(s))
         .map(|s| json!({"type": s.kind, "name": s.name, "actions": s.actions}))
         .collect();
     let claims = json!({
@@ -145,6 +149,52 @@ pub(crate) fn issue_token(state: &State, subject: &str, scopes: &[&str]) -> Resu
         "access": access,
     });
     state.registry_signer.sign(&claims)
+}
+
+/// What a credential may do with a requested scope, as the issuing service would decide:
+/// ECR by the role's permission policies (`pull` needs `ecr:BatchGetImage`, `push`
+/// `ecr:PutImage`, on the repository ARN), ECR Public likewise for push (pulls are public),
+/// Chainguard pull only. Other scope types and actions are never granted.
+pub(crate) fn grant(
+    kind: CredentialKind,
+    policies: &[Value],
+    partition: &str,
+    region: &str,
+    account: &str,
+    scope: &Scope,
+) -> Option<Scope> {
+    if scope.kind != "repository" {
+        return None;
+    }
+    let allowed = |action: &str, resource: &str| {
+        evaluate_permissions(policies, action, resource) == PermissionDecision::Allow
+    };
+    let ecr_arn = format!(
+        "arn:{partition}:ecr:{region}:{account}:repository/{}",
+        scope.name
+    );
+    let public_arn = format!(
+        "arn:{partition}:ecr-public::{account}:repository/{}",
+        scope.name
+    );
+    let actions: Vec<String> = scope
+        .actions
+        .iter()
+        .filter(|a| match (kind, a.as_str()) {
+            (CredentialKind::Ecr, "pull") => allowed("ecr:BatchGetImage", &ecr_arn),
+            (CredentialKind::Ecr, "push") => allowed("ecr:PutImage", &ecr_arn),
+            (CredentialKind::EcrPublic, "pull") => true,
+            (CredentialKind::EcrPublic, "push") => allowed("ecr-public:PutImage", &public_arn),
+            (CredentialKind::Chainguard, "pull") => true,
+            _ => false,
+        })
+        .cloned()
+        .collect();
+    Some(Scope {
+        kind: scope.kind.clone(),
+        name: scope.name.clone(),
+        actions,
+    })
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -209,8 +259,34 @@ pub(crate) async fn token(
         outcome("ExpiredCredentials");
         return unauthorized("the password has expired: get a new one");
     }
-    let scopes: Vec<&str> = params.get("scope").cloned().unwrap_or_default();
-    match issue_token(&state, &credential.principal, &scopes) {
+    let policies = credential
+        .role_name
+        .as_deref()
+        .and_then(|name| {
+            state
+                .iam()
+                .role_by_name(name)
+                .map(|r| r.config.permission_policies.clone())
+        })
+        .unwrap_or_default();
+    let config = &state.config;
+    let granted: Vec<Scope> = params
+        .get("scope")
+        .into_iter()
+        .flatten()
+        .filter_map(|s| parse_scope(s))
+        .filter_map(|s| {
+            grant(
+                credential.kind,
+                &policies,
+                &config.partition,
+                &config.region,
+                &config.account_id,
+                &s,
+            )
+        })
+        .collect();
+    match issue_token(&state, &credential.principal, &granted) {
         Ok(token) => {
             outcome("ok");
             Json(json!({
@@ -281,5 +357,70 @@ mod tests {
         );
         h.insert(http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
         assert_eq!(basic_credentials(&h), None);
+    }
+
+    #[test]
+    fn grants_follow_the_issuing_service() {
+        let pull_only = vec![
+            json!({"Statement": [{"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "arn:aws:ecr:us-east-1:111122223333:repository/team-a/*"}]}),
+        ];
+        let push = vec![
+            json!({"Statement": [{"Effect": "Allow", "Action": ["ecr:*", "ecr-public:PutImage"], "Resource": "*"}]}),
+        ];
+        let scope = |s: &str| parse_scope(s).unwrap();
+        let actions = |kind, policies: &[Value], s: &str| {
+            grant(
+                kind,
+                policies,
+                "aws",
+                "us-east-1",
+                "111122223333",
+                &scope(s),
+            )
+            .map(|g| g.actions)
+        };
+        use CredentialKind::*;
+        for (kind, policies, requested, want) in [
+            (
+                Ecr,
+                &pull_only,
+                "repository:team-a/app:pull,push",
+                Some(vec!["pull"]),
+            ),
+            (Ecr, &pull_only, "repository:team-b/app:pull", Some(vec![])),
+            (
+                Ecr,
+                &push,
+                "repository:team-b/app:pull,push,delete",
+                Some(vec!["pull", "push"]),
+            ),
+            (Ecr, &vec![], "repository:team-a/app:pull", Some(vec![])),
+            (
+                EcrPublic,
+                &vec![],
+                "repository:x:pull,push",
+                Some(vec!["pull"]),
+            ),
+            (
+                EcrPublic,
+                &push,
+                "repository:x:pull,push",
+                Some(vec!["pull", "push"]),
+            ),
+            (
+                Chainguard,
+                &push,
+                "repository:x:pull,push",
+                Some(vec!["pull"]),
+            ),
+            (Ecr, &push, "registry:catalog:*", None),
+        ] {
+            let want = want.map(|w| w.into_iter().map(str::to_owned).collect::<Vec<_>>());
+            assert_eq!(
+                actions(kind, policies, requested),
+                want,
+                "{kind:?} {requested}"
+            );
+        }
     }
 }

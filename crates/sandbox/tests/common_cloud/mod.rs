@@ -100,6 +100,15 @@ pub fn config() -> CloudConfig {
                 permission_policies: vec![pull_policy()],
                 max_session_duration: 3600,
             },
+            RoleConfig {
+                name: "token-only".into(),
+                path: "/".into(),
+                trust_policy: trust_policy("team-a", "puller"),
+                permission_policies: vec![
+                    json!({"Statement": [{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]}),
+                ],
+                max_session_duration: 3600,
+            },
         ],
         chainguard: ChainguardConfig {
             identities: vec![ChainguardIdentity {
