@@ -160,10 +160,12 @@ pub(crate) fn handle(state: &State, request: &Collected) -> Response {
 
 fn token_error(e: &TokenError) -> StsError {
     match e {
-        TokenError::Expired { .. } => StsError::new(
+        TokenError::Expired { exp, now, .. } => StsError::new(
             StatusCode::BAD_REQUEST,
             "ExpiredTokenException",
-            "Token expired: current date/time must be before the expiration date/time",
+            format!(
+                "Token expired: current date/time {now} must be before the expiration date/time {exp}"
+            ),
         ),
         TokenError::AudienceMismatch { .. } | TokenError::AudienceMissing { .. } => {
             StsError::invalid_token("Incorrect token audience")
