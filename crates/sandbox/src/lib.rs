@@ -14,3 +14,5 @@ pub mod apiserver;
 pub mod cloud;
 pub mod metrics;
 pub mod token_issuer;
+
+pub use cloud::{Cloud, CloudConfig};

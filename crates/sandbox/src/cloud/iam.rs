@@ -1,0 +1,648 @@
+//! IAM state: OIDC providers and roles (trust policy, permission policies), and a small
+//! identity-policy evaluator for the permission checks ECR and ECR Public make.
+
+use std::collections::BTreeMap;
+
+use irsa_core::arn::{OidcProviderArn, RoleArn};
+use irsa_core::token::Jwks;
+use irsa_core::trust_policy::PolicyDocument;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An IAM OIDC identity provider, as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// The issuer URL (`https://…`), as in `CreateOpenIDConnectProvider`'s `Url`.
+    pub url: String,
+    /// Accepted audiences (`ClientIDList`).
+    pub client_ids: Vec<String>,
+    /// The issuer's JWKS, for issuers other than the sandbox's own (whose keys are known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+}
+
+/// An IAM role, as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleConfig {
+    /// The role name.
+    pub name: String,
+    /// The IAM path (`/` by default).
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// The trust policy (`AssumeRolePolicyDocument`), as JSON.
+    pub trust_policy: Value,
+    /// Identity policies (inline or attached: the sandbox does not distinguish).
+    #[serde(default)]
+    pub permission_policies: Vec<Value>,
+    /// `MaxSessionDuration` in seconds (3600 by default, at most 43200).
+    #[serde(default = "default_max_session")]
+    pub max_session_duration: i64,
+}
+
+fn default_path() -> String {
+    "/".to_owned()
+}
+
+fn default_max_session() -> i64 {
+    3600
+}
+
+/// Why an IAM change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum IamError {
+    /// The provider URL is not an IAM-acceptable issuer URL.
+    #[error("invalid OIDC provider url {url}: {reason}")]
+    ProviderUrl {
+        /// The URL as given.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The provider has no client ids.
+    #[error("OIDC provider {url} has no client ids: add at least one (usually sts.amazonaws.com)")]
+    NoClientIds {
+        /// The URL.
+        url: String,
+    },
+    /// The provider's JWKS is not a key set.
+    #[error("OIDC provider {url} has an invalid jwks: {reason}")]
+    Jwks {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// Name or path make no valid ARN.
+    #[error("invalid role {name}: {reason}")]
+    RoleName {
+        /// The role name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The trust policy does not parse.
+    #[error("role {name} has an invalid trust policy: {reason}")]
+    TrustPolicy {
+        /// The role name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// A permission policy has no Statement list the evaluator understands.
+    #[error("role {name} has an invalid permission policy: {reason}")]
+    PermissionPolicy {
+        /// The role name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// MaxSessionDuration out of range.
+    #[error("role {name}: maxSessionDuration {value} must be between 3600 and 43200 seconds")]
+    MaxSessionDuration {
+        /// The role name.
+        name: String,
+        /// The value.
+        value: i64,
+    },
+}
+
+/// A registered provider.
+#[derive(Debug, Clone)]
+pub struct OidcProvider {
+    /// Its ARN.
+    pub arn: OidcProviderArn,
+    /// The configuration.
+    pub config: OidcProviderConfig,
+    /// Parsed external keys, if configured.
+    pub jwks: Option<Jwks>,
+}
+
+/// A registered role.
+#[derive(Debug, Clone)]
+pub struct Role {
+    /// Its ARN.
+    pub arn: RoleArn,
+    /// The role id (`AROA…`).
+    pub role_id: String,
+    /// The parsed trust policy.
+    pub trust_policy: PolicyDocument,
+    /// The configuration.
+    pub config: RoleConfig,
+}
+
+/// Providers by issuer host/path, roles by name.
+#[derive(Debug, Clone)]
+pub struct Iam {
+    partition: String,
+    account: String,
+    providers: BTreeMap<String, OidcProvider>,
+    roles: BTreeMap<String, Role>,
+}
+
+impl Iam {
+    /// An empty account.
+    pub fn new(partition: &str, account: &str) -> Self {
+        Self {
+            partition: partition.to_owned(),
+            account: account.to_owned(),
+            providers: BTreeMap::new(),
+            roles: BTreeMap::new(),
+        }
+    }
+
+    /// The account id.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> &str {
+        &self.partition
+    }
+
+    /// Adds or replaces a provider.
+    pub fn put_provider(
+        &mut self,
+        config: OidcProviderConfig,
+    ) -> Result<OidcProviderArn, IamError> {
+        let arn = OidcProviderArn::from_issuer(&self.partition, &self.account, &config.url)
+            .map_err(|e| IamError::ProviderUrl {
+                url: config.url.clone(),
+                reason: e.to_string(),
+            })?;
+        if config.client_ids.is_empty() {
+            return Err(IamError::NoClientIds { url: config.url });
+        }
+        let jwks = match &config.jwks {
+            Some(doc) => {
+                Some(
+                    Jwks::parse(doc.to_string().as_bytes()).map_err(|e| IamError::Jwks {
+                        url: config.url.clone(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        self.providers.insert(
+            arn.provider.clone(),
+            OidcProvider {
+                arn: arn.clone(),
+                config,
+                jwks,
+            },
+        );
+        Ok(arn)
+    }
+
+    /// The provider for a token's `iss` (matched as IAM does: scheme stripped, no trailing `/`).
+    pub fn provider_for_issuer(&self, iss: &str) -> Option<&OidcProvider> {
+        let key = irsa_core::arn::issuer_host_path(iss).ok()?;
+        self.providers.get(&key)
+    }
+
+    /// Every provider.
+    pub fn providers(&self) -> impl Iterator<Item = &OidcProvider> {
+        self.providers.values()
+    }
+
+    /// Adds or replaces a role.
+    pub fn put_role(&mut self, config: RoleConfig) -> Result<RoleArn, IamError> {
+        let arn = RoleArn::new(&self.partition, &self.account, &config.path, &config.name)
+            .map_err(|e| IamError::RoleName {
+                name: config.name.clone(),
+                reason: e.to_string(),
+            })?;
+        let trust_policy = PolicyDocument::from_value(&config.trust_policy).map_err(|e| {
+            IamError::TrustPolicy {
+                name: config.name.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        for policy in &config.permission_policies {
+            statements(policy).map_err(|reason| IamError::PermissionPolicy {
+                name: config.name.clone(),
+                reason,
+            })?;
+        }
+        if !(3600..=43200).contains(&config.max_session_duration) {
+            return Err(IamError::MaxSessionDuration {
+                name: config.name,
+                value: config.max_session_duration,
+            });
+        }
+        let role = Role {
+            role_id: role_id(&arn),
+            arn: arn.clone(),
+            trust_policy,
+            config,
+        };
+        self.roles.insert(role.config.name.clone(), role);
+        Ok(arn)
+    }
+
+    /// The role a role ARN names, when account, partition and path match.
+    pub fn role(&self, arn: &RoleArn) -> Option<&Role> {
+        self.roles.get(&arn.name).filter(|r| {
+            r.arn.account == arn.account
+                && r.arn.partition == arn.partition
+                && r.arn.path == arn.path
+        })
+    }
+
+    /// The role of an assumed-role session (by name: session ARNs carry no path).
+    pub fn role_by_name(&self, name: &str) -> Option<&Role> {
+        self.roles.get(name)
+    }
+
+    /// Every role.
+    pub fn roles(&self) -> impl Iterator<Item = &Role> {
+        self.roles.values()
+    }
+}
+
+/// A stable `AROA…` id from the role ARN.
+fn role_id(arn: &RoleArn) -> String {
+    use sha2::{Digest as _, Sha256};
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let digest = Sha256::digest(arn.to_string().as_bytes());
+    let tail: String = digest
+        .iter()
+        .take(17)
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect();
+    format!("AROA{tail}")
+}
+
+/// The outcome of an identity-policy check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionDecision {
+    /// An Allow statement matched and no Deny did.
+    Allow,
+    /// A Deny statement matched.
+    ExplicitDeny,
+    /// Nothing matched.
+    ImplicitDeny,
+}
+
+#[derive(Debug)]
+struct PermissionStatement {
+    allow: bool,
+    actions: Vec<String>,
+    not_action: bool,
+    resources: Vec<String>,
+    not_resource: bool,
+    has_condition: bool,
+}
+
+fn strings(v: &Value) -> Result<Vec<String>, String> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| "expected strings".to_owned())
+            })
+            .collect(),
+        _ => Err("expected a string or a list of strings".to_owned()),
+    }
+}
+
+fn statements(policy: &Value) -> Result<Vec<PermissionStatement>, String> {
+    let list = match policy.get("Statement") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(one @ Value::Object(_)) => vec![one.clone()],
+        _ => return Err("no Statement".to_owned()),
+    };
+    list.iter()
+        .map(|s| {
+            let allow = match s.get("Effect").and_then(Value::as_str) {
+                Some("Allow") => true,
+                Some("Deny") => false,
+                _ => return Err("Effect must be Allow or Deny".to_owned()),
+            };
+            let (actions, not_action) = match (s.get("Action"), s.get("NotAction")) {
+                (Some(a), None) => (strings(a)?, false),
+                (None, Some(a)) => (strings(a)?, true),
+                _ => return Err("exactly one of Action and NotAction is required".to_owned()),
+            };
+            let (resources, not_resource) = match (s.get("Resource"), s.get("NotResource")) {
+                (Some(r), None) => (strings(r)?, false),
+                (None, Some(r)) => (strings(r)?, true),
+                _ => return Err("exactly one of Resource and NotResource is required".to_owned()),
+            };
+            Ok(PermissionStatement {
+                allow,
+                actions,
+                not_action,
+                resources,
+                not_resource,
+                has_condition: s.get("Condition").is_some(),
+            })
+        })
+        .collect()
+}
+
+/// `*` and `?` wildcards, case-insensitive (IAM action matching).
+pub fn wildcard_match(pattern: &str, value: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let v: Vec<char> = value.to_lowercase().chars().collect();
+    let (mut pi, mut vi) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while vi < v.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
+            pi += 1;
+            vi += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = vi;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            vi = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+/// Evaluates identity policies for `action` on `resource`: an applicable Deny wins, else an
+/// applicable Allow allows. Statements with a `Condition` are not evaluated by the sandbox
+/// and never apply (so a conditional Allow does not grant; a conditional Deny does not deny).
+pub fn evaluate_permissions(
+    policies: &[Value],
+    action: &str,
+    resource: &str,
+) -> PermissionDecision {
+    let mut allowed = false;
+    for policy in policies {
+        let Ok(statements) = statements(policy) else {
+            continue;
+        };
+        for s in statements.iter().filter(|s| !s.has_condition) {
+            let action_hit = s.actions.iter().any(|a| wildcard_match(a, action)) != s.not_action;
+            let resource_hit =
+                s.resources.iter().any(|r| wildcard_match(r, resource)) != s.not_resource;
+            if action_hit && resource_hit {
+                if !s.allow {
+                    return PermissionDecision::ExplicitDeny;
+                }
+                allowed = true;
+            }
+        }
+    }
+    if allowed {
+        PermissionDecision::Allow
+    } else {
+        PermissionDecision::ImplicitDeny
+    }
+}
+
+/// Evaluates a trust policy for an AWS-principal caller (`sts:AssumeRole` in a role chain):
+/// statements apply when `Principal` is `*` or its `AWS` list names one of `caller_arns` (the
+/// session ARN, the role ARN, the account root ARN or the account id) and the action matches.
+/// Core's evaluator models federated callers only, so this small one covers the chain; a
+/// statement with `NotPrincipal` or a `Condition` never applies here.
+pub fn evaluate_aws_principal_trust(
+    trust_policy: &Value,
+    caller_arns: &[String],
+    action: &str,
+) -> PermissionDecision {
+    let list = match trust_policy.get("Statement") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(one @ Value::Object(_)) => vec![one.clone()],
+        _ => return PermissionDecision::ImplicitDeny,
+    };
+    let mut allowed = false;
+    for s in &list {
+        if s.get("Condition").is_some() || s.get("NotPrincipal").is_some() {
+            continue;
+        }
+        let principal_hit = match s.get("Principal") {
+            Some(Value::String(star)) => star == "*",
+            Some(Value::Object(p)) => {
+                p.get("AWS")
+                    .and_then(|v| strings(v).ok())
+                    .is_some_and(|aws| {
+                        aws.iter()
+                            .any(|a| a == "*" || caller_arns.iter().any(|c| c == a))
+                    })
+            }
+            _ => false,
+        };
+        let action_hit = match (s.get("Action"), s.get("NotAction")) {
+            (Some(a), None) => strings(a)
+                .map(|a| a.iter().any(|p| wildcard_match(p, action)))
+                .unwrap_or(false),
+            (None, Some(a)) => strings(a)
+                .map(|a| !a.iter().any(|p| wildcard_match(p, action)))
+                .unwrap_or(false),
+            _ => false,
+        };
+        if principal_hit && action_hit {
+            match s.get("Effect").and_then(Value::as_str) {
+                Some("Deny") => return PermissionDecision::ExplicitDeny,
+                Some("Allow") => allowed = true,
+                _ => {}
+            }
+        }
+    }
+    if allowed {
+        PermissionDecision::Allow
+    } else {
+        PermissionDecision::ImplicitDeny
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wildcards() {
+        for (pattern, value, want) in [
+            (
+                "ecr:GetAuthorizationToken",
+                "ecr:getauthorizationtoken",
+                true,
+            ),
+            ("ecr:*", "ecr:GetAuthorizationToken", true),
+            ("ecr:Get*Token", "ecr:GetAuthorizationToken", true),
+            (
+                "ecr:Get?uthorizationToken",
+                "ecr:GetAuthorizationToken",
+                true,
+            ),
+            ("ecr-public:*", "ecr:GetAuthorizationToken", false),
+            ("*", "anything", true),
+            ("ecr:Batch*", "ecr:GetAuthorizationToken", false),
+            ("", "x", false),
+        ] {
+            assert_eq!(wildcard_match(pattern, value), want, "{pattern} vs {value}");
+        }
+    }
+
+    #[test]
+    fn permission_table() {
+        let allow_ecr = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]});
+        let allow_all_ecr =
+            json!({"Statement": {"Effect": "Allow", "Action": ["ecr:*"], "Resource": "*"}});
+        let deny_token =
+            json!({"Statement": [{"Effect": "Deny", "Action": "ecr:Get*", "Resource": "*"}]});
+        let not_action =
+            json!({"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]});
+        let conditional = json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]});
+        let other_resource = json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:ecr:*:*:repository/x"}]});
+        use PermissionDecision::*;
+        for (policies, action, want) in [
+            (vec![allow_ecr.clone()], "ecr:GetAuthorizationToken", Allow),
+            (
+                vec![allow_ecr.clone()],
+                "ecr-public:GetAuthorizationToken",
+                ImplicitDeny,
+            ),
+            (
+                vec![allow_all_ecr.clone()],
+                "ecr:GetAuthorizationToken",
+                Allow,
+            ),
+            (
+                vec![allow_all_ecr, deny_token.clone()],
+                "ecr:GetAuthorizationToken",
+                ExplicitDeny,
+            ),
+            (
+                vec![deny_token, allow_ecr],
+                "ecr:GetAuthorizationToken",
+                ExplicitDeny,
+            ),
+            (vec![not_action.clone()], "ecr:GetAuthorizationToken", Allow),
+            (vec![not_action], "iam:PassRole", ImplicitDeny),
+            (vec![conditional], "ecr:GetAuthorizationToken", ImplicitDeny),
+            (
+                vec![other_resource],
+                "ecr:GetAuthorizationToken",
+                ImplicitDeny,
+            ),
+            (vec![], "ecr:GetAuthorizationToken", ImplicitDeny),
+        ] {
+            assert_eq!(
+                evaluate_permissions(&policies, action, "*"),
+                want,
+                "{action} {policies:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn roles_and_providers() {
+        let mut iam = Iam::new("aws", "111122223333");
+        let arn = iam
+            .put_provider(OidcProviderConfig {
+                url: "https://oidc.example.test/id/ABC/".into(),
+                client_ids: vec!["sts.amazonaws.com".into()],
+                jwks: None,
+            })
+            .unwrap();
+        assert_eq!(
+            arn.to_string(),
+            "arn:aws:iam::111122223333:oidc-provider/oidc.example.test/id/ABC"
+        );
+        assert!(
+            iam.provider_for_issuer("https://oidc.example.test/id/ABC")
+                .is_some()
+        );
+        assert!(iam.provider_for_issuer("https://other.test").is_none());
+        assert!(
+            iam.put_provider(OidcProviderConfig {
+                url: "http://x.test".into(),
+                client_ids: vec!["a".into()],
+                jwks: None
+            })
+            .is_err()
+        );
+        let role = RoleConfig {
+            name: "puller".into(),
+            path: "/ci/".into(),
+            trust_policy: json!({"Version": "2012-10-17", "Statement": []}),
+            permission_policies: vec![],
+            max_session_duration: 3600,
+        };
+        let arn = iam.put_role(role.clone()).unwrap();
+        assert_eq!(arn.to_string(), "arn:aws:iam::111122223333:role/ci/puller");
+        assert!(iam.role(&arn).unwrap().role_id.starts_with("AROA"));
+        let other_path: RoleArn = "arn:aws:iam::111122223333:role/puller".parse().unwrap();
+        assert!(iam.role(&other_path).is_none());
+        let bad = RoleConfig {
+            permission_policies: vec![json!({"Statement": [{"Effect": "Maybe"}]})],
+            ..role
+        };
+        assert!(matches!(
+            iam.put_role(bad),
+            Err(IamError::PermissionPolicy { .. })
+        ));
+    }
+
+    #[test]
+    fn aws_principal_trust_table() {
+        let caller = vec![
+            "arn:aws:sts::111122223333:assumed-role/puller/s".to_owned(),
+            "arn:aws:iam::111122223333:role/puller".to_owned(),
+            "arn:aws:iam::111122223333:root".to_owned(),
+            "111122223333".to_owned(),
+        ];
+        let allow = |principal: Value| json!({"Statement": [{"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRole"}]});
+        use PermissionDecision::*;
+        for (policy, want) in [
+            (
+                allow(json!({"AWS": "arn:aws:iam::111122223333:role/puller"})),
+                Allow,
+            ),
+            (
+                allow(json!({"AWS": ["arn:aws:iam::111122223333:root"]})),
+                Allow,
+            ),
+            (allow(json!({"AWS": "111122223333"})), Allow),
+            (allow(json!("*")), Allow),
+            (
+                allow(json!({"AWS": "arn:aws:iam::111122223333:role/other"})),
+                ImplicitDeny,
+            ),
+            (
+                allow(json!({"Federated": "arn:aws:iam::111122223333:oidc-provider/x"})),
+                ImplicitDeny,
+            ),
+            (
+                json!({"Statement": [{"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRoleWithWebIdentity"}]}),
+                ImplicitDeny,
+            ),
+            (
+                json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:*", "Condition": {"Bool": {"aws:MultiFactorAuthPresent": "true"}}}]}),
+                ImplicitDeny,
+            ),
+            (
+                json!({"Statement": [
+                    {"Effect": "Allow", "Principal": "*", "Action": "sts:AssumeRole"},
+                    {"Effect": "Deny", "Principal": {"AWS": "arn:aws:iam::111122223333:role/puller"}, "Action": "sts:*"}
+                ]}),
+                ExplicitDeny,
+            ),
+        ] {
+            assert_eq!(
+                evaluate_aws_principal_trust(&policy, &caller, "sts:AssumeRole"),
+                want,
+                "{policy}"
+            );
+        }
+    }
+}
