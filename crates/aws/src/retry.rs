@@ -134,6 +134,15 @@ impl CallFailure {
         match err {
             SdkError::ServiceError(ctx) => {
                 let status = ctx.raw().status().as_u16();
+                if status < 300 {
+                    // A success status whose body did not parse: not the service we expect.
+                    let mut f = Self::new(
+                        FailureKind::Malformed,
+                        "the body of the answer is not a valid response of this API; is the endpoint URL right?",
+                    );
+                    f.status = Some(status);
+                    return f;
+                }
                 let e = ctx.err();
                 let message = e.message().map(str::to_owned).unwrap_or_else(|| {
                     format!("HTTP {status} without an error message")
