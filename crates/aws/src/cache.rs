@@ -300,10 +300,7 @@ where
                 Ok(value)
             }
             Err(error) => {
-                self.inner
-                    .counters
-                    .failures
-                    .fetch_add(1, Ordering::Relaxed);
+                self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
                 let Some(slot) = slot else { return Err(error) };
                 slot.flight = None;
                 slot.failures = slot.failures.saturating_add(1);
@@ -409,7 +406,9 @@ mod tests {
                 .get_or_fetch("k", || async {
                     Ok::<_, String>(Fetched {
                         value: "v".to_owned(),
-                        expires_at: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_420_070_400)),
+                        expires_at: Some(
+                            SystemTime::UNIX_EPOCH + Duration::from_secs(1_420_070_400),
+                        ),
                     })
                 })
                 .await

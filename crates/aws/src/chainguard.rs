@@ -253,12 +253,13 @@ impl ChainguardProvider {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ChainguardError> {
         let issuer = issuer.trim().trim_end_matches('/').to_owned();
-        let uri: http::Uri = issuer.parse().map_err(|e: http::uri::InvalidUri| {
-            ChainguardError::Issuer {
-                issuer: issuer.clone(),
-                reason: e.to_string(),
-            }
-        })?;
+        let uri: http::Uri =
+            issuer
+                .parse()
+                .map_err(|e: http::uri::InvalidUri| ChainguardError::Issuer {
+                    issuer: issuer.clone(),
+                    reason: e.to_string(),
+                })?;
         if !matches!(uri.scheme_str(), Some("https" | "http")) || uri.host().is_none() {
             return Err(ChainguardError::Issuer {
                 issuer,
@@ -316,10 +317,14 @@ impl ChainguardProvider {
         };
         let (status, body) = with_retry(&self.retry, "chainguard sts/exchange", || async {
             // A fresh proof per attempt: the issuer only accepts recent signatures.
-            let proof = caller_identity_proof(credentials, &self.issuer, identity, self.clock.now())
-                .map_err(|e| CallFailure::new(FailureKind::Rejected, e.to_string()))?;
+            let proof =
+                caller_identity_proof(credentials, &self.issuer, identity, self.clock.now())
+                    .map_err(|e| CallFailure::new(FailureKind::Rejected, e.to_string()))?;
             let request = http::Request::post(&url)
-                .header(http::header::AUTHORIZATION, format!("Bearer {}", proof.expose()))
+                .header(
+                    http::header::AUTHORIZATION,
+                    format!("Bearer {}", proof.expose()),
+                )
                 .header(http::header::ACCEPT, "application/json")
                 .body(Full::new(Bytes::new()))
                 .map_err(|e| CallFailure::new(FailureKind::Rejected, e.to_string()))?;
@@ -356,7 +361,10 @@ impl ChainguardProvider {
         let parsed: ExchangeResponse = serde_json::from_slice(&body.0).map_err(|e| {
             call_err(CallFailure::new(
                 FailureKind::Malformed,
-                format!("the answer is not the expected JSON object: {}", e.classify_msg()),
+                format!(
+                    "the answer is not the expected JSON object: {}",
+                    e.classify_msg()
+                ),
             ))
         })?;
         let token = parsed.token.filter(|t| !t.is_empty()).ok_or_else(|| {
@@ -392,7 +400,12 @@ trait ClassifyMsg {
 impl ClassifyMsg for serde_json::Error {
     // serde_json's messages can quote input; keep only the category and position.
     fn classify_msg(&self) -> String {
-        format!("{:?} error at line {} column {}", self.classify(), self.line(), self.column())
+        format!(
+            "{:?} error at line {} column {}",
+            self.classify(),
+            self.line(),
+            self.column()
+        )
     }
 }
 
@@ -448,7 +461,10 @@ fn parse_expiry(v: &serde_json::Value) -> Option<SystemTime> {
 
 /// The token's `exp`, when it is a JWT.
 fn jwt_expiry(token: &str) -> Option<SystemTime> {
-    let exp = irsa_core::token::decode_unverified(token).ok()?.claims.exp?;
+    let exp = irsa_core::token::decode_unverified(token)
+        .ok()?
+        .claims
+        .exp?;
     u64::try_from(exp)
         .ok()
         .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
@@ -523,9 +539,15 @@ mod tests {
     #[test]
     fn expiry_forms() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        assert_eq!(parse_expiry(&serde_json::json!("2027-01-15T08:00:00Z")), Some(t));
+        assert_eq!(
+            parse_expiry(&serde_json::json!("2027-01-15T08:00:00Z")),
+            Some(t)
+        );
         assert_eq!(parse_expiry(&serde_json::json!(1_800_000_000u64)), Some(t));
-        assert_eq!(parse_expiry(&serde_json::json!({"seconds": "1800000000"})), Some(t));
+        assert_eq!(
+            parse_expiry(&serde_json::json!({"seconds": "1800000000"})),
+            Some(t)
+        );
         assert_eq!(parse_expiry(&serde_json::json!(true)), None);
     }
 }

@@ -234,19 +234,19 @@ impl EcrProvider {
                         region: region.clone(),
                         registry: target.host.clone(),
                     })?;
-                let token = entry.authorization_token().ok_or_else(|| {
-                    EcrError::MissingAuthorization {
-                        region: region.clone(),
+                let token =
+                    entry
+                        .authorization_token()
+                        .ok_or_else(|| EcrError::MissingAuthorization {
+                            region: region.clone(),
+                            registry: target.host.clone(),
+                        })?;
+                let (username, password) = decode_authorization_token(token).map_err(|reason| {
+                    EcrError::MalformedToken {
                         registry: target.host.clone(),
+                        reason,
                     }
                 })?;
-                let (username, password) =
-                    decode_authorization_token(token).map_err(|reason| {
-                        EcrError::MalformedToken {
-                            registry: target.host.clone(),
-                            reason,
-                        }
-                    })?;
                 Ok(RegistryCredential {
                     registry: target.host.clone(),
                     username,

@@ -37,7 +37,8 @@ impl Env {
 
     /// Whether `name` is set to `true` (any case).
     pub fn flag(&self, name: &str) -> Option<bool> {
-        self.get(name).map(|v| v.trim().eq_ignore_ascii_case("true"))
+        self.get(name)
+            .map(|v| v.trim().eq_ignore_ascii_case("true"))
     }
 
     /// The endpoint URL configured for a service the way the SDKs read it:

@@ -1,6 +1,5 @@
 //! The facade: identity → AWS credentials → registry credentials, everything through the cache.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +18,13 @@ use crate::credentials::{AwsCredentials, RegistryCredential};
 use crate::ecr::EcrProvider;
 use crate::ecr_public::EcrPublicProvider;
 use crate::env::Env;
-use crate::provider::{FetchContext, ProviderError, RegistryTarget, RegistryTokenProvider, TargetError};
+use crate::provider::{
+    FetchContext, ProviderError, RegistryTarget, RegistryTokenProvider, TargetError,
+};
 use crate::retry::RetryPolicy;
-use crate::sts::{CredentialExchange, Identity, StsEndpointChoice, StsError, StsExchange, StsSettings};
+use crate::sts::{
+    CredentialExchange, Identity, StsEndpointChoice, StsError, StsExchange, StsSettings,
+};
 
 /// Everything the pipeline can be told. [`Default`] reads nothing; [`Pipeline::new`] fills what
 /// is unset from the environment ([`PipelineOptions::env`]).
@@ -159,15 +162,18 @@ pub struct Pipeline {
 
 impl fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Pipeline").field("stats", &self.stats()).finish()
+        f.debug_struct("Pipeline")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
 /// The HTTPS client the SDK would build by default, built once and shared by every SDK client.
 fn shared_http_client() -> SharedHttpClient {
     HttpClientBuilder::new().build_with_connector_fn(|settings, components| {
-        let mut builder = ConnectorBuilder::default()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+        let mut builder = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ));
         builder.set_connector_settings(settings.cloned());
         if let Some(components) = components {
             builder.set_sleep_impl(components.sleep_impl());
@@ -199,15 +205,11 @@ impl Pipeline {
             }
             Env::Map(_) => None,
         };
-        let region = options
-            .region
-            .clone()
-            .or_else(|| env.region())
-            .or_else(|| {
-                sdk_config
-                    .as_ref()
-                    .and_then(|c| c.region().map(|r| r.to_string()))
-            });
+        let region = options.region.clone().or_else(|| env.region()).or_else(|| {
+            sdk_config
+                .as_ref()
+                .and_then(|c| c.region().map(|r| r.to_string()))
+        });
         if let Some(r) = &region {
             validate_region(r).map_err(|e| ConfigError::Region {
                 region: r.clone(),
@@ -309,7 +311,8 @@ impl Pipeline {
         registries: &[RegistryTarget],
     ) -> Result<Vec<RegistryCredential>, PipelineError> {
         let identity_key = identity.cache_key();
-        let mut groups: BTreeMap<String, Vec<&RegistryTarget>> = BTreeMap::new();
+        // Few groups per call: a vector with linear search beats a map here.
+        let mut groups: Vec<(String, Vec<&RegistryTarget>)> = Vec::with_capacity(1);
         for target in registries {
             if target.registry == Registry::Other {
                 return Err(TargetError::Unsupported {
@@ -323,33 +326,25 @@ impl Pipeline {
                 }
                 .into());
             }
-            groups.entry(target.group_key()).or_default().push(target);
+            let key = target.group_key();
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(target),
+                None => groups.push((key, vec![target])),
+            }
         }
         let fetches = groups.into_iter().map(|(group_key, members)| {
-            let identity_key = &identity_key;
-            async move {
-                let mut hosts: Vec<RegistryTarget> = members.into_iter().cloned().collect();
-                hosts.sort_by(|a, b| a.host.cmp(&b.host));
-                hosts.dedup_by(|a, b| a.host == b.host);
-                let mut key = String::with_capacity(identity_key.len() + group_key.len() + 64);
-                key.push_str(identity_key);
-                key.push('\u{1f}');
-                key.push_str(&group_key);
-                for h in &hosts {
-                    key.push('\u{1f}');
-                    key.push_str(&h.host);
-                }
-                let inner = self.inner.clone();
-                let identity = identity.clone();
-                self.inner
-                    .registry_cache
-                    .get_or_fetch(&key, move || async move {
-                        inner.fetch_group(&identity, hosts).await
-                    })
-                    .await
-            }
+            self.fetch_cached(identity, &identity_key, group_key, members)
         });
-        let results = futures_util::future::try_join_all(fetches).await?;
+        let results = if fetches.len() == 1 {
+            // The common case (one registry, or one region) without join_all's allocations.
+            let mut fetches = fetches;
+            match fetches.next() {
+                Some(only) => vec![only.await?],
+                None => Vec::new(),
+            }
+        } else {
+            futures_util::future::try_join_all(fetches).await?
+        };
         let mut out = Vec::with_capacity(registries.len());
         for target in registries {
             let credential = results
@@ -370,8 +365,46 @@ impl Pipeline {
         Ok(out)
     }
 
+    /// One group's credentials from the cache, or from one shared upstream fetch.
+    async fn fetch_cached(
+        &self,
+        identity: &Identity,
+        identity_key: &str,
+        group_key: String,
+        mut members: Vec<&RegistryTarget>,
+    ) -> Result<Arc<Vec<RegistryCredential>>, PipelineError> {
+        members.sort_by(|a, b| a.host.cmp(&b.host));
+        members.dedup_by(|a, b| a.host == b.host);
+        let mut key = String::with_capacity(
+            identity_key.len()
+                + group_key.len()
+                + members.iter().map(|m| m.host.len() + 1).sum::<usize>()
+                + 1,
+        );
+        key.push_str(identity_key);
+        key.push('\u{1f}');
+        key.push_str(&group_key);
+        for m in &members {
+            key.push('\u{1f}');
+            key.push_str(&m.host);
+        }
+        // Cloned only on a miss: a hit costs the key, one lock and one Arc clone.
+        self.inner
+            .registry_cache
+            .get_or_fetch(&key, || {
+                let inner = self.inner.clone();
+                let identity = identity.clone();
+                let targets: Vec<RegistryTarget> = members.into_iter().cloned().collect();
+                async move { inner.fetch_group(&identity, targets).await }
+            })
+            .await
+    }
+
     /// Temporary AWS credentials for `identity`, through the cache.
-    pub async fn aws_credentials(&self, identity: &Identity) -> Result<AwsCredentials, PipelineError> {
+    pub async fn aws_credentials(
+        &self,
+        identity: &Identity,
+    ) -> Result<AwsCredentials, PipelineError> {
         Ok((*self.inner.aws_credentials(identity).await?).clone())
     }
 
@@ -388,7 +421,10 @@ impl Pipeline {
 }
 
 impl Inner {
-    async fn aws_credentials(self: &Arc<Self>, identity: &Identity) -> Result<Arc<AwsCredentials>, StsError> {
+    async fn aws_credentials(
+        self: &Arc<Self>,
+        identity: &Identity,
+    ) -> Result<Arc<AwsCredentials>, StsError> {
         let exchange = self.exchange.clone();
         let identity = identity.clone();
         self.aws_cache
@@ -417,7 +453,12 @@ impl Inner {
             Some(Registry::Ecr(_)) => &self.providers.ecr,
             Some(Registry::EcrPublic) => &self.providers.ecr_public,
             Some(Registry::Chainguard) => &self.providers.chainguard,
-            _ => return Ok(Fetched { value: Vec::new(), expires_at: None }),
+            _ => {
+                return Ok(Fetched {
+                    value: Vec::new(),
+                    expires_at: None,
+                });
+            }
         };
         let value = provider.fetch(&ctx, &targets).await?;
         let expires_at = value.iter().filter_map(|c| c.expires_at).min();

@@ -58,7 +58,10 @@ pub enum TargetError {
 impl RegistryTarget {
     /// Parses an image reference or a registry host. `chainguard_identity` is required for
     /// Chainguard hosts and ignored for others.
-    pub fn parse(image_or_host: &str, chainguard_identity: Option<&str>) -> Result<Self, TargetError> {
+    pub fn parse(
+        image_or_host: &str,
+        chainguard_identity: Option<&str>,
+    ) -> Result<Self, TargetError> {
         let image = registry::parse(image_or_host).map_err(|source| TargetError::Parse {
             input: image_or_host.to_owned(),
             source,
@@ -156,7 +159,9 @@ mod tests {
         assert_eq!(t.host, "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
         assert_eq!(t.group_key(), "ecr|aws|eu-west-1|false|false");
         assert_eq!(
-            RegistryTarget::parse("public.ecr.aws/nginx/nginx", None).unwrap().group_key(),
+            RegistryTarget::parse("public.ecr.aws/nginx/nginx", None)
+                .unwrap()
+                .group_key(),
             "ecr-public"
         );
         let cg = RegistryTarget::parse("cgr.dev/chainguard/static", Some("org/id")).unwrap();
@@ -164,7 +169,11 @@ mod tests {
         let err = RegistryTarget::parse("cgr.dev/chainguard/static", None).unwrap_err();
         assert!(err.to_string().contains("--chainguard-identity"), "{err}");
         let err = RegistryTarget::parse("ghcr.io/org/app", None).unwrap_err();
-        assert!(err.to_string().contains("irsa cannot mint credentials for registry ghcr.io"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("irsa cannot mint credentials for registry ghcr.io"),
+            "{err}"
+        );
         assert!(matches!(
             RegistryTarget::parse("", None),
             Err(TargetError::Parse { .. })

@@ -144,9 +144,10 @@ impl CallFailure {
                     return f;
                 }
                 let e = ctx.err();
-                let message = e.message().map(str::to_owned).unwrap_or_else(|| {
-                    format!("HTTP {status} without an error message")
-                });
+                let message = e
+                    .message()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("HTTP {status} without an error message"));
                 Self::from_status(status, e.code().map(str::to_owned), message)
             }
             SdkError::TimeoutError(_) => {
@@ -163,10 +164,8 @@ impl CallFailure {
                 if status >= 500 {
                     Self::from_status(status, None, format!("HTTP {status}"))
                 } else {
-                    let mut f = Self::new(
-                        FailureKind::Malformed,
-                        DisplayErrorContext(err).to_string(),
-                    );
+                    let mut f =
+                        Self::new(FailureKind::Malformed, DisplayErrorContext(err).to_string());
                     f.status = Some(status);
                     f
                 }
@@ -179,7 +178,10 @@ impl CallFailure {
 impl fmt::Display for CallFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let code = self.code.as_deref().unwrap_or("error");
-        let status = self.status.map(|s| format!("HTTP {s}, ")).unwrap_or_default();
+        let status = self
+            .status
+            .map(|s| format!("HTTP {s}, "))
+            .unwrap_or_default();
         let attempts = self.attempts;
         match self.kind {
             FailureKind::Throttled => write!(
@@ -270,10 +272,7 @@ where
             Ok(result) => result,
             Err(_) => Err(CallFailure::new(
                 FailureKind::Timeout,
-                format!(
-                    "{operation} took longer than {:?}",
-                    policy.attempt_timeout
-                ),
+                format!("{operation} took longer than {:?}", policy.attempt_timeout),
             )),
         };
         match result {
@@ -352,7 +351,11 @@ mod tests {
         let calls = AtomicU32::new(0);
         let out = with_retry(&policy(), "op", || async {
             if calls.fetch_add(1, Ordering::SeqCst) < 2 {
-                Err(CallFailure::from_status(400, Some("Throttling".into()), "slow"))
+                Err(CallFailure::from_status(
+                    400,
+                    Some("Throttling".into()),
+                    "slow",
+                ))
             } else {
                 Ok(7)
             }
@@ -381,7 +384,11 @@ mod tests {
         let calls = AtomicU32::new(0);
         let out: Result<(), _> = with_retry(&policy(), "op", || async {
             calls.fetch_add(1, Ordering::SeqCst);
-            Err(CallFailure::from_status(403, Some("AccessDenied".into()), "no"))
+            Err(CallFailure::from_status(
+                403,
+                Some("AccessDenied".into()),
+                "no",
+            ))
         })
         .await;
         assert_eq!(out.unwrap_err().kind, FailureKind::Rejected);

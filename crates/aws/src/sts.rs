@@ -77,10 +77,7 @@ impl Identity {
                 role_arn,
                 token_source,
                 session_name,
-            } => format!(
-                "web|{role_arn}|{session_name}|{}",
-                token_source.describe()
-            ),
+            } => format!("web|{role_arn}|{session_name}|{}", token_source.describe()),
             Identity::Ambient { chained_role: None } => "ambient".to_owned(),
             Identity::Ambient {
                 chained_role: Some(role),
@@ -121,20 +118,20 @@ pub fn role_from_annotations(
     service_account: &str,
     annotations: &BTreeMap<String, String>,
 ) -> Result<RoleArn, StsError> {
-    let value = annotations.get(ROLE_ARN_ANNOTATION).ok_or_else(|| {
-        StsError::MissingRoleAnnotation {
-            namespace: namespace.to_owned(),
-            service_account: service_account.to_owned(),
-        }
-    })?;
-    value
-        .trim()
-        .parse()
-        .map_err(|e: irsa_core::arn::ArnError| StsError::InvalidRoleAnnotation {
+    let value =
+        annotations
+            .get(ROLE_ARN_ANNOTATION)
+            .ok_or_else(|| StsError::MissingRoleAnnotation {
+                namespace: namespace.to_owned(),
+                service_account: service_account.to_owned(),
+            })?;
+    value.trim().parse().map_err(
+        |e: irsa_core::arn::ArnError| StsError::InvalidRoleAnnotation {
             namespace: namespace.to_owned(),
             service_account: service_account.to_owned(),
             reason: e.to_string(),
-        })
+        },
+    )
 }
 
 /// Which STS endpoint to call when no URL is configured.
@@ -225,7 +222,9 @@ pub enum StsError {
         failure: CallFailure,
     },
     /// STS answered without credentials.
-    #[error("{operation} for role {role} returned no credentials; the STS endpoint is not AWS STS or is misbehaving")]
+    #[error(
+        "{operation} for role {role} returned no credentials; the STS endpoint is not AWS STS or is misbehaving"
+    )]
     NoCredentials {
         /// The operation.
         operation: &'static str,
@@ -352,7 +351,10 @@ impl StsExchange {
             reason,
         };
         let partition = Partition::from_id(&role.partition).ok_or_else(|| {
-            endpoint_err(format!("partition {} has no known STS endpoint", role.partition))
+            endpoint_err(format!(
+                "partition {} has no known STS endpoint",
+                role.partition
+            ))
         })?;
         let region = match &self.settings.region {
             Some(r) if Partition::from_region(r) == Some(partition) => r.clone(),
@@ -372,7 +374,12 @@ impl StsExchange {
         Ok((region, url))
     }
 
-    fn client(&self, region: String, url: String, creds: Option<&AwsCredentials>) -> aws_sdk_sts::Client {
+    fn client(
+        &self,
+        region: String,
+        url: String,
+        creds: Option<&AwsCredentials>,
+    ) -> aws_sdk_sts::Client {
         let mut config = aws_sdk_sts::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region))
@@ -469,11 +476,12 @@ impl StsExchange {
             self.env.get("AWS_ROLE_ARN"),
             self.env.get("AWS_WEB_IDENTITY_TOKEN_FILE"),
         ) {
-            let role: RoleArn = role.trim().parse().map_err(|e: irsa_core::arn::ArnError| {
-                StsError::Ambient {
-                    message: format!("AWS_ROLE_ARN is not a role ARN: {e}"),
-                }
-            })?;
+            let role: RoleArn =
+                role.trim()
+                    .parse()
+                    .map_err(|e: irsa_core::arn::ArnError| StsError::Ambient {
+                        message: format!("AWS_ROLE_ARN is not a role ARN: {e}"),
+                    })?;
             let session = self
                 .env
                 .get("AWS_ROLE_SESSION_NAME")
@@ -521,10 +529,13 @@ impl CredentialExchange for StsExchange {
                     token_source,
                     session_name,
                 } => {
-                    let token = token_source.token().await.map_err(|source| StsError::Token {
-                        role: role_arn.to_string(),
-                        source,
-                    })?;
+                    let token = token_source
+                        .token()
+                        .await
+                        .map_err(|source| StsError::Token {
+                            role: role_arn.to_string(),
+                            source,
+                        })?;
                     self.assume_role_with_web_identity(
                         role_arn,
                         session_name,
@@ -578,7 +589,9 @@ fn web_identity_error(
     source_desc: &str,
     failure: CallFailure,
 ) -> StsError {
-    let claims = irsa_core::token::decode_unverified(token.expose()).ok().map(|t| t.claims);
+    let claims = irsa_core::token::decode_unverified(token.expose())
+        .ok()
+        .map(|t| t.claims);
     let iss = claims
         .as_ref()
         .and_then(|c| c.iss.clone())
@@ -670,8 +683,14 @@ mod tests {
     fn regional_endpoint_of_the_roles_partition() {
         let role = "arn:aws:iam::123456789012:role/r";
         assert_eq!(
-            target(settings(Some("eu-west-1"), StsEndpointChoice::Regional), role),
-            ("eu-west-1".into(), "https://sts.eu-west-1.amazonaws.com".into())
+            target(
+                settings(Some("eu-west-1"), StsEndpointChoice::Regional),
+                role
+            ),
+            (
+                "eu-west-1".into(),
+                "https://sts.eu-west-1.amazonaws.com".into()
+            )
         );
         assert_eq!(
             target(settings(None, StsEndpointChoice::Regional), role).1,
@@ -684,7 +703,10 @@ mod tests {
         // A GovCloud role with a commercial region goes to GovCloud.
         let gov = "arn:aws-us-gov:iam::123456789012:role/r";
         assert_eq!(
-            target(settings(Some("us-east-1"), StsEndpointChoice::Regional), gov),
+            target(
+                settings(Some("us-east-1"), StsEndpointChoice::Regional),
+                gov
+            ),
             (
                 "us-gov-west-1".into(),
                 "https://sts.us-gov-west-1.amazonaws.com".into()
@@ -692,7 +714,11 @@ mod tests {
         );
         let cn = "arn:aws-cn:iam::123456789012:role/r";
         assert_eq!(
-            target(settings(Some("cn-north-1"), StsEndpointChoice::Regional), cn).1,
+            target(
+                settings(Some("cn-north-1"), StsEndpointChoice::Regional),
+                cn
+            )
+            .1,
             "https://sts.cn-north-1.amazonaws.com.cn"
         );
         let mut vpce = settings(Some("eu-west-1"), StsEndpointChoice::Global);
@@ -708,9 +734,14 @@ mod tests {
         let mut ann = BTreeMap::new();
         let err = role_from_annotations("team", "puller", &ann).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("team/puller") && msg.contains(ROLE_ARN_ANNOTATION), "{msg}");
+        assert!(
+            msg.contains("team/puller") && msg.contains(ROLE_ARN_ANNOTATION),
+            "{msg}"
+        );
         ann.insert(ROLE_ARN_ANNOTATION.to_owned(), "not-an-arn".to_owned());
-        let msg = role_from_annotations("team", "puller", &ann).unwrap_err().to_string();
+        let msg = role_from_annotations("team", "puller", &ann)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("invalid eks.amazonaws.com/role-arn"), "{msg}");
         ann.insert(
             ROLE_ARN_ANNOTATION.to_owned(),
@@ -720,7 +751,10 @@ mod tests {
             role_from_annotations("team", "puller", &ann).unwrap().name,
             "puller"
         );
-        assert_eq!(session_name_for("team", "puller").as_str(), "irsa-team-puller");
+        assert_eq!(
+            session_name_for("team", "puller").as_str(),
+            "irsa-team-puller"
+        );
     }
 
     #[test]
@@ -730,7 +764,9 @@ mod tests {
         let token = SecretString::new(format!(
             "{}.{}.{}",
             b64(r#"{"alg":"RS256"}"#),
-            b64(r#"{"iss":"https://oidc.example","sub":"system:serviceaccount:team:puller","aud":["sts.amazonaws.com"],"exp":1}"#),
+            b64(
+                r#"{"iss":"https://oidc.example","sub":"system:serviceaccount:team:puller","aud":["sts.amazonaws.com"],"exp":1}"#
+            ),
             b64("signature-bytes")
         ));
         let role: RoleArn = "arn:aws:iam::123456789012:role/r".parse().unwrap();
@@ -742,16 +778,26 @@ mod tests {
         );
         let msg = denied.to_string();
         assert!(msg.contains("system:serviceaccount:team:puller"), "{msg}");
-        assert!(msg.contains("sts.amazonaws.com") && msg.contains("trust policy"), "{msg}");
+        assert!(
+            msg.contains("sts.amazonaws.com") && msg.contains("trust policy"),
+            "{msg}"
+        );
         assert!(!msg.contains(token.expose()), "{msg}");
         let invalid = web_identity_error(
             &role,
             &token,
             "file /t",
-            CallFailure::from_status(400, Some("InvalidIdentityToken".into()), "No OpenIDConnect provider found"),
+            CallFailure::from_status(
+                400,
+                Some("InvalidIdentityToken".into()),
+                "No OpenIDConnect provider found",
+            ),
         )
         .to_string();
-        assert!(invalid.contains("IAM OIDC provider") && invalid.contains("JWKS"), "{invalid}");
+        assert!(
+            invalid.contains("IAM OIDC provider") && invalid.contains("JWKS"),
+            "{invalid}"
+        );
         assert!(invalid.contains("https://oidc.example/.well-known/openid-configuration"));
     }
 }

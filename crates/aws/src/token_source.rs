@@ -242,7 +242,10 @@ mod tests {
         ));
         std::fs::remove_file(&path).unwrap();
         let err = source.token().await.unwrap_err();
-        assert!(err.to_string().contains("failed to read the web-identity token file"));
+        assert!(
+            err.to_string()
+                .contains("failed to read the web-identity token file")
+        );
         assert!(source.describe().starts_with("file "));
     }
 

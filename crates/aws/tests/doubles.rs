@@ -47,13 +47,20 @@ async fn pipeline(url: &str) -> Pipeline {
 }
 
 fn token() -> String {
-    fake_jwt("system:serviceaccount:team:puller", "sts.amazonaws.com", 4_000_000_000)
+    fake_jwt(
+        "system:serviceaccount:team:puller",
+        "sts.amazonaws.com",
+        4_000_000_000,
+    )
 }
 
 fn identity() -> Identity {
     Identity::WebIdentity {
         role_arn: "arn:aws:iam::123456789012:role/puller".parse().unwrap(),
-        token_source: Arc::new(StaticTokenSource::new(SecretString::from(token()), "double")),
+        token_source: Arc::new(StaticTokenSource::new(
+            SecretString::from(token()),
+            "double",
+        )),
         session_name: irsa_aws::sts::session_name_for("team", "puller"),
     }
 }
@@ -81,12 +88,17 @@ async fn throttling_then_success_is_retried() {
     })
     .await;
     let p = pipeline(&double.url).await;
-    let creds = p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap();
+    let creds = p
+        .registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap();
     assert_eq!(creds[0].password.expose(), PASSWORD);
     assert_eq!(double.count_op("GetAuthorizationToken"), 3);
     assert_eq!(double.count_op("AssumeRoleWithWebIdentity"), 1);
     // Cached now: no further upstream call.
-    p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap();
+    p.registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap();
     assert_eq!(double.count(), 4);
     assert_logs_free_of(&[PASSWORD, SECRET, SESSION, &token()]);
 }
@@ -99,13 +111,24 @@ async fn server_errors_are_retried_then_reported() {
     })
     .await;
     let p = pipeline(&double.url).await;
-    let err = p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap_err();
+    let err = p
+        .registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("ecr:GetAuthorizationToken in us-east-1"), "{msg}");
-    assert!(msg.contains("HTTP 503") && msg.contains("after 3 attempt(s)"), "{msg}");
+    assert!(
+        msg.contains("ecr:GetAuthorizationToken in us-east-1"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("HTTP 503") && msg.contains("after 3 attempt(s)"),
+        "{msg}"
+    );
     assert_eq!(double.count_op("GetAuthorizationToken"), 3);
     // Errors are not cached: the next call tries again.
-    p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap_err();
+    p.registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap_err();
     assert_eq!(double.count_op("GetAuthorizationToken"), 6);
 }
 
@@ -114,9 +137,15 @@ async fn a_hanging_endpoint_times_out_without_retry() {
     let double = Double::start(|_, _| Reply::hang()).await;
     let p = pipeline(&double.url).await;
     let started = std::time::Instant::now();
-    let err = p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap_err();
+    let err = p
+        .registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, PipelineError::Sts(StsError::Call { .. })), "{err:?}");
+    assert!(
+        matches!(err, PipelineError::Sts(StsError::Call { .. })),
+        "{err:?}"
+    );
     assert!(msg.contains("no answer in time"), "{msg}");
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(double.count(), 1, "timeouts are not retried");
@@ -130,8 +159,15 @@ async fn malformed_answers_are_reported_without_echoing_them() {
     })
     .await;
     let p = pipeline(&double.url).await;
-    let msg = p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap_err().to_string();
-    assert!(msg.contains("authorization token for") && msg.contains("malformed"), "{msg}");
+    let msg = p
+        .registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("authorization token for") && msg.contains("malformed"),
+        "{msg}"
+    );
     assert!(!msg.contains("SECRETISH"), "{msg}");
 
     let double = Double::start(|req, _| match req.operation().as_str() {
@@ -140,8 +176,15 @@ async fn malformed_answers_are_reported_without_echoing_them() {
     })
     .await;
     let p = pipeline(&double.url).await;
-    let msg = p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap_err().to_string();
-    assert!(msg.contains("sts:AssumeRoleWithWebIdentity for role"), "{msg}");
+    let msg = p
+        .registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("sts:AssumeRoleWithWebIdentity for role"),
+        "{msg}"
+    );
 
     let double = Double::start(|req, _| match req.operation().as_str() {
         "AssumeRoleWithWebIdentity" => sts_ok(),
@@ -149,7 +192,11 @@ async fn malformed_answers_are_reported_without_echoing_them() {
     })
     .await;
     let p = pipeline(&double.url).await;
-    let msg = p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap_err().to_string();
+    let msg = p
+        .registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("malformed response"), "{msg}");
 }
 
@@ -157,13 +204,44 @@ async fn malformed_answers_are_reported_without_echoing_them() {
 async fn sts_errors_say_what_to_fix() {
     capture_logs();
     for (code, status, expect) in [
-        ("AccessDenied", 403, vec!["system:serviceaccount:team:puller", "sts.amazonaws.com", "trust policy"]),
-        ("InvalidIdentityToken", 400, vec!["IAM OIDC provider", "JWKS", "https://oidc.example.test/id/ABC"]),
-        ("ExpiredTokenException", 400, vec!["expired", "in-memory token double"]),
+        (
+            "AccessDenied",
+            403,
+            vec![
+                "system:serviceaccount:team:puller",
+                "sts.amazonaws.com",
+                "trust policy",
+            ],
+        ),
+        (
+            "InvalidIdentityToken",
+            400,
+            vec![
+                "IAM OIDC provider",
+                "JWKS",
+                "https://oidc.example.test/id/ABC",
+            ],
+        ),
+        (
+            "ExpiredTokenException",
+            400,
+            vec!["expired", "in-memory token double"],
+        ),
     ] {
-        let double = Double::start(move |_, _| Reply::sts_error(status, code, "Not authorized to perform sts:AssumeRoleWithWebIdentity")).await;
+        let double = Double::start(move |_, _| {
+            Reply::sts_error(
+                status,
+                code,
+                "Not authorized to perform sts:AssumeRoleWithWebIdentity",
+            )
+        })
+        .await;
         let p = pipeline(&double.url).await;
-        let msg = p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap_err().to_string();
+        let msg = p
+            .registry_credentials(&identity(), &target(ECR_HOST))
+            .await
+            .unwrap_err()
+            .to_string();
         for e in expect {
             assert!(msg.contains(e), "{code}: {msg}");
         }
@@ -182,7 +260,10 @@ async fn expired_registry_tokens_are_served_but_not_cached() {
     .await;
     let p = pipeline(&double.url).await;
     for _ in 0..3 {
-        let c = p.registry_credentials(&identity(), &target(ECR_HOST)).await.unwrap();
+        let c = p
+            .registry_credentials(&identity(), &target(ECR_HOST))
+            .await
+            .unwrap();
         assert_eq!(c[0].password.expose(), "old-password");
     }
     assert_eq!(double.count_op("GetAuthorizationToken"), 3);
@@ -211,7 +292,10 @@ async fn ecr_public_in_us_east_1() {
         .registry_credentials(&identity(), &target("public.ecr.aws/nginx/nginx:latest"))
         .await
         .unwrap();
-    assert_eq!((c[0].registry.as_str(), c[0].username.as_str()), ("public.ecr.aws", "AWS"));
+    assert_eq!(
+        (c[0].registry.as_str(), c[0].username.as_str()),
+        ("public.ecr.aws", "AWS")
+    );
     assert_eq!(c[0].password.expose(), "public-password");
     assert!(c[0].expires_at.unwrap() > SystemTime::now());
 
@@ -226,14 +310,21 @@ async fn ecr_public_in_us_east_1() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(msg.contains("ecr-public:GetAuthorizationToken") && msg.contains("sts:GetServiceBearerToken"), "{msg}");
+    assert!(
+        msg.contains("ecr-public:GetAuthorizationToken")
+            && msg.contains("sts:GetServiceBearerToken"),
+        "{msg}"
+    );
     assert_logs_free_of(&["public-password", SECRET, SESSION]);
 }
 
 #[tokio::test]
 async fn unsupported_registries_are_refused_up_front() {
     let err = RegistryTarget::parse("docker.io/library/nginx", None).unwrap_err();
-    assert!(err.to_string().contains("irsa cannot mint credentials for registry docker.io"));
+    assert!(
+        err.to_string()
+            .contains("irsa cannot mint credentials for registry docker.io")
+    );
     let mut t = target(ECR_HOST);
     t[0].registry = irsa_core::registry::Registry::Other;
     let p = pipeline("http://127.0.0.1:9").await;

@@ -5,19 +5,22 @@ mod support;
 
 use std::sync::Arc;
 
+use irsa_aws::ecr::EcrError;
+use irsa_aws::provider::ProviderError;
 use irsa_aws::{
     Env, FileTokenSource, Identity, Pipeline, PipelineError, PipelineOptions, RegistryTarget,
     StaticTokenSource,
 };
-use irsa_aws::provider::ProviderError;
-use irsa_aws::ecr::EcrError;
 use irsa_core::secret::SecretString;
 use support::{Moto, assert_logs_free_of, capture_logs, fake_jwt, temp_path};
 
 const ROLE: &str = "arn:aws:iam::111111111111:role/puller";
 
 fn targets(hosts: &[&str]) -> Vec<RegistryTarget> {
-    hosts.iter().map(|h| RegistryTarget::parse(h, None).unwrap()).collect()
+    hosts
+        .iter()
+        .map(|h| RegistryTarget::parse(h, None).unwrap())
+        .collect()
 }
 
 async fn pipeline(env: Env) -> Pipeline {
@@ -33,7 +36,11 @@ async fn pipeline(env: Env) -> Pipeline {
 async fn irsa_environment_to_sts_to_ecr_for_several_accounts_and_regions() {
     capture_logs();
     let moto = Moto::start(&[]);
-    let token = fake_jwt("system:serviceaccount:team:puller", "sts.amazonaws.com", 4_000_000_000);
+    let token = fake_jwt(
+        "system:serviceaccount:team:puller",
+        "sts.amazonaws.com",
+        4_000_000_000,
+    );
     let file = temp_path("token");
     std::fs::write(&file, format!("{token}\n")).unwrap();
     let p = pipeline(Env::from_pairs([
@@ -49,9 +56,15 @@ async fn irsa_environment_to_sts_to_ecr_for_several_accounts_and_regions() {
         "444444444444.dkr.ecr.eu-west-1.amazonaws.com/charts/x",
     ];
     let identity = Identity::Ambient { chained_role: None };
-    let creds = p.registry_credentials(&identity, &targets(&hosts)).await.unwrap();
+    let creds = p
+        .registry_credentials(&identity, &targets(&hosts))
+        .await
+        .unwrap();
     assert_eq!(creds.len(), 3);
-    for (cred, account) in creds.iter().zip(["222222222222", "333333333333", "444444444444"]) {
+    for (cred, account) in creds
+        .iter()
+        .zip(["222222222222", "333333333333", "444444444444"])
+    {
         assert!(cred.registry.starts_with(account), "{}", cred.registry);
         assert_eq!(cred.username, "AWS");
         assert_eq!(cred.password.expose(), format!("{account}-auth-token"));
@@ -64,7 +77,10 @@ async fn irsa_environment_to_sts_to_ecr_for_several_accounts_and_regions() {
 
     // The moto token is already "expired": it is served but not cached, so a second call asks
     // ECR again while the STS credentials come from the cache.
-    let again = p.registry_credentials(&identity, &targets(&hosts[..1])).await.unwrap();
+    let again = p
+        .registry_credentials(&identity, &targets(&hosts[..1]))
+        .await
+        .unwrap();
     assert_eq!(again[0].password.expose(), "222222222222-auth-token");
     let stats = p.stats();
     assert_eq!(stats.exchanges, 4, "{stats:?}");
@@ -82,7 +98,11 @@ async fn irsa_environment_to_sts_to_ecr_for_several_accounts_and_regions() {
 async fn in_memory_token_and_chained_assume_role() {
     capture_logs();
     let moto = Moto::start(&[]);
-    let token = fake_jwt("system:serviceaccount:team:puller", "sts.amazonaws.com", 4_000_000_000);
+    let token = fake_jwt(
+        "system:serviceaccount:team:puller",
+        "sts.amazonaws.com",
+        4_000_000_000,
+    );
     let p = pipeline(Env::from_pairs([
         ("AWS_REGION", "us-east-1"),
         ("AWS_ENDPOINT_URL", moto.url.as_str()),
@@ -90,14 +110,24 @@ async fn in_memory_token_and_chained_assume_role() {
     .await;
     let identity = Identity::WebIdentity {
         role_arn: ROLE.parse().unwrap(),
-        token_source: Arc::new(StaticTokenSource::new(SecretString::from(token.as_str()), "test")),
+        token_source: Arc::new(StaticTokenSource::new(
+            SecretString::from(token.as_str()),
+            "test",
+        )),
         session_name: irsa_aws::sts::session_name_for("team", "puller"),
     };
     let aws = p.aws_credentials(&identity).await.unwrap();
-    assert!(aws.access_key_id.starts_with("ASIA"), "{}", aws.access_key_id);
+    assert!(
+        aws.access_key_id.starts_with("ASIA"),
+        "{}",
+        aws.access_key_id
+    );
     assert!(aws.expires_at.is_some());
     let creds = p
-        .registry_credentials(&identity, &targets(&["555555555555.dkr.ecr.us-east-1.amazonaws.com"]))
+        .registry_credentials(
+            &identity,
+            &targets(&["555555555555.dkr.ecr.us-east-1.amazonaws.com"]),
+        )
         .await
         .unwrap();
     assert_eq!(creds[0].password.expose(), "555555555555-auth-token");
@@ -114,10 +144,17 @@ async fn in_memory_token_and_chained_assume_role() {
     ]))
     .await;
     let identity = Identity::Ambient {
-        chained_role: Some("arn:aws:iam::666666666666:role/cross-account".parse().unwrap()),
+        chained_role: Some(
+            "arn:aws:iam::666666666666:role/cross-account"
+                .parse()
+                .unwrap(),
+        ),
     };
     let creds = chained
-        .registry_credentials(&identity, &targets(&["666666666666.dkr.ecr.us-east-1.amazonaws.com"]))
+        .registry_credentials(
+            &identity,
+            &targets(&["666666666666.dkr.ecr.us-east-1.amazonaws.com"]),
+        )
         .await
         .unwrap();
     assert_eq!(creds[0].password.expose(), "666666666666-auth-token");
@@ -129,7 +166,15 @@ async fn in_memory_token_and_chained_assume_role() {
 async fn file_token_source_is_reread_at_every_exchange() {
     let moto = Moto::start(&[]);
     let file = temp_path("rotating");
-    std::fs::write(&file, fake_jwt("system:serviceaccount:a:b", "sts.amazonaws.com", 4_000_000_000)).unwrap();
+    std::fs::write(
+        &file,
+        fake_jwt(
+            "system:serviceaccount:a:b",
+            "sts.amazonaws.com",
+            4_000_000_000,
+        ),
+    )
+    .unwrap();
     let p = pipeline(Env::from_pairs([
         ("AWS_REGION", "us-east-1"),
         ("AWS_ENDPOINT_URL", moto.url.as_str()),
@@ -144,7 +189,10 @@ async fn file_token_source_is_reread_at_every_exchange() {
     std::fs::remove_file(&file).unwrap();
     p.clear();
     let err = p.aws_credentials(&identity).await.unwrap_err().to_string();
-    assert!(err.contains("failed to read the web-identity token file"), "{err}");
+    assert!(
+        err.contains("failed to read the web-identity token file"),
+        "{err}"
+    );
 }
 
 /// moto's access-control mode: the calls made with the assumed credentials are checked for a
@@ -174,10 +222,19 @@ iam.put_role_policy(RoleName='nothing', PolicyName='other', PolicyDocument=json.
         ("AWS_ENDPOINT_URL", moto.url.as_str()),
     ]))
     .await;
-    let token = fake_jwt("system:serviceaccount:team:puller", "sts.amazonaws.com", 4_000_000_000);
+    let token = fake_jwt(
+        "system:serviceaccount:team:puller",
+        "sts.amazonaws.com",
+        4_000_000_000,
+    );
     let identity = |role: &str| Identity::WebIdentity {
-        role_arn: format!("arn:aws:iam::123456789012:role/{role}").parse().unwrap(),
-        token_source: Arc::new(StaticTokenSource::new(SecretString::from(token.as_str()), role)),
+        role_arn: format!("arn:aws:iam::123456789012:role/{role}")
+            .parse()
+            .unwrap(),
+        token_source: Arc::new(StaticTokenSource::new(
+            SecretString::from(token.as_str()),
+            role,
+        )),
         session_name: irsa_aws::sts::session_name_for("team", role),
     };
     let (allowed, denied) = (identity("puller"), identity("nothing"));
@@ -191,9 +248,15 @@ iam.put_role_policy(RoleName='nothing', PolicyName='other', PolicyDocument=json.
     let creds = p.registry_credentials(&allowed, &registry).await.unwrap();
     assert_eq!(creds[0].password.expose(), "123456789012-auth-token");
 
-    let err = p.registry_credentials(&denied, &registry).await.unwrap_err();
+    let err = p
+        .registry_credentials(&denied, &registry)
+        .await
+        .unwrap_err();
     assert!(
-        matches!(err, PipelineError::Provider(ProviderError::Ecr(EcrError::AccessDenied { .. }))),
+        matches!(
+            err,
+            PipelineError::Provider(ProviderError::Ecr(EcrError::AccessDenied { .. }))
+        ),
         "{err:?}"
     );
     let msg = err.to_string();

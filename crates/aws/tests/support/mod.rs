@@ -24,9 +24,7 @@ use hyper_util::rt::TokioIo;
 pub fn venv() -> PathBuf {
     let venv = std::env::var_os("IRSA_TEST_VENV_AWS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/venv-aws")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/venv-aws"));
     assert!(
         venv.join("bin/moto_server").exists(),
         "moto is not installed at {} (set IRSA_TEST_VENV_AWS or install it from the workspace \
@@ -70,7 +68,10 @@ impl Moto {
             if http_get(port, "/moto-api/data.json").is_some_and(|s| s == 200) {
                 return moto;
             }
-            assert!(Instant::now() < deadline, "moto did not answer within 60 s on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "moto did not answer within 60 s on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -101,7 +102,12 @@ impl Moto {
     /// is authenticated and authorized.
     pub fn enable_access_control(&self, free: u32) {
         let port: u16 = self.url.rsplit(':').next().unwrap().parse().unwrap();
-        let status = http_post(port, "/moto-api/reset-auth", "text/plain", &free.to_string());
+        let status = http_post(
+            port,
+            "/moto-api/reset-auth",
+            "text/plain",
+            &free.to_string(),
+        );
         assert_eq!(status, Some(200), "reset-auth");
     }
 }
@@ -122,7 +128,10 @@ fn free_port() -> u16 {
 }
 
 fn http_get(port: u16, path: &str) -> Option<u16> {
-    raw_request(port, &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))
+    raw_request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+    )
 }
 
 fn http_post(port: u16, path: &str, content_type: &str, body: &str) -> Option<u16> {
@@ -138,9 +147,14 @@ fn http_post(port: u16, path: &str, content_type: &str, body: &str) -> Option<u1
 
 fn raw_request(port: u16, request: &str) -> Option<u16> {
     use std::io::Read as _;
-    let mut stream =
-        TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(1)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let mut stream = TcpStream::connect_timeout(
+        &SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(1),
+    )
+    .ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     stream.write_all(request.as_bytes()).ok()?;
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).ok()?;
@@ -187,7 +201,13 @@ impl Recorded {
     /// The `X-Amz-Target` header, or the STS `Action` in the form body.
     pub fn operation(&self) -> String {
         if let Some(t) = self.headers.get("x-amz-target") {
-            return t.to_str().unwrap_or_default().rsplit('.').next().unwrap_or_default().to_owned();
+            return t
+                .to_str()
+                .unwrap_or_default()
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
         }
         self.body
             .split('&')
@@ -235,7 +255,10 @@ impl Reply {
     }
     /// A JSON-protocol error (ECR, ECR Public).
     pub fn json_error(status: u16, code: &str, message: &str) -> Reply {
-        let mut r = Reply::json(status, format!(r#"{{"__type":"{code}","message":"{message}"}}"#));
+        let mut r = Reply::json(
+            status,
+            format!(r#"{{"__type":"{code}","message":"{message}"}}"#),
+        );
         r.headers.push(("x-amzn-errortype", code.to_owned()));
         r
     }
@@ -289,7 +312,9 @@ pub struct Double {
 }
 
 impl Double {
-    pub async fn start(handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Double {
+    pub async fn start(
+        handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static,
+    ) -> Double {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests: Arc<Mutex<Vec<Recorded>>> = Arc::default();
@@ -297,7 +322,9 @@ impl Double {
         let recs = requests.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let handler = handler.clone();
                 let recs = recs.clone();
                 tokio::spawn(async move {
@@ -306,7 +333,11 @@ impl Double {
                         let recs = recs.clone();
                         async move {
                             let (parts, body) = req.into_parts();
-                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
                             let rec = Recorded {
                                 method: parts.method.to_string(),
                                 uri: parts.uri.to_string(),
@@ -328,7 +359,9 @@ impl Double {
                             for (k, v) in &reply.headers {
                                 resp = resp.header(*k, v);
                             }
-                            Ok::<_, Infallible>(resp.body(Full::new(Bytes::from(reply.body))).unwrap())
+                            Ok::<_, Infallible>(
+                                resp.body(Full::new(Bytes::from(reply.body))).unwrap(),
+                            )
                         }
                     });
                     let _ = http1::Builder::new()
@@ -337,7 +370,11 @@ impl Double {
                 });
             }
         });
-        Double { url, requests, task }
+        Double {
+            url,
+            requests,
+            task,
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -345,7 +382,12 @@ impl Double {
     }
 
     pub fn count_op(&self, op: &str) -> usize {
-        self.requests.lock().unwrap().iter().filter(|r| r.operation() == op).count()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.operation() == op)
+            .count()
     }
 }
 
