@@ -134,6 +134,15 @@ pub enum PipelineError {
     /// A registry token provider failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A provider answered without a credential for a requested registry.
+    #[error(
+        "no credential was minted for registry {registry} although its provider succeeded; \
+         this is a bug in irsa: please report it"
+    )]
+    MissingCredential {
+        /// The registry host.
+        registry: String,
+    },
 }
 
 /// The three registry token providers the pipeline dispatches to.
@@ -351,14 +360,8 @@ impl Pipeline {
                 .iter()
                 .flat_map(|group| group.iter())
                 .find(|c| c.registry == target.host)
-                .ok_or_else(|| {
-                    // Providers return one credential per host; anything else is a bug upstream.
-                    PipelineError::Provider(ProviderError::Ecr(
-                        crate::ecr::EcrError::MissingAuthorization {
-                            region: String::new(),
-                            registry: target.host.clone(),
-                        },
-                    ))
+                .ok_or_else(|| PipelineError::MissingCredential {
+                    registry: target.host.clone(),
                 })?;
             out.push(credential.clone());
         }
@@ -469,5 +472,68 @@ impl Inner {
             "minted registry credentials"
         );
         Ok(Fetched { value, expires_at })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map_env() -> Env {
+        Env::from_pairs([("AWS_REGION", "eu-west-1")])
+    }
+
+    #[tokio::test]
+    async fn options_are_checked() {
+        let bad_region = PipelineOptions {
+            region: Some("EU-WEST-1".into()),
+            env: map_env(),
+            ..PipelineOptions::default()
+        };
+        let err = Pipeline::new(bad_region).await.unwrap_err().to_string();
+        assert!(err.contains("invalid AWS region \"EU-WEST-1\""), "{err}");
+
+        let bad_fraction = PipelineOptions {
+            env: map_env(),
+            cache: CacheOptions {
+                refresh_fraction: 1.5,
+                ..CacheOptions::default()
+            },
+            ..PipelineOptions::default()
+        };
+        let err = Pipeline::new(bad_fraction).await.unwrap_err().to_string();
+        assert!(err.contains("refresh fraction"), "{err}");
+
+        let bad_issuer = PipelineOptions {
+            env: map_env(),
+            chainguard_issuer: "issuer.enforce.dev".into(),
+            ..PipelineOptions::default()
+        };
+        let err = Pipeline::new(bad_issuer).await.unwrap_err().to_string();
+        assert!(err.contains("invalid Chainguard issuer URL"), "{err}");
+
+        let ok = Pipeline::new(PipelineOptions {
+            env: map_env(),
+            ..PipelineOptions::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(ok.stats(), CacheStats::default());
+    }
+
+    #[tokio::test]
+    async fn ambient_without_any_source_says_what_to_do() {
+        let p = Pipeline::new(PipelineOptions {
+            env: map_env(),
+            ..PipelineOptions::default()
+        })
+        .await
+        .unwrap();
+        let err = p
+            .aws_credentials(&Identity::Ambient { chained_role: None })
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AWS_WEB_IDENTITY_TOKEN_FILE"), "{err}");
     }
 }

@@ -91,6 +91,13 @@ async fn irsa_environment_to_sts_to_ecr_for_several_accounts_and_regions() {
     secrets.push(aws.session_token.unwrap().expose().to_owned());
     secrets.extend(creds.iter().map(|c| c.password.expose().to_owned()));
     assert_logs_free_of(&secrets.iter().map(String::as_str).collect::<Vec<_>>());
+    // The capture really covers the SDK's own TRACE output and ours.
+    let logs = support::logs();
+    assert!(
+        logs.contains("aws_smithy_runtime"),
+        "SDK logs were not captured"
+    );
+    assert!(logs.contains("minted registry credentials"));
     std::fs::remove_file(file).unwrap();
 }
 
