@@ -319,9 +319,8 @@ impl Pipeline {
         identity: &Identity,
         registries: &[RegistryTarget],
     ) -> Result<Vec<RegistryCredential>, PipelineError> {
-        let identity_key = identity.cache_key();
         // Few groups per call: a vector with linear search beats a map here.
-        let mut groups: Vec<(String, Vec<&RegistryTarget>)> = Vec::with_capacity(1);
+        let mut groups: Vec<Vec<&RegistryTarget>> = Vec::with_capacity(1);
         for target in registries {
             if target.registry == Registry::Other {
                 return Err(TargetError::Unsupported {
@@ -335,15 +334,14 @@ impl Pipeline {
                 }
                 .into());
             }
-            let key = target.group_key();
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, members)) => members.push(target),
-                None => groups.push((key, vec![target])),
+            match groups.iter_mut().find(|g| g[0].same_group(target)) {
+                Some(members) => members.push(target),
+                None => groups.push(vec![target]),
             }
         }
-        let fetches = groups.into_iter().map(|(group_key, members)| {
-            self.fetch_cached(identity, &identity_key, group_key, members)
-        });
+        let fetches = groups
+            .into_iter()
+            .map(|members| self.fetch_cached(identity, members));
         let results = if fetches.len() == 1 {
             // The common case (one registry, or one region) without join_all's allocations.
             let mut fetches = fetches;
@@ -372,21 +370,15 @@ impl Pipeline {
     async fn fetch_cached(
         &self,
         identity: &Identity,
-        identity_key: &str,
-        group_key: String,
         mut members: Vec<&RegistryTarget>,
     ) -> Result<Arc<Vec<RegistryCredential>>, PipelineError> {
         members.sort_by(|a, b| a.host.cmp(&b.host));
         members.dedup_by(|a, b| a.host == b.host);
-        let mut key = String::with_capacity(
-            identity_key.len()
-                + group_key.len()
-                + members.iter().map(|m| m.host.len() + 1).sum::<usize>()
-                + 1,
-        );
-        key.push_str(identity_key);
+        let mut key =
+            String::with_capacity(160 + members.iter().map(|m| m.host.len() + 1).sum::<usize>());
+        identity.write_cache_key(&mut key);
         key.push('\u{1f}');
-        key.push_str(&group_key);
+        members[0].write_group_key(&mut key);
         for m in &members {
             key.push('\u{1f}');
             key.push_str(&m.host);

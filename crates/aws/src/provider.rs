@@ -90,20 +90,45 @@ impl RegistryTarget {
     /// upstream call (ECR: one `GetAuthorizationToken` per partition, region and endpoint
     /// variant; ECR Public: one; Chainguard: one per identity).
     pub fn group_key(&self) -> String {
+        let mut key = String::with_capacity(48);
+        self.write_group_key(&mut key);
+        key
+    }
+
+    /// Appends [`RegistryTarget::group_key`] to `out` (no allocation of its own).
+    pub fn write_group_key(&self, out: &mut String) {
         match &self.registry {
-            Registry::Ecr(e) => format!(
-                "ecr|{}|{}|{}|{}",
-                e.partition.id(),
-                e.region,
-                e.fips,
-                e.dual_stack
-            ),
-            Registry::EcrPublic => "ecr-public".to_owned(),
-            Registry::Chainguard => format!(
-                "chainguard|{}",
-                self.chainguard_identity.as_deref().unwrap_or_default()
-            ),
-            Registry::Other => "other".to_owned(),
+            Registry::Ecr(e) => {
+                out.push_str("ecr|");
+                out.push_str(e.partition.id());
+                out.push('|');
+                out.push_str(&e.region);
+                out.push_str(if e.fips { "|true" } else { "|false" });
+                out.push_str(if e.dual_stack { "|true" } else { "|false" });
+            }
+            Registry::EcrPublic => out.push_str("ecr-public"),
+            Registry::Chainguard => {
+                out.push_str("chainguard|");
+                out.push_str(self.chainguard_identity.as_deref().unwrap_or_default());
+            }
+            Registry::Other => out.push_str("other"),
+        }
+    }
+
+    /// Whether two targets are fetched with one upstream call ([`RegistryTarget::group_key`]).
+    pub fn same_group(&self, other: &RegistryTarget) -> bool {
+        match (&self.registry, &other.registry) {
+            (Registry::Ecr(a), Registry::Ecr(b)) => {
+                a.partition == b.partition
+                    && a.region == b.region
+                    && a.fips == b.fips
+                    && a.dual_stack == b.dual_stack
+            }
+            (Registry::EcrPublic, Registry::EcrPublic) | (Registry::Other, Registry::Other) => true,
+            (Registry::Chainguard, Registry::Chainguard) => {
+                self.chainguard_identity == other.chainguard_identity
+            }
+            _ => false,
         }
     }
 }
@@ -158,6 +183,11 @@ mod tests {
             .unwrap();
         assert_eq!(t.host, "123456789012.dkr.ecr.eu-west-1.amazonaws.com");
         assert_eq!(t.group_key(), "ecr|aws|eu-west-1|false|false");
+        let other_account =
+            RegistryTarget::parse("210987654321.dkr.ecr.eu-west-1.amazonaws.com", None).unwrap();
+        let other_region =
+            RegistryTarget::parse("123456789012.dkr.ecr.eu-west-2.amazonaws.com", None).unwrap();
+        assert!(t.same_group(&other_account) && !t.same_group(&other_region));
         assert_eq!(
             RegistryTarget::parse("public.ecr.aws/nginx/nginx", None)
                 .unwrap()

@@ -72,16 +72,30 @@ impl Identity {
 
     /// A stable key for the cache: the role, session and token source (never the token).
     pub fn cache_key(&self) -> String {
+        let mut key = String::with_capacity(96);
+        self.write_cache_key(&mut key);
+        key
+    }
+
+    /// Appends [`Identity::cache_key`] to `out`.
+    pub fn write_cache_key(&self, out: &mut String) {
         match self {
             Identity::WebIdentity {
                 role_arn,
                 token_source,
                 session_name,
-            } => format!("web|{role_arn}|{session_name}|{}", token_source.describe()),
-            Identity::Ambient { chained_role: None } => "ambient".to_owned(),
+            } => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "web|{role_arn}|{session_name}|");
+                out.push_str(&token_source.describe());
+            }
+            Identity::Ambient { chained_role: None } => out.push_str("ambient"),
             Identity::Ambient {
                 chained_role: Some(role),
-            } => format!("ambient|{role}"),
+            } => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "ambient|{role}");
+            }
         }
     }
 
