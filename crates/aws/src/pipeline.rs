@@ -207,9 +207,12 @@ impl Pipeline {
             Env::Process => {
                 let mut loader = aws_config::defaults(BehaviorVersion::latest())
                     .http_client(http_client.clone());
-                if let Some(region) = options.region.clone().or_else(|| env.region()) {
-                    loader = loader.region(aws_config::Region::new(region));
-                }
+                loader = match options.region.clone().or_else(|| env.region()) {
+                    Some(region) => loader.region(aws_config::Region::new(region)),
+                    // The profile's region, but no instance-metadata lookup at start-up (seconds
+                    // off EC2): without a region, STS uses the role partition's default region.
+                    None => loader.region(aws_config::profile::ProfileFileRegionProvider::new()),
+                };
                 Some(loader.load().await)
             }
             Env::Map(_) => None,

@@ -331,3 +331,51 @@ async fn unsupported_registries_are_refused_up_front() {
     let err = p.registry_credentials(&identity(), &t).await.unwrap_err();
     assert!(matches!(err, PipelineError::Target(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn endpoint_precedence_option_then_service_variable_then_general_variable() {
+    let double = Double::start(|req, _| match req.operation().as_str() {
+        "AssumeRoleWithWebIdentity" => sts_ok(),
+        _ => ecr_success("123456789012", &format!("AWS:{PASSWORD}"), far_future()),
+    })
+    .await;
+    // Port 9 (discard) is closed on loopback: a call that went there would fail.
+    let dead = "http://127.0.0.1:9";
+    let p = Pipeline::new(PipelineOptions {
+        env: Env::from_pairs([
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", dead),
+            ("AWS_ENDPOINT_URL_STS", double.url.as_str()),
+            ("AWS_ENDPOINT_URL_ECR", dead),
+        ]),
+        ecr_endpoint_url: Some(double.url.clone()),
+        ..PipelineOptions::default()
+    })
+    .await
+    .unwrap();
+    let c = p
+        .registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap();
+    assert_eq!(c[0].password.expose(), PASSWORD);
+    assert_eq!(double.count(), 2);
+
+    // AWS_IGNORE_CONFIGURED_ENDPOINT_URLS turns the variables off: the real regional STS host
+    // would be called, so point the option at the double to prove only the option is used.
+    let p = Pipeline::new(PipelineOptions {
+        env: Env::from_pairs([
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", dead),
+            ("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true"),
+        ]),
+        sts_endpoint_url: Some(double.url.clone()),
+        ecr_endpoint_url: Some(double.url.clone()),
+        ..PipelineOptions::default()
+    })
+    .await
+    .unwrap();
+    p.registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap();
+    assert_eq!(double.count(), 4);
+}
