@@ -324,6 +324,9 @@ impl Pipeline {
     ) -> Result<Vec<RegistryCredential>, PipelineError> {
         // Few groups per call: a vector with linear search beats a map here.
         let mut groups: Vec<Vec<&RegistryTarget>> = Vec::with_capacity(1);
+        // The group of each requested target (one host may be asked for with two Chainguard
+        // identities).
+        let mut group_of = Vec::with_capacity(registries.len());
         for target in registries {
             if target.registry == Registry::Other {
                 return Err(TargetError::Unsupported {
@@ -337,9 +340,15 @@ impl Pipeline {
                 }
                 .into());
             }
-            match groups.iter_mut().find(|g| g[0].same_group(target)) {
-                Some(members) => members.push(target),
-                None => groups.push(vec![target]),
+            match groups.iter().position(|g| g[0].same_group(target)) {
+                Some(i) => {
+                    groups[i].push(target);
+                    group_of.push(i);
+                }
+                None => {
+                    group_of.push(groups.len());
+                    groups.push(vec![target]);
+                }
             }
         }
         let fetches = groups
@@ -356,10 +365,9 @@ impl Pipeline {
             futures_util::future::try_join_all(fetches).await?
         };
         let mut out = Vec::with_capacity(registries.len());
-        for target in registries {
-            let credential = results
+        for (target, group) in registries.iter().zip(group_of) {
+            let credential = results[group]
                 .iter()
-                .flat_map(|group| group.iter())
                 .find(|c| c.registry == target.host)
                 .ok_or_else(|| PipelineError::MissingCredential {
                     registry: target.host.clone(),

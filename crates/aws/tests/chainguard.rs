@@ -397,3 +397,28 @@ fn the_verifier_rejects_tampering() {
     assert_eq!(proof.len() % 4, 0);
     assert!(!proof.contains(['+', '/']));
 }
+
+#[tokio::test]
+async fn one_exchange_per_chainguard_identity_and_each_caller_gets_its_own() {
+    let d = double(Some("2030-01-01T00:00:00Z"), 0).await;
+    let p = pipeline(&d.url, None).await;
+    let targets = vec![
+        RegistryTarget::parse("cgr.dev/org-a/app", Some("org-a/identity-1")).unwrap(),
+        RegistryTarget::parse("cgr.dev/org-b/app", Some("org-b/identity-2")).unwrap(),
+        RegistryTarget::parse("cgr.dev/org-a/other", Some("org-a/identity-1")).unwrap(),
+    ];
+    let c = p.registry_credentials(&identity(), &targets).await.unwrap();
+    assert_eq!(c.len(), 3);
+    let exchanges: Vec<String> = d
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.uri.starts_with("/sts/exchange"))
+        .map(|r| query_param(&r.uri, "identity").unwrap())
+        .collect();
+    assert_eq!(exchanges.len(), 2, "{exchanges:?}");
+    assert!(exchanges.contains(&"org-a/identity-1".to_owned()));
+    assert!(exchanges.contains(&"org-b/identity-2".to_owned()));
+    assert_eq!(c[0].password, c[2].password);
+}
