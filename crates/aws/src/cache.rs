@@ -259,8 +259,19 @@ where
             .fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
         let key = key.to_owned();
-        let flight: BoxFuture<'static, Result<Arc<V>, E>> =
-            Box::pin(async move { cache.complete(&key, fut.await) });
+        let flight: BoxFuture<'static, Result<Arc<V>, E>> = Box::pin(async move {
+            match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(result) => cache.complete(&key, result),
+                Err(panic) => {
+                    // Forget the flight so that the next caller starts a fresh one, then let
+                    // this one's waiters see the panic.
+                    if let Some(slot) = cache.lock().get_mut(&key) {
+                        slot.flight = None;
+                    }
+                    std::panic::resume_unwind(panic)
+                }
+            }
+        });
         flight.shared()
     }
 
@@ -416,6 +427,34 @@ mod tests {
             assert_eq!(*v, "v");
         }
         assert_eq!(c.stats().exchanges, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_fetch_does_not_poison_the_key() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock, 10);
+        let c2 = c.clone();
+        let panicked = tokio::spawn(async move {
+            c2.get_or_fetch("k", || async {
+                if true {
+                    panic!("provider bug");
+                }
+                Err::<Fetched<String>, String>("unreachable".into())
+            })
+            .await
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+        let v = c
+            .get_or_fetch("k", || async {
+                Ok::<_, String>(Fetched {
+                    value: "ok".to_owned(),
+                    expires_at: Some(t0() + Duration::from_secs(60)),
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(*v, "ok");
     }
 
     #[tokio::test(start_paused = true)]
