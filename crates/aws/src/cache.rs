@@ -1,1 +1,486 @@
-//! (being written)
+//! The credential cache: serves a credential until its refresh point, with single-flight.
+//!
+//! - An entry is served until its **refresh point**: a fraction of its lifetime
+//!   ([`CacheOptions::refresh_fraction`], default 0.5), jittered downwards by up to
+//!   [`CacheOptions::jitter`] so that many keys do not refresh in lockstep.
+//! - **Single-flight**: however many callers ask for one key at once, one upstream exchange runs;
+//!   the others await its result. The exchange is a shared future kept in the slot, so it goes on
+//!   if the caller that started it gives up.
+//! - After the refresh point the next caller starts a refresh. If it fails while the old
+//!   credential is still valid, the old one is served and the refresh is retried after a backoff
+//!   ([`CacheOptions::failure_backoff`], doubling). **Errors are never cached.**
+//! - A credential without an expiry, or one that claims to be expired already (moto's ECR tokens
+//!   say 2015), is returned to its caller but not cached.
+//! - **Bounded**: at most [`CacheOptions::capacity`] keys; expired entries go first, then the
+//!   least recently used.
+//!
+//! Wall-clock expiries come from the [`Clock`]; the refresh schedule runs on tokio's monotonic
+//! clock, so tests drive it with `tokio::time::pause()` and `advance`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::FutureExt as _;
+use futures_util::future::Shared;
+use tokio::time::Instant;
+
+use crate::clock::Clock;
+use crate::credentials::BoxFuture;
+
+/// How the cache refreshes and how big it grows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheOptions {
+    /// Fraction of a credential's lifetime after which it is refreshed, in (0, 1]. Default 0.5.
+    pub refresh_fraction: f64,
+    /// Largest fraction by which the refresh point is moved earlier at random, in [0, 1). Default 0.1.
+    pub jitter: f64,
+    /// Most keys kept. Default 1024.
+    pub capacity: usize,
+    /// Wait before retrying a failed refresh while the old credential is still served; doubled
+    /// after every further failure. Default 5 s.
+    pub failure_backoff: Duration,
+    /// Upper bound of that wait. Default 5 min.
+    pub max_failure_backoff: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        Self {
+            refresh_fraction: 0.5,
+            jitter: 0.1,
+            capacity: 1024,
+            failure_backoff: Duration::from_secs(5),
+            max_failure_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Counters for metrics. Exchanges count upstream fetches started (one per flight).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Requests answered from the cache.
+    pub hits: u64,
+    /// Requests that had to wait for an upstream exchange.
+    pub misses: u64,
+    /// Upstream exchanges started.
+    pub exchanges: u64,
+    /// Upstream exchanges that failed.
+    pub failures: u64,
+    /// Requests answered with a credential past its refresh point (refresh in flight or failed).
+    pub stale_served: u64,
+    /// Keys currently held.
+    pub entries: u64,
+}
+
+impl std::ops::Add for CacheStats {
+    type Output = CacheStats;
+
+    fn add(self, o: CacheStats) -> CacheStats {
+        CacheStats {
+            hits: self.hits + o.hits,
+            misses: self.misses + o.misses,
+            exchanges: self.exchanges + o.exchanges,
+            failures: self.failures + o.failures,
+            stale_served: self.stale_served + o.stale_served,
+            entries: self.entries + o.entries,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    exchanges: AtomicU64,
+    failures: AtomicU64,
+    stale_served: AtomicU64,
+}
+
+/// What an upstream exchange returns: the value and when it stops being valid.
+#[derive(Debug, Clone)]
+pub struct Fetched<V> {
+    /// The credential.
+    pub value: V,
+    /// When it expires (wall clock), when known.
+    pub expires_at: Option<SystemTime>,
+}
+
+type Flight<V, E> = Shared<BoxFuture<'static, Result<Arc<V>, E>>>;
+
+struct Entry<V> {
+    value: Arc<V>,
+    refresh_at: Instant,
+    expires_at: Instant,
+}
+
+struct Slot<V, E> {
+    entry: Option<Entry<V>>,
+    flight: Option<Flight<V, E>>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    last_used: Instant,
+}
+
+struct Inner<V, E> {
+    slots: Mutex<HashMap<String, Slot<V, E>>>,
+    options: CacheOptions,
+    clock: Arc<dyn Clock>,
+    counters: Counters,
+}
+
+/// A single-flight credential cache keyed by strings. Cheap to clone (shared state).
+pub struct CredentialCache<V, E> {
+    inner: Arc<Inner<V, E>>,
+}
+
+impl<V, E> Clone for CredentialCache<V, E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<V, E> fmt::Debug for CredentialCache<V, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialCache")
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V, E> CredentialCache<V, E>
+where
+    V: Send + Sync + 'static,
+    E: Clone + Send + Sync + 'static,
+{
+    /// An empty cache.
+    pub fn new(options: CacheOptions, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                slots: Mutex::new(HashMap::new()),
+                options,
+                clock,
+                counters: Counters::default(),
+            }),
+        }
+    }
+
+    /// The cached value for `key`, or the result of one shared call of `fetch`.
+    ///
+    /// `fetch` is only called when this caller starts the exchange; concurrent callers for the
+    /// same key await the same exchange.
+    pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<V>, E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Fetched<V>, E>> + Send + 'static,
+    {
+        let flight = {
+            let mut slots = self.lock();
+            let now = Instant::now();
+            let c = &self.inner.counters;
+            if let Some(slot) = slots.get_mut(key) {
+                slot.last_used = now;
+                if let Some(entry) = &slot.entry {
+                    if now < entry.refresh_at {
+                        c.hits.fetch_add(1, Ordering::Relaxed);
+                        return Ok(entry.value.clone());
+                    }
+                    let backing_off = slot.retry_at.is_some_and(|at| now < at);
+                    if now < entry.expires_at && (slot.flight.is_some() || backing_off) {
+                        c.hits.fetch_add(1, Ordering::Relaxed);
+                        c.stale_served.fetch_add(1, Ordering::Relaxed);
+                        return Ok(entry.value.clone());
+                    }
+                }
+                c.misses.fetch_add(1, Ordering::Relaxed);
+                match &slot.flight {
+                    Some(flight) => flight.clone(),
+                    None => {
+                        let flight = self.start(key, fetch());
+                        slot.flight = Some(flight.clone());
+                        flight
+                    }
+                }
+            } else {
+                c.misses.fetch_add(1, Ordering::Relaxed);
+                self.make_room(&mut slots, now);
+                let flight = self.start(key, fetch());
+                slots.insert(
+                    key.to_owned(),
+                    Slot {
+                        entry: None,
+                        flight: Some(flight.clone()),
+                        failures: 0,
+                        retry_at: None,
+                        last_used: now,
+                    },
+                );
+                flight
+            }
+        };
+        flight.await
+    }
+
+    /// The counters, and how many keys are held.
+    pub fn stats(&self) -> CacheStats {
+        let c = &self.inner.counters;
+        CacheStats {
+            hits: c.hits.load(Ordering::Relaxed),
+            misses: c.misses.load(Ordering::Relaxed),
+            exchanges: c.exchanges.load(Ordering::Relaxed),
+            failures: c.failures.load(Ordering::Relaxed),
+            stale_served: c.stale_served.load(Ordering::Relaxed),
+            entries: self.lock().len() as u64,
+        }
+    }
+
+    /// Drops every entry (flights in progress finish for their callers).
+    pub fn clear(&self) {
+        self.lock().retain(|_, slot| slot.flight.is_some());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot<V, E>>> {
+        // A panic while holding the lock leaves the map consistent (no multi-step updates).
+        self.inner.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start<Fut>(&self, key: &str, fut: Fut) -> Flight<V, E>
+    where
+        Fut: Future<Output = Result<Fetched<V>, E>> + Send + 'static,
+    {
+        self.inner
+            .counters
+            .exchanges
+            .fetch_add(1, Ordering::Relaxed);
+        let cache = self.clone();
+        let key = key.to_owned();
+        let flight: BoxFuture<'static, Result<Arc<V>, E>> = Box::pin(async move {
+            match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(result) => cache.complete(&key, result),
+                Err(panic) => {
+                    // Forget the flight so that the next caller starts a fresh one, then let
+                    // this one's waiters see the panic.
+                    if let Some(slot) = cache.lock().get_mut(&key) {
+                        slot.flight = None;
+                    }
+                    std::panic::resume_unwind(panic)
+                }
+            }
+        });
+        flight.shared()
+    }
+
+    /// Stores the outcome of a flight and decides what its callers get.
+    fn complete(&self, key: &str, result: Result<Fetched<V>, E>) -> Result<Arc<V>, E> {
+        let now = Instant::now();
+        let mut slots = self.lock();
+        let opts = &self.inner.options;
+        let slot = slots.get_mut(key);
+        match result {
+            Ok(fetched) => {
+                let value = Arc::new(fetched.value);
+                let life = fetched
+                    .expires_at
+                    .and_then(|at| at.duration_since(self.inner.clock.now()).ok())
+                    .filter(|life| *life >= Duration::from_secs(1));
+                if let Some(slot) = slot {
+                    slot.flight = None;
+                    slot.failures = 0;
+                    slot.retry_at = None;
+                    slot.entry = life.map(|life| {
+                        let jitter = opts.jitter.clamp(0.0, 0.99) * fastrand::f64();
+                        let fraction = opts.refresh_fraction.clamp(0.01, 1.0) * (1.0 - jitter);
+                        Entry {
+                            value: value.clone(),
+                            refresh_at: now + life.mul_f64(fraction),
+                            expires_at: now + life,
+                        }
+                    });
+                }
+                if life.is_none() {
+                    tracing::warn!(
+                        expires_at = ?fetched.expires_at,
+                        "credential has no expiry or is already expired; serving it without caching"
+                    );
+                }
+                Ok(value)
+            }
+            Err(error) => {
+                self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+                let Some(slot) = slot else { return Err(error) };
+                slot.flight = None;
+                slot.failures = slot.failures.saturating_add(1);
+                let backoff = opts
+                    .failure_backoff
+                    .saturating_mul(1u32 << (slot.failures - 1).min(16))
+                    .min(opts.max_failure_backoff);
+                slot.retry_at = Some(now + backoff);
+                match &slot.entry {
+                    Some(entry) if now < entry.expires_at => {
+                        tracing::warn!(
+                            failures = slot.failures,
+                            retry_in_ms = backoff.as_millis() as u64,
+                            valid_for_s = (entry.expires_at - now).as_secs(),
+                            "credential refresh failed; serving the previous, still valid credential"
+                        );
+                        self.inner
+                            .counters
+                            .stale_served
+                            .fetch_add(1, Ordering::Relaxed);
+                        Ok(entry.value.clone())
+                    }
+                    _ => {
+                        slot.entry = None;
+                        Err(error)
+                    }
+                }
+            }
+        }
+    }
+
+    fn make_room(&self, slots: &mut HashMap<String, Slot<V, E>>, now: Instant) {
+        let capacity = self.inner.options.capacity.max(1);
+        if slots.len() < capacity {
+            return;
+        }
+        slots.retain(|_, s| {
+            s.flight.is_some() || s.entry.as_ref().is_some_and(|e| now < e.expires_at)
+        });
+        while slots.len() >= capacity {
+            let oldest = slots
+                .iter()
+                .filter(|(_, s)| s.flight.is_none())
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => {
+                    slots.remove(&k);
+                }
+                // Every slot has an exchange in flight: let the map grow past the bound briefly.
+                None => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use std::sync::atomic::AtomicU32;
+
+    fn cache(clock: Arc<ManualClock>, capacity: usize) -> CredentialCache<String, String> {
+        CredentialCache::new(
+            CacheOptions {
+                jitter: 0.0,
+                capacity,
+                ..CacheOptions::default()
+            },
+            clock,
+        )
+    }
+
+    fn t0() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_are_not_cached() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock, 10);
+        let calls = Arc::new(AtomicU32::new(0));
+        for _ in 0..2 {
+            let calls = calls.clone();
+            let r = c
+                .get_or_fetch("k", || async move {
+                    calls.fetch_add(1, Ordering::SeqCst);
+                    Err::<Fetched<String>, _>("boom".to_owned())
+                })
+                .await;
+            assert_eq!(r.unwrap_err(), "boom");
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(c.stats().failures, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn already_expired_values_are_served_not_cached() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock, 10);
+        for _ in 0..2 {
+            let v = c
+                .get_or_fetch("k", || async {
+                    Ok::<_, String>(Fetched {
+                        value: "v".to_owned(),
+                        expires_at: Some(
+                            SystemTime::UNIX_EPOCH + Duration::from_secs(1_420_070_400),
+                        ),
+                    })
+                })
+                .await
+                .unwrap();
+            assert_eq!(*v, "v");
+        }
+        assert_eq!(c.stats().exchanges, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_fetch_does_not_poison_the_key() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock, 10);
+        let c2 = c.clone();
+        let panicked = tokio::spawn(async move {
+            c2.get_or_fetch("k", || async {
+                if true {
+                    panic!("provider bug");
+                }
+                Err::<Fetched<String>, String>("unreachable".into())
+            })
+            .await
+        })
+        .await;
+        assert!(panicked.unwrap_err().is_panic());
+        let v = c
+            .get_or_fetch("k", || async {
+                Ok::<_, String>(Fetched {
+                    value: "ok".to_owned(),
+                    expires_at: Some(t0() + Duration::from_secs(60)),
+                })
+            })
+            .await
+            .unwrap();
+        assert_eq!(*v, "ok");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn capacity_is_bounded_lru_first() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock, 3);
+        let fetch = |v: &str| {
+            let v = v.to_owned();
+            move || async move {
+                Ok::<_, String>(Fetched {
+                    value: v,
+                    expires_at: Some(t0() + Duration::from_secs(3600)),
+                })
+            }
+        };
+        for k in ["a", "b", "c"] {
+            c.get_or_fetch(k, fetch(k)).await.unwrap();
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        c.get_or_fetch("a", fetch("a")).await.unwrap(); // a is now the most recent
+        c.get_or_fetch("d", fetch("d")).await.unwrap(); // evicts b
+        assert_eq!(c.stats().entries, 3);
+        let before = c.stats().exchanges;
+        c.get_or_fetch("a", fetch("a")).await.unwrap();
+        assert_eq!(c.stats().exchanges, before, "a stayed");
+        c.get_or_fetch("b", fetch("b")).await.unwrap();
+        assert_eq!(c.stats().exchanges, before + 1, "b was evicted");
+    }
+}

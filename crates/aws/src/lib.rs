@@ -1,19 +1,35 @@
 //! irsa's credential pipeline: a web-identity token is exchanged at STS for temporary AWS
 //! credentials, and those at a registry (ECR, ECR Public, Chainguard) for a pull password.
 //!
+//! - [`pipeline`]: the facade, [`Pipeline::registry_credentials`].
 //! - [`token_source`]: where the service-account token comes from (projected file, TokenRequest).
 //! - [`sts`]: `AssumeRoleWithWebIdentity`, the ambient chain and chained `AssumeRole`.
-//! - [`ecr`], [`ecr_public`], [`chainguard`]: registry token providers.
+//! - [`provider`], [`ecr`], [`ecr_public`], [`chainguard`]: registry token providers.
 //! - [`cache`]: the credential cache with single-flight; [`retry`]: timeouts and backoff.
 #![warn(missing_docs)]
 
 pub mod cache;
 pub mod chainguard;
+pub mod clock;
 pub mod credentials;
 pub mod ecr;
 pub mod ecr_public;
+pub mod env;
+pub mod pipeline;
+pub mod provider;
 pub mod retry;
 pub mod sts;
 pub mod token_source;
 
+pub use cache::{CacheOptions, CacheStats};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::{AwsCredentials, BoxFuture, RegistryCredential};
+pub use env::Env;
+pub use pipeline::{ConfigError, Pipeline, PipelineError, PipelineOptions, Providers};
+pub use provider::{RegistryTarget, RegistryTokenProvider, TargetError};
+pub use retry::RetryPolicy;
+pub use sts::{Identity, StsEndpointChoice, StsError};
+pub use token_source::{
+    FileTokenSource, StaticTokenSource, TokenRequestSource, TokenRequester, TokenSource,
+    TokenSourceError,
+};

@@ -1,1 +1,817 @@
-//! (being written)
+//! The STS exchange: `AssumeRoleWithWebIdentity` with a service-account token, the ambient
+//! credential chain (the process's own IRSA, EKS Pod Identity or node role), and an optional
+//! chained `AssumeRole` for cross-account access.
+//!
+//! Endpoints: the regional STS endpoint of the role's partition by default (computed by
+//! [`irsa_core::partition::sts_endpoint`]), the partition's global endpoint on request, and an
+//! explicit URL (option, `AWS_ENDPOINT_URL_STS` or `AWS_ENDPOINT_URL`) above both. When the
+//! configured region belongs to another partition than the role (a GovCloud role, a commercial
+//! `AWS_REGION`), the partition's own default region is used.
+//!
+//! `AssumeRoleWithWebIdentity` is sent unsigned (the token is the proof), so no ambient
+//! credential is looked up for it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_sts::config::{BehaviorVersion, Credentials, Region};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_types::retry::RetryConfig;
+use irsa_core::arn::{RoleArn, SessionName};
+use irsa_core::partition::{EndpointVariant, Partition, sts_endpoint, sts_global_endpoint};
+use irsa_core::secret::SecretString;
+use thiserror::Error;
+
+use crate::credentials::{AwsCredentials, BoxFuture};
+use crate::env::Env;
+use crate::retry::{CallFailure, RetryPolicy, is_access_denied, with_retry};
+use crate::token_source::{FileTokenSource, TokenSource, TokenSourceError};
+
+/// The service-account annotation naming the IAM role (the EKS convention).
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+
+/// Whose AWS credentials the pipeline uses.
+#[derive(Clone)]
+pub enum Identity {
+    /// A Kubernetes service-account token exchanged with `AssumeRoleWithWebIdentity`.
+    WebIdentity {
+        /// The role to assume.
+        role_arn: RoleArn,
+        /// Where the token comes from (re-read at every exchange).
+        token_source: Arc<dyn TokenSource>,
+        /// The role session name (appears in CloudTrail).
+        session_name: SessionName,
+    },
+    /// The process's own credentials (IRSA variables, EKS Pod Identity, container or instance
+    /// role), optionally followed by `AssumeRole` into another role.
+    Ambient {
+        /// The role to assume with the ambient credentials, for cross-account access.
+        chained_role: Option<RoleArn>,
+    },
+}
+
+impl Identity {
+    /// The web identity of a service account: the role from its
+    /// `eks.amazonaws.com/role-arn` annotation, the session name `irsa-<namespace>-<name>`.
+    pub fn for_service_account(
+        namespace: &str,
+        service_account: &str,
+        annotations: &BTreeMap<String, String>,
+        token_source: Arc<dyn TokenSource>,
+    ) -> Result<Identity, StsError> {
+        let role_arn = role_from_annotations(namespace, service_account, annotations)?;
+        Ok(Identity::WebIdentity {
+            role_arn,
+            token_source,
+            session_name: session_name_for(namespace, service_account),
+        })
+    }
+
+    /// A stable key for the cache: the role, session and token source (never the token).
+    pub fn cache_key(&self) -> String {
+        let mut key = String::with_capacity(96);
+        self.write_cache_key(&mut key);
+        key
+    }
+
+    /// Appends [`Identity::cache_key`] to `out`.
+    pub fn write_cache_key(&self, out: &mut String) {
+        match self {
+            Identity::WebIdentity {
+                role_arn,
+                token_source,
+                session_name,
+            } => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "web|{role_arn}|{session_name}|");
+                out.push_str(&token_source.describe());
+            }
+            Identity::Ambient { chained_role: None } => out.push_str("ambient"),
+            Identity::Ambient {
+                chained_role: Some(role),
+            } => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "ambient|{role}");
+            }
+        }
+    }
+
+    /// A description for messages: `role arn:aws:iam::…:role/x (token from file …)`.
+    pub fn describe(&self) -> String {
+        match self {
+            Identity::WebIdentity {
+                role_arn,
+                token_source,
+                ..
+            } => format!("role {role_arn} (token from {})", token_source.describe()),
+            Identity::Ambient { chained_role: None } => "the ambient AWS credentials".to_owned(),
+            Identity::Ambient {
+                chained_role: Some(role),
+            } => format!("role {role} (assumed with the ambient AWS credentials)"),
+        }
+    }
+}
+
+impl fmt::Debug for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// The deterministic session name irsa uses for a service account: `irsa-<namespace>-<name>`.
+pub fn session_name_for(namespace: &str, service_account: &str) -> SessionName {
+    SessionName::derive(&format!("irsa-{namespace}-{service_account}"))
+}
+
+/// The role named by a service account's `eks.amazonaws.com/role-arn` annotation.
+pub fn role_from_annotations(
+    namespace: &str,
+    service_account: &str,
+    annotations: &BTreeMap<String, String>,
+) -> Result<RoleArn, StsError> {
+    let value =
+        annotations
+            .get(ROLE_ARN_ANNOTATION)
+            .ok_or_else(|| StsError::MissingRoleAnnotation {
+                namespace: namespace.to_owned(),
+                service_account: service_account.to_owned(),
+            })?;
+    value.trim().parse().map_err(
+        |e: irsa_core::arn::ArnError| StsError::InvalidRoleAnnotation {
+            namespace: namespace.to_owned(),
+            service_account: service_account.to_owned(),
+            reason: e.to_string(),
+        },
+    )
+}
+
+/// Which STS endpoint to call when no URL is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StsEndpointChoice {
+    /// The regional endpoint of the role's partition (`sts.<region>.amazonaws.com`).
+    #[default]
+    Regional,
+    /// The partition's global endpoint (`sts.amazonaws.com` in the commercial partition).
+    Global,
+}
+
+/// Why AWS credentials could not be obtained.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StsError {
+    /// `AssumeRoleWithWebIdentity` was refused with AccessDenied: the trust policy.
+    #[error(
+        "sts:AssumeRoleWithWebIdentity for role {role} was denied ({message}): the role's trust \
+         policy does not allow this token (sub {sub:?}, aud {aud:?}, issuer {issuer:?}); the trust \
+         policy needs a statement with Principal {{\"Federated\": \"<the IAM OIDC provider of the \
+         issuer>\"}}, Action sts:AssumeRoleWithWebIdentity and conditions \"<issuer host>:sub\" = \
+         {sub:?} and \"<issuer host>:aud\" = {aud:?} (`irsa policy trust` writes one)"
+    )]
+    WebIdentityDenied {
+        /// The role.
+        role: String,
+        /// The token's `sub`.
+        sub: String,
+        /// The token's `aud`, comma separated.
+        aud: String,
+        /// The token's `iss`.
+        issuer: String,
+        /// STS's message.
+        message: String,
+    },
+    /// `AssumeRoleWithWebIdentity` said InvalidIdentityToken: the issuer, provider or JWKS.
+    #[error(
+        "sts:AssumeRoleWithWebIdentity for role {role} refused the token as invalid ({message}): \
+         check that the token's issuer {issuer:?} is registered as an IAM OIDC provider in account \
+         {account} with exactly that URL, that {issuer}/.well-known/openid-configuration and the \
+         JWKS it names are reachable from AWS and contain the key that signed the token, and that \
+         the provider's audiences include the token's aud"
+    )]
+    InvalidIdentityToken {
+        /// The role.
+        role: String,
+        /// The role's account.
+        account: String,
+        /// The token's `iss`.
+        issuer: String,
+        /// STS's message.
+        message: String,
+    },
+    /// The web-identity token had expired.
+    #[error(
+        "sts:AssumeRoleWithWebIdentity for role {role} refused the token as expired ({message}): \
+         {source_desc} must supply a fresh token (the kubelet rotates projected tokens; check the \
+         volume's expirationSeconds and the node's clock)"
+    )]
+    ExpiredToken {
+        /// The role.
+        role: String,
+        /// The token source.
+        source_desc: String,
+        /// STS's message.
+        message: String,
+    },
+    /// Chained `AssumeRole` was refused.
+    #[error(
+        "sts:AssumeRole of role {role} with the ambient AWS credentials was denied ({message}): \
+         the role's trust policy must trust the ambient principal and that principal's permissions \
+         must allow sts:AssumeRole on {role}"
+    )]
+    AssumeRoleDenied {
+        /// The role.
+        role: String,
+        /// STS's message.
+        message: String,
+    },
+    /// Any other failure of an STS call.
+    #[error("{operation} for role {role} failed: {failure}")]
+    Call {
+        /// `sts:AssumeRoleWithWebIdentity` or `sts:AssumeRole`.
+        operation: &'static str,
+        /// The role.
+        role: String,
+        /// What happened.
+        failure: CallFailure,
+    },
+    /// STS answered without credentials.
+    #[error(
+        "{operation} for role {role} returned no credentials; the STS endpoint is not AWS STS or is misbehaving"
+    )]
+    NoCredentials {
+        /// The operation.
+        operation: &'static str,
+        /// The role.
+        role: String,
+    },
+    /// The token could not be obtained.
+    #[error("failed to get a web-identity token for role {role}: {source}")]
+    Token {
+        /// The role.
+        role: String,
+        /// Why.
+        source: TokenSourceError,
+    },
+    /// The service account has no role annotation.
+    #[error(
+        "service account {namespace}/{service_account} has no annotation \
+         eks.amazonaws.com/role-arn: annotate it with the IAM role to assume, e.g. \
+         `kubectl annotate serviceaccount -n {namespace} {service_account} \
+         eks.amazonaws.com/role-arn=arn:aws:iam::<account>:role/<name>`"
+    )]
+    MissingRoleAnnotation {
+        /// Namespace.
+        namespace: String,
+        /// Service account.
+        service_account: String,
+    },
+    /// The role annotation is not a role ARN.
+    #[error(
+        "service account {namespace}/{service_account} has an invalid \
+         eks.amazonaws.com/role-arn annotation: {reason}"
+    )]
+    InvalidRoleAnnotation {
+        /// Namespace.
+        namespace: String,
+        /// Service account.
+        service_account: String,
+        /// Why.
+        reason: String,
+    },
+    /// No STS endpoint can be formed for the region.
+    #[error("no STS endpoint for role {role}: {reason}")]
+    Endpoint {
+        /// The role.
+        role: String,
+        /// Why.
+        reason: String,
+    },
+    /// The ambient chain found no credentials.
+    #[error(
+        "failed to load the ambient AWS credentials ({message}): run with a service-account role \
+         (AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE), EKS Pod Identity or an instance role, or \
+         pass a role and token explicitly"
+    )]
+    Ambient {
+        /// The chain's explanation.
+        message: String,
+    },
+}
+
+/// Where an STS call goes and how it is bounded.
+#[derive(Debug, Clone)]
+pub struct StsSettings {
+    /// The configured region (`AWS_REGION`), if any.
+    pub region: Option<String>,
+    /// Regional or global endpoint when no URL is configured.
+    pub choice: StsEndpointChoice,
+    /// An endpoint URL that wins over both (VPC endpoint, test server).
+    pub endpoint_url: Option<String>,
+    /// FIPS / dual-stack.
+    pub variant: EndpointVariant,
+    /// Requested session duration.
+    pub duration: Option<Duration>,
+    /// Timeouts and retries.
+    pub retry: RetryPolicy,
+}
+
+/// Exchanges identities for AWS credentials.
+pub trait CredentialExchange: Send + Sync {
+    /// Temporary credentials for `identity`.
+    fn credentials<'a>(
+        &'a self,
+        identity: &'a Identity,
+    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>>;
+}
+
+/// The real exchange, with aws-sdk-sts.
+pub struct StsExchange {
+    settings: StsSettings,
+    env: Env,
+    http_client: Option<SharedHttpClient>,
+    ambient: Option<SharedCredentialsProvider>,
+}
+
+impl fmt::Debug for StsExchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StsExchange")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StsExchange {
+    /// An exchange. `ambient` is the SDK's default credential chain, used for
+    /// [`Identity::Ambient`] when the IRSA variables are not set.
+    pub fn new(
+        settings: StsSettings,
+        env: Env,
+        http_client: Option<SharedHttpClient>,
+        ambient: Option<SharedCredentialsProvider>,
+    ) -> Self {
+        Self {
+            settings,
+            env,
+            http_client,
+            ambient,
+        }
+    }
+
+    /// The region and endpoint URL for a call on behalf of `role`.
+    pub fn target(&self, role: &RoleArn) -> Result<(String, String), StsError> {
+        let endpoint_err = |reason: String| StsError::Endpoint {
+            role: role.to_string(),
+            reason,
+        };
+        let partition = Partition::from_id(&role.partition).ok_or_else(|| {
+            endpoint_err(format!(
+                "partition {} has no known STS endpoint",
+                role.partition
+            ))
+        })?;
+        let region = match &self.settings.region {
+            Some(r) if Partition::from_region(r) == Some(partition) => r.clone(),
+            _ => partition.implicit_global_region().to_owned(),
+        };
+        let url = match (&self.settings.endpoint_url, self.settings.choice) {
+            (Some(url), _) => url.clone(),
+            (None, StsEndpointChoice::Global) => {
+                format!("https://{}", sts_global_endpoint(partition))
+            }
+            (None, StsEndpointChoice::Regional) => format!(
+                "https://{}",
+                sts_endpoint(&region, self.settings.variant)
+                    .map_err(|e| endpoint_err(e.to_string()))?
+            ),
+        };
+        Ok((region, url))
+    }
+
+    fn client(
+        &self,
+        region: String,
+        url: String,
+        creds: Option<&AwsCredentials>,
+    ) -> aws_sdk_sts::Client {
+        let mut config = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region))
+            .endpoint_url(url)
+            .retry_config(RetryConfig::disabled());
+        if let Some(http) = &self.http_client {
+            config = config.http_client(http.clone());
+        }
+        if let Some(creds) = creds {
+            config = config.credentials_provider(sdk_credentials(creds));
+        }
+        aws_sdk_sts::Client::from_conf(config.build())
+    }
+
+    /// `AssumeRoleWithWebIdentity`, unsigned.
+    pub async fn assume_role_with_web_identity(
+        &self,
+        role: &RoleArn,
+        session: &SessionName,
+        token: &SecretString,
+        source_desc: &str,
+    ) -> Result<AwsCredentials, StsError> {
+        const OP: &str = "sts:AssumeRoleWithWebIdentity";
+        let (region, url) = self.target(role)?;
+        tracing::debug!(role = %role, session = %session, endpoint = %url, "assuming role with web identity");
+        let client = self.client(region, url, None);
+        let duration = self.settings.duration.map(|d| d.as_secs() as i32);
+        let out = with_retry(&self.settings.retry, OP, || {
+            client
+                .assume_role_with_web_identity()
+                .role_arn(role.to_string())
+                .role_session_name(session.as_str())
+                .web_identity_token(token.expose())
+                .set_duration_seconds(duration)
+                .send()
+                .map_ok_or_failure()
+        })
+        .await
+        .map_err(|failure| web_identity_error(role, token, source_desc, failure))?;
+        let creds = out.credentials().ok_or_else(|| StsError::NoCredentials {
+            operation: OP,
+            role: role.to_string(),
+        })?;
+        Ok(from_sts(creds))
+    }
+
+    /// `AssumeRole`, signed with `base`.
+    pub async fn assume_role(
+        &self,
+        base: &AwsCredentials,
+        role: &RoleArn,
+        session: &SessionName,
+    ) -> Result<AwsCredentials, StsError> {
+        const OP: &str = "sts:AssumeRole";
+        let (region, url) = self.target(role)?;
+        tracing::debug!(role = %role, session = %session, endpoint = %url, "assuming chained role");
+        let client = self.client(region, url, Some(base));
+        let duration = self.settings.duration.map(|d| d.as_secs() as i32);
+        let out = with_retry(&self.settings.retry, OP, || {
+            client
+                .assume_role()
+                .role_arn(role.to_string())
+                .role_session_name(session.as_str())
+                .set_duration_seconds(duration)
+                .send()
+                .map_ok_or_failure()
+        })
+        .await
+        .map_err(|failure| {
+            if is_access_denied(&failure) {
+                StsError::AssumeRoleDenied {
+                    role: role.to_string(),
+                    message: failure.message,
+                }
+            } else {
+                StsError::Call {
+                    operation: OP,
+                    role: role.to_string(),
+                    failure,
+                }
+            }
+        })?;
+        let creds = out.credentials().ok_or_else(|| StsError::NoCredentials {
+            operation: OP,
+            role: role.to_string(),
+        })?;
+        Ok(from_sts(creds))
+    }
+
+    /// The process's own credentials: the IRSA variables through this exchange (so the same
+    /// endpoints and explanations apply), else the SDK's default chain.
+    pub async fn ambient_credentials(&self) -> Result<AwsCredentials, StsError> {
+        if let (Some(role), Some(file)) = (
+            self.env.get("AWS_ROLE_ARN"),
+            self.env.get("AWS_WEB_IDENTITY_TOKEN_FILE"),
+        ) {
+            let role: RoleArn =
+                role.trim()
+                    .parse()
+                    .map_err(|e: irsa_core::arn::ArnError| StsError::Ambient {
+                        message: format!("AWS_ROLE_ARN is not a role ARN: {e}"),
+                    })?;
+            let session = self
+                .env
+                .get("AWS_ROLE_SESSION_NAME")
+                .map(|s| SessionName::derive(&s))
+                .unwrap_or_else(|| SessionName::derive("irsa"));
+            let source = FileTokenSource::new(file);
+            let token = source.token().await.map_err(|source| StsError::Token {
+                role: role.to_string(),
+                source,
+            })?;
+            return self
+                .assume_role_with_web_identity(&role, &session, &token, &source.describe())
+                .await;
+        }
+        let provider = self.ambient.as_ref().ok_or_else(|| StsError::Ambient {
+            message: "no AWS credential provider is configured".to_owned(),
+        })?;
+        let timeout = self.settings.retry.attempt_timeout * self.settings.retry.max_attempts.max(1);
+        let creds = tokio::time::timeout(timeout, provider.provide_credentials())
+            .await
+            .map_err(|_| StsError::Ambient {
+                message: format!("the credential chain gave no answer within {timeout:?}"),
+            })?
+            .map_err(|e| StsError::Ambient {
+                message: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            })?;
+        Ok(AwsCredentials {
+            access_key_id: creds.access_key_id().to_owned(),
+            secret_access_key: SecretString::from(creds.secret_access_key()),
+            session_token: creds.session_token().map(SecretString::from),
+            expires_at: creds.expiry(),
+        })
+    }
+}
+
+impl CredentialExchange for StsExchange {
+    fn credentials<'a>(
+        &'a self,
+        identity: &'a Identity,
+    ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+        Box::pin(async move {
+            match identity {
+                Identity::WebIdentity {
+                    role_arn,
+                    token_source,
+                    session_name,
+                } => {
+                    let token = token_source
+                        .token()
+                        .await
+                        .map_err(|source| StsError::Token {
+                            role: role_arn.to_string(),
+                            source,
+                        })?;
+                    self.assume_role_with_web_identity(
+                        role_arn,
+                        session_name,
+                        &token,
+                        &token_source.describe(),
+                    )
+                    .await
+                }
+                Identity::Ambient { chained_role } => {
+                    let base = self.ambient_credentials().await?;
+                    match chained_role {
+                        None => Ok(base),
+                        Some(role) => {
+                            let session = self
+                                .env
+                                .get("AWS_ROLE_SESSION_NAME")
+                                .map(|s| SessionName::derive(&s))
+                                .unwrap_or_else(|| SessionName::derive("irsa-chained"));
+                            self.assume_role(&base, role, &session).await
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// The SDK's credentials for a client signed with `creds`.
+pub(crate) fn sdk_credentials(creds: &AwsCredentials) -> Credentials {
+    Credentials::new(
+        creds.access_key_id.clone(),
+        creds.secret_access_key.expose().to_owned(),
+        creds.session_token.as_ref().map(|t| t.expose().to_owned()),
+        creds.expires_at,
+        "irsa",
+    )
+}
+
+fn from_sts(c: &aws_sdk_sts::types::Credentials) -> AwsCredentials {
+    AwsCredentials {
+        access_key_id: c.access_key_id().to_owned(),
+        secret_access_key: SecretString::from(c.secret_access_key()),
+        session_token: Some(SecretString::from(c.session_token())),
+        expires_at: SystemTime::try_from(*c.expiration()).ok(),
+    }
+}
+
+fn web_identity_error(
+    role: &RoleArn,
+    token: &SecretString,
+    source_desc: &str,
+    failure: CallFailure,
+) -> StsError {
+    let claims = irsa_core::token::decode_unverified(token.expose())
+        .ok()
+        .map(|t| t.claims);
+    let iss = claims
+        .as_ref()
+        .and_then(|c| c.iss.clone())
+        .unwrap_or_else(|| "(token has no readable iss)".to_owned());
+    match failure.code.as_deref() {
+        _ if is_access_denied(&failure) => StsError::WebIdentityDenied {
+            role: role.to_string(),
+            sub: claims
+                .as_ref()
+                .and_then(|c| c.sub.clone())
+                .unwrap_or_else(|| "(token has no readable sub)".to_owned()),
+            aud: claims
+                .as_ref()
+                .map(|c| c.aud.join(","))
+                .unwrap_or_else(|| "(token has no readable aud)".to_owned()),
+            issuer: iss,
+            message: failure.message,
+        },
+        Some("InvalidIdentityToken") => StsError::InvalidIdentityToken {
+            role: role.to_string(),
+            account: role.account.clone(),
+            issuer: iss,
+            message: failure.message,
+        },
+        Some("ExpiredTokenException" | "ExpiredToken") => StsError::ExpiredToken {
+            role: role.to_string(),
+            source_desc: source_desc.to_owned(),
+            message: failure.message,
+        },
+        _ => StsError::Call {
+            operation: "sts:AssumeRoleWithWebIdentity",
+            role: role.to_string(),
+            failure,
+        },
+    }
+}
+
+/// Turns an SDK send future into one whose error is a classified [`CallFailure`].
+pub(crate) trait SdkSendExt<T> {
+    fn map_ok_or_failure(self) -> BoxFuture<'static, Result<T, CallFailure>>;
+}
+
+impl<F, T, E> SdkSendExt<T> for F
+where
+    F: std::future::Future<
+            Output = Result<
+                T,
+                aws_smithy_runtime_api::client::result::SdkError<
+                    E,
+                    aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+                >,
+            >,
+        > + Send
+        + 'static,
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+    T: Send + 'static,
+{
+    fn map_ok_or_failure(self) -> BoxFuture<'static, Result<T, CallFailure>> {
+        Box::pin(async move { self.await.map_err(|e| CallFailure::from_sdk(&e)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(region: Option<&str>, choice: StsEndpointChoice) -> StsSettings {
+        StsSettings {
+            region: region.map(str::to_owned),
+            choice,
+            endpoint_url: None,
+            variant: EndpointVariant::PLAIN,
+            duration: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    fn target(s: StsSettings, role: &str) -> (String, String) {
+        StsExchange::new(s, Env::from_pairs::<&str, &str>([]), None, None)
+            .target(&role.parse().unwrap())
+            .unwrap()
+    }
+
+    #[test]
+    fn regional_endpoint_of_the_roles_partition() {
+        let role = "arn:aws:iam::123456789012:role/r";
+        assert_eq!(
+            target(
+                settings(Some("eu-west-1"), StsEndpointChoice::Regional),
+                role
+            ),
+            (
+                "eu-west-1".into(),
+                "https://sts.eu-west-1.amazonaws.com".into()
+            )
+        );
+        assert_eq!(
+            target(settings(None, StsEndpointChoice::Regional), role).1,
+            "https://sts.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            target(settings(Some("eu-west-1"), StsEndpointChoice::Global), role).1,
+            "https://sts.amazonaws.com"
+        );
+        // A GovCloud role with a commercial region goes to GovCloud.
+        let gov = "arn:aws-us-gov:iam::123456789012:role/r";
+        assert_eq!(
+            target(
+                settings(Some("us-east-1"), StsEndpointChoice::Regional),
+                gov
+            ),
+            (
+                "us-gov-west-1".into(),
+                "https://sts.us-gov-west-1.amazonaws.com".into()
+            )
+        );
+        let cn = "arn:aws-cn:iam::123456789012:role/r";
+        assert_eq!(
+            target(
+                settings(Some("cn-north-1"), StsEndpointChoice::Regional),
+                cn
+            )
+            .1,
+            "https://sts.cn-north-1.amazonaws.com.cn"
+        );
+        let mut vpce = settings(Some("eu-west-1"), StsEndpointChoice::Global);
+        vpce.endpoint_url = Some("https://vpce-1.sts.eu-west-1.vpce.amazonaws.com".into());
+        assert_eq!(
+            target(vpce, role).1,
+            "https://vpce-1.sts.eu-west-1.vpce.amazonaws.com"
+        );
+    }
+
+    #[test]
+    fn role_annotation_errors_name_the_service_account_and_annotation() {
+        let mut ann = BTreeMap::new();
+        let err = role_from_annotations("team", "puller", &ann).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("team/puller") && msg.contains(ROLE_ARN_ANNOTATION),
+            "{msg}"
+        );
+        ann.insert(ROLE_ARN_ANNOTATION.to_owned(), "not-an-arn".to_owned());
+        let msg = role_from_annotations("team", "puller", &ann)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("invalid eks.amazonaws.com/role-arn"), "{msg}");
+        ann.insert(
+            ROLE_ARN_ANNOTATION.to_owned(),
+            "arn:aws:iam::123456789012:role/puller".to_owned(),
+        );
+        assert_eq!(
+            role_from_annotations("team", "puller", &ann).unwrap().name,
+            "puller"
+        );
+        assert_eq!(
+            session_name_for("team", "puller").as_str(),
+            "irsa-team-puller"
+        );
+    }
+
+    #[test]
+    fn access_denied_names_sub_and_aud_but_not_the_token() {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let token = SecretString::new(format!(
+            "{}.{}.{}",
+            b64(r#"{"alg":"RS256"}"#),
+            b64(
+                r#"{"iss":"https://oidc.example","sub":"system:serviceaccount:team:puller","aud":["sts.amazonaws.com"],"exp":1}"#
+            ),
+            b64("signature-bytes")
+        ));
+        let role: RoleArn = "arn:aws:iam::123456789012:role/r".parse().unwrap();
+        let denied = web_identity_error(
+            &role,
+            &token,
+            "file /t",
+            CallFailure::from_status(403, Some("AccessDenied".into()), "Not authorized"),
+        );
+        let msg = denied.to_string();
+        assert!(msg.contains("system:serviceaccount:team:puller"), "{msg}");
+        assert!(
+            msg.contains("sts.amazonaws.com") && msg.contains("trust policy"),
+            "{msg}"
+        );
+        assert!(!msg.contains(token.expose()), "{msg}");
+        let invalid = web_identity_error(
+            &role,
+            &token,
+            "file /t",
+            CallFailure::from_status(
+                400,
+                Some("InvalidIdentityToken".into()),
+                "No OpenIDConnect provider found",
+            ),
+        )
+        .to_string();
+        assert!(
+            invalid.contains("IAM OIDC provider") && invalid.contains("JWKS"),
+            "{invalid}"
+        );
+        assert!(invalid.contains("https://oidc.example/.well-known/openid-configuration"));
+    }
+}
