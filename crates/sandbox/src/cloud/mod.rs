@@ -65,7 +65,7 @@ use irsa_core::secret::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use chainguard::{ChainguardConfig, ChainguardIdentity};
+pub use chainguard::{ChainguardConfig, ChainguardIdentity, Proof, ProofError, decode_proof};
 pub use client::{HttpError, HttpResponse, request as http_request};
 pub use clock::Clock;
 pub use iam::{Iam, IamError, OidcProviderConfig, RoleConfig};
