@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod disk_cache;
 mod input;
+mod login;
 mod output;
 mod policy;
 mod registry;
@@ -34,6 +36,30 @@ enum Command {
     /// Write IAM trust and ECR pull policies, and explain what a trust policy allows.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Registry credentials from workload identity: a dockerconfigjson, or a bare password.
+    ///
+    /// Exchanges the web-identity token (--token-file / AWS_WEB_IDENTITY_TOKEN_FILE) for the
+    /// role (--role-arn / AWS_ROLE_ARN) at STS, then asks each registry for a pull password:
+    /// ECR (one call per region, all its accounts at once), ECR Public, Chainguard. Without a
+    /// web identity it uses the ambient AWS credentials. Credentials are cached on disk
+    /// (mode 0600, $XDG_CACHE_HOME/irsa) until half their lifetime has passed.
+    /// Exits 1 when STS or a registry refuses (the message says what to fix), 2 on bad input.
+    #[command(after_help = "Examples:\n  \
+        irsa login 111122223333.dkr.ecr.us-east-1.amazonaws.com > auth.json && skopeo inspect --authfile auth.json docker://111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1\n  \
+        irsa login public.ecr.aws cgr.dev --chainguard-identity <group>/<id>\n  \
+        irsa login 111122223333.dkr.ecr.eu-west-1.amazonaws.com -o password | docker login -u AWS --password-stdin 111122223333.dkr.ecr.eu-west-1.amazonaws.com")]
+    Login(login::LoginArgs),
+    /// The docker credential-helper protocol (also run as `docker-credential-irsa`).
+    ///
+    /// Set `"credHelpers": {"<registry>": "irsa"}` in ~/.docker/config.json (or containers'
+    /// auth.json) with a `docker-credential-irsa` symlink to irsa on PATH.
+    #[command(name = "docker-credential")]
+    DockerCredential(login::DockerCredentialArgs),
+    /// One `username:password` line for Argo CD Image Updater's `ext:` credentials.
+    #[command(name = "argocd-credentials")]
+    #[command(after_help = "Example (Image Updater registries.conf):\n  \
+        credentials: ext:/usr/local/bin/irsa-argocd-ecr.sh   # exec irsa argocd-credentials 111122223333.dkr.ecr.us-east-1.amazonaws.com")]
+    ArgocdCredentials(login::ArgocdArgs),
 }
 
 /// How a command ended, when it did not fail on bad input.
@@ -59,11 +85,15 @@ impl std::error::Error for Invalid {}
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    init_logging();
+    let cli = Cli::parse_from(args_for_argv0(std::env::args_os().collect()));
     let result = match cli.command {
         Command::Registry(cmd) => registry::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Login(args) => login::login(args),
+        Command::DockerCredential(args) => login::docker_credential(args),
+        Command::ArgocdCredentials(args) => login::argocd(args),
     };
     match result {
         Ok(Verdict::Ok) => ExitCode::SUCCESS,
@@ -72,5 +102,57 @@ pub fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Run as `docker-credential-irsa get`, irsa is the docker credential helper.
+fn args_for_argv0(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let invoked_as = args
+        .first()
+        .and_then(|a| std::path::Path::new(a).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if invoked_as.starts_with("docker-credential-") {
+        args.insert(1, "docker-credential".into());
+    }
+    args
+}
+
+/// Logs go to stderr only: stdout carries the protocol (credentials, JSON). `IRSA_LOG` is an
+/// `EnvFilter` (default `warn`); `IRSA_LOG_FORMAT=json` for JSON lines.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IRSA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    if std::env::var("IRSA_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_credential_name_dispatches_to_the_helper() {
+        let args = args_for_argv0(vec![
+            "/usr/local/bin/docker-credential-irsa".into(),
+            "get".into(),
+        ]);
+        assert_eq!(
+            args,
+            [
+                "/usr/local/bin/docker-credential-irsa",
+                "docker-credential",
+                "get"
+            ]
+        );
+        let args = args_for_argv0(vec!["irsa".into(), "login".into()]);
+        assert_eq!(args, ["irsa", "login"]);
     }
 }

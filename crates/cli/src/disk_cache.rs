@@ -1,0 +1,225 @@
+//! The CLI's on-disk credential cache: lets `irsa argocd-credentials` and the docker credential
+//! helper, which run as a new process per call, answer from disk until the credential's refresh
+//! point instead of calling STS and ECR every time.
+//!
+//! One file per (identity, registry) under `$XDG_CACHE_HOME/irsa/credentials/` (default
+//! `~/.cache/irsa/credentials/`), directory mode 0700 and files mode 0600, written atomically.
+//! A file that cannot be read, is corrupt or is past its refresh point is a miss, never an error.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use irsa_core::secret::SecretString;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A cached registry credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub registry: String,
+    pub username: String,
+    pub password: SecretString,
+    /// Unix seconds after which the registry refuses the password.
+    pub expires_at: i64,
+    /// Unix seconds after which the entry is not served (a fraction of its lifetime).
+    pub refresh_at: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OnDisk {
+    registry: String,
+    username: String,
+    password: String,
+    expires_at: i64,
+    refresh_at: i64,
+}
+
+/// The cache directory, or `None` when neither `XDG_CACHE_HOME` nor `HOME` is set.
+pub(crate) struct DiskCache {
+    dir: PathBuf,
+}
+
+impl DiskCache {
+    /// The default location: `$XDG_CACHE_HOME/irsa/credentials` or `$HOME/.cache/irsa/credentials`.
+    pub(crate) fn from_env() -> Option<Self> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|h| PathBuf::from(h).join(".cache"))
+            })?;
+        Some(Self::at(base.join("irsa").join("credentials")))
+    }
+
+    pub(crate) fn at(dir: PathBuf) -> Self {
+        Self { dir }
+    }
+
+    /// The file for one (identity, registry): a hash, so no name or path leaks into file names.
+    fn path(&self, identity: &str, registry: &str) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(identity.as_bytes());
+        h.update([0]);
+        h.update(registry.as_bytes());
+        let hex: String = h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.dir.join(format!("{hex}.json"))
+    }
+
+    /// The entry for (identity, registry) if present and not yet at its refresh point.
+    pub(crate) fn get(&self, identity: &str, registry: &str, now: i64) -> Option<Entry> {
+        let bytes = fs::read(self.path(identity, registry)).ok()?;
+        let d: OnDisk = serde_json::from_slice(&bytes).ok()?;
+        if d.registry != registry || now >= d.refresh_at || now >= d.expires_at {
+            return None;
+        }
+        Some(Entry {
+            registry: d.registry,
+            username: d.username,
+            password: SecretString::new(d.password),
+            expires_at: d.expires_at,
+            refresh_at: d.refresh_at,
+        })
+    }
+
+    /// Stores an entry; failures are reported to the caller, who may ignore them (a cache).
+    pub(crate) fn put(&self, identity: &str, entry: &Entry) -> std::io::Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        let path = self.path(identity, &entry.registry);
+        let json = serde_json::to_vec(&OnDisk {
+            registry: entry.registry.clone(),
+            username: entry.username.clone(),
+            password: entry.password.expose().to_owned(),
+            expires_at: entry.expires_at,
+            refresh_at: entry.refresh_at,
+        })?;
+        write_private(&path, &json)
+    }
+
+    /// Removes the entry for (identity, registry); absent is fine.
+    pub(crate) fn remove(&self, identity: &str, registry: &str) -> std::io::Result<()> {
+        match fs::remove_file(self.path(identity, registry)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Registries with a servable entry for this identity (for the credential helper's `list`).
+    pub(crate) fn list(&self, identity: &str, now: i64) -> Vec<Entry> {
+        let Ok(dir) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Entry> = dir
+            .filter_map(|e| e.ok())
+            .filter_map(|e| fs::read(e.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<OnDisk>(&b).ok())
+            .filter_map(|d| self.get(identity, &d.registry, now))
+            .collect();
+        out.sort_by(|a, b| a.registry.cmp(&b.registry));
+        out
+    }
+}
+
+/// Writes `bytes` to `path` with mode 0600 via a temporary file and a rename, so a reader never
+/// sees half a file and the password is never world-readable, not even for a moment.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn entry(registry: &str, refresh_at: i64) -> Entry {
+        Entry {
+            registry: registry.into(),
+            username: "AWS".into(),
+            password: "pw-very-secret".into(),
+            expires_at: refresh_at + 100,
+            refresh_at,
+        }
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("irsa-disk-cache-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn serves_until_the_refresh_point_with_private_files() {
+        let dir = temp("serve");
+        let cache = DiskCache::at(dir.clone());
+        let e = entry("cgr.dev", 1_000);
+        cache.put("role-a", &e).expect("put");
+        assert_eq!(cache.get("role-a", "cgr.dev", 999), Some(e.clone()));
+        assert_eq!(
+            cache.get("role-a", "cgr.dev", 1_000),
+            None,
+            "refresh point reached"
+        );
+        assert_eq!(cache.get("role-b", "cgr.dev", 10), None, "another identity");
+        let file = fs::read_dir(&dir)
+            .expect("dir")
+            .next()
+            .expect("one file")
+            .expect("entry")
+            .path();
+        assert_eq!(
+            fs::metadata(&file).expect("meta").permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::metadata(&dir).expect("meta").permissions().mode() & 0o777,
+            0o700
+        );
+        assert!(
+            !file.to_string_lossy().contains("cgr.dev"),
+            "no registry names in file names"
+        );
+        assert_eq!(cache.list("role-a", 10).len(), 1);
+        cache.remove("role-a", "cgr.dev").expect("remove");
+        cache
+            .remove("role-a", "cgr.dev")
+            .expect("removing twice is fine");
+        assert_eq!(cache.get("role-a", "cgr.dev", 10), None);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn corrupt_files_are_misses() {
+        let dir = temp("corrupt");
+        let cache = DiskCache::at(dir.clone());
+        cache.put("id", &entry("r", 1_000)).expect("put");
+        let file = fs::read_dir(&dir)
+            .expect("dir")
+            .next()
+            .expect("file")
+            .expect("entry")
+            .path();
+        fs::write(&file, b"{not json").expect("corrupt it");
+        assert_eq!(cache.get("id", "r", 10), None);
+        let _ = fs::remove_dir_all(dir);
+    }
+}
