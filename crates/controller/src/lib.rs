@@ -1,0 +1,5 @@
+//! irsa's pull-secret controller: for each ClusterPullSecret and PullSecret, which secrets to
+//! write, delete or leave alone, and which service accounts to patch ([`plan`]).
+#![warn(missing_docs)]
+
+pub mod plan;
