@@ -20,6 +20,8 @@ pub const DEFAULT_REFRESH: f64 = 0.5;
 
 /// Writes registry credentials, obtained with one identity, as a pull secret into every
 /// selected namespace.
+// Each printcolumn(...) repeats `type_`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "irsa.dev",
@@ -58,6 +60,8 @@ pub struct ClusterPullSecretSpec {
 
 /// Writes registry credentials, obtained with a service account of its own namespace, as a pull
 /// secret into that namespace.
+// Each printcolumn(...) repeats `type_`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "irsa.dev",

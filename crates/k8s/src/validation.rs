@@ -298,10 +298,11 @@ fn check_host(input: &str) -> Result<(String, Registry), String> {
     match parsed.registry {
         Registry::Other => {
             let lower = parsed.host.to_ascii_lowercase();
-            if lower.contains(".dkr.ecr") || lower.contains(".dkr-ecr") {
-                if let Err(e) = registry::parse_ecr_host(&parsed.host) {
-                    return Err(e.to_string());
-                }
+            // An ECR-looking host that is not one: say which part is wrong.
+            if (lower.contains(".dkr.ecr") || lower.contains(".dkr-ecr"))
+                && let Err(e) = registry::parse_ecr_host(&parsed.host)
+            {
+                return Err(e.to_string());
             }
             Err(format!(
                 "{input:?} is not a registry irsa can get credentials for: use an ECR private registry \
@@ -377,14 +378,14 @@ fn check_identity(
                     None
                 }
             };
-            if let Some(ns) = namespace {
-                if let Err(problem) = check_dns_label(ns) {
-                    errors.push(ValidationError::new(
-                        "spec.identity.serviceAccount.namespace",
-                        problem,
-                    ));
-                    ok = false;
-                }
+            if let Some(ns) = namespace
+                && let Err(problem) = check_dns_label(ns)
+            {
+                errors.push(ValidationError::new(
+                    "spec.identity.serviceAccount.namespace",
+                    problem,
+                ));
+                ok = false;
             }
             let namespace = namespace.filter(|_| ok)?;
             if identity.role_arn.is_some() && role_arn.is_none() {
