@@ -1,6 +1,6 @@
 //! irsa's Kubernetes API: the `irsa.dev/v1alpha1` custom resources [`ClusterPullSecret`] and
 //! [`PullSecret`], their validation ([`validation`]) and their CustomResourceDefinitions
-//! ([`crds`], committed as `deploy/crds.yaml`).
+//! ([`crds()`], committed as `deploy/crds.yaml`).
 //!
 //! The types are plain data with no client attached: the controller reads them from the API
 //! server, calls [`ClusterPullSecret::validate`] / [`PullSecret::validate`] and plans from the

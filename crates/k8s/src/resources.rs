@@ -118,7 +118,7 @@ pub struct SecretSpec {
     pub service_accounts: Vec<String>,
     /// Fraction of the token's lifetime after which it is refreshed, in (0, 1), jittered.
     #[serde(default = "default_refresh")]
-    #[schemars(range(min = 0.0, max = 1.0))]
+    #[schemars(range(min = 0.0, max = 1.0), extend("exclusiveMinimum" = true, "exclusiveMaximum" = true))]
     pub refresh: f64,
     /// What happens to written secrets when the resource is deleted or a namespace deselected.
     #[serde(default)]
