@@ -676,14 +676,18 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
         .filter(|ns| subject.serves(ns))
         .map(|ns| ns.name.as_str())
         .collect();
+    let by_name: BTreeMap<(&str, &str), &SecretState> = observed
+        .secrets
+        .iter()
+        .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+        .collect();
+    // The rendered document and its hash are the same in every namespace: build them once.
+    let template = credential.map(|c| desired_secret(owner, spec, "", c));
     let mut plan = Plan::default();
     let mut has_secret: BTreeSet<&str> = BTreeSet::new();
     for &ns in &served {
-        let existing = observed
-            .secrets
-            .iter()
-            .find(|s| s.namespace == ns && s.name == spec.secret_name);
-        let state = match (existing, credential) {
+        let existing = by_name.get(&(ns, spec.secret_name.as_str())).copied();
+        let state = match (existing, &template) {
             (Some(s), _) if !owner.owns(&s.labels) => {
                 let reason = if is_managed(&s.labels) {
                     ConflictReason::OtherOwner {
@@ -703,8 +707,11 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
             }
             (Some(_), None) => TargetState::Kept,
             (None, None) => TargetState::Pending,
-            (existing, Some(config)) => {
-                let desired = desired_secret(owner, spec, ns, config);
+            (existing, Some(template)) => {
+                let desired = DesiredSecret {
+                    namespace: ns.to_owned(),
+                    ..template.clone()
+                };
                 let kind = match existing {
                     None => Some(WriteKind::Create),
                     Some(s) if s.type_.as_deref() != Some(DOCKER_CONFIG_JSON_TYPE) => {

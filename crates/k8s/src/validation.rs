@@ -15,8 +15,7 @@ use kube::ResourceExt;
 use thiserror::Error;
 
 use crate::resources::{
-    ClusterPullSecret, DeletionPolicy, IdentitySpec, NamespaceSelection, PullSecret, RegistrySpec,
-    SecretSpec,
+    ClusterPullSecret, IdentitySpec, NamespaceSelection, PullSecret, RegistrySpec, SecretSpec,
 };
 
 /// The label irsa puts on every object it writes; only objects carrying it are ever changed.
@@ -204,8 +203,6 @@ pub fn validate_secret_spec(
             ),
         ));
     }
-    // DeletionPolicy is an enum: serde already refused anything else.
-    let _: DeletionPolicy = spec.deletion_policy;
     match identity {
         Some(identity) if errors.is_empty() => Ok(Validated {
             registries,
@@ -637,7 +634,8 @@ mod tests {
 
     use super::*;
     use crate::resources::{
-        AmbientIdentity, ChainguardSpec, ClusterPullSecretSpec, PullSecretSpec, ServiceAccountRef,
+        AmbientIdentity, ChainguardSpec, ClusterPullSecretSpec, DeletionPolicy, PullSecretSpec,
+        ServiceAccountRef,
     };
 
     const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
