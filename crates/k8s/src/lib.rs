@@ -18,4 +18,4 @@ pub use resources::{
     PullSecretStatus, RegistrySpec, SecretSpec, ServiceAccountRef, TargetCounts, TargetProblem,
     VERSION,
 };
-pub use validation::{Validated, ValidationError};
+pub use validation::{Validated, ValidationError, ValidationErrors};
