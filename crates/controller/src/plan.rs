@@ -1,0 +1,885 @@
+//! Pure planning for the pull-secret controller: from a resource's spec, the observed cluster
+//! state and (maybe) a fresh credential, which Secrets to write, which to delete, which
+//! same-named Secrets to leave alone, and which ServiceAccounts to patch. No I/O, no async: the
+//! reconciler fetches, calls [`plan`] or [`cleanup`], and applies the [`Plan`] in order —
+//! secret writes, then service-account patches, then secret deletions.
+//!
+//! Ownership is by label: a Secret is irsa's only when it carries
+//! `app.kubernetes.io/managed-by: irsa`, and this resource's only when its owner labels
+//! ([`Owner::labels`]) name it too. Nothing else is ever written or deleted.
+
+mod schedule;
+mod select;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use irsa_core::docker_config::DockerConfig;
+use irsa_core::secret::SecretString;
+use irsa_k8s::{
+    ClusterPullSecret, DeletionPolicy, NamespaceSelection, PullSecret, SecretSpec, TargetCounts,
+    TargetProblem,
+};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub use schedule::{
+    BACKOFF_BASE, BACKOFF_CAP, MAX_EXPIRY_MARGIN_SECS, MIN_REFRESH_SECS, REFRESH_JITTER,
+    failure_backoff, next_refresh,
+};
+pub use select::{glob_matches, selector_matches, selects};
+
+/// Label on every object irsa writes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY_VALUE: &str = "irsa";
+/// Owner label: `ClusterPullSecret` or `PullSecret`.
+pub const OWNER_KIND_LABEL: &str = "irsa.dev/owner-kind";
+/// Owner label: the owning resource's name.
+pub const OWNER_NAME_LABEL: &str = "irsa.dev/owner-name";
+/// Owner label: the owning PullSecret's namespace (absent for a ClusterPullSecret).
+pub const OWNER_NAMESPACE_LABEL: &str = "irsa.dev/owner-namespace";
+/// Annotation holding [`DesiredSecret::content_hash`].
+pub const CONTENT_HASH_ANNOTATION: &str = "irsa.dev/content-hash";
+/// The Secret type irsa writes.
+pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
+/// The data key of a [`DOCKER_CONFIG_JSON_TYPE`] Secret.
+pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
+
+/// The resource a plan is for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Owner {
+    /// A ClusterPullSecret.
+    Cluster {
+        /// Its name.
+        name: String,
+    },
+    /// A PullSecret.
+    Namespaced {
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+}
+
+impl Owner {
+    /// The labels that mark a Secret as written for this owner, [`MANAGED_BY_LABEL`] included.
+    pub fn labels(&self) -> BTreeMap<String, String> {
+        let mut labels =
+            BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned())]);
+        let (kind, name) = match self {
+            Owner::Cluster { name } => ("ClusterPullSecret", name),
+            Owner::Namespaced { namespace, name } => {
+                labels.insert(OWNER_NAMESPACE_LABEL.to_owned(), namespace.clone());
+                ("PullSecret", name)
+            }
+        };
+        labels.insert(OWNER_KIND_LABEL.to_owned(), kind.to_owned());
+        labels.insert(OWNER_NAME_LABEL.to_owned(), name.clone());
+        labels
+    }
+
+    /// Whether an object with these labels was written for this owner.
+    pub fn owns(&self, labels: &BTreeMap<String, String>) -> bool {
+        let ns = labels.get(OWNER_NAMESPACE_LABEL);
+        let ours = |k: &str| labels.get(k).map(String::as_str);
+        is_managed(labels)
+            && match self {
+                Owner::Cluster { name } => {
+                    ours(OWNER_KIND_LABEL) == Some("ClusterPullSecret")
+                        && ours(OWNER_NAME_LABEL) == Some(name)
+                        && ns.is_none()
+                }
+                Owner::Namespaced { namespace, name } => {
+                    ours(OWNER_KIND_LABEL) == Some("PullSecret")
+                        && ours(OWNER_NAME_LABEL) == Some(name)
+                        && ns == Some(namespace)
+                }
+            }
+    }
+
+    /// A label selector string (`k=v,…`) for listing this owner's Secrets.
+    pub fn label_selector(&self) -> String {
+        self.labels()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Cluster { name } => write!(f, "ClusterPullSecret/{name}"),
+            Owner::Namespaced { namespace, name } => write!(f, "PullSecret/{namespace}/{name}"),
+        }
+    }
+}
+
+/// Whether an object carries `app.kubernetes.io/managed-by: irsa`.
+pub fn is_managed(labels: &BTreeMap<String, String>) -> bool {
+    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+}
+
+/// Which namespaces a resource writes into.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Targets<'a> {
+    /// A ClusterPullSecret's selection.
+    Selection(&'a NamespaceSelection),
+    /// A PullSecret's own namespace.
+    Namespace(&'a str),
+}
+
+/// A resource reduced to what planning needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subject<'a> {
+    /// Who owns the written objects.
+    pub owner: Owner,
+    /// Registries, secret shape and policies.
+    pub spec: &'a SecretSpec,
+    /// Where secrets go.
+    pub targets: Targets<'a>,
+}
+
+impl<'a> Subject<'a> {
+    /// The subject of a ClusterPullSecret.
+    pub fn cluster(cps: &'a ClusterPullSecret) -> Self {
+        Self {
+            owner: Owner::Cluster {
+                name: cps.metadata.name.clone().unwrap_or_default(),
+            },
+            spec: &cps.spec.secret,
+            targets: Targets::Selection(&cps.spec.namespaces),
+        }
+    }
+
+    /// The subject of a PullSecret (`None` without a namespace, which the API server always sets).
+    pub fn namespaced(ps: &'a PullSecret) -> Option<Self> {
+        let namespace = ps.metadata.namespace.as_deref()?;
+        Some(Self {
+            owner: Owner::Namespaced {
+                namespace: namespace.to_owned(),
+                name: ps.metadata.name.clone().unwrap_or_default(),
+            },
+            spec: &ps.spec.secret,
+            targets: Targets::Namespace(namespace),
+        })
+    }
+
+    fn serves(&self, ns: &NamespaceState) -> bool {
+        match self.targets {
+            Targets::Selection(selection) => selects(selection, ns),
+            Targets::Namespace(own) => !ns.terminating && ns.name == own,
+        }
+    }
+}
+
+/// A namespace as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceState {
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Whether it is being deleted (phase `Terminating` or a deletion timestamp).
+    pub terminating: bool,
+}
+
+impl NamespaceState {
+    /// An active namespace without labels.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            labels: BTreeMap::new(),
+            terminating: false,
+        }
+    }
+
+    /// With a label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Being deleted.
+    pub fn terminating(mut self) -> Self {
+        self.terminating = true;
+        self
+    }
+}
+
+/// A Secret as observed: identity, labels, type and the content-hash annotation (never data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretState {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// Its type (`None` is `Opaque`).
+    pub type_: Option<String>,
+    /// The value of [`CONTENT_HASH_ANNOTATION`], if any.
+    pub content_hash: Option<String>,
+}
+
+impl SecretState {
+    /// A user's secret: no labels, type `Opaque`.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            labels: BTreeMap::new(),
+            type_: None,
+            content_hash: None,
+        }
+    }
+
+    /// A secret as irsa writes it for `owner` with content hash `hash`.
+    pub fn owned(namespace: &str, name: &str, owner: &Owner, hash: &str) -> Self {
+        Self {
+            labels: owner.labels(),
+            type_: Some(DOCKER_CONFIG_JSON_TYPE.to_owned()),
+            content_hash: Some(hash.to_owned()),
+            ..Self::new(namespace, name)
+        }
+    }
+
+    /// With a label.
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// With a type.
+    pub fn with_type(mut self, type_: &str) -> Self {
+        self.type_ = Some(type_.to_owned());
+        self
+    }
+
+    /// Reads the observed state of a Secret (its data stays where it is).
+    pub fn from_secret(secret: &Secret) -> Option<Self> {
+        Some(Self {
+            namespace: secret.metadata.namespace.clone()?,
+            name: secret.metadata.name.clone()?,
+            labels: secret.metadata.labels.clone().unwrap_or_default(),
+            type_: secret.type_.clone(),
+            content_hash: secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(CONTENT_HASH_ANNOTATION).cloned()),
+        })
+    }
+}
+
+/// A ServiceAccount as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountState {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// `metadata.resourceVersion`, guarding patches against concurrent changes.
+    pub resource_version: Option<String>,
+    /// Names in `imagePullSecrets`, in order.
+    pub image_pull_secrets: Vec<String>,
+}
+
+impl ServiceAccountState {
+    /// A service account without image pull secrets.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            resource_version: None,
+            image_pull_secrets: Vec::new(),
+        }
+    }
+
+    /// With these `imagePullSecrets`.
+    pub fn pull_secrets(mut self, names: &[&str]) -> Self {
+        self.image_pull_secrets = names.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+}
+
+/// What the reconciler observed: all namespaces, the Secrets that matter (every Secret named
+/// `spec.secretName` and every Secret carrying this owner's labels), and the ServiceAccounts of
+/// the namespaces involved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Namespaces.
+    pub namespaces: Vec<NamespaceState>,
+    /// Relevant Secrets.
+    pub secrets: Vec<SecretState>,
+    /// ServiceAccounts.
+    pub service_accounts: Vec<ServiceAccountState>,
+}
+
+impl Observed {
+    /// With a namespace.
+    pub fn namespace(mut self, ns: NamespaceState) -> Self {
+        self.namespaces.push(ns);
+        self
+    }
+
+    /// With a secret.
+    pub fn secret(mut self, s: SecretState) -> Self {
+        self.secrets.push(s);
+        self
+    }
+
+    /// With a service account.
+    pub fn service_account(mut self, sa: ServiceAccountState) -> Self {
+        self.service_accounts.push(sa);
+        self
+    }
+}
+
+/// The Secret irsa wants in one namespace. `Debug` never shows the credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredSecret {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// Owner labels, [`MANAGED_BY_LABEL`] and the user's extra labels.
+    pub labels: BTreeMap<String, String>,
+    /// The user's extra annotations and [`CONTENT_HASH_ANNOTATION`].
+    pub annotations: BTreeMap<String, String>,
+    /// The rendered `.dockerconfigjson`.
+    pub docker_config_json: SecretString,
+    /// `sha256:<hex>` over everything irsa sets on the Secret (see [`content_hash`]).
+    pub content_hash: String,
+}
+
+impl DesiredSecret {
+    /// The Secret to apply (server-side apply; the field manager is the reconciler's).
+    pub fn to_secret(&self) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                namespace: Some(self.namespace.clone()),
+                labels: Some(self.labels.clone()),
+                annotations: Some(self.annotations.clone()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(DOCKER_CONFIG_JSON_TYPE.to_owned()),
+            data: Some(BTreeMap::from([(
+                DOCKER_CONFIG_JSON_KEY.to_owned(),
+                ByteString(self.docker_config_json.expose().as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        }
+    }
+}
+
+/// The content hash irsa writes into [`CONTENT_HASH_ANNOTATION`]: `sha256:` and the lowercase hex
+/// SHA-256 of a length-prefixed encoding of the Secret type, the labels, the user's annotations
+/// and the rendered `.dockerconfigjson`. It changes when anything irsa sets changes, so equal
+/// hashes mean a write would be a no-op. It reveals nothing usable about the credentials: the
+/// rendered document holds fresh high-entropy registry tokens, and SHA-256 is one-way.
+pub fn content_hash(
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+    docker_config_json: &SecretString,
+) -> String {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(DOCKER_CONFIG_JSON_TYPE.as_bytes());
+    for map in [labels, annotations] {
+        field(&(map.len() as u64).to_be_bytes());
+        for (k, v) in map {
+            field(k.as_bytes());
+            field(v.as_bytes());
+        }
+    }
+    field(docker_config_json.expose().as_bytes());
+    let digest = h.finalize();
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in digest {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// The Secret `owner` wants in `namespace`: type `kubernetes.io/dockerconfigjson`, named
+/// `spec.secretName`, labelled with the owner labels and the user's `secretLabels` (owner labels
+/// win), annotated with `secretAnnotations` and [`CONTENT_HASH_ANNOTATION`].
+pub fn desired_secret(
+    owner: &Owner,
+    spec: &SecretSpec,
+    namespace: &str,
+    config: &DockerConfig,
+) -> DesiredSecret {
+    let mut labels = spec.secret_labels.clone();
+    labels.extend(owner.labels());
+    let mut annotations = spec.secret_annotations.clone();
+    annotations.remove(CONTENT_HASH_ANNOTATION);
+    let docker_config_json = config.render();
+    let hash = content_hash(&labels, &annotations, &docker_config_json);
+    annotations.insert(CONTENT_HASH_ANNOTATION.to_owned(), hash.clone());
+    DesiredSecret {
+        namespace: namespace.to_owned(),
+        name: spec.secret_name.clone(),
+        labels,
+        annotations,
+        docker_config_json,
+        content_hash: hash,
+    }
+}
+
+/// How a Secret is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// No Secret of that name exists.
+    Create,
+    /// Ours, with a different content hash.
+    Update,
+    /// Ours, but of another type (immutable): delete, then create.
+    Replace,
+}
+
+/// One Secret to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretWrite {
+    /// How.
+    pub kind: WriteKind,
+    /// What.
+    pub secret: DesiredSecret,
+}
+
+/// A Secret to delete.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SecretRef {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// Why a same-named Secret is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictReason {
+    /// It does not carry `app.kubernetes.io/managed-by: irsa`: a user's secret.
+    NotManaged,
+    /// It is irsa's, but written for another resource.
+    OtherOwner {
+        /// The other resource, as its labels name it (`ClusterPullSecret/x`).
+        owner: String,
+    },
+}
+
+/// A target namespace holding a same-named Secret irsa must not touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    /// The Secret.
+    pub secret: SecretRef,
+    /// Why it is not ours.
+    pub reason: ConflictReason,
+}
+
+impl Conflict {
+    /// A message for an Event or the status: what is in the way and what to do.
+    pub fn message(&self) -> String {
+        let SecretRef { namespace, name } = &self.secret;
+        match &self.reason {
+            ConflictReason::NotManaged => format!(
+                "secret {namespace}/{name} exists and is not managed by irsa (no label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}); \
+                 it is left untouched: delete or rename it, or choose another spec.secretName"
+            ),
+            ConflictReason::OtherOwner { owner } => format!(
+                "secret {namespace}/{name} is written by {owner}; it is left untouched: \
+                 give one of the two resources another spec.secretName"
+            ),
+        }
+    }
+}
+
+/// A change to one ServiceAccount's `imagePullSecrets`: entries to append and entries to remove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountPatch {
+    /// The ServiceAccount's namespace.
+    pub namespace: String,
+    /// The ServiceAccount's name.
+    pub name: String,
+    /// Secret names to append (absent from the observed list).
+    pub add: Vec<String>,
+    /// Secret names whose entries are removed.
+    pub remove: Vec<String>,
+    /// The list as observed, which the patch is computed against.
+    pub observed: Vec<String>,
+    /// The observed `resourceVersion`, if known.
+    pub resource_version: Option<String>,
+}
+
+impl ServiceAccountPatch {
+    /// An RFC 6902 JSON patch. `imagePullSecrets` is an atomic list on ServiceAccounts (a merge
+    /// patch would replace it), so entries are removed by index and appended at the end, guarded
+    /// by `test` operations on the `resourceVersion` and on each removed entry: a concurrent
+    /// change makes the patch fail (and the reconciler retry) instead of clobbering someone
+    /// else's entry.
+    pub fn json_patch(&self) -> Value {
+        let mut ops = Vec::new();
+        if let Some(rv) = &self.resource_version {
+            ops.push(json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}));
+        }
+        // From the end, so that earlier indices stay valid.
+        for (i, n) in self.observed.iter().enumerate().rev() {
+            if self.remove.contains(n) {
+                let path = format!("/imagePullSecrets/{i}");
+                ops.push(json!({"op": "test", "path": path, "value": {"name": n}}));
+                ops.push(json!({"op": "remove", "path": path}));
+            }
+        }
+        if !self.add.is_empty() {
+            let entries: Vec<Value> = self.add.iter().map(|n| json!({"name": n})).collect();
+            if self.observed.is_empty() {
+                // The field may be absent: create the list.
+                ops.push(json!({"op": "add", "path": "/imagePullSecrets", "value": entries}));
+            } else {
+                for e in entries {
+                    ops.push(json!({"op": "add", "path": "/imagePullSecrets/-", "value": e}));
+                }
+            }
+        }
+        Value::Array(ops)
+    }
+
+    /// The list after the patch.
+    pub fn apply_to(&self, list: &[String]) -> Vec<String> {
+        let mut out: Vec<String> = list
+            .iter()
+            .filter(|n| !self.remove.contains(n))
+            .cloned()
+            .collect();
+        for n in &self.add {
+            if !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+        out
+    }
+}
+
+/// The state of one target namespace after the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetState {
+    /// Our Secret is there and current: nothing to do.
+    Current,
+    /// Our Secret is written by this plan.
+    Writing,
+    /// Our Secret is there, but no fresh credential was available to check it; it is kept.
+    Kept,
+    /// No Secret and no credential to write one: waiting for a refresh to succeed.
+    Pending,
+    /// A same-named Secret irsa must not touch.
+    Conflicted(ConflictReason),
+}
+
+/// One target namespace and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The namespace.
+    pub namespace: String,
+    /// Its state.
+    pub state: TargetState,
+}
+
+/// Everything the reconciler should do for one resource. Apply in this order: `writes`, then
+/// `service_account_patches`, then `deletions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Secrets to create or update (server-side apply).
+    pub writes: Vec<SecretWrite>,
+    /// Our Secrets to delete: in namespaces no longer served, under an old name, or on cleanup.
+    pub deletions: Vec<SecretRef>,
+    /// Same-named Secrets left alone (report an Event for each).
+    pub conflicts: Vec<Conflict>,
+    /// ServiceAccount patches.
+    pub service_account_patches: Vec<ServiceAccountPatch>,
+    /// Every target namespace, sorted by name.
+    pub targets: Vec<Target>,
+}
+
+impl Plan {
+    /// Whether the plan changes nothing in the cluster.
+    pub fn is_noop(&self) -> bool {
+        self.writes.is_empty()
+            && self.deletions.is_empty()
+            && self.service_account_patches.is_empty()
+    }
+
+    /// Target counts for the status. Ready counts secrets that are current, written now or kept.
+    pub fn counts(&self) -> TargetCounts {
+        let count = |f: fn(&TargetState) -> bool| {
+            i32::try_from(self.targets.iter().filter(|t| f(&t.state)).count()).unwrap_or(i32::MAX)
+        };
+        TargetCounts::new(
+            count(|_| true),
+            count(|s| {
+                matches!(
+                    s,
+                    TargetState::Current | TargetState::Writing | TargetState::Kept
+                )
+            }),
+            count(|s| matches!(s, TargetState::Pending)),
+            count(|s| matches!(s, TargetState::Conflicted(_))),
+        )
+    }
+
+    /// Failing and conflicted namespaces for the status, at most [`TargetProblem::MAX_REPORTED`].
+    pub fn problems(&self) -> Vec<TargetProblem> {
+        let conflicts = self.conflicts.iter().map(|c| TargetProblem {
+            namespace: c.secret.namespace.clone(),
+            reason: "Conflict".to_owned(),
+            message: c.message(),
+        });
+        let pending = self
+            .targets
+            .iter()
+            .filter(|t| t.state == TargetState::Pending)
+            .map(|t| TargetProblem {
+                namespace: t.namespace.clone(),
+                reason: "Pending".to_owned(),
+                message: "no credentials yet: the secret is written once a refresh succeeds"
+                    .to_owned(),
+            });
+        conflicts
+            .chain(pending)
+            .take(TargetProblem::MAX_REPORTED)
+            .collect()
+    }
+}
+
+/// Plans one reconciliation of `subject` against `observed`. With `credential`, every served
+/// namespace gets the desired Secret (written only when its content hash differs); without one
+/// (a failed refresh) existing Secrets are kept and nothing is written. Our Secrets outside the
+/// served namespaces, or under another name, are deleted unless `deletionPolicy: Retain`; a
+/// same-named Secret that is not ours is never touched and reported as a conflict.
+pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&DockerConfig>) -> Plan {
+    let owner = &subject.owner;
+    let spec = subject.spec;
+    let served: BTreeSet<&str> = observed
+        .namespaces
+        .iter()
+        .filter(|ns| subject.serves(ns))
+        .map(|ns| ns.name.as_str())
+        .collect();
+    let by_name: BTreeMap<(&str, &str), &SecretState> = observed
+        .secrets
+        .iter()
+        .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+        .collect();
+    // The rendered document and its hash are the same in every namespace: build them once.
+    let template = credential.map(|c| desired_secret(owner, spec, "", c));
+    let mut plan = Plan::default();
+    let mut has_secret: BTreeSet<&str> = BTreeSet::new();
+    for &ns in &served {
+        let existing = by_name.get(&(ns, spec.secret_name.as_str())).copied();
+        let state = match (existing, &template) {
+            (Some(s), _) if !owner.owns(&s.labels) => {
+                let reason = if is_managed(&s.labels) {
+                    ConflictReason::OtherOwner {
+                        owner: owner_of(&s.labels),
+                    }
+                } else {
+                    ConflictReason::NotManaged
+                };
+                plan.conflicts.push(Conflict {
+                    secret: SecretRef {
+                        namespace: ns.to_owned(),
+                        name: s.name.clone(),
+                    },
+                    reason: reason.clone(),
+                });
+                TargetState::Conflicted(reason)
+            }
+            (Some(_), None) => TargetState::Kept,
+            (None, None) => TargetState::Pending,
+            (existing, Some(template)) => {
+                let desired = DesiredSecret {
+                    namespace: ns.to_owned(),
+                    ..template.clone()
+                };
+                let kind = match existing {
+                    None => Some(WriteKind::Create),
+                    Some(s) if s.type_.as_deref() != Some(DOCKER_CONFIG_JSON_TYPE) => {
+                        Some(WriteKind::Replace)
+                    }
+                    Some(s) if s.content_hash.as_deref() != Some(desired.content_hash.as_str()) => {
+                        Some(WriteKind::Update)
+                    }
+                    Some(_) => None,
+                };
+                match kind {
+                    Some(kind) => {
+                        plan.writes.push(SecretWrite {
+                            kind,
+                            secret: desired,
+                        });
+                        TargetState::Writing
+                    }
+                    None => TargetState::Current,
+                }
+            }
+        };
+        if matches!(
+            state,
+            TargetState::Current | TargetState::Writing | TargetState::Kept
+        ) {
+            has_secret.insert(ns);
+        }
+        plan.targets.push(Target {
+            namespace: ns.to_owned(),
+            state,
+        });
+    }
+
+    let mut patches = Patches::default();
+    for sa in &observed.service_accounts {
+        if has_secret.contains(sa.namespace.as_str())
+            && wants_entry(spec, &sa.name)
+            && !sa.image_pull_secrets.contains(&spec.secret_name)
+        {
+            patches.add(sa, &spec.secret_name);
+        }
+    }
+
+    let stale = observed.secrets.iter().filter(|s| {
+        owner.owns(&s.labels)
+            && !(served.contains(s.namespace.as_str()) && s.name == spec.secret_name)
+    });
+    remove(
+        &mut plan,
+        &mut patches,
+        spec.deletion_policy,
+        observed,
+        stale,
+    );
+    plan.service_account_patches = patches.finish();
+    plan
+}
+
+/// Plans the cleanup of a deleted resource (its finalizer): delete all its Secrets and remove
+/// their ServiceAccount entries, unless `deletionPolicy: Retain`, in which case nothing changes.
+pub fn cleanup(subject: &Subject<'_>, observed: &Observed) -> Plan {
+    let mut plan = Plan::default();
+    let mut patches = Patches::default();
+    let ours = observed
+        .secrets
+        .iter()
+        .filter(|s| subject.owner.owns(&s.labels));
+    remove(
+        &mut plan,
+        &mut patches,
+        subject.spec.deletion_policy,
+        observed,
+        ours,
+    );
+    plan.service_account_patches = patches.finish();
+    plan
+}
+
+/// Deletes `secrets` (ours by construction) and removes their ServiceAccount entries, skipping
+/// terminating namespaces (their deletion removes everything anyway).
+fn remove<'a>(
+    plan: &mut Plan,
+    patches: &mut Patches<'a>,
+    policy: DeletionPolicy,
+    observed: &'a Observed,
+    secrets: impl Iterator<Item = &'a SecretState>,
+) {
+    if policy == DeletionPolicy::Retain {
+        return;
+    }
+    let terminating: BTreeSet<&str> = observed
+        .namespaces
+        .iter()
+        .filter(|ns| ns.terminating)
+        .map(|ns| ns.name.as_str())
+        .collect();
+    for s in secrets {
+        if terminating.contains(s.namespace.as_str()) {
+            continue;
+        }
+        for sa in &observed.service_accounts {
+            if sa.namespace == s.namespace && sa.image_pull_secrets.contains(&s.name) {
+                patches.remove(sa, &s.name);
+            }
+        }
+        plan.deletions.push(SecretRef {
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+        });
+    }
+    plan.deletions.sort();
+}
+
+fn wants_entry(spec: &SecretSpec, service_account: &str) -> bool {
+    spec.service_accounts
+        .iter()
+        .any(|n| n == "*" || n == service_account)
+}
+
+/// ServiceAccount patches being collected, one per ServiceAccount, so that an added and a
+/// removed entry (a renamed secret) go into one patch guarded by one `resourceVersion`.
+#[derive(Default)]
+struct Patches<'a>(BTreeMap<(&'a str, &'a str), PendingPatch<'a>>);
+
+/// A ServiceAccount with the names to add and to remove.
+type PendingPatch<'a> = (&'a ServiceAccountState, Vec<String>, Vec<String>);
+
+impl<'a> Patches<'a> {
+    fn entry(&mut self, sa: &'a ServiceAccountState) -> &mut PendingPatch<'a> {
+        self.0
+            .entry((sa.namespace.as_str(), sa.name.as_str()))
+            .or_insert_with(|| (sa, Vec::new(), Vec::new()))
+    }
+
+    fn add(&mut self, sa: &'a ServiceAccountState, secret: &str) {
+        self.entry(sa).1.push(secret.to_owned());
+    }
+
+    fn remove(&mut self, sa: &'a ServiceAccountState, secret: &str) {
+        let remove = &mut self.entry(sa).2;
+        if !remove.iter().any(|n| n == secret) {
+            remove.push(secret.to_owned());
+        }
+    }
+
+    fn finish(self) -> Vec<ServiceAccountPatch> {
+        self.0
+            .into_values()
+            .map(|(sa, add, remove)| ServiceAccountPatch {
+                namespace: sa.namespace.clone(),
+                name: sa.name.clone(),
+                add,
+                remove,
+                observed: sa.image_pull_secrets.clone(),
+                resource_version: sa.resource_version.clone(),
+            })
+            .collect()
+    }
+}
+
+fn owner_of(labels: &BTreeMap<String, String>) -> String {
+    let get = |k| labels.get(k).map_or("?", String::as_str);
+    match labels.get(OWNER_NAMESPACE_LABEL) {
+        Some(ns) => format!("{}/{ns}/{}", get(OWNER_KIND_LABEL), get(OWNER_NAME_LABEL)),
+        None => format!("{}/{}", get(OWNER_KIND_LABEL), get(OWNER_NAME_LABEL)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,822 @@
+use irsa_core::secret::SecretString;
+use irsa_k8s::{
+    ClusterPullSecretSpec, IdentitySpec, PullSecretSpec, RegistrySpec, ServiceAccountRef,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+
+const ECR: &str = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
+const PASSWORD: &str = "eyJwYXlsb2FkIjoiVE9QLVNFQ1JFVCJ9";
+
+fn spec() -> SecretSpec {
+    SecretSpec::new(
+        vec![RegistrySpec {
+            host: ECR.into(),
+            chainguard: None,
+        }],
+        IdentitySpec {
+            service_account: Some(ServiceAccountRef {
+                namespace: Some("irsa".into()),
+                name: "puller".into(),
+            }),
+            ..Default::default()
+        },
+        "ecr-pull",
+    )
+}
+
+fn credential(password: &str) -> DockerConfig {
+    let mut c = DockerConfig::new();
+    c.insert(ECR, "AWS", SecretString::from(password));
+    c
+}
+
+fn owner() -> Owner {
+    Owner::Cluster { name: "ecr".into() }
+}
+
+fn subject<'a>(spec: &'a SecretSpec, selection: &'a NamespaceSelection) -> Subject<'a> {
+    Subject {
+        owner: owner(),
+        spec,
+        targets: Targets::Selection(selection),
+    }
+}
+
+fn hash_for(spec: &SecretSpec, ns: &str, password: &str) -> String {
+    desired_secret(&owner(), spec, ns, &credential(password)).content_hash
+}
+
+/// Applies a plan to the observed state, as the API server would.
+fn apply(observed: &Observed, plan: &Plan) -> Observed {
+    let mut next = observed.clone();
+    for w in &plan.writes {
+        let s = &w.secret;
+        next.secrets
+            .retain(|o| !(o.namespace == s.namespace && o.name == s.name));
+        next.secrets.push(SecretState {
+            namespace: s.namespace.clone(),
+            name: s.name.clone(),
+            labels: s.labels.clone(),
+            type_: Some(DOCKER_CONFIG_JSON_TYPE.into()),
+            content_hash: s.annotations.get(CONTENT_HASH_ANNOTATION).cloned(),
+        });
+    }
+    for p in &plan.service_account_patches {
+        let sa = next
+            .service_accounts
+            .iter_mut()
+            .find(|sa| sa.namespace == p.namespace && sa.name == p.name)
+            .expect("patches only observed service accounts");
+        sa.image_pull_secrets = p.apply_to(&sa.image_pull_secrets);
+    }
+    for d in &plan.deletions {
+        next.secrets
+            .retain(|o| !(o.namespace == d.namespace && o.name == d.name));
+    }
+    next
+}
+
+fn writes(plan: &Plan) -> Vec<(WriteKind, &str)> {
+    plan.writes
+        .iter()
+        .map(|w| (w.kind, w.secret.namespace.as_str()))
+        .collect()
+}
+
+fn deletions(plan: &Plan) -> Vec<(&str, &str)> {
+    plan.deletions
+        .iter()
+        .map(|d| (d.namespace.as_str(), d.name.as_str()))
+        .collect()
+}
+
+#[test]
+fn desired_secret_is_a_labelled_dockerconfigjson() {
+    let mut spec = spec();
+    spec.secret_labels.insert("team".into(), "a".into());
+    spec.secret_annotations
+        .insert("example.com/note".into(), "hi".into());
+    let d = desired_secret(&owner(), &spec, "team-a", &credential(PASSWORD));
+    let s = d.to_secret();
+    assert_eq!(s.metadata.name.as_deref(), Some("ecr-pull"));
+    assert_eq!(s.metadata.namespace.as_deref(), Some("team-a"));
+    assert_eq!(s.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
+    let labels: Vec<_> = s.metadata.labels.unwrap().into_iter().collect();
+    assert_eq!(
+        labels,
+        [
+            ("app.kubernetes.io/managed-by".to_owned(), "irsa".to_owned()),
+            (
+                "irsa.dev/owner-kind".to_owned(),
+                "ClusterPullSecret".to_owned()
+            ),
+            ("irsa.dev/owner-name".to_owned(), "ecr".to_owned()),
+            ("team".to_owned(), "a".to_owned()),
+        ]
+    );
+    let annotations = s.metadata.annotations.unwrap();
+    assert_eq!(annotations["example.com/note"], "hi");
+    assert_eq!(annotations[CONTENT_HASH_ANNOTATION], d.content_hash);
+    let data = &s.data.unwrap()[".dockerconfigjson"].0;
+    let parsed = DockerConfig::parse(data).unwrap();
+    assert_eq!(parsed.get(ECR).unwrap().password.expose(), PASSWORD);
+
+    assert!(d.content_hash.starts_with("sha256:") && d.content_hash.len() == 71);
+    assert!(!d.content_hash.contains(PASSWORD));
+    assert!(
+        !format!("{d:?}").contains(PASSWORD),
+        "Debug leaks the password"
+    );
+    assert!(!format!("{d:?}").contains("eyJ"), "Debug leaks the auth");
+}
+
+#[test]
+fn content_hash_covers_everything_irsa_sets() {
+    let base = hash_for(&spec(), "a", PASSWORD);
+    assert_eq!(base, hash_for(&spec(), "a", PASSWORD), "deterministic");
+    assert_eq!(
+        base,
+        hash_for(&spec(), "b", PASSWORD),
+        "independent of the namespace"
+    );
+    assert_ne!(base, hash_for(&spec(), "a", "another-token"), "the token");
+    let mut labelled = spec();
+    labelled.secret_labels.insert("team".into(), "a".into());
+    assert_ne!(base, hash_for(&labelled, "a", PASSWORD), "a label");
+    let mut annotated = spec();
+    annotated
+        .secret_annotations
+        .insert("team".into(), "a".into());
+    assert_ne!(base, hash_for(&annotated, "a", PASSWORD), "an annotation");
+    assert_ne!(
+        hash_for(&labelled, "a", PASSWORD),
+        hash_for(&annotated, "a", PASSWORD),
+        "label vs annotation"
+    );
+}
+
+#[test]
+fn owner_labels_win_and_distinguish_owners() {
+    let mut spec = spec();
+    spec.secret_labels
+        .insert(OWNER_NAME_LABEL.into(), "spoof".into());
+    let d = desired_secret(&owner(), &spec, "a", &credential(PASSWORD));
+    assert_eq!(d.labels[OWNER_NAME_LABEL], "ecr");
+
+    let cluster = owner();
+    let namespaced = Owner::Namespaced {
+        namespace: "team-a".into(),
+        name: "ecr".into(),
+    };
+    assert_eq!(namespaced.labels()[OWNER_NAMESPACE_LABEL], "team-a");
+    assert!(cluster.owns(&cluster.labels()));
+    assert!(namespaced.owns(&namespaced.labels()));
+    assert!(!cluster.owns(&namespaced.labels()));
+    assert!(!namespaced.owns(&cluster.labels()));
+    let mut unmanaged = cluster.labels();
+    unmanaged.remove(MANAGED_BY_LABEL);
+    assert!(
+        !cluster.owns(&unmanaged),
+        "owner labels alone are not ownership"
+    );
+    assert_eq!(
+        cluster.label_selector(),
+        "app.kubernetes.io/managed-by=irsa,irsa.dev/owner-kind=ClusterPullSecret,irsa.dev/owner-name=ecr"
+    );
+    assert_eq!(namespaced.to_string(), "PullSecret/team-a/ecr");
+}
+
+#[test]
+fn plan_table() {
+    let spec = spec();
+    let current = hash_for(&spec, "x", PASSWORD);
+    let all = NamespaceSelection::default();
+    let team = NamespaceSelection {
+        include: vec!["team-*".into()],
+        ..Default::default()
+    };
+    let by_label = NamespaceSelection {
+        selector: Some(LabelSelector {
+            match_labels: Some([("pull".to_owned(), "ecr".to_owned())].into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ns = NamespaceState::new;
+    let ours = |n: &str, hash: &str| SecretState::owned(n, "ecr-pull", &owner(), hash);
+    type Want = (
+        Vec<(WriteKind, &'static str)>,
+        Vec<(&'static str, &'static str)>,
+        Vec<&'static str>,
+    );
+    let cases: Vec<(&str, &NamespaceSelection, Observed, bool, Want)> = vec![
+        (
+            "fresh namespaces are created",
+            &all,
+            Observed::default().namespace(ns("a")).namespace(ns("b")),
+            true,
+            (
+                vec![(WriteKind::Create, "a"), (WriteKind::Create, "b")],
+                vec![],
+                vec![],
+            ),
+        ),
+        (
+            "a current secret is not written",
+            &all,
+            Observed::default()
+                .namespace(ns("a"))
+                .secret(ours("a", &current)),
+            true,
+            (vec![], vec![], vec![]),
+        ),
+        (
+            "a changed hash is updated",
+            &all,
+            Observed::default()
+                .namespace(ns("a"))
+                .secret(ours("a", "sha256:old")),
+            true,
+            (vec![(WriteKind::Update, "a")], vec![], vec![]),
+        ),
+        (
+            "a missing hash is updated",
+            &all,
+            Observed::default().namespace(ns("a")).secret(SecretState {
+                content_hash: None,
+                ..ours("a", "")
+            }),
+            true,
+            (vec![(WriteKind::Update, "a")], vec![], vec![]),
+        ),
+        (
+            "our secret of another type is replaced",
+            &all,
+            Observed::default()
+                .namespace(ns("a"))
+                .secret(ours("a", &current).with_type("Opaque")),
+            true,
+            (vec![(WriteKind::Replace, "a")], vec![], vec![]),
+        ),
+        (
+            "a user's secret is a conflict, never touched",
+            &all,
+            Observed::default()
+                .namespace(ns("a"))
+                .secret(SecretState::new("a", "ecr-pull")),
+            true,
+            (vec![], vec![], vec!["a"]),
+        ),
+        (
+            "another irsa owner's secret is a conflict",
+            &all,
+            Observed::default()
+                .namespace(ns("a"))
+                .secret(SecretState::owned(
+                    "a",
+                    "ecr-pull",
+                    &Owner::Cluster {
+                        name: "other".into(),
+                    },
+                    &current,
+                )),
+            true,
+            (vec![], vec![], vec!["a"]),
+        ),
+        (
+            "a deselected namespace loses our secret, not a user's",
+            &team,
+            Observed::default()
+                .namespace(ns("team-a"))
+                .namespace(ns("default"))
+                .namespace(ns("kube-system"))
+                .secret(ours("team-a", &current))
+                .secret(ours("default", &current))
+                .secret(SecretState::new("kube-system", "ecr-pull")),
+            true,
+            (vec![], vec![("default", "ecr-pull")], vec![]),
+        ),
+        (
+            "our secret under an old name is deleted",
+            &all,
+            Observed::default()
+                .namespace(ns("a"))
+                .secret(SecretState::owned("a", "old-name", &owner(), &current)),
+            true,
+            (
+                vec![(WriteKind::Create, "a")],
+                vec![("a", "old-name")],
+                vec![],
+            ),
+        ),
+        (
+            "terminating namespaces are neither served nor cleaned",
+            &all,
+            Observed::default()
+                .namespace(ns("a").terminating())
+                .secret(ours("a", &current)),
+            true,
+            (vec![], vec![], vec![]),
+        ),
+        (
+            "without a credential nothing is written, deselected secrets still go",
+            &team,
+            Observed::default()
+                .namespace(ns("team-a"))
+                .namespace(ns("team-b"))
+                .namespace(ns("default"))
+                .secret(ours("team-a", "sha256:old"))
+                .secret(ours("default", "sha256:old")),
+            false,
+            (vec![], vec![("default", "ecr-pull")], vec![]),
+        ),
+        (
+            "selector by label",
+            &by_label,
+            Observed::default()
+                .namespace(ns("a").label("pull", "ecr"))
+                .namespace(ns("b").label("pull", "no")),
+            true,
+            (vec![(WriteKind::Create, "a")], vec![], vec![]),
+        ),
+    ];
+    let config = credential(PASSWORD);
+    for (
+        name,
+        selection,
+        observed,
+        with_credential,
+        (want_writes, want_deletions, want_conflicts),
+    ) in &cases
+    {
+        let p = plan(
+            &subject(&spec, selection),
+            observed,
+            with_credential.then_some(&config),
+        );
+        assert_eq!(writes(&p), *want_writes, "{name}: writes");
+        assert_eq!(deletions(&p), *want_deletions, "{name}: deletions");
+        let conflicts: Vec<_> = p
+            .conflicts
+            .iter()
+            .map(|c| c.secret.namespace.as_str())
+            .collect();
+        assert_eq!(conflicts, *want_conflicts, "{name}: conflicts");
+    }
+}
+
+#[test]
+fn target_states_counts_and_problems() {
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("kept"))
+        .namespace(NamespaceState::new("pending"))
+        .namespace(NamespaceState::new("user"))
+        .secret(SecretState::owned("kept", "ecr-pull", &owner(), "sha256:x"))
+        .secret(SecretState::new("user", "ecr-pull"));
+    let p = plan(&subject(&spec, &selection), &observed, None);
+    let states: Vec<_> = p
+        .targets
+        .iter()
+        .map(|t| (t.namespace.as_str(), t.state.clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("kept", TargetState::Kept),
+            ("pending", TargetState::Pending),
+            ("user", TargetState::Conflicted(ConflictReason::NotManaged)),
+        ]
+    );
+    assert_eq!(p.counts(), TargetCounts::new(3, 1, 1, 1));
+    assert_eq!(p.counts().summary.as_deref(), Some("1/3"));
+    let problems: Vec<_> = p
+        .problems()
+        .into_iter()
+        .map(|p| (p.namespace, p.reason))
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            ("user".to_owned(), "Conflict".to_owned()),
+            ("pending".to_owned(), "Pending".to_owned())
+        ]
+    );
+    assert_eq!(
+        p.conflicts[0].message(),
+        "secret user/ecr-pull exists and is not managed by irsa (no label app.kubernetes.io/managed-by=irsa); \
+         it is left untouched: delete or rename it, or choose another spec.secretName"
+    );
+
+    let mut many = Observed::default();
+    for i in 0..25 {
+        many = many
+            .namespace(NamespaceState::new(&format!("ns-{i:02}")))
+            .secret(SecretState::new(&format!("ns-{i:02}"), "ecr-pull"));
+    }
+    let p = plan(
+        &subject(&spec, &selection),
+        &many,
+        Some(&credential(PASSWORD)),
+    );
+    assert_eq!(p.conflicts.len(), 25);
+    assert_eq!(p.problems().len(), TargetProblem::MAX_REPORTED);
+    assert_eq!(p.counts(), TargetCounts::new(25, 0, 0, 25));
+}
+
+#[test]
+fn a_pull_secret_writes_only_into_its_namespace() {
+    let mut ps = PullSecret::new("ecr", PullSecretSpec { secret: spec() });
+    ps.metadata.namespace = Some("team-a".into());
+    let subject = Subject::namespaced(&ps).unwrap();
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("team-a"))
+        .namespace(NamespaceState::new("team-b"))
+        .secret(SecretState::owned(
+            "team-b",
+            "ecr-pull",
+            &owner(),
+            "sha256:x",
+        ));
+    let p = plan(&subject, &observed, Some(&credential(PASSWORD)));
+    assert_eq!(writes(&p), [(WriteKind::Create, "team-a")]);
+    assert!(
+        p.deletions.is_empty(),
+        "a ClusterPullSecret's secret is not the PullSecret's"
+    );
+    assert_eq!(p.writes[0].secret.labels[OWNER_NAMESPACE_LABEL], "team-a");
+    assert_eq!(p.writes[0].secret.labels[OWNER_KIND_LABEL], "PullSecret");
+
+    let no_namespace = PullSecret::new("ecr", PullSecretSpec { secret: spec() });
+    assert!(Subject::namespaced(&no_namespace).is_none());
+    let cps = ClusterPullSecret::new(
+        "ecr",
+        ClusterPullSecretSpec {
+            secret: spec(),
+            namespaces: NamespaceSelection::default(),
+        },
+    );
+    assert_eq!(Subject::cluster(&cps).owner, owner());
+}
+
+#[test]
+fn service_accounts_get_the_secret_added_never_replaced() {
+    let mut spec = spec();
+    spec.service_accounts = vec!["default".into(), "builder".into()];
+    let selection = NamespaceSelection::default();
+    let mut default = ServiceAccountState::new("a", "default").pull_secrets(&["mine"]);
+    default.resource_version = Some("41".into());
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("a"))
+        .namespace(NamespaceState::new("user"))
+        .secret(SecretState::new("user", "ecr-pull"))
+        .service_account(default)
+        .service_account(ServiceAccountState::new("a", "builder"))
+        .service_account(ServiceAccountState::new("a", "other"))
+        .service_account(ServiceAccountState::new("user", "default"));
+    let p = plan(
+        &subject(&spec, &selection),
+        &observed,
+        Some(&credential(PASSWORD)),
+    );
+    let patched: Vec<_> = p
+        .service_account_patches
+        .iter()
+        .map(|p| {
+            (
+                p.namespace.as_str(),
+                p.name.as_str(),
+                p.add.clone(),
+                p.remove.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        patched,
+        [
+            ("a", "builder", vec!["ecr-pull".to_owned()], vec![]),
+            ("a", "default", vec!["ecr-pull".to_owned()], vec![]),
+        ],
+        "named accounts only, and not in a conflicted namespace"
+    );
+    assert_eq!(
+        p.service_account_patches[0].json_patch(),
+        json!([{"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ecr-pull"}]}])
+    );
+    assert_eq!(
+        p.service_account_patches[1].json_patch(),
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
+            {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ecr-pull"}},
+        ])
+    );
+    assert_eq!(
+        p.service_account_patches[1].apply_to(&["mine".into()]),
+        ["mine", "ecr-pull"]
+    );
+
+    spec.service_accounts = vec!["*".into()];
+    let p = plan(
+        &subject(&spec, &selection),
+        &apply(&observed, &p),
+        Some(&credential(PASSWORD)),
+    );
+    let names: Vec<_> = p
+        .service_account_patches
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["other"],
+        "\"*\" adds to every account still missing it"
+    );
+}
+
+#[test]
+fn deselection_and_rename_remove_entries_in_one_guarded_patch() {
+    let mut spec = spec();
+    spec.service_accounts = vec!["*".into()];
+    let selection = NamespaceSelection {
+        exclude: vec!["gone".into()],
+        ..Default::default()
+    };
+    let mut sa = ServiceAccountState::new("a", "default").pull_secrets(&["old", "mine", "old"]);
+    sa.resource_version = Some("7".into());
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("a"))
+        .namespace(NamespaceState::new("gone"))
+        .secret(SecretState::owned("a", "old", &owner(), "sha256:x"))
+        .secret(SecretState::owned("gone", "ecr-pull", &owner(), "sha256:x"))
+        .service_account(sa)
+        .service_account(ServiceAccountState::new("gone", "default").pull_secrets(&["ecr-pull"]));
+    let p = plan(
+        &subject(&spec, &selection),
+        &observed,
+        Some(&credential(PASSWORD)),
+    );
+    assert_eq!(deletions(&p), [("a", "old"), ("gone", "ecr-pull")]);
+    let a = &p.service_account_patches[0];
+    assert_eq!(
+        (a.add.as_slice(), a.remove.as_slice()),
+        (&["ecr-pull".to_owned()][..], &["old".to_owned()][..])
+    );
+    assert_eq!(
+        a.json_patch(),
+        json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": "7"},
+            {"op": "test", "path": "/imagePullSecrets/2", "value": {"name": "old"}},
+            {"op": "remove", "path": "/imagePullSecrets/2"},
+            {"op": "test", "path": "/imagePullSecrets/0", "value": {"name": "old"}},
+            {"op": "remove", "path": "/imagePullSecrets/0"},
+            {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ecr-pull"}},
+        ])
+    );
+    assert_eq!(a.apply_to(&a.observed), ["mine", "ecr-pull"]);
+    let gone = &p.service_account_patches[1];
+    assert_eq!(
+        (gone.namespace.as_str(), gone.remove.as_slice()),
+        ("gone", &["ecr-pull".to_owned()][..])
+    );
+
+    spec.deletion_policy = DeletionPolicy::Retain;
+    let p = plan(
+        &subject(&spec, &selection),
+        &observed,
+        Some(&credential(PASSWORD)),
+    );
+    assert!(p.deletions.is_empty());
+    assert!(
+        p.service_account_patches
+            .iter()
+            .all(|p| p.remove.is_empty()),
+        "Retain keeps entries"
+    );
+}
+
+#[test]
+fn cleanup_removes_only_our_secrets_unless_retained() {
+    let mut spec = spec();
+    let selection = NamespaceSelection::default();
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("a"))
+        .namespace(NamespaceState::new("b").terminating())
+        .secret(SecretState::owned("a", "ecr-pull", &owner(), "sha256:x"))
+        .secret(SecretState::owned("b", "ecr-pull", &owner(), "sha256:x"))
+        .secret(SecretState::new("c", "ecr-pull"))
+        .secret(SecretState::owned(
+            "d",
+            "ecr-pull",
+            &Owner::Cluster {
+                name: "other".into(),
+            },
+            "sha256:x",
+        ))
+        .service_account(ServiceAccountState::new("a", "default").pull_secrets(&["ecr-pull"]));
+    let p = cleanup(&subject(&spec, &selection), &observed);
+    assert_eq!(deletions(&p), [("a", "ecr-pull")]);
+    assert!(p.writes.is_empty());
+    assert_eq!(p.service_account_patches.len(), 1);
+    assert_eq!(
+        p.service_account_patches[0].json_patch(),
+        json!([
+            {"op": "test", "path": "/imagePullSecrets/0", "value": {"name": "ecr-pull"}},
+            {"op": "remove", "path": "/imagePullSecrets/0"},
+        ])
+    );
+    assert!(cleanup(&subject(&spec, &selection), &apply(&observed, &p)).is_noop());
+
+    spec.deletion_policy = DeletionPolicy::Retain;
+    assert!(cleanup(&subject(&spec, &selection), &observed).is_noop());
+}
+
+#[test]
+fn observed_secret_from_a_kubernetes_secret() {
+    let d = desired_secret(&owner(), &spec(), "a", &credential(PASSWORD));
+    let s = SecretState::from_secret(&d.to_secret()).unwrap();
+    assert_eq!(
+        s,
+        SecretState::owned("a", "ecr-pull", &owner(), &d.content_hash)
+    );
+    assert!(SecretState::from_secret(&Secret::default()).is_none());
+}
+
+// Property tests: random clusters, random specs.
+
+fn arb_owner() -> impl Strategy<Value = Option<Owner>> {
+    prop_oneof![
+        Just(None),
+        Just(Some(owner())),
+        Just(Some(Owner::Cluster {
+            name: "other".into()
+        })),
+        Just(Some(Owner::Namespaced {
+            namespace: "n0".into(),
+            name: "ecr".into()
+        })),
+    ]
+}
+
+fn arb_observed() -> impl Strategy<Value = Observed> {
+    let namespaces = proptest::collection::vec((any::<bool>(), any::<bool>(), any::<bool>()), 1..6);
+    let secrets = proptest::collection::vec(
+        (
+            0usize..6,
+            prop_oneof![Just("ecr-pull"), Just("old")],
+            arb_owner(),
+            any::<bool>(),
+            any::<bool>(),
+        ),
+        0..10,
+    );
+    let sas = proptest::collection::vec(
+        (
+            0usize..6,
+            prop_oneof![Just("default"), Just("builder")],
+            proptest::collection::vec(
+                prop_oneof![Just("ecr-pull"), Just("old"), Just("mine")],
+                0..3,
+            ),
+        ),
+        0..8,
+    );
+    (namespaces, secrets, sas).prop_map(|(namespaces, secrets, sas)| {
+        let mut o = Observed::default();
+        let n = namespaces.len();
+        for (i, (pull, team, terminating)) in namespaces.into_iter().enumerate() {
+            let mut ns = NamespaceState::new(&format!("{}{i}", if team { "team-" } else { "n" }));
+            if pull {
+                ns = ns.label("pull", "ecr");
+            }
+            if terminating {
+                ns = ns.terminating();
+            }
+            o = o.namespace(ns);
+        }
+        for (i, name, owner, current, opaque) in secrets {
+            let ns = o.namespaces[i % n].name.clone();
+            if o.secrets
+                .iter()
+                .any(|s| s.namespace == ns && s.name == name)
+            {
+                continue;
+            }
+            let mut s = match owner {
+                Some(owner) => {
+                    let hash = if current {
+                        hash_for(&spec(), &ns, PASSWORD)
+                    } else {
+                        "sha256:old".into()
+                    };
+                    SecretState::owned(&ns, name, &owner, &hash)
+                }
+                None => SecretState::new(&ns, name),
+            };
+            if opaque {
+                s.type_ = None;
+            }
+            o = o.secret(s);
+        }
+        for (i, name, list) in sas {
+            let ns = o.namespaces[i % n].name.clone();
+            if o.service_accounts
+                .iter()
+                .any(|s| s.namespace == ns && s.name == name)
+            {
+                continue;
+            }
+            o = o.service_account(ServiceAccountState::new(&ns, name).pull_secrets(&list));
+        }
+        o
+    })
+}
+
+fn arb_spec() -> impl Strategy<Value = (SecretSpec, NamespaceSelection)> {
+    (
+        any::<bool>(),
+        prop_oneof![
+            Just(vec![]),
+            Just(vec!["*".to_owned()]),
+            Just(vec!["default".to_owned()])
+        ],
+        prop_oneof![Just(DeletionPolicy::Delete), Just(DeletionPolicy::Retain)],
+        any::<bool>(),
+    )
+        .prop_map(|(by_label, service_accounts, policy, teams_only)| {
+            let mut s = spec();
+            s.service_accounts = service_accounts;
+            s.deletion_policy = policy;
+            let selection = NamespaceSelection {
+                selector: by_label.then(|| LabelSelector {
+                    match_labels: Some([("pull".to_owned(), "ecr".to_owned())].into()),
+                    ..Default::default()
+                }),
+                include: if teams_only {
+                    vec!["team-*".into()]
+                } else {
+                    vec![]
+                },
+                exclude: vec!["n1".into()],
+            };
+            (s, selection)
+        })
+}
+
+proptest! {
+    #[test]
+    fn the_plan_touches_only_our_secrets_and_converges(
+        observed in arb_observed(),
+        (spec, selection) in arb_spec(),
+        with_credential in any::<bool>(),
+    ) {
+        let config = credential(PASSWORD);
+        let credential = with_credential.then_some(&config);
+        let subject = subject(&spec, &selection);
+        let p = plan(&subject, &observed, credential);
+
+        let existing = |ns: &str, name: &str| observed.secrets.iter().find(|s| s.namespace == ns && s.name == name);
+        for w in &p.writes {
+            let ns = observed.namespaces.iter().find(|n| n.name == w.secret.namespace).unwrap();
+            prop_assert!(selects(&selection, ns), "wrote into an unserved namespace {}", ns.name);
+            if let Some(s) = existing(&w.secret.namespace, &w.secret.name) {
+                prop_assert!(owner().owns(&s.labels), "overwrote a secret that is not ours: {s:?}");
+            }
+            prop_assert!(credential.is_some());
+        }
+        for d in &p.deletions {
+            let s = existing(&d.namespace, &d.name).unwrap();
+            prop_assert!(owner().owns(&s.labels), "deleted a secret that is not ours: {s:?}");
+            prop_assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
+        }
+        for c in &p.conflicts {
+            prop_assert!(!owner().owns(&existing(&c.secret.namespace, &c.secret.name).unwrap().labels));
+        }
+        for sa in &p.service_account_patches {
+            let before = &observed.service_accounts.iter().find(|s| s.namespace == sa.namespace && s.name == sa.name).unwrap().image_pull_secrets;
+            let after = sa.apply_to(before);
+            for n in before {
+                prop_assert!(after.contains(n) || sa.remove.contains(n), "dropped someone else's entry {n}");
+            }
+        }
+
+        let next = apply(&observed, &p);
+        let again = plan(&subject, &next, credential);
+        prop_assert!(again.is_noop(), "not converged: {again:?}");
+        prop_assert_eq!(again.counts(), p.counts());
+
+        let gone = cleanup(&subject, &next);
+        let after = apply(&next, &gone);
+        prop_assert!(cleanup(&subject, &after).is_noop());
+        if spec.deletion_policy == DeletionPolicy::Delete {
+            let terminating: BTreeSet<_> = next.namespaces.iter().filter(|n| n.terminating).map(|n| n.name.clone()).collect();
+            prop_assert!(after.secrets.iter().all(|s| !owner().owns(&s.labels) || terminating.contains(&s.namespace)));
+        } else {
+            prop_assert!(gone.is_noop());
+        }
+    }
+}

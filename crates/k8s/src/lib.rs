@@ -1,0 +1,21 @@
+//! irsa's Kubernetes API: the `irsa.dev/v1alpha1` custom resources [`ClusterPullSecret`] and
+//! [`PullSecret`], their validation ([`validation`]) and their CustomResourceDefinitions
+//! ([`crds()`], committed as `deploy/crds.yaml`).
+//!
+//! The types are plain data with no client attached: the controller reads them from the API
+//! server, calls [`ClusterPullSecret::validate`] / [`PullSecret::validate`] and plans from the
+//! result.
+#![warn(missing_docs)]
+
+pub mod crds;
+pub mod resources;
+pub mod validation;
+
+pub use crds::{crds, crds_yaml};
+pub use resources::{
+    AmbientIdentity, ChainguardSpec, ClusterPullSecret, ClusterPullSecretSpec, DEFAULT_REFRESH,
+    DeletionPolicy, GROUP, IdentitySpec, NamespaceSelection, PullSecret, PullSecretSpec,
+    PullSecretStatus, RegistrySpec, SecretSpec, ServiceAccountRef, TargetCounts, TargetProblem,
+    VERSION,
+};
+pub use validation::{Validated, ValidationError, ValidationErrors};
