@@ -222,8 +222,13 @@ async fn crds_serve_custom_resources_with_status() {
     let found = discovery
         .groups()
         .flat_map(|g| g.recommended_resources())
-        .any(|(ar, caps)| ar.plural == "widgets" && caps.subresources.iter().any(|(s, _)| s.plural == "widgets/status"));
-    assert!(found, "widgets discovered with a status subresource");
+        .any(|(ar, caps)| ar.plural == "widgets" && caps.subresources.iter().any(|(s, _)| s.plural == "status"));
+    let all: Vec<String> = discovery
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .map(|(ar, caps)| format!("{} {:?}", ar.plural, caps.subresources.iter().map(|(s, _)| s.plural.clone()).collect::<Vec<_>>()))
+        .collect();
+    assert!(found, "widgets discovered with a status subresource: {all:?}");
 
     // Deleting the CRD stops serving its resources.
     crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
@@ -383,9 +388,18 @@ async fn reflector_follows_changes_across_dropped_watches_and_410() {
 
     // History compacted while the watch is down: 410 Gone, then a relist.
     let lists_before = sb.api.counters().total("kubernetes", "list secrets");
+    sb.api.faults().add_error(ErrorRule {
+        verb: Some("watch".into()),
+        resource: Some("secrets".into()),
+        code: 500,
+        rate: 1.0,
+        count: None,
+        retry_after_seconds: None,
+    });
+    sb.api.faults().drop_watches();
     secrets.delete("before", &DeleteParams::default()).await.unwrap();
     sb.api.store().compact();
-    sb.api.faults().drop_watches();
+    sb.api.faults().clear();
     secrets
         .patch("ignored", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"w": "1"}}})))
         .await
@@ -452,15 +466,30 @@ async fn injected_faults() {
     sb.api.faults().add_error(ErrorRule {
         verb: Some("list".into()),
         resource: Some("secrets".into()),
-        code: 503,
+        code: 500,
         rate: 1.0,
         count: Some(1),
         retry_after_seconds: None,
     });
-    assert_eq!(api_code(&secrets.list(&ListParams::default()).await.unwrap_err()), 503);
+    assert_eq!(api_code(&secrets.list(&ListParams::default()).await.unwrap_err()), 500);
     secrets.list(&ListParams::default()).await.unwrap();
 
-    // Through the admin endpoint: 429 with Retry-After.
+    // kube-rs retries a 429 by itself.
+    sb.api.faults().add_error(ErrorRule {
+        verb: Some("get".into()),
+        resource: Some("secrets".into()),
+        code: 429,
+        rate: 1.0,
+        count: Some(1),
+        retry_after_seconds: Some(1),
+    });
+    assert_eq!(api_code(&secrets.get("x").await.unwrap_err()), 404);
+    assert_eq!(sb.api.counters().get("kubernetes", "get secrets", "429"), 1);
+
+    // Through the admin endpoint: 429 with Retry-After (seen without kube-rs's retries).
+    let mut config = sb.config().await;
+    config.default_retry = false;
+    let client = kube::Client::try_from(config).unwrap();
     let set = http::Request::put("/sandbox/faults")
         .body(serde_json::to_vec(&json!({"errors": [{"verb": "get", "code": 429, "retrySecondsAfter": 1, "retryAfterSeconds": 7}]})).unwrap())
         .unwrap();
@@ -489,6 +518,6 @@ async fn injected_faults() {
         .request_text(http::Request::get("/metrics").body(Vec::new()).unwrap())
         .await
         .unwrap();
-    assert!(metrics.contains("service=\"kubernetes\",action=\"list secrets\",outcome=\"503\""));
+    assert!(metrics.contains("service=\"kubernetes\",action=\"list secrets\",outcome=\"500\""));
     sb.stop().await;
 }

@@ -147,12 +147,15 @@ impl Sandbox {
         }
     }
 
-    pub async fn client(&self) -> kube::Client {
+    pub async fn config(&self) -> kube::Config {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("read kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        kube::Config::from_custom_kubeconfig(kc, &Default::default())
             .await
-            .expect("kube config");
-        kube::Client::try_from(config).expect("client")
+            .expect("kube config")
+    }
+
+    pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.config().await).expect("client")
     }
 
     pub async fn stop(mut self) {
