@@ -114,6 +114,16 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
         }
     };
     let verb = verb_of(&method, &target, &query);
+    // Bodies are JSON only: protobuf and CBOR get 415, to which client-go answers by
+    // retrying in JSON where it can.
+    if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+        && (ct.contains("protobuf") || ct.contains("cbor"))
+    {
+        let e = ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unsupported format: {ct} (the sandbox accepts JSON)"));
+        api.count("unsupported", "request", 415);
+        return error_response(&e);
+    }
+    tracing::debug!(%method, %path, content_type = ?parts.headers.get(http::header::CONTENT_TYPE), accept = ?parts.headers.get(http::header::ACCEPT), "request");
     let action = match &target.subresource {
         Some(sub) => format!("{verb} {}/{sub}", target.rt.plural),
         None => format!("{verb} {}", target.rt.plural),
