@@ -61,15 +61,12 @@ async fn kubectl_crud_patch_apply_and_tokens() {
     assert!(k.ok(&["version", "-o", "json"]).await.contains("v1.37.0-irsa-sandbox"));
     assert!(k.ok(&["api-resources"]).await.contains("leases"));
 
-    let objects = sb.dir.join("objects.yaml");
-    std::fs::write(
-        &objects,
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n  namespace: demo\nstringData:\n  user: AWS\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: puller\n  namespace: demo\n",
-    )
-    .unwrap();
-    let objects = objects.to_str().unwrap();
-    k.ok(&["create", "--validate=false", "-f", objects]).await;
-    let err = k.run(&["create", "--validate=false", "-f", objects]).await;
+    // Imperative creates: kubectl's typed clients send protobuf bodies.
+    k.ok(&["create", "namespace", "demo"]).await;
+    k.ok(&["-n", "demo", "create", "secret", "generic", "creds", "--from-literal=user=AWS"]).await;
+    k.ok(&["-n", "demo", "create", "serviceaccount", "puller"]).await;
+    k.ok(&["-n", "demo", "create", "configmap", "plain", "--from-literal=a=b"]).await;
+    let err = k.run(&["-n", "demo", "create", "secret", "generic", "creds", "--from-literal=user=AWS"]).await;
     assert_ne!(err.code, Some(0));
     assert!(err.stderr.contains("AlreadyExists") || err.stderr.contains("already exists"), "{}", err.stderr);
 
@@ -104,6 +101,19 @@ async fn kubectl_crud_patch_apply_and_tokens() {
     )
     .await;
     assert_eq!(k.ok(&["-n", "demo", "get", "cm", "settings", "-o", "jsonpath={.data.a}"]).await, "2");
+
+    let token = k.ok(&["-n", "demo", "create", "token", "puller", "--audience=sts.amazonaws.com", "--duration=1h"]).await;
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+
+    // Declarative create (dynamic client, JSON bodies).
+    let objects = sb.dir.join("objects.yaml");
+    std::fs::write(
+        &objects,
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: from-file\n  namespace: demo\nstringData:\n  user: AWS\n---\napiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: leader\n  namespace: demo\nspec:\n  holderIdentity: a\n",
+    )
+    .unwrap();
+    k.ok(&["create", "--validate=false", "-f", objects.to_str().unwrap()]).await;
+    assert!(k.ok(&["-n", "demo", "get", "lease", "leader"]).await.contains("leader"));
 
     k.ok(&["delete", "namespace", "demo", "--wait=true", "--timeout=20s"]).await;
     let gone = k.run(&["get", "namespace", "demo"]).await;

@@ -15,6 +15,7 @@ use super::discovery;
 use super::error::ApiError;
 use super::faults::FaultConfig;
 use super::patch::{self, PatchKind};
+use super::protobuf;
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::ListOptions;
@@ -114,16 +115,25 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
         }
     };
     let verb = verb_of(&method, &target, &query);
-    // Bodies are JSON only: protobuf and CBOR get 415, to which client-go answers by
-    // retrying in JSON where it can.
+    // Bodies are JSON; kubectl's typed clients send protobuf for a few built-in kinds, which
+    // are decoded; other protobuf and CBOR bodies get 415.
+    let mut body = body;
     if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
         && (ct.contains("protobuf") || ct.contains("cbor"))
     {
-        let e = ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unsupported format: {ct} (the sandbox accepts JSON)"));
-        api.count("unsupported", "request", 415);
-        return error_response(&e);
+        let decoded = if ct.contains("protobuf") {
+            protobuf::decode(&body).map_err(|e| format!("{e} (the sandbox accepts JSON)"))
+        } else {
+            Err(format!("the body of the request was in an unsupported format: {ct} (the sandbox accepts JSON)"))
+        };
+        match decoded {
+            Ok(v) => body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
+            Err(message) => {
+                api.count("unsupported", "request", 415);
+                return error_response(&ApiError::new(415, "UnsupportedMediaType", message));
+            }
+        }
     }
-    tracing::debug!(%method, %path, content_type = ?parts.headers.get(http::header::CONTENT_TYPE), accept = ?parts.headers.get(http::header::ACCEPT), "request");
     let action = match &target.subresource {
         Some(sub) => format!("{verb} {}/{sub}", target.rt.plural),
         None => format!("{verb} {}", target.rt.plural),

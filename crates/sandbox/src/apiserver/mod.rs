@@ -27,6 +27,7 @@ pub mod error;
 pub mod faults;
 mod handlers;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod selectors;
 pub mod store;

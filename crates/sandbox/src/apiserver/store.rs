@@ -914,7 +914,7 @@ fn defaults(rt: &ResourceType, obj: &mut Value) {
             labels["kubernetes.io/metadata.name"] = json!(name);
         }
         ("", "Secret") => {
-            if obj.get("type").is_none() {
+            if obj.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
                 obj["type"] = json!("Opaque");
             }
             fold_string_data(obj);
