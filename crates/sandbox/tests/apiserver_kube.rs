@@ -43,7 +43,10 @@ async fn crud_conflicts_selectors_and_pagination() {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
 
-    let created = secrets.create(&pp, &secret("a", &[("app", "web")])).await.unwrap();
+    let created = secrets
+        .create(&pp, &secret("a", &[("app", "web")]))
+        .await
+        .unwrap();
     assert_eq!(created.type_.as_deref(), Some("Opaque"));
     assert!(created.metadata.uid.is_some());
     let err = secrets.create(&pp, &secret("a", &[])).await.unwrap_err();
@@ -54,11 +57,19 @@ async fn crud_conflicts_selectors_and_pagination() {
 
     // Stale resourceVersion: 409 Conflict.
     let mut first = created.clone();
-    first.metadata.labels.get_or_insert_default().insert("v".into(), "1".into());
+    first
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("v".into(), "1".into());
     let updated = secrets.replace("a", &pp, &first).await.unwrap();
     assert_ne!(updated.resource_version(), created.resource_version());
     let mut stale = created.clone();
-    stale.metadata.labels.get_or_insert_default().insert("v".into(), "2".into());
+    stale
+        .metadata
+        .labels
+        .get_or_insert_default()
+        .insert("v".into(), "2".into());
     let err = secrets.replace("a", &pp, &stale).await.unwrap_err();
     assert_eq!(api_code(&err), 409);
 
@@ -69,13 +80,25 @@ async fn crud_conflicts_selectors_and_pagination() {
 
     for i in 0..7 {
         let tier = if i % 2 == 0 { "even" } else { "odd" };
-        secrets.create(&pp, &secret(&format!("p{i}"), &[("tier", tier)])).await.unwrap();
+        secrets
+            .create(&pp, &secret(&format!("p{i}"), &[("tier", tier)]))
+            .await
+            .unwrap();
     }
-    let evens = secrets.list(&ListParams::default().labels("tier=even")).await.unwrap();
+    let evens = secrets
+        .list(&ListParams::default().labels("tier=even"))
+        .await
+        .unwrap();
     assert_eq!(evens.items.len(), 4);
-    let set = secrets.list(&ListParams::default().labels("tier in (odd),app!=web")).await.unwrap();
+    let set = secrets
+        .list(&ListParams::default().labels("tier in (odd),app!=web"))
+        .await
+        .unwrap();
     assert_eq!(set.items.len(), 3);
-    let one = secrets.list(&ListParams::default().fields("metadata.name=p3")).await.unwrap();
+    let one = secrets
+        .list(&ListParams::default().fields("metadata.name=p3"))
+        .await
+        .unwrap();
     assert_eq!(one.items.len(), 1);
 
     let mut names = Vec::new();
@@ -93,13 +116,38 @@ async fn crud_conflicts_selectors_and_pagination() {
 
     // All namespaces.
     let all: Api<Secret> = Api::all(client.clone());
-    assert_eq!(all.list(&ListParams::default()).await.unwrap().items.len(), 8);
+    assert_eq!(
+        all.list(&ListParams::default()).await.unwrap().items.len(),
+        8
+    );
 
     secrets.delete("a", &DeleteParams::default()).await.unwrap();
-    assert_eq!(api_code(&secrets.delete("a", &DeleteParams::default()).await.unwrap_err()), 404);
-    let left = secrets.delete_collection(&DeleteParams::default(), &ListParams::default().labels("tier=odd")).await.unwrap();
+    assert_eq!(
+        api_code(
+            &secrets
+                .delete("a", &DeleteParams::default())
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
+    let left = secrets
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("tier=odd"),
+        )
+        .await
+        .unwrap();
     assert!(left.is_left());
-    assert_eq!(secrets.list(&ListParams::default()).await.unwrap().items.len(), 4);
+    assert_eq!(
+        secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        4
+    );
 
     assert!(sb.api.counters().get("kubernetes", "create secrets", "409") >= 1);
     assert!(sb.api.counters().get("kubernetes", "list secrets", "200") >= 5);
@@ -120,53 +168,106 @@ async fn patches_and_server_side_apply() {
     let pp = PatchParams::default();
 
     let p = pods
-        .patch("web", &pp, &Patch::Strategic(json!({"spec": {"containers": [{"name": "app", "image": "app:2"}]}})))
+        .patch(
+            "web",
+            &pp,
+            &Patch::Strategic(json!({"spec": {"containers": [{"name": "app", "image": "app:2"}]}})),
+        )
         .await
         .unwrap();
-    let images: Vec<_> = p.spec.unwrap().containers.iter().map(|c| c.image.clone().unwrap()).collect();
+    let images: Vec<_> = p
+        .spec
+        .unwrap()
+        .containers
+        .iter()
+        .map(|c| c.image.clone().unwrap())
+        .collect();
     assert_eq!(images, ["app:2", "side:1"]);
 
     let p = pods
-        .patch("web", &pp, &Patch::Merge(json!({"metadata": {"labels": {"a": "1"}}})))
+        .patch(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"metadata": {"labels": {"a": "1"}}})),
+        )
         .await
         .unwrap();
     assert_eq!(p.labels()["a"], "1");
-    let ops: json_patch::Patch = serde_json::from_value(json!([{"op": "add", "path": "/metadata/annotations", "value": {"b": "2"}}])).unwrap();
-    let p = pods.patch("web", &pp, &Patch::<()>::Json(ops)).await.unwrap();
+    let ops: json_patch::Patch = serde_json::from_value(
+        json!([{"op": "add", "path": "/metadata/annotations", "value": {"b": "2"}}]),
+    )
+    .unwrap();
+    let p = pods
+        .patch("web", &pp, &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
     assert_eq!(p.annotations()["b"], "2");
 
     // Status subresource: the main resource ignores status, /status changes only status.
     let p = pods
-        .patch_status("web", &pp, &Patch::Merge(json!({"status": {"phase": "Running"}})))
+        .patch_status(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"status": {"phase": "Running"}})),
+        )
         .await
         .unwrap();
     assert_eq!(p.status.unwrap().phase.as_deref(), Some("Running"));
     let p = pods
-        .patch("web", &pp, &Patch::Merge(json!({"status": {"phase": "Failed"}})))
+        .patch(
+            "web",
+            &pp,
+            &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+        )
         .await
         .unwrap();
     assert_eq!(p.status.unwrap().phase.as_deref(), Some("Running"));
 
     // Server-side apply: create, update, drop a field, conflict, force.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    let apply = |data: serde_json::Value| {
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pull", "labels": {"app.kubernetes.io/managed-by": "irsa"}}, "type": "Opaque", "data": data})
-    };
+    let apply = |data: serde_json::Value| json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pull", "labels": {"app.kubernetes.io/managed-by": "irsa"}}, "type": "Opaque", "data": data});
     let ssa = PatchParams::apply("irsa");
-    let s = secrets.patch("pull", &ssa, &Patch::Apply(apply(json!({"a": "MQ==", "b": "Mg=="})))).await.unwrap();
+    let s = secrets
+        .patch(
+            "pull",
+            &ssa,
+            &Patch::Apply(apply(json!({"a": "MQ==", "b": "Mg=="}))),
+        )
+        .await
+        .unwrap();
     assert_eq!(s.managed_fields()[0].manager.as_deref(), Some("irsa"));
     let rv = s.resource_version();
     // Same apply again: no write.
-    let s = secrets.patch("pull", &ssa, &Patch::Apply(apply(json!({"a": "MQ==", "b": "Mg=="})))).await.unwrap();
+    let s = secrets
+        .patch(
+            "pull",
+            &ssa,
+            &Patch::Apply(apply(json!({"a": "MQ==", "b": "Mg=="}))),
+        )
+        .await
+        .unwrap();
     assert_eq!(s.resource_version(), rv);
-    let s = secrets.patch("pull", &ssa, &Patch::Apply(apply(json!({"a": "Mw=="})))).await.unwrap();
+    let s = secrets
+        .patch("pull", &ssa, &Patch::Apply(apply(json!({"a": "Mw=="}))))
+        .await
+        .unwrap();
     let data = s.data.unwrap();
     assert_eq!(data.get("a").map(|b| b.0.as_slice()), Some(&b"3"[..]));
     assert!(!data.contains_key("b"));
     let other = PatchParams::apply("someone-else");
-    let err = secrets.patch("pull", &other, &Patch::Apply(apply(json!({"a": "eA=="})))).await.unwrap_err();
+    let err = secrets
+        .patch("pull", &other, &Patch::Apply(apply(json!({"a": "eA=="}))))
+        .await
+        .unwrap_err();
     assert_eq!(api_code(&err), 409);
-    let s = secrets.patch("pull", &other.force(), &Patch::Apply(apply(json!({"a": "eA=="})))).await.unwrap();
+    let s = secrets
+        .patch(
+            "pull",
+            &other.force(),
+            &Patch::Apply(apply(json!({"a": "eA=="}))),
+        )
+        .await
+        .unwrap();
     assert_eq!(s.data.unwrap()["a"].0, b"x");
     sb.stop().await;
 }
@@ -189,7 +290,11 @@ async fn crds_serve_custom_resources_with_status() {
     .unwrap();
     let created = crds.create(&PostParams::default(), &crd).await.unwrap();
     let conds = created.status.unwrap().conditions.unwrap();
-    assert!(conds.iter().any(|c| c.type_ == "Established" && c.status == "True"));
+    assert!(
+        conds
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
 
     let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
     let ar = ApiResource::from_gvk_with_plural(&gvk, "widgets");
@@ -202,36 +307,67 @@ async fn crds_serve_custom_resources_with_status() {
     let w = widgets.create(&PostParams::default(), &w).await.unwrap();
     assert_eq!(w.metadata.generation, Some(1));
     let w = widgets
-        .patch("w1", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}})))
+        .patch(
+            "w1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"size": 2}})),
+        )
         .await
         .unwrap();
     assert_eq!(w.metadata.generation, Some(2));
     let w = widgets
-        .patch_status("w1", &PatchParams::apply("irsa").force(), &Patch::Apply(json!({
-            "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"},
-            "status": {"ready": true, "observedGeneration": 2}
-        })))
+        .patch_status(
+            "w1",
+            &PatchParams::apply("irsa").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"},
+                "status": {"ready": true, "observedGeneration": 2}
+            })),
+        )
         .await
         .unwrap();
     assert_eq!(w.data["status"]["ready"], true);
     assert_eq!(w.data["spec"]["size"], 2);
-    assert_eq!(w.metadata.generation, Some(2), "status writes do not bump generation");
+    assert_eq!(
+        w.metadata.generation,
+        Some(2),
+        "status writes do not bump generation"
+    );
 
     // Discovery lists the new resource.
-    let discovery = kube::discovery::Discovery::new(client.clone()).run().await.unwrap();
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
     let found = discovery
         .groups()
         .flat_map(|g| g.recommended_resources())
-        .any(|(ar, caps)| ar.plural == "widgets" && caps.subresources.iter().any(|(s, _)| s.plural == "status"));
+        .any(|(ar, caps)| {
+            ar.plural == "widgets" && caps.subresources.iter().any(|(s, _)| s.plural == "status")
+        });
     let all: Vec<String> = discovery
         .groups()
         .flat_map(|g| g.recommended_resources())
-        .map(|(ar, caps)| format!("{} {:?}", ar.plural, caps.subresources.iter().map(|(s, _)| s.plural.clone()).collect::<Vec<_>>()))
+        .map(|(ar, caps)| {
+            format!(
+                "{} {:?}",
+                ar.plural,
+                caps.subresources
+                    .iter()
+                    .map(|(s, _)| s.plural.clone())
+                    .collect::<Vec<_>>()
+            )
+        })
         .collect();
-    assert!(found, "widgets discovered with a status subresource: {all:?}");
+    assert!(
+        found,
+        "widgets discovered with a status subresource: {all:?}"
+    );
 
     // Deleting the CRD stops serving its resources.
-    crds.delete("widgets.example.com", &DeleteParams::default()).await.unwrap();
+    crds.delete("widgets.example.com", &DeleteParams::default())
+        .await
+        .unwrap();
     assert_eq!(api_code(&widgets.get("w1").await.unwrap_err()), 404);
     sb.stop().await;
 }
@@ -241,9 +377,12 @@ async fn namespace_deletion_and_finalizers() {
     let sb = Sandbox::start().await;
     let client = sb.client().await;
     let nss: Api<Namespace> = Api::all(client.clone());
-    nss.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap())
-        .await
-        .unwrap();
+    nss.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     // The default service account appears, as the controller-manager would make it.
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "team");
     sas.get("default").await.unwrap();
@@ -251,7 +390,10 @@ async fn namespace_deletion_and_finalizers() {
     let mut held = secret("held", &[]);
     held.metadata.finalizers = Some(vec!["example.com/hold".into()]);
     secrets.create(&PostParams::default(), &held).await.unwrap();
-    secrets.create(&PostParams::default(), &secret("plain", &[])).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &secret("plain", &[]))
+        .await
+        .unwrap();
 
     let deleted = nss.delete("team", &DeleteParams::default()).await.unwrap();
     let ns = deleted.left().expect("namespace still terminating");
@@ -259,10 +401,22 @@ async fn namespace_deletion_and_finalizers() {
     assert_eq!(secrets.get_opt("plain").await.unwrap(), None);
     let s = secrets.get("held").await.unwrap();
     assert!(s.metadata.deletion_timestamp.is_some());
-    assert_eq!(api_code(&secrets.create(&PostParams::default(), &secret("late", &[])).await.unwrap_err()), 403);
+    assert_eq!(
+        api_code(
+            &secrets
+                .create(&PostParams::default(), &secret("late", &[]))
+                .await
+                .unwrap_err()
+        ),
+        403
+    );
 
     secrets
-        .patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
         .await
         .unwrap();
     assert_eq!(secrets.get_opt("held").await.unwrap(), None);
@@ -275,9 +429,12 @@ async fn token_request_and_oidc_discovery() {
     let sb = Sandbox::start().await;
     let client = sb.client().await;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "default");
-    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "puller"}})).unwrap())
-        .await
-        .unwrap();
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "puller"}})).unwrap(),
+    )
+    .await
+    .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let pod = pods
         .create(&PostParams::default(), &serde_json::from_value(json!({
@@ -300,18 +457,29 @@ async fn token_request_and_oidc_discovery() {
         }),
         ..Default::default()
     };
-    let resp = sas.create_token_request("puller", &PostParams::default(), &req).await.unwrap();
+    let resp = sas
+        .create_token_request("puller", &PostParams::default(), &req)
+        .await
+        .unwrap();
     let token = resp.status.unwrap().token.unwrap();
 
     // Verify against the published JWKS, through the unauthenticated endpoints.
     let http = client.clone();
     let disco: serde_json::Value = http
-        .request(http::Request::get("/.well-known/openid-configuration").body(Vec::new()).unwrap())
+        .request(
+            http::Request::get("/.well-known/openid-configuration")
+                .body(Vec::new())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(disco["issuer"], sb.url);
     let jwks: jsonwebtoken::jwk::JwkSet = http
-        .request(http::Request::get("/openid/v1/jwks").body(Vec::new()).unwrap())
+        .request(
+            http::Request::get("/openid/v1/jwks")
+                .body(Vec::new())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let header = jsonwebtoken::decode_header(&token).unwrap();
@@ -320,19 +488,52 @@ async fn token_request_and_oidc_discovery() {
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     validation.set_audience(&["sts.amazonaws.com"]);
     validation.set_issuer(&[sb.url.as_str()]);
-    let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation).unwrap().claims;
+    let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &validation)
+        .unwrap()
+        .claims;
     assert_eq!(claims["sub"], "system:serviceaccount:default:puller");
-    assert_eq!(claims["kubernetes.io"]["pod"]["uid"], json!(pod.metadata.uid));
+    assert_eq!(
+        claims["kubernetes.io"]["pod"]["uid"],
+        json!(pod.metadata.uid)
+    );
     assert_eq!(claims["kubernetes.io"]["node"]["name"], "node-1");
 
     // Errors: unknown service account, too-short lifetime, wrong pod uid.
-    assert_eq!(api_code(&sas.create_token_request("nope", &PostParams::default(), &req).await.unwrap_err()), 404);
+    assert_eq!(
+        api_code(
+            &sas.create_token_request("nope", &PostParams::default(), &req)
+                .await
+                .unwrap_err()
+        ),
+        404
+    );
     let mut short = req.clone();
     short.spec.as_mut().unwrap().expiration_seconds = Some(60);
-    assert_eq!(api_code(&sas.create_token_request("puller", &PostParams::default(), &short).await.unwrap_err()), 422);
+    assert_eq!(
+        api_code(
+            &sas.create_token_request("puller", &PostParams::default(), &short)
+                .await
+                .unwrap_err()
+        ),
+        422
+    );
     let mut wrong = req.clone();
-    wrong.spec.as_mut().unwrap().bound_object_ref.as_mut().unwrap().uid = Some("00000000-0000-0000-0000-000000000000".into());
-    assert_eq!(api_code(&sas.create_token_request("puller", &PostParams::default(), &wrong).await.unwrap_err()), 409);
+    wrong
+        .spec
+        .as_mut()
+        .unwrap()
+        .bound_object_ref
+        .as_mut()
+        .unwrap()
+        .uid = Some("00000000-0000-0000-0000-000000000000".into());
+    assert_eq!(
+        api_code(
+            &sas.create_token_request("puller", &PostParams::default(), &wrong)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
     sb.stop().await;
 }
 
@@ -342,7 +543,10 @@ async fn reflector_follows_changes_across_dropped_watches_and_410() {
     let client = sb.client().await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
-    secrets.create(&pp, &secret("before", &[("w", "1")])).await.unwrap();
+    secrets
+        .create(&pp, &secret("before", &[("w", "1")]))
+        .await
+        .unwrap();
 
     let (reader, writer) = reflector::store::<Secret>();
     let stream = reflector::reflector(
@@ -365,21 +569,32 @@ async fn reflector_follows_changes_across_dropped_watches_and_410() {
     let wait_for = |want: Vec<&'static str>| {
         let reader = reader.clone();
         async move {
-            eventually(&format!("reflector to hold {want:?}"), Duration::from_secs(20), || {
-                (names(&reader) == want).then_some(())
-            })
+            eventually(
+                &format!("reflector to hold {want:?}"),
+                Duration::from_secs(20),
+                || (names(&reader) == want).then_some(()),
+            )
             .await
         }
     };
     wait_for(vec!["before"]).await;
-    secrets.create(&pp, &secret("second", &[("w", "1")])).await.unwrap();
-    secrets.create(&pp, &secret("ignored", &[("w", "2")])).await.unwrap();
+    secrets
+        .create(&pp, &secret("second", &[("w", "1")]))
+        .await
+        .unwrap();
+    secrets
+        .create(&pp, &secret("ignored", &[("w", "2")]))
+        .await
+        .unwrap();
     wait_for(vec!["before", "second"]).await;
 
     // Dropped watch: the watcher reconnects from its last version.
     let watches_before = sb.api.counters().total("kubernetes", "watch secrets");
     sb.api.faults().drop_watches();
-    secrets.create(&pp, &secret("third", &[("w", "1")])).await.unwrap();
+    secrets
+        .create(&pp, &secret("third", &[("w", "1")]))
+        .await
+        .unwrap();
     wait_for(vec!["before", "second", "third"]).await;
     eventually("a new watch", Duration::from_secs(20), || {
         (sb.api.counters().total("kubernetes", "watch secrets") > watches_before).then_some(())
@@ -397,11 +612,18 @@ async fn reflector_follows_changes_across_dropped_watches_and_410() {
         retry_after_seconds: None,
     });
     sb.api.faults().drop_watches();
-    secrets.delete("before", &DeleteParams::default()).await.unwrap();
+    secrets
+        .delete("before", &DeleteParams::default())
+        .await
+        .unwrap();
     sb.api.store().compact();
     sb.api.faults().clear();
     secrets
-        .patch("ignored", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"w": "1"}}})))
+        .patch(
+            "ignored",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"w": "1"}}})),
+        )
         .await
         .unwrap();
     wait_for(vec!["ignored", "second", "third"]).await;
@@ -412,7 +634,11 @@ async fn reflector_follows_changes_across_dropped_watches_and_410() {
 
     // A label change out of the selector is seen as a deletion.
     secrets
-        .patch("third", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": {"w": "0"}}})))
+        .patch(
+            "third",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"w": "0"}}})),
+        )
         .await
         .unwrap();
     wait_for(vec!["ignored", "second"]).await;
@@ -422,8 +648,10 @@ async fn reflector_follows_changes_across_dropped_watches_and_410() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_events_bookmarks_timeouts_and_gone() {
-    let mut config = irsa_sandbox::apiserver::ApiServerConfig::default();
-    config.bookmark_interval = Duration::from_millis(200);
+    let config = irsa_sandbox::apiserver::ApiServerConfig {
+        bookmark_interval: Duration::from_millis(200),
+        ..Default::default()
+    };
     let sb = Sandbox::start_with(config).await;
     let client = sb.client().await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
@@ -431,7 +659,10 @@ async fn watch_events_bookmarks_timeouts_and_gone() {
     let rv = list.metadata.resource_version.unwrap();
     let wp = kube::api::WatchParams::default().timeout(2);
     let mut stream = leases.watch(&wp, &rv).await.unwrap().boxed();
-    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "leader"}, "spec": {"holderIdentity": "a"}})).unwrap();
+    let lease: Lease = serde_json::from_value(
+        json!({"metadata": {"name": "leader"}, "spec": {"holderIdentity": "a"}}),
+    )
+    .unwrap();
     leases.create(&PostParams::default(), &lease).await.unwrap();
     let mut seen = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -445,14 +676,23 @@ async fn watch_events_bookmarks_timeouts_and_gone() {
             kube::api::WatchEvent::Error(e) => format!("ERROR {}", e.code),
         });
     }
-    assert!(tokio::time::Instant::now() < deadline, "the watch ended on its timeout");
+    assert!(
+        tokio::time::Instant::now() < deadline,
+        "the watch ended on its timeout"
+    );
     assert_eq!(seen[0], "ADDED leader");
     assert!(seen.iter().any(|s| s == "BOOKMARK"), "{seen:?}");
 
     sb.api.store().compact();
-    let mut stream = leases.watch(&kube::api::WatchParams::default(), &rv).await.unwrap().boxed();
+    let mut stream = leases
+        .watch(&kube::api::WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
     match stream.next().await.unwrap().unwrap() {
-        kube::api::WatchEvent::Error(e) => assert_eq!((e.code, e.reason.as_str()), (410, "Expired")),
+        kube::api::WatchEvent::Error(e) => {
+            assert_eq!((e.code, e.reason.as_str()), (410, "Expired"))
+        }
         other => panic!("expected 410, got {other:?}"),
     }
     sb.stop().await;
@@ -471,7 +711,10 @@ async fn injected_faults() {
         count: Some(1),
         retry_after_seconds: None,
     });
-    assert_eq!(api_code(&secrets.list(&ListParams::default()).await.unwrap_err()), 500);
+    assert_eq!(
+        api_code(&secrets.list(&ListParams::default()).await.unwrap_err()),
+        500
+    );
     secrets.list(&ListParams::default()).await.unwrap();
 
     // kube-rs retries a 429 by itself.
@@ -495,13 +738,21 @@ async fn injected_faults() {
         .unwrap();
     let _: serde_json::Value = client.request(set).await.unwrap();
     let resp = client
-        .send(http::Request::get("/api/v1/namespaces/default/secrets/x").body(Vec::new().into()).unwrap())
+        .send(
+            http::Request::get("/api/v1/namespaces/default/secrets/x")
+                .body(Vec::new().into())
+                .unwrap(),
+        )
         .await;
     let resp = resp.unwrap();
     assert_eq!(resp.status(), 429);
     assert_eq!(resp.headers()["retry-after"], "7");
     let _: serde_json::Value = client
-        .request(http::Request::delete("/sandbox/faults").body(Vec::new()).unwrap())
+        .request(
+            http::Request::delete("/sandbox/faults")
+                .body(Vec::new())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(api_code(&secrets.get("x").await.unwrap_err()), 404);

@@ -48,7 +48,13 @@ impl Kubectl {
         std::fs::write(&path, yaml).unwrap();
         let path = path.to_str().unwrap().to_owned();
         // The sandbox serves no OpenAPI documents: client-side validation is off.
-        let mut args = vec!["apply", "--server-side", "--validate=false", "-f", path.as_str()];
+        let mut args = vec![
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "-f",
+            path.as_str(),
+        ];
         args.extend_from_slice(extra);
         self.ok(&args).await
     }
@@ -58,26 +64,83 @@ impl Kubectl {
 async fn kubectl_crud_patch_apply_and_tokens() {
     let sb = Sandbox::start().await;
     let k = Kubectl::new(&sb);
-    assert!(k.ok(&["version", "-o", "json"]).await.contains("v1.37.0-irsa-sandbox"));
+    assert!(
+        k.ok(&["version", "-o", "json"])
+            .await
+            .contains("v1.37.0-irsa-sandbox")
+    );
     assert!(k.ok(&["api-resources"]).await.contains("leases"));
 
     // Imperative creates: kubectl's typed clients send protobuf bodies.
     k.ok(&["create", "namespace", "demo"]).await;
-    k.ok(&["-n", "demo", "create", "secret", "generic", "creds", "--from-literal=user=AWS"]).await;
-    k.ok(&["-n", "demo", "create", "serviceaccount", "puller"]).await;
-    k.ok(&["-n", "demo", "create", "configmap", "plain", "--from-literal=a=b"]).await;
-    let err = k.run(&["-n", "demo", "create", "secret", "generic", "creds", "--from-literal=user=AWS"]).await;
+    k.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=user=AWS",
+    ])
+    .await;
+    k.ok(&["-n", "demo", "create", "serviceaccount", "puller"])
+        .await;
+    k.ok(&[
+        "-n",
+        "demo",
+        "create",
+        "configmap",
+        "plain",
+        "--from-literal=a=b",
+    ])
+    .await;
+    let err = k
+        .run(&[
+            "-n",
+            "demo",
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "--from-literal=user=AWS",
+        ])
+        .await;
     assert_ne!(err.code, Some(0));
-    assert!(err.stderr.contains("AlreadyExists") || err.stderr.contains("already exists"), "{}", err.stderr);
+    assert!(
+        err.stderr.contains("AlreadyExists") || err.stderr.contains("already exists"),
+        "{}",
+        err.stderr
+    );
 
-    k.ok(&["-n", "demo", "label", "secret", "creds", "app.kubernetes.io/managed-by=irsa"]).await;
-    k.ok(&["-n", "demo", "annotate", "secret", "creds", "note=hello"]).await;
+    k.ok(&[
+        "-n",
+        "demo",
+        "label",
+        "secret",
+        "creds",
+        "app.kubernetes.io/managed-by=irsa",
+    ])
+    .await;
+    k.ok(&["-n", "demo", "annotate", "secret", "creds", "note=hello"])
+        .await;
     let got = k
         .ok(&["-n", "demo", "get", "secret", "creds", "-o", "jsonpath={.metadata.labels.app\\.kubernetes\\.io/managed-by} {.metadata.annotations.note} {.data.user}"])
         .await;
     assert_eq!(got, "irsa hello QVdT");
-    let table = k.ok(&["-n", "demo", "get", "secrets", "-l", "app.kubernetes.io/managed-by=irsa"]).await;
-    assert!(table.contains("NAME") && table.contains("creds") && table.contains("Opaque"), "{table}");
+    let table = k
+        .ok(&[
+            "-n",
+            "demo",
+            "get",
+            "secrets",
+            "-l",
+            "app.kubernetes.io/managed-by=irsa",
+        ])
+        .await;
+    assert!(
+        table.contains("NAME") && table.contains("creds") && table.contains("Opaque"),
+        "{table}"
+    );
 
     k.apply_file(
         &sb.dir,
@@ -89,7 +152,15 @@ async fn kubectl_crud_patch_apply_and_tokens() {
     let conflict = {
         let path = sb.dir.join("cm2.yaml");
         std::fs::write(&path, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: demo\ndata:\n  a: \"2\"\n").unwrap();
-        k.run(&["apply", "--server-side", "--validate=false", "--field-manager=other", "-f", path.to_str().unwrap()]).await
+        k.run(&[
+            "apply",
+            "--server-side",
+            "--validate=false",
+            "--field-manager=other",
+            "-f",
+            path.to_str().unwrap(),
+        ])
+        .await
     };
     assert_ne!(conflict.code, Some(0));
     assert!(conflict.stderr.contains("conflict"), "{}", conflict.stderr);
@@ -100,9 +171,31 @@ async fn kubectl_crud_patch_apply_and_tokens() {
         &["--field-manager=other", "--force-conflicts"],
     )
     .await;
-    assert_eq!(k.ok(&["-n", "demo", "get", "cm", "settings", "-o", "jsonpath={.data.a}"]).await, "2");
+    assert_eq!(
+        k.ok(&[
+            "-n",
+            "demo",
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.data.a}"
+        ])
+        .await,
+        "2"
+    );
 
-    let token = k.ok(&["-n", "demo", "create", "token", "puller", "--audience=sts.amazonaws.com", "--duration=1h"]).await;
+    let token = k
+        .ok(&[
+            "-n",
+            "demo",
+            "create",
+            "token",
+            "puller",
+            "--audience=sts.amazonaws.com",
+            "--duration=1h",
+        ])
+        .await;
     assert_eq!(token.trim().split('.').count(), 3, "{token}");
 
     // Declarative create (dynamic client, JSON bodies).
@@ -112,12 +205,33 @@ async fn kubectl_crud_patch_apply_and_tokens() {
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: from-file\n  namespace: demo\nstringData:\n  user: AWS\n---\napiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: leader\n  namespace: demo\nspec:\n  holderIdentity: a\n",
     )
     .unwrap();
-    k.ok(&["create", "--validate=false", "-f", objects.to_str().unwrap()]).await;
-    assert!(k.ok(&["-n", "demo", "get", "lease", "leader"]).await.contains("leader"));
+    k.ok(&[
+        "create",
+        "--validate=false",
+        "-f",
+        objects.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        k.ok(&["-n", "demo", "get", "lease", "leader"])
+            .await
+            .contains("leader")
+    );
 
-    k.ok(&["delete", "namespace", "demo", "--wait=true", "--timeout=20s"]).await;
+    k.ok(&[
+        "delete",
+        "namespace",
+        "demo",
+        "--wait=true",
+        "--timeout=20s",
+    ])
+    .await;
     let gone = k.run(&["get", "namespace", "demo"]).await;
-    assert!(gone.stderr.contains("NotFound") || gone.stderr.contains("not found"), "{}", gone.stderr);
+    assert!(
+        gone.stderr.contains("NotFound") || gone.stderr.contains("not found"),
+        "{}",
+        gone.stderr
+    );
     sb.stop().await;
 }
 
@@ -144,7 +258,13 @@ spec:
       openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
 "#;
     k.apply_file(&sb.dir, "crd.yaml", crd, &[]).await;
-    k.ok(&["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=20s"]).await;
+    k.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+        "--timeout=20s",
+    ])
+    .await;
     k.apply_file(
         &sb.dir,
         "w.yaml",
@@ -153,11 +273,25 @@ spec:
     )
     .await;
     let table = k.ok(&["get", "widgets"]).await;
-    assert!(table.contains("SIZE") && table.contains("w1") && table.contains('3'), "{table}");
-    assert!(k.ok(&["get", "wd", "w1", "-o", "name"]).await.contains("widget.example.com/w1"));
+    assert!(
+        table.contains("SIZE") && table.contains("w1") && table.contains('3'),
+        "{table}"
+    );
+    assert!(
+        k.ok(&["get", "wd", "w1", "-o", "name"])
+            .await
+            .contains("widget.example.com/w1")
+    );
 
     // `kubectl get -w` sees a change made while it watches.
-    let mut watch_cmd = k.command(&["get", "configmaps", "-w", "--output-watch-events", "-o", "name"]);
+    let mut watch_cmd = k.command(&[
+        "get",
+        "configmaps",
+        "-w",
+        "--output-watch-events",
+        "-o",
+        "name",
+    ]);
     watch_cmd
         .env("KUBECONFIG", &sb.kubeconfig)
         .env("HOME", &sb.dir)
@@ -168,19 +302,29 @@ spec:
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
         use std::io::BufRead as _;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if lines_tx.send(line).is_err() {
                 break;
             }
         }
     });
-    eventually("kubectl get -w to start watching", Duration::from_secs(20), || {
-        (sb.api.counters().total("kubernetes", "watch configmaps") > 0).then_some(())
-    })
+    eventually(
+        "kubectl get -w to start watching",
+        Duration::from_secs(20),
+        || (sb.api.counters().total("kubernetes", "watch configmaps") > 0).then_some(()),
+    )
     .await;
     let cm = sb.dir.join("seen.yaml");
-    std::fs::write(&cm, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: seen\ndata:\n  a: b\n").unwrap();
-    k.ok(&["create", "--validate=false", "-f", cm.to_str().unwrap()]).await;
+    std::fs::write(
+        &cm,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: seen\ndata:\n  a: b\n",
+    )
+    .unwrap();
+    k.ok(&["create", "--validate=false", "-f", cm.to_str().unwrap()])
+        .await;
     let mut seen = Vec::new();
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.recv().await {
@@ -198,10 +342,38 @@ spec:
     assert_eq!(found, Ok(true), "kubectl get -w printed {seen:?}");
 
     // wait --for=delete with a finalizer released later.
-    k.ok(&["patch", "widget", "w1", "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]).await;
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+    ])
+    .await;
     k.ok(&["delete", "widget", "w1", "--wait=false"]).await;
-    assert!(k.ok(&["get", "widget", "w1", "-o", "jsonpath={.metadata.deletionTimestamp}"]).await.len() > 10);
-    k.ok(&["patch", "widget", "w1", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]).await;
-    k.ok(&["wait", "--for=delete", "widget/w1", "--timeout=20s"]).await;
+    assert!(
+        k.ok(&[
+            "get",
+            "widget",
+            "w1",
+            "-o",
+            "jsonpath={.metadata.deletionTimestamp}"
+        ])
+        .await
+        .len()
+            > 10
+    );
+    k.ok(&[
+        "patch",
+        "widget",
+        "w1",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .await;
+    k.ok(&["wait", "--for=delete", "widget/w1", "--timeout=20s"])
+        .await;
     sb.stop().await;
 }

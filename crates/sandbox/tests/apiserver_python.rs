@@ -10,7 +10,8 @@ use common::{Sandbox, run, venv_k8s};
 async fn python_kubernetes_client() {
     let venv = venv_k8s();
     let sb = Sandbox::start().await;
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/k8s_client.py");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/k8s_client.py");
     let mut cmd = Command::new(venv.join("bin/python"));
     cmd.arg(script);
     let out = run(cmd, &sb.kubeconfig).await;
@@ -21,6 +22,11 @@ async fn python_kubernetes_client() {
         out.stdout,
         out.stderr
     );
-    assert!(sb.api.counters().get("kubernetes", "create serviceaccounts/token", "201") >= 1);
+    assert!(
+        sb.api
+            .counters()
+            .get("kubernetes", "create serviceaccounts/token", "201")
+            >= 1
+    );
     sb.stop().await;
 }

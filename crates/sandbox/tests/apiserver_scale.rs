@@ -34,7 +34,9 @@ async fn thousand_watches_over_ten_thousand_objects() {
     let store = sb.api.store().clone();
     let base = rss_mib();
     store
-        .create_object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "scale"}}))
+        .create_object(
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "scale"}}),
+        )
         .unwrap();
     let started = Instant::now();
     for i in 0..OBJECTS {
@@ -72,7 +74,10 @@ async fn thousand_watches_over_ten_thousand_objects() {
     }
     assert_eq!(paged, OBJECTS);
     let paged_rate = paged as f64 / started.elapsed().as_secs_f64();
-    let selected = cms.list(&ListParams::default().labels("shard=s3")).await.unwrap();
+    let selected = cms
+        .list(&ListParams::default().labels("shard=s3"))
+        .await
+        .unwrap();
     assert_eq!(selected.items.len(), OBJECTS / 10);
 
     // 1,000 watches from the current version, each on its own connection.
@@ -85,7 +90,11 @@ async fn thousand_watches_over_ten_thousand_objects() {
         let rv = rv.clone();
         let received = received.clone();
         tasks.push(tokio::spawn(async move {
-            let mut stream = cms.watch(&WatchParams::default().timeout(290), &rv).await.unwrap().boxed();
+            let mut stream = cms
+                .watch(&WatchParams::default().timeout(290), &rv)
+                .await
+                .unwrap()
+                .boxed();
             while let Some(ev) = stream.next().await {
                 if let Ok(WatchEvent::Modified(_)) = ev {
                     received.fetch_add(1, Ordering::Relaxed);
@@ -94,7 +103,11 @@ async fn thousand_watches_over_ten_thousand_objects() {
         }));
     }
     eventually("1,000 watches open", Duration::from_secs(60), || {
-        (sb.api.counters().get("kubernetes", "watch configmaps", "200") >= WATCHES as u64).then_some(())
+        (sb.api
+            .counters()
+            .get("kubernetes", "watch configmaps", "200")
+            >= WATCHES as u64)
+            .then_some(())
     })
     .await;
     let open_time = started.elapsed();
@@ -113,9 +126,11 @@ async fn thousand_watches_over_ten_thousand_objects() {
             .unwrap();
     }
     let want = UPDATES * WATCHES;
-    eventually("every watch to see every update", Duration::from_secs(90), || {
-        (received.load(Ordering::Relaxed) >= want).then_some(())
-    })
+    eventually(
+        "every watch to see every update",
+        Duration::from_secs(90),
+        || (received.load(Ordering::Relaxed) >= want).then_some(()),
+    )
     .await;
     let watch_time = started.elapsed();
     let peak = rss_mib();
@@ -133,6 +148,9 @@ async fn thousand_watches_over_ten_thousand_objects() {
     for t in tasks {
         t.abort();
     }
-    assert!(filled - base < 200.0, "the store of {OBJECTS} objects stays well under 200 MiB");
+    assert!(
+        filled - base < 200.0,
+        "the store of {OBJECTS} objects stays well under 200 MiB"
+    );
     sb.stop().await;
 }

@@ -220,10 +220,7 @@ pub fn apply(
     }
     deep_merge(&mut out, applied);
 
-    let api_version = applied
-        .get("apiVersion")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let api_version = applied.get("apiVersion").cloned().unwrap_or(Value::Null);
     let mut new_entries = Vec::new();
     for (i, e) in entries.iter_mut().enumerate() {
         if let Some((_, owned)) = others.iter().find(|(j, _)| *j == i) {
@@ -280,7 +277,13 @@ mod tests {
         assert_eq!(first["metadata"]["managedFields"][0]["manager"], "irsa");
         let second = apply(Some(&first), &secret(json!({"a": "3"})), "irsa", false, T).unwrap();
         assert_eq!(second["data"], json!({"a": "3"}));
-        assert_eq!(second["metadata"]["managedFields"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            second["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -288,7 +291,13 @@ mod tests {
         let first = apply(None, &secret(json!({"a": "1"})), "one", false, T).unwrap();
         // Same value: shared ownership, no conflict.
         let shared = apply(Some(&first), &secret(json!({"a": "1"})), "two", false, T).unwrap();
-        assert_eq!(shared["metadata"]["managedFields"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            shared["metadata"]["managedFields"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         let err = apply(Some(&first), &secret(json!({"a": "2"})), "two", false, T).unwrap_err();
         assert_eq!(
             err,

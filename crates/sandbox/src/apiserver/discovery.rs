@@ -103,15 +103,23 @@ mod tests {
             .iter()
             .map(|r| r["name"].as_str().unwrap())
             .collect();
-        for want in ["secrets", "namespaces", "namespaces/status", "serviceaccounts/token", "pods/status"] {
+        for want in [
+            "secrets",
+            "namespaces",
+            "namespaces/status",
+            "serviceaccounts/token",
+            "pods/status",
+        ] {
             assert!(names.contains(&want), "{want} in {names:?}");
         }
         let groups = group_list(&reg);
-        assert!(groups["groups"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|g| g["name"] == "coordination.k8s.io"));
+        assert!(
+            groups["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g["name"] == "coordination.k8s.io")
+        );
         assert!(group(&reg, "coordination.k8s.io").is_some());
         assert!(resource_list(&reg, "nope", "v1").is_none());
     }

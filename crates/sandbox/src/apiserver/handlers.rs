@@ -29,7 +29,10 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 type Query = HashMap<String, String>;
 
 pub(crate) fn json_response(code: u16, body: &Value) -> Response {
-    bytes_response(code, Bytes::from(serde_json::to_vec(body).unwrap_or_default()))
+    bytes_response(
+        code,
+        Bytes::from(serde_json::to_vec(body).unwrap_or_default()),
+    )
 }
 
 fn bytes_response(code: u16, body: Bytes) -> Response {
@@ -96,7 +99,9 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
     }
     let body = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
-        Err(e) => return error_response(&ApiError::bad_request(format!("failed to read body: {e}"))),
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!("failed to read body: {e}")));
+        }
     };
     if let Some(resp) = admin(&api, &method, &path, &body) {
         return resp;
@@ -118,13 +123,18 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
     // Bodies are JSON; kubectl's typed clients send protobuf for a few built-in kinds, which
     // are decoded; other protobuf and CBOR bodies get 415.
     let mut body = body;
-    if let Some(ct) = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+    if let Some(ct) = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
         && (ct.contains("protobuf") || ct.contains("cbor"))
     {
         let decoded = if ct.contains("protobuf") {
             protobuf::decode(&body).map_err(|e| format!("{e} (the sandbox accepts JSON)"))
         } else {
-            Err(format!("the body of the request was in an unsupported format: {ct} (the sandbox accepts JSON)"))
+            Err(format!(
+                "the body of the request was in an unsupported format: {ct} (the sandbox accepts JSON)"
+            ))
         };
         match decoded {
             Ok(v) => body = Bytes::from(serde_json::to_vec(&v).unwrap_or_default()),
@@ -240,7 +250,11 @@ fn discovery_doc(api: &ApiServer, path: &str) -> Option<Doc> {
 }
 
 fn not_found_doc(path: &str) -> Doc {
-    let e = ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({path})"));
+    let e = ApiError::new(
+        404,
+        "NotFound",
+        format!("the server could not find the requested resource ({path})"),
+    );
     Doc {
         code: 404,
         response: error_response(&e),
@@ -263,9 +277,12 @@ fn parse_target(api: &ApiServer, path: &str) -> Result<Target, ApiError> {
     };
     let owned = |s: Option<&&str>| s.map(|s| (*s).to_owned());
     let (namespace, plural, name, sub) = match rest {
-        ["namespaces", ns, sub @ ("status" | "finalize")] if group.is_empty() => {
-            (None, "namespaces", Some((*ns).to_owned()), Some((*sub).to_owned()))
-        }
+        ["namespaces", ns, sub @ ("status" | "finalize")] if group.is_empty() => (
+            None,
+            "namespaces",
+            Some((*ns).to_owned()),
+            Some((*sub).to_owned()),
+        ),
         ["namespaces", ns, plural, more @ ..] if more.len() <= 2 => (
             Some((*ns).to_owned()),
             *plural,
@@ -325,10 +342,7 @@ fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
             .map_err(ApiError::bad_request)?,
         fields: FieldSelector::parse(query.get("fieldSelector").map_or("", String::as_str))
             .map_err(ApiError::bad_request)?,
-        limit: query
-            .get("limit")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(0),
+        limit: query.get("limit").and_then(|l| l.parse().ok()).unwrap_or(0),
         continue_token: query.get("continue").filter(|c| !c.is_empty()).cloned(),
     })
 }
@@ -356,7 +370,10 @@ fn handle(
             let opts = list_options(query)?;
             let page = store.list(rt, t.namespace.as_deref(), &opts)?;
             if wants_table(headers) {
-                return Ok(json_response(200, &table::table(rt, &page.items, Some(&page))));
+                return Ok(json_response(
+                    200,
+                    &table::table(rt, &page.items, Some(&page)),
+                ));
             }
             Ok(bytes_response(200, list_body(rt, &page)))
         }
@@ -372,7 +389,9 @@ fn handle(
             let params = WatchParams {
                 since: watch::parse_rv(query.get("resourceVersion").map(String::as_str))?,
                 timeout,
-                bookmarks: query.get("allowWatchBookmarks").is_some_and(|v| v == "true"),
+                bookmarks: query
+                    .get("allowWatchBookmarks")
+                    .is_some_and(|v| v == "true"),
                 send_initial_events: query.get("sendInitialEvents").is_some_and(|v| v == "true"),
                 labels: opts.labels,
                 fields: opts.fields,
@@ -457,7 +476,8 @@ fn patch(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let kind = PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+    let kind =
+        PatchKind::from_content_type(ct).ok_or_else(|| ApiError::unsupported_media_type(ct))?;
     let rt = &t.rt;
     if kind == PatchKind::Strategic && rt.custom {
         return Err(ApiError::unsupported_media_type(ct));
@@ -479,20 +499,32 @@ fn patch(
                 if let Some(meta) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.remove("resourceVersion");
                 }
-                return apply::apply(None, &applied, manager.as_deref().unwrap_or(""), force, &util::now_rfc3339())
-                    .map_err(|c| apply_conflict(rt, name, &c));
+                return apply::apply(
+                    None,
+                    &applied,
+                    manager.as_deref().unwrap_or(""),
+                    force,
+                    &util::now_rfc3339(),
+                )
+                .map_err(|c| apply_conflict(rt, name, &c));
             }
             return Err(ApiError::not_found(&rt.group, &rt.plural, name));
         };
-        if let Some(want) = patch_doc.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+        if let Some(want) = patch_doc
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
             && kind != PatchKind::Json
-            && old.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(want)
+            && old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                != Some(want)
         {
             return Err(ApiError::conflict(&rt.group, &rt.plural, name));
         }
         match kind {
-            PatchKind::Json => patch::json_patch(old, &patch_doc)
-                .map_err(|e| ApiError::new(422, "Invalid", e)),
+            PatchKind::Json => {
+                patch::json_patch(old, &patch_doc).map_err(|e| ApiError::new(422, "Invalid", e))
+            }
             PatchKind::Merge => Ok(patch::merge_patch(old, &patch_doc)),
             PatchKind::Strategic => Ok(patch::strategic_merge_patch(old, &patch_doc)),
             PatchKind::Apply => apply::apply(

@@ -50,8 +50,15 @@ pub fn merge_patch(doc: &Value, patch: &Value) -> Value {
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     match field {
         "ports" => Some("containerPort"),
-        "imagePullSecrets" | "containers" | "initContainers" | "ephemeralContainers" | "env"
-        | "volumes" | "volumeMounts" | "secrets" | "conditions" => {
+        "imagePullSecrets"
+        | "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "env"
+        | "volumes"
+        | "volumeMounts"
+        | "secrets"
+        | "conditions" => {
             if field == "conditions" {
                 Some("type")
             } else {
@@ -190,14 +197,27 @@ mod tests {
     fn merge_and_json_patches() {
         let doc = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "data": {"x": "y"}});
         assert_eq!(
-            merge_patch(&doc, &json!({"metadata": {"labels": {"a": null, "c": "3"}}})),
+            merge_patch(
+                &doc,
+                &json!({"metadata": {"labels": {"a": null, "c": "3"}}})
+            ),
             json!({"metadata": {"labels": {"b": "2", "c": "3"}}, "data": {"x": "y"}})
         );
         assert_eq!(
-            json_patch(&doc, &json!([{"op": "replace", "path": "/data/x", "value": "z"}])).unwrap(),
+            json_patch(
+                &doc,
+                &json!([{"op": "replace", "path": "/data/x", "value": "z"}])
+            )
+            .unwrap(),
             json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "data": {"x": "z"}})
         );
-        assert!(json_patch(&doc, &json!([{"op": "test", "path": "/data/x", "value": "q"}])).is_err());
+        assert!(
+            json_patch(
+                &doc,
+                &json!([{"op": "test", "path": "/data/x", "value": "q"}])
+            )
+            .is_err()
+        );
         assert!(json_patch(&doc, &json!({"op": "add"})).is_err());
     }
 

@@ -41,7 +41,10 @@ fn fields(buf: &[u8]) -> Result<Vec<(u64, Field<'_>)>, String> {
             }
             2 => {
                 let len = usize::try_from(varint(buf, &mut pos)?).map_err(|_| "length overflow")?;
-                let end = pos.checked_add(len).filter(|e| *e <= buf.len()).ok_or("truncated field")?;
+                let end = pos
+                    .checked_add(len)
+                    .filter(|e| *e <= buf.len())
+                    .ok_or("truncated field")?;
                 let bytes = &buf[pos..end];
                 pos = end;
                 Field::Bytes(bytes)
@@ -182,7 +185,11 @@ fn body(kind: &str, raw: &[u8]) -> Result<Value, String> {
                 obj.insert("spec".into(), Value::Object(spec));
             }
             ("Namespace" | "ServiceAccount" | "Secret" | "ConfigMap" | "TokenRequest", _) => {}
-            (other, _) => return Err(format!("protobuf bodies of kind {other} are not supported; send JSON")),
+            (other, _) => {
+                return Err(format!(
+                    "protobuf bodies of kind {other} are not supported; send JSON"
+                ));
+            }
         }
     }
     Ok(Value::Object(obj))
@@ -236,8 +243,18 @@ mod tests {
 
     #[test]
     fn decodes_a_secret() {
-        let meta = [field(1, b"creds"), field(3, b"demo"), field(11, &entry("app", b"irsa"))].concat();
-        let raw = [field(1, &meta), field(2, &entry("user", b"AWS")), field(3, b"Opaque")].concat();
+        let meta = [
+            field(1, b"creds"),
+            field(3, b"demo"),
+            field(11, &entry("app", b"irsa")),
+        ]
+        .concat();
+        let raw = [
+            field(1, &meta),
+            field(2, &entry("user", b"AWS")),
+            field(3, b"Opaque"),
+        ]
+        .concat();
         let got = decode(&envelope("v1", "Secret", &raw)).unwrap();
         assert_eq!(
             got,
@@ -252,7 +269,10 @@ mod tests {
         let spec = [field(1, b"sts.amazonaws.com"), vec![4 << 3, 0x90, 0x1c]].concat();
         let raw = [field(1, &[]), field(2, &spec)].concat();
         let got = decode(&envelope("authentication.k8s.io/v1", "TokenRequest", &raw)).unwrap();
-        assert_eq!(got["spec"], json!({"audiences": ["sts.amazonaws.com"], "expirationSeconds": 3600}));
+        assert_eq!(
+            got["spec"],
+            json!({"audiences": ["sts.amazonaws.com"], "expirationSeconds": 3600})
+        );
     }
 
     #[test]

@@ -212,10 +212,16 @@ mod tests {
             ("spec.nodeName=n2", false),
             ("status.phase=", true),
         ] {
-            assert_eq!(FieldSelector::parse(sel).unwrap().matches(&obj), want, "{sel}");
+            assert_eq!(
+                FieldSelector::parse(sel).unwrap().matches(&obj),
+                want,
+                "{sel}"
+            );
         }
         assert_eq!(
-            FieldSelector::parse("metadata.name=a").unwrap().pinned_name(),
+            FieldSelector::parse("metadata.name=a")
+                .unwrap()
+                .pinned_name(),
             Some("a")
         );
         assert!(FieldSelector::parse("bogus").is_err());

@@ -140,7 +140,9 @@ fn meta_mut(v: &mut Value) -> &mut serde_json::Map<String, Value> {
     if !v.get("metadata").is_some_and(Value::is_object) {
         v["metadata"] = json!({});
     }
-    v["metadata"].as_object_mut().expect("metadata is an object")
+    v["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 fn has_finalizers(v: &Value) -> bool {
@@ -182,7 +184,8 @@ fn decode_continue(token: &str) -> Result<(String, String), ApiError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(token)
         .map_err(|_| ApiError::bad_request("invalid continue token"))?;
-    let s = String::from_utf8(bytes).map_err(|_| ApiError::bad_request("invalid continue token"))?;
+    let s =
+        String::from_utf8(bytes).map_err(|_| ApiError::bad_request("invalid continue token"))?;
     let (ns, name) = s
         .split_once('\u{0}')
         .ok_or_else(|| ApiError::bad_request("invalid continue token"))?;
@@ -212,7 +215,9 @@ impl Store {
             history_limit: history_limit.max(1),
         };
         for ns in SYSTEM_NAMESPACES {
-            let _ = store.create_object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}));
+            let _ = store.create_object(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+            );
         }
         store
     }
@@ -366,8 +371,7 @@ impl Store {
         } else {
             None
         };
-        self.create(&rt, ns.as_deref(), obj)
-            .map(|o| (*o).clone())
+        self.create(&rt, ns.as_deref(), obj).map(|o| (*o).clone())
     }
 
     /// The resource type of an object, from its `apiVersion` and `kind`.
@@ -408,7 +412,10 @@ impl Store {
             check_namespace_open(&state, ns)?;
         }
         let meta = meta_mut(&mut obj);
-        if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty)
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
             && let Some(prefix) = meta.get("generateName").and_then(Value::as_str)
         {
             let name = format!("{prefix}{}", util::random_suffix());
@@ -428,7 +435,9 @@ impl Store {
                 &rt.group,
                 &rt.plural,
                 &name,
-                format!("metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"),
+                format!(
+                    "metadata.name: Invalid value: {name:?}: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
+                ),
             ));
         }
         let key = (ns.to_owned(), name.clone());
@@ -508,7 +517,9 @@ impl Store {
                 return Err(ApiError::not_found(&rt.group, &rt.plural, name));
             };
             if let Some(want) = &want_rv
-                && old.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+                && old
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
                     != Some(want.as_str())
             {
                 return Err(ApiError::conflict(&rt.group, &rt.plural, name));
@@ -615,7 +626,10 @@ impl Store {
             }
             meta.insert(
                 "resourceVersion".into(),
-                old_meta.get("resourceVersion").cloned().unwrap_or(Value::Null),
+                old_meta
+                    .get("resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null),
             );
         }
         if rt.kind == "CustomResourceDefinition" && subresource.is_none() {
@@ -639,10 +653,7 @@ impl Store {
         meta_mut(&mut new).insert("resourceVersion".into(), json!(rv.to_string()));
         let storage: Arc<str> = Arc::from(rt.storage.as_str());
         if new.pointer("/metadata/deletionTimestamp").is_some() && !has_finalizers(&new) {
-            state
-                .objects
-                .get_mut(&storage)
-                .map(|o| o.remove(&key));
+            state.objects.get_mut(&storage).map(|o| o.remove(&key));
             let new = Arc::new(new);
             self.emit(&mut state, rt, ns, EventType::Deleted, new.clone(), None);
             self.after_removal(&mut state, rt, ns, name);
@@ -654,7 +665,14 @@ impl Store {
             .entry(storage)
             .or_default()
             .insert(key, new.clone());
-        self.emit(&mut state, rt, ns, EventType::Modified, new.clone(), Some(old));
+        self.emit(
+            &mut state,
+            rt,
+            ns,
+            EventType::Modified,
+            new.clone(),
+            Some(old),
+        );
         Ok((present(rt, &new), false))
     }
 
@@ -689,7 +707,10 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
         if let Some(want) = precondition_rv
-            && old.pointer("/metadata/resourceVersion").and_then(Value::as_str) != Some(want)
+            && old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                != Some(want)
         {
             return Err(ApiError::conflict(&rt.group, &rt.plural, name));
         }
@@ -801,10 +822,11 @@ impl Store {
         if nso.pointer("/metadata/deletionTimestamp").is_none() || has_finalizers(&nso) {
             return;
         }
-        let occupied = state
-            .objects
-            .values()
-            .any(|objs| objs.range((ns.to_owned(), String::new())..).next().is_some_and(|((o, _), _)| o == ns));
+        let occupied = state.objects.values().any(|objs| {
+            objs.range((ns.to_owned(), String::new())..)
+                .next()
+                .is_some_and(|((o, _), _)| o == ns)
+        });
         if occupied {
             return;
         }
@@ -884,9 +906,11 @@ fn check_namespace_open(state: &State, ns: &str) -> Result<(), ApiError> {
         .and_then(|o| o.get(&(String::new(), ns.to_owned())));
     match nso {
         None => Err(ApiError::not_found("", "namespaces", ns)),
-        Some(o) if o.pointer("/metadata/deletionTimestamp").is_some() => Err(ApiError::forbidden(
-            format!("unable to create new content in namespace {ns} because it is being terminated"),
-        )),
+        Some(o) if o.pointer("/metadata/deletionTimestamp").is_some() => {
+            Err(ApiError::forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )))
+        }
         Some(_) => Ok(()),
     }
 }
@@ -914,15 +938,17 @@ fn defaults(rt: &ResourceType, obj: &mut Value) {
             labels["kubernetes.io/metadata.name"] = json!(name);
         }
         ("", "Secret") => {
-            if obj.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if obj
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 obj["type"] = json!("Opaque");
             }
             fold_string_data(obj);
         }
-        ("", "Pod") => {
-            if obj.get("status").is_none() {
-                obj["status"] = json!({"phase": "Pending"});
-            }
+        ("", "Pod") if obj.get("status").is_none() => {
+            obj["status"] = json!({"phase": "Pending"});
         }
         _ => {}
     }
@@ -983,16 +1009,24 @@ mod tests {
     fn create_get_conflict_and_delete() {
         let store = Store::default();
         let rt = secrets(&store);
-        let created = store.create(&rt, Some("default"), secret("a", json!({}))).unwrap();
+        let created = store
+            .create(&rt, Some("default"), secret("a", json!({})))
+            .unwrap();
         assert_eq!(created["type"], "Opaque");
-        let err = store.create(&rt, Some("default"), secret("a", json!({}))).unwrap_err();
+        let err = store
+            .create(&rt, Some("default"), secret("a", json!({})))
+            .unwrap_err();
         assert_eq!((err.code, err.reason), (409, "AlreadyExists"));
-        let err = store.create(&rt, Some("nope"), secret("a", json!({}))).unwrap_err();
+        let err = store
+            .create(&rt, Some("nope"), secret("a", json!({})))
+            .unwrap_err();
         assert_eq!(err.code, 404);
 
         let mut stale = (*created).clone();
         stale["data"] = json!({"k": "dg=="});
-        store.update(&rt, "default", "a", stale.clone(), None).unwrap();
+        store
+            .update(&rt, "default", "a", stale.clone(), None)
+            .unwrap();
         let err = store.update(&rt, "default", "a", stale, None).unwrap_err();
         assert_eq!((err.code, err.reason), (409, "Conflict"));
 
@@ -1004,11 +1038,18 @@ mod tests {
     fn unchanged_update_is_not_a_write() {
         let store = Store::default();
         let rt = secrets(&store);
-        let created = store.create(&rt, Some("default"), secret("a", json!({}))).unwrap();
+        let created = store
+            .create(&rt, Some("default"), secret("a", json!({})))
+            .unwrap();
         let rv = store.resource_version();
-        let same = store.update(&rt, "default", "a", (*created).clone(), None).unwrap();
+        let same = store
+            .update(&rt, "default", "a", (*created).clone(), None)
+            .unwrap();
         assert_eq!(store.resource_version(), rv);
-        assert_eq!(same["metadata"]["resourceVersion"], created["metadata"]["resourceVersion"]);
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            created["metadata"]["resourceVersion"]
+        );
     }
 
     #[test]
@@ -1018,7 +1059,11 @@ mod tests {
         for i in 0..5 {
             let tier = if i % 2 == 0 { "even" } else { "odd" };
             store
-                .create(&rt, Some("default"), secret(&format!("s{i}"), json!({"tier": tier})))
+                .create(
+                    &rt,
+                    Some("default"),
+                    secret(&format!("s{i}"), json!({"tier": tier})),
+                )
                 .unwrap();
         }
         let mut opts = ListOptions {
@@ -1057,9 +1102,15 @@ mod tests {
             .create(&ns_rt, None, json!({"metadata": {"name": "team"}}))
             .unwrap();
         store
-            .create(&rt, Some("team"), json!({"metadata": {"name": "f", "finalizers": ["x/y"]}}))
+            .create(
+                &rt,
+                Some("team"),
+                json!({"metadata": {"name": "f", "finalizers": ["x/y"]}}),
+            )
             .unwrap();
-        store.create(&rt, Some("team"), secret("plain", json!({}))).unwrap();
+        store
+            .create(&rt, Some("team"), secret("plain", json!({})))
+            .unwrap();
         store.delete(&ns_rt, "", "team", None).unwrap();
         assert_eq!(store.get(&rt, "team", "plain").unwrap_err().code, 404);
         let held = store.get(&rt, "team", "f").unwrap();
@@ -1068,7 +1119,9 @@ mod tests {
             store.get(&ns_rt, "", "team").unwrap()["status"]["phase"],
             "Terminating"
         );
-        let err = store.create(&rt, Some("team"), secret("late", json!({}))).unwrap_err();
+        let err = store
+            .create(&rt, Some("team"), secret("late", json!({})))
+            .unwrap_err();
         assert_eq!(err.code, 403);
         let mut released = (*held).clone();
         released["metadata"]["finalizers"] = json!([]);
@@ -1083,12 +1136,16 @@ mod tests {
         let rt = secrets(&store);
         let start = store.resource_version();
         for i in 0..2 {
-            store.create(&rt, Some("default"), secret(&format!("w{i}"), json!({}))).unwrap();
+            store
+                .create(&rt, Some("default"), secret(&format!("w{i}"), json!({})))
+                .unwrap();
         }
         let w = store.watch(&rt, None, Some(start)).unwrap();
         assert_eq!(w.replay.len(), 2);
         for i in 2..6 {
-            store.create(&rt, Some("default"), secret(&format!("w{i}"), json!({}))).unwrap();
+            store
+                .create(&rt, Some("default"), secret(&format!("w{i}"), json!({})))
+                .unwrap();
         }
         let err = store.watch(&rt, None, Some(start)).err().unwrap();
         assert_eq!(err.code, 410);

@@ -79,10 +79,17 @@ type Column = (&'static str, &'static str, fn(&Value) -> Value);
 fn builtin_columns(rt: &ResourceType) -> Vec<Column> {
     match (rt.group.as_str(), rt.plural.as_str()) {
         ("", "secrets") => vec![
-            ("Type", "string", |o| o.get("type").cloned().unwrap_or(Value::Null)),
+            ("Type", "string", |o| {
+                o.get("type").cloned().unwrap_or(Value::Null)
+            }),
             ("Data", "string", |o| {
-                let n = o.get("data").and_then(Value::as_object).map_or(0, |m| m.len())
-                    + o.get("stringData").and_then(Value::as_object).map_or(0, |m| m.len());
+                let n = o
+                    .get("data")
+                    .and_then(Value::as_object)
+                    .map_or(0, |m| m.len())
+                    + o.get("stringData")
+                        .and_then(Value::as_object)
+                        .map_or(0, |m| m.len());
                 json!(n)
             }),
         ],
@@ -94,7 +101,9 @@ fn builtin_columns(rt: &ResourceType) -> Vec<Column> {
             o.pointer("/status/phase").cloned().unwrap_or(Value::Null)
         })],
         ("coordination.k8s.io", "leases") => vec![("Holder", "string", |o| {
-            o.pointer("/spec/holderIdentity").cloned().unwrap_or(json!(""))
+            o.pointer("/spec/holderIdentity")
+                .cloned()
+                .unwrap_or(json!(""))
         })],
         _ => Vec::new(),
     }
@@ -104,9 +113,13 @@ fn builtin_columns(rt: &ResourceType) -> Vec<Column> {
 pub fn table(rt: &ResourceType, items: &[Arc<Value>], page: Option<&ListPage>) -> Value {
     let now = util::now_unix();
     let builtins = builtin_columns(rt);
-    let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0})];
+    let mut defs = vec![
+        json!({"name": "Name", "type": "string", "format": "name", "description": "Name must be unique within a namespace.", "priority": 0}),
+    ];
     for (name, ty, _) in &builtins {
-        defs.push(json!({"name": name, "type": ty, "format": "", "description": "", "priority": 0}));
+        defs.push(
+            json!({"name": name, "type": ty, "format": "", "description": "", "priority": 0}),
+        );
     }
     for c in &rt.printer_columns {
         defs.push(json!({"name": c.name, "type": c.type_, "format": "", "description": "", "priority": 0}));
@@ -118,7 +131,11 @@ pub fn table(rt: &ResourceType, items: &[Arc<Value>], page: Option<&ListPage>) -
     let rows: Vec<Value> = items
         .iter()
         .map(|obj| {
-            let mut cells = vec![obj.pointer("/metadata/name").cloned().unwrap_or(Value::Null)];
+            let mut cells = vec![
+                obj.pointer("/metadata/name")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            ];
             for (_, _, f) in &builtins {
                 cells.push(f(obj));
             }
@@ -167,8 +184,17 @@ mod tests {
     fn timestamps_and_durations() {
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2000-02-29T00:00:00Z"), Some(951_782_400));
-        assert_eq!(parse_rfc3339(&util::rfc3339(1_795_569_573)), Some(1_795_569_573));
-        for (secs, want) in [(5, "5s"), (150, "2m30s"), (900, "15m"), (7200 * 3, "6h"), (86_400 * 3, "3d")] {
+        assert_eq!(
+            parse_rfc3339(&util::rfc3339(1_795_569_573)),
+            Some(1_795_569_573)
+        );
+        for (secs, want) in [
+            (5, "5s"),
+            (150, "2m30s"),
+            (900, "15m"),
+            (7200 * 3, "6h"),
+            (86_400 * 3, "3d"),
+        ] {
             assert_eq!(human_duration(secs), want);
         }
     }

@@ -49,16 +49,10 @@ impl std::fmt::Debug for Tls {
 impl Tls {
     /// Generates a fresh CA and server certificate.
     pub fn generate() -> Result<Self, TlsError> {
-        let ca_key = KeyPair::generate().map_err(|source| TlsError::Generate {
-            what: "CA",
-            source,
-        })?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(|source| {
-            TlsError::Generate {
-                what: "CA",
-                source,
-            }
-        })?;
+        let ca_key =
+            KeyPair::generate().map_err(|source| TlsError::Generate { what: "CA", source })?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())
+            .map_err(|source| TlsError::Generate { what: "CA", source })?;
         ca_params
             .distinguished_name
             .push(DnType::CommonName, "irsa-sandbox-ca");
@@ -70,10 +64,7 @@ impl Tls {
         ];
         let ca_cert = ca_params
             .self_signed(&ca_key)
-            .map_err(|source| TlsError::Generate {
-                what: "CA",
-                source,
-            })?;
+            .map_err(|source| TlsError::Generate { what: "CA", source })?;
         let issuer = Issuer::new(ca_params, ca_key);
 
         let key = KeyPair::generate().map_err(|source| TlsError::Generate {

@@ -45,7 +45,9 @@ pub fn token_request(
             "authentication.k8s.io",
             "tokenrequests",
             name,
-            format!("spec.expirationSeconds: Invalid value: {expiration_seconds}: may not specify a duration less than 10 minutes"),
+            format!(
+                "spec.expirationSeconds: Invalid value: {expiration_seconds}: may not specify a duration less than 10 minutes"
+            ),
         ));
     }
     let (bound_object, node) = match spec.get("boundObjectRef").filter(|v| !v.is_null()) {
@@ -99,7 +101,9 @@ fn bound(
                 "authentication.k8s.io",
                 "tokenrequests",
                 name,
-                format!("spec.boundObjectRef.kind: Unsupported value: {other:?}: supported values: \"Pod\", \"Secret\""),
+                format!(
+                    "spec.boundObjectRef.kind: Unsupported value: {other:?}: supported values: \"Pod\", \"Secret\""
+                ),
             ));
         }
     };
@@ -123,7 +127,11 @@ fn bound(
             let uid = store
                 .resource("", "v1", "nodes")
                 .and_then(|nrt| store.get(&nrt, "", n).ok())
-                .and_then(|o| o.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_owned))
+                .and_then(|o| {
+                    o.pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
                 .unwrap_or_default();
             BoundObject {
                 kind: "Node".into(),

@@ -231,7 +231,10 @@ mod tests {
         ] {
             assert_eq!(visible(&e, &rt, Some("default"), &p), want, "{e:?}");
         }
-        assert_eq!(visible(&ev(EventType::Added, "a", None), &rt, Some("other"), &p), None);
+        assert_eq!(
+            visible(&ev(EventType::Added, "a", None), &rt, Some("other"), &p),
+            None
+        );
     }
 
     #[test]

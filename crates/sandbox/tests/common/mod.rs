@@ -115,7 +115,9 @@ impl Sandbox {
     }
 
     pub async fn start_with(config: ApiServerConfig) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("https://{}", listener.local_addr().expect("addr"));
         let issuer = Arc::new(TestIssuer::new(&url));
         let api = ApiServer::new(config, issuer);
@@ -197,7 +199,8 @@ pub struct Output {
 
 /// Runs a blocking command (Python, kubectl) off the async runtime with KUBECONFIG set.
 pub async fn run(mut cmd: Command, kubeconfig: &Path) -> Output {
-    cmd.env("KUBECONFIG", kubeconfig).env("HOME", kubeconfig.parent().expect("dir"));
+    cmd.env("KUBECONFIG", kubeconfig)
+        .env("HOME", kubeconfig.parent().expect("dir"));
     let out = tokio::task::spawn_blocking(move || cmd.output().expect("spawn"))
         .await
         .expect("join");
@@ -209,13 +212,20 @@ pub async fn run(mut cmd: Command, kubeconfig: &Path) -> Output {
 }
 
 /// Polls `check` until it returns Some or the deadline passes.
-pub async fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub async fn eventually<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
