@@ -647,6 +647,52 @@ async fn reflector_follows_changes_across_dropped_watches_and_410() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streaming_list_watcher() {
+    let sb = Sandbox::start().await;
+    let client = sb.client().await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    for name in ["s1", "s2"] {
+        secrets
+            .create(&PostParams::default(), &secret(name, &[]))
+            .await
+            .unwrap();
+    }
+    // sendInitialEvents=true: the current objects, then a bookmark marking their end.
+    let (reader, writer) = reflector::store::<Secret>();
+    let stream = reflector::reflector(
+        writer,
+        watcher(
+            secrets.clone(),
+            watcher::Config::default().streaming_lists(),
+        ),
+    )
+    .applied_objects()
+    .boxed();
+    let task = tokio::spawn(async move {
+        let mut stream = stream;
+        while stream.next().await.is_some() {}
+    });
+    reader.wait_until_ready().await.unwrap();
+    assert_eq!(reader.state().len(), 2);
+    secrets
+        .create(&PostParams::default(), &secret("s3", &[]))
+        .await
+        .unwrap();
+    eventually("the third secret", Duration::from_secs(20), || {
+        (reader.state().len() == 3).then_some(())
+    })
+    .await;
+    assert_eq!(
+        sb.api.counters().total("kubernetes", "list secrets"),
+        0,
+        "no list call: {}",
+        sb.api.counters().render()
+    );
+    task.abort();
+    sb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_events_bookmarks_timeouts_and_gone() {
     let config = irsa_sandbox::apiserver::ApiServerConfig {
         bookmark_interval: Duration::from_millis(200),
@@ -756,6 +802,30 @@ async fn injected_faults() {
         .await
         .unwrap();
     assert_eq!(api_code(&secrets.get("x").await.unwrap_err()), 404);
+
+    // Dropping watches through the admin endpoint.
+    let _: serde_json::Value = client
+        .request(
+            http::Request::post("/sandbox/faults/drop-watches")
+                .body(Vec::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // Dry runs are refused, never written.
+    let dry = secrets
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &secret("dry", &[]),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&dry), 400);
+    assert_eq!(secrets.get_opt("dry").await.unwrap(), None);
 
     // Latency.
     sb.api.faults().set_latency(Duration::from_millis(300));

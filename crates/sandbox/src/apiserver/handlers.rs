@@ -144,6 +144,12 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
             }
         }
     }
+    if query.contains_key("dryRun") {
+        // Never write on a dry run: refuse it rather than persist.
+        let e = ApiError::bad_request("dryRun is not supported by the sandbox API server");
+        api.count("unsupported", "request", e.code);
+        return error_response(&e);
+    }
     let action = match &target.subresource {
         Some(sub) => format!("{verb} {}/{sub}", target.rt.plural),
         None => format!("{verb} {}", target.rt.plural),
