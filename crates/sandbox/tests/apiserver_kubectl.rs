@@ -284,14 +284,7 @@ spec:
     );
 
     // `kubectl get -w` sees a change made while it watches.
-    let mut watch_cmd = k.command(&[
-        "get",
-        "configmaps",
-        "-w",
-        "--output-watch-events",
-        "-o",
-        "name",
-    ]);
+    let mut watch_cmd = k.command(&["get", "configmaps", "-w", "--output-watch-events"]);
     watch_cmd
         .env("KUBECONFIG", &sb.kubeconfig)
         .env("HOME", &sb.dir)
@@ -328,7 +321,7 @@ spec:
     let mut seen = Vec::new();
     let found = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = lines.recv().await {
-            let hit = line.contains("configmap/seen");
+            let hit = line.contains("ADDED") && line.contains("seen");
             seen.push(line);
             if hit {
                 return true;
@@ -338,8 +331,13 @@ spec:
     })
     .await;
     let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(found, Ok(true), "kubectl get -w printed {seen:?}");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        found,
+        Ok(true),
+        "kubectl get -w printed {seen:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // wait --for=delete with a finalizer released later.
     k.ok(&[

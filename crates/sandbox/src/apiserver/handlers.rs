@@ -402,6 +402,7 @@ fn handle(
                 labels: opts.labels,
                 fields: opts.fields,
                 bookmark_interval: config.bookmark_interval,
+                table: wants_table(headers),
             };
             Ok(watch::serve(
                 store,

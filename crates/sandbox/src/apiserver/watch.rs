@@ -2,6 +2,7 @@
 //! `410 Gone` as an `ERROR` event, `timeoutSeconds`, and clean ends.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -33,6 +34,8 @@ pub struct WatchParams {
     pub fields: FieldSelector,
     /// How often to send bookmarks.
     pub bookmark_interval: Duration,
+    /// Objects as one-row `meta.k8s.io/v1` Tables (`kubectl get -w`).
+    pub table: bool,
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -44,6 +47,17 @@ fn line(kind: &str, object: &Value) -> Bytes {
     let _ = serde_json::to_writer(&mut out, object);
     out.extend_from_slice(b"}\n");
     Bytes::from(out)
+}
+
+fn object_line(kind: &str, rt: &ResourceType, object: &Arc<Value>, table: bool) -> Bytes {
+    if table {
+        line(
+            kind,
+            &super::table::table(rt, std::slice::from_ref(object), None),
+        )
+    } else {
+        line(kind, &present(rt, object))
+    }
 }
 
 fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
@@ -112,7 +126,9 @@ pub fn serve(
                     let matches =
                         |o: &Value| params.labels.matches(o) && params.fields.matches(o);
                     for obj in &start.initial {
-                        if matches(obj) && tx.send(line("ADDED", obj)).await.is_err() {
+                        if matches(obj)
+                            && tx.send(object_line("ADDED", &rt, obj, params.table)).await.is_err()
+                        {
                             return;
                         }
                     }
@@ -126,7 +142,7 @@ pub fn serve(
                     for ev in &start.replay {
                         last = ev.rv;
                         if let Some(kind) = visible(ev, &rt, ns, &params)
-                            && tx.send(line(kind, &present(&rt, &ev.object))).await.is_err()
+                            && tx.send(object_line(kind, &rt, &ev.object, params.table)).await.is_err()
                         {
                             return;
                         }
@@ -153,7 +169,7 @@ pub fn serve(
                                     }
                                     last = ev.rv;
                                     if let Some(kind) = visible(&ev, &rt, ns, &params)
-                                        && tx.send(line(kind, &present(&rt, &ev.object))).await.is_err()
+                                        && tx.send(object_line(kind, &rt, &ev.object, params.table)).await.is_err()
                                     {
                                         break;
                                     }
@@ -198,7 +214,6 @@ pub fn parse_rv(rv: Option<&str>) -> Result<Option<u64>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     #[test]
     fn selector_transitions() {
@@ -211,6 +226,7 @@ mod tests {
             labels: LabelSelector::parse("app=a").unwrap(),
             fields: FieldSelector::default(),
             bookmark_interval: Duration::from_secs(1),
+            table: false,
         };
         let obj = |app: &str| Arc::new(json!({"metadata": {"labels": {"app": app}}}));
         let ev = |kind, new: &str, old: Option<&str>| WatchEvent {
