@@ -612,6 +612,11 @@ async fn reflector_follows_changes_across_dropped_watches_and_410() {
         retry_after_seconds: None,
     });
     sb.api.faults().drop_watches();
+    // The old watch is gone once the watcher's reconnection was refused.
+    eventually("a refused reconnection", Duration::from_secs(20), || {
+        (sb.api.counters().get("kubernetes", "watch secrets", "500") > 0).then_some(())
+    })
+    .await;
     secrets
         .delete("before", &DeleteParams::default())
         .await
