@@ -10,6 +10,7 @@ mod login;
 mod output;
 mod policy;
 mod registry;
+mod sandbox;
 mod token;
 
 pub use output::Output;
@@ -60,6 +61,13 @@ enum Command {
     #[command(after_help = "Example (Image Updater registries.conf):\n  \
         credentials: ext:/usr/local/bin/irsa-argocd-ecr.sh   # exec irsa argocd-credentials 111122223333.dkr.ecr.us-east-1.amazonaws.com")]
     ArgocdCredentials(login::ArgocdArgs),
+    /// Run the sandbox: a Kubernetes API server, OIDC issuer, STS, ECR, ECR Public, Chainguard
+    /// and registry auth on this machine, and write a kubeconfig and an env file for them.
+    ///
+    /// The API server signs TokenRequest tokens (kubectl create token) with the OIDC issuer's key;
+    /// STS verifies them and evaluates each role's trust policy as AWS does, so a wrong `sub`,
+    /// `aud` or issuer fails here with the error AWS would give.
+    Sandbox(sandbox::SandboxArgs),
 }
 
 /// How a command ended, when it did not fail on bad input.
@@ -94,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Login(args) => login::login(args),
         Command::DockerCredential(args) => login::docker_credential(args),
         Command::ArgocdCredentials(args) => login::argocd(args),
+        Command::Sandbox(args) => sandbox::run(args),
     };
     match result {
         Ok(Verdict::Ok) => ExitCode::SUCCESS,

@@ -8,11 +8,13 @@
 //! - [`cloud`]: the OIDC issuer's keys, IAM (roles, OIDC providers), STS, ECR, ECR Public,
 //!   Chainguard and the registry token service.
 //! - [`metrics`]: request counters by service, action and outcome.
+//! - [`stack`]: all of it in one process, with a kubeconfig and an env file: `irsa sandbox`.
 #![warn(missing_docs)]
 
 pub mod apiserver;
 pub mod cloud;
 pub mod metrics;
+pub mod stack;
 pub mod token_issuer;
 
 pub use cloud::{Cloud, CloudConfig};
