@@ -290,7 +290,7 @@ fn check(args: CheckArgs) -> anyhow::Result<Verdict> {
     let now = crate::token::now();
     match claims.exp {
         Some(exp) if exp <= now => token_problems.push(format!(
-            "the token expired at {} : STS answers ExpiredTokenException; request a fresh token (kubectl create token …)",
+            "the token expired at {}: STS answers ExpiredTokenException; request a fresh token (kubectl create token …)",
             rfc3339(exp)
         )),
         Some(_) => {}
