@@ -108,10 +108,23 @@ pub fn main() -> ExitCode {
         Ok(Verdict::Ok) => ExitCode::SUCCESS,
         Ok(Verdict::No) => ExitCode::from(1),
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", message(&error));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes, each once: most of our errors already quote their source.
+fn message(error: &anyhow::Error) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Run as `docker-credential-irsa get`, irsa is the docker credential helper.
@@ -146,6 +159,17 @@ fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_are_printed_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let quoted = anyhow::Error::new(Outer(std::io::Error::other("inner cause")));
+        assert_eq!(message(&quoted), "outer: inner cause");
+        let context = anyhow::Error::new(std::io::Error::other("inner cause")).context("reading x");
+        assert_eq!(message(&context), "reading x: inner cause");
+    }
 
     #[test]
     fn docker_credential_name_dispatches_to_the_helper() {

@@ -35,7 +35,11 @@ struct Sandbox {
 
 impl Sandbox {
     fn start(dir: &TempDir) -> Self {
-        let config = serde_json::json!({
+        Self::start_with(dir, Some(Self::config()))
+    }
+
+    fn config() -> serde_json::Value {
+        serde_json::json!({
             "accountId": ACCOUNT,
             "issuerUrl": ISSUER,
             "roles": [{
@@ -53,22 +57,27 @@ impl Sandbox {
                     {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}
                 ]}]
             }]
-        });
-        let config = dir.write("sandbox.json", &config.to_string());
+        })
+    }
+
+    fn start_with(dir: &TempDir, config: Option<serde_json::Value>) -> Self {
         let state = dir.0.join("state");
-        let child = Command::new(env!("CARGO_BIN_EXE_irsa"))
-            .args([
-                "sandbox",
-                "--listen",
-                "127.0.0.1:0",
-                "--aws-listen",
-                "127.0.0.1:0",
-                "--no-registry",
-            ])
-            .arg("--state-dir")
-            .arg(&state)
-            .arg("--config")
-            .arg(&config)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_irsa"));
+        cmd.args([
+            "sandbox",
+            "--listen",
+            "127.0.0.1:0",
+            "--aws-listen",
+            "127.0.0.1:0",
+            "--no-registry",
+        ])
+        .arg("--state-dir")
+        .arg(&state);
+        if let Some(config) = config {
+            cmd.arg("--config")
+                .arg(dir.write("sandbox.json", &config.to_string()));
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -76,6 +85,12 @@ impl Sandbox {
         let env_file = state.join("env");
         let deadline = Instant::now() + Duration::from_secs(30);
         while !env_file.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let mut stderr = String::new();
+                let pipe = child.stderr.as_mut().expect("stderr");
+                std::io::Read::read_to_string(pipe, &mut stderr).expect("read stderr");
+                panic!("irsa sandbox exited with {status}: {stderr}");
+            }
             assert!(
                 Instant::now() < deadline,
                 "the sandbox wrote no env file within 30 s"
@@ -239,4 +254,42 @@ fn kubectl_token_then_irsa_login_through_the_sandbox() {
         "{stderr}"
     );
     assert!(stderr.contains("trust policy"), "{stderr}");
+}
+
+#[test]
+fn the_default_sandbox_issues_tokens_its_issuer_verifies() {
+    let dir = TempDir::new("sandbox-default");
+    let sandbox = Sandbox::start_with(&dir, None);
+    let issuer = sandbox.get("IRSA_SANDBOX_ISSUER").to_owned();
+    sandbox.kubectl(&["create", "namespace", "team"]);
+    sandbox.kubectl(&["create", "serviceaccount", "app", "-n", "team"]);
+    let token = sandbox.kubectl(&[
+        "create",
+        "token",
+        "app",
+        "-n",
+        "team",
+        "--audience",
+        "sts.amazonaws.com",
+    ]);
+    let jwks = sandbox.kubectl(&["get", "--raw", "/openid/v1/jwks"]);
+    let jwks_file = dir.write("jwks.json", &jwks);
+    let token_file = dir.write("token", token.trim());
+    let out = sandbox
+        .command(Path::new(env!("CARGO_BIN_EXE_irsa")))
+        .args([
+            "token",
+            "inspect",
+            &token_file,
+            "--jwks",
+            &jwks_file,
+            "--issuer",
+            &issuer,
+        ])
+        .args(["--audience", "sts.amazonaws.com", "-o", "json"])
+        .output()
+        .expect("irsa token inspect");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["verification"]["valid"], true, "{report}");
+    assert_eq!(report["service_account"]["namespace"], "team");
 }

@@ -21,8 +21,8 @@ pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 /// What to start.
 #[derive(Debug, Clone, Default)]
 pub struct StackConfig {
-    /// The cloud: IAM roles and providers, token lifetimes. Its `issuer_url` is replaced by the
-    /// API server's URL unless it was changed from the default.
+    /// The cloud: IAM roles and providers, token lifetimes, the OIDC issuer URL. The issuer is
+    /// registered as an IAM OIDC provider (audience `sts.amazonaws.com`) unless the config does.
     pub cloud: CloudConfig,
     /// The API server's bearer token (default: a random one).
     pub api_token: Option<String>,
@@ -93,10 +93,8 @@ impl Stack {
         let aws_addr = aws_listener.local_addr().map_err(StackError::Listener)?;
         let api_url = format!("https://{api_addr}");
         let aws_url = format!("http://{aws_addr}");
-        // As on a cluster, the API server is its own OIDC issuer, and IAM trusts it for STS.
-        if config.cloud.issuer_url == CloudConfig::default().issuer_url {
-            config.cloud.issuer_url = api_url.clone();
-        }
+        // As on EKS, the issuer is a port-less https URL of its own (IAM refuses providers with a
+        // port); the API server serves its discovery document and JWKS all the same.
         let issuer = config.cloud.issuer_url.clone();
         if !config.cloud.oidc_providers.iter().any(|p| p.url == issuer) {
             config.cloud.oidc_providers.push(OidcProviderConfig {
