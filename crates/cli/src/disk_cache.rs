@@ -72,8 +72,35 @@ impl DiskCache {
         self.dir.join(format!("{hex}.json"))
     }
 
+    /// Creates the directory (0700) if absent, and refuses one that is a symlink or not private
+    /// to this user: a directory another user can write to could redirect or read passwords.
+    /// A directory we own but that is too open is made 0700; one we do not own cannot be.
+    fn ensure_private_dir(&self) -> std::io::Result<()> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)?;
+        self.check_private_dir()
+    }
+
+    fn check_private_dir(&self) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::symlink_metadata(&self.dir)?;
+        if !meta.file_type().is_dir() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a directory (a symlink?): refusing to keep credentials there",
+                self.dir.display()
+            )));
+        }
+        if meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
+    }
+
     /// The entry for (identity, registry) if present and not yet at its refresh point.
     pub(crate) fn get(&self, identity: &str, registry: &str, now: i64) -> Option<Entry> {
+        self.check_private_dir().ok()?;
         let bytes = fs::read(self.path(identity, registry)).ok()?;
         let d: OnDisk = serde_json::from_slice(&bytes).ok()?;
         if d.registry != registry || now >= d.refresh_at || now >= d.expires_at {
@@ -90,10 +117,7 @@ impl DiskCache {
 
     /// Stores an entry; failures are reported to the caller, who may ignore them (a cache).
     pub(crate) fn put(&self, identity: &str, entry: &Entry) -> std::io::Result<()> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&self.dir)?;
+        self.ensure_private_dir()?;
         let path = self.path(identity, &entry.registry);
         let json = serde_json::to_vec(&OnDisk {
             registry: entry.registry.clone(),
@@ -205,6 +229,35 @@ mod tests {
             .expect("removing twice is fine");
         assert_eq!(cache.get("role-a", "cgr.dev", 10), None);
         let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn refuses_a_symlinked_directory_and_tightens_an_open_one() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = temp("dirs");
+        fs::create_dir_all(base.join("elsewhere")).expect("mkdir");
+        std::os::unix::fs::symlink(base.join("elsewhere"), base.join("link")).expect("symlink");
+        let linked = DiskCache::at(base.join("link"));
+        assert!(
+            linked.put("id", &entry("r", 1_000)).is_err(),
+            "a symlinked cache dir is refused"
+        );
+        assert_eq!(
+            fs::read_dir(base.join("elsewhere")).expect("dir").count(),
+            0,
+            "nothing written through the link"
+        );
+        let open = base.join("open");
+        fs::create_dir_all(&open).expect("mkdir");
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).expect("chmod");
+        DiskCache::at(open.clone())
+            .put("id", &entry("r", 1_000))
+            .expect("put");
+        assert_eq!(
+            fs::metadata(&open).expect("meta").permissions().mode() & 0o777,
+            0o700
+        );
+        let _ = fs::remove_dir_all(base);
     }
 
     #[test]

@@ -109,7 +109,12 @@ pub fn main() -> ExitCode {
         Ok(Verdict::No) => ExitCode::from(1),
         Err(error) => {
             eprintln!("error: {}", message(&error));
-            ExitCode::from(2)
+            // 2 is for input the user can fix; anything else that failed is a plain failure.
+            if error.chain().any(|e| e.is::<Invalid>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

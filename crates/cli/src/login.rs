@@ -35,8 +35,10 @@ pub(crate) struct IdentityArgs {
     /// The role session name (CloudTrail). Default: irsa-<namespace>-<name> from the token.
     #[arg(long, value_name = "NAME", env = "AWS_ROLE_SESSION_NAME")]
     session_name: Option<String>,
-    /// Without a web identity: a role to assume with the ambient credentials (cross-account).
-    #[arg(long, value_name = "ARN", conflicts_with_all = ["role_arn", "token_file"])]
+    /// A role to assume with the ambient credentials (cross-account). The ambient chain includes
+    /// the IRSA variables (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE), so on an IRSA pod this is
+    /// "my pod's role, then this one".
+    #[arg(long, value_name = "ARN")]
     assume_role: Option<String>,
     /// The Chainguard assumable identity (for cgr.dev), e.g. <group id>/<identity id>.
     #[arg(long, value_name = "ID", env = "IRSA_CHAINGUARD_IDENTITY")]
@@ -114,6 +116,14 @@ fn now() -> i64 {
 
 /// The identity the flags and the standard AWS variables describe, and its cache key.
 fn identity(args: &IdentityArgs) -> anyhow::Result<Identity> {
+    if let Some(role) = &args.assume_role {
+        let chained = role
+            .parse::<RoleArn>()
+            .map_err(|e| Invalid(format!("--assume-role: {e}")))?;
+        return Ok(Identity::Ambient {
+            chained_role: Some(chained),
+        });
+    }
     match (&args.role_arn, &args.token_file) {
         (Some(role), Some(file)) => {
             let role_arn: RoleArn = role.parse().map_err(|e| Invalid(format!("--role-arn / AWS_ROLE_ARN: {e}")))?;
@@ -135,20 +145,14 @@ fn identity(args: &IdentityArgs) -> anyhow::Result<Identity> {
             "--token-file (AWS_WEB_IDENTITY_TOKEN_FILE) is set but no role: pass --role-arn or set AWS_ROLE_ARN".to_owned(),
         )
         .into()),
-        (None, None) => {
-            let chained_role = match &args.assume_role {
-                Some(role) => Some(role.parse::<RoleArn>().map_err(|e| Invalid(format!("--assume-role: {e}")))?),
-                None => None,
-            };
-            Ok(Identity::Ambient { chained_role })
-        }
+        (None, None) => Ok(Identity::Ambient { chained_role: None }),
     }
 }
 
 /// `irsa-<namespace>-<name>` from a service-account token, else `irsa-login`.
 fn session_name_from_token(file: &PathBuf) -> SessionName {
-    let sa = std::fs::read_to_string(file)
-        .ok()
+    let sa = read_token_file(file)
+        .and_then(|raw| String::from_utf8(raw).ok())
         .and_then(|raw| token::decode_unverified(&raw).ok())
         .and_then(|t| t.claims.service_account());
     match sa {
@@ -157,14 +161,58 @@ fn session_name_from_token(file: &PathBuf) -> SessionName {
     }
 }
 
-/// The disk cache's identity: who asks, and for Chainguard which identity at which issuer.
+/// Environment variables that change whose credential comes back, or from where.
+const KEY_ENV: &[&str] = &[
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_ENDPOINT_URL_ECR_PUBLIC",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+];
+
+/// The disk cache's identity: a hash of everything that decides the credential — the identity,
+/// the token itself (a new or different token is a miss, so STS judges it), the AWS environment
+/// (endpoints, region, profile, ambient key id) and, for Chainguard, the identity and issuer.
+/// Each part is length-prefixed, so no two different inputs share a key.
 fn cache_identity(identity: &Identity, args: &IdentityArgs) -> String {
-    format!(
-        "{}|cg={}|{}",
-        identity.cache_key(),
-        args.chainguard_identity.as_deref().unwrap_or(""),
-        args.chainguard_issuer
-    )
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    part(identity.cache_key().as_bytes());
+    if let Identity::WebIdentity { .. } = identity
+        && let Some(file) = &args.token_file
+    {
+        part(&read_token_file(file).unwrap_or_default());
+    }
+    for name in KEY_ENV {
+        part(std::env::var(name).unwrap_or_default().as_bytes());
+    }
+    part(args.chainguard_identity.as_deref().unwrap_or("").as_bytes());
+    part(args.chainguard_issuer.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The token file's bytes, at most 64 KiB (a token file is a few KiB; never read /dev/zero whole).
+fn read_token_file(file: &PathBuf) -> Option<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(file)
+        .ok()?
+        .take(64 * 1024)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
 }
 
 fn targets(
@@ -334,27 +382,36 @@ pub(crate) fn docker_credential(args: DockerCredentialArgs) -> anyhow::Result<Ve
     match args.command {
         DockerCredentialCommand::Get => {
             let server_url = read_server_url()?;
-            let targets = match targets(
-                std::slice::from_ref(&server_url),
+            // Docker reads stdout: the not-found sentence makes it fall back to anonymous pulls,
+            // which is right only for registries irsa does not serve. Any other failure is
+            // printed there too, so `docker pull` shows the reason (a trust policy, a permission).
+            let target = match RegistryTarget::parse(
+                &server_url,
                 args.identity.chainguard_identity.as_deref(),
             ) {
                 Ok(t) => t,
-                Err(e) => {
-                    eprintln!("irsa: {e}");
+                Err(irsa_aws::TargetError::Unsupported { .. }) => {
                     println!("{NOT_FOUND}");
                     return Ok(Verdict::No);
                 }
+                Err(e) => {
+                    println!("irsa: {e}");
+                    return Ok(Verdict::No);
+                }
             };
-            match credentials(&args.identity, &targets)? {
-                Ok(entries) => {
+            match credentials(&args.identity, std::slice::from_ref(&target)) {
+                Ok(Ok(entries)) => {
                     let e = &entries[0];
                     let body = json!({"ServerURL": server_url, "Username": e.username, "Secret": e.password.expose()});
                     println!("{}", SecretString::new(body.to_string()).expose());
                     Ok(Verdict::Ok)
                 }
-                Err(message) => {
-                    eprintln!("irsa: {message}");
-                    println!("{NOT_FOUND}");
+                Ok(Err(message)) => {
+                    println!("irsa: {message}");
+                    Ok(Verdict::No)
+                }
+                Err(error) => {
+                    println!("irsa: {error}");
                     Ok(Verdict::No)
                 }
             }
@@ -383,10 +440,11 @@ pub(crate) fn docker_credential(args: DockerCredentialArgs) -> anyhow::Result<Ve
             let server_url = read_server_url()?;
             let identity = identity(&args.identity)?;
             let key = cache_identity(&identity, &args.identity);
-            if let (Some(cache), Ok(targets)) =
-                (DiskCache::from_env(), targets(&[server_url], None))
-            {
-                cache.remove(&key, &targets[0].host)?;
+            let host = irsa_core::registry::parse(&server_url)
+                .map_err(|e| Invalid(format!("server URL on stdin: {e}")))?
+                .host;
+            if let Some(cache) = DiskCache::from_env() {
+                cache.remove(&key, &host)?;
             }
             Ok(Verdict::Ok)
         }

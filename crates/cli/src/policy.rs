@@ -256,6 +256,13 @@ fn repository_arn_from_image(input: &str) -> anyhow::Result<EcrRepositoryArn> {
 }
 
 fn check(args: CheckArgs) -> anyhow::Result<Verdict> {
+    if args.trust_policy == "-" && args.token == "-" {
+        return Err(Invalid(
+            "--trust-policy and --token cannot both read stdin (-): pass one of them as a file"
+                .to_owned(),
+        )
+        .into());
+    }
     let policy_text = read_text(&args.trust_policy, "--trust-policy")?;
     let policy =
         PolicyDocument::parse(&policy_text).map_err(|e| Invalid(format!("--trust-policy: {e}")))?;

@@ -272,3 +272,34 @@ fn half_an_identity_names_the_missing_half() {
         run.stderr
     );
 }
+
+#[test]
+fn a_different_token_at_the_same_path_is_judged_by_sts_not_served_from_cache() {
+    let w = Workload::new("rotated");
+    let first = w.run("puller", &["argocd-credentials", ECR_A]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    // Same file, another (here: invalid) token: the cache must not vouch for it.
+    std::fs::write(&w.token_file, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+        .expect("rewrite token");
+    let second = w.run("puller", &["argocd-credentials", ECR_A]);
+    assert_eq!(
+        second.code, 1,
+        "served from cache for a token STS never saw:\n{}",
+        second.stdout
+    );
+    assert!(second.stdout.is_empty());
+}
+
+#[test]
+fn the_docker_helper_shows_why_it_failed_instead_of_not_found() {
+    let w = Workload::new("helper-denied");
+    let run = w.run_with(
+        &binary(),
+        "no-ecr",
+        &["docker-credential", "get"],
+        &format!("https://{ECR_A}\n"),
+    );
+    assert_eq!(run.code, 1);
+    assert!(run.stdout.starts_with("irsa: "), "{}", run.stdout);
+    assert!(run.stdout.contains("permissions policy"), "{}", run.stdout);
+}

@@ -102,7 +102,7 @@ impl Sandbox {
             .lines()
             .filter_map(|l| l.strip_prefix("export "))
             .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
             .collect();
         Sandbox { child, env }
     }

@@ -18,8 +18,8 @@ use crate::cloud::{
 /// The audience STS expects of web-identity tokens unless a provider says otherwise.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 
-/// What to start.
-#[derive(Debug, Clone, Default)]
+/// What to start. `Debug` leaves the token out.
+#[derive(Clone, Default)]
 pub struct StackConfig {
     /// The cloud: IAM roles and providers, token lifetimes, the OIDC issuer URL. The issuer is
     /// registered as an IAM OIDC provider (audience `sts.amazonaws.com`) unless the config does.
@@ -28,6 +28,16 @@ pub struct StackConfig {
     pub api_token: Option<String>,
     /// Start Debian's `docker-registry` with token auth against the sandbox.
     pub registry: bool,
+}
+
+impl std::fmt::Debug for StackConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackConfig")
+            .field("cloud", &self.cloud)
+            .field("api_token", &self.api_token.as_ref().map(|_| "[redacted]"))
+            .field("registry", &self.registry)
+            .finish()
+    }
 }
 
 /// Why the sandbox could not start.
@@ -69,6 +79,7 @@ pub struct Stack {
     pub aws_url: String,
     /// The registry, when started.
     pub registry: Option<RegistryProcess>,
+    region: String,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -103,6 +114,7 @@ impl Stack {
                 jwks: None,
             });
         }
+        let region = config.cloud.region.clone();
         let cloud = Cloud::new(config.cloud)?;
         let tls = Tls::generate()?;
         let api_config = ApiServerConfig {
@@ -158,6 +170,7 @@ impl Stack {
             api_url,
             aws_url,
             registry,
+            region,
             stop,
             tasks,
         })
@@ -168,30 +181,30 @@ impl Stack {
         self.tls.kubeconfig(&self.api_url, self.api.token())
     }
 
-    /// Shell `export` lines that point AWS SDKs and CLIs at the sandbox.
+    /// Shell `export` lines that point AWS SDKs and CLIs at the sandbox; values single-quoted.
     pub fn env_file(&self, kubeconfig: &Path) -> String {
-        let mut env = format!(
-            "# Point AWS SDKs, the AWS CLI, kubectl and irsa at the irsa sandbox: source this file.\n\
-             export AWS_ENDPOINT_URL={aws}\n\
-             export AWS_REGION={region}\n\
-             # Placeholders so SDKs do not probe an instance metadata service; the sandbox accepts\n\
-             # only the temporary credentials its own STS issued.\n\
-             export AWS_ACCESS_KEY_ID=AKIAIRSASANDBOX00000\n\
-             export AWS_SECRET_ACCESS_KEY=irsa-sandbox-placeholder-not-a-credential\n\
-             export KUBECONFIG={kubeconfig}\n\
-             export IRSA_SANDBOX_ISSUER={issuer}\n\
-             export IRSA_SANDBOX_ACCOUNT={account}\n",
-            aws = self.aws_url,
-            region = "us-east-1",
-            kubeconfig = kubeconfig.display(),
-            issuer = self.cloud.issuer().issuer_url(),
-            account = self.cloud.account_id(),
-        );
+        let mut vars = vec![
+            ("AWS_ENDPOINT_URL", self.aws_url.clone()),
+            ("AWS_REGION", self.region.clone()),
+            // Placeholders so SDKs do not probe an instance metadata service; the sandbox
+            // accepts only the temporary credentials its own STS issued.
+            ("AWS_ACCESS_KEY_ID", "AKIAIRSASANDBOX00000".to_owned()),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                "irsa-sandbox-placeholder-not-a-credential".to_owned(),
+            ),
+            ("KUBECONFIG", kubeconfig.display().to_string()),
+            ("IRSA_SANDBOX_ISSUER", self.cloud.issuer().issuer_url()),
+            ("IRSA_SANDBOX_ACCOUNT", self.cloud.account_id().to_owned()),
+        ];
         if let Some(registry) = &self.registry {
-            env.push_str(&format!(
-                "export IRSA_SANDBOX_REGISTRY={}\n",
-                registry.host()
-            ));
+            vars.push(("IRSA_SANDBOX_REGISTRY", registry.host()));
+        }
+        let mut env = String::from(
+            "# Point AWS SDKs, the AWS CLI, kubectl and irsa at the irsa sandbox: source this file.\n",
+        );
+        for (name, value) in vars {
+            env.push_str(&format!("export {name}={}\n", shell_quote(&value)));
         }
         env
     }
@@ -199,7 +212,7 @@ impl Stack {
     /// Writes `kubeconfig` and `env` into `dir` (created if absent), both mode 0600: the
     /// kubeconfig holds the API server's admin token.
     pub fn write_state(&self, dir: &Path) -> Result<StatePaths, StackError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         let io = |path: &Path| {
             let path = path.to_owned();
             move |source| StackError::State { path, source }
@@ -209,6 +222,10 @@ impl Stack {
             .mode(0o700)
             .create(dir)
             .map_err(io(dir))?;
+        // The cloud may have created it first (for its key) with the default mode.
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        // Absolute, so the env file works from any directory.
+        let dir = dir.canonicalize().map_err(io(dir))?;
         let kubeconfig = dir.join("kubeconfig");
         let env = dir.join("env");
         for (path, contents) in [
@@ -216,14 +233,23 @@ impl Stack {
             (&env, self.env_file(&kubeconfig)),
         ] {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(path)
+            // A new 0600 file renamed over the old one: never readable by others, never half.
+            let tmp = path.with_extension(format!("tmp.{}", random_token()));
+            let write = || -> std::io::Result<()> {
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)?;
+                f.write_all(contents.as_bytes())?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, path)
+            };
+            write()
+                .inspect_err(|_| {
+                    let _ = std::fs::remove_file(&tmp);
+                })
                 .map_err(io(path))?;
-            f.write_all(contents.as_bytes()).map_err(io(path))?;
         }
         Ok(StatePaths { kubeconfig, env })
     }
@@ -244,9 +270,50 @@ impl Drop for Stack {
     }
 }
 
+/// 32 lowercase alphanumerics from the system's CSPRNG: the API server's admin token.
 fn random_token() -> String {
-    let mut rng = fastrand::Rng::new();
-    (0..32)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.usize(..36)]))
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut bytes = [0u8; 32];
+    if aws_lc_rs::rand::fill(&mut bytes).is_err() {
+        // aws-lc's RNG does not fail on Linux; if it ever did, refuse to make a weak token.
+        panic!("the system random number generator failed");
+    }
+    bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
         .collect()
+}
+
+/// `value` as one single-quoted shell word.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_survives_spaces_quotes_and_substitutions() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("$(rm -rf ~)"), "'$(rm -rf ~)'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn tokens_are_random_and_debug_hides_them() {
+        let (a, b) = (random_token(), random_token());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+        let config = StackConfig {
+            api_token: Some(a.clone()),
+            ..StackConfig::default()
+        };
+        assert!(!format!("{config:?}").contains(&a));
+        let api = ApiServerConfig {
+            token: b.clone(),
+            ..ApiServerConfig::default()
+        };
+        assert!(!format!("{api:?}").contains(&b));
+    }
 }

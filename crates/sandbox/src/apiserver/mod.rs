@@ -48,8 +48,8 @@ pub use tls::{Tls, TlsError, serve_http, serve_tls};
 use crate::metrics::Counters;
 use crate::token_issuer::TokenIssuer;
 
-/// API server settings.
-#[derive(Debug, Clone)]
+/// API server settings. `Debug` leaves the token out.
+#[derive(Clone)]
 pub struct ApiServerConfig {
     /// The bearer token clients must present.
     pub token: String,
@@ -61,6 +61,17 @@ pub struct ApiServerConfig {
     pub max_watch_timeout: Duration,
     /// Request counters (service `kubernetes`, action `<verb> <resource>`, outcome HTTP code).
     pub counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for ApiServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiServerConfig")
+            .field("token", &"[redacted]")
+            .field("watch_history", &self.watch_history)
+            .field("bookmark_interval", &self.bookmark_interval)
+            .field("max_watch_timeout", &self.max_watch_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ApiServerConfig {
