@@ -21,8 +21,9 @@ pub(crate) struct Entry {
     pub registry: String,
     pub username: String,
     pub password: SecretString,
-    /// Unix seconds after which the registry refuses the password.
-    pub expires_at: i64,
+    /// Unix seconds after which the registry refuses the password, when the registry said.
+    /// Only credentials with a known, future expiry are ever stored.
+    pub expires_at: Option<i64>,
     /// Unix seconds after which the entry is not served (a fraction of its lifetime).
     pub refresh_at: i64,
 }
@@ -110,7 +111,7 @@ impl DiskCache {
             registry: d.registry,
             username: d.username,
             password: SecretString::new(d.password),
-            expires_at: d.expires_at,
+            expires_at: Some(d.expires_at),
             refresh_at: d.refresh_at,
         })
     }
@@ -123,7 +124,7 @@ impl DiskCache {
             registry: entry.registry.clone(),
             username: entry.username.clone(),
             password: entry.password.expose().to_owned(),
-            expires_at: entry.expires_at,
+            expires_at: entry.expires_at.unwrap_or(entry.refresh_at),
             refresh_at: entry.refresh_at,
         })?;
         write_private(&path, &json)
@@ -179,7 +180,7 @@ mod tests {
             registry: registry.into(),
             username: "AWS".into(),
             password: "pw-very-secret".into(),
-            expires_at: refresh_at + 100,
+            expires_at: Some(refresh_at + 100),
             refresh_at,
         }
     }

@@ -62,7 +62,8 @@ pub(crate) enum LoginOutput {
     Dockerconfigjson,
     /// The bare password, as `aws ecr get-login-password` prints it (one registry only).
     Password,
-    /// `[{"registry","username","password","expires_at"}]` for scripts.
+    /// `[{"registry","username","password","expires_at"}]` for scripts (`expires_at` null when
+    /// the registry did not say).
     Json,
 }
 
@@ -273,8 +274,8 @@ fn credentials(
             let expires_at = cred
                 .expires_at
                 .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-                .map_or(now, |d| d.as_secs() as i64);
-            let lifetime = (expires_at - now).max(0);
+                .map(|d| d.as_secs() as i64);
+            let lifetime = expires_at.map_or(0, |e| (e - now).max(0));
             let entry = Entry {
                 registry: cred.registry.clone(),
                 username: cred.username.clone(),
@@ -345,7 +346,7 @@ pub(crate) fn login(args: LoginArgs) -> anyhow::Result<Verdict> {
                         "registry": e.registry,
                         "username": e.username,
                         "password": e.password.expose(),
-                        "expires_at": irsa_core::time::rfc3339(e.expires_at),
+                        "expires_at": e.expires_at.map(irsa_core::time::rfc3339),
                     })
                 })
                 .collect();
@@ -418,7 +419,12 @@ pub(crate) fn docker_credential(args: DockerCredentialArgs) -> anyhow::Result<Ve
         }
         DockerCredentialCommand::List => {
             let mut listing = serde_json::Map::new();
-            if let (Some(cache), Ok(identity)) = (DiskCache::from_env(), identity(&args.identity)) {
+            let cache = if args.identity.no_cache {
+                None
+            } else {
+                DiskCache::from_env()
+            };
+            if let (Some(cache), Ok(identity)) = (cache, identity(&args.identity)) {
                 let key = cache_identity(&identity, &args.identity);
                 for e in cache.list(&key, now()) {
                     listing.insert(format!("https://{}", e.registry), json!(e.username));

@@ -220,6 +220,12 @@ fn docker_credential_helper_protocol_through_its_own_name() {
     let list = w.run_with(&helper, "puller", &["list"], "");
     assert_eq!(list.code, 0, "{}", list.stderr);
     assert_eq!(list.json()[&url], "AWS");
+    let uncached = w.run_with(&helper, "puller", &["--no-cache", "list"], "");
+    assert_eq!(
+        uncached.json(),
+        serde_json::json!({}),
+        "--no-cache lists nothing cached"
+    );
 
     let unknown = w.run_with(&helper, "puller", &["get"], "https://quay.io\n");
     assert_eq!(unknown.code, 1);
