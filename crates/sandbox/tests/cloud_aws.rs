@@ -6,87 +6,10 @@ mod common_cloud;
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
-use aws_sdk_sts::config::Region;
 use aws_sdk_sts::error::ProvideErrorMetadata as _;
 use base64::Engine as _;
 use common_cloud::*;
 use serde_json::json;
-
-fn sts_client(url: &str) -> aws_sdk_sts::Client {
-    let config = aws_sdk_sts::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .build();
-    aws_sdk_sts::Client::from_conf(config)
-}
-
-fn signed_sts_client(url: &str, creds: Credentials) -> aws_sdk_sts::Client {
-    let config = aws_sdk_sts::Config::builder()
-        .behavior_version_latest()
-        .region(Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(creds)
-        .build();
-    aws_sdk_sts::Client::from_conf(config)
-}
-
-fn ecr_client(url: &str, creds: Credentials) -> aws_sdk_ecr::Client {
-    let config = aws_sdk_ecr::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_ecr::config::Region::new("eu-west-1"))
-        .endpoint_url(url)
-        .credentials_provider(creds)
-        .build();
-    aws_sdk_ecr::Client::from_conf(config)
-}
-
-fn ecr_public_client(url: &str, creds: Credentials) -> aws_sdk_ecrpublic::Client {
-    let config = aws_sdk_ecrpublic::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_ecrpublic::config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(creds)
-        .build();
-    aws_sdk_ecrpublic::Client::from_conf(config)
-}
-
-async fn assume(
-    url: &str,
-    role: &str,
-    token: &str,
-) -> Result<
-    aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityOutput,
-    (Option<String>, Option<String>),
-> {
-    sts_client(url)
-        .assume_role_with_web_identity()
-        .role_arn(role)
-        .role_session_name("irsa-test")
-        .web_identity_token(token)
-        .send()
-        .await
-        .map_err(|e| {
-            let se = e.into_service_error();
-            (
-                se.code().map(str::to_owned),
-                se.message().map(str::to_owned),
-            )
-        })
-}
-
-fn creds(
-    out: &aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityOutput,
-) -> Credentials {
-    let c = out.credentials().unwrap();
-    Credentials::new(
-        c.access_key_id(),
-        c.secret_access_key(),
-        Some(c.session_token().to_owned()),
-        None,
-        "test",
-    )
-}
 
 #[tokio::test]
 async fn allowed_web_identity_then_caller_identity_ecr_and_ecr_public() {

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
 use aws_sdk_sts::config::Region;
+use aws_sdk_sts::error::ProvideErrorMetadata as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use irsa_sandbox::cloud::sigv4::{RequestParts, sign_request};
@@ -360,5 +361,83 @@ pub async fn chainguard_exchange(url: &str, identity: &str, bearer: &str) -> (u1
     (
         r.status,
         serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+// ---- aws-sdk-rust clients for the sandbox's STS, ECR and ECR Public
+
+pub fn sts_client(url: &str) -> aws_sdk_sts::Client {
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .build();
+    aws_sdk_sts::Client::from_conf(config)
+}
+
+pub fn signed_sts_client(url: &str, creds: Credentials) -> aws_sdk_sts::Client {
+    let config = aws_sdk_sts::Config::builder()
+        .behavior_version_latest()
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_sts::Client::from_conf(config)
+}
+
+pub fn ecr_client(url: &str, creds: Credentials) -> aws_sdk_ecr::Client {
+    let config = aws_sdk_ecr::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_ecr::config::Region::new("eu-west-1"))
+        .endpoint_url(url)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_ecr::Client::from_conf(config)
+}
+
+pub fn ecr_public_client(url: &str, creds: Credentials) -> aws_sdk_ecrpublic::Client {
+    let config = aws_sdk_ecrpublic::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_ecrpublic::config::Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(creds)
+        .build();
+    aws_sdk_ecrpublic::Client::from_conf(config)
+}
+
+pub async fn assume(
+    url: &str,
+    role: &str,
+    token: &str,
+) -> Result<
+    aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityOutput,
+    (Option<String>, Option<String>),
+> {
+    sts_client(url)
+        .assume_role_with_web_identity()
+        .role_arn(role)
+        .role_session_name("irsa-test")
+        .web_identity_token(token)
+        .send()
+        .await
+        .map_err(|e| {
+            let se = e.into_service_error();
+            (
+                se.code().map(str::to_owned),
+                se.message().map(str::to_owned),
+            )
+        })
+}
+
+pub fn creds(
+    out: &aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityOutput,
+) -> Credentials {
+    let c = out.credentials().unwrap();
+    Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_owned()),
+        None,
+        "test",
     )
 }
