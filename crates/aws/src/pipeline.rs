@@ -322,6 +322,27 @@ impl Pipeline {
         identity: &Identity,
         registries: &[RegistryTarget],
     ) -> Result<Vec<RegistryCredential>, PipelineError> {
+        self.collect(identity, registries, false).await
+    }
+
+    /// Like [`Pipeline::registry_credentials`], but always mints new registry tokens (one
+    /// provider call per group) instead of serving cached ones; AWS credentials still come
+    /// through the cache. For callers that keep credentials themselves and decide when to
+    /// refresh, such as the pull-secret controller; a failure is returned, never a stale token.
+    pub async fn fresh_registry_credentials(
+        &self,
+        identity: &Identity,
+        registries: &[RegistryTarget],
+    ) -> Result<Vec<RegistryCredential>, PipelineError> {
+        self.collect(identity, registries, true).await
+    }
+
+    async fn collect(
+        &self,
+        identity: &Identity,
+        registries: &[RegistryTarget],
+        fresh: bool,
+    ) -> Result<Vec<RegistryCredential>, PipelineError> {
         // Few groups per call: a vector with linear search beats a map here.
         let mut groups: Vec<Vec<&RegistryTarget>> = Vec::with_capacity(1);
         // The group of each requested target (one host may be asked for with two Chainguard
@@ -353,7 +374,7 @@ impl Pipeline {
         }
         let fetches = groups
             .into_iter()
-            .map(|members| self.fetch_cached(identity, members));
+            .map(|members| self.fetch_group(identity, members, fresh));
         let results = if fetches.len() == 1 {
             // The common case (one registry, or one region) without join_all's allocations.
             let mut fetches = fetches;
@@ -375,6 +396,23 @@ impl Pipeline {
             out.push(credential.clone());
         }
         Ok(out)
+    }
+
+    /// One group's credentials: fresh from upstream, or from the cache.
+    async fn fetch_group(
+        &self,
+        identity: &Identity,
+        members: Vec<&RegistryTarget>,
+        fresh: bool,
+    ) -> Result<Arc<Vec<RegistryCredential>>, PipelineError> {
+        if !fresh {
+            return self.fetch_cached(identity, members).await;
+        }
+        let mut targets: Vec<RegistryTarget> = members.into_iter().cloned().collect();
+        targets.sort_by(|a, b| a.host.cmp(&b.host));
+        targets.dedup_by(|a, b| a.host == b.host);
+        let fetched = self.inner.clone().fetch_group(identity, targets).await?;
+        Ok(Arc::new(fetched.value))
     }
 
     /// One group's credentials from the cache, or from one shared upstream fetch.

@@ -50,7 +50,7 @@ pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
 pub const DOCKER_CONFIG_JSON_KEY: &str = ".dockerconfigjson";
 
 /// The resource a plan is for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Owner {
     /// A ClusterPullSecret.
     Cluster {

@@ -1,0 +1,493 @@
+//! The controller's view of the cluster: namespaces (metadata only), irsa's own Secrets (never
+//! their data) and ServiceAccounts (their `imagePullSecrets` and the two IRSA annotations).
+//! Fed by watch events and by the answers to irsa's own writes, so that a reconcile that runs
+//! before its write's watch event arrives does not write again. No I/O: the watch tasks call
+//! [`Index::apply_namespace`] and friends, the reconciler reads [`Index::observed`].
+//!
+//! Stale events are dropped by comparing `resourceVersion`s numerically when both parse as
+//! integers (they are etcd revisions on every API server irsa knows); otherwise the event wins.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::plan::{NamespaceState, Observed, SecretState, ServiceAccountState, Subject, Targets};
+
+/// The service-account annotation naming the IAM role.
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+/// The service-account annotation naming the token audience.
+pub const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
+
+type Key = (String, String);
+
+/// A ServiceAccount as indexed: its pull-secret entries and its IRSA annotations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedServiceAccount {
+    /// Namespace, name, resourceVersion and `imagePullSecrets`.
+    pub state: ServiceAccountState,
+    /// `eks.amazonaws.com/role-arn`, if set.
+    pub role_arn: Option<String>,
+    /// `eks.amazonaws.com/audience`, if set.
+    pub audience: Option<String>,
+}
+
+impl IndexedServiceAccount {
+    /// Reads the indexed parts of a ServiceAccount (`None` without a name or namespace).
+    pub fn from_service_account(sa: &ServiceAccount) -> Option<Self> {
+        let meta = &sa.metadata;
+        let annotation = |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k).cloned());
+        Some(Self {
+            state: ServiceAccountState {
+                namespace: meta.namespace.clone()?,
+                name: meta.name.clone()?,
+                resource_version: meta.resource_version.clone(),
+                image_pull_secrets: sa
+                    .image_pull_secrets
+                    .iter()
+                    .flatten()
+                    .map(|r| r.name.clone())
+                    .collect(),
+            },
+            role_arn: annotation(ROLE_ARN_ANNOTATION),
+            audience: annotation(AUDIENCE_ANNOTATION),
+        })
+    }
+}
+
+/// A same-named Secret irsa does not own, learnt when creating ours was refused, and when.
+#[derive(Debug, Clone)]
+struct Foreign {
+    state: SecretState,
+    checked: Instant,
+}
+
+/// See the [module docs](self).
+#[derive(Debug, Default)]
+pub struct Index {
+    namespaces: BTreeMap<String, (NamespaceState, Option<String>)>,
+    secrets: HashMap<Key, (SecretState, Option<String>)>,
+    service_accounts: HashMap<Key, IndexedServiceAccount>,
+    foreign: HashMap<Key, Foreign>,
+}
+
+/// Whether an update at `incoming` may replace what is held at `held`.
+fn newer(held: Option<&str>, incoming: Option<&str>) -> bool {
+    match (
+        held.and_then(|h| h.parse::<u64>().ok()),
+        incoming.and_then(|i| i.parse::<u64>().ok()),
+    ) {
+        (Some(h), Some(i)) => i >= h,
+        _ => true,
+    }
+}
+
+fn key_of(meta: &ObjectMeta) -> Option<Key> {
+    Some((meta.namespace.clone()?, meta.name.clone()?))
+}
+
+fn namespace_state(meta: &ObjectMeta) -> Option<NamespaceState> {
+    Some(NamespaceState {
+        name: meta.name.clone()?,
+        labels: meta.labels.clone().unwrap_or_default(),
+        terminating: meta.deletion_timestamp.is_some(),
+    })
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A namespace was added or changed. Returns whether anything changed.
+    pub fn apply_namespace(&mut self, meta: &ObjectMeta) -> bool {
+        let Some(state) = namespace_state(meta) else {
+            return false;
+        };
+        let rv = meta.resource_version.clone();
+        match self.namespaces.get(&state.name) {
+            Some((held, held_rv))
+                if held == &state || !newer(held_rv.as_deref(), rv.as_deref()) =>
+            {
+                false
+            }
+            _ => {
+                self.namespaces.insert(state.name.clone(), (state, rv));
+                true
+            }
+        }
+    }
+
+    /// A namespace was deleted.
+    pub fn delete_namespace(&mut self, meta: &ObjectMeta) -> bool {
+        let Some(name) = &meta.name else { return false };
+        let removed = self.namespaces.remove(name).is_some();
+        // Everything in it went with it.
+        self.secrets.retain(|(ns, _), _| ns != name);
+        self.service_accounts.retain(|(ns, _), _| ns != name);
+        self.foreign.retain(|(ns, _), _| ns != name);
+        removed
+    }
+
+    /// Replaces every namespace (a watch's re-list).
+    pub fn reset_namespaces<'a>(&mut self, all: impl IntoIterator<Item = &'a ObjectMeta>) {
+        self.namespaces = all
+            .into_iter()
+            .filter_map(|m| {
+                Some((
+                    m.name.clone()?,
+                    (namespace_state(m)?, m.resource_version.clone()),
+                ))
+            })
+            .collect();
+    }
+
+    /// One of irsa's Secrets was added or changed (by a watch event or by irsa's own write).
+    pub fn apply_secret(&mut self, secret: &Secret) -> bool {
+        let (Some(key), Some(state)) = (key_of(&secret.metadata), SecretState::from_secret(secret))
+        else {
+            return false;
+        };
+        let rv = secret.metadata.resource_version.clone();
+        self.foreign.remove(&key);
+        match self.secrets.get(&key) {
+            Some((held, held_rv))
+                if held == &state || !newer(held_rv.as_deref(), rv.as_deref()) =>
+            {
+                false
+            }
+            _ => {
+                self.secrets.insert(key, (state, rv));
+                true
+            }
+        }
+    }
+
+    /// One of irsa's Secrets was deleted (or irsa deleted it, or it lost irsa's label).
+    pub fn delete_secret(&mut self, namespace: &str, name: &str) -> bool {
+        self.secrets
+            .remove(&(namespace.to_owned(), name.to_owned()))
+            .is_some()
+    }
+
+    /// Replaces every Secret of irsa's (a watch's re-list).
+    pub fn reset_secrets<'a>(&mut self, all: impl IntoIterator<Item = &'a Secret>) {
+        self.secrets = all
+            .into_iter()
+            .filter_map(|s| {
+                Some((
+                    key_of(&s.metadata)?,
+                    (
+                        SecretState::from_secret(s)?,
+                        s.metadata.resource_version.clone(),
+                    ),
+                ))
+            })
+            .collect();
+    }
+
+    /// A ServiceAccount was added or changed.
+    pub fn apply_service_account(&mut self, sa: &ServiceAccount) -> bool {
+        let Some(indexed) = IndexedServiceAccount::from_service_account(sa) else {
+            return false;
+        };
+        let key = (indexed.state.namespace.clone(), indexed.state.name.clone());
+        match self.service_accounts.get(&key) {
+            Some(held)
+                if held == &indexed
+                    || !newer(
+                        held.state.resource_version.as_deref(),
+                        indexed.state.resource_version.as_deref(),
+                    ) =>
+            {
+                false
+            }
+            _ => {
+                self.service_accounts.insert(key, indexed);
+                true
+            }
+        }
+    }
+
+    /// A ServiceAccount was deleted.
+    pub fn delete_service_account(&mut self, namespace: &str, name: &str) -> bool {
+        self.service_accounts
+            .remove(&(namespace.to_owned(), name.to_owned()))
+            .is_some()
+    }
+
+    /// Replaces every ServiceAccount (a watch's re-list).
+    pub fn reset_service_accounts<'a>(
+        &mut self,
+        all: impl IntoIterator<Item = &'a ServiceAccount>,
+    ) {
+        self.service_accounts = all
+            .into_iter()
+            .filter_map(IndexedServiceAccount::from_service_account)
+            .map(|sa| ((sa.state.namespace.clone(), sa.state.name.clone()), sa))
+            .collect();
+    }
+
+    /// Records a same-named Secret irsa may not touch (creating ours was refused).
+    pub fn record_foreign(&mut self, state: SecretState, now: Instant) {
+        let key = (state.namespace.clone(), state.name.clone());
+        self.foreign.insert(
+            key,
+            Foreign {
+                state,
+                checked: now,
+            },
+        );
+    }
+
+    /// Forgets a same-named foreign Secret (it is gone).
+    pub fn forget_foreign(&mut self, namespace: &str, name: &str) {
+        self.foreign
+            .remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Foreign Secrets named `name` last checked before `before`: to be looked at again.
+    pub fn foreign_due(&self, name: &str, before: Instant) -> Vec<SecretState> {
+        self.foreign
+            .values()
+            .filter(|f| f.state.name == name && f.checked < before)
+            .map(|f| f.state.clone())
+            .collect()
+    }
+
+    /// A ServiceAccount, if known.
+    pub fn service_account(&self, namespace: &str, name: &str) -> Option<&IndexedServiceAccount> {
+        self.service_accounts
+            .get(&(namespace.to_owned(), name.to_owned()))
+    }
+
+    /// An owned Secret's state, if known.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretState> {
+        self.secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .map(|(s, _)| s)
+    }
+
+    /// Counts: namespaces, irsa's Secrets, ServiceAccounts.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        (
+            self.namespaces.len(),
+            self.secrets.len(),
+            self.service_accounts.len(),
+        )
+    }
+
+    /// What planning `subject` needs: the namespaces it may serve, every Secret named
+    /// `spec.secretName` or carrying its owner labels, and the ServiceAccounts that may need a
+    /// patch (those it adds entries to, and those listing one of its Secrets).
+    pub fn observed(&self, subject: &Subject<'_>) -> Observed {
+        let spec = subject.spec;
+        let namespaces: Vec<NamespaceState> = match subject.targets {
+            Targets::Selection(_) => self.namespaces.values().map(|(n, _)| n.clone()).collect(),
+            Targets::Namespace(own) => self
+                .namespaces
+                .get(own)
+                .map(|(n, _)| n.clone())
+                .into_iter()
+                .collect(),
+        };
+        let mut secrets: Vec<SecretState> = self
+            .secrets
+            .values()
+            .map(|(s, _)| s)
+            .filter(|s| s.name == spec.secret_name || subject.owner.owns(&s.labels))
+            .cloned()
+            .collect();
+        secrets.extend(
+            self.foreign
+                .values()
+                .filter(|f| f.state.name == spec.secret_name)
+                .map(|f| f.state.clone()),
+        );
+        let ours: BTreeSet<&str> = secrets
+            .iter()
+            .filter(|s| subject.owner.owns(&s.labels))
+            .map(|s| s.name.as_str())
+            .chain(std::iter::once(spec.secret_name.as_str()))
+            .collect();
+        let wants_any = !spec.service_accounts.is_empty();
+        let service_accounts = self
+            .service_accounts
+            .values()
+            .map(|sa| &sa.state)
+            .filter(|sa| {
+                (wants_any
+                    && spec
+                        .service_accounts
+                        .iter()
+                        .any(|n| n == "*" || *n == sa.name))
+                    || sa
+                        .image_pull_secrets
+                        .iter()
+                        .any(|n| ours.contains(n.as_str()))
+            })
+            .filter(|sa| match subject.targets {
+                Targets::Namespace(own) => sa.namespace == own,
+                Targets::Selection(_) => true,
+            })
+            .cloned()
+            .collect();
+        Observed {
+            namespaces,
+            secrets,
+            service_accounts,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Owner, plan};
+    use irsa_core::docker_config::DockerConfig;
+    use irsa_core::secret::SecretString;
+    use irsa_k8s::{
+        ClusterPullSecret, ClusterPullSecretSpec, IdentitySpec, RegistrySpec, SecretSpec,
+    };
+    use k8s_openapi::api::core::v1::LocalObjectReference;
+
+    fn ns(name: &str, rv: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            resource_version: Some(rv.into()),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn cps() -> ClusterPullSecret {
+        let spec = SecretSpec::new(
+            vec![RegistrySpec {
+                host: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
+                chainguard: None,
+            }],
+            IdentitySpec::default(),
+            "regcred",
+        );
+        ClusterPullSecret::new(
+            "ecr",
+            ClusterPullSecretSpec {
+                secret: spec,
+                namespaces: Default::default(),
+            },
+        )
+    }
+
+    fn credential() -> DockerConfig {
+        let mut c = DockerConfig::new();
+        c.insert(
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
+            "AWS",
+            SecretString::from("token"),
+        );
+        c
+    }
+
+    #[test]
+    fn namespaces_apply_delete_reset_and_stale_events() {
+        let mut index = Index::new();
+        assert!(index.apply_namespace(&ns("a", "5")));
+        assert!(!index.apply_namespace(&ns("a", "5")), "unchanged");
+        let mut labelled = ns("a", "4");
+        labelled.labels = Some([("team".to_owned(), "x".to_owned())].into());
+        assert!(
+            !index.apply_namespace(&labelled),
+            "an older event is dropped"
+        );
+        labelled.resource_version = Some("6".into());
+        assert!(index.apply_namespace(&labelled));
+        assert!(index.delete_namespace(&ns("a", "7")));
+        assert_eq!(index.sizes().0, 0);
+        index.reset_namespaces([&ns("b", "1"), &ns("c", "2")]);
+        assert_eq!(index.sizes().0, 2);
+    }
+
+    #[test]
+    fn own_write_then_stale_echo_plans_nothing() {
+        let cps = cps();
+        let subject = Subject::cluster(&cps);
+        let mut index = Index::new();
+        index.apply_namespace(&ns("a", "1"));
+        let first = plan(&subject, &index.observed(&subject), Some(&credential()));
+        assert_eq!(first.writes.len(), 1);
+        // irsa's write answered with resourceVersion 10: indexed at once.
+        let mut written = first.writes[0].secret.to_secret();
+        written.metadata.resource_version = Some("10".into());
+        assert!(index.apply_secret(&written));
+        let second = plan(&subject, &index.observed(&subject), Some(&credential()));
+        assert!(second.is_noop(), "{second:?}");
+        // The watch's echo of an older version changes nothing.
+        let mut stale = written.clone();
+        stale.metadata.resource_version = Some("9".into());
+        stale.metadata.annotations = None;
+        assert!(!index.apply_secret(&stale));
+        assert!(plan(&subject, &index.observed(&subject), Some(&credential())).is_noop());
+    }
+
+    #[test]
+    fn foreign_secrets_conflict_until_forgotten() {
+        let cps = cps();
+        let subject = Subject::cluster(&cps);
+        let mut index = Index::new();
+        index.apply_namespace(&ns("a", "1"));
+        let t0 = Instant::now();
+        index.record_foreign(SecretState::new("a", "regcred"), t0);
+        let p = plan(&subject, &index.observed(&subject), Some(&credential()));
+        assert!(p.writes.is_empty());
+        assert_eq!(p.conflicts.len(), 1);
+        assert!(index.foreign_due("regcred", t0).is_empty());
+        assert_eq!(
+            index
+                .foreign_due("regcred", t0 + std::time::Duration::from_secs(1))
+                .len(),
+            1
+        );
+        index.forget_foreign("a", "regcred");
+        let p = plan(&subject, &index.observed(&subject), Some(&credential()));
+        assert_eq!(p.writes.len(), 1);
+    }
+
+    #[test]
+    fn service_accounts_are_indexed_with_their_annotations() {
+        let mut index = Index::new();
+        let sa = ServiceAccount {
+            metadata: ObjectMeta {
+                namespace: Some("irsa".into()),
+                name: Some("puller".into()),
+                resource_version: Some("3".into()),
+                annotations: Some(
+                    [
+                        (
+                            ROLE_ARN_ANNOTATION.to_owned(),
+                            "arn:aws:iam::1:role/r".to_owned(),
+                        ),
+                        ("other".to_owned(), "x".to_owned()),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            image_pull_secrets: Some(vec![LocalObjectReference {
+                name: "regcred".into(),
+            }]),
+            ..ServiceAccount::default()
+        };
+        assert!(index.apply_service_account(&sa));
+        let got = index.service_account("irsa", "puller").unwrap();
+        assert_eq!(got.role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
+        assert_eq!(got.audience, None);
+        assert_eq!(got.state.image_pull_secrets, vec!["regcred".to_owned()]);
+        // A SA listing the resource's secret is observed (for cleanup).
+        let cps = cps();
+        let subject = Subject::cluster(&cps);
+        assert_eq!(index.observed(&subject).service_accounts.len(), 1);
+        let _ = Owner::Cluster { name: "x".into() };
+        assert!(index.delete_service_account("irsa", "puller"));
+    }
+}

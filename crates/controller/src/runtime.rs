@@ -1,0 +1,615 @@
+//! The running controller: three watches feed the [`Index`] (namespaces as metadata only, irsa's
+//! own Secrets by label without their data, ServiceAccounts), two kube-runtime controllers
+//! reconcile ClusterPullSecrets and PullSecrets whenever the index changes, on their own
+//! events, and when a credential is due; an optional Lease decides which replica writes; an
+//! admin server answers `/metrics`, `/healthz` and `/readyz`.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, UNIX_EPOCH};
+
+use futures_util::{Stream, StreamExt};
+use irsa_aws::{Clock, Pipeline, TokenRequester};
+use irsa_k8s::{ClusterPullSecret, PullSecret};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::controller::{self, Controller as KubeController};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher::{self, Event};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::credentials::CredentialStore;
+use crate::index::Index;
+use crate::lease::{self, Leadership, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::plan::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::ratelimit::RateLimiter;
+use crate::reconcile::{self, Context, ReconcilerConfig};
+
+/// Everything `irsa controller` can be told.
+#[derive(Clone)]
+pub struct ControllerOptions {
+    /// Periodic resync of every resource (no write unless something drifted).
+    pub resync: Duration,
+    /// Resources reconciled at once, per kind.
+    pub concurrency: u16,
+    /// Parallel writes within one resource's fan-out.
+    pub write_concurrency: usize,
+    /// Client-side limit of API requests per second (0: none) and burst.
+    pub qps: f64,
+    /// Burst of the limit.
+    pub burst: u32,
+    /// Lifetime requested for TokenRequest tokens.
+    pub token_expiration: Duration,
+    /// Leader election; `None` runs as the only writer.
+    pub lease: Option<LeaseConfig>,
+    /// This replica's name in Events (the pod name).
+    pub instance: String,
+    /// The wall clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for ControllerOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerOptions")
+            .field("resync", &self.resync)
+            .field("concurrency", &self.concurrency)
+            .field("write_concurrency", &self.write_concurrency)
+            .field("qps", &self.qps)
+            .field("burst", &self.burst)
+            .field("lease", &self.lease)
+            .field("instance", &self.instance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self {
+            resync: Duration::from_secs(600),
+            concurrency: 4,
+            write_concurrency: 16,
+            qps: 100.0,
+            burst: 200,
+            token_expiration: Duration::from_secs(3600),
+            lease: None,
+            instance: "irsa".to_owned(),
+            clock: Arc::new(irsa_aws::SystemClock),
+        }
+    }
+}
+
+/// Why the controller stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The admin server failed.
+    #[error("the metrics and health server failed: {0}")]
+    Admin(#[source] std::io::Error),
+}
+
+const NAMESPACES: u8 = 1;
+const SECRETS: u8 = 2;
+const SERVICE_ACCOUNTS: u8 = 4;
+const CLUSTER_PULL_SECRETS: u8 = 8;
+const PULL_SECRETS: u8 = 16;
+const INDEX: u8 = NAMESPACES | SECRETS | SERVICE_ACCOUNTS;
+const ALL: u8 = INDEX | CLUSTER_PULL_SECRETS | PULL_SECRETS;
+
+/// What tests, the demo and the admin server can see of a running controller.
+#[derive(Clone)]
+pub struct Handle {
+    metrics: Arc<Metrics>,
+    listed: Arc<AtomicU8>,
+    ready: watch::Receiver<bool>,
+    leader: watch::Receiver<bool>,
+    trigger: Arc<watch::Sender<u64>>,
+    index: Arc<RwLock<Index>>,
+}
+
+impl Handle {
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Whether every watch has delivered its first list.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    /// Waits until ready (or the controller stopped: `false`).
+    pub async fn wait_ready(&self) -> bool {
+        let mut rx = self.ready.clone();
+        rx.wait_for(|r| *r).await.is_ok()
+    }
+
+    /// Whether this replica leads.
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+
+    /// A receiver of leadership changes.
+    pub fn leader(&self) -> watch::Receiver<bool> {
+        self.leader.clone()
+    }
+
+    /// Reconciles every resource now (as a resync would).
+    pub fn resync_all(&self) {
+        self.trigger.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// Indexed namespaces, Secrets and ServiceAccounts.
+    pub fn index_sizes(&self) -> (usize, usize, usize) {
+        self.index.read().unwrap_or_else(|p| p.into_inner()).sizes()
+    }
+
+    fn waiting_for(&self) -> Vec<&'static str> {
+        let listed = self.listed.load(Ordering::Relaxed);
+        [
+            (NAMESPACES, "namespaces"),
+            (SECRETS, "secrets"),
+            (SERVICE_ACCOUNTS, "serviceaccounts"),
+            (CLUSTER_PULL_SECRETS, "clusterpullsecrets"),
+            (PULL_SECRETS, "pullsecrets"),
+        ]
+        .into_iter()
+        .filter(|(bit, _)| listed & bit == 0)
+        .map(|(_, name)| name)
+        .collect()
+    }
+}
+
+/// The pull-secret controller; see the [module docs](self).
+pub struct Controller {
+    client: kube::Client,
+    pipeline: Pipeline,
+    requester: Arc<dyn TokenRequester>,
+    options: ControllerOptions,
+    handle: Handle,
+    ready_tx: watch::Sender<bool>,
+    leader_tx: watch::Sender<bool>,
+}
+
+impl Controller {
+    /// A controller that talks to the cluster through `client`, to AWS through `pipeline`,
+    /// and requests service-account tokens through `requester`.
+    pub fn new(
+        client: kube::Client,
+        pipeline: Pipeline,
+        requester: Arc<dyn TokenRequester>,
+        options: ControllerOptions,
+    ) -> Self {
+        let (ready_tx, ready) = watch::channel(false);
+        let (leader_tx, leader) = watch::channel(false);
+        let (trigger, _) = watch::channel(0u64);
+        Self {
+            client,
+            pipeline,
+            requester,
+            options,
+            handle: Handle {
+                metrics: Arc::new(Metrics::default()),
+                listed: Arc::new(AtomicU8::new(0)),
+                ready,
+                leader,
+                trigger: Arc::new(trigger),
+                index: Arc::new(RwLock::new(Index::new())),
+            },
+            ready_tx,
+            leader_tx,
+        }
+    }
+
+    /// A handle on the running controller.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs until `shutdown` resolves, then finishes in-flight reconciliations, releases the
+    /// Lease and returns. `admin` serves `/metrics`, `/healthz` and `/readyz`.
+    pub async fn run(
+        self,
+        admin: Option<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        let Controller {
+            client,
+            pipeline,
+            requester,
+            options,
+            handle,
+            ready_tx,
+            leader_tx,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let ready_tx = Arc::new(ready_tx);
+        let mark = {
+            let handle = handle.clone();
+            let ready_tx = ready_tx.clone();
+            move |bit: u8| {
+                let listed = handle.listed.fetch_or(bit, Ordering::Relaxed) | bit;
+                if listed == ALL {
+                    handle.metrics.set_ready(true);
+                    let _ = ready_tx.send(true);
+                }
+            }
+        };
+
+        let admin_task = match admin {
+            Some(listener) => Some(tokio::spawn(serve_admin(
+                listener,
+                handle.clone(),
+                options.clock.clone(),
+                stopped(),
+            ))),
+            None => None,
+        };
+
+        // The index.
+        let index = handle.index.clone();
+        let trigger = handle.trigger.clone();
+        let bump = {
+            let trigger = trigger.clone();
+            move || trigger.send_modify(|g| *g = g.wrapping_add(1))
+        };
+        let ns_stream = watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(|m| m.metadata.managed_fields = None);
+        let secret_stream = watcher(
+            Api::<Secret>::all(client.clone()),
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        )
+        .default_backoff()
+        .modify(|s| {
+            // Only labels, annotations and type are indexed: never keep the credentials.
+            s.data = None;
+            s.string_data = None;
+            s.metadata.managed_fields = None;
+        });
+        let sa_stream = watcher(
+            Api::<ServiceAccount>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .modify(|s| {
+            s.metadata.managed_fields = None;
+            s.secrets = None;
+        });
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(feed(
+            "namespaces",
+            ns_stream,
+            index.clone(),
+            |i, m| i.apply_namespace(&m.metadata),
+            |i, m| i.delete_namespace(&m.metadata),
+            |i, all| i.reset_namespaces(all.iter().map(|m| &m.metadata)),
+            {
+                let mark = mark.clone();
+                move || mark(NAMESPACES)
+            },
+            bump.clone(),
+            stopped(),
+        )));
+        tasks.push(tokio::spawn(feed(
+            "secrets",
+            secret_stream,
+            index.clone(),
+            |i, s: &Secret| i.apply_secret(s),
+            |i, s: &Secret| {
+                i.delete_secret(
+                    s.metadata.namespace.as_deref().unwrap_or_default(),
+                    s.metadata.name.as_deref().unwrap_or_default(),
+                )
+            },
+            |i, all| i.reset_secrets(all.iter()),
+            {
+                let mark = mark.clone();
+                move || mark(SECRETS)
+            },
+            bump.clone(),
+            stopped(),
+        )));
+        tasks.push(tokio::spawn(feed(
+            "serviceaccounts",
+            sa_stream,
+            index.clone(),
+            |i, s: &ServiceAccount| i.apply_service_account(s),
+            |i, s: &ServiceAccount| {
+                i.delete_service_account(
+                    s.metadata.namespace.as_deref().unwrap_or_default(),
+                    s.metadata.name.as_deref().unwrap_or_default(),
+                )
+            },
+            |i, all| i.reset_service_accounts(all.iter()),
+            {
+                let mark = mark.clone();
+                move || mark(SERVICE_ACCOUNTS)
+            },
+            bump.clone(),
+            stopped(),
+        )));
+
+        // Leadership.
+        let leadership = match options.lease.clone() {
+            Some(config) => {
+                let api = Api::namespaced(client.clone(), &config.namespace);
+                let (leadership, task) = lease::spawn(api, config, stopped());
+                tasks.push(task);
+                leadership
+            }
+            None => Leadership::always(),
+        };
+        {
+            let mut rx = leadership.subscribe();
+            let metrics = handle.metrics.clone();
+            let bump = bump.clone();
+            let stop = stopped();
+            let _ = leader_tx.send(*rx.borrow());
+            metrics.set_leader(*rx.borrow());
+            tasks.push(tokio::spawn(async move {
+                tokio::pin!(stop);
+                loop {
+                    tokio::select! {
+                        changed = rx.changed() => {
+                            if changed.is_err() { break; }
+                            let leads = *rx.borrow_and_update();
+                            metrics.set_leader(leads);
+                            let _ = leader_tx.send(leads);
+                            if leads { bump(); }
+                        }
+                        () = &mut stop => break,
+                    }
+                }
+                let _ = leader_tx.send(false);
+            }));
+        }
+
+        // Wait for the index's first lists before the first reconcile.
+        {
+            let mut listed = watch_listed(handle.clone());
+            tokio::select! {
+                () = &mut listed => {}
+                () = stopped() => {
+                    for t in tasks { let _ = t.await; }
+                    return Ok(());
+                }
+            }
+        }
+
+        let ctx = Arc::new(Context::new(
+            client.clone(),
+            index.clone(),
+            CredentialStore::new(pipeline, handle.metrics.clone()),
+            handle.metrics.clone(),
+            leadership,
+            ReconcilerConfig {
+                resync: options.resync,
+                write_concurrency: options.write_concurrency,
+                token_expiration: options.token_expiration,
+                clock: options.clock.clone(),
+            },
+            RateLimiter::new(options.qps, options.burst),
+            requester,
+            Recorder::new(
+                client.clone(),
+                Reporter {
+                    controller: "irsa".to_owned(),
+                    instance: Some(options.instance.clone()),
+                },
+            ),
+        ));
+        let config = controller::Config::default().concurrency(options.concurrency);
+
+        let cps = KubeController::new(
+            Api::<ClusterPullSecret>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(config.clone())
+        .reconcile_all_on(triggers(trigger.subscribe()))
+        .graceful_shutdown_on(stopped());
+        let cps_store = cps.store();
+        let ps = KubeController::new(
+            Api::<PullSecret>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .with_config(config)
+        .reconcile_all_on(triggers(trigger.subscribe()))
+        .graceful_shutdown_on(stopped());
+        let ps_store = ps.store();
+        {
+            let mark_cps = mark.clone();
+            tasks.push(tokio::spawn(async move {
+                if cps_store.wait_until_ready().await.is_ok() {
+                    mark_cps(CLUSTER_PULL_SECRETS);
+                }
+            }));
+            let mark = mark;
+            tasks.push(tokio::spawn(async move {
+                if ps_store.wait_until_ready().await.is_ok() {
+                    mark(PULL_SECRETS);
+                }
+            }));
+        }
+        let cps_run = cps
+            .run(
+                reconcile::reconcile_cluster,
+                |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
+        let ps_run = ps
+            .run(
+                reconcile::reconcile_namespaced,
+                |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
+                ctx.clone(),
+            )
+            .for_each(|_| async {});
+        tracing::info!("controller started");
+        futures_util::future::join(cps_run, ps_run).await;
+        tracing::info!("controller stopping");
+        for t in tasks {
+            let _ = t.await;
+        }
+        let _ = ready_tx.send(false);
+        handle.metrics.set_ready(false);
+        if let Some(t) = admin_task
+            && let Ok(Err(e)) = t.await
+        {
+            return Err(RunError::Admin(e));
+        }
+        Ok(())
+    }
+}
+
+fn watch_listed(handle: Handle) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        // The index's bits are set by the feed tasks; poll their change through `trigger`.
+        let mut rx = handle.trigger.subscribe();
+        while handle.listed.load(Ordering::Relaxed) & INDEX != INDEX {
+            let _ = tokio::time::timeout(Duration::from_millis(50), rx.changed()).await;
+        }
+    })
+}
+
+fn triggers(rx: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.changed().await.ok()?;
+        Some(((), rx))
+    })
+}
+
+/// Feeds one watch into the index until `stop`; `listed` runs after the first complete list.
+#[allow(clippy::too_many_arguments)]
+async fn feed<K, S>(
+    what: &'static str,
+    stream: S,
+    index: Arc<RwLock<Index>>,
+    apply: impl Fn(&mut Index, &K) -> bool,
+    delete: impl Fn(&mut Index, &K) -> bool,
+    reset: impl Fn(&mut Index, &[K]),
+    listed: impl Fn(),
+    changed: impl Fn(),
+    stop: impl Future<Output = ()>,
+) where
+    S: Stream<Item = Result<Event<K>, watcher::Error>>,
+{
+    tokio::pin!(stream);
+    tokio::pin!(stop);
+    let mut buffer: Vec<K> = Vec::new();
+    let mut first = true;
+    loop {
+        let next = tokio::select! {
+            () = &mut stop => break,
+            next = stream.next() => next,
+        };
+        let Some(event) = next else { break };
+        let event = match event {
+            Ok(e) => e,
+            Err(error) => {
+                tracing::warn!(watch = what, %error, "watch failed; retrying with backoff");
+                continue;
+            }
+        };
+        let mut index = index.write().unwrap_or_else(|p| p.into_inner());
+        let did = match event {
+            Event::Init => {
+                buffer.clear();
+                false
+            }
+            Event::InitApply(o) => {
+                buffer.push(o);
+                false
+            }
+            Event::InitDone => {
+                reset(&mut index, &buffer);
+                buffer = Vec::new();
+                drop(index);
+                if first {
+                    first = false;
+                    tracing::info!(watch = what, "listed");
+                    listed();
+                }
+                changed();
+                continue;
+            }
+            Event::Apply(o) => apply(&mut index, &o),
+            Event::Delete(o) => delete(&mut index, &o),
+        };
+        drop(index);
+        if did {
+            changed();
+        }
+    }
+}
+
+use kube::runtime::watcher::watcher;
+
+async fn serve_admin(
+    listener: TcpListener,
+    handle: Handle,
+    clock: Arc<dyn Clock>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), std::io::Error> {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let metrics = {
+        let handle = handle.clone();
+        move || {
+            let handle = handle.clone();
+            let clock = clock.clone();
+            async move {
+                let now = clock
+                    .now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    handle.metrics.render(now),
+                )
+            }
+        }
+    };
+    let readyz = {
+        let handle = handle.clone();
+        move || {
+            let handle = handle.clone();
+            async move {
+                if handle.is_ready() {
+                    (StatusCode::OK, "ready\n".to_owned())
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "waiting for the first list of: {}\n",
+                            handle.waiting_for().join(", ")
+                        ),
+                    )
+                }
+            }
+        }
+    };
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+}
