@@ -1,6 +1,7 @@
 //! Request routing and the REST verbs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -14,11 +15,12 @@ use super::apply;
 use super::discovery;
 use super::error::ApiError;
 use super::faults::FaultConfig;
+use super::negotiate::{self, Render};
 use super::patch::{self, PatchKind};
 use super::protobuf;
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
-use super::store::ListOptions;
+use super::store::{ListOptions, ListPage};
 use super::table;
 use super::token;
 use super::util;
@@ -353,11 +355,34 @@ fn list_options(query: &Query) -> Result<ListOptions, ApiError> {
     })
 }
 
-fn wants_table(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"))
+/// A single object in the shape `render` asks for.
+fn object_response(code: u16, rt: &ResourceType, obj: &Value, render: Render) -> Response {
+    match render {
+        Render::Full => json_response(code, obj),
+        Render::Table => json_response(code, &table::table(rt, &[Arc::new(obj.clone())], None)),
+        Render::Metadata(v) => json_response(code, &negotiate::partial(obj, v)),
+    }
+}
+
+/// A list in the shape `render` asks for.
+fn list_response(rt: &ResourceType, page: &ListPage, render: Render) -> Response {
+    match render {
+        Render::Full => bytes_response(200, list_body(&ListKind::of(rt), page)),
+        Render::Table => json_response(200, &table::table(rt, &page.items, Some(page))),
+        Render::Metadata(v) => {
+            let page = ListPage {
+                items: negotiate::partial_items(&page.items, v),
+                resource_version: page.resource_version,
+                continue_token: page.continue_token.clone(),
+                remaining: page.remaining,
+            };
+            let kind = ListKind {
+                kind: "PartialObjectMetadataList".into(),
+                api_version: v.api_version().into(),
+            };
+            bytes_response(200, list_body(&kind, &page))
+        }
+    }
 }
 
 fn handle(
@@ -371,19 +396,22 @@ fn handle(
     let store = &api.inner.store;
     let ns = t.namespace.as_deref().unwrap_or("");
     let rt = &t.rt;
+    // Tables are for reads; a write answers with the object (or its metadata).
+    let single = || {
+        negotiate::negotiate(headers, false).map(|r| match r {
+            Render::Table if verb != "get" => Render::Full,
+            r => r,
+        })
+    };
     match (verb, t.name.as_deref(), t.subresource.as_deref()) {
         ("list", None, _) => {
+            let render = negotiate::negotiate(headers, true)?;
             let opts = list_options(query)?;
             let page = store.list(rt, t.namespace.as_deref(), &opts)?;
-            if wants_table(headers) {
-                return Ok(json_response(
-                    200,
-                    &table::table(rt, &page.items, Some(&page)),
-                ));
-            }
-            Ok(bytes_response(200, list_body(rt, &page)))
+            Ok(list_response(rt, &page, render))
         }
         ("watch", None, _) => {
+            let render = negotiate::negotiate(headers, false)?;
             let opts = list_options(query)?;
             let config = &api.inner.config;
             let timeout = query
@@ -402,7 +430,7 @@ fn handle(
                 labels: opts.labels,
                 fields: opts.fields,
                 bookmark_interval: config.bookmark_interval,
-                table: wants_table(headers),
+                render,
             };
             Ok(watch::serve(
                 store,
@@ -414,14 +442,12 @@ fn handle(
         }
         ("get", Some(name), None | Some("status")) => {
             let obj = store.get(rt, ns, name)?;
-            if wants_table(headers) {
-                return Ok(json_response(200, &table::table(rt, &[obj], None)));
-            }
-            Ok(json_response(200, &obj))
+            Ok(object_response(200, rt, &obj, single()?))
         }
         ("create", None, None) => {
+            let render = single()?;
             let obj = store.create(rt, t.namespace.as_deref(), parse_json(body)?)?;
-            Ok(json_response(201, &obj))
+            Ok(object_response(201, rt, &obj, render))
         }
         ("create", Some(name), Some("token")) if rt.plural == "serviceaccounts" => {
             let req = parse_json(body)?;
@@ -436,12 +462,17 @@ fn handle(
             Ok(json_response(201, &resp))
         }
         ("update", Some(name), None | Some("status" | "finalize")) => {
+            let render = single()?;
             let sub = t.subresource.as_deref().filter(|s| *s == "status");
             let obj = store.update(rt, ns, name, parse_json(body)?, sub)?;
-            Ok(json_response(200, &obj))
+            Ok(object_response(200, rt, &obj, render))
         }
-        ("patch", Some(name), None | Some("status")) => patch(api, &t, name, query, headers, body),
+        ("patch", Some(name), None | Some("status")) => {
+            let render = single()?;
+            patch(api, &t, name, query, headers, body, render)
+        }
         ("delete", Some(name), None) => {
+            let render = single()?;
             let opts: Value = if body.is_empty() {
                 json!({})
             } else {
@@ -451,18 +482,19 @@ fn handle(
                 .pointer("/preconditions/resourceVersion")
                 .and_then(Value::as_str);
             let obj = store.delete(rt, ns, name, precondition)?;
-            Ok(json_response(200, &obj))
+            Ok(object_response(200, rt, &obj, render))
         }
         ("deletecollection", None, _) => {
+            let render = negotiate::negotiate(headers, true)?;
             let opts = list_options(query)?;
             let items = store.delete_collection(rt, t.namespace.as_deref(), &opts)?;
-            let page = super::store::ListPage {
+            let page = ListPage {
                 items,
                 resource_version: store.resource_version(),
                 continue_token: None,
                 remaining: None,
             };
-            Ok(bytes_response(200, list_body(rt, &page)))
+            Ok(list_response(rt, &page, render))
         }
         _ => Err(ApiError::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({verb} {})",
@@ -478,6 +510,7 @@ fn patch(
     query: &Query,
     headers: &HeaderMap,
     body: &Bytes,
+    render: Render,
 ) -> Result<Response, ApiError> {
     let ct = headers
         .get(http::header::CONTENT_TYPE)
@@ -544,7 +577,12 @@ fn patch(
             .map_err(|c| apply_conflict(rt, name, &c)),
         }
     })?;
-    Ok(json_response(if created { 201 } else { 200 }, &obj))
+    Ok(object_response(
+        if created { 201 } else { 200 },
+        rt,
+        &obj,
+        render,
+    ))
 }
 
 fn apply_conflict(rt: &ResourceType, name: &str, conflicts: &[apply::FieldConflict]) -> ApiError {
@@ -572,7 +610,22 @@ fn apply_conflict(rt: &ResourceType, name: &str, conflicts: &[apply::FieldConfli
     e
 }
 
-fn list_body(rt: &ResourceType, page: &super::store::ListPage) -> Bytes {
+/// The `kind` and `apiVersion` of a list response.
+struct ListKind {
+    kind: String,
+    api_version: String,
+}
+
+impl ListKind {
+    fn of(rt: &ResourceType) -> Self {
+        Self {
+            kind: format!("{}List", rt.kind),
+            api_version: rt.api_version(),
+        }
+    }
+}
+
+fn list_body(list: &ListKind, page: &ListPage) -> Bytes {
     let mut meta = json!({"resourceVersion": page.resource_version.to_string()});
     if let Some(c) = &page.continue_token {
         meta["continue"] = json!(c);
@@ -581,10 +634,10 @@ fn list_body(rt: &ResourceType, page: &super::store::ListPage) -> Bytes {
         meta["remainingItemCount"] = json!(r);
     }
     let mut out = Vec::with_capacity(128 + page.items.len() * 512);
-    out.extend_from_slice(b"{\"kind\":\"");
-    out.extend_from_slice(rt.kind.as_bytes());
-    out.extend_from_slice(b"List\",\"apiVersion\":");
-    let _ = serde_json::to_writer(&mut out, &rt.api_version());
+    out.extend_from_slice(b"{\"kind\":");
+    let _ = serde_json::to_writer(&mut out, &list.kind);
+    out.extend_from_slice(b",\"apiVersion\":");
+    let _ = serde_json::to_writer(&mut out, &list.api_version);
     out.extend_from_slice(b",\"metadata\":");
     let _ = serde_json::to_writer(&mut out, &meta);
     out.extend_from_slice(b",\"items\":[");

@@ -5,6 +5,7 @@
 //! - [`watch`]: watch streams with bookmarks and `410 Gone`;
 //! - [`discovery`], [`resources`]: served types, built-in and CRDs;
 //! - [`patch`], [`apply`]: JSON/merge/strategic patches and server-side apply;
+//! - [`negotiate`]: full objects, Tables or metadata only, as `Accept` asks;
 //! - [`token`]: TokenRequest (signing is the [`TokenIssuer`]'s job);
 //! - [`tls`]: CA, serving certificate, kubeconfig, HTTPS loop;
 //! - [`faults`]: latency, errors, throttling, dropped watches.
@@ -26,6 +27,7 @@ pub mod discovery;
 pub mod error;
 pub mod faults;
 mod handlers;
+pub mod negotiate;
 pub mod patch;
 pub mod protobuf;
 pub mod resources;

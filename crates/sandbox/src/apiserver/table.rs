@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::negotiate::{self, MetaVersion};
 use super::resources::ResourceType;
 use super::store::ListPage;
 use super::util;
@@ -152,11 +153,7 @@ pub fn table(rt: &ResourceType, items: &[Arc<Value>], page: Option<&ListPage>) -
             }
             json!({
                 "cells": cells,
-                "object": {
-                    "kind": "PartialObjectMetadata",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-                },
+                "object": negotiate::partial(obj, MetaVersion::V1),
             })
         })
         .collect();

@@ -13,6 +13,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tracing::Instrument as _;
 
 use super::error::ApiError;
+use super::negotiate::{self, Render};
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{EventType, Store, WatchEvent, present};
@@ -34,8 +35,9 @@ pub struct WatchParams {
     pub fields: FieldSelector,
     /// How often to send bookmarks.
     pub bookmark_interval: Duration,
-    /// Objects as one-row `meta.k8s.io/v1` Tables (`kubectl get -w`).
-    pub table: bool,
+    /// How objects are rendered: whole, as one-row `meta.k8s.io/v1` Tables (`kubectl get -w`)
+    /// or as `PartialObjectMetadata` (kube-rs's `metadata_watcher`).
+    pub render: Render,
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -49,26 +51,31 @@ fn line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(out)
 }
 
-fn object_line(kind: &str, rt: &ResourceType, object: &Arc<Value>, table: bool) -> Bytes {
-    if table {
-        line(
+fn object_line(kind: &str, rt: &ResourceType, object: &Arc<Value>, render: Render) -> Bytes {
+    match render {
+        Render::Full => line(kind, &present(rt, object)),
+        Render::Table => line(
             kind,
             &super::table::table(rt, std::slice::from_ref(object), None),
-        )
-    } else {
-        line(kind, &present(rt, object))
+        ),
+        Render::Metadata(v) => line(kind, &negotiate::partial(object, v)),
     }
 }
 
-fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
+fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool, render: Render) -> Bytes {
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if initial_end {
         meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
-    line(
-        "BOOKMARK",
-        &json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta}),
-    )
+    let object = match render {
+        Render::Metadata(v) => {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": v.api_version(), "metadata": meta})
+        }
+        Render::Full | Render::Table => {
+            json!({"kind": rt.kind, "apiVersion": rt.api_version(), "metadata": meta})
+        }
+    };
+    line("BOOKMARK", &object)
 }
 
 /// The event a watch with these filters sees for a change, if any: selector watches see an
@@ -127,7 +134,7 @@ pub fn serve(
                         |o: &Value| params.labels.matches(o) && params.fields.matches(o);
                     for obj in &start.initial {
                         if matches(obj)
-                            && tx.send(object_line("ADDED", &rt, obj, params.table)).await.is_err()
+                            && tx.send(object_line("ADDED", &rt, obj, params.render)).await.is_err()
                         {
                             return;
                         }
@@ -135,14 +142,14 @@ pub fn serve(
                     let mut last = start.resource_version;
                     if params.send_initial_events
                         && params.bookmarks
-                        && tx.send(bookmark(&rt, last, true)).await.is_err()
+                        && tx.send(bookmark(&rt, last, true, params.render)).await.is_err()
                     {
                         return;
                     }
                     for ev in &start.replay {
                         last = ev.rv;
                         if let Some(kind) = visible(ev, &rt, ns, &params)
-                            && tx.send(object_line(kind, &rt, &ev.object, params.table)).await.is_err()
+                            && tx.send(object_line(kind, &rt, &ev.object, params.render)).await.is_err()
                         {
                             return;
                         }
@@ -158,7 +165,7 @@ pub fn serve(
                             () = tx.closed() => break,
                             _ = drops.changed() => break,
                             _ = ticks.tick(), if params.bookmarks => {
-                                if tx.send(bookmark(&rt, last, false)).await.is_err() {
+                                if tx.send(bookmark(&rt, last, false, params.render)).await.is_err() {
                                     break;
                                 }
                             }
@@ -169,7 +176,7 @@ pub fn serve(
                                     }
                                     last = ev.rv;
                                     if let Some(kind) = visible(&ev, &rt, ns, &params)
-                                        && tx.send(object_line(kind, &rt, &ev.object, params.table)).await.is_err()
+                                        && tx.send(object_line(kind, &rt, &ev.object, params.render)).await.is_err()
                                     {
                                         break;
                                     }
@@ -226,7 +233,7 @@ mod tests {
             labels: LabelSelector::parse("app=a").unwrap(),
             fields: FieldSelector::default(),
             bookmark_interval: Duration::from_secs(1),
-            table: false,
+            render: Render::Full,
         };
         let obj = |app: &str| Arc::new(json!({"metadata": {"labels": {"app": app}}}));
         let ev = |kind, new: &str, old: Option<&str>| WatchEvent {
