@@ -18,7 +18,7 @@ use super::clock::wall_now;
 use super::http_util::authenticate;
 use super::iam::wildcard_match;
 use super::sigv4::{Authorization, RequestParts, parse_amz_date};
-use super::{CredentialKind, RegistryCredential, State, random_string};
+use super::{CloudService, CredentialKind, RegistryCredential, State, random_string};
 
 /// How old a signed proof may be.
 pub const MAX_PROOF_AGE_SECONDS: i64 = 15 * 60;
@@ -275,6 +275,14 @@ pub(crate) async fn exchange(
     Query(query): Query<ExchangeQuery>,
     headers: HeaderMap,
 ) -> Response {
+    if state.faults.is_out(CloudService::Chainguard) {
+        state.counters.inc("chainguard", "Exchange", "Unavailable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"code": "Unavailable", "message": "the service is currently unavailable (sandbox outage)"})),
+        )
+            .into_response();
+    }
     match exchange_inner(&state, &query, &headers) {
         Ok((token, expiry)) => {
             state.counters.inc("chainguard", "Exchange", "ok");

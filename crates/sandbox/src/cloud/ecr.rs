@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::http_util::{AuthFailure, Collected, authenticate};
 use super::iam::{PermissionDecision, evaluate_permissions};
-use super::{CredentialKind, RegistryCredential, Session, State, random_string};
+use super::{CloudService, CredentialKind, RegistryCredential, Session, State, random_string};
 
 /// `X-Amz-Target` of ECR's GetAuthorizationToken.
 pub const ECR_TARGET: &str = "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken";
@@ -73,9 +73,23 @@ impl JsonError {
 
 /// Dispatches on `X-Amz-Target`.
 pub(crate) fn handle(state: &State, target: &str, request: &Collected) -> Response {
+    let outage = |service: CloudService| {
+        state.faults.is_out(service).then(|| JsonError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "ServerException",
+            message: "Service is unable to handle request (sandbox outage)".to_owned(),
+        })
+    };
+    // An outage refuses before any work: no password is issued.
     let (service, result) = match target {
-        ECR_TARGET => ("ecr", ecr_token(state, request)),
-        ECR_PUBLIC_TARGET => ("ecr-public", ecr_public_token(state, request)),
+        ECR_TARGET => (
+            "ecr",
+            outage(CloudService::Ecr).map_or_else(|| ecr_token(state, request), Err),
+        ),
+        ECR_PUBLIC_TARGET => (
+            "ecr-public",
+            outage(CloudService::EcrPublic).map_or_else(|| ecr_public_token(state, request), Err),
+        ),
         _ => (
             "unknown",
             Err(JsonError::new(

@@ -12,6 +12,8 @@
 //! - `GET|POST /admin/iam/oidc-providers`, `GET|POST /admin/iam/roles`: IAM administration
 //!   (JSON bodies in the config-file format).
 //!
+//! [`Cloud::faults`] switches services into outages (in process only).
+//!
 //! # Config file (JSON)
 //!
 //! ```json
@@ -43,6 +45,7 @@ mod chainguard;
 mod client;
 mod clock;
 mod ecr;
+pub mod faults;
 mod http_util;
 pub mod iam;
 mod iam_admin;
@@ -68,6 +71,7 @@ use serde_json::Value;
 pub use chainguard::{ChainguardConfig, ChainguardIdentity, Proof, ProofError, decode_proof};
 pub use client::{HttpError, HttpResponse, request as http_request};
 pub use clock::Clock;
+pub use faults::{CloudFaults, CloudService};
 pub use iam::{Iam, IamError, OidcProviderConfig, RoleConfig};
 pub use oidc::{OidcError, OidcIssuer};
 pub use registry_auth::{RegistryAuthConfig, RegistrySigner};
@@ -233,6 +237,7 @@ pub(crate) struct State {
     pub(crate) registry_credentials: Mutex<HashMap<String, RegistryCredential>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) registry_signer: RegistrySigner,
+    pub(crate) faults: Arc<CloudFaults>,
 }
 
 impl State {
@@ -314,6 +319,7 @@ impl Cloud {
                 registry_credentials: Mutex::new(HashMap::new()),
                 counters: Arc::new(Counters::new()),
                 registry_signer,
+                faults: Arc::new(CloudFaults::new()),
             }),
         })
     }
@@ -375,6 +381,11 @@ impl Cloud {
     /// The request counters.
     pub fn counters(&self) -> Arc<Counters> {
         self.state.counters.clone()
+    }
+
+    /// Fault injection: service outages (see [`faults`]).
+    pub fn faults(&self) -> Arc<CloudFaults> {
+        self.state.faults.clone()
     }
 
     /// The sandbox clock.

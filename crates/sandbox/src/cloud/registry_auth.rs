@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::clock::wall_now;
 use super::iam::{PermissionDecision, evaluate_permissions};
-use super::{CredentialKind, State, request_id};
+use super::{CloudService, CredentialKind, State, request_id};
 
 /// Lifetime of registry bearer tokens, seconds.
 pub const BEARER_TOKEN_LIFETIME_SECONDS: i64 = 300;
@@ -232,6 +232,14 @@ pub(crate) async fn token(
         m
     });
     let outcome = |o: &str| state.counters.inc("registry-auth", "GetToken", o);
+    if state.faults.is_out(CloudService::RegistryToken) {
+        outcome("Unavailable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"errors": [{"code": "UNAVAILABLE", "message": "service unavailable (sandbox outage)"}]})),
+        )
+            .into_response();
+    }
     let service = params
         .get("service")
         .and_then(|v| v.first())

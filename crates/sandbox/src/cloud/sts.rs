@@ -12,7 +12,7 @@ use irsa_core::trust_policy::{RequestContext, evaluate};
 
 use super::http_util::{AuthFailure, Collected, authenticate};
 use super::xml::{self, element};
-use super::{Session, State, random_string, request_id};
+use super::{CloudService, Session, State, random_string, request_id};
 
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -126,21 +126,28 @@ fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
 pub(crate) fn handle(state: &State, request: &Collected) -> Response {
     let params = params(request);
     let action = param(&params, "Action").unwrap_or_default();
-    let (label, result) = match action {
-        "AssumeRoleWithWebIdentity" => (
-            "AssumeRoleWithWebIdentity",
-            assume_role_with_web_identity(state, &params),
-        ),
-        "GetCallerIdentity" => ("GetCallerIdentity", get_caller_identity(state, request)),
-        "AssumeRole" => ("AssumeRole", assume_role(state, request, &params)),
-        _ => (
-            "unknown",
-            Err(StsError::new(
+    let label = match action {
+        "AssumeRoleWithWebIdentity" | "GetCallerIdentity" | "AssumeRole" => action,
+        _ => "unknown",
+    };
+    // An outage refuses before any work: no session is issued.
+    let result = if state.faults.is_out(CloudService::Sts) {
+        Err(StsError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "Service is unable to handle request (sandbox outage)",
+        ))
+    } else {
+        match action {
+            "AssumeRoleWithWebIdentity" => assume_role_with_web_identity(state, &params),
+            "GetCallerIdentity" => get_caller_identity(state, request),
+            "AssumeRole" => assume_role(state, request, &params),
+            _ => Err(StsError::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidAction",
                 "Could not find operation for this request (supported: AssumeRoleWithWebIdentity, AssumeRole, GetCallerIdentity)",
             )),
-        ),
+        }
     };
     match result {
         Ok(body) => {
