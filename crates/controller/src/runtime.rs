@@ -242,6 +242,7 @@ impl Controller {
             let ready_tx = ready_tx.clone();
             move |bit: u8| {
                 let listed = handle.listed.fetch_or(bit, Ordering::Relaxed) | bit;
+                tracing::debug!(bit, listed, "watch listed");
                 if listed == ALL {
                     handle.metrics.set_ready(true);
                     let _ = ready_tx.send(true);
@@ -433,17 +434,24 @@ impl Controller {
         .reconcile_all_on(triggers(trigger.subscribe()))
         .graceful_shutdown_on(stopped());
         let ps_store = ps.store();
-        {
-            let mark_cps = mark.clone();
+        // kube-runtime's `wait_until_ready` wakes only its latest waiter (the controller's own
+        // runner), so readiness is polled: each poll of a fresh future sees the memoised state.
+        for (store_ready, bit) in [
+            (StoreReady::Cluster(cps_store), CLUSTER_PULL_SECRETS),
+            (StoreReady::Namespaced(ps_store), PULL_SECRETS),
+        ] {
+            let mark = mark.clone();
+            let mut stop = Box::pin(stopped());
             tasks.push(tokio::spawn(async move {
-                if cps_store.wait_until_ready().await.is_ok() {
-                    mark_cps(CLUSTER_PULL_SECRETS);
-                }
-            }));
-            let mark = mark;
-            tasks.push(tokio::spawn(async move {
-                if ps_store.wait_until_ready().await.is_ok() {
-                    mark(PULL_SECRETS);
+                loop {
+                    if store_ready.ready() {
+                        mark(bit);
+                        return;
+                    }
+                    tokio::select! {
+                        () = &mut stop => return,
+                        () = tokio::time::sleep(Duration::from_millis(25)) => {}
+                    }
                 }
             }));
         }
@@ -475,6 +483,22 @@ impl Controller {
             return Err(RunError::Admin(e));
         }
         Ok(())
+    }
+}
+
+/// The main stores of the two kube-runtime controllers.
+enum StoreReady {
+    Cluster(kube::runtime::reflector::Store<ClusterPullSecret>),
+    Namespaced(kube::runtime::reflector::Store<PullSecret>),
+}
+
+impl StoreReady {
+    fn ready(&self) -> bool {
+        use futures_util::FutureExt;
+        match self {
+            StoreReady::Cluster(s) => s.wait_until_ready().now_or_never().is_some(),
+            StoreReady::Namespaced(s) => s.wait_until_ready().now_or_never().is_some(),
+        }
     }
 }
 

@@ -29,12 +29,24 @@ impl PatchKind {
     }
 }
 
-/// Applies an RFC 6902 JSON patch.
+/// Applies an RFC 6902 JSON patch. As on kube-apiserver (evanphx/json-patch), a `test` of
+/// `null` passes on a path that does not exist: kube-runtime's finalizer helper relies on it
+/// (`test /metadata/finalizers null`, then `add`).
 pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, String> {
     let ops: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(|e| format!("invalid JSON patch: {e}"))?;
+    // Op by op on a copy: a failure discards the copy, so the patch stays all-or-nothing.
     let mut out = doc.clone();
-    json_patch::patch(&mut out, &ops).map_err(|e| format!("failed to apply JSON patch: {e}"))?;
+    for op in ops.0 {
+        if let json_patch::PatchOperation::Test(t) = &op
+            && t.value.is_null()
+            && out.pointer(t.path.as_str()).is_none_or(Value::is_null)
+        {
+            continue;
+        }
+        json_patch::patch(&mut out, std::slice::from_ref(&op))
+            .map_err(|e| format!("failed to apply JSON patch: {e}"))?;
+    }
     Ok(out)
 }
 
@@ -219,6 +231,24 @@ mod tests {
             .is_err()
         );
         assert!(json_patch(&doc, &json!({"op": "add"})).is_err());
+        // kube-runtime's finalizer: `test null` on a missing path passes, as on kube-apiserver.
+        let added = json_patch(
+            &json!({"metadata": {}}),
+            &json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["irsa.dev/cleanup"]}
+            ]),
+        )
+        .unwrap();
+        assert_eq!(added["metadata"]["finalizers"][0], "irsa.dev/cleanup");
+        assert!(
+            json_patch(
+                &added,
+                &json!([{"op": "test", "path": "/metadata/finalizers", "value": null}])
+            )
+            .is_err(),
+            "an existing value is not null"
+        );
     }
 
     #[test]

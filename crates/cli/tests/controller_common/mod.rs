@@ -1,0 +1,211 @@
+//! Shared harness of the controller's end-to-end tests: a [`Lab`] with the demo identity, and
+//! waits on conditions with deadlines (never sleeps for a fixed time).
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use irsa::lab::{
+    IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, Lab, LabConfig, RunningController,
+};
+use irsa_k8s::{ClusterPullSecret, PullSecret};
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{DeleteParams, Patch, PatchParams};
+pub use serde_json::{Value, json};
+
+/// How long any wait may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub struct Env {
+    pub lab: Lab,
+}
+
+/// Polls `f` until it yields `Some`, failing the test with `what` after [`DEADLINE`].
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Env {
+    pub async fn start() -> Env {
+        Self::start_with(LabConfig::default()).await
+    }
+
+    pub async fn start_with(config: LabConfig) -> Env {
+        let _ = tracing_subscriber_init();
+        let lab = Lab::start(config).await.expect("lab");
+        let role = lab
+            .register_role(IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT)
+            .expect("role");
+        lab.identity(IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, &role)
+            .await
+            .expect("identity");
+        Env { lab }
+    }
+
+    pub async fn controller(&self) -> RunningController {
+        let c = self
+            .lab
+            .spawn_controller(self.lab.controller_options(), None)
+            .await
+            .expect("controller");
+        assert!(
+            tokio::time::timeout(DEADLINE, c.handle.wait_ready())
+                .await
+                .expect("ready in time"),
+            "controller ready"
+        );
+        c
+    }
+
+    pub fn cps_api(&self) -> Api<ClusterPullSecret> {
+        Api::all(self.lab.client.clone())
+    }
+
+    pub fn ps_api(&self, ns: &str) -> Api<PullSecret> {
+        Api::namespaced(self.lab.client.clone(), ns)
+    }
+
+    pub async fn apply_cps(&self, name: &str, spec: Value) {
+        let obj = json!({
+            "apiVersion": "irsa.dev/v1alpha1", "kind": "ClusterPullSecret",
+            "metadata": {"name": name}, "spec": spec,
+        });
+        self.cps_api()
+            .patch(
+                name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .expect("apply ClusterPullSecret");
+    }
+
+    pub async fn apply_ps(&self, ns: &str, name: &str, spec: Value) {
+        let obj = json!({
+            "apiVersion": "irsa.dev/v1alpha1", "kind": "PullSecret",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec,
+        });
+        self.ps_api(ns)
+            .patch(
+                name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&obj),
+            )
+            .await
+            .expect("apply PullSecret");
+    }
+
+    pub async fn delete_cps(&self, name: &str) {
+        self.cps_api()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete ClusterPullSecret");
+        let api = self.cps_api();
+        eventually(&format!("ClusterPullSecret {name} gone"), || {
+            let api = api.clone();
+            async move { api.get_opt(name).await.unwrap().is_none().then_some(()) }
+        })
+        .await;
+    }
+
+    pub async fn secret(&self, ns: &str, name: &str) -> Option<Secret> {
+        Api::<Secret>::namespaced(self.lab.client.clone(), ns)
+            .get_opt(name)
+            .await
+            .expect("get secret")
+    }
+
+    pub async fn wait_secret(&self, ns: &str, name: &str) -> Secret {
+        eventually(&format!("secret {ns}/{name}"), || self.secret(ns, name)).await
+    }
+
+    pub async fn wait_gone(&self, ns: &str, name: &str) {
+        eventually(&format!("secret {ns}/{name} deleted"), || async {
+            self.secret(ns, name).await.is_none().then_some(())
+        })
+        .await;
+    }
+
+    pub async fn cps(&self, name: &str) -> ClusterPullSecret {
+        self.cps_api()
+            .get(name)
+            .await
+            .expect("get ClusterPullSecret")
+    }
+
+    /// Waits until the status says Ready=True with `summary` targets (`ready/desired`).
+    pub async fn wait_ready(&self, name: &str, summary: &str) -> ClusterPullSecret {
+        eventually(&format!("{name} Ready with {summary}"), || async {
+            let cps = self.cps(name).await;
+            let status = cps.status.as_ref()?;
+            let ready = status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            let s = status.targets.as_ref()?.summary.as_deref()?;
+            (ready && s == summary).then_some(cps.clone())
+        })
+        .await
+    }
+
+    pub async fn condition(&self, name: &str, type_: &str) -> Option<(String, String, String)> {
+        let cps = self.cps(name).await;
+        cps.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status, c.reason, c.message))
+    }
+}
+
+/// A ClusterPullSecret spec for the sandbox ECR registry and the demo identity.
+pub fn cps_spec(env: &Env, namespaces: Value) -> Value {
+    json!({
+        "registries": [{"host": env.lab.ecr_host()}],
+        "identity": {"serviceAccount": {"namespace": IDENTITY_NAMESPACE, "name": IDENTITY_SERVICE_ACCOUNT}},
+        "secretName": "regcred",
+        "namespaces": namespaces,
+    })
+}
+
+/// `username:password` for `host` in a dockerconfigjson secret.
+pub fn docker_auth(secret: &Secret, host: &str) -> String {
+    use base64::Engine as _;
+    assert_eq!(
+        secret.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+    let data = &secret.data.as_ref().expect("data")[".dockerconfigjson"];
+    let doc: Value = serde_json::from_slice(&data.0).expect("dockerconfigjson");
+    let auth = doc["auths"][host]["auth"].as_str().expect("auth for host");
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(auth)
+            .expect("base64"),
+    )
+    .expect("utf-8")
+}
+
+fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("IRSA_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("IRSA_LOG"))
+            .with_test_writer()
+            .try_init()
+            .map_err(|e| e.to_string().into())
+    } else {
+        Ok(())
+    }
+}
