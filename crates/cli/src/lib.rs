@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod controller;
 mod disk_cache;
 mod input;
+pub mod lab;
 mod login;
 mod output;
 mod policy;
@@ -68,6 +70,12 @@ enum Command {
     /// STS verifies them and evaluates each role's trust policy as AWS does, so a wrong `sub`,
     /// `aud` or issuer fails here with the error AWS would give.
     Sandbox(sandbox::SandboxArgs),
+    /// Keep registry pull secrets fresh in every namespace that asks (ClusterPullSecret,
+    /// PullSecret), from one upstream exchange per identity and registries.
+    ///
+    /// Refreshes follow the token's real expiry; a failed refresh keeps every written secret and
+    /// retries with backoff; secrets irsa does not own are never touched (reported instead).
+    Controller(controller::ControllerArgs),
 }
 
 /// How a command ended, when it did not fail on bad input.
@@ -103,6 +111,7 @@ pub fn main() -> ExitCode {
         Command::DockerCredential(args) => login::docker_credential(args),
         Command::ArgocdCredentials(args) => login::argocd(args),
         Command::Sandbox(args) => sandbox::run(args),
+        Command::Controller(args) => controller::run(args),
     };
     match result {
         Ok(Verdict::Ok) => ExitCode::SUCCESS,

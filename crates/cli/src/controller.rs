@@ -1,0 +1,235 @@
+//! `irsa controller`: the pull-secret controller for ClusterPullSecret and PullSecret.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use irsa_aws::{Pipeline, PipelineOptions};
+use irsa_controller::lease::LeaseConfig;
+use irsa_controller::{Controller, ControllerOptions};
+use irsa_k8s::token_request::KubeTokenRequester;
+
+use crate::{Invalid, Verdict};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+    irsa controller                                   # KUBECONFIG or in-cluster config; metrics on 127.0.0.1:8080\n  \
+    irsa controller --leader-elect --metrics-listen 0.0.0.0:8080   # as `irsa install` deploys it\n  \
+    irsa install | kubectl apply --server-side -f -   # the manifests that run it in a cluster\n\n\
+    It watches ClusterPullSecrets and PullSecrets (irsa.dev/v1alpha1), namespaces (metadata only),\n\
+    its own secrets (label app.kubernetes.io/managed-by=irsa) and service accounts, and writes one\n\
+    kubernetes.io/dockerconfigjson secret per target namespace from one upstream exchange.\n\
+    /metrics (Prometheus), /healthz and /readyz (true once every watch has listed) are served on\n\
+    --metrics-listen. SIGTERM or Ctrl-C stops it gracefully and releases the lease.")]
+pub(crate) struct ControllerArgs {
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080",
+        env = "IRSA_METRICS_LISTEN"
+    )]
+    metrics_listen: SocketAddr,
+    /// Elect one writing replica over a coordination.k8s.io Lease (run several replicas).
+    #[arg(long, env = "IRSA_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Namespace of the Lease (default: $POD_NAMESPACE, else irsa-system).
+    #[arg(long, value_name = "NS", env = "IRSA_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "irsa-controller",
+        env = "IRSA_LEASE_NAME"
+    )]
+    lease_name: String,
+    /// This replica's identity in the Lease and in Events (default: $POD_NAME, else host-pid).
+    #[arg(long, value_name = "ID", env = "IRSA_LEADER_IDENTITY")]
+    identity: Option<String>,
+    /// How long a Lease stays valid without renewal (e.g. 15s).
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops writing; below the lease
+    /// duration.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    renew_deadline: Duration,
+    /// How often the leader renews and the others try to acquire.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    retry_period: Duration,
+    /// Requests per second to the API server (watches excluded); 0 for no limit.
+    #[arg(
+        long,
+        value_name = "QPS",
+        default_value_t = 100.0,
+        env = "IRSA_KUBE_QPS"
+    )]
+    kube_qps: f64,
+    /// Requests allowed at once above --kube-qps.
+    #[arg(long, value_name = "N", default_value_t = 200, env = "IRSA_KUBE_BURST")]
+    kube_burst: u32,
+    /// Look at every resource at least this often, even without events (writes only what
+    /// drifted).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, env = "IRSA_RESYNC")]
+    resync: Duration,
+    /// Resources reconciled at once, per kind.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    concurrency: u16,
+    /// Secret writes in flight at once within one resource's fan-out.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    write_concurrency: usize,
+    /// Lifetime of the service-account tokens requested with TokenRequest.
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    token_expiration: Duration,
+    /// Chainguard's token issuer.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "IRSA_CHAINGUARD_ISSUER",
+        default_value = "https://issuer.enforce.dev"
+    )]
+    chainguard_issuer: String,
+}
+
+/// Parses `500ms`, `30s`, `10m`, `1h` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 30s, 10m or 1h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    Ok(d)
+}
+
+pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
+    if args.leader_elect && args.renew_deadline >= args.lease_duration {
+        return Err(Invalid(format!(
+            "--renew-deadline ({:?}) must be shorter than --lease-duration ({:?}), or two replicas could write at once",
+            args.renew_deadline, args.lease_duration
+        ))
+        .into());
+    }
+    if !(args.kube_qps >= 0.0) || !args.kube_qps.is_finite() {
+        return Err(Invalid(format!(
+            "--kube-qps {}: give a number of requests per second, or 0 for no limit",
+            args.kube_qps
+        ))
+        .into());
+    }
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "irsa".to_owned());
+            format!("{host}-{}", std::process::id())
+        });
+    let lease = args.leader_elect.then(|| {
+        let namespace = args
+            .lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .unwrap_or_else(|| "irsa-system".to_owned());
+        LeaseConfig {
+            lease_duration: args.lease_duration,
+            renew_deadline: args.renew_deadline,
+            retry_period: args.retry_period,
+            ..LeaseConfig::new(&namespace, &args.lease_name, &identity)
+        }
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+            .await
+            .map_err(|e| {
+                Invalid(format!(
+                    "cannot listen on {} for metrics: {e} (pick another with --metrics-listen)",
+                    args.metrics_listen
+                ))
+            })?;
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!(
+                "failed to set up the Kubernetes client: {e} (set KUBECONFIG, or run in a pod with a service account)"
+            )
+        })?;
+        let pipeline = Pipeline::new(PipelineOptions {
+            chainguard_issuer: args.chainguard_issuer.clone(),
+            ..PipelineOptions::default()
+        })
+        .await?;
+        let options = ControllerOptions {
+            resync: args.resync,
+            concurrency: args.concurrency.max(1),
+            write_concurrency: args.write_concurrency.max(1),
+            qps: args.kube_qps,
+            burst: args.kube_burst,
+            token_expiration: args.token_expiration,
+            lease,
+            instance: identity,
+            ..ControllerOptions::default()
+        };
+        tracing::info!(metrics = %args.metrics_listen, ?options, "starting the controller");
+        let requester = Arc::new(KubeTokenRequester::new(client.clone()));
+        let controller = Controller::new(client, pipeline, requester, options);
+        controller.run(Some(listener), shutdown_signal()).await?;
+        Ok(Verdict::Ok)
+    })
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("15s"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("s").unwrap_err().contains("not a duration"));
+    }
+}
