@@ -42,6 +42,32 @@ pub enum TokenSourceError {
         /// The file.
         path: PathBuf,
     },
+    /// The service account named by the TokenRequest does not exist.
+    #[error(
+        "service account {namespace}/{service_account} does not exist: create it with \
+         `kubectl create serviceaccount -n {namespace} {service_account}` (and annotate it with \
+         the IAM role), or point irsa at an existing one"
+    )]
+    ServiceAccountNotFound {
+        /// Namespace of the service account.
+        namespace: String,
+        /// Name of the service account.
+        service_account: String,
+    },
+    /// The API server refused the TokenRequest for lack of permission.
+    #[error(
+        "not allowed to request a token for service account {namespace}/{service_account}: \
+         {reason}; irsa's ClusterRole needs `create` on `serviceaccounts/token` (see the RBAC \
+         printed by `irsa install`)"
+    )]
+    Forbidden {
+        /// Namespace of the service account.
+        namespace: String,
+        /// Name of the service account.
+        service_account: String,
+        /// The API server's message.
+        reason: String,
+    },
     /// The TokenRequest API refused or failed.
     #[error(
         "failed to request a token for service account {namespace}/{service_account}: {reason}"

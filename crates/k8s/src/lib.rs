@@ -1,6 +1,7 @@
 //! irsa's Kubernetes API: the `irsa.dev/v1alpha1` custom resources [`ClusterPullSecret`] and
 //! [`PullSecret`], their validation ([`validation`]) and their CustomResourceDefinitions
-//! ([`crds()`], committed as `deploy/crds.yaml`).
+//! ([`crds()`], committed as `deploy/crds.yaml`) and service-account tokens from the
+//! TokenRequest API ([`KubeTokenRequester`]).
 //!
 //! The types are plain data with no client attached: the controller reads them from the API
 //! server, calls [`ClusterPullSecret::validate`] / [`PullSecret::validate`] and plans from the
@@ -9,6 +10,7 @@
 
 pub mod crds;
 pub mod resources;
+pub mod token_request;
 pub mod validation;
 
 pub use crds::{crds, crds_yaml};
@@ -18,4 +20,5 @@ pub use resources::{
     PullSecretStatus, RegistrySpec, SecretSpec, ServiceAccountRef, TargetCounts, TargetProblem,
     VERSION,
 };
+pub use token_request::KubeTokenRequester;
 pub use validation::{Validated, ValidationError, ValidationErrors};
