@@ -178,10 +178,8 @@ pub enum InstallError {
     )]
     Replicas(u32),
     /// The role ARN is not an IAM role ARN.
-    #[error(
-        "invalid role ARN: {0}; give the role irsa's controller assumes, as arn:aws:iam::<account>:role/<name>"
-    )]
-    RoleArn(#[source] ArnError),
+    #[error(transparent)]
+    RoleArn(ArnError),
     /// No part was selected.
     #[error("nothing to install: the selected parts are empty (check --only and --no-crds)")]
     NothingSelected,
@@ -839,7 +837,10 @@ mod tests {
         let e = with(|o| o.replicas = 0);
         assert!(e.starts_with("invalid replicas 0: run 1 to 10"), "{e}");
         let e = with(|o| o.role_arn = Some("arn:aws:iam::123:role/x".into()));
-        assert!(e.starts_with("invalid role ARN: "), "{e}");
+        assert!(
+            e.starts_with("invalid role ARN \"arn:aws:iam::123:role/x\""),
+            "{e}"
+        );
         assert!(e.contains("account"), "{e}");
         let e = with(|o| o.image = "ghcr.io".into());
         assert!(e.contains("registry host, not an image"), "{e}");
