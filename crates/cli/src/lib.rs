@@ -8,6 +8,7 @@ mod controller;
 mod disk_cache;
 mod input;
 pub mod lab;
+mod install;
 mod login;
 mod output;
 mod policy;
@@ -76,6 +77,20 @@ enum Command {
     /// Refreshes follow the token's real expiry; a failed refresh keeps every written secret and
     /// retries with backoff; secrets irsa does not own are never touched (reported instead).
     Controller(controller::ControllerArgs),
+    /// Print the manifests that deploy irsa's controller, as YAML on stdout.
+    ///
+    /// In apply order: the Namespace, the ClusterPullSecret and PullSecret CRDs, the `irsa`
+    /// ServiceAccount, least-privilege RBAC (a ClusterRole for what the controller reconciles,
+    /// a Role for its leader-election Lease), the controller Deployment (non-root, read-only,
+    /// no capabilities) and, with more than one replica, a PodDisruptionBudget. Nothing is sent
+    /// to a cluster: pipe the output to kubectl or commit it to a GitOps repository.
+    /// Exits 2 on an invalid namespace, image, replica count or role ARN.
+    #[command(after_help = "Examples:\n  \
+        irsa install --role-arn arn:aws:iam::123456789012:role/irsa | kubectl apply --server-side -f -\n  \
+        irsa install --namespace platform --replicas 1 --image registry.example.com/irsa:0.1.0 > irsa.yaml\n  \
+        irsa install --only crds | kubectl apply --server-side -f -     # CRDs first, e.g. in CI\n  \
+        irsa install --no-crds > deploy/irsa.yaml                        # CRDs managed elsewhere")]
+    Install(install::InstallArgs),
 }
 
 /// How a command ended, when it did not fail on bad input.
@@ -112,6 +127,7 @@ pub fn main() -> ExitCode {
         Command::ArgocdCredentials(args) => login::argocd(args),
         Command::Sandbox(args) => sandbox::run(args),
         Command::Controller(args) => controller::run(args),
+        Command::Install(args) => install::run(args),
     };
     match result {
         Ok(Verdict::Ok) => ExitCode::SUCCESS,

@@ -1,0 +1,249 @@
+//! `irsa install`, run as a user would: the manifests on stdout, the flags that shape them, and
+//! precise refusals (exit 2) for bad input.
+
+mod common;
+
+use std::path::Path;
+
+use common::irsa;
+
+/// The documents of a multi-document YAML stream as (kind, name, namespace) plus the text.
+fn documents(yaml: &str) -> Vec<(String, String, String, String)> {
+    yaml.split("\n---\n")
+        .skip(1)
+        .map(|doc| {
+            let field = |prefix: &str| {
+                doc.lines()
+                    .find_map(|l| l.strip_prefix(prefix))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (
+                field("kind: "),
+                field("  name: "),
+                field("  namespace: "),
+                doc.to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn kinds(yaml: &str) -> Vec<String> {
+    documents(yaml).into_iter().map(|d| d.0).collect()
+}
+
+#[test]
+fn defaults_print_the_committed_install() {
+    let run = irsa(&["install"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.stderr, "");
+    let committed = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/install.yaml"),
+    )
+    .unwrap();
+    assert_eq!(
+        run.stdout, committed,
+        "irsa install differs from deploy/install.yaml"
+    );
+    assert_eq!(
+        kinds(&run.stdout),
+        [
+            "Namespace",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+        ]
+    );
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        run.stdout
+            .contains(&format!("image: ghcr.io/irsa-dev/irsa:{version}\n")),
+        "{}",
+        run.stdout
+    );
+    for (kind, name, namespace, _) in documents(&run.stdout) {
+        if [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "PodDisruptionBudget",
+        ]
+        .contains(&kind.as_str())
+        {
+            assert_eq!(namespace, "irsa-system", "{kind}/{name}");
+        }
+    }
+}
+
+#[test]
+fn flags_set_namespace_image_replicas_and_role() {
+    let run = irsa(&[
+        "install",
+        "--namespace",
+        "platform",
+        "--image",
+        "registry.example.com/irsa:dev",
+        "--replicas",
+        "1",
+        "--role-arn",
+        "arn:aws:iam::123456789012:role/irsa",
+        "--no-crds",
+        "--log-format",
+        "plain",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let docs = documents(&run.stdout);
+    assert_eq!(
+        kinds(&run.stdout),
+        [
+            "Namespace",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+        ],
+        "one replica needs no PodDisruptionBudget; --no-crds drops the CRDs"
+    );
+    assert_eq!(docs[0].1, "platform");
+    let sa = &docs[1].3;
+    assert!(
+        sa.contains("eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/irsa"),
+        "{sa}"
+    );
+    let deployment = &docs[6].3;
+    assert!(deployment.contains("replicas: 1\n"), "{deployment}");
+    assert!(
+        deployment.contains("image: registry.example.com/irsa:dev\n"),
+        "{deployment}"
+    );
+    assert!(deployment.contains("value: plain\n"), "{deployment}");
+    assert!(
+        docs[5].3.contains("namespace: platform"),
+        "the binding's subject: {}",
+        docs[5].3
+    );
+}
+
+#[test]
+fn environment_variables_stand_in_for_flags() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_irsa"))
+        .args(["install", "--only", "rbac,controller"])
+        .env("IRSA_NAMESPACE", "from-env")
+        .env("IRSA_REPLICAS", "3")
+        .env("IRSA_IMAGE", "registry.example.com/irsa:env")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(kinds(&stdout)[0], "ServiceAccount");
+    assert!(kinds(&stdout).contains(&"PodDisruptionBudget".to_owned()));
+    assert!(stdout.contains("namespace: from-env\n"), "{stdout}");
+    assert!(stdout.contains("replicas: 3\n"), "{stdout}");
+    assert!(
+        stdout.contains("image: registry.example.com/irsa:env\n"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn only_selects_parts_in_apply_order() {
+    let run = irsa(&["install", "--only", "controller", "--only", "crds"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        kinds(&run.stdout),
+        [
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "PodDisruptionBudget"
+        ]
+    );
+}
+
+#[test]
+fn bad_input_is_refused_with_exit_code_2_and_the_reason() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--namespace", "Irsa_System"],
+            "error: invalid namespace: \"Irsa_System\" is not a valid name",
+        ),
+        (
+            &[
+                "--role-arn",
+                "arn:aws:sts::123456789012:assumed-role/irsa/session",
+            ],
+            "error: invalid role ARN \"arn:aws:sts::123456789012:assumed-role/irsa/session\": the service must be \"iam\", not \"sts\"",
+        ),
+        (&["--role-arn", "irsa"], "error: invalid role ARN \"irsa\""),
+        (
+            &["--replicas", "0"],
+            "error: invalid replicas 0: run 1 to 10",
+        ),
+        (
+            &["--replicas", "11"],
+            "error: invalid replicas 11: run 1 to 10",
+        ),
+        (&["--image", "ghcr.io"], "registry host, not an image"),
+        (
+            &["--image", "Ghcr.io/Irsa"],
+            "error: invalid image \"Ghcr.io/Irsa\"",
+        ),
+        (
+            &["--only", "crds", "--no-crds"],
+            "error: nothing to install",
+        ),
+    ];
+    for (args, expected) in cases {
+        let mut all = vec!["install"];
+        all.extend_from_slice(args);
+        let run = irsa(&all);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stdout, "", "{args:?} printed manifests");
+        assert!(run.stderr.contains(expected), "{args:?}: {}", run.stderr);
+    }
+    // clap refuses unknown parts and non-numbers itself, also with 2.
+    for args in [
+        &["install", "--only", "deployments"][..],
+        &["install", "--replicas", "two"][..],
+    ] {
+        let run = irsa(args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("invalid value"), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn help_teaches_with_an_example() {
+    let run = irsa(&["install", "--help"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "irsa install --role-arn arn:aws:iam::123456789012:role/irsa | kubectl apply --server-side -f -"
+        ),
+        "{}",
+        run.stdout
+    );
+    for flag in [
+        "--namespace",
+        "--image",
+        "--replicas",
+        "--role-arn",
+        "--no-crds",
+        "--only",
+    ] {
+        assert!(run.stdout.contains(flag), "{flag} missing from --help");
+    }
+}

@@ -1,0 +1,875 @@
+//! Everything needed to run irsa in a cluster, as objects and as the YAML `irsa install` prints
+//! (the defaults are committed as `deploy/install.yaml`).
+//!
+//! The output, in apply order: the Namespace, the CRDs, the `irsa` ServiceAccount, the
+//! controller's least-privilege RBAC (a ClusterRole and binding for what it reconciles, a Role
+//! and binding for its leader-election Lease in its own namespace), the controller Deployment
+//! and, with more than one replica, a PodDisruptionBudget.
+//!
+//! Regenerate the committed file with
+//! `cargo run -p irsa-k8s --example gen-install > deploy/install.yaml`; a test fails when it
+//! drifts from this code.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use irsa_core::arn::{ArnError, RoleArn};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, Namespace, ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecurityContext, ServiceAccount, Volume, VolumeMount, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::resources::GROUP;
+use crate::validation::check_dns_label;
+
+/// The namespace irsa is installed into unless told otherwise.
+pub const DEFAULT_NAMESPACE: &str = "irsa-system";
+/// The controller's replicas unless told otherwise: one leads, one stands by.
+pub const DEFAULT_REPLICAS: u32 = 2;
+/// The name of irsa's ServiceAccount.
+pub const SERVICE_ACCOUNT: &str = "irsa";
+/// The name of the Deployment, the ClusterRole and their bindings.
+pub const CONTROLLER: &str = "irsa-controller";
+/// The annotation that gives a ServiceAccount an IAM role (EKS IRSA, `irsa webhook`).
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+/// The metrics and health port of the controller.
+pub const METRICS_PORT: i32 = 8080;
+/// The name of that port.
+pub const METRICS_PORT_NAME: &str = "http-metrics";
+/// The uid and gid the controller runs as (distroless `nonroot`).
+pub const RUN_AS_USER: i64 = 65532;
+
+const LEADER_ELECTION: &str = "irsa-controller-leader-election";
+/// Replicas beyond this only wait for a lease: a mistake, not a choice.
+const MAX_REPLICAS: u32 = 10;
+
+/// The default image: irsa's release of the same version as this crate.
+pub fn default_image() -> String {
+    format!("ghcr.io/irsa-dev/irsa:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// The log format the controller writes (`IRSA_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Plain,
+}
+
+impl LogFormat {
+    /// The value of `IRSA_LOG_FORMAT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Json => "json",
+            LogFormat::Plain => "plain",
+        }
+    }
+}
+
+/// A group of objects that `irsa install --only` can select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    /// The Namespace.
+    Namespace,
+    /// The CustomResourceDefinitions.
+    Crds,
+    /// The ServiceAccount, ClusterRole, Role and their bindings.
+    Rbac,
+    /// The Deployment and its PodDisruptionBudget.
+    Controller,
+}
+
+impl Part {
+    /// Every part, in apply order.
+    pub const ALL: [Part; 4] = [Part::Namespace, Part::Crds, Part::Rbac, Part::Controller];
+
+    /// The part's name on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Part::Namespace => "namespace",
+            Part::Crds => "crds",
+            Part::Rbac => "rbac",
+            Part::Controller => "controller",
+        }
+    }
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Part {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Part::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| format!("unknown part {s:?}: use namespace, crds, rbac or controller"))
+    }
+}
+
+/// What to install. `Default` is what `deploy/install.yaml` holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallOptions {
+    /// The namespace of the controller, its ServiceAccount and its Lease (a DNS label).
+    pub namespace: String,
+    /// The controller's container image.
+    pub image: String,
+    /// Controller replicas (1 to 10); they elect a leader, so only one writes at a time.
+    pub replicas: u32,
+    /// The IAM role for irsa's own ServiceAccount (`eks.amazonaws.com/role-arn`), used for
+    /// resources that ask for the controller's ambient identity.
+    pub role_arn: Option<String>,
+    /// The controller's log format.
+    pub log_format: LogFormat,
+    /// Which parts to print, in apply order whatever the order here.
+    pub parts: Vec<Part>,
+}
+
+impl Default for InstallOptions {
+    fn default() -> Self {
+        Self {
+            namespace: DEFAULT_NAMESPACE.to_owned(),
+            image: default_image(),
+            replicas: DEFAULT_REPLICAS,
+            role_arn: None,
+            log_format: LogFormat::default(),
+            parts: Part::ALL.to_vec(),
+        }
+    }
+}
+
+/// Why the options cannot be installed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum InstallError {
+    /// The namespace is not a DNS label.
+    #[error("invalid namespace: {0}")]
+    Namespace(String),
+    /// The image is not an image reference.
+    #[error("invalid image {image:?}: {reason}")]
+    Image {
+        /// The image as given.
+        image: String,
+        /// Why.
+        reason: String,
+    },
+    /// Too few or too many replicas.
+    #[error(
+        "invalid replicas {0}: run 1 to {MAX_REPLICAS} (replicas elect a leader; 2 survive a node drain)"
+    )]
+    Replicas(u32),
+    /// The role ARN is not an IAM role ARN.
+    #[error(transparent)]
+    RoleArn(ArnError),
+    /// No part was selected.
+    #[error("nothing to install: the selected parts are empty (check --only and --no-crds)")]
+    NothingSelected,
+}
+
+impl InstallOptions {
+    /// Checks every option, naming the first one that is wrong.
+    pub fn validate(&self) -> Result<(), InstallError> {
+        check_dns_label(&self.namespace).map_err(InstallError::Namespace)?;
+        check_image(&self.image).map_err(|reason| InstallError::Image {
+            image: self.image.clone(),
+            reason,
+        })?;
+        if !(1..=MAX_REPLICAS).contains(&self.replicas) {
+            return Err(InstallError::Replicas(self.replicas));
+        }
+        if let Some(arn) = &self.role_arn {
+            RoleArn::from_str(arn).map_err(InstallError::RoleArn)?;
+        }
+        if self.parts.is_empty() {
+            return Err(InstallError::NothingSelected);
+        }
+        Ok(())
+    }
+
+    fn wants(&self, part: Part) -> bool {
+        self.parts.contains(&part)
+    }
+}
+
+/// An image for a Pod: a repository with an optional tag or digest, no scheme.
+fn check_image(image: &str) -> Result<(), String> {
+    if image.contains("://") {
+        return Err("a container image has no scheme: drop the `…://` prefix".to_owned());
+    }
+    let parsed = irsa_core::registry::parse(image).map_err(|e| e.to_string())?;
+    if parsed.repository.is_none() {
+        return Err(format!(
+            "this is a registry host, not an image: add the repository, e.g. {image}/irsa:{}",
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    Ok(())
+}
+
+/// One object of the install, serialized as its own kind.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Object {
+    Namespace(Box<Namespace>),
+    Crd(Box<CustomResourceDefinition>),
+    ServiceAccount(Box<ServiceAccount>),
+    ClusterRole(Box<ClusterRole>),
+    ClusterRoleBinding(Box<ClusterRoleBinding>),
+    Role(Box<Role>),
+    RoleBinding(Box<RoleBinding>),
+    Deployment(Box<Deployment>),
+    PodDisruptionBudget(Box<PodDisruptionBudget>),
+}
+
+/// Every object of the install as JSON, in apply order.
+pub fn manifests(options: &InstallOptions) -> Result<Vec<serde_json::Value>, InstallError> {
+    Ok(objects(options)?
+        .iter()
+        // Kubernetes objects are maps of strings, numbers and lists: serialization cannot fail.
+        .map(|o| serde_json::to_value(o).expect("a Kubernetes object serializes to JSON"))
+        .collect())
+}
+
+/// Every object of the install as one multi-document YAML stream, with a header saying how it
+/// was made.
+pub fn manifests_yaml(options: &InstallOptions) -> Result<String, InstallError> {
+    let mut out = format!(
+        "# irsa {version}: generated by `irsa install`; do not edit.\n\
+         # deploy/install.yaml: `cargo run -p irsa-k8s --example gen-install > deploy/install.yaml`\n",
+        version = env!("CARGO_PKG_VERSION")
+    );
+    for object in objects(options)? {
+        out.push_str("---\n");
+        out.push_str(
+            &serde_saphyr::to_string(&object).expect("a Kubernetes object serializes to YAML"),
+        );
+    }
+    Ok(out)
+}
+
+fn objects(o: &InstallOptions) -> Result<Vec<Object>, InstallError> {
+    o.validate()?;
+    let mut out = Vec::new();
+    if o.wants(Part::Namespace) {
+        out.push(Object::Namespace(Box::new(namespace(o))));
+    }
+    if o.wants(Part::Crds) {
+        out.extend(crate::crds().into_iter().map(|c| Object::Crd(Box::new(c))));
+    }
+    if o.wants(Part::Rbac) {
+        out.push(Object::ServiceAccount(Box::new(service_account(o))));
+        out.push(Object::ClusterRole(Box::new(cluster_role())));
+        out.push(Object::ClusterRoleBinding(Box::new(cluster_role_binding(
+            o,
+        ))));
+        out.push(Object::Role(Box::new(leader_election_role(o))));
+        out.push(Object::RoleBinding(Box::new(leader_election_binding(o))));
+    }
+    if o.wants(Part::Controller) {
+        out.push(Object::Deployment(Box::new(deployment(o))));
+        if o.replicas > 1 {
+            out.push(Object::PodDisruptionBudget(Box::new(
+                pod_disruption_budget(o),
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn labels(component: Option<&str>) -> BTreeMap<String, String> {
+    // No `app.kubernetes.io/managed-by: irsa`: that label marks what the controller writes.
+    let mut labels = BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "irsa".to_owned()),
+        ("app.kubernetes.io/part-of".to_owned(), "irsa".to_owned()),
+    ]);
+    if let Some(c) = component {
+        labels.insert("app.kubernetes.io/component".to_owned(), c.to_owned());
+    }
+    labels
+}
+
+/// The Deployment's selector: stable across versions, so upgrades never orphan pods.
+fn selector_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "irsa".to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            "controller".to_owned(),
+        ),
+    ])
+}
+
+fn meta(name: &str, namespace: Option<&str>, component: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        labels: Some(labels(component)),
+        ..ObjectMeta::default()
+    }
+}
+
+fn namespace(o: &InstallOptions) -> Namespace {
+    Namespace {
+        metadata: meta(&o.namespace, None, None),
+        ..Namespace::default()
+    }
+}
+
+fn service_account(o: &InstallOptions) -> ServiceAccount {
+    let mut metadata = meta(SERVICE_ACCOUNT, Some(&o.namespace), Some("controller"));
+    if let Some(arn) = &o.role_arn {
+        metadata.annotations = Some(BTreeMap::from([(
+            ROLE_ARN_ANNOTATION.to_owned(),
+            arn.clone(),
+        )]));
+    }
+    ServiceAccount {
+        metadata,
+        // The controller reads its token through the Pod's own setting below.
+        automount_service_account_token: Some(true),
+        ..ServiceAccount::default()
+    }
+}
+
+fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+    PolicyRule {
+        api_groups: Some(vec![group.to_owned()]),
+        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
+        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        ..PolicyRule::default()
+    }
+}
+
+/// What the controller reconciles and writes, and nothing more.
+fn cluster_role() -> ClusterRole {
+    ClusterRole {
+        metadata: meta(CONTROLLER, None, Some("controller")),
+        rules: Some(vec![
+            rule(
+                GROUP,
+                &["clusterpullsecrets", "pullsecrets"],
+                &["get", "list", "watch", "patch", "update"],
+            ),
+            rule(
+                GROUP,
+                &["clusterpullsecrets/status", "pullsecrets/status"],
+                &["get", "patch", "update"],
+            ),
+            rule(
+                GROUP,
+                &["clusterpullsecrets/finalizers", "pullsecrets/finalizers"],
+                &["update"],
+            ),
+            rule("", &["namespaces"], &["get", "list", "watch"]),
+            rule(
+                "",
+                &["secrets"],
+                &[
+                    "get", "list", "watch", "create", "patch", "update", "delete",
+                ],
+            ),
+            rule("", &["serviceaccounts"], &["get", "list", "watch", "patch"]),
+            // TokenRequest: act as a user's service account toward STS.
+            rule("", &["serviceaccounts/token"], &["create"]),
+            rule("", &["events"], &["create", "patch"]),
+            rule("events.k8s.io", &["events"], &["create", "patch"]),
+        ]),
+        ..ClusterRole::default()
+    }
+}
+
+fn subject(o: &InstallOptions) -> Vec<Subject> {
+    vec![Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: SERVICE_ACCOUNT.to_owned(),
+        namespace: Some(o.namespace.clone()),
+        ..Subject::default()
+    }]
+}
+
+fn role_ref(kind: &str, name: &str) -> RoleRef {
+    RoleRef {
+        api_group: Some("rbac.authorization.k8s.io".to_owned()),
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+    }
+}
+
+fn cluster_role_binding(o: &InstallOptions) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: meta(CONTROLLER, None, Some("controller")),
+        role_ref: role_ref("ClusterRole", CONTROLLER),
+        subjects: Some(subject(o)),
+    }
+}
+
+/// Leader election: the Lease lives in the install namespace, so the grant stays there.
+fn leader_election_role(o: &InstallOptions) -> Role {
+    Role {
+        metadata: meta(LEADER_ELECTION, Some(&o.namespace), Some("controller")),
+        rules: Some(vec![rule(
+            "coordination.k8s.io",
+            &["leases"],
+            &["get", "create", "update", "patch"],
+        )]),
+    }
+}
+
+fn leader_election_binding(o: &InstallOptions) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(LEADER_ELECTION, Some(&o.namespace), Some("controller")),
+        role_ref: role_ref("Role", LEADER_ELECTION),
+        subjects: Some(subject(o)),
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn http_probe(path: &str, initial_delay: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(METRICS_PORT_NAME.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(10),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+        .collect()
+}
+
+fn runtime_default() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        ..SeccompProfile::default()
+    }
+}
+
+fn controller_container(o: &InstallOptions) -> Container {
+    Container {
+        name: "controller".to_owned(),
+        image: Some(o.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        args: Some(
+            [
+                "controller",
+                "--leader-elect",
+                &format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+        ),
+        env: Some(vec![
+            // The Lease holder identity and the Lease's namespace.
+            field_env("POD_NAME", "metadata.name"),
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            EnvVar {
+                name: "IRSA_LOG_FORMAT".to_owned(),
+                value: Some(o.log_format.as_str().to_owned()),
+                ..EnvVar::default()
+            },
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some(METRICS_PORT_NAME.to_owned()),
+            container_port: METRICS_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(http_probe("/healthz", 10)),
+        readiness_probe: Some(http_probe("/readyz", 5)),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&[("cpu", "50m"), ("memory", "64Mi")])),
+            limits: Some(quantities(&[("memory", "256Mi")])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS_USER),
+            run_as_group: Some(RUN_AS_USER),
+            seccomp_profile: Some(runtime_default()),
+            ..SecurityContext::default()
+        }),
+        // The root filesystem is read-only; anything that wants a scratch file gets /tmp.
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..VolumeMount::default()
+        }]),
+        ..Container::default()
+    }
+}
+
+fn deployment(o: &InstallOptions) -> Deployment {
+    let mut pod_labels = labels(Some("controller"));
+    pod_labels.extend(selector_labels());
+    Deployment {
+        metadata: meta(CONTROLLER, Some(&o.namespace), Some("controller")),
+        spec: DeploymentSpec {
+            // Replicas at most MAX_REPLICAS (validated), so the cast cannot truncate.
+            replicas: Some(o.replicas as i32),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(SERVICE_ACCOUNT.to_owned()),
+                    automount_service_account_token: Some(true),
+                    containers: vec![controller_container(o)],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS_USER),
+                        run_as_group: Some(RUN_AS_USER),
+                        seccomp_profile: Some(runtime_default()),
+                        ..PodSecurityContext::default()
+                    }),
+                    affinity: Some(Affinity {
+                        pod_anti_affinity: Some(PodAntiAffinity {
+                            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                                WeightedPodAffinityTerm {
+                                    weight: 100,
+                                    pod_affinity_term: PodAffinityTerm {
+                                        label_selector: Some(LabelSelector {
+                                            match_labels: Some(selector_labels()),
+                                            ..LabelSelector::default()
+                                        }),
+                                        topology_key: "kubernetes.io/hostname".to_owned(),
+                                        ..PodAffinityTerm::default()
+                                    },
+                                },
+                            ]),
+                            ..PodAntiAffinity::default()
+                        }),
+                        ..Affinity::default()
+                    }),
+                    termination_grace_period_seconds: Some(30),
+                    volumes: Some(vec![Volume {
+                        name: "tmp".to_owned(),
+                        empty_dir: Some(EmptyDirVolumeSource {
+                            size_limit: Some(Quantity("16Mi".to_owned())),
+                            ..EmptyDirVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+fn pod_disruption_budget(o: &InstallOptions) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: meta(CONTROLLER, Some(&o.namespace), Some("controller")),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels()),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn kinds(options: &InstallOptions) -> Vec<String> {
+        manifests(options)
+            .unwrap()
+            .iter()
+            .map(|m| m["kind"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn find<'a>(docs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    }
+
+    #[test]
+    fn default_install_has_every_object_in_apply_order() {
+        assert_eq!(
+            kinds(&InstallOptions::default()),
+            [
+                "Namespace",
+                "CustomResourceDefinition",
+                "CustomResourceDefinition",
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "Deployment",
+                "PodDisruptionBudget",
+            ]
+        );
+    }
+
+    #[test]
+    fn one_replica_has_no_disruption_budget_and_parts_select() {
+        let one = InstallOptions {
+            replicas: 1,
+            parts: vec![Part::Controller],
+            ..InstallOptions::default()
+        };
+        assert_eq!(kinds(&one), ["Deployment"]);
+        let crds_only = InstallOptions {
+            parts: vec![Part::Crds],
+            ..InstallOptions::default()
+        };
+        assert_eq!(kinds(&crds_only), ["CustomResourceDefinition"; 2]);
+    }
+
+    #[test]
+    fn the_controller_contract_holds() {
+        let options = InstallOptions {
+            namespace: "platform".into(),
+            image: "registry.example.com/irsa:dev".into(),
+            replicas: 3,
+            role_arn: Some("arn:aws:iam::123456789012:role/irsa".into()),
+            ..InstallOptions::default()
+        };
+        let docs = manifests(&options).unwrap();
+        let sa = find(&docs, "ServiceAccount");
+        assert_eq!(sa["metadata"]["namespace"], "platform");
+        assert_eq!(
+            sa["metadata"]["annotations"][ROLE_ARN_ANNOTATION],
+            "arn:aws:iam::123456789012:role/irsa"
+        );
+        let deploy = find(&docs, "Deployment");
+        assert_eq!(deploy["spec"]["replicas"], 3);
+        let pod = &deploy["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "irsa");
+        assert_eq!(pod["automountServiceAccountToken"], true);
+        assert_eq!(pod["terminationGracePeriodSeconds"], 30);
+        let c = &pod["containers"][0];
+        assert_eq!(c["image"], "registry.example.com/irsa:dev");
+        assert_eq!(
+            c["args"],
+            json!([
+                "controller",
+                "--leader-elect",
+                "--metrics-listen=0.0.0.0:8080"
+            ])
+        );
+        assert_eq!(
+            c["env"],
+            json!([
+                {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                {"name": "IRSA_LOG_FORMAT", "value": "json"},
+            ])
+        );
+        assert_eq!(c["ports"][0]["name"], "http-metrics");
+        assert_eq!(c["ports"][0]["containerPort"], 8080);
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(
+            c["resources"],
+            json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}})
+        );
+        let sc = &c["securityContext"];
+        assert_eq!(sc["runAsNonRoot"], true);
+        assert_eq!(sc["runAsUser"], 65532);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+        assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+        let anti = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(
+            anti["podAffinityTerm"]["topologyKey"],
+            "kubernetes.io/hostname"
+        );
+        assert_eq!(
+            anti["podAffinityTerm"]["labelSelector"]["matchLabels"],
+            deploy["spec"]["selector"]["matchLabels"]
+        );
+        let pdb = find(&docs, "PodDisruptionBudget");
+        assert_eq!(pdb["spec"]["minAvailable"], 1);
+        assert_eq!(pdb["spec"]["selector"], deploy["spec"]["selector"]);
+        for kind in ["RoleBinding", "ClusterRoleBinding"] {
+            assert_eq!(
+                find(&docs, kind)["subjects"],
+                json!([{"kind": "ServiceAccount", "name": "irsa", "namespace": "platform"}])
+            );
+        }
+        assert_eq!(find(&docs, "Role")["metadata"]["namespace"], "platform");
+    }
+
+    /// (apiGroup, resource, verbs) granted by a role, one row per resource.
+    fn grants(role: &serde_json::Value) -> Vec<(String, String, Vec<String>)> {
+        let mut rows = Vec::new();
+        for rule in role["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    let mut verbs: Vec<String> = rule["verbs"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_owned())
+                        .collect();
+                    verbs.sort();
+                    rows.push((
+                        group.as_str().unwrap().to_owned(),
+                        resource.as_str().unwrap().to_owned(),
+                        verbs,
+                    ));
+                }
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    fn row(g: &str, r: &str, verbs: &str) -> (String, String, Vec<String>) {
+        let mut verbs: Vec<String> = verbs.split(' ').map(str::to_owned).collect();
+        verbs.sort();
+        (g.to_owned(), r.to_owned(), verbs)
+    }
+
+    #[test]
+    fn rbac_is_exactly_what_the_controller_needs() {
+        let docs = manifests(&InstallOptions::default()).unwrap();
+        let mut expected = vec![
+            row(
+                "irsa.dev",
+                "clusterpullsecrets",
+                "get list watch patch update",
+            ),
+            row("irsa.dev", "pullsecrets", "get list watch patch update"),
+            row("irsa.dev", "clusterpullsecrets/status", "get patch update"),
+            row("irsa.dev", "pullsecrets/status", "get patch update"),
+            row("irsa.dev", "clusterpullsecrets/finalizers", "update"),
+            row("irsa.dev", "pullsecrets/finalizers", "update"),
+            row("", "namespaces", "get list watch"),
+            row("", "secrets", "get list watch create patch update delete"),
+            row("", "serviceaccounts", "get list watch patch"),
+            row("", "serviceaccounts/token", "create"),
+            row("", "events", "create patch"),
+            row("events.k8s.io", "events", "create patch"),
+        ];
+        expected.sort();
+        assert_eq!(grants(find(&docs, "ClusterRole")), expected);
+        assert_eq!(
+            grants(find(&docs, "Role")),
+            [row(
+                "coordination.k8s.io",
+                "leases",
+                "get create update patch"
+            )]
+        );
+        // Nothing anywhere may grant a wildcard.
+        let text = serde_json::to_string(&docs).unwrap();
+        assert!(!text.contains("\"*\""), "{text}");
+    }
+
+    #[test]
+    fn bad_options_are_refused_with_the_reason() {
+        let with = |f: fn(&mut InstallOptions)| {
+            let mut o = InstallOptions::default();
+            f(&mut o);
+            manifests(&o).unwrap_err().to_string()
+        };
+        let e = with(|o| o.namespace = "Irsa_System".into());
+        assert!(
+            e.starts_with("invalid namespace: \"Irsa_System\" is not a valid name"),
+            "{e}"
+        );
+        let e = with(|o| o.replicas = 0);
+        assert!(e.starts_with("invalid replicas 0: run 1 to 10"), "{e}");
+        let e = with(|o| o.role_arn = Some("arn:aws:iam::123:role/x".into()));
+        assert!(
+            e.starts_with("invalid role ARN \"arn:aws:iam::123:role/x\""),
+            "{e}"
+        );
+        assert!(e.contains("account"), "{e}");
+        let e = with(|o| o.image = "ghcr.io".into());
+        assert!(e.contains("registry host, not an image"), "{e}");
+        let e = with(|o| o.image = "oci://ghcr.io/irsa-dev/irsa:1".into());
+        assert!(e.contains("no scheme"), "{e}");
+        let e = with(|o| o.image = "ghcr.io/irsa dev".into());
+        assert!(e.starts_with("invalid image \"ghcr.io/irsa dev\""), "{e}");
+        let e = with(|o| o.parts.clear());
+        assert!(e.starts_with("nothing to install"), "{e}");
+    }
+
+    #[test]
+    fn parts_parse_and_print() {
+        for p in Part::ALL {
+            assert_eq!(p.as_str().parse::<Part>(), Ok(p));
+        }
+        assert!(
+            "deployments"
+                .parse::<Part>()
+                .unwrap_err()
+                .contains("namespace, crds, rbac or controller")
+        );
+    }
+
+    #[test]
+    fn yaml_has_a_header_and_one_document_per_object() {
+        let yaml = manifests_yaml(&InstallOptions::default()).unwrap();
+        assert!(yaml.starts_with("# irsa "), "{yaml}");
+        assert_eq!(yaml.matches("\n---\n").count(), 10);
+        assert!(!yaml.contains("managed-by"), "{yaml}");
+    }
+}
