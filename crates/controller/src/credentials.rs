@@ -75,6 +75,8 @@ pub enum Obtained {
         last_good: Option<Arc<Credential>>,
         /// When to try again.
         retry_in: Duration,
+        /// Whether this call asked upstream (false: still backing off from an earlier failure).
+        attempted: bool,
     },
 }
 
@@ -168,6 +170,7 @@ impl CredentialStore {
                 error: error.clone(),
                 last_good: slot.current.clone(),
                 retry_in: Duration::from_secs(u64::try_from(at - now).unwrap_or(1)),
+                attempted: false,
             };
         }
         self.metrics.exchanged();
@@ -195,6 +198,7 @@ impl CredentialStore {
                     error,
                     last_good: slot.current.clone(),
                     retry_in,
+                    attempted: true,
                 }
             }
         }

@@ -104,6 +104,7 @@ impl std::fmt::Debug for ReconcilerConfig {
 struct Reported {
     conflicts: BTreeSet<String>,
     invalid: Option<String>,
+    refresh_error: Option<String>,
     failures: u32,
 }
 
@@ -454,7 +455,7 @@ where
     ctx.reported(owner, |r| r.invalid = None);
     let targets: Vec<RegistryTarget> = validated.registries.iter().map(pipeline_target).collect();
 
-    let (obtained, key) = match resolve_identity(ctx, &validated.identity) {
+    let (obtained, _key) = match resolve_identity(ctx, &validated.identity) {
         Ok((identity, audience)) => {
             let key = format!("{}\u{1f}{audience}", credentials::key(&identity, &targets));
             if !ctx.credentials.holds(&key).await
@@ -475,11 +476,12 @@ where
                 error,
                 last_good: None,
                 retry_in: failure_backoff(1, fastrand::f64()).max(Duration::from_secs(5)),
+                // Not an upstream call: reported once per distinct error.
+                attempted: false,
             },
             None,
         ),
     };
-    let _ = key;
     let (credential, refresh_error, mut requeue) = match &obtained {
         Obtained::Refreshed(c) | Obtained::Current(c) => {
             let due = c.refresh_at(subject.spec.refresh) - now;
@@ -493,6 +495,7 @@ where
             error,
             last_good,
             retry_in,
+            ..
         } => (
             last_good.clone().filter(|c| c.expires_at > now),
             Some(error.clone()),
@@ -501,25 +504,38 @@ where
     };
     match &obtained {
         Obtained::Refreshed(c) => {
+            ctx.reported(owner, |r| r.refresh_error = None);
             ctx.metrics.refreshed(owner, true);
             tracing::info!(resource = %owner, expires_at = %rfc3339(c.expires_at), "credentials refreshed");
         }
-        Obtained::Failed { error, .. } => {
-            ctx.metrics.refreshed(owner, false);
-            tracing::warn!(resource = %owner, %error, retry_in = ?requeue, "credential refresh failed; written secrets are kept");
-            publish(
-                ctx,
-                obj,
-                EventType::Warning,
-                "RefreshFailed",
-                format!(
-                    "{error} (written secrets are kept; retrying in {}s)",
-                    requeue.as_secs()
-                ),
-            )
-            .await;
+        Obtained::Failed {
+            error, attempted, ..
+        } => {
+            // One Event per upstream attempt or new error; none while backing off.
+            let new = ctx.reported(owner, |r| {
+                let new = r.refresh_error.as_deref() != Some(error.as_str());
+                r.refresh_error = Some(error.clone());
+                new
+            });
+            if *attempted {
+                ctx.metrics.refreshed(owner, false);
+            }
+            if *attempted || new {
+                tracing::warn!(resource = %owner, %error, retry_in = ?requeue, "credential refresh failed; written secrets are kept");
+                publish(
+                    ctx,
+                    obj,
+                    EventType::Warning,
+                    "RefreshFailed",
+                    format!(
+                        "{error} (written secrets are kept; retrying in {}s)",
+                        requeue.as_secs()
+                    ),
+                )
+                .await;
+            }
         }
-        Obtained::Current(_) => {}
+        Obtained::Current(_) => ctx.reported(owner, |r| r.refresh_error = None),
     }
 
     recheck_foreign(ctx, subject, now).await;
