@@ -111,10 +111,24 @@ pub struct Fetched<V> {
 
 type Flight<V, E> = Shared<BoxFuture<'static, Result<Arc<V>, E>>>;
 
+/// Deadlines on both clocks: the monotonic one never runs backwards, the injected wall clock
+/// sees what the monotonic one misses (a suspended VM, a test or demo moving time forward).
 struct Entry<V> {
     value: Arc<V>,
     refresh_at: Instant,
     expires_at: Instant,
+    wall_refresh_at: SystemTime,
+    wall_expires_at: SystemTime,
+}
+
+impl<V> Entry<V> {
+    fn fresh(&self, now: Instant, wall: SystemTime) -> bool {
+        now < self.refresh_at && wall < self.wall_refresh_at
+    }
+
+    fn valid(&self, now: Instant, wall: SystemTime) -> bool {
+        now < self.expires_at && wall < self.wall_expires_at
+    }
 }
 
 struct Slot<V, E> {
@@ -186,12 +200,13 @@ where
             if let Some(slot) = slots.get_mut(key) {
                 slot.last_used = now;
                 if let Some(entry) = &slot.entry {
-                    if now < entry.refresh_at {
+                    let wall = self.inner.clock.now();
+                    if entry.fresh(now, wall) {
                         c.hits.fetch_add(1, Ordering::Relaxed);
                         return Ok(entry.value.clone());
                     }
                     let backing_off = slot.retry_at.is_some_and(|at| now < at);
-                    if now < entry.expires_at && (slot.flight.is_some() || backing_off) {
+                    if entry.valid(now, wall) && (slot.flight.is_some() || backing_off) {
                         c.hits.fetch_add(1, Ordering::Relaxed);
                         c.stale_served.fetch_add(1, Ordering::Relaxed);
                         return Ok(entry.value.clone());
@@ -284,9 +299,10 @@ where
         match result {
             Ok(fetched) => {
                 let value = Arc::new(fetched.value);
+                let wall = self.inner.clock.now();
                 let life = fetched
                     .expires_at
-                    .and_then(|at| at.duration_since(self.inner.clock.now()).ok())
+                    .and_then(|at| at.duration_since(wall).ok())
                     .filter(|life| *life >= Duration::from_secs(1));
                 if let Some(slot) = slot {
                     slot.flight = None;
@@ -299,6 +315,8 @@ where
                             value: value.clone(),
                             refresh_at: now + life.mul_f64(fraction),
                             expires_at: now + life,
+                            wall_refresh_at: wall + life.mul_f64(fraction),
+                            wall_expires_at: wall + life,
                         }
                     });
                 }
@@ -321,7 +339,7 @@ where
                     .min(opts.max_failure_backoff);
                 slot.retry_at = Some(now + backoff);
                 match &slot.entry {
-                    Some(entry) if now < entry.expires_at => {
+                    Some(entry) if entry.valid(now, self.inner.clock.now()) => {
                         tracing::warn!(
                             failures = slot.failures,
                             retry_in_ms = backoff.as_millis() as u64,

@@ -461,14 +461,14 @@ impl Controller {
                 |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
                 ctx.clone(),
             )
-            .for_each(|_| async {});
+            .for_each(|r| async move { log_controller_error("clusterpullsecrets", r) });
         let ps_run = ps
             .run(
                 reconcile::reconcile_namespaced,
                 |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
                 ctx.clone(),
             )
-            .for_each(|_| async {});
+            .for_each(|r| async move { log_controller_error("pullsecrets", r) });
         tracing::info!("controller started");
         futures_util::future::join(cps_run, ps_run).await;
         tracing::info!("controller stopping");
@@ -483,6 +483,24 @@ impl Controller {
             return Err(RunError::Admin(e));
         }
         Ok(())
+    }
+}
+
+/// Logs what the kube-runtime controller streams report; reconcile failures are logged by the
+/// error policy already.
+fn log_controller_error<T, E: std::fmt::Display, Q: std::fmt::Display>(
+    what: &str,
+    result: Result<T, controller::Error<E, Q>>,
+) {
+    match result {
+        Ok(_) | Err(controller::Error::ReconcilerFailed(..)) => {}
+        Err(controller::Error::QueueError(error)) => tracing::warn!(
+            watch = what,
+            %error,
+            "watch failed (retried with backoff); if the resource is unknown, install the CRDs: \
+             irsa install --only crds | kubectl apply --server-side -f -"
+        ),
+        Err(error) => tracing::debug!(watch = what, %error, "controller event"),
     }
 }
 
