@@ -277,6 +277,7 @@ async fn refreshes_at_the_tokens_refresh_point_and_costs_nothing_in_steady_state
     }
     assert!(new.iter().all(|a| a == &new[0]), "one new credential");
     assert_eq!(controller.handle.metrics().exchanges(), 2, "one exchange");
+    assert_eq!(env.ecr_tokens(), 2, "one ECR token per refresh");
     let second = eventually("status moved", || async {
         let s = env.cps("ecr").await.status?;
         (s.last_refresh_time != first.last_refresh_time).then_some(s)
@@ -342,6 +343,14 @@ async fn deletion_policy_delete_cleans_up_and_retain_keeps_the_secrets() {
         (a == ["user-cred", "regcred"] && b == ["regcred"]).then_some(())
     })
     .await;
+
+    let counters = env.lab.stack.api.counters();
+    assert!(counters.total("kubernetes", "patch serviceaccounts") >= 2);
+    assert_eq!(
+        counters.total("kubernetes", "update serviceaccounts"),
+        0,
+        "service accounts are patched, never replaced"
+    );
 
     env.delete_cps("ecr").await;
     for ns in ["clean-a", "clean-b"] {
