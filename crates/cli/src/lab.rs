@@ -20,7 +20,6 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The namespace of the demo's identity.
 pub const IDENTITY_NAMESPACE: &str = "irsa-system";
@@ -72,12 +71,14 @@ pub struct Lab {
     config: kube::Config,
 }
 
-/// A controller running in this process.
+/// A controller running in this process, on its own thread and runtime so that killing it
+/// ends every task it spawned (watches, the lease elector), as a crash of its pod would.
 pub struct RunningController {
     /// What can be seen of it.
     pub handle: Handle,
     stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), RunError>>,
+    kill: Option<oneshot::Sender<()>>,
+    done: oneshot::Receiver<Option<Result<(), RunError>>>,
 }
 
 impl RunningController {
@@ -86,15 +87,23 @@ impl RunningController {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+        let result = tokio::time::timeout(Duration::from_secs(30), &mut self.done)
             .await
-            .context("the controller did not stop within 30 s")???;
-        Ok(())
+            .context("the controller did not stop within 30 s")?
+            .context("the controller's thread died")?;
+        match result {
+            Some(r) => Ok(r?),
+            None => anyhow::bail!("the controller was killed"),
+        }
     }
 
-    /// Kills it on the spot, as a crash would: nothing is released.
-    pub fn kill(self) {
-        self.task.abort();
+    /// Kills it on the spot, as a crash would: nothing is released, and every task of the
+    /// controller has ended when this returns.
+    pub async fn kill(mut self) {
+        if let Some(kill) = self.kill.take() {
+            let _ = kill.send(());
+        }
+        let _ = (&mut self.done).await;
     }
 }
 
@@ -164,6 +173,16 @@ impl Lab {
     /// provider, audience `sts.amazonaws.com`), allowed to get ECR, ECR Public and Chainguard
     /// tokens. Returns its ARN.
     pub fn register_role(&self, namespace: &str, service_account: &str) -> anyhow::Result<String> {
+        self.register_role_named(ROLE_NAME, namespace, service_account)
+    }
+
+    /// As [`Lab::register_role`], under the role name `role` (e.g. one role per tenant).
+    pub fn register_role_named(
+        &self,
+        role: &str,
+        namespace: &str,
+        service_account: &str,
+    ) -> anyhow::Result<String> {
         let provider = self.provider();
         let trust = json!({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow",
@@ -178,7 +197,7 @@ impl Lab {
             .stack
             .cloud
             .put_role(RoleConfig {
-                name: ROLE_NAME.into(),
+                name: role.into(),
                 path: "/".into(),
                 trust_policy: trust,
                 permission_policies: vec![json!({"Version": "2012-10-17", "Statement": [{
@@ -269,25 +288,72 @@ impl Lab {
         }
     }
 
-    /// Starts a controller with its own client; `admin` serves its metrics and probes.
+    /// Starts a controller with its own client on its own thread and runtime; `admin`
+    /// serves its metrics and probes. The caller's tracing subscriber is used there too.
     pub async fn spawn_controller(
         &self,
         options: ControllerOptions,
         admin: Option<tokio::net::TcpListener>,
     ) -> anyhow::Result<RunningController> {
-        let client = self.new_client()?;
-        let pipeline = Pipeline::new(self.pipeline_options()).await?;
-        let requester = Arc::new(KubeTokenRequester::new(client.clone()));
-        let controller = Controller::new(client, pipeline, requester, options);
-        let handle = controller.handle();
+        let config = self.config.clone();
+        let pipeline_options = self.pipeline_options();
+        let admin = admin.map(|l| l.into_std()).transpose()?;
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        let (started_tx, started) = oneshot::channel::<anyhow::Result<Handle>>();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(controller.run(admin, async move {
-            let _ = stopped.await;
-        }));
+        let (kill, killed) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("irsa-controller".to_owned())
+            .spawn(move || {
+                let _subscriber = tracing::dispatcher::set_default(&dispatch);
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e.into()));
+                        return;
+                    }
+                };
+                let result = runtime.block_on(async move {
+                    let setup = async {
+                        let client = kube::Client::try_from(config)?;
+                        let pipeline = Pipeline::new(pipeline_options).await?;
+                        let admin = admin.map(tokio::net::TcpListener::from_std).transpose()?;
+                        anyhow::Ok((client, pipeline, admin))
+                    };
+                    let (client, pipeline, admin) = match setup.await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            let _ = started_tx.send(Err(e));
+                            return None;
+                        }
+                    };
+                    let requester = Arc::new(KubeTokenRequester::new(client.clone()));
+                    let controller = Controller::new(client, pipeline, requester, options);
+                    let _ = started_tx.send(Ok(controller.handle()));
+                    let run = controller.run(admin, async move {
+                        let _ = stopped.await;
+                    });
+                    tokio::select! {
+                        result = run => Some(result),
+                        _ = killed => None,
+                    }
+                });
+                // Dropping the runtime ends every task the controller spawned.
+                drop(runtime);
+                let _ = done_tx.send(result);
+            })?;
+        let handle = started
+            .await
+            .context("the controller's thread died while starting")??;
         Ok(RunningController {
             handle,
             stop: Some(stop),
-            task,
+            kill: Some(kill),
+            done,
         })
     }
 }

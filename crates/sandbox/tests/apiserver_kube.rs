@@ -333,6 +333,19 @@ async fn crds_serve_custom_resources_with_status() {
         Some(2),
         "status writes do not bump generation"
     );
+    // A field the manager stops applying to the status goes (as with any server-side apply).
+    let w = widgets
+        .patch_status(
+            "w1",
+            &PatchParams::apply("irsa").force(),
+            &Patch::Apply(json!({
+                "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"},
+                "status": {"observedGeneration": 2}
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(w.data["status"], json!({"observedGeneration": 2}));
 
     // Discovery lists the new resource.
     let discovery = kube::discovery::Discovery::new(client.clone())

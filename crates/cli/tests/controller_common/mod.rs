@@ -1,9 +1,16 @@
 //! Shared harness of the controller's end-to-end tests: a [`Lab`] with the demo identity, and
 //! waits on conditions with deadlines (never sleeps for a fixed time).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::future::Future;
 use std::time::Duration;
+
+pub use irsa_controller::ControllerOptions;
+pub use irsa_controller::lease::LeaseConfig;
+pub use irsa_sandbox::apiserver::faults::ErrorRule;
+pub use irsa_sandbox::cloud::CloudService;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::events::v1::Event;
 
 pub use irsa::lab::{
     IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, Lab, LabConfig, RunningController,
@@ -55,9 +62,14 @@ impl Env {
     }
 
     pub async fn controller(&self) -> RunningController {
+        self.controller_with(self.lab.controller_options()).await
+    }
+
+    /// A controller with `options` (start from `lab.controller_options()`), once ready.
+    pub async fn controller_with(&self, options: ControllerOptions) -> RunningController {
         let c = self
             .lab
-            .spawn_controller(self.lab.controller_options(), None)
+            .spawn_controller(options, None)
             .await
             .expect("controller");
         assert!(
@@ -168,6 +180,126 @@ impl Env {
             .find(|c| c.type_ == type_)
             .map(|c| (c.status, c.reason, c.message))
     }
+}
+
+impl Env {
+    /// The status condition `type_` of the PullSecret `ns/name`.
+    pub async fn ps_condition(
+        &self,
+        ns: &str,
+        name: &str,
+        type_: &str,
+    ) -> Option<(String, String, String)> {
+        let ps = self.ps_api(ns).get(name).await.expect("get PullSecret");
+        ps.status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| (c.status, c.reason, c.message))
+    }
+
+    /// Waits until condition `type_` of ClusterPullSecret `name` has `status` and `reason`.
+    pub async fn wait_condition(
+        &self,
+        name: &str,
+        type_: &str,
+        status: &str,
+        reason: &str,
+    ) -> String {
+        eventually(&format!("{name} {type_}={status} ({reason})"), || async {
+            let (s, r, m) = self.condition(name, type_).await?;
+            (s == status && r == reason).then_some(m)
+        })
+        .await
+    }
+
+    /// Every Event (events.k8s.io/v1) about the object named `regarding`: (reason, note).
+    pub async fn events_about(&self, regarding: &str) -> Vec<(String, String)> {
+        let api: Api<Event> = Api::all(self.lab.client.clone());
+        api.list(&Default::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+
+    /// A ServiceAccount.
+    pub async fn service_account(&self, ns: &str, name: &str) -> ServiceAccount {
+        Api::<ServiceAccount>::namespaced(self.lab.client.clone(), ns)
+            .get(name)
+            .await
+            .expect("get service account")
+    }
+
+    /// The `username:password` written in `ns/regcred` for the sandbox ECR host.
+    pub async fn auth_in(&self, ns: &str) -> String {
+        docker_auth(&self.wait_secret(ns, "regcred").await, &self.lab.ecr_host())
+    }
+
+    /// Writes the sandbox API server served so far (create, update, patch, delete of any
+    /// resource), from its request counters.
+    pub fn api_writes(&self) -> u64 {
+        api_writes(&self.lab)
+    }
+
+    /// ECR tokens the sandbox cloud handed out.
+    pub fn ecr_tokens(&self) -> u64 {
+        self.lab
+            .stack
+            .cloud
+            .counters()
+            .get("ecr", "GetAuthorizationToken", "ok")
+    }
+}
+
+/// See [`Env::api_writes`].
+pub fn api_writes(lab: &Lab) -> u64 {
+    lab.stack
+        .api
+        .counters()
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("irsa_sandbox_requests_total{service=\"kubernetes\""))
+        .filter(|l| {
+            ["create ", "update ", "patch ", "delete "]
+                .iter()
+                .any(|v| l.contains(&format!("action=\"{v}")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Reconciliations of `kind` (`ClusterPullSecret`, `PullSecret`) so far, from the metrics.
+pub fn reconciles(c: &RunningController, kind: &str) -> u64 {
+    metric(
+        &c.handle.metrics().render(0),
+        &format!("irsa_reconciles_total{{kind=\"{kind}\"}}"),
+    )
+}
+
+/// Triggers a resync and waits until a ClusterPullSecret reconciliation finished after it.
+pub async fn resync_and_wait(c: &RunningController) {
+    let seen = reconciles(c, "ClusterPullSecret");
+    c.handle.resync_all();
+    eventually("a reconciliation after resync", || async {
+        (reconciles(c, "ClusterPullSecret") > seen).then_some(())
+    })
+    .await;
+}
+
+/// The value of `series` (name and labels) in a Prometheus text exposition, 0 if absent.
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Names `prefix-0` .. `prefix-{n-1}`.
+pub fn names(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}-{i}")).collect()
 }
 
 /// A ClusterPullSecret spec for the sandbox ECR registry and the demo identity.

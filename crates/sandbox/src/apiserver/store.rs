@@ -562,6 +562,11 @@ impl Store {
             Some("status") => {
                 let mut merged = (*old).clone();
                 merged["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+                // Server-side apply to the status records its manager's fields, so that a
+                // field the manager stops applying (an emptied list) is removed next time.
+                if let Some(fields) = new.pointer("/metadata/managedFields") {
+                    meta_mut(&mut merged).insert("managedFields".into(), fields.clone());
+                }
                 if merged["status"].is_null()
                     && let Some(m) = merged.as_object_mut()
                 {
