@@ -122,7 +122,8 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
         ))
         .into());
     }
-    if !(args.kube_qps >= 0.0) || !args.kube_qps.is_finite() {
+    // NaN is not finite, so this refuses it too.
+    if !args.kube_qps.is_finite() || args.kube_qps < 0.0 {
         return Err(Invalid(format!(
             "--kube-qps {}: give a number of requests per second, or 0 for no limit",
             args.kube_qps
