@@ -160,20 +160,35 @@ impl Lab {
         issuer.trim_start_matches("https://").to_owned()
     }
 
-    /// Registers the IAM role trusted by `namespace/service_account` (via the cluster's OIDC
-    /// provider, audience `sts.amazonaws.com`), allowed to get ECR, ECR Public and Chainguard
-    /// tokens. Returns its ARN.
-    pub fn register_role(&self, namespace: &str, service_account: &str) -> anyhow::Result<String> {
+    /// The OIDC provider's ARN (the sandbox registers its issuer as a provider).
+    pub fn provider_arn(&self) -> String {
+        format!(
+            "arn:aws:iam::{}:oidc-provider/{}",
+            self.account(),
+            self.provider()
+        )
+    }
+
+    /// The trust policy [`Lab::register_role`] gives the role: `namespace/service_account`
+    /// through the cluster's OIDC provider, audience `sts.amazonaws.com`.
+    pub fn trust_policy(&self, namespace: &str, service_account: &str) -> serde_json::Value {
         let provider = self.provider();
-        let trust = json!({"Version": "2012-10-17", "Statement": [{
+        json!({"Version": "2012-10-17", "Statement": [{
             "Effect": "Allow",
-            "Principal": {"Federated": format!("arn:aws:iam::{}:oidc-provider/{provider}", self.account())},
+            "Principal": {"Federated": self.provider_arn()},
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": {"StringEquals": {
                 format!("{provider}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
                 format!("{provider}:aud"): "sts.amazonaws.com"
             }}
-        }]});
+        }]})
+    }
+
+    /// Registers the IAM role trusted by `namespace/service_account` (via the cluster's OIDC
+    /// provider, audience `sts.amazonaws.com`), allowed to get ECR, ECR Public and Chainguard
+    /// tokens. Returns its ARN.
+    pub fn register_role(&self, namespace: &str, service_account: &str) -> anyhow::Result<String> {
+        let trust = self.trust_policy(namespace, service_account);
         let arn = self
             .stack
             .cloud
