@@ -28,7 +28,7 @@ use crate::sandbox::{on_path, wait_for_signal};
     irsa demo                        # 5 namespaces\n  \
     irsa demo --namespaces 1000      # a bigger fan-out\n  \
     irsa demo --keep-running         # then: KUBECONFIG=.irsa-demo/kubeconfig kubectl get cps\n\n\
-    ECR tokens live 1 hour in the demo; the sandbox clock (shared by the controller) is moved\n\
+    ECR tokens live 20 minutes in the demo; the sandbox clock (shared by the controller) is moved\n\
     forward to reach refresh points without waiting. The pull step needs Debian's skopeo and\n\
     docker-registry (apt-get install skopeo docker-registry) and is skipped only when they are\n\
     not installed. IRSA_LOG=info shows the controller's logs on stderr.")]
@@ -758,7 +758,7 @@ async fn pull_with_secret(
         "the registry's token service granted nothing: skopeo did not authenticate"
     );
     Ok(format!(
-        "pushed demo/app:v1 to {}; skopeo inspect + copy with the credential of secret {namespace}/{SECRET_NAME}: OK (anonymous: refused)",
+        "pushed demo/app:v1 to {} (standing in for the ECR host); skopeo inspect + copy with the ECR credential of secret {namespace}/{SECRET_NAME}: OK (anonymous: refused)",
         registry.host()
     ))
 }
