@@ -122,6 +122,7 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
         ))
         .into());
     }
+    // NaN is not finite, so this refuses it too.
     if !args.kube_qps.is_finite() || args.kube_qps < 0.0 {
         return Err(Invalid(format!(
             "--kube-qps {}: give a number of requests per second, or 0 for no limit",

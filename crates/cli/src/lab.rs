@@ -169,6 +169,30 @@ impl Lab {
         issuer.trim_start_matches("https://").to_owned()
     }
 
+    /// The OIDC provider's ARN (the sandbox registers its issuer as a provider).
+    pub fn provider_arn(&self) -> String {
+        format!(
+            "arn:aws:iam::{}:oidc-provider/{}",
+            self.account(),
+            self.provider()
+        )
+    }
+
+    /// The trust policy [`Lab::register_role`] gives the role: `namespace/service_account`
+    /// through the cluster's OIDC provider, audience `sts.amazonaws.com`.
+    pub fn trust_policy(&self, namespace: &str, service_account: &str) -> serde_json::Value {
+        let provider = self.provider();
+        json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow",
+            "Principal": {"Federated": self.provider_arn()},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {
+                format!("{provider}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
+                format!("{provider}:aud"): "sts.amazonaws.com"
+            }}
+        }]})
+    }
+
     /// Registers the IAM role trusted by `namespace/service_account` (via the cluster's OIDC
     /// provider, audience `sts.amazonaws.com`), allowed to get ECR, ECR Public and Chainguard
     /// tokens. Returns its ARN.
@@ -183,16 +207,7 @@ impl Lab {
         namespace: &str,
         service_account: &str,
     ) -> anyhow::Result<String> {
-        let provider = self.provider();
-        let trust = json!({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Federated": format!("arn:aws:iam::{}:oidc-provider/{provider}", self.account())},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {
-                format!("{provider}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
-                format!("{provider}:aud"): "sts.amazonaws.com"
-            }}
-        }]});
+        let trust = self.trust_policy(namespace, service_account);
         let arn = self
             .stack
             .cloud

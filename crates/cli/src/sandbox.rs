@@ -100,7 +100,7 @@ pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<Verdict> {
     })
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -115,7 +115,7 @@ async fn wait_for_signal() {
     }
 }
 
-fn on_path(binary: &str) -> bool {
+pub(crate) fn on_path(binary: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(binary).is_file()))
 }
