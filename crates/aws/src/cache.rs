@@ -427,6 +427,42 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_wall_clock_jump_past_the_refresh_point_refreshes() {
+        // The monotonic clock stands still (a suspended VM, a moved test clock): the wall
+        // clock alone must end freshness, or expired credentials would be served.
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock.clone(), 10);
+        let fetch = |n: u32| {
+            let expires_at = Some(clock.now() + Duration::from_secs(3600));
+            move || async move {
+                Ok::<_, String>(Fetched {
+                    value: format!("v{n}"),
+                    expires_at,
+                })
+            }
+        };
+        assert_eq!(*c.get_or_fetch("k", fetch(1)).await.unwrap(), "v1");
+        assert_eq!(*c.get_or_fetch("k", fetch(2)).await.unwrap(), "v1", "fresh");
+        clock.advance(Duration::from_secs(1900));
+        assert_eq!(
+            *c.get_or_fetch("k", fetch(3)).await.unwrap(),
+            "v3",
+            "past half"
+        );
+        clock.advance(Duration::from_secs(4000));
+        let failed = c
+            .get_or_fetch("k", || async {
+                Err::<Fetched<String>, _>("down".to_owned())
+            })
+            .await;
+        assert_eq!(
+            failed.unwrap_err(),
+            "down",
+            "an expired credential is never served as a fallback"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn already_expired_values_are_served_not_cached() {
         let clock = Arc::new(ManualClock::new(t0()));
         let c = cache(clock, 10);
