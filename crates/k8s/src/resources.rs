@@ -41,7 +41,7 @@ pub const DEFAULT_REFRESH: f64 = 0.5;
         type_ = "string",
         json_path = ".status.targets.summary"
     ),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -82,7 +82,7 @@ pub struct ClusterPullSecretSpec {
         type_ = "string",
         json_path = ".status.targets.summary"
     ),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.expiresAt"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.expiresAt"),
     printcolumn(
         name = "Age",
         type_ = "date",
