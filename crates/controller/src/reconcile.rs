@@ -167,6 +167,14 @@ impl Context {
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
     }
 
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn reported<T>(&self, owner: &Owner, f: impl FnOnce(&mut Reported) -> T) -> T {
         let mut map = self.reported.lock().unwrap_or_else(|p| p.into_inner());
         f(map.entry(owner.clone()).or_default())
@@ -362,7 +370,7 @@ fn resolve_identity(
             name,
             role_arn,
         } => {
-            let index = ctx.index.read().unwrap_or_else(|p| p.into_inner());
+            let index = ctx.index();
             let sa = index.service_account(namespace, name).ok_or_else(|| {
                 format!(
                     "service account {namespace}/{name} (spec.identity.serviceAccount) does not exist: \
@@ -539,20 +547,12 @@ where
     }
 
     recheck_foreign(ctx, subject, now).await;
-    let observed = ctx
-        .index
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .observed(subject);
+    let observed = ctx.index().observed(subject);
     let plan = plan::plan(subject, &observed, credential.as_ref().map(|c| &c.config));
     let outcome = execute(ctx, subject, &plan, credential.as_deref()).await;
 
     // New conflicts get an Event; known ones are not repeated on resync.
-    let observed = ctx
-        .index
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .observed(subject);
+    let observed = ctx.index().observed(subject);
     let after = plan::plan(subject, &observed, credential.as_ref().map(|c| &c.config));
     let conflicts: BTreeSet<String> = after
         .conflicts
@@ -719,7 +719,7 @@ async fn adopt(
     now: i64,
 ) -> Option<Credential> {
     let candidate = {
-        let index = ctx.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = ctx.index();
         index
             .observed(subject)
             .secrets
@@ -761,7 +761,7 @@ async fn adopt(
 /// each (no write); a deleted one clears the way for irsa's secret.
 async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>, _now: i64) {
     let due = {
-        let index = ctx.index.read().unwrap_or_else(|p| p.into_inner());
+        let index = ctx.index();
         index.foreign_due(
             &subject.spec.secret_name,
             Instant::now()
@@ -773,11 +773,7 @@ async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>, _now: i64) {
         ctx.limiter.acquire().await;
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &s.namespace);
         match api.get_opt(&s.name).await {
-            Ok(None) => ctx
-                .index
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .forget_foreign(&s.namespace, &s.name),
+            Ok(None) => ctx.index_mut().forget_foreign(&s.namespace, &s.name),
             Ok(Some(secret)) => note_existing(ctx, &secret),
             Err(error) => tracing::debug!(%error, "failed to re-read a conflicting secret"),
         }
@@ -789,7 +785,7 @@ fn note_existing(ctx: &Context, secret: &Secret) {
     let Some(state) = SecretState::from_secret(secret) else {
         return;
     };
-    let mut index = ctx.index.write().unwrap_or_else(|p| p.into_inner());
+    let mut index = ctx.index_mut();
     if plan::is_managed(&state.labels) {
         index.apply_secret(secret);
     } else {
@@ -903,10 +899,7 @@ async fn write_secret(
             };
             match api.create(&pp, &secret).await {
                 Ok(created) => {
-                    ctx.index
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .apply_secret(&created);
+                    ctx.index_mut().apply_secret(&created);
                     (true, Step::Done)
                 }
                 // Someone else's secret of that name (or ours, not yet seen): look at it.
@@ -939,10 +932,7 @@ async fn write_secret(
                 .await
             {
                 Ok(updated) => {
-                    ctx.index
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .apply_secret(&updated);
+                    ctx.index_mut().apply_secret(&updated);
                     (true, Step::Done)
                 }
                 Err(e) => (false, fail("update", &e)),
@@ -985,10 +975,7 @@ async fn delete_secret(ctx: &Context, ns: &str, name: &str) -> Step {
             );
         }
     }
-    ctx.index
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .delete_secret(ns, name);
+    ctx.index_mut().delete_secret(ns, name);
     Step::Done
 }
 
@@ -1017,10 +1004,7 @@ async fn patch_service_account(ctx: &Context, p: &ServiceAccountPatch) -> Step {
         .await
     {
         Ok(sa) => {
-            ctx.index
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .apply_service_account(&sa);
+            ctx.index_mut().apply_service_account(&sa);
             Step::Done
         }
         Err(e) if status_code(&e) == Some(404) => Step::Done,
@@ -1039,11 +1023,7 @@ async fn patch_service_account(ctx: &Context, p: &ServiceAccountPatch) -> Step {
 /// The finalizer's cleanup: remove the resource's secrets and service-account entries unless
 /// `deletionPolicy: Retain`.
 async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> {
-    let observed = ctx
-        .index
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .observed(subject);
+    let observed = ctx.index().observed(subject);
     let plan = plan::cleanup(subject, &observed);
     let outcome = execute(ctx, subject, &plan, None).await;
     if outcome.not_leader {
