@@ -29,6 +29,24 @@ async fn fans_out_serves_new_namespaces_and_cleans_up() {
         env.secret("other", "regcred").await.is_none(),
         "unselected namespace untouched"
     );
+    // What an operator sees: kubectl's printer columns for the resource.
+    let state = std::env::temp_dir().join(format!("irsa-fanout-{}", std::process::id()));
+    let paths = env.lab.stack.write_state(&state).unwrap();
+    let out = std::process::Command::new(irsa_test_peers::kubectl())
+        .args(["get", "clusterpullsecrets", "--no-headers"])
+        .env("KUBECONFIG", &paths.kubeconfig)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&state);
+    let line = String::from_utf8_lossy(&out.stdout).to_string();
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(&cols[..3], ["ecr", "True", "3/3"], "{line}");
+    assert!(cols[3].ends_with('Z'), "Expires is a timestamp: {line}");
     let exchanges = controller.handle.metrics().exchanges();
     assert_eq!(exchanges, 1, "one upstream exchange for every namespace");
 

@@ -151,3 +151,20 @@ fn raw_request(port: u16, request: &str) -> Option<u16> {
     let text = String::from_utf8_lossy(&buf);
     text.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// The real kubectl (client-go) from the venv `./scripts/test` installs (`target/venv-k8s`, or
+/// `IRSA_TEST_VENV_K8S`): never a kubectl already on the machine's PATH.
+pub fn kubectl() -> PathBuf {
+    let venv = std::env::var_os("IRSA_TEST_VENV_K8S")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/venv-k8s"));
+    let kubectl = venv.join("bin/kubectl");
+    assert!(
+        kubectl.exists(),
+        "kubectl is not installed at {} (set IRSA_TEST_VENV_K8S or install it from the workspace \
+         root with: python3 -m venv target/venv-k8s && target/venv-k8s/bin/pip install -r \
+         tests/requirements-k8s.txt)",
+        kubectl.display()
+    );
+    kubectl
+}

@@ -52,20 +52,32 @@ fn age(obj: &Value, now: i64) -> Value {
 
 /// Evaluates a simple JSONPath (`.spec.size`, `.status.conditions[0].type`).
 pub fn json_path<'a>(obj: &'a Value, path: &str) -> Option<&'a Value> {
+    // The subset CRD printer columns use: `.a.b`, `[N]` and filters `[?(@.k=="v")]` (the
+    // first match), as kube-apiserver evaluates them.
     let mut cur = obj;
-    for seg in path.trim_start_matches('.').split('.') {
-        if seg.is_empty() {
-            continue;
-        }
-        let (field, index) = match seg.split_once('[') {
-            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
-            None => (seg, None),
-        };
-        if !field.is_empty() {
-            cur = cur.get(field)?;
-        }
-        if let Some(i) = index {
-            cur = cur.get(i)?;
+    let mut rest = path.trim();
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix('.') {
+            let end = r.find(['.', '[']).unwrap_or(r.len());
+            let field = &r[..end];
+            if !field.is_empty() {
+                cur = cur.get(field)?;
+            }
+            rest = &r[end..];
+        } else if let Some(r) = rest.strip_prefix("[?(@.") {
+            let close = r.find(")]")?;
+            let (key, value) = r[..close].split_once("==")?;
+            let value = value.trim().trim_matches(|c| c == '"' || c == '\'');
+            cur = cur.as_array()?.iter().find(|item| {
+                json_path(item, &format!(".{}", key.trim())).and_then(Value::as_str) == Some(value)
+            })?;
+            rest = &r[close + 2..];
+        } else if let Some(r) = rest.strip_prefix('[') {
+            let close = r.find(']')?;
+            cur = cur.get(r[..close].trim().parse::<usize>().ok()?)?;
+            rest = &r[close + 1..];
+        } else {
+            return None;
         }
     }
     Some(cur)
@@ -202,5 +214,21 @@ mod tests {
         assert_eq!(json_path(&o, ".spec.size"), Some(&json!(3)));
         assert_eq!(json_path(&o, ".spec.list[0].a"), Some(&json!(1)));
         assert_eq!(json_path(&o, ".spec.nope"), None);
+        let c = json!({"status": {"conditions": [
+            {"type": "Degraded", "status": "False"},
+            {"type": "Ready", "status": "True"}
+        ]}});
+        assert_eq!(
+            json_path(&c, r#".status.conditions[?(@.type=="Ready")].status"#),
+            Some(&json!("True"))
+        );
+        assert_eq!(
+            json_path(&c, ".status.conditions[?(@.type=='Degraded')].status"),
+            Some(&json!("False"))
+        );
+        assert_eq!(
+            json_path(&c, r#".status.conditions[?(@.type=="Nope")].status"#),
+            None
+        );
     }
 }
