@@ -13,6 +13,7 @@ mod select;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use irsa_core::docker_config::DockerConfig;
 use irsa_core::secret::SecretString;
@@ -353,8 +354,9 @@ pub struct DesiredSecret {
     pub labels: BTreeMap<String, String>,
     /// The user's extra annotations and [`CONTENT_HASH_ANNOTATION`].
     pub annotations: BTreeMap<String, String>,
-    /// The rendered `.dockerconfigjson`.
-    pub docker_config_json: SecretString,
+    /// The rendered `.dockerconfigjson`, shared by every namespace's copy (a fan-out to
+    /// thousands of namespaces holds one document, not thousands).
+    pub docker_config_json: Arc<SecretString>,
     /// `sha256:<hex>` over everything irsa sets on the Secret (see [`content_hash`]).
     pub content_hash: String,
 }
@@ -434,7 +436,7 @@ pub fn desired_secret(
         name: spec.secret_name.clone(),
         labels,
         annotations,
-        docker_config_json,
+        docker_config_json: Arc::new(docker_config_json),
         content_hash: hash,
     }
 }

@@ -819,15 +819,12 @@ async fn execute(
         Step::Failed(ns, message) => outcome.failed.push((ns, message)),
         Step::NotLeader => outcome.not_leader = true,
     };
-    // Futures collected first: a closure over borrowed items inside a stream held across an
-    // await trips the compiler's higher-ranked lifetime inference (rust-lang/rust#102211).
-    let writes: Vec<_> = plan
-        .writes
-        .iter()
-        .map(|w| Box::pin(write_secret(ctx, w, credential)))
-        .collect();
-    let writes =
-        futures_util::stream::iter(writes).buffer_unordered(ctx.config.write_concurrency.max(1));
+    // Futures are made as slots free up, never all at once (each holds a request in flight).
+    // By index: a closure over borrowed items inside a stream held across an await trips the
+    // compiler's higher-ranked lifetime inference (rust-lang/rust#102211).
+    let writes = futures_util::stream::iter(0..plan.writes.len())
+        .map(|i| write_secret(ctx, &plan.writes[i], credential))
+        .buffer_unordered(ctx.config.write_concurrency.max(1));
     let results: Vec<(bool, Step)> = writes.collect().await;
     for (wrote, step) in results {
         if wrote {
@@ -839,13 +836,9 @@ async fn execute(
         let step = patch_service_account(ctx, p).await;
         tally(step, &mut outcome);
     }
-    let deletions: Vec<_> = plan
-        .deletions
-        .iter()
-        .map(|d| Box::pin(delete_secret(ctx, &d.namespace, &d.name)))
-        .collect();
-    let deletions =
-        futures_util::stream::iter(deletions).buffer_unordered(ctx.config.write_concurrency.max(1));
+    let deletions = futures_util::stream::iter(0..plan.deletions.len())
+        .map(|i| delete_secret(ctx, &plan.deletions[i].namespace, &plan.deletions[i].name))
+        .buffer_unordered(ctx.config.write_concurrency.max(1));
     for step in deletions.collect::<Vec<_>>().await {
         tally(step, &mut outcome);
     }
