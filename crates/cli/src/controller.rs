@@ -122,7 +122,7 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
         ))
         .into());
     }
-    if !(args.kube_qps >= 0.0) || !args.kube_qps.is_finite() {
+    if args.kube_qps < 0.0 || !args.kube_qps.is_finite() {
         return Err(Invalid(format!(
             "--kube-qps {}: give a number of requests per second, or 0 for no limit",
             args.kube_qps
