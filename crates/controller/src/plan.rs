@@ -350,10 +350,11 @@ pub struct DesiredSecret {
     pub namespace: String,
     /// Its name.
     pub name: String,
-    /// Owner labels, [`MANAGED_BY_LABEL`] and the user's extra labels.
-    pub labels: BTreeMap<String, String>,
+    /// Owner labels, [`MANAGED_BY_LABEL`] and the user's extra labels (shared by every
+    /// namespace's copy, like the document).
+    pub labels: Arc<BTreeMap<String, String>>,
     /// The user's extra annotations and [`CONTENT_HASH_ANNOTATION`].
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Arc<BTreeMap<String, String>>,
     /// The rendered `.dockerconfigjson`, shared by every namespace's copy (a fan-out to
     /// thousands of namespaces holds one document, not thousands).
     pub docker_config_json: Arc<SecretString>,
@@ -368,8 +369,8 @@ impl DesiredSecret {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
                 namespace: Some(self.namespace.clone()),
-                labels: Some(self.labels.clone()),
-                annotations: Some(self.annotations.clone()),
+                labels: Some((*self.labels).clone()),
+                annotations: Some((*self.annotations).clone()),
                 ..ObjectMeta::default()
             },
             type_: Some(DOCKER_CONFIG_JSON_TYPE.to_owned()),
@@ -434,8 +435,8 @@ pub fn desired_secret(
     DesiredSecret {
         namespace: namespace.to_owned(),
         name: spec.secret_name.clone(),
-        labels,
-        annotations,
+        labels: Arc::new(labels),
+        annotations: Arc::new(annotations),
         docker_config_json: Arc::new(docker_config_json),
         content_hash: hash,
     }

@@ -273,16 +273,21 @@ impl Controller {
         )
         .default_backoff()
         .modify(|m| m.metadata.managed_fields = None);
+        // irsa's own secrets as metadata only: labels and the content-hash annotation are all
+        // planning needs, and the credentials never enter this process through the watch.
         let secret_stream = watcher(
-            Api::<Secret>::all(client.clone()),
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
         )
         .default_backoff()
-        .modify(|s| {
-            // Only labels, annotations and type are indexed: never keep the credentials.
-            s.data = None;
-            s.string_data = None;
-            s.metadata.managed_fields = None;
+        .map(|r| {
+            r.map(|event| match event {
+                Event::Apply(m) => Event::Apply(own_secret(m)),
+                Event::Delete(m) => Event::Delete(own_secret(m)),
+                Event::Init => Event::Init,
+                Event::InitApply(m) => Event::InitApply(own_secret(m)),
+                Event::InitDone => Event::InitDone,
+            })
         });
         let sa_stream = watcher(
             Api::<ServiceAccount>::all(client.clone()),
@@ -501,6 +506,19 @@ fn log_controller_error<T, E: std::fmt::Display, Q: std::fmt::Display>(
              irsa install --only crds | kubectl apply --server-side -f -"
         ),
         Err(error) => tracing::debug!(watch = what, %error, "controller event"),
+    }
+}
+
+/// A Secret of irsa's from its metadata. The type is not in the metadata; irsa creates its
+/// secrets as `kubernetes.io/dockerconfigjson` and the type is immutable, so that is what it is
+/// (a user's secret of another type relabelled as irsa's makes the update fail, reported).
+fn own_secret(m: PartialObjectMeta<Secret>) -> Secret {
+    let mut metadata = m.metadata;
+    metadata.managed_fields = None;
+    Secret {
+        metadata,
+        type_: Some(crate::plan::DOCKER_CONFIG_JSON_TYPE.to_owned()),
+        ..Secret::default()
     }
 }
 
