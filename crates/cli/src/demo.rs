@@ -359,20 +359,27 @@ impl Demo {
             }
             tokio::time::sleep(self.list_every).await;
         }
+        let summary = self
+            .ready_on_one_exchange("for one ClusterPullSecret, expected exactly 1")
+            .await?;
+        Ok(Done::Verified(format!(
+            "secrets {n}/{n} (dockerconfigjson, user AWS for {}), ClusterPullSecret Ready=True {summary}, 1 upstream exchange",
+            self.lab.ecr_host()
+        )))
+    }
+
+    /// Waits for `Ready=True` with every namespace ready and checks that everything so far cost
+    /// exactly one upstream exchange (`why` completes the error otherwise). Returns `n/n`.
+    async fn ready_on_one_exchange(&self, why: &str) -> anyhow::Result<String> {
+        let n = self.namespaces.len();
         let summary = format!("{n}/{n}");
         self.wait_status(&format!("Ready=True with {summary}"), |s| {
             condition_is(s, "Ready", "True") && summary_is(s, &summary)
         })
         .await?;
         let exchanges = self.exchanges();
-        ensure!(
-            exchanges == 1,
-            "{exchanges} upstream exchanges for one ClusterPullSecret, expected exactly 1"
-        );
-        Ok(Done::Verified(format!(
-            "secrets {n}/{n} (dockerconfigjson, user AWS for {}), ClusterPullSecret Ready=True {summary}, 1 upstream exchange",
-            self.lab.ecr_host()
-        )))
+        ensure!(exchanges == 1, "{exchanges} upstream exchanges: {why}");
+        Ok(summary)
     }
 
     async fn new_namespace(&mut self) -> anyhow::Result<Done> {
@@ -397,17 +404,9 @@ impl Demo {
             .map_err(|e| anyhow!("secret {name}/{SECRET_NAME}: {e}"))?;
         self.namespaces.push(name.clone());
         self.passwords.insert(name.clone(), password);
-        let n = self.namespaces.len();
-        let summary = format!("{n}/{n}");
-        self.wait_status(&format!("Ready=True with {summary}"), |s| {
-            condition_is(s, "Ready", "True") && summary_is(s, &summary)
-        })
-        .await?;
-        let exchanges = self.exchanges();
-        ensure!(
-            exchanges == 1,
-            "{exchanges} upstream exchanges: a new namespace should be served from the cached credential"
-        );
+        let summary = self
+            .ready_on_one_exchange("a new namespace should be served from the cached credential")
+            .await?;
         Ok(Done::Verified(format!(
             "namespace {name} got its secret {} ms after it was created, from the cached credential (still 1 exchange); Ready {summary}",
             served.as_millis()
