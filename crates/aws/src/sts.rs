@@ -420,7 +420,7 @@ impl StsExchange {
         let (region, url) = self.target(role)?;
         tracing::debug!(role = %role, session = %session, endpoint = %url, "assuming role with web identity");
         let client = self.client(region, url, None);
-        let duration = self.settings.duration.map(|d| d.as_secs() as i32);
+        let duration = self.settings.duration.map(duration_seconds);
         let out = with_retry(&self.settings.retry, OP, || {
             client
                 .assume_role_with_web_identity()
@@ -451,7 +451,7 @@ impl StsExchange {
         let (region, url) = self.target(role)?;
         tracing::debug!(role = %role, session = %session, endpoint = %url, "assuming chained role");
         let client = self.client(region, url, Some(base));
-        let duration = self.settings.duration.map(|d| d.as_secs() as i32);
+        let duration = self.settings.duration.map(duration_seconds);
         let out = with_retry(&self.settings.retry, OP, || {
             client
                 .assume_role()
@@ -588,6 +588,12 @@ pub(crate) fn sdk_credentials(creds: &AwsCredentials) -> Credentials {
     )
 }
 
+/// `DurationSeconds` for STS, saturating: a duration past `i32::MAX` seconds asks for the
+/// longest session, which STS then refuses with a message naming the role's maximum.
+fn duration_seconds(d: std::time::Duration) -> i32 {
+    i32::try_from(d.as_secs()).unwrap_or(i32::MAX)
+}
+
 fn from_sts(c: &aws_sdk_sts::types::Credentials) -> AwsCredentials {
     AwsCredentials {
         access_key_id: c.access_key_id().to_owned(),
@@ -675,6 +681,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn session_durations_saturate() {
+        use std::time::Duration;
+        assert_eq!(duration_seconds(Duration::from_secs(3600)), 3600);
+        assert_eq!(duration_seconds(Duration::from_secs(1 << 31)), i32::MAX);
+        assert_eq!(duration_seconds(Duration::MAX), i32::MAX);
+    }
 
     fn settings(region: Option<&str>, choice: StsEndpointChoice) -> StsSettings {
         StsSettings {

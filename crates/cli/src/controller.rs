@@ -49,16 +49,16 @@ pub(crate) struct ControllerArgs {
     #[arg(long, value_name = "ID", env = "IRSA_LEADER_IDENTITY")]
     identity: Option<String>,
     /// How long a Lease stays valid without renewal (e.g. 15s).
-    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_period)]
     lease_duration: Duration,
     /// How long the leader keeps trying to renew before it stops writing; below the lease
     /// duration.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_period)]
     renew_deadline: Duration,
-    /// How often the leader renews and the others try to acquire.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    /// How often the leader renews and the others try to acquire; below the renew deadline.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_period)]
     retry_period: Duration,
-    /// Requests per second to the API server (watches excluded); 0 for no limit.
+    /// Requests per second to the API server (watches excluded), at least 0.01; 0 for no limit.
     #[arg(
         long,
         value_name = "QPS",
@@ -67,20 +67,21 @@ pub(crate) struct ControllerArgs {
     )]
     kube_qps: f64,
     /// Requests allowed at once above --kube-qps.
-    #[arg(long, value_name = "N", default_value_t = 200, env = "IRSA_KUBE_BURST")]
+    #[arg(long, value_name = "N", default_value_t = 200, env = "IRSA_KUBE_BURST",
+          value_parser = clap::value_parser!(u32).range(1..))]
     kube_burst: u32,
     /// Look at every resource at least this often, even without events (writes only what
     /// drifted).
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, env = "IRSA_RESYNC")]
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_period, env = "IRSA_RESYNC")]
     resync: Duration,
     /// Resources reconciled at once, per kind.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: u16,
     /// Secret writes in flight at once within one resource's fan-out.
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = parse_count)]
     write_concurrency: usize,
-    /// Lifetime of the service-account tokens requested with TokenRequest.
-    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    /// Lifetime of the service-account tokens requested with TokenRequest (at least 10m).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_token_expiration)]
     token_expiration: Duration,
     /// Chainguard's token issuer.
     #[arg(
@@ -92,27 +93,74 @@ pub(crate) struct ControllerArgs {
     chainguard_issuer: String,
 }
 
-/// Parses `500ms`, `30s`, `10m`, `1h` or a bare number of seconds.
+/// The longest duration any flag takes: a year. Longer values are typos, and a year still
+/// fits every internal conversion (Lease seconds, `Instant` arithmetic).
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parses `500ms`, `30s`, `10m`, `1h` or a bare number of seconds, at most [`MAX_DURATION`].
+/// clap names the flag in the error (and exits 2).
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration: use e.g. 500ms, 30s, 10m or 1h"))?;
+    let too_long = || format!("{s:?} is too long: at most 8760h (a year)");
+    if number.is_empty() {
+        return Err(format!(
+            "{s:?} is not a duration: use e.g. 500ms, 30s, 10m or 1h"
+        ));
+    }
+    // All digits: a parse failure can only be an overflow.
+    let n: u64 = number.parse().map_err(|_| too_long())?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(too_long)?),
+        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(too_long)?),
         other => {
             return Err(format!(
                 "unknown unit {other:?} in {s:?}: use ms, s, m or h"
             ));
         }
     };
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
     Ok(d)
 }
+
+/// A [`parse_duration`] that must be more than zero (a zero period would spin).
+fn parse_period(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("{s:?}: must be more than 0, e.g. 2s"));
+    }
+    Ok(d)
+}
+
+/// The API server refuses TokenRequests shorter than 10 minutes.
+const MIN_TOKEN_EXPIRATION: Duration = Duration::from_secs(600);
+
+fn parse_token_expiration(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < MIN_TOKEN_EXPIRATION {
+        return Err(format!(
+            "{s:?}: at least 10m (the API server refuses shorter service-account tokens)"
+        ));
+    }
+    Ok(d)
+}
+
+/// A count of at least 1.
+fn parse_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number of at least 1")),
+    }
+}
+
+/// Below this (one request every 100 s) a client-side limit is a typo; 0 means no limit.
+const MIN_KUBE_QPS: f64 = 0.01;
 
 pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
     if args.leader_elect && args.renew_deadline >= args.lease_duration {
@@ -122,10 +170,20 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
         ))
         .into());
     }
-    // NaN is not finite, so this refuses it too.
-    if !args.kube_qps.is_finite() || args.kube_qps < 0.0 {
+    if args.leader_elect && args.retry_period >= args.renew_deadline {
         return Err(Invalid(format!(
-            "--kube-qps {}: give a number of requests per second, or 0 for no limit",
+            "--retry-period ({:?}) must be shorter than --renew-deadline ({:?}), or the leader cannot renew in time",
+            args.retry_period, args.renew_deadline
+        ))
+        .into());
+    }
+    // NaN is not finite, so this refuses it too.
+    if !args.kube_qps.is_finite()
+        || args.kube_qps < 0.0
+        || (args.kube_qps > 0.0 && args.kube_qps < MIN_KUBE_QPS)
+    {
+        return Err(Invalid(format!(
+            "--kube-qps {}: give at least {MIN_KUBE_QPS} requests per second, or 0 for no limit",
             args.kube_qps
         ))
         .into());
@@ -177,8 +235,8 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
         .await?;
         let options = ControllerOptions {
             resync: args.resync,
-            concurrency: args.concurrency.max(1),
-            write_concurrency: args.write_concurrency.max(1),
+            concurrency: args.concurrency,
+            write_concurrency: args.write_concurrency,
             qps: args.kube_qps,
             burst: args.kube_burst,
             token_expiration: args.token_expiration,
@@ -232,5 +290,28 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("s").unwrap_err().contains("not a duration"));
+        assert!(
+            parse_duration("-1s")
+                .unwrap_err()
+                .contains("not a duration")
+        );
+        for long in [
+            "5124095576030432h",
+            "99999999999999999999",
+            "8761h",
+            "307445734561825861m",
+        ] {
+            assert!(
+                parse_duration(long).unwrap_err().contains("too long"),
+                "{long}"
+            );
+        }
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_period("0s").unwrap_err().contains("more than 0"));
+        assert!(parse_period("0ms").is_err());
+        assert!(parse_token_expiration("9m").unwrap_err().contains("10m"));
+        assert_eq!(parse_count("3"), Ok(3));
+        assert!(parse_count("0").is_err());
     }
 }

@@ -23,7 +23,14 @@ pub use output::Output;
 #[derive(Debug, Parser)]
 #[command(name = "irsa", version, about, long_about = None)]
 #[command(
-    after_help = "Exit codes: 0 success, 1 a check said no (denied, invalid token), 2 bad input."
+    after_help = "Exit codes: 0 success, 1 a check said no (denied, invalid token), 2 bad input.\n\n\
+    Logs go to stderr. IRSA_LOG sets the filter (default warn; e.g. info, debug, irsa_controller=trace),\n\
+    IRSA_LOG_FORMAT=json writes JSON lines. Dependencies are capped whatever IRSA_LOG says, because\n\
+    their verbose logs carry secrets: the AWS SDK (aws_smithy_*, aws_sigv4, ...), hyper, h2, rustls\n\
+    and tower at debug (at trace the AWS SDK dumps response bodies: registry passwords, and with\n\
+    LOG_SENSITIVE_BODIES=true STS tokens and credentials), kube_client::client at error (it logs unparsable response\n\
+    bodies, e.g. Secrets, at warn). IRSA_LOG_UNSAFE_DEPENDENCIES=1 lifts the cap, for debugging a\n\
+    dependency on a machine whose logs nobody else reads."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -183,24 +190,122 @@ fn args_for_argv0(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> 
 }
 
 /// Logs go to stderr only: stdout carries the protocol (credentials, JSON). `IRSA_LOG` is an
-/// `EnvFilter` (default `warn`); `IRSA_LOG_FORMAT=json` for JSON lines.
+/// `EnvFilter` (default `warn`); `IRSA_LOG_FORMAT=json` for JSON lines. Whatever `IRSA_LOG`
+/// says, [`dependency_cap`] applies too, unless `IRSA_LOG_UNSAFE_DEPENDENCIES=1`.
 fn init_logging() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::FilterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("IRSA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let unsafe_dependencies = std::env::var_os(UNSAFE_DEPENDENCIES_ENV).is_some_and(|v| v == "1");
+    let filter = filter.and(dependency_cap(unsafe_dependencies));
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);
+    let registry = tracing_subscriber::registry();
     if std::env::var("IRSA_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().init();
+        registry.with(layer.json().with_filter(filter)).init();
     } else {
-        builder.init();
+        registry.with(layer.with_filter(filter)).init();
     }
+    if unsafe_dependencies {
+        tracing::warn!(
+            "{UNSAFE_DEPENDENCIES_ENV}=1: dependency logs are not capped; at trace level they \
+             include request and response bodies (tokens, credentials, passwords)"
+        );
+    }
+}
+
+/// Lifts [`dependency_cap`] (documented in `--help`).
+const UNSAFE_DEPENDENCIES_ENV: &str = "IRSA_LOG_UNSAFE_DEPENDENCIES";
+
+/// The most verbose level each dependency may log at, whatever `IRSA_LOG` says, because more
+/// verbose events carry secrets:
+/// - `aws_smithy_runtime` logs every response body at trace: ECR's `authorizationToken` (the
+///   registry password, base64) in plain text, and the STS bodies (web-identity token, session
+///   credentials) too once `LOG_SENSITIVE_BODIES=true` is set; `aws_sigv4` logs the request it
+///   signs at trace. All AWS crates are capped at debug.
+/// - `kube_client::client` logs a response body it cannot parse at warn, and response headers
+///   and error bodies at trace and debug (Secrets and TokenRequests carry credentials): capped
+///   at error. kube's other modules (config) are capped at debug.
+/// - hyper, h2, rustls and tower redact bodies and header values today; their trace output is
+///   wire-level and changes between releases, so it is capped at debug too.
+///
+/// A separate filter rather than directives in the `EnvFilter`: there a more specific target
+/// in `IRSA_LOG` (`aws_smithy_runtime::client::orchestrator=trace`) would win over the cap.
+fn dependency_cap(lifted: bool) -> tracing_subscriber::filter::Targets {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let targets = Targets::new().with_default(LevelFilter::TRACE);
+    if lifted {
+        return targets;
+    }
+    targets.with_targets([
+        ("aws_config", LevelFilter::DEBUG),
+        ("aws_credential_types", LevelFilter::DEBUG),
+        ("aws_runtime", LevelFilter::DEBUG),
+        ("aws_sdk", LevelFilter::DEBUG),
+        ("aws_sigv4", LevelFilter::DEBUG),
+        ("aws_smithy", LevelFilter::DEBUG),
+        ("kube_client", LevelFilter::DEBUG),
+        ("kube_client::client", LevelFilter::ERROR),
+        ("hyper", LevelFilter::DEBUG),
+        ("h2", LevelFilter::DEBUG),
+        ("rustls", LevelFilter::DEBUG),
+        ("tokio_rustls", LevelFilter::DEBUG),
+        ("tower", LevelFilter::DEBUG),
+    ])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dependency_cap_holds_against_specific_directives() {
+        use tracing::Level;
+        use tracing_subscriber::filter::Targets;
+        let cap = dependency_cap(false);
+        let allows = |cap: &Targets, target: &str, level: Level| cap.would_enable(target, &level);
+        for target in [
+            "aws_smithy_runtime::client::orchestrator",
+            "aws_smithy_runtime_api::client::interceptors",
+            "aws_smithy_http_client::client",
+            "aws_sigv4::http_request::sign",
+            "aws_config::web_identity_token",
+            "aws_sdk_sts::operation",
+            "hyper::proto::h1::io",
+            "hyper_util::client::legacy",
+            "h2::codec::framed_write",
+            "rustls::conn",
+            "tower::buffer::worker",
+            "kube_client::config",
+        ] {
+            assert!(!allows(&cap, target, Level::TRACE), "{target} at trace");
+            assert!(allows(&cap, target, Level::DEBUG), "{target} at debug");
+        }
+        for level in [Level::WARN, Level::INFO, Level::DEBUG, Level::TRACE] {
+            assert!(!allows(&cap, "kube_client::client", level), "{level}");
+        }
+        assert!(allows(&cap, "kube_client::client", Level::ERROR));
+        for ours in [
+            "irsa_controller::reconcile",
+            "irsa_aws::sts",
+            "irsa",
+            "kube_runtime::controller",
+        ] {
+            assert!(allows(&cap, ours, Level::TRACE), "{ours} is not capped");
+        }
+        let lifted = dependency_cap(true);
+        assert!(allows(
+            &lifted,
+            "aws_smithy_runtime::client::orchestrator",
+            Level::TRACE
+        ));
+        assert!(allows(&lifted, "kube_client::client", Level::WARN));
+    }
 
     #[test]
     fn causes_are_printed_once() {

@@ -42,7 +42,8 @@ pub(crate) struct InspectArgs {
     #[arg(long, value_name = "AUD")]
     audience: Vec<String>,
     /// Allowed clock skew in seconds for exp, nbf and iat.
-    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_LEEWAY_SECONDS)]
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_LEEWAY_SECONDS,
+          value_parser = clap::value_parser!(i64).range(0..=86_400))]
     leeway: i64,
     #[command(flatten)]
     output: OutputArgs,

@@ -128,7 +128,8 @@ impl SandboxCloud {
         self.cloud.counters().total(service, action)
     }
 
-    /// `irsa ARGS` as a workload with the IRSA environment for `role` and this cloud as AWS.
+    /// `irsa ARGS` as a workload with the IRSA environment for `role` and this cloud as AWS,
+    /// logging at trace level (so that tests see whether anything secret reaches stderr).
     pub fn irsa(
         &self,
         binary: &Path,
@@ -137,6 +138,21 @@ impl SandboxCloud {
         cache: &Path,
         args: &[&str],
         stdin: &str,
+    ) -> crate::common::Run {
+        self.irsa_with_env(binary, role, token_file, cache, args, stdin, &[])
+    }
+
+    /// [`SandboxCloud::irsa`] with `extra` environment variables.
+    #[allow(clippy::too_many_arguments)]
+    pub fn irsa_with_env(
+        &self,
+        binary: &Path,
+        role: &str,
+        token_file: &Path,
+        cache: &Path,
+        args: &[&str],
+        stdin: &str,
+        extra: &[(&str, &str)],
     ) -> crate::common::Run {
         use std::io::Write;
         let mut child = Command::new(binary)
@@ -151,7 +167,8 @@ impl SandboxCloud {
             )
             .env("AWS_WEB_IDENTITY_TOKEN_FILE", token_file)
             .env("XDG_CACHE_HOME", cache)
-            .env("IRSA_LOG", "debug")
+            .env("IRSA_LOG", "trace")
+            .envs(extra.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
