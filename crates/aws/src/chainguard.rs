@@ -10,7 +10,7 @@
 //! `Authorization: Bearer <proof>`, answered with `{"token", "expiry"}`.
 
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
@@ -237,14 +237,6 @@ impl std::fmt::Debug for ChainguardProvider {
     }
 }
 
-/// The exchange's answer.
-#[derive(serde::Deserialize)]
-struct ExchangeResponse {
-    token: Option<String>,
-    #[serde(default)]
-    expiry: Option<serde_json::Value>,
-}
-
 impl ChainguardProvider {
     /// A provider for `issuer` (without trailing `/`; `http://` is accepted for tests).
     pub fn new(
@@ -358,28 +350,8 @@ impl ChainguardProvider {
                 message,
             });
         }
-        let parsed: ExchangeResponse = serde_json::from_slice(&body.0).map_err(|e| {
-            call_err(CallFailure::new(
-                FailureKind::Malformed,
-                format!(
-                    "the answer is not the expected JSON object: {}",
-                    e.classify_msg()
-                ),
-            ))
-        })?;
-        let token = parsed.token.filter(|t| !t.is_empty()).ok_or_else(|| {
-            call_err(CallFailure::new(
-                FailureKind::Malformed,
-                "the answer has no token",
-            ))
-        })?;
-        let token = SecretString::new(token);
-        let expiry = parsed
-            .expiry
-            .as_ref()
-            .and_then(parse_expiry)
-            .or_else(|| jwt_expiry(token.expose()));
-        Ok((token, expiry))
+        irsa_core::registry_token::parse_chainguard_exchange(&body.0)
+            .map_err(|e| call_err(CallFailure::new(FailureKind::Malformed, e.to_string())))
     }
 }
 
@@ -390,22 +362,6 @@ impl Drop for SecretBody {
     fn drop(&mut self) {
         self.0.iter_mut().for_each(|b| *b = 0);
         std::hint::black_box(&self.0);
-    }
-}
-
-trait ClassifyMsg {
-    fn classify_msg(&self) -> String;
-}
-
-impl ClassifyMsg for serde_json::Error {
-    // serde_json's messages can quote input; keep only the category and position.
-    fn classify_msg(&self) -> String {
-        format!(
-            "{:?} error at line {} column {}",
-            self.classify(),
-            self.line(),
-            self.column()
-        )
     }
 }
 
@@ -440,36 +396,6 @@ fn issuer_message(body: &[u8], proof: &str) -> String {
     }
 }
 
-/// `expiry` as RFC 3339 text or Unix seconds.
-fn parse_expiry(v: &serde_json::Value) -> Option<SystemTime> {
-    use aws_smithy_types::date_time::{DateTime, Format};
-    match v {
-        serde_json::Value::String(s) => DateTime::from_str(s, Format::DateTimeWithOffset)
-            .or_else(|_| DateTime::from_str(s, Format::DateTime))
-            .ok()
-            .and_then(|d| SystemTime::try_from(d).ok()),
-        serde_json::Value::Number(n) => n
-            .as_u64()
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
-        serde_json::Value::Object(o) => o
-            .get("seconds")
-            .and_then(|s| s.as_u64().or_else(|| s.as_str()?.parse().ok()))
-            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)),
-        _ => None,
-    }
-}
-
-/// The token's `exp`, when it is a JWT.
-fn jwt_expiry(token: &str) -> Option<SystemTime> {
-    let exp = irsa_core::token::decode_unverified(token)
-        .ok()?
-        .claims
-        .exp?;
-    u64::try_from(exp)
-        .ok()
-        .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s))
-}
-
 impl RegistryTokenProvider for ChainguardProvider {
     fn fetch<'a>(
         &'a self,
@@ -498,6 +424,7 @@ impl RegistryTokenProvider for ChainguardProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn creds() -> AwsCredentials {
         AwsCredentials {
@@ -534,20 +461,5 @@ mod tests {
         assert!(check_identity("a\r\nX: y").is_err());
         assert!(check_identity("").is_err());
         assert_eq!(query_encode("org/id"), "org%2Fid");
-    }
-
-    #[test]
-    fn expiry_forms() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        assert_eq!(
-            parse_expiry(&serde_json::json!("2027-01-15T08:00:00Z")),
-            Some(t)
-        );
-        assert_eq!(parse_expiry(&serde_json::json!(1_800_000_000u64)), Some(t));
-        assert_eq!(
-            parse_expiry(&serde_json::json!({"seconds": "1800000000"})),
-            Some(t)
-        );
-        assert_eq!(parse_expiry(&serde_json::json!(true)), None);
     }
 }

@@ -1,14 +1,12 @@
 //! The two kinds of credential the pipeline produces. Neither ever prints a secret.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::SystemTime;
 
 use irsa_core::secret::SecretString;
 
 /// A boxed, sendable future: the return type of the object-safe async traits in this crate.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use irsa_core::token_request::BoxFuture;
 
 /// Temporary AWS credentials, from STS or from the ambient chain.
 #[derive(Clone)]

@@ -6,10 +6,8 @@ use std::time::SystemTime;
 use aws_sdk_ecr::config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::retry::RetryConfig;
-use base64::Engine as _;
 use irsa_core::partition::{EndpointVariant, ecr_api_endpoint};
 use irsa_core::registry::Registry;
-use irsa_core::secret::SecretString;
 use thiserror::Error;
 
 use crate::credentials::{BoxFuture, RegistryCredential};
@@ -82,32 +80,7 @@ pub enum EcrError {
     },
 }
 
-/// Splits an ECR authorization token (standard base64 of `user:password`) at the first `:`.
-pub fn decode_authorization_token(token: &str) -> Result<(String, SecretString), String> {
-    let bytes = SecretBytes(
-        base64::engine::general_purpose::STANDARD
-            .decode(token.trim())
-            .map_err(|_| "it is not standard base64".to_owned())?,
-    );
-    let text = std::str::from_utf8(&bytes.0).map_err(|_| "it is not UTF-8 text".to_owned())?;
-    let (user, password) = text
-        .split_once(':')
-        .ok_or_else(|| "it has no ':' between username and password".to_owned())?;
-    if user.is_empty() || password.is_empty() {
-        return Err("its username or password is empty".to_owned());
-    }
-    Ok((user.to_owned(), SecretString::from(password)))
-}
-
-/// Decoded token bytes, wiped on drop.
-struct SecretBytes(Vec<u8>);
-
-impl Drop for SecretBytes {
-    fn drop(&mut self) {
-        self.0.iter_mut().for_each(|b| *b = 0);
-        std::hint::black_box(&self.0);
-    }
-}
+pub use irsa_core::registry_token::decode_ecr_authorization_token as decode_authorization_token;
 
 /// Converts an SDK timestamp.
 pub(crate) fn system_time(t: Option<&aws_smithy_types::DateTime>) -> Option<SystemTime> {
@@ -271,6 +244,7 @@ impl RegistryTokenProvider for EcrProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
 
     #[test]
     fn decodes_tokens_at_the_first_colon() {

@@ -134,6 +134,18 @@ pub enum PipelineError {
     /// A registry token provider failed.
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    /// A registry answered with an expiry no registry can mean (decades away, before 1970,
+    /// beyond the representable range): the refresh fails rather than trusting it.
+    #[error(
+        "registry {registry} answered with an unusable expiry: {reason}; the credential was \
+         not used (check this machine's clock, then the registry's service health)"
+    )]
+    AbsurdExpiry {
+        /// The registry host.
+        registry: String,
+        /// Why, free of secrets.
+        reason: irsa_core::lifetime::AbsurdExpiry,
+    },
     /// A provider answered without a credential for a requested registry.
     #[error(
         "no credential was minted for registry {registry} although its provider succeeded; \
@@ -161,6 +173,7 @@ struct Inner {
     providers: Providers,
     aws_cache: CredentialCache<AwsCredentials, StsError>,
     registry_cache: CredentialCache<Vec<RegistryCredential>, PipelineError>,
+    clock: Arc<dyn Clock>,
 }
 
 /// Identity → STS → registry credentials, cached. Cheap to clone (shared state).
@@ -310,6 +323,7 @@ impl Pipeline {
                 providers,
                 aws_cache: CredentialCache::new(options.cache.clone(), options.clock.clone()),
                 registry_cache: CredentialCache::new(options.cache.clone(), options.clock.clone()),
+                clock: options.clock.clone(),
             }),
         })
     }
@@ -505,6 +519,17 @@ impl Inner {
             }
         };
         let value = provider.fetch(&ctx, &targets).await?;
+        let now = self.clock.now();
+        for c in &value {
+            if let Some(at) = c.expires_at
+                && let Err(reason) = irsa_core::lifetime::judge_system_time(at, now)
+            {
+                return Err(PipelineError::AbsurdExpiry {
+                    registry: c.registry.clone(),
+                    reason,
+                });
+            }
+        }
         let expires_at = value.iter().filter_map(|c| c.expires_at).min();
         tracing::info!(
             identity = %identity.describe(),

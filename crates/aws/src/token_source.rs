@@ -12,75 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use irsa_core::secret::SecretString;
-use thiserror::Error;
 
 use crate::credentials::BoxFuture;
 
 /// The audience AWS STS expects in web-identity tokens.
-pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+pub use irsa_core::names::STS_AUDIENCE;
 
-/// Why a token could not be obtained.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum TokenSourceError {
-    /// The token file could not be read.
-    #[error(
-        "failed to read the web-identity token file {path}: {reason}; check the projected \
-         service-account token volume (and AWS_WEB_IDENTITY_TOKEN_FILE)"
-    )]
-    ReadFile {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        reason: String,
-    },
-    /// The token file was empty.
-    #[error(
-        "the web-identity token file {path} is empty; the kubelet has not written the projected \
-         token yet, or the volume is not a service-account token projection"
-    )]
-    EmptyFile {
-        /// The file.
-        path: PathBuf,
-    },
-    /// The service account named by the TokenRequest does not exist.
-    #[error(
-        "service account {namespace}/{service_account} does not exist: create it with \
-         `kubectl create serviceaccount -n {namespace} {service_account}` (and annotate it with \
-         the IAM role), or point irsa at an existing one"
-    )]
-    ServiceAccountNotFound {
-        /// Namespace of the service account.
-        namespace: String,
-        /// Name of the service account.
-        service_account: String,
-    },
-    /// The API server refused the TokenRequest for lack of permission.
-    #[error(
-        "not allowed to request a token for service account {namespace}/{service_account}: \
-         {reason}; irsa's ClusterRole needs `create` on `serviceaccounts/token` (see the RBAC \
-         printed by `irsa install`)"
-    )]
-    Forbidden {
-        /// Namespace of the service account.
-        namespace: String,
-        /// Name of the service account.
-        service_account: String,
-        /// The API server's message.
-        reason: String,
-    },
-    /// The TokenRequest API refused or failed.
-    #[error(
-        "failed to request a token for service account {namespace}/{service_account}: {reason}"
-    )]
-    TokenRequest {
-        /// Namespace of the service account.
-        namespace: String,
-        /// Name of the service account.
-        service_account: String,
-        /// What went wrong (never the token).
-        reason: String,
-    },
-}
+pub use irsa_core::token_request::{TokenRequester, TokenSourceError};
 
 /// A source of web-identity tokens. `token` is called at every STS exchange.
 pub trait TokenSource: Send + Sync {
@@ -173,19 +111,6 @@ impl TokenSource for StaticTokenSource {
     fn describe(&self) -> String {
         format!("in-memory token {}", self.label)
     }
-}
-
-/// The Kubernetes TokenRequest API (`POST …/serviceaccounts/<name>/token`), implemented by the
-/// Kubernetes client crate.
-pub trait TokenRequester: Send + Sync {
-    /// Requests a token for `namespace/service_account` with the given audiences and lifetime.
-    fn request_token<'a>(
-        &'a self,
-        namespace: &'a str,
-        service_account: &'a str,
-        audiences: &'a [String],
-        expiration: Duration,
-    ) -> BoxFuture<'a, Result<SecretString, TokenSourceError>>;
 }
 
 /// A token source that asks the TokenRequest API for a fresh token at every exchange.

@@ -169,6 +169,29 @@ fn query_param(uri: &str, key: &str) -> Option<String> {
 }
 
 /// The double: STS for the pipeline's web identity, and Chainguard's `/sts/exchange`.
+/// The issuer's `expiry`: an hour after the first use, as a real issuer says (an expiry years
+/// away is refused as absurd).
+fn expiry_secs() -> u64 {
+    static AT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600
+    })
+}
+
+fn expiry_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| irsa_core::time::rfc3339(expiry_secs() as i64))
+}
+
+/// The token's own `exp`, distinct from `expiry` so that the fallback is visible.
+fn jwt_exp() -> u64 {
+    expiry_secs() + 600
+}
+
 async fn double(expiry: Option<&'static str>, fail_first: usize) -> Double {
     let audience: Arc<std::sync::OnceLock<String>> = Arc::default();
     let aud = audience.clone();
@@ -186,7 +209,7 @@ async fn double(expiry: Option<&'static str>, fail_first: usize) -> Double {
         let proof = bearer.strip_prefix("Bearer ").unwrap();
         match verify(proof, &identity, aud.get().unwrap(), SystemTime::now()) {
             Ok(()) => {
-                let jwt = fake_jwt(CG_TOKEN_MARK, "cgr.dev", 4_102_444_800);
+                let jwt = fake_jwt(CG_TOKEN_MARK, "cgr.dev", jwt_exp() as i64);
                 let body = match expiry {
                     Some(e) => format!(r#"{{"token":"{jwt}","expiry":"{e}"}}"#),
                     None => format!(r#"{{"token":"{jwt}"}}"#),
@@ -245,7 +268,7 @@ fn cgr() -> Vec<RegistryTarget> {
 #[tokio::test]
 async fn client_passes_the_verifier_and_gets_a_token() {
     capture_logs();
-    let d = double(Some("2030-01-01T00:00:00Z"), 0).await;
+    let d = double(Some(expiry_text()), 0).await;
     let p = pipeline(&d.url, None).await;
     let c = p.registry_credentials(&identity(), &cgr()).await.unwrap();
     assert_eq!(
@@ -255,7 +278,7 @@ async fn client_passes_the_verifier_and_gets_a_token() {
     assert!(c[0].password.expose().contains('.'), "a JWT");
     assert_eq!(
         c[0].expires_at,
-        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_456_000))
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(expiry_secs()))
     );
     // Cached: a second call exchanges nothing.
     let before = d.count();
@@ -287,7 +310,7 @@ async fn lifetime_falls_back_to_the_jwt_exp_and_5xx_is_retried() {
     let c = p.registry_credentials(&identity(), &cgr()).await.unwrap();
     assert_eq!(
         c[0].expires_at,
-        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(4_102_444_800))
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(jwt_exp()))
     );
     assert_eq!(
         d.requests
@@ -310,7 +333,7 @@ async fn stale_or_future_signatures_are_refused_with_a_clear_error() {
             "more than 5 minutes in the future",
         ),
     ] {
-        let d = double(Some("2030-01-01T00:00:00Z"), 0).await;
+        let d = double(Some(expiry_text()), 0).await;
         let p = pipeline(&d.url, Some((ahead, by))).await;
         let msg = p
             .registry_credentials(&identity(), &cgr())
@@ -328,7 +351,7 @@ async fn stale_or_future_signatures_are_refused_with_a_clear_error() {
         (false, Duration::from_secs(14 * 60)),
         (true, Duration::from_secs(4 * 60)),
     ] {
-        let d = double(Some("2030-01-01T00:00:00Z"), 0).await;
+        let d = double(Some(expiry_text()), 0).await;
         let p = pipeline(&d.url, Some((ahead, by))).await;
         p.registry_credentials(&identity(), &cgr()).await.unwrap();
     }
@@ -400,7 +423,7 @@ fn the_verifier_rejects_tampering() {
 
 #[tokio::test]
 async fn one_exchange_per_chainguard_identity_and_each_caller_gets_its_own() {
-    let d = double(Some("2030-01-01T00:00:00Z"), 0).await;
+    let d = double(Some(expiry_text()), 0).await;
     let p = pipeline(&d.url, None).await;
     let targets = vec![
         RegistryTarget::parse("cgr.dev/org-a/app", Some("org-a/identity-1")).unwrap(),

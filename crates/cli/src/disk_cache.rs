@@ -11,8 +11,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use irsa_core::cache_entry::CacheEntry;
 use irsa_core::secret::SecretString;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// A cached registry credential.
@@ -26,15 +26,6 @@ pub(crate) struct Entry {
     pub expires_at: Option<i64>,
     /// Unix seconds after which the entry is not served (a fraction of its lifetime).
     pub refresh_at: i64,
-}
-
-#[derive(Serialize, Deserialize)]
-struct OnDisk {
-    registry: String,
-    username: String,
-    password: String,
-    expires_at: i64,
-    refresh_at: i64,
 }
 
 /// The cache directory, or `None` when neither `XDG_CACHE_HOME` nor `HOME` is set.
@@ -103,14 +94,14 @@ impl DiskCache {
     pub(crate) fn get(&self, identity: &str, registry: &str, now: i64) -> Option<Entry> {
         self.check_private_dir().ok()?;
         let bytes = fs::read(self.path(identity, registry)).ok()?;
-        let d: OnDisk = serde_json::from_slice(&bytes).ok()?;
-        if d.registry != registry || now >= d.refresh_at || now >= d.expires_at {
+        let d = CacheEntry::parse(&bytes)?;
+        if !d.servable(registry, now) {
             return None;
         }
         Some(Entry {
             registry: d.registry,
             username: d.username,
-            password: SecretString::new(d.password),
+            password: d.password,
             expires_at: Some(d.expires_at),
             refresh_at: d.refresh_at,
         })
@@ -120,14 +111,15 @@ impl DiskCache {
     pub(crate) fn put(&self, identity: &str, entry: &Entry) -> std::io::Result<()> {
         self.ensure_private_dir()?;
         let path = self.path(identity, &entry.registry);
-        let json = serde_json::to_vec(&OnDisk {
+        let json = CacheEntry {
             registry: entry.registry.clone(),
             username: entry.username.clone(),
-            password: entry.password.expose().to_owned(),
+            password: entry.password.clone(),
             expires_at: entry.expires_at.unwrap_or(entry.refresh_at),
             refresh_at: entry.refresh_at,
-        })?;
-        write_private(&path, &json)
+        }
+        .to_json();
+        write_private(&path, json.expose().as_bytes())
     }
 
     /// Removes the entry for (identity, registry); absent is fine.
@@ -146,7 +138,7 @@ impl DiskCache {
         let mut out: Vec<Entry> = dir
             .filter_map(|e| e.ok())
             .filter_map(|e| fs::read(e.path()).ok())
-            .filter_map(|b| serde_json::from_slice::<OnDisk>(&b).ok())
+            .filter_map(|b| CacheEntry::parse(&b))
             .filter_map(|d| self.get(identity, &d.registry, now))
             .collect();
         out.sort_by(|a, b| a.registry.cmp(&b.registry));

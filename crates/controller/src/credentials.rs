@@ -3,6 +3,13 @@
 //! controller decides when to refresh (the resource's `refresh` fraction of the credential's
 //! real lifetime), so the pipeline is asked for fresh tokens only then; a failed refresh keeps
 //! the last good credential and backs off.
+//!
+//! What the upstream says is checked before it replaces anything ([`judge_answer`]): an absurd
+//! expiry fails the refresh (the pipeline refuses it); an answer that is expired already (moto's
+//! ECR always says 2015, a skewed clock can) fails the refresh while a still-valid credential is
+//! held, and is served with a [`CLAMPED_LIFETIME_SECS`] lifetime when none is. Exchanges of one
+//! credential are at least [`MIN_EXCHANGE_INTERVAL_SECS`] apart after a success and a backoff
+//! apart after a failure, whatever the number of events asking.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,12 +17,21 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use irsa_aws::{Identity, Pipeline, RegistryCredential, RegistryTarget};
 use irsa_core::docker_config::DockerConfig;
+pub use irsa_core::lifetime::CLAMPED_LIFETIME_SECS;
+use irsa_core::time::rfc3339;
+use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::plan::{failure_backoff, next_refresh};
 
 /// Lifetime assumed for a credential whose registry gives no expiry (ECR's is 12 hours).
 pub const ASSUMED_LIFETIME_SECS: i64 = 12 * 3600;
+
+/// Least time between two exchanges of one credential after a successful one: an event storm
+/// (namespaces created by the hundred) or a due credential seen by many resources never costs
+/// more than one exchange per interval. On the wall clock *or* the monotonic one, whichever has
+/// moved further, so that neither a frozen nor a jumping clock stops refreshes.
+pub const MIN_EXCHANGE_INTERVAL_SECS: i64 = 30;
 
 /// A credential: the rendered registries and when it was obtained and expires (Unix seconds).
 /// `Debug` never shows the passwords (`DockerConfig` redacts them).
@@ -86,6 +102,51 @@ struct Slot {
     failures: u32,
     retry_at: Option<i64>,
     last_error: Option<String>,
+    /// The last exchange: wall clock (Unix seconds) and monotonic.
+    last_exchange: Option<(i64, Instant)>,
+}
+
+/// Whether the answer `fresh` obtained at `now` may be used, given the credential held.
+///
+/// - valid (expires after `now`): used;
+/// - expired already while `held` is still valid: refused (the caller keeps `held`, backs off
+///   and reports the error);
+/// - expired already and nothing valid held: used with its expiry clamped to
+///   `now + CLAMPED_LIFETIME_SECS`, so that peers such as moto still work.
+pub fn judge_answer(
+    mut fresh: Credential,
+    held: Option<&Credential>,
+    now: i64,
+) -> Result<Credential, String> {
+    if fresh.expires_at > now {
+        return Ok(fresh);
+    }
+    match held {
+        Some(h) if h.expires_at > now => Err(format!(
+            "the registry answered with a credential that expired already at {} (this machine's \
+             clock is off, or the registry is a test double such as moto); the current \
+             credential, valid until {}, is kept",
+            rfc3339(fresh.expires_at),
+            rfc3339(h.expires_at)
+        )),
+        _ => {
+            tracing::warn!(
+                claimed_expiry = %rfc3339(fresh.expires_at),
+                serving_for_s = CLAMPED_LIFETIME_SECS,
+                "the registry answered with an already-expired credential and no valid one is \
+                 held; serving it briefly and asking again soon"
+            );
+            fresh.expires_at = now.saturating_add(CLAMPED_LIFETIME_SECS);
+            Ok(fresh)
+        }
+    }
+}
+
+/// Whether a new exchange may start at (`now`, `mono`) after one at `last`.
+fn exchange_allowed(last: Option<(i64, Instant)>, now: i64, mono: Instant) -> bool {
+    let Some((wall, at)) = last else { return true };
+    let min = Duration::from_secs(MIN_EXCHANGE_INTERVAL_SECS.unsigned_abs());
+    now.saturating_sub(wall) >= MIN_EXCHANGE_INTERVAL_SECS || mono.duration_since(at) >= min
 }
 
 /// See the [module docs](self).
@@ -173,27 +234,59 @@ impl CredentialStore {
                 attempted: false,
             };
         }
+        let mono = Instant::now();
+        if !exchange_allowed(slot.last_exchange, now, mono) {
+            // Due again within the minimum interval (an upstream that hands out short-lived
+            // credentials, or clocks that disagree): what is held is what there is.
+            let wait = MIN_EXCHANGE_INTERVAL_SECS
+                - now.saturating_sub(slot.last_exchange.map_or(now, |(w, _)| w));
+            let retry_in = Duration::from_secs(wait.clamp(1, MIN_EXCHANGE_INTERVAL_SECS) as u64);
+            return match &slot.current {
+                Some(c) if now < c.expires_at => Obtained::Current(c.clone()),
+                _ => Obtained::Failed {
+                    error: slot.last_error.clone().unwrap_or_else(|| {
+                        format!(
+                            "the last credential obtained is no longer valid and exchanges are \
+                             at least {MIN_EXCHANGE_INTERVAL_SECS} s apart"
+                        )
+                    }),
+                    last_good: slot.current.clone(),
+                    retry_in,
+                    attempted: false,
+                },
+            };
+        }
+        slot.last_exchange = Some((now, mono));
         self.metrics.exchanged();
-        match self
+        let answer = self
             .pipeline
             .fresh_registry_credentials(identity, targets)
             .await
-        {
-            Ok(creds) => {
-                let c = Arc::new(Credential::from_registry_credentials(&creds, now));
+            .map_err(|e| e.to_string())
+            .and_then(|creds| {
+                judge_answer(
+                    Credential::from_registry_credentials(&creds, now),
+                    slot.current.as_deref(),
+                    now,
+                )
+            });
+        match answer {
+            Ok(c) => {
+                let c = Arc::new(c);
                 slot.current = Some(c.clone());
                 slot.failures = 0;
                 slot.retry_at = None;
                 slot.last_error = None;
                 Obtained::Refreshed(c)
             }
-            Err(e) => {
+            Err(error) => {
                 slot.failures = slot.failures.saturating_add(1);
                 let backoff = failure_backoff(slot.failures, fastrand::f64());
                 let retry_in = backoff.max(Duration::from_secs(1));
                 slot.retry_at = Some(now + i64::try_from(retry_in.as_secs()).unwrap_or(1));
-                let error = e.to_string();
                 slot.last_error = Some(error.clone());
+                // A failure is spaced by its backoff, not by the success interval.
+                slot.last_exchange = None;
                 Obtained::Failed {
                     error,
                     last_good: slot.current.clone(),
@@ -214,8 +307,254 @@ impl CredentialStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use irsa_aws::provider::{FetchContext, ProviderError};
+    use irsa_aws::sts::CredentialExchange;
+    use irsa_aws::{AwsCredentials, BoxFuture, PipelineOptions, Providers, StsError};
     use irsa_core::secret::SecretString;
+    use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
     use std::time::SystemTime;
+
+    const NOW: i64 = 1_795_000_000;
+    const MOTO_2015: i64 = 1_420_070_400;
+
+    struct Sts;
+    impl CredentialExchange for Sts {
+        fn credentials<'a>(
+            &'a self,
+            _: &'a Identity,
+        ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+            Box::pin(async {
+                Ok(AwsCredentials {
+                    access_key_id: "ASIAEXAMPLE".into(),
+                    secret_access_key: SecretString::from("s"),
+                    session_token: None,
+                    expires_at: None,
+                })
+            })
+        }
+    }
+
+    /// An ECR double whose answers expire at `expires_at` (Unix seconds; 0 = fail), counting calls.
+    #[derive(Default)]
+    struct Ecr {
+        expires_at: AtomicI64,
+        calls: AtomicU32,
+    }
+    impl irsa_aws::RegistryTokenProvider for Ecr {
+        fn fetch<'a>(
+            &'a self,
+            _: &'a FetchContext,
+            targets: &'a [RegistryTarget],
+        ) -> BoxFuture<'a, Result<Vec<RegistryCredential>, ProviderError>> {
+            Box::pin(async move {
+                let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+                let at = self.expires_at.load(Ordering::SeqCst);
+                if at == 0 {
+                    return Err(ProviderError::Ecr(
+                        irsa_aws::ecr::EcrError::MalformedToken {
+                            registry: targets[0].host.clone(),
+                            reason: "ecr is down".into(),
+                        },
+                    ));
+                }
+                Ok(targets
+                    .iter()
+                    .map(|t| RegistryCredential {
+                        registry: t.host.clone(),
+                        username: "AWS".into(),
+                        password: SecretString::new(format!("password-{n}")),
+                        expires_at: Some(UNIX_EPOCH + Duration::from_secs(at as u64)),
+                    })
+                    .collect())
+            })
+        }
+    }
+
+    fn store(ecr: Arc<Ecr>) -> CredentialStore {
+        let providers = Providers {
+            ecr: ecr.clone(),
+            ecr_public: ecr.clone(),
+            chainguard: ecr,
+        };
+        let options = PipelineOptions {
+            clock: Arc::new(irsa_aws::ManualClock::new(
+                UNIX_EPOCH + Duration::from_secs(NOW as u64),
+            )),
+            ..PipelineOptions::default()
+        };
+        let pipeline = Pipeline::with_components(&options, Arc::new(Sts), providers).unwrap();
+        CredentialStore::new(pipeline, Arc::new(Metrics::default()))
+    }
+
+    fn identity() -> Identity {
+        Identity::Ambient { chained_role: None }
+    }
+
+    fn targets() -> Vec<RegistryTarget> {
+        vec![RegistryTarget::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com", None).unwrap()]
+    }
+
+    async fn get(s: &CredentialStore, now: i64) -> Obtained {
+        let t = targets();
+        s.get(&key(&identity(), &t), &identity(), &t, 0.5, now)
+            .await
+    }
+
+    fn password(c: &Credential) -> String {
+        let auth = c
+            .config
+            .get("123456789012.dkr.ecr.us-east-1.amazonaws.com")
+            .unwrap();
+        auth.password.expose().to_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_already_expired_answer_is_served_clamped_when_nothing_is_held() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(MOTO_2015, Ordering::SeqCst);
+        let s = store(ecr.clone());
+        let Obtained::Refreshed(c) = get(&s, NOW).await else {
+            panic!("served")
+        };
+        assert_eq!(
+            c.expires_at,
+            NOW + CLAMPED_LIFETIME_SECS,
+            "clamped, not 2015"
+        );
+        // An event storm right after: no further exchange, the clamped credential is current.
+        for i in 0..20 {
+            assert!(matches!(get(&s, NOW + i).await, Obtained::Current(_)));
+        }
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 1, "one exchange");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_already_expired_answer_never_replaces_a_valid_credential() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let s = store(ecr.clone());
+        let Obtained::Refreshed(good) = get(&s, NOW).await else {
+            panic!("first")
+        };
+        ecr.expires_at.store(MOTO_2015, Ordering::SeqCst);
+        let due = good.refresh_at(0.5);
+        let Obtained::Failed {
+            error,
+            last_good,
+            retry_in,
+            attempted,
+        } = get(&s, due).await
+        else {
+            panic!("an expired answer is a failed refresh")
+        };
+        assert!(attempted);
+        assert!(
+            error.contains("expired already at 2015-01-01T00:00:00Z"),
+            "{error}"
+        );
+        assert!(!error.contains("password"), "{error}");
+        let kept = last_good.expect("kept");
+        assert_eq!(password(&kept), "password-1");
+        assert_eq!(kept.expires_at, NOW + 3600);
+        // Backing off: no exchange until the backoff has passed.
+        assert!(matches!(
+            get(&s, due + 1).await,
+            Obtained::Failed {
+                attempted: false,
+                ..
+            }
+        ));
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 2);
+        // A good answer after the backoff replaces it.
+        ecr.expires_at.store(NOW + 7200, Ordering::SeqCst);
+        let after = due + i64::try_from(retry_in.as_secs()).unwrap();
+        let Obtained::Refreshed(new) = get(&s, after).await else {
+            panic!("recovered")
+        };
+        assert_eq!(password(&new), "password-3");
+        // Once the held credential has expired, an expired answer is served clamped again.
+        ecr.expires_at.store(MOTO_2015, Ordering::SeqCst);
+        let late = NOW + 7200;
+        let Obtained::Refreshed(clamped) = get(&s, late).await else {
+            panic!("served clamped")
+        };
+        assert_eq!(clamped.expires_at, late + CLAMPED_LIFETIME_SECS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absurd_expiry_is_a_failed_refresh() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at
+            .store(NOW + 100 * 365 * 86_400, Ordering::SeqCst);
+        let s = store(ecr.clone());
+        let Obtained::Failed {
+            error, last_good, ..
+        } = get(&s, NOW).await
+        else {
+            panic!("refused")
+        };
+        assert!(error.contains("unusable expiry"), "{error}");
+        assert!(error.contains("more than 7 days away"), "{error}");
+        assert!(last_good.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn exchanges_are_spaced_by_the_minimum_interval() {
+        // A credential that is due as soon as it is issued (an upstream handing out 1-second
+        // tokens): events arriving every second cost one exchange per interval, not one each.
+        let ecr = Arc::new(Ecr::default());
+        let s = store(ecr.clone());
+        for t in NOW..NOW + 3 * MIN_EXCHANGE_INTERVAL_SECS {
+            ecr.expires_at.store(t + 2, Ordering::SeqCst);
+            let _ = get(&s, t).await;
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert_eq!(
+            ecr.calls.load(Ordering::SeqCst),
+            3,
+            "one per {MIN_EXCHANGE_INTERVAL_SECS} s"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_monotonic_clock_alone_ends_the_minimum_interval() {
+        // A wall clock that stands still (or went backwards) must not stop refreshes forever.
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 2, Ordering::SeqCst);
+        let s = store(ecr.clone());
+        let _ = get(&s, NOW).await;
+        let _ = get(&s, NOW + 2).await;
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 1);
+        tokio::time::advance(Duration::from_secs(MIN_EXCHANGE_INTERVAL_SECS as u64)).await;
+        let _ = get(&s, NOW + 2).await;
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn judge_answer_table() {
+        let c = |expires_at| Credential {
+            config: DockerConfig::new(),
+            issued_at: NOW,
+            expires_at,
+            jitter: 0.5,
+        };
+        assert_eq!(
+            judge_answer(c(NOW + 10), None, NOW).unwrap().expires_at,
+            NOW + 10
+        );
+        assert_eq!(
+            judge_answer(c(MOTO_2015), None, NOW).unwrap().expires_at,
+            NOW + CLAMPED_LIFETIME_SECS
+        );
+        assert_eq!(
+            judge_answer(c(NOW), Some(&c(NOW - 1)), NOW)
+                .unwrap()
+                .expires_at,
+            NOW + CLAMPED_LIFETIME_SECS,
+            "an expired held credential is no reason to refuse"
+        );
+        assert!(judge_answer(c(NOW), Some(&c(NOW + 1)), NOW).is_err());
+    }
 
     #[test]
     fn expiry_is_the_earliest_and_debug_is_redacted() {

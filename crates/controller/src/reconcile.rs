@@ -611,6 +611,7 @@ where
     problems.truncate(TargetProblem::MAX_REPORTED);
 
     let expires_at = credential.as_ref().map(|c| c.expires_at);
+    let counts = status::consistent_counts(counts, expires_at, now);
     if let Some(exp) = expires_at {
         ctx.metrics.set_expiry(owner, exp);
     }

@@ -5,6 +5,10 @@
 //! refreshes as long as the written credentials have not expired. `Degraded` says whether
 //! something needs attention (a failed refresh, a conflict, an invalid spec) even while the
 //! secrets still work.
+//!
+//! One rule ties the counts to the conditions: a namespace counts as ready only while the
+//! credential written there is valid ([`consistent_counts`]). So `Ready=False` with reason
+//! `Expired` or `Pending` always reports `0/N` ready, never `N/N`.
 
 use irsa_core::time::rfc3339;
 use irsa_k8s::TargetCounts;
@@ -34,11 +38,22 @@ pub struct Observation<'a> {
     pub counts: &'a TargetCounts,
 }
 
+/// `counts` with no namespace ready while the credential (expiring at `expires_at`) is absent
+/// or expired at `now`: a secret holding an expired password is not ready, whatever was
+/// written. Those namespaces are neither failed nor conflicted, so only `ready` drops.
+pub fn consistent_counts(counts: TargetCounts, expires_at: Option<i64>, now: i64) -> TargetCounts {
+    if expires_at.is_some_and(|exp| exp > now) {
+        return counts;
+    }
+    TargetCounts::new(counts.desired, 0, counts.failed, counts.conflicted)
+}
+
 /// The `Ready` and `Degraded` conditions for `observation`. A condition whose status did not
 /// change keeps its `lastTransitionTime` from `previous`.
 pub fn conditions(previous: &[Condition], observation: &Observation<'_>) -> Vec<Condition> {
     let o = observation;
-    let c = o.counts;
+    let settled = consistent_counts(o.counts.clone(), o.expires_at, o.now);
+    let c = &settled;
     let (ready, ready_reason, ready_message) = match (o.invalid, o.expires_at) {
         (Some(errors), _) => (false, "Invalid", format!("the spec is invalid: {errors}")),
         (None, None) => (
@@ -53,7 +68,8 @@ pub fn conditions(previous: &[Condition], observation: &Observation<'_>) -> Vec<
             false,
             "Expired",
             format!(
-                "the written credentials expired at {}{}",
+                "0/{} namespaces hold valid credentials: the written credentials expired at {}{}",
+                c.desired,
                 rfc3339(exp),
                 o.refresh_error
                     .map(|e| format!(" and the refresh fails: {e}"))
@@ -257,9 +273,41 @@ mod tests {
             Some("failed to assume role arn:aws:iam::123456789012:role/x: AccessDenied");
         assert_eq!(
             conditions(&[], &o)[0].message,
-            "the written credentials expired at 2026-11-18T11:06:39Z and the refresh fails: \
+            "0/3 namespaces hold valid credentials: the written credentials expired at \
+             2026-11-18T11:06:39Z and the refresh fails: \
              failed to assume role arn:aws:iam::123456789012:role/x: AccessDenied"
         );
+    }
+
+    #[test]
+    fn expired_or_absent_credentials_are_never_counted_ready() {
+        // The rule: Ready=False (Expired/Pending) never comes with targets counted ready.
+        let all = TargetCounts::new(5, 5, 0, 0);
+        for (expires_at, want_ready, reason) in [
+            (Some(NOW + 1), 5, "SecretsCurrent"),
+            (Some(NOW), 0, "Expired"),
+            (Some(1_420_070_400), 0, "Expired"),
+            (None, 0, "Pending"),
+        ] {
+            let settled = consistent_counts(all.clone(), expires_at, NOW);
+            assert_eq!(settled.ready, want_ready, "{expires_at:?}");
+            assert_eq!(
+                settled.summary.as_deref(),
+                Some(&*format!("{want_ready}/5"))
+            );
+            let mut o = obs(&all);
+            o.expires_at = expires_at;
+            let ready = &conditions(&[], &o)[0];
+            assert_eq!(ready.reason, reason);
+            assert_eq!(ready.status == "True", want_ready == 5, "{ready:?}");
+            if reason == "Expired" {
+                assert!(
+                    ready.message.starts_with("0/5 namespaces"),
+                    "{}",
+                    ready.message
+                );
+            }
+        }
     }
 
     #[test]

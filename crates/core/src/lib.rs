@@ -8,10 +8,15 @@
 #![warn(missing_docs)]
 
 pub mod arn;
+pub mod cache_entry;
 pub mod docker_config;
+pub mod lifetime;
+pub mod names;
 pub mod partition;
 pub mod registry;
+pub mod registry_token;
 pub mod secret;
 pub mod time;
 pub mod token;
+pub mod token_request;
 pub mod trust_policy;

@@ -1,6 +1,6 @@
 //! Service-account tokens from the Kubernetes TokenRequest API
 //! (`POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token`), the
-//! [`irsa_aws::TokenRequester`] behind [`irsa_aws::TokenRequestSource`].
+//! [`TokenRequester`] behind irsa-aws's `TokenRequestSource`.
 //!
 //! The controller uses it to act as a user's service account without mounting its token: the
 //! API server signs a short-lived token for the requested audience (`sts.amazonaws.com`), which
@@ -9,8 +9,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use irsa_aws::{BoxFuture, TokenRequester, TokenSourceError};
 use irsa_core::secret::SecretString;
+use irsa_core::token_request::{BoxFuture, TokenRequester, TokenSourceError};
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};

@@ -1,0 +1,51 @@
+//! Names that more than one crate writes or reads: annotation keys, labels, the STS audience.
+//! Each has its home here so that the controller, the webhook, the CLI and the sandbox cannot
+//! drift apart (a renamed annotation would otherwise silently stop matching).
+
+/// Service-account annotation naming the IAM role to assume (the EKS convention).
+pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+/// Service-account annotation overriding the token audience (the EKS convention).
+pub const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
+/// The audience AWS STS expects in web-identity tokens, and the host of its signed requests.
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// Prefix of every label and annotation key irsa reserves for itself.
+pub const RESERVED_PREFIX: &str = "irsa.dev/";
+/// Label on every object irsa writes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`] on irsa's objects.
+pub const MANAGED_BY_VALUE: &str = "irsa";
+/// Owner label: `ClusterPullSecret` or `PullSecret`.
+pub const OWNER_KIND_LABEL: &str = "irsa.dev/owner-kind";
+/// Owner label: the owning resource's name.
+pub const OWNER_NAME_LABEL: &str = "irsa.dev/owner-name";
+/// Owner label: the owning PullSecret's namespace (absent for a ClusterPullSecret).
+pub const OWNER_NAMESPACE_LABEL: &str = "irsa.dev/owner-namespace";
+/// Secret annotation: hash of the written content, so unchanged secrets are not rewritten.
+pub const CONTENT_HASH_ANNOTATION: &str = "irsa.dev/content-hash";
+/// Secret annotation: when the written credential was obtained (RFC 3339).
+pub const ISSUED_AT_ANNOTATION: &str = "irsa.dev/issued-at";
+/// Secret annotation: when the written credential expires (RFC 3339).
+pub const EXPIRES_AT_ANNOTATION: &str = "irsa.dev/expires-at";
+/// Finalizer irsa puts on its resources to clean up their secrets.
+pub const FINALIZER: &str = "irsa.dev/cleanup";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn irsa_keys_carry_the_reserved_prefix() {
+        for key in [
+            OWNER_KIND_LABEL,
+            OWNER_NAME_LABEL,
+            OWNER_NAMESPACE_LABEL,
+            CONTENT_HASH_ANNOTATION,
+            ISSUED_AT_ANNOTATION,
+            EXPIRES_AT_ANNOTATION,
+            FINALIZER,
+        ] {
+            assert!(key.starts_with(RESERVED_PREFIX), "{key}");
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! Chainguard's `sts/exchange` answer and its expiry: never panic (an `expiry` of 2^63 once
+//! did), never quote the body in an error, and whatever expiry is accepted can be judged.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use irsa_core::lifetime;
+use irsa_core::registry_token::parse_chainguard_exchange;
+
+fuzz_target!(|data: &[u8]| {
+    match parse_chainguard_exchange(data) {
+        Ok((token, expiry)) => {
+            assert!(!token.expose().is_empty());
+            if let Some(at) = expiry {
+                let _ = lifetime::judge_system_time(at, std::time::SystemTime::UNIX_EPOCH);
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            // The body may hold a token: an error names a category and position, never input.
+            if let Ok(body) = std::str::from_utf8(data)
+                && body.len() > 24
+            {
+                assert!(!text.contains(body), "{text}");
+            }
+        }
+    }
+});
