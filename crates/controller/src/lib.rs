@@ -14,5 +14,6 @@ pub mod ratelimit;
 pub mod reconcile;
 pub mod runtime;
 pub mod status;
+pub mod writer;
 
 pub use runtime::{Controller, ControllerOptions, Handle, RunError};

@@ -63,6 +63,7 @@ fn apply(observed: &Observed, plan: &Plan) -> Observed {
             labels: (*s.labels).clone(),
             type_: Some(DOCKER_CONFIG_JSON_TYPE.into()),
             content_hash: s.annotations.get(CONTENT_HASH_ANNOTATION).cloned(),
+            checked: Checked::default(),
         });
     }
     for p in &plan.service_account_patches {
