@@ -290,12 +290,14 @@ impl Index {
             .secrets
             .values()
             .filter(|s| s.name == spec.secret_name || subject.owner.owns(&s.labels))
+            .filter(|s| subject.may_touch(&s.namespace))
             .cloned()
             .collect();
         secrets.extend(
             self.foreign
                 .values()
                 .filter(|f| f.state.name == spec.secret_name)
+                .filter(|f| subject.may_touch(&f.state.namespace))
                 .map(|f| f.state.clone()),
         );
         let ours: BTreeSet<&str> = secrets

@@ -172,6 +172,16 @@ impl<'a> Subject<'a> {
         })
     }
 
+    /// Whether this resource may read, write or delete anything in `namespace`: a PullSecret
+    /// only in its own, whatever labels objects elsewhere carry (a tenant may label its own
+    /// secrets as anyone's).
+    pub fn may_touch(&self, namespace: &str) -> bool {
+        match self.targets {
+            Targets::Selection(_) => true,
+            Targets::Namespace(own) => namespace == own,
+        }
+    }
+
     fn serves(&self, ns: &NamespaceState) -> bool {
         match self.targets {
             Targets::Selection(selection) => selects(selection, ns),
@@ -729,6 +739,7 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
     let by_name: BTreeMap<(&str, &str), &SecretState> = observed
         .secrets
         .iter()
+        .filter(|s| subject.may_touch(&s.namespace))
         .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
         .collect();
     // The rendered document and its hash are the same in every namespace: build them once.
@@ -808,7 +819,8 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
     }
 
     let stale = observed.secrets.iter().filter(|s| {
-        owner.owns(&s.labels)
+        subject.may_touch(&s.namespace)
+            && owner.owns(&s.labels)
             && !(served.contains(s.namespace.as_str()) && s.name == spec.secret_name)
     });
     remove(
@@ -830,7 +842,7 @@ pub fn cleanup(subject: &Subject<'_>, observed: &Observed) -> Plan {
     let ours = observed
         .secrets
         .iter()
-        .filter(|s| subject.owner.owns(&s.labels));
+        .filter(|s| subject.may_touch(&s.namespace) && subject.owner.owns(&s.labels));
     remove(
         &mut plan,
         &mut patches,

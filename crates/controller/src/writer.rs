@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret, ServiceAccount};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, Recorder};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
@@ -24,7 +24,9 @@ use serde::de::DeserializeOwned;
 use crate::index::Index;
 use crate::lease::Leadership;
 use crate::metrics::{Metrics, Write};
-use crate::plan::{self, Plan, SecretState, SecretWrite, ServiceAccountPatch, WriteKind};
+use crate::plan::{
+    self, Checked, Deletion, Plan, SecretState, SecretWrite, ServiceAccountPatch, WriteKind,
+};
 use crate::ratelimit::RateLimiter;
 
 /// The field manager of every server-side apply and patch.
@@ -84,14 +86,26 @@ pub fn describe(e: &kube::Error) -> String {
     }
 }
 
-/// Whether the API server refused a write because the namespace is gone or going.
-fn is_namespace_gone(e: &WriteError) -> bool {
+/// Whether the API server refused a write into `namespace` because the namespace is gone
+/// (404 NotFound naming the namespace in its details) or going (403 Forbidden with the cause
+/// `NamespaceTerminating`), as kube-apiserver's NamespaceLifecycle admission answers. Decided
+/// from the `Status` reason and details only: a message that merely mentions a namespace (an
+/// admission webhook's denial, a quota) is a failed write.
+fn is_namespace_gone(e: &WriteError, namespace: &str) -> bool {
     let Some(s) = e.status() else { return false };
-    if !matches!(s.code, 404 | 403) {
+    let Some(details) = s.details.as_ref() else {
         return false;
+    };
+    match (s.code, s.reason.as_str()) {
+        (404, "NotFound") => {
+            details.kind == "namespaces" && details.group.is_empty() && details.name == namespace
+        }
+        (403, "Forbidden") => details
+            .causes
+            .iter()
+            .any(|c| c.reason == "NamespaceTerminating"),
+        _ => false,
     }
-    let m = s.message.to_ascii_lowercase();
-    m.contains("namespace") && (m.contains("not found") || m.contains("terminat"))
 }
 
 /// See the [module docs](self).
@@ -261,7 +275,8 @@ impl Writer {
         .await
     }
 
-    /// Server-side applies a Secret under [`FIELD_MANAGER`].
+    /// Server-side applies a Secret under [`FIELD_MANAGER`]; with `metadata.resourceVersion`
+    /// set, the API server refuses it (409 Conflict) unless the Secret is still that version.
     pub async fn apply_secret(&self, secret: &Secret) -> Result<Secret, WriteError> {
         let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
         let api = self.secrets(&ns);
@@ -277,10 +292,22 @@ impl Writer {
         .await
     }
 
-    /// Deletes a Secret.
-    pub async fn delete_secret(&self, namespace: &str, name: &str) -> Result<(), WriteError> {
+    /// Deletes a Secret if it still has the uid and resourceVersion irsa checked (409
+    /// Conflict otherwise): never an object that replaced the one irsa looked at.
+    pub async fn delete_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        checked: &Checked,
+    ) -> Result<(), WriteError> {
         let api = self.secrets(namespace);
-        let dp = DeleteParams::default();
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: checked.uid.clone(),
+                resource_version: checked.resource_version.clone(),
+            }),
+            ..DeleteParams::default()
+        };
         self.write(
             Write::Delete,
             || format!("delete secret {namespace}/{name}"),
@@ -426,10 +453,7 @@ impl Writer {
             outcome.tally(step);
         }
         let deletions = futures_util::stream::iter(0..plan.deletions.len())
-            .map(|i| {
-                let d = &plan.deletions[i];
-                self.delete_one(index, &d.namespace, &d.name)
-            })
+            .map(|i| self.delete_one(index, &plan.deletions[i]))
             .buffer_unordered(concurrency.max(1));
         for step in deletions.collect::<Vec<_>>().await {
             outcome.tally(step);
@@ -455,7 +479,12 @@ impl Writer {
             e => Step::Failed(ns.clone(), e.to_string()),
         };
         if w.kind == WriteKind::Replace {
-            match self.delete_one(index, &ns, &name).await {
+            let existing = Deletion {
+                namespace: ns.clone(),
+                name: name.clone(),
+                checked: w.existing.clone(),
+            };
+            match self.delete_one(index, &existing).await {
                 Step::Done => {}
                 other => return (false, other),
             }
@@ -475,28 +504,73 @@ impl Writer {
                     Ok(None) => (false, failed(&e)),
                     Err(e) => (false, failed(&e)),
                 },
-                Err(e) if is_namespace_gone(&e) => (false, Step::Done),
+                Err(e) if is_namespace_gone(&e, &ns) => (false, Step::Done),
                 Err(e) => (false, failed(&e)),
             },
-            WriteKind::Update => match self.apply_secret(&secret).await {
-                Ok(updated) => {
-                    write_index(index).apply_secret(&updated);
-                    (true, Step::Done)
+            WriteKind::Update => {
+                // Conditional on the version checked: never takes over a secret that replaced
+                // irsa's since.
+                let Some(rv) = &w.existing.resource_version else {
+                    return (false, unchecked(&ns, &name));
+                };
+                secret.metadata.resource_version = Some(rv.clone());
+                match self.apply_secret(&secret).await {
+                    Ok(updated) => {
+                        write_index(index).apply_secret(&updated);
+                        (true, Step::Done)
+                    }
+                    Err(e) if e.code() == Some(409) => {
+                        (false, self.recheck(index, &ns, &name, failed(&e)).await)
+                    }
+                    Err(e) => (false, failed(&e)),
                 }
-                Err(e) => (false, failed(&e)),
-            },
+            }
         }
     }
 
-    async fn delete_one(&self, index: &RwLock<Index>, ns: &str, name: &str) -> Step {
-        match self.delete_secret(ns, name).await {
+    /// Deletes one of irsa's secrets, conditional on what was checked. A secret that changed
+    /// since is read again: if it is no longer irsa's, it is left alone (and forgotten);
+    /// if it still is, the deletion is retried against what is there now.
+    async fn delete_one(&self, index: &RwLock<Index>, d: &Deletion) -> Step {
+        let (ns, name) = (d.namespace.as_str(), d.name.as_str());
+        if d.checked.uid.is_none() || d.checked.resource_version.is_none() {
+            return unchecked(ns, name);
+        }
+        match self.delete_secret(ns, name, &d.checked).await {
             Ok(()) => {}
             Err(e) if e.code() == Some(404) => {}
             Err(WriteError::NotLeader) => return Step::NotLeader,
+            Err(e) if e.code() == Some(409) => {
+                let failed = Step::Failed(ns.to_owned(), e.to_string());
+                return self.recheck(index, ns, name, failed).await;
+            }
             Err(e) => return Step::Failed(ns.to_owned(), e.to_string()),
         }
         write_index(index).delete_secret(ns, name);
         Step::Done
+    }
+
+    /// After a conditional write or delete was refused: reads the secret again and indexes
+    /// what is there. Done when it is gone or is not irsa's (nothing of irsa's to change),
+    /// `failed` (retried) when it is still irsa's.
+    async fn recheck(&self, index: &RwLock<Index>, ns: &str, name: &str, failed: Step) -> Step {
+        match self.get_secret(ns, name).await {
+            Ok(None) => {
+                write_index(index).delete_secret(ns, name);
+                Step::Done
+            }
+            Ok(Some(now)) => {
+                note_existing(index, &now);
+                let ours = now
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .is_some_and(plan::is_managed);
+                if ours { failed } else { Step::Done }
+            }
+            Err(WriteError::NotLeader) => Step::NotLeader,
+            Err(e) => Step::Failed(ns.to_owned(), e.to_string()),
+        }
     }
 
     async fn patch_one(&self, index: &RwLock<Index>, p: &ServiceAccountPatch) -> Step {
@@ -521,6 +595,16 @@ impl Writer {
     }
 }
 
+/// A write irsa refuses to send: it would not be conditional.
+fn unchecked(ns: &str, name: &str) -> Step {
+    Step::Failed(
+        ns.to_owned(),
+        format!(
+            "secret {ns}/{name} not changed: its uid and resourceVersion are not known yet (retried)"
+        ),
+    )
+}
+
 fn write_index(index: &RwLock<Index>) -> std::sync::RwLockWriteGuard<'_, Index> {
     index.write().unwrap_or_else(|p| p.into_inner())
 }
@@ -534,6 +618,8 @@ pub(crate) fn note_existing(index: &RwLock<Index>, secret: &Secret) {
     if plan::is_managed(&state.labels) {
         index.apply_secret(secret);
     } else {
+        // Not irsa's (any more): whatever irsa held under that name is gone.
+        index.delete_secret(&state.namespace, &state.name);
         index.record_foreign(state, Instant::now());
     }
 }
@@ -555,7 +641,7 @@ mod tests {
     use tower_test::mock::{self, Handle};
 
     use super::*;
-    use crate::plan::{Checked, Subject};
+    use crate::plan::Subject;
 
     type Api = Handle<Request<Body>, Response<Body>>;
 
@@ -764,6 +850,214 @@ mod tests {
             assert_eq!(outcome.written, 0);
             no_more_requests(writer, api).await;
         }
+    }
+
+    #[tokio::test]
+    async fn an_error_that_only_mentions_a_namespace_is_a_failed_write() {
+        let not_gone = [
+            // An admission webhook's denial.
+            status(
+                403,
+                "Forbidden",
+                "admission webhook \"policy.example.com\" denied the request: namespace \"a\" not found in the allow list",
+                json!({"name": "regcred", "kind": "secrets"}),
+            ),
+            // Without details at all.
+            status(
+                403,
+                "Forbidden",
+                "namespace a is terminating (says a proxy)",
+                Value::Null,
+            ),
+            // Some other object not found.
+            status(
+                404,
+                "NotFound",
+                "namespace quota \"a\" not found",
+                json!({"name": "a", "kind": "resourcequotas"}),
+            ),
+            // Another namespace.
+            status(
+                404,
+                "NotFound",
+                "namespaces \"b\" not found",
+                json!({"name": "b", "kind": "namespaces"}),
+            ),
+        ];
+        for answer in not_gone {
+            let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+            let index = RwLock::new(Index::new());
+            let plan = plan_for(WriteKind::Create, Checked::default());
+            let no_stamp = BTreeMap::new();
+            let code = answer["code"].as_u64().unwrap() as u16;
+            let server = expect(
+                &mut api,
+                Method::POST,
+                "/api/v1/namespaces/a/secrets",
+                respond(code, &answer),
+            );
+            let (outcome, _) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+            assert_eq!(outcome.failed.len(), 1, "{answer}");
+            assert!(
+                outcome.failed[0]
+                    .1
+                    .contains("failed to create secret a/regcred"),
+                "{:?}",
+                outcome.failed
+            );
+            assert_eq!(outcome.written, 0);
+            no_more_requests(writer, api).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn replace_deletes_exactly_what_was_checked_then_creates() {
+        let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+        let index = RwLock::new(Index::new());
+        let checked = Checked {
+            uid: Some("u-ours".into()),
+            resource_version: Some("7".into()),
+        };
+        let plan = plan_for(WriteKind::Replace, checked);
+        let server = async {
+            let options = expect(
+                &mut api,
+                Method::DELETE,
+                "/api/v1/namespaces/a/secrets/regcred",
+                respond(
+                    200,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                ),
+            )
+            .await;
+            assert_eq!(
+                options["preconditions"],
+                json!({"uid": "u-ours", "resourceVersion": "7"}),
+                "{options}"
+            );
+            let body = expect(&mut api, Method::POST, "/api/v1/namespaces/a/secrets", {
+                // Answered below with the created object.
+                respond(
+                    201,
+                    &stored(
+                        &json!({"apiVersion": "v1", "kind": "Secret",
+                            "metadata": {"name": "regcred", "namespace": "a"}}),
+                        "u-new",
+                        "8",
+                    ),
+                )
+            })
+            .await;
+            assert_eq!(body["type"], "kubernetes.io/dockerconfigjson");
+        };
+        let no_stamp = BTreeMap::new();
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert_eq!(outcome.written, 1);
+        let held = index
+            .read()
+            .unwrap()
+            .secret("a", "regcred")
+            .cloned()
+            .unwrap();
+        assert_eq!(held.checked.uid.as_deref(), Some("u-new"));
+        no_more_requests(writer, api).await;
+    }
+
+    #[tokio::test]
+    async fn a_deletion_carries_the_checked_uid_and_resource_version() {
+        let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+        let index = RwLock::new(Index::new());
+        let plan = Plan {
+            deletions: vec![Deletion {
+                namespace: "b".into(),
+                name: "regcred".into(),
+                checked: Checked {
+                    uid: Some("u-1".into()),
+                    resource_version: Some("3".into()),
+                },
+            }],
+            ..Plan::default()
+        };
+        let server = async {
+            let options = expect(
+                &mut api,
+                Method::DELETE,
+                "/api/v1/namespaces/b/secrets/regcred",
+                respond(
+                    409,
+                    &status(
+                        409,
+                        "Conflict",
+                        "Operation cannot be fulfilled on secrets \"regcred\": Precondition failed: UID in precondition: u-1, UID in object meta: u-2",
+                        json!({"name": "regcred", "kind": "secrets"}),
+                    ),
+                ),
+            )
+            .await;
+            assert_eq!(
+                options["preconditions"],
+                json!({"uid": "u-1", "resourceVersion": "3"})
+            );
+            // What is there now is a user's secret: forgotten, not retried.
+            let users = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": "regcred", "namespace": "b", "uid": "u-2", "resourceVersion": "9"}});
+            expect(
+                &mut api,
+                Method::GET,
+                "/api/v1/namespaces/b/secrets/regcred",
+                respond(200, &users),
+            )
+            .await;
+        };
+        let no_stamp = BTreeMap::new();
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert!(index.read().unwrap().secret("b", "regcred").is_none());
+        no_more_requests(writer, api).await;
+    }
+
+    #[tokio::test]
+    async fn an_update_is_conditional_on_the_checked_version() {
+        let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+        let index = RwLock::new(Index::new());
+        let checked = Checked {
+            uid: Some("u-ours".into()),
+            resource_version: Some("7".into()),
+        };
+        let plan = plan_for(WriteKind::Update, checked);
+        let server = async {
+            let applied = expect(
+                &mut api,
+                Method::PATCH,
+                "/api/v1/namespaces/a/secrets/regcred",
+                respond(
+                    409,
+                    &status(
+                        409,
+                        "Conflict",
+                        "Operation cannot be fulfilled on secrets \"regcred\": the object has been modified; please apply your changes to the latest version and try again",
+                        json!({"name": "regcred", "kind": "secrets"}),
+                    ),
+                ),
+            )
+            .await;
+            assert_eq!(applied["metadata"]["resourceVersion"], "7");
+            let users = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": "regcred", "namespace": "a", "uid": "u-user", "resourceVersion": "9"}});
+            expect(
+                &mut api,
+                Method::GET,
+                "/api/v1/namespaces/a/secrets/regcred",
+                respond(200, &users),
+            )
+            .await;
+        };
+        let no_stamp = BTreeMap::new();
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert_eq!(outcome.written, 0, "the user's secret is not taken over");
+        no_more_requests(writer, api).await;
     }
 
     #[tokio::test]
