@@ -10,6 +10,7 @@ pub mod index;
 pub mod lease;
 pub mod metrics;
 pub mod plan;
+pub mod provenance;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod runtime;

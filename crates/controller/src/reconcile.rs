@@ -5,18 +5,15 @@
 //! through the [`Writer`], which refuses to write unless this replica leads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use irsa_aws::{Clock, Identity, RegistryTarget, TokenRequestSource, TokenRequester};
-use irsa_core::docker_config::DockerConfig;
 use irsa_core::registry::Registry;
 use irsa_core::time::rfc3339;
 use irsa_k8s::validation::{RegistryTarget as SpecTarget, Validated, ValidatedIdentity};
 use irsa_k8s::{ClusterPullSecret, PullSecret, PullSecretStatus, TargetProblem};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
@@ -27,17 +24,21 @@ use crate::credentials::{self, Credential, CredentialStore, Obtained};
 use crate::index::Index;
 use crate::lease::Leadership;
 use crate::metrics::Metrics;
-use crate::plan::{self, DOCKER_CONFIG_JSON_KEY, Owner, Plan, Subject, failure_backoff};
+use crate::plan::{self, Owner, Plan, Subject, failure_backoff};
+use crate::provenance::{
+    self, CREDENTIAL_MAC_ANNOTATION, CredentialKey, EXPIRES_AT_ANNOTATION, ISSUED_AT_ANNOTATION,
+    KEY_SECRET_NAME, KeyError, Sealed,
+};
 use crate::ratelimit::RateLimiter;
 use crate::status::{self, Observation};
 use crate::writer::{Outcome, WriteError, Writer, note_existing};
 
 /// The finalizer irsa puts on its resources, so that it can remove their secrets.
 pub const FINALIZER: &str = "irsa.dev/cleanup";
-/// Annotation: when the written credential was obtained (RFC 3339).
-pub const ISSUED_AT_ANNOTATION: &str = "irsa.dev/issued-at";
-/// Annotation: when the written credential expires (RFC 3339).
-pub const EXPIRES_AT_ANNOTATION: &str = "irsa.dev/expires-at";
+/// How long after a failure to load the credential key irsa tries again.
+const KEY_RETRY: Duration = Duration::from_secs(30);
+/// How many of a resource's written secrets are looked at for a credential to adopt.
+const ADOPT_CANDIDATES: usize = 3;
 /// The audience of service-account tokens when the service account names none.
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 
@@ -80,6 +81,8 @@ pub struct ReconcilerConfig {
     pub token_expiration: Duration,
     /// The wall clock (injectable so tests and the demo can move time).
     pub clock: Arc<dyn Clock>,
+    /// The controller's own namespace, where the credential key Secret lives.
+    pub key_namespace: String,
 }
 
 impl std::fmt::Debug for ReconcilerConfig {
@@ -88,6 +91,7 @@ impl std::fmt::Debug for ReconcilerConfig {
             .field("resync", &self.resync)
             .field("write_concurrency", &self.write_concurrency)
             .field("token_expiration", &self.token_expiration)
+            .field("key_namespace", &self.key_namespace)
             .finish_non_exhaustive()
     }
 }
@@ -110,6 +114,27 @@ pub struct Context {
     config: ReconcilerConfig,
     requester: Arc<dyn TokenRequester>,
     reported: Mutex<HashMap<Owner, Reported>>,
+    key: tokio::sync::Mutex<KeySlot>,
+}
+
+/// The credential key once loaded, or when loading it last failed.
+#[derive(Default)]
+struct KeySlot {
+    key: Option<Arc<CredentialKey>>,
+    failed_at: Option<Instant>,
+}
+
+/// Why the credential key is not available.
+#[derive(Debug, thiserror::Error)]
+enum KeyLoadError {
+    #[error("failed to read or create secret {namespace}/{KEY_SECRET_NAME}: {source}")]
+    Api {
+        namespace: String,
+        #[source]
+        source: WriteError,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 impl Context {
@@ -135,6 +160,79 @@ impl Context {
             config,
             requester,
             reported: Mutex::new(HashMap::new()),
+            key: tokio::sync::Mutex::new(KeySlot::default()),
+        }
+    }
+
+    /// The credential key: loaded from (or, first, created as) the key Secret in the
+    /// controller's namespace. `None` (logged, retried after [`KEY_RETRY`]) when it cannot be
+    /// had: then nothing is adopted, and secrets are written unsealed.
+    async fn credential_key(&self) -> Option<Arc<CredentialKey>> {
+        let mut slot = self.key.lock().await;
+        if let Some(key) = &slot.key {
+            return Some(key.clone());
+        }
+        if slot.failed_at.is_some_and(|t| t.elapsed() < KEY_RETRY) {
+            return None;
+        }
+        match self.load_key().await {
+            Ok(key) => {
+                let key = Arc::new(key);
+                *slot = KeySlot {
+                    key: Some(key.clone()),
+                    failed_at: None,
+                };
+                Some(key)
+            }
+            Err(error) => {
+                slot.failed_at = Some(Instant::now());
+                if !matches!(
+                    error,
+                    KeyLoadError::Api {
+                        source: WriteError::NotLeader,
+                        ..
+                    }
+                ) {
+                    tracing::warn!(%error, "no credential key: credentials in written secrets are not reused but exchanged afresh, and secrets are written without a seal");
+                }
+                None
+            }
+        }
+    }
+
+    async fn load_key(&self) -> Result<CredentialKey, KeyLoadError> {
+        let namespace = &self.config.key_namespace;
+        let api = |source| KeyLoadError::Api {
+            namespace: namespace.clone(),
+            source,
+        };
+        if let Some(secret) = self
+            .writer
+            .get_secret(namespace, KEY_SECRET_NAME)
+            .await
+            .map_err(api)?
+        {
+            return Ok(CredentialKey::from_secret(&secret, namespace)?);
+        }
+        let (key, secret) = CredentialKey::generate(namespace)?;
+        match self.writer.create_secret(&secret).await {
+            Ok(_) => {
+                tracing::info!(namespace = %namespace, name = KEY_SECRET_NAME, "created the credential key");
+                Ok(key)
+            }
+            // Another replica was first: use its key.
+            Err(e) if e.code() == Some(409) => {
+                let secret = self
+                    .writer
+                    .get_secret(namespace, KEY_SECRET_NAME)
+                    .await
+                    .map_err(api)?
+                    .ok_or(KeyError::Invalid {
+                        namespace: namespace.clone(),
+                    })?;
+                Ok(CredentialKey::from_secret(&secret, namespace)?)
+            }
+            Err(e) => Err(api(e)),
         }
     }
 
@@ -425,7 +523,8 @@ where
         return Ok(Action::await_change());
     };
     let fresh = obtain(ctx, obj, subject, &resolved, now).await;
-    let converged = converge(ctx, subject, fresh.credential.as_deref()).await;
+    let store_key = resolved.identity.as_ref().ok().map(|(_, key)| key.as_str());
+    let converged = converge(ctx, subject, fresh.credential.as_deref(), store_key).await;
     report(ctx, obj, subject, &fresh, converged, now).await
 }
 
@@ -502,7 +601,7 @@ where
     let obtained = match &resolved.identity {
         Ok((identity, key)) => {
             if !ctx.credentials.holds(key).await
-                && let Some(c) = adopt(ctx, subject, &resolved.targets, now).await
+                && let Some(c) = adopt(ctx, subject, key, &resolved.targets, now).await
             {
                 tracing::info!(resource = %owner, expires_at = %rfc3339(c.expires_at), "reusing the credential in the written secrets");
                 ctx.credentials.adopt(key, c).await;
@@ -577,16 +676,31 @@ where
     fresh
 }
 
-/// The annotations stamped on every written secret that the content hash leaves out.
-fn stamp(credential: Option<&Credential>) -> BTreeMap<String, String> {
-    credential
-        .map(|c| {
-            BTreeMap::from([
-                (ISSUED_AT_ANNOTATION.to_owned(), rfc3339(c.issued_at)),
-                (EXPIRES_AT_ANNOTATION.to_owned(), rfc3339(c.expires_at)),
-            ])
-        })
-        .unwrap_or_default()
+/// The annotations stamped on every secret `plan` writes that the content hash leaves out:
+/// the credential's times and, with the key, its seal for `store_key`.
+fn stamp(
+    plan: &Plan,
+    credential: Option<&Credential>,
+    seal: Option<(&CredentialKey, &str)>,
+) -> BTreeMap<String, String> {
+    let Some(c) = credential else {
+        return BTreeMap::new();
+    };
+    let mut stamp = BTreeMap::from([
+        (ISSUED_AT_ANNOTATION.to_owned(), rfc3339(c.issued_at)),
+        (EXPIRES_AT_ANNOTATION.to_owned(), rfc3339(c.expires_at)),
+    ]);
+    // Every write of a plan shares one rendered document: seal exactly those bytes.
+    if let (Some((key, store_key)), Some(w)) = (seal, plan.writes.first()) {
+        let mac = key.seal(&Sealed {
+            store_key,
+            docker_config_json: w.secret.docker_config_json.expose().as_bytes(),
+            issued_at: c.issued_at,
+            expires_at: c.expires_at,
+        });
+        stamp.insert(CREDENTIAL_MAC_ANNOTATION.to_owned(), mac);
+    }
+    stamp
 }
 
 /// Plans against the index and executes the plan; then plans again to see where it stands.
@@ -594,17 +708,23 @@ async fn converge(
     ctx: &Context,
     subject: &Subject<'_>,
     credential: Option<&Credential>,
+    store_key: Option<&str>,
 ) -> Converged {
     recheck_foreign(ctx, subject).await;
     let config = credential.map(|c| &c.config);
     let observed = ctx.index().observed(subject);
     let plan = plan::plan(subject, &observed, config);
+    let key = match (&plan.writes.is_empty(), store_key) {
+        (false, Some(_)) => ctx.credential_key().await,
+        _ => None,
+    };
+    let seal = key.as_deref().zip(store_key);
     let outcome = ctx
         .writer
         .execute(
             &ctx.index,
             &plan,
-            &stamp(credential),
+            &stamp(&plan, credential, seal),
             ctx.config.write_concurrency,
         )
         .await;
@@ -785,54 +905,62 @@ where
     Ok(())
 }
 
-/// Reads the credential back from one of the resource's written secrets (after a restart or
-/// a leader change) when it covers exactly the wanted registries and is not due for refresh:
-/// no upstream exchange and no rewrite of secrets that are still good.
+/// Reads the credential back from one of the resource's written secrets (after a restart, a
+/// leader change or an identity change) when its seal proves that irsa wrote it for
+/// `store_key` (this identity, audience and registries) and it is not due for refresh: no
+/// upstream exchange and no rewrite of secrets that are still good. Anything else, or no
+/// credential key, means a fresh exchange.
 async fn adopt(
     ctx: &Context,
     subject: &Subject<'_>,
+    store_key: &str,
     targets: &[RegistryTarget],
     now: i64,
 ) -> Option<Credential> {
-    let candidate = {
+    let candidates: Vec<_> = {
         let index = ctx.index();
         index
             .observed(subject)
             .secrets
             .into_iter()
-            .find(|s| subject.owner.owns(&s.labels) && s.name == subject.spec.secret_name)?
+            .filter(|s| subject.owner.owns(&s.labels) && s.name == subject.spec.secret_name)
+            .take(ADOPT_CANDIDATES)
+            .collect()
     };
-    let secret = ctx
-        .writer
-        .get_secret(&candidate.namespace, &candidate.name)
-        .await
-        .ok()??;
-    let annotations = secret.metadata.annotations.as_ref()?;
-    let parse = |k: &str| {
-        annotations
-            .get(k)
-            .and_then(|v| Timestamp::from_str(v).ok())
-            .map(|t| t.as_second())
-    };
-    let (issued_at, expires_at) = (parse(ISSUED_AT_ANNOTATION)?, parse(EXPIRES_AT_ANNOTATION)?);
-    let data = secret.data.as_ref()?.get(DOCKER_CONFIG_JSON_KEY)?;
-    let config = DockerConfig::parse(&data.0).ok()?;
-    let wanted: BTreeSet<&str> = targets.iter().map(|t| t.host.as_str()).collect();
-    let held: BTreeSet<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|h| config.get(h).is_some())
-        .collect();
-    if held != wanted || config.len() != wanted.len() {
+    if candidates.is_empty() {
         return None;
     }
-    let credential = Credential {
-        config,
-        issued_at,
-        expires_at,
-        jitter: fastrand::f64(),
-    };
-    (now < credential.refresh_at(subject.spec.refresh) && now < expires_at).then_some(credential)
+    let key = ctx.credential_key().await?;
+    let hosts: BTreeSet<&str> = targets.iter().map(|t| t.host.as_str()).collect();
+    for candidate in candidates {
+        let (ns, name) = (&candidate.namespace, &candidate.name);
+        let secret = match ctx.writer.get_secret(ns, name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::debug!(%error, "failed to read a written secret back");
+                continue;
+            }
+        };
+        let read = match provenance::read_back(&key, store_key, &hosts, &secret) {
+            Ok(read) => read,
+            Err(why) => {
+                tracing::info!(resource = %subject.owner, namespace = %ns, secret = %name, reason = %why, "not reusing the credential in a written secret");
+                continue;
+            }
+        };
+        let credential = Credential {
+            config: read.config,
+            issued_at: read.issued_at,
+            expires_at: read.expires_at,
+            jitter: fastrand::f64(),
+        };
+        if now < credential.refresh_at(subject.spec.refresh) && now < credential.expires_at {
+            return Some(credential);
+        }
+        // Genuine but due: another copy may be newer (an interrupted fan-out).
+    }
+    None
 }
 
 /// Looks again at same-named foreign secrets last checked more than a resync ago: one GET
@@ -898,7 +1026,9 @@ mod tests {
             finalizers: (!finalizers.is_empty())
                 .then(|| finalizers.iter().map(|f| (*f).to_owned()).collect()),
             deletion_timestamp: deleting.then_some(
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::UNIX_EPOCH),
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
             ),
             ..ObjectMeta::default()
         }

@@ -561,11 +561,7 @@ impl Writer {
             }
             Ok(Some(now)) => {
                 note_existing(index, &now);
-                let ours = now
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .is_some_and(plan::is_managed);
+                let ours = now.metadata.labels.as_ref().is_some_and(plan::is_managed);
                 if ours { failed } else { Step::Done }
             }
             Err(WriteError::NotLeader) => Step::NotLeader,
