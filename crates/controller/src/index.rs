@@ -67,7 +67,7 @@ struct Foreign {
 #[derive(Debug, Default)]
 pub struct Index {
     namespaces: BTreeMap<String, (NamespaceState, Option<String>)>,
-    secrets: HashMap<Key, (SecretState, Option<String>)>,
+    secrets: HashMap<Key, SecretState>,
     service_accounts: HashMap<Key, IndexedServiceAccount>,
     foreign: HashMap<Key, Foreign>,
 }
@@ -150,16 +150,19 @@ impl Index {
         else {
             return false;
         };
-        let rv = secret.metadata.resource_version.clone();
         self.foreign.remove(&key);
         match self.secrets.get(&key) {
-            Some((held, held_rv))
-                if held == &state || !newer(held_rv.as_deref(), rv.as_deref()) =>
+            Some(held)
+                if held == &state
+                    || !newer(
+                        held.checked.resource_version.as_deref(),
+                        state.checked.resource_version.as_deref(),
+                    ) =>
             {
                 false
             }
             _ => {
-                self.secrets.insert(key, (state, rv));
+                self.secrets.insert(key, state);
                 true
             }
         }
@@ -176,15 +179,7 @@ impl Index {
     pub fn reset_secrets<'a>(&mut self, all: impl IntoIterator<Item = &'a Secret>) {
         self.secrets = all
             .into_iter()
-            .filter_map(|s| {
-                Some((
-                    key_of(&s.metadata)?,
-                    (
-                        SecretState::from_secret(s)?,
-                        s.metadata.resource_version.clone(),
-                    ),
-                ))
-            })
+            .filter_map(|s| Some((key_of(&s.metadata)?, SecretState::from_secret(s)?)))
             .collect();
     }
 
@@ -265,9 +260,7 @@ impl Index {
 
     /// An owned Secret's state, if known.
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretState> {
-        self.secrets
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .map(|(s, _)| s)
+        self.secrets.get(&(namespace.to_owned(), name.to_owned()))
     }
 
     /// Counts: namespaces, irsa's Secrets, ServiceAccounts.
@@ -296,14 +289,15 @@ impl Index {
         let mut secrets: Vec<SecretState> = self
             .secrets
             .values()
-            .map(|(s, _)| s)
             .filter(|s| s.name == spec.secret_name || subject.owner.owns(&s.labels))
+            .filter(|s| subject.may_touch(&s.namespace))
             .cloned()
             .collect();
         secrets.extend(
             self.foreign
                 .values()
                 .filter(|f| f.state.name == spec.secret_name)
+                .filter(|f| subject.may_touch(&f.state.namespace))
                 .map(|f| f.state.clone()),
         );
         let ours: BTreeSet<&str> = secrets

@@ -52,6 +52,8 @@ pub struct ControllerOptions {
     pub instance: String,
     /// The wall clock.
     pub clock: Arc<dyn Clock>,
+    /// The controller's own namespace, where it keeps the credential key Secret.
+    pub key_namespace: String,
 }
 
 impl std::fmt::Debug for ControllerOptions {
@@ -64,6 +66,7 @@ impl std::fmt::Debug for ControllerOptions {
             .field("burst", &self.burst)
             .field("lease", &self.lease)
             .field("instance", &self.instance)
+            .field("key_namespace", &self.key_namespace)
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +83,7 @@ impl Default for ControllerOptions {
             lease: None,
             instance: "irsa".to_owned(),
             clock: Arc::new(irsa_aws::SystemClock),
+            key_namespace: irsa_k8s::install::DEFAULT_NAMESPACE.to_owned(),
         }
     }
 }
@@ -453,6 +457,7 @@ impl Controller {
                 write_concurrency: options.write_concurrency,
                 token_expiration: options.token_expiration,
                 clock: options.clock.clone(),
+                key_namespace: options.key_namespace.clone(),
             },
             RateLimiter::new(options.qps, options.burst),
             requester,
