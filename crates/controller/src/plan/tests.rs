@@ -875,6 +875,13 @@ fn arb_spec() -> impl Strategy<Value = (SecretSpec, NamespaceSelection)> {
 }
 
 proptest! {
+    /// The record is tenant-editable: any text parses (to no record or a record) without panic.
+    #[test]
+    fn any_record_text_parses_without_panicking(value in ".{0,200}") {
+        let added = parse_added_pull_secrets(&value);
+        prop_assert!(added.values().all(|n| !n.is_empty()));
+    }
+
     #[test]
     fn the_plan_touches_only_our_secrets_and_converges(
         observed in arb_observed(),
