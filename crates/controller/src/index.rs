@@ -13,7 +13,10 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::plan::{NamespaceState, Observed, SecretState, ServiceAccountState, Subject, Targets};
+use crate::plan::{
+    ADDED_PULL_SECRETS_ANNOTATION, NamespaceState, Observed, SecretState, ServiceAccountState,
+    Subject, Targets, parse_added_pull_secrets,
+};
 
 /// The service-account annotation naming the IAM role.
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
@@ -38,6 +41,7 @@ impl IndexedServiceAccount {
     pub fn from_service_account(sa: &ServiceAccount) -> Option<Self> {
         let meta = &sa.metadata;
         let annotation = |k: &str| meta.annotations.as_ref().and_then(|a| a.get(k).cloned());
+        let record = annotation(ADDED_PULL_SECRETS_ANNOTATION);
         Some(Self {
             state: ServiceAccountState {
                 namespace: meta.namespace.clone()?,
@@ -49,6 +53,12 @@ impl IndexedServiceAccount {
                     .flatten()
                     .map(|r| r.name.clone())
                     .collect(),
+                added: record
+                    .as_deref()
+                    .map(parse_added_pull_secrets)
+                    .unwrap_or_default(),
+                has_annotations: meta.annotations.is_some(),
+                has_record: record.is_some(),
             },
             role_arn: annotation(ROLE_ARN_ANNOTATION),
             audience: annotation(AUDIENCE_ANNOTATION),

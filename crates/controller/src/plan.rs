@@ -43,6 +43,12 @@ pub const OWNER_KIND_LABEL: &str = "irsa.dev/owner-kind";
 pub const OWNER_NAME_LABEL: &str = "irsa.dev/owner-name";
 /// Owner label: the owning PullSecret's namespace (absent for a ClusterPullSecret).
 pub const OWNER_NAMESPACE_LABEL: &str = "irsa.dev/owner-namespace";
+/// Annotation on a ServiceAccount: the `imagePullSecrets` entries irsa added, per owner, as a
+/// JSON object (`{"ClusterPullSecret/ecr": ["regcred"]}`). irsa removes only entries recorded
+/// here, never one a person added. Tenants may edit it: it is parsed defensively (anything
+/// unreadable counts as no record), and at worst names entries on that tenant's own
+/// service account.
+pub const ADDED_PULL_SECRETS_ANNOTATION: &str = "irsa.dev/added-pull-secrets";
 /// Annotation holding [`DesiredSecret::content_hash`].
 pub const CONTENT_HASH_ANNOTATION: &str = "irsa.dev/content-hash";
 /// The Secret type irsa writes.
@@ -333,6 +339,27 @@ pub struct ServiceAccountState {
     pub resource_version: Option<String>,
     /// Names in `imagePullSecrets`, in order.
     pub image_pull_secrets: Vec<String>,
+    /// The entries irsa added, per owner ([`ADDED_PULL_SECRETS_ANNOTATION`]).
+    pub added: AddedPullSecrets,
+    /// Whether `metadata.annotations` exists (a patch adds the record into it, or creates it).
+    pub has_annotations: bool,
+    /// Whether [`ADDED_PULL_SECRETS_ANNOTATION`] exists (readable or not).
+    pub has_record: bool,
+}
+
+/// Entries irsa added to one ServiceAccount's `imagePullSecrets`: owner (`ClusterPullSecret/x`,
+/// `PullSecret/ns/x`) to secret names.
+pub type AddedPullSecrets = BTreeMap<String, BTreeSet<String>>;
+
+/// Reads [`ADDED_PULL_SECRETS_ANNOTATION`]; anything but an object of string arrays is no
+/// record at all (tenant-editable input).
+pub fn parse_added_pull_secrets(value: &str) -> AddedPullSecrets {
+    serde_json::from_str::<AddedPullSecrets>(value)
+        .map(|mut added| {
+            added.retain(|_, names| !names.is_empty());
+            added
+        })
+        .unwrap_or_default()
 }
 
 impl ServiceAccountState {
@@ -343,6 +370,9 @@ impl ServiceAccountState {
             name: name.to_owned(),
             resource_version: None,
             image_pull_secrets: Vec::new(),
+            added: AddedPullSecrets::new(),
+            has_annotations: false,
+            has_record: false,
         }
     }
 
@@ -350,6 +380,24 @@ impl ServiceAccountState {
     pub fn pull_secrets(mut self, names: &[&str]) -> Self {
         self.image_pull_secrets = names.iter().map(|n| (*n).to_owned()).collect();
         self
+    }
+
+    /// Recording that `owner` added these entries.
+    pub fn added_by(mut self, owner: &Owner, names: &[&str]) -> Self {
+        self.added
+            .entry(owner.to_string())
+            .or_default()
+            .extend(names.iter().map(|n| (*n).to_owned()));
+        self.has_annotations = true;
+        self.has_record = true;
+        self
+    }
+
+    /// Whether `owner` recorded adding the entry `secret`.
+    pub fn added_entry(&self, owner: &Owner, secret: &str) -> bool {
+        self.added
+            .get(&owner.to_string())
+            .is_some_and(|names| names.contains(secret))
     }
 }
 
@@ -581,6 +629,12 @@ pub struct ServiceAccountPatch {
     pub observed: Vec<String>,
     /// The observed `resourceVersion`, if known.
     pub resource_version: Option<String>,
+    /// The record of irsa's entries after the patch, when it changes.
+    pub added: Option<AddedPullSecrets>,
+    /// Whether `metadata.annotations` exists.
+    pub has_annotations: bool,
+    /// Whether [`ADDED_PULL_SECRETS_ANNOTATION`] exists.
+    pub has_record: bool,
 }
 
 impl ServiceAccountPatch {
@@ -611,6 +665,21 @@ impl ServiceAccountPatch {
                 for e in entries {
                     ops.push(json!({"op": "add", "path": "/imagePullSecrets/-", "value": e}));
                 }
+            }
+        }
+        if let Some(added) = &self.added {
+            let path = "/metadata/annotations/irsa.dev~1added-pull-secrets";
+            // Serialising string maps cannot fail.
+            let value = serde_json::to_string(added).unwrap_or_default();
+            match (added.is_empty(), self.has_record, self.has_annotations) {
+                (true, true, _) => ops.push(json!({"op": "remove", "path": path})),
+                (true, false, _) => {}
+                // `add` replaces a member that exists.
+                (false, _, true) => ops.push(json!({"op": "add", "path": path, "value": value})),
+                (false, _, false) => ops.push(json!({
+                    "op": "add", "path": "/metadata/annotations",
+                    "value": {ADDED_PULL_SECRETS_ANNOTATION: value},
+                })),
             }
         }
         Value::Array(ops)
@@ -808,7 +877,7 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
         });
     }
 
-    let mut patches = Patches::default();
+    let mut patches = Patches::new(owner);
     for sa in &observed.service_accounts {
         if has_secret.contains(sa.namespace.as_str())
             && wants_entry(spec, &sa.name)
@@ -838,7 +907,7 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
 /// their ServiceAccount entries, unless `deletionPolicy: Retain`, in which case nothing changes.
 pub fn cleanup(subject: &Subject<'_>, observed: &Observed) -> Plan {
     let mut plan = Plan::default();
-    let mut patches = Patches::default();
+    let mut patches = Patches::new(&subject.owner);
     let ours = observed
         .secrets
         .iter()
@@ -876,8 +945,12 @@ fn remove<'a>(
         if terminating.contains(s.namespace.as_str()) {
             continue;
         }
+        // Only entries irsa recorded adding: one a person put there stays.
         for sa in &observed.service_accounts {
-            if sa.namespace == s.namespace && sa.image_pull_secrets.contains(&s.name) {
+            if sa.namespace == s.namespace
+                && sa.image_pull_secrets.contains(&s.name)
+                && sa.added_entry(patches.owner, &s.name)
+            {
                 patches.remove(sa, &s.name);
             }
         }
@@ -896,17 +969,27 @@ fn wants_entry(spec: &SecretSpec, service_account: &str) -> bool {
         .any(|n| n == "*" || n == service_account)
 }
 
-/// ServiceAccount patches being collected, one per ServiceAccount, so that an added and a
-/// removed entry (a renamed secret) go into one patch guarded by one `resourceVersion`.
-#[derive(Default)]
-struct Patches<'a>(BTreeMap<(&'a str, &'a str), PendingPatch<'a>>);
+/// ServiceAccount patches being collected for one owner, one per ServiceAccount, so that an
+/// added and a removed entry (a renamed secret) go into one patch guarded by one
+/// `resourceVersion`, with the record of what the owner added.
+struct Patches<'a> {
+    owner: &'a Owner,
+    pending: BTreeMap<(&'a str, &'a str), PendingPatch<'a>>,
+}
 
 /// A ServiceAccount with the names to add and to remove.
 type PendingPatch<'a> = (&'a ServiceAccountState, Vec<String>, Vec<String>);
 
 impl<'a> Patches<'a> {
+    fn new(owner: &'a Owner) -> Self {
+        Self {
+            owner,
+            pending: BTreeMap::new(),
+        }
+    }
+
     fn entry(&mut self, sa: &'a ServiceAccountState) -> &mut PendingPatch<'a> {
-        self.0
+        self.pending
             .entry((sa.namespace.as_str(), sa.name.as_str()))
             .or_insert_with(|| (sa, Vec::new(), Vec::new()))
     }
@@ -923,15 +1006,28 @@ impl<'a> Patches<'a> {
     }
 
     fn finish(self) -> Vec<ServiceAccountPatch> {
-        self.0
+        let owner = self.owner.to_string();
+        self.pending
             .into_values()
-            .map(|(sa, add, remove)| ServiceAccountPatch {
-                namespace: sa.namespace.clone(),
-                name: sa.name.clone(),
-                add,
-                remove,
-                observed: sa.image_pull_secrets.clone(),
-                resource_version: sa.resource_version.clone(),
+            .map(|(sa, add, remove)| {
+                let mut added = sa.added.clone();
+                let mine = added.entry(owner.clone()).or_default();
+                mine.extend(add.iter().cloned());
+                mine.retain(|n| !remove.contains(n));
+                if mine.is_empty() {
+                    added.remove(&owner);
+                }
+                ServiceAccountPatch {
+                    namespace: sa.namespace.clone(),
+                    name: sa.name.clone(),
+                    add,
+                    remove,
+                    observed: sa.image_pull_secrets.clone(),
+                    resource_version: sa.resource_version.clone(),
+                    added: (added != sa.added).then_some(added),
+                    has_annotations: sa.has_annotations,
+                    has_record: sa.has_record,
+                }
             })
             .collect()
     }

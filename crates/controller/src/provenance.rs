@@ -433,6 +433,38 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a tenant puts into the secret, reading it back never panics and never
+        /// accepts it.
+        #[test]
+        fn arbitrary_secrets_are_rejected_without_panicking(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..256),
+            issued in ".{0,40}",
+            expires in ".{0,40}",
+            mac in ".{0,80}",
+            hex in "v1:[0-9a-f]{64}",
+        ) {
+            for mac in [mac, hex] {
+                let secret = Secret {
+                    metadata: ObjectMeta {
+                        annotations: Some(BTreeMap::from([
+                            (ISSUED_AT_ANNOTATION.to_owned(), issued.clone()),
+                            (EXPIRES_AT_ANNOTATION.to_owned(), expires.clone()),
+                            (CREDENTIAL_MAC_ANNOTATION.to_owned(), mac),
+                        ])),
+                        ..ObjectMeta::default()
+                    },
+                    data: Some(BTreeMap::from([(
+                        DOCKER_CONFIG_JSON_KEY.to_owned(),
+                        ByteString(data.clone()),
+                    )])),
+                    ..Secret::default()
+                };
+                proptest::prop_assert!(read_back(&key(), STORE_KEY, &hosts(), &secret).is_err());
+            }
+        }
+    }
+
     #[test]
     fn keys_are_32_random_bytes_in_an_unlabelled_secret_and_never_printed() {
         let (k1, s1) = CredentialKey::generate("irsa-system").unwrap();

@@ -73,6 +73,11 @@ fn apply(observed: &Observed, plan: &Plan) -> Observed {
             .find(|sa| sa.namespace == p.namespace && sa.name == p.name)
             .expect("patches only observed service accounts");
         sa.image_pull_secrets = p.apply_to(&sa.image_pull_secrets);
+        if let Some(added) = &p.added {
+            sa.added = added.clone();
+            sa.has_record = !added.is_empty();
+            sa.has_annotations |= sa.has_record;
+        }
     }
     for d in &plan.deletions {
         next.secrets
@@ -521,15 +526,22 @@ fn service_accounts_get_the_secret_added_never_replaced() {
         ],
         "named accounts only, and not in a conflicted namespace"
     );
+    // What irsa adds, it records on the service account.
     assert_eq!(
         p.service_account_patches[0].json_patch(),
-        json!([{"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ecr-pull"}]}])
+        json!([
+            {"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ecr-pull"}]},
+            {"op": "add", "path": "/metadata/annotations",
+             "value": {ADDED_PULL_SECRETS_ANNOTATION: "{\"ClusterPullSecret/ecr\":[\"ecr-pull\"]}"}},
+        ])
     );
     assert_eq!(
         p.service_account_patches[1].json_patch(),
         json!([
             {"op": "test", "path": "/metadata/resourceVersion", "value": "41"},
             {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ecr-pull"}},
+            {"op": "add", "path": "/metadata/annotations",
+             "value": {ADDED_PULL_SECRETS_ANNOTATION: "{\"ClusterPullSecret/ecr\":[\"ecr-pull\"]}"}},
         ])
     );
     assert_eq!(
@@ -563,7 +575,13 @@ fn deselection_and_rename_remove_entries_in_one_guarded_patch() {
         exclude: vec!["gone".into()],
         ..Default::default()
     };
-    let mut sa = ServiceAccountState::new("a", "default").pull_secrets(&["old", "mine", "old"]);
+    let other = Owner::Cluster {
+        name: "other".into(),
+    };
+    let mut sa = ServiceAccountState::new("a", "default")
+        .pull_secrets(&["old", "mine", "old"])
+        .added_by(&owner(), &["old"])
+        .added_by(&other, &["theirs"]);
     sa.resource_version = Some("7".into());
     let observed = Observed::default()
         .namespace(NamespaceState::new("a"))
@@ -571,7 +589,13 @@ fn deselection_and_rename_remove_entries_in_one_guarded_patch() {
         .secret(SecretState::owned("a", "old", &owner(), "sha256:x"))
         .secret(SecretState::owned("gone", "ecr-pull", &owner(), "sha256:x"))
         .service_account(sa)
-        .service_account(ServiceAccountState::new("gone", "default").pull_secrets(&["ecr-pull"]));
+        .service_account(
+            ServiceAccountState::new("gone", "default")
+                .pull_secrets(&["ecr-pull"])
+                .added_by(&owner(), &["ecr-pull"]),
+        )
+        // Listed by hand, not by irsa: never removed.
+        .service_account(ServiceAccountState::new("gone", "builder").pull_secrets(&["ecr-pull"]));
     let p = plan(
         &subject(&spec, &selection),
         &observed,
@@ -592,13 +616,32 @@ fn deselection_and_rename_remove_entries_in_one_guarded_patch() {
             {"op": "test", "path": "/imagePullSecrets/0", "value": {"name": "old"}},
             {"op": "remove", "path": "/imagePullSecrets/0"},
             {"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ecr-pull"}},
+            {"op": "add", "path": "/metadata/annotations/irsa.dev~1added-pull-secrets",
+             "value": "{\"ClusterPullSecret/ecr\":[\"ecr-pull\"],\"ClusterPullSecret/other\":[\"theirs\"]}"},
         ])
     );
     assert_eq!(a.apply_to(&a.observed), ["mine", "ecr-pull"]);
+    assert_eq!(
+        p.service_account_patches.len(),
+        2,
+        "gone/builder is not patched"
+    );
     let gone = &p.service_account_patches[1];
     assert_eq!(
-        (gone.namespace.as_str(), gone.remove.as_slice()),
-        ("gone", &["ecr-pull".to_owned()][..])
+        (
+            gone.namespace.as_str(),
+            gone.name.as_str(),
+            gone.remove.as_slice()
+        ),
+        ("gone", "default", &["ecr-pull".to_owned()][..])
+    );
+    assert_eq!(
+        gone.json_patch(),
+        json!([
+            {"op": "test", "path": "/imagePullSecrets/0", "value": {"name": "ecr-pull"}},
+            {"op": "remove", "path": "/imagePullSecrets/0"},
+            {"op": "remove", "path": "/metadata/annotations/irsa.dev~1added-pull-secrets"},
+        ])
     );
 
     spec.deletion_policy = DeletionPolicy::Retain;
@@ -634,22 +677,64 @@ fn cleanup_removes_only_our_secrets_unless_retained() {
             },
             "sha256:x",
         ))
-        .service_account(ServiceAccountState::new("a", "default").pull_secrets(&["ecr-pull"]));
+        .service_account(
+            ServiceAccountState::new("a", "default")
+                .pull_secrets(&["ecr-pull"])
+                .added_by(&owner(), &["ecr-pull"]),
+        )
+        // A hand-added entry, and a record that names another owner: both stay.
+        .service_account(ServiceAccountState::new("a", "builder").pull_secrets(&["ecr-pull"]))
+        .service_account(
+            ServiceAccountState::new("a", "ci")
+                .pull_secrets(&["ecr-pull"])
+                .added_by(
+                    &Owner::Cluster {
+                        name: "other".into(),
+                    },
+                    &["ecr-pull"],
+                ),
+        );
     let p = cleanup(&subject(&spec, &selection), &observed);
     assert_eq!(deletions(&p), [("a", "ecr-pull")]);
     assert!(p.writes.is_empty());
     assert_eq!(p.service_account_patches.len(), 1);
+    assert_eq!(p.service_account_patches[0].name, "default");
     assert_eq!(
         p.service_account_patches[0].json_patch(),
         json!([
             {"op": "test", "path": "/imagePullSecrets/0", "value": {"name": "ecr-pull"}},
             {"op": "remove", "path": "/imagePullSecrets/0"},
+            {"op": "remove", "path": "/metadata/annotations/irsa.dev~1added-pull-secrets"},
         ])
     );
     assert!(cleanup(&subject(&spec, &selection), &apply(&observed, &p)).is_noop());
 
     spec.deletion_policy = DeletionPolicy::Retain;
     assert!(cleanup(&subject(&spec, &selection), &observed).is_noop());
+}
+
+#[test]
+fn the_record_of_added_entries_is_parsed_defensively() {
+    let owner = owner().to_string();
+    for (value, want) in [
+        (r#"{"ClusterPullSecret/ecr": ["a", "b"]}"#, vec!["a", "b"]),
+        (r#"{"ClusterPullSecret/ecr": []}"#, vec![]),
+        (r#"{"ClusterPullSecret/ecr": "a"}"#, vec![]),
+        (r#"{"ClusterPullSecret/ecr": [1]}"#, vec![]),
+        (r#"["a"]"#, vec![]),
+        ("not json", vec![]),
+        ("", vec![]),
+    ] {
+        let added = parse_added_pull_secrets(value);
+        let got: Vec<&str> = added
+            .get(&owner)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(got, want, "{value}");
+        assert!(added.values().all(|n| !n.is_empty()), "{value}");
+    }
 }
 
 #[test]
@@ -747,7 +832,12 @@ fn arb_observed() -> impl Strategy<Value = Observed> {
             {
                 continue;
             }
-            o = o.service_account(ServiceAccountState::new(&ns, name).pull_secrets(&list));
+            let mut sa = ServiceAccountState::new(&ns, name).pull_secrets(&list);
+            // irsa recorded adding some of them (by index parity), not others.
+            if i % 2 == 0 {
+                sa = sa.added_by(&owner(), &list);
+            }
+            o = o.service_account(sa);
         }
         o
     })
@@ -785,6 +875,13 @@ fn arb_spec() -> impl Strategy<Value = (SecretSpec, NamespaceSelection)> {
 }
 
 proptest! {
+    /// The record is tenant-editable: any text parses (to no record or a record) without panic.
+    #[test]
+    fn any_record_text_parses_without_panicking(value in ".{0,200}") {
+        let added = parse_added_pull_secrets(&value);
+        prop_assert!(added.values().all(|n| !n.is_empty()));
+    }
+
     #[test]
     fn the_plan_touches_only_our_secrets_and_converges(
         observed in arb_observed(),
@@ -818,6 +915,10 @@ proptest! {
             let after = sa.apply_to(before);
             for n in before {
                 prop_assert!(after.contains(n) || sa.remove.contains(n), "dropped someone else's entry {n}");
+            }
+            let state = observed.service_accounts.iter().find(|s| s.namespace == sa.namespace && s.name == sa.name).unwrap();
+            for n in &sa.remove {
+                prop_assert!(state.added_entry(&owner(), n), "removed an entry irsa did not add: {n}");
             }
         }
 
