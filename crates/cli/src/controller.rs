@@ -20,8 +20,10 @@ use crate::{Invalid, Verdict};
     It watches ClusterPullSecrets and PullSecrets (irsa.dev/v1alpha1), namespaces (metadata only),\n\
     its own secrets (label app.kubernetes.io/managed-by=irsa) and service accounts, and writes one\n\
     kubernetes.io/dockerconfigjson secret per target namespace from one upstream exchange.\n\
-    /metrics (Prometheus), /healthz and /readyz (true once every watch has listed) are served on\n\
-    --metrics-listen. SIGTERM or Ctrl-C stops it gracefully and releases the lease.")]
+    /metrics (Prometheus), /healthz (503 naming the loop that stopped making progress: the lease\n\
+    loop, a watch, a reconcile running past max(--resync, 5m)) and /readyz (true once every watch\n\
+    has listed) are served on --metrics-listen. SIGTERM or Ctrl-C stops it gracefully: running\n\
+    reconciles finish, then the lease is released.")]
 pub(crate) struct ControllerArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(

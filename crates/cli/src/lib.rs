@@ -28,9 +28,9 @@ pub use output::Output;
     IRSA_LOG_FORMAT=json writes JSON lines. Dependencies are capped whatever IRSA_LOG says, because\n\
     their verbose logs carry secrets: the AWS SDK (aws_smithy_*, aws_sigv4, ...), hyper, h2, rustls\n\
     and tower at debug (at trace the AWS SDK dumps response bodies: registry passwords, and with\n\
-    LOG_SENSITIVE_BODIES=true STS tokens and credentials), kube_client::client at error (it logs unparsable response\n\
-    bodies, e.g. Secrets, at warn). IRSA_LOG_UNSAFE_DEPENDENCIES=1 lifts the cap, for debugging a\n\
-    dependency on a machine whose logs nobody else reads."
+    LOG_SENSITIVE_BODIES=true STS tokens and credentials), kube_client::client at error (it logs\n\
+    unparsable response bodies, e.g. Secrets, at warn). IRSA_LOG_UNSAFE_DEPENDENCIES=1 lifts the\n\
+    cap, for debugging a dependency on a machine whose logs nobody else reads."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -147,3 +147,60 @@ async fn one_leader_writes_and_a_standby_takes_over() {
     env.wait_ready("ecr", "3/3").await;
     third.stop().await.unwrap();
 }
+
+/// A stopping leader finishes the reconcile it is running before it hands the Lease over: the
+/// fan-out in flight at SIGTERM is complete when it has stopped, and the standby wrote nothing
+/// by then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_leader_drains_its_writes_before_releasing() {
+    let env = Env::start().await;
+    let targets = names("drain", 30);
+    for ns in &targets {
+        env.lab.namespace(ns, &[("drain", "yes")]).await.unwrap();
+    }
+    let slow = |id: &str| ControllerOptions {
+        write_concurrency: 1,
+        ..options(&env, id)
+    };
+    let leader = env.controller_with(slow("replica-a")).await;
+    eventually("replica-a leads", || async {
+        leader.handle.is_leader().then_some(())
+    })
+    .await;
+    let standby = env.controller_with(slow("replica-b")).await;
+    // Every request now takes 40 ms: the fan-out of 30 secrets, one at a time, takes over a
+    // second.
+    env.lab
+        .stack
+        .api
+        .faults()
+        .set_latency(Duration::from_millis(40));
+    env.apply_cps(
+        "drain",
+        cps_spec(&env, json!({"selector": {"matchLabels": {"drain": "yes"}}})),
+    )
+    .await;
+    eventually("the fan-out under way", || async {
+        (leader.handle.metrics().writes() > 2).then_some(())
+    })
+    .await;
+    leader.stop().await.unwrap();
+    let standby_writes = standby.handle.metrics().writes();
+    let mut written = 0;
+    for ns in &targets {
+        if env.secret(ns, "regcred").await.is_some() {
+            written += 1;
+        }
+    }
+    assert_eq!(
+        written,
+        targets.len(),
+        "the stopping leader finished its fan-out"
+    );
+    assert_eq!(
+        standby_writes, 0,
+        "the standby wrote nothing before the leader had stopped"
+    );
+    env.lab.stack.api.faults().clear();
+    standby.stop().await.unwrap();
+}
