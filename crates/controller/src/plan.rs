@@ -343,6 +343,33 @@ impl Observed {
     }
 }
 
+/// What planning reads of the cluster: the namespaces a resource may serve, the Secrets that
+/// matter (every Secret named `spec.secretName` and every Secret carrying the owner's labels)
+/// and the ServiceAccounts involved. [`Observed`] holds them (tests build it); the index lends
+/// them without copying (`Index::view`).
+pub trait View {
+    /// Namespaces.
+    fn namespaces(&self) -> impl Iterator<Item = &NamespaceState>;
+    /// Relevant Secrets.
+    fn secrets(&self) -> impl Iterator<Item = &SecretState>;
+    /// ServiceAccounts.
+    fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountState>;
+}
+
+impl View for Observed {
+    fn namespaces(&self) -> impl Iterator<Item = &NamespaceState> {
+        self.namespaces.iter()
+    }
+
+    fn secrets(&self) -> impl Iterator<Item = &SecretState> {
+        self.secrets.iter()
+    }
+
+    fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountState> {
+        self.service_accounts.iter()
+    }
+}
+
 /// The Secret irsa wants in one namespace. `Debug` never shows the credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredSecret {
@@ -665,23 +692,40 @@ impl Plan {
     }
 }
 
+/// Bounds one reconciliation's secret writes to `max`, urgent ones first: a namespace without
+/// the secret (or with one of the wrong type) before a refresh of secrets that are still there,
+/// in namespace order within each class. Returns how many writes were left for the next round.
+/// kube-runtime never reconciles one resource twice at once, so without the bound a new
+/// namespace would wait behind a whole fan-out of refreshes.
+pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
+    writes.sort_by_key(|w| match w.kind {
+        WriteKind::Create | WriteKind::Replace => 0,
+        WriteKind::Update => 1,
+    });
+    let left = writes.len().saturating_sub(max);
+    writes.truncate(max);
+    left
+}
+
 /// Plans one reconciliation of `subject` against `observed`. With `credential`, every served
 /// namespace gets the desired Secret (written only when its content hash differs); without one
 /// (a failed refresh) existing Secrets are kept and nothing is written. Our Secrets outside the
 /// served namespaces, or under another name, are deleted unless `deletionPolicy: Retain`; a
 /// same-named Secret that is not ours is never touched and reported as a conflict.
-pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&DockerConfig>) -> Plan {
+pub fn plan(
+    subject: &Subject<'_>,
+    observed: &impl View,
+    credential: Option<&DockerConfig>,
+) -> Plan {
     let owner = &subject.owner;
     let spec = subject.spec;
     let served: BTreeSet<&str> = observed
-        .namespaces
-        .iter()
+        .namespaces()
         .filter(|ns| subject.serves(ns))
         .map(|ns| ns.name.as_str())
         .collect();
     let by_name: BTreeMap<(&str, &str), &SecretState> = observed
-        .secrets
-        .iter()
+        .secrets()
         .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
         .collect();
     // The rendered document and its hash are the same in every namespace: build them once.
@@ -749,8 +793,9 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
         });
     }
 
+    let service_accounts: Vec<&ServiceAccountState> = observed.service_accounts().collect();
     let mut patches = Patches::default();
-    for sa in &observed.service_accounts {
+    for &sa in &service_accounts {
         if has_secret.contains(sa.namespace.as_str())
             && wants_entry(spec, &sa.name)
             && !sa.image_pull_secrets.contains(&spec.secret_name)
@@ -759,7 +804,7 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
         }
     }
 
-    let stale = observed.secrets.iter().filter(|s| {
+    let stale = observed.secrets().filter(|s| {
         owner.owns(&s.labels)
             && !(served.contains(s.namespace.as_str()) && s.name == spec.secret_name)
     });
@@ -768,6 +813,7 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
         &mut patches,
         spec.deletion_policy,
         observed,
+        &service_accounts,
         stale,
     );
     plan.service_account_patches = patches.finish();
@@ -776,18 +822,17 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
 
 /// Plans the cleanup of a deleted resource (its finalizer): delete all its Secrets and remove
 /// their ServiceAccount entries, unless `deletionPolicy: Retain`, in which case nothing changes.
-pub fn cleanup(subject: &Subject<'_>, observed: &Observed) -> Plan {
+pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
     let mut plan = Plan::default();
     let mut patches = Patches::default();
-    let ours = observed
-        .secrets
-        .iter()
-        .filter(|s| subject.owner.owns(&s.labels));
+    let service_accounts: Vec<&ServiceAccountState> = observed.service_accounts().collect();
+    let ours = observed.secrets().filter(|s| subject.owner.owns(&s.labels));
     remove(
         &mut plan,
         &mut patches,
         subject.spec.deletion_policy,
         observed,
+        &service_accounts,
         ours,
     );
     plan.service_account_patches = patches.finish();
@@ -800,15 +845,15 @@ fn remove<'a>(
     plan: &mut Plan,
     patches: &mut Patches<'a>,
     policy: DeletionPolicy,
-    observed: &'a Observed,
+    observed: &'a impl View,
+    service_accounts: &[&'a ServiceAccountState],
     secrets: impl Iterator<Item = &'a SecretState>,
 ) {
     if policy == DeletionPolicy::Retain {
         return;
     }
     let terminating: BTreeSet<&str> = observed
-        .namespaces
-        .iter()
+        .namespaces()
         .filter(|ns| ns.terminating)
         .map(|ns| ns.name.as_str())
         .collect();
@@ -816,7 +861,7 @@ fn remove<'a>(
         if terminating.contains(s.namespace.as_str()) {
             continue;
         }
-        for sa in &observed.service_accounts {
+        for &sa in service_accounts {
             if sa.namespace == s.namespace && sa.image_pull_secrets.contains(&s.name) {
                 patches.remove(sa, &s.name);
             }

@@ -87,6 +87,30 @@ pub struct ReconcilerConfig {
     pub token_expiration: Duration,
     /// The wall clock (injectable so tests and the demo can move time).
     pub clock: Arc<dyn Clock>,
+    /// Client-side requests per second (0: unlimited), which bounds a round of writes.
+    pub qps: f64,
+}
+
+/// Longest a round of secret writes should take at the rate limit: a new namespace waits at
+/// most about this long behind a refresh of the same resource.
+const ROUND: Duration = Duration::from_millis(400);
+/// Most secret writes in one round (unlimited rate).
+const MAX_ROUND_WRITES: usize = 500;
+
+impl ReconcilerConfig {
+    /// Secret writes per round: [`ROUND`] worth at `qps`, at least two batches in flight, at
+    /// most [`MAX_ROUND_WRITES`].
+    pub fn chunk(&self) -> usize {
+        let floor = self.write_concurrency.max(1).saturating_mul(2);
+        if self.qps > 0.0 {
+            // Truncation is intended: a whole number of writes.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let at_rate = (self.qps * ROUND.as_secs_f64()) as usize;
+            at_rate.clamp(floor.min(MAX_ROUND_WRITES), MAX_ROUND_WRITES)
+        } else {
+            MAX_ROUND_WRITES.max(floor)
+        }
+    }
 }
 
 impl std::fmt::Debug for ReconcilerConfig {
@@ -106,6 +130,8 @@ struct Reported {
     invalid: Option<String>,
     refresh_error: Option<String>,
     failures: u32,
+    /// Secrets written by the rounds of the current fan-out so far.
+    written: usize,
 }
 
 /// Everything reconciliations share.
@@ -129,6 +155,9 @@ pub struct Context {
     /// Events.
     pub recorder: Recorder,
     reported: Mutex<HashMap<Owner, Reported>>,
+    /// The credential-store key each live resource last used, so that slots of deleted
+    /// resources (or of identities no longer used) are freed.
+    keys: Mutex<HashMap<Owner, String>>,
 }
 
 impl Context {
@@ -156,6 +185,22 @@ impl Context {
             requester,
             recorder,
             reported: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records the credential key `owner` uses now (`None`: it is gone) and frees the
+    /// credential slots no live resource uses any more.
+    fn use_key(&self, owner: &Owner, key: Option<&str>) {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = match key {
+            Some(k) => keys.insert(owner.clone(), k.to_owned()).as_deref() != Some(k),
+            None => keys.remove(owner).is_some(),
+        };
+        if changed {
+            let keep: std::collections::HashSet<String> = keys.values().cloned().collect();
+            drop(keys);
+            self.credentials.retain(&keep);
         }
     }
 
@@ -466,6 +511,7 @@ where
     let (obtained, _key) = match resolve_identity(ctx, &validated.identity) {
         Ok((identity, audience)) => {
             let key = format!("{}\u{1f}{audience}", credentials::key(&identity, &targets));
+            ctx.use_key(owner, Some(&key));
             if !ctx.credentials.holds(&key).await
                 && let Some(c) = adopt(ctx, subject, &targets, now).await
             {
@@ -547,13 +593,28 @@ where
     }
 
     recheck_foreign(ctx, subject, now).await;
-    let observed = ctx.index().observed(subject);
-    let plan = plan::plan(subject, &observed, credential.as_ref().map(|c| &c.config));
+    let mut plan = {
+        let index = ctx.index();
+        plan::plan(
+            subject,
+            &index.view(subject),
+            credential.as_ref().map(|c| &c.config),
+        )
+    };
+    // One bounded round of writes, urgent ones first; the rest in the next round, at once.
+    let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk());
     let outcome = execute(ctx, subject, &plan, credential.as_deref()).await;
+    drop(plan);
 
     // New conflicts get an Event; known ones are not repeated on resync.
-    let observed = ctx.index().observed(subject);
-    let after = plan::plan(subject, &observed, credential.as_ref().map(|c| &c.config));
+    let after = {
+        let index = ctx.index();
+        plan::plan(
+            subject,
+            &index.view(subject),
+            credential.as_ref().map(|c| &c.config),
+        )
+    };
     let conflicts: BTreeSet<String> = after
         .conflicts
         .iter()
@@ -574,15 +635,24 @@ where
         tracing::warn!(resource = %owner, namespace = %c.secret.namespace, "same-named secret not owned by irsa: left untouched");
         publish(ctx, obj, EventType::Warning, "SecretConflict", c.message()).await;
     }
-    if outcome.written > 0 {
+    // One Event per fan-out, not per round.
+    let written = ctx.reported(owner, |r| {
+        r.written += outcome.written;
+        if left == 0 {
+            std::mem::take(&mut r.written)
+        } else {
+            0
+        }
+    });
+    if written > 0 {
         publish(
             ctx,
             obj,
             EventType::Normal,
             "SecretsWritten",
             format!(
-                "wrote secret {} in {} namespace(s)",
-                subject.spec.secret_name, outcome.written
+                "wrote secret {} in {written} namespace(s)",
+                subject.spec.secret_name
             ),
         )
         .await;
@@ -650,6 +720,9 @@ where
         return Err(Error::NotLeader);
     }
     ctx.reported(owner, |r| r.failures = 0);
+    if left > 0 {
+        return Ok(Action::requeue(Duration::ZERO));
+    }
     if !after.conflicts.is_empty() {
         // Conflicted targets are looked at again at each resync.
         requeue = requeue.min(ctx.config.resync);
@@ -1016,8 +1089,10 @@ async fn patch_service_account(ctx: &Context, p: &ServiceAccountPatch) -> Step {
 /// The finalizer's cleanup: remove the resource's secrets and service-account entries unless
 /// `deletionPolicy: Retain`.
 async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> {
-    let observed = ctx.index().observed(subject);
-    let plan = plan::cleanup(subject, &observed);
+    let plan = {
+        let index = ctx.index();
+        plan::cleanup(subject, &index.view(subject))
+    };
     let outcome = execute(ctx, subject, &plan, None).await;
     if outcome.not_leader {
         return Err(Error::NotLeader);
@@ -1030,6 +1105,7 @@ async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> 
     }
     tracing::info!(resource = %subject.owner, deleted = plan.deletions.len(), policy = ?subject.spec.deletion_policy, "cleaned up");
     ctx.metrics.forget(&subject.owner);
+    ctx.use_key(&subject.owner, None);
     ctx.reported
         .lock()
         .unwrap_or_else(|p| p.into_inner())
