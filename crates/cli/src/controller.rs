@@ -34,7 +34,8 @@ pub(crate) struct ControllerArgs {
     /// Elect one writing replica over a coordination.k8s.io Lease (run several replicas).
     #[arg(long, env = "IRSA_LEADER_ELECT")]
     leader_elect: bool,
-    /// Namespace of the Lease (default: $POD_NAMESPACE, else irsa-system).
+    /// Namespace of the Lease and of the credential key Secret irsa-credential-key (default:
+    /// $POD_NAMESPACE, else irsa-system).
     #[arg(long, value_name = "NS", env = "IRSA_LEASE_NAMESPACE")]
     lease_namespace: Option<String>,
     /// Name of the Lease.
@@ -140,18 +141,17 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
                 .unwrap_or_else(|_| "irsa".to_owned());
             format!("{host}-{}", std::process::id())
         });
-    let lease = args.leader_elect.then(|| {
-        let namespace = args
-            .lease_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .unwrap_or_else(|| "irsa-system".to_owned());
-        LeaseConfig {
-            lease_duration: args.lease_duration,
-            renew_deadline: args.renew_deadline,
-            retry_period: args.retry_period,
-            ..LeaseConfig::new(&namespace, &args.lease_name, &identity)
-        }
+    // The controller's own namespace: the Lease and the credential key Secret live there.
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .unwrap_or_else(|| "irsa-system".to_owned());
+    let lease = args.leader_elect.then(|| LeaseConfig {
+        lease_duration: args.lease_duration,
+        renew_deadline: args.renew_deadline,
+        retry_period: args.retry_period,
+        ..LeaseConfig::new(&namespace, &args.lease_name, &identity)
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -184,6 +184,7 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
             token_expiration: args.token_expiration,
             lease,
             instance: identity,
+            key_namespace: namespace,
             ..ControllerOptions::default()
         };
         tracing::info!(metrics = %args.metrics_listen, ?options, "starting the controller");

@@ -120,6 +120,7 @@ async fn api_errors_and_lost_watches_do_not_lose_writes() {
         rate: 1.0,
         count: Some(count),
         retry_after_seconds: None,
+        message: None,
     };
     api.add_error(rule("create", 409, 2));
     api.add_error(rule("create", 500, 3));

@@ -69,7 +69,7 @@ struct Foreign {
 #[derive(Debug, Default)]
 pub struct Index {
     namespaces: BTreeMap<String, (NamespaceState, Option<String>)>,
-    secrets: HashMap<Key, (SecretState, Option<String>)>,
+    secrets: HashMap<Key, SecretState>,
     service_accounts: HashMap<Key, IndexedServiceAccount>,
     foreign: HashMap<Key, Foreign>,
 }
@@ -152,16 +152,19 @@ impl Index {
         else {
             return false;
         };
-        let rv = secret.metadata.resource_version.clone();
         self.foreign.remove(&key);
         match self.secrets.get(&key) {
-            Some((held, held_rv))
-                if held == &state || !newer(held_rv.as_deref(), rv.as_deref()) =>
+            Some(held)
+                if held == &state
+                    || !newer(
+                        held.checked.resource_version.as_deref(),
+                        state.checked.resource_version.as_deref(),
+                    ) =>
             {
                 false
             }
             _ => {
-                self.secrets.insert(key, (state, rv));
+                self.secrets.insert(key, state);
                 true
             }
         }
@@ -178,15 +181,7 @@ impl Index {
     pub fn reset_secrets<'a>(&mut self, all: impl IntoIterator<Item = &'a Secret>) {
         self.secrets = all
             .into_iter()
-            .filter_map(|s| {
-                Some((
-                    key_of(&s.metadata)?,
-                    (
-                        SecretState::from_secret(s)?,
-                        s.metadata.resource_version.clone(),
-                    ),
-                ))
-            })
+            .filter_map(|s| Some((key_of(&s.metadata)?, SecretState::from_secret(s)?)))
             .collect();
     }
 
@@ -267,9 +262,7 @@ impl Index {
 
     /// An owned Secret's state, if known.
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretState> {
-        self.secrets
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .map(|(s, _)| s)
+        self.secrets.get(&(namespace.to_owned(), name.to_owned()))
     }
 
     /// Counts: namespaces, irsa's Secrets, ServiceAccounts.
@@ -295,8 +288,8 @@ impl Index {
         let ours: BTreeSet<&'a str> = self
             .secrets
             .values()
-            .map(|(s, _)| s)
             .filter(|s| subject.owner.owns(&s.labels))
+            .filter(|s| subject.may_touch(&s.namespace))
             .map(|s| s.name.as_str())
             .chain(std::iter::once(spec.secret_name.as_str()))
             .collect();
@@ -336,18 +329,19 @@ impl View for IndexView<'_> {
     }
 
     fn secrets(&self) -> impl Iterator<Item = &SecretState> {
-        let spec = self.subject.spec;
-        let owner = &self.subject.owner;
+        let subject = self.subject;
+        let spec = subject.spec;
         self.index
             .secrets
             .values()
-            .map(|(s, _)| s)
-            .filter(move |s| s.name == spec.secret_name || owner.owns(&s.labels))
+            .filter(move |s| s.name == spec.secret_name || subject.owner.owns(&s.labels))
+            .filter(move |s| subject.may_touch(&s.namespace))
             .chain(
                 self.index
                     .foreign
                     .values()
                     .filter(move |f| f.state.name == spec.secret_name)
+                    .filter(move |f| subject.may_touch(&f.state.namespace))
                     .map(|f| &f.state),
             )
     }

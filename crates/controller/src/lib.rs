@@ -11,9 +11,11 @@ pub mod index;
 pub mod lease;
 pub mod metrics;
 pub mod plan;
+pub mod provenance;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod runtime;
 pub mod status;
+pub mod writer;
 
 pub use runtime::{Controller, ControllerOptions, Handle, RunError};

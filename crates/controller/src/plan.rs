@@ -172,6 +172,16 @@ impl<'a> Subject<'a> {
         })
     }
 
+    /// Whether this resource may read, write or delete anything in `namespace`: a PullSecret
+    /// only in its own, whatever labels objects elsewhere carry (a tenant may label its own
+    /// secrets as anyone's).
+    pub fn may_touch(&self, namespace: &str) -> bool {
+        match self.targets {
+            Targets::Selection(_) => true,
+            Targets::Namespace(own) => namespace == own,
+        }
+    }
+
     fn serves(&self, ns: &NamespaceState) -> bool {
         match self.targets {
             Targets::Selection(selection) => selects(selection, ns),
@@ -227,6 +237,28 @@ pub struct SecretState {
     pub type_: Option<String>,
     /// The value of [`CONTENT_HASH_ANNOTATION`], if any.
     pub content_hash: Option<String>,
+    /// `metadata.uid` and `metadata.resourceVersion`: every update or delete of this Secret is
+    /// conditional on them, so that it never reaches an object irsa did not check.
+    pub checked: Checked,
+}
+
+/// The identity and version of an object as irsa checked it (both set by the API server).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Checked {
+    /// `metadata.uid`.
+    pub uid: Option<String>,
+    /// `metadata.resourceVersion`.
+    pub resource_version: Option<String>,
+}
+
+impl Checked {
+    /// Reads them from an object's metadata.
+    pub fn of(meta: &ObjectMeta) -> Self {
+        Self {
+            uid: meta.uid.clone(),
+            resource_version: meta.resource_version.clone(),
+        }
+    }
 }
 
 impl SecretState {
@@ -238,6 +270,7 @@ impl SecretState {
             labels: BTreeMap::new(),
             type_: None,
             content_hash: None,
+            checked: Checked::default(),
         }
     }
 
@@ -275,7 +308,17 @@ impl SecretState {
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(CONTENT_HASH_ANNOTATION).cloned()),
+            checked: Checked::of(&secret.metadata),
         })
+    }
+
+    /// With a uid and resourceVersion, as the API server sets them.
+    pub fn checked(mut self, uid: &str, resource_version: &str) -> Self {
+        self.checked = Checked {
+            uid: Some(uid.to_owned()),
+            resource_version: Some(resource_version.to_owned()),
+        };
+        self
     }
 }
 
@@ -487,6 +530,20 @@ pub struct SecretWrite {
     pub kind: WriteKind,
     /// What.
     pub secret: DesiredSecret,
+    /// The existing Secret as checked (for [`WriteKind::Update`] and [`WriteKind::Replace`]):
+    /// the write is conditional on it.
+    pub existing: Checked,
+}
+
+/// One of irsa's Secrets to delete, conditional on the uid and resourceVersion checked.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deletion {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// What was checked.
+    pub checked: Checked,
 }
 
 /// A Secret to delete.
@@ -633,7 +690,7 @@ pub struct Plan {
     /// Secrets to create or update (server-side apply).
     pub writes: Vec<SecretWrite>,
     /// Our Secrets to delete: in namespaces no longer served, under an old name, or on cleanup.
-    pub deletions: Vec<SecretRef>,
+    pub deletions: Vec<Deletion>,
     /// Same-named Secrets left alone (report an Event for each).
     pub conflicts: Vec<Conflict>,
     /// ServiceAccount patches.
@@ -726,6 +783,7 @@ pub fn plan(
         .collect();
     let by_name: BTreeMap<(&str, &str), &SecretState> = observed
         .secrets()
+        .filter(|s| subject.may_touch(&s.namespace))
         .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
         .collect();
     // The rendered document and its hash are the same in every namespace: build them once.
@@ -774,6 +832,7 @@ pub fn plan(
                         plan.writes.push(SecretWrite {
                             kind,
                             secret: desired,
+                            existing: existing.map(|s| s.checked.clone()).unwrap_or_default(),
                         });
                         TargetState::Writing
                     }
@@ -805,7 +864,8 @@ pub fn plan(
     }
 
     let stale = observed.secrets().filter(|s| {
-        owner.owns(&s.labels)
+        subject.may_touch(&s.namespace)
+            && owner.owns(&s.labels)
             && !(served.contains(s.namespace.as_str()) && s.name == spec.secret_name)
     });
     remove(
@@ -826,7 +886,9 @@ pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
     let mut plan = Plan::default();
     let mut patches = Patches::default();
     let service_accounts: Vec<&ServiceAccountState> = observed.service_accounts().collect();
-    let ours = observed.secrets().filter(|s| subject.owner.owns(&s.labels));
+    let ours = observed
+        .secrets()
+        .filter(|s| subject.may_touch(&s.namespace) && subject.owner.owns(&s.labels));
     remove(
         &mut plan,
         &mut patches,
@@ -866,9 +928,10 @@ fn remove<'a>(
                 patches.remove(sa, &s.name);
             }
         }
-        plan.deletions.push(SecretRef {
+        plan.deletions.push(Deletion {
             namespace: s.namespace.clone(),
             name: s.name.clone(),
+            checked: s.checked.clone(),
         });
     }
     plan.deletions.sort();

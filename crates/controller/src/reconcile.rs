@@ -1,65 +1,53 @@
-//! The reconciler: for one ClusterPullSecret or PullSecret, validate, resolve the identity, get
-//! the shared credential (refreshing it when due), plan against the [`Index`], write, report
-//! (status, Events, metrics) and say when to come back. Every write goes through [`Writer`], which
-//! refuses to write unless this replica leads.
+//! The reconciler: for one ClusterPullSecret or PullSecret, keep irsa's finalizer on it, then
+//! [`resolve`] the spec and identity, [`obtain`] the shared credential (refreshing it when
+//! due), [`converge`] the cluster to the plan made against the [`Index`], and [`report`]
+//! (status, Events, metrics) when to come back. Every request that changes the cluster goes
+//! through the [`Writer`], which refuses to write unless this replica leads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use futures_util::StreamExt;
 use irsa_aws::{Clock, Identity, RegistryTarget, TokenRequestSource, TokenRequester};
-use irsa_core::docker_config::DockerConfig;
 use irsa_core::registry::Registry;
 use irsa_core::time::rfc3339;
 use irsa_k8s::validation::{RegistryTarget as SpecTarget, Validated, ValidatedIdentity};
 use irsa_k8s::{ClusterPullSecret, PullSecret, PullSecretStatus, TargetProblem};
-use k8s_openapi::api::core::v1::{ObjectReference, Secret, ServiceAccount};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::finalizer::{self, finalizer};
-use kube::{Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::credentials::{self, Credential, CredentialStore, Obtained};
 use crate::index::Index;
 use crate::lease::Leadership;
-use crate::metrics::{Metrics, Write};
-use crate::plan::{
-    self, DOCKER_CONFIG_JSON_KEY, Owner, Plan, SecretState, SecretWrite, ServiceAccountPatch,
-    Subject, WriteKind, failure_backoff,
+use crate::metrics::Metrics;
+use crate::plan::{self, Owner, Plan, Subject, View, failure_backoff};
+use crate::provenance::{
+    self, CREDENTIAL_MAC_ANNOTATION, CredentialKey, EXPIRES_AT_ANNOTATION, ISSUED_AT_ANNOTATION,
+    KEY_SECRET_NAME, KeyError, Sealed,
 };
 use crate::ratelimit::RateLimiter;
 use crate::status::{self, Observation};
+use crate::writer::{Outcome, WriteError, Writer, note_existing};
 
 /// The finalizer irsa puts on its resources, so that it can remove their secrets.
 pub const FINALIZER: &str = "irsa.dev/cleanup";
-/// The field manager of every server-side apply.
-pub const FIELD_MANAGER: &str = "irsa";
-/// Annotation: when the written credential was obtained (RFC 3339).
-pub const ISSUED_AT_ANNOTATION: &str = "irsa.dev/issued-at";
-/// Annotation: when the written credential expires (RFC 3339).
-pub const EXPIRES_AT_ANNOTATION: &str = "irsa.dev/expires-at";
+/// How long after a failure to load the credential key irsa tries again.
+const KEY_RETRY: Duration = Duration::from_secs(30);
+/// How many of a resource's written secrets are looked at for a credential to adopt.
+const ADOPT_CANDIDATES: usize = 3;
 /// The audience of service-account tokens when the service account names none.
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// Why a reconciliation failed (it is retried with backoff). Never holds a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A Kubernetes API call failed.
-    #[error("failed to {action}: {source}")]
-    Kube {
-        /// What was being done.
-        action: String,
-        /// Why.
-        #[source]
-        source: kube::Error,
-    },
+    /// A request to the API server failed.
+    #[error(transparent)]
+    Write(WriteError),
     /// Some targets could not be written; the rest were.
     #[error("{failed} of the resource's writes failed, first: {first}")]
     Writes {
@@ -71,9 +59,15 @@ pub enum Error {
     /// This replica does not lead (any more): nothing is written.
     #[error("not the leader: writes are left to the replica holding the lease")]
     NotLeader,
-    /// The finalizer machinery failed.
-    #[error("{0}")]
-    Finalizer(String),
+}
+
+impl From<WriteError> for Error {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::NotLeader => Error::NotLeader,
+            e => Error::Write(e),
+        }
+    }
 }
 
 /// Settings of the reconciler.
@@ -87,6 +81,8 @@ pub struct ReconcilerConfig {
     pub token_expiration: Duration,
     /// The wall clock (injectable so tests and the demo can move time).
     pub clock: Arc<dyn Clock>,
+    /// The controller's own namespace, where the credential key Secret lives.
+    pub key_namespace: String,
     /// Client-side requests per second (0: unlimited), which bounds a round of writes.
     pub qps: f64,
 }
@@ -119,6 +115,7 @@ impl std::fmt::Debug for ReconcilerConfig {
             .field("resync", &self.resync)
             .field("write_concurrency", &self.write_concurrency)
             .field("token_expiration", &self.token_expiration)
+            .field("key_namespace", &self.key_namespace)
             .finish_non_exhaustive()
     }
 }
@@ -136,32 +133,42 @@ struct Reported {
 
 /// Everything reconciliations share.
 pub struct Context {
-    /// The API client.
-    pub client: kube::Client,
-    /// The cluster as watched.
-    pub index: Arc<RwLock<Index>>,
-    /// Shared credentials.
-    pub credentials: CredentialStore,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Whether this replica writes.
-    pub leadership: Leadership,
-    /// Settings.
-    pub config: ReconcilerConfig,
-    /// Client-side rate limit of API requests.
-    pub limiter: RateLimiter,
-    /// TokenRequest.
-    pub requester: Arc<dyn TokenRequester>,
-    /// Events.
-    pub recorder: Recorder,
+    index: Arc<RwLock<Index>>,
+    credentials: CredentialStore,
+    metrics: Arc<Metrics>,
+    writer: Writer,
+    config: ReconcilerConfig,
+    requester: Arc<dyn TokenRequester>,
     reported: Mutex<HashMap<Owner, Reported>>,
+    key: tokio::sync::Mutex<KeySlot>,
     /// The credential-store key each live resource last used, so that slots of deleted
     /// resources (or of identities no longer used) are freed.
-    keys: Mutex<HashMap<Owner, String>>,
+    store_keys: Mutex<HashMap<Owner, String>>,
+}
+
+/// The credential key once loaded, or when loading it last failed.
+#[derive(Default)]
+struct KeySlot {
+    key: Option<Arc<CredentialKey>>,
+    failed_at: Option<Instant>,
+}
+
+/// Why the credential key is not available.
+#[derive(Debug, thiserror::Error)]
+enum KeyLoadError {
+    #[error("failed to read or create secret {namespace}/{KEY_SECRET_NAME}: {source}")]
+    Api {
+        namespace: String,
+        #[source]
+        source: WriteError,
+    },
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 impl Context {
-    /// A context.
+    /// A context; its [`Writer`] writes through `client`, limited by `limiter`, while
+    /// `leadership` is held.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         client: kube::Client,
@@ -175,24 +182,22 @@ impl Context {
         recorder: Recorder,
     ) -> Self {
         Self {
-            client,
             index,
             credentials,
+            writer: Writer::new(client, limiter, metrics.clone(), leadership, recorder),
             metrics,
-            leadership,
             config,
-            limiter,
             requester,
-            recorder,
             reported: Mutex::new(HashMap::new()),
-            keys: Mutex::new(HashMap::new()),
+            key: tokio::sync::Mutex::new(KeySlot::default()),
+            store_keys: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records the credential key `owner` uses now (`None`: it is gone) and frees the
+    /// Records the credential-store key `owner` uses now (`None`: it is gone) and frees the
     /// credential slots no live resource uses any more.
-    fn use_key(&self, owner: &Owner, key: Option<&str>) {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+    fn use_store_key(&self, owner: &Owner, key: Option<&str>) {
+        let mut keys = self.store_keys.lock().unwrap_or_else(|p| p.into_inner());
         let changed = match key {
             Some(k) => keys.insert(owner.clone(), k.to_owned()).as_deref() != Some(k),
             None => keys.remove(owner).is_some(),
@@ -201,6 +206,78 @@ impl Context {
             let keep: std::collections::HashSet<String> = keys.values().cloned().collect();
             drop(keys);
             self.credentials.retain(&keep);
+        }
+    }
+
+    /// The credential key: loaded from (or, first, created as) the key Secret in the
+    /// controller's namespace. `None` (logged, retried after [`KEY_RETRY`]) when it cannot be
+    /// had: then nothing is adopted, and secrets are written unsealed.
+    async fn credential_key(&self) -> Option<Arc<CredentialKey>> {
+        let mut slot = self.key.lock().await;
+        if let Some(key) = &slot.key {
+            return Some(key.clone());
+        }
+        if slot.failed_at.is_some_and(|t| t.elapsed() < KEY_RETRY) {
+            return None;
+        }
+        match self.load_key().await {
+            Ok(key) => {
+                let key = Arc::new(key);
+                *slot = KeySlot {
+                    key: Some(key.clone()),
+                    failed_at: None,
+                };
+                Some(key)
+            }
+            Err(error) => {
+                slot.failed_at = Some(Instant::now());
+                if !matches!(
+                    error,
+                    KeyLoadError::Api {
+                        source: WriteError::NotLeader,
+                        ..
+                    }
+                ) {
+                    tracing::warn!(%error, "no credential key: credentials in written secrets are not reused but exchanged afresh, and secrets are written without a seal");
+                }
+                None
+            }
+        }
+    }
+
+    async fn load_key(&self) -> Result<CredentialKey, KeyLoadError> {
+        let namespace = &self.config.key_namespace;
+        let api = |source| KeyLoadError::Api {
+            namespace: namespace.clone(),
+            source,
+        };
+        if let Some(secret) = self
+            .writer
+            .get_secret(namespace, KEY_SECRET_NAME)
+            .await
+            .map_err(api)?
+        {
+            return Ok(CredentialKey::from_secret(&secret, namespace)?);
+        }
+        let (key, secret) = CredentialKey::generate(namespace)?;
+        match self.writer.create_secret(&secret).await {
+            Ok(_) => {
+                tracing::info!(namespace = %namespace, name = KEY_SECRET_NAME, "created the credential key");
+                Ok(key)
+            }
+            // Another replica was first: use its key.
+            Err(e) if e.code() == Some(409) => {
+                let secret = self
+                    .writer
+                    .get_secret(namespace, KEY_SECRET_NAME)
+                    .await
+                    .map_err(api)?
+                    .ok_or(KeyError::Invalid {
+                        namespace: namespace.clone(),
+                    })?;
+                Ok(CredentialKey::from_secret(&secret, namespace)?)
+            }
+            Err(e) => Err(api(e)),
         }
     }
 
@@ -226,101 +303,108 @@ impl Context {
     }
 }
 
-fn kube_err(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-    let action = action.into();
-    move |source| Error::Kube { action, source }
-}
-
-fn status_code(e: &kube::Error) -> Option<u16> {
-    match e {
-        kube::Error::Api(s) => Some(s.code),
-        _ => None,
-    }
-}
-
 /// Reconciles a ClusterPullSecret.
 pub async fn reconcile_cluster(
     obj: Arc<ClusterPullSecret>,
     ctx: Arc<Context>,
-) -> Result<Action, finalizer::Error<Error>> {
-    if !ctx.leadership.is_leader() {
-        return Ok(Action::await_change());
-    }
-    let api: Api<ClusterPullSecret> = Api::all(ctx.client.clone());
-    ctx.limiter.acquire().await;
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            finalizer::Event::Apply(cps) => {
-                let subject = Subject::cluster(&cps);
-                apply(&ctx, &api, &*cps, &subject, cps.validate()).await
-            }
-            finalizer::Event::Cleanup(cps) => cleanup(&ctx, &Subject::cluster(&cps)).await,
-        }
-    })
-    .await;
-    record(
-        &ctx,
-        Owner::Cluster {
-            name: String::new(),
-        },
-        result,
-    )
+) -> Result<Action, Error> {
+    reconcile(&ctx, &*obj, Some(Subject::cluster(&obj)), || obj.validate()).await
 }
 
 /// Reconciles a PullSecret.
 pub async fn reconcile_namespaced(
     obj: Arc<PullSecret>,
     ctx: Arc<Context>,
-) -> Result<Action, finalizer::Error<Error>> {
-    if !ctx.leadership.is_leader() {
-        return Ok(Action::await_change());
-    }
-    let ns = obj.namespace().unwrap_or_default();
-    let api: Api<PullSecret> = Api::namespaced(ctx.client.clone(), &ns);
-    ctx.limiter.acquire().await;
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            finalizer::Event::Apply(ps) => match Subject::namespaced(&ps) {
-                Some(subject) => apply(&ctx, &api, &*ps, &subject, ps.validate()).await,
-                None => Ok(Action::await_change()),
-            },
-            finalizer::Event::Cleanup(ps) => match Subject::namespaced(&ps) {
-                Some(subject) => cleanup(&ctx, &subject).await,
-                None => Ok(Action::await_change()),
-            },
-        }
-    })
-    .await;
-    record(
-        &ctx,
-        Owner::Namespaced {
-            namespace: String::new(),
-            name: String::new(),
-        },
-        result,
-    )
+) -> Result<Action, Error> {
+    reconcile(&ctx, &*obj, Subject::namespaced(&obj), || obj.validate()).await
 }
 
-fn record(
-    ctx: &Context,
-    kind: Owner,
-    result: Result<Action, finalizer::Error<Error>>,
-) -> Result<Action, finalizer::Error<Error>> {
-    ctx.metrics.reconciled(&kind, result.is_ok());
-    if let Err(finalizer::Error::AddFinalizer(_) | finalizer::Error::RemoveFinalizer(_)) = &result {
-        // Counted as a write attempt either way.
-        ctx.metrics.wrote(Write::Finalizer);
+/// Where a resource stands with irsa's finalizer.
+#[derive(Debug, Clone, PartialEq)]
+enum Phase {
+    /// Live without the finalizer: add it with this patch first (the patch's own event
+    /// triggers the next reconciliation).
+    AddFinalizer(json_patch::Patch),
+    /// Live with the finalizer.
+    Apply,
+    /// Being deleted with the finalizer: clean up, then remove it with this patch.
+    Cleanup(json_patch::Patch),
+    /// Being deleted, the finalizer gone: nothing to do.
+    Done,
+}
+
+/// The phase of an object with `meta`. The patches test the list they change, so that a
+/// concurrent change to the finalizers fails the patch (retried) instead of clobbering it.
+fn phase(meta: &ObjectMeta) -> Phase {
+    let finalizers = meta.finalizers.as_deref().unwrap_or_default();
+    let ours = finalizers.iter().position(|f| f == FINALIZER);
+    let patch = |ops: serde_json::Value| {
+        // Built from literals of the right shape: cannot fail.
+        serde_json::from_value::<json_patch::Patch>(ops).unwrap_or(json_patch::Patch(Vec::new()))
+    };
+    match (ours, meta.deletion_timestamp.is_some()) {
+        (Some(_), false) => Phase::Apply,
+        (Some(i), true) => {
+            let path = format!("/metadata/finalizers/{i}");
+            Phase::Cleanup(patch(json!([
+                {"op": "test", "path": path, "value": FINALIZER},
+                {"op": "remove", "path": path},
+            ])))
+        }
+        (None, false) if finalizers.is_empty() => Phase::AddFinalizer(patch(json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ]))),
+        (None, false) => Phase::AddFinalizer(patch(json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": finalizers},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ]))),
+        (None, true) => Phase::Done,
     }
+}
+
+async fn reconcile<K>(
+    ctx: &Context,
+    obj: &K,
+    subject: Option<Subject<'_>>,
+    validate: impl FnOnce() -> Result<Validated, irsa_k8s::ValidationErrors>,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if !ctx.writer.leads() {
+        return Ok(Action::await_change());
+    }
+    // The API server always sets a PullSecret's namespace.
+    let Some(subject) = subject else {
+        return Ok(Action::await_change());
+    };
+    let result = match phase(obj.meta()) {
+        Phase::AddFinalizer(patch) => ctx
+            .writer
+            .patch_finalizers(obj, patch)
+            .await
+            .map(|()| Action::await_change())
+            .map_err(Error::from),
+        Phase::Apply => apply(ctx, obj, &subject, validate()).await,
+        Phase::Cleanup(patch) => match cleanup(ctx, &subject).await {
+            Ok(action) => ctx
+                .writer
+                .patch_finalizers(obj, patch)
+                .await
+                .map(|()| action)
+                .map_err(Error::from),
+            Err(e) => Err(e),
+        },
+        Phase::Done => Ok(Action::await_change()),
+    };
+    ctx.metrics.reconciled(&subject.owner, result.is_ok());
     result
 }
 
 /// How long to wait after a failed reconciliation: exponential per resource, reset on success.
-pub fn error_policy<K: Resource>(
-    obj: &K,
-    error: &finalizer::Error<Error>,
-    ctx: &Context,
-) -> Action {
-    if matches!(error, finalizer::Error::ApplyFailed(Error::NotLeader)) {
+pub fn error_policy<K: Resource>(obj: &K, error: &Error, ctx: &Context) -> Action {
+    if matches!(error, Error::NotLeader) {
         return Action::await_change();
     }
     let owner = owner_of(obj);
@@ -344,10 +428,6 @@ fn owner_of<K: Resource>(obj: &K) -> Owner {
     }
 }
 
-fn object_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
-    obj.object_ref(&())
-}
-
 async fn publish<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     obj: &K,
@@ -355,10 +435,6 @@ async fn publish<K: Resource<DynamicType = ()>>(
     reason: &str,
     note: String,
 ) {
-    if !ctx.leadership.is_leader() {
-        return;
-    }
-    ctx.limiter.acquire().await;
     let event = Event {
         type_,
         reason: reason.to_owned(),
@@ -366,9 +442,9 @@ async fn publish<K: Resource<DynamicType = ()>>(
         action: "Reconcile".to_owned(),
         secondary: None,
     };
-    ctx.metrics.wrote(Write::Event);
-    if let Err(error) = ctx.recorder.publish(&event, &object_ref(obj)).await {
-        tracing::warn!(%error, reason, "failed to publish an Event");
+    match ctx.writer.publish(&event, &obj.object_ref(&())).await {
+        Ok(()) | Err(WriteError::NotLeader) => {}
+        Err(error) => tracing::warn!(%error, reason, "failed to publish an Event"),
     }
 }
 
@@ -398,7 +474,7 @@ fn pipeline_target(r: &irsa_k8s::validation::ValidatedRegistry) -> RegistryTarge
 }
 
 /// The identity a validated spec names, resolved against the indexed service account; the
-/// string is the credential-store key suffix (the token audience).
+/// string is the token audience (empty for the ambient identity).
 fn resolve_identity(
     ctx: &Context,
     identity: &ValidatedIdentity,
@@ -453,26 +529,65 @@ fn resolve_identity(
     }
 }
 
+/// A valid spec, resolved.
+struct Resolved {
+    targets: Vec<RegistryTarget>,
+    /// The identity and its credential-store key (identity, audience and registries), or why
+    /// it cannot be used.
+    identity: Result<(Identity, String), String>,
+}
+
+/// What the credential came to.
+struct Fresh {
+    /// The credential to write, if one is held and unexpired.
+    credential: Option<Arc<Credential>>,
+    /// Why the refresh failed, if it did.
+    refresh_error: Option<String>,
+    /// When to look again.
+    requeue: Duration,
+}
+
+/// What converging did, and the plan as it stands after it.
+struct Converged {
+    outcome: Outcome,
+    after: Plan,
+    /// Writes left for the next round.
+    left: usize,
+}
+
 /// One reconciliation of a live resource.
 async fn apply<K>(
     ctx: &Context,
-    api: &Api<K>,
     obj: &K,
     subject: &Subject<'_>,
     validated: Result<Validated, irsa_k8s::ValidationErrors>,
 ) -> Result<Action, Error>
 where
-    K: Resource<DynamicType = ()>
-        + HasStatus
-        + Clone
-        + DeserializeOwned
-        + Serialize
-        + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let now = ctx.now();
+    let Some(resolved) = resolve(ctx, obj, subject, validated, now).await? else {
+        return Ok(Action::await_change());
+    };
+    let fresh = obtain(ctx, obj, subject, &resolved, now).await;
+    let store_key = resolved.identity.as_ref().ok().map(|(_, key)| key.as_str());
+    let converged = converge(ctx, subject, fresh.credential.as_deref(), store_key).await;
+    report(ctx, obj, subject, &fresh, converged, now).await
+}
+
+/// Validates the spec and resolves its identity. An invalid spec is reported (status and one
+/// Event per distinct error) and yields `None`: nothing is written until it changes.
+async fn resolve<K>(
+    ctx: &Context,
+    obj: &K,
+    subject: &Subject<'_>,
+    validated: Result<Validated, irsa_k8s::ValidationErrors>,
+    now: i64,
+) -> Result<Option<Resolved>, Error>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let owner = &subject.owner;
-    let now = ctx.now();
-    let generation = obj.meta().generation;
-    let previous = obj.status().cloned().unwrap_or_default();
     let validated = match validated {
         Ok(v) => v,
         Err(errors) => {
@@ -485,6 +600,8 @@ where
             if new {
                 publish(ctx, obj, EventType::Warning, "InvalidSpec", message.clone()).await;
             }
+            let previous = obj.status().cloned().unwrap_or_default();
+            let generation = obj.meta().generation;
             let counts = irsa_k8s::TargetCounts::new(0, 0, 0, 0);
             let status = PullSecretStatus {
                 conditions: status::conditions(
@@ -501,60 +618,73 @@ where
                 observed_generation: generation,
                 ..previous.clone()
             };
-            write_status(ctx, api, obj, &previous, status).await?;
-            return Ok(Action::await_change());
+            write_status(ctx, obj, &previous, status).await?;
+            return Ok(None);
         }
     };
     ctx.reported(owner, |r| r.invalid = None);
     let targets: Vec<RegistryTarget> = validated.registries.iter().map(pipeline_target).collect();
+    let identity = resolve_identity(ctx, &validated.identity).map(|(identity, audience)| {
+        let key = format!("{}\u{1f}{audience}", credentials::key(&identity, &targets));
+        ctx.use_store_key(owner, Some(&key));
+        (identity, key)
+    });
+    Ok(Some(Resolved { targets, identity }))
+}
 
-    let (obtained, _key) = match resolve_identity(ctx, &validated.identity) {
-        Ok((identity, audience)) => {
-            let key = format!("{}\u{1f}{audience}", credentials::key(&identity, &targets));
-            ctx.use_key(owner, Some(&key));
-            if !ctx.credentials.holds(&key).await
-                && let Some(c) = adopt(ctx, subject, &targets, now).await
+/// The shared credential for the resolved identity and registries: held, adopted from the
+/// written secrets, or refreshed; a failed refresh is reported (one Event per upstream attempt
+/// or new error, none while backing off).
+async fn obtain<K>(
+    ctx: &Context,
+    obj: &K,
+    subject: &Subject<'_>,
+    resolved: &Resolved,
+    now: i64,
+) -> Fresh
+where
+    K: Resource<DynamicType = ()>,
+{
+    let owner = &subject.owner;
+    let obtained = match &resolved.identity {
+        Ok((identity, key)) => {
+            if !ctx.credentials.holds(key).await
+                && let Some(c) = adopt(ctx, subject, key, &resolved.targets, now).await
             {
                 tracing::info!(resource = %owner, expires_at = %rfc3339(c.expires_at), "reusing the credential in the written secrets");
-                ctx.credentials.adopt(&key, c).await;
+                ctx.credentials.adopt(key, c).await;
             }
-            (
-                ctx.credentials
-                    .get(&key, &identity, &targets, subject.spec.refresh, now)
-                    .await,
-                Some(key),
-            )
+            ctx.credentials
+                .get(key, identity, &resolved.targets, subject.spec.refresh, now)
+                .await
         }
-        Err(error) => (
-            Obtained::Failed {
-                error,
-                last_good: None,
-                retry_in: failure_backoff(1, fastrand::f64()).max(Duration::from_secs(5)),
-                // Not an upstream call: reported once per distinct error.
-                attempted: false,
-            },
-            None,
-        ),
+        Err(error) => Obtained::Failed {
+            error: error.clone(),
+            last_good: None,
+            retry_in: failure_backoff(1, fastrand::f64()).max(Duration::from_secs(5)),
+            // Not an upstream call: reported once per distinct error.
+            attempted: false,
+        },
     };
-    let (credential, refresh_error, mut requeue) = match &obtained {
+    let fresh = match &obtained {
         Obtained::Refreshed(c) | Obtained::Current(c) => {
             let due = c.refresh_at(subject.spec.refresh) - now;
-            (
-                Some(c.clone()),
-                None,
-                Duration::from_secs(u64::try_from(due.max(1)).unwrap_or(1)),
-            )
+            Fresh {
+                credential: Some(c.clone()),
+                refresh_error: None,
+                requeue: Duration::from_secs(u64::try_from(due.max(1)).unwrap_or(1)),
+            }
         }
         Obtained::Failed {
             error,
             last_good,
             retry_in,
             ..
-        } => (
-            last_good.clone().filter(|c| c.expires_at > now),
-            Some(error.clone()),
-            *retry_in,
-        ),
+        } => Fresh {
+            credential: last_good.clone().filter(|c| c.expires_at > now),
+            refresh_error: Some(error.clone()),
+            requeue: *retry_in,
+        },
     };
     match &obtained {
         Obtained::Refreshed(c) => {
@@ -565,7 +695,6 @@ where
         Obtained::Failed {
             error, attempted, ..
         } => {
-            // One Event per upstream attempt or new error; none while backing off.
             let new = ctx.reported(owner, |r| {
                 let new = r.refresh_error.as_deref() != Some(error.as_str());
                 r.refresh_error = Some(error.clone());
@@ -575,7 +704,8 @@ where
                 ctx.metrics.refreshed(owner, false);
             }
             if *attempted || new {
-                tracing::warn!(resource = %owner, %error, retry_in = ?requeue, "credential refresh failed; written secrets are kept");
+                let retry_in = fresh.requeue;
+                tracing::warn!(resource = %owner, %error, ?retry_in, "credential refresh failed; written secrets are kept");
                 publish(
                     ctx,
                     obj,
@@ -583,7 +713,7 @@ where
                     "RefreshFailed",
                     format!(
                         "{error} (written secrets are kept; retrying in {}s)",
-                        requeue.as_secs()
+                        retry_in.as_secs()
                     ),
                 )
                 .await;
@@ -591,30 +721,111 @@ where
         }
         Obtained::Current(_) => ctx.reported(owner, |r| r.refresh_error = None),
     }
+    fresh
+}
 
-    recheck_foreign(ctx, subject, now).await;
+/// The annotations stamped on every secret `plan` writes that the content hash leaves out:
+/// the credential's times and, with the key, its seal for `store_key`.
+fn stamp(
+    plan: &Plan,
+    credential: Option<&Credential>,
+    seal: Option<(&CredentialKey, &str)>,
+) -> BTreeMap<String, String> {
+    let Some(c) = credential else {
+        return BTreeMap::new();
+    };
+    let mut stamp = BTreeMap::from([
+        (ISSUED_AT_ANNOTATION.to_owned(), rfc3339(c.issued_at)),
+        (EXPIRES_AT_ANNOTATION.to_owned(), rfc3339(c.expires_at)),
+    ]);
+    // Every write of a plan shares one rendered document: seal exactly those bytes.
+    if let (Some((key, store_key)), Some(w)) = (seal, plan.writes.first()) {
+        let mac = key.seal(&Sealed {
+            store_key,
+            docker_config_json: w.secret.docker_config_json.expose().as_bytes(),
+            issued_at: c.issued_at,
+            expires_at: c.expires_at,
+        });
+        stamp.insert(CREDENTIAL_MAC_ANNOTATION.to_owned(), mac);
+    }
+    stamp
+}
+
+/// Plans against the index and executes the plan; then plans again to see where it stands.
+async fn converge(
+    ctx: &Context,
+    subject: &Subject<'_>,
+    credential: Option<&Credential>,
+    store_key: Option<&str>,
+) -> Converged {
+    recheck_foreign(ctx, subject).await;
+    let config = credential.map(|c| &c.config);
     let mut plan = {
         let index = ctx.index();
-        plan::plan(
-            subject,
-            &index.view(subject),
-            credential.as_ref().map(|c| &c.config),
-        )
+        plan::plan(subject, &index.view(subject), config)
     };
     // One bounded round of writes, urgent ones first; the rest in the next round, at once.
     let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk());
-    let outcome = execute(ctx, subject, &plan, credential.as_deref()).await;
+    let key = match (&plan.writes.is_empty(), store_key) {
+        (false, Some(_)) => ctx.credential_key().await,
+        _ => None,
+    };
+    let seal = key.as_deref().zip(store_key);
+    let outcome = ctx
+        .writer
+        .execute(
+            &ctx.index,
+            &plan,
+            &stamp(&plan, credential, seal),
+            ctx.config.write_concurrency,
+        )
+        .await;
+    log_outcome(subject, &plan, &outcome);
     drop(plan);
-
-    // New conflicts get an Event; known ones are not repeated on resync.
     let after = {
         let index = ctx.index();
-        plan::plan(
-            subject,
-            &index.view(subject),
-            credential.as_ref().map(|c| &c.config),
-        )
+        plan::plan(subject, &index.view(subject), config)
     };
+    Converged {
+        outcome,
+        after,
+        left,
+    }
+}
+
+fn log_outcome(subject: &Subject<'_>, plan: &Plan, outcome: &Outcome) {
+    if !plan.is_noop() {
+        tracing::debug!(
+            resource = %subject.owner,
+            writes = plan.writes.len(),
+            deletions = plan.deletions.len(),
+            patches = plan.service_account_patches.len(),
+            failed = outcome.failed.len(),
+            "applied plan"
+        );
+    }
+}
+
+/// Reports a reconciliation: Events for new conflicts and for written secrets, the status,
+/// the metrics; then says when to come back (or fails, to back off).
+async fn report<K>(
+    ctx: &Context,
+    obj: &K,
+    subject: &Subject<'_>,
+    fresh: &Fresh,
+    converged: Converged,
+    now: i64,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let owner = &subject.owner;
+    let Converged {
+        outcome,
+        after,
+        left,
+    } = converged;
+    // New conflicts get an Event; known ones are not repeated on resync.
     let conflicts: BTreeSet<String> = after
         .conflicts
         .iter()
@@ -680,10 +891,13 @@ where
     problems.extend(after.problems());
     problems.truncate(TargetProblem::MAX_REPORTED);
 
+    let credential = &fresh.credential;
     let expires_at = credential.as_ref().map(|c| c.expires_at);
     if let Some(exp) = expires_at {
         ctx.metrics.set_expiry(owner, exp);
     }
+    let previous = obj.status().cloned().unwrap_or_default();
+    let generation = obj.meta().generation;
     let status = PullSecretStatus {
         conditions: status::conditions(
             &previous.conditions,
@@ -691,7 +905,7 @@ where
                 now,
                 generation,
                 expires_at,
-                refresh_error: refresh_error.as_deref(),
+                refresh_error: fresh.refresh_error.as_deref(),
                 invalid: None,
                 counts: &counts,
             },
@@ -699,16 +913,16 @@ where
         observed_generation: generation,
         expires_at: expires_at.map(status::time),
         last_refresh_time: credential.as_ref().map(|c| status::time(c.issued_at)),
-        next_refresh_time: match (&credential, &refresh_error) {
+        next_refresh_time: match (credential, &fresh.refresh_error) {
             (Some(c), None) => Some(status::time(c.refresh_at(subject.spec.refresh))),
             _ => Some(status::time(
-                now + i64::try_from(requeue.as_secs()).unwrap_or(0),
+                now + i64::try_from(fresh.requeue.as_secs()).unwrap_or(0),
             )),
         },
         targets: Some(counts),
         problems,
     };
-    write_status(ctx, api, obj, &previous, status).await?;
+    write_status(ctx, obj, &previous, status).await?;
 
     if let Some((_, first)) = outcome.failed.first() {
         return Err(Error::Writes {
@@ -723,11 +937,8 @@ where
     if left > 0 {
         return Ok(Action::requeue(Duration::ZERO));
     }
-    if !after.conflicts.is_empty() {
-        // Conflicted targets are looked at again at each resync.
-        requeue = requeue.min(ctx.config.resync);
-    }
-    Ok(Action::requeue(requeue.min(ctx.config.resync)))
+    // Conflicted targets are looked at again at each resync.
+    Ok(Action::requeue(fresh.requeue.min(ctx.config.resync)))
 }
 
 /// Statuses of both kinds.
@@ -750,7 +961,6 @@ impl HasStatus for PullSecret {
 
 async fn write_status<K>(
     ctx: &Context,
-    api: &Api<K>,
     obj: &K,
     previous: &PullSecretStatus,
     status: PullSecretStatus,
@@ -761,78 +971,76 @@ where
     if &status == previous {
         return Ok(());
     }
-    if !ctx.leadership.is_leader() {
-        return Err(Error::NotLeader);
-    }
-    let name = obj.name_any();
     let patch = json!({
         "apiVersion": K::api_version(&()),
         "kind": K::kind(&()),
         "status": status,
     });
-    ctx.limiter.acquire().await;
-    ctx.metrics.wrote(Write::Status);
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(kube_err(format!("write the status of {name}")))?;
+    ctx.writer.write_status(obj, &patch).await?;
     Ok(())
 }
 
-/// Reads the credential back from one of the resource's written secrets (after a restart or
-/// a leader change) when it covers exactly the wanted registries and is not due for refresh:
-/// no upstream exchange and no rewrite of secrets that are still good.
+/// Reads the credential back from one of the resource's written secrets (after a restart, a
+/// leader change or an identity change) when its seal proves that irsa wrote it for
+/// `store_key` (this identity, audience and registries) and it is not due for refresh: no
+/// upstream exchange and no rewrite of secrets that are still good. Anything else, or no
+/// credential key, means a fresh exchange.
 async fn adopt(
     ctx: &Context,
     subject: &Subject<'_>,
+    store_key: &str,
     targets: &[RegistryTarget],
     now: i64,
 ) -> Option<Credential> {
-    let candidate = {
+    let candidates: Vec<_> = {
         let index = ctx.index();
         index
-            .observed(subject)
-            .secrets
-            .into_iter()
-            .find(|s| subject.owner.owns(&s.labels) && s.name == subject.spec.secret_name)?
+            .view(subject)
+            .secrets()
+            .filter(|s| subject.owner.owns(&s.labels) && s.name == subject.spec.secret_name)
+            .take(ADOPT_CANDIDATES)
+            .cloned()
+            .collect()
     };
-    ctx.limiter.acquire().await;
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &candidate.namespace);
-    let secret = api.get_opt(&candidate.name).await.ok()??;
-    let annotations = secret.metadata.annotations.as_ref()?;
-    let parse = |k: &str| {
-        annotations
-            .get(k)
-            .and_then(|v| Timestamp::from_str(v).ok())
-            .map(|t| t.as_second())
-    };
-    let (issued_at, expires_at) = (parse(ISSUED_AT_ANNOTATION)?, parse(EXPIRES_AT_ANNOTATION)?);
-    let data = secret.data.as_ref()?.get(DOCKER_CONFIG_JSON_KEY)?;
-    let config = DockerConfig::parse(&data.0).ok()?;
-    let wanted: BTreeSet<&str> = targets.iter().map(|t| t.host.as_str()).collect();
-    let held: BTreeSet<&str> = wanted
-        .iter()
-        .copied()
-        .filter(|h| config.get(h).is_some())
-        .collect();
-    if held != wanted || config.len() != wanted.len() {
+    if candidates.is_empty() {
         return None;
     }
-    let credential = Credential {
-        config,
-        issued_at,
-        expires_at,
-        jitter: fastrand::f64(),
-    };
-    (now < credential.refresh_at(subject.spec.refresh) && now < expires_at).then_some(credential)
+    let key = ctx.credential_key().await?;
+    let hosts: BTreeSet<&str> = targets.iter().map(|t| t.host.as_str()).collect();
+    for candidate in candidates {
+        let (ns, name) = (&candidate.namespace, &candidate.name);
+        let secret = match ctx.writer.get_secret(ns, name).await {
+            Ok(Some(secret)) => secret,
+            Ok(None) => continue,
+            Err(error) => {
+                tracing::debug!(%error, "failed to read a written secret back");
+                continue;
+            }
+        };
+        let read = match provenance::read_back(&key, store_key, &hosts, &secret) {
+            Ok(read) => read,
+            Err(why) => {
+                tracing::info!(resource = %subject.owner, namespace = %ns, secret = %name, reason = %why, "not reusing the credential in a written secret");
+                continue;
+            }
+        };
+        let credential = Credential {
+            config: read.config,
+            issued_at: read.issued_at,
+            expires_at: read.expires_at,
+            jitter: fastrand::f64(),
+        };
+        if now < credential.refresh_at(subject.spec.refresh) && now < credential.expires_at {
+            return Some(credential);
+        }
+        // Genuine but due: another copy may be newer (an interrupted fan-out).
+    }
+    None
 }
 
 /// Looks again at same-named foreign secrets last checked more than a resync ago: one GET
 /// each (no write); a deleted one clears the way for irsa's secret.
-async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>, _now: i64) {
+async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>) {
     let due = {
         let index = ctx.index();
         index.foreign_due(
@@ -843,246 +1051,11 @@ async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>, _now: i64) {
         )
     };
     for s in due {
-        ctx.limiter.acquire().await;
-        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &s.namespace);
-        match api.get_opt(&s.name).await {
+        match ctx.writer.get_secret(&s.namespace, &s.name).await {
             Ok(None) => ctx.index_mut().forget_foreign(&s.namespace, &s.name),
-            Ok(Some(secret)) => note_existing(ctx, &secret),
+            Ok(Some(secret)) => note_existing(&ctx.index, &secret),
             Err(error) => tracing::debug!(%error, "failed to re-read a conflicting secret"),
         }
-    }
-}
-
-/// Indexes a Secret found in the way: ours (label) or foreign.
-fn note_existing(ctx: &Context, secret: &Secret) {
-    let Some(state) = SecretState::from_secret(secret) else {
-        return;
-    };
-    let mut index = ctx.index_mut();
-    if plan::is_managed(&state.labels) {
-        index.apply_secret(secret);
-    } else {
-        index.record_foreign(state, Instant::now());
-    }
-}
-
-/// What executing a plan did.
-#[derive(Debug, Default)]
-struct Outcome {
-    written: usize,
-    failed: Vec<(String, String)>,
-    not_leader: bool,
-}
-
-enum Step {
-    Done,
-    Failed(String, String),
-    NotLeader,
-}
-
-async fn execute(
-    ctx: &Context,
-    subject: &Subject<'_>,
-    plan: &Plan,
-    credential: Option<&Credential>,
-) -> Outcome {
-    let mut outcome = Outcome::default();
-    let tally = |step: Step, outcome: &mut Outcome| match step {
-        Step::Done => {}
-        Step::Failed(ns, message) => outcome.failed.push((ns, message)),
-        Step::NotLeader => outcome.not_leader = true,
-    };
-    // Futures are made as slots free up, never all at once (each holds a request in flight).
-    // By index: a closure over borrowed items inside a stream held across an await trips the
-    // compiler's higher-ranked lifetime inference (rust-lang/rust#102211).
-    let writes = futures_util::stream::iter(0..plan.writes.len())
-        .map(|i| write_secret(ctx, &plan.writes[i], credential))
-        .buffer_unordered(ctx.config.write_concurrency.max(1));
-    let results: Vec<(bool, Step)> = writes.collect().await;
-    for (wrote, step) in results {
-        if wrote {
-            outcome.written += 1;
-        }
-        tally(step, &mut outcome);
-    }
-    for p in &plan.service_account_patches {
-        let step = patch_service_account(ctx, p).await;
-        tally(step, &mut outcome);
-    }
-    let deletions = futures_util::stream::iter(0..plan.deletions.len())
-        .map(|i| delete_secret(ctx, &plan.deletions[i].namespace, &plan.deletions[i].name))
-        .buffer_unordered(ctx.config.write_concurrency.max(1));
-    for step in deletions.collect::<Vec<_>>().await {
-        tally(step, &mut outcome);
-    }
-    if !plan.is_noop() {
-        tracing::debug!(
-            resource = %subject.owner,
-            writes = plan.writes.len(),
-            deletions = plan.deletions.len(),
-            patches = plan.service_account_patches.len(),
-            failed = outcome.failed.len(),
-            "applied plan"
-        );
-    }
-    outcome
-}
-
-async fn write_secret(
-    ctx: &Context,
-    w: &SecretWrite,
-    credential: Option<&Credential>,
-) -> (bool, Step) {
-    if !ctx.leadership.is_leader() {
-        return (false, Step::NotLeader);
-    }
-    let ns = w.secret.namespace.clone();
-    let mut secret = w.secret.to_secret();
-    if let (Some(c), Some(a)) = (credential, secret.metadata.annotations.as_mut()) {
-        a.insert(ISSUED_AT_ANNOTATION.to_owned(), rfc3339(c.issued_at));
-        a.insert(EXPIRES_AT_ANNOTATION.to_owned(), rfc3339(c.expires_at));
-    }
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let name = w.secret.name.clone();
-    let fail = |action: &str, e: &kube::Error| {
-        Step::Failed(
-            ns.clone(),
-            format!("failed to {action} secret {ns}/{name}: {}", describe(e)),
-        )
-    };
-    if w.kind == WriteKind::Replace
-        && let Step::Failed(a, b) = delete_secret(ctx, &ns, &name).await
-    {
-        return (false, Step::Failed(a, b));
-    }
-    ctx.limiter.acquire().await;
-    match w.kind {
-        WriteKind::Create | WriteKind::Replace => {
-            ctx.metrics.wrote(Write::Create);
-            let pp = PostParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PostParams::default()
-            };
-            match api.create(&pp, &secret).await {
-                Ok(created) => {
-                    ctx.index_mut().apply_secret(&created);
-                    (true, Step::Done)
-                }
-                // Someone else's secret of that name (or ours, not yet seen): look at it.
-                Err(e) if status_code(&e) == Some(409) => {
-                    ctx.limiter.acquire().await;
-                    match api.get_opt(&name).await {
-                        Ok(Some(existing)) => {
-                            note_existing(ctx, &existing);
-                            (false, Step::Done)
-                        }
-                        Ok(None) => (false, fail("create", &e)),
-                        Err(e) => (false, fail("read", &e)),
-                    }
-                }
-                // The namespace is going away.
-                Err(e) if matches!(status_code(&e), Some(404 | 403)) && is_namespace_gone(&e) => {
-                    (false, Step::Done)
-                }
-                Err(e) => (false, fail("create", &e)),
-            }
-        }
-        WriteKind::Update => {
-            ctx.metrics.wrote(Write::Apply);
-            match api
-                .patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&secret),
-                )
-                .await
-            {
-                Ok(updated) => {
-                    ctx.index_mut().apply_secret(&updated);
-                    (true, Step::Done)
-                }
-                Err(e) => (false, fail("update", &e)),
-            }
-        }
-    }
-}
-
-fn is_namespace_gone(e: &kube::Error) -> bool {
-    match e {
-        kube::Error::Api(s) => {
-            let m = s.message.to_ascii_lowercase();
-            m.contains("namespace") && (m.contains("not found") || m.contains("terminat"))
-        }
-        _ => false,
-    }
-}
-
-fn describe(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
-        other => other.to_string(),
-    }
-}
-
-async fn delete_secret(ctx: &Context, ns: &str, name: &str) -> Step {
-    if !ctx.leadership.is_leader() {
-        return Step::NotLeader;
-    }
-    ctx.limiter.acquire().await;
-    ctx.metrics.wrote(Write::Delete);
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => {}
-        Err(e) if status_code(&e) == Some(404) => {}
-        Err(e) => {
-            return Step::Failed(
-                ns.to_owned(),
-                format!("failed to delete secret {ns}/{name}: {}", describe(&e)),
-            );
-        }
-    }
-    ctx.index_mut().delete_secret(ns, name);
-    Step::Done
-}
-
-async fn patch_service_account(ctx: &Context, p: &ServiceAccountPatch) -> Step {
-    if !ctx.leadership.is_leader() {
-        return Step::NotLeader;
-    }
-    let patch: json_patch::Patch = match serde_json::from_value(p.json_patch()) {
-        Ok(patch) => patch,
-        Err(e) => {
-            return Step::Failed(p.namespace.clone(), format!("bug: invalid JSON patch: {e}"));
-        }
-    };
-    ctx.limiter.acquire().await;
-    ctx.metrics.wrote(Write::PatchServiceAccount);
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &p.namespace);
-    match api
-        .patch(
-            &p.name,
-            &PatchParams {
-                field_manager: Some(FIELD_MANAGER.to_owned()),
-                ..PatchParams::default()
-            },
-            &Patch::<()>::Json(patch),
-        )
-        .await
-    {
-        Ok(sa) => {
-            ctx.index_mut().apply_service_account(&sa);
-            Step::Done
-        }
-        Err(e) if status_code(&e) == Some(404) => Step::Done,
-        Err(e) => Step::Failed(
-            p.namespace.clone(),
-            format!(
-                "failed to update imagePullSecrets of service account {}/{}: {} (retried)",
-                p.namespace,
-                p.name,
-                describe(&e)
-            ),
-        ),
     }
 }
 
@@ -1093,7 +1066,16 @@ async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> 
         let index = ctx.index();
         plan::cleanup(subject, &index.view(subject))
     };
-    let outcome = execute(ctx, subject, &plan, None).await;
+    let outcome = ctx
+        .writer
+        .execute(
+            &ctx.index,
+            &plan,
+            &BTreeMap::new(),
+            ctx.config.write_concurrency,
+        )
+        .await;
+    log_outcome(subject, &plan, &outcome);
     if outcome.not_leader {
         return Err(Error::NotLeader);
     }
@@ -1105,10 +1087,68 @@ async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> 
     }
     tracing::info!(resource = %subject.owner, deleted = plan.deletions.len(), policy = ?subject.spec.deletion_policy, "cleaned up");
     ctx.metrics.forget(&subject.owner);
-    ctx.use_key(&subject.owner, None);
+    ctx.use_store_key(&subject.owner, None);
     ctx.reported
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&subject.owner);
     Ok(Action::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(finalizers: &[&str], deleting: bool) -> ObjectMeta {
+        ObjectMeta {
+            finalizers: (!finalizers.is_empty())
+                .then(|| finalizers.iter().map(|f| (*f).to_owned()).collect()),
+            deletion_timestamp: deleting.then_some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+            ),
+            ..ObjectMeta::default()
+        }
+    }
+
+    fn ops(patch: &json_patch::Patch) -> serde_json::Value {
+        serde_json::to_value(patch).unwrap()
+    }
+
+    #[test]
+    fn finalizer_phases_and_their_guarded_patches() {
+        let Phase::AddFinalizer(p) = phase(&meta(&[], false)) else {
+            panic!("no finalizer: add it")
+        };
+        assert_eq!(
+            ops(&p),
+            json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+            ])
+        );
+        let Phase::AddFinalizer(p) = phase(&meta(&["other"], false)) else {
+            panic!("another finalizer only: add ours")
+        };
+        assert_eq!(
+            ops(&p),
+            json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": ["other"]},
+                {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+            ])
+        );
+        assert_eq!(phase(&meta(&["other", FINALIZER], false)), Phase::Apply);
+        let Phase::Cleanup(p) = phase(&meta(&["other", FINALIZER], true)) else {
+            panic!("deleting with ours: clean up")
+        };
+        assert_eq!(
+            ops(&p),
+            json!([
+                {"op": "test", "path": "/metadata/finalizers/1", "value": FINALIZER},
+                {"op": "remove", "path": "/metadata/finalizers/1"},
+            ])
+        );
+        assert_eq!(phase(&meta(&["other"], true)), Phase::Done);
+    }
 }

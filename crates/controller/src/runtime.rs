@@ -55,6 +55,8 @@ pub struct ControllerOptions {
     pub instance: String,
     /// The wall clock.
     pub clock: Arc<dyn Clock>,
+    /// The controller's own namespace, where it keeps the credential key Secret.
+    pub key_namespace: String,
 }
 
 impl std::fmt::Debug for ControllerOptions {
@@ -67,6 +69,7 @@ impl std::fmt::Debug for ControllerOptions {
             .field("burst", &self.burst)
             .field("lease", &self.lease)
             .field("instance", &self.instance)
+            .field("key_namespace", &self.key_namespace)
             .finish_non_exhaustive()
     }
 }
@@ -83,6 +86,7 @@ impl Default for ControllerOptions {
             lease: None,
             instance: "irsa".to_owned(),
             clock: Arc::new(irsa_aws::SystemClock),
+            key_namespace: irsa_k8s::install::DEFAULT_NAMESPACE.to_owned(),
         }
     }
 }
@@ -417,6 +421,7 @@ impl Controller {
                 token_expiration: options.token_expiration,
                 clock: options.clock.clone(),
                 qps: options.qps,
+                key_namespace: options.key_namespace.clone(),
             },
             RateLimiter::new(options.qps, options.burst),
             requester,
@@ -483,11 +488,14 @@ impl Controller {
         }
         let cps_run = cps
             .run(
-                |obj, ctx: Arc<Context>| {
-                    ctx.metrics.reconciling(&Owner::Cluster {
-                        name: obj.metadata.name.clone().unwrap_or_default(),
-                    });
-                    reconcile::reconcile_cluster(obj, ctx)
+                {
+                    let metrics = handle.metrics.clone();
+                    move |obj, ctx: Arc<Context>| {
+                        metrics.reconciling(&Owner::Cluster {
+                            name: obj.metadata.name.clone().unwrap_or_default(),
+                        });
+                        reconcile::reconcile_cluster(obj, ctx)
+                    }
                 },
                 |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
                 ctx.clone(),
@@ -495,12 +503,15 @@ impl Controller {
             .for_each(|r| async move { log_controller_error("clusterpullsecrets", r) });
         let ps_run = ps
             .run(
-                |obj, ctx: Arc<Context>| {
-                    ctx.metrics.reconciling(&Owner::Namespaced {
-                        namespace: obj.metadata.namespace.clone().unwrap_or_default(),
-                        name: obj.metadata.name.clone().unwrap_or_default(),
-                    });
-                    reconcile::reconcile_namespaced(obj, ctx)
+                {
+                    let metrics = handle.metrics.clone();
+                    move |obj, ctx: Arc<Context>| {
+                        metrics.reconciling(&Owner::Namespaced {
+                            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+                            name: obj.metadata.name.clone().unwrap_or_default(),
+                        });
+                        reconcile::reconcile_namespaced(obj, ctx)
+                    }
                 },
                 |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
                 ctx.clone(),

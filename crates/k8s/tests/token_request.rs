@@ -146,6 +146,7 @@ async fn a_refusal_names_the_rbac_rule_and_other_failures_keep_the_server_messag
         rate: 1.0,
         count: Some(1),
         retry_after_seconds: None,
+        message: None,
     });
     let err = requester
         .request_token("team", "puller", &sts, Duration::from_secs(3600))

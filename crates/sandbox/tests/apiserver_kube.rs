@@ -623,6 +623,7 @@ async fn reflector_follows_changes_across_dropped_watches_and_410() {
         rate: 1.0,
         count: None,
         retry_after_seconds: None,
+        message: None,
     });
     sb.api.faults().drop_watches();
     // The old watch is gone once the watcher's reconnection was refused.
@@ -774,6 +775,7 @@ async fn injected_faults() {
         rate: 1.0,
         count: Some(1),
         retry_after_seconds: None,
+        message: None,
     });
     assert_eq!(
         api_code(&secrets.list(&ListParams::default()).await.unwrap_err()),
@@ -789,6 +791,7 @@ async fn injected_faults() {
         rate: 1.0,
         count: Some(1),
         retry_after_seconds: Some(1),
+        message: None,
     });
     assert_eq!(api_code(&secrets.get("x").await.unwrap_err()), 404);
     assert_eq!(sb.api.counters().get("kubernetes", "get secrets", "429"), 1);

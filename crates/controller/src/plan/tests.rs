@@ -63,6 +63,7 @@ fn apply(observed: &Observed, plan: &Plan) -> Observed {
             labels: (*s.labels).clone(),
             type_: Some(DOCKER_CONFIG_JSON_TYPE.into()),
             content_hash: s.annotations.get(CONTENT_HASH_ANNOTATION).cloned(),
+            checked: Checked::default(),
         });
     }
     for p in &plan.service_account_patches {
@@ -451,6 +452,22 @@ fn a_pull_secret_writes_only_into_its_namespace() {
     );
     assert_eq!(p.writes[0].secret.labels[OWNER_NAMESPACE_LABEL], "team-a");
     assert_eq!(p.writes[0].secret.labels[OWNER_KIND_LABEL], "PullSecret");
+
+    // Another namespace's secret labelled as this PullSecret's (a tenant may label its own
+    // secrets): neither deleted as stale nor counted, and its service accounts left alone.
+    let forged = SecretState::owned("team-b", "ecr-pull", &subject.owner, "sha256:x");
+    let observed = observed
+        .secret(forged.clone())
+        .service_account(ServiceAccountState::new("team-b", "default").pull_secrets(&["ecr-pull"]));
+    for p in [
+        plan(&subject, &observed, Some(&credential(PASSWORD))),
+        plan(&subject, &observed, None),
+        cleanup(&subject, &observed),
+    ] {
+        assert!(p.deletions.is_empty(), "{p:?}");
+        assert!(p.service_account_patches.is_empty(), "{p:?}");
+        assert!(p.targets.iter().all(|t| t.namespace == "team-a"), "{p:?}");
+    }
 
     let no_namespace = PullSecret::new("ecr", PullSecretSpec { secret: spec() });
     assert!(Subject::namespaced(&no_namespace).is_none());

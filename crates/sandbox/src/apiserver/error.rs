@@ -68,6 +68,19 @@ impl ApiError {
         .with_details(group, plural, name)
     }
 
+    /// 409 Conflict for another reason (`Operation cannot be fulfilled on …: <why>`).
+    pub fn conflict_because(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                qualified(group, plural)
+            ),
+        )
+        .with_details(group, plural, name)
+    }
+
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)

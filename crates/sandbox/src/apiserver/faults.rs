@@ -1,7 +1,9 @@
 //! Fault injection: latency, error rates per verb and resource, throttling with
-//! `Retry-After`, and dropped watches. Set from code ([`Faults`]) or the admin endpoint
-//! (`/sandbox/faults`).
+//! `Retry-After`, dropped watches, and held watches (open, but delivering nothing until
+//! released, as a stalled watch cache or a partitioned API server looks to a client). Set from
+//! code ([`Faults`]) or the admin endpoint (`/sandbox/faults`).
 
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -31,6 +33,10 @@ pub struct ErrorRule {
     /// `Retry-After` seconds for 429 (default 1).
     #[serde(default)]
     pub retry_after_seconds: Option<u64>,
+    /// The `Status` message (default: `injected fault (<code>)`). The reason follows the code,
+    /// and there are no details: a message that reads like another error stays just a message.
+    #[serde(default)]
+    pub message: Option<String>,
 }
 
 fn one() -> f64 {
@@ -47,6 +53,11 @@ pub struct FaultConfig {
     /// Error rules, first match wins.
     #[serde(default)]
     pub errors: Vec<ErrorRule>,
+    /// Resources (plurals, e.g. `secrets`) whose watches hold their events back, open or
+    /// opened later, until removed from this list; nothing is lost, and a held watch sends no
+    /// bookmarks.
+    #[serde(default)]
+    pub hold_watches: BTreeSet<String>,
 }
 
 /// Live fault injection shared by every request.
@@ -54,6 +65,7 @@ pub struct FaultConfig {
 pub struct Faults {
     config: Mutex<FaultConfig>,
     drops: watch::Sender<u64>,
+    holds: watch::Sender<BTreeSet<String>>,
 }
 
 impl Default for Faults {
@@ -61,6 +73,7 @@ impl Default for Faults {
         Self {
             config: Mutex::new(FaultConfig::default()),
             drops: watch::channel(0).0,
+            holds: watch::channel(BTreeSet::new()).0,
         }
     }
 }
@@ -68,7 +81,9 @@ impl Default for Faults {
 impl Faults {
     /// Replaces the settings.
     pub fn set(&self, config: FaultConfig) {
-        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        let mut current = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        self.holds.send_replace(config.hold_watches.clone());
+        *current = config;
     }
 
     /// The current settings.
@@ -111,6 +126,26 @@ impl Faults {
         self.drops.subscribe()
     }
 
+    /// Holds back the events of every watch of `resource` (a plural, e.g. `secrets`), open or
+    /// opened later, without ending them, until [`Faults::release_watches`].
+    pub fn hold_watches(&self, resource: &str) {
+        let mut config = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        config.hold_watches.insert(resource.to_owned());
+        self.holds.send_replace(config.hold_watches.clone());
+    }
+
+    /// Releases the watches of `resource`: what they held is delivered, in order.
+    pub fn release_watches(&self, resource: &str) {
+        let mut config = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        config.hold_watches.remove(resource);
+        self.holds.send_replace(config.hold_watches.clone());
+    }
+
+    /// Subscribes to the set of held resources.
+    pub fn watch_holds(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.holds.subscribe()
+    }
+
     /// The latency to add to a request.
     pub fn latency(&self) -> Duration {
         Duration::from_millis(self.get().latency_ms)
@@ -145,8 +180,12 @@ fn injected(rule: &ErrorRule) -> ApiError {
         403 => "Forbidden",
         _ => "InternalError",
     };
-    let mut err = ApiError::new(rule.code, reason, format!("injected fault ({})", rule.code));
-    if rule.code == 429 {
+    let message = rule
+        .message
+        .clone()
+        .unwrap_or_else(|| format!("injected fault ({})", rule.code));
+    let mut err = ApiError::new(rule.code, reason, message);
+    if rule.code == 429 && rule.message.is_none() {
         err.message = "the server has received too many requests and has asked us to try again later (injected)".into();
         err.retry_after = Some(rule.retry_after_seconds.unwrap_or(1));
     }
@@ -167,6 +206,7 @@ mod tests {
             rate: 1.0,
             count: Some(2),
             retry_after_seconds: Some(3),
+            message: None,
         });
         assert!(faults.check("get", "secrets").is_none());
         assert!(faults.check("list", "pods").is_none());
@@ -185,5 +225,37 @@ mod tests {
         assert_eq!(c.latency_ms, 5);
         assert_eq!(c.errors[0].rate, 0.5);
         assert_eq!(c.errors[0].resource, None);
+        let c: FaultConfig = serde_json::from_str(
+            r#"{"errors": [{"code": 404, "message": "namespace a: not found in the allow list"}],
+                "holdWatches": ["secrets"]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.hold_watches, BTreeSet::from(["secrets".to_owned()]));
+        let faults = Faults::default();
+        faults.set(c);
+        let err = faults.check("create", "secrets").unwrap();
+        assert_eq!(
+            (err.code, err.reason, err.message.as_str(), err.details),
+            (
+                404,
+                "NotFound",
+                "namespace a: not found in the allow list",
+                None
+            )
+        );
+        assert!(faults.watch_holds().borrow().contains("secrets"));
+    }
+
+    #[test]
+    fn holds_are_set_released_and_cleared() {
+        let faults = Faults::default();
+        let holds = faults.watch_holds();
+        faults.hold_watches("secrets");
+        faults.hold_watches("namespaces");
+        faults.release_watches("namespaces");
+        assert_eq!(*holds.borrow(), BTreeSet::from(["secrets".to_owned()]));
+        assert_eq!(faults.get().hold_watches, *holds.borrow());
+        faults.clear();
+        assert!(holds.borrow().is_empty());
     }
 }

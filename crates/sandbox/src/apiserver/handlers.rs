@@ -188,7 +188,8 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
 }
 
 /// `/sandbox/faults` (GET, PUT/POST a [`FaultConfig`], DELETE),
-/// `/sandbox/faults/drop-watches` (POST), `/sandbox/compact` (POST), `/metrics`.
+/// `/sandbox/faults/drop-watches` (POST), `/sandbox/faults/hold-watches/<plural>` (POST holds,
+/// DELETE releases), `/sandbox/compact` (POST), `/metrics`.
 fn admin(api: &ApiServer, method: &Method, path: &str, body: &Bytes) -> Option<Response> {
     let faults = &api.inner.faults;
     let resp = match (method.as_str(), path) {
@@ -215,6 +216,15 @@ fn admin(api: &ApiServer, method: &Method, path: &str, body: &Bytes) -> Option<R
         ("POST", "/sandbox/faults/drop-watches") => {
             faults.drop_watches();
             json_response(200, &json!({}))
+        }
+        (m @ ("POST" | "DELETE"), p) if p.starts_with("/sandbox/faults/hold-watches/") => {
+            let resource = p.trim_start_matches("/sandbox/faults/hold-watches/");
+            if m == "POST" {
+                faults.hold_watches(resource);
+            } else {
+                faults.release_watches(resource);
+            }
+            json_response(200, &serde_json::to_value(faults.get()).unwrap_or_default())
         }
         ("POST", "/sandbox/compact") => {
             api.inner.store.compact();
@@ -438,6 +448,7 @@ fn handle(
                 t.namespace.clone(),
                 params,
                 api.inner.faults.watch_drops(),
+                api.inner.faults.watch_holds(),
             ))
         }
         ("get", Some(name), None | Some("status")) => {
@@ -478,10 +489,8 @@ fn handle(
             } else {
                 parse_json(body)?
             };
-            let precondition = opts
-                .pointer("/preconditions/resourceVersion")
-                .and_then(Value::as_str);
-            let obj = store.delete(rt, ns, name, precondition)?;
+            let preconditions = super::store::Preconditions::from_options(&opts);
+            let obj = store.delete(rt, ns, name, &preconditions)?;
             Ok(object_response(200, rt, &obj, render))
         }
         ("deletecollection", None, _) => {

@@ -409,7 +409,11 @@ impl Store {
             ));
         }
         if rt.namespaced {
-            check_namespace_open(&state, ns)?;
+            let name = obj
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            check_namespace_open(&state, rt, ns, name)?;
         }
         let meta = meta_mut(&mut obj);
         if meta
@@ -682,16 +686,18 @@ impl Store {
     }
 
     /// Deletes an object: objects with finalizers get a `deletionTimestamp` and stay until
-    /// the finalizers are removed; namespaces delete their contents first.
+    /// the finalizers are removed; namespaces delete their contents first. A delete whose
+    /// `preconditions` name another uid or resourceVersion fails with 409 Conflict, as on
+    /// kube-apiserver.
     pub fn delete(
         &self,
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        precondition_rv: Option<&str>,
+        preconditions: &Preconditions,
     ) -> Result<Arc<Value>, ApiError> {
         let mut state = self.write();
-        self.delete_locked(&mut state, rt, ns, name, precondition_rv)
+        self.delete_locked(&mut state, rt, ns, name, preconditions)
     }
 
     fn delete_locked(
@@ -700,7 +706,7 @@ impl Store {
         rt: &ResourceType,
         ns: &str,
         name: &str,
-        precondition_rv: Option<&str>,
+        preconditions: &Preconditions,
     ) -> Result<Arc<Value>, ApiError> {
         let ns = if rt.namespaced { ns } else { "" };
         let key = (ns.to_owned(), name.to_owned());
@@ -711,14 +717,7 @@ impl Store {
             .and_then(|o| o.get(&key))
             .cloned()
             .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, name))?;
-        if let Some(want) = precondition_rv
-            && old
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                != Some(want)
-        {
-            return Err(ApiError::conflict(&rt.group, &rt.plural, name));
-        }
+        preconditions.check(rt, name, &old)?;
         let rv = state.rv + 1;
         let mut new = (*old).clone();
         let is_namespace = rt.kind == "Namespace";
@@ -779,7 +778,13 @@ impl Store {
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            if let Ok(o) = self.delete_locked(&mut state, rt, ons, name_of(&obj), None) {
+            if let Ok(o) = self.delete_locked(
+                &mut state,
+                rt,
+                ons,
+                name_of(&obj),
+                &Preconditions::default(),
+            ) {
                 out.push(o);
             }
         }
@@ -814,7 +819,7 @@ impl Store {
                 })
                 .unwrap_or_default();
             for name in names {
-                let _ = self.delete_locked(state, rt, ns, &name, None);
+                let _ = self.delete_locked(state, rt, ns, &name, &Preconditions::default());
             }
         }
         self.finish_namespace(state, ns);
@@ -904,7 +909,68 @@ impl Store {
     }
 }
 
-fn check_namespace_open(state: &State, ns: &str) -> Result<(), ApiError> {
+/// `DeleteOptions.preconditions`: the uid and resourceVersion the object must still have.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+}
+
+impl Preconditions {
+    /// Reads them from a `DeleteOptions` body.
+    pub fn from_options(options: &Value) -> Self {
+        let get = |k: &str| {
+            options
+                .pointer(&format!("/preconditions/{k}"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        Self {
+            uid: get("uid"),
+            resource_version: get("resourceVersion"),
+        }
+    }
+
+    /// 409 Conflict, worded as kube-apiserver words it, when `obj` does not match.
+    fn check(&self, rt: &ResourceType, name: &str, obj: &Value) -> Result<(), ApiError> {
+        let meta = |k: &str| {
+            obj.pointer(&format!("/metadata/{k}"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+        };
+        for (what, want, field) in [
+            ("UID", &self.uid, "uid"),
+            ("ResourceVersion", &self.resource_version, "resourceVersion"),
+        ] {
+            if let Some(want) = want
+                && want != meta(field)
+            {
+                return Err(ApiError::conflict_because(
+                    &rt.group,
+                    &rt.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: {what} in precondition: {want}, {what} in object meta: {}",
+                        meta(field)
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The refusals kube-apiserver's NamespaceLifecycle admission gives a create in a namespace
+/// that does not exist (404, details naming the namespace) or is being deleted (403, cause
+/// `NamespaceTerminating`).
+fn check_namespace_open(
+    state: &State,
+    rt: &ResourceType,
+    ns: &str,
+    name: &str,
+) -> Result<(), ApiError> {
     let nso = state
         .objects
         .get("/namespaces")
@@ -912,9 +978,19 @@ fn check_namespace_open(state: &State, ns: &str) -> Result<(), ApiError> {
     match nso {
         None => Err(ApiError::not_found("", "namespaces", ns)),
         Some(o) if o.pointer("/metadata/deletionTimestamp").is_some() => {
-            Err(ApiError::forbidden(format!(
-                "unable to create new content in namespace {ns} because it is being terminated"
-            )))
+            let mut e = ApiError::forbidden(format!(
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                super::error::qualified(&rt.group, &rt.plural)
+            ));
+            e.details = Some(json!({
+                "name": name, "group": rt.group, "kind": rt.plural,
+                "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {ns} is being terminated"),
+                    "field": "metadata.namespace",
+                }],
+            }));
+            Err(e)
         }
         Some(_) => Ok(()),
     }
@@ -1035,8 +1111,90 @@ mod tests {
         let err = store.update(&rt, "default", "a", stale, None).unwrap_err();
         assert_eq!((err.code, err.reason), (409, "Conflict"));
 
-        store.delete(&rt, "default", "a", None).unwrap();
+        store
+            .delete(&rt, "default", "a", &Preconditions::default())
+            .unwrap();
         assert_eq!(store.get(&rt, "default", "a").unwrap_err().code, 404);
+    }
+
+    #[test]
+    fn deletes_honour_uid_and_resource_version_preconditions() {
+        let store = Store::default();
+        let rt = secrets(&store);
+        let created = store
+            .create(&rt, Some("default"), secret("a", json!({})))
+            .unwrap();
+        let uid = created["metadata"]["uid"].as_str().unwrap().to_owned();
+        let rv = created["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let wrong = |uid: Option<&str>, rv: Option<&str>| Preconditions {
+            uid: uid.map(str::to_owned),
+            resource_version: rv.map(str::to_owned),
+        };
+        for (p, field) in [
+            (wrong(Some("other-uid"), None), "UID"),
+            (wrong(Some(&uid), Some("1")), "ResourceVersion"),
+        ] {
+            let err = store.delete(&rt, "default", "a", &p).unwrap_err();
+            assert_eq!((err.code, err.reason), (409, "Conflict"), "{p:?}");
+            assert!(
+                err.message
+                    .contains(&format!("Precondition failed: {field} in precondition")),
+                "{}",
+                err.message
+            );
+            assert!(store.get(&rt, "default", "a").is_ok(), "not deleted");
+        }
+        let options = json!({"preconditions": {"uid": uid, "resourceVersion": rv}});
+        store
+            .delete(&rt, "default", "a", &Preconditions::from_options(&options))
+            .unwrap();
+        assert_eq!(store.get(&rt, "default", "a").unwrap_err().code, 404);
+    }
+
+    #[test]
+    fn creates_in_missing_or_terminating_namespaces_fail_as_on_kube_apiserver() {
+        let store = Store::default();
+        let rt = secrets(&store);
+        let err = store
+            .create(&rt, Some("nope"), secret("a", json!({})))
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (404, "NotFound"));
+        assert_eq!(err.message, "namespaces \"nope\" not found");
+        let details = err.details.unwrap();
+        assert_eq!(
+            (details["kind"].as_str(), details["name"].as_str()),
+            (Some("namespaces"), Some("nope"))
+        );
+
+        let ns_rt = store.resource("", "v1", "namespaces").unwrap();
+        store
+            .create(
+                &ns_rt,
+                None,
+                json!({"metadata": {"name": "going", "finalizers": ["x"]}}),
+            )
+            .unwrap();
+        store
+            .delete(&ns_rt, "", "going", &Preconditions::default())
+            .unwrap();
+        let err = store
+            .create(&rt, Some("going"), secret("a", json!({})))
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (403, "Forbidden"));
+        assert!(
+            err.message.starts_with(
+                "secrets \"a\" is forbidden: unable to create new content in namespace going"
+            ),
+            "{}",
+            err.message
+        );
+        let details = err.details.unwrap();
+        assert_eq!(details["kind"], "secrets");
+        assert_eq!(details["causes"][0]["reason"], "NamespaceTerminating");
+        assert_eq!(details["causes"][0]["field"], "metadata.namespace");
     }
 
     #[test]
@@ -1116,7 +1274,9 @@ mod tests {
         store
             .create(&rt, Some("team"), secret("plain", json!({})))
             .unwrap();
-        store.delete(&ns_rt, "", "team", None).unwrap();
+        store
+            .delete(&ns_rt, "", "team", &Preconditions::default())
+            .unwrap();
         assert_eq!(store.get(&rt, "team", "plain").unwrap_err().code, 404);
         let held = store.get(&rt, "team", "f").unwrap();
         assert!(held.pointer("/metadata/deletionTimestamp").is_some());

@@ -1,6 +1,8 @@
 //! Watch streams: newline-delimited JSON events after a resourceVersion, bookmarks,
-//! `410 Gone` as an `ERROR` event, `timeoutSeconds`, and clean ends.
+//! `410 Gone` as an `ERROR` event, `timeoutSeconds`, and clean ends; and the faults that end
+//! them (dropped) or hold their events back (held).
 
+use std::collections::{BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,6 +107,48 @@ fn visible(
     }
 }
 
+/// Events a held watch keeps before it gives up and ends (its client then resumes or relists).
+const MAX_HELD: usize = 100_000;
+
+/// The sending end of one watch: events go out in order, or wait in `held` while the
+/// resource's watches are held.
+struct Outbox {
+    tx: mpsc::Sender<Bytes>,
+    holds: watch::Receiver<BTreeSet<String>>,
+    plural: String,
+    held: VecDeque<Bytes>,
+}
+
+impl Outbox {
+    fn holding(&self) -> bool {
+        self.holds.borrow().contains(&self.plural)
+    }
+
+    /// Sends (or holds) one event; `false` when the watch must end.
+    async fn send(&mut self, event: Bytes) -> bool {
+        if self.holding() {
+            if self.held.len() >= MAX_HELD {
+                return false;
+            }
+            self.held.push_back(event);
+            return true;
+        }
+        self.flush().await && self.tx.send(event).await.is_ok()
+    }
+
+    /// Sends what was held, once released; `false` when the client is gone.
+    async fn flush(&mut self) -> bool {
+        while !self.holding()
+            && let Some(event) = self.held.pop_front()
+        {
+            if self.tx.send(event).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
 /// Starts a watch and returns the streaming response.
 pub fn serve(
     store: &Store,
@@ -112,6 +156,7 @@ pub fn serve(
     ns: Option<String>,
     params: WatchParams,
     mut drops: watch::Receiver<u64>,
+    holds: watch::Receiver<BTreeSet<String>>,
 ) -> Response {
     let since = if params.send_initial_events {
         None
@@ -132,24 +177,28 @@ pub fn serve(
                     let ns = ns.as_deref();
                     let matches =
                         |o: &Value| params.labels.matches(o) && params.fields.matches(o);
+                    let mut out = Outbox {
+                        tx,
+                        holds,
+                        plural: rt.plural.clone(),
+                        held: VecDeque::new(),
+                    };
                     for obj in &start.initial {
-                        if matches(obj)
-                            && tx.send(object_line("ADDED", &rt, obj, params.render)).await.is_err()
-                        {
+                        if matches(obj) && !out.send(object_line("ADDED", &rt, obj, params.render)).await {
                             return;
                         }
                     }
                     let mut last = start.resource_version;
                     if params.send_initial_events
                         && params.bookmarks
-                        && tx.send(bookmark(&rt, last, true, params.render)).await.is_err()
+                        && !out.send(bookmark(&rt, last, true, params.render)).await
                     {
                         return;
                     }
                     for ev in &start.replay {
                         last = ev.rv;
                         if let Some(kind) = visible(ev, &rt, ns, &params)
-                            && tx.send(object_line(kind, &rt, &ev.object, params.render)).await.is_err()
+                            && !out.send(object_line(kind, &rt, &ev.object, params.render)).await
                         {
                             return;
                         }
@@ -159,13 +208,23 @@ pub fn serve(
                     tokio::pin!(deadline);
                     let mut ticks = tokio::time::interval(params.bookmark_interval);
                     ticks.tick().await;
+                    let mut holds = out.holds.clone();
                     loop {
                         tokio::select! {
                             () = &mut deadline => break,
-                            () = tx.closed() => break,
+                            () = out.tx.closed() => break,
                             _ = drops.changed() => break,
+                            changed = holds.changed() => {
+                                if changed.is_err() || !out.flush().await {
+                                    break;
+                                }
+                            }
+                            // A held watch sends no bookmark: one would let its client resume
+                            // past the events still held.
                             _ = ticks.tick(), if params.bookmarks => {
-                                if tx.send(bookmark(&rt, last, false, params.render)).await.is_err() {
+                                if !out.holding()
+                                    && !out.send(bookmark(&rt, last, false, params.render)).await
+                                {
                                     break;
                                 }
                             }
@@ -176,7 +235,7 @@ pub fn serve(
                                     }
                                     last = ev.rv;
                                     if let Some(kind) = visible(&ev, &rt, ns, &params)
-                                        && tx.send(object_line(kind, &rt, &ev.object, params.render)).await.is_err()
+                                        && !out.send(object_line(kind, &rt, &ev.object, params.render)).await
                                     {
                                         break;
                                     }
@@ -258,6 +317,92 @@ mod tests {
             visible(&ev(EventType::Added, "a", None), &rt, Some("other"), &p),
             None
         );
+    }
+
+    #[tokio::test]
+    async fn a_held_outbox_sends_nothing_until_released_then_all_in_order() {
+        let faults = super::super::faults::Faults::default();
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut out = Outbox {
+            tx,
+            holds: faults.watch_holds(),
+            plural: "secrets".into(),
+            held: VecDeque::new(),
+        };
+        faults.hold_watches("secrets");
+        faults.hold_watches("namespaces");
+        assert!(out.send(Bytes::from_static(b"1")).await);
+        assert!(out.send(Bytes::from_static(b"2")).await);
+        faults.release_watches("namespaces");
+        assert!(out.flush().await);
+        assert!(rx.try_recv().is_err(), "still held");
+        faults.release_watches("secrets");
+        assert!(out.flush().await);
+        assert!(out.send(Bytes::from_static(b"3")).await);
+        for want in ["1", "2", "3"] {
+            assert_eq!(rx.try_recv().unwrap(), want.as_bytes());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_watch_stays_open_and_delivers_what_it_held_once_released() {
+        use http_body_util::BodyExt as _;
+        let store = Store::default();
+        let rt = store.resource("", "v1", "secrets").unwrap();
+        let faults = super::super::faults::Faults::default();
+        faults.hold_watches("secrets");
+        let params = WatchParams {
+            since: Some(store.resource_version()),
+            timeout: Duration::from_secs(60),
+            bookmarks: true,
+            send_initial_events: false,
+            labels: LabelSelector::default(),
+            fields: FieldSelector::default(),
+            bookmark_interval: Duration::from_millis(1),
+            render: Render::Full,
+        };
+        let mut body = serve(
+            &store,
+            rt.clone(),
+            Some("default".into()),
+            params,
+            faults.watch_drops(),
+            faults.watch_holds(),
+        )
+        .into_body();
+        for name in ["a", "b"] {
+            store
+                .create(&rt, Some("default"), json!({"metadata": {"name": name}}))
+                .unwrap();
+        }
+        faults.release_watches("secrets");
+        store
+            .create(&rt, Some("default"), json!({"metadata": {"name": "c"}}))
+            .unwrap();
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.len() < 3 {
+            let frame = tokio::time::timeout_at(deadline, body.frame())
+                .await
+                .expect("events within the deadline")
+                .expect("the watch is still open")
+                .unwrap();
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let event: Value = serde_json::from_slice(line).unwrap();
+                if event["type"] != "BOOKMARK" {
+                    seen.push(
+                        event["object"]["metadata"]["name"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        assert_eq!(seen, ["a", "b", "c"], "nothing lost, in order");
     }
 
     #[test]
