@@ -2,23 +2,35 @@
 //!
 //! 1. upstream exchanges during one refresh of 1,000 target namespaces (goal: exactly 1);
 //! 2. API writes during steady-state resyncs (goal: 0);
-//! 3. new namespace → secret visible through a watch, p50 / p99 (goal: p99 < 1 s);
-//! 4. fan-out to 10,000 namespaces from cold, against as many bare server-side-apply writes of
-//!    equal secrets by a minimal kube-rs client at the same concurrency (goal: ≤ 1.3×);
-//! 5. RSS of the real `irsa controller` process holding 10,000 namespaces and secrets
-//!    (goal: < 64 MiB).
+//! 3. new namespace → secret visible through a watch, p50 / p99, nothing else going on
+//!    (goal: p99 < 1 s);
+//! 6. reconciles triggered by creating 1,000 namespaces with 50 ClusterPullSecrets, one of which
+//!    selects them (goal: ≤ 2 per namespace for that one, 0 for the other 49);
+//! 7. at the flags `irsa install` deploys (`--leader-elect`, default `--kube-qps 100`, burst
+//!    200, write concurrency 16): new namespace → secret while a refresh of 10,000 secrets of
+//!    the same ClusterPullSecret is in flight, p50 / p99 (goal: p99 < 1 s), and the process RSS
+//!    with 10,000 namespaces and secrets afterwards (goal: < 64 MiB). The refresh is made by
+//!    seeding every namespace with a secret of the resource whose content hash is outdated, so
+//!    that the first reconcile updates all of them, as a refresh does;
+//! 4. fan-out to 10,000 namespaces from cold, controller at `--kube-qps 0`, against as many
+//!    bare server-side-apply writes of equal secrets by a minimal kube-rs client (no rate
+//!    limit either) at the same concurrency (goal: ≤ 1.3×);
+//! 5. RSS of that `--kube-qps 0` process too (for comparison).
 //!
-//! 1–3 run the controller in this process (`irsa::lab`), so the sandbox clock can be moved
-//! past the refresh point; 4–5 run the `irsa` binary of this package as a child process
-//! (Cargo builds it for benches: `CARGO_BIN_EXE_irsa`) against a second, fresh sandbox.
+//! 1–3 and 6 run the controller in this process (`irsa::lab`), so the sandbox clock can be
+//! moved past the refresh point; 4, 5 and 7 run the `irsa` binary of this package as a child
+//! process (Cargo builds it for benches: `CARGO_BIN_EXE_irsa`) against fresh sandboxes.
+//! `IRSA_BENCH_WRAP` (e.g. `heaptrack`) runs the child under a profiler.
 //! Secrets are observed through one kube-rs watch on all secrets, which timestamps each
 //! object when it is first seen and hashes its content.
 //!
 //! `cargo bench -p irsa --bench controller` measures (sizes from `IRSA_BENCH_NAMESPACES`,
-//! `IRSA_BENCH_REFRESH_NAMESPACES`, `IRSA_BENCH_LATENCY_SAMPLES`, `IRSA_BENCH_RESYNCS`).
+//! `IRSA_BENCH_REFRESH_NAMESPACES`, `IRSA_BENCH_LATENCY_SAMPLES`, `IRSA_BENCH_RESYNCS`,
+//! `IRSA_BENCH_TRIGGER_NAMESPACES`, `IRSA_BENCH_TRIGGER_RESOURCES`).
 //! Under `cargo test` (no `--bench` argument) it runs a small smoke version. Both fail when a
-//! deterministic figure is wrong (exchanges ≠ 1, steady-state writes ≠ 0); the timing and
-//! memory goals are reported as met or missed.
+//! deterministic figure is wrong (exchanges ≠ 1, steady-state writes ≠ 0, a reconcile of a
+//! resource that selects none of the new namespaces); the timing and memory goals are
+//! reported as met or missed.
 
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
@@ -45,6 +57,8 @@ struct Sizes {
     refresh: usize,
     latency: usize,
     resyncs: usize,
+    trigger_namespaces: usize,
+    trigger_resources: usize,
     deadline: Duration,
 }
 
@@ -61,6 +75,8 @@ impl Sizes {
             refresh: var("IRSA_BENCH_REFRESH_NAMESPACES", 1_000, 20),
             latency: var("IRSA_BENCH_LATENCY_SAMPLES", 200, 10),
             resyncs: var("IRSA_BENCH_RESYNCS", 5, 2),
+            trigger_namespaces: var("IRSA_BENCH_TRIGGER_NAMESPACES", 1_000, 30),
+            trigger_resources: var("IRSA_BENCH_TRIGGER_RESOURCES", 50, 10),
             deadline: Duration::from_secs(if measuring { 300 } else { 60 }),
         }
     }
@@ -598,6 +614,124 @@ async fn in_process(sizes: &Sizes, table: &mut Table, failures: &mut Vec<String>
     lab.stack.shutdown().await;
 }
 
+/// Figure 6: reconciles per resource when namespaces arrive that one of many resources selects.
+async fn triggered(sizes: &Sizes, table: &mut Table, failures: &mut Vec<String>) {
+    let lab = start_lab(LabConfig::default()).await;
+    let (observer, watch) = Observer::start(lab.new_client().expect("client"));
+    let controller = lab
+        .spawn_controller(lab.controller_options(), None)
+        .await
+        .expect("controller");
+    assert!(
+        tokio::time::timeout(sizes.deadline, controller.handle.wait_ready())
+            .await
+            .expect("controller ready in time"),
+        "controller ready"
+    );
+    let metrics = controller.handle.metrics().clone();
+    let r = sizes.trigger_resources.max(1);
+    let names: Vec<String> = (0..r)
+        .map(|i| {
+            if i == 0 {
+                "wave".to_owned()
+            } else {
+                format!("idle-{i:02}")
+            }
+        })
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let labels = if i == 0 {
+            json!({"wave": "yes"})
+        } else {
+            json!({"wave": format!("no-{i}")})
+        };
+        apply_cps(&lab, &cps(&lab, name, labels)).await;
+    }
+    for name in &names {
+        wait_summary(&lab, name, "0/0", sizes.deadline).await;
+    }
+    let of = |name: &str| {
+        metrics.reconciles_of(&irsa_controller::plan::Owner::Cluster {
+            name: name.to_owned(),
+        })
+    };
+    let total = || {
+        let names = names.clone();
+        let m = metrics.clone();
+        async move {
+            names
+                .iter()
+                .map(|n| {
+                    m.reconciles_of(&irsa_controller::plan::Owner::Cluster { name: n.clone() })
+                })
+                .sum::<u64>()
+        }
+    };
+    settle(
+        "reconciles to settle before the namespaces",
+        Duration::from_millis(500),
+        sizes.deadline,
+        total,
+    )
+    .await;
+    let before: Vec<u64> = names.iter().map(|n| of(n)).collect();
+    let n = sizes.trigger_namespaces;
+    let ns_api: Api<Namespace> = Api::all(lab.client.clone());
+    let created: Vec<String> = (0..n).map(|i| format!("wave-{i:05}")).collect();
+    futures_util::stream::iter(created.iter())
+        .map(|name| {
+            let ns: Namespace = serde_json::from_value(json!({
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": name, "labels": {"wave": "yes"}},
+            }))
+            .expect("namespace");
+            let api = ns_api.clone();
+            async move { api.create(&PostParams::default(), &ns).await.map(|_| ()) }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("create namespaces");
+    observer
+        .wait_all(&created, SECRET_NAME, sizes.deadline)
+        .await;
+    wait_summary(&lab, "wave", &format!("{n}/{n}"), sizes.deadline).await;
+    settle(
+        "reconciles to settle after the namespaces",
+        Duration::from_millis(1000),
+        sizes.deadline,
+        total,
+    )
+    .await;
+    let after: Vec<u64> = names.iter().map(|n| of(n)).collect();
+    let selecting = after[0] - before[0];
+    let others: u64 = after[1..]
+        .iter()
+        .zip(&before[1..])
+        .map(|(a, b)| a - b)
+        .sum();
+    if others != 0 {
+        failures.push(format!(
+            "creating {n} namespaces reconciled the {} resources that select none of them {others} times (want 0)",
+            r - 1
+        ));
+    }
+    table.row(
+        format!(
+            "6. reconciles from creating {n} namespaces, {r} ClusterPullSecrets, 1 selecting (selecting / others)"
+        ),
+        "≤ 2/ns, 0",
+        format!(
+            "{selecting} ({:.2}/ns) / {others}",
+            selecting as f64 / n.max(1) as f64
+        ),
+        Some(others == 0 && selecting <= 2 * n as u64),
+    );
+    controller.stop().await.expect("controller stops");
+    watch.abort();
+    lab.stack.shutdown().await;
+}
+
 /// GET `path` from the child's admin server; (status, body).
 async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
@@ -651,27 +785,45 @@ impl Drop for ChildController {
     }
 }
 
-/// Figures 4–5: the `irsa controller` process against a fresh sandbox.
-async fn child_process(sizes: &Sizes, table: &mut Table) {
-    let lab = start_lab(LabConfig::default()).await;
-    let dir = std::env::temp_dir().join(format!("irsa-bench-controller-{}", std::process::id()));
-    let state = lab.stack.write_state(&dir).expect("write state");
-    let (observer, watch) = Observer::start(lab.new_client().expect("client"));
-    let n = sizes.fanout;
-    let targets = namespaces(&lab, "ns", n, &json!({"tier": "big"}));
+/// A running `irsa controller` child and its admin address.
+struct Spawned {
+    /// Killed on drop.
+    _child: ChildController,
+    admin: String,
+    pid: u32,
+}
 
-    let concurrency = irsa_controller::ControllerOptions::default().write_concurrency;
+/// Starts `irsa controller ARGS --metrics-listen=…` against `lab` and waits until ready.
+async fn spawn_child(
+    lab: &Lab,
+    dir: &std::path::Path,
+    args: &[&str],
+    deadline: Duration,
+) -> Spawned {
+    let state = lab.stack.write_state(dir).expect("write state");
     let admin = format!("127.0.0.1:{}", free_port());
     let log = dir.join("controller.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_irsa"))
-        .args(["controller", "--metrics-listen", &admin, "--kube-qps", "0"])
-        .args(["--write-concurrency", &concurrency.to_string()])
+    let bin = env!("CARGO_BIN_EXE_irsa");
+    let mut command = match std::env::var_os("IRSA_BENCH_WRAP") {
+        Some(wrap) => {
+            let mut c = Command::new(wrap);
+            c.arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let child = command
+        .arg("controller")
+        .args(args)
+        .arg(format!("--metrics-listen={admin}"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("KUBECONFIG", &state.kubeconfig)
         .env("AWS_ENDPOINT_URL", &lab.stack.aws_url)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("POD_NAME", "irsa-bench")
+        .env("POD_NAMESPACE", LEASE_NAMESPACE)
         .env("IRSA_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
@@ -685,12 +837,185 @@ async fn child_process(sizes: &Sizes, table: &mut Table) {
             break;
         }
         assert!(
-            start.elapsed() < sizes.deadline,
+            start.elapsed() < deadline,
             "irsa controller not ready in time:\n{}",
             child.log_tail()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    Spawned {
+        _child: child,
+        admin,
+        pid,
+    }
+}
+
+/// The namespace of the controller's Lease in the child runs (the lab creates it).
+const LEASE_NAMESPACE: &str = "irsa-system";
+
+/// Figure 7: `irsa controller` at the flags `irsa install` deploys, a refresh of every secret
+/// in flight while new namespaces arrive, then its RSS.
+async fn child_install_defaults(sizes: &Sizes, table: &mut Table, failures: &mut Vec<String>) {
+    let lab = start_lab(LabConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("irsa-bench-defaults-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let store = lab.stack.api.store();
+    let n = sizes.fanout;
+    let targets = namespaces(&lab, "ns", n, &json!({"tier": "big"}));
+    // Every namespace already holds the resource's secret, with an outdated content hash: the
+    // first reconcile updates all of them, as a refresh does.
+    for ns in &targets {
+        store
+            .create_object(json!({
+                "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+                "metadata": {
+                    "name": SECRET_NAME, "namespace": ns,
+                    "labels": {
+                        "app.kubernetes.io/managed-by": "irsa",
+                        "irsa.dev/owner-kind": "ClusterPullSecret",
+                        "irsa.dev/owner-name": "big",
+                    },
+                    "annotations": {"irsa.dev/content-hash": "sha256:outdated"},
+                },
+                "data": {".dockerconfigjson": "eyJhdXRocyI6e319"},
+            }))
+            .expect("outdated secret");
+    }
+    let (observer, watch) = Observer::start(lab.new_client().expect("client"));
+    observer
+        .wait("the outdated secrets", sizes.deadline, |m| m.len() >= n)
+        .await;
+    let old: HashMap<String, u64> = targets
+        .iter()
+        .map(|ns| {
+            (
+                ns.clone(),
+                observer.get(ns, SECRET_NAME).expect("seen").content,
+            )
+        })
+        .collect();
+    let refreshed = |m: &HashMap<(String, String), Seen>| {
+        old.iter()
+            .filter(|(ns, h)| {
+                m.get(&((*ns).clone(), SECRET_NAME.to_owned()))
+                    .is_some_and(|s| s.content != **h)
+            })
+            .count()
+    };
+    let spawned = spawn_child(&lab, &dir, &["--leader-elect"], sizes.deadline).await;
+
+    let started = Instant::now();
+    apply_cps(&lab, &cps(&lab, "big", json!({"tier": "big"}))).await;
+    // New namespaces, one at a time, while the refresh runs.
+    let ns_api: Api<Namespace> = Api::all(lab.client.clone());
+    let mut samples = Vec::new();
+    let mut late = Vec::new();
+    for i in 0..sizes.latency {
+        if refreshed(&observer.seen.lock().unwrap()) >= n {
+            break;
+        }
+        let name = format!("late-{i:04}");
+        let ns: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"tier": "big"}},
+        }))
+        .expect("namespace");
+        ns_api
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("create namespace");
+        let created = Instant::now();
+        observer
+            .wait(&format!("secret in {name}"), sizes.deadline, |m| {
+                m.contains_key(&(name.clone(), SECRET_NAME.to_owned()))
+            })
+            .await;
+        let seen = observer.get(&name, SECRET_NAME).expect("seen").first;
+        samples.push(seen.saturating_duration_since(created));
+        late.push(name);
+        // Spread the samples over the refresh.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let all_refreshed = observer
+        .try_wait(sizes.deadline, |m| refreshed(m) >= n)
+        .await;
+    let refresh_time = started.elapsed();
+    if !all_refreshed {
+        failures.push(format!(
+            "install defaults: only {}/{n} secrets refreshed within {}",
+            refreshed(&observer.seen.lock().unwrap()),
+            ms(refresh_time)
+        ));
+    }
+    let total = n + late.len();
+    wait_summary(&lab, "big", &format!("{total}/{total}"), sizes.deadline).await;
+    let sampled = samples.len();
+    if sampled > 0 {
+        samples.sort();
+        let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
+        table.row(
+            format!(
+                "7a. new namespace → secret during a refresh of {n} secrets, install flags: p50 / p99 ({sampled} samples)"
+            ),
+            "p99 < 1 s",
+            format!(
+                "{} / {} (max {}; refresh took {})",
+                ms(p50),
+                ms(p99),
+                ms(*samples.last().expect("samples")),
+                ms(refresh_time)
+            ),
+            Some(p99 < Duration::from_secs(1)),
+        );
+    } else {
+        println!("  (the refresh of {n} secrets finished before a new namespace could be sampled)");
+    }
+    let writes = || {
+        let admin = spawned.admin.clone();
+        async move {
+            let (_, body) = http_get(&admin, "/metrics").await.unwrap_or_default();
+            prom(&body, "irsa_api_writes_total")
+        }
+    };
+    settle(
+        "the child's writes to settle",
+        Duration::from_secs(2),
+        sizes.deadline,
+        writes,
+    )
+    .await;
+    let (rss, hwm) = memory(spawned.pid);
+    table.row(
+        format!("7b. `irsa controller` RSS, {total} namespaces and secrets, install flags (VmRSS / VmHWM)"),
+        "< 64 MiB",
+        format!("{rss:.1} / {hwm:.1} MiB"),
+        Some(rss < 64.0 && hwm < 64.0),
+    );
+    drop(spawned);
+    watch.abort();
+    lab.stack.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Figures 4–5: the `irsa controller` process at `--kube-qps 0` against a fresh sandbox.
+async fn child_process(sizes: &Sizes, table: &mut Table) {
+    let lab = start_lab(LabConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("irsa-bench-controller-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let (observer, watch) = Observer::start(lab.new_client().expect("client"));
+    let n = sizes.fanout;
+    let targets = namespaces(&lab, "ns", n, &json!({"tier": "big"}));
+
+    let concurrency = irsa_controller::ControllerOptions::default().write_concurrency;
+    let concurrency_arg = concurrency.to_string();
+    let spawned = spawn_child(
+        &lab,
+        &dir,
+        &["--kube-qps", "0", "--write-concurrency", &concurrency_arg],
+        sizes.deadline,
+    )
+    .await;
+    let (admin, pid) = (spawned.admin.clone(), spawned.pid);
     let (idle_rss, _) = memory(pid);
 
     // 4a. The controller's fan-out from cold.
@@ -721,7 +1046,9 @@ async fn child_process(sizes: &Sizes, table: &mut Table) {
     let (_, body) = http_get(&admin, "/metrics").await.unwrap_or_default();
     let exchanges = prom(&body, "irsa_upstream_exchanges_total");
     table.row(
-        format!("5. `irsa controller` process RSS, {n} namespaces and {n} secrets (VmRSS / VmHWM)"),
+        format!(
+            "5. `irsa controller` RSS, {n} namespaces and secrets, --kube-qps 0 (VmRSS / VmHWM)"
+        ),
         "< 64 MiB",
         format!("{rss:.1} / {hwm:.1} MiB (idle before: {idle_rss:.1} MiB)"),
         Some(rss < 64.0 && hwm < 64.0),
@@ -769,7 +1096,7 @@ async fn child_process(sizes: &Sizes, table: &mut Table) {
     let bare_time = done.saturating_duration_since(started);
     let ratio = controller_time.as_secs_f64() / bare_time.as_secs_f64();
     table.row(
-        format!("4. fan-out to {n} namespaces from cold: controller / bare SSA ({concurrency} in flight)"),
+        format!("4. fan-out to {n} namespaces from cold, both --kube-qps 0: controller / bare SSA ({concurrency} in flight)"),
         "≤ 1.3×",
         format!(
             "{} / {} = {ratio:.2}× (bare writes returned in {})",
@@ -781,7 +1108,7 @@ async fn child_process(sizes: &Sizes, table: &mut Table) {
     );
     println!("  child: {ctl_writes} API writes, {exchanges} upstream exchanges in all");
 
-    drop(child);
+    drop(spawned);
     watch.abort();
     lab.stack.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -805,7 +1132,11 @@ fn main() {
     runtime.block_on(async {
         println!("controller figures (in-process controller, sandbox clock):");
         in_process(&sizes, &mut table, &mut failures).await;
-        println!("controller figures (`irsa controller` process):");
+        println!("controller figures (reconciles triggered, in-process controller):");
+        triggered(&sizes, &mut table, &mut failures).await;
+        println!("controller figures (`irsa controller` process, install flags):");
+        child_install_defaults(&sizes, &mut table, &mut failures).await;
+        println!("controller figures (`irsa controller` process, --kube-qps 0):");
         child_process(&sizes, &mut table).await;
     });
     table.print();

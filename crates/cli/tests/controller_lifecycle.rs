@@ -388,3 +388,28 @@ async fn deletion_policy_delete_cleans_up_and_retain_keeps_the_secrets() {
     }
     controller.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_resources_credential_is_forgotten() {
+    let env = Env::start().await;
+    env.lab
+        .namespace("forget-a", &[("pull", "ecr")])
+        .await
+        .unwrap();
+    let controller = env.controller().await;
+    let spec = cps_spec(&env, json!({"selector": {"matchLabels": {"pull": "ecr"}}}));
+    env.apply_cps("ecr", spec.clone()).await;
+    env.wait_ready("ecr", "1/1").await;
+    assert_eq!(controller.handle.metrics().exchanges(), 1);
+    env.delete_cps("ecr").await;
+    env.wait_gone("forget-a", "regcred").await;
+    // The same identity and registries again: the deleted resource's credential slot was freed,
+    // so the new resource exchanges afresh instead of finding it held.
+    env.apply_cps("ecr", spec).await;
+    env.wait_ready("ecr", "1/1").await;
+    assert_eq!(
+        controller.handle.metrics().exchanges(),
+        2,
+        "a credential slot outlived its resource"
+    );
+}

@@ -2,7 +2,7 @@
 //! their data) and ServiceAccounts (their `imagePullSecrets` and the two IRSA annotations).
 //! Fed by watch events and by the answers to irsa's own writes, so that a reconcile that runs
 //! before its write's watch event arrives does not write again. No I/O: the watch tasks call
-//! [`Index::apply_namespace`] and friends, the reconciler reads [`Index::observed`].
+//! [`Index::apply_namespace`] and friends, the reconciler plans over [`Index::view`].
 //!
 //! Stale events are dropped by comparing `resourceVersion`s numerically when both parse as
 //! integers (they are etcd revisions on every API server irsa knows); otherwise the event wins.
@@ -15,7 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::plan::{
     ADDED_PULL_SECRETS_ANNOTATION, NamespaceState, Observed, SecretState, ServiceAccountState,
-    Subject, Targets, parse_added_pull_secrets,
+    Subject, Targets, View, parse_added_pull_secrets,
 };
 
 /// The service-account annotation naming the IAM role.
@@ -282,46 +282,87 @@ impl Index {
         )
     }
 
-    /// What planning `subject` needs: the namespaces it may serve, every Secret named
-    /// `spec.secretName` or carrying its owner labels, and the ServiceAccounts that may need a
-    /// patch (those it adds entries to, and those listing one of its Secrets).
-    pub fn observed(&self, subject: &Subject<'_>) -> Observed {
+    /// A namespace's state, if known.
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceState> {
+        self.namespaces.get(name).map(|(n, _)| n)
+    }
+
+    /// What planning `subject` needs, borrowed from the index (nothing is copied): the
+    /// namespaces it may serve, every Secret named `spec.secretName` or carrying its owner
+    /// labels, and the ServiceAccounts that may need a patch (those it adds entries to, and
+    /// those listing one of its Secrets).
+    pub fn view<'a>(&'a self, subject: &'a Subject<'a>) -> IndexView<'a> {
         let spec = subject.spec;
-        let namespaces: Vec<NamespaceState> = match subject.targets {
-            Targets::Selection(_) => self.namespaces.values().map(|(n, _)| n.clone()).collect(),
-            Targets::Namespace(own) => self
-                .namespaces
-                .get(own)
-                .map(|(n, _)| n.clone())
-                .into_iter()
-                .collect(),
-        };
-        let mut secrets: Vec<SecretState> = self
+        let ours: BTreeSet<&'a str> = self
             .secrets
             .values()
-            .filter(|s| s.name == spec.secret_name || subject.owner.owns(&s.labels))
-            .filter(|s| subject.may_touch(&s.namespace))
-            .cloned()
-            .collect();
-        secrets.extend(
-            self.foreign
-                .values()
-                .filter(|f| f.state.name == spec.secret_name)
-                .filter(|f| subject.may_touch(&f.state.namespace))
-                .map(|f| f.state.clone()),
-        );
-        let ours: BTreeSet<&str> = secrets
-            .iter()
             .filter(|s| subject.owner.owns(&s.labels))
+            .filter(|s| subject.may_touch(&s.namespace))
             .map(|s| s.name.as_str())
             .chain(std::iter::once(spec.secret_name.as_str()))
             .collect();
+        IndexView {
+            index: self,
+            subject,
+            ours,
+        }
+    }
+
+    /// [`Index::view`], copied out (for callers that must release the lock first).
+    pub fn observed(&self, subject: &Subject<'_>) -> Observed {
+        let view = self.view(subject);
+        Observed {
+            namespaces: view.namespaces().cloned().collect(),
+            secrets: view.secrets().cloned().collect(),
+            service_accounts: view.service_accounts().cloned().collect(),
+        }
+    }
+}
+
+/// What planning one resource needs, borrowed from the [`Index`]; see [`Index::view`].
+pub struct IndexView<'a> {
+    index: &'a Index,
+    subject: &'a Subject<'a>,
+    /// Names of the subject's Secrets, and `spec.secretName`.
+    ours: BTreeSet<&'a str>,
+}
+
+impl View for IndexView<'_> {
+    fn namespaces(&self) -> impl Iterator<Item = &NamespaceState> {
+        let (all, own) = match self.subject.targets {
+            Targets::Selection(_) => (Some(self.index.namespaces.values()), None),
+            Targets::Namespace(own) => (None, self.index.namespaces.get(own)),
+        };
+        all.into_iter().flatten().chain(own).map(|(n, _)| n)
+    }
+
+    fn secrets(&self) -> impl Iterator<Item = &SecretState> {
+        let subject = self.subject;
+        let spec = subject.spec;
+        self.index
+            .secrets
+            .values()
+            .filter(move |s| s.name == spec.secret_name || subject.owner.owns(&s.labels))
+            .filter(move |s| subject.may_touch(&s.namespace))
+            .chain(
+                self.index
+                    .foreign
+                    .values()
+                    .filter(move |f| f.state.name == spec.secret_name)
+                    .filter(move |f| subject.may_touch(&f.state.namespace))
+                    .map(|f| &f.state),
+            )
+    }
+
+    fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountState> {
+        let spec = self.subject.spec;
+        let targets = self.subject.targets;
         let wants_any = !spec.service_accounts.is_empty();
-        let service_accounts = self
+        self.index
             .service_accounts
             .values()
             .map(|sa| &sa.state)
-            .filter(|sa| {
+            .filter(move |sa| {
                 (wants_any
                     && spec
                         .service_accounts
@@ -330,19 +371,12 @@ impl Index {
                     || sa
                         .image_pull_secrets
                         .iter()
-                        .any(|n| ours.contains(n.as_str()))
+                        .any(|n| self.ours.contains(n.as_str()))
             })
-            .filter(|sa| match subject.targets {
+            .filter(move |sa| match targets {
                 Targets::Namespace(own) => sa.namespace == own,
                 Targets::Selection(_) => true,
             })
-            .cloned()
-            .collect();
-        Observed {
-            namespaces,
-            secrets,
-            service_accounts,
-        }
     }
 }
 

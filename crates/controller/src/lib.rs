@@ -5,6 +5,7 @@
 //! election ([`lease`]) and the admin server.
 #![warn(missing_docs)]
 
+pub mod affects;
 pub mod credentials;
 pub mod health;
 pub mod index;

@@ -61,6 +61,7 @@ pub struct Metrics {
     leader: AtomicU64,
     ready: AtomicU64,
     expiry: Mutex<BTreeMap<Owner, i64>>,
+    per_resource: Mutex<BTreeMap<Owner, u64>>,
 }
 
 impl Metrics {
@@ -71,6 +72,19 @@ impl Metrics {
         if !ok {
             self.reconcile_errors[i].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Counts a reconciliation of one resource as it starts. Read with
+    /// [`Metrics::reconciles_of`]; not exported, as its label would be an object name.
+    pub fn reconciling(&self, owner: &Owner) {
+        let mut m = self.per_resource.lock().unwrap_or_else(|p| p.into_inner());
+        *m.entry(owner.clone()).or_default() += 1;
+    }
+
+    /// Reconciliations of one resource started so far (since it was last forgotten).
+    pub fn reconciles_of(&self, owner: &Owner) -> u64 {
+        let m = self.per_resource.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(owner).copied().unwrap_or(0)
     }
 
     /// Counts a refresh of credentials for a resource.
@@ -130,6 +144,9 @@ impl Metrics {
     /// Forgets a deleted resource.
     pub fn forget(&self, owner: &Owner) {
         if let Ok(mut m) = self.expiry.lock() {
+            m.remove(owner);
+        }
+        if let Ok(mut m) = self.per_resource.lock() {
             m.remove(owner);
         }
     }
@@ -223,6 +240,9 @@ mod tests {
         let m = Metrics::default();
         let owner = Owner::Cluster { name: "ecr".into() };
         m.reconciled(&owner, true);
+        m.reconciling(&owner);
+        m.reconciling(&owner);
+        assert_eq!(m.reconciles_of(&owner), 2);
         m.refreshed(&owner, false);
         m.exchanged();
         m.wrote(Write::Create);
@@ -242,5 +262,6 @@ mod tests {
         assert_eq!(m.writes(), 2);
         m.forget(&owner);
         assert!(!m.render(0).contains("name=\"ecr\""));
+        assert_eq!(m.reconciles_of(&owner), 0);
     }
 }

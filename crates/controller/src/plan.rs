@@ -434,6 +434,33 @@ impl Observed {
     }
 }
 
+/// What planning reads of the cluster: the namespaces a resource may serve, the Secrets that
+/// matter (every Secret named `spec.secretName` and every Secret carrying the owner's labels)
+/// and the ServiceAccounts involved. [`Observed`] holds them (tests build it); the index lends
+/// them without copying (`Index::view`).
+pub trait View {
+    /// Namespaces.
+    fn namespaces(&self) -> impl Iterator<Item = &NamespaceState>;
+    /// Relevant Secrets.
+    fn secrets(&self) -> impl Iterator<Item = &SecretState>;
+    /// ServiceAccounts.
+    fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountState>;
+}
+
+impl View for Observed {
+    fn namespaces(&self) -> impl Iterator<Item = &NamespaceState> {
+        self.namespaces.iter()
+    }
+
+    fn secrets(&self) -> impl Iterator<Item = &SecretState> {
+        self.secrets.iter()
+    }
+
+    fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountState> {
+        self.service_accounts.iter()
+    }
+}
+
 /// The Secret irsa wants in one namespace. `Debug` never shows the credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredSecret {
@@ -791,23 +818,40 @@ impl Plan {
     }
 }
 
+/// Bounds one reconciliation's secret writes to `max`, urgent ones first: a namespace without
+/// the secret (or with one of the wrong type) before a refresh of secrets that are still there,
+/// in namespace order within each class. Returns how many writes were left for the next round.
+/// kube-runtime never reconciles one resource twice at once, so without the bound a new
+/// namespace would wait behind a whole fan-out of refreshes.
+pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
+    writes.sort_by_key(|w| match w.kind {
+        WriteKind::Create | WriteKind::Replace => 0,
+        WriteKind::Update => 1,
+    });
+    let left = writes.len().saturating_sub(max);
+    writes.truncate(max);
+    left
+}
+
 /// Plans one reconciliation of `subject` against `observed`. With `credential`, every served
 /// namespace gets the desired Secret (written only when its content hash differs); without one
 /// (a failed refresh) existing Secrets are kept and nothing is written. Our Secrets outside the
 /// served namespaces, or under another name, are deleted unless `deletionPolicy: Retain`; a
 /// same-named Secret that is not ours is never touched and reported as a conflict.
-pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&DockerConfig>) -> Plan {
+pub fn plan(
+    subject: &Subject<'_>,
+    observed: &impl View,
+    credential: Option<&DockerConfig>,
+) -> Plan {
     let owner = &subject.owner;
     let spec = subject.spec;
     let served: BTreeSet<&str> = observed
-        .namespaces
-        .iter()
+        .namespaces()
         .filter(|ns| subject.serves(ns))
         .map(|ns| ns.name.as_str())
         .collect();
     let by_name: BTreeMap<(&str, &str), &SecretState> = observed
-        .secrets
-        .iter()
+        .secrets()
         .filter(|s| subject.may_touch(&s.namespace))
         .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
         .collect();
@@ -877,8 +921,9 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
         });
     }
 
+    let service_accounts: Vec<&ServiceAccountState> = observed.service_accounts().collect();
     let mut patches = Patches::new(owner);
-    for sa in &observed.service_accounts {
+    for &sa in &service_accounts {
         if has_secret.contains(sa.namespace.as_str())
             && wants_entry(spec, &sa.name)
             && !sa.image_pull_secrets.contains(&spec.secret_name)
@@ -887,7 +932,7 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
         }
     }
 
-    let stale = observed.secrets.iter().filter(|s| {
+    let stale = observed.secrets().filter(|s| {
         subject.may_touch(&s.namespace)
             && owner.owns(&s.labels)
             && !(served.contains(s.namespace.as_str()) && s.name == spec.secret_name)
@@ -897,6 +942,7 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
         &mut patches,
         spec.deletion_policy,
         observed,
+        &service_accounts,
         stale,
     );
     plan.service_account_patches = patches.finish();
@@ -905,18 +951,19 @@ pub fn plan(subject: &Subject<'_>, observed: &Observed, credential: Option<&Dock
 
 /// Plans the cleanup of a deleted resource (its finalizer): delete all its Secrets and remove
 /// their ServiceAccount entries, unless `deletionPolicy: Retain`, in which case nothing changes.
-pub fn cleanup(subject: &Subject<'_>, observed: &Observed) -> Plan {
+pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
     let mut plan = Plan::default();
     let mut patches = Patches::new(&subject.owner);
+    let service_accounts: Vec<&ServiceAccountState> = observed.service_accounts().collect();
     let ours = observed
-        .secrets
-        .iter()
+        .secrets()
         .filter(|s| subject.may_touch(&s.namespace) && subject.owner.owns(&s.labels));
     remove(
         &mut plan,
         &mut patches,
         subject.spec.deletion_policy,
         observed,
+        &service_accounts,
         ours,
     );
     plan.service_account_patches = patches.finish();
@@ -929,15 +976,15 @@ fn remove<'a>(
     plan: &mut Plan,
     patches: &mut Patches<'a>,
     policy: DeletionPolicy,
-    observed: &'a Observed,
+    observed: &'a impl View,
+    service_accounts: &[&'a ServiceAccountState],
     secrets: impl Iterator<Item = &'a SecretState>,
 ) {
     if policy == DeletionPolicy::Retain {
         return;
     }
     let terminating: BTreeSet<&str> = observed
-        .namespaces
-        .iter()
+        .namespaces()
         .filter(|ns| ns.terminating)
         .map(|ns| ns.name.as_str())
         .collect();
@@ -946,7 +993,7 @@ fn remove<'a>(
             continue;
         }
         // Only entries irsa recorded adding: one a person put there stays.
-        for sa in &observed.service_accounts {
+        for &sa in service_accounts {
             if sa.namespace == s.namespace
                 && sa.image_pull_secrets.contains(&s.name)
                 && sa.added_entry(patches.owner, &s.name)

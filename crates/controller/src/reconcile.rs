@@ -24,7 +24,7 @@ use crate::credentials::{self, Credential, CredentialStore, Obtained};
 use crate::index::Index;
 use crate::lease::Leadership;
 use crate::metrics::Metrics;
-use crate::plan::{self, Owner, Plan, Subject, failure_backoff};
+use crate::plan::{self, Owner, Plan, Subject, View, failure_backoff};
 use crate::provenance::{
     self, CREDENTIAL_MAC_ANNOTATION, CredentialKey, EXPIRES_AT_ANNOTATION, ISSUED_AT_ANNOTATION,
     KEY_SECRET_NAME, KeyError, Sealed,
@@ -83,6 +83,30 @@ pub struct ReconcilerConfig {
     pub clock: Arc<dyn Clock>,
     /// The controller's own namespace, where the credential key Secret lives.
     pub key_namespace: String,
+    /// Client-side requests per second (0: unlimited), which bounds a round of writes.
+    pub qps: f64,
+}
+
+/// Longest a round of secret writes should take at the rate limit: a new namespace waits at
+/// most about this long behind a refresh of the same resource.
+const ROUND: Duration = Duration::from_millis(400);
+/// Most secret writes in one round (unlimited rate).
+const MAX_ROUND_WRITES: usize = 500;
+
+impl ReconcilerConfig {
+    /// Secret writes per round: [`ROUND`] worth at `qps`, at least two batches in flight, at
+    /// most [`MAX_ROUND_WRITES`].
+    pub fn chunk(&self) -> usize {
+        let floor = self.write_concurrency.max(1).saturating_mul(2);
+        if self.qps > 0.0 {
+            // Truncation is intended: a whole number of writes.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let at_rate = (self.qps * ROUND.as_secs_f64()) as usize;
+            at_rate.clamp(floor.min(MAX_ROUND_WRITES), MAX_ROUND_WRITES)
+        } else {
+            MAX_ROUND_WRITES.max(floor)
+        }
+    }
 }
 
 impl std::fmt::Debug for ReconcilerConfig {
@@ -103,6 +127,8 @@ struct Reported {
     invalid: Option<String>,
     refresh_error: Option<String>,
     failures: u32,
+    /// Secrets written by the rounds of the current fan-out so far.
+    written: usize,
 }
 
 /// Everything reconciliations share.
@@ -115,6 +141,9 @@ pub struct Context {
     requester: Arc<dyn TokenRequester>,
     reported: Mutex<HashMap<Owner, Reported>>,
     key: tokio::sync::Mutex<KeySlot>,
+    /// The credential-store key each live resource last used, so that slots of deleted
+    /// resources (or of identities no longer used) are freed.
+    store_keys: Mutex<HashMap<Owner, String>>,
 }
 
 /// The credential key once loaded, or when loading it last failed.
@@ -161,6 +190,22 @@ impl Context {
             requester,
             reported: Mutex::new(HashMap::new()),
             key: tokio::sync::Mutex::new(KeySlot::default()),
+            store_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records the credential-store key `owner` uses now (`None`: it is gone) and frees the
+    /// credential slots no live resource uses any more.
+    fn use_store_key(&self, owner: &Owner, key: Option<&str>) {
+        let mut keys = self.store_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = match key {
+            Some(k) => keys.insert(owner.clone(), k.to_owned()).as_deref() != Some(k),
+            None => keys.remove(owner).is_some(),
+        };
+        if changed {
+            let keep: std::collections::HashSet<String> = keys.values().cloned().collect();
+            drop(keys);
+            self.credentials.retain(&keep);
         }
     }
 
@@ -506,6 +551,8 @@ struct Fresh {
 struct Converged {
     outcome: Outcome,
     after: Plan,
+    /// Writes left for the next round.
+    left: usize,
 }
 
 /// One reconciliation of a live resource.
@@ -579,6 +626,7 @@ where
     let targets: Vec<RegistryTarget> = validated.registries.iter().map(pipeline_target).collect();
     let identity = resolve_identity(ctx, &validated.identity).map(|(identity, audience)| {
         let key = format!("{}\u{1f}{audience}", credentials::key(&identity, &targets));
+        ctx.use_store_key(owner, Some(&key));
         (identity, key)
     });
     Ok(Some(Resolved { targets, identity }))
@@ -712,8 +760,12 @@ async fn converge(
 ) -> Converged {
     recheck_foreign(ctx, subject).await;
     let config = credential.map(|c| &c.config);
-    let observed = ctx.index().observed(subject);
-    let plan = plan::plan(subject, &observed, config);
+    let mut plan = {
+        let index = ctx.index();
+        plan::plan(subject, &index.view(subject), config)
+    };
+    // One bounded round of writes, urgent ones first; the rest in the next round, at once.
+    let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk());
     let key = match (&plan.writes.is_empty(), store_key) {
         (false, Some(_)) => ctx.credential_key().await,
         _ => None,
@@ -729,9 +781,16 @@ async fn converge(
         )
         .await;
     log_outcome(subject, &plan, &outcome);
-    let observed = ctx.index().observed(subject);
-    let after = plan::plan(subject, &observed, config);
-    Converged { outcome, after }
+    drop(plan);
+    let after = {
+        let index = ctx.index();
+        plan::plan(subject, &index.view(subject), config)
+    };
+    Converged {
+        outcome,
+        after,
+        left,
+    }
 }
 
 fn log_outcome(subject: &Subject<'_>, plan: &Plan, outcome: &Outcome) {
@@ -761,7 +820,11 @@ where
     K: Resource<DynamicType = ()> + HasStatus + Clone + DeserializeOwned + std::fmt::Debug,
 {
     let owner = &subject.owner;
-    let Converged { outcome, after } = converged;
+    let Converged {
+        outcome,
+        after,
+        left,
+    } = converged;
     // New conflicts get an Event; known ones are not repeated on resync.
     let conflicts: BTreeSet<String> = after
         .conflicts
@@ -783,15 +846,24 @@ where
         tracing::warn!(resource = %owner, namespace = %c.secret.namespace, "same-named secret not owned by irsa: left untouched");
         publish(ctx, obj, EventType::Warning, "SecretConflict", c.message()).await;
     }
-    if outcome.written > 0 {
+    // One Event per fan-out, not per round.
+    let written = ctx.reported(owner, |r| {
+        r.written += outcome.written;
+        if left == 0 {
+            std::mem::take(&mut r.written)
+        } else {
+            0
+        }
+    });
+    if written > 0 {
         publish(
             ctx,
             obj,
             EventType::Normal,
             "SecretsWritten",
             format!(
-                "wrote secret {} in {} namespace(s)",
-                subject.spec.secret_name, outcome.written
+                "wrote secret {} in {written} namespace(s)",
+                subject.spec.secret_name
             ),
         )
         .await;
@@ -863,6 +935,9 @@ where
         return Err(Error::NotLeader);
     }
     ctx.reported(owner, |r| r.failures = 0);
+    if left > 0 {
+        return Ok(Action::requeue(Duration::ZERO));
+    }
     // Conflicted targets are looked at again at each resync.
     Ok(Action::requeue(fresh.requeue.min(ctx.config.resync)))
 }
@@ -921,11 +996,11 @@ async fn adopt(
     let candidates: Vec<_> = {
         let index = ctx.index();
         index
-            .observed(subject)
-            .secrets
-            .into_iter()
+            .view(subject)
+            .secrets()
             .filter(|s| subject.owner.owns(&s.labels) && s.name == subject.spec.secret_name)
             .take(ADOPT_CANDIDATES)
+            .cloned()
             .collect()
     };
     if candidates.is_empty() {
@@ -988,8 +1063,10 @@ async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>) {
 /// The finalizer's cleanup: remove the resource's secrets and service-account entries unless
 /// `deletionPolicy: Retain`.
 async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> {
-    let observed = ctx.index().observed(subject);
-    let plan = plan::cleanup(subject, &observed);
+    let plan = {
+        let index = ctx.index();
+        plan::cleanup(subject, &index.view(subject))
+    };
     let outcome = ctx
         .writer
         .execute(
@@ -1011,6 +1088,7 @@ async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> 
     }
     tracing::info!(resource = %subject.owner, deleted = plan.deletions.len(), policy = ?subject.spec.deletion_policy, "cleaned up");
     ctx.metrics.forget(&subject.owner);
+    ctx.use_store_key(&subject.owner, None);
     ctx.reported
         .lock()
         .unwrap_or_else(|p| p.into_inner())

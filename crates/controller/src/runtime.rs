@@ -1,7 +1,9 @@
 //! The running controller: three watches feed the [`Index`] (namespaces as metadata only, irsa's
 //! own Secrets by label without their data, ServiceAccounts), two kube-runtime controllers
-//! reconcile ClusterPullSecrets and PullSecrets whenever the index changes, on their own
-//! events, and when a credential is due; an optional Lease decides which replica writes; an
+//! reconcile ClusterPullSecrets and PullSecrets on their own events, when an index change
+//! affects them ([`crate::affects`]: only the resources that select, name or own the changed
+//! object), on a resync (periodic, a watch's re-list, a leader change, [`Handle::resync_all`])
+//! and when a credential is due; an optional Lease decides which replica writes; an
 //! admin server answers `/metrics`, `/healthz` and `/readyz`.
 
 use std::future::Future;
@@ -18,16 +20,18 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::controller::{self, Controller as KubeController};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, Event};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::affects::{self, Change, Tracker};
 use crate::credentials::CredentialStore;
 use crate::health::{Heartbeat, Liveness};
 use crate::index::Index;
 use crate::lease::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
-use crate::plan::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::plan::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, Owner};
 use crate::ratelimit::RateLimiter;
 use crate::reconcile::{self, Context, ReconcilerConfig};
 
@@ -286,6 +290,18 @@ impl Controller {
             let trigger = trigger.clone();
             move || trigger.send_modify(|g| *g = g.wrapping_add(1))
         };
+        // Index changes, mapped to the resources they affect once the controllers' stores exist.
+        let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel::<Change>();
+        let changed = {
+            let bump = bump.clone();
+            move |change: Change| {
+                if change == Change::All {
+                    bump();
+                } else {
+                    let _ = changes_tx.send(change);
+                }
+            }
+        };
         let ns_stream = watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
@@ -325,14 +341,14 @@ impl Controller {
                 .heartbeat("the namespaces watch", FEED_BOUND),
             ns_stream,
             index.clone(),
-            |i, m| i.apply_namespace(&m.metadata),
-            |i, m| i.delete_namespace(&m.metadata),
+            |i, m| Tracker(i).apply_namespace(&m.metadata),
+            |i, m| Tracker(i).delete_namespace(&m.metadata),
             |i, all| i.reset_namespaces(all.iter().map(|m| &m.metadata)),
             {
                 let mark = mark.clone();
                 move || mark(NAMESPACES)
             },
-            bump.clone(),
+            changed.clone(),
             stopped(),
         )));
         tasks.push(tokio::spawn(feed(
@@ -340,19 +356,14 @@ impl Controller {
             handle.liveness.heartbeat("the secrets watch", FEED_BOUND),
             secret_stream,
             index.clone(),
-            |i, s: &Secret| i.apply_secret(s),
-            |i, s: &Secret| {
-                i.delete_secret(
-                    s.metadata.namespace.as_deref().unwrap_or_default(),
-                    s.metadata.name.as_deref().unwrap_or_default(),
-                )
-            },
+            |i, s: &Secret| Tracker(i).apply_secret(s),
+            |i, s: &Secret| Tracker(i).delete_secret(s),
             |i, all| i.reset_secrets(all.iter()),
             {
                 let mark = mark.clone();
                 move || mark(SECRETS)
             },
-            bump.clone(),
+            changed.clone(),
             stopped(),
         )));
         tasks.push(tokio::spawn(feed(
@@ -362,19 +373,14 @@ impl Controller {
                 .heartbeat("the serviceaccounts watch", FEED_BOUND),
             sa_stream,
             index.clone(),
-            |i, s: &ServiceAccount| i.apply_service_account(s),
-            |i, s: &ServiceAccount| {
-                i.delete_service_account(
-                    s.metadata.namespace.as_deref().unwrap_or_default(),
-                    s.metadata.name.as_deref().unwrap_or_default(),
-                )
-            },
+            |i, s: &ServiceAccount| Tracker(i).apply_service_account(s),
+            |i, s: &ServiceAccount| Tracker(i).delete_service_account(s),
             |i, all| i.reset_service_accounts(all.iter()),
             {
                 let mark = mark.clone();
                 move || mark(SERVICE_ACCOUNTS)
             },
-            bump.clone(),
+            changed.clone(),
             stopped(),
         )));
 
@@ -457,6 +463,7 @@ impl Controller {
                 write_concurrency: options.write_concurrency,
                 token_expiration: options.token_expiration,
                 clock: options.clock.clone(),
+                qps: options.qps,
                 key_namespace: options.key_namespace.clone(),
             },
             RateLimiter::new(options.qps, options.burst),
@@ -471,22 +478,36 @@ impl Controller {
         ));
         let config = controller::Config::default().concurrency(options.concurrency);
 
+        let (cps_refs, cps_affected) = tokio::sync::mpsc::unbounded_channel();
+        let (ps_refs, ps_affected) = tokio::sync::mpsc::unbounded_channel();
         let cps = KubeController::new(
             Api::<ClusterPullSecret>::all(client.clone()),
             watcher::Config::default(),
         )
-        .with_config(config.clone())
-        .reconcile_all_on(triggers(trigger.subscribe()))
-        .graceful_shutdown_on(stopped());
+        .with_config(config.clone());
         let cps_store = cps.store();
+        let cps = cps
+            .reconcile_all_on(triggers(trigger.subscribe()))
+            .reconcile_on(received(cps_affected))
+            .graceful_shutdown_on(stopped());
         let ps = KubeController::new(
             Api::<PullSecret>::all(client.clone()),
             watcher::Config::default(),
         )
-        .with_config(config)
-        .reconcile_all_on(triggers(trigger.subscribe()))
-        .graceful_shutdown_on(stopped());
+        .with_config(config);
         let ps_store = ps.store();
+        let ps = ps
+            .reconcile_all_on(triggers(trigger.subscribe()))
+            .reconcile_on(received(ps_affected))
+            .graceful_shutdown_on(stopped());
+        tasks.push(tokio::spawn(map_changes(
+            changes_rx,
+            cps_store.clone(),
+            ps_store.clone(),
+            cps_refs,
+            ps_refs,
+            stopped(),
+        )));
         // kube-runtime's `wait_until_ready` wakes only its latest waiter (the controller's own
         // runner), so readiness is polled: each poll of a fresh future sees the memoised state.
         for (store_ready, bit) in [
@@ -517,12 +538,18 @@ impl Controller {
             .work("a pullsecrets reconcile", reconcile_bound);
         let cps_run = cps
             .run(
-                move |obj, ctx| {
-                    let running = cps_work.start();
-                    async move {
-                        let result = reconcile::reconcile_cluster(obj, ctx).await;
-                        drop(running);
-                        result
+                {
+                    let metrics = handle.metrics.clone();
+                    move |obj, ctx: Arc<Context>| {
+                        metrics.reconciling(&Owner::Cluster {
+                            name: obj.metadata.name.clone().unwrap_or_default(),
+                        });
+                        let running = cps_work.start();
+                        async move {
+                            let result = reconcile::reconcile_cluster(obj, ctx).await;
+                            drop(running);
+                            result
+                        }
                     }
                 },
                 |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
@@ -531,12 +558,19 @@ impl Controller {
             .for_each(|r| async move { log_controller_error("clusterpullsecrets", r) });
         let ps_run = ps
             .run(
-                move |obj, ctx| {
-                    let running = ps_work.start();
-                    async move {
-                        let result = reconcile::reconcile_namespaced(obj, ctx).await;
-                        drop(running);
-                        result
+                {
+                    let metrics = handle.metrics.clone();
+                    move |obj, ctx: Arc<Context>| {
+                        metrics.reconciling(&Owner::Namespaced {
+                            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+                            name: obj.metadata.name.clone().unwrap_or_default(),
+                        });
+                        let running = ps_work.start();
+                        async move {
+                            let result = reconcile::reconcile_namespaced(obj, ctx).await;
+                            drop(running);
+                            result
+                        }
                     }
                 },
                 |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
@@ -597,8 +631,8 @@ fn own_secret(m: PartialObjectMeta<Secret>) -> Secret {
 
 /// The main stores of the two kube-runtime controllers.
 enum StoreReady {
-    Cluster(kube::runtime::reflector::Store<ClusterPullSecret>),
-    Namespaced(kube::runtime::reflector::Store<PullSecret>),
+    Cluster(Store<ClusterPullSecret>),
+    Namespaced(Store<PullSecret>),
 }
 
 impl StoreReady {
@@ -621,6 +655,44 @@ fn watch_listed(handle: Handle) -> std::pin::Pin<Box<dyn Future<Output = ()> + S
     })
 }
 
+/// Maps each index change to the resources it affects, against the controllers' stores.
+async fn map_changes(
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<Change>,
+    cluster: Store<ClusterPullSecret>,
+    namespaced: Store<PullSecret>,
+    cluster_refs: tokio::sync::mpsc::UnboundedSender<ObjectRef<ClusterPullSecret>>,
+    namespaced_refs: tokio::sync::mpsc::UnboundedSender<ObjectRef<PullSecret>>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let change = tokio::select! {
+            () = &mut stop => break,
+            change = changes.recv() => match change {
+                Some(c) => c,
+                None => break,
+            },
+        };
+        let (c, n) = (cluster.state(), namespaced.state());
+        let hit = affects::affected(&change, c.iter().map(|o| &**o), n.iter().map(|o| &**o));
+        for r in hit.cluster {
+            let _ = cluster_refs.send(r);
+        }
+        for r in hit.namespaced {
+            let _ = namespaced_refs.send(r);
+        }
+    }
+}
+
+fn received<T: Send + 'static>(
+    rx: tokio::sync::mpsc::UnboundedReceiver<T>,
+) -> impl Stream<Item = T> + Send {
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((item, rx))
+    })
+}
+
 fn triggers(rx: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send {
     futures_util::stream::unfold(rx, |mut rx| async move {
         rx.changed().await.ok()?;
@@ -635,11 +707,11 @@ async fn feed<K, S>(
     heartbeat: Heartbeat,
     stream: S,
     index: Arc<RwLock<Index>>,
-    apply: impl Fn(&mut Index, &K) -> bool,
-    delete: impl Fn(&mut Index, &K) -> bool,
+    apply: impl Fn(&mut Index, &K) -> Option<Change>,
+    delete: impl Fn(&mut Index, &K) -> Option<Change>,
     reset: impl Fn(&mut Index, &[K]),
     listed: impl Fn(),
-    changed: impl Fn(),
+    changed: impl Fn(Change),
     stop: impl Future<Output = ()>,
 ) where
     S: Stream<Item = Result<Event<K>, watcher::Error>>,
@@ -669,11 +741,11 @@ async fn feed<K, S>(
         let did = match event {
             Event::Init => {
                 buffer.clear();
-                false
+                None
             }
             Event::InitApply(o) => {
                 buffer.push(o);
-                false
+                None
             }
             Event::InitDone => {
                 reset(&mut index, &buffer);
@@ -684,15 +756,16 @@ async fn feed<K, S>(
                     tracing::info!(watch = what, "listed");
                     listed();
                 }
-                changed();
+                // A re-list may have changed anything.
+                changed(Change::All);
                 continue;
             }
             Event::Apply(o) => apply(&mut index, &o),
             Event::Delete(o) => delete(&mut index, &o),
         };
         drop(index);
-        if did {
-            changed();
+        if let Some(change) = did {
+            changed(change);
         }
     }
 }

@@ -938,3 +938,48 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn urgent_writes_come_first_and_a_round_is_bounded() {
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    // Five namespaces hold an outdated secret of ours, two have none, one has the wrong type.
+    let mut observed = Observed::default();
+    for ns in ["a", "b", "c", "e", "f"] {
+        observed = observed
+            .namespace(NamespaceState::new(ns))
+            .secret(SecretState::owned(ns, "ecr-pull", &owner(), "sha256:old"));
+    }
+    observed = observed
+        .namespace(NamespaceState::new("d"))
+        .namespace(NamespaceState::new("g"))
+        .namespace(NamespaceState::new("h"))
+        .secret(SecretState::owned("h", "ecr-pull", &owner(), "sha256:old").with_type("Opaque"));
+    let mut plan = plan(&subject, &observed, Some(&credential(PASSWORD)));
+    assert_eq!(plan.writes.len(), 8);
+    let left = urgent_first(&mut plan.writes, 4);
+    assert_eq!(left, 4);
+    assert_eq!(
+        writes(&plan),
+        vec![
+            (WriteKind::Create, "d"),
+            (WriteKind::Create, "g"),
+            (WriteKind::Replace, "h"),
+            (WriteKind::Update, "a"),
+        ]
+    );
+    // The next round, after these were written, takes the rest.
+    let observed = apply(&observed, &plan);
+    let mut next = super::plan(&subject, &observed, Some(&credential(PASSWORD)));
+    assert_eq!(urgent_first(&mut next.writes, 4), 0);
+    assert_eq!(
+        writes(&next),
+        vec![
+            (WriteKind::Update, "b"),
+            (WriteKind::Update, "c"),
+            (WriteKind::Update, "e"),
+            (WriteKind::Update, "f"),
+        ]
+    );
+}
