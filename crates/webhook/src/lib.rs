@@ -7,11 +7,13 @@
 //! - [`review`]: AdmissionReview `admission.k8s.io/v1` in and out;
 //! - [`cache`]: the service-account index fed by a metadata-only watch;
 //! - [`admission`]: one request end to end, failing open;
+//! - [`certs`]: a CA and serving certificate for the Service;
 //! - [`server`]: HTTPS with certificate reload, `/healthz`, `/readyz`, `/metrics`;
 //! - [`run`]: the watches, the container-credentials file and the API-server fallback.
 
 pub mod admission;
 pub mod cache;
+pub mod certs;
 pub mod config;
 pub mod identity;
 pub mod metrics;

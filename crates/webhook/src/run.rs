@@ -263,3 +263,54 @@ pub enum RunError {
     #[error("the webhook server failed: {0}")]
     Serve(std::io::Error),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::Timing;
+
+    #[tokio::test]
+    async fn the_container_credentials_file_is_reloaded_on_change_and_a_bad_one_is_ignored() {
+        let dir = std::env::temp_dir().join(format!("irsa-webhook-cc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.json");
+        let config = Config::default();
+        let cache = Arc::new(ServiceAccountCache::new(&config));
+        let webhook = Webhook::new(config, cache.clone(), None, Timing::default());
+        cache.apply("ns", "sa", &BTreeMap::new());
+        let body = |uid: &str| {
+            serde_json::to_vec(&serde_json::json!({
+                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {"uid": uid, "namespace": "ns", "object": {"spec": {"serviceAccountName": "sa", "containers": [{"name": "a"}]}}}
+            }))
+            .unwrap()
+        };
+        let mut file = ContainerCredentialsFile::new(&path);
+        assert!(!file.reload(&webhook), "no file yet");
+        std::fs::write(
+            &path,
+            br#"{"identities":[{"namespace":"ns","serviceAccount":"sa"}]}"#,
+        )
+        .unwrap();
+        assert!(file.reload(&webhook));
+        assert!(!file.reload(&webhook), "unchanged");
+        let (_, answer) = webhook.review(&body("u1")).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(!file.reload(&webhook));
+        let (_, answer) = webhook.review(&body("u2")).await;
+        assert_eq!(
+            answer["response"]["patchType"], "JSONPatch",
+            "kept the last good file"
+        );
+        std::fs::write(&path, b"").unwrap();
+        assert!(file.reload(&webhook));
+        let (_, answer) = webhook.review(&body("u3")).await;
+        assert!(
+            answer["response"].get("patch").is_none(),
+            "an empty file lists nobody"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
