@@ -376,3 +376,106 @@ async fn the_sandbox_refuses_a_v1_answer_without_the_requests_uid() {
     );
     assert!(err.contains("expected response.uid"), "{err}");
 }
+
+/// A webhook that adds a container `late` (once), answering with the request's uid.
+async fn start_adder(env: &Env, dir: &Path) -> Certificates {
+    let c = certs::generate(&["adder.irsa-system.svc".to_owned()]).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    write_certs(dir, &c);
+    let tls = Arc::new(
+        irsa_webhook::server::TlsFiles::new(dir.join("tls.crt"), dir.join("tls.key")).unwrap(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    env.stack
+        .api
+        .admission()
+        .map_service("irsa-system", "adder", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = tls.acceptor().unwrap();
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(
+                    |req: http::Request<hyper::body::Incoming>| async {
+                        use http_body_util::BodyExt;
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let review: Value = serde_json::from_slice(&body).unwrap();
+                        let request = &review["request"];
+                        let has_late = request["object"]["spec"]["containers"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|c| c["name"] == "late");
+                        let mut response = json!({"uid": request["uid"], "allowed": true});
+                        if !has_late {
+                            let patch = json!([{"op": "add", "path": "/spec/containers/-", "value": {"name": "late", "image": "x"}}]);
+                            response["patchType"] = json!("JSONPatch");
+                            response["patch"] = json!(base64::Engine::encode(
+                                &base64::engine::general_purpose::STANDARD,
+                                patch.to_string()
+                            ));
+                        }
+                        let answer = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+                        Ok::<_, std::convert::Infallible>(http::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(answer.to_string())),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_added_by_a_later_webhook_gets_credentials_on_reinvocation() {
+    let env = start("reinvoke").await;
+    let c = certs::generate(&certs::service_names("irsa-webhook", "irsa-system")).unwrap();
+    write_certs(&env.dir, &c);
+    let _stop = start_webhook(&env, Config::default()).await;
+    let adder = start_adder(&env, &env.dir.join("adder")).await;
+    ok(&env, &["create", "namespace", "team"]);
+    let mut first = configuration(&c.ca_pem, "Fail");
+    first["metadata"]["name"] = json!("a-irsa");
+    assert_eq!(create(&env, "a.json", &first).0, 0);
+    let mut second = configuration(&adder.ca_pem, "Fail");
+    second["metadata"]["name"] = json!("b-adder");
+    second["webhooks"][0]["name"] = json!("adder.example.com");
+    second["webhooks"][0]["reinvocationPolicy"] = json!("Never");
+    second["webhooks"][0]["clientConfig"]["service"]["name"] = json!("adder");
+    assert_eq!(create(&env, "b.json", &second).0, 0);
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "app", "namespace": "team", "annotations": {"eks.amazonaws.com/role-arn": ROLE}}});
+    assert_eq!(create(&env, "sa.json", &sa).0, 0);
+    let (code, _, err) = create(&env, "pod.json", &pod("p", json!({})));
+    assert_eq!(code, 0, "{err}");
+    let p = get_pod(&env, "p");
+    assert_eq!(p["spec"]["containers"][1]["name"], "late");
+    assert_eq!(
+        env_names(&p, "/spec/containers/1/env"),
+        ["AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"],
+        "{p}"
+    );
+    let env_a = env_names(&p, "/spec/containers/0/env");
+    assert_eq!(
+        env_a,
+        ["A", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"],
+        "reinvocation added nothing twice"
+    );
+    let volumes = p["spec"]["volumes"].as_array().unwrap();
+    assert_eq!(
+        volumes
+            .iter()
+            .filter(|v| v["name"] == "aws-iam-token")
+            .count(),
+        1
+    );
+}
