@@ -16,6 +16,7 @@ mod policy;
 mod registry;
 mod sandbox;
 mod token;
+mod webhook;
 
 pub use output::Output;
 
@@ -109,6 +110,9 @@ enum Command {
     /// outage, the recovery and (with skopeo) a real pull with a written secret. Exit 0 only
     /// when every step verified, 1 when one did not (it says which and why), 2 on bad input.
     Demo(demo::DemoArgs),
+    /// The pod identity webhook: IRSA on any cluster, a drop-in for
+    /// amazon-eks-pod-identity-webhook (same annotations, flags, ConfigMap and resulting pods).
+    Webhook(Box<webhook::WebhookArgs>),
 }
 
 /// How a command ended, when it did not fail on bad input.
@@ -147,6 +151,7 @@ pub fn main() -> ExitCode {
         Command::Controller(args) => controller::run(args),
         Command::Install(args) => install::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Webhook(args) => webhook::run(*args),
     };
     match result {
         Ok(Verdict::Ok) => ExitCode::SUCCESS,

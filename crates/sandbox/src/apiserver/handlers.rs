@@ -11,6 +11,7 @@ use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
 
 use super::ApiServer;
+use super::admission;
 use super::apply;
 use super::discovery;
 use super::error::ApiError;
@@ -163,6 +164,16 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
     if let Some(e) = api.inner.faults.check(verb, &target.rt.plural) {
         api.count(&action, verb, e.code);
         return error_response(&e);
+    }
+    if verb == "create" && target.rt.plural == "pods" && target.subresource.is_none() {
+        let ns = target.namespace.clone().unwrap_or_default();
+        match admission::admit_pod(&api, &ns, body).await {
+            Ok(admitted) => body = admitted,
+            Err(e) => {
+                api.count(&action, verb, e.code);
+                return error_response(&e);
+            }
+        }
     }
     let result = handle(&api, verb, target, &query, &parts.headers, &body);
     let code = match &result {

@@ -8,7 +8,8 @@
 //! - [`negotiate`]: full objects, Tables or metadata only, as `Accept` asks;
 //! - [`token`]: TokenRequest (signing is the [`TokenIssuer`]'s job);
 //! - [`tls`]: CA, serving certificate, kubeconfig, HTTPS loop;
-//! - [`faults`]: latency, errors, throttling, dropped watches.
+//! - [`faults`]: latency, errors, throttling, dropped watches;
+//! - [`admission`]: mutating webhooks called on pod create.
 //!
 //! ```no_run
 //! # async fn run(issuer: std::sync::Arc<dyn irsa_sandbox::token_issuer::TokenIssuer>) -> Result<(), Box<dyn std::error::Error>> {
@@ -22,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod apply;
 pub mod discovery;
 pub mod error;
@@ -93,6 +95,7 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<Store>,
     pub(crate) faults: Arc<Faults>,
     pub(crate) issuer: Arc<dyn TokenIssuer>,
+    pub(crate) admission: Arc<admission::Admission>,
 }
 
 /// The API server: shared state behind a cheap clone.
@@ -119,6 +122,7 @@ impl ApiServer {
                 store,
                 faults: Arc::new(Faults::default()),
                 issuer,
+                admission: Arc::default(),
             }),
         }
     }
@@ -133,6 +137,11 @@ impl ApiServer {
     /// The object store, for in-process setup and assertions.
     pub fn store(&self) -> &Arc<Store> {
         &self.inner.store
+    }
+
+    /// Mutating admission webhooks: where their Services listen.
+    pub fn admission(&self) -> &Arc<admission::Admission> {
+        &self.inner.admission
     }
 
     /// Fault injection.

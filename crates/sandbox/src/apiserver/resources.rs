@@ -227,6 +227,15 @@ pub fn builtins() -> Vec<ResourceType> {
             false,
         ),
         ResourceType::builtin(
+            "admissionregistration.k8s.io",
+            "v1",
+            "mutatingwebhookconfigurations",
+            "MutatingWebhookConfiguration",
+            false,
+            &[],
+            false,
+        ),
+        ResourceType::builtin(
             "apiextensions.k8s.io",
             "v1",
             "customresourcedefinitions",

@@ -1,0 +1,395 @@
+//! `irsa webhook`: the pod identity webhook (a drop-in for amazon-eks-pod-identity-webhook),
+//! and `irsa webhook mutate`, which prints offline the patch it would answer for a pod.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use irsa_webhook::admission::Timing;
+use irsa_webhook::config::{
+    DEFAULT_ANNOTATION_PREFIX, DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_EXPIRATION,
+    DEFAULT_TOKEN_MOUNT_PATH, clamp_expiration,
+};
+use irsa_webhook::identity::{parse_config_map, parse_container_credentials};
+use irsa_webhook::run::RunOptions;
+use irsa_webhook::{Config, ContainerCredentialsConfig, ServiceAccountInfo, mutate};
+use serde_json::Value;
+
+use crate::input::read_text;
+use crate::output::print_json;
+use crate::{Invalid, Verdict};
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+#[command(after_help = "Examples:\n  \
+    irsa webhook --tls-cert /etc/webhook/certs/tls.crt --tls-key /etc/webhook/certs/tls.key\n  \
+    irsa webhook mutate --pod pod.json --service-account sa.json --aws-default-region eu-west-1\n\n\
+    Serves POST /mutate (AdmissionReview admission.k8s.io/v1), /healthz, /readyz (after the\n\
+    service-account cache synced) and /metrics over HTTPS on --port. The certificate and key are\n\
+    re-read when they change. Any internal error or timeout admits the pod unchanged, with a\n\
+    warning and a metric. SIGTERM or Ctrl-C stops it.")]
+pub(crate) struct WebhookArgs {
+    #[command(subcommand)]
+    command: Option<WebhookCommand>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Print the JSON patch (or the mutated pod) the webhook would answer for a pod, offline:
+    /// "why has my pod no credentials?".
+    ///
+    /// Reads the pod and its service account as JSON or YAML-free JSON files (`kubectl get -o
+    /// json`), applies the same flags as the server, and prints the patch. An empty patch `[]`
+    /// means the webhook would admit the pod unchanged.
+    #[command(after_help = "Examples:\n  \
+        kubectl get sa app -o json > sa.json; irsa webhook mutate --pod pod.json --service-account sa.json\n  \
+        irsa webhook mutate --pod pod.json --service-account sa.json --output pod | jq .spec.containers[0].env")]
+    Mutate(MutateArgs),
+}
+
+/// The mutation's flags, with upstream's names and defaults.
+#[derive(Debug, Args)]
+struct MutationFlags {
+    /// The service-account (and pod) annotation domain.
+    #[arg(long, value_name = "DOMAIN", default_value = DEFAULT_ANNOTATION_PREFIX, env = "IRSA_WEBHOOK_ANNOTATION_PREFIX")]
+    annotation_prefix: String,
+    /// The token audience when the service account's `<prefix>/audience` names none.
+    #[arg(long, value_name = "AUDIENCE", default_value = DEFAULT_TOKEN_AUDIENCE)]
+    token_audience: String,
+    /// Where the token volume is mounted in each container.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_TOKEN_MOUNT_PATH)]
+    token_mount_path: String,
+    /// Token lifetime in seconds when no annotation sets one (at least 600).
+    #[arg(long, value_name = "SECONDS", default_value_t = DEFAULT_TOKEN_EXPIRATION)]
+    token_expiration: i64,
+    /// Set AWS_DEFAULT_REGION and AWS_REGION in containers that set neither.
+    #[arg(long, value_name = "REGION", env = "IRSA_WEBHOOK_AWS_DEFAULT_REGION")]
+    aws_default_region: Option<String>,
+    /// Add AWS_STS_REGIONAL_ENDPOINTS=regional (the annotation overrides it both ways).
+    #[arg(long, alias = "sts-regional-endpoints", value_name = "BOOL", num_args = 0..=1, default_value_t = false, default_missing_value = "true", action = clap::ArgAction::Set)]
+    sts_regional_endpoint: bool,
+    /// Pod Identity: the token audience.
+    #[arg(
+        long,
+        value_name = "AUDIENCE",
+        default_value = "pods.eks.amazonaws.com"
+    )]
+    container_credentials_audience: String,
+    /// Pod Identity: the token mount path.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"
+    )]
+    container_credentials_token_mount_path: String,
+    /// Pod Identity: the token volume's name.
+    #[arg(long, value_name = "NAME", default_value = "eks-pod-identity-token")]
+    container_credentials_token_volume_name: String,
+    /// Pod Identity: the token's file name in its volume.
+    #[arg(long, value_name = "NAME", default_value = "eks-pod-identity-token")]
+    container_credentials_token_path: String,
+    /// Pod Identity: the agent (on IPv6 clusters http://[fd00:ec2::23]/v1/credentials).
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://169.254.170.23/v1/credentials"
+    )]
+    container_credentials_full_uri: String,
+}
+
+impl MutationFlags {
+    fn config(&self) -> Result<Config, Invalid> {
+        if self.annotation_prefix.is_empty() || self.annotation_prefix.contains('/') {
+            return Err(Invalid(format!(
+                "--annotation-prefix {:?}: give a DNS domain such as eks.amazonaws.com, without a slash",
+                self.annotation_prefix
+            )));
+        }
+        Ok(Config {
+            annotation_prefix: self.annotation_prefix.clone(),
+            token_audience: self.token_audience.clone(),
+            token_mount_path: self.token_mount_path.clone(),
+            token_expiration: clamp_expiration(self.token_expiration),
+            sts_regional_endpoints: self.sts_regional_endpoint,
+            aws_default_region: self.aws_default_region.clone().filter(|r| !r.is_empty()),
+            container_credentials: ContainerCredentialsConfig {
+                audience: self.container_credentials_audience.clone(),
+                mount_path: self.container_credentials_token_mount_path.clone(),
+                volume_name: self.container_credentials_token_volume_name.clone(),
+                token_path: self.container_credentials_token_path.clone(),
+                full_uri: self.container_credentials_full_uri.clone(),
+            },
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Port to listen on (HTTPS).
+    #[arg(long, default_value_t = 443, env = "IRSA_WEBHOOK_PORT")]
+    port: u16,
+    /// Address to listen on.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0",
+        env = "IRSA_WEBHOOK_BIND"
+    )]
+    bind: std::net::IpAddr,
+    /// PEM certificate chain (re-read when it changes).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/webhook/certs/tls.crt"
+    )]
+    tls_cert: PathBuf,
+    /// PEM private key (re-read when it changes).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/webhook/certs/tls.key"
+    )]
+    tls_key: PathBuf,
+    /// Follow the pod-identity-webhook ConfigMap in --namespace.
+    #[arg(long)]
+    watch_config_map: bool,
+    /// Namespace of the ConfigMap.
+    #[arg(long, value_name = "NS", default_value = "eks", env = "POD_NAMESPACE")]
+    namespace: String,
+    /// The container-credentials file ({"identities":[{"namespace","serviceAccount"}]}),
+    /// reloaded on change: those service accounts get Pod Identity credentials.
+    #[arg(long, value_name = "FILE")]
+    watch_container_credentials_config: Option<PathBuf>,
+    /// How long a pod waits for its service account to reach the cache before the webhook asks
+    /// the API server (e.g. 100ms; 0 asks at once).
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    service_account_lookup_grace_period: Duration,
+    /// Answer (admitting the pod unchanged) no later than this.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    deadline: Duration,
+    /// Service-account lookups at the API server per second (cache misses only).
+    #[arg(long, value_name = "QPS", default_value_t = 20)]
+    lookup_qps: u32,
+    #[command(flatten)]
+    flags: MutationFlags,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputKind {
+    /// The JSON patch the webhook answers.
+    Patch,
+    /// The pod with the patch applied.
+    Pod,
+}
+
+#[derive(Debug, Args)]
+struct MutateArgs {
+    /// The pod, as JSON (`kubectl get pod -o json`, or the manifest as JSON); `-` for stdin.
+    #[arg(long, value_name = "FILE")]
+    pod: String,
+    /// Its service account, as JSON; leave out to see what happens when it is not found.
+    #[arg(long, value_name = "FILE")]
+    service_account: Option<String>,
+    /// The pod-identity-webhook ConfigMap, as JSON (its data.config is read).
+    #[arg(long, value_name = "FILE")]
+    config_map: Option<String>,
+    /// The container-credentials file (Pod Identity mode).
+    #[arg(long, value_name = "FILE")]
+    container_credentials_config: Option<String>,
+    /// Namespace of the pod when its manifest names none.
+    #[arg(long, value_name = "NS", default_value = "default")]
+    namespace: String,
+    /// What to print.
+    #[arg(long, value_enum, default_value = "patch")]
+    output: OutputKind,
+    #[command(flatten)]
+    flags: MutationFlags,
+}
+
+/// Parses `100ms`, `30s`, `10m`, `1h` or a bare number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration: use e.g. 100ms, 5s or 1m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        other => Err(format!(
+            "unknown unit {other:?} in {s:?}: use ms, s, m or h"
+        )),
+    }
+}
+
+pub(crate) fn run(args: WebhookArgs) -> anyhow::Result<Verdict> {
+    match args.command {
+        Some(WebhookCommand::Mutate(m)) => mutate_offline(m),
+        None => serve(args.serve),
+    }
+}
+
+fn read_json(path: &str, what: &str) -> anyhow::Result<Value> {
+    let text = read_text(path, what)?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| {
+        Invalid(format!(
+            "{what} {path:?} is not JSON: {e} (use `kubectl get ... -o json`)"
+        ))
+    })?;
+    if !value.is_object() {
+        return Err(Invalid(format!("{what} {path:?} is not a JSON object")).into());
+    }
+    Ok(value)
+}
+
+fn mutate_offline(args: MutateArgs) -> anyhow::Result<Verdict> {
+    let config = args.flags.config()?;
+    let pod = read_json(&args.pod, "--pod")?;
+    if let Some(kind) = pod.get("kind").and_then(Value::as_str)
+        && kind != "Pod"
+    {
+        return Err(Invalid(format!("--pod {:?} is a {kind}, not a Pod", args.pod)).into());
+    }
+    let namespace = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or(&args.namespace)
+        .to_owned();
+    let sa_name = pod
+        .pointer("/spec/serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_owned();
+    let annotations = match &args.service_account {
+        None => None,
+        Some(path) => {
+            let sa = read_json(path, "--service-account")?;
+            if let Some(kind) = sa.get("kind").and_then(Value::as_str)
+                && kind != "ServiceAccount"
+            {
+                return Err(Invalid(format!(
+                    "--service-account {path:?} is a {kind}, not a ServiceAccount"
+                ))
+                .into());
+            }
+            let name = sa.pointer("/metadata/name").and_then(Value::as_str);
+            if name.is_some_and(|n| n != sa_name) {
+                eprintln!(
+                    "warning: the pod runs as service account {sa_name:?}, the file is {:?}",
+                    name.unwrap_or_default()
+                );
+            }
+            let annotations: BTreeMap<String, String> = sa
+                .pointer("/metadata/annotations")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Some(annotations)
+        }
+    };
+    let key = (namespace, sa_name);
+    let config_map = match &args.config_map {
+        None => None,
+        Some(path) => {
+            let cm = read_json(path, "--config-map")?;
+            let data = cm
+                .pointer("/data/config")
+                .and_then(Value::as_str)
+                .unwrap_or("{}");
+            let entries = parse_config_map(data)
+                .map_err(|e| Invalid(format!("--config-map {path:?}: {e}")))?;
+            entries.get(&key).cloned()
+        }
+    };
+    let pod_identity = match &args.container_credentials_config {
+        None => false,
+        Some(path) => {
+            let text = read_text(path, "--container-credentials-config")?;
+            parse_container_credentials(text.as_bytes())
+                .map_err(|e| Invalid(format!("--container-credentials-config {path:?}: {e}")))?
+                .contains(&key)
+        }
+    };
+    let info = ServiceAccountInfo {
+        annotations,
+        config_map,
+        pod_identity,
+    };
+    let ops = mutate(&pod, &info, &config);
+    let patch = serde_json::to_value(&ops)?;
+    match args.output {
+        OutputKind::Patch => print_json(&patch, true)?,
+        OutputKind::Pod => {
+            let patch: json_patch::Patch = serde_json::from_value(patch)?;
+            let mut pod = pod;
+            json_patch::patch(&mut pod, &patch)
+                .map_err(|e| anyhow::anyhow!("the patch does not apply to the pod: {e}"))?;
+            print_json(&pod, true)?;
+        }
+    }
+    Ok(Verdict::Ok)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<Verdict> {
+    let config = args.flags.config()?;
+    let options = RunOptions {
+        config,
+        timing: Timing {
+            grace_period: args.service_account_lookup_grace_period,
+            deadline: args.deadline,
+            lookup_qps: args.lookup_qps.max(1),
+        },
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        config_map_namespace: args.watch_config_map.then(|| args.namespace.clone()),
+        container_credentials_file: args.watch_container_credentials_config.clone(),
+    };
+    // Refuse an unreadable pair before anything else; the server reads it again per change.
+    irsa_webhook::server::TlsFiles::new(&args.tls_cert, &args.tls_key)
+        .map_err(|e| Invalid(format!("{e} (--tls-cert, --tls-key)")))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let addr = std::net::SocketAddr::new(args.bind, args.port);
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+            Invalid(format!(
+                "cannot listen on {addr}: {e} (pick another with --port or --bind)"
+            ))
+        })?;
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!(
+                "failed to set up the Kubernetes client: {e} (set KUBECONFIG, or run in a pod with a service account)"
+            )
+        })?;
+        tracing::info!(%addr, "starting the webhook");
+        irsa_webhook::run::run(options, client, listener, shutdown_signal())
+            .await?;
+        Ok(Verdict::Ok)
+    })
+}
+
+/// SIGTERM (Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        return;
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

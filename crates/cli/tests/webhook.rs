@@ -1,0 +1,244 @@
+//! `irsa webhook mutate`, run as a user asking "why has my pod no credentials?": the patch (or
+//! the mutated pod) the webhook would answer, and precise refusals (exit 2) for bad input.
+
+mod common;
+
+use common::{TempDir, irsa, irsa_with_stdin};
+use serde_json::{Value, json};
+
+const ROLE: &str = "arn:aws:iam::111122223333:role/app";
+
+fn write(dir: &TempDir, name: &str, value: &Value) -> String {
+    let path = dir.0.join(name);
+    std::fs::write(&path, serde_json::to_vec(value).unwrap()).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn pod() -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "app", "namespace": "team"},
+        "spec": {"serviceAccountName": "app", "containers": [
+            {"name": "app", "image": "busybox", "env": [{"name": "A", "value": "1"}]}]}})
+}
+
+fn sa(annotations: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {"name": "app", "namespace": "team", "annotations": annotations}})
+}
+
+#[test]
+fn mutate_prints_the_patch_by_index() {
+    let dir = TempDir::new("webhook-patch");
+    let pod = write(&dir, "pod.json", &pod());
+    let sa = write(
+        &dir,
+        "sa.json",
+        &sa(json!({"eks.amazonaws.com/role-arn": ROLE})),
+    );
+    let run = irsa(&[
+        "webhook",
+        "mutate",
+        "--pod",
+        &pod,
+        "--service-account",
+        &sa,
+        "--aws-default-region",
+        "eu-west-1",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let patch = run.json();
+    let paths: Vec<&str> = patch
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|op| op["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/spec/volumes",
+            "/spec/containers/0/env/-",
+            "/spec/containers/0/env/-",
+            "/spec/containers/0/env/-",
+            "/spec/containers/0/env/-",
+            "/spec/containers/0/volumeMounts"
+        ]
+    );
+    assert_eq!(
+        patch[3]["value"],
+        json!({"name": "AWS_ROLE_ARN", "value": ROLE})
+    );
+}
+
+#[test]
+fn mutate_prints_the_mutated_pod_and_an_already_mutated_pod_needs_nothing() {
+    let dir = TempDir::new("webhook-pod");
+    let pod = write(&dir, "pod.json", &pod());
+    let sa = write(
+        &dir,
+        "sa.json",
+        &sa(
+            json!({"eks.amazonaws.com/role-arn": ROLE, "eks.amazonaws.com/token-expiration": "3600"}),
+        ),
+    );
+    let run = irsa(&[
+        "webhook",
+        "mutate",
+        "--pod",
+        &pod,
+        "--service-account",
+        &sa,
+        "--output",
+        "pod",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mutated = run.json();
+    let env = &mutated["spec"]["containers"][0]["env"];
+    assert_eq!(env[0], json!({"name": "A", "value": "1"}));
+    assert_eq!(env[1]["name"], "AWS_ROLE_ARN");
+    assert_eq!(
+        env[2]["value"],
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"
+    );
+    assert_eq!(
+        mutated["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+        3600
+    );
+    // Fed back through stdin: nothing left to add.
+    let again = irsa_with_stdin(
+        &["webhook", "mutate", "--pod", "-", "--service-account", &sa],
+        &mutated.to_string(),
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert_eq!(again.json(), json!([]));
+}
+
+#[test]
+fn mutate_without_a_role_or_service_account_prints_an_empty_patch() {
+    let dir = TempDir::new("webhook-empty");
+    let pod = write(&dir, "pod.json", &pod());
+    let sa = write(&dir, "sa.json", &sa(json!({})));
+    for args in [
+        vec!["webhook", "mutate", "--pod", &pod, "--service-account", &sa],
+        vec!["webhook", "mutate", "--pod", &pod],
+    ] {
+        let run = irsa(&args);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.json(), json!([]));
+    }
+}
+
+#[test]
+fn mutate_follows_the_flags_and_pod_identity_file() {
+    let dir = TempDir::new("webhook-flags");
+    let pod = write(&dir, "pod.json", &pod());
+    let sa = write(&dir, "sa.json", &sa(json!({"irsa.dev/role-arn": ROLE})));
+    let cc = write(
+        &dir,
+        "cc.json",
+        &json!({"identities": [{"namespace": "team", "serviceAccount": "app"}]}),
+    );
+    let run = irsa(&[
+        "webhook",
+        "mutate",
+        "--pod",
+        &pod,
+        "--service-account",
+        &sa,
+        "--annotation-prefix",
+        "irsa.dev",
+        "--token-audience",
+        "irsa",
+        "--sts-regional-endpoint",
+        "--output",
+        "pod",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = run.json();
+    assert_eq!(
+        out["spec"]["volumes"][0]["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "irsa"
+    );
+    assert_eq!(
+        out["spec"]["containers"][0]["env"][1],
+        json!({"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"})
+    );
+    let run = irsa(&[
+        "webhook",
+        "mutate",
+        "--pod",
+        &pod,
+        "--service-account",
+        &sa,
+        "--container-credentials-config",
+        &cc,
+        "--container-credentials-full-uri",
+        "http://[fd00:ec2::23]/v1/credentials",
+        "--output",
+        "pod",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let out = run.json();
+    assert_eq!(
+        out["spec"]["containers"][0]["env"][1],
+        json!({"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://[fd00:ec2::23]/v1/credentials"})
+    );
+    assert_eq!(
+        out["metadata"]["labels"]["eks.amazonaws.com/pod-identity"],
+        "enabled"
+    );
+}
+
+#[test]
+fn mutate_refuses_bad_input_naming_the_flag() {
+    let dir = TempDir::new("webhook-bad");
+    let pod = write(&dir, "pod.json", &pod());
+    let not_json = dir.0.join("x.json");
+    std::fs::write(&not_json, "apiVersion: v1").unwrap();
+    let not_json = not_json.to_str().unwrap();
+    let deployment = write(&dir, "d.json", &json!({"kind": "Deployment"}));
+    let bad_cc = write(&dir, "cc.json", &json!({"identities": 5}));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--pod", not_json], "--pod"),
+        (vec!["--pod", "/nonexistent/pod.json"], "--pod"),
+        (vec!["--pod", &deployment], "not a Pod"),
+        (
+            vec!["--pod", &pod, "--service-account", &deployment],
+            "not a ServiceAccount",
+        ),
+        (
+            vec!["--pod", &pod, "--container-credentials-config", &bad_cc],
+            "--container-credentials-config",
+        ),
+        (
+            vec!["--pod", &pod, "--annotation-prefix", "a/b"],
+            "--annotation-prefix",
+        ),
+    ];
+    for (args, needle) in cases {
+        let mut all = vec!["webhook", "mutate"];
+        all.extend(&args);
+        let run = irsa(&all);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn serving_without_a_certificate_fails_with_the_flag_to_fix() {
+    let dir = TempDir::new("webhook-serve");
+    let cert = dir.0.join("missing.crt");
+    let run = irsa(&[
+        "webhook",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        cert.to_str().unwrap(),
+    ]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("missing.crt"), "{}", run.stderr);
+}

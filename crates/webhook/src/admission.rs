@@ -1,0 +1,481 @@
+//! One admission request, end to end: decode, find the service account (cache, grace period,
+//! then the API server), mutate, answer. Fails open: an internal error or a timeout admits the
+//! pod unchanged with a warning and a metric; only a body that is not an AdmissionReview v1
+//! gets an error answer.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::cache::ServiceAccountCache;
+use crate::config::Config;
+use crate::identity::{ConfigMapEntry, ServiceAccountInfo};
+use crate::metrics::{Metrics, Outcome};
+use crate::mutate::{PatchOp, mutate};
+use crate::review::{self, AdmissionRequest};
+
+/// A service-account lookup at the API server failed.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to get service account {namespace}/{name} from the API server: {message}")]
+pub struct LookupError {
+    /// Namespace of the account.
+    pub namespace: String,
+    /// Name of the account.
+    pub name: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// The account's annotations, `None` when it does not exist.
+pub type LookupResult = Result<Option<BTreeMap<String, String>>, LookupError>;
+
+/// Asks the API server for one service account (the fallback when the cache lacks it).
+pub trait ServiceAccountLookup: Send + Sync {
+    /// Get the account's annotations.
+    fn get<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> Pin<Box<dyn Future<Output = LookupResult> + Send + 'a>>;
+}
+
+/// Timing of the service-account lookup and of the whole answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// `--service-account-lookup-grace-period`: wait this long for the watch to deliver an
+    /// account before asking the API server.
+    pub grace_period: Duration,
+    /// Answer (failing open) no later than this, well inside kube-apiserver's timeout.
+    pub deadline: Duration,
+    /// Lookups at the API server per second (and burst).
+    pub lookup_qps: u32,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            grace_period: Duration::from_millis(100),
+            deadline: Duration::from_secs(5),
+            lookup_qps: 20,
+        }
+    }
+}
+
+/// A token bucket on tokio's clock.
+#[derive(Debug)]
+struct RateLimiter {
+    per_second: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimiter {
+    fn new(qps: u32) -> Self {
+        let qps = f64::from(qps.max(1));
+        Self {
+            per_second: qps,
+            state: Mutex::new((qps, Instant::now())),
+        }
+    }
+
+    async fn acquire(&self) {
+        loop {
+            let wait = {
+                let Ok(mut s) = self.state.lock() else { return };
+                let now = Instant::now();
+                let refill = now.duration_since(s.1).as_secs_f64() * self.per_second;
+                s.0 = (s.0 + refill).min(self.per_second);
+                s.1 = now;
+                if s.0 >= 1.0 {
+                    s.0 -= 1.0;
+                    return;
+                }
+                Duration::from_secs_f64((1.0 - s.0) / self.per_second)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The webhook's state: settings, the service-account cache, the ConfigMap entries, the Pod
+/// Identity accounts and the metrics.
+pub struct Webhook {
+    config: Config,
+    cache: Arc<ServiceAccountCache>,
+    config_map: RwLock<BTreeMap<(String, String), ConfigMapEntry>>,
+    pod_identities: RwLock<HashSet<(String, String)>>,
+    metrics: Metrics,
+    lookup: Option<Arc<dyn ServiceAccountLookup>>,
+    limiter: RateLimiter,
+    timing: Timing,
+}
+
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Webhook")
+            .field("config", &self.config)
+            .field("cached_service_accounts", &self.cache.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Webhook {
+    /// A webhook answering with `config`, reading `cache`, asking `lookup` for missing accounts.
+    pub fn new(
+        config: Config,
+        cache: Arc<ServiceAccountCache>,
+        lookup: Option<Arc<dyn ServiceAccountLookup>>,
+        timing: Timing,
+    ) -> Self {
+        Self {
+            config,
+            cache,
+            config_map: RwLock::new(BTreeMap::new()),
+            pod_identities: RwLock::new(HashSet::new()),
+            metrics: Metrics::default(),
+            lookup,
+            limiter: RateLimiter::new(timing.lookup_qps),
+            timing,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The service-account cache.
+    pub fn cache(&self) -> &Arc<ServiceAccountCache> {
+        &self.cache
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Replace the ConfigMap entries (`--watch-config-map`).
+    pub fn set_config_map(&self, entries: BTreeMap<(String, String), ConfigMapEntry>) {
+        if let Ok(mut m) = self.config_map.write() {
+            *m = entries;
+        }
+    }
+
+    /// Replace the Pod Identity accounts (`--watch-container-credentials-config`).
+    pub fn set_pod_identities(&self, identities: HashSet<(String, String)>) {
+        if let Ok(mut m) = self.pod_identities.write() {
+            *m = identities;
+        }
+    }
+
+    /// Answer one AdmissionReview body: the HTTP status and the response document.
+    pub async fn review(&self, body: &[u8]) -> (u16, Value) {
+        let start = Instant::now();
+        let (status, outcome, answer) = match review::decode(body) {
+            Err(e) => {
+                tracing::warn!(error = %e, "refused a body that is not an AdmissionReview v1");
+                let uid = review::uid_of(body);
+                let answer = review::error(uid.as_deref(), 400, &e.to_string());
+                (400, Outcome::BadRequest, answer)
+            }
+            Ok(req) if !req.kind.is_empty() && req.kind != "Pod" => {
+                (200, Outcome::Skipped, review::allow(&req.uid, &[], &[]))
+            }
+            Ok(req) => {
+                let decided = tokio::time::timeout(self.timing.deadline, self.decide(&req)).await;
+                match decided {
+                    Ok(Ok(ops)) => {
+                        let outcome = if ops.is_empty() {
+                            Outcome::Skipped
+                        } else {
+                            Outcome::Mutated
+                        };
+                        tracing::debug!(
+                            namespace = %req.namespace,
+                            pod = %req.pod_name(),
+                            service_account = %req.service_account(),
+                            operations = ops.len(),
+                            "answered"
+                        );
+                        (200, outcome, review::allow(&req.uid, &ops, &[]))
+                    }
+                    Ok(Err(message)) => self.fail_open(&req, &message),
+                    Err(_) => self.fail_open(
+                        &req,
+                        &format!("no decision within {:?}", self.timing.deadline),
+                    ),
+                }
+            }
+        };
+        self.metrics.observe(outcome, start.elapsed());
+        (status, answer)
+    }
+
+    fn fail_open(&self, req: &AdmissionRequest, message: &str) -> (u16, Outcome, Value) {
+        tracing::warn!(
+            namespace = %req.namespace,
+            pod = %req.pod_name(),
+            service_account = %req.service_account(),
+            error = %message,
+            "admitted the pod without credentials (failing open)"
+        );
+        let warning = format!(
+            "irsa webhook admitted this pod without AWS credentials: {message}; recreate the pod once the webhook is healthy"
+        );
+        (
+            200,
+            Outcome::FailedOpen,
+            review::allow(&req.uid, &[], &[warning]),
+        )
+    }
+
+    async fn decide(&self, req: &AdmissionRequest) -> Result<Vec<PatchOp>, String> {
+        let namespace = if req.namespace.is_empty() {
+            req.object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        } else {
+            &req.namespace
+        };
+        let name = req.service_account();
+        let key = (namespace.to_owned(), name.to_owned());
+        let pod_identity = self
+            .pod_identities
+            .read()
+            .map(|s| s.contains(&key))
+            .unwrap_or(false);
+        let config_map = self
+            .config_map
+            .read()
+            .ok()
+            .and_then(|m| m.get(&key).cloned());
+        let mut annotations = self
+            .cache
+            .wait_for(namespace, name, self.timing.grace_period)
+            .await;
+        if annotations.is_none()
+            && let Some(lookup) = &self.lookup
+        {
+            self.limiter.acquire().await;
+            self.metrics.api_lookup();
+            annotations = lookup
+                .get(namespace, name)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if annotations.is_none() {
+            self.metrics.missing_service_account();
+            tracing::info!(%namespace, service_account = %name, "service account not found");
+        }
+        let info = ServiceAccountInfo {
+            annotations,
+            config_map,
+            pod_identity,
+        };
+        let pod = &req.object;
+        let config = &self.config;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mutate(pod, &info, config)))
+            .map_err(|_| "internal error while computing the patch".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Fake {
+        calls: AtomicUsize,
+        answer: fn() -> LookupResult,
+        delay: Duration,
+    }
+
+    impl ServiceAccountLookup for Fake {
+        fn get<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+        ) -> Pin<Box<dyn Future<Output = LookupResult> + Send + 'a>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                (self.answer)()
+            })
+        }
+    }
+
+    fn body(uid: &str, sa: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": uid, "namespace": "ns", "operation": "CREATE",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "object": {"metadata": {"name": "p"}, "spec": {"serviceAccountName": sa, "containers": [{"name": "a"}]}}}
+        }))
+        .unwrap()
+    }
+
+    fn role() -> BTreeMap<String, String> {
+        [(
+            "eks.amazonaws.com/role-arn".to_owned(),
+            "arn:aws:iam::111122223333:role/a".to_owned(),
+        )]
+        .into()
+    }
+
+    fn webhook(lookup: Option<Arc<dyn ServiceAccountLookup>>) -> Webhook {
+        let config = Config::default();
+        let cache = Arc::new(ServiceAccountCache::new(&config));
+        Webhook::new(config, cache, lookup, Timing::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cached_account_gets_a_patch_with_the_requests_uid() {
+        let w = webhook(None);
+        w.cache().apply("ns", "app", &role());
+        let (status, answer) = w.review(&body("uid-1", "app")).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(answer["kind"], "AdmissionReview");
+        assert_eq!(answer["response"]["uid"], "uid-1");
+        assert_eq!(answer["response"]["allowed"], true);
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        assert_eq!(w.metrics().count(Outcome::Mutated), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_account_is_asked_of_the_api_server_after_the_grace_period() {
+        let fake = Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            answer: || Ok(Some(role())),
+            delay: Duration::ZERO,
+        });
+        let w = webhook(Some(fake.clone()));
+        let start = Instant::now();
+        let (_, answer) = w.review(&body("u", "fresh")).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_millis(100),
+            "waited the grace period"
+        );
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        // Not found anywhere: admitted unchanged and counted.
+        let fake = Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            answer: || Ok(None),
+            delay: Duration::ZERO,
+        });
+        let w = webhook(Some(fake));
+        let (_, answer) = w.review(&body("u", "nope")).await;
+        assert!(answer["response"].get("patch").is_none());
+        assert_eq!(w.metrics().missing_service_accounts(), 1);
+        assert_eq!(w.metrics().count(Outcome::Skipped), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_and_timeouts_fail_open_with_a_warning() {
+        let failing = Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            answer: || {
+                Err(LookupError {
+                    namespace: "ns".into(),
+                    name: "x".into(),
+                    message: "connection refused".into(),
+                })
+            },
+            delay: Duration::ZERO,
+        });
+        let w = webhook(Some(failing));
+        let (status, answer) = w.review(&body("u-err", "x")).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["response"]["allowed"], true);
+        assert_eq!(answer["response"]["uid"], "u-err");
+        assert!(answer["response"].get("patch").is_none());
+        let warning = answer["response"]["warnings"][0].as_str().unwrap();
+        assert!(warning.contains("connection refused"), "{warning}");
+        assert_eq!(w.metrics().count(Outcome::FailedOpen), 1);
+
+        let slow = Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            answer: || Ok(Some(role())),
+            delay: Duration::from_secs(60),
+        });
+        let w = webhook(Some(slow));
+        let start = Instant::now();
+        let (_, answer) = w.review(&body("u-slow", "x")).await;
+        assert_eq!(start.elapsed(), Timing::default().deadline);
+        assert_eq!(answer["response"]["allowed"], true);
+        assert!(
+            answer["response"]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("no decision")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn garbage_gets_an_error_answer_and_other_kinds_pass() {
+        let w = webhook(None);
+        let (status, answer) = w.review(b"{\"apiVersion\": 3").await;
+        assert_eq!(status, 400);
+        assert_eq!(answer["response"]["allowed"], false);
+        assert_eq!(w.metrics().count(Outcome::BadRequest), 1);
+        let mut other: Value = serde_json::from_slice(&body("u", "a")).unwrap();
+        other["request"]["kind"]["kind"] = json!("Deployment");
+        let (status, answer) = w.review(&serde_json::to_vec(&other).unwrap()).await;
+        assert_eq!(status, 200);
+        assert!(answer["response"].get("patch").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn api_lookups_are_rate_limited() {
+        let fake = Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            answer: || Ok(None),
+            delay: Duration::ZERO,
+        });
+        let config = Config::default();
+        let cache = Arc::new(ServiceAccountCache::new(&config));
+        let timing = Timing {
+            grace_period: Duration::ZERO,
+            lookup_qps: 2,
+            ..Timing::default()
+        };
+        let w = Webhook::new(config, cache, Some(fake.clone()), timing);
+        let start = Instant::now();
+        for i in 0..4 {
+            w.review(&body(&format!("u{i}"), "x")).await;
+        }
+        // Two from the burst, then one every half second.
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pod_identity_and_config_map_sources_are_used() {
+        let w = webhook(None);
+        w.cache().apply("ns", "cc", &BTreeMap::new());
+        w.set_pod_identities([("ns".to_owned(), "cc".to_owned())].into());
+        let (_, answer) = w.review(&body("u", "cc")).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        w.cache().apply("ns", "cm", &BTreeMap::new());
+        w.set_config_map(
+            [(
+                ("ns".to_owned(), "cm".to_owned()),
+                ConfigMapEntry {
+                    role_arn: "arn:aws:iam::111122223333:role/cm".into(),
+                    ..ConfigMapEntry::default()
+                },
+            )]
+            .into(),
+        );
+        let (_, answer) = w.review(&body("u2", "cm")).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+    }
+}

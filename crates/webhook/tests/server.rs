@@ -1,0 +1,250 @@
+//! The HTTPS server on loopback, as kube-apiserver meets it: TLS verified against the CA for
+//! the Service's name, keep-alive, AdmissionReview v1 answers with the request's uid, garbage
+//! refused without harm, probes and metrics, and a rotated certificate served without restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use irsa_webhook::Config;
+use irsa_webhook::admission::{Timing, Webhook};
+use irsa_webhook::cache::ServiceAccountCache;
+use irsa_webhook::certs::{self, Certificates};
+use irsa_webhook::server::{TlsFiles, serve};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+
+const NAME: &str = "irsa-webhook.irsa-system.svc";
+
+struct Client {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+async fn connect(addr: std::net::SocketAddr, ca_pem: &str) -> Result<Client, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from(NAME).unwrap(), tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    Ok(Client { sender })
+}
+
+impl Client {
+    async fn send(&mut self, method: &str, path: &str, ct: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", NAME)
+            .header("content-type", ct)
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = self.sender.send_request(req).await.expect("response");
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        (status, body)
+    }
+}
+
+fn review(uid: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": uid, "namespace": "ns", "operation": "CREATE",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "object": {"metadata": {"name": "p"}, "spec": {"serviceAccountName": "app", "containers": [{"name": "a"}]}}}
+    }))
+    .unwrap()
+}
+
+struct Files {
+    dir: std::path::PathBuf,
+}
+
+impl Files {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("irsa-webhook-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self { dir }
+    }
+    fn write(&self, c: &Certificates) {
+        // Written aside and renamed, as a kubelet-updated Secret volume swaps its files.
+        for (name, pem) in [("tls.crt", &c.cert_pem), ("tls.key", &c.key_pem)] {
+            let tmp = self.dir.join(format!("{name}.tmp"));
+            std::fs::write(&tmp, pem).unwrap();
+            std::fs::rename(&tmp, self.dir.join(name)).unwrap();
+        }
+    }
+    fn tls(&self) -> Arc<TlsFiles> {
+        Arc::new(TlsFiles::new(self.dir.join("tls.crt"), self.dir.join("tls.key")).unwrap())
+    }
+}
+
+impl Drop for Files {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start(
+    tls: Arc<TlsFiles>,
+) -> (
+    std::net::SocketAddr,
+    Arc<Webhook>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let config = Config::default();
+    let cache = Arc::new(ServiceAccountCache::new(&config));
+    let timing = Timing {
+        grace_period: Duration::ZERO,
+        ..Timing::default()
+    };
+    let webhook = Arc::new(Webhook::new(config, cache, None, timing));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    tokio::spawn(serve(listener, tls, webhook.clone(), async {
+        let _ = stopped.await;
+    }));
+    (addr, webhook, stop)
+}
+
+#[tokio::test]
+async fn answers_reviews_probes_and_metrics_over_one_keep_alive_connection() {
+    let files = Files::new("serve");
+    let certs = certs::generate(&certs::service_names("irsa-webhook", "irsa-system")).unwrap();
+    files.write(&certs);
+    let (addr, webhook, _stop) = start(files.tls()).await;
+    let mut c = connect(addr, &certs.ca_pem).await.unwrap();
+
+    assert_eq!(c.send("GET", "/healthz", "text/plain", vec![]).await.0, 200);
+    assert_eq!(
+        c.send("GET", "/readyz", "text/plain", vec![]).await.0,
+        503,
+        "not synced yet"
+    );
+    webhook.cache().reset([]);
+    assert_eq!(c.send("GET", "/readyz", "text/plain", vec![]).await.0, 200);
+
+    webhook.cache().apply(
+        "ns",
+        "app",
+        &[(
+            "eks.amazonaws.com/role-arn".to_owned(),
+            "arn:aws:iam::111122223333:role/a".to_owned(),
+        )]
+        .into(),
+    );
+    let (status, body) = c
+        .send("POST", "/mutate", "application/json", review("uid-7"))
+        .await;
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(answer["kind"], "AdmissionReview");
+    assert_eq!(answer["response"]["uid"], "uid-7");
+    assert_eq!(answer["response"]["patchType"], "JSONPatch");
+
+    for garbage in [
+        b"\x00\xff garbage".to_vec(),
+        b"{\"apiVersion\":\"admission.k8s.io/v1\"}".to_vec(),
+        vec![],
+    ] {
+        let (status, body) = c.send("POST", "/mutate", "application/json", garbage).await;
+        assert_eq!(status, 400);
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer["response"]["allowed"], false);
+        assert!(
+            answer["response"]["status"]["message"]
+                .as_str()
+                .unwrap()
+                .len()
+                > 5
+        );
+    }
+    assert_eq!(
+        c.send("POST", "/mutate", "application/yaml", review("u"))
+            .await
+            .0,
+        415
+    );
+    assert_eq!(c.send("GET", "/nope", "text/plain", vec![]).await.0, 404);
+    // Still serving after the garbage, on the same connection.
+    assert_eq!(
+        c.send("POST", "/mutate", "application/json", review("uid-8"))
+            .await
+            .0,
+        200
+    );
+
+    let (status, body) = c.send("GET", "/metrics", "text/plain", vec![]).await;
+    assert_eq!(status, 200);
+    let text = String::from_utf8(body).unwrap();
+    assert!(text.contains("irsa_webhook_mutations_total 2"), "{text}");
+    assert!(text.contains("irsa_webhook_bad_requests_total 3"), "{text}");
+    assert!(
+        text.contains("irsa_webhook_admission_duration_seconds_count 5"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_certificate_is_served_without_a_restart() {
+    let files = Files::new("rotate");
+    let names = certs::service_names("irsa-webhook", "irsa-system");
+    let first = certs::generate(&names).unwrap();
+    files.write(&first);
+    let (addr, _webhook, _stop) = start(files.tls()).await;
+    let mut c = connect(addr, &first.ca_pem).await.unwrap();
+    assert_eq!(c.send("GET", "/healthz", "text/plain", vec![]).await.0, 200);
+
+    let second = certs::generate(&names).unwrap();
+    files.write(&second);
+    let mut c2 = connect(addr, &second.ca_pem)
+        .await
+        .expect("the new certificate is served");
+    assert_eq!(
+        c2.send("GET", "/healthz", "text/plain", vec![]).await.0,
+        200
+    );
+    let old = connect(addr, &first.ca_pem).await;
+    assert!(
+        old.is_err(),
+        "the old CA no longer verifies new connections"
+    );
+
+    // A half-written pair keeps the last good one in service.
+    std::fs::write(files.dir.join("tls.key"), "not a key").unwrap();
+    let mut c3 = connect(addr, &second.ca_pem)
+        .await
+        .expect("the previous pair still serves");
+    assert_eq!(
+        c3.send("GET", "/healthz", "text/plain", vec![]).await.0,
+        200
+    );
+}
