@@ -13,13 +13,16 @@
 
 pub mod admission;
 pub mod cache;
+#[cfg(feature = "server")]
 pub mod certs;
 pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod mutate;
 pub mod review;
+#[cfg(feature = "server")]
 pub mod run;
+#[cfg(feature = "server")]
 pub mod server;
 
 pub use config::{Config, ContainerCredentialsConfig};
