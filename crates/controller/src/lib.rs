@@ -15,4 +15,6 @@ pub mod reconcile;
 pub mod runtime;
 pub mod status;
 
+/// Annotation keys, labels and the STS audience shared with the other crates (one home).
+pub use irsa_core::names;
 pub use runtime::{Controller, ControllerOptions, Handle, RunError};
