@@ -31,7 +31,7 @@ use crate::retry::{CallFailure, RetryPolicy, is_access_denied, with_retry};
 use crate::token_source::{FileTokenSource, TokenSource, TokenSourceError};
 
 /// The service-account annotation naming the IAM role (the EKS convention).
-pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+pub use irsa_core::names::ROLE_ARN_ANNOTATION;
 
 /// Whose AWS credentials the pipeline uses.
 #[derive(Clone)]

@@ -310,8 +310,19 @@ impl Lab {
         options: ControllerOptions,
         admin: Option<tokio::net::TcpListener>,
     ) -> anyhow::Result<RunningController> {
+        self.spawn_controller_with(options, self.pipeline_options(), admin)
+            .await
+    }
+
+    /// Like [`Lab::spawn_controller`], with the AWS side reached through `pipeline_options`
+    /// (moto instead of the sandbox cloud, for instance).
+    pub async fn spawn_controller_with(
+        &self,
+        options: ControllerOptions,
+        pipeline_options: PipelineOptions,
+        admin: Option<tokio::net::TcpListener>,
+    ) -> anyhow::Result<RunningController> {
         let config = self.config.clone();
-        let pipeline_options = self.pipeline_options();
         let admin = admin.map(|l| l.into_std()).transpose()?;
         let dispatch = tracing::dispatcher::get_default(|d| d.clone());
         let (started_tx, started) = oneshot::channel::<anyhow::Result<Handle>>();

@@ -19,4 +19,6 @@ pub mod runtime;
 pub mod status;
 pub mod writer;
 
+/// Annotation keys, labels and the STS audience shared with the other crates (one home).
+pub use irsa_core::names;
 pub use runtime::{Controller, ControllerOptions, Handle, RunError};

@@ -45,7 +45,7 @@ pub const SERVICE_ACCOUNT: &str = "irsa";
 /// The name of the Deployment, the ClusterRole and their bindings.
 pub const CONTROLLER: &str = "irsa-controller";
 /// The annotation that gives a ServiceAccount an IAM role (EKS IRSA, `irsa webhook`).
-pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+pub use irsa_core::names::ROLE_ARN_ANNOTATION;
 /// The metrics and health port of the controller.
 pub const METRICS_PORT: i32 = 8080;
 /// The name of that port.

@@ -19,9 +19,9 @@ use crate::resources::{
 };
 
 /// The label irsa puts on every object it writes; only objects carrying it are ever changed.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub use irsa_core::names::MANAGED_BY_LABEL;
 /// Label and annotation keys with this prefix are irsa's own and cannot be set by users.
-pub const RESERVED_PREFIX: &str = "irsa.dev/";
+pub use irsa_core::names::RESERVED_PREFIX;
 
 /// One problem in a spec: the field's path and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

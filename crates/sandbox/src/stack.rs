@@ -16,7 +16,7 @@ use crate::cloud::{
 };
 
 /// The audience STS expects of web-identity tokens unless a provider says otherwise.
-pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+pub use irsa_core::names::STS_AUDIENCE;
 
 /// What to start. `Debug` leaves the token out.
 #[derive(Clone, Default)]
