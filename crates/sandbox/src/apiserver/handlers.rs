@@ -18,6 +18,7 @@ use super::faults::FaultConfig;
 use super::negotiate::{self, Render};
 use super::patch::{self, PatchKind};
 use super::protobuf;
+use super::requests::RequestRecord;
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{ListOptions, ListPage};
@@ -164,12 +165,26 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
         api.count(&action, verb, e.code);
         return error_response(&e);
     }
+    let (rt, namespace, subresource) = (
+        target.rt.clone(),
+        target.namespace.clone(),
+        target.subresource.clone(),
+    );
     let result = handle(&api, verb, target, &query, &parts.headers, &body);
     let code = match &result {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.code,
     };
     api.count(&action, verb, code);
+    api.inner.requests.record(RequestRecord {
+        verb: verb.to_owned(),
+        group: rt.group,
+        resource: rt.plural,
+        subresource,
+        namespace,
+        code,
+        user_agent: user_agent(&parts.headers),
+    });
     match result {
         Ok(r) => r,
         Err(e) => {
@@ -177,6 +192,14 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
             error_response(&e)
         }
     }
+}
+
+fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
@@ -188,7 +211,8 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
 }
 
 /// `/sandbox/faults` (GET, PUT/POST a [`FaultConfig`], DELETE),
-/// `/sandbox/faults/drop-watches` (POST), `/sandbox/compact` (POST), `/metrics`.
+/// `/sandbox/faults/drop-watches` (POST), `/sandbox/requests` (GET, DELETE),
+/// `/sandbox/compact` (POST), `/metrics`.
 fn admin(api: &ApiServer, method: &Method, path: &str, body: &Bytes) -> Option<Response> {
     let faults = &api.inner.faults;
     let resp = match (method.as_str(), path) {
@@ -214,6 +238,14 @@ fn admin(api: &ApiServer, method: &Method, path: &str, body: &Bytes) -> Option<R
         }
         ("POST", "/sandbox/faults/drop-watches") => {
             faults.drop_watches();
+            json_response(200, &json!({}))
+        }
+        ("GET", "/sandbox/requests") => json_response(
+            200,
+            &serde_json::to_value(api.inner.requests.records()).unwrap_or_default(),
+        ),
+        ("DELETE", "/sandbox/requests") => {
+            api.inner.requests.clear();
             json_response(200, &json!({}))
         }
         ("POST", "/sandbox/compact") => {
