@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod credentials;
+pub mod health;
 pub mod index;
 pub mod lease;
 pub mod metrics;

@@ -42,11 +42,17 @@ impl RateLimiter {
                     return;
                 }
                 *state = (tokens, now);
-                Duration::from_secs_f64((1.0 - tokens) / self.qps)
+                wait_for(1.0 - tokens, self.qps)
             };
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// How long `missing` tokens take at `qps`, saturating: a tiny rate gives a very long wait
+/// (tokio caps sleeps far in the future), never a panic in `Duration::from_secs_f64`.
+fn wait_for(missing: f64, qps: f64) -> Duration {
+    Duration::try_from_secs_f64(missing / qps).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -79,5 +85,26 @@ mod tests {
             limiter.acquire().await;
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn tiny_rates_saturate_instead_of_panicking() {
+        assert_eq!(wait_for(1.0, 1e-300), Duration::MAX);
+        assert_eq!(wait_for(1.0, f64::MIN_POSITIVE), Duration::MAX);
+        assert_eq!(wait_for(0.5, 0.5), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tiny_qps_serves_the_burst_then_waits_without_panicking() {
+        let limiter = RateLimiter::new(1e-300, 2);
+        limiter.acquire().await;
+        limiter.acquire().await;
+        let third = tokio::time::timeout(Duration::from_secs(3600), limiter.acquire()).await;
+        assert!(third.is_err(), "no token for an hour at 1e-300 requests/s");
+        let slow = RateLimiter::new(0.01, 1);
+        slow.acquire().await;
+        let start = Instant::now();
+        slow.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(100));
     }
 }

@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::credentials::CredentialStore;
+use crate::health::{Heartbeat, Liveness};
 use crate::index::Index;
 use crate::lease::{self, Leadership, LeaseConfig};
 use crate::metrics::Metrics;
@@ -97,6 +98,13 @@ const SERVICE_ACCOUNTS: u8 = 4;
 const CLUSTER_PULL_SECRETS: u8 = 8;
 const PULL_SECRETS: u8 = 16;
 const INDEX: u8 = NAMESPACES | SECRETS | SERVICE_ACCOUNTS;
+
+/// A quiet watch feed still ticks this often (its heartbeat)…
+const FEED_TICK: Duration = Duration::from_secs(5);
+/// …so one silent for this long is wedged inside a step.
+const FEED_BOUND: Duration = Duration::from_secs(60);
+/// No reconcile legitimately runs longer than the resync period, nor than this.
+const MIN_RECONCILE_BOUND: Duration = Duration::from_secs(300);
 const ALL: u8 = INDEX | CLUSTER_PULL_SECRETS | PULL_SECRETS;
 
 /// What tests, the demo and the admin server can see of a running controller.
@@ -108,6 +116,7 @@ pub struct Handle {
     leader: watch::Receiver<bool>,
     trigger: Arc<watch::Sender<u64>>,
     index: Arc<RwLock<Index>>,
+    liveness: Arc<Liveness>,
 }
 
 impl Handle {
@@ -140,6 +149,11 @@ impl Handle {
     /// Reconciles every resource now (as a resync would).
     pub fn resync_all(&self) {
         self.trigger.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    /// What has stopped making progress (empty: alive); `/healthz` fails while it is not empty.
+    pub fn stuck(&self) -> Vec<String> {
+        self.liveness.stuck()
     }
 
     /// Indexed namespaces, Secrets and ServiceAccounts.
@@ -198,6 +212,7 @@ impl Controller {
                 leader,
                 trigger: Arc::new(trigger),
                 index: Arc::new(RwLock::new(Index::new())),
+                liveness: Arc::new(Liveness::default()),
             },
             ready_tx,
             leader_tx,
@@ -301,6 +316,9 @@ impl Controller {
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(feed(
             "namespaces",
+            handle
+                .liveness
+                .heartbeat("the namespaces watch", FEED_BOUND),
             ns_stream,
             index.clone(),
             |i, m| i.apply_namespace(&m.metadata),
@@ -315,6 +333,7 @@ impl Controller {
         )));
         tasks.push(tokio::spawn(feed(
             "secrets",
+            handle.liveness.heartbeat("the secrets watch", FEED_BOUND),
             secret_stream,
             index.clone(),
             |i, s: &Secret| i.apply_secret(s),
@@ -334,6 +353,9 @@ impl Controller {
         )));
         tasks.push(tokio::spawn(feed(
             "serviceaccounts",
+            handle
+                .liveness
+                .heartbeat("the serviceaccounts watch", FEED_BOUND),
             sa_stream,
             index.clone(),
             |i, s: &ServiceAccount| i.apply_service_account(s),
@@ -352,15 +374,35 @@ impl Controller {
             stopped(),
         )));
 
-        // Leadership.
+        // Leadership. The Lease is released only once the reconcilers drained (`release`).
+        let (release, released) = watch::channel(false);
+        let mut lease_task = None;
         let leadership = match options.lease.clone() {
             Some(config) => {
                 let api = Api::namespaced(client.clone(), &config.namespace);
-                let (leadership, task) = lease::spawn(api, config, stopped());
-                tasks.push(task);
+                let bound = 3 * (config.renew_deadline + config.retry_period);
+                let heartbeat = handle.liveness.heartbeat("the lease loop", bound);
+                let mut released = released.clone();
+                let (leadership, task) = lease::spawn(
+                    api,
+                    config,
+                    options.clock.clone(),
+                    Some(heartbeat),
+                    async move {
+                        let _ = released.wait_for(|r| *r).await;
+                    },
+                );
+                lease_task = Some(task);
                 leadership
             }
             None => Leadership::always(),
+        };
+        // Stops leading and releases the Lease, after everything that writes has finished.
+        let release_lease = || async move {
+            let _ = release.send(true);
+            if let Some(task) = lease_task {
+                let _ = task.await;
+            }
         };
         {
             let mut rx = leadership.subscribe();
@@ -394,6 +436,7 @@ impl Controller {
                 () = &mut listed => {}
                 () = stopped() => {
                     for t in tasks { let _ = t.await; }
+                    release_lease().await;
                     return Ok(());
                 }
             }
@@ -460,26 +503,51 @@ impl Controller {
                 }
             }));
         }
+        let reconcile_bound = options.resync.max(MIN_RECONCILE_BOUND);
+        let cps_work = handle
+            .liveness
+            .work("a clusterpullsecrets reconcile", reconcile_bound);
+        let ps_work = handle
+            .liveness
+            .work("a pullsecrets reconcile", reconcile_bound);
         let cps_run = cps
             .run(
-                reconcile::reconcile_cluster,
+                move |obj, ctx| {
+                    let running = cps_work.start();
+                    async move {
+                        let result = reconcile::reconcile_cluster(obj, ctx).await;
+                        drop(running);
+                        result
+                    }
+                },
                 |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
                 ctx.clone(),
             )
             .for_each(|r| async move { log_controller_error("clusterpullsecrets", r) });
         let ps_run = ps
             .run(
-                reconcile::reconcile_namespaced,
+                move |obj, ctx| {
+                    let running = ps_work.start();
+                    async move {
+                        let result = reconcile::reconcile_namespaced(obj, ctx).await;
+                        drop(running);
+                        result
+                    }
+                },
                 |obj, error, ctx| reconcile::error_policy(&*obj, error, &ctx),
                 ctx.clone(),
             )
             .for_each(|r| async move { log_controller_error("pullsecrets", r) });
         tracing::info!("controller started");
+        // On shutdown both controllers stop taking work and finish their running reconciles
+        // (graceful_shutdown_on); only then is the Lease released, so that no write of this
+        // replica can overlap with a successor's.
         futures_util::future::join(cps_run, ps_run).await;
-        tracing::info!("controller stopping");
+        tracing::info!("controller stopping: reconcilers drained");
         for t in tasks {
             let _ = t.await;
         }
+        release_lease().await;
         let _ = ready_tx.send(false);
         handle.metrics.set_ready(false);
         if let Some(t) = admin_task
@@ -559,6 +627,7 @@ fn triggers(rx: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send {
 #[allow(clippy::too_many_arguments)]
 async fn feed<K, S>(
     what: &'static str,
+    heartbeat: Heartbeat,
     stream: S,
     index: Arc<RwLock<Index>>,
     apply: impl Fn(&mut Index, &K) -> bool,
@@ -574,9 +643,13 @@ async fn feed<K, S>(
     tokio::pin!(stop);
     let mut buffer: Vec<K> = Vec::new();
     let mut first = true;
+    // Ticks while the watch is quiet, so that an idle feed still shows it turns.
+    let mut tick = tokio::time::interval(FEED_TICK);
     loop {
+        heartbeat.beat();
         let next = tokio::select! {
             () = &mut stop => break,
+            _ = tick.tick() => continue,
             next = stream.next() => next,
         };
         let Some(event) = next else { break };
@@ -665,11 +738,114 @@ async fn serve_admin(
             }
         }
     };
+    let healthz = {
+        let handle = handle.clone();
+        move || {
+            let handle = handle.clone();
+            async move { healthz_answer(&handle.stuck()) }
+        }
+    };
     let app = axum::Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
     axum::serve(listener, app)
         .with_graceful_shutdown(stop)
         .await
+}
+
+/// `/healthz`: 200 while every loop makes progress, 503 naming what is stuck otherwise.
+fn healthz_answer(stuck: &[String]) -> (axum::http::StatusCode, String) {
+    if stuck.is_empty() {
+        (axum::http::StatusCode::OK, "ok\n".to_owned())
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("stuck: {}\n", stuck.join("; ")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn handle() -> Handle {
+        let (_, ready) = watch::channel(false);
+        let (_, leader) = watch::channel(false);
+        let (trigger, _) = watch::channel(0u64);
+        Handle {
+            metrics: Arc::new(Metrics::default()),
+            listed: Arc::new(AtomicU8::new(0)),
+            ready,
+            leader,
+            trigger: Arc::new(trigger),
+            index: Arc::new(RwLock::new(Index::new())),
+            liveness: Arc::new(Liveness::default()),
+        }
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .expect("status");
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_naming_what_made_no_progress() {
+        let handle = handle();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_admin(
+            listener,
+            handle.clone(),
+            Arc::new(irsa_aws::SystemClock),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        // Every part within its bound: alive, although nothing runs (idle steady state).
+        let feed = handle
+            .liveness
+            .heartbeat("the namespaces watch", Duration::from_secs(3600));
+        let reconciles = handle
+            .liveness
+            .work("a clusterpullsecrets reconcile", Duration::ZERO);
+        feed.beat();
+        assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
+
+        // A reconcile that outlasts its bound (zero here) fails the probe, named.
+        let running = reconciles.start();
+        let (status, body) = get(addr, "/healthz").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains("a clusterpullsecrets reconcile has run for"),
+            "{body}"
+        );
+        drop(running);
+        assert_eq!(get(addr, "/healthz").await.0, 200, "it finished");
+
+        // A loop whose heartbeat went quiet past its bound, named.
+        let _lease = handle.liveness.heartbeat("the lease loop", Duration::ZERO);
+        let (status, body) = get(addr, "/healthz").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("the lease loop made no progress"), "{body}");
+        assert!(!body.contains("namespaces"), "only what is stuck: {body}");
+        let _ = stop.send(());
+        server.await.expect("join").expect("served");
+    }
 }
