@@ -90,6 +90,11 @@ pub(crate) struct ControllerArgs {
         default_value = "https://issuer.enforce.dev"
     )]
     chainguard_issuer: String,
+    /// One-namespace mode, for a controller bound by a Role (`irsa install --watch-namespace`):
+    /// serve PullSecrets in NS only and write only there; no namespace watch, no
+    /// ClusterPullSecrets.
+    #[arg(long, value_name = "NS", env = "IRSA_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
 }
 
 /// Parses `500ms`, `30s`, `10m`, `1h` or a bare number of seconds.
@@ -121,6 +126,10 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
             args.renew_deadline, args.lease_duration
         ))
         .into());
+    }
+    if let Some(ns) = &args.watch_namespace {
+        irsa_k8s::validation::check_dns_label(ns)
+            .map_err(|e| Invalid(format!("--watch-namespace: {e}")))?;
     }
     // NaN is not finite, so this refuses it too.
     if !args.kube_qps.is_finite() || args.kube_qps < 0.0 {
@@ -184,6 +193,7 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
             token_expiration: args.token_expiration,
             lease,
             instance: identity,
+            watch_namespace: args.watch_namespace.clone(),
             ..ControllerOptions::default()
         };
         tracing::info!(metrics = %args.metrics_listen, ?options, "starting the controller");

@@ -300,3 +300,137 @@ async fn the_controller_requests_exactly_what_its_rbac_grants() {
         "RBAC grants the controller never used: {unused:?}\nrequests: {sent:#?}"
     );
 }
+
+/// `--watch-namespace`: every request stays in that namespace and within the Role that
+/// `irsa install --watch-namespace` binds; ClusterPullSecrets and other namespaces are ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_namespace_mode_stays_inside_its_namespace_and_its_role() {
+    let env = Env::start().await;
+    let lab = &env.lab;
+    let ns = "team-a";
+    let role = lab.register_role_named("team-a", ns, "builder").unwrap();
+    lab.identity(ns, "builder", &role).await.unwrap();
+    let other_role = lab
+        .register_role_named("team-b", "team-b", "builder")
+        .unwrap();
+    lab.identity("team-b", "builder", &other_role)
+        .await
+        .unwrap();
+    lab.namespace("selected", &[("pull", "ecr")]).await.unwrap();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("controller-one-namespace");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(&kubeconfig, lab.stack.kubeconfig()).unwrap();
+    let kubectl = Kubectl {
+        kubeconfig: kubeconfig.display().to_string(),
+    };
+    let requests = lab.stack.api.requests().clone();
+    requests.clear();
+    let controller = env
+        .controller_with(ControllerOptions {
+            watch_namespace: Some(ns.into()),
+            lease: Some(LeaseConfig {
+                namespace: ns.into(),
+                name: LEASE_NAME.into(),
+                identity: "one-namespace".into(),
+                lease_duration: Duration::from_secs(15),
+                renew_deadline: Duration::from_secs(10),
+                retry_period: Duration::from_secs(2),
+            }),
+            ..lab.controller_options()
+        })
+        .await;
+    let ecr = lab.ecr_host();
+    for namespace in [ns, "team-b"] {
+        kubectl.apply(&format!(
+            "apiVersion: irsa.dev/v1alpha1\nkind: PullSecret\nmetadata: {{name: own, namespace: {namespace}}}\n\
+             spec:\n  registries: [{{host: {ecr}}}]\n  identity: {{serviceAccount: {{name: builder}}}}\n  secretName: own-pull\n  serviceAccounts: [builder]\n"
+        ));
+    }
+    kubectl.apply(&format!(
+        "apiVersion: irsa.dev/v1alpha1\nkind: ClusterPullSecret\nmetadata: {{name: fleet}}\n\
+         spec:\n  registries: [{{host: {ecr}}}]\n  identity: {{serviceAccount: {{namespace: {ns}, name: builder}}}}\n\
+         \x20 secretName: regcred\n  namespaces: {{selector: {{matchLabels: {{pull: ecr}}}}}}\n"
+    ));
+    let ready = "{.status.conditions[?(@.type==\"Ready\")].status}";
+    kubectl.wait_for(
+        "the PullSecret in team-a",
+        &["pullsecret", "own", "-n", ns],
+        ready,
+        "True",
+    );
+    kubectl.run(
+        &["delete", "pullsecret", "own", "-n", ns, "--wait=false"],
+        None,
+    );
+    kubectl.wait_for(
+        "its cleanup",
+        &["pullsecret", "own", "-n", ns],
+        "{.metadata.name}",
+        "",
+    );
+    let metrics = controller.handle.metrics().render(0);
+    controller.stop().await.unwrap();
+    assert!(
+        metrics.contains("irsa_cluster_pull_secrets_disabled 1"),
+        "{metrics}"
+    );
+    // Nothing happened outside team-a.
+    for (kind, namespace) in [("pullsecret", "team-b"), ("cps", "")] {
+        let mut args = vec!["get", kind];
+        args.push(if kind == "cps" { "fleet" } else { "own" });
+        if !namespace.is_empty() {
+            args.extend(["-n", namespace]);
+        }
+        args.extend(["-o", "jsonpath={.status}"]);
+        assert_eq!(
+            kubectl.run(&args, None).trim(),
+            "",
+            "{kind} in {namespace:?} was served"
+        );
+    }
+    let role = irsa_k8s::manifests(&irsa_k8s::InstallOptions {
+        namespace: ns.into(),
+        watch_namespace: Some(ns.into()),
+        ..irsa_k8s::InstallOptions::default()
+    })
+    .unwrap()
+    .into_iter()
+    .find(|d| d["kind"] == "Role")
+    .unwrap();
+    let allows = |group: &str, resource: &str, verb: &str| {
+        role["rules"].as_array().unwrap().iter().any(|r| {
+            r["apiGroups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == group)
+                && r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == resource)
+                && r["verbs"].as_array().unwrap().iter().any(|v| v == verb)
+        })
+    };
+    let sent: Vec<_> = requests
+        .records()
+        .into_iter()
+        .filter(|r| !r.user_agent.starts_with("kubectl"))
+        .collect();
+    assert!(
+        sent.iter()
+            .any(|r| r.resource == "pullsecrets" && r.verb == "watch")
+    );
+    for r in &sent {
+        assert_eq!(
+            r.namespace.as_deref(),
+            Some(ns),
+            "a request outside {ns}: {r:?}"
+        );
+        assert!(
+            allows(&r.group, &r.rbac_resource(), &r.verb),
+            "the Role does not allow {r:?}"
+        );
+    }
+}
