@@ -94,6 +94,11 @@ pub(crate) struct ControllerArgs {
         default_value = "https://issuer.enforce.dev"
     )]
     chainguard_issuer: String,
+    /// One-namespace mode, for a controller bound by a Role (`irsa install --watch-namespace`):
+    /// serve PullSecrets in NS only and write only there; no namespace watch, no
+    /// ClusterPullSecrets.
+    #[arg(long, value_name = "NS", env = "IRSA_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
 }
 
 /// The longest duration any flag takes: a year. Longer values are typos, and a year still
@@ -173,6 +178,10 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
         ))
         .into());
     }
+    if let Some(ns) = &args.watch_namespace {
+        irsa_k8s::validation::check_dns_label(ns)
+            .map_err(|e| Invalid(format!("--watch-namespace: {e}")))?;
+    }
     if args.leader_elect && args.retry_period >= args.renew_deadline {
         return Err(Invalid(format!(
             "--retry-period ({:?}) must be shorter than --renew-deadline ({:?}), or the leader cannot renew in time",
@@ -245,6 +254,7 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
             lease,
             instance: identity,
             key_namespace: namespace,
+            watch_namespace: args.watch_namespace.clone(),
             ..ControllerOptions::default()
         };
         tracing::info!(metrics = %args.metrics_listen, ?options, "starting the controller");

@@ -5,17 +5,22 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use irsa_k8s::install::{DEFAULT_NAMESPACE, DEFAULT_REPLICAS, default_image};
+use irsa_k8s::install::{DEFAULT_NAMESPACE, DEFAULT_REPLICAS, Scope, default_image, rbac_grants};
 use irsa_k8s::{InstallOptions, LogFormat, Part};
 
 use crate::{Invalid, Verdict};
 
 #[derive(Debug, Args)]
 pub(crate) struct InstallArgs {
-    /// Namespace for the controller, its ServiceAccount and its leader-election Lease.
-    #[arg(long, short = 'n', value_name = "NAME", env = "IRSA_NAMESPACE", default_value = DEFAULT_NAMESPACE)]
-    namespace: String,
-    /// Controller image: a repository with a tag or digest.
+    /// Namespace for the controller, its ServiceAccount, its leader-election Lease and its
+    /// credential key [default: irsa-system; with --watch-namespace, that namespace].
+    #[arg(long, short = 'n', value_name = "NAME", env = "IRSA_NAMESPACE")]
+    namespace: Option<String>,
+    /// Controller image: a repository with a tag or digest. To pull from a mirror, copy the
+    /// release there (`skopeo copy --all docker://ghcr.io/irsa-dev/irsa:<version>
+    /// docker://<mirror>/irsa:<version>`, which keeps the signatures' digest) and pass
+    /// `--image <mirror>/irsa:<version>` or, to pin it, `--image <mirror>/irsa@sha256:<digest>`.
+    /// Pods pull it with their node's credentials (or the namespace's imagePullSecrets).
     #[arg(long, value_name = "IMAGE", env = "IRSA_IMAGE", default_value_t = default_image())]
     image: String,
     /// Controller replicas (1 to 10). They elect a leader through a Lease, so one writes at a
@@ -35,6 +40,20 @@ pub(crate) struct InstallArgs {
     /// Print only these parts (comma-separated or repeated), in apply order.
     #[arg(long, value_name = "PART", value_delimiter = ',')]
     only: Vec<PartArg>,
+    /// One-namespace mode, for teams without cluster-admin: the controller serves only
+    /// PullSecrets in NS (no ClusterPullSecrets, no namespace watch) and is bound by a Role and
+    /// RoleBinding there instead of a ClusterRole; no Namespace object is printed. The CRDs are
+    /// cluster-scoped: an admin installs them once (`--only crds`), so pair this with --no-crds.
+    #[arg(long, value_name = "NS", env = "IRSA_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
+    /// Add a ValidatingAdmissionPolicy (Kubernetes 1.30+) that refuses a PullSecret whose
+    /// author may not create tokens for the service account it names (create
+    /// serviceaccounts/token; for `identity.ambient`, for irsa's own service account), so that
+    /// nobody borrows a more privileged identity of their namespace through irsa. The check
+    /// applies to whoever sends the request: under GitOps (Argo CD, Flux) that is the GitOps
+    /// tool's service account, not the commit's author.
+    #[arg(long)]
+    admission_policy: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -55,6 +74,8 @@ enum PartArg {
     Rbac,
     /// The Deployment (and its PodDisruptionBudget).
     Controller,
+    /// The opt-in ValidatingAdmissionPolicy and its binding (see --admission-policy).
+    AdmissionPolicy,
 }
 
 impl From<PartArg> for Part {
@@ -64,6 +85,7 @@ impl From<PartArg> for Part {
             PartArg::Crds => Part::Crds,
             PartArg::Rbac => Part::Rbac,
             PartArg::Controller => Part::Controller,
+            PartArg::AdmissionPolicy => Part::AdmissionPolicy,
         }
     }
 }
@@ -78,8 +100,16 @@ impl InstallArgs {
         if self.no_crds {
             parts.retain(|p| *p != Part::Crds);
         }
+        if self.admission_policy && !parts.contains(&Part::AdmissionPolicy) {
+            parts.push(Part::AdmissionPolicy);
+        }
+        let namespace = self
+            .namespace
+            .or_else(|| self.watch_namespace.clone())
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
         InstallOptions {
-            namespace: self.namespace,
+            namespace,
+            watch_namespace: self.watch_namespace,
             image: self.image,
             replicas: self.replicas,
             role_arn: self.role_arn,
@@ -100,4 +130,51 @@ pub(crate) fn run(args: InstallArgs) -> anyhow::Result<Verdict> {
         .and_then(|()| stdout.flush())
         .context("failed to write the manifests to stdout")?;
     Ok(Verdict::Ok)
+}
+
+/// `irsa install -h`'s epilogue.
+pub(crate) const EXAMPLES: &str = "Examples:\n  \
+    irsa install --role-arn arn:aws:iam::123456789012:role/irsa | kubectl apply --server-side -f -\n  \
+    irsa install --namespace platform --replicas 1 --image registry.example.com/irsa:0.1.0 > irsa.yaml\n  \
+    irsa install --only crds | kubectl apply --server-side -f -     # CRDs first, e.g. in CI\n  \
+    irsa install --no-crds > deploy/irsa.yaml                        # CRDs managed elsewhere\n  \
+    irsa install --watch-namespace team-a --no-crds | kubectl apply --server-side -f -   # Roles only\n  \
+    kubectl apply -k deploy/base                                     # the same objects as `irsa install`";
+
+/// `irsa install --help`'s epilogue: the examples and every grant with its reason.
+pub(crate) fn after_long_help() -> String {
+    format!("{EXAMPLES}\n\n{}", grants_help())
+}
+
+/// `irsa install --help`'s account of every RBAC grant and why it exists, from the same table
+/// the manifests are built from.
+pub(crate) fn grants_help() -> String {
+    let mut out =
+        String::from("RBAC (least privilege; every grant is one the controller uses, and why):\n");
+    for (scope, grant) in rbac_grants() {
+        let resources = grant
+            .resources
+            .iter()
+            .map(|r| {
+                if grant.group.is_empty() {
+                    (*r).to_owned()
+                } else {
+                    format!("{r}.{}", grant.group)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let scope = match scope {
+            Scope::Served => "served namespaces".to_owned(),
+            Scope::ClusterOnly => "cluster (not in --watch-namespace mode)".to_owned(),
+            Scope::Own([]) => "own namespace".to_owned(),
+            Scope::Own(names) => format!("own namespace, only {}", names.join(",")),
+        };
+        out.push_str(&format!(
+            "  {resources} [{verbs}] ({scope}): {why}\n",
+            verbs = grant.verbs.join(" "),
+            why = grant.why
+        ));
+    }
+    out
 }

@@ -5,15 +5,18 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod controller;
+#[cfg(feature = "sandbox")]
 mod demo;
 mod disk_cache;
 mod input;
 mod install;
+#[cfg(feature = "sandbox")]
 pub mod lab;
 mod login;
 mod output;
 mod policy;
 mod registry;
+#[cfg(feature = "sandbox")]
 mod sandbox;
 mod token;
 mod webhook;
@@ -79,6 +82,7 @@ enum Command {
     /// The API server signs TokenRequest tokens (kubectl create token) with the OIDC issuer's key;
     /// STS verifies them and evaluates each role's trust policy as AWS does, so a wrong `sub`,
     /// `aud` or issuer fails here with the error AWS would give.
+    #[cfg(feature = "sandbox")]
     Sandbox(sandbox::SandboxArgs),
     /// Keep registry pull secrets fresh in every namespace that asks (ClusterPullSecret,
     /// PullSecret), from one upstream exchange per identity and registries.
@@ -90,15 +94,12 @@ enum Command {
     ///
     /// In apply order: the Namespace, the ClusterPullSecret and PullSecret CRDs, the `irsa`
     /// ServiceAccount, least-privilege RBAC (a ClusterRole for what the controller reconciles,
-    /// a Role for its leader-election Lease), the controller Deployment (non-root, read-only,
+    /// a Role for its leader-election Lease and credential key; `--watch-namespace` for Roles
+    /// only), the controller Deployment (non-root, read-only,
     /// no capabilities) and, with more than one replica, a PodDisruptionBudget. Nothing is sent
     /// to a cluster: pipe the output to kubectl or commit it to a GitOps repository.
     /// Exits 2 on an invalid namespace, image, replica count or role ARN.
-    #[command(after_help = "Examples:\n  \
-        irsa install --role-arn arn:aws:iam::123456789012:role/irsa | kubectl apply --server-side -f -\n  \
-        irsa install --namespace platform --replicas 1 --image registry.example.com/irsa:0.1.0 > irsa.yaml\n  \
-        irsa install --only crds | kubectl apply --server-side -f -     # CRDs first, e.g. in CI\n  \
-        irsa install --no-crds > deploy/irsa.yaml                        # CRDs managed elsewhere")]
+    #[command(after_help = install::EXAMPLES, after_long_help = install::after_long_help())]
     Install(install::InstallArgs),
     /// Show the pull-secret controller at work, end to end, in one process: no cluster, no
     /// cloud account.
@@ -109,6 +110,7 @@ enum Command {
     /// by reading back through the APIs: the fan-out, a new namespace, a refresh, an STS/ECR
     /// outage, the recovery and (with skopeo) a real pull with a written secret. Exit 0 only
     /// when every step verified, 1 when one did not (it says which and why), 2 on bad input.
+    #[cfg(feature = "sandbox")]
     Demo(demo::DemoArgs),
     /// The pod identity webhook: IRSA on any cluster, a drop-in for
     /// amazon-eks-pod-identity-webhook (same annotations, flags, ConfigMap and resulting pods).
@@ -147,9 +149,11 @@ pub fn main() -> ExitCode {
         Command::Login(args) => login::login(args),
         Command::DockerCredential(args) => login::docker_credential(args),
         Command::ArgocdCredentials(args) => login::argocd(args),
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(args) => sandbox::run(args),
         Command::Controller(args) => controller::run(args),
         Command::Install(args) => install::run(args),
+        #[cfg(feature = "sandbox")]
         Command::Demo(args) => demo::run(args),
         Command::Webhook(args) => webhook::run(*args),
     };

@@ -247,3 +247,49 @@ fn help_teaches_with_an_example() {
         assert!(run.stdout.contains(flag), "{flag} missing from --help");
     }
 }
+
+#[test]
+fn watch_namespace_prints_roles_only_and_the_policy_is_opt_in() {
+    let run = irsa(&["install", "--watch-namespace", "team-a", "--no-crds"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        kinds(&run.stdout),
+        [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "Deployment",
+            "PodDisruptionBudget"
+        ]
+    );
+    for (kind, name, namespace, _) in documents(&run.stdout) {
+        assert_eq!(namespace, "team-a", "{kind}/{name}");
+    }
+    assert!(
+        run.stdout.contains("- --watch-namespace=team-a\n"),
+        "{}",
+        run.stdout
+    );
+    let run = irsa(&["install", "--only", "rbac", "--admission-policy"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let kinds = kinds(&run.stdout);
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        [
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
+        ]
+    );
+    let help = irsa(&["install", "--help"]);
+    assert!(
+        help.stdout.contains("serviceaccounts/token [create]"),
+        "{}",
+        help.stdout
+    );
+    assert!(help.stdout.contains("skopeo copy --all"), "{}", help.stdout);
+    assert!(
+        help.stdout.contains("GitOps tool's service account"),
+        "{}",
+        help.stdout
+    );
+}

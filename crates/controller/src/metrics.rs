@@ -60,6 +60,7 @@ pub struct Metrics {
     conflicts: AtomicU64,
     leader: AtomicU64,
     ready: AtomicU64,
+    single_namespace: AtomicU64,
     expiry: Mutex<BTreeMap<Owner, i64>>,
     per_resource: Mutex<BTreeMap<Owner, u64>>,
 }
@@ -132,6 +133,12 @@ impl Metrics {
     /// Sets whether every watch has listed.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(u64::from(ready), Ordering::Relaxed);
+    }
+
+    /// One-namespace mode (`--watch-namespace`): ClusterPullSecrets are not served.
+    pub fn set_single_namespace(&self, on: bool) {
+        self.single_namespace
+            .store(u64::from(on), Ordering::Relaxed);
     }
 
     /// Records when a resource's written credentials expire.
@@ -207,6 +214,11 @@ impl Metrics {
             out,
             "# HELP irsa_ready Whether every watch has delivered its first list.\n# TYPE irsa_ready gauge\nirsa_ready {}",
             load(&self.ready)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP irsa_cluster_pull_secrets_disabled 1 in one-namespace mode (--watch-namespace): ClusterPullSecrets are not served.\n# TYPE irsa_cluster_pull_secrets_disabled gauge\nirsa_cluster_pull_secrets_disabled {}",
+            load(&self.single_namespace)
         );
         let _ = writeln!(
             out,

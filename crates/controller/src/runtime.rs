@@ -58,6 +58,9 @@ pub struct ControllerOptions {
     pub clock: Arc<dyn Clock>,
     /// The controller's own namespace, where it keeps the credential key Secret.
     pub key_namespace: String,
+    /// One-namespace mode: watch and write only in this namespace (PullSecrets there, no
+    /// namespace watch, no ClusterPullSecrets), for a controller bound by a Role.
+    pub watch_namespace: Option<String>,
 }
 
 impl std::fmt::Debug for ControllerOptions {
@@ -71,6 +74,7 @@ impl std::fmt::Debug for ControllerOptions {
             .field("lease", &self.lease)
             .field("instance", &self.instance)
             .field("key_namespace", &self.key_namespace)
+            .field("watch_namespace", &self.watch_namespace)
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +88,7 @@ impl Default for ControllerOptions {
             qps: 100.0,
             burst: 200,
             token_expiration: Duration::from_secs(3600),
+            watch_namespace: None,
             lease: None,
             instance: "irsa".to_owned(),
             clock: Arc::new(irsa_aws::SystemClock),
@@ -302,6 +307,14 @@ impl Controller {
                 }
             }
         };
+        let single = options.watch_namespace.clone();
+        if let Some(ns) = &single {
+            tracing::info!(
+                namespace = %ns,
+                "one-namespace mode: serving PullSecrets in {ns} only; ClusterPullSecrets are not served and namespaces are not watched"
+            );
+            handle.metrics.set_single_namespace(true);
+        }
         let ns_stream = watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
@@ -311,7 +324,7 @@ impl Controller {
         // irsa's own secrets as metadata only: labels and the content-hash annotation are all
         // planning needs, and the credentials never enter this process through the watch.
         let secret_stream = watcher(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            scoped::<PartialObjectMeta<Secret>>(&client, single.as_deref()),
             watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
         )
         .default_backoff()
@@ -325,7 +338,7 @@ impl Controller {
             })
         });
         let sa_stream = watcher(
-            Api::<ServiceAccount>::all(client.clone()),
+            scoped::<ServiceAccount>(&client, single.as_deref()),
             watcher::Config::default(),
         )
         .default_backoff()
@@ -334,23 +347,36 @@ impl Controller {
             s.secrets = None;
         });
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(feed(
-            "namespaces",
-            handle
-                .liveness
-                .heartbeat("the namespaces watch", FEED_BOUND),
-            ns_stream,
-            index.clone(),
-            |i, m| Tracker(i).apply_namespace(&m.metadata),
-            |i, m| Tracker(i).delete_namespace(&m.metadata),
-            |i, all| i.reset_namespaces(all.iter().map(|m| &m.metadata)),
-            {
-                let mark = mark.clone();
-                move || mark(NAMESPACES)
-            },
-            changed.clone(),
-            stopped(),
-        )));
+        if let Some(ns) = &single {
+            // The one namespace, as if listed: a Role cannot watch namespaces.
+            let meta = kube::api::ObjectMeta {
+                name: Some(ns.clone()),
+                ..kube::api::ObjectMeta::default()
+            };
+            index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .reset_namespaces(std::iter::once(&meta));
+            mark(NAMESPACES);
+        } else {
+            tasks.push(tokio::spawn(feed(
+                "namespaces",
+                handle
+                    .liveness
+                    .heartbeat("the namespaces watch", FEED_BOUND),
+                ns_stream,
+                index.clone(),
+                |i, m| Tracker(i).apply_namespace(&m.metadata),
+                |i, m| Tracker(i).delete_namespace(&m.metadata),
+                |i, all| i.reset_namespaces(all.iter().map(|m| &m.metadata)),
+                {
+                    let mark = mark.clone();
+                    move || mark(NAMESPACES)
+                },
+                changed.clone(),
+                stopped(),
+            )));
+        }
         tasks.push(tokio::spawn(feed(
             "secrets",
             handle.liveness.heartbeat("the secrets watch", FEED_BOUND),
@@ -491,7 +517,7 @@ impl Controller {
             .reconcile_on(received(cps_affected))
             .graceful_shutdown_on(stopped());
         let ps = KubeController::new(
-            Api::<PullSecret>::all(client.clone()),
+            scoped::<PullSecret>(&client, single.as_deref()),
             watcher::Config::default(),
         )
         .with_config(config);
@@ -510,10 +536,13 @@ impl Controller {
         )));
         // kube-runtime's `wait_until_ready` wakes only its latest waiter (the controller's own
         // runner), so readiness is polled: each poll of a fresh future sees the memoised state.
-        for (store_ready, bit) in [
-            (StoreReady::Cluster(cps_store), CLUSTER_PULL_SECRETS),
-            (StoreReady::Namespaced(ps_store), PULL_SECRETS),
-        ] {
+        let mut readiness = vec![(StoreReady::Namespaced(ps_store), PULL_SECRETS)];
+        if single.is_some() {
+            mark(CLUSTER_PULL_SECRETS);
+        } else {
+            readiness.push((StoreReady::Cluster(cps_store), CLUSTER_PULL_SECRETS));
+        }
+        for (store_ready, bit) in readiness {
             let mark = mark.clone();
             let mut stop = Box::pin(stopped());
             tasks.push(tokio::spawn(async move {
@@ -581,7 +610,13 @@ impl Controller {
         // On shutdown both controllers stop taking work and finish their running reconciles
         // (graceful_shutdown_on); only then is the Lease released, so that no write of this
         // replica can overlap with a successor's.
-        futures_util::future::join(cps_run, ps_run).await;
+        if single.is_some() {
+            // The ClusterPullSecret controller is never polled: its watch never starts.
+            drop(cps_run);
+            ps_run.await;
+        } else {
+            futures_util::future::join(cps_run, ps_run).await;
+        }
         tracing::info!("controller stopping: reconcilers drained");
         for t in tasks {
             let _ = t.await;
@@ -595,6 +630,18 @@ impl Controller {
             return Err(RunError::Admin(e));
         }
         Ok(())
+    }
+}
+
+/// An API over every namespace, or over `namespace` alone in one-namespace mode.
+fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }
 

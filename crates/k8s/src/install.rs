@@ -3,18 +3,28 @@
 //!
 //! The output, in apply order: the Namespace, the CRDs, the `irsa` ServiceAccount, the
 //! controller's least-privilege RBAC (a ClusterRole and binding for what it reconciles, a Role
-//! and binding for its leader-election Lease in its own namespace), the controller Deployment
-//! and, with more than one replica, a PodDisruptionBudget.
+//! and binding for its leader-election Lease and its credential key in its own namespace), the
+//! controller Deployment and, with more than one replica, a PodDisruptionBudget. Opt-in: a
+//! `ValidatingAdmissionPolicy` that lets only those who may act as a service account name it in
+//! a PullSecret ([`Part::AdmissionPolicy`]). With [`InstallOptions::watch_namespace`] the
+//! controller serves one namespace and needs only Roles there ([`rbac_grants`] lists every
+//! grant and why it exists).
 //!
-//! Regenerate the committed file with
-//! `cargo run -p irsa-k8s --example gen-install > deploy/install.yaml`; a test fails when it
-//! drifts from this code.
+//! Regenerate the committed files with
+//! `cargo run -p irsa-k8s --example gen-install > deploy/install.yaml` and
+//! `cargo run -p irsa-k8s --example gen-deploy` (the kustomize bases, [`kustomize_files`]); a
+//! test fails when they drift from this code.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use irsa_core::arn::{ArnError, RoleArn};
+use k8s_openapi::api::admissionregistration::v1::{
+    MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
+    ValidatingAdmissionPolicyBinding, ValidatingAdmissionPolicyBindingSpec,
+    ValidatingAdmissionPolicySpec, Validation,
+};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
@@ -33,7 +43,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::resources::GROUP;
+use crate::resources::{GROUP, VERSION};
 use crate::validation::check_dns_label;
 
 /// The namespace irsa is installed into unless told otherwise.
@@ -53,7 +63,13 @@ pub const METRICS_PORT_NAME: &str = "http-metrics";
 /// The uid and gid the controller runs as (distroless `nonroot`).
 pub const RUN_AS_USER: i64 = 65532;
 
-const LEADER_ELECTION: &str = "irsa-controller-leader-election";
+/// The Lease the replicas elect a leader with (`irsa controller --lease-name`'s default).
+pub const LEASE_NAME: &str = "irsa-controller";
+/// The Secret in the controller's namespace holding the key that signs what irsa writes, so
+/// that a credential read back from the cluster is trusted only when irsa wrote it.
+pub const CREDENTIAL_KEY_SECRET: &str = "irsa-credential-key";
+/// The name of the opt-in admission policy and its binding.
+pub const ADMISSION_POLICY: &str = "irsa-pullsecret-identity";
 /// Replicas beyond this only wait for a lease: a mistake, not a choice.
 const MAX_REPLICAS: u32 = 10;
 
@@ -93,11 +109,22 @@ pub enum Part {
     Rbac,
     /// The Deployment and its PodDisruptionBudget.
     Controller,
+    /// Opt-in: the ValidatingAdmissionPolicy (and binding) that refuses a PullSecret naming a
+    /// service account its author may not create tokens for.
+    AdmissionPolicy,
 }
 
 impl Part {
-    /// Every part, in apply order.
+    /// The parts installed by default, in apply order.
     pub const ALL: [Part; 4] = [Part::Namespace, Part::Crds, Part::Rbac, Part::Controller];
+    /// Every part, the opt-in ones included, in apply order.
+    pub const EVERY: [Part; 5] = [
+        Part::Namespace,
+        Part::Crds,
+        Part::Rbac,
+        Part::Controller,
+        Part::AdmissionPolicy,
+    ];
 
     /// The part's name on the command line.
     pub fn as_str(self) -> &'static str {
@@ -106,6 +133,7 @@ impl Part {
             Part::Crds => "crds",
             Part::Rbac => "rbac",
             Part::Controller => "controller",
+            Part::AdmissionPolicy => "admission-policy",
         }
     }
 }
@@ -120,10 +148,14 @@ impl FromStr for Part {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Part::ALL
+        Part::EVERY
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown part {s:?}: use namespace, crds, rbac or controller"))
+            .ok_or_else(|| {
+                format!(
+                    "unknown part {s:?}: use namespace, crds, rbac, controller or admission-policy"
+                )
+            })
     }
 }
 
@@ -143,6 +175,10 @@ pub struct InstallOptions {
     pub log_format: LogFormat,
     /// Which parts to print, in apply order whatever the order here.
     pub parts: Vec<Part>,
+    /// One-namespace mode: the controller serves only PullSecrets in this namespace, bound by
+    /// Roles there and in [`InstallOptions::namespace`] (no ClusterRole, no Namespace object:
+    /// for teams without cluster-admin, once an admin has installed the CRDs).
+    pub watch_namespace: Option<String>,
 }
 
 impl Default for InstallOptions {
@@ -154,6 +190,7 @@ impl Default for InstallOptions {
             role_arn: None,
             log_format: LogFormat::default(),
             parts: Part::ALL.to_vec(),
+            watch_namespace: None,
         }
     }
 }
@@ -180,6 +217,9 @@ pub enum InstallError {
     /// The role ARN is not an IAM role ARN.
     #[error(transparent)]
     RoleArn(ArnError),
+    /// The watched namespace is not a DNS label.
+    #[error("invalid --watch-namespace: {0}")]
+    WatchNamespace(String),
     /// No part was selected.
     #[error("nothing to install: the selected parts are empty (check --only and --no-crds)")]
     NothingSelected,
@@ -199,6 +239,9 @@ impl InstallOptions {
         if let Some(arn) = &self.role_arn {
             RoleArn::from_str(arn).map_err(InstallError::RoleArn)?;
         }
+        if let Some(ns) = &self.watch_namespace {
+            check_dns_label(ns).map_err(InstallError::WatchNamespace)?;
+        }
         if self.parts.is_empty() {
             return Err(InstallError::NothingSelected);
         }
@@ -206,7 +249,8 @@ impl InstallOptions {
     }
 
     fn wants(&self, part: Part) -> bool {
-        self.parts.contains(&part)
+        // One-namespace mode is for those who cannot create namespaces: the namespace exists.
+        self.parts.contains(&part) && !(part == Part::Namespace && self.watch_namespace.is_some())
     }
 }
 
@@ -238,6 +282,8 @@ enum Object {
     RoleBinding(Box<RoleBinding>),
     Deployment(Box<Deployment>),
     PodDisruptionBudget(Box<PodDisruptionBudget>),
+    AdmissionPolicy(Box<ValidatingAdmissionPolicy>),
+    AdmissionPolicyBinding(Box<ValidatingAdmissionPolicyBinding>),
 }
 
 /// Every object of the install as JSON, in apply order.
@@ -252,18 +298,82 @@ pub fn manifests(options: &InstallOptions) -> Result<Vec<serde_json::Value>, Ins
 /// Every object of the install as one multi-document YAML stream, with a header saying how it
 /// was made.
 pub fn manifests_yaml(options: &InstallOptions) -> Result<String, InstallError> {
-    let mut out = format!(
+    let header = format!(
         "# irsa {version}: generated by `irsa install`; do not edit.\n\
          # deploy/install.yaml: `cargo run -p irsa-k8s --example gen-install > deploy/install.yaml`\n",
         version = env!("CARGO_PKG_VERSION")
     );
-    for object in objects(options)? {
+    Ok(yaml_stream(header, &objects(options)?))
+}
+
+fn yaml_stream(mut out: String, objects: &[Object]) -> String {
+    for object in objects {
         out.push_str("---\n");
         out.push_str(
-            &serde_saphyr::to_string(&object).expect("a Kubernetes object serializes to YAML"),
+            &serde_saphyr::to_string(object).expect("a Kubernetes object serializes to YAML"),
         );
     }
-    Ok(out)
+    out
+}
+
+/// The kustomize tree committed under `deploy/`, as (path relative to `deploy/`, content):
+/// `base/` holds what `irsa install` prints with default flags, one file per part;
+/// `components/admission-policy/` is the opt-in admission policy as a kustomize Component.
+pub fn kustomize_files() -> Vec<(String, String)> {
+    let header = |what: &str| {
+        format!(
+            "# irsa {version}: {what}; generated by `cargo run -p irsa-k8s --example gen-deploy`; do not edit.\n",
+            version = env!("CARGO_PKG_VERSION")
+        )
+    };
+    let part = |p: Part| {
+        let options = InstallOptions {
+            parts: vec![p],
+            ..InstallOptions::default()
+        };
+        // The default options are valid (a unit test holds them to it).
+        let objects = objects(&options).expect("the default install options are valid");
+        yaml_stream(
+            header(&format!("the {p} part of `irsa install --only {p}`")),
+            &objects,
+        )
+    };
+    let mut files: Vec<(String, String)> = Part::ALL
+        .iter()
+        .map(|p| (format!("base/{p}.yaml"), part(*p)))
+        .collect();
+    let resources: String = Part::ALL.iter().map(|p| format!("- {p}.yaml\n")).collect();
+    files.push((
+        "base/kustomization.yaml".to_owned(),
+        format!(
+            "{}\
+             # `kubectl apply -k deploy/base` installs what `irsa install` prints with default flags.\n\
+             # In an overlay: `images: [{{name: ghcr.io/irsa-dev/irsa, newName: <mirror>/irsa}}]` for a\n\
+             # mirror, `components: [<path>/deploy/components/admission-policy]` for the admission policy.\n\
+             apiVersion: kustomize.config.k8s.io/v1beta1\n\
+             kind: Kustomization\n\
+             resources:\n{resources}",
+            header("the default install")
+        ),
+    ));
+    files.push((
+        "components/admission-policy/admission-policy.yaml".to_owned(),
+        part(Part::AdmissionPolicy),
+    ));
+    files.push((
+        "components/admission-policy/kustomization.yaml".to_owned(),
+        format!(
+            "{}\
+             # Opt-in (`irsa install --admission-policy`): refuses a PullSecret whose author may not\n\
+             # create tokens for the service account it names. Needs Kubernetes 1.30 or newer.\n\
+             apiVersion: kustomize.config.k8s.io/v1alpha1\n\
+             kind: Component\n\
+             resources:\n\
+             - admission-policy.yaml\n",
+            header("the admission policy component")
+        ),
+    ));
+    files
 }
 
 fn objects(o: &InstallOptions) -> Result<Vec<Object>, InstallError> {
@@ -277,12 +387,26 @@ fn objects(o: &InstallOptions) -> Result<Vec<Object>, InstallError> {
     }
     if o.wants(Part::Rbac) {
         out.push(Object::ServiceAccount(Box::new(service_account(o))));
-        out.push(Object::ClusterRole(Box::new(cluster_role())));
-        out.push(Object::ClusterRoleBinding(Box::new(cluster_role_binding(
-            o,
-        ))));
-        out.push(Object::Role(Box::new(leader_election_role(o))));
-        out.push(Object::RoleBinding(Box::new(leader_election_binding(o))));
+        match &o.watch_namespace {
+            None => {
+                out.push(Object::ClusterRole(Box::new(cluster_role())));
+                out.push(Object::ClusterRoleBinding(Box::new(cluster_role_binding(
+                    o,
+                ))));
+                out.push(Object::Role(Box::new(own_namespace_role(o, false))));
+                out.push(Object::RoleBinding(Box::new(role_binding(o, &o.namespace))));
+            }
+            Some(watched) if *watched == o.namespace => {
+                out.push(Object::Role(Box::new(own_namespace_role(o, true))));
+                out.push(Object::RoleBinding(Box::new(role_binding(o, &o.namespace))));
+            }
+            Some(watched) => {
+                out.push(Object::Role(Box::new(watched_namespace_role(watched))));
+                out.push(Object::RoleBinding(Box::new(role_binding(o, watched))));
+                out.push(Object::Role(Box::new(own_namespace_role(o, false))));
+                out.push(Object::RoleBinding(Box::new(role_binding(o, &o.namespace))));
+            }
+        }
     }
     if o.wants(Part::Controller) {
         out.push(Object::Deployment(Box::new(deployment(o))));
@@ -291,6 +415,12 @@ fn objects(o: &InstallOptions) -> Result<Vec<Object>, InstallError> {
                 pod_disruption_budget(o),
             )));
         }
+    }
+    if o.wants(Part::AdmissionPolicy) {
+        out.push(Object::AdmissionPolicy(Box::new(admission_policy(o))));
+        out.push(Object::AdmissionPolicyBinding(Box::new(
+            admission_policy_binding(),
+        )));
     }
     Ok(out)
 }
@@ -350,49 +480,190 @@ fn service_account(o: &InstallOptions) -> ServiceAccount {
     }
 }
 
-fn rule(group: &str, resources: &[&str], verbs: &[&str]) -> PolicyRule {
+/// One RBAC grant of the controller and the reason it exists (for `irsa install --help`, the
+/// README and the test that compares the grants with the requests the controller makes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// API group, `""` for core.
+    pub group: &'static str,
+    /// Resources (`secrets`, `pullsecrets/status`).
+    pub resources: &'static [&'static str],
+    /// Verbs, nothing more than the controller sends.
+    pub verbs: &'static [&'static str],
+    /// Why the controller needs it.
+    pub why: &'static str,
+}
+
+/// Where a grant applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every namespace the controller serves (the ClusterRole; in one-namespace mode a Role in
+    /// the watched namespace).
+    Served,
+    /// Cluster-wide only (ClusterPullSecrets, namespaces): absent in one-namespace mode.
+    ClusterOnly,
+    /// Only the controller's own namespace (a Role), optionally limited to named objects.
+    Own(&'static [&'static str]),
+}
+
+/// Every grant of the controller, the scope it applies to and why. Verbs follow the requests
+/// the controller sends: writes are server-side applies and merge patches (`patch`), never
+/// whole-object replacements (`update`), except for the Lease (client-go's protocol: read,
+/// then replace with the resourceVersion read).
+pub const GRANTS: &[(Scope, Grant)] = &[
+    (
+        Scope::ClusterOnly,
+        Grant {
+            group: GROUP,
+            resources: &["clusterpullsecrets"],
+            verbs: &["list", "watch", "patch"],
+            why: "reconcile ClusterPullSecrets; patch adds and removes the cleanup finalizer",
+        },
+    ),
+    (
+        Scope::ClusterOnly,
+        Grant {
+            group: GROUP,
+            resources: &["clusterpullsecrets/status"],
+            verbs: &["patch"],
+            why: "report Ready, targets and expiry (server-side apply of the status)",
+        },
+    ),
+    (
+        Scope::Served,
+        Grant {
+            group: GROUP,
+            resources: &["pullsecrets"],
+            verbs: &["list", "watch", "patch"],
+            why: "reconcile PullSecrets; patch adds and removes the cleanup finalizer",
+        },
+    ),
+    (
+        Scope::Served,
+        Grant {
+            group: GROUP,
+            resources: &["pullsecrets/status"],
+            verbs: &["patch"],
+            why: "report Ready, targets and expiry (server-side apply of the status)",
+        },
+    ),
+    (
+        Scope::ClusterOnly,
+        Grant {
+            group: "",
+            resources: &["namespaces"],
+            verbs: &["list", "watch"],
+            why: "select target namespaces by name and label (metadata only)",
+        },
+    ),
+    (
+        Scope::Served,
+        Grant {
+            group: "",
+            resources: &["secrets"],
+            verbs: &["get", "list", "watch", "create", "patch", "delete"],
+            why: "write the dockerconfigjson secrets: watch its own (by label, metadata only), \
+                  create, patch on refresh, read one back before adopting it, delete on \
+                  deselection and cleanup",
+        },
+    ),
+    (
+        Scope::Served,
+        Grant {
+            group: "",
+            resources: &["serviceaccounts"],
+            verbs: &["list", "watch", "patch"],
+            why: "find the identity's role annotation; add the secret to imagePullSecrets",
+        },
+    ),
+    (
+        Scope::Served,
+        Grant {
+            group: "",
+            resources: &["serviceaccounts/token"],
+            verbs: &["create"],
+            why: "TokenRequest: the named service account's token, exchanged at STS for its role",
+        },
+    ),
+    (
+        Scope::Served,
+        Grant {
+            group: "events.k8s.io",
+            resources: &["events"],
+            verbs: &["create", "patch"],
+            why: "Events on the resources it reconciles (patch counts a repeated Event)",
+        },
+    ),
+    (
+        Scope::Own(&[LEASE_NAME]),
+        Grant {
+            group: "coordination.k8s.io",
+            resources: &["leases"],
+            verbs: &["get", "update"],
+            why: "leader election: renew and hand back the Lease",
+        },
+    ),
+    (
+        Scope::Own(&[]),
+        Grant {
+            group: "coordination.k8s.io",
+            resources: &["leases"],
+            verbs: &["create"],
+            why: "leader election: create the Lease the first time (create takes no name)",
+        },
+    ),
+    (
+        Scope::Own(&[CREDENTIAL_KEY_SECRET]),
+        Grant {
+            group: "",
+            resources: &["secrets"],
+            verbs: &["get"],
+            why: "read the key that signs the secrets irsa writes",
+        },
+    ),
+    (
+        Scope::Own(&[]),
+        Grant {
+            group: "",
+            resources: &["secrets"],
+            verbs: &["create"],
+            why: "create that key on first start (create takes no name)",
+        },
+    ),
+];
+
+/// The controller's grants with their scope and reason, for documentation.
+pub fn rbac_grants() -> &'static [(Scope, Grant)] {
+    GRANTS
+}
+
+fn rule(grant: &Grant, names: &[&str]) -> PolicyRule {
     PolicyRule {
-        api_groups: Some(vec![group.to_owned()]),
-        resources: Some(resources.iter().map(|r| (*r).to_owned()).collect()),
-        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
+        api_groups: Some(vec![grant.group.to_owned()]),
+        resources: Some(grant.resources.iter().map(|r| (*r).to_owned()).collect()),
+        verbs: grant.verbs.iter().map(|v| (*v).to_owned()).collect(),
+        resource_names: (!names.is_empty())
+            .then(|| names.iter().map(|n| (*n).to_owned()).collect()),
         ..PolicyRule::default()
     }
 }
 
-/// What the controller reconciles and writes, and nothing more.
+fn rules(wanted: impl Fn(Scope) -> bool) -> Vec<PolicyRule> {
+    GRANTS
+        .iter()
+        .filter(|(scope, _)| wanted(*scope))
+        .map(|(scope, grant)| match scope {
+            Scope::Own(names) => rule(grant, names),
+            _ => rule(grant, &[]),
+        })
+        .collect()
+}
+
+/// What the controller reconciles and writes in every namespace, and nothing more.
 fn cluster_role() -> ClusterRole {
     ClusterRole {
         metadata: meta(CONTROLLER, None, Some("controller")),
-        rules: Some(vec![
-            rule(
-                GROUP,
-                &["clusterpullsecrets", "pullsecrets"],
-                &["get", "list", "watch", "patch", "update"],
-            ),
-            rule(
-                GROUP,
-                &["clusterpullsecrets/status", "pullsecrets/status"],
-                &["get", "patch", "update"],
-            ),
-            rule(
-                GROUP,
-                &["clusterpullsecrets/finalizers", "pullsecrets/finalizers"],
-                &["update"],
-            ),
-            rule("", &["namespaces"], &["get", "list", "watch"]),
-            rule(
-                "",
-                &["secrets"],
-                &[
-                    "get", "list", "watch", "create", "patch", "update", "delete",
-                ],
-            ),
-            rule("", &["serviceaccounts"], &["get", "list", "watch", "patch"]),
-            // TokenRequest: act as a user's service account toward STS.
-            rule("", &["serviceaccounts/token"], &["create"]),
-            rule("", &["events"], &["create", "patch"]),
-            rule("events.k8s.io", &["events"], &["create", "patch"]),
-        ]),
+        rules: Some(rules(|s| matches!(s, Scope::Served | Scope::ClusterOnly))),
         ..ClusterRole::default()
     }
 }
@@ -422,23 +693,105 @@ fn cluster_role_binding(o: &InstallOptions) -> ClusterRoleBinding {
     }
 }
 
-/// Leader election: the Lease lives in the install namespace, so the grant stays there.
-fn leader_election_role(o: &InstallOptions) -> Role {
+/// The Lease and the credential key live in the install namespace, so those grants stay there;
+/// `and_served` adds the served grants when that namespace is also the one watched.
+fn own_namespace_role(o: &InstallOptions, and_served: bool) -> Role {
     Role {
-        metadata: meta(LEADER_ELECTION, Some(&o.namespace), Some("controller")),
-        rules: Some(vec![rule(
-            "coordination.k8s.io",
-            &["leases"],
-            &["get", "create", "update", "patch"],
-        )]),
+        metadata: meta(CONTROLLER, Some(&o.namespace), Some("controller")),
+        rules: Some(rules(|s| {
+            matches!(s, Scope::Own(_)) || (and_served && s == Scope::Served)
+        })),
     }
 }
 
-fn leader_election_binding(o: &InstallOptions) -> RoleBinding {
+/// One-namespace mode, watched namespace apart from the install namespace.
+fn watched_namespace_role(watched: &str) -> Role {
+    Role {
+        metadata: meta(CONTROLLER, Some(watched), Some("controller")),
+        rules: Some(rules(|s| s == Scope::Served)),
+    }
+}
+
+fn role_binding(o: &InstallOptions, namespace: &str) -> RoleBinding {
     RoleBinding {
-        metadata: meta(LEADER_ELECTION, Some(&o.namespace), Some("controller")),
-        role_ref: role_ref("Role", LEADER_ELECTION),
+        metadata: meta(CONTROLLER, Some(namespace), Some("controller")),
+        role_ref: role_ref("Role", CONTROLLER),
         subjects: Some(subject(o)),
+    }
+}
+
+/// The CEL check "may the author create tokens for service account NAME in NAMESPACE".
+fn may_create_token(namespace: &str, name: &str) -> String {
+    format!(
+        "authorizer.group('').resource('serviceaccounts').subresource('token')\
+         .namespace({namespace}).name({name}).check('create').allowed()"
+    )
+}
+
+/// Opt-in: a PullSecret makes irsa act as a service account (or as irsa itself, `ambient`), so
+/// its author must be allowed to do that directly. Checked for whoever sends the request: under
+/// GitOps, the GitOps tool's service account.
+fn admission_policy(o: &InstallOptions) -> ValidatingAdmissionPolicy {
+    let sa = "object.spec.identity.serviceAccount.name";
+    let irsa = format!("'{}'", o.namespace);
+    ValidatingAdmissionPolicy {
+        metadata: meta(ADMISSION_POLICY, None, Some("admission-policy")),
+        spec: Some(ValidatingAdmissionPolicySpec {
+            failure_policy: Some("Fail".to_owned()),
+            match_constraints: Some(MatchResources {
+                resource_rules: Some(vec![NamedRuleWithOperations {
+                    api_groups: Some(vec![GROUP.to_owned()]),
+                    api_versions: Some(vec![VERSION.to_owned()]),
+                    resources: Some(vec!["pullsecrets".to_owned()]),
+                    operations: Some(vec!["CREATE".to_owned(), "UPDATE".to_owned()]),
+                    ..NamedRuleWithOperations::default()
+                }]),
+                ..MatchResources::default()
+            }),
+            validations: Some(vec![
+                Validation {
+                    expression: format!(
+                        "!has(object.spec.identity.serviceAccount) || {}",
+                        may_create_token("object.metadata.namespace", sa)
+                    ),
+                    message_expression: Some(format!(
+                        "'you may not create tokens for service account ' + \
+                         object.metadata.namespace + '/' + {sa} + \
+                         ' (create serviceaccounts/token), so a PullSecret may not use its \
+                         identity: ask for that permission or name another service account'"
+                    )),
+                    reason: Some("Forbidden".to_owned()),
+                    ..Validation::default()
+                },
+                Validation {
+                    expression: format!(
+                        "!has(object.spec.identity.ambient) || {}",
+                        may_create_token(&irsa, &format!("'{SERVICE_ACCOUNT}'"))
+                    ),
+                    message_expression: Some(format!(
+                        "'identity.ambient acts as the controller itself ({ns}/{SERVICE_ACCOUNT}), \
+                         and you may not create tokens for it (create serviceaccounts/token): \
+                         name a service account instead'",
+                        ns = o.namespace
+                    )),
+                    reason: Some("Forbidden".to_owned()),
+                    ..Validation::default()
+                },
+            ]),
+            ..ValidatingAdmissionPolicySpec::default()
+        }),
+        ..ValidatingAdmissionPolicy::default()
+    }
+}
+
+fn admission_policy_binding() -> ValidatingAdmissionPolicyBinding {
+    ValidatingAdmissionPolicyBinding {
+        metadata: meta(ADMISSION_POLICY, None, Some("admission-policy")),
+        spec: ValidatingAdmissionPolicyBindingSpec {
+            policy_name: ADMISSION_POLICY.to_owned(),
+            validation_actions: vec!["Deny".to_owned()],
+            ..ValidatingAdmissionPolicyBindingSpec::default()
+        },
     }
 }
 
@@ -485,20 +838,26 @@ fn runtime_default() -> SeccompProfile {
     }
 }
 
+fn controller_args(o: &InstallOptions) -> Vec<String> {
+    let mut args = [
+        "controller",
+        "--leader-elect",
+        &format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if let Some(ns) = &o.watch_namespace {
+        args.push(format!("--watch-namespace={ns}"));
+    }
+    args
+}
+
 fn controller_container(o: &InstallOptions) -> Container {
     Container {
         name: "controller".to_owned(),
         image: Some(o.image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
-        args: Some(
-            [
-                "controller",
-                "--leader-elect",
-                &format!("--metrics-listen=0.0.0.0:{METRICS_PORT}"),
-            ]
-            .map(str::to_owned)
-            .to_vec(),
-        ),
+        args: Some(controller_args(o)),
         env: Some(vec![
             // The Lease holder identity and the Lease's namespace.
             field_env("POD_NAME", "metadata.name"),
@@ -790,36 +1149,205 @@ mod tests {
     fn rbac_is_exactly_what_the_controller_needs() {
         let docs = manifests(&InstallOptions::default()).unwrap();
         let mut expected = vec![
-            row(
-                "irsa.dev",
-                "clusterpullsecrets",
-                "get list watch patch update",
-            ),
-            row("irsa.dev", "pullsecrets", "get list watch patch update"),
-            row("irsa.dev", "clusterpullsecrets/status", "get patch update"),
-            row("irsa.dev", "pullsecrets/status", "get patch update"),
-            row("irsa.dev", "clusterpullsecrets/finalizers", "update"),
-            row("irsa.dev", "pullsecrets/finalizers", "update"),
-            row("", "namespaces", "get list watch"),
-            row("", "secrets", "get list watch create patch update delete"),
-            row("", "serviceaccounts", "get list watch patch"),
+            row("irsa.dev", "clusterpullsecrets", "list watch patch"),
+            row("irsa.dev", "pullsecrets", "list watch patch"),
+            row("irsa.dev", "clusterpullsecrets/status", "patch"),
+            row("irsa.dev", "pullsecrets/status", "patch"),
+            row("", "namespaces", "list watch"),
+            row("", "secrets", "get list watch create patch delete"),
+            row("", "serviceaccounts", "list watch patch"),
             row("", "serviceaccounts/token", "create"),
-            row("", "events", "create patch"),
             row("events.k8s.io", "events", "create patch"),
         ];
         expected.sort();
         assert_eq!(grants(find(&docs, "ClusterRole")), expected);
+        let role = find(&docs, "Role");
+        let mut own = vec![
+            row("coordination.k8s.io", "leases", "get update"),
+            row("coordination.k8s.io", "leases", "create"),
+            row("", "secrets", "get"),
+            row("", "secrets", "create"),
+        ];
+        own.sort();
+        assert_eq!(grants(role), own);
+        // Reads and renewals are limited by name; create cannot be (RBAC has no name then).
+        let names: Vec<_> = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["resourceNames"].clone())
+            .collect();
         assert_eq!(
-            grants(find(&docs, "Role")),
-            [row(
-                "coordination.k8s.io",
-                "leases",
-                "get create update patch"
-            )]
+            names,
+            [
+                json!(["irsa-controller"]),
+                serde_json::Value::Null,
+                json!(["irsa-credential-key"]),
+                serde_json::Value::Null
+            ]
         );
-        // Nothing anywhere may grant a wildcard.
+        // Nothing anywhere may grant a wildcard, nor `update` outside the Lease.
         let text = serde_json::to_string(&docs).unwrap();
         assert!(!text.contains("\"*\""), "{text}");
+        for (scope, grant) in rbac_grants() {
+            assert!(
+                !grant.verbs.contains(&"update") || grant.resources == ["leases"],
+                "{scope:?} {grant:?}"
+            );
+            assert!(!grant.why.is_empty());
+        }
+    }
+
+    #[test]
+    fn one_namespace_mode_binds_roles_only() {
+        let o = InstallOptions {
+            namespace: "team-a".into(),
+            watch_namespace: Some("team-a".into()),
+            parts: vec![Part::Rbac, Part::Controller],
+            ..InstallOptions::default()
+        };
+        assert_eq!(
+            kinds(&o),
+            [
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+                "Deployment",
+                "PodDisruptionBudget"
+            ]
+        );
+        let docs = manifests(&o).unwrap();
+        let role = find(&docs, "Role");
+        assert_eq!(role["metadata"]["namespace"], "team-a");
+        let rows = grants(role);
+        assert!(
+            rows.contains(&row("irsa.dev", "pullsecrets", "list watch patch")),
+            "{rows:?}"
+        );
+        assert!(
+            rows.contains(&row("coordination.k8s.io", "leases", "get update")),
+            "{rows:?}"
+        );
+        for (_, resource, _) in &rows {
+            assert!(
+                !resource.starts_with("clusterpullsecrets") && resource != "namespaces",
+                "{rows:?}"
+            );
+        }
+        let args = &find(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert_eq!(args[3], "--watch-namespace=team-a");
+
+        // Watching another namespace: the served grants there, the Lease and key at home;
+        // even with every default part asked for, no Namespace and no ClusterRole.
+        let apart = InstallOptions {
+            namespace: "irsa".into(),
+            watch_namespace: Some("team-b".into()),
+            ..InstallOptions::default()
+        };
+        assert_eq!(
+            kinds(&apart),
+            [
+                "CustomResourceDefinition",
+                "CustomResourceDefinition",
+                "ServiceAccount",
+                "Role",
+                "RoleBinding",
+                "Role",
+                "RoleBinding",
+                "Deployment",
+                "PodDisruptionBudget"
+            ]
+        );
+        let docs = manifests(&apart).unwrap();
+        let namespaces: Vec<_> = docs
+            .iter()
+            .filter(|d| d["kind"] == "Role" || d["kind"] == "RoleBinding")
+            .map(|d| d["metadata"]["namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(namespaces, ["team-b", "team-b", "irsa", "irsa"]);
+        let bad = InstallOptions {
+            watch_namespace: Some("Team B".into()),
+            ..InstallOptions::default()
+        };
+        assert!(
+            manifests(&bad)
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid --watch-namespace: \"Team B\""),
+        );
+    }
+
+    #[test]
+    fn the_admission_policy_is_opt_in_and_asks_the_authorizer() {
+        assert!(
+            !kinds(&InstallOptions::default())
+                .iter()
+                .any(|k| k.contains("Admission"))
+        );
+        let o = InstallOptions {
+            parts: Part::EVERY.to_vec(),
+            ..InstallOptions::default()
+        };
+        let all = kinds(&o);
+        assert_eq!(
+            all[all.len() - 2..],
+            [
+                "ValidatingAdmissionPolicy",
+                "ValidatingAdmissionPolicyBinding"
+            ]
+        );
+        let docs = manifests(&o).unwrap();
+        let policy = find(&docs, "ValidatingAdmissionPolicy");
+        let rules = &policy["spec"]["matchConstraints"]["resourceRules"][0];
+        assert_eq!(rules["resources"], json!(["pullsecrets"]));
+        assert_eq!(rules["operations"], json!(["CREATE", "UPDATE"]));
+        let checks = policy["spec"]["validations"].as_array().unwrap();
+        let sa = checks[0]["expression"].as_str().unwrap();
+        assert_eq!(
+            sa,
+            "!has(object.spec.identity.serviceAccount) || authorizer.group('').resource('serviceaccounts')\
+             .subresource('token').namespace(object.metadata.namespace)\
+             .name(object.spec.identity.serviceAccount.name).check('create').allowed()"
+        );
+        let ambient = checks[1]["expression"].as_str().unwrap();
+        assert!(
+            ambient.contains(".namespace('irsa-system').name('irsa').check('create')"),
+            "{ambient}"
+        );
+        assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+        let binding = find(&docs, "ValidatingAdmissionPolicyBinding");
+        assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+        assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    }
+
+    #[test]
+    fn the_kustomize_base_holds_each_default_object_once() {
+        let docs = |yaml: &str| -> Vec<String> {
+            yaml.split("\n---\n")
+                .skip(1)
+                .map(|d| d.trim_end().to_owned())
+                .collect()
+        };
+        let files = kustomize_files();
+        let base: Vec<String> = Part::ALL
+            .iter()
+            .flat_map(|p| {
+                let path = format!("base/{p}.yaml");
+                docs(&files.iter().find(|(f, _)| *f == path).unwrap().1)
+            })
+            .collect();
+        assert_eq!(
+            base,
+            docs(&manifests_yaml(&InstallOptions::default()).unwrap())
+        );
+        let kustomization = &files
+            .iter()
+            .find(|(p, _)| p == "base/kustomization.yaml")
+            .unwrap()
+            .1;
+        assert!(kustomization.ends_with(
+            "resources:\n- namespace.yaml\n- crds.yaml\n- rbac.yaml\n- controller.yaml\n"
+        ));
     }
 
     #[test]
@@ -854,14 +1382,14 @@ mod tests {
 
     #[test]
     fn parts_parse_and_print() {
-        for p in Part::ALL {
+        for p in Part::EVERY {
             assert_eq!(p.as_str().parse::<Part>(), Ok(p));
         }
         assert!(
             "deployments"
                 .parse::<Part>()
                 .unwrap_err()
-                .contains("namespace, crds, rbac or controller")
+                .contains("namespace, crds, rbac, controller or admission-policy")
         );
     }
 

@@ -16,7 +16,9 @@ pub mod token_request;
 pub mod validation;
 
 pub use crds::{crds, crds_yaml};
-pub use install::{InstallError, InstallOptions, LogFormat, Part, manifests, manifests_yaml};
+pub use install::{
+    InstallError, InstallOptions, LogFormat, Part, kustomize_files, manifests, manifests_yaml,
+};
 pub use resources::{
     AmbientIdentity, ChainguardSpec, ClusterPullSecret, ClusterPullSecretSpec, DEFAULT_REFRESH,
     DeletionPolicy, GROUP, IdentitySpec, NamespaceSelection, PullSecret, PullSecretSpec,

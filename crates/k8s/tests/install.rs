@@ -95,3 +95,22 @@ fn the_validator_refuses_an_unknown_field_in_the_deployment() {
         );
     }
 }
+
+#[test]
+fn one_namespace_mode_and_the_admission_policy_pass_the_kubernetes_schemas_strictly() {
+    let same = InstallOptions {
+        namespace: "team-a".into(),
+        watch_namespace: Some("team-a".into()),
+        parts: vec![irsa_k8s::Part::Rbac, irsa_k8s::Part::Controller],
+        ..InstallOptions::default()
+    };
+    assert_eq!(names(&same).len(), 5);
+    assert_valid("one-namespace", &same);
+    let apart = InstallOptions {
+        watch_namespace: Some("team-b".into()),
+        parts: irsa_k8s::Part::EVERY.to_vec(),
+        ..InstallOptions::default()
+    };
+    assert_eq!(names(&apart).len(), 11);
+    assert_valid("one-namespace-apart-with-policy", &apart);
+}

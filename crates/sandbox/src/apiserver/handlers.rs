@@ -19,6 +19,7 @@ use super::faults::FaultConfig;
 use super::negotiate::{self, Render};
 use super::patch::{self, PatchKind};
 use super::protobuf;
+use super::requests::RequestRecord;
 use super::resources::ResourceType;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::store::{ListOptions, ListPage};
@@ -175,12 +176,26 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
             }
         }
     }
+    let (rt, namespace, subresource) = (
+        target.rt.clone(),
+        target.namespace.clone(),
+        target.subresource.clone(),
+    );
     let result = handle(&api, verb, target, &query, &parts.headers, &body);
     let code = match &result {
         Ok(r) => r.status().as_u16(),
         Err(e) => e.code,
     };
     api.count(&action, verb, code);
+    api.inner.requests.record(RequestRecord {
+        verb: verb.to_owned(),
+        group: rt.group,
+        resource: rt.plural,
+        subresource,
+        namespace,
+        code,
+        user_agent: user_agent(&parts.headers),
+    });
     match result {
         Ok(r) => r,
         Err(e) => {
@@ -188,6 +203,14 @@ pub(crate) async fn dispatch(State(api): State<ApiServer>, req: Request) -> Resp
             error_response(&e)
         }
     }
+}
+
+fn user_agent(headers: &HeaderMap) -> String {
+    headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
@@ -200,7 +223,7 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
 
 /// `/sandbox/faults` (GET, PUT/POST a [`FaultConfig`], DELETE),
 /// `/sandbox/faults/drop-watches` (POST), `/sandbox/faults/hold-watches/<plural>` (POST holds,
-/// DELETE releases), `/sandbox/compact` (POST), `/metrics`.
+/// DELETE releases), `/sandbox/requests` (GET, DELETE), `/sandbox/compact` (POST), `/metrics`.
 fn admin(api: &ApiServer, method: &Method, path: &str, body: &Bytes) -> Option<Response> {
     let faults = &api.inner.faults;
     let resp = match (method.as_str(), path) {
@@ -236,6 +259,14 @@ fn admin(api: &ApiServer, method: &Method, path: &str, body: &Bytes) -> Option<R
                 faults.release_watches(resource);
             }
             json_response(200, &serde_json::to_value(faults.get()).unwrap_or_default())
+        }
+        ("GET", "/sandbox/requests") => json_response(
+            200,
+            &serde_json::to_value(api.inner.requests.records()).unwrap_or_default(),
+        ),
+        ("DELETE", "/sandbox/requests") => {
+            api.inner.requests.clear();
+            json_response(200, &json!({}))
         }
         ("POST", "/sandbox/compact") => {
             api.inner.store.compact();

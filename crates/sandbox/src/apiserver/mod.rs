@@ -10,6 +10,7 @@
 //! - [`tls`]: CA, serving certificate, kubeconfig, HTTPS loop;
 //! - [`faults`]: latency, errors, throttling, dropped watches;
 //! - [`admission`]: mutating webhooks called on pod create.
+//! - [`requests`]: a bounded record of the requests answered (verb, resource, namespace).
 //!
 //! ```no_run
 //! # async fn run(issuer: std::sync::Arc<dyn irsa_sandbox::token_issuer::TokenIssuer>) -> Result<(), Box<dyn std::error::Error>> {
@@ -32,6 +33,7 @@ mod handlers;
 pub mod negotiate;
 pub mod patch;
 pub mod protobuf;
+pub mod requests;
 pub mod resources;
 pub mod selectors;
 pub mod store;
@@ -46,6 +48,7 @@ use std::time::Duration;
 
 pub use error::ApiError;
 pub use faults::{ErrorRule, FaultConfig, Faults};
+pub use requests::{RequestLog, RequestRecord};
 pub use store::Store;
 pub use tls::{Tls, TlsError, serve_http, serve_tls};
 
@@ -94,6 +97,7 @@ pub(crate) struct Inner {
     pub(crate) config: ApiServerConfig,
     pub(crate) store: Arc<Store>,
     pub(crate) faults: Arc<Faults>,
+    pub(crate) requests: Arc<RequestLog>,
     pub(crate) issuer: Arc<dyn TokenIssuer>,
     pub(crate) admission: Arc<admission::Admission>,
 }
@@ -121,6 +125,7 @@ impl ApiServer {
                 config,
                 store,
                 faults: Arc::new(Faults::default()),
+                requests: Arc::new(RequestLog::default()),
                 issuer,
                 admission: Arc::default(),
             }),
@@ -147,6 +152,11 @@ impl ApiServer {
     /// Fault injection.
     pub fn faults(&self) -> &Arc<Faults> {
         &self.inner.faults
+    }
+
+    /// The record of answered resource requests.
+    pub fn requests(&self) -> &Arc<RequestLog> {
+        &self.inner.requests
     }
 
     /// The request counters.
