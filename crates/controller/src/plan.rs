@@ -43,12 +43,9 @@ pub const OWNER_KIND_LABEL: &str = "irsa.dev/owner-kind";
 pub const OWNER_NAME_LABEL: &str = "irsa.dev/owner-name";
 /// Owner label: the owning PullSecret's namespace (absent for a ClusterPullSecret).
 pub const OWNER_NAMESPACE_LABEL: &str = "irsa.dev/owner-namespace";
-/// Annotation on a ServiceAccount: the `imagePullSecrets` entries irsa added, per owner, as a
-/// JSON object (`{"ClusterPullSecret/ecr": ["regcred"]}`). irsa removes only entries recorded
-/// here, never one a person added. Tenants may edit it: it is parsed defensively (anything
-/// unreadable counts as no record), and at worst names entries on that tenant's own
-/// service account.
-pub const ADDED_PULL_SECRETS_ANNOTATION: &str = "irsa.dev/added-pull-secrets";
+pub use irsa_core::pull_secret_record::{
+    ADDED_PULL_SECRETS_ANNOTATION, AddedPullSecrets, parse_added_pull_secrets,
+};
 /// Annotation holding [`DesiredSecret::content_hash`].
 pub const CONTENT_HASH_ANNOTATION: &str = "irsa.dev/content-hash";
 /// The Secret type irsa writes.
@@ -345,21 +342,6 @@ pub struct ServiceAccountState {
     pub has_annotations: bool,
     /// Whether [`ADDED_PULL_SECRETS_ANNOTATION`] exists (readable or not).
     pub has_record: bool,
-}
-
-/// Entries irsa added to one ServiceAccount's `imagePullSecrets`: owner (`ClusterPullSecret/x`,
-/// `PullSecret/ns/x`) to secret names.
-pub type AddedPullSecrets = BTreeMap<String, BTreeSet<String>>;
-
-/// Reads [`ADDED_PULL_SECRETS_ANNOTATION`]; anything but an object of string arrays is no
-/// record at all (tenant-editable input).
-pub fn parse_added_pull_secrets(value: &str) -> AddedPullSecrets {
-    serde_json::from_str::<AddedPullSecrets>(value)
-        .map(|mut added| {
-            added.retain(|_, names| !names.is_empty());
-            added
-        })
-        .unwrap_or_default()
 }
 
 impl ServiceAccountState {
@@ -696,8 +678,7 @@ impl ServiceAccountPatch {
         }
         if let Some(added) = &self.added {
             let path = "/metadata/annotations/irsa.dev~1added-pull-secrets";
-            // Serialising string maps cannot fail.
-            let value = serde_json::to_string(added).unwrap_or_default();
+            let value = irsa_core::pull_secret_record::render_added_pull_secrets(added);
             match (added.is_empty(), self.has_record, self.has_annotations) {
                 (true, true, _) => ops.push(json!({"op": "remove", "path": path})),
                 (true, false, _) => {}

@@ -8,43 +8,35 @@
 //! and the issue and expiry times, keyed by 32 random bytes held in a Secret in the
 //! controller's own namespace ([`KEY_SECRET_NAME`]), which tenants cannot read. A credential
 //! is adopted only when its MAC verifies (constant time); anything else is exchanged afresh.
-//! Pure: no I/O (the reconciler loads and creates the key Secret through the Writer).
+//! Pure: no I/O (the reconciler loads and creates the key Secret through the Writer); the seal
+//! itself and the read-back of the tenant-editable values live in [`irsa_core::seal`], which
+//! has a fuzz target.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::str::FromStr;
 
-use aws_lc_rs::hmac;
-use irsa_core::docker_config::DockerConfig;
+use irsa_core::seal::{self, KEY_LEN, SealKey, Written};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::jiff::Timestamp;
+
+pub use irsa_core::seal::{
+    CREDENTIAL_MAC_ANNOTATION, EXPIRES_AT_ANNOTATION, ISSUED_AT_ANNOTATION, ReadBack, Rejected,
+    Sealed,
+};
 
 use crate::plan::DOCKER_CONFIG_JSON_KEY;
 
-/// Annotation: the seal of the written credential (`v1:` and 64 hex digits).
-pub const CREDENTIAL_MAC_ANNOTATION: &str = "irsa.dev/credential-mac";
-/// Annotation: when the written credential was obtained (RFC 3339).
-pub const ISSUED_AT_ANNOTATION: &str = "irsa.dev/issued-at";
-/// Annotation: when the written credential expires (RFC 3339).
-pub const EXPIRES_AT_ANNOTATION: &str = "irsa.dev/expires-at";
 /// The Secret, in the controller's namespace, holding the key. Never labelled as irsa's
 /// (`app.kubernetes.io/managed-by`), so that nothing irsa does to its pull secrets reaches it.
 pub const KEY_SECRET_NAME: &str = "irsa-credential-key";
 /// The data key of [`KEY_SECRET_NAME`] holding the 32 key bytes.
 pub const KEY_DATA_KEY: &str = "key";
 
-const KEY_LEN: usize = 32;
-const VERSION: &str = "v1:";
-/// Separates this MAC's inputs from any other use of the key.
-const DOMAIN: &[u8] = b"irsa.dev/credential-mac/v1";
+/// The MAC key, kept in [`KEY_SECRET_NAME`]. `Debug` never shows it.
+pub struct CredentialKey(SealKey);
 
-/// The MAC key. `Debug` never shows it.
-pub struct CredentialKey(hmac::Key);
-
-impl fmt::Debug for CredentialKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl std::fmt::Debug for CredentialKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CredentialKey([redacted])")
     }
 }
@@ -66,46 +58,17 @@ pub enum KeyError {
     Random,
 }
 
-/// What a seal covers.
-#[derive(Debug, Clone, Copy)]
-pub struct Sealed<'a> {
-    /// The credential-store key: identity, audience and registries.
-    pub store_key: &'a str,
-    /// The exact `.dockerconfigjson` bytes.
-    pub docker_config_json: &'a [u8],
-    /// When the credential was obtained, Unix seconds.
-    pub issued_at: i64,
-    /// When it expires, Unix seconds.
-    pub expires_at: i64,
-}
-
-impl Sealed<'_> {
-    fn message(&self) -> Vec<u8> {
-        let mut m = Vec::with_capacity(64 + self.store_key.len() + self.docker_config_json.len());
-        let mut field = |bytes: &[u8]| {
-            m.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
-            m.extend_from_slice(bytes);
-        };
-        field(DOMAIN);
-        field(self.store_key.as_bytes());
-        field(self.docker_config_json);
-        field(&self.issued_at.to_be_bytes());
-        field(&self.expires_at.to_be_bytes());
-        m
-    }
-}
-
 impl CredentialKey {
     /// A key from its bytes (exactly 32).
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        (bytes.len() == KEY_LEN).then(|| Self(hmac::Key::new(hmac::HMAC_SHA256, bytes)))
+        SealKey::from_bytes(bytes).map(Self)
     }
 
     /// A new random key and the Secret holding it in `namespace`.
     pub fn generate(namespace: &str) -> Result<(Self, Secret), KeyError> {
         let mut bytes = [0u8; KEY_LEN];
         aws_lc_rs::rand::fill(&mut bytes).map_err(|_| KeyError::Random)?;
-        let key = Self(hmac::Key::new(hmac::HMAC_SHA256, &bytes));
+        let key = Self::from_bytes(&bytes).ok_or(KeyError::Random)?;
         let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(KEY_SECRET_NAME.to_owned()),
@@ -143,127 +106,43 @@ impl CredentialKey {
 
     /// The seal of `what`, for [`CREDENTIAL_MAC_ANNOTATION`].
     pub fn seal(&self, what: &Sealed<'_>) -> String {
-        let tag = hmac::sign(&self.0, &what.message());
-        let mut out = String::with_capacity(VERSION.len() + 64);
-        out.push_str(VERSION);
-        for b in tag.as_ref() {
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
-        }
-        out
+        self.0.seal(what)
     }
 
     /// Whether `mac` is the seal of `what` (constant time in the tag).
     pub fn verify(&self, what: &Sealed<'_>, mac: &str) -> bool {
-        let Some(tag) = mac.strip_prefix(VERSION).and_then(decode_hex) else {
-            return false;
-        };
-        hmac::verify(&self.0, &what.message(), &tag).is_ok()
+        self.0.verify(what, mac)
     }
-}
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
-/// 64 lowercase hex digits to 32 bytes; anything else is `None`.
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    let s = s.as_bytes();
-    if s.len() != 2 * 32 {
-        return None;
-    }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    s.chunks_exact(2)
-        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
-        .collect()
-}
-
-/// Why a written secret's credential is not adopted (for logs: names no content).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Rejected {
-    /// No `.dockerconfigjson`.
-    #[error("it holds no .dockerconfigjson")]
-    NoData,
-    /// An annotation irsa writes is missing or unreadable.
-    #[error("its annotation {0} is missing or not a time")]
-    Annotation(&'static str),
-    /// No seal, or one that does not verify: not written by irsa for this identity,
-    /// audience and registries, or changed since.
-    #[error(
-        "its seal ({CREDENTIAL_MAC_ANNOTATION}) does not prove it was written by irsa for this identity and these registries"
-    )]
-    Seal,
-    /// Sealed, but not the registries wanted (cannot happen unless the key was shared).
-    #[error("it does not hold exactly the wanted registries")]
-    Registries,
-}
-
-/// A credential read back from a written secret: proven, parsed, with its times.
-#[derive(Debug)]
-pub struct ReadBack {
-    /// The registries' credentials.
-    pub config: DockerConfig,
-    /// When it was obtained, Unix seconds.
-    pub issued_at: i64,
-    /// When it expires, Unix seconds.
-    pub expires_at: i64,
 }
 
 /// Reads the credential in `secret` back if its seal proves that irsa wrote it for
 /// `store_key`, and it holds exactly the registries `hosts`. Nothing of the secret is parsed
-/// as a credential before its seal verifies.
+/// as a credential before its seal verifies ([`irsa_core::seal::read_back`]).
 pub fn read_back(
     key: &CredentialKey,
     store_key: &str,
     hosts: &BTreeSet<&str>,
     secret: &Secret,
 ) -> Result<ReadBack, Rejected> {
-    let data = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(DOCKER_CONFIG_JSON_KEY))
-        .ok_or(Rejected::NoData)?;
     let annotations = secret.metadata.annotations.as_ref();
-    let annotation = |k: &'static str| annotations.and_then(|a| a.get(k));
-    let time = |k: &'static str| {
-        annotation(k)
-            .and_then(|v| Timestamp::from_str(v).ok())
-            .map(|t| t.as_second())
-            .ok_or(Rejected::Annotation(k))
+    let annotation = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
+    let written = Written {
+        docker_config_json: secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(DOCKER_CONFIG_JSON_KEY))
+            .map(|b| b.0.as_slice()),
+        issued_at: annotation(ISSUED_AT_ANNOTATION),
+        expires_at: annotation(EXPIRES_AT_ANNOTATION),
+        mac: annotation(CREDENTIAL_MAC_ANNOTATION),
     };
-    let issued_at = time(ISSUED_AT_ANNOTATION)?;
-    let expires_at = time(EXPIRES_AT_ANNOTATION)?;
-    let mac = annotation(CREDENTIAL_MAC_ANNOTATION).ok_or(Rejected::Seal)?;
-    let sealed = Sealed {
-        store_key,
-        docker_config_json: &data.0,
-        issued_at,
-        expires_at,
-    };
-    if !key.verify(&sealed, mac) {
-        return Err(Rejected::Seal);
-    }
-    let config = DockerConfig::parse(&data.0).map_err(|_| Rejected::Seal)?;
-    let held: BTreeSet<&str> = hosts
-        .iter()
-        .copied()
-        .filter(|h| config.get(h).is_some())
-        .collect();
-    if &held != hosts || config.len() != hosts.len() {
-        return Err(Rejected::Registries);
-    }
-    Ok(ReadBack {
-        config,
-        issued_at,
-        expires_at,
-    })
+    seal::read_back(&key.0, store_key, hosts, &written)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use irsa_core::docker_config::DockerConfig;
     use irsa_core::secret::SecretString;
     use irsa_core::time::rfc3339;
 

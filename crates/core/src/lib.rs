@@ -3,7 +3,8 @@
 //! Every component of irsa (controller, webhook, credential provider, doctor) stands on these
 //! modules: recognising registries ([`registry`], [`partition`]), reading ARNs ([`arn`]) and
 //! web-identity tokens ([`token`]), deciding what an IAM trust policy allows ([`trust_policy`]),
-//! and writing docker config ([`docker_config`]). Every token and password is held in a
+//! writing docker config ([`docker_config`]), and reading back what irsa wrote into tenant-editable
+//! objects ([`seal`], [`pull_secret_record`]). Every token and password is held in a
 //! [`secret::SecretString`], which never prints its value.
 #![warn(missing_docs)]
 
@@ -13,8 +14,10 @@ pub mod docker_config;
 pub mod lifetime;
 pub mod names;
 pub mod partition;
+pub mod pull_secret_record;
 pub mod registry;
 pub mod registry_token;
+pub mod seal;
 pub mod secret;
 pub mod time;
 pub mod token;
