@@ -384,11 +384,6 @@ impl View for IndexView<'_> {
 mod tests {
     use super::*;
     use crate::plan::{Owner, plan};
-    use irsa_core::docker_config::DockerConfig;
-    use irsa_core::secret::SecretString;
-    use irsa_k8s::{
-        ClusterPullSecret, ClusterPullSecretSpec, IdentitySpec, RegistrySpec, SecretSpec,
-    };
     use k8s_openapi::api::core::v1::LocalObjectReference;
 
     fn ns(name: &str, rv: &str) -> ObjectMeta {
@@ -399,33 +394,7 @@ mod tests {
         }
     }
 
-    fn cps() -> ClusterPullSecret {
-        let spec = SecretSpec::new(
-            vec![RegistrySpec {
-                host: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
-                chainguard: None,
-            }],
-            IdentitySpec::default(),
-            "regcred",
-        );
-        ClusterPullSecret::new(
-            "ecr",
-            ClusterPullSecretSpec {
-                secret: spec,
-                namespaces: Default::default(),
-            },
-        )
-    }
-
-    fn credential() -> DockerConfig {
-        let mut c = DockerConfig::new();
-        c.insert(
-            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
-            "AWS",
-            SecretString::from("token"),
-        );
-        c
-    }
+    use crate::fixtures::{cps, credential};
 
     #[test]
     fn namespaces_apply_delete_reset_and_stale_events() {

@@ -7,6 +7,8 @@
 
 pub mod affects;
 pub mod credentials;
+#[cfg(test)]
+mod fixtures;
 pub mod health;
 pub mod index;
 pub mod lease;

@@ -625,11 +625,6 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     use http::{Method, Request, Response};
-    use irsa_core::docker_config::DockerConfig;
-    use irsa_core::secret::SecretString;
-    use irsa_k8s::{
-        ClusterPullSecret, ClusterPullSecretSpec, IdentitySpec, RegistrySpec, SecretSpec,
-    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
     use kube::client::Body;
     use kube::runtime::events::Reporter;
@@ -666,33 +661,7 @@ mod tests {
         Arc::new(AtomicBool::new(true))
     }
 
-    fn cps() -> ClusterPullSecret {
-        let spec = SecretSpec::new(
-            vec![RegistrySpec {
-                host: "123456789012.dkr.ecr.us-east-1.amazonaws.com".into(),
-                chainguard: None,
-            }],
-            IdentitySpec::default(),
-            "regcred",
-        );
-        ClusterPullSecret::new(
-            "ecr",
-            ClusterPullSecretSpec {
-                secret: spec,
-                namespaces: Default::default(),
-            },
-        )
-    }
-
-    fn credential() -> DockerConfig {
-        let mut c = DockerConfig::new();
-        c.insert(
-            "123456789012.dkr.ecr.us-east-1.amazonaws.com",
-            "AWS",
-            SecretString::from("token"),
-        );
-        c
-    }
+    use crate::fixtures::{cps, credential};
 
     /// A plan writing `regcred` into namespace `a` the way `kind` says.
     fn plan_for(kind: WriteKind, existing: Checked) -> Plan {
