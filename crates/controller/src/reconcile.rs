@@ -129,6 +129,49 @@ struct Reported {
     failures: u32,
     /// Secrets written by the rounds of the current fan-out so far.
     written: usize,
+    /// When `report` last wrote the status (wall-clock seconds).
+    status_written_at: Option<i64>,
+}
+
+/// Least seconds between status writes while rounds of a fan-out are left: the counts and
+/// problems move every round, and a write per round competes for the rate limit with the
+/// urgent writes of the next one.
+const PROGRESS_STATUS_EVERY: i64 = 5;
+
+/// Whether `status` is worth a request over `previous`. When the fan-out is complete
+/// (`left == 0`), any change is; while rounds are left, only a change of the generation, the
+/// credential's times or a condition's status or reason is at once, anything else (counts,
+/// problems, messages, next refresh) at most every [`PROGRESS_STATUS_EVERY`] seconds.
+fn status_due(
+    previous: &PullSecretStatus,
+    status: &PullSecretStatus,
+    left: usize,
+    last_written: Option<i64>,
+    now: i64,
+) -> bool {
+    if status == previous {
+        return false;
+    }
+    if left == 0 {
+        return true;
+    }
+    let shape = |s: &PullSecretStatus| {
+        let conditions: Vec<_> = s
+            .conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect();
+        (
+            s.observed_generation,
+            s.expires_at.clone(),
+            s.last_refresh_time.clone(),
+            conditions,
+        )
+    };
+    if shape(previous) != shape(status) {
+        return true;
+    }
+    last_written.is_none_or(|at| now.saturating_sub(at) >= PROGRESS_STATUS_EVERY)
 }
 
 /// Everything reconciliations share.
@@ -781,8 +824,13 @@ async fn converge(
         )
         .await;
     log_outcome(subject, &plan, &outcome);
-    drop(plan);
-    let after = {
+    // While rounds are left, the plan of this round stands for where it is (a write in
+    // flight counts as ready, a failed one is reported from the outcome), and the next round
+    // plans anyway: planning all namespaces twice per round doubled the fan-out's cost.
+    let after = if left > 0 {
+        plan
+    } else {
+        drop(plan);
         let index = ctx.index();
         plan::plan(subject, &index.view(subject), config)
     };
@@ -923,7 +971,11 @@ where
         targets: Some(counts),
         problems,
     };
-    write_status(ctx, obj, &previous, status).await?;
+    let last_written = ctx.reported(owner, |r| r.status_written_at);
+    if status_due(&previous, &status, left, last_written, now) {
+        write_status(ctx, obj, &previous, status).await?;
+        ctx.reported(owner, |r| r.status_written_at = Some(now));
+    }
 
     if let Some((_, first)) = outcome.failed.first() {
         return Err(Error::Writes {
@@ -1115,6 +1167,42 @@ mod tests {
 
     fn ops(patch: &json_patch::Patch) -> serde_json::Value {
         serde_json::to_value(patch).unwrap()
+    }
+
+    fn progress(ready: i32, reason: &str, message: &str) -> PullSecretStatus {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        PullSecretStatus {
+            conditions: vec![Condition {
+                type_: "Ready".to_owned(),
+                status: "True".to_owned(),
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: Some(1),
+            }],
+            observed_generation: Some(1),
+            targets: Some(irsa_k8s::TargetCounts::new(100, ready, 0, 0)),
+            ..PullSecretStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_round_in_progress_does_not_rewrite_the_status() {
+        let before = progress(40, "Ready", "40/100 ready");
+        let moved = progress(80, "Ready", "80/100 ready");
+        // Rounds left, counts moved, written a second ago: not yet.
+        assert!(!status_due(&before, &moved, 20, Some(99), 100));
+        // Rounds left and never written by this process: once.
+        assert!(status_due(&before, &moved, 20, None, 100));
+        // Rounds left but a while since the last write: once more.
+        assert!(status_due(&before, &moved, 20, Some(95), 100));
+        // A condition's reason changed: at once, rounds left or not.
+        let failing = progress(80, "RefreshFailed", "80/100 ready");
+        assert!(status_due(&before, &failing, 20, Some(99), 100));
+        // The fan-out completed: any change at once.
+        assert!(status_due(&before, &moved, 0, Some(99), 100));
+        // No change: never.
+        assert!(!status_due(&moved, &moved.clone(), 0, None, 100));
     }
 
     #[test]
