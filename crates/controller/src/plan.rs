@@ -315,6 +315,15 @@ impl SecretState {
         })
     }
 
+    /// Whether this Secret is `owner`'s: it carries the owner's labels *and* is of the type
+    /// irsa creates. The type is immutable and irsa only ever creates
+    /// [`DOCKER_CONFIG_JSON_TYPE`] Secrets, so a Secret of another type carrying irsa's labels
+    /// was made by someone else (a tenant may label its own Secrets as anyone's): irsa never
+    /// updates (the API server would refuse with 422 anyway), replaces or deletes it.
+    pub fn is_written_by(&self, owner: &Owner) -> bool {
+        owner.owns(&self.labels) && self.type_.as_deref() == Some(DOCKER_CONFIG_JSON_TYPE)
+    }
+
     /// With a uid and resourceVersion, as the API server sets them.
     pub fn checked(mut self, uid: &str, resource_version: &str) -> Self {
         self.checked = Checked {
@@ -549,8 +558,6 @@ pub enum WriteKind {
     Create,
     /// Ours, with a different content hash.
     Update,
-    /// Ours, but of another type (immutable): delete, then create.
-    Replace,
 }
 
 /// One Secret to write.
@@ -560,8 +567,8 @@ pub struct SecretWrite {
     pub kind: WriteKind,
     /// What.
     pub secret: DesiredSecret,
-    /// The existing Secret as checked (for [`WriteKind::Update`] and [`WriteKind::Replace`]):
-    /// the write is conditional on it.
+    /// The existing Secret as checked (for [`WriteKind::Update`]): the write is conditional
+    /// on it.
     pub existing: Checked,
 }
 
@@ -595,6 +602,12 @@ pub enum ConflictReason {
         /// The other resource, as its labels name it (`ClusterPullSecret/x`).
         owner: String,
     },
+    /// It carries this resource's labels but is of a type irsa never creates: someone else
+    /// made it and labelled it as irsa's.
+    NotIrsaType {
+        /// Its type.
+        type_: String,
+    },
 }
 
 /// A target namespace holding a same-named Secret irsa must not touch.
@@ -618,6 +631,11 @@ impl Conflict {
             ConflictReason::OtherOwner { owner } => format!(
                 "secret {namespace}/{name} is written by {owner}; it is left untouched: \
                  give one of the two resources another spec.secretName"
+            ),
+            ConflictReason::NotIrsaType { type_ } => format!(
+                "secret {namespace}/{name} carries irsa's labels but is of type {type_:?}, which irsa \
+                 never creates (it writes {DOCKER_CONFIG_JSON_TYPE}); it is left untouched: \
+                 delete it and irsa writes its own"
             ),
         }
     }
@@ -800,13 +818,13 @@ impl Plan {
 }
 
 /// Bounds one reconciliation's secret writes to `max`, urgent ones first: a namespace without
-/// the secret (or with one of the wrong type) before a refresh of secrets that are still there,
+/// the secret before a refresh of secrets that are still there,
 /// in namespace order within each class. Returns how many writes were left for the next round.
 /// kube-runtime never reconciles one resource twice at once, so without the bound a new
 /// namespace would wait behind a whole fan-out of refreshes.
 pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
     writes.sort_by_key(|w| match w.kind {
-        WriteKind::Create | WriteKind::Replace => 0,
+        WriteKind::Create => 0,
         WriteKind::Update => 1,
     });
     let left = writes.len().saturating_sub(max);
@@ -843,8 +861,12 @@ pub fn plan(
     for &ns in &served {
         let existing = by_name.get(&(ns, spec.secret_name.as_str())).copied();
         let state = match (existing, &template) {
-            (Some(s), _) if !owner.owns(&s.labels) => {
-                let reason = if is_managed(&s.labels) {
+            (Some(s), _) if !s.is_written_by(owner) => {
+                let reason = if owner.owns(&s.labels) {
+                    ConflictReason::NotIrsaType {
+                        type_: s.type_.clone().unwrap_or_else(|| "Opaque".to_owned()),
+                    }
+                } else if is_managed(&s.labels) {
                     ConflictReason::OtherOwner {
                         owner: owner_of(&s.labels),
                     }
@@ -869,9 +891,6 @@ pub fn plan(
                 };
                 let kind = match existing {
                     None => Some(WriteKind::Create),
-                    Some(s) if s.type_.as_deref() != Some(DOCKER_CONFIG_JSON_TYPE) => {
-                        Some(WriteKind::Replace)
-                    }
                     Some(s) if s.content_hash.as_deref() != Some(desired.content_hash.as_str()) => {
                         Some(WriteKind::Update)
                     }
@@ -915,7 +934,7 @@ pub fn plan(
 
     let stale = observed.secrets().filter(|s| {
         subject.may_touch(&s.namespace)
-            && owner.owns(&s.labels)
+            && s.is_written_by(owner)
             && !(served.contains(s.namespace.as_str()) && s.name == spec.secret_name)
     });
     remove(
@@ -938,7 +957,7 @@ pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
     let service_accounts: Vec<&ServiceAccountState> = observed.service_accounts().collect();
     let ours = observed
         .secrets()
-        .filter(|s| subject.may_touch(&s.namespace) && subject.owner.owns(&s.labels));
+        .filter(|s| subject.may_touch(&s.namespace) && s.is_written_by(&subject.owner));
     remove(
         &mut plan,
         &mut patches,

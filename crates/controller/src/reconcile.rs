@@ -131,6 +131,93 @@ struct Reported {
     written: usize,
     /// When `report` last wrote the status (wall-clock seconds).
     status_written_at: Option<i64>,
+    /// Namespaces whose writes failed, each retried on its own schedule.
+    backoff: NamespaceBackoff,
+}
+
+/// A namespace whose last write failed: when to try it again, and why it failed.
+#[derive(Debug, Clone)]
+struct Failing {
+    failures: u32,
+    retry_at: tokio::time::Instant,
+    message: String,
+}
+
+/// Per-namespace backoff of one resource's writes: a namespace whose writes fail (a tenant's
+/// object in the way, an admission webhook's denial, a quota) is held back on its own
+/// exponential schedule and reported by name, while every other namespace of the resource is
+/// written as usual. Backing the whole resource off instead would let one tenant stop the
+/// refreshes of every other namespace.
+#[derive(Debug, Default)]
+struct NamespaceBackoff {
+    failing: BTreeMap<String, Failing>,
+}
+
+impl NamespaceBackoff {
+    /// Namespaces not to write into at `now`.
+    fn held_back(&self, now: tokio::time::Instant) -> BTreeSet<String> {
+        self.failing
+            .iter()
+            .filter(|(_, f)| now < f.retry_at)
+            .map(|(ns, _)| ns.clone())
+            .collect()
+    }
+
+    /// Records a round: the namespaces in `failed` back off once more, the other `attempted`
+    /// ones (written, or found not to need it) are cleared.
+    fn record(
+        &mut self,
+        attempted: &BTreeSet<String>,
+        failed: &[(String, String)],
+        now: tokio::time::Instant,
+    ) {
+        let failed_ns: BTreeSet<&str> = failed.iter().map(|(ns, _)| ns.as_str()).collect();
+        self.failing
+            .retain(|ns, _| !attempted.contains(ns) || failed_ns.contains(ns.as_str()));
+        for (ns, message) in failed {
+            let entry = self.failing.entry(ns.clone()).or_insert_with(|| Failing {
+                failures: 0,
+                retry_at: now,
+                message: String::new(),
+            });
+            if entry.retry_at > now {
+                // Several failures of one namespace in one round count once.
+                continue;
+            }
+            entry.failures = entry.failures.saturating_add(1);
+            entry.retry_at = now + failure_backoff(entry.failures, fastrand::f64());
+            entry.message.clone_from(message);
+        }
+    }
+
+    /// Keeps only namespaces that are still targets.
+    fn retain_targets(&mut self, targets: &BTreeSet<&str>) {
+        self.failing.retain(|ns, _| targets.contains(ns.as_str()));
+    }
+
+    /// How long until the first held-back namespace is due again.
+    fn next_retry(&self, now: tokio::time::Instant) -> Option<Duration> {
+        self.failing
+            .values()
+            .map(|f| f.retry_at.saturating_duration_since(now))
+            .min()
+    }
+
+    /// The failing namespaces, as problems for the status.
+    fn problems(&self, now: tokio::time::Instant) -> Vec<TargetProblem> {
+        self.failing
+            .iter()
+            .map(|(ns, f)| TargetProblem {
+                namespace: ns.clone(),
+                reason: "WriteFailed".to_owned(),
+                message: format!(
+                    "{} (this namespace is retried in {}s; the others are written as usual)",
+                    f.message,
+                    f.retry_at.saturating_duration_since(now).as_secs()
+                ),
+            })
+            .collect()
+    }
 }
 
 /// Least seconds between status writes while rounds of a fan-out are left: the counts and
@@ -807,8 +894,13 @@ async fn converge(
         let index = ctx.index();
         plan::plan(subject, &index.view(subject), config)
     };
+    // Namespaces whose writes failed wait for their own retry time; the others go ahead.
+    let started = tokio::time::Instant::now();
+    let held_back = ctx.reported(&subject.owner, |r| r.backoff.held_back(started));
+    hold_back(&mut plan, &held_back);
     // One bounded round of writes, urgent ones first; the rest in the next round, at once.
     let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk());
+    let attempted = attempted(&plan);
     let key = match (&plan.writes.is_empty(), store_key) {
         (false, Some(_)) => ctx.credential_key().await,
         _ => None,
@@ -824,6 +916,10 @@ async fn converge(
         )
         .await;
     log_outcome(subject, &plan, &outcome);
+    ctx.reported(&subject.owner, |r| {
+        r.backoff
+            .record(&attempted, &outcome.failed, tokio::time::Instant::now());
+    });
     // While rounds are left, the plan of this round stands for where it is (a write in
     // flight counts as ready, a failed one is reported from the outcome), and the next round
     // plans anyway: planning all namespaces twice per round doubled the fan-out's cost.
@@ -839,6 +935,32 @@ async fn converge(
         after,
         left,
     }
+}
+
+/// Drops from `plan` every change in the namespaces `held_back`.
+fn hold_back(plan: &mut Plan, held_back: &BTreeSet<String>) {
+    if held_back.is_empty() {
+        return;
+    }
+    plan.writes
+        .retain(|w| !held_back.contains(&w.secret.namespace));
+    plan.deletions.retain(|d| !held_back.contains(&d.namespace));
+    plan.service_account_patches
+        .retain(|p| !held_back.contains(&p.namespace));
+}
+
+/// The namespaces `plan` changes something in.
+fn attempted(plan: &Plan) -> BTreeSet<String> {
+    plan.writes
+        .iter()
+        .map(|w| w.secret.namespace.clone())
+        .chain(plan.deletions.iter().map(|d| d.namespace.clone()))
+        .chain(
+            plan.service_account_patches
+                .iter()
+                .map(|p| p.namespace.clone()),
+        )
+        .collect()
 }
 
 fn log_outcome(subject: &Subject<'_>, plan: &Plan, outcome: &Outcome) {
@@ -918,24 +1040,36 @@ where
     }
 
     let mut counts = after.counts();
-    let failed_ns: BTreeSet<&str> = outcome.failed.iter().map(|(ns, _)| ns.as_str()).collect();
-    counts.ready -= i32::try_from(failed_ns.len()).unwrap_or(0);
-    counts.failed += i32::try_from(failed_ns.len()).unwrap_or(0);
-    counts = irsa_k8s::TargetCounts::new(
-        counts.desired,
-        counts.ready.max(0),
-        counts.failed,
-        counts.conflicted,
-    );
-    let mut problems: Vec<TargetProblem> = outcome
-        .failed
+    // Failing namespaces (failed now, or held back since) are counted failed, not ready.
+    let mono = tokio::time::Instant::now();
+    let (backoff_problems, next_retry) = ctx.reported(owner, |r| {
+        let targets: BTreeSet<&str> = after.targets.iter().map(|t| t.namespace.as_str()).collect();
+        r.backoff.retain_targets(&targets);
+        (r.backoff.problems(mono), r.backoff.next_retry(mono))
+    });
+    let failing: BTreeSet<&str> = backoff_problems
         .iter()
-        .map(|(ns, message)| TargetProblem {
-            namespace: ns.clone(),
-            reason: "WriteFailed".to_owned(),
-            message: message.clone(),
+        .map(|p| p.namespace.as_str())
+        .filter(|ns| {
+            after.targets.iter().any(|t| {
+                t.namespace == *ns
+                    && matches!(
+                        t.state,
+                        plan::TargetState::Writing
+                            | plan::TargetState::Current
+                            | plan::TargetState::Kept
+                    )
+            })
         })
         .collect();
+    let failing_count = i32::try_from(failing.len()).unwrap_or(0);
+    counts = irsa_k8s::TargetCounts::new(
+        counts.desired,
+        (counts.ready - failing_count).max(0),
+        counts.failed + failing_count,
+        counts.conflicted,
+    );
+    let mut problems = backoff_problems;
     problems.extend(after.problems());
     problems.truncate(TargetProblem::MAX_REPORTED);
 
@@ -977,21 +1111,23 @@ where
         ctx.reported(owner, |r| r.status_written_at = Some(now));
     }
 
-    if let Some((_, first)) = outcome.failed.first() {
-        return Err(Error::Writes {
-            failed: outcome.failed.len(),
-            first: first.clone(),
-        });
-    }
     if outcome.not_leader {
         return Err(Error::NotLeader);
+    }
+    // Failed writes back off per namespace (above), never the whole resource.
+    for (ns, error) in &outcome.failed {
+        tracing::warn!(resource = %owner, namespace = %ns, %error, "write failed; this namespace is retried on its own schedule");
     }
     ctx.reported(owner, |r| r.failures = 0);
     if left > 0 {
         return Ok(Action::requeue(Duration::ZERO));
     }
     // Conflicted targets are looked at again at each resync.
-    Ok(Action::requeue(fresh.requeue.min(ctx.config.resync)))
+    let mut requeue = fresh.requeue.min(ctx.config.resync);
+    if let Some(retry) = next_retry {
+        requeue = requeue.min(retry.max(Duration::from_millis(100)));
+    }
+    Ok(Action::requeue(requeue))
 }
 
 /// Statuses of both kinds.
@@ -1184,6 +1320,81 @@ mod tests {
             targets: Some(irsa_k8s::TargetCounts::new(100, ready, 0, 0)),
             ..PullSecretStatus::default()
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_failing_namespace_backs_off_alone_and_is_named() {
+        use crate::fixtures::{cps, credential};
+        use crate::plan::{NamespaceState, Observed, SecretState};
+        let cps = cps();
+        let subject = Subject::cluster(&cps);
+        // Ten namespaces with an outdated secret; "poisoned" refuses every write.
+        let names: Vec<String> = (0..10).map(|i| format!("ns-{i}")).collect();
+        let mut observed = Observed::default().namespace(NamespaceState::new("poisoned"));
+        observed = observed.secret(SecretState::owned(
+            "poisoned",
+            &subject.spec.secret_name,
+            &subject.owner,
+            "sha256:old",
+        ));
+        for ns in &names {
+            observed = observed
+                .namespace(NamespaceState::new(ns))
+                .secret(SecretState::owned(
+                    ns,
+                    &subject.spec.secret_name,
+                    &subject.owner,
+                    "sha256:old",
+                ));
+        }
+        let mut backoff = NamespaceBackoff::default();
+        let start = tokio::time::Instant::now();
+        let mut poisoned_attempts = Vec::new();
+        // Rounds every second for ten minutes, a refresh due in each (a new credential).
+        for round in 0..600u64 {
+            let now = tokio::time::Instant::now();
+            let mut p = plan::plan(&subject, &observed, Some(&credential()));
+            hold_back(&mut p, &backoff.held_back(now));
+            let attempted = attempted(&p);
+            let others: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+            for ns in &others {
+                assert!(
+                    attempted.contains(*ns),
+                    "round {round}: {ns} was not written while one namespace fails"
+                );
+            }
+            let failed: Vec<(String, String)> = if attempted.contains("poisoned") {
+                poisoned_attempts.push(now.duration_since(start).as_secs());
+                vec![(
+                    "poisoned".into(),
+                    "failed to update secret poisoned/regcred: refused (422 Invalid)".into(),
+                )]
+            } else {
+                vec![]
+            };
+            backoff.record(&attempted, &failed, now);
+            let problems = backoff.problems(now);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].namespace, "poisoned");
+            assert_eq!(problems[0].reason, "WriteFailed");
+            let retry = backoff.next_retry(now).unwrap();
+            assert!(retry <= plan::BACKOFF_CAP, "{retry:?}");
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // Retried on its own, ever more rarely, never less often than the cap.
+        assert!(poisoned_attempts.len() >= 3, "{poisoned_attempts:?}");
+        assert!(poisoned_attempts.len() < 30, "{poisoned_attempts:?}");
+        for gap in poisoned_attempts.windows(2) {
+            assert!(
+                gap[1] - gap[0] <= plan::BACKOFF_CAP.as_secs() + 1,
+                "{poisoned_attempts:?}"
+            );
+        }
+        // A success clears it.
+        let now = tokio::time::Instant::now() + plan::BACKOFF_CAP;
+        backoff.record(&BTreeSet::from(["poisoned".to_owned()]), &[], now);
+        assert!(backoff.problems(now).is_empty());
+        assert!(backoff.next_retry(now).is_none());
     }
 
     #[test]

@@ -478,19 +478,8 @@ impl Writer {
             WriteError::NotLeader => Step::NotLeader,
             e => Step::Failed(ns.clone(), e.to_string()),
         };
-        if w.kind == WriteKind::Replace {
-            let existing = Deletion {
-                namespace: ns.clone(),
-                name: name.clone(),
-                checked: w.existing.clone(),
-            };
-            match self.delete_one(index, &existing).await {
-                Step::Done => {}
-                other => return (false, other),
-            }
-        }
         match w.kind {
-            WriteKind::Create | WriteKind::Replace => match self.create_secret(&secret).await {
+            WriteKind::Create => match self.create_secret(&secret).await {
                 Ok(created) => {
                     write_index(index).apply_secret(&created);
                     (true, Step::Done)
@@ -519,7 +508,11 @@ impl Writer {
                         write_index(index).apply_secret(&updated);
                         (true, Step::Done)
                     }
-                    Err(e) if e.code() == Some(409) => {
+                    // 409: it changed since it was checked. 422: the API server refuses the
+                    // update itself, as it does when the Secret's type is not the one irsa
+                    // writes (the type is immutable). Either way, look again at what is
+                    // there, and judge whether it is irsa's.
+                    Err(e) if matches!(e.code(), Some(409 | 422)) => {
                         (false, self.recheck(index, &ns, &name, failed(&e)).await)
                     }
                     Err(e) => (false, failed(&e)),
@@ -551,8 +544,9 @@ impl Writer {
     }
 
     /// After a conditional write or delete was refused: reads the secret again and indexes
-    /// what is there. Done when it is gone or is not irsa's (nothing of irsa's to change),
-    /// `failed` (retried) when it is still irsa's.
+    /// what is there. Done when it is gone or is not irsa's (nothing of irsa's to change: a
+    /// Secret without irsa's label, or one of a type irsa never creates, which the next plan
+    /// reports as a conflict), `failed` (retried) when it is still irsa's.
     async fn recheck(&self, index: &RwLock<Index>, ns: &str, name: &str, failed: Step) -> Step {
         match self.get_secret(ns, name).await {
             Ok(None) => {
@@ -561,7 +555,8 @@ impl Writer {
             }
             Ok(Some(now)) => {
                 note_existing(index, &now);
-                let ours = now.metadata.labels.as_ref().is_some_and(plan::is_managed);
+                let ours = now.metadata.labels.as_ref().is_some_and(plan::is_managed)
+                    && now.type_.as_deref() == Some(plan::DOCKER_CONFIG_JSON_TYPE);
                 if ours { failed } else { Step::Done }
             }
             Err(WriteError::NotLeader) => Step::NotLeader,
@@ -605,13 +600,15 @@ fn write_index(index: &RwLock<Index>) -> std::sync::RwLockWriteGuard<'_, Index> 
     index.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Indexes a Secret found in the way: ours (label) or foreign.
+/// Indexes a Secret found in the way, read in full: labelled as irsa's (with its real type,
+/// which the plan judges) or foreign.
 pub(crate) fn note_existing(index: &RwLock<Index>, secret: &Secret) {
     let Some(state) = SecretState::from_secret(secret) else {
         return;
     };
     let mut index = write_index(index);
     if plan::is_managed(&state.labels) {
+        index.learn_type(secret);
         index.apply_secret(secret);
     } else {
         // Not irsa's (any more): whatever irsa held under that name is gone.
@@ -876,56 +873,81 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replace_deletes_exactly_what_was_checked_then_creates() {
+    async fn a_422_on_update_of_a_labelled_secret_of_another_type_makes_it_a_conflict() {
+        // A tenant's Opaque secret carrying the resource's labels: the watch (metadata only)
+        // took it for irsa's, the update is refused (the type is immutable).
         let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
         let index = RwLock::new(Index::new());
-        let checked = Checked {
-            uid: Some("u-ours".into()),
-            resource_version: Some("7".into()),
-        };
-        let plan = plan_for(WriteKind::Replace, checked);
+        index.write().unwrap().apply_namespace(&ObjectMeta {
+            name: Some("a".into()),
+            resource_version: Some("1".into()),
+            ..ObjectMeta::default()
+        });
+        let cps = cps();
+        let subject = Subject::cluster(&cps);
+        let labels = serde_json::to_value(subject.owner.labels()).unwrap();
+        let forged = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "regcred", "namespace": "a", "uid": "u-tenant",
+                         "resourceVersion": "7", "labels": labels}});
+        // As the metadata-only watch delivers it.
+        let mut seen: Secret = serde_json::from_value(forged.clone()).unwrap();
+        seen.type_ = Some(plan::DOCKER_CONFIG_JSON_TYPE.into());
+        index.write().unwrap().apply_secret(&seen);
+        let first = plan::plan(
+            &subject,
+            &index.read().unwrap().observed(&subject),
+            Some(&credential()),
+        );
+        assert_eq!(first.writes.len(), 1);
+        assert_eq!(first.writes[0].kind, WriteKind::Update);
         let server = async {
-            let options = expect(
+            expect(
                 &mut api,
-                Method::DELETE,
+                Method::PATCH,
                 "/api/v1/namespaces/a/secrets/regcred",
                 respond(
-                    200,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                    422,
+                    &status(
+                        422,
+                        "Invalid",
+                        "Secret \"regcred\" is invalid: type: Invalid value: \"kubernetes.io/dockerconfigjson\": field is immutable",
+                        json!({"name": "regcred", "kind": "Secret", "causes": [
+                            {"reason": "FieldValueInvalid", "message": "field is immutable", "field": "type"}
+                        ]}),
+                    ),
                 ),
             )
             .await;
-            assert_eq!(
-                options["preconditions"],
-                json!({"uid": "u-ours", "resourceVersion": "7"}),
-                "{options}"
-            );
-            let body = expect(&mut api, Method::POST, "/api/v1/namespaces/a/secrets", {
-                // Answered below with the created object.
-                respond(
-                    201,
-                    &stored(
-                        &json!({"apiVersion": "v1", "kind": "Secret",
-                            "metadata": {"name": "regcred", "namespace": "a"}}),
-                        "u-new",
-                        "8",
-                    ),
-                )
-            })
+            expect(
+                &mut api,
+                Method::GET,
+                "/api/v1/namespaces/a/secrets/regcred",
+                respond(200, &forged),
+            )
             .await;
-            assert_eq!(body["type"], "kubernetes.io/dockerconfigjson");
         };
         let no_stamp = BTreeMap::new();
-        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &first, &no_stamp, 4), server);
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
-        assert_eq!(outcome.written, 1);
-        let held = index
-            .read()
-            .unwrap()
-            .secret("a", "regcred")
-            .cloned()
-            .unwrap();
-        assert_eq!(held.checked.uid.as_deref(), Some("u-new"));
+        assert_eq!(outcome.written, 0);
+        let again = plan::plan(
+            &subject,
+            &index.read().unwrap().observed(&subject),
+            Some(&credential()),
+        );
+        assert!(again.is_noop(), "never overwritten or deleted: {again:?}");
+        assert_eq!(again.conflicts.len(), 1, "{again:?}");
+        // The watch's next event (metadata only) does not make it irsa's again.
+        let mut echo = seen.clone();
+        echo.metadata.resource_version = Some("8".into());
+        index.write().unwrap().apply_secret(&echo);
+        let later = plan::plan(
+            &subject,
+            &index.read().unwrap().observed(&subject),
+            Some(&credential()),
+        );
+        assert!(later.is_noop(), "{later:?}");
+        assert_eq!(later.conflicts.len(), 1);
         no_more_requests(writer, api).await;
     }
 
