@@ -2,7 +2,9 @@
 //! client, the client-side rate limit, the metrics and the leadership claim: every write waits
 //! for the rate limiter, then checks leadership right before the request leaves (a replica
 //! that lost the Lease while queued sends nothing), and is bounded by a per-call timeout (kube's
-//! client has no read timeout, and a client-wide one would cut idle watches). Reads of single
+//! client has no read timeout, and a client-wide one would cut idle watches) and by the
+//! leadership deadline: a write is not sent with less than [`MIN_WRITE_WINDOW`] of the term
+//! left, and one in flight is abandoned at the deadline. Reads of single
 //! objects go through it too, for the rate limit and the timeout.
 //!
 //! It also executes a [`Plan`]: secret writes, then service-account patches, then secret
@@ -22,7 +24,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::index::Index;
-use crate::lease::Leadership;
+use crate::lease::{Leadership, Term};
 use crate::metrics::{Metrics, Write};
 use crate::plan::{
     self, Checked, Deletion, Plan, SecretState, SecretWrite, ServiceAccountPatch, WriteKind,
@@ -33,6 +35,9 @@ use crate::ratelimit::RateLimiter;
 pub const FIELD_MANAGER: &str = "irsa";
 /// How long one request may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Least time left of the leadership term for a write to be sent at all: one that could not
+/// finish before the deadline would reach the API server after another replica may lead.
+pub const MIN_WRITE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Why a request through the [`Writer`] did not succeed. Never holds a secret: API errors
 /// carry the server's `Status`, which names objects, never their data.
@@ -114,7 +119,7 @@ pub struct Writer {
     client: kube::Client,
     limiter: Arc<RateLimiter>,
     metrics: Arc<Metrics>,
-    leads: Arc<dyn Fn() -> bool + Send + Sync>,
+    claim: Arc<dyn Fn() -> Term + Send + Sync>,
     recorder: Recorder,
     timeout: Duration,
 }
@@ -166,23 +171,23 @@ impl Writer {
         recorder: Recorder,
     ) -> Self {
         Self::with_claim(client, limiter, metrics, recorder, move || {
-            leadership.is_leader()
+            leadership.term()
         })
     }
 
-    /// A writer that writes only while `leads()` says so.
+    /// A writer that writes only within the term `claim()` says.
     fn with_claim(
         client: kube::Client,
         limiter: RateLimiter,
         metrics: Arc<Metrics>,
         recorder: Recorder,
-        leads: impl Fn() -> bool + Send + Sync + 'static,
+        claim: impl Fn() -> Term + Send + Sync + 'static,
     ) -> Self {
         Self {
             client,
             limiter: Arc::new(limiter),
             metrics,
-            leads: Arc::new(leads),
+            claim: Arc::new(claim),
             recorder,
             timeout: REQUEST_TIMEOUT,
         }
@@ -190,7 +195,7 @@ impl Writer {
 
     /// Whether this replica leads now (a cheap early exit; every write checks again).
     pub fn leads(&self) -> bool {
-        (self.leads)()
+        (self.claim)() != Term::Ended
     }
 
     /// Sends one write: rate limit, then leadership, then the request under the timeout.
@@ -205,12 +210,40 @@ impl Writer {
         Fut: Future<Output = Result<T, kube::Error>>,
     {
         self.limiter.acquire().await;
-        // After the wait: leadership may have ended while this request queued.
-        if !self.leads() {
-            return Err(WriteError::NotLeader);
-        }
+        // After the wait: leadership may have ended while this request queued. The request
+        // must also be over by the leadership deadline: it is not sent when too little of the
+        // term is left, and one in flight is abandoned at the deadline (the API server may
+        // still apply it, but never after another replica may have taken over: its lease
+        // duration is longer than our renew deadline).
+        let deadline = match (self.claim)() {
+            Term::Ended => return Err(WriteError::NotLeader),
+            Term::Unbounded => None,
+            Term::Until(t) => Some(t),
+        };
+        let budget = match deadline {
+            None => self.timeout,
+            Some(t) => {
+                let left = t.saturating_duration_since(tokio::time::Instant::now());
+                if left < MIN_WRITE_WINDOW {
+                    return Err(WriteError::NotLeader);
+                }
+                left.min(self.timeout)
+            }
+        };
         self.metrics.wrote(kind);
-        self.bounded(action, request()).await
+        match tokio::time::timeout(budget, request()).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(WriteError::Api {
+                action: action(),
+                source,
+            }),
+            // Cut at the deadline and no longer leading: the lease is someone else's to use.
+            Err(_) if budget < self.timeout && !self.leads() => Err(WriteError::NotLeader),
+            Err(_) => Err(WriteError::TimedOut {
+                action: action(),
+                timeout: budget,
+            }),
+        }
     }
 
     /// Sends one read: rate limit, then the request under the timeout.
@@ -649,7 +682,40 @@ mod tests {
             limiter,
             Arc::new(Metrics::default()),
             recorder,
-            move || leads.load(Ordering::SeqCst),
+            move || {
+                if leads.load(Ordering::SeqCst) {
+                    Term::Unbounded
+                } else {
+                    Term::Ended
+                }
+            },
+        );
+        (writer, api)
+    }
+
+    /// A writer over a mock API server whose leadership ends at `until` (monotonic).
+    fn writer_until(until: tokio::time::Instant) -> (Writer, Api) {
+        let (service, api) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "irsa".into(),
+                instance: None,
+            },
+        );
+        let writer = Writer::with_claim(
+            client,
+            RateLimiter::new(0.0, 1),
+            Arc::new(Metrics::default()),
+            recorder,
+            move || {
+                if tokio::time::Instant::now() < until {
+                    Term::Until(until)
+                } else {
+                    Term::Ended
+                }
+            },
         );
         (writer, api)
     }
@@ -1111,5 +1177,48 @@ mod tests {
         let e = result.unwrap_err();
         assert!(matches!(e, WriteError::TimedOut { .. }), "{e}");
         assert!(e.to_string().contains("secret a/regcred"), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_in_flight_is_abandoned_at_the_leadership_deadline() {
+        let start = tokio::time::Instant::now();
+        let deadline = start + Duration::from_secs(5);
+        let (writer, mut api) = writer_until(deadline);
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "regcred", "namespace": "a"}
+        }))
+        .unwrap();
+        // The server takes the request and answers only long after the lease is gone.
+        let hang = async {
+            let pending = api.next_request().await.expect("a request");
+            tokio::time::sleep(REQUEST_TIMEOUT * 2).await;
+            drop(pending);
+        };
+        let write = async {
+            let result = writer.create_secret(&secret).await;
+            (result, tokio::time::Instant::now())
+        };
+        let ((result, ended), ()) = tokio::join!(write, hang);
+        assert!(matches!(result, Err(WriteError::NotLeader)), "{result:?}");
+        assert!(
+            ended <= deadline,
+            "the write was given up {:?} after the deadline",
+            ended - deadline
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_cannot_finish_before_the_deadline_is_not_sent() {
+        let deadline = tokio::time::Instant::now() + MIN_WRITE_WINDOW / 2;
+        let (writer, api) = writer_until(deadline);
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "regcred", "namespace": "a"}
+        }))
+        .unwrap();
+        let result = writer.create_secret(&secret).await;
+        assert!(matches!(result, Err(WriteError::NotLeader)), "{result:?}");
+        no_more_requests(writer, api).await;
     }
 }
