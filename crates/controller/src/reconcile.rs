@@ -317,7 +317,11 @@ impl Context {
             writer: Writer::new(client, limiter, metrics.clone(), leadership, recorder),
             metrics,
             config,
-            requester,
+            // A hanging TokenRequest would hold up every namespace sharing the credential.
+            requester: Arc::new(credentials::BoundedTokenRequester::new(
+                requester,
+                credentials::TOKEN_REQUEST_TIMEOUT,
+            )),
             reported: Mutex::new(HashMap::new()),
             key: tokio::sync::Mutex::new(KeySlot::default()),
             store_keys: Mutex::new(HashMap::new()),
