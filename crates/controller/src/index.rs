@@ -296,11 +296,13 @@ impl Index {
             .remove(&(namespace.to_owned(), name.to_owned()));
     }
 
-    /// Foreign Secrets named `name` last checked before `before`: to be looked at again.
-    pub fn foreign_due(&self, name: &str, before: Instant) -> Vec<SecretState> {
+    /// Foreign Secrets named `subject`'s `spec.secretName` last checked before `before`, in
+    /// the namespaces `subject` may touch: to be looked at again.
+    pub fn foreign_due(&self, subject: &Subject<'_>, before: Instant) -> Vec<SecretState> {
         self.foreign
             .values()
-            .filter(|f| f.state.name == name && f.checked < before)
+            .filter(|f| f.state.name == subject.spec.secret_name && f.checked < before)
+            .filter(|f| subject.may_touch(&f.state.namespace))
             .map(|f| f.state.clone())
             .collect()
     }
@@ -491,16 +493,48 @@ mod tests {
         let p = plan(&subject, &index.observed(&subject), Some(&credential()));
         assert!(p.writes.is_empty());
         assert_eq!(p.conflicts.len(), 1);
-        assert!(index.foreign_due("regcred", t0).is_empty());
+        assert!(index.foreign_due(&subject, t0).is_empty());
         assert_eq!(
             index
-                .foreign_due("regcred", t0 + std::time::Duration::from_secs(1))
+                .foreign_due(&subject, t0 + std::time::Duration::from_secs(1))
                 .len(),
             1
         );
         index.forget_foreign("a", "regcred");
         let p = plan(&subject, &index.observed(&subject), Some(&credential()));
         assert_eq!(p.writes.len(), 1);
+    }
+
+    #[test]
+    fn a_pull_secret_looks_again_only_at_foreign_secrets_of_its_own_namespace() {
+        let mut index = Index::new();
+        let t0 = Instant::now();
+        for ns in ["team-a", "team-b", "kube-system"] {
+            index.apply_namespace(&ns_meta(ns));
+            index.record_foreign(SecretState::new(ns, "regcred"), t0);
+        }
+        let mut ps = irsa_k8s::PullSecret::new(
+            "ecr",
+            irsa_k8s::PullSecretSpec {
+                secret: cps().spec.secret,
+            },
+        );
+        ps.metadata.namespace = Some("team-a".into());
+        let subject = Subject::namespaced(&ps).unwrap();
+        let later = t0 + std::time::Duration::from_secs(1);
+        let due: Vec<String> = index
+            .foreign_due(&subject, later)
+            .into_iter()
+            .map(|s| s.namespace)
+            .collect();
+        assert_eq!(due, ["team-a"]);
+        // A ClusterPullSecret may look at every namespace.
+        let cps = cps();
+        assert_eq!(index.foreign_due(&Subject::cluster(&cps), later).len(), 3);
+    }
+
+    fn ns_meta(name: &str) -> ObjectMeta {
+        ns(name, "1")
     }
 
     #[test]

@@ -1237,13 +1237,18 @@ async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>) {
     let due = {
         let index = ctx.index();
         index.foreign_due(
-            &subject.spec.secret_name,
+            subject,
             Instant::now()
                 .checked_sub(ctx.config.resync)
                 .unwrap_or_else(Instant::now),
         )
     };
     for s in due {
+        // `foreign_due` keeps to the namespaces the subject may touch; so does this, whatever
+        // the index holds.
+        if !subject.may_touch(&s.namespace) {
+            continue;
+        }
         match ctx.writer.get_secret(&s.namespace, &s.name).await {
             Ok(None) => ctx.index_mut().forget_foreign(&s.namespace, &s.name),
             Ok(Some(secret)) => note_existing(&ctx.index, &secret),
