@@ -404,6 +404,14 @@ impl CredentialStore {
         }
     }
 
+    /// Forgets every credential (and its backoff): this replica stopped leading, and a later
+    /// term starts from nothing rather than from what was held while another replica led (a
+    /// credential the other leader may have rotated, a backoff that is no longer true). An
+    /// exchange in flight finishes into a slot that is no longer in the store.
+    pub fn clear(&self) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Forgets credentials nobody asked for since the last call with `keep` (deleted resources).
     pub fn retain(&self, keep: &std::collections::HashSet<String>) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -412,7 +420,7 @@ impl CredentialStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use irsa_aws::provider::{FetchContext, ProviderError};
     use irsa_aws::sts::CredentialExchange;
@@ -421,7 +429,7 @@ mod tests {
     use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
     use std::time::SystemTime;
 
-    const NOW: i64 = 1_795_000_000;
+    pub(crate) const NOW: i64 = 1_795_000_000;
     const MOTO_2015: i64 = 1_420_070_400;
 
     struct Sts;
@@ -443,7 +451,7 @@ mod tests {
 
     /// An ECR double whose answers expire at `expires_at` (Unix seconds; 0 = fail), counting calls.
     #[derive(Default)]
-    struct Ecr {
+    pub(crate) struct Ecr {
         expires_at: AtomicI64,
         calls: AtomicU32,
     }
@@ -477,7 +485,7 @@ mod tests {
         }
     }
 
-    fn store(ecr: Arc<Ecr>) -> CredentialStore {
+    pub(crate) fn store(ecr: Arc<Ecr>) -> CredentialStore {
         let providers = Providers {
             ecr: ecr.clone(),
             ecr_public: ecr.clone(),
@@ -493,11 +501,11 @@ mod tests {
         CredentialStore::new(pipeline, Arc::new(Metrics::default()))
     }
 
-    fn identity() -> Identity {
+    pub(crate) fn identity() -> Identity {
         Identity::Ambient { chained_role: None }
     }
 
-    fn targets() -> Vec<RegistryTarget> {
+    pub(crate) fn targets() -> Vec<RegistryTarget> {
         vec![RegistryTarget::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com", None).unwrap()]
     }
 

@@ -328,6 +328,22 @@ impl Context {
         }
     }
 
+    /// Runs for the life of the controller: each time `leading` turns false (the Lease lost
+    /// or released, or its deadline passed), drops the credentials and the credential key this
+    /// replica held, so that a later term starts clean. Returns when the sender is gone.
+    pub async fn forget_when_leadership_ends(
+        &self,
+        mut leading: tokio::sync::watch::Receiver<bool>,
+    ) {
+        while leading.changed().await.is_ok() {
+            if !*leading.borrow_and_update() {
+                self.credentials.clear();
+                *self.key.lock().await = KeySlot::default();
+                tracing::info!("not leading: dropped the cached registry credentials");
+            }
+        }
+    }
+
     /// Records the credential-store key `owner` uses now (`None`: it is gone) and frees the
     /// credential slots no live resource uses any more.
     fn use_store_key(&self, owner: &Owner, key: Option<&str>) {
@@ -1404,6 +1420,89 @@ mod tests {
         backoff.record(&BTreeSet::from(["poisoned".to_owned()]), &[], now);
         assert!(backoff.problems(now).is_empty());
         assert!(backoff.next_retry(now).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn losing_the_lease_drops_every_held_credential() {
+        use crate::credentials::tests as c;
+        let (service, _api) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let client = kube::Client::new(service, "default");
+        let recorder = Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: "irsa".into(),
+                instance: None,
+            },
+        );
+        let metrics = Arc::new(Metrics::default());
+        let ctx = Arc::new(Context::new(
+            client,
+            Arc::new(RwLock::new(Index::new())),
+            c::store(Arc::new(c::Ecr::default())),
+            metrics,
+            Leadership::always(),
+            ReconcilerConfig {
+                resync: Duration::from_secs(300),
+                write_concurrency: 4,
+                token_expiration: Duration::from_secs(3600),
+                clock: Arc::new(irsa_aws::SystemClock),
+                key_namespace: "irsa-system".into(),
+                qps: 0.0,
+            },
+            RateLimiter::new(0.0, 1),
+            Arc::new(NoTokens),
+            recorder,
+        ));
+        let key = credentials::key(&c::identity(), &c::targets());
+        let held = || Credential {
+            config: irsa_core::docker_config::DockerConfig::new(),
+            issued_at: c::NOW,
+            expires_at: c::NOW + 3600,
+            jitter: 0.5,
+        };
+        ctx.credentials.adopt(&key, held()).await;
+        assert!(ctx.credentials.holds(&key).await);
+        let (leading, rx) = tokio::sync::watch::channel(true);
+        let watcher = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { ctx.forget_when_leadership_ends(rx).await }
+        });
+        leading.send(false).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while ctx.credentials.holds(&key).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the credential outlived the lease"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Leading again: the next term fills the store afresh.
+        leading.send(true).unwrap();
+        ctx.credentials.adopt(&key, held()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(ctx.credentials.holds(&key).await);
+        drop(leading);
+        watcher.await.unwrap();
+    }
+
+    /// A requester that is never asked here.
+    struct NoTokens;
+    impl TokenRequester for NoTokens {
+        fn request_token<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a [String],
+            _: Duration,
+        ) -> irsa_core::token_request::BoxFuture<
+            'a,
+            Result<irsa_core::secret::SecretString, irsa_core::token_request::TokenSourceError>,
+        > {
+            Box::pin(std::future::pending())
+        }
     }
 
     #[test]

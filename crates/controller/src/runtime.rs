@@ -478,6 +478,7 @@ impl Controller {
             }
         }
 
+        let leading = leadership.subscribe();
         let ctx = Arc::new(Context::new(
             client.clone(),
             index.clone(),
@@ -502,6 +503,17 @@ impl Controller {
                 },
             ),
         ));
+        // A lost Lease drops the credentials held: a later term starts clean.
+        tasks.push(tokio::spawn({
+            let ctx = ctx.clone();
+            let stop = stopped();
+            async move {
+                tokio::select! {
+                    () = ctx.forget_when_leadership_ends(leading) => {}
+                    () = stop => {}
+                }
+            }
+        }));
         let config = controller::Config::default().concurrency(options.concurrency);
 
         let (cps_refs, cps_affected) = tokio::sync::mpsc::unbounded_channel();
