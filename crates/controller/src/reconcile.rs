@@ -1206,7 +1206,7 @@ async fn adopt(
         index
             .view(subject)
             .secrets()
-            .filter(|s| subject.owner.owns(&s.labels) && s.name == subject.spec.secret_name)
+            .filter(|s| s.is_written_by(&subject.owner) && s.name == subject.spec.secret_name)
             .take(ADOPT_CANDIDATES)
             .cloned()
             .collect()

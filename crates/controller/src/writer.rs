@@ -993,7 +993,12 @@ mod tests {
             .await;
         };
         let no_stamp = BTreeMap::new();
-        let (outcome, ()) = tokio::join!(writer.execute(&index, &first, &no_stamp, 4), server);
+        // Bounded: without the re-read, the mock would wait for the GET forever.
+        let (outcome, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(writer.execute(&index, &first, &no_stamp, 4), server)
+        })
+        .await
+        .expect("the refused update was not re-read");
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
         assert_eq!(outcome.written, 0);
         let again = plan::plan(
