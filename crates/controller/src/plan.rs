@@ -243,6 +243,10 @@ pub struct SecretState {
     /// `metadata.uid` and `metadata.resourceVersion`: every update or delete of this Secret is
     /// conditional on them, so that it never reaches an object irsa did not check.
     pub checked: Checked,
+    /// When the credential in it expires, as its `irsa.dev/expires-at` annotation says (Unix
+    /// seconds). Anyone who may edit the Secret may change it: it only orders writes (an
+    /// expired or soon-expiring Secret is rewritten first), never vouches for a credential.
+    pub expires_at: Option<i64>,
 }
 
 /// The identity and version of an object as irsa checked it (both set by the API server).
@@ -274,6 +278,7 @@ impl SecretState {
             type_: None,
             content_hash: None,
             checked: Checked::default(),
+            expires_at: None,
         }
     }
 
@@ -299,6 +304,12 @@ impl SecretState {
         self
     }
 
+    /// Claiming to expire at `expires_at` (Unix seconds).
+    pub fn expiring_at(mut self, expires_at: i64) -> Self {
+        self.expires_at = Some(expires_at);
+        self
+    }
+
     /// Reads the observed state of a Secret (its data stays where it is).
     pub fn from_secret(secret: &Secret) -> Option<Self> {
         Some(Self {
@@ -312,6 +323,12 @@ impl SecretState {
                 .as_ref()
                 .and_then(|a| a.get(CONTENT_HASH_ANNOTATION).cloned()),
             checked: Checked::of(&secret.metadata),
+            expires_at: secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::provenance::EXPIRES_AT_ANNOTATION))
+                .and_then(|t| irsa_core::time::parse_rfc3339(t)),
         })
     }
 
@@ -570,6 +587,8 @@ pub struct SecretWrite {
     /// The existing Secret as checked (for [`WriteKind::Update`]): the write is conditional
     /// on it.
     pub existing: Checked,
+    /// When the existing Secret's credential expires, as it claims ([`SecretState::expires_at`]).
+    pub expires_at: Option<i64>,
 }
 
 /// One of irsa's Secrets to delete, conditional on the uid and resourceVersion checked.
@@ -817,14 +836,22 @@ impl Plan {
     }
 }
 
+/// A Secret whose credential expires within this many seconds (or has expired) is written
+/// with the missing ones, ahead of routine refreshes.
+pub const URGENT_EXPIRY_SECS: i64 = 600;
+
 /// Bounds one reconciliation's secret writes to `max`, urgent ones first: a namespace without
-/// the secret before a refresh of secrets that are still there,
+/// the secret, or whose secret has expired or expires within [`URGENT_EXPIRY_SECS`] of `now`
+/// (a namespace that could not be written for a while), before a refresh of secrets that are
+/// still good,
 /// in namespace order within each class. Returns how many writes were left for the next round.
 /// kube-runtime never reconciles one resource twice at once, so without the bound a new
 /// namespace would wait behind a whole fan-out of refreshes.
-pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
+pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize, now: i64) -> usize {
+    let soon = now.saturating_add(URGENT_EXPIRY_SECS);
     writes.sort_by_key(|w| match w.kind {
         WriteKind::Create => 0,
+        WriteKind::Update if w.expires_at.is_some_and(|e| e <= soon) => 0,
         WriteKind::Update => 1,
     });
     let left = writes.len().saturating_sub(max);
@@ -902,6 +929,7 @@ pub fn plan(
                             kind,
                             secret: desired,
                             existing: existing.map(|s| s.checked.clone()).unwrap_or_default(),
+                            expires_at: existing.and_then(|s| s.expires_at),
                         });
                         TargetState::Writing
                     }

@@ -736,6 +736,7 @@ mod tests {
                 kind,
                 secret,
                 existing,
+                expires_at: None,
             }],
             ..Plan::default()
         }

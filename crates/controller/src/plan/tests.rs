@@ -64,6 +64,7 @@ fn apply(observed: &Observed, plan: &Plan) -> Observed {
             type_: Some(DOCKER_CONFIG_JSON_TYPE.into()),
             content_hash: s.annotations.get(CONTENT_HASH_ANNOTATION).cloned(),
             checked: Checked::default(),
+            expires_at: None,
         });
     }
     for p in &plan.service_account_patches {
@@ -926,7 +927,7 @@ fn urgent_writes_come_first_and_a_round_is_bounded() {
         .namespace(NamespaceState::new("h"));
     let mut plan = plan(&subject, &observed, Some(&credential(PASSWORD)));
     assert_eq!(plan.writes.len(), 8);
-    let left = urgent_first(&mut plan.writes, 4);
+    let left = urgent_first(&mut plan.writes, 4, 0);
     assert_eq!(left, 4);
     assert_eq!(
         writes(&plan),
@@ -940,7 +941,7 @@ fn urgent_writes_come_first_and_a_round_is_bounded() {
     // The next round, after these were written, takes the rest.
     let observed = apply(&observed, &plan);
     let mut next = super::plan(&subject, &observed, Some(&credential(PASSWORD)));
-    assert_eq!(urgent_first(&mut next.writes, 4), 0);
+    assert_eq!(urgent_first(&mut next.writes, 4, 0), 0);
     assert_eq!(
         writes(&next),
         vec![
@@ -986,4 +987,37 @@ fn a_labelled_secret_of_another_type_is_never_written_or_deleted() {
     );
     assert_eq!(p.counts().conflicted, 1);
     assert!(cleanup(&subject, &observed).deletions.is_empty());
+}
+
+#[test]
+fn an_expired_or_soon_expiring_secret_is_written_with_the_urgent_ones() {
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let now = 1_800_000_000;
+    // Outdated secrets everywhere; c's expired, e's expires within the margin, d has none.
+    let mut observed = Observed::default();
+    for (ns, expires_at) in [
+        ("a", now + 6 * 3600),
+        ("b", now + 6 * 3600),
+        ("c", now - 10),
+        ("e", now + URGENT_EXPIRY_SECS / 2),
+        ("f", now + 6 * 3600),
+    ] {
+        observed = observed.namespace(NamespaceState::new(ns)).secret(
+            SecretState::owned(ns, "ecr-pull", &owner(), "sha256:old").expiring_at(expires_at),
+        );
+    }
+    observed = observed.namespace(NamespaceState::new("d"));
+    let mut p = plan(&subject, &observed, Some(&credential(PASSWORD)));
+    assert_eq!(urgent_first(&mut p.writes, 3, now), 3);
+    assert_eq!(
+        writes(&p),
+        // All urgent: in namespace order.
+        vec![
+            (WriteKind::Update, "c"),
+            (WriteKind::Create, "d"),
+            (WriteKind::Update, "e"),
+        ]
+    );
 }
