@@ -4,9 +4,10 @@
 //! reconciler fetches, calls [`plan`] or [`cleanup`], and applies the [`Plan`] in order —
 //! secret writes, then service-account patches, then secret deletions.
 //!
-//! Ownership is by label: a Secret is irsa's only when it carries
+//! Ownership is by label and type: a Secret is irsa's only when it carries
 //! `app.kubernetes.io/managed-by: irsa`, and this resource's only when its owner labels
-//! ([`Owner::labels`]) name it too. Nothing else is ever written or deleted.
+//! ([`Owner::labels`]) name it too and it is of the type irsa creates
+//! ([`SecretState::is_written_by`]). Nothing else is ever written or deleted.
 
 mod schedule;
 mod select;
