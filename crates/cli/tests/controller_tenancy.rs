@@ -7,6 +7,7 @@
 mod controller_common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use base64::Engine as _;
 use controller_common::*;
@@ -446,5 +447,100 @@ async fn an_error_that_only_mentions_a_namespace_is_a_failed_write() {
     faults.clear();
     controller.handle.resync_all();
     env.wait_ready("ecr", "2/2").await;
+    controller.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_poisoned_namespace_never_holds_back_the_others() {
+    let env = Env::start_with(LabConfig {
+        ecr_token_lifetime_seconds: 3600,
+        ..LabConfig::default()
+    })
+    .await;
+    // A tenant's Opaque secret under the target name, labelled as the ClusterPullSecret's: the
+    // metadata-only watch takes it for irsa's, and the API server refuses every update of it
+    // (422: a Secret's type is immutable). Its namespace sorts first, so that it leads every
+    // round of writes.
+    let poisoned = "aaa-poisoned";
+    env.lab
+        .namespace(poisoned, &[("pull", "ecr")])
+        .await
+        .unwrap();
+    let tenants = Api::<Secret>::namespaced(env.lab.client.clone(), poisoned);
+    let forged = Secret {
+        metadata: ObjectMeta {
+            name: Some("regcred".into()),
+            labels: Some(BTreeMap::from([
+                ("app.kubernetes.io/managed-by".to_owned(), "irsa".to_owned()),
+                (
+                    "irsa.dev/owner-kind".to_owned(),
+                    "ClusterPullSecret".to_owned(),
+                ),
+                ("irsa.dev/owner-name".to_owned(), "ecr".to_owned()),
+            ])),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(
+            "note".to_owned(),
+            ByteString(b"the tenant's own".to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    tenants
+        .create(&PostParams::default(), &forged)
+        .await
+        .unwrap();
+    let others = names("psn", 6);
+    for ns in &others {
+        env.lab.namespace(ns, &[("pull", "ecr")]).await.unwrap();
+    }
+    // Two writes per round (one at a time, 5 per second): the fan-out takes several rounds.
+    let controller = env
+        .controller_with(ControllerOptions {
+            write_concurrency: 1,
+            qps: 5.0,
+            burst: 5,
+            ..env.lab.controller_options()
+        })
+        .await;
+    env.apply_cps("ecr", cps_spec(&env, selector())).await;
+    let named = |status: &irsa_k8s::PullSecretStatus| {
+        status
+            .problems
+            .iter()
+            .find(|p| p.namespace == poisoned)
+            .map(|p| (p.reason.clone(), p.message.clone()))
+    };
+    let (reason, message) = eventually("the poisoned namespace named in the status", || async {
+        named(&env.cps("ecr").await.status?)
+    })
+    .await;
+    assert_eq!(reason, "Conflict", "{message}");
+    assert!(message.contains("aaa-poisoned/regcred"), "{message}");
+    let mut before = BTreeMap::new();
+    for ns in &others {
+        before.insert(ns.clone(), env.auth_in(ns).await);
+    }
+
+    // Past the refresh point (half of 3600 s ± 10 %): one resync, and every other namespace
+    // gets the new credential at once, not behind backoffs of the whole resource.
+    env.lab.stack.cloud.advance(Duration::from_secs(2000));
+    controller.handle.resync_all();
+    for ns in &others {
+        eventually(&format!("{ns} refreshed"), || async {
+            let now = docker_auth(&env.secret(ns, "regcred").await?, &env.lab.ecr_host());
+            (now != before[ns]).then_some(())
+        })
+        .await;
+    }
+    let status = env.cps("ecr").await.status.unwrap();
+    assert!(named(&status).is_some(), "{:?}", status.problems);
+    let targets = status.targets.unwrap();
+    assert_eq!((targets.desired, targets.conflicted), (7, 1), "{targets:?}");
+    // The tenant's secret is untouched.
+    let theirs = tenants.get("regcred").await.unwrap();
+    assert_eq!(theirs.type_.as_deref(), Some("Opaque"));
+    assert_eq!(theirs.data, forged.data);
     controller.stop().await.unwrap();
 }

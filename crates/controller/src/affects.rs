@@ -252,9 +252,10 @@ fn affects(change: &Change, scope: Scope<'_>, name: &str, spec: &SecretSpec) -> 
             after,
         } => {
             let labels = || before.iter().chain(after.iter());
-            // Its own secret (by owner labels), or one in the way of (or out of the way of)
+            // Its own secret (by owner labels, in a namespace where it may own one: a tenant
+            // may label its secrets as anyone's), or one in the way of (or out of the way of)
             // its secret in a namespace it serves.
-            labels().any(|l| scope.owns(name, l))
+            (scope.in_namespace(namespace_name) && labels().any(|l| scope.owns(name, l)))
                 || (*secret == spec.secret_name
                     && scope.in_namespace(namespace_name)
                     && scope.serves(namespace.as_ref()))
@@ -585,6 +586,30 @@ mod tests {
         assert_eq!(
             world.map(t.apply_secret(&secret("app", "regcred", "13", &team))),
             (names(&["team", "all-but-kube"]), names(&["app/mine"]))
+        );
+    }
+
+    #[test]
+    fn a_tenant_labelling_a_secret_as_another_namespaces_pull_secret_reconciles_nobody_else() {
+        let world = World::new();
+        let mut index = Index::new();
+        index.apply_namespace(&ns("app", "1", &[]));
+        index.apply_namespace(&ns("other", "1", &[]));
+        let mut t = Tracker(&mut index);
+        let theirs = Owner::Namespaced {
+            namespace: "other".into(),
+            name: "theirs".into(),
+        };
+        // In `app`, labelled as PullSecret other/theirs, which may never own anything there.
+        assert_eq!(
+            world.map(t.apply_secret(&secret("app", "not-regcred", "20", &theirs))),
+            (vec![], vec![]),
+            "a PullSecret owns nothing outside its namespace"
+        );
+        // The same labels in `other` name it.
+        assert_eq!(
+            world.map(t.apply_secret(&secret("other", "not-regcred", "21", &theirs))),
+            (vec![], names(&["other/theirs"]))
         );
     }
 

@@ -15,10 +15,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use irsa_aws::{Identity, Pipeline, RegistryCredential, RegistryTarget};
+use irsa_aws::{Identity, Pipeline, RegistryCredential, RegistryTarget, TokenRequester};
 use irsa_core::docker_config::DockerConfig;
 pub use irsa_core::lifetime::CLAMPED_LIFETIME_SECS;
+use irsa_core::secret::SecretString;
 use irsa_core::time::rfc3339;
+use irsa_core::token_request::{BoxFuture, TokenSourceError};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
@@ -32,6 +34,11 @@ pub const ASSUMED_LIFETIME_SECS: i64 = 12 * 3600;
 /// more than one exchange per interval. On the wall clock *or* the monotonic one, whichever has
 /// moved further, so that neither a frozen nor a jumping clock stops refreshes.
 pub const MIN_EXCHANGE_INTERVAL_SECS: i64 = 30;
+
+/// Longest one exchange (service-account TokenRequest, STS, registry) may take before it
+/// counts as a failed refresh, backed off and reported: callers sharing the credential wait
+/// for it at most this long, and never when they hold a credential that is still valid.
+pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A credential: the rendered registries and when it was obtained and expires (Unix seconds).
 /// `Debug` never shows the passwords (`DockerConfig` redacts them).
@@ -106,6 +113,65 @@ struct Slot {
     last_exchange: Option<(i64, Instant)>,
 }
 
+/// One credential's slot: its state (locked only briefly, never across a request) and the
+/// lock that makes its exchanges single-flight.
+#[derive(Default)]
+struct Entry {
+    state: std::sync::Mutex<Slot>,
+    exchange: tokio::sync::Mutex<()>,
+}
+
+impl Entry {
+    fn state(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What a call at `now` gets without an exchange, if anything: the held credential when it is
+/// not due, the last failure while backing off, what is held within the minimum interval.
+/// `None`: an exchange is due.
+fn decide(slot: &Slot, fraction: f64, now: i64) -> Option<Obtained> {
+    if let Some(c) = &slot.current
+        && now < c.refresh_at(fraction)
+        && now < c.expires_at
+    {
+        return Some(Obtained::Current(c.clone()));
+    }
+    if let (Some(at), Some(error)) = (slot.retry_at, &slot.last_error)
+        && now < at
+    {
+        return Some(Obtained::Failed {
+            error: error.clone(),
+            last_good: slot.current.clone(),
+            retry_in: Duration::from_secs(u64::try_from(at - now).unwrap_or(1)),
+            attempted: false,
+        });
+    }
+    let mono = Instant::now();
+    if exchange_allowed(slot.last_exchange, now, mono) {
+        return None;
+    }
+    // Due again within the minimum interval (an upstream that hands out short-lived
+    // credentials, or clocks that disagree): what is held is what there is.
+    let wait =
+        MIN_EXCHANGE_INTERVAL_SECS - now.saturating_sub(slot.last_exchange.map_or(now, |(w, _)| w));
+    let retry_in = Duration::from_secs(wait.clamp(1, MIN_EXCHANGE_INTERVAL_SECS) as u64);
+    Some(match &slot.current {
+        Some(c) if now < c.expires_at => Obtained::Current(c.clone()),
+        _ => Obtained::Failed {
+            error: slot.last_error.clone().unwrap_or_else(|| {
+                format!(
+                    "the last credential obtained is no longer valid and exchanges are \
+                     at least {MIN_EXCHANGE_INTERVAL_SECS} s apart"
+                )
+            }),
+            last_good: slot.current.clone(),
+            retry_in,
+            attempted: false,
+        },
+    })
+}
+
 /// Whether the answer `fresh` obtained at `now` may be used, given the credential held.
 ///
 /// - valid (expires after `now`): used;
@@ -149,11 +215,56 @@ fn exchange_allowed(last: Option<(i64, Instant)>, now: i64, mono: Instant) -> bo
     now.saturating_sub(wall) >= MIN_EXCHANGE_INTERVAL_SECS || mono.duration_since(at) >= min
 }
 
+/// Longest a service-account TokenRequest may take: the API call is made inside an exchange
+/// that callers sharing the credential wait for, so a hanging one must end (well within
+/// [`EXCHANGE_TIMEOUT`], leaving time for STS and the registry).
+pub const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A [`TokenRequester`] whose requests fail after a timeout instead of hanging.
+pub struct BoundedTokenRequester {
+    inner: Arc<dyn TokenRequester>,
+    timeout: Duration,
+}
+
+impl BoundedTokenRequester {
+    /// `inner`, each request bounded by `timeout`.
+    pub fn new(inner: Arc<dyn TokenRequester>, timeout: Duration) -> Self {
+        Self { inner, timeout }
+    }
+}
+
+impl TokenRequester for BoundedTokenRequester {
+    fn request_token<'a>(
+        &'a self,
+        namespace: &'a str,
+        service_account: &'a str,
+        audiences: &'a [String],
+        expiration: Duration,
+    ) -> BoxFuture<'a, Result<SecretString, TokenSourceError>> {
+        Box::pin(async move {
+            let request =
+                self.inner
+                    .request_token(namespace, service_account, audiences, expiration);
+            match tokio::time::timeout(self.timeout, request).await {
+                Ok(answer) => answer,
+                Err(_) => Err(TokenSourceError::TokenRequest {
+                    namespace: namespace.to_owned(),
+                    service_account: service_account.to_owned(),
+                    reason: format!(
+                        "the API server did not answer within {}s (retried)",
+                        self.timeout.as_secs()
+                    ),
+                }),
+            }
+        })
+    }
+}
+
 /// See the [module docs](self).
 pub struct CredentialStore {
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Slot>>>>,
+    slots: Mutex<HashMap<String, Arc<Entry>>>,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -186,28 +297,30 @@ impl CredentialStore {
         }
     }
 
-    fn slot(&self, key: &str) -> Arc<tokio::sync::Mutex<Slot>> {
+    fn slot(&self, key: &str) -> Arc<Entry> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.entry(key.to_owned()).or_default().clone()
     }
 
-    /// Whether a credential is held for `key`.
+    /// Whether a credential is held for `key` (never waits for an exchange in flight).
     pub async fn holds(&self, key: &str) -> bool {
-        self.slot(key).lock().await.current.is_some()
+        self.slot(key).state().current.is_some()
     }
 
     /// Installs a credential recovered from a written Secret (after a restart or a leader
     /// change) unless one is held already.
     pub async fn adopt(&self, key: &str, credential: Credential) {
         let slot = self.slot(key);
-        let mut slot = slot.lock().await;
+        let mut slot = slot.state();
         if slot.current.is_none() {
             slot.current = Some(Arc::new(credential));
         }
     }
 
     /// The credential for (identity, targets), refreshed when `now` is past its refresh point
-    /// for `fraction`. Concurrent callers for one key share one upstream exchange.
+    /// for `fraction`. Concurrent callers for one key share one upstream exchange: while it
+    /// runs, a caller whose credential is still valid gets that one at once, the others wait
+    /// for the exchange, which is bounded by [`EXCHANGE_TIMEOUT`].
     pub async fn get(
         &self,
         key: &str,
@@ -216,60 +329,54 @@ impl CredentialStore {
         fraction: f64,
         now: i64,
     ) -> Obtained {
-        let slot = self.slot(key);
-        let mut slot = slot.lock().await;
-        if let Some(c) = &slot.current
-            && now < c.refresh_at(fraction)
-            && now < c.expires_at
+        let entry = self.slot(key);
+        if let Some(done) = decide(&entry.state(), fraction, now) {
+            return done;
+        }
+        let _exchanging = match entry.exchange.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                // Another caller is exchanging: serve what is still valid without waiting.
+                if let Some(c) = entry.state().current.clone().filter(|c| now < c.expires_at) {
+                    return Obtained::Current(c);
+                }
+                let guard = entry.exchange.lock().await;
+                if let Some(done) = decide(&entry.state(), fraction, now) {
+                    return done;
+                }
+                guard
+            }
+        };
         {
-            return Obtained::Current(c.clone());
+            let mut slot = entry.state();
+            if let Some(done) = decide(&slot, fraction, now) {
+                return done;
+            }
+            slot.last_exchange = Some((now, Instant::now()));
         }
-        if let (Some(at), Some(error)) = (slot.retry_at, &slot.last_error)
-            && now < at
-        {
-            return Obtained::Failed {
-                error: error.clone(),
-                last_good: slot.current.clone(),
-                retry_in: Duration::from_secs(u64::try_from(at - now).unwrap_or(1)),
-                attempted: false,
-            };
-        }
-        let mono = Instant::now();
-        if !exchange_allowed(slot.last_exchange, now, mono) {
-            // Due again within the minimum interval (an upstream that hands out short-lived
-            // credentials, or clocks that disagree): what is held is what there is.
-            let wait = MIN_EXCHANGE_INTERVAL_SECS
-                - now.saturating_sub(slot.last_exchange.map_or(now, |(w, _)| w));
-            let retry_in = Duration::from_secs(wait.clamp(1, MIN_EXCHANGE_INTERVAL_SECS) as u64);
-            return match &slot.current {
-                Some(c) if now < c.expires_at => Obtained::Current(c.clone()),
-                _ => Obtained::Failed {
-                    error: slot.last_error.clone().unwrap_or_else(|| {
-                        format!(
-                            "the last credential obtained is no longer valid and exchanges are \
-                             at least {MIN_EXCHANGE_INTERVAL_SECS} s apart"
-                        )
-                    }),
-                    last_good: slot.current.clone(),
-                    retry_in,
-                    attempted: false,
-                },
-            };
-        }
-        slot.last_exchange = Some((now, mono));
         self.metrics.exchanged();
-        let answer = self
-            .pipeline
-            .fresh_registry_credentials(identity, targets)
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|creds| {
-                judge_answer(
-                    Credential::from_registry_credentials(&creds, now),
-                    slot.current.as_deref(),
-                    now,
-                )
-            });
+        // The slot's state is not locked meanwhile: readers never wait on the upstream.
+        let answer = match tokio::time::timeout(
+            EXCHANGE_TIMEOUT,
+            self.pipeline.fresh_registry_credentials(identity, targets),
+        )
+        .await
+        {
+            Ok(answer) => answer.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "the exchange for registry credentials did not finish within {}s (service-account \
+                 token, STS and registry requests together)",
+                EXCHANGE_TIMEOUT.as_secs()
+            )),
+        };
+        let mut slot = entry.state();
+        let answer = answer.and_then(|creds| {
+            judge_answer(
+                Credential::from_registry_credentials(&creds, now),
+                slot.current.as_deref(),
+                now,
+            )
+        });
         match answer {
             Ok(c) => {
                 let c = Arc::new(c);
@@ -297,6 +404,14 @@ impl CredentialStore {
         }
     }
 
+    /// Forgets every credential (and its backoff): this replica stopped leading, and a later
+    /// term starts from nothing rather than from what was held while another replica led (a
+    /// credential the other leader may have rotated, a backoff that is no longer true). An
+    /// exchange in flight finishes into a slot that is no longer in the store.
+    pub fn clear(&self) {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
     /// Forgets credentials nobody asked for since the last call with `keep` (deleted resources).
     pub fn retain(&self, keep: &std::collections::HashSet<String>) {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -305,7 +420,7 @@ impl CredentialStore {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use irsa_aws::provider::{FetchContext, ProviderError};
     use irsa_aws::sts::CredentialExchange;
@@ -314,7 +429,7 @@ mod tests {
     use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
     use std::time::SystemTime;
 
-    const NOW: i64 = 1_795_000_000;
+    pub(crate) const NOW: i64 = 1_795_000_000;
     const MOTO_2015: i64 = 1_420_070_400;
 
     struct Sts;
@@ -336,7 +451,7 @@ mod tests {
 
     /// An ECR double whose answers expire at `expires_at` (Unix seconds; 0 = fail), counting calls.
     #[derive(Default)]
-    struct Ecr {
+    pub(crate) struct Ecr {
         expires_at: AtomicI64,
         calls: AtomicU32,
     }
@@ -370,7 +485,7 @@ mod tests {
         }
     }
 
-    fn store(ecr: Arc<Ecr>) -> CredentialStore {
+    pub(crate) fn store(ecr: Arc<Ecr>) -> CredentialStore {
         let providers = Providers {
             ecr: ecr.clone(),
             ecr_public: ecr.clone(),
@@ -386,11 +501,11 @@ mod tests {
         CredentialStore::new(pipeline, Arc::new(Metrics::default()))
     }
 
-    fn identity() -> Identity {
+    pub(crate) fn identity() -> Identity {
         Identity::Ambient { chained_role: None }
     }
 
-    fn targets() -> Vec<RegistryTarget> {
+    pub(crate) fn targets() -> Vec<RegistryTarget> {
         vec![RegistryTarget::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com", None).unwrap()]
     }
 
@@ -590,5 +705,140 @@ mod tests {
         );
         assert_eq!(none.expires_at, now + ASSUMED_LIFETIME_SECS);
         let _ = SystemTime::now();
+    }
+
+    /// An STS double that never answers while `hang` is set, counting calls.
+    #[derive(Default)]
+    struct HangingSts {
+        hang: std::sync::atomic::AtomicBool,
+        calls: AtomicU32,
+    }
+    impl CredentialExchange for HangingSts {
+        fn credentials<'a>(
+            &'a self,
+            identity: &'a Identity,
+        ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                if self.hang.load(Ordering::SeqCst) {
+                    std::future::pending::<()>().await;
+                }
+                Sts.credentials(identity).await
+            })
+        }
+    }
+
+    fn store_with(sts: Arc<HangingSts>, ecr: Arc<Ecr>) -> CredentialStore {
+        let providers = Providers {
+            ecr: ecr.clone(),
+            ecr_public: ecr.clone(),
+            chainguard: ecr,
+        };
+        let options = PipelineOptions {
+            clock: Arc::new(irsa_aws::ManualClock::new(
+                UNIX_EPOCH + Duration::from_secs(NOW as u64),
+            )),
+            ..PipelineOptions::default()
+        };
+        let pipeline = Pipeline::with_components(&options, sts, providers).unwrap();
+        CredentialStore::new(pipeline, Arc::new(Metrics::default()))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_exchange_ends_at_its_timeout_and_never_blocks_a_valid_credential() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let sts = Arc::new(HangingSts::default());
+        sts.hang.store(true, Ordering::SeqCst);
+        let s = Arc::new(store_with(sts.clone(), ecr));
+        let t = targets();
+        let k = key(&identity(), &t);
+        // Nothing held: the exchange hangs, and fails once the timeout is reached.
+        let started = Instant::now();
+        let first = tokio::time::timeout(Duration::from_secs(3600), get(&s, NOW))
+            .await
+            .expect("the exchange never ended");
+        let Obtained::Failed {
+            error, attempted, ..
+        } = first
+        else {
+            panic!("a hanging exchange is a failed refresh: {first:?}")
+        };
+        assert!(attempted);
+        assert!(error.contains("did not finish within"), "{error}");
+        assert!(
+            started.elapsed() <= EXCHANGE_TIMEOUT,
+            "{:?}",
+            started.elapsed()
+        );
+
+        // A credential held and due (issued an hour ago, valid for another ten minutes).
+        let held = Credential {
+            config: DockerConfig::new(),
+            issued_at: NOW - 3000,
+            expires_at: NOW + 600,
+            jitter: 0.5,
+        };
+        let s2 = Arc::new(store_with(sts.clone(), Arc::new(Ecr::default())));
+        s2.adopt(&k, held).await;
+        let calls = sts.calls.load(Ordering::SeqCst);
+        let exchanging = tokio::spawn({
+            let s2 = s2.clone();
+            async move { get(&s2, NOW).await }
+        });
+        // Wait until the exchange has started upstream.
+        while sts.calls.load(Ordering::SeqCst) == calls {
+            tokio::task::yield_now().await;
+        }
+        let asked = Instant::now();
+        // Others sharing the slot are served the valid credential at once, with no second
+        // exchange, and looking at the slot does not wait either.
+        for _ in 0..5 {
+            let other = get(&s2, NOW).await;
+            assert!(matches!(other, Obtained::Current(_)), "{other:?}");
+            assert!(s2.holds(&k).await);
+        }
+        assert_eq!(asked.elapsed(), Duration::ZERO, "nothing waited");
+        assert_eq!(sts.calls.load(Ordering::SeqCst), calls + 1, "single flight");
+        let done = exchanging.await.unwrap();
+        assert!(
+            matches!(
+                done,
+                Obtained::Failed {
+                    attempted: true,
+                    ..
+                }
+            ),
+            "{done:?}"
+        );
+    }
+
+    /// A requester whose requests never answer.
+    struct Hung;
+    impl TokenRequester for Hung {
+        fn request_token<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a [String],
+            _: Duration,
+        ) -> BoxFuture<'a, Result<SecretString, TokenSourceError>> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_token_request_fails_at_its_timeout() {
+        let bounded = BoundedTokenRequester::new(Arc::new(Hung), TOKEN_REQUEST_TIMEOUT);
+        let started = Instant::now();
+        let e = bounded
+            .request_token("team-a", "puller", &[], Duration::from_secs(3600))
+            .await
+            .unwrap_err();
+        assert_eq!(started.elapsed(), TOKEN_REQUEST_TIMEOUT);
+        let message = e.to_string();
+        assert!(message.contains("team-a/puller"), "{message}");
+        assert!(message.contains("did not answer within 10s"), "{message}");
+        assert!(TOKEN_REQUEST_TIMEOUT < EXCHANGE_TIMEOUT);
     }
 }

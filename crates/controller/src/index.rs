@@ -14,8 +14,8 @@ use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::plan::{
-    ADDED_PULL_SECRETS_ANNOTATION, NamespaceState, Observed, SecretState, ServiceAccountState,
-    Subject, Targets, View, parse_added_pull_secrets,
+    ADDED_PULL_SECRETS_ANNOTATION, DOCKER_CONFIG_JSON_TYPE, NamespaceState, Observed, SecretState,
+    ServiceAccountState, Subject, Targets, View, parse_added_pull_secrets,
 };
 
 /// The service-account annotation naming the IAM role.
@@ -80,6 +80,12 @@ pub struct Index {
     secrets: HashMap<Key, SecretState>,
     service_accounts: HashMap<Key, IndexedServiceAccount>,
     foreign: HashMap<Key, Foreign>,
+    /// Types other than `kubernetes.io/dockerconfigjson` of Secrets carrying irsa's label,
+    /// by uid, learnt by reading them: the secrets watch carries metadata only and takes every
+    /// labelled Secret for the type irsa creates. A type is immutable, so a uid's type, once
+    /// read, stays true, and a labelled Secret of another type stays a conflict across watch
+    /// events instead of drawing a refused update at each.
+    types: HashMap<String, String>,
 }
 
 /// Whether an update at `incoming` may replace what is held at `held`.
@@ -156,10 +162,12 @@ impl Index {
 
     /// One of irsa's Secrets was added or changed (by a watch event or by irsa's own write).
     pub fn apply_secret(&mut self, secret: &Secret) -> bool {
-        let (Some(key), Some(state)) = (key_of(&secret.metadata), SecretState::from_secret(secret))
+        let (Some(key), Some(mut state)) =
+            (key_of(&secret.metadata), SecretState::from_secret(secret))
         else {
             return false;
         };
+        self.known_type(&mut state);
         self.foreign.remove(&key);
         match self.secrets.get(&key) {
             Some(held)
@@ -178,19 +186,54 @@ impl Index {
         }
     }
 
+    /// Records the type of a labelled Secret read in full (not from the metadata-only watch),
+    /// when it is not the type irsa creates; see [`Index::apply_secret`].
+    pub fn learn_type(&mut self, secret: &Secret) {
+        let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+        if let Some(uid) = &secret.metadata.uid
+            && type_ != DOCKER_CONFIG_JSON_TYPE
+        {
+            self.types.insert(uid.clone(), type_.to_owned());
+        }
+    }
+
+    fn known_type(&self, state: &mut SecretState) {
+        if let Some(t) = state.checked.uid.as_ref().and_then(|u| self.types.get(u)) {
+            state.type_ = Some(t.clone());
+        }
+    }
+
     /// One of irsa's Secrets was deleted (or irsa deleted it, or it lost irsa's label).
     pub fn delete_secret(&mut self, namespace: &str, name: &str) -> bool {
-        self.secrets
-            .remove(&(namespace.to_owned(), name.to_owned()))
-            .is_some()
+        let removed = self
+            .secrets
+            .remove(&(namespace.to_owned(), name.to_owned()));
+        if let Some(uid) = removed.as_ref().and_then(|s| s.checked.uid.as_ref()) {
+            self.types.remove(uid);
+        }
+        removed.is_some()
     }
 
     /// Replaces every Secret of irsa's (a watch's re-list).
     pub fn reset_secrets<'a>(&mut self, all: impl IntoIterator<Item = &'a Secret>) {
-        self.secrets = all
+        let secrets: HashMap<Key, SecretState> = all
             .into_iter()
             .filter_map(|s| Some((key_of(&s.metadata)?, SecretState::from_secret(s)?)))
             .collect();
+        self.secrets = secrets;
+        let uids: std::collections::HashSet<&str> = self
+            .secrets
+            .values()
+            .filter_map(|s| s.checked.uid.as_deref())
+            .collect();
+        self.types.retain(|uid, _| uids.contains(uid.as_str()));
+        let types = std::mem::take(&mut self.types);
+        for state in self.secrets.values_mut() {
+            if let Some(t) = state.checked.uid.as_ref().and_then(|u| types.get(u)) {
+                state.type_ = Some(t.clone());
+            }
+        }
+        self.types = types;
     }
 
     /// A ServiceAccount was added or changed.
@@ -253,11 +296,13 @@ impl Index {
             .remove(&(namespace.to_owned(), name.to_owned()));
     }
 
-    /// Foreign Secrets named `name` last checked before `before`: to be looked at again.
-    pub fn foreign_due(&self, name: &str, before: Instant) -> Vec<SecretState> {
+    /// Foreign Secrets named `subject`'s `spec.secretName` last checked before `before`, in
+    /// the namespaces `subject` may touch: to be looked at again.
+    pub fn foreign_due(&self, subject: &Subject<'_>, before: Instant) -> Vec<SecretState> {
         self.foreign
             .values()
-            .filter(|f| f.state.name == name && f.checked < before)
+            .filter(|f| f.state.name == subject.spec.secret_name && f.checked < before)
+            .filter(|f| subject.may_touch(&f.state.namespace))
             .map(|f| f.state.clone())
             .collect()
     }
@@ -448,16 +493,48 @@ mod tests {
         let p = plan(&subject, &index.observed(&subject), Some(&credential()));
         assert!(p.writes.is_empty());
         assert_eq!(p.conflicts.len(), 1);
-        assert!(index.foreign_due("regcred", t0).is_empty());
+        assert!(index.foreign_due(&subject, t0).is_empty());
         assert_eq!(
             index
-                .foreign_due("regcred", t0 + std::time::Duration::from_secs(1))
+                .foreign_due(&subject, t0 + std::time::Duration::from_secs(1))
                 .len(),
             1
         );
         index.forget_foreign("a", "regcred");
         let p = plan(&subject, &index.observed(&subject), Some(&credential()));
         assert_eq!(p.writes.len(), 1);
+    }
+
+    #[test]
+    fn a_pull_secret_looks_again_only_at_foreign_secrets_of_its_own_namespace() {
+        let mut index = Index::new();
+        let t0 = Instant::now();
+        for ns in ["team-a", "team-b", "kube-system"] {
+            index.apply_namespace(&ns_meta(ns));
+            index.record_foreign(SecretState::new(ns, "regcred"), t0);
+        }
+        let mut ps = irsa_k8s::PullSecret::new(
+            "ecr",
+            irsa_k8s::PullSecretSpec {
+                secret: cps().spec.secret,
+            },
+        );
+        ps.metadata.namespace = Some("team-a".into());
+        let subject = Subject::namespaced(&ps).unwrap();
+        let later = t0 + std::time::Duration::from_secs(1);
+        let due: Vec<String> = index
+            .foreign_due(&subject, later)
+            .into_iter()
+            .map(|s| s.namespace)
+            .collect();
+        assert_eq!(due, ["team-a"]);
+        // A ClusterPullSecret may look at every namespace.
+        let cps = cps();
+        assert_eq!(index.foreign_due(&Subject::cluster(&cps), later).len(), 3);
+    }
+
+    fn ns_meta(name: &str) -> ObjectMeta {
+        ns(name, "1")
     }
 
     #[test]

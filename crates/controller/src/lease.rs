@@ -61,6 +61,17 @@ impl LeaseConfig {
     }
 }
 
+/// Where this process stands with the Lease at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Term {
+    /// Leader election is off: always leading.
+    Unbounded,
+    /// Leading until this instant (monotonic clock), unless renewed before.
+    Until(Instant),
+    /// Not leading.
+    Ended,
+}
+
 /// Whether this process leads, as seen by readers: a deadline on the monotonic clock.
 #[derive(Debug, Clone)]
 pub struct Leadership {
@@ -81,12 +92,19 @@ impl Leadership {
     /// Whether this process holds the Lease now: evaluated against the deadline at each call,
     /// so call it right before a request leaves.
     pub fn is_leader(&self) -> bool {
+        self.term() != Term::Ended
+    }
+
+    /// How long this process may still write, as of now: the deadline on the monotonic clock
+    /// that a write must finish by (a renew moves it later; a write is bounded by the one it
+    /// saw when it left).
+    pub fn term(&self) -> Term {
         match &self.until {
-            None => true,
-            Some(until) => {
-                let until = *until.lock().unwrap_or_else(PoisonError::into_inner);
-                until.is_some_and(|t| Instant::now() < t)
-            }
+            None => Term::Unbounded,
+            Some(until) => match *until.lock().unwrap_or_else(PoisonError::into_inner) {
+                Some(t) if Instant::now() < t => Term::Until(t),
+                _ => Term::Ended,
+            },
         }
     }
 

@@ -4,9 +4,10 @@
 //! reconciler fetches, calls [`plan`] or [`cleanup`], and applies the [`Plan`] in order —
 //! secret writes, then service-account patches, then secret deletions.
 //!
-//! Ownership is by label: a Secret is irsa's only when it carries
+//! Ownership is by label and type: a Secret is irsa's only when it carries
 //! `app.kubernetes.io/managed-by: irsa`, and this resource's only when its owner labels
-//! ([`Owner::labels`]) name it too. Nothing else is ever written or deleted.
+//! ([`Owner::labels`]) name it too and it is of the type irsa creates
+//! ([`SecretState::is_written_by`]). Nothing else is ever written or deleted.
 
 mod schedule;
 mod select;
@@ -243,6 +244,10 @@ pub struct SecretState {
     /// `metadata.uid` and `metadata.resourceVersion`: every update or delete of this Secret is
     /// conditional on them, so that it never reaches an object irsa did not check.
     pub checked: Checked,
+    /// When the credential in it expires, as its `irsa.dev/expires-at` annotation says (Unix
+    /// seconds). Anyone who may edit the Secret may change it: it only orders writes (an
+    /// expired or soon-expiring Secret is rewritten first), never vouches for a credential.
+    pub expires_at: Option<i64>,
 }
 
 /// The identity and version of an object as irsa checked it (both set by the API server).
@@ -274,6 +279,7 @@ impl SecretState {
             type_: None,
             content_hash: None,
             checked: Checked::default(),
+            expires_at: None,
         }
     }
 
@@ -299,6 +305,12 @@ impl SecretState {
         self
     }
 
+    /// Claiming to expire at `expires_at` (Unix seconds).
+    pub fn expiring_at(mut self, expires_at: i64) -> Self {
+        self.expires_at = Some(expires_at);
+        self
+    }
+
     /// Reads the observed state of a Secret (its data stays where it is).
     pub fn from_secret(secret: &Secret) -> Option<Self> {
         Some(Self {
@@ -312,7 +324,22 @@ impl SecretState {
                 .as_ref()
                 .and_then(|a| a.get(CONTENT_HASH_ANNOTATION).cloned()),
             checked: Checked::of(&secret.metadata),
+            expires_at: secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(crate::provenance::EXPIRES_AT_ANNOTATION))
+                .and_then(|t| irsa_core::time::parse_rfc3339(t)),
         })
+    }
+
+    /// Whether this Secret is `owner`'s: it carries the owner's labels *and* is of the type
+    /// irsa creates. The type is immutable and irsa only ever creates
+    /// [`DOCKER_CONFIG_JSON_TYPE`] Secrets, so a Secret of another type carrying irsa's labels
+    /// was made by someone else (a tenant may label its own Secrets as anyone's): irsa never
+    /// updates (the API server would refuse with 422 anyway), replaces or deletes it.
+    pub fn is_written_by(&self, owner: &Owner) -> bool {
+        owner.owns(&self.labels) && self.type_.as_deref() == Some(DOCKER_CONFIG_JSON_TYPE)
     }
 
     /// With a uid and resourceVersion, as the API server sets them.
@@ -549,8 +576,6 @@ pub enum WriteKind {
     Create,
     /// Ours, with a different content hash.
     Update,
-    /// Ours, but of another type (immutable): delete, then create.
-    Replace,
 }
 
 /// One Secret to write.
@@ -560,9 +585,11 @@ pub struct SecretWrite {
     pub kind: WriteKind,
     /// What.
     pub secret: DesiredSecret,
-    /// The existing Secret as checked (for [`WriteKind::Update`] and [`WriteKind::Replace`]):
-    /// the write is conditional on it.
+    /// The existing Secret as checked (for [`WriteKind::Update`]): the write is conditional
+    /// on it.
     pub existing: Checked,
+    /// When the existing Secret's credential expires, as it claims ([`SecretState::expires_at`]).
+    pub expires_at: Option<i64>,
 }
 
 /// One of irsa's Secrets to delete, conditional on the uid and resourceVersion checked.
@@ -595,6 +622,12 @@ pub enum ConflictReason {
         /// The other resource, as its labels name it (`ClusterPullSecret/x`).
         owner: String,
     },
+    /// It carries this resource's labels but is of a type irsa never creates: someone else
+    /// made it and labelled it as irsa's.
+    NotIrsaType {
+        /// Its type.
+        type_: String,
+    },
 }
 
 /// A target namespace holding a same-named Secret irsa must not touch.
@@ -618,6 +651,11 @@ impl Conflict {
             ConflictReason::OtherOwner { owner } => format!(
                 "secret {namespace}/{name} is written by {owner}; it is left untouched: \
                  give one of the two resources another spec.secretName"
+            ),
+            ConflictReason::NotIrsaType { type_ } => format!(
+                "secret {namespace}/{name} carries irsa's labels but is of type {type_:?}, which irsa \
+                 never creates (it writes {DOCKER_CONFIG_JSON_TYPE}); it is left untouched: \
+                 delete it and irsa writes its own"
             ),
         }
     }
@@ -799,14 +837,22 @@ impl Plan {
     }
 }
 
+/// A Secret whose credential expires within this many seconds (or has expired) is written
+/// with the missing ones, ahead of routine refreshes.
+pub const URGENT_EXPIRY_SECS: i64 = 600;
+
 /// Bounds one reconciliation's secret writes to `max`, urgent ones first: a namespace without
-/// the secret (or with one of the wrong type) before a refresh of secrets that are still there,
+/// the secret, or whose secret has expired or expires within [`URGENT_EXPIRY_SECS`] of `now`
+/// (a namespace that could not be written for a while), before a refresh of secrets that are
+/// still good,
 /// in namespace order within each class. Returns how many writes were left for the next round.
 /// kube-runtime never reconciles one resource twice at once, so without the bound a new
 /// namespace would wait behind a whole fan-out of refreshes.
-pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
+pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize, now: i64) -> usize {
+    let soon = now.saturating_add(URGENT_EXPIRY_SECS);
     writes.sort_by_key(|w| match w.kind {
-        WriteKind::Create | WriteKind::Replace => 0,
+        WriteKind::Create => 0,
+        WriteKind::Update if w.expires_at.is_some_and(|e| e <= soon) => 0,
         WriteKind::Update => 1,
     });
     let left = writes.len().saturating_sub(max);
@@ -843,8 +889,12 @@ pub fn plan(
     for &ns in &served {
         let existing = by_name.get(&(ns, spec.secret_name.as_str())).copied();
         let state = match (existing, &template) {
-            (Some(s), _) if !owner.owns(&s.labels) => {
-                let reason = if is_managed(&s.labels) {
+            (Some(s), _) if !s.is_written_by(owner) => {
+                let reason = if owner.owns(&s.labels) {
+                    ConflictReason::NotIrsaType {
+                        type_: s.type_.clone().unwrap_or_else(|| "Opaque".to_owned()),
+                    }
+                } else if is_managed(&s.labels) {
                     ConflictReason::OtherOwner {
                         owner: owner_of(&s.labels),
                     }
@@ -869,9 +919,6 @@ pub fn plan(
                 };
                 let kind = match existing {
                     None => Some(WriteKind::Create),
-                    Some(s) if s.type_.as_deref() != Some(DOCKER_CONFIG_JSON_TYPE) => {
-                        Some(WriteKind::Replace)
-                    }
                     Some(s) if s.content_hash.as_deref() != Some(desired.content_hash.as_str()) => {
                         Some(WriteKind::Update)
                     }
@@ -883,6 +930,7 @@ pub fn plan(
                             kind,
                             secret: desired,
                             existing: existing.map(|s| s.checked.clone()).unwrap_or_default(),
+                            expires_at: existing.and_then(|s| s.expires_at),
                         });
                         TargetState::Writing
                     }
@@ -915,7 +963,7 @@ pub fn plan(
 
     let stale = observed.secrets().filter(|s| {
         subject.may_touch(&s.namespace)
-            && owner.owns(&s.labels)
+            && s.is_written_by(owner)
             && !(served.contains(s.namespace.as_str()) && s.name == spec.secret_name)
     });
     remove(
@@ -938,7 +986,7 @@ pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
     let service_accounts: Vec<&ServiceAccountState> = observed.service_accounts().collect();
     let ours = observed
         .secrets()
-        .filter(|s| subject.may_touch(&s.namespace) && subject.owner.owns(&s.labels));
+        .filter(|s| subject.may_touch(&s.namespace) && s.is_written_by(&subject.owner));
     remove(
         &mut plan,
         &mut patches,

@@ -129,6 +129,136 @@ struct Reported {
     failures: u32,
     /// Secrets written by the rounds of the current fan-out so far.
     written: usize,
+    /// When `report` last wrote the status (wall-clock seconds).
+    status_written_at: Option<i64>,
+    /// Namespaces whose writes failed, each retried on its own schedule.
+    backoff: NamespaceBackoff,
+}
+
+/// A namespace whose last write failed: when to try it again, and why it failed.
+#[derive(Debug, Clone)]
+struct Failing {
+    failures: u32,
+    retry_at: tokio::time::Instant,
+    message: String,
+}
+
+/// Per-namespace backoff of one resource's writes: a namespace whose writes fail (a tenant's
+/// object in the way, an admission webhook's denial, a quota) is held back on its own
+/// exponential schedule and reported by name, while every other namespace of the resource is
+/// written as usual. Backing the whole resource off instead would let one tenant stop the
+/// refreshes of every other namespace.
+#[derive(Debug, Default)]
+struct NamespaceBackoff {
+    failing: BTreeMap<String, Failing>,
+}
+
+impl NamespaceBackoff {
+    /// Namespaces not to write into at `now`.
+    fn held_back(&self, now: tokio::time::Instant) -> BTreeSet<String> {
+        self.failing
+            .iter()
+            .filter(|(_, f)| now < f.retry_at)
+            .map(|(ns, _)| ns.clone())
+            .collect()
+    }
+
+    /// Records a round: the namespaces in `failed` back off once more, the other `attempted`
+    /// ones (written, or found not to need it) are cleared.
+    fn record(
+        &mut self,
+        attempted: &BTreeSet<String>,
+        failed: &[(String, String)],
+        now: tokio::time::Instant,
+    ) {
+        let failed_ns: BTreeSet<&str> = failed.iter().map(|(ns, _)| ns.as_str()).collect();
+        self.failing
+            .retain(|ns, _| !attempted.contains(ns) || failed_ns.contains(ns.as_str()));
+        for (ns, message) in failed {
+            let entry = self.failing.entry(ns.clone()).or_insert_with(|| Failing {
+                failures: 0,
+                retry_at: now,
+                message: String::new(),
+            });
+            if entry.retry_at > now {
+                // Several failures of one namespace in one round count once.
+                continue;
+            }
+            entry.failures = entry.failures.saturating_add(1);
+            entry.retry_at = now + failure_backoff(entry.failures, fastrand::f64());
+            entry.message.clone_from(message);
+        }
+    }
+
+    /// Keeps only namespaces that are still targets.
+    fn retain_targets(&mut self, targets: &BTreeSet<&str>) {
+        self.failing.retain(|ns, _| targets.contains(ns.as_str()));
+    }
+
+    /// How long until the first held-back namespace is due again.
+    fn next_retry(&self, now: tokio::time::Instant) -> Option<Duration> {
+        self.failing
+            .values()
+            .map(|f| f.retry_at.saturating_duration_since(now))
+            .min()
+    }
+
+    /// The failing namespaces, as problems for the status.
+    fn problems(&self, now: tokio::time::Instant) -> Vec<TargetProblem> {
+        self.failing
+            .iter()
+            .map(|(ns, f)| TargetProblem {
+                namespace: ns.clone(),
+                reason: "WriteFailed".to_owned(),
+                message: format!(
+                    "{} (this namespace is retried in {}s; the others are written as usual)",
+                    f.message,
+                    f.retry_at.saturating_duration_since(now).as_secs()
+                ),
+            })
+            .collect()
+    }
+}
+
+/// Least seconds between status writes while rounds of a fan-out are left: the counts and
+/// problems move every round, and a write per round competes for the rate limit with the
+/// urgent writes of the next one.
+const PROGRESS_STATUS_EVERY: i64 = 5;
+
+/// Whether `status` is worth a request over `previous`. When the fan-out is complete
+/// (`left == 0`), any change is; while rounds are left, only a change of the generation, the
+/// credential's times or a condition's status or reason is at once, anything else (counts,
+/// problems, messages, next refresh) at most every [`PROGRESS_STATUS_EVERY`] seconds.
+fn status_due(
+    previous: &PullSecretStatus,
+    status: &PullSecretStatus,
+    left: usize,
+    last_written: Option<i64>,
+    now: i64,
+) -> bool {
+    if status == previous {
+        return false;
+    }
+    if left == 0 {
+        return true;
+    }
+    let shape = |s: &PullSecretStatus| {
+        let conditions: Vec<_> = s
+            .conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone(), c.reason.clone()))
+            .collect();
+        (
+            s.observed_generation,
+            s.expires_at.clone(),
+            s.last_refresh_time.clone(),
+            conditions,
+        )
+    };
+    if shape(previous) != shape(status) {
+        return true;
+    }
+    last_written.is_none_or(|at| now.saturating_sub(at) >= PROGRESS_STATUS_EVERY)
 }
 
 /// Everything reconciliations share.
@@ -187,10 +317,30 @@ impl Context {
             writer: Writer::new(client, limiter, metrics.clone(), leadership, recorder),
             metrics,
             config,
-            requester,
+            // A hanging TokenRequest would hold up every namespace sharing the credential.
+            requester: Arc::new(credentials::BoundedTokenRequester::new(
+                requester,
+                credentials::TOKEN_REQUEST_TIMEOUT,
+            )),
             reported: Mutex::new(HashMap::new()),
             key: tokio::sync::Mutex::new(KeySlot::default()),
             store_keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs for the life of the controller: each time `leading` turns false (the Lease lost
+    /// or released, or its deadline passed), drops the credentials and the credential key this
+    /// replica held, so that a later term starts clean. Returns when the sender is gone.
+    pub async fn forget_when_leadership_ends(
+        &self,
+        mut leading: tokio::sync::watch::Receiver<bool>,
+    ) {
+        while leading.changed().await.is_ok() {
+            if !*leading.borrow_and_update() {
+                self.credentials.clear();
+                *self.key.lock().await = KeySlot::default();
+                tracing::info!("not leading: dropped the cached registry credentials");
+            }
         }
     }
 
@@ -764,8 +914,13 @@ async fn converge(
         let index = ctx.index();
         plan::plan(subject, &index.view(subject), config)
     };
+    // Namespaces whose writes failed wait for their own retry time; the others go ahead.
+    let started = tokio::time::Instant::now();
+    let held_back = ctx.reported(&subject.owner, |r| r.backoff.held_back(started));
+    hold_back(&mut plan, &held_back);
     // One bounded round of writes, urgent ones first; the rest in the next round, at once.
-    let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk());
+    let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk(), ctx.now());
+    let attempted = attempted(&plan);
     let key = match (&plan.writes.is_empty(), store_key) {
         (false, Some(_)) => ctx.credential_key().await,
         _ => None,
@@ -781,8 +936,17 @@ async fn converge(
         )
         .await;
     log_outcome(subject, &plan, &outcome);
-    drop(plan);
-    let after = {
+    ctx.reported(&subject.owner, |r| {
+        r.backoff
+            .record(&attempted, &outcome.failed, tokio::time::Instant::now());
+    });
+    // While rounds are left, the plan of this round stands for where it is (a write in
+    // flight counts as ready, a failed one is reported from the outcome), and the next round
+    // plans anyway: planning all namespaces twice per round doubled the fan-out's cost.
+    let after = if left > 0 {
+        plan
+    } else {
+        drop(plan);
         let index = ctx.index();
         plan::plan(subject, &index.view(subject), config)
     };
@@ -791,6 +955,32 @@ async fn converge(
         after,
         left,
     }
+}
+
+/// Drops from `plan` every change in the namespaces `held_back`.
+fn hold_back(plan: &mut Plan, held_back: &BTreeSet<String>) {
+    if held_back.is_empty() {
+        return;
+    }
+    plan.writes
+        .retain(|w| !held_back.contains(&w.secret.namespace));
+    plan.deletions.retain(|d| !held_back.contains(&d.namespace));
+    plan.service_account_patches
+        .retain(|p| !held_back.contains(&p.namespace));
+}
+
+/// The namespaces `plan` changes something in.
+fn attempted(plan: &Plan) -> BTreeSet<String> {
+    plan.writes
+        .iter()
+        .map(|w| w.secret.namespace.clone())
+        .chain(plan.deletions.iter().map(|d| d.namespace.clone()))
+        .chain(
+            plan.service_account_patches
+                .iter()
+                .map(|p| p.namespace.clone()),
+        )
+        .collect()
 }
 
 fn log_outcome(subject: &Subject<'_>, plan: &Plan, outcome: &Outcome) {
@@ -870,24 +1060,36 @@ where
     }
 
     let mut counts = after.counts();
-    let failed_ns: BTreeSet<&str> = outcome.failed.iter().map(|(ns, _)| ns.as_str()).collect();
-    counts.ready -= i32::try_from(failed_ns.len()).unwrap_or(0);
-    counts.failed += i32::try_from(failed_ns.len()).unwrap_or(0);
-    counts = irsa_k8s::TargetCounts::new(
-        counts.desired,
-        counts.ready.max(0),
-        counts.failed,
-        counts.conflicted,
-    );
-    let mut problems: Vec<TargetProblem> = outcome
-        .failed
+    // Failing namespaces (failed now, or held back since) are counted failed, not ready.
+    let mono = tokio::time::Instant::now();
+    let (backoff_problems, next_retry) = ctx.reported(owner, |r| {
+        let targets: BTreeSet<&str> = after.targets.iter().map(|t| t.namespace.as_str()).collect();
+        r.backoff.retain_targets(&targets);
+        (r.backoff.problems(mono), r.backoff.next_retry(mono))
+    });
+    let failing: BTreeSet<&str> = backoff_problems
         .iter()
-        .map(|(ns, message)| TargetProblem {
-            namespace: ns.clone(),
-            reason: "WriteFailed".to_owned(),
-            message: message.clone(),
+        .map(|p| p.namespace.as_str())
+        .filter(|ns| {
+            after.targets.iter().any(|t| {
+                t.namespace == *ns
+                    && matches!(
+                        t.state,
+                        plan::TargetState::Writing
+                            | plan::TargetState::Current
+                            | plan::TargetState::Kept
+                    )
+            })
         })
         .collect();
+    let failing_count = i32::try_from(failing.len()).unwrap_or(0);
+    counts = irsa_k8s::TargetCounts::new(
+        counts.desired,
+        (counts.ready - failing_count).max(0),
+        counts.failed + failing_count,
+        counts.conflicted,
+    );
+    let mut problems = backoff_problems;
     problems.extend(after.problems());
     problems.truncate(TargetProblem::MAX_REPORTED);
 
@@ -923,23 +1125,29 @@ where
         targets: Some(counts),
         problems,
     };
-    write_status(ctx, obj, &previous, status).await?;
-
-    if let Some((_, first)) = outcome.failed.first() {
-        return Err(Error::Writes {
-            failed: outcome.failed.len(),
-            first: first.clone(),
-        });
+    let last_written = ctx.reported(owner, |r| r.status_written_at);
+    if status_due(&previous, &status, left, last_written, now) {
+        write_status(ctx, obj, &previous, status).await?;
+        ctx.reported(owner, |r| r.status_written_at = Some(now));
     }
+
     if outcome.not_leader {
         return Err(Error::NotLeader);
+    }
+    // Failed writes back off per namespace (above), never the whole resource.
+    for (ns, error) in &outcome.failed {
+        tracing::warn!(resource = %owner, namespace = %ns, %error, "write failed; this namespace is retried on its own schedule");
     }
     ctx.reported(owner, |r| r.failures = 0);
     if left > 0 {
         return Ok(Action::requeue(Duration::ZERO));
     }
     // Conflicted targets are looked at again at each resync.
-    Ok(Action::requeue(fresh.requeue.min(ctx.config.resync)))
+    let mut requeue = fresh.requeue.min(ctx.config.resync);
+    if let Some(retry) = next_retry {
+        requeue = requeue.min(retry.max(Duration::from_millis(100)));
+    }
+    Ok(Action::requeue(requeue))
 }
 
 /// Statuses of both kinds.
@@ -998,7 +1206,7 @@ async fn adopt(
         index
             .view(subject)
             .secrets()
-            .filter(|s| subject.owner.owns(&s.labels) && s.name == subject.spec.secret_name)
+            .filter(|s| s.is_written_by(&subject.owner) && s.name == subject.spec.secret_name)
             .take(ADOPT_CANDIDATES)
             .cloned()
             .collect()
@@ -1045,13 +1253,18 @@ async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>) {
     let due = {
         let index = ctx.index();
         index.foreign_due(
-            &subject.spec.secret_name,
+            subject,
             Instant::now()
                 .checked_sub(ctx.config.resync)
                 .unwrap_or_else(Instant::now),
         )
     };
     for s in due {
+        // `foreign_due` keeps to the namespaces the subject may touch; so does this, whatever
+        // the index holds.
+        if !subject.may_touch(&s.namespace) {
+            continue;
+        }
         match ctx.writer.get_secret(&s.namespace, &s.name).await {
             Ok(None) => ctx.index_mut().forget_foreign(&s.namespace, &s.name),
             Ok(Some(secret)) => note_existing(&ctx.index, &secret),
@@ -1115,6 +1328,200 @@ mod tests {
 
     fn ops(patch: &json_patch::Patch) -> serde_json::Value {
         serde_json::to_value(patch).unwrap()
+    }
+
+    fn progress(ready: i32, reason: &str, message: &str) -> PullSecretStatus {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+        PullSecretStatus {
+            conditions: vec![Condition {
+                type_: "Ready".to_owned(),
+                status: "True".to_owned(),
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+                last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: Some(1),
+            }],
+            observed_generation: Some(1),
+            targets: Some(irsa_k8s::TargetCounts::new(100, ready, 0, 0)),
+            ..PullSecretStatus::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_failing_namespace_backs_off_alone_and_is_named() {
+        use crate::fixtures::{cps, credential};
+        use crate::plan::{NamespaceState, Observed, SecretState};
+        let cps = cps();
+        let subject = Subject::cluster(&cps);
+        // Ten namespaces with an outdated secret; "poisoned" refuses every write.
+        let names: Vec<String> = (0..10).map(|i| format!("ns-{i}")).collect();
+        let mut observed = Observed::default().namespace(NamespaceState::new("poisoned"));
+        observed = observed.secret(SecretState::owned(
+            "poisoned",
+            &subject.spec.secret_name,
+            &subject.owner,
+            "sha256:old",
+        ));
+        for ns in &names {
+            observed = observed
+                .namespace(NamespaceState::new(ns))
+                .secret(SecretState::owned(
+                    ns,
+                    &subject.spec.secret_name,
+                    &subject.owner,
+                    "sha256:old",
+                ));
+        }
+        let mut backoff = NamespaceBackoff::default();
+        let start = tokio::time::Instant::now();
+        let mut poisoned_attempts = Vec::new();
+        // Rounds every second for ten minutes, a refresh due in each (a new credential).
+        for round in 0..600u64 {
+            let now = tokio::time::Instant::now();
+            let mut p = plan::plan(&subject, &observed, Some(&credential()));
+            hold_back(&mut p, &backoff.held_back(now));
+            let attempted = attempted(&p);
+            let others: BTreeSet<&str> = names.iter().map(String::as_str).collect();
+            for ns in &others {
+                assert!(
+                    attempted.contains(*ns),
+                    "round {round}: {ns} was not written while one namespace fails"
+                );
+            }
+            let failed: Vec<(String, String)> = if attempted.contains("poisoned") {
+                poisoned_attempts.push(now.duration_since(start).as_secs());
+                vec![(
+                    "poisoned".into(),
+                    "failed to update secret poisoned/regcred: refused (422 Invalid)".into(),
+                )]
+            } else {
+                vec![]
+            };
+            backoff.record(&attempted, &failed, now);
+            let problems = backoff.problems(now);
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert_eq!(problems[0].namespace, "poisoned");
+            assert_eq!(problems[0].reason, "WriteFailed");
+            let retry = backoff.next_retry(now).unwrap();
+            assert!(retry <= plan::BACKOFF_CAP, "{retry:?}");
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        // Retried on its own, ever more rarely, never less often than the cap.
+        assert!(poisoned_attempts.len() >= 3, "{poisoned_attempts:?}");
+        assert!(poisoned_attempts.len() < 30, "{poisoned_attempts:?}");
+        for gap in poisoned_attempts.windows(2) {
+            assert!(
+                gap[1] - gap[0] <= plan::BACKOFF_CAP.as_secs() + 1,
+                "{poisoned_attempts:?}"
+            );
+        }
+        // A success clears it.
+        let now = tokio::time::Instant::now() + plan::BACKOFF_CAP;
+        backoff.record(&BTreeSet::from(["poisoned".to_owned()]), &[], now);
+        assert!(backoff.problems(now).is_empty());
+        assert!(backoff.next_retry(now).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn losing_the_lease_drops_every_held_credential() {
+        use crate::credentials::tests as c;
+        let (service, _api) = tower_test::mock::pair::<
+            http::Request<kube::client::Body>,
+            http::Response<kube::client::Body>,
+        >();
+        let client = kube::Client::new(service, "default");
+        let recorder = Recorder::new(
+            client.clone(),
+            kube::runtime::events::Reporter {
+                controller: "irsa".into(),
+                instance: None,
+            },
+        );
+        let metrics = Arc::new(Metrics::default());
+        let ctx = Arc::new(Context::new(
+            client,
+            Arc::new(RwLock::new(Index::new())),
+            c::store(Arc::new(c::Ecr::default())),
+            metrics,
+            Leadership::always(),
+            ReconcilerConfig {
+                resync: Duration::from_secs(300),
+                write_concurrency: 4,
+                token_expiration: Duration::from_secs(3600),
+                clock: Arc::new(irsa_aws::SystemClock),
+                key_namespace: "irsa-system".into(),
+                qps: 0.0,
+            },
+            RateLimiter::new(0.0, 1),
+            Arc::new(NoTokens),
+            recorder,
+        ));
+        let key = credentials::key(&c::identity(), &c::targets());
+        let held = || Credential {
+            config: irsa_core::docker_config::DockerConfig::new(),
+            issued_at: c::NOW,
+            expires_at: c::NOW + 3600,
+            jitter: 0.5,
+        };
+        ctx.credentials.adopt(&key, held()).await;
+        assert!(ctx.credentials.holds(&key).await);
+        let (leading, rx) = tokio::sync::watch::channel(true);
+        let watcher = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { ctx.forget_when_leadership_ends(rx).await }
+        });
+        leading.send(false).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while ctx.credentials.holds(&key).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the credential outlived the lease"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Leading again: the next term fills the store afresh.
+        leading.send(true).unwrap();
+        ctx.credentials.adopt(&key, held()).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(ctx.credentials.holds(&key).await);
+        drop(leading);
+        watcher.await.unwrap();
+    }
+
+    /// A requester that is never asked here.
+    struct NoTokens;
+    impl TokenRequester for NoTokens {
+        fn request_token<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: &'a [String],
+            _: Duration,
+        ) -> irsa_core::token_request::BoxFuture<
+            'a,
+            Result<irsa_core::secret::SecretString, irsa_core::token_request::TokenSourceError>,
+        > {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[test]
+    fn a_round_in_progress_does_not_rewrite_the_status() {
+        let before = progress(40, "Ready", "40/100 ready");
+        let moved = progress(80, "Ready", "80/100 ready");
+        // Rounds left, counts moved, written a second ago: not yet.
+        assert!(!status_due(&before, &moved, 20, Some(99), 100));
+        // Rounds left and never written by this process: once.
+        assert!(status_due(&before, &moved, 20, None, 100));
+        // Rounds left but a while since the last write: once more.
+        assert!(status_due(&before, &moved, 20, Some(95), 100));
+        // A condition's reason changed: at once, rounds left or not.
+        let failing = progress(80, "RefreshFailed", "80/100 ready");
+        assert!(status_due(&before, &failing, 20, Some(99), 100));
+        // The fan-out completed: any change at once.
+        assert!(status_due(&before, &moved, 0, Some(99), 100));
+        // No change: never.
+        assert!(!status_due(&moved, &moved.clone(), 0, None, 100));
     }
 
     #[test]

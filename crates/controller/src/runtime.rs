@@ -478,6 +478,7 @@ impl Controller {
             }
         }
 
+        let leading = leadership.subscribe();
         let ctx = Arc::new(Context::new(
             client.clone(),
             index.clone(),
@@ -502,6 +503,17 @@ impl Controller {
                 },
             ),
         ));
+        // A lost Lease drops the credentials held: a later term starts clean.
+        tasks.push(tokio::spawn({
+            let ctx = ctx.clone();
+            let stop = stopped();
+            async move {
+                tokio::select! {
+                    () = ctx.forget_when_leadership_ends(leading) => {}
+                    () = stop => {}
+                }
+            }
+        }));
         let config = controller::Config::default().concurrency(options.concurrency);
 
         let (cps_refs, cps_affected) = tokio::sync::mpsc::unbounded_channel();
@@ -665,7 +677,8 @@ fn log_controller_error<T, E: std::fmt::Display, Q: std::fmt::Display>(
 
 /// A Secret of irsa's from its metadata. The type is not in the metadata; irsa creates its
 /// secrets as `kubernetes.io/dockerconfigjson` and the type is immutable, so that is what it is
-/// (a user's secret of another type relabelled as irsa's makes the update fail, reported).
+/// (a user's secret of another type labelled as irsa's makes the update fail with 422; the
+/// writer then reads it, the index remembers its real type by uid, and it is a conflict).
 fn own_secret(m: PartialObjectMeta<Secret>) -> Secret {
     let mut metadata = m.metadata;
     metadata.managed_fields = None;

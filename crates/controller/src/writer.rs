@@ -2,7 +2,9 @@
 //! client, the client-side rate limit, the metrics and the leadership claim: every write waits
 //! for the rate limiter, then checks leadership right before the request leaves (a replica
 //! that lost the Lease while queued sends nothing), and is bounded by a per-call timeout (kube's
-//! client has no read timeout, and a client-wide one would cut idle watches). Reads of single
+//! client has no read timeout, and a client-wide one would cut idle watches) and by the
+//! leadership deadline: a write is not sent with less than [`MIN_WRITE_WINDOW`] of the term
+//! left, and one in flight is abandoned at the deadline. Reads of single
 //! objects go through it too, for the rate limit and the timeout.
 //!
 //! It also executes a [`Plan`]: secret writes, then service-account patches, then secret
@@ -22,7 +24,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::index::Index;
-use crate::lease::Leadership;
+use crate::lease::{Leadership, Term};
 use crate::metrics::{Metrics, Write};
 use crate::plan::{
     self, Checked, Deletion, Plan, SecretState, SecretWrite, ServiceAccountPatch, WriteKind,
@@ -33,6 +35,9 @@ use crate::ratelimit::RateLimiter;
 pub const FIELD_MANAGER: &str = "irsa";
 /// How long one request may take before it counts as failed.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Least time left of the leadership term for a write to be sent at all: one that could not
+/// finish before the deadline would reach the API server after another replica may lead.
+pub const MIN_WRITE_WINDOW: Duration = Duration::from_secs(1);
 
 /// Why a request through the [`Writer`] did not succeed. Never holds a secret: API errors
 /// carry the server's `Status`, which names objects, never their data.
@@ -114,7 +119,7 @@ pub struct Writer {
     client: kube::Client,
     limiter: Arc<RateLimiter>,
     metrics: Arc<Metrics>,
-    leads: Arc<dyn Fn() -> bool + Send + Sync>,
+    claim: Arc<dyn Fn() -> Term + Send + Sync>,
     recorder: Recorder,
     timeout: Duration,
 }
@@ -166,23 +171,23 @@ impl Writer {
         recorder: Recorder,
     ) -> Self {
         Self::with_claim(client, limiter, metrics, recorder, move || {
-            leadership.is_leader()
+            leadership.term()
         })
     }
 
-    /// A writer that writes only while `leads()` says so.
+    /// A writer that writes only within the term `claim()` says.
     fn with_claim(
         client: kube::Client,
         limiter: RateLimiter,
         metrics: Arc<Metrics>,
         recorder: Recorder,
-        leads: impl Fn() -> bool + Send + Sync + 'static,
+        claim: impl Fn() -> Term + Send + Sync + 'static,
     ) -> Self {
         Self {
             client,
             limiter: Arc::new(limiter),
             metrics,
-            leads: Arc::new(leads),
+            claim: Arc::new(claim),
             recorder,
             timeout: REQUEST_TIMEOUT,
         }
@@ -190,7 +195,7 @@ impl Writer {
 
     /// Whether this replica leads now (a cheap early exit; every write checks again).
     pub fn leads(&self) -> bool {
-        (self.leads)()
+        (self.claim)() != Term::Ended
     }
 
     /// Sends one write: rate limit, then leadership, then the request under the timeout.
@@ -205,12 +210,40 @@ impl Writer {
         Fut: Future<Output = Result<T, kube::Error>>,
     {
         self.limiter.acquire().await;
-        // After the wait: leadership may have ended while this request queued.
-        if !self.leads() {
-            return Err(WriteError::NotLeader);
-        }
+        // After the wait: leadership may have ended while this request queued. The request
+        // must also be over by the leadership deadline: it is not sent when too little of the
+        // term is left, and one in flight is abandoned at the deadline (the API server may
+        // still apply it, but never after another replica may have taken over: its lease
+        // duration is longer than our renew deadline).
+        let deadline = match (self.claim)() {
+            Term::Ended => return Err(WriteError::NotLeader),
+            Term::Unbounded => None,
+            Term::Until(t) => Some(t),
+        };
+        let budget = match deadline {
+            None => self.timeout,
+            Some(t) => {
+                let left = t.saturating_duration_since(tokio::time::Instant::now());
+                if left < MIN_WRITE_WINDOW {
+                    return Err(WriteError::NotLeader);
+                }
+                left.min(self.timeout)
+            }
+        };
         self.metrics.wrote(kind);
-        self.bounded(action, request()).await
+        match tokio::time::timeout(budget, request()).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(source)) => Err(WriteError::Api {
+                action: action(),
+                source,
+            }),
+            // Cut at the deadline and no longer leading: the lease is someone else's to use.
+            Err(_) if budget < self.timeout && !self.leads() => Err(WriteError::NotLeader),
+            Err(_) => Err(WriteError::TimedOut {
+                action: action(),
+                timeout: budget,
+            }),
+        }
     }
 
     /// Sends one read: rate limit, then the request under the timeout.
@@ -478,19 +511,8 @@ impl Writer {
             WriteError::NotLeader => Step::NotLeader,
             e => Step::Failed(ns.clone(), e.to_string()),
         };
-        if w.kind == WriteKind::Replace {
-            let existing = Deletion {
-                namespace: ns.clone(),
-                name: name.clone(),
-                checked: w.existing.clone(),
-            };
-            match self.delete_one(index, &existing).await {
-                Step::Done => {}
-                other => return (false, other),
-            }
-        }
         match w.kind {
-            WriteKind::Create | WriteKind::Replace => match self.create_secret(&secret).await {
+            WriteKind::Create => match self.create_secret(&secret).await {
                 Ok(created) => {
                     write_index(index).apply_secret(&created);
                     (true, Step::Done)
@@ -519,7 +541,11 @@ impl Writer {
                         write_index(index).apply_secret(&updated);
                         (true, Step::Done)
                     }
-                    Err(e) if e.code() == Some(409) => {
+                    // 409: it changed since it was checked. 422: the API server refuses the
+                    // update itself, as it does when the Secret's type is not the one irsa
+                    // writes (the type is immutable). Either way, look again at what is
+                    // there, and judge whether it is irsa's.
+                    Err(e) if matches!(e.code(), Some(409 | 422)) => {
                         (false, self.recheck(index, &ns, &name, failed(&e)).await)
                     }
                     Err(e) => (false, failed(&e)),
@@ -551,8 +577,9 @@ impl Writer {
     }
 
     /// After a conditional write or delete was refused: reads the secret again and indexes
-    /// what is there. Done when it is gone or is not irsa's (nothing of irsa's to change),
-    /// `failed` (retried) when it is still irsa's.
+    /// what is there. Done when it is gone or is not irsa's (nothing of irsa's to change: a
+    /// Secret without irsa's label, or one of a type irsa never creates, which the next plan
+    /// reports as a conflict), `failed` (retried) when it is still irsa's.
     async fn recheck(&self, index: &RwLock<Index>, ns: &str, name: &str, failed: Step) -> Step {
         match self.get_secret(ns, name).await {
             Ok(None) => {
@@ -561,7 +588,8 @@ impl Writer {
             }
             Ok(Some(now)) => {
                 note_existing(index, &now);
-                let ours = now.metadata.labels.as_ref().is_some_and(plan::is_managed);
+                let ours = now.metadata.labels.as_ref().is_some_and(plan::is_managed)
+                    && now.type_.as_deref() == Some(plan::DOCKER_CONFIG_JSON_TYPE);
                 if ours { failed } else { Step::Done }
             }
             Err(WriteError::NotLeader) => Step::NotLeader,
@@ -605,13 +633,15 @@ fn write_index(index: &RwLock<Index>) -> std::sync::RwLockWriteGuard<'_, Index> 
     index.write().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Indexes a Secret found in the way: ours (label) or foreign.
+/// Indexes a Secret found in the way, read in full: labelled as irsa's (with its real type,
+/// which the plan judges) or foreign.
 pub(crate) fn note_existing(index: &RwLock<Index>, secret: &Secret) {
     let Some(state) = SecretState::from_secret(secret) else {
         return;
     };
     let mut index = write_index(index);
     if plan::is_managed(&state.labels) {
+        index.learn_type(secret);
         index.apply_secret(secret);
     } else {
         // Not irsa's (any more): whatever irsa held under that name is gone.
@@ -652,7 +682,40 @@ mod tests {
             limiter,
             Arc::new(Metrics::default()),
             recorder,
-            move || leads.load(Ordering::SeqCst),
+            move || {
+                if leads.load(Ordering::SeqCst) {
+                    Term::Unbounded
+                } else {
+                    Term::Ended
+                }
+            },
+        );
+        (writer, api)
+    }
+
+    /// A writer over a mock API server whose leadership ends at `until` (monotonic).
+    fn writer_until(until: tokio::time::Instant) -> (Writer, Api) {
+        let (service, api) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "irsa".into(),
+                instance: None,
+            },
+        );
+        let writer = Writer::with_claim(
+            client,
+            RateLimiter::new(0.0, 1),
+            Arc::new(Metrics::default()),
+            recorder,
+            move || {
+                if tokio::time::Instant::now() < until {
+                    Term::Until(until)
+                } else {
+                    Term::Ended
+                }
+            },
         );
         (writer, api)
     }
@@ -673,6 +736,7 @@ mod tests {
                 kind,
                 secret,
                 existing,
+                expires_at: None,
             }],
             ..Plan::default()
         }
@@ -876,56 +940,86 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn replace_deletes_exactly_what_was_checked_then_creates() {
+    async fn a_422_on_update_of_a_labelled_secret_of_another_type_makes_it_a_conflict() {
+        // A tenant's Opaque secret carrying the resource's labels: the watch (metadata only)
+        // took it for irsa's, the update is refused (the type is immutable).
         let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
         let index = RwLock::new(Index::new());
-        let checked = Checked {
-            uid: Some("u-ours".into()),
-            resource_version: Some("7".into()),
-        };
-        let plan = plan_for(WriteKind::Replace, checked);
+        index.write().unwrap().apply_namespace(&ObjectMeta {
+            name: Some("a".into()),
+            resource_version: Some("1".into()),
+            ..ObjectMeta::default()
+        });
+        let cps = cps();
+        let subject = Subject::cluster(&cps);
+        let labels = serde_json::to_value(subject.owner.labels()).unwrap();
+        let forged = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": "regcred", "namespace": "a", "uid": "u-tenant",
+                         "resourceVersion": "7", "labels": labels}});
+        // As the metadata-only watch delivers it.
+        let mut seen: Secret = serde_json::from_value(forged.clone()).unwrap();
+        seen.type_ = Some(plan::DOCKER_CONFIG_JSON_TYPE.into());
+        index.write().unwrap().apply_secret(&seen);
+        let first = plan::plan(
+            &subject,
+            &index.read().unwrap().observed(&subject),
+            Some(&credential()),
+        );
+        assert_eq!(first.writes.len(), 1);
+        assert_eq!(first.writes[0].kind, WriteKind::Update);
         let server = async {
-            let options = expect(
+            expect(
                 &mut api,
-                Method::DELETE,
+                Method::PATCH,
                 "/api/v1/namespaces/a/secrets/regcred",
                 respond(
-                    200,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                    422,
+                    &status(
+                        422,
+                        "Invalid",
+                        "Secret \"regcred\" is invalid: type: Invalid value: \"kubernetes.io/dockerconfigjson\": field is immutable",
+                        json!({"name": "regcred", "kind": "Secret", "causes": [
+                            {"reason": "FieldValueInvalid", "message": "field is immutable", "field": "type"}
+                        ]}),
+                    ),
                 ),
             )
             .await;
-            assert_eq!(
-                options["preconditions"],
-                json!({"uid": "u-ours", "resourceVersion": "7"}),
-                "{options}"
-            );
-            let body = expect(&mut api, Method::POST, "/api/v1/namespaces/a/secrets", {
-                // Answered below with the created object.
-                respond(
-                    201,
-                    &stored(
-                        &json!({"apiVersion": "v1", "kind": "Secret",
-                            "metadata": {"name": "regcred", "namespace": "a"}}),
-                        "u-new",
-                        "8",
-                    ),
-                )
-            })
+            expect(
+                &mut api,
+                Method::GET,
+                "/api/v1/namespaces/a/secrets/regcred",
+                respond(200, &forged),
+            )
             .await;
-            assert_eq!(body["type"], "kubernetes.io/dockerconfigjson");
         };
         let no_stamp = BTreeMap::new();
-        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        // Bounded: without the re-read, the mock would wait for the GET forever.
+        let (outcome, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(writer.execute(&index, &first, &no_stamp, 4), server)
+        })
+        .await
+        .expect("the refused update was not re-read");
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
-        assert_eq!(outcome.written, 1);
-        let held = index
-            .read()
-            .unwrap()
-            .secret("a", "regcred")
-            .cloned()
-            .unwrap();
-        assert_eq!(held.checked.uid.as_deref(), Some("u-new"));
+        assert_eq!(outcome.written, 0);
+        let again = plan::plan(
+            &subject,
+            &index.read().unwrap().observed(&subject),
+            Some(&credential()),
+        );
+        assert!(again.is_noop(), "never overwritten or deleted: {again:?}");
+        assert_eq!(again.conflicts.len(), 1, "{again:?}");
+        // The watch's next event (metadata only) does not make it irsa's again.
+        let mut echo = seen.clone();
+        echo.metadata.resource_version = Some("8".into());
+        index.write().unwrap().apply_secret(&echo);
+        let later = plan::plan(
+            &subject,
+            &index.read().unwrap().observed(&subject),
+            Some(&credential()),
+        );
+        assert!(later.is_noop(), "{later:?}");
+        assert_eq!(later.conflicts.len(), 1);
         no_more_requests(writer, api).await;
     }
 
@@ -1089,5 +1183,48 @@ mod tests {
         let e = result.unwrap_err();
         assert!(matches!(e, WriteError::TimedOut { .. }), "{e}");
         assert!(e.to_string().contains("secret a/regcred"), "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_in_flight_is_abandoned_at_the_leadership_deadline() {
+        let start = tokio::time::Instant::now();
+        let deadline = start + Duration::from_secs(5);
+        let (writer, mut api) = writer_until(deadline);
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "regcred", "namespace": "a"}
+        }))
+        .unwrap();
+        // The server takes the request and answers only long after the lease is gone.
+        let hang = async {
+            let pending = api.next_request().await.expect("a request");
+            tokio::time::sleep(REQUEST_TIMEOUT * 2).await;
+            drop(pending);
+        };
+        let write = async {
+            let result = writer.create_secret(&secret).await;
+            (result, tokio::time::Instant::now())
+        };
+        let ((result, ended), ()) = tokio::join!(write, hang);
+        assert!(matches!(result, Err(WriteError::NotLeader)), "{result:?}");
+        assert!(
+            ended <= deadline,
+            "the write was given up {:?} after the deadline",
+            ended - deadline
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_that_cannot_finish_before_the_deadline_is_not_sent() {
+        let deadline = tokio::time::Instant::now() + MIN_WRITE_WINDOW / 2;
+        let (writer, api) = writer_until(deadline);
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "regcred", "namespace": "a"}
+        }))
+        .unwrap();
+        let result = writer.create_secret(&secret).await;
+        assert!(matches!(result, Err(WriteError::NotLeader)), "{result:?}");
+        no_more_requests(writer, api).await;
     }
 }

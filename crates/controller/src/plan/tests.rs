@@ -64,6 +64,7 @@ fn apply(observed: &Observed, plan: &Plan) -> Observed {
             type_: Some(DOCKER_CONFIG_JSON_TYPE.into()),
             content_hash: s.annotations.get(CONTENT_HASH_ANNOTATION).cloned(),
             checked: Checked::default(),
+            expires_at: None,
         });
     }
     for p in &plan.service_account_patches {
@@ -260,13 +261,13 @@ fn plan_table() {
             (vec![(WriteKind::Update, "a")], vec![], vec![]),
         ),
         (
-            "our secret of another type is replaced",
+            "a secret of another type under our labels is a conflict, never replaced",
             &all,
             Observed::default()
                 .namespace(ns("a"))
                 .secret(ours("a", &current).with_type("Opaque")),
             true,
-            (vec![(WriteKind::Replace, "a")], vec![], vec![]),
+            (vec![], vec![], vec!["a"]),
         ),
         (
             "a user's secret is a conflict, never touched",
@@ -867,17 +868,17 @@ proptest! {
             let ns = observed.namespaces.iter().find(|n| n.name == w.secret.namespace).unwrap();
             prop_assert!(selects(&selection, ns), "wrote into an unserved namespace {}", ns.name);
             if let Some(s) = existing(&w.secret.namespace, &w.secret.name) {
-                prop_assert!(owner().owns(&s.labels), "overwrote a secret that is not ours: {s:?}");
+                prop_assert!(s.is_written_by(&owner()), "overwrote a secret that is not ours: {s:?}");
             }
             prop_assert!(credential.is_some());
         }
         for d in &p.deletions {
             let s = existing(&d.namespace, &d.name).unwrap();
-            prop_assert!(owner().owns(&s.labels), "deleted a secret that is not ours: {s:?}");
+            prop_assert!(s.is_written_by(&owner()), "deleted a secret that is not ours: {s:?}");
             prop_assert_eq!(spec.deletion_policy, DeletionPolicy::Delete);
         }
         for c in &p.conflicts {
-            prop_assert!(!owner().owns(&existing(&c.secret.namespace, &c.secret.name).unwrap().labels));
+            prop_assert!(!existing(&c.secret.namespace, &c.secret.name).unwrap().is_written_by(&owner()));
         }
         for sa in &p.service_account_patches {
             let before = &observed.service_accounts.iter().find(|s| s.namespace == sa.namespace && s.name == sa.name).unwrap().image_pull_secrets;
@@ -901,7 +902,7 @@ proptest! {
         prop_assert!(cleanup(&subject, &after).is_noop());
         if spec.deletion_policy == DeletionPolicy::Delete {
             let terminating: BTreeSet<_> = next.namespaces.iter().filter(|n| n.terminating).map(|n| n.name.clone()).collect();
-            prop_assert!(after.secrets.iter().all(|s| !owner().owns(&s.labels) || terminating.contains(&s.namespace)));
+            prop_assert!(after.secrets.iter().all(|s| !s.is_written_by(&owner()) || terminating.contains(&s.namespace)));
         } else {
             prop_assert!(gone.is_noop());
         }
@@ -913,7 +914,7 @@ fn urgent_writes_come_first_and_a_round_is_bounded() {
     let spec = spec();
     let selection = NamespaceSelection::default();
     let subject = subject(&spec, &selection);
-    // Five namespaces hold an outdated secret of ours, two have none, one has the wrong type.
+    // Five namespaces hold an outdated secret of ours, three have none.
     let mut observed = Observed::default();
     for ns in ["a", "b", "c", "e", "f"] {
         observed = observed
@@ -923,25 +924,24 @@ fn urgent_writes_come_first_and_a_round_is_bounded() {
     observed = observed
         .namespace(NamespaceState::new("d"))
         .namespace(NamespaceState::new("g"))
-        .namespace(NamespaceState::new("h"))
-        .secret(SecretState::owned("h", "ecr-pull", &owner(), "sha256:old").with_type("Opaque"));
+        .namespace(NamespaceState::new("h"));
     let mut plan = plan(&subject, &observed, Some(&credential(PASSWORD)));
     assert_eq!(plan.writes.len(), 8);
-    let left = urgent_first(&mut plan.writes, 4);
+    let left = urgent_first(&mut plan.writes, 4, 0);
     assert_eq!(left, 4);
     assert_eq!(
         writes(&plan),
         vec![
             (WriteKind::Create, "d"),
             (WriteKind::Create, "g"),
-            (WriteKind::Replace, "h"),
+            (WriteKind::Create, "h"),
             (WriteKind::Update, "a"),
         ]
     );
     // The next round, after these were written, takes the rest.
     let observed = apply(&observed, &plan);
     let mut next = super::plan(&subject, &observed, Some(&credential(PASSWORD)));
-    assert_eq!(urgent_first(&mut next.writes, 4), 0);
+    assert_eq!(urgent_first(&mut next.writes, 4, 0), 0);
     assert_eq!(
         writes(&next),
         vec![
@@ -949,6 +949,75 @@ fn urgent_writes_come_first_and_a_round_is_bounded() {
             (WriteKind::Update, "c"),
             (WriteKind::Update, "e"),
             (WriteKind::Update, "f"),
+        ]
+    );
+}
+
+#[test]
+fn a_labelled_secret_of_another_type_is_never_written_or_deleted() {
+    // A tenant's Opaque secret carrying this resource's labels: in a served namespace, under
+    // the secret name; in a namespace no longer served; under another name; and on cleanup.
+    let spec = spec();
+    let selection = NamespaceSelection {
+        include: vec!["team-*".into()],
+        ..Default::default()
+    };
+    let subject = subject(&spec, &selection);
+    let forged = |ns: &str, name: &str| {
+        SecretState::owned(ns, name, &owner(), "sha256:old")
+            .with_type("Opaque")
+            .checked("u-tenant", "5")
+    };
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("team-a"))
+        .namespace(NamespaceState::new("team-b"))
+        .namespace(NamespaceState::new("other"))
+        .secret(forged("team-a", "ecr-pull"))
+        .secret(forged("team-b", "old-name"))
+        .secret(forged("other", "ecr-pull"));
+    let p = plan(&subject, &observed, Some(&credential(PASSWORD)));
+    assert_eq!(writes(&p), vec![(WriteKind::Create, "team-b")], "{p:?}");
+    assert!(p.deletions.is_empty(), "{:?}", p.deletions);
+    assert_eq!(p.conflicts.len(), 1);
+    assert_eq!(p.conflicts[0].secret.namespace, "team-a");
+    assert!(
+        p.conflicts[0].message().contains("\"Opaque\""),
+        "{}",
+        p.conflicts[0].message()
+    );
+    assert_eq!(p.counts().conflicted, 1);
+    assert!(cleanup(&subject, &observed).deletions.is_empty());
+}
+
+#[test]
+fn an_expired_or_soon_expiring_secret_is_written_with_the_urgent_ones() {
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let now = 1_800_000_000;
+    // Outdated secrets everywhere; c's expired, e's expires within the margin, d has none.
+    let mut observed = Observed::default();
+    for (ns, expires_at) in [
+        ("a", now + 6 * 3600),
+        ("b", now + 6 * 3600),
+        ("c", now - 10),
+        ("e", now + URGENT_EXPIRY_SECS / 2),
+        ("f", now + 6 * 3600),
+    ] {
+        observed = observed.namespace(NamespaceState::new(ns)).secret(
+            SecretState::owned(ns, "ecr-pull", &owner(), "sha256:old").expiring_at(expires_at),
+        );
+    }
+    observed = observed.namespace(NamespaceState::new("d"));
+    let mut p = plan(&subject, &observed, Some(&credential(PASSWORD)));
+    assert_eq!(urgent_first(&mut p.writes, 3, now), 3);
+    assert_eq!(
+        writes(&p),
+        // All urgent: in namespace order.
+        vec![
+            (WriteKind::Update, "c"),
+            (WriteKind::Create, "d"),
+            (WriteKind::Update, "e"),
         ]
     );
 }

@@ -605,6 +605,26 @@ impl Store {
         }
         if rt.group.is_empty() && rt.kind == "Secret" {
             fold_string_data(&mut new);
+            // As kube-apiserver's validation: a Secret's type is immutable (an update that
+            // leaves it out keeps it, one that changes it is refused).
+            let type_of = |o: &Value| {
+                o.get("type")
+                    .and_then(Value::as_str)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+            };
+            match (type_of(&old), type_of(&new)) {
+                (Some(was), Some(now)) if was != now => {
+                    return Err(ApiError::invalid(
+                        &rt.group,
+                        &rt.plural,
+                        name,
+                        format!("type: Invalid value: {now:?}: field is immutable"),
+                    ));
+                }
+                (Some(was), None) => new["type"] = json!(was),
+                _ => {}
+            }
         }
         // Server-managed identity survives every write.
         new["apiVersion"] = json!(rt.api_version());
@@ -1084,6 +1104,34 @@ mod tests {
 
     fn secret(name: &str, labels: Value) -> Value {
         json!({"metadata": {"name": name, "labels": labels}, "data": {}})
+    }
+
+    #[test]
+    fn a_secrets_type_is_immutable() {
+        let store = Store::default();
+        let rt = secrets(&store);
+        store
+            .create(&rt, Some("default"), secret("a", json!({})))
+            .unwrap();
+        let mut changed = secret("a", json!({}));
+        changed["type"] = json!("kubernetes.io/dockerconfigjson");
+        let err = store
+            .update(&rt, "default", "a", changed, None)
+            .unwrap_err();
+        assert_eq!((err.code, err.reason), (422, "Invalid"), "{}", err.message);
+        assert!(
+            err.message.contains("field is immutable"),
+            "{}",
+            err.message
+        );
+        // Leaving the type out keeps it; the same type is accepted.
+        let kept = store
+            .update(&rt, "default", "a", secret("a", json!({"x": "1"})), None)
+            .unwrap();
+        assert_eq!(kept["type"], "Opaque");
+        let mut same = secret("a", json!({}));
+        same["type"] = json!("Opaque");
+        store.update(&rt, "default", "a", same, None).unwrap();
     }
 
     #[test]
