@@ -246,6 +246,37 @@ fn certs_creates_then_keeps_then_renews_and_sets_the_ca_bundle() {
         config["metadata"]["resourceVersion"]
     );
 
+    // Exactly what the init container of `irsa install --webhook` runs: it waits until the
+    // mounted Secret shows the stored certificate (a timeout names the directory) ...
+    let mount = dir.0.join("mount");
+    std::fs::create_dir_all(&mount).unwrap();
+    let wait = format!("--wait-for-mount={}", mount.display());
+    let init: Vec<String> = irsa_k8s::install::webhook::certs_args(NS)
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--wait-for-mount=") {
+                wait.clone()
+            } else {
+                a
+            }
+        })
+        .chain(["--validity=40d".to_owned(), "--renew-before=30d".to_owned()])
+        .collect();
+    let mut timing_out: Vec<&str> = init.iter().map(String::as_str).collect();
+    timing_out.push("--wait-timeout=2s");
+    let (code, _, stderr) = sandbox.irsa(&timing_out);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("tls.crt did not show the stored certificate within 2 s"),
+        "{stderr}"
+    );
+    // ... and returns once it does.
+    std::fs::write(mount.join("tls.crt"), data(&secret, "tls.crt")).unwrap();
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = sandbox.irsa(&init);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("kept the certificate"), "{stdout}");
+
     // The 40-day certificate is inside a 45-day window: renewed, old CA still trusted.
     let (code, stdout, stderr) =
         sandbox.irsa(&certs_args(&["--validity", "90d", "--renew-before", "45d"]));

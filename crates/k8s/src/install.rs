@@ -231,6 +231,14 @@ pub enum InstallError {
     /// The watched namespace is not a DNS label.
     #[error("invalid --watch-namespace: {0}")]
     WatchNamespace(String),
+    /// The webhook cannot run in one-namespace mode.
+    #[error(
+        "--webhook cannot be combined with --watch-namespace: the webhook watches every \
+         service account and registers a cluster-wide MutatingWebhookConfiguration, which needs \
+         a ClusterRole; install it separately as a cluster admin (`irsa install --only webhook \
+         --webhook`)"
+    )]
+    WebhookNeedsCluster,
     /// No part was selected.
     #[error("nothing to install: the selected parts are empty (check --only and --no-crds)")]
     NothingSelected,
@@ -255,6 +263,9 @@ impl InstallOptions {
         }
         if self.parts.is_empty() {
             return Err(InstallError::NothingSelected);
+        }
+        if self.watch_namespace.is_some() && self.parts.contains(&Part::Webhook) {
+            return Err(InstallError::WebhookNeedsCluster);
         }
         Ok(())
     }
@@ -1324,7 +1335,7 @@ mod tests {
                 .any(|k| k.contains("Admission"))
         );
         let o = InstallOptions {
-            parts: Part::EVERY.to_vec(),
+            parts: [&Part::ALL[..], &[Part::AdmissionPolicy]].concat(),
             ..InstallOptions::default()
         };
         let all = kinds(&o);
@@ -1428,7 +1439,7 @@ mod tests {
             "deployments"
                 .parse::<Part>()
                 .unwrap_err()
-                .contains("namespace, crds, rbac, controller or admission-policy")
+                .contains("namespace, crds, rbac, controller, admission-policy or webhook")
         );
     }
 

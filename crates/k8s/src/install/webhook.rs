@@ -507,3 +507,289 @@ pub(super) fn objects(o: &InstallOptions) -> Vec<Object> {
     )));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::install::{Part, manifests};
+
+    fn docs(certs: WebhookCerts) -> Vec<serde_json::Value> {
+        manifests(&InstallOptions {
+            parts: vec![Part::Webhook],
+            webhook_certs: certs,
+            ..InstallOptions::default()
+        })
+        .unwrap()
+    }
+
+    fn find<'a>(docs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    }
+
+    /// (group, resource, sorted verbs, resourceNames) per rule.
+    fn rows(role: &serde_json::Value) -> Vec<(String, String, String, serde_json::Value)> {
+        let mut out: Vec<_> = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut verbs: Vec<&str> = r["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+                verbs.sort_unstable();
+                (
+                    r["apiGroups"][0].as_str().unwrap().to_owned(),
+                    r["resources"][0].as_str().unwrap().to_owned(),
+                    verbs.join(" "),
+                    r["resourceNames"].clone(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+        out
+    }
+
+    fn row(
+        g: &str,
+        r: &str,
+        v: &str,
+        names: serde_json::Value,
+    ) -> (String, String, String, serde_json::Value) {
+        (g.to_owned(), r.to_owned(), v.to_owned(), names)
+    }
+
+    #[test]
+    fn the_webhook_is_opt_in_and_in_apply_order() {
+        let default = manifests(&InstallOptions::default()).unwrap();
+        assert!(!default.iter().any(|d| d["metadata"]["name"] == WEBHOOK));
+        let kinds: Vec<_> = docs(WebhookCerts::Irsa)
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "Service",
+                "Deployment",
+                "PodDisruptionBudget",
+                "MutatingWebhookConfiguration"
+            ]
+        );
+        let e = manifests(&InstallOptions {
+            watch_namespace: Some("team-a".into()),
+            parts: vec![Part::Webhook],
+            ..InstallOptions::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--webhook cannot be combined with --watch-namespace"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rbac_is_exactly_what_the_webhook_and_its_certs_step_send() {
+        let d = docs(WebhookCerts::Irsa);
+        let cluster = find(&d, "ClusterRole");
+        assert_eq!(
+            rows(cluster),
+            [
+                row(
+                    "",
+                    "serviceaccounts",
+                    "get list watch",
+                    serde_json::Value::Null
+                ),
+                row(
+                    "admissionregistration.k8s.io",
+                    "mutatingwebhookconfigurations",
+                    "get patch",
+                    serde_json::json!([WEBHOOK_CONFIGURATION])
+                ),
+            ]
+        );
+        assert_eq!(
+            rows(find(&d, "Role")),
+            [
+                row(
+                    "",
+                    "configmaps",
+                    "get list watch",
+                    serde_json::json!([WEBHOOK_CONFIG_MAP])
+                ),
+                row("", "secrets", "create", serde_json::Value::Null),
+                row(
+                    "",
+                    "secrets",
+                    "get update",
+                    serde_json::json!([WEBHOOK_TLS_SECRET])
+                ),
+            ]
+        );
+        assert_eq!(find(&d, "Role")["metadata"]["namespace"], "irsa-system");
+        for kind in ["RoleBinding", "ClusterRoleBinding"] {
+            assert_eq!(
+                find(&d, kind)["subjects"],
+                serde_json::json!([{"kind": "ServiceAccount", "name": WEBHOOK, "namespace": "irsa-system"}])
+            );
+        }
+        // cert-manager makes the certificate: no Secret and no configuration grants at all.
+        let cm = docs(WebhookCerts::CertManager);
+        assert_eq!(
+            rows(find(&cm, "ClusterRole")),
+            [row(
+                "",
+                "serviceaccounts",
+                "get list watch",
+                serde_json::Value::Null
+            )]
+        );
+        assert_eq!(
+            rows(find(&cm, "Role")),
+            [row(
+                "",
+                "configmaps",
+                "get list watch",
+                serde_json::json!([WEBHOOK_CONFIG_MAP])
+            )]
+        );
+        let text = serde_json::to_string(&d).unwrap();
+        assert!(!text.contains("\"*\""), "{text}");
+    }
+
+    #[test]
+    fn the_deployment_runs_certs_first_and_serves_what_it_stored() {
+        let d = docs(WebhookCerts::Irsa);
+        let deploy = find(&d, "Deployment");
+        assert_eq!(deploy["spec"]["replicas"], 2);
+        let pod = &deploy["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], WEBHOOK);
+        let init = &pod["initContainers"][0];
+        assert_eq!(
+            init["args"],
+            serde_json::json!([
+                "webhook",
+                "certs",
+                "--namespace=irsa-system",
+                "--secret=irsa-webhook-tls",
+                "--service=irsa-webhook",
+                "--webhook-configuration=irsa-pod-identity-webhook",
+                "--wait-for-mount=/etc/webhook/certs"
+            ])
+        );
+        let c = &pod["containers"][0];
+        assert_eq!(
+            c["args"],
+            serde_json::json!([
+                "webhook",
+                "--port=9443",
+                "--tls-cert=/etc/webhook/certs/tls.crt",
+                "--tls-key=/etc/webhook/certs/tls.key",
+                "--watch-config-map"
+            ])
+        );
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        for container in [init, c] {
+            let sc = &container["securityContext"];
+            assert_eq!(sc["runAsNonRoot"], true);
+            assert_eq!(sc["runAsUser"], 65532);
+            assert_eq!(sc["readOnlyRootFilesystem"], true);
+            assert_eq!(sc["allowPrivilegeEscalation"], false);
+            assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+            assert!(container["resources"]["requests"]["memory"].is_string());
+            assert!(container["resources"]["limits"]["memory"].is_string());
+            assert_eq!(container["volumeMounts"][0]["mountPath"], CERT_DIR);
+        }
+        assert_eq!(
+            pod["volumes"][0]["secret"],
+            serde_json::json!({"secretName": WEBHOOK_TLS_SECRET, "optional": true})
+        );
+        let anti = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(
+            anti["podAffinityTerm"]["topologyKey"],
+            "kubernetes.io/hostname"
+        );
+        assert_eq!(
+            anti["podAffinityTerm"]["labelSelector"]["matchLabels"],
+            deploy["spec"]["selector"]["matchLabels"]
+        );
+        let pdb = find(&d, "PodDisruptionBudget");
+        assert_eq!(pdb["spec"]["minAvailable"], 1);
+        assert_eq!(pdb["spec"]["selector"], deploy["spec"]["selector"]);
+        let service = find(&d, "Service");
+        assert_eq!(
+            service["spec"]["selector"],
+            deploy["spec"]["selector"]["matchLabels"]
+        );
+        assert_eq!(service["spec"]["ports"][0]["port"], 443);
+        assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
+        // With cert-manager: no init container, and the pods wait for its Secret.
+        let cm = docs(WebhookCerts::CertManager);
+        let pod = &find(&cm, "Deployment")["spec"]["template"]["spec"];
+        assert!(pod.get("initContainers").is_none());
+        assert_eq!(
+            pod["volumes"][0]["secret"],
+            serde_json::json!({"secretName": WEBHOOK_TLS_SECRET})
+        );
+    }
+
+    #[test]
+    fn the_configuration_fails_open_skips_labelled_pods_and_reinvokes() {
+        let d = docs(WebhookCerts::Irsa);
+        let config = find(&d, "MutatingWebhookConfiguration");
+        assert_eq!(config["metadata"]["name"], WEBHOOK_CONFIGURATION);
+        assert!(config["metadata"].get("annotations").is_none());
+        let w = &config["webhooks"][0];
+        assert_eq!(w["name"], WEBHOOK_NAME);
+        assert_eq!(w["failurePolicy"], "Ignore");
+        assert_eq!(w["reinvocationPolicy"], "IfNeeded");
+        assert_eq!(w["sideEffects"], "None");
+        assert_eq!(w["admissionReviewVersions"], serde_json::json!(["v1"]));
+        assert_eq!(w["timeoutSeconds"], 3);
+        assert_eq!(
+            w["objectSelector"],
+            serde_json::json!({"matchExpressions": [{"key": SKIP_POD_LABEL, "operator": "DoesNotExist"}]})
+        );
+        assert_eq!(
+            w["rules"],
+            serde_json::json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}])
+        );
+        assert_eq!(
+            w["clientConfig"],
+            serde_json::json!({"service": {"name": WEBHOOK, "namespace": "irsa-system", "path": "/mutate", "port": 443}})
+        );
+        let cm = docs(WebhookCerts::CertManager);
+        let config = find(&cm, "MutatingWebhookConfiguration");
+        assert_eq!(
+            config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "irsa-system/irsa-webhook-tls"
+        );
+        let certificate = find(&cm, "Certificate");
+        assert_eq!(certificate["spec"]["secretName"], WEBHOOK_TLS_SECRET);
+        assert_eq!(certificate["spec"]["issuerRef"]["name"], WEBHOOK_ISSUER);
+        assert!(
+            certificate["spec"]["dnsNames"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("irsa-webhook.irsa-system.svc"))
+        );
+        assert_eq!(
+            find(&cm, "Issuer")["spec"],
+            serde_json::json!({"selfSigned": {}})
+        );
+    }
+}
