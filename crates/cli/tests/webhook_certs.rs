@@ -336,3 +336,46 @@ fn certs_refuses_a_secret_of_another_type_and_a_window_longer_than_the_validity(
         "{stderr}"
     );
 }
+
+#[test]
+fn certs_help_teaches_what_when_and_an_example() {
+    let run = common::irsa(&["webhook", "certs", "--help"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for text in [
+        "What: a new CA and a certificate for <service>.<namespace>.svc",
+        "When: `irsa install --webhook` runs it as the init container",
+        "irsa webhook certs --namespace irsa-system --secret irsa-webhook-tls --service irsa-webhook",
+        "--renew-before",
+        "--validity",
+        "--wait-for-mount",
+    ] {
+        assert!(
+            run.stdout.contains(text),
+            "{text} missing from:\n{}",
+            run.stdout
+        );
+    }
+    let run = common::irsa(&[
+        "webhook",
+        "certs",
+        "--namespace",
+        NS,
+        "--secret",
+        "s",
+        "--service",
+        "x",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--webhook-configuration"),
+        "{}",
+        run.stderr
+    );
+    let run = common::irsa(&certs_args(&["--validity", "2y"]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("use ms, s, m, h or d"),
+        "{}",
+        run.stderr
+    );
+}
