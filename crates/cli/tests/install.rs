@@ -359,7 +359,7 @@ fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
         "deploy/components/webhook",
         "mutatingwebhookconfigurations.admissionregistration.k8s.io [get patch] (cluster, only irsa-pod-identity-webhook; not with --webhook-cert-manager)",
         "secrets [create] (own namespace; not with --webhook-cert-manager): irsa webhook certs: create that Secret the first time (create takes no name",
-        "configmaps [get list watch] (own namespace, only pod-identity-webhook)",
+        "configmaps [list watch] (own namespace, only pod-identity-webhook)",
     ] {
         assert!(
             help.stdout.contains(text),

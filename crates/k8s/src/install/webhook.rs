@@ -104,13 +104,14 @@ pub const WEBHOOK_GRANTS: &[WebhookGrant] = &[
         certs: false,
     },
     WebhookGrant {
-        // list and watch by name work because the watch selects metadata.name.
+        // list and watch can be limited by name because the watch selects metadata.name; no
+        // get: the watch never sends one.
         scope: WebhookScope::Own(&[WEBHOOK_CONFIG_MAP]),
         grant: Grant {
             group: "",
             resources: &["configmaps"],
-            verbs: &["get", "list", "watch"],
-            why: "--watch-config-map: follow its pod-identity-webhook ConfigMap",
+            verbs: &["list", "watch"],
+            why: "--watch-config-map: follow its pod-identity-webhook ConfigMap (a watch by name)",
         },
         certs: false,
     },
@@ -625,7 +626,7 @@ mod tests {
                 row(
                     "",
                     "configmaps",
-                    "get list watch",
+                    "list watch",
                     serde_json::json!([WEBHOOK_CONFIG_MAP])
                 ),
                 row("", "secrets", "create", serde_json::Value::Null),
@@ -660,7 +661,7 @@ mod tests {
             [row(
                 "",
                 "configmaps",
-                "get list watch",
+                "list watch",
                 serde_json::json!([WEBHOOK_CONFIG_MAP])
             )]
         );
