@@ -379,3 +379,64 @@ fn certs_help_teaches_what_when_and_an_example() {
         run.stderr
     );
 }
+
+/// Two replicas' init containers start at once: both succeed, and they agree on one pair whose
+/// CA every webhook trusts (a create or update that loses the race re-reads).
+#[test]
+fn replicas_running_certs_at_once_converge_on_one_pair() {
+    let dir = TempDir::new("webhook-certs-race");
+    let sandbox = Sandbox::start(&dir);
+    sandbox.kubectl_with(&["create", "namespace", NS], "");
+    sandbox.kubectl_with(
+        &["create", "--validate=false", "-f", "-"],
+        &configuration_yaml(),
+    );
+    for round in ["create", "renew"] {
+        let extra: &[&str] = if round == "create" {
+            &["--validity=40d", "--renew-before=30d"]
+        } else {
+            &["--validity=90d", "--renew-before=45d"]
+        };
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                sandbox
+                    .command(Path::new(env!("CARGO_BIN_EXE_irsa")))
+                    .args(certs_args(extra))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{round}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let secret = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
+        let config = sandbox.get(&["mutatingwebhookconfiguration", "irsa-pod-identity-webhook"]);
+        assert!(
+            irsa_webhook::certs::bundle_contains(&bundle(&config), &data(&secret, "ca.crt")),
+            "{round}: the caBundle does not trust the stored CA"
+        );
+        irsa_webhook::certs::check(
+            &data(&secret, "tls.crt"),
+            &data(&secret, "tls.key"),
+            &data(&secret, "ca.crt"),
+            "irsa-webhook.irsa-system.svc",
+            SystemTime::now(),
+            Duration::from_secs(30 * 86_400),
+        )
+        .unwrap_or_else(|e| panic!("{round}: {e}"));
+        let (code, stdout, stderr) = sandbox.irsa(&certs_args(extra));
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.starts_with("kept the certificate") && stdout.contains("set on 0 of 1"),
+            "{round}: {stdout}"
+        );
+    }
+}

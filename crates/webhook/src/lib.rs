@@ -14,7 +14,7 @@
 
 pub mod admission;
 pub mod cache;
-#[cfg(feature = "server")]
+#[cfg(feature = "certs")]
 pub mod certs;
 pub mod config;
 pub mod identity;

@@ -313,9 +313,12 @@ fn labels() -> BTreeMap<String, String> {
     ])
 }
 
-/// Set `bundle` on every webhook whose `caBundle` does not hold `ca`, by index (a JSON patch
-/// that tests each webhook's name and the resourceVersion read, so a concurrent edit makes it
-/// fail with 409 instead of landing on the wrong webhook). Returns how many were patched.
+/// Set `bundle` on every webhook whose `caBundle` does not hold `ca`, by index: a JSON patch
+/// that tests each webhook's name before setting its `caBundle`, so fields of the configuration
+/// irsa does not model survive and a reordered configuration is refused, never mis-patched.
+/// Returns how many were patched. No resourceVersion test: concurrent runs set the CA of the
+/// Secret they read, and whichever loses the Secret's race (409) re-reads and patches again, so
+/// the configuration ends up trusting the CA that was stored last.
 async fn patch_bundle(
     client: &kube::Client,
     config: &MutatingWebhookConfiguration,
@@ -323,12 +326,7 @@ async fn patch_bundle(
     bundle: &str,
 ) -> Result<usize, kube::Error> {
     let encoded = base64::engine::general_purpose::STANDARD.encode(bundle);
-    let mut ops = vec![json!({
-        "op": "test",
-        "path": "/metadata/resourceVersion",
-        "value": config.metadata.resource_version.clone().unwrap_or_default(),
-    })];
-    let mut patched = 0;
+    let mut ops = Vec::new();
     for (i, webhook) in config.webhooks.iter().flatten().enumerate() {
         let current = webhook
             .client_config
@@ -347,21 +345,21 @@ async fn patch_bundle(
             "path": format!("/webhooks/{i}/clientConfig/caBundle"),
             "value": encoded,
         }));
-        patched += 1;
     }
-    if patched == 0 {
+    if ops.is_empty() {
         return Ok(0);
     }
     let name = config.metadata.name.clone().unwrap_or_default();
     let body = serde_json::to_vec(&ops).expect("JSON values serialize");
+    // kube's typed JSON patch needs its `jsonpatch` feature; the request is plain enough.
     let request = http::Request::patch(format!(
         "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}"
     ))
     .header(http::header::CONTENT_TYPE, "application/json-patch+json")
     .body(body)
-    .expect("a static request builds");
+    .expect("a request with a valid path and header builds");
     let _: MutatingWebhookConfiguration = client.request(request).await?;
-    Ok(patched)
+    Ok(ops.len() / 2)
 }
 
 /// Wait until the Secret as mounted in `dir` (a Secret volume of the same pod) holds
