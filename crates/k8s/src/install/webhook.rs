@@ -793,4 +793,42 @@ mod tests {
             serde_json::json!({"selfSigned": {}})
         );
     }
+
+    #[test]
+    fn another_namespace_reaches_every_name_that_holds_it() {
+        let d = manifests(&InstallOptions {
+            namespace: "platform".into(),
+            parts: vec![Part::Webhook],
+            webhook_certs: WebhookCerts::Irsa,
+            ..InstallOptions::default()
+        })
+        .unwrap();
+        let config = find(&d, "MutatingWebhookConfiguration");
+        assert_eq!(
+            config["webhooks"][0]["clientConfig"]["service"]["namespace"],
+            "platform"
+        );
+        let pod = &find(&d, "Deployment")["spec"]["template"]["spec"];
+        assert_eq!(pod["initContainers"][0]["args"][2], "--namespace=platform");
+        for doc in &d {
+            let cluster = matches!(
+                doc["kind"].as_str(),
+                Some("ClusterRole" | "ClusterRoleBinding" | "MutatingWebhookConfiguration")
+            );
+            if !cluster {
+                assert_eq!(doc["metadata"]["namespace"], "platform", "{doc}");
+            }
+        }
+        let cm = manifests(&InstallOptions {
+            namespace: "platform".into(),
+            parts: vec![Part::Webhook],
+            webhook_certs: WebhookCerts::CertManager,
+            ..InstallOptions::default()
+        })
+        .unwrap();
+        assert_eq!(
+            find(&cm, "MutatingWebhookConfiguration")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "platform/irsa-webhook-tls"
+        );
+    }
 }
