@@ -270,12 +270,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{s:?} is not a duration: use e.g. 100ms, 5s or 1m"))?;
+    let seconds = |per: u64| {
+        n.checked_mul(per)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{s:?} is too long"))
+    };
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        "d" => Ok(Duration::from_secs(n * 86_400)),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
         other => Err(format!(
             "unknown unit {other:?} in {s:?}: use ms, s, m, h or d"
         )),
@@ -447,6 +452,10 @@ fn certs(args: CertsArgs) -> anyhow::Result<Verdict> {
             return Err(Invalid(format!("{flag} is empty: name the object")).into());
         }
     }
+    // Refused before connecting: the same checks `ensure` makes first.
+    if args.validity > irsa_webhook::provision::MAX_VALIDITY {
+        return Err(Invalid(ProvisionError::TooLong.to_string()).into());
+    }
     let request = CertsRequest {
         namespace: args.namespace.clone(),
         secret: args.secret.clone(),
@@ -470,7 +479,8 @@ fn certs(args: CertsArgs) -> anyhow::Result<Verdict> {
                 e @ (ProvisionError::ConfigurationNotFound(_)
                 | ProvisionError::NoWebhooks(_)
                 | ProvisionError::SecretType { .. }
-                | ProvisionError::Window { .. }),
+                | ProvisionError::Window { .. }
+                | ProvisionError::TooLong),
             ) => return Err(Invalid(e.to_string()).into()),
             Err(e) => return Err(e.into()),
         };

@@ -440,3 +440,19 @@ fn replicas_running_certs_at_once_converge_on_one_pair() {
         );
     }
 }
+
+/// Absurd lifetimes are refused with the flag to fix, before any request: no overflow panic.
+#[test]
+fn certs_refuses_lifetimes_that_overflow() {
+    let run = common::irsa(&certs_args(&["--validity", "99999999999999999d"]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("too long"), "{}", run.stderr);
+    let run = common::irsa(&certs_args(&["--validity", "3000000d"]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--validity: at most 36500d (100 years)"),
+        "{}",
+        run.stderr
+    );
+}

@@ -213,9 +213,12 @@ pub fn check(
         name: server_name.to_owned(),
         reason: e.to_string(),
     })?;
-    verify_at(now + renew_before).map_err(|_| Unusable::ExpiresSoon {
+    let expires_soon = || Unusable::ExpiresSoon {
         hours: renew_before.as_secs() / 3600,
-    })?;
+    };
+    // A window past the end of time: nothing lasts that long.
+    let end = now.checked_add(renew_before).ok_or_else(expires_soon)?;
+    verify_at(end).map_err(|_| expires_soon())?;
     Ok(())
 }
 
@@ -337,6 +340,12 @@ mod tests {
             Err(Unusable::Pem {
                 field: "ca.crt",
                 what: "certificate"
+            })
+        );
+        assert_eq!(
+            check_at(&c.cert_pem, &c.key_pem, &c.ca_pem, host, now, Duration::MAX),
+            Err(Unusable::ExpiresSoon {
+                hours: u64::MAX / 3600
             })
         );
         // The key never reaches an error.

@@ -22,6 +22,10 @@ use crate::certs::{self, CertError, Unusable};
 /// The Secret type kube-apiserver requires `tls.crt` and `tls.key` in.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 
+/// The longest `validity`: beyond it the certificate's dates leave what X.509 tools (and
+/// rcgen's date type) can write.
+pub const MAX_VALIDITY: Duration = Duration::from_secs(36_500 * 86_400);
+
 /// What to keep where.
 #[derive(Debug, Clone)]
 pub struct CertsRequest {
@@ -100,6 +104,12 @@ pub enum ProvisionError {
         /// `--renew-before` in hours.
         renew_hours: u64,
     },
+    /// `--validity` beyond what certificate dates can hold.
+    #[error(
+        "--validity: at most 36500d (100 years); a shorter one with a renewal on each rollout \
+         is safer"
+    )]
+    TooLong,
     /// A request to the API server failed.
     #[error("failed to {action} {object}: {source}")]
     Api {
@@ -138,6 +148,9 @@ pub async fn ensure(
     request: &CertsRequest,
     now: SystemTime,
 ) -> Result<CertsReport, ProvisionError> {
+    if request.validity > MAX_VALIDITY {
+        return Err(ProvisionError::TooLong);
+    }
     if request.validity <= request.renew_before {
         return Err(ProvisionError::Window {
             validity_hours: request.validity.as_secs() / 3600,
