@@ -233,18 +233,36 @@ pub fn bundle_contains(bundle: &[u8], ca: &[u8]) -> bool {
     wanted.iter().all(|w| held.contains(w))
 }
 
-/// The `caBundle` after a rotation: the new CA and the previous one (when it still is a PEM
+/// The certificates of the PEM `pem`, re-encoded as clean PEM (whatever else the text held,
+/// headers, comments or junk between blocks, is dropped); `None` when it holds none. What goes
+/// into `caBundle` from a Secret read back from the cluster passes through this.
+pub fn normalized(pem: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    let certs = pem_certs("ca.crt", pem).ok()?;
+    let mut out = String::new();
+    for der in certs {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        for line in b64.as_bytes().chunks(64) {
+            // Base64 is ASCII.
+            out.push_str(std::str::from_utf8(line).unwrap_or_default());
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    Some(out)
+}
+
+/// The `caBundle` after a rotation: the new CA and the previous one (when it still holds a
 /// certificate), so that a replica still serving the previous certificate stays trusted until
 /// its mounted Secret catches up. The next rotation drops the previous CA.
 pub fn next_bundle(new_ca: &str, previous_ca: Option<&[u8]>) -> String {
-    let mut out = new_ca.trim_end().to_owned();
-    out.push('\n');
-    if let Some(previous) = previous_ca.filter(|p| pem_certs("ca.crt", p).is_ok())
+    let mut out = normalized(new_ca.as_bytes()).unwrap_or_else(|| new_ca.to_owned());
+    if let Some(previous) = previous_ca
         && !bundle_contains(new_ca.as_bytes(), previous)
-        && let Ok(text) = std::str::from_utf8(previous)
+        && let Some(text) = normalized(previous)
     {
-        out.push_str(text.trim_end());
-        out.push('\n');
+        out.push_str(&text);
     }
     out
 }
@@ -361,14 +379,18 @@ mod tests {
         let bundle = next_bundle(&b.ca_pem, Some(a.ca_pem.as_bytes()));
         assert!(bundle_contains(bundle.as_bytes(), b.ca_pem.as_bytes()));
         assert!(bundle_contains(bundle.as_bytes(), a.ca_pem.as_bytes()));
+        let only_b = normalized(b.ca_pem.as_bytes()).unwrap();
+        assert_eq!(only_b, format!("{}\n", b.ca_pem.trim_end()));
+        assert_eq!(next_bundle(&b.ca_pem, Some(b"garbage")), only_b);
+        assert_eq!(next_bundle(&b.ca_pem, Some(b.ca_pem.as_bytes())), only_b);
+        // Junk around the PEM block of a Secret read back never reaches caBundle.
+        let dirty = format!("junk\n{}trailing words\n", a.ca_pem);
         assert_eq!(
-            next_bundle(&b.ca_pem, Some(b"garbage")),
-            format!("{}\n", b.ca_pem.trim_end())
+            normalized(dirty.as_bytes()),
+            normalized(a.ca_pem.as_bytes())
         );
-        assert_eq!(
-            next_bundle(&b.ca_pem, Some(b.ca_pem.as_bytes())),
-            format!("{}\n", b.ca_pem.trim_end())
-        );
+        assert!(!next_bundle(&b.ca_pem, Some(dirty.as_bytes())).contains("junk"));
+        assert_eq!(normalized(b"no pem here"), None);
         assert!(!bundle_contains(a.ca_pem.as_bytes(), b.ca_pem.as_bytes()));
         assert!(!bundle_contains(b"", b""));
     }

@@ -212,7 +212,8 @@ pub async fn ensure(
         });
         if let (Some(s), Some(Ok(()))) = (&existing, &verdict) {
             let ca = field(s, "ca.crt");
-            let bundle = String::from_utf8_lossy(ca).into_owned();
+            // check() parsed it, so there is a certificate; junk around it stays out.
+            let bundle = certs::normalized(ca).unwrap_or_default();
             let webhooks = config.webhooks.as_ref().map_or(0, Vec::len);
             match patch_bundle(&client, &config, ca, &bundle).await {
                 Ok(patched) => {
