@@ -32,6 +32,8 @@ fn kubectl_bin() -> PathBuf {
 struct Sandbox {
     child: Child,
     env: Vec<(String, String)>,
+    /// HOME of the commands: kubectl keeps its discovery cache there, not in the crate.
+    home: PathBuf,
 }
 
 impl Sandbox {
@@ -68,13 +70,18 @@ impl Sandbox {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
             .collect();
-        Sandbox { child, env }
+        Sandbox {
+            child,
+            env,
+            home: dir.0.clone(),
+        }
     }
 
     fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
         cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
