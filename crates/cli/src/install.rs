@@ -6,7 +6,8 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use irsa_k8s::install::{DEFAULT_NAMESPACE, DEFAULT_REPLICAS, Scope, default_image, rbac_grants};
-use irsa_k8s::{InstallOptions, LogFormat, Part};
+use irsa_k8s::install::{WEBHOOK_GRANTS, WebhookScope};
+use irsa_k8s::{InstallOptions, LogFormat, Part, WebhookCerts};
 
 use crate::{Invalid, Verdict};
 
@@ -54,6 +55,21 @@ pub(crate) struct InstallArgs {
     /// tool's service account, not the commit's author.
     #[arg(long)]
     admission_policy: bool,
+    /// Add the pod identity webhook (`irsa webhook`), which gives pods the IAM role of their
+    /// service account (`eks.amazonaws.com/role-arn`): for kind, k3s, kubeadm and other
+    /// clusters without EKS's own (do not add it on EKS). Two replicas behind a Service, a
+    /// PodDisruptionBudget and a MutatingWebhookConfiguration that fails open (pods are
+    /// admitted unchanged when it is down) and skips pods labelled
+    /// eks.amazonaws.com/skip-pod-identity-webhook. An init container runs `irsa webhook
+    /// certs` on every pod start: it creates (or, near expiry, renews) the CA and serving
+    /// certificate in the Secret irsa-webhook-tls and sets the configuration's caBundle.
+    #[arg(long)]
+    webhook: bool,
+    /// With --webhook: let cert-manager (installed separately) make the certificate instead —
+    /// a self-signed Issuer, a Certificate and the cert-manager.io/inject-ca-from annotation;
+    /// no init container and no certificate grants.
+    #[arg(long, requires = "webhook")]
+    webhook_cert_manager: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -76,6 +92,8 @@ enum PartArg {
     Controller,
     /// The opt-in ValidatingAdmissionPolicy and its binding (see --admission-policy).
     AdmissionPolicy,
+    /// The opt-in pod identity webhook (see --webhook).
+    Webhook,
 }
 
 impl From<PartArg> for Part {
@@ -86,6 +104,7 @@ impl From<PartArg> for Part {
             PartArg::Rbac => Part::Rbac,
             PartArg::Controller => Part::Controller,
             PartArg::AdmissionPolicy => Part::AdmissionPolicy,
+            PartArg::Webhook => Part::Webhook,
         }
     }
 }
@@ -103,6 +122,9 @@ impl InstallArgs {
         if self.admission_policy && !parts.contains(&Part::AdmissionPolicy) {
             parts.push(Part::AdmissionPolicy);
         }
+        if self.webhook && !parts.contains(&Part::Webhook) {
+            parts.push(Part::Webhook);
+        }
         let namespace = self
             .namespace
             .or_else(|| self.watch_namespace.clone())
@@ -118,6 +140,11 @@ impl InstallArgs {
                 LogFormatArg::Plain => LogFormat::Plain,
             },
             parts,
+            webhook_certs: if self.webhook_cert_manager {
+                WebhookCerts::CertManager
+            } else {
+                WebhookCerts::Irsa
+            },
         }
     }
 }
@@ -139,7 +166,10 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     irsa install --only crds | kubectl apply --server-side -f -     # CRDs first, e.g. in CI\n  \
     irsa install --no-crds > deploy/irsa.yaml                        # CRDs managed elsewhere\n  \
     irsa install --watch-namespace team-a --no-crds | kubectl apply --server-side -f -   # Roles only\n  \
-    kubectl apply -k deploy/base                                     # the same objects as `irsa install`";
+    irsa install --webhook | kubectl apply --server-side -f -        # + the pod identity webhook (not on EKS)\n  \
+    irsa install --webhook --webhook-cert-manager > irsa.yaml        # its certificate from cert-manager\n  \
+    kubectl apply -k deploy/base                                     # the same objects as `irsa install`\n  \
+    # deploy/components/webhook: a kustomize Component holding what --webhook adds";
 
 /// `irsa install --help`'s epilogue: the examples and every grant with its reason.
 pub(crate) fn after_long_help() -> String {
@@ -172,6 +202,38 @@ pub(crate) fn grants_help() -> String {
         };
         out.push_str(&format!(
             "  {resources} [{verbs}] ({scope}): {why}\n",
+            verbs = grant.verbs.join(" "),
+            why = grant.why
+        ));
+    }
+    out.push_str("The webhook's (--webhook; ServiceAccount irsa-webhook):\n");
+    for g in WEBHOOK_GRANTS {
+        let grant = g.grant;
+        let resources = grant
+            .resources
+            .iter()
+            .map(|r| {
+                if grant.group.is_empty() {
+                    (*r).to_owned()
+                } else {
+                    format!("{r}.{}", grant.group)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        let scope = match g.scope {
+            WebhookScope::Cluster([]) => "cluster".to_owned(),
+            WebhookScope::Cluster(names) => format!("cluster, only {}", names.join(",")),
+            WebhookScope::Own([]) => "own namespace".to_owned(),
+            WebhookScope::Own(names) => format!("own namespace, only {}", names.join(",")),
+        };
+        let certs = if g.certs {
+            "; not with --webhook-cert-manager"
+        } else {
+            ""
+        };
+        out.push_str(&format!(
+            "  {resources} [{verbs}] ({scope}{certs}): {why}\n",
             verbs = grant.verbs.join(" "),
             why = grant.why
         ));

@@ -48,6 +48,59 @@ enum WebhookCommand {
         kubectl get sa app -o json > sa.json; irsa webhook mutate --pod pod.json --service-account sa.json\n  \
         irsa webhook mutate --pod pod.json --service-account sa.json --output pod | jq .spec.containers[0].env")]
     Mutate(MutateArgs),
+    /// Create (or renew) the webhook's CA and serving certificate in a Secret and set the
+    /// caBundle of its MutatingWebhookConfiguration.
+    ///
+    /// What: a new CA and a certificate for <service>.<namespace>.svc signed by it, stored in
+    /// the Secret (type kubernetes.io/tls, with tls.crt, tls.key and ca.crt), and the CA in
+    /// the caBundle of every webhook of the configuration. Idempotent: a stored certificate
+    /// that verifies for that name and does not expire within --renew-before is kept and
+    /// nothing is written; otherwise it is replaced, and caBundle holds the new and the
+    /// previous CA until the next renewal, so replicas still serving the previous one stay
+    /// trusted until their mounted Secret catches up.
+    ///
+    /// When: `irsa install --webhook` runs it as the init container of every webhook pod, so
+    /// each rollout renews a certificate near expiry (`kubectl rollout restart deployment
+    /// irsa-webhook -n irsa-system` renews on demand). Run it yourself for a webhook deployed
+    /// some other way. It needs get, create and update of that Secret and get and patch of
+    /// that MutatingWebhookConfiguration, nothing else.
+    #[command(after_help = "Examples:\n  \
+        irsa webhook certs --namespace irsa-system --secret irsa-webhook-tls --service irsa-webhook \\\n      \
+        --webhook-configuration irsa-pod-identity-webhook\n  \
+        irsa webhook certs ... --validity 90d --renew-before 30d\n  \
+        kubectl get secret irsa-webhook-tls -n irsa-system -o jsonpath='{.data.ca\\.crt}' | base64 -d")]
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args)]
+struct CertsArgs {
+    /// Namespace of the webhook's Service and of the Secret.
+    #[arg(long, short = 'n', value_name = "NS", env = "POD_NAMESPACE")]
+    namespace: String,
+    /// The Secret for tls.crt, tls.key and ca.crt (created when missing).
+    #[arg(long, value_name = "NAME")]
+    secret: String,
+    /// The webhook's Service: the certificate is for <service>.<namespace>.svc.
+    #[arg(long, value_name = "NAME")]
+    service: String,
+    /// The MutatingWebhookConfiguration whose webhooks get the caBundle (it must exist).
+    #[arg(long, value_name = "NAME")]
+    webhook_configuration: String,
+    /// Lifetime of a new CA and certificate (e.g. 730d, 2160h).
+    #[arg(long, value_name = "DURATION", default_value = "730d", value_parser = parse_duration)]
+    validity: Duration,
+    /// Replace a stored certificate that expires within this (shorter than --validity).
+    #[arg(long, value_name = "DURATION", default_value = "180d", value_parser = parse_duration)]
+    renew_before: Duration,
+    /// Then wait until the Secret, mounted at DIR in this pod (a Secret volume), shows the
+    /// stored certificate: an init container waits so, so that the webhook container starts
+    /// with its files in place.
+    #[arg(long, value_name = "DIR")]
+    wait_for_mount: Option<PathBuf>,
+    /// How long --wait-for-mount waits (the kubelet refreshes Secret volumes about every
+    /// minute).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    wait_timeout: Duration,
 }
 
 /// The mutation's flags, with upstream's names and defaults.
@@ -217,13 +270,19 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = number
         .parse()
         .map_err(|_| format!("{s:?} is not a duration: use e.g. 100ms, 5s or 1m"))?;
+    let seconds = |per: u64| {
+        n.checked_mul(per)
+            .map(Duration::from_secs)
+            .ok_or_else(|| format!("{s:?} is too long"))
+    };
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
+        "" | "s" => seconds(1),
+        "m" => seconds(60),
+        "h" => seconds(3600),
+        "d" => seconds(86_400),
         other => Err(format!(
-            "unknown unit {other:?} in {s:?}: use ms, s, m or h"
+            "unknown unit {other:?} in {s:?}: use ms, s, m, h or d"
         )),
     }
 }
@@ -231,6 +290,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 pub(crate) fn run(args: WebhookArgs) -> anyhow::Result<Verdict> {
     match args.command {
         Some(WebhookCommand::Mutate(m)) => mutate_offline(m),
+        Some(WebhookCommand::Certs(c)) => certs(c),
         None => serve(args.serve),
     }
 }
@@ -376,6 +436,78 @@ fn serve(args: ServeArgs) -> anyhow::Result<Verdict> {
         tracing::info!(%addr, "starting the webhook");
         irsa_webhook::run::run(options, client, listener, shutdown_signal())
             .await?;
+        Ok(Verdict::Ok)
+    })
+}
+
+fn certs(args: CertsArgs) -> anyhow::Result<Verdict> {
+    use irsa_webhook::provision::{CertOutcome, CertsRequest, ProvisionError, ensure};
+    for (flag, value) in [
+        ("--namespace", &args.namespace),
+        ("--secret", &args.secret),
+        ("--service", &args.service),
+        ("--webhook-configuration", &args.webhook_configuration),
+    ] {
+        if value.is_empty() {
+            return Err(Invalid(format!("{flag} is empty: name the object")).into());
+        }
+    }
+    // Refused before connecting: the same checks `ensure` makes first.
+    if args.validity > irsa_webhook::provision::MAX_VALIDITY {
+        return Err(Invalid(ProvisionError::TooLong.to_string()).into());
+    }
+    let request = CertsRequest {
+        namespace: args.namespace.clone(),
+        secret: args.secret.clone(),
+        service: args.service.clone(),
+        webhook_configuration: args.webhook_configuration.clone(),
+        validity: args.validity,
+        renew_before: args.renew_before,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!(
+                "failed to set up the Kubernetes client: {e} (set KUBECONFIG, or run in a pod with a service account)"
+            )
+        })?;
+        let report = match ensure(client, &request, std::time::SystemTime::now()).await {
+            Ok(r) => r,
+            Err(
+                e @ (ProvisionError::ConfigurationNotFound(_)
+                | ProvisionError::NoWebhooks(_)
+                | ProvisionError::SecretType { .. }
+                | ProvisionError::Window { .. }
+                | ProvisionError::TooLong),
+            ) => return Err(Invalid(e.to_string()).into()),
+            Err(e) => return Err(e.into()),
+        };
+        let secret = format!("secret {}/{}", request.namespace, request.secret);
+        let what = match &report.certificate {
+            CertOutcome::Kept => format!("kept the certificate in {secret}"),
+            CertOutcome::Created => format!("created {secret}"),
+            CertOutcome::Rotated(why) => format!("renewed the certificate in {secret} ({why})"),
+        };
+        println!(
+            "{what} for {}.{}.svc; caBundle set on {} of {} webhook(s) of mutatingwebhookconfiguration {}",
+            request.service,
+            request.namespace,
+            report.webhooks_patched,
+            report.webhooks,
+            request.webhook_configuration
+        );
+        if let Some(dir) = &args.wait_for_mount {
+            irsa_webhook::provision::wait_for_mount(
+                dir,
+                &report.cert_pem,
+                Duration::from_secs(1),
+                args.wait_timeout,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+        }
         Ok(Verdict::Ok)
     })
 }

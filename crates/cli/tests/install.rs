@@ -293,3 +293,93 @@ fn watch_namespace_prints_roles_only_and_the_policy_is_opt_in() {
         help.stdout
     );
 }
+
+#[test]
+fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
+    let default = irsa(&["install"]);
+    assert!(
+        !default.stdout.contains("irsa-webhook"),
+        "{}",
+        default.stdout
+    );
+    let run = irsa(&["install", "--webhook"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let options = irsa_k8s::InstallOptions {
+        parts: [&irsa_k8s::Part::ALL[..], &[irsa_k8s::Part::Webhook]].concat(),
+        ..irsa_k8s::InstallOptions::default()
+    };
+    assert_eq!(run.stdout, irsa_k8s::manifests_yaml(&options).unwrap());
+    let kinds = kinds(&run.stdout);
+    assert_eq!(kinds.last().unwrap(), "MutatingWebhookConfiguration");
+    assert!(
+        run.stdout
+            .contains("- --wait-for-mount=/etc/webhook/certs\n")
+    );
+
+    let run = irsa(&[
+        "install",
+        "--webhook",
+        "--webhook-cert-manager",
+        "--only",
+        "webhook",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let kinds = self::kinds(&run.stdout);
+    assert!(kinds.contains(&"Certificate".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"Issuer".to_owned()), "{kinds:?}");
+    assert!(!run.stdout.contains("initContainers"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("cert-manager.io/inject-ca-from: irsa-system/irsa-webhook-tls")
+    );
+
+    let run = irsa(&["install", "--webhook-cert-manager"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--webhook"), "{}", run.stderr);
+    let run = irsa(&[
+        "install",
+        "--webhook",
+        "--watch-namespace",
+        "team-a",
+        "--no-crds",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--webhook cannot be combined with --watch-namespace"),
+        "{}",
+        run.stderr
+    );
+
+    let help = irsa(&["install", "--help"]);
+    for text in [
+        "--webhook",
+        "--webhook-cert-manager",
+        "irsa install --webhook | kubectl apply --server-side -f -",
+        "deploy/components/webhook",
+        "mutatingwebhookconfigurations.admissionregistration.k8s.io [get patch] (cluster, only irsa-pod-identity-webhook; not with --webhook-cert-manager)",
+        "secrets [create] (own namespace; not with --webhook-cert-manager): irsa webhook certs: create that Secret the first time (create takes no name",
+        "configmaps [list watch] (own namespace, only pod-identity-webhook)",
+    ] {
+        assert!(
+            help.stdout.contains(text),
+            "{text} missing from:\n{}",
+            help.stdout
+        );
+    }
+}
+
+/// The names the install writes are the names the webhook reads: they live in two crates
+/// that do not depend on each other.
+#[test]
+fn the_install_uses_the_webhooks_own_names() {
+    use irsa_k8s::install::webhook;
+    assert_eq!(
+        webhook::SKIP_POD_LABEL,
+        irsa_webhook::config::SKIP_POD_LABEL
+    );
+    assert_eq!(
+        webhook::WEBHOOK_CONFIG_MAP,
+        irsa_webhook::config::CONFIG_MAP_NAME
+    );
+}

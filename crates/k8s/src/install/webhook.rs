@@ -1,0 +1,834 @@
+//! The opt-in pod identity webhook of `irsa install --webhook` ([`Part::Webhook`]): its
+//! ServiceAccount and least-privilege RBAC ([`WEBHOOK_GRANTS`]), the Deployment, its
+//! PodDisruptionBudget, the Service and the MutatingWebhookConfiguration.
+//!
+//! Who makes the certificate ([`WebhookCerts`]): by default an init container of the webhook's
+//! Deployment runs `irsa webhook certs`, so every rollout checks (and, near expiry, renews) the
+//! pair, there is no Job to clean up, and the grant for it is the webhook's own: get, create
+//! and update of its one Secret, get and patch of its one MutatingWebhookConfiguration. The
+//! Secret is mounted as a volume (optional, since the init container creates it), so a
+//! rotation another replica makes reaches the running ones without a restart (the server
+//! re-reads the files). With cert-manager, a self-signed Issuer and a Certificate make the
+//! Secret and cert-manager's CA injector fills `caBundle`: no certificate grants at all.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+    WebhookClientConfig,
+};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodAffinityTerm,
+    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
+    VolumeMount, WeightedPodAffinityTerm,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::json;
+
+use super::{
+    Grant, InstallOptions, Object, RUN_AS_USER, field_env, labels, meta, quantities, role_ref,
+    rule, runtime_default,
+};
+
+/// The webhook's Deployment, Service, ServiceAccount, roles and bindings.
+pub const WEBHOOK: &str = "irsa-webhook";
+/// The MutatingWebhookConfiguration.
+pub const WEBHOOK_CONFIGURATION: &str = "irsa-pod-identity-webhook";
+/// The name of its one webhook (a fully qualified name, as the API requires).
+pub const WEBHOOK_NAME: &str = "pod-identity.irsa.dev";
+/// The Secret holding the serving pair and `ca.crt`.
+pub const WEBHOOK_TLS_SECRET: &str = "irsa-webhook-tls";
+/// The ConfigMap the webhook follows (`--watch-config-map`; upstream's name).
+pub const WEBHOOK_CONFIG_MAP: &str = "pod-identity-webhook";
+/// Pods with this label are kept away from the webhook by its `objectSelector` (upstream's).
+pub const SKIP_POD_LABEL: &str = "eks.amazonaws.com/skip-pod-identity-webhook";
+/// The HTTPS port the webhook listens on (unprivileged: it runs as 65532).
+pub const WEBHOOK_PORT: i32 = 9443;
+/// The cert-manager self-signed Issuer (`--webhook-cert-manager`).
+pub const WEBHOOK_ISSUER: &str = "irsa-webhook-selfsigned";
+/// Where the Secret is mounted in the webhook's containers.
+pub const CERT_DIR: &str = "/etc/webhook/certs";
+/// The webhook's replicas: one survives a node drain (with the PodDisruptionBudget).
+const REPLICAS: i32 = 2;
+/// kube-apiserver waits this long for an answer before admitting the pod unchanged.
+const TIMEOUT_SECONDS: i32 = 3;
+
+/// Who makes the webhook's serving certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WebhookCerts {
+    /// An init container runs `irsa webhook certs` on every pod start.
+    #[default]
+    Irsa,
+    /// cert-manager: a self-signed Issuer, a Certificate and CA injection.
+    CertManager,
+}
+
+/// Where a webhook grant applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookScope {
+    /// Cluster-wide (a ClusterRole), optionally limited to named objects.
+    Cluster(&'static [&'static str]),
+    /// The install namespace only (a Role), optionally limited to named objects.
+    Own(&'static [&'static str]),
+}
+
+/// One grant of the webhook: where, what, and whether only `irsa webhook certs` needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookGrant {
+    /// Where it applies.
+    pub scope: WebhookScope,
+    /// The grant and its reason.
+    pub grant: Grant,
+    /// Only for the init container's `irsa webhook certs` (absent with cert-manager).
+    pub certs: bool,
+}
+
+/// Every grant of the webhook and why; `irsa install --help` prints them.
+pub const WEBHOOK_GRANTS: &[WebhookGrant] = &[
+    WebhookGrant {
+        scope: WebhookScope::Cluster(&[]),
+        grant: Grant {
+            group: "",
+            resources: &["serviceaccounts"],
+            verbs: &["get", "list", "watch"],
+            why: "the role annotations of every pod's service account: a metadata-only watch, \
+                  and a get for one not yet cached",
+        },
+        certs: false,
+    },
+    WebhookGrant {
+        // list and watch can be limited by name because the watch selects metadata.name; no
+        // get: the watch never sends one.
+        scope: WebhookScope::Own(&[WEBHOOK_CONFIG_MAP]),
+        grant: Grant {
+            group: "",
+            resources: &["configmaps"],
+            verbs: &["list", "watch"],
+            why: "--watch-config-map: follow its pod-identity-webhook ConfigMap (a watch by name)",
+        },
+        certs: false,
+    },
+    WebhookGrant {
+        scope: WebhookScope::Own(&[WEBHOOK_TLS_SECRET]),
+        grant: Grant {
+            group: "",
+            resources: &["secrets"],
+            verbs: &["get", "update"],
+            why: "irsa webhook certs: read its serving certificate, replace it near expiry",
+        },
+        certs: true,
+    },
+    WebhookGrant {
+        // RBAC cannot limit create by name (the object has none until it exists).
+        scope: WebhookScope::Own(&[]),
+        grant: Grant {
+            group: "",
+            resources: &["secrets"],
+            verbs: &["create"],
+            why: "irsa webhook certs: create that Secret the first time (create takes no name; \
+                  the Role is in its own namespace only)",
+        },
+        certs: true,
+    },
+    WebhookGrant {
+        scope: WebhookScope::Cluster(&[WEBHOOK_CONFIGURATION]),
+        grant: Grant {
+            group: "admissionregistration.k8s.io",
+            resources: &["mutatingwebhookconfigurations"],
+            verbs: &["get", "patch"],
+            why: "irsa webhook certs: set caBundle in its own MutatingWebhookConfiguration",
+        },
+        certs: true,
+    },
+];
+
+fn webhook_rules(o: &InstallOptions, cluster: bool) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+    WEBHOOK_GRANTS
+        .iter()
+        .filter(|g| !g.certs || o.webhook_certs == WebhookCerts::Irsa)
+        .filter_map(|g| match (g.scope, cluster) {
+            (WebhookScope::Cluster(names), true) | (WebhookScope::Own(names), false) => {
+                Some(rule(&g.grant, names))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn webhook_selector() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "irsa".to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            "webhook".to_owned(),
+        ),
+    ])
+}
+
+fn wmeta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+    meta(name, namespace, Some("webhook"))
+}
+
+fn subjects(o: &InstallOptions) -> Vec<Subject> {
+    vec![Subject {
+        kind: "ServiceAccount".to_owned(),
+        name: WEBHOOK.to_owned(),
+        namespace: Some(o.namespace.clone()),
+        ..Subject::default()
+    }]
+}
+
+fn https_probe(path: &str, initial_delay: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String("https".to_owned()),
+            scheme: Some("HTTPS".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        initial_delay_seconds: Some(initial_delay),
+        period_seconds: Some(10),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+fn security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS_USER),
+        run_as_group: Some(RUN_AS_USER),
+        seccomp_profile: Some(runtime_default()),
+        ..SecurityContext::default()
+    }
+}
+
+fn cert_mount() -> VolumeMount {
+    VolumeMount {
+        name: "certs".to_owned(),
+        mount_path: CERT_DIR.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn log_env(o: &InstallOptions) -> EnvVar {
+    EnvVar {
+        name: "IRSA_LOG_FORMAT".to_owned(),
+        value: Some(o.log_format.as_str().to_owned()),
+        ..EnvVar::default()
+    }
+}
+
+/// `irsa webhook certs` as the init container runs it.
+pub fn certs_args(namespace: &str) -> Vec<String> {
+    vec![
+        "webhook".to_owned(),
+        "certs".to_owned(),
+        format!("--namespace={namespace}"),
+        format!("--secret={WEBHOOK_TLS_SECRET}"),
+        format!("--service={WEBHOOK}"),
+        format!("--webhook-configuration={WEBHOOK_CONFIGURATION}"),
+        format!("--wait-for-mount={CERT_DIR}"),
+    ]
+}
+
+fn init_container(o: &InstallOptions) -> Container {
+    Container {
+        name: "certs".to_owned(),
+        image: Some(o.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        args: Some(certs_args(&o.namespace)),
+        env: Some(vec![log_env(o)]),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&[("cpu", "10m"), ("memory", "16Mi")])),
+            limits: Some(quantities(&[("memory", "64Mi")])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(security_context()),
+        volume_mounts: Some(vec![cert_mount()]),
+        ..Container::default()
+    }
+}
+
+fn webhook_container(o: &InstallOptions) -> Container {
+    Container {
+        name: "webhook".to_owned(),
+        image: Some(o.image.clone()),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        args: Some(vec![
+            "webhook".to_owned(),
+            format!("--port={WEBHOOK_PORT}"),
+            format!("--tls-cert={CERT_DIR}/tls.crt"),
+            format!("--tls-key={CERT_DIR}/tls.key"),
+            "--watch-config-map".to_owned(),
+        ]),
+        env: Some(vec![
+            // The namespace of its ConfigMap.
+            field_env("POD_NAMESPACE", "metadata.namespace"),
+            log_env(o),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some("https".to_owned()),
+            container_port: WEBHOOK_PORT,
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        liveness_probe: Some(https_probe("/healthz", 10)),
+        readiness_probe: Some(https_probe("/readyz", 2)),
+        resources: Some(ResourceRequirements {
+            requests: Some(quantities(&[("cpu", "50m"), ("memory", "32Mi")])),
+            limits: Some(quantities(&[("memory", "128Mi")])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(security_context()),
+        volume_mounts: Some(vec![cert_mount()]),
+        ..Container::default()
+    }
+}
+
+fn deployment(o: &InstallOptions) -> Deployment {
+    let mut pod_labels = labels(Some("webhook"));
+    pod_labels.extend(webhook_selector());
+    let irsa_certs = o.webhook_certs == WebhookCerts::Irsa;
+    Deployment {
+        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
+        spec: DeploymentSpec {
+            replicas: Some(REPLICAS),
+            selector: LabelSelector {
+                match_labels: Some(webhook_selector()),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(WEBHOOK.to_owned()),
+                    automount_service_account_token: Some(true),
+                    init_containers: irsa_certs.then(|| vec![init_container(o)]),
+                    containers: vec![webhook_container(o)],
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(RUN_AS_USER),
+                        run_as_group: Some(RUN_AS_USER),
+                        seccomp_profile: Some(runtime_default()),
+                        ..PodSecurityContext::default()
+                    }),
+                    affinity: Some(Affinity {
+                        pod_anti_affinity: Some(PodAntiAffinity {
+                            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                                WeightedPodAffinityTerm {
+                                    weight: 100,
+                                    pod_affinity_term: PodAffinityTerm {
+                                        label_selector: Some(LabelSelector {
+                                            match_labels: Some(webhook_selector()),
+                                            ..LabelSelector::default()
+                                        }),
+                                        topology_key: "kubernetes.io/hostname".to_owned(),
+                                        ..PodAffinityTerm::default()
+                                    },
+                                },
+                            ]),
+                            ..PodAntiAffinity::default()
+                        }),
+                        ..Affinity::default()
+                    }),
+                    termination_grace_period_seconds: Some(30),
+                    volumes: Some(vec![Volume {
+                        name: "certs".to_owned(),
+                        secret: Some(SecretVolumeSource {
+                            secret_name: Some(WEBHOOK_TLS_SECRET.to_owned()),
+                            // The init container creates it; cert-manager's pods wait for it.
+                            optional: irsa_certs.then_some(true),
+                            ..SecretVolumeSource::default()
+                        }),
+                        ..Volume::default()
+                    }]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+fn configuration(o: &InstallOptions) -> MutatingWebhookConfiguration {
+    let mut metadata = wmeta(WEBHOOK_CONFIGURATION, None);
+    if o.webhook_certs == WebhookCerts::CertManager {
+        metadata.annotations = Some(BTreeMap::from([(
+            "cert-manager.io/inject-ca-from".to_owned(),
+            format!("{}/{WEBHOOK_TLS_SECRET}", o.namespace),
+        )]));
+    }
+    MutatingWebhookConfiguration {
+        metadata,
+        webhooks: Some(vec![MutatingWebhook {
+            name: WEBHOOK_NAME.to_owned(),
+            admission_review_versions: vec!["v1".to_owned()],
+            client_config: WebhookClientConfig {
+                service: Some(ServiceReference {
+                    name: WEBHOOK.to_owned(),
+                    namespace: o.namespace.clone(),
+                    path: Some("/mutate".to_owned()),
+                    port: Some(443),
+                }),
+                ..WebhookClientConfig::default()
+            },
+            failure_policy: Some("Ignore".to_owned()),
+            reinvocation_policy: Some("IfNeeded".to_owned()),
+            side_effects: "None".to_owned(),
+            timeout_seconds: Some(TIMEOUT_SECONDS),
+            object_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: SKIP_POD_LABEL.to_owned(),
+                    operator: "DoesNotExist".to_owned(),
+                    ..LabelSelectorRequirement::default()
+                }]),
+                ..LabelSelector::default()
+            }),
+            rules: Some(vec![RuleWithOperations {
+                api_groups: Some(vec![String::new()]),
+                api_versions: Some(vec!["v1".to_owned()]),
+                operations: Some(vec!["CREATE".to_owned()]),
+                resources: Some(vec!["pods".to_owned()]),
+                ..RuleWithOperations::default()
+            }]),
+            ..MutatingWebhook::default()
+        }]),
+    }
+}
+
+fn cert_manager(o: &InstallOptions) -> [serde_json::Value; 2] {
+    let label_map = labels(Some("webhook"));
+    let names: Vec<String> = [
+        WEBHOOK.to_owned(),
+        format!("{WEBHOOK}.{}", o.namespace),
+        format!("{WEBHOOK}.{}.svc", o.namespace),
+        format!("{WEBHOOK}.{}.svc.cluster.local", o.namespace),
+    ]
+    .to_vec();
+    [
+        json!({
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Issuer",
+            "metadata": {"name": WEBHOOK_ISSUER, "namespace": o.namespace, "labels": label_map},
+            "spec": {"selfSigned": {}},
+        }),
+        json!({
+            "apiVersion": "cert-manager.io/v1",
+            "kind": "Certificate",
+            "metadata": {"name": WEBHOOK_TLS_SECRET, "namespace": o.namespace, "labels": label_map},
+            "spec": {
+                "secretName": WEBHOOK_TLS_SECRET,
+                "dnsNames": names,
+                "issuerRef": {"name": WEBHOOK_ISSUER, "kind": "Issuer", "group": "cert-manager.io"},
+                "privateKey": {"rotationPolicy": "Always"},
+            },
+        }),
+    ]
+}
+
+/// The webhook's objects in apply order: the ServiceAccount and RBAC first, the
+/// configuration last, so kube-apiserver calls the webhook only once it can run.
+pub(super) fn objects(o: &InstallOptions) -> Vec<Object> {
+    let mut out = vec![Object::ServiceAccount(Box::new(ServiceAccount {
+        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
+        automount_service_account_token: Some(true),
+        ..ServiceAccount::default()
+    }))];
+    out.push(Object::ClusterRole(Box::new(ClusterRole {
+        metadata: wmeta(WEBHOOK, None),
+        rules: Some(webhook_rules(o, true)),
+        ..ClusterRole::default()
+    })));
+    out.push(Object::ClusterRoleBinding(Box::new(ClusterRoleBinding {
+        metadata: wmeta(WEBHOOK, None),
+        role_ref: role_ref("ClusterRole", WEBHOOK),
+        subjects: Some(subjects(o)),
+    })));
+    out.push(Object::Role(Box::new(Role {
+        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
+        rules: Some(webhook_rules(o, false)),
+    })));
+    out.push(Object::RoleBinding(Box::new(RoleBinding {
+        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
+        role_ref: role_ref("Role", WEBHOOK),
+        subjects: Some(subjects(o)),
+    })));
+    if o.webhook_certs == WebhookCerts::CertManager {
+        out.extend(cert_manager(o).map(|v| Object::Raw(Box::new(v))));
+    }
+    out.push(Object::Service(Box::new(Service {
+        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
+        spec: Some(ServiceSpec {
+            selector: Some(webhook_selector()),
+            ports: Some(vec![ServicePort {
+                name: Some("https".to_owned()),
+                port: 443,
+                target_port: Some(IntOrString::String("https".to_owned())),
+                protocol: Some("TCP".to_owned()),
+                ..ServicePort::default()
+            }]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })));
+    out.push(Object::Deployment(Box::new(deployment(o))));
+    out.push(Object::PodDisruptionBudget(Box::new(PodDisruptionBudget {
+        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
+        spec: Some(PodDisruptionBudgetSpec {
+            min_available: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector {
+                match_labels: Some(webhook_selector()),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    })));
+    out.push(Object::MutatingWebhookConfiguration(Box::new(
+        configuration(o),
+    )));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::install::{Part, manifests};
+
+    fn docs(certs: WebhookCerts) -> Vec<serde_json::Value> {
+        manifests(&InstallOptions {
+            parts: vec![Part::Webhook],
+            webhook_certs: certs,
+            ..InstallOptions::default()
+        })
+        .unwrap()
+    }
+
+    fn find<'a>(docs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"))
+    }
+
+    /// (group, resource, sorted verbs, resourceNames) per rule.
+    fn rows(role: &serde_json::Value) -> Vec<(String, String, String, serde_json::Value)> {
+        let mut out: Vec<_> = role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let mut verbs: Vec<&str> = r["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap())
+                    .collect();
+                verbs.sort_unstable();
+                (
+                    r["apiGroups"][0].as_str().unwrap().to_owned(),
+                    r["resources"][0].as_str().unwrap().to_owned(),
+                    verbs.join(" "),
+                    r["resourceNames"].clone(),
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1, &a.2).cmp(&(&b.0, &b.1, &b.2)));
+        out
+    }
+
+    fn row(
+        g: &str,
+        r: &str,
+        v: &str,
+        names: serde_json::Value,
+    ) -> (String, String, String, serde_json::Value) {
+        (g.to_owned(), r.to_owned(), v.to_owned(), names)
+    }
+
+    #[test]
+    fn the_webhook_is_opt_in_and_in_apply_order() {
+        let default = manifests(&InstallOptions::default()).unwrap();
+        assert!(!default.iter().any(|d| d["metadata"]["name"] == WEBHOOK));
+        let kinds: Vec<_> = docs(WebhookCerts::Irsa)
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
+                "Service",
+                "Deployment",
+                "PodDisruptionBudget",
+                "MutatingWebhookConfiguration"
+            ]
+        );
+        let e = manifests(&InstallOptions {
+            watch_namespace: Some("team-a".into()),
+            parts: vec![Part::Webhook],
+            ..InstallOptions::default()
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--webhook cannot be combined with --watch-namespace"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn rbac_is_exactly_what_the_webhook_and_its_certs_step_send() {
+        let d = docs(WebhookCerts::Irsa);
+        let cluster = find(&d, "ClusterRole");
+        assert_eq!(
+            rows(cluster),
+            [
+                row(
+                    "",
+                    "serviceaccounts",
+                    "get list watch",
+                    serde_json::Value::Null
+                ),
+                row(
+                    "admissionregistration.k8s.io",
+                    "mutatingwebhookconfigurations",
+                    "get patch",
+                    serde_json::json!([WEBHOOK_CONFIGURATION])
+                ),
+            ]
+        );
+        assert_eq!(
+            rows(find(&d, "Role")),
+            [
+                row(
+                    "",
+                    "configmaps",
+                    "list watch",
+                    serde_json::json!([WEBHOOK_CONFIG_MAP])
+                ),
+                row("", "secrets", "create", serde_json::Value::Null),
+                row(
+                    "",
+                    "secrets",
+                    "get update",
+                    serde_json::json!([WEBHOOK_TLS_SECRET])
+                ),
+            ]
+        );
+        assert_eq!(find(&d, "Role")["metadata"]["namespace"], "irsa-system");
+        for kind in ["RoleBinding", "ClusterRoleBinding"] {
+            assert_eq!(
+                find(&d, kind)["subjects"],
+                serde_json::json!([{"kind": "ServiceAccount", "name": WEBHOOK, "namespace": "irsa-system"}])
+            );
+        }
+        // cert-manager makes the certificate: no Secret and no configuration grants at all.
+        let cm = docs(WebhookCerts::CertManager);
+        assert_eq!(
+            rows(find(&cm, "ClusterRole")),
+            [row(
+                "",
+                "serviceaccounts",
+                "get list watch",
+                serde_json::Value::Null
+            )]
+        );
+        assert_eq!(
+            rows(find(&cm, "Role")),
+            [row(
+                "",
+                "configmaps",
+                "list watch",
+                serde_json::json!([WEBHOOK_CONFIG_MAP])
+            )]
+        );
+        let text = serde_json::to_string(&d).unwrap();
+        assert!(!text.contains("\"*\""), "{text}");
+    }
+
+    #[test]
+    fn the_deployment_runs_certs_first_and_serves_what_it_stored() {
+        let d = docs(WebhookCerts::Irsa);
+        let deploy = find(&d, "Deployment");
+        assert_eq!(deploy["spec"]["replicas"], 2);
+        let pod = &deploy["spec"]["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], WEBHOOK);
+        let init = &pod["initContainers"][0];
+        assert_eq!(
+            init["args"],
+            serde_json::json!([
+                "webhook",
+                "certs",
+                "--namespace=irsa-system",
+                "--secret=irsa-webhook-tls",
+                "--service=irsa-webhook",
+                "--webhook-configuration=irsa-pod-identity-webhook",
+                "--wait-for-mount=/etc/webhook/certs"
+            ])
+        );
+        let c = &pod["containers"][0];
+        assert_eq!(
+            c["args"],
+            serde_json::json!([
+                "webhook",
+                "--port=9443",
+                "--tls-cert=/etc/webhook/certs/tls.crt",
+                "--tls-key=/etc/webhook/certs/tls.key",
+                "--watch-config-map"
+            ])
+        );
+        assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+        assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
+        assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+        for container in [init, c] {
+            let sc = &container["securityContext"];
+            assert_eq!(sc["runAsNonRoot"], true);
+            assert_eq!(sc["runAsUser"], 65532);
+            assert_eq!(sc["readOnlyRootFilesystem"], true);
+            assert_eq!(sc["allowPrivilegeEscalation"], false);
+            assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+            assert!(container["resources"]["requests"]["memory"].is_string());
+            assert!(container["resources"]["limits"]["memory"].is_string());
+            assert_eq!(container["volumeMounts"][0]["mountPath"], CERT_DIR);
+        }
+        assert_eq!(
+            pod["volumes"][0]["secret"],
+            serde_json::json!({"secretName": WEBHOOK_TLS_SECRET, "optional": true})
+        );
+        let anti = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+            [0];
+        assert_eq!(
+            anti["podAffinityTerm"]["topologyKey"],
+            "kubernetes.io/hostname"
+        );
+        assert_eq!(
+            anti["podAffinityTerm"]["labelSelector"]["matchLabels"],
+            deploy["spec"]["selector"]["matchLabels"]
+        );
+        let pdb = find(&d, "PodDisruptionBudget");
+        assert_eq!(pdb["spec"]["minAvailable"], 1);
+        assert_eq!(pdb["spec"]["selector"], deploy["spec"]["selector"]);
+        let service = find(&d, "Service");
+        assert_eq!(
+            service["spec"]["selector"],
+            deploy["spec"]["selector"]["matchLabels"]
+        );
+        assert_eq!(service["spec"]["ports"][0]["port"], 443);
+        assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
+        // With cert-manager: no init container, and the pods wait for its Secret.
+        let cm = docs(WebhookCerts::CertManager);
+        let pod = &find(&cm, "Deployment")["spec"]["template"]["spec"];
+        assert!(pod.get("initContainers").is_none());
+        assert_eq!(
+            pod["volumes"][0]["secret"],
+            serde_json::json!({"secretName": WEBHOOK_TLS_SECRET})
+        );
+    }
+
+    #[test]
+    fn the_configuration_fails_open_skips_labelled_pods_and_reinvokes() {
+        let d = docs(WebhookCerts::Irsa);
+        let config = find(&d, "MutatingWebhookConfiguration");
+        assert_eq!(config["metadata"]["name"], WEBHOOK_CONFIGURATION);
+        assert!(config["metadata"].get("annotations").is_none());
+        let w = &config["webhooks"][0];
+        assert_eq!(w["name"], WEBHOOK_NAME);
+        assert_eq!(w["failurePolicy"], "Ignore");
+        assert_eq!(w["reinvocationPolicy"], "IfNeeded");
+        assert_eq!(w["sideEffects"], "None");
+        assert_eq!(w["admissionReviewVersions"], serde_json::json!(["v1"]));
+        assert_eq!(w["timeoutSeconds"], 3);
+        assert_eq!(
+            w["objectSelector"],
+            serde_json::json!({"matchExpressions": [{"key": SKIP_POD_LABEL, "operator": "DoesNotExist"}]})
+        );
+        assert_eq!(
+            w["rules"],
+            serde_json::json!([{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"], "resources": ["pods"]}])
+        );
+        assert_eq!(
+            w["clientConfig"],
+            serde_json::json!({"service": {"name": WEBHOOK, "namespace": "irsa-system", "path": "/mutate", "port": 443}})
+        );
+        let cm = docs(WebhookCerts::CertManager);
+        let config = find(&cm, "MutatingWebhookConfiguration");
+        assert_eq!(
+            config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "irsa-system/irsa-webhook-tls"
+        );
+        let certificate = find(&cm, "Certificate");
+        assert_eq!(certificate["spec"]["secretName"], WEBHOOK_TLS_SECRET);
+        assert_eq!(certificate["spec"]["issuerRef"]["name"], WEBHOOK_ISSUER);
+        assert!(
+            certificate["spec"]["dnsNames"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("irsa-webhook.irsa-system.svc"))
+        );
+        assert_eq!(
+            find(&cm, "Issuer")["spec"],
+            serde_json::json!({"selfSigned": {}})
+        );
+    }
+
+    #[test]
+    fn another_namespace_reaches_every_name_that_holds_it() {
+        let d = manifests(&InstallOptions {
+            namespace: "platform".into(),
+            parts: vec![Part::Webhook],
+            webhook_certs: WebhookCerts::Irsa,
+            ..InstallOptions::default()
+        })
+        .unwrap();
+        let config = find(&d, "MutatingWebhookConfiguration");
+        assert_eq!(
+            config["webhooks"][0]["clientConfig"]["service"]["namespace"],
+            "platform"
+        );
+        let pod = &find(&d, "Deployment")["spec"]["template"]["spec"];
+        assert_eq!(pod["initContainers"][0]["args"][2], "--namespace=platform");
+        for doc in &d {
+            let cluster = matches!(
+                doc["kind"].as_str(),
+                Some("ClusterRole" | "ClusterRoleBinding" | "MutatingWebhookConfiguration")
+            );
+            if !cluster {
+                assert_eq!(doc["metadata"]["namespace"], "platform", "{doc}");
+            }
+        }
+        let cm = manifests(&InstallOptions {
+            namespace: "platform".into(),
+            parts: vec![Part::Webhook],
+            webhook_certs: WebhookCerts::CertManager,
+            ..InstallOptions::default()
+        })
+        .unwrap();
+        assert_eq!(
+            find(&cm, "MutatingWebhookConfiguration")["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "platform/irsa-webhook-tls"
+        );
+    }
+}

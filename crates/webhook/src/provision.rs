@@ -1,0 +1,438 @@
+//! `irsa webhook certs`: keep a CA and serving certificate for the webhook's Service in a
+//! `kubernetes.io/tls` Secret (plus `ca.crt`) and the CA in the `caBundle` of every webhook of
+//! its MutatingWebhookConfiguration. Idempotent: a stored pair that verifies for the Service's
+//! name past the renewal window is kept and nothing is written; otherwise it is replaced.
+//!
+//! The requests it sends are exactly what `irsa install --webhook` grants: get, create and
+//! update of the one Secret; get and patch of the one MutatingWebhookConfiguration. Replicas
+//! that run it at once converge: a create or update that loses the race (409) re-reads.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, ObjectMeta, PostParams};
+use serde_json::json;
+
+use crate::certs::{self, CertError, Unusable};
+
+/// The Secret type kube-apiserver requires `tls.crt` and `tls.key` in.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
+/// The longest `validity`: beyond it the certificate's dates leave what X.509 tools (and
+/// rcgen's date type) can write.
+pub const MAX_VALIDITY: Duration = Duration::from_secs(36_500 * 86_400);
+
+/// What to keep where.
+#[derive(Debug, Clone)]
+pub struct CertsRequest {
+    /// Namespace of the Service and the Secret.
+    pub namespace: String,
+    /// The Secret holding `tls.crt`, `tls.key` and `ca.crt`.
+    pub secret: String,
+    /// The Service kube-apiserver calls: the certificate is for `<service>.<namespace>.svc`.
+    pub service: String,
+    /// The MutatingWebhookConfiguration whose webhooks get the `caBundle`.
+    pub webhook_configuration: String,
+    /// Lifetime of a new CA and certificate.
+    pub validity: Duration,
+    /// A stored certificate expiring sooner than this is replaced.
+    pub renew_before: Duration,
+}
+
+/// What happened to the certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertOutcome {
+    /// The stored pair was valid and kept.
+    Kept,
+    /// There was no Secret: one was created.
+    Created,
+    /// The stored pair could not be kept, for this reason, and was replaced.
+    Rotated(Unusable),
+}
+
+/// The result of one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertsReport {
+    /// The certificate's fate.
+    pub certificate: CertOutcome,
+    /// How many webhooks' `caBundle` were patched (0: all already trusted the CA).
+    pub webhooks_patched: usize,
+    /// How many webhooks the configuration has.
+    pub webhooks: usize,
+    /// The serving certificate now stored, PEM (public).
+    pub cert_pem: String,
+}
+
+/// `irsa webhook certs` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    /// The configuration does not exist.
+    #[error(
+        "mutatingwebhookconfiguration {0} not found: apply the webhook's manifests first \
+         (`irsa install --webhook | kubectl apply --server-side -f -`), or pass its name with \
+         --webhook-configuration"
+    )]
+    ConfigurationNotFound(String),
+    /// The configuration has no webhooks to trust the CA.
+    #[error("mutatingwebhookconfiguration {0} has no webhooks: nothing would trust the CA")]
+    NoWebhooks(String),
+    /// A Secret of that name exists with another type (which cannot be changed).
+    #[error(
+        "secret {namespace}/{name} has type {type_:?}, not kubernetes.io/tls: delete it or pass \
+         another name with --secret"
+    )]
+    SecretType {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// Its type.
+        type_: String,
+    },
+    /// `--validity` must outlast `--renew-before`, or every run would rotate.
+    #[error(
+        "--validity ({validity_hours} hours) must be longer than --renew-before \
+         ({renew_hours} hours), or every run would replace the certificate"
+    )]
+    Window {
+        /// `--validity` in hours.
+        validity_hours: u64,
+        /// `--renew-before` in hours.
+        renew_hours: u64,
+    },
+    /// `--validity` beyond what certificate dates can hold.
+    #[error(
+        "--validity: at most 36500d (100 years); a shorter one with a renewal on each rollout \
+         is safer"
+    )]
+    TooLong,
+    /// A request to the API server failed.
+    #[error("failed to {action} {object}: {source}")]
+    Api {
+        /// `get`, `create`, `update`, `patch`.
+        action: &'static str,
+        /// `secret ns/name`, `mutatingwebhookconfiguration name`.
+        object: String,
+        /// The client's error.
+        source: kube::Error,
+    },
+    /// Another writer kept winning the race.
+    #[error("{0} kept changing while it was being written (3 attempts): run it again")]
+    Contended(String),
+    /// Generating failed.
+    #[error(transparent)]
+    Generate(#[from] CertError),
+}
+
+fn field<'a>(secret: &'a Secret, key: &str) -> &'a [u8] {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| b.0.as_slice())
+        .unwrap_or_default()
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+/// Make the Secret hold a valid pair for the Service and every webhook of the configuration
+/// trust its CA, as of `now`.
+pub async fn ensure(
+    client: kube::Client,
+    request: &CertsRequest,
+    now: SystemTime,
+) -> Result<CertsReport, ProvisionError> {
+    if request.validity > MAX_VALIDITY {
+        return Err(ProvisionError::TooLong);
+    }
+    if request.validity <= request.renew_before {
+        return Err(ProvisionError::Window {
+            validity_hours: request.validity.as_secs() / 3600,
+            renew_hours: request.renew_before.as_secs() / 3600,
+        });
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &request.namespace);
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let secret_object = format!("secret {}/{}", request.namespace, request.secret);
+    let config_object = format!(
+        "mutatingwebhookconfiguration {}",
+        request.webhook_configuration
+    );
+    let api_err = |action, object: &str| {
+        let object = object.to_owned();
+        move |source| ProvisionError::Api {
+            action,
+            object,
+            source,
+        }
+    };
+    let server_name = format!("{}.{}.svc", request.service, request.namespace);
+    for _ in 0..3 {
+        let config = configs
+            .get_opt(&request.webhook_configuration)
+            .await
+            .map_err(api_err("get", &config_object))?
+            .ok_or_else(|| {
+                ProvisionError::ConfigurationNotFound(request.webhook_configuration.clone())
+            })?;
+        if config.webhooks.as_ref().is_none_or(Vec::is_empty) {
+            return Err(ProvisionError::NoWebhooks(
+                request.webhook_configuration.clone(),
+            ));
+        }
+        let existing = secrets
+            .get_opt(&request.secret)
+            .await
+            .map_err(api_err("get", &secret_object))?;
+        if let Some(s) = &existing {
+            let type_ = s.type_.clone().unwrap_or_else(|| "Opaque".to_owned());
+            if type_ != TLS_SECRET_TYPE {
+                return Err(ProvisionError::SecretType {
+                    namespace: request.namespace.clone(),
+                    name: request.secret.clone(),
+                    type_,
+                });
+            }
+        }
+        let verdict = existing.as_ref().map(|s| {
+            certs::check(
+                field(s, "tls.crt"),
+                field(s, "tls.key"),
+                field(s, "ca.crt"),
+                &server_name,
+                now,
+                request.renew_before,
+            )
+        });
+        if let (Some(s), Some(Ok(()))) = (&existing, &verdict) {
+            let ca = field(s, "ca.crt");
+            // check() parsed it, so there is a certificate; junk around it stays out.
+            let bundle = certs::normalized(ca).unwrap_or_default();
+            let webhooks = config.webhooks.as_ref().map_or(0, Vec::len);
+            match patch_bundle(&client, &config, ca, &bundle).await {
+                Ok(patched) => {
+                    return Ok(CertsReport {
+                        certificate: CertOutcome::Kept,
+                        webhooks_patched: patched,
+                        webhooks,
+                        cert_pem: String::from_utf8_lossy(field(s, "tls.crt")).into_owned(),
+                    });
+                }
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(api_err("patch", &config_object)(e)),
+            }
+        }
+        let fresh = certs::generate_valid(
+            &certs::service_names(&request.service, &request.namespace),
+            // An hour back: clocks of the nodes and the API server disagree a little.
+            now - Duration::from_secs(3600),
+            now + request.validity,
+        )?;
+        let data = BTreeMap::from([
+            (
+                "tls.crt".to_owned(),
+                ByteString(fresh.cert_pem.clone().into_bytes()),
+            ),
+            (
+                "tls.key".to_owned(),
+                ByteString(fresh.key_pem.clone().into_bytes()),
+            ),
+            (
+                "ca.crt".to_owned(),
+                ByteString(fresh.ca_pem.clone().into_bytes()),
+            ),
+        ]);
+        let webhooks = config.webhooks.as_ref().map_or(0, Vec::len);
+        match (existing, verdict) {
+            (None, _) => {
+                let secret = Secret {
+                    metadata: ObjectMeta {
+                        name: Some(request.secret.clone()),
+                        namespace: Some(request.namespace.clone()),
+                        labels: Some(labels()),
+                        ..ObjectMeta::default()
+                    },
+                    type_: Some(TLS_SECRET_TYPE.to_owned()),
+                    data: Some(data),
+                    ..Secret::default()
+                };
+                match secrets.create(&PostParams::default(), &secret).await {
+                    Ok(_) => {}
+                    // Another replica created it first: use that one.
+                    Err(e) if is_conflict(&e) => continue,
+                    Err(e) => return Err(api_err("create", &secret_object)(e)),
+                }
+                let bundle = certs::next_bundle(&fresh.ca_pem, None);
+                let patched =
+                    match patch_bundle(&client, &config, fresh.ca_pem.as_bytes(), &bundle).await {
+                        Ok(n) => n,
+                        Err(e) if is_conflict(&e) => continue,
+                        Err(e) => return Err(api_err("patch", &config_object)(e)),
+                    };
+                return Ok(CertsReport {
+                    certificate: CertOutcome::Created,
+                    webhooks_patched: patched,
+                    webhooks,
+                    cert_pem: fresh.cert_pem,
+                });
+            }
+            (Some(mut secret), Some(Err(reason))) => {
+                // Trust the new CA (and still the old one) before serving with it.
+                let previous = field(&secret, "ca.crt").to_vec();
+                let bundle = certs::next_bundle(&fresh.ca_pem, Some(&previous));
+                let patched =
+                    match patch_bundle(&client, &config, fresh.ca_pem.as_bytes(), &bundle).await {
+                        Ok(n) => n,
+                        Err(e) if is_conflict(&e) => continue,
+                        Err(e) => return Err(api_err("patch", &config_object)(e)),
+                    };
+                secret.data = Some(data);
+                // Update, not patch: the resourceVersion read makes it conditional on the pair
+                // just checked, so two replicas never both replace it.
+                match secrets
+                    .replace(&request.secret, &PostParams::default(), &secret)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if is_conflict(&e) => continue,
+                    Err(e) => return Err(api_err("update", &secret_object)(e)),
+                }
+                return Ok(CertsReport {
+                    certificate: CertOutcome::Rotated(reason),
+                    webhooks_patched: patched,
+                    webhooks,
+                    cert_pem: fresh.cert_pem,
+                });
+            }
+            // A pair that checked out returned above.
+            (Some(_), _) => continue,
+        }
+    }
+    Err(ProvisionError::Contended(secret_object))
+}
+
+fn labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "irsa".to_owned()),
+        (
+            "app.kubernetes.io/component".to_owned(),
+            "webhook".to_owned(),
+        ),
+    ])
+}
+
+/// Set `bundle` on every webhook whose `caBundle` does not hold `ca`, by index: a JSON patch
+/// that tests each webhook's name before setting its `caBundle`, so fields of the configuration
+/// irsa does not model survive and a reordered configuration is refused, never mis-patched.
+/// Returns how many were patched. No resourceVersion test: concurrent runs set the CA of the
+/// Secret they read, and whichever loses the Secret's race (409) re-reads and patches again, so
+/// the configuration ends up trusting the CA that was stored last.
+async fn patch_bundle(
+    client: &kube::Client,
+    config: &MutatingWebhookConfiguration,
+    ca: &[u8],
+    bundle: &str,
+) -> Result<usize, kube::Error> {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bundle);
+    let mut ops = Vec::new();
+    for (i, webhook) in config.webhooks.iter().flatten().enumerate() {
+        let current = webhook
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .map(|b| b.0.as_slice())
+            .unwrap_or_default();
+        if certs::bundle_contains(current, ca) {
+            continue;
+        }
+        ops.push(
+            json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": webhook.name}),
+        );
+        ops.push(json!({
+            "op": "add",
+            "path": format!("/webhooks/{i}/clientConfig/caBundle"),
+            "value": encoded,
+        }));
+    }
+    if ops.is_empty() {
+        return Ok(0);
+    }
+    let name = config.metadata.name.clone().unwrap_or_default();
+    let body = serde_json::to_vec(&ops).expect("JSON values serialize");
+    // kube's typed JSON patch needs its `jsonpatch` feature; the request is plain enough.
+    let request = http::Request::patch(format!(
+        "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/{name}"
+    ))
+    .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+    .body(body)
+    .expect("a request with a valid path and header builds");
+    let _: MutatingWebhookConfiguration = client.request(request).await?;
+    Ok(ops.len() / 2)
+}
+
+/// Wait until the Secret as mounted in `dir` (a Secret volume of the same pod) holds
+/// `cert_pem` as `tls.crt`, polling every `every`, for at most `timeout`. An init container
+/// that creates the Secret waits so, because the kubelet fills an optional Secret volume only
+/// on its next sync: the webhook container then starts with the files in place.
+pub async fn wait_for_mount(
+    dir: &std::path::Path,
+    cert_pem: &str,
+    every: Duration,
+    timeout: Duration,
+) -> Result<(), String> {
+    let path = dir.join("tls.crt");
+    let wait = async {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if std::fs::read(&path).is_ok_and(|b| b == cert_pem.as_bytes()) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(timeout, wait).await.map_err(|_| {
+        format!(
+            "{} did not show the stored certificate within {} s: mount the Secret at {} \
+             (a Secret volume with optional: true) or leave out --wait-for-mount",
+            path.display(),
+            timeout.as_secs(),
+            dir.display()
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_ends_when_the_mount_shows_the_certificate_or_at_the_deadline() {
+        let dir = std::env::temp_dir().join(format!("irsa-wait-mount-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = wait_for_mount(&dir, "CERT", Duration::from_secs(1), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            e.contains("tls.crt did not show the stored certificate within 5 s"),
+            "{e}"
+        );
+        std::fs::write(dir.join("tls.crt"), "OLD").unwrap();
+        assert!(
+            wait_for_mount(&dir, "CERT", Duration::from_secs(1), Duration::from_secs(5))
+                .await
+                .is_err()
+        );
+        std::fs::write(dir.join("tls.crt"), "CERT").unwrap();
+        wait_for_mount(&dir, "CERT", Duration::from_secs(1), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,27 @@
+//! `irsa webhook certs` decides from a Secret read back from the cluster whether its serving
+//! pair can be kept, and builds the next caBundle from its `ca.crt`: whatever bytes the Secret
+//! holds, that must never panic.
+#![no_main]
+
+use std::time::{Duration, SystemTime};
+
+use irsa_webhook::certs;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    // Three fields out of one input: tls.crt, tls.key, ca.crt.
+    let mut parts = data.splitn(3, |b| *b == 0);
+    let crt = parts.next().unwrap_or_default();
+    let key = parts.next().unwrap_or_default();
+    let ca = parts.next().unwrap_or_default();
+    let _ = certs::check(
+        crt,
+        key,
+        ca,
+        "irsa-webhook.irsa-system.svc",
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        Duration::from_secs(86_400),
+    );
+    let _ = certs::bundle_contains(crt, ca);
+    let _ = certs::next_bundle("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", Some(ca));
+});
