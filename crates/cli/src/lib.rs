@@ -7,7 +7,6 @@ use clap::{Parser, Subcommand};
 mod controller;
 #[cfg(feature = "sandbox")]
 mod demo;
-mod disk_cache;
 mod input;
 mod install;
 #[cfg(feature = "sandbox")]
