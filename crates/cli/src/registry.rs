@@ -78,6 +78,13 @@ pub(crate) fn describe(input: &str, image: &ImageRef) -> Value {
         Registry::Other if looks_like_ecr(&image.host) => registry::parse_ecr_host(&image.host)
             .err()
             .map(|e| format!("not ECR: {e}")),
+        Registry::Ecr(e) if irsa_core::partition::validate_region(&e.region).is_err() => {
+            Some(format!(
+                "region {:?} is not one irsa knows yet: accepted because the host is under AWS's own \
+             ECR domain for partition {} (a new region); check the spelling if AWS has no such region",
+                e.region, e.partition
+            ))
+        }
         _ => None,
     };
     json!({

@@ -499,6 +499,12 @@ fn moto_node_mode_and_token_mode_across_accounts_and_regions() {
             "777788889999.dkr.ecr.ap-southeast-2.amazonaws.com".to_owned(),
             "777788889999",
         ),
+        // A region irsa does not know yet, under AWS's own domain.
+        (
+            "121212121212.dkr.ecr.lala-land-1.amazonaws.com/d".to_owned(),
+            "121212121212.dkr.ecr.lala-land-1.amazonaws.com".to_owned(),
+            "121212121212",
+        ),
     ] {
         let run = provider(&env, &["credential-provider"], &request(&image, None, &[]));
         let (host, user, password) = auth_of(&run);
