@@ -6,7 +6,10 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Subcommand, ValueEnum};
+use irsa_credential_provider::config::{
+    ConfigOptions, irsa_provider, kubelet_flags_comment, render_config, render_rbac, validate,
+};
 use irsa_credential_provider::plan::{DEFAULT_ROLE_ANNOTATIONS, Fallback, Policy};
 use irsa_credential_provider::protocol::MAX_REQUEST_BYTES;
 use irsa_credential_provider::{Options, explain::explain, respond};
@@ -112,4 +115,93 @@ pub(crate) fn run(args: CredentialProviderArgs) -> anyhow::Result<Verdict> {
             Ok(Verdict::No)
         }
     }
+}
+
+/// `irsa install …` targets other than the cluster's manifests.
+#[derive(Debug, Subcommand)]
+pub(crate) enum InstallCommand {
+    /// Print the kubelet's CredentialProviderConfig that runs `irsa credential-provider` (for
+    /// the file named by --image-credential-provider-config on every node), or with
+    /// `--print rbac` the RBAC that lets the nodes request its token audience.
+    #[command(name = "credential-provider")]
+    CredentialProvider(InstallProviderArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum InstallPrint {
+    /// The kubelet's CredentialProviderConfig, with the kubelet flags as a comment.
+    Config,
+    /// The ClusterRole and ClusterRoleBinding for `request-serviceaccounts-token-audience`.
+    Rbac,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InstallProviderArgs {
+    /// What to print.
+    #[arg(long, value_enum, default_value = "config")]
+    print: InstallPrint,
+    /// The fallback for service accounts that name no role.
+    #[arg(long, value_enum, default_value = "node")]
+    fallback: FallbackArg,
+    /// Service-account annotation keys naming the role, in order.
+    #[arg(
+        long,
+        value_name = "KEY,…",
+        value_delimiter = ',',
+        default_values_t = DEFAULT_ROLE_ANNOTATIONS.map(str::to_owned)
+    )]
+    role_annotations: Vec<String>,
+    /// The provider's disk cache on the node; `none` for no disk cache.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/irsa/credential-provider"
+    )]
+    cache_dir: String,
+    /// Where the config file goes on the node (for the printed kubelet flags).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/kubernetes/image-credential-provider-config.yaml"
+    )]
+    config_path: String,
+    /// The kubelet's credential-provider binary directory, holding the irsa binary.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/usr/libexec/kubernetes/kubelet-plugins/credential-provider/exec"
+    )]
+    bin_dir: String,
+}
+
+pub(crate) fn install(cmd: InstallCommand) -> anyhow::Result<Verdict> {
+    let InstallCommand::CredentialProvider(args) = cmd;
+    let options = ConfigOptions {
+        role_annotations: args.role_annotations.clone(),
+        fallback: match args.fallback {
+            FallbackArg::Node => Fallback::Node,
+            FallbackArg::Deny => Fallback::Deny,
+        },
+        cache_dir: (args.cache_dir != "none").then(|| args.cache_dir.clone()),
+        ..ConfigOptions::default()
+    };
+    let provider = irsa_provider(&options);
+    // Held to the kubelet's own rules: a config the kubelet would refuse stops it from starting.
+    if let Err(errors) = validate(std::slice::from_ref(&provider)) {
+        return Err(Invalid(format!(
+            "the kubelet would refuse this CredentialProviderConfig: {}",
+            errors.join("; ")
+        ))
+        .into());
+    }
+    let text = match args.print {
+        InstallPrint::Config => format!(
+            "{}{}",
+            kubelet_flags_comment(&args.config_path, &args.bin_dir),
+            render_config(std::slice::from_ref(&provider))
+        ),
+        InstallPrint::Rbac => render_rbac(&options.audience),
+    };
+    print!("{text}");
+    Ok(Verdict::Ok)
 }

@@ -537,3 +537,95 @@ fn moto_node_mode_and_token_mode_across_accounts_and_regions() {
     );
     assert_eq!(auth_of(&run).2, "111122223333-auth-token");
 }
+
+/// The printed config, read back by Python's YAML parser (as the kubelet's YAML decoder would
+/// read it) and the RBAC validated against Kubernetes' schema.
+#[test]
+fn install_prints_a_config_the_kubelet_accepts_and_the_rbac_it_needs() {
+    let run = common::irsa(&["install", "credential-provider", "--fallback", "deny"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("# kubelet flags: --image-credential-provider-config="),
+        "{}",
+        run.stdout
+    );
+    let venv = std::env::var("IRSA_TEST_VENV_VALIDATE")
+        .expect("IRSA_TEST_VENV_VALIDATE (kubernetes-validate venv) must be set");
+    let python = Path::new(&venv).join("bin/python");
+    assert!(python.exists(), "{} missing", python.display());
+    let check = |script: &str, stdin: &str| {
+        let mut child = Command::new(&python)
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let summary = check(
+        "import sys, yaml, json\nd = yaml.safe_load(sys.stdin)\np = d['providers'][0]\nprint(json.dumps({'kind': d['kind'], 'apiVersion': d['apiVersion'], 'name': p['name'], 'pav': p['apiVersion'], 'dcd': p['defaultCacheDuration'], 'args': p['args'], 'ta': p['tokenAttributes'], 'n': len(p['matchImages']), 'mi': p['matchImages']}))",
+        &run.stdout,
+    );
+    let v: Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(v["kind"], "CredentialProviderConfig");
+    assert_eq!(v["apiVersion"], "kubelet.config.k8s.io/v1");
+    assert_eq!(v["pav"], V1);
+    assert_eq!(v["name"], "irsa");
+    assert_eq!(v["ta"]["cacheType"], "ServiceAccount");
+    assert_eq!(v["ta"]["requireServiceAccount"], false);
+    assert_eq!(v["ta"]["serviceAccountTokenAudience"], "sts.amazonaws.com");
+    assert_eq!(
+        v["ta"]["optionalServiceAccountAnnotationKeys"],
+        json!([
+            "eks.amazonaws.com/ecr-role-arn",
+            "eks.amazonaws.com/role-arn"
+        ])
+    );
+    assert!(
+        v["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--fallback=deny"))
+    );
+    assert!(
+        v["mi"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("*.dkr.ecr.*.amazonaws.com"))
+    );
+    // The printed args run: the provider parses them.
+    let args: Vec<String> = v["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let mut explain: Vec<&str> = args.iter().map(String::as_str).collect();
+    explain.extend(["--explain", "public.ecr.aws/x/y"]);
+    let ran = provider(&[], &explain, "");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let rbac = common::irsa(&["install", "credential-provider", "--print", "rbac"]);
+    assert_eq!(rbac.code, 0, "{}", rbac.stderr);
+    check(
+        "import sys, yaml, kubernetes_validate\nfor d in yaml.safe_load_all(sys.stdin):\n    kubernetes_validate.validate(d, '1.34.0', strict=True)\n    print(d['kind'])",
+        &rbac.stdout,
+    );
+    assert!(
+        rbac.stdout
+            .contains("request-serviceaccounts-token-audience")
+    );
+}
