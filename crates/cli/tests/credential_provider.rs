@@ -231,6 +231,26 @@ fn token_mode_takes_the_role_from_each_annotation_key_in_order() {
         );
         assert!(!run.stderr.contains(&token), "{}", run.stderr);
     }
+    // Nothing secret reaches stderr, even at trace level.
+    let role_arn = role("puller");
+    let traced = provider(
+        &[("AWS_ENDPOINT_URL", &node.cloud.url), ("IRSA_LOG", "trace")],
+        &["credential-provider"],
+        &request(
+            ECR,
+            Some(&token),
+            &[("eks.amazonaws.com/role-arn", &role_arn)],
+        ),
+    );
+    let (_, _, password) = auth_of(&traced);
+    assert!(traced.stderr.contains("DEBUG"), "verbose logging is on");
+    for (what, secret) in [
+        ("token", token.as_str()),
+        ("password", password.as_str()),
+        ("session token", "IQoJb3JpZ2luX2Vj"),
+    ] {
+        assert!(!traced.stderr.contains(secret), "the {what} is in stderr");
+    }
     // The ECR-specific key wins: with it naming no-ecr, ECR refuses.
     let run = node.run(
         "puller",
@@ -517,6 +537,24 @@ fn moto_node_mode_and_token_mode_across_accounts_and_regions() {
         // moto's ECR tokens expired in 2015: the kubelet is told not to keep them.
         assert_eq!(run.json()["cacheDuration"], "0s");
     }
+    // Node mode with a chained AssumeRole (cross-account) through moto's STS.
+    let run = provider(
+        &env,
+        &[
+            "credential-provider",
+            "--assume-role",
+            "arn:aws:iam::444455556666:role/cross-account-puller",
+        ],
+        &request(ECR, None, &[]),
+    );
+    assert_eq!(auth_of(&run).2, "111122223333-auth-token");
+    let bad = provider(
+        &env,
+        &["credential-provider", "--assume-role", "puller"],
+        &request(ECR, None, &[]),
+    );
+    assert_eq!(bad.code, 2, "a bad flag is a usage error: {}", bad.stderr);
+    assert!(bad.stderr.contains("--assume-role"), "{}", bad.stderr);
     // Token mode through moto's STS (which accepts any token: the wire format, not the trust).
     let token = {
         use base64::Engine as _;
