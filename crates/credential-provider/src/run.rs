@@ -156,6 +156,37 @@ fn response(api_version: &str, entry: Option<(&Entry, i64)>) -> Response {
     }
 }
 
+/// The entry to hand out (and maybe keep) for a freshly minted credential, and its remaining
+/// lifetime in seconds: the kubelet and the disk cache keep it for `fraction` of that. Refuses a
+/// password equal to the pod's service-account token (the kubelet refuses it for the
+/// ServiceAccount cache type, and it must never be handed on as a registry secret).
+fn entry_for(
+    host: String,
+    credential: irsa_aws::RegistryCredential,
+    token: Option<&SecretString>,
+    now: i64,
+    fraction: f64,
+) -> Result<(Entry, i64), ProviderError> {
+    if let Some(token) = token
+        && credential.password.expose() == token.expose()
+    {
+        return Err(ProviderError::PasswordIsToken { registry: host });
+    }
+    let expires_at = credential
+        .expires_at
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64);
+    let lifetime = expires_at.map_or(0, |e| (e - now).max(0));
+    let entry = Entry {
+        registry: host,
+        username: credential.username,
+        password: credential.password,
+        expires_at,
+        refresh_at: now + (lifetime as f64 * fraction) as i64,
+    };
+    Ok((entry, lifetime))
+}
+
 /// Answers one request read from stdin: decode, decide, then the disk cache or the pipeline.
 pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderError> {
     let fraction = options.refresh_fraction;
@@ -259,24 +290,8 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
             registry: host.clone(),
         })
     })?;
-    if let Some(token) = &token
-        && credential.password.expose() == token.expose()
-    {
-        return Err(ProviderError::PasswordIsToken { registry: host });
-    }
     let now = now();
-    let expires_at = credential
-        .expires_at
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs() as i64);
-    let lifetime = expires_at.map_or(0, |e| (e - now).max(0));
-    let entry = Entry {
-        registry: host,
-        username: credential.username,
-        password: credential.password,
-        expires_at,
-        refresh_at: now + (lifetime as f64 * fraction) as i64,
-    };
+    let (entry, lifetime) = entry_for(host, credential, token.as_ref(), now, fraction)?;
     // A credential that claims no future lifetime (moto's) is served once, never kept.
     if lifetime > 0
         && let (Some(cache), Some(key)) = (&cache, &key)
@@ -326,6 +341,55 @@ mod tests {
         })
         .unwrap();
         assert_ne!(node, a);
+    }
+
+    #[test]
+    fn the_cache_duration_is_the_fraction_of_the_real_lifetime_and_the_token_is_never_a_password() {
+        let now = 1_800_000_000;
+        let credential = |password: &str, expires_in: Option<u64>| irsa_aws::RegistryCredential {
+            registry: "r".into(),
+            username: "AWS".into(),
+            password: SecretString::from(password),
+            expires_at: expires_in.map(|s| UNIX_EPOCH + Duration::from_secs(now as u64 + s)),
+        };
+        let token = SecretString::from("eyJ.pod-token.sig");
+        let (entry, lifetime) = entry_for(
+            "r".into(),
+            credential("pw", Some(43_200)),
+            Some(&token),
+            now,
+            0.5,
+        )
+        .unwrap();
+        assert_eq!(lifetime, 43_200);
+        let r = response("v", Some((&entry, now)));
+        assert_eq!(r.cache_duration, Some(Duration::from_secs(21_600)));
+        let (entry, lifetime) =
+            entry_for("r".into(), credential("pw", Some(43_200)), None, now, 0.25).unwrap();
+        assert_eq!((lifetime, entry.refresh_at - now), (43_200, 10_800));
+        // moto's expiry in the past, or none: served once, kept for no time.
+        for expires in [None, Some(0)] {
+            let (entry, lifetime) =
+                entry_for("r".into(), credential("pw", expires), None, now, 0.5).unwrap();
+            assert_eq!(lifetime, 0);
+            assert_eq!(
+                response("v", Some((&entry, now))).cache_duration,
+                Some(Duration::ZERO)
+            );
+        }
+        let err = entry_for(
+            "r".into(),
+            credential("eyJ.pod-token.sig", Some(100)),
+            Some(&token),
+            now,
+            0.5,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("service-account token as its password") && !err.contains("pod-token"),
+            "{err}"
+        );
     }
 
     #[test]
