@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use aws_sdk_ecr::config::{BehaviorVersion, Region};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_types::retry::RetryConfig;
-use irsa_core::partition::{EndpointVariant, ecr_api_endpoint};
+use irsa_core::partition::{EndpointVariant, ecr_api_endpoint_in};
 use irsa_core::registry::Registry;
 use thiserror::Error;
 
@@ -137,9 +137,11 @@ impl EcrProvider {
             Some(url) => url.clone(),
             None => format!(
                 "https://{}",
-                ecr_api_endpoint(&region, variant).map_err(|e| EcrError::Endpoint {
-                    registry: targets[0].host.clone(),
-                    reason: e.to_string(),
+                ecr_api_endpoint_in(first.partition, &region, variant).map_err(|e| {
+                    EcrError::Endpoint {
+                        registry: targets[0].host.clone(),
+                        reason: e.to_string(),
+                    }
                 })?
             ),
         };

@@ -6,12 +6,14 @@
 //! - [`sts`]: `AssumeRoleWithWebIdentity`, the ambient chain and chained `AssumeRole`.
 //! - [`provider`], [`ecr`], [`ecr_public`], [`chainguard`]: registry token providers.
 //! - [`cache`]: the credential cache with single-flight; [`retry`]: timeouts and backoff.
+//! - [`disk_cache`]: the on-disk cache of short-lived processes, with a lock across processes.
 #![warn(missing_docs)]
 
 pub mod cache;
 pub mod chainguard;
 pub mod clock;
 pub mod credentials;
+pub mod disk_cache;
 pub mod ecr;
 pub mod ecr_public;
 pub mod env;
@@ -24,6 +26,7 @@ pub mod token_source;
 pub use cache::{CacheOptions, CacheStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::{AwsCredentials, BoxFuture, RegistryCredential};
+pub use disk_cache::DiskCache;
 pub use env::Env;
 pub use pipeline::{ConfigError, Pipeline, PipelineError, PipelineOptions, Providers};
 pub use provider::{RegistryTarget, RegistryTokenProvider, TargetError};

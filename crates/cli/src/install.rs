@@ -13,6 +13,9 @@ use crate::{Invalid, Verdict};
 
 #[derive(Debug, Args)]
 pub(crate) struct InstallArgs {
+    /// What to print instead of the cluster's manifests.
+    #[command(subcommand)]
+    other: Option<crate::credential_provider::InstallCommand>,
     /// Namespace for the controller, its ServiceAccount, its leader-election Lease and its
     /// credential key [default: irsa-system; with --watch-namespace, that namespace].
     #[arg(long, short = 'n', value_name = "NAME", env = "IRSA_NAMESPACE")]
@@ -150,6 +153,9 @@ impl InstallArgs {
 }
 
 pub(crate) fn run(args: InstallArgs) -> anyhow::Result<Verdict> {
+    if let Some(other) = args.other {
+        return crate::credential_provider::install(other);
+    }
     let yaml = irsa_k8s::manifests_yaml(&args.options()).map_err(|e| Invalid(e.to_string()))?;
     let mut stdout = std::io::stdout().lock();
     stdout

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod controller;
+mod credential_provider;
 #[cfg(feature = "sandbox")]
 mod demo;
-mod disk_cache;
 mod input;
 mod install;
 #[cfg(feature = "sandbox")]
@@ -115,6 +115,11 @@ enum Command {
     /// The pod identity webhook: IRSA on any cluster, a drop-in for
     /// amazon-eks-pod-identity-webhook (same annotations, flags, ConfigMap and resulting pods).
     Webhook(Box<webhook::WebhookArgs>),
+    /// The kubelet's image credential provider: a CredentialProviderRequest on stdin, the
+    /// registry credential on stdout (ECR, ECR Public; the pod's own role from its
+    /// service-account token, KEP-4412).
+    #[command(name = "credential-provider")]
+    CredentialProvider(credential_provider::CredentialProviderArgs),
 }
 
 /// How a command ended, when it did not fail on bad input.
@@ -156,6 +161,7 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "sandbox")]
         Command::Demo(args) => demo::run(args),
         Command::Webhook(args) => webhook::run(*args),
+        Command::CredentialProvider(args) => credential_provider::run(args),
     };
     match result {
         Ok(Verdict::Ok) => ExitCode::SUCCESS,

@@ -17,8 +17,8 @@ use irsa_core::secret::SecretString;
 use irsa_core::token;
 use serde_json::json;
 
-use crate::disk_cache::{DiskCache, Entry};
 use crate::{Invalid, Verdict};
+use irsa_aws::disk_cache::{DiskCache, Entry};
 
 /// Fraction of a credential's lifetime after which the disk cache stops serving it.
 const DISK_REFRESH_FRACTION: f64 = 0.5;

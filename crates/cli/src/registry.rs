@@ -13,7 +13,8 @@ pub(crate) enum Command {
     ///
     /// Prints, per input: kind (ecr, ecr-public, chainguard, other), host (port kept), repository,
     /// and for ECR the account, region, partition, FIPS and dual-stack flags. Lookalike hosts
-    /// (extra labels, 11- or 13-digit accounts, unknown regions) are never ECR.
+    /// (extra labels, 11- or 13-digit accounts, malformed regions, other domains) are never ECR;
+    /// a well-formed region irsa does not know yet under AWS's own ECR domains is, with a note.
     /// Exits 2 if any input cannot be parsed (the others are still printed).
     #[command(after_help = "Examples:\n  \
         irsa registry parse 123456789012.dkr.ecr.us-east-1.amazonaws.com/team/app:1.2.3\n  \
@@ -78,6 +79,13 @@ pub(crate) fn describe(input: &str, image: &ImageRef) -> Value {
         Registry::Other if looks_like_ecr(&image.host) => registry::parse_ecr_host(&image.host)
             .err()
             .map(|e| format!("not ECR: {e}")),
+        Registry::Ecr(e) if irsa_core::partition::validate_region(&e.region).is_err() => {
+            Some(format!(
+                "region {:?} is not one irsa knows yet: accepted because the host is under AWS's own \
+             ECR domain for partition {} (a new region); check the spelling if AWS has no such region",
+                e.region, e.partition
+            ))
+        }
         _ => None,
     };
     json!({

@@ -140,3 +140,33 @@ fn no_input_is_a_usage_error() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("IMAGE_OR_HOST"), "{}", run.stderr);
 }
+
+#[test]
+fn a_new_region_under_aws_domains_is_ecr_and_the_note_says_so() {
+    let run = irsa(&[
+        "registry",
+        "parse",
+        "123456789012.dkr.ecr.lala-land-1.amazonaws.com/app",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/app",
+        "123456789012.dkr.ecr.lala-land-1.amazonaws.com.evil.example/app",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let rows = run.json();
+    let new = &rows[0];
+    assert_eq!(new["kind"], "ecr");
+    assert_eq!(new["region"], "lala-land-1");
+    assert_eq!(new["partition"], "aws");
+    let note = new["note"].as_str().expect("a note");
+    assert!(
+        note.contains("not one irsa knows yet") && note.contains("AWS's own"),
+        "{note}"
+    );
+    assert_eq!(
+        rows[1]["note"],
+        serde_json::Value::Null,
+        "known regions need no note"
+    );
+    assert_eq!(rows[2]["kind"], "other", "lookalike domains stay refused");
+}

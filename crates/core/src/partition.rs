@@ -348,6 +348,18 @@ pub fn sts_global_endpoint(partition: Partition) -> &'static str {
 /// `api.ecr[-fips].<region>.<suffix>`.
 pub fn ecr_api_endpoint(region: &str, variant: EndpointVariant) -> Result<String, PartitionError> {
     let partition = validate_region(region)?;
+    ecr_api_endpoint_in(partition, region, variant)
+}
+
+/// [`ecr_api_endpoint`] for a region whose partition is already known, e.g. from the domain of
+/// an ECR registry host with a region irsa does not know yet
+/// ([`crate::registry::is_region_label`]); the region is not checked against the partition's
+/// pattern.
+pub fn ecr_api_endpoint_in(
+    partition: Partition,
+    region: &str,
+    variant: EndpointVariant,
+) -> Result<String, PartitionError> {
     check_variant(partition, region, variant, "ECR API")?;
     let short_form = matches!(partition, Partition::Aws | Partition::AwsUsGov);
     Ok(match (variant.fips, variant.dual_stack) {

@@ -23,6 +23,10 @@
 //! - **Lookalikes.** A host is ECR only if it is exactly `<12 digits>.dkr.ecr[-fips].<region>.<dns
 //!   suffix>` or `<12 digits>.dkr-ecr[-fips].<region>.<on.aws | on.amazonwebservices.com.cn>` and
 //!   the region belongs to the partition of the suffix. Anything else is [`Registry::Other`].
+//! - **New regions.** Only AWS controls its ECR domains, so a region label that matches no
+//!   partition's known pattern but has a region's shape ([`is_region_label`], e.g. `lala-land-1`)
+//!   is accepted under them, with the domain's partition, as the kubelet and upstream's
+//!   provider accept it: a new AWS geography does not break pulls until irsa is updated.
 
 use std::fmt;
 use std::str::FromStr;
@@ -724,7 +728,22 @@ fn ecr_parts(name: &str) -> Result<EcrRegistry, EcrProblem<'_>> {
     if !is_account_id(account) {
         return Err(EcrProblem::Account(account));
     }
-    let partition = Partition::from_region(region).ok_or(EcrProblem::Region(region))?;
+    // A region label irsa does not know yet (a new geography) is still a region under AWS's
+    // own domains, which nobody else can serve: the domain names the partition.
+    let partition = match Partition::from_region(region) {
+        Some(p) => p,
+        None if is_region_label(region) => Partition::ALL
+            .into_iter()
+            .find(|p| {
+                if dual_stack {
+                    p.ecr_dual_stack_registry_suffix() == Some(suffix)
+                } else {
+                    p.dns_suffix() == suffix
+                }
+            })
+            .ok_or(EcrProblem::Region(region))?,
+        None => return Err(EcrProblem::Region(region)),
+    };
     let expected = if dual_stack {
         partition.ecr_dual_stack_registry_suffix()
     } else {
@@ -745,6 +764,21 @@ fn ecr_parts(name: &str) -> Result<EcrRegistry, EcrProblem<'_>> {
         fips,
         dual_stack,
     })
+}
+
+/// Whether `label` has the shape of an AWS region name, known or not: three to five `-`-separated
+/// parts, lowercase ASCII letters, the last one to three ASCII digits (`lala-land-1`).
+pub fn is_region_label(label: &str) -> bool {
+    let parts: Vec<&str> = label.split('-').collect();
+    let Some((number, words)) = parts.split_last() else {
+        return false;
+    };
+    (3..=5).contains(&parts.len())
+        && (1..=3).contains(&number.len())
+        && number.bytes().all(|b| b.is_ascii_digit())
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 #[cfg(test)]
@@ -923,6 +957,95 @@ mod tests {
                 dual_stack: false,
             })
         );
+    }
+
+    /// AWS alone controls its ECR domains, so a region label irsa does not know yet (a new
+    /// geography) is accepted there, as the kubelet and upstream's provider accept it; the
+    /// partition is the domain's. Lookalike domains and malformed labels stay refused.
+    #[test]
+    fn any_well_formed_region_label_under_aws_domains_is_ecr() {
+        let table = [
+            (
+                "123456789012.dkr.ecr.lala-land-1.amazonaws.com",
+                "lala-land-1",
+                Partition::Aws,
+                false,
+                false,
+            ),
+            (
+                "123456789012.dkr.ecr-fips.xx-newgeo-12.amazonaws.com",
+                "xx-newgeo-12",
+                Partition::Aws,
+                true,
+                false,
+            ),
+            (
+                "123456789012.dkr-ecr.lala-land-1.on.aws",
+                "lala-land-1",
+                Partition::Aws,
+                false,
+                true,
+            ),
+            (
+                "123456789012.dkr.ecr.cn-farwest-2.amazonaws.com.cn",
+                "cn-farwest-2",
+                Partition::AwsCn,
+                false,
+                false,
+            ),
+            (
+                "123456789012.dkr.ecr.zz-isoz-east-1.c2s.ic.gov",
+                "zz-isoz-east-1",
+                Partition::AwsIso,
+                false,
+                false,
+            ),
+            (
+                "123456789012.dkr.ecr.lala-land-1.amazonaws.eu",
+                "lala-land-1",
+                Partition::AwsEusc,
+                false,
+                false,
+            ),
+        ];
+        for (host, region, partition, fips, dual_stack) in table {
+            assert_eq!(
+                classify_host(host),
+                ecr(region, partition, fips, dual_stack),
+                "{host}"
+            );
+            assert_eq!(
+                classify_host(&format!("{host}:443")),
+                ecr(region, partition, fips, dual_stack)
+            );
+        }
+        for lookalike in [
+            "123456789012.dkr.ecr.lala-land-1.amazonaws.com.evil.example",
+            "123456789012.dkr.ecr.lala-land-1.amazonaws.co",
+            "123456789012.dkr.ecr.lala-land-1.example.com",
+            "123456789012.dkr.ecr.lala-land-1a.amazonaws.com",
+            "123456789012.dkr.ecr.lala-land.amazonaws.com",
+            "123456789012.dkr.ecr.1-2.amazonaws.com",
+            "123456789012.dkr.ecr.lala--1.amazonaws.com",
+            "123456789012.dkr.ecr.lala-land-1234.amazonaws.com",
+            "123456789012.dkr.ecr.a-b-c-d-e-1.amazonaws.com",
+            "12345678901.dkr.ecr.lala-land-1.amazonaws.com",
+        ] {
+            assert_eq!(classify_host(lookalike), Registry::Other, "{lookalike}");
+        }
+        assert_eq!(
+            crate::partition::ecr_api_endpoint_in(
+                Partition::Aws,
+                "lala-land-1",
+                EndpointVariant::PLAIN
+            ),
+            Ok("api.ecr.lala-land-1.amazonaws.com".to_owned())
+        );
+        // A known region on another partition's domain is still a mismatch, not a new region.
+        assert!(matches!(
+            parse_ecr_host("123456789012.dkr.ecr.us-east-1.amazonaws.com.cn"),
+            Err(RegistryError::EcrPartitionMismatch { .. })
+        ));
     }
 
     #[test]

@@ -196,7 +196,9 @@ fn lookalikes_are_other() {
         // Regions.
         "123456789012.dkr.ecr.us-east-1a.amazonaws.com",
         "123456789012.dkr.ecr.useast1.amazonaws.com",
-        "123456789012.dkr.ecr.xx-east-1.amazonaws.com",
+        // (A well-formed label no partition knows, `xx-east-1`, is a new region under AWS's
+        // own domain and is ECR: see `any_well_formed_region_label_under_aws_domains_is_ecr`.)
+        "123456789012.dkr.ecr.xx-east.amazonaws.com",
         "123456789012.dkr.ecr.us-east.amazonaws.com",
         "123456789012.dkr.ecr.amazonaws.com",
         // Region from another partition than the suffix.

@@ -1,15 +1,19 @@
-//! The CLI's on-disk credential cache: lets `irsa argocd-credentials` and the docker credential
-//! helper, which run as a new process per call, answer from disk until the credential's refresh
-//! point instead of calling STS and ECR every time.
+//! The on-disk credential cache of irsa's short-lived processes (`irsa login`, the docker
+//! credential helper, `irsa argocd-credentials`, the kubelet credential provider): each runs as a
+//! new process per call, so it answers from disk until the credential's refresh point instead of
+//! calling STS and the registry every time.
 //!
-//! One file per (identity, registry) under `$XDG_CACHE_HOME/irsa/credentials/` (default
-//! `~/.cache/irsa/credentials/`), directory mode 0700 and files mode 0600, written atomically.
-//! A file that cannot be read, is corrupt or is past its refresh point is a miss, never an error.
+//! One file per (identity, registry) in a directory private to the user (mode 0700, owned by
+//! the caller, not a symlink), files mode 0600, written atomically. A file that cannot be read,
+//! is corrupt or is past its refresh point is a miss, never an error. [`DiskCache::lock`] takes
+//! an exclusive file lock per (identity, registry), so that processes started at the same moment
+//! make one upstream exchange between them (single flight across processes).
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use irsa_core::cache_entry::CacheEntry;
 use irsa_core::secret::SecretString;
@@ -17,9 +21,12 @@ use sha2::{Digest, Sha256};
 
 /// A cached registry credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Entry {
+pub struct Entry {
+    /// The registry host.
     pub registry: String,
+    /// The registry user name.
     pub username: String,
+    /// The registry password.
     pub password: SecretString,
     /// Unix seconds after which the registry refuses the password, when the registry said.
     /// Only credentials with a known, future expiry are ever stored.
@@ -28,14 +35,16 @@ pub(crate) struct Entry {
     pub refresh_at: i64,
 }
 
-/// The cache directory, or `None` when neither `XDG_CACHE_HOME` nor `HOME` is set.
-pub(crate) struct DiskCache {
+/// A cache directory.
+#[derive(Debug, Clone)]
+pub struct DiskCache {
     dir: PathBuf,
 }
 
 impl DiskCache {
-    /// The default location: `$XDG_CACHE_HOME/irsa/credentials` or `$HOME/.cache/irsa/credentials`.
-    pub(crate) fn from_env() -> Option<Self> {
+    /// The default location: `$XDG_CACHE_HOME/irsa/credentials` or `$HOME/.cache/irsa/credentials`;
+    /// `None` when neither `XDG_CACHE_HOME` nor `HOME` is set.
+    pub fn from_env() -> Option<Self> {
         let base = std::env::var_os("XDG_CACHE_HOME")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
@@ -47,21 +56,20 @@ impl DiskCache {
         Some(Self::at(base.join("irsa").join("credentials")))
     }
 
-    pub(crate) fn at(dir: PathBuf) -> Self {
+    /// A cache in `dir` (created at the first write).
+    pub fn at(dir: PathBuf) -> Self {
         Self { dir }
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The file for one (identity, registry): a hash, so no name or path leaks into file names.
     fn path(&self, identity: &str, registry: &str) -> PathBuf {
-        let mut h = Sha256::new();
-        h.update(identity.as_bytes());
-        h.update([0]);
-        h.update(registry.as_bytes());
-        let hex: String = h.finalize()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        self.dir.join(format!("{hex}.json"))
+        self.dir
+            .join(format!("{}.json", file_stem(identity, registry)))
     }
 
     /// Creates the directory (0700) if absent, and refuses one that is a symlink or not private
@@ -84,6 +92,17 @@ impl DiskCache {
                 self.dir.display()
             )));
         }
+        // Another user's directory could be read or replaced by that user: never use it.
+        if let Some(me) = effective_uid()
+            && meta.uid() != me
+        {
+            return Err(std::io::Error::other(format!(
+                "{} belongs to uid {}, not to this process (uid {me}): refusing to keep \
+                 credentials there",
+                self.dir.display(),
+                meta.uid()
+            )));
+        }
         if meta.permissions().mode() & 0o077 != 0 {
             fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
         }
@@ -91,7 +110,7 @@ impl DiskCache {
     }
 
     /// The entry for (identity, registry) if present and not yet at its refresh point.
-    pub(crate) fn get(&self, identity: &str, registry: &str, now: i64) -> Option<Entry> {
+    pub fn get(&self, identity: &str, registry: &str, now: i64) -> Option<Entry> {
         self.check_private_dir().ok()?;
         let bytes = fs::read(self.path(identity, registry)).ok()?;
         let d = CacheEntry::parse(&bytes)?;
@@ -108,7 +127,7 @@ impl DiskCache {
     }
 
     /// Stores an entry; failures are reported to the caller, who may ignore them (a cache).
-    pub(crate) fn put(&self, identity: &str, entry: &Entry) -> std::io::Result<()> {
+    pub fn put(&self, identity: &str, entry: &Entry) -> std::io::Result<()> {
         self.ensure_private_dir()?;
         let path = self.path(identity, &entry.registry);
         let json = CacheEntry {
@@ -123,7 +142,7 @@ impl DiskCache {
     }
 
     /// Removes the entry for (identity, registry); absent is fine.
-    pub(crate) fn remove(&self, identity: &str, registry: &str) -> std::io::Result<()> {
+    pub fn remove(&self, identity: &str, registry: &str) -> std::io::Result<()> {
         match fs::remove_file(self.path(identity, registry)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -131,7 +150,7 @@ impl DiskCache {
     }
 
     /// Registries with a servable entry for this identity (for the credential helper's `list`).
-    pub(crate) fn list(&self, identity: &str, now: i64) -> Vec<Entry> {
+    pub fn list(&self, identity: &str, now: i64) -> Vec<Entry> {
         let Ok(dir) = fs::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -144,6 +163,60 @@ impl DiskCache {
         out.sort_by(|a, b| a.registry.cmp(&b.registry));
         out
     }
+}
+
+/// An exclusive lock on one (identity, registry) of a [`DiskCache`], released on drop.
+#[derive(Debug)]
+pub struct DiskLock {
+    _file: fs::File,
+}
+
+impl DiskCache {
+    /// Waits (up to `wait`) for the exclusive lock of (identity, registry), so that only one
+    /// process at a time fetches that credential; the others then find it in the cache. `None`
+    /// when the lock cannot be had in time or the directory is unusable: the caller goes on
+    /// without it (one more upstream call is better than no answer).
+    pub fn lock(&self, identity: &str, registry: &str, wait: Duration) -> Option<DiskLock> {
+        self.ensure_private_dir().ok()?;
+        let path = self
+            .dir
+            .join(format!("{}.lock", file_stem(identity, registry)));
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .ok()?;
+        let deadline = Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Some(DiskLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                    // Another process is fetching: it holds the lock for one round trip.
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+/// The hash naming the files of one (identity, registry).
+fn file_stem(identity: &str, registry: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(identity.as_bytes());
+    h.update([0]);
+    h.update(registry.as_bytes());
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// This process's effective uid: the owner of `/proc/self` (Linux); `None` elsewhere.
+fn effective_uid() -> Option<u32> {
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// Writes `bytes` to `path` with mode 0600 via a temporary file and a rename, so a reader never
@@ -251,6 +324,31 @@ mod tests {
             0o700
         );
         let _ = fs::remove_dir_all(base);
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_per_identity_and_registry_until_dropped() {
+        let dir = temp("lock");
+        let cache = DiskCache::at(dir.clone());
+        let held = cache
+            .lock("id", "r", Duration::ZERO)
+            .expect("a free lock is taken");
+        assert!(
+            cache.lock("id", "r", Duration::from_millis(20)).is_none(),
+            "a held lock is not taken twice"
+        );
+        assert!(
+            cache.lock("id", "other", Duration::ZERO).is_some(),
+            "another registry has its own lock"
+        );
+        drop(held);
+        assert!(cache.lock("id", "r", Duration::ZERO).is_some());
+        assert_eq!(
+            cache.list("id", 10),
+            Vec::new(),
+            "lock files are not entries"
+        );
+        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]

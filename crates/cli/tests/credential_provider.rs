@@ -1,0 +1,669 @@
+//! `irsa credential-provider` run as the kubelet runs it: one process per pull, a
+//! CredentialProviderRequest on stdin, against the sandbox's STS and ECR (which verify the
+//! service-account token, the trust policy and every SigV4 signature) and against moto.
+
+mod common;
+mod support_cloud;
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{Run, TempDir};
+use irsa_sandbox::token_issuer::ServiceAccountTokenRequest;
+use serde_json::{Value, json};
+use support_cloud::{ACCOUNT, SandboxCloud};
+
+const ECR: &str = "111122223333.dkr.ecr.us-east-1.amazonaws.com";
+const V1: &str = "credentialprovider.kubelet.k8s.io/v1";
+
+fn role(name: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT}:role/{name}")
+}
+
+/// Runs `irsa ARGS` with exactly `env` (and PATH), `stdin` on its stdin.
+fn provider(env: &[(&str, &str)], args: &[&str], stdin: &str) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_irsa"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("irsa starts");
+    if let Err(e) = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+    {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+    let out = child.wait_with_output().expect("irsa runs");
+    Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8(out.stdout).expect("utf-8"),
+        stderr: String::from_utf8(out.stderr).expect("utf-8"),
+    }
+}
+
+fn request(image: &str, token: Option<&str>, annotations: &[(&str, &str)]) -> String {
+    let mut r = json!({"apiVersion": V1, "kind": "CredentialProviderRequest", "image": image});
+    if let Some(t) = token {
+        r["serviceAccountToken"] = json!(t);
+        r["serviceAccountAnnotations"] = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    r.to_string()
+}
+
+/// The sandbox as AWS; the node's own identity is the IRSA environment for `node_role`.
+struct Node {
+    cloud: SandboxCloud,
+    dir: TempDir,
+    node_token: PathBuf,
+}
+
+impl Node {
+    fn new(name: &str) -> Self {
+        let cloud = SandboxCloud::start();
+        let dir = TempDir::new(name);
+        let node_token = PathBuf::from(dir.write("node-token", &cloud.token()));
+        Self {
+            cloud,
+            dir,
+            node_token,
+        }
+    }
+
+    /// A pod's token for `namespace/name` (only ci/builder is trusted by the sandbox's roles).
+    fn pod_token(&self, namespace: &str, name: &str, uid: &str) -> String {
+        self.cloud
+            .cloud
+            .issuer()
+            .issue(&ServiceAccountTokenRequest {
+                namespace: namespace.into(),
+                service_account: name.into(),
+                service_account_uid: uid.into(),
+                audiences: vec!["sts.amazonaws.com".into()],
+                expiration_seconds: 3600,
+                bound_object: None,
+                node: None,
+                now: self.cloud.cloud.clock().now(),
+            })
+            .expect("token issued")
+            .token
+            .expose()
+            .to_owned()
+    }
+
+    fn cache(&self) -> String {
+        self.dir.0.join("cache").to_str().expect("utf-8").to_owned()
+    }
+
+    /// `irsa credential-provider ARGS` as the kubelet starts it, the node's role `node_role`.
+    fn run(&self, node_role: &str, args: &[&str], stdin: &str) -> Run {
+        let mut full = vec!["credential-provider"];
+        full.extend_from_slice(args);
+        let role = role(node_role);
+        provider(
+            &[
+                ("AWS_ENDPOINT_URL", &self.cloud.url),
+                ("AWS_ROLE_ARN", &role),
+                (
+                    "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    self.node_token.to_str().unwrap(),
+                ),
+            ],
+            &full,
+            stdin,
+        )
+    }
+
+    fn calls(&self) -> (u64, u64) {
+        (
+            self.cloud.calls("sts", "AssumeRoleWithWebIdentity"),
+            self.cloud.calls("ecr", "GetAuthorizationToken"),
+        )
+    }
+}
+
+/// The response, checked against the Go types' field names, and its one auth entry.
+fn auth_of(run: &Run) -> (String, String, String) {
+    assert_eq!(run.code, 0, "stderr: {}", run.stderr);
+    let v = run.json();
+    let obj = v.as_object().expect("object");
+    let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "apiVersion",
+            "auth",
+            "cacheDuration",
+            "cacheKeyType",
+            "kind"
+        ]
+    );
+    assert_eq!(v["kind"], "CredentialProviderResponse");
+    assert_eq!(v["cacheKeyType"], "Registry");
+    let auth = v["auth"].as_object().expect("auth");
+    assert_eq!(auth.len(), 1, "{auth:?}");
+    let (host, entry) = auth.iter().next().unwrap();
+    let mut fields: Vec<&str> = entry
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort();
+    assert_eq!(fields, ["password", "username"]);
+    (
+        host.clone(),
+        entry["username"].as_str().unwrap().to_owned(),
+        entry["password"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn cache_duration_secs(run: &Run) -> u64 {
+    let d = run.json()["cacheDuration"]
+        .as_str()
+        .expect("duration")
+        .to_owned();
+    // Go's form: [Nh][Nm]Ns.
+    let mut total = 0;
+    let mut n = 0;
+    for c in d.chars() {
+        match c {
+            '0'..='9' => n = n * 10 + c.to_digit(10).unwrap() as u64,
+            'h' => (total, n) = (total + n * 3600, 0),
+            'm' => (total, n) = (total + n * 60, 0),
+            's' => (total, n) = (total + n, 0),
+            _ => panic!("not a Go duration: {d}"),
+        }
+    }
+    total
+}
+
+#[test]
+fn node_mode_pulls_with_the_nodes_role() {
+    let node = Node::new("cp-node");
+    let run = node.run(
+        "puller",
+        &[],
+        &request(&format!("{ECR}/team/app:1"), None, &[]),
+    );
+    let (host, user, password) = auth_of(&run);
+    assert_eq!((host.as_str(), user.as_str()), (ECR, "AWS"));
+    assert!(!password.is_empty());
+    assert_eq!(node.calls(), (1, 1));
+    // 12-hour ECR token, half of it: the kubelet keeps it about 6 hours.
+    let d = cache_duration_secs(&run);
+    assert!((6 * 3600 - 120..=6 * 3600).contains(&d), "{d}");
+    assert!(!run.stderr.contains(&password), "{}", run.stderr);
+}
+
+#[test]
+fn token_mode_takes_the_role_from_each_annotation_key_in_order() {
+    let node = Node::new("cp-token");
+    let token = node.pod_token("ci", "builder", "uid-builder");
+    // The node's own role cannot call ECR: a success proves the pod's role was used.
+    for annotations in [
+        vec![("eks.amazonaws.com/ecr-role-arn", role("puller"))],
+        vec![("eks.amazonaws.com/role-arn", role("puller"))],
+        vec![
+            ("eks.amazonaws.com/ecr-role-arn", role("puller")),
+            ("eks.amazonaws.com/role-arn", role("no-ecr")),
+        ],
+    ] {
+        let ann: Vec<(&str, &str)> = annotations.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let run = node.run("no-ecr", &[], &request(ECR, Some(&token), &ann));
+        let (host, _, password) = auth_of(&run);
+        assert_eq!(host, ECR, "{ann:?}");
+        assert_ne!(
+            password, token,
+            "the password is never the service-account token"
+        );
+        assert!(!run.stderr.contains(&token), "{}", run.stderr);
+    }
+    // Nothing secret reaches stderr, even at trace level.
+    let role_arn = role("puller");
+    let traced = provider(
+        &[("AWS_ENDPOINT_URL", &node.cloud.url), ("IRSA_LOG", "trace")],
+        &["credential-provider"],
+        &request(
+            ECR,
+            Some(&token),
+            &[("eks.amazonaws.com/role-arn", &role_arn)],
+        ),
+    );
+    let (_, _, password) = auth_of(&traced);
+    assert!(traced.stderr.contains("DEBUG"), "verbose logging is on");
+    for (what, secret) in [
+        ("token", token.as_str()),
+        ("password", password.as_str()),
+        ("session token", "IQoJb3JpZ2luX2Vj"),
+    ] {
+        assert!(!traced.stderr.contains(secret), "the {what} is in stderr");
+    }
+    // The ECR-specific key wins: with it naming no-ecr, ECR refuses.
+    let run = node.run(
+        "puller",
+        &[],
+        &request(
+            ECR,
+            Some(&token),
+            &[
+                ("eks.amazonaws.com/ecr-role-arn", &role("no-ecr")),
+                ("eks.amazonaws.com/role-arn", &role("puller")),
+            ],
+        ),
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("no-ecr") && run.stderr.contains("ecr:GetAuthorizationToken"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout, "", "nothing on stdout when refusing");
+    // A custom list.
+    let run = node.run(
+        "no-ecr",
+        &["--role-annotations", "example.com/pull-role"],
+        &request(
+            ECR,
+            Some(&token),
+            &[("example.com/pull-role", &role("puller"))],
+        ),
+    );
+    auth_of(&run);
+}
+
+#[test]
+fn a_service_account_without_a_role_follows_the_explicit_fallback() {
+    let node = Node::new("cp-fallback");
+    let token = node.pod_token("ci", "builder", "uid-builder");
+    let req = request(ECR, Some(&token), &[]);
+    let deny = node.run("puller", &["--fallback", "deny"], &req);
+    assert_eq!(deny.code, 1);
+    assert_eq!(deny.stdout, "");
+    let line = deny.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {line}");
+    assert!(
+        line.contains("ci/builder")
+            && line.contains("--fallback deny")
+            && line.contains("eks.amazonaws.com/ecr-role-arn"),
+        "{line}"
+    );
+    assert_eq!(node.calls(), (0, 0), "refused before any AWS call");
+    let unset = node.run("puller", &[], &req);
+    assert_eq!(unset.code, 1);
+    assert!(unset.stderr.contains("--fallback node"), "{}", unset.stderr);
+    let fallback = node.run("puller", &["--fallback", "node"], &req);
+    let (host, ..) = auth_of(&fallback);
+    assert_eq!(host, ECR);
+}
+
+#[test]
+fn ports_accounts_regions_and_ecr_public_are_keyed_as_the_kubelet_matches() {
+    let node = Node::new("cp-hosts");
+    let token = node.pod_token("ci", "builder", "uid-builder");
+    let ann = [("eks.amazonaws.com/role-arn", role("puller"))];
+    let ann: Vec<(&str, &str)> = ann.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for (image, key) in [
+        (format!("{ECR}:443/team/app:1"), format!("{ECR}:443")),
+        ("444455556666.dkr.ecr.eu-west-1.amazonaws.com/x@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_owned(), "444455556666.dkr.ecr.eu-west-1.amazonaws.com".to_owned()),
+        ("public.ecr.aws/nginx/nginx:latest".to_owned(), "public.ecr.aws".to_owned()),
+    ] {
+        let run = node.run("no-ecr", &[], &request(&image, Some(&token), &ann));
+        assert_eq!(auth_of(&run).0, key, "{image}");
+    }
+}
+
+#[test]
+fn other_registries_get_no_credentials_and_garbage_gets_one_line() {
+    let node = Node::new("cp-garbage");
+    for image in [
+        "ghcr.io/org/app:1",
+        "nginx",
+        "111122223333.dkr.ecr.us-east-1.amazonaws.com.evil.example/x",
+    ] {
+        let run = node.run("puller", &[], &request(image, None, &[]));
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(run.json()["auth"], json!({}), "{image}");
+    }
+    assert_eq!(node.calls(), (0, 0));
+    for (stdin, want) in [
+        ("", "no request on stdin"),
+        ("\u{0}\u{1}\u{2}", "not JSON"),
+        ("{\"kind\":", "not JSON"),
+        (
+            r#"{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v9","image":"x"}"#,
+            "apiVersion",
+        ),
+        (
+            r#"{"kind":"Pod","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":"x"}"#,
+            "field kind",
+        ),
+        (
+            r#"{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1","image":""}"#,
+            "field image",
+        ),
+    ] {
+        let run = node.run("puller", &[], stdin);
+        assert_eq!(run.code, 1, "{stdin:?}: {}", run.stdout);
+        assert_eq!(run.stdout, "", "{stdin:?}");
+        assert_eq!(
+            run.stderr.trim().lines().count(),
+            1,
+            "{stdin:?}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(want), "{stdin:?}: {}", run.stderr);
+        assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    }
+}
+
+fn shared_cache_run(node: &Node, token: &str, sa_role: &str) -> Run {
+    node.run(
+        "no-ecr",
+        &["--cache-dir", &node.cache()],
+        &request(ECR, Some(token), &[("eks.amazonaws.com/role-arn", sa_role)]),
+    )
+}
+
+#[test]
+fn fifty_concurrent_processes_share_one_sts_and_one_ecr_call() {
+    let node = Node::new("cp-fifty");
+    let token = node.pod_token("ci", "builder", "uid-builder");
+    let puller = role("puller");
+    let runs: Vec<Run> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..50)
+            .map(|_| s.spawn(|| shared_cache_run(&node, &token, &puller)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    let first = auth_of(&runs[0]);
+    for run in &runs {
+        assert_eq!(
+            auth_of(run),
+            first,
+            "every process hands out the same credential"
+        );
+    }
+    assert_eq!(
+        node.calls(),
+        (1, 1),
+        "one STS and one ECR call for 50 pulls"
+    );
+    // The cache is private: the directory 0700, entries 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Path::new(&node.cache()).to_owned();
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn two_service_accounts_naming_one_role_never_share_a_cache_entry() {
+    let node = Node::new("cp-tenants");
+    let puller = role("puller");
+    let builder = node.pod_token("ci", "builder", "uid-builder");
+    auth_of(&shared_cache_run(&node, &builder, &puller));
+    assert_eq!(node.calls(), (1, 1));
+    // Another tenant's service account names the same role: STS judges it (and the trust
+    // policy, which trusts ci/builder only, refuses), it is not served builder's credential.
+    let intruder = node.pod_token("ci", "intruder", "uid-intruder");
+    let run = shared_cache_run(&node, &intruder, &puller);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("system:serviceaccount:ci:intruder"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(node.calls().0, 2, "STS was asked");
+    // builder re-created (new uid): a miss too.
+    let recreated = node.pod_token("ci", "builder", "uid-builder-2");
+    auth_of(&shared_cache_run(&node, &recreated, &puller));
+    assert_eq!(node.calls(), (3, 2));
+    // And the original is still a hit.
+    auth_of(&shared_cache_run(&node, &builder, &puller));
+    assert_eq!(node.calls(), (3, 2));
+}
+
+#[test]
+fn expired_cache_entries_are_ignored() {
+    let node = Node::new("cp-expired");
+    let puller = role("puller");
+    let token = node.pod_token("ci", "builder", "uid-builder");
+    let (_, _, fresh) = auth_of(&shared_cache_run(&node, &token, &puller));
+    let now = common::now();
+    let file = std::fs::read_dir(node.cache())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "json"))
+        .expect("an entry");
+    let mut entry: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    entry["password"] = json!("stale-password");
+    for (expires_at, refresh_at) in [(now - 10, now - 20), (now + 3600, now - 1)] {
+        entry["expires_at"] = json!(expires_at);
+        entry["refresh_at"] = json!(refresh_at);
+        std::fs::write(&file, entry.to_string()).unwrap();
+        let before = node.calls();
+        let (_, _, password) = auth_of(&shared_cache_run(&node, &token, &puller));
+        assert_ne!(password, "stale-password");
+        assert_eq!(node.calls(), (before.0 + 1, before.1 + 1), "went upstream");
+        let _ = &fresh;
+    }
+}
+
+#[test]
+fn explain_says_which_role_and_region() {
+    let run = provider(
+        &[],
+        &[
+            "credential-provider",
+            "--explain",
+            "111122223333.dkr.ecr.eu-west-1.amazonaws.com/app",
+            "--fallback",
+            "deny",
+        ],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for want in [
+        "account 111122223333 in region eu-west-1",
+        "eks.amazonaws.com/ecr-role-arn, then eks.amazonaws.com/role-arn",
+        "refused (--fallback deny)",
+        "STS region: eu-west-1",
+    ] {
+        assert!(run.stdout.contains(want), "{want}: {}", run.stdout);
+    }
+}
+
+#[test]
+fn moto_node_mode_and_token_mode_across_accounts_and_regions() {
+    let moto = irsa_test_peers::Moto::start(&[]);
+    let env = [
+        ("AWS_ENDPOINT_URL", moto.url.as_str()),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    for (image, key, account) in [
+        (format!("{ECR}/a:1"), ECR.to_owned(), "111122223333"),
+        (
+            "444455556666.dkr.ecr.eu-west-1.amazonaws.com:5000/b".to_owned(),
+            "444455556666.dkr.ecr.eu-west-1.amazonaws.com:5000".to_owned(),
+            "444455556666",
+        ),
+        (
+            "777788889999.dkr.ecr.ap-southeast-2.amazonaws.com/c".to_owned(),
+            "777788889999.dkr.ecr.ap-southeast-2.amazonaws.com".to_owned(),
+            "777788889999",
+        ),
+        // A region irsa does not know yet, under AWS's own domain.
+        (
+            "121212121212.dkr.ecr.lala-land-1.amazonaws.com/d".to_owned(),
+            "121212121212.dkr.ecr.lala-land-1.amazonaws.com".to_owned(),
+            "121212121212",
+        ),
+    ] {
+        let run = provider(&env, &["credential-provider"], &request(&image, None, &[]));
+        let (host, user, password) = auth_of(&run);
+        assert_eq!((host, user.as_str()), (key, "AWS"));
+        assert_eq!(
+            password,
+            format!("{account}-auth-token"),
+            "moto's token for the registry id"
+        );
+        // moto's ECR tokens expired in 2015: the kubelet is told not to keep them.
+        assert_eq!(run.json()["cacheDuration"], "0s");
+    }
+    // Node mode with a chained AssumeRole (cross-account) through moto's STS.
+    let run = provider(
+        &env,
+        &[
+            "credential-provider",
+            "--assume-role",
+            "arn:aws:iam::444455556666:role/cross-account-puller",
+        ],
+        &request(ECR, None, &[]),
+    );
+    assert_eq!(auth_of(&run).2, "111122223333-auth-token");
+    let bad = provider(
+        &env,
+        &["credential-provider", "--assume-role", "puller"],
+        &request(ECR, None, &[]),
+    );
+    assert_eq!(bad.code, 2, "a bad flag is a usage error: {}", bad.stderr);
+    assert!(bad.stderr.contains("--assume-role"), "{}", bad.stderr);
+    // Token mode through moto's STS (which accepts any token: the wire format, not the trust).
+    let token = {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.{}", b64(r#"{"alg":"RS256"}"#), b64(&json!({"sub":"system:serviceaccount:team:app","aud":["sts.amazonaws.com"],"exp":4_000_000_000i64,"kubernetes.io":{"namespace":"team","serviceaccount":{"name":"app","uid":"u1"}}}).to_string()), b64("sig"))
+    };
+    let run = provider(
+        &[("AWS_ENDPOINT_URL", moto.url.as_str())],
+        &["credential-provider"],
+        &request(
+            ECR,
+            Some(&token),
+            &[(
+                "eks.amazonaws.com/ecr-role-arn",
+                "arn:aws:iam::111122223333:role/r",
+            )],
+        ),
+    );
+    assert_eq!(auth_of(&run).2, "111122223333-auth-token");
+}
+
+/// The printed config, read back by Python's YAML parser (as the kubelet's YAML decoder would
+/// read it) and the RBAC validated against Kubernetes' schema.
+#[test]
+fn install_prints_a_config_the_kubelet_accepts_and_the_rbac_it_needs() {
+    let run = common::irsa(&["install", "credential-provider", "--fallback", "deny"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("# kubelet flags: --image-credential-provider-config="),
+        "{}",
+        run.stdout
+    );
+    let venv = std::env::var("IRSA_TEST_VENV_VALIDATE")
+        .expect("IRSA_TEST_VENV_VALIDATE (kubernetes-validate venv) must be set");
+    let python = Path::new(&venv).join("bin/python");
+    assert!(python.exists(), "{} missing", python.display());
+    let check = |script: &str, stdin: &str| {
+        let mut child = Command::new(&python)
+            .args(["-c", script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let summary = check(
+        "import sys, yaml, json\nd = yaml.safe_load(sys.stdin)\np = d['providers'][0]\nprint(json.dumps({'kind': d['kind'], 'apiVersion': d['apiVersion'], 'name': p['name'], 'pav': p['apiVersion'], 'dcd': p['defaultCacheDuration'], 'args': p['args'], 'ta': p['tokenAttributes'], 'n': len(p['matchImages']), 'mi': p['matchImages']}))",
+        &run.stdout,
+    );
+    let v: Value = serde_json::from_str(summary.trim()).unwrap();
+    assert_eq!(v["kind"], "CredentialProviderConfig");
+    assert_eq!(v["apiVersion"], "kubelet.config.k8s.io/v1");
+    assert_eq!(v["pav"], V1);
+    assert_eq!(v["name"], "irsa");
+    assert_eq!(v["ta"]["cacheType"], "ServiceAccount");
+    assert_eq!(v["ta"]["requireServiceAccount"], false);
+    assert_eq!(v["ta"]["serviceAccountTokenAudience"], "sts.amazonaws.com");
+    assert_eq!(
+        v["ta"]["optionalServiceAccountAnnotationKeys"],
+        json!([
+            "eks.amazonaws.com/ecr-role-arn",
+            "eks.amazonaws.com/role-arn"
+        ])
+    );
+    assert!(
+        v["args"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("--fallback=deny"))
+    );
+    assert!(
+        v["mi"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("*.dkr.ecr.*.amazonaws.com"))
+    );
+    // The printed args run: the provider parses them.
+    let args: Vec<String> = v["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    let mut explain: Vec<&str> = args.iter().map(String::as_str).collect();
+    explain.extend(["--explain", "public.ecr.aws/x/y"]);
+    let ran = provider(&[], &explain, "");
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let rbac = common::irsa(&["install", "credential-provider", "--print", "rbac"]);
+    assert_eq!(rbac.code, 0, "{}", rbac.stderr);
+    check(
+        "import sys, yaml, kubernetes_validate\nfor d in yaml.safe_load_all(sys.stdin):\n    kubernetes_validate.validate(d, '1.34.0', strict=True)\n    print(d['kind'])",
+        &rbac.stdout,
+    );
+    assert!(
+        rbac.stdout
+            .contains("request-serviceaccounts-token-audience")
+    );
+}
