@@ -630,6 +630,19 @@ pub enum ConflictReason {
     },
 }
 
+/// Most characters of a tenant-chosen Secret type quoted in a message (a Kubernetes name's
+/// length): the type is not bounded by the API server beyond the object's size.
+const MAX_QUOTED_TYPE: usize = 63;
+
+/// `s` escaped and quoted like Debug, its first `max` characters only (then `…`), so that
+/// neither its length nor its escapes can inflate a message.
+fn quoted(s: &str, max: usize) -> String {
+    let mut chars = s.chars();
+    let head: String = chars.by_ref().take(max).collect();
+    let more = if chars.next().is_some() { "…" } else { "" };
+    format!("{head:?}{more}")
+}
+
 /// A target namespace holding a same-named Secret irsa must not touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
@@ -643,7 +656,7 @@ impl Conflict {
     /// A message for an Event or the status: what is in the way and what to do.
     pub fn message(&self) -> String {
         let SecretRef { namespace, name } = &self.secret;
-        match &self.reason {
+        let message = match &self.reason {
             ConflictReason::NotManaged => format!(
                 "secret {namespace}/{name} exists and is not managed by irsa (no label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}); \
                  it is left untouched: delete or rename it, or choose another spec.secretName"
@@ -653,11 +666,13 @@ impl Conflict {
                  give one of the two resources another spec.secretName"
             ),
             ConflictReason::NotIrsaType { type_ } => format!(
-                "secret {namespace}/{name} carries irsa's labels but is of type {type_:?}, which irsa \
+                "secret {namespace}/{name} carries irsa's labels but is of type {}, which irsa \
                  never creates (it writes {DOCKER_CONFIG_JSON_TYPE}); it is left untouched: \
-                 delete it and irsa writes its own"
+                 delete it and irsa writes its own",
+                quoted(type_, MAX_QUOTED_TYPE)
             ),
-        }
+        };
+        TargetProblem::capped(message)
     }
 }
 

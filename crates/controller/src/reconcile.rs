@@ -1092,6 +1092,10 @@ where
     let mut problems = backoff_problems;
     problems.extend(after.problems());
     problems.truncate(TargetProblem::MAX_REPORTED);
+    // Messages may quote API errors and tenant-written values: bounded, each of them.
+    for p in &mut problems {
+        p.message = TargetProblem::capped(std::mem::take(&mut p.message));
+    }
 
     let credential = &fresh.credential;
     let expires_at = credential.as_ref().map(|c| c.expires_at);
@@ -1127,8 +1131,16 @@ where
     };
     let last_written = ctx.reported(owner, |r| r.status_written_at);
     if status_due(&previous, &status, left, last_written, now) {
-        write_status(ctx, obj, &previous, status).await?;
-        ctx.reported(owner, |r| r.status_written_at = Some(now));
+        match write_status(ctx, obj, &previous, status).await {
+            Ok(()) => ctx.reported(owner, |r| r.status_written_at = Some(now)),
+            // While rounds are left, a status the API server refuses must not hold back the
+            // fan-out (error_policy would back the whole resource off): the next round follows
+            // and writes the status again.
+            Err(error) if left > 0 && !matches!(error, Error::NotLeader) => {
+                tracing::warn!(resource = %owner, %error, "status not written; the fan-out goes on");
+            }
+            Err(error) => return Err(error),
+        }
     }
 
     if outcome.not_leader {
@@ -1422,10 +1434,14 @@ mod tests {
         assert!(backoff.next_retry(now).is_none());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn losing_the_lease_drops_every_held_credential() {
-        use crate::credentials::tests as c;
-        let (service, _api) = tower_test::mock::pair::<
+    type Api = tower_test::mock::Handle<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >;
+
+    /// A context over a mock API server, always leading, with `ecr`'s credentials in `store`.
+    fn mock_context(store: CredentialStore) -> (Arc<Context>, Api) {
+        let (service, api) = tower_test::mock::pair::<
             http::Request<kube::client::Body>,
             http::Response<kube::client::Body>,
         >();
@@ -1441,7 +1457,7 @@ mod tests {
         let ctx = Arc::new(Context::new(
             client,
             Arc::new(RwLock::new(Index::new())),
-            c::store(Arc::new(c::Ecr::default())),
+            store,
             metrics,
             Leadership::always(),
             ReconcilerConfig {
@@ -1456,6 +1472,63 @@ mod tests {
             Arc::new(NoTokens),
             recorder,
         ));
+        (ctx, api)
+    }
+
+    #[tokio::test]
+    async fn a_failed_status_write_while_rounds_are_left_still_requeues_at_once() {
+        use crate::credentials::tests as c;
+        // A status the API server refuses (too large, or failing): the fan-out's next round
+        // still follows at once, instead of the whole resource backing off.
+        for code in [413_u16, 500] {
+            let (ctx, mut api) = mock_context(c::store(Arc::new(c::Ecr::default())));
+            let server = tokio::spawn(async move {
+                let mut seen = 0;
+                while let Some((req, send)) = api.next_request().await {
+                    assert_eq!(req.method(), http::Method::PATCH, "{}", req.uri());
+                    assert!(req.uri().path().ends_with("/status"), "{}", req.uri());
+                    seen += 1;
+                    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "code": code, "reason": "InternalError",
+                        "message": "refused"});
+                    send.send_response(
+                        http::Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+                            .unwrap(),
+                    );
+                }
+                seen
+            });
+            let cps = crate::fixtures::cps();
+            let subject = Subject::cluster(&cps);
+            let fresh = Fresh {
+                credential: None,
+                refresh_error: None,
+                requeue: Duration::from_secs(3600),
+            };
+            let converged = Converged {
+                outcome: Outcome::default(),
+                after: Plan::default(),
+                left: 3,
+            };
+            let now = ctx.now();
+            let action = report(ctx.as_ref(), &cps, &subject, &fresh, converged, now).await;
+            assert_eq!(
+                action.map_err(|e| e.to_string()),
+                Ok(Action::requeue(Duration::ZERO)),
+                "status answered {code}"
+            );
+            drop(ctx);
+            assert!(server.await.unwrap() >= 1, "no status write was tried");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn losing_the_lease_drops_every_held_credential() {
+        use crate::credentials::tests as c;
+        let (ctx, _api) = mock_context(c::store(Arc::new(c::Ecr::default())));
         let key = credentials::key(&c::identity(), &c::targets());
         let held = || Credential {
             config: irsa_core::docker_config::DockerConfig::new(),
