@@ -601,6 +601,9 @@ pub struct Deletion {
     pub name: String,
     /// What was checked.
     pub checked: Checked,
+    /// The resource it is deleted for: the Secret is read again before the deletion, and left
+    /// alone unless it is still this owner's, of the type irsa writes.
+    pub owner: Owner,
 }
 
 /// A Secret to delete.
@@ -1049,6 +1052,7 @@ fn remove<'a>(
             namespace: s.namespace.clone(),
             name: s.name.clone(),
             checked: s.checked.clone(),
+            owner: patches.owner.clone(),
         });
     }
     plan.deletions.sort();
