@@ -330,18 +330,35 @@ impl Context {
 
     /// Runs for the life of the controller: each time `leading` turns false (the Lease lost
     /// or released, or its deadline passed), drops the credentials and the credential key this
-    /// replica held, so that a later term starts clean. Returns when the sender is gone.
+    /// replica held, so that a later term starts clean. Returns when the sender is gone
+    /// (dropping them then too). A wake-up that sees `true` while `true` was seen before
+    /// means a drop was merged into it (a watch keeps only the latest value): dropped too.
     pub async fn forget_when_leadership_ends(
         &self,
         mut leading: tokio::sync::watch::Receiver<bool>,
     ) {
-        while leading.changed().await.is_ok() {
-            if !*leading.borrow_and_update() {
-                self.credentials.clear();
-                *self.key.lock().await = KeySlot::default();
-                tracing::info!("not leading: dropped the cached registry credentials");
+        // Not marked seen: a change sent before this task ran is still acted on.
+        let mut was = *leading.borrow();
+        loop {
+            if leading.changed().await.is_err() {
+                self.forget().await;
+                return;
             }
+            let leads = *leading.borrow_and_update();
+            if !leads || was {
+                self.forget().await;
+            }
+            if leads {
+                self.credentials.resume();
+            }
+            was = leads;
         }
+    }
+
+    async fn forget(&self) {
+        self.credentials.clear();
+        *self.key.lock().await = KeySlot::default();
+        tracing::info!("not leading: dropped the cached registry credentials");
     }
 
     /// Records the credential-store key `owner` uses now (`None`: it is gone) and frees the
@@ -373,10 +390,13 @@ impl Context {
         match self.load_key().await {
             Ok(key) => {
                 let key = Arc::new(key);
-                *slot = KeySlot {
-                    key: Some(key.clone()),
-                    failed_at: None,
-                };
+                // Not kept once the term ended: the next term loads it again.
+                if !self.credentials.ended() {
+                    *slot = KeySlot {
+                        key: Some(key.clone()),
+                        failed_at: None,
+                    };
+                }
                 Some(key)
             }
             Err(error) => {
@@ -1526,6 +1546,53 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_drop_merged_into_one_wake_up_or_a_gone_sender_still_forgets() {
+        use crate::credentials::tests as c;
+        let (ctx, _api) = mock_context(c::store(Arc::new(c::Ecr::default())));
+        let key = credentials::key(&c::identity(), &c::targets());
+        let held = || Credential {
+            config: irsa_core::docker_config::DockerConfig::new(),
+            issued_at: c::NOW,
+            expires_at: c::NOW + 3600,
+            jitter: 0.5,
+        };
+        let (leading, rx) = tokio::sync::watch::channel(true);
+        let watcher = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { ctx.forget_when_leadership_ends(rx).await }
+        });
+        tokio::task::yield_now().await;
+        ctx.credentials.adopt(&key, held()).await;
+        // Lost and won again before the watcher runs: it wakes once, to `true`.
+        leading.send(false).unwrap();
+        leading.send(true).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while ctx.credentials.holds(&key).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a merged drop was missed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        while ctx.credentials.ended() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the new term never began"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The elector gone: whatever was held is dropped as the watcher ends.
+        ctx.credentials.adopt(&key, held()).await;
+        assert!(ctx.credentials.holds(&key).await);
+        drop(leading);
+        watcher.await.unwrap();
+        assert!(
+            !ctx.credentials.holds(&key).await,
+            "kept after the elector ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn losing_the_lease_drops_every_held_credential() {
         use crate::credentials::tests as c;
         let (ctx, _api) = mock_context(c::store(Arc::new(c::Ecr::default())));
@@ -1552,8 +1619,19 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Not leading: a reconcile still running refills nothing.
+        ctx.credentials.adopt(&key, held()).await;
+        assert!(!ctx.credentials.holds(&key).await);
         // Leading again: the next term fills the store afresh.
         leading.send(true).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while ctx.credentials.ended() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the new term never began"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         ctx.credentials.adopt(&key, held()).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(ctx.credentials.holds(&key).await);
