@@ -1128,6 +1128,16 @@ impl<'a> Patches<'a> {
     }
 }
 
+/// Whether `labels` mark an object as irsa's for the same owner as `ours` (the labels of
+/// one of that owner's Secrets, e.g. a [`DesiredSecret`]'s).
+pub fn same_owner(ours: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    is_managed(ours)
+        && is_managed(labels)
+        && [OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL]
+            .iter()
+            .all(|k| ours.get(*k) == labels.get(*k))
+}
+
 fn owner_of(labels: &BTreeMap<String, String>) -> String {
     let get = |k| labels.get(k).map_or("?", String::as_str);
     match labels.get(OWNER_NAMESPACE_LABEL) {

@@ -546,7 +546,12 @@ impl Writer {
                     // writes (the type is immutable). Either way, look again at what is
                     // there, and judge whether it is irsa's.
                     Err(e) if matches!(e.code(), Some(409 | 422)) => {
-                        (false, self.recheck(index, &ns, &name, failed(&e)).await)
+                        let owns =
+                            |l: &BTreeMap<String, String>| plan::same_owner(&w.secret.labels, l);
+                        (
+                            false,
+                            self.recheck(index, &ns, &name, &owns, failed(&e)).await,
+                        )
                     }
                     Err(e) => (false, failed(&e)),
                 }
@@ -599,7 +604,8 @@ impl Writer {
             Err(WriteError::NotLeader) => return Step::NotLeader,
             Err(e) if e.code() == Some(409) => {
                 let failed = Step::Failed(ns.to_owned(), e.to_string());
-                return self.recheck(index, ns, name, failed).await;
+                let owns = |l: &BTreeMap<String, String>| d.owner.owns(l);
+                return self.recheck(index, ns, name, &owns, failed).await;
             }
             Err(e) => return Step::Failed(ns.to_owned(), e.to_string()),
         }
@@ -608,10 +614,18 @@ impl Writer {
     }
 
     /// After a conditional write or delete was refused: reads the secret again and indexes
-    /// what is there. Done when it is gone or is not irsa's (nothing of irsa's to change: a
-    /// Secret without irsa's label, or one of a type irsa never creates, which the next plan
-    /// reports as a conflict), `failed` (retried) when it is still irsa's.
-    async fn recheck(&self, index: &RwLock<Index>, ns: &str, name: &str, failed: Step) -> Step {
+    /// what is there. Done when it is gone or is not this owner's (`owns` judges its labels)
+    /// of irsa's type (nothing of this owner's to change: a Secret without irsa's label, of
+    /// another irsa owner, or of a type irsa never creates, which the next plan reports as a
+    /// conflict), `failed` (retried) when it still is.
+    async fn recheck(
+        &self,
+        index: &RwLock<Index>,
+        ns: &str,
+        name: &str,
+        owns: &(dyn Fn(&BTreeMap<String, String>) -> bool + Sync),
+        failed: Step,
+    ) -> Step {
         match self.get_secret(ns, name).await {
             Ok(None) => {
                 write_index(index).delete_secret(ns, name);
@@ -619,7 +633,7 @@ impl Writer {
             }
             Ok(Some(now)) => {
                 note_existing(index, &now);
-                let ours = now.metadata.labels.as_ref().is_some_and(plan::is_managed)
+                let ours = now.metadata.labels.as_ref().is_some_and(owns)
                     && now.type_.as_deref() == Some(plan::DOCKER_CONFIG_JSON_TYPE);
                 if ours { failed } else { Step::Done }
             }
@@ -1212,6 +1226,55 @@ mod tests {
         let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
         assert_eq!(outcome.written, 0, "the user's secret is not taken over");
+        no_more_requests(writer, api).await;
+    }
+
+    #[tokio::test]
+    async fn a_secret_relabelled_to_another_owner_before_an_update_is_left_alone() {
+        let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+        let index = RwLock::new(Index::new());
+        let checked = Checked {
+            uid: Some("u-ours".into()),
+            resource_version: Some("7".into()),
+        };
+        let plan = plan_for(WriteKind::Update, checked);
+        let server = async {
+            expect(
+                &mut api,
+                Method::PATCH,
+                "/api/v1/namespaces/a/secrets/regcred",
+                respond(
+                    409,
+                    &status(
+                        409,
+                        "Conflict",
+                        "Operation cannot be fulfilled on secrets \"regcred\": the object has been modified",
+                        json!({"name": "regcred", "kind": "secrets"}),
+                    ),
+                ),
+            )
+            .await;
+            // Now irsa's, of irsa's type, but written for another ClusterPullSecret.
+            let other = irsa_k8s::ClusterPullSecret::new("other", cps().spec);
+            let subject = Subject::cluster(&other);
+            let theirs = plan::desired_secret(&subject.owner, subject.spec, "a", &credential());
+            let theirs = stored(
+                &serde_json::to_value(theirs.to_secret()).unwrap(),
+                "u-2",
+                "9",
+            );
+            expect(
+                &mut api,
+                Method::GET,
+                "/api/v1/namespaces/a/secrets/regcred",
+                respond(200, &theirs),
+            )
+            .await;
+        };
+        let no_stamp = BTreeMap::new();
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert_eq!(outcome.written, 0);
         no_more_requests(writer, api).await;
     }
 
