@@ -144,6 +144,9 @@ struct Inner<V, E> {
     options: CacheOptions,
     clock: Arc<dyn Clock>,
     counters: Counters,
+    /// Bumped by [`CredentialCache::clear`]: a flight started before completes for its own
+    /// callers only, never into a slot of after the clear.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// A single-flight credential cache keyed by strings. Cheap to clone (shared state).
@@ -180,6 +183,7 @@ where
                 options,
                 clock,
                 counters: Counters::default(),
+                epoch: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -254,9 +258,12 @@ where
         }
     }
 
-    /// Drops every entry (flights in progress finish for their callers).
+    /// Drops every entry, flights in progress too: they finish for the callers awaiting them,
+    /// but store nothing, and a later caller starts its own.
     pub fn clear(&self) {
-        self.lock().retain(|_, slot| slot.flight.is_some());
+        let mut slots = self.lock();
+        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
+        slots.clear();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot<V, E>>> {
@@ -274,15 +281,21 @@ where
             .fetch_add(1, Ordering::Relaxed);
         let cache = self.clone();
         let key = key.to_owned();
+        // Called with the slots locked, so no clear comes between the check and the start.
+        let epoch = self.inner.epoch.load(Ordering::SeqCst);
         let flight: BoxFuture<'static, Result<Arc<V>, E>> = Box::pin(async move {
             match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
-                Ok(result) => cache.complete(&key, result),
+                Ok(result) => cache.complete(&key, epoch, result),
                 Err(panic) => {
                     // Forget the flight so that the next caller starts a fresh one, then let
                     // this one's waiters see the panic.
-                    if let Some(slot) = cache.lock().get_mut(&key) {
+                    let mut slots = cache.lock();
+                    if cache.inner.epoch.load(Ordering::SeqCst) == epoch
+                        && let Some(slot) = slots.get_mut(&key)
+                    {
                         slot.flight = None;
                     }
+                    drop(slots);
                     std::panic::resume_unwind(panic)
                 }
             }
@@ -291,11 +304,16 @@ where
     }
 
     /// Stores the outcome of a flight and decides what its callers get.
-    fn complete(&self, key: &str, result: Result<Fetched<V>, E>) -> Result<Arc<V>, E> {
+    fn complete(&self, key: &str, epoch: u64, result: Result<Fetched<V>, E>) -> Result<Arc<V>, E> {
         let now = Instant::now();
         let mut slots = self.lock();
         let opts = &self.inner.options;
-        let slot = slots.get_mut(key);
+        // Cleared since the flight started: its callers get the answer, no slot keeps it.
+        let slot = if self.inner.epoch.load(Ordering::SeqCst) == epoch {
+            slots.get_mut(key)
+        } else {
+            None
+        };
         match result {
             Ok(fetched) => {
                 let value = Arc::new(fetched.value);
@@ -405,6 +423,47 @@ mod tests {
 
     fn t0() -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flight_in_progress_at_clear_fills_nothing() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock, 10);
+        let calls = Arc::new(AtomicU32::new(0));
+        let fetch = |calls: Arc<AtomicU32>, gate: Option<tokio::sync::oneshot::Receiver<()>>| {
+            move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                if let Some(gate) = gate {
+                    gate.await.expect("the gate");
+                }
+                Ok::<_, String>(Fetched {
+                    value: "v".to_owned(),
+                    expires_at: Some(t0() + Duration::from_secs(3600)),
+                })
+            }
+        };
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let first = tokio::spawn({
+            let c = c.clone();
+            let f = fetch(calls.clone(), Some(gate));
+            async move { c.get_or_fetch("k", f).await }
+        });
+        while calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Cleared while the exchange runs: its caller gets the answer, the cache keeps none.
+        c.clear();
+        open.send(()).unwrap();
+        assert_eq!(first.await.unwrap().unwrap().as_str(), "v");
+        assert_eq!(c.stats().entries, 0);
+        c.get_or_fetch("k", fetch(calls.clone(), None))
+            .await
+            .unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "served from before the clear"
+        );
     }
 
     #[tokio::test(start_paused = true)]

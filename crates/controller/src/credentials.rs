@@ -265,6 +265,9 @@ pub struct CredentialStore {
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
     slots: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Set by [`CredentialStore::clear`] until [`CredentialStore::resume`]: a reconcile begun
+    /// in the term that ended must not fill the store again.
+    ended: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -294,12 +297,28 @@ impl CredentialStore {
             pipeline,
             metrics,
             slots: Mutex::new(HashMap::new()),
+            ended: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
+    /// The slot for `key`; after [`Self::clear`] and until [`Self::resume`], a detached one
+    /// that no later caller sees.
     fn slot(&self, key: &str) -> Arc<Entry> {
         let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if self.ended() {
+            return Arc::default();
+        }
         slots.entry(key.to_owned()).or_default().clone()
+    }
+
+    /// Whether the store was cleared and not resumed since: what is obtained is not kept.
+    pub fn ended(&self) -> bool {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// A new term: the store keeps what is obtained again.
+    pub fn resume(&self) {
+        self.ended.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Whether a credential is held for `key` (never waits for an exchange in flight).
@@ -407,9 +426,15 @@ impl CredentialStore {
     /// Forgets every credential (and its backoff): this replica stopped leading, and a later
     /// term starts from nothing rather than from what was held while another replica led (a
     /// credential the other leader may have rotated, a backoff that is no longer true). An
-    /// exchange in flight finishes into a slot that is no longer in the store.
+    /// exchange in flight finishes into a slot that is no longer in the store, and until
+    /// [`Self::resume`] nothing obtained is kept. The pipeline's caches (STS credentials of
+    /// every role, registry tokens) are dropped too.
     pub fn clear(&self) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
+        slots.clear();
+        drop(slots);
+        self.pipeline.clear();
     }
 
     /// Forgets credentials nobody asked for since the last call with `keep` (deleted resources).
@@ -483,6 +508,76 @@ pub(crate) mod tests {
                     .collect())
             })
         }
+    }
+
+    /// An STS double whose credentials last an hour past [`NOW`], counting calls.
+    #[derive(Default)]
+    struct CountingSts {
+        calls: AtomicU32,
+    }
+    impl CredentialExchange for CountingSts {
+        fn credentials<'a>(
+            &'a self,
+            _: &'a Identity,
+        ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                Ok(AwsCredentials {
+                    access_key_id: "ASIAEXAMPLE".into(),
+                    secret_access_key: SecretString::from("s"),
+                    session_token: None,
+                    expires_at: Some(UNIX_EPOCH + Duration::from_secs(NOW as u64 + 3600)),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn clearing_the_store_drops_the_sts_credentials_too() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let sts = Arc::new(CountingSts::default());
+        let providers = Providers {
+            ecr: ecr.clone(),
+            ecr_public: ecr.clone(),
+            chainguard: ecr,
+        };
+        let options = PipelineOptions {
+            clock: Arc::new(irsa_aws::ManualClock::new(
+                UNIX_EPOCH + Duration::from_secs(NOW as u64),
+            )),
+            ..PipelineOptions::default()
+        };
+        let pipeline = Pipeline::with_components(&options, sts.clone(), providers).unwrap();
+        let s = CredentialStore::new(pipeline, Arc::new(Metrics::default()));
+        assert!(matches!(get(&s, NOW).await, Obtained::Refreshed(_)));
+        s.clear();
+        assert!(matches!(get(&s, NOW).await, Obtained::Refreshed(_)));
+        assert_eq!(
+            sts.calls.load(Ordering::SeqCst),
+            2,
+            "STS answer kept across a clear"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cleared_store_takes_nothing_in_until_the_next_term() {
+        let s = store(Arc::new(Ecr::default()));
+        let k = key(&identity(), &targets());
+        let held = || Credential {
+            config: irsa_core::docker_config::DockerConfig::new(),
+            issued_at: NOW,
+            expires_at: NOW + 3600,
+            jitter: 0.5,
+        };
+        // A reconcile begun before leadership ended adopts (or exchanges) after the clear.
+        s.clear();
+        s.adopt(&k, held()).await;
+        assert!(!s.holds(&k).await, "refilled after the term ended");
+        // The next term keeps what it obtains.
+        s.resume();
+        s.adopt(&k, held()).await;
+        assert!(s.holds(&k).await);
     }
 
     pub(crate) fn store(ecr: Arc<Ecr>) -> CredentialStore {

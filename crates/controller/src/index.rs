@@ -140,8 +140,15 @@ impl Index {
     pub fn delete_namespace(&mut self, meta: &ObjectMeta) -> bool {
         let Some(name) = &meta.name else { return false };
         let removed = self.namespaces.remove(name).is_some();
-        // Everything in it went with it.
-        self.secrets.retain(|(ns, _), _| ns != name);
+        // Everything in it went with it, the types learnt of its Secrets too.
+        let types = &mut self.types;
+        self.secrets.retain(|(ns, _), s| {
+            let keep = ns != name;
+            if !keep && let Some(uid) = &s.checked.uid {
+                types.remove(uid);
+            }
+            keep
+        });
         self.service_accounts.retain(|(ns, _), _| ns != name);
         self.foreign.retain(|(ns, _), _| ns != name);
         removed
@@ -458,6 +465,24 @@ mod tests {
         assert_eq!(index.sizes().0, 0);
         index.reset_namespaces([&ns("b", "1"), &ns("c", "2")]);
         assert_eq!(index.sizes().0, 2);
+    }
+
+    #[test]
+    fn a_deleted_namespace_takes_its_learnt_types_with_it() {
+        let cps = cps();
+        let subject = Subject::cluster(&cps);
+        let mut index = Index::new();
+        index.apply_namespace(&ns("a", "1"));
+        let first = plan(&subject, &index.observed(&subject), Some(&credential()));
+        let mut opaque = first.writes[0].secret.to_secret();
+        opaque.metadata.uid = Some("u-1".into());
+        opaque.metadata.resource_version = Some("3".into());
+        opaque.type_ = Some("Opaque".into());
+        index.learn_type(&opaque);
+        index.apply_secret(&opaque);
+        assert_eq!(index.types.len(), 1);
+        index.delete_namespace(&ns("a", "2"));
+        assert!(index.types.is_empty(), "{:?}", index.types);
     }
 
     #[test]

@@ -601,6 +601,9 @@ pub struct Deletion {
     pub name: String,
     /// What was checked.
     pub checked: Checked,
+    /// The resource it is deleted for: the Secret is read again before the deletion, and left
+    /// alone unless it is still this owner's, of the type irsa writes.
+    pub owner: Owner,
 }
 
 /// A Secret to delete.
@@ -630,6 +633,19 @@ pub enum ConflictReason {
     },
 }
 
+/// Most characters of a tenant-chosen Secret type quoted in a message (a Kubernetes name's
+/// length): the type is not bounded by the API server beyond the object's size.
+const MAX_QUOTED_TYPE: usize = 63;
+
+/// `s` escaped and quoted like Debug, its first `max` characters only (then `…`), so that
+/// neither its length nor its escapes can inflate a message.
+fn quoted(s: &str, max: usize) -> String {
+    let mut chars = s.chars();
+    let head: String = chars.by_ref().take(max).collect();
+    let more = if chars.next().is_some() { "…" } else { "" };
+    format!("{head:?}{more}")
+}
+
 /// A target namespace holding a same-named Secret irsa must not touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conflict {
@@ -643,7 +659,7 @@ impl Conflict {
     /// A message for an Event or the status: what is in the way and what to do.
     pub fn message(&self) -> String {
         let SecretRef { namespace, name } = &self.secret;
-        match &self.reason {
+        let message = match &self.reason {
             ConflictReason::NotManaged => format!(
                 "secret {namespace}/{name} exists and is not managed by irsa (no label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}); \
                  it is left untouched: delete or rename it, or choose another spec.secretName"
@@ -653,11 +669,13 @@ impl Conflict {
                  give one of the two resources another spec.secretName"
             ),
             ConflictReason::NotIrsaType { type_ } => format!(
-                "secret {namespace}/{name} carries irsa's labels but is of type {type_:?}, which irsa \
+                "secret {namespace}/{name} carries irsa's labels but is of type {}, which irsa \
                  never creates (it writes {DOCKER_CONFIG_JSON_TYPE}); it is left untouched: \
-                 delete it and irsa writes its own"
+                 delete it and irsa writes its own",
+                quoted(type_, MAX_QUOTED_TYPE)
             ),
-        }
+        };
+        TargetProblem::capped(message)
     }
 }
 
@@ -1034,6 +1052,7 @@ fn remove<'a>(
             namespace: s.namespace.clone(),
             name: s.name.clone(),
             checked: s.checked.clone(),
+            owner: patches.owner.clone(),
         });
     }
     plan.deletions.sort();
@@ -1107,6 +1126,16 @@ impl<'a> Patches<'a> {
             })
             .collect()
     }
+}
+
+/// Whether `labels` mark an object as irsa's for the same owner as `ours` (the labels of
+/// one of that owner's Secrets, e.g. a [`DesiredSecret`]'s).
+pub fn same_owner(ours: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    is_managed(ours)
+        && is_managed(labels)
+        && [OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL]
+            .iter()
+            .all(|k| ours.get(*k) == labels.get(*k))
 }
 
 fn owner_of(labels: &BTreeMap<String, String>) -> String {

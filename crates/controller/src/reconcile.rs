@@ -330,18 +330,35 @@ impl Context {
 
     /// Runs for the life of the controller: each time `leading` turns false (the Lease lost
     /// or released, or its deadline passed), drops the credentials and the credential key this
-    /// replica held, so that a later term starts clean. Returns when the sender is gone.
+    /// replica held, so that a later term starts clean. Returns when the sender is gone
+    /// (dropping them then too). A wake-up that sees `true` while `true` was seen before
+    /// means a drop was merged into it (a watch keeps only the latest value): dropped too.
     pub async fn forget_when_leadership_ends(
         &self,
         mut leading: tokio::sync::watch::Receiver<bool>,
     ) {
-        while leading.changed().await.is_ok() {
-            if !*leading.borrow_and_update() {
-                self.credentials.clear();
-                *self.key.lock().await = KeySlot::default();
-                tracing::info!("not leading: dropped the cached registry credentials");
+        // Not marked seen: a change sent before this task ran is still acted on.
+        let mut was = *leading.borrow();
+        loop {
+            if leading.changed().await.is_err() {
+                self.forget().await;
+                return;
             }
+            let leads = *leading.borrow_and_update();
+            if !leads || was {
+                self.forget().await;
+            }
+            if leads {
+                self.credentials.resume();
+            }
+            was = leads;
         }
+    }
+
+    async fn forget(&self) {
+        self.credentials.clear();
+        *self.key.lock().await = KeySlot::default();
+        tracing::info!("not leading: dropped the cached registry credentials");
     }
 
     /// Records the credential-store key `owner` uses now (`None`: it is gone) and frees the
@@ -373,10 +390,13 @@ impl Context {
         match self.load_key().await {
             Ok(key) => {
                 let key = Arc::new(key);
-                *slot = KeySlot {
-                    key: Some(key.clone()),
-                    failed_at: None,
-                };
+                // Not kept once the term ended: the next term loads it again.
+                if !self.credentials.ended() {
+                    *slot = KeySlot {
+                        key: Some(key.clone()),
+                        failed_at: None,
+                    };
+                }
                 Some(key)
             }
             Err(error) => {
@@ -1092,6 +1112,10 @@ where
     let mut problems = backoff_problems;
     problems.extend(after.problems());
     problems.truncate(TargetProblem::MAX_REPORTED);
+    // Messages may quote API errors and tenant-written values: bounded, each of them.
+    for p in &mut problems {
+        p.message = TargetProblem::capped(std::mem::take(&mut p.message));
+    }
 
     let credential = &fresh.credential;
     let expires_at = credential.as_ref().map(|c| c.expires_at);
@@ -1127,8 +1151,16 @@ where
     };
     let last_written = ctx.reported(owner, |r| r.status_written_at);
     if status_due(&previous, &status, left, last_written, now) {
-        write_status(ctx, obj, &previous, status).await?;
-        ctx.reported(owner, |r| r.status_written_at = Some(now));
+        match write_status(ctx, obj, &previous, status).await {
+            Ok(()) => ctx.reported(owner, |r| r.status_written_at = Some(now)),
+            // While rounds are left, a status the API server refuses must not hold back the
+            // fan-out (error_policy would back the whole resource off): the next round follows
+            // and writes the status again.
+            Err(error) if left > 0 && !matches!(error, Error::NotLeader) => {
+                tracing::warn!(resource = %owner, %error, "status not written; the fan-out goes on");
+            }
+            Err(error) => return Err(error),
+        }
     }
 
     if outcome.not_leader {
@@ -1422,10 +1454,14 @@ mod tests {
         assert!(backoff.next_retry(now).is_none());
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn losing_the_lease_drops_every_held_credential() {
-        use crate::credentials::tests as c;
-        let (service, _api) = tower_test::mock::pair::<
+    type Api = tower_test::mock::Handle<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >;
+
+    /// A context over a mock API server, always leading, with `ecr`'s credentials in `store`.
+    fn mock_context(store: CredentialStore) -> (Arc<Context>, Api) {
+        let (service, api) = tower_test::mock::pair::<
             http::Request<kube::client::Body>,
             http::Response<kube::client::Body>,
         >();
@@ -1441,7 +1477,7 @@ mod tests {
         let ctx = Arc::new(Context::new(
             client,
             Arc::new(RwLock::new(Index::new())),
-            c::store(Arc::new(c::Ecr::default())),
+            store,
             metrics,
             Leadership::always(),
             ReconcilerConfig {
@@ -1456,6 +1492,110 @@ mod tests {
             Arc::new(NoTokens),
             recorder,
         ));
+        (ctx, api)
+    }
+
+    #[tokio::test]
+    async fn a_failed_status_write_while_rounds_are_left_still_requeues_at_once() {
+        use crate::credentials::tests as c;
+        // A status the API server refuses (too large, or failing): the fan-out's next round
+        // still follows at once, instead of the whole resource backing off.
+        for code in [413_u16, 500] {
+            let (ctx, mut api) = mock_context(c::store(Arc::new(c::Ecr::default())));
+            let server = tokio::spawn(async move {
+                let mut seen = 0;
+                while let Some((req, send)) = api.next_request().await {
+                    assert_eq!(req.method(), http::Method::PATCH, "{}", req.uri());
+                    assert!(req.uri().path().ends_with("/status"), "{}", req.uri());
+                    seen += 1;
+                    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                        "status": "Failure", "code": code, "reason": "InternalError",
+                        "message": "refused"});
+                    send.send_response(
+                        http::Response::builder()
+                            .status(code)
+                            .header("content-type", "application/json")
+                            .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+                            .unwrap(),
+                    );
+                }
+                seen
+            });
+            let cps = crate::fixtures::cps();
+            let subject = Subject::cluster(&cps);
+            let fresh = Fresh {
+                credential: None,
+                refresh_error: None,
+                requeue: Duration::from_secs(3600),
+            };
+            let converged = Converged {
+                outcome: Outcome::default(),
+                after: Plan::default(),
+                left: 3,
+            };
+            let now = ctx.now();
+            let action = report(ctx.as_ref(), &cps, &subject, &fresh, converged, now).await;
+            assert_eq!(
+                action.map_err(|e| e.to_string()),
+                Ok(Action::requeue(Duration::ZERO)),
+                "status answered {code}"
+            );
+            drop(ctx);
+            assert!(server.await.unwrap() >= 1, "no status write was tried");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drop_merged_into_one_wake_up_or_a_gone_sender_still_forgets() {
+        use crate::credentials::tests as c;
+        let (ctx, _api) = mock_context(c::store(Arc::new(c::Ecr::default())));
+        let key = credentials::key(&c::identity(), &c::targets());
+        let held = || Credential {
+            config: irsa_core::docker_config::DockerConfig::new(),
+            issued_at: c::NOW,
+            expires_at: c::NOW + 3600,
+            jitter: 0.5,
+        };
+        let (leading, rx) = tokio::sync::watch::channel(true);
+        let watcher = tokio::spawn({
+            let ctx = ctx.clone();
+            async move { ctx.forget_when_leadership_ends(rx).await }
+        });
+        tokio::task::yield_now().await;
+        ctx.credentials.adopt(&key, held()).await;
+        // Lost and won again before the watcher runs: it wakes once, to `true`.
+        leading.send(false).unwrap();
+        leading.send(true).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while ctx.credentials.holds(&key).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "a merged drop was missed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        while ctx.credentials.ended() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the new term never began"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The elector gone: whatever was held is dropped as the watcher ends.
+        ctx.credentials.adopt(&key, held()).await;
+        assert!(ctx.credentials.holds(&key).await);
+        drop(leading);
+        watcher.await.unwrap();
+        assert!(
+            !ctx.credentials.holds(&key).await,
+            "kept after the elector ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn losing_the_lease_drops_every_held_credential() {
+        use crate::credentials::tests as c;
+        let (ctx, _api) = mock_context(c::store(Arc::new(c::Ecr::default())));
         let key = credentials::key(&c::identity(), &c::targets());
         let held = || Credential {
             config: irsa_core::docker_config::DockerConfig::new(),
@@ -1479,8 +1619,19 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Not leading: a reconcile still running refills nothing.
+        ctx.credentials.adopt(&key, held()).await;
+        assert!(!ctx.credentials.holds(&key).await);
         // Leading again: the next term fills the store afresh.
         leading.send(true).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while ctx.credentials.ended() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the new term never began"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         ctx.credentials.adopt(&key, held()).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(ctx.credentials.holds(&key).await);

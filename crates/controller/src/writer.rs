@@ -546,7 +546,12 @@ impl Writer {
                     // writes (the type is immutable). Either way, look again at what is
                     // there, and judge whether it is irsa's.
                     Err(e) if matches!(e.code(), Some(409 | 422)) => {
-                        (false, self.recheck(index, &ns, &name, failed(&e)).await)
+                        let owns =
+                            |l: &BTreeMap<String, String>| plan::same_owner(&w.secret.labels, l);
+                        (
+                            false,
+                            self.recheck(index, &ns, &name, &owns, failed(&e)).await,
+                        )
                     }
                     Err(e) => (false, failed(&e)),
                 }
@@ -557,18 +562,50 @@ impl Writer {
     /// Deletes one of irsa's secrets, conditional on what was checked. A secret that changed
     /// since is read again: if it is no longer irsa's, it is left alone (and forgotten);
     /// if it still is, the deletion is retried against what is there now.
+    ///
+    /// The plan judged it from the metadata-only watch, which cannot see a Secret's type: it
+    /// is read in full first, and deleted only if it is still `d.owner`'s and of the type irsa
+    /// writes, conditional on what that read saw. Anything else is indexed as it is (its
+    /// type learnt) and left alone.
     async fn delete_one(&self, index: &RwLock<Index>, d: &Deletion) -> Step {
         let (ns, name) = (d.namespace.as_str(), d.name.as_str());
         if d.checked.uid.is_none() || d.checked.resource_version.is_none() {
             return unchecked(ns, name);
         }
-        match self.delete_secret(ns, name, &d.checked).await {
+        let now = match self.get_secret(ns, name).await {
+            Ok(Some(now)) => now,
+            Ok(None) => {
+                write_index(index).delete_secret(ns, name);
+                return Step::Done;
+            }
+            Err(WriteError::NotLeader) => return Step::NotLeader,
+            Err(e) => return Step::Failed(ns.to_owned(), e.to_string()),
+        };
+        let ours = now
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| d.owner.owns(l))
+            && now.type_.as_deref() == Some(plan::DOCKER_CONFIG_JSON_TYPE);
+        if !ours {
+            note_existing(index, &now);
+            return Step::Done;
+        }
+        let checked = Checked {
+            uid: now.metadata.uid.clone(),
+            resource_version: now.metadata.resource_version.clone(),
+        };
+        if checked.uid.is_none() || checked.resource_version.is_none() {
+            return unchecked(ns, name);
+        }
+        match self.delete_secret(ns, name, &checked).await {
             Ok(()) => {}
             Err(e) if e.code() == Some(404) => {}
             Err(WriteError::NotLeader) => return Step::NotLeader,
             Err(e) if e.code() == Some(409) => {
                 let failed = Step::Failed(ns.to_owned(), e.to_string());
-                return self.recheck(index, ns, name, failed).await;
+                let owns = |l: &BTreeMap<String, String>| d.owner.owns(l);
+                return self.recheck(index, ns, name, &owns, failed).await;
             }
             Err(e) => return Step::Failed(ns.to_owned(), e.to_string()),
         }
@@ -577,10 +614,18 @@ impl Writer {
     }
 
     /// After a conditional write or delete was refused: reads the secret again and indexes
-    /// what is there. Done when it is gone or is not irsa's (nothing of irsa's to change: a
-    /// Secret without irsa's label, or one of a type irsa never creates, which the next plan
-    /// reports as a conflict), `failed` (retried) when it is still irsa's.
-    async fn recheck(&self, index: &RwLock<Index>, ns: &str, name: &str, failed: Step) -> Step {
+    /// what is there. Done when it is gone or is not this owner's (`owns` judges its labels)
+    /// of irsa's type (nothing of this owner's to change: a Secret without irsa's label, of
+    /// another irsa owner, or of a type irsa never creates, which the next plan reports as a
+    /// conflict), `failed` (retried) when it still is.
+    async fn recheck(
+        &self,
+        index: &RwLock<Index>,
+        ns: &str,
+        name: &str,
+        owns: &(dyn Fn(&BTreeMap<String, String>) -> bool + Sync),
+        failed: Step,
+    ) -> Step {
         match self.get_secret(ns, name).await {
             Ok(None) => {
                 write_index(index).delete_secret(ns, name);
@@ -588,7 +633,7 @@ impl Writer {
             }
             Ok(Some(now)) => {
                 note_existing(index, &now);
-                let ours = now.metadata.labels.as_ref().is_some_and(plan::is_managed)
+                let ours = now.metadata.labels.as_ref().is_some_and(owns)
                     && now.type_.as_deref() == Some(plan::DOCKER_CONFIG_JSON_TYPE);
                 if ours { failed } else { Step::Done }
             }
@@ -1024,7 +1069,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_deletion_carries_the_checked_uid_and_resource_version() {
+    async fn a_labelled_secret_of_another_type_is_read_before_and_never_deleted() {
+        // The metadata-only watch takes every labelled Secret for one of irsa's: here an
+        // Opaque copy carrying `ecr`'s labels under another name, which the plan deletes.
+        let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+        let cps = cps();
+        let subject = Subject::cluster(&cps);
+        let desired = plan::desired_secret(&subject.owner, subject.spec, "a", &credential());
+        let mut copy = serde_json::to_value(desired.to_secret()).unwrap();
+        copy["metadata"]["name"] = json!("other");
+        let watched: Secret = serde_json::from_value(stored(&copy, "u-1", "3")).unwrap();
+        let index = RwLock::new(Index::new());
+        index.write().unwrap().apply_namespace(&ObjectMeta {
+            name: Some("a".into()),
+            resource_version: Some("1".into()),
+            ..ObjectMeta::default()
+        });
+        index.write().unwrap().apply_secret(&watched);
+        let plan = plan::plan(
+            &subject,
+            &index.read().unwrap().observed(&subject),
+            Some(&credential()),
+        );
+        assert_eq!(plan.deletions.len(), 1, "{plan:?}");
+        let mut opaque = stored(&copy, "u-1", "3");
+        opaque["type"] = json!("Opaque");
+        let server = async {
+            expect(
+                &mut api,
+                Method::GET,
+                "/api/v1/namespaces/a/secrets/other",
+                respond(200, &opaque),
+            )
+            .await;
+        };
+        let plan = Plan {
+            writes: vec![],
+            ..plan
+        };
+        let no_stamp = BTreeMap::new();
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        // Learnt: the next plan reports nothing to delete.
+        let again = plan::plan(
+            &subject,
+            &index.read().unwrap().observed(&subject),
+            Some(&credential()),
+        );
+        assert!(again.deletions.is_empty(), "{again:?}");
+        no_more_requests(writer, api).await;
+    }
+
+    #[tokio::test]
+    async fn a_deletion_is_conditional_on_the_uid_and_resource_version_read() {
         let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
         let index = RwLock::new(Index::new());
         let plan = Plan {
@@ -1035,10 +1132,23 @@ mod tests {
                     uid: Some("u-1".into()),
                     resource_version: Some("3".into()),
                 },
+                owner: Subject::cluster(&cps()).owner,
             }],
             ..Plan::default()
         };
         let server = async {
+            // Read in full first: still ecr's, of irsa's type, at the version checked.
+            let cps = cps();
+            let subject = Subject::cluster(&cps);
+            let ours = plan::desired_secret(&subject.owner, subject.spec, "b", &credential());
+            let ours = stored(&serde_json::to_value(ours.to_secret()).unwrap(), "u-1", "3");
+            expect(
+                &mut api,
+                Method::GET,
+                "/api/v1/namespaces/b/secrets/regcred",
+                respond(200, &ours),
+            )
+            .await;
             let options = expect(
                 &mut api,
                 Method::DELETE,
@@ -1116,6 +1226,55 @@ mod tests {
         let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
         assert_eq!(outcome.written, 0, "the user's secret is not taken over");
+        no_more_requests(writer, api).await;
+    }
+
+    #[tokio::test]
+    async fn a_secret_relabelled_to_another_owner_before_an_update_is_left_alone() {
+        let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+        let index = RwLock::new(Index::new());
+        let checked = Checked {
+            uid: Some("u-ours".into()),
+            resource_version: Some("7".into()),
+        };
+        let plan = plan_for(WriteKind::Update, checked);
+        let server = async {
+            expect(
+                &mut api,
+                Method::PATCH,
+                "/api/v1/namespaces/a/secrets/regcred",
+                respond(
+                    409,
+                    &status(
+                        409,
+                        "Conflict",
+                        "Operation cannot be fulfilled on secrets \"regcred\": the object has been modified",
+                        json!({"name": "regcred", "kind": "secrets"}),
+                    ),
+                ),
+            )
+            .await;
+            // Now irsa's, of irsa's type, but written for another ClusterPullSecret.
+            let other = irsa_k8s::ClusterPullSecret::new("other", cps().spec);
+            let subject = Subject::cluster(&other);
+            let theirs = plan::desired_secret(&subject.owner, subject.spec, "a", &credential());
+            let theirs = stored(
+                &serde_json::to_value(theirs.to_secret()).unwrap(),
+                "u-2",
+                "9",
+            );
+            expect(
+                &mut api,
+                Method::GET,
+                "/api/v1/namespaces/a/secrets/regcred",
+                respond(200, &theirs),
+            )
+            .await;
+        };
+        let no_stamp = BTreeMap::new();
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert_eq!(outcome.written, 0);
         no_more_requests(writer, api).await;
     }
 

@@ -281,6 +281,30 @@ pub struct TargetProblem {
 impl TargetProblem {
     /// Most problems listed in a status; the counts in [`TargetCounts`] cover the rest.
     pub const MAX_REPORTED: usize = 20;
+    /// Most bytes of one problem's message: messages may quote what tenants wrote, and the
+    /// whole status must stay far below what one write to the API server may carry.
+    pub const MAX_MESSAGE: usize = 1024;
+
+    /// `message` cut to at most [`Self::MAX_MESSAGE`] bytes, on a character boundary, with an
+    /// ellipsis when cut.
+    pub fn capped(message: String) -> String {
+        cap(message, Self::MAX_MESSAGE)
+    }
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, ending in `…` when cut.
+pub fn cap(mut s: String, max: usize) -> String {
+    const MORE: &str = "…";
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max.saturating_sub(MORE.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s.push_str(MORE);
+    s
 }
 
 impl SecretSpec {

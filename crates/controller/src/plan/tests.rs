@@ -1021,3 +1021,26 @@ fn an_expired_or_soon_expiring_secret_is_written_with_the_urgent_ones() {
         ]
     );
 }
+
+#[test]
+fn a_tenant_chosen_secret_type_never_inflates_a_conflict_message() {
+    // A labelled Secret under the secret name whose type is 300 000 control characters:
+    // Debug-escaped, its message would be ~1.8 MB, over what one status write may carry.
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("a"))
+        .secret(
+            SecretState::owned("a", "ecr-pull", &owner(), "sha256:old")
+                .with_type(&"\u{1}\"".repeat(300_000)),
+        );
+    let p = plan(&subject, &observed, Some(&credential(PASSWORD)));
+    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
+    let message = p.conflicts[0].message();
+    assert!(message.len() <= 1024, "{} bytes", message.len());
+    assert!(message.contains("ecr-pull"), "{message}");
+    let problems = p.problems();
+    assert_eq!(problems.len(), 1);
+    assert!(problems[0].message.len() <= TargetProblem::MAX_MESSAGE);
+}
