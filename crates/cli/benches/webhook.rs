@@ -89,6 +89,8 @@ impl Sizes {
 struct Process {
     child: Child,
     log: PathBuf,
+    /// Under `IRSA_BENCH_WRAP`, the `irsa` process the wrapper started.
+    wrapped: Option<u32>,
 }
 
 impl Process {
@@ -98,16 +100,34 @@ impl Process {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// The `irsa` process itself (under a wrapper, the one whose command line holds `needle`).
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.wrapped.unwrap_or(self.child.id())
+    }
+
+    /// Under a wrapper, find the `irsa` process it started: the one whose command line runs the
+    /// bench's `irsa` binary with `needle` among its arguments.
+    fn find_wrapped(&mut self, needle: &str) {
+        let bin = env!("CARGO_BIN_EXE_irsa");
+        let found = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != self.child.id())
+            .find(|pid| {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| *a == bin.as_bytes())
+                    && args.contains(&needle.as_bytes())
+            });
+        self.wrapped = found;
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        let _ = Command::new("kill").arg(self.pid().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -152,7 +172,11 @@ fn start_sandbox(dir: &Path, deadline: Duration) -> (Process, PathBuf) {
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("irsa sandbox starts");
-    let mut sandbox = Process { child, log };
+    let mut sandbox = Process {
+        child,
+        log,
+        wrapped: None,
+    };
     let env_file = state.join("env");
     let start = Instant::now();
     while !env_file.exists() {
@@ -742,8 +766,11 @@ async fn process_figures(sizes: &Sizes, table: &mut Table, failures: &mut Vec<St
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("irsa webhook starts");
-    let webhook = Process { child, log };
-    let pid = webhook.pid();
+    let mut webhook = Process {
+        child,
+        log,
+        wrapped: None,
+    };
     let tls = Tls::new(
         std::net::SocketAddr::from(([127, 0, 0, 1], port)),
         &certs.ca_pem,
@@ -761,6 +788,14 @@ async fn process_figures(sizes: &Sizes, table: &mut Table, failures: &mut Vec<St
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let ready_after = start.elapsed();
+    if std::env::var_os("IRSA_BENCH_WRAP").is_some() {
+        webhook.find_wrapped(&port.to_string());
+        assert!(
+            webhook.wrapped.is_some(),
+            "the wrapped irsa webhook process"
+        );
+    }
+    let pid = webhook.pid();
     let cached = prom(&tls.metrics().await, "irsa_webhook_service_accounts");
     let (rss, hwm) = memory(pid);
     table.row(
