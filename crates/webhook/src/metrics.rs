@@ -88,8 +88,9 @@ impl Metrics {
         self.missing_service_accounts.load(Ordering::Relaxed)
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The Prometheus text exposition, with the number of service accounts in the cache as a
+    /// gauge (how an operator, or the bench, sees that the watch has delivered the accounts).
+    pub fn render(&self, cached_service_accounts: usize) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
@@ -145,6 +146,11 @@ impl Metrics {
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
         let sum = get(&self.latency_sum_nanos) as f64 / 1e9;
         let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        let name = "irsa_webhook_service_accounts";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Service accounts in the cache.\n# TYPE {name} gauge\n{name} {cached_service_accounts}"
+        );
         out
     }
 }
@@ -160,7 +166,7 @@ mod tests {
         m.observe(Outcome::Skipped, Duration::from_millis(3));
         m.observe(Outcome::FailedOpen, Duration::from_secs(2));
         m.missing_service_account();
-        let text = m.render();
+        let text = m.render(7);
         for line in [
             "irsa_webhook_requests_total 3",
             "irsa_webhook_mutations_total 1",
@@ -172,6 +178,8 @@ mod tests {
             "irsa_webhook_admission_duration_seconds_bucket{le=\"5\"} 3",
             "irsa_webhook_admission_duration_seconds_bucket{le=\"+Inf\"} 3",
             "irsa_webhook_admission_duration_seconds_count 3",
+            "# TYPE irsa_webhook_service_accounts gauge",
+            "irsa_webhook_service_accounts 7",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -176,7 +176,7 @@ async fn route(webhook: Arc<Webhook>, req: Request<Incoming>) -> Response<Full<B
         }
         (&Method::GET, "/metrics") => text(
             StatusCode::OK,
-            webhook.metrics().render(),
+            webhook.metrics().render(webhook.cache().len()),
             "text/plain; version=0.0.4",
         ),
         (&Method::POST, "/mutate") => {

@@ -211,6 +211,10 @@ async fn answers_reviews_probes_and_metrics_over_one_keep_alive_connection() {
         text.contains("irsa_webhook_admission_duration_seconds_count 5"),
         "{text}"
     );
+    assert!(
+        text.lines().any(|l| l == "irsa_webhook_service_accounts 1"),
+        "the cached accounts, as a gauge: {text}"
+    );
 }
 
 #[tokio::test]
