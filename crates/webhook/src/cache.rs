@@ -12,15 +12,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use crate::config::MAX_ANNOTATION_VALUE;
 use crate::config::{
     AUDIENCE_ANNOTATION, Config, REGIONAL_STS_ANNOTATION, ROLE_ARN_ANNOTATION,
     TOKEN_EXPIRATION_ANNOTATION,
 };
-
-/// The longest annotation value the webhook keeps or reads (bytes): an IAM role ARN's maximum,
-/// and far above any audience, boolean or expiration. A longer value is dropped where it enters
-/// the process, as if absent, so tenant-written annotations cannot grow the cache without bound.
-pub const MAX_ANNOTATION_VALUE: usize = 2048;
 
 /// Kept annotations of one account: only the (at most four) keys the mutation reads.
 type Kept = Box<[(Box<str>, Box<str>)]>;
