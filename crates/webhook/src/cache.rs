@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use crate::config::MAX_ANNOTATION_VALUE;
 use crate::config::{
     AUDIENCE_ANNOTATION, Config, REGIONAL_STS_ANNOTATION, ROLE_ARN_ANNOTATION,
     TOKEN_EXPIRATION_ANNOTATION,
@@ -55,6 +56,7 @@ impl ServiceAccountCache {
             .filter_map(|k| {
                 annotations
                     .get(k)
+                    .filter(|v| v.len() <= MAX_ANNOTATION_VALUE)
                     .map(|v| (k.as_str().into(), v.as_str().into()))
             })
             .collect()
@@ -208,6 +210,40 @@ mod tests {
         assert!(c.is_synced());
         assert_eq!(c.len(), 1);
         assert_eq!(c.get("ns", "plain"), None, "a relist replaces everything");
+    }
+
+    #[test]
+    fn an_oversized_annotation_value_is_not_kept() {
+        // A tenant can write up to 256 KiB per annotation; kept, ~500 such accounts per relist
+        // run the replica out of memory. No value the mutation reads is longer than an ARN.
+        let c = ServiceAccountCache::new(&Config::default());
+        let huge = "a".repeat(256 * 1024);
+        c.apply(
+            "ns",
+            "sa",
+            &ann(&[
+                ("eks.amazonaws.com/role-arn", &huge),
+                ("eks.amazonaws.com/audience", "sts.amazonaws.com"),
+            ]),
+        );
+        assert_eq!(
+            c.get("ns", "sa"),
+            Some(ann(&[("eks.amazonaws.com/audience", "sts.amazonaws.com")])),
+            "found, no role"
+        );
+        let bound = "a".repeat(MAX_ANNOTATION_VALUE);
+        c.apply(
+            "ns",
+            "edge",
+            &ann(&[("eks.amazonaws.com/role-arn", &bound)]),
+        );
+        assert_eq!(
+            c.get("ns", "edge"),
+            Some(ann(&[("eks.amazonaws.com/role-arn", &bound)]))
+        );
+        let a = ann(&[("eks.amazonaws.com/role-arn", &huge)]);
+        c.reset([("ns", "sa", &a)]);
+        assert_eq!(c.get("ns", "sa"), Some(BTreeMap::new()));
     }
 
     #[tokio::test(start_paused = true)]

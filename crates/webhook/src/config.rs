@@ -1,5 +1,9 @@
 //! The webhook's settings (its flags), with upstream's names and defaults.
 
+/// The longest annotation value the webhook keeps or reads (bytes): an IAM role ARN's maximum,
+/// and far above any audience, boolean or expiration. A longer value is treated as absent where
+/// it enters the process, so tenant-written annotations cannot grow memory or patches unbounded.
+pub const MAX_ANNOTATION_VALUE: usize = 2048;
 /// Upstream's annotation domain, also the default `--annotation-prefix`.
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "eks.amazonaws.com";
 /// Default audience of the projected token (`--token-audience`).

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::Value;
 
 use crate::config::{
-    AUDIENCE_ANNOTATION, Config, DEFAULT_TOKEN_EXPIRATION, REGIONAL_STS_ANNOTATION,
-    ROLE_ARN_ANNOTATION, TOKEN_EXPIRATION_ANNOTATION, clamp_expiration,
+    AUDIENCE_ANNOTATION, Config, DEFAULT_TOKEN_EXPIRATION, MAX_ANNOTATION_VALUE,
+    REGIONAL_STS_ANNOTATION, ROLE_ARN_ANNOTATION, TOKEN_EXPIRATION_ANNOTATION, clamp_expiration,
 };
 
 /// What is known about the pod's service account when its pod is admitted.
@@ -230,7 +230,13 @@ struct AnnotationEntry {
 
 fn annotation_entry(sa: &ServiceAccountInfo, config: &Config) -> Option<AnnotationEntry> {
     let ann = sa.annotations.as_ref()?;
-    let get = |name: &str| ann.get(&config.annotation(name)).map(String::as_str);
+    // Tenant-written: a value longer than any valid one is ignored rather than copied into
+    // every container's patch.
+    let get = |name: &str| {
+        ann.get(&config.annotation(name))
+            .map(String::as_str)
+            .filter(|v| v.len() <= MAX_ANNOTATION_VALUE)
+    };
     Some(AnnotationEntry {
         role_arn: get(ROLE_ARN_ANNOTATION).unwrap_or_default().to_owned(),
         audience: get(AUDIENCE_ANNOTATION)
@@ -378,6 +384,23 @@ mod tests {
         assert!(parse_container_credentials(b"{}").unwrap().is_empty());
         assert!(parse_container_credentials(b"{\"identities\": 3}").is_err());
         assert!(parse_container_credentials(b"\xff").is_err());
+    }
+
+    #[test]
+    fn an_oversized_role_arn_or_audience_counts_as_absent() {
+        // The API-server lookup on a cache miss hands over every annotation, any size.
+        let config = Config::default();
+        let huge = "a".repeat(200_000);
+        assert!(plan(&prefixed(&[("role-arn", &huge)]), &config).is_none());
+        let p = plan(
+            &prefixed(&[
+                ("role-arn", "arn:aws:iam::111122223333:role/r"),
+                ("audience", &huge),
+            ]),
+            &config,
+        )
+        .unwrap();
+        assert_eq!(p.audience, config.token_audience);
     }
 
     fn prefixed(pairs: &[(&str, &str)]) -> ServiceAccountInfo {

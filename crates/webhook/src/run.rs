@@ -16,7 +16,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::net::TcpListener;
 
 use crate::admission::{LookupError, LookupResult, ServiceAccountLookup, Timing, Webhook};
-use crate::cache::ServiceAccountCache;
+use crate::cache::{MAX_ANNOTATION_VALUE, ServiceAccountCache};
 use crate::config::{CONFIG_MAP_KEY, CONFIG_MAP_NAME, Config};
 use crate::identity::{parse_config_map, parse_container_credentials};
 use crate::server::{TlsFiles, serve};
@@ -59,12 +59,17 @@ fn relevant(
     annotations: Option<BTreeMap<String, String>>,
 ) -> BTreeMap<String, String> {
     let mut a = annotations.unwrap_or_default();
-    a.retain(|k, _| {
-        k.strip_prefix(prefix)
-            .is_some_and(|rest| rest.starts_with('/'))
+    // Oversized values are dropped here already: `listing` holds a whole relist until InitDone.
+    a.retain(|k, v| {
+        v.len() <= MAX_ANNOTATION_VALUE
+            && k.strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/'))
     });
     a
 }
+
+/// Service accounts per list page of the watch (kube's default is 500).
+const SA_PAGE_SIZE: u32 = 50;
 
 /// Keep `cache` in step with every service account, from a metadata-only watch; a relist
 /// replaces the cache and marks it synced.
@@ -74,7 +79,9 @@ pub async fn watch_service_accounts(
     prefix: String,
 ) {
     let api = Api::<PartialObjectMeta<ServiceAccount>>::all(client);
-    let mut events = watcher(api, watcher::Config::default())
+    // Small pages: a page holds every account's full metadata, whatever annotations a tenant
+    // wrote (up to 256 KiB each), before `relevant` trims it.
+    let mut events = watcher(api, watcher::Config::default().page_size(SA_PAGE_SIZE))
         .default_backoff()
         .boxed();
     let mut listing: Vec<(String, String, BTreeMap<String, String>)> = Vec::new();
@@ -268,6 +275,28 @@ pub enum RunError {
 mod tests {
     use super::*;
     use crate::admission::Timing;
+
+    #[test]
+    fn the_watch_keeps_only_bounded_annotations_under_the_prefix() {
+        let huge = "a".repeat(MAX_ANNOTATION_VALUE + 1);
+        let all: BTreeMap<String, String> = [
+            ("eks.amazonaws.com/role-arn", huge.as_str()),
+            ("eks.amazonaws.com/audience", "sts.amazonaws.com"),
+            ("eks.amazonaws.comx/a", "b"),
+            ("other.io/role-arn", "r"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let kept = relevant("eks.amazonaws.com", Some(all));
+        assert_eq!(
+            kept.into_iter().collect::<Vec<_>>(),
+            [(
+                "eks.amazonaws.com/audience".to_owned(),
+                "sts.amazonaws.com".to_owned()
+            )]
+        );
+    }
 
     #[tokio::test]
     async fn the_container_credentials_file_is_reloaded_on_change_and_a_bad_one_is_ignored() {

@@ -59,6 +59,9 @@ pub const CERT_DIR: &str = "/etc/webhook/certs";
 const REPLICAS: i32 = 2;
 /// kube-apiserver waits this long for an answer before admitting the pod unchanged.
 const TIMEOUT_SECONDS: i32 = 3;
+/// The webhook's own `--deadline`: a second under [`TIMEOUT_SECONDS`], so it answers (failing
+/// open with a warning) before the API server gives up on it.
+const DEADLINE_MS: i32 = TIMEOUT_SECONDS * 1000 - 1000;
 
 /// Who makes the webhook's serving certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -276,6 +279,7 @@ fn webhook_container(o: &InstallOptions) -> Container {
             format!("--tls-cert={CERT_DIR}/tls.crt"),
             format!("--tls-key={CERT_DIR}/tls.key"),
             "--watch-config-map".to_owned(),
+            format!("--deadline={DEADLINE_MS}ms"),
         ]),
         env: Some(vec![
             // The namespace of its ConfigMap.
@@ -697,7 +701,8 @@ mod tests {
                 "--port=9443",
                 "--tls-cert=/etc/webhook/certs/tls.crt",
                 "--tls-key=/etc/webhook/certs/tls.key",
-                "--watch-config-map"
+                "--watch-config-map",
+                "--deadline=2000ms"
             ])
         );
         assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
@@ -745,6 +750,29 @@ mod tests {
         assert_eq!(
             pod["volumes"][0]["secret"],
             serde_json::json!({"secretName": WEBHOOK_TLS_SECRET})
+        );
+    }
+
+    #[test]
+    fn the_webhook_answers_before_the_api_server_gives_up() {
+        // Its own --deadline must expire before timeoutSeconds, or the API server always gives
+        // up first and the fail-open answer (with its warning) never reaches anyone.
+        let d = docs(WebhookCerts::Irsa);
+        let timeout_ms = find(&d, "MutatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"]
+            .as_i64()
+            .unwrap()
+            * 1000;
+        let pod = &find(&d, "Deployment")["spec"]["template"]["spec"];
+        let deadline = pod["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find_map(|a| a.as_str().unwrap().strip_prefix("--deadline="))
+            .expect("the webhook container passes --deadline");
+        let deadline_ms: i64 = deadline.strip_suffix("ms").unwrap().parse().unwrap();
+        assert!(
+            deadline_ms > 0 && deadline_ms < timeout_ms,
+            "{deadline_ms} vs {timeout_ms}"
         );
     }
 
