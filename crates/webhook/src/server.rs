@@ -6,23 +6,39 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::Webhook;
 
-/// Largest AdmissionReview body accepted (kube-apiserver's own request limit is 3 MiB).
-const MAX_BODY: usize = 8 * 1024 * 1024;
+/// Largest AdmissionReview body accepted: kube-apiserver's own request limit (3 MiB), so no
+/// review the API server can send is refused, and a larger body (from anything else that reaches
+/// the port) is refused before it is parsed.
+const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// A client has this long to finish the TLS handshake, then each request's headers, then its
+/// body; a slow or silent client is dropped instead of holding a connection open.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connections served at once. The API server keeps a few keep-alive connections per replica;
+/// anything beyond this bound is closed at accept, so connections cannot exhaust memory.
+const MAX_CONNECTIONS: usize = 256;
+
+/// Reviews decoded and mutated at once. A body of [`MAX_BODY`] may take many times its size once
+/// parsed; the bound keeps the worst case within the Deployment's memory limit, and the API
+/// server's own timeout (the webhook fails open) covers a review that waits for a permit.
+const MAX_REVIEWS_IN_FLIGHT: usize = 4;
 
 /// The serving certificate could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -159,8 +175,21 @@ fn text(status: StatusCode, body: impl Into<Bytes>, content_type: &str) -> Respo
     resp
 }
 
+fn body_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let answer = crate::review::error(None, status.as_u16(), message);
+    text(
+        status,
+        serde_json::to_vec(&answer).unwrap_or_default(),
+        "application/json",
+    )
+}
+
 /// Route one request.
-async fn route(webhook: Arc<Webhook>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(
+    webhook: Arc<Webhook>,
+    reviews: Arc<Semaphore>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok", "text/plain"),
         (&Method::GET, "/readyz") => {
@@ -192,20 +221,36 @@ async fn route(webhook: Arc<Webhook>, req: Request<Incoming>) -> Response<Full<B
                     "text/plain",
                 );
             }
-            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    let answer = crate::review::error(
-                        None,
-                        400,
+            let declared = req
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > MAX_BODY as u64) {
+                return body_error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!("the request body is larger than {MAX_BODY} bytes"),
+                );
+            }
+            let read = Limited::new(req.into_body(), MAX_BODY).collect();
+            let body = match tokio::time::timeout(CLIENT_TIMEOUT, read).await {
+                Ok(Ok(b)) => b.to_bytes(),
+                Ok(Err(e)) => {
+                    return body_error(
+                        StatusCode::BAD_REQUEST,
                         &format!("failed to read the request body: {e}"),
                     );
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        serde_json::to_vec(&answer).unwrap_or_default(),
-                        "application/json",
+                }
+                Err(_) => {
+                    return body_error(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "the request body did not arrive in time",
                     );
                 }
+            };
+            // A permit per review in flight; the API server's timeout bounds the wait.
+            let Ok(_permit) = reviews.acquire().await else {
+                return body_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
             };
             let (status, answer) = webhook.review(&body).await;
             text(
@@ -226,6 +271,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);
+    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let reviews = Arc::new(Semaphore::new(MAX_REVIEWS_IN_FLIGHT));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -237,6 +284,10 @@ pub async fn serve(
             },
             () = &mut shutdown => return Ok(()),
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "{MAX_CONNECTIONS} connections open; closed a new one");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let acceptor = match tls.acceptor() {
             Ok(a) => a,
@@ -246,19 +297,29 @@ pub async fn serve(
             }
         };
         let webhook = webhook.clone();
+        let reviews = reviews.clone();
         tokio::spawn(async move {
-            let stream = match acceptor.accept(stream).await {
-                Ok(s) => s,
-                Err(e) => {
+            let _permit = permit;
+            let stream = match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
                     return;
                 }
             };
             let service = hyper::service::service_fn(move |req| {
                 let webhook = webhook.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(webhook, req).await) }
+                let reviews = reviews.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(webhook, reviews, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new();
+            // Without a timer hyper ignores header_read_timeout.
+            let mut conn = hyper::server::conn::http1::Builder::new();
+            conn.timer(TokioTimer::new())
+                .header_read_timeout(CLIENT_TIMEOUT);
             if let Err(e) = conn.serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(%peer, error = %e, "connection ended");
             }

@@ -252,3 +252,55 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
         200
     );
 }
+
+/// A valid review padded past kube-apiserver's 3 MiB request limit: nothing the API server sends
+/// is that large, so it is refused before it is parsed (a parsed JSON value takes many times
+/// its size in memory).
+#[tokio::test]
+async fn a_body_over_the_api_servers_limit_is_refused_before_it_is_parsed() {
+    let files = Files::new("big");
+    let ca = certs::generate(&certs::service_names("irsa-webhook", "irsa-system")).unwrap();
+    files.write(&ca);
+    let (addr, _webhook, _stop) = start(files.tls()).await;
+    let mut client = connect(addr, &ca.ca_pem).await.unwrap();
+    let mut body: Value = serde_json::from_slice(&review("big")).unwrap();
+    body["request"]["object"]["metadata"]["annotations"] =
+        json!({"padding": "x".repeat(3 * 1024 * 1024 + 1)});
+    let (status, answer) = client
+        .send(
+            "POST",
+            "/mutate",
+            "application/json",
+            serde_json::to_vec(&body).unwrap(),
+        )
+        .await;
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&answer));
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["response"]["status"]["code"], 413, "{answer}");
+}
+
+/// A client that opens a connection and never finishes the TLS handshake is dropped after the
+/// client timeout instead of holding the connection (and its memory) open.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_finishes_the_handshake_is_dropped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let files = Files::new("slow");
+    let ca = certs::generate(&certs::service_names("irsa-webhook", "irsa-system")).unwrap();
+    files.write(&ca);
+    let (addr, _webhook, _stop) = start(files.tls()).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(&[0x16]).await.unwrap(); // the first byte of a ClientHello, then nothing
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(120), tcp.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+        "the server still holds the connection after {:?}: {read:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() <= Duration::from_secs(11),
+        "{:?}",
+        started.elapsed()
+    );
+}
