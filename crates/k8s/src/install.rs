@@ -881,6 +881,40 @@ fn quantities(pairs: &[(&str, &str)]) -> BTreeMap<String, Quantity> {
         .collect()
 }
 
+/// The pod-level security context of every irsa Deployment: non-root 65532, RuntimeDefault seccomp.
+fn non_root_pod() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(RUN_AS_USER),
+        run_as_group: Some(RUN_AS_USER),
+        seccomp_profile: Some(runtime_default()),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Prefer replicas on different nodes, so that one node's loss leaves another replica running.
+fn spread_across_nodes(match_labels: BTreeMap<String, String>) -> Affinity {
+    Affinity {
+        pod_anti_affinity: Some(PodAntiAffinity {
+            preferred_during_scheduling_ignored_during_execution: Some(vec![
+                WeightedPodAffinityTerm {
+                    weight: 100,
+                    pod_affinity_term: PodAffinityTerm {
+                        label_selector: Some(LabelSelector {
+                            match_labels: Some(match_labels),
+                            ..LabelSelector::default()
+                        }),
+                        topology_key: "kubernetes.io/hostname".to_owned(),
+                        ..PodAffinityTerm::default()
+                    },
+                },
+            ]),
+            ..PodAntiAffinity::default()
+        }),
+        ..Affinity::default()
+    }
+}
+
 fn runtime_default() -> SeccompProfile {
     SeccompProfile {
         type_: "RuntimeDefault".to_owned(),
@@ -975,32 +1009,8 @@ fn deployment(o: &InstallOptions) -> Deployment {
                     service_account_name: Some(SERVICE_ACCOUNT.to_owned()),
                     automount_service_account_token: Some(true),
                     containers: vec![controller_container(o)],
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(RUN_AS_USER),
-                        run_as_group: Some(RUN_AS_USER),
-                        seccomp_profile: Some(runtime_default()),
-                        ..PodSecurityContext::default()
-                    }),
-                    affinity: Some(Affinity {
-                        pod_anti_affinity: Some(PodAntiAffinity {
-                            preferred_during_scheduling_ignored_during_execution: Some(vec![
-                                WeightedPodAffinityTerm {
-                                    weight: 100,
-                                    pod_affinity_term: PodAffinityTerm {
-                                        label_selector: Some(LabelSelector {
-                                            match_labels: Some(selector_labels()),
-                                            ..LabelSelector::default()
-                                        }),
-                                        topology_key: "kubernetes.io/hostname".to_owned(),
-                                        ..PodAffinityTerm::default()
-                                    },
-                                },
-                            ]),
-                            ..PodAntiAffinity::default()
-                        }),
-                        ..Affinity::default()
-                    }),
+                    security_context: Some(non_root_pod()),
+                    affinity: Some(spread_across_nodes(selector_labels())),
                     termination_grace_period_seconds: Some(30),
                     volumes: Some(vec![Volume {
                         name: "tmp".to_owned(),

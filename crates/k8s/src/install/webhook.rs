@@ -19,10 +19,9 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodAffinityTerm,
-    PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SecretVolumeSource, SecurityContext, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
-    VolumeMount, WeightedPodAffinityTerm,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
@@ -33,8 +32,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::json;
 
 use super::{
-    Grant, InstallOptions, Object, RUN_AS_USER, field_env, labels, meta, quantities, role_ref,
-    rule, runtime_default,
+    Grant, InstallOptions, Object, RUN_AS_USER, field_env, labels, meta, non_root_pod, quantities,
+    role_ref, rule, runtime_default, spread_across_nodes,
 };
 
 /// The webhook's Deployment, Service, ServiceAccount, roles and bindings.
@@ -327,32 +326,8 @@ fn deployment(o: &InstallOptions) -> Deployment {
                     automount_service_account_token: Some(true),
                     init_containers: irsa_certs.then(|| vec![init_container(o)]),
                     containers: vec![webhook_container(o)],
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(RUN_AS_USER),
-                        run_as_group: Some(RUN_AS_USER),
-                        seccomp_profile: Some(runtime_default()),
-                        ..PodSecurityContext::default()
-                    }),
-                    affinity: Some(Affinity {
-                        pod_anti_affinity: Some(PodAntiAffinity {
-                            preferred_during_scheduling_ignored_during_execution: Some(vec![
-                                WeightedPodAffinityTerm {
-                                    weight: 100,
-                                    pod_affinity_term: PodAffinityTerm {
-                                        label_selector: Some(LabelSelector {
-                                            match_labels: Some(webhook_selector()),
-                                            ..LabelSelector::default()
-                                        }),
-                                        topology_key: "kubernetes.io/hostname".to_owned(),
-                                        ..PodAffinityTerm::default()
-                                    },
-                                },
-                            ]),
-                            ..PodAntiAffinity::default()
-                        }),
-                        ..Affinity::default()
-                    }),
+                    security_context: Some(non_root_pod()),
+                    affinity: Some(spread_across_nodes(webhook_selector())),
                     termination_grace_period_seconds: Some(30),
                     volumes: Some(vec![Volume {
                         name: "certs".to_owned(),
