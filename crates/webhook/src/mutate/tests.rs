@@ -701,3 +701,25 @@ proptest! {
         }
     }
 }
+
+thread_local! {
+    /// Comparisons against the skip list made on this thread (see `probe_skip`).
+    pub(super) static SKIP_PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[test]
+fn skip_containers_costs_one_lookup_per_container_however_long_the_list() {
+    let containers: Vec<Value> = (0..500).map(|i| json!({"name": format!("c{i}")})).collect();
+    // Every container is named in a list of 5,000 (a tenant controls its length).
+    let list: Vec<String> = (0..5_000).rev().map(|i| format!("c{i}")).collect();
+    let mut p = pod(json!({"containers": containers}));
+    p["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-containers": list.join(",")});
+    SKIP_PROBES.with(|c| c.set(0));
+    let ops = mutate_with_jitter(&p, &role_sa(), &Config::default(), 0);
+    let probes = SKIP_PROBES.with(std::cell::Cell::get);
+    assert_eq!(ops.len(), 1, "only the volume: every container is skipped");
+    assert_eq!(
+        probes, 500,
+        "one lookup per container, not one per listed name"
+    );
+}
