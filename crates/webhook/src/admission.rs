@@ -121,7 +121,8 @@ impl RateLimiter {
 /// The webhook's state: settings, the service-account cache, the ConfigMap entries, the Pod
 /// Identity accounts and the metrics.
 pub struct Webhook {
-    config: Config,
+    /// Shared with the blocking task that computes each patch.
+    config: Arc<Config>,
     cache: Arc<ServiceAccountCache>,
     config_map: RwLock<BTreeMap<(String, String), ConfigMapEntry>>,
     pod_identities: RwLock<HashSet<(String, String)>>,
@@ -149,7 +150,7 @@ impl Webhook {
         timing: Timing,
     ) -> Self {
         Self {
-            config,
+            config: Arc::new(config),
             cache,
             config_map: RwLock::new(BTreeMap::new()),
             pod_identities: RwLock::new(HashSet::new()),
@@ -203,6 +204,8 @@ impl Webhook {
                 (200, Outcome::Skipped, review::allow(&req.uid, &[], &[]))
             }
             Ok(req) => {
+                // Shared with the blocking task that computes the patch, so the pod is not copied.
+                let req = Arc::new(req);
                 let decided = tokio::time::timeout(self.timing.deadline, self.decide(&req)).await;
                 match decided {
                     Ok(Ok(ops)) => {
@@ -259,7 +262,7 @@ impl Webhook {
         )
     }
 
-    async fn decide(&self, req: &AdmissionRequest) -> Result<Vec<PatchOp>, Refusal> {
+    async fn decide(&self, req: &Arc<AdmissionRequest>) -> Result<Vec<PatchOp>, Refusal> {
         let namespace = if req.namespace.is_empty() {
             req.object
                 .pointer("/metadata/namespace")
@@ -303,10 +306,23 @@ impl Webhook {
             config_map,
             pod_identity,
         };
-        let pod = &req.object;
-        let config = &self.config;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mutate(pod, &info, config)))
-            .map_err(|_| Refusal::Failed("internal error while computing the patch".to_owned()))?
+        // The mutation is CPU work proportional to the pod: off the async workers, so that a large
+        // pod cannot stall other requests or /healthz. The deadline above still answers on time;
+        // a mutation still running then finishes in the background (bounded by the size caps).
+        let req = Arc::clone(req);
+        let config = Arc::clone(&self.config);
+        let computed = tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                #[cfg(test)]
+                tests::record_mutation_thread(&req.uid);
+                mutate(&req.object, &info, &config)
+            }))
+        })
+        .await;
+        let internal = || Refusal::Failed("internal error while computing the patch".to_owned());
+        computed
+            .map_err(|_| internal())?
+            .map_err(|_| internal())?
             .map_err(Refusal::Oversized)
     }
 }
@@ -335,6 +351,33 @@ mod tests {
                 (self.answer)()
             })
         }
+    }
+
+    /// The thread each request's mutation ran on, by request uid (tests run in parallel).
+    static MUTATION_THREADS: Mutex<Vec<(String, std::thread::ThreadId)>> = Mutex::new(Vec::new());
+
+    pub(super) fn record_mutation_thread(uid: &str) {
+        if let Ok(mut t) = MUTATION_THREADS.lock() {
+            t.push((uid.to_owned(), std::thread::current().id()));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_mutation_runs_off_the_async_worker() {
+        let w = webhook(None);
+        w.cache().apply("ns", "app", &role());
+        let (_, answer) = w.review(&body("u-off-worker", "app")).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        let threads: Vec<_> = MUTATION_THREADS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(uid, _)| uid == "u-off-worker")
+            .map(|(_, t)| *t)
+            .collect();
+        // This runtime's only worker is the test's own thread.
+        assert_eq!(threads.len(), 1, "{threads:?}");
+        assert_ne!(threads[0], std::thread::current().id(), "ran on the worker");
     }
 
     fn body(uid: &str, sa: &str) -> Vec<u8> {
