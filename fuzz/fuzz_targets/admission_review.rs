@@ -19,8 +19,9 @@ fuzz_target!(|data: &[u8]| {
             sts_regional_endpoints: true,
             ..Config::default()
         };
-        let ops = mutate_with_jitter(&req.object, &sa, &config, 0);
-        let _ = review::allow(&req.uid, &ops, &[]);
+        if let Ok(ops) = mutate_with_jitter(&req.object, &sa, &config, 0) {
+            let _ = review::allow(&req.uid, &ops, &[]);
+        }
         let pod_identity = ServiceAccountInfo {
             pod_identity: true,
             ..sa

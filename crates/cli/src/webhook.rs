@@ -386,7 +386,7 @@ fn mutate_offline(args: MutateArgs) -> anyhow::Result<Verdict> {
         config_map,
         pod_identity,
     };
-    let ops = mutate(&pod, &info, &config);
+    let ops = mutate(&pod, &info, &config)?;
     let patch = serde_json::to_value(&ops)?;
     match args.output {
         OutputKind::Patch => print_json(&patch, true)?,

@@ -16,7 +16,7 @@ use crate::cache::ServiceAccountCache;
 use crate::config::Config;
 use crate::identity::{ConfigMapEntry, ServiceAccountInfo};
 use crate::metrics::{Metrics, Outcome};
-use crate::mutate::{PatchOp, mutate};
+use crate::mutate::{Oversized, PatchOp, mutate};
 use crate::review::{self, AdmissionRequest};
 
 /// A service-account lookup at the API server failed.
@@ -30,6 +30,23 @@ pub struct LookupError {
     /// What went wrong.
     pub message: String,
 }
+
+/// Why a pod gets no patch although it may need one; either way it is admitted unchanged.
+#[derive(Debug)]
+enum Refusal {
+    /// An internal error (the text goes to the logs only).
+    Failed(String),
+    /// The pod is too large to patch.
+    Oversized(Oversized),
+}
+
+/// The warning to whoever created the pod when the webhook fails open. Generic on purpose: the
+/// error text can name the API server, the webhook's identity and RBAC denials. The detail is
+/// logged.
+const FAIL_OPEN_WARNING: &str = "irsa webhook admitted this pod without AWS credentials (see the webhook's logs); recreate the pod once the webhook is healthy";
+
+/// The warning for a pod too large to patch.
+const OVERSIZED_WARNING: &str = "irsa webhook admitted this pod without AWS credentials: it has too many containers, or their patch would be too large (see the webhook's logs)";
 
 /// The account's annotations, `None` when it does not exist.
 pub type LookupResult = Result<Option<BTreeMap<String, String>>, LookupError>;
@@ -104,7 +121,8 @@ impl RateLimiter {
 /// The webhook's state: settings, the service-account cache, the ConfigMap entries, the Pod
 /// Identity accounts and the metrics.
 pub struct Webhook {
-    config: Config,
+    /// Shared with the blocking task that computes each patch.
+    config: Arc<Config>,
     cache: Arc<ServiceAccountCache>,
     config_map: RwLock<BTreeMap<(String, String), ConfigMapEntry>>,
     pod_identities: RwLock<HashSet<(String, String)>>,
@@ -132,7 +150,7 @@ impl Webhook {
         timing: Timing,
     ) -> Self {
         Self {
-            config,
+            config: Arc::new(config),
             cache,
             config_map: RwLock::new(BTreeMap::new()),
             pod_identities: RwLock::new(HashSet::new()),
@@ -186,6 +204,8 @@ impl Webhook {
                 (200, Outcome::Skipped, review::allow(&req.uid, &[], &[]))
             }
             Ok(req) => {
+                // Shared with the blocking task that computes the patch, so the pod is not copied.
+                let req = Arc::new(req);
                 let decided = tokio::time::timeout(self.timing.deadline, self.decide(&req)).await;
                 match decided {
                     Ok(Ok(ops)) => {
@@ -203,10 +223,17 @@ impl Webhook {
                         );
                         (200, outcome, review::allow(&req.uid, &ops, &[]))
                     }
-                    Ok(Err(message)) => self.fail_open(&req, &message),
+                    Ok(Err(Refusal::Failed(message))) => {
+                        self.fail_open(&req, &message, FAIL_OPEN_WARNING)
+                    }
+                    Ok(Err(Refusal::Oversized(o))) => {
+                        self.metrics.oversized_pod();
+                        self.fail_open(&req, &o.to_string(), OVERSIZED_WARNING)
+                    }
                     Err(_) => self.fail_open(
                         &req,
                         &format!("no decision within {:?}", self.timing.deadline),
+                        FAIL_OPEN_WARNING,
                     ),
                 }
             }
@@ -215,7 +242,12 @@ impl Webhook {
         (status, answer)
     }
 
-    fn fail_open(&self, req: &AdmissionRequest, message: &str) -> (u16, Outcome, Value) {
+    fn fail_open(
+        &self,
+        req: &AdmissionRequest,
+        message: &str,
+        warning: &str,
+    ) -> (u16, Outcome, Value) {
         tracing::warn!(
             namespace = %req.namespace,
             pod = %req.pod_name(),
@@ -223,17 +255,14 @@ impl Webhook {
             error = %message,
             "admitted the pod without credentials (failing open)"
         );
-        // Generic on purpose: the error text can name the API server, the webhook's identity and
-        // RBAC denials, and the warning goes to whoever created the pod. The detail is logged above.
-        let warning = "irsa webhook admitted this pod without AWS credentials (see the webhook's logs); recreate the pod once the webhook is healthy".to_owned();
         (
             200,
             Outcome::FailedOpen,
-            review::allow(&req.uid, &[], &[warning]),
+            review::allow(&req.uid, &[], &[warning.to_owned()]),
         )
     }
 
-    async fn decide(&self, req: &AdmissionRequest) -> Result<Vec<PatchOp>, String> {
+    async fn decide(&self, req: &Arc<AdmissionRequest>) -> Result<Vec<PatchOp>, Refusal> {
         let namespace = if req.namespace.is_empty() {
             req.object
                 .pointer("/metadata/namespace")
@@ -266,7 +295,7 @@ impl Webhook {
             annotations = lookup
                 .get(namespace, name)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| Refusal::Failed(e.to_string()))?;
         }
         if annotations.is_none() {
             self.metrics.missing_service_account();
@@ -277,10 +306,24 @@ impl Webhook {
             config_map,
             pod_identity,
         };
-        let pod = &req.object;
-        let config = &self.config;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mutate(pod, &info, config)))
-            .map_err(|_| "internal error while computing the patch".to_owned())
+        // The mutation is CPU work proportional to the pod: off the async workers, so that a large
+        // pod cannot stall other requests or /healthz. The deadline above still answers on time;
+        // a mutation still running then finishes in the background (bounded by the size caps).
+        let req = Arc::clone(req);
+        let config = Arc::clone(&self.config);
+        let computed = tokio::task::spawn_blocking(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                #[cfg(test)]
+                tests::record_mutation_thread(&req.uid);
+                mutate(&req.object, &info, &config)
+            }))
+        })
+        .await;
+        let internal = || Refusal::Failed("internal error while computing the patch".to_owned());
+        computed
+            .map_err(|_| internal())?
+            .map_err(|_| internal())?
+            .map_err(Refusal::Oversized)
     }
 }
 
@@ -308,6 +351,33 @@ mod tests {
                 (self.answer)()
             })
         }
+    }
+
+    /// The thread each request's mutation ran on, by request uid (tests run in parallel).
+    static MUTATION_THREADS: Mutex<Vec<(String, std::thread::ThreadId)>> = Mutex::new(Vec::new());
+
+    pub(super) fn record_mutation_thread(uid: &str) {
+        if let Ok(mut t) = MUTATION_THREADS.lock() {
+            t.push((uid.to_owned(), std::thread::current().id()));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_mutation_runs_off_the_async_worker() {
+        let w = webhook(None);
+        w.cache().apply("ns", "app", &role());
+        let (_, answer) = w.review(&body("u-off-worker", "app")).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        let threads: Vec<_> = MUTATION_THREADS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(uid, _)| uid == "u-off-worker")
+            .map(|(_, t)| *t)
+            .collect();
+        // This runtime's only worker is the test's own thread.
+        assert_eq!(threads.len(), 1, "{threads:?}");
+        assert_ne!(threads[0], std::thread::current().id(), "ran on the worker");
     }
 
     fn body(uid: &str, sa: &str) -> Vec<u8> {
@@ -452,6 +522,42 @@ mod tests {
         // Two from the burst, then one every half second.
         assert_eq!(start.elapsed(), Duration::from_secs(1));
         assert_eq!(fake.calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_oversized_pod_is_admitted_unchanged_with_a_warning_and_counted() {
+        let w = webhook(None);
+        // The longest role ARN the webhook accepts (2048 bytes) and 2,000 containers: the full
+        // patch would be several megabytes.
+        let prefix = "arn:aws:iam::111122223333:role/";
+        let arn = format!("{prefix}{}", "a".repeat(2048 - prefix.len()));
+        w.cache().apply(
+            "ns",
+            "big",
+            &[("eks.amazonaws.com/role-arn".to_owned(), arn)].into(),
+        );
+        let containers: Vec<Value> = (0..2_000)
+            .map(|i| json!({"name": format!("c{i}")}))
+            .collect();
+        let body = serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u-big", "namespace": "ns", "operation": "CREATE",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "object": {"metadata": {"name": "p"},
+                    "spec": {"serviceAccountName": "big", "containers": containers}}}
+        }))
+        .unwrap();
+        let (status, answer) = w.review(&body).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["response"]["allowed"], true);
+        assert_eq!(answer["response"]["uid"], "u-big");
+        assert!(answer["response"].get("patch").is_none(), "no patch");
+        let size = serde_json::to_vec(&answer).unwrap().len();
+        assert!(size < 1 << 20, "answer of {size} bytes");
+        let warning = answer["response"]["warnings"][0].as_str().unwrap();
+        assert!(warning.contains("without AWS credentials"), "{warning}");
+        assert_eq!(w.metrics().oversized(), 1);
+        assert_eq!(w.metrics().count(Outcome::FailedOpen), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,7 +3,7 @@
 //!
 //! - [`config`]: the flags and upstream's constants;
 //! - [`identity`]: what is known about a pod's service account and how the sources merge;
-//! - [`mutate`]: the pure mutation, `mutate(&pod, &ServiceAccountInfo, &Config) -> Vec<PatchOp>`;
+//! - [`mutate`]: the pure mutation, `mutate(&pod, &ServiceAccountInfo, &Config) -> Result<Vec<PatchOp>, Oversized>`;
 //! - [`review`]: AdmissionReview `admission.k8s.io/v1` in and out;
 //! - [`cache`]: the service-account index fed by a metadata-only watch;
 //! - [`admission`]: one request end to end, failing open;
@@ -30,4 +30,4 @@ pub mod server;
 
 pub use config::{Config, ContainerCredentialsConfig};
 pub use identity::{ConfigMapEntry, ServiceAccountInfo};
-pub use mutate::{PatchOp, mutate, mutate_with_jitter};
+pub use mutate::{Oversized, PatchOp, mutate, mutate_with_jitter};

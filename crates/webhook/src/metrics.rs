@@ -18,6 +18,7 @@ pub struct Metrics {
     missing_service_accounts: AtomicU64,
     api_lookups: AtomicU64,
     fail_open: AtomicU64,
+    oversized: AtomicU64,
     bad_requests: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
@@ -70,6 +71,17 @@ impl Metrics {
     /// Count a service-account lookup that went to the API server.
     pub fn api_lookup(&self) {
         self.api_lookups.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a pod admitted unchanged because it has too many containers or its patch would be
+    /// too large (also counted as failed open).
+    pub fn oversized_pod(&self) {
+        self.oversized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Pods admitted unchanged for their size.
+    pub fn oversized(&self) -> u64 {
+        self.oversized.load(Ordering::Relaxed)
     }
 
     /// Requests answered by outcome, for tests and the bench.
@@ -130,6 +142,11 @@ impl Metrics {
             get(&self.fail_open),
         );
         counter(
+            "irsa_webhook_oversized_total",
+            "Pods admitted unchanged because of too many containers or too large a patch (also in fail_open).",
+            get(&self.oversized),
+        );
+        counter(
             "irsa_webhook_bad_requests_total",
             "Bodies that were not an AdmissionReview v1.",
             get(&self.bad_requests),
@@ -166,6 +183,7 @@ mod tests {
         m.observe(Outcome::Skipped, Duration::from_millis(3));
         m.observe(Outcome::FailedOpen, Duration::from_secs(2));
         m.missing_service_account();
+        m.oversized_pod();
         let text = m.render(7);
         for line in [
             "irsa_webhook_requests_total 3",
@@ -173,6 +191,7 @@ mod tests {
             "irsa_webhook_skips_total 1",
             "irsa_webhook_fail_open_total 1",
             "irsa_webhook_missing_service_accounts_total 1",
+            "irsa_webhook_oversized_total 1",
             "irsa_webhook_admission_duration_seconds_bucket{le=\"0.0005\"} 1",
             "irsa_webhook_admission_duration_seconds_bucket{le=\"0.005\"} 2",
             "irsa_webhook_admission_duration_seconds_bucket{le=\"5\"} 3",

@@ -53,12 +53,40 @@ const REGION_ENV: &str = "AWS_REGION";
 const DEFAULT_REGION_ENV: &str = "AWS_DEFAULT_REGION";
 const REGIONAL_STS_ENV: &str = "AWS_STS_REGIONAL_ENDPOINTS";
 
+/// The most containers (`containers` plus `initContainers`) of a pod the webhook patches.
+/// Kubernetes sets no limit, but real pods have a handful, and each container costs its own
+/// operations (up to a role ARN of 2 KiB each), so a tenant's pod with thousands of containers
+/// would cost megabytes and seconds of CPU per admission. 256 is far above any real pod.
+pub const MAX_CONTAINERS: usize = 256;
+
+/// The largest patch (serialized JSON, bytes) the webhook answers. Base64 makes the answer a
+/// third larger, which keeps it well under a mebibyte; a real pod's patch is a few KiB.
+pub const MAX_PATCH_BYTES: usize = 256 * 1024;
+
+/// A pod the webhook does not patch because of its size; it is admitted unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Oversized {
+    /// More than [`MAX_CONTAINERS`] containers.
+    #[error(
+        "the pod has {0} containers and init containers, more than the {MAX_CONTAINERS} the webhook patches"
+    )]
+    Containers(usize),
+    /// The patch would be larger than [`MAX_PATCH_BYTES`].
+    #[error("the pod's patch would be larger than {MAX_PATCH_BYTES} bytes")]
+    Patch,
+}
+
 /// The patch the webhook answers for `pod`: empty when the pod is skipped, its service account
-/// names no role, or the pod already has everything.
+/// names no role, or the pod already has everything; [`Oversized`] (checked while building, so
+/// a huge patch is never built) when it has too many containers or the patch would be too large.
 ///
 /// Pod Identity tokens that would get the default lifetime get a random one between 22 and 24
 /// hours, as upstream does, so that a fleet's tokens do not all expire at once.
-pub fn mutate(pod: &Value, sa: &ServiceAccountInfo, config: &Config) -> Vec<PatchOp> {
+pub fn mutate(
+    pod: &Value,
+    sa: &ServiceAccountInfo,
+    config: &Config,
+) -> Result<Vec<PatchOp>, Oversized> {
     mutate_with_jitter(pod, sa, config, fastrand::i64(0..i64::MAX))
 }
 
@@ -69,14 +97,23 @@ pub fn mutate_with_jitter(
     sa: &ServiceAccountInfo,
     config: &Config,
     jitter: i64,
-) -> Vec<PatchOp> {
+) -> Result<Vec<PatchOp>, Oversized> {
     let labels = pod.pointer("/metadata/labels").and_then(Value::as_object);
     if labels.is_some_and(|l| l.contains_key(SKIP_POD_LABEL)) {
-        return Vec::new();
+        return Ok(Vec::new());
     }
     let Some(plan) = plan(sa, config) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
+    let spec = pod.get("spec");
+    let containers = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|f| spec.and_then(|s| s.get(f)).and_then(Value::as_array))
+        .map(Vec::len)
+        .sum::<usize>();
+    if containers > MAX_CONTAINERS {
+        return Err(Oversized::Containers(containers));
+    }
     let annotations = pod
         .pointer("/metadata/annotations")
         .and_then(Value::as_object);
@@ -94,11 +131,13 @@ pub fn mutate_with_jitter(
         let window = DEFAULT_TOKEN_EXPIRATION - POD_IDENTITY_MIN_JITTERED_EXPIRATION;
         expiration = POD_IDENTITY_MIN_JITTERED_EXPIRATION + jitter.rem_euclid(window);
     }
-    let skipped = annotation(SKIP_CONTAINERS_ANNOTATION)
+    // A set, so that the cost is linear in containers plus names, not their product.
+    let skipped: HashSet<String> = annotation(SKIP_CONTAINERS_ANNOTATION)
         .map(first_csv_record)
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
 
-    let spec = pod.get("spec");
     let mut token_file = join_path(&plan.mount_path, &plan.token_path);
     let node_os = |key: &str| {
         spec.and_then(|s| s.pointer(&format!("/nodeSelector/{}", escape(key))))
@@ -141,15 +180,23 @@ pub fn mutate_with_jitter(
             .as_deref()
             .filter(|r| !r.is_empty()),
     };
+    let mut patch_bytes: usize = ops.iter().map(serialized_len).sum();
     for field in ["initContainers", "containers"] {
         let Some(containers) = spec.and_then(|s| s.get(field)).and_then(Value::as_array) else {
             continue;
         };
         for (i, container) in containers.iter().enumerate() {
-            if name_of(container).is_some_and(|n| skipped.iter().any(|s| s == n)) {
+            if name_of(container).is_some_and(|n| probe_skip(skipped.contains(n.as_str()))) {
                 continue;
             }
+            let before = ops.len();
             container_ops(&format!("/spec/{field}/{i}"), container, &want, &mut ops);
+            // Checked per container: one container's operations are bounded (annotation values
+            // are capped), so the patch never grows far past the bound before it is dropped.
+            patch_bytes += ops[before..].iter().map(serialized_len).sum::<usize>();
+            if patch_bytes > MAX_PATCH_BYTES {
+                return Err(Oversized::Patch);
+            }
         }
     }
 
@@ -168,7 +215,27 @@ pub fn mutate_with_jitter(
             ),
         });
     }
-    ops
+    Ok(ops)
+}
+
+/// The length of `op` as JSON, counted without building the bytes.
+fn serialized_len(op: &PatchOp) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail; should it, count the worst so the bound still holds.
+    match serde_json::to_writer(&mut count, op) {
+        Ok(()) => count.0 + 1,
+        Err(_) => usize::MAX / 2,
+    }
 }
 
 struct Want<'a> {
@@ -254,6 +321,14 @@ fn append(ops: &mut Vec<PatchOp>, path: &str, exists: bool, items: impl Iterator
             ops.push(PatchOp::add(path, Value::Array(items)));
         }
     }
+}
+
+/// Pass `hit` through, counting one lookup in the skip list, so that a test can
+/// check that the cost per container does not grow with the list.
+fn probe_skip(hit: bool) -> bool {
+    #[cfg(test)]
+    tests::SKIP_PROBES.with(|c| c.set(c.get() + 1));
+    hit
 }
 
 fn name_of(v: &Value) -> Option<&String> {

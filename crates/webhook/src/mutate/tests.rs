@@ -1,12 +1,26 @@
 //! Table-driven tests of every mutation rule, with the expected patches written out.
 
 use super::*;
-use crate::config::ContainerCredentialsConfig;
+use crate::config::{ContainerCredentialsConfig, MAX_ANNOTATION_VALUE};
 use proptest::prelude::*;
 use serde_json::json;
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/app";
 const TOKEN_FILE: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount/token";
+
+/// The mutation of a pod within the bounds (the bounds have their own tests).
+fn mutate_with_jitter(
+    pod: &Value,
+    sa: &ServiceAccountInfo,
+    config: &Config,
+    jitter: i64,
+) -> Vec<PatchOp> {
+    super::mutate_with_jitter(pod, sa, config, jitter).expect("a pod within the bounds")
+}
+
+fn mutate(pod: &Value, sa: &ServiceAccountInfo, config: &Config) -> Vec<PatchOp> {
+    super::mutate(pod, sa, config).expect("a pod within the bounds")
+}
 
 fn role_sa() -> ServiceAccountInfo {
     ServiceAccountInfo::annotated([("eks.amazonaws.com/role-arn", ROLE)])
@@ -700,4 +714,82 @@ proptest! {
             );
         }
     }
+}
+
+thread_local! {
+    /// Comparisons against the skip list made on this thread (see `probe_skip`).
+    pub(super) static SKIP_PROBES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[test]
+fn skip_containers_costs_one_lookup_per_container_however_long_the_list() {
+    let containers: Vec<Value> = (0..MAX_CONTAINERS)
+        .map(|i| json!({"name": format!("c{i}")}))
+        .collect();
+    // Every container is named in a list of 5,000 (a tenant controls its length).
+    let list: Vec<String> = (0..5_000).rev().map(|i| format!("c{i}")).collect();
+    let mut p = pod(json!({"containers": containers}));
+    p["metadata"]["annotations"] = json!({"eks.amazonaws.com/skip-containers": list.join(",")});
+    SKIP_PROBES.with(|c| c.set(0));
+    let ops = mutate_with_jitter(&p, &role_sa(), &Config::default(), 0);
+    let probes = SKIP_PROBES.with(std::cell::Cell::get);
+    assert_eq!(ops.len(), 1, "only the volume: every container is skipped");
+    assert_eq!(
+        probes, MAX_CONTAINERS,
+        "one lookup per container, not one per listed name"
+    );
+}
+
+fn pod_of(containers: usize, init: usize) -> Value {
+    let named = |p: &str, n: usize| -> Vec<Value> {
+        (0..n).map(|i| json!({"name": format!("{p}{i}")})).collect()
+    };
+    pod(json!({"containers": named("c", containers), "initContainers": named("i", init)}))
+}
+
+#[test]
+fn more_containers_than_the_bound_get_no_patch() {
+    let sa = role_sa();
+    let config = Config::default();
+    let at_bound = pod_of(MAX_CONTAINERS - 6, 6);
+    let ops = mutate_with_jitter(&at_bound, &sa, &config, 0);
+    assert_eq!(
+        ops.len(),
+        1 + 2 * MAX_CONTAINERS,
+        "the volume, env and mount for each"
+    );
+    assert_eq!(
+        super::mutate_with_jitter(&pod_of(MAX_CONTAINERS - 6, 7), &sa, &config, 0),
+        Err(Oversized::Containers(MAX_CONTAINERS + 1))
+    );
+    // A pod the webhook would not patch anyway is not refused for its size.
+    let no_role = ServiceAccountInfo::annotated([("eks.amazonaws.com/audience", "x")]);
+    assert_eq!(
+        super::mutate_with_jitter(&pod_of(2_000, 0), &no_role, &config, 0),
+        Ok(vec![])
+    );
+}
+
+#[test]
+fn a_patch_over_the_byte_bound_is_never_answered() {
+    let prefix = "arn:aws:iam::111122223333:role/";
+    let arn = format!(
+        "{prefix}{}",
+        "a".repeat(MAX_ANNOTATION_VALUE - prefix.len())
+    );
+    let sa = ServiceAccountInfo::annotated([("eks.amazonaws.com/role-arn", arn.as_str())]);
+    let config = Config::default();
+    // About 2.2 KiB per container: 100 fit, 200 do not.
+    let ops = mutate_with_jitter(&pod_of(100, 0), &sa, &config, 0);
+    let bytes = serde_json::to_vec(&ops).unwrap().len();
+    assert!(bytes <= MAX_PATCH_BYTES, "{bytes}");
+    assert_eq!(
+        ops.iter().map(serialized_len).sum::<usize>() + 1,
+        bytes,
+        "the count is the serialized length (items and commas, and the brackets less one)"
+    );
+    assert_eq!(
+        super::mutate_with_jitter(&pod_of(200, 0), &sa, &config, 0),
+        Err(Oversized::Patch)
+    );
 }
