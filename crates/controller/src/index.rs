@@ -66,6 +66,15 @@ impl IndexedServiceAccount {
     }
 }
 
+/// One listed object, reduced as the list arrives to what the index keeps of it
+/// ([`Index::listed_namespace`] and friends): a watch's (re-)list of 10,000 objects then never
+/// holds 10,000 full objects at once, only their index entries, until [`Index::reset_namespaces`]
+/// and friends swap them in.
+#[derive(Debug)]
+pub struct Listed<T>(T);
+
+type NamespaceEntry = (String, (NamespaceState, Option<String>));
+
 /// A same-named Secret irsa does not own, learnt when creating ours was refused, and when.
 #[derive(Debug, Clone)]
 struct Foreign {
@@ -154,17 +163,17 @@ impl Index {
         removed
     }
 
+    /// What the index keeps of a listed namespace (`None` without a name).
+    pub fn listed_namespace(meta: &ObjectMeta) -> Option<Listed<NamespaceEntry>> {
+        Some(Listed((
+            meta.name.clone()?,
+            (namespace_state(meta)?, meta.resource_version.clone()),
+        )))
+    }
+
     /// Replaces every namespace (a watch's re-list).
-    pub fn reset_namespaces<'a>(&mut self, all: impl IntoIterator<Item = &'a ObjectMeta>) {
-        self.namespaces = all
-            .into_iter()
-            .filter_map(|m| {
-                Some((
-                    m.name.clone()?,
-                    (namespace_state(m)?, m.resource_version.clone()),
-                ))
-            })
-            .collect();
+    pub fn reset_namespaces(&mut self, all: impl IntoIterator<Item = Listed<NamespaceEntry>>) {
+        self.namespaces = all.into_iter().map(|Listed(entry)| entry).collect();
     }
 
     /// One of irsa's Secrets was added or changed (by a watch event or by irsa's own write).
@@ -221,13 +230,17 @@ impl Index {
         removed.is_some()
     }
 
+    /// What the index keeps of a listed Secret of irsa's (`None` without a name or namespace).
+    pub fn listed_secret(secret: &Secret) -> Option<Listed<(Key, SecretState)>> {
+        Some(Listed((
+            key_of(&secret.metadata)?,
+            SecretState::from_secret(secret)?,
+        )))
+    }
+
     /// Replaces every Secret of irsa's (a watch's re-list).
-    pub fn reset_secrets<'a>(&mut self, all: impl IntoIterator<Item = &'a Secret>) {
-        let secrets: HashMap<Key, SecretState> = all
-            .into_iter()
-            .filter_map(|s| Some((key_of(&s.metadata)?, SecretState::from_secret(s)?)))
-            .collect();
-        self.secrets = secrets;
+    pub fn reset_secrets(&mut self, all: impl IntoIterator<Item = Listed<(Key, SecretState)>>) {
+        self.secrets = all.into_iter().map(|Listed(entry)| entry).collect();
         let uids: std::collections::HashSet<&str> = self
             .secrets
             .values()
@@ -273,15 +286,19 @@ impl Index {
             .is_some()
     }
 
+    /// What the index keeps of a listed ServiceAccount (`None` without a name or namespace).
+    pub fn listed_service_account(sa: &ServiceAccount) -> Option<Listed<IndexedServiceAccount>> {
+        IndexedServiceAccount::from_service_account(sa).map(Listed)
+    }
+
     /// Replaces every ServiceAccount (a watch's re-list).
-    pub fn reset_service_accounts<'a>(
+    pub fn reset_service_accounts(
         &mut self,
-        all: impl IntoIterator<Item = &'a ServiceAccount>,
+        all: impl IntoIterator<Item = Listed<IndexedServiceAccount>>,
     ) {
         self.service_accounts = all
             .into_iter()
-            .filter_map(IndexedServiceAccount::from_service_account)
-            .map(|sa| ((sa.state.namespace.clone(), sa.state.name.clone()), sa))
+            .map(|Listed(sa)| ((sa.state.namespace.clone(), sa.state.name.clone()), sa))
             .collect();
     }
 
@@ -463,7 +480,11 @@ mod tests {
         assert!(index.apply_namespace(&labelled));
         assert!(index.delete_namespace(&ns("a", "7")));
         assert_eq!(index.sizes().0, 0);
-        index.reset_namespaces([&ns("b", "1"), &ns("c", "2")]);
+        index.reset_namespaces(
+            [ns("b", "1"), ns("c", "2")]
+                .iter()
+                .filter_map(Index::listed_namespace),
+        );
         assert_eq!(index.sizes().0, 2);
     }
 

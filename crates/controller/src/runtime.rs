@@ -356,7 +356,7 @@ impl Controller {
             index
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
-                .reset_namespaces(std::iter::once(&meta));
+                .reset_namespaces(Index::listed_namespace(&meta));
             mark(NAMESPACES);
         } else {
             tasks.push(tokio::spawn(feed(
@@ -368,7 +368,8 @@ impl Controller {
                 index.clone(),
                 |i, m| Tracker(i).apply_namespace(&m.metadata),
                 |i, m| Tracker(i).delete_namespace(&m.metadata),
-                |i, all| i.reset_namespaces(all.iter().map(|m| &m.metadata)),
+                |m| Index::listed_namespace(&m.metadata),
+                |i, all| i.reset_namespaces(all),
                 {
                     let mark = mark.clone();
                     move || mark(NAMESPACES)
@@ -384,7 +385,8 @@ impl Controller {
             index.clone(),
             |i, s: &Secret| Tracker(i).apply_secret(s),
             |i, s: &Secret| Tracker(i).delete_secret(s),
-            |i, all| i.reset_secrets(all.iter()),
+            |s: Secret| Index::listed_secret(&s),
+            |i, all| i.reset_secrets(all),
             {
                 let mark = mark.clone();
                 move || mark(SECRETS)
@@ -401,7 +403,8 @@ impl Controller {
             index.clone(),
             |i, s: &ServiceAccount| Tracker(i).apply_service_account(s),
             |i, s: &ServiceAccount| Tracker(i).delete_service_account(s),
-            |i, all| i.reset_service_accounts(all.iter()),
+            |s: ServiceAccount| Index::listed_service_account(&s),
+            |i, all| i.reset_service_accounts(all),
             {
                 let mark = mark.clone();
                 move || mark(SERVICE_ACCOUNTS)
@@ -762,14 +765,17 @@ fn triggers(rx: watch::Receiver<u64>) -> impl Stream<Item = ()> + Send {
 
 /// Feeds one watch into the index until `stop`; `listed` runs after the first complete list.
 #[allow(clippy::too_many_arguments)]
-async fn feed<K, S>(
+async fn feed<K, L, S>(
     what: &'static str,
     heartbeat: Heartbeat,
     stream: S,
     index: Arc<RwLock<Index>>,
     apply: impl Fn(&mut Index, &K) -> Option<Change>,
     delete: impl Fn(&mut Index, &K) -> Option<Change>,
-    reset: impl Fn(&mut Index, &[K]),
+    // A listed object, reduced at once to its index entry: a (re-)list never holds all its
+    // objects in full (their labels and annotations were the controller's peak heap).
+    listed_entry: impl Fn(K) -> Option<L>,
+    reset: impl Fn(&mut Index, Vec<L>),
     listed: impl Fn(),
     changed: impl Fn(Change),
     stop: impl Future<Output = ()>,
@@ -778,7 +784,7 @@ async fn feed<K, S>(
 {
     tokio::pin!(stream);
     tokio::pin!(stop);
-    let mut buffer: Vec<K> = Vec::new();
+    let mut buffer: Vec<L> = Vec::new();
     let mut first = true;
     // Ticks while the watch is quiet, so that an idle feed still shows it turns.
     let mut tick = tokio::time::interval(FEED_TICK);
@@ -797,19 +803,22 @@ async fn feed<K, S>(
                 continue;
             }
         };
-        let mut index = index.write().unwrap_or_else(|p| p.into_inner());
-        let did = match event {
+        let event = match event {
             Event::Init => {
                 buffer.clear();
-                None
+                continue;
             }
             Event::InitApply(o) => {
-                buffer.push(o);
-                None
+                buffer.extend(listed_entry(o));
+                continue;
             }
+            other => other,
+        };
+        let mut index = index.write().unwrap_or_else(|p| p.into_inner());
+        let did = match event {
+            Event::Init | Event::InitApply(_) => None,
             Event::InitDone => {
-                reset(&mut index, &buffer);
-                buffer = Vec::new();
+                reset(&mut index, std::mem::take(&mut buffer));
                 drop(index);
                 if first {
                     first = false;
