@@ -7,14 +7,13 @@
 //! The mapping errs on the side of reconciling: a resource that may have to act is named; a
 //! resync (periodic, `Handle::resync_all`, a watch's re-list) still reconciles everything.
 
-use std::collections::BTreeMap;
-
 use irsa_k8s::{ClusterPullSecret, PullSecret, SecretSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::index::Index;
+use crate::labels::{LabelMap, Labels};
 use crate::plan::{
     NamespaceState, OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, is_managed, selects,
 };
@@ -40,9 +39,9 @@ pub enum Change {
         /// Its name.
         name: String,
         /// Its labels before the event (`None`: new).
-        before: Option<BTreeMap<String, String>>,
+        before: Option<Labels>,
         /// Its labels after it (`None`: deleted).
-        after: Option<BTreeMap<String, String>>,
+        after: Option<Labels>,
     },
     /// A ServiceAccount was added, changed or deleted.
     ServiceAccount {
@@ -190,8 +189,8 @@ impl Scope<'_> {
     }
 
     /// Whether labels name this resource as the owner (the managed-by label included).
-    fn owns(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
-        let get = |k: &str| labels.get(k).map(String::as_str);
+    fn owns(&self, name: &str, labels: &impl LabelMap) -> bool {
+        let get = |k: &str| labels.label(k);
         is_managed(labels)
             && get(OWNER_NAME_LABEL) == Some(name)
             && match self {

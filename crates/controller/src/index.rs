@@ -13,6 +13,7 @@ use std::time::Instant;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::labels::Labels;
 use crate::plan::{
     ADDED_PULL_SECRETS_ANNOTATION, DOCKER_CONFIG_JSON_TYPE, NamespaceState, Observed, SecretState,
     ServiceAccountState, Subject, Targets, View, parse_added_pull_secrets,
@@ -115,7 +116,7 @@ fn key_of(meta: &ObjectMeta) -> Option<Key> {
 fn namespace_state(meta: &ObjectMeta) -> Option<NamespaceState> {
     Some(NamespaceState {
         name: meta.name.clone()?,
-        labels: meta.labels.clone().unwrap_or_default(),
+        labels: meta.labels.as_ref().map(Labels::from).unwrap_or_default(),
         terminating: meta.deletion_timestamp.is_some(),
     })
 }

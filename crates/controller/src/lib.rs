@@ -11,6 +11,7 @@ pub mod credentials;
 mod fixtures;
 pub mod health;
 pub mod index;
+pub mod labels;
 pub mod lease;
 pub mod metrics;
 pub mod plan;

@@ -28,6 +28,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+pub use crate::labels::{LabelMap, Labels};
+
 pub use schedule::{
     BACKOFF_BASE, BACKOFF_CAP, MAX_EXPIRY_MARGIN_SECS, MIN_REFRESH_SECS, REFRESH_JITTER,
     failure_backoff, next_refresh,
@@ -89,9 +91,9 @@ impl Owner {
     }
 
     /// Whether an object with these labels was written for this owner.
-    pub fn owns(&self, labels: &BTreeMap<String, String>) -> bool {
-        let ns = labels.get(OWNER_NAMESPACE_LABEL);
-        let ours = |k: &str| labels.get(k).map(String::as_str);
+    pub fn owns(&self, labels: &impl LabelMap) -> bool {
+        let ns = labels.label(OWNER_NAMESPACE_LABEL);
+        let ours = |k: &str| labels.label(k);
         is_managed(labels)
             && match self {
                 Owner::Cluster { name } => {
@@ -102,7 +104,7 @@ impl Owner {
                 Owner::Namespaced { namespace, name } => {
                     ours(OWNER_KIND_LABEL) == Some("PullSecret")
                         && ours(OWNER_NAME_LABEL) == Some(name)
-                        && ns == Some(namespace)
+                        && ns == Some(namespace.as_str())
                 }
             }
     }
@@ -127,8 +129,8 @@ impl fmt::Display for Owner {
 }
 
 /// Whether an object carries `app.kubernetes.io/managed-by: irsa`.
-pub fn is_managed(labels: &BTreeMap<String, String>) -> bool {
-    labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+pub fn is_managed(labels: &impl LabelMap) -> bool {
+    labels.label(MANAGED_BY_LABEL) == Some(MANAGED_BY_VALUE)
 }
 
 /// Which namespaces a resource writes into.
@@ -200,7 +202,7 @@ pub struct NamespaceState {
     /// Its name.
     pub name: String,
     /// Its labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Whether it is being deleted (phase `Terminating` or a deletion timestamp).
     pub terminating: bool,
 }
@@ -210,14 +212,14 @@ impl NamespaceState {
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_owned(),
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
             terminating: false,
         }
     }
 
     /// With a label.
     pub fn label(mut self, key: &str, value: &str) -> Self {
-        self.labels.insert(key.to_owned(), value.to_owned());
+        self.labels.insert(key, value);
         self
     }
 
@@ -236,7 +238,7 @@ pub struct SecretState {
     /// Its name.
     pub name: String,
     /// Its labels.
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// Its type (`None` is `Opaque`).
     pub type_: Option<String>,
     /// The value of [`CONTENT_HASH_ANNOTATION`], if any.
@@ -275,7 +277,7 @@ impl SecretState {
         Self {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
             type_: None,
             content_hash: None,
             checked: Checked::default(),
@@ -286,7 +288,7 @@ impl SecretState {
     /// A secret as irsa writes it for `owner` with content hash `hash`.
     pub fn owned(namespace: &str, name: &str, owner: &Owner, hash: &str) -> Self {
         Self {
-            labels: owner.labels(),
+            labels: Labels::from(owner.labels()),
             type_: Some(DOCKER_CONFIG_JSON_TYPE.to_owned()),
             content_hash: Some(hash.to_owned()),
             ..Self::new(namespace, name)
@@ -295,7 +297,7 @@ impl SecretState {
 
     /// With a label.
     pub fn label(mut self, key: &str, value: &str) -> Self {
-        self.labels.insert(key.to_owned(), value.to_owned());
+        self.labels.insert(key, value);
         self
     }
 
@@ -316,7 +318,12 @@ impl SecretState {
         Some(Self {
             namespace: secret.metadata.namespace.clone()?,
             name: secret.metadata.name.clone()?,
-            labels: secret.metadata.labels.clone().unwrap_or_default(),
+            labels: secret
+                .metadata
+                .labels
+                .as_ref()
+                .map(Labels::from)
+                .unwrap_or_default(),
             type_: secret.type_.clone(),
             content_hash: secret
                 .metadata
@@ -1130,17 +1137,17 @@ impl<'a> Patches<'a> {
 
 /// Whether `labels` mark an object as irsa's for the same owner as `ours` (the labels of
 /// one of that owner's Secrets, e.g. a [`DesiredSecret`]'s).
-pub fn same_owner(ours: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+pub fn same_owner(ours: &impl LabelMap, labels: &impl LabelMap) -> bool {
     is_managed(ours)
         && is_managed(labels)
         && [OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL]
             .iter()
-            .all(|k| ours.get(*k) == labels.get(*k))
+            .all(|k| ours.label(k) == labels.label(k))
 }
 
-fn owner_of(labels: &BTreeMap<String, String>) -> String {
-    let get = |k| labels.get(k).map_or("?", String::as_str);
-    match labels.get(OWNER_NAMESPACE_LABEL) {
+fn owner_of(labels: &impl LabelMap) -> String {
+    let get = |k| labels.label(k).unwrap_or("?");
+    match labels.label(OWNER_NAMESPACE_LABEL) {
         Some(ns) => format!("{}/{ns}/{}", get(OWNER_KIND_LABEL), get(OWNER_NAME_LABEL)),
         None => format!("{}/{}", get(OWNER_KIND_LABEL), get(OWNER_NAME_LABEL)),
     }

@@ -1,11 +1,10 @@
 //! Which namespaces a resource serves: label selectors and name globs.
 
-use std::collections::BTreeMap;
-
 use irsa_k8s::NamespaceSelection;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::NamespaceState;
+use crate::labels::LabelMap;
 
 /// Whether a ClusterPullSecret's selection serves `ns`: not terminating, matching the label
 /// selector (every namespace when absent), matching one `include` glob (every name when the list
@@ -25,20 +24,21 @@ pub fn selects(selection: &NamespaceSelection, ns: &NamespaceState) -> bool {
 /// `matchExpressions` requirement (`In`, `NotIn`, `Exists`, `DoesNotExist`), as the API server
 /// evaluates them. An empty selector matches everything; an unknown operator matches nothing
 /// (validation refuses it first).
-pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+pub fn selector_matches(selector: &LabelSelector, labels: &impl LabelMap) -> bool {
     let pairs = selector
         .match_labels
         .iter()
         .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
+        .all(|(k, v)| labels.label(k) == Some(v.as_str()));
     pairs
         && selector.match_expressions.iter().flatten().all(|e| {
             let values = e.values.as_deref().unwrap_or_default();
-            let value = labels.get(&e.key);
+            let value = labels.label(&e.key);
+            let listed = |v: &str| values.iter().any(|x| x == v);
             match e.operator.as_str() {
-                "In" => value.is_some_and(|v| values.contains(v)),
+                "In" => value.is_some_and(listed),
                 // As in Kubernetes: a namespace without the key satisfies NotIn.
-                "NotIn" => value.is_none_or(|v| !values.contains(v)),
+                "NotIn" => value.is_none_or(|v| !listed(v)),
                 "Exists" => value.is_some(),
                 "DoesNotExist" => value.is_none(),
                 _ => false,
@@ -78,6 +78,8 @@ pub fn glob_matches(glob: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
     use proptest::prelude::*;
 
@@ -174,7 +176,7 @@ mod tests {
     fn selection_combines_selector_globs_and_phase() {
         let ns = |name: &str, l: &[(&str, &str)]| NamespaceState {
             name: name.into(),
-            labels: labels(l),
+            labels: labels(l).into(),
             terminating: false,
         };
         let selection = NamespaceSelection {

@@ -60,7 +60,7 @@ fn apply(observed: &Observed, plan: &Plan) -> Observed {
         next.secrets.push(SecretState {
             namespace: s.namespace.clone(),
             name: s.name.clone(),
-            labels: (*s.labels).clone(),
+            labels: Labels::from(&*s.labels),
             type_: Some(DOCKER_CONFIG_JSON_TYPE.into()),
             content_hash: s.annotations.get(CONTENT_HASH_ANNOTATION).cloned(),
             checked: Checked::default(),
