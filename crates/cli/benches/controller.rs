@@ -859,6 +859,11 @@ async fn spawn_child(
         .env("POD_NAME", "irsa-bench")
         .env("POD_NAMESPACE", LEASE_NAMESPACE)
         .env("IRSA_LOG", "warn")
+        // As `irsa install` deploys it.
+        .env(
+            "GLIBC_TUNABLES",
+            irsa_k8s::install::CONTROLLER_GLIBC_TUNABLES,
+        )
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()

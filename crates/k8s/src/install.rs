@@ -73,6 +73,14 @@ pub const LEASE_NAME: &str = "irsa-controller";
 pub const CREDENTIAL_KEY_SECRET: &str = "irsa-credential-key";
 /// The name of the opt-in admission policy and its binding.
 pub const ADMISSION_POLICY: &str = "irsa-pullsecret-identity";
+/// glibc's allocator settings for the controller's container (`GLIBC_TUNABLES`; the image's
+/// base is glibc): two arenas instead of eight per core, blocks of 64 KiB and more mapped on
+/// their own and the heap's free top returned from 64 KiB. A (re-)list of 10,000 objects
+/// otherwise leaves its transient peak resident; with these the controller's RSS at 10,000
+/// namespaces and Secrets drops by about a sixth (`cargo bench -p irsa --bench controller`,
+/// figure 7b, which runs the controller with this same value).
+pub const CONTROLLER_GLIBC_TUNABLES: &str =
+    "glibc.malloc.arena_max=2:glibc.malloc.mmap_threshold=65536:glibc.malloc.trim_threshold=65536";
 /// Replicas beyond this only wait for a lease: a mistake, not a choice.
 const MAX_REPLICAS: u32 = 10;
 
@@ -951,6 +959,11 @@ fn controller_container(o: &InstallOptions) -> Container {
                 value: Some(o.log_format.as_str().to_owned()),
                 ..EnvVar::default()
             },
+            EnvVar {
+                name: "GLIBC_TUNABLES".to_owned(),
+                value: Some(CONTROLLER_GLIBC_TUNABLES.to_owned()),
+                ..EnvVar::default()
+            },
         ]),
         ports: Some(vec![ContainerPort {
             name: Some(METRICS_PORT_NAME.to_owned()),
@@ -1135,6 +1148,7 @@ mod tests {
                 {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                 {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                 {"name": "IRSA_LOG_FORMAT", "value": "json"},
+                {"name": "GLIBC_TUNABLES", "value": CONTROLLER_GLIBC_TUNABLES},
             ])
         );
         assert_eq!(c["ports"][0]["name"], "http-metrics");
