@@ -1,16 +1,24 @@
 //! The credential cache: serves a credential until its refresh point, with single-flight.
 //!
+//! The schedule and the backoff are irsa's one refresh policy (`irsa_core::refresh`, which the
+//! controller's credential store follows too):
+//!
 //! - An entry is served until its **refresh point**: a fraction of its lifetime
 //!   ([`CacheOptions::refresh_fraction`], default 0.5), jittered downwards by up to
-//!   [`CacheOptions::jitter`] so that many keys do not refresh in lockstep.
+//!   [`CacheOptions::jitter`] so that many keys do not refresh in lockstep, never sooner than
+//!   30 s after issue nor later than a margin (a tenth of the lifetime, at most 5 min) before
+//!   expiry, and never past expiry.
 //! - **Single-flight**: however many callers ask for one key at once, one upstream exchange runs;
 //!   the others await its result. The exchange is a shared future kept in the slot, so it goes on
 //!   if the caller that started it gives up.
 //! - After the refresh point the next caller starts a refresh. If it fails while the old
 //!   credential is still valid, the old one is served and the refresh is retried after a backoff
-//!   ([`CacheOptions::failure_backoff`], doubling). **Errors are never cached.**
+//!   ([`CacheOptions::failure_backoff`], doubling up to [`CacheOptions::max_failure_backoff`]).
+//!   **Errors are never cached.**
 //! - A credential without an expiry, or one that claims to be expired already (moto's ECR tokens
-//!   say 2015), is returned to its caller but not cached.
+//!   say 2015), is returned to its caller but not cached; an answer that expired already while
+//!   the held credential is still valid is a failed refresh (`irsa_core::lifetime::judge_answer`,
+//!   as in the controller): the held one is served and kept, and the refresh backs off.
 //! - **Bounded**: at most [`CacheOptions::capacity`] keys; expired entries go first, then the
 //!   least recently used.
 //!
@@ -26,6 +34,8 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::FutureExt as _;
 use futures_util::future::Shared;
+use irsa_core::lifetime::{self, ExpiredAnswer};
+use irsa_core::refresh::{self, Backoff, Jitter};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
@@ -50,12 +60,35 @@ pub struct CacheOptions {
 impl Default for CacheOptions {
     fn default() -> Self {
         Self {
-            refresh_fraction: 0.5,
-            jitter: 0.1,
+            refresh_fraction: refresh::DEFAULT_REFRESH_FRACTION,
+            jitter: refresh::REFRESH_JITTER,
             capacity: 1024,
-            failure_backoff: Duration::from_secs(5),
-            max_failure_backoff: Duration::from_secs(300),
+            failure_backoff: Backoff::DEFAULT.base,
+            max_failure_backoff: Backoff::DEFAULT.cap,
         }
+    }
+}
+
+impl CacheOptions {
+    /// The backoff after failed refreshes.
+    fn backoff(&self) -> Backoff {
+        Backoff {
+            base: self.failure_backoff,
+            cap: self.max_failure_backoff,
+        }
+    }
+
+    /// How long after it was obtained an entry living `life` is refreshed.
+    fn refresh_after(&self, life: Duration) -> Duration {
+        let life_secs = i64::try_from(life.as_secs()).unwrap_or(i64::MAX);
+        let at = refresh::next_refresh(
+            0,
+            life_secs,
+            self.refresh_fraction,
+            Jitter::Earlier(self.jitter),
+            fastrand::f64(),
+        );
+        Duration::from_secs(at.unsigned_abs()).min(life)
     }
 }
 
@@ -309,15 +342,31 @@ where
         let mut slots = self.lock();
         let opts = &self.inner.options;
         // Cleared since the flight started: its callers get the answer, no slot keeps it.
-        let slot = if self.inner.epoch.load(Ordering::SeqCst) == epoch {
+        let mut slot = if self.inner.epoch.load(Ordering::SeqCst) == epoch {
             slots.get_mut(key)
         } else {
             None
         };
         match result {
             Ok(fetched) => {
-                let value = Arc::new(fetched.value);
                 let wall = self.inner.clock.now();
+                if let Some(slot) = slot.as_deref_mut()
+                    && let Some((refused, held)) = refuse(slot, fetched.expires_at, now, wall)
+                {
+                    let backoff = self.back_off(slot, now);
+                    tracing::warn!(
+                        %refused,
+                        failures = slot.failures,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "credential refresh failed; serving the previous, still valid credential"
+                    );
+                    self.inner
+                        .counters
+                        .stale_served
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(held);
+                }
+                let value = Arc::new(fetched.value);
                 let life = fetched
                     .expires_at
                     .and_then(|at| at.duration_since(wall).ok())
@@ -327,13 +376,12 @@ where
                     slot.failures = 0;
                     slot.retry_at = None;
                     slot.entry = life.map(|life| {
-                        let jitter = opts.jitter.clamp(0.0, 0.99) * fastrand::f64();
-                        let fraction = opts.refresh_fraction.clamp(0.01, 1.0) * (1.0 - jitter);
+                        let refresh_after = opts.refresh_after(life);
                         Entry {
                             value: value.clone(),
-                            refresh_at: now + life.mul_f64(fraction),
+                            refresh_at: now + refresh_after,
                             expires_at: now + life,
-                            wall_refresh_at: wall + life.mul_f64(fraction),
+                            wall_refresh_at: wall + refresh_after,
                             wall_expires_at: wall + life,
                         }
                     });
@@ -347,15 +395,11 @@ where
                 Ok(value)
             }
             Err(error) => {
-                self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
-                let Some(slot) = slot else { return Err(error) };
-                slot.flight = None;
-                slot.failures = slot.failures.saturating_add(1);
-                let backoff = opts
-                    .failure_backoff
-                    .saturating_mul(1u32 << (slot.failures - 1).min(16))
-                    .min(opts.max_failure_backoff);
-                slot.retry_at = Some(now + backoff);
+                let Some(slot) = slot else {
+                    self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+                    return Err(error);
+                };
+                let backoff = self.back_off(slot, now);
                 match &slot.entry {
                     Some(entry) if entry.valid(now, self.inner.clock.now()) => {
                         tracing::warn!(
@@ -377,6 +421,16 @@ where
                 }
             }
         }
+    }
+
+    /// Counts a failed refresh of `slot` and schedules its retry; returns the wait.
+    fn back_off(&self, slot: &mut Slot<V, E>, now: Instant) -> Duration {
+        self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
+        slot.flight = None;
+        slot.failures = slot.failures.saturating_add(1);
+        let backoff = self.inner.options.backoff().full(slot.failures);
+        slot.retry_at = Some(now + backoff);
+        backoff
     }
 
     fn make_room(&self, slots: &mut HashMap<String, Slot<V, E>>, now: Instant) {
@@ -402,6 +456,26 @@ where
             }
         }
     }
+}
+
+/// Why an answer expiring at `expires_at` must not replace what `slot` holds, and what it holds:
+/// `Some` only when the answer expired already and the held entry is still valid.
+fn refuse<V, E>(
+    slot: &Slot<V, E>,
+    expires_at: Option<SystemTime>,
+    now: Instant,
+    wall: SystemTime,
+) -> Option<(ExpiredAnswer, Arc<V>)> {
+    let held = slot.entry.as_ref().filter(|e| e.valid(now, wall))?;
+    let secs = |t: SystemTime| lifetime::unix_seconds(t).unwrap_or(0);
+    let refused = lifetime::judge_answer(
+        "upstream",
+        secs(expires_at?),
+        Some(secs(held.wall_expires_at)),
+        secs(wall),
+    )
+    .err()?;
+    Some((refused, held.value.clone()))
 }
 
 #[cfg(test)]
@@ -540,6 +614,45 @@ mod tests {
             assert_eq!(*v, "v");
         }
         assert_eq!(c.stats().exchanges, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_already_expired_answer_never_replaces_a_valid_entry() {
+        // The wall clock passes the refresh point (the monotonic one stands still), and the
+        // refresh answers with a credential that expired already (a skewed upstream clock):
+        // a failed refresh, so the held, still-valid credential is served and kept.
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock.clone(), 10);
+        let fetch = |v: &'static str, expires_at: SystemTime| {
+            move || async move {
+                Ok::<_, String>(Fetched {
+                    value: v.to_owned(),
+                    expires_at: Some(expires_at),
+                })
+            }
+        };
+        let hour = Duration::from_secs(3600);
+        let moto_2015 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_420_070_400);
+        assert_eq!(
+            *c.get_or_fetch("k", fetch("v1", t0() + hour)).await.unwrap(),
+            "v1"
+        );
+        clock.advance(Duration::from_secs(1900));
+        let served = c.get_or_fetch("k", fetch("v2", moto_2015)).await.unwrap();
+        assert_eq!(*served, "v1", "the expired answer is refused");
+        assert_eq!(c.stats().failures, 1, "and counted as a failed refresh");
+        // It backs off like any failed refresh: no exchange for the next seconds.
+        let later = t0() + Duration::from_secs(1900) + hour;
+        assert_eq!(
+            *c.get_or_fetch("k", fetch("v3", later)).await.unwrap(),
+            "v1"
+        );
+        assert_eq!(c.stats().exchanges, 2);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(
+            *c.get_or_fetch("k", fetch("v3", later)).await.unwrap(),
+            "v3"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -35,8 +35,8 @@ pub const DEFAULT_ISSUER: &str = "https://issuer.enforce.dev";
 pub const REGISTRY_AUDIENCE: &str = "cgr.dev";
 /// The username registries expect with a Chainguard token.
 pub const USERNAME: &str = "_token";
-/// The host of the signed request.
-pub const STS_HOST: &str = "sts.amazonaws.com";
+// The host of the signed request.
+pub use irsa_core::names::STS_HOST;
 /// The path and query of the signed request.
 pub const GET_CALLER_IDENTITY_PATH: &str = "/?Action=GetCallerIdentity&Version=2011-06-15";
 /// Header binding the proof to an audience (the issuer).

@@ -54,22 +54,6 @@ pub enum Identity {
 }
 
 impl Identity {
-    /// The web identity of a service account: the role from its
-    /// `eks.amazonaws.com/role-arn` annotation, the session name `irsa-<namespace>-<name>`.
-    pub fn for_service_account(
-        namespace: &str,
-        service_account: &str,
-        annotations: &BTreeMap<String, String>,
-        token_source: Arc<dyn TokenSource>,
-    ) -> Result<Identity, StsError> {
-        let role_arn = role_from_annotations(namespace, service_account, annotations)?;
-        Ok(Identity::WebIdentity {
-            role_arn,
-            token_source,
-            session_name: session_name_for(namespace, service_account),
-        })
-    }
-
     /// A stable key for the cache: the role, session and token source (never the token).
     pub fn cache_key(&self) -> String {
         let mut key = String::with_capacity(96);

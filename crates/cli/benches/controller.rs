@@ -19,7 +19,7 @@
 //!    ClusterPullSecret writing a new secret name into the same namespaces;
 //! 5. RSS of that `--kube-qps 0` process too (for comparison).
 //!
-//! 1–3 and 6 run the controller in this process (`irsa::lab`), so the sandbox clock can be
+//! 1–3 and 6 run the controller in this process (`irsa_lab`), so the sandbox clock can be
 //! moved past the refresh point; 4, 5 and 7 run the `irsa` binary of this package as a child
 //! process (Cargo builds it for benches: `CARGO_BIN_EXE_irsa`) against fresh sandboxes.
 //! `IRSA_BENCH_WRAP` (e.g. `heaptrack`) runs the child under a profiler.
@@ -42,7 +42,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use irsa::lab::{IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, Lab, LabConfig};
+use irsa_lab::{IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, Lab, LabConfig};
 use irsa_sandbox::metrics::Counters;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::Api;

@@ -20,8 +20,8 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::Verdict;
-use crate::lab::{IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, Lab, LabConfig, RunningController};
 use crate::sandbox::{on_path, wait_for_signal};
+use irsa_lab::{IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, Lab, LabConfig, RunningController};
 
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \

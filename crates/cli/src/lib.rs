@@ -10,8 +10,6 @@ mod credential_provider;
 mod demo;
 mod input;
 mod install;
-#[cfg(feature = "sandbox")]
-pub mod lab;
 mod login;
 mod output;
 mod policy;

@@ -2,12 +2,10 @@
 //! token it requested, the STS session credentials and the registry password it wrote never
 //! reach its stderr, although its dependencies would dump them at trace level.
 
-mod controller_common;
-
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
-use controller_common::*;
+use irsa_lab::harness::*;
 
 /// The `eyJ…` JSON Web Tokens (three base64url segments, header first) in `text`.
 fn jwts(text: &str) -> Vec<&str> {

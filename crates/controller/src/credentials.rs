@@ -9,7 +9,9 @@
 //! ECR always says 2015, a skewed clock can) fails the refresh while a still-valid credential is
 //! held, and is served with a [`CLAMPED_LIFETIME_SECS`] lifetime when none is. Exchanges of one
 //! credential are at least [`MIN_EXCHANGE_INTERVAL_SECS`] apart after a success and a backoff
-//! apart after a failure, whatever the number of events asking.
+//! apart after a failure, whatever the number of events asking. The schedule, the backoff, the
+//! interval and the judgement are `irsa_core::refresh` and `irsa_core::lifetime`: the same
+//! policy as irsa-aws's cache.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,22 +20,18 @@ use std::time::{Duration, UNIX_EPOCH};
 use irsa_aws::{Identity, Pipeline, RegistryCredential, RegistryTarget, TokenRequester};
 use irsa_core::docker_config::DockerConfig;
 pub use irsa_core::lifetime::CLAMPED_LIFETIME_SECS;
+use irsa_core::lifetime::{Use, judge_answer as judge_expiry};
+pub use irsa_core::refresh::MIN_EXCHANGE_INTERVAL_SECS;
+use irsa_core::refresh::{Jitter, REFRESH_JITTER, failure_backoff, next_refresh};
 use irsa_core::secret::SecretString;
 use irsa_core::time::rfc3339;
 use irsa_core::token_request::{BoxFuture, TokenSourceError};
 use tokio::time::Instant;
 
 use crate::metrics::Metrics;
-use crate::plan::{failure_backoff, next_refresh};
 
 /// Lifetime assumed for a credential whose registry gives no expiry (ECR's is 12 hours).
 pub const ASSUMED_LIFETIME_SECS: i64 = 12 * 3600;
-
-/// Least time between two exchanges of one credential after a successful one: an event storm
-/// (namespaces created by the hundred) or a due credential seen by many resources never costs
-/// more than one exchange per interval. On the wall clock *or* the monotonic one, whichever has
-/// moved further, so that neither a frozen nor a jumping clock stops refreshes.
-pub const MIN_EXCHANGE_INTERVAL_SECS: i64 = 30;
 
 /// Longest one exchange (service-account TokenRequest, STS, registry) may take before it
 /// counts as a failed refresh, backed off and reported: callers sharing the credential wait
@@ -79,7 +77,13 @@ impl Credential {
 
     /// When a resource with refresh fraction `fraction` should refresh it.
     pub fn refresh_at(&self, fraction: f64) -> i64 {
-        next_refresh(self.issued_at, self.expires_at, fraction, self.jitter)
+        next_refresh(
+            self.issued_at,
+            self.expires_at,
+            fraction,
+            Jitter::Around(REFRESH_JITTER),
+            self.jitter,
+        )
     }
 }
 
@@ -184,25 +188,22 @@ pub fn judge_answer(
     held: Option<&Credential>,
     now: i64,
 ) -> Result<Credential, String> {
-    if fresh.expires_at > now {
-        return Ok(fresh);
-    }
-    match held {
-        Some(h) if h.expires_at > now => Err(format!(
-            "the registry answered with a credential that expired already at {} (this machine's \
-             clock is off, or the registry is a test double such as moto); the current \
-             credential, valid until {}, is kept",
-            rfc3339(fresh.expires_at),
-            rfc3339(h.expires_at)
-        )),
-        _ => {
+    match judge_expiry(
+        "registry",
+        fresh.expires_at,
+        held.map(|h| h.expires_at),
+        now,
+    ) {
+        Ok(Use::AsIs) => Ok(fresh),
+        Err(refused) => Err(refused.to_string()),
+        Ok(Use::Clamped(until)) => {
             tracing::warn!(
                 claimed_expiry = %rfc3339(fresh.expires_at),
                 serving_for_s = CLAMPED_LIFETIME_SECS,
                 "the registry answered with an already-expired credential and no valid one is \
                  held; serving it briefly and asking again soon"
             );
-            fresh.expires_at = now.saturating_add(CLAMPED_LIFETIME_SECS);
+            fresh.expires_at = until;
             Ok(fresh)
         }
     }
@@ -211,8 +212,7 @@ pub fn judge_answer(
 /// Whether a new exchange may start at (`now`, `mono`) after one at `last`.
 fn exchange_allowed(last: Option<(i64, Instant)>, now: i64, mono: Instant) -> bool {
     let Some((wall, at)) = last else { return true };
-    let min = Duration::from_secs(MIN_EXCHANGE_INTERVAL_SECS.unsigned_abs());
-    now.saturating_sub(wall) >= MIN_EXCHANGE_INTERVAL_SECS || mono.duration_since(at) >= min
+    irsa_core::refresh::exchange_allowed(now.saturating_sub(wall), mono.duration_since(at))
 }
 
 /// Longest a service-account TokenRequest may take: the API call is made inside an exchange

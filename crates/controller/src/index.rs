@@ -19,10 +19,7 @@ use crate::plan::{
     ServiceAccountState, Subject, Targets, View, parse_added_pull_secrets,
 };
 
-/// The service-account annotation naming the IAM role.
-pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-/// The service-account annotation naming the token audience.
-pub const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
+pub use irsa_core::names::{AUDIENCE_ANNOTATION, ROLE_ARN_ANNOTATION};
 
 type Key = (String, String);
 

@@ -9,7 +9,6 @@
 //! ([`Owner::labels`]) name it too and it is of the type irsa creates
 //! ([`SecretState::is_written_by`]). Nothing else is ever written or deleted.
 
-mod schedule;
 mod select;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,27 +29,22 @@ use sha2::{Digest, Sha256};
 
 pub use crate::labels::{LabelMap, Labels};
 
-pub use schedule::{
+// The refresh schedule and backoff shared with irsa-aws's cache have their home in irsa-core.
+pub use irsa_core::refresh::{
     BACKOFF_BASE, BACKOFF_CAP, MAX_EXPIRY_MARGIN_SECS, MIN_REFRESH_SECS, REFRESH_JITTER,
-    failure_backoff, next_refresh,
+    failure_backoff,
 };
 pub use select::{glob_matches, selector_matches, selects};
 
-/// Label on every object irsa writes.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY_VALUE: &str = "irsa";
-/// Owner label: `ClusterPullSecret` or `PullSecret`.
-pub const OWNER_KIND_LABEL: &str = "irsa.dev/owner-kind";
-/// Owner label: the owning resource's name.
-pub const OWNER_NAME_LABEL: &str = "irsa.dev/owner-name";
-/// Owner label: the owning PullSecret's namespace (absent for a ClusterPullSecret).
-pub const OWNER_NAMESPACE_LABEL: &str = "irsa.dev/owner-namespace";
+// Labels and annotations have their home in irsa-core; CONTENT_HASH_ANNOTATION holds
+// DesiredSecret::content_hash.
+pub use irsa_core::names::{
+    CONTENT_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, OWNER_KIND_LABEL,
+    OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL,
+};
 pub use irsa_core::pull_secret_record::{
     ADDED_PULL_SECRETS_ANNOTATION, AddedPullSecrets, parse_added_pull_secrets,
 };
-/// Annotation holding [`DesiredSecret::content_hash`].
-pub const CONTENT_HASH_ANNOTATION: &str = "irsa.dev/content-hash";
 /// The Secret type irsa writes.
 pub const DOCKER_CONFIG_JSON_TYPE: &str = "kubernetes.io/dockerconfigjson";
 /// The data key of a [`DOCKER_CONFIG_JSON_TYPE`] Secret.

@@ -33,14 +33,13 @@ use crate::ratelimit::RateLimiter;
 use crate::status::{self, Observation};
 use crate::writer::{Outcome, WriteError, Writer, note_existing};
 
-/// The finalizer irsa puts on its resources, so that it can remove their secrets.
-pub const FINALIZER: &str = "irsa.dev/cleanup";
+pub use irsa_core::names::FINALIZER;
 /// How long after a failure to load the credential key irsa tries again.
 const KEY_RETRY: Duration = Duration::from_secs(30);
 /// How many of a resource's written secrets are looked at for a credential to adopt.
 const ADOPT_CANDIDATES: usize = 3;
 /// The audience of service-account tokens when the service account names none.
-pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+pub const DEFAULT_AUDIENCE: &str = irsa_core::names::STS_AUDIENCE;
 
 /// Why a reconciliation failed (it is retried with backoff). Never holds a secret.
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 //! Every component of irsa (controller, webhook, credential provider, doctor) stands on these
 //! modules: recognising registries ([`registry`], [`partition`]), reading ARNs ([`arn`]) and
 //! web-identity tokens ([`token`]), deciding what an IAM trust policy allows ([`trust_policy`]),
+//! when credentials are refreshed and retried ([`refresh`], [`lifetime`]),
 //! writing docker config ([`docker_config`]), and reading back what irsa wrote into tenant-editable
 //! objects ([`seal`], [`pull_secret_record`]). Every token and password is held in a
 //! [`secret::SecretString`], which never prints its value.
@@ -15,6 +16,7 @@ pub mod lifetime;
 pub mod names;
 pub mod partition;
 pub mod pull_secret_record;
+pub mod refresh;
 pub mod registry;
 pub mod registry_token;
 pub mod seal;

@@ -2,7 +2,8 @@
 //! expire; that answer decides when irsa refreshes, so an absurd one (far in the future, before
 //! 1970, not representable) must fail the refresh instead of parking a credential for decades,
 //! and an already-expired one (moto's ECR always says 2015; a skewed clock can) must not pass
-//! for a fresh credential. Pure: times are Unix seconds.
+//! for a fresh credential ([`judge_answer`]: the policy of the controller's store and of
+//! irsa-aws's cache alike). Pure: times are Unix seconds.
 
 use std::time::{Duration, SystemTime};
 
@@ -99,6 +100,60 @@ pub fn judge_system_time(expires_at: SystemTime, now: SystemTime) -> Result<Expi
     judge(unix_seconds(expires_at)?, now)
 }
 
+/// How an answer that is not absurd may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// As it says: it expires after now.
+    AsIs,
+    /// Expired already, and nothing valid is held: briefly, as if it expired at this instant
+    /// (now + [`CLAMPED_LIFETIME_SECS`]), so that peers such as moto still work. A cache that
+    /// keeps nothing briefly serves it to its caller and keeps nothing.
+    Clamped(i64),
+}
+
+/// An answer that expired already while a still-valid credential is held: a failed refresh
+/// (the held credential is kept, the refresh backs off and is reported).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error(
+    "the {upstream} answered with a credential that expired already at {expired} (this machine's \
+     clock is off, or the {upstream} is a test double such as moto); the current credential, \
+     valid until {held}, is kept"
+)]
+pub struct ExpiredAnswer {
+    /// Who answered (`registry`, `upstream`).
+    pub upstream: &'static str,
+    /// The answer's expiry, RFC 3339.
+    pub expired: String,
+    /// The held credential's expiry, RFC 3339.
+    pub held: String,
+}
+
+/// Whether an answer from `upstream` expiring at `expires_at` may replace what is held (a
+/// credential valid until `held_expires_at`, if any) at `now`; all Unix seconds. The answer's
+/// expiry has passed [`judge`] already (absurd answers fail before this).
+///
+/// - valid (expires after `now`): used as it is;
+/// - expired already while the held credential is still valid: refused;
+/// - expired already and nothing valid held: used, clamped.
+pub fn judge_answer(
+    upstream: &'static str,
+    expires_at: i64,
+    held_expires_at: Option<i64>,
+    now: i64,
+) -> Result<Use, ExpiredAnswer> {
+    if expires_at > now {
+        return Ok(Use::AsIs);
+    }
+    match held_expires_at {
+        Some(held) if held > now => Err(ExpiredAnswer {
+            upstream,
+            expired: rfc3339(expires_at),
+            held: rfc3339(held),
+        }),
+        _ => Ok(Use::Clamped(now.saturating_add(CLAMPED_LIFETIME_SECS))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +184,33 @@ mod tests {
                 .to_string()
                 .contains("before 1970")
         );
+    }
+
+    #[test]
+    fn answers_judged_against_what_is_held() {
+        let moto = 1_420_070_400;
+        assert_eq!(judge_answer("registry", NOW + 10, None, NOW), Ok(Use::AsIs));
+        assert_eq!(
+            judge_answer("registry", NOW + 10, Some(NOW + 3600), NOW),
+            Ok(Use::AsIs)
+        );
+        assert_eq!(
+            judge_answer("registry", moto, None, NOW),
+            Ok(Use::Clamped(NOW + CLAMPED_LIFETIME_SECS))
+        );
+        assert_eq!(
+            judge_answer("registry", NOW, Some(NOW - 1), NOW),
+            Ok(Use::Clamped(NOW + CLAMPED_LIFETIME_SECS)),
+            "an expired held credential is no reason to refuse"
+        );
+        let refused = judge_answer("upstream", moto, Some(NOW + 1), NOW)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.starts_with("the upstream answered with a credential that expired already at 2015-01-01T00:00:00Z"),
+            "{refused}"
+        );
+        assert!(refused.contains("valid until "), "{refused}");
     }
 
     #[test]

@@ -6,8 +6,16 @@
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 /// Service-account annotation overriding the token audience (the EKS convention).
 pub const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
-/// The audience AWS STS expects in web-identity tokens, and the host of its signed requests.
+/// The audience AWS STS expects in web-identity tokens.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+/// The global STS endpoint's host: a Chainguard proof (a signed `GetCallerIdentity`) is
+/// addressed to it, and its verifier accepts no other.
+pub const STS_HOST: &str = "sts.amazonaws.com";
+/// Pods with this label (any value) are never mutated by the pod identity webhook, and its
+/// `objectSelector` keeps them away from it (upstream's name; its domain is hard-coded).
+pub const SKIP_POD_LABEL: &str = "eks.amazonaws.com/skip-pod-identity-webhook";
+/// The ConfigMap the pod identity webhook follows with `--watch-config-map` (upstream's name).
+pub const WEBHOOK_CONFIG_MAP: &str = "pod-identity-webhook";
 
 /// Prefix of every label and annotation key irsa reserves for itself.
 pub const RESERVED_PREFIX: &str = "irsa.dev/";

@@ -20,10 +20,7 @@ use crate::time::parse_rfc3339;
 
 /// Annotation: the seal of the written credential (`v1:` and 64 hex digits).
 pub const CREDENTIAL_MAC_ANNOTATION: &str = "irsa.dev/credential-mac";
-/// Annotation: when the written credential was obtained (RFC 3339).
-pub const ISSUED_AT_ANNOTATION: &str = "irsa.dev/issued-at";
-/// Annotation: when the written credential expires (RFC 3339).
-pub const EXPIRES_AT_ANNOTATION: &str = "irsa.dev/expires-at";
+pub use crate::names::{EXPIRES_AT_ANNOTATION, ISSUED_AT_ANNOTATION};
 /// The length of a seal key in bytes.
 pub const KEY_LEN: usize = 32;
 

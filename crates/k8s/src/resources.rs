@@ -16,7 +16,7 @@ pub const GROUP: &str = "irsa.dev";
 /// The API version of irsa's custom resources.
 pub const VERSION: &str = "v1alpha1";
 /// Default [`SecretSpec::refresh`]: refresh when half of the token's lifetime has passed.
-pub const DEFAULT_REFRESH: f64 = 0.5;
+pub const DEFAULT_REFRESH: f64 = irsa_core::refresh::DEFAULT_REFRESH_FRACTION;
 
 /// Writes registry credentials, obtained with one identity, as a pull secret into every
 /// selected namespace.

@@ -7,7 +7,7 @@ pub const MAX_ANNOTATION_VALUE: usize = 2048;
 /// Upstream's annotation domain, also the default `--annotation-prefix`.
 pub const DEFAULT_ANNOTATION_PREFIX: &str = "eks.amazonaws.com";
 /// Default audience of the projected token (`--token-audience`).
-pub const DEFAULT_TOKEN_AUDIENCE: &str = "sts.amazonaws.com";
+pub const DEFAULT_TOKEN_AUDIENCE: &str = irsa_core::names::STS_AUDIENCE;
 /// Default mount path of the token volume (`--token-mount-path`).
 pub const DEFAULT_TOKEN_MOUNT_PATH: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
 /// Default token lifetime in seconds (`--token-expiration`); 24 hours, the most EKS allows.
@@ -20,12 +20,11 @@ pub const POD_IDENTITY_MIN_JITTERED_EXPIRATION: i64 = 79_200;
 pub const TOKEN_VOLUME_NAME: &str = "aws-iam-token";
 /// File name of the web-identity token inside its volume.
 pub const TOKEN_PATH: &str = "token";
-/// Pods with this label (any value) are never mutated; upstream hard-codes the domain.
-pub const SKIP_POD_LABEL: &str = "eks.amazonaws.com/skip-pod-identity-webhook";
+pub use irsa_core::names::SKIP_POD_LABEL;
 /// Label put on pods given Pod Identity credentials; upstream hard-codes the domain.
 pub const POD_IDENTITY_LABEL: &str = "eks.amazonaws.com/pod-identity";
 /// Name of the ConfigMap read in `--watch-config-map` mode.
-pub const CONFIG_MAP_NAME: &str = "pod-identity-webhook";
+pub const CONFIG_MAP_NAME: &str = irsa_core::names::WEBHOOK_CONFIG_MAP;
 /// Key of that ConfigMap holding `{"namespace/serviceaccount": {...}}`.
 pub const CONFIG_MAP_KEY: &str = "config";
 

@@ -45,9 +45,8 @@ pub const WEBHOOK_NAME: &str = "pod-identity.irsa.dev";
 /// The Secret holding the serving pair and `ca.crt`.
 pub const WEBHOOK_TLS_SECRET: &str = "irsa-webhook-tls";
 /// The ConfigMap the webhook follows (`--watch-config-map`; upstream's name).
-pub const WEBHOOK_CONFIG_MAP: &str = "pod-identity-webhook";
-/// Pods with this label are kept away from the webhook by its `objectSelector` (upstream's).
-pub const SKIP_POD_LABEL: &str = "eks.amazonaws.com/skip-pod-identity-webhook";
+pub const WEBHOOK_CONFIG_MAP: &str = irsa_core::names::WEBHOOK_CONFIG_MAP;
+pub use irsa_core::names::SKIP_POD_LABEL;
 /// The HTTPS port the webhook listens on (unprivileged: it runs as 65532).
 pub const WEBHOOK_PORT: i32 = 9443;
 /// The cert-manager self-signed Issuer (`--webhook-cert-manager`).

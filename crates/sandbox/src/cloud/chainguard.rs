@@ -27,7 +27,7 @@ pub const MAX_PROOF_SKEW_AHEAD_SECONDS: i64 = 5 * 60;
 /// The only request a proof may be.
 pub const PROOF_PATH: &str = "/?Action=GetCallerIdentity&Version=2011-06-15";
 /// The host a proof must be addressed to.
-pub const PROOF_HOST: &str = "sts.amazonaws.com";
+pub const PROOF_HOST: &str = irsa_core::names::STS_HOST;
 /// Headers that bind the proof and must be signed.
 pub const SIGNED_BINDING_HEADERS: [&str; 4] = [
     "chainguard-audience",

@@ -2,12 +2,10 @@
 //! the way, tenant isolation of PullSecrets, refresh driven by the token lifetime, zero writes
 //! in steady state, and cleanup by deletion policy.
 
-mod controller_common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use controller_common::*;
+use irsa_lab::harness::*;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -1,13 +1,11 @@
 //! Two replicas of the controller with leader election on one Lease: exactly one writes, and
 //! the other takes over when the leader stops (released Lease) or crashes (expired Lease).
 
-mod controller_common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use controller_common::*;
+use irsa_lab::harness::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Api;
 

@@ -3,9 +3,7 @@
 //! with a short clamped lifetime, not exchange again at every event, and report a status whose
 //! conditions agree with its target counts.
 
-mod controller_common;
-
-use controller_common::*;
+use irsa_lab::harness::*;
 use irsa_test_peers::Moto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

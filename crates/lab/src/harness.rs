@@ -1,6 +1,8 @@
-//! Shared harness of the controller's end-to-end tests: a [`Lab`] with the demo identity, and
-//! waits on conditions with deadlines (never sleeps for a fixed time).
-#![allow(dead_code, unused_imports)]
+//! The harness of the controller's end-to-end tests (`crates/controller/tests`, and the
+//! `irsa controller` process test in `crates/cli/tests`): a [`Lab`] with the demo identity,
+//! helpers that read what the controller wrote, and waits on conditions with deadlines (never
+//! sleeps for a fixed time). Failures panic with what was awaited, as a test expects.
+//! `use irsa_lab::harness::*;` brings everything a test needs.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,9 +14,7 @@ pub use irsa_sandbox::cloud::CloudService;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::events::v1::Event;
 
-pub use irsa::lab::{
-    IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, Lab, LabConfig, RunningController,
-};
+pub use crate::{IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, Lab, LabConfig, RunningController};
 use irsa_k8s::{ClusterPullSecret, PullSecret};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -24,7 +24,9 @@ pub use serde_json::{Value, json};
 /// How long any wait may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// A started [`Lab`] with the demo identity (role, namespace and service account).
 pub struct Env {
+    /// The lab.
     pub lab: Lab,
 }
 
@@ -45,10 +47,12 @@ where
 }
 
 impl Env {
+    /// A lab with the default [`LabConfig`].
     pub async fn start() -> Env {
         Self::start_with(LabConfig::default()).await
     }
 
+    /// A lab with `config`; `IRSA_LOG` set turns on test logging.
     pub async fn start_with(config: LabConfig) -> Env {
         let _ = tracing_subscriber_init();
         let lab = Lab::start(config).await.expect("lab");
@@ -61,6 +65,7 @@ impl Env {
         Env { lab }
     }
 
+    /// A controller with the lab's options, once ready.
     pub async fn controller(&self) -> RunningController {
         self.controller_with(self.lab.controller_options()).await
     }
@@ -81,14 +86,17 @@ impl Env {
         c
     }
 
+    /// The ClusterPullSecret API.
     pub fn cps_api(&self) -> Api<ClusterPullSecret> {
         Api::all(self.lab.client.clone())
     }
 
+    /// The PullSecret API of namespace `ns`.
     pub fn ps_api(&self, ns: &str) -> Api<PullSecret> {
         Api::namespaced(self.lab.client.clone(), ns)
     }
 
+    /// Applies ClusterPullSecret `name` with `spec` (server-side, forced).
     pub async fn apply_cps(&self, name: &str, spec: Value) {
         let obj = json!({
             "apiVersion": "irsa.dev/v1alpha1", "kind": "ClusterPullSecret",
@@ -104,6 +112,7 @@ impl Env {
             .expect("apply ClusterPullSecret");
     }
 
+    /// Applies PullSecret `ns/name` with `spec` (server-side, forced).
     pub async fn apply_ps(&self, ns: &str, name: &str, spec: Value) {
         let obj = json!({
             "apiVersion": "irsa.dev/v1alpha1", "kind": "PullSecret",
@@ -119,6 +128,7 @@ impl Env {
             .expect("apply PullSecret");
     }
 
+    /// Deletes ClusterPullSecret `name` and waits until it is gone (finalizer done).
     pub async fn delete_cps(&self, name: &str) {
         self.cps_api()
             .delete(name, &DeleteParams::default())
@@ -132,6 +142,7 @@ impl Env {
         .await;
     }
 
+    /// Secret `ns/name`, if it exists.
     pub async fn secret(&self, ns: &str, name: &str) -> Option<Secret> {
         Api::<Secret>::namespaced(self.lab.client.clone(), ns)
             .get_opt(name)
@@ -139,10 +150,12 @@ impl Env {
             .expect("get secret")
     }
 
+    /// Waits until Secret `ns/name` exists.
     pub async fn wait_secret(&self, ns: &str, name: &str) -> Secret {
         eventually(&format!("secret {ns}/{name}"), || self.secret(ns, name)).await
     }
 
+    /// Waits until Secret `ns/name` no longer exists.
     pub async fn wait_gone(&self, ns: &str, name: &str) {
         eventually(&format!("secret {ns}/{name} deleted"), || async {
             self.secret(ns, name).await.is_none().then_some(())
@@ -150,6 +163,7 @@ impl Env {
         .await;
     }
 
+    /// ClusterPullSecret `name`.
     pub async fn cps(&self, name: &str) -> ClusterPullSecret {
         self.cps_api()
             .get(name)
@@ -172,6 +186,7 @@ impl Env {
         .await
     }
 
+    /// The status condition `type_` of ClusterPullSecret `name`: (status, reason, message).
     pub async fn condition(&self, name: &str, type_: &str) -> Option<(String, String, String)> {
         let cps = self.cps(name).await;
         cps.status?

@@ -1,9 +1,7 @@
 //! The controller end to end against the sandbox: fan-out, new namespaces, label changes,
 //! conflicts, cleanup.
 
-mod controller_common;
-
-use controller_common::*;
+use irsa_lab::harness::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fans_out_serves_new_namespaces_and_cleans_up() {

@@ -2,13 +2,11 @@
 //! API errors and lost watches, a crash in the middle of a fan-out, and what can be observed
 //! of a run with failures (no password or token anywhere).
 
-mod controller_common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use controller_common::*;
+use irsa_lab::harness::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::api::ListParams;

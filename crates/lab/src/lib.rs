@@ -1,7 +1,13 @@
 //! The sandbox and the controller in one process, over loopback: what `irsa demo` runs, and
-//! what the controller's end-to-end tests and benchmark drive. Everything goes over the real
-//! HTTP APIs (kube-rs against the sandbox API server, aws-sdk-rust against the sandbox cloud);
-//! only the clock is shared in memory, so that a test can move time forward.
+//! what the controller's end-to-end tests (`crates/controller/tests`, with [`harness`]) and
+//! benchmark drive. Everything goes over the real HTTP APIs (kube-rs against the sandbox API
+//! server, aws-sdk-rust against the sandbox cloud); only the clock is shared in memory, so that
+//! a test can move time forward.
+//!
+//! A test-support crate (`publish = false`): the `irsa` binary links it only under its `sandbox`
+//! feature (for `irsa demo`), and the container image is built without that feature.
+
+pub mod harness;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context as _;
 use irsa_aws::{Env, Pipeline, PipelineOptions};
 use irsa_controller::{Controller, ControllerOptions, Handle, RunError};
+use irsa_core::names::{ROLE_ARN_ANNOTATION, STS_AUDIENCE};
 use irsa_k8s::token_request::KubeTokenRequester;
 use irsa_sandbox::cloud::{Cloud, CloudConfig, RoleConfig};
 use irsa_sandbox::stack::{Stack, StackConfig};
@@ -188,7 +195,7 @@ impl Lab {
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": {"StringEquals": {
                 format!("{provider}:sub"): format!("system:serviceaccount:{namespace}:{service_account}"),
-                format!("{provider}:aud"): "sts.amazonaws.com"
+                format!("{provider}:aud"): STS_AUDIENCE
             }}
         }]})
     }
@@ -257,9 +264,7 @@ impl Lab {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
                 namespace: Some(namespace.to_owned()),
-                annotations: Some(
-                    [("eks.amazonaws.com/role-arn".to_owned(), role_arn.to_owned())].into(),
-                ),
+                annotations: Some([(ROLE_ARN_ANNOTATION.to_owned(), role_arn.to_owned())].into()),
                 ..ObjectMeta::default()
             },
             ..ServiceAccount::default()

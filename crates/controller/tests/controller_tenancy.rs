@@ -4,13 +4,11 @@
 //! irsa never deletes a secret it did not check, never removes `imagePullSecrets` entries it did
 //! not add, and never counts an error as success because its message mentions a namespace.
 
-mod controller_common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
-use controller_common::*;
+use irsa_lab::harness::*;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

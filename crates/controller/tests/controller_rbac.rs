@@ -6,15 +6,13 @@
 //! request not sent by kubectl) are compared with the grants `irsa install` deploys, both ways:
 //! every request is granted (in the namespace the grant allows) and every grant was used.
 
-mod controller_common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use controller_common::*;
 use irsa_k8s::install::{CONTROLLER, LEASE_NAME, Scope, rbac_grants};
+use irsa_lab::harness::*;
 
 struct Kubectl {
     kubeconfig: String,
