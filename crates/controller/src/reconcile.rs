@@ -939,7 +939,7 @@ async fn converge(
     let held_back = ctx.reported(&subject.owner, |r| r.backoff.held_back(started));
     hold_back(&mut plan, &held_back);
     // One bounded round of writes, urgent ones first; the rest in the next round, at once.
-    let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk(), ctx.now());
+    let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk());
     let attempted = attempted(&plan);
     let key = match (&plan.writes.is_empty(), store_key) {
         (false, Some(_)) => ctx.credential_key().await,
