@@ -825,7 +825,13 @@ where
                 ctx.credentials.adopt(key, c).await;
             }
             ctx.credentials
-                .get(key, identity, &resolved.targets, subject.spec.refresh, now)
+                .get(
+                    key,
+                    identity,
+                    &resolved.targets,
+                    subject.spec.refresh,
+                    &|| ctx.now(),
+                )
                 .await
         }
         Err(error) => Obtained::Failed {
@@ -836,6 +842,8 @@ where
             attempted: false,
         },
     };
+    // The store may have waited for an exchange: what follows is decided on the time after it.
+    let now = ctx.now();
     let fresh = match &obtained {
         Obtained::Refreshed(c) | Obtained::Current(c) => {
             let due = c.refresh_at(subject.spec.refresh) - now;
