@@ -66,18 +66,23 @@ impl LeaseConfig {
 pub enum Term {
     /// Leader election is off: always leading.
     Unbounded,
-    /// Leading until this instant (monotonic clock), unless renewed before.
-    Until(Instant),
+    /// Leading until this instant (monotonic clock), unless renewed before, in the term with
+    /// this number: renewals keep the number, leadership won after it ended takes a new one.
+    Until(Instant, u64),
     /// Not leading.
     Ended,
 }
+
+/// The leadership deadline and the number of its term, shared by the elector and its readers
+/// (`None`: not leading).
+type Claim = Arc<Mutex<Option<(Instant, u64)>>>;
 
 /// Whether this process leads, as seen by readers: a deadline on the monotonic clock.
 #[derive(Debug, Clone)]
 pub struct Leadership {
     rx: watch::Receiver<bool>,
     /// `None`: always leading (leader election off).
-    until: Option<Arc<Mutex<Option<Instant>>>>,
+    until: Option<Claim>,
 }
 
 impl Leadership {
@@ -102,7 +107,7 @@ impl Leadership {
         match &self.until {
             None => Term::Unbounded,
             Some(until) => match *until.lock().unwrap_or_else(PoisonError::into_inner) {
-                Some(t) if Instant::now() < t => Term::Until(t),
+                Some((t, term)) if Instant::now() < t => Term::Until(t, term),
                 _ => Term::Ended,
             },
         }
@@ -219,6 +224,7 @@ pub fn spawn(
         config,
         clock,
         until: until.clone(),
+        terms: 0,
         tx,
         observed: None,
         heartbeat,
@@ -237,7 +243,10 @@ struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     clock: Arc<dyn Clock>,
-    until: Arc<Mutex<Option<Instant>>>,
+    /// The leadership deadline and the term's number.
+    until: Claim,
+    /// Terms begun so far.
+    terms: u64,
     tx: watch::Sender<bool>,
     observed: Option<Observed>,
     heartbeat: Option<crate::health::Heartbeat>,
@@ -245,11 +254,23 @@ struct Elector {
 
 impl Elector {
     fn leading_until(&self) -> Option<Instant> {
-        *self.until.lock().unwrap_or_else(PoisonError::into_inner)
+        self.until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(|(t, _)| t)
     }
 
-    fn lead_until(&self, deadline: Instant) {
-        *self.until.lock().unwrap_or_else(PoisonError::into_inner) = Some(deadline);
+    fn lead_until(&mut self, deadline: Instant) {
+        let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        let term = match *until {
+            Some((_, term)) => term,
+            None => {
+                self.terms += 1;
+                self.terms
+            }
+        };
+        *until = Some((deadline, term));
+        drop(until);
         if !*self.tx.borrow() {
             tracing::info!("became leader");
             let _ = self.tx.send(true);
