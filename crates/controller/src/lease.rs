@@ -206,7 +206,9 @@ fn seconds(d: Duration) -> i32 {
 }
 
 /// Runs the election until `shutdown` resolves, publishing leadership on the returned
-/// [`Leadership`]; then stops leading and releases the Lease. `clock` is the wall clock
+/// [`Leadership`]; then stops leading and, when `shutdown` resolved to `true`, releases the
+/// Lease (`false`: writes of this replica may still be in flight, so the Lease is left to
+/// expire, after which none can be). `clock` is the wall clock
 /// written into `acquireTime`/`renewTime` (never used to decide); `heartbeat` beats once per
 /// round.
 pub fn spawn(
@@ -214,7 +216,7 @@ pub fn spawn(
     config: LeaseConfig,
     clock: Arc<dyn Clock>,
     heartbeat: Option<crate::health::Heartbeat>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: impl std::future::Future<Output = bool> + Send + 'static,
 ) -> (Leadership, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let until = Arc::new(Mutex::new(None));
@@ -310,9 +312,9 @@ impl Elector {
         }
     }
 
-    async fn run(mut self, shutdown: impl std::future::Future<Output = ()> + Send) {
+    async fn run(mut self, shutdown: impl std::future::Future<Output = bool> + Send) {
         tokio::pin!(shutdown);
-        loop {
+        let release = loop {
             self.expire();
             let started = Instant::now();
             let bound = match self.leading_until() {
@@ -321,7 +323,7 @@ impl Elector {
             };
             let outcome = tokio::select! {
                 biased;
-                () = &mut shutdown => break,
+                release = &mut shutdown => break release,
                 outcome = timeout_at(bound, self.round()) => outcome,
             };
             match outcome {
@@ -341,11 +343,19 @@ impl Elector {
             let next = started + self.config.retry_period;
             let wake = self.leading_until().map_or(next, |t| t.min(next));
             tokio::select! {
-                () = &mut shutdown => break,
+                release = &mut shutdown => break release,
                 () = sleep_until(wake) => {}
             }
+        };
+        if !self.stop_leading("shutting down") {
+            return;
         }
-        if self.stop_leading("shutting down") {
+        if !release {
+            tracing::warn!(
+                expires_in = ?self.config.lease_duration,
+                "not releasing the lease: a write may still be in flight, so it is left to expire"
+            );
+        } else {
             match timeout(self.config.renew_deadline, self.release()).await {
                 Ok(Ok(())) => tracing::info!("released the lease"),
                 Ok(Err(error)) => tracing::warn!(%error, "failed to release the lease"),
@@ -584,6 +594,7 @@ mod elector_tests {
             None,
             async move {
                 let _ = stopped.await;
+                true
             },
         );
         Replica {
