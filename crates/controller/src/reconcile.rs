@@ -376,6 +376,49 @@ impl Context {
         }
     }
 
+    /// Forgets what is kept for a deleted resource: what was reported, its credential slot
+    /// (unless another resource uses it) and its metric series.
+    pub fn forget_resource(&self, owner: &Owner) {
+        self.metrics.forget(owner);
+        self.use_store_key(owner, None);
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(owner);
+    }
+
+    /// Forgets every resource for which `live` is false (see [`Self::forget_resource`]): after
+    /// a watch's re-list, what was deleted meanwhile without a delete event.
+    pub fn retain_resources(&self, live: impl Fn(&Owner) -> bool) {
+        for owner in self.owners().iter().filter(|o| !live(o)) {
+            self.forget_resource(owner);
+        }
+    }
+
+    /// How many resources have state kept here (reported, a credential slot, metric series).
+    pub fn tracked(&self) -> usize {
+        self.owners().len()
+    }
+
+    fn owners(&self) -> BTreeSet<Owner> {
+        let mut owners: BTreeSet<Owner> = self.metrics.owners().into_iter().collect();
+        owners.extend(
+            self.reported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned(),
+        );
+        owners.extend(
+            self.store_keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned(),
+        );
+        owners
+    }
+
     /// The credential key: loaded from (or, first, created as) the key Secret in the
     /// controller's namespace. `None` (logged, retried after [`KEY_RETRY`]) when it cannot be
     /// had: then nothing is adopted, and secrets are written unsealed.
@@ -566,7 +609,11 @@ where
                 .map_err(Error::from),
             Err(e) => Err(e),
         },
-        Phase::Done => Ok(Action::await_change()),
+        Phase::Done => {
+            // Deleted with the finalizer gone (removed by hand): nothing of it is kept.
+            ctx.forget_resource(&subject.owner);
+            Ok(Action::await_change())
+        }
     };
     ctx.metrics.reconciled(&subject.owner, result.is_ok());
     result
@@ -587,7 +634,8 @@ pub fn error_policy<K: Resource>(obj: &K, error: &Error, ctx: &Context) -> Actio
     Action::requeue(wait)
 }
 
-fn owner_of<K: Resource>(obj: &K) -> Owner {
+/// The resource `obj` as an [`Owner`].
+pub(crate) fn owner_of<K: Resource>(obj: &K) -> Owner {
     let name = obj.meta().name.clone().unwrap_or_default();
     match &obj.meta().namespace {
         Some(namespace) => Owner::Namespaced {
@@ -1340,12 +1388,7 @@ async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> 
         });
     }
     tracing::info!(resource = %subject.owner, deleted = plan.deletions.len(), policy = ?subject.spec.deletion_policy, "cleaned up");
-    ctx.metrics.forget(&subject.owner);
-    ctx.use_store_key(&subject.owner, None);
-    ctx.reported
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&subject.owner);
+    ctx.forget_resource(&subject.owner);
     Ok(Action::await_change())
 }
 

@@ -144,6 +144,7 @@ pub struct Handle {
     trigger: Arc<watch::Sender<u64>>,
     index: Arc<RwLock<Index>>,
     liveness: Arc<Liveness>,
+    context: Arc<std::sync::OnceLock<std::sync::Weak<Context>>>,
 }
 
 impl Handle {
@@ -183,9 +184,13 @@ impl Handle {
         self.liveness.stuck()
     }
 
-    /// Indexed namespaces, Secrets and ServiceAccounts.
-    pub fn index_sizes(&self) -> (usize, usize, usize) {
-        self.index.read().unwrap_or_else(|p| p.into_inner()).sizes()
+    /// How many resources the reconcilers keep state for (what they reported, credential
+    /// slots, metric series): those that exist, once deleted ones were purged.
+    pub fn tracked_resources(&self) -> usize {
+        self.context
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .map_or(0, |ctx| ctx.tracked())
     }
 
     fn waiting_for(&self) -> Vec<&'static str> {
@@ -240,6 +245,7 @@ impl Controller {
                 trigger: Arc::new(trigger),
                 index: Arc::new(RwLock::new(Index::new())),
                 liveness: Arc::new(Liveness::default()),
+                context: Arc::new(std::sync::OnceLock::new()),
             },
             ready_tx,
             leader_tx,
@@ -523,6 +529,7 @@ impl Controller {
                 },
             ),
         ));
+        let _ = handle.context.set(Arc::downgrade(&ctx));
         // A lost Lease drops the credentials held: a later term starts clean.
         tasks.push(tokio::spawn({
             let ctx = ctx.clone();
@@ -538,9 +545,10 @@ impl Controller {
 
         let (cps_refs, cps_affected) = tokio::sync::mpsc::unbounded_channel();
         let (ps_refs, ps_affected) = tokio::sync::mpsc::unbounded_channel();
-        let cps = KubeController::new(
+        let cps = purging(
             Api::<ClusterPullSecret>::all(client.clone()),
-            watcher::Config::default(),
+            false,
+            ctx.clone(),
         )
         .with_config(config.clone());
         let cps_store = cps.store();
@@ -548,9 +556,10 @@ impl Controller {
             .reconcile_all_on(triggers(trigger.subscribe()))
             .reconcile_on(received(cps_affected))
             .graceful_shutdown_on(stopped());
-        let ps = KubeController::new(
+        let ps = purging(
             scoped::<PullSecret>(&client, single.as_deref()),
-            watcher::Config::default(),
+            true,
+            ctx.clone(),
         )
         .with_config(config);
         let ps_store = ps.store();
@@ -675,6 +684,46 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// A kube-runtime controller over `api` (of a namespaced kind or not) that, on its watch's events, purges what `ctx` keeps
+/// for resources that are gone: on a delete (also one whose finalizer never ran: removed by
+/// hand, or the resource deleted while no replica led), and after a re-list, every resource of
+/// the kind the list no longer holds.
+fn purging<K>(api: Api<K>, namespaced: bool, ctx: Arc<Context>) -> KubeController<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = kube::runtime::reflector::store::<K>();
+    let reader = store.clone();
+    let events = kube::runtime::reflector(writer, watcher(api, watcher::Config::default())).map(
+        move |event| {
+            match &event {
+                Ok(Event::Delete(obj)) => ctx.forget_resource(&reconcile::owner_of(obj)),
+                Ok(Event::InitDone) => ctx.retain_resources(|owner| {
+                    let (namespace, name) = match owner {
+                        Owner::Cluster { name } => (None, name),
+                        Owner::Namespaced { namespace, name } => (Some(namespace), name),
+                    };
+                    let of_kind = namespace.is_some() == namespaced;
+                    let mut at = ObjectRef::<K>::new(name);
+                    if let Some(ns) = namespace {
+                        at = at.within(ns);
+                    }
+                    !of_kind || reader.get(&at).is_some()
+                }),
+                _ => {}
+            }
+            event
+        },
+    );
+    KubeController::for_stream(events.applied_objects(), store)
 }
 
 /// An API over every namespace, or over `namespace` alone in one-namespace mode.
@@ -1008,6 +1057,7 @@ mod tests {
             trigger: Arc::new(trigger),
             index: Arc::new(RwLock::new(Index::new())),
             liveness: Arc::new(Liveness::default()),
+            context: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
