@@ -23,7 +23,8 @@ use crate::{Invalid, Verdict};
     /metrics (Prometheus), /healthz (503 naming the loop that stopped making progress: the lease\n\
     loop, a watch, a reconcile running past max(--resync, 5m)) and /readyz (true once every watch\n\
     has listed) are served on --metrics-listen. SIGTERM or Ctrl-C stops it gracefully: running\n\
-    reconciles finish, then the lease is released.")]
+    reconciles finish (within 15 s; past that they are cancelled and the lease is left to expire),\n\
+    then the lease is released.")]
 pub(crate) struct ControllerArgs {
     /// Where /metrics, /healthz and /readyz are served.
     #[arg(

@@ -117,15 +117,20 @@ impl Drop for Registry {
     }
 }
 
-/// The image, built once for every test in this file.
+/// The image, built once for every test in this file. It holds no process: the registry it
+/// was pushed to is read (`skopeo inspect`) and stopped before the first test uses it, since
+/// a static is never dropped and a registry kept in one would outlive the test run.
 struct Built {
-    /// Where the image was pushed (`127.0.0.1:PORT/irsa:test`).
-    reference: String,
+    /// The image's config, as the registry serves it (`skopeo inspect --config`).
+    config: Value,
+    /// The image's manifest, as the registry serves it (`skopeo inspect --raw`).
+    manifest: Value,
     /// Its exported root filesystem.
     rootfs: PathBuf,
     /// The CA (and its server certificate for 127.0.0.1) that only the image's bundle trusts.
     tls: Tls,
-    _registry: Registry,
+    /// The process id the registry had.
+    registry_pid: u32,
 }
 
 fn image() -> &'static Built {
@@ -157,21 +162,24 @@ fn image() -> &'static Built {
             .arg(&rootfs));
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains(&format!("pushed {reference}")), "{stdout}");
-        Built {
-            reference,
+        let built = Built {
+            config: skopeo_inspect(&reference, &["--config"]),
+            manifest: skopeo_inspect(&reference, &["--raw"]),
             rootfs,
             tls,
-            _registry: registry,
-        }
+            registry_pid: registry.child.id(),
+        };
+        // Stopped (and waited for) here: nothing of this file runs past its tests.
+        drop(registry);
+        built
     })
 }
 
-fn skopeo_inspect(args: &[&str]) -> Value {
-    let built = image();
+fn skopeo_inspect(reference: &str, args: &[&str]) -> Value {
     let out = run(Command::new("skopeo")
         .args(["inspect", "--tls-verify=false"])
         .args(args)
-        .arg(format!("docker://{}", built.reference)));
+        .arg(format!("docker://{reference}")));
     serde_json::from_slice(&out.stdout).expect("skopeo prints JSON")
 }
 
@@ -200,8 +208,17 @@ fn in_image(args: &[&str], env: &[(&str, &str)]) -> common::Run {
 }
 
 #[test]
+fn the_registry_is_stopped_once_the_image_is_built() {
+    let pid = image().registry_pid;
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "docker-registry (pid {pid}) still runs: it would outlive the test run"
+    );
+}
+
+#[test]
 fn the_image_config_runs_irsa_as_non_root_with_oci_labels() {
-    let config = skopeo_inspect(&["--config"]);
+    let config = &image().config;
     let c = &config["config"];
     assert_eq!(c["User"], "65532:65532", "{config:#}");
     assert_eq!(c["Entrypoint"], serde_json::json!(["/usr/local/bin/irsa"]));
@@ -227,7 +244,7 @@ fn the_image_config_runs_irsa_as_non_root_with_oci_labels() {
 
 #[test]
 fn the_image_is_small_and_holds_only_the_binary_its_libraries_and_certificates() {
-    let manifest = skopeo_inspect(&["--raw"]);
+    let manifest = &image().manifest;
     let compressed: u64 = manifest["layers"]
         .as_array()
         .expect("layers")
@@ -246,9 +263,15 @@ fn the_image_is_small_and_holds_only_the_binary_its_libraries_and_certificates()
             if meta.is_dir() {
                 stack.push(entry.path());
             } else {
-                uncompressed += meta.len();
                 let path = entry.path();
-                files.push(path.strip_prefix(rootfs).unwrap().display().to_string());
+                let file = path.strip_prefix(rootfs).unwrap().display().to_string();
+                // The scratch directory another test of this run writes into the exported
+                // root filesystem (not part of the image).
+                if file.starts_with(&format!("tmp/login-{}/", std::process::id())) {
+                    continue;
+                }
+                uncompressed += meta.len();
+                files.push(file);
             }
         }
     }

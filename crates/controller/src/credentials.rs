@@ -336,42 +336,46 @@ impl CredentialStore {
         }
     }
 
-    /// The credential for (identity, targets), refreshed when `now` is past its refresh point
-    /// for `fraction`. Concurrent callers for one key share one upstream exchange: while it
-    /// runs, a caller whose credential is still valid gets that one at once, the others wait
-    /// for the exchange, which is bounded by [`EXCHANGE_TIMEOUT`].
+    /// The credential for (identity, targets), refreshed when `now()` (wall-clock Unix seconds)
+    /// is past its refresh point for `fraction`. Concurrent callers for one key share one
+    /// upstream exchange: while it runs, a caller whose credential is still valid gets that one
+    /// at once, the others wait for the exchange, which is bounded by [`EXCHANGE_TIMEOUT`].
+    /// The time is read again after each wait (for the exchange lock, for the upstream), so
+    /// that what is decided after it is decided on the time it is decided at.
     pub async fn get(
         &self,
         key: &str,
         identity: &Identity,
         targets: &[RegistryTarget],
         fraction: f64,
-        now: i64,
+        now: &(dyn Fn() -> i64 + Send + Sync),
     ) -> Obtained {
         let entry = self.slot(key);
-        if let Some(done) = decide(&entry.state(), fraction, now) {
-            return done;
-        }
         let _exchanging = match entry.exchange.try_lock() {
             Ok(guard) => guard,
             Err(_) => {
-                // Another caller is exchanging: serve what is still valid without waiting.
-                if let Some(c) = entry.state().current.clone().filter(|c| now < c.expires_at) {
+                // Another caller is exchanging: serve what is still valid without waiting, or
+                // wait for its answer (decided on below, after the wait: the minimum interval
+                // since the exchange that just ended is no reason to fail).
+                let asked = now();
+                if let Some(c) = entry
+                    .state()
+                    .current
+                    .clone()
+                    .filter(|c| asked < c.expires_at)
+                {
                     return Obtained::Current(c);
                 }
-                let guard = entry.exchange.lock().await;
-                if let Some(done) = decide(&entry.state(), fraction, now) {
-                    return done;
-                }
-                guard
+                entry.exchange.lock().await
             }
         };
+        let started = now();
         {
             let mut slot = entry.state();
-            if let Some(done) = decide(&slot, fraction, now) {
+            if let Some(done) = decide(&slot, fraction, started) {
                 return done;
             }
-            slot.last_exchange = Some((now, Instant::now()));
+            slot.last_exchange = Some((started, Instant::now()));
         }
         self.metrics.exchanged();
         // The slot's state is not locked meanwhile: readers never wait on the upstream.
@@ -388,12 +392,14 @@ impl CredentialStore {
                 EXCHANGE_TIMEOUT.as_secs()
             )),
         };
+        // Judged when it arrived; issued when it was asked for (its refresh point is never late).
+        let answered = now();
         let mut slot = entry.state();
         let answer = answer.and_then(|creds| {
             judge_answer(
-                Credential::from_registry_credentials(&creds, now),
+                Credential::from_registry_credentials(&creds, started),
                 slot.current.as_deref(),
-                now,
+                answered,
             )
         });
         match answer {
@@ -409,7 +415,7 @@ impl CredentialStore {
                 slot.failures = slot.failures.saturating_add(1);
                 let backoff = failure_backoff(slot.failures, fastrand::f64());
                 let retry_in = backoff.max(Duration::from_secs(1));
-                slot.retry_at = Some(now + i64::try_from(retry_in.as_secs()).unwrap_or(1));
+                slot.retry_at = Some(answered + i64::try_from(retry_in.as_secs()).unwrap_or(1));
                 slot.last_error = Some(error.clone());
                 // A failure is spaced by its backoff, not by the success interval.
                 slot.last_exchange = None;
@@ -606,7 +612,7 @@ pub(crate) mod tests {
 
     async fn get(s: &CredentialStore, now: i64) -> Obtained {
         let t = targets();
-        s.get(&key(&identity(), &t), &identity(), &t, 0.5, now)
+        s.get(&key(&identity(), &t), &identity(), &t, 0.5, &move || now)
             .await
     }
 
@@ -906,6 +912,72 @@ pub(crate) mod tests {
             ),
             "{done:?}"
         );
+    }
+
+    /// An STS double that takes 20 s to answer.
+    struct SlowSts;
+    impl CredentialExchange for SlowSts {
+        fn credentials<'a>(
+            &'a self,
+            identity: &'a Identity,
+        ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                Sts.credentials(identity).await
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_is_decided_after_a_wait_is_decided_on_the_time_after_it() {
+        // The wall clock follows the (paused) monotonic one from NOW.
+        let base = Instant::now();
+        let clock = move || NOW + i64::try_from(base.elapsed().as_secs()).unwrap();
+        // The registry's answer expires 10 s after NOW; the exchange takes 20 s.
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 10, Ordering::SeqCst);
+        let providers = Providers {
+            ecr: ecr.clone(),
+            ecr_public: ecr.clone(),
+            chainguard: ecr.clone(),
+        };
+        let options = PipelineOptions {
+            clock: Arc::new(irsa_aws::ManualClock::new(
+                UNIX_EPOCH + Duration::from_secs(NOW as u64),
+            )),
+            ..PipelineOptions::default()
+        };
+        let pipeline = Pipeline::with_components(&options, Arc::new(SlowSts), providers).unwrap();
+        let s = Arc::new(CredentialStore::new(pipeline, Arc::new(Metrics::default())));
+        let t = targets();
+        let k = key(&identity(), &t);
+        let first = tokio::spawn({
+            let (s, t, k) = (s.clone(), t.clone(), k.clone());
+            async move {
+                let got = s.get(&k, &identity(), &t, 0.5, &clock).await;
+                (got, clock())
+            }
+        });
+        // A second caller arrives a second later and waits for the exchange's lock.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let second = s.get(&k, &identity(), &t, 0.5, &clock).await;
+        let second_at = clock();
+        let (first, first_at) = first.await.unwrap();
+        for (who, got, at) in [
+            ("exchanging", first, first_at),
+            ("waiting", second, second_at),
+        ] {
+            let c = match got {
+                Obtained::Refreshed(c) | Obtained::Current(c) => c,
+                other => panic!("{who}: {other:?}"),
+            };
+            assert!(
+                c.expires_at > at,
+                "{who} caller got a credential expired {} s before it was served",
+                at - c.expires_at
+            );
+        }
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 1, "one exchange");
     }
 
     /// A requester whose requests never answer.

@@ -340,15 +340,6 @@ impl Index {
         self.secrets.get(&(namespace.to_owned(), name.to_owned()))
     }
 
-    /// Counts: namespaces, irsa's Secrets, ServiceAccounts.
-    pub fn sizes(&self) -> (usize, usize, usize) {
-        (
-            self.namespaces.len(),
-            self.secrets.len(),
-            self.service_accounts.len(),
-        )
-    }
-
     /// A namespace's state, if known.
     pub fn namespace(&self, name: &str) -> Option<&NamespaceState> {
         self.namespaces.get(name).map(|(n, _)| n)
@@ -477,13 +468,13 @@ mod tests {
         labelled.resource_version = Some("6".into());
         assert!(index.apply_namespace(&labelled));
         assert!(index.delete_namespace(&ns("a", "7")));
-        assert_eq!(index.sizes().0, 0);
+        assert_eq!(index.namespaces.len(), 0);
         index.reset_namespaces(
             [ns("b", "1"), ns("c", "2")]
                 .iter()
                 .filter_map(Index::listed_namespace),
         );
-        assert_eq!(index.sizes().0, 2);
+        assert_eq!(index.namespaces.len(), 2);
     }
 
     #[test]

@@ -66,18 +66,23 @@ impl LeaseConfig {
 pub enum Term {
     /// Leader election is off: always leading.
     Unbounded,
-    /// Leading until this instant (monotonic clock), unless renewed before.
-    Until(Instant),
+    /// Leading until this instant (monotonic clock), unless renewed before, in the term with
+    /// this number: renewals keep the number, leadership won after it ended takes a new one.
+    Until(Instant, u64),
     /// Not leading.
     Ended,
 }
+
+/// The leadership deadline and the number of its term, shared by the elector and its readers
+/// (`None`: not leading).
+type Claim = Arc<Mutex<Option<(Instant, u64)>>>;
 
 /// Whether this process leads, as seen by readers: a deadline on the monotonic clock.
 #[derive(Debug, Clone)]
 pub struct Leadership {
     rx: watch::Receiver<bool>,
     /// `None`: always leading (leader election off).
-    until: Option<Arc<Mutex<Option<Instant>>>>,
+    until: Option<Claim>,
 }
 
 impl Leadership {
@@ -102,7 +107,7 @@ impl Leadership {
         match &self.until {
             None => Term::Unbounded,
             Some(until) => match *until.lock().unwrap_or_else(PoisonError::into_inner) {
-                Some(t) if Instant::now() < t => Term::Until(t),
+                Some((t, term)) if Instant::now() < t => Term::Until(t, term),
                 _ => Term::Ended,
             },
         }
@@ -201,7 +206,9 @@ fn seconds(d: Duration) -> i32 {
 }
 
 /// Runs the election until `shutdown` resolves, publishing leadership on the returned
-/// [`Leadership`]; then stops leading and releases the Lease. `clock` is the wall clock
+/// [`Leadership`]; then stops leading and, when `shutdown` resolved to `true`, releases the
+/// Lease (`false`: writes of this replica may still be in flight, so the Lease is left to
+/// expire, after which none can be). `clock` is the wall clock
 /// written into `acquireTime`/`renewTime` (never used to decide); `heartbeat` beats once per
 /// round.
 pub fn spawn(
@@ -209,7 +216,7 @@ pub fn spawn(
     config: LeaseConfig,
     clock: Arc<dyn Clock>,
     heartbeat: Option<crate::health::Heartbeat>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: impl std::future::Future<Output = bool> + Send + 'static,
 ) -> (Leadership, tokio::task::JoinHandle<()>) {
     let (tx, rx) = watch::channel(false);
     let until = Arc::new(Mutex::new(None));
@@ -219,6 +226,7 @@ pub fn spawn(
         config,
         clock,
         until: until.clone(),
+        terms: 0,
         tx,
         observed: None,
         heartbeat,
@@ -237,7 +245,10 @@ struct Elector {
     api: Api<Lease>,
     config: LeaseConfig,
     clock: Arc<dyn Clock>,
-    until: Arc<Mutex<Option<Instant>>>,
+    /// The leadership deadline and the term's number.
+    until: Claim,
+    /// Terms begun so far.
+    terms: u64,
     tx: watch::Sender<bool>,
     observed: Option<Observed>,
     heartbeat: Option<crate::health::Heartbeat>,
@@ -245,11 +256,23 @@ struct Elector {
 
 impl Elector {
     fn leading_until(&self) -> Option<Instant> {
-        *self.until.lock().unwrap_or_else(PoisonError::into_inner)
+        self.until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map(|(t, _)| t)
     }
 
-    fn lead_until(&self, deadline: Instant) {
-        *self.until.lock().unwrap_or_else(PoisonError::into_inner) = Some(deadline);
+    fn lead_until(&mut self, deadline: Instant) {
+        let mut until = self.until.lock().unwrap_or_else(PoisonError::into_inner);
+        let term = match *until {
+            Some((_, term)) => term,
+            None => {
+                self.terms += 1;
+                self.terms
+            }
+        };
+        *until = Some((deadline, term));
+        drop(until);
         if !*self.tx.borrow() {
             tracing::info!("became leader");
             let _ = self.tx.send(true);
@@ -289,9 +312,9 @@ impl Elector {
         }
     }
 
-    async fn run(mut self, shutdown: impl std::future::Future<Output = ()> + Send) {
+    async fn run(mut self, shutdown: impl std::future::Future<Output = bool> + Send) {
         tokio::pin!(shutdown);
-        loop {
+        let release = loop {
             self.expire();
             let started = Instant::now();
             let bound = match self.leading_until() {
@@ -300,7 +323,7 @@ impl Elector {
             };
             let outcome = tokio::select! {
                 biased;
-                () = &mut shutdown => break,
+                release = &mut shutdown => break release,
                 outcome = timeout_at(bound, self.round()) => outcome,
             };
             match outcome {
@@ -320,11 +343,19 @@ impl Elector {
             let next = started + self.config.retry_period;
             let wake = self.leading_until().map_or(next, |t| t.min(next));
             tokio::select! {
-                () = &mut shutdown => break,
+                release = &mut shutdown => break release,
                 () = sleep_until(wake) => {}
             }
+        };
+        if !self.stop_leading("shutting down") {
+            return;
         }
-        if self.stop_leading("shutting down") {
+        if !release {
+            tracing::warn!(
+                expires_in = ?self.config.lease_duration,
+                "not releasing the lease: a write may still be in flight, so it is left to expire"
+            );
+        } else {
             match timeout(self.config.renew_deadline, self.release()).await {
                 Ok(Ok(())) => tracing::info!("released the lease"),
                 Ok(Err(error)) => tracing::warn!(%error, "failed to release the lease"),
@@ -563,6 +594,7 @@ mod elector_tests {
             None,
             async move {
                 let _ = stopped.await;
+                true
             },
         );
         Replica {

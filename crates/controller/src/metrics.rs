@@ -148,6 +148,18 @@ impl Metrics {
         }
     }
 
+    /// The resources with series of their own.
+    pub fn owners(&self) -> Vec<Owner> {
+        let mut owners: Vec<Owner> = Vec::new();
+        if let Ok(m) = self.expiry.lock() {
+            owners.extend(m.keys().cloned());
+        }
+        if let Ok(m) = self.per_resource.lock() {
+            owners.extend(m.keys().cloned());
+        }
+        owners
+    }
+
     /// Forgets a deleted resource.
     pub fn forget(&self, owner: &Owner) {
         if let Ok(mut m) = self.expiry.lock() {

@@ -856,23 +856,17 @@ impl Plan {
     }
 }
 
-/// A Secret whose credential expires within this many seconds (or has expired) is written
-/// with the missing ones, ahead of routine refreshes.
-pub const URGENT_EXPIRY_SECS: i64 = 600;
-
-/// Bounds one reconciliation's secret writes to `max`, urgent ones first: a namespace without
-/// the secret, or whose secret has expired or expires within [`URGENT_EXPIRY_SECS`] of `now`
-/// (a namespace that could not be written for a while), before a refresh of secrets that are
-/// still good,
-/// in namespace order within each class. Returns how many writes were left for the next round.
-/// kube-runtime never reconciles one resource twice at once, so without the bound a new
-/// namespace would wait behind a whole fan-out of refreshes.
-pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize, now: i64) -> usize {
-    let soon = now.saturating_add(URGENT_EXPIRY_SECS);
+/// Bounds one reconciliation's secret writes to `max`, most urgent first: namespaces without
+/// the secret (creates, in namespace order), then the updates by the expiry their secrets
+/// claim, soonest (or expired, or unknown) first, in namespace order among equals. Returns how
+/// many writes were left for the next round. kube-runtime never reconciles one resource twice
+/// at once, so without the bound a new namespace would wait behind a whole fan-out of
+/// refreshes, and without the order a secret about to expire would wait behind refreshes of
+/// secrets good for hours.
+pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
     writes.sort_by_key(|w| match w.kind {
-        WriteKind::Create => 0,
-        WriteKind::Update if w.expires_at.is_some_and(|e| e <= soon) => 0,
-        WriteKind::Update => 1,
+        WriteKind::Create => (0, i64::MIN),
+        WriteKind::Update => (1, w.expires_at.unwrap_or(i64::MIN)),
     });
     let left = writes.len().saturating_sub(max);
     writes.truncate(max);

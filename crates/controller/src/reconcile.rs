@@ -375,6 +375,49 @@ impl Context {
         }
     }
 
+    /// Forgets what is kept for a deleted resource: what was reported, its credential slot
+    /// (unless another resource uses it) and its metric series.
+    pub fn forget_resource(&self, owner: &Owner) {
+        self.metrics.forget(owner);
+        self.use_store_key(owner, None);
+        self.reported
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(owner);
+    }
+
+    /// Forgets every resource for which `live` is false (see [`Self::forget_resource`]): after
+    /// a watch's re-list, what was deleted meanwhile without a delete event.
+    pub fn retain_resources(&self, live: impl Fn(&Owner) -> bool) {
+        for owner in self.owners().iter().filter(|o| !live(o)) {
+            self.forget_resource(owner);
+        }
+    }
+
+    /// How many resources have state kept here (reported, a credential slot, metric series).
+    pub fn tracked(&self) -> usize {
+        self.owners().len()
+    }
+
+    fn owners(&self) -> BTreeSet<Owner> {
+        let mut owners: BTreeSet<Owner> = self.metrics.owners().into_iter().collect();
+        owners.extend(
+            self.reported
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned(),
+        );
+        owners.extend(
+            self.store_keys
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned(),
+        );
+        owners
+    }
+
     /// The credential key: loaded from (or, first, created as) the key Secret in the
     /// controller's namespace. `None` (logged, retried after [`KEY_RETRY`]) when it cannot be
     /// had: then nothing is adopted, and secrets are written unsealed.
@@ -565,7 +608,11 @@ where
                 .map_err(Error::from),
             Err(e) => Err(e),
         },
-        Phase::Done => Ok(Action::await_change()),
+        Phase::Done => {
+            // Deleted with the finalizer gone (removed by hand): nothing of it is kept.
+            ctx.forget_resource(&subject.owner);
+            Ok(Action::await_change())
+        }
     };
     ctx.metrics.reconciled(&subject.owner, result.is_ok());
     result
@@ -586,7 +633,8 @@ pub fn error_policy<K: Resource>(obj: &K, error: &Error, ctx: &Context) -> Actio
     Action::requeue(wait)
 }
 
-fn owner_of<K: Resource>(obj: &K) -> Owner {
+/// The resource `obj` as an [`Owner`].
+pub(crate) fn owner_of<K: Resource>(obj: &K) -> Owner {
     let name = obj.meta().name.clone().unwrap_or_default();
     match &obj.meta().namespace {
         Some(namespace) => Owner::Namespaced {
@@ -824,7 +872,13 @@ where
                 ctx.credentials.adopt(key, c).await;
             }
             ctx.credentials
-                .get(key, identity, &resolved.targets, subject.spec.refresh, now)
+                .get(
+                    key,
+                    identity,
+                    &resolved.targets,
+                    subject.spec.refresh,
+                    &|| ctx.now(),
+                )
                 .await
         }
         Err(error) => Obtained::Failed {
@@ -835,6 +889,8 @@ where
             attempted: false,
         },
     };
+    // The store may have waited for an exchange: what follows is decided on the time after it.
+    let now = ctx.now();
     let fresh = match &obtained {
         Obtained::Refreshed(c) | Obtained::Current(c) => {
             let due = c.refresh_at(subject.spec.refresh) - now;
@@ -938,7 +994,7 @@ async fn converge(
     let held_back = ctx.reported(&subject.owner, |r| r.backoff.held_back(started));
     hold_back(&mut plan, &held_back);
     // One bounded round of writes, urgent ones first; the rest in the next round, at once.
-    let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk(), ctx.now());
+    let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk());
     let attempted = attempted(&plan);
     let key = match (&plan.writes.is_empty(), store_key) {
         (false, Some(_)) => ctx.credential_key().await,
@@ -1331,12 +1387,7 @@ async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> 
         });
     }
     tracing::info!(resource = %subject.owner, deleted = plan.deletions.len(), policy = ?subject.spec.deletion_policy, "cleaned up");
-    ctx.metrics.forget(&subject.owner);
-    ctx.use_store_key(&subject.owner, None);
-    ctx.reported
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(&subject.owner);
+    ctx.forget_resource(&subject.owner);
     Ok(Action::await_change())
 }
 

@@ -61,6 +61,10 @@ pub struct ControllerOptions {
     /// One-namespace mode: watch and write only in this namespace (PullSecrets there, no
     /// namespace watch, no ClusterPullSecrets), for a controller bound by a Role.
     pub watch_namespace: Option<String>,
+    /// On shutdown, how long running reconciles may take to finish. A drain cut at this bound
+    /// (an API server that hangs on reads) leaves the Lease to expire instead of releasing it,
+    /// so that no write of this replica can overlap with a successor's.
+    pub drain_timeout: Duration,
 }
 
 impl std::fmt::Debug for ControllerOptions {
@@ -75,6 +79,7 @@ impl std::fmt::Debug for ControllerOptions {
             .field("instance", &self.instance)
             .field("key_namespace", &self.key_namespace)
             .field("watch_namespace", &self.watch_namespace)
+            .field("drain_timeout", &self.drain_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -93,9 +98,18 @@ impl Default for ControllerOptions {
             instance: "irsa".to_owned(),
             clock: Arc::new(irsa_aws::SystemClock),
             key_namespace: irsa_k8s::install::DEFAULT_NAMESPACE.to_owned(),
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
+
+/// The default [`ControllerOptions::drain_timeout`]: with the Lease's renew deadline (10 s) and
+/// the admin server's [`ADMIN_DRAIN`], within Kubernetes' default 30 s termination grace period.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// On shutdown, how long the admin server waits for open connections (a scraper's keep-alive
+/// connection would hold a graceful shutdown forever).
+const ADMIN_DRAIN: Duration = Duration::from_secs(2);
 
 /// Why the controller stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -130,6 +144,7 @@ pub struct Handle {
     trigger: Arc<watch::Sender<u64>>,
     index: Arc<RwLock<Index>>,
     liveness: Arc<Liveness>,
+    context: Arc<std::sync::OnceLock<std::sync::Weak<Context>>>,
 }
 
 impl Handle {
@@ -169,9 +184,13 @@ impl Handle {
         self.liveness.stuck()
     }
 
-    /// Indexed namespaces, Secrets and ServiceAccounts.
-    pub fn index_sizes(&self) -> (usize, usize, usize) {
-        self.index.read().unwrap_or_else(|p| p.into_inner()).sizes()
+    /// How many resources the reconcilers keep state for (what they reported, credential
+    /// slots, metric series): those that exist, once deleted ones were purged.
+    pub fn tracked_resources(&self) -> usize {
+        self.context
+            .get()
+            .and_then(std::sync::Weak::upgrade)
+            .map_or(0, |ctx| ctx.tracked())
     }
 
     fn waiting_for(&self) -> Vec<&'static str> {
@@ -226,6 +245,7 @@ impl Controller {
                 trigger: Arc::new(trigger),
                 index: Arc::new(RwLock::new(Index::new())),
                 liveness: Arc::new(Liveness::default()),
+                context: Arc::new(std::sync::OnceLock::new()),
             },
             ready_tx,
             leader_tx,
@@ -414,7 +434,8 @@ impl Controller {
         )));
 
         // Leadership. The Lease is released only once the reconcilers drained (`release`).
-        let (release, released) = watch::channel(false);
+        // `Some(true)`: release the Lease; `Some(false)`: stop without releasing (let it expire).
+        let (release, released) = watch::channel(None::<bool>);
         let mut lease_task = None;
         let leadership = match options.lease.clone() {
             Some(config) => {
@@ -428,7 +449,11 @@ impl Controller {
                     options.clock.clone(),
                     Some(heartbeat),
                     async move {
-                        let _ = released.wait_for(|r| *r).await;
+                        match released.wait_for(Option::is_some).await {
+                            Ok(r) => r.unwrap_or(true),
+                            // The runtime is gone without a word: nothing of it still writes.
+                            Err(_) => true,
+                        }
                     },
                 );
                 lease_task = Some(task);
@@ -436,9 +461,10 @@ impl Controller {
             }
             None => Leadership::always(),
         };
-        // Stops leading and releases the Lease, after everything that writes has finished.
-        let release_lease = || async move {
-            let _ = release.send(true);
+        // Stops leading and releases the Lease, after everything that writes has finished
+        // (`drained`; otherwise the Lease is left to expire).
+        let release_lease = |drained: bool| async move {
+            let _ = release.send(Some(drained));
             if let Some(task) = lease_task {
                 let _ = task.await;
             }
@@ -475,7 +501,7 @@ impl Controller {
                 () = &mut listed => {}
                 () = stopped() => {
                     for t in tasks { let _ = t.await; }
-                    release_lease().await;
+                    release_lease(true).await;
                     return Ok(());
                 }
             }
@@ -506,6 +532,7 @@ impl Controller {
                 },
             ),
         ));
+        let _ = handle.context.set(Arc::downgrade(&ctx));
         // A lost Lease drops the credentials held: a later term starts clean.
         tasks.push(tokio::spawn({
             let ctx = ctx.clone();
@@ -521,9 +548,10 @@ impl Controller {
 
         let (cps_refs, cps_affected) = tokio::sync::mpsc::unbounded_channel();
         let (ps_refs, ps_affected) = tokio::sync::mpsc::unbounded_channel();
-        let cps = KubeController::new(
+        let cps = purging(
             Api::<ClusterPullSecret>::all(client.clone()),
-            watcher::Config::default(),
+            false,
+            ctx.clone(),
         )
         .with_config(config.clone());
         let cps_store = cps.store();
@@ -531,9 +559,10 @@ impl Controller {
             .reconcile_all_on(triggers(trigger.subscribe()))
             .reconcile_on(received(cps_affected))
             .graceful_shutdown_on(stopped());
-        let ps = KubeController::new(
+        let ps = purging(
             scoped::<PullSecret>(&client, single.as_deref()),
-            watcher::Config::default(),
+            true,
+            ctx.clone(),
         )
         .with_config(config);
         let ps_store = ps.store();
@@ -551,6 +580,10 @@ impl Controller {
         )));
         // kube-runtime's `wait_until_ready` wakes only its latest waiter (the controller's own
         // runner), so readiness is polled: each poll of a fresh future sees the memoised state.
+        let (cps_ready, ps_ready) = (
+            StoreReady::Cluster(cps_store.clone()),
+            StoreReady::Namespaced(ps_store.clone()),
+        );
         let mut readiness = vec![(StoreReady::Namespaced(ps_store), PULL_SECRETS)];
         if single.is_some() {
             mark(CLUSTER_PULL_SECRETS);
@@ -623,20 +656,28 @@ impl Controller {
             .for_each(|r| async move { log_controller_error("pullsecrets", r) });
         tracing::info!("controller started");
         // On shutdown both controllers stop taking work and finish their running reconciles
-        // (graceful_shutdown_on); only then is the Lease released, so that no write of this
-        // replica can overlap with a successor's.
-        if single.is_some() {
+        // (graceful_shutdown_on), within the drain timeout; only then is the Lease released,
+        // so that no write of this replica can overlap with a successor's.
+        let bound = options.drain_timeout;
+        let drained = if single.is_some() {
             // The ClusterPullSecret controller is never polled: its watch never starts.
             drop(cps_run);
-            ps_run.await;
+            drain("pullsecrets", ps_run, &ps_ready, stopped(), bound).await
         } else {
-            futures_util::future::join(cps_run, ps_run).await;
+            let (c, p) = futures_util::future::join(
+                drain("clusterpullsecrets", cps_run, &cps_ready, stopped(), bound),
+                drain("pullsecrets", ps_run, &ps_ready, stopped(), bound),
+            )
+            .await;
+            c && p
+        };
+        if drained {
+            tracing::info!("controller stopping: reconcilers drained");
         }
-        tracing::info!("controller stopping: reconcilers drained");
         for t in tasks {
             let _ = t.await;
         }
-        release_lease().await;
+        release_lease(drained).await;
         let _ = ready_tx.send(false);
         handle.metrics.set_ready(false);
         if let Some(t) = admin_task
@@ -646,6 +687,46 @@ impl Controller {
         }
         Ok(())
     }
+}
+
+/// A kube-runtime controller over `api` (of a namespaced kind or not) that, on its watch's events, purges what `ctx` keeps
+/// for resources that are gone: on a delete (also one whose finalizer never ran: removed by
+/// hand, or the resource deleted while no replica led), and after a re-list, every resource of
+/// the kind the list no longer holds.
+fn purging<K>(api: Api<K>, namespaced: bool, ctx: Arc<Context>) -> KubeController<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = kube::runtime::reflector::store::<K>();
+    let reader = store.clone();
+    let events = kube::runtime::reflector(writer, watcher(api, watcher::Config::default())).map(
+        move |event| {
+            match &event {
+                Ok(Event::Delete(obj)) => ctx.forget_resource(&reconcile::owner_of(obj)),
+                Ok(Event::InitDone) => ctx.retain_resources(|owner| {
+                    let (namespace, name) = match owner {
+                        Owner::Cluster { name } => (None, name),
+                        Owner::Namespaced { namespace, name } => (Some(namespace), name),
+                    };
+                    let of_kind = namespace.is_some() == namespaced;
+                    let mut at = ObjectRef::<K>::new(name);
+                    if let Some(ns) = namespace {
+                        at = at.within(ns);
+                    }
+                    !of_kind || reader.get(&at).is_some()
+                }),
+                _ => {}
+            }
+            event
+        },
+    );
+    KubeController::for_stream(events.applied_objects(), store)
 }
 
 /// An API over every namespace, or over `namespace` alone in one-namespace mode.
@@ -704,6 +785,46 @@ impl StoreReady {
         match self {
             StoreReady::Cluster(s) => s.wait_until_ready().now_or_never().is_some(),
             StoreReady::Namespaced(s) => s.wait_until_ready().now_or_never().is_some(),
+        }
+    }
+}
+
+/// Runs a kube-runtime controller's stream `run` until it ends; once `stop` resolved, for at
+/// most `bound` more. `true` when it ended, `false` when it was abandoned at the bound (its
+/// running reconciles are cancelled when it is dropped).
+///
+/// A controller whose store never became ready (its watch failing: the CRDs missing, RBAC)
+/// never started a reconcile and is dropped at once: kube-runtime's graceful shutdown would
+/// wait for that store forever.
+async fn drain(
+    what: &'static str,
+    run: impl Future<Output = ()>,
+    store: &StoreReady,
+    stop: impl Future<Output = ()>,
+    bound: Duration,
+) -> bool {
+    tokio::pin!(run);
+    tokio::select! {
+        () = &mut run => return true,
+        () = stop => {}
+    }
+    if !store.ready() {
+        tracing::info!(
+            controller = what,
+            "stopping: the watch never delivered its first list, so nothing is running"
+        );
+        return true;
+    }
+    match tokio::time::timeout(bound, run).await {
+        Ok(()) => true,
+        Err(_) => {
+            tracing::warn!(
+                controller = what,
+                ?bound,
+                "stopping: reconciles still running after the drain timeout are cancelled; \
+                 the lease is left to expire rather than released"
+            );
+            false
         }
     }
 }
@@ -896,9 +1017,24 @@ async fn serve_admin(
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
+    // Open connections get `ADMIN_DRAIN` after `stop`: a scraper's keep-alive connection
+    // must not hold the shutdown.
+    let (stopping_tx, stopping) = tokio::sync::oneshot::channel::<()>();
+    let server = std::future::IntoFuture::into_future(
+        axum::serve(listener, app).with_graceful_shutdown(async move {
+            stop.await;
+            let _ = stopping_tx.send(());
+        }),
+    );
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => return result,
+        _ = stopping => {}
+    }
+    match tokio::time::timeout(ADMIN_DRAIN, server).await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
+    }
 }
 
 /// `/healthz`: 200 while every loop makes progress, 503 naming what is stuck otherwise.
@@ -930,6 +1066,7 @@ mod tests {
             trigger: Arc::new(trigger),
             index: Arc::new(RwLock::new(Index::new())),
             liveness: Arc::new(Liveness::default()),
+            context: Arc::new(std::sync::OnceLock::new()),
         }
     }
 
@@ -994,5 +1131,111 @@ mod tests {
         assert!(!body.contains("namespaces"), "only what is stuck: {body}");
         let _ = stop.send(());
         server.await.expect("join").expect("served");
+    }
+
+    /// A client whose every request is refused with 403 (the CRDs' watch never lists).
+    fn refusing_client() -> kube::Client {
+        let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
+            let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": "forbidden", "reason": "Forbidden", "code": 403});
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(403)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(body.to_string().into_bytes()))
+                    .unwrap(),
+            )
+        });
+        kube::Client::new(svc, "default")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_controller_whose_watch_never_listed_stops_at_once() {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let controller = |stop| {
+            let c = KubeController::new(
+                Api::<PullSecret>::all(refusing_client()),
+                watcher::Config::default(),
+            );
+            let store = StoreReady::Namespaced(c.store());
+            let run = c
+                .graceful_shutdown_on(stop)
+                .run(
+                    |_, _: Arc<()>| async {
+                        Ok::<_, kube::Error>(controller::Action::await_change())
+                    },
+                    |_, _, _| controller::Action::await_change(),
+                    Arc::new(()),
+                )
+                .for_each(|_| async {});
+            (store, run)
+        };
+        let _ = stop_tx.send(true);
+        // The cause: kube-runtime's graceful shutdown waits for a store that never fills.
+        let (_, run) = controller(stopped());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), run)
+                .await
+                .is_err(),
+            "kube-runtime stopped by itself: the drain's shortcut is not needed"
+        );
+        // The fix: nothing ran, so nothing is waited for.
+        let (store, run) = controller(stopped());
+        let started = tokio::time::Instant::now();
+        let drained = drain(
+            "pullsecrets",
+            run,
+            &store,
+            stopped(),
+            Duration::from_secs(15),
+        )
+        .await;
+        assert!(drained, "nothing was cut");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_that_hangs_is_cut_at_the_drain_timeout() {
+        let store = {
+            let (reader, mut writer) = kube::runtime::reflector::store::<PullSecret>();
+            writer.apply_watcher_event(&Event::Init);
+            writer.apply_watcher_event(&Event::InitDone);
+            StoreReady::Namespaced(reader)
+        };
+        let bound = Duration::from_secs(15);
+        let started = tokio::time::Instant::now();
+        let drained = drain(
+            "pullsecrets",
+            std::future::pending::<()>(),
+            &store,
+            std::future::ready(()),
+            bound,
+        )
+        .await;
+        assert!(
+            !drained,
+            "reported as cut, so that the Lease is not released"
+        );
+        assert_eq!(started.elapsed(), bound);
+        // A run that ends in time is drained.
+        let drained = drain(
+            "pullsecrets",
+            tokio::time::sleep(Duration::from_secs(1)),
+            &store,
+            std::future::ready(()),
+            bound,
+        )
+        .await;
+        assert!(drained);
     }
 }

@@ -214,35 +214,49 @@ impl Writer {
         // must also be over by the leadership deadline: it is not sent when too little of the
         // term is left, and one in flight is abandoned at the deadline (the API server may
         // still apply it, but never after another replica may have taken over: its lease
-        // duration is longer than our renew deadline).
-        let deadline = match (self.claim)() {
+        // duration is longer than our renew deadline) — unless the term was renewed
+        // meanwhile: then it goes on to the new deadline (never past the request timeout),
+        // rather than be reported as failed although it may well succeed.
+        let (deadline, term) = match (self.claim)() {
             Term::Ended => return Err(WriteError::NotLeader),
-            Term::Unbounded => None,
-            Term::Until(t) => Some(t),
+            Term::Unbounded => (None, None),
+            Term::Until(t, term) => (Some(t), Some(term)),
         };
-        let budget = match deadline {
-            None => self.timeout,
-            Some(t) => {
-                let left = t.saturating_duration_since(tokio::time::Instant::now());
-                if left < MIN_WRITE_WINDOW {
-                    return Err(WriteError::NotLeader);
-                }
-                left.min(self.timeout)
-            }
-        };
+        let now = tokio::time::Instant::now();
+        if let Some(t) = deadline
+            && t.saturating_duration_since(now) < MIN_WRITE_WINDOW
+        {
+            return Err(WriteError::NotLeader);
+        }
+        let overall = now + self.timeout;
+        let mut cut = deadline.map_or(overall, |t| t.min(overall));
         self.metrics.wrote(kind);
-        match tokio::time::timeout(budget, request()).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(WriteError::Api {
-                action: action(),
-                source,
-            }),
-            // Cut at the deadline and no longer leading: the lease is someone else's to use.
-            Err(_) if budget < self.timeout && !self.leads() => Err(WriteError::NotLeader),
-            Err(_) => Err(WriteError::TimedOut {
-                action: action(),
-                timeout: budget,
-            }),
+        let request = request();
+        tokio::pin!(request);
+        loop {
+            match tokio::time::timeout_at(cut, &mut request).await {
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(source)) => {
+                    return Err(WriteError::Api {
+                        action: action(),
+                        source,
+                    });
+                }
+                Err(_) if cut >= overall => {
+                    return Err(WriteError::TimedOut {
+                        action: action(),
+                        timeout: self.timeout,
+                    });
+                }
+                // Cut at the leadership deadline: renewed in the same term, it goes on; else
+                // the lease is someone else's to use.
+                Err(_) => match (self.claim)() {
+                    Term::Until(t, now_term) if Some(now_term) == term && t > cut => {
+                        cut = t.min(overall);
+                    }
+                    _ => return Err(WriteError::NotLeader),
+                },
+            }
         }
     }
 
@@ -756,7 +770,7 @@ mod tests {
             recorder,
             move || {
                 if tokio::time::Instant::now() < until {
-                    Term::Until(until)
+                    Term::Until(until, 1)
                 } else {
                     Term::Ended
                 }
@@ -1371,6 +1385,69 @@ mod tests {
             "the write was given up {:?} after the deadline",
             ended - deadline
         );
+    }
+
+    /// A writer over a mock API server whose claim is `claim` (deadline, term number; `None`:
+    /// not leading), changeable while a write is in flight.
+    fn writer_with(
+        claim: Arc<std::sync::Mutex<Option<(tokio::time::Instant, u64)>>>,
+    ) -> (Writer, Api) {
+        let (service, api) = mock::pair::<Request<Body>, Response<Body>>();
+        let client = kube::Client::new(service, "default");
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "irsa".into(),
+                instance: None,
+            },
+        );
+        let writer = Writer::with_claim(
+            client,
+            RateLimiter::new(0.0, 1),
+            Arc::new(Metrics::default()),
+            recorder,
+            move || match *claim.lock().unwrap() {
+                Some((t, term)) if tokio::time::Instant::now() < t => Term::Until(t, term),
+                _ => Term::Ended,
+            },
+        );
+        (writer, api)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_in_flight_goes_on_when_the_term_is_renewed() {
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "regcred", "namespace": "a"}
+        }))
+        .unwrap();
+        let answered = stored(&serde_json::to_value(&secret).unwrap(), "u", "1");
+        for (renewed_term, expect_ok) in [(1, true), (2, false)] {
+            let start = tokio::time::Instant::now();
+            let claim = Arc::new(std::sync::Mutex::new(Some((
+                start + Duration::from_secs(5),
+                1,
+            ))));
+            let (writer, mut api) = writer_with(claim.clone());
+            // The server answers after 8 s; at 3 s the lease is renewed to 15 s (in the same
+            // term, or, the second time, in a new one after a loss nobody saw here).
+            let server = async {
+                let (_req, send) = api.next_request().await.expect("a request");
+                tokio::time::sleep(Duration::from_secs(8)).await;
+                send.send_response(respond(201, &answered));
+            };
+            let renew = async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                *claim.lock().unwrap() = Some((start + Duration::from_secs(15), renewed_term));
+            };
+            let (result, (), ()) = tokio::join!(writer.create_secret(&secret), server, renew);
+            if expect_ok {
+                assert!(result.is_ok(), "renewed in the same term: {result:?}");
+                assert_eq!(start.elapsed(), Duration::from_secs(8));
+            } else {
+                assert!(matches!(result, Err(WriteError::NotLeader)), "{result:?}");
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]

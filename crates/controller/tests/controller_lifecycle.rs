@@ -411,3 +411,94 @@ async fn a_deleted_resources_credential_is_forgotten() {
         "a credential slot outlived its resource"
     );
 }
+
+/// Resources deleted without their finalizer running (it failed, and a person removed it by
+/// hand) leave nothing behind in the controller: no reported state, no credential slot, no
+/// metric series, however many come and go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_deleted_without_the_finalizer_leave_no_state_behind() {
+    const N: usize = 5;
+    let env = Env::start().await;
+    env.lab
+        .namespace("churn-a", &[("churn", "yes")])
+        .await
+        .unwrap();
+    let controller = env.controller().await;
+    let names = names("churn", N);
+    for name in &names {
+        let mut spec = cps_spec(&env, json!({"selector": {"matchLabels": {"churn": "yes"}}}));
+        spec["secretName"] = json!(name);
+        env.apply_cps(name, spec).await;
+    }
+    for name in &names {
+        env.wait_ready(name, "1/1").await;
+    }
+    let series = |name: &str| format!("name=\"{name}\"");
+    let rendered = controller.handle.metrics().render(0);
+    for name in &names {
+        assert!(
+            rendered.contains(&series(name)),
+            "{name}'s series:\n{rendered}"
+        );
+    }
+    assert_eq!(controller.handle.tracked_resources(), N);
+
+    // The finalizer's cleanup cannot delete the secrets, so it never finishes; the finalizer
+    // is removed by hand and the resources are gone.
+    env.lab.stack.api.faults().add_error(ErrorRule {
+        verb: Some("delete".into()),
+        resource: Some("secrets".into()),
+        code: 500,
+        rate: 1.0,
+        count: None,
+        retry_after_seconds: None,
+        message: None,
+    });
+    for name in &names {
+        env.cps_api()
+            .delete(name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    let errors = || {
+        metric(
+            &controller.handle.metrics().render(0),
+            "irsa_reconcile_errors_total{kind=\"ClusterPullSecret\"}",
+        )
+    };
+    let before = errors();
+    eventually("the cleanups failed", || async {
+        (errors() >= before + N as u64).then_some(())
+    })
+    .await;
+    for name in &names {
+        env.cps_api()
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+            )
+            .await
+            .unwrap();
+    }
+    for name in &names {
+        eventually(&format!("{name} gone"), || async {
+            env.cps_api()
+                .get_opt(name)
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
+    env.lab.stack.api.faults().clear();
+    eventually("nothing kept for the deleted resources", || async {
+        let rendered = controller.handle.metrics().render(0);
+        (controller.handle.tracked_resources() == 0
+            && names.iter().all(|n| !rendered.contains(&series(n))))
+        .then_some(())
+    })
+    .await;
+    controller.stop().await.unwrap();
+}

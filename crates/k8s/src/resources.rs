@@ -233,6 +233,7 @@ pub struct PullSecretStatus {
     pub targets: Option<TargetCounts>,
     /// Failing or conflicted namespaces with reasons, at most 20 (the counts cover all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = TargetProblem::MAX_REPORTED))]
     pub problems: Vec<TargetProblem>,
 }
 
@@ -274,7 +275,8 @@ pub struct TargetProblem {
     pub namespace: String,
     /// A CamelCase reason, e.g. `Conflict`.
     pub reason: String,
-    /// What happened and what to do.
+    /// What happened and what to do (at most 1 KiB).
+    #[schemars(length(max = TargetProblem::MAX_MESSAGE))]
     pub message: String,
 }
 

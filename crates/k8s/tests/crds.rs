@@ -89,3 +89,27 @@ fn the_validator_refuses_an_unknown_field_in_a_crd() {
     assert!(!ok, "kubernetes-validate accepted an unknown field:\n{out}");
     assert!(out.contains("'scopes' was unexpected"), "{out}");
 }
+
+/// The status's limits in the schema are the ones the controller enforces: the API server then
+/// refuses what no irsa writes, and readers of the CRD see the bounds.
+#[test]
+fn status_problem_limits_match_the_code() {
+    use irsa_k8s::TargetProblem;
+    for crd in crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+        let problems = schema
+            .pointer("/openAPIV3Schema/properties/status/properties/problems")
+            .unwrap_or_else(|| panic!("{name}: status.problems in the schema"));
+        assert_eq!(
+            problems["maxItems"].as_u64(),
+            Some(TargetProblem::MAX_REPORTED as u64),
+            "{name}: status.problems maxItems"
+        );
+        assert_eq!(
+            problems["items"]["properties"]["message"]["maxLength"].as_u64(),
+            Some(TargetProblem::MAX_MESSAGE as u64),
+            "{name}: status.problems[].message maxLength"
+        );
+    }
+}

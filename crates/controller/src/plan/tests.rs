@@ -927,7 +927,7 @@ fn urgent_writes_come_first_and_a_round_is_bounded() {
         .namespace(NamespaceState::new("h"));
     let mut plan = plan(&subject, &observed, Some(&credential(PASSWORD)));
     assert_eq!(plan.writes.len(), 8);
-    let left = urgent_first(&mut plan.writes, 4, 0);
+    let left = urgent_first(&mut plan.writes, 4);
     assert_eq!(left, 4);
     assert_eq!(
         writes(&plan),
@@ -941,7 +941,7 @@ fn urgent_writes_come_first_and_a_round_is_bounded() {
     // The next round, after these were written, takes the rest.
     let observed = apply(&observed, &plan);
     let mut next = super::plan(&subject, &observed, Some(&credential(PASSWORD)));
-    assert_eq!(urgent_first(&mut next.writes, 4, 0), 0);
+    assert_eq!(urgent_first(&mut next.writes, 4), 0);
     assert_eq!(
         writes(&next),
         vec![
@@ -990,35 +990,53 @@ fn a_labelled_secret_of_another_type_is_never_written_or_deleted() {
 }
 
 #[test]
-fn an_expired_or_soon_expiring_secret_is_written_with_the_urgent_ones() {
+fn creates_come_first_then_updates_by_expiry_soonest_first() {
     let spec = spec();
     let selection = NamespaceSelection::default();
     let subject = subject(&spec, &selection);
     let now = 1_800_000_000;
-    // Outdated secrets everywhere; c's expired, e's expires within the margin, d has none.
+    // Outdated secrets everywhere, in namespace order unlike their expiry order: c's expired,
+    // e's expires in five minutes, b's in an hour, f has no expiry stamp; d and g have none.
     let mut observed = Observed::default();
     for (ns, expires_at) in [
-        ("a", now + 6 * 3600),
-        ("b", now + 6 * 3600),
-        ("c", now - 10),
-        ("e", now + URGENT_EXPIRY_SECS / 2),
-        ("f", now + 6 * 3600),
+        ("a", Some(now + 6 * 3600)),
+        ("b", Some(now + 3600)),
+        ("c", Some(now - 10)),
+        ("e", Some(now + 300)),
+        ("f", None),
+        ("h", Some(now + 2 * 3600)),
     ] {
-        observed = observed.namespace(NamespaceState::new(ns)).secret(
-            SecretState::owned(ns, "ecr-pull", &owner(), "sha256:old").expiring_at(expires_at),
-        );
+        let secret = SecretState::owned(ns, "ecr-pull", &owner(), "sha256:old");
+        let secret = match expires_at {
+            Some(at) => secret.expiring_at(at),
+            None => secret,
+        };
+        observed = observed.namespace(NamespaceState::new(ns)).secret(secret);
     }
-    observed = observed.namespace(NamespaceState::new("d"));
+    observed = observed
+        .namespace(NamespaceState::new("d"))
+        .namespace(NamespaceState::new("g"));
     let mut p = plan(&subject, &observed, Some(&credential(PASSWORD)));
-    assert_eq!(urgent_first(&mut p.writes, 3, now), 3);
+    assert_eq!(urgent_first(&mut p.writes, 6), 2);
     assert_eq!(
         writes(&p),
-        // All urgent: in namespace order.
         vec![
-            (WriteKind::Update, "c"),
             (WriteKind::Create, "d"),
+            (WriteKind::Create, "g"),
+            // Unknown expiry counts as expired, then soonest first.
+            (WriteKind::Update, "f"),
+            (WriteKind::Update, "c"),
             (WriteKind::Update, "e"),
+            (WriteKind::Update, "b"),
         ]
+    );
+    // The next round takes the rest, soonest first.
+    let observed = apply(&observed, &p);
+    let mut next = plan(&subject, &observed, Some(&credential(PASSWORD)));
+    assert_eq!(urgent_first(&mut next.writes, 6), 0);
+    assert_eq!(
+        writes(&next),
+        vec![(WriteKind::Update, "h"), (WriteKind::Update, "a")]
     );
 }
 
