@@ -1,6 +1,7 @@
 //! `irsa webhook certs` decides from a Secret read back from the cluster whether its serving
-//! pair can be kept, and builds the next caBundle from its `ca.crt`: whatever bytes the Secret
-//! holds, that must never panic.
+//! pair can be kept, and builds the next caBundle from its `ca.crt` and the configuration's
+//! caBundle (X.509-parsed to carry only valid CAs); the server reads its certificate's expiry:
+//! whatever bytes they hold, that must never panic.
 #![no_main]
 
 use std::time::{Duration, SystemTime};
@@ -22,6 +23,14 @@ fuzz_target!(|data: &[u8]| {
         SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         Duration::from_secs(86_400),
     );
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let _ = certs::bundle_contains(crt, ca);
-    let _ = certs::next_bundle("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n", Some(ca));
+    // The previous ca.crt and the caBundle read back are carried only if they are valid CAs.
+    let _ = certs::next_bundle(
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+        &[ca, crt],
+        now,
+    );
+    let _ = certs::is_valid_ca(ca, now);
+    let _ = certs::not_after_unix(crt);
 });

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use irsa_k8s::install::{DEFAULT_NAMESPACE, DEFAULT_REPLICAS, Scope, default_image, rbac_grants};
-use irsa_k8s::install::{WEBHOOK_GRANTS, WebhookScope};
+use irsa_k8s::install::{WEBHOOK_GRANTS, WEBHOOK_SHARED_GRANTS_NOTE, WebhookScope};
 use irsa_k8s::{InstallOptions, LogFormat, Part, WebhookCerts};
 
 use crate::{Invalid, Verdict};
@@ -66,6 +66,12 @@ pub(crate) struct InstallArgs {
     /// eks.amazonaws.com/skip-pod-identity-webhook. An init container runs `irsa webhook
     /// certs` on every pod start: it creates (or, near expiry, renews) the CA and serving
     /// certificate in the Secret irsa-webhook-tls and sets the configuration's caBundle.
+    /// A NetworkPolicy admits ingress to the webhook's pods on port 9443 only (reviews,
+    /// probes and /metrics). It restricts the port, not the sources: the addresses the API
+    /// server calls from differ per distribution (control-plane node addresses on kubeadm and
+    /// k3s, a managed range on hosted control planes). Where you know them, add
+    /// `from: [{ipBlock: {cidr: <API server CIDR>}}, {namespaceSelector: <your metrics
+    /// scraper's namespace>}]` to its ingress rule (e.g. with a kustomize patch).
     #[arg(long)]
     webhook: bool,
     /// With --webhook: let cert-manager (installed separately) make the certificate instead —
@@ -244,5 +250,6 @@ pub(crate) fn grants_help() -> String {
             why = grant.why
         ));
     }
+    out.push_str(&format!("  Note: {WEBHOOK_SHARED_GRANTS_NOTE}.\n"));
     out
 }

@@ -223,7 +223,9 @@ struct ServeArgs {
     /// Answer (admitting the pod unchanged) no later than this.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     deadline: Duration,
-    /// Service-account lookups at the API server per second (cache misses only).
+    /// Service-account lookups at the API server per second (cache misses only), granted
+    /// round-robin between the namespaces of the reviewed pods; a namespace with QPS lookups
+    /// already waiting has the next one admitted at once without credentials (and a warning).
     #[arg(long, value_name = "QPS", default_value_t = 20)]
     lookup_qps: u32,
     #[command(flatten)]

@@ -360,6 +360,8 @@ fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
         "mutatingwebhookconfigurations.admissionregistration.k8s.io [get patch] (cluster, only irsa-pod-identity-webhook; not with --webhook-cert-manager)",
         "secrets [create] (own namespace; not with --webhook-cert-manager): irsa webhook certs: create that Secret the first time (create takes no name",
         "configmaps [list watch] (own namespace, only pod-identity-webhook)",
+        "Note: one pod, one service account: the serving container holds the certificate grants",
+        "NetworkPolicy",
     ] {
         assert!(
             help.stdout.contains(text),

@@ -388,7 +388,8 @@ fn certs_help_teaches_what_when_and_an_example() {
 }
 
 /// Two replicas' init containers start at once: both succeed, and they agree on one pair whose
-/// CA every webhook trusts (a create or update that loses the race re-reads).
+/// CA every webhook trusts, still trusting the previous one after a renewal (a create, update
+/// or caBundle patch that loses the race re-reads).
 #[test]
 fn replicas_running_certs_at_once_converge_on_one_pair() {
     let dir = TempDir::new("webhook-certs-race");
@@ -398,6 +399,7 @@ fn replicas_running_certs_at_once_converge_on_one_pair() {
         &["create", "--validate=false", "-f", "-"],
         &configuration_yaml(),
     );
+    let mut previous_ca: Option<Vec<u8>> = None;
     for round in ["create", "renew"] {
         let extra: &[&str] = if round == "create" {
             &["--validity=40d", "--renew-before=30d"]
@@ -430,6 +432,14 @@ fn replicas_running_certs_at_once_converge_on_one_pair() {
             irsa_webhook::certs::bundle_contains(&bundle(&config), &data(&secret, "ca.crt")),
             "{round}: the caBundle does not trust the stored CA"
         );
+        // Replicas still serving the previous pair stay trusted, however the rotations raced.
+        if let Some(previous) = &previous_ca {
+            assert!(
+                irsa_webhook::certs::bundle_contains(&bundle(&config), previous),
+                "{round}: the caBundle dropped the previous CA"
+            );
+        }
+        previous_ca = Some(data(&secret, "ca.crt"));
         irsa_webhook::certs::check(
             &data(&secret, "tls.crt"),
             &data(&secret, "tls.key"),

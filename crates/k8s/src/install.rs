@@ -47,7 +47,9 @@ use crate::resources::{GROUP, VERSION};
 
 pub mod webhook;
 use crate::validation::check_dns_label;
-pub use webhook::{WEBHOOK_GRANTS, WebhookCerts, WebhookGrant, WebhookScope};
+pub use webhook::{
+    WEBHOOK_GRANTS, WEBHOOK_SHARED_GRANTS_NOTE, WebhookCerts, WebhookGrant, WebhookScope,
+};
 
 /// The namespace irsa is installed into unless told otherwise.
 pub const DEFAULT_NAMESPACE: &str = "irsa-system";
@@ -315,6 +317,7 @@ enum Object {
     AdmissionPolicy(Box<ValidatingAdmissionPolicy>),
     AdmissionPolicyBinding(Box<ValidatingAdmissionPolicyBinding>),
     Service(Box<k8s_openapi::api::core::v1::Service>),
+    NetworkPolicy(Box<k8s_openapi::api::networking::v1::NetworkPolicy>),
     MutatingWebhookConfiguration(
         Box<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>,
     ),
@@ -408,6 +411,8 @@ pub fn kustomize_files() -> Vec<(String, String)> {
              # Opt-in (`irsa install --webhook`): the pod identity webhook, which gives pods the IAM role\n\
              # of their service account (not on EKS, which runs its own). An init container runs\n\
              # `irsa webhook certs` (the Secret irsa-webhook-tls and the caBundle) on every pod start.\n\
+             # Its NetworkPolicy admits ingress on port 9443 only, from anywhere: the API server's\n\
+             # addresses differ per distribution; patch in `from` (ipBlock, namespaceSelector) for yours.\n\
              apiVersion: kustomize.config.k8s.io/v1alpha1\n\
              kind: Component\n\
              resources:\n\

@@ -121,8 +121,8 @@ fn the_webhook_install_passes_the_kubernetes_schemas_strictly() {
         parts: irsa_k8s::Part::EVERY.to_vec(),
         ..InstallOptions::default()
     };
-    // The default ten, the policy's two, the webhook's nine.
-    assert_eq!(names(&options).len(), 21);
+    // The default ten, the policy's two, the webhook's ten (its NetworkPolicy included).
+    assert_eq!(names(&options).len(), 22);
     assert_valid("webhook", &options);
 }
 
@@ -144,7 +144,7 @@ fn the_cert_manager_webhook_install_validates_its_core_objects_strictly() {
             .unwrap()
             .starts_with("cert-manager.io/")
     });
-    assert_eq!(core.len(), 9);
+    assert_eq!(core.len(), 10);
     let mut yaml = String::new();
     for d in &core {
         yaml.push_str("---\n");

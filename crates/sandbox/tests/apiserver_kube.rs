@@ -272,6 +272,89 @@ async fn patches_and_server_side_apply() {
     sb.stop().await;
 }
 
+/// A JSON patch that sets `metadata.resourceVersion` is conditional on it, as on
+/// kube-apiserver (409 when it is stale); a strategic merge patch of a
+/// MutatingWebhookConfiguration merges its `webhooks` by name (their patchMergeKey), so
+/// patching one webhook's caBundle keeps the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_patch_preconditions_and_webhook_configuration_merges() {
+    use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+    let sb = Sandbox::start().await;
+    let client = sb.client().await;
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let webhook = |name: &str| {
+        json!({"name": name, "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"url": format!("https://{name}/mutate")}})
+    };
+    let config: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "c"},
+        "webhooks": [webhook("a.irsa.dev"), webhook("b.irsa.dev")]
+    }))
+    .unwrap();
+    let created = configs
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+    let stale = created.resource_version().unwrap();
+    let pp = PatchParams::default();
+
+    let p = configs
+        .patch(
+            "c",
+            &pp,
+            &Patch::Strategic(
+                json!({"webhooks": [{"name": "b.irsa.dev", "clientConfig": {"caBundle": "Q0E="}}]}),
+            ),
+        )
+        .await
+        .unwrap();
+    let webhooks = p.webhooks.clone().unwrap();
+    assert_eq!(
+        webhooks.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(),
+        ["a.irsa.dev", "b.irsa.dev"],
+        "a strategic merge patch replaced the webhooks"
+    );
+    assert_eq!(webhooks[0].client_config.ca_bundle, None);
+    assert_eq!(
+        webhooks[1]
+            .client_config
+            .ca_bundle
+            .as_ref()
+            .map(|b| b.0.as_slice()),
+        Some(&b"CA"[..])
+    );
+    assert_eq!(
+        webhooks[1].client_config.url.as_deref(),
+        Some("https://b.irsa.dev/mutate")
+    );
+
+    let set_bundle = |rv: &str| -> json_patch::Patch {
+        serde_json::from_value(json!([
+            {"op": "replace", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "Q0E="}
+        ]))
+        .unwrap()
+    };
+    let err = configs
+        .patch("c", &pp, &Patch::<()>::Json(set_bundle(&stale)))
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(&err), 409, "{err}");
+    let unchanged = configs.get("c").await.unwrap();
+    assert_eq!(unchanged.webhooks.unwrap()[0].client_config.ca_bundle, None);
+    let current = p.resource_version().unwrap();
+    let p = configs
+        .patch("c", &pp, &Patch::<()>::Json(set_bundle(&current)))
+        .await
+        .unwrap();
+    assert!(p.webhooks.unwrap()[0].client_config.ca_bundle.is_some());
+    assert_ne!(
+        p.metadata.resource_version.as_deref(),
+        Some(current.as_str())
+    );
+    sb.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crds_serve_custom_resources_with_status() {
     let sb = Sandbox::start().await;

@@ -3,13 +3,14 @@
 //! pod unchanged with a warning and a metric; only a body that is not an AdmissionReview v1
 //! gets an error answer.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::cache::ServiceAccountCache;
@@ -69,7 +70,8 @@ pub struct Timing {
     pub grace_period: Duration,
     /// Answer (failing open) no later than this, well inside kube-apiserver's timeout.
     pub deadline: Duration,
-    /// Lookups at the API server per second (and burst).
+    /// Lookups at the API server per second (and burst), shared round-robin between the
+    /// namespaces of the reviewed pods; each namespace may have as many waiting.
     pub lookup_qps: u32,
 }
 
@@ -83,38 +85,131 @@ impl Default for Timing {
     }
 }
 
-/// A token bucket on tokio's clock.
+/// Lookups at the API server, at most `per_second` (with a burst as large), shared fairly
+/// between the namespaces of the reviewed pods: waiting lookups are granted round-robin by
+/// namespace, so a flood of reviews in one namespace (or forged reviews naming it) takes its
+/// turn like any other and cannot starve the rest (review finding M1). A namespace may have at
+/// most `per_second` lookups waiting; more are refused at once (the pod fails open) instead of
+/// queueing without bound. A waiter that gives up (the deadline) is skipped, not charged.
 #[derive(Debug)]
-struct RateLimiter {
+struct FairLimiter {
     per_second: f64,
-    state: Mutex<(f64, Instant)>,
+    max_waiting: usize,
+    state: Arc<Mutex<LimiterState>>,
 }
 
-impl RateLimiter {
+#[derive(Debug)]
+struct LimiterState {
+    tokens: f64,
+    refilled: Instant,
+    /// Waiters by namespace, first come first served within one.
+    waiting: HashMap<String, VecDeque<oneshot::Sender<()>>>,
+    /// Namespaces with waiters, in turn order.
+    turns: VecDeque<String>,
+    /// Whether a task is handing out tokens to waiters.
+    dispatching: bool,
+}
+
+impl LimiterState {
+    fn refill(&mut self, per_second: f64) {
+        let now = Instant::now();
+        let earned = now.duration_since(self.refilled).as_secs_f64() * per_second;
+        self.tokens = (self.tokens + earned).min(per_second);
+        self.refilled = now;
+    }
+
+    /// Grant tokens to waiters in turn; the time until the next token when some still wait.
+    fn grant(&mut self, per_second: f64) -> Option<Duration> {
+        self.refill(per_second);
+        while let Some(ns) = self.turns.pop_front() {
+            if self.tokens < 1.0 {
+                self.turns.push_front(ns);
+                return Some(Duration::from_secs_f64((1.0 - self.tokens) / per_second));
+            }
+            let Some(queue) = self.waiting.get_mut(&ns) else {
+                continue;
+            };
+            let next = queue.pop_front();
+            if queue.is_empty() {
+                self.waiting.remove(&ns);
+            } else {
+                self.turns.push_back(ns);
+            }
+            if let Some(tx) = next
+                && tx.send(()).is_ok()
+            {
+                self.tokens -= 1.0;
+            }
+        }
+        None
+    }
+}
+
+/// A lookup refused because its namespace already has as many waiting as the limit allows.
+#[derive(Debug)]
+struct Busy;
+
+impl FairLimiter {
     fn new(qps: u32) -> Self {
-        let qps = f64::from(qps.max(1));
+        let qps = qps.max(1);
         Self {
-            per_second: qps,
-            state: Mutex::new((qps, Instant::now())),
+            per_second: f64::from(qps),
+            max_waiting: usize::try_from(qps).unwrap_or(usize::MAX),
+            state: Arc::new(Mutex::new(LimiterState {
+                tokens: f64::from(qps),
+                refilled: Instant::now(),
+                waiting: HashMap::new(),
+                turns: VecDeque::new(),
+                dispatching: false,
+            })),
         }
     }
 
-    async fn acquire(&self) {
-        loop {
-            let wait = {
-                let Ok(mut s) = self.state.lock() else { return };
-                let now = Instant::now();
-                let refill = now.duration_since(s.1).as_secs_f64() * self.per_second;
-                s.0 = (s.0 + refill).min(self.per_second);
-                s.1 = now;
-                if s.0 >= 1.0 {
-                    s.0 -= 1.0;
-                    return;
-                }
-                Duration::from_secs_f64((1.0 - s.0) / self.per_second)
+    async fn acquire(&self, namespace: &str) -> Result<(), Busy> {
+        let rx = {
+            let Ok(mut s) = self.state.lock() else {
+                return Err(Busy);
             };
-            tokio::time::sleep(wait).await;
-        }
+            s.refill(self.per_second);
+            if s.turns.is_empty() && s.tokens >= 1.0 {
+                s.tokens -= 1.0;
+                return Ok(());
+            }
+            let queue = s.waiting.entry(namespace.to_owned()).or_default();
+            // Waiters that gave up still hold a place until their turn: drop them first.
+            queue.retain(|tx| !tx.is_closed());
+            if queue.len() >= self.max_waiting {
+                return Err(Busy);
+            }
+            let first = queue.is_empty();
+            let (tx, rx) = oneshot::channel();
+            queue.push_back(tx);
+            if first && !s.turns.iter().any(|n| n == namespace) {
+                s.turns.push_back(namespace.to_owned());
+            }
+            if !s.dispatching {
+                s.dispatching = true;
+                let state = Arc::clone(&self.state);
+                let per_second = self.per_second;
+                tokio::spawn(async move {
+                    loop {
+                        let wait = {
+                            let Ok(mut s) = state.lock() else { return };
+                            match s.grant(per_second) {
+                                Some(wait) => wait,
+                                None => {
+                                    s.dispatching = false;
+                                    return;
+                                }
+                            }
+                        };
+                        tokio::time::sleep(wait).await;
+                    }
+                });
+            }
+            rx
+        };
+        rx.await.map_err(|_| Busy)
     }
 }
 
@@ -128,7 +223,7 @@ pub struct Webhook {
     pod_identities: RwLock<HashSet<(String, String)>>,
     metrics: Metrics,
     lookup: Option<Arc<dyn ServiceAccountLookup>>,
-    limiter: RateLimiter,
+    limiter: FairLimiter,
     timing: Timing,
 }
 
@@ -156,7 +251,7 @@ impl Webhook {
             pod_identities: RwLock::new(HashSet::new()),
             metrics: Metrics::default(),
             lookup,
-            limiter: RateLimiter::new(timing.lookup_qps),
+            limiter: FairLimiter::new(timing.lookup_qps),
             timing,
         }
     }
@@ -290,7 +385,12 @@ impl Webhook {
         if annotations.is_none()
             && let Some(lookup) = &self.lookup
         {
-            self.limiter.acquire().await;
+            self.limiter.acquire(namespace).await.map_err(|Busy| {
+                Refusal::Failed(format!(
+                    "too many service-account lookups waiting in namespace {namespace}; \
+                     not asking the API server for {name}"
+                ))
+            })?;
             self.metrics.api_lookup();
             annotations = lookup
                 .get(namespace, name)
@@ -381,9 +481,13 @@ mod tests {
     }
 
     fn body(uid: &str, sa: &str) -> Vec<u8> {
+        body_in("ns", uid, sa)
+    }
+
+    fn body_in(namespace: &str, uid: &str, sa: &str) -> Vec<u8> {
         serde_json::to_vec(&json!({
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "request": {"uid": uid, "namespace": "ns", "operation": "CREATE",
+            "request": {"uid": uid, "namespace": namespace, "operation": "CREATE",
                 "kind": {"group": "", "version": "v1", "kind": "Pod"},
                 "object": {"metadata": {"name": "p"}, "spec": {"serviceAccountName": sa, "containers": [{"name": "a"}]}}}
         }))
@@ -522,6 +626,68 @@ mod tests {
         // Two from the burst, then one every half second.
         assert_eq!(start.elapsed(), Duration::from_secs(1));
         assert_eq!(fake.calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// Review finding M1: a flood of reviews in one namespace whose service accounts are not
+    /// cached (forged ones, from anything that reaches the port) used up the lookup rate, and
+    /// a pod in another namespace waited behind all of them (past the deadline: no
+    /// credentials). Now the flood waits its turn, at most `lookup_qps` of it, and the rest
+    /// of it fails open at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_in_one_namespace_does_not_starve_lookups_in_another() {
+        let fake = Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            answer: || Ok(None),
+            delay: Duration::ZERO,
+        });
+        let config = Config::default();
+        let cache = Arc::new(ServiceAccountCache::new(&config));
+        let timing = Timing {
+            grace_period: Duration::ZERO,
+            lookup_qps: 4,
+            ..Timing::default()
+        };
+        let w = Arc::new(Webhook::new(config, cache, Some(fake.clone()), timing));
+        let flood: Vec<_> = (0..20)
+            .map(|i| {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    w.review(&body_in("flood", &format!("f{i}"), &format!("sa{i}")))
+                        .await
+                })
+            })
+            .collect();
+        // The burst (4) is spent, 4 wait their turn, and the other 12 are refused at once.
+        for _ in 0..10_000 {
+            if w.metrics().count(Outcome::FailedOpen) == 12 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(w.metrics().count(Outcome::FailedOpen), 12);
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 4);
+
+        let start = Instant::now();
+        let (status, answer) = w.review(&body_in("other", "o", "app")).await;
+        assert_eq!(status, 200);
+        assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        // One flood lookup (a quarter second) and then its own: not behind all four.
+        assert!(
+            start.elapsed() <= Duration::from_millis(550),
+            "the other namespace waited {:?} behind the flood",
+            start.elapsed()
+        );
+        for f in flood {
+            f.await.unwrap();
+        }
+        // 4 at once, then 4 a second: never more than the rate allows.
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 9);
+        assert!(
+            start.elapsed() <= Duration::from_millis(1300),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(w.metrics().missing_service_accounts(), 9);
     }
 
     #[tokio::test(start_paused = true)]

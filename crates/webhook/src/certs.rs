@@ -237,32 +237,81 @@ pub fn bundle_contains(bundle: &[u8], ca: &[u8]) -> bool {
 /// headers, comments or junk between blocks, is dropped); `None` when it holds none. What goes
 /// into `caBundle` from a Secret read back from the cluster passes through this.
 pub fn normalized(pem: &[u8]) -> Option<String> {
-    use base64::Engine as _;
     let certs = pem_certs("ca.crt", pem).ok()?;
-    let mut out = String::new();
-    for der in certs {
-        out.push_str("-----BEGIN CERTIFICATE-----\n");
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        for line in b64.as_bytes().chunks(64) {
-            // Base64 is ASCII.
-            out.push_str(std::str::from_utf8(line).unwrap_or_default());
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-    }
-    Some(out)
+    Some(certs.iter().map(|der| pem_block(der.as_ref())).collect())
 }
 
-/// The `caBundle` after a rotation: the new CA and the previous one (when it still holds a
-/// certificate), so that a replica still serving the previous certificate stays trusted until
-/// its mounted Secret catches up. The next rotation drops the previous CA.
-pub fn next_bundle(new_ca: &str, previous_ca: Option<&[u8]>) -> String {
+fn pem_block(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    for line in b64.as_bytes().chunks(64) {
+        // Base64 is ASCII.
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
+
+/// How many CAs besides the current one `caBundle` carries: the previous one (replicas still
+/// serving it stay trusted until their mounted Secret catches up) and one a concurrent
+/// rotation added. Older ones are dropped, so the bundle cannot grow without bound.
+pub const MAX_CARRIED_CAS: usize = 2;
+
+/// Whether `der` is a CA certificate (basic constraints with `cA` set) within its validity at
+/// `now`. Bytes read back from the cluster: anything that does not parse is no CA.
+pub fn is_valid_ca(der: &[u8], now: SystemTime) -> bool {
+    let Ok((rest, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    let is_ca = matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca);
+    let at = unix_seconds(now);
+    let validity = cert.validity();
+    rest.is_empty()
+        && is_ca
+        && validity.not_before.timestamp() <= at
+        && at < validity.not_after.timestamp()
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// The `notAfter` of the first certificate of the PEM `pem` (the serving certificate of a
+/// chain), in seconds since the Unix epoch; `None` when it holds no certificate that parses.
+pub fn not_after_unix(pem: &[u8]) -> Option<i64> {
+    let first = CertificateDer::pem_slice_iter(pem).find_map(Result::ok)?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first.as_ref()).ok()?;
+    Some(cert.validity().not_after.timestamp())
+}
+
+/// The `caBundle` after a rotation or a repair: the new CA first, then at most
+/// [`MAX_CARRIED_CAS`] certificates taken from the PEM `carried` texts in order (the
+/// Secret's previous `ca.crt`, then the bundle as the configuration holds it now), each only
+/// if it is a valid, unexpired CA certificate at `now` and not the new CA itself. Whatever
+/// else those texts held (junk, leaf certificates, expired CAs) stays out.
+pub fn next_bundle(new_ca: &str, carried: &[&[u8]], now: SystemTime) -> String {
     let mut out = normalized(new_ca.as_bytes()).unwrap_or_else(|| new_ca.to_owned());
-    if let Some(previous) = previous_ca
-        && !bundle_contains(new_ca.as_bytes(), previous)
-        && let Some(text) = normalized(previous)
-    {
-        out.push_str(&text);
+    let mut seen: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(new_ca.as_bytes())
+        .filter_map(Result::ok)
+        .collect();
+    let mut kept = 0;
+    for text in carried {
+        for der in CertificateDer::pem_slice_iter(text).filter_map(Result::ok) {
+            if kept == MAX_CARRIED_CAS {
+                return out;
+            }
+            if seen.contains(&der) || !is_valid_ca(der.as_ref(), now) {
+                continue;
+            }
+            out.push_str(&pem_block(der.as_ref()));
+            seen.push(der);
+            kept += 1;
+        }
     }
     out
 }
@@ -376,22 +425,84 @@ mod tests {
         let now = SystemTime::now();
         let a = fresh("w", now, 10);
         let b = fresh("w", now, 10);
-        let bundle = next_bundle(&b.ca_pem, Some(a.ca_pem.as_bytes()));
+        let bundle = next_bundle(&b.ca_pem, &[a.ca_pem.as_bytes()], now);
         assert!(bundle_contains(bundle.as_bytes(), b.ca_pem.as_bytes()));
         assert!(bundle_contains(bundle.as_bytes(), a.ca_pem.as_bytes()));
         let only_b = normalized(b.ca_pem.as_bytes()).unwrap();
         assert_eq!(only_b, format!("{}\n", b.ca_pem.trim_end()));
-        assert_eq!(next_bundle(&b.ca_pem, Some(b"garbage")), only_b);
-        assert_eq!(next_bundle(&b.ca_pem, Some(b.ca_pem.as_bytes())), only_b);
+        assert_eq!(next_bundle(&b.ca_pem, &[&b"garbage"[..]], now), only_b);
+        assert_eq!(next_bundle(&b.ca_pem, &[b.ca_pem.as_bytes()], now), only_b);
+        assert_eq!(next_bundle(&b.ca_pem, &[], now), only_b);
         // Junk around the PEM block of a Secret read back never reaches caBundle.
         let dirty = format!("junk\n{}trailing words\n", a.ca_pem);
         assert_eq!(
             normalized(dirty.as_bytes()),
             normalized(a.ca_pem.as_bytes())
         );
-        assert!(!next_bundle(&b.ca_pem, Some(dirty.as_bytes())).contains("junk"));
+        assert!(!next_bundle(&b.ca_pem, &[dirty.as_bytes()], now).contains("junk"));
         assert_eq!(normalized(b"no pem here"), None);
         assert!(!bundle_contains(a.ca_pem.as_bytes(), b.ca_pem.as_bytes()));
         assert!(!bundle_contains(b"", b""));
+    }
+
+    /// Review finding L2: the previous `ca.crt` comes from a Secret anyone who can write it may
+    /// have edited. Only a valid, unexpired CA certificate is carried into `caBundle`.
+    #[test]
+    fn only_a_valid_unexpired_ca_is_carried_over() {
+        let now = SystemTime::now();
+        let current = fresh("w", now, 10);
+        let only_current = normalized(current.ca_pem.as_bytes()).unwrap();
+        let names = service_names("w", "irsa-system");
+        let expired = generate_valid(&names, now - DAY * 20, now - DAY * 10).unwrap();
+        let not_yet = generate_valid(&names, now + DAY, now + DAY * 10).unwrap();
+        let valid = fresh("w", now, 10);
+        // A leaf (the serving certificate) is no CA; an expired or future CA trusts nothing now.
+        for bad in [&expired.ca_pem, &not_yet.ca_pem, &valid.cert_pem] {
+            assert_eq!(
+                next_bundle(&current.ca_pem, &[bad.as_bytes()], now),
+                only_current,
+                "carried {bad}"
+            );
+        }
+        assert!(is_valid_ca(
+            pem_certs("ca.crt", valid.ca_pem.as_bytes()).unwrap()[0].as_ref(),
+            now
+        ));
+        assert!(!is_valid_ca(b"\x30\x03\x02\x01\x00", now));
+        assert!(!is_valid_ca(&[], now));
+        // Mixed with junk and bad certificates, the valid CA alone is carried.
+        let mixed = format!("{}{}junk\n{}", expired.ca_pem, valid.cert_pem, valid.ca_pem);
+        let bundle = next_bundle(&current.ca_pem, &[mixed.as_bytes()], now);
+        assert_eq!(
+            bundle,
+            format!(
+                "{only_current}{}",
+                normalized(valid.ca_pem.as_bytes()).unwrap()
+            )
+        );
+        // At most MAX_CARRIED_CAS are carried, in the order given.
+        let cas: Vec<Certificates> = (0..4).map(|_| fresh("w", now, 10)).collect();
+        let texts: Vec<&[u8]> = cas.iter().map(|c| c.ca_pem.as_bytes()).collect();
+        let bundle = next_bundle(&current.ca_pem, &texts, now);
+        assert!(bundle_contains(bundle.as_bytes(), cas[0].ca_pem.as_bytes()));
+        assert!(bundle_contains(bundle.as_bytes(), cas[1].ca_pem.as_bytes()));
+        assert!(!bundle_contains(
+            bundle.as_bytes(),
+            cas[2].ca_pem.as_bytes()
+        ));
+        assert_eq!(
+            bundle.matches("BEGIN CERTIFICATE").count(),
+            1 + MAX_CARRIED_CAS
+        );
+    }
+
+    #[test]
+    fn not_after_reads_the_serving_certificates_expiry() {
+        let now = SystemTime::now();
+        let c = fresh("w", now, 10);
+        let want = unix_seconds(now + DAY * 10);
+        let got = not_after_unix(c.cert_pem.as_bytes()).unwrap();
+        assert!((got - want).abs() <= 1, "{got} vs {want}");
+        assert_eq!(not_after_unix(b"not pem"), None);
     }
 }

@@ -101,8 +101,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with the number of service accounts in the cache as a
-    /// gauge (how an operator, or the bench, sees that the watch has delivered the accounts).
-    pub fn render(&self, cached_service_accounts: usize) -> String {
+    /// gauge (how an operator, or the bench, sees that the watch has delivered the accounts)
+    /// and the seconds until the serving certificate's `notAfter` (left out when unknown).
+    pub fn render(
+        &self,
+        cached_service_accounts: usize,
+        certificate_expires_in: Option<i64>,
+    ) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, v: u64| {
@@ -168,6 +173,13 @@ impl Metrics {
             out,
             "# HELP {name} Service accounts in the cache.\n# TYPE {name} gauge\n{name} {cached_service_accounts}"
         );
+        if let Some(seconds) = certificate_expires_in {
+            let name = "irsa_webhook_serving_certificate_expiry_seconds";
+            let _ = writeln!(
+                out,
+                "# HELP {name} Seconds until the notAfter of the serving certificate (negative once expired); alert well before 0.\n# TYPE {name} gauge\n{name} {seconds}"
+            );
+        }
         out
     }
 }
@@ -184,7 +196,7 @@ mod tests {
         m.observe(Outcome::FailedOpen, Duration::from_secs(2));
         m.missing_service_account();
         m.oversized_pod();
-        let text = m.render(7);
+        let text = m.render(7, Some(86_400));
         for line in [
             "irsa_webhook_requests_total 3",
             "irsa_webhook_mutations_total 1",
@@ -199,11 +211,17 @@ mod tests {
             "irsa_webhook_admission_duration_seconds_count 3",
             "# TYPE irsa_webhook_service_accounts gauge",
             "irsa_webhook_service_accounts 7",
+            "# TYPE irsa_webhook_serving_certificate_expiry_seconds gauge",
+            "irsa_webhook_serving_certificate_expiry_seconds 86400",
         ] {
             assert!(
                 text.lines().any(|l| l == line),
                 "missing {line:?} in\n{text}"
             );
         }
+        assert!(
+            !m.render(7, None).contains("certificate_expiry"),
+            "no gauge without a certificate date"
+        );
     }
 }

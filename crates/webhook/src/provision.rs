@@ -26,6 +26,10 @@ pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
 /// rcgen's date type) can write.
 pub const MAX_VALIDITY: Duration = Duration::from_secs(36_500 * 86_400);
 
+/// Reads and writes before giving up when other replicas keep changing the Secret or the
+/// configuration (each lost race costs one).
+const ATTEMPTS: usize = 5;
+
 /// What to keep where.
 #[derive(Debug, Clone)]
 pub struct CertsRequest {
@@ -63,8 +67,9 @@ pub struct CertsReport {
     pub webhooks_patched: usize,
     /// How many webhooks the configuration has.
     pub webhooks: usize,
-    /// The serving certificate now stored, PEM (public).
-    pub cert_pem: String,
+    /// The serving certificate now stored, byte for byte as in the Secret (public): what
+    /// `--wait-for-mount` waits to see in the mounted `tls.crt`.
+    pub cert_pem: Vec<u8>,
 }
 
 /// `irsa webhook certs` failed.
@@ -121,7 +126,7 @@ pub enum ProvisionError {
         source: kube::Error,
     },
     /// Another writer kept winning the race.
-    #[error("{0} kept changing while it was being written (3 attempts): run it again")]
+    #[error("{0} kept changing while it was being written ({ATTEMPTS} attempts): run it again")]
     Contended(String),
     /// Generating failed.
     #[error(transparent)]
@@ -173,7 +178,7 @@ pub async fn ensure(
         }
     };
     let server_name = format!("{}.{}.svc", request.service, request.namespace);
-    for _ in 0..3 {
+    for _ in 0..ATTEMPTS {
         let config = configs
             .get_opt(&request.webhook_configuration)
             .await
@@ -212,8 +217,12 @@ pub async fn ensure(
         });
         if let (Some(s), Some(Ok(()))) = (&existing, &verdict) {
             let ca = field(s, "ca.crt");
-            // check() parsed it, so there is a certificate; junk around it stays out.
-            let bundle = certs::normalized(ca).unwrap_or_default();
+            // check() parsed it, so there is a certificate; junk around it stays out. A
+            // webhook that does not trust it yet keeps what its bundle trusts (a concurrent
+            // rotation's previous CA, which replicas may still serve).
+            let stored = certs::normalized(ca).unwrap_or_default();
+            let current = current_bundles(&config);
+            let bundle = certs::next_bundle(&stored, &[current.as_slice()], now);
             let webhooks = config.webhooks.as_ref().map_or(0, Vec::len);
             match patch_bundle(&client, &config, ca, &bundle).await {
                 Ok(patched) => {
@@ -221,7 +230,7 @@ pub async fn ensure(
                         certificate: CertOutcome::Kept,
                         webhooks_patched: patched,
                         webhooks,
-                        cert_pem: String::from_utf8_lossy(field(s, "tls.crt")).into_owned(),
+                        cert_pem: field(s, "tls.crt").to_vec(),
                     });
                 }
                 Err(e) if is_conflict(&e) => continue,
@@ -268,7 +277,8 @@ pub async fn ensure(
                     Err(e) if is_conflict(&e) => continue,
                     Err(e) => return Err(api_err("create", &secret_object)(e)),
                 }
-                let bundle = certs::next_bundle(&fresh.ca_pem, None);
+                let current = current_bundles(&config);
+                let bundle = certs::next_bundle(&fresh.ca_pem, &[current.as_slice()], now);
                 let patched =
                     match patch_bundle(&client, &config, fresh.ca_pem.as_bytes(), &bundle).await {
                         Ok(n) => n,
@@ -279,13 +289,19 @@ pub async fn ensure(
                     certificate: CertOutcome::Created,
                     webhooks_patched: patched,
                     webhooks,
-                    cert_pem: fresh.cert_pem,
+                    cert_pem: fresh.cert_pem.into_bytes(),
                 });
             }
             (Some(mut secret), Some(Err(reason))) => {
-                // Trust the new CA (and still the old one) before serving with it.
+                // Trust the new CA (and still the old one, if it is a valid CA) before serving
+                // with it; then what the bundle trusts now (another replica's rotation).
                 let previous = field(&secret, "ca.crt").to_vec();
-                let bundle = certs::next_bundle(&fresh.ca_pem, Some(&previous));
+                let current = current_bundles(&config);
+                let bundle = certs::next_bundle(
+                    &fresh.ca_pem,
+                    &[previous.as_slice(), current.as_slice()],
+                    now,
+                );
                 let patched =
                     match patch_bundle(&client, &config, fresh.ca_pem.as_bytes(), &bundle).await {
                         Ok(n) => n,
@@ -307,7 +323,7 @@ pub async fn ensure(
                     certificate: CertOutcome::Rotated(reason),
                     webhooks_patched: patched,
                     webhooks,
-                    cert_pem: fresh.cert_pem,
+                    cert_pem: fresh.cert_pem.into_bytes(),
                 });
             }
             // A pair that checked out returned above.
@@ -327,12 +343,28 @@ fn labels() -> BTreeMap<String, String> {
     ])
 }
 
+/// Every webhook's `caBundle` of `config`, one after another (PEM text).
+fn current_bundles(config: &MutatingWebhookConfiguration) -> Vec<u8> {
+    let mut out = Vec::new();
+    for webhook in config.webhooks.iter().flatten() {
+        if let Some(b) = &webhook.client_config.ca_bundle {
+            out.extend_from_slice(&b.0);
+            out.push(b'\n');
+        }
+    }
+    out
+}
+
 /// Set `bundle` on every webhook whose `caBundle` does not hold `ca`, by index: a JSON patch
 /// that tests each webhook's name before setting its `caBundle`, so fields of the configuration
 /// irsa does not model survive and a reordered configuration is refused, never mis-patched.
-/// Returns how many were patched. No resourceVersion test: concurrent runs set the CA of the
-/// Secret they read, and whichever loses the Secret's race (409) re-reads and patches again, so
-/// the configuration ends up trusting the CA that was stored last.
+/// Returns how many were patched.
+///
+/// Conditional on the configuration as read (its resourceVersion, set by the patch, is a
+/// precondition: kube-apiserver answers 409 when it changed), because `bundle` was computed
+/// from it: two replicas rotating at once would otherwise each write a bundle made from a
+/// stale read and drop the CA the other one added, or the previous one (review finding M3).
+/// The caller re-reads on 409.
 async fn patch_bundle(
     client: &kube::Client,
     config: &MutatingWebhookConfiguration,
@@ -363,6 +395,13 @@ async fn patch_bundle(
     if ops.is_empty() {
         return Ok(0);
     }
+    let patched = ops.len() / 2;
+    if let Some(rv) = &config.metadata.resource_version {
+        ops.insert(
+            0,
+            json!({"op": "replace", "path": "/metadata/resourceVersion", "value": rv}),
+        );
+    }
     let name = config.metadata.name.clone().unwrap_or_default();
     let body = serde_json::to_vec(&ops).expect("JSON values serialize");
     // kube's typed JSON patch needs its `jsonpatch` feature; the request is plain enough.
@@ -373,7 +412,7 @@ async fn patch_bundle(
     .body(body)
     .expect("a request with a valid path and header builds");
     let _: MutatingWebhookConfiguration = client.request(request).await?;
-    Ok(ops.len() / 2)
+    Ok(patched)
 }
 
 /// Wait until the Secret as mounted in `dir` (a Secret volume of the same pod) holds
@@ -382,7 +421,7 @@ async fn patch_bundle(
 /// on its next sync: the webhook container then starts with the files in place.
 pub async fn wait_for_mount(
     dir: &std::path::Path,
-    cert_pem: &str,
+    cert_pem: &[u8],
     every: Duration,
     timeout: Duration,
 ) -> Result<(), String> {
@@ -391,7 +430,8 @@ pub async fn wait_for_mount(
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            if std::fs::read(&path).is_ok_and(|b| b == cert_pem.as_bytes()) {
+            // Bytes, not text: a stored tls.crt need not be UTF-8 (review finding L3).
+            if std::fs::read(&path).is_ok_and(|b| b == cert_pem) {
                 return;
             }
         }
@@ -416,23 +456,38 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("irsa-wait-mount-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let e = wait_for_mount(&dir, "CERT", Duration::from_secs(1), Duration::from_secs(5))
-            .await
-            .unwrap_err();
+        let e = wait_for_mount(
+            &dir,
+            b"CERT",
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
         assert!(
             e.contains("tls.crt did not show the stored certificate within 5 s"),
             "{e}"
         );
         std::fs::write(dir.join("tls.crt"), "OLD").unwrap();
         assert!(
-            wait_for_mount(&dir, "CERT", Duration::from_secs(1), Duration::from_secs(5))
-                .await
-                .is_err()
+            wait_for_mount(
+                &dir,
+                b"CERT",
+                Duration::from_secs(1),
+                Duration::from_secs(5)
+            )
+            .await
+            .is_err()
         );
         std::fs::write(dir.join("tls.crt"), "CERT").unwrap();
-        wait_for_mount(&dir, "CERT", Duration::from_secs(1), Duration::from_secs(5))
-            .await
-            .unwrap();
+        wait_for_mount(
+            &dir,
+            b"CERT",
+            Duration::from_secs(1),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

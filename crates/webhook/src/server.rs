@@ -33,12 +33,30 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connections served at once. The API server keeps a few keep-alive connections per replica;
 /// anything beyond this bound is closed at accept, so connections cannot exhaust memory.
-const MAX_CONNECTIONS: usize = 256;
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// Reviews decoded and mutated at once. A body of [`MAX_BODY`] may take many times its size once
 /// parsed; the bound keeps the worst case within the Deployment's memory limit, and the API
 /// server's own timeout (the webhook fails open) covers a review that waits for a permit.
-const MAX_REVIEWS_IN_FLIGHT: usize = 4;
+pub const MAX_REVIEWS_IN_FLIGHT: usize = 4;
+
+/// The server's bounds; [`Limits::default`] is what `irsa webhook` runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Reviews decoded and mutated at once.
+    pub max_reviews_in_flight: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: MAX_CONNECTIONS,
+            max_reviews_in_flight: MAX_REVIEWS_IN_FLIGHT,
+        }
+    }
+}
 
 /// The serving certificate could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +84,18 @@ pub enum TlsError {
 
 type Stamp = (Option<SystemTime>, u64);
 
+/// A loaded pair: the acceptor and the serving certificate's `notAfter` (Unix seconds).
+#[derive(Clone)]
+struct Loaded {
+    acceptor: TlsAcceptor,
+    not_after: Option<i64>,
+}
+
 /// The certificate and key files, re-read when either changes.
 pub struct TlsFiles {
     cert: PathBuf,
     key: PathBuf,
-    current: Mutex<Option<((Stamp, Stamp), TlsAcceptor)>>,
+    current: Mutex<Option<((Stamp, Stamp), Loaded)>>,
 }
 
 impl std::fmt::Debug for TlsFiles {
@@ -103,7 +128,7 @@ impl TlsFiles {
         Ok(files)
     }
 
-    fn load(&self) -> Result<TlsAcceptor, TlsError> {
+    fn load(&self) -> Result<Loaded, TlsError> {
         let read = |path: &Path| {
             std::fs::read(path).map_err(|source| TlsError::Read {
                 path: path.to_owned(),
@@ -115,6 +140,7 @@ impl TlsFiles {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
             .filter_map(Result::ok)
             .collect();
+        let not_after = crate::certs::not_after_unix(&cert_pem);
         if certs.is_empty() {
             return Err(TlsError::Pem {
                 path: self.cert.clone(),
@@ -131,7 +157,23 @@ impl TlsFiles {
             .with_no_client_auth()
             .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(TlsAcceptor::from(Arc::new(config)))
+        Ok(Loaded {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            not_after,
+        })
+    }
+
+    /// Seconds from `now` until the `notAfter` of the certificate being served (negative once
+    /// it has expired); `None` when none is loaded or its date cannot be read. Exported as a
+    /// gauge so that an alert can fire well before it lapses.
+    pub fn expires_in(&self, now: SystemTime) -> Option<i64> {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let not_after = current.as_ref()?.1.not_after?;
+        let now = match now.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_secs()).ok()?,
+            Err(_) => 0,
+        };
+        Some(not_after.saturating_sub(now))
     }
 
     /// The acceptor for the next connection: the cached one unless a file changed. A pair that
@@ -140,25 +182,25 @@ impl TlsFiles {
         let stamps = (stamp(&self.cert), stamp(&self.key));
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         if let (Ok(c), Ok(k)) = &stamps
-            && let Some((seen, acceptor)) = current.as_ref()
+            && let Some((seen, loaded)) = current.as_ref()
             && *seen == (*c, *k)
         {
-            return Ok(acceptor.clone());
+            return Ok(loaded.acceptor.clone());
         }
         match (stamps, self.load()) {
-            (_, Ok(acceptor)) => {
+            (_, Ok(loaded)) => {
                 // Stamps taken after loading could be newer than what was read; the ones from
                 // before make a change during the read trigger another load next time.
                 if let (Ok(c), Ok(k)) = (stamp(&self.cert), stamp(&self.key)) {
-                    *current = Some(((c, k), acceptor.clone()));
+                    *current = Some(((c, k), loaded.clone()));
                 }
                 tracing::info!(cert = %self.cert.display(), "loaded the serving certificate");
-                Ok(acceptor)
+                Ok(loaded.acceptor)
             }
             (_, Err(e)) => match current.as_ref() {
                 Some((_, old)) => {
                     tracing::warn!(error = %e, "kept the previous serving certificate");
-                    Ok(old.clone())
+                    Ok(old.acceptor.clone())
                 }
                 None => Err(e),
             },
@@ -187,6 +229,7 @@ fn body_error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
 /// Route one request.
 async fn route(
     webhook: Arc<Webhook>,
+    tls: Arc<TlsFiles>,
     reviews: Arc<Semaphore>,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
@@ -205,7 +248,9 @@ async fn route(
         }
         (&Method::GET, "/metrics") => text(
             StatusCode::OK,
-            webhook.metrics().render(webhook.cache().len()),
+            webhook
+                .metrics()
+                .render(webhook.cache().len(), tls.expires_in(SystemTime::now())),
             "text/plain; version=0.0.4",
         ),
         (&Method::POST, "/mutate") => {
@@ -270,9 +315,21 @@ pub async fn serve(
     webhook: Arc<Webhook>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(listener, tls, webhook, Limits::default(), shutdown).await
+}
+
+/// [`serve`] within other bounds (tests use small ones).
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Arc<TlsFiles>,
+    webhook: Arc<Webhook>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     tokio::pin!(shutdown);
-    let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let reviews = Arc::new(Semaphore::new(MAX_REVIEWS_IN_FLIGHT));
+    let max_connections = limits.max_connections;
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let reviews = Arc::new(Semaphore::new(limits.max_reviews_in_flight));
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -285,7 +342,7 @@ pub async fn serve(
             () = &mut shutdown => return Ok(()),
         };
         let Ok(permit) = connections.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "{MAX_CONNECTIONS} connections open; closed a new one");
+            tracing::warn!(%peer, "{max_connections} connections open; closed a new one");
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -298,6 +355,7 @@ pub async fn serve(
         };
         let webhook = webhook.clone();
         let reviews = reviews.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let stream = match tokio::time::timeout(CLIENT_TIMEOUT, acceptor.accept(stream)).await {
@@ -314,7 +372,8 @@ pub async fn serve(
             let service = hyper::service::service_fn(move |req| {
                 let webhook = webhook.clone();
                 let reviews = reviews.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(webhook, reviews, req).await) }
+                let tls = tls.clone();
+                async move { Ok::<_, std::convert::Infallible>(route(webhook, tls, reviews, req).await) }
             });
             // Without a timer hyper ignores header_read_timeout.
             let mut conn = hyper::server::conn::http1::Builder::new();

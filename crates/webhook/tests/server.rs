@@ -12,7 +12,7 @@ use irsa_webhook::Config;
 use irsa_webhook::admission::{Timing, Webhook};
 use irsa_webhook::cache::ServiceAccountCache;
 use irsa_webhook::certs::{self, Certificates};
-use irsa_webhook::server::{TlsFiles, serve};
+use irsa_webhook::server::{Limits, TlsFiles, serve, serve_with};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
@@ -118,6 +118,17 @@ async fn start(
     Arc<Webhook>,
     tokio::sync::oneshot::Sender<()>,
 ) {
+    start_with(tls, None).await
+}
+
+async fn start_with(
+    tls: Arc<TlsFiles>,
+    limits: Option<Limits>,
+) -> (
+    std::net::SocketAddr,
+    Arc<Webhook>,
+    tokio::sync::oneshot::Sender<()>,
+) {
     let config = Config::default();
     let cache = Arc::new(ServiceAccountCache::new(&config));
     let timing = Timing {
@@ -128,9 +139,13 @@ async fn start(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel();
-    tokio::spawn(serve(listener, tls, webhook.clone(), async {
+    let stopped = async {
         let _ = stopped.await;
-    }));
+    };
+    match limits {
+        None => tokio::spawn(serve(listener, tls, webhook.clone(), stopped)),
+        Some(l) => tokio::spawn(serve_with(listener, tls, webhook.clone(), l, stopped)),
+    };
     (addr, webhook, stop)
 }
 
@@ -215,19 +230,41 @@ async fn answers_reviews_probes_and_metrics_over_one_keep_alive_connection() {
         text.lines().any(|l| l == "irsa_webhook_service_accounts 1"),
         "the cached accounts, as a gauge: {text}"
     );
+    assert!(
+        expiry(&text) > 0,
+        "the serving certificate's remaining lifetime, as a gauge: {text}"
+    );
+}
+
+/// The value of the serving certificate's expiry gauge in a /metrics text.
+fn expiry(text: &str) -> i64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("irsa_webhook_serving_certificate_expiry_seconds "))
+        .unwrap_or_else(|| panic!("no expiry gauge in {text}"))
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn a_rotated_certificate_is_served_without_a_restart() {
     let files = Files::new("rotate");
     let names = certs::service_names("irsa-webhook", "irsa-system");
-    let first = certs::generate(&names).unwrap();
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    let first = certs::generate_valid(&names, now - day, now + day * 10).unwrap();
     files.write(&first);
     let (addr, _webhook, _stop) = start(files.tls()).await;
     let mut c = connect(addr, &first.ca_pem).await.unwrap();
     assert_eq!(c.send("GET", "/healthz", "text/plain", vec![]).await.0, 200);
 
-    let second = certs::generate(&names).unwrap();
+    let (_, metrics) = c.send("GET", "/metrics", "text/plain", vec![]).await;
+    let ten_days = expiry(&String::from_utf8(metrics).unwrap());
+    assert!(
+        (10 * 86_400 - 60..=10 * 86_400).contains(&ten_days),
+        "{ten_days}"
+    );
+
+    let second = certs::generate_valid(&names, now - day, now + day * 20).unwrap();
     files.write(&second);
     let mut c2 = connect(addr, &second.ca_pem)
         .await
@@ -235,6 +272,13 @@ async fn a_rotated_certificate_is_served_without_a_restart() {
     assert_eq!(
         c2.send("GET", "/healthz", "text/plain", vec![]).await.0,
         200
+    );
+    // The gauge follows the certificate now served.
+    let (_, metrics) = c2.send("GET", "/metrics", "text/plain", vec![]).await;
+    let twenty_days = expiry(&String::from_utf8(metrics).unwrap());
+    assert!(
+        (20 * 86_400 - 60..=20 * 86_400).contains(&twenty_days),
+        "{twenty_days}"
     );
     let old = connect(addr, &first.ca_pem).await;
     assert!(
@@ -303,4 +347,51 @@ async fn a_client_that_never_finishes_the_handshake_is_dropped() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// Connections beyond the cap are closed at accept, and a slot freed by a closed connection is
+/// served again. (With the cap not enforced the third connection would be served.)
+#[tokio::test]
+async fn connections_beyond_the_cap_are_closed_at_accept() {
+    let files = Files::new("cap");
+    let ca = certs::generate(&certs::service_names("irsa-webhook", "irsa-system")).unwrap();
+    files.write(&ca);
+    let limits = Limits {
+        max_connections: 2,
+        ..Limits::default()
+    };
+    let (addr, _webhook, _stop) = start_with(files.tls(), Some(limits)).await;
+    let mut first = connect(addr, &ca.ca_pem).await.unwrap();
+    let mut second = connect(addr, &ca.ca_pem).await.unwrap();
+    // Both are being served (their handshakes done, a request answered on each).
+    for c in [&mut first, &mut second] {
+        assert_eq!(c.send("GET", "/healthz", "text/plain", vec![]).await.0, 200);
+    }
+    for _ in 0..3 {
+        let third = tokio::time::timeout(Duration::from_secs(5), connect(addr, &ca.ca_pem))
+            .await
+            .expect("closed at once, not left hanging");
+        assert!(
+            third.is_err(),
+            "a third connection was served over a cap of 2"
+        );
+    }
+    // Still serving the two it holds.
+    assert_eq!(
+        second.send("GET", "/healthz", "text/plain", vec![]).await.0,
+        200
+    );
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(mut c) = connect(addr, &ca.ca_pem).await {
+            assert_eq!(c.send("GET", "/healthz", "text/plain", vec![]).await.0, 200);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the slot of the closed connection was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

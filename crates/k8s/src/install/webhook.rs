@@ -1,6 +1,14 @@
 //! The opt-in pod identity webhook of `irsa install --webhook` ([`Part::Webhook`]): its
 //! ServiceAccount and least-privilege RBAC ([`WEBHOOK_GRANTS`]), the Deployment, its
-//! PodDisruptionBudget, the Service and the MutatingWebhookConfiguration.
+//! PodDisruptionBudget, the Service, a NetworkPolicy and the MutatingWebhookConfiguration.
+//!
+//! The NetworkPolicy admits ingress to the webhook's pods on its one port only (9443: the
+//! AdmissionReviews, the probes and `/metrics`). It names no sources, because the addresses
+//! kube-apiserver calls from differ per distribution (the control-plane nodes' addresses on
+//! kubeadm and k3s, a managed range elsewhere, the host network or a proxy); anything that
+//! can reach that port can still POST an AdmissionReview (it learns what service-account
+//! annotations already say, and its lookups take their turn with everyone's). Narrow `from`
+//! to your API server's addresses (and your metrics scraper) where you know them.
 //!
 //! Who makes the certificate ([`WebhookCerts`]): by default an init container of the webhook's
 //! Deployment runs `irsa webhook certs`, so every rollout checks (and, near expiry, renews) the
@@ -22,6 +30,9 @@ use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
     ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
@@ -90,6 +101,23 @@ pub struct WebhookGrant {
     /// Only for the init container's `irsa webhook certs` (absent with cert-manager).
     pub certs: bool,
 }
+
+/// What holding the certificate grants means for the serving container (review finding L4):
+/// `irsa install --help` and the README print it.
+///
+/// A pod has one service account, so the webhook container holds the grants its init
+/// container's `irsa webhook certs` needs. They are limited by name where RBAC can: get and
+/// update of the one Secret, get and patch of the one MutatingWebhookConfiguration. Create of
+/// a Secret cannot be (the object has no name before it exists): in its namespace the webhook
+/// could create any Secret, including a `kubernetes.io/service-account-token` one, which the
+/// token controller fills for any service account of that namespace. Hence: install it where
+/// no more privileged service account lives, or use `--webhook-cert-manager`, which drops
+/// every certificate grant.
+pub const WEBHOOK_SHARED_GRANTS_NOTE: &str = "one pod, one service account: the serving container \
+    holds the certificate grants of its init container too. Create of a Secret cannot be limited \
+    by name, so in its namespace it could create a kubernetes.io/service-account-token Secret for \
+    any service account there: keep more privileged service accounts out of that namespace, or \
+    use --webhook-cert-manager (no certificate grants at all)";
 
 /// Every grant of the webhook and why; `irsa install --help` prints them.
 pub const WEBHOOK_GRANTS: &[WebhookGrant] = &[
@@ -423,6 +451,31 @@ fn cert_manager(o: &InstallOptions) -> [serde_json::Value; 2] {
     ]
 }
 
+/// Ingress to the webhook's pods on [`WEBHOOK_PORT`] only (review finding M1): whatever else
+/// listens in them is unreachable, and a cluster whose default is deny-all still lets the API
+/// server in. No `from`: see the module documentation.
+fn network_policy(o: &InstallOptions) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(webhook_selector()),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".to_owned()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(WEBHOOK_PORT)),
+                    protocol: Some("TCP".to_owned()),
+                    ..NetworkPolicyPort::default()
+                }]),
+                ..NetworkPolicyIngressRule::default()
+            }]),
+            ..NetworkPolicySpec::default()
+        }),
+    }
+}
+
 /// The webhook's objects in apply order: the ServiceAccount and RBAC first, the
 /// configuration last, so kube-apiserver calls the webhook only once it can run.
 pub(super) fn objects(o: &InstallOptions) -> Vec<Object> {
@@ -468,6 +521,7 @@ pub(super) fn objects(o: &InstallOptions) -> Vec<Object> {
         }),
         ..Service::default()
     })));
+    out.push(Object::NetworkPolicy(Box::new(network_policy(o))));
     out.push(Object::Deployment(Box::new(deployment(o))));
     out.push(Object::PodDisruptionBudget(Box::new(PodDisruptionBudget {
         metadata: wmeta(WEBHOOK, Some(&o.namespace)),
@@ -559,6 +613,7 @@ mod tests {
                 "Role",
                 "RoleBinding",
                 "Service",
+                "NetworkPolicy",
                 "Deployment",
                 "PodDisruptionBudget",
                 "MutatingWebhookConfiguration"
@@ -725,6 +780,40 @@ mod tests {
             pod["volumes"][0]["secret"],
             serde_json::json!({"secretName": WEBHOOK_TLS_SECRET})
         );
+    }
+
+    /// Review finding M1: only the webhook's port is reachable in its pods, whoever asks.
+    #[test]
+    fn a_network_policy_admits_ingress_on_the_webhook_port_only() {
+        for certs in [WebhookCerts::Irsa, WebhookCerts::CertManager] {
+            let d = docs(certs);
+            let policy = find(&d, "NetworkPolicy");
+            assert_eq!(policy["apiVersion"], "networking.k8s.io/v1");
+            assert_eq!(policy["metadata"]["namespace"], "irsa-system");
+            let deploy = find(&d, "Deployment");
+            assert_eq!(
+                policy["spec"]["podSelector"]["matchLabels"],
+                deploy["spec"]["selector"]["matchLabels"]
+            );
+            assert_eq!(
+                policy["spec"]["policyTypes"],
+                serde_json::json!(["Ingress"])
+            );
+            assert_eq!(
+                policy["spec"]["ingress"],
+                serde_json::json!([{"ports": [{"port": WEBHOOK_PORT, "protocol": "TCP"}]}])
+            );
+            // The one port the pods listen on, and where the Service sends the API server.
+            let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+            assert_eq!(
+                c["ports"],
+                serde_json::json!([{"name": "https", "containerPort": WEBHOOK_PORT, "protocol": "TCP"}])
+            );
+            assert_eq!(
+                find(&d, "Service")["spec"]["ports"][0]["targetPort"],
+                "https"
+            );
+        }
     }
 
     #[test]

@@ -614,7 +614,22 @@ fn patch(
         }
         match kind {
             PatchKind::Json => {
-                patch::json_patch(old, &patch_doc).map_err(|e| ApiError::new(422, "Invalid", e))
+                let new = patch::json_patch(old, &patch_doc)
+                    .map_err(|e| ApiError::new(422, "Invalid", e))?;
+                // As kube-apiserver: a resourceVersion the patch leaves in the object is a
+                // precondition of the write (an `add`/`replace` of a stale one is a 409).
+                let rv = |d: &Value| {
+                    d.pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .filter(|v| !v.is_empty())
+                        .map(str::to_owned)
+                };
+                match rv(&new) {
+                    Some(want) if rv(old).as_deref() != Some(want.as_str()) => {
+                        Err(ApiError::conflict(&rt.group, &rt.plural, name))
+                    }
+                    _ => Ok(new),
+                }
             }
             PatchKind::Merge => Ok(patch::merge_patch(old, &patch_doc)),
             PatchKind::Strategic => Ok(patch::strategic_merge_patch(old, &patch_doc)),

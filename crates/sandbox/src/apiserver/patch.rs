@@ -57,8 +57,10 @@ pub fn merge_patch(doc: &Value, patch: &Value) -> Value {
     out
 }
 
-/// The merge key of a list field in the core types irsa patches (`containers`, `env`,
-/// `volumes`, ...): lists of objects carrying `name` merge by name; `ports` by `containerPort`.
+/// The merge key of a list field in the types irsa patches (`containers`, `env`, `volumes`,
+/// ..., and the `webhooks` of a Mutating- or ValidatingWebhookConfiguration, whose
+/// patchMergeKey is `name`): lists of objects carrying `name` merge by name; `ports` by
+/// `containerPort`.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     match field {
         "ports" => Some("containerPort"),
@@ -70,6 +72,7 @@ fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
         | "volumes"
         | "volumeMounts"
         | "secrets"
+        | "webhooks"
         | "conditions" => {
             if field == "conditions" {
                 Some("type")
@@ -290,5 +293,29 @@ mod tests {
         ] {
             assert_eq!(strategic_merge_patch(&pod, &patch), want, "{patch}");
         }
+    }
+
+    /// A MutatingWebhookConfiguration's `webhooks` merge by `name` (their patchMergeKey), as
+    /// on kube-apiserver: patching one webhook's caBundle keeps the others and its own fields.
+    #[test]
+    fn webhook_configurations_merge_their_webhooks_by_name() {
+        let config = json!({"metadata": {"name": "c"}, "webhooks": [
+            {"name": "a.irsa.dev", "clientConfig": {"service": {"name": "a"}}, "sideEffects": "None"},
+            {"name": "b.irsa.dev", "clientConfig": {"service": {"name": "b"}}, "sideEffects": "None"}
+        ]});
+        let patch =
+            json!({"webhooks": [{"name": "b.irsa.dev", "clientConfig": {"caBundle": "Q0E="}}]});
+        assert_eq!(
+            strategic_merge_patch(&config, &patch),
+            json!({"metadata": {"name": "c"}, "webhooks": [
+                {"name": "a.irsa.dev", "clientConfig": {"service": {"name": "a"}}, "sideEffects": "None"},
+                {"name": "b.irsa.dev", "clientConfig": {"service": {"name": "b"}, "caBundle": "Q0E="}, "sideEffects": "None"}
+            ]})
+        );
+        let delete = json!({"webhooks": [{"name": "a.irsa.dev", "$patch": "delete"}]});
+        assert_eq!(
+            strategic_merge_patch(&config, &delete)["webhooks"],
+            json!([{"name": "b.irsa.dev", "clientConfig": {"service": {"name": "b"}}, "sideEffects": "None"}])
+        );
     }
 }
