@@ -32,8 +32,9 @@ use crate::sts::{
 pub struct PipelineOptions {
     /// Region for STS (`AWS_REGION`, `AWS_DEFAULT_REGION`, then the SDK's region chain).
     pub region: Option<String>,
-    /// Regional (default) or global STS endpoint.
-    pub sts_endpoint: StsEndpointChoice,
+    /// Regional, global or legacy STS endpoint; `None`: `AWS_STS_REGIONAL_ENDPOINTS`
+    /// (`regional`, the default, or `legacy`, as in the AWS SDKs).
+    pub sts_endpoint: Option<StsEndpointChoice>,
     /// STS endpoint URL (VPC endpoint, GovCloud/China override, test server); wins over
     /// `AWS_ENDPOINT_URL_STS` / `AWS_ENDPOINT_URL`.
     pub sts_endpoint_url: Option<String>,
@@ -63,7 +64,7 @@ impl Default for PipelineOptions {
     fn default() -> Self {
         Self {
             region: None,
-            sts_endpoint: StsEndpointChoice::Regional,
+            sts_endpoint: None,
             sts_endpoint_url: None,
             ecr_endpoint_url: None,
             ecr_public_endpoint_url: None,
@@ -207,7 +208,7 @@ fn shared_http_client() -> SharedHttpClient {
 impl Pipeline {
     /// A pipeline on the real AWS SDK. Reads `AWS_REGION`/`AWS_DEFAULT_REGION`,
     /// `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_STS`, `AWS_ENDPOINT_URL_ECR`,
-    /// `AWS_ENDPOINT_URL_ECR_PUBLIC`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`,
+    /// `AWS_ENDPOINT_URL_ECR_PUBLIC`, `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS`, `AWS_STS_REGIONAL_ENDPOINTS`,
     /// `AWS_USE_FIPS_ENDPOINT`, `AWS_USE_DUALSTACK_ENDPOINT` and, for [`Identity::Ambient`],
     /// `AWS_ROLE_ARN`, `AWS_WEB_IDENTITY_TOKEN_FILE`, `AWS_ROLE_SESSION_NAME` (else the SDK's
     /// default credential chain) from `options.env`; explicit options win.
@@ -254,7 +255,15 @@ impl Pipeline {
         let sts = StsExchange::new(
             StsSettings {
                 region,
-                choice: options.sts_endpoint,
+                choice: match options.sts_endpoint {
+                    Some(choice) => choice,
+                    None => {
+                        StsEndpointChoice::from_env(&env).map_err(|reason| ConfigError::Option {
+                            option: "AWS_STS_REGIONAL_ENDPOINTS",
+                            reason,
+                        })?
+                    }
+                },
                 endpoint_url: options
                     .sts_endpoint_url
                     .clone()
@@ -577,6 +586,24 @@ mod tests {
         };
         let err = Pipeline::new(bad_issuer).await.unwrap_err().to_string();
         assert!(err.contains("invalid Chainguard issuer URL"), "{err}");
+
+        let bad_sts = PipelineOptions {
+            env: Env::from_pairs([("AWS_STS_REGIONAL_ENDPOINTS", "global")]),
+            ..PipelineOptions::default()
+        };
+        let err = Pipeline::new(bad_sts).await.unwrap_err().to_string();
+        assert!(
+            err.contains("AWS_STS_REGIONAL_ENDPOINTS is \"global\"") && err.contains("legacy"),
+            "{err}"
+        );
+        for value in ["legacy", "Regional"] {
+            Pipeline::new(PipelineOptions {
+                env: Env::from_pairs([("AWS_STS_REGIONAL_ENDPOINTS", value)]),
+                ..PipelineOptions::default()
+            })
+            .await
+            .unwrap();
+        }
 
         let ok = Pipeline::new(PipelineOptions {
             env: map_env(),

@@ -105,9 +105,10 @@ impl fmt::Debug for Identity {
     }
 }
 
-/// The deterministic session name irsa uses for a service account: `irsa-<namespace>-<name>`.
+/// The deterministic session name irsa uses for a service account (see
+/// [`SessionName::for_service_account`]: `irsa-<namespace>.<name>`, unambiguous).
 pub fn session_name_for(namespace: &str, service_account: &str) -> SessionName {
-    SessionName::derive(&format!("irsa-{namespace}-{service_account}"))
+    SessionName::for_service_account(namespace, service_account)
 }
 
 /// The role named by a service account's `eks.amazonaws.com/role-arn` annotation.
@@ -140,6 +141,49 @@ pub enum StsEndpointChoice {
     Regional,
     /// The partition's global endpoint (`sts.amazonaws.com` in the commercial partition).
     Global,
+    /// `AWS_STS_REGIONAL_ENDPOINTS=legacy`, as the AWS SDKs read it: the global endpoint for
+    /// the commercial partition's [`LEGACY_GLOBAL_REGIONS`] (plain endpoints only; FIPS and
+    /// dual-stack stay regional), the regional endpoint everywhere else.
+    Legacy,
+}
+
+/// The regions `AWS_STS_REGIONAL_ENDPOINTS=legacy` sends to `sts.amazonaws.com` (the SDKs' list:
+/// the regions that existed before regional STS endpoints became the default).
+pub const LEGACY_GLOBAL_REGIONS: &[&str] = &[
+    "ap-northeast-1",
+    "ap-south-1",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "aws-global",
+    "ca-central-1",
+    "eu-central-1",
+    "eu-north-1",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "sa-east-1",
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+];
+
+impl StsEndpointChoice {
+    /// The choice `AWS_STS_REGIONAL_ENDPOINTS` makes: `regional` (the default, also when unset)
+    /// or `legacy`; anything else is refused with the variable's name.
+    pub fn from_env(env: &Env) -> Result<Self, String> {
+        match env
+            .get("AWS_STS_REGIONAL_ENDPOINTS")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => Ok(StsEndpointChoice::Regional),
+            Some(v) if v == "regional" => Ok(StsEndpointChoice::Regional),
+            Some(v) if v == "legacy" => Ok(StsEndpointChoice::Legacy),
+            Some(v) => Err(format!(
+                "AWS_STS_REGIONAL_ENDPOINTS is {v:?}: it must be regional (the default) or legacy"
+            )),
+        }
+    }
 }
 
 /// Why AWS credentials could not be obtained.
@@ -358,12 +402,25 @@ impl StsExchange {
             Some(r) if Partition::from_region(r) == Some(partition) => r.clone(),
             _ => partition.implicit_global_region().to_owned(),
         };
-        let url = match (&self.settings.endpoint_url, self.settings.choice) {
-            (Some(url), _) => url.clone(),
-            (None, StsEndpointChoice::Global) => {
-                format!("https://{}", sts_global_endpoint(partition))
+        let plain = self.settings.variant == EndpointVariant::PLAIN;
+        let global = match self.settings.choice {
+            StsEndpointChoice::Global => true,
+            StsEndpointChoice::Legacy => {
+                plain
+                    && partition == Partition::Aws
+                    && LEGACY_GLOBAL_REGIONS.contains(&region.as_str())
             }
-            (None, StsEndpointChoice::Regional) => format!(
+            StsEndpointChoice::Regional => false,
+        };
+        let url = match &self.settings.endpoint_url {
+            Some(url) => url.clone(),
+            None if global => {
+                // The global endpoint is signed for the partition's default region
+                // (us-east-1 for sts.amazonaws.com), whatever the configured region.
+                let url = format!("https://{}", sts_global_endpoint(partition));
+                return Ok((partition.implicit_global_region().to_owned(), url));
+            }
+            None => format!(
                 "https://{}",
                 sts_endpoint(&region, self.settings.variant)
                     .map_err(|e| endpoint_err(e.to_string()))?
@@ -765,7 +822,7 @@ mod tests {
         );
         assert_eq!(
             session_name_for("team", "puller").as_str(),
-            "irsa-team-puller"
+            "irsa-team.puller"
         );
     }
 
@@ -811,5 +868,69 @@ mod tests {
             "{invalid}"
         );
         assert!(invalid.contains("https://oidc.example/.well-known/openid-configuration"));
+    }
+
+    #[test]
+    fn legacy_sends_only_the_legacy_regions_to_the_global_endpoint() {
+        use StsEndpointChoice::{Global, Legacy};
+        let role = "arn:aws:iam::123456789012:role/r";
+        let global = (
+            "us-east-1".to_owned(),
+            "https://sts.amazonaws.com".to_owned(),
+        );
+        for region in [
+            "us-east-1",
+            "us-west-2",
+            "eu-west-1",
+            "eu-north-1",
+            "ap-southeast-2",
+            "sa-east-1",
+            "ca-central-1",
+        ] {
+            assert_eq!(
+                target(settings(Some(region), Legacy), role),
+                global,
+                "{region}"
+            );
+        }
+        for region in [
+            "eu-south-1",
+            "ap-east-1",
+            "me-south-1",
+            "af-south-1",
+            "il-central-1",
+        ] {
+            assert_eq!(
+                target(settings(Some(region), Legacy), role),
+                (
+                    region.to_owned(),
+                    format!("https://sts.{region}.amazonaws.com")
+                ),
+                "{region} is not a legacy region"
+            );
+        }
+        // No region: the partition's default, us-east-1, a legacy region.
+        assert_eq!(target(settings(None, Legacy), role), global);
+        // FIPS and dual-stack have no global endpoint: regional, as in the SDKs.
+        let mut fips = settings(Some("us-east-1"), Legacy);
+        fips.variant = EndpointVariant {
+            fips: true,
+            dual_stack: false,
+        };
+        assert_eq!(
+            target(fips, role).1,
+            "https://sts-fips.us-east-1.amazonaws.com"
+        );
+        // Other partitions: regional.
+        assert_eq!(
+            target(
+                settings(Some("us-gov-west-1"), Legacy),
+                "arn:aws-us-gov:iam::123456789012:role/r"
+            )
+            .1,
+            "https://sts.us-gov-west-1.amazonaws.com"
+        );
+        // The global endpoint is signed for us-east-1 (a chained AssumeRole is signed).
+        assert_eq!(target(settings(Some("eu-west-1"), Global), role), global);
     }
 }

@@ -108,7 +108,7 @@ const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Parses `500ms`, `30s`, `10m`, `1h` or a bare number of seconds, at most [`MAX_DURATION`].
 /// clap names the flag in the error (and exits 2).
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (number, unit) = s.split_at(split);

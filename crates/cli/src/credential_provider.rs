@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 use irsa_credential_provider::config::{
-    ConfigOptions, irsa_provider, kubelet_flags_comment, render_config, render_rbac, validate,
+    ConfigOptions, fallback_comment, irsa_provider, kubelet_flags_comment, render_config,
+    render_rbac, validate,
 };
 use irsa_credential_provider::plan::{DEFAULT_ROLE_ANNOTATIONS, Fallback, Policy};
 use irsa_credential_provider::protocol::MAX_REQUEST_BYTES;
@@ -40,6 +41,9 @@ pub(crate) struct CredentialProviderArgs {
     role_annotations: Vec<String>,
     /// When the kubelet sends a service-account token but the service account names no role:
     /// `node` pulls with the node's credentials, `deny` refuses. Unset: refuse and say so.
+    /// `deny` also refuses requests without a token (static pods, `requireServiceAccount:
+    /// false`, a kubelet config without tokenAttributes): it never uses the node's
+    /// credentials. `node`, or unset, pulls those with the node's credentials (node mode).
     #[arg(long, value_enum, env = "IRSA_FALLBACK")]
     fallback: Option<FallbackArg>,
     /// In node mode, a role to assume with the node's credentials (cross-account).
@@ -52,6 +56,10 @@ pub(crate) struct CredentialProviderArgs {
     /// Fraction of a credential's lifetime the kubelet and the disk cache keep it.
     #[arg(long, value_name = "F", default_value_t = 0.5)]
     refresh_fraction: f64,
+    /// The role session's duration asked of STS (15m to 12h, at most the role's maximum
+    /// session duration; a chained --assume-role at most 1h). Unset: STS's default, 1h.
+    #[arg(long, value_name = "DURATION", env = "IRSA_SESSION_DURATION", value_parser = crate::login::parse_session_duration)]
+    session_duration: Option<Duration>,
 }
 
 fn policy(args: &CredentialProviderArgs) -> anyhow::Result<Policy> {
@@ -100,6 +108,7 @@ pub(crate) fn run(args: CredentialProviderArgs) -> anyhow::Result<Verdict> {
         cache_dir: args.cache_dir,
         refresh_fraction: args.refresh_fraction,
         lock_wait: Duration::from_secs(30),
+        session_duration: args.session_duration,
     };
     match respond(&options, &stdin) {
         Ok(response) => {
@@ -140,8 +149,10 @@ pub(crate) struct InstallProviderArgs {
     /// What to print.
     #[arg(long, value_enum, default_value = "config")]
     print: InstallPrint,
-    /// The fallback for service accounts that name no role.
-    #[arg(long, value_enum, default_value = "node")]
+    /// The printed --fallback: `deny` (the default) refuses pods whose service account names
+    /// no role and pods without a service-account token (static pods); `node` pulls those with
+    /// the node's credentials, so every such pod can pull what the node's role can.
+    #[arg(long, value_enum, default_value = "deny")]
     fallback: FallbackArg,
     /// Service-account annotation keys naming the role, in order.
     #[arg(
@@ -196,8 +207,9 @@ pub(crate) fn install(cmd: InstallCommand) -> anyhow::Result<Verdict> {
     }
     let text = match args.print {
         InstallPrint::Config => format!(
-            "{}{}",
+            "{}{}{}",
             kubelet_flags_comment(&args.config_path, &args.bin_dir),
+            fallback_comment(options.fallback),
             render_config(std::slice::from_ref(&provider))
         ),
         InstallPrint::Rbac => render_rbac(&options.audience),

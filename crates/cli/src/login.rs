@@ -18,7 +18,7 @@ use irsa_core::token;
 use serde_json::json;
 
 use crate::{Invalid, Verdict};
-use irsa_aws::disk_cache::{DiskCache, Entry};
+use irsa_aws::disk_cache::{CacheKey, DiskCache, Entry};
 
 /// Fraction of a credential's lifetime after which the disk cache stops serving it.
 const DISK_REFRESH_FRACTION: f64 = 0.5;
@@ -32,7 +32,7 @@ pub(crate) struct IdentityArgs {
     /// The web-identity (service-account) token file; re-read at every exchange.
     #[arg(long, value_name = "FILE", env = "AWS_WEB_IDENTITY_TOKEN_FILE")]
     token_file: Option<PathBuf>,
-    /// The role session name (CloudTrail). Default: irsa-<namespace>-<name> from the token.
+    /// The role session name (CloudTrail). Default: irsa-<namespace>.<name> from the token.
     #[arg(long, value_name = "NAME", env = "AWS_ROLE_SESSION_NAME")]
     session_name: Option<String>,
     /// A role to assume with the ambient credentials (cross-account). The ambient chain includes
@@ -51,9 +51,25 @@ pub(crate) struct IdentityArgs {
         default_value = "https://issuer.enforce.dev"
     )]
     chainguard_issuer: String,
+    /// The role session's duration asked of STS (15m to 12h, at most the role's maximum
+    /// session duration; a chained --assume-role at most 1h). Unset: STS's default, 1h.
+    #[arg(long, value_name = "DURATION", env = "IRSA_SESSION_DURATION", value_parser = parse_session_duration)]
+    session_duration: Option<std::time::Duration>,
     /// Do not read or write the on-disk credential cache ($XDG_CACHE_HOME/irsa).
     #[arg(long)]
     no_cache: bool,
+}
+
+/// STS's bounds on `DurationSeconds`: 15 minutes to 12 hours (the role's own maximum, and 1 hour
+/// for a chained role, are STS's to enforce: its refusal names them).
+pub(crate) fn parse_session_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = crate::controller::parse_duration(s)?;
+    if !(900..=43_200).contains(&d.as_secs()) || d.subsec_nanos() != 0 {
+        return Err(format!(
+            "{s:?}: STS sessions last 15m to 12h, in whole seconds (e.g. 15m, 1h, 12h)"
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -150,7 +166,7 @@ fn identity(args: &IdentityArgs) -> anyhow::Result<Identity> {
     }
 }
 
-/// `irsa-<namespace>-<name>` from a service-account token, else `irsa-login`.
+/// `irsa-<namespace>.<name>` from a service-account token, else `irsa-login`.
 fn session_name_from_token(file: &PathBuf) -> SessionName {
     let sa = read_token_file(file)
         .and_then(|raw| String::from_utf8(raw).ok())
@@ -162,47 +178,28 @@ fn session_name_from_token(file: &PathBuf) -> SessionName {
     }
 }
 
-/// Environment variables that change whose credential comes back, or from where.
-const KEY_ENV: &[&str] = &[
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_STS",
-    "AWS_ENDPOINT_URL_ECR",
-    "AWS_ENDPOINT_URL_ECR_PUBLIC",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_USE_FIPS_ENDPOINT",
-    "AWS_USE_DUALSTACK_ENDPOINT",
-];
-
 /// The disk cache's identity: a hash of everything that decides the credential — the identity,
-/// the token itself (a new or different token is a miss, so STS judges it), the AWS environment
-/// (endpoints, region, profile, ambient key id) and, for Chainguard, the identity and issuer.
-/// Each part is length-prefixed, so no two different inputs share a key.
+/// the token itself (a new or different token is a miss, so STS judges it), the session
+/// duration, the AWS environment ([`irsa_aws::disk_cache::KEY_ENV`], the same list the kubelet
+/// credential provider uses) and, for Chainguard, the identity and issuer. Each part is
+/// length-prefixed, so no two different inputs share a key.
 fn cache_identity(identity: &Identity, args: &IdentityArgs) -> String {
-    use sha2::{Digest, Sha256};
-    let mut h = Sha256::new();
-    let mut part = |bytes: &[u8]| {
-        h.update((bytes.len() as u64).to_be_bytes());
-        h.update(bytes);
-    };
-    part(identity.cache_key().as_bytes());
+    let mut key = CacheKey::new("login");
+    key.part(identity.cache_key());
     if let Identity::WebIdentity { .. } = identity
         && let Some(file) = &args.token_file
     {
-        part(&read_token_file(file).unwrap_or_default());
+        key.part(read_token_file(file).unwrap_or_default());
     }
-    for name in KEY_ENV {
-        part(std::env::var(name).unwrap_or_default().as_bytes());
-    }
-    part(args.chainguard_identity.as_deref().unwrap_or("").as_bytes());
-    part(args.chainguard_issuer.as_bytes());
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    key.part(
+        args.session_duration
+            .map_or(0, |d| d.as_secs())
+            .to_be_bytes(),
+    )
+    .environment(&irsa_aws::Env::Process)
+    .part(args.chainguard_identity.as_deref().unwrap_or(""))
+    .part(&args.chainguard_issuer);
+    key.finish()
 }
 
 /// The token file's bytes, at most 64 KiB (a token file is a few KiB; never read /dev/zero whole).
@@ -244,10 +241,21 @@ fn credentials(
         DiskCache::from_env()
     };
     let now = now();
-    let mut found: Vec<Option<Entry>> = targets
-        .iter()
-        .map(|t| cache.as_ref().and_then(|c| c.get(&cache_key, &t.host, now)))
-        .collect();
+    let mut cache = cache;
+    let mut found: Vec<Option<Entry>> = Vec::with_capacity(targets.len());
+    for t in targets {
+        let hit = match cache.as_ref().map(|c| c.get(&cache_key, &t.host, now)) {
+            Some(Ok(hit)) => hit,
+            Some(Err(e)) => {
+                // Not private to this user: one warning, then no cache for this run.
+                tracing::warn!("{e}");
+                cache = None;
+                None
+            }
+            None => None,
+        };
+        found.push(hit);
+    }
     let missing: Vec<RegistryTarget> = targets
         .iter()
         .zip(&found)
@@ -261,6 +269,7 @@ fn credentials(
         let fetched = runtime.block_on(async {
             let options = PipelineOptions {
                 chainguard_issuer: args.chainguard_issuer.clone(),
+                session_duration: args.session_duration,
                 ..PipelineOptions::default()
             };
             let pipeline = Pipeline::new(options).await?;
@@ -288,7 +297,7 @@ fn credentials(
                 && lifetime > 0
                 && let Err(e) = cache.put(&cache_key, &entry)
             {
-                tracing::warn!(error = %e, "could not write the credential cache");
+                tracing::warn!("{e}");
             }
             if let Some(slot) = targets.iter().position(|t| t.host == cred.registry) {
                 found[slot] = Some(entry);

@@ -2,13 +2,11 @@
 //! it is doing — standing by for a Lease it never gets, watching CRDs that are not installed,
 //! or leading while the API server hangs.
 
-mod controller_common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use controller_common::*;
+use irsa_lab::harness::*;
 use irsa_sandbox::stack::{Stack, StackConfig};
 
 /// A running `irsa controller` process, killed at drop if still running.

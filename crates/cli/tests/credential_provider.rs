@@ -667,3 +667,198 @@ fn install_prints_a_config_the_kubelet_accepts_and_the_rbac_it_needs() {
             .contains("request-serviceaccounts-token-audience")
     );
 }
+
+/// A request without a service-account token (a static pod, `requireServiceAccount: false`)
+/// follows `--fallback` too: `deny` never hands out the node's credentials.
+#[test]
+fn a_request_without_a_token_follows_the_fallback() {
+    let node = Node::new("cp-notoken");
+    let req = request(ECR, None, &[]);
+    let deny = node.run("puller", &["--fallback", "deny"], &req);
+    assert_eq!(deny.code, 1, "{}", deny.stdout);
+    assert_eq!(deny.stdout, "");
+    let line = deny.stderr.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {line}");
+    assert!(
+        line.contains("no service-account token") && line.contains("--fallback deny"),
+        "{line}"
+    );
+    assert_eq!(node.calls(), (0, 0), "refused before any AWS call");
+    let fallback = node.run("puller", &["--fallback", "node"], &req);
+    assert_eq!(auth_of(&fallback).0, ECR);
+    assert_eq!(node.calls(), (1, 1));
+}
+
+/// `irsa install credential-provider` prints `--fallback=deny` unless told otherwise, and says so.
+#[test]
+fn the_printed_config_denies_unless_the_user_chooses_node() {
+    let run = common::irsa(&["install", "credential-provider"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("  - \"--fallback=deny\"\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("# --fallback=deny:") && run.stdout.contains("--fallback node"),
+        "the choice is explained in the output: {}",
+        run.stdout
+    );
+    let node = common::irsa(&["install", "credential-provider", "--fallback", "node"]);
+    assert_eq!(node.code, 0, "{}", node.stderr);
+    assert!(
+        node.stdout.contains("  - \"--fallback=node\"\n"),
+        "{}",
+        node.stdout
+    );
+    let help = common::irsa(&["install", "credential-provider", "--help"]);
+    assert!(help.stdout.contains("[default: deny]"), "{}", help.stdout);
+}
+
+/// The disk cache's key holds the environment that changes credentials: a changed endpoint
+/// style or session name is a miss, not another configuration's credential.
+#[test]
+fn a_changed_sts_environment_is_a_cache_miss() {
+    let node = Node::new("cp-keyenv");
+    let args = ["--cache-dir", &node.cache()];
+    let req = request(ECR, None, &[]);
+    let run = |extra: &[(&str, &str)]| {
+        let role = role("puller");
+        let mut env = vec![
+            ("AWS_ENDPOINT_URL", node.cloud.url.as_str()),
+            ("AWS_ROLE_ARN", role.as_str()),
+            (
+                "AWS_WEB_IDENTITY_TOKEN_FILE",
+                node.node_token.to_str().unwrap(),
+            ),
+        ];
+        env.extend_from_slice(extra);
+        let mut full = vec!["credential-provider"];
+        full.extend_from_slice(&args);
+        auth_of(&provider(&env, &full, &req))
+    };
+    run(&[]);
+    run(&[]);
+    assert_eq!(node.calls(), (1, 1), "the second run is a hit");
+    for (i, extra) in [
+        [("AWS_STS_REGIONAL_ENDPOINTS", "legacy")],
+        [("AWS_ROLE_SESSION_NAME", "node-7")],
+        [("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "false")],
+    ]
+    .iter()
+    .enumerate()
+    {
+        run(extra);
+        assert_eq!(
+            node.calls(),
+            (2 + i as u64, 2 + i as u64),
+            "{extra:?} is a miss"
+        );
+    }
+}
+
+/// A cache directory others can write to is refused with one warning; the pull still works.
+#[test]
+fn a_shared_cache_directory_is_refused_with_one_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::new("cp-shared-dir");
+    let dir = node.cache();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let req = request(ECR, None, &[]);
+    for round in 1..=2 {
+        let run = node.run("puller", &["--cache-dir", &dir], &req);
+        assert_eq!(auth_of(&run).0, ECR);
+        let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains("WARN")).collect();
+        assert_eq!(warnings.len(), 1, "{}", run.stderr);
+        assert!(
+            warnings[0].contains("writable by group or others") && warnings[0].contains(&dir),
+            "{}",
+            warnings[0]
+        );
+        assert_eq!(
+            node.calls(),
+            (round, round),
+            "no cache: upstream every time"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing written to a shared directory"
+    );
+}
+
+/// `--session-duration` reaches STS: the sandbox's role allows one hour, as AWS would refuse more.
+#[test]
+fn the_session_duration_is_sent_to_sts() {
+    let node = Node::new("cp-duration");
+    let token = node.pod_token("ci", "builder", "uid-builder");
+    let puller = role("puller");
+    let req = request(
+        ECR,
+        Some(&token),
+        &[("eks.amazonaws.com/role-arn", &puller)],
+    );
+    auth_of(&node.run("no-ecr", &["--session-duration", "15m"], &req));
+    let long = node.run("no-ecr", &["--session-duration", "2h"], &req);
+    assert_eq!(long.code, 1, "{}", long.stdout);
+    assert!(
+        long.stderr.contains("MaxSessionDuration"),
+        "{}",
+        long.stderr
+    );
+    let bad = node.run("no-ecr", &["--session-duration", "5m"], &req);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--session-duration") && bad.stderr.contains("15m"),
+        "{}",
+        bad.stderr
+    );
+}
+
+/// Session names as STS and CloudTrail see them, read back from moto's own records: the
+/// service account's unambiguous name in token mode, `AWS_ROLE_SESSION_NAME` for the node's own
+/// web identity.
+#[test]
+fn moto_sees_the_session_names() {
+    let moto = irsa_test_peers::Moto::start(&[]);
+    let dir = TempDir::new("cp-moto-sessions");
+    let jwt = |ns: &str, name: &str| {
+        use base64::Engine as _;
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.{}", b64(r#"{"alg":"RS256"}"#), b64(&json!({"sub": format!("system:serviceaccount:{ns}:{name}"),"aud":["sts.amazonaws.com"],"exp":4_000_000_000i64,"kubernetes.io":{"namespace":ns,"serviceaccount":{"name":name,"uid":"u1"}}}).to_string()), b64("sig"))
+    };
+    for (ns, name) in [("a-b", "c"), ("a", "b-c")] {
+        let run = provider(
+            &[("AWS_ENDPOINT_URL", moto.url.as_str())],
+            &["credential-provider"],
+            &request(
+                ECR,
+                Some(&jwt(ns, name)),
+                &[(
+                    "eks.amazonaws.com/role-arn",
+                    "arn:aws:iam::111122223333:role/r",
+                )],
+            ),
+        );
+        auth_of(&run);
+    }
+    let node_token = dir.write("node-token", &jwt("kube-system", "node"));
+    let run = provider(
+        &[
+            ("AWS_ENDPOINT_URL", moto.url.as_str()),
+            ("AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/node"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", node_token.as_str()),
+            ("AWS_ROLE_SESSION_NAME", "node-7"),
+        ],
+        &["credential-provider"],
+        &request(ECR, None, &[]),
+    );
+    auth_of(&run);
+    let sessions = moto.python(
+        "import json, urllib.request\nd = json.load(urllib.request.urlopen(client('sts').meta.endpoint_url + '/moto-api/data.json'))\nprint(json.dumps(sorted(r['session_name'] for r in d['sts']['AssumedRole'])))",
+    );
+    let sessions: Vec<String> = serde_json::from_str(sessions.trim()).unwrap();
+    assert_eq!(sessions, ["irsa-a-b.c", "irsa-a.b-c", "node-7"]);
+}

@@ -369,3 +369,26 @@ fn the_docker_helper_shows_why_it_failed_instead_of_not_found() {
     assert!(run.stdout.starts_with("irsa: "), "{}", run.stdout);
     assert!(run.stdout.contains("permissions policy"), "{}", run.stdout);
 }
+
+/// `--session-duration` reaches STS (the sandbox's role allows one hour, as AWS would refuse
+/// more) and is part of the disk cache's key.
+#[test]
+fn login_sends_the_session_duration() {
+    let w = Workload::new("login-duration");
+    let ok = w.run("puller", &["login", ECR_A, "--session-duration", "15m"]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let long = w.run("puller", &["login", ECR_A, "--session-duration", "2h"]);
+    assert_eq!(
+        long.code, 1,
+        "not served from the 15m entry: {}",
+        long.stdout
+    );
+    assert!(
+        long.stderr.contains("MaxSessionDuration"),
+        "{}",
+        long.stderr
+    );
+    let bad = w.run("puller", &["login", ECR_A, "--session-duration", "13h"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--session-duration"), "{}", bad.stderr);
+}

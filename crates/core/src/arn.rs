@@ -1008,6 +1008,52 @@ impl SessionName {
         SessionName(name)
     }
 
+    /// The session name irsa uses for a Kubernetes service account, the same in every component
+    /// (controller, credential provider, `irsa login`): `irsa-<namespace>.<name>`.
+    ///
+    /// Unambiguous: a namespace is a DNS label (no `.`), so the first `.` ends it, and
+    /// `irsa-a-b.c` (namespace `a-b`) is not `irsa-a.b-c` (namespace `a`). When that form does
+    /// not fit in 64 characters, or a part is not a Kubernetes name, the name is a readable
+    /// prefix of it, `_` and 16 hex digits of a hash of both parts, length-prefixed; readable
+    /// names never contain `_`, so the two forms never meet.
+    pub fn for_service_account(namespace: &str, service_account: &str) -> SessionName {
+        const PREFIX: &str = "irsa-";
+        const HASH_HEX: usize = 16;
+        let k8s_name = |s: &str, dots: bool| {
+            !s.is_empty()
+                && s.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || (dots && b == b'.')
+                })
+        };
+        let readable = format!("{PREFIX}{namespace}.{service_account}");
+        if k8s_name(namespace, false)
+            && k8s_name(service_account, true)
+            && readable.len() <= MAX_SESSION_NAME_LEN
+        {
+            return SessionName(readable);
+        }
+        let mut h = Sha256::new();
+        for part in [namespace, service_account] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let mut name: String = readable
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(MAX_SESSION_NAME_LEN - 1 - HASH_HEX)
+            .collect();
+        name.push('_');
+        name.push_str(&hex[..HASH_HEX]);
+        SessionName(name)
+    }
+
     /// The name.
     pub fn as_str(&self) -> &str {
         &self.0

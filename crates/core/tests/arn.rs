@@ -736,3 +736,74 @@ proptest! {
         );
     }
 }
+
+/// Service-account session names are unambiguous: no two (namespace, name) pairs share one,
+/// whatever '-' and '.' they contain, and every one is a valid STS session name.
+#[test]
+fn service_account_session_names_never_collide() {
+    let readable = SessionName::for_service_account("team", "puller");
+    assert_eq!(
+        readable.as_str(),
+        "irsa-team.puller",
+        "short names stay readable"
+    );
+    assert_ne!(
+        SessionName::for_service_account("a-b", "c"),
+        SessionName::for_service_account("a", "b-c"),
+        "namespace a-b, sa c vs namespace a, sa b-c"
+    );
+    // Every pair over a small alphabet of name characters (service-account names may hold '.').
+    let alphabet = ["a", "b", "-", "."];
+    let mut words = vec![String::new()];
+    for _ in 0..3 {
+        let longer: Vec<String> = words
+            .iter()
+            .flat_map(|w| alphabet.iter().map(move |c| format!("{w}{c}")))
+            .collect();
+        words.extend(longer);
+    }
+    words.sort();
+    words.dedup();
+    let names: Vec<&str> = words
+        .iter()
+        .map(String::as_str)
+        .filter(|w| !w.is_empty())
+        .collect();
+    let namespaces: Vec<&str> = names.iter().copied().filter(|w| !w.contains('.')).collect();
+    // Long names, sharing long prefixes, past the 64-character limit.
+    let long_ns = "n".repeat(63);
+    let long_a = format!("{}-a", "s".repeat(250));
+    let long_b = format!("{}-b", "s".repeat(250));
+    let mut pairs: Vec<(&str, &str)> = Vec::new();
+    for ns in namespaces.iter().copied().chain([long_ns.as_str()]) {
+        for name in names
+            .iter()
+            .copied()
+            .chain([long_a.as_str(), long_b.as_str()])
+        {
+            pairs.push((ns, name));
+        }
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for (ns, name) in pairs {
+        let session = SessionName::for_service_account(ns, name);
+        assert_eq!(
+            SessionName::new(session.as_str()).as_ref(),
+            Ok(&session),
+            "{ns}/{name}: {session} is not a valid session name"
+        );
+        assert!(session.as_str().starts_with("irsa-"), "{session}");
+        if let Some(other) = seen.insert(session.to_string(), (ns, name)) {
+            panic!(
+                "{ns}/{name} and {}/{} share session name {session}",
+                other.0, other.1
+            );
+        }
+    }
+    let long = SessionName::for_service_account(&long_ns, &long_a);
+    assert!(
+        long.as_str()
+            .starts_with(&format!("irsa-{}", &long_ns[..20])),
+        "a readable prefix: {long}"
+    );
+}

@@ -61,7 +61,8 @@ impl Default for ConfigOptions {
     fn default() -> Self {
         Self {
             role_annotations: DEFAULT_ROLE_ANNOTATIONS.map(str::to_owned).to_vec(),
-            fallback: Fallback::Node,
+            // Safe unless chosen otherwise: never the node's credentials for a pod.
+            fallback: Fallback::Deny,
             cache_dir: Some("/var/lib/irsa/credential-provider".to_owned()),
             audience: irsa_core::names::STS_AUDIENCE.to_owned(),
         }
@@ -69,12 +70,17 @@ impl Default for ConfigOptions {
 }
 
 /// Every ECR private registry host form as a kubelet image pattern (a `*` stands for one DNS
-/// label), then ECR Public's hosts.
+/// label), then ECR Public's hosts; each also with `:443`. The kubelet's `URLsMatch` compares
+/// ports exactly (a pattern without a port matches only images without one, and ports take no
+/// globs), and registries are HTTPS on 443, so those two forms cover every image that can reach
+/// them.
 pub fn match_images() -> Vec<String> {
     let mut out = Vec::new();
     let mut push = |s: String| {
-        if !out.contains(&s) {
-            out.push(s);
+        for pattern in [format!("{s}:443"), s] {
+            if !out.contains(&pattern) {
+                out.push(pattern);
+            }
         }
     };
     for p in Partition::ALL {
@@ -382,6 +388,14 @@ pub fn render_rbac(audience: &str) -> String {
     )
 }
 
+/// What the printed `--fallback` does, as a YAML comment block.
+pub fn fallback_comment(fallback: Fallback) -> String {
+    match fallback {
+        Fallback::Deny => "# --fallback=deny: a pod whose service account names no role, and a pod the kubelet has no\n# service-account token for (static pods), is refused; print with --fallback node to pull\n# those with the node's credentials instead.\n".to_owned(),
+        Fallback::Node => "# --fallback=node: a pod whose service account names no role, and a pod the kubelet has no\n# service-account token for (static pods), pulls with the node's credentials: every such pod\n# can pull what the node's role can. Print with --fallback deny to refuse them instead.\n".to_owned(),
+    }
+}
+
 /// The kubelet flags that load the config, as a YAML comment block.
 pub fn kubelet_flags_comment(config_path: &str, bin_dir: &str) -> String {
     format!(
@@ -407,7 +421,7 @@ mod tests {
             "  defaultCacheDuration: \"6h0m0s\"\n",
             "    serviceAccountTokenAudience: \"sts.amazonaws.com\"\n    cacheType: \"ServiceAccount\"\n    requireServiceAccount: false\n",
             "    optionalServiceAccountAnnotationKeys:\n    - \"eks.amazonaws.com/ecr-role-arn\"\n    - \"eks.amazonaws.com/role-arn\"\n",
-            "  - \"--fallback=node\"\n",
+            "  - \"--fallback=deny\"\n",
         ] {
             assert!(yaml.contains(want), "{want}\n{yaml}");
         }
@@ -546,6 +560,93 @@ mod tests {
                     "{host} unmatched"
                 );
             }
+        }
+    }
+
+    /// The kubelet's `URLsMatch` (pkg/credentialprovider/keyring.go), as it decides whether the
+    /// provider is called for an image: the image is parsed as a URL without scheme; the ports
+    /// must be equal (no port matches only no port); same number of host labels; the pattern's
+    /// path a prefix of the image's; each label matched with Go's `filepath.Match`.
+    fn kubelet_urls_match(pattern: &str, image: &str) -> bool {
+        fn split(s: &str) -> (Vec<&str>, &str, &str) {
+            let (host_port, path) = match s.find('/') {
+                Some(i) => (&s[..i], &s[i..]),
+                None => (s, ""),
+            };
+            // net.SplitHostPort: the port after the last ':'; no ':' is no port.
+            let (host, port) = match host_port.rsplit_once(':') {
+                Some((h, p)) => (h, p),
+                None => (host_port, ""),
+            };
+            (host.split('.').collect(), port, path)
+        }
+        // filepath.Match for the patterns irsa prints: '*' (any run of characters), '?',
+        // literals. Patterns with '[' or '\\' are not used.
+        fn glob(p: &[u8], t: &[u8]) -> bool {
+            match (p.first(), t.first()) {
+                (None, None) => true,
+                (Some(b'*'), _) => glob(&p[1..], t) || (!t.is_empty() && glob(p, &t[1..])),
+                (Some(b'?'), Some(_)) => glob(&p[1..], &t[1..]),
+                (Some(a), Some(b)) if a == b => glob(&p[1..], &t[1..]),
+                _ => false,
+            }
+        }
+        assert!(!pattern.contains(['[', '\\']), "{pattern}");
+        let (p_labels, p_port, p_path) = split(pattern);
+        let (t_labels, t_port, t_path) = split(image);
+        p_port == t_port
+            && p_labels.len() == t_labels.len()
+            && t_path.starts_with(p_path)
+            && p_labels
+                .iter()
+                .zip(&t_labels)
+                .all(|(p, t)| glob(p.as_bytes(), t.as_bytes()))
+    }
+
+    #[test]
+    fn the_printed_patterns_match_every_registry_form_with_and_without_its_port() {
+        // The rule itself, as upstream's tests state it.
+        assert!(kubelet_urls_match("*.docker.io", "blah.docker.io/x"));
+        assert!(!kubelet_urls_match("*.docker.io", "not.right.io/x"));
+        assert!(!kubelet_urls_match("*.io", "a.k8s.io/x"));
+        assert!(
+            !kubelet_urls_match("registry.io", "registry.io:5000/x"),
+            "no port only matches no port"
+        );
+        assert!(kubelet_urls_match("registry.io:5000", "registry.io:5000/x"));
+        let patterns = irsa_provider(&ConfigOptions::default()).match_images;
+        let matched = |image: &str| patterns.iter().any(|p| kubelet_urls_match(p, image));
+        let mut hosts = vec!["public.ecr.aws".to_owned(), "ecr-public.aws.com".to_owned()];
+        for partition in Partition::ALL {
+            for variant in irsa_core::partition::EndpointVariant::ALL {
+                if let Ok(host) = irsa_core::partition::ecr_registry_host(
+                    "111122223333",
+                    partition.implicit_global_region(),
+                    variant,
+                ) {
+                    hosts.push(host);
+                }
+            }
+        }
+        hosts.push("111122223333.dkr.ecr.lala-land-1.amazonaws.com".to_owned());
+        for host in &hosts {
+            for image in [
+                format!("{host}/team/app:1"),
+                format!("{host}:443/team/app:1"),
+            ] {
+                assert!(
+                    matched(&image),
+                    "the kubelet would not call irsa for {image}"
+                );
+            }
+        }
+        for other in [
+            "ghcr.io/x/y",
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com.evil.example/x",
+            "evil.example/111122223333.dkr.ecr.us-east-1.amazonaws.com/x",
+            "public.ecr.aws.evil.example/x",
+        ] {
+            assert!(!matched(other), "{other} matched");
         }
     }
 }

@@ -70,7 +70,7 @@ pub fn explain(image: &str, policy: &Policy) -> Result<String, PlanError> {
     let keys = policy.role_annotations.join(", then ");
     let _ = writeln!(
         out,
-        "with a service-account token (KEP-4412 tokenAttributes): the role named by the pod's service account in {keys}, assumed with sts:AssumeRoleWithWebIdentity as session irsa-<namespace>-<name>"
+        "with a service-account token (KEP-4412 tokenAttributes): the role named by the pod's service account in {keys}, assumed with sts:AssumeRoleWithWebIdentity as session irsa-<namespace>.<name>"
     );
     let _ = writeln!(
         out,
@@ -81,14 +81,21 @@ pub fn explain(image: &str, policy: &Policy) -> Result<String, PlanError> {
             None => "refused until --fallback node or --fallback deny is chosen",
         }
     );
-    let _ = writeln!(
-        out,
-        "without a token (node mode): the node's credentials (AWS's default chain: instance role, EKS Pod Identity, AWS_* variables){}",
-        match &policy.node_assume_role {
-            Some(role) => format!(", then sts:AssumeRole into {role}"),
-            None => String::new(),
-        }
-    );
+    if policy.fallback == Some(Fallback::Deny) {
+        let _ = writeln!(
+            out,
+            "without a token (static pods, node mode): refused (--fallback deny never uses the node's credentials)"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "without a token (static pods, node mode): the node's credentials (AWS's default chain: instance role, EKS Pod Identity, AWS_* variables){}",
+            match &policy.node_assume_role {
+                Some(role) => format!(", then sts:AssumeRole into {role}"),
+                None => String::new(),
+            }
+        );
+    }
     let region = std::env::var("AWS_REGION")
         .ok()
         .filter(|r| !r.is_empty())

@@ -22,12 +22,14 @@ pub const DEFAULT_ROLE_ANNOTATIONS: [&str; 2] = [
 ];
 
 /// What to do when the kubelet sends a service-account token but the service account names no
-/// role in any of the annotation keys.
+/// role in any of the annotation keys, and (for `Deny`) when it sends no token at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fallback {
     /// Pull with the node's credentials (the ambient chain).
     Node,
-    /// Refuse: the pull fails with a message naming the annotation to set.
+    /// Refuse: the pull fails with a message naming the annotation to set. A request without
+    /// a service-account token (static pods, `requireServiceAccount: false`) is refused too:
+    /// `deny` never hands out the node's credentials.
     Deny,
 }
 
@@ -88,7 +90,7 @@ pub enum PlannedIdentity {
         role: RoleArn,
         /// The annotation the role came from.
         annotation: String,
-        /// The role session name, `irsa-<namespace>-<name>`.
+        /// The role session name, [`SessionName::for_service_account`].
         session_name: SessionName,
     },
 }
@@ -158,6 +160,18 @@ pub enum PlanError {
         service_account: ServiceAccount,
         /// The keys looked at, comma separated.
         keys: String,
+    },
+    /// No service-account token in the request and `--fallback deny`.
+    #[error(
+        "the kubelet sent no service-account token for image {image} (a static pod, a pod \
+         without a service account, or a kubelet config without tokenAttributes) and irsa \
+         credential-provider runs with --fallback deny, which never pulls with the node's \
+         credentials: run the pod with a service account that names a role, or use --fallback \
+         node"
+    )]
+    NoToken {
+        /// The image.
+        image: String,
     },
     /// No role and no `--fallback` chosen.
     #[error(
@@ -233,6 +247,13 @@ pub fn plan(request: &Request, policy: &Policy) -> Result<Plan, PlanError> {
         fallback_for,
     };
     let Some(token) = &request.service_account_token else {
+        // Node mode (no tokenAttributes), or a pod the kubelet has no token for: `deny` means
+        // never the node's credentials, so it refuses here too.
+        if policy.fallback == Some(Fallback::Deny) {
+            return Err(PlanError::NoToken {
+                image: request.image.clone(),
+            });
+        }
         return Ok(Plan::Fetch {
             image,
             identity: Box::new(node(None)),
@@ -257,10 +278,10 @@ pub fn plan(request: &Request, policy: &Policy) -> Result<Plan, PlanError> {
                         reason: e.to_string(),
                     })?;
             PlannedIdentity::ServiceAccount {
-                session_name: irsa_core::arn::SessionName::derive(&format!(
-                    "irsa-{}-{}",
-                    service_account.namespace, service_account.name
-                )),
+                session_name: SessionName::for_service_account(
+                    &service_account.namespace,
+                    &service_account.name,
+                ),
                 service_account,
                 role,
                 annotation: key.clone(),
@@ -348,7 +369,7 @@ pub(crate) mod tests {
                 session_name,
                 ..
             } => {
-                assert_eq!(session_name.as_str(), "irsa-team-puller");
+                assert_eq!(session_name.as_str(), "irsa-team.puller");
                 (role.to_string(), annotation)
             }
             other => panic!("not token mode: {other:?}"),
@@ -462,6 +483,36 @@ pub(crate) mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Without a token, --fallback decides too: deny never uses the node's credentials.
+        let deny = Policy {
+            fallback: Some(Fallback::Deny),
+            ..p.clone()
+        };
+        let err = plan(&request(IMAGE, None, &[]), &deny)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no service-account token") && err.contains("--fallback deny"),
+            "{err}"
+        );
+        let node = Policy {
+            fallback: Some(Fallback::Node),
+            ..p.clone()
+        };
+        assert!(matches!(
+            identity_of(plan(&request(IMAGE, None, &[]), &node).unwrap()),
+            PlannedIdentity::Node {
+                fallback_for: None,
+                ..
+            }
+        ));
+        assert!(
+            matches!(
+                plan(&request("ghcr.io/x/y", None, &[]), &deny).unwrap(),
+                Plan::NotServed { .. }
+            ),
+            "other registries are not served, whatever the fallback"
+        );
         match plan(
             &request(
                 "111122223333.dkr.ecr.eu-west-1.amazonaws.com:5000/app",

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use irsa_aws::disk_cache::{DiskCache, Entry};
+use irsa_aws::disk_cache::{CacheError, CacheKey, DiskCache, Entry};
 use irsa_aws::{
-    Identity, Pipeline, PipelineError, PipelineOptions, RegistryTarget, StaticTokenSource,
+    Env, Identity, Pipeline, PipelineError, PipelineOptions, RegistryTarget, StaticTokenSource,
 };
 use irsa_core::registry::Registry;
 use irsa_core::secret::SecretString;
@@ -28,6 +28,8 @@ pub struct Options {
     pub refresh_fraction: f64,
     /// Longest wait for another process fetching the same credential.
     pub lock_wait: Duration,
+    /// The role session duration asked of STS; `None`: STS's default (1 hour).
+    pub session_duration: Option<Duration>,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             cache_dir: None,
             refresh_fraction: 0.5,
             lock_wait: Duration::from_secs(30),
+            session_duration: None,
         }
     }
 }
@@ -76,30 +79,18 @@ pub enum ProviderError {
     },
 }
 
-/// Environment variables that change whose credential comes back, or from where: part of the
-/// disk cache's key, so a change of endpoint or ambient identity is a miss.
-const KEY_ENV: &[&str] = &[
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_STS",
-    "AWS_ENDPOINT_URL_ECR",
-    "AWS_ENDPOINT_URL_ECR_PUBLIC",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_USE_FIPS_ENDPOINT",
-    "AWS_USE_DUALSTACK_ENDPOINT",
-];
-
 /// The disk cache's identity for a planned identity. It holds the service account's namespace,
 /// name and uid, not only the role: the role comes from an annotation a tenant can edit and a
 /// hit skips STS's trust check, so role and registry alone would hand one tenant's credential
-/// to another. `None` (no disk caching) when the token carries no uid.
-pub fn cache_identity(identity: &PlannedIdentity) -> Option<String> {
-    use std::fmt::Write as _;
-    let mut key = String::with_capacity(256);
+/// to another. Then the session duration and the environment that changes credentials
+/// ([`irsa_aws::disk_cache::KEY_ENV`], the same list `irsa login` uses). `None` (no disk caching)
+/// when the token carries no uid.
+pub fn cache_identity(
+    identity: &PlannedIdentity,
+    session_duration: Option<Duration>,
+    env: &Env,
+) -> Option<String> {
+    let mut key = CacheKey::new("kubelet");
     match identity {
         PlannedIdentity::ServiceAccount {
             service_account,
@@ -108,24 +99,29 @@ pub fn cache_identity(identity: &PlannedIdentity) -> Option<String> {
             ..
         } => {
             let uid = service_account.uid.as_deref()?;
-            let _ = write!(
-                key,
-                "sa\u{1f}{}\u{1f}{}\u{1f}{uid}\u{1f}{role}\u{1f}{session_name}",
-                service_account.namespace, service_account.name
-            );
+            key.part("sa")
+                .part(&service_account.namespace)
+                .part(&service_account.name)
+                .part(uid)
+                .part(role.to_string())
+                .part(session_name.as_str());
         }
         PlannedIdentity::Node { chained_role, .. } => {
-            key.push_str("node");
-            if let Some(role) = chained_role {
-                let _ = write!(key, "\u{1f}{role}");
-            }
+            key.part("node").part(
+                chained_role
+                    .as_ref()
+                    .map(|r| r.to_string())
+                    .unwrap_or_default(),
+            );
         }
     }
-    for name in KEY_ENV {
-        key.push('\u{1f}');
-        key.push_str(&std::env::var(name).unwrap_or_default());
-    }
-    Some(key)
+    key.part(session_duration.map_or(0, |d| d.as_secs()).to_be_bytes());
+    Some(key.environment(env).finish())
+}
+
+/// The one warning about a cache that cannot be used (the pull goes on without it).
+fn warn_untrusted(error: &CacheError) {
+    tracing::warn!("{error}");
 }
 
 fn now() -> i64 {
@@ -207,24 +203,36 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
         Plan::Fetch { image, identity } => (image, *identity),
     };
     let host = image.host.clone();
-    let cache = options.cache_dir.clone().map(DiskCache::at);
-    let key = cache.as_ref().and_then(|_| cache_identity(&planned));
-    let cached = |now| match (&cache, &key) {
-        (Some(c), Some(k)) => c.get(k, &host, now),
+    let env = Env::Process;
+    let key = options
+        .cache_dir
+        .as_ref()
+        .and_then(|_| cache_identity(&planned, options.session_duration, &env));
+    let mut cache = match (&options.cache_dir, &key) {
+        (Some(dir), Some(key)) => Some((DiskCache::at(dir.clone()), key.as_str())),
         _ => None,
     };
-    if let Some(hit) = cached(now()) {
-        let now = now();
-        return Ok(response(&request.api_version, Some((&hit, now))));
+    // A hit, a miss, or a cache that is not private to us: warned about once, then not used.
+    let cached = |cache: &mut Option<(DiskCache, &str)>| {
+        let (c, k) = cache.as_ref()?;
+        match c.get(k, &host, now()) {
+            Ok(hit) => hit,
+            Err(e) => {
+                warn_untrusted(&e);
+                *cache = None;
+                None
+            }
+        }
+    };
+    if let Some(hit) = cached(&mut cache) {
+        return Ok(response(&request.api_version, Some((&hit, now()))));
     }
     // One process fetches, the others wait for its answer on disk.
-    let _lock = match (&cache, &key) {
-        (Some(c), Some(k)) => c.lock(k, &host, options.lock_wait),
-        _ => None,
-    };
-    if let Some(hit) = cached(now()) {
-        let now = now();
-        return Ok(response(&request.api_version, Some((&hit, now))));
+    let _lock = cache
+        .as_ref()
+        .and_then(|(c, k)| c.lock(k, &host, options.lock_wait));
+    if let Some(hit) = cached(&mut cache) {
+        return Ok(response(&request.api_version, Some((&hit, now()))));
     }
     let token = request.service_account_token.clone();
     let identity = match &planned {
@@ -277,6 +285,8 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
         .block_on(async {
             let pipeline = Pipeline::new(PipelineOptions {
                 region,
+                session_duration: options.session_duration,
+                env,
                 ..PipelineOptions::default()
             })
             .await?;
@@ -294,10 +304,10 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
     let (entry, lifetime) = entry_for(host, credential, token.as_ref(), now, fraction)?;
     // A credential that claims no future lifetime (moto's) is served once, never kept.
     if lifetime > 0
-        && let (Some(cache), Some(key)) = (&cache, &key)
+        && let Some((cache, key)) = &cache
         && let Err(e) = cache.put(key, &entry)
     {
-        tracing::warn!(error = %e, dir = %cache.dir().display(), "could not write the credential cache");
+        warn_untrusted(&e);
     }
     Ok(response(&request.api_version, Some((&entry, now))))
 }
@@ -316,31 +326,48 @@ mod tests {
             },
             role: "arn:aws:iam::111122223333:role/shared".parse().unwrap(),
             annotation: "eks.amazonaws.com/role-arn".into(),
-            session_name: irsa_core::arn::SessionName::derive(&format!("irsa-{ns}-{name}")),
+            session_name: irsa_core::arn::SessionName::for_service_account(ns, name),
         }
     }
 
     #[test]
     fn two_service_accounts_naming_one_role_have_distinct_cache_identities() {
-        let a = cache_identity(&sa("team-a", "puller", Some("uid-a"))).unwrap();
-        let b = cache_identity(&sa("team-b", "puller", Some("uid-b"))).unwrap();
-        let recreated = cache_identity(&sa("team-a", "puller", Some("uid-a2"))).unwrap();
+        let env = Env::from_pairs([("AWS_REGION", "eu-west-1")]);
+        let key = |identity: &PlannedIdentity| cache_identity(identity, None, &env);
+        let a = key(&sa("team-a", "puller", Some("uid-a"))).unwrap();
+        let b = key(&sa("team-b", "puller", Some("uid-b"))).unwrap();
+        let recreated = key(&sa("team-a", "puller", Some("uid-a2"))).unwrap();
         assert_ne!(a, b);
         assert_ne!(
             a, recreated,
             "a re-created service account is another identity"
         );
         assert_eq!(
-            cache_identity(&sa("team-a", "puller", None)),
+            key(&sa("team-a", "puller", None)),
             None,
             "no uid, no disk cache"
         );
-        let node = cache_identity(&PlannedIdentity::Node {
+        let node = key(&PlannedIdentity::Node {
             chained_role: None,
             fallback_for: None,
         })
         .unwrap();
         assert_ne!(node, a);
+        let identity = sa("team-a", "puller", Some("uid-a"));
+        assert_ne!(
+            cache_identity(&identity, Some(Duration::from_secs(900)), &env).unwrap(),
+            a,
+            "the session duration is in the key"
+        );
+        let legacy = Env::from_pairs([
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_STS_REGIONAL_ENDPOINTS", "legacy"),
+        ]);
+        assert_ne!(
+            cache_identity(&identity, None, &legacy).unwrap(),
+            a,
+            "the environment is in the key"
+        );
     }
 
     #[test]
