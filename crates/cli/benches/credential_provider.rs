@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use irsa_sandbox::token_issuer::ServiceAccountTokenRequest;
 use irsa_test_peers::Moto;
 use serde_json::json;
 use support_cloud::{ACCOUNT, SandboxCloud};
@@ -107,23 +106,7 @@ fn main() {
 
     // The sandbox: verifies the pod's token and the trust policy, issues 12-hour ECR tokens.
     let cloud = SandboxCloud::start();
-    let pod_token = cloud
-        .cloud
-        .issuer()
-        .issue(&ServiceAccountTokenRequest {
-            namespace: "ci".into(),
-            service_account: "builder".into(),
-            service_account_uid: "0d9e5c4a-1111-2222-3333-444455556666".into(),
-            audiences: vec!["sts.amazonaws.com".into()],
-            expiration_seconds: 3600,
-            bound_object: None,
-            node: None,
-            now: cloud.cloud.clock().now(),
-        })
-        .expect("token issued")
-        .token
-        .expose()
-        .to_owned();
+    let pod_token = cloud.token();
     let sandbox_env = [("AWS_ENDPOINT_URL", cloud.url.as_str())];
     let sandbox_req = request(
         &format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/team/app:1"),
