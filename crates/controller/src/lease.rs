@@ -205,6 +205,22 @@ fn seconds(d: Duration) -> i32 {
     i32::try_from(s.max(1)).unwrap_or(i32::MAX)
 }
 
+/// The `shutdown` future of [`spawn`] for a runtime that says on `released` how it stopped:
+/// `Some(true)` once everything that writes has drained (release the Lease), `Some(false)`
+/// when not (leave it to expire). A sender dropped without a word (a panic, an abort, a
+/// cancelled future) confirmed no drain: the Lease is left to expire too.
+pub fn release_when_drained(
+    mut released: watch::Receiver<Option<bool>>,
+) -> impl std::future::Future<Output = bool> + Send + 'static {
+    async move {
+        match released.wait_for(Option::is_some).await {
+            Ok(r) => r.unwrap_or(false),
+            // The runtime is gone without a word: its writes may still be in flight.
+            Err(_) => false,
+        }
+    }
+}
+
 /// Runs the election until `shutdown` resolves, publishing leadership on the returned
 /// [`Leadership`]; then stops leading and, when `shutdown` resolved to `true`, releases the
 /// Lease (`false`: writes of this replica may still be in flight, so the Lease is left to
@@ -701,6 +717,43 @@ mod elector_tests {
         let spec = lease.spec.unwrap();
         assert_eq!(spec.holder_identity.as_deref(), Some("b"));
         assert_eq!(spec.lease_transitions, Some(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_runtime_gone_without_a_word_leaves_the_lease_to_expire() {
+        for (said, released) in [(Some(true), true), (Some(false), false), (None, false)] {
+            let store = Store::default();
+            let api = Api::namespaced(
+                client(&store, Arc::new(AtomicBool::new(false))),
+                "irsa-system",
+            );
+            let (release, rx) = watch::channel(None::<bool>);
+            let (leadership, task) = spawn(
+                api,
+                LeaseConfig::new("irsa-system", "irsa", "a"),
+                Arc::new(Skewed(0)),
+                None,
+                release_when_drained(rx),
+            );
+            step_until(Duration::from_secs(5), || leadership.is_leader())
+                .await
+                .expect("a leads");
+            match said {
+                Some(drained) => {
+                    let _ = release.send(Some(drained));
+                }
+                // Dropped without a word (a panic, an abort, a cancelled future).
+                None => drop(release),
+            }
+            task.await.unwrap();
+            assert!(!leadership.is_leader());
+            let holder = store.lease().unwrap().spec.unwrap().holder_identity;
+            assert_eq!(
+                holder.is_none(),
+                released,
+                "{said:?}: holder {holder:?} after the lease task ended"
+            );
+        }
     }
 }
 

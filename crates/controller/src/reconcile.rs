@@ -268,11 +268,57 @@ pub struct Context {
     writer: Writer,
     config: ReconcilerConfig,
     requester: Arc<dyn TokenRequester>,
-    reported: Mutex<HashMap<Owner, Reported>>,
     key: tokio::sync::Mutex<KeySlot>,
+    /// What is kept per resource, behind one lock.
+    tracking: Arc<Mutex<Tracking>>,
+}
+
+/// What is kept per resource: what was reported, the credential-store key it uses, and the
+/// reconciles in flight. A resource forgotten (deleted) while a reconcile of it runs is
+/// marked in its flight, so that the reconcile's later reports, credential use and metric
+/// series are dropped instead of kept forever for a resource that is gone.
+#[derive(Default)]
+struct Tracking {
+    reported: HashMap<Owner, Reported>,
     /// The credential-store key each live resource last used, so that slots of deleted
     /// resources (or of identities no longer used) are freed.
-    store_keys: Mutex<HashMap<Owner, String>>,
+    store_keys: HashMap<Owner, String>,
+    flights: HashMap<Owner, Flight>,
+}
+
+/// The reconciles of one resource in flight (kube-runtime runs one per object at a time; a
+/// new uid under the same name replaces the entry).
+struct Flight {
+    uid: Option<String>,
+    running: usize,
+    /// The resource was forgotten since the flight began: keep nothing for it.
+    forgotten: bool,
+}
+
+impl Tracking {
+    /// Whether state for `owner` may be kept: not while a reconcile of a forgotten resource is
+    /// in flight.
+    fn may_keep(&self, owner: &Owner) -> bool {
+        self.flights.get(owner).is_none_or(|f| !f.forgotten)
+    }
+}
+
+/// A reconcile in flight ([`Context::begin`]); ends when dropped.
+pub struct InFlight {
+    tracking: Arc<Mutex<Tracking>>,
+    owner: Owner,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut t = self.tracking.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = t.flights.get_mut(&self.owner) {
+            f.running = f.running.saturating_sub(1);
+            if f.running == 0 {
+                t.flights.remove(&self.owner);
+            }
+        }
+    }
 }
 
 /// The credential key once loaded, or when loading it last failed.
@@ -321,9 +367,8 @@ impl Context {
                 requester,
                 credentials::TOKEN_REQUEST_TIMEOUT,
             )),
-            reported: Mutex::new(HashMap::new()),
             key: tokio::sync::Mutex::new(KeySlot::default()),
-            store_keys: Mutex::new(HashMap::new()),
+            tracking: Arc::default(),
         }
     }
 
@@ -360,36 +405,72 @@ impl Context {
         tracing::info!("not leading: dropped the cached registry credentials");
     }
 
+    fn tracking(&self) -> std::sync::MutexGuard<'_, Tracking> {
+        self.tracking.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reconcile of `owner` (of `uid`) begins: counted, and watched for the resource being
+    /// forgotten meanwhile. Call it when the reconcile is dispatched, and keep the guard until
+    /// it ended (its error policy included).
+    pub fn begin(&self, owner: &Owner, uid: Option<&str>) -> InFlight {
+        let mut t = self.tracking();
+        let flight = t.flights.entry(owner.clone()).or_insert_with(|| Flight {
+            uid: uid.map(str::to_owned),
+            running: 0,
+            forgotten: false,
+        });
+        if flight.uid.as_deref() != uid {
+            // A new object under the same name: it starts afresh.
+            flight.uid = uid.map(str::to_owned);
+            flight.forgotten = false;
+        }
+        flight.running += 1;
+        if t.may_keep(owner) {
+            self.metrics.reconciling(owner);
+        }
+        InFlight {
+            tracking: self.tracking.clone(),
+            owner: owner.clone(),
+        }
+    }
+
     /// Records the credential-store key `owner` uses now (`None`: it is gone) and frees the
     /// credential slots no live resource uses any more.
     fn use_store_key(&self, owner: &Owner, key: Option<&str>) {
-        let mut keys = self.store_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.tracking();
+        let key = key.filter(|_| t.may_keep(owner));
         let changed = match key {
-            Some(k) => keys.insert(owner.clone(), k.to_owned()).as_deref() != Some(k),
-            None => keys.remove(owner).is_some(),
+            Some(k) => t.store_keys.insert(owner.clone(), k.to_owned()).as_deref() != Some(k),
+            None => t.store_keys.remove(owner).is_some(),
         };
         if changed {
-            let keep: std::collections::HashSet<String> = keys.values().cloned().collect();
-            drop(keys);
+            let keep: std::collections::HashSet<String> = t.store_keys.values().cloned().collect();
+            drop(t);
             self.credentials.retain(&keep);
         }
     }
 
     /// Forgets what is kept for a deleted resource: what was reported, its credential slot
-    /// (unless another resource uses it) and its metric series.
+    /// (unless another resource uses it) and its metric series; a reconcile of it still in
+    /// flight keeps none of them afterwards.
     pub fn forget_resource(&self, owner: &Owner) {
+        let mut t = self.tracking();
+        if let Some(f) = t.flights.get_mut(owner) {
+            f.forgotten = true;
+        }
+        t.reported.remove(owner);
         self.metrics.forget(owner);
+        drop(t);
         self.use_store_key(owner, None);
-        self.reported
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(owner);
     }
 
     /// Forgets every resource for which `live` is false (see [`Self::forget_resource`]): after
     /// a watch's re-list, what was deleted meanwhile without a delete event.
     pub fn retain_resources(&self, live: impl Fn(&Owner) -> bool) {
-        for owner in self.owners().iter().filter(|o| !live(o)) {
+        let mut owners = self.owners();
+        // A resource with a reconcile in flight but nothing kept yet is marked too.
+        owners.extend(self.tracking().flights.keys().cloned());
+        for owner in owners.iter().filter(|o| !live(o)) {
             self.forget_resource(owner);
         }
     }
@@ -400,22 +481,39 @@ impl Context {
     }
 
     fn owners(&self) -> BTreeSet<Owner> {
+        let t = self.tracking();
         let mut owners: BTreeSet<Owner> = self.metrics.owners().into_iter().collect();
-        owners.extend(
-            self.reported
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys()
-                .cloned(),
-        );
-        owners.extend(
-            self.store_keys
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys()
-                .cloned(),
-        );
+        owners.extend(t.reported.keys().cloned());
+        owners.extend(t.store_keys.keys().cloned());
         owners
+    }
+
+    /// Sets the expiry series of `owner` (unless it was forgotten meanwhile).
+    fn set_expiry(&self, owner: &Owner, expires_at: i64) {
+        let t = self.tracking();
+        if t.may_keep(owner) {
+            self.metrics.set_expiry(owner, expires_at);
+        }
+    }
+
+    /// A reconcile of `owner` ended: counted, and its failures counted for the backoff
+    /// ([`error_policy`] reads them).
+    fn finished(&self, owner: &Owner, result: &Result<Action, Error>) {
+        self.metrics.reconciled(owner, result.is_ok());
+        if result
+            .as_ref()
+            .is_err_and(|e| !matches!(e, Error::NotLeader))
+        {
+            self.reported(owner, |r| r.failures = r.failures.saturating_add(1));
+        }
+    }
+
+    /// The failures of `owner` in a row so far.
+    fn failures(&self, owner: &Owner) -> u32 {
+        self.tracking()
+            .reported
+            .get(owner)
+            .map_or(0, |r| r.failures)
     }
 
     /// The credential key: loaded from (or, first, created as) the key Secret in the
@@ -509,9 +607,14 @@ impl Context {
         self.index.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs `f` on what was reported for `owner`; on a throwaway when `owner` was forgotten
+    /// while a reconcile of it is in flight.
     fn reported<T>(&self, owner: &Owner, f: impl FnOnce(&mut Reported) -> T) -> T {
-        let mut map = self.reported.lock().unwrap_or_else(|p| p.into_inner());
-        f(map.entry(owner.clone()).or_default())
+        let mut t = self.tracking();
+        if !t.may_keep(owner) {
+            return f(&mut Reported::default());
+        }
+        f(t.reported.entry(owner.clone()).or_default())
     }
 }
 
@@ -614,7 +717,7 @@ where
             Ok(Action::await_change())
         }
     };
-    ctx.metrics.reconciled(&subject.owner, result.is_ok());
+    ctx.finished(&subject.owner, &result);
     result
 }
 
@@ -624,10 +727,8 @@ pub fn error_policy<K: Resource>(obj: &K, error: &Error, ctx: &Context) -> Actio
         return Action::await_change();
     }
     let owner = owner_of(obj);
-    let failures = ctx.reported(&owner, |r| {
-        r.failures = r.failures.saturating_add(1);
-        r.failures
-    });
+    // Counted as the reconcile ended (`Context::finished`), while it was still in flight.
+    let failures = ctx.failures(&owner).max(1);
     let wait = failure_backoff(failures, fastrand::f64());
     tracing::warn!(resource = %owner, %error, retry_in = ?wait, "reconciliation failed");
     Action::requeue(wait)
@@ -1176,7 +1277,7 @@ where
     let expires_at = credential.as_ref().map(|c| c.expires_at);
     let counts = status::consistent_counts(counts, expires_at, now);
     if let Some(exp) = expires_at {
-        ctx.metrics.set_expiry(owner, exp);
+        ctx.set_expiry(owner, exp);
     }
     let previous = obj.status().cloned().unwrap_or_default();
     let generation = obj.meta().generation;
@@ -1593,6 +1694,60 @@ mod tests {
             drop(ctx);
             assert!(server.await.unwrap() >= 1, "no status write was tried");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_in_flight_keeps_nothing_of_a_resource_forgotten_meanwhile() {
+        use crate::credentials::tests as c;
+        let (ctx, _api) = mock_context(c::store(Arc::new(c::Ecr::default())));
+        let key = credentials::key(&c::identity(), &c::targets());
+        let held = || Credential {
+            config: irsa_core::docker_config::DockerConfig::new(),
+            issued_at: c::NOW,
+            expires_at: c::NOW + 3600,
+            jitter: 0.5,
+        };
+        let owner = Owner::Cluster { name: "ecr".into() };
+        // A reconcile of uid u-1 starts, and uses its credential.
+        let flight = ctx.begin(&owner, Some("u-1"));
+        ctx.use_store_key(&owner, Some(&key));
+        ctx.credentials.adopt(&key, held()).await;
+        ctx.reported(&owner, |r| r.written = 3);
+        // Deleted while it runs.
+        ctx.forget_resource(&owner);
+        assert!(!ctx.credentials.holds(&key).await);
+        // What the reconcile does afterwards keeps nothing.
+        ctx.use_store_key(&owner, Some(&key));
+        ctx.reported(&owner, |r| r.written = 4);
+        ctx.set_expiry(&owner, c::NOW + 3600);
+        ctx.finished(
+            &owner,
+            &Err(Error::Writes {
+                failed: 1,
+                first: "refused".into(),
+            }),
+        );
+        drop(flight);
+        assert_eq!(
+            ctx.tracked(),
+            0,
+            "state re-inserted for a forgotten resource"
+        );
+        assert_eq!(ctx.failures(&owner), 0);
+        // Re-created under the same name (a new uid): tracked as usual.
+        let flight = ctx.begin(&owner, Some("u-2"));
+        ctx.use_store_key(&owner, Some(&key));
+        ctx.reported(&owner, |r| r.written = 1);
+        ctx.finished(
+            &owner,
+            &Err(Error::Writes {
+                failed: 1,
+                first: "refused".into(),
+            }),
+        );
+        drop(flight);
+        assert_eq!(ctx.tracked(), 1);
+        assert_eq!(ctx.failures(&owner), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -442,19 +442,12 @@ impl Controller {
                 let api = Api::namespaced(client.clone(), &config.namespace);
                 let bound = 3 * (config.renew_deadline + config.retry_period);
                 let heartbeat = handle.liveness.heartbeat("the lease loop", bound);
-                let mut released = released.clone();
                 let (leadership, task) = lease::spawn(
                     api,
                     config,
                     options.clock.clone(),
                     Some(heartbeat),
-                    async move {
-                        match released.wait_for(Option::is_some).await {
-                            Ok(r) => r.unwrap_or(true),
-                            // The runtime is gone without a word: nothing of it still writes.
-                            Err(_) => true,
-                        }
-                    },
+                    lease::release_when_drained(released.clone()),
                 );
                 lease_task = Some(task);
                 leadership
@@ -616,15 +609,16 @@ impl Controller {
         let cps_run = cps
             .run(
                 {
-                    let metrics = handle.metrics.clone();
                     move |obj, ctx: Arc<Context>| {
-                        metrics.reconciling(&Owner::Cluster {
-                            name: obj.metadata.name.clone().unwrap_or_default(),
-                        });
+                        // Begun as it is dispatched: a delete event handled from now on
+                        // reaches this reconcile too.
+                        let flight =
+                            ctx.begin(&reconcile::owner_of(&*obj), obj.metadata.uid.as_deref());
                         let running = cps_work.start();
                         async move {
                             let result = reconcile::reconcile_cluster(obj, ctx).await;
                             drop(running);
+                            drop(flight);
                             result
                         }
                     }
@@ -636,16 +630,14 @@ impl Controller {
         let ps_run = ps
             .run(
                 {
-                    let metrics = handle.metrics.clone();
                     move |obj, ctx: Arc<Context>| {
-                        metrics.reconciling(&Owner::Namespaced {
-                            namespace: obj.metadata.namespace.clone().unwrap_or_default(),
-                            name: obj.metadata.name.clone().unwrap_or_default(),
-                        });
+                        let flight =
+                            ctx.begin(&reconcile::owner_of(&*obj), obj.metadata.uid.as_deref());
                         let running = ps_work.start();
                         async move {
                             let result = reconcile::reconcile_namespaced(obj, ctx).await;
                             drop(running);
+                            drop(flight);
                             result
                         }
                     }
