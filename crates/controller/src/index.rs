@@ -15,8 +15,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::labels::Labels;
 use crate::plan::{
-    ADDED_PULL_SECRETS_ANNOTATION, DOCKER_CONFIG_JSON_TYPE, NamespaceState, Observed, SecretState,
-    ServiceAccountState, Subject, Targets, View, parse_added_pull_secrets,
+    ADDED_PULL_SECRETS_ANNOTATION, DOCKER_CONFIG_JSON_TYPE, LabelMap, NamespaceState,
+    OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, Observed, Owner, SecretState,
+    ServiceAccountState, Subject, Targets, View, is_managed, parse_added_pull_secrets,
 };
 
 pub use irsa_core::names::{AUDIENCE_ANNOTATION, ROLE_ARN_ANNOTATION};
@@ -80,6 +81,100 @@ struct Foreign {
     checked: Instant,
 }
 
+/// What [`Owner::owns`] matches on in a managed Secret's labels: kind, name and (for a
+/// PullSecret) namespace of the owner.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct OwnerKey {
+    kind: Box<str>,
+    name: Box<str>,
+    namespace: Option<Box<str>>,
+}
+
+impl OwnerKey {
+    /// The owner `labels` name, when they mark a Secret as irsa's.
+    fn of_labels(labels: &impl LabelMap) -> Option<Self> {
+        if !is_managed(labels) {
+            return None;
+        }
+        Some(Self {
+            kind: labels.label(OWNER_KIND_LABEL)?.into(),
+            name: labels.label(OWNER_NAME_LABEL)?.into(),
+            namespace: labels.label(OWNER_NAMESPACE_LABEL).map(Into::into),
+        })
+    }
+
+    /// The key whose labels `owner` owns (`Owner::owns(l)` iff `of_labels(l) == of(owner)`).
+    fn of(owner: &Owner) -> Self {
+        match owner {
+            Owner::Cluster { name } => Self {
+                kind: "ClusterPullSecret".into(),
+                name: name.as_str().into(),
+                namespace: None,
+            },
+            Owner::Namespaced { namespace, name } => Self {
+                kind: "PullSecret".into(),
+                name: name.as_str().into(),
+                namespace: Some(namespace.as_str().into()),
+            },
+        }
+    }
+}
+
+/// Secondary indexes over `secrets` and `foreign`, kept in step with every change of them, so
+/// that a view touches only the Secrets of its subject, not every Secret indexed.
+#[derive(Debug, Default)]
+struct ByKeys {
+    /// Owned Secrets by the owner their labels name.
+    secrets_by_owner: HashMap<OwnerKey, BTreeSet<Key>>,
+    /// Owned Secrets by name: the namespaces holding one.
+    secrets_by_name: HashMap<String, BTreeSet<String>>,
+    /// Foreign Secrets by name: the namespaces holding one.
+    foreign_by_name: HashMap<String, BTreeSet<String>>,
+}
+
+fn unlink(map: &mut HashMap<String, BTreeSet<String>>, (ns, name): &Key) {
+    if let Some(set) = map.get_mut(name) {
+        set.remove(ns);
+        if set.is_empty() {
+            map.remove(name);
+        }
+    }
+}
+
+impl ByKeys {
+    fn add_secret(&mut self, key: &Key, state: &SecretState) {
+        if let Some(owner) = OwnerKey::of_labels(&state.labels) {
+            self.secrets_by_owner
+                .entry(owner)
+                .or_default()
+                .insert(key.clone());
+        }
+        self.secrets_by_name
+            .entry(key.1.clone())
+            .or_default()
+            .insert(key.0.clone());
+    }
+
+    fn remove_secret(&mut self, key: &Key, state: &SecretState) {
+        if let Some(owner) = OwnerKey::of_labels(&state.labels)
+            && let Some(set) = self.secrets_by_owner.get_mut(&owner)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.secrets_by_owner.remove(&owner);
+            }
+        }
+        unlink(&mut self.secrets_by_name, key);
+    }
+
+    fn add_foreign(&mut self, key: &Key) {
+        self.foreign_by_name
+            .entry(key.1.clone())
+            .or_default()
+            .insert(key.0.clone());
+    }
+}
+
 /// See the [module docs](self).
 #[derive(Debug, Default)]
 pub struct Index {
@@ -87,6 +182,7 @@ pub struct Index {
     secrets: HashMap<Key, SecretState>,
     service_accounts: HashMap<Key, IndexedServiceAccount>,
     foreign: HashMap<Key, Foreign>,
+    by: ByKeys,
     /// Types other than `kubernetes.io/dockerconfigjson` of Secrets carrying irsa's label,
     /// by uid, learnt by reading them: the secrets watch carries metadata only and takes every
     /// labelled Secret for the type irsa creates. A type is immutable, so a uid's type, once
@@ -149,15 +245,25 @@ impl Index {
         let removed = self.namespaces.remove(name).is_some();
         // Everything in it went with it, the types learnt of its Secrets too.
         let types = &mut self.types;
-        self.secrets.retain(|(ns, _), s| {
-            let keep = ns != name;
-            if !keep && let Some(uid) = &s.checked.uid {
-                types.remove(uid);
+        let by = &mut self.by;
+        self.secrets.retain(|key, s| {
+            let keep = key.0 != *name;
+            if !keep {
+                by.remove_secret(key, s);
+                if let Some(uid) = &s.checked.uid {
+                    types.remove(uid);
+                }
             }
             keep
         });
         self.service_accounts.retain(|(ns, _), _| ns != name);
-        self.foreign.retain(|(ns, _), _| ns != name);
+        self.foreign.retain(|key, _| {
+            let keep = key.0 != *name;
+            if !keep {
+                unlink(&mut by.foreign_by_name, key);
+            }
+            keep
+        });
         removed
     }
 
@@ -182,7 +288,9 @@ impl Index {
             return false;
         };
         self.known_type(&mut state);
-        self.foreign.remove(&key);
+        if self.foreign.remove(&key).is_some() {
+            unlink(&mut self.by.foreign_by_name, &key);
+        }
         match self.secrets.get(&key) {
             Some(held)
                 if held == &state
@@ -194,6 +302,10 @@ impl Index {
                 false
             }
             _ => {
+                if let Some(old) = self.secrets.get(&key) {
+                    self.by.remove_secret(&key, old);
+                }
+                self.by.add_secret(&key, &state);
                 self.secrets.insert(key, state);
                 true
             }
@@ -219,9 +331,11 @@ impl Index {
 
     /// One of irsa's Secrets was deleted (or irsa deleted it, or it lost irsa's label).
     pub fn delete_secret(&mut self, namespace: &str, name: &str) -> bool {
-        let removed = self
-            .secrets
-            .remove(&(namespace.to_owned(), name.to_owned()));
+        let key = (namespace.to_owned(), name.to_owned());
+        let removed = self.secrets.remove(&key);
+        if let Some(old) = &removed {
+            self.by.remove_secret(&key, old);
+        }
         if let Some(uid) = removed.as_ref().and_then(|s| s.checked.uid.as_ref()) {
             self.types.remove(uid);
         }
@@ -239,6 +353,11 @@ impl Index {
     /// Replaces every Secret of irsa's (a watch's re-list).
     pub fn reset_secrets(&mut self, all: impl IntoIterator<Item = Listed<(Key, SecretState)>>) {
         self.secrets = all.into_iter().map(|Listed(entry)| entry).collect();
+        self.by.secrets_by_owner.clear();
+        self.by.secrets_by_name.clear();
+        for (key, state) in &self.secrets {
+            self.by.add_secret(key, state);
+        }
         let uids: std::collections::HashSet<&str> = self
             .secrets
             .values()
@@ -303,6 +422,7 @@ impl Index {
     /// Records a same-named Secret irsa may not touch (creating ours was refused).
     pub fn record_foreign(&mut self, state: SecretState, now: Instant) {
         let key = (state.namespace.clone(), state.name.clone());
+        self.by.add_foreign(&key);
         self.foreign.insert(
             key,
             Foreign {
@@ -314,8 +434,10 @@ impl Index {
 
     /// Forgets a same-named foreign Secret (it is gone).
     pub fn forget_foreign(&mut self, namespace: &str, name: &str) {
-        self.foreign
-            .remove(&(namespace.to_owned(), name.to_owned()));
+        let key = (namespace.to_owned(), name.to_owned());
+        if self.foreign.remove(&key).is_some() {
+            unlink(&mut self.by.foreign_by_name, &key);
+        }
     }
 
     /// Foreign Secrets named `subject`'s `spec.secretName` last checked before `before`, in
@@ -351,18 +473,19 @@ impl Index {
     /// those listing one of its Secrets).
     pub fn view<'a>(&'a self, subject: &'a Subject<'a>) -> IndexView<'a> {
         let spec = subject.spec;
-        let ours: BTreeSet<&'a str> = self
-            .secrets
-            .values()
-            .filter(|s| subject.owner.owns(&s.labels))
-            .filter(|s| subject.may_touch(&s.namespace))
-            .map(|s| s.name.as_str())
+        let owned = self.by.secrets_by_owner.get(&OwnerKey::of(&subject.owner));
+        let ours: BTreeSet<&'a str> = owned
+            .into_iter()
+            .flatten()
+            .filter(|(ns, _)| subject.may_touch(ns))
+            .map(|(_, name)| name.as_str())
             .chain(std::iter::once(spec.secret_name.as_str()))
             .collect();
         IndexView {
             index: self,
             subject,
             ours,
+            owned,
         }
     }
 
@@ -383,6 +506,25 @@ pub struct IndexView<'a> {
     subject: &'a Subject<'a>,
     /// Names of the subject's Secrets, and `spec.secretName`.
     ours: BTreeSet<&'a str>,
+    /// Keys of the Secrets the subject's owner labels name.
+    owned: Option<&'a BTreeSet<Key>>,
+}
+
+impl<'a> IndexView<'a> {
+    /// The namespaces holding a Secret named `spec.secretName` in `by_name` that the subject
+    /// may touch: its own one alone for a PullSecret, without walking the others.
+    fn named_in(
+        &self,
+        by_name: &'a HashMap<String, BTreeSet<String>>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        let name = self.subject.spec.secret_name.as_str();
+        let set = by_name.get(name);
+        let (all, own) = match self.subject.targets {
+            Targets::Selection(_) => (set, None),
+            Targets::Namespace(own) => (None, set.and_then(|s| s.get(own))),
+        };
+        all.into_iter().flatten().chain(own).map(String::as_str)
+    }
 }
 
 impl View for IndexView<'_> {
@@ -396,20 +538,28 @@ impl View for IndexView<'_> {
 
     fn secrets(&self) -> impl Iterator<Item = &SecretState> {
         let subject = self.subject;
-        let spec = subject.spec;
-        self.index
-            .secrets
-            .values()
-            .filter(move |s| s.name == spec.secret_name || subject.owner.owns(&s.labels))
-            .filter(move |s| subject.may_touch(&s.namespace))
-            .chain(
-                self.index
-                    .foreign
-                    .values()
-                    .filter(move |f| f.state.name == spec.secret_name)
-                    .filter(move |f| subject.may_touch(&f.state.namespace))
-                    .map(|f| &f.state),
-            )
+        let index = self.index;
+        let name = subject.spec.secret_name.as_str();
+        let get = move |ns: &str, name: &str| {
+            // The tables hold owned keys; a lookup needs one too.
+            index.secrets.get(&(ns.to_owned(), name.to_owned()))
+        };
+        let owned = self
+            .owned
+            .into_iter()
+            .flatten()
+            .filter(move |(ns, _)| subject.may_touch(ns))
+            .filter_map(move |key| index.secrets.get(key));
+        // Named `spec.secretName` but not the subject's (those came with `owned`).
+        let named = self
+            .named_in(&index.by.secrets_by_name)
+            .filter_map(move |ns| get(ns, name))
+            .filter(move |s| !subject.owner.owns(&s.labels));
+        let foreign = self
+            .named_in(&index.by.foreign_by_name)
+            .filter_map(move |ns| index.foreign.get(&(ns.to_owned(), name.to_owned())))
+            .map(|f| &f.state);
+        owned.chain(named).chain(foreign)
     }
 
     fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountState> {
@@ -570,6 +720,169 @@ mod tests {
 
     fn ns_meta(name: &str) -> ObjectMeta {
         ns(name, "1")
+    }
+
+    /// What `view(subject).secrets()` and its `ours` were before the secondary indexes: a
+    /// scan of every indexed Secret.
+    fn scanned(index: &Index, subject: &Subject<'_>) -> (Vec<Key>, BTreeSet<String>) {
+        let spec = subject.spec;
+        let mut secrets: Vec<Key> = index
+            .secrets
+            .values()
+            .filter(|s| s.name == spec.secret_name || subject.owner.owns(&s.labels))
+            .filter(|s| subject.may_touch(&s.namespace))
+            .chain(
+                index
+                    .foreign
+                    .values()
+                    .filter(|f| f.state.name == spec.secret_name)
+                    .filter(|f| subject.may_touch(&f.state.namespace))
+                    .map(|f| &f.state),
+            )
+            .map(|s| (s.namespace.clone(), s.name.clone()))
+            .collect();
+        secrets.sort();
+        let ours = index
+            .secrets
+            .values()
+            .filter(|s| subject.owner.owns(&s.labels) && subject.may_touch(&s.namespace))
+            .map(|s| s.name.clone())
+            .chain(std::iter::once(spec.secret_name.clone()))
+            .collect();
+        (secrets, ours)
+    }
+
+    #[test]
+    fn views_touch_exactly_what_a_full_scan_finds() {
+        use crate::plan::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+        let names = ["regcred", "other", "ecr"];
+        let namespaces = ["a", "b", "c", "d"];
+        let owners = [
+            Owner::Cluster { name: "ecr".into() },
+            Owner::Cluster { name: "gcr".into() },
+            Owner::Namespaced {
+                namespace: "a".into(),
+                name: "ecr".into(),
+            },
+            Owner::Namespaced {
+                namespace: "b".into(),
+                name: "ecr".into(),
+            },
+        ];
+        let mut clusters = Vec::new();
+        for name in ["ecr", "gcr"] {
+            for secret_name in ["regcred", "other"] {
+                let mut c = cps();
+                c.metadata.name = Some(name.into());
+                c.spec.secret.secret_name = secret_name.into();
+                clusters.push(c);
+            }
+        }
+        let mut pulls = Vec::new();
+        for ns in ["a", "b"] {
+            for secret_name in ["regcred", "other"] {
+                let mut ps = irsa_k8s::PullSecret::new(
+                    "ecr",
+                    irsa_k8s::PullSecretSpec {
+                        secret: cps().spec.secret,
+                    },
+                );
+                ps.metadata.namespace = Some(ns.into());
+                ps.spec.secret.secret_name = secret_name.into();
+                pulls.push(ps);
+            }
+        }
+        let subjects: Vec<Subject<'_>> = clusters
+            .iter()
+            .map(Subject::cluster)
+            .chain(pulls.iter().filter_map(Subject::namespaced))
+            .collect();
+        let mut rng = fastrand::Rng::with_seed(11);
+        let secret = |rng: &mut fastrand::Rng, rv: u64| {
+            let mut labels = match rng.u8(0..4) {
+                0 => BTreeMap::new(),
+                1 => BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned())]),
+                _ => owners[rng.usize(0..owners.len())].labels(),
+            };
+            if rng.u8(0..10) == 0 {
+                labels.insert("extra".into(), "x".into());
+            }
+            Secret {
+                metadata: ObjectMeta {
+                    namespace: Some(namespaces[rng.usize(0..namespaces.len())].into()),
+                    name: Some(names[rng.usize(0..names.len())].into()),
+                    resource_version: Some(rv.to_string()),
+                    uid: Some(format!("u-{}", rng.u8(0..20))),
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                },
+                type_: Some(DOCKER_CONFIG_JSON_TYPE.into()),
+                ..Secret::default()
+            }
+        };
+        let mut index = Index::new();
+        let t0 = Instant::now();
+        for step in 0..3000u64 {
+            let rv = step + 1;
+            match rng.u8(0..20) {
+                0..=8 => {
+                    index.apply_secret(&secret(&mut rng, rv));
+                }
+                9..=11 => {
+                    let s = secret(&mut rng, rv);
+                    let m = &s.metadata;
+                    index
+                        .delete_secret(m.namespace.as_deref().unwrap(), m.name.as_deref().unwrap());
+                }
+                12..=13 => {
+                    let s = secret(&mut rng, rv);
+                    let state = SecretState::from_secret(&s).unwrap();
+                    index.record_foreign(state, t0);
+                }
+                14 => {
+                    let s = secret(&mut rng, rv);
+                    let m = &s.metadata;
+                    index.forget_foreign(
+                        m.namespace.as_deref().unwrap(),
+                        m.name.as_deref().unwrap(),
+                    );
+                }
+                15 => {
+                    let ns = namespaces[rng.usize(0..namespaces.len())];
+                    index.delete_namespace(&ns_meta(ns));
+                }
+                16 => {
+                    let n = rng.usize(0..12);
+                    let listed: Vec<Secret> = (0..n).map(|_| secret(&mut rng, rv)).collect();
+                    index.reset_secrets(listed.iter().filter_map(Index::listed_secret));
+                }
+                _ => {
+                    let mut s = secret(&mut rng, rv);
+                    s.type_ = Some("Opaque".into());
+                    index.learn_type(&s);
+                    index.apply_secret(&s);
+                }
+            }
+            for subject in &subjects {
+                let (want, want_ours) = scanned(&index, subject);
+                let view = index.view(subject);
+                let mut got: Vec<Key> = view
+                    .secrets()
+                    .map(|s| (s.namespace.clone(), s.name.clone()))
+                    .collect();
+                got.sort();
+                assert_eq!(got, want, "step {step}, {subject:?}");
+                let ours: BTreeSet<String> = view.ours.iter().map(|n| (*n).to_owned()).collect();
+                assert_eq!(ours, want_ours, "step {step}, {subject:?}");
+            }
+        }
+        // Nothing is left over in the secondary indexes once the tables are empty.
+        for ns in namespaces {
+            index.delete_namespace(&ns_meta(ns));
+        }
+        assert!(index.by.secrets_by_owner.is_empty());
+        assert!(index.by.secrets_by_name.is_empty());
+        assert!(index.by.foreign_by_name.is_empty());
     }
 
     #[test]

@@ -209,15 +209,11 @@ fn seconds(d: Duration) -> i32 {
 /// `Some(true)` once everything that writes has drained (release the Lease), `Some(false)`
 /// when not (leave it to expire). A sender dropped without a word (a panic, an abort, a
 /// cancelled future) confirmed no drain: the Lease is left to expire too.
-pub fn release_when_drained(
-    mut released: watch::Receiver<Option<bool>>,
-) -> impl std::future::Future<Output = bool> + Send + 'static {
-    async move {
-        match released.wait_for(Option::is_some).await {
-            Ok(r) => r.unwrap_or(false),
-            // The runtime is gone without a word: its writes may still be in flight.
-            Err(_) => false,
-        }
+pub async fn release_when_drained(mut released: watch::Receiver<Option<bool>>) -> bool {
+    match released.wait_for(Option::is_some).await {
+        Ok(r) => r.unwrap_or(false),
+        // The runtime is gone without a word: its writes may still be in flight.
+        Err(_) => false,
     }
 }
 
