@@ -411,6 +411,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Verdict> {
             grace_period: args.service_account_lookup_grace_period,
             deadline: args.deadline,
             lookup_qps: args.lookup_qps.max(1),
+            ..Timing::default()
         },
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
