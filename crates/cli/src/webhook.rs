@@ -86,6 +86,10 @@ struct CertsArgs {
     /// The MutatingWebhookConfiguration whose webhooks get the caBundle (it must exist).
     #[arg(long, value_name = "NAME")]
     webhook_configuration: String,
+    /// The webhook of that configuration whose caBundle is kept: only this entry is read
+    /// and patched.
+    #[arg(long, value_name = "NAME", default_value = irsa_core::names::WEBHOOK_NAME)]
+    webhook_name: String,
     /// Lifetime of a new CA and certificate (e.g. 730d, 2160h).
     #[arg(long, value_name = "DURATION", default_value = "730d", value_parser = parse_duration)]
     validity: Duration,
@@ -411,6 +415,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Verdict> {
             grace_period: args.service_account_lookup_grace_period,
             deadline: args.deadline,
             lookup_qps: args.lookup_qps.max(1),
+            ..Timing::default()
         },
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
@@ -449,6 +454,7 @@ fn certs(args: CertsArgs) -> anyhow::Result<Verdict> {
         ("--secret", &args.secret),
         ("--service", &args.service),
         ("--webhook-configuration", &args.webhook_configuration),
+        ("--webhook-name", &args.webhook_name),
     ] {
         if value.is_empty() {
             return Err(Invalid(format!("{flag} is empty: name the object")).into());
@@ -463,6 +469,7 @@ fn certs(args: CertsArgs) -> anyhow::Result<Verdict> {
         secret: args.secret.clone(),
         service: args.service.clone(),
         webhook_configuration: args.webhook_configuration.clone(),
+        webhook_name: args.webhook_name.clone(),
         validity: args.validity,
         renew_before: args.renew_before,
     };
@@ -479,7 +486,7 @@ fn certs(args: CertsArgs) -> anyhow::Result<Verdict> {
             Ok(r) => r,
             Err(
                 e @ (ProvisionError::ConfigurationNotFound(_)
-                | ProvisionError::NoWebhooks(_)
+                | ProvisionError::NoWebhooks { .. }
                 | ProvisionError::SecretType { .. }
                 | ProvisionError::Window { .. }
                 | ProvisionError::TooLong),

@@ -17,6 +17,10 @@ pub const SKIP_POD_LABEL: &str = "eks.amazonaws.com/skip-pod-identity-webhook";
 /// The ConfigMap the pod identity webhook follows with `--watch-config-map` (upstream's name).
 pub const WEBHOOK_CONFIG_MAP: &str = "pod-identity-webhook";
 
+/// The name of irsa's one webhook in its MutatingWebhookConfiguration (a fully qualified name,
+/// as the API requires): the entry `irsa webhook certs` reads and patches.
+pub const WEBHOOK_NAME: &str = "pod-identity.irsa.dev";
+
 /// Prefix of every label and annotation key irsa reserves for itself.
 pub const RESERVED_PREFIX: &str = "irsa.dev/";
 /// Label on every object irsa writes.

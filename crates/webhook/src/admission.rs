@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
 use tokio::time::Instant;
 
 use crate::cache::ServiceAccountCache;
@@ -19,6 +19,7 @@ use crate::identity::{ConfigMapEntry, ServiceAccountInfo};
 use crate::metrics::{Metrics, Outcome};
 use crate::mutate::{Oversized, PatchOp, mutate};
 use crate::review::{self, AdmissionRequest};
+use crate::server::MAX_REVIEWS_IN_FLIGHT;
 
 /// A service-account lookup at the API server failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,14 @@ pub trait ServiceAccountLookup: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = LookupResult> + Send + 'a>>;
 }
 
+/// Reviews waiting at once for service accounts the cache lacks. A waiting review holds no
+/// review permit, only its connection and its body; a real burst (a Deployment scaled up with a
+/// new account) waits for the grace period only, so few wait at once.
+pub const MAX_WAITING: usize = 64;
+
+/// As many in one namespace: a flood in one namespace leaves places for the others.
+pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
+
 /// Timing of the service-account lookup and of the whole answer.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
@@ -73,6 +82,11 @@ pub struct Timing {
     /// Lookups at the API server per second (and burst), shared round-robin between the
     /// namespaces of the reviewed pods; each namespace may have as many waiting.
     pub lookup_qps: u32,
+    /// Reviews that may wait at once for service accounts the cache lacks (grace period,
+    /// limiter, lookup); more fail open at once.
+    pub max_waiting: usize,
+    /// As many of them in one namespace.
+    pub max_waiting_per_namespace: usize,
 }
 
 impl Default for Timing {
@@ -81,6 +95,8 @@ impl Default for Timing {
             grace_period: Duration::from_millis(100),
             deadline: Duration::from_secs(5),
             lookup_qps: 20,
+            max_waiting: MAX_WAITING,
+            max_waiting_per_namespace: MAX_WAITING_PER_NAMESPACE,
         }
     }
 }
@@ -224,6 +240,9 @@ pub struct Webhook {
     metrics: Metrics,
     lookup: Option<Arc<dyn ServiceAccountLookup>>,
     limiter: FairLimiter,
+    waiting: WaitSlots,
+    /// Bounds [`Self::review`]; the server passes its own to [`Self::answer`].
+    permits: Semaphore,
     timing: Timing,
 }
 
@@ -252,6 +271,8 @@ impl Webhook {
             metrics: Metrics::default(),
             lookup,
             limiter: FairLimiter::new(timing.lookup_qps),
+            waiting: WaitSlots::new(timing.max_waiting, timing.max_waiting_per_namespace),
+            permits: Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
             timing,
         }
     }
@@ -285,9 +306,36 @@ impl Webhook {
         }
     }
 
-    /// Answer one AdmissionReview body: the HTTP status and the response document.
+    /// Answer one AdmissionReview body: the HTTP status and the response document. At most
+    /// [`MAX_REVIEWS_IN_FLIGHT`] of these decode and mutate at once; the server bounds its own
+    /// reviews with [`Self::answer`].
     pub async fn review(&self, body: &[u8]) -> (u16, Value) {
+        let (status, answer, _permit) = self.respond(body, &self.permits).await;
+        (status, answer)
+    }
+
+    /// Answer one AdmissionReview body with the encoded response, holding one of `permits` only
+    /// while decoding, mutating and encoding: a review waiting for its service account (the
+    /// grace period, the lookup limiter, the API server) holds none, so reviews for accounts
+    /// that do not exist, forged or not, cannot keep others from being answered (review
+    /// finding M1).
+    pub async fn answer(&self, body: &[u8], permits: &Semaphore) -> (u16, Vec<u8>) {
+        let (status, answer, permit) = self.respond(body, permits).await;
+        let encoded = serde_json::to_vec(&answer).unwrap_or_default();
+        drop(permit);
+        (status, encoded)
+    }
+
+    async fn respond<'p>(
+        &self,
+        body: &[u8],
+        permits: &'p Semaphore,
+    ) -> (u16, Value, Option<SemaphorePermit<'p>>) {
         let start = Instant::now();
+        let Ok(permit) = permits.acquire().await else {
+            return (503, review::error(None, 503, "shutting down"), None);
+        };
+        let mut permit = Some(permit);
         let (status, outcome, answer) = match review::decode(body) {
             Err(e) => {
                 tracing::warn!(error = %e, "refused a body that is not an AdmissionReview v1");
@@ -299,9 +347,12 @@ impl Webhook {
                 (200, Outcome::Skipped, review::allow(&req.uid, &[], &[]))
             }
             Ok(req) => {
-                // Shared with the blocking task that computes the patch, so the pod is not copied.
-                let req = Arc::new(req);
-                let decided = tokio::time::timeout(self.timing.deadline, self.decide(&req)).await;
+                let subject = Subject::of(&req);
+                let decided = tokio::time::timeout(
+                    self.timing.deadline,
+                    self.decide(req, &subject, body, permits, &mut permit),
+                )
+                .await;
                 match decided {
                     Ok(Ok(ops)) => {
                         let outcome = if ops.is_empty() {
@@ -310,23 +361,23 @@ impl Webhook {
                             Outcome::Mutated
                         };
                         tracing::debug!(
-                            namespace = %req.namespace,
-                            pod = %req.pod_name(),
-                            service_account = %req.service_account(),
+                            namespace = %subject.namespace,
+                            pod = %subject.pod,
+                            service_account = %subject.service_account,
                             operations = ops.len(),
                             "answered"
                         );
-                        (200, outcome, review::allow(&req.uid, &ops, &[]))
+                        (200, outcome, review::allow(&subject.uid, &ops, &[]))
                     }
                     Ok(Err(Refusal::Failed(message))) => {
-                        self.fail_open(&req, &message, FAIL_OPEN_WARNING)
+                        self.fail_open(&subject, &message, FAIL_OPEN_WARNING)
                     }
                     Ok(Err(Refusal::Oversized(o))) => {
                         self.metrics.oversized_pod();
-                        self.fail_open(&req, &o.to_string(), OVERSIZED_WARNING)
+                        self.fail_open(&subject, &o.to_string(), OVERSIZED_WARNING)
                     }
                     Err(_) => self.fail_open(
-                        &req,
+                        &subject,
                         &format!("no decision within {:?}", self.timing.deadline),
                         FAIL_OPEN_WARNING,
                     ),
@@ -334,40 +385,67 @@ impl Webhook {
             }
         };
         self.metrics.observe(outcome, start.elapsed());
-        (status, answer)
+        (status, answer, permit)
     }
 
-    fn fail_open(
-        &self,
-        req: &AdmissionRequest,
-        message: &str,
-        warning: &str,
-    ) -> (u16, Outcome, Value) {
+    fn fail_open(&self, subject: &Subject, message: &str, warning: &str) -> (u16, Outcome, Value) {
         tracing::warn!(
-            namespace = %req.namespace,
-            pod = %req.pod_name(),
-            service_account = %req.service_account(),
+            namespace = %subject.namespace,
+            pod = %subject.pod,
+            service_account = %subject.service_account,
             error = %message,
             "admitted the pod without credentials (failing open)"
         );
         (
             200,
             Outcome::FailedOpen,
-            review::allow(&req.uid, &[], &[warning.to_owned()]),
+            review::allow(&subject.uid, &[], &[warning.to_owned()]),
         )
     }
 
-    async fn decide(&self, req: &Arc<AdmissionRequest>) -> Result<Vec<PatchOp>, Refusal> {
-        let namespace = if req.namespace.is_empty() {
-            req.object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        } else {
-            &req.namespace
-        };
-        let name = req.service_account();
+    /// The patch for `req`. `permit` is held on entry; it is given up (and the decoded pod with
+    /// it, so that a waiting review keeps only its body) while the account is waited for, and
+    /// taken again before the pod, decoded again from `body`, is mutated.
+    async fn decide<'p>(
+        &self,
+        req: AdmissionRequest,
+        subject: &Subject,
+        body: &[u8],
+        permits: &'p Semaphore,
+        permit: &mut Option<SemaphorePermit<'p>>,
+    ) -> Result<Vec<PatchOp>, Refusal> {
+        let (namespace, name) = (subject.namespace.as_str(), subject.service_account.as_str());
         let key = (namespace.to_owned(), name.to_owned());
+        let mut req = Some(req);
+        let mut annotations = self.cache.get(namespace, name);
+        if annotations.is_none() {
+            let Some(slot) = self.waiting.take(namespace) else {
+                self.metrics.wait_refused();
+                return Err(Refusal::Failed(format!(
+                    "too many reviews waiting for service accounts that are not cached \
+                     (namespace {namespace}); not waiting for {name}"
+                )));
+            };
+            req = None;
+            *permit = None;
+            annotations = self.wait_for_account(namespace, name).await?;
+            drop(slot);
+            *permit = Some(
+                permits
+                    .acquire()
+                    .await
+                    .map_err(|_| Refusal::Failed("shutting down".to_owned()))?,
+            );
+        }
+        if annotations.is_none() {
+            self.metrics.missing_service_account();
+            tracing::info!(%namespace, service_account = %name, "service account not found");
+        }
+        let req = match req {
+            Some(req) => req,
+            // The same bytes decoded before: this cannot fail, but is not trusted to.
+            None => review::decode(body).map_err(|e| Refusal::Failed(e.to_string()))?,
+        };
         let pod_identity = self
             .pod_identities
             .read()
@@ -378,29 +456,6 @@ impl Webhook {
             .read()
             .ok()
             .and_then(|m| m.get(&key).cloned());
-        let mut annotations = self
-            .cache
-            .wait_for(namespace, name, self.timing.grace_period)
-            .await;
-        if annotations.is_none()
-            && let Some(lookup) = &self.lookup
-        {
-            self.limiter.acquire(namespace).await.map_err(|Busy| {
-                Refusal::Failed(format!(
-                    "too many service-account lookups waiting in namespace {namespace}; \
-                     not asking the API server for {name}"
-                ))
-            })?;
-            self.metrics.api_lookup();
-            annotations = lookup
-                .get(namespace, name)
-                .await
-                .map_err(|e| Refusal::Failed(e.to_string()))?;
-        }
-        if annotations.is_none() {
-            self.metrics.missing_service_account();
-            tracing::info!(%namespace, service_account = %name, "service account not found");
-        }
         let info = ServiceAccountInfo {
             annotations,
             config_map,
@@ -409,7 +464,6 @@ impl Webhook {
         // The mutation is CPU work proportional to the pod: off the async workers, so that a large
         // pod cannot stall other requests or /healthz. The deadline above still answers on time;
         // a mutation still running then finishes in the background (bounded by the size caps).
-        let req = Arc::clone(req);
         let config = Arc::clone(&self.config);
         let computed = tokio::task::spawn_blocking(move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -424,6 +478,122 @@ impl Webhook {
             .map_err(|_| internal())?
             .map_err(|_| internal())?
             .map_err(Refusal::Oversized)
+    }
+
+    /// An account the cache lacks: wait up to the grace period for the watch, then ask the API
+    /// server (rate-limited, fairly between namespaces). `None` when it does not exist.
+    async fn wait_for_account(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<BTreeMap<String, String>>, Refusal> {
+        let annotations = self
+            .cache
+            .wait_for(namespace, name, self.timing.grace_period)
+            .await;
+        let (None, Some(lookup)) = (&annotations, &self.lookup) else {
+            return Ok(annotations);
+        };
+        self.limiter.acquire(namespace).await.map_err(|Busy| {
+            Refusal::Failed(format!(
+                "too many service-account lookups waiting in namespace {namespace}; \
+                 not asking the API server for {name}"
+            ))
+        })?;
+        self.metrics.api_lookup();
+        lookup
+            .get(namespace, name)
+            .await
+            .map_err(|e| Refusal::Failed(e.to_string()))
+    }
+}
+
+/// Who a review is about, kept (small) while the decoded pod is dropped.
+#[derive(Debug)]
+struct Subject {
+    uid: String,
+    namespace: String,
+    pod: String,
+    service_account: String,
+}
+
+impl Subject {
+    fn of(req: &AdmissionRequest) -> Self {
+        let namespace = if req.namespace.is_empty() {
+            req.object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        } else {
+            &req.namespace
+        };
+        Self {
+            uid: req.uid.clone(),
+            namespace: namespace.to_owned(),
+            pod: req.pod_name().to_owned(),
+            service_account: req.service_account().to_owned(),
+        }
+    }
+}
+
+/// Places for reviews waiting for a service account the cache lacks, at most `max` in all and
+/// `per_namespace` in one namespace (the namespace comes from the review, so a forger picks
+/// it: the overall bound is what holds). A review finding no place fails open at once instead
+/// of queueing (review finding M1).
+#[derive(Debug)]
+struct WaitSlots {
+    max: usize,
+    per_namespace: usize,
+    taken: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+/// One taken place; given back on drop.
+#[derive(Debug)]
+struct WaitSlot<'a> {
+    slots: &'a WaitSlots,
+    namespace: String,
+}
+
+impl WaitSlots {
+    fn new(max: usize, per_namespace: usize) -> Self {
+        Self {
+            max,
+            per_namespace,
+            taken: Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    fn take(&self, namespace: &str) -> Option<WaitSlot<'_>> {
+        let mut taken = self.taken.lock().ok()?;
+        let (all, by_namespace) = &mut *taken;
+        let here = by_namespace.get(namespace).copied().unwrap_or(0);
+        if *all >= self.max || here >= self.per_namespace {
+            return None;
+        }
+        *all += 1;
+        by_namespace.insert(namespace.to_owned(), here + 1);
+        Some(WaitSlot {
+            slots: self,
+            namespace: namespace.to_owned(),
+        })
+    }
+}
+
+impl Drop for WaitSlot<'_> {
+    fn drop(&mut self) {
+        let mut taken = self
+            .slots
+            .taken
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (all, by_namespace) = &mut *taken;
+        *all = all.saturating_sub(1);
+        if let Some(n) = by_namespace.get_mut(&self.namespace) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by_namespace.remove(&self.namespace);
+            }
+        }
     }
 }
 
@@ -688,6 +858,124 @@ mod tests {
             start.elapsed()
         );
         assert_eq!(w.metrics().missing_service_accounts(), 9);
+    }
+
+    fn role_webhook(lookup: Option<Arc<dyn ServiceAccountLookup>>, timing: Timing) -> Arc<Webhook> {
+        let config = Config::default();
+        let cache = Arc::new(ServiceAccountCache::new(&config));
+        cache.apply("ns", "app", &role());
+        Arc::new(Webhook::new(config, cache, lookup, timing))
+    }
+
+    /// Review finding M1: reviews waiting for accounts the cache lacks are bounded, in all and
+    /// per namespace; the excess is admitted at once, unchanged, with a warning and a metric,
+    /// instead of queueing; a place is given back when its review is answered.
+    #[tokio::test(start_paused = true)]
+    async fn reviews_beyond_the_waiting_bounds_fail_open_at_once() {
+        let timing = Timing {
+            grace_period: Duration::from_secs(3),
+            max_waiting: 3,
+            max_waiting_per_namespace: 2,
+            ..Timing::default()
+        };
+        let w = role_webhook(None, timing);
+        let waiters: Vec<_> = [("a", "w1"), ("a", "w2"), ("b", "w3")]
+            .into_iter()
+            .map(|(ns, uid)| {
+                let w = w.clone();
+                tokio::spawn(
+                    async move { w.review(&body_in(ns, uid, &format!("ghost-{uid}"))).await },
+                )
+            })
+            .collect();
+        for _ in 0..10_000 {
+            if w.cache().waiting() == 3 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(w.cache().waiting(), 3);
+        let start = Instant::now();
+        // A third in namespace a (over its bound), one in namespace c (over the overall bound).
+        for (ns, uid) in [("a", "x1"), ("c", "x2")] {
+            let (status, answer) = w.review(&body_in(ns, uid, "ghost")).await;
+            assert_eq!(status, 200);
+            assert_eq!(answer["response"]["uid"], uid);
+            assert_eq!(answer["response"]["allowed"], true);
+            assert!(answer["response"].get("patch").is_none(), "{answer}");
+            let warning = answer["response"]["warnings"][0].as_str().unwrap();
+            assert!(warning.contains("without AWS credentials"), "{warning}");
+        }
+        assert_eq!(start.elapsed(), Duration::ZERO, "refused at once");
+        assert_eq!(w.metrics().waits_refused(), 2);
+        assert_eq!(w.metrics().count(Outcome::FailedOpen), 2);
+        // A cached account needs no place, in a full namespace too.
+        w.cache().apply("a", "app", &role());
+        let (_, answer) = w.review(&body_in("a", "real", "app")).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        for waiter in waiters {
+            let (_, answer) = waiter.await.unwrap();
+            assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(3));
+        assert_eq!(w.metrics().missing_service_accounts(), 3);
+        // Their places were given back.
+        let late = {
+            let w = w.clone();
+            tokio::spawn(async move { w.review(&body_in("a", "late", "ghost")).await })
+        };
+        let (_, answer) = late.await.unwrap();
+        assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        assert_eq!(w.metrics().waits_refused(), 2);
+    }
+
+    /// Review finding M1: a review asking the API server (behind the limiter, then the lookup
+    /// itself) holds no review permit, so slow lookups for forged accounts leave the permits to
+    /// reviews that can be answered.
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_lookup_holds_no_review_permit() {
+        let slow = Arc::new(Fake {
+            calls: AtomicUsize::new(0),
+            answer: || Ok(None),
+            delay: Duration::from_secs(4),
+        });
+        let timing = Timing {
+            grace_period: Duration::ZERO,
+            ..Timing::default()
+        };
+        let w = role_webhook(Some(slow.clone()), timing);
+        let permits = Arc::new(Semaphore::new(2));
+        let forged: Vec<_> = (0..8)
+            .map(|i| {
+                let (w, permits) = (w.clone(), permits.clone());
+                tokio::spawn(async move {
+                    w.answer(
+                        &body_in("forged", &format!("f{i}"), &format!("ghost{i}")),
+                        &permits,
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for _ in 0..10_000 {
+            if slow.calls.load(Ordering::SeqCst) == 8 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(slow.calls.load(Ordering::SeqCst), 8, "all eight are asking");
+        let start = Instant::now();
+        let (status, answer) = w.answer(&body_in("ns", "real", "app"), &permits).await;
+        assert_eq!(status, 200);
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        for f in forged {
+            let (_, answer) = f.await.unwrap();
+            let answer: Value = serde_json::from_slice(&answer).unwrap();
+            assert!(answer["response"].get("patch").is_none(), "{answer}");
+        }
+        assert_eq!(permits.available_permits(), 2, "every permit given back");
     }
 
     #[tokio::test(start_paused = true)]

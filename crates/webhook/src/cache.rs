@@ -139,6 +139,11 @@ impl ServiceAccountCache {
         )
     }
 
+    /// Reviews waiting in [`Self::wait_for`] for an account to arrive (for tests and the bench).
+    pub fn waiting(&self) -> usize {
+        self.changes.receiver_count()
+    }
+
     /// [`Self::get`], waiting up to `grace` for the account to arrive.
     pub async fn wait_for(
         &self,

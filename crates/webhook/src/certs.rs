@@ -87,7 +87,7 @@ fn generate_with(
     }
     ca_params
         .distinguished_name
-        .push(DnType::CommonName, "irsa webhook CA");
+        .push(DnType::CommonName, CA_COMMON_NAME);
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -259,6 +259,37 @@ fn pem_block(der: &[u8]) -> String {
 /// rotation added. Older ones are dropped, so the bundle cannot grow without bound.
 pub const MAX_CARRIED_CAS: usize = 2;
 
+/// The subject (and, self-signed, issuer) common name of every CA irsa issues: how the step
+/// tells its own CAs, which it carries over in `caBundle`, from others (review finding L1).
+pub const CA_COMMON_NAME: &str = "irsa webhook CA";
+
+/// Whether `der` is a CA irsa issued: self-signed with subject and issuer [`CA_COMMON_NAME`].
+pub fn is_irsa_ca(der: &[u8]) -> bool {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(der) else {
+        return false;
+    };
+    fn cn<'a>(name: &'a x509_parser::x509::X509Name<'_>) -> Option<&'a str> {
+        let mut names = name.iter_common_name();
+        let first = names.next().and_then(|a| a.as_str().ok());
+        first.filter(|_| names.next().is_none())
+    }
+    cn(cert.subject()) == Some(CA_COMMON_NAME) && cn(cert.issuer()) == Some(CA_COMMON_NAME)
+}
+
+/// Whether `bundle` holds `ca` and nothing [`next_bundle`] would drop: only valid CAs irsa
+/// issued, no junk. Such a bundle is left as it is.
+pub fn bundle_is_clean(bundle: &[u8], ca: &[u8], now: SystemTime) -> bool {
+    if !bundle_contains(bundle, ca) {
+        return false;
+    }
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(bundle).collect();
+    certs.len() <= MAX_CARRIED_CAS + 1
+        && certs.iter().all(|c| {
+            c.as_ref()
+                .is_ok_and(|der| is_valid_ca(der.as_ref(), now) && is_irsa_ca(der.as_ref()))
+        })
+}
+
 /// Whether `der` is a CA certificate (basic constraints with `cA` set) within its validity at
 /// `now`. Bytes read back from the cluster: anything that does not parse is no CA.
 pub fn is_valid_ca(der: &[u8], now: SystemTime) -> bool {
@@ -292,8 +323,9 @@ pub fn not_after_unix(pem: &[u8]) -> Option<i64> {
 /// The `caBundle` after a rotation or a repair: the new CA first, then at most
 /// [`MAX_CARRIED_CAS`] certificates taken from the PEM `carried` texts in order (the
 /// Secret's previous `ca.crt`, then the bundle as the configuration holds it now), each only
-/// if it is a valid, unexpired CA certificate at `now` and not the new CA itself. Whatever
-/// else those texts held (junk, leaf certificates, expired CAs) stays out.
+/// if it is a valid, unexpired CA certificate at `now` that irsa issued ([`is_irsa_ca`]) and
+/// not the new CA itself. Whatever else those texts held (junk, leaf certificates, expired CAs,
+/// CAs of anyone else) stays out.
 pub fn next_bundle(new_ca: &str, carried: &[&[u8]], now: SystemTime) -> String {
     let mut out = normalized(new_ca.as_bytes()).unwrap_or_else(|| new_ca.to_owned());
     let mut seen: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(new_ca.as_bytes())
@@ -305,7 +337,7 @@ pub fn next_bundle(new_ca: &str, carried: &[&[u8]], now: SystemTime) -> String {
             if kept == MAX_CARRIED_CAS {
                 return out;
             }
-            if seen.contains(&der) || !is_valid_ca(der.as_ref(), now) {
+            if seen.contains(&der) || !is_valid_ca(der.as_ref(), now) || !is_irsa_ca(der.as_ref()) {
                 continue;
             }
             out.push_str(&pem_block(der.as_ref()));
@@ -494,6 +526,39 @@ mod tests {
             bundle.matches("BEGIN CERTIFICATE").count(),
             1 + MAX_CARRIED_CAS
         );
+    }
+
+    /// Review finding L1: only CAs irsa issued are carried, however valid another one is.
+    #[test]
+    fn a_foreign_ca_is_not_carried() {
+        let now = SystemTime::now();
+        let ours = fresh("w", now, 10);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "someone else's CA");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let foreign = params.self_signed(&key).unwrap().pem();
+        let der = |pem: &str| pem_certs("ca.crt", pem.as_bytes()).unwrap()[0].clone();
+        assert!(is_irsa_ca(der(&ours.ca_pem).as_ref()));
+        assert!(!is_irsa_ca(der(&foreign).as_ref()));
+        assert!(is_valid_ca(der(&foreign).as_ref(), now));
+        let new = fresh("w", now, 10);
+        let carried = format!("{foreign}{}", ours.ca_pem);
+        let bundle = next_bundle(&new.ca_pem, &[carried.as_bytes()], now);
+        assert!(bundle_contains(bundle.as_bytes(), ours.ca_pem.as_bytes()));
+        assert!(!bundle_contains(bundle.as_bytes(), foreign.as_bytes()));
+        assert!(bundle_is_clean(
+            bundle.as_bytes(),
+            new.ca_pem.as_bytes(),
+            now
+        ));
+        assert!(!bundle_is_clean(
+            carried.as_bytes(),
+            ours.ca_pem.as_bytes(),
+            now
+        ));
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub struct Metrics {
     api_lookups: AtomicU64,
     fail_open: AtomicU64,
     oversized: AtomicU64,
+    waits_refused: AtomicU64,
     bad_requests: AtomicU64,
     buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
@@ -77,6 +78,17 @@ impl Metrics {
     /// too large (also counted as failed open).
     pub fn oversized_pod(&self) {
         self.oversized.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a review admitted unchanged at once because too many were already waiting for
+    /// service accounts the cache lacks (also counted as failed open).
+    pub fn wait_refused(&self) {
+        self.waits_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reviews admitted unchanged because too many were waiting for service accounts.
+    pub fn waits_refused(&self) -> u64 {
+        self.waits_refused.load(Ordering::Relaxed)
     }
 
     /// Pods admitted unchanged for their size.
@@ -150,6 +162,11 @@ impl Metrics {
             "irsa_webhook_oversized_total",
             "Pods admitted unchanged because of too many containers or too large a patch (also in fail_open).",
             get(&self.oversized),
+        );
+        counter(
+            "irsa_webhook_service_account_waits_refused_total",
+            "Pods admitted unchanged at once because too many reviews were waiting for service accounts the cache lacks (also in fail_open).",
+            get(&self.waits_refused),
         );
         counter(
             "irsa_webhook_bad_requests_total",

@@ -1,6 +1,7 @@
 //! `irsa webhook certs`: keep a CA and serving certificate for the webhook's Service in a
-//! `kubernetes.io/tls` Secret (plus `ca.crt`) and the CA in the `caBundle` of every webhook of
-//! its MutatingWebhookConfiguration. Idempotent: a stored pair that verifies for the Service's
+//! `kubernetes.io/tls` Secret (plus `ca.crt`) and the CA in the `caBundle` of its webhook (by
+//! name) of its MutatingWebhookConfiguration; of what that bundle held, only CAs irsa issued
+//! are carried over (review finding L1). Idempotent: a stored pair that verifies for the Service's
 //! name past the renewal window is kept and nothing is written; otherwise it is replaced.
 //!
 //! The requests it sends are exactly what `irsa install --webhook` grants: get, create and
@@ -39,8 +40,11 @@ pub struct CertsRequest {
     pub secret: String,
     /// The Service kube-apiserver calls: the certificate is for `<service>.<namespace>.svc`.
     pub service: String,
-    /// The MutatingWebhookConfiguration whose webhooks get the `caBundle`.
+    /// The MutatingWebhookConfiguration holding the webhook.
     pub webhook_configuration: String,
+    /// The webhook (by name) of that configuration whose `caBundle` is kept: the only entry
+    /// read and patched, so another entry's bundle is neither carried nor overwritten.
+    pub webhook_name: String,
     /// Lifetime of a new CA and certificate.
     pub validity: Duration,
     /// A stored certificate expiring sooner than this is replaced.
@@ -63,9 +67,10 @@ pub enum CertOutcome {
 pub struct CertsReport {
     /// The certificate's fate.
     pub certificate: CertOutcome,
-    /// How many webhooks' `caBundle` were patched (0: all already trusted the CA).
+    /// How many webhooks' `caBundle` were patched: 1, or 0 when it already held the CA and
+    /// nothing else.
     pub webhooks_patched: usize,
-    /// How many webhooks the configuration has.
+    /// How many webhooks the configuration has (only the named one is touched).
     pub webhooks: usize,
     /// The serving certificate now stored, byte for byte as in the Secret (public): what
     /// `--wait-for-mount` waits to see in the mounted `tls.crt`.
@@ -82,9 +87,17 @@ pub enum ProvisionError {
          --webhook-configuration"
     )]
     ConfigurationNotFound(String),
-    /// The configuration has no webhooks to trust the CA.
-    #[error("mutatingwebhookconfiguration {0} has no webhooks: nothing would trust the CA")]
-    NoWebhooks(String),
+    /// The configuration has no webhook of that name to trust the CA.
+    #[error(
+        "mutatingwebhookconfiguration {configuration} has no webhook named {webhook}: nothing \
+         would trust the CA (pass the entry's name with --webhook-name)"
+    )]
+    NoWebhooks {
+        /// The configuration.
+        configuration: String,
+        /// The webhook looked for.
+        webhook: String,
+    },
     /// A Secret of that name exists with another type (which cannot be changed).
     #[error(
         "secret {namespace}/{name} has type {type_:?}, not kubernetes.io/tls: delete it or pass \
@@ -186,10 +199,16 @@ pub async fn ensure(
             .ok_or_else(|| {
                 ProvisionError::ConfigurationNotFound(request.webhook_configuration.clone())
             })?;
-        if config.webhooks.as_ref().is_none_or(Vec::is_empty) {
-            return Err(ProvisionError::NoWebhooks(
-                request.webhook_configuration.clone(),
-            ));
+        if !config
+            .webhooks
+            .iter()
+            .flatten()
+            .any(|w| w.name == request.webhook_name)
+        {
+            return Err(ProvisionError::NoWebhooks {
+                configuration: request.webhook_configuration.clone(),
+                webhook: request.webhook_name.clone(),
+            });
         }
         let existing = secrets
             .get_opt(&request.secret)
@@ -221,10 +240,10 @@ pub async fn ensure(
             // webhook that does not trust it yet keeps what its bundle trusts (a concurrent
             // rotation's previous CA, which replicas may still serve).
             let stored = certs::normalized(ca).unwrap_or_default();
-            let current = current_bundles(&config);
+            let current = current_bundles(&config, &request.webhook_name);
             let bundle = certs::next_bundle(&stored, &[current.as_slice()], now);
             let webhooks = config.webhooks.as_ref().map_or(0, Vec::len);
-            match patch_bundle(&client, &config, ca, &bundle).await {
+            match patch_bundle(&client, &config, &request.webhook_name, ca, &bundle, now).await {
                 Ok(patched) => {
                     return Ok(CertsReport {
                         certificate: CertOutcome::Kept,
@@ -277,14 +296,22 @@ pub async fn ensure(
                     Err(e) if is_conflict(&e) => continue,
                     Err(e) => return Err(api_err("create", &secret_object)(e)),
                 }
-                let current = current_bundles(&config);
+                let current = current_bundles(&config, &request.webhook_name);
                 let bundle = certs::next_bundle(&fresh.ca_pem, &[current.as_slice()], now);
-                let patched =
-                    match patch_bundle(&client, &config, fresh.ca_pem.as_bytes(), &bundle).await {
-                        Ok(n) => n,
-                        Err(e) if is_conflict(&e) => continue,
-                        Err(e) => return Err(api_err("patch", &config_object)(e)),
-                    };
+                let patched = match patch_bundle(
+                    &client,
+                    &config,
+                    &request.webhook_name,
+                    fresh.ca_pem.as_bytes(),
+                    &bundle,
+                    now,
+                )
+                .await
+                {
+                    Ok(n) => n,
+                    Err(e) if is_conflict(&e) => continue,
+                    Err(e) => return Err(api_err("patch", &config_object)(e)),
+                };
                 return Ok(CertsReport {
                     certificate: CertOutcome::Created,
                     webhooks_patched: patched,
@@ -296,18 +323,26 @@ pub async fn ensure(
                 // Trust the new CA (and still the old one, if it is a valid CA) before serving
                 // with it; then what the bundle trusts now (another replica's rotation).
                 let previous = field(&secret, "ca.crt").to_vec();
-                let current = current_bundles(&config);
+                let current = current_bundles(&config, &request.webhook_name);
                 let bundle = certs::next_bundle(
                     &fresh.ca_pem,
                     &[previous.as_slice(), current.as_slice()],
                     now,
                 );
-                let patched =
-                    match patch_bundle(&client, &config, fresh.ca_pem.as_bytes(), &bundle).await {
-                        Ok(n) => n,
-                        Err(e) if is_conflict(&e) => continue,
-                        Err(e) => return Err(api_err("patch", &config_object)(e)),
-                    };
+                let patched = match patch_bundle(
+                    &client,
+                    &config,
+                    &request.webhook_name,
+                    fresh.ca_pem.as_bytes(),
+                    &bundle,
+                    now,
+                )
+                .await
+                {
+                    Ok(n) => n,
+                    Err(e) if is_conflict(&e) => continue,
+                    Err(e) => return Err(api_err("patch", &config_object)(e)),
+                };
                 secret.data = Some(data);
                 // Update, not patch: the resourceVersion read makes it conditional on the pair
                 // just checked, so two replicas never both replace it.
@@ -343,10 +378,11 @@ fn labels() -> BTreeMap<String, String> {
     ])
 }
 
-/// Every webhook's `caBundle` of `config`, one after another (PEM text).
-fn current_bundles(config: &MutatingWebhookConfiguration) -> Vec<u8> {
+/// The `caBundle` of the webhook named `name` of `config` (PEM text); other entries are not
+/// irsa's to carry from (review finding L1).
+fn current_bundles(config: &MutatingWebhookConfiguration, name: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    for webhook in config.webhooks.iter().flatten() {
+    for webhook in config.webhooks.iter().flatten().filter(|w| w.name == name) {
         if let Some(b) = &webhook.client_config.ca_bundle {
             out.extend_from_slice(&b.0);
             out.push(b'\n');
@@ -355,7 +391,8 @@ fn current_bundles(config: &MutatingWebhookConfiguration) -> Vec<u8> {
     out
 }
 
-/// Set `bundle` on every webhook whose `caBundle` does not hold `ca`, by index: a JSON patch
+/// Set `bundle` on the webhook named `name` when its `caBundle` does not hold `ca`, or holds anything besides
+/// valid CAs irsa issued (review finding L1), by index: a JSON patch
 /// that tests each webhook's name before setting its `caBundle`, so fields of the configuration
 /// irsa does not model survive and a reordered configuration is refused, never mis-patched.
 /// Returns how many were patched.
@@ -368,19 +405,24 @@ fn current_bundles(config: &MutatingWebhookConfiguration) -> Vec<u8> {
 async fn patch_bundle(
     client: &kube::Client,
     config: &MutatingWebhookConfiguration,
+    name: &str,
     ca: &[u8],
     bundle: &str,
+    now: SystemTime,
 ) -> Result<usize, kube::Error> {
     let encoded = base64::engine::general_purpose::STANDARD.encode(bundle);
     let mut ops = Vec::new();
     for (i, webhook) in config.webhooks.iter().flatten().enumerate() {
+        if webhook.name != name {
+            continue;
+        }
         let current = webhook
             .client_config
             .ca_bundle
             .as_ref()
             .map(|b| b.0.as_slice())
             .unwrap_or_default();
-        if certs::bundle_contains(current, ca) {
+        if certs::bundle_is_clean(current, ca, now) {
             continue;
         }
         ops.push(

@@ -37,7 +37,9 @@ pub const MAX_CONNECTIONS: usize = 256;
 
 /// Reviews decoded and mutated at once. A body of [`MAX_BODY`] may take many times its size once
 /// parsed; the bound keeps the worst case within the Deployment's memory limit, and the API
-/// server's own timeout (the webhook fails open) covers a review that waits for a permit.
+/// server's own timeout (the webhook fails open) covers a review that waits for a permit. A
+/// review waiting for its service account gives its permit (and its parsed pod) back until the
+/// account is known, so such reviews cannot hold up the others.
 pub const MAX_REVIEWS_IN_FLIGHT: usize = 4;
 
 /// The server's bounds; [`Limits::default`] is what `irsa webhook` runs with.
@@ -293,14 +295,12 @@ async fn route(
                     );
                 }
             };
-            // A permit per review in flight; the API server's timeout bounds the wait.
-            let Ok(_permit) = reviews.acquire().await else {
-                return body_error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
-            };
-            let (status, answer) = webhook.review(&body).await;
+            // A permit while the review decodes, mutates and encodes, none while it waits for
+            // a service account; the API server's timeout bounds the wait for one.
+            let (status, answer) = webhook.answer(&body, &reviews).await;
             text(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                serde_json::to_vec(&answer).unwrap_or_default(),
+                answer,
                 "application/json",
             )
         }

@@ -60,6 +60,7 @@ fn request(validity: Duration, renew_before: Duration) -> CertsRequest {
         secret: SECRET.to_owned(),
         service: "irsa-webhook".to_owned(),
         webhook_configuration: CONFIGURATION.to_owned(),
+        webhook_name: "pod-identity.irsa.dev".to_owned(),
         validity,
         renew_before,
     }
@@ -193,5 +194,93 @@ async fn a_kept_certificate_that_is_not_utf8_is_found_in_the_mount() {
     .await;
     let _ = std::fs::remove_dir_all(&dir);
     waited.expect("the mounted tls.crt is the stored one");
+    stack.shutdown().await;
+}
+
+/// A valid CA that irsa did not issue (another name), PEM.
+fn foreign_ca() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "someone else's CA");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    params.self_signed(&key).unwrap().pem()
+}
+
+async fn set_bundle(client: &kube::Client, bundle: &[u8]) {
+    let api = Api::<MutatingWebhookConfiguration>::all(client.clone());
+    let mut config = api.get(CONFIGURATION).await.unwrap();
+    config.webhooks.as_mut().unwrap()[0].client_config.ca_bundle =
+        Some(ByteString(bundle.to_vec()));
+    api.replace(CONFIGURATION, &PostParams::default(), &config)
+        .await
+        .unwrap();
+}
+
+/// Review finding L1: the step carried any valid CA it found in the live caBundle, so a CA
+/// someone else put there (by hand, or left by another tool) kept being trusted to speak for
+/// the webhook, even when the step had just created irsa's own. Only CAs irsa issued are
+/// carried now, and a bundle holding anything else is rewritten.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_ca_in_the_live_bundle_is_dropped() {
+    let (stack, client) = start().await;
+    let now = SystemTime::now();
+    let foreign = foreign_ca();
+    set_bundle(&client, foreign.as_bytes()).await;
+    // Another entry of the configuration, with a CA that looks like irsa's: not irsa's entry,
+    // so neither carried from nor patched.
+    let lookalike = certs::generate(&["x".to_owned()]).unwrap().ca_pem;
+    let api = Api::<MutatingWebhookConfiguration>::all(client.clone());
+    let mut config = api.get(CONFIGURATION).await.unwrap();
+    let mut other = config.webhooks.as_ref().unwrap()[0].clone();
+    other.name = "other.example.com".to_owned();
+    other.client_config.ca_bundle = Some(ByteString(lookalike.clone().into_bytes()));
+    config.webhooks.as_mut().unwrap().push(other);
+    api.replace(CONFIGURATION, &PostParams::default(), &config)
+        .await
+        .unwrap();
+    let first = ensure(client.clone(), &request(DAY * 40, DAY * 30), now)
+        .await
+        .unwrap();
+    assert_eq!(first.certificate, CertOutcome::Created);
+    let (data, bundle) = stored(&client).await;
+    assert!(certs::bundle_contains(&bundle, &data["ca.crt"].0));
+    assert!(
+        !certs::bundle_contains(&bundle, foreign.as_bytes()),
+        "carried a foreign CA after creating irsa's own:\n{}",
+        String::from_utf8_lossy(&bundle)
+    );
+
+    // Added next to irsa's CA, which the bundle already trusts: the kept pair's run drops it.
+    let mut both = bundle.clone();
+    both.extend_from_slice(foreign.as_bytes());
+    set_bundle(&client, &both).await;
+    let kept = ensure(client.clone(), &request(DAY * 40, DAY * 30), now)
+        .await
+        .unwrap();
+    assert_eq!(kept.certificate, CertOutcome::Kept);
+    assert_eq!(kept.webhooks_patched, 1);
+    let (data, bundle) = stored(&client).await;
+    assert!(certs::bundle_contains(&bundle, &data["ca.crt"].0));
+    assert!(
+        !certs::bundle_contains(&bundle, foreign.as_bytes()),
+        "kept a foreign CA:\n{}",
+        String::from_utf8_lossy(&bundle)
+    );
+    // And then nothing left to do.
+    let again = ensure(client.clone(), &request(DAY * 40, DAY * 30), now)
+        .await
+        .unwrap();
+    assert_eq!(again.webhooks_patched, 0);
+    let config = api.get(CONFIGURATION).await.unwrap();
+    let webhooks = config.webhooks.unwrap();
+    assert_eq!(
+        webhooks[1].client_config.ca_bundle,
+        Some(ByteString(lookalike.clone().into_bytes())),
+        "another entry was patched"
+    );
+    assert!(!certs::bundle_contains(&bundle, lookalike.as_bytes()));
     stack.shutdown().await;
 }

@@ -129,12 +129,24 @@ async fn start_with(
     Arc<Webhook>,
     tokio::sync::oneshot::Sender<()>,
 ) {
-    let config = Config::default();
-    let cache = Arc::new(ServiceAccountCache::new(&config));
     let timing = Timing {
         grace_period: Duration::ZERO,
         ..Timing::default()
     };
+    start_timed(tls, limits, timing).await
+}
+
+async fn start_timed(
+    tls: Arc<TlsFiles>,
+    limits: Option<Limits>,
+    timing: Timing,
+) -> (
+    std::net::SocketAddr,
+    Arc<Webhook>,
+    tokio::sync::oneshot::Sender<()>,
+) {
+    let config = Config::default();
+    let cache = Arc::new(ServiceAccountCache::new(&config));
     let webhook = Arc::new(Webhook::new(config, cache, None, timing));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -393,5 +405,93 @@ async fn connections_beyond_the_cap_are_closed_at_accept() {
             "the slot of the closed connection was never freed"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn review_for(uid: &str, namespace: &str, service_account: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": uid, "namespace": namespace, "operation": "CREATE",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "object": {"metadata": {"name": "p"},
+                "spec": {"serviceAccountName": service_account, "containers": [{"name": "a"}]}}}
+    }))
+    .unwrap()
+}
+
+/// Review finding M1: forged reviews (anything that reaches the port can send them) for pods
+/// whose service account does not exist each held one of the few review permits for the whole
+/// grace period, so a real review from the API server queued behind them and timed out (the
+/// pod admitted without credentials). A review now holds its permit only while it decodes,
+/// mutates and encodes; waiting for an account costs none.
+#[tokio::test]
+async fn forged_reviews_for_missing_accounts_do_not_hold_up_a_real_one() {
+    let files = Files::new("forged");
+    let ca = certs::generate(&certs::service_names("irsa-webhook", "irsa-system")).unwrap();
+    files.write(&ca);
+    let grace = Duration::from_secs(4);
+    let timing = Timing {
+        grace_period: grace,
+        deadline: Duration::from_secs(8),
+        ..Timing::default()
+    };
+    let (addr, webhook, _stop) = start_timed(files.tls(), None, timing).await;
+    webhook.cache().apply(
+        "ns",
+        "app",
+        &[(
+            "eks.amazonaws.com/role-arn".to_owned(),
+            "arn:aws:iam::111122223333:role/a".to_owned(),
+        )]
+        .into(),
+    );
+    // Twice as many forged reviews as there are permits, each on its own connection, each for
+    // an account that does not exist, in namespaces of the forger's choosing.
+    let forgers = 2 * irsa_webhook::server::MAX_REVIEWS_IN_FLIGHT;
+    let mut forged = Vec::new();
+    for i in 0..forgers {
+        let mut c = connect(addr, &ca.ca_pem).await.unwrap();
+        let body = review_for(
+            &format!("forged-{i}"),
+            &format!("ns-{}", i % 2),
+            &format!("ghost-{i}"),
+        );
+        forged.push(tokio::spawn(async move {
+            c.send("POST", "/mutate", "application/json", body).await
+        }));
+    }
+    // At least as many as there are permits are waiting for their accounts.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while webhook.cache().waiting() < irsa_webhook::server::MAX_REVIEWS_IN_FLIGHT {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the forged reviews never reached the grace wait ({} waiting)",
+            webhook.cache().waiting()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let started = std::time::Instant::now();
+    let mut real = connect(addr, &ca.ca_pem).await.unwrap();
+    let (status, body) = tokio::time::timeout(
+        grace * 2,
+        real.send("POST", "/mutate", "application/json", review("real")),
+    )
+    .await
+    .expect("an answer");
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(answer["response"]["uid"], "real");
+    assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+    assert!(
+        took < Duration::from_secs(1),
+        "the real review waited {took:?} behind forged ones"
+    );
+    for f in forged {
+        let (status, body) = f.await.unwrap();
+        assert_eq!(status, 200);
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer["response"]["allowed"], true);
+        assert!(answer["response"].get("patch").is_none(), "{answer}");
     }
 }

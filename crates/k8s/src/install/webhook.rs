@@ -7,8 +7,11 @@
 //! kube-apiserver calls from differ per distribution (the control-plane nodes' addresses on
 //! kubeadm and k3s, a managed range elsewhere, the host network or a proxy); anything that
 //! can reach that port can still POST an AdmissionReview (it learns what service-account
-//! annotations already say, and its lookups take their turn with everyone's). Narrow `from`
-//! to your API server's addresses (and your metrics scraper) where you know them.
+//! annotations already say, and its lookups take their turn with everyone's). The defence that
+//! holds everywhere is in the webhook itself (review finding M1): a review waiting for a
+//! service account holds no review slot, and the number waiting is bounded (the excess fails
+//! open at once). Narrow `from` to your API server's addresses (and your metrics scraper)
+//! where you know them.
 //!
 //! Who makes the certificate ([`WebhookCerts`]): by default an init container of the webhook's
 //! Deployment runs `irsa webhook certs`, so every rollout checks (and, near expiry, renews) the
@@ -51,8 +54,7 @@ use super::{
 pub const WEBHOOK: &str = "irsa-webhook";
 /// The MutatingWebhookConfiguration.
 pub const WEBHOOK_CONFIGURATION: &str = "irsa-pod-identity-webhook";
-/// The name of its one webhook (a fully qualified name, as the API requires).
-pub const WEBHOOK_NAME: &str = "pod-identity.irsa.dev";
+pub use irsa_core::names::WEBHOOK_NAME;
 /// The Secret holding the serving pair and `ca.crt`.
 pub const WEBHOOK_TLS_SECRET: &str = "irsa-webhook-tls";
 /// The ConfigMap the webhook follows (`--watch-config-map`; upstream's name).
