@@ -19,7 +19,11 @@ use crate::identity::{ConfigMapEntry, ServiceAccountInfo};
 use crate::metrics::{Metrics, Outcome};
 use crate::mutate::{Oversized, PatchOp, mutate};
 use crate::review::{self, AdmissionRequest};
-use crate::server::MAX_REVIEWS_IN_FLIGHT;
+
+/// Reviews decoded, mutated and encoded at once. A review waiting for its service account
+/// gives its permit (and its parsed pod) back until the account is known, so such reviews
+/// cannot hold up the others; the server's own timeout covers a review waiting for a permit.
+pub const MAX_REVIEWS_IN_FLIGHT: usize = 4;
 
 /// A service-account lookup at the API server failed.
 #[derive(Debug, thiserror::Error)]

@@ -40,7 +40,7 @@ pub const MAX_CONNECTIONS: usize = 256;
 /// server's own timeout (the webhook fails open) covers a review that waits for a permit. A
 /// review waiting for its service account gives its permit (and its parsed pod) back until the
 /// account is known, so such reviews cannot hold up the others.
-pub const MAX_REVIEWS_IN_FLIGHT: usize = 4;
+pub use crate::admission::MAX_REVIEWS_IN_FLIGHT;
 
 /// The server's bounds; [`Limits::default`] is what `irsa webhook` runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
