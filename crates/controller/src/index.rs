@@ -103,6 +103,12 @@ impl OwnerKey {
         })
     }
 
+    /// The owner a Secret in `namespace` with `labels` may belong to: the one its labels name,
+    /// unless they name a PullSecret of another namespace (which may not touch it).
+    fn of_secret(namespace: &str, labels: &impl LabelMap) -> Option<Self> {
+        Self::of_labels(labels).filter(|k| k.namespace.as_deref().is_none_or(|ns| ns == namespace))
+    }
+
     /// The key whose labels `owner` owns (`Owner::owns(l)` iff `of_labels(l) == of(owner)`).
     fn of(owner: &Owner) -> Self {
         match owner {
@@ -124,7 +130,10 @@ impl OwnerKey {
 /// that a view touches only the Secrets of its subject, not every Secret indexed.
 #[derive(Debug, Default)]
 struct ByKeys {
-    /// Owned Secrets by the owner their labels name.
+    /// Owned Secrets by the owner their labels name. A Secret naming a PullSecret of another
+    /// namespace is in none: no owner may touch it, and a PullSecret's view then walks its own
+    /// namespace's Secrets alone, however many Secrets elsewhere carry its labels (anyone may
+    /// label a Secret of theirs as anyone's).
     secrets_by_owner: HashMap<OwnerKey, BTreeSet<Key>>,
     /// Owned Secrets by name: the namespaces holding one.
     secrets_by_name: HashMap<String, BTreeSet<String>>,
@@ -143,7 +152,7 @@ fn unlink(map: &mut HashMap<String, BTreeSet<String>>, (ns, name): &Key) {
 
 impl ByKeys {
     fn add_secret(&mut self, key: &Key, state: &SecretState) {
-        if let Some(owner) = OwnerKey::of_labels(&state.labels) {
+        if let Some(owner) = OwnerKey::of_secret(&key.0, &state.labels) {
             self.secrets_by_owner
                 .entry(owner)
                 .or_default()
@@ -156,7 +165,7 @@ impl ByKeys {
     }
 
     fn remove_secret(&mut self, key: &Key, state: &SecretState) {
-        if let Some(owner) = OwnerKey::of_labels(&state.labels)
+        if let Some(owner) = OwnerKey::of_secret(&key.0, &state.labels)
             && let Some(set) = self.secrets_by_owner.get_mut(&owner)
         {
             set.remove(key);
@@ -180,7 +189,9 @@ impl ByKeys {
 pub struct Index {
     namespaces: BTreeMap<String, (NamespaceState, Option<String>)>,
     secrets: HashMap<Key, SecretState>,
-    service_accounts: HashMap<Key, IndexedServiceAccount>,
+    /// By namespace, then by name: a view reads the ServiceAccounts of the namespaces it
+    /// serves, never every ServiceAccount of the cluster.
+    service_accounts: HashMap<String, BTreeMap<String, IndexedServiceAccount>>,
     foreign: HashMap<Key, Foreign>,
     by: ByKeys,
     /// Types other than `kubernetes.io/dockerconfigjson` of Secrets carrying irsa's label,
@@ -256,7 +267,7 @@ impl Index {
             }
             keep
         });
-        self.service_accounts.retain(|(ns, _), _| ns != name);
+        self.service_accounts.remove(name);
         self.foreign.retain(|key, _| {
             let keep = key.0 != *name;
             if !keep {
@@ -378,8 +389,11 @@ impl Index {
         let Some(indexed) = IndexedServiceAccount::from_service_account(sa) else {
             return false;
         };
-        let key = (indexed.state.namespace.clone(), indexed.state.name.clone());
-        match self.service_accounts.get(&key) {
+        let held = self
+            .service_accounts
+            .get(&indexed.state.namespace)
+            .and_then(|in_ns| in_ns.get(&indexed.state.name));
+        match held {
             Some(held)
                 if held == &indexed
                     || !newer(
@@ -390,7 +404,10 @@ impl Index {
                 false
             }
             _ => {
-                self.service_accounts.insert(key, indexed);
+                self.service_accounts
+                    .entry(indexed.state.namespace.clone())
+                    .or_default()
+                    .insert(indexed.state.name.clone(), indexed);
                 true
             }
         }
@@ -398,9 +415,14 @@ impl Index {
 
     /// A ServiceAccount was deleted.
     pub fn delete_service_account(&mut self, namespace: &str, name: &str) -> bool {
-        self.service_accounts
-            .remove(&(namespace.to_owned(), name.to_owned()))
-            .is_some()
+        let Some(in_ns) = self.service_accounts.get_mut(namespace) else {
+            return false;
+        };
+        let removed = in_ns.remove(name).is_some();
+        if in_ns.is_empty() {
+            self.service_accounts.remove(namespace);
+        }
+        removed
     }
 
     /// What the index keeps of a listed ServiceAccount (`None` without a name or namespace).
@@ -413,10 +435,13 @@ impl Index {
         &mut self,
         all: impl IntoIterator<Item = Listed<IndexedServiceAccount>>,
     ) {
-        self.service_accounts = all
-            .into_iter()
-            .map(|Listed(sa)| ((sa.state.namespace.clone(), sa.state.name.clone()), sa))
-            .collect();
+        self.service_accounts.clear();
+        for Listed(sa) in all {
+            self.service_accounts
+                .entry(sa.state.namespace.clone())
+                .or_default()
+                .insert(sa.state.name.clone(), sa);
+        }
     }
 
     /// Records a same-named Secret irsa may not touch (creating ours was refused).
@@ -443,18 +468,25 @@ impl Index {
     /// Foreign Secrets named `subject`'s `spec.secretName` last checked before `before`, in
     /// the namespaces `subject` may touch: to be looked at again.
     pub fn foreign_due(&self, subject: &Subject<'_>, before: Instant) -> Vec<SecretState> {
-        self.foreign
-            .values()
-            .filter(|f| f.state.name == subject.spec.secret_name && f.checked < before)
-            .filter(|f| subject.may_touch(&f.state.namespace))
+        let name = &subject.spec.secret_name;
+        let set = self.by.foreign_by_name.get(name);
+        // By name, then namespace: a round walks the subject's foreign Secrets alone.
+        let (all, own) = match subject.targets {
+            Targets::Selection(_) => (set, None),
+            Targets::Namespace(own) => (None, set.and_then(|s| s.get(own))),
+        };
+        all.into_iter()
+            .flatten()
+            .chain(own)
+            .filter_map(|ns| self.foreign.get(&(ns.clone(), name.clone())))
+            .filter(|f| f.checked < before && subject.may_touch(&f.state.namespace))
             .map(|f| f.state.clone())
             .collect()
     }
 
     /// A ServiceAccount, if known.
     pub fn service_account(&self, namespace: &str, name: &str) -> Option<&IndexedServiceAccount> {
-        self.service_accounts
-            .get(&(namespace.to_owned(), name.to_owned()))
+        self.service_accounts.get(namespace)?.get(name)
     }
 
     /// An owned Secret's state, if known.
@@ -469,23 +501,12 @@ impl Index {
 
     /// What planning `subject` needs, borrowed from the index (nothing is copied): the
     /// namespaces it may serve, every Secret named `spec.secretName` or carrying its owner
-    /// labels, and the ServiceAccounts that may need a patch (those it adds entries to, and
-    /// those listing one of its Secrets).
+    /// labels, and the ServiceAccounts of a namespace, looked up by namespace.
     pub fn view<'a>(&'a self, subject: &'a Subject<'a>) -> IndexView<'a> {
-        let spec = subject.spec;
-        let owned = self.by.secrets_by_owner.get(&OwnerKey::of(&subject.owner));
-        let ours: BTreeSet<&'a str> = owned
-            .into_iter()
-            .flatten()
-            .filter(|(ns, _)| subject.may_touch(ns))
-            .map(|(_, name)| name.as_str())
-            .chain(std::iter::once(spec.secret_name.as_str()))
-            .collect();
         IndexView {
             index: self,
             subject,
-            ours,
-            owned,
+            owned: self.by.secrets_by_owner.get(&OwnerKey::of(&subject.owner)),
         }
     }
 
@@ -495,7 +516,12 @@ impl Index {
         Observed {
             namespaces: view.namespaces().cloned().collect(),
             secrets: view.secrets().cloned().collect(),
-            service_accounts: view.service_accounts().cloned().collect(),
+            service_accounts: self
+                .service_accounts
+                .iter()
+                .filter(|(ns, _)| subject.may_touch(ns))
+                .flat_map(|(_, in_ns)| in_ns.values().map(|sa| sa.state.clone()))
+                .collect(),
         }
     }
 }
@@ -504,9 +530,8 @@ impl Index {
 pub struct IndexView<'a> {
     index: &'a Index,
     subject: &'a Subject<'a>,
-    /// Names of the subject's Secrets, and `spec.secretName`.
-    ours: BTreeSet<&'a str>,
-    /// Keys of the Secrets the subject's owner labels name.
+    /// Keys of the Secrets the subject's owner labels name (in its own namespace, for a
+    /// PullSecret).
     owned: Option<&'a BTreeSet<Key>>,
 }
 
@@ -525,6 +550,12 @@ impl<'a> IndexView<'a> {
         };
         all.into_iter().flatten().chain(own).map(String::as_str)
     }
+
+    /// How many entries of the owner index [`View::secrets`] walks.
+    #[cfg(test)]
+    fn owned_walked(&self) -> usize {
+        self.owned.map_or(0, BTreeSet::len)
+    }
 }
 
 impl View for IndexView<'_> {
@@ -534,6 +565,13 @@ impl View for IndexView<'_> {
             Targets::Namespace(own) => (None, self.index.namespaces.get(own)),
         };
         all.into_iter().flatten().chain(own).map(|(n, _)| n)
+    }
+
+    fn namespace(&self, name: &str) -> Option<&NamespaceState> {
+        self.subject
+            .may_touch(name)
+            .then(|| self.index.namespace(name))
+            .flatten()
     }
 
     fn secrets(&self) -> impl Iterator<Item = &SecretState> {
@@ -562,29 +600,13 @@ impl View for IndexView<'_> {
         owned.chain(named).chain(foreign)
     }
 
-    fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountState> {
-        let spec = self.subject.spec;
-        let targets = self.subject.targets;
-        let wants_any = !spec.service_accounts.is_empty();
-        self.index
-            .service_accounts
-            .values()
-            .map(|sa| &sa.state)
-            .filter(move |sa| {
-                (wants_any
-                    && spec
-                        .service_accounts
-                        .iter()
-                        .any(|n| n == "*" || *n == sa.name))
-                    || sa
-                        .image_pull_secrets
-                        .iter()
-                        .any(|n| self.ours.contains(n.as_str()))
-            })
-            .filter(move |sa| match targets {
-                Targets::Namespace(own) => sa.namespace == own,
-                Targets::Selection(_) => true,
-            })
+    fn service_accounts_in(&self, namespace: &str) -> impl Iterator<Item = &ServiceAccountState> {
+        self.subject
+            .may_touch(namespace)
+            .then(|| self.index.service_accounts.get(namespace))
+            .flatten()
+            .into_iter()
+            .flat_map(|in_ns| in_ns.values().map(|sa| &sa.state))
     }
 }
 
@@ -722,9 +744,9 @@ mod tests {
         ns(name, "1")
     }
 
-    /// What `view(subject).secrets()` and its `ours` were before the secondary indexes: a
-    /// scan of every indexed Secret.
-    fn scanned(index: &Index, subject: &Subject<'_>) -> (Vec<Key>, BTreeSet<String>) {
+    /// What `view(subject).secrets()` was before the secondary indexes: a scan of every
+    /// indexed Secret.
+    fn scanned(index: &Index, subject: &Subject<'_>) -> Vec<Key> {
         let spec = subject.spec;
         let mut secrets: Vec<Key> = index
             .secrets
@@ -742,14 +764,21 @@ mod tests {
             .map(|s| (s.namespace.clone(), s.name.clone()))
             .collect();
         secrets.sort();
-        let ours = index
-            .secrets
+        secrets
+    }
+
+    /// What `view(subject).service_accounts_in(ns)` holds, by a scan of every ServiceAccount.
+    fn scanned_service_accounts(index: &Index, subject: &Subject<'_>, ns: &str) -> Vec<Key> {
+        let mut sas: Vec<Key> = index
+            .service_accounts
             .values()
-            .filter(|s| subject.owner.owns(&s.labels) && subject.may_touch(&s.namespace))
-            .map(|s| s.name.clone())
-            .chain(std::iter::once(spec.secret_name.clone()))
+            .flat_map(BTreeMap::values)
+            .map(|sa| &sa.state)
+            .filter(|sa| sa.namespace == ns && subject.may_touch(&sa.namespace))
+            .map(|sa| (sa.namespace.clone(), sa.name.clone()))
             .collect();
-        (secrets, ours)
+        sas.sort();
+        sas
     }
 
     #[test]
@@ -820,11 +849,23 @@ mod tests {
                 ..Secret::default()
             }
         };
+        let service_account = |rng: &mut fastrand::Rng, rv: u64| ServiceAccount {
+            metadata: ObjectMeta {
+                namespace: Some(namespaces[rng.usize(0..namespaces.len())].into()),
+                name: Some(["default", "builder", "other"][rng.usize(0..3)].into()),
+                resource_version: Some(rv.to_string()),
+                ..ObjectMeta::default()
+            },
+            image_pull_secrets: Some(vec![LocalObjectReference {
+                name: names[rng.usize(0..names.len())].into(),
+            }]),
+            ..ServiceAccount::default()
+        };
         let mut index = Index::new();
         let t0 = Instant::now();
         for step in 0..3000u64 {
             let rv = step + 1;
-            match rng.u8(0..20) {
+            match rng.u8(0..22) {
                 0..=8 => {
                     index.apply_secret(&secret(&mut rng, rv));
                 }
@@ -851,10 +892,29 @@ mod tests {
                     let ns = namespaces[rng.usize(0..namespaces.len())];
                     index.delete_namespace(&ns_meta(ns));
                 }
-                16 => {
+                16 if rng.bool() => {
                     let n = rng.usize(0..12);
                     let listed: Vec<Secret> = (0..n).map(|_| secret(&mut rng, rv)).collect();
                     index.reset_secrets(listed.iter().filter_map(Index::listed_secret));
+                }
+                16 => {
+                    let n = rng.usize(0..8);
+                    let listed: Vec<ServiceAccount> =
+                        (0..n).map(|_| service_account(&mut rng, rv)).collect();
+                    index.reset_service_accounts(
+                        listed.iter().filter_map(Index::listed_service_account),
+                    );
+                }
+                17 => {
+                    index.apply_service_account(&service_account(&mut rng, rv));
+                }
+                18 => {
+                    let sa = service_account(&mut rng, rv);
+                    let m = &sa.metadata;
+                    index.delete_service_account(
+                        m.namespace.as_deref().unwrap(),
+                        m.name.as_deref().unwrap(),
+                    );
                 }
                 _ => {
                     let mut s = secret(&mut rng, rv);
@@ -864,7 +924,7 @@ mod tests {
                 }
             }
             for subject in &subjects {
-                let (want, want_ours) = scanned(&index, subject);
+                let want = scanned(&index, subject);
                 let view = index.view(subject);
                 let mut got: Vec<Key> = view
                     .secrets()
@@ -872,8 +932,37 @@ mod tests {
                     .collect();
                 got.sort();
                 assert_eq!(got, want, "step {step}, {subject:?}");
-                let ours: BTreeSet<String> = view.ours.iter().map(|n| (*n).to_owned()).collect();
-                assert_eq!(ours, want_ours, "step {step}, {subject:?}");
+                // The owner index holds only Secrets the subject may touch.
+                let owned = view.owned.into_iter().flatten();
+                assert!(
+                    owned.clone().all(|(ns, _)| subject.may_touch(ns)),
+                    "step {step}, {subject:?}"
+                );
+                for ns in namespaces.iter().chain(&["x"]) {
+                    let mut got: Vec<Key> = view
+                        .service_accounts_in(ns)
+                        .map(|sa| (sa.namespace.clone(), sa.name.clone()))
+                        .collect();
+                    got.sort();
+                    let want = scanned_service_accounts(&index, subject, ns);
+                    assert_eq!(got, want, "step {step}, {subject:?}, {ns}");
+                }
+                let mut due: Vec<Key> = index
+                    .foreign_due(subject, t0 + std::time::Duration::from_secs(1))
+                    .into_iter()
+                    .map(|s| (s.namespace, s.name))
+                    .collect();
+                due.sort();
+                let mut want_due: Vec<Key> = index
+                    .foreign
+                    .values()
+                    .map(|f| &f.state)
+                    .filter(|f| f.name == subject.spec.secret_name)
+                    .filter(|f| subject.may_touch(&f.namespace))
+                    .map(|f| (f.namespace.clone(), f.name.clone()))
+                    .collect();
+                want_due.sort();
+                assert_eq!(due, want_due, "step {step}, {subject:?}");
             }
         }
         // Nothing is left over in the secondary indexes once the tables are empty.
@@ -883,6 +972,184 @@ mod tests {
         assert!(index.by.secrets_by_owner.is_empty());
         assert!(index.by.secrets_by_name.is_empty());
         assert!(index.by.foreign_by_name.is_empty());
+        assert!(
+            index.service_accounts.is_empty(),
+            "{:?}",
+            index.service_accounts
+        );
+    }
+
+    #[test]
+    fn a_pull_secret_walks_only_its_own_namespace_of_forged_secrets() {
+        // 500 Secrets in other namespaces carry PullSecret team-a/ecr's owner labels (a
+        // tenant may label its own secrets as anyone's); team-a holds its one real Secret.
+        let mut ps = irsa_k8s::PullSecret::new(
+            "ecr",
+            irsa_k8s::PullSecretSpec {
+                secret: cps().spec.secret,
+            },
+        );
+        ps.metadata.namespace = Some("team-a".into());
+        let subject = Subject::namespaced(&ps).unwrap();
+        let mut index = Index::new();
+        let labelled = |ns: &str, name: &str, rv: usize| Secret {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                resource_version: Some(rv.to_string()),
+                labels: Some(subject.owner.labels()),
+                ..ObjectMeta::default()
+            },
+            type_: Some(DOCKER_CONFIG_JSON_TYPE.into()),
+            ..Secret::default()
+        };
+        index.apply_secret(&labelled("team-a", "regcred", 1));
+        for i in 0..500 {
+            index.apply_secret(&labelled(&format!("tenant-{i}"), "regcred", i + 2));
+        }
+        let view = index.view(&subject);
+        assert_eq!(view.secrets().count(), 1);
+        assert_eq!(
+            view.owned_walked(),
+            1,
+            "the view walks forged Secrets of other namespaces"
+        );
+        // They are still indexed (by name) and go when deleted.
+        for i in 0..500 {
+            assert!(index.delete_secret(&format!("tenant-{i}"), "regcred"));
+        }
+        assert!(index.delete_secret("team-a", "regcred"));
+        assert!(index.by.secrets_by_owner.is_empty());
+        assert!(index.by.secrets_by_name.is_empty());
+    }
+
+    /// A [`View`] that counts the entries planning reads from it.
+    struct Counting<'v, V> {
+        view: &'v V,
+        read: std::cell::Cell<usize>,
+    }
+
+    impl<V> Counting<'_, V> {
+        fn one<T>(&self, t: T) -> T {
+            self.read.set(self.read.get() + 1);
+            t
+        }
+    }
+
+    impl<V: View> View for Counting<'_, V> {
+        fn namespaces(&self) -> impl Iterator<Item = &NamespaceState> {
+            self.view.namespaces().map(|n| self.one(n))
+        }
+
+        fn namespace(&self, name: &str) -> Option<&NamespaceState> {
+            self.one(self.view.namespace(name))
+        }
+
+        fn secrets(&self) -> impl Iterator<Item = &SecretState> {
+            self.view.secrets().map(|s| self.one(s))
+        }
+
+        fn service_accounts_in(
+            &self,
+            namespace: &str,
+        ) -> impl Iterator<Item = &ServiceAccountState> {
+            self.view
+                .service_accounts_in(namespace)
+                .map(|s| self.one(s))
+        }
+    }
+
+    #[test]
+    fn a_chunked_fan_out_builds_work_linear_in_its_namespaces() {
+        use crate::plan::{Round, plan_round};
+        use irsa_k8s::TargetCounts;
+        const N: usize = 3000;
+        const CHUNK: usize = 50;
+        let mut cps = cps();
+        cps.spec.secret.service_accounts = vec!["default".into()];
+        let subject = Subject::cluster(&cps);
+        let mut index = Index::new();
+        let mut rv = 0u64;
+        let mut next_rv = || {
+            rv += 1;
+            rv.to_string()
+        };
+        let sa = |ns: &str, name: &str, rv: String, pull: Vec<String>| ServiceAccount {
+            metadata: ObjectMeta {
+                namespace: Some(ns.into()),
+                name: Some(name.into()),
+                resource_version: Some(rv),
+                ..ObjectMeta::default()
+            },
+            image_pull_secrets: Some(
+                pull.into_iter()
+                    .map(|name| LocalObjectReference { name })
+                    .collect(),
+            ),
+            ..ServiceAccount::default()
+        };
+        for i in 0..N {
+            let name = format!("ns-{i:05}");
+            index.apply_namespace(&ns(&name, &next_rv()));
+            index.apply_service_account(&sa(&name, "default", next_rv(), vec![]));
+        }
+        // Service accounts of a namespace not served (not even indexed as one) are never read.
+        for i in 0..N {
+            index.apply_service_account(&sa("kube-system", &format!("sa-{i}"), next_rv(), vec![]));
+        }
+        let credential = credential();
+        let round = Round {
+            max_writes: CHUNK,
+            ..Round::unbounded()
+        };
+        let (mut rounds, mut built, mut read) = (0, 0, 0);
+        loop {
+            let view = index.view(&subject);
+            let counting = Counting {
+                view: &view,
+                read: 0.into(),
+            };
+            let p = plan_round(&subject, &counting, Some(&credential), round);
+            read += counting.read.get();
+            built += p.writes.len()
+                + p.service_account_patches.len()
+                + p.deletions.len()
+                + p.conflicts.len()
+                + p.states.len()
+                + p.pending.len();
+            let n = i32::try_from(N).unwrap();
+            assert_eq!(p.counts(), TargetCounts::new(n, n, 0, 0), "round {rounds}");
+            assert!(p.writes.len() <= CHUNK);
+            for w in &p.writes {
+                let mut s = w.secret.to_secret();
+                s.metadata.resource_version = Some(next_rv());
+                assert!(index.apply_secret(&s));
+            }
+            for patch in &p.service_account_patches {
+                let list = patch.apply_to(&patch.observed);
+                index.apply_service_account(&sa(&patch.namespace, &patch.name, next_rv(), list));
+            }
+            rounds += 1;
+            if p.left == 0 {
+                break;
+            }
+        }
+        assert_eq!(rounds, N / CHUNK);
+        let last = plan_round(&subject, &index.view(&subject), Some(&credential), round);
+        assert!(last.is_noop(), "{:?}", last.writes.len());
+        // Each namespace's write and patch are built once over the fan-out, not once per round
+        // (which made N²/CHUNK = 60 N).
+        assert!(
+            built <= 3 * N,
+            "{built} items built for {N} namespaces in {rounds} rounds"
+        );
+        // What a round reads is the served namespaces, the resource's Secrets and the service
+        // accounts of the namespaces that hold one (O(N) per round, allocation-free); never a
+        // ServiceAccount of a namespace it does not serve.
+        assert!(
+            read <= rounds * 4 * N,
+            "{read} entries read for {N} namespaces in {rounds} rounds"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 mod select;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -451,10 +451,12 @@ impl Observed {
 pub trait View {
     /// Namespaces.
     fn namespaces(&self) -> impl Iterator<Item = &NamespaceState>;
+    /// One of [`View::namespaces`], by name.
+    fn namespace(&self, name: &str) -> Option<&NamespaceState>;
     /// Relevant Secrets.
     fn secrets(&self) -> impl Iterator<Item = &SecretState>;
-    /// ServiceAccounts.
-    fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountState>;
+    /// The relevant ServiceAccounts of `namespace`.
+    fn service_accounts_in(&self, namespace: &str) -> impl Iterator<Item = &ServiceAccountState>;
 }
 
 impl View for Observed {
@@ -462,12 +464,18 @@ impl View for Observed {
         self.namespaces.iter()
     }
 
+    fn namespace(&self, name: &str) -> Option<&NamespaceState> {
+        self.namespaces.iter().find(|ns| ns.name == name)
+    }
+
     fn secrets(&self) -> impl Iterator<Item = &SecretState> {
         self.secrets.iter()
     }
 
-    fn service_accounts(&self) -> impl Iterator<Item = &ServiceAccountState> {
-        self.service_accounts.iter()
+    fn service_accounts_in(&self, namespace: &str) -> impl Iterator<Item = &ServiceAccountState> {
+        self.service_accounts
+            .iter()
+            .filter(move |sa| sa.namespace == namespace)
     }
 }
 
@@ -771,7 +779,7 @@ impl ServiceAccountPatch {
 pub enum TargetState {
     /// Our Secret is there and current: nothing to do.
     Current,
-    /// Our Secret is written by this plan.
+    /// Our Secret is written by this plan (in this round or a later one).
     Writing,
     /// Our Secret is there, but no fresh credential was available to check it; it is kept.
     Kept,
@@ -781,29 +789,54 @@ pub enum TargetState {
     Conflicted(ConflictReason),
 }
 
-/// One target namespace and its state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
-    /// The namespace.
-    pub namespace: String,
-    /// Its state.
-    pub state: TargetState,
+impl TargetState {
+    /// Whether the namespace holds (or is being given) our Secret: counted ready.
+    pub fn has_secret(&self) -> bool {
+        matches!(
+            self,
+            TargetState::Current | TargetState::Writing | TargetState::Kept
+        )
+    }
 }
 
-/// Everything the reconciler should do for one resource. Apply in this order: `writes`, then
-/// `service_account_patches`, then `deletions`.
+/// How many target namespaces are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Every target namespace.
+    pub desired: usize,
+    /// Current, written or kept.
+    pub ready: usize,
+    /// Pending.
+    pub pending: usize,
+    /// Conflicted.
+    pub conflicted: usize,
+}
+
+/// Everything the reconciler should do for one resource in one round. Apply in this order:
+/// `writes`, then `service_account_patches`, then `deletions`.
+///
+/// A round materializes only what it does: its writes (at most [`Round::max_writes`]), patches,
+/// deletions and conflicts, the states of the namespaces asked about, and a bounded list of
+/// pending namespaces; every target namespace is only counted. A fan-out of N namespaces in
+/// rounds of C writes thus builds O(N) writes in all, not O(N²/C).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// Secrets to create or update (server-side apply).
+    /// Secrets to create or update (server-side apply), most urgent first.
     pub writes: Vec<SecretWrite>,
+    /// Secret writes planned but left for the next round ([`Round::max_writes`]).
+    pub left: usize,
     /// Our Secrets to delete: in namespaces no longer served, under an old name, or on cleanup.
     pub deletions: Vec<Deletion>,
     /// Same-named Secrets left alone (report an Event for each).
     pub conflicts: Vec<Conflict>,
     /// ServiceAccount patches.
     pub service_account_patches: Vec<ServiceAccountPatch>,
-    /// Every target namespace, sorted by name.
-    pub targets: Vec<Target>,
+    /// Target namespaces by state.
+    pub tally: Tally,
+    /// The first [`TargetProblem::MAX_REPORTED`] pending namespaces, sorted by name.
+    pub pending: Vec<String>,
+    /// The state of each target namespace in [`Round::watched`] or changed by this plan.
+    pub states: BTreeMap<String, TargetState>,
 }
 
 impl Plan {
@@ -814,21 +847,15 @@ impl Plan {
             && self.service_account_patches.is_empty()
     }
 
-    /// Target counts for the status. Ready counts secrets that are current, written now or kept.
+    /// Target counts for the status. Ready counts secrets that are current, written or kept.
     pub fn counts(&self) -> TargetCounts {
-        let count = |f: fn(&TargetState) -> bool| {
-            i32::try_from(self.targets.iter().filter(|t| f(&t.state)).count()).unwrap_or(i32::MAX)
-        };
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        let t = &self.tally;
         TargetCounts::new(
-            count(|_| true),
-            count(|s| {
-                matches!(
-                    s,
-                    TargetState::Current | TargetState::Writing | TargetState::Kept
-                )
-            }),
-            count(|s| matches!(s, TargetState::Pending)),
-            count(|s| matches!(s, TargetState::Conflicted(_))),
+            count(t.desired),
+            count(t.ready),
+            count(t.pending),
+            count(t.conflicted),
         )
     }
 
@@ -839,16 +866,11 @@ impl Plan {
             reason: "Conflict".to_owned(),
             message: c.message(),
         });
-        let pending = self
-            .targets
-            .iter()
-            .filter(|t| t.state == TargetState::Pending)
-            .map(|t| TargetProblem {
-                namespace: t.namespace.clone(),
-                reason: "Pending".to_owned(),
-                message: "no credentials yet: the secret is written once a refresh succeeds"
-                    .to_owned(),
-            });
+        let pending = self.pending.iter().map(|ns| TargetProblem {
+            namespace: ns.clone(),
+            reason: "Pending".to_owned(),
+            message: "no credentials yet: the secret is written once a refresh succeeds".to_owned(),
+        });
         conflicts
             .chain(pending)
             .take(TargetProblem::MAX_REPORTED)
@@ -856,52 +878,107 @@ impl Plan {
     }
 }
 
+/// The order of urgency of a write: creates (no secret yet) first, then updates by the expiry
+/// their secrets claim, soonest (or expired, or unknown) first; namespace order among equals.
+fn urgency(kind: WriteKind, expires_at: Option<i64>) -> (u8, i64) {
+    match kind {
+        WriteKind::Create => (0, i64::MIN),
+        WriteKind::Update => (1, expires_at.unwrap_or(i64::MIN)),
+    }
+}
+
 /// Bounds one reconciliation's secret writes to `max`, most urgent first: namespaces without
 /// the secret (creates, in namespace order), then the updates by the expiry their secrets
 /// claim, soonest (or expired, or unknown) first, in namespace order among equals. Returns how
-/// many writes were left for the next round. kube-runtime never reconciles one resource twice
-/// at once, so without the bound a new namespace would wait behind a whole fan-out of
-/// refreshes, and without the order a secret about to expire would wait behind refreshes of
-/// secrets good for hours.
+/// many writes were left for the next round. [`plan_round`] takes the same writes without
+/// building the others; this is the reference it is tested against.
 pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
-    writes.sort_by_key(|w| match w.kind {
-        WriteKind::Create => (0, i64::MIN),
-        WriteKind::Update => (1, w.expires_at.unwrap_or(i64::MIN)),
+    writes.sort_by(|a, b| {
+        (urgency(a.kind, a.expires_at), &a.secret.namespace)
+            .cmp(&(urgency(b.kind, b.expires_at), &b.secret.namespace))
     });
     let left = writes.len().saturating_sub(max);
     writes.truncate(max);
     left
 }
 
-/// Plans one reconciliation of `subject` against `observed`. With `credential`, every served
-/// namespace gets the desired Secret (written only when its content hash differs); without one
-/// (a failed refresh) existing Secrets are kept and nothing is written. Our Secrets outside the
-/// served namespaces, or under another name, are deleted unless `deletionPolicy: Retain`; a
-/// same-named Secret that is not ours is never touched and reported as a conflict.
+/// The bounds of one round of a fan-out ([`plan_round`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Round<'r> {
+    /// Most secret writes to plan, the most urgent ones ([`urgent_first`]'s order). kube-runtime
+    /// never reconciles one resource twice at once, so without the bound a new namespace would
+    /// wait behind a whole fan-out of refreshes, and without the order a secret about to expire
+    /// would wait behind refreshes of secrets good for hours.
+    pub max_writes: usize,
+    /// Namespaces not to change anything in this round (their writes failed and back off);
+    /// their states are planned as usual.
+    pub held_back: &'r BTreeSet<String>,
+    /// Namespaces whose state the caller wants in [`Plan::states`].
+    pub watched: &'r BTreeSet<String>,
+}
+
+static NO_NAMESPACES: BTreeSet<String> = BTreeSet::new();
+
+impl Round<'static> {
+    /// Every write at once, nothing held back, nothing watched.
+    pub fn unbounded() -> Self {
+        Self {
+            max_writes: usize::MAX,
+            held_back: &NO_NAMESPACES,
+            watched: &NO_NAMESPACES,
+        }
+    }
+}
+
+/// Plans one reconciliation of `subject` against `observed` with every write at once
+/// ([`plan_round`] with [`Round::unbounded`]).
 pub fn plan(
     subject: &Subject<'_>,
     observed: &impl View,
     credential: Option<&DockerConfig>,
 ) -> Plan {
+    plan_round(subject, observed, credential, Round::unbounded())
+}
+
+/// A served namespace as the round's walk sees it: nothing is allocated for it unless the round
+/// acts on it or reports it.
+struct Seen<'a> {
+    namespace: &'a str,
+    state: TargetState,
+    existing: Option<&'a SecretState>,
+}
+
+/// Plans one round of the reconciliation of `subject` against `observed`. With `credential`,
+/// every served namespace gets the desired Secret (written only when its content hash
+/// differs), at most `round.max_writes` of them in this round, most urgent first; without one
+/// (a failed refresh) existing Secrets are kept and nothing is written. Our Secrets outside the
+/// served namespaces, or under another name, are deleted unless `deletionPolicy: Retain`; a
+/// same-named Secret that is not ours is never touched and reported as a conflict. A
+/// ServiceAccount gets its entry once the Secret exists or is written in this round.
+pub fn plan_round(
+    subject: &Subject<'_>,
+    observed: &impl View,
+    credential: Option<&DockerConfig>,
+    round: Round<'_>,
+) -> Plan {
     let owner = &subject.owner;
     let spec = subject.spec;
-    let served: BTreeSet<&str> = observed
-        .namespaces()
-        .filter(|ns| subject.serves(ns))
-        .map(|ns| ns.name.as_str())
-        .collect();
-    let by_name: BTreeMap<(&str, &str), &SecretState> = observed
+    let name = spec.secret_name.as_str();
+    let by_name: HashMap<&str, &SecretState> = observed
         .secrets()
-        .filter(|s| subject.may_touch(&s.namespace))
-        .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+        .filter(|s| s.name == name && subject.may_touch(&s.namespace))
+        .map(|s| (s.namespace.as_str(), s))
         .collect();
     // The rendered document and its hash are the same in every namespace: build them once.
     let template = credential.map(|c| desired_secret(owner, spec, "", c));
     let mut plan = Plan::default();
-    let mut has_secret: BTreeSet<&str> = BTreeSet::new();
-    for &ns in &served {
-        let existing = by_name.get(&(ns, spec.secret_name.as_str())).copied();
-        let state = match (existing, &template) {
+    let mut seen: Vec<Seen<'_>> = Vec::new();
+    // Writes by urgency, as indices into `seen`.
+    let mut candidates: Vec<((u8, i64), &str, usize)> = Vec::new();
+    for ns in observed.namespaces().filter(|ns| subject.serves(ns)) {
+        let ns = ns.name.as_str();
+        let existing = by_name.get(ns).copied();
+        let (state, kind) = match (existing, &template) {
             (Some(s), _) if !s.is_written_by(owner) => {
                 let reason = if owner.owns(&s.labels) {
                     ConflictReason::NotIrsaType {
@@ -921,73 +998,123 @@ pub fn plan(
                     },
                     reason: reason.clone(),
                 });
-                TargetState::Conflicted(reason)
+                (TargetState::Conflicted(reason), None)
             }
-            (Some(_), None) => TargetState::Kept,
-            (None, None) => TargetState::Pending,
-            (existing, Some(template)) => {
-                let desired = DesiredSecret {
-                    namespace: ns.to_owned(),
-                    ..template.clone()
-                };
-                let kind = match existing {
-                    None => Some(WriteKind::Create),
-                    Some(s) if s.content_hash.as_deref() != Some(desired.content_hash.as_str()) => {
-                        Some(WriteKind::Update)
-                    }
-                    Some(_) => None,
-                };
-                match kind {
-                    Some(kind) => {
-                        plan.writes.push(SecretWrite {
-                            kind,
-                            secret: desired,
-                            existing: existing.map(|s| s.checked.clone()).unwrap_or_default(),
-                            expires_at: existing.and_then(|s| s.expires_at),
-                        });
-                        TargetState::Writing
-                    }
-                    None => TargetState::Current,
-                }
+            (Some(_), None) => (TargetState::Kept, None),
+            (None, None) => (TargetState::Pending, None),
+            (None, Some(_)) => (TargetState::Writing, Some(WriteKind::Create)),
+            (Some(s), Some(t)) if s.content_hash.as_deref() != Some(t.content_hash.as_str()) => {
+                (TargetState::Writing, Some(WriteKind::Update))
             }
+            (Some(_), Some(_)) => (TargetState::Current, None),
         };
-        if matches!(
-            state,
-            TargetState::Current | TargetState::Writing | TargetState::Kept
-        ) {
-            has_secret.insert(ns);
+        let t = &mut plan.tally;
+        t.desired += 1;
+        match &state {
+            s if s.has_secret() => t.ready += 1,
+            TargetState::Pending => t.pending += 1,
+            _ => t.conflicted += 1,
         }
-        plan.targets.push(Target {
-            namespace: ns.to_owned(),
+        if let Some(kind) = kind
+            && !round.held_back.contains(ns)
+        {
+            let at = existing.and_then(|s| s.expires_at);
+            candidates.push((urgency(kind, at), ns, seen.len()));
+        }
+        seen.push(Seen {
+            namespace: ns,
             state,
+            existing,
         });
     }
+    // Keep the most urgent writes, in order, without sorting (or building) the others.
+    plan.left = candidates.len().saturating_sub(round.max_writes);
+    if plan.left > 0 {
+        candidates.select_nth_unstable(round.max_writes);
+        candidates.truncate(round.max_writes);
+    }
+    candidates.sort_unstable();
+    if let Some(template) = &template {
+        for &(_, ns, i) in &candidates {
+            let existing = seen[i].existing;
+            plan.writes.push(SecretWrite {
+                kind: if existing.is_some() {
+                    WriteKind::Update
+                } else {
+                    WriteKind::Create
+                },
+                secret: DesiredSecret {
+                    namespace: ns.to_owned(),
+                    ..template.clone()
+                },
+                existing: existing.map(|s| s.checked.clone()).unwrap_or_default(),
+                expires_at: existing.and_then(|s| s.expires_at),
+            });
+        }
+    }
+    seen.sort_unstable_by(|a, b| a.namespace.cmp(b.namespace));
+    let writing: HashSet<&str> = candidates.iter().map(|&(_, ns, _)| ns).collect();
 
-    let service_accounts: Vec<&ServiceAccountState> = observed.service_accounts().collect();
     let mut patches = Patches::new(owner);
-    for &sa in &service_accounts {
-        if has_secret.contains(sa.namespace.as_str())
-            && wants_entry(spec, &sa.name)
-            && !sa.image_pull_secrets.contains(&spec.secret_name)
-        {
-            patches.add(sa, &spec.secret_name);
+    if !spec.service_accounts.is_empty() {
+        let has_secret = seen.iter().filter(|s| match s.state {
+            TargetState::Writing => writing.contains(s.namespace),
+            ref state => state.has_secret(),
+        });
+        for s in has_secret.filter(|s| !round.held_back.contains(s.namespace)) {
+            for sa in observed.service_accounts_in(s.namespace) {
+                if wants_entry(spec, &sa.name) && !sa.image_pull_secrets.contains(&spec.secret_name)
+                {
+                    patches.add(sa, &spec.secret_name);
+                }
+            }
         }
     }
 
+    let served = |ns: &str| {
+        seen.binary_search_by(|s| s.namespace.cmp(ns))
+            .ok()
+            .map(|i| &seen[i])
+    };
     let stale = observed.secrets().filter(|s| {
         subject.may_touch(&s.namespace)
             && s.is_written_by(owner)
-            && !(served.contains(s.namespace.as_str()) && s.name == spec.secret_name)
+            && !(s.name == spec.secret_name && served(&s.namespace).is_some())
+            && !round.held_back.contains(&s.namespace)
     });
     remove(
         &mut plan,
         &mut patches,
         spec.deletion_policy,
         observed,
-        &service_accounts,
         stale,
     );
     plan.service_account_patches = patches.finish();
+
+    plan.pending = seen
+        .iter()
+        .filter(|s| s.state == TargetState::Pending)
+        .take(TargetProblem::MAX_REPORTED)
+        .map(|s| s.namespace.to_owned())
+        .collect();
+    let changed = plan
+        .writes
+        .iter()
+        .map(|w| w.secret.namespace.as_str())
+        .chain(plan.deletions.iter().map(|d| d.namespace.as_str()))
+        .chain(
+            plan.service_account_patches
+                .iter()
+                .map(|p| p.namespace.as_str()),
+        );
+    let states: BTreeMap<String, TargetState> = round
+        .watched
+        .iter()
+        .map(String::as_str)
+        .chain(changed)
+        .filter_map(|ns| served(ns).map(|s| (ns.to_owned(), s.state.clone())))
+        .collect();
+    plan.states = states;
     plan
 }
 
@@ -996,7 +1123,6 @@ pub fn plan(
 pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
     let mut plan = Plan::default();
     let mut patches = Patches::new(&subject.owner);
-    let service_accounts: Vec<&ServiceAccountState> = observed.service_accounts().collect();
     let ours = observed
         .secrets()
         .filter(|s| subject.may_touch(&s.namespace) && s.is_written_by(&subject.owner));
@@ -1005,7 +1131,6 @@ pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
         &mut patches,
         subject.spec.deletion_policy,
         observed,
-        &service_accounts,
         ours,
     );
     plan.service_account_patches = patches.finish();
@@ -1019,27 +1144,21 @@ fn remove<'a>(
     patches: &mut Patches<'a>,
     policy: DeletionPolicy,
     observed: &'a impl View,
-    service_accounts: &[&'a ServiceAccountState],
     secrets: impl Iterator<Item = &'a SecretState>,
 ) {
     if policy == DeletionPolicy::Retain {
         return;
     }
-    let terminating: BTreeSet<&str> = observed
-        .namespaces()
-        .filter(|ns| ns.terminating)
-        .map(|ns| ns.name.as_str())
-        .collect();
     for s in secrets {
-        if terminating.contains(s.namespace.as_str()) {
+        if observed
+            .namespace(&s.namespace)
+            .is_some_and(|ns| ns.terminating)
+        {
             continue;
         }
         // Only entries irsa recorded adding: one a person put there stays.
-        for &sa in service_accounts {
-            if sa.namespace == s.namespace
-                && sa.image_pull_secrets.contains(&s.name)
-                && sa.added_entry(patches.owner, &s.name)
-            {
+        for sa in observed.service_accounts_in(&s.namespace) {
+            if sa.image_pull_secrets.contains(&s.name) && sa.added_entry(patches.owner, &s.name) {
                 patches.remove(sa, &s.name);
             }
         }

@@ -189,9 +189,14 @@ impl NamespaceBackoff {
         }
     }
 
+    /// The failing namespaces.
+    fn namespaces(&self) -> BTreeSet<String> {
+        self.failing.keys().cloned().collect()
+    }
+
     /// Keeps only namespaces that are still targets.
-    fn retain_targets(&mut self, targets: &BTreeSet<&str>) {
-        self.failing.retain(|ns, _| targets.contains(ns.as_str()));
+    fn retain_targets(&mut self, is_target: impl Fn(&str) -> bool) {
+        self.failing.retain(|ns, _| is_target(ns));
     }
 
     /// How long until the first held-back namespace is due again.
@@ -411,7 +416,10 @@ impl Context {
 
     /// A reconcile of `owner` (of `uid`) begins: counted, and watched for the resource being
     /// forgotten meanwhile. Call it when the reconcile is dispatched, and keep the guard until
-    /// it ended (its error policy included).
+    /// the reconcile's future ends: its last step, [`Context::finished`], is the last that
+    /// keeps anything for the resource. kube-runtime calls [`error_policy`] only after that
+    /// future, when the guard is gone; that is sound because the error policy only reads (the
+    /// failure count) and keeps nothing.
     pub fn begin(&self, owner: &Owner, uid: Option<&str>) -> InFlight {
         let mut t = self.tracking();
         let flight = t.flights.entry(owner.clone()).or_insert_with(|| Flight {
@@ -1086,16 +1094,25 @@ async fn converge(
 ) -> Converged {
     recheck_foreign(ctx, subject).await;
     let config = credential.map(|c| &c.config);
-    let mut plan = {
-        let index = ctx.index();
-        plan::plan(subject, &index.view(subject), config)
-    };
-    // Namespaces whose writes failed wait for their own retry time; the others go ahead.
+    // Namespaces whose writes failed wait for their own retry time; the others go ahead. The
+    // failing ones' states are planned for the report.
     let started = tokio::time::Instant::now();
-    let held_back = ctx.reported(&subject.owner, |r| r.backoff.held_back(started));
-    hold_back(&mut plan, &held_back);
+    let (held_back, watched) = ctx.reported(&subject.owner, |r| {
+        (r.backoff.held_back(started), r.backoff.namespaces())
+    });
     // One bounded round of writes, urgent ones first; the rest in the next round, at once.
-    let left = plan::urgent_first(&mut plan.writes, ctx.config.chunk());
+    // Only this round's writes are built: a fan-out of N namespaces builds N writes in all,
+    // not N per round.
+    let round = plan::Round {
+        max_writes: ctx.config.chunk(),
+        held_back: &held_back,
+        watched: &watched,
+    };
+    let plan = {
+        let index = ctx.index();
+        plan::plan_round(subject, &index.view(subject), config, round)
+    };
+    let left = plan.left;
     let attempted = attempted(&plan);
     let key = match (&plan.writes.is_empty(), store_key) {
         (false, Some(_)) => ctx.credential_key().await,
@@ -1123,26 +1140,21 @@ async fn converge(
         plan
     } else {
         drop(plan);
+        // Where it stands: counts, conflicts and the failing namespaces' states; no writes.
+        let watched = ctx.reported(&subject.owner, |r| r.backoff.namespaces());
+        let round = plan::Round {
+            max_writes: 0,
+            watched: &watched,
+            ..plan::Round::unbounded()
+        };
         let index = ctx.index();
-        plan::plan(subject, &index.view(subject), config)
+        plan::plan_round(subject, &index.view(subject), config, round)
     };
     Converged {
         outcome,
         after,
         left,
     }
-}
-
-/// Drops from `plan` every change in the namespaces `held_back`.
-fn hold_back(plan: &mut Plan, held_back: &BTreeSet<String>) {
-    if held_back.is_empty() {
-        return;
-    }
-    plan.writes
-        .retain(|w| !held_back.contains(&w.secret.namespace));
-    plan.deletions.retain(|d| !held_back.contains(&d.namespace));
-    plan.service_account_patches
-        .retain(|p| !held_back.contains(&p.namespace));
 }
 
 /// The namespaces `plan` changes something in.
@@ -1238,24 +1250,19 @@ where
     let mut counts = after.counts();
     // Failing namespaces (failed now, or held back since) are counted failed, not ready.
     let mono = tokio::time::Instant::now();
+    // `after` holds the state of every failing namespace that is a target.
     let (backoff_problems, next_retry) = ctx.reported(owner, |r| {
-        let targets: BTreeSet<&str> = after.targets.iter().map(|t| t.namespace.as_str()).collect();
-        r.backoff.retain_targets(&targets);
+        r.backoff.retain_targets(|ns| after.states.contains_key(ns));
         (r.backoff.problems(mono), r.backoff.next_retry(mono))
     });
     let failing: BTreeSet<&str> = backoff_problems
         .iter()
         .map(|p| p.namespace.as_str())
         .filter(|ns| {
-            after.targets.iter().any(|t| {
-                t.namespace == *ns
-                    && matches!(
-                        t.state,
-                        plan::TargetState::Writing
-                            | plan::TargetState::Current
-                            | plan::TargetState::Kept
-                    )
-            })
+            after
+                .states
+                .get(*ns)
+                .is_some_and(plan::TargetState::has_secret)
         })
         .collect();
     let failing_count = i32::try_from(failing.len()).unwrap_or(0);
@@ -1561,8 +1568,12 @@ mod tests {
         // Rounds every second for ten minutes, a refresh due in each (a new credential).
         for round in 0..600u64 {
             let now = tokio::time::Instant::now();
-            let mut p = plan::plan(&subject, &observed, Some(&credential()));
-            hold_back(&mut p, &backoff.held_back(now));
+            let held_back = backoff.held_back(now);
+            let bounds = plan::Round {
+                held_back: &held_back,
+                ..plan::Round::unbounded()
+            };
+            let p = plan::plan_round(&subject, &observed, Some(&credential()), bounds);
             let attempted = attempted(&p);
             let others: BTreeSet<&str> = names.iter().map(String::as_str).collect();
             for ns in &others {
@@ -1728,6 +1739,13 @@ mod tests {
             }),
         );
         drop(flight);
+        // kube-runtime runs the error policy after the reconcile's future (and its guard):
+        // it keeps nothing either.
+        let error = Error::Writes {
+            failed: 1,
+            first: "refused".into(),
+        };
+        let _ = error_policy(&crate::fixtures::cps(), &error, &ctx);
         assert_eq!(
             ctx.tracked(),
             0,

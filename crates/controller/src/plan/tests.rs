@@ -386,11 +386,18 @@ fn target_states_counts_and_problems() {
         .namespace(NamespaceState::new("user"))
         .secret(SecretState::owned("kept", "ecr-pull", &owner(), "sha256:x"))
         .secret(SecretState::new("user", "ecr-pull"));
-    let p = plan(&subject(&spec, &selection), &observed, None);
+    let watched: BTreeSet<String> = ["kept", "pending", "user", "elsewhere"]
+        .map(String::from)
+        .into();
+    let round = Round {
+        watched: &watched,
+        ..Round::unbounded()
+    };
+    let p = plan_round(&subject(&spec, &selection), &observed, None, round);
     let states: Vec<_> = p
-        .targets
+        .states
         .iter()
-        .map(|t| (t.namespace.as_str(), t.state.clone()))
+        .map(|(ns, state)| (ns.as_str(), state.clone()))
         .collect();
     assert_eq!(
         states,
@@ -472,7 +479,7 @@ fn a_pull_secret_writes_only_into_its_namespace() {
     ] {
         assert!(p.deletions.is_empty(), "{p:?}");
         assert!(p.service_account_patches.is_empty(), "{p:?}");
-        assert!(p.targets.iter().all(|t| t.namespace == "team-a"), "{p:?}");
+        assert!(p.tally.desired <= 1, "{p:?}");
     }
 
     let no_namespace = PullSecret::new("ecr", PullSecretSpec { secret: spec() });
@@ -1061,4 +1068,68 @@ fn a_tenant_chosen_secret_type_never_inflates_a_conflict_message() {
     let problems = p.problems();
     assert_eq!(problems.len(), 1);
     assert!(problems[0].message.len() <= TargetProblem::MAX_MESSAGE);
+}
+
+proptest! {
+    #[test]
+    fn rounds_take_the_most_urgent_writes_and_end_where_one_plan_does(
+        observed in arb_observed(),
+        (spec, selection) in arb_spec(),
+        max in 0usize..4,
+        held in 0usize..8,
+    ) {
+        let config = credential(PASSWORD);
+        let subject = subject(&spec, &selection);
+        let held_back: BTreeSet<String> =
+            observed.namespaces.get(held).map(|n| n.name.clone()).into_iter().collect();
+        let watched: BTreeSet<String> = observed.namespaces.iter().map(|n| n.name.clone()).collect();
+        let round = Round { max_writes: max, held_back: &held_back, watched: &watched };
+        let p = plan_round(&subject, &observed, Some(&config), round);
+        // The reference: the whole plan, without the held-back namespaces' changes, cut to
+        // the most urgent writes.
+        let mut reference = plan(&subject, &observed, Some(&config));
+        reference.writes.retain(|w| !held_back.contains(&w.secret.namespace));
+        reference.deletions.retain(|d| !held_back.contains(&d.namespace));
+        let left = urgent_first(&mut reference.writes, max);
+        prop_assert_eq!(&p.writes, &reference.writes);
+        prop_assert_eq!(p.left, left);
+        prop_assert_eq!(p.counts(), reference.counts());
+        prop_assert_eq!(p.problems(), reference.problems());
+        prop_assert_eq!(&p.deletions, &reference.deletions);
+        prop_assert_eq!(&p.conflicts, &reference.conflicts);
+        for patch in &p.service_account_patches {
+            prop_assert!(!held_back.contains(&patch.namespace), "{patch:?}");
+        }
+        // Every served namespace's state is reported when watched.
+        prop_assert_eq!(p.states.len(), p.tally.desired);
+        let ready = p.states.values().filter(|s| s.has_secret()).count();
+        prop_assert_eq!(ready, p.tally.ready);
+
+        // Round after round (nothing held back), the fan-out ends where one plan does.
+        let max = max.max(1);
+        let round = Round { max_writes: max, ..Round::unbounded() };
+        let one = apply(&observed, &plan(&subject, &observed, Some(&config)));
+        let mut state = observed.clone();
+        for _ in 0..=observed.namespaces.len() {
+            let p = plan_round(&subject, &state, Some(&config), round);
+            prop_assert!(p.writes.len() <= max);
+            state = apply(&state, &p);
+            if p.left == 0 {
+                break;
+            }
+        }
+        prop_assert!(plan_round(&subject, &state, Some(&config), round).is_noop());
+        let secrets = |o: &Observed| {
+            let mut s: Vec<_> = o.secrets.iter().map(|s| (s.namespace.clone(), s.name.clone(), s.content_hash.clone())).collect();
+            s.sort();
+            s
+        };
+        let lists = |o: &Observed| {
+            let mut s: Vec<_> = o.service_accounts.iter().map(|s| (s.namespace.clone(), s.name.clone(), s.image_pull_secrets.clone(), s.added.clone())).collect();
+            s.sort();
+            s
+        };
+        prop_assert_eq!(secrets(&state), secrets(&one));
+        prop_assert_eq!(lists(&state), lists(&one));
+    }
 }
