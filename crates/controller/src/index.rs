@@ -24,6 +24,51 @@ pub use irsa_core::names::{AUDIENCE_ANNOTATION, ROLE_ARN_ANNOTATION};
 
 type Key = (String, String);
 
+/// A `(namespace, name)` key, owned or borrowed, so that a table keyed by [`Key`] is looked up
+/// with two `&str`s ([`at`]): a round of a fan-out looks up thousands, and an owned key would
+/// allocate two Strings for each.
+trait KeyRef {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl KeyRef for Key {
+    fn parts(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl KeyRef for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn KeyRef + 'a> for Key {
+    fn borrow(&self) -> &(dyn KeyRef + 'a) {
+        self
+    }
+}
+
+// Hashes and compares as `Key` does (a tuple of two strs), as `Borrow` requires.
+impl std::hash::Hash for dyn KeyRef + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn KeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn KeyRef + '_ {}
+
+/// `map[(namespace, name)]`, without allocating a key.
+fn at<'m, V>(map: &'m HashMap<Key, V>, namespace: &str, name: &str) -> Option<&'m V> {
+    map.get(&(namespace, name) as &dyn KeyRef)
+}
+
 /// A ServiceAccount as indexed: its pull-secret entries and its IRSA annotations.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedServiceAccount {
@@ -478,7 +523,7 @@ impl Index {
         all.into_iter()
             .flatten()
             .chain(own)
-            .filter_map(|ns| self.foreign.get(&(ns.clone(), name.clone())))
+            .filter_map(|ns| at(&self.foreign, ns, name))
             .filter(|f| f.checked < before && subject.may_touch(&f.state.namespace))
             .map(|f| f.state.clone())
             .collect()
@@ -491,7 +536,7 @@ impl Index {
 
     /// An owned Secret's state, if known.
     pub fn secret(&self, namespace: &str, name: &str) -> Option<&SecretState> {
-        self.secrets.get(&(namespace.to_owned(), name.to_owned()))
+        at(&self.secrets, namespace, name)
     }
 
     /// A namespace's state, if known.
@@ -578,10 +623,6 @@ impl View for IndexView<'_> {
         let subject = self.subject;
         let index = self.index;
         let name = subject.spec.secret_name.as_str();
-        let get = move |ns: &str, name: &str| {
-            // The tables hold owned keys; a lookup needs one too.
-            index.secrets.get(&(ns.to_owned(), name.to_owned()))
-        };
         let owned = self
             .owned
             .into_iter()
@@ -591,11 +632,11 @@ impl View for IndexView<'_> {
         // Named `spec.secretName` but not the subject's (those came with `owned`).
         let named = self
             .named_in(&index.by.secrets_by_name)
-            .filter_map(move |ns| get(ns, name))
+            .filter_map(move |ns| at(&index.secrets, ns, name))
             .filter(move |s| !subject.owner.owns(&s.labels));
         let foreign = self
             .named_in(&index.by.foreign_by_name)
-            .filter_map(move |ns| index.foreign.get(&(ns.to_owned(), name.to_owned())))
+            .filter_map(move |ns| at(&index.foreign, ns, name))
             .map(|f| &f.state);
         owned.chain(named).chain(foreign)
     }
