@@ -29,8 +29,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = certs::next_bundle(
         "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
         &[ca, crt],
+        &certs::fingerprints(ca),
         now,
     );
+    let _ = certs::bundle_is_clean(crt, ca, &certs::fingerprints(crt), now);
     let _ = certs::is_valid_ca(ca, now);
     let _ = certs::not_after_unix(crt);
 });

@@ -6,7 +6,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use irsa_k8s::install::{DEFAULT_NAMESPACE, DEFAULT_REPLICAS, Scope, default_image, rbac_grants};
-use irsa_k8s::install::{WEBHOOK_GRANTS, WEBHOOK_SHARED_GRANTS_NOTE, WebhookScope};
+use irsa_k8s::install::{WEBHOOK_CERTS_GRANTS_NOTE, WEBHOOK_GRANTS, WebhookScope};
 use irsa_k8s::{InstallOptions, LogFormat, Part, WebhookCerts};
 
 use crate::{Invalid, Verdict};
@@ -63,9 +63,12 @@ pub(crate) struct InstallArgs {
     /// clusters without EKS's own (do not add it on EKS). Two replicas behind a Service, a
     /// PodDisruptionBudget and a MutatingWebhookConfiguration that fails open (pods are
     /// admitted unchanged when it is down) and skips pods labelled
-    /// eks.amazonaws.com/skip-pod-identity-webhook. An init container runs `irsa webhook
-    /// certs` on every pod start: it creates (or, near expiry, renews) the CA and serving
-    /// certificate in the Secret irsa-webhook-tls and sets the configuration's caBundle.
+    /// eks.amazonaws.com/skip-pod-identity-webhook. A Job of the install, and a CronJob every
+    /// week, run `irsa webhook certs` under their own ServiceAccount irsa-webhook-certs: it
+    /// creates (or, near expiry, renews) the CA and serving certificate in the Secret
+    /// irsa-webhook-tls and sets the configuration's caBundle. The webhook's pods (ServiceAccount
+    /// irsa-webhook, which may only read service accounts and its ConfigMap) mount that Secret
+    /// and start once the Job has created it.
     /// A NetworkPolicy admits ingress to the webhook's pods on port 9443 only (reviews,
     /// probes and /metrics). It restricts the port, not the sources: the addresses the API
     /// server calls from differ per distribution (control-plane node addresses on kubeadm and
@@ -76,7 +79,7 @@ pub(crate) struct InstallArgs {
     webhook: bool,
     /// With --webhook: let cert-manager (installed separately) make the certificate instead —
     /// a self-signed Issuer, a Certificate and the cert-manager.io/inject-ca-from annotation;
-    /// no init container and no certificate grants.
+    /// no Job, no CronJob and no certificate grants.
     #[arg(long, requires = "webhook")]
     webhook_cert_manager: bool,
 }
@@ -218,38 +221,45 @@ pub(crate) fn grants_help() -> String {
             why = grant.why
         ));
     }
-    out.push_str("The webhook's (--webhook; ServiceAccount irsa-webhook):\n");
-    for g in WEBHOOK_GRANTS {
-        let grant = g.grant;
-        let resources = grant
-            .resources
-            .iter()
-            .map(|r| {
-                if grant.group.is_empty() {
-                    (*r).to_owned()
-                } else {
-                    format!("{r}.{}", grant.group)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(",");
-        let scope = match g.scope {
-            WebhookScope::Cluster([]) => "cluster".to_owned(),
-            WebhookScope::Cluster(names) => format!("cluster, only {}", names.join(",")),
-            WebhookScope::Own([]) => "own namespace".to_owned(),
-            WebhookScope::Own(names) => format!("own namespace, only {}", names.join(",")),
-        };
-        let certs = if g.certs {
-            "; not with --webhook-cert-manager"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "  {resources} [{verbs}] ({scope}{certs}): {why}\n",
-            verbs = grant.verbs.join(" "),
-            why = grant.why
-        ));
+    for (certs, heading) in [
+        (
+            false,
+            "The webhook's serving pods (--webhook; ServiceAccount irsa-webhook):\n",
+        ),
+        (
+            true,
+            "Its certificate step (--webhook, not with --webhook-cert-manager; the Job and CronJob \
+             irsa-webhook-certs, ServiceAccount irsa-webhook-certs):\n",
+        ),
+    ] {
+        out.push_str(heading);
+        for g in WEBHOOK_GRANTS.iter().filter(|g| g.certs == certs) {
+            let grant = g.grant;
+            let resources = grant
+                .resources
+                .iter()
+                .map(|r| {
+                    if grant.group.is_empty() {
+                        (*r).to_owned()
+                    } else {
+                        format!("{r}.{}", grant.group)
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            let scope = match g.scope {
+                WebhookScope::Cluster([]) => "cluster".to_owned(),
+                WebhookScope::Cluster(names) => format!("cluster, only {}", names.join(",")),
+                WebhookScope::Own([]) => "own namespace".to_owned(),
+                WebhookScope::Own(names) => format!("own namespace, only {}", names.join(",")),
+            };
+            out.push_str(&format!(
+                "  {resources} [{verbs}] ({scope}): {why}\n",
+                verbs = grant.verbs.join(" "),
+                why = grant.why
+            ));
+        }
     }
-    out.push_str(&format!("  Note: {WEBHOOK_SHARED_GRANTS_NOTE}.\n"));
+    out.push_str(&format!("  Note: {WEBHOOK_CERTS_GRANTS_NOTE}.\n"));
     out
 }

@@ -59,11 +59,13 @@ enum WebhookCommand {
     /// previous CA until the next renewal, so replicas still serving the previous one stay
     /// trusted until their mounted Secret catches up.
     ///
-    /// When: `irsa install --webhook` runs it as the init container of every webhook pod, so
-    /// each rollout renews a certificate near expiry (`kubectl rollout restart deployment
-    /// irsa-webhook -n irsa-system` renews on demand). Run it yourself for a webhook deployed
-    /// some other way. It needs get, create and update of that Secret and get and patch of
-    /// that MutatingWebhookConfiguration, nothing else.
+    /// When: `irsa install --webhook` runs it as a Job of the install and every week from a
+    /// CronJob, under their own ServiceAccount irsa-webhook-certs (the webhook's serving pods
+    /// hold none of its grants), so a certificate is renewed well before it expires
+    /// (`kubectl create job --from=cronjob/irsa-webhook-certs irsa-webhook-certs-now -n
+    /// irsa-system` renews on demand; running it again is always safe). Run it yourself for a
+    /// webhook deployed some other way. It needs get, create and update of that Secret and get
+    /// and patch of that MutatingWebhookConfiguration, nothing else.
     #[command(after_help = "Examples:\n  \
         irsa webhook certs --namespace irsa-system --secret irsa-webhook-tls --service irsa-webhook \\\n      \
         --webhook-configuration irsa-pod-identity-webhook\n  \
@@ -97,8 +99,9 @@ struct CertsArgs {
     #[arg(long, value_name = "DURATION", default_value = "180d", value_parser = parse_duration)]
     renew_before: Duration,
     /// Then wait until the Secret, mounted at DIR in this pod (a Secret volume), shows the
-    /// stored certificate: an init container waits so, so that the webhook container starts
-    /// with its files in place.
+    /// stored certificate: for running it as an init container of the webhook's own pods, so
+    /// that the webhook container starts with its files in place (`irsa install` runs it as
+    /// a Job instead and needs no wait).
     #[arg(long, value_name = "DIR")]
     wait_for_mount: Option<PathBuf>,
     /// How long --wait-for-mount waits (the kubelet refreshes Secret volumes about every

@@ -310,10 +310,17 @@ fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
     };
     assert_eq!(run.stdout, irsa_k8s::manifests_yaml(&options).unwrap());
     let kinds = kinds(&run.stdout);
-    assert_eq!(kinds.last().unwrap(), "MutatingWebhookConfiguration");
+    // The certificate step comes after the configuration it patches.
+    assert_eq!(
+        kinds[kinds.len() - 3..],
+        ["MutatingWebhookConfiguration", "Job", "CronJob"]
+    );
+    assert!(!run.stdout.contains("initContainers"), "{}", run.stdout);
     assert!(
         run.stdout
-            .contains("- --wait-for-mount=/etc/webhook/certs\n")
+            .contains("serviceAccountName: irsa-webhook-certs\n"),
+        "{}",
+        run.stdout
     );
 
     let run = irsa(&[
@@ -327,7 +334,7 @@ fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
     let kinds = self::kinds(&run.stdout);
     assert!(kinds.contains(&"Certificate".to_owned()), "{kinds:?}");
     assert!(kinds.contains(&"Issuer".to_owned()), "{kinds:?}");
-    assert!(!run.stdout.contains("initContainers"), "{}", run.stdout);
+    assert!(!run.stdout.contains("irsa-webhook-certs"), "{}", run.stdout);
     assert!(
         run.stdout
             .contains("cert-manager.io/inject-ca-from: irsa-system/irsa-webhook-tls")
@@ -357,10 +364,12 @@ fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
         "--webhook-cert-manager",
         "irsa install --webhook | kubectl apply --server-side -f -",
         "deploy/components/webhook",
-        "mutatingwebhookconfigurations.admissionregistration.k8s.io [get patch] (cluster, only irsa-pod-identity-webhook; not with --webhook-cert-manager)",
-        "secrets [create] (own namespace; not with --webhook-cert-manager): irsa webhook certs: create that Secret the first time (create takes no name",
+        "The webhook's serving pods (--webhook; ServiceAccount irsa-webhook):\n  serviceaccounts [get list watch] (cluster)",
         "configmaps [list watch] (own namespace, only pod-identity-webhook)",
-        "Note: one pod, one service account: the serving container holds the certificate grants",
+        "Its certificate step (--webhook, not with --webhook-cert-manager; the Job and CronJob irsa-webhook-certs, ServiceAccount irsa-webhook-certs):\n",
+        "mutatingwebhookconfigurations.admissionregistration.k8s.io [get patch] (cluster, only irsa-pod-identity-webhook)",
+        "secrets [create] (own namespace): irsa webhook certs: create that Secret the first time (create takes no name",
+        "Note: the certificate step (a Job of the install and a weekly CronJob, ServiceAccount irsa-webhook-certs) holds the Secret and caBundle grants; the serving pods (ServiceAccount irsa-webhook) hold none of them",
         "NetworkPolicy",
     ] {
         assert!(

@@ -253,21 +253,19 @@ fn certs_creates_then_keeps_then_renews_and_sets_the_ca_bundle() {
         config["metadata"]["resourceVersion"]
     );
 
-    // Exactly what the init container of `irsa install --webhook` runs: it waits until the
-    // mounted Secret shows the stored certificate (a timeout names the directory) ...
+    // What `irsa install --webhook`'s Job runs, as an init container would run it with
+    // --wait-for-mount: it waits until the mounted Secret shows the stored certificate (a
+    // timeout names the directory) ...
     let mount = dir.0.join("mount");
     std::fs::create_dir_all(&mount).unwrap();
     let wait = format!("--wait-for-mount={}", mount.display());
     let init: Vec<String> = irsa_k8s::install::webhook::certs_args(NS)
         .into_iter()
-        .map(|a| {
-            if a.starts_with("--wait-for-mount=") {
-                wait.clone()
-            } else {
-                a
-            }
-        })
-        .chain(["--validity=40d".to_owned(), "--renew-before=30d".to_owned()])
+        .chain([
+            wait.clone(),
+            "--validity=40d".to_owned(),
+            "--renew-before=30d".to_owned(),
+        ])
         .collect();
     let mut timing_out: Vec<&str> = init.iter().map(String::as_str).collect();
     timing_out.push("--wait-timeout=2s");
@@ -350,7 +348,8 @@ fn certs_help_teaches_what_when_and_an_example() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     for text in [
         "What: a new CA and a certificate for <service>.<namespace>.svc",
-        "When: `irsa install --webhook` runs it as the init container",
+        "When: `irsa install --webhook` runs it as a Job of the install",
+        "ServiceAccount irsa-webhook-certs",
         "irsa webhook certs --namespace irsa-system --secret irsa-webhook-tls --service irsa-webhook",
         "--renew-before",
         "--validity",
@@ -387,7 +386,7 @@ fn certs_help_teaches_what_when_and_an_example() {
     );
 }
 
-/// Two replicas' init containers start at once: both succeed, and they agree on one pair whose
+/// Runs of the step at once (the install's Job, a CronJob run, one by hand): all succeed, and they agree on one pair whose
 /// CA every webhook trusts, still trusting the previous one after a renewal (a create, update
 /// or caBundle patch that loses the race re-reads).
 #[test]

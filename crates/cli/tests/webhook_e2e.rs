@@ -1,6 +1,6 @@
 //! `irsa install --webhook` end to end through the sandbox, as a cluster would run it: the
-//! install's MutatingWebhookConfiguration is created, its init container's `irsa webhook certs`
-//! (the install's own arguments) writes the Secret and the caBundle, the webhook container (the
+//! install's MutatingWebhookConfiguration is created, its Job's `irsa webhook certs` (the
+//! install's own arguments) writes the Secret and the caBundle, the webhook container (the
 //! install's own arguments) serves the Secret's pair, and the official Python `kubernetes`
 //! client creates pods that the sandbox API server sends through it (AdmissionReview v1 over
 //! HTTPS, verified against the caBundle for `irsa-webhook.irsa-system.svc`).
@@ -75,15 +75,15 @@ async fn python_client_pods_are_mutated_by_the_installed_webhook() {
         .await
         .unwrap();
     let pod = find("Deployment")["spec"]["template"]["spec"].clone();
+    let job = find("Job")["spec"]["template"]["spec"].clone();
+    let cron = find("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"].clone();
+    assert_eq!(job["containers"][0]["args"], cron["containers"][0]["args"]);
 
-    // Every request from here to the Secret's read below is the init container's.
+    // Every request from here to the Secret's read below is the certificate step's.
     let requests = stack.api.requests().clone();
     requests.clear();
-    // The init container, as the Deployment runs it (no kubelet here to wait for).
-    let init: Vec<String> = strings(&pod["initContainers"][0]["args"])
-        .into_iter()
-        .filter(|a| !a.starts_with("--wait-for-mount="))
-        .collect();
+    // The Job, as the install runs it.
+    let init: Vec<String> = strings(&job["containers"][0]["args"]);
     let out = Command::new(env!("CARGO_BIN_EXE_irsa"))
         .args(&init)
         .env("KUBECONFIG", &kubeconfig)
@@ -95,7 +95,24 @@ async fn python_client_pods_are_mutated_by_the_installed_webhook() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let mut records = requests.records();
+    // The CronJob's run near expiry (the 730-day pair is inside an 800-day window): it renews,
+    // using the update and patch grants.
+    let renew: Vec<String> = init
+        .iter()
+        .cloned()
+        .chain([
+            "--validity=1000d".to_owned(),
+            "--renew-before=800d".to_owned(),
+        ])
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_irsa"))
+        .args(&renew)
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("renewed the certificate"), "{stdout}");
+    let cert_step = requests.records();
     // The Secret volume: the Secret's files in a directory.
     let certs = dir.0.join("certs");
     std::fs::create_dir_all(&certs).unwrap();
@@ -106,8 +123,7 @@ async fn python_client_pods_are_mutated_by_the_installed_webhook() {
     for (key, value) in secret.data.unwrap() {
         std::fs::write(certs.join(key), value.0).unwrap();
     }
-    // From here on, every request but the Python client's is the webhook's or its init
-    // container's: the ones RBAC must grant.
+    // From here on, every request but the Python client's is the serving container's.
     requests.clear();
 
     // The webhook container, with the install's arguments, on a loopback port.
@@ -165,24 +181,6 @@ async fn python_client_pods_are_mutated_by_the_installed_webhook() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // The init container again, near expiry (the 730-day pair is inside an 800-day window):
-    // it renews, using the update and patch grants.
-    let renew: Vec<String> = init
-        .iter()
-        .cloned()
-        .chain([
-            "--validity=1000d".to_owned(),
-            "--renew-before=800d".to_owned(),
-        ])
-        .collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_irsa"))
-        .args(&renew)
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.starts_with("renewed the certificate"), "{stdout}");
-
     // The ConfigMap watch starts with the server; wait for its list (with a deadline).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !requests
@@ -196,18 +194,81 @@ async fn python_client_pods_are_mutated_by_the_installed_webhook() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    records.extend(requests.records());
-    assert_requests_are_granted(&records);
+    let serving: Vec<_> = requests
+        .records()
+        .into_iter()
+        .filter(|r| !r.user_agent.starts_with("OpenAPI-Generator"))
+        .collect();
+    // The service-account get is sent only on a cache miss: crates/webhook's sandbox tests
+    // cover that path.
+    assert_requests_are_granted(
+        "serving container",
+        &serving,
+        &bound_rules(&docs, "irsa-webhook"),
+        &[("serviceaccounts", "get")],
+    );
+    assert_requests_are_granted(
+        "certificate step",
+        &cert_step,
+        &bound_rules(&docs, "irsa-webhook-certs"),
+        &[],
+    );
 }
 
-/// Every request of the webhook and its init container is granted by `irsa install --webhook`'s
-/// RBAC in the namespace the grant applies to, and every grant is used (except the get of a
-/// service account, sent only on a cache miss: crates/webhook's sandbox tests cover that path).
-fn assert_requests_are_granted(records: &[irsa_sandbox::apiserver::requests::RequestRecord]) {
-    use irsa_k8s::install::{WEBHOOK_GRANTS, WebhookScope};
+/// A rule bound to a ServiceAccount: its namespace (a Role's) or `None` (a ClusterRole's).
+struct BoundRule {
+    namespace: Option<String>,
+    rule: Value,
+}
+
+/// Every rule the install's bindings give ServiceAccount `account` of irsa-system.
+fn bound_rules(docs: &[Value], account: &str) -> Vec<BoundRule> {
+    let mut out = Vec::new();
+    for binding in docs
+        .iter()
+        .filter(|d| d["kind"] == "RoleBinding" || d["kind"] == "ClusterRoleBinding")
+    {
+        let subject = serde_json::json!({"kind": "ServiceAccount", "name": account, "namespace": "irsa-system"});
+        if !binding["subjects"].as_array().unwrap().contains(&subject) {
+            continue;
+        }
+        let kind = &binding["roleRef"]["kind"];
+        let role = docs
+            .iter()
+            .find(|d| &d["kind"] == kind && d["metadata"]["name"] == binding["roleRef"]["name"])
+            .unwrap_or_else(|| panic!("{binding} refers to a role the install lacks"));
+        let namespace = (kind == "Role").then(|| "irsa-system".to_owned());
+        for rule in role["rules"].as_array().unwrap() {
+            out.push(BoundRule {
+                namespace: namespace.clone(),
+                rule: rule.clone(),
+            });
+        }
+    }
+    assert!(!out.is_empty(), "nothing is bound to {account}");
+    out
+}
+
+fn has(list: &Value, item: &str) -> bool {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v.as_str() == Some(item))
+}
+
+/// Every request `who` sent is allowed by `rules` (the roles bound to its ServiceAccount, in
+/// the namespace a Role applies to; the log holds no object names, so `resourceNames` are
+/// checked by the install's unit tests), and every verb of every rule was sent (but the
+/// `(resource, verb)` pairs of `unexercised`): the ServiceAccount holds nothing its code does
+/// not call (review finding L4).
+fn assert_requests_are_granted(
+    who: &str,
+    records: &[irsa_sandbox::apiserver::requests::RequestRecord],
+    rules: &[BoundRule],
+    unexercised: &[(&str, &str)],
+) {
     let sent: std::collections::BTreeSet<(String, String, String, Option<String>)> = records
         .iter()
-        .filter(|r| !r.user_agent.starts_with("OpenAPI-Generator"))
         .map(|r| {
             (
                 r.group.clone(),
@@ -217,43 +278,44 @@ fn assert_requests_are_granted(records: &[irsa_sandbox::apiserver::requests::Req
             )
         })
         .collect();
-    let granted = |g: &str, r: &str, v: &str, ns: Option<&str>| {
-        WEBHOOK_GRANTS.iter().any(|w| {
-            w.grant.group == g
-                && w.grant.resources.contains(&r)
-                && w.grant.verbs.contains(&v)
-                && match w.scope {
-                    WebhookScope::Own(_) => ns == Some("irsa-system"),
-                    WebhookScope::Cluster(_) => true,
-                }
-        })
+    assert!(!sent.is_empty(), "the {who} sent nothing");
+    let allows = |b: &BoundRule, g: &str, r: &str, v: &str, ns: Option<&str>| {
+        has(&b.rule["apiGroups"], g)
+            && has(&b.rule["resources"], r)
+            && has(&b.rule["verbs"], v)
+            && (b.namespace.is_none() || b.namespace.as_deref() == ns)
     };
     let ungranted: Vec<_> = sent
         .iter()
-        .filter(|(g, r, v, ns)| !granted(g, r, v, ns.as_deref()))
+        .filter(|(g, r, v, ns)| !rules.iter().any(|b| allows(b, g, r, v, ns.as_deref())))
         .collect();
     assert!(
         ungranted.is_empty(),
-        "the webhook sent requests its RBAC does not grant: {ungranted:?}"
+        "the {who} sent requests its ServiceAccount's RBAC does not grant: {ungranted:?}"
     );
     let mut unused = Vec::new();
-    for w in WEBHOOK_GRANTS {
-        for r in w.grant.resources {
-            for v in w.grant.verbs {
-                if (*r, *v) == ("serviceaccounts", "get") {
+    for b in rules {
+        let group = b.rule["apiGroups"][0].as_str().unwrap();
+        for r in b.rule["resources"].as_array().unwrap() {
+            let r = r.as_str().unwrap();
+            for v in b.rule["verbs"].as_array().unwrap() {
+                let v = v.as_str().unwrap();
+                if unexercised.contains(&(r, v)) {
                     continue;
                 }
-                if !sent
-                    .iter()
-                    .any(|(g, rr, vv, _)| g == w.grant.group && rr == r && vv == v)
-                {
-                    unused.push(format!("{}/{r} {v}", w.grant.group));
+                if !sent.iter().any(|(g, rr, vv, ns)| {
+                    g == group
+                        && rr == r
+                        && vv == v
+                        && (b.namespace.is_none() || b.namespace == *ns)
+                }) {
+                    unused.push(format!("{group}/{r} {v}"));
                 }
             }
         }
     }
     assert!(
         unused.is_empty(),
-        "grants the webhook never used: {unused:?}\nrequests: {sent:#?}"
+        "the {who}'s ServiceAccount holds grants it never used: {unused:?}\nrequests: {sent:#?}"
     );
 }

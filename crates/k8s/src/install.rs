@@ -48,7 +48,8 @@ use crate::resources::{GROUP, VERSION};
 pub mod webhook;
 use crate::validation::check_dns_label;
 pub use webhook::{
-    WEBHOOK_GRANTS, WEBHOOK_SHARED_GRANTS_NOTE, WebhookCerts, WebhookGrant, WebhookScope,
+    WEBHOOK_CERTS, WEBHOOK_CERTS_GRANTS_NOTE, WEBHOOK_GRANTS, WebhookCerts, WebhookGrant,
+    WebhookScope,
 };
 
 /// The namespace irsa is installed into unless told otherwise.
@@ -321,6 +322,8 @@ enum Object {
     MutatingWebhookConfiguration(
         Box<k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration>,
     ),
+    Job(Box<k8s_openapi::api::batch::v1::Job>),
+    CronJob(Box<k8s_openapi::api::batch::v1::CronJob>),
     /// Kinds k8s-openapi has no type for (cert-manager's).
     Raw(Box<serde_json::Value>),
 }
@@ -409,8 +412,9 @@ pub fn kustomize_files() -> Vec<(String, String)> {
         format!(
             "{}\
              # Opt-in (`irsa install --webhook`): the pod identity webhook, which gives pods the IAM role\n\
-             # of their service account (not on EKS, which runs its own). An init container runs\n\
-             # `irsa webhook certs` (the Secret irsa-webhook-tls and the caBundle) on every pod start.\n\
+             # of their service account (not on EKS, which runs its own). A Job (and a weekly CronJob)\n\
+             # runs `irsa webhook certs` under its own ServiceAccount irsa-webhook-certs: it makes the\n\
+             # Secret irsa-webhook-tls and the caBundle; the webhook's pods start once the Secret exists.\n\
              # Its NetworkPolicy admits ingress on port 9443 only, from anywhere: the API server's\n\
              # addresses differ per distribution; patch in `from` (ipBlock, namespaceSelector) for yours.\n\
              apiVersion: kustomize.config.k8s.io/v1alpha1\n\

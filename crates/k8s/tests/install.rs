@@ -121,8 +121,9 @@ fn the_webhook_install_passes_the_kubernetes_schemas_strictly() {
         parts: irsa_k8s::Part::EVERY.to_vec(),
         ..InstallOptions::default()
     };
-    // The default ten, the policy's two, the webhook's ten (its NetworkPolicy included).
-    assert_eq!(names(&options).len(), 22);
+    // The default ten, the policy's two, the webhook's seventeen (its NetworkPolicy, and the
+    // certificate step's ServiceAccount, RBAC, Job and CronJob included).
+    assert_eq!(names(&options).len(), 29);
     assert_valid("webhook", &options);
 }
 

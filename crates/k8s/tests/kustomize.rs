@@ -220,6 +220,9 @@ fn the_webhook_component_is_irsa_install_webhook_and_validates() {
             "mutatingwebhookconfiguration/irsa-pod-identity-webhook",
             "deployment/irsa-webhook",
             "service/irsa-webhook",
+            "serviceaccount/irsa-webhook-certs",
+            "job/irsa-webhook-certs",
+            "cronjob/irsa-webhook-certs",
         ] {
             assert!(
                 out.contains(&format!("passed for resource {name}")),

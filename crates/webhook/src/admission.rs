@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -72,8 +73,31 @@ pub trait ServiceAccountLookup: Send + Sync {
 /// new account) waits for the grace period only, so few wait at once.
 pub const MAX_WAITING: usize = 64;
 
-/// As many in one namespace: a flood in one namespace leaves places for the others.
+/// As many in one namespace of one peer: a flood in one namespace leaves places for the others.
 pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
+
+/// As many from one peer address (review finding M2). The namespace comes from the review body,
+/// so a forger names as many as it likes; its TCP peer address it cannot choose. kube-apiserver
+/// calls from few addresses (one per API server instance), a forger from its own pod's, so a
+/// forger that fills its share leaves the other half to the API server.
+///
+/// The trade-off: where the API server and a forger reach the webhook from one address (both
+/// behind one proxy or NAT, a konnectivity agent, a forger on a control-plane node's host
+/// network), they share that address's share, and a forger can fill it: real pods whose
+/// account is not cached yet then fail open at once, as before this bound. With one API server
+/// instance the bound also halves what a real burst (a new account, many pods at once) may
+/// have waiting: 32 reviews within the grace period, far above what one rollout sends. The
+/// NetworkPolicy's `from`, narrowed to the API server's addresses, is what closes the port to
+/// forgers altogether.
+pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
+
+/// How long an account the API server said does not exist is not asked for again (review
+/// finding M2): forged reviews repeating a name cost one lookup per second, not one each. A
+/// real account created within that second after such a lookup is still served once the watch
+/// delivers it (the cache is asked first, and a review waits the grace period for it), or by
+/// a lookup after the second has passed. Entries exist only after lookups, which the limiter
+/// bounds to `lookup_qps` a second, so at most about that many are held.
+pub const NOT_FOUND_TTL: Duration = Duration::from_secs(1);
 
 /// Timing of the service-account lookup and of the whole answer.
 #[derive(Debug, Clone, Copy)]
@@ -89,8 +113,12 @@ pub struct Timing {
     /// Reviews that may wait at once for service accounts the cache lacks (grace period,
     /// limiter, lookup); more fail open at once.
     pub max_waiting: usize,
-    /// As many of them in one namespace.
+    /// As many of them in one namespace from one peer address.
     pub max_waiting_per_namespace: usize,
+    /// As many of them from one peer address ([`MAX_WAITING_PER_PEER`]).
+    pub max_waiting_per_peer: usize,
+    /// How long a "not found" from the API server is remembered ([`NOT_FOUND_TTL`]).
+    pub not_found_ttl: Duration,
 }
 
 impl Default for Timing {
@@ -101,6 +129,8 @@ impl Default for Timing {
             lookup_qps: 20,
             max_waiting: MAX_WAITING,
             max_waiting_per_namespace: MAX_WAITING_PER_NAMESPACE,
+            max_waiting_per_peer: MAX_WAITING_PER_PEER,
+            not_found_ttl: NOT_FOUND_TTL,
         }
     }
 }
@@ -245,6 +275,8 @@ pub struct Webhook {
     lookup: Option<Arc<dyn ServiceAccountLookup>>,
     limiter: FairLimiter,
     waiting: WaitSlots,
+    /// Accounts the API server said do not exist, until when that is believed.
+    not_found: Mutex<HashMap<(String, String), Instant>>,
     /// Bounds [`Self::review`]; the server passes its own to [`Self::answer`].
     permits: Semaphore,
     timing: Timing,
@@ -275,7 +307,12 @@ impl Webhook {
             metrics: Metrics::default(),
             lookup,
             limiter: FairLimiter::new(timing.lookup_qps),
-            waiting: WaitSlots::new(timing.max_waiting, timing.max_waiting_per_namespace),
+            waiting: WaitSlots::new(
+                timing.max_waiting,
+                timing.max_waiting_per_peer,
+                timing.max_waiting_per_namespace,
+            ),
+            not_found: Mutex::new(HashMap::new()),
             permits: Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
             timing,
         }
@@ -314,7 +351,14 @@ impl Webhook {
     /// [`MAX_REVIEWS_IN_FLIGHT`] of these decode and mutate at once; the server bounds its own
     /// reviews with [`Self::answer`].
     pub async fn review(&self, body: &[u8]) -> (u16, Value) {
-        let (status, answer, _permit) = self.respond(body, &self.permits).await;
+        let (status, answer, _permit) = self.respond(body, &self.permits, None).await;
+        (status, answer)
+    }
+
+    /// [`Self::review`] of a body that came from `peer`: waits for accounts are bounded per
+    /// peer address too ([`MAX_WAITING_PER_PEER`]).
+    pub async fn review_from(&self, body: &[u8], peer: IpAddr) -> (u16, Value) {
+        let (status, answer, _permit) = self.respond(body, &self.permits, Some(peer)).await;
         (status, answer)
     }
 
@@ -322,9 +366,10 @@ impl Webhook {
     /// while decoding, mutating and encoding: a review waiting for its service account (the
     /// grace period, the lookup limiter, the API server) holds none, so reviews for accounts
     /// that do not exist, forged or not, cannot keep others from being answered (review
-    /// finding M1).
-    pub async fn answer(&self, body: &[u8], permits: &Semaphore) -> (u16, Vec<u8>) {
-        let (status, answer, permit) = self.respond(body, permits).await;
+    /// finding M1). `peer` is the connection's remote address: reviews waiting for accounts
+    /// are bounded per peer (review finding M2).
+    pub async fn answer(&self, body: &[u8], permits: &Semaphore, peer: IpAddr) -> (u16, Vec<u8>) {
+        let (status, answer, permit) = self.respond(body, permits, Some(peer)).await;
         let encoded = serde_json::to_vec(&answer).unwrap_or_default();
         drop(permit);
         (status, encoded)
@@ -334,6 +379,7 @@ impl Webhook {
         &self,
         body: &[u8],
         permits: &'p Semaphore,
+        peer: Option<IpAddr>,
     ) -> (u16, Value, Option<SemaphorePermit<'p>>) {
         let start = Instant::now();
         let Ok(permit) = permits.acquire().await else {
@@ -354,7 +400,7 @@ impl Webhook {
                 let subject = Subject::of(&req);
                 let decided = tokio::time::timeout(
                     self.timing.deadline,
-                    self.decide(req, &subject, body, permits, &mut permit),
+                    self.decide(req, &subject, peer, body, permits, &mut permit),
                 )
                 .await;
                 match decided {
@@ -414,6 +460,7 @@ impl Webhook {
         &self,
         req: AdmissionRequest,
         subject: &Subject,
+        peer: Option<IpAddr>,
         body: &[u8],
         permits: &'p Semaphore,
         permit: &mut Option<SemaphorePermit<'p>>,
@@ -423,11 +470,12 @@ impl Webhook {
         let mut req = Some(req);
         let mut annotations = self.cache.get(namespace, name);
         if annotations.is_none() {
-            let Some(slot) = self.waiting.take(namespace) else {
+            let Some(slot) = self.waiting.take(peer, namespace) else {
                 self.metrics.wait_refused();
+                let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                 return Err(Refusal::Failed(format!(
                     "too many reviews waiting for service accounts that are not cached \
-                     (namespace {namespace}); not waiting for {name}"
+                     (namespace {namespace}, peer {peer}); not waiting for {name}"
                 )));
             };
             req = None;
@@ -498,17 +546,50 @@ impl Webhook {
         let (None, Some(lookup)) = (&annotations, &self.lookup) else {
             return Ok(annotations);
         };
+        if self.known_missing(namespace, name) {
+            return Ok(None);
+        }
         self.limiter.acquire(namespace).await.map_err(|Busy| {
             Refusal::Failed(format!(
                 "too many service-account lookups waiting in namespace {namespace}; \
                  not asking the API server for {name}"
             ))
         })?;
+        // Another review may have learnt the answer while this one waited for its turn.
+        if self.known_missing(namespace, name) {
+            return Ok(None);
+        }
         self.metrics.api_lookup();
-        lookup
+        let found = lookup
             .get(namespace, name)
             .await
-            .map_err(|e| Refusal::Failed(e.to_string()))
+            .map_err(|e| Refusal::Failed(e.to_string()))?;
+        if found.is_none() {
+            self.remember_missing(namespace, name);
+        }
+        Ok(found)
+    }
+
+    /// Whether the API server said, less than `not_found_ttl` ago, that the account does not
+    /// exist.
+    fn known_missing(&self, namespace: &str, name: &str) -> bool {
+        let Ok(m) = self.not_found.lock() else {
+            return false;
+        };
+        // A lookup by borrowed parts: no allocation on this path.
+        m.iter()
+            .any(|((ns, n), until)| ns == namespace && n == name && Instant::now() < *until)
+    }
+
+    fn remember_missing(&self, namespace: &str, name: &str) {
+        if let Ok(mut m) = self.not_found.lock() {
+            let now = Instant::now();
+            m.retain(|_, until| now < *until);
+            m.insert(
+                (namespace.to_owned(), name.to_owned()),
+                now + self.timing.not_found_ttl,
+            );
+        }
     }
 }
 
@@ -540,44 +621,71 @@ impl Subject {
     }
 }
 
-/// Places for reviews waiting for a service account the cache lacks, at most `max` in all and
-/// `per_namespace` in one namespace (the namespace comes from the review, so a forger picks
-/// it: the overall bound is what holds). A review finding no place fails open at once instead
-/// of queueing (review finding M1).
+/// Places for reviews waiting for a service account the cache lacks: at most `max` in all,
+/// `per_peer` from one peer address and `per_namespace` in one namespace from one peer. The
+/// namespace comes from the review, so a forger picks it (review finding M1); the peer address
+/// it does not (review finding M2): a forger's reviews fill its own address's share, and the API
+/// server's, from other addresses, still find places (see [`MAX_WAITING_PER_PEER`] for when
+/// they share one). A review finding no place fails open at once instead of queueing.
 #[derive(Debug)]
 struct WaitSlots {
     max: usize,
+    per_peer: usize,
     per_namespace: usize,
-    taken: Mutex<(usize, HashMap<String, usize>)>,
+    taken: Mutex<Taken>,
+}
+
+/// Places taken: in all, by peer, by (peer, namespace). Keys exist only while places are held,
+/// so at most `max` of each.
+#[derive(Debug, Default)]
+struct Taken {
+    all: usize,
+    by_peer: HashMap<Option<IpAddr>, usize>,
+    by_namespace: HashMap<(Option<IpAddr>, String), usize>,
 }
 
 /// One taken place; given back on drop.
 #[derive(Debug)]
 struct WaitSlot<'a> {
     slots: &'a WaitSlots,
+    peer: Option<IpAddr>,
     namespace: String,
 }
 
+fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            counts.remove(key);
+        }
+    }
+}
+
 impl WaitSlots {
-    fn new(max: usize, per_namespace: usize) -> Self {
+    fn new(max: usize, per_peer: usize, per_namespace: usize) -> Self {
         Self {
             max,
+            per_peer,
             per_namespace,
-            taken: Mutex::new((0, HashMap::new())),
+            taken: Mutex::new(Taken::default()),
         }
     }
 
-    fn take(&self, namespace: &str) -> Option<WaitSlot<'_>> {
+    fn take(&self, peer: Option<IpAddr>, namespace: &str) -> Option<WaitSlot<'_>> {
         let mut taken = self.taken.lock().ok()?;
-        let (all, by_namespace) = &mut *taken;
-        let here = by_namespace.get(namespace).copied().unwrap_or(0);
-        if *all >= self.max || here >= self.per_namespace {
+        let taken = &mut *taken;
+        let from_peer = taken.by_peer.get(&peer).copied().unwrap_or(0);
+        let key = (peer, namespace.to_owned());
+        let here = taken.by_namespace.get(&key).copied().unwrap_or(0);
+        if taken.all >= self.max || from_peer >= self.per_peer || here >= self.per_namespace {
             return None;
         }
-        *all += 1;
-        by_namespace.insert(namespace.to_owned(), here + 1);
+        taken.all += 1;
+        taken.by_peer.insert(peer, from_peer + 1);
+        taken.by_namespace.insert(key, here + 1);
         Some(WaitSlot {
             slots: self,
+            peer,
             namespace: namespace.to_owned(),
         })
     }
@@ -590,14 +698,10 @@ impl Drop for WaitSlot<'_> {
             .taken
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (all, by_namespace) = &mut *taken;
-        *all = all.saturating_sub(1);
-        if let Some(n) = by_namespace.get_mut(&self.namespace) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                by_namespace.remove(&self.namespace);
-            }
-        }
+        taken.all = taken.all.saturating_sub(1);
+        release(&mut taken.by_peer, &self.peer);
+        let key = (self.peer, std::mem::take(&mut self.namespace));
+        release(&mut taken.by_namespace, &key);
     }
 }
 
@@ -794,8 +898,9 @@ mod tests {
         };
         let w = Webhook::new(config, cache, Some(fake.clone()), timing);
         let start = Instant::now();
+        // Four names: "not found" is remembered per name.
         for i in 0..4 {
-            w.review(&body(&format!("u{i}"), "x")).await;
+            w.review(&body(&format!("u{i}"), &format!("x{i}"))).await;
         }
         // Two from the burst, then one every half second.
         assert_eq!(start.elapsed(), Duration::from_secs(1));
@@ -956,6 +1061,7 @@ mod tests {
                     w.answer(
                         &body_in("forged", &format!("f{i}"), &format!("ghost{i}")),
                         &permits,
+                        IpAddr::from([10, 0, 0, 9]),
                     )
                     .await
                 })
@@ -969,7 +1075,13 @@ mod tests {
         }
         assert_eq!(slow.calls.load(Ordering::SeqCst), 8, "all eight are asking");
         let start = Instant::now();
-        let (status, answer) = w.answer(&body_in("ns", "real", "app"), &permits).await;
+        let (status, answer) = w
+            .answer(
+                &body_in("ns", "real", "app"),
+                &permits,
+                IpAddr::from([10, 0, 0, 1]),
+            )
+            .await;
         assert_eq!(status, 200);
         let answer: Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
@@ -980,6 +1092,150 @@ mod tests {
             assert!(answer["response"].get("patch").is_none(), "{answer}");
         }
         assert_eq!(permits.available_permits(), 2, "every permit given back");
+    }
+
+    /// The API server as a lookup: the accounts in `existing` exist (with a role), no other.
+    #[derive(Default)]
+    struct ByName {
+        calls: AtomicUsize,
+        existing: Mutex<HashSet<(String, String)>>,
+    }
+
+    impl ByName {
+        fn create(&self, namespace: &str, name: &str) {
+            self.existing
+                .lock()
+                .unwrap()
+                .insert((namespace.to_owned(), name.to_owned()));
+        }
+    }
+
+    impl ServiceAccountLookup for ByName {
+        fn get<'a>(
+            &'a self,
+            namespace: &'a str,
+            name: &'a str,
+        ) -> Pin<Box<dyn Future<Output = LookupResult> + Send + 'a>> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let found = self
+                .existing
+                .lock()
+                .unwrap()
+                .contains(&(namespace.to_owned(), name.to_owned()));
+            Box::pin(async move { Ok(found.then(role)) })
+        }
+    }
+
+    const FORGER: [u8; 4] = [10, 0, 0, 66];
+    const API_SERVER: [u8; 4] = [10, 0, 0, 1];
+
+    /// Review finding M2: forged reviews naming accounts that do not exist, from one peer over
+    /// eight namespaces (the namespace is the forger's to choose), took all 64 places, and a
+    /// real pod whose account was not cached yet failed open at once, in another namespace and
+    /// in one of the forger's alike. Places are now bounded per peer address too.
+    #[tokio::test(start_paused = true)]
+    async fn forged_reviews_from_one_peer_over_many_namespaces_leave_places_for_the_api_server() {
+        let api = Arc::new(ByName::default());
+        let w = role_webhook(Some(api.clone()), Timing::default());
+        let forged: Vec<_> = (0..8)
+            .flat_map(|n| (0..16).map(move |i| (n, i)))
+            .map(|(n, i)| {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    w.review_from(
+                        &body_in(&format!("f{n}"), &format!("f{n}-{i}"), &format!("ghost{i}")),
+                        IpAddr::from(FORGER),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        // Every forged review has taken a place or been refused one.
+        for _ in 0..10_000 {
+            if w.cache().waiting() + w.metrics().waits_refused() as usize == forged.len() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            w.cache().waiting() + w.metrics().waits_refused() as usize,
+            forged.len()
+        );
+        // Real pods whose accounts exist but are not cached yet: in a namespace of the forger's
+        // and in another, from the API server's address.
+        api.create("f3", "app");
+        api.create("team", "app");
+        let real: Vec<_> = [("f3", "real-1"), ("team", "real-2")]
+            .into_iter()
+            .map(|(ns, uid)| {
+                let w = w.clone();
+                tokio::spawn(async move {
+                    w.review_from(&body_in(ns, uid, "app"), IpAddr::from(API_SERVER))
+                        .await
+                })
+            })
+            .collect();
+        for r in real {
+            let (status, answer) = r.await.unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+            assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        }
+        for f in forged {
+            let (_, answer) = f.await.unwrap();
+            assert!(answer["response"].get("patch").is_none(), "{answer}");
+        }
+        // The forger had its share, no more.
+        assert_eq!(
+            w.metrics().waits_refused() as usize,
+            8 * 16 - MAX_WAITING_PER_PEER
+        );
+    }
+
+    /// Review finding M2: "not found" from the API server is remembered for a second, so
+    /// forged reviews repeating a name cost one lookup, not one each; then it is asked again,
+    /// and an account created meanwhile is served. One the watch delivers is served at once.
+    #[tokio::test(start_paused = true)]
+    async fn not_found_is_remembered_briefly_then_asked_again() {
+        let api = Arc::new(ByName::default());
+        let timing = Timing {
+            grace_period: Duration::ZERO,
+            ..Timing::default()
+        };
+        let w = role_webhook(Some(api.clone()), timing);
+        let start = Instant::now();
+        for i in 0..10 {
+            let (_, answer) = w
+                .review_from(
+                    &body_in("ns", &format!("f{i}"), "late"),
+                    IpAddr::from(FORGER),
+                )
+                .await;
+            assert!(answer["response"].get("patch").is_none(), "{answer}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(start.elapsed() < NOT_FOUND_TTL);
+        assert_eq!(
+            api.calls.load(Ordering::SeqCst),
+            1,
+            "one lookup for ten reviews"
+        );
+        assert_eq!(w.metrics().missing_service_accounts(), 10);
+        // The account is created; once the second has passed, the next review asks again.
+        api.create("ns", "late");
+        tokio::time::sleep_until(start + NOT_FOUND_TTL).await;
+        let (_, answer) = w
+            .review_from(&body_in("ns", "real", "late"), IpAddr::from(API_SERVER))
+            .await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 2);
+        // Remembered as missing, but the watch delivers it: the cache is asked first.
+        w.review(&body_in("ns", "g", "other")).await;
+        assert_eq!(api.calls.load(Ordering::SeqCst), 3);
+        w.cache().apply("ns", "other", &role());
+        let (_, answer) = w.review(&body_in("ns", "real-2", "other")).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test(start_paused = true)]

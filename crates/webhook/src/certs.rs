@@ -276,17 +276,49 @@ pub fn is_irsa_ca(der: &[u8]) -> bool {
     cn(cert.subject()) == Some(CA_COMMON_NAME) && cn(cert.issuer()) == Some(CA_COMMON_NAME)
 }
 
-/// Whether `bundle` holds `ca` and nothing [`next_bundle`] would drop: only valid CAs irsa
-/// issued, no junk. Such a bundle is left as it is.
-pub fn bundle_is_clean(bundle: &[u8], ca: &[u8], now: SystemTime) -> bool {
+/// The fingerprint irsa records for a CA it issued (review finding L3): the SHA-256 of its
+/// SubjectPublicKeyInfo, lowercase hex. A common name anyone can copy; a certificate with this
+/// fingerprint is only of use to whoever holds the CA's private key. `None` when `der` does not
+/// parse.
+pub fn ca_fingerprint(der: &[u8]) -> Option<String> {
+    use sha2::Digest as _;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let digest = sha2::Sha256::digest(cert.tbs_certificate.subject_pki.raw);
+    Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The [`ca_fingerprint`]s of the certificates of the PEM `pem`, in order.
+pub fn fingerprints(pem: &[u8]) -> Vec<String> {
+    CertificateDer::pem_slice_iter(pem)
+        .filter_map(Result::ok)
+        .filter_map(|der| ca_fingerprint(der.as_ref()))
+        .collect()
+}
+
+/// Whether `der` is a valid CA at `now` that irsa issued and recorded: its common name
+/// ([`is_irsa_ca`]) and its fingerprint among `recorded` (review finding L3).
+fn is_recorded_ca(der: &[u8], recorded: &[String], now: SystemTime) -> bool {
+    is_valid_ca(der, now)
+        && is_irsa_ca(der)
+        && ca_fingerprint(der).is_some_and(|f| recorded.contains(&f))
+}
+
+/// Whether `bundle` holds `ca` and nothing [`next_bundle`] would drop: besides `ca`, only valid
+/// CAs irsa issued whose fingerprints are `recorded`, no junk. Such a bundle is left as it is.
+pub fn bundle_is_clean(bundle: &[u8], ca: &[u8], recorded: &[String], now: SystemTime) -> bool {
     if !bundle_contains(bundle, ca) {
         return false;
     }
     let certs: Vec<_> = CertificateDer::pem_slice_iter(bundle).collect();
+    let wanted: Vec<_> = CertificateDer::pem_slice_iter(ca)
+        .filter_map(Result::ok)
+        .collect();
     certs.len() <= MAX_CARRIED_CAS + 1
         && certs.iter().all(|c| {
-            c.as_ref()
-                .is_ok_and(|der| is_valid_ca(der.as_ref(), now) && is_irsa_ca(der.as_ref()))
+            c.as_ref().is_ok_and(|der| {
+                is_valid_ca(der.as_ref(), now)
+                    && (wanted.contains(der) || is_recorded_ca(der.as_ref(), recorded, now))
+            })
         })
 }
 
@@ -323,10 +355,16 @@ pub fn not_after_unix(pem: &[u8]) -> Option<i64> {
 /// The `caBundle` after a rotation or a repair: the new CA first, then at most
 /// [`MAX_CARRIED_CAS`] certificates taken from the PEM `carried` texts in order (the
 /// Secret's previous `ca.crt`, then the bundle as the configuration holds it now), each only
-/// if it is a valid, unexpired CA certificate at `now` that irsa issued ([`is_irsa_ca`]) and
-/// not the new CA itself. Whatever else those texts held (junk, leaf certificates, expired CAs,
-/// CAs of anyone else) stays out.
-pub fn next_bundle(new_ca: &str, carried: &[&[u8]], now: SystemTime) -> String {
+/// if it is a valid, unexpired CA certificate at `now` that irsa issued and recorded (its
+/// fingerprint among `recorded`, [`ca_fingerprint`]; review finding L3) and not the new CA
+/// itself. Whatever else those texts held (junk, leaf certificates, expired CAs, CAs of anyone
+/// else, a planted CA that copies irsa's common name) stays out.
+pub fn next_bundle(
+    new_ca: &str,
+    carried: &[&[u8]],
+    recorded: &[String],
+    now: SystemTime,
+) -> String {
     let mut out = normalized(new_ca.as_bytes()).unwrap_or_else(|| new_ca.to_owned());
     let mut seen: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(new_ca.as_bytes())
         .filter_map(Result::ok)
@@ -337,7 +375,7 @@ pub fn next_bundle(new_ca: &str, carried: &[&[u8]], now: SystemTime) -> String {
             if kept == MAX_CARRIED_CAS {
                 return out;
             }
-            if seen.contains(&der) || !is_valid_ca(der.as_ref(), now) || !is_irsa_ca(der.as_ref()) {
+            if seen.contains(&der) || !is_recorded_ca(der.as_ref(), recorded, now) {
                 continue;
             }
             out.push_str(&pem_block(der.as_ref()));
@@ -353,6 +391,11 @@ mod tests {
     use super::*;
 
     const DAY: Duration = Duration::from_secs(86_400);
+
+    /// Every certificate of `texts` as recorded: the tests of the other filters.
+    fn rec(texts: &[&[u8]]) -> Vec<String> {
+        texts.iter().flat_map(|t| fingerprints(t)).collect()
+    }
 
     fn fresh(name: &str, now: SystemTime, days: u32) -> Certificates {
         generate_valid(
@@ -457,21 +500,42 @@ mod tests {
         let now = SystemTime::now();
         let a = fresh("w", now, 10);
         let b = fresh("w", now, 10);
-        let bundle = next_bundle(&b.ca_pem, &[a.ca_pem.as_bytes()], now);
+        let bundle = next_bundle(
+            &b.ca_pem,
+            &[a.ca_pem.as_bytes()],
+            &rec(&[a.ca_pem.as_bytes()]),
+            now,
+        );
         assert!(bundle_contains(bundle.as_bytes(), b.ca_pem.as_bytes()));
         assert!(bundle_contains(bundle.as_bytes(), a.ca_pem.as_bytes()));
         let only_b = normalized(b.ca_pem.as_bytes()).unwrap();
         assert_eq!(only_b, format!("{}\n", b.ca_pem.trim_end()));
-        assert_eq!(next_bundle(&b.ca_pem, &[&b"garbage"[..]], now), only_b);
-        assert_eq!(next_bundle(&b.ca_pem, &[b.ca_pem.as_bytes()], now), only_b);
-        assert_eq!(next_bundle(&b.ca_pem, &[], now), only_b);
+        assert_eq!(next_bundle(&b.ca_pem, &[&b"garbage"[..]], &[], now), only_b);
+        assert_eq!(
+            next_bundle(
+                &b.ca_pem,
+                &[b.ca_pem.as_bytes()],
+                &rec(&[b.ca_pem.as_bytes()]),
+                now
+            ),
+            only_b
+        );
+        assert_eq!(next_bundle(&b.ca_pem, &[], &rec(&[]), now), only_b);
         // Junk around the PEM block of a Secret read back never reaches caBundle.
         let dirty = format!("junk\n{}trailing words\n", a.ca_pem);
         assert_eq!(
             normalized(dirty.as_bytes()),
             normalized(a.ca_pem.as_bytes())
         );
-        assert!(!next_bundle(&b.ca_pem, &[dirty.as_bytes()], now).contains("junk"));
+        assert!(
+            !next_bundle(
+                &b.ca_pem,
+                &[dirty.as_bytes()],
+                &rec(&[dirty.as_bytes()]),
+                now
+            )
+            .contains("junk")
+        );
         assert_eq!(normalized(b"no pem here"), None);
         assert!(!bundle_contains(a.ca_pem.as_bytes(), b.ca_pem.as_bytes()));
         assert!(!bundle_contains(b"", b""));
@@ -491,7 +555,12 @@ mod tests {
         // A leaf (the serving certificate) is no CA; an expired or future CA trusts nothing now.
         for bad in [&expired.ca_pem, &not_yet.ca_pem, &valid.cert_pem] {
             assert_eq!(
-                next_bundle(&current.ca_pem, &[bad.as_bytes()], now),
+                next_bundle(
+                    &current.ca_pem,
+                    &[bad.as_bytes()],
+                    &rec(&[bad.as_bytes()]),
+                    now
+                ),
                 only_current,
                 "carried {bad}"
             );
@@ -504,7 +573,12 @@ mod tests {
         assert!(!is_valid_ca(&[], now));
         // Mixed with junk and bad certificates, the valid CA alone is carried.
         let mixed = format!("{}{}junk\n{}", expired.ca_pem, valid.cert_pem, valid.ca_pem);
-        let bundle = next_bundle(&current.ca_pem, &[mixed.as_bytes()], now);
+        let bundle = next_bundle(
+            &current.ca_pem,
+            &[mixed.as_bytes()],
+            &rec(&[mixed.as_bytes()]),
+            now,
+        );
         assert_eq!(
             bundle,
             format!(
@@ -515,7 +589,7 @@ mod tests {
         // At most MAX_CARRIED_CAS are carried, in the order given.
         let cas: Vec<Certificates> = (0..4).map(|_| fresh("w", now, 10)).collect();
         let texts: Vec<&[u8]> = cas.iter().map(|c| c.ca_pem.as_bytes()).collect();
-        let bundle = next_bundle(&current.ca_pem, &texts, now);
+        let bundle = next_bundle(&current.ca_pem, &texts, &rec(&texts), now);
         assert!(bundle_contains(bundle.as_bytes(), cas[0].ca_pem.as_bytes()));
         assert!(bundle_contains(bundle.as_bytes(), cas[1].ca_pem.as_bytes()));
         assert!(!bundle_contains(
@@ -546,19 +620,73 @@ mod tests {
         assert!(is_valid_ca(der(&foreign).as_ref(), now));
         let new = fresh("w", now, 10);
         let carried = format!("{foreign}{}", ours.ca_pem);
-        let bundle = next_bundle(&new.ca_pem, &[carried.as_bytes()], now);
+        let bundle = next_bundle(
+            &new.ca_pem,
+            &[carried.as_bytes()],
+            &rec(&[carried.as_bytes()]),
+            now,
+        );
         assert!(bundle_contains(bundle.as_bytes(), ours.ca_pem.as_bytes()));
         assert!(!bundle_contains(bundle.as_bytes(), foreign.as_bytes()));
+        let recorded = rec(&[carried.as_bytes()]);
         assert!(bundle_is_clean(
             bundle.as_bytes(),
             new.ca_pem.as_bytes(),
+            &recorded,
             now
         ));
         assert!(!bundle_is_clean(
             carried.as_bytes(),
             ours.ca_pem.as_bytes(),
+            &recorded,
             now
         ));
+    }
+
+    /// Review finding L3: a CA was recognised by its common name alone, so a self-signed CA
+    /// planted in the live bundle with irsa's common name survived every run. Only CAs whose
+    /// public-key fingerprint irsa recorded when it issued them are carried.
+    #[test]
+    fn a_planted_ca_with_irsas_common_name_is_not_carried() {
+        let now = SystemTime::now();
+        let previous = fresh("w", now, 10);
+        let planted = fresh("w", now, 10);
+        assert!(is_irsa_ca(
+            pem_certs("ca.crt", planted.ca_pem.as_bytes()).unwrap()[0].as_ref()
+        ));
+        let new = fresh("w", now, 10);
+        let live = format!("{}{}", previous.ca_pem, planted.ca_pem);
+        let recorded = fingerprints(previous.ca_pem.as_bytes());
+        let bundle = next_bundle(&new.ca_pem, &[live.as_bytes()], &recorded, now);
+        assert!(bundle_contains(
+            bundle.as_bytes(),
+            previous.ca_pem.as_bytes()
+        ));
+        assert!(!bundle_contains(
+            bundle.as_bytes(),
+            planted.ca_pem.as_bytes()
+        ));
+        // A bundle holding it is not clean: the step rewrites it.
+        let with_planted = format!("{}{}", new.ca_pem, planted.ca_pem);
+        assert!(!bundle_is_clean(
+            with_planted.as_bytes(),
+            new.ca_pem.as_bytes(),
+            &recorded,
+            now
+        ));
+        assert!(bundle_is_clean(
+            bundle.as_bytes(),
+            new.ca_pem.as_bytes(),
+            &recorded,
+            now
+        ));
+        // The fingerprint is the public key's: stable, 64 hex digits, distinct per CA.
+        let f = fingerprints(new.ca_pem.as_bytes());
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].len(), 64);
+        assert!(f[0].bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(f, recorded);
+        assert_eq!(fingerprints(b"junk"), Vec::<String>::new());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `irsa webhook certs`: keep a CA and serving certificate for the webhook's Service in a
 //! `kubernetes.io/tls` Secret (plus `ca.crt`) and the CA in the `caBundle` of its webhook (by
 //! name) of its MutatingWebhookConfiguration; of what that bundle held, only CAs irsa issued
-//! are carried over (review finding L1). Idempotent: a stored pair that verifies for the Service's
+//! are carried over (review finding L1), known by the public-key fingerprints it records in the
+//! Secret's [`CA_FINGERPRINTS_ANNOTATION`] when it issues one (review finding L3). Idempotent: a stored pair that verifies for the Service's
 //! name past the renewal window is kept and nothing is written; otherwise it is replaced.
 //!
 //! The requests it sends are exactly what `irsa install --webhook` grants: get, create and
@@ -22,6 +23,17 @@ use crate::certs::{self, CertError, Unusable};
 
 /// The Secret type kube-apiserver requires `tls.crt` and `tls.key` in.
 pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
+/// The Secret's annotation recording the CAs irsa issued and still trusts (the current one
+/// and, after a rotation, those carried in `caBundle`): their [`certs::ca_fingerprint`]s
+/// (SHA-256 of the public key, hex), comma-separated. Only these are carried over from the
+/// live `caBundle` (review finding L3): a planted CA with irsa's common name is not. Whoever
+/// can write this Secret can replace the CA itself, so the record is as trusted as `ca.crt`.
+pub const CA_FINGERPRINTS_ANNOTATION: &str = "irsa.dev/webhook-ca-sha256";
+
+/// More fingerprints than this in the annotation are ignored (the step writes at most
+/// `1 + MAX_CARRIED_CAS`).
+const MAX_RECORDED: usize = 8;
 
 /// The longest `validity`: beyond it the certificate's dates leave what X.509 tools (and
 /// rcgen's date type) can write.
@@ -240,21 +252,18 @@ pub async fn ensure(
             // webhook that does not trust it yet keeps what its bundle trusts (a concurrent
             // rotation's previous CA, which replicas may still serve).
             let stored = certs::normalized(ca).unwrap_or_default();
+            let recorded = recorded(s);
             let current = current_bundles(&config, &request.webhook_name);
-            let bundle = certs::next_bundle(&stored, &[current.as_slice()], now);
+            let bundle = certs::next_bundle(&stored, &[current.as_slice()], &recorded, now);
             let webhooks = config.webhooks.as_ref().map_or(0, Vec::len);
-            match patch_bundle(&client, &config, &request.webhook_name, ca, &bundle, now).await {
-                Ok(patched) => {
-                    return Ok(CertsReport {
-                        certificate: CertOutcome::Kept,
-                        webhooks_patched: patched,
-                        webhooks,
-                        cert_pem: field(s, "tls.crt").to_vec(),
-                    });
-                }
-                Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(api_err("patch", &config_object)(e)),
-            }
+            let set = set_bundle(&client, &config, request, ca, &bundle, &recorded, now);
+            let Some(patched) = set.await? else { continue };
+            return Ok(CertsReport {
+                certificate: CertOutcome::Kept,
+                webhooks_patched: patched,
+                webhooks,
+                cert_pem: field(s, "tls.crt").to_vec(),
+            });
         }
         let fresh = certs::generate_valid(
             &certs::service_names(&request.service, &request.namespace),
@@ -279,11 +288,14 @@ pub async fn ensure(
         let webhooks = config.webhooks.as_ref().map_or(0, Vec::len);
         match (existing, verdict) {
             (None, _) => {
+                // No Secret, so no record: nothing of the live bundle is known to be irsa's.
+                let bundle = certs::next_bundle(&fresh.ca_pem, &[], &[], now);
                 let secret = Secret {
                     metadata: ObjectMeta {
                         name: Some(request.secret.clone()),
                         namespace: Some(request.namespace.clone()),
                         labels: Some(labels()),
+                        annotations: Some(record(&bundle)),
                         ..ObjectMeta::default()
                     },
                     type_: Some(TLS_SECRET_TYPE.to_owned()),
@@ -296,22 +308,9 @@ pub async fn ensure(
                     Err(e) if is_conflict(&e) => continue,
                     Err(e) => return Err(api_err("create", &secret_object)(e)),
                 }
-                let current = current_bundles(&config, &request.webhook_name);
-                let bundle = certs::next_bundle(&fresh.ca_pem, &[current.as_slice()], now);
-                let patched = match patch_bundle(
-                    &client,
-                    &config,
-                    &request.webhook_name,
-                    fresh.ca_pem.as_bytes(),
-                    &bundle,
-                    now,
-                )
-                .await
-                {
-                    Ok(n) => n,
-                    Err(e) if is_conflict(&e) => continue,
-                    Err(e) => return Err(api_err("patch", &config_object)(e)),
-                };
+                let ca = fresh.ca_pem.as_bytes();
+                let set = set_bundle(&client, &config, request, ca, &bundle, &[], now);
+                let Some(patched) = set.await? else { continue };
                 return Ok(CertsReport {
                     certificate: CertOutcome::Created,
                     webhooks_patched: patched,
@@ -323,27 +322,24 @@ pub async fn ensure(
                 // Trust the new CA (and still the old one, if it is a valid CA) before serving
                 // with it; then what the bundle trusts now (another replica's rotation).
                 let previous = field(&secret, "ca.crt").to_vec();
+                let recorded = recorded(&secret);
                 let current = current_bundles(&config, &request.webhook_name);
                 let bundle = certs::next_bundle(
                     &fresh.ca_pem,
                     &[previous.as_slice(), current.as_slice()],
+                    &recorded,
                     now,
                 );
-                let patched = match patch_bundle(
-                    &client,
-                    &config,
-                    &request.webhook_name,
-                    fresh.ca_pem.as_bytes(),
-                    &bundle,
-                    now,
-                )
-                .await
-                {
-                    Ok(n) => n,
-                    Err(e) if is_conflict(&e) => continue,
-                    Err(e) => return Err(api_err("patch", &config_object)(e)),
-                };
+                let ca = fresh.ca_pem.as_bytes();
+                let set = set_bundle(&client, &config, request, ca, &bundle, &recorded, now);
+                let Some(patched) = set.await? else { continue };
                 secret.data = Some(data);
+                // The new CA and the ones carried with it (the previous one) stay known.
+                secret
+                    .metadata
+                    .annotations
+                    .get_or_insert_with(BTreeMap::new)
+                    .extend(record(&bundle));
                 // Update, not patch: the resourceVersion read makes it conditional on the pair
                 // just checked, so two replicas never both replace it.
                 match secrets
@@ -378,6 +374,71 @@ fn labels() -> BTreeMap<String, String> {
     ])
 }
 
+/// The fingerprints of the CAs irsa recorded in `secret`, and of its `ca.crt` (the current CA,
+/// as trusted as the record). Bytes read back from the cluster: anything but 64 hex digits is
+/// ignored.
+fn recorded(secret: &Secret) -> Vec<String> {
+    let mut out: Vec<String> = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(CA_FINGERPRINTS_ANNOTATION))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|f| f.len() == 64 && f.bytes().all(|b| b.is_ascii_hexdigit()))
+                .map(str::to_ascii_lowercase)
+                .take(MAX_RECORDED)
+                .collect()
+        })
+        .unwrap_or_default();
+    out.extend(certs::fingerprints(field(secret, "ca.crt")));
+    out
+}
+
+/// The annotation recording the CAs of `bundle`.
+fn record(bundle: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        CA_FINGERPRINTS_ANNOTATION.to_owned(),
+        certs::fingerprints(bundle.as_bytes()).join(","),
+    )])
+}
+
+/// [`patch_bundle`] with its error named: `Some(patched)`, or `None` when the configuration
+/// changed since it was read (409: the caller reads again).
+async fn set_bundle(
+    client: &kube::Client,
+    config: &MutatingWebhookConfiguration,
+    request: &CertsRequest,
+    ca: &[u8],
+    bundle: &str,
+    recorded: &[String],
+    now: SystemTime,
+) -> Result<Option<usize>, ProvisionError> {
+    match patch_bundle(
+        client,
+        config,
+        &request.webhook_name,
+        ca,
+        bundle,
+        recorded,
+        now,
+    )
+    .await
+    {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if is_conflict(&e) => Ok(None),
+        Err(source) => Err(ProvisionError::Api {
+            action: "patch",
+            object: format!(
+                "mutatingwebhookconfiguration {}",
+                request.webhook_configuration
+            ),
+            source,
+        }),
+    }
+}
+
 /// The `caBundle` of the webhook named `name` of `config` (PEM text); other entries are not
 /// irsa's to carry from (review finding L1).
 fn current_bundles(config: &MutatingWebhookConfiguration, name: &str) -> Vec<u8> {
@@ -392,7 +453,7 @@ fn current_bundles(config: &MutatingWebhookConfiguration, name: &str) -> Vec<u8>
 }
 
 /// Set `bundle` on the webhook named `name` when its `caBundle` does not hold `ca`, or holds anything besides
-/// valid CAs irsa issued (review finding L1), by index: a JSON patch
+/// valid CAs irsa issued and `recorded` (review findings L1, L3), by index: a JSON patch
 /// that tests each webhook's name before setting its `caBundle`, so fields of the configuration
 /// irsa does not model survive and a reordered configuration is refused, never mis-patched.
 /// Returns how many were patched.
@@ -408,6 +469,7 @@ async fn patch_bundle(
     name: &str,
     ca: &[u8],
     bundle: &str,
+    recorded: &[String],
     now: SystemTime,
 ) -> Result<usize, kube::Error> {
     let encoded = base64::engine::general_purpose::STANDARD.encode(bundle);
@@ -422,7 +484,7 @@ async fn patch_bundle(
             .as_ref()
             .map(|b| b.0.as_slice())
             .unwrap_or_default();
-        if certs::bundle_is_clean(current, ca, now) {
+        if certs::bundle_is_clean(current, ca, recorded, now) {
             continue;
         }
         ops.push(

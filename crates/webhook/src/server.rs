@@ -233,6 +233,7 @@ async fn route(
     webhook: Arc<Webhook>,
     tls: Arc<TlsFiles>,
     reviews: Arc<Semaphore>,
+    peer: std::net::IpAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     match (req.method(), req.uri().path()) {
@@ -297,7 +298,7 @@ async fn route(
             };
             // A permit while the review decodes, mutates and encodes, none while it waits for
             // a service account; the API server's timeout bounds the wait for one.
-            let (status, answer) = webhook.answer(&body, &reviews).await;
+            let (status, answer) = webhook.answer(&body, &reviews, peer).await;
             text(
                 StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
                 answer,
@@ -373,7 +374,10 @@ pub async fn serve_with(
                 let webhook = webhook.clone();
                 let reviews = reviews.clone();
                 let tls = tls.clone();
-                async move { Ok::<_, std::convert::Infallible>(route(webhook, tls, reviews, req).await) }
+                let peer = peer.ip();
+                async move {
+                    Ok::<_, std::convert::Infallible>(route(webhook, tls, reviews, peer, req).await)
+                }
             });
             // Without a timer hyper ignores header_read_timeout.
             let mut conn = hyper::server::conn::http1::Builder::new();

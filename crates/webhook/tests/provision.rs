@@ -284,3 +284,84 @@ async fn a_foreign_ca_in_the_live_bundle_is_dropped() {
     assert!(!certs::bundle_contains(&bundle, lookalike.as_bytes()));
     stack.shutdown().await;
 }
+
+/// Review finding L3: CAs were recognised by their common name alone, so a self-signed CA
+/// planted in the live caBundle with irsa's common name ("irsa webhook CA") was carried over
+/// on every run, kept or rotated. Only CAs whose public-key fingerprint irsa recorded in its
+/// Secret when it issued them are carried now; the previous CA stays recorded (and trusted)
+/// through a rotation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_ca_with_irsas_common_name_is_dropped() {
+    let (stack, client) = start().await;
+    let now = SystemTime::now();
+    let created = ensure(client.clone(), &request(DAY * 40, DAY * 30), now)
+        .await
+        .unwrap();
+    assert_eq!(created.certificate, CertOutcome::Created);
+    let (data, _) = stored(&client).await;
+    let previous_ca = data["ca.crt"].0.clone();
+    // Inside the 45-day window: rotated, the previous CA carried and recorded.
+    let rotated = ensure(client.clone(), &request(DAY * 90, DAY * 45), now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(rotated.certificate, CertOutcome::Rotated(_)),
+        "{rotated:?}"
+    );
+    let secret = Api::<Secret>::namespaced(client.clone(), NS)
+        .get(SECRET)
+        .await
+        .unwrap();
+    let record = secret.metadata.annotations.unwrap()
+        [irsa_webhook::provision::CA_FINGERPRINTS_ANNOTATION]
+        .clone();
+    for ca in [&secret.data.as_ref().unwrap()["ca.crt"].0, &previous_ca] {
+        let f = &certs::fingerprints(ca)[0];
+        assert!(record.contains(f.as_str()), "{f} not in {record}");
+    }
+
+    // A self-signed CA with irsa's common name, valid, next to irsa's two.
+    let planted = certs::generate(&["x".to_owned()]).unwrap().ca_pem;
+    let (_, bundle) = stored(&client).await;
+    let mut with_planted = bundle.clone();
+    with_planted.extend_from_slice(planted.as_bytes());
+    set_bundle(&client, &with_planted).await;
+    let kept = ensure(client.clone(), &request(DAY * 90, DAY * 45), now)
+        .await
+        .unwrap();
+    assert_eq!(kept.certificate, CertOutcome::Kept);
+    assert_eq!(kept.webhooks_patched, 1, "the planted CA was left in place");
+    let (data, bundle) = stored(&client).await;
+    assert!(
+        !certs::bundle_contains(&bundle, planted.as_bytes()),
+        "carried a planted CA:\n{}",
+        String::from_utf8_lossy(&bundle)
+    );
+    assert!(certs::bundle_contains(&bundle, &data["ca.crt"].0));
+    assert!(
+        certs::bundle_contains(&bundle, &previous_ca),
+        "dropped the recorded previous CA"
+    );
+
+    // Planted again, then a rotation: not carried either.
+    let mut with_planted = bundle.clone();
+    with_planted.extend_from_slice(planted.as_bytes());
+    set_bundle(&client, &with_planted).await;
+    let current_ca = data["ca.crt"].0.clone();
+    let rotated = ensure(client.clone(), &request(DAY * 200, DAY * 150), now)
+        .await
+        .unwrap();
+    assert!(
+        matches!(rotated.certificate, CertOutcome::Rotated(_)),
+        "{rotated:?}"
+    );
+    let (data, bundle) = stored(&client).await;
+    assert!(
+        !certs::bundle_contains(&bundle, planted.as_bytes()),
+        "a rotation carried a planted CA:\n{}",
+        String::from_utf8_lossy(&bundle)
+    );
+    assert!(certs::bundle_contains(&bundle, &data["ca.crt"].0));
+    assert!(certs::bundle_contains(&bundle, &current_ca));
+    stack.shutdown().await;
+}

@@ -13,14 +13,23 @@
 //! open at once). Narrow `from` to your API server's addresses (and your metrics scraper)
 //! where you know them.
 //!
-//! Who makes the certificate ([`WebhookCerts`]): by default an init container of the webhook's
-//! Deployment runs `irsa webhook certs`, so every rollout checks (and, near expiry, renews) the
-//! pair, there is no Job to clean up, and the grant for it is the webhook's own: get, create
-//! and update of its one Secret, get and patch of its one MutatingWebhookConfiguration. The
-//! Secret is mounted as a volume (optional, since the init container creates it), so a
-//! rotation another replica makes reaches the running ones without a restart (the server
-//! re-reads the files). With cert-manager, a self-signed Issuer and a Certificate make the
-//! Secret and cert-manager's CA injector fills `caBundle`: no certificate grants at all.
+//! Who makes the certificate ([`WebhookCerts`]): by default `irsa webhook certs` runs as a Job
+//! of the install and again every week from a CronJob (well inside its 180-day renewal
+//! window), under its own ServiceAccount [`WEBHOOK_CERTS`] (review finding L4): get, create and
+//! update of its one Secret, get and patch of its one MutatingWebhookConfiguration. The serving
+//! pods' ServiceAccount [`WEBHOOK`] holds none of that, only what the server sends (service
+//! accounts get/list/watch, its ConfigMap list/watch): the pod that answers the network cannot
+//! write Secrets. The serving pods mount the Secret as a (required) volume: the kubelet holds
+//! them in ContainerCreating until the Job has created it, then starts them with the files in
+//! place, and a rotation reaches the running ones without a restart (the server re-reads the
+//! files). The Job and CronJob come after the MutatingWebhookConfiguration in apply order (the
+//! step patches it; if it is not there yet the Job's pod fails and is retried with backoff).
+//! The step is idempotent (a valid pair is kept, nothing written), so re-running the Job, a
+//! CronJob run or `kubectl create job --from=cronjob/irsa-webhook-certs` is always safe; the
+//! Job is deleted 10 minutes after it finishes, so a later `kubectl apply` (an upgrade that
+//! changes its image: a Job's template cannot be changed) creates it afresh instead of failing.
+//! With cert-manager, a self-signed Issuer and a Certificate make the Secret and cert-manager's
+//! CA injector fills `caBundle`: no cert step, no certificate grants at all.
 
 use std::collections::BTreeMap;
 
@@ -29,6 +38,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     WebhookClientConfig,
 };
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
@@ -52,6 +62,12 @@ use super::{
 
 /// The webhook's Deployment, Service, ServiceAccount, roles and bindings.
 pub const WEBHOOK: &str = "irsa-webhook";
+/// The certificate step's ServiceAccount, roles, bindings, Job and CronJob.
+pub const WEBHOOK_CERTS: &str = "irsa-webhook-certs";
+/// When the CronJob renews: weekly (Monday 03:17), against a 180-day renewal window.
+pub const WEBHOOK_CERTS_SCHEDULE: &str = "17 3 * * 1";
+/// A finished Job is deleted after this, so that applying the install again recreates it.
+const JOB_TTL_SECONDS: i32 = 600;
 /// The MutatingWebhookConfiguration.
 pub const WEBHOOK_CONFIGURATION: &str = "irsa-pod-identity-webhook";
 pub use irsa_core::names::WEBHOOK_NAME;
@@ -77,7 +93,7 @@ const DEADLINE_MS: i32 = TIMEOUT_SECONDS * 1000 - 1000;
 /// Who makes the webhook's serving certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WebhookCerts {
-    /// An init container runs `irsa webhook certs` on every pod start.
+    /// A Job and a weekly CronJob run `irsa webhook certs` under their own ServiceAccount.
     #[default]
     Irsa,
     /// cert-manager: a self-signed Issuer, a Certificate and CA injection.
@@ -93,33 +109,35 @@ pub enum WebhookScope {
     Own(&'static [&'static str]),
 }
 
-/// One grant of the webhook: where, what, and whether only `irsa webhook certs` needs it.
+/// One grant of the webhook: where, what, and whether it is the certificate step's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WebhookGrant {
     /// Where it applies.
     pub scope: WebhookScope,
     /// The grant and its reason.
     pub grant: Grant,
-    /// Only for the init container's `irsa webhook certs` (absent with cert-manager).
+    /// Held by the certificate step's ServiceAccount [`WEBHOOK_CERTS`] (its Job and CronJob),
+    /// not by the serving pods; absent with cert-manager.
     pub certs: bool,
 }
 
-/// What holding the certificate grants means for the serving container (review finding L4):
-/// `irsa install --help` and the README print it.
+/// Why the certificate step has its own ServiceAccount (review finding L4): `irsa install
+/// --help` and the README print it.
 ///
-/// A pod has one service account, so the webhook container holds the grants its init
-/// container's `irsa webhook certs` needs. They are limited by name where RBAC can: get and
-/// update of the one Secret, get and patch of the one MutatingWebhookConfiguration. Create of
-/// a Secret cannot be (the object has no name before it exists): in its namespace the webhook
-/// could create any Secret, including a `kubernetes.io/service-account-token` one, which the
-/// token controller fills for any service account of that namespace. Hence: install it where
-/// no more privileged service account lives, or use `--webhook-cert-manager`, which drops
-/// every certificate grant.
-pub const WEBHOOK_SHARED_GRANTS_NOTE: &str = "one pod, one service account: the serving container \
-    holds the certificate grants of its init container too. Create of a Secret cannot be limited \
-    by name, so in its namespace it could create a kubernetes.io/service-account-token Secret for \
-    any service account there: keep more privileged service accounts out of that namespace, or \
-    use --webhook-cert-manager (no certificate grants at all)";
+/// Its grants are limited by name where RBAC can: get and update of the one Secret, get and
+/// patch of the one MutatingWebhookConfiguration. Create of a Secret cannot be (RBAC checks
+/// `resourceNames` against the name in the URL, and a create has none): in its namespace the
+/// step could create any Secret, including a `kubernetes.io/service-account-token` one, which
+/// the token controller fills for any service account of that namespace. So that grant lives
+/// only with the short-lived Job and CronJob pods, which serve no network port, and never with
+/// the serving pods that answer whoever reaches port 9443.
+pub const WEBHOOK_CERTS_GRANTS_NOTE: &str = "the certificate step (a Job of the install and a \
+    weekly CronJob, ServiceAccount irsa-webhook-certs) holds the Secret and caBundle grants; the \
+    serving pods (ServiceAccount irsa-webhook) hold none of them. Create of a Secret cannot be \
+    limited by name (a create has no name in its URL), so in its namespace the step could create \
+    a kubernetes.io/service-account-token Secret for any service account there: keep more \
+    privileged service accounts out of that namespace, or use --webhook-cert-manager (no \
+    certificate step at all)";
 
 /// Every grant of the webhook and why; `irsa install --help` prints them.
 pub const WEBHOOK_GRANTS: &[WebhookGrant] = &[
@@ -152,7 +170,8 @@ pub const WEBHOOK_GRANTS: &[WebhookGrant] = &[
             group: "",
             resources: &["secrets"],
             verbs: &["get", "update"],
-            why: "irsa webhook certs: read its serving certificate, replace it near expiry",
+            why: "irsa webhook certs: read its serving certificate, replace it near expiry \
+                  (an update conditional on the version read)",
         },
         certs: true,
     },
@@ -180,10 +199,12 @@ pub const WEBHOOK_GRANTS: &[WebhookGrant] = &[
     },
 ];
 
-fn webhook_rules(o: &InstallOptions, cluster: bool) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
+/// The rules of the serving ServiceAccount (`certs == false`) or the certificate step's
+/// (`certs == true`), cluster-wide or in the install namespace.
+fn webhook_rules(certs: bool, cluster: bool) -> Vec<k8s_openapi::api::rbac::v1::PolicyRule> {
     WEBHOOK_GRANTS
         .iter()
-        .filter(|g| !g.certs || o.webhook_certs == WebhookCerts::Irsa)
+        .filter(|g| g.certs == certs)
         .filter_map(|g| match (g.scope, cluster) {
             (WebhookScope::Cluster(names), true) | (WebhookScope::Own(names), false) => {
                 Some(rule(&g.grant, names))
@@ -207,10 +228,10 @@ fn wmeta(name: &str, namespace: Option<&str>) -> ObjectMeta {
     meta(name, namespace, Some("webhook"))
 }
 
-fn subjects(o: &InstallOptions) -> Vec<Subject> {
+fn subjects(o: &InstallOptions, account: &str) -> Vec<Subject> {
     vec![Subject {
         kind: "ServiceAccount".to_owned(),
-        name: WEBHOOK.to_owned(),
+        name: account.to_owned(),
         namespace: Some(o.namespace.clone()),
         ..Subject::default()
     }]
@@ -265,7 +286,7 @@ fn log_env(o: &InstallOptions) -> EnvVar {
     }
 }
 
-/// `irsa webhook certs` as the init container runs it.
+/// `irsa webhook certs` as the Job and the CronJob run it.
 pub fn certs_args(namespace: &str) -> Vec<String> {
     vec![
         "webhook".to_owned(),
@@ -274,11 +295,10 @@ pub fn certs_args(namespace: &str) -> Vec<String> {
         format!("--secret={WEBHOOK_TLS_SECRET}"),
         format!("--service={WEBHOOK}"),
         format!("--webhook-configuration={WEBHOOK_CONFIGURATION}"),
-        format!("--wait-for-mount={CERT_DIR}"),
     ]
 }
 
-fn init_container(o: &InstallOptions) -> Container {
+fn certs_container(o: &InstallOptions) -> Container {
     Container {
         name: "certs".to_owned(),
         image: Some(o.image.clone()),
@@ -291,9 +311,62 @@ fn init_container(o: &InstallOptions) -> Container {
             ..ResourceRequirements::default()
         }),
         security_context: Some(security_context()),
-        volume_mounts: Some(vec![cert_mount()]),
         ..Container::default()
     }
+}
+
+/// The certificate step's pod: its own ServiceAccount, no volumes, no ports.
+fn certs_pod(o: &InstallOptions) -> PodTemplateSpec {
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(Some("webhook-certs"))),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(WEBHOOK_CERTS.to_owned()),
+            automount_service_account_token: Some(true),
+            containers: vec![certs_container(o)],
+            // Retried in place (with the kubelet's backoff) until the configuration exists.
+            restart_policy: Some("OnFailure".to_owned()),
+            security_context: Some(non_root_pod()),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn certs_job_spec(o: &InstallOptions, ttl: Option<i32>) -> JobSpec {
+    JobSpec {
+        backoff_limit: Some(6),
+        ttl_seconds_after_finished: ttl,
+        template: certs_pod(o),
+        ..JobSpec::default()
+    }
+}
+
+/// The Job of the install and the CronJob that renews before expiry.
+fn certs_jobs(o: &InstallOptions) -> [Object; 2] {
+    [
+        Object::Job(Box::new(Job {
+            metadata: meta(WEBHOOK_CERTS, Some(&o.namespace), Some("webhook-certs")),
+            spec: Some(certs_job_spec(o, Some(JOB_TTL_SECONDS))),
+            ..Job::default()
+        })),
+        Object::CronJob(Box::new(CronJob {
+            metadata: meta(WEBHOOK_CERTS, Some(&o.namespace), Some("webhook-certs")),
+            spec: CronJobSpec {
+                schedule: WEBHOOK_CERTS_SCHEDULE.to_owned(),
+                concurrency_policy: Some("Forbid".to_owned()),
+                successful_jobs_history_limit: Some(1),
+                failed_jobs_history_limit: Some(1),
+                job_template: JobTemplateSpec {
+                    metadata: None,
+                    spec: Some(certs_job_spec(o, None)),
+                },
+                ..CronJobSpec::default()
+            },
+            ..CronJob::default()
+        })),
+    ]
 }
 
 fn webhook_container(o: &InstallOptions) -> Container {
@@ -336,7 +409,6 @@ fn webhook_container(o: &InstallOptions) -> Container {
 fn deployment(o: &InstallOptions) -> Deployment {
     let mut pod_labels = labels(Some("webhook"));
     pod_labels.extend(webhook_selector());
-    let irsa_certs = o.webhook_certs == WebhookCerts::Irsa;
     Deployment {
         metadata: wmeta(WEBHOOK, Some(&o.namespace)),
         spec: DeploymentSpec {
@@ -353,7 +425,6 @@ fn deployment(o: &InstallOptions) -> Deployment {
                 spec: Some(PodSpec {
                     service_account_name: Some(WEBHOOK.to_owned()),
                     automount_service_account_token: Some(true),
-                    init_containers: irsa_certs.then(|| vec![init_container(o)]),
                     containers: vec![webhook_container(o)],
                     security_context: Some(non_root_pod()),
                     affinity: Some(spread_across_nodes(webhook_selector())),
@@ -362,8 +433,8 @@ fn deployment(o: &InstallOptions) -> Deployment {
                         name: "certs".to_owned(),
                         secret: Some(SecretVolumeSource {
                             secret_name: Some(WEBHOOK_TLS_SECRET.to_owned()),
-                            // The init container creates it; cert-manager's pods wait for it.
-                            optional: irsa_certs.then_some(true),
+                            // Required: the pods wait (ContainerCreating) until the Job or
+                            // cert-manager has created it.
                             ..SecretVolumeSource::default()
                         }),
                         ..Volume::default()
@@ -481,30 +552,16 @@ fn network_policy(o: &InstallOptions) -> NetworkPolicy {
 /// The webhook's objects in apply order: the ServiceAccount and RBAC first, the
 /// configuration last, so kube-apiserver calls the webhook only once it can run.
 pub(super) fn objects(o: &InstallOptions) -> Vec<Object> {
-    let mut out = vec![Object::ServiceAccount(Box::new(ServiceAccount {
-        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
-        automount_service_account_token: Some(true),
-        ..ServiceAccount::default()
-    }))];
-    out.push(Object::ClusterRole(Box::new(ClusterRole {
-        metadata: wmeta(WEBHOOK, None),
-        rules: Some(webhook_rules(o, true)),
-        ..ClusterRole::default()
-    })));
-    out.push(Object::ClusterRoleBinding(Box::new(ClusterRoleBinding {
-        metadata: wmeta(WEBHOOK, None),
-        role_ref: role_ref("ClusterRole", WEBHOOK),
-        subjects: Some(subjects(o)),
-    })));
-    out.push(Object::Role(Box::new(Role {
-        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
-        rules: Some(webhook_rules(o, false)),
-    })));
-    out.push(Object::RoleBinding(Box::new(RoleBinding {
-        metadata: wmeta(WEBHOOK, Some(&o.namespace)),
-        role_ref: role_ref("Role", WEBHOOK),
-        subjects: Some(subjects(o)),
-    })));
+    let irsa_certs = o.webhook_certs == WebhookCerts::Irsa;
+    let mut out = account_and_rbac(o, WEBHOOK, false, Some("webhook"));
+    if irsa_certs {
+        out.extend(account_and_rbac(
+            o,
+            WEBHOOK_CERTS,
+            true,
+            Some("webhook-certs"),
+        ));
+    }
     if o.webhook_certs == WebhookCerts::CertManager {
         out.extend(cert_manager(o).map(|v| Object::Raw(Box::new(v))));
     }
@@ -540,7 +597,47 @@ pub(super) fn objects(o: &InstallOptions) -> Vec<Object> {
     out.push(Object::MutatingWebhookConfiguration(Box::new(
         configuration(o),
     )));
+    if irsa_certs {
+        out.extend(certs_jobs(o));
+    }
     out
+}
+
+/// A ServiceAccount, its ClusterRole and Role (the serving or the certificate step's grants)
+/// and their bindings.
+fn account_and_rbac(
+    o: &InstallOptions,
+    account: &str,
+    certs: bool,
+    component: Option<&str>,
+) -> Vec<Object> {
+    let m = |namespace: Option<&str>| meta(account, namespace, component);
+    vec![
+        Object::ServiceAccount(Box::new(ServiceAccount {
+            metadata: m(Some(&o.namespace)),
+            automount_service_account_token: Some(true),
+            ..ServiceAccount::default()
+        })),
+        Object::ClusterRole(Box::new(ClusterRole {
+            metadata: m(None),
+            rules: Some(webhook_rules(certs, true)),
+            ..ClusterRole::default()
+        })),
+        Object::ClusterRoleBinding(Box::new(ClusterRoleBinding {
+            metadata: m(None),
+            role_ref: role_ref("ClusterRole", account),
+            subjects: Some(subjects(o, account)),
+        })),
+        Object::Role(Box::new(Role {
+            metadata: m(Some(&o.namespace)),
+            rules: Some(webhook_rules(certs, false)),
+        })),
+        Object::RoleBinding(Box::new(RoleBinding {
+            metadata: m(Some(&o.namespace)),
+            role_ref: role_ref("Role", account),
+            subjects: Some(subjects(o, account)),
+        })),
+    ]
 }
 
 #[cfg(test)]
@@ -561,6 +658,12 @@ mod tests {
         docs.iter()
             .find(|d| d["kind"] == kind)
             .unwrap_or_else(|| panic!("no {kind}"))
+    }
+
+    fn named<'a>(docs: &'a [serde_json::Value], kind: &str, name: &str) -> &'a serde_json::Value {
+        docs.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
     }
 
     /// (group, resource, sorted verbs, resourceNames) per rule.
@@ -614,11 +717,18 @@ mod tests {
                 "ClusterRoleBinding",
                 "Role",
                 "RoleBinding",
+                "ServiceAccount",
+                "ClusterRole",
+                "ClusterRoleBinding",
+                "Role",
+                "RoleBinding",
                 "Service",
                 "NetworkPolicy",
                 "Deployment",
                 "PodDisruptionBudget",
-                "MutatingWebhookConfiguration"
+                "MutatingWebhookConfiguration",
+                "Job",
+                "CronJob"
             ]
         );
         let e = manifests(&InstallOptions {
@@ -634,36 +744,44 @@ mod tests {
         );
     }
 
+    /// Review finding L4: the serving pods' ServiceAccount holds only what the server sends;
+    /// the certificate step's grants are its own ServiceAccount's, bound to nothing else.
     #[test]
     fn rbac_is_exactly_what_the_webhook_and_its_certs_step_send() {
-        let d = docs(WebhookCerts::Irsa);
-        let cluster = find(&d, "ClusterRole");
-        assert_eq!(
-            rows(cluster),
-            [
-                row(
+        let serving = |d: &[serde_json::Value]| {
+            assert_eq!(
+                rows(named(d, "ClusterRole", WEBHOOK)),
+                [row(
                     "",
                     "serviceaccounts",
                     "get list watch",
                     serde_json::Value::Null
-                ),
-                row(
-                    "admissionregistration.k8s.io",
-                    "mutatingwebhookconfigurations",
-                    "get patch",
-                    serde_json::json!([WEBHOOK_CONFIGURATION])
-                ),
-            ]
-        );
-        assert_eq!(
-            rows(find(&d, "Role")),
-            [
-                row(
+                )]
+            );
+            assert_eq!(
+                rows(named(d, "Role", WEBHOOK)),
+                [row(
                     "",
                     "configmaps",
                     "list watch",
                     serde_json::json!([WEBHOOK_CONFIG_MAP])
-                ),
+                )]
+            );
+        };
+        let d = docs(WebhookCerts::Irsa);
+        serving(&d);
+        assert_eq!(
+            rows(named(&d, "ClusterRole", WEBHOOK_CERTS)),
+            [row(
+                "admissionregistration.k8s.io",
+                "mutatingwebhookconfigurations",
+                "get patch",
+                serde_json::json!([WEBHOOK_CONFIGURATION])
+            )]
+        );
+        assert_eq!(
+            rows(named(&d, "Role", WEBHOOK_CERTS)),
+            [
                 row("", "secrets", "create", serde_json::Value::Null),
                 row(
                     "",
@@ -673,57 +791,82 @@ mod tests {
                 ),
             ]
         );
-        assert_eq!(find(&d, "Role")["metadata"]["namespace"], "irsa-system");
-        for kind in ["RoleBinding", "ClusterRoleBinding"] {
+        for account in [WEBHOOK, WEBHOOK_CERTS] {
             assert_eq!(
-                find(&d, kind)["subjects"],
-                serde_json::json!([{"kind": "ServiceAccount", "name": WEBHOOK, "namespace": "irsa-system"}])
+                named(&d, "Role", account)["metadata"]["namespace"],
+                "irsa-system"
             );
+            for kind in ["RoleBinding", "ClusterRoleBinding"] {
+                let binding = named(&d, kind, account);
+                assert_eq!(binding["roleRef"]["name"], account);
+                assert_eq!(
+                    binding["subjects"],
+                    serde_json::json!([{"kind": "ServiceAccount", "name": account, "namespace": "irsa-system"}])
+                );
+            }
         }
-        // cert-manager makes the certificate: no Secret and no configuration grants at all.
-        let cm = docs(WebhookCerts::CertManager);
+        // Who runs as which: the serving pods as irsa-webhook, the cert step as its own.
+        let serving_pod = &find(&d, "Deployment")["spec"]["template"]["spec"];
+        assert_eq!(serving_pod["serviceAccountName"], WEBHOOK);
         assert_eq!(
-            rows(find(&cm, "ClusterRole")),
-            [row(
-                "",
-                "serviceaccounts",
-                "get list watch",
-                serde_json::Value::Null
-            )]
+            find(&d, "Job")["spec"]["template"]["spec"]["serviceAccountName"],
+            WEBHOOK_CERTS
         );
         assert_eq!(
-            rows(find(&cm, "Role")),
-            [row(
-                "",
-                "configmaps",
-                "list watch",
-                serde_json::json!([WEBHOOK_CONFIG_MAP])
-            )]
+            find(&d, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["serviceAccountName"],
+            WEBHOOK_CERTS
+        );
+        // cert-manager makes the certificate: no cert step, no certificate grants at all.
+        let cm = docs(WebhookCerts::CertManager);
+        serving(&cm);
+        assert!(
+            !cm.iter()
+                .any(|d| d["metadata"]["name"] == WEBHOOK_CERTS || d["kind"] == "Job"),
+            "{cm:?}"
         );
         let text = serde_json::to_string(&d).unwrap();
         assert!(!text.contains("\"*\""), "{text}");
     }
 
+    /// Review finding L4: a Job of the install and a weekly CronJob run the step, idempotent
+    /// and re-runnable; the serving pods wait for the Secret (a required volume) and serve it.
     #[test]
-    fn the_deployment_runs_certs_first_and_serves_what_it_stored() {
+    fn the_cert_step_is_a_job_and_a_cronjob_and_the_deployment_serves_what_it_stored() {
         let d = docs(WebhookCerts::Irsa);
+        let want_args = serde_json::json!([
+            "webhook",
+            "certs",
+            "--namespace=irsa-system",
+            "--secret=irsa-webhook-tls",
+            "--service=irsa-webhook",
+            "--webhook-configuration=irsa-pod-identity-webhook"
+        ]);
+        let job = find(&d, "Job");
+        let cron = find(&d, "CronJob");
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 600);
+        assert_eq!(cron["spec"]["schedule"], WEBHOOK_CERTS_SCHEDULE);
+        assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+        for spec in [&job["spec"], &cron["spec"]["jobTemplate"]["spec"]] {
+            let pod = &spec["template"]["spec"];
+            assert_eq!(pod["restartPolicy"], "OnFailure");
+            assert!(pod.get("volumes").is_none(), "{pod}");
+            let c = &pod["containers"][0];
+            assert_eq!(c["args"], want_args);
+            assert!(c.get("ports").is_none());
+            // Not selected by the Service, the PodDisruptionBudget or the NetworkPolicy.
+            assert_eq!(
+                spec["template"]["metadata"]["labels"]["app.kubernetes.io/component"],
+                "webhook-certs"
+            );
+        }
+        // The configuration exists before the step patches it.
+        let position = |kind: &str| d.iter().position(|x| x["kind"] == kind).unwrap();
+        assert!(position("MutatingWebhookConfiguration") < position("Job"));
         let deploy = find(&d, "Deployment");
         assert_eq!(deploy["spec"]["replicas"], 2);
         let pod = &deploy["spec"]["template"]["spec"];
         assert_eq!(pod["serviceAccountName"], WEBHOOK);
-        let init = &pod["initContainers"][0];
-        assert_eq!(
-            init["args"],
-            serde_json::json!([
-                "webhook",
-                "certs",
-                "--namespace=irsa-system",
-                "--secret=irsa-webhook-tls",
-                "--service=irsa-webhook",
-                "--webhook-configuration=irsa-pod-identity-webhook",
-                "--wait-for-mount=/etc/webhook/certs"
-            ])
-        );
+        assert!(pod.get("initContainers").is_none());
         let c = &pod["containers"][0];
         assert_eq!(
             c["args"],
@@ -739,7 +882,8 @@ mod tests {
         assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
         assert_eq!(c["readinessProbe"]["httpGet"]["scheme"], "HTTPS");
         assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
-        for container in [init, c] {
+        assert_eq!(c["volumeMounts"][0]["mountPath"], CERT_DIR);
+        for container in [c, &job["spec"]["template"]["spec"]["containers"][0]] {
             let sc = &container["securityContext"];
             assert_eq!(sc["runAsNonRoot"], true);
             assert_eq!(sc["runAsUser"], 65532);
@@ -748,11 +892,11 @@ mod tests {
             assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
             assert!(container["resources"]["requests"]["memory"].is_string());
             assert!(container["resources"]["limits"]["memory"].is_string());
-            assert_eq!(container["volumeMounts"][0]["mountPath"], CERT_DIR);
         }
+        // Required: the kubelet starts the pods once the Secret exists.
         assert_eq!(
             pod["volumes"][0]["secret"],
-            serde_json::json!({"secretName": WEBHOOK_TLS_SECRET, "optional": true})
+            serde_json::json!({"secretName": WEBHOOK_TLS_SECRET})
         );
         let anti = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
             [0];
@@ -774,7 +918,7 @@ mod tests {
         );
         assert_eq!(service["spec"]["ports"][0]["port"], 443);
         assert_eq!(service["spec"]["ports"][0]["targetPort"], "https");
-        // With cert-manager: no init container, and the pods wait for its Secret.
+        // With cert-manager: the same pods, waiting for its Secret.
         let cm = docs(WebhookCerts::CertManager);
         let pod = &find(&cm, "Deployment")["spec"]["template"]["spec"];
         assert!(pod.get("initContainers").is_none());
@@ -901,8 +1045,12 @@ mod tests {
             config["webhooks"][0]["clientConfig"]["service"]["namespace"],
             "platform"
         );
-        let pod = &find(&d, "Deployment")["spec"]["template"]["spec"];
-        assert_eq!(pod["initContainers"][0]["args"][2], "--namespace=platform");
+        for pod in [
+            &find(&d, "Job")["spec"]["template"]["spec"],
+            &find(&d, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        ] {
+            assert_eq!(pod["containers"][0]["args"][2], "--namespace=platform");
+        }
         for doc in &d {
             let cluster = matches!(
                 doc["kind"].as_str(),
