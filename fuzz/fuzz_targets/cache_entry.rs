@@ -2,8 +2,8 @@
 //! entry renders back to itself, and nothing with an absurd expiry is servable.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use irsa_core::cache_entry::CacheEntry;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(entry) = CacheEntry::parse(data) {

@@ -2,9 +2,9 @@
 //! did), never quote the body in an error, and whatever expiry is accepted can be judged.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use irsa_core::lifetime;
 use irsa_core::registry_token::parse_chainguard_exchange;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     match parse_chainguard_exchange(data) {

@@ -16,7 +16,8 @@ fuzz_target!(|data: &[u8]| {
             let message = error.to_string();
             assert!(!message.contains('\n'), "one line for the kubelet's log");
             // The token never reaches the message: find it and check (long enough to be a token).
-            if let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(data)
+            if let Ok(serde_json::Value::Object(o)) =
+                serde_json::from_slice::<serde_json::Value>(data)
                 && let Some(serde_json::Value::String(t)) = o.get("serviceAccountToken")
                 && t.len() >= 16
             {

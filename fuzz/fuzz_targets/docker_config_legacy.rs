@@ -2,8 +2,8 @@
 //! renders to a config that parses to the same thing.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use irsa_core::docker_config::DockerConfig;
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(config) = DockerConfig::parse_legacy(data) {

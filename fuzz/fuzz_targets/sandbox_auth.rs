@@ -2,12 +2,14 @@
 //! X-Amz-Date values and Chainguard identity proofs. Never panic on any bytes.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use irsa_sandbox::cloud::sigv4::{Authorization, parse_amz_date};
 use irsa_sandbox::cloud::decode_proof;
+use irsa_sandbox::cloud::sigv4::{Authorization, parse_amz_date};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(input) = std::str::from_utf8(data) else { return };
+    let Ok(input) = std::str::from_utf8(data) else {
+        return;
+    };
     let _ = Authorization::parse(input);
     let _ = parse_amz_date(input);
     let _ = decode_proof(input);

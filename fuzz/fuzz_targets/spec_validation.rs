@@ -3,8 +3,8 @@
 //! names a field.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use irsa_k8s::{ClusterPullSecret, PullSecret};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(cps) = serde_json::from_slice::<ClusterPullSecret>(data) {

@@ -2,8 +2,8 @@
 //! (the JWKS comes from the cluster's issuer, the token from a tenant): never panic.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
 use irsa_core::token::{self, Expectations, Jwks};
+use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (jwks, raw) = match data.iter().position(|b| *b == 0) {
@@ -11,7 +11,9 @@ fuzz_target!(|data: &[u8]| {
         None => (data, &b""[..]),
     };
     let Ok(jwks) = Jwks::parse(jwks) else { return };
-    let Ok(raw) = std::str::from_utf8(raw) else { return };
+    let Ok(raw) = std::str::from_utf8(raw) else {
+        return;
+    };
     let expect = Expectations {
         issuer: Some("https://issuer.example".to_owned()),
         audiences: vec!["sts.amazonaws.com".to_owned()],

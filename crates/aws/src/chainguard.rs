@@ -6,8 +6,18 @@
 //! and `Chainguard-Identity: <identity id>`, all SigV4-signed for us-east-1/sts, serialized as an
 //! HTTP/1.1 request and base64url-encoded (with padding). Chainguard's issuer replays it to STS
 //! to learn who signed it, and checks that the binding headers name itself and the identity.
+//!
+//! The other method, [`ChainguardMethod::WebIdentityToken`], is the one Chainguard documents for
+//! AWS today (IAM outbound identity federation): STS `GetWebIdentityToken` signs a JWT naming
+//! the caller's IAM principal (`sub`) for the audience of the issuer actually called (never a
+//! fixed `https://issuer.enforce.dev`: a token asked for one issuer and sent to another could be
+//! replayed by the second at the first), and that JWT is the bearer. The Chainguard identity
+//! then trusts the account's outbound issuer (`https://<id>.tokens.sts.global.api.aws`) and the
+//! role ARN as subject. An `http://` issuer is refused for this method unless it is on
+//! loopback (the sandbox).
+//!
 //! The exchange is `POST <issuer>/sts/exchange?aud=cgr.dev&identity=<id>` with
-//! `Authorization: Bearer <proof>`, answered with `{"token", "expiry"}`.
+//! `Authorization: Bearer <proof or JWT>`, answered with `{"token", "expiry"}`.
 
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
@@ -27,7 +37,7 @@ use crate::clock::Clock;
 use crate::credentials::{AwsCredentials, BoxFuture, RegistryCredential};
 use crate::provider::{FetchContext, ProviderError, RegistryTarget, RegistryTokenProvider};
 use crate::retry::{CallFailure, FailureKind, RetryPolicy, with_retry};
-use crate::sts::sdk_credentials;
+use crate::sts::{WebIdentityTokens, sdk_credentials};
 
 /// Chainguard's issuer.
 pub const DEFAULT_ISSUER: &str = "https://issuer.enforce.dev";
@@ -46,6 +56,59 @@ pub const IDENTITY_HEADER: &str = "Chainguard-Identity";
 
 /// Largest exchange response read, in bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Longest issuer message kept in an error, in characters (after redaction).
+const MAX_MESSAGE_CHARS: usize = 200;
+
+/// How irsa proves the AWS identity to Chainguard's issuer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChainguardMethod {
+    /// A signed, never-sent `sts:GetCallerIdentity` request (Chainguard's `aws_identity`).
+    #[default]
+    GetCallerIdentity,
+    /// An STS `GetWebIdentityToken` JWT (IAM outbound identity federation; Chainguard's
+    /// `claim_match` on the account's outbound issuer).
+    WebIdentityToken,
+}
+
+impl ChainguardMethod {
+    /// Every method, in the order documented.
+    pub const ALL: [ChainguardMethod; 2] = [
+        ChainguardMethod::GetCallerIdentity,
+        ChainguardMethod::WebIdentityToken,
+    ];
+
+    /// `get-caller-identity` or `web-identity-token`: the spelling of flags and CRDs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChainguardMethod::GetCallerIdentity => "get-caller-identity",
+            ChainguardMethod::WebIdentityToken => "web-identity-token",
+        }
+    }
+}
+
+impl std::fmt::Display for ChainguardMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ChainguardMethod {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ChainguardMethod::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown Chainguard method {:?}: use get-caller-identity (a signed \
+                     sts:GetCallerIdentity proof) or web-identity-token (STS \
+                     GetWebIdentityToken, IAM outbound identity federation)",
+                    s.chars().take(64).collect::<String>()
+                )
+            })
+    }
+}
 
 /// Why Chainguard gave no credential.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -95,6 +158,38 @@ pub enum ChainguardError {
     Tls {
         /// Why.
         reason: String,
+    },
+    /// The web-identity method was asked of an issuer reached in clear text.
+    #[error(
+        "refusing to send an AWS web-identity token to the Chainguard issuer {issuer}: it is \
+         not https (only a loopback http:// issuer, such as the sandbox, is accepted for the \
+         web-identity-token method); use https://issuer.enforce.dev or an https URL"
+    )]
+    InsecureIssuer {
+        /// The issuer URL.
+        issuer: String,
+    },
+    /// STS gave no web-identity token.
+    #[error(
+        "the Chainguard exchange at {issuer} for identity {identity} needs an AWS web-identity \
+         token, which STS refused: {message}"
+    )]
+    WebIdentityToken {
+        /// The issuer URL.
+        issuer: String,
+        /// The identity id.
+        identity: String,
+        /// STS's error, in full.
+        message: String,
+    },
+    /// The provider was built without an STS client for the web-identity method.
+    #[error(
+        "the Chainguard provider for {issuer} cannot use the web-identity-token method: it has \
+         no STS client (a bug in the caller: build it with ChainguardProvider::with_web_identity_tokens)"
+    )]
+    NoWebIdentityTokens {
+        /// The issuer URL.
+        issuer: String,
     },
     /// The issuer URL is not usable.
     #[error("invalid Chainguard issuer URL {issuer:?}: {reason}")]
@@ -226,6 +321,7 @@ pub struct ChainguardProvider {
     issuer: String,
     retry: RetryPolicy,
     clock: Arc<dyn Clock>,
+    web_identity: Option<Arc<dyn WebIdentityTokens>>,
     client: OnceLock<Result<HttpsClient, String>>,
 }
 
@@ -234,6 +330,19 @@ impl std::fmt::Debug for ChainguardProvider {
         f.debug_struct("ChainguardProvider")
             .field("issuer", &self.issuer)
             .finish_non_exhaustive()
+    }
+}
+
+/// Whether `uri` names a loopback host (`localhost`, 127.0.0.0/8, `::1`).
+fn is_loopback(uri: &http::Uri) -> bool {
+    match uri.host() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
     }
 }
 
@@ -262,13 +371,33 @@ impl ChainguardProvider {
             issuer,
             retry,
             clock,
+            web_identity: None,
             client: OnceLock::new(),
         })
+    }
+
+    /// The same provider, able to use [`ChainguardMethod::WebIdentityToken`] with `sts`.
+    pub fn with_web_identity_tokens(mut self, sts: Arc<dyn WebIdentityTokens>) -> Self {
+        self.web_identity = Some(sts);
+        self
     }
 
     /// The issuer URL.
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    /// Whether a web-identity token may be sent to this issuer: https, or http on loopback.
+    fn check_web_identity_issuer(&self) -> Result<(), ChainguardError> {
+        let insecure = || ChainguardError::InsecureIssuer {
+            issuer: self.issuer.clone(),
+        };
+        let uri: http::Uri = self.issuer.parse().map_err(|_| insecure())?;
+        match uri.scheme_str() {
+            Some("https") => Ok(()),
+            Some("http") if is_loopback(&uri) => Ok(()),
+            _ => Err(insecure()),
+        }
     }
 
     fn client(&self) -> Result<&HttpsClient, ChainguardError> {
@@ -288,42 +417,87 @@ impl ChainguardProvider {
             })
     }
 
-    /// Exchanges `credentials` for a registry token of `identity`.
+    /// Exchanges `credentials` for a registry token of `identity` with a signed
+    /// `GetCallerIdentity` proof ([`ChainguardMethod::GetCallerIdentity`]).
     pub async fn exchange(
         &self,
         credentials: &AwsCredentials,
         identity: &str,
     ) -> Result<(SecretString, Option<SystemTime>), ChainguardError> {
+        self.exchange_by(
+            credentials,
+            "the AWS identity",
+            identity,
+            ChainguardMethod::GetCallerIdentity,
+        )
+        .await
+    }
+
+    /// Exchanges `credentials` (of `principal`, for messages) for a registry token of
+    /// `identity`, proving the AWS identity by `method`.
+    pub async fn exchange_by(
+        &self,
+        credentials: &AwsCredentials,
+        principal: &str,
+        identity: &str,
+        method: ChainguardMethod,
+    ) -> Result<(SecretString, Option<SystemTime>), ChainguardError> {
+        check_identity(identity)?;
         let client = self.client()?;
+        // For the web-identity method, one JWT serves every attempt (it lives 5 minutes).
+        let jwt = match method {
+            ChainguardMethod::GetCallerIdentity => None,
+            ChainguardMethod::WebIdentityToken => {
+                self.check_web_identity_issuer()?;
+                let sts = self.web_identity.as_ref().ok_or_else(|| {
+                    ChainguardError::NoWebIdentityTokens {
+                        issuer: self.issuer.clone(),
+                    }
+                })?;
+                // The audience is the issuer this token is about to be sent to.
+                let jwt = sts
+                    .web_identity_token(credentials, principal, &self.issuer)
+                    .await
+                    .map_err(|e| ChainguardError::WebIdentityToken {
+                        issuer: self.issuer.clone(),
+                        identity: identity.to_owned(),
+                        message: e.to_string(),
+                    })?;
+                Some(jwt)
+            }
+        };
         let url = format!(
             "{}/sts/exchange?aud={}&identity={}",
             self.issuer,
             REGISTRY_AUDIENCE,
             query_encode(identity)
         );
-        tracing::debug!(issuer = %self.issuer, identity, "exchanging AWS identity for a Chainguard token");
+        tracing::debug!(issuer = %self.issuer, identity, method = %method, "exchanging AWS identity for a Chainguard token");
         let call_err = |failure| ChainguardError::Call {
             issuer: self.issuer.clone(),
             identity: identity.to_owned(),
             failure,
         };
-        let (status, body) = with_retry(&self.retry, "chainguard sts/exchange", || async {
-            // A fresh proof per attempt: the issuer only accepts recent signatures.
-            let proof =
-                caller_identity_proof(credentials, &self.issuer, identity, self.clock.now())
-                    .map_err(|e| CallFailure::new(FailureKind::Rejected, e.to_string()))?;
+        let (status, body, bearer) = with_retry(&self.retry, "chainguard sts/exchange", || async {
+            let bearer = match &jwt {
+                Some(jwt) => jwt.clone(),
+                // A fresh proof per attempt: the issuer only accepts recent signatures.
+                None => {
+                    caller_identity_proof(credentials, &self.issuer, identity, self.clock.now())
+                        .map_err(|e| CallFailure::new(FailureKind::Rejected, e.to_string()))?
+                }
+            };
             let request = http::Request::post(&url)
                 .header(
                     http::header::AUTHORIZATION,
-                    format!("Bearer {}", proof.expose()),
+                    format!("Bearer {}", bearer.expose()),
                 )
                 .header(http::header::ACCEPT, "application/json")
                 .body(Full::new(Bytes::new()))
                 .map_err(|e| CallFailure::new(FailureKind::Rejected, e.to_string()))?;
-            let response = client
-                .request(request)
-                .await
-                .map_err(|e| CallFailure::new(FailureKind::Transport, error_chain(&e)))?;
+            let response = client.request(request).await.map_err(|e| {
+                CallFailure::new(FailureKind::Transport, redact(&error_chain(&e), &[]))
+            })?;
             let status = response.status().as_u16();
             let body = http_body_util::Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
@@ -334,20 +508,19 @@ impl ChainguardProvider {
                 return Err(CallFailure::from_status(
                     status,
                     None,
-                    issuer_message(&body, proof.expose()),
+                    issuer_message(&body, &[bearer.expose()]),
                 ));
             }
-            Ok((status, SecretBody(body.to_vec())))
+            Ok((status, SecretBody(body.to_vec()), bearer))
         })
         .await
         .map_err(call_err)?;
         if !(200..300).contains(&status) {
-            let message = issuer_message(&body.0, "");
             return Err(ChainguardError::Denied {
                 issuer: self.issuer.clone(),
                 identity: identity.to_owned(),
                 status,
-                message,
+                message: issuer_message(&body.0, &[bearer.expose()]),
             });
         }
         irsa_core::registry_token::parse_chainguard_exchange(&body.0)
@@ -376,19 +549,54 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// The issuer's error message: the JSON `message` field, else the start of the body; with the
-/// proof removed should it be echoed.
-fn issuer_message(body: &[u8], proof: &str) -> String {
+/// Shortest run of token characters treated as a credential: longer than any identity id
+/// segment (40 hex digits) or AWS request id, shorter than any JWT or proof.
+const MIN_OPAQUE_RUN: usize = 48;
+
+/// `text` with every secret in `secrets`, every JWT-shaped string and every long opaque run of
+/// base64/base64url characters replaced by `[redacted]`.
+pub(crate) fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(secret, "[redacted]");
+    }
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "-_=+/.".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        // A JWT begins with base64url of `{"`; a proof or key is a long opaque run.
+        if run.len() >= MIN_OPAQUE_RUN || (run.starts_with("eyJ") && run.contains('.')) {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if token_char(c) {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// The issuer's error message: the JSON `message` field, else the body; redacted (the bearer
+/// it may echo, anything token-shaped), then cut to [`MAX_MESSAGE_CHARS`] — in that order, so
+/// that no secret cut at the boundary escapes redaction.
+fn issuer_message(body: &[u8], secrets: &[&str]) -> String {
     let text = String::from_utf8_lossy(body);
     let message = serde_json::from_str::<serde_json::Value>(&text)
         .ok()
         .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| text.chars().take(200).collect());
-    let message = if proof.is_empty() {
-        message
-    } else {
-        message.replace(proof, "[redacted]")
-    };
+        .unwrap_or_else(|| text.into_owned());
+    let message: String = redact(&message, secrets)
+        .chars()
+        .take(MAX_MESSAGE_CHARS)
+        .collect();
     if message.trim().is_empty() {
         "no message".to_owned()
     } else {
@@ -403,11 +611,14 @@ impl RegistryTokenProvider for ChainguardProvider {
         targets: &'a [RegistryTarget],
     ) -> BoxFuture<'a, Result<Vec<RegistryCredential>, ProviderError>> {
         Box::pin(async move {
-            let identity = targets
-                .first()
+            let first = targets.first();
+            let identity = first
                 .and_then(|t| t.chainguard_identity.as_deref())
                 .unwrap_or_default();
-            let (token, expires_at) = self.exchange(&ctx.credentials, identity).await?;
+            let method = first.map(|t| t.chainguard_method).unwrap_or_default();
+            let (token, expires_at) = self
+                .exchange_by(&ctx.credentials, &ctx.principal, identity, method)
+                .await?;
             Ok(targets
                 .iter()
                 .map(|t| RegistryCredential {

@@ -24,6 +24,7 @@ pub mod sts;
 pub mod token_source;
 
 pub use cache::{CacheOptions, CacheStats};
+pub use chainguard::ChainguardMethod;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use credentials::{AwsCredentials, BoxFuture, RegistryCredential};
 pub use disk_cache::DiskCache;

@@ -252,7 +252,7 @@ impl Pipeline {
                 .or_else(|| env.flag("AWS_USE_DUALSTACK_ENDPOINT"))
                 .unwrap_or(false),
         };
-        let sts = StsExchange::new(
+        let sts = Arc::new(StsExchange::new(
             StsSettings {
                 region,
                 choice: match options.sts_endpoint {
@@ -275,7 +275,7 @@ impl Pipeline {
             env.clone(),
             Some(http_client.clone()),
             sdk_config.as_ref().and_then(|c| c.credentials_provider()),
-        );
+        ));
         let providers = Providers {
             ecr: Arc::new(EcrProvider::new(
                 Some(http_client.clone()),
@@ -299,10 +299,11 @@ impl Pipeline {
                     options.retry.clone(),
                     options.clock.clone(),
                 )
-                .map_err(ConfigError::from)?,
+                .map_err(ConfigError::from)?
+                .with_web_identity_tokens(sts.clone()),
             ),
         };
-        Self::with_components(&options, Arc::new(sts), providers)
+        Self::with_components(&options, sts, providers)
     }
 
     /// A pipeline on given parts (tests, or a caller with its own STS or providers).

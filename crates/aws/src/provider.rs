@@ -5,7 +5,7 @@ use std::fmt;
 use irsa_core::registry::{self, Registry};
 use thiserror::Error;
 
-use crate::chainguard::ChainguardError;
+use crate::chainguard::{ChainguardError, ChainguardMethod};
 use crate::credentials::{AwsCredentials, BoxFuture, RegistryCredential};
 use crate::ecr::EcrError;
 use crate::ecr_public::EcrPublicError;
@@ -20,6 +20,8 @@ pub struct RegistryTarget {
     pub registry: Registry,
     /// For Chainguard: the id of the assumable identity to exchange the AWS identity for.
     pub chainguard_identity: Option<String>,
+    /// For Chainguard: how the AWS identity is proven (ignored for other registries).
+    pub chainguard_method: ChainguardMethod,
 }
 
 /// Why a registry target was refused.
@@ -83,7 +85,14 @@ impl RegistryTarget {
             host: image.host,
             registry: image.registry,
             chainguard_identity,
+            chainguard_method: ChainguardMethod::default(),
         })
+    }
+
+    /// The same target, proving the AWS identity to Chainguard by `method`.
+    pub fn with_chainguard_method(mut self, method: ChainguardMethod) -> Self {
+        self.chainguard_method = method;
+        self
     }
 
     /// The key of the group this target is fetched with: targets in one group share one
@@ -109,6 +118,8 @@ impl RegistryTarget {
             Registry::EcrPublic => out.push_str("ecr-public"),
             Registry::Chainguard => {
                 out.push_str("chainguard|");
+                out.push_str(self.chainguard_method.as_str());
+                out.push('|');
                 out.push_str(self.chainguard_identity.as_deref().unwrap_or_default());
             }
             Registry::Other => out.push_str("other"),
@@ -127,6 +138,7 @@ impl RegistryTarget {
             (Registry::EcrPublic, Registry::EcrPublic) | (Registry::Other, Registry::Other) => true,
             (Registry::Chainguard, Registry::Chainguard) => {
                 self.chainguard_identity == other.chainguard_identity
+                    && self.chainguard_method == other.chainguard_method
             }
             _ => false,
         }
@@ -196,6 +208,11 @@ mod tests {
         );
         let cg = RegistryTarget::parse("cgr.dev/chainguard/static", Some("org/id")).unwrap();
         assert_eq!(cg.chainguard_identity.as_deref(), Some("org/id"));
+        let by_jwt = cg
+            .clone()
+            .with_chainguard_method(ChainguardMethod::WebIdentityToken);
+        assert!(!cg.same_group(&by_jwt), "one exchange per method");
+        assert_ne!(cg.group_key(), by_jwt.group_key());
         let err = RegistryTarget::parse("cgr.dev/chainguard/static", None).unwrap_err();
         assert!(err.to_string().contains("--chainguard-identity"), "{err}");
         let err = RegistryTarget::parse("ghcr.io/org/app", None).unwrap_err();

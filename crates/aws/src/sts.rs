@@ -315,6 +315,21 @@ pub enum StsError {
         /// Why.
         reason: String,
     },
+    /// `GetWebIdentityToken` (IAM outbound identity federation) failed.
+    #[error(
+        "sts:GetWebIdentityToken for {principal} (audience {audience}) failed: {failure}; the \
+         account must have outbound identity federation enabled (`aws iam \
+         enable-outbound-web-identity-federation`) and the principal's permissions must allow \
+         sts:GetWebIdentityToken"
+    )]
+    WebIdentityToken {
+        /// Whose credentials signed the call.
+        principal: String,
+        /// The audience asked for.
+        audience: String,
+        /// What happened.
+        failure: CallFailure,
+    },
     /// The ambient chain found no credentials.
     #[error(
         "failed to load the ambient AWS credentials ({message}): run with a service-account role \
@@ -342,6 +357,31 @@ pub struct StsSettings {
     pub duration: Option<Duration>,
     /// Timeouts and retries.
     pub retry: RetryPolicy,
+}
+
+/// Lifetime asked of `GetWebIdentityToken`, seconds: AWS's default, and ample for one exchange.
+pub const WEB_IDENTITY_TOKEN_SECONDS: i32 = 300;
+
+/// Mints outbound web-identity tokens (STS `GetWebIdentityToken`) with AWS credentials.
+pub trait WebIdentityTokens: Send + Sync {
+    /// A JWT for `audience` naming the principal of `credentials`.
+    fn web_identity_token<'a>(
+        &'a self,
+        credentials: &'a AwsCredentials,
+        principal: &'a str,
+        audience: &'a str,
+    ) -> BoxFuture<'a, Result<SecretString, StsError>>;
+}
+
+impl WebIdentityTokens for StsExchange {
+    fn web_identity_token<'a>(
+        &'a self,
+        credentials: &'a AwsCredentials,
+        principal: &'a str,
+        audience: &'a str,
+    ) -> BoxFuture<'a, Result<SecretString, StsError>> {
+        Box::pin(self.get_web_identity_token(credentials, principal, audience))
+    }
 }
 
 /// Exchanges identities for AWS credentials.
@@ -522,6 +562,68 @@ impl StsExchange {
             role: role.to_string(),
         })?;
         Ok(from_sts(creds))
+    }
+
+    /// The region and URL of `GetWebIdentityToken`: the configured endpoint URL, else the
+    /// regional endpoint of the configured region (us-east-1 when none is set). Never the
+    /// global endpoint, where AWS does not offer the API, whatever `AWS_STS_REGIONAL_ENDPOINTS`
+    /// says.
+    pub fn web_identity_token_target(&self) -> Result<(String, String), StsError> {
+        let region = self
+            .settings
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let url = match &self.settings.endpoint_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "https://{}",
+                sts_endpoint(&region, self.settings.variant).map_err(|e| {
+                    StsError::Endpoint {
+                        role: "(sts:GetWebIdentityToken)".to_owned(),
+                        reason: e.to_string(),
+                    }
+                })?
+            ),
+        };
+        Ok((region, url))
+    }
+
+    /// `GetWebIdentityToken` (IAM outbound identity federation), signed with `credentials`: a
+    /// JWT for `audience`, RS256, valid [`WEB_IDENTITY_TOKEN_SECONDS`].
+    pub async fn get_web_identity_token(
+        &self,
+        credentials: &AwsCredentials,
+        principal: &str,
+        audience: &str,
+    ) -> Result<SecretString, StsError> {
+        const OP: &str = "sts:GetWebIdentityToken";
+        let (region, url) = self.web_identity_token_target()?;
+        tracing::debug!(principal, audience, endpoint = %url, "getting an outbound web-identity token");
+        let client = self.client(region, url, Some(credentials));
+        let err = |failure| StsError::WebIdentityToken {
+            principal: principal.to_owned(),
+            audience: audience.to_owned(),
+            failure,
+        };
+        let out = with_retry(&self.settings.retry, OP, || {
+            client
+                .get_web_identity_token()
+                .audience(audience)
+                .signing_algorithm("RS256")
+                .duration_seconds(WEB_IDENTITY_TOKEN_SECONDS)
+                .send()
+                .map_ok_or_failure()
+        })
+        .await
+        .map_err(err)?;
+        match out.web_identity_token() {
+            Some(token) if !token.is_empty() => Ok(SecretString::from(token)),
+            _ => Err(err(CallFailure::new(
+                crate::retry::FailureKind::Malformed,
+                "the answer holds no WebIdentityToken",
+            ))),
+        }
     }
 
     /// The process's own credentials: the IRSA variables through this exchange (so the same

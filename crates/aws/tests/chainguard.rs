@@ -445,3 +445,243 @@ async fn one_exchange_per_chainguard_identity_and_each_caller_gets_its_own() {
     assert!(exchanges.contains(&"org-b/identity-2".to_owned()));
     assert_eq!(c[0].password, c[2].password);
 }
+
+/// An issuer that echoes the bearer in its refusals: once in a 4xx JSON `message`, once in a
+/// 5xx plain-text body with the bearer straddling the 200-character cut.
+async fn echoing_issuer(status: u16, json: bool) -> Double {
+    Double::start(move |req: &Recorded, _| {
+        if !req.uri.starts_with("/sts/exchange") {
+            return sts_success("ASIACHAINGUARD", SECRET, SESSION, "2099-01-01T00:00:00Z");
+        }
+        let bearer = req.headers["authorization"].to_str().unwrap();
+        let bearer = bearer.trim_start_matches("Bearer ");
+        if json {
+            Reply::json(
+                status,
+                format!(r#"{{"code":"unauthenticated","message":"cannot verify {bearer}"}}"#),
+            )
+        } else {
+            Reply::json(status, format!("{} {bearer}", "x".repeat(150)))
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn an_issuer_echoing_the_proof_never_gets_it_into_the_error_or_logs() {
+    capture_logs();
+    for (status, json) in [(401, true), (503, false), (401, false), (503, true)] {
+        let d = echoing_issuer(status, json).await;
+        let p = pipeline(&d.url, None).await;
+        let msg = p
+            .registry_credentials(&identity(), &cgr())
+            .await
+            .unwrap_err()
+            .to_string();
+        let proof = d
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.uri.starts_with("/sts/exchange"))
+            .unwrap()
+            .headers["authorization"]
+            .to_str()
+            .unwrap()
+            .trim_start_matches("Bearer ")
+            .to_owned();
+        // Not the proof, nor any 24-character piece of it (a cut proof is still a credential).
+        let pieces: Vec<&str> = (0..proof.len() - 24)
+            .step_by(8)
+            .map(|i| &proof[i..i + 24])
+            .collect();
+        assert!(
+            !pieces.iter().any(|p| msg.contains(p)),
+            "HTTP {status} (json {json}): the proof leaked into: {msg}"
+        );
+        assert!(msg.contains("[redacted]"), "{msg}");
+        assert_logs_free_of(&pieces);
+    }
+}
+
+const OUTBOUND_JWT_SUB: &str = "arn:aws:iam::123456789012:role/cg";
+
+fn form_value(body: &str, key: &str) -> Option<String> {
+    let decode = |v: &str| {
+        let bytes = v.replace('+', " ").into_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                i += 3;
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        String::from_utf8(out).unwrap()
+    };
+    body.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (decode(k) == key).then(|| decode(v))
+    })
+}
+
+/// STS that also answers `GetWebIdentityToken` (a JWT whose `aud` is the asked audience), and
+/// an exchange that accepts exactly that JWT as the bearer.
+async fn outbound_double() -> Double {
+    Double::start(move |req: &Recorded, _| {
+        if req.uri.starts_with("/sts/exchange") {
+            let bearer = req.headers["authorization"].to_str().unwrap();
+            let bearer = bearer.trim_start_matches("Bearer ");
+            let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("outbound-SIG");
+            return if bearer.split('.').count() == 3 && bearer.ends_with(&sig) {
+                let jwt = fake_jwt(CG_TOKEN_MARK, "cgr.dev", jwt_exp() as i64);
+                Reply::json(200, format!(r#"{{"token":"{jwt}"}}"#))
+            } else {
+                Reply::json(401, r#"{"message":"not an outbound token"}"#)
+            };
+        }
+        if form_value(&req.body, "Action").as_deref() == Some("GetWebIdentityToken") {
+            let aud = form_value(&req.body, "Audience.member.1").unwrap_or_default();
+            let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+            let jwt = format!(
+                "{}.{}.{}",
+                b64(r#"{"alg":"RS256","kid":"o1"}"#),
+                b64(&format!(
+                    r#"{{"iss":"https://x.tokens.sts.global.api.aws","sub":"{OUTBOUND_JWT_SUB}","aud":"{aud}","exp":{}}}"#,
+                    jwt_exp()
+                )),
+                b64("outbound-SIG")
+            );
+            return Reply::xml(
+                200,
+                format!(
+                    "<GetWebIdentityTokenResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+                     <GetWebIdentityTokenResult><WebIdentityToken>{jwt}</WebIdentityToken>\
+                     <Expiration>2099-01-01T00:00:00Z</Expiration></GetWebIdentityTokenResult>\
+                     <ResponseMetadata><RequestId>r-2</RequestId></ResponseMetadata>\
+                     </GetWebIdentityTokenResponse>"
+                ),
+            );
+        }
+        sts_success("ASIACHAINGUARD", SECRET, SESSION, "2099-01-01T00:00:00Z")
+    })
+    .await
+}
+
+fn cgr_by_jwt() -> Vec<RegistryTarget> {
+    vec![
+        RegistryTarget::parse("cgr.dev/chainguard/static:latest", Some(IDENTITY))
+            .unwrap()
+            .with_chainguard_method(irsa_aws::ChainguardMethod::WebIdentityToken),
+    ]
+}
+
+async fn pipeline_with_issuer(sts_url: &str, issuer: &str) -> Pipeline {
+    Pipeline::new(PipelineOptions {
+        env: Env::from_pairs([("AWS_REGION", "eu-west-1"), ("AWS_ENDPOINT_URL", sts_url)]),
+        chainguard_issuer: issuer.to_owned(),
+        retry: RetryPolicy {
+            max_attempts: 1,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            attempt_timeout: Duration::from_secs(5),
+        },
+        ..PipelineOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn web_identity_token_calls(d: &Double) -> Vec<Recorded> {
+    d.requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| form_value(&r.body, "Action").as_deref() == Some("GetWebIdentityToken"))
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn web_identity_method_sends_an_outbound_jwt_for_the_issuer_it_calls() {
+    capture_logs();
+    let d = outbound_double().await;
+    let p = pipeline_with_issuer(&d.url, &d.url).await;
+    let c = p
+        .registry_credentials(&identity(), &cgr_by_jwt())
+        .await
+        .unwrap();
+    assert_eq!(c[0].username, "_token");
+    let calls = web_identity_token_calls(&d);
+    assert_eq!(calls.len(), 1);
+    let body = &calls[0].body;
+    // The audience is the issuer actually called, never a fixed issuer.enforce.dev.
+    assert_eq!(
+        form_value(body, "Audience.member.1").as_deref(),
+        Some(d.url.as_str())
+    );
+    assert_eq!(
+        form_value(body, "SigningAlgorithm").as_deref(),
+        Some("RS256")
+    );
+    assert_eq!(form_value(body, "DurationSeconds").as_deref(), Some("300"));
+    assert!(
+        calls[0].headers["authorization"]
+            .to_str()
+            .unwrap()
+            .contains("/eu-west-1/sts/aws4_request"),
+        "signed with the session, for the regional endpoint"
+    );
+    let jwt = d
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|r| r.uri.starts_with("/sts/exchange"))
+        .unwrap()
+        .headers["authorization"]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_owned();
+    assert_logs_free_of(&[&jwt, c[0].password.expose(), SECRET, SESSION]);
+}
+
+#[tokio::test]
+async fn an_overridden_issuer_gets_a_token_only_it_accepts() {
+    let d = outbound_double().await;
+    // An https issuer other than Chainguard's: the JWT must name it (the exchange then fails
+    // to connect, which does not matter here).
+    let issuer = "https://issuer.example.invalid";
+    let p = pipeline_with_issuer(&d.url, issuer).await;
+    let _ = p.registry_credentials(&identity(), &cgr_by_jwt()).await;
+    let calls = web_identity_token_calls(&d);
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        form_value(&calls[0].body, "Audience.member.1").as_deref(),
+        Some(issuer)
+    );
+}
+
+#[tokio::test]
+async fn a_clear_text_issuer_off_loopback_never_gets_a_web_identity_token() {
+    let d = outbound_double().await;
+    for issuer in ["http://issuer.example.test", "http://10.0.0.1:8080"] {
+        let p = pipeline_with_issuer(&d.url, issuer).await;
+        let msg = p
+            .registry_credentials(&identity(), &cgr_by_jwt())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("refusing to send an AWS web-identity token") && msg.contains(issuer),
+            "{msg}"
+        );
+    }
+    assert!(web_identity_token_calls(&d).is_empty());
+    // The proof method is unchanged for such an issuer (its proof names the issuer).
+}

@@ -176,6 +176,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Verdict> {
     let lab = Lab::start(LabConfig {
         registry,
         ecr_token_lifetime_seconds: ECR_TOKEN_LIFETIME_SECS,
+        ..LabConfig::default()
     })
     .await?;
     let mut demo = Demo {

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand, ValueEnum};
-use irsa_aws::{FileTokenSource, Identity, Pipeline, PipelineOptions, RegistryTarget};
+use irsa_aws::{
+    ChainguardMethod, FileTokenSource, Identity, Pipeline, PipelineOptions, RegistryTarget,
+};
 use irsa_core::arn::{RoleArn, SessionName};
 use irsa_core::docker_config::DockerConfig;
 use irsa_core::secret::SecretString;
@@ -51,6 +53,19 @@ pub(crate) struct IdentityArgs {
         default_value = "https://issuer.enforce.dev"
     )]
     chainguard_issuer: String,
+    /// How the AWS identity is proven to Chainguard: get-caller-identity (a signed
+    /// sts:GetCallerIdentity request; the identity's aws_identity) or web-identity-token (an STS
+    /// GetWebIdentityToken JWT for the issuer's audience, IAM outbound identity federation:
+    /// the account must have it enabled, the identity must trust its outbound issuer, and the
+    /// issuer URL must be https).
+    #[arg(
+        long,
+        value_name = "METHOD",
+        env = "IRSA_CHAINGUARD_METHOD",
+        default_value = "get-caller-identity",
+        value_parser = str::parse::<ChainguardMethod>
+    )]
+    chainguard_method: ChainguardMethod,
     /// The role session's duration asked of STS (15m to 12h, at most the role's maximum
     /// session duration; a chained --assume-role at most 1h). Unset: STS's default, 1h.
     #[arg(long, value_name = "DURATION", env = "IRSA_SESSION_DURATION", value_parser = parse_session_duration)]
@@ -198,7 +213,8 @@ fn cache_identity(identity: &Identity, args: &IdentityArgs) -> String {
     )
     .environment(&irsa_aws::Env::Process)
     .part(args.chainguard_identity.as_deref().unwrap_or(""))
-    .part(&args.chainguard_issuer);
+    .part(&args.chainguard_issuer)
+    .part(args.chainguard_method.as_str());
     key.finish()
 }
 
@@ -213,14 +229,12 @@ fn read_token_file(file: &PathBuf) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-fn targets(
-    inputs: &[String],
-    chainguard_identity: Option<&str>,
-) -> anyhow::Result<Vec<RegistryTarget>> {
+fn targets(inputs: &[String], args: &IdentityArgs) -> anyhow::Result<Vec<RegistryTarget>> {
     let mut out: Vec<RegistryTarget> = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let target = RegistryTarget::parse(input, chainguard_identity)
-            .map_err(|e| Invalid(e.to_string()))?;
+        let target = RegistryTarget::parse(input, args.chainguard_identity.as_deref())
+            .map_err(|e| Invalid(e.to_string()))?
+            .with_chainguard_method(args.chainguard_method);
         if !out.iter().any(|t| t.host == target.host) {
             out.push(target);
         }
@@ -320,10 +334,7 @@ fn credentials(
 }
 
 pub(crate) fn login(args: LoginArgs) -> anyhow::Result<Verdict> {
-    let targets = targets(
-        &args.registries,
-        args.identity.chainguard_identity.as_deref(),
-    )?;
+    let targets = targets(&args.registries, &args.identity)?;
     if args.output == LoginOutput::Password && targets.len() != 1 {
         return Err(Invalid(format!(
             "--output password prints one password, but {} registries were given: name one, or use --output dockerconfigjson",
@@ -369,10 +380,7 @@ pub(crate) fn login(args: LoginArgs) -> anyhow::Result<Verdict> {
 }
 
 pub(crate) fn argocd(args: ArgocdArgs) -> anyhow::Result<Verdict> {
-    let targets = targets(
-        std::slice::from_ref(&args.registry),
-        args.identity.chainguard_identity.as_deref(),
-    )?;
+    let targets = targets(std::slice::from_ref(&args.registry), &args.identity)?;
     match credentials(&args.identity, &targets)? {
         Ok(entries) => {
             println!("{}:{}", entries[0].username, entries[0].password.expose());
@@ -399,7 +407,7 @@ pub(crate) fn docker_credential(args: DockerCredentialArgs) -> anyhow::Result<Ve
                 &server_url,
                 args.identity.chainguard_identity.as_deref(),
             ) {
-                Ok(t) => t,
+                Ok(t) => t.with_chainguard_method(args.identity.chainguard_method),
                 Err(irsa_aws::TargetError::Unsupported { .. }) => {
                     println!("{NOT_FOUND}");
                     return Ok(Verdict::No);

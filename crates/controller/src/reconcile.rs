@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use irsa_aws::{Clock, Identity, RegistryTarget, TokenRequestSource, TokenRequester};
+use irsa_aws::{
+    ChainguardMethod, Clock, Identity, RegistryTarget, TokenRequestSource, TokenRequester,
+};
 use irsa_core::registry::Registry;
 use irsa_core::time::rfc3339;
 use irsa_k8s::validation::{RegistryTarget as SpecTarget, Validated, ValidatedIdentity};
@@ -787,15 +789,25 @@ fn truncate(mut s: String, max: usize) -> String {
 
 /// Converts a validated registry into the pipeline's target.
 fn pipeline_target(r: &irsa_k8s::validation::ValidatedRegistry) -> RegistryTarget {
-    let (registry, chainguard_identity) = match &r.target {
-        SpecTarget::Ecr(e) => (Registry::Ecr(e.clone()), None),
-        SpecTarget::EcrPublic => (Registry::EcrPublic, None),
-        SpecTarget::Chainguard { identity } => (Registry::Chainguard, Some(identity.clone())),
+    let (registry, chainguard_identity, chainguard_method) = match &r.target {
+        SpecTarget::Ecr(e) => (Registry::Ecr(e.clone()), None, ChainguardMethod::default()),
+        SpecTarget::EcrPublic => (Registry::EcrPublic, None, ChainguardMethod::default()),
+        SpecTarget::Chainguard { identity, method } => (
+            Registry::Chainguard,
+            Some(identity.clone()),
+            match method {
+                irsa_k8s::ChainguardMethod::GetCallerIdentity => {
+                    ChainguardMethod::GetCallerIdentity
+                }
+                irsa_k8s::ChainguardMethod::WebIdentityToken => ChainguardMethod::WebIdentityToken,
+            },
+        ),
     };
     RegistryTarget {
         host: r.host.clone(),
         registry,
         chainguard_identity,
+        chainguard_method,
     }
 }
 

@@ -265,6 +265,7 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
         host: host.clone(),
         registry: image.registry.clone(),
         chainguard_identity: None,
+        chainguard_method: irsa_aws::ChainguardMethod::default(),
     };
     // STS's region: the configured one, else the registry's own (nodes often set none).
     let region = std::env::var("AWS_REGION")

@@ -21,10 +21,10 @@ pub use install::{
     manifests_yaml,
 };
 pub use resources::{
-    AmbientIdentity, ChainguardSpec, ClusterPullSecret, ClusterPullSecretSpec, DEFAULT_REFRESH,
-    DeletionPolicy, GROUP, IdentitySpec, NamespaceSelection, PullSecret, PullSecretSpec,
-    PullSecretStatus, RegistrySpec, SecretSpec, ServiceAccountRef, TargetCounts, TargetProblem,
-    VERSION,
+    AmbientIdentity, ChainguardMethod, ChainguardSpec, ClusterPullSecret, ClusterPullSecretSpec,
+    DEFAULT_REFRESH, DeletionPolicy, GROUP, IdentitySpec, NamespaceSelection, PullSecret,
+    PullSecretSpec, PullSecretStatus, RegistrySpec, SecretSpec, ServiceAccountRef, TargetCounts,
+    TargetProblem, VERSION,
 };
 pub use token_request::KubeTokenRequester;
 pub use validation::{Validated, ValidationError, ValidationErrors};

@@ -147,6 +147,23 @@ pub struct RegistrySpec {
 pub struct ChainguardSpec {
     /// The Chainguard assumable identity id (`<group>/<id>`) that trusts the AWS role.
     pub identity: String,
+    /// How the AWS identity is proven to Chainguard: `get-caller-identity` (a signed
+    /// sts:GetCallerIdentity request; the identity's `aws_identity`, the default) or
+    /// `web-identity-token` (an STS GetWebIdentityToken JWT, IAM outbound identity federation;
+    /// the identity trusts the account's outbound issuer and the role ARN as subject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<ChainguardMethod>,
+}
+
+/// How the AWS identity is proven to Chainguard.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChainguardMethod {
+    /// A signed, never-sent sts:GetCallerIdentity request.
+    #[default]
+    GetCallerIdentity,
+    /// An STS GetWebIdentityToken JWT for the issuer's audience.
+    WebIdentityToken,
 }
 
 /// The identity used upstream: exactly one of `serviceAccount` or `ambient`.

@@ -69,6 +69,8 @@ pub enum RegistryTarget {
     Chainguard {
         /// The Chainguard identity id.
         identity: String,
+        /// How the AWS identity is proven.
+        method: crate::resources::ChainguardMethod,
     },
 }
 
@@ -248,6 +250,7 @@ fn check_registries(
             (Registry::Chainguard, Some(cg)) => match check_chainguard_identity(&cg.identity) {
                 Ok(()) => RegistryTarget::Chainguard {
                     identity: cg.identity.clone(),
+                    method: cg.method.unwrap_or_default(),
                 },
                 Err(problem) => {
                     errors.push(ValidationError::new(
@@ -688,6 +691,7 @@ mod tests {
                     host: "cgr.dev".into(),
                     chainguard: Some(ChainguardSpec {
                         identity: CG_ID.into(),
+                        method: Some(crate::resources::ChainguardMethod::WebIdentityToken),
                     }),
                 },
                 host("999999999999.dkr.ecr.eu-west-1.amazonaws.com"),
@@ -712,7 +716,8 @@ mod tests {
         assert_eq!(
             v.registries[2].target,
             RegistryTarget::Chainguard {
-                identity: CG_ID.into()
+                identity: CG_ID.into(),
+                method: crate::resources::ChainguardMethod::WebIdentityToken,
             }
         );
         assert!(matches!(
@@ -767,6 +772,7 @@ mod tests {
                         host: "cgr.dev".into(),
                         chainguard: Some(ChainguardSpec {
                             identity: "nope".into(),
+                            method: None,
                         }),
                     })
                 },
@@ -777,6 +783,7 @@ mod tests {
                 |s| {
                     s.secret.registries[0].chainguard = Some(ChainguardSpec {
                         identity: CG_ID.into(),
+                        method: None,
                     })
                 },
                 "spec.registries[0].chainguard: only allowed for cgr.dev",

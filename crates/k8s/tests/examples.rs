@@ -26,6 +26,25 @@ fn examples_deserialize_and_validate() {
         let cps: ClusterPullSecret = serde_json::from_value(example(name)).unwrap();
         cps.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
     }
+    let cps: ClusterPullSecret =
+        serde_json::from_value(example("cluster-pull-secret.yaml")).unwrap();
+    assert_eq!(
+        cps.spec.secret.registries[3]
+            .chainguard
+            .as_ref()
+            .unwrap()
+            .method,
+        Some(irsa_k8s::ChainguardMethod::WebIdentityToken)
+    );
+    let mut bad = example("cluster-pull-secret.yaml");
+    bad["spec"]["registries"][3]["chainguard"]["method"] = json!("oidc");
+    let err = serde_json::from_value::<ClusterPullSecret>(bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown variant `oidc`") && err.contains("web-identity-token"),
+        "{err}"
+    );
     let ps: PullSecret = serde_json::from_value(example("pull-secret.yaml")).unwrap();
     ps.validate().unwrap();
 }
@@ -129,6 +148,10 @@ fn the_crd_schemas_accept_the_examples_and_refuse_broken_ones() {
         }),
         broken(|d| d["spec"]["registries"] = json!([{"chainguard": {"identity": "x"}}])),
         broken(|d| d["spec"]["serviceAccounts"] = json!("default")),
+        broken(|d| {
+            d["spec"]["registries"] =
+                json!([{"host": "cgr.dev", "chainguard": {"identity": "x", "method": "oidc"}}])
+        }),
     ];
     let errors = schema_errors(&bad);
     let want = [
@@ -138,6 +161,7 @@ fn the_crd_schemas_accept_the_examples_and_refuse_broken_ones() {
         "'secretName' is a required property",
         "'host' is a required property",
         "'default' is not of type 'array'",
+        "'oidc' is not one of ['get-caller-identity', 'web-identity-token']",
     ];
     assert_eq!(errors.len(), want.len());
     for (got, want) in errors.iter().zip(want) {

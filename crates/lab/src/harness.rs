@@ -10,7 +10,7 @@ use std::time::Duration;
 pub use irsa_controller::ControllerOptions;
 pub use irsa_controller::lease::LeaseConfig;
 pub use irsa_sandbox::apiserver::faults::ErrorRule;
-pub use irsa_sandbox::cloud::CloudService;
+pub use irsa_sandbox::cloud::{ChainguardIdentity, CloudService};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::events::v1::Event;
 

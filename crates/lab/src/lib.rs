@@ -42,6 +42,8 @@ pub struct LabConfig {
     pub registry: bool,
     /// Lifetime of ECR tokens in seconds (AWS: 12 hours).
     pub ecr_token_lifetime_seconds: i64,
+    /// The Chainguard assumable identities of the sandbox's exchange.
+    pub chainguard_identities: Vec<irsa_sandbox::cloud::ChainguardIdentity>,
 }
 
 impl Default for LabConfig {
@@ -49,6 +51,7 @@ impl Default for LabConfig {
         Self {
             registry: false,
             ecr_token_lifetime_seconds: 12 * 3600,
+            chainguard_identities: Vec::new(),
         }
     }
 }
@@ -123,6 +126,10 @@ impl Lab {
             StackConfig {
                 cloud: CloudConfig {
                     ecr_token_lifetime_seconds: config.ecr_token_lifetime_seconds,
+                    chainguard: irsa_sandbox::cloud::ChainguardConfig {
+                        identities: config.chainguard_identities.clone(),
+                        ..Default::default()
+                    },
                     ..CloudConfig::default()
                 },
                 api_token: None,
@@ -225,7 +232,8 @@ impl Lab {
                 permission_policies: vec![json!({"Version": "2012-10-17", "Statement": [{
                     "Effect": "Allow",
                     "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
-                               "ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"],
+                               "ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken",
+                               "sts:GetWebIdentityToken"],
                     "Resource": "*"
                 }]})],
                 max_session_duration: 3600,

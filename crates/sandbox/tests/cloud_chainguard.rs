@@ -58,6 +58,19 @@ async fn chainguard_exchange_verifies_every_rule() {
             "WrongAudience",
         ),
         (
+            "the registry audience instead of the exchange's URL",
+            CHAINGUARD_IDENTITY,
+            chainguard_proof(
+                &good,
+                &ProofSpec {
+                    audience: "cgr.dev",
+                    ..Default::default()
+                },
+            ),
+            401,
+            "WrongAudience",
+        ),
+        (
             "host",
             CHAINGUARD_IDENTITY,
             chainguard_proof(
@@ -115,7 +128,7 @@ async fn chainguard_exchange_verifies_every_rule() {
             chainguard_proof(
                 &good,
                 &ProofSpec {
-                    after: vec![("Chainguard-Audience", "cgr.dev")],
+                    after: vec![("Chainguard-Audience", CHAINGUARD_EXCHANGE_URL)],
                     ..Default::default()
                 },
             ),
@@ -190,4 +203,164 @@ async fn chainguard_exchange_verifies_every_rule() {
     .await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(env.cloud.counters().get("chainguard", "Exchange", "ok"), 1);
+}
+
+/// `GetWebIdentityToken` through the real aws-sdk-sts, signed with a sandbox session.
+async fn outbound_jwt(url: &str, session: &Credentials, audience: &str) -> Result<String, String> {
+    signed_sts_client(url, session.clone())
+        .get_web_identity_token()
+        .audience(audience)
+        .signing_algorithm("RS256")
+        .duration_seconds(300)
+        .send()
+        .await
+        .map(|o| o.web_identity_token().unwrap_or_default().to_owned())
+        .map_err(|e| {
+            use aws_sdk_sts::error::ProvideErrorMetadata as _;
+            format!("{:?}: {:?}", e.code(), e.message())
+        })
+}
+
+#[tokio::test]
+async fn outbound_web_identity_tokens_verify_by_discovery_and_pass_the_exchange() {
+    let env = start().await;
+    let url = env.url();
+    let puller = web_identity_session(&url, &env.cloud, "puller").await;
+    let jwt = outbound_jwt(&url, &puller, CHAINGUARD_EXCHANGE_URL)
+        .await
+        .unwrap();
+
+    // A relying party's view: discovery, then the JWKS it names, then the signature and claims.
+    let get = |path: String| async move {
+        let r = irsa_sandbox::cloud::http_request("GET", &path, &[], Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{path}");
+        r.body
+    };
+    let discovery: serde_json::Value = serde_json::from_slice(
+        &get(format!("{url}/outbound/.well-known/openid-configuration")).await,
+    )
+    .unwrap();
+    let issuer = discovery["issuer"].as_str().unwrap().to_owned();
+    assert_eq!(issuer, format!("{url}/outbound"));
+    let jwks = irsa_core::token::Jwks::parse(
+        &get(discovery["jwks_uri"].as_str().unwrap().to_owned()).await,
+    )
+    .unwrap();
+    let now = env.cloud.clock().now();
+    let verified = irsa_core::token::verify(
+        &jwt,
+        &jwks,
+        &irsa_core::token::Expectations::new(now)
+            .with_issuer(&issuer)
+            .with_audience(CHAINGUARD_EXCHANGE_URL),
+    )
+    .unwrap();
+    assert_eq!(verified.header.alg, "RS256");
+    assert_eq!(
+        verified.claims.sub.as_deref(),
+        Some(format!("arn:aws:iam::{ACCOUNT}:role/puller").as_str())
+    );
+    assert_eq!(verified.claims.exp, Some(now + 300));
+
+    let (status, body) = chainguard_exchange(&url, CHAINGUARD_IDENTITY, &jwt).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        env.cloud.counters().get("sts", "GetWebIdentityToken", "ok"),
+        1
+    );
+
+    // Refusals, each with its code.
+    let for_other_issuer = outbound_jwt(&url, &puller, "https://other-issuer.example")
+        .await
+        .unwrap();
+    let not_allowed = web_identity_session(&url, &env.cloud, "no-ecr").await;
+    let not_allowed_err = outbound_jwt(&url, &not_allowed, CHAINGUARD_EXCHANGE_URL)
+        .await
+        .unwrap_err();
+    assert!(
+        not_allowed_err.contains("AccessDenied")
+            && not_allowed_err.contains("sts:GetWebIdentityToken"),
+        "{not_allowed_err}"
+    );
+    let mut tampered = jwt.clone();
+    tampered.pop();
+    tampered.push(if jwt.ends_with('A') { 'B' } else { 'A' });
+    let cases: Vec<(&str, &str, String, u16, &str)> = vec![
+        (
+            "audience of another issuer",
+            CHAINGUARD_IDENTITY,
+            for_other_issuer,
+            401,
+            "WrongJwtAudience",
+        ),
+        (
+            "tampered signature",
+            CHAINGUARD_IDENTITY,
+            tampered,
+            401,
+            "InvalidJwtSignature",
+        ),
+        (
+            "identity not trusting the role",
+            "group/unknown",
+            jwt.clone(),
+            403,
+            "Forbidden",
+        ),
+    ];
+    for (name, identity, bearer, status, code) in cases {
+        let (got, body) = chainguard_exchange(&url, identity, &bearer).await;
+        assert_eq!(got, status, "{name}: {body}");
+        assert_eq!(body["code"], code, "{name}: {body}");
+    }
+    // After its 300 s, the JWT is refused.
+    env.cloud.advance(Duration::from_secs(301 + 60));
+    let (status, body) = chainguard_exchange(&url, CHAINGUARD_IDENTITY, &jwt).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("ExpiredJwt")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn get_web_identity_token_validates_its_inputs() {
+    let env = start().await;
+    let url = env.url();
+    let puller = web_identity_session(&url, &env.cloud, "puller").await;
+    let client = signed_sts_client(&url, puller);
+    let err = |r: Result<_, aws_sdk_sts::error::SdkError<_, _>>| {
+        use aws_sdk_sts::error::ProvideErrorMetadata as _;
+        let e = r
+            .map(|_: aws_sdk_sts::operation::get_web_identity_token::GetWebIdentityTokenOutput| ())
+            .unwrap_err();
+        format!("{:?} {:?}", e.code(), e.message())
+    };
+    let too_long = err(client
+        .get_web_identity_token()
+        .audience("a")
+        .signing_algorithm("RS256")
+        .duration_seconds(3601)
+        .send()
+        .await);
+    assert!(
+        too_long.contains("ValidationError") && too_long.contains("durationSeconds"),
+        "{too_long}"
+    );
+    let bad_alg = err(client
+        .get_web_identity_token()
+        .audience("a")
+        .signing_algorithm("HS256")
+        .send()
+        .await);
+    assert!(bad_alg.contains("signingAlgorithm"), "{bad_alg}");
+    let eleven = err(client
+        .get_web_identity_token()
+        .set_audience(Some((0..11).map(|i| format!("a{i}")).collect()))
+        .signing_algorithm("RS256")
+        .send()
+        .await);
+    assert!(eleven.contains("'audience'"), "{eleven}");
 }

@@ -65,6 +65,7 @@ impl SandboxCloud {
                         "ecr:GetAuthorizationToken",
                         "ecr-public:GetAuthorizationToken",
                         "sts:GetServiceBearerToken",
+                        "sts:GetWebIdentityToken",
                     ],
                 ),
                 role("no-ecr", &["s3:GetObject"]),

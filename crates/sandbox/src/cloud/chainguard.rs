@@ -1,7 +1,14 @@
 //! Chainguard's AWS token exchange: `POST /sts/exchange?aud=cgr.dev&identity=<id>` with
-//! `Authorization: Bearer <base64url(serialized, SigV4-signed STS GetCallerIdentity request)>`.
+//! `Authorization: Bearer <proof>`, where the proof is either
+//! - base64url of a serialized, SigV4-signed STS GetCallerIdentity request whose
+//!   `Chainguard-Audience` names this exchange's URL (as Chainguard's clients send
+//!   `https://issuer.enforce.dev`), or
+//! - a JWT from the sandbox STS's `GetWebIdentityToken` (IAM outbound identity federation),
+//!   verified against the outbound issuer's key: signature, `iss`, `aud` (this exchange's URL),
+//!   `exp`, and `sub` (the role ARN).
+//!
 //! The sandbox checks what Chainguard's verifier checks, then that the caller's role may act
-//! as the identity.
+//! as the identity. "This exchange's URL" is `url` of the config, else `http://<Host>`.
 
 use std::sync::Arc;
 
@@ -40,8 +47,11 @@ pub const SIGNED_BINDING_HEADERS: [&str; 4] = [
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct ChainguardConfig {
-    /// The audience proofs must carry (`Chainguard-Audience`) and `aud` must name.
+    /// The `aud` query parameter the exchange requires, and the `aud` of the tokens it issues.
     pub audience: String,
+    /// This exchange's URL, which proofs (`Chainguard-Audience`) and web-identity JWTs (`aud`)
+    /// must name; `None`: `http://<Host of the request>`.
+    pub url: Option<String>,
     /// `iss` of the tokens the exchange issues.
     pub issuer: String,
     /// Token lifetime, seconds.
@@ -54,6 +64,7 @@ impl Default for ChainguardConfig {
     fn default() -> Self {
         Self {
             audience: "cgr.dev".to_owned(),
+            url: None,
             issuer: "https://issuer.enforce.dev".to_owned(),
             token_lifetime_seconds: 3600,
             identities: Vec::new(),
@@ -110,6 +121,24 @@ pub enum ProofError {
     /// The identity does not exist or the caller's role may not assume it.
     #[error("the caller may not assume this identity")]
     Forbidden,
+    /// A web-identity JWT that does not decode.
+    #[error("the web-identity token is not a well-formed JWT")]
+    MalformedJwt,
+    /// A web-identity JWT not signed by the outbound issuer's key.
+    #[error("the web-identity token's signature is not the sandbox outbound issuer's")]
+    JwtSignature,
+    /// A web-identity JWT from another issuer.
+    #[error("the web-identity token's iss is not the sandbox outbound issuer")]
+    JwtIssuer,
+    /// A web-identity JWT for another audience.
+    #[error("the web-identity token's aud does not name this exchange")]
+    JwtAudience,
+    /// An expired web-identity JWT.
+    #[error("the web-identity token has expired")]
+    JwtExpired,
+    /// A web-identity JWT whose `sub` is not an IAM role ARN.
+    #[error("the web-identity token's sub is not an IAM role ARN")]
+    JwtSubject,
 }
 
 impl ProofError {
@@ -130,6 +159,12 @@ impl ProofError {
             ProofError::Stale => "StaleProof",
             ProofError::Signature => "InvalidSignature",
             ProofError::Forbidden => "Forbidden",
+            ProofError::MalformedJwt => "MalformedJwt",
+            ProofError::JwtSignature => "InvalidJwtSignature",
+            ProofError::JwtIssuer => "WrongJwtIssuer",
+            ProofError::JwtAudience => "WrongJwtAudience",
+            ProofError::JwtExpired => "ExpiredJwt",
+            ProofError::JwtSubject => "WrongJwtSubject",
         }
     }
 }
@@ -301,6 +336,42 @@ pub(crate) async fn exchange(
     }
 }
 
+/// Whether a bearer is a JWT rather than a base64url proof: three dot-separated parts, the
+/// first a JSON object (`{"` encodes as `eyJ`). A proof has no dot.
+pub fn is_jwt(bearer: &str) -> bool {
+    bearer.starts_with("eyJ") && bearer.split('.').count() == 3
+}
+
+/// The checks on a web-identity JWT (pure): signed by `keys`, `iss` == `issuer`, `aud` names
+/// `audience`, not expired at `now`; returns `sub`, which must be an IAM role ARN.
+pub fn check_web_identity_token(
+    bearer: &str,
+    keys: &irsa_core::token::Jwks,
+    issuer: &str,
+    audience: &str,
+    now: i64,
+) -> Result<String, ProofError> {
+    use irsa_core::token::TokenError as E;
+    let expect = irsa_core::token::Expectations::new(now)
+        .with_issuer(issuer)
+        .with_audience(audience);
+    let verified = irsa_core::token::verify(bearer, keys, &expect).map_err(|e| match e {
+        E::KidNotFound { .. }
+        | E::KidRequired { .. }
+        | E::KeyMismatch { .. }
+        | E::InvalidKey { .. }
+        | E::BadSignature { .. } => ProofError::JwtSignature,
+        E::IssuerMissing { .. } | E::IssuerMismatch { .. } => ProofError::JwtIssuer,
+        E::AudienceMissing { .. } | E::AudienceMismatch { .. } => ProofError::JwtAudience,
+        E::Expired { .. } | E::ExpMissing => ProofError::JwtExpired,
+        _ => ProofError::MalformedJwt,
+    })?;
+    let sub = verified.claims.sub.unwrap_or_default();
+    sub.parse::<irsa_core::arn::RoleArn>()
+        .map_err(|_| ProofError::JwtSubject)?;
+    Ok(sub)
+}
+
 fn exchange_inner(
     state: &State,
     query: &ExchangeQuery,
@@ -311,36 +382,59 @@ fn exchange_inner(
     if audience != config.audience {
         return Err(ProofError::Audience);
     }
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
+    // The URL the client called: what its proof or JWT must be bound to.
+    let served = match &config.url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => super::served_url(pairs.iter().copied()),
+    };
     let identity = query.identity.as_deref().unwrap_or_default();
     let bearer = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ProofError::Encoding)?;
-    let proof = decode_proof(bearer)?;
-    // Proofs are signed with the wall clock; the sandbox clock ages sessions and tokens.
-    check_proof(&proof, &config.audience, identity, wall_now())?;
     let now = state.clock.now();
-    let parts = RequestParts {
-        method: &proof.method,
-        path_and_query: &proof.path_and_query,
-        headers: &proof.headers,
-        body: &proof.body,
+    // The caller's role ARN, and its session ARN when there is one.
+    let (role_arn, session_arn) = if is_jwt(bearer) {
+        let sub = check_web_identity_token(
+            bearer,
+            &state.outbound.verification_keys(),
+            &super::outbound_issuer_url(state, pairs.iter().copied()),
+            &served,
+            now,
+        )?;
+        (sub, None)
+    } else {
+        let proof = decode_proof(bearer)?;
+        // Proofs are signed with the wall clock; the sandbox clock ages sessions and tokens.
+        check_proof(&proof, &served, identity, wall_now())?;
+        let parts = RequestParts {
+            method: &proof.method,
+            path_and_query: &proof.path_and_query,
+            headers: &proof.headers,
+            body: &proof.body,
+        };
+        let session = authenticate(state, &parts, &["sts"]).map_err(|_| ProofError::Signature)?;
+        // Compare with the role's real ARN (session ARNs drop the path).
+        let role_arn = state
+            .iam()
+            .role_by_name(&session.role_name)
+            .map(|r| r.arn.to_string())
+            .unwrap_or_default();
+        (role_arn, Some(session.assumed_role_arn))
     };
-    let session = authenticate(state, &parts, &["sts"]).map_err(|_| ProofError::Signature)?;
     let allowed = config
         .identities
         .iter()
         .find(|i| i.id == identity)
         .is_some_and(|i| {
-            let iam = state.iam();
-            // Compare with the role's real ARN (session ARNs drop the path).
-            let role_arn = iam
-                .role_by_name(&session.role_name)
-                .map(|r| r.arn.to_string())
-                .unwrap_or_default();
             i.allowed_roles.iter().any(|p| {
-                wildcard_match(p, &role_arn) || wildcard_match(p, &session.assumed_role_arn)
+                wildcard_match(p, &role_arn)
+                    || session_arn.as_deref().is_some_and(|s| wildcard_match(p, s))
             })
         });
     if !allowed {
@@ -353,7 +447,7 @@ fn exchange_inner(
         "aud": config.audience,
         "iat": now,
         "exp": expiry,
-        "act": {"sub": session.assumed_role_arn},
+        "act": {"sub": session_arn.as_deref().unwrap_or(&role_arn)},
         "jti": random_string(16, b"0123456789abcdef"),
     });
     let token = state
@@ -377,6 +471,7 @@ mod tests {
     use super::*;
 
     const NOW: i64 = 1_800_000_000; // 20270115T080000Z
+    const SERVED: &str = "http://127.0.0.1:8080";
 
     fn raw(lines: &[&str], body: &str) -> String {
         URL_SAFE_NO_PAD.encode(format!("{}\r\n\r\n{body}", lines.join("\r\n")))
@@ -388,7 +483,7 @@ mod tests {
             "Host: sts.amazonaws.com".into(),
             "Authorization: AWS4-HMAC-SHA256 Credential=ASIAX/20270115/us-east-1/sts/aws4_request, SignedHeaders=chainguard-audience;chainguard-identity;host;x-amz-date, Signature=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
             format!("X-Amz-Date: {date}"),
-            "Chainguard-Audience: cgr.dev".into(),
+            format!("Chainguard-Audience: {SERVED}"),
             "Chainguard-Identity: group/id".into(),
         ]
     }
@@ -396,7 +491,7 @@ mod tests {
     fn check(lines: Vec<String>) -> Result<(), ProofError> {
         let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
         let proof = decode_proof(&raw(&refs, ""))?;
-        check_proof(&proof, "cgr.dev", "group/id", NOW)
+        check_proof(&proof, SERVED, "group/id", NOW)
     }
 
     fn edit(f: impl Fn(&mut Vec<String>)) -> Vec<String> {
@@ -430,7 +525,7 @@ mod tests {
             ),
             (
                 "two audiences",
-                edit(|l| l.push("Chainguard-Audience: cgr.dev".into())),
+                edit(|l| l.push(format!("Chainguard-Audience: {SERVED}"))),
                 Err(ProofError::HeaderCount("chainguard-audience")),
             ),
             (
@@ -461,7 +556,12 @@ mod tests {
             ),
             (
                 "audience",
-                edit(|l| l[4] = "Chainguard-Audience: other.dev".into()),
+                edit(|l| l[4] = "Chainguard-Audience: https://issuer.enforce.dev".into()),
+                Err(ProofError::Audience),
+            ),
+            (
+                "the registry audience is not the exchange's",
+                edit(|l| l[4] = "Chainguard-Audience: cgr.dev".into()),
                 Err(ProofError::Audience),
             ),
             (
@@ -503,5 +603,67 @@ mod tests {
             decode_proof(&URL_SAFE_NO_PAD.encode("POST / HTTP/1.1\r\n")),
             Err(ProofError::Malformed("no end of headers"))
         );
+    }
+
+    #[test]
+    fn web_identity_token_rules_table() {
+        let outbound = crate::cloud::OidcIssuer::new("http://x/outbound", "", None).unwrap();
+        let stranger = crate::cloud::OidcIssuer::new("http://x/outbound", "", None).unwrap();
+        let iss = "http://127.0.0.1:8080/outbound";
+        let role = "arn:aws:iam::111122223333:role/puller";
+        let claims = |f: &dyn Fn(&mut serde_json::Value)| {
+            let mut c =
+                json!({"iss": iss, "sub": role, "aud": SERVED, "iat": NOW, "exp": NOW + 300});
+            f(&mut c);
+            c
+        };
+        let keys = outbound.verification_keys();
+        let check = |token: &str| check_web_identity_token(token, &keys, iss, SERVED, NOW);
+        let signed = |c: serde_json::Value| outbound.sign_claims(&c).unwrap();
+        assert_eq!(check(&signed(claims(&|_| {}))), Ok(role.to_owned()));
+        let cases: Vec<(&str, String, ProofError)> = vec![
+            (
+                "another key",
+                stranger.sign_claims(&claims(&|_| {})).unwrap(),
+                ProofError::JwtSignature,
+            ),
+            (
+                "another issuer",
+                signed(claims(&|c| {
+                    c["iss"] = json!("https://abc.tokens.sts.global.api.aws")
+                })),
+                ProofError::JwtIssuer,
+            ),
+            (
+                "the fixed Chainguard audience, sent here",
+                signed(claims(&|c| c["aud"] = json!("https://issuer.enforce.dev"))),
+                ProofError::JwtAudience,
+            ),
+            (
+                "no audience",
+                signed(claims(&|c| {
+                    c.as_object_mut().unwrap().remove("aud");
+                })),
+                ProofError::JwtAudience,
+            ),
+            (
+                "expired",
+                signed(claims(&|c| c["exp"] = json!(NOW - 3600))),
+                ProofError::JwtExpired,
+            ),
+            (
+                "a session ARN",
+                signed(claims(&|c| {
+                    c["sub"] = json!("arn:aws:sts::111122223333:assumed-role/puller/s")
+                })),
+                ProofError::JwtSubject,
+            ),
+            ("garbage", "eyJ.x.y".to_owned(), ProofError::MalformedJwt),
+        ];
+        for (name, token, want) in cases {
+            assert_eq!(check(&token), Err(want), "{name}");
+        }
+        assert!(is_jwt(&signed(claims(&|_| {}))));
+        assert!(!is_jwt(&URL_SAFE.encode("POST / HTTP/1.1\r\n\r\n")));
     }
 }

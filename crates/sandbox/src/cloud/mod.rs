@@ -8,6 +8,9 @@
 //! - `POST /sts/exchange?aud=…&identity=…`: Chainguard.
 //! - `GET /registry/token?service=…&scope=…`: the registry token service (HTTP Basic).
 //! - `GET /.well-known/openid-configuration`, `GET /openid/v1/jwks`: the OIDC issuer.
+//! - `GET /outbound/.well-known/openid-configuration`, `GET /outbound/.well-known/jwks.json`:
+//!   the outbound issuer of STS `GetWebIdentityToken` (IAM outbound identity federation; its
+//!   URL is `outboundIssuerUrl`, by default `http://<the Host the request named>/outbound`).
 //! - `GET /metrics`: request counters.
 //! - `GET|POST /admin/iam/oidc-providers`, `GET|POST /admin/iam/roles`: IAM administration
 //!   (JSON bodies in the config-file format).
@@ -32,6 +35,7 @@
 //!       {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage"], "Resource": "*"}]}],
 //!     "maxSessionDuration": 3600
 //!   }],
+//!   "outboundIssuerUrl": "http://127.0.0.1:8080/outbound",
 //!   "chainguard": {"audience": "cgr.dev", "tokenLifetimeSeconds": 3600,
 //!     "identities": [{"id": "720909c9f5279097d847ad02a2f24ba8f59de36a/a033a6fabe0bfa0d",
 //!                     "allowedRoles": ["arn:aws:iam::111122223333:role/puller*"]}]},
@@ -68,7 +72,10 @@ use irsa_core::secret::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use chainguard::{ChainguardConfig, ChainguardIdentity, Proof, ProofError, decode_proof};
+pub use chainguard::{
+    ChainguardConfig, ChainguardIdentity, Proof, ProofError, check_proof, check_web_identity_token,
+    decode_proof, is_jwt,
+};
 pub use client::{HttpError, HttpResponse, request as http_request};
 pub use clock::Clock;
 pub use faults::{CloudFaults, CloudService};
@@ -104,6 +111,9 @@ pub struct CloudConfig {
     pub oidc_providers: Vec<OidcProviderConfig>,
     /// Roles created at start.
     pub roles: Vec<RoleConfig>,
+    /// `iss` of `GetWebIdentityToken` JWTs (where its discovery is served); `None`:
+    /// `http://<Host of the request>/outbound`, this listener's own `/outbound`.
+    pub outbound_issuer_url: Option<String>,
     /// The Chainguard exchange.
     pub chainguard: ChainguardConfig,
     /// The registry token service.
@@ -123,6 +133,7 @@ impl Default for CloudConfig {
             ecr_proxy_endpoint: None,
             oidc_providers: Vec::new(),
             roles: Vec::new(),
+            outbound_issuer_url: None,
             chainguard: ChainguardConfig::default(),
             registry: RegistryAuthConfig::default(),
         }
@@ -230,6 +241,8 @@ pub(crate) struct State {
     pub(crate) config: CloudConfig,
     pub(crate) clock: Clock,
     pub(crate) issuer: Arc<OidcIssuer>,
+    /// The outbound issuer's key (`GetWebIdentityToken`).
+    pub(crate) outbound: OidcIssuer,
     pub(crate) iam: RwLock<Iam>,
     /// By access key id.
     pub(crate) sessions: Mutex<HashMap<String, Session>>,
@@ -301,6 +314,16 @@ impl Cloud {
             &config.default_audience,
             config.state_dir.as_deref(),
         )?;
+        // Its own key, kept next to the service-account issuer's when there is a state dir.
+        let outbound = OidcIssuer::new(
+            config.outbound_issuer_url.as_deref().unwrap_or("outbound"),
+            "",
+            config
+                .state_dir
+                .as_ref()
+                .map(|d| d.join("outbound"))
+                .as_deref(),
+        )?;
         let mut iam = Iam::new(&config.partition, &config.account_id);
         for provider in &config.oidc_providers {
             iam.put_provider(provider.clone())?;
@@ -314,6 +337,7 @@ impl Cloud {
                 config,
                 clock: Clock::new(),
                 issuer: Arc::new(issuer),
+                outbound,
                 iam: RwLock::new(iam),
                 sessions: Mutex::new(HashMap::new()),
                 registry_credentials: Mutex::new(HashMap::new()),
@@ -332,6 +356,11 @@ impl Cloud {
             .route("/registry/token", get(registry_auth::token))
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/openid/v1/jwks", get(jwks))
+            .route(
+                "/outbound/.well-known/openid-configuration",
+                get(outbound_discovery),
+            )
+            .route("/outbound/.well-known/jwks.json", get(outbound_jwks))
             .route("/metrics", get(metrics))
             .route(
                 "/admin/iam/oidc-providers",
@@ -450,6 +479,55 @@ async fn discovery(
 
 async fn jwks(axum::extract::State(state): axum::extract::State<Arc<State>>) -> axum::Json<Value> {
     axum::Json(state.issuer.jwks())
+}
+
+/// The outbound issuer URL for a request: the configured one, else this listener's
+/// `/outbound` as the request's `Host` names it.
+pub(crate) fn outbound_issuer_url<'a>(
+    state: &State,
+    headers: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> String {
+    match &state.config.outbound_issuer_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("{}/outbound", served_url(headers)),
+    }
+}
+
+/// `http://<Host>`: this listener as the client addressed it (the sandbox serves plain HTTP).
+pub(crate) fn served_url<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    let host = headers
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("host"))
+        .map(|(_, v)| v)
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn header_pairs(headers: &http::HeaderMap) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect()
+}
+
+async fn outbound_discovery(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+    headers: http::HeaderMap,
+) -> axum::Json<Value> {
+    let issuer = outbound_issuer_url(&state, header_pairs(&headers));
+    axum::Json(serde_json::json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "response_types_supported": ["id_token"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }))
+}
+
+async fn outbound_jwks(
+    axum::extract::State(state): axum::extract::State<Arc<State>>,
+) -> axum::Json<Value> {
+    axum::Json(state.outbound.jwks())
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<Arc<State>>) -> String {

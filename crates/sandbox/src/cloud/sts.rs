@@ -1,5 +1,7 @@
 //! STS (Query API): `AssumeRoleWithWebIdentity`, which really verifies the token and evaluates
-//! the role's trust policy, and `GetCallerIdentity` for SigV4-signed requests.
+//! the role's trust policy, `GetCallerIdentity` for SigV4-signed requests, and
+//! `GetWebIdentityToken` (IAM outbound identity federation): a JWT naming the caller's role,
+//! signed by the sandbox's outbound issuer (discovery and JWKS under `/outbound/.well-known/`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -127,7 +129,10 @@ pub(crate) fn handle(state: &State, request: &Collected) -> Response {
     let params = params(request);
     let action = param(&params, "Action").unwrap_or_default();
     let label = match action {
-        "AssumeRoleWithWebIdentity" | "GetCallerIdentity" | "AssumeRole" => action,
+        "AssumeRoleWithWebIdentity"
+        | "GetCallerIdentity"
+        | "AssumeRole"
+        | "GetWebIdentityToken" => action,
         _ => "unknown",
     };
     // An outage refuses before any work: no session is issued.
@@ -142,10 +147,11 @@ pub(crate) fn handle(state: &State, request: &Collected) -> Response {
             "AssumeRoleWithWebIdentity" => assume_role_with_web_identity(state, &params),
             "GetCallerIdentity" => get_caller_identity(state, request),
             "AssumeRole" => assume_role(state, request, &params),
+            "GetWebIdentityToken" => get_web_identity_token(state, request, &params),
             _ => Err(StsError::new(
                 StatusCode::BAD_REQUEST,
                 "InvalidAction",
-                "Could not find operation for this request (supported: AssumeRoleWithWebIdentity, AssumeRole, GetCallerIdentity)",
+                "Could not find operation for this request (supported: AssumeRoleWithWebIdentity, AssumeRole, GetCallerIdentity, GetWebIdentityToken)",
             )),
         }
     };
@@ -422,6 +428,137 @@ fn get_caller_identity(state: &State, request: &Collected) -> Result<String, Sts
     let session =
         authenticate(state, &request.parts(), &["sts"]).map_err(|e| StsError::from_auth(&e))?;
     Ok(caller_identity_body(state, &session))
+}
+
+/// `GetWebIdentityToken`'s bounds on `DurationSeconds`, and its default.
+const WEB_IDENTITY_TOKEN_SECONDS: (i64, i64, i64) = (60, 3600, 300);
+
+/// The checks on `GetWebIdentityToken`'s parameters: the audiences and the lifetime.
+fn web_identity_token_inputs(params: &[(String, String)]) -> Result<(Vec<String>, i64), StsError> {
+    let mut audiences = Vec::new();
+    for n in 1..=11 {
+        match param(params, &format!("Audience.member.{n}")) {
+            Some(a) => audiences.push(a.to_owned()),
+            None => break,
+        }
+    }
+    if audiences.is_empty() {
+        return Err(StsError::validation(
+            "1 validation error detected: Value null at 'audience' failed to satisfy constraint: Member must not be null",
+        ));
+    }
+    if audiences.len() > 10 {
+        return Err(StsError::validation(
+            "1 validation error detected: Value at 'audience' failed to satisfy constraint: Member must have length less than or equal to 10",
+        ));
+    }
+    if audiences.iter().any(|a| a.is_empty() || a.len() > 1000) {
+        return Err(StsError::validation(
+            "1 validation error detected: Value at 'audience' failed to satisfy constraint: Member must satisfy constraint: [Member must have length between 1 and 1000]",
+        ));
+    }
+    match param(params, "SigningAlgorithm") {
+        Some("RS256") => {}
+        Some("ES384") => {
+            return Err(StsError::validation(
+                "the sandbox's outbound issuer signs RS256 only (AWS also offers ES384)",
+            ));
+        }
+        Some(other) => {
+            return Err(StsError::validation(format!(
+                "1 validation error detected: Value '{}' at 'signingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [RS256, ES384]",
+                xml_safe_echo(other)
+            )));
+        }
+        None => {
+            return Err(StsError::validation(
+                "1 validation error detected: Value null at 'signingAlgorithm' failed to satisfy constraint: Member must not be null",
+            ));
+        }
+    }
+    let (min, max, default) = WEB_IDENTITY_TOKEN_SECONDS;
+    let duration = match param(params, "DurationSeconds") {
+        None => default,
+        Some(d) => match d.parse::<i64>() {
+            Ok(d) if (min..=max).contains(&d) => d,
+            _ => {
+                return Err(StsError::validation(format!(
+                    "1 validation error detected: Value '{}' at 'durationSeconds' failed to satisfy constraint: Member must have value between {min} and {max}",
+                    xml_safe_echo(d)
+                )));
+            }
+        },
+    };
+    Ok((audiences, duration))
+}
+
+/// `GetWebIdentityToken`: signed by a live session whose role may call it; the JWT's `sub` is
+/// the role's ARN, `iss` the sandbox's outbound issuer.
+fn get_web_identity_token(
+    state: &State,
+    request: &Collected,
+    params: &[(String, String)],
+) -> Result<String, StsError> {
+    let session =
+        authenticate(state, &request.parts(), &["sts"]).map_err(|e| StsError::from_auth(&e))?;
+    let (audiences, duration) = web_identity_token_inputs(params)?;
+    let role_arn = {
+        let iam = state.iam();
+        let role = iam
+            .role_by_name(&session.role_name)
+            .ok_or_else(|| StsError::access_denied("GetWebIdentityToken"))?;
+        let decision = super::iam::evaluate_permissions(
+            &role.config.permission_policies,
+            "sts:GetWebIdentityToken",
+            "*",
+        );
+        if decision != super::iam::PermissionDecision::Allow {
+            return Err(StsError::new(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                format!(
+                    "User: {} is not authorized to perform: sts:GetWebIdentityToken on resource: * because no identity-based policy allows the sts:GetWebIdentityToken action",
+                    session.assumed_role_arn
+                ),
+            ));
+        }
+        role.arn.to_string()
+    };
+    let now = state.clock.now();
+    let expires_at = now + duration;
+    let aud = if audiences.len() == 1 {
+        serde_json::Value::from(audiences[0].clone())
+    } else {
+        serde_json::Value::from(audiences)
+    };
+    let claims = serde_json::json!({
+        "iss": super::outbound_issuer_url(
+            state,
+            request.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        ),
+        "sub": role_arn,
+        "aud": aud,
+        "iat": now,
+        "nbf": now,
+        "exp": expires_at,
+        "jti": random_string(32, b"0123456789abcdef"),
+        "https://sts.amazonaws.com/": {
+            "aws_account": state.config.account_id,
+            "source_region": state.config.region,
+        },
+    });
+    let token = state
+        .outbound
+        .sign_claims(&claims)
+        .map_err(|e| StsError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure", e))?;
+    let mut body = String::new();
+    element(&mut body, "WebIdentityToken", &token);
+    element(
+        &mut body,
+        "Expiration",
+        &irsa_core::time::rfc3339(expires_at),
+    );
+    Ok(body)
 }
 
 pub(crate) fn caller_identity_body(state: &State, session: &Session) -> String {

@@ -50,7 +50,8 @@ pub fn trust_policy(namespace: &str, service_account: &str) -> Value {
 pub fn pull_policy() -> Value {
     json!({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "*"},
-        {"Effect": "Allow", "Action": ["ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"], "Resource": "*"}
+        {"Effect": "Allow", "Action": ["ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"], "Resource": "*"},
+        {"Effect": "Allow", "Action": "sts:GetWebIdentityToken", "Resource": "*"}
     ]})
 }
 
@@ -112,6 +113,7 @@ pub fn config() -> CloudConfig {
             },
         ],
         chainguard: ChainguardConfig {
+            url: Some(CHAINGUARD_EXCHANGE_URL.to_owned()),
             identities: vec![ChainguardIdentity {
                 id: CHAINGUARD_IDENTITY.to_owned(),
                 allowed_roles: vec![format!("arn:aws:iam::{ACCOUNT}:role/pull*")],
@@ -291,6 +293,10 @@ pub async fn web_identity_session(
     )
 }
 
+/// The URL the test cloud's Chainguard exchange answers as (its `url`): what proofs name in
+/// `Chainguard-Audience`, as Chainguard's own clients name `https://issuer.enforce.dev`.
+pub const CHAINGUARD_EXCHANGE_URL: &str = "https://issuer.enforce.dev";
+
 pub struct ProofSpec<'a> {
     pub host: &'a str,
     pub path: &'a str,
@@ -308,7 +314,7 @@ impl Default for ProofSpec<'_> {
         Self {
             host: "sts.amazonaws.com",
             path: PROOF_PATH,
-            audience: "cgr.dev",
+            audience: CHAINGUARD_EXCHANGE_URL,
             identity: CHAINGUARD_IDENTITY,
             time: SystemTime::now(),
             after: vec![],
