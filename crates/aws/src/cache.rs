@@ -36,7 +36,7 @@ use irsa_core::refresh::{self, Backoff, Jitter};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::flight::{Flights, State};
+use crate::flight::{Ended, Flights, State};
 
 /// How the cache refreshes and how big it grows.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,7 +210,7 @@ impl<V, E> fmt::Debug for CredentialCache<V, E> {
 impl<V, E> CredentialCache<V, E>
 where
     V: Send + Sync + 'static,
-    E: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + From<Ended> + 'static,
 {
     /// An empty cache.
     pub fn new(options: CacheOptions, clock: Arc<dyn Clock>) -> Self {
@@ -259,9 +259,10 @@ where
         let inner = self.inner.clone();
         let complete = move |slot: &mut Slot<V>, result| inner.complete(slot, result);
         match self.inner.flights.ask(key, decide, start, complete).await.0 {
-            Ok(value) => Ok(value),
-            Err(Some(e)) => Err(e),
-            Err(None) => panic!("the credential exchange panicked"),
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Some(e))) => Err(e),
+            Ok(Err(None)) => panic!("the credential exchange panicked"),
+            Err(ended) => Err(E::from(ended)),
         }
     }
 
@@ -633,6 +634,76 @@ mod tests {
         assert_eq!(c.stats().exchanges, 2);
         tokio::time::advance(Duration::from_secs(6)).await;
         assert_eq!(*c.get_or_fetch("k", fetch("v2")).await.unwrap(), "v2");
+    }
+
+    #[test]
+    fn an_exchange_its_runtime_dropped_is_a_failed_refresh_and_the_next_caller_starts_afresh() {
+        // The exchange runs on runtime A and never answers; a waiter on runtime B joins it;
+        // A is dropped (shutdown, or a cache shared across runtimes) with the task inside.
+        let c = cache(Arc::new(ManualClock::new(t0())), 10);
+        let a = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let b = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (started, is_started) = tokio::sync::oneshot::channel::<()>();
+        a.block_on(async {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.get_or_fetch("k", || async move {
+                    let _ = started.send(());
+                    std::future::pending::<Result<Fetched<String>, String>>().await
+                })
+                .await
+            });
+            is_started.await.unwrap();
+        });
+        let waiter = b.spawn({
+            let c = c.clone();
+            async move {
+                c.get_or_fetch("k", || async {
+                    Err::<Fetched<String>, _>("joins".to_owned())
+                })
+                .await
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while c.stats().misses < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiter never joined"
+            );
+            std::thread::yield_now();
+        }
+        drop(a);
+        let bounded =
+            |f| b.block_on(async { tokio::time::timeout(Duration::from_secs(10), f).await });
+        let joined = bounded(waiter)
+            .expect("the waiter hangs")
+            .expect("the waiter panics");
+        let error = joined.unwrap_err();
+        assert!(error.contains("cancelled"), "{error}");
+        let next = bounded(b.spawn({
+            let c = c.clone();
+            async move {
+                c.get_or_fetch("k", || async {
+                    Ok::<_, String>(Fetched {
+                        value: "v".to_owned(),
+                        expires_at: Some(t0() + Duration::from_secs(3600)),
+                    })
+                })
+                .await
+            }
+        }));
+        let next = next
+            .expect("the next caller hangs")
+            .expect("the next caller panics");
+        assert_eq!(*next.unwrap(), "v", "a new exchange");
+        assert_eq!(c.stats().exchanges, 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,16 +15,59 @@ use futures_util::future::{BoxFuture, Shared};
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
+/// Why an exchange ended without an answer for its waiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Ended {
+    /// The runtime dropped the exchange's task midway.
+    #[error("the credential exchange was cancelled (runtime shutting down); retry")]
+    Cancelled,
+    /// Completing the exchange panicked (a bug).
+    #[error("the credential exchange failed unexpectedly (a bug: the log has the panic); retry")]
+    Panicked,
+    /// No tokio runtime to run the exchange on.
+    #[error("the credential exchange needs a tokio runtime and none is running")]
+    NoRuntime,
+}
+
+/// So that a plain message can be a store's error (tests, benches).
+impl From<Ended> for String {
+    fn from(e: Ended) -> String {
+        e.to_string()
+    }
+}
+
+/// Clears its flight from the slot when dropped: a task the runtime drops midway (or before it
+/// ever ran) must not leave its key "in flight" for ever. A newer flight is left alone.
+struct Landing<S, O> {
+    map: Arc<Mutex<Map<S, O>>>,
+    key: String,
+    id: u64,
+}
+
+impl<S, O> Drop for Landing<S, O> {
+    fn drop(&mut self) {
+        let mut map = lock(&self.map);
+        if let Some(s) = map.slots.get_mut(&self.key)
+            && s.flight.as_ref().is_some_and(|(f, _)| *f == self.id)
+        {
+            s.flight = None;
+        }
+    }
+}
+
 /// A slot's policy state.
 pub trait State: Default + Send + 'static {
     /// Whether nothing worth keeping is held: such slots go first when the store is full.
     fn spent(&self) -> bool;
 }
 
+/// What every waiter of one exchange gets.
+type Flight<O> = Shared<BoxFuture<'static, Result<O, Ended>>>;
+
 struct Slot<S, O> {
     state: S,
     /// The exchange in flight, numbered to tell it from a later one under the same key.
-    flight: Option<(u64, Shared<BoxFuture<'static, O>>)>,
+    flight: Option<(u64, Flight<O>)>,
     last_used: Instant,
 }
 
@@ -66,14 +109,15 @@ impl<S: State, O: Clone + Send + Sync + 'static> Flights<S, O> {
     /// state, or (`None`) the call awaits the exchange in flight or starts `start`'s. `complete`
     /// turns the exchange's answer (`None`: it panicked) into the new state and the outcome all
     /// its waiters get, in the exchange's task; with a detached state when the slot is gone.
-    /// Also says whether the outcome is that of an exchange another call started.
+    /// Also says whether the outcome is that of an exchange another call started. [`Ended`]:
+    /// the exchange ended without an outcome; the slot is left as it was, not in flight.
     pub async fn ask<A, Fut>(
         &self,
         key: &str,
         decide: impl FnOnce(&mut S, bool) -> Option<O>,
         start: impl FnOnce(&mut S) -> Fut,
         complete: impl FnOnce(&mut S, Option<A>) -> O + Send + 'static,
-    ) -> (O, bool)
+    ) -> (Result<O, Ended>, bool)
     where
         Fut: Future<Output = A> + Send + 'static,
         A: Send + 'static,
@@ -93,23 +137,30 @@ impl<S: State, O: Clone + Send + Sync + 'static> Flights<S, O> {
             };
             slot.last_used = Instant::now();
             if let Some(answer) = decide(&mut slot.state, slot.flight.is_some()) {
-                return (answer, false);
+                return (Ok(answer), false);
             }
             match &slot.flight {
                 Some((_, flight)) => (flight.clone(), true),
                 None => {
+                    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                        return (Err(Ended::NoRuntime), false);
+                    };
                     map.flights += 1;
                     let id = map.flights;
                     let exchange = AssertUnwindSafe(start(&mut slot.state)).catch_unwind();
-                    let shared = self.map.clone();
-                    let key = key.to_owned();
+                    let landing = Landing {
+                        map: self.map.clone(),
+                        key: key.to_owned(),
+                        id,
+                    };
                     // Completes only after the lock held here is released, so it finds the
                     // slot's flight recorded below.
                     let task = async move {
+                        let landing = landing;
                         let answer = exchange.await.ok();
-                        let mut map = lock(&shared);
+                        let mut map = lock(&landing.map);
                         let mut detached = S::default();
-                        let state = match map.slots.get_mut(&key) {
+                        let state = match map.slots.get_mut(&landing.key) {
                             Some(s) if s.flight.as_ref().is_some_and(|(f, _)| *f == id) => {
                                 s.flight = None;
                                 &mut s.state
@@ -118,11 +169,16 @@ impl<S: State, O: Clone + Send + Sync + 'static> Flights<S, O> {
                         };
                         complete(state, answer)
                     };
-                    let task = tokio::spawn(task.instrument(tracing::Span::current()));
-                    // An error: the runtime is shutting down, or `complete` panicked (the slot
-                    // was freed before it ran).
+                    let task = runtime.spawn(task.instrument(tracing::Span::current()));
+                    // An error: the runtime dropped the task (its landing cleared the flight),
+                    // or `complete` panicked (the slot was freed before it ran).
                     let flight = task
-                        .map(|done| done.expect("the credential exchange task ended early"))
+                        .map(|done| {
+                            done.map_err(|e| match e.is_panic() {
+                                true => Ended::Panicked,
+                                false => Ended::Cancelled,
+                            })
+                        })
                         .boxed()
                         .shared();
                     slot.flight = Some((id, flight.clone()));

@@ -359,8 +359,16 @@ impl CredentialStore {
         let complete = move |slot: &mut Slot, answer| complete(slot, answer, asked, since);
         match self.flights.ask(key, from_slot, start, complete).await {
             // Joined another caller's exchange: obtained nothing, asked nothing upstream.
-            (Obtained::Refreshed(c), true) => Obtained::Current(c),
-            (mut obtained, joined) => {
+            (Ok(Obtained::Refreshed(c)), true) => Obtained::Current(c),
+            // No outcome (the runtime dropped the exchange): the slot is as it was and not in
+            // flight, so the next call exchanges afresh.
+            (Err(ended), joined) => Obtained::Failed {
+                error: ended.to_string(),
+                last_good: self.flights.peek(key, |s| s.current.clone()).flatten(),
+                retry_in: Duration::from_secs(1),
+                attempted: !joined,
+            },
+            (Ok(mut obtained), joined) => {
                 if let Obtained::Failed { attempted, .. } = &mut obtained {
                     *attempted &= !joined;
                 }
