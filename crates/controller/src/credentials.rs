@@ -842,6 +842,51 @@ pub(crate) mod tests {
         CredentialStore::new(pipeline, Arc::new(Metrics::default()))
     }
 
+    #[test]
+    fn an_exchange_its_runtime_dropped_fails_and_the_next_caller_exchanges_afresh() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let sts = Arc::new(HangingSts::default());
+        sts.hang.store(true, Ordering::SeqCst);
+        let s = Arc::new(store_with(sts.clone(), ecr));
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (rt(), rt());
+        a.block_on(async {
+            let s = s.clone();
+            tokio::spawn(async move { get(&s, NOW).await });
+            while sts.calls.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+        });
+        // Asks only once A is gone (B runs its tasks in `block_on`), so it meets whatever
+        // in-flight marker the dropped exchange left.
+        let waiter = b.spawn({
+            let s = s.clone();
+            async move { get(&s, NOW).await }
+        });
+        drop(a);
+        sts.hang.store(false, Ordering::SeqCst);
+        let bounded =
+            |f| b.block_on(async { tokio::time::timeout(Duration::from_secs(10), f).await });
+        let joined = bounded(waiter)
+            .expect("the waiter hangs")
+            .expect("the waiter panics");
+        assert!(matches!(joined, Obtained::Failed { .. }), "{joined:?}");
+        let next = bounded(b.spawn({
+            let s = s.clone();
+            async move { get(&s, NOW + MIN_EXCHANGE_INTERVAL_SECS + 1).await }
+        }));
+        let next = next
+            .expect("the next caller hangs")
+            .expect("the next caller panics");
+        assert!(matches!(next, Obtained::Refreshed(_)), "{next:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_hanging_exchange_ends_at_its_timeout_and_never_blocks_a_valid_credential() {
         let ecr = Arc::new(Ecr::default());
