@@ -8,9 +8,9 @@
 //!   [`CacheOptions::jitter`] so that many keys do not refresh in lockstep, never sooner than
 //!   30 s after issue nor later than a margin (a tenth of the lifetime, at most 5 min) before
 //!   expiry, and never past expiry.
-//! - **Single-flight**: however many callers ask for one key at once, one upstream exchange runs;
-//!   the others await its result. The exchange is a shared future kept in the slot, so it goes on
-//!   if the caller that started it gives up.
+//! - **Single-flight** ([`crate::flight`], shared with the controller's store): however many
+//!   callers ask for one key at once, one upstream exchange runs, as a task of its own; the
+//!   others await its result, and it completes into the cache if every caller gave up.
 //! - After the refresh point the next caller starts a refresh. If it fails while the old
 //!   credential is still valid, the old one is served and the refresh is retried after a backoff
 //!   ([`CacheOptions::failure_backoff`], doubling up to [`CacheOptions::max_failure_backoff`]).
@@ -25,21 +25,18 @@
 //! Wall-clock expiries come from the [`Clock`]; the refresh schedule runs on tokio's monotonic
 //! clock, so tests drive it with `tokio::time::pause()` and `advance`.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use futures_util::FutureExt as _;
-use futures_util::future::Shared;
 use irsa_core::lifetime::{self, ExpiredAnswer};
 use irsa_core::refresh::{self, Backoff, Jitter};
 use tokio::time::Instant;
 
 use crate::clock::Clock;
-use crate::credentials::BoxFuture;
+use crate::flight::{Ended, Flights, State};
 
 /// How the cache refreshes and how big it grows.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,14 +67,6 @@ impl Default for CacheOptions {
 }
 
 impl CacheOptions {
-    /// The backoff after failed refreshes.
-    fn backoff(&self) -> Backoff {
-        Backoff {
-            base: self.failure_backoff,
-            cap: self.max_failure_backoff,
-        }
-    }
-
     /// How long after it was obtained an entry living `life` is refreshed.
     fn refresh_after(&self, life: Duration) -> Duration {
         let life_secs = i64::try_from(life.as_secs()).unwrap_or(i64::MAX);
@@ -142,8 +131,6 @@ pub struct Fetched<V> {
     pub expires_at: Option<SystemTime>,
 }
 
-type Flight<V, E> = Shared<BoxFuture<'static, Result<Arc<V>, E>>>;
-
 /// Deadlines on both clocks: the monotonic one never runs backwards, the injected wall clock
 /// sees what the monotonic one misses (a suspended VM, a test or demo moving time forward).
 struct Entry<V> {
@@ -164,22 +151,39 @@ impl<V> Entry<V> {
     }
 }
 
-struct Slot<V, E> {
+/// What a key holds between exchanges (the exchange itself is the [`Flights`]' business).
+struct Slot<V> {
     entry: Option<Entry<V>>,
-    flight: Option<Flight<V, E>>,
     failures: u32,
     retry_at: Option<Instant>,
-    last_used: Instant,
 }
 
+impl<V> Default for Slot<V> {
+    fn default() -> Self {
+        Self {
+            entry: None,
+            failures: 0,
+            retry_at: None,
+        }
+    }
+}
+
+impl<V: Send + Sync + 'static> State for Slot<V> {
+    fn spent(&self) -> bool {
+        self.entry
+            .as_ref()
+            .is_none_or(|e| Instant::now() >= e.expires_at)
+    }
+}
+
+/// The value, or the error (`None`: the exchange panicked).
+type Outcome<V, E> = Result<Arc<V>, Option<E>>;
+
 struct Inner<V, E> {
-    slots: Mutex<HashMap<String, Slot<V, E>>>,
+    flights: Flights<Slot<V>, Outcome<V, E>>,
     options: CacheOptions,
     clock: Arc<dyn Clock>,
     counters: Counters,
-    /// Bumped by [`CredentialCache::clear`]: a flight started before completes for its own
-    /// callers only, never into a slot of after the clear.
-    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// A single-flight credential cache keyed by strings. Cheap to clone (shared state).
@@ -206,17 +210,16 @@ impl<V, E> fmt::Debug for CredentialCache<V, E> {
 impl<V, E> CredentialCache<V, E>
 where
     V: Send + Sync + 'static,
-    E: Clone + Send + Sync + 'static,
+    E: Clone + Send + Sync + From<Ended> + 'static,
 {
     /// An empty cache.
     pub fn new(options: CacheOptions, clock: Arc<dyn Clock>) -> Self {
         Self {
             inner: Arc::new(Inner {
-                slots: Mutex::new(HashMap::new()),
+                flights: Flights::new(options.capacity),
                 options,
                 clock,
                 counters: Counters::default(),
-                epoch: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -224,58 +227,43 @@ where
     /// The cached value for `key`, or the result of one shared call of `fetch`.
     ///
     /// `fetch` is only called when this caller starts the exchange; concurrent callers for the
-    /// same key await the same exchange.
+    /// same key await the same exchange, which completes (and fills the cache) even if they
+    /// all give up. A panicking `fetch` is a failed refresh, and panics its waiters.
     pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<V>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Fetched<V>, E>> + Send + 'static,
     {
-        let flight = {
-            let mut slots = self.lock();
-            let now = Instant::now();
-            let c = &self.inner.counters;
-            if let Some(slot) = slots.get_mut(key) {
-                slot.last_used = now;
-                if let Some(entry) = &slot.entry {
-                    let wall = self.inner.clock.now();
-                    if entry.fresh(now, wall) {
-                        c.hits.fetch_add(1, Ordering::Relaxed);
-                        return Ok(entry.value.clone());
-                    }
-                    let backing_off = slot.retry_at.is_some_and(|at| now < at);
-                    if entry.valid(now, wall) && (slot.flight.is_some() || backing_off) {
-                        c.hits.fetch_add(1, Ordering::Relaxed);
-                        c.stale_served.fetch_add(1, Ordering::Relaxed);
-                        return Ok(entry.value.clone());
-                    }
+        let c = &self.inner.counters;
+        let decide = |slot: &mut Slot<V>, in_flight: bool| {
+            if let Some(entry) = &slot.entry {
+                let (now, wall) = (Instant::now(), self.inner.clock.now());
+                if entry.fresh(now, wall) {
+                    c.hits.fetch_add(1, Ordering::Relaxed);
+                    return Some(Ok(entry.value.clone()));
                 }
-                c.misses.fetch_add(1, Ordering::Relaxed);
-                match &slot.flight {
-                    Some(flight) => flight.clone(),
-                    None => {
-                        let flight = self.start(key, fetch());
-                        slot.flight = Some(flight.clone());
-                        flight
-                    }
+                let backing_off = slot.retry_at.is_some_and(|at| now < at);
+                if entry.valid(now, wall) && (in_flight || backing_off) {
+                    c.hits.fetch_add(1, Ordering::Relaxed);
+                    c.stale_served.fetch_add(1, Ordering::Relaxed);
+                    return Some(Ok(entry.value.clone()));
                 }
-            } else {
-                c.misses.fetch_add(1, Ordering::Relaxed);
-                self.make_room(&mut slots, now);
-                let flight = self.start(key, fetch());
-                slots.insert(
-                    key.to_owned(),
-                    Slot {
-                        entry: None,
-                        flight: Some(flight.clone()),
-                        failures: 0,
-                        retry_at: None,
-                        last_used: now,
-                    },
-                );
-                flight
             }
+            c.misses.fetch_add(1, Ordering::Relaxed);
+            None
         };
-        flight.await
+        let start = |_: &mut Slot<V>| {
+            c.exchanges.fetch_add(1, Ordering::Relaxed);
+            fetch()
+        };
+        let inner = self.inner.clone();
+        let complete = move |slot: &mut Slot<V>, result| inner.complete(slot, result);
+        match self.inner.flights.ask(key, decide, start, complete).await.0 {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(Some(e))) => Err(e),
+            Ok(Err(None)) => panic!("the credential exchange panicked"),
+            Err(ended) => Err(E::from(ended)),
+        }
     }
 
     /// The counters, and how many keys are held.
@@ -287,195 +275,97 @@ where
             exchanges: c.exchanges.load(Ordering::Relaxed),
             failures: c.failures.load(Ordering::Relaxed),
             stale_served: c.stale_served.load(Ordering::Relaxed),
-            entries: self.lock().len() as u64,
+            entries: self.inner.flights.held() as u64,
         }
     }
 
     /// Drops every entry, flights in progress too: they finish for the callers awaiting them,
     /// but store nothing, and a later caller starts its own.
     pub fn clear(&self) {
-        let mut slots = self.lock();
-        self.inner.epoch.fetch_add(1, Ordering::SeqCst);
-        slots.clear();
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot<V, E>>> {
-        // A panic while holding the lock leaves the map consistent (no multi-step updates).
-        self.inner.slots.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn start<Fut>(&self, key: &str, fut: Fut) -> Flight<V, E>
-    where
-        Fut: Future<Output = Result<Fetched<V>, E>> + Send + 'static,
-    {
-        self.inner
-            .counters
-            .exchanges
-            .fetch_add(1, Ordering::Relaxed);
-        let cache = self.clone();
-        let key = key.to_owned();
-        // Called with the slots locked, so no clear comes between the check and the start.
-        let epoch = self.inner.epoch.load(Ordering::SeqCst);
-        let flight: BoxFuture<'static, Result<Arc<V>, E>> = Box::pin(async move {
-            match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
-                Ok(result) => cache.complete(&key, epoch, result),
-                Err(panic) => {
-                    // Forget the flight so that the next caller starts a fresh one, then let
-                    // this one's waiters see the panic.
-                    let mut slots = cache.lock();
-                    if cache.inner.epoch.load(Ordering::SeqCst) == epoch
-                        && let Some(slot) = slots.get_mut(&key)
-                    {
-                        slot.flight = None;
-                    }
-                    drop(slots);
-                    std::panic::resume_unwind(panic)
-                }
-            }
-        });
-        flight.shared()
-    }
-
-    /// Stores the outcome of a flight and decides what its callers get.
-    fn complete(&self, key: &str, epoch: u64, result: Result<Fetched<V>, E>) -> Result<Arc<V>, E> {
-        let now = Instant::now();
-        let mut slots = self.lock();
-        let opts = &self.inner.options;
-        // Cleared since the flight started: its callers get the answer, no slot keeps it.
-        let mut slot = if self.inner.epoch.load(Ordering::SeqCst) == epoch {
-            slots.get_mut(key)
-        } else {
-            None
-        };
-        match result {
-            Ok(fetched) => {
-                let wall = self.inner.clock.now();
-                if let Some(slot) = slot.as_deref_mut()
-                    && let Some((refused, held)) = refuse(slot, fetched.expires_at, now, wall)
-                {
-                    let backoff = self.back_off(slot, now);
-                    tracing::warn!(
-                        %refused,
-                        failures = slot.failures,
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "credential refresh failed; serving the previous, still valid credential"
-                    );
-                    self.inner
-                        .counters
-                        .stale_served
-                        .fetch_add(1, Ordering::Relaxed);
-                    return Ok(held);
-                }
-                let value = Arc::new(fetched.value);
-                let life = fetched
-                    .expires_at
-                    .and_then(|at| at.duration_since(wall).ok())
-                    .filter(|life| *life >= Duration::from_secs(1));
-                if let Some(slot) = slot {
-                    slot.flight = None;
-                    slot.failures = 0;
-                    slot.retry_at = None;
-                    slot.entry = life.map(|life| {
-                        let refresh_after = opts.refresh_after(life);
-                        Entry {
-                            value: value.clone(),
-                            refresh_at: now + refresh_after,
-                            expires_at: now + life,
-                            wall_refresh_at: wall + refresh_after,
-                            wall_expires_at: wall + life,
-                        }
-                    });
-                }
-                if life.is_none() {
-                    tracing::warn!(
-                        expires_at = ?fetched.expires_at,
-                        "credential has no expiry or is already expired; serving it without caching"
-                    );
-                }
-                Ok(value)
-            }
-            Err(error) => {
-                let Some(slot) = slot else {
-                    self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
-                    return Err(error);
-                };
-                let backoff = self.back_off(slot, now);
-                match &slot.entry {
-                    Some(entry) if entry.valid(now, self.inner.clock.now()) => {
-                        tracing::warn!(
-                            failures = slot.failures,
-                            retry_in_ms = backoff.as_millis() as u64,
-                            valid_for_s = (entry.expires_at - now).as_secs(),
-                            "credential refresh failed; serving the previous, still valid credential"
-                        );
-                        self.inner
-                            .counters
-                            .stale_served
-                            .fetch_add(1, Ordering::Relaxed);
-                        Ok(entry.value.clone())
-                    }
-                    _ => {
-                        slot.entry = None;
-                        Err(error)
-                    }
-                }
-            }
-        }
-    }
-
-    /// Counts a failed refresh of `slot` and schedules its retry; returns the wait.
-    fn back_off(&self, slot: &mut Slot<V, E>, now: Instant) -> Duration {
-        self.inner.counters.failures.fetch_add(1, Ordering::Relaxed);
-        slot.flight = None;
-        slot.failures = slot.failures.saturating_add(1);
-        let backoff = self.inner.options.backoff().full(slot.failures);
-        slot.retry_at = Some(now + backoff);
-        backoff
-    }
-
-    fn make_room(&self, slots: &mut HashMap<String, Slot<V, E>>, now: Instant) {
-        let capacity = self.inner.options.capacity.max(1);
-        if slots.len() < capacity {
-            return;
-        }
-        slots.retain(|_, s| {
-            s.flight.is_some() || s.entry.as_ref().is_some_and(|e| now < e.expires_at)
-        });
-        while slots.len() >= capacity {
-            let oldest = slots
-                .iter()
-                .filter(|(_, s)| s.flight.is_none())
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    slots.remove(&k);
-                }
-                // Every slot has an exchange in flight: let the map grow past the bound briefly.
-                None => break,
-            }
-        }
+        self.inner.flights.clear(false);
     }
 }
 
-/// Why an answer expiring at `expires_at` must not replace what `slot` holds, and what it holds:
-/// `Some` only when the answer expired already and the held entry is still valid.
-fn refuse<V, E>(
-    slot: &Slot<V, E>,
+impl<V, E> Inner<V, E> {
+    /// Stores the outcome of a flight (`None`: it panicked) and decides what its callers get.
+    fn complete(&self, slot: &mut Slot<V>, result: Option<Result<Fetched<V>, E>>) -> Outcome<V, E> {
+        let (now, wall) = (Instant::now(), self.clock.now());
+        let held = slot.entry.as_ref().filter(|e| e.valid(now, wall));
+        let (error, refused) = match result {
+            Some(Ok(fetched)) => match held.and_then(|h| refuse(h, fetched.expires_at, wall)) {
+                None => return Ok(self.keep(slot, fetched, now, wall)),
+                refused => (None, refused),
+            },
+            failure => (failure.and_then(Result::err), None),
+        };
+        self.counters.failures.fetch_add(1, Ordering::Relaxed);
+        slot.failures = slot.failures.saturating_add(1);
+        let (base, cap) = (
+            self.options.failure_backoff,
+            self.options.max_failure_backoff,
+        );
+        let backoff = Backoff { base, cap }.full(slot.failures);
+        slot.retry_at = Some(now + backoff);
+        let Some(entry) = slot.entry.as_ref().filter(|e| e.valid(now, wall)) else {
+            slot.entry = None;
+            return Err(error);
+        };
+        tracing::warn!(
+            refused = refused.as_ref().map(tracing::field::display),
+            failures = slot.failures,
+            retry_in_ms = backoff.as_millis() as u64,
+            valid_for_s = (entry.expires_at - now).as_secs(),
+            "credential refresh failed; serving the previous, still valid credential"
+        );
+        self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
+        Ok(entry.value.clone())
+    }
+
+    /// Keeps what an exchange fetched, unless it has no expiry or expired already.
+    fn keep(
+        &self,
+        slot: &mut Slot<V>,
+        fetched: Fetched<V>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Arc<V> {
+        let value = Arc::new(fetched.value);
+        let life = fetched
+            .expires_at
+            .and_then(|at| at.duration_since(wall).ok())
+            .filter(|life| *life >= Duration::from_secs(1));
+        slot.failures = 0;
+        slot.retry_at = None;
+        slot.entry = life.map(|life| {
+            let refresh_after = self.options.refresh_after(life);
+            Entry {
+                value: value.clone(),
+                refresh_at: now + refresh_after,
+                expires_at: now + life,
+                wall_refresh_at: wall + refresh_after,
+                wall_expires_at: wall + life,
+            }
+        });
+        if life.is_none() {
+            tracing::warn!(
+                expires_at = ?fetched.expires_at,
+                "credential has no expiry or is already expired; serving it without caching"
+            );
+        }
+        value
+    }
+}
+
+/// Why an answer expiring at `expires_at` must not replace the valid entry `held`: only when
+/// the answer expired already.
+fn refuse<V>(
+    held: &Entry<V>,
     expires_at: Option<SystemTime>,
-    now: Instant,
     wall: SystemTime,
-) -> Option<(ExpiredAnswer, Arc<V>)> {
-    let held = slot.entry.as_ref().filter(|e| e.valid(now, wall))?;
+) -> Option<ExpiredAnswer> {
     let secs = |t: SystemTime| lifetime::unix_seconds(t).unwrap_or(0);
-    let refused = lifetime::judge_answer(
-        "upstream",
-        secs(expires_at?),
-        Some(secs(held.wall_expires_at)),
-        secs(wall),
-    )
-    .err()?;
-    Some((refused, held.value.clone()))
+    let held = Some(secs(held.wall_expires_at));
+    lifetime::judge_answer("upstream", secs(expires_at?), held, secs(wall)).err()
 }
 
 #[cfg(test)]
@@ -681,6 +571,139 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(*v, "ok");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exchange_whose_caller_gave_up_completes_into_the_cache() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock, 10);
+        let slow = || async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, String>(Fetched {
+                value: "v".to_owned(),
+                expires_at: Some(t0() + Duration::from_secs(3600)),
+            })
+        };
+        // The only caller gives up long before the exchange answers.
+        let gave_up = tokio::time::timeout(Duration::from_secs(1), c.get_or_fetch("k", slow));
+        assert!(gave_up.await.is_err());
+        // Past the time the exchange takes (paused clock: it answered at 10 s).
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let v = c
+            .get_or_fetch("k", || async {
+                Err::<Fetched<String>, _>("a second exchange".to_owned())
+            })
+            .await
+            .unwrap();
+        assert_eq!(*v, "v");
+        let stats = c.stats();
+        assert_eq!(
+            (stats.exchanges, stats.hits),
+            (1, 1),
+            "served from the cache"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_refresh_is_a_failed_refresh() {
+        let clock = Arc::new(ManualClock::new(t0()));
+        let c = cache(clock.clone(), 10);
+        let fetch = |v: &'static str| {
+            move || async move {
+                Ok::<_, String>(Fetched {
+                    value: v.to_owned(),
+                    expires_at: Some(t0() + Duration::from_secs(3600)),
+                })
+            }
+        };
+        c.get_or_fetch("k", fetch("v1")).await.unwrap();
+        clock.advance(Duration::from_secs(1900));
+        let served = c
+            .get_or_fetch("k", || async {
+                if true {
+                    panic!("provider bug");
+                }
+                Err::<Fetched<String>, String>("unreachable".into())
+            })
+            .await
+            .unwrap();
+        assert_eq!(*served, "v1", "the held credential is served");
+        assert_eq!(c.stats().failures, 1);
+        // Backing off like any failed refresh, then a fresh exchange.
+        assert_eq!(*c.get_or_fetch("k", fetch("v2")).await.unwrap(), "v1");
+        assert_eq!(c.stats().exchanges, 2);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(*c.get_or_fetch("k", fetch("v2")).await.unwrap(), "v2");
+    }
+
+    #[test]
+    fn an_exchange_its_runtime_dropped_is_a_failed_refresh_and_the_next_caller_starts_afresh() {
+        // The exchange runs on runtime A and never answers; a waiter on runtime B joins it;
+        // A is dropped (shutdown, or a cache shared across runtimes) with the task inside.
+        let c = cache(Arc::new(ManualClock::new(t0())), 10);
+        let a = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let b = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (started, is_started) = tokio::sync::oneshot::channel::<()>();
+        a.block_on(async {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.get_or_fetch("k", || async move {
+                    let _ = started.send(());
+                    std::future::pending::<Result<Fetched<String>, String>>().await
+                })
+                .await
+            });
+            is_started.await.unwrap();
+        });
+        let waiter = b.spawn({
+            let c = c.clone();
+            async move {
+                c.get_or_fetch("k", || async {
+                    Err::<Fetched<String>, _>("joins".to_owned())
+                })
+                .await
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while c.stats().misses < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiter never joined"
+            );
+            std::thread::yield_now();
+        }
+        drop(a);
+        let bounded =
+            |f| b.block_on(async { tokio::time::timeout(Duration::from_secs(10), f).await });
+        let joined = bounded(waiter)
+            .expect("the waiter hangs")
+            .expect("the waiter panics");
+        let error = joined.unwrap_err();
+        assert!(error.contains("cancelled"), "{error}");
+        let next = bounded(b.spawn({
+            let c = c.clone();
+            async move {
+                c.get_or_fetch("k", || async {
+                    Ok::<_, String>(Fetched {
+                        value: "v".to_owned(),
+                        expires_at: Some(t0() + Duration::from_secs(3600)),
+                    })
+                })
+                .await
+            }
+        }));
+        let next = next
+            .expect("the next caller hangs")
+            .expect("the next caller panics");
+        assert_eq!(*next.unwrap(), "v", "a new exchange");
+        assert_eq!(c.stats().exchanges, 2);
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,7 +5,8 @@
 //! - [`token_source`]: where the service-account token comes from (projected file, TokenRequest).
 //! - [`sts`]: `AssumeRoleWithWebIdentity`, the ambient chain and chained `AssumeRole`.
 //! - [`provider`], [`ecr`], [`ecr_public`], [`chainguard`]: registry token providers.
-//! - [`cache`]: the credential cache with single-flight; [`retry`]: timeouts and backoff.
+//! - [`cache`]: the credential cache; [`flight`]: its single-flight slots (the controller's
+//!   store's too); [`retry`]: timeouts and backoff.
 //! - [`disk_cache`]: the on-disk cache of short-lived processes, with a lock across processes.
 #![warn(missing_docs)]
 
@@ -17,6 +18,7 @@ pub mod disk_cache;
 pub mod ecr;
 pub mod ecr_public;
 pub mod env;
+pub mod flight;
 pub mod pipeline;
 pub mod provider;
 pub mod retry;

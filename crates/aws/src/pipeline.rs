@@ -156,6 +156,9 @@ pub enum PipelineError {
         /// The registry host.
         registry: String,
     },
+    /// The exchange ended without an answer (its runtime shut down).
+    #[error(transparent)]
+    Exchange(#[from] crate::flight::Ended),
 }
 
 /// The three registry token providers the pipeline dispatches to.

@@ -340,6 +340,9 @@ pub enum StsError {
         /// The chain's explanation.
         message: String,
     },
+    /// The exchange ended without an answer (its runtime shut down).
+    #[error(transparent)]
+    Exchange(#[from] crate::flight::Ended),
 }
 
 /// Where an STS call goes and how it is bounded.

@@ -11,13 +11,16 @@
 //! credential are at least [`MIN_EXCHANGE_INTERVAL_SECS`] apart after a success and a backoff
 //! apart after a failure, whatever the number of events asking. The schedule, the backoff, the
 //! interval and the judgement are `irsa_core::refresh` and `irsa_core::lifetime`: the same
-//! policy as irsa-aws's cache.
+//! policy as irsa-aws's cache, and so is the mechanism (`irsa_aws::flight`): one exchange per
+//! key at a time, run as a task of its own that fills the slot whether or not anyone waits.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use irsa_aws::{Identity, Pipeline, RegistryCredential, RegistryTarget, TokenRequester};
+use irsa_aws::flight::{Flights, State};
+use irsa_aws::{
+    Identity, Pipeline, PipelineError, RegistryCredential, RegistryTarget, TokenRequester,
+};
 use irsa_core::docker_config::DockerConfig;
 pub use irsa_core::lifetime::CLAMPED_LIFETIME_SECS;
 use irsa_core::lifetime::{Use, judge_answer as judge_expiry};
@@ -117,19 +120,14 @@ struct Slot {
     last_exchange: Option<(i64, Instant)>,
 }
 
-/// One credential's slot: its state (locked only briefly, never across a request) and the
-/// lock that makes its exchanges single-flight.
-#[derive(Default)]
-struct Entry {
-    state: std::sync::Mutex<Slot>,
-    exchange: tokio::sync::Mutex<()>,
-}
-
-impl Entry {
-    fn state(&self) -> std::sync::MutexGuard<'_, Slot> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+impl State for Slot {
+    fn spent(&self) -> bool {
+        self.current.is_none()
     }
 }
+
+/// What an exchange answers: registry credentials, unless it failed or timed out.
+type Answer = Result<Result<Vec<RegistryCredential>, PipelineError>, tokio::time::error::Elapsed>;
 
 /// What a call at `now` gets without an exchange, if anything: the held credential when it is
 /// not due, the last failure while backing off, what is held within the minimum interval.
@@ -264,10 +262,10 @@ impl TokenRequester for BoundedTokenRequester {
 pub struct CredentialStore {
     pipeline: Pipeline,
     metrics: Arc<Metrics>,
-    slots: Mutex<HashMap<String, Arc<Entry>>>,
-    /// Set by [`CredentialStore::clear`] until [`CredentialStore::resume`]: a reconcile begun
-    /// in the term that ended must not fill the store again.
-    ended: std::sync::atomic::AtomicBool,
+    /// Single-flight slots; ending the term ([`CredentialStore::clear`] until
+    /// [`CredentialStore::resume`]) keeps a reconcile begun in the term that ended from filling
+    /// the store again, as [`CredentialStore::retain`] does for keys no resource uses.
+    flights: Flights<Slot, Obtained>,
 }
 
 impl std::fmt::Debug for CredentialStore {
@@ -296,52 +294,40 @@ impl CredentialStore {
         Self {
             pipeline,
             metrics,
-            slots: Mutex::new(HashMap::new()),
-            ended: std::sync::atomic::AtomicBool::new(false),
+            flights: Flights::new(usize::MAX),
         }
-    }
-
-    /// The slot for `key`; after [`Self::clear`] and until [`Self::resume`], a detached one
-    /// that no later caller sees.
-    fn slot(&self, key: &str) -> Arc<Entry> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        if self.ended() {
-            return Arc::default();
-        }
-        slots.entry(key.to_owned()).or_default().clone()
     }
 
     /// Whether the store was cleared and not resumed since: what is obtained is not kept.
     pub fn ended(&self) -> bool {
-        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+        self.flights.ended()
     }
 
     /// A new term: the store keeps what is obtained again.
     pub fn resume(&self) {
-        self.ended.store(false, std::sync::atomic::Ordering::SeqCst);
+        self.flights.resume();
     }
 
     /// Whether a credential is held for `key` (never waits for an exchange in flight).
     pub async fn holds(&self, key: &str) -> bool {
-        self.slot(key).state().current.is_some()
+        self.flights
+            .peek(key, |slot| slot.current.is_some())
+            .unwrap_or(false)
     }
 
     /// Installs a credential recovered from a written Secret (after a restart or a leader
     /// change) unless one is held already.
     pub async fn adopt(&self, key: &str, credential: Credential) {
-        let slot = self.slot(key);
-        let mut slot = slot.state();
-        if slot.current.is_none() {
-            slot.current = Some(Arc::new(credential));
-        }
+        self.flights.update(key, |slot| {
+            slot.current.get_or_insert_with(|| Arc::new(credential));
+        });
     }
 
     /// The credential for (identity, targets), refreshed when `now()` (wall-clock Unix seconds)
     /// is past its refresh point for `fraction`. Concurrent callers for one key share one
     /// upstream exchange: while it runs, a caller whose credential is still valid gets that one
-    /// at once, the others wait for the exchange, which is bounded by [`EXCHANGE_TIMEOUT`].
-    /// The time is read again after each wait (for the exchange lock, for the upstream), so
-    /// that what is decided after it is decided on the time it is decided at.
+    /// at once, the others wait for the exchange, which is bounded by [`EXCHANGE_TIMEOUT`] and
+    /// completes into the store even if every caller gave up.
     pub async fn get(
         &self,
         key: &str,
@@ -350,81 +336,43 @@ impl CredentialStore {
         fraction: f64,
         now: &(dyn Fn() -> i64 + Send + Sync),
     ) -> Obtained {
-        let entry = self.slot(key);
-        let _exchanging = match entry.exchange.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => {
-                // Another caller is exchanging: serve what is still valid without waiting, or
-                // wait for its answer (decided on below, after the wait: the minimum interval
-                // since the exchange that just ended is no reason to fail).
-                let asked = now();
-                if let Some(c) = entry
-                    .state()
-                    .current
-                    .clone()
-                    .filter(|c| asked < c.expires_at)
-                {
-                    return Obtained::Current(c);
-                }
-                entry.exchange.lock().await
+        let (asked, since) = (now(), Instant::now());
+        let from_slot = |slot: &mut Slot, in_flight: bool| match in_flight {
+            // Another caller is exchanging: what is still valid is served without waiting.
+            true => slot
+                .current
+                .clone()
+                .filter(|c| asked < c.expires_at)
+                .map(Obtained::Current),
+            false => decide(slot, fraction, asked),
+        };
+        let start = |slot: &mut Slot| {
+            slot.last_exchange = Some((asked, since));
+            self.metrics.exchanged();
+            let (pipeline, identity) = (self.pipeline.clone(), identity.clone());
+            let targets = targets.to_vec();
+            async move {
+                let exchange = pipeline.fresh_registry_credentials(&identity, &targets);
+                tokio::time::timeout(EXCHANGE_TIMEOUT, exchange).await
             }
         };
-        let started = now();
-        {
-            let mut slot = entry.state();
-            if let Some(done) = decide(&slot, fraction, started) {
-                return done;
-            }
-            slot.last_exchange = Some((started, Instant::now()));
-        }
-        self.metrics.exchanged();
-        // The slot's state is not locked meanwhile: readers never wait on the upstream.
-        let answer = match tokio::time::timeout(
-            EXCHANGE_TIMEOUT,
-            self.pipeline.fresh_registry_credentials(identity, targets),
-        )
-        .await
-        {
-            Ok(answer) => answer.map_err(|e| e.to_string()),
-            Err(_) => Err(format!(
-                "the exchange for registry credentials did not finish within {}s (service-account \
-                 token, STS and registry requests together)",
-                EXCHANGE_TIMEOUT.as_secs()
-            )),
-        };
-        // Judged when it arrived; issued when it was asked for (its refresh point is never late).
-        let answered = now();
-        let mut slot = entry.state();
-        let answer = answer.and_then(|creds| {
-            judge_answer(
-                Credential::from_registry_credentials(&creds, started),
-                slot.current.as_deref(),
-                answered,
-            )
-        });
-        match answer {
-            Ok(c) => {
-                let c = Arc::new(c);
-                slot.current = Some(c.clone());
-                slot.failures = 0;
-                slot.retry_at = None;
-                slot.last_error = None;
-                Obtained::Refreshed(c)
-            }
-            Err(error) => {
-                slot.failures = slot.failures.saturating_add(1);
-                let backoff = failure_backoff(slot.failures, fastrand::f64());
-                let retry_in = backoff.max(Duration::from_secs(1));
-                slot.retry_at = Some(answered + i64::try_from(retry_in.as_secs()).unwrap_or(1));
-                slot.last_error = Some(error.clone());
-                // A failure is spaced by its backoff, not by the success interval.
-                slot.last_exchange = None;
-                Obtained::Failed {
-                    error,
-                    last_good: slot.current.clone(),
-                    retry_in,
-                    attempted: true,
+        let complete = move |slot: &mut Slot, answer| complete(slot, answer, asked, since);
+        match self.flights.ask(key, from_slot, start, complete).await {
+            // Joined another caller's exchange: obtained nothing, asked nothing upstream.
+            (Ok(Obtained::Refreshed(c)), true) => Obtained::Current(c),
+            // No outcome (the runtime dropped the exchange): the slot is as it was and not in
+            // flight, so the next call exchanges afresh.
+            (Err(ended), joined) => Obtained::Failed {
+                error: ended.to_string(),
+                last_good: self.flights.peek(key, |s| s.current.clone()).flatten(),
+                retry_in: Duration::from_secs(1),
+                attempted: !joined,
+            },
+            (Ok(mut obtained), joined) => {
+                if let Obtained::Failed { attempted, .. } = &mut obtained {
+                    *attempted &= !joined;
                 }
+                obtained
             }
         }
     }
@@ -436,17 +384,66 @@ impl CredentialStore {
     /// [`Self::resume`] nothing obtained is kept. The pipeline's caches (STS credentials of
     /// every role, registry tokens) are dropped too.
     pub fn clear(&self) {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        self.ended.store(true, std::sync::atomic::Ordering::SeqCst);
-        slots.clear();
-        drop(slots);
+        self.flights.clear(true);
         self.pipeline.clear();
     }
 
-    /// Forgets credentials nobody asked for since the last call with `keep` (deleted resources).
-    pub fn retain(&self, keep: &std::collections::HashSet<String>) {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.retain(|k, _| keep.contains(k));
+    /// Keeps the credentials of the keys in `in_use` (those of live resources) only: the others
+    /// are forgotten, and a reconcile still running for a deleted resource leaves no slot behind.
+    pub fn retain(&self, in_use: std::collections::HashSet<String>) {
+        self.flights.retain(in_use);
+    }
+}
+
+/// What an exchange asked for at `asked` (wall clock; `since` monotonic) leaves in `slot`
+/// (`None`: it panicked).
+fn complete(slot: &mut Slot, answer: Option<Answer>, asked: i64, since: Instant) -> Obtained {
+    // Judged when it arrived (the caller's clock moved on by what the exchange took); issued
+    // when it was asked for, so that its refresh point is never late.
+    let took = i64::try_from(since.elapsed().as_secs()).unwrap_or(i64::MAX);
+    let answered = asked.saturating_add(took);
+    let answer = match answer {
+        Some(Ok(Ok(creds))) => judge_answer(
+            Credential::from_registry_credentials(&creds, asked),
+            slot.current.as_deref(),
+            answered,
+        ),
+        Some(Ok(Err(e))) => Err(e.to_string()),
+        Some(Err(_)) => Err(format!(
+            "the exchange for registry credentials did not finish within {}s (service-account \
+             token, STS and registry requests together)",
+            EXCHANGE_TIMEOUT.as_secs()
+        )),
+        None => Err(
+            "the exchange for registry credentials failed unexpectedly (a bug: the \
+                     controller's log has the panic)"
+                .to_owned(),
+        ),
+    };
+    match answer {
+        Ok(c) => {
+            let c = Arc::new(c);
+            slot.current = Some(c.clone());
+            slot.failures = 0;
+            slot.retry_at = None;
+            slot.last_error = None;
+            Obtained::Refreshed(c)
+        }
+        Err(error) => {
+            slot.failures = slot.failures.saturating_add(1);
+            let backoff = failure_backoff(slot.failures, fastrand::f64());
+            let retry_in = backoff.max(Duration::from_secs(1));
+            slot.retry_at = Some(answered + i64::try_from(retry_in.as_secs()).unwrap_or(1));
+            slot.last_error = Some(error.clone());
+            // A failure is spaced by its backoff, not by the success interval.
+            slot.last_exchange = None;
+            Obtained::Failed {
+                error,
+                last_good: slot.current.clone(),
+                retry_in,
+                attempted: true,
+            }
+        }
     }
 }
 
@@ -829,7 +826,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn store_with(sts: Arc<HangingSts>, ecr: Arc<Ecr>) -> CredentialStore {
+    fn store_with(sts: Arc<impl CredentialExchange + 'static>, ecr: Arc<Ecr>) -> CredentialStore {
         let providers = Providers {
             ecr: ecr.clone(),
             ecr_public: ecr.clone(),
@@ -843,6 +840,51 @@ pub(crate) mod tests {
         };
         let pipeline = Pipeline::with_components(&options, sts, providers).unwrap();
         CredentialStore::new(pipeline, Arc::new(Metrics::default()))
+    }
+
+    #[test]
+    fn an_exchange_its_runtime_dropped_fails_and_the_next_caller_exchanges_afresh() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let sts = Arc::new(HangingSts::default());
+        sts.hang.store(true, Ordering::SeqCst);
+        let s = Arc::new(store_with(sts.clone(), ecr));
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (a, b) = (rt(), rt());
+        a.block_on(async {
+            let s = s.clone();
+            tokio::spawn(async move { get(&s, NOW).await });
+            while sts.calls.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+        });
+        // Asks only once A is gone (B runs its tasks in `block_on`), so it meets whatever
+        // in-flight marker the dropped exchange left.
+        let waiter = b.spawn({
+            let s = s.clone();
+            async move { get(&s, NOW).await }
+        });
+        drop(a);
+        sts.hang.store(false, Ordering::SeqCst);
+        let bounded =
+            |f| b.block_on(async { tokio::time::timeout(Duration::from_secs(10), f).await });
+        let joined = bounded(waiter)
+            .expect("the waiter hangs")
+            .expect("the waiter panics");
+        assert!(matches!(joined, Obtained::Failed { .. }), "{joined:?}");
+        let next = bounded(b.spawn({
+            let s = s.clone();
+            async move { get(&s, NOW + MIN_EXCHANGE_INTERVAL_SECS + 1).await }
+        }));
+        let next = next
+            .expect("the next caller hangs")
+            .expect("the next caller panics");
+        assert!(matches!(next, Obtained::Refreshed(_)), "{next:?}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -978,6 +1020,108 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(ecr.calls.load(Ordering::SeqCst), 1, "one exchange");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_exchange_whose_caller_gave_up_completes_and_serves_the_next_caller() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let s = store_with(Arc::new(SlowSts), ecr.clone());
+        // The only caller (a reconcile, cancelled) gives up while STS takes its 20 s.
+        let gave_up = tokio::time::timeout(Duration::from_secs(1), get(&s, NOW)).await;
+        assert!(gave_up.is_err());
+        // Past the time the exchange takes (paused clock: it answered at 20 s).
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let k = key(&identity(), &targets());
+        assert!(s.holds(&k).await, "the exchange stalled without its caller");
+        let Obtained::Current(c) = get(&s, NOW + 21).await else {
+            panic!("not served what was obtained")
+        };
+        assert_eq!(password(&c), "password-1");
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 1, "no second exchange");
+    }
+
+    /// An STS double that panics while `panics` is set, counting calls.
+    #[derive(Default)]
+    struct PanickingSts {
+        panics: std::sync::atomic::AtomicBool,
+        calls: AtomicU32,
+    }
+    impl CredentialExchange for PanickingSts {
+        fn credentials<'a>(
+            &'a self,
+            identity: &'a Identity,
+        ) -> BoxFuture<'a, Result<AwsCredentials, StsError>> {
+            Box::pin(async move {
+                self.calls.fetch_add(1, Ordering::SeqCst);
+                assert!(
+                    !self.panics.load(Ordering::SeqCst),
+                    "a bug in an STS client"
+                );
+                Sts.credentials(identity).await
+            })
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_exchange_is_a_failed_refresh_retried_after_its_backoff() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let sts = Arc::new(PanickingSts::default());
+        sts.panics.store(true, Ordering::SeqCst);
+        let s = store_with(sts.clone(), ecr);
+        let Obtained::Failed {
+            error,
+            retry_in,
+            attempted: true,
+            ..
+        } = get(&s, NOW).await
+        else {
+            panic!("a panic is a failed refresh")
+        };
+        assert!(error.contains("failed unexpectedly"), "{error}");
+        // Backing off: no exchange, the failure is what there is.
+        assert!(matches!(
+            get(&s, NOW + 1).await,
+            Obtained::Failed {
+                attempted: false,
+                ..
+            }
+        ));
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 1);
+        // After the backoff the next caller starts afresh.
+        sts.panics.store(false, Ordering::SeqCst);
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let after = NOW + i64::try_from(retry_in.as_secs()).unwrap();
+        assert!(matches!(get(&s, after).await, Obtained::Refreshed(_)));
+        assert_eq!(sts.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_key_no_longer_in_use_gets_no_slot_back() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let s = store(ecr);
+        let k = key(&identity(), &targets());
+        let held = Credential {
+            config: DockerConfig::new(),
+            issued_at: NOW,
+            expires_at: NOW + 3600,
+            jitter: 0.5,
+        };
+        s.retain(std::collections::HashSet::from([k.clone()]));
+        assert!(matches!(get(&s, NOW).await, Obtained::Refreshed(_)));
+        // The resource using it was deleted, while its reconcile still runs.
+        s.retain(std::collections::HashSet::new());
+        assert!(!s.holds(&k).await);
+        s.adopt(&k, held).await;
+        assert!(!s.holds(&k).await, "adopted for a key no resource uses");
+        let _ = get(&s, NOW).await;
+        assert!(!s.holds(&k).await, "exchanged into a slot no resource uses");
+        // Used again: kept again.
+        s.retain(std::collections::HashSet::from([k.clone()]));
+        let _ = get(&s, NOW).await;
+        assert!(s.holds(&k).await);
     }
 
     /// A requester whose requests never answer.

@@ -456,7 +456,7 @@ impl Context {
         if changed {
             let keep: std::collections::HashSet<String> = t.store_keys.values().cloned().collect();
             drop(t);
-            self.credentials.retain(&keep);
+            self.credentials.retain(keep);
         }
     }
 
