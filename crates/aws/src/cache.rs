@@ -228,7 +228,7 @@ where
     ///
     /// `fetch` is only called when this caller starts the exchange; concurrent callers for the
     /// same key await the same exchange, which completes (and fills the cache) even if they
-    /// all give up. A panicking `fetch` is a failed refresh, and panics its waiters.
+    /// all give up. A panicking `fetch` is a failed refresh: its callers get [`Ended::Panicked`], never a panic.
     pub async fn get_or_fetch<F, Fut>(&self, key: &str, fetch: F) -> Result<Arc<V>, E>
     where
         F: FnOnce() -> Fut,
@@ -261,7 +261,7 @@ where
         match self.inner.flights.ask(key, decide, start, complete).await.0 {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(Some(e))) => Err(e),
-            Ok(Err(None)) => panic!("the credential exchange panicked"),
+            Ok(Err(None)) => Err(E::from(Ended::Panicked)),
             Err(ended) => Err(E::from(ended)),
         }
     }
@@ -549,18 +549,16 @@ mod tests {
     async fn a_panicking_fetch_does_not_poison_the_key() {
         let clock = Arc::new(ManualClock::new(t0()));
         let c = cache(clock, 10);
-        let c2 = c.clone();
-        let panicked = tokio::spawn(async move {
-            c2.get_or_fetch("k", || async {
+        let failed = c
+            .get_or_fetch("k", || async {
                 if true {
                     panic!("provider bug");
                 }
                 Err::<Fetched<String>, String>("unreachable".into())
             })
             .await
-        })
-        .await;
-        assert!(panicked.unwrap_err().is_panic());
+            .expect_err("a panicking exchange is a failed refresh, not a panic of its callers");
+        assert!(failed.contains("failed unexpectedly"), "{failed}");
         let v = c
             .get_or_fetch("k", || async {
                 Ok::<_, String>(Fetched {

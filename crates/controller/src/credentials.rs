@@ -274,12 +274,13 @@ impl std::fmt::Debug for CredentialStore {
     }
 }
 
-/// The store key of (identity, registries): never a token.
+/// The store key of (identity, registries, and for Chainguard the identity id and the method):
+/// never a token.
 pub fn key(identity: &Identity, targets: &[RegistryTarget]) -> String {
     let mut hosts: Vec<String> = targets
         .iter()
         .map(|t| match &t.chainguard_identity {
-            Some(id) => format!("{}#{id}", t.host),
+            Some(id) => format!("{}#{id}#{}", t.host, t.chainguard_method.as_str()),
             None => t.host.clone(),
         })
         .collect();
@@ -605,6 +606,26 @@ pub(crate) mod tests {
 
     pub(crate) fn targets() -> Vec<RegistryTarget> {
         vec![RegistryTarget::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com", None).unwrap()]
+    }
+
+    #[test]
+    fn the_chainguard_method_is_part_of_the_key() {
+        // An identity set up for one method must fail by the other, not borrow its credential.
+        let chainguard = |method| {
+            let mut t = RegistryTarget::parse("cgr.dev", Some("org/id")).unwrap();
+            t.chainguard_method = method;
+            vec![t]
+        };
+        assert_ne!(
+            key(
+                &identity(),
+                &chainguard(irsa_aws::ChainguardMethod::GetCallerIdentity)
+            ),
+            key(
+                &identity(),
+                &chainguard(irsa_aws::ChainguardMethod::WebIdentityToken)
+            ),
+        );
     }
 
     async fn get(s: &CredentialStore, now: i64) -> Obtained {
