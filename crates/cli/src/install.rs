@@ -191,24 +191,25 @@ pub(crate) fn after_long_help() -> String {
     format!("{EXAMPLES}\n\n{}", grants_help())
 }
 
+/// A grant's resources as `kubectl auth can-i` names them (`secrets`, `leases.coordination.k8s.io`).
+fn resources_of(grant: &irsa_k8s::install::Grant) -> String {
+    let named = grant.resources.iter().map(|r| {
+        if grant.group.is_empty() {
+            (*r).to_owned()
+        } else {
+            format!("{r}.{}", grant.group)
+        }
+    });
+    named.collect::<Vec<_>>().join(",")
+}
+
 /// `irsa install --help`'s account of every RBAC grant and why it exists, from the same table
 /// the manifests are built from.
 pub(crate) fn grants_help() -> String {
     let mut out =
         String::from("RBAC (least privilege; every grant is one the controller uses, and why):\n");
     for (scope, grant) in rbac_grants() {
-        let resources = grant
-            .resources
-            .iter()
-            .map(|r| {
-                if grant.group.is_empty() {
-                    (*r).to_owned()
-                } else {
-                    format!("{r}.{}", grant.group)
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(",");
+        let resources = resources_of(grant);
         let scope = match scope {
             Scope::Served => "served namespaces".to_owned(),
             Scope::ClusterOnly => "cluster (not in --watch-namespace mode)".to_owned(),
@@ -235,18 +236,7 @@ pub(crate) fn grants_help() -> String {
         out.push_str(heading);
         for g in WEBHOOK_GRANTS.iter().filter(|g| g.certs == certs) {
             let grant = g.grant;
-            let resources = grant
-                .resources
-                .iter()
-                .map(|r| {
-                    if grant.group.is_empty() {
-                        (*r).to_owned()
-                    } else {
-                        format!("{r}.{}", grant.group)
-                    }
-                })
-                .collect::<Vec<_>>()
-                .join(",");
+            let resources = resources_of(&grant);
             let scope = match g.scope {
                 WebhookScope::Cluster([]) => "cluster".to_owned(),
                 WebhookScope::Cluster(names) => format!("cluster, only {}", names.join(",")),
