@@ -815,15 +815,16 @@ pub struct Tally {
 /// Everything the reconciler should do for one resource in one round. Apply in this order:
 /// `writes`, then `service_account_patches`, then `deletions`.
 ///
-/// A round materializes only what it does: its writes (at most [`Round::max_writes`]), patches,
-/// deletions and conflicts, the states of the namespaces asked about, and a bounded list of
-/// pending namespaces; every target namespace is only counted. A fan-out of N namespaces in
+/// A round materializes only what it does: its writes, patches and deletions (at most
+/// [`Round::max_writes`] in all), its conflicts, the states of the namespaces asked about, and
+/// a bounded list of pending namespaces; every target namespace is only counted. A fan-out of N namespaces in
 /// rounds of C writes thus builds O(N) writes in all, not O(N²/C).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Secrets to create or update (server-side apply), most urgent first.
     pub writes: Vec<SecretWrite>,
-    /// Secret writes planned but left for the next round ([`Round::max_writes`]).
+    /// Secret writes, ServiceAccount patches and deletions planned but left for the next round
+    /// ([`Round::max_writes`]).
     pub left: usize,
     /// Our Secrets to delete: in namespaces no longer served, under an old name, or on cleanup.
     pub deletions: Vec<Deletion>,
@@ -905,10 +906,12 @@ pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
 /// The bounds of one round of a fan-out ([`plan_round`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Round<'r> {
-    /// Most secret writes to plan, the most urgent ones ([`urgent_first`]'s order). kube-runtime
-    /// never reconciles one resource twice at once, so without the bound a new namespace would
-    /// wait behind a whole fan-out of refreshes, and without the order a secret about to expire
-    /// would wait behind refreshes of secrets good for hours.
+    /// Most changes to plan: secret writes first, the most urgent ones ([`urgent_first`]'s
+    /// order), then ServiceAccount patches, then deletions, in namespace and name order.
+    /// kube-runtime never reconciles one resource twice at once, so without the bound a new
+    /// namespace would wait behind a whole fan-out of refreshes (or a tenant's thousands of
+    /// forged Secrets to delete or ServiceAccounts to patch), and without the order a secret
+    /// about to expire would wait behind refreshes of secrets good for hours.
     pub max_writes: usize,
     /// Namespaces not to change anything in this round (their writes failed and back off);
     /// their states are planned as usual.
@@ -954,7 +957,9 @@ struct Seen<'a> {
 /// (a failed refresh) existing Secrets are kept and nothing is written. Our Secrets outside the
 /// served namespaces, or under another name, are deleted unless `deletionPolicy: Retain`; a
 /// same-named Secret that is not ours is never touched and reported as a conflict. A
-/// ServiceAccount gets its entry once the Secret exists or is written in this round.
+/// ServiceAccount gets its entry once the Secret exists or is written in this round. Writes,
+/// then ServiceAccount patches, then deletions share the round's `max_writes`; the rest is
+/// counted in [`Plan::left`].
 pub fn plan_round(
     subject: &Subject<'_>,
     observed: &impl View,
@@ -1082,14 +1087,18 @@ pub fn plan_round(
             && !(s.name == spec.secret_name && served(&s.namespace).is_some())
             && !round.held_back.contains(&s.namespace)
     });
-    remove(
-        &mut plan,
-        &mut patches,
-        spec.deletion_policy,
-        observed,
-        stale,
-    );
-    plan.service_account_patches = patches.finish();
+    let doomed = remove(&mut patches, spec.deletion_policy, observed, stale);
+    // The round's budget goes to the writes first, then the patches, then the deletions: a
+    // tenant's thousands of ServiceAccounts or forged Secrets make more rounds, never a longer
+    // one that other namespaces' Secrets wait behind. A deletion never goes ahead of the patch
+    // removing its entry (that entry would be left for good): while any patch waits, so do all
+    // deletions.
+    let budget = round.max_writes.saturating_sub(plan.writes.len());
+    let (patches, patches_left) = patches.finish(budget);
+    plan.service_account_patches = patches;
+    let budget = budget.saturating_sub(plan.service_account_patches.len());
+    plan.deletions = deletions(&doomed, owner, budget);
+    plan.left += patches_left + (doomed.len() - plan.deletions.len());
 
     plan.pending = seen
         .iter()
@@ -1126,29 +1135,25 @@ pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
     let ours = observed
         .secrets()
         .filter(|s| subject.may_touch(&s.namespace) && s.is_written_by(&subject.owner));
-    remove(
-        &mut plan,
-        &mut patches,
-        subject.spec.deletion_policy,
-        observed,
-        ours,
-    );
-    plan.service_account_patches = patches.finish();
+    let doomed = remove(&mut patches, subject.spec.deletion_policy, observed, ours);
+    plan.service_account_patches = patches.finish(usize::MAX).0;
+    plan.deletions = deletions(&doomed, &subject.owner, usize::MAX);
     plan
 }
 
-/// Deletes `secrets` (ours by construction) and removes their ServiceAccount entries, skipping
-/// terminating namespaces (their deletion removes everything anyway).
+/// Removes the ServiceAccount entries of `secrets` (ours by construction) and returns those to
+/// delete, by namespace and name, skipping terminating namespaces (their deletion removes
+/// everything anyway).
 fn remove<'a>(
-    plan: &mut Plan,
     patches: &mut Patches<'a>,
     policy: DeletionPolicy,
     observed: &'a impl View,
     secrets: impl Iterator<Item = &'a SecretState>,
-) {
+) -> Vec<&'a SecretState> {
     if policy == DeletionPolicy::Retain {
-        return;
+        return Vec::new();
     }
+    let mut doomed = Vec::new();
     for s in secrets {
         if observed
             .namespace(&s.namespace)
@@ -1162,14 +1167,24 @@ fn remove<'a>(
                 patches.remove(sa, &s.name);
             }
         }
-        plan.deletions.push(Deletion {
+        doomed.push(s);
+    }
+    doomed.sort_unstable_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    doomed
+}
+
+/// The first `max` of `doomed` as deletions for `owner`.
+fn deletions(doomed: &[&SecretState], owner: &Owner, max: usize) -> Vec<Deletion> {
+    doomed
+        .iter()
+        .take(max)
+        .map(|s| Deletion {
             namespace: s.namespace.clone(),
             name: s.name.clone(),
             checked: s.checked.clone(),
-            owner: patches.owner.clone(),
-        });
-    }
-    plan.deletions.sort();
+            owner: owner.clone(),
+        })
+        .collect()
 }
 
 fn wants_entry(spec: &SecretSpec, service_account: &str) -> bool {
@@ -1214,10 +1229,14 @@ impl<'a> Patches<'a> {
         }
     }
 
-    fn finish(self) -> Vec<ServiceAccountPatch> {
+    /// The first `max` patches, by namespace and name, and how many more there are.
+    fn finish(self, max: usize) -> (Vec<ServiceAccountPatch>, usize) {
         let owner = self.owner.to_string();
-        self.pending
+        let left = self.pending.len().saturating_sub(max);
+        let patches = self
+            .pending
             .into_values()
+            .take(max)
             .map(|(sa, add, remove)| {
                 let mut added = sa.added.clone();
                 let mine = added.entry(owner.clone()).or_default();
@@ -1238,7 +1257,8 @@ impl<'a> Patches<'a> {
                     has_record: sa.has_record,
                 }
             })
-            .collect()
+            .collect();
+        (patches, left)
     }
 }
 

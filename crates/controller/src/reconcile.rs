@@ -91,11 +91,12 @@ pub struct ReconcilerConfig {
 /// Longest a round of secret writes should take at the rate limit: a new namespace waits at
 /// most about this long behind a refresh of the same resource.
 const ROUND: Duration = Duration::from_millis(400);
-/// Most secret writes in one round (unlimited rate).
+/// Most changes in one round (unlimited rate).
 const MAX_ROUND_WRITES: usize = 500;
 
 impl ReconcilerConfig {
-    /// Secret writes per round: [`ROUND`] worth at `qps`, at least two batches in flight, at
+    /// Changes (secret writes, then ServiceAccount patches, then deletions) per round:
+    /// [`ROUND`] worth at `qps`, at least two batches in flight, at
     /// most [`MAX_ROUND_WRITES`].
     pub fn chunk(&self) -> usize {
         let floor = self.write_concurrency.max(1).saturating_mul(2);
@@ -1112,7 +1113,8 @@ async fn converge(
     let (held_back, watched) = ctx.reported(&subject.owner, |r| {
         (r.backoff.held_back(started), r.backoff.namespaces())
     });
-    // One bounded round of writes, urgent ones first; the rest in the next round, at once.
+    // One bounded round of changes, urgent writes first, then patches and deletions; the rest
+    // in the next round, at once.
     // Only this round's writes are built: a fan-out of N namespaces builds N writes in all,
     // not N per round.
     let round = plan::Round {

@@ -1092,11 +1092,23 @@ proptest! {
         reference.deletions.retain(|d| !held_back.contains(&d.namespace));
         let left = urgent_first(&mut reference.writes, max);
         prop_assert_eq!(&p.writes, &reference.writes);
-        prop_assert_eq!(p.left, left);
         prop_assert_eq!(p.counts(), reference.counts());
         prop_assert_eq!(p.problems(), reference.problems());
-        prop_assert_eq!(&p.deletions, &reference.deletions);
         prop_assert_eq!(&p.conflicts, &reference.conflicts);
+        // The budget goes to the writes, then the patches, then the deletions (the first ones
+        // of the whole plan's); what does not fit is left for the next round.
+        let done = p.writes.len() + p.service_account_patches.len() + p.deletions.len();
+        prop_assert!(done <= max, "{done} operations in a round of {max}");
+        let deletions_left = reference.deletions.len() - p.deletions.len();
+        prop_assert_eq!(&p.deletions[..], &reference.deletions[..p.deletions.len()]);
+        if deletions_left > 0 {
+            prop_assert_eq!(done, max);
+        }
+        let patches_left = p.left - left - deletions_left;
+        if patches_left > 0 {
+            prop_assert!(p.deletions.is_empty());
+            prop_assert_eq!(done, max);
+        }
         for patch in &p.service_account_patches {
             prop_assert!(!held_back.contains(&patch.namespace), "{patch:?}");
         }
@@ -1110,14 +1122,20 @@ proptest! {
         let round = Round { max_writes: max, ..Round::unbounded() };
         let one = apply(&observed, &plan(&subject, &observed, Some(&config)));
         let mut state = observed.clone();
-        for _ in 0..=observed.namespaces.len() {
+        let mut ended = false;
+        // Each namespace's write, each ServiceAccount's patch (twice: an entry added, then
+        // a stale one's removed) and each deletion once.
+        let most = observed.namespaces.len() + 2 * observed.service_accounts.len() + observed.secrets.len();
+        for _ in 0..=most {
             let p = plan_round(&subject, &state, Some(&config), round);
-            prop_assert!(p.writes.len() <= max);
+            prop_assert!(p.writes.len() + p.service_account_patches.len() + p.deletions.len() <= max);
             state = apply(&state, &p);
             if p.left == 0 {
+                ended = true;
                 break;
             }
         }
+        prop_assert!(ended, "more than {} rounds", most + 1);
         prop_assert!(plan_round(&subject, &state, Some(&config), round).is_noop());
         let secrets = |o: &Observed| {
             let mut s: Vec<_> = o.secrets.iter().map(|s| (s.namespace.clone(), s.name.clone(), s.content_hash.clone())).collect();
@@ -1132,4 +1150,127 @@ proptest! {
         prop_assert_eq!(secrets(&state), secrets(&one));
         prop_assert_eq!(lists(&state), lists(&one));
     }
+}
+
+/// Runs rounds of `max` until none is left; returns the rounds and checks each stays in `max`.
+fn fan_out(subject: &Subject<'_>, observed: &Observed, max: usize) -> (usize, Observed) {
+    let config = credential(PASSWORD);
+    let round = Round {
+        max_writes: max,
+        ..Round::unbounded()
+    };
+    let mut state = observed.clone();
+    for rounds in 1..10_000 {
+        let p = plan_round(subject, &state, Some(&config), round);
+        let done = p.writes.len() + p.service_account_patches.len() + p.deletions.len();
+        assert!(done <= max, "round {rounds}: {done} operations");
+        state = apply(&state, &p);
+        if p.left == 0 {
+            assert!(plan_round(subject, &state, Some(&config), round).is_noop());
+            return (rounds, state);
+        }
+    }
+    panic!("the fan-out never ends");
+}
+
+#[test]
+fn forged_secrets_to_delete_wait_behind_a_missing_secret_in_a_bounded_round() {
+    // A tenant labels 2,000 Secrets of its namespace `t` as this resource's; a new namespace
+    // `n` has no Secret yet. One round does at most a chunk of work, `n`'s write first.
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let mut observed = Observed::default()
+        .namespace(NamespaceState::new("t"))
+        .secret(SecretState::owned(
+            "t",
+            "ecr-pull",
+            &owner(),
+            &hash_for(&spec, "t", PASSWORD),
+        ))
+        .namespace(NamespaceState::new("n"));
+    for i in 0..2000 {
+        let name = format!("forged-{i:04}");
+        observed = observed.secret(SecretState::owned("t", &name, &owner(), "sha256:x"));
+    }
+    let round = Round {
+        max_writes: 50,
+        ..Round::unbounded()
+    };
+    let p = plan_round(&subject, &observed, Some(&credential(PASSWORD)), round);
+    assert_eq!(writes(&p), vec![(WriteKind::Create, "n")]);
+    assert_eq!(p.deletions.len(), 49, "{} deletions", p.deletions.len());
+    assert_eq!(p.left, 2000 - 49);
+    assert_eq!(
+        p.counts(),
+        plan(&subject, &observed, Some(&credential(PASSWORD))).counts()
+    );
+    let (rounds, state) = fan_out(&subject, &observed, 50);
+    assert_eq!(rounds, 2001_usize.div_ceil(50));
+    let mut secrets: Vec<_> = state
+        .secrets
+        .iter()
+        .map(|s| (s.namespace.as_str(), s.name.as_str()))
+        .collect();
+    secrets.sort_unstable();
+    assert_eq!(secrets, vec![("n", "ecr-pull"), ("t", "ecr-pull")]);
+}
+
+#[test]
+fn service_account_patches_wait_behind_a_missing_secret_in_a_bounded_round() {
+    // `serviceAccounts: ["*"]` and a tenant with 2,000 ServiceAccounts in `t`; a new namespace
+    // `n` without its Secret. One round does at most a chunk of work, `n`'s write first.
+    let mut spec = spec();
+    spec.service_accounts = vec!["*".into()];
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let mut observed = Observed::default()
+        .namespace(NamespaceState::new("t"))
+        .secret(SecretState::owned(
+            "t",
+            "ecr-pull",
+            &owner(),
+            &hash_for(&spec, "t", PASSWORD),
+        ))
+        .namespace(NamespaceState::new("n"))
+        .service_account(ServiceAccountState::new("n", "default"));
+    for i in 0..2000 {
+        observed = observed.service_account(ServiceAccountState::new("t", &format!("sa-{i:04}")));
+    }
+    let round = Round {
+        max_writes: 50,
+        ..Round::unbounded()
+    };
+    let p = plan_round(&subject, &observed, Some(&credential(PASSWORD)), round);
+    assert_eq!(writes(&p), vec![(WriteKind::Create, "n")]);
+    assert_eq!(p.service_account_patches.len(), 49);
+    assert!(p.left > 0);
+    assert_eq!(
+        p.counts(),
+        plan(&subject, &observed, Some(&credential(PASSWORD))).counts()
+    );
+    let (rounds, state) = fan_out(&subject, &observed, 50);
+    // 1 write and 2,001 patches.
+    assert_eq!(rounds, 2002_usize.div_ceil(50));
+    let one = apply(
+        &observed,
+        &plan(&subject, &observed, Some(&credential(PASSWORD))),
+    );
+    let lists = |o: &Observed| {
+        let mut s: Vec<_> = o
+            .service_accounts
+            .iter()
+            .map(|s| {
+                (
+                    s.namespace.clone(),
+                    s.name.clone(),
+                    s.image_pull_secrets.clone(),
+                    s.added.clone(),
+                )
+            })
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(lists(&state), lists(&one));
 }
