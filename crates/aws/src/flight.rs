@@ -75,12 +75,12 @@ struct Map<S, O> {
     slots: HashMap<String, Slot<S, O>>,
     flights: u64,
     ended: bool,
-    in_use: Option<HashSet<String>>,
+    in_use: Option<(u64, HashSet<String>)>,
 }
 
 impl<S, O> Map<S, O> {
     fn keeps(&self, key: &str) -> bool {
-        !self.ended && self.in_use.as_ref().is_none_or(|k| k.contains(key))
+        !self.ended && self.in_use.as_ref().is_none_or(|(_, k)| k.contains(key))
     }
 }
 
@@ -122,7 +122,7 @@ impl<S: State, O: Clone + Send + Sync + 'static> Flights<S, O> {
         Fut: Future<Output = A> + Send + 'static,
         A: Send + 'static,
     {
-        let (flight, joined) = {
+        let (flight, joined, spawn) = {
             let mut map = self.lock();
             let map = &mut *map;
             let keeps = map.keeps(key);
@@ -140,7 +140,7 @@ impl<S: State, O: Clone + Send + Sync + 'static> Flights<S, O> {
                 return (Ok(answer), false);
             }
             match &slot.flight {
-                Some((_, flight)) => (flight.clone(), true),
+                Some((_, flight)) => (flight.clone(), true, None),
                 None => {
                     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                         return (Err(Ended::NoRuntime), false);
@@ -153,39 +153,41 @@ impl<S: State, O: Clone + Send + Sync + 'static> Flights<S, O> {
                         key: key.to_owned(),
                         id,
                     };
-                    // Completes only after the lock held here is released, so it finds the
-                    // slot's flight recorded below.
-                    let task = async move {
-                        let landing = landing;
-                        let answer = exchange.await.ok();
-                        let mut map = lock(&landing.map);
-                        let mut detached = S::default();
-                        let state = match map.slots.get_mut(&landing.key) {
-                            Some(s) if s.flight.as_ref().is_some_and(|(f, _)| *f == id) => {
-                                s.flight = None;
-                                &mut s.state
-                            }
-                            _ => &mut detached,
-                        };
-                        complete(state, answer)
-                    };
-                    let task = runtime.spawn(task.instrument(tracing::Span::current()));
-                    // An error: the runtime dropped the task (its landing cleared the flight),
-                    // or `complete` panicked (the slot was freed before it ran).
-                    let flight = task
-                        .map(|done| {
-                            done.map_err(|e| match e.is_panic() {
-                                true => Ended::Panicked,
-                                false => Ended::Cancelled,
-                            })
-                        })
+                    // The waiters' end: nothing sent means the runtime dropped the task.
+                    let (send, answer) = tokio::sync::oneshot::channel();
+                    let flight = answer
+                        .map(|sent| sent.unwrap_or(Err(Ended::Cancelled)))
                         .boxed()
                         .shared();
                     slot.flight = Some((id, flight.clone()));
-                    (flight, false)
+                    let task = async move {
+                        let landing = landing;
+                        let answer = exchange.await.ok();
+                        let outcome = {
+                            let mut map = lock(&landing.map);
+                            let mut detached = S::default();
+                            let state = match map.slots.get_mut(&landing.key) {
+                                Some(s) if s.flight.as_ref().is_some_and(|(f, _)| *f == id) => {
+                                    s.flight = None;
+                                    &mut s.state
+                                }
+                                _ => &mut detached,
+                            };
+                            // Caught before the guard drops, so the lock is not poisoned.
+                            std::panic::catch_unwind(AssertUnwindSafe(|| complete(state, answer)))
+                                .map_err(|_| Ended::Panicked)
+                        };
+                        let _ = send.send(outcome);
+                    };
+                    // Spawned once the lock is released: a runtime shutting down drops the task
+                    // at once, on this thread, and its landing takes the lock.
+                    (flight, false, Some((runtime, task)))
                 }
             }
         };
+        if let Some((runtime, task)) = spawn {
+            drop(runtime.spawn(task.instrument(tracing::Span::current())));
+        }
         (flight.await, joined)
     }
 
@@ -226,11 +228,20 @@ impl<S: State, O: Clone + Send + Sync + 'static> Flights<S, O> {
     }
 
     /// Keeps slots only for the keys in `in_use`, now and until the next call: a key nobody
-    /// uses any more gets no slot back, even from a call that was already running.
-    pub fn retain(&self, in_use: HashSet<String>) {
+    /// uses any more gets no slot back, even from a call that was already running. The sets
+    /// are numbered as their caller took them (`generation`, rising): a set that arrives after
+    /// a newer one (two callers racing from their lock to this one) changes nothing.
+    pub fn retain(&self, generation: u64, in_use: HashSet<String>) {
         let mut map = self.lock();
+        if map
+            .in_use
+            .as_ref()
+            .is_some_and(|(held, _)| *held > generation)
+        {
+            return;
+        }
         map.slots.retain(|k, _| in_use.contains(k));
-        map.in_use = Some(in_use);
+        map.in_use = Some((generation, in_use));
     }
 
     fn make_room(&self, slots: &mut HashMap<String, Slot<S, O>>) {
@@ -268,4 +279,72 @@ fn slot<S: Default, O>() -> Slot<S, O> {
 /// A panic while holding the lock leaves the map consistent (no multi-step updates).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Nothing;
+
+    impl State for Nothing {
+        fn spent(&self) -> bool {
+            true
+        }
+    }
+
+    /// An exchange asked for on a runtime that is shutting down: tokio drops the new task at
+    /// once, on the asking thread. That must end the call (cancelled) and leave the key free,
+    /// never deadlock on the store's own lock.
+    #[test]
+    fn an_exchange_asked_for_on_a_runtime_shutting_down_ends_and_leaves_the_key_free() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let handle = runtime.handle().clone();
+            drop(runtime);
+            let _entered = handle.enter();
+            let flights: Flights<Nothing, u32> = Flights::new(4);
+            let mut answers = Vec::new();
+            for _ in 0..2 {
+                let ask = flights.ask(
+                    "k",
+                    |_, _| None,
+                    |_| async { 1u32 },
+                    |_, answer: Option<u32>| answer.unwrap_or(0),
+                );
+                answers.push(ask.now_or_never().map(|(answer, _)| answer));
+            }
+            tx.send(answers).unwrap();
+        });
+        let answers = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("asking on a runtime shutting down hung");
+        assert_eq!(
+            answers,
+            vec![Some(Err(Ended::Cancelled)), Some(Err(Ended::Cancelled))],
+            "each ask ends at once, cancelled, and the second is not stuck behind the first"
+        );
+    }
+    /// Two callers take their sets in one order and hand them over in the other: the older set
+    /// must not drop the key only the newer one holds (it would never get a slot again).
+    #[test]
+    fn an_older_set_of_keys_in_use_arriving_late_changes_nothing() {
+        let flights: Flights<Nothing, u32> = Flights::new(4);
+        let keys = |k: &[&str]| k.iter().map(|k| (*k).to_owned()).collect::<HashSet<_>>();
+        flights.retain(2, keys(&["a", "b"]));
+        flights.retain(1, keys(&["a"]));
+        flights.update("b", |_| ());
+        assert!(flights.peek("b", |_| ()).is_some(), "b is still in use");
+        flights.retain(3, keys(&["a"]));
+        assert!(
+            flights.peek("b", |_| ()).is_none(),
+            "a newer set still frees b"
+        );
+    }
 }

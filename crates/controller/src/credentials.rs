@@ -391,8 +391,10 @@ impl CredentialStore {
 
     /// Keeps the credentials of the keys in `in_use` (those of live resources) only: the others
     /// are forgotten, and a reconcile still running for a deleted resource leaves no slot behind.
-    pub fn retain(&self, in_use: std::collections::HashSet<String>) {
-        self.flights.retain(in_use);
+    /// `generation` numbers the sets as the caller took them; a set older than one already
+    /// handed over changes nothing.
+    pub fn retain(&self, generation: u64, in_use: std::collections::HashSet<String>) {
+        self.flights.retain(generation, in_use);
     }
 }
 
@@ -1130,17 +1132,17 @@ pub(crate) mod tests {
             expires_at: NOW + 3600,
             jitter: 0.5,
         };
-        s.retain(std::collections::HashSet::from([k.clone()]));
+        s.retain(1, std::collections::HashSet::from([k.clone()]));
         assert!(matches!(get(&s, NOW).await, Obtained::Refreshed(_)));
         // The resource using it was deleted, while its reconcile still runs.
-        s.retain(std::collections::HashSet::new());
+        s.retain(2, std::collections::HashSet::new());
         assert!(!s.holds(&k).await);
         s.adopt(&k, held).await;
         assert!(!s.holds(&k).await, "adopted for a key no resource uses");
         let _ = get(&s, NOW).await;
         assert!(!s.holds(&k).await, "exchanged into a slot no resource uses");
         // Used again: kept again.
-        s.retain(std::collections::HashSet::from([k.clone()]));
+        s.retain(3, std::collections::HashSet::from([k.clone()]));
         let _ = get(&s, NOW).await;
         assert!(s.holds(&k).await);
     }

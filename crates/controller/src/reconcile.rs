@@ -291,6 +291,8 @@ struct Tracking {
     /// The credential-store key each live resource last used, so that slots of deleted
     /// resources (or of identities no longer used) are freed.
     store_keys: HashMap<Owner, String>,
+    /// Numbers each set of `store_keys` handed to the credential store, in the order taken.
+    store_keys_taken: u64,
     flights: HashMap<Owner, Flight>,
 }
 
@@ -456,8 +458,11 @@ impl Context {
         };
         if changed {
             let keep: std::collections::HashSet<String> = t.store_keys.values().cloned().collect();
+            t.store_keys_taken += 1;
+            let taken = t.store_keys_taken;
             drop(t);
-            self.credentials.retain(keep);
+            // Another reconcile may hand over a newer set first: the store keeps the newest.
+            self.credentials.retain(taken, keep);
         }
     }
 
