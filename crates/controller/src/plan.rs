@@ -906,13 +906,18 @@ pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
 /// The bounds of one round of a fan-out ([`plan_round`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Round<'r> {
-    /// Most changes to plan: secret writes first, the most urgent ones ([`urgent_first`]'s
-    /// order), then ServiceAccount patches, then deletions, in namespace and name order.
+    /// Most changes to plan: creates and updates of secrets expired at [`Round::now`] first
+    /// ([`urgent_first`]'s order), then ServiceAccount patches, then the updates of still-valid
+    /// secrets (same order), then deletions, in namespace and name order.
     /// kube-runtime never reconciles one resource twice at once, so without the bound a new
     /// namespace would wait behind a whole fan-out of refreshes (or a tenant's thousands of
     /// forged Secrets to delete or ServiceAccounts to patch), and without the order a secret
     /// about to expire would wait behind refreshes of secrets good for hours.
     pub max_writes: usize,
+    /// The time (Unix seconds, the clock of the secrets' `irsa.dev/expires-at`) that decides
+    /// which updates are urgent: a secret expired by then (or of unknown expiry) is rewritten
+    /// before ServiceAccount patches, one still valid after them.
+    pub now: i64,
     /// Namespaces not to change anything in this round (their writes failed and back off);
     /// their states are planned as usual.
     pub held_back: &'r BTreeSet<String>,
@@ -923,10 +928,11 @@ pub struct Round<'r> {
 static NO_NAMESPACES: BTreeSet<String> = BTreeSet::new();
 
 impl Round<'static> {
-    /// Every write at once, nothing held back, nothing watched.
+    /// Every write at once, nothing held back, nothing watched; every update counts as urgent.
     pub fn unbounded() -> Self {
         Self {
             max_writes: usize::MAX,
+            now: i64::MAX,
             held_back: &NO_NAMESPACES,
             watched: &NO_NAMESPACES,
         }
@@ -957,9 +963,10 @@ struct Seen<'a> {
 /// (a failed refresh) existing Secrets are kept and nothing is written. Our Secrets outside the
 /// served namespaces, or under another name, are deleted unless `deletionPolicy: Retain`; a
 /// same-named Secret that is not ours is never touched and reported as a conflict. A
-/// ServiceAccount gets its entry once the Secret exists or is written in this round. Writes,
-/// then ServiceAccount patches, then deletions share the round's `max_writes`; the rest is
-/// counted in [`Plan::left`].
+/// ServiceAccount gets its entry once the Secret exists or is written in this round. The
+/// round's `max_writes` goes, in this order, to the creates and the updates of secrets expired
+/// at `round.now`, then ServiceAccount patches, then the updates of still-valid secrets, then
+/// deletions; the rest is counted in [`Plan::left`].
 pub fn plan_round(
     subject: &Subject<'_>,
     observed: &impl View,
@@ -978,8 +985,8 @@ pub fn plan_round(
     let template = credential.map(|c| desired_secret(owner, spec, "", c));
     let mut plan = Plan::default();
     let mut seen: Vec<Seen<'_>> = Vec::new();
-    // Writes by urgency, as indices into `seen`.
-    let mut candidates: Vec<((u8, i64), &str, usize)> = Vec::new();
+    // Writes by urgency and namespace.
+    let mut candidates: Vec<((u8, i64), &str)> = Vec::new();
     for ns in observed.namespaces().filter(|ns| subject.serves(ns)) {
         let ns = ns.name.as_str();
         let existing = by_name.get(ns).copied();
@@ -1024,7 +1031,7 @@ pub fn plan_round(
             && !round.held_back.contains(ns)
         {
             let at = existing.and_then(|s| s.expires_at);
-            candidates.push((urgency(kind, at), ns, seen.len()));
+            candidates.push((urgency(kind, at), ns));
         }
         seen.push(Seen {
             namespace: ns,
@@ -1032,16 +1039,72 @@ pub fn plan_round(
             existing,
         });
     }
-    // Keep the most urgent writes, in order, without sorting (or building) the others.
-    plan.left = candidates.len().saturating_sub(round.max_writes);
-    if plan.left > 0 {
-        candidates.select_nth_unstable(round.max_writes);
-        candidates.truncate(round.max_writes);
+    // The round's budget, in this order: (1) creates and updates of expired secrets, (2)
+    // ServiceAccount patches, (3) updates of still-valid secrets (a routine refresh), (4)
+    // deletions. A new namespace's pods can pull once its Secret and its ServiceAccount entry
+    // are in, so neither waits behind a refresh of thousands of valid secrets; a tenant's
+    // thousands of ServiceAccounts or forged Secrets make more rounds, never a longer one
+    // other namespaces' missing Secrets wait behind (group 1 is first).
+    let max = round.max_writes;
+    let is_urgent = |key: &(u8, i64)| key.0 == 0 || key.1 <= round.now;
+    let urgent = candidates.iter().filter(|(key, _)| is_urgent(key)).count();
+    let first = urgent.min(max);
+    // The `first` most urgent candidates go to the front, without sorting the others (group 1
+    // sorts before group 3).
+    if candidates.len() > first {
+        candidates.select_nth_unstable(first);
     }
+    seen.sort_unstable_by(|a, b| a.namespace.cmp(b.namespace));
+    let served = |ns: &str| {
+        seen.binary_search_by(|s| s.namespace.cmp(ns))
+            .ok()
+            .map(|i| &seen[i])
+    };
+    let creating: HashSet<&str> = candidates[..first]
+        .iter()
+        .filter(|&&(_, ns)| served(ns).is_some_and(|s| s.existing.is_none()))
+        .map(|&(_, ns)| ns)
+        .collect();
+
+    let mut patches = Patches::new(owner);
+    if !spec.service_accounts.is_empty() {
+        // An update's secret exists already: its entry need not wait for the write.
+        let has_secret = seen.iter().filter(|s| match s.state {
+            TargetState::Writing => s.existing.is_some() || creating.contains(s.namespace),
+            ref state => state.has_secret(),
+        });
+        for s in has_secret.filter(|s| !round.held_back.contains(s.namespace)) {
+            for sa in observed.service_accounts_in(s.namespace) {
+                if wants_entry(spec, &sa.name) && !sa.image_pull_secrets.contains(&spec.secret_name)
+                {
+                    patches.add(sa, &spec.secret_name);
+                }
+            }
+        }
+    }
+    let stale = observed.secrets().filter(|s| {
+        subject.may_touch(&s.namespace)
+            && s.is_written_by(owner)
+            && !(s.name == spec.secret_name && served(&s.namespace).is_some())
+            && !round.held_back.contains(&s.namespace)
+    });
+    // A deletion never goes ahead of the patch removing its entry (that entry would be left
+    // for good): while any patch waits, so do all deletions.
+    let doomed = remove(&mut patches, spec.deletion_policy, observed, stale);
+    let (patches, patches_left) = patches.finish(max - first);
+    plan.service_account_patches = patches;
+    let budget = max - first - plan.service_account_patches.len();
+    let routine = (candidates.len() - first).min(budget);
+    let taken = first + routine;
+    if candidates.len() > taken {
+        candidates[first..].select_nth_unstable(routine);
+    }
+    let writes_left = candidates.len() - taken;
+    candidates.truncate(taken);
     candidates.sort_unstable();
     if let Some(template) = &template {
-        for &(_, ns, i) in &candidates {
-            let existing = seen[i].existing;
+        for &(_, ns) in &candidates {
+            let existing = served(ns).and_then(|s| s.existing);
             plan.writes.push(SecretWrite {
                 kind: if existing.is_some() {
                     WriteKind::Update
@@ -1057,48 +1120,9 @@ pub fn plan_round(
             });
         }
     }
-    seen.sort_unstable_by(|a, b| a.namespace.cmp(b.namespace));
-    let writing: HashSet<&str> = candidates.iter().map(|&(_, ns, _)| ns).collect();
-
-    let mut patches = Patches::new(owner);
-    if !spec.service_accounts.is_empty() {
-        let has_secret = seen.iter().filter(|s| match s.state {
-            TargetState::Writing => writing.contains(s.namespace),
-            ref state => state.has_secret(),
-        });
-        for s in has_secret.filter(|s| !round.held_back.contains(s.namespace)) {
-            for sa in observed.service_accounts_in(s.namespace) {
-                if wants_entry(spec, &sa.name) && !sa.image_pull_secrets.contains(&spec.secret_name)
-                {
-                    patches.add(sa, &spec.secret_name);
-                }
-            }
-        }
-    }
-
-    let served = |ns: &str| {
-        seen.binary_search_by(|s| s.namespace.cmp(ns))
-            .ok()
-            .map(|i| &seen[i])
-    };
-    let stale = observed.secrets().filter(|s| {
-        subject.may_touch(&s.namespace)
-            && s.is_written_by(owner)
-            && !(s.name == spec.secret_name && served(&s.namespace).is_some())
-            && !round.held_back.contains(&s.namespace)
-    });
-    let doomed = remove(&mut patches, spec.deletion_policy, observed, stale);
-    // The round's budget goes to the writes first, then the patches, then the deletions: a
-    // tenant's thousands of ServiceAccounts or forged Secrets make more rounds, never a longer
-    // one that other namespaces' Secrets wait behind. A deletion never goes ahead of the patch
-    // removing its entry (that entry would be left for good): while any patch waits, so do all
-    // deletions.
-    let budget = round.max_writes.saturating_sub(plan.writes.len());
-    let (patches, patches_left) = patches.finish(budget);
-    plan.service_account_patches = patches;
-    let budget = budget.saturating_sub(plan.service_account_patches.len());
+    let budget = budget - routine;
     plan.deletions = deletions(&doomed, owner, budget);
-    plan.left += patches_left + (doomed.len() - plan.deletions.len());
+    plan.left = writes_left + patches_left + (doomed.len() - plan.deletions.len());
 
     plan.pending = seen
         .iter()

@@ -95,7 +95,8 @@ const ROUND: Duration = Duration::from_millis(400);
 const MAX_ROUND_WRITES: usize = 500;
 
 impl ReconcilerConfig {
-    /// Changes (secret writes, then ServiceAccount patches, then deletions) per round:
+    /// Changes (urgent secret writes, ServiceAccount patches, routine secret writes, then
+    /// deletions) per round:
     /// [`ROUND`] worth at `qps`, at least two batches in flight, at
     /// most [`MAX_ROUND_WRITES`].
     pub fn chunk(&self) -> usize {
@@ -1118,12 +1119,13 @@ async fn converge(
     let (held_back, watched) = ctx.reported(&subject.owner, |r| {
         (r.backoff.held_back(started), r.backoff.namespaces())
     });
-    // One bounded round of changes, urgent writes first, then patches and deletions; the rest
-    // in the next round, at once.
+    // One bounded round of changes: creates and expired secrets' writes first, then patches,
+    // then routine refreshes, then deletions; the rest in the next round, at once.
     // Only this round's writes are built: a fan-out of N namespaces builds N writes in all,
     // not N per round.
     let round = plan::Round {
         max_writes: ctx.config.chunk(),
+        now: ctx.now(),
         held_back: &held_back,
         watched: &watched,
     };

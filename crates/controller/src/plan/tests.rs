@@ -1083,7 +1083,7 @@ proptest! {
         let held_back: BTreeSet<String> =
             observed.namespaces.get(held).map(|n| n.name.clone()).into_iter().collect();
         let watched: BTreeSet<String> = observed.namespaces.iter().map(|n| n.name.clone()).collect();
-        let round = Round { max_writes: max, held_back: &held_back, watched: &watched };
+        let round = Round { max_writes: max, now: i64::MAX, held_back: &held_back, watched: &watched };
         let p = plan_round(&subject, &observed, Some(&config), round);
         // The reference: the whole plan, without the held-back namespaces' changes, cut to
         // the most urgent writes.
@@ -1273,4 +1273,64 @@ fn service_account_patches_wait_behind_a_missing_secret_in_a_bounded_round() {
         s
     };
     assert_eq!(lists(&state), lists(&one));
+}
+
+#[test]
+fn a_new_namespaces_service_account_patch_goes_ahead_of_a_refresh_in_a_bounded_round() {
+    // A refresh of 500 namespaces whose Secrets are outdated but still valid, and a new
+    // namespace `n` with a `default` ServiceAccount under `serviceAccounts: ["default"]`. Its
+    // pods can pull only with the Secret and the entry: round 1 writes both, the refresh waits.
+    const NOW: i64 = 1_700_000_000;
+    let mut spec = spec();
+    spec.service_accounts = vec!["default".into()];
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let mut observed = Observed::default()
+        .namespace(NamespaceState::new("n"))
+        .service_account(ServiceAccountState::new("n", "default"));
+    for i in 0..500 {
+        let ns = format!("r-{i:03}");
+        observed = observed.namespace(NamespaceState::new(&ns)).secret(
+            SecretState::owned(&ns, "ecr-pull", &owner(), "sha256:old").expiring_at(NOW + 3600),
+        );
+    }
+    // An expired Secret is as urgent as a missing one: it goes ahead of the patch too.
+    observed = observed
+        .namespace(NamespaceState::new("x"))
+        .secret(SecretState::owned("x", "ecr-pull", &owner(), "sha256:old").expiring_at(NOW));
+    let round = Round {
+        max_writes: 50,
+        now: NOW,
+        ..Round::unbounded()
+    };
+    let p = plan_round(&subject, &observed, Some(&credential(PASSWORD)), round);
+    let w = writes(&p);
+    assert_eq!(w[..2], [(WriteKind::Create, "n"), (WriteKind::Update, "x")]);
+    let patched: Vec<_> = p
+        .service_account_patches
+        .iter()
+        .map(|s| (s.namespace.as_str(), s.name.as_str()))
+        .collect();
+    assert_eq!(patched, vec![("n", "default")]);
+    // The rest of the budget goes to the refresh, soonest expiry first.
+    assert_eq!(w.len(), 49);
+    assert!(
+        w[2..]
+            .iter()
+            .all(|&(k, ns)| k == WriteKind::Update && ns.starts_with("r-"))
+    );
+    assert_eq!(p.left, 501 - 48);
+    assert_eq!(
+        p.counts(),
+        plan(&subject, &observed, Some(&credential(PASSWORD))).counts()
+    );
+    // With a budget of one, the create alone: the patch never goes ahead of group 1.
+    let one = Round {
+        max_writes: 1,
+        now: NOW,
+        ..Round::unbounded()
+    };
+    let p = plan_round(&subject, &observed, Some(&credential(PASSWORD)), one);
+    assert_eq!(writes(&p), vec![(WriteKind::Create, "n")]);
+    assert!(p.service_account_patches.is_empty());
 }
