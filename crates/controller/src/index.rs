@@ -80,6 +80,48 @@ pub struct IndexedServiceAccount {
     pub audience: Option<String>,
 }
 
+/// A namespace's ServiceAccounts, sorted by name. A vector, not a map: most namespaces hold
+/// one or two, and a B-tree leaf reserves room for 11 entries (about 2.7 KB a namespace, 27 MB
+/// for 10,000 namespaces).
+#[derive(Debug, Default)]
+struct ByName(Vec<IndexedServiceAccount>);
+
+impl ByName {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0
+            .binary_search_by(|sa| sa.state.name.as_str().cmp(name))
+    }
+
+    fn get(&self, name: &str) -> Option<&IndexedServiceAccount> {
+        self.find(name).ok().map(|i| &self.0[i])
+    }
+
+    fn insert(&mut self, sa: IndexedServiceAccount) {
+        match self.find(&sa.state.name) {
+            Ok(i) => self.0[i] = sa,
+            Err(i) => {
+                // Room for exactly what a small namespace holds; the usual doubling beyond.
+                if self.0.len() < 4 && self.0.len() == self.0.capacity() {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(i, sa);
+            }
+        }
+    }
+
+    fn remove(&mut self, name: &str) -> bool {
+        self.find(name).map(|i| self.0.remove(i)).is_ok()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn values(&self) -> std::slice::Iter<'_, IndexedServiceAccount> {
+        self.0.iter()
+    }
+}
+
 impl IndexedServiceAccount {
     /// Reads the indexed parts of a ServiceAccount (`None` without a name or namespace).
     pub fn from_service_account(sa: &ServiceAccount) -> Option<Self> {
@@ -236,7 +278,7 @@ pub struct Index {
     secrets: HashMap<Key, SecretState>,
     /// By namespace, then by name: a view reads the ServiceAccounts of the namespaces it
     /// serves, never every ServiceAccount of the cluster.
-    service_accounts: HashMap<String, BTreeMap<String, IndexedServiceAccount>>,
+    service_accounts: HashMap<String, ByName>,
     foreign: HashMap<Key, Foreign>,
     by: ByKeys,
     /// Types other than `kubernetes.io/dockerconfigjson` of Secrets carrying irsa's label,
@@ -452,7 +494,7 @@ impl Index {
                 self.service_accounts
                     .entry(indexed.state.namespace.clone())
                     .or_default()
-                    .insert(indexed.state.name.clone(), indexed);
+                    .insert(indexed);
                 true
             }
         }
@@ -463,7 +505,7 @@ impl Index {
         let Some(in_ns) = self.service_accounts.get_mut(namespace) else {
             return false;
         };
-        let removed = in_ns.remove(name).is_some();
+        let removed = in_ns.remove(name);
         if in_ns.is_empty() {
             self.service_accounts.remove(namespace);
         }
@@ -485,7 +527,7 @@ impl Index {
             self.service_accounts
                 .entry(sa.state.namespace.clone())
                 .or_default()
-                .insert(sa.state.name.clone(), sa);
+                .insert(sa);
         }
     }
 
@@ -813,7 +855,7 @@ mod tests {
         let mut sas: Vec<Key> = index
             .service_accounts
             .values()
-            .flat_map(BTreeMap::values)
+            .flat_map(ByName::values)
             .map(|sa| &sa.state)
             .filter(|sa| sa.namespace == ns && subject.may_touch(&sa.namespace))
             .map(|sa| (sa.namespace.clone(), sa.name.clone()))
