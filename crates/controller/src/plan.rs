@@ -887,24 +887,28 @@ impl Plan {
 /// for ECR) is still far from it.
 pub const URGENT_MARGIN_SECS: i64 = irsa_core::refresh::MAX_EXPIRY_MARGIN_SECS;
 
-/// The order of urgency of a write: creates (no secret yet) first, then updates by the expiry
-/// their secrets claim, soonest (or expired, or unknown) first; namespace order among equals.
-fn urgency(kind: WriteKind, expires_at: Option<i64>) -> (u8, i64) {
+/// The order of urgency of a write at `now`: creates (no secret yet) first, then updates by the
+/// expiry their secrets claim, soonest first; namespace order among equals. The claim is the
+/// `irsa.dev/expires-at` annotation, which a tenant may edit in its own namespace: an expiry
+/// before `now`, or none, counts as "expired at `now`", so a forged past (or removed) expiry
+/// ranks with the genuinely expired Secrets of other namespaces, never ahead of them nor of a
+/// missing one.
+fn urgency(kind: WriteKind, expires_at: Option<i64>, now: i64) -> (u8, i64) {
     match kind {
         WriteKind::Create => (0, i64::MIN),
-        WriteKind::Update => (1, expires_at.unwrap_or(i64::MIN)),
+        WriteKind::Update => (1, expires_at.map_or(now, |at| at.max(now))),
     }
 }
 
-/// Bounds one reconciliation's secret writes to `max`, most urgent first: namespaces without
-/// the secret (creates, in namespace order), then the updates by the expiry their secrets
-/// claim, soonest (or expired, or unknown) first, in namespace order among equals. Returns how
-/// many writes were left for the next round. [`plan_round`] takes the same writes without
-/// building the others; this is the reference it is tested against.
-pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
+/// Bounds one reconciliation's secret writes to `max`, most urgent at `now` first: namespaces
+/// without the secret (creates, in namespace order), then the updates by the expiry their
+/// secrets claim, soonest first (an expired or unknown one as of `now`), in namespace order
+/// among equals. Returns how many writes were left for the next round. [`plan_round`] takes
+/// the same writes without building the others; this is the reference it is tested against.
+pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize, now: i64) -> usize {
     writes.sort_by(|a, b| {
-        (urgency(a.kind, a.expires_at), &a.secret.namespace)
-            .cmp(&(urgency(b.kind, b.expires_at), &b.secret.namespace))
+        (urgency(a.kind, a.expires_at, now), &a.secret.namespace)
+            .cmp(&(urgency(b.kind, b.expires_at, now), &b.secret.namespace))
     });
     let left = writes.len().saturating_sub(max);
     writes.truncate(max);
@@ -1041,7 +1045,7 @@ pub fn plan_round(
             && !round.held_back.contains(ns)
         {
             let at = existing.and_then(|s| s.expires_at);
-            candidates.push((urgency(kind, at), ns));
+            candidates.push((urgency(kind, at, round.now), ns));
         }
         seen.push(Seen {
             namespace: ns,

@@ -936,7 +936,7 @@ fn urgent_writes_come_first_and_a_round_is_bounded() {
         .namespace(NamespaceState::new("h"));
     let mut plan = plan(&subject, &observed, Some(&credential(PASSWORD)));
     assert_eq!(plan.writes.len(), 8);
-    let left = urgent_first(&mut plan.writes, 4);
+    let left = urgent_first(&mut plan.writes, 4, NOW);
     assert_eq!(left, 4);
     assert_eq!(
         writes(&plan),
@@ -950,7 +950,7 @@ fn urgent_writes_come_first_and_a_round_is_bounded() {
     // The next round, after these were written, takes the rest.
     let observed = apply(&observed, &plan);
     let mut next = super::plan(&subject, &observed, Some(&credential(PASSWORD)));
-    assert_eq!(urgent_first(&mut next.writes, 4), 0);
+    assert_eq!(urgent_first(&mut next.writes, 4, NOW), 0);
     assert_eq!(
         writes(&next),
         vec![
@@ -1026,15 +1026,16 @@ fn creates_come_first_then_updates_by_expiry_soonest_first() {
         .namespace(NamespaceState::new("d"))
         .namespace(NamespaceState::new("g"));
     let mut p = plan(&subject, &observed, Some(&credential(PASSWORD)));
-    assert_eq!(urgent_first(&mut p.writes, 6), 2);
+    assert_eq!(urgent_first(&mut p.writes, 6, now), 2);
     assert_eq!(
         writes(&p),
         vec![
             (WriteKind::Create, "d"),
             (WriteKind::Create, "g"),
-            // Unknown expiry counts as expired, then soonest first.
-            (WriteKind::Update, "f"),
+            // Expired and unknown expiries count as expired now (namespace order among
+            // them), then soonest first.
             (WriteKind::Update, "c"),
+            (WriteKind::Update, "f"),
             (WriteKind::Update, "e"),
             (WriteKind::Update, "b"),
         ]
@@ -1042,7 +1043,7 @@ fn creates_come_first_then_updates_by_expiry_soonest_first() {
     // The next round takes the rest, soonest first.
     let observed = apply(&observed, &p);
     let mut next = plan(&subject, &observed, Some(&credential(PASSWORD)));
-    assert_eq!(urgent_first(&mut next.writes, 6), 0);
+    assert_eq!(urgent_first(&mut next.writes, 6, now), 0);
     assert_eq!(
         writes(&next),
         vec![(WriteKind::Update, "h"), (WriteKind::Update, "a")]
@@ -1114,7 +1115,7 @@ proptest! {
         let mut reference = plan(&subject, &observed, Some(&config));
         reference.writes.retain(|w| !held_back.contains(&w.secret.namespace));
         reference.deletions.retain(|d| !held_back.contains(&d.namespace));
-        urgent_first(&mut reference.writes, usize::MAX);
+        urgent_first(&mut reference.writes, usize::MAX, now);
         // Urgent: missing, of unknown expiry, or expiring within the margin.
         let urgent = reference
             .writes
@@ -1429,4 +1430,47 @@ fn a_secret_expiring_within_the_margin_goes_ahead_of_patches_and_refreshes() {
     let p = plan_round(&subject, &observed, Some(&config), round(2));
     assert_eq!(writes(&p), vec![(WriteKind::Create, "n")]);
     assert_eq!(p.service_account_patches.len(), 1);
+}
+
+#[test]
+fn a_tenants_forged_expiry_never_jumps_ahead_of_another_namespaces_secret() {
+    // `z` has no Secret and `b`'s expired ten seconds ago. Tenants of `t` and `u` edit their
+    // own copies: `t` claims expiry at the epoch, `u` removes the annotation. Both count as
+    // "expired now", never as more urgent than a genuinely missing or expired Secret: among
+    // the expired ones, namespace order decides.
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let old = |ns: &str| SecretState::owned(ns, "ecr-pull", &owner(), "sha256:old");
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("z"))
+        .namespace(NamespaceState::new("b"))
+        .secret(old("b").expiring_at(NOW - 10))
+        .namespace(NamespaceState::new("t"))
+        .secret(old("t").expiring_at(0))
+        .namespace(NamespaceState::new("u"))
+        .secret(old("u"));
+    let config = credential(PASSWORD);
+    let round = |max_writes| Round {
+        max_writes,
+        now: NOW,
+        ..Round::unbounded()
+    };
+    let p = plan_round(&subject, &observed, Some(&config), round(1));
+    assert_eq!(writes(&p), vec![(WriteKind::Create, "z")]);
+    let p = plan_round(&subject, &observed, Some(&config), round(2));
+    assert_eq!(
+        writes(&p),
+        vec![(WriteKind::Create, "z"), (WriteKind::Update, "b")]
+    );
+    let p = plan_round(&subject, &observed, Some(&config), round(4));
+    assert_eq!(
+        writes(&p),
+        vec![
+            (WriteKind::Create, "z"),
+            (WriteKind::Update, "b"),
+            (WriteKind::Update, "t"),
+            (WriteKind::Update, "u"),
+        ]
+    );
 }
