@@ -1423,7 +1423,6 @@ fn a_secret_expiring_within_the_margin_goes_ahead_of_patches_and_refreshes() {
     assert_eq!(p.service_account_patches.len(), 1);
     // Just outside the margin it is routine again: after the patch.
     let at = NOW + URGENT_MARGIN_SECS + 1;
-    let mut observed = observed;
     observed.secrets.retain(|s| s.namespace != "y");
     let observed = observed
         .secret(SecretState::owned("y", "ecr-pull", &owner(), "sha256:old").expiring_at(at));
