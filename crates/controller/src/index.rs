@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::labels::Labels;
 use crate::plan::{
     ADDED_PULL_SECRETS_ANNOTATION, DOCKER_CONFIG_JSON_TYPE, LabelMap, NamespaceState,
-    OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, Observed, Owner, SecretState,
+    OWNER_KIND_LABEL, OWNER_NAME_LABEL, OWNER_NAMESPACE_LABEL, Owner, SecretState,
     ServiceAccountState, Subject, Targets, View, is_managed, parse_added_pull_secrets,
 };
 
@@ -597,10 +597,14 @@ impl Index {
         }
     }
 
-    /// [`Index::view`], copied out (for callers that must release the lock first).
-    pub fn observed(&self, subject: &Subject<'_>) -> Observed {
+    /// [`Index::view`], copied out, tests only: it clones every ServiceAccount of every
+    /// namespace the subject may touch (cluster-sized for a ClusterPullSecret), where the
+    /// planner and the cleanup look them up lazily by namespace through the view
+    /// (`service_accounts_in`).
+    #[cfg(test)]
+    pub fn observed(&self, subject: &Subject<'_>) -> crate::plan::Observed {
         let view = self.view(subject);
-        Observed {
+        crate::plan::Observed {
             namespaces: view.namespaces().cloned().collect(),
             secrets: view.secrets().cloned().collect(),
             service_accounts: self

@@ -879,24 +879,36 @@ impl Plan {
     }
 }
 
-/// The order of urgency of a write: creates (no secret yet) first, then updates by the expiry
-/// their secrets claim, soonest (or expired, or unknown) first; namespace order among equals.
-fn urgency(kind: WriteKind, expires_at: Option<i64>) -> (u8, i64) {
+/// How close to its expiry a Secret's rewrite is as urgent as a missing Secret's (group 1 of
+/// [`plan_round`]'s budget): the largest margin the refresh policy keeps before expiry
+/// ([`irsa_core::refresh::MAX_EXPIRY_MARGIN_SECS`], 5 minutes). A Secret this close to expiry
+/// is past the latest point its refresh was due, so it must not wait a round (or many, behind
+/// a tenant's ServiceAccounts) and expire; one refreshed on schedule (half its lifetime, hours
+/// for ECR) is still far from it.
+pub const URGENT_MARGIN_SECS: i64 = irsa_core::refresh::MAX_EXPIRY_MARGIN_SECS;
+
+/// The order of urgency of a write at `now`: creates (no secret yet) first, then updates by the
+/// expiry their secrets claim, soonest first; namespace order among equals. The claim is the
+/// `irsa.dev/expires-at` annotation, which a tenant may edit in its own namespace: an expiry
+/// before `now`, or none, counts as "expired at `now`", so a forged past (or removed) expiry
+/// ranks with the genuinely expired Secrets of other namespaces, never ahead of them nor of a
+/// missing one.
+fn urgency(kind: WriteKind, expires_at: Option<i64>, now: i64) -> (u8, i64) {
     match kind {
         WriteKind::Create => (0, i64::MIN),
-        WriteKind::Update => (1, expires_at.unwrap_or(i64::MIN)),
+        WriteKind::Update => (1, expires_at.map_or(now, |at| at.max(now))),
     }
 }
 
-/// Bounds one reconciliation's secret writes to `max`, most urgent first: namespaces without
-/// the secret (creates, in namespace order), then the updates by the expiry their secrets
-/// claim, soonest (or expired, or unknown) first, in namespace order among equals. Returns how
-/// many writes were left for the next round. [`plan_round`] takes the same writes without
-/// building the others; this is the reference it is tested against.
-pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
+/// Bounds one reconciliation's secret writes to `max`, most urgent at `now` first: namespaces
+/// without the secret (creates, in namespace order), then the updates by the expiry their
+/// secrets claim, soonest first (an expired or unknown one as of `now`), in namespace order
+/// among equals. Returns how many writes were left for the next round. [`plan_round`] takes
+/// the same writes without building the others; this is the reference it is tested against.
+pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize, now: i64) -> usize {
     writes.sort_by(|a, b| {
-        (urgency(a.kind, a.expires_at), &a.secret.namespace)
-            .cmp(&(urgency(b.kind, b.expires_at), &b.secret.namespace))
+        (urgency(a.kind, a.expires_at, now), &a.secret.namespace)
+            .cmp(&(urgency(b.kind, b.expires_at, now), &b.secret.namespace))
     });
     let left = writes.len().saturating_sub(max);
     writes.truncate(max);
@@ -906,7 +918,8 @@ pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize) -> usize {
 /// The bounds of one round of a fan-out ([`plan_round`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Round<'r> {
-    /// Most changes to plan: creates and updates of secrets expired at [`Round::now`] first
+    /// Most changes to plan: creates and updates of secrets expiring within
+    /// [`URGENT_MARGIN_SECS`] of [`Round::now`] first
     /// ([`urgent_first`]'s order), then ServiceAccount patches, then the updates of still-valid
     /// secrets (same order), then deletions, in namespace and name order.
     /// kube-runtime never reconciles one resource twice at once, so without the bound a new
@@ -915,8 +928,9 @@ pub struct Round<'r> {
     /// about to expire would wait behind refreshes of secrets good for hours.
     pub max_writes: usize,
     /// The time (Unix seconds, the clock of the secrets' `irsa.dev/expires-at`) that decides
-    /// which updates are urgent: a secret expired by then (or of unknown expiry) is rewritten
-    /// before ServiceAccount patches, one still valid after them.
+    /// which updates are urgent: a secret expired by then or within [`URGENT_MARGIN_SECS`] of
+    /// it (or of unknown expiry) is rewritten before ServiceAccount patches, one valid for
+    /// longer after them.
     pub now: i64,
     /// Namespaces not to change anything in this round (their writes failed and back off);
     /// their states are planned as usual.
@@ -964,8 +978,8 @@ struct Seen<'a> {
 /// served namespaces, or under another name, are deleted unless `deletionPolicy: Retain`; a
 /// same-named Secret that is not ours is never touched and reported as a conflict. A
 /// ServiceAccount gets its entry once the Secret exists or is written in this round. The
-/// round's `max_writes` goes, in this order, to the creates and the updates of secrets expired
-/// at `round.now`, then ServiceAccount patches, then the updates of still-valid secrets, then
+/// round's `max_writes` goes, in this order, to the creates and the updates of secrets expiring
+/// within [`URGENT_MARGIN_SECS`] of `round.now`, then ServiceAccount patches, then the updates of still-valid secrets, then
 /// deletions; the rest is counted in [`Plan::left`].
 pub fn plan_round(
     subject: &Subject<'_>,
@@ -1031,7 +1045,7 @@ pub fn plan_round(
             && !round.held_back.contains(ns)
         {
             let at = existing.and_then(|s| s.expires_at);
-            candidates.push((urgency(kind, at), ns));
+            candidates.push((urgency(kind, at, round.now), ns));
         }
         seen.push(Seen {
             namespace: ns,
@@ -1039,14 +1053,16 @@ pub fn plan_round(
             existing,
         });
     }
-    // The round's budget, in this order: (1) creates and updates of expired secrets, (2)
+    // The round's budget, in this order: (1) creates and updates of secrets expired or about
+    // to (within the margin), (2)
     // ServiceAccount patches, (3) updates of still-valid secrets (a routine refresh), (4)
     // deletions. A new namespace's pods can pull once its Secret and its ServiceAccount entry
     // are in, so neither waits behind a refresh of thousands of valid secrets; a tenant's
     // thousands of ServiceAccounts or forged Secrets make more rounds, never a longer one
     // other namespaces' missing Secrets wait behind (group 1 is first).
     let max = round.max_writes;
-    let is_urgent = |key: &(u8, i64)| key.0 == 0 || key.1 <= round.now;
+    let urgent_until = round.now.saturating_add(URGENT_MARGIN_SECS);
+    let is_urgent = |key: &(u8, i64)| key.0 == 0 || key.1 <= urgent_until;
     let urgent = candidates.iter().filter(|(key, _)| is_urgent(key)).count();
     let first = urgent.min(max);
     // The `first` most urgent candidates go to the front, without sorting the others (group 1

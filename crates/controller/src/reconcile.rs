@@ -1119,7 +1119,8 @@ async fn converge(
     let (held_back, watched) = ctx.reported(&subject.owner, |r| {
         (r.backoff.held_back(started), r.backoff.namespaces())
     });
-    // One bounded round of changes: creates and expired secrets' writes first, then patches,
+    // One bounded round of changes: creates and the writes of secrets expired or within
+    // `plan::URGENT_MARGIN_SECS` of it first, then patches,
     // then routine refreshes, then deletions; the rest in the next round, at once.
     // Only this round's writes are built: a fan-out of N namespaces builds N writes in all,
     // not N per round.
