@@ -30,6 +30,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use irsa_core::arn::RoleArn;
 use irsa_core::secret::SecretString;
 use thiserror::Error;
 
@@ -427,18 +428,21 @@ impl ChainguardProvider {
         self.exchange_by(
             credentials,
             "the AWS identity",
+            None,
             identity,
             ChainguardMethod::GetCallerIdentity,
         )
         .await
     }
 
-    /// Exchanges `credentials` (of `principal`, for messages) for a registry token of
+    /// Exchanges `credentials` (of `principal`, for messages, and of `role` when known: its
+    /// partition picks the STS endpoint of `GetWebIdentityToken`) for a registry token of
     /// `identity`, proving the AWS identity by `method`.
     pub async fn exchange_by(
         &self,
         credentials: &AwsCredentials,
         principal: &str,
+        role: Option<&RoleArn>,
         identity: &str,
         method: ChainguardMethod,
     ) -> Result<(SecretString, Option<SystemTime>), ChainguardError> {
@@ -456,7 +460,7 @@ impl ChainguardProvider {
                 })?;
                 // The audience is the issuer this token is about to be sent to.
                 let jwt = sts
-                    .web_identity_token(credentials, principal, &self.issuer)
+                    .web_identity_token(credentials, principal, role, &self.issuer)
                     .await
                     .map_err(|e| ChainguardError::WebIdentityToken {
                         issuer: self.issuer.clone(),
@@ -617,7 +621,13 @@ impl RegistryTokenProvider for ChainguardProvider {
                 .unwrap_or_default();
             let method = first.map(|t| t.chainguard_method).unwrap_or_default();
             let (token, expires_at) = self
-                .exchange_by(&ctx.credentials, &ctx.principal, identity, method)
+                .exchange_by(
+                    &ctx.credentials,
+                    &ctx.principal,
+                    ctx.role.as_ref(),
+                    identity,
+                    method,
+                )
                 .await?;
             Ok(targets
                 .iter()

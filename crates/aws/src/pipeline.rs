@@ -519,6 +519,7 @@ impl Inner {
         let ctx = FetchContext {
             credentials: (*credentials).clone(),
             principal: identity.describe(),
+            role: identity.role().cloned(),
         };
         let provider = match targets.first().map(|t| &t.registry) {
             Some(Registry::Ecr(_)) => &self.providers.ecr,

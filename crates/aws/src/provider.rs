@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use irsa_core::arn::RoleArn;
 use irsa_core::registry::{self, Registry};
 use thiserror::Error;
 
@@ -158,6 +159,9 @@ pub struct FetchContext {
     pub credentials: AwsCredentials,
     /// Who they belong to, for error messages (`role arn:…`).
     pub principal: String,
+    /// The role they belong to, when known (not for bare ambient credentials): its partition
+    /// decides which STS a provider calls on their behalf.
+    pub role: Option<RoleArn>,
 }
 
 /// A failure of one of the registry token providers.

@@ -83,6 +83,15 @@ impl Identity {
         }
     }
 
+    /// The role whose credentials this identity yields, when irsa knows it: the web-identity
+    /// role or the chained role; `None` for bare ambient credentials.
+    pub fn role(&self) -> Option<&RoleArn> {
+        match self {
+            Identity::WebIdentity { role_arn, .. } => Some(role_arn),
+            Identity::Ambient { chained_role } => chained_role.as_ref(),
+        }
+    }
+
     /// A description for messages: `role arn:aws:iam::…:role/x (token from file …)`.
     pub fn describe(&self) -> String {
         match self {
@@ -367,11 +376,13 @@ pub const WEB_IDENTITY_TOKEN_SECONDS: i32 = 300;
 
 /// Mints outbound web-identity tokens (STS `GetWebIdentityToken`) with AWS credentials.
 pub trait WebIdentityTokens: Send + Sync {
-    /// A JWT for `audience` naming the principal of `credentials`.
+    /// A JWT for `audience` naming the principal of `credentials` (`principal` describes it for
+    /// messages; `role`, when known, is the role they belong to and picks the STS partition).
     fn web_identity_token<'a>(
         &'a self,
         credentials: &'a AwsCredentials,
         principal: &'a str,
+        role: Option<&'a RoleArn>,
         audience: &'a str,
     ) -> BoxFuture<'a, Result<SecretString, StsError>>;
 }
@@ -381,9 +392,10 @@ impl WebIdentityTokens for StsExchange {
         &'a self,
         credentials: &'a AwsCredentials,
         principal: &'a str,
+        role: Option<&'a RoleArn>,
         audience: &'a str,
     ) -> BoxFuture<'a, Result<SecretString, StsError>> {
-        Box::pin(self.get_web_identity_token(credentials, principal, audience))
+        Box::pin(self.get_web_identity_token(credentials, principal, role, audience))
     }
 }
 
@@ -567,26 +579,42 @@ impl StsExchange {
         Ok(from_sts(creds))
     }
 
-    /// The region and URL of `GetWebIdentityToken`: the configured endpoint URL, else the
-    /// regional endpoint of the configured region (us-east-1 when none is set). Never the
-    /// global endpoint, where AWS does not offer the API, whatever `AWS_STS_REGIONAL_ENDPOINTS`
-    /// says.
-    pub fn web_identity_token_target(&self) -> Result<(String, String), StsError> {
-        let region = self
-            .settings
-            .region
-            .clone()
-            .unwrap_or_else(|| "us-east-1".to_owned());
+    /// The region and URL of `GetWebIdentityToken` for credentials of `role`: the configured
+    /// endpoint URL, else the regional endpoint of the configured region when it lies in the
+    /// role's partition, else of the partition's default region (us-gov-west-1 for
+    /// `aws-us-gov`, cn-northwest-1 for `aws-cn`, us-east-1 for `aws`). Without a known role,
+    /// the configured region, else us-east-1. Never the global endpoint, where AWS does not offer
+    /// the API, whatever `AWS_STS_REGIONAL_ENDPOINTS` says.
+    pub fn web_identity_token_target(
+        &self,
+        role: Option<&RoleArn>,
+    ) -> Result<(String, String), StsError> {
+        let endpoint_err = |reason: String| StsError::Endpoint {
+            role: role.map_or_else(|| "(sts:GetWebIdentityToken)".to_owned(), |r| r.to_string()),
+            reason,
+        };
+        let configured = self.settings.region.as_deref();
+        let region = match role {
+            Some(role) => {
+                let partition = Partition::from_id(&role.partition).ok_or_else(|| {
+                    endpoint_err(format!(
+                        "partition {} has no known STS endpoint",
+                        role.partition
+                    ))
+                })?;
+                match configured {
+                    Some(r) if Partition::from_region(r) == Some(partition) => r.to_owned(),
+                    _ => partition.implicit_global_region().to_owned(),
+                }
+            }
+            None => configured.unwrap_or("us-east-1").to_owned(),
+        };
         let url = match &self.settings.endpoint_url {
             Some(url) => url.clone(),
             None => format!(
                 "https://{}",
-                sts_endpoint(&region, self.settings.variant).map_err(|e| {
-                    StsError::Endpoint {
-                        role: "(sts:GetWebIdentityToken)".to_owned(),
-                        reason: e.to_string(),
-                    }
-                })?
+                sts_endpoint(&region, self.settings.variant)
+                    .map_err(|e| endpoint_err(e.to_string()))?
             ),
         };
         Ok((region, url))
@@ -598,10 +626,11 @@ impl StsExchange {
         &self,
         credentials: &AwsCredentials,
         principal: &str,
+        role: Option<&RoleArn>,
         audience: &str,
     ) -> Result<SecretString, StsError> {
         const OP: &str = "sts:GetWebIdentityToken";
-        let (region, url) = self.web_identity_token_target()?;
+        let (region, url) = self.web_identity_token_target(role)?;
         tracing::debug!(principal, audience, endpoint = %url, "getting an outbound web-identity token");
         let client = self.client(region, url, Some(credentials));
         let err = |failure| StsError::WebIdentityToken {
@@ -900,6 +929,88 @@ mod tests {
         assert_eq!(
             target(vpce, role).1,
             "https://vpce-1.sts.eu-west-1.vpce.amazonaws.com"
+        );
+    }
+
+    fn web_identity_token_target(s: StsSettings, role: Option<&str>) -> (String, String) {
+        let role: Option<RoleArn> = role.map(|r| r.parse().unwrap());
+        StsExchange::new(s, Env::from_pairs::<&str, &str>([]), None, None)
+            .web_identity_token_target(role.as_ref())
+            .unwrap()
+    }
+
+    #[test]
+    fn web_identity_tokens_come_from_the_roles_partition() {
+        let none = || settings(None, StsEndpointChoice::Regional);
+        let gov = Some("arn:aws-us-gov:iam::123456789012:role/r");
+        let cn = Some("arn:aws-cn:iam::123456789012:role/r");
+        let aws = Some("arn:aws:iam::123456789012:role/r");
+        // No region configured: the partition's default region, never us-east-1 outside `aws`.
+        assert_eq!(
+            web_identity_token_target(none(), gov),
+            (
+                "us-gov-west-1".into(),
+                "https://sts.us-gov-west-1.amazonaws.com".into()
+            )
+        );
+        assert_eq!(
+            web_identity_token_target(none(), cn),
+            (
+                "cn-northwest-1".into(),
+                "https://sts.cn-northwest-1.amazonaws.com.cn".into()
+            )
+        );
+        assert_eq!(
+            web_identity_token_target(none(), aws).1,
+            "https://sts.us-east-1.amazonaws.com"
+        );
+        // Without a known role (bare ambient credentials): the configured region, else us-east-1.
+        assert_eq!(
+            web_identity_token_target(none(), None).1,
+            "https://sts.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            web_identity_token_target(
+                settings(Some("cn-north-1"), StsEndpointChoice::Regional),
+                None
+            )
+            .1,
+            "https://sts.cn-north-1.amazonaws.com.cn"
+        );
+        // A region of the role's partition is kept; one of another partition is not.
+        assert_eq!(
+            web_identity_token_target(
+                settings(Some("cn-north-1"), StsEndpointChoice::Regional),
+                cn
+            ),
+            (
+                "cn-north-1".into(),
+                "https://sts.cn-north-1.amazonaws.com.cn".into()
+            )
+        );
+        assert_eq!(
+            web_identity_token_target(
+                settings(Some("us-east-1"), StsEndpointChoice::Regional),
+                gov
+            )
+            .1,
+            "https://sts.us-gov-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            web_identity_token_target(settings(Some("eu-west-1"), StsEndpointChoice::Global), aws)
+                .1,
+            "https://sts.eu-west-1.amazonaws.com",
+            "never the global endpoint"
+        );
+        // An explicit endpoint URL wins, signed for the partition's region.
+        let mut vpce = none();
+        vpce.endpoint_url = Some("https://vpce-1.sts.us-gov-west-1.vpce.amazonaws.com".into());
+        assert_eq!(
+            web_identity_token_target(vpce, gov),
+            (
+                "us-gov-west-1".into(),
+                "https://vpce-1.sts.us-gov-west-1.vpce.amazonaws.com".into()
+            )
         );
     }
 

@@ -279,6 +279,7 @@ iam.put_role_policy(RoleName='nothing', PolicyName='other', PolicyDocument=json.
     let ctx = irsa_aws::provider::FetchContext {
         credentials: forged,
         principal: "forged".into(),
+        role: None,
     };
     use irsa_aws::RegistryTokenProvider as _;
     let err = ecr.fetch(&ctx, &registry).await.unwrap_err();
