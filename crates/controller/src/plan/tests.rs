@@ -1108,7 +1108,7 @@ proptest! {
         let held_back: BTreeSet<String> =
             observed.namespaces.get(held).map(|n| n.name.clone()).into_iter().collect();
         let watched: BTreeSet<String> = observed.namespaces.iter().map(|n| n.name.clone()).collect();
-        let round = Round { max_writes: max, now, held_back: &held_back, watched: &watched };
+        let round = Round { max_writes: max, now, held_back: &held_back, watched: &watched, written: None };
         let p = plan_round(&subject, &observed, Some(&config), round);
         // The reference: the whole plan, without the held-back namespaces' changes, in
         // urgency order.
@@ -1471,5 +1471,122 @@ fn a_tenants_forged_expiry_never_jumps_ahead_of_another_namespaces_secret() {
             (WriteKind::Update, "t"),
             (WriteKind::Update, "u"),
         ]
+    );
+}
+
+#[test]
+fn a_tenant_reforging_its_secrets_every_round_never_starves_another_namespace() {
+    // Review finding L1. A tenant holds five low-sorting namespaces `a-0`..`a-4` and, after
+    // every round, forges its Secrets there again (content changed, `irsa.dev/expires-at` in
+    // the past, so each ranks as expired now). `z`'s Secret genuinely expired. With a chunk of
+    // four, `z` is written within two rounds all the same.
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let forged = |ns: &str, round: usize| {
+        SecretState::owned(ns, "ecr-pull", &owner(), &format!("sha256:forged-{round}"))
+            .expiring_at(0)
+    };
+    let tenant: Vec<String> = (0..5).map(|i| format!("a-{i}")).collect();
+    let mut observed = Observed::default()
+        .namespace(NamespaceState::new("z"))
+        .secret(SecretState::owned("z", "ecr-pull", &owner(), "sha256:old").expiring_at(NOW - 10));
+    for ns in &tenant {
+        observed = observed
+            .namespace(NamespaceState::new(ns))
+            .secret(forged(ns, 0));
+    }
+    let config = credential(PASSWORD);
+    // What the controller records of its own writes, round by round.
+    let mut written = Written::default();
+    let mut z_written_in = None;
+    for n in 1..=10 {
+        let round = Round {
+            max_writes: 4,
+            now: NOW,
+            written: Some(&written),
+            ..Round::unbounded()
+        };
+        let p = plan_round(&subject, &observed, Some(&config), round);
+        assert!(p.writes.len() <= 4);
+        if p.writes.iter().any(|w| w.secret.namespace == "z") {
+            z_written_in = Some(n);
+            break;
+        }
+        if let Some(w) = p.writes.first() {
+            let hash = w.secret.content_hash.clone();
+            written.record(&hash, p.writes.iter().map(|w| w.secret.namespace.as_str()));
+        }
+        observed = apply(&observed, &p);
+        // The tenant forges its copies again.
+        observed.secrets.retain(|s| !tenant.contains(&s.namespace));
+        for ns in &tenant {
+            observed = observed.secret(forged(ns, n));
+        }
+    }
+    assert!(
+        z_written_in.is_some_and(|n| n <= 2),
+        "z written in round {z_written_in:?}"
+    );
+}
+
+#[test]
+fn a_rewrite_waits_behind_other_writes_of_its_urgency_and_the_record_follows_the_content() {
+    // irsa wrote the current content into `a` and `b`; since then a tenant deleted `a`'s
+    // Secret and edited `b`'s. `m` is a new namespace, `y`'s Secret expired. With a budget of
+    // two, `m` and `y` go first; the rewrites follow, creates first, when there is room.
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("a"))
+        .namespace(NamespaceState::new("b"))
+        .secret(SecretState::owned("b", "ecr-pull", &owner(), "sha256:edited").expiring_at(0))
+        .namespace(NamespaceState::new("m"))
+        .namespace(NamespaceState::new("y"))
+        .secret(SecretState::owned("y", "ecr-pull", &owner(), "sha256:old").expiring_at(NOW - 1));
+    let config = credential(PASSWORD);
+    let current = hash_for(&spec, "", PASSWORD);
+    let mut written = Written::default();
+    written.record(&current, ["a", "b"]);
+    assert!(written.wrote(&current, "a") && !written.wrote(&current, "m"));
+    fn round(max_writes: usize, written: Option<&Written>) -> Round<'_> {
+        Round {
+            max_writes,
+            now: NOW,
+            written,
+            ..Round::unbounded()
+        }
+    }
+    let p = plan_round(&subject, &observed, Some(&config), round(2, Some(&written)));
+    assert_eq!(
+        writes(&p),
+        vec![(WriteKind::Create, "m"), (WriteKind::Update, "y")]
+    );
+    assert_eq!(p.left, 2);
+    let p = plan_round(&subject, &observed, Some(&config), round(4, Some(&written)));
+    assert_eq!(
+        writes(&p),
+        vec![
+            (WriteKind::Create, "m"),
+            (WriteKind::Update, "y"),
+            (WriteKind::Create, "a"),
+            (WriteKind::Update, "b"),
+        ]
+    );
+    // Without a record, namespace order among equals, as before.
+    let p = plan_round(&subject, &observed, Some(&config), round(2, None));
+    assert_eq!(
+        writes(&p),
+        vec![(WriteKind::Create, "a"), (WriteKind::Create, "m")]
+    );
+    // A new content (a refreshed credential) makes every namespace out of date for a reason
+    // irsa knows: the record of the old content no longer counts.
+    written.record("sha256:next", ["m"]);
+    assert!(!written.wrote(&current, "a") && written.wrote("sha256:next", "m"));
+    let p = plan_round(&subject, &observed, Some(&config), round(2, Some(&written)));
+    assert_eq!(
+        writes(&p),
+        vec![(WriteKind::Create, "a"), (WriteKind::Create, "m")]
     );
 }
