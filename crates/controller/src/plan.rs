@@ -1266,17 +1266,28 @@ pub fn plan_round(
     plan
 }
 
-/// Plans the cleanup of a deleted resource (its finalizer): delete all its Secrets and remove
-/// their ServiceAccount entries, unless `deletionPolicy: Retain`, in which case nothing changes.
-pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
+/// Plans one round of the cleanup of a deleted resource (its finalizer): delete its Secrets
+/// and remove their ServiceAccount entries, unless `deletionPolicy: Retain`, in which case
+/// nothing changes. At most `max` changes in the round, the patches first (a Secret is never
+/// deleted while the patch removing its entry waits); the rest is counted in [`Plan::left`],
+/// and the finalizer stays until a round finds nothing left. Unbounded, a resource with
+/// 10,000 targets would be one reconcile of 10,000 requests, holding up everything else of it
+/// and running into timeouts.
+pub fn cleanup(subject: &Subject<'_>, observed: &impl View, max: usize) -> Plan {
     let mut plan = Plan::default();
     let mut patches = Patches::new(&subject.owner);
     let ours = observed
         .secrets()
         .filter(|s| subject.may_touch(&s.namespace) && s.is_written_by(&subject.owner));
     let doomed = remove(&mut patches, subject.spec.deletion_policy, observed, ours);
-    plan.service_account_patches = patches.finish(usize::MAX).0;
-    plan.deletions = deletions(&doomed, &subject.owner, usize::MAX);
+    let (patches, patches_left) = patches.finish(max);
+    plan.service_account_patches = patches;
+    plan.deletions = deletions(
+        &doomed,
+        &subject.owner,
+        max - plan.service_account_patches.len(),
+    );
+    plan.left = patches_left + (doomed.len() - plan.deletions.len());
     plan
 }
 

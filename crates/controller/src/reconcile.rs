@@ -723,11 +723,13 @@ where
             .map_err(Error::from),
         Phase::Apply => apply(ctx, obj, &subject, validate()).await,
         Phase::Cleanup(patch) => match cleanup(ctx, &subject).await {
-            Ok(action) => ctx
+            // Rounds are left: the finalizer stays, and the next round follows at once.
+            Ok(Cleanup::Left) => Ok(Action::requeue(Duration::ZERO)),
+            Ok(Cleanup::Done) => ctx
                 .writer
                 .patch_finalizers(obj, patch)
                 .await
-                .map(|()| action)
+                .map(|()| Action::await_change())
                 .map_err(Error::from),
             Err(e) => Err(e),
         },
@@ -1509,12 +1511,22 @@ async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>) {
     }
 }
 
-/// The finalizer's cleanup: remove the resource's secrets and service-account entries unless
-/// `deletionPolicy: Retain`.
-async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> {
+/// Where a round of the finalizer's cleanup left it.
+#[derive(Debug, PartialEq, Eq)]
+enum Cleanup {
+    /// Everything is removed: the finalizer may go.
+    Done,
+    /// Changes are left for the next round.
+    Left,
+}
+
+/// One round of the finalizer's cleanup: remove the resource's secrets and service-account
+/// entries unless `deletionPolicy: Retain`, at most a chunk of them, as a round of writes does
+/// ([`ReconcilerConfig::chunk`]).
+async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Cleanup, Error> {
     let plan = {
         let index = ctx.index();
-        plan::cleanup(subject, &index.view(subject))
+        plan::cleanup(subject, &index.view(subject), ctx.config.chunk())
     };
     let outcome = ctx
         .writer
@@ -1535,9 +1547,13 @@ async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Action, Error> 
             first: first.clone(),
         });
     }
+    if plan.left > 0 {
+        tracing::debug!(resource = %subject.owner, deleted = plan.deletions.len(), left = plan.left, "cleaning up");
+        return Ok(Cleanup::Left);
+    }
     tracing::info!(resource = %subject.owner, deleted = plan.deletions.len(), policy = ?subject.spec.deletion_policy, "cleaned up");
     ctx.forget_resource(&subject.owner);
-    Ok(Action::await_change())
+    Ok(Cleanup::Done)
 }
 
 #[cfg(test)]
@@ -1818,6 +1834,132 @@ mod tests {
             }
         }
         assert_eq!(z_written_in, Some(2));
+        drop(ctx);
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_deleted_resources_cleanup_is_bounded_by_the_chunk_and_the_finalizer_goes_last() {
+        // A deleted ClusterPullSecret with ten Secrets to delete and a chunk of four: each
+        // reconcile deletes at most four and requeues at once; the finalizer is removed only
+        // by the reconcile that finds nothing left.
+        use crate::credentials::tests as c;
+        let (ctx, mut api) = mock_context_with(c::store(Arc::new(c::Ecr::default())), |c| {
+            c.write_concurrency = 2;
+            c.qps = 10.0;
+        });
+        assert_eq!(ctx.config.chunk(), 4);
+        let mut cps = crate::fixtures::cps();
+        cps.metadata.uid = Some("uid-cps".into());
+        cps.metadata.resource_version = Some("7".into());
+        cps.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        cps.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        let namespaces: Vec<String> = (0..10).map(|i| format!("ns-{i}")).collect();
+        let stored: Arc<Mutex<BTreeMap<String, serde_json::Value>>> = Arc::default();
+        {
+            let mut index = ctx.index_mut();
+            let mut stored = stored.lock().unwrap();
+            for ns in &namespaces {
+                index.apply_namespace(&ObjectMeta {
+                    name: Some(ns.clone()),
+                    resource_version: Some("1".into()),
+                    ..ObjectMeta::default()
+                });
+                let secret = watched_secret(ns, "sha256:current", ctx.now() + 3600, 2);
+                index.apply_secret(&secret);
+                stored.insert(ns.clone(), serde_json::to_value(&secret).unwrap());
+            }
+        }
+        // The API server: Secrets are read and deleted as stored; the finalizer patch is
+        // recorded (and answered with the resource, its finalizer gone).
+        #[derive(Debug, Default)]
+        struct Seen {
+            deletes: usize,
+            finalizer_patches: usize,
+        }
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let server = tokio::spawn({
+            let (seen, stored) = (seen.clone(), stored.clone());
+            let mut answer = serde_json::to_value(&cps).unwrap();
+            answer["metadata"]["finalizers"] = json!([]);
+            async move {
+                let respond = |code: u16, body: &serde_json::Value| {
+                    http::Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(serde_json::to_vec(body).unwrap()))
+                        .unwrap()
+                };
+                let not_found = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "code": 404, "reason": "NotFound", "message": "gone"});
+                let deleted = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Success", "code": 200});
+                while let Some((req, send)) = api.next_request().await {
+                    let path = req.uri().path().to_owned();
+                    let ns = path
+                        .strip_prefix("/api/v1/namespaces/")
+                        .and_then(|p| p.strip_suffix("/secrets/regcred"))
+                        .map(str::to_owned);
+                    let mut stored = stored.lock().unwrap();
+                    let mut seen = seen.lock().unwrap();
+                    let response = match (req.method().clone(), ns) {
+                        (http::Method::GET, Some(ns)) => match stored.get(&ns) {
+                            Some(secret) => respond(200, secret),
+                            None => respond(404, &not_found),
+                        },
+                        (http::Method::DELETE, Some(ns)) => {
+                            seen.deletes += 1;
+                            match stored.remove(&ns) {
+                                Some(_) => respond(200, &deleted),
+                                None => respond(404, &not_found),
+                            }
+                        }
+                        (http::Method::PATCH, None)
+                            if path.ends_with("/clusterpullsecrets/ecr") =>
+                        {
+                            seen.finalizer_patches += 1;
+                            respond(200, &answer)
+                        }
+                        (method, _) => panic!("unexpected request {method} {path}"),
+                    };
+                    send.send_response(response);
+                }
+            }
+        });
+        let cps = Arc::new(cps);
+        let mut reconciles = 0;
+        loop {
+            reconciles += 1;
+            assert!(reconciles <= 10, "the cleanup never ends");
+            let before = seen.lock().unwrap().deletes;
+            let action = reconcile_cluster(cps.clone(), ctx.clone()).await;
+            let action = action.map_err(|e| e.to_string());
+            let seen = seen.lock().unwrap();
+            assert!(
+                seen.deletes - before <= 4,
+                "reconcile {reconciles} deleted {}",
+                seen.deletes - before
+            );
+            if seen.finalizer_patches > 0 {
+                assert!(
+                    stored.lock().unwrap().is_empty(),
+                    "the finalizer was removed with Secrets left"
+                );
+                assert_eq!(action, Ok(Action::await_change()));
+                break;
+            }
+            assert_eq!(
+                action,
+                Ok(Action::requeue(Duration::ZERO)),
+                "reconcile {reconciles}"
+            );
+        }
+        assert_eq!(seen.lock().unwrap().deletes, 10);
+        assert_eq!(seen.lock().unwrap().finalizer_patches, 1);
+        assert_eq!(reconciles, 3);
         drop(ctx);
         server.await.unwrap();
     }

@@ -477,7 +477,7 @@ fn a_pull_secret_writes_only_into_its_namespace() {
     for p in [
         plan(&subject, &observed, Some(&credential(PASSWORD))),
         plan(&subject, &observed, None),
-        cleanup(&subject, &observed),
+        cleanup(&subject, &observed, usize::MAX),
     ] {
         assert!(p.deletions.is_empty(), "{p:?}");
         assert!(p.service_account_patches.is_empty(), "{p:?}");
@@ -704,7 +704,7 @@ fn cleanup_removes_only_our_secrets_unless_retained() {
                     &["ecr-pull"],
                 ),
         );
-    let p = cleanup(&subject(&spec, &selection), &observed);
+    let p = cleanup(&subject(&spec, &selection), &observed, usize::MAX);
     assert_eq!(deletions(&p), [("a", "ecr-pull")]);
     assert!(p.writes.is_empty());
     assert_eq!(p.service_account_patches.len(), 1);
@@ -717,10 +717,17 @@ fn cleanup_removes_only_our_secrets_unless_retained() {
             {"op": "remove", "path": "/metadata/annotations/irsa.dev~1added-pull-secrets"},
         ])
     );
-    assert!(cleanup(&subject(&spec, &selection), &apply(&observed, &p)).is_noop());
+    assert!(
+        cleanup(
+            &subject(&spec, &selection),
+            &apply(&observed, &p),
+            usize::MAX
+        )
+        .is_noop()
+    );
 
     spec.deletion_policy = DeletionPolicy::Retain;
-    assert!(cleanup(&subject(&spec, &selection), &observed).is_noop());
+    assert!(cleanup(&subject(&spec, &selection), &observed, usize::MAX).is_noop());
 }
 
 #[test]
@@ -906,9 +913,9 @@ proptest! {
         prop_assert!(again.is_noop(), "not converged: {again:?}");
         prop_assert_eq!(again.counts(), p.counts());
 
-        let gone = cleanup(&subject, &next);
+        let gone = cleanup(&subject, &next, usize::MAX);
         let after = apply(&next, &gone);
-        prop_assert!(cleanup(&subject, &after).is_noop());
+        prop_assert!(cleanup(&subject, &after, usize::MAX).is_noop());
         if spec.deletion_policy == DeletionPolicy::Delete {
             let terminating: BTreeSet<_> = next.namespaces.iter().filter(|n| n.terminating).map(|n| n.name.clone()).collect();
             prop_assert!(after.secrets.iter().all(|s| !s.is_written_by(&owner()) || terminating.contains(&s.namespace)));
@@ -995,7 +1002,11 @@ fn a_labelled_secret_of_another_type_is_never_written_or_deleted() {
         p.conflicts[0].message()
     );
     assert_eq!(p.counts().conflicted, 1);
-    assert!(cleanup(&subject, &observed).deletions.is_empty());
+    assert!(
+        cleanup(&subject, &observed, usize::MAX)
+            .deletions
+            .is_empty()
+    );
 }
 
 #[test]
@@ -1589,4 +1600,52 @@ fn a_rewrite_waits_behind_other_writes_of_its_urgency_and_the_record_follows_the
         writes(&p),
         vec![(WriteKind::Create, "a"), (WriteKind::Create, "m")]
     );
+}
+
+#[test]
+fn a_cleanup_round_is_bounded_and_deletes_nothing_while_patches_wait() {
+    // Ten namespaces hold our Secret, each listed by its `default` ServiceAccount (recorded as
+    // ours). A round of four patches four ServiceAccounts and deletes nothing; once the
+    // patches are in, deletions follow, four a round, until a round finds nothing left.
+    let mut spec = spec();
+    spec.service_accounts = vec!["default".into()];
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let hash = hash_for(&spec, "", PASSWORD);
+    let mut observed = Observed::default();
+    for i in 0..10 {
+        let ns = format!("ns-{i}");
+        observed = observed
+            .namespace(NamespaceState::new(&ns))
+            .secret(SecretState::owned(&ns, "ecr-pull", &owner(), &hash))
+            .service_account(
+                ServiceAccountState::new(&ns, "default")
+                    .pull_secrets(&["ecr-pull"])
+                    .added_by(&owner(), &["ecr-pull"]),
+            );
+    }
+    let mut rounds = Vec::new();
+    loop {
+        let p = cleanup(&subject, &observed, 4);
+        let (patches, deleted) = (p.service_account_patches.len(), p.deletions.len());
+        assert!(patches + deleted <= 4);
+        rounds.push((patches, deleted, p.left));
+        observed = apply(&observed, &p);
+        if p.left == 0 {
+            break;
+        }
+        assert!(rounds.len() < 10, "the cleanup never ends: {rounds:?}");
+    }
+    assert_eq!(
+        rounds,
+        vec![(4, 0, 16), (4, 0, 12), (2, 2, 8), (0, 4, 4), (0, 4, 0)]
+    );
+    assert!(observed.secrets.is_empty());
+    assert!(
+        observed
+            .service_accounts
+            .iter()
+            .all(|sa| sa.image_pull_secrets.is_empty())
+    );
+    assert!(cleanup(&subject, &observed, 4).is_noop());
 }
