@@ -669,7 +669,19 @@ impl Writer {
                 write_index(index).apply_service_account(&sa);
                 Step::Done
             }
-            Err(e) if e.code() == Some(404) => Step::Done,
+            Err(e) if e.code() == Some(404) => {
+                // Gone: forgotten now, not when the watch's delete event comes, so that the
+                // next round does not plan the patch again. Unless the index holds a newer one
+                // (made again under the name since), which the watch already brought.
+                let mut index = write_index(index);
+                let held = index
+                    .service_account(&p.namespace, &p.name)
+                    .map(|sa| sa.state.resource_version.clone());
+                if held.is_some_and(|rv| rv == p.resource_version) {
+                    index.delete_service_account(&p.namespace, &p.name);
+                }
+                Step::Done
+            }
             Err(WriteError::NotLeader) => Step::NotLeader,
             Err(e) => Step::Failed(p.namespace.clone(), format!("{e} (retried)")),
         }
@@ -1290,6 +1302,86 @@ mod tests {
         let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
         assert!(outcome.written.is_empty());
+        no_more_requests(writer, api).await;
+    }
+
+    #[tokio::test]
+    async fn a_service_account_gone_when_patched_is_forgotten_by_the_index() {
+        // A patch answered 404: the ServiceAccount is gone. The index forgets it at once, so
+        // that the next round (a bounded cleanup requeues at once) does not plan the same patch
+        // again while the watch's delete event is still on its way.
+        let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+        let index = RwLock::new(Index::new());
+        let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({
+            "metadata": {"name": "default", "namespace": "a", "resourceVersion": "3"},
+            "imagePullSecrets": [{"name": "regcred"}],
+        }))
+        .unwrap();
+        index.write().unwrap().apply_service_account(&sa);
+        let patch = plan::ServiceAccountPatch {
+            namespace: "a".into(),
+            name: "default".into(),
+            add: vec![],
+            remove: vec!["regcred".into()],
+            observed: vec!["regcred".into()],
+            resource_version: Some("3".into()),
+            added: None,
+            has_annotations: false,
+            has_record: false,
+        };
+        let plan = Plan {
+            service_account_patches: vec![patch],
+            ..Plan::default()
+        };
+        let server = async {
+            expect(
+                &mut api,
+                Method::PATCH,
+                "/api/v1/namespaces/a/serviceaccounts/default",
+                respond(
+                    404,
+                    &status(
+                        404,
+                        "NotFound",
+                        "serviceaccounts \"default\" not found",
+                        json!({"name": "default", "kind": "serviceaccounts"}),
+                    ),
+                ),
+            )
+            .await;
+        };
+        let no_stamp = BTreeMap::new();
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert!(
+            index
+                .read()
+                .unwrap()
+                .service_account("a", "default")
+                .is_none(),
+            "the index still holds a ServiceAccount the API server said is gone"
+        );
+        // One made again under the name, already indexed at a newer version, stays.
+        let mut again = sa.clone();
+        again.metadata.resource_version = Some("5".into());
+        index.write().unwrap().apply_service_account(&again);
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), async {
+            expect(
+                &mut api,
+                Method::PATCH,
+                "/api/v1/namespaces/a/serviceaccounts/default",
+                respond(404, &status(404, "NotFound", "gone", json!({}))),
+            )
+            .await;
+        });
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert!(
+            index
+                .read()
+                .unwrap()
+                .service_account("a", "default")
+                .is_some()
+        );
         no_more_requests(writer, api).await;
     }
 
