@@ -116,7 +116,9 @@ struct Slot {
     failures: u32,
     retry_at: Option<i64>,
     last_error: Option<String>,
-    /// The last exchange: wall clock (Unix seconds) and monotonic.
+    /// When the last successful exchange began: wall clock (Unix seconds) and monotonic. A
+    /// failed one is spaced by its backoff instead, and one that never completed (its task
+    /// dropped) by nothing.
     last_exchange: Option<(i64, Instant)>,
 }
 
@@ -347,8 +349,10 @@ impl CredentialStore {
                 .map(Obtained::Current),
             false => decide(slot, fraction, asked),
         };
-        let start = |slot: &mut Slot| {
-            slot.last_exchange = Some((asked, since));
+        // The exchange counts towards the minimum interval once it completed (`complete`):
+        // one its runtime dropped midway (shutting down) obtained nothing and must not hold
+        // back the next attempt.
+        let start = |_: &mut Slot| {
             self.metrics.exchanged();
             let (pipeline, identity) = (self.pipeline.clone(), identity.clone());
             let targets = targets.to_vec();
@@ -427,6 +431,8 @@ fn complete(slot: &mut Slot, answer: Option<Answer>, asked: i64, since: Instant)
         Ok(c) => {
             let c = Arc::new(c);
             slot.current = Some(c.clone());
+            // The next exchange is at least the minimum interval after this one began.
+            slot.last_exchange = Some((asked, since));
             slot.failures = 0;
             slot.retry_at = None;
             slot.last_error = None;
@@ -896,10 +902,12 @@ pub(crate) mod tests {
         sts.hang.store(false, Ordering::SeqCst);
         let bounded =
             |f| b.block_on(async { tokio::time::timeout(Duration::from_secs(10), f).await });
+        // The dropped exchange left the key free and counts for nothing: the waiter exchanges
+        // afresh, and what it obtained serves the next caller.
         let joined = bounded(waiter)
             .expect("the waiter hangs")
             .expect("the waiter panics");
-        assert!(matches!(joined, Obtained::Failed { .. }), "{joined:?}");
+        assert!(matches!(joined, Obtained::Refreshed(_)), "{joined:?}");
         let next = bounded(b.spawn({
             let s = s.clone();
             async move { get(&s, NOW + MIN_EXCHANGE_INTERVAL_SECS + 1).await }
@@ -907,7 +915,78 @@ pub(crate) mod tests {
         let next = next
             .expect("the next caller hangs")
             .expect("the next caller panics");
-        assert!(matches!(next, Obtained::Refreshed(_)), "{next:?}");
+        assert!(matches!(next, Obtained::Current(_)), "{next:?}");
+    }
+
+    #[test]
+    fn a_cancelled_exchange_does_not_hold_back_the_next_one_but_a_completed_failure_does() {
+        // An exchange that never completed (its task dropped with the runtime, shutting down)
+        // exchanged nothing: the next caller, a second later on either clock, exchanges at
+        // once instead of waiting out the minimum interval between exchanges.
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let sts = Arc::new(HangingSts::default());
+        sts.hang.store(true, Ordering::SeqCst);
+        let s = Arc::new(store_with(sts.clone(), ecr.clone()));
+        let paused = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        let a = paused();
+        a.block_on(async {
+            let s = s.clone();
+            tokio::spawn(async move { get(&s, NOW).await });
+            while sts.calls.load(Ordering::SeqCst) == 0 {
+                tokio::task::yield_now().await;
+            }
+        });
+        // The exchange's task goes with its runtime, midway.
+        drop(a);
+        sts.hang.store(false, Ordering::SeqCst);
+        let b = paused();
+        b.block_on(async {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            let next = get(&s, NOW + 1).await;
+            assert!(matches!(next, Obtained::Refreshed(_)), "{next:?}");
+            assert_eq!(sts.calls.load(Ordering::SeqCst), 2);
+            assert_eq!(ecr.calls.load(Ordering::SeqCst), 1);
+        });
+
+        // A completed failure (the exchange timed out) does count: the next caller, at once,
+        // is told to wait, and nothing is asked upstream.
+        let sts = Arc::new(HangingSts::default());
+        sts.hang.store(true, Ordering::SeqCst);
+        let s = store_with(sts.clone(), Arc::new(Ecr::default()));
+        paused().block_on(async {
+            let first = get(&s, NOW).await;
+            assert!(
+                matches!(
+                    first,
+                    Obtained::Failed {
+                        attempted: true,
+                        ..
+                    }
+                ),
+                "{first:?}"
+            );
+            sts.hang.store(false, Ordering::SeqCst);
+            let took = i64::try_from(EXCHANGE_TIMEOUT.as_secs()).unwrap();
+            let next = get(&s, NOW + took).await;
+            let Obtained::Failed {
+                attempted,
+                retry_in,
+                ..
+            } = next
+            else {
+                panic!("a completed failure is backed off: {next:?}")
+            };
+            assert!(!attempted);
+            assert!(retry_in >= Duration::from_secs(1), "{retry_in:?}");
+            assert_eq!(sts.calls.load(Ordering::SeqCst), 1);
+        });
     }
 
     #[tokio::test(start_paused = true)]

@@ -887,6 +887,92 @@ impl Plan {
 /// for ECR) is still far from it.
 pub const URGENT_MARGIN_SECS: i64 = irsa_core::refresh::MAX_EXPIRY_MARGIN_SECS;
 
+/// The order in which a round takes its candidate writes: urgent ones (creates, and updates of
+/// Secrets expiring within [`URGENT_MARGIN_SECS`]) before routine ones; within each, the
+/// Secrets irsa has not yet written the current content into before the *rewrites*; then by
+/// [`urgency`]; then (beside it in the candidate) by namespace.
+///
+/// Why rewrites go last (review finding L1): a tenant may edit its own copies (content changed,
+/// `irsa.dev/expires-at` forged into the past or removed), and such a Secret ranks as expired
+/// now, tied with a genuinely expired Secret of another namespace. The namespace name alone
+/// broke the tie, so a tenant holding a chunk's worth of low-sorting namespaces and forging
+/// them again after every round took the whole budget each round, and a genuinely expired
+/// Secret in namespace `z` waited for ever. What a tenant cannot control is irsa's own record
+/// of what it wrote ([`Written`]): a namespace irsa already wrote the current content into,
+/// whose Secret differs again (edited, or deleted and left missing), was changed behind irsa's
+/// back, and its rewrite waits behind every Secret that is out of date for a reason irsa knows
+/// (a refreshed credential, a new namespace). A forger's namespaces are thus rewritten once
+/// each as any other, and afterwards only with what is left of a round's urgent budget; a
+/// namespace deleted and made again under the same name (a false positive) is still urgent,
+/// only behind the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    /// 0: urgent, not a rewrite; 1: urgent rewrite; 2: routine; 3: routine rewrite.
+    class: u8,
+    urgency: (u8, i64),
+}
+
+impl Rank {
+    fn new(urgent: bool, rewrite: bool, urgency: (u8, i64)) -> Self {
+        Self {
+            class: u8::from(!urgent) * 2 + u8::from(rewrite),
+            urgency,
+        }
+    }
+
+    fn is_urgent(&self) -> bool {
+        self.class < 2
+    }
+}
+
+/// What irsa itself wrote for one owner: the namespaces it wrote one content (by
+/// [`DesiredSecret::content_hash`]) into, since that content became current. The controller
+/// keeps one per resource and records each round's successful writes ([`Written::record`]);
+/// [`plan_round`] ranks a rewrite of such a namespace after the other writes ([`Rank`]).
+/// Nothing in it comes from the cluster, so a tenant cannot forge it. It starts empty (after
+/// a restart, every namespace is written once in the usual order before a tampered one is
+/// known) and is cleared when the content changes (a refreshed credential makes every Secret
+/// out of date for a reason irsa knows).
+///
+/// Namespaces are held as 64-bit hashes under a per-process random key, not as names: a
+/// record of a 10,000-namespace fan-out then takes about 160 KB, not a copy of every name. A
+/// collision only moves one write behind others in a round, and nobody can aim one without
+/// the key.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    content_hash: String,
+    namespaces: std::collections::HashSet<u64>,
+    key: std::hash::RandomState,
+}
+
+impl Written {
+    /// Records that `content_hash` was written into `namespaces`; forgets the namespaces
+    /// recorded for another content.
+    pub fn record<'a>(
+        &mut self,
+        content_hash: &str,
+        namespaces: impl IntoIterator<Item = &'a str>,
+    ) {
+        if self.content_hash != content_hash {
+            self.content_hash = content_hash.to_owned();
+            self.namespaces = std::collections::HashSet::new();
+        }
+        for ns in namespaces {
+            self.namespaces.insert(self.fingerprint(ns));
+        }
+    }
+
+    /// Whether irsa wrote `content_hash` into `namespace` (since it became current).
+    pub fn wrote(&self, content_hash: &str, namespace: &str) -> bool {
+        self.content_hash == content_hash && self.namespaces.contains(&self.fingerprint(namespace))
+    }
+
+    fn fingerprint(&self, namespace: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.key.hash_one(namespace)
+    }
+}
+
 /// The order of urgency of a write at `now`: creates (no secret yet) first, then updates by the
 /// expiry their secrets claim, soonest first; namespace order among equals. The claim is the
 /// `irsa.dev/expires-at` annotation, which a tenant may edit in its own namespace: an expiry
@@ -903,8 +989,9 @@ fn urgency(kind: WriteKind, expires_at: Option<i64>, now: i64) -> (u8, i64) {
 /// Bounds one reconciliation's secret writes to `max`, most urgent at `now` first: namespaces
 /// without the secret (creates, in namespace order), then the updates by the expiry their
 /// secrets claim, soonest first (an expired or unknown one as of `now`), in namespace order
-/// among equals. Returns how many writes were left for the next round. [`plan_round`] takes
-/// the same writes without building the others; this is the reference it is tested against.
+/// among equals. Returns how many writes were left for the next round. [`plan_round`] without
+/// a [`Round::written`] record takes the same writes without building the others; this is the
+/// reference it is tested against.
 pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize, now: i64) -> usize {
     writes.sort_by(|a, b| {
         (urgency(a.kind, a.expires_at, now), &a.secret.namespace)
@@ -937,6 +1024,10 @@ pub struct Round<'r> {
     pub held_back: &'r BTreeSet<String>,
     /// Namespaces whose state the caller wants in [`Plan::states`].
     pub watched: &'r BTreeSet<String>,
+    /// What irsa wrote for this resource so far: a namespace it already wrote the current
+    /// content into is rewritten after the others of its urgency ([`Rank`]); `None` for no
+    /// record.
+    pub written: Option<&'r Written>,
 }
 
 static NO_NAMESPACES: BTreeSet<String> = BTreeSet::new();
@@ -949,6 +1040,7 @@ impl Round<'static> {
             now: i64::MAX,
             held_back: &NO_NAMESPACES,
             watched: &NO_NAMESPACES,
+            written: None,
         }
     }
 }
@@ -979,8 +1071,10 @@ struct Seen<'a> {
 /// same-named Secret that is not ours is never touched and reported as a conflict. A
 /// ServiceAccount gets its entry once the Secret exists or is written in this round. The
 /// round's `max_writes` goes, in this order, to the creates and the updates of secrets expiring
-/// within [`URGENT_MARGIN_SECS`] of `round.now`, then ServiceAccount patches, then the updates of still-valid secrets, then
-/// deletions; the rest is counted in [`Plan::left`].
+/// within [`URGENT_MARGIN_SECS`] of `round.now`, then ServiceAccount patches, then the updates
+/// of still-valid secrets, then deletions; the rest is counted in [`Plan::left`]. Within each
+/// group of writes, those into namespaces [`Round::written`] says irsa already wrote the
+/// current content into go last ([`Rank`]).
 pub fn plan_round(
     subject: &Subject<'_>,
     observed: &impl View,
@@ -999,8 +1093,9 @@ pub fn plan_round(
     let template = credential.map(|c| desired_secret(owner, spec, "", c));
     let mut plan = Plan::default();
     let mut seen: Vec<Seen<'_>> = Vec::new();
-    // Writes by urgency and namespace.
-    let mut candidates: Vec<((u8, i64), &str)> = Vec::new();
+    // Writes by rank ([`Rank`]) and namespace.
+    let mut candidates: Vec<(Rank, &str)> = Vec::new();
+    let urgent_until = round.now.saturating_add(URGENT_MARGIN_SECS);
     for ns in observed.namespaces().filter(|ns| subject.serves(ns)) {
         let ns = ns.name.as_str();
         let existing = by_name.get(ns).copied();
@@ -1041,11 +1136,14 @@ pub fn plan_round(
             TargetState::Pending => t.pending += 1,
             _ => t.conflicted += 1,
         }
-        if let Some(kind) = kind
+        if let (Some(kind), Some(t)) = (kind, &template)
             && !round.held_back.contains(ns)
         {
             let at = existing.and_then(|s| s.expires_at);
-            candidates.push((urgency(kind, at, round.now), ns));
+            let urgency = urgency(kind, at, round.now);
+            let urgent = urgency.0 == 0 || urgency.1 <= urgent_until;
+            let rewrite = round.written.is_some_and(|w| w.wrote(&t.content_hash, ns));
+            candidates.push((Rank::new(urgent, rewrite, urgency), ns));
         }
         seen.push(Seen {
             namespace: ns,
@@ -1061,9 +1159,10 @@ pub fn plan_round(
     // thousands of ServiceAccounts or forged Secrets make more rounds, never a longer one
     // other namespaces' missing Secrets wait behind (group 1 is first).
     let max = round.max_writes;
-    let urgent_until = round.now.saturating_add(URGENT_MARGIN_SECS);
-    let is_urgent = |key: &(u8, i64)| key.0 == 0 || key.1 <= urgent_until;
-    let urgent = candidates.iter().filter(|(key, _)| is_urgent(key)).count();
+    let urgent = candidates
+        .iter()
+        .filter(|(rank, _)| rank.is_urgent())
+        .count();
     let first = urgent.min(max);
     // The `first` most urgent candidates go to the front, without sorting the others (group 1
     // sorts before group 3).
@@ -1167,17 +1266,28 @@ pub fn plan_round(
     plan
 }
 
-/// Plans the cleanup of a deleted resource (its finalizer): delete all its Secrets and remove
-/// their ServiceAccount entries, unless `deletionPolicy: Retain`, in which case nothing changes.
-pub fn cleanup(subject: &Subject<'_>, observed: &impl View) -> Plan {
+/// Plans one round of the cleanup of a deleted resource (its finalizer): delete its Secrets
+/// and remove their ServiceAccount entries, unless `deletionPolicy: Retain`, in which case
+/// nothing changes. At most `max` changes in the round, the patches first (a Secret is never
+/// deleted while the patch removing its entry waits); the rest is counted in [`Plan::left`],
+/// and the finalizer stays until a round finds nothing left. Unbounded, a resource with
+/// 10,000 targets would be one reconcile of 10,000 requests, holding up everything else of it
+/// and running into timeouts.
+pub fn cleanup(subject: &Subject<'_>, observed: &impl View, max: usize) -> Plan {
     let mut plan = Plan::default();
     let mut patches = Patches::new(&subject.owner);
     let ours = observed
         .secrets()
         .filter(|s| subject.may_touch(&s.namespace) && s.is_written_by(&subject.owner));
     let doomed = remove(&mut patches, subject.spec.deletion_policy, observed, ours);
-    plan.service_account_patches = patches.finish(usize::MAX).0;
-    plan.deletions = deletions(&doomed, &subject.owner, usize::MAX);
+    let (patches, patches_left) = patches.finish(max);
+    plan.service_account_patches = patches;
+    plan.deletions = deletions(
+        &doomed,
+        &subject.owner,
+        max - plan.service_account_patches.len(),
+    );
+    plan.left = patches_left + (doomed.len() - plan.deletions.len());
     plan
 }
 

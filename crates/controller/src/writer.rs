@@ -135,8 +135,8 @@ impl fmt::Debug for Writer {
 /// What executing a plan did.
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// Secrets written.
-    pub written: usize,
+    /// The namespaces whose Secret was written.
+    pub written: Vec<String>,
     /// Failed writes: (namespace, message).
     pub failed: Vec<(String, String)>,
     /// Whether a write was skipped because this replica does not lead.
@@ -490,9 +490,7 @@ impl Writer {
             .map(|i| self.write_one(index, &plan.writes[i], stamp))
             .buffer_unordered(concurrency.max(1));
         for (wrote, step) in writes.collect::<Vec<_>>().await {
-            if wrote {
-                outcome.written += 1;
-            }
+            outcome.written.extend(wrote);
             outcome.tally(step);
         }
         for p in &plan.service_account_patches {
@@ -508,13 +506,13 @@ impl Writer {
         outcome
     }
 
-    /// Writes one planned Secret; `true` when it was written.
+    /// Writes one planned Secret; its namespace when it was written.
     async fn write_one(
         &self,
         index: &RwLock<Index>,
         w: &SecretWrite,
         stamp: &BTreeMap<String, String>,
-    ) -> (bool, Step) {
+    ) -> (Option<String>, Step) {
         let ns = w.secret.namespace.clone();
         let name = w.secret.name.clone();
         let mut secret = w.secret.to_secret();
@@ -529,31 +527,31 @@ impl Writer {
             WriteKind::Create => match self.create_secret(&secret).await {
                 Ok(created) => {
                     write_index(index).apply_secret(&created);
-                    (true, Step::Done)
+                    (Some(ns), Step::Done)
                 }
                 // Someone else's secret of that name (or ours, not yet seen): look at it.
                 Err(e) if e.code() == Some(409) => match self.get_secret(&ns, &name).await {
                     Ok(Some(existing)) => {
                         note_existing(index, &existing);
-                        (false, Step::Done)
+                        (None, Step::Done)
                     }
-                    Ok(None) => (false, failed(&e)),
-                    Err(e) => (false, failed(&e)),
+                    Ok(None) => (None, failed(&e)),
+                    Err(e) => (None, failed(&e)),
                 },
-                Err(e) if is_namespace_gone(&e, &ns) => (false, Step::Done),
-                Err(e) => (false, failed(&e)),
+                Err(e) if is_namespace_gone(&e, &ns) => (None, Step::Done),
+                Err(e) => (None, failed(&e)),
             },
             WriteKind::Update => {
                 // Conditional on the version checked: never takes over a secret that replaced
                 // irsa's since.
                 let Some(rv) = &w.existing.resource_version else {
-                    return (false, unchecked(&ns, &name));
+                    return (None, unchecked(&ns, &name));
                 };
                 secret.metadata.resource_version = Some(rv.clone());
                 match self.apply_secret(&secret).await {
                     Ok(updated) => {
                         write_index(index).apply_secret(&updated);
-                        (true, Step::Done)
+                        (Some(ns), Step::Done)
                     }
                     // 409: it changed since it was checked. 422: the API server refuses the
                     // update itself, as it does when the Secret's type is not the one irsa
@@ -563,11 +561,11 @@ impl Writer {
                         let owns =
                             |l: &BTreeMap<String, String>| plan::same_owner(&w.secret.labels, l);
                         (
-                            false,
+                            None,
                             self.recheck(index, &ns, &name, &owns, failed(&e)).await,
                         )
                     }
-                    Err(e) => (false, failed(&e)),
+                    Err(e) => (None, failed(&e)),
                 }
             }
         }
@@ -671,7 +669,19 @@ impl Writer {
                 write_index(index).apply_service_account(&sa);
                 Step::Done
             }
-            Err(e) if e.code() == Some(404) => Step::Done,
+            Err(e) if e.code() == Some(404) => {
+                // Gone: forgotten now, not when the watch's delete event comes, so that the
+                // next round does not plan the patch again. Unless the index holds a newer one
+                // (made again under the name since), which the watch already brought.
+                let mut index = write_index(index);
+                let held = index
+                    .service_account(&p.namespace, &p.name)
+                    .map(|sa| sa.state.resource_version.clone());
+                if held.is_some_and(|rv| rv == p.resource_version) {
+                    index.delete_service_account(&p.namespace, &p.name);
+                }
+                Step::Done
+            }
             Err(WriteError::NotLeader) => Step::NotLeader,
             Err(e) => Step::Failed(p.namespace.clone(), format!("{e} (retried)")),
         }
@@ -885,7 +895,7 @@ mod tests {
             .await;
         };
         let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
-        assert_eq!(outcome.written, 0);
+        assert!(outcome.written.is_empty());
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
         let cps = cps();
         let subject = Subject::cluster(&cps);
@@ -935,7 +945,7 @@ mod tests {
             );
             let (outcome, _) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
             assert!(outcome.failed.is_empty(), "{answer}: {:?}", outcome.failed);
-            assert_eq!(outcome.written, 0);
+            assert!(outcome.written.is_empty());
             no_more_requests(writer, api).await;
         }
     }
@@ -993,7 +1003,7 @@ mod tests {
                 "{:?}",
                 outcome.failed
             );
-            assert_eq!(outcome.written, 0);
+            assert!(outcome.written.is_empty());
             no_more_requests(writer, api).await;
         }
     }
@@ -1060,7 +1070,7 @@ mod tests {
         .await
         .expect("the refused update was not re-read");
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
-        assert_eq!(outcome.written, 0);
+        assert!(outcome.written.is_empty());
         let again = plan::plan(
             &subject,
             &index.read().unwrap().observed(&subject),
@@ -1239,7 +1249,10 @@ mod tests {
         let no_stamp = BTreeMap::new();
         let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
-        assert_eq!(outcome.written, 0, "the user's secret is not taken over");
+        assert!(
+            outcome.written.is_empty(),
+            "the user's secret is not taken over"
+        );
         no_more_requests(writer, api).await;
     }
 
@@ -1288,7 +1301,87 @@ mod tests {
         let no_stamp = BTreeMap::new();
         let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
         assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
-        assert_eq!(outcome.written, 0);
+        assert!(outcome.written.is_empty());
+        no_more_requests(writer, api).await;
+    }
+
+    #[tokio::test]
+    async fn a_service_account_gone_when_patched_is_forgotten_by_the_index() {
+        // A patch answered 404: the ServiceAccount is gone. The index forgets it at once, so
+        // that the next round (a bounded cleanup requeues at once) does not plan the same patch
+        // again while the watch's delete event is still on its way.
+        let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+        let index = RwLock::new(Index::new());
+        let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({
+            "metadata": {"name": "default", "namespace": "a", "resourceVersion": "3"},
+            "imagePullSecrets": [{"name": "regcred"}],
+        }))
+        .unwrap();
+        index.write().unwrap().apply_service_account(&sa);
+        let patch = plan::ServiceAccountPatch {
+            namespace: "a".into(),
+            name: "default".into(),
+            add: vec![],
+            remove: vec!["regcred".into()],
+            observed: vec!["regcred".into()],
+            resource_version: Some("3".into()),
+            added: None,
+            has_annotations: false,
+            has_record: false,
+        };
+        let plan = Plan {
+            service_account_patches: vec![patch],
+            ..Plan::default()
+        };
+        let server = async {
+            expect(
+                &mut api,
+                Method::PATCH,
+                "/api/v1/namespaces/a/serviceaccounts/default",
+                respond(
+                    404,
+                    &status(
+                        404,
+                        "NotFound",
+                        "serviceaccounts \"default\" not found",
+                        json!({"name": "default", "kind": "serviceaccounts"}),
+                    ),
+                ),
+            )
+            .await;
+        };
+        let no_stamp = BTreeMap::new();
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), server);
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert!(
+            index
+                .read()
+                .unwrap()
+                .service_account("a", "default")
+                .is_none(),
+            "the index still holds a ServiceAccount the API server said is gone"
+        );
+        // One made again under the name, already indexed at a newer version, stays.
+        let mut again = sa.clone();
+        again.metadata.resource_version = Some("5".into());
+        index.write().unwrap().apply_service_account(&again);
+        let (outcome, ()) = tokio::join!(writer.execute(&index, &plan, &no_stamp, 4), async {
+            expect(
+                &mut api,
+                Method::PATCH,
+                "/api/v1/namespaces/a/serviceaccounts/default",
+                respond(404, &status(404, "NotFound", "gone", json!({}))),
+            )
+            .await;
+        });
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert!(
+            index
+                .read()
+                .unwrap()
+                .service_account("a", "default")
+                .is_some()
+        );
         no_more_requests(writer, api).await;
     }
 
@@ -1299,7 +1392,7 @@ mod tests {
         let plan = plan_for(WriteKind::Create, Checked::default());
         let outcome = writer.execute(&index, &plan, &BTreeMap::new(), 4).await;
         assert!(outcome.not_leader);
-        assert_eq!(outcome.written, 0);
+        assert!(outcome.written.is_empty());
         assert!(outcome.failed.is_empty());
         let e = writer
             .write_status(&cps(), &json!({"status": {}}))

@@ -477,7 +477,7 @@ fn a_pull_secret_writes_only_into_its_namespace() {
     for p in [
         plan(&subject, &observed, Some(&credential(PASSWORD))),
         plan(&subject, &observed, None),
-        cleanup(&subject, &observed),
+        cleanup(&subject, &observed, usize::MAX),
     ] {
         assert!(p.deletions.is_empty(), "{p:?}");
         assert!(p.service_account_patches.is_empty(), "{p:?}");
@@ -704,7 +704,7 @@ fn cleanup_removes_only_our_secrets_unless_retained() {
                     &["ecr-pull"],
                 ),
         );
-    let p = cleanup(&subject(&spec, &selection), &observed);
+    let p = cleanup(&subject(&spec, &selection), &observed, usize::MAX);
     assert_eq!(deletions(&p), [("a", "ecr-pull")]);
     assert!(p.writes.is_empty());
     assert_eq!(p.service_account_patches.len(), 1);
@@ -717,10 +717,17 @@ fn cleanup_removes_only_our_secrets_unless_retained() {
             {"op": "remove", "path": "/metadata/annotations/irsa.dev~1added-pull-secrets"},
         ])
     );
-    assert!(cleanup(&subject(&spec, &selection), &apply(&observed, &p)).is_noop());
+    assert!(
+        cleanup(
+            &subject(&spec, &selection),
+            &apply(&observed, &p),
+            usize::MAX
+        )
+        .is_noop()
+    );
 
     spec.deletion_policy = DeletionPolicy::Retain;
-    assert!(cleanup(&subject(&spec, &selection), &observed).is_noop());
+    assert!(cleanup(&subject(&spec, &selection), &observed, usize::MAX).is_noop());
 }
 
 #[test]
@@ -906,9 +913,9 @@ proptest! {
         prop_assert!(again.is_noop(), "not converged: {again:?}");
         prop_assert_eq!(again.counts(), p.counts());
 
-        let gone = cleanup(&subject, &next);
+        let gone = cleanup(&subject, &next, usize::MAX);
         let after = apply(&next, &gone);
-        prop_assert!(cleanup(&subject, &after).is_noop());
+        prop_assert!(cleanup(&subject, &after, usize::MAX).is_noop());
         if spec.deletion_policy == DeletionPolicy::Delete {
             let terminating: BTreeSet<_> = next.namespaces.iter().filter(|n| n.terminating).map(|n| n.name.clone()).collect();
             prop_assert!(after.secrets.iter().all(|s| !s.is_written_by(&owner()) || terminating.contains(&s.namespace)));
@@ -995,7 +1002,11 @@ fn a_labelled_secret_of_another_type_is_never_written_or_deleted() {
         p.conflicts[0].message()
     );
     assert_eq!(p.counts().conflicted, 1);
-    assert!(cleanup(&subject, &observed).deletions.is_empty());
+    assert!(
+        cleanup(&subject, &observed, usize::MAX)
+            .deletions
+            .is_empty()
+    );
 }
 
 #[test]
@@ -1108,7 +1119,7 @@ proptest! {
         let held_back: BTreeSet<String> =
             observed.namespaces.get(held).map(|n| n.name.clone()).into_iter().collect();
         let watched: BTreeSet<String> = observed.namespaces.iter().map(|n| n.name.clone()).collect();
-        let round = Round { max_writes: max, now, held_back: &held_back, watched: &watched };
+        let round = Round { max_writes: max, now, held_back: &held_back, watched: &watched, written: None };
         let p = plan_round(&subject, &observed, Some(&config), round);
         // The reference: the whole plan, without the held-back namespaces' changes, in
         // urgency order.
@@ -1472,4 +1483,169 @@ fn a_tenants_forged_expiry_never_jumps_ahead_of_another_namespaces_secret() {
             (WriteKind::Update, "u"),
         ]
     );
+}
+
+#[test]
+fn a_tenant_reforging_its_secrets_every_round_never_starves_another_namespace() {
+    // Review finding L1. A tenant holds five low-sorting namespaces `a-0`..`a-4` and, after
+    // every round, forges its Secrets there again (content changed, `irsa.dev/expires-at` in
+    // the past, so each ranks as expired now). `z`'s Secret genuinely expired. With a chunk of
+    // four, `z` is written within two rounds all the same.
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let forged = |ns: &str, round: usize| {
+        SecretState::owned(ns, "ecr-pull", &owner(), &format!("sha256:forged-{round}"))
+            .expiring_at(0)
+    };
+    let tenant: Vec<String> = (0..5).map(|i| format!("a-{i}")).collect();
+    let mut observed = Observed::default()
+        .namespace(NamespaceState::new("z"))
+        .secret(SecretState::owned("z", "ecr-pull", &owner(), "sha256:old").expiring_at(NOW - 10));
+    for ns in &tenant {
+        observed = observed
+            .namespace(NamespaceState::new(ns))
+            .secret(forged(ns, 0));
+    }
+    let config = credential(PASSWORD);
+    // What the controller records of its own writes, round by round.
+    let mut written = Written::default();
+    let mut z_written_in = None;
+    for n in 1..=10 {
+        let round = Round {
+            max_writes: 4,
+            now: NOW,
+            written: Some(&written),
+            ..Round::unbounded()
+        };
+        let p = plan_round(&subject, &observed, Some(&config), round);
+        assert!(p.writes.len() <= 4);
+        if p.writes.iter().any(|w| w.secret.namespace == "z") {
+            z_written_in = Some(n);
+            break;
+        }
+        if let Some(w) = p.writes.first() {
+            let hash = w.secret.content_hash.clone();
+            written.record(&hash, p.writes.iter().map(|w| w.secret.namespace.as_str()));
+        }
+        observed = apply(&observed, &p);
+        // The tenant forges its copies again.
+        observed.secrets.retain(|s| !tenant.contains(&s.namespace));
+        for ns in &tenant {
+            observed = observed.secret(forged(ns, n));
+        }
+    }
+    assert!(
+        z_written_in.is_some_and(|n| n <= 2),
+        "z written in round {z_written_in:?}"
+    );
+}
+
+#[test]
+fn a_rewrite_waits_behind_other_writes_of_its_urgency_and_the_record_follows_the_content() {
+    // irsa wrote the current content into `a` and `b`; since then a tenant deleted `a`'s
+    // Secret and edited `b`'s. `m` is a new namespace, `y`'s Secret expired. With a budget of
+    // two, `m` and `y` go first; the rewrites follow, creates first, when there is room.
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let observed = Observed::default()
+        .namespace(NamespaceState::new("a"))
+        .namespace(NamespaceState::new("b"))
+        .secret(SecretState::owned("b", "ecr-pull", &owner(), "sha256:edited").expiring_at(0))
+        .namespace(NamespaceState::new("m"))
+        .namespace(NamespaceState::new("y"))
+        .secret(SecretState::owned("y", "ecr-pull", &owner(), "sha256:old").expiring_at(NOW - 1));
+    let config = credential(PASSWORD);
+    let current = hash_for(&spec, "", PASSWORD);
+    let mut written = Written::default();
+    written.record(&current, ["a", "b"]);
+    assert!(written.wrote(&current, "a") && !written.wrote(&current, "m"));
+    fn round(max_writes: usize, written: Option<&Written>) -> Round<'_> {
+        Round {
+            max_writes,
+            now: NOW,
+            written,
+            ..Round::unbounded()
+        }
+    }
+    let p = plan_round(&subject, &observed, Some(&config), round(2, Some(&written)));
+    assert_eq!(
+        writes(&p),
+        vec![(WriteKind::Create, "m"), (WriteKind::Update, "y")]
+    );
+    assert_eq!(p.left, 2);
+    let p = plan_round(&subject, &observed, Some(&config), round(4, Some(&written)));
+    assert_eq!(
+        writes(&p),
+        vec![
+            (WriteKind::Create, "m"),
+            (WriteKind::Update, "y"),
+            (WriteKind::Create, "a"),
+            (WriteKind::Update, "b"),
+        ]
+    );
+    // Without a record, namespace order among equals, as before.
+    let p = plan_round(&subject, &observed, Some(&config), round(2, None));
+    assert_eq!(
+        writes(&p),
+        vec![(WriteKind::Create, "a"), (WriteKind::Create, "m")]
+    );
+    // A new content (a refreshed credential) makes every namespace out of date for a reason
+    // irsa knows: the record of the old content no longer counts.
+    written.record("sha256:next", ["m"]);
+    assert!(!written.wrote(&current, "a") && written.wrote("sha256:next", "m"));
+    let p = plan_round(&subject, &observed, Some(&config), round(2, Some(&written)));
+    assert_eq!(
+        writes(&p),
+        vec![(WriteKind::Create, "a"), (WriteKind::Create, "m")]
+    );
+}
+
+#[test]
+fn a_cleanup_round_is_bounded_and_deletes_nothing_while_patches_wait() {
+    // Ten namespaces hold our Secret, each listed by its `default` ServiceAccount (recorded as
+    // ours). A round of four patches four ServiceAccounts and deletes nothing; once the
+    // patches are in, deletions follow, four a round, until a round finds nothing left.
+    let mut spec = spec();
+    spec.service_accounts = vec!["default".into()];
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let hash = hash_for(&spec, "", PASSWORD);
+    let mut observed = Observed::default();
+    for i in 0..10 {
+        let ns = format!("ns-{i}");
+        observed = observed
+            .namespace(NamespaceState::new(&ns))
+            .secret(SecretState::owned(&ns, "ecr-pull", &owner(), &hash))
+            .service_account(
+                ServiceAccountState::new(&ns, "default")
+                    .pull_secrets(&["ecr-pull"])
+                    .added_by(&owner(), &["ecr-pull"]),
+            );
+    }
+    let mut rounds = Vec::new();
+    loop {
+        let p = cleanup(&subject, &observed, 4);
+        let (patches, deleted) = (p.service_account_patches.len(), p.deletions.len());
+        assert!(patches + deleted <= 4);
+        rounds.push((patches, deleted, p.left));
+        observed = apply(&observed, &p);
+        if p.left == 0 {
+            break;
+        }
+        assert!(rounds.len() < 10, "the cleanup never ends: {rounds:?}");
+    }
+    assert_eq!(
+        rounds,
+        vec![(4, 0, 16), (4, 0, 12), (2, 2, 8), (0, 4, 4), (0, 4, 0)]
+    );
+    assert!(observed.secrets.is_empty());
+    assert!(
+        observed
+            .service_accounts
+            .iter()
+            .all(|sa| sa.image_pull_secrets.is_empty())
+    );
+    assert!(cleanup(&subject, &observed, 4).is_noop());
 }
