@@ -973,6 +973,20 @@ fn chainguard_in_node_mode_and_without_an_identity() {
     );
     assert_eq!(auth_of(&run).0, "cgr.dev");
     assert_eq!(node.exchanges("ok"), 1);
+    // The node's own IRSA role (AWS_ROLE_ARN), proven by a GetWebIdentityToken JWT.
+    let run = node.run_cg(
+        "puller",
+        &[
+            "--chainguard-identity",
+            support_cloud::CHAINGUARD_IDENTITY,
+            "--chainguard-method",
+            "web-identity-token",
+        ],
+        &request(CGR, None, &[]),
+    );
+    assert_eq!(auth_of(&run).1, "_token");
+    assert_eq!(node.cloud.calls("sts", "GetWebIdentityToken"), 1);
+    assert_eq!(node.exchanges("ok"), 2);
     let refused = node.run_cg("puller", &[], &request(CGR, None, &[]));
     assert_eq!(refused.code, 1, "{}", refused.stdout);
     assert_eq!(refused.stdout, "");
@@ -1012,7 +1026,7 @@ fn chainguard_in_node_mode_and_without_an_identity() {
         assert!(refused.stderr.contains(want), "{want}: {}", refused.stderr);
     }
     assert_eq!(node.cloud.calls("sts", "AssumeRoleWithWebIdentity"), before);
-    assert_eq!(node.exchanges("ok"), 1);
+    assert_eq!(node.exchanges("ok"), 2);
     // A malformed identity, from the annotation or the flag.
     let bad = node.run_cg(
         "no-ecr",
