@@ -60,56 +60,7 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Longest issuer message kept in an error, in characters (after redaction).
 const MAX_MESSAGE_CHARS: usize = 200;
 
-/// How irsa proves the AWS identity to Chainguard's issuer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ChainguardMethod {
-    /// A signed, never-sent `sts:GetCallerIdentity` request (Chainguard's `aws_identity`).
-    #[default]
-    GetCallerIdentity,
-    /// An STS `GetWebIdentityToken` JWT (IAM outbound identity federation; Chainguard's
-    /// `claim_match` on the account's outbound issuer).
-    WebIdentityToken,
-}
-
-impl ChainguardMethod {
-    /// Every method, in the order documented.
-    pub const ALL: [ChainguardMethod; 2] = [
-        ChainguardMethod::GetCallerIdentity,
-        ChainguardMethod::WebIdentityToken,
-    ];
-
-    /// `get-caller-identity` or `web-identity-token`: the spelling of flags and CRDs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChainguardMethod::GetCallerIdentity => "get-caller-identity",
-            ChainguardMethod::WebIdentityToken => "web-identity-token",
-        }
-    }
-}
-
-impl std::fmt::Display for ChainguardMethod {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for ChainguardMethod {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ChainguardMethod::ALL
-            .into_iter()
-            .find(|m| m.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown Chainguard method {:?}: use get-caller-identity (a signed \
-                     sts:GetCallerIdentity proof) or web-identity-token (STS \
-                     GetWebIdentityToken, IAM outbound identity federation)",
-                    s.chars().take(64).collect::<String>()
-                )
-            })
-    }
-}
+pub use irsa_core::chainguard::ChainguardMethod;
 
 /// Why Chainguard gave no credential.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

@@ -178,6 +178,8 @@ struct Inner {
     aws_cache: CredentialCache<AwsCredentials, StsError>,
     registry_cache: CredentialCache<Vec<RegistryCredential>, PipelineError>,
     clock: Arc<dyn Clock>,
+    /// Where the ambient credentials' role is read ([`Identity::role_in`]).
+    env: Env,
 }
 
 /// Identity → STS → registry credentials, cached. Cheap to clone (shared state).
@@ -337,6 +339,7 @@ impl Pipeline {
                 aws_cache: CredentialCache::new(options.cache.clone(), options.clock.clone()),
                 registry_cache: CredentialCache::new(options.cache.clone(), options.clock.clone()),
                 clock: options.clock.clone(),
+                env: options.env.clone(),
             }),
         })
     }
@@ -519,7 +522,7 @@ impl Inner {
         let ctx = FetchContext {
             credentials: (*credentials).clone(),
             principal: identity.describe(),
-            role: identity.role().cloned(),
+            role: identity.role_in(&self.env),
         };
         let provider = match targets.first().map(|t| &t.registry) {
             Some(Registry::Ecr(_)) => &self.providers.ecr,
@@ -617,6 +620,124 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(ok.stats(), CacheStats::default());
+    }
+
+    struct FixedSts;
+
+    impl CredentialExchange for FixedSts {
+        fn credentials<'a>(
+            &'a self,
+            _: &'a Identity,
+        ) -> crate::credentials::BoxFuture<'a, Result<AwsCredentials, StsError>> {
+            Box::pin(async {
+                Ok(AwsCredentials {
+                    access_key_id: "ASIATEST".into(),
+                    secret_access_key: "s".into(),
+                    session_token: Some("t".into()),
+                    expires_at: None,
+                })
+            })
+        }
+    }
+
+    /// A registry provider that records the role it was told the credentials belong to.
+    #[derive(Default)]
+    struct RoleSeen(std::sync::Mutex<Vec<Option<String>>>);
+
+    impl RegistryTokenProvider for RoleSeen {
+        fn fetch<'a>(
+            &'a self,
+            ctx: &'a FetchContext,
+            targets: &'a [RegistryTarget],
+        ) -> crate::credentials::BoxFuture<'a, Result<Vec<RegistryCredential>, ProviderError>>
+        {
+            self.0
+                .lock()
+                .unwrap()
+                .push(ctx.role.as_ref().map(|r| r.to_string()));
+            Box::pin(async move {
+                Ok(targets
+                    .iter()
+                    .map(|t| RegistryCredential {
+                        registry: t.host.clone(),
+                        username: "_token".into(),
+                        password: "p".into(),
+                        expires_at: None,
+                    })
+                    .collect())
+            })
+        }
+    }
+
+    /// With the IRSA variables in the environment, the ambient credentials are those of
+    /// AWS_ROLE_ARN's role: providers are told so (GetWebIdentityToken picks that role's
+    /// partition), as for an explicit role.
+    #[tokio::test]
+    async fn the_ambient_irsa_role_reaches_the_providers() {
+        const GOV: &str = "arn:aws-us-gov:iam::111122223333:role/node";
+        let seen = Arc::new(RoleSeen::default());
+        let target = RegistryTarget::parse(
+            "cgr.dev/chainguard/static",
+            Some("720909c9f5279097d847ad02a2f24ba8f59de36a/a033a6fabe0bfa0d"),
+        )
+        .unwrap();
+        let roles = |env: Env, identity: Identity| {
+            let seen = seen.clone();
+            let target = target.clone();
+            async move {
+                let options = PipelineOptions {
+                    env,
+                    ..PipelineOptions::default()
+                };
+                let providers = Providers {
+                    ecr: seen.clone(),
+                    ecr_public: seen.clone(),
+                    chainguard: seen.clone(),
+                };
+                let p = Pipeline::with_components(&options, Arc::new(FixedSts), providers).unwrap();
+                p.registry_credentials(&identity, std::slice::from_ref(&target))
+                    .await
+                    .unwrap();
+                seen.0.lock().unwrap().pop().unwrap()
+            }
+        };
+        let irsa = || {
+            Env::from_pairs([
+                ("AWS_ROLE_ARN", GOV),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token"),
+            ])
+        };
+        let bare = Identity::Ambient { chained_role: None };
+        assert_eq!(roles(irsa(), bare.clone()).await.as_deref(), Some(GOV));
+        // A chained role is whose credentials they are.
+        let chained: irsa_core::arn::RoleArn =
+            "arn:aws-cn:iam::111122223333:role/cross".parse().unwrap();
+        assert_eq!(
+            roles(
+                irsa(),
+                Identity::Ambient {
+                    chained_role: Some(chained.clone())
+                }
+            )
+            .await,
+            Some(chained.to_string())
+        );
+        // Without the token file the SDK's chain is used, not AWS_ROLE_ARN: no role is known.
+        assert_eq!(
+            roles(Env::from_pairs([("AWS_ROLE_ARN", GOV)]), bare.clone()).await,
+            None
+        );
+        assert_eq!(
+            roles(
+                Env::from_pairs([
+                    ("AWS_ROLE_ARN", "nope"),
+                    ("AWS_WEB_IDENTITY_TOKEN_FILE", "/t")
+                ]),
+                bare
+            )
+            .await,
+            None
+        );
     }
 
     #[tokio::test]

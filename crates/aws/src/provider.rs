@@ -159,8 +159,9 @@ pub struct FetchContext {
     pub credentials: AwsCredentials,
     /// Who they belong to, for error messages (`role arn:…`).
     pub principal: String,
-    /// The role they belong to, when known (not for bare ambient credentials): its partition
-    /// decides which STS a provider calls on their behalf.
+    /// The role they belong to, when known ([`crate::Identity::role_in`]: bare ambient
+    /// credentials have one only when they come from the IRSA variables): its partition decides
+    /// which STS a provider calls on their behalf.
     pub role: Option<RoleArn>,
 }
 

@@ -92,6 +92,19 @@ impl Identity {
         }
     }
 
+    /// [`Identity::role`], knowing the environment the ambient credentials come from: for bare
+    /// ambient credentials, the role of the IRSA variables (`AWS_ROLE_ARN` with
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE`, which [`StsExchange`] exchanges itself) when `env` sets
+    /// both; `None` when the SDK's chain (Pod Identity, instance role) supplies them.
+    pub fn role_in(&self, env: &Env) -> Option<RoleArn> {
+        match self {
+            Identity::Ambient { chained_role: None } => {
+                irsa_variables(env).and_then(|(role, _)| role.trim().parse().ok())
+            }
+            _ => self.role().cloned(),
+        }
+    }
+
     /// A description for messages: `role arn:aws:iam::…:role/x (token from file …)`.
     pub fn describe(&self) -> String {
         match self {
@@ -352,6 +365,15 @@ pub enum StsError {
     /// The exchange ended without an answer (its runtime shut down).
     #[error(transparent)]
     Exchange(#[from] crate::flight::Ended),
+}
+
+/// The IRSA variables, `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`, when `env` sets both:
+/// then they, not the SDK's chain, are the ambient identity.
+fn irsa_variables(env: &Env) -> Option<(String, String)> {
+    Some((
+        env.get("AWS_ROLE_ARN")?,
+        env.get("AWS_WEB_IDENTITY_TOKEN_FILE")?,
+    ))
 }
 
 /// Where an STS call goes and how it is bounded.
@@ -661,10 +683,7 @@ impl StsExchange {
     /// The process's own credentials: the IRSA variables through this exchange (so the same
     /// endpoints and explanations apply), else the SDK's default chain.
     pub async fn ambient_credentials(&self) -> Result<AwsCredentials, StsError> {
-        if let (Some(role), Some(file)) = (
-            self.env.get("AWS_ROLE_ARN"),
-            self.env.get("AWS_WEB_IDENTITY_TOKEN_FILE"),
-        ) {
+        if let Some((role, file)) = irsa_variables(&self.env) {
             let role: RoleArn =
                 role.trim()
                     .parse()

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
+use irsa_aws::ChainguardMethod;
 use irsa_credential_provider::config::{
     ConfigOptions, fallback_comment, irsa_provider, kubelet_flags_comment, render_config,
     render_rbac, validate,
@@ -60,6 +61,50 @@ pub(crate) struct CredentialProviderArgs {
     /// session duration; a chained --assume-role at most 1h). Unset: STS's default, 1h.
     #[arg(long, value_name = "DURATION", env = "IRSA_SESSION_DURATION", value_parser = crate::login::parse_session_duration)]
     session_duration: Option<Duration>,
+    #[command(flatten)]
+    chainguard: ChainguardArgs,
+}
+
+/// Chainguard (cgr.dev): whose Chainguard identity the pulling AWS identity is exchanged for.
+#[derive(Debug, Args)]
+pub(crate) struct ChainguardArgs {
+    /// For cgr.dev images: the Chainguard assumable identity (<group id>/<identity id>) that
+    /// trusts the pulling role, used when the pod's service account names none in its
+    /// irsa.dev/chainguard-identity annotation, and always without a service-account token
+    /// (node mode). Unset: such cgr.dev pulls are refused.
+    #[arg(long, value_name = "ID", env = "IRSA_CHAINGUARD_IDENTITY")]
+    chainguard_identity: Option<String>,
+    /// How the AWS identity is proven to Chainguard, unless the service account's
+    /// irsa.dev/chainguard-method annotation says: get-caller-identity (a signed
+    /// sts:GetCallerIdentity request) or web-identity-token (an STS GetWebIdentityToken JWT, IAM
+    /// outbound identity federation).
+    #[arg(
+        long,
+        value_name = "METHOD",
+        env = "IRSA_CHAINGUARD_METHOD",
+        default_value = "get-caller-identity",
+        value_parser = str::parse::<ChainguardMethod>
+    )]
+    chainguard_method: ChainguardMethod,
+    /// Chainguard's token issuer (the exchange endpoint and the proof's audience).
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "IRSA_CHAINGUARD_ISSUER",
+        default_value = irsa_aws::chainguard::DEFAULT_ISSUER
+    )]
+    chainguard_issuer: String,
+}
+
+fn chainguard_identity(id: Option<&str>) -> anyhow::Result<Option<String>> {
+    match id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => {
+            irsa_core::chainguard::validate_identity(id)
+                .map_err(|e| Invalid(format!("--chainguard-identity: {e}")))?;
+            Ok(Some(id.to_owned()))
+        }
+        None => Ok(None),
+    }
 }
 
 fn policy(args: &CredentialProviderArgs) -> anyhow::Result<Policy> {
@@ -89,13 +134,16 @@ fn policy(args: &CredentialProviderArgs) -> anyhow::Result<Policy> {
             FallbackArg::Deny => Fallback::Deny,
         }),
         node_assume_role,
+        chainguard_identity: chainguard_identity(args.chainguard.chainguard_identity.as_deref())?,
+        chainguard_method: args.chainguard.chainguard_method,
     })
 }
 
 pub(crate) fn run(args: CredentialProviderArgs) -> anyhow::Result<Verdict> {
     let policy = policy(&args)?;
     if let Some(image) = &args.explain {
-        let text = explain(image, &policy).map_err(|e| Invalid(e.to_string()))?;
+        let text = explain(image, &policy, &args.chainguard.chainguard_issuer)
+            .map_err(|e| Invalid(e.to_string()))?;
         print!("{text}");
         return Ok(Verdict::Ok);
     }
@@ -109,6 +157,7 @@ pub(crate) fn run(args: CredentialProviderArgs) -> anyhow::Result<Verdict> {
         refresh_fraction: args.refresh_fraction,
         lock_wait: Duration::from_secs(30),
         session_duration: args.session_duration,
+        chainguard_issuer: args.chainguard.chainguard_issuer,
     };
     match respond(&options, &stdin) {
         Ok(response) => {
@@ -183,6 +232,15 @@ pub(crate) struct InstallProviderArgs {
         default_value = "/usr/libexec/kubernetes/kubelet-plugins/credential-provider/exec"
     )]
     bin_dir: String,
+    /// The printed --chainguard-identity: the Chainguard identity (<group id>/<identity id>)
+    /// for cgr.dev pulls of service accounts without the irsa.dev/chainguard-identity
+    /// annotation, and of pods without a token. Unset: those are refused.
+    #[arg(long, value_name = "ID")]
+    chainguard_identity: Option<String>,
+    /// The printed --chainguard-method (get-caller-identity or web-identity-token). Unset: the
+    /// provider's default, get-caller-identity.
+    #[arg(long, value_name = "METHOD", value_parser = str::parse::<ChainguardMethod>)]
+    chainguard_method: Option<ChainguardMethod>,
 }
 
 pub(crate) fn install(cmd: InstallCommand) -> anyhow::Result<Verdict> {
@@ -194,6 +252,8 @@ pub(crate) fn install(cmd: InstallCommand) -> anyhow::Result<Verdict> {
             FallbackArg::Deny => Fallback::Deny,
         },
         cache_dir: (args.cache_dir != "none").then(|| args.cache_dir.clone()),
+        chainguard_identity: chainguard_identity(args.chainguard_identity.as_deref())?,
+        chainguard_method: args.chainguard_method,
         ..ConfigOptions::default()
     };
     let provider = irsa_provider(&options);

@@ -114,7 +114,7 @@ enum Command {
     /// amazon-eks-pod-identity-webhook (same annotations, flags, ConfigMap and resulting pods).
     Webhook(Box<webhook::WebhookArgs>),
     /// The kubelet's image credential provider: a CredentialProviderRequest on stdin, the
-    /// registry credential on stdout (ECR, ECR Public; the pod's own role from its
+    /// registry credential on stdout (ECR, ECR Public, Chainguard; the pod's own role from its
     /// service-account token, KEP-4412).
     #[command(name = "credential-provider")]
     CredentialProvider(credential_provider::CredentialProviderArgs),

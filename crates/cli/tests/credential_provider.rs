@@ -630,8 +630,15 @@ fn install_prints_a_config_the_kubelet_accepts_and_the_rbac_it_needs() {
         v["ta"]["optionalServiceAccountAnnotationKeys"],
         json!([
             "eks.amazonaws.com/ecr-role-arn",
-            "eks.amazonaws.com/role-arn"
+            "eks.amazonaws.com/role-arn",
+            "irsa.dev/chainguard-identity",
+            "irsa.dev/chainguard-method"
         ])
+    );
+    assert!(
+        v["mi"].as_array().unwrap().contains(&json!("cgr.dev")),
+        "{}",
+        v["mi"]
     );
     assert!(
         v["args"]
@@ -861,4 +868,252 @@ fn moto_sees_the_session_names() {
     );
     let sessions: Vec<String> = serde_json::from_str(sessions.trim()).unwrap();
     assert_eq!(sessions, ["irsa-a-b.c", "irsa-a.b-c", "node-7"]);
+}
+
+const CGR: &str = "cgr.dev/chainguard/static:latest";
+const CG_ID_KEY: &str = "irsa.dev/chainguard-identity";
+const CG_METHOD_KEY: &str = "irsa.dev/chainguard-method";
+
+impl Node {
+    /// `irsa credential-provider ARGS` with this cloud as Chainguard's issuer.
+    fn run_cg(&self, node_role: &str, args: &[&str], stdin: &str) -> Run {
+        let mut full = vec!["--chainguard-issuer", self.cloud.url.as_str()];
+        full.extend_from_slice(args);
+        self.run(node_role, &full, stdin)
+    }
+
+    fn exchanges(&self, outcome: &str) -> u64 {
+        self.cloud
+            .cloud
+            .counters()
+            .get("chainguard", "Exchange", outcome)
+    }
+}
+
+/// cgr.dev in token mode: the pod's role (the node's, no-ecr, is trusted by no Chainguard
+/// identity) exchanged for the identity its service account names, by both methods.
+#[test]
+fn chainguard_in_token_mode_by_both_methods() {
+    let node = Node::new("cp-cgr");
+    let token = node.pod_token("ci", "builder", "uid-builder");
+    let puller = role("puller");
+    let base = [
+        ("eks.amazonaws.com/role-arn", puller.as_str()),
+        (CG_ID_KEY, support_cloud::CHAINGUARD_IDENTITY),
+    ];
+    let run = node.run_cg("no-ecr", &[], &request(CGR, Some(&token), &base));
+    let (host, user, password) = auth_of(&run);
+    assert_eq!((host.as_str(), user.as_str()), ("cgr.dev", "_token"));
+    assert!(!password.is_empty() && password != token);
+    assert!(!run.stderr.contains(&password) && !run.stderr.contains(&token));
+    // The sandbox's Chainguard tokens live an hour: the kubelet keeps it half of that.
+    let d = cache_duration_secs(&run);
+    assert!((1800 - 120..=1800).contains(&d), "{d}");
+    assert_eq!(node.exchanges("ok"), 1);
+    assert_eq!(node.cloud.calls("sts", "GetWebIdentityToken"), 0);
+    // The method from the service account's annotation.
+    let mut by_jwt = base.to_vec();
+    by_jwt.push((CG_METHOD_KEY, "web-identity-token"));
+    let run = node.run_cg("no-ecr", &[], &request(CGR, Some(&token), &by_jwt));
+    assert_eq!(auth_of(&run).1, "_token");
+    assert_eq!(node.cloud.calls("sts", "GetWebIdentityToken"), 1);
+    assert_eq!(node.exchanges("ok"), 2);
+    // The method from the flag, the port kept in the auth key.
+    let run = node.run_cg(
+        "no-ecr",
+        &["--chainguard-method", "web-identity-token"],
+        &request("cgr.dev:443/chainguard/static", Some(&token), &base),
+    );
+    assert_eq!(auth_of(&run).0, "cgr.dev:443");
+    assert_eq!(node.cloud.calls("sts", "GetWebIdentityToken"), 2);
+    // The identity from the flag when the service account names none.
+    let run = node.run_cg(
+        "no-ecr",
+        &["--chainguard-identity", support_cloud::CHAINGUARD_IDENTITY],
+        &request(CGR, Some(&token), &base[..1]),
+    );
+    assert_eq!(auth_of(&run).0, "cgr.dev");
+    assert_eq!(node.exchanges("ok"), 4);
+    // Nothing secret reaches stderr at trace level, by either method.
+    for method in ["get-caller-identity", "web-identity-token"] {
+        let traced = provider(
+            &[("AWS_ENDPOINT_URL", &node.cloud.url), ("IRSA_LOG", "trace")],
+            &[
+                "credential-provider",
+                "--chainguard-issuer",
+                &node.cloud.url,
+                "--chainguard-method",
+                method,
+            ],
+            &request(CGR, Some(&token), &base),
+        );
+        let (_, _, password) = auth_of(&traced);
+        assert!(traced.stderr.contains("DEBUG"), "verbose logging is on");
+        assert!(
+            !traced.stderr.contains(&password),
+            "the Chainguard token leaked"
+        );
+        assert!(!traced.stderr.contains(&token), "the pod's token leaked");
+        assert!(
+            !traced.stderr.contains("eyJ"),
+            "a JWT-shaped string leaked: {}",
+            traced.stderr
+        );
+    }
+}
+
+/// Node mode: the node's role with the configured identity; without one, a precise refusal.
+#[test]
+fn chainguard_in_node_mode_and_without_an_identity() {
+    let node = Node::new("cp-cgr-node");
+    let run = node.run_cg(
+        "puller",
+        &["--chainguard-identity", support_cloud::CHAINGUARD_IDENTITY],
+        &request(CGR, None, &[]),
+    );
+    assert_eq!(auth_of(&run).0, "cgr.dev");
+    assert_eq!(node.exchanges("ok"), 1);
+    // The node's own IRSA role (AWS_ROLE_ARN), proven by a GetWebIdentityToken JWT.
+    let run = node.run_cg(
+        "puller",
+        &[
+            "--chainguard-identity",
+            support_cloud::CHAINGUARD_IDENTITY,
+            "--chainguard-method",
+            "web-identity-token",
+        ],
+        &request(CGR, None, &[]),
+    );
+    assert_eq!(auth_of(&run).1, "_token");
+    assert_eq!(node.cloud.calls("sts", "GetWebIdentityToken"), 1);
+    assert_eq!(node.exchanges("ok"), 2);
+    let refused = node.run_cg("puller", &[], &request(CGR, None, &[]));
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert_eq!(refused.stdout, "");
+    assert_eq!(
+        refused.stderr.trim().lines().count(),
+        1,
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("--chainguard-identity")
+            && refused.stderr.contains("no service-account token"),
+        "{}",
+        refused.stderr
+    );
+    // Token mode: the message names the annotation and the flag; nothing reached AWS.
+    let token = node.pod_token("ci", "builder", "uid-builder");
+    let puller = role("puller");
+    let before = node.cloud.calls("sts", "AssumeRoleWithWebIdentity");
+    let refused = node.run_cg(
+        "no-ecr",
+        &[],
+        &request(
+            CGR,
+            Some(&token),
+            &[("eks.amazonaws.com/role-arn", puller.as_str())],
+        ),
+    );
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert_eq!(
+        refused.stderr.trim().lines().count(),
+        1,
+        "{}",
+        refused.stderr
+    );
+    for want in ["ci/builder", CG_ID_KEY, "--chainguard-identity"] {
+        assert!(refused.stderr.contains(want), "{want}: {}", refused.stderr);
+    }
+    assert_eq!(node.cloud.calls("sts", "AssumeRoleWithWebIdentity"), before);
+    assert_eq!(node.exchanges("ok"), 2);
+    // A malformed identity, from the annotation or the flag.
+    let bad = node.run_cg(
+        "no-ecr",
+        &[],
+        &request(
+            CGR,
+            Some(&token),
+            &[
+                ("eks.amazonaws.com/role-arn", puller.as_str()),
+                (CG_ID_KEY, "org/id"),
+            ],
+        ),
+    );
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("not a Chainguard identity id") && bad.stderr.contains(CG_ID_KEY),
+        "{}",
+        bad.stderr
+    );
+    let bad_flag = node.run_cg(
+        "puller",
+        &["--chainguard-identity", "org/id"],
+        &request(CGR, None, &[]),
+    );
+    assert_eq!(bad_flag.code, 2, "a usage error: {}", bad_flag.stderr);
+    assert!(
+        bad_flag.stderr.contains("--chainguard-identity"),
+        "{}",
+        bad_flag.stderr
+    );
+}
+
+/// The Chainguard identity is in the disk cache's key: one service account and role, another
+/// identity, is not served the first identity's token.
+#[test]
+fn chainguard_identities_never_share_a_cache_entry() {
+    let node = Node::new("cp-cgr-cache");
+    let token = node.pod_token("ci", "builder", "uid-builder");
+    let puller = role("puller");
+    let cache = node.cache();
+    let run = |identity: &str| {
+        node.run_cg(
+            "no-ecr",
+            &["--cache-dir", &cache],
+            &request(
+                CGR,
+                Some(&token),
+                &[
+                    ("eks.amazonaws.com/role-arn", puller.as_str()),
+                    (CG_ID_KEY, identity),
+                ],
+            ),
+        )
+    };
+    let first = auth_of(&run(support_cloud::CHAINGUARD_IDENTITY));
+    assert_eq!(auth_of(&run(support_cloud::CHAINGUARD_IDENTITY)), first);
+    assert_eq!(node.exchanges("ok"), 1, "the second pull is a hit");
+    // An identity the sandbox's Chainguard does not know: upstream, and refused.
+    let other = "720909c9f5279097d847ad02a2f24ba8f59de36a/0123456789abcdef";
+    let refused = run(other);
+    assert_eq!(refused.code, 1, "{}", refused.stdout);
+    assert!(refused.stderr.contains(other), "{}", refused.stderr);
+    assert_eq!(node.exchanges("ok"), 1);
+}
+
+#[test]
+fn explain_says_what_happens_for_cgr_dev() {
+    let run = provider(
+        &[],
+        &[
+            "credential-provider",
+            "--explain",
+            CGR,
+            "--chainguard-identity",
+            support_cloud::CHAINGUARD_IDENTITY,
+        ],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for want in [
+        "Chainguard's registry (cgr.dev)",
+        CG_ID_KEY,
+        support_cloud::CHAINGUARD_IDENTITY,
+        "https://issuer.enforce.dev/sts/exchange",
+        "username _token",
+        "auth key \"cgr.dev\"",
+    ] {
+        assert!(run.stdout.contains(want), "{want}: {}", run.stdout);
+    }
 }

@@ -11,6 +11,7 @@
 
 pub mod arn;
 pub mod cache_entry;
+pub mod chainguard;
 pub mod docker_config;
 pub mod lifetime;
 pub mod names;

@@ -6,6 +6,12 @@
 pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 /// Service-account annotation overriding the token audience (the EKS convention).
 pub const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
+/// Service-account annotation naming the Chainguard assumable identity (`<group>/<id>`) the
+/// pod's role is exchanged for when it pulls from cgr.dev (`irsa credential-provider`).
+pub const CHAINGUARD_IDENTITY_ANNOTATION: &str = "irsa.dev/chainguard-identity";
+/// Service-account annotation choosing how the pod's role is proven to Chainguard:
+/// `get-caller-identity` or `web-identity-token` ([`crate::chainguard::ChainguardMethod`]).
+pub const CHAINGUARD_METHOD_ANNOTATION: &str = "irsa.dev/chainguard-method";
 /// The audience AWS STS expects in web-identity tokens.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 /// The global STS endpoint's host: a Chainguard proof (a signed `GetCallerIdentity`) is
@@ -56,6 +62,8 @@ mod tests {
             ISSUED_AT_ANNOTATION,
             EXPIRES_AT_ANNOTATION,
             FINALIZER,
+            CHAINGUARD_IDENTITY_ANNOTATION,
+            CHAINGUARD_METHOD_ANNOTATION,
         ] {
             assert!(key.starts_with(RESERVED_PREFIX), "{key}");
         }

@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use irsa_core::chainguard::ChainguardMethod;
+use irsa_core::names::{CHAINGUARD_IDENTITY_ANNOTATION, CHAINGUARD_METHOD_ANNOTATION};
 use irsa_core::partition::Partition;
 
 use crate::plan::{DEFAULT_ROLE_ANNOTATIONS, Fallback};
@@ -55,6 +57,11 @@ pub struct ConfigOptions {
     pub cache_dir: Option<String>,
     /// The token audience (STS's).
     pub audience: String,
+    /// The printed `--chainguard-identity` (cgr.dev pulls of service accounts that name none,
+    /// and of node mode), if any.
+    pub chainguard_identity: Option<String>,
+    /// The printed `--chainguard-method`, if any.
+    pub chainguard_method: Option<ChainguardMethod>,
 }
 
 impl Default for ConfigOptions {
@@ -65,12 +72,14 @@ impl Default for ConfigOptions {
             fallback: Fallback::Deny,
             cache_dir: Some("/var/lib/irsa/credential-provider".to_owned()),
             audience: irsa_core::names::STS_AUDIENCE.to_owned(),
+            chainguard_identity: None,
+            chainguard_method: None,
         }
     }
 }
 
 /// Every ECR private registry host form as a kubelet image pattern (a `*` stands for one DNS
-/// label), then ECR Public's hosts; each also with `:443`. The kubelet's `URLsMatch` compares
+/// label), then ECR Public's hosts, then Chainguard's `cgr.dev`; each also with `:443`. The kubelet's `URLsMatch` compares
 /// ports exactly (a pattern without a port matches only images without one, and ports take no
 /// globs), and registries are HTTPS on 443, so those two forms cover every image that can reach
 /// them.
@@ -93,7 +102,24 @@ pub fn match_images() -> Vec<String> {
     }
     push("public.ecr.aws".to_owned());
     push("ecr-public.aws.com".to_owned());
+    push("cgr.dev".to_owned());
     out
+}
+
+/// The annotations the kubelet passes to irsa (it passes no other): the role keys, then the
+/// Chainguard identity and method keys, each once.
+pub fn annotation_keys(role_annotations: &[String]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for k in role_annotations
+        .iter()
+        .map(String::as_str)
+        .chain([CHAINGUARD_IDENTITY_ANNOTATION, CHAINGUARD_METHOD_ANNOTATION])
+    {
+        if !keys.iter().any(|seen| seen == k) {
+            keys.push(k.to_owned());
+        }
+    }
+    keys
 }
 
 /// irsa's provider entry.
@@ -112,6 +138,12 @@ pub fn irsa_provider(options: &ConfigOptions) -> CredentialProvider {
     if let Some(dir) = &options.cache_dir {
         args.push(format!("--cache-dir={dir}"));
     }
+    if let Some(id) = &options.chainguard_identity {
+        args.push(format!("--chainguard-identity={id}"));
+    }
+    if let Some(method) = options.chainguard_method {
+        args.push(format!("--chainguard-method={method}"));
+    }
     CredentialProvider {
         name: "irsa".to_owned(),
         match_images: match_images(),
@@ -126,7 +158,7 @@ pub fn irsa_provider(options: &ConfigOptions) -> CredentialProvider {
             require_service_account: Some(false),
             required_service_account_annotation_keys: Vec::new(),
             // The kubelet passes no other annotation to the provider.
-            optional_service_account_annotation_keys: options.role_annotations.clone(),
+            optional_service_account_annotation_keys: annotation_keys(&options.role_annotations),
         }),
     }
 }
@@ -420,7 +452,8 @@ mod tests {
             "  - \"public.ecr.aws\"\n",
             "  defaultCacheDuration: \"6h0m0s\"\n",
             "    serviceAccountTokenAudience: \"sts.amazonaws.com\"\n    cacheType: \"ServiceAccount\"\n    requireServiceAccount: false\n",
-            "    optionalServiceAccountAnnotationKeys:\n    - \"eks.amazonaws.com/ecr-role-arn\"\n    - \"eks.amazonaws.com/role-arn\"\n",
+            "    optionalServiceAccountAnnotationKeys:\n    - \"eks.amazonaws.com/ecr-role-arn\"\n    - \"eks.amazonaws.com/role-arn\"\n    - \"irsa.dev/chainguard-identity\"\n    - \"irsa.dev/chainguard-method\"\n",
+            "  - \"cgr.dev:443\"\n  - \"cgr.dev\"\n",
             "  - \"--fallback=deny\"\n",
         ] {
             assert!(yaml.contains(want), "{want}\n{yaml}");
@@ -434,6 +467,44 @@ mod tests {
         assert!(
             rbac.contains("resources: [\"sts.amazonaws.com\"]")
                 && rbac.contains("name: system:nodes")
+        );
+    }
+
+    #[test]
+    fn the_chainguard_annotations_and_flags_are_printed_once() {
+        let id = "720909c9f5279097d847ad02a2f24ba8f59de36a/a033a6fabe0bfa0d";
+        let p = irsa_provider(&ConfigOptions {
+            role_annotations: vec![
+                "example.com/role".into(),
+                CHAINGUARD_IDENTITY_ANNOTATION.into(),
+            ],
+            chainguard_identity: Some(id.into()),
+            chainguard_method: Some(ChainguardMethod::WebIdentityToken),
+            ..ConfigOptions::default()
+        });
+        assert_eq!(validate(std::slice::from_ref(&p)), Ok(()));
+        assert_eq!(
+            p.token_attributes
+                .unwrap()
+                .optional_service_account_annotation_keys,
+            [
+                "example.com/role",
+                CHAINGUARD_IDENTITY_ANNOTATION,
+                CHAINGUARD_METHOD_ANNOTATION
+            ]
+        );
+        assert!(
+            p.args.contains(&format!("--chainguard-identity={id}"))
+                && p.args
+                    .contains(&"--chainguard-method=web-identity-token".to_owned()),
+            "{:?}",
+            p.args
+        );
+        let plain = irsa_provider(&ConfigOptions::default());
+        assert!(
+            !plain.args.iter().any(|a| a.starts_with("--chainguard")),
+            "{:?}",
+            plain.args
         );
     }
 
@@ -616,7 +687,11 @@ mod tests {
         assert!(kubelet_urls_match("registry.io:5000", "registry.io:5000/x"));
         let patterns = irsa_provider(&ConfigOptions::default()).match_images;
         let matched = |image: &str| patterns.iter().any(|p| kubelet_urls_match(p, image));
-        let mut hosts = vec!["public.ecr.aws".to_owned(), "ecr-public.aws.com".to_owned()];
+        let mut hosts = vec![
+            "public.ecr.aws".to_owned(),
+            "ecr-public.aws.com".to_owned(),
+            "cgr.dev".to_owned(),
+        ];
         for partition in Partition::ALL {
             for variant in irsa_core::partition::EndpointVariant::ALL {
                 if let Ok(host) = irsa_core::partition::ecr_registry_host(
@@ -645,6 +720,8 @@ mod tests {
             "111122223333.dkr.ecr.us-east-1.amazonaws.com.evil.example/x",
             "evil.example/111122223333.dkr.ecr.us-east-1.amazonaws.com/x",
             "public.ecr.aws.evil.example/x",
+            "cgr.dev.evil.example/x",
+            "evil.cgr.dev/x",
         ] {
             assert!(!matched(other), "{other} matched");
         }

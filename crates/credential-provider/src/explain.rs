@@ -6,10 +6,14 @@ use std::fmt::Write as _;
 use irsa_core::partition::{EndpointVariant, ecr_api_endpoint, validate_region};
 use irsa_core::registry::{self, Registry};
 
+use irsa_core::chainguard::{ChainguardMethod, validate_identity};
+use irsa_core::names::{CHAINGUARD_IDENTITY_ANNOTATION, CHAINGUARD_METHOD_ANNOTATION};
+
 use crate::plan::{Fallback, PlanError, Policy};
 
-/// The explanation for `image` under `policy`, one statement per line.
-pub fn explain(image: &str, policy: &Policy) -> Result<String, PlanError> {
+/// The explanation for `image` under `policy` (and, for cgr.dev, Chainguard's issuer
+/// `chainguard_issuer`), one statement per line.
+pub fn explain(image: &str, policy: &Policy, chainguard_issuer: &str) -> Result<String, PlanError> {
     let parsed = registry::parse(image).map_err(|source| PlanError::Image {
         image: image.to_owned(),
         source,
@@ -55,10 +59,38 @@ pub fn explain(image: &str, policy: &Policy) -> Result<String, PlanError> {
                 "credential: ecr-public:GetAuthorizationToken in us-east-1, username AWS"
             );
         }
-        Registry::Chainguard | Registry::Other => {
+        Registry::Chainguard => {
+            let _ = writeln!(out, "image {image}: Chainguard's registry (cgr.dev)");
+            let flag = match policy.chainguard_identity.as_deref() {
+                Some(id) => match validate_identity(id) {
+                    Ok(()) => format!("--chainguard-identity {id}"),
+                    Err(reason) => format!("--chainguard-identity, which is unusable: {reason}"),
+                },
+                None => {
+                    "--chainguard-identity, which is not set: such pulls are refused".to_owned()
+                }
+            };
             let _ = writeln!(
                 out,
-                "image {image}: registry {host} is not Amazon ECR or ECR Public; the provider answers with no credentials and the kubelet pulls without them"
+                "Chainguard identity: the service account's annotation {CHAINGUARD_IDENTITY_ANNOTATION}, else {flag}; without a service-account token only the flag counts"
+            );
+            let how = match policy.chainguard_method {
+                ChainguardMethod::GetCallerIdentity => "a signed sts:GetCallerIdentity proof",
+                ChainguardMethod::WebIdentityToken => {
+                    "an STS GetWebIdentityToken JWT (IAM outbound identity federation)"
+                }
+            };
+            let _ = writeln!(
+                out,
+                "credential: the AWS identity below proven to Chainguard's issuer {issuer} by {how} (method {method}; the annotation {CHAINGUARD_METHOD_ANNOTATION} overrides it), exchanged at {issuer}/sts/exchange for a registry token, username _token",
+                issuer = chainguard_issuer.trim_end_matches('/'),
+                method = policy.chainguard_method,
+            );
+        }
+        Registry::Other => {
+            let _ = writeln!(
+                out,
+                "image {image}: registry {host} is not Amazon ECR, ECR Public or Chainguard; the provider answers with no credentials and the kubelet pulls without them"
             );
             return Ok(out);
         }
@@ -120,6 +152,7 @@ mod tests {
         let text = explain(
             "111122223333.dkr.ecr.eu-west-1.amazonaws.com:5000/app:1",
             &Policy::default(),
+            ISSUER,
         )
         .unwrap();
         for want in [
@@ -131,8 +164,56 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want}:\n{text}");
         }
-        let other = explain("ghcr.io/x/y", &Policy::default()).unwrap();
+        let other = explain("ghcr.io/x/y", &Policy::default(), ISSUER).unwrap();
         assert!(other.contains("no credentials"), "{other}");
-        assert!(explain("", &Policy::default()).is_err());
+        assert!(explain("", &Policy::default(), ISSUER).is_err());
+    }
+
+    const ISSUER: &str = "https://issuer.enforce.dev";
+
+    #[test]
+    fn explains_chainguard_identity_method_and_key() {
+        let unset = explain(
+            "cgr.dev/chainguard/static:latest",
+            &Policy::default(),
+            ISSUER,
+        )
+        .unwrap();
+        for want in [
+            "Chainguard's registry (cgr.dev)",
+            "annotation irsa.dev/chainguard-identity, else --chainguard-identity, which is not set",
+            "https://issuer.enforce.dev/sts/exchange",
+            "signed sts:GetCallerIdentity proof (method get-caller-identity; the annotation irsa.dev/chainguard-method overrides it)",
+            "username _token",
+            "auth key \"cgr.dev\"",
+            "eks.amazonaws.com/ecr-role-arn, then eks.amazonaws.com/role-arn",
+        ] {
+            assert!(unset.contains(want), "{want}:\n{unset}");
+        }
+        assert!(!unset.contains("no credentials"), "{unset}");
+        let id = "720909c9f5279097d847ad02a2f24ba8f59de36a/a033a6fabe0bfa0d";
+        let set = Policy {
+            chainguard_identity: Some(id.into()),
+            chainguard_method: ChainguardMethod::WebIdentityToken,
+            ..Policy::default()
+        };
+        let text = explain("cgr.dev:443/org/app", &set, ISSUER).unwrap();
+        for want in [
+            format!("else --chainguard-identity {id};"),
+            "GetWebIdentityToken JWT".to_owned(),
+            "method web-identity-token".to_owned(),
+            "auth key \"cgr.dev:443\"".to_owned(),
+        ] {
+            assert!(text.contains(&want), "{want}:\n{text}");
+        }
+        let bad = Policy {
+            chainguard_identity: Some("nope".into()),
+            ..Policy::default()
+        };
+        let text = explain("cgr.dev/org/app", &bad, ISSUER).unwrap();
+        assert!(
+            text.contains("unusable") && text.contains("not a Chainguard identity id"),
+            "{text}"
+        );
     }
 }

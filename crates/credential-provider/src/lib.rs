@@ -3,10 +3,11 @@
 //! registry, and reads the registry credential from its stdout.
 //!
 //! - [`protocol`]: the wire types of `credentialprovider.kubelet.k8s.io/v1`.
-//! - [`plan`]: the pure decision — the registry, and whose identity (the pod's service-account
-//!   role from KEP-4412's token and annotations, or the node's credentials).
-//! - [`run`]: the effects — STS, ECR, ECR Public through `irsa-aws`, and the on-disk cache
-//!   that lets 50 processes started at once make one exchange.
+//! - [`plan`]: the pure decision — the registry, whose identity (the pod's service-account
+//!   role from KEP-4412's token and annotations, or the node's credentials) and, for cgr.dev,
+//!   which Chainguard identity.
+//! - [`run`]: the effects — STS, ECR, ECR Public, Chainguard through `irsa-aws`, and the
+//!   on-disk cache that lets 50 processes started at once make one exchange.
 //! - [`config`]: the kubelet `CredentialProviderConfig` that runs it, held to the kubelet's
 //!   own validation rules.
 //! - [`explain`]: what the provider would do for an image, for people.

@@ -4,6 +4,8 @@
 use std::fmt;
 
 use irsa_core::arn::{RoleArn, SessionName};
+use irsa_core::chainguard::{ChainguardMethod, validate_identity};
+use irsa_core::names::{CHAINGUARD_IDENTITY_ANNOTATION, CHAINGUARD_METHOD_ANNOTATION};
 use irsa_core::registry::{self, ImageRef, Registry};
 use irsa_core::secret::SecretString;
 use thiserror::Error;
@@ -43,6 +45,12 @@ pub struct Policy {
     pub fallback: Option<Fallback>,
     /// In node mode, a role to assume with the node's credentials.
     pub node_assume_role: Option<RoleArn>,
+    /// The Chainguard identity for cgr.dev when the service account names none
+    /// ([`CHAINGUARD_IDENTITY_ANNOTATION`]), and always in node mode (`--chainguard-identity`).
+    pub chainguard_identity: Option<String>,
+    /// How the AWS identity is proven to Chainguard when the service account does not say
+    /// ([`CHAINGUARD_METHOD_ANNOTATION`]) (`--chainguard-method`).
+    pub chainguard_method: ChainguardMethod,
 }
 
 impl Default for Policy {
@@ -51,8 +59,30 @@ impl Default for Policy {
             role_annotations: DEFAULT_ROLE_ANNOTATIONS.map(str::to_owned).to_vec(),
             fallback: None,
             node_assume_role: None,
+            chainguard_identity: None,
+            chainguard_method: ChainguardMethod::default(),
         }
     }
+}
+
+/// Where a Chainguard identity id came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainguardSource {
+    /// The service account's [`CHAINGUARD_IDENTITY_ANNOTATION`].
+    Annotation,
+    /// The provider's `--chainguard-identity`.
+    Flag,
+}
+
+/// For a cgr.dev image: which Chainguard identity the AWS identity is exchanged for, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainguardPlan {
+    /// The assumable identity's id, `<group>/<id>` (checked).
+    pub identity: String,
+    /// How the AWS identity is proven.
+    pub method: ChainguardMethod,
+    /// Where the identity came from.
+    pub source: ChainguardSource,
 }
 
 /// The service account a token was issued to (from its claims; STS verifies the signature).
@@ -112,6 +142,8 @@ pub enum Plan {
         image: ImageRef,
         /// Whose identity.
         identity: Box<PlannedIdentity>,
+        /// For cgr.dev: the Chainguard identity and method; `None` for other registries.
+        chainguard: Option<ChainguardPlan>,
     },
 }
 
@@ -173,6 +205,36 @@ pub enum PlanError {
         /// The image.
         image: String,
     },
+    /// A cgr.dev image, and neither the service account nor the provider names a Chainguard
+    /// identity.
+    #[error("{}", no_chainguard_identity(image, service_account.as_ref()))]
+    NoChainguardIdentity {
+        /// The image.
+        image: String,
+        /// The pod's service account, in token mode.
+        service_account: Option<ServiceAccount>,
+    },
+    /// The Chainguard identity (annotation or flag) is not an identity id.
+    #[error("{source} is not usable: {reason}", source = match service_account {
+        Some(sa) => format!("the Chainguard identity in annotation {CHAINGUARD_IDENTITY_ANNOTATION} of service account {sa}"),
+        None => "--chainguard-identity".to_owned(),
+    })]
+    InvalidChainguardIdentity {
+        /// The service account whose annotation it is; `None`: the flag.
+        service_account: Option<ServiceAccount>,
+        /// Why.
+        reason: String,
+    },
+    /// The Chainguard method annotation names no method.
+    #[error(
+        "service account {service_account} has annotation {CHAINGUARD_METHOD_ANNOTATION}: {reason}"
+    )]
+    InvalidChainguardMethod {
+        /// The service account.
+        service_account: ServiceAccount,
+        /// Why.
+        reason: String,
+    },
     /// No role and no `--fallback` chosen.
     #[error(
         "service account {service_account} names no IAM role (none of the annotations {keys}) and \
@@ -186,6 +248,26 @@ pub enum PlanError {
         /// The keys looked at, comma separated.
         keys: String,
     },
+}
+
+fn no_chainguard_identity(image: &str, service_account: Option<&ServiceAccount>) -> String {
+    match service_account {
+        Some(sa) => format!(
+            "image {image} is on Chainguard's registry and no Chainguard identity is named for \
+             service account {sa}: annotate it with the id of the Chainguard assumable identity \
+             that trusts its role (`kubectl annotate serviceaccount -n {} {} \
+             {CHAINGUARD_IDENTITY_ANNOTATION}=<group id>/<identity id>`, as printed by `chainctl \
+             iam identities create`), or start irsa credential-provider with \
+             --chainguard-identity",
+            sa.namespace, sa.name
+        ),
+        None => format!(
+            "image {image} is on Chainguard's registry and no Chainguard identity is named: the \
+             kubelet sent no service-account token (node mode, a static pod), so start irsa \
+             credential-provider with --chainguard-identity <group id>/<identity id>, the \
+             Chainguard assumable identity that trusts the node's role"
+        ),
+    }
 }
 
 fn first_key(keys: &str) -> &str {
@@ -227,20 +309,11 @@ pub fn plan(request: &Request, policy: &Policy) -> Result<Plan, PlanError> {
         image: request.image.clone(),
         source,
     })?;
-    match image.registry {
-        Registry::Ecr(_) | Registry::EcrPublic => {}
-        Registry::Chainguard => {
-            return Ok(Plan::NotServed {
-                host: image.host,
-                reason: "Chainguard (cgr.dev) is not served by irsa credential-provider yet".into(),
-            });
-        }
-        Registry::Other => {
-            return Ok(Plan::NotServed {
-                host: image.host,
-                reason: "it is not an Amazon ECR or ECR Public registry".into(),
-            });
-        }
+    if image.registry == Registry::Other {
+        return Ok(Plan::NotServed {
+            host: image.host,
+            reason: "it is not an Amazon ECR, ECR Public or Chainguard (cgr.dev) registry".into(),
+        });
     }
     let node = |fallback_for| PlannedIdentity::Node {
         chained_role: policy.node_assume_role.clone(),
@@ -254,9 +327,11 @@ pub fn plan(request: &Request, policy: &Policy) -> Result<Plan, PlanError> {
                 image: request.image.clone(),
             });
         }
+        let chainguard = chainguard_plan(&image, request, policy, None)?;
         return Ok(Plan::Fetch {
             image,
             identity: Box::new(node(None)),
+            chainguard,
         });
     };
     let service_account = service_account_of(token)?;
@@ -282,7 +357,7 @@ pub fn plan(request: &Request, policy: &Policy) -> Result<Plan, PlanError> {
                     &service_account.namespace,
                     &service_account.name,
                 ),
-                service_account,
+                service_account: service_account.clone(),
                 role,
                 annotation: key.clone(),
             }
@@ -290,7 +365,7 @@ pub fn plan(request: &Request, policy: &Policy) -> Result<Plan, PlanError> {
         None => {
             let keys = policy.role_annotations.join(", ");
             match policy.fallback {
-                Some(Fallback::Node) => node(Some(service_account)),
+                Some(Fallback::Node) => node(Some(service_account.clone())),
                 Some(Fallback::Deny) => {
                     return Err(PlanError::Denied {
                         service_account,
@@ -306,10 +381,68 @@ pub fn plan(request: &Request, policy: &Policy) -> Result<Plan, PlanError> {
             }
         }
     };
+    let chainguard = chainguard_plan(&image, request, policy, Some(&service_account))?;
     Ok(Plan::Fetch {
         image,
         identity: Box::new(identity),
+        chainguard,
     })
+}
+
+/// For a cgr.dev image, the Chainguard identity and method: the service account's annotations
+/// (token mode) win over the provider's flags; in node mode (`service_account` `None`) only the
+/// flags count. `None` for other registries.
+fn chainguard_plan(
+    image: &ImageRef,
+    request: &Request,
+    policy: &Policy,
+    service_account: Option<&ServiceAccount>,
+) -> Result<Option<ChainguardPlan>, PlanError> {
+    if image.registry != Registry::Chainguard {
+        return Ok(None);
+    }
+    let annotation = |key: &str| {
+        service_account.and_then(|_| {
+            request
+                .service_account_annotations
+                .get(key)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+        })
+    };
+    let (identity, source) = match annotation(CHAINGUARD_IDENTITY_ANNOTATION) {
+        Some(id) => (id, ChainguardSource::Annotation),
+        None => match policy.chainguard_identity.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() => (id, ChainguardSource::Flag),
+            _ => {
+                return Err(PlanError::NoChainguardIdentity {
+                    image: request.image.clone(),
+                    service_account: service_account.cloned(),
+                });
+            }
+        },
+    };
+    validate_identity(identity).map_err(|reason| PlanError::InvalidChainguardIdentity {
+        service_account: match source {
+            ChainguardSource::Annotation => service_account.cloned(),
+            ChainguardSource::Flag => None,
+        },
+        reason,
+    })?;
+    let method = match (annotation(CHAINGUARD_METHOD_ANNOTATION), service_account) {
+        (Some(m), Some(sa)) => m
+            .parse()
+            .map_err(|reason| PlanError::InvalidChainguardMethod {
+                service_account: sa.clone(),
+                reason,
+            })?,
+        _ => policy.chainguard_method,
+    };
+    Ok(Some(ChainguardPlan {
+        identity: identity.to_owned(),
+        method,
+        source,
+    }))
 }
 
 #[cfg(test)]
@@ -429,6 +562,170 @@ pub(crate) mod tests {
             err.contains("team/puller") && err.contains(ECR_ROLE_ARN_ANNOTATION),
             "{err}"
         );
+    }
+
+    const CG_ID: &str = "720909c9f5279097d847ad02a2f24ba8f59de36a/a033a6fabe0bfa0d";
+    const CG_OTHER: &str = "720909c9f5279097d847ad02a2f24ba8f59de36a/0123456789abcdef";
+    const CG_IMAGE: &str = "cgr.dev/chainguard/static:latest";
+
+    fn chainguard_of(plan: Plan) -> ChainguardPlan {
+        match plan {
+            Plan::Fetch {
+                chainguard: Some(cg),
+                ..
+            } => cg,
+            other => panic!("no Chainguard plan: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn chainguard_takes_the_identity_from_the_annotation_then_the_flag() {
+        let t = || Some(token("team", "puller", "uid-1"));
+        let role = ("eks.amazonaws.com/role-arn", POD_ROLE);
+        let flag = Policy {
+            chainguard_identity: Some(CG_OTHER.into()),
+            ..Policy::default()
+        };
+        let annotated = request(
+            CG_IMAGE,
+            t(),
+            &[role, (CHAINGUARD_IDENTITY_ANNOTATION, CG_ID)],
+        );
+        let cg = chainguard_of(plan(&annotated, &flag).unwrap());
+        assert_eq!(
+            (cg.identity.as_str(), cg.method, cg.source),
+            (
+                CG_ID,
+                ChainguardMethod::GetCallerIdentity,
+                ChainguardSource::Annotation
+            )
+        );
+        assert_eq!(
+            role_of(plan(&annotated, &flag).unwrap()).0,
+            POD_ROLE,
+            "the pod's role is exchanged"
+        );
+        let by_flag = request(CG_IMAGE, t(), &[role]);
+        let cg = chainguard_of(plan(&by_flag, &flag).unwrap());
+        assert_eq!(
+            (cg.identity.as_str(), cg.source),
+            (CG_OTHER, ChainguardSource::Flag)
+        );
+        // The method: the annotation, else the flag.
+        let jwt = request(
+            CG_IMAGE,
+            t(),
+            &[
+                role,
+                (CHAINGUARD_IDENTITY_ANNOTATION, CG_ID),
+                (CHAINGUARD_METHOD_ANNOTATION, "web-identity-token"),
+            ],
+        );
+        assert_eq!(
+            chainguard_of(plan(&jwt, &Policy::default()).unwrap()).method,
+            ChainguardMethod::WebIdentityToken
+        );
+        let flag_jwt = Policy {
+            chainguard_method: ChainguardMethod::WebIdentityToken,
+            ..flag.clone()
+        };
+        assert_eq!(
+            chainguard_of(plan(&by_flag, &flag_jwt).unwrap()).method,
+            ChainguardMethod::WebIdentityToken
+        );
+        // Node mode: the flag only.
+        let node = chainguard_of(plan(&request(CG_IMAGE, None, &[]), &flag).unwrap());
+        assert_eq!(node.identity, CG_OTHER);
+        // Other registries carry no Chainguard plan.
+        assert!(matches!(
+            plan(
+                &request(IMAGE, t(), &[role, (CHAINGUARD_IDENTITY_ANNOTATION, CG_ID)]),
+                &flag
+            )
+            .unwrap(),
+            Plan::Fetch {
+                chainguard: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn chainguard_without_a_usable_identity_is_refused_precisely() {
+        let t = || Some(token("team", "puller", "uid-1"));
+        let role = ("eks.amazonaws.com/role-arn", POD_ROLE);
+        let err = plan(&request(CG_IMAGE, t(), &[role]), &Policy::default())
+            .unwrap_err()
+            .to_string();
+        for want in [
+            "team/puller",
+            "kubectl annotate serviceaccount -n team puller irsa.dev/chainguard-identity=<group id>/<identity id>",
+            "--chainguard-identity",
+        ] {
+            assert!(err.contains(want), "{want}: {err}");
+        }
+        let err = plan(&request(CG_IMAGE, None, &[]), &Policy::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no service-account token") && err.contains("--chainguard-identity"),
+            "{err}"
+        );
+        let err = plan(
+            &request(
+                CG_IMAGE,
+                t(),
+                &[role, (CHAINGUARD_IDENTITY_ANNOTATION, "org/id\r\nX: y")],
+            ),
+            &Policy::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("annotation irsa.dev/chainguard-identity of service account team/puller")
+                && err.contains("not a Chainguard identity id"),
+            "{err}"
+        );
+        let bad_flag = Policy {
+            chainguard_identity: Some("nope".into()),
+            ..Policy::default()
+        };
+        let err = plan(&request(CG_IMAGE, None, &[]), &bad_flag)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("--chainguard-identity is not usable"),
+            "{err}"
+        );
+        let err = plan(
+            &request(
+                CG_IMAGE,
+                t(),
+                &[
+                    role,
+                    (CHAINGUARD_IDENTITY_ANNOTATION, CG_ID),
+                    (CHAINGUARD_METHOD_ANNOTATION, "oidc"),
+                ],
+            ),
+            &Policy::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("irsa.dev/chainguard-method") && err.contains("web-identity-token"),
+            "{err}"
+        );
+        // The role is decided first: no role and deny is the role's refusal.
+        let deny = Policy {
+            fallback: Some(Fallback::Deny),
+            ..Policy::default()
+        };
+        let err = plan(
+            &request(CG_IMAGE, t(), &[(CHAINGUARD_IDENTITY_ANNOTATION, CG_ID)]),
+            &deny,
+        )
+        .unwrap_err();
+        assert!(matches!(err, PlanError::Denied { .. }), "{err}");
     }
 
     #[test]

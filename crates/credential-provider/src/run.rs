@@ -1,5 +1,5 @@
-//! The effects around [`crate::plan`]: the credential pipeline (STS, ECR, ECR Public) and the
-//! on-disk cache shared by the kubelet's many short-lived provider processes.
+//! The effects around [`crate::plan`]: the credential pipeline (STS, ECR, ECR Public,
+//! Chainguard) and the on-disk cache shared by the kubelet's many short-lived provider processes.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use irsa_core::registry::Registry;
 use irsa_core::secret::SecretString;
 use thiserror::Error;
 
-use crate::plan::{Plan, PlanError, PlannedIdentity, Policy, plan};
+use crate::plan::{ChainguardPlan, Plan, PlanError, PlannedIdentity, Policy, plan};
 use crate::protocol::{AuthConfig, CacheKeyType, ProtocolError, Response, decode_request};
 
 /// How the provider runs.
@@ -30,6 +30,8 @@ pub struct Options {
     pub lock_wait: Duration,
     /// The role session duration asked of STS; `None`: STS's default (1 hour).
     pub session_duration: Option<Duration>,
+    /// Chainguard's token issuer (the exchange endpoint, and the audience of the proof).
+    pub chainguard_issuer: String,
 }
 
 impl Default for Options {
@@ -40,6 +42,7 @@ impl Default for Options {
             refresh_fraction: 0.5,
             lock_wait: Duration::from_secs(30),
             session_duration: None,
+            chainguard_issuer: irsa_aws::chainguard::DEFAULT_ISSUER.to_owned(),
         }
     }
 }
@@ -82,11 +85,13 @@ pub enum ProviderError {
 /// The disk cache's identity for a planned identity. It holds the service account's namespace,
 /// name and uid, not only the role: the role comes from an annotation a tenant can edit and a
 /// hit skips STS's trust check, so role and registry alone would hand one tenant's credential
-/// to another. Then the session duration and the environment that changes credentials
-/// ([`irsa_aws::disk_cache::KEY_ENV`], the same list `irsa login` uses). `None` (no disk caching)
-/// when the token carries no uid.
+/// to another. For cgr.dev, the Chainguard identity, method and issuer too: two service
+/// accounts naming one role and different identities hold different tokens. Then the session
+/// duration and the environment that changes credentials ([`irsa_aws::disk_cache::KEY_ENV`],
+/// the same list `irsa login` uses). `None` (no disk caching) when the token carries no uid.
 pub fn cache_identity(
     identity: &PlannedIdentity,
+    chainguard: Option<(&ChainguardPlan, &str)>,
     session_duration: Option<Duration>,
     env: &Env,
 ) -> Option<String> {
@@ -114,6 +119,12 @@ pub fn cache_identity(
                     .unwrap_or_default(),
             );
         }
+    }
+    if let Some((cg, issuer)) = chainguard {
+        key.part("chainguard")
+            .part(&cg.identity)
+            .part(cg.method.as_str())
+            .part(issuer);
     }
     key.part(session_duration.map_or(0, |d| d.as_secs()).to_be_bytes());
     Some(key.environment(env).finish())
@@ -195,19 +206,29 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
         });
     }
     let request = decode_request(stdin)?;
-    let (image, planned) = match plan(&request, &options.policy).map_err(Box::new)? {
+    let (image, planned, chainguard) = match plan(&request, &options.policy).map_err(Box::new)? {
         Plan::NotServed { host, reason } => {
             tracing::info!(registry = %host, %reason, "no credentials for this image");
             return Ok(response(&request.api_version, None));
         }
-        Plan::Fetch { image, identity } => (image, *identity),
+        Plan::Fetch {
+            image,
+            identity,
+            chainguard,
+        } => (image, *identity, chainguard),
     };
     let host = image.host.clone();
     let env = Env::Process;
-    let key = options
-        .cache_dir
-        .as_ref()
-        .and_then(|_| cache_identity(&planned, options.session_duration, &env));
+    let key = options.cache_dir.as_ref().and_then(|_| {
+        cache_identity(
+            &planned,
+            chainguard
+                .as_ref()
+                .map(|cg| (cg, options.chainguard_issuer.as_str())),
+            options.session_duration,
+            &env,
+        )
+    });
     let mut cache = match (&options.cache_dir, &key) {
         (Some(dir), Some(key)) => Some((DiskCache::at(dir.clone()), key.as_str())),
         _ => None,
@@ -264,9 +285,12 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
     let target = RegistryTarget {
         host: host.clone(),
         registry: image.registry.clone(),
-        chainguard_identity: None,
-        chainguard_method: irsa_aws::ChainguardMethod::default(),
+        chainguard_identity: chainguard.as_ref().map(|cg| cg.identity.clone()),
+        chainguard_method: chainguard.as_ref().map(|cg| cg.method).unwrap_or_default(),
     };
+    if let Some(cg) = &chainguard {
+        tracing::debug!(identity = %cg.identity, method = %cg.method, source = ?cg.source, "Chainguard exchange");
+    }
     // STS's region: the configured one, else the registry's own (nodes often set none).
     let region = std::env::var("AWS_REGION")
         .ok()
@@ -287,6 +311,7 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
             let pipeline = Pipeline::new(PipelineOptions {
                 region,
                 session_duration: options.session_duration,
+                chainguard_issuer: options.chainguard_issuer.clone(),
                 env,
                 ..PipelineOptions::default()
             })
@@ -334,7 +359,7 @@ mod tests {
     #[test]
     fn two_service_accounts_naming_one_role_have_distinct_cache_identities() {
         let env = Env::from_pairs([("AWS_REGION", "eu-west-1")]);
-        let key = |identity: &PlannedIdentity| cache_identity(identity, None, &env);
+        let key = |identity: &PlannedIdentity| cache_identity(identity, None, None, &env);
         let a = key(&sa("team-a", "puller", Some("uid-a"))).unwrap();
         let b = key(&sa("team-b", "puller", Some("uid-b"))).unwrap();
         let recreated = key(&sa("team-a", "puller", Some("uid-a2"))).unwrap();
@@ -356,7 +381,7 @@ mod tests {
         assert_ne!(node, a);
         let identity = sa("team-a", "puller", Some("uid-a"));
         assert_ne!(
-            cache_identity(&identity, Some(Duration::from_secs(900)), &env).unwrap(),
+            cache_identity(&identity, None, Some(Duration::from_secs(900)), &env).unwrap(),
             a,
             "the session duration is in the key"
         );
@@ -365,10 +390,51 @@ mod tests {
             ("AWS_STS_REGIONAL_ENDPOINTS", "legacy"),
         ]);
         assert_ne!(
-            cache_identity(&identity, None, &legacy).unwrap(),
+            cache_identity(&identity, None, None, &legacy).unwrap(),
             a,
             "the environment is in the key"
         );
+    }
+
+    #[test]
+    fn chainguard_identities_method_and_issuer_are_in_the_cache_identity() {
+        use crate::plan::ChainguardSource;
+        use irsa_aws::ChainguardMethod;
+        let env = Env::from_pairs([("AWS_REGION", "eu-west-1")]);
+        let cg = |identity: &str, method| ChainguardPlan {
+            identity: identity.into(),
+            method,
+            source: ChainguardSource::Annotation,
+        };
+        let one = cg("g/one", ChainguardMethod::GetCallerIdentity);
+        let two = cg("g/two", ChainguardMethod::GetCallerIdentity);
+        let jwt = cg("g/one", ChainguardMethod::WebIdentityToken);
+        let issuer = "https://issuer.enforce.dev";
+        let key = |sa_: &PlannedIdentity, c: &ChainguardPlan, issuer: &str| {
+            cache_identity(sa_, Some((c, issuer)), None, &env).unwrap()
+        };
+        let a = sa("team-a", "puller", Some("uid-a"));
+        let b = sa("team-b", "puller", Some("uid-b"));
+        let base = key(&a, &one, issuer);
+        assert_ne!(
+            base,
+            key(&b, &two, issuer),
+            "two tenants, one role, two identities"
+        );
+        assert_ne!(
+            base,
+            key(&b, &one, issuer),
+            "two tenants, one role, one identity"
+        );
+        assert_ne!(
+            base,
+            key(&a, &two, issuer),
+            "one service account, another identity"
+        );
+        assert_ne!(base, key(&a, &jwt, issuer), "the method");
+        assert_ne!(base, key(&a, &one, "http://127.0.0.1:1"), "the issuer");
+        assert_ne!(base, cache_identity(&a, None, None, &env).unwrap());
+        assert_eq!(base, key(&a, &one, issuer), "stable");
     }
 
     #[test]

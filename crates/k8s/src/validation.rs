@@ -315,22 +315,7 @@ fn check_host(input: &str) -> Result<(String, Registry), String> {
 
 /// Chainguard identity ids: a 40-hex-digit root group, then one or more 16-hex-digit ids.
 fn check_chainguard_identity(id: &str) -> Result<(), String> {
-    let hex = |s: &str, n: usize| {
-        s.len() == n
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    let mut parts = id.split('/');
-    let root_ok = parts.next().is_some_and(|p| hex(p, 40));
-    let rest: Vec<&str> = parts.collect();
-    if root_ok && !rest.is_empty() && rest.iter().all(|p| hex(p, 16)) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{id:?} is not a Chainguard identity id: expected <40 lowercase hex digits>/<16 lowercase hex digits>, \
-             as printed by `chainctl iam identities create`"
-        ))
-    }
+    irsa_core::chainguard::validate_identity(id)
 }
 
 fn check_identity(
