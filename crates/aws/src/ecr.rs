@@ -159,7 +159,7 @@ impl EcrProvider {
             config = config.http_client(http.clone());
         }
         let client = aws_sdk_ecr::Client::from_conf(config.build());
-        tracing::debug!(region = %region, endpoint = %url, accounts = ?accounts, "getting ECR authorization token");
+        tracing::debug!(region = %region, endpoint = %crate::env::url_for_logs(&url), accounts = ?accounts, "getting ECR authorization token");
         let out = with_retry(&self.retry, "ecr:GetAuthorizationToken", || {
             // registryIds is deprecated (the token covers every registry the principal may use),
             // but it is how moto, and older ECR answers, name one entry per account.

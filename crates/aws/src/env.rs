@@ -48,8 +48,22 @@ impl Env {
         if self.flag("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") == Some(true) {
             return None;
         }
-        self.get(&format!("AWS_ENDPOINT_URL_{service_env_suffix}"))
-            .or_else(|| self.get("AWS_ENDPOINT_URL"))
+        let specific = format!("AWS_ENDPOINT_URL_{service_env_suffix}");
+        let (variable, url) = match self.get(&specific) {
+            Some(url) => (specific.as_str(), url),
+            None => ("AWS_ENDPOINT_URL", self.get("AWS_ENDPOINT_URL")?),
+        };
+        let bare = without_userinfo(&url);
+        if bare.len() != url.len() {
+            // The SDK signs its requests and never sends a URL's user and password, but it and
+            // hyper log the URL at debug and trace: drop them before anything sees them.
+            tracing::warn!(
+                variable,
+                endpoint = %bare,
+                "the endpoint URL carries a user and password, which AWS requests never use: dropped them"
+            );
+        }
+        Some(bare)
     }
 
     /// `AWS_REGION`, then `AWS_DEFAULT_REGION`.
@@ -59,9 +73,57 @@ impl Env {
     }
 }
 
+/// `url` without a `user:password@` part.
+fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}{host}{tail}")
+}
+
+/// `url` as irsa's own logs show it: without a `user:password@` part, query or fragment, where
+/// an operator's proxy URL could carry credentials.
+pub fn url_for_logs(url: &str) -> String {
+    let bare = without_userinfo(url);
+    let end = bare.find(['?', '#']).unwrap_or(bare.len());
+    bare[..end].to_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_for_logs_lose_credentials_query_and_fragment() {
+        for (url, shown) in [
+            (
+                "https://sts.us-east-1.amazonaws.com",
+                "https://sts.us-east-1.amazonaws.com",
+            ),
+            ("http://u:p@127.0.0.1:4566/", "http://127.0.0.1:4566/"),
+            ("http://u:p@w@proxy/sts?token=t#f", "http://proxy/sts"),
+            ("https://proxy?sig=s", "https://proxy"),
+            ("proxy:8080", "proxy:8080"),
+            ("", ""),
+        ] {
+            assert_eq!(url_for_logs(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn endpoint_urls_lose_a_user_and_password() {
+        let env = Env::from_pairs([("AWS_ENDPOINT_URL_STS", "http://u:p@127.0.0.1:4566/x?y=1")]);
+        assert_eq!(
+            env.endpoint_url("STS").as_deref(),
+            Some("http://127.0.0.1:4566/x?y=1")
+        );
+    }
 
     #[test]
     fn service_endpoint_wins_over_the_general_one() {

@@ -536,7 +536,7 @@ impl StsExchange {
     ) -> Result<AwsCredentials, StsError> {
         const OP: &str = "sts:AssumeRoleWithWebIdentity";
         let (region, url) = self.target(role)?;
-        tracing::debug!(role = %role, session = %session, endpoint = %url, "assuming role with web identity");
+        tracing::debug!(role = %role, session = %session, endpoint = %crate::env::url_for_logs(&url), "assuming role with web identity");
         let client = self.client(region, url, None);
         let duration = self.settings.duration.map(duration_seconds);
         let out = with_retry(&self.settings.retry, OP, || {
@@ -567,7 +567,7 @@ impl StsExchange {
     ) -> Result<AwsCredentials, StsError> {
         const OP: &str = "sts:AssumeRole";
         let (region, url) = self.target(role)?;
-        tracing::debug!(role = %role, session = %session, endpoint = %url, "assuming chained role");
+        tracing::debug!(role = %role, session = %session, endpoint = %crate::env::url_for_logs(&url), "assuming chained role");
         let client = self.client(region, url, Some(base));
         let duration = self.settings.duration.map(duration_seconds);
         let out = with_retry(&self.settings.retry, OP, || {
@@ -653,7 +653,7 @@ impl StsExchange {
     ) -> Result<SecretString, StsError> {
         const OP: &str = "sts:GetWebIdentityToken";
         let (region, url) = self.web_identity_token_target(role)?;
-        tracing::debug!(principal, audience, endpoint = %url, "getting an outbound web-identity token");
+        tracing::debug!(principal, audience, endpoint = %crate::env::url_for_logs(&url), "getting an outbound web-identity token");
         let client = self.client(region, url, Some(credentials));
         let err = |failure| StsError::WebIdentityToken {
             principal: principal.to_owned(),

@@ -379,3 +379,32 @@ async fn endpoint_precedence_option_then_service_variable_then_general_variable(
         .unwrap();
     assert_eq!(double.count(), 4);
 }
+
+#[tokio::test]
+async fn endpoint_credentials_never_reach_the_logs() {
+    // An operator's endpoint URL may carry a user and password (a proxy in front of STS and
+    // ECR): the debug lines that name the endpoint show it without them.
+    capture_logs();
+    let double = Double::start(|req, _| match req.operation().as_str() {
+        "AssumeRoleWithWebIdentity" => sts_ok(),
+        "GetAuthorizationToken" => {
+            ecr_success("123456789012", &format!("AWS:{PASSWORD}"), far_future())
+        }
+        other => panic!("unexpected {other}"),
+    })
+    .await;
+    let url = double
+        .url
+        .replacen("://", "://proxy-user:endpoint-pass-2718@", 1);
+    let p = pipeline(&url).await;
+    p.registry_credentials(&identity(), &target(ECR_HOST))
+        .await
+        .unwrap();
+    assert!(
+        support::logs().contains("endpoint"),
+        "the endpoint is logged at debug"
+    );
+        eprintln!("LEAK {l}");
+    }
+    assert_logs_free_of(&["endpoint-pass-2718", PASSWORD, SECRET, SESSION]);
+}
