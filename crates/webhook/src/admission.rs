@@ -86,7 +86,9 @@ pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
 /// network), they share that address's share, and a forger can fill it: real pods whose
 /// account is not cached yet then fail open at once, as before this bound. With one API server
 /// instance the bound also halves what a real burst (a new account, many pods at once) may
-/// have waiting: 32 reviews within the grace period, far above what one rollout sends. The
+/// have waiting: 32 reviews within the grace period, far above what one rollout sends. Several
+/// forgers (pods of their own) that fill every place within their shares give places back to a
+/// peer holding less than its fair share ([`WaitSlots`]). The
 /// NetworkPolicy's `from`, narrowed to the API server's addresses, is what closes the port to
 /// forgers altogether.
 pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
@@ -470,7 +472,7 @@ impl Webhook {
         let mut req = Some(req);
         let mut annotations = self.cache.get(namespace, name);
         if annotations.is_none() {
-            let Some(slot) = self.waiting.take(peer, namespace) else {
+            let Some(mut slot) = self.waiting.take(peer, namespace) else {
                 self.metrics.wait_refused();
                 let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                 return Err(Refusal::Failed(format!(
@@ -480,7 +482,17 @@ impl Webhook {
             };
             req = None;
             *permit = None;
-            annotations = self.wait_for_account(namespace, name).await?;
+            annotations = tokio::select! {
+                found = self.wait_for_account(namespace, name) => found?,
+                () = slot.evicted() => {
+                    self.metrics.wait_refused();
+                    let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+                    return Err(Refusal::Failed(format!(
+                        "gave up waiting for service account {namespace}/{name}: its place went \
+                         to a review from a peer holding fewer (peer {peer} held the most)"
+                    )));
+                }
+            };
             drop(slot);
             *permit = Some(
                 permits
@@ -626,7 +638,14 @@ impl Subject {
 /// namespace comes from the review, so a forger picks it (review finding M1); the peer address
 /// it does not (review finding M2): a forger's reviews fill its own address's share, and the API
 /// server's, from other addresses, still find places (see [`MAX_WAITING_PER_PEER`] for when
-/// they share one). A review finding no place fails open at once instead of queueing.
+/// they share one).
+///
+/// Several forgers (pods of their own) can together fill every place within their shares. When
+/// all places are taken, a review from a peer holding less than its fair share (the places
+/// over the peers holding them, at least one) takes the place of the newest waiter of the peer
+/// holding the most, which is answered at once (failing open): forgers crowd out each other,
+/// not the API server. Otherwise a review finding no place fails open at once instead of
+/// queueing.
 #[derive(Debug)]
 struct WaitSlots {
     max: usize,
@@ -635,30 +654,88 @@ struct WaitSlots {
     taken: Mutex<Taken>,
 }
 
-/// Places taken: in all, by peer, by (peer, namespace). Keys exist only while places are held,
-/// so at most `max` of each.
+/// One review holding a place.
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    namespace: String,
+    /// Told when the place is given to another peer's review.
+    evict: oneshot::Sender<()>,
+}
+
+/// Places taken: in all, by peer (oldest first), by (peer, namespace). Keys exist only while
+/// places are held, so at most `max` of each.
 #[derive(Debug, Default)]
 struct Taken {
     all: usize,
-    by_peer: HashMap<Option<IpAddr>, usize>,
+    next_id: u64,
+    by_peer: HashMap<Option<IpAddr>, Vec<Waiter>>,
     by_namespace: HashMap<(Option<IpAddr>, String), usize>,
 }
 
-/// One taken place; given back on drop.
+impl Taken {
+    /// Give back the place of waiter `id` of `peer`; `None` when it holds none (it was evicted).
+    fn remove(&mut self, peer: Option<IpAddr>, id: u64) -> Option<Waiter> {
+        let waiters = self.by_peer.get_mut(&peer)?;
+        let at = waiters.iter().position(|w| w.id == id)?;
+        let waiter = waiters.remove(at);
+        if waiters.is_empty() {
+            self.by_peer.remove(&peer);
+        }
+        self.all = self.all.saturating_sub(1);
+        let key = (peer, waiter.namespace);
+        if let Some(n) = self.by_namespace.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_namespace.remove(&key);
+            }
+        }
+        Some(Waiter {
+            namespace: key.1,
+            ..waiter
+        })
+    }
+
+    /// Free a place for a review from a peer holding `from_peer` places while all are taken:
+    /// evict the newest waiter of the peer holding the most, if the newcomer holds less than
+    /// its fair share. Whether a place was freed.
+    fn evict_for(&mut self, from_peer: usize) -> bool {
+        let fair = (self.all / self.by_peer.len().max(1)).max(1);
+        if from_peer >= fair {
+            return false;
+        }
+        // The peer holding the most; of those, the one whose newest waiter came last.
+        let victim = self
+            .by_peer
+            .iter()
+            .filter_map(|(peer, w)| Some((w.len(), w.last()?.id, *peer)))
+            .max();
+        let Some((held, id, peer)) = victim else {
+            return false;
+        };
+        // The most is at least the fair share, so more than the newcomer holds.
+        if held <= from_peer {
+            return false;
+        }
+        match self.remove(peer, id) {
+            Some(waiter) => {
+                // A waiter already answered has dropped its receiver: its place is free anyway.
+                let _ = waiter.evict.send(());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One taken place; given back on drop. `evicted` resolves when the place was given to
+/// another peer's review ([`WaitSlots`]).
 #[derive(Debug)]
 struct WaitSlot<'a> {
     slots: &'a WaitSlots,
     peer: Option<IpAddr>,
-    namespace: String,
-}
-
-fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
-    if let Some(n) = counts.get_mut(key) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            counts.remove(key);
-        }
-    }
+    id: u64,
+    evicted: oneshot::Receiver<()>,
 }
 
 impl WaitSlots {
@@ -674,20 +751,40 @@ impl WaitSlots {
     fn take(&self, peer: Option<IpAddr>, namespace: &str) -> Option<WaitSlot<'_>> {
         let mut taken = self.taken.lock().ok()?;
         let taken = &mut *taken;
-        let from_peer = taken.by_peer.get(&peer).copied().unwrap_or(0);
+        let from_peer = taken.by_peer.get(&peer).map_or(0, Vec::len);
         let key = (peer, namespace.to_owned());
         let here = taken.by_namespace.get(&key).copied().unwrap_or(0);
-        if taken.all >= self.max || from_peer >= self.per_peer || here >= self.per_namespace {
+        if from_peer >= self.per_peer || here >= self.per_namespace {
             return None;
         }
+        if taken.all >= self.max && !taken.evict_for(from_peer) {
+            return None;
+        }
+        let (evict, evicted) = oneshot::channel();
+        let id = taken.next_id;
+        taken.next_id += 1;
         taken.all += 1;
-        taken.by_peer.insert(peer, from_peer + 1);
-        taken.by_namespace.insert(key, here + 1);
+        taken.by_peer.entry(peer).or_default().push(Waiter {
+            id,
+            namespace: namespace.to_owned(),
+            evict,
+        });
+        *taken.by_namespace.entry(key).or_default() += 1;
         Some(WaitSlot {
             slots: self,
             peer,
-            namespace: namespace.to_owned(),
+            id,
+            evicted,
         })
+    }
+}
+
+impl WaitSlot<'_> {
+    /// Resolves when the place was given to another peer's review; never otherwise.
+    async fn evicted(&mut self) {
+        if (&mut self.evicted).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -698,10 +795,7 @@ impl Drop for WaitSlot<'_> {
             .taken
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        taken.all = taken.all.saturating_sub(1);
-        release(&mut taken.by_peer, &self.peer);
-        let key = (self.peer, std::mem::take(&mut self.namespace));
-        release(&mut taken.by_namespace, &key);
+        taken.remove(self.peer, self.id);
     }
 }
 
@@ -1190,6 +1284,88 @@ mod tests {
             w.metrics().waits_refused() as usize,
             8 * 16 - MAX_WAITING_PER_PEER
         );
+    }
+
+    /// Review finding M2 (two peers): two forging pods, each within its per-peer share, held all
+    /// 64 places together, and a real review from the API server's address failed open at once.
+    /// Now a review from a peer holding less than its fair share takes the place of the newest
+    /// waiter of the peer holding the most, which is answered (failing open) at once.
+    #[tokio::test(start_paused = true)]
+    async fn two_forging_peers_holding_every_place_leave_one_to_a_third_peer() {
+        let timing = Timing {
+            grace_period: Duration::from_secs(3),
+            ..Timing::default()
+        };
+        let w = role_webhook(None, timing);
+        let forgers = [IpAddr::from([10, 0, 0, 66]), IpAddr::from([10, 0, 0, 67])];
+        let forged: Vec<_> = forgers
+            .into_iter()
+            .enumerate()
+            .flat_map(|(f, peer)| (0..MAX_WAITING_PER_PEER).map(move |i| (f, peer, i)))
+            .map(|(f, peer, i)| {
+                let w = w.clone();
+                // Two namespaces each, within the per-namespace bound.
+                let ns = format!("f{f}-{}", i % 2);
+                tokio::spawn(async move {
+                    w.review_from(&body_in(&ns, &format!("f{f}-{i}"), "ghost"), peer)
+                        .await
+                })
+            })
+            .collect();
+        for _ in 0..10_000 {
+            if w.cache().waiting() == MAX_WAITING {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            w.cache().waiting(),
+            MAX_WAITING,
+            "the forgers hold every place"
+        );
+        assert_eq!(w.metrics().waits_refused(), 0);
+        let start = Instant::now();
+        let real = {
+            let w = w.clone();
+            tokio::spawn(async move {
+                w.review_from(&body_in("team", "real", "app"), IpAddr::from(API_SERVER))
+                    .await
+            })
+        };
+        // One forged review is answered at once to make room.
+        for _ in 0..10_000 {
+            if w.metrics().waits_refused() == 1 || real.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(!real.is_finished(), "{:?}", real.await.unwrap().1);
+        assert_eq!(w.metrics().waits_refused(), 1);
+        assert_eq!(w.metrics().count(Outcome::FailedOpen), 1);
+        assert_eq!(start.elapsed(), Duration::ZERO, "evicted at once");
+        // A forger coming back holds more than its fair share now: refused, evicting no one.
+        let (_, answer) = w
+            .review_from(&body_in("f0-0", "again", "ghost"), forgers[0])
+            .await;
+        assert!(answer["response"].get("warnings").is_some(), "{answer}");
+        assert_eq!(w.metrics().waits_refused(), 2);
+        assert_eq!(w.cache().waiting(), MAX_WAITING);
+        // The account appears (the watch delivers it): the real pod gets its credentials.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.cache().apply("team", "app", &role());
+        let (status, answer) = real.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+        assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        let mut evicted = 0;
+        for f in forged {
+            let (_, answer) = f.await.unwrap();
+            assert!(answer["response"].get("patch").is_none(), "{answer}");
+            evicted += usize::from(answer["response"].get("warnings").is_some());
+        }
+        assert_eq!(evicted, 1, "only one forged review gave up its place");
+        assert_eq!(w.metrics().waits_refused(), 2);
     }
 
     /// Review finding M2: "not found" from the API server is remembered for a second, so
