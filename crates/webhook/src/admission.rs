@@ -93,8 +93,10 @@ pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
 /// forgers altogether.
 pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
 
-/// How long an account the API server said does not exist is not asked for again (review
-/// finding M2): forged reviews repeating a name cost one lookup per second, not one each. A
+/// How long an account the API server said does not exist is not asked for again by reviews
+/// from the same peer address (review findings M2, L5): forged reviews repeating a name cost
+/// one lookup per second, not one each, and what a forger's lookup learnt is not believed for
+/// the API server's reviews (an account about to be created, named by a forger first). A
 /// real account created within that second after such a lookup is still served once the watch
 /// delivers it (the cache is asked first, and a review waits the grace period for it), or by
 /// a lookup after the second has passed. Entries exist only after lookups, which the limiter
@@ -265,6 +267,9 @@ impl FairLimiter {
     }
 }
 
+/// A "not found" is remembered by the peer whose review asked, the namespace and the name.
+type NotFoundKey = (Option<IpAddr>, String, String);
+
 /// The webhook's state: settings, the service-account cache, the ConfigMap entries, the Pod
 /// Identity accounts and the metrics.
 pub struct Webhook {
@@ -277,8 +282,9 @@ pub struct Webhook {
     lookup: Option<Arc<dyn ServiceAccountLookup>>,
     limiter: FairLimiter,
     waiting: WaitSlots,
-    /// Accounts the API server said do not exist, until when that is believed.
-    not_found: Mutex<HashMap<(String, String), Instant>>,
+    /// Accounts the API server said do not exist, by the peer whose review asked, until when
+    /// that is believed ([`NOT_FOUND_TTL`]).
+    not_found: Mutex<HashMap<NotFoundKey, Instant>>,
     /// Bounds [`Self::review`]; the server passes its own to [`Self::answer`].
     permits: Semaphore,
     timing: Timing,
@@ -483,7 +489,7 @@ impl Webhook {
             req = None;
             *permit = None;
             annotations = tokio::select! {
-                found = self.wait_for_account(namespace, name) => found?,
+                found = self.wait_for_account(peer, namespace, name) => found?,
                 () = slot.evicted() => {
                     self.metrics.wait_refused();
                     let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
@@ -548,6 +554,7 @@ impl Webhook {
     /// server (rate-limited, fairly between namespaces). `None` when it does not exist.
     async fn wait_for_account(
         &self,
+        peer: Option<IpAddr>,
         namespace: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, Refusal> {
@@ -558,7 +565,7 @@ impl Webhook {
         let (None, Some(lookup)) = (&annotations, &self.lookup) else {
             return Ok(annotations);
         };
-        if self.known_missing(namespace, name) {
+        if self.known_missing(peer, namespace, name) {
             return Ok(None);
         }
         self.limiter.acquire(namespace).await.map_err(|Busy| {
@@ -568,7 +575,7 @@ impl Webhook {
             ))
         })?;
         // Another review may have learnt the answer while this one waited for its turn.
-        if self.known_missing(namespace, name) {
+        if self.known_missing(peer, namespace, name) {
             return Ok(None);
         }
         self.metrics.api_lookup();
@@ -577,28 +584,31 @@ impl Webhook {
             .await
             .map_err(|e| Refusal::Failed(e.to_string()))?;
         if found.is_none() {
-            self.remember_missing(namespace, name);
+            self.remember_missing(peer, namespace, name);
         }
         Ok(found)
     }
 
-    /// Whether the API server said, less than `not_found_ttl` ago, that the account does not
-    /// exist.
-    fn known_missing(&self, namespace: &str, name: &str) -> bool {
+    /// Whether the API server said, less than `not_found_ttl` ago and for a review from the
+    /// same `peer`, that the account does not exist. Per peer (review finding L5): a forger
+    /// naming an account about to be created must not make the API server's review of a pod
+    /// of that account, created right after it, skip the lookup.
+    fn known_missing(&self, peer: Option<IpAddr>, namespace: &str, name: &str) -> bool {
         let Ok(m) = self.not_found.lock() else {
             return false;
         };
         // A lookup by borrowed parts: no allocation on this path.
-        m.iter()
-            .any(|((ns, n), until)| ns == namespace && n == name && Instant::now() < *until)
+        m.iter().any(|((p, ns, n), until)| {
+            *p == peer && ns == namespace && n == name && Instant::now() < *until
+        })
     }
 
-    fn remember_missing(&self, namespace: &str, name: &str) {
+    fn remember_missing(&self, peer: Option<IpAddr>, namespace: &str, name: &str) {
         if let Ok(mut m) = self.not_found.lock() {
             let now = Instant::now();
             m.retain(|_, until| now < *until);
             m.insert(
-                (namespace.to_owned(), name.to_owned()),
+                (peer, namespace.to_owned(), name.to_owned()),
                 now + self.timing.not_found_ttl,
             );
         }
@@ -1412,6 +1422,40 @@ mod tests {
         let (_, answer) = w.review(&body_in("ns", "real-2", "other")).await;
         assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
         assert_eq!(api.calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// Review finding L5: a forger named an account about to be created; the API server said it
+    /// does not exist, and that was remembered for everyone, so the API server's own review of
+    /// a pod of that account, created right after it, skipped the lookup and was admitted
+    /// without credentials. "Not found" is now remembered per peer address.
+    #[tokio::test(start_paused = true)]
+    async fn a_forgers_not_found_is_not_believed_for_the_api_servers_reviews() {
+        let api = Arc::new(ByName::default());
+        let timing = Timing {
+            grace_period: Duration::ZERO,
+            ..Timing::default()
+        };
+        let w = role_webhook(Some(api.clone()), timing);
+        let start = Instant::now();
+        let (_, answer) = w
+            .review_from(&body_in("ns", "forged", "soon"), IpAddr::from(FORGER))
+            .await;
+        assert!(answer["response"].get("patch").is_none(), "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 1);
+        // The account is created, and a pod of it right after.
+        api.create("ns", "soon");
+        let (_, answer) = w
+            .review_from(&body_in("ns", "real", "soon"), IpAddr::from(API_SERVER))
+            .await;
+        assert!(start.elapsed() < NOT_FOUND_TTL);
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 2);
+        // The forger's own repeats still cost no lookup within the second.
+        let (_, answer) = w
+            .review_from(&body_in("ns", "forged-2", "soon"), IpAddr::from(FORGER))
+            .await;
+        assert!(answer["response"].get("patch").is_none(), "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]
