@@ -65,10 +65,12 @@ pub(crate) struct InstallArgs {
     /// admitted unchanged when it is down) and skips pods labelled
     /// eks.amazonaws.com/skip-pod-identity-webhook. A Job of the install, and a CronJob every
     /// week, run `irsa webhook certs` under their own ServiceAccount irsa-webhook-certs: it
-    /// creates (or, near expiry, renews) the CA and serving certificate in the Secret
-    /// irsa-webhook-tls and sets the configuration's caBundle. The webhook's pods (ServiceAccount
-    /// irsa-webhook, which may only read service accounts and its ConfigMap) mount that Secret
-    /// and start once the Job has created it.
+    /// stores (or, near expiry, renews) the CA and serving certificate in the Secret
+    /// irsa-webhook-tls and sets the configuration's caBundle. The install applies that Secret
+    /// empty (no type, no data: applying the install again never touches the certificate), so
+    /// the step needs no create of Secrets. The webhook's pods (ServiceAccount irsa-webhook,
+    /// which may only read service accounts and its ConfigMap) mount its tls.crt and tls.key
+    /// and start once the Job has filled it.
     /// A NetworkPolicy admits ingress to the webhook's pods on port 9443 only (reviews,
     /// probes and /metrics). It restricts the port, not the sources: the addresses the API
     /// server calls from differ per distribution (control-plane node addresses on kubeadm and

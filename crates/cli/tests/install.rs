@@ -368,8 +368,9 @@ fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
         "configmaps [list watch] (own namespace, only pod-identity-webhook)",
         "Its certificate step (--webhook, not with --webhook-cert-manager; the Job and CronJob irsa-webhook-certs, ServiceAccount irsa-webhook-certs):\n",
         "mutatingwebhookconfigurations.admissionregistration.k8s.io [get patch] (cluster, only irsa-pod-identity-webhook)",
-        "secrets [create] (own namespace): irsa webhook certs: create that Secret the first time (create takes no name",
-        "Note: the certificate step (a Job of the install and a weekly CronJob, ServiceAccount irsa-webhook-certs) holds the Secret and caBundle grants; the serving pods (ServiceAccount irsa-webhook) hold none of them",
+        "secrets [get update] (own namespace, only irsa-webhook-tls): irsa webhook certs: read its serving certificate, fill the install's empty Secret",
+        "Note: the certificate step (a Job of the install and a weekly CronJob, ServiceAccount irsa-webhook-certs) holds the Secret and caBundle grants, each limited to its one object by name",
+        "the install applies the Secret irsa-webhook-tls empty (no type, no data",
         "NetworkPolicy",
     ] {
         assert!(
@@ -378,6 +379,10 @@ fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
             help.stdout
         );
     }
+    // The certificate step creates no Secret (review finding L3).
+    let step = help.stdout.split("Its certificate step").nth(1).unwrap();
+    let step = step.split("Note:").next().unwrap();
+    assert!(!step.contains("[create]"), "{step}");
 }
 
 /// The names the install writes are the names the webhook reads: they live in two crates

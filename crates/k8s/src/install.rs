@@ -313,6 +313,7 @@ enum Object {
     ClusterRoleBinding(Box<ClusterRoleBinding>),
     Role(Box<Role>),
     RoleBinding(Box<RoleBinding>),
+    Secret(Box<k8s_openapi::api::core::v1::Secret>),
     Deployment(Box<Deployment>),
     PodDisruptionBudget(Box<PodDisruptionBudget>),
     AdmissionPolicy(Box<ValidatingAdmissionPolicy>),
