@@ -89,8 +89,8 @@ pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
 /// have waiting: 32 reviews within the grace period, far above what one rollout sends. Several
 /// forgers (pods of their own) that fill every place within their shares give places back to a
 /// peer holding less than its fair share ([`WaitSlots`]). The
-/// NetworkPolicy's `from`, narrowed to the API server's addresses, is what closes the port to
-/// forgers altogether.
+/// NetworkPolicy's `from`, narrowed to the API server's addresses (`irsa install
+/// --webhook-allow-from`), is what closes the port to forgers altogether.
 pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
 
 /// How long an account the API server said does not exist is not asked for again by reviews

@@ -3,15 +3,18 @@
 //! PodDisruptionBudget, the Service, a NetworkPolicy and the MutatingWebhookConfiguration.
 //!
 //! The NetworkPolicy admits ingress to the webhook's pods on its one port only (9443: the
-//! AdmissionReviews, the probes and `/metrics`). It names no sources, because the addresses
-//! kube-apiserver calls from differ per distribution (the control-plane nodes' addresses on
-//! kubeadm and k3s, a managed range elsewhere, the host network or a proxy); anything that
-//! can reach that port can still POST an AdmissionReview (it learns what service-account
-//! annotations already say, and its lookups take their turn with everyone's). The defence that
-//! holds everywhere is in the webhook itself (review finding M1): a review waiting for a
-//! service account holds no review slot, and the number waiting is bounded (the excess fails
-//! open at once). Narrow `from` to your API server's addresses (and your metrics scraper)
-//! where you know them.
+//! AdmissionReviews, the probes and `/metrics`). By default it names no sources, because the
+//! addresses kube-apiserver calls from differ per distribution (the control-plane nodes'
+//! addresses on kubeadm and k3s, a managed range elsewhere, the host network or a proxy);
+//! anything that can reach that port can still POST an AdmissionReview (it learns what
+//! service-account annotations already say, and its lookups and waits take their turn with
+//! everyone's). The defence that holds everywhere is in the webhook itself (review findings
+//! M1, M2): a review waiting for a service account holds no review slot, and the number waiting
+//! is bounded, per peer address and fairly between peers (the excess fails open at once).
+//! `--webhook-allow-from CIDR` ([`InstallOptions::webhook_allow_from`]) narrows `from` to the
+//! API server's addresses (and a metrics scraper's) where you know them: then nothing else
+//! reaches the port at all. Probes need no block: NetworkPolicy always admits traffic from the
+//! pod's own node.
 //!
 //! Who makes the certificate ([`WebhookCerts`]): by default `irsa webhook certs` runs as a Job
 //! of the install and again every week from a CronJob (well inside its 180-day renewal
@@ -37,6 +40,7 @@
 //! CA injector fills `caBundle`: no cert step, no certificate grants at all.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
@@ -50,7 +54,8 @@ use k8s_openapi::api::core::v1::{
     Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
@@ -529,10 +534,64 @@ fn cert_manager(o: &InstallOptions) -> [serde_json::Value; 2] {
     ]
 }
 
+/// A `--webhook-allow-from` block: an IPv4 or IPv6 address, a slash and a prefix length, with
+/// no host bits set (Kubernetes warns about such blocks, and they usually mean a typo).
+pub(super) fn check_cidr(block: &str) -> Result<(), String> {
+    let Some((address, prefix)) = block.split_once('/') else {
+        return Err(
+            "a CIDR block: an address, a slash and a prefix length, e.g. 10.0.0.0/24 or \
+             192.0.2.7/32 for one address"
+                .to_owned(),
+        );
+    };
+    let address: IpAddr = address.parse().map_err(|_| {
+        format!("{address:?} is not an IP address (no host names: NetworkPolicy matches addresses)")
+    })?;
+    let prefix: u32 = prefix
+        .parse()
+        .map_err(|_| format!("{prefix:?} is not a prefix length"))?;
+    let (bits, family) = match address {
+        IpAddr::V4(_) => (32, "IPv4"),
+        IpAddr::V6(_) => (128, "IPv6"),
+    };
+    if prefix > bits {
+        return Err(format!(
+            "the prefix length of an {family} block is 0 to {bits}"
+        ));
+    }
+    let network = match address {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    };
+    if network != address {
+        return Err(format!("host bits set: did you mean {network}/{prefix}?"));
+    }
+    Ok(())
+}
+
 /// Ingress to the webhook's pods on [`WEBHOOK_PORT`] only (review finding M1): whatever else
 /// listens in them is unreachable, and a cluster whose default is deny-all still lets the API
-/// server in. No `from`: see the module documentation.
+/// server in. From the `--webhook-allow-from` blocks only when there are some; else from
+/// anywhere: see the module documentation.
 fn network_policy(o: &InstallOptions) -> NetworkPolicy {
+    let from = (!o.webhook_allow_from.is_empty()).then(|| {
+        o.webhook_allow_from
+            .iter()
+            .map(|cidr| NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: cidr.clone(),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            })
+            .collect()
+    });
     NetworkPolicy {
         metadata: wmeta(WEBHOOK, Some(&o.namespace)),
         spec: Some(NetworkPolicySpec {
@@ -547,7 +606,7 @@ fn network_policy(o: &InstallOptions) -> NetworkPolicy {
                     protocol: Some("TCP".to_owned()),
                     ..NetworkPolicyPort::default()
                 }]),
-                ..NetworkPolicyIngressRule::default()
+                from,
             }]),
             ..NetworkPolicySpec::default()
         }),
@@ -1012,6 +1071,55 @@ mod tests {
             assert_eq!(
                 find(&d, "Service")["spec"]["ports"][0]["targetPort"],
                 "https"
+            );
+        }
+    }
+
+    /// `--webhook-allow-from`: the policy's ingress narrowed to the API server's addresses (and
+    /// whatever else the user lists), still on the one port; bad blocks are refused precisely.
+    #[test]
+    fn allow_from_narrows_the_network_policy_to_those_blocks() {
+        let with = |blocks: &[&str]| {
+            manifests(&InstallOptions {
+                parts: vec![Part::Webhook],
+                webhook_allow_from: blocks.iter().map(|b| (*b).to_owned()).collect(),
+                ..InstallOptions::default()
+            })
+        };
+        let d = with(&["10.0.0.0/24", "fd00:10::/64", "192.0.2.7/32"]).unwrap();
+        assert_eq!(
+            find(&d, "NetworkPolicy")["spec"]["ingress"],
+            serde_json::json!([{
+                "from": [
+                    {"ipBlock": {"cidr": "10.0.0.0/24"}},
+                    {"ipBlock": {"cidr": "fd00:10::/64"}},
+                    {"ipBlock": {"cidr": "192.0.2.7/32"}},
+                ],
+                "ports": [{"port": WEBHOOK_PORT, "protocol": "TCP"}],
+            }])
+        );
+        for (bad, want) in [
+            ("10.0.0.1/24", "host bits set: did you mean 10.0.0.0/24?"),
+            (
+                "10.0.0.0/33",
+                "the prefix length of an IPv4 block is 0 to 32",
+            ),
+            (
+                "fd00::1/129",
+                "the prefix length of an IPv6 block is 0 to 128",
+            ),
+            (
+                "10.0.0.0",
+                "a CIDR block: an address, a slash and a prefix length",
+            ),
+            ("api.example/24", "not an IP address"),
+            ("10.0.0.0/", "not a prefix length"),
+        ] {
+            let e = with(&[bad]).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("invalid --webhook-allow-from {bad:?}: "))
+                    && e.contains(want),
+                "{bad}: {e}"
             );
         }
     }
