@@ -26,6 +26,12 @@ use crate::review::{self, AdmissionRequest};
 /// cannot hold up the others; the server's own timeout covers a review waiting for a permit.
 pub const MAX_REVIEWS_IN_FLIGHT: usize = 4;
 
+/// Reviews whose body is at most this large are mutated on the async worker: a pod of that
+/// size (a few dozen containers) mutates in microseconds, less than the blocking pool's two
+/// thread hand-offs would add to every review. Larger pods go to the blocking pool, so that one
+/// cannot stall other requests or `/healthz`.
+pub const INLINE_MUTATION_MAX_BODY: usize = 64 * 1024;
+
 /// A service-account lookup at the API server failed.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to get service account {namespace}/{name} from the API server: {message}")]
@@ -273,7 +279,7 @@ type NotFoundKey = (Option<IpAddr>, String, String);
 /// The webhook's state: settings, the service-account cache, the ConfigMap entries, the Pod
 /// Identity accounts and the metrics.
 pub struct Webhook {
-    /// Shared with the blocking task that computes each patch.
+    /// Shared with the blocking task that computes a large pod's patch.
     config: Arc<Config>,
     cache: Arc<ServiceAccountCache>,
     config_map: RwLock<BTreeMap<(String, String), ConfigMapEntry>>,
@@ -531,21 +537,27 @@ impl Webhook {
             config_map,
             pod_identity,
         };
-        // The mutation is CPU work proportional to the pod: off the async workers, so that a large
-        // pod cannot stall other requests or /healthz. The deadline above still answers on time;
-        // a mutation still running then finishes in the background (bounded by the size caps).
-        let config = Arc::clone(&self.config);
-        let computed = tokio::task::spawn_blocking(move || {
+        // The mutation is CPU work proportional to the pod: a large pod's goes off the async
+        // workers, so that it cannot stall other requests or /healthz (the deadline above still
+        // answers on time; a mutation still running then finishes in the background, bounded by
+        // the size caps); a small pod's runs here ([`INLINE_MUTATION_MAX_BODY`]).
+        let internal = || Refusal::Failed("internal error while computing the patch".to_owned());
+        let run = move |req: AdmissionRequest, info: ServiceAccountInfo, config: &Config| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 #[cfg(test)]
                 tests::record_mutation_thread(&req.uid);
-                mutate(&req.object, &info, &config)
+                mutate(&req.object, &info, config)
             }))
-        })
-        .await;
-        let internal = || Refusal::Failed("internal error while computing the patch".to_owned());
+        };
+        let computed = if body.len() <= INLINE_MUTATION_MAX_BODY {
+            run(req, info, &self.config)
+        } else {
+            let config = Arc::clone(&self.config);
+            tokio::task::spawn_blocking(move || run(req, info, &config))
+                .await
+                .map_err(|_| internal())?
+        };
         computed
-            .map_err(|_| internal())?
             .map_err(|_| internal())?
             .map_err(Refusal::Oversized)
     }
@@ -844,20 +856,46 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_mutation_runs_off_the_async_worker() {
-        let w = webhook(None);
-        w.cache().apply("ns", "app", &role());
-        let (_, answer) = w.review(&body("u-off-worker", "app")).await;
-        assert_eq!(answer["response"]["patchType"], "JSONPatch");
-        let threads: Vec<_> = MUTATION_THREADS
+    fn mutation_threads(uid: &str) -> Vec<std::thread::ThreadId> {
+        MUTATION_THREADS
             .lock()
             .unwrap()
             .iter()
-            .filter(|(uid, _)| uid == "u-off-worker")
+            .filter(|(u, _)| u == uid)
             .map(|(_, t)| *t)
-            .collect();
+            .collect()
+    }
+
+    /// A large pod's mutation runs off the async worker, so that it cannot stall other
+    /// requests or /healthz; a small one's (microseconds) runs inline, sparing every review the
+    /// two thread hand-offs of the blocking pool on the latency-critical cached path.
+    #[tokio::test(start_paused = true)]
+    async fn a_large_pods_mutation_runs_off_the_async_worker_and_a_small_ones_inline() {
+        let w = webhook(None);
+        w.cache().apply("ns", "app", &role());
+        let (_, answer) = w.review(&body("u-inline", "app")).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
         // This runtime's only worker is the test's own thread.
+        assert_eq!(
+            mutation_threads("u-inline"),
+            [std::thread::current().id()],
+            "a small pod was sent to the blocking pool"
+        );
+        let containers: Vec<Value> = (0..200)
+            .map(|i| json!({"name": format!("c{i}"), "image": "x".repeat(400)}))
+            .collect();
+        let large = serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u-off-worker", "namespace": "ns", "operation": "CREATE",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "object": {"metadata": {"name": "p"},
+                    "spec": {"serviceAccountName": "app", "containers": containers}}}
+        }))
+        .unwrap();
+        assert!(large.len() > INLINE_MUTATION_MAX_BODY);
+        let (_, answer) = w.review(&large).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        let threads = mutation_threads("u-off-worker");
         assert_eq!(threads.len(), 1, "{threads:?}");
         assert_ne!(threads[0], std::thread::current().id(), "ran on the worker");
     }
