@@ -65,18 +65,30 @@ pub(crate) struct InstallArgs {
     /// admitted unchanged when it is down) and skips pods labelled
     /// eks.amazonaws.com/skip-pod-identity-webhook. A Job of the install, and a CronJob every
     /// week, run `irsa webhook certs` under their own ServiceAccount irsa-webhook-certs: it
-    /// creates (or, near expiry, renews) the CA and serving certificate in the Secret
-    /// irsa-webhook-tls and sets the configuration's caBundle. The webhook's pods (ServiceAccount
-    /// irsa-webhook, which may only read service accounts and its ConfigMap) mount that Secret
-    /// and start once the Job has created it.
+    /// stores (or, near expiry, renews) the CA and serving certificate in the Secret
+    /// irsa-webhook-tls and sets the configuration's caBundle. The install applies that Secret
+    /// empty (no type, no data: applying the install again never touches the certificate), so
+    /// the step needs no create of Secrets. The webhook's pods (ServiceAccount irsa-webhook,
+    /// which may only read service accounts and its ConfigMap) mount its tls.crt and tls.key
+    /// and start once the Job has filled it.
     /// A NetworkPolicy admits ingress to the webhook's pods on port 9443 only (reviews,
-    /// probes and /metrics). It restricts the port, not the sources: the addresses the API
-    /// server calls from differ per distribution (control-plane node addresses on kubeadm and
-    /// k3s, a managed range on hosted control planes). Where you know them, add
-    /// `from: [{ipBlock: {cidr: <API server CIDR>}}, {namespaceSelector: <your metrics
-    /// scraper's namespace>}]` to its ingress rule (e.g. with a kustomize patch).
+    /// probes and /metrics). By default it restricts the port, not the sources: the addresses
+    /// the API server calls from differ per distribution (control-plane node addresses on
+    /// kubeadm and k3s, a managed range on hosted control planes). Where you know them, pass
+    /// --webhook-allow-from.
     #[arg(long)]
     webhook: bool,
+    /// With --webhook: admit ingress to the webhook only from this CIDR block (repeatable):
+    /// the addresses the API server calls from (control-plane node addresses on kubeadm and
+    /// k3s, the provider's range on hosted control planes; 192.0.2.7/32 for one address).
+    /// Why: anything else that reaches the webhook's port can send it forged AdmissionReviews,
+    /// which share its bounded places for reviews waiting for service accounts with the API
+    /// server's (those of a pod whose account is not cached yet then fail open, without
+    /// credentials). With the blocks, nothing else reaches the port. Add your metrics
+    /// scraper's range too, or it loses /metrics; the kubelet's probes are always admitted
+    /// from the pod's own node. Without it, the policy stays open to every source.
+    #[arg(long, value_name = "CIDR", requires = "webhook")]
+    webhook_allow_from: Vec<String>,
     /// With --webhook: let cert-manager (installed separately) make the certificate instead —
     /// a self-signed Issuer, a Certificate and the cert-manager.io/inject-ca-from annotation;
     /// no Job, no CronJob and no certificate grants.
@@ -157,6 +169,7 @@ impl InstallArgs {
             } else {
                 WebhookCerts::Irsa
             },
+            webhook_allow_from: self.webhook_allow_from,
         }
     }
 }
@@ -183,6 +196,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     irsa install --watch-namespace team-a --no-crds | kubectl apply --server-side -f -   # Roles only\n  \
     irsa install --webhook | kubectl apply --server-side -f -        # + the pod identity webhook (not on EKS)\n  \
     irsa install --webhook --webhook-cert-manager > irsa.yaml        # its certificate from cert-manager\n  \
+    irsa install --webhook --webhook-allow-from 10.0.0.0/24 > irsa.yaml   # only the API server reaches it\n  \
     kubectl apply -k deploy/base                                     # the same objects as `irsa install`\n  \
     # deploy/components/webhook: a kustomize Component holding what --webhook adds";
 

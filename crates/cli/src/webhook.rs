@@ -52,7 +52,8 @@ enum WebhookCommand {
     /// caBundle of its MutatingWebhookConfiguration.
     ///
     /// What: a new CA and a certificate for <service>.<namespace>.svc signed by it, stored in
-    /// the Secret (type kubernetes.io/tls, with tls.crt, tls.key and ca.crt), and the CA in
+    /// the Secret (tls.crt, tls.key and ca.crt; type kubernetes.io/tls, or an empty Opaque one
+    /// such as the one `irsa install --webhook` applies, which it fills), and the CA in
     /// the caBundle of every webhook of the configuration. Idempotent: a stored certificate
     /// that verifies for that name and does not expire within --renew-before is kept and
     /// nothing is written; otherwise it is replaced, and caBundle holds the new and the
@@ -64,8 +65,9 @@ enum WebhookCommand {
     /// hold none of its grants), so a certificate is renewed well before it expires
     /// (`kubectl create job --from=cronjob/irsa-webhook-certs irsa-webhook-certs-now -n
     /// irsa-system` renews on demand; running it again is always safe). Run it yourself for a
-    /// webhook deployed some other way. It needs get, create and update of that Secret and get
-    /// and patch of that MutatingWebhookConfiguration, nothing else.
+    /// webhook deployed some other way. It needs get and update of that Secret and get and
+    /// patch of that MutatingWebhookConfiguration, nothing else; create of Secrets only when the
+    /// Secret does not exist (the install applies it empty, so its step never creates one).
     #[command(after_help = "Examples:\n  \
         irsa webhook certs --namespace irsa-system --secret irsa-webhook-tls --service irsa-webhook \\\n      \
         --webhook-configuration irsa-pod-identity-webhook\n  \
@@ -79,7 +81,7 @@ struct CertsArgs {
     /// Namespace of the webhook's Service and of the Secret.
     #[arg(long, short = 'n', value_name = "NS", env = "POD_NAMESPACE")]
     namespace: String,
-    /// The Secret for tls.crt, tls.key and ca.crt (created when missing).
+    /// The Secret for tls.crt, tls.key and ca.crt (filled when empty, created when missing).
     #[arg(long, value_name = "NAME")]
     secret: String,
     /// The webhook's Service: the certificate is for <service>.<namespace>.svc.
@@ -500,6 +502,7 @@ fn certs(args: CertsArgs) -> anyhow::Result<Verdict> {
         let what = match &report.certificate {
             CertOutcome::Kept => format!("kept the certificate in {secret}"),
             CertOutcome::Created => format!("created {secret}"),
+            CertOutcome::Filled => format!("stored the first certificate in {secret}"),
             CertOutcome::Rotated(why) => format!("renewed the certificate in {secret} ({why})"),
         };
         println!(

@@ -368,9 +368,77 @@ fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
         "configmaps [list watch] (own namespace, only pod-identity-webhook)",
         "Its certificate step (--webhook, not with --webhook-cert-manager; the Job and CronJob irsa-webhook-certs, ServiceAccount irsa-webhook-certs):\n",
         "mutatingwebhookconfigurations.admissionregistration.k8s.io [get patch] (cluster, only irsa-pod-identity-webhook)",
-        "secrets [create] (own namespace): irsa webhook certs: create that Secret the first time (create takes no name",
-        "Note: the certificate step (a Job of the install and a weekly CronJob, ServiceAccount irsa-webhook-certs) holds the Secret and caBundle grants; the serving pods (ServiceAccount irsa-webhook) hold none of them",
+        "secrets [get update] (own namespace, only irsa-webhook-tls): irsa webhook certs: read its serving certificate, fill the install's empty Secret",
+        "Note: the certificate step (a Job of the install and a weekly CronJob, ServiceAccount irsa-webhook-certs) holds the Secret and caBundle grants, each limited to its one object by name",
+        "the install applies the Secret irsa-webhook-tls empty (no type, no data",
         "NetworkPolicy",
+    ] {
+        assert!(
+            help.stdout.contains(text),
+            "{text} missing from:\n{}",
+            help.stdout
+        );
+    }
+    // The certificate step creates no Secret (review finding L3).
+    let step = help.stdout.split("Its certificate step").nth(1).unwrap();
+    let step = step.split("Note:").next().unwrap();
+    assert!(!step.contains("[create]"), "{step}");
+}
+
+/// `--webhook-allow-from`: the NetworkPolicy admits only those blocks; without --webhook, or
+/// with a block that is not one, exit 2 naming the flag; `--help` says why.
+#[test]
+fn webhook_allow_from_narrows_the_network_policy() {
+    let run = irsa(&[
+        "install",
+        "--webhook",
+        "--only",
+        "webhook",
+        "--webhook-allow-from",
+        "10.0.0.0/24",
+        "--webhook-allow-from",
+        "fd00:10::/64",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let options = irsa_k8s::InstallOptions {
+        parts: vec![irsa_k8s::Part::Webhook],
+        webhook_allow_from: vec!["10.0.0.0/24".into(), "fd00:10::/64".into()],
+        ..irsa_k8s::InstallOptions::default()
+    };
+    assert_eq!(run.stdout, irsa_k8s::manifests_yaml(&options).unwrap());
+    assert!(
+        run.stdout.contains(
+            "  - from:\n    - ipBlock:\n        cidr: 10.0.0.0/24\n    - ipBlock:\n        cidr: fd00:10::/64\n"
+        ),
+        "{}",
+        run.stdout
+    );
+    let open = irsa(&["install", "--webhook", "--only", "webhook"]);
+    assert!(!open.stdout.contains("ipBlock"), "{}", open.stdout);
+
+    let run = irsa(&["install", "--webhook-allow-from", "10.0.0.0/24"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--webhook"), "{}", run.stderr);
+    let run = irsa(&[
+        "install",
+        "--webhook",
+        "--webhook-allow-from",
+        "10.0.0.1/24",
+    ]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "invalid --webhook-allow-from \"10.0.0.1/24\": host bits set: did you mean 10.0.0.0/24?"
+        ),
+        "{}",
+        run.stderr
+    );
+    let help = irsa(&["install", "--help"]);
+    for text in [
+        "--webhook-allow-from <CIDR>",
+        "the addresses the API server calls from",
+        "forged AdmissionReviews",
+        "Without it, the policy stays open to every source",
     ] {
         assert!(
             help.stdout.contains(text),

@@ -457,6 +457,81 @@ fn replicas_running_certs_at_once_converge_on_one_pair() {
     }
 }
 
+/// The empty Secret `irsa install --webhook` applies (review finding L3).
+fn placeholder_yaml() -> String {
+    let run = common::irsa(&["install", "--webhook", "--only", "webhook"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
+        .split("\n---\n")
+        .find(|d| d.contains("kind: Secret\n"))
+        .expect("a Secret")
+        .to_owned()
+}
+
+/// Review finding L3: the step fills the install's empty placeholder (no create needed), and
+/// applying the install again, server-side or client-side, keeps the certificate.
+#[test]
+fn certs_fills_the_installs_placeholder_and_reapplying_the_install_keeps_it() {
+    let dir = TempDir::new("webhook-certs-placeholder");
+    let sandbox = Sandbox::start(&dir);
+    sandbox.kubectl_with(&["create", "namespace", NS], "");
+    sandbox.kubectl_with(
+        &["create", "--validate=false", "-f", "-"],
+        &configuration_yaml(),
+    );
+    let placeholder = placeholder_yaml();
+    sandbox.kubectl_with(
+        &["apply", "--server-side", "--validate=false", "-f", "-"],
+        &placeholder,
+    );
+    let args = certs_args(&["--validity", "40d", "--renew-before", "30d"]);
+    let (code, stdout, stderr) = sandbox.irsa(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with(
+            "stored the first certificate in secret irsa-system/irsa-webhook-tls for irsa-webhook.irsa-system.svc; caBundle set on 1 of 1 webhook(s)"
+        ),
+        "{stdout}"
+    );
+    let secret = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
+    let check = |secret: &Value| {
+        irsa_webhook::certs::check(
+            &data(secret, "tls.crt"),
+            &data(secret, "tls.key"),
+            &data(secret, "ca.crt"),
+            "irsa-webhook.irsa-system.svc",
+            SystemTime::now(),
+            Duration::from_secs(30 * 86_400),
+        )
+        .expect("the stored pair verifies for the Service against ca.crt");
+    };
+    check(&secret);
+    let config = sandbox.get(&["mutatingwebhookconfiguration", "irsa-pod-identity-webhook"]);
+    assert_eq!(bundle(&config), data(&secret, "ca.crt"));
+    // The install applied again: its server-side apply, then a client-side one (what GitOps
+    // tools do), name none of the fields the step wrote.
+    for apply in [
+        &["apply", "--server-side", "--validate=false", "-f", "-"][..],
+        &["apply", "--validate=false", "-f", "-"][..],
+    ] {
+        sandbox.kubectl_with(apply, &placeholder);
+        let again = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
+        for key in ["tls.crt", "tls.key", "ca.crt"] {
+            assert_eq!(
+                data(&again, key),
+                data(&secret, key),
+                "{apply:?} changed {key}"
+            );
+        }
+        let (code, stdout, stderr) = sandbox.irsa(&args);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(
+            stdout.starts_with("kept the certificate") && stdout.contains("set on 0 of 1"),
+            "{apply:?}: {stdout}"
+        );
+    }
+}
+
 /// Absurd lifetimes are refused with the flag to fix, before any request: no overflow panic.
 #[test]
 fn certs_refuses_lifetimes_that_overflow() {

@@ -74,6 +74,12 @@ async fn python_client_pods_are_mutated_by_the_installed_webhook() {
         .create(&PostParams::default(), &configuration)
         .await
         .unwrap();
+    // The install's empty Secret (review finding L3): the step fills it, creating nothing.
+    let placeholder: Secret = serde_json::from_value(find("Secret")).unwrap();
+    Api::<Secret>::namespaced(client.clone(), "irsa-system")
+        .create(&PostParams::default(), &placeholder)
+        .await
+        .unwrap();
     let pod = find("Deployment")["spec"]["template"]["spec"].clone();
     let job = find("Job")["spec"]["template"]["spec"].clone();
     let cron = find("CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"].clone();

@@ -200,6 +200,9 @@ pub struct InstallOptions {
     pub watch_namespace: Option<String>,
     /// Who makes the webhook's certificate ([`Part::Webhook`] only).
     pub webhook_certs: WebhookCerts,
+    /// CIDR blocks the webhook's NetworkPolicy admits ingress from (the API server's
+    /// addresses); empty: from anywhere, on the webhook's port only ([`Part::Webhook`] only).
+    pub webhook_allow_from: Vec<String>,
 }
 
 impl Default for InstallOptions {
@@ -213,6 +216,7 @@ impl Default for InstallOptions {
             parts: Part::ALL.to_vec(),
             watch_namespace: None,
             webhook_certs: WebhookCerts::default(),
+            webhook_allow_from: Vec::new(),
         }
     }
 }
@@ -253,6 +257,14 @@ pub enum InstallError {
     /// No part was selected.
     #[error("nothing to install: the selected parts are empty (check --only and --no-crds)")]
     NothingSelected,
+    /// A `--webhook-allow-from` block is not a canonical CIDR block.
+    #[error("invalid --webhook-allow-from {block:?}: {reason}")]
+    AllowFrom {
+        /// The block as given.
+        block: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl InstallOptions {
@@ -277,6 +289,12 @@ impl InstallOptions {
         }
         if self.watch_namespace.is_some() && self.parts.contains(&Part::Webhook) {
             return Err(InstallError::WebhookNeedsCluster);
+        }
+        for block in &self.webhook_allow_from {
+            webhook::check_cidr(block).map_err(|reason| InstallError::AllowFrom {
+                block: block.clone(),
+                reason,
+            })?;
         }
         Ok(())
     }
@@ -313,6 +331,7 @@ enum Object {
     ClusterRoleBinding(Box<ClusterRoleBinding>),
     Role(Box<Role>),
     RoleBinding(Box<RoleBinding>),
+    Secret(Box<k8s_openapi::api::core::v1::Secret>),
     Deployment(Box<Deployment>),
     PodDisruptionBudget(Box<PodDisruptionBudget>),
     AdmissionPolicy(Box<ValidatingAdmissionPolicy>),

@@ -121,10 +121,28 @@ fn the_webhook_install_passes_the_kubernetes_schemas_strictly() {
         parts: irsa_k8s::Part::EVERY.to_vec(),
         ..InstallOptions::default()
     };
-    // The default ten, the policy's two, the webhook's seventeen (its NetworkPolicy, and the
-    // certificate step's ServiceAccount, RBAC, Job and CronJob included).
-    assert_eq!(names(&options).len(), 29);
+    // The default ten, the policy's two, the webhook's eighteen (its NetworkPolicy, the empty
+    // Secret the certificate step fills, and that step's ServiceAccount, RBAC, Job and CronJob
+    // included).
+    assert_eq!(names(&options).len(), 30);
     assert_valid("webhook", &options);
+}
+
+/// `--webhook-allow-from`: the narrowed NetworkPolicy passes the schemas too.
+#[test]
+fn the_webhook_install_allowing_only_given_blocks_passes_the_kubernetes_schemas_strictly() {
+    let options = InstallOptions {
+        parts: vec![irsa_k8s::Part::Webhook],
+        webhook_allow_from: vec!["10.0.0.0/24".into(), "fd00:10::/64".into()],
+        ..InstallOptions::default()
+    };
+    let docs = manifests(&options).unwrap();
+    let policy = docs.iter().find(|d| d["kind"] == "NetworkPolicy").unwrap();
+    assert_eq!(
+        policy["spec"]["ingress"][0]["from"][1]["ipBlock"]["cidr"],
+        "fd00:10::/64"
+    );
+    assert_valid("webhook-allow-from", &options);
 }
 
 /// cert-manager's Issuer and Certificate are custom resources: kubernetes-validate has no

@@ -26,6 +26,12 @@ use crate::review::{self, AdmissionRequest};
 /// cannot hold up the others; the server's own timeout covers a review waiting for a permit.
 pub const MAX_REVIEWS_IN_FLIGHT: usize = 4;
 
+/// Reviews whose body is at most this large are mutated on the async worker: a pod of that
+/// size (a few dozen containers) mutates in microseconds, less than the blocking pool's two
+/// thread hand-offs would add to every review. Larger pods go to the blocking pool, so that one
+/// cannot stall other requests or `/healthz`.
+pub const INLINE_MUTATION_MAX_BODY: usize = 64 * 1024;
+
 /// A service-account lookup at the API server failed.
 #[derive(Debug, thiserror::Error)]
 #[error("failed to get service account {namespace}/{name} from the API server: {message}")]
@@ -86,13 +92,17 @@ pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
 /// network), they share that address's share, and a forger can fill it: real pods whose
 /// account is not cached yet then fail open at once, as before this bound. With one API server
 /// instance the bound also halves what a real burst (a new account, many pods at once) may
-/// have waiting: 32 reviews within the grace period, far above what one rollout sends. The
-/// NetworkPolicy's `from`, narrowed to the API server's addresses, is what closes the port to
-/// forgers altogether.
+/// have waiting: 32 reviews within the grace period, far above what one rollout sends. Several
+/// forgers (pods of their own) that fill every place within their shares give places back to a
+/// peer holding less than its fair share ([`WaitSlots`]). The
+/// NetworkPolicy's `from`, narrowed to the API server's addresses (`irsa install
+/// --webhook-allow-from`), is what closes the port to forgers altogether.
 pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
 
-/// How long an account the API server said does not exist is not asked for again (review
-/// finding M2): forged reviews repeating a name cost one lookup per second, not one each. A
+/// How long an account the API server said does not exist is not asked for again by reviews
+/// from the same peer address (review findings M2, L5): forged reviews repeating a name cost
+/// one lookup per second, not one each, and what a forger's lookup learnt is not believed for
+/// the API server's reviews (an account about to be created, named by a forger first). A
 /// real account created within that second after such a lookup is still served once the watch
 /// delivers it (the cache is asked first, and a review waits the grace period for it), or by
 /// a lookup after the second has passed. Entries exist only after lookups, which the limiter
@@ -263,10 +273,13 @@ impl FairLimiter {
     }
 }
 
+/// A "not found" is remembered by the peer whose review asked, the namespace and the name.
+type NotFoundKey = (Option<IpAddr>, String, String);
+
 /// The webhook's state: settings, the service-account cache, the ConfigMap entries, the Pod
 /// Identity accounts and the metrics.
 pub struct Webhook {
-    /// Shared with the blocking task that computes each patch.
+    /// Shared with the blocking task that computes a large pod's patch.
     config: Arc<Config>,
     cache: Arc<ServiceAccountCache>,
     config_map: RwLock<BTreeMap<(String, String), ConfigMapEntry>>,
@@ -275,8 +288,9 @@ pub struct Webhook {
     lookup: Option<Arc<dyn ServiceAccountLookup>>,
     limiter: FairLimiter,
     waiting: WaitSlots,
-    /// Accounts the API server said do not exist, until when that is believed.
-    not_found: Mutex<HashMap<(String, String), Instant>>,
+    /// Accounts the API server said do not exist, by the peer whose review asked, until when
+    /// that is believed ([`NOT_FOUND_TTL`]).
+    not_found: Mutex<HashMap<NotFoundKey, Instant>>,
     /// Bounds [`Self::review`]; the server passes its own to [`Self::answer`].
     permits: Semaphore,
     timing: Timing,
@@ -470,7 +484,7 @@ impl Webhook {
         let mut req = Some(req);
         let mut annotations = self.cache.get(namespace, name);
         if annotations.is_none() {
-            let Some(slot) = self.waiting.take(peer, namespace) else {
+            let Some(mut slot) = self.waiting.take(peer, namespace) else {
                 self.metrics.wait_refused();
                 let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                 return Err(Refusal::Failed(format!(
@@ -480,7 +494,17 @@ impl Webhook {
             };
             req = None;
             *permit = None;
-            annotations = self.wait_for_account(namespace, name).await?;
+            annotations = tokio::select! {
+                found = self.wait_for_account(peer, namespace, name) => found?,
+                () = slot.evicted() => {
+                    self.metrics.wait_refused();
+                    let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
+                    return Err(Refusal::Failed(format!(
+                        "gave up waiting for service account {namespace}/{name}: its place went \
+                         to a review from a peer holding fewer (peer {peer} held the most)"
+                    )));
+                }
+            };
             drop(slot);
             *permit = Some(
                 permits
@@ -513,21 +537,27 @@ impl Webhook {
             config_map,
             pod_identity,
         };
-        // The mutation is CPU work proportional to the pod: off the async workers, so that a large
-        // pod cannot stall other requests or /healthz. The deadline above still answers on time;
-        // a mutation still running then finishes in the background (bounded by the size caps).
-        let config = Arc::clone(&self.config);
-        let computed = tokio::task::spawn_blocking(move || {
+        // The mutation is CPU work proportional to the pod: a large pod's goes off the async
+        // workers, so that it cannot stall other requests or /healthz (the deadline above still
+        // answers on time; a mutation still running then finishes in the background, bounded by
+        // the size caps); a small pod's runs here ([`INLINE_MUTATION_MAX_BODY`]).
+        let internal = || Refusal::Failed("internal error while computing the patch".to_owned());
+        let run = move |req: AdmissionRequest, info: ServiceAccountInfo, config: &Config| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 #[cfg(test)]
                 tests::record_mutation_thread(&req.uid);
-                mutate(&req.object, &info, &config)
+                mutate(&req.object, &info, config)
             }))
-        })
-        .await;
-        let internal = || Refusal::Failed("internal error while computing the patch".to_owned());
+        };
+        let computed = if body.len() <= INLINE_MUTATION_MAX_BODY {
+            run(req, info, &self.config)
+        } else {
+            let config = Arc::clone(&self.config);
+            tokio::task::spawn_blocking(move || run(req, info, &config))
+                .await
+                .map_err(|_| internal())?
+        };
         computed
-            .map_err(|_| internal())?
             .map_err(|_| internal())?
             .map_err(Refusal::Oversized)
     }
@@ -536,6 +566,7 @@ impl Webhook {
     /// server (rate-limited, fairly between namespaces). `None` when it does not exist.
     async fn wait_for_account(
         &self,
+        peer: Option<IpAddr>,
         namespace: &str,
         name: &str,
     ) -> Result<Option<BTreeMap<String, String>>, Refusal> {
@@ -546,7 +577,7 @@ impl Webhook {
         let (None, Some(lookup)) = (&annotations, &self.lookup) else {
             return Ok(annotations);
         };
-        if self.known_missing(namespace, name) {
+        if self.known_missing(peer, namespace, name) {
             return Ok(None);
         }
         self.limiter.acquire(namespace).await.map_err(|Busy| {
@@ -556,7 +587,7 @@ impl Webhook {
             ))
         })?;
         // Another review may have learnt the answer while this one waited for its turn.
-        if self.known_missing(namespace, name) {
+        if self.known_missing(peer, namespace, name) {
             return Ok(None);
         }
         self.metrics.api_lookup();
@@ -565,28 +596,31 @@ impl Webhook {
             .await
             .map_err(|e| Refusal::Failed(e.to_string()))?;
         if found.is_none() {
-            self.remember_missing(namespace, name);
+            self.remember_missing(peer, namespace, name);
         }
         Ok(found)
     }
 
-    /// Whether the API server said, less than `not_found_ttl` ago, that the account does not
-    /// exist.
-    fn known_missing(&self, namespace: &str, name: &str) -> bool {
+    /// Whether the API server said, less than `not_found_ttl` ago and for a review from the
+    /// same `peer`, that the account does not exist. Per peer (review finding L5): a forger
+    /// naming an account about to be created must not make the API server's review of a pod
+    /// of that account, created right after it, skip the lookup.
+    fn known_missing(&self, peer: Option<IpAddr>, namespace: &str, name: &str) -> bool {
         let Ok(m) = self.not_found.lock() else {
             return false;
         };
         // A lookup by borrowed parts: no allocation on this path.
-        m.iter()
-            .any(|((ns, n), until)| ns == namespace && n == name && Instant::now() < *until)
+        m.iter().any(|((p, ns, n), until)| {
+            *p == peer && ns == namespace && n == name && Instant::now() < *until
+        })
     }
 
-    fn remember_missing(&self, namespace: &str, name: &str) {
+    fn remember_missing(&self, peer: Option<IpAddr>, namespace: &str, name: &str) {
         if let Ok(mut m) = self.not_found.lock() {
             let now = Instant::now();
             m.retain(|_, until| now < *until);
             m.insert(
-                (namespace.to_owned(), name.to_owned()),
+                (peer, namespace.to_owned(), name.to_owned()),
                 now + self.timing.not_found_ttl,
             );
         }
@@ -626,7 +660,14 @@ impl Subject {
 /// namespace comes from the review, so a forger picks it (review finding M1); the peer address
 /// it does not (review finding M2): a forger's reviews fill its own address's share, and the API
 /// server's, from other addresses, still find places (see [`MAX_WAITING_PER_PEER`] for when
-/// they share one). A review finding no place fails open at once instead of queueing.
+/// they share one).
+///
+/// Several forgers (pods of their own) can together fill every place within their shares. When
+/// all places are taken, a review from a peer holding less than its fair share (the places
+/// over the peers holding them, at least one) takes the place of the newest waiter of the peer
+/// holding the most, which is answered at once (failing open): forgers crowd out each other,
+/// not the API server. Otherwise a review finding no place fails open at once instead of
+/// queueing.
 #[derive(Debug)]
 struct WaitSlots {
     max: usize,
@@ -635,30 +676,88 @@ struct WaitSlots {
     taken: Mutex<Taken>,
 }
 
-/// Places taken: in all, by peer, by (peer, namespace). Keys exist only while places are held,
-/// so at most `max` of each.
+/// One review holding a place.
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    namespace: String,
+    /// Told when the place is given to another peer's review.
+    evict: oneshot::Sender<()>,
+}
+
+/// Places taken: in all, by peer (oldest first), by (peer, namespace). Keys exist only while
+/// places are held, so at most `max` of each.
 #[derive(Debug, Default)]
 struct Taken {
     all: usize,
-    by_peer: HashMap<Option<IpAddr>, usize>,
+    next_id: u64,
+    by_peer: HashMap<Option<IpAddr>, Vec<Waiter>>,
     by_namespace: HashMap<(Option<IpAddr>, String), usize>,
 }
 
-/// One taken place; given back on drop.
+impl Taken {
+    /// Give back the place of waiter `id` of `peer`; `None` when it holds none (it was evicted).
+    fn remove(&mut self, peer: Option<IpAddr>, id: u64) -> Option<Waiter> {
+        let waiters = self.by_peer.get_mut(&peer)?;
+        let at = waiters.iter().position(|w| w.id == id)?;
+        let waiter = waiters.remove(at);
+        if waiters.is_empty() {
+            self.by_peer.remove(&peer);
+        }
+        self.all = self.all.saturating_sub(1);
+        let key = (peer, waiter.namespace);
+        if let Some(n) = self.by_namespace.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.by_namespace.remove(&key);
+            }
+        }
+        Some(Waiter {
+            namespace: key.1,
+            ..waiter
+        })
+    }
+
+    /// Free a place for a review from a peer holding `from_peer` places while all are taken:
+    /// evict the newest waiter of the peer holding the most, if the newcomer holds less than
+    /// its fair share. Whether a place was freed.
+    fn evict_for(&mut self, from_peer: usize) -> bool {
+        let fair = (self.all / self.by_peer.len().max(1)).max(1);
+        if from_peer >= fair {
+            return false;
+        }
+        // The peer holding the most; of those, the one whose newest waiter came last.
+        let victim = self
+            .by_peer
+            .iter()
+            .filter_map(|(peer, w)| Some((w.len(), w.last()?.id, *peer)))
+            .max();
+        let Some((held, id, peer)) = victim else {
+            return false;
+        };
+        // The most is at least the fair share, so more than the newcomer holds.
+        if held <= from_peer {
+            return false;
+        }
+        match self.remove(peer, id) {
+            Some(waiter) => {
+                // A waiter already answered has dropped its receiver: its place is free anyway.
+                let _ = waiter.evict.send(());
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One taken place; given back on drop. `evicted` resolves when the place was given to
+/// another peer's review ([`WaitSlots`]).
 #[derive(Debug)]
 struct WaitSlot<'a> {
     slots: &'a WaitSlots,
     peer: Option<IpAddr>,
-    namespace: String,
-}
-
-fn release<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: &K) {
-    if let Some(n) = counts.get_mut(key) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
-            counts.remove(key);
-        }
-    }
+    id: u64,
+    evicted: oneshot::Receiver<()>,
 }
 
 impl WaitSlots {
@@ -674,20 +773,40 @@ impl WaitSlots {
     fn take(&self, peer: Option<IpAddr>, namespace: &str) -> Option<WaitSlot<'_>> {
         let mut taken = self.taken.lock().ok()?;
         let taken = &mut *taken;
-        let from_peer = taken.by_peer.get(&peer).copied().unwrap_or(0);
+        let from_peer = taken.by_peer.get(&peer).map_or(0, Vec::len);
         let key = (peer, namespace.to_owned());
         let here = taken.by_namespace.get(&key).copied().unwrap_or(0);
-        if taken.all >= self.max || from_peer >= self.per_peer || here >= self.per_namespace {
+        if from_peer >= self.per_peer || here >= self.per_namespace {
             return None;
         }
+        if taken.all >= self.max && !taken.evict_for(from_peer) {
+            return None;
+        }
+        let (evict, evicted) = oneshot::channel();
+        let id = taken.next_id;
+        taken.next_id += 1;
         taken.all += 1;
-        taken.by_peer.insert(peer, from_peer + 1);
-        taken.by_namespace.insert(key, here + 1);
+        taken.by_peer.entry(peer).or_default().push(Waiter {
+            id,
+            namespace: namespace.to_owned(),
+            evict,
+        });
+        *taken.by_namespace.entry(key).or_default() += 1;
         Some(WaitSlot {
             slots: self,
             peer,
-            namespace: namespace.to_owned(),
+            id,
+            evicted,
         })
+    }
+}
+
+impl WaitSlot<'_> {
+    /// Resolves when the place was given to another peer's review; never otherwise.
+    async fn evicted(&mut self) {
+        if (&mut self.evicted).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 }
 
@@ -698,10 +817,7 @@ impl Drop for WaitSlot<'_> {
             .taken
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        taken.all = taken.all.saturating_sub(1);
-        release(&mut taken.by_peer, &self.peer);
-        let key = (self.peer, std::mem::take(&mut self.namespace));
-        release(&mut taken.by_namespace, &key);
+        taken.remove(self.peer, self.id);
     }
 }
 
@@ -740,20 +856,46 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_mutation_runs_off_the_async_worker() {
-        let w = webhook(None);
-        w.cache().apply("ns", "app", &role());
-        let (_, answer) = w.review(&body("u-off-worker", "app")).await;
-        assert_eq!(answer["response"]["patchType"], "JSONPatch");
-        let threads: Vec<_> = MUTATION_THREADS
+    fn mutation_threads(uid: &str) -> Vec<std::thread::ThreadId> {
+        MUTATION_THREADS
             .lock()
             .unwrap()
             .iter()
-            .filter(|(uid, _)| uid == "u-off-worker")
+            .filter(|(u, _)| u == uid)
             .map(|(_, t)| *t)
-            .collect();
+            .collect()
+    }
+
+    /// A large pod's mutation runs off the async worker, so that it cannot stall other
+    /// requests or /healthz; a small one's (microseconds) runs inline, sparing every review the
+    /// two thread hand-offs of the blocking pool on the latency-critical cached path.
+    #[tokio::test(start_paused = true)]
+    async fn a_large_pods_mutation_runs_off_the_async_worker_and_a_small_ones_inline() {
+        let w = webhook(None);
+        w.cache().apply("ns", "app", &role());
+        let (_, answer) = w.review(&body("u-inline", "app")).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
         // This runtime's only worker is the test's own thread.
+        assert_eq!(
+            mutation_threads("u-inline"),
+            [std::thread::current().id()],
+            "a small pod was sent to the blocking pool"
+        );
+        let containers: Vec<Value> = (0..200)
+            .map(|i| json!({"name": format!("c{i}"), "image": "x".repeat(400)}))
+            .collect();
+        let large = serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u-off-worker", "namespace": "ns", "operation": "CREATE",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "object": {"metadata": {"name": "p"},
+                    "spec": {"serviceAccountName": "app", "containers": containers}}}
+        }))
+        .unwrap();
+        assert!(large.len() > INLINE_MUTATION_MAX_BODY);
+        let (_, answer) = w.review(&large).await;
+        assert_eq!(answer["response"]["patchType"], "JSONPatch");
+        let threads = mutation_threads("u-off-worker");
         assert_eq!(threads.len(), 1, "{threads:?}");
         assert_ne!(threads[0], std::thread::current().id(), "ran on the worker");
     }
@@ -1192,6 +1334,88 @@ mod tests {
         );
     }
 
+    /// Review finding M2 (two peers): two forging pods, each within its per-peer share, held all
+    /// 64 places together, and a real review from the API server's address failed open at once.
+    /// Now a review from a peer holding less than its fair share takes the place of the newest
+    /// waiter of the peer holding the most, which is answered (failing open) at once.
+    #[tokio::test(start_paused = true)]
+    async fn two_forging_peers_holding_every_place_leave_one_to_a_third_peer() {
+        let timing = Timing {
+            grace_period: Duration::from_secs(3),
+            ..Timing::default()
+        };
+        let w = role_webhook(None, timing);
+        let forgers = [IpAddr::from([10, 0, 0, 66]), IpAddr::from([10, 0, 0, 67])];
+        let forged: Vec<_> = forgers
+            .into_iter()
+            .enumerate()
+            .flat_map(|(f, peer)| (0..MAX_WAITING_PER_PEER).map(move |i| (f, peer, i)))
+            .map(|(f, peer, i)| {
+                let w = w.clone();
+                // Two namespaces each, within the per-namespace bound.
+                let ns = format!("f{f}-{}", i % 2);
+                tokio::spawn(async move {
+                    w.review_from(&body_in(&ns, &format!("f{f}-{i}"), "ghost"), peer)
+                        .await
+                })
+            })
+            .collect();
+        for _ in 0..10_000 {
+            if w.cache().waiting() == MAX_WAITING {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            w.cache().waiting(),
+            MAX_WAITING,
+            "the forgers hold every place"
+        );
+        assert_eq!(w.metrics().waits_refused(), 0);
+        let start = Instant::now();
+        let real = {
+            let w = w.clone();
+            tokio::spawn(async move {
+                w.review_from(&body_in("team", "real", "app"), IpAddr::from(API_SERVER))
+                    .await
+            })
+        };
+        // One forged review is answered at once to make room.
+        for _ in 0..10_000 {
+            if w.metrics().waits_refused() == 1 || real.is_finished() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert!(!real.is_finished(), "{:?}", real.await.unwrap().1);
+        assert_eq!(w.metrics().waits_refused(), 1);
+        assert_eq!(w.metrics().count(Outcome::FailedOpen), 1);
+        assert_eq!(start.elapsed(), Duration::ZERO, "evicted at once");
+        // A forger coming back holds more than its fair share now: refused, evicting no one.
+        let (_, answer) = w
+            .review_from(&body_in("f0-0", "again", "ghost"), forgers[0])
+            .await;
+        assert!(answer["response"].get("warnings").is_some(), "{answer}");
+        assert_eq!(w.metrics().waits_refused(), 2);
+        assert_eq!(w.cache().waiting(), MAX_WAITING);
+        // The account appears (the watch delivers it): the real pod gets its credentials.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.cache().apply("team", "app", &role());
+        let (status, answer) = real.await.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+        assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        assert_eq!(start.elapsed(), Duration::from_millis(500));
+        let mut evicted = 0;
+        for f in forged {
+            let (_, answer) = f.await.unwrap();
+            assert!(answer["response"].get("patch").is_none(), "{answer}");
+            evicted += usize::from(answer["response"].get("warnings").is_some());
+        }
+        assert_eq!(evicted, 1, "only one forged review gave up its place");
+        assert_eq!(w.metrics().waits_refused(), 2);
+    }
+
     /// Review finding M2: "not found" from the API server is remembered for a second, so
     /// forged reviews repeating a name cost one lookup, not one each; then it is asked again,
     /// and an account created meanwhile is served. One the watch delivers is served at once.
@@ -1236,6 +1460,40 @@ mod tests {
         let (_, answer) = w.review(&body_in("ns", "real-2", "other")).await;
         assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
         assert_eq!(api.calls.load(Ordering::SeqCst), 3);
+    }
+
+    /// Review finding L5: a forger named an account about to be created; the API server said it
+    /// does not exist, and that was remembered for everyone, so the API server's own review of
+    /// a pod of that account, created right after it, skipped the lookup and was admitted
+    /// without credentials. "Not found" is now remembered per peer address.
+    #[tokio::test(start_paused = true)]
+    async fn a_forgers_not_found_is_not_believed_for_the_api_servers_reviews() {
+        let api = Arc::new(ByName::default());
+        let timing = Timing {
+            grace_period: Duration::ZERO,
+            ..Timing::default()
+        };
+        let w = role_webhook(Some(api.clone()), timing);
+        let start = Instant::now();
+        let (_, answer) = w
+            .review_from(&body_in("ns", "forged", "soon"), IpAddr::from(FORGER))
+            .await;
+        assert!(answer["response"].get("patch").is_none(), "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 1);
+        // The account is created, and a pod of it right after.
+        api.create("ns", "soon");
+        let (_, answer) = w
+            .review_from(&body_in("ns", "real", "soon"), IpAddr::from(API_SERVER))
+            .await;
+        assert!(start.elapsed() < NOT_FOUND_TTL);
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 2);
+        // The forger's own repeats still cost no lookup within the second.
+        let (_, answer) = w
+            .review_from(&body_in("ns", "forged-2", "soon"), IpAddr::from(FORGER))
+            .await;
+        assert!(answer["response"].get("patch").is_none(), "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test(start_paused = true)]

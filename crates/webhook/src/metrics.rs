@@ -81,7 +81,8 @@ impl Metrics {
     }
 
     /// Count a review admitted unchanged at once because too many were already waiting for
-    /// service accounts the cache lacks (also counted as failed open).
+    /// service accounts the cache lacks, or whose place went to another peer's review (also
+    /// counted as failed open).
     pub fn wait_refused(&self) {
         self.waits_refused.fetch_add(1, Ordering::Relaxed);
     }
@@ -165,7 +166,7 @@ impl Metrics {
         );
         counter(
             "irsa_webhook_service_account_waits_refused_total",
-            "Pods admitted unchanged at once because too many reviews were waiting for service accounts the cache lacks (also in fail_open).",
+            "Pods admitted unchanged at once because too many reviews were waiting for service accounts the cache lacks, or whose place went to another peer's review (also in fail_open).",
             get(&self.waits_refused),
         );
         counter(

@@ -5,9 +5,13 @@
 //! Secret's [`CA_FINGERPRINTS_ANNOTATION`] when it issues one (review finding L3). Idempotent: a stored pair that verifies for the Service's
 //! name past the renewal window is kept and nothing is written; otherwise it is replaced.
 //!
-//! The requests it sends are exactly what `irsa install --webhook` grants: get, create and
-//! update of the one Secret; get and patch of the one MutatingWebhookConfiguration. Replicas
-//! that run it at once converge: a create or update that loses the race (409) re-reads.
+//! The requests it sends are exactly what `irsa install --webhook` grants: get and update of
+//! the one Secret, get and patch of the one MutatingWebhookConfiguration. The install applies
+//! the Secret empty (review finding L3: no type, no data), and an empty Secret is "no
+//! certificate yet": the step fills it with an update, never a create. Only when the Secret does
+//! not exist at all (the step run on its own, outside the install) does it create one, which
+//! the install does not grant. Replicas that run it at once converge: a create or update that
+//! loses the race (409) re-reads.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -70,6 +74,9 @@ pub enum CertOutcome {
     Kept,
     /// There was no Secret: one was created.
     Created,
+    /// The Secret was empty (the placeholder `irsa install --webhook` applies): the first pair
+    /// was stored in it.
+    Filled,
     /// The stored pair could not be kept, for this reason, and was replaced.
     Rotated(Unusable),
 }
@@ -110,7 +117,8 @@ pub enum ProvisionError {
         /// The webhook looked for.
         webhook: String,
     },
-    /// A Secret of that name exists with another type (which cannot be changed).
+    /// A Secret of that name exists with another type (which cannot be changed), or is
+    /// `Opaque` and holds keys the step does not write (it is someone else's).
     #[error(
         "secret {namespace}/{name} has type {type_:?}, not kubernetes.io/tls: delete it or pass \
          another name with --secret"
@@ -140,6 +148,21 @@ pub enum ProvisionError {
          is safer"
     )]
     TooLong,
+    /// There is no Secret, and creating it was forbidden: under `irsa install --webhook`'s
+    /// grants the install applies it (empty) and the step only fills it.
+    #[error(
+        "secret {namespace}/{name} does not exist, and creating it was forbidden ({source}): \
+         apply the webhook's manifests again (`irsa install --webhook` applies it empty), or \
+         create it: kubectl create secret generic {name} -n {namespace}"
+    )]
+    NoSecret {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The client's error.
+        source: kube::Error,
+    },
     /// A request to the API server failed.
     #[error("failed to {action} {object}: {source}")]
     Api {
@@ -169,6 +192,36 @@ fn field<'a>(secret: &'a Secret, key: &str) -> &'a [u8] {
 
 fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+fn is_forbidden(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 403)
+}
+
+/// The keys the step writes.
+const KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
+
+/// Whether the step may write `secret`: type `kubernetes.io/tls`, or `Opaque` (the install's
+/// placeholder is created without a type, review finding L3) holding none but the step's keys.
+fn writable(secret: &Secret) -> Result<(), String> {
+    let type_ = secret.type_.as_deref().unwrap_or("Opaque");
+    let foreign = secret
+        .data
+        .iter()
+        .flatten()
+        .any(|(k, _)| !KEYS.contains(&k.as_str()))
+        || secret.string_data.as_ref().is_some_and(|d| !d.is_empty());
+    match type_ {
+        TLS_SECRET_TYPE => Ok(()),
+        "Opaque" if !foreign => Ok(()),
+        other => Err(other.to_owned()),
+    }
+}
+
+/// Whether `secret` holds no certificate yet: none of the step's keys has a byte (the install's
+/// placeholder, or a `kubernetes.io/tls` one made with empty values).
+fn is_empty(secret: &Secret) -> bool {
+    KEYS.iter().all(|k| field(secret, k).is_empty())
 }
 
 /// Make the Secret hold a valid pair for the Service and every webhook of the configuration
@@ -226,15 +279,14 @@ pub async fn ensure(
             .get_opt(&request.secret)
             .await
             .map_err(api_err("get", &secret_object))?;
-        if let Some(s) = &existing {
-            let type_ = s.type_.clone().unwrap_or_else(|| "Opaque".to_owned());
-            if type_ != TLS_SECRET_TYPE {
-                return Err(ProvisionError::SecretType {
-                    namespace: request.namespace.clone(),
-                    name: request.secret.clone(),
-                    type_,
-                });
-            }
+        if let Some(s) = &existing
+            && let Err(type_) = writable(s)
+        {
+            return Err(ProvisionError::SecretType {
+                namespace: request.namespace.clone(),
+                name: request.secret.clone(),
+                type_,
+            });
         }
         let verdict = existing.as_ref().map(|s| {
             certs::check(
@@ -306,6 +358,13 @@ pub async fn ensure(
                     Ok(_) => {}
                     // Another replica created it first: use that one.
                     Err(e) if is_conflict(&e) => continue,
+                    Err(source) if is_forbidden(&source) => {
+                        return Err(ProvisionError::NoSecret {
+                            namespace: request.namespace.clone(),
+                            name: request.secret.clone(),
+                            source,
+                        });
+                    }
                     Err(e) => return Err(api_err("create", &secret_object)(e)),
                 }
                 let ca = fresh.ca_pem.as_bytes();
@@ -319,6 +378,8 @@ pub async fn ensure(
                 });
             }
             (Some(mut secret), Some(Err(reason))) => {
+                // The install's placeholder: no certificate yet, nothing to carry or renew.
+                let empty = is_empty(&secret);
                 // Trust the new CA (and still the old one, if it is a valid CA) before serving
                 // with it; then what the bundle trusts now (another replica's rotation).
                 let previous = field(&secret, "ca.crt").to_vec();
@@ -351,7 +412,11 @@ pub async fn ensure(
                     Err(e) => return Err(api_err("update", &secret_object)(e)),
                 }
                 return Ok(CertsReport {
-                    certificate: CertOutcome::Rotated(reason),
+                    certificate: if empty {
+                        CertOutcome::Filled
+                    } else {
+                        CertOutcome::Rotated(reason)
+                    },
                     webhooks_patched: patched,
                     webhooks,
                     cert_pem: fresh.cert_pem.into_bytes(),
@@ -554,6 +619,51 @@ pub async fn wait_for_mount(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn secret(type_: Option<&str>, keys: &[(&str, &str)]) -> Secret {
+        Secret {
+            type_: type_.map(str::to_owned),
+            data: Some(
+                keys.iter()
+                    .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Secret::default()
+        }
+    }
+
+    /// Review finding L3: the install's placeholder (no type, no data: `Opaque`) is "no
+    /// certificate yet" and may be filled; an `Opaque` Secret holding anything else is someone
+    /// else's, and other types are refused as before.
+    #[test]
+    fn the_installs_empty_secret_is_filled_and_anyone_elses_is_refused() {
+        let placeholder = Secret::default();
+        assert_eq!(writable(&placeholder), Ok(()));
+        assert!(is_empty(&placeholder));
+        assert_eq!(writable(&secret(Some("Opaque"), &[])), Ok(()));
+        let filled = secret(
+            Some("Opaque"),
+            &[("tls.crt", "C"), ("tls.key", "K"), ("ca.crt", "A")],
+        );
+        assert_eq!(writable(&filled), Ok(()));
+        assert!(!is_empty(&filled));
+        let tls_empty = secret(Some(TLS_SECRET_TYPE), &[("tls.crt", ""), ("tls.key", "")]);
+        assert_eq!(writable(&tls_empty), Ok(()));
+        assert!(is_empty(&tls_empty));
+        assert_eq!(
+            writable(&secret(Some("Opaque"), &[("a", "b")])),
+            Err("Opaque".to_owned())
+        );
+        let string_data = Secret {
+            string_data: Some([("x".to_owned(), "y".to_owned())].into()),
+            ..Secret::default()
+        };
+        assert_eq!(writable(&string_data), Err("Opaque".to_owned()));
+        assert_eq!(
+            writable(&secret(Some("kubernetes.io/service-account-token"), &[])),
+            Err("kubernetes.io/service-account-token".to_owned())
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_wait_ends_when_the_mount_shows_the_certificate_or_at_the_deadline() {

@@ -3,26 +3,34 @@
 //! PodDisruptionBudget, the Service, a NetworkPolicy and the MutatingWebhookConfiguration.
 //!
 //! The NetworkPolicy admits ingress to the webhook's pods on its one port only (9443: the
-//! AdmissionReviews, the probes and `/metrics`). It names no sources, because the addresses
-//! kube-apiserver calls from differ per distribution (the control-plane nodes' addresses on
-//! kubeadm and k3s, a managed range elsewhere, the host network or a proxy); anything that
-//! can reach that port can still POST an AdmissionReview (it learns what service-account
-//! annotations already say, and its lookups take their turn with everyone's). The defence that
-//! holds everywhere is in the webhook itself (review finding M1): a review waiting for a
-//! service account holds no review slot, and the number waiting is bounded (the excess fails
-//! open at once). Narrow `from` to your API server's addresses (and your metrics scraper)
-//! where you know them.
+//! AdmissionReviews, the probes and `/metrics`). By default it names no sources, because the
+//! addresses kube-apiserver calls from differ per distribution (the control-plane nodes'
+//! addresses on kubeadm and k3s, a managed range elsewhere, the host network or a proxy);
+//! anything that can reach that port can still POST an AdmissionReview (it learns what
+//! service-account annotations already say, and its lookups and waits take their turn with
+//! everyone's). The defence that holds everywhere is in the webhook itself (review findings
+//! M1, M2): a review waiting for a service account holds no review slot, and the number waiting
+//! is bounded, per peer address and fairly between peers (the excess fails open at once).
+//! `--webhook-allow-from CIDR` ([`InstallOptions::webhook_allow_from`]) narrows `from` to the
+//! API server's addresses (and a metrics scraper's) where you know them: then nothing else
+//! reaches the port at all. Probes need no block: NetworkPolicy always admits traffic from the
+//! pod's own node.
 //!
 //! Who makes the certificate ([`WebhookCerts`]): by default `irsa webhook certs` runs as a Job
 //! of the install and again every week from a CronJob (well inside its 180-day renewal
-//! window), under its own ServiceAccount [`WEBHOOK_CERTS`] (review finding L4): get, create and
-//! update of its one Secret, get and patch of its one MutatingWebhookConfiguration. The serving
-//! pods' ServiceAccount [`WEBHOOK`] holds none of that, only what the server sends (service
-//! accounts get/list/watch, its ConfigMap list/watch): the pod that answers the network cannot
-//! write Secrets. The serving pods mount the Secret as a (required) volume: the kubelet holds
-//! them in ContainerCreating until the Job has created it, then starts them with the files in
-//! place, and a rotation reaches the running ones without a restart (the server re-reads the
-//! files). The Job and CronJob come after the MutatingWebhookConfiguration in apply order (the
+//! window), under its own ServiceAccount [`WEBHOOK_CERTS`] (review finding L4): get and
+//! update of its one Secret, get and patch of its one MutatingWebhookConfiguration, all by
+//! name. No create (review finding L3): RBAC cannot limit a create by name, and a create of
+//! Secrets in its namespace would let the step mint a service-account token for any account
+//! there. The install applies the Secret itself, empty ([`placeholder_secret`]: no type, no
+//! data, so applying the install again names none of the fields the step writes and can
+//! neither wipe the certificate nor conflict with the step's writes), and the step fills it.
+//! The serving pods' ServiceAccount [`WEBHOOK`] holds none of that, only what the server sends
+//! (service accounts get/list/watch, its ConfigMap list/watch): the pod that answers the
+//! network cannot write Secrets. The serving pods mount `tls.crt` and `tls.key` of the Secret
+//! as (required) items of a volume: the kubelet holds them in ContainerCreating until the step
+//! has filled it, then starts them with the files in place, and a rotation reaches the running
+//! ones without a restart (the server re-reads the files). The Job and CronJob come after the MutatingWebhookConfiguration in apply order (the
 //! step patches it; if it is not there yet the Job's pod fails and is retried with backoff).
 //! The step is idempotent (a valid pair is kept, nothing written), so re-running the Job, a
 //! CronJob run or `kubectl create job --from=cronjob/irsa-webhook-certs` is always safe; the
@@ -32,6 +40,7 @@
 //! CA injector fills `caBundle`: no cert step, no certificate grants at all.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
@@ -40,12 +49,13 @@ use k8s_openapi::api::admissionregistration::v1::{
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SecretVolumeSource, SecurityContext, Service, ServiceAccount,
-    ServicePort, ServiceSpec, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, Secret, SecretVolumeSource, SecurityContext,
+    Service, ServiceAccount, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+    IPBlock, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding, Subject};
@@ -124,20 +134,20 @@ pub struct WebhookGrant {
 /// Why the certificate step has its own ServiceAccount (review finding L4): `irsa install
 /// --help` and the README print it.
 ///
-/// Its grants are limited by name where RBAC can: get and update of the one Secret, get and
-/// patch of the one MutatingWebhookConfiguration. Create of a Secret cannot be (RBAC checks
-/// `resourceNames` against the name in the URL, and a create has none): in its namespace the
-/// step could create any Secret, including a `kubernetes.io/service-account-token` one, which
-/// the token controller fills for any service account of that namespace. So that grant lives
-/// only with the short-lived Job and CronJob pods, which serve no network port, and never with
-/// the serving pods that answer whoever reaches port 9443.
+/// Its grants are all limited by name: get and update of the one Secret, get and patch of the
+/// one MutatingWebhookConfiguration. It holds no create of Secrets (review finding L3), which
+/// RBAC cannot limit by name (it checks `resourceNames` against the name in the URL, and a
+/// create has none) and which would let it create a `kubernetes.io/service-account-token`
+/// Secret for any service account of its namespace: the install applies the Secret empty and
+/// the step fills it. Those grants live only with the short-lived Job and CronJob pods, which
+/// serve no network port, and never with the serving pods that answer whoever reaches port
+/// 9443.
 pub const WEBHOOK_CERTS_GRANTS_NOTE: &str = "the certificate step (a Job of the install and a \
-    weekly CronJob, ServiceAccount irsa-webhook-certs) holds the Secret and caBundle grants; the \
-    serving pods (ServiceAccount irsa-webhook) hold none of them. Create of a Secret cannot be \
-    limited by name (a create has no name in its URL), so in its namespace the step could create \
-    a kubernetes.io/service-account-token Secret for any service account there: keep more \
-    privileged service accounts out of that namespace, or use --webhook-cert-manager (no \
-    certificate step at all)";
+    weekly CronJob, ServiceAccount irsa-webhook-certs) holds the Secret and caBundle grants, each \
+    limited to its one object by name; the serving pods (ServiceAccount irsa-webhook) hold none \
+    of them. It needs no create of Secrets (which RBAC cannot limit by name): the install applies \
+    the Secret irsa-webhook-tls empty (no type, no data, so applying the install again never \
+    touches the certificate) and the step fills it with an update";
 
 /// Every grant of the webhook and why; `irsa install --help` prints them.
 pub const WEBHOOK_GRANTS: &[WebhookGrant] = &[
@@ -165,25 +175,15 @@ pub const WEBHOOK_GRANTS: &[WebhookGrant] = &[
         certs: false,
     },
     WebhookGrant {
+        // No create: the install applies the Secret empty (review finding L3).
         scope: WebhookScope::Own(&[WEBHOOK_TLS_SECRET]),
         grant: Grant {
             group: "",
             resources: &["secrets"],
             verbs: &["get", "update"],
-            why: "irsa webhook certs: read its serving certificate, replace it near expiry \
-                  (an update conditional on the version read)",
-        },
-        certs: true,
-    },
-    WebhookGrant {
-        // RBAC cannot limit create by name (the object has none until it exists).
-        scope: WebhookScope::Own(&[]),
-        grant: Grant {
-            group: "",
-            resources: &["secrets"],
-            verbs: &["create"],
-            why: "irsa webhook certs: create that Secret the first time (create takes no name; \
-                  the Role is in its own namespace only)",
+            why: "irsa webhook certs: read its serving certificate, fill the install's empty \
+                  Secret and replace the pair near expiry (an update conditional on the \
+                  version read)",
         },
         certs: true,
     },
@@ -433,8 +433,18 @@ fn deployment(o: &InstallOptions) -> Deployment {
                         name: "certs".to_owned(),
                         secret: Some(SecretVolumeSource {
                             secret_name: Some(WEBHOOK_TLS_SECRET.to_owned()),
-                            // Required: the pods wait (ContainerCreating) until the Job or
-                            // cert-manager has created it.
+                            // Required keys: the pods wait (ContainerCreating) until the step
+                            // has filled the install's empty Secret, or cert-manager has
+                            // created its own.
+                            items: Some(
+                                ["tls.crt", "tls.key"]
+                                    .map(|key| KeyToPath {
+                                        key: key.to_owned(),
+                                        path: key.to_owned(),
+                                        ..KeyToPath::default()
+                                    })
+                                    .to_vec(),
+                            ),
                             ..SecretVolumeSource::default()
                         }),
                         ..Volume::default()
@@ -524,10 +534,64 @@ fn cert_manager(o: &InstallOptions) -> [serde_json::Value; 2] {
     ]
 }
 
+/// A `--webhook-allow-from` block: an IPv4 or IPv6 address, a slash and a prefix length, with
+/// no host bits set (Kubernetes warns about such blocks, and they usually mean a typo).
+pub(super) fn check_cidr(block: &str) -> Result<(), String> {
+    let Some((address, prefix)) = block.split_once('/') else {
+        return Err(
+            "a CIDR block: an address, a slash and a prefix length, e.g. 10.0.0.0/24 or \
+             192.0.2.7/32 for one address"
+                .to_owned(),
+        );
+    };
+    let address: IpAddr = address.parse().map_err(|_| {
+        format!("{address:?} is not an IP address (no host names: NetworkPolicy matches addresses)")
+    })?;
+    let prefix: u32 = prefix
+        .parse()
+        .map_err(|_| format!("{prefix:?} is not a prefix length"))?;
+    let (bits, family) = match address {
+        IpAddr::V4(_) => (32, "IPv4"),
+        IpAddr::V6(_) => (128, "IPv6"),
+    };
+    if prefix > bits {
+        return Err(format!(
+            "the prefix length of an {family} block is 0 to {bits}"
+        ));
+    }
+    let network = match address {
+        IpAddr::V4(a) => {
+            let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+    };
+    if network != address {
+        return Err(format!("host bits set: did you mean {network}/{prefix}?"));
+    }
+    Ok(())
+}
+
 /// Ingress to the webhook's pods on [`WEBHOOK_PORT`] only (review finding M1): whatever else
 /// listens in them is unreachable, and a cluster whose default is deny-all still lets the API
-/// server in. No `from`: see the module documentation.
+/// server in. From the `--webhook-allow-from` blocks only when there are some; else from
+/// anywhere: see the module documentation.
 fn network_policy(o: &InstallOptions) -> NetworkPolicy {
+    let from = (!o.webhook_allow_from.is_empty()).then(|| {
+        o.webhook_allow_from
+            .iter()
+            .map(|cidr| NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: cidr.clone(),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            })
+            .collect()
+    });
     NetworkPolicy {
         metadata: wmeta(WEBHOOK, Some(&o.namespace)),
         spec: Some(NetworkPolicySpec {
@@ -542,10 +606,23 @@ fn network_policy(o: &InstallOptions) -> NetworkPolicy {
                     protocol: Some("TCP".to_owned()),
                     ..NetworkPolicyPort::default()
                 }]),
-                ..NetworkPolicyIngressRule::default()
+                from,
             }]),
             ..NetworkPolicySpec::default()
         }),
+    }
+}
+
+/// The Secret the certificate step fills (review finding L3), applied by the install so that
+/// the step needs no create. Only its name and labels: a type or data here would be applied
+/// again by every re-install, and `kubernetes.io/tls` cannot be created without `tls.crt` and
+/// `tls.key`, whose (empty) values a client-side apply would then write over the certificate
+/// and a server-side apply would fight the step for. So it is created `Opaque`, and a Secret of
+/// type `kubernetes.io/tls` from an earlier install keeps its type and its pair.
+pub fn placeholder_secret(o: &InstallOptions) -> Secret {
+    Secret {
+        metadata: wmeta(WEBHOOK_TLS_SECRET, Some(&o.namespace)),
+        ..Secret::default()
     }
 }
 
@@ -561,6 +638,7 @@ pub(super) fn objects(o: &InstallOptions) -> Vec<Object> {
             true,
             Some("webhook-certs"),
         ));
+        out.push(Object::Secret(Box::new(placeholder_secret(o))));
     }
     if o.webhook_certs == WebhookCerts::CertManager {
         out.extend(cert_manager(o).map(|v| Object::Raw(Box::new(v))));
@@ -722,6 +800,7 @@ mod tests {
                 "ClusterRoleBinding",
                 "Role",
                 "RoleBinding",
+                "Secret",
                 "Service",
                 "NetworkPolicy",
                 "Deployment",
@@ -779,17 +858,15 @@ mod tests {
                 serde_json::json!([WEBHOOK_CONFIGURATION])
             )]
         );
+        // No create (review finding L3): the install applies the Secret, the step fills it.
         assert_eq!(
             rows(named(&d, "Role", WEBHOOK_CERTS)),
-            [
-                row("", "secrets", "create", serde_json::Value::Null),
-                row(
-                    "",
-                    "secrets",
-                    "get update",
-                    serde_json::json!([WEBHOOK_TLS_SECRET])
-                ),
-            ]
+            [row(
+                "",
+                "secrets",
+                "get update",
+                serde_json::json!([WEBHOOK_TLS_SECRET])
+            )]
         );
         for account in [WEBHOOK, WEBHOOK_CERTS] {
             assert_eq!(
@@ -893,11 +970,8 @@ mod tests {
             assert!(container["resources"]["requests"]["memory"].is_string());
             assert!(container["resources"]["limits"]["memory"].is_string());
         }
-        // Required: the kubelet starts the pods once the Secret exists.
-        assert_eq!(
-            pod["volumes"][0]["secret"],
-            serde_json::json!({"secretName": WEBHOOK_TLS_SECRET})
-        );
+        // Required keys: the kubelet starts the pods once the step has filled the placeholder.
+        assert_eq!(pod["volumes"][0]["secret"], certs_volume());
         let anti = &pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
             [0];
         assert_eq!(
@@ -922,10 +996,49 @@ mod tests {
         let cm = docs(WebhookCerts::CertManager);
         let pod = &find(&cm, "Deployment")["spec"]["template"]["spec"];
         assert!(pod.get("initContainers").is_none());
-        assert_eq!(
-            pod["volumes"][0]["secret"],
-            serde_json::json!({"secretName": WEBHOOK_TLS_SECRET})
-        );
+        assert_eq!(pod["volumes"][0]["secret"], certs_volume());
+    }
+
+    fn certs_volume() -> serde_json::Value {
+        serde_json::json!({"secretName": WEBHOOK_TLS_SECRET, "items": [
+            {"key": "tls.crt", "path": "tls.crt"},
+            {"key": "tls.key", "path": "tls.key"},
+        ]})
+    }
+
+    /// Review finding L3: the certificate step needs no create of Secrets (which RBAC cannot
+    /// limit by name): the install applies the Secret empty. Without a type or data, so that
+    /// applying the install again (client-side or server-side apply, any GitOps tool) names no
+    /// field the step writes and cannot wipe the certificate, nor conflict with its writes; a
+    /// Secret of type kubernetes.io/tls could not be created without tls.crt and tls.key.
+    #[test]
+    fn the_install_applies_an_empty_placeholder_secret_before_the_pods_and_the_step() {
+        let d = docs(WebhookCerts::Irsa);
+        let secret = named(&d, "Secret", WEBHOOK_TLS_SECRET);
+        let mut fields: Vec<&str> = secret
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["apiVersion", "kind", "metadata"], "{secret}");
+        assert_eq!(secret["apiVersion"], "v1");
+        assert_eq!(secret["metadata"]["namespace"], "irsa-system");
+        let mut meta: Vec<&str> = secret["metadata"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        meta.sort_unstable();
+        assert_eq!(meta, ["labels", "name", "namespace"], "{secret}");
+        let position = |kind: &str| d.iter().position(|x| x["kind"] == kind).unwrap();
+        assert!(position("Secret") < position("Deployment"));
+        assert!(position("Secret") < position("Job"));
+        // cert-manager creates its own Secret.
+        let cm = docs(WebhookCerts::CertManager);
+        assert!(!cm.iter().any(|d| d["kind"] == "Secret"), "{cm:?}");
     }
 
     /// Review finding M1: only the webhook's port is reachable in its pods, whoever asks.
@@ -958,6 +1071,55 @@ mod tests {
             assert_eq!(
                 find(&d, "Service")["spec"]["ports"][0]["targetPort"],
                 "https"
+            );
+        }
+    }
+
+    /// `--webhook-allow-from`: the policy's ingress narrowed to the API server's addresses (and
+    /// whatever else the user lists), still on the one port; bad blocks are refused precisely.
+    #[test]
+    fn allow_from_narrows_the_network_policy_to_those_blocks() {
+        let with = |blocks: &[&str]| {
+            manifests(&InstallOptions {
+                parts: vec![Part::Webhook],
+                webhook_allow_from: blocks.iter().map(|b| (*b).to_owned()).collect(),
+                ..InstallOptions::default()
+            })
+        };
+        let d = with(&["10.0.0.0/24", "fd00:10::/64", "192.0.2.7/32"]).unwrap();
+        assert_eq!(
+            find(&d, "NetworkPolicy")["spec"]["ingress"],
+            serde_json::json!([{
+                "from": [
+                    {"ipBlock": {"cidr": "10.0.0.0/24"}},
+                    {"ipBlock": {"cidr": "fd00:10::/64"}},
+                    {"ipBlock": {"cidr": "192.0.2.7/32"}},
+                ],
+                "ports": [{"port": WEBHOOK_PORT, "protocol": "TCP"}],
+            }])
+        );
+        for (bad, want) in [
+            ("10.0.0.1/24", "host bits set: did you mean 10.0.0.0/24?"),
+            (
+                "10.0.0.0/33",
+                "the prefix length of an IPv4 block is 0 to 32",
+            ),
+            (
+                "fd00::1/129",
+                "the prefix length of an IPv6 block is 0 to 128",
+            ),
+            (
+                "10.0.0.0",
+                "a CIDR block: an address, a slash and a prefix length",
+            ),
+            ("api.example/24", "not an IP address"),
+            ("10.0.0.0/", "not a prefix length"),
+        ] {
+            let e = with(&[bad]).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("invalid --webhook-allow-from {bad:?}: "))
+                    && e.contains(want),
+                "{bad}: {e}"
             );
         }
     }
