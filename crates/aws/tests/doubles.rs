@@ -404,7 +404,5 @@ async fn endpoint_credentials_never_reach_the_logs() {
         support::logs().contains("endpoint"),
         "the endpoint is logged at debug"
     );
-        eprintln!("LEAK {l}");
-    }
     assert_logs_free_of(&["endpoint-pass-2718", PASSWORD, SECRET, SESSION]);
 }
