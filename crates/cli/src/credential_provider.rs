@@ -70,11 +70,12 @@ pub(crate) struct CredentialProviderArgs {
 pub(crate) struct ChainguardArgs {
     /// For cgr.dev images: the Chainguard assumable identity (<group id>/<identity id>) that
     /// trusts the pulling role, used when the pod's service account names none in its
-    /// irsa.dev/chainguard-identity annotation, and always without a service-account token
-    /// (node mode). Unset: such cgr.dev pulls are refused.
+    /// irsa.dev/chainguard-identity annotation, and always for the node's credentials (no
+    /// service-account token, or --fallback node; the annotations then do not count). Unset:
+    /// such cgr.dev pulls are refused.
     #[arg(long, value_name = "ID", env = "IRSA_CHAINGUARD_IDENTITY")]
     chainguard_identity: Option<String>,
-    /// How the AWS identity is proven to Chainguard, unless the service account's
+    /// How the AWS identity is proven to Chainguard, unless the service account (with its own role)
     /// irsa.dev/chainguard-method annotation says: get-caller-identity (a signed
     /// sts:GetCallerIdentity request) or web-identity-token (an STS GetWebIdentityToken JWT, IAM
     /// outbound identity federation).

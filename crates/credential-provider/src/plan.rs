@@ -381,7 +381,16 @@ pub fn plan(request: &Request, policy: &Policy) -> Result<Plan, PlanError> {
             }
         }
     };
-    let chainguard = chainguard_plan(&image, request, policy, Some(&service_account))?;
+    // The service account's Chainguard annotations count only when its own role is exchanged:
+    // the node's credentials (`--fallback node`) go to the operator's identity alone, never to
+    // one a tenant names (review 23 M3).
+    let own_role = matches!(identity, PlannedIdentity::ServiceAccount { .. });
+    let chainguard = chainguard_plan(
+        &image,
+        request,
+        policy,
+        own_role.then_some(&service_account),
+    )?;
     Ok(Plan::Fetch {
         image,
         identity: Box::new(identity),
@@ -390,8 +399,8 @@ pub fn plan(request: &Request, policy: &Policy) -> Result<Plan, PlanError> {
 }
 
 /// For a cgr.dev image, the Chainguard identity and method: the service account's annotations
-/// (token mode) win over the provider's flags; in node mode (`service_account` `None`) only the
-/// flags count. `None` for other registries.
+/// (token mode, its own role) win over the provider's flags; with the node's credentials
+/// (`service_account` `None`: node mode or `--fallback node`) only the flags count. `None` for other registries.
 fn chainguard_plan(
     image: &ImageRef,
     request: &Request,
@@ -648,6 +657,46 @@ pub(crate) mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn the_nodes_credentials_go_only_to_the_operators_chainguard_identity() {
+        // Review 23 M3: with `--fallback node`, a service account without a role gets the
+        // node's credentials; its own Chainguard annotation must not pick which identity they
+        // are exchanged for (any identity trusting the node's role would do), and its method
+        // annotation must not either. Only the flags count, as in node mode.
+        let t = || Some(token("team", "puller", "uid-1"));
+        let fallback = Policy {
+            fallback: Some(Fallback::Node),
+            chainguard_identity: Some(CG_OTHER.into()),
+            ..Policy::default()
+        };
+        let tenant = request(
+            CG_IMAGE,
+            t(),
+            &[
+                (CHAINGUARD_IDENTITY_ANNOTATION, CG_ID),
+                (CHAINGUARD_METHOD_ANNOTATION, "web-identity-token"),
+            ],
+        );
+        let planned = plan(&tenant, &fallback).unwrap();
+        let cg = chainguard_of(planned.clone());
+        assert_eq!(
+            (cg.identity.as_str(), cg.method, cg.source),
+            (
+                CG_OTHER,
+                ChainguardMethod::GetCallerIdentity,
+                ChainguardSource::Flag
+            )
+        );
+        assert!(matches!(identity_of(planned), PlannedIdentity::Node { .. }));
+        // Without the flag, the node's credentials go to no identity at all.
+        let no_flag = Policy {
+            chainguard_identity: None,
+            ..fallback
+        };
+        let err = plan(&tenant, &no_flag).unwrap_err().to_string();
+        assert!(err.contains("--chainguard-identity"), "{err}");
     }
 
     #[test]
