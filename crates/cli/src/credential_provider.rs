@@ -75,8 +75,8 @@ pub(crate) struct ChainguardArgs {
     /// such cgr.dev pulls are refused.
     #[arg(long, value_name = "ID", env = "IRSA_CHAINGUARD_IDENTITY")]
     chainguard_identity: Option<String>,
-    /// How the AWS identity is proven to Chainguard, unless the service account (with its own role)
-    /// irsa.dev/chainguard-method annotation says: get-caller-identity (a signed
+    /// How the AWS identity is proven to Chainguard, unless the irsa.dev/chainguard-method
+    /// annotation of a service account whose own role is used says: get-caller-identity (a signed
     /// sts:GetCallerIdentity request) or web-identity-token (an STS GetWebIdentityToken JWT, IAM
     /// outbound identity federation).
     #[arg(
