@@ -125,7 +125,8 @@ pub const MIN_WAITING_KEPT_PER_PEER: usize = MAX_WAITING / 8;
 /// real account created within that second after such a lookup is still served once the watch
 /// delivers it (the cache is asked first, and a review waits the grace period for it), or by
 /// a lookup after the second has passed. Entries exist only after lookups, which the limiter
-/// bounds to `lookup_qps` a second, so at most about that many are held.
+/// bounds to `lookup_qps` a second, so at most about that many are held. A peer with an entry
+/// is also the first to give up a wait place when all are taken ([`WaitSlots`]).
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(1);
 
 /// Timing of the service-account lookup and of the whole answer.
@@ -507,7 +508,7 @@ impl Webhook {
         let mut req = Some(req);
         let mut annotations = self.cache.get(namespace, name);
         if annotations.is_none() {
-            let Some(mut slot) = self.waiting.take(peer, namespace) else {
+            let Some(mut slot) = self.waiting.take(peer, namespace, || self.suspects()) else {
                 self.metrics.wait_refused();
                 let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                 return Err(Refusal::Failed(format!(
@@ -524,7 +525,8 @@ impl Webhook {
                     let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                     return Err(Refusal::Failed(format!(
                         "gave up waiting for service account {namespace}/{name}: its place went \
-                         to a review from a peer holding fewer (peer {peer} held the most)"
+                         to a review from a peer holding fewer (peer {peer} held more than its \
+                         fair share)"
                     )));
                 }
             };
@@ -638,6 +640,20 @@ impl Webhook {
         })
     }
 
+    /// The peers for which the API server said, less than `not_found_ttl` ago, that an account
+    /// does not exist: the first to give up wait places ([`WaitSlots`]). Called with the wait
+    /// places locked; nothing locks the two the other way round.
+    fn suspects(&self) -> HashSet<Option<IpAddr>> {
+        let Ok(m) = self.not_found.lock() else {
+            return HashSet::new();
+        };
+        let now = Instant::now();
+        m.iter()
+            .filter(|(_, until)| now < **until)
+            .map(|((peer, _, _), _)| *peer)
+            .collect()
+    }
+
     fn remember_missing(&self, peer: Option<IpAddr>, namespace: &str, name: &str) {
         if let Ok(mut m) = self.not_found.lock() {
             let now = Instant::now();
@@ -693,6 +709,18 @@ impl Subject {
 /// two forgers cannot hold every place against a third peer, and any number of them cannot
 /// take the API server below `kept`. Otherwise a review finding no place fails open at once
 /// instead of queueing.
+///
+/// Among the peers that may give up a place, one for which the API server said lately that an
+/// account does not exist (the not-found memory, [`NOT_FOUND_TTL`]) goes first, even if another
+/// holds more: a forger's reviews name accounts that do not exist (one that exists is cached,
+/// and its review waits for nothing), so its lookups end "not found" once its first reviews
+/// have waited the grace period; the API server's name accounts that exist (the ServiceAccount
+/// admission plugin, on by default, refuses a pod of a missing one before webhooks are called;
+/// should the API server be a suspect, it still keeps `kept`). A forger cannot make another
+/// address a suspect: the memory is per peer. A forger that closes its connections before the
+/// grace period ends (and sends new reviews) is never looked up, so never a suspect: this only
+/// orders the victims, helping against a plain flood; the bounds above are the guarantee, and
+/// hold whatever the memory says.
 #[derive(Debug)]
 struct WaitSlots {
     max: usize,
@@ -745,30 +773,35 @@ impl Taken {
     }
 
     /// Free a place for a review from a peer holding `from_peer` places while all are taken:
-    /// evict the newest waiter of the peer holding the most, if the newcomer holds less than
-    /// its fair share and that peer more than its fair share and more than `kept`. Whether a
-    /// place was freed.
-    fn evict_for(&mut self, from_peer: usize, kept: usize) -> bool {
+    /// if the newcomer holds less than its fair share, evict the newest waiter of a peer holding
+    /// more than its fair share and more than `kept`: one of `suspects` first, then the one
+    /// holding the most. Whether a place was freed.
+    fn evict_for(
+        &mut self,
+        from_peer: usize,
+        kept: usize,
+        suspects: impl FnOnce() -> HashSet<Option<IpAddr>>,
+    ) -> bool {
         // The newcomer's fair share: the places over the peers holding them, itself counted.
         let peers = self.by_peer.len() + usize::from(from_peer == 0);
         let fair = (self.all / peers.max(1)).max(1);
         if from_peer >= fair {
             return false;
         }
-        // The peer holding the most; of those, the one whose newest waiter came last.
+        let suspects = suspects();
+        // Above its fair share, so at least two more than the newcomer: the two do not trade
+        // places back and forth. At most `kept`: never evicted (the API server keeps these).
+        // Of those, a suspect first, then the one holding the most, then the one whose newest
+        // waiter came last.
         let victim = self
             .by_peer
             .iter()
-            .filter_map(|(peer, w)| Some((w.len(), w.last()?.id, *peer)))
+            .filter(|(_, w)| w.len() > fair && w.len() > kept)
+            .filter_map(|(peer, w)| Some((suspects.contains(peer), w.len(), w.last()?.id, *peer)))
             .max();
-        let Some((held, id, peer)) = victim else {
+        let Some((_, _, id, peer)) = victim else {
             return false;
         };
-        // Above its fair share, so at least two more than the newcomer: the two do not trade
-        // places back and forth. At most `kept`: never evicted (the API server keeps these).
-        if held <= fair || held <= kept {
-            return false;
-        }
         match self.remove(peer, id) {
             Some(waiter) => {
                 // A waiter already answered has dropped its receiver: its place is free anyway.
@@ -801,7 +834,14 @@ impl WaitSlots {
         }
     }
 
-    fn take(&self, peer: Option<IpAddr>, namespace: &str) -> Option<WaitSlot<'_>> {
+    /// A place for a review from `peer` in `namespace`; `suspects` ([`Webhook::suspects`]) is
+    /// asked only when every place is taken.
+    fn take(
+        &self,
+        peer: Option<IpAddr>,
+        namespace: &str,
+        suspects: impl FnOnce() -> HashSet<Option<IpAddr>>,
+    ) -> Option<WaitSlot<'_>> {
         let mut taken = self.taken.lock().ok()?;
         let taken = &mut *taken;
         let from_peer = taken.by_peer.get(&peer).map_or(0, Vec::len);
@@ -810,7 +850,7 @@ impl WaitSlots {
         if from_peer >= self.per_peer || here >= self.per_namespace {
             return None;
         }
-        if taken.all >= self.max && !taken.evict_for(from_peer, self.kept) {
+        if taken.all >= self.max && !taken.evict_for(from_peer, self.kept, suspects) {
             return None;
         }
         let (evict, evicted) = oneshot::channel();
@@ -1536,6 +1576,92 @@ mod tests {
         }
         // The two forgers holding more than their fair share gave places up too.
         assert!(evicted_from_the_two > 0);
+    }
+
+    /// Review finding M1 (review 23), option (b): a forger's reviews name accounts that do not
+    /// exist, so its lookups end "not found"; the API server's name accounts that exist (the
+    /// ServiceAccount admission plugin refuses a pod of a missing one before webhooks are
+    /// called). A place is taken first from a peer whose lookup ended "not found" lately,
+    /// among the peers above their fair share, so the API server's burst keeps all its places
+    /// here, where the peer holding the most is the API server.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_whose_lookups_ended_not_found_gives_up_places_before_the_api_server() {
+        let api = Arc::new(ByName::default());
+        let timing = Timing {
+            grace_period: Duration::from_secs(3),
+            not_found_ttl: Duration::from_secs(60),
+            ..Timing::default()
+        };
+        let w = role_webhook(Some(api.clone()), timing);
+        let spawn = |ns: String, uid: String, sa: &'static str, peer: IpAddr| {
+            let w = w.clone();
+            tokio::spawn(async move { w.review_from(&body_in(&ns, &uid, sa), peer).await })
+        };
+        let settle = |w: Arc<Webhook>, done: Box<dyn Fn(&Webhook) -> bool>| async move {
+            for _ in 0..10_000 {
+                if done(&w) {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let (f1, f2) = (IpAddr::from([10, 0, 1, 0]), IpAddr::from([10, 0, 1, 1]));
+        // The first forger probed a name before: the API server said it does not exist.
+        let (_, answer) = spawn("f".into(), "probe".into(), "ghost", f1)
+            .await
+            .unwrap();
+        assert!(answer["response"].get("patch").is_none(), "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 1);
+        let real: Vec<_> = (0..30)
+            .map(|i| {
+                let ns = format!("team{}", i % 2);
+                spawn(ns, format!("real-{i}"), "new", IpAddr::from(API_SERVER))
+            })
+            .collect();
+        settle(w.clone(), Box::new(|w| w.cache().waiting() == 30)).await;
+        let first: Vec<_> = (0..20)
+            .map(|i| spawn(format!("f{}", i % 2), format!("f1-{i}"), "ghost", f1))
+            .collect();
+        let second: Vec<_> = (0..14)
+            .map(|i| spawn(format!("f{}", i % 2), format!("f2-{i}"), "ghost", f2))
+            .collect();
+        settle(w.clone(), Box::new(|w| w.cache().waiting() == MAX_WAITING)).await;
+        assert_eq!(w.cache().waiting(), MAX_WAITING, "every place is taken");
+        // Four more pods send one forged review each: each takes a place.
+        let singles: Vec<_> = (0..4)
+            .map(|i| {
+                spawn(
+                    format!("g{i}"),
+                    format!("g-{i}"),
+                    "ghost",
+                    [10, 0, 2, i].into(),
+                )
+            })
+            .collect();
+        settle(w.clone(), Box::new(|w| w.metrics().waits_refused() == 4)).await;
+        assert_eq!(w.metrics().waits_refused(), 4);
+        assert_eq!(w.cache().waiting(), MAX_WAITING);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.cache().apply("team0", "new", &role());
+        w.cache().apply("team1", "new", &role());
+        for r in real {
+            let (_, answer) = r.await.unwrap();
+            assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+            assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        }
+        let mut evicted = [0, 0];
+        for (n, forged) in [first, second].into_iter().enumerate() {
+            for f in forged {
+                let (_, answer) = f.await.unwrap();
+                assert!(answer["response"].get("patch").is_none(), "{answer}");
+                evicted[n] += usize::from(answer["response"].get("warnings").is_some());
+            }
+        }
+        assert_eq!(evicted, [4, 0], "the places came from the first forger");
+        for s in singles {
+            let (_, answer) = s.await.unwrap();
+            assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        }
     }
 
     /// Review finding M2: "not found" from the API server is remembered for a second, so
