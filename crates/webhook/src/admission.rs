@@ -94,10 +94,29 @@ pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
 /// instance the bound also halves what a real burst (a new account, many pods at once) may
 /// have waiting: 32 reviews within the grace period, far above what one rollout sends. Several
 /// forgers (pods of their own) that fill every place within their shares give places back to a
-/// peer holding less than its fair share ([`WaitSlots`]). The
-/// NetworkPolicy's `from`, narrowed to the API server's addresses (`irsa install
-/// --webhook-allow-from`), is what closes the port to forgers altogether.
+/// peer holding less than its fair share ([`WaitSlots`]), but never take a peer below
+/// [`MIN_WAITING_KEPT_PER_PEER`]. The NetworkPolicy's `from`, narrowed to the API server's
+/// addresses (`irsa install --webhook-allow-from`), is what closes the port to forgers
+/// altogether.
 pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
+
+/// Places a peer address keeps whatever others send (review 23, finding M1): a review of a
+/// peer holding at most this many is never evicted to make room for another peer's. So under
+/// any flood of forged reviews, from however many addresses, the API server keeps the places it
+/// got up to this many (8), and those reviews wait for their accounts and get credentials; a
+/// real burst beyond that may still lose its newest reviews to peers holding less than their
+/// fair share (they fail open, counted in `waits_refused`). Without this floor the victim was
+/// the peer holding the most, which during a real burst is the API server: one forged review
+/// from each of a tenant's pods (one source address each) took its places one by one, down to
+/// one.
+///
+/// The limit: the floor also protects forgers. A tenant with at least
+/// `MAX_WAITING / MIN_WAITING_KEPT_PER_PEER` (8) pods that fills every place, this many from each
+/// pod, before the API server's reviews arrive leaves no place that can be taken: the API
+/// server's reviews of pods whose accounts are not cached yet then fail open at once, as with
+/// every place taken before the eviction rule. Only the NetworkPolicy's `from` (`irsa install
+/// --webhook-allow-from`) keeps forgers away from the port altogether.
+pub const MIN_WAITING_KEPT_PER_PEER: usize = MAX_WAITING / 8;
 
 /// How long an account the API server said does not exist is not asked for again by reviews
 /// from the same peer address (review findings M2, L5): forged reviews repeating a name cost
@@ -106,7 +125,8 @@ pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
 /// real account created within that second after such a lookup is still served once the watch
 /// delivers it (the cache is asked first, and a review waits the grace period for it), or by
 /// a lookup after the second has passed. Entries exist only after lookups, which the limiter
-/// bounds to `lookup_qps` a second, so at most about that many are held.
+/// bounds to `lookup_qps` a second, so at most about that many are held. A peer with an entry
+/// is also the first to give up a wait place when all are taken ([`WaitSlots`]).
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(1);
 
 /// Timing of the service-account lookup and of the whole answer.
@@ -127,6 +147,8 @@ pub struct Timing {
     pub max_waiting_per_namespace: usize,
     /// As many of them from one peer address ([`MAX_WAITING_PER_PEER`]).
     pub max_waiting_per_peer: usize,
+    /// A peer holding at most this many is never evicted ([`MIN_WAITING_KEPT_PER_PEER`]).
+    pub min_waiting_kept_per_peer: usize,
     /// How long a "not found" from the API server is remembered ([`NOT_FOUND_TTL`]).
     pub not_found_ttl: Duration,
 }
@@ -140,6 +162,7 @@ impl Default for Timing {
             max_waiting: MAX_WAITING,
             max_waiting_per_namespace: MAX_WAITING_PER_NAMESPACE,
             max_waiting_per_peer: MAX_WAITING_PER_PEER,
+            min_waiting_kept_per_peer: MIN_WAITING_KEPT_PER_PEER,
             not_found_ttl: NOT_FOUND_TTL,
         }
     }
@@ -325,6 +348,7 @@ impl Webhook {
                 timing.max_waiting,
                 timing.max_waiting_per_peer,
                 timing.max_waiting_per_namespace,
+                timing.min_waiting_kept_per_peer,
             ),
             not_found: Mutex::new(HashMap::new()),
             permits: Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
@@ -484,7 +508,7 @@ impl Webhook {
         let mut req = Some(req);
         let mut annotations = self.cache.get(namespace, name);
         if annotations.is_none() {
-            let Some(mut slot) = self.waiting.take(peer, namespace) else {
+            let Some(mut slot) = self.waiting.take(peer, namespace, || self.suspects()) else {
                 self.metrics.wait_refused();
                 let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                 return Err(Refusal::Failed(format!(
@@ -501,7 +525,8 @@ impl Webhook {
                     let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                     return Err(Refusal::Failed(format!(
                         "gave up waiting for service account {namespace}/{name}: its place went \
-                         to a review from a peer holding fewer (peer {peer} held the most)"
+                         to a review from a peer holding fewer (peer {peer} held more than its \
+                         fair share)"
                     )));
                 }
             };
@@ -615,6 +640,20 @@ impl Webhook {
         })
     }
 
+    /// The peers for which the API server said, less than `not_found_ttl` ago, that an account
+    /// does not exist: the first to give up wait places ([`WaitSlots`]). Called with the wait
+    /// places locked; nothing locks the two the other way round.
+    fn suspects(&self) -> HashSet<Option<IpAddr>> {
+        let Ok(m) = self.not_found.lock() else {
+            return HashSet::new();
+        };
+        let now = Instant::now();
+        m.iter()
+            .filter(|(_, until)| now < **until)
+            .map(|((peer, _, _), _)| *peer)
+            .collect()
+    }
+
     fn remember_missing(&self, peer: Option<IpAddr>, namespace: &str, name: &str) {
         if let Ok(mut m) = self.not_found.lock() {
             let now = Instant::now();
@@ -663,16 +702,31 @@ impl Subject {
 /// they share one).
 ///
 /// Several forgers (pods of their own) can together fill every place within their shares. When
-/// all places are taken, a review from a peer holding less than its fair share (the places
-/// over the peers holding them, at least one) takes the place of the newest waiter of the peer
-/// holding the most, which is answered at once (failing open): forgers crowd out each other,
-/// not the API server. Otherwise a review finding no place fails open at once instead of
-/// queueing.
+/// all places are taken, a review from a peer holding less than its fair share (the places over
+/// the peers holding them, the newcomer counted, at least one) takes the place of the newest
+/// waiter of the peer holding the most, which is answered at once (failing open), but only if
+/// that peer holds more than its fair share and more than `kept` ([`MIN_WAITING_KEPT_PER_PEER`]):
+/// two forgers cannot hold every place against a third peer, and any number of them cannot
+/// take the API server below `kept`. Otherwise a review finding no place fails open at once
+/// instead of queueing.
+///
+/// Among the peers that may give up a place, one for which the API server said lately that an
+/// account does not exist (the not-found memory, [`NOT_FOUND_TTL`]) goes first, even if another
+/// holds more: a forger's reviews name accounts that do not exist (one that exists is cached,
+/// and its review waits for nothing), so its lookups end "not found" once its first reviews
+/// have waited the grace period; the API server's name accounts that exist (the ServiceAccount
+/// admission plugin, on by default, refuses a pod of a missing one before webhooks are called;
+/// should the API server be a suspect, it still keeps `kept`). A forger cannot make another
+/// address a suspect: the memory is per peer. A forger that closes its connections before the
+/// grace period ends (and sends new reviews) is never looked up, so never a suspect: this only
+/// orders the victims, helping against a plain flood; the bounds above are the guarantee, and
+/// hold whatever the memory says.
 #[derive(Debug)]
 struct WaitSlots {
     max: usize,
     per_peer: usize,
     per_namespace: usize,
+    kept: usize,
     taken: Mutex<Taken>,
 }
 
@@ -719,26 +773,35 @@ impl Taken {
     }
 
     /// Free a place for a review from a peer holding `from_peer` places while all are taken:
-    /// evict the newest waiter of the peer holding the most, if the newcomer holds less than
-    /// its fair share. Whether a place was freed.
-    fn evict_for(&mut self, from_peer: usize) -> bool {
-        let fair = (self.all / self.by_peer.len().max(1)).max(1);
+    /// if the newcomer holds less than its fair share, evict the newest waiter of a peer holding
+    /// more than its fair share and more than `kept`: one of `suspects` first, then the one
+    /// holding the most. Whether a place was freed.
+    fn evict_for(
+        &mut self,
+        from_peer: usize,
+        kept: usize,
+        suspects: impl FnOnce() -> HashSet<Option<IpAddr>>,
+    ) -> bool {
+        // The newcomer's fair share: the places over the peers holding them, itself counted.
+        let peers = self.by_peer.len() + usize::from(from_peer == 0);
+        let fair = (self.all / peers.max(1)).max(1);
         if from_peer >= fair {
             return false;
         }
-        // The peer holding the most; of those, the one whose newest waiter came last.
+        let suspects = suspects();
+        // Above its fair share, so at least two more than the newcomer: the two do not trade
+        // places back and forth. At most `kept`: never evicted (the API server keeps these).
+        // Of those, a suspect first, then the one holding the most, then the one whose newest
+        // waiter came last.
         let victim = self
             .by_peer
             .iter()
-            .filter_map(|(peer, w)| Some((w.len(), w.last()?.id, *peer)))
+            .filter(|(_, w)| w.len() > fair && w.len() > kept)
+            .filter_map(|(peer, w)| Some((suspects.contains(peer), w.len(), w.last()?.id, *peer)))
             .max();
-        let Some((held, id, peer)) = victim else {
+        let Some((_, _, id, peer)) = victim else {
             return false;
         };
-        // The most is at least the fair share, so more than the newcomer holds.
-        if held <= from_peer {
-            return false;
-        }
         match self.remove(peer, id) {
             Some(waiter) => {
                 // A waiter already answered has dropped its receiver: its place is free anyway.
@@ -761,16 +824,24 @@ struct WaitSlot<'a> {
 }
 
 impl WaitSlots {
-    fn new(max: usize, per_peer: usize, per_namespace: usize) -> Self {
+    fn new(max: usize, per_peer: usize, per_namespace: usize, kept: usize) -> Self {
         Self {
             max,
             per_peer,
             per_namespace,
+            kept,
             taken: Mutex::new(Taken::default()),
         }
     }
 
-    fn take(&self, peer: Option<IpAddr>, namespace: &str) -> Option<WaitSlot<'_>> {
+    /// A place for a review from `peer` in `namespace`; `suspects` ([`Webhook::suspects`]) is
+    /// asked only when every place is taken.
+    fn take(
+        &self,
+        peer: Option<IpAddr>,
+        namespace: &str,
+        suspects: impl FnOnce() -> HashSet<Option<IpAddr>>,
+    ) -> Option<WaitSlot<'_>> {
         let mut taken = self.taken.lock().ok()?;
         let taken = &mut *taken;
         let from_peer = taken.by_peer.get(&peer).map_or(0, Vec::len);
@@ -779,7 +850,7 @@ impl WaitSlots {
         if from_peer >= self.per_peer || here >= self.per_namespace {
             return None;
         }
-        if taken.all >= self.max && !taken.evict_for(from_peer) {
+        if taken.all >= self.max && !taken.evict_for(from_peer, self.kept, suspects) {
             return None;
         }
         let (evict, evicted) = oneshot::channel();
@@ -1414,6 +1485,183 @@ mod tests {
         }
         assert_eq!(evicted, 1, "only one forged review gave up its place");
         assert_eq!(w.metrics().waits_refused(), 2);
+    }
+
+    /// Review finding M1 (review 23): the victim of an eviction was the newest waiter of the
+    /// peer holding the most, and during a real burst that is the API server. Two forging pods
+    /// took the places the API server left, then one forged review from each of many more pod
+    /// addresses took one of the API server's places each (the fair share fell with every new
+    /// peer): its waiting reviews were admitted at once without credentials, all but three of
+    /// its 30 here. A peer holding at most [`MIN_WAITING_KEPT_PER_PEER`] places now keeps them.
+    #[tokio::test(start_paused = true)]
+    async fn many_forging_peers_cannot_evict_the_api_servers_waiters() {
+        let floor = MIN_WAITING_KEPT_PER_PEER;
+        let timing = Timing {
+            grace_period: Duration::from_secs(3),
+            ..Timing::default()
+        };
+        let w = role_webhook(None, timing);
+        let spawn = |ns: String, uid: String, sa: &'static str, peer: IpAddr| {
+            let w = w.clone();
+            tokio::spawn(async move { w.review_from(&body_in(&ns, &uid, sa), peer).await })
+        };
+        let settle = |w: Arc<Webhook>, done: Box<dyn Fn(&Webhook) -> bool>| async move {
+            for _ in 0..10_000 {
+                if done(&w) {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        // A real burst: 30 pods of a new account the watch has not delivered yet, spread over
+        // two namespaces (within the per-namespace bound).
+        let real: Vec<_> = (0..30)
+            .map(|i| {
+                let ns = format!("team{}", i % 2);
+                spawn(ns, format!("real-{i}"), "new", IpAddr::from(API_SERVER))
+            })
+            .collect();
+        settle(w.clone(), Box::new(|w| w.cache().waiting() == 30)).await;
+        assert_eq!(w.cache().waiting(), 30);
+        // Two forging pods take the other 34 places, 17 each.
+        let mut forged: Vec<_> = (0..34u8)
+            .map(|i| {
+                let peer = IpAddr::from([10, 0, 1, i % 2]);
+                spawn(format!("f{}", i % 4), format!("f-{i}"), "ghost", peer)
+            })
+            .collect();
+        settle(w.clone(), Box::new(|w| w.cache().waiting() == MAX_WAITING)).await;
+        assert_eq!(w.cache().waiting(), MAX_WAITING, "every place is taken");
+        assert_eq!(w.metrics().waits_refused(), 0);
+        // Then one forged review from each of 56 more pod addresses.
+        let singles = 56;
+        forged.extend((0..singles).map(|i| {
+            let peer = IpAddr::from([10, 0, 2, i]);
+            spawn(format!("g{i}"), format!("g-{i}"), "ghost", peer)
+        }));
+        // Each one took a place from another review or was refused one.
+        settle(
+            w.clone(),
+            Box::new(move |w| w.metrics().waits_refused() == u64::from(singles)),
+        )
+        .await;
+        assert_eq!(w.metrics().waits_refused(), u64::from(singles));
+        // The account appears: the API server's reviews still waiting get their credentials.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.cache().apply("team0", "new", &role());
+        w.cache().apply("team1", "new", &role());
+        let mut served = 0;
+        for r in real {
+            let (status, answer) = r.await.unwrap();
+            assert_eq!(status, 200);
+            if answer["response"]["patchType"] == "JSONPatch" {
+                assert!(answer["response"].get("warnings").is_none(), "{answer}");
+                served += 1;
+            } else {
+                let warning = answer["response"]["warnings"][0].as_str().unwrap();
+                assert!(warning.contains("without AWS credentials"), "{warning}");
+            }
+        }
+        assert!(
+            served >= floor,
+            "the API server kept {served} of its 30 waiting reviews, fewer than {floor}"
+        );
+        let mut evicted_from_the_two = 0;
+        for (i, f) in forged.into_iter().enumerate() {
+            let (_, answer) = f.await.unwrap();
+            assert!(answer["response"].get("patch").is_none(), "{answer}");
+            if i < 34 && answer["response"].get("warnings").is_some() {
+                evicted_from_the_two += 1;
+            }
+        }
+        // The two forgers holding more than their fair share gave places up too.
+        assert!(evicted_from_the_two > 0);
+    }
+
+    /// Review finding M1 (review 23), option (b): a forger's reviews name accounts that do not
+    /// exist, so its lookups end "not found"; the API server's name accounts that exist (the
+    /// ServiceAccount admission plugin refuses a pod of a missing one before webhooks are
+    /// called). A place is taken first from a peer whose lookup ended "not found" lately,
+    /// among the peers above their fair share, so the API server's burst keeps all its places
+    /// here, where the peer holding the most is the API server.
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_whose_lookups_ended_not_found_gives_up_places_before_the_api_server() {
+        let api = Arc::new(ByName::default());
+        let timing = Timing {
+            grace_period: Duration::from_secs(3),
+            not_found_ttl: Duration::from_secs(60),
+            ..Timing::default()
+        };
+        let w = role_webhook(Some(api.clone()), timing);
+        let spawn = |ns: String, uid: String, sa: &'static str, peer: IpAddr| {
+            let w = w.clone();
+            tokio::spawn(async move { w.review_from(&body_in(&ns, &uid, sa), peer).await })
+        };
+        let settle = |w: Arc<Webhook>, done: Box<dyn Fn(&Webhook) -> bool>| async move {
+            for _ in 0..10_000 {
+                if done(&w) {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        let (f1, f2) = (IpAddr::from([10, 0, 1, 0]), IpAddr::from([10, 0, 1, 1]));
+        // The first forger probed a name before: the API server said it does not exist.
+        let (_, answer) = spawn("f".into(), "probe".into(), "ghost", f1)
+            .await
+            .unwrap();
+        assert!(answer["response"].get("patch").is_none(), "{answer}");
+        assert_eq!(api.calls.load(Ordering::SeqCst), 1);
+        let real: Vec<_> = (0..30)
+            .map(|i| {
+                let ns = format!("team{}", i % 2);
+                spawn(ns, format!("real-{i}"), "new", IpAddr::from(API_SERVER))
+            })
+            .collect();
+        settle(w.clone(), Box::new(|w| w.cache().waiting() == 30)).await;
+        let first: Vec<_> = (0..20)
+            .map(|i| spawn(format!("f{}", i % 2), format!("f1-{i}"), "ghost", f1))
+            .collect();
+        let second: Vec<_> = (0..14)
+            .map(|i| spawn(format!("f{}", i % 2), format!("f2-{i}"), "ghost", f2))
+            .collect();
+        settle(w.clone(), Box::new(|w| w.cache().waiting() == MAX_WAITING)).await;
+        assert_eq!(w.cache().waiting(), MAX_WAITING, "every place is taken");
+        // Four more pods send one forged review each: each takes a place.
+        let singles: Vec<_> = (0..4)
+            .map(|i| {
+                spawn(
+                    format!("g{i}"),
+                    format!("g-{i}"),
+                    "ghost",
+                    [10, 0, 2, i].into(),
+                )
+            })
+            .collect();
+        settle(w.clone(), Box::new(|w| w.metrics().waits_refused() == 4)).await;
+        assert_eq!(w.metrics().waits_refused(), 4);
+        assert_eq!(w.cache().waiting(), MAX_WAITING);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.cache().apply("team0", "new", &role());
+        w.cache().apply("team1", "new", &role());
+        for r in real {
+            let (_, answer) = r.await.unwrap();
+            assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
+            assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        }
+        let mut evicted = [0, 0];
+        for (n, forged) in [first, second].into_iter().enumerate() {
+            for f in forged {
+                let (_, answer) = f.await.unwrap();
+                assert!(answer["response"].get("patch").is_none(), "{answer}");
+                evicted[n] += usize::from(answer["response"].get("warnings").is_some());
+            }
+        }
+        assert_eq!(evicted, [4, 0], "the places came from the first forger");
+        for s in singles {
+            let (_, answer) = s.await.unwrap();
+            assert!(answer["response"].get("warnings").is_none(), "{answer}");
+        }
     }
 
     /// Review finding M2: "not found" from the API server is remembered for a second, so
