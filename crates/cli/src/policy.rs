@@ -32,7 +32,7 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:\n  \
         irsa policy ecr-pull --repository arn:aws:ecr:us-east-1:111122223333:repository/team/app\n  \
         irsa policy ecr-pull --repository 111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/*\n  \
-        # Argo CD Image Updater also lists the repositories' tags\n  \
+        # Argo CD Image Updater (and Argo CD for a chart version range) also lists tags\n  \
         irsa policy ecr-pull --repository 111122223333.dkr.ecr.us-east-1.amazonaws.com/charts/* --list-tags")]
     EcrPull(EcrPullArgs),
     /// Decide, as STS would, whether a token may assume a role with this trust policy, and why.
@@ -101,7 +101,9 @@ pub(crate) struct EcrPullArgs {
     #[arg(long, required = true, value_name = "ARN|IMAGE")]
     repository: Vec<String>,
     /// Also allow listing the repositories' tags through the registry API (`ecr:ListImages`), as
-    /// Argo CD Image Updater does, e.g. `--repository 111122223333.dkr.ecr.us-east-1.amazonaws.com/charts/* --list-tags`.
+    /// Argo CD Image Updater does, and Argo CD itself for an OCI Helm chart whose targetRevision
+    /// is a version range (`1.*`, `>=1.2.0 <2.0.0`), e.g.
+    /// `--repository 111122223333.dkr.ecr.us-east-1.amazonaws.com/charts/* --list-tags`.
     #[arg(long)]
     list_tags: bool,
     #[command(flatten)]

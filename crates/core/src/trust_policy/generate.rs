@@ -66,7 +66,7 @@ pub fn ecr_pull_policy(repository_arns: &[String], list_tags: bool) -> Value {
         }));
         if list_tags {
             // `GET /v2/<name>/tags/list` (Docker Registry HTTP API v2, what Argo CD Image Updater
-            // and other registry clients call) is authorized by ECR as `ecr:ListImages` on the
+            // calls, and Argo CD's repo-server to resolve an OCI Helm chart's version range) is authorized by ECR as `ecr:ListImages` on the
             // repository: without it ECR answers 403 (containers/skopeo issue #726 and PR #738,
             // where the reporter confirmed tag listing fails without ListImages and everything
             // else works). The Service Authorization Reference for ECR gives ListImages the
