@@ -16,18 +16,24 @@ use crate::{Invalid, Verdict};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
-    /// Print the trust policy that lets one service account (or a wildcard) assume a role.
+    /// Print the trust policy that lets one service account (or a wildcard, or an Argo CD project's) assume a role.
     #[command(after_help = "Examples:\n  \
         irsa policy trust --issuer https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE \\\n      \
         --service-account prod/app --account 111122223333 > trust.json\n  \
         aws iam create-role --role-name app --assume-role-policy-document file://trust.json\n  \
-        irsa policy trust --issuer https://issuer.example.com --service-account 'ci/runner-*'")]
+        irsa policy trust --issuer https://issuer.example.com --service-account 'ci/runner-*'\n  \
+        # Argo CD workload identity: the role of project production (argocd/argocd-project-production)\n  \
+        irsa policy trust --issuer https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE \\\n      \
+        --argocd-project production --account 111122223333 > trust.json")]
+    #[command(group(ArgGroup::new("identity").required(true).args(["service_account", "argocd_project"])))]
     Trust(TrustArgs),
     /// Print the least-privilege permissions policy for pulling from ECR repositories.
     #[command(name = "ecr-pull")]
     #[command(after_help = "Examples:\n  \
         irsa policy ecr-pull --repository arn:aws:ecr:us-east-1:111122223333:repository/team/app\n  \
-        irsa policy ecr-pull --repository 111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/*")]
+        irsa policy ecr-pull --repository 111122223333.dkr.ecr.eu-west-1.amazonaws.com/team/*\n  \
+        # Argo CD Image Updater (and Argo CD for a chart version range) also lists tags\n  \
+        irsa policy ecr-pull --repository 111122223333.dkr.ecr.us-east-1.amazonaws.com/charts/* --list-tags")]
     EcrPull(EcrPullArgs),
     /// Decide, as STS would, whether a token may assume a role with this trust policy, and why.
     ///
@@ -52,9 +58,28 @@ pub(crate) struct TrustArgs {
     /// The cluster's OIDC issuer URL (on EKS: `aws eks describe-cluster --query cluster.identity.oidc.issuer`).
     #[arg(long, value_name = "URL", env = "IRSA_ISSUER")]
     issuer: String,
-    /// The service account as NAMESPACE/NAME; NAME may use `*` and `?` (then StringLike is used).
+    /// The service account as NAMESPACE/NAME, e.g. `prod/app`; NAME may use `*` and `?` (then
+    /// StringLike is used), e.g. `ci/runner-*`.
     #[arg(long, value_name = "NAMESPACE/NAME")]
-    service_account: String,
+    service_account: Option<String>,
+    /// Instead of --service-account: the Argo CD project whose repositories use this role, as in
+    /// Argo CD's workload-identity guide. The service account is then
+    /// ARGOCD_NAMESPACE/argocd-project-PROJECT, e.g. `--argocd-project production` trusts
+    /// argocd/argocd-project-production.
+    #[arg(long, value_name = "PROJECT")]
+    argocd_project: Option<String>,
+    /// The namespace Argo CD runs in, where the project's service account is (with
+    /// --argocd-project; default: argocd), e.g. `--argocd-project production --argocd-namespace gitops`.
+    // Not `default_value`: clap does not enforce `requires` on an argument with a default. And
+    // `conflicts_with`: clap waives `requires` of an argument in conflict with one present
+    // (--service-account conflicts with --argocd-project through the group).
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        requires = "argocd_project",
+        conflicts_with = "service_account"
+    )]
+    argocd_namespace: Option<String>,
     /// The audience the token is requested with.
     #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
     audience: String,
@@ -75,6 +100,12 @@ pub(crate) struct EcrPullArgs {
     /// or an ECR image reference (`ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME`).
     #[arg(long, required = true, value_name = "ARN|IMAGE")]
     repository: Vec<String>,
+    /// Also allow listing the repositories' tags through the registry API (`ecr:ListImages`), as
+    /// Argo CD Image Updater does, and Argo CD itself for an OCI Helm chart whose targetRevision
+    /// is a version range (`1.*`, `>=1.2.0 <2.0.0`), e.g.
+    /// `--repository 111122223333.dkr.ecr.us-east-1.amazonaws.com/charts/* --list-tags`.
+    #[arg(long)]
+    list_tags: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -114,24 +145,17 @@ fn invalid(e: impl std::fmt::Display) -> Invalid {
 }
 
 fn trust(args: TrustArgs) -> anyhow::Result<Verdict> {
-    if args.service_account.contains('\"') {
-        return Err(Invalid("--service-account must not contain quotes".to_owned()).into());
-    }
-    let (namespace, name) = args.service_account.split_once('/').ok_or_else(|| {
-        Invalid(format!(
-            "--service-account {:?} must be NAMESPACE/NAME, e.g. prod/app",
-            args.service_account
-        ))
-    })?;
-    validate_name_pattern("namespace", namespace, 63)?;
-    validate_name_pattern("name", name, 253)?;
-    if namespace.contains(['*', '?']) {
-        return Err(Invalid(
-            "--service-account: wildcards are allowed in the name only, not the namespace (a role should not be open to every namespace)"
-                .to_owned(),
-        )
-        .into());
-    }
+    let (namespace, name) = match (&args.service_account, &args.argocd_project) {
+        (Some(service_account), _) => service_account_flag(service_account)?,
+        (None, Some(project)) => argocd_project_service_account(
+            project,
+            args.argocd_namespace
+                .as_deref()
+                .unwrap_or(DEFAULT_ARGOCD_NAMESPACE),
+        )?,
+        (None, None) => unreachable!("clap requires --service-account or --argocd-project"),
+    };
+    let (namespace, name) = (namespace.as_str(), name.as_str());
     let provider = arn::issuer_host_path(&args.issuer).map_err(invalid)?;
     let partition = match &args.partition {
         Some(p) => Partition::from_id(p).ok_or_else(|| {
@@ -176,6 +200,85 @@ fn trust(args: TrustArgs) -> anyhow::Result<Verdict> {
     Ok(Verdict::Ok)
 }
 
+/// `--service-account NAMESPACE/NAME`, checked.
+fn service_account_flag(service_account: &str) -> anyhow::Result<(String, String)> {
+    if service_account.contains('\"') {
+        return Err(Invalid("--service-account must not contain quotes".to_owned()).into());
+    }
+    let (namespace, name) = service_account.split_once('/').ok_or_else(|| {
+        Invalid(format!(
+            "--service-account {service_account:?} must be NAMESPACE/NAME, e.g. prod/app"
+        ))
+    })?;
+    validate_name_pattern("namespace", namespace, 63)?;
+    validate_name_pattern("name", name, 253)?;
+    if namespace.contains(['*', '?']) {
+        return Err(Invalid(
+            "--service-account: wildcards are allowed in the name only, not the namespace (a role should not be open to every namespace)"
+                .to_owned(),
+        )
+        .into());
+    }
+    Ok((namespace.to_owned(), name.to_owned()))
+}
+
+/// Where Argo CD is installed unless `--argocd-namespace` says otherwise.
+const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
+
+/// `--argocd-project P` (and `--argocd-namespace`): the service account Argo CD's workload
+/// identity uses for project P, `<namespace>/argocd-project-P`. P is an AppProject name (a
+/// DNS-1123 subdomain) short enough that the service account's name is one too.
+fn argocd_project_service_account(
+    project: &str,
+    namespace: &str,
+) -> anyhow::Result<(String, String)> {
+    const MAX: usize = 253 - trust_policy::ARGOCD_PROJECT_SERVICE_ACCOUNT_PREFIX.len();
+    let name = trust_policy::argocd_project_service_account(project);
+    if let Some(problem) = dns1123_problem(project, MAX, true) {
+        return Err(Invalid(format!(
+            "--argocd-project {project:?} is not an Argo CD project name: it {problem}; the service account {name:?} must be a Kubernetes name, so the project is 1-{MAX} lowercase letters, digits, '-' or '.', starting and ending with a letter or digit"
+        ))
+        .into());
+    }
+    if let Some(problem) = dns1123_problem(namespace, 63, false) {
+        return Err(Invalid(format!(
+            "--argocd-namespace {namespace:?} is not a namespace name: it {problem}; a namespace is 1-63 lowercase letters, digits or '-', starting and ending with a letter or digit"
+        ))
+        .into());
+    }
+    Ok((namespace.to_owned(), name))
+}
+
+/// What makes `value` not a DNS-1123 subdomain (`dots`) or label of at most `max` characters.
+fn dns1123_problem(value: &str, max: usize, dots: bool) -> Option<String> {
+    if value.is_empty() {
+        return Some("is empty".to_owned());
+    }
+    if value.len() > max {
+        return Some(format!("is {} characters, more than {max}", value.len()));
+    }
+    let labels: Vec<&str> = if dots {
+        value.split('.').collect()
+    } else {
+        vec![value]
+    };
+    labels.into_iter().find_map(|label| {
+        if label.is_empty() {
+            return Some("has an empty part between dots".to_owned());
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Some(format!("contains {c:?}"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Some("starts or ends with '-'".to_owned());
+        }
+        None
+    })
+}
+
 /// EKS issuers name their region (oidc.eks.<region>.amazonaws.com…); others default to aws.
 fn partition_of_issuer(provider: &str) -> Partition {
     let host = provider.split('/').next().unwrap_or_default();
@@ -212,7 +315,7 @@ fn ecr_pull(args: EcrPullArgs) -> anyhow::Result<Verdict> {
         }
     }
     print_json(
-        &trust_policy::ecr_pull_policy(&arns),
+        &trust_policy::ecr_pull_policy(&arns, args.list_tags),
         args.output.output == Output::Text,
     )?;
     Ok(Verdict::Ok)

@@ -8,16 +8,21 @@ use common::{
 
 /// The trust policy `irsa policy trust` writes for prod/app, as a file.
 fn trust_policy_for(dir: &TempDir, service_account: &str) -> String {
-    let run = irsa(&[
+    trust_policy_with(dir, &["--service-account", service_account])
+}
+
+/// The trust policy `irsa policy trust` writes with these identity flags, as a file.
+fn trust_policy_with(dir: &TempDir, identity: &[&str]) -> String {
+    let mut args = vec![
         "policy",
         "trust",
         "--issuer",
         ISSUER,
-        "--service-account",
-        service_account,
         "--account",
         "111122223333",
-    ]);
+    ];
+    args.extend_from_slice(identity);
+    let run = irsa(&args);
     assert_eq!(run.code, 0, "{}", run.stderr);
     dir.write("trust.json", &run.stdout)
 }
@@ -218,4 +223,55 @@ fn provider_or_issuer_is_required() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn an_argocd_projects_role_admits_that_projects_service_account_only() {
+    let dir = TempDir::new("check-argocd-project");
+    let policy = trust_policy_with(&dir, &["--argocd-project", "production"]);
+    let run = check(
+        &policy,
+        &sign(&sa_claims("argocd", "argocd-project-production")),
+        &["--provider-arn", PROVIDER_ARN, "-o", "json"],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["decision"], "allow");
+
+    // another project's service account (staging reading production's repositories)
+    let run = check(
+        &policy,
+        &sign(&sa_claims("argocd", "argocd-project-staging")),
+        &["--provider-arn", PROVIDER_ARN],
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.starts_with("DENY"), "{}", run.stdout);
+    for want in [
+        "system:serviceaccount:argocd:argocd-project-production",
+        "system:serviceaccount:argocd:argocd-project-staging",
+    ] {
+        assert!(run.stdout.contains(want), "{want} not in {}", run.stdout);
+    }
+
+    // the same project in another Argo CD namespace is another service account
+    let policy = trust_policy_with(
+        &dir,
+        &[
+            "--argocd-project",
+            "production",
+            "--argocd-namespace",
+            "gitops",
+        ],
+    );
+    let run = check(
+        &policy,
+        &sign(&sa_claims("argocd", "argocd-project-production")),
+        &["--provider-arn", PROVIDER_ARN],
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let run = check(
+        &policy,
+        &sign(&sa_claims("gitops", "argocd-project-production")),
+        &["--provider-arn", PROVIDER_ARN],
+    );
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
 }

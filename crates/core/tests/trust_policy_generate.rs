@@ -1,7 +1,8 @@
 //! Generated policies parse, and allow exactly what they promise.
 
 use irsa_core::trust_policy::{
-    PolicyDocument, RequestContext, ecr_pull_policy, evaluate, service_account_trust_policy,
+    PolicyDocument, RequestContext, argocd_project_service_account, ecr_pull_policy, evaluate,
+    service_account_trust_policy,
 };
 use serde_json::json;
 
@@ -107,7 +108,7 @@ fn ecr_pull_policy_has_the_four_actions() {
         "arn:aws:ecr:us-east-1:111122223333:repository/app".to_string(),
         "arn:aws:ecr:us-east-1:111122223333:repository/base/*".to_string(),
     ];
-    let v = ecr_pull_policy(&repos);
+    let v = ecr_pull_policy(&repos, false);
     let text = serde_json::to_string_pretty(&v).unwrap();
     let back: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(back["Version"], "2012-10-17");
@@ -133,7 +134,72 @@ fn ecr_pull_policy_has_the_four_actions() {
     assert!(PolicyDocument::parse(&text).is_err());
     // no repositories: token statement only, never an empty Resource list
     assert_eq!(
-        ecr_pull_policy(&[])["Statement"].as_array().unwrap().len(),
+        ecr_pull_policy(&[], true)["Statement"]
+            .as_array()
+            .unwrap()
+            .len(),
         1
     );
+}
+
+#[test]
+fn ecr_pull_policy_with_list_tags_adds_list_images_on_the_same_repositories() {
+    let repos = vec!["arn:aws:ecr:us-east-1:111122223333:repository/team/*".to_string()];
+    let v = ecr_pull_policy(&repos, true);
+    assert_eq!(
+        v["Statement"],
+        json!([
+            {
+                "Sid": "GetAuthorizationToken",
+                "Effect": "Allow",
+                "Action": "ecr:GetAuthorizationToken",
+                "Resource": "*",
+            },
+            {
+                "Sid": "PullImages",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                "Resource": repos,
+            },
+            {
+                "Sid": "ListImageTags",
+                "Effect": "Allow",
+                "Action": "ecr:ListImages",
+                "Resource": repos,
+            },
+        ])
+    );
+    // without it, nothing lists tags
+    assert!(
+        !ecr_pull_policy(&repos, false)
+            .to_string()
+            .contains("ListImages")
+    );
+}
+
+#[test]
+fn argocd_project_trust_policy_admits_that_project_only() {
+    let sa = argocd_project_service_account("production");
+    assert_eq!(sa, "argocd-project-production");
+    let v = service_account_trust_policy(ARN, PROVIDER, "argocd", &sa, "sts.amazonaws.com");
+    let p = PolicyDocument::parse(&v.to_string()).unwrap();
+    assert!(allows(
+        &p,
+        "system:serviceaccount:argocd:argocd-project-production",
+        "sts.amazonaws.com"
+    ));
+    assert!(!allows(
+        &p,
+        "system:serviceaccount:argocd:argocd-project-staging",
+        "sts.amazonaws.com"
+    ));
+    assert!(!allows(
+        &p,
+        "system:serviceaccount:argocd:argocd-repo-server",
+        "sts.amazonaws.com"
+    ));
 }

@@ -42,9 +42,11 @@ pub fn service_account_trust_policy(
 
 /// The identity policy for pulling images from ECR: `ecr:GetAuthorizationToken` on `*` (it
 /// takes no resource) and `BatchGetImage`, `GetDownloadUrlForLayer`,
-/// `BatchCheckLayerAvailability` on the given repositories. With no repositories only the
-/// token statement is written (an empty Resource list is invalid IAM).
-pub fn ecr_pull_policy(repository_arns: &[String]) -> Value {
+/// `BatchCheckLayerAvailability` on the given repositories. With `list_tags`, a third statement
+/// allows `ecr:ListImages` on the same repositories, which listing tags through the registry API
+/// needs. With no repositories only the token statement is written (an empty Resource list is
+/// invalid IAM).
+pub fn ecr_pull_policy(repository_arns: &[String], list_tags: bool) -> Value {
     let mut statements = vec![json!({
         "Sid": "GetAuthorizationToken",
         "Effect": "Allow",
@@ -62,6 +64,33 @@ pub fn ecr_pull_policy(repository_arns: &[String]) -> Value {
             ],
             "Resource": repository_arns,
         }));
+        if list_tags {
+            // `GET /v2/<name>/tags/list` (Docker Registry HTTP API v2, what Argo CD Image Updater
+            // calls, and Argo CD's repo-server to resolve an OCI Helm chart's version range) is authorized by ECR as `ecr:ListImages` on the
+            // repository: without it ECR answers 403 (containers/skopeo issue #726 and PR #738,
+            // where the reporter confirmed tag listing fails without ListImages and everything
+            // else works). The Service Authorization Reference for ECR gives ListImages the
+            // resource type `repository`, so it is scoped like the pull actions. Reading a tag's
+            // manifest and config blob (Image Updater's `newest-build` strategy) uses
+            // BatchGetImage and GetDownloadUrlForLayer, already above; `ecr:DescribeImages` is
+            // only for clients of the ECR API (not the registry API), so it is not added.
+            statements.push(json!({
+                "Sid": "ListImageTags",
+                "Effect": "Allow",
+                "Action": "ecr:ListImages",
+                "Resource": repository_arns,
+            }));
+        }
     }
     json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The prefix of the service account Argo CD's workload-identity support uses for a project:
+/// `argocd-project-<project>` in the Argo CD namespace.
+pub const ARGOCD_PROJECT_SERVICE_ACCOUNT_PREFIX: &str = "argocd-project-";
+
+/// The name of the service account Argo CD's workload identity uses for `project`
+/// (`argocd-project-<project>`); the caller validates the project name.
+pub fn argocd_project_service_account(project: &str) -> String {
+    format!("{ARGOCD_PROJECT_SERVICE_ACCOUNT_PREFIX}{project}")
 }

@@ -48,7 +48,10 @@ pub use eval::{
     ASSUME_ROLE_WITH_WEB_IDENTITY, ConditionFailure, Decision, Mismatch, OIDC_CLAIM_KEYS, Outcome,
     Reason, RequestContext, evaluate,
 };
-pub use generate::{ecr_pull_policy, service_account_trust_policy};
+pub use generate::{
+    ARGOCD_PROJECT_SERVICE_ACCOUNT_PREFIX, argocd_project_service_account, ecr_pull_policy,
+    service_account_trust_policy,
+};
 pub use model::{
     ActionMatch, Condition, Effect, MAX_POLICY_BYTES, PolicyDocument, PolicyError, PrincipalMatch,
     Principals, Statement,
