@@ -244,6 +244,9 @@ pub struct SecretState {
     /// seconds). Anyone who may edit the Secret may change it: it only orders writes (an
     /// expired or soon-expiring Secret is rewritten first), never vouches for a credential.
     pub expires_at: Option<i64>,
+    /// `metadata.creationTimestamp` (Unix seconds), set by the API server: the cleanup of a
+    /// deleted resource leaves alone a Secret made after the deletion ([`CleanupRound`]).
+    pub created_at: Option<i64>,
 }
 
 /// The identity and version of an object as irsa checked it (both set by the API server).
@@ -276,6 +279,7 @@ impl SecretState {
             content_hash: None,
             checked: Checked::default(),
             expires_at: None,
+            created_at: None,
         }
     }
 
@@ -298,6 +302,12 @@ impl SecretState {
     /// With a type.
     pub fn with_type(mut self, type_: &str) -> Self {
         self.type_ = Some(type_.to_owned());
+        self
+    }
+
+    /// Made at `created_at` (Unix seconds).
+    pub fn created_at(mut self, created_at: i64) -> Self {
+        self.created_at = Some(created_at);
         self
     }
 
@@ -331,6 +341,11 @@ impl SecretState {
                 .as_ref()
                 .and_then(|a| a.get(crate::provenance::EXPIRES_AT_ANNOTATION))
                 .and_then(|t| irsa_core::time::parse_rfc3339(t)),
+            created_at: secret
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second()),
         })
     }
 
@@ -962,6 +977,11 @@ impl Written {
         }
     }
 
+    /// Whether irsa wrote the content last recorded into `namespace`.
+    pub fn wrote_into(&self, namespace: &str) -> bool {
+        self.namespaces.contains(&self.fingerprint(namespace))
+    }
+
     /// Whether irsa wrote `content_hash` into `namespace` (since it became current).
     pub fn wrote(&self, content_hash: &str, namespace: &str) -> bool {
         self.content_hash == content_hash && self.namespaces.contains(&self.fingerprint(namespace))
@@ -1274,11 +1294,68 @@ pub fn plan_round(
 /// 10,000 targets would be one reconcile of 10,000 requests, holding up everything else of it
 /// and running into timeouts.
 pub fn cleanup(subject: &Subject<'_>, observed: &impl View, max: usize) -> Plan {
+    cleanup_round(
+        subject,
+        observed,
+        CleanupRound {
+            max,
+            deleted_at: None,
+            written: None,
+        },
+    )
+}
+
+/// How long after a resource's `deletionTimestamp` a Secret carrying its labels may still have
+/// been made by irsa, and so is removed by the cleanup ([`CleanupRound::deleted_at`]). irsa
+/// plans no write for a resource being deleted, but a round planned before the deletion
+/// reached the controller (the resource watch's lag, a round in flight: each request may take
+/// [`crate::writer::REQUEST_TIMEOUT`], 30 s) can still create one just after it, in a replica
+/// that may then restart or hand over before the cleanup; the two timestamps may also come from
+/// API server replicas whose clocks differ a little. Two minutes cover all of this with room.
+pub const CLEANUP_GRACE_SECS: i64 = 120;
+
+/// The bounds of one round of a deleted resource's cleanup ([`cleanup_round`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CleanupRound<'r> {
+    /// Most changes to plan (ServiceAccount patches first, then deletions).
+    pub max: usize,
+    /// The resource's `deletionTimestamp` (Unix seconds). A Secret made more than
+    /// [`CLEANUP_GRACE_SECS`] after it was not made by irsa, which writes nothing for a
+    /// resource being deleted, whatever labels it carries (anyone may label a Secret of theirs
+    /// as irsa's): the cleanup neither counts nor deletes it, so that a tenant re-creating such
+    /// Secrets cannot hold the finalizer (review finding M2). `None`: every Secret counts.
+    pub deleted_at: Option<i64>,
+    /// What this replica wrote for the resource: a Secret named `spec.secretName` in a
+    /// namespace it wrote into counts whatever its creation time (a write of a round in flight
+    /// when the deletion came, however late it landed).
+    pub written: Option<&'r Written>,
+}
+
+impl CleanupRound<'_> {
+    /// Whether `secret` (carrying the owner's labels) may have been made by irsa.
+    fn may_be_irsas(&self, spec: &SecretSpec, secret: &SecretState) -> bool {
+        let (Some(deleted_at), Some(created_at)) = (self.deleted_at, secret.created_at) else {
+            return true;
+        };
+        created_at <= deleted_at.saturating_add(CLEANUP_GRACE_SECS)
+            || (secret.name == spec.secret_name
+                && self
+                    .written
+                    .is_some_and(|w| w.wrote_into(&secret.namespace)))
+    }
+}
+
+/// [`cleanup`], bounded by `round`: Secrets made after the resource's deletion are left alone
+/// ([`CleanupRound::deleted_at`]).
+pub fn cleanup_round(subject: &Subject<'_>, observed: &impl View, round: CleanupRound<'_>) -> Plan {
+    let max = round.max;
     let mut plan = Plan::default();
     let mut patches = Patches::new(&subject.owner);
-    let ours = observed
-        .secrets()
-        .filter(|s| subject.may_touch(&s.namespace) && s.is_written_by(&subject.owner));
+    let ours = observed.secrets().filter(|s| {
+        subject.may_touch(&s.namespace)
+            && s.is_written_by(&subject.owner)
+            && round.may_be_irsas(subject.spec, s)
+    });
     let doomed = remove(&mut patches, subject.spec.deletion_policy, observed, ours);
     let (patches, patches_left) = patches.finish(max);
     plan.service_account_patches = patches;

@@ -67,6 +67,7 @@ fn apply(observed: &Observed, plan: &Plan) -> Observed {
             content_hash: s.annotations.get(CONTENT_HASH_ANNOTATION).cloned(),
             checked: Checked::default(),
             expires_at: None,
+            created_at: None,
         });
     }
     for p in &plan.service_account_patches {
@@ -1648,4 +1649,65 @@ fn a_cleanup_round_is_bounded_and_deletes_nothing_while_patches_wait() {
             .all(|sa| sa.image_pull_secrets.is_empty())
     );
     assert!(cleanup(&subject, &observed, 4).is_noop());
+}
+
+#[test]
+fn a_cleanup_leaves_alone_secrets_made_after_the_deletion() {
+    // Review finding M2: irsa writes nothing for a resource being deleted, so a Secret carrying
+    // its labels but made more than the grace after its deletionTimestamp is someone else's:
+    // neither counted (it cannot hold the finalizer) nor deleted. One made before, within the
+    // grace, or of unknown age may be irsa's and is deleted; so is `spec.secretName` in a
+    // namespace this replica wrote into, however late it was made.
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let hash = hash_for(&spec, "", PASSWORD);
+    let deleted_at = NOW;
+    let late = deleted_at + CLEANUP_GRACE_SECS + 1;
+    let ours = |ns: &str, name: &str| SecretState::owned(ns, name, &owner(), &hash);
+    let mut observed = Observed::default()
+        .secret(ours("a", "ecr-pull").created_at(deleted_at - 3600))
+        .secret(ours("b", "ecr-pull"))
+        .secret(ours("c", "ecr-pull").created_at(deleted_at + CLEANUP_GRACE_SECS))
+        .secret(ours("d", "ecr-pull").created_at(late))
+        .secret(ours("e", "ecr-pull").created_at(late))
+        .secret(ours("e", "forged").created_at(late));
+    for ns in ["a", "b", "c", "d", "e"] {
+        observed = observed.namespace(NamespaceState::new(ns));
+    }
+    let mut written = Written::default();
+    written.record(&hash, ["e"]);
+    let round = CleanupRound {
+        max: 100,
+        deleted_at: Some(deleted_at),
+        written: Some(&written),
+    };
+    let p = cleanup_round(&subject, &observed, round);
+    assert_eq!(
+        deletions(&p),
+        vec![
+            ("a", "ecr-pull"),
+            ("b", "ecr-pull"),
+            ("c", "ecr-pull"),
+            ("e", "ecr-pull")
+        ]
+    );
+    assert_eq!(p.left, 0);
+    // Without the deletion time (or the record) every labelled Secret counts, as before.
+    assert_eq!(cleanup(&subject, &observed, 100).deletions.len(), 6);
+    let unrecorded = CleanupRound {
+        written: None,
+        ..round
+    };
+    assert_eq!(
+        deletions(&cleanup_round(&subject, &observed, unrecorded)),
+        vec![("a", "ecr-pull"), ("b", "ecr-pull"), ("c", "ecr-pull")]
+    );
+    // A tenant's late Secrets, however many, leave nothing for the next round.
+    for i in 0..50 {
+        observed = observed.secret(ours("d", &format!("x{i}")).created_at(late));
+    }
+    let bounded = CleanupRound { max: 4, ..round };
+    let p = cleanup_round(&subject, &observed, bounded);
+    assert_eq!((p.deletions.len(), p.left), (4, 0));
 }
