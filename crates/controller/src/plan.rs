@@ -199,7 +199,12 @@ pub struct NamespaceState {
     pub labels: Labels,
     /// Whether it is being deleted (phase `Terminating` or a deletion timestamp).
     pub terminating: bool,
+    /// `metadata.uid`: a namespace deleted and made again under its name has another one.
+    pub uid: Option<String>,
 }
+
+/// A namespace as [`Written`] tells them apart: its name and uid.
+pub type NamespaceId<'a> = (&'a str, Option<&'a str>);
 
 impl NamespaceState {
     /// An active namespace without labels.
@@ -208,7 +213,19 @@ impl NamespaceState {
             name: name.to_owned(),
             labels: Labels::default(),
             terminating: false,
+            uid: None,
         }
+    }
+
+    /// With a uid.
+    pub fn with_uid(mut self, uid: &str) -> Self {
+        self.uid = Some(uid.to_owned());
+        self
+    }
+
+    /// Its name and uid.
+    pub fn id(&self) -> NamespaceId<'_> {
+        (&self.name, self.uid.as_deref())
     }
 
     /// With a label.
@@ -905,7 +922,8 @@ pub const URGENT_MARGIN_SECS: i64 = irsa_core::refresh::MAX_EXPIRY_MARGIN_SECS;
 /// The order in which a round takes its candidate writes: urgent ones (creates, and updates of
 /// Secrets expiring within [`URGENT_MARGIN_SECS`]) before routine ones; within each, the
 /// Secrets irsa has not yet written the current content into before the *rewrites*; then by
-/// [`urgency`]; then (beside it in the candidate) by namespace.
+/// [`urgency`]; then (beside it in the candidate) by namespace. ServiceAccount patches go after
+/// the urgent writes that are not rewrites, ahead of every rewrite ([`plan_round`]).
 ///
 /// Why rewrites go last (review finding L1): a tenant may edit its own copies (content changed,
 /// `irsa.dev/expires-at` forged into the past or removed), and such a Secret ranks as expired
@@ -917,12 +935,18 @@ pub const URGENT_MARGIN_SECS: i64 = irsa_core::refresh::MAX_EXPIRY_MARGIN_SECS;
 /// whose Secret differs again (edited, or deleted and left missing), was changed behind irsa's
 /// back, and its rewrite waits behind every Secret that is out of date for a reason irsa knows
 /// (a refreshed credential, a new namespace). A forger's namespaces are thus rewritten once
-/// each as any other, and afterwards only with what is left of a round's urgent budget; a
-/// namespace deleted and made again under the same name (a false positive) is still urgent,
-/// only behind the others.
+/// each as any other, and afterwards only with what is left of a round once the genuine
+/// urgent writes and the ServiceAccount patches are in (review 23, L1: urgent rewrites ahead of
+/// the patches let a tenant holding a chunk's worth of namespaces stop every other namespace's
+/// patches). They still go ahead of routine refreshes: those are of Secrets valid for longer
+/// than [`URGENT_MARGIN_SECS`] and turn urgent (class 0, first) before they expire, whereas a
+/// deleted or broken copy (an admin's clean-up, a GitOps prune, not always a forger) stops pulls
+/// now. A namespace deleted and made again under the same name is another namespace to the
+/// record (it has another uid, [`NamespaceId`]), so its write is not a rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
-    /// 0: urgent, not a rewrite; 1: urgent rewrite; 2: routine; 3: routine rewrite.
+    /// 0: urgent, not a rewrite; 1: urgent rewrite; 2: routine; 3: routine rewrite. Patches
+    /// go between 0 and 1.
     class: u8,
     urgency: (u8, i64),
 }
@@ -935,12 +959,14 @@ impl Rank {
         }
     }
 
-    fn is_urgent(&self) -> bool {
-        self.class < 2
+    /// Whether it goes ahead of the ServiceAccount patches.
+    fn precedes_patches(&self) -> bool {
+        self.class == 0
     }
 }
 
-/// What irsa itself wrote for one owner: the namespaces it wrote one content (by
+/// What irsa itself wrote for one owner: the namespaces ([`NamespaceId`]: by name and uid) it
+/// wrote one content (by
 /// [`DesiredSecret::content_hash`]) into, since that content became current. The controller
 /// keeps one per resource and records each round's successful writes ([`Written::record`]);
 /// [`plan_round`] ranks a rewrite of such a namespace after the other writes ([`Rank`]).
@@ -966,7 +992,7 @@ impl Written {
     pub fn record<'a>(
         &mut self,
         content_hash: &str,
-        namespaces: impl IntoIterator<Item = &'a str>,
+        namespaces: impl IntoIterator<Item = NamespaceId<'a>>,
     ) {
         if self.content_hash != content_hash {
             self.content_hash = content_hash.to_owned();
@@ -978,16 +1004,16 @@ impl Written {
     }
 
     /// Whether irsa wrote the content last recorded into `namespace`.
-    pub fn wrote_into(&self, namespace: &str) -> bool {
+    pub fn wrote_into(&self, namespace: NamespaceId<'_>) -> bool {
         self.namespaces.contains(&self.fingerprint(namespace))
     }
 
     /// Whether irsa wrote `content_hash` into `namespace` (since it became current).
-    pub fn wrote(&self, content_hash: &str, namespace: &str) -> bool {
+    pub fn wrote(&self, content_hash: &str, namespace: NamespaceId<'_>) -> bool {
         self.content_hash == content_hash && self.namespaces.contains(&self.fingerprint(namespace))
     }
 
-    fn fingerprint(&self, namespace: &str) -> u64 {
+    fn fingerprint(&self, namespace: NamespaceId<'_>) -> u64 {
         use std::hash::BuildHasher;
         self.key.hash_one(namespace)
     }
@@ -1045,8 +1071,8 @@ pub struct Round<'r> {
     /// Namespaces whose state the caller wants in [`Plan::states`].
     pub watched: &'r BTreeSet<String>,
     /// What irsa wrote for this resource so far: a namespace it already wrote the current
-    /// content into is rewritten after the others of its urgency ([`Rank`]); `None` for no
-    /// record.
+    /// content into is rewritten after the others of its urgency, and after the patches when
+    /// urgent ([`Rank`]); `None` for no record.
     pub written: Option<&'r Written>,
 }
 
@@ -1094,7 +1120,8 @@ struct Seen<'a> {
 /// within [`URGENT_MARGIN_SECS`] of `round.now`, then ServiceAccount patches, then the updates
 /// of still-valid secrets, then deletions; the rest is counted in [`Plan::left`]. Within each
 /// group of writes, those into namespaces [`Round::written`] says irsa already wrote the
-/// current content into go last ([`Rank`]).
+/// current content into go last ([`Rank`]); the urgent ones of them after the ServiceAccount
+/// patches too.
 pub fn plan_round(
     subject: &Subject<'_>,
     observed: &impl View,
@@ -1117,6 +1144,7 @@ pub fn plan_round(
     let mut candidates: Vec<(Rank, &str)> = Vec::new();
     let urgent_until = round.now.saturating_add(URGENT_MARGIN_SECS);
     for ns in observed.namespaces().filter(|ns| subject.serves(ns)) {
+        let id = ns.id();
         let ns = ns.name.as_str();
         let existing = by_name.get(ns).copied();
         let (state, kind) = match (existing, &template) {
@@ -1162,7 +1190,7 @@ pub fn plan_round(
             let at = existing.and_then(|s| s.expires_at);
             let urgency = urgency(kind, at, round.now);
             let urgent = urgency.0 == 0 || urgency.1 <= urgent_until;
-            let rewrite = round.written.is_some_and(|w| w.wrote(&t.content_hash, ns));
+            let rewrite = round.written.is_some_and(|w| w.wrote(&t.content_hash, id));
             candidates.push((Rank::new(urgent, rewrite, urgency), ns));
         }
         seen.push(Seen {
@@ -1172,16 +1200,16 @@ pub fn plan_round(
         });
     }
     // The round's budget, in this order: (1) creates and updates of secrets expired or about
-    // to (within the margin), (2)
-    // ServiceAccount patches, (3) updates of still-valid secrets (a routine refresh), (4)
-    // deletions. A new namespace's pods can pull once its Secret and its ServiceAccount entry
+    // to (within the margin), (2) ServiceAccount patches, (2b) the urgent rewrites of secrets
+    // changed behind irsa's back ([`Rank`]), (3) updates of still-valid secrets (a routine
+    // refresh), (4) deletions. A new namespace's pods can pull once its Secret and its ServiceAccount entry
     // are in, so neither waits behind a refresh of thousands of valid secrets; a tenant's
     // thousands of ServiceAccounts or forged Secrets make more rounds, never a longer one
     // other namespaces' missing Secrets wait behind (group 1 is first).
     let max = round.max_writes;
     let urgent = candidates
         .iter()
-        .filter(|(rank, _)| rank.is_urgent())
+        .filter(|(rank, _)| rank.precedes_patches())
         .count();
     let first = urgent.min(max);
     // The `first` most urgent candidates go to the front, without sorting the others (group 1
@@ -1332,8 +1360,9 @@ pub struct CleanupRound<'r> {
 }
 
 impl CleanupRound<'_> {
-    /// Whether `secret` (carrying the owner's labels) may have been made by irsa.
-    fn may_be_irsas(&self, spec: &SecretSpec, secret: &SecretState) -> bool {
+    /// Whether `secret` (carrying the owner's labels) may have been made by irsa; `uid` is
+    /// its namespace's.
+    fn may_be_irsas(&self, spec: &SecretSpec, secret: &SecretState, uid: Option<&str>) -> bool {
         let (Some(deleted_at), Some(created_at)) = (self.deleted_at, secret.created_at) else {
             return true;
         };
@@ -1341,7 +1370,7 @@ impl CleanupRound<'_> {
             || (secret.name == spec.secret_name
                 && self
                     .written
-                    .is_some_and(|w| w.wrote_into(&secret.namespace)))
+                    .is_some_and(|w| w.wrote_into((&secret.namespace, uid))))
     }
 }
 
@@ -1354,7 +1383,13 @@ pub fn cleanup_round(subject: &Subject<'_>, observed: &impl View, round: Cleanup
     let ours = observed.secrets().filter(|s| {
         subject.may_touch(&s.namespace)
             && s.is_written_by(&subject.owner)
-            && round.may_be_irsas(subject.spec, s)
+            && round.may_be_irsas(
+                subject.spec,
+                s,
+                observed
+                    .namespace(&s.namespace)
+                    .and_then(|ns| ns.uid.as_deref()),
+            )
     });
     let doomed = remove(&mut patches, subject.spec.deletion_policy, observed, ours);
     let (patches, patches_left) = patches.finish(max);

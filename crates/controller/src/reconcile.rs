@@ -1147,9 +1147,20 @@ async fn converge(
         watched: &watched,
         written: Some(&wrote),
     };
-    let plan = {
+    // The uids of the namespaces written into, as planned: the record tells a namespace made
+    // again under its name (while the round ran, too) from the one written into.
+    let (plan, uids) = {
         let index = ctx.index();
-        plan::plan_round(subject, &index.view(subject), config, round)
+        let plan = plan::plan_round(subject, &index.view(subject), config, round);
+        let uids: HashMap<String, Option<String>> = plan
+            .writes
+            .iter()
+            .map(|w| {
+                let ns = &w.secret.namespace;
+                (ns.clone(), index.namespace(ns).and_then(|n| n.uid.clone()))
+            })
+            .collect();
+        (plan, uids)
     };
     let left = plan.left;
     let attempted = attempted(&plan);
@@ -1172,7 +1183,10 @@ async fn converge(
         // Every write of a round carries the same content.
         wrote.record(
             &w.secret.content_hash,
-            outcome.written.iter().map(String::as_str),
+            outcome
+                .written
+                .iter()
+                .map(|ns| (ns.as_str(), uids.get(ns).and_then(Option::as_deref))),
         );
     }
     ctx.reported(&subject.owner, |r| {
