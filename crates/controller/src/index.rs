@@ -309,6 +309,7 @@ fn namespace_state(meta: &ObjectMeta) -> Option<NamespaceState> {
         name: meta.name.clone()?,
         labels: meta.labels.as_ref().map(Labels::from).unwrap_or_default(),
         terminating: meta.deletion_timestamp.is_some(),
+        uid: meta.uid.clone(),
     })
 }
 

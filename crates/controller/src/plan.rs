@@ -199,7 +199,12 @@ pub struct NamespaceState {
     pub labels: Labels,
     /// Whether it is being deleted (phase `Terminating` or a deletion timestamp).
     pub terminating: bool,
+    /// `metadata.uid`: a namespace deleted and made again under its name has another one.
+    pub uid: Option<String>,
 }
+
+/// A namespace as [`Written`] tells them apart: its name and uid.
+pub type NamespaceId<'a> = (&'a str, Option<&'a str>);
 
 impl NamespaceState {
     /// An active namespace without labels.
@@ -208,7 +213,19 @@ impl NamespaceState {
             name: name.to_owned(),
             labels: Labels::default(),
             terminating: false,
+            uid: None,
         }
+    }
+
+    /// With a uid.
+    pub fn with_uid(mut self, uid: &str) -> Self {
+        self.uid = Some(uid.to_owned());
+        self
+    }
+
+    /// Its name and uid.
+    pub fn id(&self) -> NamespaceId<'_> {
+        (&self.name, self.uid.as_deref())
     }
 
     /// With a label.
@@ -244,6 +261,9 @@ pub struct SecretState {
     /// seconds). Anyone who may edit the Secret may change it: it only orders writes (an
     /// expired or soon-expiring Secret is rewritten first), never vouches for a credential.
     pub expires_at: Option<i64>,
+    /// `metadata.creationTimestamp` (Unix seconds), set by the API server: the cleanup of a
+    /// deleted resource leaves alone a Secret made after the deletion ([`CleanupRound`]).
+    pub created_at: Option<i64>,
 }
 
 /// The identity and version of an object as irsa checked it (both set by the API server).
@@ -276,6 +296,7 @@ impl SecretState {
             content_hash: None,
             checked: Checked::default(),
             expires_at: None,
+            created_at: None,
         }
     }
 
@@ -298,6 +319,12 @@ impl SecretState {
     /// With a type.
     pub fn with_type(mut self, type_: &str) -> Self {
         self.type_ = Some(type_.to_owned());
+        self
+    }
+
+    /// Made at `created_at` (Unix seconds).
+    pub fn created_at(mut self, created_at: i64) -> Self {
+        self.created_at = Some(created_at);
         self
     }
 
@@ -331,6 +358,11 @@ impl SecretState {
                 .as_ref()
                 .and_then(|a| a.get(crate::provenance::EXPIRES_AT_ANNOTATION))
                 .and_then(|t| irsa_core::time::parse_rfc3339(t)),
+            created_at: secret
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second()),
         })
     }
 
@@ -890,7 +922,8 @@ pub const URGENT_MARGIN_SECS: i64 = irsa_core::refresh::MAX_EXPIRY_MARGIN_SECS;
 /// The order in which a round takes its candidate writes: urgent ones (creates, and updates of
 /// Secrets expiring within [`URGENT_MARGIN_SECS`]) before routine ones; within each, the
 /// Secrets irsa has not yet written the current content into before the *rewrites*; then by
-/// [`urgency`]; then (beside it in the candidate) by namespace.
+/// [`urgency`]; then (beside it in the candidate) by namespace. ServiceAccount patches go after
+/// the urgent writes that are not rewrites, ahead of every rewrite ([`plan_round`]).
 ///
 /// Why rewrites go last (review finding L1): a tenant may edit its own copies (content changed,
 /// `irsa.dev/expires-at` forged into the past or removed), and such a Secret ranks as expired
@@ -902,12 +935,18 @@ pub const URGENT_MARGIN_SECS: i64 = irsa_core::refresh::MAX_EXPIRY_MARGIN_SECS;
 /// whose Secret differs again (edited, or deleted and left missing), was changed behind irsa's
 /// back, and its rewrite waits behind every Secret that is out of date for a reason irsa knows
 /// (a refreshed credential, a new namespace). A forger's namespaces are thus rewritten once
-/// each as any other, and afterwards only with what is left of a round's urgent budget; a
-/// namespace deleted and made again under the same name (a false positive) is still urgent,
-/// only behind the others.
+/// each as any other, and afterwards only with what is left of a round once the genuine
+/// urgent writes and the ServiceAccount patches are in (review 23, L1: urgent rewrites ahead of
+/// the patches let a tenant holding a chunk's worth of namespaces stop every other namespace's
+/// patches). They still go ahead of routine refreshes: those are of Secrets valid for longer
+/// than [`URGENT_MARGIN_SECS`] and turn urgent (class 0, first) before they expire, whereas a
+/// deleted or broken copy (an admin's clean-up, a GitOps prune, not always a forger) stops pulls
+/// now. A namespace deleted and made again under the same name is another namespace to the
+/// record (it has another uid, [`NamespaceId`]), so its write is not a rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Rank {
-    /// 0: urgent, not a rewrite; 1: urgent rewrite; 2: routine; 3: routine rewrite.
+    /// 0: urgent, not a rewrite; 1: urgent rewrite; 2: routine; 3: routine rewrite. Patches
+    /// go between 0 and 1.
     class: u8,
     urgency: (u8, i64),
 }
@@ -920,12 +959,14 @@ impl Rank {
         }
     }
 
-    fn is_urgent(&self) -> bool {
-        self.class < 2
+    /// Whether it goes ahead of the ServiceAccount patches.
+    fn precedes_patches(&self) -> bool {
+        self.class == 0
     }
 }
 
-/// What irsa itself wrote for one owner: the namespaces it wrote one content (by
+/// What irsa itself wrote for one owner: the namespaces ([`NamespaceId`]: by name and uid) it
+/// wrote one content (by
 /// [`DesiredSecret::content_hash`]) into, since that content became current. The controller
 /// keeps one per resource and records each round's successful writes ([`Written::record`]);
 /// [`plan_round`] ranks a rewrite of such a namespace after the other writes ([`Rank`]).
@@ -951,7 +992,7 @@ impl Written {
     pub fn record<'a>(
         &mut self,
         content_hash: &str,
-        namespaces: impl IntoIterator<Item = &'a str>,
+        namespaces: impl IntoIterator<Item = NamespaceId<'a>>,
     ) {
         if self.content_hash != content_hash {
             self.content_hash = content_hash.to_owned();
@@ -962,12 +1003,17 @@ impl Written {
         }
     }
 
+    /// Whether irsa wrote the content last recorded into `namespace`.
+    pub fn wrote_into(&self, namespace: NamespaceId<'_>) -> bool {
+        self.namespaces.contains(&self.fingerprint(namespace))
+    }
+
     /// Whether irsa wrote `content_hash` into `namespace` (since it became current).
-    pub fn wrote(&self, content_hash: &str, namespace: &str) -> bool {
+    pub fn wrote(&self, content_hash: &str, namespace: NamespaceId<'_>) -> bool {
         self.content_hash == content_hash && self.namespaces.contains(&self.fingerprint(namespace))
     }
 
-    fn fingerprint(&self, namespace: &str) -> u64 {
+    fn fingerprint(&self, namespace: NamespaceId<'_>) -> u64 {
         use std::hash::BuildHasher;
         self.key.hash_one(namespace)
     }
@@ -1025,8 +1071,8 @@ pub struct Round<'r> {
     /// Namespaces whose state the caller wants in [`Plan::states`].
     pub watched: &'r BTreeSet<String>,
     /// What irsa wrote for this resource so far: a namespace it already wrote the current
-    /// content into is rewritten after the others of its urgency ([`Rank`]); `None` for no
-    /// record.
+    /// content into is rewritten after the others of its urgency, and after the patches when
+    /// urgent ([`Rank`]); `None` for no record.
     pub written: Option<&'r Written>,
 }
 
@@ -1074,7 +1120,8 @@ struct Seen<'a> {
 /// within [`URGENT_MARGIN_SECS`] of `round.now`, then ServiceAccount patches, then the updates
 /// of still-valid secrets, then deletions; the rest is counted in [`Plan::left`]. Within each
 /// group of writes, those into namespaces [`Round::written`] says irsa already wrote the
-/// current content into go last ([`Rank`]).
+/// current content into go last ([`Rank`]); the urgent ones of them after the ServiceAccount
+/// patches too.
 pub fn plan_round(
     subject: &Subject<'_>,
     observed: &impl View,
@@ -1097,6 +1144,7 @@ pub fn plan_round(
     let mut candidates: Vec<(Rank, &str)> = Vec::new();
     let urgent_until = round.now.saturating_add(URGENT_MARGIN_SECS);
     for ns in observed.namespaces().filter(|ns| subject.serves(ns)) {
+        let id = ns.id();
         let ns = ns.name.as_str();
         let existing = by_name.get(ns).copied();
         let (state, kind) = match (existing, &template) {
@@ -1142,7 +1190,7 @@ pub fn plan_round(
             let at = existing.and_then(|s| s.expires_at);
             let urgency = urgency(kind, at, round.now);
             let urgent = urgency.0 == 0 || urgency.1 <= urgent_until;
-            let rewrite = round.written.is_some_and(|w| w.wrote(&t.content_hash, ns));
+            let rewrite = round.written.is_some_and(|w| w.wrote(&t.content_hash, id));
             candidates.push((Rank::new(urgent, rewrite, urgency), ns));
         }
         seen.push(Seen {
@@ -1152,16 +1200,16 @@ pub fn plan_round(
         });
     }
     // The round's budget, in this order: (1) creates and updates of secrets expired or about
-    // to (within the margin), (2)
-    // ServiceAccount patches, (3) updates of still-valid secrets (a routine refresh), (4)
-    // deletions. A new namespace's pods can pull once its Secret and its ServiceAccount entry
+    // to (within the margin), (2) ServiceAccount patches, (2b) the urgent rewrites of secrets
+    // changed behind irsa's back ([`Rank`]), (3) updates of still-valid secrets (a routine
+    // refresh), (4) deletions. A new namespace's pods can pull once its Secret and its ServiceAccount entry
     // are in, so neither waits behind a refresh of thousands of valid secrets; a tenant's
     // thousands of ServiceAccounts or forged Secrets make more rounds, never a longer one
     // other namespaces' missing Secrets wait behind (group 1 is first).
     let max = round.max_writes;
     let urgent = candidates
         .iter()
-        .filter(|(rank, _)| rank.is_urgent())
+        .filter(|(rank, _)| rank.precedes_patches())
         .count();
     let first = urgent.min(max);
     // The `first` most urgent candidates go to the front, without sorting the others (group 1
@@ -1274,11 +1322,75 @@ pub fn plan_round(
 /// 10,000 targets would be one reconcile of 10,000 requests, holding up everything else of it
 /// and running into timeouts.
 pub fn cleanup(subject: &Subject<'_>, observed: &impl View, max: usize) -> Plan {
+    cleanup_round(
+        subject,
+        observed,
+        CleanupRound {
+            max,
+            deleted_at: None,
+            written: None,
+        },
+    )
+}
+
+/// How long after a resource's `deletionTimestamp` a Secret carrying its labels may still have
+/// been made by irsa, and so is removed by the cleanup ([`CleanupRound::deleted_at`]). irsa
+/// plans no write for a resource being deleted, but a round planned before the deletion
+/// reached the controller (the resource watch's lag, a round in flight: each request may take
+/// [`crate::writer::REQUEST_TIMEOUT`], 30 s) can still create one just after it, in a replica
+/// that may then restart or hand over before the cleanup; the two timestamps may also come from
+/// API server replicas whose clocks differ a little. Two minutes cover all of this with room.
+pub const CLEANUP_GRACE_SECS: i64 = 120;
+
+/// The bounds of one round of a deleted resource's cleanup ([`cleanup_round`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CleanupRound<'r> {
+    /// Most changes to plan (ServiceAccount patches first, then deletions).
+    pub max: usize,
+    /// The resource's `deletionTimestamp` (Unix seconds). A Secret made more than
+    /// [`CLEANUP_GRACE_SECS`] after it was not made by irsa, which writes nothing for a
+    /// resource being deleted, whatever labels it carries (anyone may label a Secret of theirs
+    /// as irsa's): the cleanup neither counts nor deletes it, so that a tenant re-creating such
+    /// Secrets cannot hold the finalizer (review finding M2). `None`: every Secret counts.
+    pub deleted_at: Option<i64>,
+    /// What this replica wrote for the resource: a Secret named `spec.secretName` in a
+    /// namespace it wrote into counts whatever its creation time (a write of a round in flight
+    /// when the deletion came, however late it landed).
+    pub written: Option<&'r Written>,
+}
+
+impl CleanupRound<'_> {
+    /// Whether `secret` (carrying the owner's labels) may have been made by irsa; `uid` is
+    /// its namespace's.
+    fn may_be_irsas(&self, spec: &SecretSpec, secret: &SecretState, uid: Option<&str>) -> bool {
+        let (Some(deleted_at), Some(created_at)) = (self.deleted_at, secret.created_at) else {
+            return true;
+        };
+        created_at <= deleted_at.saturating_add(CLEANUP_GRACE_SECS)
+            || (secret.name == spec.secret_name
+                && self
+                    .written
+                    .is_some_and(|w| w.wrote_into((&secret.namespace, uid))))
+    }
+}
+
+/// [`cleanup`], bounded by `round`: Secrets made after the resource's deletion are left alone
+/// ([`CleanupRound::deleted_at`]).
+pub fn cleanup_round(subject: &Subject<'_>, observed: &impl View, round: CleanupRound<'_>) -> Plan {
+    let max = round.max;
     let mut plan = Plan::default();
     let mut patches = Patches::new(&subject.owner);
-    let ours = observed
-        .secrets()
-        .filter(|s| subject.may_touch(&s.namespace) && s.is_written_by(&subject.owner));
+    let ours = observed.secrets().filter(|s| {
+        subject.may_touch(&s.namespace)
+            && s.is_written_by(&subject.owner)
+            && round.may_be_irsas(
+                subject.spec,
+                s,
+                observed
+                    .namespace(&s.namespace)
+                    .and_then(|ns| ns.uid.as_deref()),
+            )
+    });
     let doomed = remove(&mut patches, subject.spec.deletion_policy, observed, ours);
     let (patches, patches_left) = patches.finish(max);
     plan.service_account_patches = patches;

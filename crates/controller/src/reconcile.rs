@@ -139,6 +139,8 @@ struct Reported {
     /// The namespaces this replica wrote the current content into ([`plan::Written`]): their
     /// rewrites (a tenant's edits) wait behind other namespaces' writes.
     wrote: plan::Written,
+    /// What the last round of the finalizer's cleanup left for the next.
+    cleanup_left: Option<usize>,
 }
 
 /// A namespace whose last write failed: when to try it again, and why it failed.
@@ -722,9 +724,11 @@ where
             .map(|()| Action::await_change())
             .map_err(Error::from),
         Phase::Apply => apply(ctx, obj, &subject, validate()).await,
-        Phase::Cleanup(patch) => match cleanup(ctx, &subject).await {
-            // Rounds are left: the finalizer stays, and the next round follows at once.
-            Ok(Cleanup::Left) => Ok(Action::requeue(Duration::ZERO)),
+        Phase::Cleanup(patch) => match cleanup(ctx, obj.meta(), &subject).await {
+            // Rounds are left: the finalizer stays, and the next round follows at once, or
+            // after a pause when the round found more than the last one left.
+            Ok(Cleanup::Left { grew: false }) => Ok(Action::requeue(Duration::ZERO)),
+            Ok(Cleanup::Left { grew: true }) => Ok(Action::requeue(CLEANUP_PAUSE)),
             Ok(Cleanup::Done) => ctx
                 .writer
                 .patch_finalizers(obj, patch)
@@ -1143,9 +1147,20 @@ async fn converge(
         watched: &watched,
         written: Some(&wrote),
     };
-    let plan = {
+    // The uids of the namespaces written into, as planned: the record tells a namespace made
+    // again under its name (while the round ran, too) from the one written into.
+    let (plan, uids) = {
         let index = ctx.index();
-        plan::plan_round(subject, &index.view(subject), config, round)
+        let plan = plan::plan_round(subject, &index.view(subject), config, round);
+        let uids: HashMap<String, Option<String>> = plan
+            .writes
+            .iter()
+            .map(|w| {
+                let ns = &w.secret.namespace;
+                (ns.clone(), index.namespace(ns).and_then(|n| n.uid.clone()))
+            })
+            .collect();
+        (plan, uids)
     };
     let left = plan.left;
     let attempted = attempted(&plan);
@@ -1168,7 +1183,10 @@ async fn converge(
         // Every write of a round carries the same content.
         wrote.record(
             &w.secret.content_hash,
-            outcome.written.iter().map(String::as_str),
+            outcome
+                .written
+                .iter()
+                .map(|ns| (ns.as_str(), uids.get(ns).and_then(Option::as_deref))),
         );
     }
     ctx.reported(&subject.owner, |r| {
@@ -1516,18 +1534,51 @@ async fn recheck_foreign(ctx: &Context, subject: &Subject<'_>) {
 enum Cleanup {
     /// Everything is removed: the finalizer may go.
     Done,
-    /// Changes are left for the next round.
-    Left,
+    /// Changes are left for the next round. `grew`: this round found more to do than the
+    /// last one left (new Secrets carrying the resource's labels, or new entries).
+    Left {
+        /// Whether more work appeared since the last round.
+        grew: bool,
+    },
 }
+
+/// How long a cleanup that found new work waits before its next round. Work the last round
+/// left follows at once; new work (Secrets labelled as the resource's that appeared meanwhile)
+/// only after this pause, so that whoever keeps making it cannot have irsa spend the shared
+/// write rate limit on it back to back.
+const CLEANUP_PAUSE: Duration = Duration::from_secs(1);
 
 /// One round of the finalizer's cleanup: remove the resource's secrets and service-account
 /// entries unless `deletionPolicy: Retain`, at most a chunk of them, as a round of writes does
 /// ([`ReconcilerConfig::chunk`]).
-async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Cleanup, Error> {
+///
+/// Secrets carrying the resource's labels but made after its deletion are not irsa's and are
+/// left alone ([`plan::CleanupRound::deleted_at`]).
+async fn cleanup(
+    ctx: &Context,
+    meta: &ObjectMeta,
+    subject: &Subject<'_>,
+) -> Result<Cleanup, Error> {
+    let deleted_at = meta.deletion_timestamp.as_ref().map(|t| t.0.as_second());
+    // The record of irsa's writes is taken out while the round plans (as in `converge`).
+    let (wrote, last_left) = ctx.reported(&subject.owner, |r| {
+        (std::mem::take(&mut r.wrote), r.cleanup_left)
+    });
     let plan = {
         let index = ctx.index();
-        plan::cleanup(subject, &index.view(subject), ctx.config.chunk())
+        let round = plan::CleanupRound {
+            max: ctx.config.chunk(),
+            deleted_at,
+            written: Some(&wrote),
+        };
+        plan::cleanup_round(subject, &index.view(subject), round)
     };
+    let found = plan.deletions.len() + plan.service_account_patches.len() + plan.left;
+    let grew = last_left.is_some_and(|left| found > left);
+    ctx.reported(&subject.owner, |r| {
+        r.wrote = wrote;
+        r.cleanup_left = Some(plan.left);
+    });
     let outcome = ctx
         .writer
         .execute(
@@ -1549,7 +1600,7 @@ async fn cleanup(ctx: &Context, subject: &Subject<'_>) -> Result<Cleanup, Error>
     }
     if plan.left > 0 {
         tracing::debug!(resource = %subject.owner, deleted = plan.deletions.len(), left = plan.left, "cleaning up");
-        return Ok(Cleanup::Left);
+        return Ok(Cleanup::Left { grew });
     }
     tracing::info!(resource = %subject.owner, deleted = plan.deletions.len(), policy = ?subject.spec.deletion_policy, "cleaned up");
     ctx.forget_resource(&subject.owner);
@@ -1960,6 +2011,233 @@ mod tests {
         assert_eq!(seen.lock().unwrap().deletes, 10);
         assert_eq!(seen.lock().unwrap().finalizer_patches, 1);
         assert_eq!(reconciles, 3);
+        drop(ctx);
+        server.await.unwrap();
+    }
+
+    /// What [`secrets_api`] saw: the Secrets deleted (`ns/name`) and the finalizer patches.
+    #[derive(Debug, Default)]
+    struct CleanupSeen {
+        deleted: Vec<String>,
+        finalizer_patches: usize,
+    }
+
+    /// A mock API server holding `stored` Secrets (by `ns/name`): reads and deletes them, and
+    /// answers the finalizer patch of `cps` with the resource, its finalizer gone.
+    fn secrets_api(
+        mut api: Api,
+        stored: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
+        cps: &ClusterPullSecret,
+    ) -> (tokio::task::JoinHandle<()>, Arc<Mutex<CleanupSeen>>) {
+        let seen: Arc<Mutex<CleanupSeen>> = Arc::default();
+        let mut answer = serde_json::to_value(cps).unwrap();
+        answer["metadata"]["finalizers"] = json!([]);
+        let server = tokio::spawn({
+            let seen = seen.clone();
+            async move {
+                let respond = |code: u16, body: &serde_json::Value| {
+                    http::Response::builder()
+                        .status(code)
+                        .header("content-type", "application/json")
+                        .body(kube::client::Body::from(serde_json::to_vec(body).unwrap()))
+                        .unwrap()
+                };
+                let not_found = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "code": 404, "reason": "NotFound", "message": "gone"});
+                let deleted = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Success", "code": 200});
+                while let Some((req, send)) = api.next_request().await {
+                    let path = req.uri().path().to_owned();
+                    let secret = path
+                        .strip_prefix("/api/v1/namespaces/")
+                        .and_then(|p| p.split_once("/secrets/"))
+                        .map(|(ns, name)| format!("{ns}/{name}"));
+                    let mut stored = stored.lock().unwrap();
+                    let mut seen = seen.lock().unwrap();
+                    let response = match (req.method().clone(), secret) {
+                        (http::Method::GET, Some(k)) => match stored.get(&k) {
+                            Some(secret) => respond(200, secret),
+                            None => respond(404, &not_found),
+                        },
+                        (http::Method::DELETE, Some(k)) => {
+                            seen.deleted.push(k.clone());
+                            match stored.remove(&k) {
+                                Some(_) => respond(200, &deleted),
+                                None => respond(404, &not_found),
+                            }
+                        }
+                        (http::Method::PATCH, None)
+                            if path.ends_with("/clusterpullsecrets/ecr") =>
+                        {
+                            seen.finalizer_patches += 1;
+                            respond(200, &answer)
+                        }
+                        (method, _) => panic!("unexpected request {method} {path}"),
+                    };
+                    send.send_response(response);
+                }
+            }
+        });
+        (server, seen)
+    }
+
+    fn at(t: i64) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(t).unwrap(),
+        )
+    }
+
+    /// `cps()` deleted at `deleted_at`, with irsa's finalizer.
+    fn deleted_cps(deleted_at: i64) -> ClusterPullSecret {
+        let mut cps = crate::fixtures::cps();
+        cps.metadata.uid = Some("uid-cps".into());
+        cps.metadata.resource_version = Some("7".into());
+        cps.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        cps.metadata.deletion_timestamp = Some(at(deleted_at));
+        cps
+    }
+
+    /// Puts a Secret named `name` in `ns`, carrying `cps()`'s labels and made at `created`,
+    /// into the index and into `stored`.
+    fn put_labelled(
+        ctx: &Context,
+        stored: &Mutex<BTreeMap<String, serde_json::Value>>,
+        ns: &str,
+        name: &str,
+        created: i64,
+    ) {
+        let mut secret = watched_secret(ns, "sha256:current", ctx.now() + 3600, 2);
+        secret.metadata.name = Some(name.into());
+        secret.metadata.uid = Some(format!("uid-{ns}-{name}"));
+        secret.metadata.creation_timestamp = Some(at(created));
+        ctx.index_mut().apply_namespace(&ObjectMeta {
+            name: Some(ns.into()),
+            resource_version: Some("1".into()),
+            ..ObjectMeta::default()
+        });
+        ctx.index_mut().apply_secret(&secret);
+        stored.lock().unwrap().insert(
+            format!("{ns}/{name}"),
+            serde_json::to_value(&secret).unwrap(),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_tenant_recreating_labelled_secrets_after_the_deletion_cannot_hold_the_finalizer() {
+        // Review finding M2: a tenant labels Secrets of its own as the deleted resource's and
+        // makes twice a chunk of new ones after every cleanup round. They were made after the
+        // deletion, when irsa writes nothing for the resource: irsa leaves them alone (never
+        // deletes them), and the finalizer goes once irsa's own Secrets are gone.
+        use crate::credentials::tests as c;
+        let (ctx, api) = mock_context_with(c::store(Arc::new(c::Ecr::default())), |c| {
+            c.write_concurrency = 2;
+            c.qps = 10.0;
+        });
+        assert_eq!(ctx.config.chunk(), 4);
+        let deleted_at = 1_000_000;
+        let cps = deleted_cps(deleted_at);
+        let stored: Arc<Mutex<BTreeMap<String, serde_json::Value>>> = Arc::default();
+        // irsa's own Secrets, in six namespaces, made before the deletion.
+        for i in 0..6 {
+            put_labelled(
+                &ctx,
+                &stored,
+                &format!("ns-{i}"),
+                "regcred",
+                deleted_at - 600,
+            );
+        }
+        // The tenant's: in ns-0, any name, made an hour after the deletion.
+        let tenant_round = |round: usize| {
+            for i in 0..8 {
+                let name = format!("forged-{round}-{i}");
+                put_labelled(&ctx, &stored, "ns-0", &name, deleted_at + 3600);
+            }
+        };
+        tenant_round(0);
+        let (server, seen) = secrets_api(api, stored.clone(), &cps);
+        let cps = Arc::new(cps);
+        let mut reconciles = 0;
+        loop {
+            reconciles += 1;
+            assert!(
+                reconciles <= 4,
+                "the finalizer is still held after {} reconciles",
+                reconciles - 1
+            );
+            let action = reconcile_cluster(cps.clone(), ctx.clone()).await;
+            let action = action.map_err(|e| e.to_string());
+            if seen.lock().unwrap().finalizer_patches > 0 {
+                assert_eq!(action, Ok(Action::await_change()));
+                break;
+            }
+            assert!(action.is_ok(), "reconcile {reconciles}: {action:?}");
+            tenant_round(reconciles);
+        }
+        {
+            let seen = seen.lock().unwrap();
+            assert!(
+                seen.deleted.iter().all(|k| k.ends_with("/regcred")),
+                "irsa deleted a tenant's Secret: {:?}",
+                seen.deleted
+            );
+            assert_eq!(seen.deleted.len(), 6);
+            assert_eq!(seen.finalizer_patches, 1);
+        }
+        let left: Vec<String> = stored.lock().unwrap().keys().cloned().collect();
+        assert_eq!(left.len(), 8 * reconciles, "{left:?}");
+        assert!(left.iter().all(|k| k.starts_with("ns-0/forged-")));
+        drop(ctx);
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_cleanup_round_that_finds_new_work_pauses_before_the_next() {
+        // Labelled Secrets appearing within the grace after the deletion may be irsa's (a round
+        // in flight) and are deleted, but the round that finds them waits a little before the
+        // next: whoever keeps making them cannot have irsa spend the write rate limit back to
+        // back. Work the last round left follows at once.
+        use crate::credentials::tests as c;
+        let (ctx, api) = mock_context_with(c::store(Arc::new(c::Ecr::default())), |c| {
+            c.write_concurrency = 2;
+            c.qps = 10.0;
+        });
+        assert_eq!(ctx.config.chunk(), 4);
+        let deleted_at = 1_000_000;
+        let cps = deleted_cps(deleted_at);
+        let stored: Arc<Mutex<BTreeMap<String, serde_json::Value>>> = Arc::default();
+        for i in 0..6 {
+            put_labelled(
+                &ctx,
+                &stored,
+                &format!("ns-{i}"),
+                "regcred",
+                deleted_at - 600,
+            );
+        }
+        let (server, seen) = secrets_api(api, stored.clone(), &cps);
+        let cps = Arc::new(cps);
+        let mut actions = Vec::new();
+        for round in 0..4 {
+            actions.push(reconcile_cluster(cps.clone(), ctx.clone()).await.unwrap());
+            if round == 0 {
+                for i in 0..8 {
+                    put_labelled(&ctx, &stored, "ns-0", &format!("x{i}"), deleted_at + 10);
+                }
+            }
+        }
+        // 6 found, 2 left; 2 + 8 found (more): pause; 6 left, 6 found; the last 2, done.
+        assert_eq!(
+            actions,
+            vec![
+                Action::requeue(Duration::ZERO),
+                Action::requeue(CLEANUP_PAUSE),
+                Action::requeue(Duration::ZERO),
+                Action::await_change(),
+            ]
+        );
+        assert_eq!(seen.lock().unwrap().deleted.len(), 14);
+        assert!(stored.lock().unwrap().is_empty());
         drop(ctx);
         server.await.unwrap();
     }

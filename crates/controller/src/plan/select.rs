@@ -178,6 +178,7 @@ mod tests {
             name: name.into(),
             labels: labels(l).into(),
             terminating: false,
+            uid: None,
         };
         let selection = NamespaceSelection {
             selector: Some(LabelSelector {

@@ -67,6 +67,7 @@ fn apply(observed: &Observed, plan: &Plan) -> Observed {
             content_hash: s.annotations.get(CONTENT_HASH_ANNOTATION).cloned(),
             checked: Checked::default(),
             expires_at: None,
+            created_at: None,
         });
     }
     for p in &plan.service_account_patches {
@@ -1526,7 +1527,10 @@ fn a_tenant_reforging_its_secrets_every_round_never_starves_another_namespace() 
         }
         if let Some(w) = p.writes.first() {
             let hash = w.secret.content_hash.clone();
-            written.record(&hash, p.writes.iter().map(|w| w.secret.namespace.as_str()));
+            written.record(
+                &hash,
+                p.writes.iter().map(|w| (w.secret.namespace.as_str(), None)),
+            );
         }
         observed = apply(&observed, &p);
         // The tenant forges its copies again.
@@ -1559,8 +1563,8 @@ fn a_rewrite_waits_behind_other_writes_of_its_urgency_and_the_record_follows_the
     let config = credential(PASSWORD);
     let current = hash_for(&spec, "", PASSWORD);
     let mut written = Written::default();
-    written.record(&current, ["a", "b"]);
-    assert!(written.wrote(&current, "a") && !written.wrote(&current, "m"));
+    written.record(&current, [("a", None), ("b", None)]);
+    assert!(written.wrote(&current, ("a", None)) && !written.wrote(&current, ("m", None)));
     fn round(max_writes: usize, written: Option<&Written>) -> Round<'_> {
         Round {
             max_writes,
@@ -1593,8 +1597,8 @@ fn a_rewrite_waits_behind_other_writes_of_its_urgency_and_the_record_follows_the
     );
     // A new content (a refreshed credential) makes every namespace out of date for a reason
     // irsa knows: the record of the old content no longer counts.
-    written.record("sha256:next", ["m"]);
-    assert!(!written.wrote(&current, "a") && written.wrote("sha256:next", "m"));
+    written.record("sha256:next", [("m", None)]);
+    assert!(!written.wrote(&current, ("a", None)) && written.wrote("sha256:next", ("m", None)));
     let p = plan_round(&subject, &observed, Some(&config), round(2, Some(&written)));
     assert_eq!(
         writes(&p),
@@ -1648,4 +1652,197 @@ fn a_cleanup_round_is_bounded_and_deletes_nothing_while_patches_wait() {
             .all(|sa| sa.image_pull_secrets.is_empty())
     );
     assert!(cleanup(&subject, &observed, 4).is_noop());
+}
+
+#[test]
+fn a_cleanup_leaves_alone_secrets_made_after_the_deletion() {
+    // Review finding M2: irsa writes nothing for a resource being deleted, so a Secret carrying
+    // its labels but made more than the grace after its deletionTimestamp is someone else's:
+    // neither counted (it cannot hold the finalizer) nor deleted. One made before, within the
+    // grace, or of unknown age may be irsa's and is deleted; so is `spec.secretName` in a
+    // namespace this replica wrote into, however late it was made.
+    let spec = spec();
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let hash = hash_for(&spec, "", PASSWORD);
+    let deleted_at = NOW;
+    let late = deleted_at + CLEANUP_GRACE_SECS + 1;
+    let ours = |ns: &str, name: &str| SecretState::owned(ns, name, &owner(), &hash);
+    let mut observed = Observed::default()
+        .secret(ours("a", "ecr-pull").created_at(deleted_at - 3600))
+        .secret(ours("b", "ecr-pull"))
+        .secret(ours("c", "ecr-pull").created_at(deleted_at + CLEANUP_GRACE_SECS))
+        .secret(ours("d", "ecr-pull").created_at(late))
+        .secret(ours("e", "ecr-pull").created_at(late))
+        .secret(ours("e", "forged").created_at(late));
+    for ns in ["a", "b", "c", "d", "e"] {
+        observed = observed.namespace(NamespaceState::new(ns));
+    }
+    let mut written = Written::default();
+    written.record(&hash, [("e", None)]);
+    let round = CleanupRound {
+        max: 100,
+        deleted_at: Some(deleted_at),
+        written: Some(&written),
+    };
+    let p = cleanup_round(&subject, &observed, round);
+    assert_eq!(
+        deletions(&p),
+        vec![
+            ("a", "ecr-pull"),
+            ("b", "ecr-pull"),
+            ("c", "ecr-pull"),
+            ("e", "ecr-pull")
+        ]
+    );
+    assert_eq!(p.left, 0);
+    // Without the deletion time (or the record) every labelled Secret counts, as before.
+    assert_eq!(cleanup(&subject, &observed, 100).deletions.len(), 6);
+    let unrecorded = CleanupRound {
+        written: None,
+        ..round
+    };
+    assert_eq!(
+        deletions(&cleanup_round(&subject, &observed, unrecorded)),
+        vec![("a", "ecr-pull"), ("b", "ecr-pull"), ("c", "ecr-pull")]
+    );
+    // A tenant's late Secrets, however many, leave nothing for the next round.
+    for i in 0..50 {
+        observed = observed.secret(ours("d", &format!("x{i}")).created_at(late));
+    }
+    let bounded = CleanupRound { max: 4, ..round };
+    let p = cleanup_round(&subject, &observed, bounded);
+    assert_eq!((p.deletions.len(), p.left), (4, 0));
+}
+
+#[test]
+fn a_tenant_reforging_its_secrets_every_round_never_starves_another_namespaces_patch() {
+    // Review 23, L1. A tenant holds five namespaces `a-0`..`a-4` and forges its Secrets there
+    // again after every round (content changed, expiry in the past: each ranks as expired
+    // now). `z`'s Secret is current, but its ServiceAccount lacks the entry. With a chunk of
+    // four, the patch is made within two rounds: a rewrite of a namespace irsa already wrote
+    // the current content into waits behind the ServiceAccount patches.
+    let mut spec = spec();
+    spec.service_accounts = vec!["default".into()];
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let current = hash_for(&spec, "", PASSWORD);
+    let forged = |ns: &str, round: usize| {
+        SecretState::owned(ns, "ecr-pull", &owner(), &format!("sha256:forged-{round}"))
+            .expiring_at(0)
+    };
+    let tenant: Vec<String> = (0..5).map(|i| format!("a-{i}")).collect();
+    let mut observed = Observed::default()
+        .namespace(NamespaceState::new("z"))
+        .secret(SecretState::owned("z", "ecr-pull", &owner(), &current).expiring_at(NOW + 3600))
+        .service_account(ServiceAccountState::new("z", "default"));
+    for ns in &tenant {
+        observed = observed
+            .namespace(NamespaceState::new(ns))
+            .secret(forged(ns, 0));
+    }
+    let config = credential(PASSWORD);
+    let mut written = Written::default();
+    let mut z_patched_in = None;
+    for n in 1..=10 {
+        let round = Round {
+            max_writes: 4,
+            now: NOW,
+            written: Some(&written),
+            ..Round::unbounded()
+        };
+        let p = plan_round(&subject, &observed, Some(&config), round);
+        assert!(p.writes.len() + p.service_account_patches.len() <= 4);
+        if p.service_account_patches
+            .iter()
+            .any(|sa| sa.namespace == "z")
+        {
+            z_patched_in = Some(n);
+            break;
+        }
+        if let Some(w) = p.writes.first() {
+            let hash = w.secret.content_hash.clone();
+            written.record(
+                &hash,
+                p.writes.iter().map(|w| (w.secret.namespace.as_str(), None)),
+            );
+        }
+        observed = apply(&observed, &p);
+        observed.secrets.retain(|s| !tenant.contains(&s.namespace));
+        for ns in &tenant {
+            observed = observed.secret(forged(ns, n));
+        }
+    }
+    assert!(
+        z_patched_in.is_some_and(|n| n <= 2),
+        "z's ServiceAccount patched in round {z_patched_in:?}"
+    );
+}
+
+#[test]
+fn a_namespace_made_again_under_its_name_is_not_a_rewrite() {
+    // irsa wrote the current content into `a` (uid a-1) and `b`; `z`'s ServiceAccount lacks
+    // the entry. `b`'s Secret was edited since: a rewrite, after the patch. `a` is deleted and
+    // made again under its name (uid a-2), without the Secret: a new namespace to the record,
+    // whose Secret goes ahead of the patch. With `a` still a-1, its Secret deleted by someone,
+    // it is a rewrite and goes after the patch.
+    let mut spec = spec();
+    spec.service_accounts = vec!["default".into()];
+    let selection = NamespaceSelection::default();
+    let subject = subject(&spec, &selection);
+    let current = hash_for(&spec, "", PASSWORD);
+    let config = credential(PASSWORD);
+    let mut written = Written::default();
+    written.record(&current, [("a", Some("a-1")), ("b", Some("b-1"))]);
+    let observed = |a_uid: &str| {
+        Observed::default()
+            .namespace(NamespaceState::new("a").with_uid(a_uid))
+            .namespace(NamespaceState::new("b").with_uid("b-1"))
+            .secret(SecretState::owned("b", "ecr-pull", &owner(), "sha256:edited").expiring_at(0))
+            .namespace(NamespaceState::new("z").with_uid("z-1"))
+            .secret(SecretState::owned("z", "ecr-pull", &owner(), &current))
+            .service_account(ServiceAccountState::new("z", "default"))
+    };
+    let round = Round {
+        max_writes: 2,
+        now: NOW,
+        written: Some(&written),
+        ..Round::unbounded()
+    };
+    let patched = |p: &Plan| -> Vec<String> {
+        p.service_account_patches
+            .iter()
+            .map(|sa| sa.namespace.clone())
+            .collect()
+    };
+    let p = plan_round(&subject, &observed("a-2"), Some(&config), round);
+    assert_eq!(writes(&p), vec![(WriteKind::Create, "a")]);
+    assert_eq!(patched(&p), vec!["z"]);
+    assert_eq!(p.left, 1);
+    let p = plan_round(&subject, &observed("a-1"), Some(&config), round);
+    assert_eq!(writes(&p), vec![(WriteKind::Create, "a")]);
+    assert_eq!(patched(&p), vec!["z"]);
+    let p = plan_round(
+        &subject,
+        &observed("a-1"),
+        Some(&config),
+        Round {
+            max_writes: 1,
+            ..round
+        },
+    );
+    assert_eq!((writes(&p), patched(&p)), (vec![], vec!["z".to_owned()]));
+    let p = plan_round(
+        &subject,
+        &observed("a-2"),
+        Some(&config),
+        Round {
+            max_writes: 1,
+            ..round
+        },
+    );
+    assert_eq!(
+        (writes(&p), patched(&p)),
+        (vec![(WriteKind::Create, "a")], vec![])
+    );
 }
