@@ -132,7 +132,7 @@ fn authorize(
     let iam = state.iam();
     let policies = iam
         .role_by_name(&session.role_name)
-        .map(|r| r.config.permission_policies.clone())
+        .map(|r| iam.permission_policies(r))
         .unwrap_or_default();
     for action in actions {
         let decision = evaluate_permissions(&policies, action, "*");

@@ -33,7 +33,8 @@ pub struct RoleConfig {
     pub path: String,
     /// The trust policy (`AssumeRolePolicyDocument`), as JSON.
     pub trust_policy: Value,
-    /// Identity policies (inline or attached: the sandbox does not distinguish).
+    /// Identity policies; they become the role's inline policies `policy-1`, `policy-2`, …
+    /// (what `ListRolePolicies` and `GetRolePolicy` answer).
     #[serde(default)]
     pub permission_policies: Vec<Value>,
     /// `MaxSessionDuration` in seconds (3600 by default, at most 43200).
@@ -117,6 +118,10 @@ pub struct OidcProvider {
     pub config: OidcProviderConfig,
     /// Parsed external keys, if configured.
     pub jwks: Option<Jwks>,
+    /// `ThumbprintList` (40 hex digits each; AWS no longer needs them for most issuers).
+    pub thumbprints: Vec<String>,
+    /// `CreateDate`, Unix seconds.
+    pub created_at: i64,
 }
 
 /// A registered role.
@@ -128,17 +133,48 @@ pub struct Role {
     pub role_id: String,
     /// The parsed trust policy.
     pub trust_policy: PolicyDocument,
-    /// The configuration.
+    /// The trust policy as given (what `GetRole` answers).
+    pub trust_policy_text: String,
+    /// The configuration; its `permission_policies` are moved into `inline_policies`.
     pub config: RoleConfig,
+    /// Inline policies by name: the document as given, and parsed.
+    pub inline_policies: BTreeMap<String, (String, Value)>,
+    /// ARNs of the attached managed policies, in attachment order.
+    pub attached_policies: Vec<String>,
+    /// `Description`.
+    pub description: Option<String>,
+    /// `CreateDate`, Unix seconds.
+    pub created_at: i64,
 }
 
-/// Providers by issuer host/path, roles by name.
+/// A customer managed policy (one version, `v1`).
+#[derive(Debug, Clone)]
+pub struct ManagedPolicy {
+    /// Its ARN.
+    pub arn: String,
+    /// `PolicyName`.
+    pub name: String,
+    /// `Path`.
+    pub path: String,
+    /// `PolicyId` (`ANPA…`).
+    pub policy_id: String,
+    /// The document as given, and parsed.
+    pub document: (String, Value),
+    /// `Description`.
+    pub description: Option<String>,
+    /// `CreateDate`, Unix seconds.
+    pub created_at: i64,
+}
+
+/// Providers by issuer host/path, roles by name, managed policies by ARN: the one state that
+/// STS, ECR and the IAM query API all read and write.
 #[derive(Debug, Clone)]
 pub struct Iam {
     partition: String,
     account: String,
-    providers: BTreeMap<String, OidcProvider>,
-    roles: BTreeMap<String, Role>,
+    pub(crate) providers: BTreeMap<String, OidcProvider>,
+    pub(crate) roles: BTreeMap<String, Role>,
+    pub(crate) policies: BTreeMap<String, ManagedPolicy>,
 }
 
 impl Iam {
@@ -149,6 +185,7 @@ impl Iam {
             account: account.to_owned(),
             providers: BTreeMap::new(),
             roles: BTreeMap::new(),
+            policies: BTreeMap::new(),
         }
     }
 
@@ -192,6 +229,8 @@ impl Iam {
                 arn: arn.clone(),
                 config,
                 jwks,
+                thumbprints: Vec::new(),
+                created_at: super::clock::wall_now(),
             },
         );
         Ok(arn)
@@ -208,8 +247,9 @@ impl Iam {
         self.providers.values()
     }
 
-    /// Adds or replaces a role.
-    pub fn put_role(&mut self, config: RoleConfig) -> Result<RoleArn, IamError> {
+    /// Adds or replaces a role; its `permission_policies` become the inline policies
+    /// `policy-1`, `policy-2`, ….
+    pub fn put_role(&mut self, mut config: RoleConfig) -> Result<RoleArn, IamError> {
         let arn = RoleArn::new(&self.partition, &self.account, &config.path, &config.name)
             .map_err(|e| IamError::RoleName {
                 name: config.name.clone(),
@@ -227,17 +267,28 @@ impl Iam {
                 reason,
             })?;
         }
+        let trust_policy_text = config.trust_policy.to_string();
         if !(3600..=43200).contains(&config.max_session_duration) {
             return Err(IamError::MaxSessionDuration {
                 name: config.name,
                 value: config.max_session_duration,
             });
         }
+        let inline_policies = std::mem::take(&mut config.permission_policies)
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (format!("policy-{}", i + 1), (p.to_string(), p)))
+            .collect();
         let role = Role {
             role_id: role_id(&arn),
             arn: arn.clone(),
             trust_policy,
+            trust_policy_text,
             config,
+            inline_policies,
+            attached_policies: Vec::new(),
+            description: None,
+            created_at: super::clock::wall_now(),
         };
         self.roles.insert(role.config.name.clone(), role);
         Ok(arn)
@@ -261,6 +312,47 @@ impl Iam {
     pub fn roles(&self) -> impl Iterator<Item = &Role> {
         self.roles.values()
     }
+
+    /// The identity policies that decide what a role's sessions may do: its inline policies
+    /// and the documents of its attached managed policies.
+    pub fn permission_policies(&self, role: &Role) -> Vec<Value> {
+        role.inline_policies
+            .values()
+            .map(|(_, v)| v.clone())
+            .chain(
+                role.attached_policies
+                    .iter()
+                    .filter_map(|arn| self.policies.get(arn))
+                    .map(|p| p.document.1.clone()),
+            )
+            .collect()
+    }
+}
+
+/// Checks an identity (permission) policy as IAM does before storing it: a JSON object with a
+/// `Version` IAM knows (if any) and statements with Effect, Action/NotAction and
+/// Resource/NotResource. The message names the JSON path.
+pub fn check_permission_policy(policy: &Value) -> Result<(), String> {
+    let Value::Object(top) = policy else {
+        return Err("the document must be a JSON object".to_owned());
+    };
+    for key in top.keys() {
+        if !matches!(key.as_str(), "Version" | "Id" | "Statement") {
+            return Err(format!(
+                "{key}: unknown field; allowed: Version, Id, Statement"
+            ));
+        }
+    }
+    match top.get("Version") {
+        None => {}
+        Some(Value::String(v)) if v == "2012-10-17" || v == "2008-10-17" => {}
+        Some(v) => {
+            return Err(format!(
+                "Version: must be \"2012-10-17\" (or the legacy \"2008-10-17\"), found {v}"
+            ));
+        }
+    }
+    statements(policy).map(|_| ())
 }
 
 /// A stable `AROA…` id from the role ARN.
@@ -316,24 +408,38 @@ fn statements(policy: &Value) -> Result<Vec<PermissionStatement>, String> {
     let list = match policy.get("Statement") {
         Some(Value::Array(items)) => items.clone(),
         Some(one @ Value::Object(_)) => vec![one.clone()],
-        _ => return Err("no Statement".to_owned()),
+        _ => return Err("Statement: missing, or neither an object nor a list".to_owned()),
     };
     list.iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
+            let at = |m: &str| format!("Statement[{i}]: {m}");
+            if !s.is_object() {
+                return Err(at("a statement must be an object"));
+            }
             let allow = match s.get("Effect").and_then(Value::as_str) {
                 Some("Allow") => true,
                 Some("Deny") => false,
-                _ => return Err("Effect must be Allow or Deny".to_owned()),
+                _ => return Err(at("Effect must be Allow or Deny")),
             };
             let (actions, not_action) = match (s.get("Action"), s.get("NotAction")) {
-                (Some(a), None) => (strings(a)?, false),
-                (None, Some(a)) => (strings(a)?, true),
-                _ => return Err("exactly one of Action and NotAction is required".to_owned()),
+                (Some(a), None) => (strings(a).map_err(|e| at(&format!("Action: {e}")))?, false),
+                (None, Some(a)) => (
+                    strings(a).map_err(|e| at(&format!("NotAction: {e}")))?,
+                    true,
+                ),
+                _ => return Err(at("exactly one of Action and NotAction is required")),
             };
             let (resources, not_resource) = match (s.get("Resource"), s.get("NotResource")) {
-                (Some(r), None) => (strings(r)?, false),
-                (None, Some(r)) => (strings(r)?, true),
-                _ => return Err("exactly one of Resource and NotResource is required".to_owned()),
+                (Some(r), None) => (
+                    strings(r).map_err(|e| at(&format!("Resource: {e}")))?,
+                    false,
+                ),
+                (None, Some(r)) => (
+                    strings(r).map_err(|e| at(&format!("NotResource: {e}")))?,
+                    true,
+                ),
+                _ => return Err(at("exactly one of Resource and NotResource is required")),
             };
             Ok(PermissionStatement {
                 allow,

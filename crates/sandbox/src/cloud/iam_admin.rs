@@ -59,9 +59,12 @@ pub(crate) async fn put_provider(
 pub(crate) async fn list_roles(AxState(state): AxState<Arc<State>>) -> Json<Value> {
     state.counters.inc("iam-admin", "ListRoles", "ok");
     let iam = state.iam();
-    Json(
-        json!({"roles": iam.roles().map(|r| json!({"arn": r.arn.to_string(), "roleId": r.role_id, "role": r.config})).collect::<Vec<_>>()}),
-    )
+    Json(json!({"roles": iam.roles().map(|r| {
+            // The policies in force (inline and attached), as the config file would give them.
+            let mut config = r.config.clone();
+            config.permission_policies = iam.permission_policies(r);
+            json!({"arn": r.arn.to_string(), "roleId": r.role_id, "role": config})
+        }).collect::<Vec<_>>()}))
 }
 
 pub(crate) async fn put_role(

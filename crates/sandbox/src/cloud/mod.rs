@@ -3,8 +3,9 @@
 //! listener so that `AWS_ENDPOINT_URL=http://127.0.0.1:PORT` reaches every AWS service.
 //!
 //! Routes:
-//! - `POST /`: AWS APIs, dispatched on `X-Amz-Target` (ECR, ECR Public, JSON 1.1) or on the
-//!   form's `Action` (STS Query API).
+//! - `POST /`: AWS APIs, dispatched on `X-Amz-Target` (ECR, ECR Public, JSON 1.1), else on
+//!   the SigV4 credential scope's service `iam` (or, unsigned, an IAM `Action`) to IAM's Query
+//!   API (see [`iam_query`]), else to STS's Query API.
 //! - `POST /sts/exchange?aud=…&identity=…`: Chainguard.
 //! - `GET /registry/token?service=…&scope=…`: the registry token service (HTTP Basic).
 //! - `GET /.well-known/openid-configuration`, `GET /openid/v1/jwks`: the OIDC issuer.
@@ -13,7 +14,7 @@
 //!   URL is `outboundIssuerUrl`, by default `http://<the Host the request named>/outbound`).
 //! - `GET /metrics`: request counters.
 //! - `GET|POST /admin/iam/oidc-providers`, `GET|POST /admin/iam/roles`: IAM administration
-//!   (JSON bodies in the config-file format).
+//!   (JSON bodies in the config-file format), over the same state as IAM's Query API.
 //!
 //! [`Cloud::faults`] switches services into outages (in process only).
 //!
@@ -53,6 +54,7 @@ pub mod faults;
 mod http_util;
 pub mod iam;
 mod iam_admin;
+mod iam_query;
 mod oidc;
 mod registry_auth;
 mod registry_process;
@@ -467,6 +469,7 @@ async fn dispatch(
     let request = http_util::collect(&http::Method::POST, &uri, &headers, &body);
     match target.as_deref() {
         Some(t) => ecr::handle(&state, t, &request),
+        None if iam_query::is_iam_request(&request) => iam_query::handle(&state, &request),
         None => sts::handle(&state, &request),
     }
 }

@@ -271,10 +271,8 @@ pub(crate) async fn token(
         .role_name
         .as_deref()
         .and_then(|name| {
-            state
-                .iam()
-                .role_by_name(name)
-                .map(|r| r.config.permission_policies.clone())
+            let iam = state.iam();
+            iam.role_by_name(name).map(|r| iam.permission_policies(r))
         })
         .unwrap_or_default();
     let config = &state.config;

@@ -87,7 +87,7 @@ impl StsError {
         }
     }
 
-    fn render(&self) -> Response {
+    pub(crate) fn render(&self) -> Response {
         let kind = if self.status.is_server_error() {
             "Receiver"
         } else {
@@ -100,12 +100,12 @@ impl StsError {
     }
 }
 
-fn xml_response(status: StatusCode, body: String) -> Response {
+pub(crate) fn xml_response(status: StatusCode, body: String) -> Response {
     (status, [(http::header::CONTENT_TYPE, "text/xml")], body).into_response()
 }
 
 /// The form parameters (body, and query for GET-style callers).
-fn params(request: &Collected) -> Vec<(String, String)> {
+pub(crate) fn params(request: &Collected) -> Vec<(String, String)> {
     let query = request
         .path_and_query
         .split_once('?')
@@ -117,7 +117,7 @@ fn params(request: &Collected) -> Vec<(String, String)> {
         .collect()
 }
 
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(k, _)| k == name)
@@ -508,7 +508,7 @@ fn get_web_identity_token(
             .role_by_name(&session.role_name)
             .ok_or_else(|| StsError::access_denied("GetWebIdentityToken"))?;
         let decision = super::iam::evaluate_permissions(
-            &role.config.permission_policies,
+            &iam.permission_policies(role),
             "sts:GetWebIdentityToken",
             "*",
         );

@@ -1,9 +1,12 @@
-//! Small XML writing helpers for the STS Query API (no XML crate needed for output).
+//! Small XML writing helpers for the STS and IAM Query APIs (no XML crate needed for output).
 
 use std::fmt::Write as _;
 
 /// The STS XML namespace.
 pub(crate) const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+/// The IAM XML namespace.
+pub(crate) const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 
 /// Escapes text for an XML element or attribute.
 pub(crate) fn escape(text: &str) -> String {
@@ -28,7 +31,18 @@ pub(crate) fn element(out: &mut String, name: &str, text: &str) {
 
 /// The `ErrorResponse` document STS answers with.
 pub(crate) fn error_response(kind: &str, code: &str, message: &str, request_id: &str) -> String {
-    let mut out = format!("<ErrorResponse xmlns=\"{STS_NS}\"><Error>");
+    error_response_in(STS_NS, kind, code, message, request_id)
+}
+
+/// The `ErrorResponse` document of the service whose namespace is `ns`.
+pub(crate) fn error_response_in(
+    ns: &str,
+    kind: &str,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> String {
+    let mut out = format!("<ErrorResponse xmlns=\"{ns}\"><Error>");
     element(&mut out, "Type", kind);
     element(&mut out, "Code", code);
     element(&mut out, "Message", message);
@@ -40,11 +54,39 @@ pub(crate) fn error_response(kind: &str, code: &str, message: &str, request_id: 
 
 /// Wraps a result body in `<{action}Response><{action}Result>…</…><ResponseMetadata>…`.
 pub(crate) fn success_response(action: &str, result_body: &str, request_id: &str) -> String {
-    let mut out = format!(
-        "<{action}Response xmlns=\"{STS_NS}\"><{action}Result>{result_body}</{action}Result><ResponseMetadata>"
-    );
+    success_response_in(STS_NS, action, Some(result_body), request_id)
+}
+
+/// As [`success_response`] in namespace `ns`; `None`: an action without output, answered
+/// with `ResponseMetadata` only (as IAM does for `PutRolePolicy`, `DeleteRole`, …).
+pub(crate) fn success_response_in(
+    ns: &str,
+    action: &str,
+    result_body: Option<&str>,
+    request_id: &str,
+) -> String {
+    let mut out = format!("<{action}Response xmlns=\"{ns}\">");
+    if let Some(body) = result_body {
+        let _ = write!(out, "<{action}Result>{body}</{action}Result>");
+    }
+    out.push_str("<ResponseMetadata>");
     element(&mut out, "RequestId", request_id);
     let _ = write!(out, "</ResponseMetadata></{action}Response>");
+    out
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters: how IAM returns policy
+/// documents inside its XML (clients decode them with a plain percent-decoder, so a space
+/// must be `%20`, never `+`).
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3 / 2);
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
     out
 }
 
@@ -61,6 +103,15 @@ mod tests {
         ] {
             assert_eq!(escape(input), want);
         }
+    }
+
+    #[test]
+    fn percent_encoding_is_rfc3986() {
+        assert_eq!(
+            percent_encode("{\"a\": \"b+c/é\"}"),
+            "%7B%22a%22%3A%20%22b%2Bc%2F%C3%A9%22%7D"
+        );
+        assert_eq!(percent_encode("A-z_0.9~"), "A-z_0.9~");
     }
 
     #[test]
