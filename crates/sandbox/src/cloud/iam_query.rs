@@ -299,6 +299,30 @@ fn resource(iam: &Iam, action: &str, params: &[(String, String)]) -> String {
     "*".to_owned()
 }
 
+/// Applies IAM Query request bodies to `iam`, one `application/x-www-form-urlencoded` body per
+/// line, as the handler does once a caller is authorized, and renders each answer; the number
+/// that succeeded. For the fuzz target (`sandbox_auth`): no bytes may panic the decoder, the
+/// validation or the state changes.
+pub fn apply_query_lines(iam: &mut Iam, lines: &[u8]) -> usize {
+    let mut ok = 0;
+    for line in lines.split(|b| *b == b'\n') {
+        let params: Vec<(String, String)> = form_urlencoded::parse(line)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let action = param(&params, "Action").unwrap_or_default().to_owned();
+        match check_request(&params, &action).and_then(|()| apply(iam, &action, &params)) {
+            Ok(body) => {
+                let _ = success_response_in(IAM_NS, &action, body.as_deref(), "fuzz");
+                ok += 1;
+            }
+            Err(e) => {
+                let _ = e.render();
+            }
+        }
+    }
+    ok
+}
+
 /// Applies one action to the IAM state: the XML inside `<…Result>`, or `None` for actions
 /// without output.
 pub(crate) fn apply(
@@ -1075,6 +1099,20 @@ mod tests {
             Ok(_) => "ok",
             Err(e) => e.code,
         }
+    }
+
+    #[test]
+    fn query_lines_are_decoded_and_applied_in_order() {
+        let mut iam = Iam::new("aws", "111122223333");
+        let trust: String = form_urlencoded::byte_serialize(TRUST.as_bytes()).collect();
+        let lines = format!(
+            "Action=CreateRole&RoleName=puller&AssumeRolePolicyDocument={trust}\n\
+             Action=GetRole&RoleName=puller\n\
+             Action=GetRole&RoleName=%ff%fe\n\
+             garbage\u{0}&&=="
+        );
+        assert_eq!(apply_query_lines(&mut iam, lines.as_bytes()), 2);
+        assert!(iam.role_by_name("puller").is_some());
     }
 
     #[test]

@@ -82,6 +82,7 @@ pub use client::{HttpError, HttpResponse, request as http_request};
 pub use clock::Clock;
 pub use faults::{CloudFaults, CloudService};
 pub use iam::{Iam, IamError, OidcProviderConfig, RoleConfig};
+pub use iam_query::apply_query_lines;
 pub use oidc::{OidcError, OidcIssuer};
 pub use registry_auth::{RegistryAuthConfig, RegistrySigner};
 pub use registry_process::{RegistryError, RegistryProcess, push_image};
