@@ -1328,7 +1328,6 @@ pub fn cleanup(subject: &Subject<'_>, observed: &impl View, max: usize) -> Plan 
         CleanupRound {
             max,
             deleted_at: None,
-            written: None,
         },
     )
 }
@@ -1344,7 +1343,7 @@ pub const CLEANUP_GRACE_SECS: i64 = 120;
 
 /// The bounds of one round of a deleted resource's cleanup ([`cleanup_round`]).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct CleanupRound<'r> {
+pub struct CleanupRound {
     /// Most changes to plan (ServiceAccount patches first, then deletions).
     pub max: usize,
     /// The resource's `deletionTimestamp` (Unix seconds). A Secret made more than
@@ -1353,43 +1352,30 @@ pub struct CleanupRound<'r> {
     /// as irsa's): the cleanup neither counts nor deletes it, so that a tenant re-creating such
     /// Secrets cannot hold the finalizer (review finding M2). `None`: every Secret counts.
     pub deleted_at: Option<i64>,
-    /// What this replica wrote for the resource: a Secret named `spec.secretName` in a
-    /// namespace it wrote into counts whatever its creation time (a write of a round in flight
-    /// when the deletion came, however late it landed).
-    pub written: Option<&'r Written>,
 }
 
-impl CleanupRound<'_> {
-    /// Whether `secret` (carrying the owner's labels) may have been made by irsa; `uid` is
-    /// its namespace's.
-    fn may_be_irsas(&self, spec: &SecretSpec, secret: &SecretState, uid: Option<&str>) -> bool {
+impl CleanupRound {
+    /// Whether `secret` (carrying the owner's labels) may have been made by irsa. No exception
+    /// for `spec.secretName` in a namespace irsa wrote into (review 24a M1): a tenant
+    /// re-creating it there after every round would hold the finalizer for ever. A write of
+    /// irsa's landing later than the grace (a replica stalled that long) is left behind, with
+    /// a credential that expires on its own.
+    fn may_be_irsas(&self, secret: &SecretState) -> bool {
         let (Some(deleted_at), Some(created_at)) = (self.deleted_at, secret.created_at) else {
             return true;
         };
         created_at <= deleted_at.saturating_add(CLEANUP_GRACE_SECS)
-            || (secret.name == spec.secret_name
-                && self
-                    .written
-                    .is_some_and(|w| w.wrote_into((&secret.namespace, uid))))
     }
 }
 
 /// [`cleanup`], bounded by `round`: Secrets made after the resource's deletion are left alone
 /// ([`CleanupRound::deleted_at`]).
-pub fn cleanup_round(subject: &Subject<'_>, observed: &impl View, round: CleanupRound<'_>) -> Plan {
+pub fn cleanup_round(subject: &Subject<'_>, observed: &impl View, round: CleanupRound) -> Plan {
     let max = round.max;
     let mut plan = Plan::default();
     let mut patches = Patches::new(&subject.owner);
     let ours = observed.secrets().filter(|s| {
-        subject.may_touch(&s.namespace)
-            && s.is_written_by(&subject.owner)
-            && round.may_be_irsas(
-                subject.spec,
-                s,
-                observed
-                    .namespace(&s.namespace)
-                    .and_then(|ns| ns.uid.as_deref()),
-            )
+        subject.may_touch(&s.namespace) && s.is_written_by(&subject.owner) && round.may_be_irsas(s)
     });
     let doomed = remove(&mut patches, subject.spec.deletion_policy, observed, ours);
     let (patches, patches_left) = patches.finish(max);

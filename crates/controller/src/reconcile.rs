@@ -1560,23 +1560,18 @@ async fn cleanup(
     subject: &Subject<'_>,
 ) -> Result<Cleanup, Error> {
     let deleted_at = meta.deletion_timestamp.as_ref().map(|t| t.0.as_second());
-    // The record of irsa's writes is taken out while the round plans (as in `converge`).
-    let (wrote, last_left) = ctx.reported(&subject.owner, |r| {
-        (std::mem::take(&mut r.wrote), r.cleanup_left)
-    });
+    let last_left = ctx.reported(&subject.owner, |r| r.cleanup_left);
     let plan = {
         let index = ctx.index();
         let round = plan::CleanupRound {
             max: ctx.config.chunk(),
             deleted_at,
-            written: Some(&wrote),
         };
         plan::cleanup_round(subject, &index.view(subject), round)
     };
     let found = plan.deletions.len() + plan.service_account_patches.len() + plan.left;
     let grew = last_left.is_some_and(|left| found > left);
     ctx.reported(&subject.owner, |r| {
-        r.wrote = wrote;
         r.cleanup_left = Some(plan.left);
     });
     let outcome = ctx
