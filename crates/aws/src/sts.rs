@@ -945,6 +945,40 @@ mod tests {
         assert_eq!(duration_seconds(Duration::MAX), i32::MAX);
     }
 
+    #[test]
+    fn the_session_duration_is_in_the_cache_key_only_when_set() {
+        let role: RoleArn = "arn:aws:iam::123456789012:role/puller".parse().unwrap();
+        let ambient = |chained_role: Option<RoleArn>, secs: Option<u64>| Identity::Ambient {
+            chained_role,
+            session_duration: secs.map(Duration::from_secs),
+        };
+        // Unset: the keys irsa always used (on-disk caches stay valid).
+        assert_eq!(ambient(None, None).cache_key(), "ambient");
+        assert_eq!(
+            ambient(Some(role.clone()), None).cache_key(),
+            format!("ambient|{role}")
+        );
+        assert_eq!(
+            ambient(Some(role.clone()), Some(900)).cache_key(),
+            format!("ambient|{role}\u{1e}duration=900")
+        );
+        assert_ne!(
+            ambient(None, Some(900)).cache_key(),
+            ambient(None, Some(901)).cache_key()
+        );
+        let web = |secs: Option<u64>| Identity::WebIdentity {
+            role_arn: role.clone(),
+            token_source: Arc::new(crate::StaticTokenSource::new(SecretString::from("t"), "x")),
+            session_name: SessionName::derive("s"),
+            session_duration: secs.map(Duration::from_secs),
+        };
+        assert_ne!(web(None).cache_key(), web(Some(3600)).cache_key());
+        assert_eq!(
+            web(Some(3600)).session_duration(),
+            Some(Duration::from_secs(3600))
+        );
+    }
+
     fn settings(region: Option<&str>, choice: StsEndpointChoice) -> StsSettings {
         StsSettings {
             region: region.map(str::to_owned),
