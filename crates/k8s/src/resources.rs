@@ -187,7 +187,9 @@ pub struct IdentitySpec {
     /// from 15m to 12h. STS refuses more than the role's own `MaxSessionDuration` (1h unless
     /// raised), which irsa cannot know in advance: a longer value fails the refresh with STS's
     /// message in the status. A role assumed with `ambient` credentials that are themselves a
-    /// role session (role chaining) is held to 1h. Unset: STS's default, 1h.
+    /// role session (role chaining) is held to 1h; with `ambient` and no `roleArn` it applies
+    /// only when the controller's credentials come from the IRSA variables (not EKS Pod Identity
+    /// or a node role). Unset: STS's default, 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_duration: Option<String>,
 }
