@@ -97,7 +97,10 @@ fn warm_hits(c: &mut Criterion) {
         },
     )
     .unwrap();
-    let identity = Identity::Ambient { chained_role: None };
+    let identity = Identity::Ambient {
+        chained_role: None,
+        session_duration: None,
+    };
     let targets =
         vec![RegistryTarget::parse("123456789012.dkr.ecr.us-east-1.amazonaws.com", None).unwrap()];
     rt.block_on(pipeline.registry_credentials(&identity, &targets))

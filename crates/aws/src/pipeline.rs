@@ -707,7 +707,10 @@ mod tests {
                 ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token"),
             ])
         };
-        let bare = Identity::Ambient { chained_role: None };
+        let bare = Identity::Ambient {
+            chained_role: None,
+            session_duration: None,
+        };
         assert_eq!(roles(irsa(), bare.clone()).await.as_deref(), Some(GOV));
         // A chained role is whose credentials they are.
         let chained: irsa_core::arn::RoleArn =
@@ -716,7 +719,8 @@ mod tests {
             roles(
                 irsa(),
                 Identity::Ambient {
-                    chained_role: Some(chained.clone())
+                    chained_role: Some(chained.clone()),
+                    session_duration: None,
                 }
             )
             .await,
@@ -749,7 +753,10 @@ mod tests {
         .await
         .unwrap();
         let err = p
-            .aws_credentials(&Identity::Ambient { chained_role: None })
+            .aws_credentials(&Identity::Ambient {
+                chained_role: None,
+                session_duration: None,
+            })
             .await
             .unwrap_err()
             .to_string();

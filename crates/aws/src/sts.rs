@@ -44,17 +44,24 @@ pub enum Identity {
         token_source: Arc<dyn TokenSource>,
         /// The role session name (appears in CloudTrail).
         session_name: SessionName,
+        /// `DurationSeconds` of the session; `None`: the pipeline's default.
+        session_duration: Option<Duration>,
     },
     /// The process's own credentials (IRSA variables, EKS Pod Identity, container or instance
     /// role), optionally followed by `AssumeRole` into another role.
     Ambient {
         /// The role to assume with the ambient credentials, for cross-account access.
         chained_role: Option<RoleArn>,
+        /// `DurationSeconds` of the chained session, or without one of the IRSA variables'
+        /// exchange (credentials of the SDK's chain have the lifetime their source gives);
+        /// `None`: the pipeline's default.
+        session_duration: Option<Duration>,
     },
 }
 
 impl Identity {
-    /// A stable key for the cache: the role, session and token source (never the token).
+    /// A stable key for the cache: the role, session, token source (never the token) and the
+    /// session duration when one is set.
     pub fn cache_key(&self) -> String {
         let mut key = String::with_capacity(96);
         self.write_cache_key(&mut key);
@@ -68,18 +75,41 @@ impl Identity {
                 role_arn,
                 token_source,
                 session_name,
+                ..
             } => {
                 use std::fmt::Write as _;
                 let _ = write!(out, "web|{role_arn}|{session_name}|");
                 out.push_str(&token_source.describe());
             }
-            Identity::Ambient { chained_role: None } => out.push_str("ambient"),
+            Identity::Ambient {
+                chained_role: None, ..
+            } => out.push_str("ambient"),
             Identity::Ambient {
                 chained_role: Some(role),
+                ..
             } => {
                 use std::fmt::Write as _;
                 let _ = write!(out, "ambient|{role}");
             }
+        }
+        // Two resources with one role but different durations get different sessions. Absent
+        // when unset, so keys of identities without one are unchanged. `\u{1e}` is in no DNS
+        // name, so the controller's TokenRequest descriptions cannot end with a forged one.
+        if let Some(d) = self.session_duration() {
+            use std::fmt::Write as _;
+            let _ = write!(out, "\u{1e}duration={}", d.as_secs());
+        }
+    }
+
+    /// The session duration this identity asks of STS, when it sets one.
+    pub fn session_duration(&self) -> Option<Duration> {
+        match self {
+            Identity::WebIdentity {
+                session_duration, ..
+            }
+            | Identity::Ambient {
+                session_duration, ..
+            } => *session_duration,
         }
     }
 
@@ -88,7 +118,7 @@ impl Identity {
     pub fn role(&self) -> Option<&RoleArn> {
         match self {
             Identity::WebIdentity { role_arn, .. } => Some(role_arn),
-            Identity::Ambient { chained_role } => chained_role.as_ref(),
+            Identity::Ambient { chained_role, .. } => chained_role.as_ref(),
         }
     }
 
@@ -98,9 +128,9 @@ impl Identity {
     /// both; `None` when the SDK's chain (Pod Identity, instance role) supplies them.
     pub fn role_in(&self, env: &Env) -> Option<RoleArn> {
         match self {
-            Identity::Ambient { chained_role: None } => {
-                irsa_variables(env).and_then(|(role, _)| role.trim().parse().ok())
-            }
+            Identity::Ambient {
+                chained_role: None, ..
+            } => irsa_variables(env).and_then(|(role, _)| role.trim().parse().ok()),
             _ => self.role().cloned(),
         }
     }
@@ -113,9 +143,12 @@ impl Identity {
                 token_source,
                 ..
             } => format!("role {role_arn} (token from {})", token_source.describe()),
-            Identity::Ambient { chained_role: None } => "the ambient AWS credentials".to_owned(),
+            Identity::Ambient {
+                chained_role: None, ..
+            } => "the ambient AWS credentials".to_owned(),
             Identity::Ambient {
                 chained_role: Some(role),
+                ..
             } => format!("role {role} (assumed with the ambient AWS credentials)"),
         }
     }
@@ -533,12 +566,13 @@ impl StsExchange {
         session: &SessionName,
         token: &SecretString,
         source_desc: &str,
+        duration: Option<Duration>,
     ) -> Result<AwsCredentials, StsError> {
         const OP: &str = "sts:AssumeRoleWithWebIdentity";
         let (region, url) = self.target(role)?;
         tracing::debug!(role = %role, session = %session, endpoint = %crate::env::url_for_logs(&url), "assuming role with web identity");
         let client = self.client(region, url, None);
-        let duration = self.settings.duration.map(duration_seconds);
+        let duration = duration.or(self.settings.duration).map(duration_seconds);
         let out = with_retry(&self.settings.retry, OP, || {
             client
                 .assume_role_with_web_identity()
@@ -564,12 +598,13 @@ impl StsExchange {
         base: &AwsCredentials,
         role: &RoleArn,
         session: &SessionName,
+        duration: Option<Duration>,
     ) -> Result<AwsCredentials, StsError> {
         const OP: &str = "sts:AssumeRole";
         let (region, url) = self.target(role)?;
         tracing::debug!(role = %role, session = %session, endpoint = %crate::env::url_for_logs(&url), "assuming chained role");
         let client = self.client(region, url, Some(base));
-        let duration = self.settings.duration.map(duration_seconds);
+        let duration = duration.or(self.settings.duration).map(duration_seconds);
         let out = with_retry(&self.settings.retry, OP, || {
             client
                 .assume_role()
@@ -683,6 +718,15 @@ impl StsExchange {
     /// The process's own credentials: the IRSA variables through this exchange (so the same
     /// endpoints and explanations apply), else the SDK's default chain.
     pub async fn ambient_credentials(&self) -> Result<AwsCredentials, StsError> {
+        self.ambient_credentials_for(None).await
+    }
+
+    /// [`Self::ambient_credentials`], the IRSA variables' session lasting `duration` (`None`:
+    /// the settings' default).
+    async fn ambient_credentials_for(
+        &self,
+        duration: Option<Duration>,
+    ) -> Result<AwsCredentials, StsError> {
         if let Some((role, file)) = irsa_variables(&self.env) {
             let role: RoleArn =
                 role.trim()
@@ -701,7 +745,13 @@ impl StsExchange {
                 source,
             })?;
             return self
-                .assume_role_with_web_identity(&role, &session, &token, &source.describe())
+                .assume_role_with_web_identity(
+                    &role,
+                    &session,
+                    &token,
+                    &source.describe(),
+                    duration,
+                )
                 .await;
         }
         let provider = self.ambient.as_ref().ok_or_else(|| StsError::Ambient {
@@ -736,6 +786,7 @@ impl CredentialExchange for StsExchange {
                     role_arn,
                     token_source,
                     session_name,
+                    session_duration,
                 } => {
                     let token = token_source
                         .token()
@@ -749,11 +800,20 @@ impl CredentialExchange for StsExchange {
                         session_name,
                         &token,
                         &token_source.describe(),
+                        *session_duration,
                     )
                     .await
                 }
-                Identity::Ambient { chained_role } => {
-                    let base = self.ambient_credentials().await?;
+                Identity::Ambient {
+                    chained_role,
+                    session_duration,
+                } => {
+                    // The duration is the chained session's when there is one; the base
+                    // session keeps the settings' default.
+                    let base = match chained_role {
+                        None => self.ambient_credentials_for(*session_duration).await?,
+                        Some(_) => self.ambient_credentials().await?,
+                    };
                     match chained_role {
                         None => Ok(base),
                         Some(role) => {
@@ -762,7 +822,8 @@ impl CredentialExchange for StsExchange {
                                 .get("AWS_ROLE_SESSION_NAME")
                                 .map(|s| SessionName::derive(&s))
                                 .unwrap_or_else(|| SessionName::derive("irsa-chained"));
-                            self.assume_role(&base, role, &session).await
+                            self.assume_role(&base, role, &session, *session_duration)
+                                .await
                         }
                     }
                 }
@@ -882,6 +943,40 @@ mod tests {
         assert_eq!(duration_seconds(Duration::from_secs(3600)), 3600);
         assert_eq!(duration_seconds(Duration::from_secs(1 << 31)), i32::MAX);
         assert_eq!(duration_seconds(Duration::MAX), i32::MAX);
+    }
+
+    #[test]
+    fn the_session_duration_is_in_the_cache_key_only_when_set() {
+        let role: RoleArn = "arn:aws:iam::123456789012:role/puller".parse().unwrap();
+        let ambient = |chained_role: Option<RoleArn>, secs: Option<u64>| Identity::Ambient {
+            chained_role,
+            session_duration: secs.map(Duration::from_secs),
+        };
+        // Unset: the keys irsa always used (on-disk caches stay valid).
+        assert_eq!(ambient(None, None).cache_key(), "ambient");
+        assert_eq!(
+            ambient(Some(role.clone()), None).cache_key(),
+            format!("ambient|{role}")
+        );
+        assert_eq!(
+            ambient(Some(role.clone()), Some(900)).cache_key(),
+            format!("ambient|{role}\u{1e}duration=900")
+        );
+        assert_ne!(
+            ambient(None, Some(900)).cache_key(),
+            ambient(None, Some(901)).cache_key()
+        );
+        let web = |secs: Option<u64>| Identity::WebIdentity {
+            role_arn: role.clone(),
+            token_source: Arc::new(crate::StaticTokenSource::new(SecretString::from("t"), "x")),
+            session_name: SessionName::derive("s"),
+            session_duration: secs.map(Duration::from_secs),
+        };
+        assert_ne!(web(None).cache_key(), web(Some(3600)).cache_key());
+        assert_eq!(
+            web(Some(3600)).session_duration(),
+            Some(Duration::from_secs(3600))
+        );
     }
 
     fn settings(region: Option<&str>, choice: StsEndpointChoice) -> StsSettings {

@@ -125,7 +125,10 @@ fn setup() -> Setup {
 }
 
 fn identity() -> Identity {
-    Identity::Ambient { chained_role: None }
+    Identity::Ambient {
+        chained_role: None,
+        session_duration: None,
+    }
 }
 
 fn targets() -> Vec<RegistryTarget> {

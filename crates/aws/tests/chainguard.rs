@@ -258,6 +258,7 @@ fn identity() -> Identity {
             "cg",
         )),
         session_name: irsa_aws::sts::session_name_for("a", "b"),
+        session_duration: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn identity() -> Identity {
             "double",
         )),
         session_name: irsa_aws::sts::session_name_for("team", "puller"),
+        session_duration: None,
     }
 }
 

@@ -55,7 +55,10 @@ async fn irsa_environment_to_sts_to_ecr_for_several_accounts_and_regions() {
         "333333333333.dkr.ecr.us-east-1.amazonaws.com",
         "444444444444.dkr.ecr.eu-west-1.amazonaws.com/charts/x",
     ];
-    let identity = Identity::Ambient { chained_role: None };
+    let identity = Identity::Ambient {
+        chained_role: None,
+        session_duration: None,
+    };
     let creds = p
         .registry_credentials(&identity, &targets(&hosts))
         .await
@@ -122,6 +125,7 @@ async fn in_memory_token_and_chained_assume_role() {
             "test",
         )),
         session_name: irsa_aws::sts::session_name_for("team", "puller"),
+        session_duration: None,
     };
     let aws = p.aws_credentials(&identity).await.unwrap();
     assert!(
@@ -156,6 +160,7 @@ async fn in_memory_token_and_chained_assume_role() {
                 .parse()
                 .unwrap(),
         ),
+        session_duration: None,
     };
     let creds = chained
         .registry_credentials(
@@ -191,6 +196,7 @@ async fn file_token_source_is_reread_at_every_exchange() {
         role_arn: ROLE.parse().unwrap(),
         token_source: Arc::new(FileTokenSource::new(&file)),
         session_name: irsa_aws::sts::session_name_for("a", "b"),
+        session_duration: None,
     };
     p.aws_credentials(&identity).await.unwrap();
     std::fs::remove_file(&file).unwrap();
@@ -243,6 +249,7 @@ iam.put_role_policy(RoleName='nothing', PolicyName='other', PolicyDocument=json.
             role,
         )),
         session_name: irsa_aws::sts::session_name_for("team", role),
+        session_duration: None,
     };
     let (allowed, denied) = (identity("puller"), identity("nothing"));
     // Unsigned AssumeRoleWithWebIdentity must fall within moto's free requests (see
@@ -285,4 +292,88 @@ iam.put_role_policy(RoleName='nothing', PolicyName='other', PolicyDocument=json.
     let err = ecr.fetch(&ctx, &registry).await.unwrap_err();
     assert!(err.to_string().contains("HTTP 403"), "{err}");
     assert_logs_free_of(&[&token, allowed_creds.secret_access_key.expose()]);
+}
+
+/// Each identity's session duration reaches STS as `DurationSeconds` (moto sets the expiry from
+/// it), over the pipeline's default; two identities of one role that differ only in it get a
+/// session each; chained `AssumeRole` takes it too.
+#[tokio::test]
+async fn each_identitys_session_duration_reaches_sts() {
+    use std::time::{Duration, SystemTime};
+    capture_logs();
+    let moto = Moto::start(&[]);
+    let token = fake_jwt(
+        "system:serviceaccount:team:puller",
+        "sts.amazonaws.com",
+        4_000_000_000,
+    );
+    let p = Pipeline::new(PipelineOptions {
+        env: Env::from_pairs([
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT_URL", moto.url.as_str()),
+        ]),
+        // The default an identity without a duration gets.
+        session_duration: Some(Duration::from_secs(1800)),
+        ..PipelineOptions::default()
+    })
+    .await
+    .unwrap();
+    let identity = |d: Option<u64>| Identity::WebIdentity {
+        role_arn: ROLE.parse().unwrap(),
+        token_source: Arc::new(StaticTokenSource::new(
+            SecretString::from(token.as_str()),
+            "test",
+        )),
+        session_name: irsa_aws::sts::session_name_for("team", "puller"),
+        session_duration: d.map(Duration::from_secs),
+    };
+    // Seconds from now to the expiry, within a few seconds of slack for the round trip.
+    let lifetime = |c: &irsa_aws::AwsCredentials| {
+        c.expires_at
+            .unwrap()
+            .duration_since(SystemTime::now())
+            .unwrap()
+            .as_secs()
+    };
+    let near = |got: u64, want: u64| got <= want && got + 30 >= want;
+
+    let long = p.aws_credentials(&identity(Some(43_200))).await.unwrap();
+    let short = p.aws_credentials(&identity(Some(900))).await.unwrap();
+    let default = p.aws_credentials(&identity(None)).await.unwrap();
+    assert!(near(lifetime(&long), 43_200), "{}", lifetime(&long));
+    assert!(near(lifetime(&short), 900), "{}", lifetime(&short));
+    assert!(near(lifetime(&default), 1800), "{}", lifetime(&default));
+    assert_ne!(long.access_key_id, short.access_key_id, "one session each");
+    assert_ne!(
+        identity(Some(900)).cache_key(),
+        identity(Some(43_200)).cache_key()
+    );
+    assert_eq!(identity(None).cache_key(), identity(None).cache_key());
+    // The same identity again is the cached session.
+    let again = p.aws_credentials(&identity(Some(900))).await.unwrap();
+    assert_eq!(again.access_key_id, short.access_key_id);
+
+    // Chained AssumeRole: the chained session gets the duration.
+    let file = temp_path("token");
+    std::fs::write(&file, &token).unwrap();
+    let chained = pipeline(Env::from_pairs([
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", moto.url.as_str()),
+        ("AWS_ROLE_ARN", ROLE),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", file.to_str().unwrap()),
+    ]))
+    .await;
+    let cross = chained
+        .aws_credentials(&Identity::Ambient {
+            chained_role: Some(
+                "arn:aws:iam::666666666666:role/cross-account"
+                    .parse()
+                    .unwrap(),
+            ),
+            session_duration: Some(Duration::from_secs(1200)),
+        })
+        .await
+        .unwrap();
+    assert!(near(lifetime(&cross), 1200), "{}", lifetime(&cross));
+    std::fs::remove_file(file).unwrap();
 }

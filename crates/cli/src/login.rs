@@ -154,6 +154,8 @@ fn identity(args: &IdentityArgs) -> anyhow::Result<Identity> {
             .map_err(|e| Invalid(format!("--assume-role: {e}")))?;
         return Ok(Identity::Ambient {
             chained_role: Some(chained),
+            // The pipeline's --session-duration applies.
+            session_duration: None,
         });
     }
     match (&args.role_arn, &args.token_file) {
@@ -167,6 +169,7 @@ fn identity(args: &IdentityArgs) -> anyhow::Result<Identity> {
                 role_arn,
                 token_source: Arc::new(FileTokenSource::new(file.clone())),
                 session_name,
+                session_duration: None,
             })
         }
         (Some(_), None) => Err(Invalid(
@@ -177,7 +180,7 @@ fn identity(args: &IdentityArgs) -> anyhow::Result<Identity> {
             "--token-file (AWS_WEB_IDENTITY_TOKEN_FILE) is set but no role: pass --role-arn or set AWS_ROLE_ARN".to_owned(),
         )
         .into()),
-        (None, None) => Ok(Identity::Ambient { chained_role: None }),
+        (None, None) => Ok(Identity::Ambient { chained_role: None, session_duration: None }),
     }
 }
 

@@ -609,7 +609,10 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn identity() -> Identity {
-        Identity::Ambient { chained_role: None }
+        Identity::Ambient {
+            chained_role: None,
+            session_duration: None,
+        }
     }
 
     pub(crate) fn targets() -> Vec<RegistryTarget> {

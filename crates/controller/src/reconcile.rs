@@ -831,12 +831,14 @@ fn pipeline_target(r: &irsa_k8s::validation::ValidatedRegistry) -> RegistryTarge
 /// string is the token audience (empty for the ambient identity).
 fn resolve_identity(
     ctx: &Context,
-    identity: &ValidatedIdentity,
+    validated: &irsa_k8s::validation::Validated,
 ) -> Result<(Identity, String), String> {
-    match identity {
+    let session_duration = validated.session_duration;
+    match &validated.identity {
         ValidatedIdentity::Ambient { role_arn } => Ok((
             Identity::Ambient {
                 chained_role: role_arn.clone(),
+                session_duration,
             },
             String::new(),
         )),
@@ -876,6 +878,7 @@ fn resolve_identity(
                     role_arn: role,
                     token_source: Arc::new(source),
                     session_name: irsa_aws::sts::session_name_for(namespace, name),
+                    session_duration,
                 },
                 audience,
             ))
@@ -978,7 +981,7 @@ where
     };
     ctx.reported(owner, |r| r.invalid = None);
     let targets: Vec<RegistryTarget> = validated.registries.iter().map(pipeline_target).collect();
-    let identity = resolve_identity(ctx, &validated.identity).map(|(identity, audience)| {
+    let identity = resolve_identity(ctx, &validated).map(|(identity, audience)| {
         let key = format!("{}\u{1f}{audience}", credentials::key(&identity, &targets));
         ctx.use_store_key(owner, Some(&key));
         (identity, key)

@@ -266,6 +266,8 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
             }
             Identity::Ambient {
                 chained_role: chained_role.clone(),
+                // The pipeline's --session-duration applies (and is in the cache key).
+                session_duration: None,
             }
         }
         PlannedIdentity::ServiceAccount {
@@ -280,6 +282,7 @@ pub fn respond(options: &Options, stdin: &[u8]) -> Result<Response, ProviderErro
                 format!("serviceAccountToken of {service_account}"),
             )),
             session_name: session_name.clone(),
+            session_duration: None,
         },
     };
     let target = RegistryTarget {

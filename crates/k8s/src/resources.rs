@@ -182,6 +182,16 @@ pub struct IdentitySpec {
     /// assumed with the controller's credentials).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
+    /// How long each role session lasts, asked of STS as `DurationSeconds`: a number with a
+    /// unit, `s`, `m` or `h` (`15m`, `1h`, `12h`; a bare number is seconds), in whole seconds
+    /// from 15m to 12h. STS refuses more than the role's own `MaxSessionDuration` (1h unless
+    /// raised), which irsa cannot know in advance: a longer value fails the refresh with STS's
+    /// message in the status. A role assumed with `ambient` credentials that are themselves a
+    /// role session (role chaining) is held to 1h; with `ambient` and no `roleArn` it applies
+    /// only when the controller's credentials come from the IRSA variables (not EKS Pod Identity
+    /// or a node role). Unset: STS's default, 1h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_duration: Option<String>,
 }
 
 /// A service account. `namespace` is required for a ClusterPullSecret; a PullSecret may omit

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use irsa_core::arn::RoleArn;
 use irsa_core::registry::{self, Registry};
@@ -109,7 +110,13 @@ pub struct Validated {
     pub registries: Vec<ValidatedRegistry>,
     /// The identity.
     pub identity: ValidatedIdentity,
+    /// The role session duration asked of STS (`spec.identity.sessionDuration`); `None`: STS's
+    /// default.
+    pub session_duration: Option<Duration>,
 }
+
+/// STS's bounds on `DurationSeconds`, in seconds: 15 minutes to 12 hours.
+pub const SESSION_DURATION_SECONDS: std::ops::RangeInclusive<u64> = 900..=43_200;
 
 /// Which resource a spec belongs to: the rules differ in where the service account may live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +197,20 @@ pub fn validate_secret_spec(
     let mut errors = Vec::new();
     let registries = check_registries(&spec.registries, &mut errors);
     let identity = check_identity(&spec.identity, scope, &mut errors);
+    let session_duration =
+        spec.identity
+            .session_duration
+            .as_deref()
+            .and_then(|d| match parse_session_duration(d) {
+                Ok(d) => Some(d),
+                Err(problem) => {
+                    errors.push(ValidationError::new(
+                        "spec.identity.sessionDuration",
+                        problem,
+                    ));
+                    None
+                }
+            });
     if let Err(problem) = check_dns_subdomain(&spec.secret_name) {
         errors.push(ValidationError::new("spec.secretName", problem));
     }
@@ -209,6 +230,7 @@ pub fn validate_secret_spec(
         Some(identity) if errors.is_empty() => Ok(Validated {
             registries,
             identity,
+            session_duration,
         }),
         _ => Err(ValidationErrors(errors)),
     }
@@ -311,6 +333,51 @@ fn check_host(input: &str) -> Result<(String, Registry), String> {
         }
         kind => Ok((parsed.host, kind)),
     }
+}
+
+/// A role session duration as `irsa login --session-duration` takes it: digits and a unit
+/// (`ms`, `s`, `m`, `h`; none: seconds), whole seconds within [`SESSION_DURATION_SECONDS`].
+pub fn parse_session_duration(input: &str) -> Result<Duration, String> {
+    const RANGE: &str = "a role session lasts 15m to 12h (900 to 43200 seconds), e.g. 15m, 1h, 12h";
+    let s = input.trim();
+    // Tenant input: echo a short value only.
+    let shown = if s.len() <= 32 {
+        format!("{s:?}")
+    } else {
+        format!("a {}-byte value", s.len())
+    };
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    if number.is_empty() {
+        return Err(format!(
+            "{shown} is not a duration: a number with a unit s, m or h; {RANGE}"
+        ));
+    }
+    let out_of_range = || format!("{shown} is out of range: {RANGE}");
+    // All digits: a parse failure can only be an overflow.
+    let n: u64 = number.parse().map_err(|_| out_of_range())?;
+    let millis = match unit {
+        "ms" => Some(n),
+        "" | "s" => n.checked_mul(1_000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => {
+            return Err(format!(
+                "{shown} has an unknown unit: use s, m or h (no combinations like 1h30m: write 90m); {RANGE}"
+            ));
+        }
+    }
+    .ok_or_else(out_of_range)?;
+    if millis % 1_000 != 0 {
+        return Err(format!(
+            "{shown} is not a whole number of seconds: STS takes seconds; {RANGE}"
+        ));
+    }
+    let secs = millis / 1_000;
+    if !SESSION_DURATION_SECONDS.contains(&secs) {
+        return Err(out_of_range());
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 /// Chainguard identity ids: a 40-hex-digit root group, then one or more 16-hex-digit ids.
@@ -1024,6 +1091,70 @@ mod tests {
         .unwrap();
         assert!(
             matches!(v.identity, ValidatedIdentity::Ambient { role_arn: Some(ref a) } if a.path == "/ci/")
+        );
+    }
+
+    #[test]
+    fn session_duration_table() {
+        const FIELD: &str = "spec.identity.sessionDuration: ";
+        for (input, want) in [
+            ("15m", Ok(900)),
+            ("900", Ok(900)),
+            ("900s", Ok(900)),
+            ("1h", Ok(3600)),
+            (" 90m ", Ok(5400)),
+            ("12h", Ok(43_200)),
+            ("43200000ms", Ok(43_200)),
+            (
+                "899",
+                Err("\"899\" is out of range: a role session lasts 15m to 12h"),
+            ),
+            ("14m", Err("\"14m\" is out of range")),
+            ("0", Err("\"0\" is out of range")),
+            ("43201", Err("\"43201\" is out of range")),
+            ("13h", Err("\"13h\" is out of range")),
+            (
+                "99999999999999999999h",
+                Err("\"99999999999999999999h\" is out of range"),
+            ),
+            ("18446744073709551615h", Err("out of range")),
+            ("4294967296", Err("out of range")),
+            ("900500ms", Err("not a whole number of seconds")),
+            ("", Err("\"\" is not a duration")),
+            ("h", Err("\"h\" is not a duration")),
+            ("-900", Err("\"-900\" is not a duration")),
+            ("1h30m", Err("unknown unit")),
+            ("1d", Err("unknown unit")),
+            ("1.5h", Err("unknown unit")),
+            ("PT1H", Err("is not a duration")),
+            ("😀", Err("is not a duration")),
+        ] {
+            let got = cluster(|s| s.secret.identity.session_duration = Some(input.into()));
+            match want {
+                Ok(secs) => assert_eq!(
+                    got.unwrap().session_duration,
+                    Some(Duration::from_secs(secs)),
+                    "{input:?}"
+                ),
+                Err(part) => {
+                    let got = fields(got);
+                    assert_eq!(got.len(), 1, "{input:?}: {got:?}");
+                    assert!(
+                        got[0].starts_with(FIELD) && got[0].contains(part),
+                        "{input:?}: {got:?}"
+                    );
+                    assert!(got[0].contains("15m to 12h"), "{input:?}: {got:?}");
+                }
+            }
+        }
+        // Unset: STS's default; a long value is not echoed.
+        assert_eq!(cluster(|_| {}).unwrap().session_duration, None);
+        let got = fields(cluster(|s| {
+            s.secret.identity.session_duration = Some("9".repeat(10_000))
+        }));
+        assert!(
+            got[0].starts_with("spec.identity.sessionDuration: a 10000-byte value is out of range"),
+            "{got:?}"
         );
     }
 
