@@ -78,13 +78,8 @@ pub(crate) struct IdentityArgs {
 /// STS's bounds on `DurationSeconds`: 15 minutes to 12 hours (the role's own maximum, and 1 hour
 /// for a chained role, are STS's to enforce: its refusal names them).
 pub(crate) fn parse_session_duration(s: &str) -> Result<std::time::Duration, String> {
-    let d = crate::controller::parse_duration(s)?;
-    if !(900..=43_200).contains(&d.as_secs()) || d.subsec_nanos() != 0 {
-        return Err(format!(
-            "{s:?}: STS sessions last 15m to 12h, in whole seconds (e.g. 15m, 1h, 12h)"
-        ));
-    }
-    Ok(d)
+    // One rule for the flag and the CRDs' `spec.identity.sessionDuration`.
+    irsa_k8s::validation::parse_session_duration(s)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
