@@ -41,9 +41,11 @@ enum WebhookCommand {
     /// Print the JSON patch (or the mutated pod) the webhook would answer for a pod, offline:
     /// "why has my pod no credentials?".
     ///
-    /// Reads the pod and its service account as JSON or YAML-free JSON files (`kubectl get -o
-    /// json`), applies the same flags as the server, and prints the patch. An empty patch `[]`
-    /// means the webhook would admit the pod unchanged.
+    /// Reads the pod and its service account as JSON files (`kubectl get -o json`; YAML is not
+    /// read), applies the same flags as the server, and prints the patch. An empty patch `[]`
+    /// means the webhook would admit the pod unchanged; without --service-account stderr says
+    /// why. A service-account file that is not the pod's (its spec.serviceAccountName, or
+    /// `default`, in the pod's namespace) is refused.
     #[command(after_help = "Examples:\n  \
         kubectl get sa app -o json > sa.json; irsa webhook mutate --pod pod.json --service-account sa.json\n  \
         irsa webhook mutate --pod pod.json --service-account sa.json --output pod | jq .spec.containers[0].env")]
@@ -350,12 +352,19 @@ fn mutate_offline(args: MutateArgs) -> anyhow::Result<Verdict> {
                 ))
                 .into());
             }
+            // The server looks up the pod's own account: answering for another one would show
+            // a patch the webhook never sends.
             let name = sa.pointer("/metadata/name").and_then(Value::as_str);
-            if name.is_some_and(|n| n != sa_name) {
-                eprintln!(
-                    "warning: the pod runs as service account {sa_name:?}, the file is {:?}",
-                    name.unwrap_or_default()
-                );
+            let sa_namespace = sa.pointer("/metadata/namespace").and_then(Value::as_str);
+            if name.is_some_and(|n| n != sa_name) || sa_namespace.is_some_and(|n| n != namespace) {
+                return Err(Invalid(format!(
+                    "--service-account {path:?} is {}/{}, but the pod runs as {namespace}/{sa_name} \
+                     (its spec.serviceAccountName, or default, in its namespace): pass that \
+                     account's file (`kubectl get sa {sa_name} -n {namespace} -o json`)",
+                    sa_namespace.unwrap_or(&namespace),
+                    name.unwrap_or(&sa_name),
+                ))
+                .into());
             }
             let annotations: BTreeMap<String, String> = sa
                 .pointer("/metadata/annotations")
@@ -397,7 +406,16 @@ fn mutate_offline(args: MutateArgs) -> anyhow::Result<Verdict> {
         config_map,
         pod_identity,
     };
+    let no_account = info.annotations.is_none();
     let ops = mutate(&pod, &info, &config)?;
+    if no_account && ops.is_empty() {
+        eprintln!(
+            "no --service-account given: the webhook would find no service account {}/{}, so no \
+             role and nothing to inject (pass its file: `kubectl get sa {} -n {} -o json > sa.json; \
+             ... --service-account sa.json`)",
+            key.0, key.1, key.1, key.0
+        );
+    }
     let patch = serde_json::to_value(&ops)?;
     match args.output {
         OutputKind::Patch => print_json(&patch, true)?,
