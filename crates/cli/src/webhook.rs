@@ -523,11 +523,17 @@ fn certs(args: CertsArgs) -> anyhow::Result<Verdict> {
             CertOutcome::Filled => format!("stored the first certificate in {secret}"),
             CertOutcome::Rotated(why) => format!("renewed the certificate in {secret} ({why})"),
         };
+        // Only the named webhook is touched: it was either patched or already held the CA.
+        let bundle = if report.webhooks_patched == 0 {
+            "already current on"
+        } else {
+            "set on"
+        };
         println!(
-            "{what} for {}.{}.svc; caBundle set on {} of {} webhook(s) of mutatingwebhookconfiguration {}",
+            "{what} for {}.{}.svc; caBundle {bundle} {} of {} webhook(s) of mutatingwebhookconfiguration {}",
             request.service,
             request.namespace,
-            report.webhooks_patched,
+            report.webhooks_patched.max(1),
             report.webhooks,
             request.webhook_configuration
         );

@@ -239,7 +239,8 @@ fn certs_creates_then_keeps_then_renews_and_sets_the_ca_bundle() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("kept the certificate"), "{stdout}");
     assert!(
-        stdout.contains("caBundle set on 0 of 1 webhook(s)"),
+        stdout.contains("caBundle already current on 1 of 1 webhook(s)")
+            && !stdout.contains("set on 0"),
         "{stdout}"
     );
     let again = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
@@ -451,7 +452,8 @@ fn replicas_running_certs_at_once_converge_on_one_pair() {
         let (code, stdout, stderr) = sandbox.irsa(&certs_args(extra));
         assert_eq!(code, 0, "{stderr}");
         assert!(
-            stdout.starts_with("kept the certificate") && stdout.contains("set on 0 of 1"),
+            stdout.starts_with("kept the certificate")
+                && stdout.contains("already current on 1 of 1"),
             "{round}: {stdout}"
         );
     }
@@ -526,7 +528,8 @@ fn certs_fills_the_installs_placeholder_and_reapplying_the_install_keeps_it() {
         let (code, stdout, stderr) = sandbox.irsa(&args);
         assert_eq!(code, 0, "{stderr}");
         assert!(
-            stdout.starts_with("kept the certificate") && stdout.contains("set on 0 of 1"),
+            stdout.starts_with("kept the certificate")
+                && stdout.contains("already current on 1 of 1"),
             "{apply:?}: {stdout}"
         );
     }
