@@ -28,7 +28,8 @@ use crate::{Invalid, Verdict};
     Serves POST /mutate (AdmissionReview admission.k8s.io/v1), /healthz, /readyz (after the\n\
     service-account cache synced) and /metrics over HTTPS on --port. The certificate and key are\n\
     re-read when they change. Any internal error or timeout admits the pod unchanged, with a\n\
-    warning and a metric. SIGTERM or Ctrl-C stops it.")]
+    warning and a metric. SIGTERM or Ctrl-C stops it. With IRSA_LOG=info it logs the address it\n\
+    listens on and when its service-account cache synced (and how many accounts it holds).")]
 pub(crate) struct WebhookArgs {
     #[command(subcommand)]
     command: Option<WebhookCommand>,
@@ -463,7 +464,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<Verdict> {
                 "failed to set up the Kubernetes client: {e} (set KUBECONFIG, or run in a pod with a service account)"
             )
         })?;
-        tracing::info!(%addr, "starting the webhook");
         irsa_webhook::run::run(options, client, listener, shutdown_signal())
             .await?;
         Ok(Verdict::Ok)

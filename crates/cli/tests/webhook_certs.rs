@@ -38,6 +38,11 @@ struct Sandbox {
 
 impl Sandbox {
     fn start(dir: &TempDir) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// `irsa sandbox` with `extra` arguments.
+    fn start_with(dir: &TempDir, extra: &[&str]) -> Self {
         let state = dir.0.join("state");
         let mut child = Command::new(env!("CARGO_BIN_EXE_irsa"))
             .args([
@@ -48,6 +53,7 @@ impl Sandbox {
                 "127.0.0.1:0",
                 "--no-registry",
             ])
+            .args(extra)
             .arg("--state-dir")
             .arg(&state)
             .stdout(Stdio::null())
@@ -549,4 +555,134 @@ fn certs_refuses_lifetimes_that_overflow() {
         "{}",
         run.stderr
     );
+}
+
+/// `irsa webhook` at `IRSA_LOG=info` as a user runs it against the sandbox, serving the pair
+/// `irsa webhook certs` stored, with its stderr lines sent to a channel.
+struct Webhook {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Webhook {
+    fn start(sandbox: &Sandbox, dir: &TempDir, port: u16) -> Self {
+        let secret = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
+        let cert = dir.0.join("tls.crt");
+        let key = dir.0.join("tls.key");
+        std::fs::write(&cert, data(&secret, "tls.crt")).unwrap();
+        std::fs::write(&key, data(&secret, "tls.key")).unwrap();
+        let mut child = sandbox
+            .command(Path::new(env!("CARGO_BIN_EXE_irsa")))
+            .args([
+                "webhook",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .env("IRSA_LOG", "info")
+            .env("POD_NAMESPACE", NS)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("irsa webhook starts");
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Webhook {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first stderr line containing `needle`, within 30 s.
+    fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "irsa webhook logged no {needle:?} within 30 s; stderr so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free on loopback now (the webhook binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The sandbox with the install's MutatingWebhookConfiguration, and `irsa webhook certs` run.
+fn sandbox_with_certs(dir: &TempDir, extra: &[&str]) -> Sandbox {
+    let sandbox = Sandbox::start_with(dir, extra);
+    sandbox.kubectl_with(&["create", "namespace", NS], "");
+    sandbox.kubectl_with(
+        &["apply", "--validate=false", "-f", "-"],
+        &configuration_yaml(),
+    );
+    let (code, stdout, stderr) = sandbox.irsa(&certs_args(&[]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    sandbox
+}
+
+#[test]
+fn the_webhook_logs_where_it_listens_and_when_its_cache_synced() {
+    let dir = TempDir::new("webhook-start-log");
+    let sandbox = sandbox_with_certs(&dir, &[]);
+    sandbox.kubectl_with(&["create", "serviceaccount", "app", "-n", NS], "");
+    let port = free_port();
+    let mut webhook = Webhook::start(&sandbox, &dir, port);
+    let listening = webhook.wait_for("listening on");
+    assert!(
+        listening.contains(&format!("listening on 127.0.0.1:{port}")),
+        "{listening}"
+    );
+    // irsa-system/default, irsa-system/app and default/default at least.
+    let synced = webhook.wait_for("service-account cache synced");
+    let count: usize = synced
+        .split("synced (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no account count in {synced:?}"));
+    assert!(count >= 2, "{synced}");
+    assert!(synced.contains(" accounts)"), "{synced}");
+    let all = webhook.seen.join("\n");
+    assert!(!all.contains("PRIVATE KEY"), "{all}");
 }
