@@ -686,3 +686,122 @@ fn the_webhook_logs_where_it_listens_and_when_its_cache_synced() {
     let all = webhook.seen.join("\n");
     assert!(!all.contains("PRIVATE KEY"), "{all}");
 }
+
+/// A pod of service account `team/app` (role `ROLE`), with `labels`.
+fn pod_yaml(name: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: team\n  labels: {labels}\n\
+         spec:\n  serviceAccountName: app\n  containers:\n  - name: main\n    image: busybox\n"
+    )
+}
+
+const ROLE: &str = "arn:aws:iam::111122223333:role/app";
+
+/// What the README's walkthrough does: `irsa sandbox --webhook-service` maps the install's
+/// Service to the port `irsa webhook` serves, so the install's own MutatingWebhookConfiguration
+/// (`clientConfig.service`, caBundle from `irsa webhook certs`) reaches it, and a pod created
+/// with kubectl comes back with credentials. A Service left unmapped is named in the error,
+/// with the flag that maps it.
+#[test]
+fn the_sandbox_reaches_the_installs_webhook_service_mapped_with_a_flag() {
+    let dir = TempDir::new("webhook-service-flag");
+    let port = free_port();
+    let mapping = format!("{NS}/irsa-webhook=127.0.0.1:{port}");
+    let sandbox = Sandbox::start_with(&dir, &["--webhook-service", &mapping]);
+    // The install's MutatingWebhookConfiguration, picked out as the README's walkthrough does
+    // (the sandbox serves no RBAC or Deployments, so the rest of the install has no place).
+    sandbox.kubectl_with(&["create", "namespace", NS], "");
+    let picked = sandbox
+        .command(Path::new("sh"))
+        .arg("-c")
+        .arg(format!(
+            "{} install --webhook --only webhook | awk 'BEGIN{{RS=\"\\n---\\n\"}} /kind: MutatingWebhookConfiguration/'",
+            env!("CARGO_BIN_EXE_irsa")
+        ))
+        .output()
+        .unwrap();
+    let picked = String::from_utf8(picked.stdout).unwrap();
+    assert!(
+        picked.contains("name: irsa-pod-identity-webhook"),
+        "{picked}"
+    );
+    sandbox.kubectl_with(&["apply", "--validate=false", "-f", "-"], &picked);
+    let (code, stdout, stderr) = sandbox.irsa(&certs_args(&[]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut webhook = Webhook::start(&sandbox, &dir, port);
+    webhook.wait_for("service-account cache synced");
+    sandbox.kubectl_with(&["create", "namespace", "team"], "");
+    sandbox.kubectl_with(&["create", "serviceaccount", "app", "-n", "team"], "");
+    sandbox.kubectl_with(
+        &[
+            "annotate",
+            "serviceaccount",
+            "app",
+            "-n",
+            "team",
+            &format!("eks.amazonaws.com/role-arn={ROLE}"),
+        ],
+        "",
+    );
+    sandbox.kubectl_with(
+        &["apply", "--validate=false", "-f", "-"],
+        &pod_yaml("p1", "{app: x}"),
+    );
+    let pod = sandbox.get(&["pod", "p1", "-n", "team"]);
+    let env = &pod["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array().is_some_and(|e| e
+            .iter()
+            .any(|v| v["name"] == "AWS_ROLE_ARN" && v["value"] == ROLE)),
+        "the pod got no credentials: {pod}"
+    );
+    assert_eq!(pod["spec"]["volumes"][0]["name"], "aws-iam-token", "{pod}");
+
+    // A configuration whose Service is not mapped, failing closed: the error names the flag.
+    let strict = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n\
+         metadata:\n  name: strict\nwebhooks:\n- name: strict.example.com\n  admissionReviewVersions: [v1]\n\
+         \x20 sideEffects: None\n  failurePolicy: Fail\n  objectSelector:\n    matchLabels: {{probe: unmapped}}\n\
+         \x20 clientConfig:\n    service: {{namespace: other, name: missing}}\n\
+         \x20 rules:\n  - {{apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods]}}\n"
+    );
+    sandbox.kubectl_with(&["apply", "--validate=false", "-f", "-"], &strict);
+    let mut child = sandbox
+        .command(&kubectl_bin())
+        .args(["apply", "--validate=false", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        pod_yaml("p2", "{probe: unmapped}").as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--webhook-service other/missing=127.0.0.1:PORT"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_sandbox_refuses_a_webhook_service_it_cannot_call() {
+    for bad in [
+        "irsa-webhook=127.0.0.1:9443",
+        "irsa-system/irsa-webhook",
+        "irsa-system/irsa-webhook=webhook.local:9443",
+        "irsa-system/irsa-webhook=127.0.0.1:0",
+    ] {
+        let run = common::irsa(&["sandbox", "--no-registry", "--webhook-service", bad]);
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("NAMESPACE/NAME=IP:PORT"),
+            "{bad}: {}",
+            run.stderr
+        );
+    }
+}
