@@ -1,7 +1,10 @@
 //! `irsa webhook certs` end to end against `irsa sandbox`, checked with the real kubectl: the
 //! MutatingWebhookConfiguration `irsa install --webhook` prints, the Secret and the caBundle
 //! read back; a second run changes nothing; a certificate inside the renewal window is
-//! replaced (and the previous CA stays trusted); wrong input is refused precisely.
+//! replaced (and the previous CA stays trusted); wrong input is refused precisely. Then
+//! `irsa webhook` serving that pair, reached through `irsa sandbox --webhook-service`: its
+//! start-up logs, a pod created with kubectl coming back with credentials, and the race of a
+//! pod created before the webhook's watch delivered its account, forced by holding the watch.
 
 mod common;
 
@@ -804,4 +807,83 @@ fn the_sandbox_refuses_a_webhook_service_it_cannot_call() {
             run.stderr
         );
     }
+}
+
+/// A counter's value in the webhook's `/metrics` (HTTPS on `port`; curl, the certificate not
+/// checked: only the numbers matter here).
+fn metric(port: u16, name: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-sSk", "--max-time", "10"])
+        .arg(format!("https://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name} in /metrics: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// The race the grace period and API lookup exist for, forced: the webhook's service-account
+/// watch is held (sandbox fault injection), so the account created just before the pod never
+/// reaches its cache; the pod still gets credentials, and the API lookup counter shows the
+/// fallback served it.
+#[test]
+fn a_pod_created_before_the_watch_delivered_its_account_is_served_by_the_api_lookup() {
+    let dir = TempDir::new("webhook-forced-race");
+    let port = free_port();
+    let mapping = format!("{NS}/irsa-webhook=127.0.0.1:{port}");
+    let sandbox = sandbox_with_certs(&dir, &["--webhook-service", &mapping]);
+    let mut webhook = Webhook::start(&sandbox, &dir, port);
+    webhook.wait_for("service-account cache synced");
+    let lookups = "irsa_webhook_service_account_api_lookups_total";
+    assert_eq!(metric(port, lookups), 0.0);
+    sandbox.kubectl_with(&["create", "namespace", "team"], "");
+    sandbox.kubectl_with(
+        &[
+            "create",
+            "--raw",
+            "/sandbox/faults/hold-watches/serviceaccounts",
+            "-f",
+            "-",
+        ],
+        "{}",
+    );
+    sandbox.kubectl_with(
+        &["apply", "--validate=false", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  namespace: team\n  \
+             annotations: {{eks.amazonaws.com/role-arn: \"{ROLE}\"}}\n"
+        ),
+    );
+    sandbox.kubectl_with(
+        &["apply", "--validate=false", "-f", "-"],
+        &pod_yaml("p1", "{app: x}"),
+    );
+    let pod = sandbox.get(&["pod", "p1", "-n", "team"]);
+    let env = &pod["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array().is_some_and(|e| e
+            .iter()
+            .any(|v| v["name"] == "AWS_ROLE_ARN" && v["value"] == ROLE)),
+        "the pod got no credentials: {pod}"
+    );
+    assert!(
+        metric(port, lookups) >= 1.0,
+        "the pod was not served by the API lookup"
+    );
+    sandbox.kubectl_with(
+        &[
+            "delete",
+            "--raw",
+            "/sandbox/faults/hold-watches/serviceaccounts",
+        ],
+        "",
+    );
 }
