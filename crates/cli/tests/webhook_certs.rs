@@ -761,14 +761,12 @@ fn the_sandbox_reaches_the_installs_webhook_service_mapped_with_a_flag() {
     assert_eq!(pod["spec"]["volumes"][0]["name"], "aws-iam-token", "{pod}");
 
     // A configuration whose Service is not mapped, failing closed: the error names the flag.
-    let strict = format!(
-        "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n\
+    let strict = "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n\
          metadata:\n  name: strict\nwebhooks:\n- name: strict.example.com\n  admissionReviewVersions: [v1]\n\
-         \x20 sideEffects: None\n  failurePolicy: Fail\n  objectSelector:\n    matchLabels: {{probe: unmapped}}\n\
-         \x20 clientConfig:\n    service: {{namespace: other, name: missing}}\n\
-         \x20 rules:\n  - {{apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods]}}\n"
-    );
-    sandbox.kubectl_with(&["apply", "--validate=false", "-f", "-"], &strict);
+         \x20 sideEffects: None\n  failurePolicy: Fail\n  objectSelector:\n    matchLabels: {probe: unmapped}\n\
+         \x20 clientConfig:\n    service: {namespace: other, name: missing}\n\
+         \x20 rules:\n  - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods]}\n";
+    sandbox.kubectl_with(&["apply", "--validate=false", "-f", "-"], strict);
     let mut child = sandbox
         .command(&kubectl_bin())
         .args(["apply", "--validate=false", "-f", "-"])
