@@ -49,6 +49,44 @@ pub(crate) struct SandboxArgs {
     /// Do not start Debian's docker-registry even when it is installed.
     #[arg(long)]
     no_registry: bool,
+    /// Where an admission webhook's Service listens, as NAMESPACE/NAME=IP:PORT (repeatable):
+    /// the sandbox has no Services or DNS, so a MutatingWebhookConfiguration's
+    /// `clientConfig.service` is called at that address (the Service's port is ignored),
+    /// with TLS verified against its caBundle for NAME.NAMESPACE.svc. E.g.
+    /// irsa-system/irsa-webhook=127.0.0.1:9443 for `irsa install --webhook`'s configuration.
+    /// `clientConfig.url` needs no mapping.
+    #[arg(long, value_name = "NAMESPACE/NAME=IP:PORT", value_parser = parse_webhook_service)]
+    webhook_service: Vec<WebhookService>,
+}
+
+/// One `--webhook-service` mapping.
+#[derive(Debug, Clone)]
+struct WebhookService {
+    namespace: String,
+    name: String,
+    addr: SocketAddr,
+}
+
+fn parse_webhook_service(s: &str) -> Result<WebhookService, String> {
+    let usage = "use NAMESPACE/NAME=IP:PORT, e.g. irsa-system/irsa-webhook=127.0.0.1:9443";
+    let (service, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} has no '=': {usage}"))?;
+    let (namespace, name) = service
+        .split_once('/')
+        .filter(|(ns, n)| !ns.is_empty() && !n.is_empty() && !n.contains('/'))
+        .ok_or_else(|| format!("{service:?} is not NAMESPACE/NAME: {usage}"))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("{addr:?} is not IP:PORT (the sandbox resolves no names): {usage}"))?;
+    if addr.port() == 0 {
+        return Err(format!("{addr}: port 0 cannot be called: {usage}"));
+    }
+    Ok(WebhookService {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        addr,
+    })
 }
 
 pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<Verdict> {
@@ -81,6 +119,12 @@ pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<Verdict> {
         let api = bind(args.listen).await?;
         let aws = bind(args.aws_listen).await?;
         let stack = Stack::start(StackConfig { cloud, api_token: None, registry }, api, aws).await?;
+        for service in &args.webhook_service {
+            stack
+                .api
+                .admission()
+                .map_service(&service.namespace, &service.name, service.addr);
+        }
         let paths = stack.write_state(&args.state_dir)?;
         println!("irsa sandbox is running (Ctrl-C to stop)");
         println!("  Kubernetes API  {}", stack.api_url);
@@ -90,6 +134,9 @@ pub(crate) fn run(args: SandboxArgs) -> anyhow::Result<Verdict> {
             Some(r) => println!("  registry        {}", r.host()),
             None if args.no_registry => {}
             None => println!("  registry        not started: install Debian's docker-registry to pull with skopeo"),
+        }
+        for service in &args.webhook_service {
+            println!("  webhook service {}/{} -> {}", service.namespace, service.name, service.addr);
         }
         println!("  kubeconfig      {}", paths.kubeconfig.display());
         println!("  env             {}  (source it)", paths.env.display());

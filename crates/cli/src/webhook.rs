@@ -28,7 +28,8 @@ use crate::{Invalid, Verdict};
     Serves POST /mutate (AdmissionReview admission.k8s.io/v1), /healthz, /readyz (after the\n\
     service-account cache synced) and /metrics over HTTPS on --port. The certificate and key are\n\
     re-read when they change. Any internal error or timeout admits the pod unchanged, with a\n\
-    warning and a metric. SIGTERM or Ctrl-C stops it.")]
+    warning and a metric. SIGTERM or Ctrl-C stops it. With IRSA_LOG=info it logs the address it\n\
+    listens on and when its service-account cache synced (and how many accounts it holds).")]
 pub(crate) struct WebhookArgs {
     #[command(subcommand)]
     command: Option<WebhookCommand>,
@@ -41,9 +42,11 @@ enum WebhookCommand {
     /// Print the JSON patch (or the mutated pod) the webhook would answer for a pod, offline:
     /// "why has my pod no credentials?".
     ///
-    /// Reads the pod and its service account as JSON or YAML-free JSON files (`kubectl get -o
-    /// json`), applies the same flags as the server, and prints the patch. An empty patch `[]`
-    /// means the webhook would admit the pod unchanged.
+    /// Reads the pod and its service account as JSON files (`kubectl get -o json`; YAML is not
+    /// read), applies the same flags as the server, and prints the patch. An empty patch `[]`
+    /// means the webhook would admit the pod unchanged; without --service-account stderr says
+    /// why. A service-account file that is not the pod's (its spec.serviceAccountName, or
+    /// `default`, in the pod's namespace) is refused.
     #[command(after_help = "Examples:\n  \
         kubectl get sa app -o json > sa.json; irsa webhook mutate --pod pod.json --service-account sa.json\n  \
         irsa webhook mutate --pod pod.json --service-account sa.json --output pod | jq .spec.containers[0].env")]
@@ -350,12 +353,19 @@ fn mutate_offline(args: MutateArgs) -> anyhow::Result<Verdict> {
                 ))
                 .into());
             }
+            // The server looks up the pod's own account: answering for another one would show
+            // a patch the webhook never sends.
             let name = sa.pointer("/metadata/name").and_then(Value::as_str);
-            if name.is_some_and(|n| n != sa_name) {
-                eprintln!(
-                    "warning: the pod runs as service account {sa_name:?}, the file is {:?}",
-                    name.unwrap_or_default()
-                );
+            let sa_namespace = sa.pointer("/metadata/namespace").and_then(Value::as_str);
+            if name.is_some_and(|n| n != sa_name) || sa_namespace.is_some_and(|n| n != namespace) {
+                return Err(Invalid(format!(
+                    "--service-account {path:?} is {}/{}, but the pod runs as {namespace}/{sa_name} \
+                     (its spec.serviceAccountName, or default, in its namespace): pass that \
+                     account's file (`kubectl get sa {sa_name} -n {namespace} -o json`)",
+                    sa_namespace.unwrap_or(&namespace),
+                    name.unwrap_or(&sa_name),
+                ))
+                .into());
             }
             let annotations: BTreeMap<String, String> = sa
                 .pointer("/metadata/annotations")
@@ -397,7 +407,16 @@ fn mutate_offline(args: MutateArgs) -> anyhow::Result<Verdict> {
         config_map,
         pod_identity,
     };
+    let no_account = info.annotations.is_none();
     let ops = mutate(&pod, &info, &config)?;
+    if no_account && ops.is_empty() {
+        eprintln!(
+            "no --service-account given: the webhook would find no service account {}/{}, so no \
+             role and nothing to inject (pass its file: `kubectl get sa {} -n {} -o json > sa.json; \
+             ... --service-account sa.json`)",
+            key.0, key.1, key.1, key.0
+        );
+    }
     let patch = serde_json::to_value(&ops)?;
     match args.output {
         OutputKind::Patch => print_json(&patch, true)?,
@@ -445,7 +464,6 @@ fn serve(args: ServeArgs) -> anyhow::Result<Verdict> {
                 "failed to set up the Kubernetes client: {e} (set KUBECONFIG, or run in a pod with a service account)"
             )
         })?;
-        tracing::info!(%addr, "starting the webhook");
         irsa_webhook::run::run(options, client, listener, shutdown_signal())
             .await?;
         Ok(Verdict::Ok)
@@ -505,11 +523,17 @@ fn certs(args: CertsArgs) -> anyhow::Result<Verdict> {
             CertOutcome::Filled => format!("stored the first certificate in {secret}"),
             CertOutcome::Rotated(why) => format!("renewed the certificate in {secret} ({why})"),
         };
+        // Only the named webhook is touched: it was either patched or already held the CA.
+        let bundle = if report.webhooks_patched == 0 {
+            "already current on"
+        } else {
+            "set on"
+        };
         println!(
-            "{what} for {}.{}.svc; caBundle set on {} of {} webhook(s) of mutatingwebhookconfiguration {}",
+            "{what} for {}.{}.svc; caBundle {bundle} {} of {} webhook(s) of mutatingwebhookconfiguration {}",
             request.service,
             request.namespace,
-            report.webhooks_patched,
+            report.webhooks_patched.max(1),
             report.webhooks,
             request.webhook_configuration
         );

@@ -129,6 +129,82 @@ fn mutate_without_a_role_or_service_account_prints_an_empty_patch() {
 }
 
 #[test]
+fn mutate_without_a_service_account_says_why_the_patch_is_empty() {
+    let dir = TempDir::new("webhook-no-sa");
+    let pod = write(&dir, "pod.json", &pod());
+    let run = irsa(&["webhook", "mutate", "--pod", &pod]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json(), json!([]));
+    assert!(
+        run.stderr.contains("no --service-account") && run.stderr.contains("team/app"),
+        "stderr should say why the patch is empty: {:?}",
+        run.stderr
+    );
+}
+
+#[test]
+fn mutate_refuses_a_service_account_that_is_not_the_pods() {
+    let dir = TempDir::new("webhook-other-sa");
+    let pod = write(&dir, "pod.json", &pod());
+    let role = json!({"eks.amazonaws.com/role-arn": ROLE});
+    let mut other_name = sa(role.clone());
+    other_name["metadata"]["name"] = json!("other");
+    let mut other_ns = sa(role.clone());
+    other_ns["metadata"]["namespace"] = json!("elsewhere");
+    let mut default_pod = pod_value_without_account();
+    default_pod["metadata"]["namespace"] = json!("team");
+    let default_pod = write(&dir, "default.json", &default_pod);
+    let cases = [
+        (
+            &pod,
+            write(&dir, "name.json", &other_name),
+            "team/other",
+            "team/app",
+        ),
+        (
+            &pod,
+            write(&dir, "ns.json", &other_ns),
+            "elsewhere/app",
+            "team/app",
+        ),
+        // No serviceAccountName: the pod runs as `default`.
+        (
+            &default_pod,
+            write(&dir, "sa.json", &sa(role)),
+            "team/app",
+            "team/default",
+        ),
+    ];
+    for (pod, sa, file, runs_as) in cases {
+        let run = irsa(&["webhook", "mutate", "--pod", pod, "--service-account", &sa]);
+        assert_eq!(run.code, 2, "{file}: {}", run.stderr);
+        assert!(run.stdout.trim().is_empty(), "{file}: {}", run.stdout);
+        assert!(
+            run.stderr.contains(file) && run.stderr.contains(runs_as),
+            "{file}: {}",
+            run.stderr
+        );
+    }
+}
+
+fn pod_value_without_account() -> Value {
+    let mut pod = pod();
+    pod["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("serviceAccountName");
+    pod
+}
+
+#[test]
+fn mutate_help_names_the_input_format_plainly() {
+    let run = irsa(&["webhook", "mutate", "--help"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("YAML-free"), "{}", run.stdout);
+    assert!(run.stdout.contains("kubectl get"), "{}", run.stdout);
+}
+
+#[test]
 fn mutate_follows_the_flags_and_pod_identity_file() {
     let dir = TempDir::new("webhook-flags");
     let pod = write(&dir, "pod.json", &pod());

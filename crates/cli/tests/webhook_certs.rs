@@ -1,7 +1,10 @@
 //! `irsa webhook certs` end to end against `irsa sandbox`, checked with the real kubectl: the
 //! MutatingWebhookConfiguration `irsa install --webhook` prints, the Secret and the caBundle
 //! read back; a second run changes nothing; a certificate inside the renewal window is
-//! replaced (and the previous CA stays trusted); wrong input is refused precisely.
+//! replaced (and the previous CA stays trusted); wrong input is refused precisely. Then
+//! `irsa webhook` serving that pair, reached through `irsa sandbox --webhook-service`: its
+//! start-up logs, a pod created with kubectl coming back with credentials, and the race of a
+//! pod created before the webhook's watch delivered its account, forced by holding the watch.
 
 mod common;
 
@@ -38,6 +41,11 @@ struct Sandbox {
 
 impl Sandbox {
     fn start(dir: &TempDir) -> Self {
+        Self::start_with(dir, &[])
+    }
+
+    /// `irsa sandbox` with `extra` arguments.
+    fn start_with(dir: &TempDir, extra: &[&str]) -> Self {
         let state = dir.0.join("state");
         let mut child = Command::new(env!("CARGO_BIN_EXE_irsa"))
             .args([
@@ -48,6 +56,7 @@ impl Sandbox {
                 "127.0.0.1:0",
                 "--no-registry",
             ])
+            .args(extra)
             .arg("--state-dir")
             .arg(&state)
             .stdout(Stdio::null())
@@ -239,7 +248,8 @@ fn certs_creates_then_keeps_then_renews_and_sets_the_ca_bundle() {
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.starts_with("kept the certificate"), "{stdout}");
     assert!(
-        stdout.contains("caBundle set on 0 of 1 webhook(s)"),
+        stdout.contains("caBundle already current on 1 of 1 webhook(s)")
+            && !stdout.contains("set on 0"),
         "{stdout}"
     );
     let again = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
@@ -451,7 +461,8 @@ fn replicas_running_certs_at_once_converge_on_one_pair() {
         let (code, stdout, stderr) = sandbox.irsa(&certs_args(extra));
         assert_eq!(code, 0, "{stderr}");
         assert!(
-            stdout.starts_with("kept the certificate") && stdout.contains("set on 0 of 1"),
+            stdout.starts_with("kept the certificate")
+                && stdout.contains("already current on 1 of 1"),
             "{round}: {stdout}"
         );
     }
@@ -526,7 +537,8 @@ fn certs_fills_the_installs_placeholder_and_reapplying_the_install_keeps_it() {
         let (code, stdout, stderr) = sandbox.irsa(&args);
         assert_eq!(code, 0, "{stderr}");
         assert!(
-            stdout.starts_with("kept the certificate") && stdout.contains("set on 0 of 1"),
+            stdout.starts_with("kept the certificate")
+                && stdout.contains("already current on 1 of 1"),
             "{apply:?}: {stdout}"
         );
     }
@@ -545,5 +557,331 @@ fn certs_refuses_lifetimes_that_overflow() {
             .contains("--validity: at most 36500d (100 years)"),
         "{}",
         run.stderr
+    );
+}
+
+/// `irsa webhook` at `IRSA_LOG=info` as a user runs it against the sandbox, serving the pair
+/// `irsa webhook certs` stored, with its stderr lines sent to a channel.
+struct Webhook {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Webhook {
+    fn start(sandbox: &Sandbox, dir: &TempDir, port: u16) -> Self {
+        let secret = sandbox.get(&["secret", "irsa-webhook-tls", "-n", NS]);
+        let cert = dir.0.join("tls.crt");
+        let key = dir.0.join("tls.key");
+        std::fs::write(&cert, data(&secret, "tls.crt")).unwrap();
+        std::fs::write(&key, data(&secret, "tls.key")).unwrap();
+        let mut child = sandbox
+            .command(Path::new(env!("CARGO_BIN_EXE_irsa")))
+            .args([
+                "webhook",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+            ])
+            .arg("--tls-cert")
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .env("IRSA_LOG", "info")
+            .env("POD_NAMESPACE", NS)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("irsa webhook starts");
+        let stderr = child.stderr.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+                let Ok(line) = line else { break };
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Webhook {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// The first stderr line containing `needle`, within 30 s.
+    fn wait_for(&mut self, needle: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(needle)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "irsa webhook logged no {needle:?} within 30 s; stderr so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port free on loopback now (the webhook binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The sandbox with the install's MutatingWebhookConfiguration, and `irsa webhook certs` run.
+fn sandbox_with_certs(dir: &TempDir, extra: &[&str]) -> Sandbox {
+    let sandbox = Sandbox::start_with(dir, extra);
+    sandbox.kubectl_with(&["create", "namespace", NS], "");
+    sandbox.kubectl_with(
+        &["apply", "--validate=false", "-f", "-"],
+        &configuration_yaml(),
+    );
+    let (code, stdout, stderr) = sandbox.irsa(&certs_args(&[]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    sandbox
+}
+
+#[test]
+fn the_webhook_logs_where_it_listens_and_when_its_cache_synced() {
+    let dir = TempDir::new("webhook-start-log");
+    let sandbox = sandbox_with_certs(&dir, &[]);
+    sandbox.kubectl_with(&["create", "serviceaccount", "app", "-n", NS], "");
+    let port = free_port();
+    let mut webhook = Webhook::start(&sandbox, &dir, port);
+    let listening = webhook.wait_for("listening on");
+    assert!(
+        listening.contains(&format!("listening on 127.0.0.1:{port}")),
+        "{listening}"
+    );
+    // irsa-system/default, irsa-system/app and default/default at least.
+    let synced = webhook.wait_for("service-account cache synced");
+    let count: usize = synced
+        .split("synced (")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no account count in {synced:?}"));
+    assert!(count >= 2, "{synced}");
+    assert!(synced.contains(" accounts)"), "{synced}");
+    let all = webhook.seen.join("\n");
+    assert!(!all.contains("PRIVATE KEY"), "{all}");
+}
+
+/// A pod of service account `team/app` (role `ROLE`), with `labels`.
+fn pod_yaml(name: &str, labels: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: team\n  labels: {labels}\n\
+         spec:\n  serviceAccountName: app\n  containers:\n  - name: main\n    image: busybox\n"
+    )
+}
+
+const ROLE: &str = "arn:aws:iam::111122223333:role/app";
+
+/// What the README's walkthrough does: `irsa sandbox --webhook-service` maps the install's
+/// Service to the port `irsa webhook` serves, so the install's own MutatingWebhookConfiguration
+/// (`clientConfig.service`, caBundle from `irsa webhook certs`) reaches it, and a pod created
+/// with kubectl comes back with credentials. A Service left unmapped is named in the error,
+/// with the flag that maps it.
+#[test]
+fn the_sandbox_reaches_the_installs_webhook_service_mapped_with_a_flag() {
+    let dir = TempDir::new("webhook-service-flag");
+    let port = free_port();
+    let mapping = format!("{NS}/irsa-webhook=127.0.0.1:{port}");
+    let sandbox = Sandbox::start_with(&dir, &["--webhook-service", &mapping]);
+    // The install's MutatingWebhookConfiguration, picked out as the README's walkthrough does
+    // (the sandbox serves no RBAC or Deployments, so the rest of the install has no place).
+    sandbox.kubectl_with(&["create", "namespace", NS], "");
+    let picked = sandbox
+        .command(Path::new("sh"))
+        .arg("-c")
+        .arg(format!(
+            "{} install --webhook --only webhook | awk 'BEGIN{{RS=\"\\n---\\n\"}} /kind: MutatingWebhookConfiguration/'",
+            env!("CARGO_BIN_EXE_irsa")
+        ))
+        .output()
+        .unwrap();
+    let picked = String::from_utf8(picked.stdout).unwrap();
+    assert!(
+        picked.contains("name: irsa-pod-identity-webhook"),
+        "{picked}"
+    );
+    sandbox.kubectl_with(&["apply", "--validate=false", "-f", "-"], &picked);
+    let (code, stdout, stderr) = sandbox.irsa(&certs_args(&[]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let mut webhook = Webhook::start(&sandbox, &dir, port);
+    webhook.wait_for("service-account cache synced");
+    sandbox.kubectl_with(&["create", "namespace", "team"], "");
+    sandbox.kubectl_with(&["create", "serviceaccount", "app", "-n", "team"], "");
+    sandbox.kubectl_with(
+        &[
+            "annotate",
+            "serviceaccount",
+            "app",
+            "-n",
+            "team",
+            &format!("eks.amazonaws.com/role-arn={ROLE}"),
+        ],
+        "",
+    );
+    sandbox.kubectl_with(
+        &["apply", "--validate=false", "-f", "-"],
+        &pod_yaml("p1", "{app: x}"),
+    );
+    let pod = sandbox.get(&["pod", "p1", "-n", "team"]);
+    let env = &pod["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array().is_some_and(|e| e
+            .iter()
+            .any(|v| v["name"] == "AWS_ROLE_ARN" && v["value"] == ROLE)),
+        "the pod got no credentials: {pod}"
+    );
+    assert_eq!(pod["spec"]["volumes"][0]["name"], "aws-iam-token", "{pod}");
+
+    // A configuration whose Service is not mapped, failing closed: the error names the flag.
+    let strict = "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n\
+         metadata:\n  name: strict\nwebhooks:\n- name: strict.example.com\n  admissionReviewVersions: [v1]\n\
+         \x20 sideEffects: None\n  failurePolicy: Fail\n  objectSelector:\n    matchLabels: {probe: unmapped}\n\
+         \x20 clientConfig:\n    service: {namespace: other, name: missing}\n\
+         \x20 rules:\n  - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [pods]}\n";
+    sandbox.kubectl_with(&["apply", "--validate=false", "-f", "-"], strict);
+    let mut child = sandbox
+        .command(&kubectl_bin())
+        .args(["apply", "--validate=false", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        pod_yaml("p2", "{probe: unmapped}").as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("--webhook-service other/missing=127.0.0.1:PORT"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_sandbox_refuses_a_webhook_service_it_cannot_call() {
+    for bad in [
+        "irsa-webhook=127.0.0.1:9443",
+        "irsa-system/irsa-webhook",
+        "irsa-system/irsa-webhook=webhook.local:9443",
+        "irsa-system/irsa-webhook=127.0.0.1:0",
+    ] {
+        let run = common::irsa(&["sandbox", "--no-registry", "--webhook-service", bad]);
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("NAMESPACE/NAME=IP:PORT"),
+            "{bad}: {}",
+            run.stderr
+        );
+    }
+}
+
+/// A counter's value in the webhook's `/metrics` (HTTPS on `port`; curl, the certificate not
+/// checked: only the numbers matter here).
+fn metric(port: u16, name: &str) -> f64 {
+    let out = Command::new("curl")
+        .args(["-sSk", "--max-time", "10"])
+        .arg(format!("https://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no {name} in /metrics: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
+/// The race the grace period and API lookup exist for, forced: the webhook's service-account
+/// watch is held (sandbox fault injection), so the account created just before the pod never
+/// reaches its cache; the pod still gets credentials, and the API lookup counter shows the
+/// fallback served it.
+#[test]
+fn a_pod_created_before_the_watch_delivered_its_account_is_served_by_the_api_lookup() {
+    let dir = TempDir::new("webhook-forced-race");
+    let port = free_port();
+    let mapping = format!("{NS}/irsa-webhook=127.0.0.1:{port}");
+    let sandbox = sandbox_with_certs(&dir, &["--webhook-service", &mapping]);
+    let mut webhook = Webhook::start(&sandbox, &dir, port);
+    webhook.wait_for("service-account cache synced");
+    let lookups = "irsa_webhook_service_account_api_lookups_total";
+    assert_eq!(metric(port, lookups), 0.0);
+    sandbox.kubectl_with(&["create", "namespace", "team"], "");
+    sandbox.kubectl_with(
+        &[
+            "create",
+            "--raw",
+            "/sandbox/faults/hold-watches/serviceaccounts",
+            "-f",
+            "-",
+        ],
+        "{}",
+    );
+    sandbox.kubectl_with(
+        &["apply", "--validate=false", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n  namespace: team\n  \
+             annotations: {{eks.amazonaws.com/role-arn: \"{ROLE}\"}}\n"
+        ),
+    );
+    sandbox.kubectl_with(
+        &["apply", "--validate=false", "-f", "-"],
+        &pod_yaml("p1", "{app: x}"),
+    );
+    let pod = sandbox.get(&["pod", "p1", "-n", "team"]);
+    let env = &pod["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array().is_some_and(|e| e
+            .iter()
+            .any(|v| v["name"] == "AWS_ROLE_ARN" && v["value"] == ROLE)),
+        "the pod got no credentials: {pod}"
+    );
+    assert!(
+        metric(port, lookups) >= 1.0,
+        "the pod was not served by the API lookup"
+    );
+    sandbox.kubectl_with(
+        &[
+            "delete",
+            "--raw",
+            "/sandbox/faults/hold-watches/serviceaccounts",
+        ],
+        "",
     );
 }

@@ -105,9 +105,10 @@ pub async fn watch_service_accounts(
                         .map(|(ns, n, a)| (ns.as_str(), n.as_str(), a)),
                 );
                 listing = Vec::new();
+                let accounts = cache.len();
                 tracing::info!(
-                    service_accounts = cache.len(),
-                    "service-account cache synced"
+                    service_accounts = accounts,
+                    "service-account cache synced ({accounts} accounts)"
                 );
             }
             Ok(watcher::Event::Apply(sa)) => {
@@ -229,6 +230,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let tls = Arc::new(TlsFiles::new(&options.tls_cert, &options.tls_key)?);
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!("listening on {addr}"),
+        Err(e) => tracing::warn!("listening on an address the system does not tell: {e}"),
+    }
     let cache = Arc::new(ServiceAccountCache::new(&options.config));
     let lookup = Arc::new(KubeLookup::new(client.clone()));
     let prefix = options.config.annotation_prefix.clone();

@@ -5,8 +5,8 @@
 //! `timeoutSeconds`, `failurePolicy` and `reinvocationPolicy: IfNeeded`. A v1 response must
 //! carry `apiVersion`, `kind` and the request's `uid`, or the call counts as failed.
 //!
-//! The sandbox has no Services or DNS: [`Admission::map_service`] says where a
-//! `clientConfig.service` listens on loopback.
+//! The sandbox has no Services or DNS: [`Admission::map_service`] (`irsa sandbox
+//! --webhook-service`) says where a `clientConfig.service` listens on loopback.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -229,7 +229,9 @@ async fn call(api: &ApiServer, hook: &Hook, review: &Value, uid: &str) -> Result
         let name = svc.get("name").and_then(Value::as_str).unwrap_or_default();
         let addr = api.inner.admission.service(ns, name).ok_or_else(|| {
             format!(
-                "service \"{name}\" not found (map it with the sandbox's webhook service setting)"
+                "service \"{ns}/{name}\" not found: the sandbox has no Services; start `irsa \
+                 sandbox` with --webhook-service {ns}/{name}=127.0.0.1:PORT (the port the webhook \
+                 serves on), or use clientConfig.url"
             )
         })?;
         let path = svc.get("path").and_then(Value::as_str).unwrap_or("/");
