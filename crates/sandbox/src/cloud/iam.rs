@@ -482,8 +482,9 @@ pub fn wildcard_match(pattern: &str, value: &str) -> bool {
 }
 
 /// Evaluates identity policies for `action` on `resource`: an applicable Deny wins, else an
-/// applicable Allow allows. Statements with a `Condition` are not evaluated by the sandbox
-/// and never apply (so a conditional Allow does not grant; a conditional Deny does not deny).
+/// applicable Allow allows. The sandbox does not evaluate `Condition`s, and errs towards
+/// refusing (review 24b M2): a conditional Allow never grants, a conditional Deny always
+/// denies, so the sandbox never grants what AWS might refuse.
 pub fn evaluate_permissions(
     policies: &[Value],
     action: &str,
@@ -494,7 +495,7 @@ pub fn evaluate_permissions(
         let Ok(statements) = statements(policy) else {
             continue;
         };
-        for s in statements.iter().filter(|s| !s.has_condition) {
+        for s in statements.iter().filter(|s| !(s.allow && s.has_condition)) {
             let action_hit = s.actions.iter().any(|a| wildcard_match(a, action)) != s.not_action;
             let resource_hit =
                 s.resources.iter().any(|r| wildcard_match(r, resource)) != s.not_resource;
@@ -598,6 +599,10 @@ mod tests {
         }
     }
 
+    fn allow_all_ecr_again() -> Value {
+        json!({"Statement": {"Effect": "Allow", "Action": ["ecr:*"], "Resource": "*"}})
+    }
+
     #[test]
     fn permission_table() {
         let allow_ecr = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]});
@@ -608,6 +613,7 @@ mod tests {
         let not_action =
             json!({"Statement": [{"Effect": "Allow", "NotAction": "iam:*", "Resource": "*"}]});
         let conditional = json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}]});
+        let conditional_deny = json!({"Statement": [{"Effect": "Deny", "Action": "ecr:*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]});
         let other_resource = json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "arn:aws:ecr:*:*:repository/x"}]});
         use PermissionDecision::*;
         for (policies, action, want) in [
@@ -635,6 +641,13 @@ mod tests {
             (vec![not_action.clone()], "ecr:GetAuthorizationToken", Allow),
             (vec![not_action], "iam:PassRole", ImplicitDeny),
             (vec![conditional], "ecr:GetAuthorizationToken", ImplicitDeny),
+            // Review 24b M2: a conditional Deny the sandbox cannot evaluate denies, so the
+            // sandbox never grants what AWS might refuse.
+            (
+                vec![allow_all_ecr_again(), conditional_deny],
+                "ecr:GetAuthorizationToken",
+                ExplicitDeny,
+            ),
             (
                 vec![other_resource],
                 "ecr:GetAuthorizationToken",

@@ -269,34 +269,51 @@ fn authorize(
     ))
 }
 
-/// The resource ARN an action is authorized on (`*` for the list actions).
+/// The resource ARN an action is authorized on (`*` for the list actions): taken from the
+/// parameter that action itself acts on, never from another one a caller adds (review 24b
+/// M1: `&RoleName=x` on DeleteOpenIDConnectProvider was authorized against `role/x`). Without
+/// that parameter, `*`, which only a policy for every resource allows (and the action then
+/// fails its own validation).
 fn resource(iam: &Iam, action: &str, params: &[(String, String)]) -> String {
     let account = format!("arn:{}:iam::{}", iam.partition(), iam.account());
-    if let Some(name) = param(params, "RoleName") {
-        let path = iam
-            .role_by_name(name)
-            .map(|r| r.arn.path.clone())
-            .or_else(|| param(params, "Path").map(str::to_owned))
-            .unwrap_or_else(|| "/".to_owned());
-        return format!("{account}:role{path}{name}");
-    }
-    if let Some(arn) = param(params, "OpenIDConnectProviderArn") {
-        return arn.to_owned();
-    }
-    if action == "CreateOpenIDConnectProvider"
-        && let Some(host) =
-            param(params, "Url").and_then(|u| irsa_core::arn::issuer_host_path(u).ok())
-    {
-        return format!("{account}:oidc-provider/{host}");
-    }
-    if let Some(arn) = param(params, "PolicyArn") {
-        return arn.to_owned();
-    }
-    if let Some(name) = param(params, "PolicyName") {
-        let path = param(params, "Path").unwrap_or("/");
-        return format!("{account}:policy{path}{name}");
-    }
-    "*".to_owned()
+    let role = || {
+        param(params, "RoleName").map(|name| {
+            let path = iam
+                .role_by_name(name)
+                .map(|r| r.arn.path.clone())
+                .or_else(|| param(params, "Path").map(str::to_owned))
+                .unwrap_or_else(|| "/".to_owned());
+            format!("{account}:role{path}{name}")
+        })
+    };
+    let named = |key: &str| param(params, key).map(str::to_owned);
+    let found = match action {
+        "CreateRole"
+        | "GetRole"
+        | "UpdateAssumeRolePolicy"
+        | "DeleteRole"
+        | "PutRolePolicy"
+        | "GetRolePolicy"
+        | "ListRolePolicies"
+        | "DeleteRolePolicy"
+        | "AttachRolePolicy"
+        | "DetachRolePolicy"
+        | "ListAttachedRolePolicies" => role(),
+        "GetOpenIDConnectProvider"
+        | "AddClientIDToOpenIDConnectProvider"
+        | "UpdateOpenIDConnectProviderThumbprint"
+        | "DeleteOpenIDConnectProvider" => named("OpenIDConnectProviderArn"),
+        "CreateOpenIDConnectProvider" => param(params, "Url")
+            .and_then(|u| irsa_core::arn::issuer_host_path(u).ok())
+            .map(|host| format!("{account}:oidc-provider/{host}")),
+        "GetPolicy" | "GetPolicyVersion" => named("PolicyArn"),
+        "CreatePolicy" => param(params, "PolicyName").map(|name| {
+            let path = param(params, "Path").unwrap_or("/");
+            format!("{account}:policy{path}{name}")
+        }),
+        _ => None,
+    };
+    found.unwrap_or_else(|| "*".to_owned())
 }
 
 /// Applies IAM Query request bodies to `iam`, one `application/x-www-form-urlencoded` body per
@@ -1099,6 +1116,36 @@ mod tests {
             Ok(_) => "ok",
             Err(e) => e.code,
         }
+    }
+
+    #[test]
+    fn an_action_is_authorized_on_what_it_acts_on_not_on_an_added_parameter() {
+        let iam = Iam::new("aws", "111122223333");
+        let provider = "arn:aws:iam::111122223333:oidc-provider/oidc.test";
+        for action in [
+            "DeleteOpenIDConnectProvider",
+            "AddClientIDToOpenIDConnectProvider",
+            "UpdateOpenIDConnectProviderThumbprint",
+            "GetOpenIDConnectProvider",
+        ] {
+            let params = p(&[("OpenIDConnectProviderArn", provider), ("RoleName", "x")]);
+            assert_eq!(resource(&iam, action, &params), provider, "{action}");
+        }
+        let policy = "arn:aws:iam::111122223333:policy/pull";
+        let params = p(&[("PolicyArn", policy), ("RoleName", "x")]);
+        assert_eq!(resource(&iam, "GetPolicy", &params), policy);
+        let params = p(&[("PolicyName", "pull"), ("RoleName", "x")]);
+        assert_eq!(resource(&iam, "CreatePolicy", &params), policy);
+        // AttachRolePolicy acts on the role, whatever policy it names.
+        let params = p(&[("RoleName", "x"), ("PolicyArn", policy)]);
+        assert_eq!(
+            resource(&iam, "AttachRolePolicy", &params),
+            "arn:aws:iam::111122223333:role/x"
+        );
+        // Without the action's own parameter: every resource.
+        let params = p(&[("RoleName", "x")]);
+        assert_eq!(resource(&iam, "DeleteOpenIDConnectProvider", &params), "*");
+        assert_eq!(resource(&iam, "ListRoles", &params), "*");
     }
 
     #[test]
