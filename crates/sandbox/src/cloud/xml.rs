@@ -18,6 +18,9 @@ pub(crate) fn escape(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&apos;"),
+            // XML 1.0 allows no other control characters, not even as references: one stored
+            // in a description would break every later answer that lists it (review 24b L2).
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{fffd}'),
             c => out.push(c),
         }
     }
@@ -100,6 +103,7 @@ mod tests {
             ("plain", "plain"),
             ("a<b>&c", "a&lt;b&gt;&amp;c"),
             ("\"q\" 'a'", "&quot;q&quot; &apos;a&apos;"),
+            ("a\u{1}b\u{7f}c\td", "a\u{fffd}b\u{fffd}c\td"),
         ] {
             assert_eq!(escape(input), want);
         }
