@@ -513,8 +513,8 @@ impl Webhook {
                     let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                     return Err(Refusal::Failed(format!(
                         "gave up waiting for service account {namespace}/{name}: its place went \
-                         to a review from a peer holding fewer (peer {peer} held more than its \
-                         fair share)"
+                         to a review from a trusted peer or from a peer holding fewer (peer \
+                         {peer} held the most of the untrusted peers)"
                     )));
                 }
             };
