@@ -87,6 +87,9 @@ pub(crate) struct InstallArgs {
     /// credentials). With the blocks, nothing else reaches the port. Add your metrics
     /// scraper's range too, or it loses /metrics; the kubelet's probes are always admitted
     /// from the pod's own node. Without it, the policy stays open to every source.
+    /// The webhook gets the same blocks as `irsa webhook --trusted-peer`: reviews from them
+    /// waiting for a service account are never evicted by other addresses' (list no block a
+    /// tenant's pods can send from).
     #[arg(long, value_name = "CIDR", requires = "webhook")]
     webhook_allow_from: Vec<String>,
     /// With --webhook: let cert-manager (installed separately) make the certificate instead —

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
-use irsa_webhook::admission::Timing;
+use irsa_webhook::admission::{IpBlock, Timing};
 use irsa_webhook::config::{
     DEFAULT_ANNOTATION_PREFIX, DEFAULT_TOKEN_AUDIENCE, DEFAULT_TOKEN_EXPIRATION,
     DEFAULT_TOKEN_MOUNT_PATH, clamp_expiration,
@@ -240,6 +240,21 @@ struct ServeArgs {
     /// already waiting has the next one admitted at once without credentials (and a warning).
     #[arg(long, value_name = "QPS", default_value_t = 20)]
     lookup_qps: u32,
+    /// A block of the API server's addresses (repeatable; canonical CIDR, e.g. 10.0.0.0/24 or
+    /// 192.0.2.7/32). Reviews from these that wait for a service account not cached yet are
+    /// never evicted, and take the place of another peer's when all 64 are taken. Without any,
+    /// the API server shares the places fairly with every other address that reaches the
+    /// port, and a tenant with k pod addresses sending forged reviews can push it down to
+    /// 64/(k+1) of them (to none from 64 addresses). `irsa install --webhook-allow-from`
+    /// passes its blocks here.
+    #[arg(
+        long = "trusted-peer",
+        value_name = "CIDR",
+        env = "IRSA_WEBHOOK_TRUSTED_PEERS",
+        value_delimiter = ',',
+        value_parser = parse_trusted_peer
+    )]
+    trusted_peers: Vec<IpBlock>,
     #[command(flatten)]
     flags: MutationFlags,
 }
@@ -277,6 +292,12 @@ struct MutateArgs {
 }
 
 /// Parses `100ms`, `30s`, `10m`, `1h` or a bare number of seconds.
+/// A `--trusted-peer` block: canonical CIDR, checked as `--webhook-allow-from` is.
+fn parse_trusted_peer(s: &str) -> Result<IpBlock, String> {
+    irsa_k8s::install::webhook::check_cidr(s)?;
+    s.parse()
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -445,6 +466,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<Verdict> {
         tls_key: args.tls_key.clone(),
         config_map_namespace: args.watch_config_map.then(|| args.namespace.clone()),
         container_credentials_file: args.watch_container_credentials_config.clone(),
+        trusted_peers: args.trusted_peers.clone(),
     };
     // Refuse an unreadable pair before anything else; the server reads it again per change.
     irsa_webhook::server::TlsFiles::new(&args.tls_cert, &args.tls_key)

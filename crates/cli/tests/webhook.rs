@@ -318,3 +318,43 @@ fn serving_without_a_certificate_fails_with_the_flag_to_fix() {
     assert_ne!(run.code, 0);
     assert!(run.stderr.contains("missing.crt"), "{}", run.stderr);
 }
+
+/// `--trusted-peer` takes canonical CIDR blocks only, checked as `--webhook-allow-from` is, and
+/// a bad one is refused (exit 2) naming the flag; good ones (and the env list) get as far as
+/// the certificate.
+#[test]
+fn a_trusted_peer_that_is_not_a_canonical_block_is_refused_naming_the_flag() {
+    let dir = TempDir::new("webhook-trusted");
+    let cert = dir.0.join("missing.crt");
+    let cert = cert.to_str().unwrap();
+    for (bad, want) in [
+        ("10.0.0.1/24", "host bits set: did you mean 10.0.0.0/24?"),
+        ("10.0.0.0", "a CIDR block"),
+        ("fd00::/129", "0 to 128"),
+    ] {
+        let run = irsa(&["webhook", "--trusted-peer", bad, "--tls-cert", cert]);
+        assert_eq!(run.code, 2, "{bad}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("'--trusted-peer <CIDR>'") && run.stderr.contains(want),
+            "{bad}: {}",
+            run.stderr
+        );
+    }
+    let run = irsa(&[
+        "webhook",
+        "--trusted-peer",
+        "10.0.0.0/24",
+        "--trusted-peer",
+        "fd00::/8",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        cert,
+    ]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("missing.crt"), "{}", run.stderr);
+}

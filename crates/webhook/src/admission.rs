@@ -94,29 +94,12 @@ pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
 /// instance the bound also halves what a real burst (a new account, many pods at once) may
 /// have waiting: 32 reviews within the grace period, far above what one rollout sends. Several
 /// forgers (pods of their own) that fill every place within their shares give places back to a
-/// peer holding less than its fair share ([`WaitSlots`]), but never take a peer below
-/// [`MIN_WAITING_KEPT_PER_PEER`]. The NetworkPolicy's `from`, narrowed to the API server's
-/// addresses (`irsa install --webhook-allow-from`), is what closes the port to forgers
-/// altogether.
+/// peer holding less than its fair share ([`WaitSlots`]). A trusted peer (`--trusted-peer`, the
+/// API server's addresses) is not bounded by this, only by [`MAX_WAITING_PER_NAMESPACE`] and
+/// [`MAX_WAITING`]. The NetworkPolicy's `from`, narrowed to the API server's addresses (`irsa
+/// install --webhook-allow-from`, which also passes them as `--trusted-peer`), is what closes
+/// the port to forgers altogether.
 pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
-
-/// Places a peer address keeps whatever others send (review 23, finding M1): a review of a
-/// peer holding at most this many is never evicted to make room for another peer's. So under
-/// any flood of forged reviews, from however many addresses, the API server keeps the places it
-/// got up to this many (8), and those reviews wait for their accounts and get credentials; a
-/// real burst beyond that may still lose its newest reviews to peers holding less than their
-/// fair share (they fail open, counted in `waits_refused`). Without this floor the victim was
-/// the peer holding the most, which during a real burst is the API server: one forged review
-/// from each of a tenant's pods (one source address each) took its places one by one, down to
-/// one.
-///
-/// The limit: the floor also protects forgers. A tenant with at least
-/// `MAX_WAITING / MIN_WAITING_KEPT_PER_PEER` (8) pods that fills every place, this many from each
-/// pod, before the API server's reviews arrive leaves no place that can be taken: the API
-/// server's reviews of pods whose accounts are not cached yet then fail open at once, as with
-/// every place taken before the eviction rule. Only the NetworkPolicy's `from` (`irsa install
-/// --webhook-allow-from`) keeps forgers away from the port altogether.
-pub const MIN_WAITING_KEPT_PER_PEER: usize = MAX_WAITING / 8;
 
 /// How long an account the API server said does not exist is not asked for again by reviews
 /// from the same peer address (review findings M2, L5): forged reviews repeating a name cost
@@ -125,8 +108,8 @@ pub const MIN_WAITING_KEPT_PER_PEER: usize = MAX_WAITING / 8;
 /// real account created within that second after such a lookup is still served once the watch
 /// delivers it (the cache is asked first, and a review waits the grace period for it), or by
 /// a lookup after the second has passed. Entries exist only after lookups, which the limiter
-/// bounds to `lookup_qps` a second, so at most about that many are held. A peer with an entry
-/// is also the first to give up a wait place when all are taken ([`WaitSlots`]).
+/// bounds to `lookup_qps` a second, so at most about that many are held. They do not decide
+/// who gives up a wait place ([`WaitSlots`] says why).
 pub const NOT_FOUND_TTL: Duration = Duration::from_secs(1);
 
 /// Timing of the service-account lookup and of the whole answer.
@@ -147,8 +130,6 @@ pub struct Timing {
     pub max_waiting_per_namespace: usize,
     /// As many of them from one peer address ([`MAX_WAITING_PER_PEER`]).
     pub max_waiting_per_peer: usize,
-    /// A peer holding at most this many is never evicted ([`MIN_WAITING_KEPT_PER_PEER`]).
-    pub min_waiting_kept_per_peer: usize,
     /// How long a "not found" from the API server is remembered ([`NOT_FOUND_TTL`]).
     pub not_found_ttl: Duration,
 }
@@ -162,7 +143,6 @@ impl Default for Timing {
             max_waiting: MAX_WAITING,
             max_waiting_per_namespace: MAX_WAITING_PER_NAMESPACE,
             max_waiting_per_peer: MAX_WAITING_PER_PEER,
-            min_waiting_kept_per_peer: MIN_WAITING_KEPT_PER_PEER,
             not_found_ttl: NOT_FOUND_TTL,
         }
     }
@@ -348,12 +328,20 @@ impl Webhook {
                 timing.max_waiting,
                 timing.max_waiting_per_peer,
                 timing.max_waiting_per_namespace,
-                timing.min_waiting_kept_per_peer,
             ),
             not_found: Mutex::new(HashMap::new()),
             permits: Semaphore::new(MAX_REVIEWS_IN_FLIGHT),
             timing,
         }
+    }
+
+    /// Trust reviews from `peers` (`--trusted-peer`, the API server's addresses): their waiting
+    /// reviews are never evicted, and take the place of an untrusted peer's when all are taken
+    /// ([`WaitSlots`]).
+    #[must_use]
+    pub fn with_trusted_peers(mut self, peers: Vec<IpBlock>) -> Self {
+        self.waiting.trusted = peers;
+        self
     }
 
     /// The settings.
@@ -508,7 +496,7 @@ impl Webhook {
         let mut req = Some(req);
         let mut annotations = self.cache.get(namespace, name);
         if annotations.is_none() {
-            let Some(mut slot) = self.waiting.take(peer, namespace, || self.suspects()) else {
+            let Some(mut slot) = self.waiting.take(peer, namespace) else {
                 self.metrics.wait_refused();
                 let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                 return Err(Refusal::Failed(format!(
@@ -525,8 +513,8 @@ impl Webhook {
                     let peer = peer.map_or_else(|| "unknown".to_owned(), |p| p.to_string());
                     return Err(Refusal::Failed(format!(
                         "gave up waiting for service account {namespace}/{name}: its place went \
-                         to a review from a peer holding fewer (peer {peer} held more than its \
-                         fair share)"
+                         to a review from a trusted peer or from a peer holding fewer (peer \
+                         {peer} held the most of the untrusted peers)"
                     )));
                 }
             };
@@ -640,20 +628,6 @@ impl Webhook {
         })
     }
 
-    /// The peers for which the API server said, less than `not_found_ttl` ago, that an account
-    /// does not exist: the first to give up wait places ([`WaitSlots`]). Called with the wait
-    /// places locked; nothing locks the two the other way round.
-    fn suspects(&self) -> HashSet<Option<IpAddr>> {
-        let Ok(m) = self.not_found.lock() else {
-            return HashSet::new();
-        };
-        let now = Instant::now();
-        m.iter()
-            .filter(|(_, until)| now < **until)
-            .map(|((peer, _, _), _)| *peer)
-            .collect()
-    }
-
     fn remember_missing(&self, peer: Option<IpAddr>, namespace: &str, name: &str) {
         if let Ok(mut m) = self.not_found.lock() {
             let now = Instant::now();
@@ -702,31 +676,36 @@ impl Subject {
 /// they share one).
 ///
 /// Several forgers (pods of their own) can together fill every place within their shares. When
-/// all places are taken, a review from a peer holding less than its fair share (the places over
-/// the peers holding them, the newcomer counted, at least one) takes the place of the newest
-/// waiter of the peer holding the most, which is answered at once (failing open), but only if
-/// that peer holds more than its fair share and more than `kept` ([`MIN_WAITING_KEPT_PER_PEER`]):
-/// two forgers cannot hold every place against a third peer, and any number of them cannot
-/// take the API server below `kept`. Otherwise a review finding no place fails open at once
-/// instead of queueing.
+/// all places are taken, a review takes the place of the newest waiter of another peer, which
+/// is answered at once (failing open, counted in `waits_refused`):
+/// - A review from a trusted peer (`trusted`, `--trusted-peer`: the API server's addresses)
+///   takes the place of the newest waiter of the untrusted peer holding the most; a trusted
+///   peer's waiters are never evicted, and a trusted peer is bounded per namespace only. Only
+///   when trusted peers hold every place is it refused. This is the exact guarantee: however
+///   many addresses forge reviews, the API server's reviews get places.
+/// - A review from an untrusted peer holding less than its fair share (the places untrusted
+///   peers hold over the untrusted peers holding them, the newcomer counted, at least one)
+///   takes the place of the newest waiter of the untrusted peer holding the most, if that one
+///   holds more than its fair share (so at least two more than the newcomer: the two do not
+///   trade places back and forth). This is max-min fairness: two forgers cannot hold every
+///   place against a third peer.
 ///
-/// Among the peers that may give up a place, one for which the API server said lately that an
-/// account does not exist (the not-found memory, [`NOT_FOUND_TTL`]) goes first, even if another
-/// holds more: a forger's reviews name accounts that do not exist (one that exists is cached,
-/// and its review waits for nothing), so its lookups end "not found" once its first reviews
-/// have waited the grace period; the API server's name accounts that exist (the ServiceAccount
-/// admission plugin, on by default, refuses a pod of a missing one before webhooks are called;
-/// should the API server be a suspect, it still keeps `kept`). A forger cannot make another
-/// address a suspect: the memory is per peer. A forger that closes its connections before the
-/// grace period ends (and sends new reviews) is never looked up, so never a suspect: this only
-/// orders the victims, helping against a plain flood; the bounds above are the guarantee, and
-/// hold whatever the memory says.
+/// The limit without trusted peers: the API server is one untrusted peer among the others. A
+/// tenant with `k` pod addresses can push it down to its fair share, `64/(k+1)` places, and with
+/// 64 addresses holding one place each, to none; below 64 addresses it always gets at least one.
+/// (Review 24a M2: a floor of places never evicted, tried before, let 8 forgers holding 8 each
+/// lock it out entirely, so there is none.) Nor does a "not found" from a peer's lookups decide
+/// who goes first: a forger that closes its connections before the grace period ends is never
+/// looked up, and a tenant can make the API server's lookup end "not found" (an account deleted
+/// right after its pod is created), so it would only favour forgers. Configure `--trusted-peer`
+/// (`irsa install --webhook-allow-from`) for the exact guarantee. Otherwise a review finding no
+/// place fails open at once instead of queueing.
 #[derive(Debug)]
 struct WaitSlots {
     max: usize,
     per_peer: usize,
     per_namespace: usize,
-    kept: usize,
+    trusted: Vec<IpBlock>,
     taken: Mutex<Taken>,
 }
 
@@ -772,34 +751,35 @@ impl Taken {
         })
     }
 
-    /// Free a place for a review from a peer holding `from_peer` places while all are taken:
-    /// if the newcomer holds less than its fair share, evict the newest waiter of a peer holding
-    /// more than its fair share and more than `kept`: one of `suspects` first, then the one
-    /// holding the most. Whether a place was freed.
-    fn evict_for(
-        &mut self,
-        from_peer: usize,
-        kept: usize,
-        suspects: impl FnOnce() -> HashSet<Option<IpAddr>>,
-    ) -> bool {
-        // The newcomer's fair share: the places over the peers holding them, itself counted.
-        let peers = self.by_peer.len() + usize::from(from_peer == 0);
-        let fair = (self.all / peers.max(1)).max(1);
-        if from_peer >= fair {
-            return false;
-        }
-        let suspects = suspects();
-        // Above its fair share, so at least two more than the newcomer: the two do not trade
-        // places back and forth. At most `kept`: never evicted (the API server keeps these).
-        // Of those, a suspect first, then the one holding the most, then the one whose newest
-        // waiter came last.
+    /// Free a place for a review from a peer holding `from_peer` places while all are taken
+    /// ([`WaitSlots`]): for a trusted newcomer, the newest waiter of the untrusted peer holding
+    /// the most; for an untrusted one holding less than its fair share, the same if that peer
+    /// holds more than the fair share. Whether a place was freed.
+    fn evict_for(&mut self, from_peer: usize, newcomer_trusted: bool, trusted: &[IpBlock]) -> bool {
+        let untrusted = |peer: &Option<IpAddr>| !is_trusted(trusted, *peer);
+        let above = if newcomer_trusted {
+            0
+        } else {
+            // The newcomer's fair share of the untrusted peers' places, itself counted.
+            let (held, peers) = self
+                .by_peer
+                .iter()
+                .filter(|(peer, _)| untrusted(peer))
+                .fold((0, 0), |(held, peers), (_, w)| (held + w.len(), peers + 1));
+            let fair = (held / (peers + usize::from(from_peer == 0)).max(1)).max(1);
+            if from_peer >= fair {
+                return false;
+            }
+            fair
+        };
+        // The one holding the most, then the one whose newest waiter came last.
         let victim = self
             .by_peer
             .iter()
-            .filter(|(_, w)| w.len() > fair && w.len() > kept)
-            .filter_map(|(peer, w)| Some((suspects.contains(peer), w.len(), w.last()?.id, *peer)))
+            .filter(|(peer, w)| untrusted(peer) && w.len() > above)
+            .filter_map(|(peer, w)| Some((w.len(), w.last()?.id, *peer)))
             .max();
-        let Some((_, _, id, peer)) = victim else {
+        let Some((_, id, peer)) = victim else {
             return false;
         };
         match self.remove(peer, id) {
@@ -810,6 +790,68 @@ impl Taken {
             }
             None => false,
         }
+    }
+}
+
+/// Whether `peer` is in one of the `trusted` blocks.
+fn is_trusted(trusted: &[IpBlock], peer: Option<IpAddr>) -> bool {
+    peer.is_some_and(|p| trusted.iter().any(|b| b.contains(p)))
+}
+
+/// A block of addresses, `ADDRESS/PREFIX` (`--trusted-peer`). Parsing masks host bits; the
+/// command line refuses a block with host bits set before it gets here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpBlock {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpBlock {
+    /// The block of `address` with a `prefix`-bit network part; `None` when `prefix` is longer
+    /// than the address (32 for IPv4, 128 for IPv6).
+    pub fn new(address: IpAddr, prefix: u8) -> Option<Self> {
+        let network = match address {
+            IpAddr::V4(a) if prefix <= 32 => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V4((u32::from(a) & mask).into())
+            }
+            IpAddr::V6(a) if prefix <= 128 => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                IpAddr::V6((u128::from(a) & mask).into())
+            }
+            _ => return None,
+        };
+        Some(Self { network, prefix })
+    }
+
+    /// Whether `address` is in the block. An IPv4-mapped IPv6 address (a dual-stack listener)
+    /// counts as its IPv4 address.
+    pub fn contains(&self, address: IpAddr) -> bool {
+        Self::new(address.to_canonical(), self.prefix).is_some_and(|b| b.network == self.network)
+    }
+}
+
+impl std::fmt::Display for IpBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl std::str::FromStr for IpBlock {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (address, prefix) = s
+            .split_once('/')
+            .ok_or_else(|| format!("{s:?} is not ADDRESS/PREFIX"))?;
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| format!("{address:?} is not an IP address"))?;
+        let prefix: u8 = prefix
+            .parse()
+            .map_err(|_| format!("{prefix:?} is not a prefix length"))?;
+        Self::new(address, prefix)
+            .ok_or_else(|| format!("{prefix} is longer than the address of {s:?}"))
     }
 }
 
@@ -824,33 +866,28 @@ struct WaitSlot<'a> {
 }
 
 impl WaitSlots {
-    fn new(max: usize, per_peer: usize, per_namespace: usize, kept: usize) -> Self {
+    fn new(max: usize, per_peer: usize, per_namespace: usize) -> Self {
         Self {
             max,
             per_peer,
             per_namespace,
-            kept,
+            trusted: Vec::new(),
             taken: Mutex::new(Taken::default()),
         }
     }
 
-    /// A place for a review from `peer` in `namespace`; `suspects` ([`Webhook::suspects`]) is
-    /// asked only when every place is taken.
-    fn take(
-        &self,
-        peer: Option<IpAddr>,
-        namespace: &str,
-        suspects: impl FnOnce() -> HashSet<Option<IpAddr>>,
-    ) -> Option<WaitSlot<'_>> {
+    /// A place for a review from `peer` in `namespace`.
+    fn take(&self, peer: Option<IpAddr>, namespace: &str) -> Option<WaitSlot<'_>> {
         let mut taken = self.taken.lock().ok()?;
         let taken = &mut *taken;
         let from_peer = taken.by_peer.get(&peer).map_or(0, Vec::len);
         let key = (peer, namespace.to_owned());
         let here = taken.by_namespace.get(&key).copied().unwrap_or(0);
-        if from_peer >= self.per_peer || here >= self.per_namespace {
+        let trusted = is_trusted(&self.trusted, peer);
+        if (!trusted && from_peer >= self.per_peer) || here >= self.per_namespace {
             return None;
         }
-        if taken.all >= self.max && !taken.evict_for(from_peer, self.kept, suspects) {
+        if taken.all >= self.max && !taken.evict_for(from_peer, trusted, &self.trusted) {
             return None;
         }
         let (evict, evicted) = oneshot::channel();
@@ -1487,20 +1524,103 @@ mod tests {
         assert_eq!(w.metrics().waits_refused(), 2);
     }
 
-    /// Review finding M1 (review 23): the victim of an eviction was the newest waiter of the
-    /// peer holding the most, and during a real burst that is the API server. Two forging pods
-    /// took the places the API server left, then one forged review from each of many more pod
-    /// addresses took one of the API server's places each (the fair share fell with every new
-    /// peer): its waiting reviews were admitted at once without credentials, all but three of
-    /// its 30 here. A peer holding at most [`MIN_WAITING_KEPT_PER_PEER`] places now keeps them.
+    /// Review 24a, finding M2: under the floor of 8 places never evicted, eight forger
+    /// addresses holding 8 places each (every place) left nothing that could be evicted, and
+    /// every review of the API server for an account not cached yet failed open at once. Without
+    /// the floor (plain max-min fairness) the API server takes places from peers above their
+    /// fair share up to its own, 64/9 = 7 here.
     #[tokio::test(start_paused = true)]
-    async fn many_forging_peers_cannot_evict_the_api_servers_waiters() {
-        let floor = MIN_WAITING_KEPT_PER_PEER;
+    async fn eight_forging_peers_at_eight_places_each_do_not_lock_out_the_api_server() {
         let timing = Timing {
             grace_period: Duration::from_secs(3),
             ..Timing::default()
         };
         let w = role_webhook(None, timing);
+        let spawn = |ns: String, uid: String, sa: &'static str, peer: IpAddr| {
+            let w = w.clone();
+            tokio::spawn(async move { w.review_from(&body_in(&ns, &uid, sa), peer).await })
+        };
+        let forged: Vec<_> = (0..64u8)
+            .map(|i| {
+                let peer = IpAddr::from([10, 0, 1, i / 8]);
+                spawn(format!("f{}", i / 8), format!("f-{i}"), "ghost", peer)
+            })
+            .collect();
+        for _ in 0..10_000 {
+            if w.cache().waiting() == MAX_WAITING {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            w.cache().waiting(),
+            MAX_WAITING,
+            "the forgers hold every place"
+        );
+        assert_eq!(w.metrics().waits_refused(), 0);
+        let real: Vec<_> = (0..8)
+            .map(|i| {
+                spawn(
+                    "team".into(),
+                    format!("real-{i}"),
+                    "new",
+                    IpAddr::from(API_SERVER),
+                )
+            })
+            .collect();
+        // Each review either took a forger's place (answered at once) or was refused one.
+        for _ in 0..10_000 {
+            if w.metrics().waits_refused() == 8 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(w.metrics().waits_refused(), 8);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        w.cache().apply("team", "new", &role());
+        let mut served = 0;
+        for r in real {
+            let (status, answer) = r.await.unwrap();
+            assert_eq!(status, 200);
+            served += usize::from(answer["response"]["patchType"] == "JSONPatch");
+        }
+        assert_eq!(served, MAX_WAITING / 9, "the API server got its fair share");
+        let mut evicted = 0;
+        for f in forged {
+            let (_, answer) = f.await.unwrap();
+            assert!(answer["response"].get("patch").is_none(), "{answer}");
+            evicted += usize::from(answer["response"].get("warnings").is_some());
+        }
+        assert_eq!(
+            evicted,
+            MAX_WAITING / 9,
+            "one forged review per place taken"
+        );
+    }
+
+    /// Review finding M1 (review 23): the victim of an eviction was the newest waiter of the
+    /// peer holding the most, and during a real burst that is the API server. Two forging pods
+    /// took the places the API server left, then one forged review from each of many more pod
+    /// addresses took one of the API server's places each (the fair share fell with every new
+    /// peer): its waiting reviews were admitted at once without credentials, all but three of
+    /// its 30 here. With the API server's address trusted (`--trusted-peer`) it now keeps all
+    /// of them. Untrusted, it is one peer among 59 and keeps its fair share, at least one: the
+    /// floor of 8 this test pinned before made 8 forgers able to lock it out (review 24a M2),
+    /// so it is gone, and this is the documented limit.
+    #[tokio::test(start_paused = true)]
+    async fn many_forging_peers_cannot_evict_a_trusted_api_servers_waiters() {
+        assert_eq!(burst_among_many_forging_peers(true).await, 30);
+        assert!(burst_among_many_forging_peers(false).await >= 1);
+    }
+
+    /// The API server's 30 waiting reviews, 34 forged ones from two addresses, then one each
+    /// from 56 more: how many of the API server's got credentials.
+    async fn burst_among_many_forging_peers(trusted: bool) -> usize {
+        let timing = Timing {
+            grace_period: Duration::from_secs(3),
+            ..Timing::default()
+        };
+        let w = trusting(&[API_SERVER_BLOCK], trusted, timing);
         let spawn = |ns: String, uid: String, sa: &'static str, peer: IpAddr| {
             let w = w.clone();
             tokio::spawn(async move { w.review_from(&body_in(&ns, &uid, sa), peer).await })
@@ -1562,10 +1682,6 @@ mod tests {
                 assert!(warning.contains("without AWS credentials"), "{warning}");
             }
         }
-        assert!(
-            served >= floor,
-            "the API server kept {served} of its 30 waiting reviews, fewer than {floor}"
-        );
         let mut evicted_from_the_two = 0;
         for (i, f) in forged.into_iter().enumerate() {
             let (_, answer) = f.await.unwrap();
@@ -1576,23 +1692,35 @@ mod tests {
         }
         // The two forgers holding more than their fair share gave places up too.
         assert!(evicted_from_the_two > 0);
+        served
     }
 
-    /// Review finding M1 (review 23), option (b): a forger's reviews name accounts that do not
-    /// exist, so its lookups end "not found"; the API server's name accounts that exist (the
-    /// ServiceAccount admission plugin refuses a pod of a missing one before webhooks are
-    /// called). A place is taken first from a peer whose lookup ended "not found" lately,
-    /// among the peers above their fair share, so the API server's burst keeps all its places
-    /// here, where the peer holding the most is the API server.
+    const API_SERVER_BLOCK: &str = "10.0.0.0/30";
+
+    /// [`role_webhook`] trusting `blocks` if `trusted`.
+    fn trusting(blocks: &[&str], trusted: bool, timing: Timing) -> Arc<Webhook> {
+        let config = Config::default();
+        let cache = Arc::new(ServiceAccountCache::new(&config));
+        let blocks = blocks.iter().map(|b| b.parse().unwrap()).collect();
+        let w = Webhook::new(config, cache, None, timing);
+        Arc::new(if trusted {
+            w.with_trusted_peers(blocks)
+        } else {
+            w
+        })
+    }
+
+    /// Review 24a, finding M2, fix (a): with the API server's addresses trusted, forgers from
+    /// however many addresses holding every place give them up, one per review of the API
+    /// server, until the API server holds all 64; only then is its next review refused. A
+    /// forger's review finds nothing it may take.
     #[tokio::test(start_paused = true)]
-    async fn a_peer_whose_lookups_ended_not_found_gives_up_places_before_the_api_server() {
-        let api = Arc::new(ByName::default());
+    async fn a_trusted_api_server_takes_every_place_from_many_forging_peers() {
         let timing = Timing {
             grace_period: Duration::from_secs(3),
-            not_found_ttl: Duration::from_secs(60),
             ..Timing::default()
         };
-        let w = role_webhook(Some(api.clone()), timing);
+        let w = trusting(&[API_SERVER_BLOCK], true, timing);
         let spawn = |ns: String, uid: String, sa: &'static str, peer: IpAddr| {
             let w = w.clone();
             tokio::spawn(async move { w.review_from(&body_in(&ns, &uid, sa), peer).await })
@@ -1605,62 +1733,76 @@ mod tests {
                 tokio::task::yield_now().await;
             }
         };
-        let (f1, f2) = (IpAddr::from([10, 0, 1, 0]), IpAddr::from([10, 0, 1, 1]));
-        // The first forger probed a name before: the API server said it does not exist.
-        let (_, answer) = spawn("f".into(), "probe".into(), "ghost", f1)
-            .await
-            .unwrap();
-        assert!(answer["response"].get("patch").is_none(), "{answer}");
-        assert_eq!(api.calls.load(Ordering::SeqCst), 1);
-        let real: Vec<_> = (0..30)
+        // 32 forger addresses, two places each.
+        let forged: Vec<_> = (0..64u8)
             .map(|i| {
-                let ns = format!("team{}", i % 2);
+                let peer = IpAddr::from([10, 0, 1, i / 2]);
+                spawn(format!("f{}", i / 2), format!("f-{i}"), "ghost", peer)
+            })
+            .collect();
+        settle(w.clone(), Box::new(|w| w.cache().waiting() == MAX_WAITING)).await;
+        assert_eq!(
+            w.cache().waiting(),
+            MAX_WAITING,
+            "the forgers hold every place"
+        );
+        // 64 reviews from the API server's address, 16 in each of four namespaces: above its
+        // untrusted share (32), within the per-namespace bound.
+        let real: Vec<_> = (0..64)
+            .map(|i| {
+                let ns = format!("team{}", i % 4);
                 spawn(ns, format!("real-{i}"), "new", IpAddr::from(API_SERVER))
             })
             .collect();
-        settle(w.clone(), Box::new(|w| w.cache().waiting() == 30)).await;
-        let first: Vec<_> = (0..20)
-            .map(|i| spawn(format!("f{}", i % 2), format!("f1-{i}"), "ghost", f1))
-            .collect();
-        let second: Vec<_> = (0..14)
-            .map(|i| spawn(format!("f{}", i % 2), format!("f2-{i}"), "ghost", f2))
-            .collect();
-        settle(w.clone(), Box::new(|w| w.cache().waiting() == MAX_WAITING)).await;
-        assert_eq!(w.cache().waiting(), MAX_WAITING, "every place is taken");
-        // Four more pods send one forged review each: each takes a place.
-        let singles: Vec<_> = (0..4)
-            .map(|i| {
-                spawn(
-                    format!("g{i}"),
-                    format!("g-{i}"),
-                    "ghost",
-                    [10, 0, 2, i].into(),
-                )
-            })
-            .collect();
-        settle(w.clone(), Box::new(|w| w.metrics().waits_refused() == 4)).await;
-        assert_eq!(w.metrics().waits_refused(), 4);
+        settle(w.clone(), Box::new(|w| w.metrics().waits_refused() == 64)).await;
+        assert_eq!(
+            w.metrics().waits_refused(),
+            64,
+            "every forged review gave up its place"
+        );
         assert_eq!(w.cache().waiting(), MAX_WAITING);
+        // Trusted peers hold every place: a 65th is refused, as is a forger's.
+        let (_, answer) = w
+            .review_from(&body_in("team9", "real-64", "new"), [10, 0, 0, 2].into())
+            .await;
+        assert!(answer["response"].get("warnings").is_some(), "{answer}");
+        let (_, answer) = w
+            .review_from(&body_in("g", "g", "ghost"), [10, 0, 2, 1].into())
+            .await;
+        assert!(answer["response"].get("warnings").is_some(), "{answer}");
+        assert_eq!(w.metrics().waits_refused(), 66);
         tokio::time::sleep(Duration::from_millis(500)).await;
-        w.cache().apply("team0", "new", &role());
-        w.cache().apply("team1", "new", &role());
+        for ns in 0..4 {
+            w.cache().apply(&format!("team{ns}"), "new", &role());
+        }
         for r in real {
             let (_, answer) = r.await.unwrap();
             assert_eq!(answer["response"]["patchType"], "JSONPatch", "{answer}");
             assert!(answer["response"].get("warnings").is_none(), "{answer}");
         }
-        let mut evicted = [0, 0];
-        for (n, forged) in [first, second].into_iter().enumerate() {
-            for f in forged {
-                let (_, answer) = f.await.unwrap();
-                assert!(answer["response"].get("patch").is_none(), "{answer}");
-                evicted[n] += usize::from(answer["response"].get("warnings").is_some());
-            }
+        for f in forged {
+            let (_, answer) = f.await.unwrap();
+            assert!(answer["response"].get("warnings").is_some(), "{answer}");
         }
-        assert_eq!(evicted, [4, 0], "the places came from the first forger");
-        for s in singles {
-            let (_, answer) = s.await.unwrap();
-            assert!(answer["response"].get("warnings").is_none(), "{answer}");
+    }
+
+    #[test]
+    fn ip_blocks_contain_their_addresses() {
+        let b: IpBlock = "10.0.0.0/30".parse().unwrap();
+        assert!(b.contains([10, 0, 0, 3].into()));
+        assert!(!b.contains([10, 0, 0, 4].into()));
+        assert!(
+            b.contains("::ffff:10.0.0.1".parse().unwrap()),
+            "IPv4-mapped"
+        );
+        assert_eq!(b.to_string(), "10.0.0.0/30");
+        let v6: IpBlock = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains([10, 0, 0, 1].into()));
+        let all: IpBlock = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains([192, 0, 2, 1].into()));
+        for bad in ["10.0.0.0", "10.0.0.0/33", "x/8", "10.0.0.0/a"] {
+            assert!(bad.parse::<IpBlock>().is_err(), "{bad}");
         }
     }
 

@@ -220,6 +220,8 @@ pub struct RunOptions {
     pub config_map_namespace: Option<String>,
     /// `--watch-container-credentials-config`.
     pub container_credentials_file: Option<PathBuf>,
+    /// `--trusted-peer`: the API server's addresses ([`Webhook::with_trusted_peers`]).
+    pub trusted_peers: Vec<crate::admission::IpBlock>,
 }
 
 /// Run the webhook on `listener` until `shutdown`.
@@ -237,12 +239,10 @@ pub async fn run(
     let cache = Arc::new(ServiceAccountCache::new(&options.config));
     let lookup = Arc::new(KubeLookup::new(client.clone()));
     let prefix = options.config.annotation_prefix.clone();
-    let webhook = Arc::new(Webhook::new(
-        options.config,
-        cache.clone(),
-        Some(lookup),
-        options.timing,
-    ));
+    let webhook = Arc::new(
+        Webhook::new(options.config, cache.clone(), Some(lookup), options.timing)
+            .with_trusted_peers(options.trusted_peers),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(watch_service_accounts(client.clone(), cache, prefix));
     if let Some(ns) = options.config_map_namespace {

@@ -106,6 +106,7 @@ async fn start_webhook(env: &Env, config: Config) -> tokio::sync::oneshot::Sende
         tls_key: env.dir.join("tls.key"),
         config_map_namespace: None,
         container_credentials_file: None,
+        trusted_peers: Vec::new(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let client = env.client.clone();

@@ -13,7 +13,9 @@
 //! is bounded, per peer address and fairly between peers (the excess fails open at once).
 //! `--webhook-allow-from CIDR` ([`InstallOptions::webhook_allow_from`]) narrows `from` to the
 //! API server's addresses (and a metrics scraper's) where you know them: then nothing else
-//! reaches the port at all. Probes need no block: NetworkPolicy always admits traffic from the
+//! reaches the port at all. The webhook gets the same blocks as `--trusted-peer`: its reviews
+//! from them are never evicted from their wait places by another address's (review 24a M2), so
+//! list no block a tenant's pods can send from. Probes need no block: NetworkPolicy always admits traffic from the
 //! pod's own node.
 //!
 //! Who makes the certificate ([`WebhookCerts`]): by default `irsa webhook certs` runs as a Job
@@ -374,14 +376,24 @@ fn webhook_container(o: &InstallOptions) -> Container {
         name: "webhook".to_owned(),
         image: Some(o.image.clone()),
         image_pull_policy: Some("IfNotPresent".to_owned()),
-        args: Some(vec![
-            "webhook".to_owned(),
-            format!("--port={WEBHOOK_PORT}"),
-            format!("--tls-cert={CERT_DIR}/tls.crt"),
-            format!("--tls-key={CERT_DIR}/tls.key"),
-            "--watch-config-map".to_owned(),
-            format!("--deadline={DEADLINE_MS}ms"),
-        ]),
+        args: Some(
+            vec![
+                "webhook".to_owned(),
+                format!("--port={WEBHOOK_PORT}"),
+                format!("--tls-cert={CERT_DIR}/tls.crt"),
+                format!("--tls-key={CERT_DIR}/tls.key"),
+                "--watch-config-map".to_owned(),
+                format!("--deadline={DEADLINE_MS}ms"),
+            ]
+            .into_iter()
+            // The API server's addresses (review 24a M2): its waiting reviews are never evicted.
+            .chain(
+                o.webhook_allow_from
+                    .iter()
+                    .map(|block| format!("--trusted-peer={block}")),
+            )
+            .collect(),
+        ),
         env: Some(vec![
             // The namespace of its ConfigMap.
             field_env("POD_NAMESPACE", "metadata.namespace"),
@@ -534,9 +546,9 @@ fn cert_manager(o: &InstallOptions) -> [serde_json::Value; 2] {
     ]
 }
 
-/// A `--webhook-allow-from` block: an IPv4 or IPv6 address, a slash and a prefix length, with
-/// no host bits set (Kubernetes warns about such blocks, and they usually mean a typo).
-pub(super) fn check_cidr(block: &str) -> Result<(), String> {
+/// A `--webhook-allow-from` (or `irsa webhook --trusted-peer`) block: an IPv4 or IPv6 address,
+/// a slash and a prefix length, with no host bits set (Kubernetes warns about such blocks, and they usually mean a typo).
+pub fn check_cidr(block: &str) -> Result<(), String> {
     let Some((address, prefix)) = block.split_once('/') else {
         return Err(
             "a CIDR block: an address, a slash and a prefix length, e.g. 10.0.0.0/24 or \
@@ -1097,6 +1109,29 @@ mod tests {
                 ],
                 "ports": [{"port": WEBHOOK_PORT, "protocol": "TCP"}],
             }])
+        );
+        // The webhook trusts the same blocks as the API server's (review 24a M2): its reviews
+        // waiting for accounts are never evicted by forged ones.
+        let args = &find(&d, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
+        let args: Vec<&str> = args
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str())
+            .collect();
+        assert_eq!(
+            args[args.len() - 3..],
+            [
+                "--trusted-peer=10.0.0.0/24",
+                "--trusted-peer=fd00:10::/64",
+                "--trusted-peer=192.0.2.7/32",
+            ]
+        );
+        assert!(
+            !with(&[])
+                .unwrap()
+                .iter()
+                .any(|x| x.to_string().contains("--trusted-peer"))
         );
         for (bad, want) in [
             ("10.0.0.1/24", "host bits set: did you mean 10.0.0.0/24?"),
