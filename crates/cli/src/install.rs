@@ -75,21 +75,25 @@ pub(crate) struct InstallArgs {
     /// probes and /metrics). By default it restricts the port, not the sources: the addresses
     /// the API server calls from differ per distribution (control-plane node addresses on
     /// kubeadm and k3s, a managed range on hosted control planes). Where you know them, pass
-    /// --webhook-allow-from.
+    /// --webhook-api-server.
     #[arg(long)]
     webhook: bool,
-    /// With --webhook: admit ingress to the webhook only from this CIDR block (repeatable):
-    /// the addresses the API server calls from (control-plane node addresses on kubeadm and
-    /// k3s, the provider's range on hosted control planes; 192.0.2.7/32 for one address).
-    /// Why: anything else that reaches the webhook's port can send it forged AdmissionReviews,
-    /// which share its bounded places for reviews waiting for service accounts with the API
-    /// server's (those of a pod whose account is not cached yet then fail open, without
-    /// credentials). With the blocks, nothing else reaches the port. Add your metrics
-    /// scraper's range too, or it loses /metrics; the kubelet's probes are always admitted
-    /// from the pod's own node. Without it, the policy stays open to every source.
-    /// The webhook gets the same blocks as `irsa webhook --trusted-peer`: reviews from them
-    /// waiting for a service account are never evicted by other addresses' (list no block a
-    /// tenant's pods can send from).
+    /// With --webhook: the API server calls the webhook from this CIDR block (repeatable;
+    /// control-plane node addresses on kubeadm and k3s, the provider's range on hosted
+    /// control planes; 192.0.2.7/32 for one address). The NetworkPolicy then admits ingress
+    /// only from these blocks and the --webhook-allow-from ones, and the webhook trusts them
+    /// (`irsa webhook --trusted-peer`): reviews from them waiting for a service account are
+    /// never evicted by other addresses'. Why: anything else that reaches the webhook's port
+    /// can send it forged AdmissionReviews, which share its bounded places for reviews waiting
+    /// for service accounts with the API server's (those of a pod whose account is not cached
+    /// yet then fail open, without credentials). List no block a tenant's pods can send from.
+    /// Without it (and --webhook-allow-from), the policy stays open to every source.
+    #[arg(long, value_name = "CIDR", requires = "webhook")]
+    webhook_api_server: Vec<String>,
+    /// With --webhook: also admit ingress from this CIDR block (repeatable), e.g. your metrics
+    /// scraper's range, or it loses /metrics once --webhook-api-server narrows the policy.
+    /// These blocks are admitted, never trusted (a scraper's range is often the whole pod
+    /// network). The kubelet's probes are always admitted from the pod's own node.
     #[arg(long, value_name = "CIDR", requires = "webhook")]
     webhook_allow_from: Vec<String>,
     /// With --webhook: let cert-manager (installed separately) make the certificate instead —
@@ -173,6 +177,7 @@ impl InstallArgs {
                 WebhookCerts::Irsa
             },
             webhook_allow_from: self.webhook_allow_from,
+            webhook_api_server: self.webhook_api_server,
         }
     }
 }
@@ -199,7 +204,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     irsa install --watch-namespace team-a --no-crds | kubectl apply --server-side -f -   # Roles only\n  \
     irsa install --webhook | kubectl apply --server-side -f -        # + the pod identity webhook (not on EKS)\n  \
     irsa install --webhook --webhook-cert-manager > irsa.yaml        # its certificate from cert-manager\n  \
-    irsa install --webhook --webhook-allow-from 10.0.0.0/24 > irsa.yaml   # only the API server reaches it\n  \
+    irsa install --webhook --webhook-api-server 10.0.0.0/24 > irsa.yaml   # only the API server reaches it\n  \
     kubectl apply -k deploy/base                                     # the same objects as `irsa install`\n  \
     # deploy/components/webhook: a kustomize Component holding what --webhook adds";
 

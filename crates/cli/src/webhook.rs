@@ -245,7 +245,7 @@ struct ServeArgs {
     /// never evicted, and take the place of another peer's when all 64 are taken. Without any,
     /// the API server shares the places fairly with every other address that reaches the
     /// port, and a tenant with k pod addresses sending forged reviews can push it down to
-    /// 64/(k+1) of them (to none from 64 addresses). `irsa install --webhook-allow-from`
+    /// 64/(k+1) of them (to none from 64 addresses). `irsa install --webhook-api-server`
     /// passes its blocks here.
     #[arg(
         long = "trusted-peer",

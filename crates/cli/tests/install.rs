@@ -385,8 +385,9 @@ fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
     assert!(!step.contains("[create]"), "{step}");
 }
 
-/// `--webhook-allow-from`: the NetworkPolicy admits only those blocks; without --webhook, or
-/// with a block that is not one, exit 2 naming the flag; `--help` says why.
+/// `--webhook-api-server` and `--webhook-allow-from`: the NetworkPolicy admits only those
+/// blocks, and only the API server's become the webhook's `--trusted-peer`s; without
+/// --webhook, or with a block that is not one, exit 2 naming the flag; `--help` says why.
 #[test]
 fn webhook_allow_from_narrows_the_network_policy() {
     let run = irsa(&[
@@ -394,7 +395,7 @@ fn webhook_allow_from_narrows_the_network_policy() {
         "--webhook",
         "--only",
         "webhook",
-        "--webhook-allow-from",
+        "--webhook-api-server",
         "10.0.0.0/24",
         "--webhook-allow-from",
         "fd00:10::/64",
@@ -402,7 +403,8 @@ fn webhook_allow_from_narrows_the_network_policy() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     let options = irsa_k8s::InstallOptions {
         parts: vec![irsa_k8s::Part::Webhook],
-        webhook_allow_from: vec!["10.0.0.0/24".into(), "fd00:10::/64".into()],
+        webhook_api_server: vec!["10.0.0.0/24".into()],
+        webhook_allow_from: vec!["fd00:10::/64".into()],
         ..irsa_k8s::InstallOptions::default()
     };
     assert_eq!(run.stdout, irsa_k8s::manifests_yaml(&options).unwrap());
@@ -410,6 +412,16 @@ fn webhook_allow_from_narrows_the_network_policy() {
         run.stdout.contains(
             "  - from:\n    - ipBlock:\n        cidr: 10.0.0.0/24\n    - ipBlock:\n        cidr: fd00:10::/64\n"
         ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("--trusted-peer=10.0.0.0/24"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        !run.stdout.contains("--trusted-peer=fd00"),
         "{}",
         run.stdout
     );
@@ -436,9 +448,11 @@ fn webhook_allow_from_narrows_the_network_policy() {
     let help = irsa(&["install", "--help"]);
     for text in [
         "--webhook-allow-from <CIDR>",
-        "the addresses the API server calls from",
+        "--webhook-api-server <CIDR>",
+        "the API server calls the webhook from",
         "forged AdmissionReviews",
-        "Without it, the policy stays open to every source",
+        "the policy stays open to every source",
+        "never trusted",
     ] {
         assert!(
             help.stdout.contains(text),

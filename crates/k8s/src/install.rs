@@ -200,9 +200,13 @@ pub struct InstallOptions {
     pub watch_namespace: Option<String>,
     /// Who makes the webhook's certificate ([`Part::Webhook`] only).
     pub webhook_certs: WebhookCerts,
-    /// CIDR blocks the webhook's NetworkPolicy admits ingress from (the API server's
-    /// addresses); empty: from anywhere, on the webhook's port only ([`Part::Webhook`] only).
+    /// CIDR blocks the webhook's NetworkPolicy admits ingress from besides
+    /// [`InstallOptions::webhook_api_server`] (a metrics scraper's range); with both empty:
+    /// from anywhere, on the webhook's port only ([`Part::Webhook`] only). Never trusted peers.
     pub webhook_allow_from: Vec<String>,
+    /// The API server's CIDR blocks: admitted by the NetworkPolicy and passed to the webhook as
+    /// `--trusted-peer` (its reviews waiting for service accounts are never evicted).
+    pub webhook_api_server: Vec<String>,
 }
 
 impl Default for InstallOptions {
@@ -217,6 +221,7 @@ impl Default for InstallOptions {
             watch_namespace: None,
             webhook_certs: WebhookCerts::default(),
             webhook_allow_from: Vec::new(),
+            webhook_api_server: Vec::new(),
         }
     }
 }
@@ -257,9 +262,11 @@ pub enum InstallError {
     /// No part was selected.
     #[error("nothing to install: the selected parts are empty (check --only and --no-crds)")]
     NothingSelected,
-    /// A `--webhook-allow-from` block is not a canonical CIDR block.
-    #[error("invalid --webhook-allow-from {block:?}: {reason}")]
+    /// A `--webhook-allow-from` or `--webhook-api-server` block is not a canonical CIDR block.
+    #[error("invalid {flag} {block:?}: {reason}")]
     AllowFrom {
+        /// The flag that gave it.
+        flag: &'static str,
         /// The block as given.
         block: String,
         /// Why.
@@ -290,8 +297,12 @@ impl InstallOptions {
         if self.watch_namespace.is_some() && self.parts.contains(&Part::Webhook) {
             return Err(InstallError::WebhookNeedsCluster);
         }
-        for block in &self.webhook_allow_from {
+        let blocks = (self.webhook_allow_from.iter())
+            .map(|b| ("--webhook-allow-from", b))
+            .chain((self.webhook_api_server.iter()).map(|b| ("--webhook-api-server", b)));
+        for (flag, block) in blocks {
             webhook::check_cidr(block).map_err(|reason| InstallError::AllowFrom {
+                flag,
                 block: block.clone(),
                 reason,
             })?;

@@ -97,7 +97,7 @@ pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
 /// peer holding less than its fair share ([`WaitSlots`]). A trusted peer (`--trusted-peer`, the
 /// API server's addresses) is not bounded by this, only by [`MAX_WAITING_PER_NAMESPACE`] and
 /// [`MAX_WAITING`]. The NetworkPolicy's `from`, narrowed to the API server's addresses (`irsa
-/// install --webhook-allow-from`, which also passes them as `--trusted-peer`), is what closes
+/// install --webhook-api-server`, which also passes them as `--trusted-peer`), is what closes
 /// the port to forgers altogether.
 pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
 
@@ -698,7 +698,7 @@ impl Subject {
 /// who goes first: a forger that closes its connections before the grace period ends is never
 /// looked up, and a tenant can make the API server's lookup end "not found" (an account deleted
 /// right after its pod is created), so it would only favour forgers. Configure `--trusted-peer`
-/// (`irsa install --webhook-allow-from`) for the exact guarantee. Otherwise a review finding no
+/// (`irsa install --webhook-api-server`) for the exact guarantee. Otherwise a review finding no
 /// place fails open at once instead of queueing.
 #[derive(Debug)]
 struct WaitSlots {

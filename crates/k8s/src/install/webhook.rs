@@ -11,11 +11,12 @@
 //! everyone's). The defence that holds everywhere is in the webhook itself (review findings
 //! M1, M2): a review waiting for a service account holds no review slot, and the number waiting
 //! is bounded, per peer address and fairly between peers (the excess fails open at once).
-//! `--webhook-allow-from CIDR` ([`InstallOptions::webhook_allow_from`]) narrows `from` to the
-//! API server's addresses (and a metrics scraper's) where you know them: then nothing else
-//! reaches the port at all. The webhook gets the same blocks as `--trusted-peer`: its reviews
-//! from them are never evicted from their wait places by another address's (review 24a M2), so
-//! list no block a tenant's pods can send from. Probes need no block: NetworkPolicy always admits traffic from the
+//! `--webhook-api-server CIDR` ([`InstallOptions::webhook_api_server`]) narrows `from` to the
+//! API server's addresses where you know them, and `--webhook-allow-from CIDR`
+//! ([`InstallOptions::webhook_allow_from`]) adds others (a metrics scraper's): then nothing
+//! else reaches the port at all. Only the API server's blocks become the webhook's
+//! `--trusted-peer`s, whose reviews are never evicted from their wait places by another
+//! address's (review 24a M2): a scraper's range is often the whole pod network. Probes need no block: NetworkPolicy always admits traffic from the
 //! pod's own node.
 //!
 //! Who makes the certificate ([`WebhookCerts`]): by default `irsa webhook certs` runs as a Job
@@ -387,8 +388,9 @@ fn webhook_container(o: &InstallOptions) -> Container {
             ]
             .into_iter()
             // The API server's addresses (review 24a M2): its waiting reviews are never evicted.
+            // Not the other allowed blocks: a scraper's range is often the whole pod network.
             .chain(
-                o.webhook_allow_from
+                o.webhook_api_server
                     .iter()
                     .map(|block| format!("--trusted-peer={block}")),
             )
@@ -589,12 +591,17 @@ pub fn check_cidr(block: &str) -> Result<(), String> {
 
 /// Ingress to the webhook's pods on [`WEBHOOK_PORT`] only (review finding M1): whatever else
 /// listens in them is unreachable, and a cluster whose default is deny-all still lets the API
-/// server in. From the `--webhook-allow-from` blocks only when there are some; else from
-/// anywhere: see the module documentation.
+/// server in. From the `--webhook-api-server` and `--webhook-allow-from` blocks only when
+/// there are some; else from anywhere: see the module documentation.
 fn network_policy(o: &InstallOptions) -> NetworkPolicy {
-    let from = (!o.webhook_allow_from.is_empty()).then(|| {
-        o.webhook_allow_from
-            .iter()
+    let blocks: Vec<&String> = o
+        .webhook_api_server
+        .iter()
+        .chain(&o.webhook_allow_from)
+        .collect();
+    let from = (!blocks.is_empty()).then(|| {
+        blocks
+            .into_iter()
             .map(|cidr| NetworkPolicyPeer {
                 ip_block: Some(IPBlock {
                     cidr: cidr.clone(),
@@ -1087,6 +1094,53 @@ mod tests {
         }
     }
 
+    fn webhook_args(d: &[serde_json::Value]) -> Vec<String> {
+        find(d, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Only `--webhook-api-server` blocks are trusted peers of the webhook; `--webhook-allow-from`
+    /// blocks (a metrics scraper's range, often the whole pod network) are admitted by the
+    /// NetworkPolicy but never trusted, or every pod there could evict the API server's waiting
+    /// reviews. Both narrow the policy's `from`.
+    #[test]
+    fn only_the_api_servers_blocks_are_trusted_peers() {
+        let d = manifests(&InstallOptions {
+            parts: vec![Part::Webhook],
+            webhook_api_server: vec!["192.0.2.7/32".into()],
+            webhook_allow_from: vec!["10.244.0.0/16".into()],
+            ..InstallOptions::default()
+        })
+        .unwrap();
+        let trusted: Vec<String> = webhook_args(&d)
+            .into_iter()
+            .filter(|a| a.starts_with("--trusted-peer"))
+            .collect();
+        assert_eq!(trusted, ["--trusted-peer=192.0.2.7/32"]);
+        assert_eq!(
+            find(&d, "NetworkPolicy")["spec"]["ingress"][0]["from"],
+            serde_json::json!([
+                {"ipBlock": {"cidr": "192.0.2.7/32"}},
+                {"ipBlock": {"cidr": "10.244.0.0/16"}},
+            ])
+        );
+        let bad = manifests(&InstallOptions {
+            parts: vec![Part::Webhook],
+            webhook_api_server: vec!["192.0.2.7/24".into()],
+            ..InstallOptions::default()
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            bad.contains("--webhook-api-server") && bad.contains("192.0.2.0/24"),
+            "{bad}"
+        );
+    }
+
     /// `--webhook-allow-from`: the policy's ingress narrowed to the API server's addresses (and
     /// whatever else the user lists), still on the one port; bad blocks are refused precisely.
     #[test]
@@ -1110,28 +1164,11 @@ mod tests {
                 "ports": [{"port": WEBHOOK_PORT, "protocol": "TCP"}],
             }])
         );
-        // The webhook trusts the same blocks as the API server's (review 24a M2): its reviews
-        // waiting for accounts are never evicted by forged ones.
-        let args = &find(&d, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
-        let args: Vec<&str> = args
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|a| a.as_str())
-            .collect();
-        assert_eq!(
-            args[args.len() - 3..],
-            [
-                "--trusted-peer=10.0.0.0/24",
-                "--trusted-peer=fd00:10::/64",
-                "--trusted-peer=192.0.2.7/32",
-            ]
-        );
+        // Allowed, not trusted: only `--webhook-api-server` blocks are.
         assert!(
-            !with(&[])
-                .unwrap()
+            [d, with(&[]).unwrap()]
                 .iter()
-                .any(|x| x.to_string().contains("--trusted-peer"))
+                .all(|d| !webhook_args(d).iter().any(|a| a.contains("--trusted-peer")))
         );
         for (bad, want) in [
             ("10.0.0.1/24", "host bits set: did you mean 10.0.0.0/24?"),
