@@ -217,3 +217,113 @@ fn the_cert_manager_webhook_install_validates_its_core_objects_strictly() {
         )
     );
 }
+
+/// The cert-manager objects against cert-manager's documented `cert-manager.io/v1` API
+/// (<https://cert-manager.io/docs/usage/certificate/>): the Certificate's required `secretName`
+/// and `issuerRef.name`, a `selfSigned` Issuer, and that they fit the rest of the install: the
+/// Secret is the one the serving pods mount, the names are the Service's, the CA injection
+/// names the Certificate, and no irsa certificate step (Job, CronJob, its account and Role) is
+/// emitted. In a namespace of the user's choosing, so nothing is the default by accident.
+#[test]
+fn the_cert_manager_objects_fit_cert_managers_v1_api_and_the_install() {
+    let namespace = "pod-identity";
+    let options = InstallOptions {
+        parts: vec![irsa_k8s::Part::Webhook],
+        webhook_certs: irsa_k8s::WebhookCerts::CertManager,
+        namespace: namespace.into(),
+        ..InstallOptions::default()
+    };
+    let docs = manifests(&options).unwrap();
+    let find = |kind: &str| -> &serde_json::Value {
+        let all: Vec<_> = docs.iter().filter(|d| d["kind"] == kind).collect();
+        assert_eq!(all.len(), 1, "one {kind}: {docs:?}");
+        all[0]
+    };
+    let issuer = find("Issuer");
+    let certificate = find("Certificate");
+    for d in [issuer, certificate] {
+        assert_eq!(d["apiVersion"], "cert-manager.io/v1");
+        assert_eq!(d["metadata"]["namespace"], namespace);
+        assert!(
+            d["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty()),
+            "{d}"
+        );
+    }
+    // Issuer: exactly one issuer type, `selfSigned`, an object.
+    assert!(issuer["spec"]["selfSigned"].is_object(), "{issuer}");
+    assert_eq!(issuer["spec"].as_object().unwrap().len(), 1, "{issuer}");
+    // Certificate: required fields, types and enums as documented.
+    let spec = &certificate["spec"];
+    let secret = spec["secretName"].as_str().expect("secretName is required");
+    assert_eq!(spec["issuerRef"]["name"], issuer["metadata"]["name"]);
+    assert_eq!(spec["issuerRef"]["kind"], "Issuer");
+    assert_eq!(spec["issuerRef"]["group"], "cert-manager.io");
+    assert!(
+        ["Never", "Always"].contains(&spec["privateKey"]["rotationPolicy"].as_str().unwrap()),
+        "{spec}"
+    );
+    // The Secret cert-manager writes is the one the serving pods mount.
+    let pod = &find("Deployment")["spec"]["template"]["spec"];
+    let secrets: Vec<_> = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["secret"]["secretName"].as_str())
+        .collect();
+    assert_eq!(secrets, [secret], "{pod}");
+    // Its names are the Service's, as the API server dials it.
+    let service = find("Service")["metadata"]["name"].as_str().unwrap();
+    let names: Vec<_> = spec["dnsNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    for want in [
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ] {
+        assert!(names.contains(&want.as_str()), "{want} not in {names:?}");
+    }
+    for name in &names {
+        assert!(
+            name.starts_with(service),
+            "{name} is not a name of the Service"
+        );
+    }
+    // cert-manager's CA injector fills the caBundle from that Certificate.
+    let config = find("MutatingWebhookConfiguration");
+    assert_eq!(
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        format!(
+            "{namespace}/{}",
+            certificate["metadata"]["name"].as_str().unwrap()
+        )
+    );
+    // No irsa certificate step: no Job, no CronJob, no account, Role or binding for it, and
+    // nobody is granted anything on Secrets or the webhook configuration.
+    for kind in ["Job", "CronJob"] {
+        assert!(!docs.iter().any(|d| d["kind"] == kind), "{kind} emitted");
+    }
+    for d in &docs {
+        let name = d["metadata"]["name"].as_str().unwrap();
+        assert!(!name.contains("certs"), "{} {name}", d["kind"]);
+    }
+    let rules: Vec<_> = docs
+        .iter()
+        .filter(|d| d["kind"] == "Role" || d["kind"] == "ClusterRole")
+        .flat_map(|d| d["rules"].as_array().cloned().unwrap_or_default())
+        .collect();
+    for rule in &rules {
+        let resources = rule["resources"].to_string();
+        let verbs = rule["verbs"].to_string();
+        assert!(
+            !(resources.contains("mutatingwebhookconfigurations")
+                || resources.contains("secrets") && verbs.contains("update")
+                || resources.contains("secrets") && verbs.contains("patch")),
+            "{rule}"
+        );
+    }
+}

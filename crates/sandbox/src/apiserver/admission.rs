@@ -542,4 +542,166 @@ mod tests {
         assert!(!rules_match(&rule("CREATE", "secrets")));
         assert!(!rules_match(&json!({})));
     }
+
+    /// Signs nothing: admission never asks for tokens.
+    struct NoTokens;
+
+    impl crate::token_issuer::TokenIssuer for NoTokens {
+        fn issue(
+            &self,
+            _: &crate::token_issuer::ServiceAccountTokenRequest,
+        ) -> Result<crate::token_issuer::IssuedToken, String> {
+            Err("no tokens in this test".into())
+        }
+        fn issuer_url(&self) -> String {
+            String::new()
+        }
+        fn discovery(&self) -> Value {
+            Value::Null
+        }
+        fn jwks(&self) -> Value {
+            Value::Null
+        }
+    }
+
+    /// A webhook that accepts connections and never answers; the number of connections so far.
+    async fn hanging_webhook() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = calls.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+        (addr, calls)
+    }
+
+    /// A sandbox API server with namespace `team` (label `irsa: on`) and `other` (no labels),
+    /// and one MutatingWebhookConfiguration whose webhook `hang.example.com` is `addr`.
+    fn api_with_hook(addr: SocketAddr, extra: Value) -> ApiServer {
+        let api = ApiServer::new(Default::default(), Arc::new(NoTokens));
+        let store = &api.inner.store;
+        for (name, labels) in [("team", json!({"irsa": "on"})), ("other", json!({}))] {
+            store
+                .create_object(json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": name, "labels": labels}}))
+                .unwrap();
+        }
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let mut hook = json!({
+            "name": "hang.example.com",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "clientConfig": {
+                "url": format!("https://{addr}/mutate"),
+                "caBundle": STANDARD.encode(ca),
+            },
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            hook[k] = v.clone();
+        }
+        store
+            .create_object(json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingWebhookConfiguration",
+                "metadata": {"name": "hang"},
+                "webhooks": [hook],
+            }))
+            .unwrap();
+        api
+    }
+
+    fn pod(namespace: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+    }
+
+    fn bytes(v: &Value) -> Bytes {
+        Bytes::from(serde_json::to_vec(v).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_pod_outside_the_namespace_selector_is_not_sent_to_the_webhook() {
+        let (addr, calls) = hanging_webhook().await;
+        let api = api_with_hook(
+            addr,
+            json!({"failurePolicy": "Fail", "timeoutSeconds": 1,
+                "namespaceSelector": {"matchLabels": {"irsa": "on"}}}),
+        );
+        let started = std::time::Instant::now();
+        let stored = admit_pod(&api, "other", bytes(&pod("other")))
+            .await
+            .expect("not sent, so admitted");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&stored).unwrap(),
+            pod("other")
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 0);
+        // The same pod in the selected namespace is sent (and refused: the webhook hangs).
+        let e = admit_pod(&api, "team", bytes(&pod("team")))
+            .await
+            .unwrap_err();
+        assert!(e.message.contains("hang.example.com"), "{}", e.message);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_silent_webhook_with_failure_policy_ignore_admits_unchanged_after_its_timeout() {
+        let (addr, calls) = hanging_webhook().await;
+        let api = api_with_hook(
+            addr,
+            json!({"failurePolicy": "Ignore", "timeoutSeconds": 2}),
+        );
+        let started = std::time::Instant::now();
+        let stored = admit_pod(&api, "team", bytes(&pod("team")))
+            .await
+            .expect("failurePolicy Ignore admits");
+        let took = started.elapsed();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&stored).unwrap(),
+            pod("team")
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
+            "timeoutSeconds 2, took {took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_webhook_with_failure_policy_fail_refuses_the_pod_naming_the_webhook() {
+        let (addr, _calls) = hanging_webhook().await;
+        let api = api_with_hook(addr, json!({"failurePolicy": "Fail", "timeoutSeconds": 1}));
+        let started = std::time::Instant::now();
+        let e = admit_pod(&api, "team", bytes(&pod("team")))
+            .await
+            .unwrap_err();
+        let took = started.elapsed();
+        assert_eq!(e.code, 500);
+        assert_eq!(
+            e.message,
+            "Internal error occurred: failed calling webhook \"hang.example.com\": context \
+             deadline exceeded (1s)"
+        );
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "timeoutSeconds 1, took {took:?}"
+        );
+    }
 }
