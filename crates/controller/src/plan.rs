@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
-use irsa_core::docker_config::DockerConfig;
+use irsa_core::docker_config::{DockerConfig, RegistryAuth};
 use irsa_core::secret::SecretString;
 use irsa_k8s::{
     ClusterPullSecret, DeletionPolicy, NamespaceSelection, PullSecret, SecretSpec, TargetCounts,
@@ -526,6 +526,9 @@ pub struct DesiredSecret {
     /// The rendered `.dockerconfigjson`, shared by every namespace's copy (a fan-out to
     /// thousands of namespaces holds one document, not thousands).
     pub docker_config_json: Arc<SecretString>,
+    /// The extra field asked for by `spec.usernamePasswordKey`: its data key and
+    /// `username:password` of the single registry (shared like the document).
+    pub username_password: Option<(String, Arc<SecretString>)>,
     /// `sha256:<hex>` over everything irsa sets on the Secret (see [`content_hash`]).
     pub content_hash: String,
 }
@@ -542,24 +545,36 @@ impl DesiredSecret {
                 ..ObjectMeta::default()
             },
             type_: Some(DOCKER_CONFIG_JSON_TYPE.to_owned()),
-            data: Some(BTreeMap::from([(
-                DOCKER_CONFIG_JSON_KEY.to_owned(),
-                ByteString(self.docker_config_json.expose().as_bytes().to_vec()),
-            )])),
+            data: Some(self.data()),
             ..Secret::default()
         }
+    }
+
+    /// The Secret's data: `.dockerconfigjson`, and the `username:password` field if asked for.
+    fn data(&self) -> BTreeMap<String, ByteString> {
+        let mut data = BTreeMap::from([(
+            DOCKER_CONFIG_JSON_KEY.to_owned(),
+            ByteString(self.docker_config_json.expose().as_bytes().to_vec()),
+        )]);
+        if let Some((key, value)) = &self.username_password {
+            data.insert(key.clone(), ByteString(value.expose().as_bytes().to_vec()));
+        }
+        data
     }
 }
 
 /// The content hash irsa writes into [`CONTENT_HASH_ANNOTATION`]: `sha256:` and the lowercase hex
 /// SHA-256 of a length-prefixed encoding of the Secret type, the labels, the user's annotations
-/// and the rendered `.dockerconfigjson`. It changes when anything irsa sets changes, so equal
+/// and the rendered `.dockerconfigjson`, then, only when `spec.usernamePasswordKey` asks for
+/// it, the extra field's key and value (so without it the hash is what it always was, and
+/// existing Secrets are not rewritten). It changes when anything irsa sets changes, so equal
 /// hashes mean a write would be a no-op. It reveals nothing usable about the credentials: the
 /// rendered document holds fresh high-entropy registry tokens, and SHA-256 is one-way.
 pub fn content_hash(
     labels: &BTreeMap<String, String>,
     annotations: &BTreeMap<String, String>,
     docker_config_json: &SecretString,
+    username_password: Option<(&str, &SecretString)>,
 ) -> String {
     let mut h = Sha256::new();
     let mut field = |bytes: &[u8]| {
@@ -575,6 +590,10 @@ pub fn content_hash(
         }
     }
     field(docker_config_json.expose().as_bytes());
+    if let Some((key, value)) = username_password {
+        field(key.as_bytes());
+        field(value.expose().as_bytes());
+    }
     let digest = h.finalize();
     let mut out = String::with_capacity(7 + 64);
     out.push_str("sha256:");
@@ -586,7 +605,12 @@ pub fn content_hash(
 
 /// The Secret `owner` wants in `namespace`: type `kubernetes.io/dockerconfigjson`, named
 /// `spec.secretName`, labelled with the owner labels and the user's `secretLabels` (owner labels
-/// win), annotated with `secretAnnotations` and [`CONTENT_HASH_ANNOTATION`].
+/// win), annotated with `secretAnnotations` and [`CONTENT_HASH_ANNOTATION`]. With
+/// `spec.usernamePasswordKey` (validated: one registry), it also holds that key with
+/// `username:password` of the credential's one registry. That field is only ever written, never
+/// read back: a restarted controller adopts a credential from the sealed `.dockerconfigjson`
+/// alone ([`crate::provenance`]) and renders the field from it again, so a tenant's forged field
+/// is never taken for a credential.
 pub fn desired_secret(
     owner: &Owner,
     spec: &SecretSpec,
@@ -598,7 +622,23 @@ pub fn desired_secret(
     let mut annotations = spec.secret_annotations.clone();
     annotations.remove(CONTENT_HASH_ANNOTATION);
     let docker_config_json = config.render();
-    let hash = content_hash(&labels, &annotations, &docker_config_json);
+    let username_password = spec.username_password_key.as_ref().and_then(|key| {
+        let mut auths = config.auths.values();
+        match (auths.next(), auths.next()) {
+            (Some(auth), None) => Some((key.clone(), Arc::new(username_password(auth)))),
+            // Validation refuses the key with several registries; a credential for none or
+            // several (never planned) gets no field rather than a wrong one.
+            _ => None,
+        }
+    });
+    let hash = content_hash(
+        &labels,
+        &annotations,
+        &docker_config_json,
+        username_password
+            .as_ref()
+            .map(|(k, v)| (k.as_str(), v.as_ref())),
+    );
     annotations.insert(CONTENT_HASH_ANNOTATION.to_owned(), hash.clone());
     DesiredSecret {
         namespace: namespace.to_owned(),
@@ -606,8 +646,18 @@ pub fn desired_secret(
         labels: Arc::new(labels),
         annotations: Arc::new(annotations),
         docker_config_json: Arc::new(docker_config_json),
+        username_password,
         content_hash: hash,
     }
+}
+
+/// `username:password`, as Argo CD Image Updater's `secret:` credentials read it.
+fn username_password(auth: &RegistryAuth) -> SecretString {
+    let mut s = String::with_capacity(auth.username.len() + 1 + auth.password.expose().len());
+    s.push_str(&auth.username);
+    s.push(':');
+    s.push_str(auth.password.expose());
+    SecretString::new(s)
 }
 
 /// How a Secret is written.

@@ -112,6 +112,11 @@ pub struct SecretSpec {
     /// Extra annotations on each written Secret.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_annotations: BTreeMap<String, String>,
+    /// Data key of an extra field, next to `.dockerconfigjson`, holding `username:password` of
+    /// the single registry: what Argo CD Image Updater's `secret:<namespace>/<name>#<key>`
+    /// credentials read. Allowed with exactly one registry. Absent: no extra field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_password_key: Option<String>,
     /// Service accounts in each target namespace whose `imagePullSecrets` get the secret added
     /// (`"*"` for all of them). The list is patched, never replaced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -345,6 +350,7 @@ impl SecretSpec {
             secret_name: secret_name.to_owned(),
             secret_labels: BTreeMap::new(),
             secret_annotations: BTreeMap::new(),
+            username_password_key: None,
             service_accounts: Vec::new(),
             refresh: DEFAULT_REFRESH,
             deletion_policy: DeletionPolicy::Delete,

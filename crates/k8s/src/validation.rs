@@ -216,6 +216,9 @@ pub fn validate_secret_spec(
     }
     check_labels(&spec.secret_labels, &mut errors);
     check_annotations(&spec.secret_annotations, &mut errors);
+    if let Some(key) = &spec.username_password_key {
+        check_username_password_key(key, spec.registries.len(), &mut errors);
+    }
     check_service_accounts(&spec.service_accounts, &mut errors);
     if !(spec.refresh.is_finite() && spec.refresh > 0.0 && spec.refresh < 1.0) {
         errors.push(ValidationError::new(
@@ -471,6 +474,60 @@ fn check_identity(
             None
         }
     }
+}
+
+/// Most bytes of a Secret data key (the API server's limit, a DNS subdomain's length).
+const MAX_DATA_KEY_LEN: usize = 253;
+
+/// `spec.usernamePasswordKey`: a Secret data key (`[-._a-zA-Z0-9]+`, not `.` or `..`), not
+/// `.dockerconfigjson`, and only with one registry, since the field holds one credential.
+fn check_username_password_key(key: &str, registries: usize, errors: &mut Vec<ValidationError>) {
+    const FIELD: &str = "spec.usernamePasswordKey";
+    let problem = if key.is_empty() {
+        Some("must not be empty: the data key of the Secret field, e.g. \"creds\"".to_owned())
+    } else if key.len() > MAX_DATA_KEY_LEN {
+        Some(format!(
+            "{} characters long: a Secret data key has at most {MAX_DATA_KEY_LEN}",
+            key.len()
+        ))
+    } else if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        Some(format!(
+            "{:?} is not a Secret data key: use letters, digits, '-', '_' and '.' only, e.g. \"creds\"",
+            quoted_key(key)
+        ))
+    } else if key == "." || key == ".." {
+        Some(format!(
+            "{key:?} is not a Secret data key: choose a name, e.g. \"creds\""
+        ))
+    } else if key == ".dockerconfigjson" {
+        Some(
+            "\".dockerconfigjson\" already holds the docker config: choose another key, e.g. \"creds\""
+                .to_owned(),
+        )
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        errors.push(ValidationError::new(FIELD, problem));
+    }
+    if registries > 1 {
+        errors.push(ValidationError::new(
+            FIELD,
+            format!(
+                "allowed with one registry only, but spec.registries lists {registries}: the field holds one \
+                 username:password, as Argo CD Image Updater's secret:<namespace>/<name>#<field> reads it; \
+                 write one resource per registry, or use pullsecret:<namespace>/<name>, which reads every registry"
+            ),
+        ));
+    }
+}
+
+/// At most 63 characters of a user's key, for a message.
+fn quoted_key(key: &str) -> String {
+    key.chars().take(63).collect()
 }
 
 fn check_labels(labels: &BTreeMap<String, String>, errors: &mut Vec<ValidationError>) {
@@ -777,6 +834,58 @@ mod tests {
             ValidatedIdentity::ServiceAccount { ref namespace, ref name, role_arn: Some(ref arn) }
                 if namespace == "irsa" && name == "puller" && arn.name == "puller"
         ));
+    }
+
+    #[test]
+    fn the_username_password_key_is_a_data_key_for_one_registry() {
+        let with = |key: &str, registries: &[&str]| {
+            fields(cluster(|s| {
+                s.secret.username_password_key = Some(key.to_owned());
+                s.secret.registries = registries.iter().map(|h| host(h)).collect();
+            }))
+        };
+        for ok in ["creds", "a.b-c_D9", ".creds", "..x"] {
+            assert_eq!(with(ok, &[ECR]), Vec::<String>::new(), "{ok:?}");
+        }
+        assert!(cluster(|_| ()).is_ok(), "absent is fine");
+        let cases: &[(&str, &[&str], &str)] = &[
+            ("", &[ECR], "spec.usernamePasswordKey: must not be empty"),
+            (
+                "user pass",
+                &[ECR],
+                "spec.usernamePasswordKey: \"user pass\" is not a Secret data key: use letters, digits",
+            ),
+            (
+                "a/b",
+                &[ECR],
+                "spec.usernamePasswordKey: \"a/b\" is not a Secret data key",
+            ),
+            (
+                "..",
+                &[ECR],
+                "spec.usernamePasswordKey: \"..\" is not a Secret data key",
+            ),
+            (
+                ".dockerconfigjson",
+                &[ECR],
+                "spec.usernamePasswordKey: \".dockerconfigjson\" already holds the docker config",
+            ),
+            (
+                "creds",
+                &[ECR, "public.ecr.aws"],
+                "spec.usernamePasswordKey: allowed with one registry only, but spec.registries lists 2",
+            ),
+        ];
+        for (key, registries, want) in cases {
+            let got = with(key, registries);
+            assert_eq!(got.len(), 1, "{key:?}: {got:?}");
+            assert!(got[0].starts_with(want), "{key:?}: {got:?}");
+        }
+        let long = "k".repeat(254);
+        assert!(with(&long, &[ECR])[0].contains("254 characters long"));
+        assert_eq!(with(&"k".repeat(253), &[ECR]), Vec::<String>::new());
+        // Both problems at once: a bad key and several registries.
+        assert_eq!(with(".dockerconfigjson", &[ECR, "public.ecr.aws"]).len(), 2);
     }
 
     #[test]

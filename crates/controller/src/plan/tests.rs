@@ -1831,3 +1831,127 @@ fn a_namespace_made_again_under_its_name_is_not_a_rewrite() {
         (vec![(WriteKind::Create, "a")], vec![])
     );
 }
+
+/// The content hash as irsa computed it before `spec.usernamePasswordKey` existed, written
+/// out independently: without the key, Secrets already in clusters keep their hash (no rewrite).
+fn hash_before_username_password_key(d: &DesiredSecret) -> String {
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_be_bytes());
+        h.update(bytes);
+    };
+    field(b"kubernetes.io/dockerconfigjson");
+    let mut annotations = (*d.annotations).clone();
+    annotations.remove(CONTENT_HASH_ANNOTATION);
+    for map in [&*d.labels, &annotations] {
+        field(&(map.len() as u64).to_be_bytes());
+        for (k, v) in map {
+            field(k.as_bytes());
+            field(v.as_bytes());
+        }
+    }
+    field(d.docker_config_json.expose().as_bytes());
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+#[test]
+fn username_password_key_adds_one_field_and_nothing_without_it() {
+    let mut plain = spec();
+    plain.secret_labels.insert("team".into(), "a".into());
+    let without = desired_secret(&owner(), &plain, "a", &credential(PASSWORD));
+    assert_eq!(without.username_password, None);
+    assert_eq!(
+        without.content_hash,
+        hash_before_username_password_key(&without),
+        "absent key: the hash is the one existing Secrets carry"
+    );
+    let data = without.to_secret().data.unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), [".dockerconfigjson"]);
+
+    let mut with_key = plain.clone();
+    with_key.username_password_key = Some("creds".into());
+    let with = desired_secret(&owner(), &with_key, "a", &credential(PASSWORD));
+    let s = with.to_secret();
+    let data = s.data.unwrap();
+    assert_eq!(
+        data.keys().collect::<Vec<_>>(),
+        [".dockerconfigjson", "creds"]
+    );
+    assert_eq!(data["creds"].0, format!("AWS:{PASSWORD}").as_bytes());
+    assert_eq!(
+        data[".dockerconfigjson"].0,
+        without.to_secret().data.unwrap()[".dockerconfigjson"].0,
+        "the docker config is unchanged"
+    );
+    assert_eq!(s.type_.as_deref(), Some(DOCKER_CONFIG_JSON_TYPE));
+    // The hash covers the field: its presence, its key and the credential in it.
+    assert_ne!(with.content_hash, without.content_hash);
+    assert_eq!(
+        s.metadata.annotations.unwrap()[CONTENT_HASH_ANNOTATION],
+        with.content_hash
+    );
+    let mut other_key = with_key.clone();
+    other_key.username_password_key = Some("auth".into());
+    assert_ne!(with.content_hash, hash_for(&other_key, "a", PASSWORD));
+    assert_ne!(with.content_hash, hash_for(&with_key, "a", "another-token"));
+    assert_eq!(with.content_hash, hash_for(&with_key, "b", PASSWORD));
+    // The password never shows in Debug or the hash.
+    let debug = format!("{with:?}");
+    assert!(
+        !debug.contains(PASSWORD),
+        "Debug leaks the password: {debug}"
+    );
+    assert!(!with.content_hash.contains(PASSWORD));
+}
+
+#[test]
+fn username_password_key_is_left_out_for_several_registries() {
+    // Validation refuses this spec; should one be planned anyway, no field holds a wrong
+    // credential.
+    let mut s = spec();
+    s.username_password_key = Some("creds".into());
+    let mut two = credential(PASSWORD);
+    two.insert("public.ecr.aws", "AWS", SecretString::from("other"));
+    let d = desired_secret(&owner(), &s, "a", &two);
+    assert_eq!(d.username_password, None);
+    assert_eq!(d.to_secret().data.unwrap().len(), 1);
+}
+
+#[test]
+fn a_secret_without_or_with_a_tampered_username_password_field_is_rewritten() {
+    let mut with_key = spec();
+    with_key.username_password_key = Some("creds".into());
+    let selection = NamespaceSelection::default();
+    let plan_with = |observed: &Observed| {
+        plan(
+            &subject(&with_key, &selection),
+            observed,
+            Some(&credential(PASSWORD)),
+        )
+    };
+    let ns = NamespaceState::new("a");
+    let current = hash_for(&with_key, "a", PASSWORD);
+    let state = |hash: &str| SecretState::owned("a", "ecr-pull", &owner(), hash);
+    // Written as before the key was set: rewritten with the field.
+    let before = Observed::default()
+        .namespace(ns.clone())
+        .secret(state(&hash_for(&spec(), "a", PASSWORD)));
+    assert_eq!(writes(&plan_with(&before)), [(WriteKind::Update, "a")]);
+    // A tenant's edit of the field (the content hash no longer irsa's): rewritten.
+    let mut tampered = spec();
+    tampered.username_password_key = Some("creds".into());
+    let forged = desired_secret(&owner(), &tampered, "a", &credential("forged"));
+    let edited = Observed::default()
+        .namespace(ns.clone())
+        .secret(state(&forged.content_hash));
+    let p = plan_with(&edited);
+    assert_eq!(writes(&p), [(WriteKind::Update, "a")]);
+    assert_eq!(
+        p.writes[0].secret.to_secret().data.unwrap()["creds"].0,
+        format!("AWS:{PASSWORD}").as_bytes()
+    );
+    // Current: nothing to do.
+    let good = Observed::default().namespace(ns).secret(state(&current));
+    assert!(plan_with(&good).writes.is_empty());
+}
