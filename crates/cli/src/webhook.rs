@@ -245,8 +245,10 @@ struct ServeArgs {
     /// never evicted, and take the place of another peer's when all 64 are taken. Without any,
     /// the API server shares the places fairly with every other address that reaches the
     /// port, and a tenant with k pod addresses sending forged reviews can push it down to
-    /// 64/(k+1) of them (to none from 64 addresses). `irsa install --webhook-api-server`
-    /// passes its blocks here.
+    /// 64/(k+1) of them (to none from 64 addresses). Each address, trusted or not, waits in at
+    /// most 32 places. List no block a tenant's pods can send from (on GKE or AKS the API
+    /// server may call through agent pods in the pod network: then do not trust that range);
+    /// a prefix of 0 is refused. `irsa install --webhook-api-server` passes its blocks here.
     #[arg(
         long = "trusted-peer",
         value_name = "CIDR",
@@ -291,13 +293,14 @@ struct MutateArgs {
     flags: MutationFlags,
 }
 
-/// Parses `100ms`, `30s`, `10m`, `1h` or a bare number of seconds.
-/// A `--trusted-peer` block: canonical CIDR, checked as `--webhook-allow-from` is.
+/// A `--trusted-peer` block: canonical CIDR, checked as `--webhook-api-server` is (no prefix
+/// 0, no IPv4-mapped form).
 fn parse_trusted_peer(s: &str) -> Result<IpBlock, String> {
-    irsa_k8s::install::webhook::check_cidr(s)?;
+    irsa_k8s::install::webhook::check_trusted_block(s)?;
     s.parse()
 }
 
+/// Parses `100ms`, `30s`, `10m`, `1h` or a bare number of seconds.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());

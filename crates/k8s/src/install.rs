@@ -301,7 +301,12 @@ impl InstallOptions {
             .map(|b| ("--webhook-allow-from", b))
             .chain((self.webhook_api_server.iter()).map(|b| ("--webhook-api-server", b)));
         for (flag, block) in blocks {
-            webhook::check_cidr(block).map_err(|reason| InstallError::AllowFrom {
+            let check = if flag == "--webhook-api-server" {
+                webhook::check_trusted_block
+            } else {
+                webhook::check_cidr
+            };
+            check(block).map_err(|reason| InstallError::AllowFrom {
                 flag,
                 block: block.clone(),
                 reason,

@@ -95,8 +95,8 @@ pub const MAX_WAITING_PER_NAMESPACE: usize = 16;
 /// have waiting: 32 reviews within the grace period, far above what one rollout sends. Several
 /// forgers (pods of their own) that fill every place within their shares give places back to a
 /// peer holding less than its fair share ([`WaitSlots`]). A trusted peer (`--trusted-peer`, the
-/// API server's addresses) is not bounded by this, only by [`MAX_WAITING_PER_NAMESPACE`] and
-/// [`MAX_WAITING`]. The NetworkPolicy's `from`, narrowed to the API server's addresses (`irsa
+/// API server's addresses) is bounded by this too: a forger inside a trusted block holds at
+/// most half the places, and each API server replica calls from its own address. The NetworkPolicy's `from`, narrowed to the API server's addresses (`irsa
 /// install --webhook-api-server`, which also passes them as `--trusted-peer`), is what closes
 /// the port to forgers altogether.
 pub const MAX_WAITING_PER_PEER: usize = MAX_WAITING / 2;
@@ -680,7 +680,8 @@ impl Subject {
 /// is answered at once (failing open, counted in `waits_refused`):
 /// - A review from a trusted peer (`trusted`, `--trusted-peer`: the API server's addresses)
 ///   takes the place of the newest waiter of the untrusted peer holding the most; a trusted
-///   peer's waiters are never evicted, and a trusted peer is bounded per namespace only. Only
+///   peer's waiters are never evicted, and a trusted address is bounded per address and per
+///   namespace like any other (so one forger inside a trusted block holds at most half). Only
 ///   when trusted peers hold every place is it refused. This is the exact guarantee: however
 ///   many addresses forge reviews, the API server's reviews get places.
 /// - A review from an untrusted peer holding less than its fair share (the places untrusted
@@ -884,7 +885,9 @@ impl WaitSlots {
         let key = (peer, namespace.to_owned());
         let here = taken.by_namespace.get(&key).copied().unwrap_or(0);
         let trusted = is_trusted(&self.trusted, peer);
-        if (!trusted && from_peer >= self.per_peer) || here >= self.per_namespace {
+        // Trusted or not, one address waits in at most `per_peer` places (review 24c M1): a
+        // forger inside a trusted block must not hold every place for good.
+        if from_peer >= self.per_peer || here >= self.per_namespace {
             return None;
         }
         if taken.all >= self.max && !taken.evict_for(from_peer, trusted, &self.trusted) {
@@ -1746,31 +1749,68 @@ mod tests {
             MAX_WAITING,
             "the forgers hold every place"
         );
-        // 64 reviews from the API server's address, 16 in each of four namespaces: above its
-        // untrusted share (32), within the per-namespace bound.
-        let real: Vec<_> = (0..64)
+        // 65 reviews from the API server's first address, 16 in each of four namespaces:
+        // a trusted address is bounded per address too (review 24c M1: else one forger inside
+        // a trusted block held every place for good), so 32 wait and the 33rd is refused.
+        let first: Vec<_> = (0..33)
             .map(|i| {
                 let ns = format!("team{}", i % 4);
                 spawn(ns, format!("real-{i}"), "new", IpAddr::from(API_SERVER))
             })
             .collect();
-        settle(w.clone(), Box::new(|w| w.metrics().waits_refused() == 64)).await;
+        settle(w.clone(), Box::new(|w| w.metrics().waits_refused() == 33)).await;
+        for _ in 0..10_000 {
+            if first.iter().any(|r| r.is_finished()) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            first.iter().filter(|r| r.is_finished()).count(),
+            1,
+            "one address, trusted or not, waits in at most 32 places"
+        );
         assert_eq!(
             w.metrics().waits_refused(),
-            64,
+            33,
+            "32 forged reviews gave up their places, and the API server's 33rd was refused"
+        );
+        // Its second replica takes the other 32.
+        let second: Vec<_> = (33..65)
+            .map(|i| {
+                let ns = format!("team{}", i % 4);
+                spawn(ns, format!("real-{i}"), "new", IpAddr::from([10, 0, 0, 2]))
+            })
+            .collect();
+        settle(w.clone(), Box::new(|w| w.metrics().waits_refused() == 65)).await;
+        assert_eq!(
+            w.metrics().waits_refused(),
+            65,
             "every forged review gave up its place"
         );
         assert_eq!(w.cache().waiting(), MAX_WAITING);
-        // Trusted peers hold every place: a 65th is refused, as is a forger's.
+        let mut real = Vec::new();
+        let mut refused = 0;
+        for r in first.into_iter().chain(second) {
+            if r.is_finished() {
+                let (_, answer) = r.await.unwrap();
+                assert!(answer["response"].get("warnings").is_some(), "{answer}");
+                refused += 1;
+            } else {
+                real.push(r);
+            }
+        }
+        assert_eq!((refused, real.len()), (1, 64));
+        // Trusted peers hold every place: another trusted review is refused, as is a forger's.
         let (_, answer) = w
-            .review_from(&body_in("team9", "real-64", "new"), [10, 0, 0, 2].into())
+            .review_from(&body_in("team9", "real-65", "new"), [10, 0, 0, 3].into())
             .await;
         assert!(answer["response"].get("warnings").is_some(), "{answer}");
         let (_, answer) = w
             .review_from(&body_in("g", "g", "ghost"), [10, 0, 2, 1].into())
             .await;
         assert!(answer["response"].get("warnings").is_some(), "{answer}");
-        assert_eq!(w.metrics().waits_refused(), 66);
+        assert_eq!(w.metrics().waits_refused(), 67);
         tokio::time::sleep(Duration::from_millis(500)).await;
         for ns in 0..4 {
             w.cache().apply(&format!("team{ns}"), "new", &role());

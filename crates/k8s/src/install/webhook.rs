@@ -548,6 +548,31 @@ fn cert_manager(o: &InstallOptions) -> [serde_json::Value; 2] {
     ]
 }
 
+/// A block of the API server's addresses (`--webhook-api-server`, `irsa webhook
+/// --trusted-peer`): a [`check_cidr`] block that does not trust every address (prefix 0) and
+/// is not written IPv4-mapped (`::ffff:10.0.0.0/104` would never match: peers are compared as
+/// IPv4). Reviews from trusted addresses are never evicted (review 24c M1, L1).
+pub fn check_trusted_block(block: &str) -> Result<(), String> {
+    check_cidr(block)?;
+    let (address, prefix) = block.split_once('/').unwrap_or((block, ""));
+    if prefix == "0" {
+        return Err(
+            "a prefix of 0 would trust every address, tenants' pods too: list the API server's \
+             addresses (e.g. 10.0.0.0/24, or 192.0.2.7/32 for one address)"
+                .to_owned(),
+        );
+    }
+    if let Ok(IpAddr::V6(v6)) = address.parse::<IpAddr>()
+        && let Some(v4) = v6.to_ipv4_mapped()
+    {
+        return Err(format!(
+            "an IPv4-mapped block never matches (peers are compared as IPv4): write it as IPv4, \
+             e.g. {v4}/N"
+        ));
+    }
+    Ok(())
+}
+
 /// A `--webhook-allow-from` (or `irsa webhook --trusted-peer`) block: an IPv4 or IPv6 address,
 /// a slash and a prefix length, with no host bits set (Kubernetes warns about such blocks, and they usually mean a typo).
 pub fn check_cidr(block: &str) -> Result<(), String> {
@@ -1138,6 +1163,30 @@ mod tests {
         assert!(
             bad.contains("--webhook-api-server") && bad.contains("192.0.2.0/24"),
             "{bad}"
+        );
+        // Review 24c M1, L1: a block trusting every address, or one that never matches, is
+        // refused for the API server (an allow-from /0 only opens the policy, as no block does).
+        for (block, want) in [
+            ("0.0.0.0/0", "would trust every address"),
+            ("::/0", "would trust every address"),
+            ("::ffff:10.0.0.0/104", "write it as IPv4, e.g. 10.0.0.0/N"),
+        ] {
+            let e = manifests(&InstallOptions {
+                parts: vec![Part::Webhook],
+                webhook_api_server: vec![block.into()],
+                ..InstallOptions::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains(want), "{block}: {e}");
+        }
+        assert!(
+            manifests(&InstallOptions {
+                parts: vec![Part::Webhook],
+                webhook_allow_from: vec!["0.0.0.0/0".into()],
+                ..InstallOptions::default()
+            })
+            .is_ok()
         );
     }
 
