@@ -327,3 +327,72 @@ fn the_cert_manager_objects_fit_cert_managers_v1_api_and_the_install() {
         );
     }
 }
+
+/// Runs cert-manager's own v1 CRD schemas (npm `@kubernetes-models/cert-manager`, installed by
+/// `scripts/test` at `$IRSA_TEST_NPM_CERT_MANAGER`) over `docs`: (passed, output).
+fn cert_manager_validate(docs: &[serde_json::Value]) -> (bool, String) {
+    use std::io::Write as _;
+    let dir = std::env::var_os("IRSA_TEST_NPM_CERT_MANAGER").expect(
+        "IRSA_TEST_NPM_CERT_MANAGER is not set: run ./scripts/test, which installs cert-manager's \
+         schemas (npm @kubernetes-models/cert-manager) into target/npm-cert-manager",
+    );
+    let dir = std::path::PathBuf::from(dir);
+    let mut child = std::process::Command::new("node")
+        .arg(dir.join("validate.mjs"))
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node runs (scripts/test installs nodejs where it is missing)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(serde_json::to_string(docs).unwrap().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The install's cert-manager Issuer and Certificate pass cert-manager's own v1 CRD schemas
+/// (kubernetes-validate has none for them), and the validator does refuse a broken one.
+#[test]
+fn the_cert_manager_objects_pass_cert_managers_own_schemas() {
+    let options = InstallOptions {
+        parts: vec![irsa_k8s::Part::Webhook],
+        webhook_certs: irsa_k8s::WebhookCerts::CertManager,
+        ..InstallOptions::default()
+    };
+    let docs: Vec<serde_json::Value> = manifests(&options)
+        .unwrap()
+        .into_iter()
+        .filter(|d| d["apiVersion"] == "cert-manager.io/v1")
+        .collect();
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(
+        kinds.contains(&"Issuer") && kinds.contains(&"Certificate"),
+        "{kinds:?}"
+    );
+    let (ok, out) = cert_manager_validate(&docs);
+    assert!(
+        ok,
+        "cert-manager's schemas refused the install's objects:\n{out}"
+    );
+    assert_eq!(out.matches("ok ").count(), 2, "{out}");
+    // A Certificate without its required secretName is refused: the check can fail.
+    let mut broken = docs.clone();
+    for d in &mut broken {
+        if d["kind"] == "Certificate" {
+            d["spec"].as_object_mut().unwrap().remove("secretName");
+        }
+    }
+    let (ok, out) = cert_manager_validate(&broken);
+    assert!(!ok && out.contains("secretName"), "{out}");
+}
