@@ -86,7 +86,10 @@ pub(crate) struct InstallArgs {
     /// never evicted by other addresses'. Why: anything else that reaches the webhook's port
     /// can send it forged AdmissionReviews, which share its bounded places for reviews waiting
     /// for service accounts with the API server's (those of a pod whose account is not cached
-    /// yet then fail open, without credentials). List no block a tenant's pods can send from.
+    /// yet then fail open, without credentials). List every API server replica's address (one
+    /// left out is an untrusted peer, the first to lose places), and no block a tenant's pods
+    /// can send from (on GKE or AKS the API server may call through agent pods in the pod
+    /// network: then leave this out).
     /// Without it (and --webhook-allow-from), the policy stays open to every source.
     #[arg(long, value_name = "CIDR", requires = "webhook")]
     webhook_api_server: Vec<String>,
