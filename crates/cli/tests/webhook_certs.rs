@@ -341,7 +341,7 @@ fn certs_refuses_a_secret_of_another_type_and_a_window_longer_than_the_validity(
     let (code, _, stderr) = sandbox.irsa(&args);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("secret irsa-system/taken has type \"Opaque\", not kubernetes.io/tls: delete it or pass another name with --secret"),
+        stderr.contains("secret irsa-system/taken is Opaque and holds keys the certificate step does not write (a): it is someone else's: delete it or pass another name with --secret"),
         "{stderr}"
     );
     let (code, _, stderr) = sandbox.irsa(&certs_args(&["--validity", "10d"]));

@@ -119,17 +119,14 @@ pub enum ProvisionError {
     },
     /// A Secret of that name exists with another type (which cannot be changed), or is
     /// `Opaque` and holds keys the step does not write (it is someone else's).
-    #[error(
-        "secret {namespace}/{name} has type {type_:?}, not kubernetes.io/tls: delete it or pass \
-         another name with --secret"
-    )]
+    #[error("secret {namespace}/{name} {reason}: delete it or pass another name with --secret")]
     SecretType {
         /// Namespace.
         namespace: String,
         /// Name.
         name: String,
-        /// Its type.
-        type_: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// `--validity` must outlast `--renew-before`, or every run would rotate.
     #[error(
@@ -202,19 +199,25 @@ fn is_forbidden(e: &kube::Error) -> bool {
 const KEYS: [&str; 3] = ["tls.crt", "tls.key", "ca.crt"];
 
 /// Whether the step may write `secret`: type `kubernetes.io/tls`, or `Opaque` (the install's
-/// placeholder is created without a type, review finding L3) holding none but the step's keys.
+/// placeholder is created without a type, review finding L3) holding none but the step's keys;
+/// else why not, for [`ProvisionError::SecretType`].
 fn writable(secret: &Secret) -> Result<(), String> {
     let type_ = secret.type_.as_deref().unwrap_or("Opaque");
-    let foreign = secret
-        .data
-        .iter()
-        .flatten()
-        .any(|(k, _)| !KEYS.contains(&k.as_str()))
-        || secret.string_data.as_ref().is_some_and(|d| !d.is_empty());
+    let mut foreign: Vec<&str> = (secret.data.iter().flatten())
+        .map(|(k, _)| k.as_str())
+        .chain(secret.string_data.iter().flatten().map(|(k, _)| k.as_str()))
+        .filter(|k| !KEYS.contains(k))
+        .collect();
+    foreign.sort_unstable();
+    foreign.dedup();
     match type_ {
         TLS_SECRET_TYPE => Ok(()),
-        "Opaque" if !foreign => Ok(()),
-        other => Err(other.to_owned()),
+        "Opaque" if foreign.is_empty() => Ok(()),
+        "Opaque" => Err(format!(
+            "is Opaque and holds keys the certificate step does not write ({}): it is someone else's",
+            foreign.join(", ")
+        )),
+        other => Err(format!("has type {other:?}, not kubernetes.io/tls")),
     }
 }
 
@@ -280,12 +283,12 @@ pub async fn ensure(
             .await
             .map_err(api_err("get", &secret_object))?;
         if let Some(s) = &existing
-            && let Err(type_) = writable(s)
+            && let Err(reason) = writable(s)
         {
             return Err(ProvisionError::SecretType {
                 namespace: request.namespace.clone(),
                 name: request.secret.clone(),
-                type_,
+                reason,
             });
         }
         let verdict = existing.as_ref().map(|s| {
@@ -650,18 +653,27 @@ mod tests {
         let tls_empty = secret(Some(TLS_SECRET_TYPE), &[("tls.crt", ""), ("tls.key", "")]);
         assert_eq!(writable(&tls_empty), Ok(()));
         assert!(is_empty(&tls_empty));
+        // Review 23 L4: an Opaque Secret with other keys is refused for those keys, not for
+        // its type (the old message said "has type Opaque, not kubernetes.io/tls").
+        let other_keys = "is Opaque and holds keys the certificate step does not write (a): it is someone else's";
         assert_eq!(
             writable(&secret(Some("Opaque"), &[("a", "b")])),
-            Err("Opaque".to_owned())
+            Err(other_keys.to_owned())
         );
         let string_data = Secret {
             string_data: Some([("x".to_owned(), "y".to_owned())].into()),
             ..Secret::default()
         };
-        assert_eq!(writable(&string_data), Err("Opaque".to_owned()));
+        assert_eq!(
+            writable(&string_data),
+            Err("is Opaque and holds keys the certificate step does not write (x): it is someone else's".to_owned())
+        );
         assert_eq!(
             writable(&secret(Some("kubernetes.io/service-account-token"), &[])),
-            Err("kubernetes.io/service-account-token".to_owned())
+            Err(
+                "has type \"kubernetes.io/service-account-token\", not kubernetes.io/tls"
+                    .to_owned()
+            )
         );
     }
 
