@@ -196,6 +196,9 @@ pub struct IdentitySpec {
     /// only when the controller's credentials come from the IRSA variables (not EKS Pod Identity
     /// or a node role). Unset: STS's default, 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // The API server refuses what cannot be a duration at admission (review 24b L7); the
+    // controller's validation still checks the range and reports it in the status.
+    #[schemars(regex(pattern = r"^[0-9]{1,12}(ms|s|m|h)?$"), length(max = 14))]
     pub session_duration: Option<String>,
 }
 
