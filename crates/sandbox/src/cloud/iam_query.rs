@@ -22,7 +22,7 @@ use super::iam::{
 };
 use super::sigv4::{self, Authorization};
 use super::sts::{StsError, param, params, xml_response};
-use super::xml::{IAM_NS, element, error_response_in, percent_encode, success_response_in};
+use super::xml::{IAM_NS, element, percent_encode, success_response_in};
 use super::{OidcProviderConfig, State, request_id};
 
 /// The API version IAM's Query API speaks.
@@ -58,23 +58,11 @@ pub(crate) const ACTIONS: &[&str] = &[
 /// largest).
 const MAX_DOCUMENT_CHARS: usize = 10_240;
 
-/// An IAM error: HTTP status, code, message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct IamApiError {
-    pub(crate) status: StatusCode,
-    pub(crate) code: &'static str,
-    pub(crate) message: String,
-}
+/// An IAM error: the Query-protocol error STS answers with too, rendered in IAM's namespace.
+pub(crate) type IamApiError = StsError;
 
-impl IamApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
+/// IAM's own error codes.
+impl StsError {
     fn no_such_entity(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "NoSuchEntity", message)
     }
@@ -83,36 +71,12 @@ impl IamApiError {
         Self::new(StatusCode::CONFLICT, "EntityAlreadyExists", message)
     }
 
-    fn validation(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "ValidationError", message)
-    }
-
     fn invalid_input(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "InvalidInput", message)
     }
 
     fn malformed_policy(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "MalformedPolicyDocument", message)
-    }
-
-    fn from_sts(e: StsError) -> Self {
-        Self {
-            status: e.status,
-            code: e.code,
-            message: e.message,
-        }
-    }
-
-    fn render(&self) -> Response {
-        let kind = if self.status.is_server_error() {
-            "Receiver"
-        } else {
-            "Sender"
-        };
-        xml_response(
-            self.status,
-            error_response_in(IAM_NS, kind, self.code, &self.message, &request_id()),
-        )
     }
 }
 
@@ -152,7 +116,7 @@ pub(crate) fn handle(state: &State, request: &Collected) -> Response {
         Err(e) => {
             state.counters.inc("iam", label, e.code);
             tracing::info!(action = label, code = e.code, "iam request refused");
-            e.render()
+            e.render_in(IAM_NS)
         }
     }
 }
@@ -242,8 +206,7 @@ fn authorize(
     if state.session(&auth.access_key_id).is_none() {
         return Ok(());
     }
-    let session = authenticate(state, &parts, &["iam"])
-        .map_err(|e| IamApiError::from_sts(StsError::from_auth(&e)))?;
+    let session = authenticate(state, &parts, &["iam"]).map_err(|e| StsError::from_auth(&e))?;
     let iam = state.iam();
     let resource = resource(&iam, action, params);
     let policies = iam
@@ -333,7 +296,7 @@ pub fn apply_query_lines(iam: &mut Iam, lines: &[u8]) -> usize {
                 ok += 1;
             }
             Err(e) => {
-                let _ = e.render();
+                let _ = e.render_in(IAM_NS);
             }
         }
     }

@@ -19,7 +19,8 @@ use super::{CloudService, Session, State, random_string, request_id};
 const UPPER_ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/// An STS error: HTTP status, code and message, rendered as AWS's `ErrorResponse`.
+/// An error of a Query-protocol API (STS, and IAM's through `iam_query`): HTTP status, code and
+/// message, rendered as AWS's `ErrorResponse`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StsError {
     pub(crate) status: StatusCode,
@@ -28,7 +29,7 @@ pub(crate) struct StsError {
 }
 
 impl StsError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -48,7 +49,7 @@ impl StsError {
         Self::new(StatusCode::BAD_REQUEST, "InvalidIdentityToken", message)
     }
 
-    fn validation(message: impl Into<String>) -> Self {
+    pub(crate) fn validation(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "ValidationError", message)
     }
 
@@ -88,6 +89,11 @@ impl StsError {
     }
 
     pub(crate) fn render(&self) -> Response {
+        self.render_in(xml::STS_NS)
+    }
+
+    /// The `ErrorResponse` of the service whose XML namespace is `ns`.
+    pub(crate) fn render_in(&self, ns: &str) -> Response {
         let kind = if self.status.is_server_error() {
             "Receiver"
         } else {
@@ -95,7 +101,7 @@ impl StsError {
         };
         xml_response(
             self.status,
-            xml::error_response(kind, self.code, &self.message, &request_id()),
+            xml::error_response_in(ns, kind, self.code, &self.message, &request_id()),
         )
     }
 }

@@ -32,11 +32,6 @@ pub(crate) fn element(out: &mut String, name: &str, text: &str) {
     let _ = write!(out, "<{name}>{}</{name}>", escape(text));
 }
 
-/// The `ErrorResponse` document STS answers with.
-pub(crate) fn error_response(kind: &str, code: &str, message: &str, request_id: &str) -> String {
-    error_response_in(STS_NS, kind, code, message, request_id)
-}
-
 /// The `ErrorResponse` document of the service whose namespace is `ns`.
 pub(crate) fn error_response_in(
     ns: &str,
@@ -120,7 +115,7 @@ mod tests {
 
     #[test]
     fn error_response_shape() {
-        let xml = error_response("Sender", "AccessDenied", "no <way>", "rid");
+        let xml = error_response_in(STS_NS, "Sender", "AccessDenied", "no <way>", "rid");
         assert_eq!(
             xml,
             "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>no &lt;way&gt;</Message></Error><RequestId>rid</RequestId></ErrorResponse>"
