@@ -21,7 +21,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -226,19 +226,7 @@ impl DiskCache {
     }
 
     fn check_owner(&self, path: &Path, meta: &fs::Metadata) -> Result<(), CacheError> {
-        if let Some(me) = self.owner.or_else(effective_uid)
-            && meta.uid() != me
-        {
-            return Err(Self::untrusted(
-                path,
-                format!(
-                    "belongs to uid {}, not to this process (uid {me}): another user could read \
-                     or replace credentials there; use a directory of this user's own",
-                    meta.uid()
-                ),
-            ));
-        }
-        Ok(())
+        owned_by(self.owner.or_else(effective_uid), path, meta.uid())
     }
 
     /// Opens the directory without following a symlink and checks the open descriptor: a
@@ -475,20 +463,35 @@ impl DiskCache {
 /// An exclusive lock on one (identity, registry) of a [`DiskCache`], released on drop.
 #[derive(Debug)]
 pub struct DiskLock {
-    _file: fs::File,
+    file: fs::File,
 }
+
+impl Drop for DiskLock {
+    fn drop(&mut self) {
+        // No pair holds the shared file any more (the lock itself goes with the descriptor).
+        let _ = self.file.write_all_at(&[0; STEM_LEN], 0);
+    }
+}
+
+/// Length of [`file_stem`]: 16 bytes of SHA-256 in hex.
+const STEM_LEN: usize = 32;
 
 impl DiskCache {
     /// Waits (up to `wait`) for the exclusive lock of (identity, registry), so that only one
     /// process at a time fetches that credential; the others then find it in the cache. Pairs
     /// share [`LOCK_SHARDS`] lock files, so the lock files are bounded too (two pairs on one
-    /// file merely take turns). `None` when the lock cannot be had in time or the directory is
-    /// unusable: the caller goes on without it (one more upstream call is better than no answer).
+    /// file do not take turns: the holder records its pair in the file, and a waiter of
+    /// another pair goes on at once without the lock, so that one tenant's slow exchange never
+    /// delays another's pull). `None` when the lock cannot be had in time, is held for another
+    /// pair, or the directory is unusable: the caller goes on without it (one more upstream call
+    /// is better than no answer, or than a late one).
     pub fn lock(&self, identity: &str, registry: &str, wait: Duration) -> Option<DiskLock> {
         self.check_dir(true).ok()?;
-        let shard = Sha256::digest(file_stem(identity, registry).as_bytes())[0] % LOCK_SHARDS;
+        let stem = file_stem(identity, registry);
+        let shard = Sha256::digest(stem.as_bytes())[0] % LOCK_SHARDS;
         let path = self.dir.join(format!("{shard:02x}.lock"));
         let file = fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
@@ -503,9 +506,20 @@ impl DiskCache {
         let deadline = Instant::now() + wait;
         loop {
             match file.try_lock() {
-                Ok(()) => return Some(DiskLock { _file: file }),
-                Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
-                    // Another process is fetching: it holds the lock for one round trip.
+                Ok(()) => {
+                    // Whose fetch this is, for waiters of other pairs sharing the file.
+                    file.write_all_at(stem.as_bytes(), 0).ok()?;
+                    return Some(DiskLock { file });
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    // Another process is fetching: it holds the lock for one round trip. Only
+                    // a fetch of this same pair (or one not yet recorded) is worth waiting for.
+                    let mut holder = [0; STEM_LEN];
+                    let recorded = file.read_at(&mut holder, 0).ok() == Some(STEM_LEN)
+                        && holder != [0; STEM_LEN];
+                    if (recorded && holder != stem.as_bytes()) || Instant::now() >= deadline {
+                        return None;
+                    }
                     std::thread::sleep(Duration::from_millis(5));
                 }
                 Err(_) => return None,
@@ -524,6 +538,27 @@ fn file_stem(identity: &str, registry: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Whether a file of uid `found` may hold this process's credentials: only when it is ours.
+/// When this process's uid is unknown (`None`: `/proc/self` unreadable) nothing is trusted,
+/// since another user's file could not be told from ours.
+fn owned_by(me: Option<u32>, path: &Path, found: u32) -> Result<(), CacheError> {
+    match me {
+        Some(me) if me == found => Ok(()),
+        Some(me) => Err(DiskCache::untrusted(
+            path,
+            format!(
+                "belongs to uid {found}, not to this process (uid {me}): another user could \
+                 read or replace credentials there; use a directory of this user's own"
+            ),
+        )),
+        None => Err(DiskCache::untrusted(
+            path,
+            "this process's uid is unknown (/proc/self cannot be read), so the owner of the \
+             cache cannot be checked; mount /proc or run without the disk cache",
+        )),
+    }
 }
 
 /// This process's effective uid: the owner of `/proc/self` (Linux); `None` elsewhere.
@@ -725,6 +760,10 @@ mod tests {
         assert!(err.to_string().contains("mode 644"), "{err}");
         fs::set_permissions(&good, fs::Permissions::from_mode(0o600)).expect("chmod");
         assert!(cache.get("id", "r", 10).unwrap().is_some());
+        // An unknown uid of our own trusts nothing (it used to skip the check).
+        let err = owned_by(None, &good, 0).unwrap_err();
+        assert!(err.to_string().contains("/proc/self"), "{err}");
+        assert!(owned_by(Some(7), &good, 7).is_ok());
         // Files and directory of another uid.
         let me = effective_uid().expect("linux");
         let foreign = DiskCache::at(dir.clone()).with_owner(me + 1);
@@ -761,6 +800,40 @@ mod tests {
             Vec::new(),
             "lock files are not entries"
         );
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    /// Review L2 (stop 19): pairs share lock files, and a pull used to wait up to the whole
+    /// lock wait (30 s for the provider) behind another tenant's slow exchange. A waiter now
+    /// sees whose fetch holds the shared file and waits only for its own pair's.
+    #[test]
+    fn a_lock_held_for_another_pair_is_not_waited_for() {
+        let dir = temp("lock-shard");
+        let cache = DiskCache::at(dir.clone());
+        let shard = |id: &str| Sha256::digest(file_stem(id, "r").as_bytes())[0] % LOCK_SHARDS;
+        let other = (0..10_000)
+            .map(|i| format!("other-{i}"))
+            .find(|id| shard(id) == shard("id"))
+            .expect("a pair sharing the lock file");
+        let held = cache.lock("id", "r", Duration::ZERO).expect("free");
+        let started = Instant::now();
+        assert!(cache.lock(&other, "r", Duration::from_secs(5)).is_none());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "waited {:?} behind another pair's fetch",
+            started.elapsed()
+        );
+        // The pair's own fetch is still waited for, up to the wait.
+        let started = Instant::now();
+        assert!(cache.lock("id", "r", Duration::from_millis(300)).is_none());
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        drop(held);
+        // Free again, the shared file serves the other pair (and then records it).
+        let other_held = cache.lock(&other, "r", Duration::ZERO).expect("free");
+        let started = Instant::now();
+        assert!(cache.lock("id", "r", Duration::from_secs(5)).is_none());
+        assert!(started.elapsed() < Duration::from_secs(1));
+        drop(other_held);
         let _ = fs::remove_dir_all(dir);
     }
 

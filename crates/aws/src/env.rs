@@ -73,18 +73,16 @@ impl Env {
     }
 }
 
-/// `url` without a `user:password@` part.
+/// `url` without a `user:password@` part. Everything up to the last `@` counts as one, even
+/// past a `/`, `?` or `#`: a password pasted unencoded may hold those, and an AWS endpoint URL
+/// has no `@` of its own in its path or query.
 fn without_userinfo(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    format!("{scheme}{host}{tail}")
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    format!("{scheme}{rest}")
 }
 
 /// `url` as irsa's own logs show it: without a `user:password@` part, query or fragment, where
@@ -109,6 +107,11 @@ mod tests {
             ("http://u:p@127.0.0.1:4566/", "http://127.0.0.1:4566/"),
             ("http://u:p@w@proxy/sts?token=t#f", "http://proxy/sts"),
             ("https://proxy?sig=s", "https://proxy"),
+            // A password holding a raw `/`, `?` or `#` (unencoded, as people paste them): the
+            // URL is not valid, and nothing before its last `@` may reach a log (review 23 L2).
+            ("http://u:p/ss@127.0.0.1:4566/", "http://127.0.0.1:4566/"),
+            ("http://u:p?s#s@proxy/sts", "http://proxy/sts"),
+            ("http://u:p#s/s@proxy", "http://proxy"),
             ("proxy:8080", "proxy:8080"),
             ("", ""),
         ] {
