@@ -97,17 +97,6 @@ pub(crate) struct ChainguardArgs {
     chainguard_issuer: String,
 }
 
-fn chainguard_identity(id: Option<&str>) -> anyhow::Result<Option<String>> {
-    match id.map(str::trim).filter(|id| !id.is_empty()) {
-        Some(id) => {
-            irsa_core::chainguard::validate_identity(id)
-                .map_err(|e| Invalid(format!("--chainguard-identity: {e}")))?;
-            Ok(Some(id.to_owned()))
-        }
-        None => Ok(None),
-    }
-}
-
 fn policy(args: &CredentialProviderArgs) -> anyhow::Result<Policy> {
     let node_assume_role = match &args.assume_role {
         Some(arn) => Some(
@@ -135,7 +124,9 @@ fn policy(args: &CredentialProviderArgs) -> anyhow::Result<Policy> {
             FallbackArg::Deny => Fallback::Deny,
         }),
         node_assume_role,
-        chainguard_identity: chainguard_identity(args.chainguard.chainguard_identity.as_deref())?,
+        chainguard_identity: crate::input::chainguard_identity(
+            args.chainguard.chainguard_identity.as_deref(),
+        )?,
         chainguard_method: args.chainguard.chainguard_method,
     })
 }
@@ -253,7 +244,9 @@ pub(crate) fn install(cmd: InstallCommand) -> anyhow::Result<Verdict> {
             FallbackArg::Deny => Fallback::Deny,
         },
         cache_dir: (args.cache_dir != "none").then(|| args.cache_dir.clone()),
-        chainguard_identity: chainguard_identity(args.chainguard_identity.as_deref())?,
+        chainguard_identity: crate::input::chainguard_identity(
+            args.chainguard_identity.as_deref(),
+        )?,
         chainguard_method: args.chainguard_method,
         ..ConfigOptions::default()
     };

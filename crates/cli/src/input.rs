@@ -31,3 +31,17 @@ pub(crate) fn read_text(path: &str, what: &str) -> anyhow::Result<String> {
     String::from_utf8(bytes)
         .map_err(|_| Invalid(format!("{what} {path:?} is not UTF-8 text")).into())
 }
+
+/// `--chainguard-identity` (or `IRSA_CHAINGUARD_IDENTITY`): blank is unset; anything else must
+/// have the shape `chainctl iam identities create` prints, the rule the CRDs and the credential
+/// provider's annotation follow too.
+pub(crate) fn chainguard_identity(id: Option<&str>) -> anyhow::Result<Option<String>> {
+    match id.map(str::trim).filter(|id| !id.is_empty()) {
+        Some(id) => {
+            irsa_core::chainguard::validate_identity(id)
+                .map_err(|e| Invalid(format!("--chainguard-identity: {e}")))?;
+            Ok(Some(id.to_owned()))
+        }
+        None => Ok(None),
+    }
+}

@@ -228,9 +228,11 @@ fn read_token_file(file: &PathBuf) -> Option<Vec<u8>> {
 }
 
 fn targets(inputs: &[String], args: &IdentityArgs) -> anyhow::Result<Vec<RegistryTarget>> {
+    let chainguard_identity =
+        crate::input::chainguard_identity(args.chainguard_identity.as_deref())?;
     let mut out: Vec<RegistryTarget> = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let target = RegistryTarget::parse(input, args.chainguard_identity.as_deref())
+        let target = RegistryTarget::parse(input, chainguard_identity.as_deref())
             .map_err(|e| Invalid(e.to_string()))?
             .with_chainguard_method(args.chainguard_method);
         if !out.iter().any(|t| t.host == target.host) {
@@ -405,7 +407,18 @@ pub(crate) fn docker_credential(args: DockerCredentialArgs) -> anyhow::Result<Ve
                 &server_url,
                 args.identity.chainguard_identity.as_deref(),
             ) {
-                Ok(t) => t.with_chainguard_method(args.identity.chainguard_method),
+                Ok(t) => {
+                    // Checked for cgr.dev only: a malformed identity must not break ECR pulls.
+                    if t.registry == irsa_core::registry::Registry::Chainguard
+                        && let Err(e) = crate::input::chainguard_identity(
+                            args.identity.chainguard_identity.as_deref(),
+                        )
+                    {
+                        println!("irsa: {e}");
+                        return Ok(Verdict::No);
+                    }
+                    t.with_chainguard_method(args.identity.chainguard_method)
+                }
                 Err(irsa_aws::TargetError::Unsupported { .. }) => {
                     println!("{NOT_FOUND}");
                     return Ok(Verdict::No);

@@ -104,6 +104,84 @@ fn login_by_web_identity_token() {
     assert_no_secret_in(&run.stderr, &w, Some(&config));
 }
 
+/// The identity is checked as the credential provider and the CRDs check it (chainctl's shape),
+/// before any upstream call, for `login`, `argocd-credentials` and `docker-credential-irsa` alike.
+#[test]
+fn an_identity_not_of_chainctls_shape_is_refused_before_any_call() {
+    let w = Workload::new("cg-bad-id");
+    let issuer = w.cloud.url.clone();
+    for id in [
+        "org/id",
+        "720909c9f5279097d847ad02a2f24ba8f59de36a",
+        "x/../y",
+    ] {
+        let args = [
+            "login",
+            "--no-cache",
+            "--chainguard-identity",
+            id,
+            "--chainguard-issuer",
+            issuer.as_str(),
+            IMAGE,
+        ];
+        let run = w
+            .cloud
+            .irsa(&binary(), "puller", &w.token_file, &w.cache, &args, "");
+        assert_eq!(run.code, 2, "{id}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("--chainguard-identity")
+                && run.stderr.contains("chainctl iam identities create"),
+            "{id}: {}",
+            run.stderr
+        );
+    }
+    let argocd = w.cloud.irsa_with_env(
+        &binary(),
+        "puller",
+        &w.token_file,
+        &w.cache,
+        &[
+            "argocd-credentials",
+            "--no-cache",
+            "--chainguard-issuer",
+            issuer.as_str(),
+            "cgr.dev",
+        ],
+        "",
+        &[("IRSA_CHAINGUARD_IDENTITY", "org/id")],
+    );
+    assert_eq!(argocd.code, 2, "{}", argocd.stderr);
+    assert!(
+        argocd.stderr.contains("--chainguard-identity"),
+        "{}",
+        argocd.stderr
+    );
+    // The docker helper answers on stdout, and only for cgr.dev: a malformed identity in the
+    // environment must not break its ECR answers.
+    let docker = w.cloud.irsa_with_env(
+        &binary(),
+        "puller",
+        &w.token_file,
+        &w.cache,
+        &["docker-credential", "get"],
+        "https://cgr.dev\n",
+        &[("IRSA_CHAINGUARD_IDENTITY", "org/id")],
+    );
+    assert_eq!(docker.code, 1, "{}", docker.stderr);
+    assert!(
+        docker.stdout.starts_with("irsa: --chainguard-identity"),
+        "{}",
+        docker.stdout
+    );
+    for (service, action) in [
+        ("sts", "AssumeRoleWithWebIdentity"),
+        ("sts", "GetWebIdentityToken"),
+        ("chainguard", "Exchange"),
+    ] {
+        assert_eq!(w.cloud.calls(service, action), 0, "{service} {action}");
+    }
+}
+
 #[test]
 fn the_method_also_comes_from_the_environment_and_is_checked() {
     let w = Workload::new("cg-env");
