@@ -53,7 +53,14 @@ impl Env {
             Some(url) => (specific.as_str(), url),
             None => ("AWS_ENDPOINT_URL", self.get("AWS_ENDPOINT_URL")?),
         };
-        let bare = without_userinfo(&url);
+        let Some(bare) = endpoint_without_userinfo(&url) else {
+            tracing::warn!(
+                variable,
+                "the endpoint URL holds an '@' after its host: a password in it must have its \
+                 '/', '?', '#' and '@' percent-encoded (%2F, %3F, %23, %40); the variable is ignored"
+            );
+            return None;
+        };
         if bare.len() != url.len() {
             // The SDK signs its requests and never sends a URL's user and password, but it and
             // hyper log the URL at debug and trace: drop them before anything sees them.
@@ -73,16 +80,29 @@ impl Env {
     }
 }
 
-/// `url` without a `user:password@` part. Everything up to the last `@` counts as one, even
-/// past a `/`, `?` or `#`: a password pasted unencoded may hold those, and an AWS endpoint URL
-/// has no `@` of its own in its path or query.
+/// `url` without a `user:password@` part (in the authority, which ends at the first `/`, `?`
+/// or `#`, as URL parsers read it).
 fn without_userinfo(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),
     };
-    let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
-    format!("{scheme}{rest}")
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}{host}{tail}")
+}
+
+/// `url` without a `user:password@` part for logs, or `None` when an `@` remains after the
+/// authority: a password pasted unencoded (holding a raw `/`, `?` or `#`) ends the authority
+/// early and leaves its rest, and the real host, in the path. Such a URL is never used or
+/// shown (guessing the host from the last `@` could send requests to a host named in a query).
+fn endpoint_without_userinfo(url: &str) -> Option<String> {
+    let bare = without_userinfo(url);
+    let after_scheme = bare.find("://").map_or(0, |i| i + 3);
+    (!bare[after_scheme..].contains('@')).then_some(bare)
 }
 
 /// `url` as irsa's own logs show it: without a `user:password@` part, query or fragment, where
@@ -107,11 +127,6 @@ mod tests {
             ("http://u:p@127.0.0.1:4566/", "http://127.0.0.1:4566/"),
             ("http://u:p@w@proxy/sts?token=t#f", "http://proxy/sts"),
             ("https://proxy?sig=s", "https://proxy"),
-            // A password holding a raw `/`, `?` or `#` (unencoded, as people paste them): the
-            // URL is not valid, and nothing before its last `@` may reach a log (review 23 L2).
-            ("http://u:p/ss@127.0.0.1:4566/", "http://127.0.0.1:4566/"),
-            ("http://u:p?s#s@proxy/sts", "http://proxy/sts"),
-            ("http://u:p#s/s@proxy", "http://proxy"),
             ("proxy:8080", "proxy:8080"),
             ("", ""),
         ] {
@@ -126,6 +141,24 @@ mod tests {
             env.endpoint_url("STS").as_deref(),
             Some("http://127.0.0.1:4566/x?y=1")
         );
+    }
+
+    /// Review 23 L2: a password holding a raw `/`, `?` or `#` (unencoded, as people paste
+    /// them) ends the authority early; the URL is then neither used nor logged, and never
+    /// re-read as pointing at a host named later in it.
+    #[test]
+    fn an_endpoint_url_with_an_at_sign_after_its_host_is_ignored() {
+        for url in [
+            "http://u:p/ss@127.0.0.1:4566/",
+            "http://u:p?s#s@proxy/sts",
+            "http://u:p#s/s@proxy",
+            "https://proxy/sts?x=a@elsewhere.example",
+        ] {
+            let env = Env::from_pairs([("AWS_ENDPOINT_URL_STS", url)]);
+            assert_eq!(env.endpoint_url("STS"), None, "{url}");
+        }
+        let env = Env::from_pairs([("AWS_ENDPOINT_URL", "http://u:p%2Fs@proxy/sts")]);
+        assert_eq!(env.endpoint_url("STS").as_deref(), Some("http://proxy/sts"));
     }
 
     #[test]
