@@ -71,7 +71,7 @@ pub const DEFAULT_MAX_ENTRIES: usize = 4096;
 const SWEEP_BATCH: usize = 64;
 
 /// Lock files: (identity, registry) pairs are hashed onto this many.
-const LOCK_SHARDS: u8 = 64;
+const LOCK_SHARDS: usize = 256;
 
 /// A temporary file older than this belongs to a writer that died.
 const STALE_TMP: Duration = Duration::from_secs(600);
@@ -488,7 +488,7 @@ impl DiskCache {
     pub fn lock(&self, identity: &str, registry: &str, wait: Duration) -> Option<DiskLock> {
         self.check_dir(true).ok()?;
         let stem = file_stem(identity, registry);
-        let shard = Sha256::digest(stem.as_bytes())[0] % LOCK_SHARDS;
+        let shard = usize::from(Sha256::digest(stem.as_bytes())[0]) % LOCK_SHARDS;
         let path = self.dir.join(format!("{shard:02x}.lock"));
         let file = fs::OpenOptions::new()
             .read(true)
@@ -504,20 +504,32 @@ impl DiskCache {
             return None;
         }
         let deadline = Instant::now() + wait;
+        let mut foreign: Option<[u8; STEM_LEN]> = None;
         loop {
             match file.try_lock() {
                 Ok(()) => {
-                    // Whose fetch this is, for waiters of other pairs sharing the file.
-                    file.write_all_at(stem.as_bytes(), 0).ok()?;
+                    // Whose fetch this is, for waiters of other pairs sharing the file (a failed
+                    // write only costs them a wait).
+                    let _ = file.write_all_at(stem.as_bytes(), 0);
                     return Some(DiskLock { file });
                 }
                 Err(fs::TryLockError::WouldBlock) => {
                     // Another process is fetching: it holds the lock for one round trip. Only
                     // a fetch of this same pair (or one not yet recorded) is worth waiting for.
+                    // Another pair's record counts when read twice, 5 ms apart: a new holder
+                    // that has not written its own yet, or a torn read, reads once.
                     let mut holder = [0; STEM_LEN];
                     let recorded = file.read_at(&mut holder, 0).ok() == Some(STEM_LEN)
                         && holder != [0; STEM_LEN];
-                    if (recorded && holder != stem.as_bytes()) || Instant::now() >= deadline {
+                    if recorded && holder != stem.as_bytes() {
+                        if foreign == Some(holder) {
+                            return None;
+                        }
+                        foreign = Some(holder);
+                    } else {
+                        foreign = None;
+                    }
+                    if Instant::now() >= deadline {
                         return None;
                     }
                     std::thread::sleep(Duration::from_millis(5));
@@ -790,11 +802,14 @@ mod tests {
         );
         drop(held);
         assert!(cache.lock("id", "r", Duration::ZERO).is_some());
-        for i in 0..300 {
+        for i in 0..1000 {
             drop(cache.lock(&format!("id-{i}"), "r", Duration::ZERO));
         }
         let locks = files(&dir, "lock");
-        assert!(locks <= 64, "{locks} lock files for 300 identities");
+        assert!(
+            locks <= LOCK_SHARDS,
+            "{locks} lock files for 1000 identities"
+        );
         assert_eq!(
             cache.list("id", 10),
             Vec::new(),
@@ -810,7 +825,8 @@ mod tests {
     fn a_lock_held_for_another_pair_is_not_waited_for() {
         let dir = temp("lock-shard");
         let cache = DiskCache::at(dir.clone());
-        let shard = |id: &str| Sha256::digest(file_stem(id, "r").as_bytes())[0] % LOCK_SHARDS;
+        let shard =
+            |id: &str| usize::from(Sha256::digest(file_stem(id, "r").as_bytes())[0]) % LOCK_SHARDS;
         let other = (0..10_000)
             .map(|i| format!("other-{i}"))
             .find(|id| shard(id) == shard("id"))

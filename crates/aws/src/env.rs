@@ -66,7 +66,7 @@ impl Env {
             // hyper log the URL at debug and trace: drop them before anything sees them.
             tracing::warn!(
                 variable,
-                endpoint = %bare,
+                endpoint = %url_for_logs(&bare),
                 "the endpoint URL carries a user and password, which AWS requests never use: dropped them"
             );
         }

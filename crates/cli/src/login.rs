@@ -228,13 +228,16 @@ fn read_token_file(file: &PathBuf) -> Option<Vec<u8>> {
 }
 
 fn targets(inputs: &[String], args: &IdentityArgs) -> anyhow::Result<Vec<RegistryTarget>> {
-    let chainguard_identity =
-        crate::input::chainguard_identity(args.chainguard_identity.as_deref())?;
     let mut out: Vec<RegistryTarget> = Vec::with_capacity(inputs.len());
     for input in inputs {
-        let target = RegistryTarget::parse(input, chainguard_identity.as_deref())
+        let target = RegistryTarget::parse(input, args.chainguard_identity.as_deref())
             .map_err(|e| Invalid(e.to_string()))?
             .with_chainguard_method(args.chainguard_method);
+        // Checked for cgr.dev only: an environment shared by all of Argo CD's repositories
+        // may hold a malformed identity that must not break its ECR ones.
+        if target.registry == irsa_core::registry::Registry::Chainguard {
+            crate::input::chainguard_identity(args.chainguard_identity.as_deref())?;
+        }
         if !out.iter().any(|t| t.host == target.host) {
             out.push(target);
         }

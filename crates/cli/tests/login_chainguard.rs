@@ -156,6 +156,22 @@ fn an_identity_not_of_chainctls_shape_is_refused_before_any_call() {
         "{}",
         argocd.stderr
     );
+    // Only cgr.dev needs the identity: a malformed one in a shared environment (Argo CD's
+    // repo-server) must not break an ECR login.
+    let ecr = w.cloud.irsa_with_env(
+        &binary(),
+        "puller",
+        &w.token_file,
+        &w.cache,
+        &[
+            "login",
+            "--no-cache",
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com",
+        ],
+        "",
+        &[("IRSA_CHAINGUARD_IDENTITY", "org/id")],
+    );
+    assert_eq!(ecr.code, 0, "{}", ecr.stderr);
     // The docker helper answers on stdout, and only for cgr.dev: a malformed identity in the
     // environment must not break its ECR answers.
     let docker = w.cloud.irsa_with_env(
@@ -173,11 +189,12 @@ fn an_identity_not_of_chainctls_shape_is_refused_before_any_call() {
         "{}",
         docker.stdout
     );
-    for (service, action) in [
-        ("sts", "AssumeRoleWithWebIdentity"),
-        ("sts", "GetWebIdentityToken"),
-        ("chainguard", "Exchange"),
-    ] {
+    assert_eq!(
+        w.cloud.calls("sts", "AssumeRoleWithWebIdentity"),
+        1,
+        "the ECR login"
+    );
+    for (service, action) in [("sts", "GetWebIdentityToken"), ("chainguard", "Exchange")] {
         assert_eq!(w.cloud.calls(service, action), 0, "{service} {action}");
     }
 }
