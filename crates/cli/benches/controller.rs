@@ -22,7 +22,11 @@
 //! 1–3 and 6 run the controller in this process (`irsa_lab`), so the sandbox clock can be
 //! moved past the refresh point; 4, 5 and 7 run the `irsa` binary of this package as a child
 //! process (Cargo builds it for benches: `CARGO_BIN_EXE_irsa`) against fresh sandboxes.
-//! `IRSA_BENCH_WRAP` (e.g. `heaptrack`) runs the child under a profiler.
+//! `IRSA_BENCH_WRAP` (e.g. `heaptrack`) runs the child under a profiler, and
+//! `IRSA_BENCH_CHILD_LOG` is the child's `IRSA_LOG` (default `warn`; e.g.
+//! `irsa_controller=debug` logs each round of a fan-out with its timings).
+//! `IRSA_BENCH_FIGURES` (e.g. `4`, or `4,7`) runs only the groups of figures that include one
+//! of those named (1–3, 6, 7 and 4–5 run together); every figure by default.
 //! Secrets are observed through one kube-rs watch on all secrets, which timestamps each
 //! object when it is first seen and hashes its content.
 //!
@@ -858,7 +862,10 @@ async fn spawn_child(
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("POD_NAME", "irsa-bench")
         .env("POD_NAMESPACE", LEASE_NAMESPACE)
-        .env("IRSA_LOG", "warn")
+        .env(
+            "IRSA_LOG",
+            std::env::var_os("IRSA_BENCH_CHILD_LOG").unwrap_or_else(|| "warn".into()),
+        )
         // As `irsa install` deploys it.
         .env(
             "GLIBC_TUNABLES",
@@ -1231,15 +1238,37 @@ fn main() {
         .expect("runtime");
     let mut table = Table(Vec::new());
     let mut failures = Vec::new();
+    let figures: Option<Vec<u32>> = std::env::var("IRSA_BENCH_FIGURES").ok().map(|v| {
+        v.split(',')
+            .map(|f| {
+                f.trim().parse().unwrap_or_else(|_| {
+                    panic!("IRSA_BENCH_FIGURES={v:?}: want figure numbers, e.g. 4 or 4,7")
+                })
+            })
+            .collect()
+    });
+    let runs = |group: &[u32]| {
+        figures
+            .as_ref()
+            .is_none_or(|f| f.iter().any(|n| group.contains(n)))
+    };
     runtime.block_on(async {
-        println!("controller figures (in-process controller, sandbox clock):");
-        in_process(&sizes, &mut table, &mut failures).await;
-        println!("controller figures (reconciles triggered, in-process controller):");
-        triggered(&sizes, &mut table, &mut failures).await;
-        println!("controller figures (`irsa controller` process, install flags):");
-        child_install_defaults(&sizes, &mut table, &mut failures).await;
-        println!("controller figures (`irsa controller` process, --kube-qps 0):");
-        child_process(&sizes, &mut table).await;
+        if runs(&[1, 2, 3]) {
+            println!("controller figures (in-process controller, sandbox clock):");
+            in_process(&sizes, &mut table, &mut failures).await;
+        }
+        if runs(&[6]) {
+            println!("controller figures (reconciles triggered, in-process controller):");
+            triggered(&sizes, &mut table, &mut failures).await;
+        }
+        if runs(&[7]) {
+            println!("controller figures (`irsa controller` process, install flags):");
+            child_install_defaults(&sizes, &mut table, &mut failures).await;
+        }
+        if runs(&[4, 5]) {
+            println!("controller figures (`irsa controller` process, --kube-qps 0):");
+            child_process(&sizes, &mut table).await;
+        }
     });
     table.print();
     assert!(failures.is_empty(), "figures violated: {failures:#?}");

@@ -1165,6 +1165,7 @@ async fn converge(
             .collect();
         (plan, uids)
     };
+    let planned_in = started.elapsed();
     let left = plan.left;
     let attempted = attempted(&plan);
     let key = match (&plan.writes.is_empty(), store_key) {
@@ -1182,6 +1183,15 @@ async fn converge(
         )
         .await;
     log_outcome(subject, &plan, &outcome);
+    if !plan.is_noop() {
+        tracing::debug!(
+            resource = %subject.owner,
+            left,
+            planned_in = ?planned_in,
+            executed_in = ?started.elapsed().saturating_sub(planned_in),
+            "round"
+        );
+    }
     if let Some(w) = plan.writes.first() {
         // Every write of a round carries the same content.
         wrote.record(

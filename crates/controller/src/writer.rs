@@ -493,8 +493,12 @@ impl Writer {
             outcome.written.extend(wrote);
             outcome.tally(step);
         }
-        for p in &plan.service_account_patches {
-            let step = self.patch_one(index, p).await;
+        // Each patch is of another ServiceAccount (one per ServiceAccount in a plan), guarded
+        // by its own resourceVersion: they need no order among themselves.
+        let patches = futures_util::stream::iter(0..plan.service_account_patches.len())
+            .map(|i| self.patch_one(index, &plan.service_account_patches[i]))
+            .buffer_unordered(concurrency.max(1));
+        for step in patches.collect::<Vec<_>>().await {
             outcome.tally(step);
         }
         let deletions = futures_util::stream::iter(0..plan.deletions.len())
@@ -1426,6 +1430,94 @@ mod tests {
                 .service_account("a", "default")
                 .is_some()
         );
+        no_more_requests(writer, api).await;
+    }
+
+    /// A plan patching the ServiceAccount `default` of each of `namespaces`.
+    fn patches_in(namespaces: &[&str]) -> Plan {
+        let service_account_patches = namespaces
+            .iter()
+            .map(|ns| plan::ServiceAccountPatch {
+                namespace: (*ns).to_owned(),
+                name: "default".into(),
+                add: vec!["regcred".into()],
+                remove: vec![],
+                observed: vec![],
+                resource_version: Some("3".into()),
+                added: None,
+                has_annotations: false,
+                has_record: false,
+            })
+            .collect();
+        Plan {
+            service_account_patches,
+            ..Plan::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn service_account_patches_go_out_write_concurrency_at_a_time() {
+        // A round patching a tenant's many ServiceAccounts one at a time took one round trip
+        // per ServiceAccount. They go out `concurrency` at a time: the mock holds every answer
+        // back until that many requests are in flight (one at a time, the second would never
+        // come), and sees no more than that many before it answers.
+        let (writer, mut api) = writer(RateLimiter::new(0.0, 1), leading());
+        let index = RwLock::new(Index::new());
+        let namespaces = ["a", "b", "c", "d", "e", "f"];
+        let plan = patches_in(&namespaces);
+        let no_stamp = BTreeMap::new();
+        let concurrency = 3;
+        let server = async {
+            let mut seen = Vec::new();
+            while seen.len() < namespaces.len() {
+                let mut batch = Vec::new();
+                while batch.len() < concurrency {
+                    let (req, send) =
+                        tokio::time::timeout(Duration::from_secs(5), api.next_request())
+                            .await
+                            .unwrap_or_else(|_| {
+                                panic!(
+                                    "only {} patch(es) in flight, want {concurrency} at once",
+                                    batch.len()
+                                )
+                            })
+                            .expect("a request");
+                    assert_eq!(req.method(), Method::PATCH);
+                    batch.push((req.uri().path().to_owned(), send));
+                }
+                assert!(
+                    tokio::time::timeout(Duration::from_secs(5), api.next_request())
+                        .await
+                        .is_err(),
+                    "more than {concurrency} patches in flight"
+                );
+                for (path, send) in batch {
+                    let ns = path
+                        .strip_prefix("/api/v1/namespaces/")
+                        .and_then(|p| p.split('/').next())
+                        .expect("a namespaced path")
+                        .to_owned();
+                    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                        "metadata": {"name": "default", "namespace": ns, "resourceVersion": "4"},
+                        "imagePullSecrets": [{"name": "regcred"}]});
+                    send.send_response(respond(200, &sa));
+                    seen.push(ns);
+                }
+            }
+            seen.sort();
+            seen
+        };
+        let (outcome, seen) = tokio::join!(
+            writer.execute(&index, &plan, &no_stamp, concurrency),
+            server
+        );
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert_eq!(seen, namespaces);
+        for ns in namespaces {
+            let index = index.read().unwrap();
+            let sa = index.service_account(ns, "default").expect("indexed");
+            assert_eq!(sa.state.image_pull_secrets, ["regcred"]);
+        }
         no_more_requests(writer, api).await;
     }
 
