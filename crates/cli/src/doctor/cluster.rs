@@ -1,0 +1,472 @@
+//! The Kubernetes links: the service account, its annotations, the cluster's OIDC issuer and
+//! keys, and a TokenRequest token for the account. Everything read here may be tenant-written:
+//! values are bounded and quoted, never trusted as credentials.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use irsa_core::arn::RoleArn;
+use irsa_core::names::{AUDIENCE_ANNOTATION, ROLE_ARN_ANNOTATION, STS_AUDIENCE};
+use irsa_core::secret::SecretString;
+use irsa_core::token::{self, Claims, Discovery, Expectations, Jwks, MAX_DISCOVERY_BYTES};
+use irsa_core::token_request::TokenRequester as _;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Api;
+use serde_json::json;
+
+use super::report::{Check, Fix, Group};
+use super::trust::{claim_lines, claims_json};
+
+/// The token-lifetime annotation the webhook reads (seconds).
+pub(crate) const TOKEN_EXPIRATION_ANNOTATION: &str = "eks.amazonaws.com/token-expiration";
+/// Annotation values longer than this are ignored by the webhook; doctor says so.
+const MAX_ANNOTATION_VALUE: usize = 2048;
+/// The shortest and longest token lifetimes the webhook passes on (it clamps to these).
+const TOKEN_EXPIRATION_RANGE: (i64, i64) = (600, 86_400);
+/// Where the API server serves its own JWKS, whatever `jwks_uri` says.
+const API_SERVER_JWKS_PATH: &str = "/openid/v1/jwks";
+/// Lifetime asked of the TokenRequest: the shortest the API server issues.
+const TOKEN_SECONDS: u64 = 600;
+
+/// What the annotations say.
+#[derive(Debug, Clone)]
+pub(crate) struct Annotated {
+    pub role: RoleArn,
+    pub audience: String,
+}
+
+fn quoted(value: &str) -> String {
+    let short: String = value.chars().take(120).collect();
+    if short.len() < value.len() {
+        format!("{short:?}…")
+    } else {
+        format!("{short:?}")
+    }
+}
+
+/// The `role-arn`, `audience` and `token-expiration` annotations, checked as the webhook and
+/// STS read them.
+pub(crate) fn annotation_check(
+    namespace: &str,
+    name: &str,
+    annotations: &BTreeMap<String, String>,
+    account_hint: Option<&str>,
+) -> (Check, Option<Annotated>) {
+    let annotate = |value: &str| {
+        format!(
+            "kubectl annotate serviceaccount -n {namespace} {name} --overwrite {ROLE_ARN_ANNOTATION}={value}"
+        )
+    };
+    let example = format!(
+        "arn:aws:iam::{}:role/ROLE_NAME",
+        account_hint.unwrap_or("ACCOUNT_ID")
+    );
+    let Some(raw) = annotations.get(ROLE_ARN_ANNOTATION) else {
+        let near: Vec<&String> = annotations
+            .keys()
+            .filter(|k| k.contains("role-arn") || k.contains("role_arn"))
+            .collect();
+        let mut check = Check::fail(
+            "role-annotation",
+            Group::Kubernetes,
+            format!("{namespace}/{name} has no {ROLE_ARN_ANNOTATION} annotation: nothing names the IAM role"),
+        )
+        .expected_actual(json!(ROLE_ARN_ANNOTATION), json!(annotations.keys().collect::<Vec<_>>()));
+        if !near.is_empty() {
+            check = check.detail(format!(
+                "similar annotation(s) {near:?}: the key must be exactly {ROLE_ARN_ANNOTATION}"
+            ));
+        }
+        let fix = Fix::new("annotate the service account with the role to assume")
+            .command(annotate(&example));
+        return (check.fix(fix), None);
+    };
+    if raw.len() > MAX_ANNOTATION_VALUE {
+        let check = Check::fail(
+            "role-annotation",
+            Group::Kubernetes,
+            format!("{ROLE_ARN_ANNOTATION} is {} bytes: the webhook ignores values over {MAX_ANNOTATION_VALUE}", raw.len()),
+        )
+        .fix(Fix::new("set it to the role's ARN").command(annotate(&example)));
+        return (check, None);
+    }
+    let role: RoleArn = match raw.trim().parse() {
+        Ok(role) => role,
+        Err(e) => {
+            let check = Check::fail(
+                "role-annotation",
+                Group::Kubernetes,
+                format!(
+                    "{ROLE_ARN_ANNOTATION} {} is not an IAM role ARN: {e}",
+                    quoted(raw)
+                ),
+            )
+            .expected_actual(
+                json!("arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME"),
+                json!(raw),
+            )
+            .fix(Fix::new("set it to the role's ARN").command(annotate(&example)));
+            return (check, None);
+        }
+    };
+    let mut details = Vec::new();
+    let mut problems = Vec::new();
+    if raw.trim() != raw {
+        details.push(format!("the value {} has surrounding whitespace; the webhook copies it as is into AWS_ROLE_ARN", quoted(raw)));
+    }
+    let audience = match annotations.get(AUDIENCE_ANNOTATION) {
+        None => {
+            details.push(format!(
+                "audience {STS_AUDIENCE} (default; {AUDIENCE_ANNOTATION} not set)"
+            ));
+            STS_AUDIENCE.to_owned()
+        }
+        Some(a)
+            if a.is_empty()
+                || a.len() > MAX_ANNOTATION_VALUE
+                || a.chars().any(char::is_whitespace) =>
+        {
+            problems.push(format!(
+                "{AUDIENCE_ANNOTATION} {} is not an audience (empty, too long or with whitespace)",
+                quoted(a)
+            ));
+            STS_AUDIENCE.to_owned()
+        }
+        Some(a) => {
+            details.push(format!("audience {a} (from {AUDIENCE_ANNOTATION})"));
+            a.clone()
+        }
+    };
+    match annotations.get(TOKEN_EXPIRATION_ANNOTATION) {
+        None => {}
+        Some(v) => match v.trim().parse::<i64>() {
+            Ok(s) if (TOKEN_EXPIRATION_RANGE.0..=TOKEN_EXPIRATION_RANGE.1).contains(&s) => {
+                details.push(format!("token lifetime {s}s (from {TOKEN_EXPIRATION_ANNOTATION})"));
+            }
+            Ok(s) => details.push(format!(
+                "{TOKEN_EXPIRATION_ANNOTATION} {s} is outside {}..{} seconds: the webhook clamps it",
+                TOKEN_EXPIRATION_RANGE.0, TOKEN_EXPIRATION_RANGE.1
+            )),
+            Err(_) => problems.push(format!(
+                "{TOKEN_EXPIRATION_ANNOTATION} {} is not a number of seconds: the webhook ignores it",
+                quoted(v)
+            )),
+        },
+    }
+    if !problems.is_empty() {
+        let check = Check::fail("role-annotation", Group::Kubernetes, problems.join("; "))
+            .details(details)
+            .fix(
+                Fix::new("set a valid value or remove the annotation")
+                    .command(format!("kubectl annotate serviceaccount -n {namespace} {name} --overwrite {AUDIENCE_ANNOTATION}={STS_AUDIENCE}"))
+                    .command(format!("kubectl annotate serviceaccount -n {namespace} {name} {TOKEN_EXPIRATION_ANNOTATION}-")),
+            );
+        return (check, None);
+    }
+    let check = Check::pass(
+        "role-annotation",
+        Group::Kubernetes,
+        format!("{ROLE_ARN_ANNOTATION} = {role}"),
+    )
+    .details(details)
+    .data("role_arn", json!(role.to_string()))
+    .data("audience", json!(audience));
+    (check, Some(Annotated { role, audience }))
+}
+
+/// Whether the service account exists, and its annotations.
+pub(crate) async fn service_account(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> (Check, Option<BTreeMap<String, String>>) {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(name).await {
+        Ok(Some(sa)) => (
+            Check::pass(
+                "service-account",
+                Group::Kubernetes,
+                format!("{namespace}/{name} exists"),
+            ),
+            Some(sa.metadata.annotations.unwrap_or_default()),
+        ),
+        Ok(None) => (
+            Check::fail(
+                "service-account",
+                Group::Kubernetes,
+                format!("service account {namespace}/{name} does not exist"),
+            )
+            .fix(
+                Fix::new("create it (then annotate it with the role)").command(format!(
+                    "kubectl create serviceaccount -n {namespace} {name}"
+                )),
+            ),
+            None,
+        ),
+        Err(e) => (
+            Check::error(
+                "service-account",
+                Group::Kubernetes,
+                format!(
+                    "could not read service account {namespace}/{name}: {}",
+                    kube_error(&e)
+                ),
+            ),
+            None,
+        ),
+    }
+}
+
+/// A kube error without response bodies.
+pub(crate) fn kube_error(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!(
+            "the API server answered {} {}: {}",
+            s.code, s.reason, s.message
+        ),
+        kube::Error::SerdeError(_) => "the API server's answer could not be read".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+async fn get_raw(client: &kube::Client, path: &str) -> Result<String, String> {
+    let request = http::Request::get(path)
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let text = client
+        .request_text(request)
+        .await
+        .map_err(|e| kube_error(&e))?;
+    if text.len() > MAX_DISCOVERY_BYTES {
+        return Err(format!(
+            "the answer is {} bytes, more than {MAX_DISCOVERY_BYTES}",
+            text.len()
+        ));
+    }
+    Ok(text)
+}
+
+/// The cluster's issuer, from its discovery document.
+pub(crate) async fn issuer(client: &kube::Client) -> (Check, Option<Discovery>) {
+    const PATH: &str = "/.well-known/openid-configuration";
+    let text = match get_raw(client, PATH).await {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                Check::fail("issuer", Group::Kubernetes, format!("GET {PATH} failed: {e}"))
+                    .detail("the API server serves it when service-account issuer discovery is on (--service-account-issuer, and the system:service-account-issuer-discovery ClusterRoleBinding for anonymous readers)"),
+                None,
+            );
+        }
+    };
+    match Discovery::parse(text.as_bytes()) {
+        Ok(d) => (
+            Check::pass("issuer", Group::Kubernetes, d.issuer.clone())
+                .detail(format!("from {PATH}; jwks_uri {}", d.jwks_uri))
+                .data("issuer", json!(d.issuer))
+                .data("jwks_uri", json!(d.jwks_uri)),
+            Some(d),
+        ),
+        Err(e) => (
+            Check::fail("issuer", Group::Kubernetes, format!("{PATH}: {e}")),
+            None,
+        ),
+    }
+}
+
+/// The issuer's keys, read through the API server.
+pub(crate) async fn jwks(client: &kube::Client, discovery: &Discovery) -> (Check, Option<Jwks>) {
+    let text = match get_raw(client, API_SERVER_JWKS_PATH).await {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                Check::fail(
+                    "jwks",
+                    Group::Kubernetes,
+                    format!("GET {API_SERVER_JWKS_PATH} failed: {e}"),
+                ),
+                None,
+            );
+        }
+    };
+    match Jwks::parse(text.as_bytes()) {
+        Ok(j) if !j.is_empty() => (
+            Check::pass("jwks", Group::Kubernetes, format!("{} key(s): {}", j.len(), j.key_ids().join(", ")))
+                .detail(format!(
+                    "read through the API server ({API_SERVER_JWKS_PATH}); AWS fetches {} itself, over the internet",
+                    discovery.jwks_uri
+                ))
+                .data("key_ids", json!(j.key_ids())),
+            Some(j),
+        ),
+        Ok(_) => (
+            Check::fail("jwks", Group::Kubernetes, "the JWKS has no keys: no token can be verified"),
+            None,
+        ),
+        Err(e) => (
+            Check::fail("jwks", Group::Kubernetes, format!("{API_SERVER_JWKS_PATH}: {e}")),
+            None,
+        ),
+    }
+}
+
+/// A TokenRequest token for the account with the workload's audience, verified against the
+/// issuer's keys and discovery document. Returns the claims and the token (kept in memory for
+/// the exchange, never printed).
+pub(crate) async fn token(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    audience: &str,
+    discovery: &Discovery,
+    jwks: &Jwks,
+    now: i64,
+) -> (Check, Option<(Claims, SecretString)>) {
+    let requester = irsa_k8s::token_request::KubeTokenRequester::new(client.clone());
+    let audiences = [audience.to_owned()];
+    let raw = match requester
+        .request_token(
+            namespace,
+            name,
+            &audiences,
+            Duration::from_secs(TOKEN_SECONDS),
+        )
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => {
+            return (
+                Check::error(
+                    "token",
+                    Group::Kubernetes,
+                    format!("TokenRequest failed: {e}"),
+                ),
+                None,
+            );
+        }
+    };
+    let expect = Expectations::new(now)
+        .with_issuer(discovery.issuer.clone())
+        .with_audience(audience);
+    let summary = format!("TokenRequest for {namespace}/{name}, audience {audience}");
+    match token::verify(raw.expose(), jwks, &expect) {
+        Ok(verified) => {
+            let claims = verified.claims;
+            let want_sub = format!("system:serviceaccount:{namespace}:{name}");
+            let lines = claim_lines(&claims, now);
+            let check = if claims.sub.as_deref() != Some(want_sub.as_str()) {
+                Check::fail(
+                    "token",
+                    Group::Kubernetes,
+                    format!("{summary}: the token's sub is not the service account's"),
+                )
+                .expected_actual(json!(want_sub), json!(claims.sub))
+            } else {
+                Check::pass(
+                    "token",
+                    Group::Kubernetes,
+                    format!("{summary}, signed by key {}", verified.key_id),
+                )
+            };
+            let check = check.details(lines).data("claims", claims_json(&claims));
+            let ok = check.passed();
+            (check, ok.then_some((claims, raw)))
+        }
+        Err(e) => {
+            let claims = token::decode_unverified(raw.expose())
+                .ok()
+                .map(|t| t.claims);
+            let mut check = Check::fail("token", Group::Kubernetes, format!("{summary}: {e}"));
+            if let Some(c) = &claims {
+                check = check
+                    .details(claim_lines(c, now))
+                    .data("claims", claims_json(c));
+                if c.iss.as_deref() != Some(discovery.issuer.as_str()) {
+                    check = check
+                        .expected_actual(json!(discovery.issuer), json!(c.iss))
+                        .detail("the API server signs tokens with an iss other than the issuer its discovery document names: --service-account-issuer and the discovery document disagree");
+                }
+            }
+            (check, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::report::Status;
+
+    fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_missing_annotation_is_fixed_with_kubectl_annotate() {
+        let (c, a) = annotation_check(
+            "ci",
+            "builder",
+            &annotations(&[("eks.amazonaws.com/role_arn", "x")]),
+            Some("111122223333"),
+        );
+        assert!(a.is_none());
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.details[0].contains("eks.amazonaws.com/role_arn"), "{c:?}");
+        assert_eq!(
+            c.fix.unwrap().commands[0],
+            "kubectl annotate serviceaccount -n ci builder --overwrite eks.amazonaws.com/role-arn=arn:aws:iam::111122223333:role/ROLE_NAME"
+        );
+    }
+
+    #[test]
+    fn a_malformed_arn_names_what_is_wrong() {
+        let (c, a) = annotation_check(
+            "ci",
+            "builder",
+            &annotations(&[(ROLE_ARN_ANNOTATION, "arn:aws:iam:111122223333:role/puller")]),
+            None,
+        );
+        assert!(a.is_none());
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.summary.contains("is not an IAM role ARN"),
+            "{}",
+            c.summary
+        );
+    }
+
+    #[test]
+    fn audience_and_expiration_are_read_as_the_webhook_does() {
+        let (c, a) = annotation_check(
+            "ci",
+            "builder",
+            &annotations(&[
+                (ROLE_ARN_ANNOTATION, "arn:aws:iam::111122223333:role/puller"),
+                (AUDIENCE_ANNOTATION, "sts.amazonaws.com.cn"),
+                (TOKEN_EXPIRATION_ANNOTATION, "100"),
+            ]),
+            None,
+        );
+        assert!(c.passed(), "{c:?}");
+        assert_eq!(a.unwrap().audience, "sts.amazonaws.com.cn");
+        assert!(c.details.iter().any(|d| d.contains("clamps")), "{c:?}");
+        let (c, _) = annotation_check(
+            "ci",
+            "builder",
+            &annotations(&[
+                (ROLE_ARN_ANNOTATION, "arn:aws:iam::111122223333:role/puller"),
+                (TOKEN_EXPIRATION_ANNOTATION, "1h"),
+            ]),
+            None,
+        );
+        assert_eq!(c.status, Status::Fail);
+        assert!(
+            c.summary.contains("not a number of seconds"),
+            "{}",
+            c.summary
+        );
+    }
+}

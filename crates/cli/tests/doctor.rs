@@ -1,0 +1,382 @@
+//! `irsa doctor --service-account` against `irsa sandbox` run as a separate process, with the
+//! real kubectl setting the cluster up: each test breaks one link of the chain on purpose and
+//! asserts that doctor names that link as the first failing check, and only it.
+//!
+//! The expected verdicts of the trust-policy scenarios are written down from AWS's
+//! documentation, not from irsa's evaluator (which the sandbox's STS shares):
+//! - [OPS] IAM User Guide, "IAM JSON policy elements: Condition operators"
+//!   (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html):
+//!   `StringEquals` is "exact matching, case sensitive"; `StringLike` is case-sensitive matching
+//!   where "the values can include multi-character match wildcards (*) and single-character
+//!   match wildcards (?)"; so `*` is a wildcard for StringLike only.
+//! - [EVAL] IAM User Guide, "Policy evaluation logic"
+//!   (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic.html):
+//!   by default every request is implicitly denied; an explicit deny in any applicable
+//!   statement overrides any allow.
+//! - [IRSA] EKS User Guide, "Assign IAM roles to Kubernetes service accounts"
+//!   (https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html): the
+//!   token's `sub` is `system:serviceaccount:<namespace>:<name>` and the trust policy conditions
+//!   `<issuer host/path>:sub` and `:aud` (`sts.amazonaws.com`).
+//! - [ECR] ECR User Guide, "Private registry authentication": `ecr:GetAuthorizationToken` is
+//!   granted on resource `*` (it has no resource ARN).
+
+mod common;
+mod support_doctor;
+
+use serde_json::{Value, json};
+use support_doctor::*;
+
+#[test]
+fn a_healthy_chain_passes_every_check_and_prints_no_secret() {
+    let sandbox = start("healthy", vec![ecr_role(good_trust())]);
+    let run = sandbox.doctor(&["-o", "json"]);
+    let report = run.json();
+    assert_eq!(run.code, 0, "{report:#}\n{}", run.stderr);
+    let ids: Vec<&str> = checks(&report).map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ALL_CHECKS);
+    for c in checks(&report) {
+        assert_eq!(c["status"], "pass", "{c:#}");
+    }
+    assert_eq!(
+        check(&report, "token")["data"]["claims"]["sub"],
+        "system:serviceaccount:ci:builder"
+    );
+    assert_eq!(
+        check(&report, "oidc-provider")["data"]["arn"],
+        provider_arn()
+    );
+
+    // The text tree, and no secret in either form: no JWT (every JWT starts with eyJ, base64
+    // of `{"`), no STS session token (their common prefix), no secret key, no ECR password.
+    let text = sandbox.doctor(&[]);
+    assert_eq!(text.code, 0, "{}", text.stdout);
+    assert!(text.stdout.contains("✓ trust-policy"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("all 12 checks passed"),
+        "{}",
+        text.stdout
+    );
+    for out in [&run.stdout, &run.stderr, &text.stdout, &text.stderr] {
+        assert!(!out.contains("eyJ"), "a JWT was printed: {out}");
+        assert!(
+            !out.contains("IQoJb3JpZ2luX2Vj"),
+            "a session token was printed: {out}"
+        );
+        assert!(!out.contains("SecretAccessKey"), "{out}");
+    }
+}
+
+#[test]
+fn a_service_account_without_the_role_annotation() {
+    let sandbox = Sandbox::start("no-annotation", vec![ecr_role(good_trust())], &[]);
+    let report = sandbox.expect_broken("role-annotation");
+    let fix = &check(&report, "role-annotation")["fix"]["commands"][0];
+    assert!(
+        fix.as_str().unwrap().starts_with(
+            "kubectl annotate serviceaccount -n ci builder --overwrite eks.amazonaws.com/role-arn="
+        ),
+        "{fix}"
+    );
+    assert_eq!(check(&report, "role")["status"], "skip");
+    assert_eq!(check(&report, "assume-role")["status"], "skip");
+}
+
+#[test]
+fn a_typo_in_the_role_arn() {
+    let sandbox = Sandbox::start(
+        "typo",
+        vec![ecr_role(good_trust())],
+        &[("eks.amazonaws.com/role-arn", &role_arn("pullr"))],
+    );
+    let report = sandbox.expect_broken("role");
+    assert!(
+        check(&report, "role")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("no role named pullr"),
+        "{report:#}"
+    );
+    // The links that need the role are skipped, the others still pass.
+    assert_eq!(check(&report, "trust-policy")["status"], "skip");
+    assert_eq!(check(&report, "oidc-provider")["status"], "pass");
+}
+
+#[test]
+fn the_oidc_provider_is_missing_and_another_clusters_is_named() {
+    let sandbox = start("no-provider", vec![ecr_role(good_trust())]);
+    // Through the IAM Query API, with boto3: the cluster's provider goes, another cluster's
+    // provider on the same host stays.
+    sandbox.boto3(&format!(
+        "iam.delete_open_id_connect_provider(OpenIDConnectProviderArn='{}')\n\
+         iam.create_open_id_connect_provider(Url='https://oidc.sandbox.irsa.test/id/OTHER', ClientIDList=['sts.amazonaws.com'], ThumbprintList=[])\n",
+        provider_arn()
+    ));
+    let report = sandbox.expect_broken("oidc-provider");
+    let c = check(&report, "oidc-provider");
+    let details = c["details"].to_string();
+    assert!(
+        details.contains("oidc-provider/oidc.sandbox.irsa.test/id/OTHER"),
+        "{c:#}"
+    );
+    assert!(details.contains("another cluster"), "{c:#}");
+    assert!(
+        c["fix"]["commands"][0].as_str().unwrap().starts_with(&format!("aws iam create-open-id-connect-provider --url {ISSUER} --client-id-list sts.amazonaws.com")),
+        "{c:#}"
+    );
+    assert_eq!(check(&report, "oidc-audience")["status"], "skip");
+}
+
+#[test]
+fn the_audience_is_not_among_the_providers_client_ids() {
+    // The service account asks for another audience, which the trust policy accepts too: only
+    // the provider's client IDs (sts.amazonaws.com) miss it.
+    let sandbox = Sandbox::start(
+        "audience",
+        vec![ecr_role(trust_for(
+            "system:serviceaccount:ci:builder",
+            "api://irsa",
+        ))],
+        &[
+            ("eks.amazonaws.com/role-arn", &role_arn("puller")),
+            ("eks.amazonaws.com/audience", "api://irsa"),
+        ],
+    );
+    let report = sandbox.expect_broken("oidc-audience");
+    let c = check(&report, "oidc-audience");
+    assert_eq!(c["expected"], "api://irsa");
+    assert_eq!(c["actual"], json!(["sts.amazonaws.com"]));
+    assert!(
+        c["fix"]["commands"][0]
+            .as_str()
+            .unwrap()
+            .contains("add-client-id-to-open-id-connect-provider"),
+        "{c:#}"
+    );
+}
+
+/// The trust-policy check failed on `key` with `operator`, the policy expecting `expected` and
+/// the token having `actual`.
+fn assert_condition(report: &Value, operator: &str, key: &str, expected: &str, actual: &str) {
+    let c = check(report, "trust-policy");
+    assert_eq!(
+        c["expected"]["condition"],
+        format!("{operator} {key}"),
+        "{c:#}"
+    );
+    assert_eq!(c["expected"]["values"], json!([expected]), "{c:#}");
+    assert_eq!(c["actual"]["values"], json!([actual]), "{c:#}");
+    // The fix is the trust policy for the token's own service account.
+    assert_eq!(
+        c["fix"]["document"]["Statement"][0]["Condition"]["StringEquals"]
+            [format!("{PROVIDER}:sub")],
+        "system:serviceaccount:ci:builder",
+        "{c:#}"
+    );
+}
+
+#[test]
+fn a_trust_policy_for_another_namespace() {
+    // [IRSA] sub names the namespace; [OPS] StringEquals is exact: "…:prod:builder" does not
+    // equal "…:ci:builder", so the only Allow does not apply and [EVAL] the request is
+    // implicitly denied, on the :sub condition.
+    let sandbox = start(
+        "other-ns",
+        vec![ecr_role(trust_for(
+            "system:serviceaccount:prod:builder",
+            "sts.amazonaws.com",
+        ))],
+    );
+    let report = sandbox.expect_broken("trust-policy");
+    assert_condition(
+        &report,
+        "StringEquals",
+        &format!("{PROVIDER}:sub"),
+        "system:serviceaccount:prod:builder",
+        "system:serviceaccount:ci:builder",
+    );
+}
+
+#[test]
+fn a_trust_policy_for_another_service_account() {
+    // As above, with the name: "…:ci:runner" is not "…:ci:builder" [OPS][IRSA][EVAL].
+    let sandbox = start(
+        "other-sa",
+        vec![ecr_role(trust_for(
+            "system:serviceaccount:ci:runner",
+            "sts.amazonaws.com",
+        ))],
+    );
+    let report = sandbox.expect_broken("trust-policy");
+    assert_condition(
+        &report,
+        "StringEquals",
+        &format!("{PROVIDER}:sub"),
+        "system:serviceaccount:ci:runner",
+        "system:serviceaccount:ci:builder",
+    );
+}
+
+#[test]
+fn string_equals_where_string_like_is_needed() {
+    // [OPS] StringEquals matches exactly, so the `*` is a literal character there and
+    // "…:ci:*" does not match "…:ci:builder"; StringLike would. Implicit deny on :sub.
+    let sandbox = start(
+        "equals-wildcard",
+        vec![ecr_role(trust_for(
+            "system:serviceaccount:ci:*",
+            "sts.amazonaws.com",
+        ))],
+    );
+    let report = sandbox.expect_broken("trust-policy");
+    assert_condition(
+        &report,
+        "StringEquals",
+        &format!("{PROVIDER}:sub"),
+        "system:serviceaccount:ci:*",
+        "system:serviceaccount:ci:builder",
+    );
+    assert!(
+        check(&report, "trust-policy")["details"]
+            .to_string()
+            .contains("use StringLike"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_deny_statement_wins_over_the_allow() {
+    // [EVAL] an explicit deny overrides the allow: the Allow statement matches this token and
+    // so does the Deny (StringLike "system:serviceaccount:ci:*" [OPS] matches ci:builder).
+    let deny = json!({
+        "Sid": "NoCi",
+        "Effect": "Deny",
+        "Principal": {"Federated": provider_arn()},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringLike": {format!("{PROVIDER}:sub"): "system:serviceaccount:ci:*"}}
+    });
+    let mut trust = good_trust();
+    trust["Statement"].as_array_mut().unwrap().push(deny);
+    let sandbox = start("deny", vec![ecr_role(trust)]);
+    let report = sandbox.expect_broken("trust-policy");
+    let c = check(&report, "trust-policy");
+    assert_eq!(c["data"]["outcome"], "explicit-deny", "{c:#}");
+    assert!(c["summary"].as_str().unwrap().contains("NoCi"), "{c:#}");
+}
+
+#[test]
+fn permissions_without_ecr_get_authorization_token() {
+    // [ECR] a pull needs ecr:GetAuthorizationToken on "*"; [EVAL] nothing allows it here, so
+    // it is implicitly denied.
+    let sandbox = start(
+        "no-ecr",
+        vec![role(
+            "puller",
+            good_trust(),
+            &["ecr:BatchGetImage", "s3:GetObject"],
+        )],
+    );
+    let report = sandbox.expect_broken("permissions");
+    let c = check(&report, "permissions");
+    assert_eq!(c["data"]["outcome"], "implicit-deny", "{c:#}");
+    assert!(
+        c["fix"]["commands"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("irsa policy ecr-pull"),
+        "{c:#}"
+    );
+    // And the real call is not made: its link is already known to be broken.
+    assert_eq!(check(&report, "ecr")["status"], "skip");
+}
+
+#[test]
+fn a_fix_made_through_the_iam_api_is_seen_by_the_next_run() {
+    let sandbox = start(
+        "fixed",
+        vec![ecr_role(trust_for(
+            "system:serviceaccount:ci:runner",
+            "sts.amazonaws.com",
+        ))],
+    );
+    let report = sandbox.expect_broken("trust-policy");
+    let document = check(&report, "trust-policy")["fix"]["document"].to_string();
+    sandbox.boto3(&format!(
+        "iam.update_assume_role_policy(RoleName='puller', PolicyDocument={document:?})\n"
+    ));
+    let run = sandbox.doctor(&["-o", "json"]);
+    assert_eq!(run.code, 0, "{:#}", run.json());
+}
+
+#[test]
+fn bad_input_exits_2_naming_the_flag() {
+    for args in [
+        vec!["doctor", "--service-account", "no-slash"],
+        vec!["doctor", "--service-account", "Bad/Name"],
+    ] {
+        let run = common::irsa(&args);
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("--service-account"), "{}", run.stderr);
+    }
+}
+
+/// doctor with the sandbox's cluster and moto as AWS (IAM, STS, ECR): the IAM reads on the
+/// real wire format, an attached managed policy (not only inline ones), and a link broken
+/// through moto's API. moto's STS accepts any token, so this proves the wire, not the trust.
+#[test]
+fn against_moto_the_chain_holds_and_a_detached_policy_breaks_permissions() {
+    const MOTO_ACCOUNT: &str = "123456789012";
+    let moto = irsa_test_peers::Moto::start(&[]);
+    let sandbox = Sandbox::start(
+        "moto",
+        vec![],
+        &[(
+            "eks.amazonaws.com/role-arn",
+            &format!("arn:aws:iam::{MOTO_ACCOUNT}:role/puller"),
+        )],
+    );
+    let mut trust = good_trust();
+    trust["Statement"][0]["Principal"]["Federated"] = json!(format!(
+        "arn:aws:iam::{MOTO_ACCOUNT}:oidc-provider/{PROVIDER}"
+    ));
+    let pull = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage"], "Resource": "*"}
+    ]});
+    let policy_arn = moto.python(&format!(
+        "iam = client('iam')\n\
+         iam.create_open_id_connect_provider(Url='{ISSUER}', ClientIDList=['sts.amazonaws.com'], ThumbprintList=['9e99a48a9960b14926bb7f3b02e22da2b0ab7280'])\n\
+         iam.create_role(RoleName='puller', AssumeRolePolicyDocument={trust:?})\n\
+         arn = iam.create_policy(PolicyName='pull', PolicyDocument={pull:?})['Policy']['Arn']\n\
+         iam.attach_role_policy(RoleName='puller', PolicyArn=arn)\n\
+         print(arn)\n",
+        trust = trust.to_string(),
+        pull = pull.to_string(),
+    ));
+    let policy_arn = policy_arn.trim();
+    let doctor = || {
+        let out = sandbox
+            .command(std::path::Path::new(env!("CARGO_BIN_EXE_irsa")))
+            .args(["doctor", "--service-account", "ci/builder", "-o", "json"])
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .output()
+            .expect("irsa doctor");
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, report) = doctor();
+    assert_eq!(code, Some(0), "{report:#}");
+    assert!(
+        check(&report, "permissions")["details"]
+            .to_string()
+            .contains(&format!("attached {policy_arn}")),
+        "{report:#}"
+    );
+    moto.python(&format!(
+        "client('iam').detach_role_policy(RoleName='puller', PolicyArn='{policy_arn}')\n"
+    ));
+    let (code, report) = doctor();
+    assert_eq!(code, Some(1), "{report:#}");
+    assert_eq!(report["first_failure"], "permissions", "{report:#}");
+}
