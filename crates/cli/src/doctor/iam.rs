@@ -152,7 +152,7 @@ pub(crate) async fn role(iam: &IamClient, role: &RoleArn) -> (Check, Option<Poli
                 .detail(format!("the annotation names {role}: check the name for a typo, or create the role"))
                 .fix(
                     Fix::new("point the annotation at an existing role, or create this one")
-                        .command(format!("aws iam list-roles --query 'Roles[].Arn'"))
+                        .command("aws iam list-roles --query 'Roles[].Arn'")
                         .command(format!("aws iam create-role --role-name {} --assume-role-policy-document file://trust.json   # trust.json from `irsa policy trust`", role.name)),
                 ),
             None,

@@ -330,7 +330,7 @@ impl Report {
                 };
                 let _ = writeln!(
                     out,
-                    "\nthe first link that {what}: {} ({} of {} checks did not pass: {})",
+                    "\nthe first link that {what}: {} ({} of {} checks failed: {})",
                     first.id,
                     broken.len(),
                     self.checks.len(),
@@ -425,7 +425,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("the first link that is broken: role-annotation (1 of 4"),
+            text.contains("the first link that is broken: role-annotation (1 of 4 checks failed"),
             "{text}"
         );
     }
