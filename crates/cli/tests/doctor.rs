@@ -312,10 +312,22 @@ fn bad_input_exits_2_naming_the_flag() {
     for args in [
         vec!["doctor", "--service-account", "no-slash"],
         vec!["doctor", "--service-account", "Bad/Name"],
+        // --audience is for the offline mode; online, the annotation says it.
+        vec![
+            "doctor",
+            "--service-account",
+            "ci/builder",
+            "--audience",
+            "x",
+        ],
     ] {
         let run = common::irsa(&args);
         assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
-        assert!(run.stderr.contains("--service-account"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("--service-account") || run.stderr.contains("--trust-policy"),
+            "{}",
+            run.stderr
+        );
     }
 }
 

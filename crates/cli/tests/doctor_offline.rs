@@ -189,3 +189,24 @@ fn bad_files_exit_2_naming_the_flag() {
         assert!(run.stderr.contains(flag), "{}", run.stderr);
     }
 }
+
+#[test]
+fn the_audience_the_workload_needs_must_be_in_the_token() {
+    let dir = TempDir::new("doctor-offline-aud");
+    let run = doctor(
+        &dir,
+        &trust("StringEquals", "system:serviceaccount:prod:app"),
+        &sa_claims("prod", "app"),
+        &["--audience", "api://irsa"],
+    );
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    let report = run.json();
+    assert_eq!(report["first_failure"], "token-claims");
+    assert!(
+        report["checks"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("does not include \"api://irsa\""),
+        "{report:#}"
+    );
+}

@@ -67,9 +67,11 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
 pub(crate) struct DoctorArgs {
     /// The service account whose chain to check, as NAMESPACE/NAME, e.g. `prod/app`. Reads the
     /// cluster from KUBECONFIG (or in-cluster config) and AWS with your own credentials (the
-    /// default chain; AWS_ENDPOINT_URL is honoured): read-only IAM calls, then the real
+    /// default chain; AWS_ENDPOINT_URL is honoured): read-only IAM calls (iam:GetOpenIDConnectProvider,
+    /// ListOpenIDConnectProviders, GetRole, ListRolePolicies, GetRolePolicy,
+    /// ListAttachedRolePolicies, GetPolicy, GetPolicyVersion), then the real
     /// AssumeRoleWithWebIdentity and GetAuthorizationToken the workload would make.
-    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with_all = ["trust_policy", "token", "provider_arn"])]
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with_all = ["trust_policy", "token", "provider_arn", "audience"])]
     service_account: Option<String>,
     /// Offline: the role's trust policy (AssumeRolePolicyDocument) as JSON, or `-` for stdin.
     /// Needs --token.
@@ -83,9 +85,10 @@ pub(crate) struct DoctorArgs {
     /// is the token's issuer in any account.
     #[arg(long, value_name = "ARN")]
     provider_arn: Option<String>,
-    /// Offline: the audience the workload's token must carry.
-    #[arg(long, value_name = "AUD", default_value = STS_AUDIENCE, requires = "trust_policy")]
-    audience: String,
+    /// Offline: the audience the workload's token must carry (default: sts.amazonaws.com; for
+    /// --service-account it comes from the eks.amazonaws.com/audience annotation).
+    #[arg(long, value_name = "AUD", requires = "trust_policy")]
+    audience: Option<String>,
     /// The ECR registry to ask for a pull password (default: the role's account in AWS_REGION,
     /// e.g. 111122223333.dkr.ecr.us-east-1.amazonaws.com).
     #[arg(long, value_name = "HOST", conflicts_with = "trust_policy")]
@@ -190,10 +193,11 @@ fn offline(args: &DoctorArgs, progress: Box<dyn Progress>) -> anyhow::Result<Rep
             }
         }
     };
+    let audience = args.audience.as_deref().unwrap_or(STS_AUDIENCE);
     let mut report = Report::new("files (offline)", progress);
     let now = crate::token::now();
     if report.ready("token-claims", Group::Files, &[]) {
-        let problems = trust::token_problems(&claims, Some(&provider), &args.audience, now);
+        let problems = trust::token_problems(&claims, Some(&provider), audience, now);
         let lines = trust::claim_lines(&claims, now);
         let check = if problems.is_empty() {
             Check::pass(
@@ -217,7 +221,7 @@ fn offline(args: &DoctorArgs, progress: Box<dyn Progress>) -> anyhow::Result<Rep
             provider: &provider,
             role_name: None,
             issuer: claims.iss.as_deref(),
-            audience: &args.audience,
+            audience,
         };
         let mut check = trust::trust_policy_check(&policy, &claims, &ctx);
         check.group = Group::Files;
