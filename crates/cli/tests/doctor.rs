@@ -392,3 +392,54 @@ fn against_moto_the_chain_holds_and_a_detached_policy_breaks_permissions() {
     assert_eq!(code, Some(1), "{report:#}");
     assert_eq!(report["first_failure"], "permissions", "{report:#}");
 }
+
+#[test]
+fn iam_reads_the_caller_may_not_make_are_reported_as_not_checked_naming_the_permission() {
+    // The caller's own credentials are a session of `puller`, which may not read IAM: the
+    // sandbox's IAM evaluates that session's identity policies, as AWS does.
+    let sandbox = start("iam-denied", vec![ecr_role(good_trust())]);
+    let token = sandbox.kubectl(&[
+        "create",
+        "token",
+        SA,
+        "-n",
+        NS,
+        "--audience",
+        "sts.amazonaws.com",
+    ]);
+    let creds = sandbox.boto3(&format!(
+        "sts = boto3.client('sts', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')\n\
+         c = sts.assume_role_with_web_identity(RoleArn='{}', RoleSessionName='caller', WebIdentityToken='{}')['Credentials']\n\
+         print(c['AccessKeyId'], c['SecretAccessKey'], c['SessionToken'])\n",
+        sandbox.get("AWS_ENDPOINT_URL"),
+        role_arn("puller"),
+        token.trim()
+    ));
+    let parts: Vec<&str> = creds.split_whitespace().collect();
+    assert_eq!(parts.len(), 3, "{creds}");
+    let out = sandbox
+        .command(std::path::Path::new(env!("CARGO_BIN_EXE_irsa")))
+        .args(["doctor", "--service-account", "ci/builder", "-o", "json"])
+        .env("AWS_ACCESS_KEY_ID", parts[0])
+        .env("AWS_SECRET_ACCESS_KEY", parts[1])
+        .env("AWS_SESSION_TOKEN", parts[2])
+        .output()
+        .expect("irsa doctor");
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(report["first_failure"], "oidc-provider", "{report:#}");
+    let c = check(&report, "oidc-provider");
+    assert_eq!(c["status"], "error", "{c:#}");
+    assert!(
+        c["details"]
+            .to_string()
+            .contains("iam:GetOpenIDConnectProvider"),
+        "{c:#}"
+    );
+    // Nothing of the caller's session reaches the report.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains(parts[1]) && !stdout.contains(parts[2]),
+        "{stdout}"
+    );
+}

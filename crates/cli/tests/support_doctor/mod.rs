@@ -174,7 +174,7 @@ impl Sandbox {
     }
 
     /// A boto3 script against the sandbox's AWS endpoint (its IAM Query API); `iam` is a client.
-    pub fn boto3(&self, script: &str) {
+    pub fn boto3(&self, script: &str) -> String {
         let prelude = format!(
             "import boto3\niam = boto3.client('iam', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='{}', aws_secret_access_key='{}')\n",
             self.get("AWS_ENDPOINT_URL"),
@@ -191,6 +191,7 @@ impl Sandbox {
             "boto3: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8(out.stdout).expect("utf-8")
     }
 
     pub fn doctor(&self, extra: &[&str]) -> common::Run {
