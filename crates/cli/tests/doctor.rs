@@ -443,3 +443,60 @@ fn iam_reads_the_caller_may_not_make_are_reported_as_not_checked_naming_the_perm
         "{stdout}"
     );
 }
+
+fn create_pod(sandbox: &Sandbox, name: &str, injected: bool) {
+    let mut container =
+        json!({"name": "app", "image": "111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1"});
+    let mut spec = json!({"serviceAccountName": SA, "containers": []});
+    if injected {
+        // What the pod identity webhook adds (amazon-eks-pod-identity-webhook's names).
+        container["env"] = json!([
+            {"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
+            {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}
+        ]);
+        container["volumeMounts"] = json!([{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}]);
+        spec["volumes"] = json!([{"name": "aws-iam-token", "projected": {"sources": [
+            {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
+        ]}}]);
+    }
+    spec["containers"] = json!([container]);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS}, "spec": spec});
+    let file = sandbox.dir.write(&format!("{name}.json"), &pod.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+}
+
+fn doctor_pod(sandbox: &Sandbox, pod: &str) -> (i32, Value) {
+    let out = sandbox
+        .command(std::path::Path::new(env!("CARGO_BIN_EXE_irsa")))
+        .args(["doctor", "--pod", &format!("{NS}/{pod}"), "-o", "json"])
+        .output()
+        .expect("irsa doctor");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().expect("exit code"), report)
+}
+
+#[test]
+fn a_pod_the_webhook_did_not_inject_is_the_broken_link_and_an_injected_one_passes() {
+    let sandbox = start("pod", vec![ecr_role(good_trust())]);
+    create_pod(&sandbox, "bare", false);
+    create_pod(&sandbox, "injected", true);
+    let (code, report) = doctor_pod(&sandbox, "bare");
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["first_failure"], "pod-injection", "{report:#}");
+    let failing: Vec<&Value> = checks(&report).filter(|c| c["status"] == "fail").collect();
+    assert_eq!(failing.len(), 1, "{report:#}");
+    assert_eq!(
+        check(&report, "pod-injection")["fix"]["commands"][0],
+        "kubectl delete pod -n ci bare"
+    );
+    assert_eq!(check(&report, "pod")["data"]["service_account"], SA);
+
+    let (code, report) = doctor_pod(&sandbox, "injected");
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(checks(&report).count(), ALL_CHECKS.len() + 2, "{report:#}");
+
+    let (code, report) = doctor_pod(&sandbox, "missing");
+    assert_eq!(code, 1);
+    assert_eq!(report["first_failure"], "pod", "{report:#}");
+}

@@ -10,7 +10,7 @@ use irsa_core::names::{AUDIENCE_ANNOTATION, ROLE_ARN_ANNOTATION, STS_AUDIENCE};
 use irsa_core::secret::SecretString;
 use irsa_core::token::{self, Claims, Discovery, Expectations, Jwks, MAX_DISCOVERY_BYTES};
 use irsa_core::token_request::TokenRequester as _;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::Api;
 use serde_json::json;
 
@@ -392,6 +392,161 @@ pub(crate) async fn token(
     }
 }
 
+/// The environment variables, volume and mount the pod identity webhook adds.
+const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
+const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+/// The label that tells the webhook to leave a pod alone.
+const SKIP_LABEL: &str = irsa_core::names::SKIP_POD_LABEL;
+
+/// The pod, and the service account it runs as.
+pub(crate) async fn pod(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> (Check, Option<(Pod, String)>) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    match api.get_opt(name).await {
+        Ok(Some(pod)) => {
+            let sa = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "default".to_owned());
+            (
+                Check::pass(
+                    "pod",
+                    Group::Kubernetes,
+                    format!("{namespace}/{name} runs as service account {sa}"),
+                )
+                .data("service_account", json!(sa)),
+                Some((pod, sa)),
+            )
+        }
+        Ok(None) => (
+            Check::fail(
+                "pod",
+                Group::Kubernetes,
+                format!("pod {namespace}/{name} does not exist"),
+            )
+            .fix(
+                Fix::new("name an existing pod")
+                    .command(format!("kubectl get pods -n {namespace}")),
+            ),
+            None,
+        ),
+        Err(e) => (
+            Check::error(
+                "pod",
+                Group::Kubernetes,
+                format!("could not read pod {namespace}/{name}: {}", kube_error(&e)),
+            ),
+            None,
+        ),
+    }
+}
+
+/// Whether the webhook gave every container of the pod the role, the token file and its
+/// volume, for the role and audience the service account names now.
+pub(crate) fn injection_check(pod: &Pod, annotated: &Annotated) -> Check {
+    const ID: &str = "pod-injection";
+    let meta_name = pod.metadata.name.clone().unwrap_or_default();
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let Some(spec) = &pod.spec else {
+        return Check::fail(ID, Group::Kubernetes, "the pod has no spec");
+    };
+    let recreate = Fix::new("pods get their identity when they are created: recreate the pod with the webhook running (its owner recreates it)")
+        .command(format!("kubectl delete pod -n {namespace} {meta_name}"))
+        .command("kubectl get mutatingwebhookconfigurations   # the pod identity webhook must be registered");
+    let skipped = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SKIP_LABEL))
+        .is_some_and(|v| v == "true");
+    let mut problems = Vec::new();
+    let mut injected = 0;
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    for c in containers {
+        let env = |key: &str| {
+            c.env
+                .iter()
+                .flatten()
+                .find(|e| e.name == key)
+                .and_then(|e| e.value.clone())
+        };
+        let Some(role) = env(ROLE_ARN_ENV) else {
+            problems.push(format!("container {} has no {ROLE_ARN_ENV}", c.name));
+            continue;
+        };
+        injected += 1;
+        if role != annotated.role.to_string() {
+            problems.push(format!(
+                "container {} has {ROLE_ARN_ENV}={role}, the service account names {}: the pod predates the annotation's change",
+                c.name, annotated.role
+            ));
+        }
+        let Some(file) = env(TOKEN_FILE_ENV) else {
+            problems.push(format!("container {} has no {TOKEN_FILE_ENV}", c.name));
+            continue;
+        };
+        let dir = file.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let mount = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .find(|m| m.mount_path.trim_end_matches('/') == dir);
+        let Some(mount) = mount else {
+            problems.push(format!(
+                "container {}: no volume is mounted at {dir}, where {TOKEN_FILE_ENV} points",
+                c.name
+            ));
+            continue;
+        };
+        let volume = spec.volumes.iter().flatten().find(|v| v.name == mount.name);
+        let audience = volume
+            .and_then(|v| v.projected.as_ref())
+            .and_then(|p| p.sources.as_ref())
+            .and_then(|s| s.iter().find_map(|s| s.service_account_token.as_ref()))
+            .map(|t| t.audience.clone().unwrap_or_default());
+        match audience {
+            None => problems.push(format!(
+                "container {}: volume {} is not a projected service-account token",
+                c.name, mount.name
+            )),
+            Some(a) if a != annotated.audience => problems.push(format!(
+                "volume {}'s token has audience {a:?}, the service account asks for {:?}",
+                mount.name, annotated.audience
+            )),
+            Some(_) => {}
+        }
+    }
+    if problems.is_empty() {
+        return Check::pass(
+            ID,
+            Group::Kubernetes,
+            format!(
+                "{ROLE_ARN_ENV}, {TOKEN_FILE_ENV} and the projected token volume in every container"
+            ),
+        );
+    }
+    let summary = if injected == 0 {
+        if skipped {
+            format!("the webhook did not inject: the pod has label {SKIP_LABEL}=true")
+        } else {
+            "the webhook did not inject the identity (no container has AWS_ROLE_ARN): the pod was created before the annotation, or no pod identity webhook ran".to_owned()
+        }
+    } else {
+        "the injected identity does not match the service account".to_owned()
+    };
+    Check::fail(ID, Group::Kubernetes, summary)
+        .details(problems)
+        .fix(recreate)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,5 +623,60 @@ mod tests {
             "{}",
             c.summary
         );
+    }
+
+    fn annotated() -> Annotated {
+        Annotated {
+            role: "arn:aws:iam::111122223333:role/puller".parse().unwrap(),
+            audience: "sts.amazonaws.com".to_owned(),
+        }
+    }
+
+    fn pod(json: serde_json::Value) -> Pod {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn injected(role: &str, audience: &str) -> Pod {
+        pod(
+            json!({"metadata": {"name": "p", "namespace": "ci"}, "spec": {
+                "containers": [{"name": "app", "image": "x",
+                    "env": [{"name": "AWS_ROLE_ARN", "value": role},
+                            {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}],
+                    "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}]}],
+                "volumes": [{"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {"audience": audience, "expirationSeconds": 86400, "path": "token"}}]}}]
+            }}),
+        )
+    }
+
+    #[test]
+    fn an_injected_pod_passes_and_a_bare_one_is_told_to_be_recreated() {
+        assert!(
+            injection_check(
+                &injected("arn:aws:iam::111122223333:role/puller", "sts.amazonaws.com"),
+                &annotated()
+            )
+            .passed()
+        );
+        let bare = pod(
+            json!({"metadata": {"name": "p", "namespace": "ci"}, "spec": {"containers": [{"name": "app", "image": "x"}]}}),
+        );
+        let c = injection_check(&bare, &annotated());
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.summary.contains("did not inject"), "{}", c.summary);
+        assert_eq!(c.fix.unwrap().commands[0], "kubectl delete pod -n ci p");
+    }
+
+    #[test]
+    fn a_stale_role_or_audience_is_named() {
+        let c = injection_check(
+            &injected("arn:aws:iam::111122223333:role/old", "sts.amazonaws.com"),
+            &annotated(),
+        );
+        assert!(c.details[0].contains("role/old"), "{c:?}");
+        let c = injection_check(
+            &injected("arn:aws:iam::111122223333:role/puller", "other"),
+            &annotated(),
+        );
+        assert!(c.details[0].contains("audience \"other\""), "{c:?}");
     }
 }

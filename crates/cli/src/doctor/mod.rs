@@ -37,6 +37,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     # Everything, from the cluster (KUBECONFIG) and the AWS account your credentials reach\n  \
     irsa doctor --service-account prod/app\n  \
     irsa doctor --service-account prod/app -o json | jq '.checks[] | select(.status != \"pass\")'\n  \
+    # A pod: its service account's chain, and what the webhook injected\n  \
+    irsa doctor --pod prod/app-7d9f8b6c5-x2k4q\n  \
     # Offline: a trust policy and a token from files, no cluster, no AWS\n  \
     aws iam get-role --role-name app --query Role.AssumeRolePolicyDocument > trust.json\n  \
     kubectl create token app -n prod --audience sts.amazonaws.com > token\n  \
@@ -49,6 +51,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     issuer           the cluster's /.well-known/openid-configuration\n  \
     jwks             the issuer's signing keys\n  \
     token            a TokenRequest token for the account and audience: claims, signature, issuer\n  \
+    pod              (--pod) the pod exists; its service account is the one checked\n  \
+    pod-injection    (--pod) AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, the token volume and mount\n  \
     token-claims     (offline) the token file's issuer, expiry, subject and audience\n  \
     oidc-provider    the IAM OIDC provider of the issuer, in the role's account (near misses named)\n  \
     oidc-audience    its client IDs include the token's audience\n  \
@@ -63,7 +67,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
 
 /// `irsa doctor`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["service_account", "trust_policy"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["service_account", "pod", "trust_policy"])))]
 pub(crate) struct DoctorArgs {
     /// The service account whose chain to check, as NAMESPACE/NAME, e.g. `prod/app`. Reads the
     /// cluster from KUBECONFIG (or in-cluster config) and AWS with your own credentials (the
@@ -73,6 +77,12 @@ pub(crate) struct DoctorArgs {
     /// AssumeRoleWithWebIdentity and GetAuthorizationToken the workload would make.
     #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with_all = ["trust_policy", "token", "provider_arn", "audience"])]
     service_account: Option<String>,
+    /// The pod whose chain to check, as NAMESPACE/NAME: its service account's whole chain (as
+    /// --service-account), and whether the pod identity webhook injected AWS_ROLE_ARN,
+    /// AWS_WEB_IDENTITY_TOKEN_FILE and the projected token volume into every container, for the
+    /// role and audience the service account names now.
+    #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with_all = ["service_account", "trust_policy", "token", "provider_arn", "audience"])]
+    pod: Option<String>,
     /// Offline: the role's trust policy (AssumeRolePolicyDocument) as JSON, or `-` for stdin.
     /// Needs --token.
     #[arg(long, value_name = "FILE|-", requires = "token")]
@@ -104,9 +114,13 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
         } else {
             Box::new(Quiet)
         };
-    let report = match &args.service_account {
-        Some(sa) => {
-            let (namespace, name) = service_account_flag(sa)?;
+    let target = match (&args.service_account, &args.pod) {
+        (Some(sa), _) => Some((false, service_account_flag(sa, "--service-account")?)),
+        (None, Some(pod)) => Some((true, service_account_flag(pod, "--pod")?)),
+        (None, None) => None,
+    };
+    let report = match target {
+        Some((is_pod, (namespace, name))) => {
             let registry = match &args.registry {
                 Some(r) => Some(
                     irsa_aws::RegistryTarget::parse(r, None)
@@ -114,12 +128,13 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
                 ),
                 None => None,
             };
-            let mut report = Report::new(format!("service account {namespace}/{name}"), progress);
+            let what = if is_pod { "pod" } else { "service account" };
+            let mut report = Report::new(format!("{what} {namespace}/{name}"), progress);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            runtime.block_on(online(&mut report, &namespace, &name, registry))?;
+            runtime.block_on(online(&mut report, &namespace, &name, is_pod, registry))?;
             report
         }
         None => offline(&args, progress)?,
@@ -136,10 +151,10 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
 }
 
 /// `--service-account NAMESPACE/NAME`: two Kubernetes names.
-fn service_account_flag(value: &str) -> Result<(String, String), Invalid> {
+fn service_account_flag(value: &str, flag: &str) -> Result<(String, String), Invalid> {
     let usage = || {
         Invalid(format!(
-            "--service-account {value:?} must be NAMESPACE/NAME, e.g. prod/app (a namespace is 1-63 lowercase letters, digits or '-'; a name 1-253 of those or '.')"
+            "{flag} {value:?} must be NAMESPACE/NAME, e.g. prod/app (a namespace is 1-63 lowercase letters, digits or '-'; a name 1-253 of those or '.')"
         ))
     };
     let (ns, name) = value.split_once('/').ok_or_else(usage)?;
@@ -234,7 +249,8 @@ fn offline(args: &DoctorArgs, progress: Box<dyn Progress>) -> anyhow::Result<Rep
 async fn online(
     report: &mut Report,
     namespace: &str,
-    name: &str,
+    target: &str,
+    is_pod: bool,
     registry: Option<irsa_aws::RegistryTarget>,
 ) -> anyhow::Result<()> {
     let now = crate::token::now();
@@ -255,7 +271,25 @@ async fn online(
         }
     };
 
-    // Kubernetes.
+    // Kubernetes. For a pod, its service account's chain.
+    let mut pod = None;
+    let mut name = target.to_owned();
+    if is_pod {
+        let Some(client) = &client else {
+            return Ok(());
+        };
+        report.ready("pod", Group::Kubernetes, &[]);
+        let (check, found) = cluster::pod(client, namespace, target).await;
+        report.record(check, &[]);
+        match found {
+            Some((p, sa)) => {
+                pod = Some(p);
+                name = sa;
+            }
+            None => return Ok(()),
+        }
+    }
+    let name = name.as_str();
     let mut annotations = None;
     if let Some(client) = &client
         && report.ready("service-account", Group::Kubernetes, &[])
@@ -307,6 +341,17 @@ async fn online(
         let (check, t) = cluster::token(client, namespace, name, &audience, d, j, now).await;
         token = t;
         report.record(check, TOKEN_NEEDS);
+    }
+
+    if let Some(p) = &pod
+        && report.ready(
+            "pod-injection",
+            Group::Kubernetes,
+            &["pod", "role-annotation"],
+        )
+        && let Some(a) = &annotated
+    {
+        report.record(cluster::injection_check(p, a), &["pod", "role-annotation"]);
     }
 
     // AWS, read with the caller's credentials.
