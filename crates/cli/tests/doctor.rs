@@ -494,9 +494,42 @@ fn a_pod_the_webhook_did_not_inject_is_the_broken_link_and_an_injected_one_passe
 
     let (code, report) = doctor_pod(&sandbox, "injected");
     assert_eq!(code, 0, "{report:#}");
-    assert_eq!(checks(&report).count(), ALL_CHECKS.len() + 2, "{report:#}");
+    assert_eq!(checks(&report).count(), ALL_CHECKS.len() + 3, "{report:#}");
+    assert!(
+        check(&report, "pull-secrets")["details"]
+            .to_string()
+            .contains("111122223333.dkr.ecr.us-east-1.amazonaws.com"),
+        "{report:#}"
+    );
 
     let (code, report) = doctor_pod(&sandbox, "missing");
     assert_eq!(code, 1);
     assert_eq!(report["first_failure"], "pod", "{report:#}");
+}
+
+#[test]
+fn an_image_pull_secret_that_does_not_exist_is_named() {
+    let sandbox = start("pull-secret", vec![ecr_role(good_trust())]);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "puller", "namespace": NS}, "spec": {
+        "serviceAccountName": SA,
+        "imagePullSecrets": [{"name": "ecr-creds"}],
+        "containers": [{"name": "app", "image": "111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1",
+            "env": [{"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
+                    {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}],
+            "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"}]}],
+        "volumes": [{"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {"audience": "sts.amazonaws.com", "path": "token"}}]}}]
+    }});
+    let file = sandbox.dir.write("pod.json", &pod.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+    let (code, report) = doctor_pod(&sandbox, "puller");
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["first_failure"], "pull-secrets", "{report:#}");
+    let summary = check(&report, "pull-secrets")["summary"].to_string();
+    assert!(summary.contains("ecr-creds does not exist"), "{summary}");
+    assert!(
+        summary.contains(
+            "no imagePullSecret holds credentials for 111122223333.dkr.ecr.us-east-1.amazonaws.com"
+        ),
+        "{summary}"
+    );
 }

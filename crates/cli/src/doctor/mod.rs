@@ -53,6 +53,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     token            a TokenRequest token for the account and audience: claims, signature, issuer\n  \
     pod              (--pod) the pod exists; its service account is the one checked\n  \
     pod-injection    (--pod) AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, the token volume and mount\n  \
+    pull-secrets     (--pod) its imagePullSecrets exist and cover its images' registries (hosts only)\n  \
     token-claims     (offline) the token file's issuer, expiry, subject and audience\n  \
     oidc-provider    the IAM OIDC provider of the issuer, in the role's account (near misses named)\n  \
     oidc-audience    its client IDs include the token's audience\n  \
@@ -352,6 +353,11 @@ async fn online(
         && let Some(a) = &annotated
     {
         report.record(cluster::injection_check(p, a), &["pod", "role-annotation"]);
+    }
+    if let (Some(p), Some(client)) = (&pod, &client)
+        && report.ready("pull-secrets", Group::Kubernetes, &["pod"])
+    {
+        report.record(cluster::pull_secrets(client, p).await, &["pod"]);
     }
 
     // AWS, read with the caller's credentials.
