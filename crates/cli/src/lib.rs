@@ -17,6 +17,7 @@ mod policy;
 mod registry;
 #[cfg(feature = "sandbox")]
 mod sandbox;
+mod shell;
 mod token;
 mod webhook;
 

@@ -165,13 +165,42 @@ fn assert_condition(report: &Value, operator: &str, key: &str, expected: &str, a
     );
     assert_eq!(c["expected"]["values"], json!([expected]), "{c:#}");
     assert_eq!(c["actual"]["values"], json!([actual]), "{c:#}");
-    // The fix is the trust policy for the token's own service account.
+    // The fix is a trust statement for the token's own service account: the whole policy
+    // when the policy's own statement is broken (a wildcard in StringEquals), only the
+    // statement to add when the role trusts another subject (the annotation may be wrong).
+    let document = &c["fix"]["document"];
+    let statement = if document["Statement"].is_array() {
+        &document["Statement"][0]
+    } else {
+        document
+    };
     assert_eq!(
-        c["fix"]["document"]["Statement"][0]["Condition"]["StringEquals"]
-            [format!("{PROVIDER}:sub")],
+        statement["Condition"]["StringEquals"][format!("{PROVIDER}:sub")],
         "system:serviceaccount:ci:builder",
         "{c:#}"
     );
+}
+
+/// The trust-policy fix for a role that trusts `other`: names it, warns that the annotation
+/// may name another team's role, and adds a statement, never replacing the policy.
+fn assert_trusts_another(report: &Value, other: &str) {
+    let fix = &check(report, "trust-policy")["fix"];
+    let summary = fix["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("the role trusts {other}"))
+            && summary.contains("may name another team's role")
+            && summary.contains("ADD"),
+        "{fix:#}"
+    );
+    assert!(
+        fix["commands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| !c.as_str().unwrap().contains("update-assume-role-policy --")),
+        "{fix:#}"
+    );
+    assert_eq!(fix["document"]["Effect"], "Allow", "{fix:#}");
 }
 
 #[test]
@@ -194,6 +223,7 @@ fn a_trust_policy_for_another_namespace() {
         "system:serviceaccount:prod:builder",
         "system:serviceaccount:ci:builder",
     );
+    assert_trusts_another(&report, "system:serviceaccount:prod:builder");
 }
 
 #[test]
@@ -214,6 +244,7 @@ fn a_trust_policy_for_another_service_account() {
         "system:serviceaccount:ci:runner",
         "system:serviceaccount:ci:builder",
     );
+    assert_trusts_another(&report, "system:serviceaccount:ci:runner");
 }
 
 #[test]
@@ -299,9 +330,12 @@ fn a_fix_made_through_the_iam_api_is_seen_by_the_next_run() {
         ))],
     );
     let report = sandbox.expect_broken("trust-policy");
-    let document = check(&report, "trust-policy")["fix"]["document"].to_string();
+    // The role trusts ci:runner: the fix is a statement to add to its policy, as its owner
+    // would (read the policy, append, write it back), keeping ci:runner's statement.
+    assert_trusts_another(&report, "system:serviceaccount:ci:runner");
+    let statement = check(&report, "trust-policy")["fix"]["document"].to_string();
     sandbox.boto3(&format!(
-        "iam.update_assume_role_policy(RoleName='puller', PolicyDocument={document:?})\n"
+        "import json\ndoc = iam.get_role(RoleName='puller')['Role']['AssumeRolePolicyDocument']\nif isinstance(doc, str):\n    import urllib.parse\n    doc = json.loads(urllib.parse.unquote(doc))\ndoc['Statement'].append(json.loads({statement:?}))\niam.update_assume_role_policy(RoleName='puller', PolicyDocument=json.dumps(doc))\nprint(len(doc['Statement']))\n"
     ));
     let run = sandbox.doctor(&["-o", "json"]);
     assert_eq!(run.code, 0, "{:#}", run.json());
@@ -532,4 +566,90 @@ fn an_image_pull_secret_that_does_not_exist_is_named() {
         ),
         "{summary}"
     );
+}
+
+/// Every fix command doctor printed (text `$ ` lines and JSON `fix.commands`).
+fn fix_commands(text: &str, json: &Value) -> Vec<String> {
+    let mut commands: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("$ "))
+        .map(str::to_owned)
+        .collect();
+    for c in checks(json) {
+        if let Some(list) = c["fix"]["commands"].as_array() {
+            commands.extend(list.iter().map(|v| v.as_str().unwrap().to_owned()));
+        }
+    }
+    commands
+}
+
+#[test]
+fn a_hostile_audience_annotation_is_refused_and_never_reaches_a_shell() {
+    // The audience annotation is the tenant's: one with shell syntax in it must not become a
+    // command an admin pastes. Each printed command is run by sh with `printf` in front of it
+    // (so it only prints its words) in an empty directory: the payload would create `pwned`.
+    let payload = "x;touch${IFS}pwned";
+    let sandbox = Sandbox::start(
+        "hostile-audience",
+        vec![ecr_role(trust_for(
+            "system:serviceaccount:ci:builder",
+            payload,
+        ))],
+        &[
+            ("eks.amazonaws.com/role-arn", &role_arn("puller")),
+            ("eks.amazonaws.com/audience", payload),
+        ],
+    );
+    let text = sandbox.doctor(&[]);
+    let json = sandbox.doctor(&["-o", "json"]);
+    let report = json.json();
+    let commands = fix_commands(&text.stdout, &report);
+    assert!(!commands.is_empty(), "{}", text.stdout);
+    let shell_dir = sandbox.dir.0.join("shell");
+    std::fs::create_dir_all(&shell_dir).unwrap();
+    for cmd in &commands {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf '[%s]\\n' {cmd}"))
+            .current_dir(&shell_dir)
+            .output()
+            .expect("sh runs");
+        assert!(out.status.success(), "{cmd}");
+        assert!(
+            !shell_dir.join("pwned").exists(),
+            "the printed command ran the tenant's payload: {cmd}"
+        );
+    }
+    assert_eq!(json.code, 1, "{report:#}");
+    assert_eq!(report["first_failure"], "role-annotation", "{report:#}");
+    let c = check(&report, "role-annotation");
+    assert!(
+        c["summary"].as_str().unwrap().contains("shell"),
+        "the refusal names why: {c:#}"
+    );
+    assert!(c["fix"].is_object(), "{c:#}");
+}
+
+#[test]
+fn control_characters_in_tenant_values_do_not_reach_the_terminal_raw() {
+    // An ESC sequence or a CR in an annotation could repaint the report (a forged ✓ line).
+    let sandbox = Sandbox::start(
+        "control-chars",
+        vec![ecr_role(good_trust())],
+        &[
+            ("eks.amazonaws.com/role-arn", &role_arn("puller")),
+            (
+                "eks.amazonaws.com/audience",
+                "api://x\u{1b}[2K\u{1b}[1G✓forged",
+            ),
+        ],
+    );
+    let run = sandbox.doctor(&[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        !run.stdout.contains('\u{1b}') && !run.stdout.contains('\r'),
+        "raw control character on stdout: {:?}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("\\u{1b}"), "{}", run.stdout);
 }

@@ -72,11 +72,18 @@ fn another_namespace_fails_the_trust_policy_on_sub_with_its_fix() {
         c["actual"]["values"],
         json!(["system:serviceaccount:prod:app"])
     );
+    // The policy trusts another subject: the fix names it and is the statement to add for
+    // prod/app, not a replacement of the policy.
     assert!(
-        c["fix"]["commands"][0]
+        c["fix"]["summary"]
             .as_str()
             .unwrap()
-            .contains("--service-account prod/app --account 111122223333"),
+            .starts_with("the role trusts system:serviceaccount:dev:app: "),
+        "{c:#}"
+    );
+    assert_eq!(
+        c["fix"]["document"]["Condition"]["StringEquals"][format!("{PROVIDER}:sub")],
+        "system:serviceaccount:prod:app",
         "{c:#}"
     );
 }
@@ -146,7 +153,12 @@ fn the_text_report_is_a_tree_with_the_fix() {
     assert_eq!(run.code, 1);
     assert!(run.stdout.contains("✓ token-claims"), "{}", run.stdout);
     assert!(run.stdout.contains("✗ trust-policy"), "{}", run.stdout);
-    assert!(run.stdout.contains("fix: trust prod/app"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("fix: the role trusts system:serviceaccount:dev:app"),
+        "{}",
+        run.stdout
+    );
     assert!(
         run.stdout
             .contains("the first link that is broken: trust-policy"),

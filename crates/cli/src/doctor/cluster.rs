@@ -2,6 +2,7 @@
 //! keys, and a TokenRequest token for the account. Everything read here may be tenant-written:
 //! values are bounded and quoted, never trusted as credentials.
 
+use crate::shell::sh;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -35,6 +36,9 @@ pub(crate) struct Annotated {
     pub audience: String,
 }
 
+/// Characters a shell reads as syntax: an audience holding one is refused.
+const SHELL_METACHARACTERS: &str = ";&|`$<>()'\"\\!*?[]{}~#";
+
 fn quoted(value: &str) -> String {
     let short: String = value.chars().take(120).collect();
     if short.len() < value.len() {
@@ -54,7 +58,10 @@ pub(crate) fn annotation_check(
 ) -> (Check, Option<Annotated>) {
     let annotate = |value: &str| {
         format!(
-            "kubectl annotate serviceaccount -n {namespace} {name} --overwrite {ROLE_ARN_ANNOTATION}={value}"
+            "kubectl annotate serviceaccount -n {} {} --overwrite {}",
+            sh(namespace),
+            sh(name),
+            sh(&format!("{ROLE_ARN_ANNOTATION}={value}"))
         )
     };
     let example = format!(
@@ -132,6 +139,19 @@ pub(crate) fn annotation_check(
             ));
             STS_AUDIENCE.to_owned()
         }
+        Some(a)
+            if a.chars()
+                .any(|c| c.is_control() || SHELL_METACHARACTERS.contains(c)) =>
+        {
+            // The annotation is the tenant's; doctor quotes it in every command it prints, and
+            // refuses it too: no real audience (a URL or an identifier) needs these.
+            problems.push(format!(
+                "{AUDIENCE_ANNOTATION} {} has control characters or shell metacharacters ({}): doctor refuses it as an audience",
+                quoted(a),
+                SHELL_METACHARACTERS
+            ));
+            STS_AUDIENCE.to_owned()
+        }
         Some(a) => {
             details.push(format!("audience {a} (from {AUDIENCE_ANNOTATION})"));
             a.clone()
@@ -158,8 +178,8 @@ pub(crate) fn annotation_check(
             .details(details)
             .fix(
                 Fix::new("set a valid value or remove the annotation")
-                    .command(format!("kubectl annotate serviceaccount -n {namespace} {name} --overwrite {AUDIENCE_ANNOTATION}={STS_AUDIENCE}"))
-                    .command(format!("kubectl annotate serviceaccount -n {namespace} {name} {TOKEN_EXPIRATION_ANNOTATION}-")),
+                    .command(format!("kubectl annotate serviceaccount -n {} {} --overwrite {AUDIENCE_ANNOTATION}={STS_AUDIENCE}", sh(namespace), sh(name)))
+                    .command(format!("kubectl annotate serviceaccount -n {} {} {TOKEN_EXPIRATION_ANNOTATION}-", sh(namespace), sh(name))),
             );
         return (check, None);
     }
@@ -198,7 +218,9 @@ pub(crate) async fn service_account(
             )
             .fix(
                 Fix::new("create it (then annotate it with the role)").command(format!(
-                    "kubectl create serviceaccount -n {namespace} {name}"
+                    "kubectl create serviceaccount -n {} {}",
+                    sh(namespace),
+                    sh(name)
                 )),
             ),
             None,
@@ -431,7 +453,7 @@ pub(crate) async fn pod(
             )
             .fix(
                 Fix::new("name an existing pod")
-                    .command(format!("kubectl get pods -n {namespace}")),
+                    .command(format!("kubectl get pods -n {}", sh(namespace))),
             ),
             None,
         ),
@@ -456,7 +478,7 @@ pub(crate) fn injection_check(pod: &Pod, annotated: &Annotated) -> Check {
         return Check::fail(ID, Group::Kubernetes, "the pod has no spec");
     };
     let recreate = Fix::new("pods get their identity when they are created: recreate the pod with the webhook running (its owner recreates it)")
-        .command(format!("kubectl delete pod -n {namespace} {meta_name}"))
+        .command(format!("kubectl delete pod -n {} {}", sh(&namespace), sh(&meta_name)))
         .command("kubectl get mutatingwebhookconfigurations   # the pod identity webhook must be registered");
     let skipped = pod
         .metadata
@@ -646,7 +668,7 @@ pub(crate) async fn pull_secrets(client: &kube::Client, pod: &Pod) -> Check {
     }
     Check::fail(ID, Group::Kubernetes, problems.join("; "))
         .details(details)
-        .fix(Fix::new("let irsa keep a pull secret for the pod's registries in this namespace (a PullSecret), or name an existing one").command(format!("kubectl get secrets -n {namespace} --field-selector type=kubernetes.io/dockerconfigjson")))
+        .fix(Fix::new("let irsa keep a pull secret for the pod's registries in this namespace (a PullSecret), or name an existing one").command(format!("kubectl get secrets -n {} --field-selector type=kubernetes.io/dockerconfigjson", sh(&namespace))))
 }
 
 #[cfg(test)]

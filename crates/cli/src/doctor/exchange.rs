@@ -3,6 +3,7 @@
 //! controller and `irsa login` run. When AWS refuses, its error code is mapped to the link
 //! that explains it. Neither the session nor the registry password is ever shown.
 
+use crate::shell::sh;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -171,12 +172,12 @@ fn session_lines(creds: &AwsCredentials) -> Vec<String> {
 pub(crate) fn pull_fix(role: &RoleArn) -> Fix {
     Fix::new(format!("give role {} the ECR pull permissions (ecr:GetAuthorizationToken on \"*\", the pull actions on the repositories)", role.name))
         .command(format!(
-            "irsa policy ecr-pull --repository arn:{}:ecr:REGION:{}:repository/* > pull.json",
-            role.partition, role.account
+            "irsa policy ecr-pull --repository {} > pull.json",
+            sh(&format!("arn:{}:ecr:REGION:{}:repository/*", role.partition, role.account))
         ))
         .command(format!(
             "aws iam put-role-policy --role-name {} --policy-name irsa-ecr-pull --policy-document file://pull.json",
-            role.name
+            sh(&role.name)
         ))
 }
 

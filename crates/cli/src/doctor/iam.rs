@@ -13,6 +13,7 @@ use super::Chain;
 use super::exchange::pull_fix;
 use super::report::{Check, Fix, Group, Report};
 use super::trust::{Provider, TrustContext, trust_policy_check};
+use crate::shell::sh;
 
 /// The action a pull needs on `*`.
 const GET_AUTHORIZATION_TOKEN: &str = "ecr:GetAuthorizationToken";
@@ -45,11 +46,16 @@ fn could_not(id: &'static str, e: &IamError) -> Check {
 fn provider_fix(issuer: &str, audience: &str, namespace: &str, name: &str, role: &RoleArn) -> Fix {
     Fix::new(format!("register the cluster's issuer as an IAM OIDC provider with client ID {audience}"))
         .command(format!(
-            "aws iam create-open-id-connect-provider --url {issuer} --client-id-list {audience}"
+            "aws iam create-open-id-connect-provider --url {} --client-id-list {}",
+            sh(issuer),
+            sh(audience)
         ))
         .command(format!(
-            "irsa iam setup --issuer {issuer} --service-account {namespace}/{name} --role-name {} --repository arn:{}:ecr:REGION:{}:repository/*   # or: the whole AWS side at once",
-            role.name, role.partition, role.account
+            "irsa iam setup --issuer {} --service-account {} --role-name {} --repository {}   # or: the whole AWS side at once",
+            sh(issuer),
+            sh(&format!("{namespace}/{name}")),
+            sh(&role.name),
+            sh(&format!("arn:{}:ecr:REGION:{}:repository/*", role.partition, role.account))
         ))
 }
 
@@ -136,8 +142,9 @@ pub(crate) fn oidc_audience(provider: &OidcProvider, audience: &str) -> Check {
     .expected_actual(json!(audience), json!(provider.client_ids))
     .fix(
         Fix::new(format!("add {audience} to the provider's client IDs")).command(format!(
-            "aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn {} --client-id {audience}",
-            provider.arn
+            "aws iam add-client-id-to-open-id-connect-provider --open-id-connect-provider-arn {} --client-id {}",
+            sh(&provider.arn),
+            sh(audience)
         )),
     )
 }
@@ -153,7 +160,7 @@ pub(crate) async fn role(iam: &IamClient, role: &RoleArn) -> (Check, Option<Poli
                 .fix(
                     Fix::new("point the annotation at an existing role, or create this one")
                         .command("aws iam list-roles --query 'Roles[].Arn'")
-                        .command(format!("aws iam create-role --role-name {} --assume-role-policy-document file://trust.json   # trust.json from `irsa policy trust`", role.name)),
+                        .command(format!("aws iam create-role --role-name {} --assume-role-policy-document file://trust.json   # trust.json from `irsa policy trust`", sh(&role.name))),
                 ),
             None,
         ),
@@ -218,7 +225,9 @@ pub(crate) async fn permissions(iam: &IamClient, role: &RoleArn) -> Check {
                 Ok(doc) => policies.push((format!("inline {name}"), doc)),
                 Err(e) => unreadable.push(format!("inline {name}: {e}")),
             },
-            Ok(None) => {}
+            Ok(None) => unreadable.push(format!(
+                "inline {name}: listed, but IAM returned no document for it"
+            )),
             Err(e) => return could_not(ID, &e),
         }
     }
@@ -229,26 +238,61 @@ pub(crate) async fn permissions(iam: &IamClient, role: &RoleArn) -> Check {
     for a in attached {
         let version = match iam.get_policy(&a.arn).await {
             Ok(Some(p)) => p.default_version_id,
-            Ok(None) => None,
+            Ok(None) => {
+                unreadable.push(format!("attached {}: IAM does not find the policy", a.arn));
+                continue;
+            }
             Err(e) => return could_not(ID, &e),
         };
-        let Some(version) = version else { continue };
+        let Some(version) = version else {
+            unreadable.push(format!(
+                "attached {}: no default version in IAM's answer",
+                a.arn
+            ));
+            continue;
+        };
         match iam.get_policy_version(&a.arn, &version).await {
             Ok(Some(v)) => match PermissionPolicy::parse(&v.document) {
                 Ok(doc) => policies.push((format!("attached {}", a.arn), doc)),
                 Err(e) => unreadable.push(format!("attached {}: {e}", a.arn)),
             },
-            Ok(None) => {}
+            Ok(None) => unreadable.push(format!(
+                "attached {}: IAM returned no document for version {version}",
+                a.arn
+            )),
             Err(e) => return could_not(ID, &e),
         }
     }
-    let decision = permission_policy::evaluate(&policies, GET_AUTHORIZATION_TOKEN, "*");
+    permissions_verdict(role, &policies, &unreadable)
+}
+
+/// The permissions check from the policies read (`policies`) and those that could not be read
+/// or parsed (`unreadable`, one line each).
+fn permissions_verdict(
+    role: &RoleArn,
+    policies: &[(String, PermissionPolicy)],
+    unreadable: &[String],
+) -> Check {
+    const ID: &str = "permissions";
+    if !unreadable.is_empty() {
+        // An unread policy may hold the Deny that decides: nothing can be concluded.
+        return Check::error(
+            ID,
+            Group::Aws,
+            format!(
+                "could not check {GET_AUTHORIZATION_TOKEN}: {} of the role's policies could not be read ({})",
+                unreadable.len(),
+                unreadable.join("; ")
+            ),
+        )
+        .detail("an unread policy may deny what the others allow; read it with aws iam get-role-policy / get-policy-version and fix or report what IAM returns");
+    }
+    let decision = permission_policy::evaluate(policies, GET_AUTHORIZATION_TOKEN, "*");
     let lines: Vec<String> = decision
         .applies
         .iter()
         .chain(&decision.near_misses)
         .map(|m| format!("{} {} ({}): {}", m.policy, m.statement, m.effect, m.note))
-        .chain(unreadable.iter().map(|u| format!("not read: {u}")))
         .collect();
     let names: Vec<&str> = policies.iter().map(|(n, _)| n.as_str()).collect();
     let check = match decision.outcome {
@@ -367,5 +411,71 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
             Err(e) => no_client("permissions", e),
         };
         report.record(check, &["role"]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::report::Status;
+
+    const HOSTILE: &str = "x;touch${IFS}pwned";
+
+    fn role() -> RoleArn {
+        "arn:aws:iam::111122223333:role/puller".parse().unwrap()
+    }
+
+    #[test]
+    fn a_hostile_audience_is_one_quoted_argument_in_every_command() {
+        let provider = OidcProvider {
+            arn: "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC".into(),
+            url: "oidc.example.com/id/ABC".into(),
+            client_ids: vec!["sts.amazonaws.com".into()],
+            thumbprints: vec![],
+        };
+        let c = oidc_audience(&provider, HOSTILE);
+        let fix = c.fix.unwrap();
+        assert!(
+            fix.commands[0].ends_with("--client-id 'x;touch${IFS}pwned'"),
+            "{fix:?}"
+        );
+        let fix = provider_fix(
+            "https://oidc.example.com/id/ABC",
+            HOSTILE,
+            "ci",
+            "builder",
+            &role(),
+        );
+        assert!(
+            fix.commands[0].ends_with("--client-id-list 'x;touch${IFS}pwned'"),
+            "{fix:?}"
+        );
+        assert!(
+            fix.commands[1].contains("--repository 'arn:aws:ecr:REGION:111122223333:repository/*'"),
+            "{fix:?}"
+        );
+    }
+
+    fn allow_all() -> (String, PermissionPolicy) {
+        let doc = PermissionPolicy::parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:GetAuthorizationToken","Resource":"*"}]}"#,
+        )
+        .unwrap();
+        ("inline pull".into(), doc)
+    }
+
+    #[test]
+    fn a_policy_that_could_not_be_read_makes_the_check_an_error_not_a_pass() {
+        // The unread policy may hold a Deny: an Allow elsewhere proves nothing.
+        let c = permissions_verdict(
+            &role(),
+            &[allow_all()],
+            &["attached arn:aws:iam::111122223333:policy/guard: no default version".into()],
+        );
+        assert_eq!(c.status, Status::Error, "{c:?}");
+        assert!(c.summary.starts_with("could not check"), "{c:?}");
+        assert!(c.summary.contains("policy/guard"), "{c:?}");
+        let c = permissions_verdict(&role(), &[allow_all()], &[]);
+        assert!(c.passed(), "{c:?}");
     }
 }

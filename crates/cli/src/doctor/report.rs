@@ -282,7 +282,7 @@ impl Report {
 
     /// The tree for people.
     pub(crate) fn to_text(&self) -> String {
-        let mut out = format!("irsa doctor: {}\n", self.target);
+        let mut out = format!("irsa doctor: {}\n", printable(&self.target));
         let width = self.checks.iter().map(|c| c.id.len()).max().unwrap_or(0);
         let mut group = None;
         for c in &self.checks {
@@ -290,19 +290,25 @@ impl Report {
                 group = Some(c.group);
                 let _ = writeln!(out, "{}", c.group.title());
             }
-            let _ = writeln!(out, "  {} {:width$}  {}", c.status.mark(), c.id, c.summary);
+            let _ = writeln!(
+                out,
+                "  {} {:width$}  {}",
+                c.status.mark(),
+                c.id,
+                printable(&c.summary)
+            );
             let indent = " ".repeat(width + 6);
             for line in &c.details {
-                let _ = writeln!(out, "{indent}{line}");
+                let _ = writeln!(out, "{indent}{}", printable(line));
             }
             if let (Some(expected), Some(actual)) = (&c.expected, &c.actual) {
                 let _ = writeln!(out, "{indent}expected: {}", compact(expected));
                 let _ = writeln!(out, "{indent}actual:   {}", compact(actual));
             }
             if let Some(fix) = &c.fix {
-                let _ = writeln!(out, "{indent}fix: {}", fix.summary);
+                let _ = writeln!(out, "{indent}fix: {}", printable(&fix.summary));
                 for cmd in &fix.commands {
-                    let _ = writeln!(out, "{indent}  $ {cmd}");
+                    let _ = writeln!(out, "{indent}  $ {}", printable(cmd));
                 }
                 if let Some(doc) = &fix.document {
                     let pretty = serde_json::to_string_pretty(doc).unwrap_or_default();
@@ -344,9 +350,28 @@ impl Report {
 
 fn compact(v: &Value) -> String {
     match v {
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         other => other.to_string(),
     }
+}
+
+/// `s` with every control character (ESC, CR, BEL, C1, even a newline) written as its Rust
+/// escape (`\u{1b}`, `\r`): much of what the report shows was written by a tenant (annotations,
+/// pod env values, pull-secret keys), and a raw ESC or CR could repaint the terminal, e.g. a
+/// forged ✓ line over a ✗.
+pub(crate) fn printable(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Live progress on a terminal's stderr: the check running now, overwritten in place.
@@ -394,6 +419,28 @@ mod tests {
         assert!(!r.ready("role", Group::Aws, &["role-annotation"]));
         assert!(!r.ready("assume-role", Group::Exchange, &["role", "service-account"]));
         r
+    }
+
+    #[test]
+    fn control_characters_from_the_cluster_never_reach_the_text_raw() {
+        let mut r = Report::new("service account ci/b\u{1b}[2J", Box::new(Quiet));
+        assert!(r.ready("pull-secrets", Group::Kubernetes, &[]));
+        r.record(
+            Check::fail("pull-secrets", Group::Kubernetes, "secret a\rb")
+                .detail("registry \u{1b}[1A✓ forged\u{7}")
+                .expected_actual(serde_json::json!("x"), serde_json::json!("y\u{1b}"))
+                .fix(Fix::new("fix \u{9b}it").command("kubectl get \u{1b}x")),
+            &[],
+        );
+        let text = r.to_text();
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("a\\rb") && text.contains("\\u{1b}[1A"),
+            "{text}"
+        );
     }
 
     #[test]

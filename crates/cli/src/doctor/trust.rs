@@ -12,6 +12,7 @@ use irsa_core::trust_policy::{
 use serde_json::{Value, json};
 
 use super::report::{Check, Fix, Group};
+use crate::shell::sh;
 
 /// The provider a token is presented as: an IAM OIDC provider ARN, or (offline, without
 /// `--provider-arn`) just the issuer's host/path in an unknown account.
@@ -240,7 +241,20 @@ pub(crate) fn trust_policy_check(
     check = check
         .details(lines)
         .data("outcome", json!(decision.outcome));
-    if let Some(fix) = trust_fix(claims, ctx) {
+    // The subjects an Allow statement of this provider trusts instead of the token's, when
+    // that is why no statement applies (not a StringEquals holding a wildcard).
+    let trusted_instead = match (&decision.outcome, first_condition_failure(&decision)) {
+        (Outcome::ExplicitDeny, _) => None,
+        (_, Some((_, f)))
+            if f.key == format!("{}:sub", ctx.provider.host_path)
+                && f.other_provider.is_none()
+                && condition_hint(f).is_none() =>
+        {
+            Some(f.expected.clone())
+        }
+        _ => None,
+    };
+    if let Some(fix) = trust_fix(claims, ctx, trusted_instead.as_deref()) {
         check = check.fix(fix);
     }
     check
@@ -284,7 +298,14 @@ fn condition_hint(f: &trust_policy::ConditionFailure) -> Option<String> {
     None
 }
 
-fn trust_fix(claims: &Claims, ctx: &TrustContext<'_>) -> Option<Fix> {
+/// The fix: the trust policy for the token's own service account. When the role trusts other
+/// subjects (`trusted_instead`), the annotation may be what is wrong, and the fix adds a
+/// statement rather than replacing the policy (which would take the role from its owners).
+fn trust_fix(
+    claims: &Claims,
+    ctx: &TrustContext<'_>,
+    trusted_instead: Option<&[String]>,
+) -> Option<Fix> {
     let sa = token_service_account(claims)?;
     let arn = ctx
         .provider
@@ -308,15 +329,33 @@ fn trust_fix(claims: &Claims, ctx: &TrustContext<'_>) -> Option<Fix> {
         .issuer
         .map(str::to_owned)
         .unwrap_or_else(|| format!("https://{}", ctx.provider.host_path));
+    if let Some(subjects) = trusted_instead {
+        let statement = document["Statement"][0].clone();
+        let mut fix = Fix::new(format!(
+            "the role trusts {}: the {} annotation may name another team's role (service-account annotations are writable by the namespace's users); check that {}/{} should use this role, and only then ADD the statement below to the role's trust policy, keeping its statements (never replace them)",
+            subjects.join(", "),
+            irsa_core::names::ROLE_ARN_ANNOTATION,
+            sa.namespace,
+            sa.name
+        ));
+        if let Some(role) = ctx.role_name {
+            fix = fix.command(format!(
+                "aws iam get-role --role-name {} --query Role.AssumeRolePolicyDocument > trust.json   # add the statement to its Statement list, then apply it with aws iam update-assume-role-policy",
+                sh(role)
+            ));
+        }
+        return Some(fix.document(statement));
+    }
     let mut generate = format!(
-        "irsa policy trust --issuer {issuer} --service-account {}/{}",
-        sa.namespace, sa.name
+        "irsa policy trust --issuer {} --service-account {}",
+        sh(&issuer),
+        sh(&format!("{}/{}", sa.namespace, sa.name))
     );
     if let Some(account) = ctx.provider.account() {
-        generate.push_str(&format!(" --account {account}"));
+        generate.push_str(&format!(" --account {}", sh(account)));
     }
     if ctx.audience != STS_AUDIENCE {
-        generate.push_str(&format!(" --audience {}", ctx.audience));
+        generate.push_str(&format!(" --audience {}", sh(ctx.audience)));
     }
     generate.push_str(" > trust.json");
     let mut fix = Fix::new(format!(
@@ -326,7 +365,8 @@ fn trust_fix(claims: &Claims, ctx: &TrustContext<'_>) -> Option<Fix> {
     .command(generate);
     if let Some(role) = ctx.role_name {
         fix = fix.command(format!(
-            "aws iam update-assume-role-policy --role-name {role} --policy-document file://trust.json"
+            "aws iam update-assume-role-policy --role-name {} --policy-document file://trust.json",
+            sh(role)
         ));
     }
     Some(fix.document(document))
@@ -398,6 +438,37 @@ mod tests {
         assert_eq!(
             fix.document.unwrap()["Statement"][0]["Condition"]["StringEquals"]
                 [format!("{PROVIDER}:sub")],
+            "system:serviceaccount:ci:builder"
+        );
+    }
+
+    #[test]
+    fn a_role_that_trusts_another_subject_is_named_and_never_replaced() {
+        // The annotation is the tenant's: it may name another team's role. Replacing that
+        // role's trust policy would hand the role to this service account.
+        let c = check(
+            policy("StringEquals", "system:serviceaccount:prod:builder"),
+            "system:serviceaccount:ci:builder",
+        );
+        assert_eq!(c.status, super::super::report::Status::Fail);
+        let fix = c.fix.unwrap();
+        assert!(
+            fix.summary
+                .contains("the role trusts system:serviceaccount:prod:builder")
+                && fix.summary.contains("may name another team's role"),
+            "{fix:?}"
+        );
+        assert!(
+            fix.commands
+                .iter()
+                .all(|c| !c.contains("update-assume-role-policy --")),
+            "{fix:?}"
+        );
+        // The document is the statement to add, not a whole policy.
+        let doc = fix.document.unwrap();
+        assert_eq!(doc["Effect"], "Allow", "{doc}");
+        assert_eq!(
+            doc["Condition"]["StringEquals"][format!("{PROVIDER}:sub")],
             "system:serviceaccount:ci:builder"
         );
     }
