@@ -565,7 +565,68 @@ fn an_image_pull_secret_that_does_not_exist_is_named() {
             "no imagePullSecret holds credentials for 111122223333.dkr.ecr.us-east-1.amazonaws.com"
         ),
         "{summary}"
+    ); // A broken pull secret does not hide the AWS side: the exchange still runs.
+    assert_eq!(
+        check(&report, "assume-role")["status"],
+        "pass",
+        "{report:#}"
     );
+    assert_eq!(check(&report, "ecr")["status"], "pass", "{report:#}");
+}
+
+#[test]
+fn a_public_image_without_a_secret_is_not_a_failure() {
+    // The pod's ECR image has its secret (keyed the way docker writes Docker Hub's too); its
+    // docker.io image has none, which is normal for a public image irsa does not serve.
+    let sandbox = start("public-image", vec![ecr_role(good_trust())]);
+    let config = json!({"auths": {"111122223333.dkr.ecr.us-east-1.amazonaws.com": {"auth": "QVdTOnNlY3JldA=="}}});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": "ecr-creds", "namespace": NS},
+        "data": {".dockerconfigjson": base64(&config.to_string())}});
+    let file = sandbox.dir.write("secret.json", &secret.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mixed", "namespace": NS}, "spec": {
+        "serviceAccountName": SA,
+        "imagePullSecrets": [{"name": "ecr-creds"}],
+        "containers": [
+            {"name": "app", "image": "111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1",
+             "env": [{"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
+                     {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}],
+             "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"}]},
+            {"name": "proxy", "image": "nginx:1.27",
+             "env": [{"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
+                     {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}],
+             "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"}]}],
+        "volumes": [{"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {"audience": "sts.amazonaws.com", "path": "token"}}]}}]
+    }});
+    let file = sandbox.dir.write("pod.json", &pod.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+    let (code, report) = doctor_pod(&sandbox, "mixed");
+    assert_eq!(code, 0, "{report:#}");
+    let c = check(&report, "pull-secrets");
+    assert_eq!(c["status"], "pass", "{c:#}");
+    assert!(c["details"].to_string().contains("docker.io"), "{c:#}");
+}
+
+fn base64(s: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in s.as_bytes().chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Every fix command doctor printed (text `$ ` lines and JSON `fix.commands`).

@@ -36,6 +36,25 @@ pub(crate) struct Annotated {
     pub audience: String,
 }
 
+/// The registry host of a `.dockerconfigjson` auth key, as image references name it: the key
+/// may be a URL (`https://index.docker.io/v1/`), and Docker Hub's keys name `index.docker.io`.
+fn auth_key_host(key: &str) -> String {
+    let rest = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = rest
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if host == "index.docker.io" || host == "registry-1.docker.io" {
+        irsa_core::registry::DOCKER_HUB_HOST.to_owned()
+    } else {
+        host
+    }
+}
+
 /// Characters a shell reads as syntax: an audience holding one is refused.
 const SHELL_METACHARACTERS: &str = ";&|`$<>()'\"\\!*?[]{}~#";
 
@@ -651,11 +670,20 @@ pub(crate) async fn pull_secrets(client: &kube::Client, pod: &Pod) -> Check {
         }
     }
     for image in &images {
-        if !hosts
-            .iter()
-            .any(|h| h.trim_start_matches("https://").trim_end_matches('/') == image)
-        {
-            problems.push(format!("no imagePullSecret holds credentials for {image}"));
+        if hosts.iter().any(|h| auth_key_host(h) == *image) {
+            continue;
+        }
+        match irsa_core::registry::classify_host(image) {
+            // Registries irsa serves: a missing secret is why the pull fails.
+            irsa_core::registry::Registry::Ecr(_)
+            | irsa_core::registry::Registry::EcrPublic
+            | irsa_core::registry::Registry::Chainguard => {
+                problems.push(format!("no imagePullSecret holds credentials for {image}"));
+            }
+            // Docker Hub, GHCR…: often public, and not irsa's to serve.
+            irsa_core::registry::Registry::Other => details.push(format!(
+                "{image}: no imagePullSecret for it; irsa does not serve that registry (a public image needs none, a private one needs a secret of its own)"
+            )),
         }
     }
     if problems.is_empty() {

@@ -53,7 +53,6 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     token            a TokenRequest token for the account and audience: claims, signature, issuer\n  \
     pod              (--pod) the pod exists; its service account is the one checked\n  \
     pod-injection    (--pod) AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, the token volume and mount\n  \
-    pull-secrets     (--pod) its imagePullSecrets exist and cover its images' registries (hosts only)\n  \
     token-claims     (offline) the token file's issuer, expiry, subject and audience\n  \
     oidc-provider    the IAM OIDC provider of the issuer, in the role's account (near misses named)\n  \
     oidc-audience    its client IDs include the token's audience\n  \
@@ -61,7 +60,9 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     trust-policy     the role's trust policy, evaluated as STS does, against the token's claims\n  \
     permissions      the role's inline and attached policies allow ecr:GetAuthorizationToken on *\n  \
     assume-role      a real sts:AssumeRoleWithWebIdentity with that token\n  \
-    ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown)\n\n\
+    ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown)\n  \
+    pull-secrets     (--pod, last: it blocks nothing) its imagePullSecrets exist and cover its\n                   \
+    images' ECR, ECR Public and Chainguard registries (hosts only; others, e.g. docker.io, are only listed)\n\n\
     Exit codes: 0 every check passed, 1 a check failed or could not run (the report names it and\n\
     why), 2 bad input. Tokens, session credentials and registry passwords are never printed:\n\
     only the token's claims are.";
@@ -354,11 +355,6 @@ async fn online(
     {
         report.record(cluster::injection_check(p, a), &["pod", "role-annotation"]);
     }
-    if let (Some(p), Some(client)) = (&pod, &client)
-        && report.ready("pull-secrets", Group::Kubernetes, &["pod"])
-    {
-        report.record(cluster::pull_secrets(client, p).await, &["pod"]);
-    }
 
     // AWS, read with the caller's credentials.
     let chain = Chain {
@@ -387,6 +383,13 @@ async fn online(
     {
         let check = aws.ecr(&a.role, identity, registry).await;
         report.record(check, &["assume-role"]);
+    }
+    // Last: the pod's pull secrets are another path to the registry (the kubelet's), so a
+    // broken one neither blocks nor hides the identity chain's checks above.
+    if let (Some(p), Some(client)) = (&pod, &client)
+        && report.ready("pull-secrets", Group::Kubernetes, &["pod"])
+    {
+        report.record(cluster::pull_secrets(client, p).await, &["pod"]);
     }
     Ok(())
 }
