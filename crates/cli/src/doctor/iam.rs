@@ -73,16 +73,9 @@ pub(crate) async fn oidc_provider(
     let arn = provider.to_string();
     match iam.get_open_id_connect_provider(&arn).await {
         Ok(Some(p)) => {
-            let mut check = Check::pass(ID, Group::Aws, arn.clone())
-                .data("arn", json!(arn))
-                .data("client_ids", json!(p.client_ids));
-            if !p.thumbprints.is_empty() {
-                check = check.detail(format!(
-                    "thumbprints {} (AWS no longer uses them for most issuers, which it verifies with trusted CAs)",
-                    p.thumbprints.join(", ")
-                ));
-            }
-            (check, Some(p))
+            let check = provider_found(&arn, &p, issuer);
+            let found = check.passed().then_some(p);
+            (check, found)
         }
         Ok(None) => {
             let mut check = Check::fail(
@@ -126,6 +119,38 @@ pub(crate) async fn oidc_provider(
         }
         Err(e) => (could_not(ID, &e), None),
     }
+}
+
+/// The provider IAM found for the issuer: its URL must be the issuer itself, compared as is.
+fn provider_found(arn: &str, p: &OidcProvider, issuer: &str) -> Check {
+    const ID: &str = "oidc-provider";
+    let provider_url = format!("https://{}", p.url);
+    if issuer != provider_url && issuer.trim_end_matches('/') == provider_url.trim_end_matches('/')
+    {
+        return Check::fail(
+            ID,
+            Group::Aws,
+            format!(
+                "the trailing slash trap: the cluster's issuer {issuer} and the provider's URL {provider_url} differ only by a trailing slash; tokens carry iss {issuer}, and STS looks the provider up by iss exactly (InvalidIdentityToken: no OpenIDConnect provider found)"
+            ),
+        )
+        .detail("IAM stores provider URLs without a trailing slash, so the fix is on the cluster's side")
+        .expected_actual(json!(provider_url), json!(issuer))
+        .fix(Fix::new(format!(
+            "set the API server's --service-account-issuer to {} (no trailing slash), keeping the discovery document's issuer and jwks_uri in step",
+            issuer.trim_end_matches('/')
+        )));
+    }
+    let mut check = Check::pass(ID, Group::Aws, arn.to_owned())
+        .data("arn", json!(arn))
+        .data("client_ids", json!(p.client_ids));
+    if !p.thumbprints.is_empty() {
+        check = check.detail(format!(
+            "thumbprints {} (AWS no longer uses them for most issuers, which it verifies with trusted CAs)",
+            p.thumbprints.join(", ")
+        ));
+    }
+    check
 }
 
 /// Whether the provider's client IDs include the token's audience.
@@ -454,6 +479,24 @@ mod tests {
             fix.commands[1].contains("--repository 'arn:aws:ecr:REGION:111122223333:repository/*'"),
             "{fix:?}"
         );
+    }
+
+    #[test]
+    fn an_issuer_with_a_trailing_slash_is_the_trap_named() {
+        // The provider ARN is built from the issuer without its trailing slash, so IAM finds
+        // a provider; but the token's iss keeps the slash and the provider's URL has none.
+        let p = OidcProvider {
+            arn: "arn:aws:iam::111122223333:oidc-provider/oidc.example.com/id/ABC".into(),
+            url: "oidc.example.com/id/ABC".into(),
+            client_ids: vec!["sts.amazonaws.com".into()],
+            thumbprints: vec![],
+        };
+        let ok = provider_found(&p.arn, &p, "https://oidc.example.com/id/ABC");
+        assert!(ok.passed(), "{ok:?}");
+        let c = provider_found(&p.arn, &p, "https://oidc.example.com/id/ABC/");
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(c.summary.contains("trailing slash"), "{c:?}");
+        assert!(c.fix.is_some(), "{c:?}");
     }
 
     fn allow_all() -> (String, PermissionPolicy) {
