@@ -340,7 +340,7 @@ fn trust_fix(
         ));
         if let Some(role) = ctx.role_name {
             fix = fix.command(format!(
-                "aws iam get-role --role-name {} --query Role.AssumeRolePolicyDocument > trust.json   # add the statement to its Statement list, then apply it with aws iam update-assume-role-policy",
+                "aws iam get-role --role-name {} --query Role.AssumeRolePolicyDocument --output json > trust.json   # add the statement to its Statement list, then apply it with aws iam update-assume-role-policy",
                 sh(role)
             ));
         }
