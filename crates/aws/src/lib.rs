@@ -7,6 +7,7 @@
 //! - [`provider`], [`ecr`], [`ecr_public`], [`chainguard`]: registry token providers.
 //! - [`cache`]: the credential cache; [`flight`]: its single-flight slots (the controller's
 //!   store's too); [`retry`]: timeouts and backoff.
+//! - [`iam`]: a typed IAM client (OIDC providers, roles, policies) for `irsa iam` and doctor.
 //! - [`disk_cache`]: the on-disk cache of short-lived processes, with a lock across processes.
 #![warn(missing_docs)]
 
@@ -19,6 +20,7 @@ pub mod ecr;
 pub mod ecr_public;
 pub mod env;
 pub mod flight;
+pub mod iam;
 pub mod pipeline;
 pub mod provider;
 pub mod retry;

@@ -197,7 +197,7 @@ impl fmt::Debug for Pipeline {
 }
 
 /// The HTTPS client the SDK would build by default, built once and shared by every SDK client.
-fn shared_http_client() -> SharedHttpClient {
+pub(crate) fn shared_http_client() -> SharedHttpClient {
     HttpClientBuilder::new().build_with_connector_fn(|settings, components| {
         let mut builder = ConnectorBuilder::default().tls_provider(tls::Provider::Rustls(
             tls::rustls_provider::CryptoMode::AwsLc,

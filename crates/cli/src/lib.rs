@@ -8,6 +8,7 @@ mod controller;
 mod credential_provider;
 #[cfg(feature = "sandbox")]
 mod demo;
+mod doctor;
 mod input;
 mod install;
 mod login;
@@ -16,6 +17,7 @@ mod policy;
 mod registry;
 #[cfg(feature = "sandbox")]
 mod sandbox;
+mod shell;
 mod token;
 mod webhook;
 
@@ -74,6 +76,18 @@ enum Command {
     #[command(after_help = "Example (Image Updater registries.conf):\n  \
         credentials: ext:/usr/local/bin/irsa-argocd-ecr.sh   # exec irsa argocd-credentials 111122223333.dkr.ecr.us-east-1.amazonaws.com")]
     ArgocdCredentials(login::ArgocdArgs),
+    /// Find the broken link of a service account's trust chain: Kubernetes, IAM, STS, ECR.
+    ///
+    /// Walks the chain a workload's pull depends on, in order: the service account and its
+    /// eks.amazonaws.com/role-arn annotation, the cluster's OIDC issuer and keys, a TokenRequest
+    /// token, the IAM OIDC provider and its client IDs, the role, its trust policy (evaluated
+    /// as STS does against the token's real claims), its permissions, then the real
+    /// AssumeRoleWithWebIdentity and ECR GetAuthorizationToken. Prints a tree of checks
+    /// (✓ pass, ✗ fail, – skipped because a link it needs failed); every failing check says
+    /// what it expected against what it found, and the command or policy that fixes it.
+    /// With --trust-policy and --token it runs the trust checks offline.
+    #[command(after_help = doctor::EXAMPLES)]
+    Doctor(doctor::DoctorArgs),
     /// Run the sandbox: a Kubernetes API server, OIDC issuer, STS, ECR, ECR Public, Chainguard
     /// and registry auth on this machine, and write a kubeconfig and an env file for them.
     ///
@@ -149,6 +163,7 @@ pub fn main() -> ExitCode {
         Command::Registry(cmd) => registry::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Doctor(args) => doctor::run(args),
         Command::Login(args) => login::login(args),
         Command::DockerCredential(args) => login::docker_credential(args),
         Command::ArgocdCredentials(args) => login::argocd(args),

@@ -16,6 +16,7 @@ pub mod docker_config;
 pub mod lifetime;
 pub mod names;
 pub mod partition;
+pub mod permission_policy;
 pub mod pull_secret_record;
 pub mod refresh;
 pub mod registry;

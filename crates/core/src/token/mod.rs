@@ -20,6 +20,7 @@
 //! contains the raw token or its signature.
 
 mod claims;
+mod discovery;
 mod error;
 mod jwks;
 
@@ -28,6 +29,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
 
 pub use claims::{Claims, KubernetesClaim, ObjectRef, ServiceAccountName};
+pub use discovery::{Discovery, DiscoveryError, MAX_DISCOVERY_BYTES};
 pub use error::{Part, TokenError};
 pub use jwks::{Jwks, SUPPORTED_ALGORITHMS, VerifiedToken, verify};
 

@@ -39,11 +39,13 @@
 //! - Date, IP address and binary operators are refused at parse time instead of guessed.
 
 mod condition;
+mod document;
 mod eval;
 mod generate;
 mod model;
 
 pub use condition::{ConditionOperator, OperatorKind, SetQualifier};
+pub use document::{DocumentError, decode_policy_document, same_document};
 pub use eval::{
     ASSUME_ROLE_WITH_WEB_IDENTITY, ConditionFailure, Decision, Mismatch, OIDC_CLAIM_KEYS, Outcome,
     Reason, RequestContext, evaluate,
