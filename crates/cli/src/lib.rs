@@ -8,6 +8,7 @@ mod controller;
 mod credential_provider;
 #[cfg(feature = "sandbox")]
 mod demo;
+mod iam;
 mod input;
 mod install;
 mod login;
@@ -50,6 +51,10 @@ enum Command {
     /// Write IAM trust and ECR pull policies, and explain what a trust policy allows.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Set up the AWS side: the IAM OIDC provider, a role and its ECR pull permissions
+    /// (`irsa iam setup`), or what Chainguard needs to trust a role (`irsa iam chainguard`).
+    #[command(subcommand)]
+    Iam(iam::Command),
     /// Registry credentials from workload identity: a dockerconfigjson, or a bare password.
     ///
     /// Exchanges the web-identity token (--token-file / AWS_WEB_IDENTITY_TOKEN_FILE) for the
@@ -149,6 +154,7 @@ pub fn main() -> ExitCode {
         Command::Registry(cmd) => registry::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Iam(cmd) => iam::run(cmd),
         Command::Login(args) => login::login(args),
         Command::DockerCredential(args) => login::docker_credential(args),
         Command::ArgocdCredentials(args) => login::argocd(args),
