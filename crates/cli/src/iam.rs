@@ -50,7 +50,9 @@ pub(crate) enum Command {
     ///
     /// AWS credentials are the caller's own (AWS_PROFILE, AWS_ACCESS_KEY_ID, …); the endpoint
     /// is the partition's IAM (from --partition or the repositories), or AWS_ENDPOINT_URL_IAM /
-    /// AWS_ENDPOINT_URL. The caller needs iam:ListOpenIDConnectProviders,
+    /// AWS_ENDPOINT_URL. The account written into is the caller's (sts:GetCallerIdentity,
+    /// AWS_ENDPOINT_URL_STS / AWS_ENDPOINT_URL), asked before any write: --account ID refuses
+    /// (exit 2, nothing written) when it differs. The caller needs iam:ListOpenIDConnectProviders,
     /// iam:GetOpenIDConnectProvider, iam:GetRole, iam:GetRolePolicy and, to change anything,
     /// iam:CreateOpenIDConnectProvider, iam:AddClientIDToOpenIDConnectProvider,
     /// iam:CreateRole, iam:UpdateAssumeRolePolicy, iam:PutRolePolicy.
@@ -59,7 +61,7 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:\n  \
         irsa iam setup --issuer https://oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE \\\n      \
         --service-account prod/app --repository 111122223333.dkr.ecr.us-east-1.amazonaws.com/team/app\n  \
-        kubectl annotate serviceaccount -n prod app eks.amazonaws.com/role-arn=arn:aws:iam::111122223333:role/irsa-prod-app\n  \
+        kubectl annotate serviceaccount --overwrite -n prod app eks.amazonaws.com/role-arn=arn:aws:iam::111122223333:role/irsa-prod-app\n  \
         # What would change, and the AWS CLI commands that do it\n  \
         irsa iam setup --dry-run --issuer https://issuer.example.com --service-account ci/builder \\\n      \
         --role-name ci-builder --repository 'arn:aws:ecr:eu-west-1:111122223333:repository/ci/*'\n  \
@@ -587,7 +589,7 @@ fn account_of_role(arn: &str) -> Option<String> {
     arn.parse::<RoleArn>().ok().map(|a| a.account)
 }
 
-/// Reads what IAM holds of the three objects, and the account.
+/// Reads what IAM holds of the three objects, and the account the credentials act in.
 async fn observe(client: &IamClient, d: &Desired) -> Result<Observed, IamError> {
     let arns = client.list_open_id_connect_providers().await?;
     let wanted_suffix = format!(":oidc-provider/{}", d.provider);
@@ -604,11 +606,10 @@ async fn observe(client: &IamClient, d: &Desired) -> Result<Observed, IamError> 
         Some(_) => client.get_role_policy(&d.role_name, &d.policy_name).await?,
         None => None,
     };
-    let account = role
-        .as_ref()
-        .and_then(|r| account_of_role(&r.arn))
-        .or_else(|| provider.as_ref().and_then(|p| account_of_provider(&p.arn)))
-        .or_else(|| arns.iter().find_map(|a| account_of_provider(a)));
+    // The account comes from the caller (sts:GetCallerIdentity), never only from ARNs IAM
+    // returns: when neither object exists yet, those name no account, and `--account` must be
+    // checked before the first write, not after it.
+    let account = Some(client.caller_account().await?);
     Ok(Observed {
         account,
         provider,
@@ -759,10 +760,10 @@ fn report(
         .unwrap_or_default();
     let commands: Vec<&str> = steps.iter().filter_map(|s| s.command.as_deref()).collect();
     let annotate = format!(
-        "kubectl annotate serviceaccount -n {} {} eks.amazonaws.com/role-arn={}",
-        d.namespace,
+        "kubectl annotate serviceaccount --overwrite -n {} {} {}",
+        sh(&d.namespace),
         sh(&d.name),
-        role_arn
+        sh(&format!("eks.amazonaws.com/role-arn={role_arn}"))
     );
     if output == SetupOutput::Json {
         let objects: Vec<Value> = steps
@@ -1071,14 +1072,14 @@ fn chainguard_output(
     let mut legacy_command = format!(
         "chainctl iam identities create aws role {} --aws-account-id={} --aws-role-name={}",
         sh(name),
-        role.account,
+        sh(&role.account),
         sh(&role.name)
     );
     if let Some(id) = role_id {
-        legacy_command.push_str(&format!(" --aws-role-id={id}"));
+        legacy_command.push_str(&format!(" --aws-role-id={}", sh(id)));
     }
     if role.partition != "aws" {
-        legacy_command.push_str(&format!(" --aws-partition={}", role.partition));
+        legacy_command.push_str(&format!(" --aws-partition={}", sh(&role.partition)));
     }
     legacy_command.push_str(&format!("{parent} --role={REGISTRY_PULL_ROLE}"));
     let mut aws_identity = json!({

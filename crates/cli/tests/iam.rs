@@ -226,7 +226,7 @@ fn moto_setup_creates_all_three_and_a_second_run_makes_no_iam_write() {
         line_with(&run.stdout, "inline policy irsa-prod-app/irsa-ecr-pull:").contains("created")
     );
     assert!(run.stdout.contains(&format!(
-        "kubectl annotate serviceaccount -n prod app eks.amazonaws.com/role-arn={role_arn}"
+        "kubectl annotate serviceaccount --overwrite -n prod app eks.amazonaws.com/role-arn={role_arn}"
     )));
     let first = iam.take_iam_actions();
     assert_eq!(
@@ -262,6 +262,37 @@ fn moto_setup_creates_all_three_and_a_second_run_makes_no_iam_write() {
     );
     assert_eq!(writes(&second), Vec::<&str>::new(), "{second:?}");
     assert_eq!(iam.state("irsa-prod-app", "irsa-ecr-pull"), state);
+}
+
+/// Review M2: with nothing in the account yet, no ARN names the account; the caller's account
+/// (sts:GetCallerIdentity) is checked against `--account` before the first write.
+#[test]
+fn moto_a_wrong_account_is_refused_before_any_iam_write() {
+    let iam = MotoIam::start("iam-moto-account");
+    let run = iam.irsa(&setup_args("prod/app", &["--account", "111122223333"]));
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(&format!(
+            "--account 111122223333 but the AWS credentials reach account {MOTO_ACCOUNT}"
+        )),
+        "{}",
+        run.stderr
+    );
+    let actions = iam.take_iam_actions();
+    assert_eq!(writes(&actions), Vec::<&str>::new(), "{actions:?}");
+    assert_eq!(
+        iam.state("irsa-prod-app", "irsa-ecr-pull")["providers"],
+        json!([])
+    );
+
+    let dry = iam.irsa(&setup_args(
+        "prod/app",
+        &["--account", "111122223333", "--dry-run"],
+    ));
+    assert_eq!(dry.code, 2, "{}\n{}", dry.stdout, dry.stderr);
+
+    let right = iam.irsa(&setup_args("prod/app", &["--account", MOTO_ACCOUNT]));
+    assert_eq!(right.code, 0, "{}\n{}", right.stdout, right.stderr);
 }
 
 #[test]
@@ -321,8 +352,8 @@ fn moto_dry_run_prints_the_plan_and_commands_and_writes_nothing() {
     assert_eq!(state["providers"], json!([]));
     assert_eq!(state["trust"], Value::Null);
 
-    // The printed create-role document is the trust policy, with the account filled in only
-    // where it is known: here nothing exists yet, so the placeholder stays.
+    // The printed create-role document is the trust policy, with the caller's account
+    // (sts:GetCallerIdentity) filled in even though nothing exists yet.
     let create_role = line_with(&run.stdout, "aws iam create-role");
     let document = create_role
         .split_once("--assume-role-policy-document '")
@@ -330,7 +361,7 @@ fn moto_dry_run_prints_the_plan_and_commands_and_writes_nothing() {
         .expect("a quoted document");
     let mut expected = expected_trust("prod/app");
     expected["Statement"][0]["Principal"]["Federated"] = json!(format!(
-        "arn:aws:iam::ACCOUNT_ID:oidc-provider/{MOTO_PROVIDER}"
+        "arn:aws:iam::{MOTO_ACCOUNT}:oidc-provider/{MOTO_PROVIDER}"
     ));
     assert_eq!(serde_json::from_str::<Value>(document).unwrap(), expected);
 
