@@ -703,7 +703,31 @@ impl IamClient {
                     .send()
                     .map_ok_or_failure()
             })
-            .await?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if retried_already_exists(&e) => {
+                // An earlier attempt created it and its answer was lost (a 5xx after the write):
+                // the provider of this URL with these client IDs is the one asked for.
+                let host_path = issuer_url
+                    .strip_prefix("https://")
+                    .unwrap_or(issuer_url)
+                    .trim_end_matches('/');
+                let suffix = format!(":oidc-provider/{host_path}");
+                for arn in self.list_open_id_connect_providers().await? {
+                    if !arn.ends_with(&suffix) {
+                        continue;
+                    }
+                    if let Some(p) = self.get_open_id_connect_provider(&arn).await?
+                        && client_ids.iter().all(|c| p.client_ids.contains(c))
+                    {
+                        return Ok(arn);
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         out.open_id_connect_provider_arn()
             .map(str::to_owned)
             .ok_or_else(|| {
@@ -755,7 +779,27 @@ impl IamClient {
                     .send()
                     .map_ok_or_failure()
             })
-            .await?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if retried_already_exists(&e) => {
+                // An earlier attempt created it and its answer was lost (a 5xx after the write):
+                // the role is taken as created only if it is the one asked for.
+                return match self.get_role(name).await? {
+                    Some(role)
+                        if role.path == path
+                            && role
+                                .trust_policy
+                                .as_deref()
+                                .is_some_and(|t| same_document(t, trust_policy)) =>
+                    {
+                        Ok(role)
+                    }
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let role = out
             .role()
             .ok_or_else(|| malformed(ACTION, name, "the answer holds no Role"))?;
@@ -804,6 +848,11 @@ impl IamClient {
         .await
         .map(|_| ())
     }
+}
+
+/// `EntityAlreadyExists` on a retried create: an earlier attempt may have made the object.
+fn retried_already_exists(e: &IamError) -> bool {
+    e.is_already_exists() && e.failure().is_some_and(|f| f.attempts > 1)
 }
 
 fn malformed(action: &'static str, resource: &str, reason: &str) -> IamError {
