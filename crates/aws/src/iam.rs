@@ -58,6 +58,8 @@ pub struct IamSettings {
     pub endpoint_url: Option<String>,
     /// Use the FIPS endpoint (`iam-fips.amazonaws.com`).
     pub use_fips: bool,
+    /// An STS endpoint URL for [`IamClient::caller_account`] (`GetCallerIdentity`).
+    pub sts_endpoint_url: Option<String>,
     /// Timeouts and retries.
     pub retry: RetryPolicy,
 }
@@ -71,6 +73,7 @@ impl IamSettings {
             partition,
             endpoint_url: env.endpoint_url("IAM"),
             use_fips: env.flag("AWS_USE_FIPS_ENDPOINT").unwrap_or(false),
+            sts_endpoint_url: env.endpoint_url("STS"),
             retry: RetryPolicy::default(),
         }
     }
@@ -126,13 +129,23 @@ pub enum IamError {
         /// The credential chain's explanation.
         message: String,
     },
+    /// `sts:GetCallerIdentity` failed: the account the credentials act in is unknown.
+    #[error(
+        "sts:GetCallerIdentity failed ({failure}): irsa asks STS which account the AWS \
+         credentials act in before it writes to IAM; check that they are valid and that STS \
+         (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL) is reachable"
+    )]
+    Caller {
+        /// What happened.
+        failure: CallFailure,
+    },
 }
 
 impl IamError {
     /// The failed call's error, when IAM answered with one.
     pub fn failure(&self) -> Option<&CallFailure> {
         match self {
-            IamError::Call { failure, .. } => Some(failure),
+            IamError::Call { failure, .. } | IamError::Caller { failure } => Some(failure),
             _ => None,
         }
     }
@@ -141,7 +154,9 @@ impl IamError {
     pub fn code(&self) -> Option<&str> {
         match self {
             IamError::AccessDenied { .. } => Some("AccessDenied"),
-            IamError::Call { failure, .. } => failure.code.as_deref(),
+            IamError::Call { failure, .. } | IamError::Caller { failure } => {
+                failure.code.as_deref()
+            }
             _ => None,
         }
     }
@@ -168,6 +183,7 @@ impl IamError {
             | IamError::Call { action, .. }
             | IamError::Malformed { action, .. } => Some(action),
             IamError::Credentials { .. } => None,
+            IamError::Caller { .. } => Some("GetCallerIdentity"),
         }
     }
 }
@@ -252,6 +268,7 @@ pub struct PolicyVersion {
 #[derive(Clone)]
 pub struct IamClient {
     client: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
     settings: IamSettings,
 }
 
@@ -279,11 +296,24 @@ impl IamClient {
         if let Some(url) = &settings.endpoint_url {
             config = config.endpoint_url(url.clone());
         }
+        let mut sts = aws_sdk_sts::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_sdk_sts::config::Region::new(signing_region(
+                settings.partition,
+            )))
+            .credentials_provider(sdk_credentials(credentials))
+            .use_fips(settings.use_fips)
+            .retry_config(RetryConfig::disabled());
+        if let Some(url) = &settings.sts_endpoint_url {
+            sts = sts.endpoint_url(url.clone());
+        }
         if let Some(http) = http_client {
-            config = config.http_client(http);
+            config = config.http_client(http.clone());
+            sts = sts.http_client(http);
         }
         Self {
             client: aws_sdk_iam::Client::from_conf(config.build()),
+            sts: aws_sdk_sts::Client::from_conf(sts.build()),
             settings,
         }
     }
@@ -376,6 +406,22 @@ impl IamClient {
     }
 
     // ---- reads
+
+    /// `sts:GetCallerIdentity` with the same credentials: the account IAM calls act in. It needs
+    /// no permission, so it answers for any valid credentials, before anything is written.
+    pub async fn caller_account(&self) -> Result<String, IamError> {
+        const ACTION: &str = "GetCallerIdentity";
+        tracing::debug!(action = ACTION, "calling STS");
+        let out = with_retry(&self.settings.retry, ACTION, || {
+            self.sts.get_caller_identity().send().map_ok_or_failure()
+        })
+        .await
+        .map_err(|failure| IamError::Caller { failure })?;
+        out.account()
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| malformed(ACTION, "the caller", "the answer holds no Account"))
+    }
 
     /// `GetOpenIDConnectProvider`; `None` when no provider has this ARN.
     pub async fn get_open_id_connect_provider(
@@ -657,7 +703,31 @@ impl IamClient {
                     .send()
                     .map_ok_or_failure()
             })
-            .await?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if retried_already_exists(&e) => {
+                // An earlier attempt created it and its answer was lost (a 5xx after the write):
+                // the provider of this URL with these client IDs is the one asked for.
+                let host_path = issuer_url
+                    .strip_prefix("https://")
+                    .unwrap_or(issuer_url)
+                    .trim_end_matches('/');
+                let suffix = format!(":oidc-provider/{host_path}");
+                for arn in self.list_open_id_connect_providers().await? {
+                    if !arn.ends_with(&suffix) {
+                        continue;
+                    }
+                    if let Some(p) = self.get_open_id_connect_provider(&arn).await?
+                        && client_ids.iter().all(|c| p.client_ids.contains(c))
+                    {
+                        return Ok(arn);
+                    }
+                }
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         out.open_id_connect_provider_arn()
             .map(str::to_owned)
             .ok_or_else(|| {
@@ -709,7 +779,27 @@ impl IamClient {
                     .send()
                     .map_ok_or_failure()
             })
-            .await?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if retried_already_exists(&e) => {
+                // An earlier attempt created it and its answer was lost (a 5xx after the write):
+                // the role is taken as created only if it is the one asked for.
+                return match self.get_role(name).await? {
+                    Some(role)
+                        if role.path == path
+                            && role
+                                .trust_policy
+                                .as_deref()
+                                .is_some_and(|t| same_document(t, trust_policy)) =>
+                    {
+                        Ok(role)
+                    }
+                    _ => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let role = out
             .role()
             .ok_or_else(|| malformed(ACTION, name, "the answer holds no Role"))?;
@@ -758,6 +848,11 @@ impl IamClient {
         .await
         .map(|_| ())
     }
+}
+
+/// `EntityAlreadyExists` on a retried create: an earlier attempt may have made the object.
+fn retried_already_exists(e: &IamError) -> bool {
+    e.is_already_exists() && e.failure().is_some_and(|f| f.attempts > 1)
 }
 
 fn malformed(action: &'static str, resource: &str, reason: &str) -> IamError {

@@ -407,3 +407,149 @@ async fn endpoint_credentials_never_reach_the_logs() {
     );
     assert_logs_free_of(&["endpoint-pass-2718", PASSWORD, SECRET, SESSION]);
 }
+
+// ---- IAM creates retried after a lost answer (review: with_retry and Create*)
+
+fn iam_client(url: &str) -> irsa_aws::iam::IamClient {
+    let settings = irsa_aws::iam::IamSettings {
+        partition: irsa_core::partition::Partition::Aws,
+        endpoint_url: Some(url.to_owned()),
+        use_fips: false,
+        sts_endpoint_url: Some(url.to_owned()),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            attempt_timeout: Duration::from_millis(2000),
+        },
+    };
+    let creds = irsa_aws::AwsCredentials {
+        access_key_id: "AKIADOUBLE".to_owned(),
+        secret_access_key: SecretString::new(SECRET.to_owned()),
+        session_token: None,
+        expires_at: None,
+    };
+    irsa_aws::iam::IamClient::with_credentials(settings, &creds, None)
+}
+
+fn iam_xml(action: &str, result: &str) -> Reply {
+    Reply::xml(
+        200,
+        format!(
+            "<{action}Response xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><{action}Result>{result}</{action}Result>\
+             <ResponseMetadata><RequestId>r-1</RequestId></ResponseMetadata></{action}Response>"
+        ),
+    )
+}
+
+const TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:AssumeRoleWithWebIdentity","Principal":{"Federated":"arn:aws:iam::123456789012:oidc-provider/o.example"}}]}"#;
+
+fn role_xml(trust: &str) -> String {
+    format!(
+        "<Role><Path>/</Path><RoleName>app</RoleName><RoleId>AROADOUBLE</RoleId>\
+         <Arn>arn:aws:iam::123456789012:role/app</Arn><CreateDate>2026-01-01T00:00:00Z</CreateDate>\
+         <AssumeRolePolicyDocument>{}</AssumeRolePolicyDocument></Role>",
+        trust
+            .replace('"', "%22")
+            .replace('{', "%7B")
+            .replace('}', "%7D")
+    )
+}
+
+/// The first CreateRole answers 500 (its write happened), the retry EntityAlreadyExists: the
+/// role is re-read and taken as created when it is the one asked for, else the error stands.
+#[tokio::test]
+async fn a_retried_create_role_whose_first_attempt_wrote_is_the_role() {
+    // The scripted sequence: 500, then 409, then GetRole.
+    for (stored, ok) in [
+        (TRUST.to_owned(), true),
+        (
+            r#"{"Version":"2012-10-17","Statement":[]}"#.to_owned(),
+            false,
+        ),
+    ] {
+        let double = Double::start(move |req, index| match (req.operation().as_str(), index) {
+            ("CreateRole", 0) => Reply::sts_error(500, "ServiceFailure", "lost answer"),
+            ("CreateRole", _) => Reply::sts_error(
+                409,
+                "EntityAlreadyExists",
+                "Role with name app already exists.",
+            ),
+            ("GetRole", _) => iam_xml("GetRole", &role_xml(&stored)),
+            (other, _) => Reply::sts_error(400, "InvalidAction", other),
+        })
+        .await;
+        let client = iam_client(&double.url);
+        let trust: serde_json::Value = serde_json::from_str(TRUST).unwrap();
+        let result = client.create_role("app", "/", &trust, None).await;
+        assert_eq!(double.count_op("CreateRole"), 2);
+        assert_eq!(double.count_op("GetRole"), 1);
+        if ok {
+            let role = result.expect("the role the first attempt created");
+            assert_eq!(role.arn, "arn:aws:iam::123456789012:role/app");
+        } else {
+            let err = result.expect_err("another trust policy is not ours");
+            assert!(err.is_already_exists(), "{err:?}");
+        }
+    }
+}
+
+/// EntityAlreadyExists on the first attempt (no retry): the object was there before; an error.
+#[tokio::test]
+async fn a_create_role_refused_at_once_as_existing_stays_an_error() {
+    let double = Double::start(|req, _| match req.operation().as_str() {
+        "CreateRole" => Reply::sts_error(
+            409,
+            "EntityAlreadyExists",
+            "Role with name app already exists.",
+        ),
+        other => Reply::sts_error(400, "InvalidAction", other),
+    })
+    .await;
+    let client = iam_client(&double.url);
+    let trust: serde_json::Value = serde_json::from_str(TRUST).unwrap();
+    let err = client
+        .create_role("app", "/", &trust, None)
+        .await
+        .unwrap_err();
+    assert!(err.is_already_exists(), "{err:?}");
+    assert_eq!(double.count(), 1);
+}
+
+/// The same for CreateOpenIDConnectProvider: after a lost answer the provider of the URL with
+/// the client IDs asked for is found by listing.
+#[tokio::test]
+async fn a_retried_create_provider_whose_first_attempt_wrote_is_the_provider() {
+    let arn = "arn:aws:iam::123456789012:oidc-provider/o.example/id/X";
+    let double = Double::start(move |req, index| match (req.operation().as_str(), index) {
+        ("CreateOpenIDConnectProvider", 0) => Reply::sts_error(500, "ServiceFailure", "lost answer"),
+        ("CreateOpenIDConnectProvider", _) => {
+            Reply::sts_error(409, "EntityAlreadyExists", "Provider with url already exists.")
+        }
+        ("ListOpenIDConnectProviders", _) => iam_xml(
+            "ListOpenIDConnectProviders",
+            &format!(
+                "<OpenIDConnectProviderList><member><Arn>arn:aws:iam::123456789012:oidc-provider/other.example</Arn></member>\
+                 <member><Arn>{arn}</Arn></member></OpenIDConnectProviderList>"
+            ),
+        ),
+        ("GetOpenIDConnectProvider", _) => iam_xml(
+            "GetOpenIDConnectProvider",
+            "<Url>o.example/id/X</Url><ClientIDList><member>sts.amazonaws.com</member></ClientIDList>\
+             <ThumbprintList></ThumbprintList><CreateDate>2026-01-01T00:00:00Z</CreateDate>",
+        ),
+        (other, _) => Reply::sts_error(400, "InvalidAction", other),
+    })
+    .await;
+    let client = iam_client(&double.url);
+    let got = client
+        .create_open_id_connect_provider(
+            "https://o.example/id/X",
+            &["sts.amazonaws.com".to_owned()],
+            &[],
+        )
+        .await
+        .expect("the provider the first attempt created");
+    assert_eq!(got, arn);
+    assert_eq!(double.count_op("CreateOpenIDConnectProvider"), 2);
+}

@@ -9,6 +9,7 @@ mod credential_provider;
 #[cfg(feature = "sandbox")]
 mod demo;
 mod doctor;
+mod iam;
 mod input;
 mod install;
 mod login;
@@ -52,6 +53,10 @@ enum Command {
     /// Write IAM trust and ECR pull policies, and explain what a trust policy allows.
     #[command(subcommand)]
     Policy(policy::Command),
+    /// Set up the AWS side: the IAM OIDC provider, a role and its ECR pull permissions
+    /// (`irsa iam setup`), or what Chainguard needs to trust a role (`irsa iam chainguard`).
+    #[command(subcommand)]
+    Iam(iam::Command),
     /// Registry credentials from workload identity: a dockerconfigjson, or a bare password.
     ///
     /// Exchanges the web-identity token (--token-file / AWS_WEB_IDENTITY_TOKEN_FILE) for the
@@ -164,6 +169,7 @@ pub fn main() -> ExitCode {
         Command::Token(cmd) => token::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Doctor(args) => doctor::run(args),
+        Command::Iam(cmd) => iam::run(cmd),
         Command::Login(args) => login::login(args),
         Command::DockerCredential(args) => login::docker_credential(args),
         Command::ArgocdCredentials(args) => login::argocd(args),

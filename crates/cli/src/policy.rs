@@ -201,7 +201,7 @@ fn trust(args: TrustArgs) -> anyhow::Result<Verdict> {
 }
 
 /// `--service-account NAMESPACE/NAME`, checked.
-fn service_account_flag(service_account: &str) -> anyhow::Result<(String, String)> {
+pub(crate) fn service_account_flag(service_account: &str) -> anyhow::Result<(String, String)> {
     if service_account.contains('\"') {
         return Err(Invalid("--service-account must not contain quotes".to_owned()).into());
     }
@@ -281,11 +281,15 @@ fn dns1123_problem(value: &str, max: usize, dots: bool) -> Option<String> {
 
 /// EKS issuers name their region (oidc.eks.<region>.amazonaws.com…); others default to aws.
 fn partition_of_issuer(provider: &str) -> Partition {
+    eks_issuer_partition(provider).unwrap_or(Partition::Aws)
+}
+
+/// The partition an EKS issuer's host names (oidc.eks.<region>.amazonaws.com…), if it is one.
+pub(crate) fn eks_issuer_partition(provider: &str) -> Option<Partition> {
     let host = provider.split('/').next().unwrap_or_default();
     host.strip_prefix("oidc.eks.")
         .and_then(|rest| rest.split('.').next())
         .and_then(Partition::from_region)
-        .unwrap_or(Partition::Aws)
 }
 
 fn validate_name_pattern(what: &str, value: &str, max: usize) -> anyhow::Result<()> {
@@ -302,23 +306,33 @@ fn validate_name_pattern(what: &str, value: &str, max: usize) -> anyhow::Result<
 }
 
 fn ecr_pull(args: EcrPullArgs) -> anyhow::Result<Verdict> {
-    let mut arns = Vec::with_capacity(args.repository.len());
-    for input in &args.repository {
-        let arn = if input.starts_with("arn:") {
-            input.parse::<EcrRepositoryArn>().map_err(invalid)?
-        } else {
-            repository_arn_from_image(input)?
-        };
-        let arn = arn.to_string();
-        if !arns.contains(&arn) {
-            arns.push(arn);
-        }
-    }
+    let arns: Vec<String> = repository_arns(&args.repository)?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     print_json(
         &trust_policy::ecr_pull_policy(&arns, args.list_tags),
         args.output.output == Output::Text,
     )?;
     Ok(Verdict::Ok)
+}
+
+/// `--repository` values (ARNs or ECR image references) as repository ARNs, in order, each once.
+pub(crate) fn repository_arns(inputs: &[String]) -> anyhow::Result<Vec<EcrRepositoryArn>> {
+    let mut arns: Vec<EcrRepositoryArn> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let arn = if input.starts_with("arn:") {
+            input
+                .parse::<EcrRepositoryArn>()
+                .map_err(|e| Invalid(format!("--repository: {e}")))?
+        } else {
+            repository_arn_from_image(input)?
+        };
+        if !arns.contains(&arn) {
+            arns.push(arn);
+        }
+    }
+    Ok(arns)
 }
 
 fn repository_arn_from_image(input: &str) -> anyhow::Result<EcrRepositoryArn> {

@@ -593,3 +593,40 @@ async fn assume_role_chains_from_a_web_identity_session() {
         1
     );
 }
+
+/// Keys the sandbox did not issue are the account's administrator (as in its IAM Query API):
+/// GetCallerIdentity answers with the account root, so `irsa iam setup` knows the account before
+/// it writes. A session's key with a forged token is still refused.
+#[tokio::test]
+async fn caller_identity_of_admin_keys_is_the_account_root() {
+    let env = start().await;
+    let url = env.url();
+    let admin = Credentials::new("AKIAADMINDOUBLE", "admin-secret", None, None, "t");
+    let who = signed_sts_client(&url, admin)
+        .get_caller_identity()
+        .send()
+        .await
+        .expect("admin keys are answered");
+    assert_eq!(who.account(), Some(ACCOUNT));
+    assert_eq!(
+        who.arn(),
+        Some(format!("arn:aws:iam::{ACCOUNT}:root").as_str())
+    );
+
+    let token = sa_token(&env.cloud, "team-a", "puller", AUDIENCE);
+    let puller = creds(&assume(&url, &role_arn("puller"), &token).await.unwrap());
+    let forged = Credentials::new(
+        puller.access_key_id(),
+        puller.secret_access_key(),
+        Some("forged-session-token".to_owned()),
+        None,
+        "t",
+    );
+    let err = signed_sts_client(&url, forged)
+        .get_caller_identity()
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(err.code(), Some("InvalidClientTokenId"));
+}

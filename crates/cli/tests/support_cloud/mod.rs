@@ -50,7 +50,13 @@ pub struct SandboxCloud {
 
 impl SandboxCloud {
     pub fn start() -> Self {
-        let config = CloudConfig {
+        Self::start_with(Self::default_config())
+    }
+
+    /// The cloud [`SandboxCloud::start`] serves: the OIDC provider of [`ISSUER`], the roles
+    /// `puller` and `no-ecr`, a Chainguard identity.
+    pub fn default_config() -> CloudConfig {
+        CloudConfig {
             issuer_url: ISSUER.into(),
             account_id: ACCOUNT.into(),
             oidc_providers: vec![OidcProviderConfig {
@@ -78,7 +84,11 @@ impl SandboxCloud {
                 ..ChainguardConfig::default()
             },
             ..CloudConfig::default()
-        };
+        }
+    }
+
+    /// A sandbox cloud with `config`.
+    pub fn start_with(config: CloudConfig) -> Self {
         let cloud = Cloud::new(config).expect("sandbox cloud");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -108,12 +118,17 @@ impl SandboxCloud {
 
     /// A service-account token for ci/builder from the sandbox's OIDC issuer.
     pub fn token(&self) -> String {
+        self.token_for("ci", "builder")
+    }
+
+    /// A service-account token for `namespace`/`service_account` (audience sts.amazonaws.com).
+    pub fn token_for(&self, namespace: &str, service_account: &str) -> String {
         let issued = self
             .cloud
             .issuer()
             .issue(&ServiceAccountTokenRequest {
-                namespace: "ci".into(),
-                service_account: "builder".into(),
+                namespace: namespace.into(),
+                service_account: service_account.into(),
                 service_account_uid: "0d9e5c4a-1111-2222-3333-444455556666".into(),
                 audiences: vec!["sts.amazonaws.com".into()],
                 expiration_seconds: 3600,

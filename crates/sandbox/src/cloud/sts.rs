@@ -430,10 +430,41 @@ fn assume_role(
     Ok(body)
 }
 
+/// A sandbox session's assumed role; any other access key (well-formed header and date, STS's
+/// service) is the account's administrator, as in IAM's Query API (see `iam_query`'s docs): it
+/// is answered with the account's root, so that `irsa iam setup` learns the account it writes
+/// into before its first write.
 fn get_caller_identity(state: &State, request: &Collected) -> Result<String, StsError> {
-    let session =
-        authenticate(state, &request.parts(), &["sts"]).map_err(|e| StsError::from_auth(&e))?;
-    Ok(caller_identity_body(state, &session))
+    let parts = request.parts();
+    match authenticate(state, &parts, &["sts"]) {
+        Ok(session) => Ok(caller_identity_body(state, &session)),
+        Err(AuthFailure::InvalidToken) if is_admin_key(state, &parts) => {
+            Ok(root_identity_body(state))
+        }
+        Err(e) => Err(StsError::from_auth(&e)),
+    }
+}
+
+/// The request's access key is none of the sandbox's sessions (so not a session whose token
+/// was wrong): the administrator's.
+fn is_admin_key(state: &State, parts: &super::sigv4::RequestParts<'_>) -> bool {
+    parts
+        .header("authorization")
+        .and_then(|h| super::sigv4::Authorization::parse(h).ok())
+        .is_some_and(|auth| state.session(&auth.access_key_id).is_none())
+}
+
+fn root_identity_body(state: &State) -> String {
+    let iam = state.iam();
+    let mut body = String::new();
+    element(&mut body, "UserId", iam.account());
+    element(&mut body, "Account", iam.account());
+    element(
+        &mut body,
+        "Arn",
+        &format!("arn:{}:iam::{}:root", iam.partition(), iam.account()),
+    );
+    body
 }
 
 /// `GetWebIdentityToken`'s bounds on `DurationSeconds`, and its default.
