@@ -3,7 +3,9 @@
 //! are always formed.
 #![no_main]
 
-use irsa_core::argocd::{Decision, RepoKeys, check_token_url, decide, error_status, registry_host};
+use irsa_core::argocd::{
+    Allowed, Decision, RepoKeys, check_consent, check_token_url, decide, error_status, registry_host,
+};
 use libfuzzer_sys::fuzz_target;
 
 const KEYS: [&str; 9] = [
@@ -28,9 +30,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = registry_host(url);
     }
     if let Some(url) = &keys.token_url {
-        let _ = check_token_url(url);
+        let _ = check_token_url(url, &[]);
     }
-    match decide("argocd", "fuzz", &keys) {
+    match decide("argocd", "fuzz", &keys, &Allowed::default()) {
         Decision::Serve(w) => {
             let _ = w.sts_endpoint();
         }

@@ -109,12 +109,25 @@ pub(crate) struct ControllerArgs {
     /// argocd-project-<project> in NS (or the one named by the irsa.dev/service-account
     /// annotation, or without a project argocd-repo-server), with its
     /// eks.amazonaws.com/role-arn; irsa writes only username and password (server-side apply,
-    /// never forced) and reports in the irsa.dev/status annotation and Events. Whoever can
-    /// write secrets in NS can use any role-annotated service account there: keep NS
+    /// never forced) and reports in the irsa.dev/status annotation and Events. The annotation
+    /// may name only the project's own account, argocd-repo-server, or an account that
+    /// consents (its irsa.dev/argocd-projects annotation lists the secret's project). Keep NS
     /// admin-only. Needs the RBAC of `irsa install --argocd-namespace NS`.
     /// Example: --argocd-namespace argocd
     #[arg(long, value_name = "NS", env = "IRSA_ARGOCD_NAMESPACE")]
     argocd_namespace: Option<String>,
+    /// With --argocd-namespace: a workloadIdentityTokenURL that repository secrets may use
+    /// besides AWS STS hosts (sts.amazonaws.com, sts[-fips].<region>.amazonaws.com[.cn],
+    /// sts[-fips].<region>.api.aws, <endpoint>.sts.<region>.vpce.amazonaws.com, https only).
+    /// The service-account token is sent to it, so it must match exactly; the only way to a
+    /// loopback or test STS. Repeatable. Example: --argocd-token-url http://127.0.0.1:4566
+    #[arg(long = "argocd-token-url", value_name = "URL")]
+    argocd_token_urls: Vec<String>,
+    /// With --argocd-namespace: a workloadIdentityAudience that repository secrets may ask
+    /// for besides sts.amazonaws.com (a token for it is minted). Repeatable.
+    /// Example: --argocd-audience sts.amazonaws.com.cn
+    #[arg(long = "argocd-audience", value_name = "AUD")]
+    argocd_audiences: Vec<String>,
 }
 
 /// The longest duration any flag takes: a year. Longer values are typos, and a year still
@@ -202,6 +215,29 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
         irsa_k8s::validation::check_dns_label(ns)
             .map_err(|e| Invalid(format!("--argocd-namespace: {e}")))?;
     }
+    if args.argocd_namespace.is_none()
+        && !(args.argocd_token_urls.is_empty() && args.argocd_audiences.is_empty())
+    {
+        return Err(Invalid(
+            "--argocd-token-url and --argocd-audience need --argocd-namespace NS".to_owned(),
+        )
+        .into());
+    }
+    for url in &args.argocd_token_urls {
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('@') {
+            return Err(Invalid(format!(
+                "--argocd-token-url {url:?}: give an http:// or https:// URL without user \
+                 information, e.g. http://127.0.0.1:4566"
+            ))
+            .into());
+        }
+    }
+    if let Some(a) = args.argocd_audiences.iter().find(|a| a.trim().is_empty()) {
+        return Err(Invalid(format!(
+            "--argocd-audience {a:?}: give a non-empty audience, e.g. sts.amazonaws.com.cn"
+        ))
+        .into());
+    }
     if args.leader_elect && args.retry_period >= args.renew_deadline {
         return Err(Invalid(format!(
             "--retry-period ({:?}) must be shorter than --renew-deadline ({:?}), or the leader cannot renew in time",
@@ -268,6 +304,10 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
             irsa_controller::argocd::ArgoCdOptions {
                 namespace,
                 pipeline: pipeline_options,
+                allowed: irsa_controller::argocd::Allowed {
+                    token_urls: args.argocd_token_urls.clone(),
+                    audiences: args.argocd_audiences.clone(),
+                },
             }
         });
         let options = ControllerOptions {

@@ -335,6 +335,19 @@ fn argocd_namespace_adds_a_role_there_and_the_controller_flag() {
         help.stdout
     );
     assert!(help.stdout.contains("PR #28217"), "{}", help.stdout);
+    for flag in [
+        "--argocd-token-url http://127.0.0.1:4566",
+        "--argocd-audience",
+        "irsa.dev/argocd-projects",
+    ] {
+        assert!(help.stdout.contains(flag), "{flag}: {}", help.stdout);
+    }
+    let lone = irsa(&["controller", "--argocd-token-url", "http://127.0.0.1:4566"]);
+    assert!(
+        lone.stderr.contains("need --argocd-namespace"),
+        "{}",
+        lone.stderr
+    );
 }
 
 #[test]

@@ -97,12 +97,16 @@ pub struct ArgoCdOptions {
     pub namespace: String,
     /// The pipeline's options, to build one per STS region and token URL.
     pub pipeline: PipelineOptions,
+    /// Token URLs and audiences the operator allows beyond AWS STS and `sts.amazonaws.com`
+    /// (`--argocd-token-url`, `--argocd-audience`).
+    pub allowed: Allowed,
 }
 
 impl std::fmt::Debug for ArgoCdOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ArgoCdOptions")
             .field("namespace", &self.namespace)
+            .field("allowed", &self.allowed)
             .finish_non_exhaustive()
     }
 }
@@ -126,6 +130,7 @@ type StoreKey = (String, Option<String>);
 /// The reconciler's state.
 struct Shared {
     namespace: String,
+    allowed: Allowed,
     base: PipelineOptions,
     stores: tokio::sync::Mutex<HashMap<StoreKey, Arc<CredentialStore>>>,
     writer: Writer,
@@ -424,7 +429,7 @@ async fn reconcile(
     let held = held.map(|(u, p)| (u.map(zeroize_on_drop), p.map(zeroize_on_drop)));
 
     let decision = if serves_label {
-        decide(&shared.namespace, &name, &keys)
+        decide(&shared.namespace, &name, &keys, &shared.allowed)
     } else {
         Decision::NotOptedIn
     };
@@ -829,6 +834,7 @@ pub async fn run(
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
     let shared = Arc::new(Shared {
         namespace: ns.clone(),
+        allowed: options.allowed.clone(),
         base: options.pipeline.clone(),
         stores: tokio::sync::Mutex::new(HashMap::new()),
         writer,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use irsa_controller::argocd::{ArgoCdOptions, STATUS_ANNOTATION};
+use irsa_controller::argocd::{Allowed, ArgoCdOptions, STATUS_ANNOTATION};
 use irsa_lab::harness::*;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -26,6 +26,11 @@ fn argocd_options(env: &Env) -> ControllerOptions {
         argocd: Some(ArgoCdOptions {
             namespace: NS.to_owned(),
             pipeline: env.lab.pipeline_options(),
+            // The sandbox's STS is on loopback: only the operator's list lets a secret use it.
+            allowed: Allowed {
+                token_urls: vec![env.lab.stack.aws_url.clone()],
+                audiences: Vec::new(),
+            },
         }),
         ..env.lab.controller_options()
     }
@@ -436,11 +441,11 @@ async fn failures_are_reported_in_the_guides_vocabulary() {
     );
     let (s, st) = wait_status(&env, "exfil-charts", "Error").await;
     assert!(
-        st.contains("workloadIdentityTokenURL") && st.contains("not an AWS endpoint"),
+        st.contains("workloadIdentityTokenURL") && st.contains("not an AWS STS endpoint"),
         "{st}"
     );
     assert!(field(&s, "password").is_none());
-    // Loopback is allowed (a local STS), and named in the status.
+    // A URL the operator listed (here a loopback STS) is allowed, and named in the status.
     let (_, st) = wait_status(&env, "local-sts", "Ready").await;
     assert!(
         st.contains(&format!(
@@ -635,4 +640,67 @@ async fn figure_new_secret_to_filled_latency() {
         "FIGURE new opted-in secret -> filled (test mode, debug build, in-process sandbox, 40 secrets): p50 {p50:?} p99 {p99:?}"
     );
     assert!(p99 < Duration::from_secs(1), "p99 {p99:?} under 1 s");
+}
+
+/// Review H1: a token URL on an AWS domain anyone can host (API Gateway) and an audience of
+/// the secret author's choosing are refused before any token is minted: no TokenRequest, no
+/// STS call; the status and an Event name the key and the operator's flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_execute_api_token_url_and_a_foreign_audience_get_no_token() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    let requests = env.lab.stack.api.requests().clone();
+    let _controller = start(&env).await;
+    requests.clear();
+    repo_secret(
+        &env,
+        "execute-api",
+        Some("production"),
+        &[(
+            "workloadIdentityTokenURL",
+            "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com",
+        )],
+    )
+    .await;
+    repo_secret(
+        &env,
+        "kube-audience",
+        Some("production"),
+        &[("workloadIdentityAudience", "https://kubernetes.default.svc")],
+    )
+    .await;
+    let (s, st) = wait_status(&env, "execute-api", "Error").await;
+    assert!(
+        st.contains("workloadIdentityTokenURL") && st.contains("--argocd-token-url"),
+        "{st}"
+    );
+    assert!(field(&s, "password").is_none());
+    let (s, st) = wait_status(&env, "kube-audience", "Error").await;
+    assert!(
+        st.contains("workloadIdentityAudience") && st.contains("--argocd-audience"),
+        "{st}"
+    );
+    assert!(field(&s, "password").is_none());
+    eventually("an Event naming the flag", || async {
+        env.events_about("execute-api")
+            .await
+            .iter()
+            .any(|(reason, note)| {
+                reason == "CredentialsFailed" && note.contains("--argocd-token-url")
+            })
+            .then_some(())
+    })
+    .await;
+    let tokens = requests
+        .records()
+        .iter()
+        .filter(|r| {
+            r.resource == "serviceaccounts"
+                && r.subresource.as_deref() == Some("token")
+                && r.namespace.as_deref() == Some(NS)
+        })
+        .count();
+    assert_eq!(tokens, 0, "no TokenRequest for a refused secret");
+    assert_eq!(sts_exchanges(&env), 0, "no STS call");
 }

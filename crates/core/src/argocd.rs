@@ -7,7 +7,7 @@
 
 use crate::arn::RoleArn;
 use crate::names::STS_AUDIENCE;
-use crate::partition::{EndpointVariant, sts_endpoint};
+use crate::partition::{EndpointVariant, sts_endpoint, validate_region};
 use crate::registry::{EcrRegistry, parse_ecr_host};
 
 /// The label Argo CD finds its repository secrets by.
@@ -33,6 +33,21 @@ pub const REFRESH_FRACTION: f64 = 0.5;
 pub const MAX_PIPELINES: usize = 64;
 /// Longest value read from a repository secret's keys.
 pub const MAX_VALUE_LEN: usize = 4096;
+/// On a service account: the Argo CD projects (comma-separated) whose repository secrets may
+/// name it with [`SERVICE_ACCOUNT_ANNOTATION`] (its consent; without it only the project's own
+/// `argocd-project-<project>` and [`REPO_SERVER_SERVICE_ACCOUNT`] may be named).
+pub const PROJECTS_ANNOTATION: &str = "irsa.dev/argocd-projects";
+
+/// What the operator allows beyond the built-in rules (`irsa controller --argocd-token-url`,
+/// `--argocd-audience`): a secret's author chooses the token URL and the audience, so anything
+/// but an AWS STS endpoint and `sts.amazonaws.com` must be listed there, exactly.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allowed {
+    /// `workloadIdentityTokenURL` values accepted as they are (e.g. a loopback STS for tests).
+    pub token_urls: Vec<String>,
+    /// `workloadIdentityAudience` values accepted besides `sts.amazonaws.com`.
+    pub audiences: Vec<String>,
+}
 
 /// The keys irsa reads from a repository secret, and nothing else of its data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,6 +149,10 @@ pub struct Wanted {
     pub registry: EcrRegistry,
     /// The STS endpoint URL a tenant asked for (`workloadIdentityTokenURL`), checked.
     pub token_url: Option<String>,
+    /// The service account was named by the [`SERVICE_ACCOUNT_ANNOTATION`] and is neither the
+    /// project's own nor the repo-server's: it must consent ([`PROJECTS_ANNOTATION`] listing
+    /// this project, `None` when the secret has none — then it cannot).
+    pub needs_consent: Option<Option<String>>,
 }
 
 impl Wanted {
@@ -161,17 +180,22 @@ pub enum Decision {
 }
 
 /// Decides what the secret `namespace/name` with `keys` asks for.
-pub fn decide(namespace: &str, name: &str, keys: &RepoKeys) -> Decision {
+pub fn decide(namespace: &str, name: &str, keys: &RepoKeys, allowed: &Allowed) -> Decision {
     if !keys.opts_in() {
         return Decision::NotOptedIn;
     }
-    match wanted(namespace, name, keys) {
+    match wanted(namespace, name, keys, allowed) {
         Ok(w) => Decision::Serve(w),
         Err(e) => Decision::Invalid(e),
     }
 }
 
-fn wanted(namespace: &str, name: &str, keys: &RepoKeys) -> Result<Wanted, String> {
+fn wanted(
+    namespace: &str,
+    name: &str,
+    keys: &RepoKeys,
+    allowed: &Allowed,
+) -> Result<Wanted, String> {
     if let Some(key) = keys.unreadable.first() {
         return Err(format!(
             "repository secret {namespace}/{name}: key {key} is not UTF-8 text of at most \
@@ -215,23 +239,22 @@ fn wanted(namespace: &str, name: &str, keys: &RepoKeys) -> Result<Wanted, String
              (and the other ECR host forms) only"
         )
     })?;
-    let service_account = service_account(namespace, name, keys)?;
+    let (service_account, needs_consent) = service_account(namespace, name, keys)?;
     let audience = match keys.audience.as_deref() {
         None | Some("") => STS_AUDIENCE.to_owned(),
-        Some(a) if a.len() <= 256 && !a.contains(',') && !a.chars().any(char::is_whitespace) => {
-            a.to_owned()
-        }
+        Some(a) if a == STS_AUDIENCE || allowed.audiences.iter().any(|x| x == a) => a.to_owned(),
         Some(a) => {
             return Err(format!(
-                "repository secret {namespace}/{name}: workloadIdentityAudience {a:?} is not one \
-                 audience (at most 256 characters, no commas or spaces); leave it out for \
-                 {STS_AUDIENCE}"
+                "repository secret {namespace}/{name}: workloadIdentityAudience {a:?} is refused: \
+                 the service-account token is minted for this audience, so irsa asks only for \
+                 {STS_AUDIENCE} or an audience the operator allows with `irsa controller \
+                 --argocd-audience AUD`; remove the key (for {STS_AUDIENCE}) or ask the operator"
             ));
         }
     };
     let token_url = match keys.token_url.as_deref() {
         None | Some("") => None,
-        Some(u) => Some(check_token_url(u).map_err(|why| {
+        Some(u) => Some(check_token_url(u, &allowed.token_urls).map_err(|why| {
             format!("repository secret {namespace}/{name}: workloadIdentityTokenURL {u:?} {why}")
         })?),
     };
@@ -241,6 +264,7 @@ fn wanted(namespace: &str, name: &str, keys: &RepoKeys) -> Result<Wanted, String
         host,
         registry,
         token_url,
+        needs_consent,
     })
 }
 
@@ -264,19 +288,35 @@ pub fn registry_host(url: &str) -> Result<String, String> {
     Ok(host.to_ascii_lowercase())
 }
 
-fn service_account(namespace: &str, name: &str, keys: &RepoKeys) -> Result<String, String> {
-    let (sa, from) = match (&keys.service_account, &keys.project) {
-        (Some(sa), _) if !sa.is_empty() => (
-            sa.clone(),
-            format!("annotation {SERVICE_ACCOUNT_ANNOTATION}"),
-        ),
-        (_, Some(p)) if !p.is_empty() => (
+/// The service account and, when the annotation named one that must consent, the project it
+/// must consent to (`Some(None)`: the secret has no project).
+#[allow(clippy::type_complexity)]
+fn service_account(
+    namespace: &str,
+    name: &str,
+    keys: &RepoKeys,
+) -> Result<(String, Option<Option<String>>), String> {
+    let project = keys.project.as_deref().filter(|p| !p.is_empty());
+    let own = project.map(|p| format!("{PROJECT_SERVICE_ACCOUNT_PREFIX}{p}"));
+    let (sa, from, needs_consent) = match (&keys.service_account, project) {
+        (Some(sa), _) if !sa.is_empty() => {
+            let consent = (Some(sa) != own.as_ref() && sa != REPO_SERVER_SERVICE_ACCOUNT)
+                .then(|| project.map(str::to_owned));
+            (
+                sa.clone(),
+                format!("annotation {SERVICE_ACCOUNT_ANNOTATION}"),
+                consent,
+            )
+        }
+        (_, Some(p)) => (
             format!("{PROJECT_SERVICE_ACCOUNT_PREFIX}{p}"),
             format!("project {p:?}"),
+            None,
         ),
         _ => (
             REPO_SERVER_SERVICE_ACCOUNT.to_owned(),
             "no project: Argo CD's repo-server".to_owned(),
+            None,
         ),
     };
     if !is_dns_subdomain(&sa) {
@@ -285,7 +325,39 @@ fn service_account(namespace: &str, name: &str, keys: &RepoKeys) -> Result<Strin
              not a valid Kubernetes name (lowercase letters, digits, '-' and '.', at most 253)"
         ));
     }
-    Ok(sa)
+    Ok((sa, needs_consent))
+}
+
+/// Whether service account `namespace/sa`, whose [`PROJECTS_ANNOTATION`] is `consent`, may be
+/// named by a repository secret of `project`: an explicit, comma-separated list of projects
+/// (no wildcard); a secret without a project never gets consent. `Err` says why and the fix.
+pub fn check_consent(
+    namespace: &str,
+    name: &str,
+    sa: &str,
+    project: Option<&str>,
+    consent: Option<&str>,
+) -> Result<(), String> {
+    let listed = |p: &str| {
+        consent.is_some_and(|c| c.split(',').map(str::trim).any(|x| !x.is_empty() && x == p))
+    };
+    match project {
+        Some(p) if listed(p) => Ok(()),
+        Some(p) => Err(format!(
+            "repository secret {namespace}/{name} of project {p:?} names service account \
+             {namespace}/{sa} (annotation {SERVICE_ACCOUNT_ANNOTATION}), which is neither the \
+             project's own ({PROJECT_SERVICE_ACCOUNT_PREFIX}{p}) nor {REPO_SERVER_SERVICE_ACCOUNT} \
+             and does not consent: list the project on the service account (kubectl -n \
+             {namespace} annotate serviceaccount {sa} {PROJECTS_ANNOTATION}={p}, comma-separated \
+             for several) or remove the annotation from the secret"
+        )),
+        None => Err(format!(
+            "repository secret {namespace}/{name} has no project but names service account \
+             {namespace}/{sa} (annotation {SERVICE_ACCOUNT_ANNOTATION}): only a project's secret \
+             may use a service account that consents ({PROJECTS_ANNOTATION}); set project, or \
+             remove the annotation (then {REPO_SERVER_SERVICE_ACCOUNT} is used)"
+        )),
+    }
 }
 
 fn is_dns_subdomain(s: &str) -> bool {
@@ -301,70 +373,109 @@ fn is_dns_subdomain(s: &str) -> bool {
         })
 }
 
-/// Checks a `workloadIdentityTokenURL`: the service-account token goes there, so only an AWS
-/// STS endpoint (https on an AWS domain: regional, FIPS, VPC endpoint) or loopback (a test
-/// server, a local proxy) is accepted, never a host of the secret author's choosing.
-pub fn check_token_url(url: &str) -> Result<String, String> {
+/// Checks a `workloadIdentityTokenURL`: the service-account token goes there, so it is accepted
+/// only when the operator listed it exactly in `allowed` (`--argocd-token-url`; the only way
+/// to a loopback or test server) or when it is `https://` to an AWS STS host —
+/// `sts.amazonaws.com`, `sts[-fips].<region>.amazonaws.com`, `sts.<region>.amazonaws.com.cn`,
+/// `sts[-fips].<region>.api.aws`, `<endpoint>.sts.<region>.vpce.amazonaws.com` — with an
+/// optional port and no user information, path, query or fragment. Any other host on an AWS
+/// domain (an API Gateway `execute-api` host, which anyone can create) is refused.
+pub fn check_token_url(url: &str, allowed: &[String]) -> Result<String, String> {
+    let bare = |u: &str| u.trim().trim_end_matches('/').to_owned();
+    if allowed.iter().any(|a| bare(a) == bare(url)) {
+        return Ok(bare(url));
+    }
+    const FIX: &str = "remove the key (irsa uses the registry region's STS endpoint), or have \
+         the operator allow this exact URL with `irsa controller --argocd-token-url URL`";
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| "is not a URL: use https://sts.<region>.amazonaws.com".to_owned())?;
-    let scheme = scheme.to_ascii_lowercase();
-    let authority = rest.split('/').next().unwrap_or("");
-    let path = &rest[authority.len()..];
-    if !(path.is_empty() || path == "/") {
-        return Err(
-            "has a path: give the STS endpoint alone, e.g. https://sts.us-gov-west-1.amazonaws.com"
-                .to_owned(),
-        );
+        .ok_or_else(|| format!("is not a URL: use https://sts.<region>.amazonaws.com, or {FIX}"))?;
+    if !scheme.eq_ignore_ascii_case("https") {
+        return Err(format!(
+            "uses {scheme}://: only https carries the service-account token; {FIX}"
+        ));
     }
-    if authority.contains('@') || authority.contains('?') || authority.contains('#') {
-        return Err("carries user information, a query or a fragment".to_owned());
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if !(tail.is_empty() || tail == "/") {
+        return Err(format!(
+            "has a path, query or fragment: give the STS endpoint alone, e.g. \
+             https://sts.us-gov-west-1.amazonaws.com; or {FIX}"
+        ));
     }
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or("").to_owned(),
-        None => authority
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase(),
+    if authority.contains('@') {
+        return Err(format!("carries user information; {FIX}"));
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (inside, after) = v6
+            .split_once(']')
+            .ok_or_else(|| format!("has an unclosed IPv6 literal; {FIX}"))?;
+        if inside.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!("has an invalid IPv6 literal [{inside}]; {FIX}"));
+        }
+        let port = match after {
+            "" => None,
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| format!("has {p:?} after its IPv6 literal; {FIX}"))?,
+            ),
+        };
+        (format!("[{inside}]"), port)
+    } else {
+        match authority.split_once(':') {
+            Some((h, p)) => (h.to_ascii_lowercase(), Some(p)),
+            None => (authority.to_ascii_lowercase(), None),
+        }
     };
-    let port = authority
-        .rsplit_once(':')
-        .filter(|(h, _)| !h.ends_with(']') || authority.starts_with('['))
-        .map(|(_, p)| p);
     if let Some(p) = port
-        && !authority.starts_with('[')
-        && p.parse::<u16>().is_err()
+        && (p.is_empty()
+            || p.len() > 5
+            || !p.bytes().all(|b| b.is_ascii_digit())
+            || p.parse::<u16>().map_or(true, |n| n == 0))
     {
-        return Err(format!("has an invalid port {p:?}"));
+        return Err(format!("has an invalid port {p:?}; {FIX}"));
     }
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    let aws = [".amazonaws.com", ".amazonaws.com.cn", ".api.aws"]
-        .iter()
-        .any(|suffix| host.ends_with(suffix) && host.len() > suffix.len())
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
-    match scheme.as_str() {
-        "https" if aws || loopback => {}
-        "http" if loopback => {}
-        "https" => {
-            return Err(format!(
-                "names host {host:?}, which is not an AWS endpoint: the service-account token is \
-                 sent there, so irsa accepts only https://…amazonaws.com, …amazonaws.com.cn or \
-                 …api.aws (STS, FIPS and VPC endpoints) and loopback"
-            ));
-        }
-        _ => {
-            return Err(format!(
-                "uses {scheme}://: only https (and http to loopback) carry the service-account token"
-            ));
-        }
+    if !is_sts_host(&host) {
+        return Err(format!(
+            "names host {host:?}, which is not an AWS STS endpoint: the service-account token is \
+             sent there, so irsa accepts only sts.amazonaws.com, sts[-fips].<region>.amazonaws.com, \
+             sts.<region>.amazonaws.com.cn, sts[-fips].<region>.api.aws and \
+             <endpoint>.sts.<region>.vpce.amazonaws.com; {FIX}"
+        ));
     }
-    Ok(format!("{scheme}://{authority}"))
+    Ok(match port {
+        Some(p) => format!("https://{host}:{p}"),
+        None => format!("https://{host}"),
+    })
+}
+
+/// An AWS STS host: global, regional (plain, FIPS, dual-stack) as irsa-core's
+/// [`sts_endpoint`] forms it for the region, or a VPC interface endpoint of STS.
+fn is_sts_host(host: &str) -> bool {
+    if host == "sts.amazonaws.com" {
+        return true;
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let is_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if labels.len() >= 5 && labels[1] == "sts" && labels[3] == "vpce" && is_label(labels[0]) {
+        if let Ok(partition) = validate_region(labels[2]) {
+            return labels[4..].join(".") == partition.dns_suffix();
+        }
+        return false;
+    }
+    if labels.len() >= 3 && (labels[0] == "sts" || labels[0] == "sts-fips") {
+        return EndpointVariant::ALL
+            .iter()
+            .any(|v| sts_endpoint(labels[1], *v).is_ok_and(|h| h == host));
+    }
+    false
 }
 
 /// The status annotation of a served secret.
@@ -442,7 +553,7 @@ mod tests {
 
     #[test]
     fn the_guides_secret_is_served_as_the_projects_service_account() {
-        let Decision::Serve(w) = decide("argocd", "repo", &keys(GUIDE)) else {
+        let Decision::Serve(w) = decide("argocd", "repo", &keys(GUIDE), &Allowed::default()) else {
             panic!("served")
         };
         assert_eq!(w.service_account, "argocd-project-production");
@@ -493,7 +604,7 @@ mod tests {
         let serve = |pairs: &[(&str, &str)]| {
             let mut p = pairs.to_vec();
             p.push(("workloadIdentityProvider", "aws"));
-            decide("argocd", "r", &keys(&p))
+            decide("argocd", "r", &keys(&p), &Allowed::default())
         };
         let host = "123456789012.dkr.ecr.us-east-1.amazonaws.com";
         assert!(matches!(
@@ -563,8 +674,11 @@ mod tests {
                 ("url", &format!("oci://{host}/charts")),
                 ("workloadIdentityProvider", "aws"),
             ]);
-            let Decision::Serve(w) = decide("argocd", "r", &k) else {
-                panic!("{host}: {:?}", decide("argocd", "r", &k))
+            let Decision::Serve(w) = decide("argocd", "r", &k, &Allowed::default()) else {
+                panic!(
+                    "{host}: {:?}",
+                    decide("argocd", "r", &k, &Allowed::default())
+                )
             };
             assert_eq!(w.registry.region, region, "{host}");
             assert_eq!(w.registry.partition.id(), partition, "{host}");
@@ -579,7 +693,7 @@ mod tests {
             ("url", "123456789012.dkr.ecr.us-east-1.amazonaws.com"),
             ("workloadIdentityProvider", "aws"),
         ]);
-        let sa = |k: &RepoKeys| match decide("argocd", "r", k) {
+        let sa = |k: &RepoKeys| match decide("argocd", "r", k, &Allowed::default()) {
             Decision::Serve(w) => w.service_account,
             other => panic!("{other:?}"),
         };
@@ -589,43 +703,116 @@ mod tests {
         k.service_account = Some("charts-reader".into());
         assert_eq!(sa(&k), "charts-reader");
         k.service_account = Some("../kube-system/admin".into());
-        let Decision::Invalid(e) = decide("argocd", "r", &k) else {
+        let Decision::Invalid(e) = decide("argocd", "r", &k, &Allowed::default()) else {
             panic!()
         };
         assert!(e.contains("not a valid Kubernetes name"), "{e}");
     }
 
     #[test]
-    fn token_urls_are_aws_endpoints_or_loopback() {
+    fn token_urls_are_sts_endpoints_or_listed_by_the_operator() {
         for ok in [
+            "https://sts.amazonaws.com",
             "https://sts.us-gov-west-1.amazonaws.com",
             "https://sts.cn-north-1.amazonaws.com.cn/",
             "https://vpce-0abc-xyz.sts.eu-west-1.vpce.amazonaws.com",
             "https://sts-fips.us-east-1.amazonaws.com",
-            "http://127.0.0.1:4566",
-            "http://localhost:8080",
-            "http://[::1]:9000",
+            "https://sts.us-east-1.api.aws",
+            "https://sts-fips.us-east-1.api.aws:443",
+            "HTTPS://STS.EU-WEST-1.AMAZONAWS.COM",
         ] {
             assert!(
-                check_token_url(ok).is_ok(),
+                check_token_url(ok, &[]).is_ok(),
                 "{ok}: {:?}",
-                check_token_url(ok)
+                check_token_url(ok, &[])
             );
         }
         for (bad, why) in [
-            ("https://evil.example.com", "not an AWS endpoint"),
-            ("https://amazonaws.com.evil.example", "not an AWS endpoint"),
+            // Review H1: anyone can create an API Gateway with a valid AWS certificate.
+            (
+                "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com",
+                "not an AWS STS endpoint",
+            ),
+            (
+                "https://sts.execute-api.eu-west-1.amazonaws.com",
+                "not an AWS STS endpoint",
+            ),
+            (
+                "https://x.sts.eu-west-1.amazonaws.com",
+                "not an AWS STS endpoint",
+            ),
+            (
+                "https://s3.eu-west-1.amazonaws.com",
+                "not an AWS STS endpoint",
+            ),
+            (
+                "https://sts.eu-west-1.amazonaws.com.evil.example",
+                "not an AWS STS endpoint",
+            ),
+            (
+                "https://sts.cn-north-1.amazonaws.com",
+                "not an AWS STS endpoint",
+            ),
+            ("https://evil.example.com", "not an AWS STS endpoint"),
             ("http://sts.us-east-1.amazonaws.com", "only https"),
             ("https://sts.us-east-1.amazonaws.com/path", "has a path"),
+            ("https://sts.us-east-1.amazonaws.com?x=1", "query"),
+            ("https://sts.us-east-1.amazonaws.com#f", "fragment"),
             (
                 "https://user@sts.us-east-1.amazonaws.com",
                 "user information",
             ),
+            ("https://sts.us-east-1.amazonaws.com:99999", "invalid port"),
+            ("https://sts.us-east-1.amazonaws.com:", "invalid port"),
             ("sts.us-east-1.amazonaws.com", "not a URL"),
-            ("http://10.0.0.1", "only https"),
+            // Loopback only when listed; review L3: a bracketed IPv6 literal is parsed strictly.
+            ("http://127.0.0.1:4566", "only https"),
+            ("https://localhost:8080", "not an AWS STS endpoint"),
+            ("https://[::1]evil.com", "after its IPv6 literal"),
+            ("https://[::1]:9000", "not an AWS STS endpoint"),
+            ("https://[::1", "unclosed"),
+            ("https://[nope]", "invalid IPv6"),
         ] {
-            let e = check_token_url(bad).unwrap_err();
+            let e = check_token_url(bad, &[]).unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
+            assert!(
+                e.contains("--argocd-token-url"),
+                "{bad}: the fix named: {e}"
+            );
         }
+        let listed = vec!["http://127.0.0.1:4566/".to_owned()];
+        assert_eq!(
+            check_token_url("http://127.0.0.1:4566", &listed).as_deref(),
+            Ok("http://127.0.0.1:4566")
+        );
+        assert!(check_token_url("http://127.0.0.1:4567", &listed).is_err());
+    }
+
+    #[test]
+    fn audiences_are_sts_or_listed_by_the_operator() {
+        let mut pairs = GUIDE.to_vec();
+        pairs.push(("workloadIdentityAudience", "https://kubernetes.default.svc"));
+        let k = keys(&pairs);
+        let Decision::Invalid(e) = decide("argocd", "r", &k, &Allowed::default()) else {
+            panic!("refused")
+        };
+        assert!(
+            e.contains("workloadIdentityAudience") && e.contains("--argocd-audience"),
+            "{e}"
+        );
+        let allowed = Allowed {
+            audiences: vec!["https://kubernetes.default.svc".into()],
+            ..Allowed::default()
+        };
+        let Decision::Serve(w) = decide("argocd", "r", &k, &allowed) else {
+            panic!("listed")
+        };
+        assert_eq!(w.audience, "https://kubernetes.default.svc");
+        pairs.pop();
+        pairs.push(("workloadIdentityAudience", "sts.amazonaws.com"));
+        assert!(matches!(
+            decide("argocd", "r", &keys(&pairs), &Allowed::default()),
+            Decision::Serve(_)
+        ));
     }
 }
