@@ -35,6 +35,16 @@ fuzz_target!(|data: &[u8]| {
     match decide("argocd", "fuzz", &keys, &Allowed::default()) {
         Decision::Serve(w) => {
             let _ = w.sts_endpoint();
+            if let Some(project) = &w.needs_consent {
+                // The annotation bytes stand in for the service account's consent list.
+                let _ = check_consent(
+                    "argocd",
+                    "fuzz",
+                    &w.service_account,
+                    project.as_deref(),
+                    annotation,
+                );
+            }
         }
         Decision::Invalid(e) => {
             let _ = error_status(&e, Some(4_102_444_800));

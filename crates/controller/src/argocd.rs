@@ -9,11 +9,11 @@
 //! reads) or `useWorkloadIdentity: "true"` (what the guide also writes), for an OCI repository
 //! (`type: oci`, `type: helm` with `enableOCI: "true"`, or an `oci://` URL) on Amazon ECR.
 //!
-//! The identity is a service account **of the Argo CD namespace**, never of another: the
-//! `irsa.dev/service-account` annotation, else `argocd-project-<project>`, else Argo CD's
-//! repo-server account. Whoever may write repository secrets there may thus use any service
-//! account of that namespace that carries a role: the Argo CD namespace is admin territory (as
-//! it is for Argo CD itself, whose repository secrets hold credentials).
+//! The identity is a service account **of the Argo CD namespace**, never of another:
+//! `argocd-project-<project>`, else Argo CD's repo-server account; the
+//! `irsa.dev/service-account` annotation may name another only if that account consents (its
+//! `irsa.dev/argocd-projects` annotation lists the secret's project). A service account's
+//! change re-reconciles the secrets using it, so consent given later is picked up.
 //!
 //! irsa fills `username` and `password` only, with server-side apply under its own field
 //! manager ([`DATA_MANAGER`]) **without force**: a `username`/`password` someone else set is a
@@ -467,7 +467,24 @@ async fn reconcile(
     let sa = shared
         .service_accounts
         .get(&ObjectRef::new(&wanted.service_account).within(&shared.namespace));
-    let role = match role_of(&shared.namespace, &wanted.service_account, sa.as_deref()) {
+    let consent = match (&wanted.needs_consent, sa.as_deref()) {
+        (Some(project), Some(account)) => check_consent(
+            &shared.namespace,
+            &name,
+            &wanted.service_account,
+            project.as_deref(),
+            account
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(PROJECTS_ANNOTATION))
+                .map(String::as_str),
+        ),
+        _ => Ok(()),
+    };
+    let role = match consent
+        .and_then(|()| role_of(&shared.namespace, &wanted.service_account, sa.as_deref()))
+    {
         Ok(r) => r,
         Err(cause) => {
             let last_good = shared.tracked().get(&name).and_then(|t| t.wrote_expiry);

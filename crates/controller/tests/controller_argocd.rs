@@ -53,6 +53,17 @@ fn secrets(env: &Env) -> Api<Secret> {
 
 /// A repository secret as the guide writes it, created as a user would (`kubectl create`).
 async fn repo_secret(env: &Env, name: &str, project: Option<&str>, extra: &[(&str, &str)]) {
+    annotated_repo_secret(env, name, project, extra, &[]).await;
+}
+
+/// [`repo_secret`] with annotations.
+async fn annotated_repo_secret(
+    env: &Env,
+    name: &str,
+    project: Option<&str>,
+    extra: &[(&str, &str)],
+    annotations: &[(&str, &str)],
+) {
     let mut data: BTreeMap<String, ByteString> = [
         ("type", "helm"),
         ("url", &format!("oci://{}/charts", env.lab.ecr_host())),
@@ -81,6 +92,12 @@ async fn repo_secret(env: &Env, name: &str, project: Option<&str>, extra: &[(&st
                 )]
                 .into(),
             ),
+            annotations: (!annotations.is_empty()).then(|| {
+                annotations
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect()
+            }),
             ..ObjectMeta::default()
         },
         data: Some(data),
@@ -703,4 +720,52 @@ async fn an_execute_api_token_url_and_a_foreign_audience_get_no_token() {
         .count();
     assert_eq!(tokens, 0, "no TokenRequest for a refused secret");
     assert_eq!(sts_exchanges(&env), 0, "no STS call");
+}
+
+/// Review M1: a secret of project staging naming production's service account is refused
+/// (no token for it) until that service account consents with `irsa.dev/argocd-projects`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_projects_service_account_needs_its_consent() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    let requests = env.lab.stack.api.requests().clone();
+    let _controller = start(&env).await;
+    requests.clear();
+    annotated_repo_secret(
+        &env,
+        "borrowed",
+        Some("staging"),
+        &[],
+        &[("irsa.dev/service-account", "argocd-project-production")],
+    )
+    .await;
+    let (s, st) = wait_status(&env, "borrowed", "Error").await;
+    assert!(
+        st.contains("does not consent") && st.contains("irsa.dev/argocd-projects=staging"),
+        "{st}"
+    );
+    assert!(field(&s, "password").is_none());
+    let tokens = requests
+        .records()
+        .iter()
+        .filter(|r| r.subresource.as_deref() == Some("token") && r.namespace.as_deref() == Some(NS))
+        .count();
+    assert_eq!(
+        tokens, 0,
+        "no token for a service account that did not consent"
+    );
+    // The service account lists staging: served (re-reconciled on the account's change).
+    let sas = Api::<ServiceAccount>::namespaced(env.lab.client.clone(), NS);
+    let consent = |list: &str| serde_json::json!({"metadata": {"annotations": {"irsa.dev/argocd-projects": list}}});
+    sas.patch(
+        "argocd-project-production",
+        &PatchParams::default(),
+        &Patch::Merge(consent("production, staging")),
+    )
+    .await
+    .unwrap();
+    wait_filled(&env, "borrowed", None).await;
+    let (_, st) = wait_status(&env, "borrowed", "Ready").await;
+    assert!(st.contains("argocd/argocd-project-production"), "{st}");
 }

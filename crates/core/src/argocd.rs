@@ -815,4 +815,36 @@ mod tests {
             Decision::Serve(_)
         ));
     }
+
+    #[test]
+    fn another_service_account_needs_its_consent() {
+        let mut k = keys(GUIDE);
+        k.project = Some("staging".into());
+        let needs = |k: &RepoKeys| match decide("argocd", "r", k, &Allowed::default()) {
+            Decision::Serve(w) => w.needs_consent,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(needs(&k), None, "the project's own");
+        k.service_account = Some("argocd-project-staging".into());
+        assert_eq!(needs(&k), None, "named, but the project's own");
+        k.service_account = Some("argocd-repo-server".into());
+        assert_eq!(needs(&k), None, "the repo-server");
+        k.service_account = Some("argocd-project-production".into());
+        assert_eq!(needs(&k), Some(Some("staging".into())));
+        k.project = None;
+        assert_eq!(needs(&k), Some(None));
+
+        let c = |project, consent| check_consent("argocd", "r", "sa", project, consent);
+        assert!(c(Some("staging"), Some("production, staging")).is_ok());
+        let e = c(Some("staging"), Some("production")).unwrap_err();
+        assert!(
+            e.contains("does not consent") && e.contains("irsa.dev/argocd-projects=staging"),
+            "{e}"
+        );
+        assert!(c(Some("staging"), Some("*")).is_err(), "no wildcard");
+        assert!(c(Some("staging"), Some("stagingx")).is_err());
+        assert!(c(Some("staging"), None).is_err());
+        let e = c(None, Some("staging")).unwrap_err();
+        assert!(e.contains("has no project"), "{e}");
+    }
 }
