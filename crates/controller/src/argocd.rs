@@ -122,6 +122,8 @@ struct Tracked {
     service_account: Option<String>,
     /// When the credential irsa wrote expires.
     wrote_expiry: Option<i64>,
+    /// The resourceVersion of a secret that does not opt in: not read again while unchanged.
+    not_opted_in_rv: Option<String>,
 }
 
 /// A credential store per (STS region, `workloadIdentityTokenURL`).
@@ -348,8 +350,16 @@ async fn reconcile(
     let name = meta.metadata.name.clone().unwrap_or_default();
     let now = shared.now();
     let rv = meta.metadata.resource_version.clone();
+    shared.metrics.argocd_reconciled();
     {
         let tracked = shared.tracked();
+        if let Some(t) = tracked.get(&name)
+            && rv.is_some()
+            && t.not_opted_in_rv == rv
+        {
+            // Not opted in, unchanged since it was read: not read again (review M3).
+            return Ok(Action::await_change());
+        }
         if let Some(t) = tracked.get(&name)
             && t.written_rv.is_some()
             && t.written_rv == rv
@@ -415,24 +425,29 @@ async fn reconcile(
         .and_then(|a| a.get(STATUS_ANNOTATION))
         .cloned();
     let foreign = foreign_owners(&secret);
-    let held = secret.data.as_ref().map(|d| {
-        (
-            d.get("username").map(|b| b.0.clone()),
-            d.get("password").map(|b| b.0.clone()),
-        )
-    });
-    drop(secret);
-    let at = At {
-        uid: uid.as_deref(),
-        rv: read_rv.as_deref(),
-    };
-    let held = held.map(|(u, p)| (u.map(zeroize_on_drop), p.map(zeroize_on_drop)));
-
     let decision = if serves_label {
         decide(&shared.namespace, &name, &keys, &shared.allowed)
     } else {
         Decision::NotOptedIn
     };
+    // A copy of username/password (for comparison) only of a secret irsa serves: a Git
+    // token in a secret that does not opt in is never copied (review M3).
+    let held = matches!(decision, Decision::Serve(_))
+        .then(|| {
+            secret.data.as_ref().map(|d| {
+                (
+                    d.get("username").map(|b| zeroize_on_drop(b.0.clone())),
+                    d.get("password").map(|b| zeroize_on_drop(b.0.clone())),
+                )
+            })
+        })
+        .flatten();
+    drop(secret);
+    let at = At {
+        uid: uid.as_deref(),
+        rv: read_rv.as_deref(),
+    };
+
     let wanted = match decision {
         Decision::NotOptedIn => {
             if release(&shared, &name, read_rv.as_deref(), &managers)
@@ -441,7 +456,21 @@ async fn reconcile(
             {
                 return Ok(again(&shared, &name));
             }
-            shared.tracked().remove(&name);
+            let released = managers.contains(DATA_MANAGER) || managers.contains(STATUS_MANAGER);
+            {
+                let mut tracked = shared.tracked();
+                tracked.remove(&name);
+                // After a release the next version is irsa's own apply: read that once more.
+                if !released && read_rv.is_some() {
+                    tracked.insert(
+                        name.clone(),
+                        Tracked {
+                            not_opted_in_rv: read_rv.clone(),
+                            ..Tracked::default()
+                        },
+                    );
+                }
+            }
             shared
                 .reported
                 .lock()
@@ -690,6 +719,7 @@ async fn reconcile(
     {
         let mut tracked = shared.tracked();
         let t = tracked.entry(name).or_default();
+        t.not_opted_in_rv = None;
         t.written_rv = rv;
         t.next_at = next;
         t.service_account = sa_name;
@@ -754,6 +784,7 @@ fn secs(d: Duration) -> i64 {
 fn remember(shared: &Shared, name: &str, rv: Option<String>, next_at: i64, sa: Option<String>) {
     let mut tracked = shared.tracked();
     let t = tracked.entry(name.to_owned()).or_default();
+    t.not_opted_in_rv = None;
     if rv.is_some() {
         t.written_rv = rv;
     } else {

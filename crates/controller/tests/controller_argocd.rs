@@ -769,3 +769,68 @@ async fn another_projects_service_account_needs_its_consent() {
     let (_, st) = wait_status(&env, "borrowed", "Ready").await;
     assert!(st.contains("argocd/argocd-project-production"), "{st}");
 }
+
+/// Review M3: a Git repository's secret (labelled, not opted in) is read once, not on every
+/// resync: the reconciles are counted to know that resyncs really ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_secret_is_read_once_not_on_every_resync() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    let git = Secret {
+        metadata: ObjectMeta {
+            name: Some("git-https".into()),
+            namespace: Some(NS.into()),
+            labels: Some(
+                [(
+                    "argocd.argoproj.io/secret-type".to_owned(),
+                    "repository".to_owned(),
+                )]
+                .into(),
+            ),
+            ..ObjectMeta::default()
+        },
+        string_data: Some(
+            [
+                ("type", "git"),
+                ("url", "https://github.com/org/repo.git"),
+                ("username", "git"),
+                ("password", "ghp_not_a_real_token"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        ),
+        ..Secret::default()
+    };
+    secrets(&env)
+        .create(&PostParams::default(), &git)
+        .await
+        .unwrap();
+    let requests = env.lab.stack.api.requests().clone();
+    requests.clear();
+    let controller = start(&env).await;
+    let gets = || {
+        requests
+            .records()
+            .iter()
+            .filter(|r| {
+                r.verb == "get"
+                    && r.resource == "secrets"
+                    && r.subresource.is_none()
+                    && r.namespace.as_deref() == Some(NS)
+            })
+            .count()
+    };
+    eventually("the first read", || async { (gets() >= 1).then_some(()) }).await;
+    for round in 1..=3u64 {
+        let before = controller.handle.metrics().argocd_reconciles();
+        controller.handle.resync_all();
+        eventually(&format!("resync {round} reconciled"), || async {
+            (controller.handle.metrics().argocd_reconciles() > before).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(gets(), 1, "read once, not on every resync");
+    let s = get(&env, "git-https").await;
+    assert!(status(&s).is_none(), "untouched");
+}
