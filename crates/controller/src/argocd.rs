@@ -535,6 +535,27 @@ async fn reconcile(
             return Ok(Action::requeue(shared.resync));
         }
     };
+    // Someone else's username/password: reported before any token is minted (review L2).
+    if let Some(owners) = foreign {
+        // Someone else's username/password: never sent over, whatever the server would say.
+        drop(held);
+        let status = conflict_status(&shared.namespace, &name, &owners);
+        let rv = match shared
+            .report(&name, &at, current_status.as_deref(), &status)
+            .await
+        {
+            Ok(rv) => rv,
+            Err(Stale) => return Ok(again(&shared, &name)),
+        };
+        remember(
+            &shared,
+            &name,
+            rv.or(read_rv),
+            now + secs(shared.resync),
+            Some(wanted.service_account.clone()),
+        );
+        return Ok(Action::requeue(shared.resync));
+    }
     let identity = Identity::WebIdentity {
         role_arn: role.clone(),
         token_source: Arc::new(
@@ -615,26 +636,6 @@ async fn reconcile(
         };
         return Ok(Action::requeue(Duration::from_secs(60)));
     };
-    if let Some(owners) = foreign {
-        // Someone else's username/password: never sent over, whatever the server would say.
-        drop(held);
-        let status = conflict_status(&shared.namespace, &name, &owners);
-        let rv = match shared
-            .report(&name, &at, current_status.as_deref(), &status)
-            .await
-        {
-            Ok(rv) => rv,
-            Err(Stale) => return Ok(again(&shared, &name)),
-        };
-        remember(
-            &shared,
-            &name,
-            rv.or(read_rv),
-            now + secs(shared.resync),
-            sa_name,
-        );
-        return Ok(Action::requeue(shared.resync));
-    }
     let matches = held.as_ref().is_some_and(|(u, p)| {
         u.as_deref().map(|v| v.as_slice()) == Some(auth.username.as_bytes())
             && p.as_deref().map(|v| v.as_slice()) == Some(auth.password.expose().as_bytes())

@@ -540,14 +540,49 @@ async fn a_user_set_password_is_a_reported_conflict_and_survives() {
             .then_some(())
     })
     .await;
-    // Still untouched after a refresh.
+    // Review L2: a conflict costs no exchange.
+    assert_eq!(
+        sts_exchanges(&env),
+        0,
+        "no exchange for a conflicting secret"
+    );
+    // Still untouched after a refresh: wait until both secrets were really read again (not a
+    // bare sleep, which could pass before any refresh ran).
+    let requests = env.lab.stack.api.requests().clone();
+    requests.clear();
+    let reads = || {
+        requests
+            .records()
+            .iter()
+            .filter(|r| {
+                r.verb == "get"
+                    && r.resource == "secrets"
+                    && r.subresource.is_none()
+                    && r.namespace.as_deref() == Some(NS)
+            })
+            .count()
+    };
     env.lab.stack.cloud.advance(Duration::from_secs(2000));
     _controller.handle.resync_all();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("both conflicting secrets read again", || async {
+        (reads() >= 2).then_some(())
+    })
+    .await;
+    let before = _controller.handle.metrics().argocd_reconciles();
+    _controller.handle.resync_all();
+    eventually("a later reconcile", || async {
+        (_controller.handle.metrics().argocd_reconciles() > before).then_some(())
+    })
+    .await;
     assert_eq!(
         field(&get(&env, "hand-made").await, "password").as_deref(),
         Some("set-by-hand")
     );
+    assert_eq!(
+        field(&get(&env, "applied").await, "password").as_deref(),
+        Some("applied-by-hand")
+    );
+    assert_eq!(sts_exchanges(&env), 0, "no exchange on the refresh either");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
