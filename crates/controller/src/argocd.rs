@@ -161,16 +161,19 @@ impl Shared {
 
     async fn store(&self, wanted: &Wanted) -> Result<Arc<CredentialStore>, String> {
         let key = (wanted.registry.region.clone(), wanted.token_url.clone());
-        let mut stores = self.stores.lock().await;
-        if let Some(s) = stores.get(&key) {
-            return Ok(s.clone());
+        {
+            let stores = self.stores.lock().await;
+            if let Some(s) = stores.get(&key) {
+                return Ok(s.clone());
+            }
+            if stores.len() >= MAX_PIPELINES {
+                return Err(format!(
+                    "more than {MAX_PIPELINES} distinct (region, workloadIdentityTokenURL) pairs \
+                     in use; remove unused workloadIdentityTokenURL values"
+                ));
+            }
         }
-        if stores.len() >= MAX_PIPELINES {
-            return Err(format!(
-                "more than {MAX_PIPELINES} distinct (region, workloadIdentityTokenURL) pairs in \
-                 use; remove unused workloadIdentityTokenURL values"
-            ));
-        }
+        // Built without the lock (review M2): one slow set-up never stalls the other secrets.
         let mut options = self.base.clone();
         options.region = Some(wanted.registry.region.clone());
         if let Some(url) = &wanted.token_url {
@@ -182,6 +185,17 @@ impl Shared {
                 wanted.registry.region
             )
         })?;
+        let mut stores = self.stores.lock().await;
+        if let Some(s) = stores.get(&key) {
+            // Another reconcile built it meanwhile: one store per key, whoever came first.
+            return Ok(s.clone());
+        }
+        if stores.len() >= MAX_PIPELINES {
+            return Err(format!(
+                "more than {MAX_PIPELINES} distinct (region, workloadIdentityTokenURL) pairs in \
+                 use; remove unused workloadIdentityTokenURL values"
+            ));
+        }
         let store = Arc::new(CredentialStore::new(pipeline, self.metrics.clone()));
         stores.insert(key, store.clone());
         Ok(store)
@@ -826,6 +840,47 @@ async fn release(
     Ok(())
 }
 
+/// After a Delete from the label-filtered watch: if the secret still exists without a served
+/// label, removes what irsa owns in it (read once; only its managers are kept).
+async fn release_if_unlabelled(shared: &Shared, name: &str) {
+    if !shared.writer.leads() {
+        return;
+    }
+    let secret = match shared.writer.get_secret(&shared.namespace, name).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(secret = %name, %error, "failed to read a secret that lost its label");
+            return;
+        }
+    };
+    let labelled = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(SECRET_TYPE_LABEL))
+        .is_some_and(|v| SECRET_TYPES.contains(&v.as_str()));
+    let rv = secret.metadata.resource_version.clone();
+    let managers: HashSet<String> = secret
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .filter(|m| m == DATA_MANAGER || m == STATUS_MANAGER)
+        .collect();
+    drop(secret);
+    if labelled || managers.is_empty() {
+        return;
+    }
+    if release(shared, name, rv.as_deref(), &managers)
+        .await
+        .is_err()
+    {
+        tracing::info!(secret = %name, "a secret that lost its label changed meanwhile; not released");
+    }
+}
+
 /// Bytes zeroized when dropped (a copy of a secret's username or password, for comparison).
 fn zeroize_on_drop(bytes: Vec<u8>) -> zeroize::Zeroizing<Vec<u8>> {
     zeroize::Zeroizing::new(bytes)
@@ -998,6 +1053,11 @@ pub async fn run(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(name);
+                // The label-filtered watch also says Delete when only the label went: then
+                // the secret is still there, and irsa's fields are released (review L1).
+                let shared = shared.clone();
+                let name = name.clone();
+                tokio::spawn(async move { release_if_unlabelled(&shared, &name).await });
             }
             event
         })

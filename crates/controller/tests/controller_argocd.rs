@@ -869,3 +869,36 @@ async fn a_git_secret_is_read_once_not_on_every_resync() {
     let s = get(&env, "git-https").await;
     assert!(status(&s).is_none(), "untouched");
 }
+
+/// Review L1: removing the label (the watch reports a Delete, the secret stays) releases
+/// irsa's fields: no credential is left behind in a secret irsa no longer watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_label_releases_irsas_fields() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    let _controller = start(&env).await;
+    repo_secret(&env, "unlabelled", Some("production"), &[]).await;
+    wait_filled(&env, "unlabelled", None).await;
+    secrets(&env)
+        .patch(
+            "unlabelled",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"argocd.argoproj.io/secret-type": null}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let s = eventually("irsa's fields released", || async {
+        let s = secrets(&env).get_opt("unlabelled").await.ok()??;
+        (field(&s, "password").is_none() && status(&s).is_none()).then_some(s)
+    })
+    .await;
+    assert!(field(&s, "username").is_none());
+    assert_eq!(
+        field(&s, "project").as_deref(),
+        Some("production"),
+        "the rest kept"
+    );
+}
