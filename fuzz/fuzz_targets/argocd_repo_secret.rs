@@ -4,7 +4,8 @@
 #![no_main]
 
 use irsa_core::argocd::{
-    Allowed, Decision, RepoKeys, check_consent, check_token_url, decide, error_status, registry_host,
+    Allowed, Decision, RepoKeys, check_consent, check_token_url, decide, error_status,
+    registry_host,
 };
 use libfuzzer_sys::fuzz_target;
 
