@@ -16,7 +16,8 @@ use crate::{Invalid, Verdict};
 #[command(after_help = "Examples:\n  \
     irsa controller                                   # KUBECONFIG or in-cluster config; metrics on 127.0.0.1:8080\n  \
     irsa controller --leader-elect --metrics-listen 0.0.0.0:8080   # as `irsa install` deploys it\n  \
-    irsa install | kubectl apply --server-side -f -   # the manifests that run it in a cluster\n\n\
+    irsa install | kubectl apply --server-side -f -   # the manifests that run it in a cluster\n  \
+    irsa controller --argocd-namespace argocd         # also fill Argo CD's ECR repository secrets\n\n\
     It watches ClusterPullSecrets and PullSecrets (irsa.dev/v1alpha1), namespaces (metadata only),\n\
     its own secrets (label app.kubernetes.io/managed-by=irsa) and service accounts, and writes one\n\
     kubernetes.io/dockerconfigjson secret per target namespace from one upstream exchange.\n\
@@ -100,6 +101,33 @@ pub(crate) struct ControllerArgs {
     /// ClusterPullSecrets.
     #[arg(long, value_name = "NS", env = "IRSA_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
+    /// Fill Argo CD repository secrets in NS (the Argo CD namespace) from workload identity:
+    /// secrets labelled argocd.argoproj.io/secret-type=repository or repo-creds whose data says
+    /// workloadIdentityProvider: aws (what Argo CD's pending PR #28217 reads) or
+    /// useWorkloadIdentity: "true" (the guide), for an ECR OCI repository (type: oci, type: helm
+    /// with enableOCI: "true", or an oci:// url). The identity is the service account
+    /// argocd-project-<project> in NS (or the one named by the irsa.dev/service-account
+    /// annotation, or without a project argocd-repo-server), with its
+    /// eks.amazonaws.com/role-arn; irsa writes only username and password (server-side apply,
+    /// never forced) and reports in the irsa.dev/status annotation and Events. The annotation
+    /// may name only the project's own account, argocd-repo-server, or an account that
+    /// consents (its irsa.dev/argocd-projects annotation lists the secret's project). Keep NS
+    /// admin-only. Needs the RBAC of `irsa install --argocd-namespace NS`.
+    /// Example: --argocd-namespace argocd
+    #[arg(long, value_name = "NS", env = "IRSA_ARGOCD_NAMESPACE")]
+    argocd_namespace: Option<String>,
+    /// With --argocd-namespace: a workloadIdentityTokenURL that repository secrets may use
+    /// besides AWS STS hosts (sts.amazonaws.com, sts[-fips].<region>.amazonaws.com[.cn],
+    /// sts[-fips].<region>.api.aws, <endpoint>.sts.<region>.vpce.amazonaws.com, https only).
+    /// The service-account token is sent to it, so it must match exactly; the only way to a
+    /// loopback or test STS. Repeatable. Example: --argocd-token-url http://127.0.0.1:4566
+    #[arg(long = "argocd-token-url", value_name = "URL")]
+    argocd_token_urls: Vec<String>,
+    /// With --argocd-namespace: a workloadIdentityAudience that repository secrets may ask
+    /// for besides sts.amazonaws.com (a token for it is minted). Repeatable.
+    /// Example: --argocd-audience sts.amazonaws.com.cn
+    #[arg(long = "argocd-audience", value_name = "AUD")]
+    argocd_audiences: Vec<String>,
 }
 
 /// The longest duration any flag takes: a year. Longer values are typos, and a year still
@@ -183,6 +211,33 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
         irsa_k8s::validation::check_dns_label(ns)
             .map_err(|e| Invalid(format!("--watch-namespace: {e}")))?;
     }
+    if let Some(ns) = &args.argocd_namespace {
+        irsa_k8s::validation::check_dns_label(ns)
+            .map_err(|e| Invalid(format!("--argocd-namespace: {e}")))?;
+    }
+    if args.argocd_namespace.is_none()
+        && !(args.argocd_token_urls.is_empty() && args.argocd_audiences.is_empty())
+    {
+        return Err(Invalid(
+            "--argocd-token-url and --argocd-audience need --argocd-namespace NS".to_owned(),
+        )
+        .into());
+    }
+    for url in &args.argocd_token_urls {
+        if !(url.starts_with("https://") || url.starts_with("http://")) || url.contains('@') {
+            return Err(Invalid(format!(
+                "--argocd-token-url {url:?}: give an http:// or https:// URL without user \
+                 information, e.g. http://127.0.0.1:4566"
+            ))
+            .into());
+        }
+    }
+    if let Some(a) = args.argocd_audiences.iter().find(|a| a.trim().is_empty()) {
+        return Err(Invalid(format!(
+            "--argocd-audience {a:?}: give a non-empty audience, e.g. sts.amazonaws.com.cn"
+        ))
+        .into());
+    }
     if args.leader_elect && args.retry_period >= args.renew_deadline {
         return Err(Invalid(format!(
             "--retry-period ({:?}) must be shorter than --renew-deadline ({:?}), or the leader cannot renew in time",
@@ -240,11 +295,21 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
                 "failed to set up the Kubernetes client: {e} (set KUBECONFIG, or run in a pod with a service account)"
             )
         })?;
-        let pipeline = Pipeline::new(PipelineOptions {
+        let pipeline_options = PipelineOptions {
             chainguard_issuer: args.chainguard_issuer.clone(),
             ..PipelineOptions::default()
-        })
-        .await?;
+        };
+        let pipeline = Pipeline::new(pipeline_options.clone()).await?;
+        let argocd = args.argocd_namespace.clone().map(|namespace| {
+            irsa_controller::argocd::ArgoCdOptions {
+                namespace,
+                pipeline: pipeline_options,
+                allowed: irsa_controller::argocd::Allowed {
+                    token_urls: args.argocd_token_urls.clone(),
+                    audiences: args.argocd_audiences.clone(),
+                },
+            }
+        });
         let options = ControllerOptions {
             resync: args.resync,
             concurrency: args.concurrency,
@@ -256,6 +321,7 @@ pub(crate) fn run(args: ControllerArgs) -> anyhow::Result<Verdict> {
             instance: identity,
             key_namespace: namespace,
             watch_namespace: args.watch_namespace.clone(),
+            argocd,
             ..ControllerOptions::default()
         };
         tracing::info!(metrics = %args.metrics_listen, ?options, "starting the controller");

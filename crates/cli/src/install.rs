@@ -50,6 +50,14 @@ pub(crate) struct InstallArgs {
     /// cluster-scoped: an admin installs them once (`--only crds`), so pair this with --no-crds.
     #[arg(long, value_name = "NS", env = "IRSA_WATCH_NAMESPACE")]
     watch_namespace: Option<String>,
+    /// Let the controller fill Argo CD repository secrets in NS (the Argo CD namespace) from
+    /// workload identity: passes --argocd-namespace NS to the controller and adds a Role and
+    /// RoleBinding `irsa-controller-argocd` in NS only (secrets get/list/watch/patch, service
+    /// accounts list/watch, serviceaccounts/token create, events). Anyone who may write
+    /// secrets in NS may then use any role-annotated service account there: keep NS
+    /// admin-only. Example: irsa install --argocd-namespace argocd
+    #[arg(long, value_name = "NS", env = "IRSA_ARGOCD_NAMESPACE")]
+    argocd_namespace: Option<String>,
     /// Add a ValidatingAdmissionPolicy (Kubernetes 1.30+) that refuses a PullSecret whose
     /// author may not create tokens for the service account it names (create
     /// serviceaccounts/token; for `identity.ambient`, for irsa's own service account), so that
@@ -166,6 +174,7 @@ impl InstallArgs {
         InstallOptions {
             namespace,
             watch_namespace: self.watch_namespace,
+            argocd_namespace: self.argocd_namespace,
             image: self.image,
             replicas: self.replicas,
             role_arn: self.role_arn,
@@ -243,6 +252,15 @@ pub(crate) fn grants_help() -> String {
         };
         out.push_str(&format!(
             "  {resources} [{verbs}] ({scope}): {why}\n",
+            verbs = grant.verbs.join(" "),
+            why = grant.why
+        ));
+    }
+    out.push_str("  with --argocd-namespace NS, a Role in NS only:\n");
+    for grant in irsa_k8s::install::ARGOCD_GRANTS {
+        out.push_str(&format!(
+            "  {resources} [{verbs}] (the Argo CD namespace): {why}\n",
+            resources = resources_of(grant),
             verbs = grant.verbs.join(" "),
             why = grant.why
         ));

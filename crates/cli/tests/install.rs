@@ -295,6 +295,62 @@ fn watch_namespace_prints_roles_only_and_the_policy_is_opt_in() {
 }
 
 #[test]
+fn argocd_namespace_adds_a_role_there_and_the_controller_flag() {
+    let run = irsa(&["install", "--argocd-namespace", "argocd", "--no-crds"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let in_argocd: Vec<(String, String)> = documents(&run.stdout)
+        .into_iter()
+        .filter(|(_, _, ns, _)| ns == "argocd")
+        .map(|(kind, name, _, _)| (kind, name))
+        .collect();
+    assert_eq!(
+        in_argocd,
+        [
+            ("Role".to_owned(), "irsa-controller-argocd".to_owned()),
+            (
+                "RoleBinding".to_owned(),
+                "irsa-controller-argocd".to_owned()
+            )
+        ]
+    );
+    assert!(
+        run.stdout.contains("- --argocd-namespace=argocd\n"),
+        "{}",
+        run.stdout
+    );
+    let bad = irsa(&["install", "--argocd-namespace", "Argo_CD"]);
+    assert_ne!(bad.code, 0);
+    assert!(bad.stderr.contains("--argocd-namespace"), "{}", bad.stderr);
+    let help = irsa(&["install", "--help"]);
+    assert!(
+        help.stdout.contains("(the Argo CD namespace)"),
+        "{}",
+        help.stdout
+    );
+    let help = irsa(&["controller", "--help"]);
+    assert!(
+        help.stdout
+            .contains("irsa controller --argocd-namespace argocd"),
+        "{}",
+        help.stdout
+    );
+    assert!(help.stdout.contains("PR #28217"), "{}", help.stdout);
+    for flag in [
+        "--argocd-token-url http://127.0.0.1:4566",
+        "--argocd-audience",
+        "irsa.dev/argocd-projects",
+    ] {
+        assert!(help.stdout.contains(flag), "{flag}: {}", help.stdout);
+    }
+    let lone = irsa(&["controller", "--argocd-token-url", "http://127.0.0.1:4566"]);
+    assert!(
+        lone.stderr.contains("need --argocd-namespace"),
+        "{}",
+        lone.stderr
+    );
+}
+
+#[test]
 fn webhook_adds_the_pod_identity_webhook_and_is_opt_in() {
     let default = irsa(&["install"]);
     assert!(

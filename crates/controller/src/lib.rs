@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod affects;
+pub mod argocd;
 pub mod credentials;
 #[cfg(test)]
 mod fixtures;

@@ -56,6 +56,7 @@ pub struct Metrics {
     refreshes: [AtomicU64; 2],
     refresh_failures: [AtomicU64; 2],
     exchanges: AtomicU64,
+    argocd_reconciles: AtomicU64,
     writes: [AtomicU64; 7],
     conflicts: AtomicU64,
     leader: AtomicU64,
@@ -106,6 +107,16 @@ impl Metrics {
     /// Upstream exchanges so far.
     pub fn exchanges(&self) -> u64 {
         self.exchanges.load(Ordering::Relaxed)
+    }
+
+    /// Counts one reconciliation of an Argo CD repository secret.
+    pub fn argocd_reconciled(&self) {
+        self.argocd_reconciles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Argo CD repository-secret reconciliations so far.
+    pub fn argocd_reconciles(&self) -> u64 {
+        self.argocd_reconciles.load(Ordering::Relaxed)
     }
 
     /// Counts an API write.
@@ -204,6 +215,11 @@ impl Metrics {
             out,
             "# HELP irsa_upstream_exchanges_total Upstream credential exchanges (STS and registry token).\n# TYPE irsa_upstream_exchanges_total counter\nirsa_upstream_exchanges_total {}",
             load(&self.exchanges)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP irsa_argocd_reconciles_total Reconciliations of Argo CD repository secrets.\n# TYPE irsa_argocd_reconciles_total counter\nirsa_argocd_reconciles_total {}",
+            load(&self.argocd_reconciles)
         );
         let _ = writeln!(
             out,

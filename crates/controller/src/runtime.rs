@@ -65,6 +65,9 @@ pub struct ControllerOptions {
     /// (an API server that hangs on reads) leaves the Lease to expire instead of releasing it,
     /// so that no write of this replica can overlap with a successor's.
     pub drain_timeout: Duration,
+    /// Argo CD repository secrets with workload identity in this namespace
+    /// (`--argocd-namespace`); `None`: not served. See [`crate::argocd`].
+    pub argocd: Option<crate::argocd::ArgoCdOptions>,
 }
 
 impl std::fmt::Debug for ControllerOptions {
@@ -80,6 +83,7 @@ impl std::fmt::Debug for ControllerOptions {
             .field("key_namespace", &self.key_namespace)
             .field("watch_namespace", &self.watch_namespace)
             .field("drain_timeout", &self.drain_timeout)
+            .field("argocd", &self.argocd)
             .finish_non_exhaustive()
     }
 }
@@ -99,6 +103,7 @@ impl Default for ControllerOptions {
             clock: Arc::new(irsa_aws::SystemClock),
             key_namespace: irsa_k8s::install::DEFAULT_NAMESPACE.to_owned(),
             drain_timeout: DEFAULT_DRAIN_TIMEOUT,
+            argocd: None,
         }
     }
 }
@@ -501,6 +506,43 @@ impl Controller {
         }
 
         let leading = leadership.subscribe();
+        // Argo CD repository secrets: a reconciler of its own, with its own writer under the
+        // same leadership (see crate::argocd).
+        if let Some(argocd) = options.argocd.clone() {
+            let writer = crate::writer::Writer::new(
+                client.clone(),
+                RateLimiter::new(options.qps, options.burst),
+                handle.metrics.clone(),
+                leadership.clone(),
+                Recorder::new(
+                    client.clone(),
+                    Reporter {
+                        controller: "irsa".to_owned(),
+                        instance: Some(options.instance.clone()),
+                    },
+                ),
+            );
+            let parts = crate::argocd::Parts {
+                client: client.clone(),
+                options: argocd,
+                writer,
+                requester: requester.clone(),
+                metrics: handle.metrics.clone(),
+                clock: options.clock.clone(),
+                token_expiration: options.token_expiration,
+                resync: options.resync,
+                leadership: leadership.clone(),
+                concurrency: options.concurrency,
+            };
+            let stop = stopped();
+            let stop = futures_util::FutureExt::shared(Box::pin(stop));
+            tasks.push(tokio::spawn(crate::argocd::run(
+                parts,
+                triggers(trigger.subscribe()),
+                stop,
+                options.drain_timeout,
+            )));
+        }
         let ctx = Arc::new(Context::new(
             client.clone(),
             index.clone(),

@@ -339,6 +339,25 @@ impl Writer {
         .await
     }
 
+    /// Server-side applies fields of a Secret irsa does not own (an Argo CD repository secret)
+    /// under `manager`, **without force**: a field another manager set to another value is a
+    /// 409 Conflict, never taken over.
+    pub async fn apply_foreign_secret(
+        &self,
+        secret: &Secret,
+        manager: &str,
+    ) -> Result<Secret, WriteError> {
+        let (ns, name) = (secret.namespace().unwrap_or_default(), secret.name_any());
+        let api = self.secrets(&ns);
+        let (pp, patch) = (PatchParams::apply(manager), Patch::Apply(secret));
+        self.write(
+            Write::Apply,
+            || format!("apply fields of secret {ns}/{name} as {manager}"),
+            || api.patch(&name, &pp, &patch),
+        )
+        .await
+    }
+
     /// Deletes a Secret if it still has the uid and resourceVersion irsa checked (409
     /// Conflict otherwise): never an object that replaced the one irsa looked at.
     pub async fn delete_secret(

@@ -9,6 +9,7 @@
 //! [`secret::SecretString`], which never prints its value.
 #![warn(missing_docs)]
 
+pub mod argocd;
 pub mod arn;
 pub mod cache_entry;
 pub mod chainguard;

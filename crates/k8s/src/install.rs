@@ -207,6 +207,9 @@ pub struct InstallOptions {
     /// The API server's CIDR blocks: admitted by the NetworkPolicy and passed to the webhook as
     /// `--trusted-peer` (its reviews waiting for service accounts are never evicted).
     pub webhook_api_server: Vec<String>,
+    /// Serve Argo CD repository secrets in this namespace (`irsa controller
+    /// --argocd-namespace`): a Role and RoleBinding there with [`ARGOCD_GRANTS`], nowhere else.
+    pub argocd_namespace: Option<String>,
 }
 
 impl Default for InstallOptions {
@@ -222,6 +225,7 @@ impl Default for InstallOptions {
             webhook_certs: WebhookCerts::default(),
             webhook_allow_from: Vec::new(),
             webhook_api_server: Vec::new(),
+            argocd_namespace: None,
         }
     }
 }
@@ -251,6 +255,9 @@ pub enum InstallError {
     /// The watched namespace is not a DNS label.
     #[error("invalid --watch-namespace: {0}")]
     WatchNamespace(String),
+    /// The Argo CD namespace is not a DNS label.
+    #[error("invalid --argocd-namespace: {0}")]
+    ArgoCdNamespace(String),
     /// The webhook cannot run in one-namespace mode.
     #[error(
         "--webhook cannot be combined with --watch-namespace: the webhook watches every \
@@ -290,6 +297,9 @@ impl InstallOptions {
         }
         if let Some(ns) = &self.watch_namespace {
             check_dns_label(ns).map_err(InstallError::WatchNamespace)?;
+        }
+        if let Some(ns) = &self.argocd_namespace {
+            check_dns_label(ns).map_err(InstallError::ArgoCdNamespace)?;
         }
         if self.parts.is_empty() {
             return Err(InstallError::NothingSelected);
@@ -505,6 +515,12 @@ fn objects(o: &InstallOptions) -> Result<Vec<Object>, InstallError> {
                 out.push(Object::Role(Box::new(own_namespace_role(o, false))));
                 out.push(Object::RoleBinding(Box::new(role_binding(o, &o.namespace))));
             }
+        }
+        if let Some(argocd) = &o.argocd_namespace {
+            out.push(Object::Role(Box::new(argocd_role(argocd))));
+            out.push(Object::RoleBinding(Box::new(argocd_role_binding(
+                o, argocd,
+            ))));
         }
     }
     if o.wants(Part::Controller) {
@@ -733,6 +749,55 @@ pub const GRANTS: &[(Scope, Grant)] = &[
         },
     ),
 ];
+
+/// The grants of `irsa controller --argocd-namespace NS`, in a Role of NS only (Argo CD's
+/// repository secrets and the projects' service accounts live there).
+pub const ARGOCD_GRANTS: &[Grant] = &[
+    Grant {
+        group: "",
+        resources: &["secrets"],
+        verbs: &["get", "list", "watch", "patch"],
+        why: "Argo CD repository secrets: watch them by label (metadata only), read one when it \
+              changed, apply username, password and the irsa.dev/status annotation",
+    },
+    Grant {
+        group: "",
+        resources: &["serviceaccounts"],
+        verbs: &["list", "watch"],
+        why: "find each project's service account (argocd-project-<project>) and its role",
+    },
+    Grant {
+        group: "",
+        resources: &["serviceaccounts/token"],
+        verbs: &["create"],
+        why: "TokenRequest: the project's token, exchanged at STS for its role",
+    },
+    Grant {
+        group: "events.k8s.io",
+        resources: &["events"],
+        verbs: &["create", "patch"],
+        why: "Events on the repository secrets",
+    },
+];
+
+/// The name of the Argo CD Role and RoleBinding (apart from the controller's own Role, which
+/// may share the namespace).
+pub const ARGOCD_ROLE: &str = "irsa-controller-argocd";
+
+fn argocd_role(namespace: &str) -> Role {
+    Role {
+        metadata: meta(ARGOCD_ROLE, Some(namespace), Some("controller")),
+        rules: Some(ARGOCD_GRANTS.iter().map(|g| rule(g, &[])).collect()),
+    }
+}
+
+fn argocd_role_binding(o: &InstallOptions, namespace: &str) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(ARGOCD_ROLE, Some(namespace), Some("controller")),
+        role_ref: role_ref("Role", ARGOCD_ROLE),
+        subjects: Some(subject(o)),
+    }
+}
 
 /// The controller's grants with their scope and reason, for documentation.
 pub fn rbac_grants() -> &'static [(Scope, Grant)] {
@@ -984,6 +1049,9 @@ fn controller_args(o: &InstallOptions) -> Vec<String> {
     .to_vec();
     if let Some(ns) = &o.watch_namespace {
         args.push(format!("--watch-namespace={ns}"));
+    }
+    if let Some(ns) = &o.argocd_namespace {
+        args.push(format!("--argocd-namespace={ns}"));
     }
     args
 }
@@ -1314,6 +1382,58 @@ mod tests {
             );
             assert!(!grant.why.is_empty());
         }
+    }
+
+    #[test]
+    fn argocd_namespace_adds_a_role_there_only_and_the_flag() {
+        let o = InstallOptions {
+            argocd_namespace: Some("argocd".into()),
+            ..InstallOptions::default()
+        };
+        let docs = manifests(&o).unwrap();
+        let in_argocd: Vec<&serde_json::Value> = docs
+            .iter()
+            .filter(|d| d["metadata"]["namespace"] == "argocd")
+            .collect();
+        let kinds: Vec<&str> = in_argocd
+            .iter()
+            .map(|d| d["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(kinds, ["Role", "RoleBinding"], "nothing else in argocd");
+        assert_eq!(in_argocd[0]["metadata"]["name"], ARGOCD_ROLE);
+        assert_eq!(
+            grants(in_argocd[0]),
+            [
+                row("", "secrets", "get list watch patch"),
+                row("", "serviceaccounts", "list watch"),
+                row("", "serviceaccounts/token", "create"),
+                row("events.k8s.io", "events", "create patch"),
+            ]
+        );
+        let binding = in_argocd[1];
+        assert_eq!(binding["roleRef"]["name"], ARGOCD_ROLE);
+        assert_eq!(binding["subjects"][0]["namespace"], DEFAULT_NAMESPACE);
+        let args = &find(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"];
+        assert!(
+            args.as_array()
+                .unwrap()
+                .contains(&serde_json::json!("--argocd-namespace=argocd")),
+            "{args}"
+        );
+        // Without the option: no Argo CD Role, no flag.
+        let plain = manifests(&InstallOptions::default()).unwrap();
+        let text = serde_json::to_string(&plain).unwrap();
+        assert!(!text.contains(ARGOCD_ROLE) && !text.contains("--argocd-namespace"));
+        let bad = InstallOptions {
+            argocd_namespace: Some("Argo CD".into()),
+            ..InstallOptions::default()
+        };
+        assert!(
+            manifests(&bad)
+                .unwrap_err()
+                .to_string()
+                .starts_with("invalid --argocd-namespace")
+        );
     }
 
     #[test]
