@@ -27,9 +27,6 @@ use aws_sigv4::sign::v4;
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use irsa_core::arn::RoleArn;
 use irsa_core::secret::SecretString;
 use thiserror::Error;
@@ -37,6 +34,7 @@ use thiserror::Error;
 use crate::clock::Clock;
 use crate::credentials::{AwsCredentials, BoxFuture, RegistryCredential};
 use crate::provider::{FetchContext, ProviderError, RegistryTarget, RegistryTokenProvider};
+use crate::query::HttpsClient;
 use crate::retry::{CallFailure, FailureKind, RetryPolicy, with_retry};
 use crate::sts::{WebIdentityTokens, sdk_credentials};
 
@@ -266,8 +264,6 @@ fn query_encode(value: &str) -> String {
     out
 }
 
-type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
 /// The Chainguard provider.
 pub struct ChainguardProvider {
     issuer: String,
@@ -354,15 +350,7 @@ impl ChainguardProvider {
 
     fn client(&self) -> Result<&HttpsClient, ChainguardError> {
         self.client
-            .get_or_init(|| {
-                let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                    .with_native_roots()
-                    .map_err(|e| format!("no CA certificates could be loaded: {e}"))?
-                    .https_or_http()
-                    .enable_http1()
-                    .build();
-                Ok(Client::builder(TokioExecutor::new()).build(connector))
-            })
+            .get_or_init(crate::query::https_client)
             .as_ref()
             .map_err(|reason| ChainguardError::Tls {
                 reason: reason.clone(),
@@ -493,7 +481,7 @@ impl Drop for SecretBody {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

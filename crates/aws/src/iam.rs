@@ -1,13 +1,13 @@
 //! A small typed IAM client: the reads `irsa doctor` makes (OIDC providers, roles, their inline
 //! and attached policies, managed policy versions) and the writes `irsa iam setup` makes (create
 //! an OIDC provider or add a client id to it, create a role or replace its trust policy, put an
-//! inline policy), on aws-sdk-iam.
+//! inline policy), on IAM's Query API ([`crate::query`]: a signed form POST answered with XML).
 //!
 //! IAM is one global service per partition: its endpoint is `iam.amazonaws.com` (signed for
 //! us-east-1) in `aws`, `iam.us-gov.amazonaws.com` (us-gov-west-1) in `aws-us-gov` and
 //! `iam.cn-north-1.amazonaws.com.cn` (cn-north-1) in `aws-cn`: the client signs for
-//! [`signing_region`] of the partition and lets the SDK's endpoint rules pick the host. An
-//! endpoint URL (`AWS_ENDPOINT_URL_IAM`, then `AWS_ENDPOINT_URL`) wins over the rules.
+//! [`signing_region`] of the partition and calls [`iam_endpoint`], the host the SDKs' endpoint
+//! rules pick. An endpoint URL (`AWS_ENDPOINT_URL_IAM`, then `AWS_ENDPOINT_URL`) wins over the rules.
 //!
 //! IAM returns policy documents URL-encoded (RFC 3986): [`decode_policy_document`] (irsa-core's)
 //! turns them back into JSON text, and [`same_document`] compares a document with the one wanted as JSON
@@ -19,11 +19,10 @@
 
 use std::fmt;
 
+use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials as _;
-use aws_sdk_iam::config::{BehaviorVersion, Region};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
-use aws_smithy_types::retry::RetryConfig;
-use irsa_core::partition::Partition;
+use irsa_core::aws_xml::Element;
+use irsa_core::partition::{EndpointVariant, Partition, sts_endpoint};
 use irsa_core::secret::SecretString;
 use serde_json::Value;
 use thiserror::Error;
@@ -31,9 +30,9 @@ use thiserror::Error;
 pub use irsa_core::trust_policy::{DocumentError, decode_policy_document, same_document};
 
 use crate::credentials::AwsCredentials;
-use crate::env::Env;
+use crate::env::{Env, url_for_logs};
+use crate::query::QueryApi;
 use crate::retry::{CallFailure, FailureKind, RetryPolicy, is_access_denied, with_retry};
-use crate::sts::{SdkSendExt as _, sdk_credentials};
 
 /// Most pages a `List…` call follows (IAM pages hold up to 1000 items).
 const MAX_PAGES: usize = 100;
@@ -129,6 +128,17 @@ pub enum IamError {
         /// The credential chain's explanation.
         message: String,
     },
+    /// The IAM endpoint URL cannot be used.
+    #[error(
+        "the IAM endpoint URL {url} cannot be used ({reason}): set AWS_ENDPOINT_URL_IAM (or \
+         AWS_ENDPOINT_URL) to an https:// URL such as https://iam.amazonaws.com, or unset it"
+    )]
+    Endpoint {
+        /// The URL as logs show it.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// `sts:GetCallerIdentity` failed: the account the credentials act in is unknown.
     #[error(
         "sts:GetCallerIdentity failed ({failure}): irsa asks STS which account the AWS \
@@ -182,7 +192,7 @@ impl IamError {
             IamError::AccessDenied { action, .. }
             | IamError::Call { action, .. }
             | IamError::Malformed { action, .. } => Some(action),
-            IamError::Credentials { .. } => None,
+            IamError::Credentials { .. } | IamError::Endpoint { .. } => None,
             IamError::Caller { .. } => Some("GetCallerIdentity"),
         }
     }
@@ -264,11 +274,33 @@ pub struct PolicyVersion {
     pub document: String,
 }
 
+/// The IAM endpoint of `partition`, as the SDKs' endpoint rules give it (IPv4; FIPS where the
+/// partition has it: GovCloud's one endpoint is FIPS validated already).
+pub fn iam_endpoint(partition: Partition, fips: bool) -> &'static str {
+    match (partition, fips) {
+        (Partition::Aws, false) => "https://iam.amazonaws.com",
+        (Partition::Aws, true) => "https://iam-fips.amazonaws.com",
+        (Partition::AwsCn, false) => "https://iam.cn-north-1.amazonaws.com.cn",
+        (Partition::AwsCn, true) => "https://iam-fips.amazonaws.com.cn",
+        (Partition::AwsUsGov, _) => "https://iam.us-gov.amazonaws.com",
+        (Partition::AwsIso, false) => "https://iam.us-iso-east-1.c2s.ic.gov",
+        (Partition::AwsIso, true) => "https://iam-fips.us-iso-east-1.c2s.ic.gov",
+        (Partition::AwsIsoB, false) => "https://iam.us-isob-east-1.sc2s.sgov.gov",
+        (Partition::AwsIsoB, true) => "https://iam-fips.us-isob-east-1.sc2s.sgov.gov",
+        (Partition::AwsIsoE, false) => "https://iam.eu-isoe-west-1.cloud.adc-e.uk",
+        (Partition::AwsIsoE, true) => "https://iam-fips.cloud.adc-e.uk",
+        (Partition::AwsIsoF, false) => "https://iam.us-isof-south-1.csp.hci.ic.gov",
+        (Partition::AwsIsoF, true) => "https://iam-fips.csp.hci.ic.gov",
+        (Partition::AwsEusc, false) => "https://iam.eusc-de-east-1.amazonaws.eu",
+        (Partition::AwsEusc, true) => "https://iam-fips.amazonaws.eu",
+    }
+}
+
 /// The IAM client.
-#[derive(Clone)]
 pub struct IamClient {
-    client: aws_sdk_iam::Client,
-    sts: aws_sdk_sts::Client,
+    iam: QueryApi,
+    /// STS, for `GetCallerIdentity`; why it cannot be called when its endpoint is unusable.
+    sts: Result<QueryApi, String>,
     settings: IamSettings,
 }
 
@@ -280,42 +312,43 @@ impl fmt::Debug for IamClient {
     }
 }
 
+const IAM_VERSION: &str = "2010-05-08";
+const STS_VERSION: &str = "2011-06-15";
+
 impl IamClient {
-    /// A client signing with `credentials`.
+    /// A client signing with `credentials`; an error when the endpoint URL cannot be used.
     pub fn with_credentials(
         settings: IamSettings,
         credentials: &AwsCredentials,
-        http_client: Option<SharedHttpClient>,
-    ) -> Self {
-        let mut config = aws_sdk_iam::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(signing_region(settings.partition)))
-            .credentials_provider(sdk_credentials(credentials))
-            .use_fips(settings.use_fips)
-            .retry_config(RetryConfig::disabled());
-        if let Some(url) = &settings.endpoint_url {
-            config = config.endpoint_url(url.clone());
+    ) -> Result<Self, IamError> {
+        let region = signing_region(settings.partition);
+        let endpoint = settings
+            .endpoint_url
+            .clone()
+            .unwrap_or_else(|| iam_endpoint(settings.partition, settings.use_fips).to_owned());
+        let iam = QueryApi::new(&endpoint, "iam", IAM_VERSION, region, credentials).map_err(
+            |reason| IamError::Endpoint {
+                url: url_for_logs(&endpoint),
+                reason,
+            },
+        )?;
+        let sts = match &settings.sts_endpoint_url {
+            Some(url) => Ok(url.clone()),
+            None => sts_endpoint(
+                region,
+                EndpointVariant {
+                    fips: settings.use_fips,
+                    dual_stack: false,
+                },
+            )
+            .map(|host| format!("https://{host}"))
+            .map_err(|e| e.to_string()),
         }
-        let mut sts = aws_sdk_sts::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(aws_sdk_sts::config::Region::new(signing_region(
-                settings.partition,
-            )))
-            .credentials_provider(sdk_credentials(credentials))
-            .use_fips(settings.use_fips)
-            .retry_config(RetryConfig::disabled());
-        if let Some(url) = &settings.sts_endpoint_url {
-            sts = sts.endpoint_url(url.clone());
-        }
-        if let Some(http) = http_client {
-            config = config.http_client(http.clone());
-            sts = sts.http_client(http);
-        }
-        Self {
-            client: aws_sdk_iam::Client::from_conf(config.build()),
-            sts: aws_sdk_sts::Client::from_conf(sts.build()),
-            settings,
-        }
+        .and_then(|url| {
+            QueryApi::new(&url, "sts", STS_VERSION, region, credentials)
+                .map_err(|reason| format!("the STS endpoint URL {}: {reason}", url_for_logs(&url)))
+        });
+        Ok(Self { iam, sts, settings })
     }
 
     /// A client for `partition` with the caller's own credentials and the endpoint settings of
@@ -326,11 +359,10 @@ impl IamClient {
     /// clear error before any call.
     pub async fn from_env(env: &Env, partition: Partition) -> Result<Self, IamError> {
         let settings = IamSettings::from_env(env, partition);
-        let http = crate::pipeline::shared_http_client();
         let credentials = match env {
             Env::Process => {
                 let config = aws_config::defaults(BehaviorVersion::latest())
-                    .http_client(http.clone())
+                    .http_client(crate::pipeline::shared_http_client())
                     .region(Region::new(signing_region(partition)))
                     .load()
                     .await;
@@ -375,7 +407,7 @@ impl IamClient {
                 }
             },
         };
-        Ok(Self::with_credentials(settings, &credentials, Some(http)))
+        Self::with_credentials(settings, &credentials)
     }
 
     /// The partition this client calls.
@@ -388,21 +420,65 @@ impl IamClient {
         &self.settings
     }
 
-    /// Bounds `call` by the retry policy and classifies its failure.
-    async fn call<T, F, Fut>(
+    /// `action` on `resource` with `params`, bounded by the retry policy, its failure
+    /// classified.
+    async fn call(
         &self,
         action: &'static str,
         resource: &str,
-        call: F,
-    ) -> Result<T, IamError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, CallFailure>>,
-    {
-        tracing::debug!(action, resource, "calling IAM");
-        with_retry(&self.settings.retry, action, call)
-            .await
-            .map_err(|failure| classify(action, resource, failure))
+        params: &[(&str, &str)],
+    ) -> Result<Element, IamError> {
+        tracing::debug!(action, resource, endpoint = %self.iam.endpoint(), "calling IAM");
+        with_retry(&self.settings.retry, action, || {
+            self.iam.call(action, params)
+        })
+        .await
+        .map_err(|failure| classify(action, resource, failure))
+    }
+
+    /// [`Self::call`] of a `Get…` action: `None` when IAM says there is no such entity.
+    async fn get(
+        &self,
+        action: &'static str,
+        resource: &str,
+        params: &[(&str, &str)],
+    ) -> Result<Option<Element>, IamError> {
+        match self.call(action, resource, params).await {
+            Ok(out) => Ok(Some(out)),
+            Err(e) if e.is_no_such_entity() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every page of the `List…` action `action`: `each` takes the items of a page.
+    async fn list(
+        &self,
+        action: &'static str,
+        resource: &str,
+        params: &[(&str, &str)],
+        mut each: impl FnMut(&Element),
+    ) -> Result<(), IamError> {
+        let mut marker: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut page_params = params.to_vec();
+            if let Some(m) = &marker {
+                page_params.push(("Marker", m));
+            }
+            let out = self.call(action, resource, &page_params).await?;
+            each(&out);
+            match (
+                out.text_of("IsTruncated").map(str::trim),
+                out.text_of("Marker"),
+            ) {
+                (Some("true"), Some(next)) if !next.is_empty() => marker = Some(next.to_owned()),
+                _ => return Ok(()),
+            }
+        }
+        Err(malformed(
+            action,
+            resource,
+            &format!("more than {MAX_PAGES} pages"),
+        ))
     }
 
     // ---- reads
@@ -411,13 +487,15 @@ impl IamClient {
     /// no permission, so it answers for any valid credentials, before anything is written.
     pub async fn caller_account(&self) -> Result<String, IamError> {
         const ACTION: &str = "GetCallerIdentity";
-        tracing::debug!(action = ACTION, "calling STS");
-        let out = with_retry(&self.settings.retry, ACTION, || {
-            self.sts.get_caller_identity().send().map_ok_or_failure()
-        })
-        .await
-        .map_err(|failure| IamError::Caller { failure })?;
-        out.account()
+        let sts = self.sts.as_ref().map_err(|reason| IamError::Caller {
+            failure: CallFailure::new(FailureKind::Rejected, reason.clone()),
+        })?;
+        tracing::debug!(action = ACTION, endpoint = %sts.endpoint(), "calling STS");
+        let out = with_retry(&self.settings.retry, ACTION, || sts.call(ACTION, &[]))
+            .await
+            .map_err(|failure| IamError::Caller { failure })?;
+        out.text_of("Account")
+            .map(str::trim)
             .filter(|a| !a.is_empty())
             .map(str::to_owned)
             .ok_or_else(|| malformed(ACTION, "the caller", "the answer holds no Account"))
@@ -429,99 +507,56 @@ impl IamClient {
         arn: &str,
     ) -> Result<Option<OidcProvider>, IamError> {
         const ACTION: &str = "GetOpenIDConnectProvider";
-        let out = self
-            .call(ACTION, arn, || {
-                self.client
-                    .get_open_id_connect_provider()
-                    .open_id_connect_provider_arn(arn)
-                    .send()
-                    .map_ok_or_failure()
-            })
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if e.is_no_such_entity() => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(out) = self
+            .get(ACTION, arn, &[("OpenIDConnectProviderArn", arn)])
+            .await?
+        else {
+            return Ok(None);
         };
         let url = out
-            .url()
+            .text_of("Url")
             .ok_or_else(|| malformed(ACTION, arn, "the answer holds no Url"))?;
         Ok(Some(OidcProvider {
             arn: arn.to_owned(),
             url: url.to_owned(),
-            client_ids: out.client_id_list().to_vec(),
-            thumbprints: out.thumbprint_list().to_vec(),
+            client_ids: out.member_texts("ClientIDList"),
+            thumbprints: out.member_texts("ThumbprintList"),
         }))
     }
 
     /// `ListOpenIDConnectProviders`: the ARNs of every OIDC provider of the account.
     pub async fn list_open_id_connect_providers(&self) -> Result<Vec<String>, IamError> {
         const ACTION: &str = "ListOpenIDConnectProviders";
-        let out = self
-            .call(ACTION, "*", || {
-                self.client
-                    .list_open_id_connect_providers()
-                    .send()
-                    .map_ok_or_failure()
-            })
-            .await?;
+        let out = self.call(ACTION, "*", &[]).await?;
         Ok(out
-            .open_id_connect_provider_list()
-            .iter()
-            .filter_map(|p| p.arn().map(str::to_owned))
+            .members("OpenIDConnectProviderList")
+            .filter_map(|p| p.text_of("Arn").map(str::to_owned))
             .collect())
     }
 
     /// `GetRole`; `None` when there is no role of this name.
     pub async fn get_role(&self, name: &str) -> Result<Option<Role>, IamError> {
         const ACTION: &str = "GetRole";
-        let out = self
-            .call(ACTION, name, || {
-                self.client
-                    .get_role()
-                    .role_name(name)
-                    .send()
-                    .map_ok_or_failure()
-            })
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if e.is_no_such_entity() => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(out) = self.get(ACTION, name, &[("RoleName", name)]).await? else {
+            return Ok(None);
         };
         let role = out
-            .role()
+            .child("Role")
             .ok_or_else(|| malformed(ACTION, name, "the answer holds no Role"))?;
-        role_from_sdk(ACTION, name, role).map(Some)
+        role_from_xml(ACTION, name, role).map(Some)
     }
 
     /// `ListRolePolicies`: the names of the role's inline policies, every page.
     pub async fn list_role_policies(&self, role_name: &str) -> Result<Vec<String>, IamError> {
-        const ACTION: &str = "ListRolePolicies";
         let mut names = Vec::new();
-        let mut marker: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let out = self
-                .call(ACTION, role_name, || {
-                    self.client
-                        .list_role_policies()
-                        .role_name(role_name)
-                        .set_marker(marker.clone())
-                        .send()
-                        .map_ok_or_failure()
-                })
-                .await?;
-            names.extend(out.policy_names().iter().cloned());
-            match (out.is_truncated(), out.marker()) {
-                (true, Some(next)) => marker = Some(next.to_owned()),
-                _ => return Ok(names),
-            }
-        }
-        Err(malformed(
-            ACTION,
+        self.list(
+            "ListRolePolicies",
             role_name,
-            &format!("more than {MAX_PAGES} pages"),
-        ))
+            &[("RoleName", role_name)],
+            |page| names.extend(page.member_texts("PolicyNames")),
+        )
+        .await?;
+        Ok(names)
     }
 
     /// `GetRolePolicy`; `None` when the role has no inline policy of this name (or no such
@@ -533,22 +568,14 @@ impl IamClient {
     ) -> Result<Option<InlinePolicy>, IamError> {
         const ACTION: &str = "GetRolePolicy";
         let resource = format!("{role_name} (inline policy {policy_name})");
-        let out = self
-            .call(ACTION, &resource, || {
-                self.client
-                    .get_role_policy()
-                    .role_name(role_name)
-                    .policy_name(policy_name)
-                    .send()
-                    .map_ok_or_failure()
-            })
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if e.is_no_such_entity() => return Ok(None),
-            Err(e) => return Err(e),
+        let params = [("RoleName", role_name), ("PolicyName", policy_name)];
+        let Some(out) = self.get(ACTION, &resource, &params).await? else {
+            return Ok(None);
         };
-        let document = decode_policy_document(out.policy_document())
+        let raw = out
+            .text_of("PolicyDocument")
+            .ok_or_else(|| malformed(ACTION, &resource, "the answer holds no PolicyDocument"))?;
+        let document = decode_policy_document(raw)
             .map_err(|e| malformed(ACTION, &resource, &format!("PolicyDocument: {e}")))?;
         Ok(Some(InlinePolicy {
             role_name: role_name.to_owned(),
@@ -562,64 +589,41 @@ impl IamClient {
         &self,
         role_name: &str,
     ) -> Result<Vec<AttachedPolicy>, IamError> {
-        const ACTION: &str = "ListAttachedRolePolicies";
         let mut policies = Vec::new();
-        let mut marker: Option<String> = None;
-        for _ in 0..MAX_PAGES {
-            let out = self
-                .call(ACTION, role_name, || {
-                    self.client
-                        .list_attached_role_policies()
-                        .role_name(role_name)
-                        .set_marker(marker.clone())
-                        .send()
-                        .map_ok_or_failure()
-                })
-                .await?;
-            for p in out.attached_policies() {
-                if let (Some(name), Some(arn)) = (p.policy_name(), p.policy_arn()) {
-                    policies.push(AttachedPolicy {
-                        name: name.to_owned(),
-                        arn: arn.to_owned(),
-                    });
-                }
-            }
-            match (out.is_truncated(), out.marker()) {
-                (true, Some(next)) => marker = Some(next.to_owned()),
-                _ => return Ok(policies),
-            }
-        }
-        Err(malformed(
-            ACTION,
+        self.list(
+            "ListAttachedRolePolicies",
             role_name,
-            &format!("more than {MAX_PAGES} pages"),
-        ))
+            &[("RoleName", role_name)],
+            |page| {
+                for p in page.members("AttachedPolicies") {
+                    if let (Some(name), Some(arn)) =
+                        (p.text_of("PolicyName"), p.text_of("PolicyArn"))
+                    {
+                        policies.push(AttachedPolicy {
+                            name: name.to_owned(),
+                            arn: arn.to_owned(),
+                        });
+                    }
+                }
+            },
+        )
+        .await?;
+        Ok(policies)
     }
 
     /// `GetPolicy`; `None` when no managed policy has this ARN.
     pub async fn get_policy(&self, arn: &str) -> Result<Option<ManagedPolicy>, IamError> {
         const ACTION: &str = "GetPolicy";
-        let out = self
-            .call(ACTION, arn, || {
-                self.client
-                    .get_policy()
-                    .policy_arn(arn)
-                    .send()
-                    .map_ok_or_failure()
-            })
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if e.is_no_such_entity() => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(out) = self.get(ACTION, arn, &[("PolicyArn", arn)]).await? else {
+            return Ok(None);
         };
         let policy = out
-            .policy()
+            .child("Policy")
             .ok_or_else(|| malformed(ACTION, arn, "the answer holds no Policy"))?;
         Ok(Some(ManagedPolicy {
-            arn: policy.arn().unwrap_or(arn).to_owned(),
-            name: policy.policy_name().unwrap_or_default().to_owned(),
-            default_version_id: policy.default_version_id().map(str::to_owned),
+            arn: policy.text_of("Arn").unwrap_or(arn).to_owned(),
+            name: policy.text_of("PolicyName").unwrap_or_default().to_owned(),
+            default_version_id: policy.text_of("DefaultVersionId").map(str::to_owned),
         }))
     }
 
@@ -631,33 +635,25 @@ impl IamClient {
     ) -> Result<Option<PolicyVersion>, IamError> {
         const ACTION: &str = "GetPolicyVersion";
         let resource = format!("{arn} (version {version_id})");
-        let out = self
-            .call(ACTION, &resource, || {
-                self.client
-                    .get_policy_version()
-                    .policy_arn(arn)
-                    .version_id(version_id)
-                    .send()
-                    .map_ok_or_failure()
-            })
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(e) if e.is_no_such_entity() => return Ok(None),
-            Err(e) => return Err(e),
+        let params = [("PolicyArn", arn), ("VersionId", version_id)];
+        let Some(out) = self.get(ACTION, &resource, &params).await? else {
+            return Ok(None);
         };
         let version = out
-            .policy_version()
+            .child("PolicyVersion")
             .ok_or_else(|| malformed(ACTION, &resource, "the answer holds no PolicyVersion"))?;
         let raw = version
-            .document()
+            .text_of("Document")
             .ok_or_else(|| malformed(ACTION, &resource, "the answer holds no Document"))?;
         let document = decode_policy_document(raw)
             .map_err(|e| malformed(ACTION, &resource, &format!("Document: {e}")))?;
         Ok(Some(PolicyVersion {
             policy_arn: arn.to_owned(),
-            version_id: version.version_id().unwrap_or(version_id).to_owned(),
-            is_default: version.is_default_version(),
+            version_id: version
+                .text_of("VersionId")
+                .unwrap_or(version_id)
+                .to_owned(),
+            is_default: version.text_of("IsDefaultVersion").map(str::trim) == Some("true"),
             document,
         }))
     }
@@ -667,16 +663,10 @@ impl IamClient {
     /// not enabled.
     pub async fn outbound_web_identity_issuer(&self) -> Result<Option<String>, IamError> {
         const ACTION: &str = "GetOutboundWebIdentityFederationInfo";
-        let out = self
-            .call(ACTION, "*", || {
-                self.client
-                    .get_outbound_web_identity_federation_info()
-                    .send()
-                    .map_ok_or_failure()
-            })
-            .await;
-        match out {
-            Ok(out) if out.jwt_vending_enabled() => Ok(out.issuer_identifier().map(str::to_owned)),
+        match self.call(ACTION, "*", &[]).await {
+            Ok(out) if out.text_of("JwtVendingEnabled").map(str::trim) == Some("true") => {
+                Ok(out.text_of("IssuerIdentifier").map(str::to_owned))
+            }
             Ok(_) => Ok(None),
             Err(e) if e.code() == Some("FeatureDisabled") => Ok(None),
             Err(e) => Err(e),
@@ -693,18 +683,26 @@ impl IamClient {
         thumbprints: &[String],
     ) -> Result<String, IamError> {
         const ACTION: &str = "CreateOpenIDConnectProvider";
-        let out = self
-            .call(ACTION, issuer_url, || {
-                self.client
-                    .create_open_id_connect_provider()
-                    .url(issuer_url)
-                    .set_client_id_list(Some(client_ids.to_vec()))
-                    .set_thumbprint_list((!thumbprints.is_empty()).then(|| thumbprints.to_vec()))
-                    .send()
-                    .map_ok_or_failure()
-            })
-            .await;
-        let out = match out {
+        let client_keys: Vec<String> = (1..=client_ids.len())
+            .map(|i| format!("ClientIDList.member.{i}"))
+            .collect();
+        let thumbprint_keys: Vec<String> = (1..=thumbprints.len())
+            .map(|i| format!("ThumbprintList.member.{i}"))
+            .collect();
+        let mut params = vec![("Url", issuer_url)];
+        params.extend(
+            client_keys
+                .iter()
+                .map(String::as_str)
+                .zip(client_ids.iter().map(String::as_str)),
+        );
+        params.extend(
+            thumbprint_keys
+                .iter()
+                .map(String::as_str)
+                .zip(thumbprints.iter().map(String::as_str)),
+        );
+        let out = match self.call(ACTION, issuer_url, &params).await {
             Ok(out) => out,
             Err(e) if retried_already_exists(&e) => {
                 // An earlier attempt created it and its answer was lost (a 5xx after the write):
@@ -728,7 +726,8 @@ impl IamClient {
             }
             Err(e) => return Err(e),
         };
-        out.open_id_connect_provider_arn()
+        out.text_of("OpenIDConnectProviderArn")
+            .filter(|a| !a.is_empty())
             .map(str::to_owned)
             .ok_or_else(|| {
                 malformed(
@@ -746,16 +745,8 @@ impl IamClient {
         client_id: &str,
     ) -> Result<(), IamError> {
         const ACTION: &str = "AddClientIDToOpenIDConnectProvider";
-        self.call(ACTION, arn, || {
-            self.client
-                .add_client_id_to_open_id_connect_provider()
-                .open_id_connect_provider_arn(arn)
-                .client_id(client_id)
-                .send()
-                .map_ok_or_failure()
-        })
-        .await
-        .map(|_| ())
+        let params = [("OpenIDConnectProviderArn", arn), ("ClientID", client_id)];
+        self.call(ACTION, arn, &params).await.map(|_| ())
     }
 
     /// `CreateRole` with `trust_policy` as its AssumeRolePolicyDocument.
@@ -768,19 +759,15 @@ impl IamClient {
     ) -> Result<Role, IamError> {
         const ACTION: &str = "CreateRole";
         let document = trust_policy.to_string();
-        let out = self
-            .call(ACTION, name, || {
-                self.client
-                    .create_role()
-                    .role_name(name)
-                    .path(path)
-                    .assume_role_policy_document(document.clone())
-                    .set_description(description.map(str::to_owned))
-                    .send()
-                    .map_ok_or_failure()
-            })
-            .await;
-        let out = match out {
+        let mut params = vec![
+            ("RoleName", name),
+            ("Path", path),
+            ("AssumeRolePolicyDocument", document.as_str()),
+        ];
+        if let Some(description) = description {
+            params.push(("Description", description));
+        }
+        let out = match self.call(ACTION, name, &params).await {
             Ok(out) => out,
             Err(e) if retried_already_exists(&e) => {
                 // An earlier attempt created it and its answer was lost (a 5xx after the write):
@@ -801,9 +788,9 @@ impl IamClient {
             Err(e) => return Err(e),
         };
         let role = out
-            .role()
+            .child("Role")
             .ok_or_else(|| malformed(ACTION, name, "the answer holds no Role"))?;
-        role_from_sdk(ACTION, name, role)
+        role_from_xml(ACTION, name, role)
     }
 
     /// `UpdateAssumeRolePolicy`: replaces the role's trust policy.
@@ -814,16 +801,11 @@ impl IamClient {
     ) -> Result<(), IamError> {
         const ACTION: &str = "UpdateAssumeRolePolicy";
         let document = trust_policy.to_string();
-        self.call(ACTION, role_name, || {
-            self.client
-                .update_assume_role_policy()
-                .role_name(role_name)
-                .policy_document(document.clone())
-                .send()
-                .map_ok_or_failure()
-        })
-        .await
-        .map(|_| ())
+        let params = [
+            ("RoleName", role_name),
+            ("PolicyDocument", document.as_str()),
+        ];
+        self.call(ACTION, role_name, &params).await.map(|_| ())
     }
 
     /// `PutRolePolicy`: creates or replaces the role's inline policy `policy_name`.
@@ -836,17 +818,12 @@ impl IamClient {
         const ACTION: &str = "PutRolePolicy";
         let resource = format!("{role_name} (inline policy {policy_name})");
         let document = document.to_string();
-        self.call(ACTION, &resource, || {
-            self.client
-                .put_role_policy()
-                .role_name(role_name)
-                .policy_name(policy_name)
-                .policy_document(document.clone())
-                .send()
-                .map_ok_or_failure()
-        })
-        .await
-        .map(|_| ())
+        let params = [
+            ("RoleName", role_name),
+            ("PolicyName", policy_name),
+            ("PolicyDocument", document.as_str()),
+        ];
+        self.call(ACTION, &resource, &params).await.map(|_| ())
     }
 }
 
@@ -881,26 +858,33 @@ fn classify(action: &'static str, resource: &str, failure: CallFailure) -> IamEr
     }
 }
 
-fn role_from_sdk(
-    action: &'static str,
-    resource: &str,
-    role: &aws_sdk_iam::types::Role,
-) -> Result<Role, IamError> {
+fn role_from_xml(action: &'static str, resource: &str, role: &Element) -> Result<Role, IamError> {
+    let field = |name: &str| {
+        role.text_of(name)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| malformed(action, resource, &format!("the Role holds no {name}")))
+    };
     let trust_policy = role
-        .assume_role_policy_document()
+        .text_of("AssumeRolePolicyDocument")
         .map(decode_policy_document)
         .transpose()
         .map_err(|e| malformed(action, resource, &format!("AssumeRolePolicyDocument: {e}")))?;
+    let max_session_duration = role
+        .text_of("MaxSessionDuration")
+        .map(|t| t.trim().parse::<i32>())
+        .transpose()
+        .map_err(|_| malformed(action, resource, "MaxSessionDuration is not a number"))?;
     Ok(Role {
-        name: role.role_name().to_owned(),
-        arn: role.arn().to_owned(),
-        path: role.path().to_owned(),
-        role_id: role.role_id().to_owned(),
+        name: field("RoleName")?,
+        arn: field("Arn")?,
+        path: role.text_of("Path").unwrap_or("/").to_owned(),
+        role_id: field("RoleId")?,
         trust_policy,
-        max_session_duration: role.max_session_duration(),
+        max_session_duration,
         permissions_boundary: role
-            .permissions_boundary()
-            .and_then(|b| b.permissions_boundary_arn())
+            .child("PermissionsBoundary")
+            .and_then(|b| b.text_of("PermissionsBoundaryArn"))
             .map(str::to_owned),
     })
 }
@@ -915,6 +899,57 @@ mod tests {
         assert_eq!(signing_region(Partition::AwsUsGov), "us-gov-west-1");
         assert_eq!(signing_region(Partition::AwsCn), "cn-north-1");
         assert_eq!(signing_region(Partition::AwsIso), "us-iso-east-1");
+    }
+
+    #[test]
+    fn iam_endpoints_are_the_sdks() {
+        // From aws-sdk-iam's endpoint rule tests (IPv4).
+        for (partition, fips, url) in [
+            (Partition::Aws, false, "https://iam.amazonaws.com"),
+            (Partition::Aws, true, "https://iam-fips.amazonaws.com"),
+            (
+                Partition::AwsCn,
+                false,
+                "https://iam.cn-north-1.amazonaws.com.cn",
+            ),
+            (
+                Partition::AwsUsGov,
+                true,
+                "https://iam.us-gov.amazonaws.com",
+            ),
+            (
+                Partition::AwsEusc,
+                false,
+                "https://iam.eusc-de-east-1.amazonaws.eu",
+            ),
+            (Partition::AwsIsoF, true, "https://iam-fips.csp.hci.ic.gov"),
+        ] {
+            assert_eq!(
+                iam_endpoint(partition, fips),
+                url,
+                "{partition} fips={fips}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unusable_endpoint_url_is_one_clear_error() {
+        let settings = IamSettings {
+            endpoint_url: Some("ftp://iam.example".into()),
+            ..IamSettings::from_env(&Env::from_pairs([("X", "y")]), Partition::Aws)
+        };
+        let creds = AwsCredentials {
+            access_key_id: "AKID".into(),
+            secret_access_key: SecretString::new("s".into()),
+            session_token: None,
+            expires_at: None,
+        };
+        let err = IamClient::with_credentials(settings, &creds).unwrap_err();
+        assert!(
+            matches!(err, IamError::Endpoint { .. })
+                && err.to_string().contains("AWS_ENDPOINT_URL_IAM"),
+            "{err}"
+        );
     }
 
     #[test]

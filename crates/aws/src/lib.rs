@@ -23,6 +23,7 @@ pub mod flight;
 pub mod iam;
 pub mod pipeline;
 pub mod provider;
+mod query;
 pub mod retry;
 pub mod sts;
 pub mod token_source;

@@ -429,7 +429,7 @@ fn iam_client(url: &str) -> irsa_aws::iam::IamClient {
         session_token: None,
         expires_at: None,
     };
-    irsa_aws::iam::IamClient::with_credentials(settings, &creds, None)
+    irsa_aws::iam::IamClient::with_credentials(settings, &creds).expect("a usable endpoint URL")
 }
 
 fn iam_xml(action: &str, result: &str) -> Reply {

@@ -11,6 +11,7 @@
 
 pub mod argocd;
 pub mod arn;
+pub mod aws_xml;
 pub mod cache_entry;
 pub mod chainguard;
 pub mod docker_config;
