@@ -223,21 +223,27 @@ fn status(secret: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// Polls `f` until it answers, at most 60 s.
+/// The last `n` lines of `text`.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Polls `f` until it answers, at most 120 s (a loaded 2-core machine, trace logging).
 fn eventually<T>(
     what: &str,
     controller: &ControllerProcess,
     mut f: impl FnMut() -> Option<T>,
 ) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(v) = f() {
             return v;
         }
         assert!(
             Instant::now() < deadline,
-            "timed out waiting for {what}; controller log:\n{}",
-            controller.log()
+            "timed out waiting for {what}; the controller log's last lines:\n{}",
+            tail(&controller.log(), 80)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
