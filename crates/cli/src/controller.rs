@@ -112,7 +112,11 @@ pub(crate) struct ControllerArgs {
     /// never forced) and reports in the irsa.dev/status annotation and Events. The annotation
     /// may name only the project's own account, argocd-repo-server, or an account that
     /// consents (its irsa.dev/argocd-projects annotation lists the secret's project). Keep NS
-    /// admin-only. Needs the RBAC of `irsa install --argocd-namespace NS`.
+    /// admin-only. A repo-creds template is not per project in Argo CD: it serves every
+    /// repository under its URL prefix, whatever the repository's project, so a template with
+    /// project: P hands P's registry credentials to all of them; give templates no project
+    /// (argocd-repo-server's role) and keep project-scoped credentials in repository secrets.
+    /// Needs the RBAC of `irsa install --argocd-namespace NS`.
     /// Example: --argocd-namespace argocd
     #[arg(long, value_name = "NS", env = "IRSA_ARGOCD_NAMESPACE")]
     argocd_namespace: Option<String>,

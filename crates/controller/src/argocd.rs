@@ -124,6 +124,8 @@ struct Tracked {
     wrote_expiry: Option<i64>,
     /// The resourceVersion of a secret that does not opt in: not read again while unchanged.
     not_opted_in_rv: Option<String>,
+    /// The credential store it is served from: a store no tracked secret names is freed.
+    store_key: Option<StoreKey>,
 }
 
 /// A credential store per (STS region, `workloadIdentityTokenURL`).
@@ -162,9 +164,15 @@ impl Shared {
     async fn store(&self, wanted: &Wanted) -> Result<Arc<CredentialStore>, String> {
         let key = (wanted.registry.region.clone(), wanted.token_url.clone());
         {
-            let stores = self.stores.lock().await;
+            let mut stores = self.stores.lock().await;
             if let Some(s) = stores.get(&key) {
                 return Ok(s.clone());
+            }
+            if stores.len() >= MAX_PIPELINES {
+                // Only stores in use count (review M2).
+                let used = self.stores_in_use();
+                stores.retain(|k, _| used.contains(k));
+                self.metrics.set_argocd_stores(stores.len());
             }
             if stores.len() >= MAX_PIPELINES {
                 return Err(format!(
@@ -197,8 +205,45 @@ impl Shared {
             ));
         }
         let store = Arc::new(CredentialStore::new(pipeline, self.metrics.clone()));
-        stores.insert(key, store.clone());
+        stores.insert(key.clone(), store.clone());
+        let used = self.stores_in_use();
+        stores.retain(|k, _| *k == key || used.contains(k));
+        self.metrics.set_argocd_stores(stores.len());
         Ok(store)
+    }
+
+    /// The store keys tracked secrets are served from.
+    fn stores_in_use(&self) -> HashSet<StoreKey> {
+        self.tracked()
+            .values()
+            .filter_map(|t| t.store_key.clone())
+            .collect()
+    }
+
+    /// Frees the credential stores no tracked secret is served from (review M2): their
+    /// pipeline, cached credentials and backoff go, and they no longer count toward
+    /// [`MAX_PIPELINES`].
+    async fn prune_stores(&self) {
+        let mut stores = self.stores.lock().await;
+        let used = self.stores_in_use();
+        let before = stores.len();
+        stores.retain(|k, _| used.contains(k));
+        if stores.len() != before {
+            tracing::debug!(
+                freed = before - stores.len(),
+                held = stores.len(),
+                "Argo CD credential stores no secret uses freed"
+            );
+        }
+        self.metrics.set_argocd_stores(stores.len());
+    }
+
+    /// Notes that `name` is served from no store any more, and frees what nothing uses.
+    async fn unserved(&self, name: &str) {
+        if let Some(t) = self.tracked().get_mut(name) {
+            t.store_key = None;
+        }
+        self.prune_stores().await;
     }
 
     fn secret_ref(&self, name: &str, uid: Option<&str>) -> ObjectReference {
@@ -213,12 +258,15 @@ impl Shared {
     }
 
     /// An apply of nothing yet to `name`, conditional on `rv` (the version irsa read: a
-    /// change since makes it a 409, and the secret is read again).
-    fn apply_body(&self, name: &str, rv: Option<&str>) -> Secret {
+    /// change since makes it a 409, and the secret is read again) and on `uid` (the secret
+    /// irsa read: an apply never creates a Secret, review L5 — kube-apiserver refuses to create
+    /// one from an apply that names a uid, while a resourceVersion alone does not stop it).
+    fn apply_body(&self, name: &str, uid: Option<&str>, rv: Option<&str>) -> Secret {
         Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
                 namespace: Some(self.namespace.clone()),
+                uid: uid.map(str::to_owned),
                 resource_version: rv.map(str::to_owned),
                 ..ObjectMeta::default()
             },
@@ -248,8 +296,9 @@ impl Shared {
             }
         };
         let mut rv = None;
+        let mut held_by: Option<String> = None;
         if current != Some(status) {
-            let mut body = self.apply_body(name, at.rv);
+            let mut body = self.apply_body(name, at.uid, at.rv);
             body.metadata.annotations =
                 Some([(STATUS_ANNOTATION.to_owned(), status.to_owned())].into());
             match self
@@ -260,9 +309,42 @@ impl Shared {
                 Ok(s) => rv = s.metadata.resource_version,
                 Err(WriteError::NotLeader) => return Ok(None),
                 Err(e) if is_stale(&e) => return Err(Stale),
+                Err(e) if is_field_conflict(&e) => {
+                    // Another field manager applied irsa.dev/status first (review L4): irsa
+                    // does not force, so it says so in an Event (once per status change).
+                    let owners = conflicting_managers(&e);
+                    tracing::warn!(secret = %name, owners, "irsa.dev/status is held by another field manager");
+                    held_by = Some(owners);
+                }
                 Err(error) => {
                     tracing::warn!(secret = %name, %error, "failed to write the status annotation");
                 }
+            }
+        }
+        if new && let Some(owners) = held_by {
+            let event = KubeEvent {
+                type_: EventType::Warning,
+                reason: "StatusConflict".to_owned(),
+                note: Some(truncate(
+                    &format!(
+                        "{STATUS_ANNOTATION} is held by field manager {owners}, so irsa cannot \
+                         write it; free it with kubectl -n {ns} annotate secret {name} \
+                         {STATUS_ANNOTATION}- (and drop it from the manifest that sets it). \
+                         The status is: {status}",
+                        ns = self.namespace
+                    ),
+                    1000,
+                )),
+                action: "Reconcile".to_owned(),
+                secondary: None,
+            };
+            if let Err(error) = self
+                .writer
+                .publish(&event, &self.secret_ref(name, uid))
+                .await
+                && !matches!(error, WriteError::NotLeader)
+            {
+                tracing::warn!(secret = %name, %error, "failed to publish an Event");
             }
         }
         if new && kind != "Ready" {
@@ -321,6 +403,35 @@ struct At<'a> {
 /// A 409 for a changed resourceVersion, not for another field manager's fields.
 fn is_stale(e: &WriteError) -> bool {
     e.code() == Some(409) && !is_field_conflict(e)
+}
+
+/// The field managers a 409 apply conflict names (`"kubectl"`, …), from its causes.
+fn conflicting_managers(e: &WriteError) -> String {
+    let mut names: Vec<String> = e
+        .status()
+        .and_then(|s| s.details.as_ref())
+        .map(|d| {
+            d.causes
+                .iter()
+                .filter(|c| c.reason == "FieldManagerConflict")
+                .map(|c| {
+                    // A tenant-chosen name: quoted and escaped.
+                    let m = c
+                        .message
+                        .trim_start_matches("conflict with ")
+                        .trim_matches('"');
+                    format!("{:?}", truncate(m, 100))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        "another field manager".to_owned()
+    } else {
+        names.join(", ")
+    }
 }
 
 fn is_field_conflict(e: &WriteError) -> bool {
@@ -395,6 +506,7 @@ async fn reconcile(
         .map_err(ArgoCdError::Read)?
     else {
         shared.tracked().remove(&name);
+        shared.prune_stores().await;
         return Ok(Action::await_change());
     };
     // Only what is needed survives this block: the keys, irsa's ownership, the status, and
@@ -464,9 +576,15 @@ async fn reconcile(
 
     let wanted = match decision {
         Decision::NotOptedIn => {
-            if release(&shared, &name, read_rv.as_deref(), &managers)
-                .await
-                .is_err()
+            if release(
+                &shared,
+                &name,
+                uid.as_deref(),
+                read_rv.as_deref(),
+                &managers,
+            )
+            .await
+            .is_err()
             {
                 return Ok(again(&shared, &name));
             }
@@ -490,9 +608,11 @@ async fn reconcile(
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&name);
+            shared.prune_stores().await;
             return Ok(Action::await_change());
         }
         Decision::Invalid(cause) => {
+            shared.unserved(&name).await;
             let last_good = shared.tracked().get(&name).and_then(|t| t.wrote_expiry);
             let status = error_status(&cause, last_good.filter(|t| *t > now));
             let rv = match shared
@@ -530,6 +650,7 @@ async fn reconcile(
     {
         Ok(r) => r,
         Err(cause) => {
+            shared.unserved(&name).await;
             let last_good = shared.tracked().get(&name).and_then(|t| t.wrote_expiry);
             let status = error_status(&cause, last_good.filter(|t| *t > now));
             let rv = match shared
@@ -595,6 +716,9 @@ async fn reconcile(
         credentials::key(&identity, &targets),
         wanted.audience
     );
+    // Named before the store is looked up, so that no prune frees it meanwhile.
+    shared.tracked().entry(name.clone()).or_default().store_key =
+        Some((wanted.registry.region.clone(), wanted.token_url.clone()));
     let obtained = match shared.store(&wanted).await {
         Ok(store) => {
             let clock = shared.clock.clone();
@@ -659,7 +783,7 @@ async fn reconcile(
     let status = if matches {
         ready_status(&wanted, &role, &shared.namespace, credential.expires_at)
     } else {
-        let mut body = shared.apply_body(&name, read_rv.as_deref());
+        let mut body = shared.apply_body(&name, uid.as_deref(), read_rv.as_deref());
         body.data = Some(
             [
                 (
@@ -816,6 +940,7 @@ fn remember(shared: &Shared, name: &str, rv: Option<String>, next_at: i64, sa: O
 async fn release(
     shared: &Shared,
     name: &str,
+    uid: Option<&str>,
     rv: Option<&str>,
     managers: &HashSet<String>,
 ) -> Result<(), Stale> {
@@ -824,7 +949,7 @@ async fn release(
         if !managers.contains(manager) {
             continue;
         }
-        let body = shared.apply_body(name, rv.as_deref());
+        let body = shared.apply_body(name, uid, rv.as_deref());
         match shared.writer.apply_foreign_secret(&body, manager).await {
             Err(e) if is_stale(&e) => return Err(Stale),
             Ok(s) => {
@@ -861,6 +986,7 @@ async fn release_if_unlabelled(shared: &Shared, name: &str) {
         .and_then(|l| l.get(SECRET_TYPE_LABEL))
         .is_some_and(|v| SECRET_TYPES.contains(&v.as_str()));
     let rv = secret.metadata.resource_version.clone();
+    let uid = secret.metadata.uid.clone();
     let managers: HashSet<String> = secret
         .metadata
         .managed_fields
@@ -873,7 +999,7 @@ async fn release_if_unlabelled(shared: &Shared, name: &str) {
     if labelled || managers.is_empty() {
         return;
     }
-    if release(shared, name, rv.as_deref(), &managers)
+    if release(shared, name, uid.as_deref(), rv.as_deref(), &managers)
         .await
         .is_err()
     {
@@ -912,6 +1038,9 @@ pub struct Parts {
     pub leadership: Leadership,
     /// Resources reconciled at once.
     pub concurrency: u16,
+    /// Called once the repository secrets and the service accounts have both been listed
+    /// (the controller's readiness waits for it).
+    pub listed: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Runs the Argo CD reconciler until `stop`, reconciling every secret again on `resync_all`.
@@ -932,7 +1061,17 @@ pub async fn run(
         resync,
         leadership,
         concurrency,
+        listed,
     } = parts;
+    // Bit 1: the service accounts listed; bit 2: the repository secrets listed.
+    let lists = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let list_done = move |bit: u8| {
+        let all = lists.fetch_or(bit, std::sync::atomic::Ordering::Relaxed) | bit;
+        if all == 3 {
+            tracing::info!("Argo CD repository secrets and service accounts listed");
+            listed();
+        }
+    };
     let ns = options.namespace.clone();
     tracing::info!(namespace = %ns, "serving Argo CD repository secrets with workload identity");
     let (sa_store, sa_writer) = reflector::store::<ServiceAccount>();
@@ -955,6 +1094,7 @@ pub async fn run(
     let (refs_tx, refs_rx) =
         tokio::sync::mpsc::unbounded_channel::<ObjectRef<PartialObjectMeta<Secret>>>();
     let sa_task = {
+        let list_done = list_done.clone();
         let shared = shared.clone();
         let stop = stop.clone();
         let ns = ns.clone();
@@ -980,7 +1120,10 @@ pub async fn run(
                 };
                 let changed: Option<String> = match event {
                     Ok(Event::Apply(sa)) | Ok(Event::Delete(sa)) => sa.metadata.name.clone(),
-                    Ok(Event::InitDone) => Some(String::new()),
+                    Ok(Event::InitDone) => {
+                        list_done(1);
+                        Some(String::new())
+                    }
                     Ok(_) => None,
                     Err(error) => {
                         tracing::warn!(%error, "Argo CD service accounts watch failed; retrying");
@@ -1022,6 +1165,7 @@ pub async fn run(
                         if changed.is_err() { break; }
                         if !*rx.borrow_and_update() {
                             shared.stores.lock().await.clear();
+                            shared.metrics.set_argocd_stores(0);
                             shared.tracked().clear();
                             shared.reported.lock().unwrap_or_else(|p| p.into_inner()).clear();
                         }
@@ -1044,6 +1188,9 @@ pub async fn run(
             .modify(|m| m.metadata.managed_fields = None),
         )
         .map(move |event| {
+            if let Ok(Event::InitDone) = &event {
+                list_done(2);
+            }
             if let Ok(Event::Delete(m)) = &event
                 && let Some(name) = &m.metadata.name
             {
@@ -1057,7 +1204,10 @@ pub async fn run(
                 // the secret is still there, and irsa's fields are released (review L1).
                 let shared = shared.clone();
                 let name = name.clone();
-                tokio::spawn(async move { release_if_unlabelled(&shared, &name).await });
+                tokio::spawn(async move {
+                    release_if_unlabelled(&shared, &name).await;
+                    shared.prune_stores().await;
+                });
             }
             event
         })

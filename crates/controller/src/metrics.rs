@@ -57,6 +57,7 @@ pub struct Metrics {
     refresh_failures: [AtomicU64; 2],
     exchanges: AtomicU64,
     argocd_reconciles: AtomicU64,
+    argocd_stores: AtomicU64,
     writes: [AtomicU64; 7],
     conflicts: AtomicU64,
     leader: AtomicU64,
@@ -117,6 +118,18 @@ impl Metrics {
     /// Argo CD repository-secret reconciliations so far.
     pub fn argocd_reconciles(&self) -> u64 {
         self.argocd_reconciles.load(Ordering::Relaxed)
+    }
+
+    /// Sets how many Argo CD credential stores (one per STS region and token URL in use) are
+    /// held.
+    pub fn set_argocd_stores(&self, n: usize) {
+        self.argocd_stores
+            .store(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Argo CD credential stores held.
+    pub fn argocd_stores(&self) -> u64 {
+        self.argocd_stores.load(Ordering::Relaxed)
     }
 
     /// Counts an API write.
@@ -220,6 +233,11 @@ impl Metrics {
             out,
             "# HELP irsa_argocd_reconciles_total Reconciliations of Argo CD repository secrets.\n# TYPE irsa_argocd_reconciles_total counter\nirsa_argocd_reconciles_total {}",
             load(&self.argocd_reconciles)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP irsa_argocd_credential_stores Argo CD credential stores held (one per STS region and workloadIdentityTokenURL in use).\n# TYPE irsa_argocd_credential_stores gauge\nirsa_argocd_credential_stores {}",
+            load(&self.argocd_stores)
         );
         let _ = writeln!(
             out,

@@ -129,6 +129,8 @@ const SECRETS: u8 = 2;
 const SERVICE_ACCOUNTS: u8 = 4;
 const CLUSTER_PULL_SECRETS: u8 = 8;
 const PULL_SECRETS: u8 = 16;
+/// The Argo CD reconciler's watches (`--argocd-namespace`); set at once when it is off.
+const ARGOCD: u8 = 32;
 const INDEX: u8 = NAMESPACES | SECRETS | SERVICE_ACCOUNTS;
 
 /// A quiet watch feed still ticks this often (its heartbeat)…
@@ -137,7 +139,7 @@ const FEED_TICK: Duration = Duration::from_secs(5);
 const FEED_BOUND: Duration = Duration::from_secs(60);
 /// No reconcile legitimately runs longer than the resync period, nor than this.
 const MIN_RECONCILE_BOUND: Duration = Duration::from_secs(300);
-const ALL: u8 = INDEX | CLUSTER_PULL_SECRETS | PULL_SECRETS;
+const ALL: u8 = INDEX | CLUSTER_PULL_SECRETS | PULL_SECRETS | ARGOCD;
 
 /// What tests, the demo and the admin server can see of a running controller.
 #[derive(Clone)]
@@ -206,6 +208,7 @@ impl Handle {
             (SERVICE_ACCOUNTS, "serviceaccounts"),
             (CLUSTER_PULL_SECRETS, "clusterpullsecrets"),
             (PULL_SECRETS, "pullsecrets"),
+            (ARGOCD, "argocd repository secrets"),
         ]
         .into_iter()
         .filter(|(bit, _)| listed & bit == 0)
@@ -533,6 +536,10 @@ impl Controller {
                 resync: options.resync,
                 leadership: leadership.clone(),
                 concurrency: options.concurrency,
+                listed: Arc::new({
+                    let mark = mark.clone();
+                    move || mark(ARGOCD)
+                }),
             };
             let stop = stopped();
             let stop = futures_util::FutureExt::shared(Box::pin(stop));
@@ -542,6 +549,8 @@ impl Controller {
                 stop,
                 options.drain_timeout,
             )));
+        } else {
+            mark(ARGOCD);
         }
         let ctx = Arc::new(Context::new(
             client.clone(),

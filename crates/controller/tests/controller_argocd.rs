@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use irsa_controller::argocd::{Allowed, ArgoCdOptions, STATUS_ANNOTATION};
 use irsa_lab::harness::*;
+use irsa_sandbox::apiserver::faults::FaultConfig;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -901,4 +902,309 @@ async fn removing_the_label_releases_irsas_fields() {
         Some("production"),
         "the rest kept"
     );
+}
+
+/// `/readyz` of the admin server at `addr`: (status code, body).
+async fn readyz(addr: std::net::SocketAddr) -> (u16, String) {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let request = "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, response)
+}
+
+/// With `--argocd-namespace`, `/readyz` also waits for the Argo CD reconciler's first list: a
+/// replica whose repository secrets cannot be listed (here: every `list secrets` fails once the
+/// index has listed) is not ready and says what it waits for; it is once they list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_waits_for_the_argocd_watch() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    let faults = env.lab.stack.api.faults().clone();
+    let failing = |resource: &str| ErrorRule {
+        verb: Some("list".into()),
+        resource: Some(resource.into()),
+        code: 503,
+        rate: 1.0,
+        count: None,
+        retry_after_seconds: None,
+        message: None,
+    };
+    // The index's namespaces cannot list: the Argo CD reconciler (started after the index's
+    // first lists) waits, while the index lists its secrets and service accounts.
+    faults.add_error(failing("namespaces"));
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    let controller = env
+        .lab
+        .spawn_controller(argocd_options(&env), Some(admin))
+        .await
+        .unwrap();
+    eventually(
+        "the index listed its secrets and service accounts",
+        || async {
+            let (code, body) = readyz(addr).await;
+            (code == 503
+                && body.contains("waiting for the first list of: namespaces")
+                && !body.contains("secrets, serviceaccounts"))
+            .then_some(())
+        },
+    )
+    .await;
+    // From now on no secrets list answers (the index's watch has listed and keeps watching),
+    // and the namespaces list does.
+    faults.set(FaultConfig {
+        errors: vec![failing("secrets")],
+        ..FaultConfig::default()
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (code, body) = readyz(addr).await;
+    assert!(
+        !controller.handle.is_ready() && code == 503,
+        "not ready while the Argo CD secrets never listed: {code} {body}"
+    );
+    assert!(
+        body.contains("argocd repository secrets"),
+        "/readyz names what it waits for: {body}"
+    );
+    faults.clear();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), controller.handle.wait_ready())
+            .await
+            .expect("ready once the Argo CD secrets list"),
+        "ready"
+    );
+    let (code, body) = readyz(addr).await;
+    assert_eq!(code, 200, "{body}");
+    controller.stop().await.unwrap();
+}
+
+/// A credential store (one per STS region and token URL) that no served secret uses any more is
+/// freed (review M2): deleting its secret, moving the secret to another token URL, or opting
+/// out frees it, so the cap on stores counts only what is in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_stores_no_secret_uses_are_freed() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    // Two spellings of the sandbox's STS, both listed by the operator: two stores.
+    let one = env.lab.stack.aws_url.trim_end_matches('/').to_owned();
+    let two = one.replace("127.0.0.1", "localhost");
+    assert_ne!(one, two, "the sandbox listens on 127.0.0.1: {one}");
+    let mut options = argocd_options(&env);
+    if let Some(a) = options.argocd.as_mut() {
+        a.allowed.token_urls = vec![one.clone(), two.clone()];
+    }
+    env.lab.namespace(NS, &[]).await.unwrap();
+    let controller = env.controller_with(options).await;
+    let stores = || controller.handle.metrics().argocd_stores();
+    repo_secret(
+        &env,
+        "by-one",
+        Some("production"),
+        &[("workloadIdentityTokenURL", &one)],
+    )
+    .await;
+    repo_secret(
+        &env,
+        "by-two",
+        Some("production"),
+        &[("workloadIdentityTokenURL", &two)],
+    )
+    .await;
+    wait_filled(&env, "by-one", None).await;
+    wait_filled(&env, "by-two", None).await;
+    assert_eq!(stores(), 2, "one store per token URL in use");
+
+    secrets(&env)
+        .delete("by-one", &Default::default())
+        .await
+        .unwrap();
+    eventually("the deleted secret's store freed", || async {
+        (stores() == 1).then_some(())
+    })
+    .await;
+
+    // by-two moves to the first URL: a store for it, the second's freed.
+    secrets(&env)
+        .patch(
+            "by-two",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"workloadIdentityTokenURL": b64(&one)}})),
+        )
+        .await
+        .unwrap();
+    eventually("by-two served through the first URL", || async {
+        let s = secrets(&env).get("by-two").await.ok()?;
+        let st = status(&s)?;
+        (st.starts_with("Ready") && st.contains(&one)).then_some(())
+    })
+    .await;
+    eventually("the second URL's store freed", || async {
+        (stores() == 1).then_some(())
+    })
+    .await;
+
+    // Opting out frees the last one.
+    secrets(&env)
+        .patch(
+            "by-two",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {
+                "useWorkloadIdentity": b64("false"),
+                "workloadIdentityProvider": b64("none"),
+            }})),
+        )
+        .await
+        .unwrap();
+    eventually("no store once nothing is served", || async {
+        (stores() == 0).then_some(())
+    })
+    .await;
+    controller.stop().await.unwrap();
+}
+
+/// A secret deleted between irsa's read and its apply (review L5): the apply carries the
+/// resourceVersion read, so it is refused; it never creates an unlabelled Secret holding the
+/// credential.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_deleted_after_the_read_is_not_recreated_by_the_apply() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    let _controller = start(&env).await;
+    let requests = env.lab.stack.api.requests().clone();
+    let faults = env.lab.stack.api.faults().clone();
+    requests.clear();
+    // Every API request takes 700 ms: after irsa's GET, its TokenRequest and its apply come
+    // well after the delete sent as soon as the GET is seen.
+    faults.set_latency(Duration::from_millis(700));
+    repo_secret(&env, "short-lived", Some("production"), &[]).await;
+    let in_ns = |verb: &'static str| {
+        let requests = requests.clone();
+        move || {
+            requests
+                .records()
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    r.verb == verb
+                        && r.resource == "secrets"
+                        && r.subresource.is_none()
+                        && r.namespace.as_deref() == Some(NS)
+                })
+                .map(|(i, r)| (i, r.code))
+                .collect::<Vec<_>>()
+        }
+    };
+    let gets = in_ns("get");
+    eventually("irsa read the secret", || async {
+        (!gets().is_empty()).then_some(())
+    })
+    .await;
+    secrets(&env)
+        .delete("short-lived", &Default::default())
+        .await
+        .unwrap();
+    let deleted_at = in_ns("delete")()
+        .first()
+        .map(|(i, _)| *i)
+        .expect("the delete recorded");
+    let patches = in_ns("patch");
+    let refused = eventually("irsa's apply after the delete", || async {
+        let after: Vec<u16> = patches()
+            .into_iter()
+            .filter(|(i, _)| *i > deleted_at)
+            .map(|(_, c)| c)
+            .collect();
+        (!after.is_empty()).then_some(after)
+    })
+    .await;
+    faults.set_latency(Duration::ZERO);
+    assert!(
+        refused.iter().all(|c| *c >= 400),
+        "every apply after the delete refused: {refused:?}"
+    );
+    assert!(
+        patches().iter().all(|(i, c)| *i > deleted_at && *c >= 400),
+        "no apply reached the secret before the delete either: {:?}",
+        patches()
+    );
+    // Nothing recreated it, then or on a later reconcile.
+    _controller.handle.resync_all();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        secrets(&env)
+            .get_opt("short-lived")
+            .await
+            .unwrap()
+            .is_none(),
+        "the apply created a Secret"
+    );
+    let left = secrets(&env).list(&Default::default()).await.unwrap();
+    assert!(
+        left.items
+            .iter()
+            .all(|s| s.data.as_ref().is_none_or(|d| !d.contains_key("password"))),
+        "no Secret holds a password"
+    );
+}
+
+/// A user who applied `irsa.dev/status` first owns it, so irsa's non-forced apply of the status
+/// conflicts (review L4): irsa still fills the credentials, and says what the status would be,
+/// who holds the annotation and how to free it, in a Warning Event `StatusConflict`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_annotation_someone_else_owns_is_reported_in_an_event() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    let _controller = start(&env).await;
+    let applied = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "pre-owned", "namespace": NS,
+                     "labels": {"argocd.argoproj.io/secret-type": "repository"},
+                     "annotations": {STATUS_ANNOTATION: "Ready: all fine (written by hand)"}},
+        "data": {
+            "type": b64("oci"), "url": b64(&format!("oci://{}/charts", env.lab.ecr_host())),
+            "workloadIdentityProvider": b64("aws"), "project": b64("production"),
+        },
+    });
+    secrets(&env)
+        .patch(
+            "pre-owned",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(&applied),
+        )
+        .await
+        .unwrap();
+    let (user, password) = eventually("pre-owned: credentials", || async {
+        let s = secrets(&env).get_opt("pre-owned").await.ok()??;
+        Some((field(&s, "username")?, field(&s, "password")?))
+    })
+    .await;
+    let (code, _) = registry_token(&env, "charts/app", &user, &password).await;
+    assert_eq!(code, 200, "the credentials work");
+    let note = eventually("a StatusConflict Event", || async {
+        env.events_about("pre-owned")
+            .await
+            .into_iter()
+            .find(|(reason, _)| reason == "StatusConflict")
+            .map(|(_, note)| note)
+    })
+    .await;
+    assert!(
+        note.contains("\"kubectl\"")
+            && note.contains("Ready: username and password for")
+            && note.contains("kubectl -n argocd annotate secret pre-owned irsa.dev/status-"),
+        "the owner, the status and the fix: {note}"
+    );
+    assert!(!note.contains(&password), "no secret in the Event: {note}");
 }

@@ -584,8 +584,24 @@ fn patch(
     }
     let sub = t.subresource.as_deref();
     let (obj, created) = api.inner.store.modify(rt, ns, name, sub, |old| {
+        let applied_uid = patch_doc
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty());
         let Some(old) = old else {
             if kind == PatchKind::Apply && sub.is_none() {
+                // As kube-apiserver: an apply that names a uid never creates an object (a
+                // resourceVersion alone does not stop the create).
+                if let Some(uid) = applied_uid {
+                    return Err(ApiError::conflict_because(
+                        &rt.group,
+                        &rt.plural,
+                        name,
+                        &format!(
+                            "uid mismatch: the provided object specified uid {uid}, and no existing object was found"
+                        ),
+                    ));
+                }
                 let mut applied = patch_doc.clone();
                 if let Some(meta) = applied.get_mut("metadata").and_then(Value::as_object_mut) {
                     meta.remove("resourceVersion");
@@ -601,6 +617,20 @@ fn patch(
             }
             return Err(ApiError::not_found(&rt.group, &rt.plural, name));
         };
+        if kind == PatchKind::Apply
+            && let Some(uid) = applied_uid
+            && old.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
+        {
+            // Another object of that name (deleted and created again): its uid is immutable.
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "{} \"{name}\" is invalid: metadata.uid: Invalid value: \"{uid}\": field is immutable",
+                    rt.kind
+                ),
+            ));
+        }
         if let Some(want) = patch_doc
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)
