@@ -1,7 +1,8 @@
 //! The credential cache: serves a credential until its refresh point, with single-flight.
 //!
-//! The schedule and the backoff are irsa's one refresh policy (`irsa_core::refresh`, which the
-//! controller's credential store follows too):
+//! The schedule and the backoff are irsa's one refresh policy (`irsa_core::refresh` for the
+//! numbers, [`crate::last_good`] for the last good credential, the failures and the backoff,
+//! both of which the controller's credential store follows too):
 //!
 //! - An entry is served until its **refresh point**: a fraction of its lifetime
 //!   ([`CacheOptions::refresh_fraction`], default 0.5), jittered downwards by up to
@@ -37,6 +38,7 @@ use tokio::time::Instant;
 
 use crate::clock::Clock;
 use crate::flight::{Ended, Flights, State};
+use crate::last_good::{At, Deadline, Decision, LastGood};
 
 /// How the cache refreshes and how big it grows.
 #[derive(Debug, Clone, PartialEq)]
@@ -131,48 +133,40 @@ pub struct Fetched<V> {
     pub expires_at: Option<SystemTime>,
 }
 
-/// Deadlines on both clocks: the monotonic one never runs backwards, the injected wall clock
-/// sees what the monotonic one misses (a suspended VM, a test or demo moving time forward).
+/// Deadlines on both clocks ([`Deadline`]): the monotonic one never runs backwards, the
+/// injected wall clock sees what the monotonic one misses (a suspended VM, a test or demo
+/// moving time forward).
 struct Entry<V> {
     value: Arc<V>,
-    refresh_at: Instant,
-    expires_at: Instant,
-    wall_refresh_at: SystemTime,
-    wall_expires_at: SystemTime,
+    refresh_at: Deadline,
+    expires_at: Deadline,
 }
 
 impl<V> Entry<V> {
-    fn fresh(&self, now: Instant, wall: SystemTime) -> bool {
-        now < self.refresh_at && wall < self.wall_refresh_at
+    fn fresh(&self, at: At) -> bool {
+        !self.refresh_at.passed(at)
     }
 
-    fn valid(&self, now: Instant, wall: SystemTime) -> bool {
-        now < self.expires_at && wall < self.wall_expires_at
+    fn valid(&self, at: At) -> bool {
+        !self.expires_at.passed(at)
     }
 }
 
-/// What a key holds between exchanges (the exchange itself is the [`Flights`]' business).
-struct Slot<V> {
-    entry: Option<Entry<V>>,
-    failures: u32,
-    retry_at: Option<Instant>,
-}
+/// What a key holds between exchanges (the exchange itself is the [`Flights`]' business):
+/// irsa's one policy ([`LastGood`]) over the entry. Errors are not kept (`()`).
+struct Slot<V>(LastGood<Entry<V>, ()>);
 
 impl<V> Default for Slot<V> {
     fn default() -> Self {
-        Self {
-            entry: None,
-            failures: 0,
-            retry_at: None,
-        }
+        Self(LastGood::default())
     }
 }
 
 impl<V: Send + Sync + 'static> State for Slot<V> {
     fn spent(&self) -> bool {
-        self.entry
-            .as_ref()
-            .is_none_or(|e| Instant::now() >= e.expires_at)
+        self.0
+            .held()
+            .is_none_or(|e| Instant::now() >= e.expires_at.mono())
     }
 }
 
@@ -236,21 +230,30 @@ where
     {
         let c = &self.inner.counters;
         let decide = |slot: &mut Slot<V>, in_flight: bool| {
-            if let Some(entry) = &slot.entry {
-                let (now, wall) = (Instant::now(), self.inner.clock.now());
-                if entry.fresh(now, wall) {
-                    c.hits.fetch_add(1, Ordering::Relaxed);
-                    return Some(Ok(entry.value.clone()));
+            let at = At::now(self.inner.clock.now());
+            let decision = slot
+                .0
+                .decide(at, in_flight, |e| e.fresh(at), |e| e.valid(at));
+            let (value, stale) = match decision {
+                Decision::Fresh(e) => (e.value.clone(), false),
+                Decision::Refreshing(e)
+                | Decision::BackingOff {
+                    last_good: Some(e), ..
+                } => (e.value.clone(), true),
+                // Errors are never cached: with nothing valid held, a caller asks again.
+                Decision::BackingOff {
+                    last_good: None, ..
                 }
-                let backing_off = slot.retry_at.is_some_and(|at| now < at);
-                if entry.valid(now, wall) && (in_flight || backing_off) {
-                    c.hits.fetch_add(1, Ordering::Relaxed);
-                    c.stale_served.fetch_add(1, Ordering::Relaxed);
-                    return Some(Ok(entry.value.clone()));
+                | Decision::Exchange => {
+                    c.misses.fetch_add(1, Ordering::Relaxed);
+                    return None;
                 }
+            };
+            c.hits.fetch_add(1, Ordering::Relaxed);
+            if stale {
+                c.stale_served.fetch_add(1, Ordering::Relaxed);
             }
-            c.misses.fetch_add(1, Ordering::Relaxed);
-            None
+            Some(Ok(value))
         };
         let start = |_: &mut Slot<V>| {
             c.exchanges.fetch_add(1, Ordering::Relaxed);
@@ -289,68 +292,61 @@ where
 impl<V, E> Inner<V, E> {
     /// Stores the outcome of a flight (`None`: it panicked) and decides what its callers get.
     fn complete(&self, slot: &mut Slot<V>, result: Option<Result<Fetched<V>, E>>) -> Outcome<V, E> {
-        let (now, wall) = (Instant::now(), self.clock.now());
-        let held = slot.entry.as_ref().filter(|e| e.valid(now, wall));
+        let at = At::now(self.clock.now());
+        let held = slot.0.held().filter(|e| e.valid(at));
         let (error, refused) = match result {
-            Some(Ok(fetched)) => match held.and_then(|h| refuse(h, fetched.expires_at, wall)) {
-                None => return Ok(self.keep(slot, fetched, now, wall)),
+            Some(Ok(fetched)) => match held.and_then(|h| refuse(h, fetched.expires_at, at.wall)) {
+                None => return Ok(self.keep(slot, fetched, at)),
                 refused => (None, refused),
             },
             failure => (failure.and_then(Result::err), None),
         };
         self.counters.failures.fetch_add(1, Ordering::Relaxed);
-        slot.failures = slot.failures.saturating_add(1);
-        let (base, cap) = (
-            self.options.failure_backoff,
-            self.options.max_failure_backoff,
-        );
-        let backoff = Backoff { base, cap }.full(slot.failures);
-        slot.retry_at = Some(now + backoff);
-        let Some(entry) = slot.entry.as_ref().filter(|e| e.valid(now, wall)) else {
-            slot.entry = None;
+        let backoff = Backoff {
+            base: self.options.failure_backoff,
+            cap: self.options.max_failure_backoff,
+        };
+        let mut retry_in = Duration::ZERO;
+        let wait = |failures| {
+            retry_in = backoff.full(failures);
+            retry_in
+        };
+        let Some(entry) = slot.0.failed(at, (), wait, |e| e.valid(at)) else {
+            slot.0.drop_held();
             return Err(error);
         };
+        let (value, valid_for) = (entry.value.clone(), entry.expires_at.left(at));
         tracing::warn!(
             refused = refused.as_ref().map(tracing::field::display),
-            failures = slot.failures,
-            retry_in_ms = backoff.as_millis() as u64,
-            valid_for_s = (entry.expires_at - now).as_secs(),
+            failures = slot.0.failures(),
+            retry_in_ms = retry_in.as_millis() as u64,
+            valid_for_s = valid_for.as_secs(),
             "credential refresh failed; serving the previous, still valid credential"
         );
         self.counters.stale_served.fetch_add(1, Ordering::Relaxed);
-        Ok(entry.value.clone())
+        Ok(value)
     }
 
     /// Keeps what an exchange fetched, unless it has no expiry or expired already.
-    fn keep(
-        &self,
-        slot: &mut Slot<V>,
-        fetched: Fetched<V>,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Arc<V> {
+    fn keep(&self, slot: &mut Slot<V>, fetched: Fetched<V>, at: At) -> Arc<V> {
         let value = Arc::new(fetched.value);
         let life = fetched
             .expires_at
-            .and_then(|at| at.duration_since(wall).ok())
+            .and_then(|t| t.duration_since(at.wall).ok())
             .filter(|life| *life >= Duration::from_secs(1));
-        slot.failures = 0;
-        slot.retry_at = None;
-        slot.entry = life.map(|life| {
-            let refresh_after = self.options.refresh_after(life);
-            Entry {
+        match life {
+            Some(life) => slot.0.succeeded(Entry {
                 value: value.clone(),
-                refresh_at: now + refresh_after,
-                expires_at: now + life,
-                wall_refresh_at: wall + refresh_after,
-                wall_expires_at: wall + life,
+                refresh_at: Deadline::after(at, self.options.refresh_after(life)),
+                expires_at: Deadline::after(at, life),
+            }),
+            None => {
+                slot.0.succeeded_without_keeping();
+                tracing::warn!(
+                    expires_at = ?fetched.expires_at,
+                    "credential has no expiry or is already expired; serving it without caching"
+                );
             }
-        });
-        if life.is_none() {
-            tracing::warn!(
-                expires_at = ?fetched.expires_at,
-                "credential has no expiry or is already expired; serving it without caching"
-            );
         }
         value
     }
@@ -364,7 +360,7 @@ fn refuse<V>(
     wall: SystemTime,
 ) -> Option<ExpiredAnswer> {
     let secs = |t: SystemTime| lifetime::unix_seconds(t).unwrap_or(0);
-    let held = Some(secs(held.wall_expires_at));
+    let held = Some(secs(held.expires_at.wall()));
     lifetime::judge_answer("upstream", secs(expires_at?), held, secs(wall)).err()
 }
 

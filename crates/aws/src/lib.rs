@@ -5,8 +5,9 @@
 //! - [`token_source`]: where the service-account token comes from (projected file, TokenRequest).
 //! - [`sts`]: `AssumeRoleWithWebIdentity`, the ambient chain and chained `AssumeRole`.
 //! - [`provider`], [`ecr`], [`ecr_public`], [`chainguard`]: registry token providers.
-//! - [`cache`]: the credential cache; [`flight`]: its single-flight slots (the controller's
-//!   store's too); [`retry`]: timeouts and backoff.
+//! - [`cache`]: the credential cache; [`flight`]: its single-flight slots and [`last_good`]:
+//!   its refresh and backoff policy (both the controller's store's too); [`retry`]: timeouts
+//!   and backoff of single requests.
 //! - [`iam`]: a typed IAM client (OIDC providers, roles, policies) for `irsa iam` and doctor.
 //! - [`disk_cache`]: the on-disk cache of short-lived processes, with a lock across processes.
 #![warn(missing_docs)]
@@ -21,6 +22,7 @@ pub mod ecr_public;
 pub mod env;
 pub mod flight;
 pub mod iam;
+pub mod last_good;
 pub mod pipeline;
 pub mod provider;
 mod query;

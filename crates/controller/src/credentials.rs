@@ -10,14 +10,16 @@
 //! held, and is served with a [`CLAMPED_LIFETIME_SECS`] lifetime when none is. Exchanges of one
 //! credential are at least [`MIN_EXCHANGE_INTERVAL_SECS`] apart after a success and a backoff
 //! apart after a failure, whatever the number of events asking. The schedule, the backoff, the
-//! interval and the judgement are `irsa_core::refresh` and `irsa_core::lifetime`: the same
-//! policy as irsa-aws's cache, and so is the mechanism (`irsa_aws::flight`): one exchange per
-//! key at a time, run as a task of its own that fills the slot whether or not anyone waits.
+//! interval and the judgement are `irsa_core::refresh` and `irsa_core::lifetime`; the last good
+//! credential, the failures and the backoff are `irsa_aws::last_good`: the same policy as
+//! irsa-aws's cache, and so is the mechanism (`irsa_aws::flight`): one exchange per key at a
+//! time, run as a task of its own that fills the slot whether or not anyone waits.
 
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use irsa_aws::flight::{Flights, State};
+use irsa_aws::last_good::{At, Decision, LastGood};
 use irsa_aws::{
     Identity, Pipeline, PipelineError, RegistryCredential, RegistryTarget, TokenRequester,
 };
@@ -110,12 +112,12 @@ pub enum Obtained {
     },
 }
 
+/// One key's state: irsa's one policy ([`LastGood`]: the last good credential, the failures,
+/// the backoff, the last error), and the minimum interval between exchanges, which is this
+/// store's own rule.
 #[derive(Default)]
 struct Slot {
-    current: Option<Arc<Credential>>,
-    failures: u32,
-    retry_at: Option<i64>,
-    last_error: Option<String>,
+    policy: LastGood<Arc<Credential>, String>,
     /// When the last successful exchange began: wall clock (Unix seconds) and monotonic. A
     /// failed one is spaced by its backoff instead, and one that never completed (its task
     /// dropped) by nothing.
@@ -124,7 +126,7 @@ struct Slot {
 
 impl State for Slot {
     fn spent(&self) -> bool {
-        self.current.is_none()
+        self.policy.held().is_none()
     }
 }
 
@@ -132,24 +134,28 @@ impl State for Slot {
 type Answer = Result<Result<Vec<RegistryCredential>, PipelineError>, tokio::time::error::Elapsed>;
 
 /// What a call at `now` gets without an exchange, if anything: the held credential when it is
-/// not due, the last failure while backing off, what is held within the minimum interval.
-/// `None`: an exchange is due.
-fn decide(slot: &Slot, fraction: f64, now: i64) -> Option<Obtained> {
-    if let Some(c) = &slot.current
-        && now < c.refresh_at(fraction)
-        && now < c.expires_at
-    {
-        return Some(Obtained::Current(c.clone()));
-    }
-    if let (Some(at), Some(error)) = (slot.retry_at, &slot.last_error)
-        && now < at
-    {
-        return Some(Obtained::Failed {
-            error: error.clone(),
-            last_good: slot.current.clone(),
-            retry_in: Duration::from_secs(u64::try_from(at - now).unwrap_or(1)),
-            attempted: false,
-        });
+/// not due (or, while another caller exchanges, still valid), the last failure while backing
+/// off, what is held within the minimum interval. `None`: an exchange is due, or in flight
+/// (`in_flight`) and nothing valid is held: await it.
+fn decide(slot: &Slot, fraction: f64, now: i64, in_flight: bool) -> Option<Obtained> {
+    let policy = &slot.policy;
+    let fresh = |c: &Arc<Credential>| now < c.refresh_at(fraction);
+    match policy.decide(At::unix(now), in_flight, fresh, |c| now < c.expires_at) {
+        Decision::Fresh(c) | Decision::Refreshing(c) => return Some(Obtained::Current(c.clone())),
+        // Backing off: the last good credential (if still valid) is served by the caller, and
+        // the failure reported.
+        Decision::BackingOff {
+            error, left, held, ..
+        } => {
+            return Some(Obtained::Failed {
+                error: error.clone(),
+                last_good: held.cloned(),
+                retry_in: whole_seconds_up(left),
+                attempted: false,
+            });
+        }
+        Decision::Exchange if in_flight => return None,
+        Decision::Exchange => {}
     }
     let mono = Instant::now();
     if exchange_allowed(slot.last_exchange, now, mono) {
@@ -160,20 +166,25 @@ fn decide(slot: &Slot, fraction: f64, now: i64) -> Option<Obtained> {
     let wait =
         MIN_EXCHANGE_INTERVAL_SECS - now.saturating_sub(slot.last_exchange.map_or(now, |(w, _)| w));
     let retry_in = Duration::from_secs(wait.clamp(1, MIN_EXCHANGE_INTERVAL_SECS) as u64);
-    Some(match &slot.current {
+    Some(match policy.held() {
         Some(c) if now < c.expires_at => Obtained::Current(c.clone()),
         _ => Obtained::Failed {
-            error: slot.last_error.clone().unwrap_or_else(|| {
+            error: policy.last_error().cloned().unwrap_or_else(|| {
                 format!(
                     "the last credential obtained is no longer valid and exchanges are \
                      at least {MIN_EXCHANGE_INTERVAL_SECS} s apart"
                 )
             }),
-            last_good: slot.current.clone(),
+            last_good: policy.held().cloned(),
             retry_in,
             attempted: false,
         },
     })
+}
+
+/// `d` rounded up to whole seconds, at least one: a requeue after it finds the backoff over.
+fn whole_seconds_up(d: Duration) -> Duration {
+    Duration::from_secs((d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1))
 }
 
 /// Whether the answer `fresh` obtained at `now` may be used, given the credential held.
@@ -314,7 +325,7 @@ impl CredentialStore {
     /// Whether a credential is held for `key` (never waits for an exchange in flight).
     pub async fn holds(&self, key: &str) -> bool {
         self.flights
-            .peek(key, |slot| slot.current.is_some())
+            .peek(key, |slot| slot.policy.held().is_some())
             .unwrap_or(false)
     }
 
@@ -322,7 +333,7 @@ impl CredentialStore {
     /// change) unless one is held already.
     pub async fn adopt(&self, key: &str, credential: Credential) {
         self.flights.update(key, |slot| {
-            slot.current.get_or_insert_with(|| Arc::new(credential));
+            slot.policy.adopt(Arc::new(credential));
         });
     }
 
@@ -340,15 +351,7 @@ impl CredentialStore {
         now: &(dyn Fn() -> i64 + Send + Sync),
     ) -> Obtained {
         let (asked, since) = (now(), Instant::now());
-        let from_slot = |slot: &mut Slot, in_flight: bool| match in_flight {
-            // Another caller is exchanging: what is still valid is served without waiting.
-            true => slot
-                .current
-                .clone()
-                .filter(|c| asked < c.expires_at)
-                .map(Obtained::Current),
-            false => decide(slot, fraction, asked),
-        };
+        let from_slot = |slot: &mut Slot, in_flight: bool| decide(slot, fraction, asked, in_flight);
         // The exchange counts towards the minimum interval once it completed (`complete`):
         // one its runtime dropped midway (shutting down) obtained nothing and must not hold
         // back the next attempt.
@@ -369,7 +372,10 @@ impl CredentialStore {
             // flight, so the next call exchanges afresh.
             (Err(ended), joined) => Obtained::Failed {
                 error: ended.to_string(),
-                last_good: self.flights.peek(key, |s| s.current.clone()).flatten(),
+                last_good: self
+                    .flights
+                    .peek(key, |s| s.policy.held().cloned())
+                    .flatten(),
                 retry_in: Duration::from_secs(1),
                 attempted: !joined,
             },
@@ -412,7 +418,7 @@ fn complete(slot: &mut Slot, answer: Option<Answer>, asked: i64, since: Instant)
     let answer = match answer {
         Some(Ok(Ok(creds))) => judge_answer(
             Credential::from_registry_credentials(&creds, asked),
-            slot.current.as_deref(),
+            slot.policy.held().map(|c| &**c),
             answered,
         ),
         Some(Ok(Err(e))) => Err(e.to_string()),
@@ -430,25 +436,28 @@ fn complete(slot: &mut Slot, answer: Option<Answer>, asked: i64, since: Instant)
     match answer {
         Ok(c) => {
             let c = Arc::new(c);
-            slot.current = Some(c.clone());
+            slot.policy.succeeded(c.clone());
             // The next exchange is at least the minimum interval after this one began.
             slot.last_exchange = Some((asked, since));
-            slot.failures = 0;
-            slot.retry_at = None;
-            slot.last_error = None;
             Obtained::Refreshed(c)
         }
         Err(error) => {
-            slot.failures = slot.failures.saturating_add(1);
-            let backoff = failure_backoff(slot.failures, fastrand::f64());
-            let retry_in = backoff.max(Duration::from_secs(1));
-            slot.retry_at = Some(answered + i64::try_from(retry_in.as_secs()).unwrap_or(1));
-            slot.last_error = Some(error.clone());
+            let mut retry_in = Duration::ZERO;
+            let backoff = |failures| {
+                // Whole seconds, as the wall clock counts them.
+                let wait = failure_backoff(failures, fastrand::f64()).max(Duration::from_secs(1));
+                retry_in = Duration::from_secs(wait.as_secs());
+                retry_in
+            };
+            // What is held is reported as the last good one, valid or not: the caller serves
+            // it only while it is valid.
+            slot.policy
+                .failed(At::unix(answered), error.clone(), backoff, |_| true);
             // A failure is spaced by its backoff, not by the success interval.
             slot.last_exchange = None;
             Obtained::Failed {
                 error,
-                last_good: slot.current.clone(),
+                last_good: slot.policy.held().cloned(),
                 retry_in,
                 attempted: true,
             }
@@ -651,6 +660,85 @@ pub(crate) mod tests {
             .get("123456789012.dkr.ecr.us-east-1.amazonaws.com")
             .unwrap();
         auth.password.expose().to_owned()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_exchange() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let s = store(ecr.clone());
+        let answers = futures_util::future::join_all((0..50).map(|_| get(&s, NOW))).await;
+        assert_eq!(
+            ecr.calls.load(Ordering::SeqCst),
+            1,
+            "one exchange for 50 callers"
+        );
+        let refreshed = answers
+            .iter()
+            .filter(|a| matches!(a, Obtained::Refreshed(_)))
+            .count();
+        assert_eq!(
+            refreshed, 1,
+            "the caller that exchanged says so, the others joined"
+        );
+        for a in &answers {
+            let (Obtained::Refreshed(c) | Obtained::Current(c)) = a else {
+                panic!("{a:?}")
+            };
+            assert_eq!(password(c), "password-1");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_good_credential_outlives_an_outage_and_expiry_drives_the_refresh() {
+        let ecr = Arc::new(Ecr::default());
+        ecr.expires_at.store(NOW + 3600, Ordering::SeqCst);
+        let s = store(ecr.clone());
+        assert!(matches!(get(&s, NOW).await, Obtained::Refreshed(_)));
+        // Before its refresh point (half its life, jittered by 10 %): no exchange.
+        assert!(matches!(get(&s, NOW + 1500).await, Obtained::Current(_)));
+        assert_eq!(ecr.calls.load(Ordering::SeqCst), 1);
+        // Past it, the registry is down: each failure keeps the last good credential and
+        // backs off for longer (jittered doubling), with no exchange meanwhile.
+        ecr.expires_at.store(0, Ordering::SeqCst);
+        let mut now = NOW + 2000;
+        let mut waits = Vec::new();
+        for attempt in 2..=4 {
+            let Obtained::Failed {
+                last_good: Some(kept),
+                retry_in,
+                attempted: true,
+                ..
+            } = get(&s, now).await
+            else {
+                panic!("a failed refresh keeping the last good credential")
+            };
+            assert_eq!(password(&kept), "password-1");
+            assert_eq!(ecr.calls.load(Ordering::SeqCst), attempt);
+            let Obtained::Failed {
+                attempted: false, ..
+            } = get(&s, now).await
+            else {
+                panic!("backing off")
+            };
+            assert_eq!(ecr.calls.load(Ordering::SeqCst), attempt, "no exchange");
+            waits.push(retry_in.as_secs());
+            now += i64::try_from(retry_in.as_secs()).unwrap();
+        }
+        assert!(
+            waits.windows(2).all(|w| w[1] > w[0]),
+            "the backoff grows: {waits:?}"
+        );
+        // The registry is back: the next exchange after the backoff replaces it.
+        ecr.expires_at.store(NOW + 7200, Ordering::SeqCst);
+        let Obtained::Refreshed(new) = get(&s, now).await else {
+            panic!("refreshed after the backoff")
+        };
+        assert_eq!(password(&new), "password-5");
+        assert!(
+            matches!(get(&s, now + 1).await, Obtained::Current(_)),
+            "failures forgotten"
+        );
     }
 
     #[tokio::test(start_paused = true)]
