@@ -546,17 +546,27 @@ fn the_provider_parses_alone_as_it_would_in_the_whole_tree() {
         assert_eq!(run.stdout, "", "{args:?}");
         assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
         assert!(
-            run.stderr.contains("Usage: irsa credential-provider"),
+            run.stderr.contains("For more information, try '--help'."),
             "{args:?}: {}",
             run.stderr
         );
+        // clap prints the usage with an unexpected argument (not with an invalid value).
+        if want.contains("unexpected argument") {
+            assert!(
+                run.stderr.contains("Usage: irsa credential-provider"),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
     }
     // A subcommand name it only resembles goes to the whole tree, which suggests the real one.
     let near = provider(&[], &["credential-provide"], "");
     assert_eq!(near.code, 2, "{}", near.stderr);
     assert!(
         near.stderr
-            .contains("tip: a similar subcommand exists: 'credential-provider'"),
+            .contains("unrecognized subcommand 'credential-provide'")
+            && near.stderr.contains("'credential-provider'")
+            && near.stderr.contains("Usage: irsa <COMMAND>"),
         "{}",
         near.stderr
     );
