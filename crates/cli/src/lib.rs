@@ -37,9 +37,9 @@ pub use output::Output;
     unparsable response bodies, e.g. Secrets, at warn). IRSA_LOG_UNSAFE_DEPENDENCIES=1 lifts the\n\
     cap, for debugging a dependency on a machine whose logs nobody else reads."
 )]
-pub struct Cli {
+struct Cli<C: Subcommand> {
     #[command(subcommand)]
-    command: Command,
+    command: C,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,6 +132,15 @@ enum Command {
     /// The pod identity webhook: IRSA on any cluster, a drop-in for
     /// amazon-eks-pod-identity-webhook (same annotations, flags, ConfigMap and resulting pods).
     Webhook(Box<webhook::WebhookArgs>),
+    #[command(flatten)]
+    Kubelet(KubeletCommand),
+}
+
+/// The subcommand the kubelet starts once per image pull. `main` parses it without the rest of
+/// the tree when it is `argv[1]`: building every subcommand's parser is most of what a warm,
+/// cached pull costs. Flattened into [`Command`], so `irsa --help` lists it as before.
+#[derive(Debug, Subcommand)]
+enum KubeletCommand {
     /// The kubelet's image credential provider: a CredentialProviderRequest on stdin, the
     /// registry credential on stdout (ECR, ECR Public, Chainguard; the pod's own role from its
     /// service-account token, KEP-4412).
@@ -163,8 +172,26 @@ impl std::error::Error for Invalid {}
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     init_logging();
-    let cli = Cli::parse_from(args_for_argv0(std::env::args_os().collect()));
-    let result = match cli.command {
+    let args = args_for_argv0(std::env::args_os().collect());
+    let result = if args.get(1).is_some_and(|a| a == KUBELET_SUBCOMMAND) {
+        run_kubelet(Cli::<KubeletCommand>::parse_from(args).command)
+    } else {
+        run(Cli::<Command>::parse_from(args).command)
+    };
+    exit_code(result)
+}
+
+/// The name of [`KubeletCommand`]'s one subcommand.
+const KUBELET_SUBCOMMAND: &str = "credential-provider";
+
+fn run_kubelet(command: KubeletCommand) -> anyhow::Result<Verdict> {
+    match command {
+        KubeletCommand::CredentialProvider(args) => credential_provider::run(args),
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<Verdict> {
+    match command {
         Command::Registry(cmd) => registry::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Policy(cmd) => policy::run(cmd),
@@ -180,8 +207,11 @@ pub fn main() -> ExitCode {
         #[cfg(feature = "sandbox")]
         Command::Demo(args) => demo::run(args),
         Command::Webhook(args) => webhook::run(*args),
-        Command::CredentialProvider(args) => credential_provider::run(args),
-    };
+        Command::Kubelet(command) => run_kubelet(command),
+    }
+}
+
+fn exit_code(result: anyhow::Result<Verdict>) -> ExitCode {
     match result {
         Ok(Verdict::Ok) => ExitCode::SUCCESS,
         Ok(Verdict::No) => ExitCode::from(1),
@@ -232,10 +262,18 @@ fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
-    let filter = tracing_subscriber::EnvFilter::try_from_env("IRSA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let unsafe_dependencies = std::env::var_os(UNSAFE_DEPENDENCIES_ENV).is_some_and(|v| v == "1");
-    let filter = filter.and(dependency_cap(unsafe_dependencies));
+    let cap = dependency_cap(unsafe_dependencies);
+    // Unset (as the kubelet runs the credential provider), `warn` needs no `EnvFilter`: a level
+    // is what it would build, without its per-callsite and per-span bookkeeping.
+    let filter: Box<dyn tracing_subscriber::layer::Filter<_> + Send + Sync> =
+        if std::env::var_os("IRSA_LOG").is_none() {
+            Box::new(tracing_subscriber::filter::LevelFilter::WARN.and(cap))
+        } else {
+            let filter = tracing_subscriber::EnvFilter::try_from_env("IRSA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+            Box::new(filter.and(cap))
+        };
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(false);

@@ -475,6 +475,107 @@ fn expired_cache_entries_are_ignored() {
     }
 }
 
+/// `irsa credential-provider` is parsed on its own, without the rest of the command tree (it
+/// is most of a warm pull's time): its help, its errors and `irsa --help` stay what clap gives
+/// for the whole tree.
+#[test]
+fn the_provider_parses_alone_as_it_would_in_the_whole_tree() {
+    // `irsa help credential-provider` goes through the whole tree.
+    let whole = provider(&[], &["help", "credential-provider"], "");
+    let alone = provider(&[], &["credential-provider", "--help"], "");
+    assert_eq!((whole.code, alone.code), (0, 0), "{}", alone.stderr);
+    assert_eq!(alone.stdout, whole.stdout);
+    for want in [
+        "The kubelet's image credential provider",
+        "Usage: irsa credential-provider [OPTIONS]",
+        "--fallback <FALLBACK>",
+        "[env: IRSA_CACHE_DIR=]",
+        "--chainguard-method <METHOD>",
+    ] {
+        assert!(alone.stdout.contains(want), "{want}: {}", alone.stdout);
+    }
+    let short = provider(&[], &["credential-provider", "-h"], "");
+    assert_eq!(short.code, 0, "{}", short.stderr);
+    assert!(
+        short
+            .stdout
+            .contains("Usage: irsa credential-provider [OPTIONS]")
+    );
+    assert!(short.stdout.len() < alone.stdout.len(), "{}", short.stdout);
+
+    // The top-level help still lists every subcommand, this one with its summary.
+    let top = provider(&[], &["--help"], "");
+    assert_eq!(top.code, 0, "{}", top.stderr);
+    for want in [
+        "  registry ",
+        "  login ",
+        "  doctor ",
+        "  install ",
+        "  webhook ",
+        "  credential-provider  The kubelet's image credential provider",
+        "Exit codes: 0 success",
+    ] {
+        assert!(top.stdout.contains(want), "{want}: {}", top.stdout);
+    }
+
+    // Bad input is clap's error, exit 2, with the subcommand's usage.
+    for (args, want) in [
+        (
+            &["credential-provider", "--bogus"][..],
+            "error: unexpected argument '--bogus' found",
+        ),
+        (
+            &["credential-provider", "extra"][..],
+            "unexpected argument 'extra'",
+        ),
+        (
+            &["credential-provider", "--fallback", "maybe"][..],
+            "invalid value 'maybe' for '--fallback <FALLBACK>'",
+        ),
+        (
+            &["credential-provider", "--version"][..],
+            "unexpected argument '--version' found",
+        ),
+        (
+            &["credential-provider", "--explain"][..],
+            "a value is required",
+        ),
+    ] {
+        let run = provider(&[], args, "");
+        assert_eq!(run.code, 2, "{args:?}: {}{}", run.stdout, run.stderr);
+        assert_eq!(run.stdout, "", "{args:?}");
+        assert!(run.stderr.contains(want), "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("For more information, try '--help'."),
+            "{args:?}: {}",
+            run.stderr
+        );
+        // clap prints the usage with an unexpected argument (not with an invalid value).
+        if want.contains("unexpected argument") {
+            assert!(
+                run.stderr.contains("Usage: irsa credential-provider"),
+                "{args:?}: {}",
+                run.stderr
+            );
+        }
+    }
+    // A subcommand name it only resembles goes to the whole tree, which suggests the real one.
+    let near = provider(&[], &["credential-provide"], "");
+    assert_eq!(near.code, 2, "{}", near.stderr);
+    assert!(
+        near.stderr
+            .contains("unrecognized subcommand 'credential-provide'")
+            && near.stderr.contains("'credential-provider'")
+            && near.stderr.contains("Usage: irsa <COMMAND>"),
+        "{}",
+        near.stderr
+    );
+    // Flags from the environment are still read: an invalid one is refused, naming it.
+    let env = provider(&[("IRSA_FALLBACK", "maybe")], &["credential-provider"], "");
+    assert_eq!(env.code, 2, "{}", env.stderr);
+    assert!(env.stderr.contains("'maybe'"), "{}", env.stderr);
+}
+
 #[test]
 fn explain_says_which_role_and_region() {
     let run = provider(
