@@ -171,9 +171,11 @@ impl IamError {
         }
     }
 
-    /// Whether IAM said the entity does not exist.
+    /// Whether IAM said the entity does not exist: `NoSuchEntity` with HTTP 404, IAM's status
+    /// for it (review L3: the code at any other status, say after retried 5xx answers, is an
+    /// error, never "absent").
     pub fn is_no_such_entity(&self) -> bool {
-        self.code() == Some("NoSuchEntity")
+        self.code() == Some("NoSuchEntity") && self.failure().is_some_and(|f| f.status == Some(404))
     }
 
     /// Whether IAM said the entity exists already.
@@ -459,6 +461,7 @@ impl IamClient {
         mut each: impl FnMut(&Element),
     ) -> Result<(), IamError> {
         let mut marker: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..MAX_PAGES {
             let mut page_params = params.to_vec();
             if let Some(m) = &marker {
@@ -470,7 +473,18 @@ impl IamClient {
                 out.text_of("IsTruncated").map(str::trim),
                 out.text_of("Marker"),
             ) {
-                (Some("true"), Some(next)) if !next.is_empty() => marker = Some(next.to_owned()),
+                (Some("true"), Some(next)) if !next.is_empty() => {
+                    // Review L5: a Marker answered twice would page forever (as the SDKs'
+                    // paginators, stop at a repeated token).
+                    if !seen.insert(next.to_owned()) {
+                        return Err(malformed(
+                            action,
+                            resource,
+                            "IAM answered the same Marker twice",
+                        ));
+                    }
+                    marker = Some(next.to_owned());
+                }
                 _ => return Ok(()),
             }
         }

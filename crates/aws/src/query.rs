@@ -204,20 +204,17 @@ fn answer(action: &str, status: u16, body: &[u8]) -> Result<Element, CallFailure
     if !(200..300).contains(&status) {
         let (code, message) = match &root {
             Ok(root) => aws_xml::query_error(root)
-                .map(|(c, m)| (c.map(str::to_owned), m.map(str::to_owned)))
+                .map(|(c, m)| (c.and_then(error_code), m.map(str::to_owned)))
                 .unwrap_or((None, None)),
             Err(_) => (None, None),
         };
         let message = message
-            .map(|m| redact(&m, &[]))
+            .map(|m| shown_text(&redact(&m, &[])))
             .unwrap_or_else(|| format!("HTTP {status} without an error message"));
         return Err(CallFailure::from_status(status, code, message));
     }
     let malformed = |reason: String| {
-        let mut f = CallFailure::new(
-            FailureKind::Malformed,
-            format!("{reason}; is the endpoint URL right?"),
-        );
+        let mut f = CallFailure::new(FailureKind::Malformed, reason);
         f.status = Some(status);
         f
     };
@@ -234,6 +231,32 @@ fn answer(action: &str, status: u16, body: &[u8]) -> Result<Element, CallFailure
         Some(i) => root.children.into_iter().nth(i).unwrap_or_default(),
         None => root,
     })
+}
+
+/// An error code as the answer gives it, when it looks like one (`NoSuchEntity`,
+/// `Throttling`): at most 64 letters, digits, `.`, `_` or `-`. Anything else is no code.
+fn error_code(code: &str) -> Option<String> {
+    (code.len() <= 64
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    .then(|| code.to_owned())
+}
+
+/// An error message from an answer, safe to print: control characters (newlines, escapes, C1)
+/// and bidirectional overrides shown as `\u{…}`, so an endpoint cannot forge lines of a report.
+fn shown_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control()
+            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+        {
+            out.push_str(&c.escape_unicode().to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// An element name from an answer, cut and stripped of anything but name characters.
@@ -337,6 +360,21 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(throttled.kind, FailureKind::Throttled);
+        // Review L2: a hostile code is no code, and a message cannot forge lines.
+        let forged = answer(
+            "GetRole",
+            403,
+            "<ErrorResponse><Error><Code>AccessDenied\n✓ all good</Code><Message>no\n\u{1b}[2J\u{202e}line</Message></Error></ErrorResponse>".as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(forged.code, None);
+        assert!(
+            !forged.message.contains('\n')
+                && !forged.message.contains('\u{1b}')
+                && !forged.message.contains('\u{202e}'),
+            "{}",
+            forged.message
+        );
         let html = answer("GetRole", 502, b"<html>bad gateway").unwrap_err();
         assert_eq!(html.kind, FailureKind::ServerError);
 
@@ -347,7 +385,7 @@ mod tests {
         ] {
             let f = answer("GetRole", status, body).unwrap_err();
             assert_eq!(f.kind, FailureKind::Malformed, "{body:?}");
-            assert!(f.message.contains("endpoint URL"), "{}", f.message);
+            assert!(!f.message.is_empty());
         }
     }
 }

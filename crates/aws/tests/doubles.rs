@@ -553,3 +553,70 @@ async fn a_retried_create_provider_whose_first_attempt_wrote_is_the_provider() {
     assert_eq!(got, arn);
     assert_eq!(double.count_op("CreateOpenIDConnectProvider"), 2);
 }
+
+// ---- IAM paging and absence (review of the Query client: L3, L5)
+
+/// `ListRolePolicies` follows `Marker` over every page, and stops with an error when IAM
+/// answers the same Marker twice instead of paging forever.
+#[tokio::test]
+async fn list_calls_follow_markers_and_stop_at_a_repeated_one() {
+    for repeat in [false, true] {
+        let double = Double::start(move |req, _| {
+            let page = if req.body.contains("Marker=m2") {
+                if repeat {
+                    "<PolicyNames><member>c</member></PolicyNames><IsTruncated>true</IsTruncated><Marker>m2</Marker>"
+                } else {
+                    "<PolicyNames><member>c</member></PolicyNames><IsTruncated>false</IsTruncated>"
+                }
+            } else if req.body.contains("Marker=m1") {
+                "<PolicyNames><member>b</member></PolicyNames><IsTruncated>true</IsTruncated><Marker>m2</Marker>"
+            } else {
+                "<PolicyNames><member>a</member></PolicyNames><IsTruncated>true</IsTruncated><Marker>m1</Marker>"
+            };
+            iam_xml("ListRolePolicies", page)
+        })
+        .await;
+        let client = iam_client(&double.url);
+        let got = client.list_role_policies("app").await;
+        if repeat {
+            let err = got.expect_err("a repeated Marker is an error");
+            assert!(err.to_string().contains("same Marker twice"), "{err}");
+            // a (→ m1), b (→ m2), c (→ m2 again): stopped there.
+            assert_eq!(double.count_op("ListRolePolicies"), 3);
+        } else {
+            assert_eq!(got.unwrap(), ["a", "b", "c"]);
+            assert_eq!(double.count_op("ListRolePolicies"), 3);
+        }
+    }
+}
+
+/// `NoSuchEntity` means "absent" only with IAM's 404: the code on a 5xx (a proxy's or a
+/// broken endpoint's answer) is an error, not a missing role that setup would then create.
+#[tokio::test]
+async fn no_such_entity_on_a_server_error_is_no_answer_of_absence() {
+    let double = Double::start(|req, _| match req.operation().as_str() {
+        "GetRole" => Reply::sts_error(
+            500,
+            "NoSuchEntity",
+            "The role with name app cannot be found.",
+        ),
+        other => Reply::sts_error(400, "InvalidAction", other),
+    })
+    .await;
+    let client = iam_client(&double.url);
+    let err = client
+        .get_role("app")
+        .await
+        .expect_err("a 5xx is no answer");
+    assert!(!err.is_no_such_entity(), "{err:?}");
+    let double = Double::start(|req, _| match req.operation().as_str() {
+        "GetRole" => Reply::sts_error(
+            404,
+            "NoSuchEntity",
+            "The role with name app cannot be found.",
+        ),
+        other => Reply::sts_error(400, "InvalidAction", other),
+    })
+    .await;
+    assert_eq!(iam_client(&double.url).get_role("app").await.unwrap(), None);
+}
