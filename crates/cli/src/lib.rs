@@ -136,9 +136,10 @@ enum Command {
     Kubelet(KubeletCommand),
 }
 
-/// The subcommand the kubelet starts once per image pull. `main` parses it without the rest of
-/// the tree when it is `argv[1]`: building every subcommand's parser is most of what a warm,
-/// cached pull costs. Flattened into [`Command`], so `irsa --help` lists it as before.
+// The subcommand the kubelet starts once per image pull. `main` parses it without the rest of
+// the tree when it is `argv[1]`: building every subcommand's parser is most of what a warm,
+// cached pull costs. Flattened into `Command`, so `irsa --help` lists it as before. (A plain
+// comment: clap would take a doc comment here as the whole program's description.)
 #[derive(Debug, Subcommand)]
 enum KubeletCommand {
     /// The kubelet's image credential provider: a CredentialProviderRequest on stdin, the
@@ -267,12 +268,20 @@ fn init_logging() {
     // Unset (as the kubelet runs the credential provider), `warn` needs no `EnvFilter`: a level
     // is what it would build, without its per-callsite and per-span bookkeeping.
     let filter: Box<dyn tracing_subscriber::layer::Filter<_> + Send + Sync> =
-        if std::env::var_os("IRSA_LOG").is_none() {
-            Box::new(tracing_subscriber::filter::LevelFilter::WARN.and(cap))
-        } else {
-            let filter = tracing_subscriber::EnvFilter::try_from_env("IRSA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-            Box::new(filter.and(cap))
+        match log_directives(std::env::var_os("IRSA_LOG").as_deref()) {
+            Ok(None) => Box::new(tracing_subscriber::filter::LevelFilter::WARN.and(cap)),
+            Ok(Some(directives)) => {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|e| {
+                        eprintln!("{}", bad_log_filter(&directives, &e.to_string()));
+                        tracing_subscriber::EnvFilter::new("warn")
+                    });
+                Box::new(filter.and(cap))
+            }
+            Err(message) => {
+                eprintln!("{message}");
+                Box::new(tracing_subscriber::filter::LevelFilter::WARN.and(cap))
+            }
         };
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
@@ -308,6 +317,27 @@ const UNSAFE_DEPENDENCIES_ENV: &str = "IRSA_LOG_UNSAFE_DEPENDENCIES";
 ///
 /// A separate filter rather than directives in the `EnvFilter`: there a more specific target
 /// in `IRSA_LOG` (`aws_smithy_runtime::client::orchestrator=trace`) would win over the cap.
+/// The filter directives `IRSA_LOG` holds: `None` for unset or empty (the default, `warn`: an
+/// empty value must not switch off the warnings), an error line for a value that is not UTF-8.
+fn log_directives(value: Option<&std::ffi::OsStr>) -> Result<Option<String>, String> {
+    match value.map(|v| v.to_str()) {
+        None => Ok(None),
+        Some(Some(v)) if v.trim().is_empty() => Ok(None),
+        Some(Some(v)) => Ok(Some(v.to_owned())),
+        Some(None) => Err(bad_log_filter(
+            &value.unwrap_or_default().to_string_lossy(),
+            "not UTF-8",
+        )),
+    }
+}
+
+fn bad_log_filter(value: &str, reason: &str) -> String {
+    format!(
+        "irsa: IRSA_LOG={value:?} is not a log filter ({reason}); logging at warn. Give a level \
+         (IRSA_LOG=debug) or directives (IRSA_LOG=irsa_controller=debug,warn)"
+    )
+}
+
 fn dependency_cap(lifted: bool) -> tracing_subscriber::filter::Targets {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     let targets = Targets::new().with_default(LevelFilter::TRACE);
@@ -333,6 +363,24 @@ fn dependency_cap(lifted: bool) -> tracing_subscriber::filter::Targets {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_empty_irsa_log_is_the_default_and_a_bad_one_is_said() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt as _;
+        assert_eq!(super::log_directives(None), Ok(None));
+        assert_eq!(super::log_directives(Some(OsStr::new(""))), Ok(None));
+        assert_eq!(super::log_directives(Some(OsStr::new("  "))), Ok(None));
+        assert_eq!(
+            super::log_directives(Some(OsStr::new("irsa=debug"))),
+            Ok(Some("irsa=debug".to_owned()))
+        );
+        let err = super::log_directives(Some(OsStr::from_bytes(b"\xff"))).unwrap_err();
+        assert!(
+            err.contains("not UTF-8") && err.contains("IRSA_LOG=debug"),
+            "{err}"
+        );
+    }
+
     use super::*;
 
     #[test]
