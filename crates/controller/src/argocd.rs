@@ -613,8 +613,16 @@ async fn reconcile(
         }
         Decision::Invalid(cause) => {
             shared.unserved(&name).await;
-            let last_good = shared.tracked().get(&name).and_then(|t| t.wrote_expiry);
-            let status = error_status(&cause, last_good.filter(|t| *t > now));
+            // Not an upstream failure: the credential irsa wrote goes (review 2 L7).
+            let released = match release_data(&shared, &name, &at, &managers).await {
+                Ok(r) => r,
+                Err(Stale) => return Ok(again(&shared, &name)),
+            };
+            let status = error_status(&cause, None);
+            let at = At {
+                uid: uid.as_deref(),
+                rv: released.as_deref().or(read_rv.as_deref()),
+            };
             let rv = match shared
                 .report(&name, &at, current_status.as_deref(), &status)
                 .await
@@ -651,8 +659,18 @@ async fn reconcile(
         Ok(r) => r,
         Err(cause) => {
             shared.unserved(&name).await;
-            let last_good = shared.tracked().get(&name).and_then(|t| t.wrote_expiry);
-            let status = error_status(&cause, last_good.filter(|t| *t > now));
+            // Consent withdrawn, or the identity gone: the authorisation is no more, so the
+            // credential irsa wrote goes at once (review 2 L7); only an upstream failure keeps
+            // the last good one.
+            let released = match release_data(&shared, &name, &at, &managers).await {
+                Ok(r) => r,
+                Err(Stale) => return Ok(again(&shared, &name)),
+            };
+            let status = error_status(&cause, None);
+            let at = At {
+                uid: uid.as_deref(),
+                rv: released.as_deref().or(read_rv.as_deref()),
+            };
             let rv = match shared
                 .report(&name, &at, current_status.as_deref(), &status)
                 .await
@@ -963,6 +981,40 @@ async fn release(
         }
     }
     Ok(())
+}
+
+/// Releases `username`/`password` irsa wrote to `name` (an apply of nothing under
+/// [`DATA_MANAGER`]), when irsa holds them; returns the resourceVersion after the release.
+/// The last good credential is forgotten: it is no longer in the secret.
+async fn release_data(
+    shared: &Shared,
+    name: &str,
+    at: &At<'_>,
+    managers: &HashSet<String>,
+) -> Result<Option<String>, Stale> {
+    if let Some(t) = shared.tracked().get_mut(name) {
+        t.wrote_expiry = None;
+    }
+    if !managers.contains(DATA_MANAGER) {
+        return Ok(None);
+    }
+    let body = shared.apply_body(name, at.uid, at.rv);
+    match shared
+        .writer
+        .apply_foreign_secret(&body, DATA_MANAGER)
+        .await
+    {
+        Ok(s) => {
+            tracing::info!(namespace = %shared.namespace, secret = %name, "released the credential irsa wrote");
+            Ok(s.metadata.resource_version)
+        }
+        Err(e) if is_stale(&e) => Err(Stale),
+        Err(WriteError::NotLeader) => Ok(None),
+        Err(error) => {
+            tracing::warn!(secret = %name, %error, "failed to release the credential irsa wrote");
+            Ok(None)
+        }
+    }
 }
 
 /// After a Delete from the label-filtered watch: if the secret still exists without a served
