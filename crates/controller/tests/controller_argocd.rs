@@ -1167,6 +1167,41 @@ async fn credential_stores_no_secret_uses_are_freed() {
     controller.stop().await.unwrap();
 }
 
+/// Review 2 M1: 64 opted-in secrets naming made-up regions (`us-a-1`, …), each failing its
+/// exchange, hold no store slot against a real project: the real one is still served.
+/// (The made-up ones fail at STS here, AccessDenied, as they would on DNS in AWS.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_that_never_worked_do_not_fill_the_cap() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    project(&env, "intruder", "argocd-project-production").await;
+    let controller = start(&env).await;
+    let account = env.lab.account();
+    for i in 1..=64 {
+        let url = format!("oci://{account}.dkr.ecr.us-a-{i}.amazonaws.com/charts");
+        repo_secret(
+            &env,
+            &format!("bogus-{i}"),
+            Some("intruder"),
+            &[("url", &url)],
+        )
+        .await;
+    }
+    for i in 1..=64 {
+        let (_, st) = wait_status(&env, &format!("bogus-{i}"), "Error").await;
+        assert!(!st.contains("distinct (region"), "bogus-{i}: {st}");
+    }
+    assert_eq!(
+        controller.handle.metrics().argocd_stores(),
+        64,
+        "one store per made-up region: the cap is reached"
+    );
+    repo_secret(&env, "real", Some("production"), &[]).await;
+    wait_filled(&env, "real", None).await;
+    controller.stop().await.unwrap();
+}
+
 /// A secret deleted between irsa's read and its apply (review L5): the apply carries the
 /// resourceVersion read, so it is refused; it never creates an unlabelled Secret holding the
 /// credential.
