@@ -392,12 +392,16 @@ fn the_guides_secrets_get_credentials_the_registry_accepts_and_refused_ones_say_
             st.contains(&format!("argocd/argocd-project-{p}")) && st.contains(&ecr_host()),
             "{name}: {st}"
         );
-        assert!(
-            events(&sandbox, name)
-                .iter()
-                .any(|(t, r, _)| t == "Normal" && r == "CredentialsWritten"),
-            "{name}: a CredentialsWritten Event: {:?}",
-            events(&sandbox, name)
+        // The status is applied before the Event is published (review 2 L6): waited for.
+        eventually(
+            &format!("{name}: a CredentialsWritten Event"),
+            &controller,
+            || {
+                events(&sandbox, name)
+                    .iter()
+                    .any(|(t, r, _)| t == "Normal" && r == "CredentialsWritten")
+                    .then_some(())
+            },
         );
         // A forged password is refused by the same service (the check above can fail).
         let (code, _) = registry_token(&sandbox, "charts/app", "AWS", &format!("{password}x"));

@@ -137,6 +137,9 @@ struct Shared {
     allowed: Allowed,
     base: PipelineOptions,
     stores: tokio::sync::Mutex<HashMap<StoreKey, Arc<CredentialStore>>>,
+    /// The stores that have produced a credential once (review 2 M1): only these are kept
+    /// at the cap; one that never worked (a made-up region) gives way to a new one.
+    worked: Mutex<HashSet<StoreKey>>,
     writer: Writer,
     requester: Arc<dyn TokenRequester>,
     metrics: Arc<Metrics>,
@@ -172,13 +175,11 @@ impl Shared {
                 // Only stores in use count (review M2).
                 let used = self.stores_in_use();
                 stores.retain(|k, _| used.contains(k));
+                self.worked().retain(|k| stores.contains_key(k));
                 self.metrics.set_argocd_stores(stores.len());
             }
-            if stores.len() >= MAX_PIPELINES {
-                return Err(format!(
-                    "more than {MAX_PIPELINES} distinct (region, workloadIdentityTokenURL) pairs \
-                     in use; remove unused workloadIdentityTokenURL values"
-                ));
+            if stores.len() >= MAX_PIPELINES && !self.evict_one_that_never_worked(&mut stores) {
+                return Err(cap_error());
             }
         }
         // Built without the lock (review M2): one slow set-up never stalls the other secrets.
@@ -198,18 +199,49 @@ impl Shared {
             // Another reconcile built it meanwhile: one store per key, whoever came first.
             return Ok(s.clone());
         }
-        if stores.len() >= MAX_PIPELINES {
-            return Err(format!(
-                "more than {MAX_PIPELINES} distinct (region, workloadIdentityTokenURL) pairs in \
-                 use; remove unused workloadIdentityTokenURL values"
-            ));
+        if stores.len() >= MAX_PIPELINES && !self.evict_one_that_never_worked(&mut stores) {
+            return Err(cap_error());
         }
         let store = Arc::new(CredentialStore::new(pipeline, self.metrics.clone()));
         stores.insert(key.clone(), store.clone());
         let used = self.stores_in_use();
         stores.retain(|k, _| *k == key || used.contains(k));
+        self.worked().retain(|k| stores.contains_key(k));
         self.metrics.set_argocd_stores(stores.len());
         Ok(store)
+    }
+
+    fn worked(&self) -> std::sync::MutexGuard<'_, HashSet<StoreKey>> {
+        self.worked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// At the cap: frees one store that has never produced a credential (review 2 M1), so a
+    /// tenant's secrets naming made-up regions never keep a working project out. Its secrets
+    /// build it again on their next attempt. False when every store has worked.
+    fn evict_one_that_never_worked(
+        &self,
+        stores: &mut HashMap<StoreKey, Arc<CredentialStore>>,
+    ) -> bool {
+        let worked = self.worked();
+        let Some(key) = stores.keys().find(|k| !worked.contains(*k)).cloned() else {
+            return false;
+        };
+        drop(worked);
+        stores.remove(&key);
+        tracing::info!(
+            region = %key.0,
+            "Argo CD credential store that never produced a credential freed for another"
+        );
+        self.metrics.set_argocd_stores(stores.len());
+        true
+    }
+
+    /// Notes that `store` (the one held under `key`, not an evicted one) produced a credential.
+    async fn mark_worked(&self, key: &StoreKey, store: &Arc<CredentialStore>) {
+        let stores = self.stores.lock().await;
+        if stores.get(key).is_some_and(|s| Arc::ptr_eq(s, store)) {
+            self.worked().insert(key.clone());
+        }
     }
 
     /// The store keys tracked secrets are served from.
@@ -228,6 +260,7 @@ impl Shared {
         let used = self.stores_in_use();
         let before = stores.len();
         stores.retain(|k, _| used.contains(k));
+        self.worked().retain(|k| stores.contains_key(k));
         if stores.len() != before {
             tracing::debug!(
                 freed = before - stores.len(),
@@ -388,6 +421,13 @@ impl Shared {
         }
         Ok(rv)
     }
+}
+
+fn cap_error() -> String {
+    format!(
+        "more than {MAX_PIPELINES} distinct (region, workloadIdentityTokenURL) pairs in use that \
+         have produced credentials; remove unused workloadIdentityTokenURL values"
+    )
 }
 
 /// The secret was changed since irsa read it: read it again.
@@ -613,8 +653,16 @@ async fn reconcile(
         }
         Decision::Invalid(cause) => {
             shared.unserved(&name).await;
-            let last_good = shared.tracked().get(&name).and_then(|t| t.wrote_expiry);
-            let status = error_status(&cause, last_good.filter(|t| *t > now));
+            // Not an upstream failure: the credential irsa wrote goes (review 2 L7).
+            let released = match release_data(&shared, &name, &at, &managers).await {
+                Ok(r) => r,
+                Err(Stale) => return Ok(again(&shared, &name)),
+            };
+            let status = error_status(&cause, None);
+            let at = At {
+                uid: uid.as_deref(),
+                rv: released.as_deref().or(read_rv.as_deref()),
+            };
             let rv = match shared
                 .report(&name, &at, current_status.as_deref(), &status)
                 .await
@@ -651,8 +699,18 @@ async fn reconcile(
         Ok(r) => r,
         Err(cause) => {
             shared.unserved(&name).await;
-            let last_good = shared.tracked().get(&name).and_then(|t| t.wrote_expiry);
-            let status = error_status(&cause, last_good.filter(|t| *t > now));
+            // Consent withdrawn, or the identity gone: the authorisation is no more, so the
+            // credential irsa wrote goes at once (review 2 L7); only an upstream failure keeps
+            // the last good one.
+            let released = match release_data(&shared, &name, &at, &managers).await {
+                Ok(r) => r,
+                Err(Stale) => return Ok(again(&shared, &name)),
+            };
+            let status = error_status(&cause, None);
+            let at = At {
+                uid: uid.as_deref(),
+                rv: released.as_deref().or(read_rv.as_deref()),
+            };
             let rv = match shared
                 .report(&name, &at, current_status.as_deref(), &status)
                 .await
@@ -719,6 +777,7 @@ async fn reconcile(
     // Named before the store is looked up, so that no prune frees it meanwhile.
     shared.tracked().entry(name.clone()).or_default().store_key =
         Some((wanted.registry.region.clone(), wanted.token_url.clone()));
+    let store_key = (wanted.registry.region.clone(), wanted.token_url.clone());
     let obtained = match shared.store(&wanted).await {
         Ok(store) => {
             let clock = shared.clock.clone();
@@ -728,9 +787,13 @@ async fn reconcile(
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
             };
-            store
+            let obtained = store
                 .get(&key, &identity, &targets, REFRESH_FRACTION, &now_fn)
-                .await
+                .await;
+            if matches!(obtained, Obtained::Refreshed(_) | Obtained::Current(_)) {
+                shared.mark_worked(&store_key, &store).await;
+            }
+            obtained
         }
         Err(error) => Obtained::Failed {
             error,
@@ -965,6 +1028,40 @@ async fn release(
     Ok(())
 }
 
+/// Releases `username`/`password` irsa wrote to `name` (an apply of nothing under
+/// [`DATA_MANAGER`]), when irsa holds them; returns the resourceVersion after the release.
+/// The last good credential is forgotten: it is no longer in the secret.
+async fn release_data(
+    shared: &Shared,
+    name: &str,
+    at: &At<'_>,
+    managers: &HashSet<String>,
+) -> Result<Option<String>, Stale> {
+    if let Some(t) = shared.tracked().get_mut(name) {
+        t.wrote_expiry = None;
+    }
+    if !managers.contains(DATA_MANAGER) {
+        return Ok(None);
+    }
+    let body = shared.apply_body(name, at.uid, at.rv);
+    match shared
+        .writer
+        .apply_foreign_secret(&body, DATA_MANAGER)
+        .await
+    {
+        Ok(s) => {
+            tracing::info!(namespace = %shared.namespace, secret = %name, "released the credential irsa wrote");
+            Ok(s.metadata.resource_version)
+        }
+        Err(e) if is_stale(&e) => Err(Stale),
+        Err(WriteError::NotLeader) => Ok(None),
+        Err(error) => {
+            tracing::warn!(secret = %name, %error, "failed to release the credential irsa wrote");
+            Ok(None)
+        }
+    }
+}
+
 /// After a Delete from the label-filtered watch: if the secret still exists without a served
 /// label, removes what irsa owns in it (read once; only its managers are kept).
 async fn release_if_unlabelled(shared: &Shared, name: &str) {
@@ -1080,6 +1177,7 @@ pub async fn run(
         allowed: options.allowed.clone(),
         base: options.pipeline.clone(),
         stores: tokio::sync::Mutex::new(HashMap::new()),
+        worked: Mutex::new(HashSet::new()),
         writer,
         requester,
         metrics,
@@ -1165,6 +1263,7 @@ pub async fn run(
                         if changed.is_err() { break; }
                         if !*rx.borrow_and_update() {
                             shared.stores.lock().await.clear();
+                            shared.worked().clear();
                             shared.metrics.set_argocd_stores(0);
                             shared.tracked().clear();
                             shared.reported.lock().unwrap_or_else(|p| p.into_inner()).clear();

@@ -806,6 +806,101 @@ async fn another_projects_service_account_needs_its_consent() {
     assert!(st.contains("argocd/argocd-project-production"), "{st}");
 }
 
+/// Review 2 L7: consent withdrawn, the role annotation removed or the service account deleted
+/// releases the credential irsa wrote (another project's password does not stay for 12 h),
+/// with an Error status and an Event saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawn_consent_or_identity_releases_the_credential() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    let sas = Api::<ServiceAccount>::namespaced(env.lab.client.clone(), NS);
+    let consent = |list: &str| serde_json::json!({"metadata": {"annotations": {"irsa.dev/argocd-projects": list}}});
+    sas.patch(
+        "argocd-project-production",
+        &PatchParams::default(),
+        &Patch::Merge(consent("production, staging")),
+    )
+    .await
+    .unwrap();
+    let _controller = start(&env).await;
+    annotated_repo_secret(
+        &env,
+        "borrowed",
+        Some("staging"),
+        &[("insecure", "false")],
+        &[("irsa.dev/service-account", "argocd-project-production")],
+    )
+    .await;
+    wait_filled(&env, "borrowed", None).await;
+    // Production's owner takes staging off the list.
+    sas.patch(
+        "argocd-project-production",
+        &PatchParams::default(),
+        &Patch::Merge(consent("production")),
+    )
+    .await
+    .unwrap();
+    let released = |what: &'static str| {
+        let env = &env;
+        async move {
+            eventually(what, || async {
+                let s = secrets(env).get_opt("borrowed").await.ok()??;
+                let st = status(&s)?;
+                (field(&s, "password").is_none()
+                    && field(&s, "username").is_none()
+                    && st.starts_with("Error"))
+                .then_some((s, st))
+            })
+            .await
+        }
+    };
+    let (s, st) = released("borrowed: credential released after consent withdrawn").await;
+    assert!(st.contains("does not consent"), "{st}");
+    assert!(
+        !st.contains("stay until"),
+        "no last good credential kept: {st}"
+    );
+    assert_eq!(
+        field(&s, "insecure").as_deref(),
+        Some("false"),
+        "user keys stay"
+    );
+    eventually("a CredentialsFailed Event naming the consent", || async {
+        env.events_about("borrowed")
+            .await
+            .into_iter()
+            .any(|(reason, note)| {
+                reason == "CredentialsFailed" && note.contains("does not consent")
+            })
+            .then_some(())
+    })
+    .await;
+    // Served again, then the role annotation goes: released again.
+    sas.patch(
+        "argocd-project-production",
+        &PatchParams::default(),
+        &Patch::Merge(consent("production, staging")),
+    )
+    .await
+    .unwrap();
+    wait_filled(&env, "borrowed", None).await;
+    sas.patch(
+        "argocd-project-production",
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {"eks.amazonaws.com/role-arn": null}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let (_, st) = released("borrowed: credential released after the role annotation went").await;
+    assert!(
+        st.contains("has no eks.amazonaws.com/role-arn annotation"),
+        "{st}"
+    );
+}
+
 /// Review M3: a Git repository's secret (labelled, not opted in) is read once, not on every
 /// resync: the reconciles are counted to know that resyncs really ran.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1069,6 +1164,41 @@ async fn credential_stores_no_secret_uses_are_freed() {
         (stores() == 0).then_some(())
     })
     .await;
+    controller.stop().await.unwrap();
+}
+
+/// Review 2 M1: 64 opted-in secrets naming made-up regions (`us-a-1`, …), each failing its
+/// exchange, hold no store slot against a real project: the real one is still served.
+/// (The made-up ones fail at STS here, AccessDenied, as they would on DNS in AWS.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_that_never_worked_do_not_fill_the_cap() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    project(&env, "intruder", "argocd-project-production").await;
+    let controller = start(&env).await;
+    let account = env.lab.account();
+    for i in 1..=64 {
+        let url = format!("oci://{account}.dkr.ecr.us-a-{i}.amazonaws.com/charts");
+        repo_secret(
+            &env,
+            &format!("bogus-{i}"),
+            Some("intruder"),
+            &[("url", &url)],
+        )
+        .await;
+    }
+    for i in 1..=64 {
+        let (_, st) = wait_status(&env, &format!("bogus-{i}"), "Error").await;
+        assert!(!st.contains("distinct (region"), "bogus-{i}: {st}");
+    }
+    assert_eq!(
+        controller.handle.metrics().argocd_stores(),
+        64,
+        "one store per made-up region: the cap is reached"
+    );
+    repo_secret(&env, "real", Some("production"), &[]).await;
+    wait_filled(&env, "real", None).await;
     controller.stop().await.unwrap();
 }
 

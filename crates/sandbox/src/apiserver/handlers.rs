@@ -617,6 +617,19 @@ fn patch(
             }
             return Err(ApiError::not_found(&rt.group, &rt.plural, name));
         };
+        // The resourceVersion first, as kube-apiserver's GuaranteedUpdate (review 2 L1): a
+        // Secret deleted and created again after the read is a 409, then only the uid a 422.
+        if let Some(want) = patch_doc
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            && kind != PatchKind::Json
+            && old
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                != Some(want)
+        {
+            return Err(ApiError::conflict(&rt.group, &rt.plural, name));
+        }
         if kind == PatchKind::Apply
             && let Some(uid) = applied_uid
             && old.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid)
@@ -630,17 +643,6 @@ fn patch(
                     rt.kind
                 ),
             ));
-        }
-        if let Some(want) = patch_doc
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-            && kind != PatchKind::Json
-            && old
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-                != Some(want)
-        {
-            return Err(ApiError::conflict(&rt.group, &rt.plural, name));
         }
         match kind {
             PatchKind::Json => {
@@ -745,4 +747,121 @@ fn list_body(list: &ListKind, page: &ListPage) -> Bytes {
     }
     out.extend_from_slice(b"]}");
     Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Signs nothing: these tests ask for no tokens.
+    struct NoTokens;
+
+    impl crate::token_issuer::TokenIssuer for NoTokens {
+        fn issue(
+            &self,
+            _: &crate::token_issuer::ServiceAccountTokenRequest,
+        ) -> Result<crate::token_issuer::IssuedToken, String> {
+            Err("no tokens in this test".into())
+        }
+        fn issuer_url(&self) -> String {
+            String::new()
+        }
+        fn discovery(&self) -> Value {
+            Value::Null
+        }
+        fn jwks(&self) -> Value {
+            Value::Null
+        }
+    }
+
+    async fn call(
+        api: &ApiServer,
+        method: Method,
+        uri: &str,
+        ct: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", api.token()),
+            )
+            .header(http::header::CONTENT_TYPE, ct)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        let response = dispatch(State(api.clone()), req).await;
+        let code = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), MAX_BODY)
+            .await
+            .unwrap();
+        (code, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Review 2 L1: an apply naming the uid and resourceVersion read from a Secret that was
+    /// deleted and created again meanwhile is a 409 (the resourceVersion is checked first, as
+    /// kube-apiserver's GuaranteedUpdate does), not the 422 of the immutable uid.
+    #[tokio::test]
+    async fn an_apply_to_a_recreated_object_is_a_conflict_on_the_resource_version() {
+        let api = ApiServer::new(Default::default(), Arc::new(NoTokens));
+        let secrets = "/api/v1/namespaces/default/secrets";
+        let secret = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "default"}});
+        let (code, first) = call(
+            &api,
+            Method::POST,
+            secrets,
+            "application/json",
+            secret.clone(),
+        )
+        .await;
+        assert_eq!(code, 201, "{first}");
+        let (code, _) = call(
+            &api,
+            Method::DELETE,
+            &format!("{secrets}/s"),
+            "application/json",
+            json!({}),
+        )
+        .await;
+        assert_eq!(code, 200);
+        let (code, second) = call(&api, Method::POST, secrets, "application/json", secret).await;
+        assert_eq!(code, 201, "{second}");
+        assert_ne!(first["metadata"]["uid"], second["metadata"]["uid"]);
+        let apply = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": "s", "namespace": "default",
+            "uid": first["metadata"]["uid"],
+            "resourceVersion": first["metadata"]["resourceVersion"],
+        }, "data": {"password": "cA=="}});
+        let (code, answer) = call(
+            &api,
+            Method::PATCH,
+            &format!("{secrets}/s?fieldManager=irsa-argocd-data"),
+            "application/apply-patch+yaml",
+            apply.clone(),
+        )
+        .await;
+        assert_eq!(code, 409, "{answer}");
+        assert_eq!(answer["reason"], "Conflict", "{answer}");
+        // With the current resourceVersion, the uid still refuses it (422).
+        let mut current = apply;
+        current["metadata"]["resourceVersion"] = second["metadata"]["resourceVersion"].clone();
+        let (code, answer) = call(
+            &api,
+            Method::PATCH,
+            &format!("{secrets}/s?fieldManager=irsa-argocd-data"),
+            "application/apply-patch+yaml",
+            current,
+        )
+        .await;
+        assert_eq!(code, 422, "{answer}");
+        assert!(
+            answer["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("metadata.uid"),
+            "{answer}"
+        );
+    }
 }
