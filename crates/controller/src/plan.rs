@@ -1295,10 +1295,11 @@ pub fn plan_round(
             }
         }
     }
+    // The cheap test first: in a fan-out, most of the resource's Secrets are the ones it serves.
     let stale = observed.secrets().filter(|s| {
         subject.may_touch(&s.namespace)
-            && s.is_written_by(owner)
             && !(s.name == spec.secret_name && served(&s.namespace).is_some())
+            && s.is_written_by(owner)
             && !round.held_back.contains(&s.namespace)
     });
     // A deletion never goes ahead of the patch removing its entry (that entry would be left

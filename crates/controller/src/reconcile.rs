@@ -91,8 +91,12 @@ pub struct ReconcilerConfig {
 /// Longest a round of secret writes should take at the rate limit: a new namespace waits at
 /// most about this long behind a refresh of the same resource.
 const ROUND: Duration = Duration::from_millis(400);
-/// Most changes in one round (unlimited rate).
+/// Most changes in one round at a client-side rate limit, and in the first round at an
+/// unlimited rate.
 const MAX_ROUND_WRITES: usize = 500;
+/// Most changes in one round at an unlimited rate once the pace of the resource's writes is
+/// known ([`ReconcilerConfig::chunk_at`]).
+const MAX_UNLIMITED_ROUND_WRITES: usize = 5_000;
 
 impl ReconcilerConfig {
     /// Changes (urgent secret writes, ServiceAccount patches, routine secret writes, then
@@ -100,14 +104,30 @@ impl ReconcilerConfig {
     /// [`ROUND`] worth at `qps`, at least two batches in flight, at
     /// most [`MAX_ROUND_WRITES`].
     pub fn chunk(&self) -> usize {
+        self.chunk_at(None)
+    }
+
+    /// [`ReconcilerConfig::chunk`], given the pace of the resource's last round (changes per
+    /// second, as it went). It counts only without a rate limit (`qps` 0): a round is then
+    /// [`ROUND`] worth at that pace, between [`MAX_ROUND_WRITES`] (also the first round's size)
+    /// and [`MAX_UNLIMITED_ROUND_WRITES`]. Each round plans over every namespace the resource
+    /// serves, so rounds as small as at a rate limit would spend more time planning a large
+    /// fan-out than writing it; a new namespace still waits for about one [`ROUND`].
+    pub fn chunk_at(&self, pace: Option<f64>) -> usize {
         let floor = self.write_concurrency.max(1).saturating_mul(2);
+        // Truncation is intended: a whole number of writes.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let worth = |per_second: f64| (per_second * ROUND.as_secs_f64()) as usize;
         if self.qps > 0.0 {
-            // Truncation is intended: a whole number of writes.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            let at_rate = (self.qps * ROUND.as_secs_f64()) as usize;
-            at_rate.clamp(floor.min(MAX_ROUND_WRITES), MAX_ROUND_WRITES)
+            worth(self.qps).clamp(floor.min(MAX_ROUND_WRITES), MAX_ROUND_WRITES)
         } else {
-            MAX_ROUND_WRITES.max(floor)
+            let first = MAX_ROUND_WRITES.max(floor);
+            match pace {
+                Some(p) if p.is_finite() && p > 0.0 => {
+                    worth(p).clamp(first, MAX_UNLIMITED_ROUND_WRITES.max(first))
+                }
+                _ => first,
+            }
         }
     }
 }
@@ -141,6 +161,9 @@ struct Reported {
     wrote: plan::Written,
     /// What the last round of the finalizer's cleanup left for the next.
     cleanup_left: Option<usize>,
+    /// Changes per second of the last round that had at least two batches of them in flight
+    /// ([`ReconcilerConfig::chunk_at`]).
+    pace: Option<f64>,
 }
 
 /// A namespace whose last write failed: when to try it again, and why it failed.
@@ -1143,8 +1166,9 @@ async fn converge(
     // then routine refreshes, then deletions; the rest in the next round, at once.
     // Only this round's writes are built: a fan-out of N namespaces builds N writes in all,
     // not N per round.
+    let pace = ctx.reported(&subject.owner, |r| r.pace);
     let round = plan::Round {
-        max_writes: ctx.config.chunk(),
+        max_writes: ctx.config.chunk_at(pace),
         now: ctx.now(),
         held_back: &held_back,
         watched: &watched,
@@ -1183,15 +1207,25 @@ async fn converge(
         )
         .await;
     log_outcome(subject, &plan, &outcome);
+    let executed_in = started.elapsed().saturating_sub(planned_in);
     if !plan.is_noop() {
         tracing::debug!(
             resource = %subject.owner,
             left,
             planned_in = ?planned_in,
-            executed_in = ?started.elapsed().saturating_sub(planned_in),
+            executed_in = ?executed_in,
             "round"
         );
     }
+    let changes = plan.writes.len() + plan.service_account_patches.len() + plan.deletions.len();
+    let pace = (changes >= ctx.config.write_concurrency.max(1).saturating_mul(2)
+        && !executed_in.is_zero())
+    .then(|| {
+        // Precision is of no concern: a round's size.
+        #[allow(clippy::cast_precision_loss)]
+        let changes = changes as f64;
+        changes / executed_in.as_secs_f64()
+    });
     if let Some(w) = plan.writes.first() {
         // Every write of a round carries the same content.
         wrote.record(
@@ -1206,6 +1240,9 @@ async fn converge(
         r.backoff
             .record(&attempted, &outcome.failed, tokio::time::Instant::now());
         r.wrote = wrote;
+        if pace.is_some() {
+            r.pace = pace;
+        }
     });
     // While rounds are left, the plan of this round stands for where it is (a write in
     // flight counts as ready, a failed one is reported from the outcome), and the next round
@@ -1618,6 +1655,48 @@ async fn cleanup(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config_at(qps: f64, write_concurrency: usize) -> ReconcilerConfig {
+        ReconcilerConfig {
+            resync: Duration::from_secs(300),
+            write_concurrency,
+            token_expiration: Duration::from_secs(3600),
+            clock: Arc::new(irsa_aws::SystemClock),
+            key_namespace: "irsa-system".into(),
+            qps,
+        }
+    }
+
+    #[test]
+    fn a_round_is_a_round_worth_at_the_rate_limit_or_at_the_pace_of_the_last_round() {
+        // At a rate limit: 400 ms worth at that rate, at least two batches, at most 500; the
+        // pace of earlier rounds does not count.
+        let limited = config_at(100.0, 16);
+        assert_eq!(limited.chunk(), 40);
+        assert_eq!(limited.chunk_at(Some(50_000.0)), 40);
+        assert_eq!(config_at(5.0, 16).chunk(), 32, "two batches at least");
+        assert_eq!(config_at(10_000.0, 16).chunk(), 500);
+        // Unlimited: the first round is 500; then 400 ms worth at the last round's pace,
+        // between 500 and 5,000 (the fan-out bench's 10,000 namespaces then plan 4 or 5
+        // rounds instead of 20: planning had become a third of the controller's time).
+        let unlimited = config_at(0.0, 16);
+        assert_eq!(unlimited.chunk(), 500);
+        assert_eq!(unlimited.chunk_at(Some(6_000.0)), 2_400);
+        assert_eq!(
+            unlimited.chunk_at(Some(100.0)),
+            500,
+            "never below the first round"
+        );
+        assert_eq!(unlimited.chunk_at(Some(1e9)), 5_000);
+        for odd in [f64::NAN, f64::INFINITY, -1.0, 0.0] {
+            assert_eq!(unlimited.chunk_at(Some(odd)), 500, "pace {odd}");
+        }
+        assert_eq!(
+            config_at(0.0, 400).chunk_at(None),
+            800,
+            "two batches at least"
+        );
+    }
 
     fn meta(finalizers: &[&str], deleting: bool) -> ObjectMeta {
         ObjectMeta {
