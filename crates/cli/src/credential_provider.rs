@@ -54,8 +54,8 @@ pub(crate) struct CredentialProviderArgs {
     /// one per pull, share one exchange. Unset: no disk cache.
     #[arg(long, value_name = "DIR", env = "IRSA_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Fraction of a credential's lifetime the kubelet and the disk cache keep it.
-    #[arg(long, value_name = "F", default_value_t = 0.5)]
+    /// Fraction of a credential's lifetime the kubelet and the disk cache keep it, in (0, 1].
+    #[arg(long, value_name = "F", default_value_t = 0.5, value_parser = parse_refresh_fraction)]
     refresh_fraction: f64,
     /// The role session's duration asked of STS (15m to 12h, at most the role's maximum
     /// session duration; a chained --assume-role at most 1h). Unset: STS's default, 1h.
@@ -270,4 +270,19 @@ pub(crate) fn install(cmd: InstallCommand) -> anyhow::Result<Verdict> {
     };
     print!("{text}");
     Ok(Verdict::Ok)
+}
+
+/// `--refresh-fraction`: a number in (0, 1].
+fn parse_refresh_fraction(value: &str) -> Result<f64, String> {
+    let fraction: f64 = value
+        .trim()
+        .parse()
+        .map_err(|_| "not a number; 0.5 keeps a credential half its lifetime".to_owned())?;
+    if fraction > 0.0 && fraction <= 1.0 {
+        Ok(fraction)
+    } else {
+        Err(format!(
+            "{value} is not in (0, 1]; 0.5 keeps a credential half its lifetime"
+        ))
+    }
 }

@@ -540,6 +540,30 @@ fn the_provider_parses_alone_as_it_would_in_the_whole_tree() {
             &["credential-provider", "--explain"][..],
             "a value is required",
         ),
+        // Out of (0, 1]: refused when parsed (it was exit 1 at the first request, and
+        // `--explain` never checked it).
+        (
+            &["credential-provider", "--refresh-fraction", "0"][..],
+            "invalid value '0' for '--refresh-fraction <F>': 0 is not in (0, 1]",
+        ),
+        (
+            &[
+                "credential-provider",
+                "--refresh-fraction",
+                "1.5",
+                "--explain",
+                "public.ecr.aws/x/y",
+            ][..],
+            "invalid value '1.5' for '--refresh-fraction <F>'",
+        ),
+        (
+            &["credential-provider", "--refresh-fraction", "NaN"][..],
+            "invalid value 'NaN' for '--refresh-fraction <F>'",
+        ),
+        (
+            &["credential-provider", "--refresh-fraction", "half"][..],
+            "invalid value 'half' for '--refresh-fraction <F>': not a number",
+        ),
     ] {
         let run = provider(&[], args, "");
         assert_eq!(run.code, 2, "{args:?}: {}{}", run.stdout, run.stderr);
