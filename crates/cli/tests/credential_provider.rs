@@ -1242,3 +1242,28 @@ fn explain_says_what_happens_for_cgr_dev() {
         assert!(run.stdout.contains(want), "{want}: {}", run.stdout);
     }
 }
+
+/// Startup review L4: with `IRSA_LOG` unset (the kubelet sets nothing), the plain level filter
+/// of the fast start-up path lets nothing below warn through; `IRSA_LOG=info` (the `EnvFilter`
+/// path) shows the same run's info line, so the first check is not blind.
+#[test]
+fn an_unset_irsa_log_prints_nothing_below_warn() {
+    // An image irsa does not serve: answered with no credentials, and an info line says why.
+    let stdin = request("docker.io/library/busybox:1", None, &[]);
+    let quiet = provider(&[], &["credential-provider"], &stdin);
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(
+        quiet.stdout.contains("CredentialProviderResponse"),
+        "{}",
+        quiet.stdout
+    );
+    assert_eq!(quiet.stderr, "", "nothing below warn with IRSA_LOG unset");
+    let told = provider(&[("IRSA_LOG", "info")], &["credential-provider"], &stdin);
+    assert_eq!(told.code, 0, "{}", told.stderr);
+    assert_eq!(told.stdout, quiet.stdout);
+    assert!(
+        told.stderr.contains("no credentials for this image"),
+        "{}",
+        told.stderr
+    );
+}
