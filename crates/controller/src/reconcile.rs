@@ -107,13 +107,15 @@ impl ReconcilerConfig {
         self.chunk_at(None)
     }
 
-    /// [`ReconcilerConfig::chunk`], given the pace of the resource's last round (changes per
-    /// second, as it went). It counts only without a rate limit (`qps` 0): a round is then
-    /// [`ROUND`] worth at that pace, between [`MAX_ROUND_WRITES`] (also the first round's size)
-    /// and [`MAX_UNLIMITED_ROUND_WRITES`]. Each round plans over every namespace the resource
-    /// serves, so rounds as small as at a rate limit would spend more time planning a large
-    /// fan-out than writing it; a new namespace still waits for about one [`ROUND`].
-    pub fn chunk_at(&self, pace: Option<f64>) -> usize {
+    /// [`ReconcilerConfig::chunk`], given the pace of the resource's last round. It counts
+    /// only without a rate limit (`qps` 0): a round is then [`ROUND`] worth at that pace,
+    /// between [`MAX_ROUND_WRITES`] (also the first round's size) and
+    /// [`MAX_UNLIMITED_ROUND_WRITES`], and at most twice the round measured (a round of cheap
+    /// answers cannot make the next one many times longer). Each round plans over every
+    /// namespace the resource serves, so rounds as small as at a rate limit would spend more
+    /// time planning a large fan-out than writing it; a new namespace still waits for about
+    /// one [`ROUND`].
+    pub fn chunk_at(&self, pace: Option<Pace>) -> usize {
         let floor = self.write_concurrency.max(1).saturating_mul(2);
         // Truncation is intended: a whole number of writes.
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
@@ -123,13 +125,23 @@ impl ReconcilerConfig {
         } else {
             let first = MAX_ROUND_WRITES.max(floor);
             match pace {
-                Some(p) if p.is_finite() && p > 0.0 => {
-                    worth(p).clamp(first, MAX_UNLIMITED_ROUND_WRITES.max(first))
-                }
+                Some(p) if p.per_second.is_finite() && p.per_second > 0.0 => worth(p.per_second)
+                    .clamp(first, MAX_UNLIMITED_ROUND_WRITES.max(first))
+                    .min(p.changes.saturating_mul(2).max(first)),
                 _ => first,
             }
         }
     }
+}
+
+/// How fast a resource's last round of changes went, all of them answered and none failed
+/// ([`ReconcilerConfig::chunk_at`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    /// Changes per second.
+    pub per_second: f64,
+    /// Changes in that round.
+    pub changes: usize,
 }
 
 impl std::fmt::Debug for ReconcilerConfig {
@@ -161,9 +173,9 @@ struct Reported {
     wrote: plan::Written,
     /// What the last round of the finalizer's cleanup left for the next.
     cleanup_left: Option<usize>,
-    /// Changes per second of the last round that had at least two batches of them in flight
-    /// ([`ReconcilerConfig::chunk_at`]).
-    pace: Option<f64>,
+    /// The pace of the current fan-out's last round of at least two batches of changes, all
+    /// answered and none failed ([`ReconcilerConfig::chunk_at`]); none between fan-outs.
+    pace: Option<Pace>,
 }
 
 /// A namespace whose last write failed: when to try it again, and why it failed.
@@ -441,6 +453,9 @@ impl Context {
     async fn forget(&self) {
         self.credentials.clear();
         *self.key.lock().await = KeySlot::default();
+        for r in self.tracking().reported.values_mut() {
+            r.pace = None;
+        }
         tracing::info!("not leading: dropped the cached registry credentials");
     }
 
@@ -1217,14 +1232,22 @@ async fn converge(
             "round"
         );
     }
+    // Only a round whose every change was answered and none failed tells how fast changes
+    // go: writes refused without a request (leadership ending) or failing fast would make
+    // the next round look cheap.
     let changes = plan.writes.len() + plan.service_account_patches.len() + plan.deletions.len();
     let pace = (changes >= ctx.config.write_concurrency.max(1).saturating_mul(2)
-        && !executed_in.is_zero())
+        && !executed_in.is_zero()
+        && !outcome.not_leader
+        && outcome.failed.is_empty())
     .then(|| {
         // Precision is of no concern: a round's size.
         #[allow(clippy::cast_precision_loss)]
-        let changes = changes as f64;
-        changes / executed_in.as_secs_f64()
+        let per_second = changes as f64 / executed_in.as_secs_f64();
+        Pace {
+            per_second,
+            changes,
+        }
     });
     if let Some(w) = plan.writes.first() {
         // Every write of a round carries the same content.
@@ -1240,7 +1263,11 @@ async fn converge(
         r.backoff
             .record(&attempted, &outcome.failed, tokio::time::Instant::now());
         r.wrote = wrote;
-        if pace.is_some() {
+        // A fan-out's next round starts from what this one measured; the next fan-out starts
+        // afresh (the API server may be busier by then).
+        if left == 0 {
+            r.pace = None;
+        } else if pace.is_some() {
             r.pace = pace;
         }
     });
@@ -1671,25 +1698,38 @@ mod tests {
     fn a_round_is_a_round_worth_at_the_rate_limit_or_at_the_pace_of_the_last_round() {
         // At a rate limit: 400 ms worth at that rate, at least two batches, at most 500; the
         // pace of earlier rounds does not count.
+        let pace = |per_second: f64, changes: usize| {
+            Some(Pace {
+                per_second,
+                changes,
+            })
+        };
         let limited = config_at(100.0, 16);
         assert_eq!(limited.chunk(), 40);
-        assert_eq!(limited.chunk_at(Some(50_000.0)), 40);
+        assert_eq!(limited.chunk_at(pace(50_000.0, 5_000)), 40);
         assert_eq!(config_at(5.0, 16).chunk(), 32, "two batches at least");
         assert_eq!(config_at(10_000.0, 16).chunk(), 500);
         // Unlimited: the first round is 500; then 400 ms worth at the last round's pace,
-        // between 500 and 5,000 (the fan-out bench's 10,000 namespaces then plan 4 or 5
-        // rounds instead of 20: planning had become a third of the controller's time).
+        // between 500 and 5,000 and at most twice the round measured (the fan-out bench's
+        // 10,000 namespaces then plan 6 rounds instead of 20: planning had become a third of
+        // the controller's time).
         let unlimited = config_at(0.0, 16);
         assert_eq!(unlimited.chunk(), 500);
-        assert_eq!(unlimited.chunk_at(Some(6_000.0)), 2_400);
+        assert_eq!(unlimited.chunk_at(pace(6_000.0, 2_000)), 2_400);
         assert_eq!(
-            unlimited.chunk_at(Some(100.0)),
+            unlimited.chunk_at(pace(6_000.0, 500)),
+            1_000,
+            "at most twice the round measured"
+        );
+        assert_eq!(
+            unlimited.chunk_at(pace(100.0, 500)),
             500,
             "never below the first round"
         );
-        assert_eq!(unlimited.chunk_at(Some(1e9)), 5_000);
+        assert_eq!(unlimited.chunk_at(pace(1e9, 5_000)), 5_000);
+        assert_eq!(unlimited.chunk_at(pace(1e9, usize::MAX)), 5_000);
         for odd in [f64::NAN, f64::INFINITY, -1.0, 0.0] {
-            assert_eq!(unlimited.chunk_at(Some(odd)), 500, "pace {odd}");
+            assert_eq!(unlimited.chunk_at(pace(odd, 500)), 500, "pace {odd}");
         }
         assert_eq!(
             config_at(0.0, 400).chunk_at(None),
