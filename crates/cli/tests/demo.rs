@@ -164,4 +164,10 @@ fn argocd_and_namespaces_exclude_each_other() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--namespaces"), "{stderr}");
+    let help = irsa(&["demo", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("irsa demo --argocd") && help.contains("argocd-project-<p>"),
+        "--help shows the Argo CD demo: {help}"
+    );
 }
