@@ -4,8 +4,13 @@
 //! (p50/p99, one Secret at a time, polled every 5 ms), and the controller's VmRSS / VmHWM with
 //! N repository Secrets served. Goal: p99 < 1 s.
 //!
-//! `cargo bench -p irsa --bench argocd` measures (200 Secrets for the latency, 1,000 for the
-//! memory); under `cargo test` it runs 5 and 20 as a smoke test.
+//! First, with the controller in the bench process on the sandbox clock (the in-process lab, so
+//! that the clock can be moved past the refresh point): the upstream exchanges for one refresh
+//! of 100 repository Secrets over 3 projects, each project's in one ECR registry (goal 3).
+//!
+//! `cargo bench -p irsa --bench argocd` measures (100 Secrets for the exchanges, 200 for the
+//! latency, 1,000 for the memory); under `cargo test` it runs 12, 5 and 20 as a smoke test.
+//! The three figures of the Argo CD issue come out of one run.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -72,13 +77,22 @@ fn memory(pid: u32) -> (f64, f64) {
 }
 
 fn repo_secret(name: &str) -> Secret {
+    repo_secret_for(
+        name,
+        &format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com"),
+        "production",
+    )
+}
+
+/// The guide's repository Secret for `project`'s charts at `host`.
+fn repo_secret_for(name: &str, host: &str, project: &str) -> Secret {
     let data: BTreeMap<String, ByteString> = [
         ("type", "helm"),
-        ("url", &format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com")),
+        ("url", host),
         ("enableOCI", "true"),
         ("useWorkloadIdentity", "true"),
         ("workloadIdentityProvider", "aws"),
-        ("project", "production"),
+        ("project", project),
     ]
     .iter()
     .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
@@ -112,9 +126,142 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
+/// Upstream exchanges (controller / ECR / STS) for the first fill and for one refresh of `n`
+/// repository Secrets spread over 3 projects, with the controller in this process on the
+/// sandbox clock.
+fn exchanges_per_refresh(n: usize) -> ((u64, u64, u64), (u64, u64, u64)) {
+    use irsa_controller::argocd::{Allowed, ArgoCdOptions};
+    use irsa_lab::{Lab, LabConfig};
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        // ECR tokens of 1 hour: the refresh is due past half of it, while the TokenRequest
+        // tokens (on the wall clock) are still valid at STS (on the sandbox clock).
+        let lab = Lab::start(LabConfig {
+            ecr_token_lifetime_seconds: 3600,
+            ..LabConfig::default()
+        })
+        .await
+        .expect("lab");
+        lab.namespace(ARGOCD, &[]).await.expect("namespace");
+        let projects = ["alpha", "beta", "gamma"];
+        for p in projects {
+            let sa = format!("argocd-project-{p}");
+            let role = lab
+                .register_role_named(&format!("argocd-{p}"), ARGOCD, &sa)
+                .expect("role");
+            lab.identity(ARGOCD, &sa, &role).await.expect("identity");
+        }
+        let options = irsa_controller::ControllerOptions {
+            argocd: Some(ArgoCdOptions {
+                namespace: ARGOCD.to_owned(),
+                pipeline: lab.pipeline_options(),
+                allowed: Allowed::default(),
+            }),
+            ..lab.controller_options()
+        };
+        let controller = lab
+            .spawn_controller(options, None)
+            .await
+            .expect("controller");
+        assert!(
+            tokio::time::timeout(Duration::from_secs(60), controller.handle.wait_ready())
+                .await
+                .unwrap_or(false),
+            "the controller is ready"
+        );
+        let api: Api<Secret> = Api::namespaced(lab.client.clone(), ARGOCD);
+        let names: Vec<String> = (0..n).map(|i| format!("repo-{i:03}")).collect();
+        for (i, name) in names.iter().enumerate() {
+            let secret = repo_secret_for(name, &lab.ecr_host(), projects[i % projects.len()]);
+            api.create(&PostParams::default(), &secret)
+                .await
+                .expect("create");
+        }
+        let counted = |lab: &Lab, c: &irsa_lab::RunningController| {
+            let counters = lab.stack.cloud.counters();
+            (
+                c.handle.metrics().exchanges(),
+                counters.get("ecr", "GetAuthorizationToken", "ok"),
+                counters.get("sts", "AssumeRoleWithWebIdentity", "ok"),
+            )
+        };
+        let first = wait_passwords(&api, &names, &BTreeMap::new()).await;
+        let filled = counted(&lab, &controller);
+        lab.stack.cloud.advance(Duration::from_secs(2000));
+        controller.handle.resync_all();
+        wait_passwords(&api, &names, &first).await;
+        let refreshed = counted(&lab, &controller);
+        controller.stop().await.expect("stop");
+        lab.stack.shutdown().await;
+        (
+            filled,
+            (
+                refreshed.0 - filled.0,
+                refreshed.1 - filled.1,
+                refreshed.2 - filled.2,
+            ),
+        )
+    })
+}
+
+/// Waits until every Secret of `names` holds a password other than the one in `old`; returns
+/// them.
+async fn wait_passwords(
+    api: &Api<Secret>,
+    names: &[String],
+    old: &BTreeMap<String, Vec<u8>>,
+) -> BTreeMap<String, Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut seen = BTreeMap::new();
+    for name in names {
+        loop {
+            let password = api
+                .get(name)
+                .await
+                .ok()
+                .and_then(|s| s.data?.remove("password"))
+                .map(|b| b.0);
+            if let Some(p) = password
+                && old.get(name) != Some(&p)
+            {
+                seen.insert(name.clone(), p);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} not (re)filled within 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    seen
+}
+
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
-    let (latency_n, memory_n) = if measuring { (200, 1000) } else { (5, 20) };
+    let (exchange_n, latency_n, memory_n) = if measuring {
+        (100, 200, 1000)
+    } else {
+        (12, 5, 20)
+    };
+    let (first_fill, refresh) = exchanges_per_refresh(exchange_n);
+    println!(
+        "exchanges, first fill of {exchange_n} Secrets in 3 projects (controller / ECR / STS)   {} / {} / {}",
+        first_fill.0, first_fill.1, first_fill.2
+    );
+    println!(
+        "exchanges, one refresh of {exchange_n} Secrets in 3 projects (controller / ECR / STS)  {} / {} / {}  (goal 3)",
+        refresh.0, refresh.1, refresh.2
+    );
+    assert_eq!(
+        first_fill.0, 3,
+        "one exchange per project for the first fill"
+    );
+    assert_eq!(refresh.0, 3, "one exchange per project for a refresh");
     let sandbox = Sandbox::start(
         "argocd-bench",
         vec![role(

@@ -23,15 +23,22 @@ use crate::Verdict;
 use crate::sandbox::{on_path, wait_for_signal};
 use irsa_lab::{IDENTITY_NAMESPACE, IDENTITY_SERVICE_ACCOUNT, Lab, LabConfig, RunningController};
 
+mod argocd;
+
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     irsa demo                        # 5 namespaces\n  \
     irsa demo --namespaces 1000      # a bigger fan-out\n  \
-    irsa demo --keep-running         # then: KUBECONFIG=.irsa-demo/kubeconfig kubectl get cps\n\n\
+    irsa demo --keep-running         # then: KUBECONFIG=.irsa-demo/kubeconfig kubectl get cps\n  \
+    irsa demo --argocd               # Argo CD repository Secrets for two projects\n\n\
     ECR tokens live 20 minutes in the demo; the sandbox clock (shared by the controller) is moved\n\
     forward to reach refresh points without waiting. The pull step needs Debian's skopeo and\n\
     docker-registry (apt-get install skopeo docker-registry) and is skipped only when they are\n\
-    not installed. IRSA_LOG=info shows the controller's logs on stderr.")]
+    not installed. IRSA_LOG=info shows the controller's logs on stderr.\n\n\
+    --argocd runs Argo CD's workload-identity guide instead: the argocd namespace, projects\n\
+    production and staging (service accounts argocd-project-<p>, roles that read only <p>/*),\n\
+    one repository Secret each (type helm, enableOCI, useWorkloadIdentity, project), and shows\n\
+    them filled, refreshed, isolated at the registry and recovered after an STS/ECR outage.")]
 pub(crate) struct DemoArgs {
     /// How many namespaces the ClusterPullSecret selects (1 to 10000).
     #[arg(
@@ -54,6 +61,10 @@ pub(crate) struct DemoArgs {
         env = "IRSA_DEMO_STATE_DIR"
     )]
     state_dir: PathBuf,
+    /// Argo CD instead of pull secrets: two projects' repository Secrets in the format of Argo
+    /// CD's workload-identity guide, filled by the controller (`--argocd-namespace argocd`).
+    #[arg(long, conflicts_with = "namespaces")]
+    argocd: bool,
 }
 
 /// The label that selects namespaces.
@@ -76,6 +87,9 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<Verdict> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if args.argocd {
+        return runtime.block_on(argocd::demo(args.keep_running, &args.state_dir));
+    }
     runtime.block_on(demo(args))
 }
 
@@ -127,8 +141,25 @@ struct Console {
 }
 
 impl Console {
-    fn begin(&mut self, step: Step) {
-        self.label = step.label();
+    /// Progress in place only on a terminal.
+    fn new() -> Console {
+        Console {
+            tty: std::io::stdout().is_terminal(),
+            label: "",
+        }
+    }
+
+    fn begin(&mut self, label: &'static str) {
+        self.label = label;
+        self.progress("");
+    }
+
+    /// A line above the step's progress line (which is then drawn again).
+    fn print_above(&self, text: &str) {
+        if self.tty {
+            print!("\r\x1b[2K");
+        }
+        println!("{text}");
         self.progress("");
     }
 
@@ -182,10 +213,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Verdict> {
     let mut demo = Demo {
         lab,
         controller: None,
-        console: Console {
-            tty: std::io::stdout().is_terminal(),
-            label: "",
-        },
+        console: Console::new(),
         namespaces: Vec::new(),
         passwords: BTreeMap::new(),
         requested: args.namespaces,
@@ -197,7 +225,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Verdict> {
 
     let mut failed = None;
     for step in Step::ALL {
-        demo.console.begin(step);
+        demo.console.begin(step.label());
         let t = Instant::now();
         let outcome = match step {
             Step::SetUp => demo.set_up().await,
@@ -511,11 +539,7 @@ impl Demo {
     }
 
     fn print_above(&self, text: &str) {
-        if self.console.tty {
-            print!("\r\x1b[2K");
-        }
-        println!("{text}");
-        self.console.progress("");
+        self.console.print_above(text);
     }
 
     async fn create_namespaces(&self, names: &[String]) -> anyhow::Result<()> {

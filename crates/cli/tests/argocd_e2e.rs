@@ -5,7 +5,8 @@
 //! token service (what docker-registry consults on a pull); a Secret with a tenant-chosen token URL
 //! or audience gets no credential, an `Error:` status naming the flag, and a `CredentialsFailed`
 //! Event. With `IRSA_LOG=trace`, no password, token, web-identity JWT or AWS secret key reaches
-//! the controller's stderr.
+//! the controller's stderr. A real OCI client (oras-py) pulls a Helm chart from the sandbox's
+//! docker-registry with each project's filled credentials, and only that project's chart.
 
 mod common;
 mod support_doctor;
@@ -334,6 +335,16 @@ fn start(
         projects.iter().map(|p| project_role(p)).collect(),
         &[],
     );
+    start_on(sandbox, projects, log_level, extra)
+}
+
+/// [`start`] on a sandbox already running with the projects' roles.
+fn start_on(
+    sandbox: Sandbox,
+    projects: &[&str],
+    log_level: &str,
+    extra: &[(&str, &str)],
+) -> (Sandbox, ControllerProcess) {
     sandbox.kubectl(&["create", "namespace", ARGOCD]);
     sandbox.kubectl(&["create", "namespace", "irsa-system"]);
     for p in projects {
@@ -455,6 +466,230 @@ fn the_guides_secrets_get_credentials_the_registry_accepts_and_refused_ones_say_
     assert!(
         log.contains("serving Argo CD repository secrets"),
         "the installed arguments turn it on:\n{log}"
+    );
+}
+
+/// A project's role as a careful user writes it: ECR tokens, and reads of that project's
+/// repositories only (`<p>/*`), trusted by `argocd/argocd-project-<p>`.
+fn scoped_project_role(p: &str) -> Value {
+    serde_json::json!({
+        "name": format!("argocd-{p}"),
+        "trustPolicy": trust_for(
+            &format!("system:serviceaccount:{ARGOCD}:argocd-project-{p}"),
+            "sts.amazonaws.com",
+        ),
+        "permissionPolicies": [{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+            {"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+             "Resource": format!("arn:aws:ecr:us-east-1:{ACCOUNT}:repository/{p}/*")}
+        ]}]
+    })
+}
+
+/// The CI role that publishes charts: ci/builder may push anywhere in the registry.
+fn publisher_role() -> Value {
+    role(
+        "chart-publisher",
+        trust_for(
+            &format!("system:serviceaccount:{NS}:{SA}"),
+            "sts.amazonaws.com",
+        ),
+        &[
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchGetImage",
+            "ecr:PutImage",
+            "ecr:InitiateLayerUpload",
+            "ecr:UploadLayerPart",
+            "ecr:CompleteLayerUpload",
+        ],
+    )
+}
+
+/// `irsa login HOST -o password` as ci/builder with the publisher's role: an ECR password that
+/// may push (the way a CI job gets one).
+fn publisher_password(sandbox: &Sandbox) -> String {
+    let token = sandbox.kubectl(&[
+        "create",
+        "token",
+        SA,
+        "-n",
+        NS,
+        "--audience",
+        "sts.amazonaws.com",
+    ]);
+    let token_file = sandbox.dir.write("publisher.token", token.trim());
+    let out = sandbox
+        .command(std::path::Path::new(env!("CARGO_BIN_EXE_irsa")))
+        .args(["login", &ecr_host(), "-o", "password", "--no-cache"])
+        .env("AWS_ROLE_ARN", role_arn("chart-publisher"))
+        .env("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .expect("irsa login runs");
+    assert!(
+        out.status.success(),
+        "irsa login as the publisher: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_owned()
+}
+
+/// `oras_helm.py OP ARGS` (oras-py, a real OCI client) with `AWS:password` on stdin: its JSON
+/// answer.
+fn oras(sandbox: &Sandbox, args: &[&str], password: &str) -> Value {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/oras_helm.py");
+    let mut child = sandbox
+        .command(&irsa_test_peers::oras_python())
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let credentials = serde_json::json!({"username": "AWS", "password": password});
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(credentials.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let answer: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
+        panic!(
+            "oras_helm.py {args:?} printed no JSON: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(
+        out.status.success(),
+        answer["ok"] == true,
+        "exit status and answer agree: {answer}"
+    );
+    assert!(
+        !stdout.contains(password) && !String::from_utf8_lossy(&out.stderr).contains(password),
+        "the password is not printed"
+    );
+    answer
+}
+
+/// The issue's end-to-end claim with a real OCI client: a Helm chart pushed as an OCI artifact
+/// to each project's repository of the sandbox registry (the real CNCF distribution registry,
+/// token auth) is pulled by oras-py with the `username`/`password` irsa wrote into that
+/// project's repository Secret. Staging's credential cannot pull production's chart (its role
+/// reads `staging/*` only), and a forged password pulls nothing.
+#[test]
+fn a_real_oci_client_pulls_each_projects_helm_chart_with_the_filled_credentials() {
+    let python = irsa_test_peers::oras_python();
+    assert!(python.exists(), "{}", python.display());
+    let sandbox = Sandbox::start_with_registry(
+        "argocd-oras",
+        vec![
+            scoped_project_role("production"),
+            scoped_project_role("staging"),
+            publisher_role(),
+        ],
+        &[],
+    );
+    let registry = sandbox
+        .env
+        .iter()
+        .find(|(k, _)| k == "IRSA_SANDBOX_REGISTRY")
+        .map(|(_, v)| v.clone())
+        .expect(
+            "the sandbox started no registry: install Debian's docker-registry (./scripts/test does)",
+        );
+    let started = start_on(sandbox, &["production", "staging"], "info", &[]);
+    let (sandbox, controller) = (&started.0, &started.1);
+
+    // A CI job publishes each project's chart with its own push credential.
+    let push = publisher_password(sandbox);
+    for p in ["production", "staging"] {
+        let answer = oras(
+            sandbox,
+            &[
+                "push",
+                &registry,
+                &format!("{p}/app"),
+                "0.1.0",
+                &format!("{p} chart"),
+            ],
+            &push,
+        );
+        assert_eq!(answer["ok"], true, "push {p}/app: {answer}");
+    }
+
+    repository_secret(sandbox, "production-charts", "production", "");
+    repository_secret(sandbox, "staging-charts", "staging", "");
+    let mut filled = std::collections::BTreeMap::new();
+    for p in ["production", "staging"] {
+        let (user, password) = wait_filled(sandbox, controller, &format!("{p}-charts"));
+        assert_eq!(user, "AWS");
+        filled.insert(p, password);
+    }
+    for p in ["production", "staging"] {
+        let answer = oras(
+            sandbox,
+            &["pull", &registry, &format!("{p}/app"), "0.1.0"],
+            &filled[p],
+        );
+        assert_eq!(
+            answer["ok"], true,
+            "{p}'s credential pulls {p}/app: {answer}"
+        );
+        assert_eq!(
+            answer["configMediaType"], "application/vnd.cncf.helm.config.v1+json",
+            "{answer}"
+        );
+        assert_eq!(
+            answer["layerMediaTypes"],
+            serde_json::json!(["application/vnd.cncf.helm.chart.content.v1.tar+gzip"]),
+            "{answer}"
+        );
+        let chart = answer["chartYaml"].as_str().unwrap_or_default();
+        assert!(
+            chart.contains("name: app") && chart.contains(&format!("description: {p} chart")),
+            "{p}'s own chart: {chart}"
+        );
+    }
+    // Isolation: the staging role cannot read production's repository (nor the reverse).
+    for (who, whose) in [("staging", "production"), ("production", "staging")] {
+        let answer = oras(
+            sandbox,
+            &["pull", &registry, &format!("{whose}/app"), "0.1.0"],
+            &filled[who],
+        );
+        assert_eq!(
+            answer["ok"], false,
+            "{who}'s credential pulled {whose}/app: {answer}"
+        );
+        // Refused by the registry (the token granted no pull), not on the way there.
+        assert!(
+            answer["error"]
+                .as_str()
+                .is_some_and(|e| e.contains(&format!("/v2/{whose}/app/manifests/0.1.0"))
+                    && e.contains("Unauthorized")),
+            "{answer}"
+        );
+    }
+    // A forged password pulls nothing.
+    let forged = format!("{}x", filled["production"]);
+    let answer = oras(
+        sandbox,
+        &["pull", &registry, "production/app", "0.1.0"],
+        &forged,
+    );
+    assert_eq!(answer["ok"], false, "a forged password pulled: {answer}");
+    // Refused at the token service: oras-py gets no token to answer the registry's challenge.
+    assert!(
+        answer["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Cannot respond to request for authentication")),
+        "{answer}"
     );
 }
 

@@ -82,3 +82,92 @@ fn bad_namespace_counts_exit_2() {
         assert!(out.stdout.is_empty(), "nothing started for {bad}");
     }
 }
+
+#[test]
+fn argocd_demo_verifies_every_step_and_prints_no_secret() {
+    assert!(
+        on_path("docker-registry"),
+        "docker-registry is not installed: `apt-get install docker-registry` (./scripts/test does)"
+    );
+    let out = irsa(&["demo", "--argocd"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status.code()
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    for (step, expect) in [
+        (
+            "0 set-up",
+            "service accounts argocd/argocd-project-production and argocd/argocd-project-staging",
+        ),
+        ("1 filled", "2 upstream exchanges (one per project role)"),
+        (
+            "2 refresh",
+            "2/2 Secrets have a new password, 2 more exchanges",
+        ),
+        (
+            "3 isolated",
+            "staging's reads staging/app:v1 and is refused production/app:v1",
+        ),
+        (
+            "4 outage",
+            "keep their last good credentials (still accepted)",
+        ),
+        ("5 recovery", "2 fresh exchanges, 2/2 Secrets Ready"),
+    ] {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(step))
+            .unwrap_or_else(|| panic!("no line for step {step}:\n{stdout}"));
+        assert!(
+            line.starts_with(&format!("✓ {step}")),
+            "step {step} not verified: {line}"
+        );
+        assert!(line.contains(expect), "step {step}: {line}");
+        assert!(
+            line.ends_with(" ms)"),
+            "step {step} has no elapsed time: {line}"
+        );
+    }
+    assert!(stdout.contains("every step verified"), "{stdout}");
+    assert!(stdout.contains("IAM roles"), "{stdout}");
+    // No credential on the console: no JWT, no ECR password (the sandbox's are 64 characters
+    // of base64url-ish text), no STS session token.
+    for (what, found) in [
+        ("a JWT", stdout.contains("eyJ")),
+        ("an STS session token", stdout.contains("IQoJb3JpZ2lu")),
+        (
+            "a password-like word",
+            stdout
+                .split(|c: char| c.is_whitespace() || "()\"',".contains(c))
+                .any(|w| {
+                    w.len() >= 40
+                        && w.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "+/=_-".contains(c))
+                }),
+        ),
+    ] {
+        assert!(!found, "{what} in the output:\n{stdout}");
+    }
+    assert!(
+        !stdout.contains('\x1b'),
+        "escape codes on a pipe: {stdout:?}"
+    );
+}
+
+#[test]
+fn argocd_and_namespaces_exclude_each_other() {
+    let out = irsa(&["demo", "--argocd", "--namespaces", "3"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--namespaces"), "{stderr}");
+    let help = irsa(&["demo", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("irsa demo --argocd") && help.contains("argocd-project-<p>"),
+        "--help shows the Argo CD demo: {help}"
+    );
+}

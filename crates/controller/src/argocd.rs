@@ -445,26 +445,32 @@ fn is_stale(e: &WriteError) -> bool {
     e.code() == Some(409) && !is_field_conflict(e)
 }
 
-/// The field managers a 409 apply conflict names (`"kubectl"`, …), from its causes.
+/// The field managers a 409 apply conflict names (`"kubectl"`, …), escaped: from its causes,
+/// else from its message. kube-apiserver words each as `conflict with "<manager>"`, with
+/// ` using <apiVersion>` (and ` at <time>`) after the quoted name for an Update's manager; the
+/// name is Go-quoted (`%q`), so it may hold escaped quotes (review L2).
 fn conflicting_managers(e: &WriteError) -> String {
-    let mut names: Vec<String> = e
-        .status()
+    let status = e.status();
+    let from_causes: Vec<String> = status
         .and_then(|s| s.details.as_ref())
         .map(|d| {
             d.causes
                 .iter()
                 .filter(|c| c.reason == "FieldManagerConflict")
-                .map(|c| {
-                    // A tenant-chosen name: quoted and escaped.
-                    let m = c
-                        .message
-                        .trim_start_matches("conflict with ")
-                        .trim_matches('"');
-                    format!("{:?}", truncate(m, 100))
-                })
+                .filter_map(|c| managers_in(&c.message).into_iter().next())
                 .collect()
         })
         .unwrap_or_default();
+    let named = if from_causes.is_empty() {
+        status.map(|s| managers_in(&s.message)).unwrap_or_default()
+    } else {
+        from_causes
+    };
+    // A tenant-chosen name: shortened, quoted and escaped.
+    let mut names: Vec<String> = named
+        .iter()
+        .map(|m| format!("{:?}", truncate(m, 100)))
+        .collect();
     names.sort();
     names.dedup();
     if names.is_empty() {
@@ -472,6 +478,72 @@ fn conflicting_managers(e: &WriteError) -> String {
     } else {
         names.join(", ")
     }
+}
+
+/// Every manager named by `conflict with <manager>` in `text`, unquoted: a Go-quoted name
+/// (`"kube\"ctl"` is `kube"ctl`), else the word up to ` using `, `:` or `,`.
+fn managers_in(text: &str) -> Vec<String> {
+    const MARK: &str = "conflict with ";
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        rest = &rest[at + MARK.len()..];
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let (name, used) = go_unquote(quoted);
+            found.push(name);
+            rest = &quoted[used..];
+        } else {
+            let end = [" using ", ":", ","]
+                .iter()
+                .filter_map(|s| rest.find(s))
+                .min()
+                .unwrap_or(rest.len());
+            let name = rest[..end].trim();
+            if !name.is_empty() {
+                found.push(name.to_owned());
+            }
+            rest = &rest[end..];
+        }
+    }
+    found
+}
+
+/// A Go `%q` string's content up to its closing quote (the opening one already taken), and
+/// how many bytes of `s` it took. `\"`, `\\`, `\n`, `\t`, `\xNN`, `\uNNNN`, `\UNNNNNNNN` are
+/// decoded; anything else is kept as written. Unterminated: the rest of `s`.
+fn go_unquote(s: &str) -> (String, usize) {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return (out, i + 1),
+            '\\' => {
+                let Some((_, e)) = chars.next() else { break };
+                let hex = |n: usize, chars: &mut std::str::CharIndices<'_>| {
+                    let digits: String = chars.by_ref().take(n).map(|(_, c)| c).collect();
+                    u32::from_str_radix(&digits, 16)
+                        .ok()
+                        .and_then(char::from_u32)
+                };
+                match e {
+                    '"' => out.push('"'),
+                    '\\' => out.push('\\'),
+                    'n' => out.push('\n'),
+                    't' => out.push('\t'),
+                    'r' => out.push('\r'),
+                    'x' => out.push(hex(2, &mut chars).unwrap_or('\u{fffd}')),
+                    'u' => out.push(hex(4, &mut chars).unwrap_or('\u{fffd}')),
+                    'U' => out.push(hex(8, &mut chars).unwrap_or('\u{fffd}')),
+                    other => {
+                        out.push('\\');
+                        out.push(other);
+                    }
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    (out, s.len())
 }
 
 fn is_field_conflict(e: &WriteError) -> bool {
@@ -732,6 +804,8 @@ async fn reconcile(
     if let Some(owners) = foreign {
         // Someone else's username/password: never sent over, whatever the server would say.
         drop(held);
+        // Not served: the store it was served from is freed if nothing else uses it (review L5).
+        shared.unserved(&name).await;
         let status = conflict_status(&shared.namespace, &name, &owners);
         let rv = match shared
             .report(&name, &at, current_status.as_deref(), &status)
@@ -910,6 +984,11 @@ async fn reconcile(
         Ok(Some(after)) => rv = Some(after),
         Ok(None) => {}
         Err(Stale) => return Ok(again(&shared, &name)),
+    }
+    if conflict {
+        // Another manager took username/password between the read and the apply: not served
+        // until that is resolved, so no store is held for it (review L5).
+        shared.unserved(&name).await;
     }
     let refresh_at = credential.refresh_at(REFRESH_FRACTION).max(now + 1);
     let next = if conflict {
@@ -1135,9 +1214,19 @@ pub struct Parts {
     pub leadership: Leadership,
     /// Resources reconciled at once.
     pub concurrency: u16,
-    /// Called once the repository secrets and the service accounts have both been listed
-    /// (the controller's readiness waits for it).
-    pub listed: Arc<dyn Fn() + Send + Sync>,
+    /// Called once for each watch when it first listed (the controller's readiness waits for
+    /// both, and `/readyz` names the one that has not).
+    pub listed: Arc<dyn Fn(Watch) + Send + Sync>,
+}
+
+/// The Argo CD reconciler's watches, each reported to [`Parts::listed`] once listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Watch {
+    /// The repository secrets (metadata, by label) of the Argo CD namespace.
+    RepositorySecrets,
+    /// The service accounts of the Argo CD namespace.
+    ServiceAccounts,
 }
 
 /// Runs the Argo CD reconciler until `stop`, reconciling every secret again on `resync_all`.
@@ -1160,14 +1249,9 @@ pub async fn run(
         concurrency,
         listed,
     } = parts;
-    // Bit 1: the service accounts listed; bit 2: the repository secrets listed.
-    let lists = Arc::new(std::sync::atomic::AtomicU8::new(0));
-    let list_done = move |bit: u8| {
-        let all = lists.fetch_or(bit, std::sync::atomic::Ordering::Relaxed) | bit;
-        if all == 3 {
-            tracing::info!("Argo CD repository secrets and service accounts listed");
-            listed();
-        }
+    let list_done = move |watch: Watch| {
+        tracing::info!(?watch, "Argo CD watch listed");
+        listed(watch);
     };
     let ns = options.namespace.clone();
     tracing::info!(namespace = %ns, "serving Argo CD repository secrets with workload identity");
@@ -1219,7 +1303,7 @@ pub async fn run(
                 let changed: Option<String> = match event {
                     Ok(Event::Apply(sa)) | Ok(Event::Delete(sa)) => sa.metadata.name.clone(),
                     Ok(Event::InitDone) => {
-                        list_done(1);
+                        list_done(Watch::ServiceAccounts);
                         Some(String::new())
                     }
                     Ok(_) => None,
@@ -1288,7 +1372,7 @@ pub async fn run(
         )
         .map(move |event| {
             if let Ok(Event::InitDone) = &event {
-                list_done(2);
+                list_done(Watch::RepositorySecrets);
             }
             if let Ok(Event::Delete(m)) = &event
                 && let Some(name) = &m.metadata.name
@@ -1343,6 +1427,62 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 409 of server-side apply as kube-apiserver words it.
+    fn apply_conflict(message: &str, causes: &[&str]) -> WriteError {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409,
+            "reason": "Conflict", "message": message,
+            "details": {"name": "charts", "kind": "secrets", "causes": causes.iter().map(|m| {
+                serde_json::json!({"reason": "FieldManagerConflict", "message": m,
+                                   "field": ".metadata.annotations.irsa.dev/status"})
+            }).collect::<Vec<_>>()},
+        }))
+        .unwrap();
+        WriteError::Api {
+            action: "apply".to_owned(),
+            source: kube::Error::Api(status.boxed()),
+        }
+    }
+
+    /// Review L2: the real API server names an Update's manager `"kubectl" using v1` (and
+    /// ` at <time>`), Go-quoted; the Event names the manager alone, still escaped.
+    #[test]
+    fn conflicting_managers_as_the_api_server_words_them() {
+        for (causes, message, want) in [
+            (
+                vec![r#"conflict with "kubectl""#],
+                r#"Apply failed with 1 conflict: conflict with "kubectl": .metadata.annotations.irsa.dev/status"#,
+                r#""kubectl""#,
+            ),
+            (
+                vec![r#"conflict with "kubectl-annotate" using v1"#],
+                r#"Apply failed with 1 conflict: conflict with "kubectl-annotate" using v1: .metadata.annotations.irsa.dev/status"#,
+                r#""kubectl-annotate""#,
+            ),
+            (
+                vec![r#"conflict with "argocd" using v1 at 2026-12-04T01:02:03Z"#],
+                "Apply failed with 1 conflict",
+                r#""argocd""#,
+            ),
+            (
+                // Go's %q escapes a quote in the name; irsa shows it escaped again, once.
+                vec![r#"conflict with "evil\" using v1\nfake" using v1"#],
+                "Apply failed with 1 conflict",
+                r#""evil\" using v1\nfake""#,
+            ),
+            (
+                // No causes: the message's own list.
+                vec![],
+                r#"Apply failed with 2 conflicts: conflict with "helm" using v1: .metadata.annotations.irsa.dev/status, conflict with "kubectl": .data.password"#,
+                r#""helm", "kubectl""#,
+            ),
+            (vec![], "Conflict", "another field manager"),
+        ] {
+            let e = apply_conflict(message, &causes);
+            assert_eq!(conflicting_managers(&e), want, "{causes:?} / {message}");
+        }
+    }
 
     #[test]
     fn missing_service_account_and_annotation_are_named() {

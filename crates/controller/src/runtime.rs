@@ -129,8 +129,11 @@ const SECRETS: u8 = 2;
 const SERVICE_ACCOUNTS: u8 = 4;
 const CLUSTER_PULL_SECRETS: u8 = 8;
 const PULL_SECRETS: u8 = 16;
-/// The Argo CD reconciler's watches (`--argocd-namespace`); set at once when it is off.
-const ARGOCD: u8 = 32;
+/// The Argo CD reconciler's watches (`--argocd-namespace`): its repository secrets and its
+/// service accounts, each named by `/readyz` until it listed (review L4); set at once when off.
+const ARGOCD_SECRETS: u8 = 32;
+const ARGOCD_SERVICE_ACCOUNTS: u8 = 64;
+const ARGOCD: u8 = ARGOCD_SECRETS | ARGOCD_SERVICE_ACCOUNTS;
 const INDEX: u8 = NAMESPACES | SECRETS | SERVICE_ACCOUNTS;
 
 /// A quiet watch feed still ticks this often (its heartbeat)…
@@ -208,7 +211,8 @@ impl Handle {
             (SERVICE_ACCOUNTS, "serviceaccounts"),
             (CLUSTER_PULL_SECRETS, "clusterpullsecrets"),
             (PULL_SECRETS, "pullsecrets"),
-            (ARGOCD, "argocd repository secrets"),
+            (ARGOCD_SECRETS, "argocd repository secrets"),
+            (ARGOCD_SERVICE_ACCOUNTS, "argocd service accounts"),
         ]
         .into_iter()
         .filter(|(bit, _)| listed & bit == 0)
@@ -538,7 +542,12 @@ impl Controller {
                 concurrency: options.concurrency,
                 listed: Arc::new({
                     let mark = mark.clone();
-                    move || mark(ARGOCD)
+                    move |watch| {
+                        mark(match watch {
+                            crate::argocd::Watch::RepositorySecrets => ARGOCD_SECRETS,
+                            crate::argocd::Watch::ServiceAccounts => ARGOCD_SERVICE_ACCOUNTS,
+                        })
+                    }
                 }),
             };
             let stop = stopped();

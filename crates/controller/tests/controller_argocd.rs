@@ -1338,3 +1338,155 @@ async fn a_status_annotation_someone_else_owns_is_reported_in_an_event() {
     );
     assert!(!note.contains(&password), "no secret in the Event: {note}");
 }
+
+/// Review L4: when it is the Argo CD service accounts that cannot be listed (the repository
+/// secrets list fine), `/readyz` names that watch, not the secrets'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_the_argocd_watch_that_has_not_listed() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    let faults = env.lab.stack.api.faults().clone();
+    let failing = |resource: &str| ErrorRule {
+        verb: Some("list".into()),
+        resource: Some(resource.into()),
+        code: 503,
+        rate: 1.0,
+        count: None,
+        retry_after_seconds: None,
+        message: None,
+    };
+    // As in readyz_waits_for_the_argocd_watch: the index lists its secrets and service
+    // accounts while its namespaces cannot list, so the Argo CD reconciler waits.
+    faults.add_error(failing("namespaces"));
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    let controller = env
+        .lab
+        .spawn_controller(argocd_options(&env), Some(admin))
+        .await
+        .unwrap();
+    eventually(
+        "the index listed its secrets and service accounts",
+        || async {
+            let (code, body) = readyz(addr).await;
+            (code == 503
+                && body.contains("waiting for the first list of: namespaces")
+                && !body.contains("secrets, serviceaccounts"))
+            .then_some(())
+        },
+    )
+    .await;
+    // Now only service-account lists fail: the Argo CD reconciler's secrets list, its
+    // service accounts do not.
+    faults.set(FaultConfig {
+        errors: vec![failing("serviceaccounts")],
+        ..FaultConfig::default()
+    });
+    let body = eventually("only the Argo CD service accounts unlisted", || async {
+        let (code, body) = readyz(addr).await;
+        (code == 503 && !body.contains("namespaces")).then_some(body)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, body2) = readyz(addr).await;
+    assert_eq!(code, 503, "{body2}");
+    for body in [&body, &body2] {
+        assert!(
+            body.contains("argocd service accounts"),
+            "/readyz names the watch that has not listed: {body}"
+        );
+        assert!(
+            !body.contains("argocd repository secrets"),
+            "the repository secrets have listed: {body}"
+        );
+    }
+    faults.clear();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(60), controller.handle.wait_ready())
+            .await
+            .expect("ready once the service accounts list"),
+        "ready"
+    );
+    controller.stop().await.unwrap();
+}
+
+/// Review L5: a served secret whose `irsa.dev/status` another field manager holds, and whose
+/// `username`/`password` that manager then takes over, is a conflict irsa no longer serves:
+/// its credential store is freed (it was kept for as long as the controller ran).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflicted_secret_frees_its_credential_store() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    let controller = start(&env).await;
+    let stores = || controller.handle.metrics().argocd_stores();
+    let applied = |extra: Value| {
+        let mut data = json!({
+            "type": b64("oci"), "url": b64(&format!("oci://{}/charts", env.lab.ecr_host())),
+            "workloadIdentityProvider": b64("aws"), "project": b64("production"),
+        });
+        if let (Some(d), Some(e)) = (data.as_object_mut(), extra.as_object()) {
+            d.extend(e.clone());
+        }
+        json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "taken", "namespace": NS,
+                         "labels": {"argocd.argoproj.io/secret-type": "repository"},
+                         "annotations": {STATUS_ANNOTATION: "Ready: all fine (written by hand)"}},
+            "data": data,
+        })
+    };
+    secrets(&env)
+        .patch(
+            "taken",
+            &PatchParams::apply("kubectl"),
+            &Patch::Apply(&applied(json!({}))),
+        )
+        .await
+        .unwrap();
+    eventually("taken: credentials", || async {
+        let s = secrets(&env).get_opt("taken").await.ok()??;
+        field(&s, "password").map(|_| ())
+    })
+    .await;
+    assert_eq!(stores(), 1, "one store serves it");
+    // The user takes username and password over (a forced apply of their own).
+    secrets(&env)
+        .patch(
+            "taken",
+            &PatchParams::apply("kubectl").force(),
+            &Patch::Apply(&applied(json!({
+                "username": b64("robot"), "password": b64("users-own-token"),
+            }))),
+        )
+        .await
+        .unwrap();
+    // irsa cannot write the status (kubectl holds it: a StatusConflict Event), so the
+    // Conflict shows in its own Event.
+    let note = eventually("a Conflict Event", || async {
+        env.events_about("taken")
+            .await
+            .into_iter()
+            .find(|(reason, note)| reason == "Conflict" && note.starts_with("Conflict: "))
+            .map(|(_, note)| note)
+    })
+    .await;
+    assert!(
+        note.contains("\"kubectl\"") && !note.contains("users-own-token"),
+        "{note}"
+    );
+    assert!(
+        env.events_about("taken")
+            .await
+            .iter()
+            .any(|(reason, _)| reason == "StatusConflict"),
+        "the held status is reported too"
+    );
+    eventually("the conflicted secret's store freed", || async {
+        (stores() == 0).then_some(())
+    })
+    .await;
+    let s = get(&env, "taken").await;
+    assert_eq!(field(&s, "password").as_deref(), Some("users-own-token"));
+    controller.stop().await.unwrap();
+}

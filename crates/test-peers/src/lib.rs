@@ -168,3 +168,28 @@ pub fn kubectl() -> PathBuf {
     );
     kubectl
 }
+
+/// The Python of the venv `./scripts/test` installs for the cluster side (`target/venv-k8s`, or
+/// `IRSA_TEST_VENV_K8S`), checked to import oras-py (PyPI `oras`), a real OCI registry client.
+pub fn oras_python() -> PathBuf {
+    let venv = std::env::var_os("IRSA_TEST_VENV_K8S")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/venv-k8s"));
+    let python = venv.join("bin/python");
+    let imports = Command::new(&python)
+        .args(["-c", "import oras.provider"])
+        .stdin(Stdio::null())
+        .output();
+    assert!(
+        imports.as_ref().is_ok_and(|o| o.status.success()),
+        "oras-py is not installed in {} ({}): set IRSA_TEST_VENV_K8S or install it from the \
+         workspace root with: python3 -m venv target/venv-k8s && target/venv-k8s/bin/pip install \
+         -r tests/requirements-k8s.txt (./scripts/test does)",
+        venv.display(),
+        match &imports {
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+            Err(e) => e.to_string(),
+        }
+    );
+    python
+}

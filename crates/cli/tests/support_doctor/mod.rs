@@ -79,6 +79,25 @@ impl Sandbox {
     /// `irsa sandbox` with these roles, and ci/builder created with kubectl (annotated with
     /// `annotations`).
     pub fn start(name: &str, roles: Vec<Value>, annotations: &[(&str, &str)]) -> Self {
+        Self::start_with(name, roles, annotations, false)
+    }
+
+    /// [`Sandbox::start`] with Debian's docker-registry (its `host:port` in the env file as
+    /// `IRSA_SANDBOX_REGISTRY`), where installed.
+    pub fn start_with_registry(
+        name: &str,
+        roles: Vec<Value>,
+        annotations: &[(&str, &str)],
+    ) -> Self {
+        Self::start_with(name, roles, annotations, true)
+    }
+
+    fn start_with(
+        name: &str,
+        roles: Vec<Value>,
+        annotations: &[(&str, &str)],
+        registry: bool,
+    ) -> Self {
         let dir = TempDir::new(&format!("doctor-{name}"));
         let config = json!({"accountId": ACCOUNT, "issuerUrl": ISSUER, "roles": roles});
         let state = dir.0.join("state");
@@ -89,8 +108,8 @@ impl Sandbox {
                 "127.0.0.1:0",
                 "--aws-listen",
                 "127.0.0.1:0",
-                "--no-registry",
             ])
+            .args((!registry).then_some("--no-registry"))
             .arg("--state-dir")
             .arg(&state)
             .arg("--config")
