@@ -403,7 +403,7 @@ impl Context {
         metrics: Arc<Metrics>,
         leadership: Leadership,
         config: ReconcilerConfig,
-        limiter: RateLimiter,
+        limiter: impl Into<Arc<RateLimiter>>,
         requester: Arc<dyn TokenRequester>,
         recorder: Recorder,
     ) -> Self {

@@ -513,12 +513,14 @@ impl Controller {
         }
 
         let leading = leadership.subscribe();
+        // One client-side budget (`--kube-qps`, `--kube-burst`) for every write of the process.
+        let limiter = Arc::new(RateLimiter::new(options.qps, options.burst));
         // Argo CD repository secrets: a reconciler of its own, with its own writer under the
-        // same leadership (see crate::argocd).
+        // same leadership and rate limit (see crate::argocd).
         if let Some(argocd) = options.argocd.clone() {
             let writer = crate::writer::Writer::new(
                 client.clone(),
-                RateLimiter::new(options.qps, options.burst),
+                limiter.clone(),
                 handle.metrics.clone(),
                 leadership.clone(),
                 Recorder::new(
@@ -575,7 +577,7 @@ impl Controller {
                 qps: options.qps,
                 key_namespace: options.key_namespace.clone(),
             },
-            RateLimiter::new(options.qps, options.burst),
+            limiter,
             requester,
             Recorder::new(
                 client.clone(),

@@ -162,10 +162,11 @@ impl Outcome {
 }
 
 impl Writer {
-    /// A writer that writes only while `leadership` is held.
+    /// A writer that writes only while `leadership` is held, at the pace `limiter` allows
+    /// (shared with the process's other writers: `--kube-qps` is one budget).
     pub fn new(
         client: kube::Client,
-        limiter: RateLimiter,
+        limiter: impl Into<Arc<RateLimiter>>,
         metrics: Arc<Metrics>,
         leadership: Leadership,
         recorder: Recorder,
@@ -178,14 +179,14 @@ impl Writer {
     /// A writer that writes only within the term `claim()` says.
     fn with_claim(
         client: kube::Client,
-        limiter: RateLimiter,
+        limiter: impl Into<Arc<RateLimiter>>,
         metrics: Arc<Metrics>,
         recorder: Recorder,
         claim: impl Fn() -> Term + Send + Sync + 'static,
     ) -> Self {
         Self {
             client,
-            limiter: Arc::new(limiter),
+            limiter: limiter.into(),
             metrics,
             claim: Arc::new(claim),
             recorder,
@@ -761,7 +762,7 @@ mod tests {
     type Api = Handle<Request<Body>, Response<Body>>;
 
     /// A writer over a mock API server, leading while `leads` is true.
-    fn writer(limiter: RateLimiter, leads: Arc<AtomicBool>) -> (Writer, Api) {
+    fn writer(limiter: impl Into<Arc<RateLimiter>>, leads: Arc<AtomicBool>) -> (Writer, Api) {
         let (service, api) = mock::pair::<Request<Body>, Response<Body>>();
         let client = kube::Client::new(service, "default");
         let recorder = Recorder::new(
@@ -1584,6 +1585,49 @@ mod tests {
         let (second, ()) = tokio::join!(writer.create_secret(&secret), lose);
         assert!(matches!(second, Err(WriteError::NotLeader)), "{second:?}");
         no_more_requests(writer, api).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn writers_sharing_a_limiter_share_one_budget() {
+        // The pull-secret and Argo CD reconcilers each have a writer; `--kube-qps` is one
+        // budget for both (it was one each: twice the rate asked for).
+        let limiter = Arc::new(RateLimiter::new(1.0, 1));
+        let (pull_secrets, mut api_a) = writer(limiter.clone(), leading());
+        let (argocd, mut api_b) = writer(limiter, leading());
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "regcred", "namespace": "a"}
+        }))
+        .unwrap();
+        let answered = stored(&serde_json::to_value(&secret).unwrap(), "u", "1");
+        let start = tokio::time::Instant::now();
+        let first = expect(
+            &mut api_a,
+            Method::POST,
+            "/api/v1/namespaces/a/secrets",
+            respond(201, &answered),
+        );
+        let (created, _) = tokio::join!(pull_secrets.create_secret(&secret), first);
+        created.unwrap();
+        let second = async {
+            let sent = expect(
+                &mut api_b,
+                Method::POST,
+                "/api/v1/namespaces/a/secrets",
+                respond(201, &answered),
+            )
+            .await;
+            (sent, tokio::time::Instant::now())
+        };
+        let (created, (_, sent_at)) = tokio::join!(argocd.create_secret(&secret), second);
+        created.unwrap();
+        assert!(
+            sent_at.duration_since(start) >= Duration::from_millis(990),
+            "the other writer's request went after {:?}, within the first's second",
+            sent_at.duration_since(start)
+        );
+        no_more_requests(pull_secrets, api_a).await;
+        no_more_requests(argocd, api_b).await;
     }
 
     #[tokio::test(start_paused = true)]
