@@ -56,6 +56,14 @@ fn sandbox_with_setup(name: &str) -> Sandbox {
     setup_role(&sandbox, &[]);
     let report = sandbox.doctor(&["-o", "json"]).json();
     assert_eq!(report["ok"], true, "set up, the chain holds: {report:#}");
+    // setup tagged the role as irsa's, for ci/builder (what lets --yes mend it).
+    assert_eq!(
+        iam_state(&sandbox)["tags"],
+        json!([
+            {"Key": "irsa.dev/managed-by", "Value": "irsa-iam-setup"},
+            {"Key": "irsa.dev/service-account", "Value": "ci/builder"}
+        ])
+    );
     sandbox
 }
 

@@ -310,7 +310,7 @@ pub(crate) async fn decide_and_apply(
     let agreed = match (asking, &change.confirm) {
         (Asking::Yes { .. }, None) => Ok(()),
         (Asking::Yes { confirmed_roles }, Some(c)) => {
-            if confirmed_roles.iter().any(|r| *r == c.role_name) {
+            if confirmed_roles.contains(&c.role_name) {
                 Ok(())
             } else {
                 Err((
