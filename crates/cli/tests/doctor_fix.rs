@@ -89,15 +89,12 @@ fn iam_state(sandbox: &Sandbox) -> Value {
 /// account's token, then ecr:GetAuthorizationToken) and the registry token service's grant of
 /// `pull` on a repository for that password (it decides with the role's permissions).
 fn real_pull(sandbox: &Sandbox) {
-    let token = sandbox.kubectl(&[
-        "create",
-        "token",
-        SA,
-        "-n",
-        NS,
-        "--audience",
-        "sts.amazonaws.com",
-    ]);
+    real_pull_with(sandbox, "sts.amazonaws.com");
+}
+
+/// [`real_pull`] with a token for `audience`.
+fn real_pull_with(sandbox: &Sandbox, audience: &str) {
+    let token = sandbox.kubectl(&["create", "token", SA, "-n", NS, "--audience", audience]);
     let token_file = sandbox.dir.write("pull-token", token.trim());
     let registry = format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com");
     let cache = sandbox.dir.0.join("cache");
@@ -327,10 +324,14 @@ fn an_audience_missing_from_the_client_ids_is_added() {
         report["fix"]["rounds"][0]["changes"][0]["kind"], "add-client-id",
         "{report:#}"
     );
+    for c in checks(&report) {
+        assert_eq!(c["status"], "pass", "{c:#}");
+    }
     assert_eq!(
         iam_state(&sandbox)["clientIds"],
         json!(["sts.amazonaws.com", "api://irsa"])
     );
+    real_pull_with(&sandbox, "api://irsa");
     let again = sandbox.doctor(&["--fix", "--yes", "-o", "json"]).json();
     assert_eq!(again["fix"]["applied"], 0, "{again:#}");
 }
@@ -599,4 +600,84 @@ fn against_moto_the_iam_fixes_are_made_on_the_real_wire_format() {
         "{change:#}"
     );
     assert_eq!(report["first_failure"], "oidc-audience", "{report:#}");
+}
+
+/// `script` runs doctor on a pseudo-terminal, as a person would: the diff, the question, and
+/// the answer typed (n, then y) decide; for a role irsa did not create, only its name typed
+/// does.
+fn on_a_terminal(sandbox: &Sandbox, args: &str, typed: &str) -> common::Run {
+    use std::process::Stdio;
+    let command = format!(
+        "{} doctor --service-account {NS}/{SA} {args}",
+        env!("CARGO_BIN_EXE_irsa")
+    );
+    let mut child = sandbox
+        .command(Path::new("script"))
+        .args(["-qec", &command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script (util-linux) runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(typed.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().expect("script runs");
+    common::Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn on_a_terminal_each_change_is_asked_for_and_a_foreign_roles_name_must_be_typed() {
+    let sandbox = sandbox_with_setup("fix-terminal");
+    break_trust(
+        &sandbox,
+        &trust_for("system:serviceaccount:ci:runner", "sts.amazonaws.com"),
+    );
+    let state = iam_state(&sandbox);
+    let no = on_a_terminal(&sandbox, "--fix", "n\n");
+    assert_eq!(no.code, 1, "{}", no.stdout);
+    assert!(no.stdout.contains("+++ after the fix"), "{}", no.stdout);
+    assert!(
+        no.stdout.contains("apply this change? [y/N]"),
+        "{}",
+        no.stdout
+    );
+    assert!(no.stdout.contains("declined, not changed"), "{}", no.stdout);
+    assert_eq!(iam_state(&sandbox), state, "a no changed nothing");
+    let yes = on_a_terminal(&sandbox, "--fix", "y\n");
+    assert_eq!(yes.code, 0, "{}", yes.stdout);
+    assert!(
+        yes.stdout.contains("all 14 checks passed"),
+        "{}",
+        yes.stdout
+    );
+    assert_eq!(iam_state(&sandbox)["trust"], policy_trust());
+
+    // A role the sandbox's configuration made (no irsa tags): "y" is not enough.
+    let foreign = start(
+        "fix-terminal-foreign",
+        vec![ecr_role(trust_for(
+            "system:serviceaccount:ci:runner",
+            "sts.amazonaws.com",
+        ))],
+    );
+    let state = iam_state(&foreign);
+    let y = on_a_terminal(&foreign, "--fix", "y\n");
+    assert_eq!(y.code, 1, "{}", y.stdout);
+    assert!(
+        y.stdout.contains("type the role's name (puller)"),
+        "{}",
+        y.stdout
+    );
+    assert_eq!(iam_state(&foreign), state, "y is not the role's name");
+    let typed = on_a_terminal(&foreign, "--fix", "puller\n");
+    assert_eq!(typed.code, 0, "{}", typed.stdout);
+    real_pull(&foreign);
 }

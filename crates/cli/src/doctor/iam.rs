@@ -672,7 +672,10 @@ fn trust_change(
         return check;
     };
     let (after, how) = if document.get("Statement").is_some() {
-        (document, "put the trust policy irsa policy trust prints")
+        (
+            document,
+            "put the trust policy `irsa policy trust` prints on",
+        )
     } else {
         let mut after = current.clone();
         match after.get_mut("Statement") {
@@ -682,11 +685,11 @@ fn trust_change(
         }
         (
             after,
-            "add a statement for this service account to the trust policy",
+            "add a statement for this service account to the trust policy of",
         )
     };
     let mut change = Change::new(
-        format!("{how} of role {}", role.name),
+        format!("{how} role {}", role.name),
         format!("role {role}: trust policy"),
         current.clone(),
         after,
