@@ -800,3 +800,53 @@ fn a_role_set_up_for_eks_pod_identity_is_the_session_tags_trap() {
     );
     assert_eq!(check(&report, "trust-policy")["status"], "skip");
 }
+
+#[test]
+fn an_argocd_project_is_checked_as_its_service_account() {
+    // irsa's Argo CD integration gives project P the identity argocd/argocd-project-P.
+    let sa = "argocd-project-production";
+    let sandbox = Sandbox::start(
+        "argocd-project",
+        vec![ecr_role(trust_for(
+            &format!("system:serviceaccount:argocd:{sa}"),
+            "sts.amazonaws.com",
+        ))],
+        &[],
+    );
+    sandbox.kubectl(&["create", "namespace", "argocd"]);
+    sandbox.kubectl(&["create", "serviceaccount", sa, "-n", "argocd"]);
+    sandbox.kubectl(&[
+        "annotate",
+        "serviceaccount",
+        sa,
+        "-n",
+        "argocd",
+        &format!("eks.amazonaws.com/role-arn={}", role_arn("puller")),
+    ]);
+    let doctor = |project: &str| {
+        let out = sandbox
+            .command(std::path::Path::new(env!("CARGO_BIN_EXE_irsa")))
+            .args(["doctor", "--argocd-project", project, "-o", "json"])
+            .output()
+            .expect("irsa doctor");
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().expect("exit code"), report)
+    };
+    let (code, report) = doctor("production");
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        report["target"],
+        "Argo CD project production (service account argocd/argocd-project-production)"
+    );
+    assert_eq!(
+        check(&report, "token")["data"]["claims"]["sub"],
+        "system:serviceaccount:argocd:argocd-project-production"
+    );
+    let (code, report) = doctor("staging");
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["first_failure"], "service-account", "{report:#}");
+    let bad = common::irsa(&["doctor", "--argocd-project", "Bad_Name"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--argocd-project"), "{}", bad.stderr);
+}

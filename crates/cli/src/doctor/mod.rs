@@ -67,6 +67,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     # Everything, from the cluster (KUBECONFIG) and the AWS account your credentials reach\n  \
     irsa doctor --service-account prod/app\n  \
     irsa doctor --service-account prod/app -o json | jq '.checks[] | select(.status != \"pass\")'\n  \
+    # An Argo CD project's identity (the service account argocd/argocd-project-production)\n  \
+    irsa doctor --argocd-project production\n  \
     # A pod: its service account's chain, and what the webhook injected\n  \
     irsa doctor --pod prod/app-7d9f8b6c5-x2k4q\n  \
     # Offline: a trust policy and a token from files, no cluster, no AWS\n  \
@@ -107,7 +109,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
 
 /// `irsa doctor`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["service_account", "pod", "trust_policy"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["service_account", "pod", "argocd_project", "trust_policy"])))]
 pub(crate) struct DoctorArgs {
     /// The service account whose chain to check, as NAMESPACE/NAME, e.g. `prod/app`. Reads the
     /// cluster from KUBECONFIG (or in-cluster config) and AWS with your own credentials (the
@@ -123,6 +125,14 @@ pub(crate) struct DoctorArgs {
     /// role and audience the service account names now.
     #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with_all = ["service_account", "trust_policy", "token", "provider_arn", "audience"])]
     pod: Option<String>,
+    /// The identity of an Argo CD project, as irsa's Argo CD integration uses it: the service
+    /// account ARGOCD_NAMESPACE/argocd-project-PROJECT (--argocd-namespace, default argocd),
+    /// checked as --service-account.
+    #[arg(long, value_name = "PROJECT", conflicts_with_all = ["trust_policy", "token", "provider_arn", "audience"])]
+    argocd_project: Option<String>,
+    /// With --argocd-project: the namespace of the projects' service accounts (default argocd).
+    #[arg(long, value_name = "NAMESPACE", requires = "argocd_project")]
+    argocd_namespace: Option<String>,
     /// Offline: the role's trust policy (AssumeRolePolicyDocument) as JSON, or `-` for stdin.
     /// Needs --token.
     #[arg(long, value_name = "FILE|-", requires = "token")]
@@ -183,13 +193,25 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
         } else {
             Box::new(Quiet)
         };
-    let target = match (&args.service_account, &args.pod) {
-        (Some(sa), _) => Some((false, service_account_flag(sa, "--service-account")?)),
-        (None, Some(pod)) => Some((true, service_account_flag(pod, "--pod")?)),
-        (None, None) => None,
+    let target = match (&args.service_account, &args.pod, &args.argocd_project) {
+        (Some(sa), _, _) => Some((false, service_account_flag(sa, "--service-account")?, None)),
+        (None, Some(pod), _) => Some((true, service_account_flag(pod, "--pod")?, None)),
+        (None, None, Some(project)) => {
+            let namespace = args
+                .argocd_namespace
+                .as_deref()
+                .unwrap_or(crate::policy::DEFAULT_ARGOCD_NAMESPACE);
+            let sa = crate::policy::argocd_project_service_account(project, namespace)?;
+            let title = format!(
+                "Argo CD project {project} (service account {}/{})",
+                sa.0, sa.1
+            );
+            Some((false, sa, Some(title)))
+        }
+        (None, None, None) => None,
     };
     let report = match target {
-        Some((is_pod, (namespace, name))) => {
+        Some((is_pod, (namespace, name), title)) => {
             let registry = match &args.registry {
                 Some(r) => Some(
                     irsa_aws::RegistryTarget::parse(r, None)
@@ -220,7 +242,7 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
             };
             let what = if is_pod { "pod" } else { "service account" };
             let target = Target {
-                title: format!("{what} {namespace}/{name}"),
+                title: title.unwrap_or_else(|| format!("{what} {namespace}/{name}")),
                 namespace,
                 name,
                 is_pod,
