@@ -230,6 +230,8 @@ pub struct Role {
     pub max_session_duration: Option<i32>,
     /// The ARN of the permissions boundary, if any.
     pub permissions_boundary: Option<String>,
+    /// Its tags (`Key`, `Value`), in IAM's order (`GetRole` answers them; IAM caps them at 50).
+    pub tags: Vec<(String, String)>,
 }
 
 /// An inline policy of a role (`GetRolePolicy`).
@@ -763,13 +765,14 @@ impl IamClient {
         self.call(ACTION, arn, &params).await.map(|_| ())
     }
 
-    /// `CreateRole` with `trust_policy` as its AssumeRolePolicyDocument.
+    /// `CreateRole` with `trust_policy` as its AssumeRolePolicyDocument, and `tags`.
     pub async fn create_role(
         &self,
         name: &str,
         path: &str,
         trust_policy: &Value,
         description: Option<&str>,
+        tags: &[(&str, &str)],
     ) -> Result<Role, IamError> {
         const ACTION: &str = "CreateRole";
         let document = trust_policy.to_string();
@@ -780,6 +783,18 @@ impl IamClient {
         ];
         if let Some(description) = description {
             params.push(("Description", description));
+        }
+        let tag_keys: Vec<(String, String)> = (1..=tags.len())
+            .map(|i| {
+                (
+                    format!("Tags.member.{i}.Key"),
+                    format!("Tags.member.{i}.Value"),
+                )
+            })
+            .collect();
+        for ((key_param, value_param), &(key, value)) in tag_keys.iter().zip(tags) {
+            params.push((key_param.as_str(), key));
+            params.push((value_param.as_str(), value));
         }
         let out = match self.call(ACTION, name, &params).await {
             Ok(out) => out,
@@ -900,6 +915,13 @@ fn role_from_xml(action: &'static str, resource: &str, role: &Element) -> Result
             .child("PermissionsBoundary")
             .and_then(|b| b.text_of("PermissionsBoundaryArn"))
             .map(str::to_owned),
+        tags: role
+            .members("Tags")
+            .filter_map(|m| {
+                let key = m.text_of("Key")?;
+                Some((key.to_owned(), m.text_of("Value").unwrap_or("").to_owned()))
+            })
+            .collect(),
     })
 }
 

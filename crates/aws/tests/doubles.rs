@@ -481,7 +481,7 @@ async fn a_retried_create_role_whose_first_attempt_wrote_is_the_role() {
         .await;
         let client = iam_client(&double.url);
         let trust: serde_json::Value = serde_json::from_str(TRUST).unwrap();
-        let result = client.create_role("app", "/", &trust, None).await;
+        let result = client.create_role("app", "/", &trust, None, &[]).await;
         assert_eq!(double.count_op("CreateRole"), 2);
         assert_eq!(double.count_op("GetRole"), 1);
         if ok {
@@ -509,7 +509,7 @@ async fn a_create_role_refused_at_once_as_existing_stays_an_error() {
     let client = iam_client(&double.url);
     let trust: serde_json::Value = serde_json::from_str(TRUST).unwrap();
     let err = client
-        .create_role("app", "/", &trust, None)
+        .create_role("app", "/", &trust, None, &[])
         .await
         .unwrap_err();
     assert!(err.is_already_exists(), "{err:?}");

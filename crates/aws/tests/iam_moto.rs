@@ -149,10 +149,28 @@ async fn writes_are_what_boto3_reads_back() {
     assert!(again.is_already_exists(), "{again}");
 
     let role = iam
-        .create_role("app", "/", &trust(), Some("irsa test"))
+        .create_role(
+            "app",
+            "/",
+            &trust(),
+            Some("irsa test"),
+            &[("irsa.dev/managed-by", "irsa-iam-setup"), ("team", "a b")],
+        )
         .await
         .unwrap();
     assert_eq!(role.arn, "arn:aws:iam::123456789012:role/app");
+    // The tags are sent as Tags.member.N and read back from GetRole.
+    let read = iam.get_role("app").await.unwrap().expect("the role");
+    assert_eq!(
+        read.tags,
+        [
+            (
+                "irsa.dev/managed-by".to_owned(),
+                "irsa-iam-setup".to_owned()
+            ),
+            ("team".to_owned(), "a b".to_owned())
+        ]
+    );
     let mut other = trust();
     other["Statement"][0]["Condition"]["StringEquals"]["oidc.example.com/id/X:sub"] =
         json!("system:serviceaccount:c:d");

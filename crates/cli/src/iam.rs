@@ -36,7 +36,9 @@ pub(crate) enum Command {
     ///
     /// 2. the role (--role-name, default irsa-NAMESPACE-NAME) whose trust policy is the one
     ///    `irsa policy trust` prints for --service-account (an existing trust policy that
-    ///    differs is replaced);
+    ///    differs is replaced); a role it creates is tagged irsa.dev/managed-by=irsa-iam-setup
+    ///    and irsa.dev/service-account=NAMESPACE/NAME, which tells `irsa doctor --fix` that it
+    ///    may mend the role for that service account;
     ///
     /// 3. the ECR pull permissions `irsa policy ecr-pull` prints for --repository, as the
     ///    role's inline policy --policy-name (default irsa-ecr-pull; irsa never attaches or
@@ -56,7 +58,7 @@ pub(crate) enum Command {
     /// (exit 2, nothing written) when it differs. The caller needs iam:ListOpenIDConnectProviders,
     /// iam:GetOpenIDConnectProvider, iam:GetRole, iam:GetRolePolicy and, to change anything,
     /// iam:CreateOpenIDConnectProvider, iam:AddClientIDToOpenIDConnectProvider,
-    /// iam:CreateRole, iam:UpdateAssumeRolePolicy, iam:PutRolePolicy.
+    /// iam:CreateRole and iam:TagRole, iam:UpdateAssumeRolePolicy, iam:PutRolePolicy.
     /// Exits 0 when every object is as wanted, 1 when AWS refused (the message names the
     /// permission), 2 on bad input.
     #[command(after_help = "Examples:\n  \
@@ -320,6 +322,20 @@ fn desired(args: &SetupArgs) -> anyhow::Result<Desired> {
     })
 }
 
+/// The tags of a role setup creates: they say the role is irsa's, for this service account, so
+/// that `irsa doctor --fix` mends its trust policy and permissions on --yes (any other role's
+/// name must be confirmed). A wildcard, which a tag value cannot hold, gets no account tag.
+fn role_tags(service_account: &str) -> Vec<(&'static str, &str)> {
+    let mut tags = vec![(
+        irsa_core::names::MANAGED_BY_TAG,
+        irsa_core::names::IAM_SETUP_TAG_VALUE,
+    )];
+    if !service_account.contains(['*', '?']) {
+        tags.push((irsa_core::names::SERVICE_ACCOUNT_TAG, service_account));
+    }
+    tags
+}
+
 /// IAM's name grammar for roles and policies: `[\w+=,.@-]{1,max}`.
 fn check_iam_name(flag: &str, value: &str, max: usize) -> anyhow::Result<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
@@ -493,8 +509,13 @@ fn plan(d: &Desired, o: &Observed) -> Vec<Step> {
             change: Change::Create,
             reason: format!("no role named {}; it will trust {sa}", d.role_name),
             command: Some(format!(
-                "aws iam create-role --role-name {} --assume-role-policy-document {}",
+                "aws iam create-role --role-name {} --tags {} --assume-role-policy-document {}",
                 sh(&d.role_name),
+                role_tags(&sa)
+                    .iter()
+                    .map(|(k, v)| sh(&format!("Key={k},Value={v}")))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 sh(&trust_text)
             )),
             document: Some(trust.clone()),
@@ -709,8 +730,10 @@ async fn apply(d: &Desired, output: SetupOutput) -> anyhow::Result<Verdict> {
                 d.service_account(),
                 d.issuer_url
             );
+            let service_account = d.service_account();
+            let tags = role_tags(&service_account);
             let role = client
-                .create_role(&d.role_name, "/", &trust, Some(&description))
+                .create_role(&d.role_name, "/", &trust, Some(&description), &tags)
                 .await?;
             steps[1].name = role.arn.clone();
             observed.account = observed.account.or_else(|| account_of_role(&role.arn));
@@ -1251,6 +1274,7 @@ mod tests {
                 ),
                 max_session_duration: Some(3600),
                 permissions_boundary: None,
+                tags: Vec::new(),
             }),
             policy: Some(InlinePolicy {
                 role_name: d.role_name.clone(),

@@ -223,12 +223,12 @@ pub(crate) fn service_account_flag(service_account: &str) -> anyhow::Result<(Str
 }
 
 /// Where Argo CD is installed unless `--argocd-namespace` says otherwise.
-const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
+pub(crate) const DEFAULT_ARGOCD_NAMESPACE: &str = "argocd";
 
 /// `--argocd-project P` (and `--argocd-namespace`): the service account Argo CD's workload
 /// identity uses for project P, `<namespace>/argocd-project-P`. P is an AppProject name (a
 /// DNS-1123 subdomain) short enough that the service account's name is one too.
-fn argocd_project_service_account(
+pub(crate) fn argocd_project_service_account(
     project: &str,
     namespace: &str,
 ) -> anyhow::Result<(String, String)> {

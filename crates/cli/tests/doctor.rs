@@ -52,7 +52,7 @@ fn a_healthy_chain_passes_every_check_and_prints_no_secret() {
     assert_eq!(text.code, 0, "{}", text.stdout);
     assert!(text.stdout.contains("✓ trust-policy"), "{}", text.stdout);
     assert!(
-        text.stdout.contains("all 12 checks passed"),
+        text.stdout.contains("all 14 checks passed"),
         "{}",
         text.stdout
     );
@@ -713,4 +713,140 @@ fn control_characters_in_tenant_values_do_not_reach_the_terminal_raw() {
         run.stdout
     );
     assert!(run.stdout.contains("\\u{1b}"), "{}", run.stdout);
+}
+
+#[test]
+fn a_govcloud_role_with_an_sts_region_of_the_aws_partition() {
+    // A GovCloud role (arn:aws-us-gov:…) is assumed through GovCloud's STS; the sandbox's env
+    // says AWS_REGION=us-east-1 (partition aws). The partition check names that, before any
+    // IAM call is made against the wrong partition.
+    let sandbox = Sandbox::start(
+        "govcloud",
+        vec![ecr_role(good_trust())],
+        &[(
+            "eks.amazonaws.com/role-arn",
+            &format!("arn:aws-us-gov:iam::{ACCOUNT}:role/puller"),
+        )],
+    );
+    assert_eq!(sandbox.get("AWS_REGION"), "us-east-1");
+    let report = sandbox.expect_broken("partition");
+    let c = check(&report, "partition");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("partition aws-us-gov")
+            && summary.contains("AWS_REGION us-east-1 is in aws"),
+        "{c:#}"
+    );
+    assert!(
+        c["fix"]["commands"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("AWS_REGION=us-gov-west-1"),
+        "{c:#}"
+    );
+    assert_eq!(check(&report, "oidc-provider")["status"], "skip");
+    assert_eq!(check(&report, "role")["status"], "skip");
+}
+
+#[test]
+fn a_china_token_audience_for_a_role_of_the_aws_partition() {
+    // sts.amazonaws.com.cn is China's STS: the provider and trust policy accept it here (so
+    // only the partition link breaks), but it is a China configuration copied into aws.
+    let sandbox = Sandbox::start(
+        "china-audience",
+        vec![ecr_role(trust_for(
+            "system:serviceaccount:ci:builder",
+            "sts.amazonaws.com.cn",
+        ))],
+        &[
+            ("eks.amazonaws.com/role-arn", &role_arn("puller")),
+            ("eks.amazonaws.com/audience", "sts.amazonaws.com.cn"),
+        ],
+    );
+    sandbox.boto3(&format!(
+        "iam.add_client_id_to_open_id_connect_provider(OpenIDConnectProviderArn='{}', ClientID='sts.amazonaws.com.cn')\n",
+        provider_arn()
+    ));
+    let report = sandbox.expect_broken("partition");
+    let summary = check(&report, "partition")["summary"].to_string();
+    assert!(
+        summary.contains("names the STS of partition aws-cn, the role is in aws"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_role_set_up_for_eks_pod_identity_is_the_session_tags_trap() {
+    // EKS Pod Identity's trust statement: the pods.eks.amazonaws.com service principal with
+    // sts:AssumeRole and sts:TagSession (EKS User Guide, "Create an IAM role for EKS Pod
+    // Identity"). It trusts no web identity: STS would answer AccessDenied to IRSA.
+    let trust = trust_with(vec![json!({
+        "Sid": "AllowEksAuthToAssumeRoleForPodIdentity",
+        "Effect": "Allow",
+        "Principal": {"Service": "pods.eks.amazonaws.com"},
+        "Action": ["sts:AssumeRole", "sts:TagSession"]
+    })]);
+    let sandbox = start("pod-identity", vec![ecr_role(trust)]);
+    let report = sandbox.expect_broken("session-tags");
+    let c = check(&report, "session-tags");
+    assert!(
+        c["summary"].as_str().unwrap().contains("EKS Pod Identity"),
+        "{c:#}"
+    );
+    assert_eq!(
+        c["fix"]["document"]["Condition"]["StringEquals"][format!("{PROVIDER}:sub")],
+        "system:serviceaccount:ci:builder",
+        "{c:#}"
+    );
+    assert_eq!(check(&report, "trust-policy")["status"], "skip");
+}
+
+#[test]
+fn an_argocd_project_is_checked_as_its_service_account() {
+    // irsa's Argo CD integration gives project P the identity argocd/argocd-project-P.
+    let sa = "argocd-project-production";
+    let sandbox = Sandbox::start(
+        "argocd-project",
+        vec![ecr_role(trust_for(
+            &format!("system:serviceaccount:argocd:{sa}"),
+            "sts.amazonaws.com",
+        ))],
+        &[],
+    );
+    sandbox.kubectl(&["create", "namespace", "argocd"]);
+    sandbox.kubectl(&["create", "serviceaccount", sa, "-n", "argocd"]);
+    sandbox.kubectl(&[
+        "annotate",
+        "serviceaccount",
+        sa,
+        "-n",
+        "argocd",
+        &format!("eks.amazonaws.com/role-arn={}", role_arn("puller")),
+    ]);
+    let doctor = |project: &str| {
+        let out = sandbox
+            .command(std::path::Path::new(env!("CARGO_BIN_EXE_irsa")))
+            .args(["doctor", "--argocd-project", project, "-o", "json"])
+            .output()
+            .expect("irsa doctor");
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().expect("exit code"), report)
+    };
+    let (code, report) = doctor("production");
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(
+        report["target"],
+        "Argo CD project production (service account argocd/argocd-project-production)"
+    );
+    assert_eq!(
+        check(&report, "token")["data"]["claims"]["sub"],
+        "system:serviceaccount:argocd:argocd-project-production"
+    );
+    let (code, report) = doctor("staging");
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["first_failure"], "service-account", "{report:#}");
+    let bad = common::irsa(&["doctor", "--argocd-project", "Bad_Name"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--argocd-project"), "{}", bad.stderr);
 }

@@ -222,3 +222,34 @@ fn the_audience_the_workload_needs_must_be_in_the_token() {
         "{report:#}"
     );
 }
+
+#[test]
+fn a_token_with_session_tags_needs_sts_tag_session() {
+    // IAM User Guide, "Passing session tags using AssumeRoleWithWebIdentity": a token with the
+    // https://aws.amazon.com/tags claim makes STS tag the session, which the trust policy must
+    // allow with sts:TagSession besides sts:AssumeRoleWithWebIdentity.
+    let dir = TempDir::new("doctor-offline-tags");
+    let mut claims = sa_claims("prod", "app");
+    claims["https://aws.amazon.com/tags"] =
+        json!({"principal_tags": {"team": ["a"]}, "transitive_tag_keys": []});
+    let policy = trust("StringEquals", "system:serviceaccount:prod:app");
+    let run = doctor(&dir, &policy, &claims, &["--provider-arn", PROVIDER_ARN]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(report["first_failure"], "session-tags", "{report:#}");
+    let c = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "session-tags")
+        .unwrap();
+    assert!(
+        c["summary"].as_str().unwrap().contains("sts:TagSession"),
+        "{c:#}"
+    );
+    // With sts:TagSession in the statement's actions, it passes.
+    let mut allowed = policy.clone();
+    allowed["Statement"][0]["Action"] = json!(["sts:AssumeRoleWithWebIdentity", "sts:TagSession"]);
+    let run = doctor(&dir, &allowed, &claims, &["--provider-arn", PROVIDER_ARN]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+}

@@ -339,7 +339,7 @@ fn moto_dry_run_prints_the_plan_and_commands_and_writes_nothing() {
     );
     assert!(run.stdout.contains(&create_provider), "{}", run.stdout);
     assert!(run.stdout.contains(
-        "aws iam create-role --role-name irsa-prod-app --assume-role-policy-document '{"
+        "aws iam create-role --role-name irsa-prod-app --tags Key=irsa.dev/managed-by,Value=irsa-iam-setup Key=irsa.dev/service-account,Value=prod/app --assume-role-policy-document '{"
     ));
     assert!(run.stdout.contains("aws iam put-role-policy --role-name irsa-prod-app --policy-name irsa-ecr-pull --policy-document '{"));
     let actions = iam.take_iam_actions();

@@ -45,6 +45,15 @@ pub const CONTENT_HASH_ANNOTATION: &str = "irsa.dev/content-hash";
 pub const ISSUED_AT_ANNOTATION: &str = "irsa.dev/issued-at";
 /// Secret annotation: when the written credential expires (RFC 3339).
 pub const EXPIRES_AT_ANNOTATION: &str = "irsa.dev/expires-at";
+/// IAM role tag `irsa iam setup` puts on the roles it creates, with [`IAM_SETUP_TAG_VALUE`]:
+/// `irsa doctor --fix` changes such a role (with [`SERVICE_ACCOUNT_TAG`] naming the service
+/// account checked) on `--yes`; any other role's name must be confirmed.
+pub const MANAGED_BY_TAG: &str = "irsa.dev/managed-by";
+/// Value of [`MANAGED_BY_TAG`] on roles `irsa iam setup` created.
+pub const IAM_SETUP_TAG_VALUE: &str = "irsa-iam-setup";
+/// IAM role tag: the service account (`NAMESPACE/NAME`) `irsa iam setup` created the role for
+/// (absent when the name has a wildcard, which a tag value cannot hold).
+pub const SERVICE_ACCOUNT_TAG: &str = "irsa.dev/service-account";
 /// Finalizer irsa puts on its resources to clean up their secrets.
 pub const FINALIZER: &str = "irsa.dev/cleanup";
 

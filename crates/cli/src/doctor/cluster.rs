@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kube::Api;
 use serde_json::json;
 
+use super::fix::{Action, Change};
 use super::report::{Check, Fix, Group};
 use super::trust::{claim_lines, claims_json};
 
@@ -213,12 +214,21 @@ pub(crate) fn annotation_check(
     (check, Some(Annotated { role, audience }))
 }
 
+/// What doctor read of the service account.
+pub(crate) struct FoundServiceAccount {
+    pub annotations: BTreeMap<String, String>,
+    /// Whether it has an annotations map at all (a JSON patch adds to it or creates it).
+    pub has_annotations: bool,
+    /// The resourceVersion read: `--fix`'s annotation is conditional on it.
+    pub resource_version: Option<String>,
+}
+
 /// Whether the service account exists, and its annotations.
 pub(crate) async fn service_account(
     client: &kube::Client,
     namespace: &str,
     name: &str,
-) -> (Check, Option<BTreeMap<String, String>>) {
+) -> (Check, Option<FoundServiceAccount>) {
     let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
     match api.get_opt(name).await {
         Ok(Some(sa)) => (
@@ -227,7 +237,11 @@ pub(crate) async fn service_account(
                 Group::Kubernetes,
                 format!("{namespace}/{name} exists"),
             ),
-            Some(sa.metadata.annotations.unwrap_or_default()),
+            Some(FoundServiceAccount {
+                has_annotations: sa.metadata.annotations.is_some(),
+                annotations: sa.metadata.annotations.unwrap_or_default(),
+                resource_version: sa.metadata.resource_version,
+            }),
         ),
         Ok(None) => (
             Check::fail(
@@ -256,6 +270,49 @@ pub(crate) async fn service_account(
             None,
         ),
     }
+}
+
+/// The role-annotation check, with `--fix`'s change when the service account names no usable
+/// role and `--role-arn` gives one (a role annotation that parses is never replaced).
+pub(crate) fn annotate_change(
+    check: Check,
+    namespace: &str,
+    name: &str,
+    sa: &FoundServiceAccount,
+    role_arn: Option<&RoleArn>,
+) -> Check {
+    let usable = sa
+        .annotations
+        .get(ROLE_ARN_ANNOTATION)
+        .is_some_and(|v| v.len() <= MAX_ANNOTATION_VALUE && v.trim().parse::<RoleArn>().is_ok());
+    if usable {
+        return check;
+    }
+    let Some(role) = role_arn else {
+        return check.detail(format!(
+            "irsa doctor --fix --role-arn ARN sets {ROLE_ARN_ANNOTATION} to ARN"
+        ));
+    };
+    let before = json!(sa.annotations);
+    let mut after = sa.annotations.clone();
+    after.insert(ROLE_ARN_ANNOTATION.to_owned(), role.to_string());
+    let change = Change::new(
+        format!(
+            "annotate service account {namespace}/{name} with {ROLE_ARN_ANNOTATION}={role} (from --role-arn)"
+        ),
+        format!("service account {namespace}/{name}: metadata.annotations"),
+        before,
+        json!(after),
+        Action::Annotate {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            key: ROLE_ARN_ANNOTATION.to_owned(),
+            value: role.to_string(),
+            resource_version: sa.resource_version.clone(),
+            has_annotations: sa.has_annotations,
+        },
+    );
+    check.with_change(change)
 }
 
 /// A kube error without response bodies.

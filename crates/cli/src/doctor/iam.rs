@@ -7,12 +7,13 @@ use irsa_core::arn::{OidcProviderArn, RoleArn};
 use irsa_core::partition::Partition;
 use irsa_core::permission_policy::{self, PermissionOutcome, PermissionPolicy};
 use irsa_core::trust_policy::PolicyDocument;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::Chain;
 use super::exchange::pull_fix;
-use super::report::{Check, Fix, Group, Report};
-use super::trust::{Provider, TrustContext, trust_policy_check};
+use super::fix::{Action, Change, PULL_POLICY_NAME, ownership};
+use super::report::{Check, Fix, Group, Report, Status};
+use super::trust::{Provider, TrustContext, session_tags_check, trust_policy_check};
 use crate::shell::sh;
 
 /// The action a pull needs on `*`.
@@ -112,8 +113,21 @@ pub(crate) async fn oidc_provider(
                     check = check.detail(format!("could not list the account's providers: {e}"));
                 }
             }
+            let change = Change::new(
+                format!("create the IAM OIDC provider {issuer} with client ID {audience}"),
+                format!("IAM OIDC provider {arn}"),
+                Value::Null,
+                json!({"Url": issuer, "ClientIDList": [audience]}),
+                Action::CreateOidcProvider {
+                    url: issuer.to_owned(),
+                    client_ids: vec![audience.to_owned()],
+                    partition: role.partition.clone(),
+                },
+            );
             (
-                check.fix(provider_fix(issuer, audience, namespace, name, role)),
+                check
+                    .fix(provider_fix(issuer, audience, namespace, name, role))
+                    .with_change(change),
                 None,
             )
         }
@@ -172,13 +186,33 @@ pub(crate) fn oidc_audience(provider: &OidcProvider, audience: &str) -> Check {
             sh(audience)
         )),
     )
+    .with_change({
+        let mut after = provider.client_ids.clone();
+        after.push(audience.to_owned());
+        Change::new(
+            format!("add {audience} to the client IDs of the IAM OIDC provider"),
+            format!("IAM OIDC provider {}", provider.arn),
+            json!({"ClientIDList": provider.client_ids}),
+            json!({"ClientIDList": after}),
+            Action::AddClientId {
+                provider_arn: provider.arn.clone(),
+                client_id: audience.to_owned(),
+            },
+        )
+    })
 }
 
 /// The role, and its trust policy.
-pub(crate) async fn role(iam: &IamClient, role: &RoleArn) -> (Check, Option<PolicyDocument>) {
+pub(crate) async fn role(
+    iam: &IamClient,
+    role: &RoleArn,
+) -> (Check, Option<(PolicyDocument, Role)>) {
     const ID: &str = "role";
     match iam.get_role(&role.name).await {
-        Ok(Some(found)) => role_found(role, &found),
+        Ok(Some(found)) => {
+            let (check, doc) = role_found(role, &found);
+            (check, doc.map(|d| (d, found)))
+        }
         Ok(None) => (
             Check::fail(ID, Group::Aws, format!("no role named {} in the account your credentials reach", role.name))
                 .detail(format!("the annotation names {role}: check the name for a typo, or create the role"))
@@ -235,8 +269,43 @@ fn role_found(want: &RoleArn, found: &Role) -> (Check, Option<PolicyDocument>) {
     }
 }
 
-/// Whether the role's inline and attached policies allow `ecr:GetAuthorizationToken`.
-pub(crate) async fn permissions(iam: &IamClient, role: &RoleArn) -> Check {
+/// Whether the role's inline and attached policies allow `ecr:GetAuthorizationToken`; when
+/// not, `--fix`'s change: `irsa policy ecr-pull`'s document as the inline policy
+/// irsa-ecr-pull.
+pub(crate) async fn permissions(
+    iam: &IamClient,
+    role: &RoleArn,
+    owner: &Result<(), String>,
+    repositories: &[String],
+) -> Check {
+    let mut current_pull = Value::Null;
+    let check = permissions_read(iam, role, &mut current_pull).await;
+    if check.status != Status::Fail
+        || check.data.get("outcome") != Some(&json!(PermissionOutcome::ImplicitDeny))
+    {
+        return check;
+    }
+    let document = irsa_core::trust_policy::ecr_pull_policy(repositories, false);
+    let mut change = Change::new(
+        format!(
+            "put the ECR pull permissions (irsa policy ecr-pull) as inline policy {PULL_POLICY_NAME} of role {}",
+            role.name
+        ),
+        format!("role {role}: inline policy {PULL_POLICY_NAME}"),
+        current_pull,
+        document,
+        Action::PutRolePolicy {
+            role_arn: role.to_string(),
+            policy_name: PULL_POLICY_NAME.to_owned(),
+        },
+    );
+    if let Err(reason) = owner {
+        change = change.confirm_role(&role.name, reason.clone());
+    }
+    check.with_change(change)
+}
+
+async fn permissions_read(iam: &IamClient, role: &RoleArn, current_pull: &mut Value) -> Check {
     const ID: &str = "permissions";
     let mut policies: Vec<(String, PermissionPolicy)> = Vec::new();
     let mut unreadable = Vec::new();
@@ -247,6 +316,10 @@ pub(crate) async fn permissions(iam: &IamClient, role: &RoleArn) -> Check {
     for name in inline {
         match iam.get_role_policy(&role.name, &name).await {
             Ok(Some(p)) => match PermissionPolicy::parse(&p.document) {
+                Ok(doc) if name == PULL_POLICY_NAME => {
+                    *current_pull = serde_json::from_str(&p.document).unwrap_or(Value::Null);
+                    policies.push((format!("inline {name}"), doc));
+                }
                 Ok(doc) => policies.push((format!("inline {name}"), doc)),
                 Err(e) => unreadable.push(format!("inline {name}: {e}")),
             },
@@ -346,8 +419,109 @@ fn permissions_verdict(
         .data("outcome", json!(decision.outcome))
 }
 
-/// The AWS-side checks, in chain order: oidc-provider, oidc-audience, role, trust-policy,
-/// permissions.
+/// The partition of an audience that names an STS endpoint (`sts.amazonaws.com.cn`,
+/// `sts.us-gov-west-1.amazonaws.com`), when it tells one apart: the global
+/// `sts.amazonaws.com` is shared by aws and aws-us-gov (and used in China too), so it names
+/// none.
+fn sts_audience_partition(audience: &str) -> Option<Partition> {
+    let host = audience
+        .strip_prefix("https://")
+        .unwrap_or(audience)
+        .trim_end_matches('/');
+    let rest = host.strip_prefix("sts.")?;
+    if rest == "amazonaws.com.cn" {
+        return Some(Partition::AwsCn);
+    }
+    let (region, suffix) = rest.split_once('.')?;
+    let partition = Partition::from_region(region)?;
+    (partition.dns_suffix() == suffix).then_some(partition)
+}
+
+/// The partition trap: a role of GovCloud or China is assumed through that partition's STS,
+/// with that partition's IAM OIDC provider (an EKS cluster's issuer names its region), and a
+/// token audience naming another partition's STS is a configuration copied from elsewhere.
+pub(crate) fn partition_check(
+    role: &RoleArn,
+    sts_region: Option<&str>,
+    issuer: Option<&str>,
+    audience: &str,
+) -> Check {
+    const ID: &str = "partition";
+    let partition = role.partition.as_str();
+    let example = Partition::from_id(partition)
+        .map(Partition::implicit_global_region)
+        .unwrap_or("us-east-1");
+    let mut problems = Vec::new();
+    let mut details = Vec::new();
+    let mut fixes = Vec::new();
+    match sts_region.map(|r| (r, Partition::from_region(r))) {
+        Some((region, Some(p))) if p.id() != partition => {
+            problems.push(format!(
+                "the role is in partition {partition} but AWS_REGION {region} is in {p}: STS of {p} knows no role of {partition} (a GovCloud or China role is assumed through its own partition's STS)"
+            ));
+            fixes.push(format!(
+                "set AWS_REGION to a region of {partition} (e.g. {example}) for doctor and the workload"
+            ));
+        }
+        Some((region, Some(_))) => {
+            details.push(format!("STS region {region} is in {partition}, as the role"))
+        }
+        Some((region, None)) => details.push(format!(
+            "AWS_REGION {region:?} is no region of a partition irsa knows"
+        )),
+        None => details.push(format!(
+            "AWS_REGION is not set: the SDK's STS default is the aws partition's (a {partition} role needs its own)"
+        )),
+    }
+    if let Some(eks) = issuer
+        .and_then(|i| irsa_core::arn::issuer_host_path(i).ok())
+        .and_then(|h| crate::policy::eks_issuer_partition(&h))
+        && eks.id() != partition
+    {
+        problems.push(format!(
+            "the cluster's issuer is an EKS cluster of partition {eks}, the role is in {partition}: the IAM OIDC provider and the role must be in the cluster's partition"
+        ));
+        fixes.push(format!(
+            "annotate the service account with a role of {eks} (arn:{eks}:iam::ACCOUNT:role/NAME)"
+        ));
+    }
+    match sts_audience_partition(audience) {
+        Some(p) if p.id() != partition => {
+            problems.push(format!(
+                "the token audience {audience} names the STS of partition {p}, the role is in {partition}: a {p} audience copied into another partition (its IAM OIDC provider must list exactly the audience the tokens carry)"
+            ));
+            fixes.push(format!(
+                "set {} to the audience this partition's OIDC provider lists (usually sts.amazonaws.com; sts.amazonaws.com.cn in China), or remove it",
+                irsa_core::names::AUDIENCE_ANNOTATION
+            ));
+        }
+        _ => {}
+    }
+    if problems.is_empty() {
+        return Check::pass(
+            ID,
+            Group::Aws,
+            format!("role, STS region, issuer and audience agree on partition {partition}"),
+        )
+        .details(details);
+    }
+    let mut fix = Fix::new(fixes.join("; "));
+    if let Some(region) = sts_region
+        && Partition::from_region(region).is_some_and(|p| p.id() != partition)
+    {
+        fix = fix.command(format!("AWS_REGION={} irsa doctor …", sh(example)));
+    }
+    Check::fail(ID, Group::Aws, problems.join("; "))
+        .details(details)
+        .expected_actual(
+            json!({"partition": partition}),
+            json!({"region": sts_region, "audience": audience}),
+        )
+        .fix(fix)
+}
+
+/// The AWS-side checks, in chain order: partition, oidc-provider, oidc-audience, role,
+/// session-tags, trust-policy, permissions.
 pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
     let (namespace, name, audience) = (chain.namespace, chain.name, chain.audience);
     let (annotated, issuer) = (chain.annotated, chain.issuer);
@@ -367,7 +541,14 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
         Check::error(id, Group::Aws, format!("no IAM client: {e}"))
             .detail("doctor reads IAM with your own AWS credentials (the SDK's default chain)")
     };
-    const PROVIDER_NEEDS: &[&str] = &["issuer", "role-annotation"];
+    if report.ready("partition", Group::Aws, &["role-annotation"])
+        && let Some(a) = annotated
+    {
+        let region = irsa_aws::Env::Process.region();
+        let check = partition_check(&a.role, region.as_deref(), issuer, audience);
+        report.record(check, &["role-annotation"]);
+    }
+    const PROVIDER_NEEDS: &[&str] = &["issuer", "role-annotation", "partition"];
     let mut oidc = None;
     if report.ready("oidc-provider", Group::Aws, PROVIDER_NEEDS)
         && let (Some(client), Some(p), Some(iss), Some(a)) =
@@ -391,22 +572,29 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
         report.record(oidc_audience(p, audience), &["oidc-provider"]);
     }
     let mut trust_policy_doc = None;
-    if report.ready("role", Group::Aws, &["role-annotation"])
+    let mut owner = Err(String::new());
+    const ROLE_NEEDS: &[&str] = &["role-annotation", "partition"];
+    if report.ready("role", Group::Aws, ROLE_NEEDS)
         && let (Some(client), Some(a)) = (&iam_client, annotated)
     {
         let check = match client {
             Ok(iam) => {
-                let (check, doc) = role(iam, &a.role).await;
-                trust_policy_doc = doc;
+                let (check, found) = role(iam, &a.role).await;
+                if let Some((doc, found)) = found {
+                    owner = ownership(&found, namespace, name);
+                    let text = found.trust_policy.as_deref().unwrap_or("null");
+                    trust_policy_doc =
+                        Some((doc, serde_json::from_str(text).unwrap_or(Value::Null)));
+                }
                 check
             }
             Err(e) => no_client("role", e),
         };
-        report.record(check, &["role-annotation"]);
+        report.record(check, ROLE_NEEDS);
     }
-    const TRUST_NEEDS: &[&str] = &["role", "token"];
-    if report.ready("trust-policy", Group::Aws, TRUST_NEEDS)
-        && let (Some(doc), Some(claims), Some(p), Some(a)) =
+    const TAGS_NEEDS: &[&str] = &["role", "token"];
+    if report.ready("session-tags", Group::Aws, TAGS_NEEDS)
+        && let (Some((doc, _)), Some(claims), Some(p), Some(a)) =
             (&trust_policy_doc, chain.claims, &provider_arn, annotated)
     {
         let check = match p {
@@ -417,8 +605,35 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
                     role_name: Some(&a.role.name),
                     issuer,
                     audience,
+                    owned: owner.is_ok(),
                 };
-                trust_policy_check(doc, claims, &ctx)
+                session_tags_check(doc, claims, &ctx)
+            }
+            Err(e) => Check::error(
+                "session-tags",
+                Group::Aws,
+                format!("no provider to evaluate it for: {e}"),
+            ),
+        };
+        report.record(check, TAGS_NEEDS);
+    }
+    const TRUST_NEEDS: &[&str] = &["role", "token", "session-tags"];
+    if report.ready("trust-policy", Group::Aws, TRUST_NEEDS)
+        && let (Some((doc, current)), Some(claims), Some(p), Some(a)) =
+            (&trust_policy_doc, chain.claims, &provider_arn, annotated)
+    {
+        let check = match p {
+            Ok(p) => {
+                let provider = Provider::from_arn(p.clone());
+                let ctx = TrustContext {
+                    provider: &provider,
+                    role_name: Some(&a.role.name),
+                    issuer,
+                    audience,
+                    owned: owner.is_ok(),
+                };
+                let check = trust_policy_check(doc, claims, &ctx);
+                trust_change(check, &a.role, current, &owner)
             }
             Err(e) => Check::error(
                 "trust-policy",
@@ -432,17 +647,65 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
         && let (Some(client), Some(a)) = (&iam_client, annotated)
     {
         let check = match client {
-            Ok(iam) => permissions(iam, &a.role).await,
+            Ok(iam) => {
+                let repositories = chain.inputs.repositories_for(&a.role);
+                permissions(iam, &a.role, &owner, &repositories).await
+            }
             Err(e) => no_client("permissions", e),
         };
         report.record(check, &["role"]);
     }
 }
 
+/// The trust-policy check with `--fix`'s change: the fix's document put as the role's trust
+/// policy (a whole policy replaces it; a statement is added to the current ones).
+fn trust_change(
+    check: Check,
+    role: &RoleArn,
+    current: &Value,
+    owner: &Result<(), String>,
+) -> Check {
+    if check.passed() || current.is_null() {
+        return check;
+    }
+    let Some(document) = check.fix.as_ref().and_then(|f| f.document.clone()) else {
+        return check;
+    };
+    let (after, how) = if document.get("Statement").is_some() {
+        (
+            document,
+            "put the trust policy `irsa policy trust` prints on",
+        )
+    } else {
+        let mut after = current.clone();
+        match after.get_mut("Statement") {
+            Some(Value::Array(list)) => list.push(document),
+            Some(one) => *one = Value::Array(vec![one.clone(), document]),
+            None => after["Statement"] = Value::Array(vec![document]),
+        }
+        (
+            after,
+            "add a statement for this service account to the trust policy of",
+        )
+    };
+    let mut change = Change::new(
+        format!("{how} role {}", role.name),
+        format!("role {role}: trust policy"),
+        current.clone(),
+        after,
+        Action::PutTrustPolicy {
+            role_arn: role.to_string(),
+        },
+    );
+    if let Err(reason) = owner {
+        change = change.confirm_role(&role.name, reason.clone());
+    }
+    check.with_change(change)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::doctor::report::Status;
 
     const HOSTILE: &str = "x;touch${IFS}pwned";
 

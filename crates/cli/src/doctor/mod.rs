@@ -3,6 +3,7 @@
 
 mod cluster;
 mod exchange;
+mod fix;
 mod iam;
 mod report;
 mod trust;
@@ -13,7 +14,7 @@ use crate::input::read_text;
 use crate::output::{Output, OutputArgs, print_json};
 use crate::{Invalid, Verdict};
 use clap::{ArgGroup, Args};
-use irsa_core::arn::{self, OidcProviderArn};
+use irsa_core::arn::{self, OidcProviderArn, RoleArn};
 use irsa_core::names::STS_AUDIENCE;
 use irsa_core::token;
 use irsa_core::trust_policy::PolicyDocument;
@@ -30,6 +31,35 @@ pub(crate) struct Chain<'a> {
     pub audience: &'a str,
     /// The TokenRequest token's claims, when the token check passed.
     pub claims: Option<&'a irsa_core::token::Claims>,
+    /// What the fixes are made of.
+    pub inputs: &'a FixInputs,
+}
+
+/// What `--fix`'s changes take from the flags.
+#[derive(Debug, Default)]
+pub(crate) struct FixInputs {
+    /// `--role-arn`: the role to annotate a service account that names none with.
+    pub role_arn: Option<RoleArn>,
+    /// `--repository`, as ECR repository ARNs (empty: every repository of the role's account
+    /// in `region`).
+    pub repositories: Vec<String>,
+    /// The region of the registry checked (`--registry`, else AWS_REGION).
+    pub region: Option<String>,
+}
+
+impl FixInputs {
+    /// The repositories the pull permissions cover, for a role in `partition` and `account`.
+    pub(crate) fn repositories_for(&self, role: &RoleArn) -> Vec<String> {
+        if !self.repositories.is_empty() {
+            return self.repositories.clone();
+        }
+        vec![format!(
+            "arn:{}:ecr:{}:{}:repository/*",
+            role.partition,
+            self.region.as_deref().unwrap_or("*"),
+            role.account
+        )]
+    }
 }
 use trust::{Provider, TrustContext};
 
@@ -37,6 +67,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     # Everything, from the cluster (KUBECONFIG) and the AWS account your credentials reach\n  \
     irsa doctor --service-account prod/app\n  \
     irsa doctor --service-account prod/app -o json | jq '.checks[] | select(.status != \"pass\")'\n  \
+    # An Argo CD project's identity (the service account argocd/argocd-project-production)\n  \
+    irsa doctor --argocd-project production\n  \
     # A pod: its service account's chain, and what the webhook injected\n  \
     irsa doctor --pod prod/app-7d9f8b6c5-x2k4q\n  \
     # Offline: a trust policy and a token from files, no cluster, no AWS\n  \
@@ -54,22 +86,30 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     pod              (--pod) the pod exists; its service account is the one checked\n  \
     pod-injection    (--pod) AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, the token volume and mount\n  \
     token-claims     (offline) the token file's issuer, expiry, subject and audience\n  \
+    partition        the role's partition (GovCloud, China) is the STS region's, the EKS issuer's\n                   \
+    and the audience's\n  \
     oidc-provider    the IAM OIDC provider of the issuer, in the role's account (near misses named)\n  \
     oidc-audience    its client IDs include the token's audience\n  \
     role             the role exists, with that ARN\n  \
+    session-tags     sts:TagSession where the token carries session tags; a role set up for EKS\n                   \
+    Pod Identity (pods.eks.amazonaws.com) instead of IRSA\n  \
     trust-policy     the role's trust policy, evaluated as STS does, against the token's claims\n  \
     permissions      the role's inline and attached policies allow ecr:GetAuthorizationToken on *\n  \
     assume-role      a real sts:AssumeRoleWithWebIdentity with that token\n  \
     ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown)\n  \
     pull-secrets     (--pod, last: it blocks nothing) its imagePullSecrets exist and cover its\n                   \
     images' ECR, ECR Public and Chainguard registries (hosts only; others, e.g. docker.io, are only listed)\n\n\
+    --fix makes the changes it can (annotation with --role-arn, OIDC provider, client ID, trust\n\
+    policy, pull permissions), each shown as a diff and asked for first (--yes for scripts),\n\
+    then checks again; a role `irsa iam setup` did not create for the service account needs\n\
+    its name confirmed (typed, or --confirm-role NAME).\n\n\
     Exit codes: 0 every check passed, 1 a check failed or could not run (the report names it and\n\
     why), 2 bad input. Tokens, session credentials and registry passwords are never printed:\n\
     only the token's claims are.";
 
 /// `irsa doctor`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["service_account", "pod", "trust_policy"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["service_account", "pod", "argocd_project", "trust_policy"])))]
 pub(crate) struct DoctorArgs {
     /// The service account whose chain to check, as NAMESPACE/NAME, e.g. `prod/app`. Reads the
     /// cluster from KUBECONFIG (or in-cluster config) and AWS with your own credentials (the
@@ -85,6 +125,14 @@ pub(crate) struct DoctorArgs {
     /// role and audience the service account names now.
     #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with_all = ["service_account", "trust_policy", "token", "provider_arn", "audience"])]
     pod: Option<String>,
+    /// The identity of an Argo CD project, as irsa's Argo CD integration uses it: the service
+    /// account ARGOCD_NAMESPACE/argocd-project-PROJECT (--argocd-namespace, default argocd),
+    /// checked as --service-account.
+    #[arg(long, value_name = "PROJECT", conflicts_with_all = ["trust_policy", "token", "provider_arn", "audience"])]
+    argocd_project: Option<String>,
+    /// With --argocd-project: the namespace of the projects' service accounts (default argocd).
+    #[arg(long, value_name = "NAMESPACE", requires = "argocd_project")]
+    argocd_namespace: Option<String>,
     /// Offline: the role's trust policy (AssumeRolePolicyDocument) as JSON, or `-` for stdin.
     /// Needs --token.
     #[arg(long, value_name = "FILE|-", requires = "token")]
@@ -105,6 +153,35 @@ pub(crate) struct DoctorArgs {
     /// e.g. 111122223333.dkr.ecr.us-east-1.amazonaws.com).
     #[arg(long, value_name = "HOST", conflicts_with = "trust_policy")]
     registry: Option<String>,
+    /// Make the changes that mend the failing links, with your own rights: annotate the
+    /// service account (with --role-arn, when it names no role), create the IAM OIDC provider
+    /// or add the audience to its client IDs, put the trust policy `irsa policy trust` prints,
+    /// put the pull permissions `irsa policy ecr-pull` prints (inline policy irsa-ecr-pull).
+    /// Each change is shown as a diff and asked for on the terminal; then the checks run
+    /// again. Without a terminal it needs --yes (otherwise it prints the changes, makes none
+    /// and exits 1). A role that `irsa iam setup` did not create for this service account (its
+    /// irsa.dev/ tags) is changed only when its name is confirmed: typed on the terminal, or
+    /// --confirm-role NAME with --yes.
+    #[arg(long, conflicts_with = "trust_policy")]
+    fix: bool,
+    /// With --fix: make the changes without asking (for scripts).
+    #[arg(long, requires = "fix")]
+    yes: bool,
+    /// With --fix: the role to annotate the service account with when it names none (or an
+    /// unusable one), e.g. arn:aws:iam::111122223333:role/app. An annotation that names a role
+    /// is never replaced.
+    #[arg(long, value_name = "ARN", requires = "fix")]
+    role_arn: Option<String>,
+    /// With --fix --yes: a role (its name) whose trust policy or permissions doctor may change
+    /// although `irsa iam setup` did not create it for this service account. Repeat for more.
+    #[arg(long, value_name = "ROLE_NAME", requires = "yes")]
+    confirm_role: Vec<String>,
+    /// The ECR repositories the pull-permissions fix covers: an ARN
+    /// (arn:aws:ecr:REGION:ACCOUNT:repository/NAME, NAME may end in *) or an image reference,
+    /// as `irsa policy ecr-pull` takes them. Repeat for more. Default: every repository of the
+    /// role's account in the registry's region (AWS_REGION).
+    #[arg(long, value_name = "ARN|IMAGE", conflicts_with = "trust_policy")]
+    repository: Vec<String>,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -116,13 +193,25 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
         } else {
             Box::new(Quiet)
         };
-    let target = match (&args.service_account, &args.pod) {
-        (Some(sa), _) => Some((false, service_account_flag(sa, "--service-account")?)),
-        (None, Some(pod)) => Some((true, service_account_flag(pod, "--pod")?)),
-        (None, None) => None,
+    let target = match (&args.service_account, &args.pod, &args.argocd_project) {
+        (Some(sa), _, _) => Some((false, service_account_flag(sa, "--service-account")?, None)),
+        (None, Some(pod), _) => Some((true, service_account_flag(pod, "--pod")?, None)),
+        (None, None, Some(project)) => {
+            let namespace = args
+                .argocd_namespace
+                .as_deref()
+                .unwrap_or(crate::policy::DEFAULT_ARGOCD_NAMESPACE);
+            let sa = crate::policy::argocd_project_service_account(project, namespace)?;
+            let title = format!(
+                "Argo CD project {project} (service account {}/{})",
+                sa.0, sa.1
+            );
+            Some((false, sa, Some(title)))
+        }
+        (None, None, None) => None,
     };
     let report = match target {
-        Some((is_pod, (namespace, name))) => {
+        Some((is_pod, (namespace, name), title)) => {
             let registry = match &args.registry {
                 Some(r) => Some(
                     irsa_aws::RegistryTarget::parse(r, None)
@@ -130,20 +219,192 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
                 ),
                 None => None,
             };
+            let role_arn = match &args.role_arn {
+                Some(a) => Some(
+                    a.trim()
+                        .parse::<RoleArn>()
+                        .map_err(|e| Invalid(format!("--role-arn: {e}")))?,
+                ),
+                None => None,
+            };
+            let repositories = crate::policy::repository_arns(&args.repository)?
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            let region = match registry.as_ref().map(|r| &r.registry) {
+                Some(irsa_core::registry::Registry::Ecr(ecr)) => Some(ecr.region.clone()),
+                _ => irsa_aws::Env::Process.region(),
+            };
+            let inputs = FixInputs {
+                role_arn,
+                repositories,
+                region,
+            };
             let what = if is_pod { "pod" } else { "service account" };
-            let mut report = Report::new(format!("{what} {namespace}/{name}"), progress);
+            let target = Target {
+                title: title.unwrap_or_else(|| format!("{what} {namespace}/{name}")),
+                namespace,
+                name,
+                is_pod,
+                registry,
+                inputs,
+            };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
                 .build()?;
-            runtime.block_on(online(&mut report, &namespace, &name, is_pod, registry))?;
-            report
+            if args.fix {
+                return runtime.block_on(fix_and_check_again(&args, &target));
+            }
+            runtime.block_on(target.check(progress))?
         }
         None => offline(&args, progress)?,
     };
     match args.output.output {
         Output::Json => print_json(&report.to_json(), false)?,
         Output::Text => print!("{}", report.to_text()),
+    }
+    Ok(if report.ok() {
+        Verdict::Ok
+    } else {
+        Verdict::No
+    })
+}
+
+/// What an online run checks.
+struct Target {
+    title: String,
+    namespace: String,
+    name: String,
+    is_pod: bool,
+    registry: Option<irsa_aws::RegistryTarget>,
+    inputs: FixInputs,
+}
+
+impl Target {
+    async fn check(&self, progress: Box<dyn Progress>) -> anyhow::Result<Report> {
+        let mut report = Report::new(self.title.clone(), progress);
+        online(
+            &mut report,
+            &self.namespace,
+            &self.name,
+            self.is_pod,
+            self.registry.clone(),
+            &self.inputs,
+        )
+        .await?;
+        Ok(report)
+    }
+}
+
+/// How many times `--fix` changes and checks again at most: each round's changes can uncover
+/// the next link (an annotation, then the role behind it).
+const FIX_ROUNDS: usize = 4;
+
+/// `--fix`: check, make the changes the failing checks ask for (asking first), check again.
+async fn fix_and_check_again(args: &DoctorArgs, target: &Target) -> anyhow::Result<Verdict> {
+    let json = args.output.output == Output::Json;
+    let progress = || -> Box<dyn Progress> {
+        if std::io::stderr().is_terminal() && !json {
+            Box::new(Terminal)
+        } else {
+            Box::new(Quiet)
+        }
+    };
+    let asking = if args.yes {
+        Some(fix::Asking::Yes {
+            confirmed_roles: &args.confirm_role,
+        })
+    } else if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() {
+        Some(fix::Asking::Terminal)
+    } else {
+        None
+    };
+    let mut report = target.check(progress()).await?;
+    let mut rounds: Vec<serde_json::Value> = Vec::new();
+    let mut applied = 0;
+    let mut refused = false;
+    loop {
+        if !json {
+            print!("{}", report.to_text());
+        }
+        let plan = report.plan();
+        if plan.is_empty() {
+            if !json && !report.ok() {
+                println!(
+                    "\n--fix: doctor can make no change for the failing checks; their fixes above say what to do"
+                );
+            }
+            break;
+        }
+        if rounds.len() == FIX_ROUNDS {
+            if !json {
+                println!("\n--fix: stopped after {FIX_ROUNDS} rounds of changes");
+            }
+            break;
+        }
+        let mut outcomes = Vec::new();
+        // Diffs go where the person deciding reads them: stdout for text, stderr beside the
+        // prompts when stdout is JSON.
+        let show = |text: &str| {
+            if !json {
+                print!("{text}");
+            } else if matches!(asking, Some(fix::Asking::Terminal)) {
+                eprint!("{text}");
+            }
+        };
+        show(&format!("\nChanges that fix it ({}):\n", plan.len()));
+        for (check, change) in plan {
+            let mut text = String::new();
+            fix::render(check, &change, &mut text);
+            show(&text);
+            let outcome = match &asking {
+                Some(a) => fix::decide_and_apply(check, change, a).await,
+                None => fix::Outcome {
+                    check,
+                    change,
+                    status: fix::Status::NotAsked,
+                    message: None,
+                },
+            };
+            show(&fix::outcome_line(&outcome));
+            outcomes.push(outcome);
+        }
+        let made = outcomes
+            .iter()
+            .filter(|o| o.status == fix::Status::Applied)
+            .count();
+        applied += made;
+        rounds.push(serde_json::json!({
+            "first_failure": report.first_failure().map(|c| c.id),
+            "changes": outcomes,
+        }));
+        if asking.is_none() {
+            refused = true;
+            break;
+        }
+        if made == 0 {
+            break;
+        }
+        if !json {
+            println!("\nChecking again after {made} change(s):\n");
+        }
+        report = target.check(progress()).await?;
+    }
+    if json {
+        let mut value = report.to_json();
+        value["fix"] = serde_json::json!({
+            "rounds": rounds,
+            "applied": applied,
+            "refused": refused,
+        });
+        print_json(&value, false)?;
+    }
+    if refused {
+        eprintln!(
+            "irsa doctor --fix: no terminal to ask on and no --yes, so nothing was changed; review the changes above, then run on a terminal or pass --yes (a role irsa iam setup did not create for this service account also needs --confirm-role NAME)"
+        );
+        return Ok(Verdict::No);
     }
     Ok(if report.ok() {
         Verdict::Ok
@@ -239,10 +500,18 @@ fn offline(args: &DoctorArgs, progress: Box<dyn Progress>) -> anyhow::Result<Rep
             role_name: None,
             issuer: claims.iss.as_deref(),
             audience,
+            owned: false,
         };
         let mut check = trust::trust_policy_check(&policy, &claims, &ctx);
         check.group = Group::Files;
         report.record(check, TRUST_NEEDS);
+        // After the trust policy offline (the files are all there is): a token with session
+        // tags needs sts:TagSession too; a Pod Identity role trusts no web identity.
+        if report.ready("session-tags", Group::Files, &["token-claims"]) {
+            let mut check = trust::session_tags_check(&policy, &claims, &ctx);
+            check.group = Group::Files;
+            report.record(check, &["token-claims"]);
+        }
     }
     Ok(report)
 }
@@ -254,6 +523,7 @@ async fn online(
     target: &str,
     is_pod: bool,
     registry: Option<irsa_aws::RegistryTarget>,
+    inputs: &FixInputs,
 ) -> anyhow::Result<()> {
     let now = crate::token::now();
     let client = match kube::Client::try_default().await {
@@ -292,22 +562,29 @@ async fn online(
         }
     }
     let name = name.as_str();
-    let mut annotations = None;
+    let mut found_sa = None;
     if let Some(client) = &client
         && report.ready("service-account", Group::Kubernetes, &[])
     {
         let (check, found) = cluster::service_account(client, namespace, name).await;
-        annotations = found;
+        found_sa = found;
         report.record(check, &[]);
     }
     let mut annotated = None;
     if report.ready("role-annotation", Group::Kubernetes, &["service-account"]) {
-        let (check, a) = cluster::annotation_check(
+        let empty = Default::default();
+        let annotations = found_sa.as_ref().map(|s| &s.annotations).unwrap_or(&empty);
+        let (mut check, a) = cluster::annotation_check(
             namespace,
             name,
-            annotations.as_ref().unwrap_or(&Default::default()),
-            None,
+            annotations,
+            inputs.role_arn.as_ref().map(|r| r.account.as_str()),
         );
+        if let Some(sa) = &found_sa
+            && !check.passed()
+        {
+            check = cluster::annotate_change(check, namespace, name, sa, inputs.role_arn.as_ref());
+        }
         annotated = a;
         report.record(check, &["service-account"]);
     }
@@ -364,6 +641,7 @@ async fn online(
         issuer: discovery.as_ref().map(|d| d.issuer.as_str()),
         audience: &audience,
         claims: token.as_ref().map(|(c, _)| c),
+        inputs,
     };
     iam::checks(report, &chain).await;
 

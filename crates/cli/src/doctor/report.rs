@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::fix::Change;
+
 /// Where a check looks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -65,6 +67,9 @@ pub(crate) struct Fix {
     /// A policy document or object to apply, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub document: Option<Value>,
+    /// The change `irsa doctor --fix` makes for it, as data, when it can make one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
 }
 
 impl Fix {
@@ -73,6 +78,7 @@ impl Fix {
             summary: summary.into(),
             commands: Vec::new(),
             document: None,
+            change: None,
         }
     }
 
@@ -83,6 +89,11 @@ impl Fix {
 
     pub(crate) fn document(mut self, document: Value) -> Self {
         self.document = Some(document);
+        self
+    }
+
+    pub(crate) fn change(mut self, change: Change) -> Self {
+        self.change = Some(change);
         self
     }
 }
@@ -176,6 +187,16 @@ impl Check {
     pub(crate) fn passed(&self) -> bool {
         self.status == Status::Pass
     }
+
+    /// Attaches `change` to the check's fix (creating one from the change's summary).
+    pub(crate) fn with_change(mut self, change: Change) -> Self {
+        let fix = self
+            .fix
+            .take()
+            .unwrap_or_else(|| Fix::new(change.summary.clone()));
+        self.fix = Some(fix.change(change));
+        self
+    }
 }
 
 /// Receives each check as it starts and ends (live progress on a terminal).
@@ -263,6 +284,15 @@ impl Report {
         self.first_failure().is_none()
     }
 
+    /// The changes `--fix` would make: those of the checks that failed, in chain order.
+    pub(crate) fn plan(&self) -> Vec<(&'static str, Change)> {
+        self.checks
+            .iter()
+            .filter(|c| matches!(c.status, Status::Fail | Status::Error))
+            .filter_map(|c| Some((c.id, c.fix.as_ref()?.change.clone()?)))
+            .collect()
+    }
+
     /// The JSON report: stable field names.
     pub(crate) fn to_json(&self) -> Value {
         let count = |s: Status| self.checks.iter().filter(|c| c.status == s).count();
@@ -313,8 +343,20 @@ impl Report {
                 if let Some(doc) = &fix.document {
                     let pretty = serde_json::to_string_pretty(doc).unwrap_or_default();
                     for line in pretty.lines() {
-                        let _ = writeln!(out, "{indent}  {line}");
+                        let _ = writeln!(out, "{indent}  {}", printable(line));
                     }
+                }
+                if let Some(change) = &fix.change {
+                    let _ = writeln!(
+                        out,
+                        "{indent}irsa doctor --fix makes this change ({}){}",
+                        change.permission,
+                        if change.confirm.is_some() {
+                            ", once the role's name is confirmed"
+                        } else {
+                            ""
+                        }
+                    );
                 }
             }
         }

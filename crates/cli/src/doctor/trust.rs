@@ -161,6 +161,9 @@ pub(crate) struct TrustContext<'a> {
     pub issuer: Option<&'a str>,
     /// The audience the workload's token carries.
     pub audience: &'a str,
+    /// Whether `irsa iam setup` created the role for this service account (its tags): its
+    /// trust policy is then irsa's to put back whole, even when it trusts other subjects now.
+    pub owned: bool,
 }
 
 /// Evaluates the trust policy against the token's claims, as STS would.
@@ -244,6 +247,7 @@ pub(crate) fn trust_policy_check(
     // The subjects an Allow statement of this provider trusts instead of the token's, when
     // that is why no statement applies (not a StringEquals holding a wildcard).
     let trusted_instead = match (&decision.outcome, first_condition_failure(&decision)) {
+        _ if ctx.owned => None,
         (Outcome::ExplicitDeny, _) => None,
         (_, Some((_, f)))
             if f.key == format!("{}:sub", ctx.provider.host_path)
@@ -256,6 +260,102 @@ pub(crate) fn trust_policy_check(
     };
     if let Some(fix) = trust_fix(claims, ctx, trusted_instead.as_deref()) {
         check = check.fix(fix);
+    }
+    check
+}
+
+/// The claim a web-identity token carries session tags in: with it, STS tags the session and
+/// needs `sts:TagSession` allowed too (IAM User Guide, "Passing session tags using
+/// AssumeRoleWithWebIdentity").
+pub(crate) const SESSION_TAGS_CLAIM: &str = "https://aws.amazon.com/tags";
+/// The service principal EKS Pod Identity assumes roles as (`sts:AssumeRole` and
+/// `sts:TagSession`): a role trusting only it is not a role for IRSA.
+pub(crate) const POD_IDENTITY_PRINCIPAL: &str = "pods.eks.amazonaws.com";
+
+/// The `sts:TagSession` trap: a token with session tags needs `sts:TagSession` allowed as
+/// well as `sts:AssumeRoleWithWebIdentity`; and a role set up for EKS Pod Identity (trusting
+/// pods.eks.amazonaws.com with sts:AssumeRole and sts:TagSession) trusts no web identity.
+pub(crate) fn session_tags_check(
+    policy: &PolicyDocument,
+    claims: &Claims,
+    ctx: &TrustContext<'_>,
+) -> Check {
+    const ID: &str = "session-tags";
+    let pod_identity: Vec<String> = policy
+        .statements
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| {
+            s.effect == Effect::Allow
+                && matches!(&s.principal, trust_policy::PrincipalMatch::Principal(p)
+                    if p.service.iter().any(|svc| svc == POD_IDENTITY_PRINCIPAL))
+        })
+        .map(|(i, s)| s.label(i))
+        .collect();
+    let request = ctx.provider.request(claims);
+    let web_identity = trust_policy::evaluate(policy, &request).allowed();
+    if !pod_identity.is_empty() && !web_identity {
+        let statement = trust_fix(claims, ctx, Some(&[][..]))
+            .and_then(|f| f.document)
+            .unwrap_or(Value::Null);
+        return Check::fail(
+            ID,
+            Group::Aws,
+            format!(
+                "the role is set up for EKS Pod Identity ({} trusts {POD_IDENTITY_PRINCIPAL} with sts:AssumeRole and sts:TagSession), not for this cluster's OIDC provider: no statement allows sts:AssumeRoleWithWebIdentity for this token",
+                pod_identity.join(", ")
+            ),
+        )
+        .detail("EKS Pod Identity (an EKS pod identity association) and IRSA (a service-account annotation and an IAM OIDC provider) are two ways to give pods a role; the role's trust policy must name the one the pod uses")
+        .expected_actual(
+            json!({"Principal": {"Federated": ctx.provider.arn.as_ref().map(ToString::to_string)}, "Action": "sts:AssumeRoleWithWebIdentity"}),
+            json!({"Principal": {"Service": POD_IDENTITY_PRINCIPAL}, "statements": pod_identity}),
+        )
+        .fix(
+            Fix::new("use an EKS pod identity association for this service account instead of the role-arn annotation, or ADD this statement to the role's trust policy (keeping the Pod Identity one) to use it through IRSA")
+                .document(statement),
+        );
+    }
+    let tags = claims.raw.get(SESSION_TAGS_CLAIM);
+    if tags.is_some() {
+        let tag_session = trust_policy::evaluate(policy, &request.with_action("sts:TagSession"));
+        if !tag_session.allowed() {
+            return Check::fail(
+                ID,
+                Group::Aws,
+                format!(
+                    "the token carries session tags ({SESSION_TAGS_CLAIM}), so STS also needs sts:TagSession, which no statement allows: AccessDenied"
+                ),
+            )
+            .details(tag_session.reasons.iter().map(|r| {
+                format!("{} ({}): {}", r.statement, r.effect, r.message)
+            }))
+            .expected_actual(
+                json!({"Action": ["sts:AssumeRoleWithWebIdentity", "sts:TagSession"]}),
+                json!({"Action": "sts:AssumeRoleWithWebIdentity"}),
+            )
+            .fix(Fix::new(
+                "add sts:TagSession to the Action of the statement that allows this token (\"Action\": [\"sts:AssumeRoleWithWebIdentity\", \"sts:TagSession\"]), or issue tokens without the session-tags claim",
+            ));
+        }
+        return Check::pass(
+            ID,
+            Group::Aws,
+            "the token carries session tags, and sts:TagSession is allowed",
+        );
+    }
+    let mut check = Check::pass(
+        ID,
+        Group::Aws,
+        format!(
+            "no session tags in the token ({SESSION_TAGS_CLAIM}): sts:TagSession is not needed"
+        ),
+    );
+    if !pod_identity.is_empty() {
+        check = check.detail(format!(
+            "{} also trusts EKS Pod Identity ({POD_IDENTITY_PRINCIPAL})",
+            pod_identity.join(", ")
+        ));
     }
     check
 }
@@ -403,6 +503,7 @@ mod tests {
             role_name: Some("puller"),
             issuer: None,
             audience: "sts.amazonaws.com",
+            owned: false,
         };
         trust_policy_check(&policy, &claims(sub), &ctx)
     }

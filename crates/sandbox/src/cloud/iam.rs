@@ -143,6 +143,8 @@ pub struct Role {
     pub attached_policies: Vec<String>,
     /// `Description`.
     pub description: Option<String>,
+    /// `Tags` (`Key`, `Value`), as `CreateRole` gave them.
+    pub tags: Vec<(String, String)>,
     /// `CreateDate`, Unix seconds.
     pub created_at: i64,
 }
@@ -288,6 +290,7 @@ impl Iam {
             inline_policies,
             attached_policies: Vec::new(),
             description: None,
+            tags: Vec::new(),
             created_at: super::clock::wall_now(),
         };
         self.roles.insert(role.config.name.clone(), role);

@@ -703,6 +703,59 @@ fn role_fields(body: &mut String, role: &super::iam::Role) {
         "MaxSessionDuration",
         &role.config.max_session_duration.to_string(),
     );
+    if !role.tags.is_empty() {
+        body.push_str("<Tags>");
+        for (key, value) in &role.tags {
+            body.push_str("<member>");
+            element(body, "Key", key);
+            element(body, "Value", value);
+            body.push_str("</member>");
+        }
+        body.push_str("</Tags>");
+    }
+}
+
+/// `Tags.member.N.Key` / `.Value`, as IAM checks them: at most 50, keys 1-128 and values
+/// 0-256 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-@]`, keys unique without regard to case.
+fn tags(params: &[(String, String)]) -> Result<Vec<(String, String)>, IamApiError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for i in 1.. {
+        let Some(key) = param(params, &format!("Tags.member.{i}.Key")) else {
+            break;
+        };
+        let value = param(params, &format!("Tags.member.{i}.Value")).unwrap_or("");
+        let allowed = |s: &str| {
+            s.chars()
+                .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
+        };
+        if key.is_empty() || key.chars().count() > 128 || !allowed(key) {
+            return Err(IamApiError::validation(format!(
+                "1 validation error detected: Value '{}' at 'tags.{i}.member.key' failed to satisfy constraint: Member must have length between 1 and 128 and satisfy the pattern [\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]+",
+                echo(key)
+            )));
+        }
+        if value.chars().count() > 256 || !allowed(value) {
+            return Err(IamApiError::validation(format!(
+                "1 validation error detected: Value '{}' at 'tags.{i}.member.value' failed to satisfy constraint: Member must have length at most 256 and satisfy the pattern [\\p{{L}}\\p{{Z}}\\p{{N}}_.:/=+\\-@]*",
+                echo(value)
+            )));
+        }
+        if out.iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            return Err(IamApiError::invalid_input(format!(
+                "Duplicate tag keys found: {}. Please note that Tag keys are case insensitive.",
+                echo(key)
+            )));
+        }
+        if out.len() == 50 {
+            return Err(IamApiError::new(
+                StatusCode::CONFLICT,
+                "LimitExceeded",
+                "Cannot exceed quota for TagsPerRole: 50",
+            ));
+        }
+        out.push((key.to_owned(), value.to_owned()));
+    }
+    Ok(out)
 }
 
 fn role_name(params: &[(String, String)]) -> Result<&str, IamApiError> {
@@ -737,6 +790,7 @@ fn create_role(iam: &mut Iam, params: &[(String, String)]) -> Result<String, Iam
     check_path(path)?;
     let (text, value, _) = trust_document(params, "AssumeRolePolicyDocument")?;
     let description = check_description(params)?;
+    let tags = tags(params)?;
     let max_session_duration = match param(params, "MaxSessionDuration") {
         None => 3600,
         Some(d) => match d.parse::<i64>() {
@@ -775,6 +829,7 @@ fn create_role(iam: &mut Iam, params: &[(String, String)]) -> Result<String, Iam
         .ok_or_else(|| no_such_role(name))?;
     role.trust_policy_text = text;
     role.description = description;
+    role.tags = tags;
     let mut body = String::new();
     role_xml(&mut body, role);
     Ok(body)
