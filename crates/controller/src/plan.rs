@@ -217,7 +217,8 @@ impl NamespaceState {
         }
     }
 
-    /// With a uid.
+    /// With a uid. Tests only.
+    #[cfg(test)]
     pub fn with_uid(mut self, uid: &str) -> Self {
         self.uid = Some(uid.to_owned());
         self
@@ -316,7 +317,8 @@ impl SecretState {
         self
     }
 
-    /// With a type.
+    /// With a type. Tests only.
+    #[cfg(test)]
     pub fn with_type(mut self, type_: &str) -> Self {
         self.type_ = Some(type_.to_owned());
         self
@@ -328,7 +330,8 @@ impl SecretState {
         self
     }
 
-    /// Claiming to expire at `expires_at` (Unix seconds).
+    /// Claiming to expire at `expires_at` (Unix seconds). Tests only.
+    #[cfg(test)]
     pub fn expiring_at(mut self, expires_at: i64) -> Self {
         self.expires_at = Some(expires_at);
         self
@@ -424,7 +427,8 @@ impl ServiceAccountState {
         self
     }
 
-    /// Recording that `owner` added these entries.
+    /// Recording that `owner` added these entries. Tests only.
+    #[cfg(test)]
     pub fn added_by(mut self, owner: &Owner, names: &[&str]) -> Self {
         self.added
             .entry(owner.to_string())
@@ -1053,11 +1057,6 @@ impl Written {
         }
     }
 
-    /// Whether irsa wrote the content last recorded into `namespace`.
-    pub fn wrote_into(&self, namespace: NamespaceId<'_>) -> bool {
-        self.namespaces.contains(&self.fingerprint(namespace))
-    }
-
     /// Whether irsa wrote `content_hash` into `namespace` (since it became current).
     pub fn wrote(&self, content_hash: &str, namespace: NamespaceId<'_>) -> bool {
         self.content_hash == content_hash && self.namespaces.contains(&self.fingerprint(namespace))
@@ -1088,6 +1087,7 @@ fn urgency(kind: WriteKind, expires_at: Option<i64>, now: i64) -> (u8, i64) {
 /// among equals. Returns how many writes were left for the next round. [`plan_round`] without
 /// a [`Round::written`] record takes the same writes without building the others; this is the
 /// reference it is tested against.
+#[cfg(test)]
 pub fn urgent_first(writes: &mut Vec<SecretWrite>, max: usize, now: i64) -> usize {
     writes.sort_by(|a, b| {
         (urgency(a.kind, a.expires_at, now), &a.secret.namespace)

@@ -176,6 +176,52 @@ pub(crate) fn ownership(role: &Role, namespace: &str, name: &str) -> Result<(), 
     }
 }
 
+/// Whether every statement of `role`'s trust policy allows exactly `provider` (this cluster's
+/// IAM OIDC provider) and nothing else. Tags say who set a role up, not for which cluster, and
+/// anyone with `iam:TagRole` can set them: a role tagged for this service account is changed on
+/// `--yes` alone only when its trust policy is this cluster's and nobody else's (no Deny, no
+/// other provider or principal), because the fix replaces it. Otherwise, why not.
+pub(crate) fn trusts_only(role: &Role, provider: &str) -> Result<(), String> {
+    let not_only = |why: &str| {
+        Err(format!(
+            "role {}'s trust policy {why}: the fix replaces it, so its name must be confirmed (its tags alone do not say whose cluster it serves)",
+            role.name
+        ))
+    };
+    let Some(doc) = role
+        .trust_policy
+        .as_deref()
+        .and_then(|t| serde_json::from_str::<Value>(t).ok())
+    else {
+        return not_only("could not be read");
+    };
+    let statements = match doc.get("Statement") {
+        Some(Value::Array(a)) if !a.is_empty() => a.iter().collect::<Vec<_>>(),
+        Some(s @ Value::Object(_)) => vec![s],
+        _ => return not_only("has no statement"),
+    };
+    for s in statements {
+        if s.get("Effect").and_then(Value::as_str) != Some("Allow") {
+            return not_only("holds a statement that is not an Allow (a Deny would be lost)");
+        }
+        let Some(principal) = s.get("Principal").and_then(Value::as_object) else {
+            return not_only("holds a statement without a Principal");
+        };
+        let federated: Vec<Option<&str>> = match principal.get("Federated") {
+            Some(Value::String(f)) => vec![Some(f.as_str())],
+            Some(Value::Array(a)) => a.iter().map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if principal.len() != 1 || federated.is_empty() {
+            return not_only("allows a principal that is not an OIDC provider");
+        }
+        if federated.iter().any(|f| *f != Some(provider)) {
+            return not_only("allows another OIDC provider than this cluster's");
+        }
+    }
+    Ok(())
+}
+
 /// `before` against `after` as pretty JSON, line by line: the longest common subsequence
 /// kept (` `), the rest removed (`-`) or added (`+`).
 pub(crate) fn diff(before: &Value, after: &Value) -> Vec<String> {
@@ -544,6 +590,62 @@ mod tests {
         assert!(
             foreign.contains("was not created by irsa iam setup"),
             "{foreign}"
+        );
+        // Tags alone do not say for which cluster: the trust policy must be this cluster's
+        // provider's alone (review H1: another cluster's role of the same NS/NAME).
+        const MINE: &str = "arn:aws:iam::111122223333:oidc-provider/oidc.example/id/B";
+        let trusting = |policy: Value| {
+            let mut r = role(&[]);
+            r.trust_policy = Some(policy.to_string());
+            trusts_only(&r, MINE)
+        };
+        let allow = |principal: Value| json!({"Effect": "Allow", "Principal": principal, "Action": "sts:AssumeRoleWithWebIdentity"});
+        let fed = |p: &str| allow(json!({"Federated": p}));
+        assert_eq!(trusting(json!({"Statement": [fed(MINE)]})), Ok(()));
+        assert_eq!(trusting(json!({"Statement": fed(MINE)})), Ok(()));
+        let cases = [
+            (
+                json!({"Statement": [fed(MINE), fed("arn:aws:iam::111122223333:oidc-provider/oidc.example/id/A")]}),
+                "another OIDC provider",
+            ),
+            (
+                json!({"Statement": [fed("arn:aws:iam::111122223333:oidc-provider/oidc.example/id/A")]}),
+                "another OIDC provider",
+            ),
+            (
+                json!({"Statement": [fed(MINE), {"Effect": "Deny", "Principal": {"Federated": MINE}, "Action": "sts:AssumeRoleWithWebIdentity"}]}),
+                "not an Allow",
+            ),
+            (
+                json!({"Statement": [allow(json!({"AWS": "arn:aws:iam::111122223333:root"}))]}),
+                "not an OIDC provider",
+            ),
+            (
+                json!({"Statement": [allow(json!({"Federated": MINE, "AWS": "*"}))]}),
+                "not an OIDC provider",
+            ),
+            (
+                json!({"Statement": [allow(json!({"Federated": [MINE, 7]}))]}),
+                "another OIDC provider",
+            ),
+            (
+                json!({"Statement": [{"Effect": "Allow", "NotPrincipal": {"AWS": "x"}}]}),
+                "without a Principal",
+            ),
+            (json!({"Statement": []}), "no statement"),
+            (json!("not a policy"), "no statement"),
+        ];
+        for (policy, want) in cases {
+            let why = trusting(policy.clone()).unwrap_err();
+            assert!(
+                why.contains(want) && why.contains("must be confirmed"),
+                "{policy}: {why}"
+            );
+        }
+        assert!(
+            trusts_only(&role(&[]), MINE)
+                .unwrap_err()
+                .contains("could not be read")
         );
         // A managed-by tag alone proves nothing about which service account it is for.
         let half = ownership(

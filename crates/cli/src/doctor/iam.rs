@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::Chain;
 use super::exchange::pull_fix;
-use super::fix::{Action, Change, PULL_POLICY_NAME, ownership};
+use super::fix::{Action, Change, PULL_POLICY_NAME, ownership, trusts_only};
 use super::report::{Check, Fix, Group, Report, Status};
 use super::trust::{Provider, TrustContext, session_tags_check, trust_policy_check};
 use crate::shell::sh;
@@ -581,7 +581,13 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
             Ok(iam) => {
                 let (check, found) = role(iam, &a.role).await;
                 if let Some((doc, found)) = found {
-                    owner = ownership(&found, namespace, name);
+                    owner = ownership(&found, namespace, name).and_then(|()| match &provider_arn {
+                        Some(Ok(p)) => trusts_only(&found, &p.to_string()),
+                        _ => Err(format!(
+                            "this cluster's OIDC provider is not known, so role {} may serve another cluster",
+                            found.name
+                        )),
+                    });
                     let text = found.trust_policy.as_deref().unwrap_or("null");
                     trust_policy_doc =
                         Some((doc, serde_json::from_str(text).unwrap_or(Value::Null)));
