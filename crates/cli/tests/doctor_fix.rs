@@ -317,7 +317,26 @@ fn an_audience_missing_from_the_client_ids_is_added() {
         check(&before, "oidc-audience")["fix"]["change"]["clientId"],
         "api://irsa"
     );
+    // The audience is the service account's annotation, a tenant's: `--yes` alone does not
+    // take it into the account's provider (review M3), the role's name confirmed does.
     let run = sandbox.doctor(&["--fix", "--yes", "-o", "json"]);
+    let report = run.json();
+    assert_eq!(run.code, 1, "{report:#}");
+    let change = &report["fix"]["rounds"][0]["changes"][0];
+    assert_eq!(change["kind"], "add-client-id", "{report:#}");
+    assert_eq!(change["status"], "needs-confirmation", "{report:#}");
+    assert!(
+        change["message"]
+            .as_str()
+            .unwrap()
+            .contains("--confirm-role puller"),
+        "{change:#}"
+    );
+    assert_eq!(
+        iam_state(&sandbox)["clientIds"],
+        json!(["sts.amazonaws.com"])
+    );
+    let run = sandbox.doctor(&["--fix", "--yes", "--confirm-role", "puller", "-o", "json"]);
     let report = run.json();
     assert_eq!(run.code, 0, "{report:#}");
     assert_eq!(
@@ -650,6 +669,18 @@ fn on_a_terminal_each_change_is_asked_for_and_a_foreign_roles_name_must_be_typed
         no.stdout
     );
     assert!(no.stdout.contains("declined, not changed"), "{}", no.stdout);
+    assert_eq!(iam_state(&sandbox), state, "a no changed nothing");
+    // The report on stdout goes elsewhere: the change is shown beside the question on the
+    // terminal, never asked for blind (review M5).
+    let blind = on_a_terminal(&sandbox, "--fix > /dev/null", "n\n");
+    assert_eq!(blind.code, 1, "{}", blind.stdout);
+    assert!(
+        blind.stdout.contains("apply this change? [y/N]")
+            && blind.stdout.contains("system:serviceaccount:ci:builder")
+            && blind.stdout.contains("trust policy"),
+        "{}",
+        blind.stdout
+    );
     assert_eq!(iam_state(&sandbox), state, "a no changed nothing");
     let yes = on_a_terminal(&sandbox, "--fix", "y\n");
     assert_eq!(yes.code, 0, "{}", yes.stdout);

@@ -5,7 +5,7 @@
 //! terminal, or `--confirm-role NAME`), since the service account's annotation is the
 //! tenant's and may name another team's role.
 
-use std::io::{BufRead as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
 use irsa_aws::Env;
 use irsa_aws::iam::{IamClient, Role, same_document};
@@ -394,6 +394,21 @@ fn ask(change: &Change, confirm: Option<&Confirm>) -> Result<(), (Status, String
             c.role_name
         ),
     };
+    // The report (with the diff) goes to stdout; when that is not the terminal being asked
+    // (`--fix > report.txt`), the change is shown beside the question, never asked blind.
+    if !std::io::stdout().is_terminal() {
+        let mut shown = format!(
+            "{} ({})\n",
+            printable(&change.summary),
+            printable(&change.target)
+        );
+        for line in &change.diff {
+            shown.push_str("  ");
+            shown.push_str(&printable(line));
+            shown.push('\n');
+        }
+        eprint!("{shown}");
+    }
     eprint!("{prompt}");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();

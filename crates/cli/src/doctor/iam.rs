@@ -15,6 +15,7 @@ use super::fix::{Action, Change, PULL_POLICY_NAME, ownership, trusts_only};
 use super::report::{Check, Fix, Group, Report, Status};
 use super::trust::{Provider, TrustContext, session_tags_check, trust_policy_check};
 use crate::shell::sh;
+use irsa_core::names::STS_AUDIENCE;
 
 /// The action a pull needs on `*`.
 const GET_AUTHORIZATION_TOKEN: &str = "ecr:GetAuthorizationToken";
@@ -124,6 +125,7 @@ pub(crate) async fn oidc_provider(
                     partition: role.partition.clone(),
                 },
             );
+            let change = confirm_audience(change, audience, &role.name);
             (
                 check
                     .fix(provider_fix(issuer, audience, namespace, name, role))
@@ -167,8 +169,27 @@ fn provider_found(arn: &str, p: &OidcProvider, issuer: &str) -> Check {
     check
 }
 
-/// Whether the provider's client IDs include the token's audience.
-pub(crate) fn oidc_audience(provider: &OidcProvider, audience: &str) -> Check {
+/// An audience other than STS's own comes from the service account's annotation, a tenant's:
+/// taking it into the account's OIDC provider lets every role of that provider that checks
+/// only `:sub` accept tokens meant for it, so `--yes` alone does not (review M3).
+fn confirm_audience(change: Change, audience: &str, role_name: &str) -> Change {
+    if audience == STS_AUDIENCE {
+        change
+    } else {
+        change.confirm_role(
+            role_name,
+            format!(
+                "the audience {} comes from the service account's {} annotation; as a client ID of the account's OIDC provider it is accepted by every role of that provider whose trust policy does not check :aud",
+                super::report::printable(audience),
+                irsa_core::names::AUDIENCE_ANNOTATION
+            ),
+        )
+    }
+}
+
+/// Whether the provider's client IDs include the token's audience; the change, confirmed with
+/// `role_name` unless the audience is STS's own.
+pub(crate) fn oidc_audience(provider: &OidcProvider, audience: &str, role_name: &str) -> Check {
     const ID: &str = "oidc-audience";
     if provider.client_ids.iter().any(|c| c == audience) {
         return Check::pass(ID, Group::Aws, format!("client IDs include {audience}"));
@@ -189,7 +210,7 @@ pub(crate) fn oidc_audience(provider: &OidcProvider, audience: &str) -> Check {
     .with_change({
         let mut after = provider.client_ids.clone();
         after.push(audience.to_owned());
-        Change::new(
+        let change = Change::new(
             format!("add {audience} to the client IDs of the IAM OIDC provider"),
             format!("IAM OIDC provider {}", provider.arn),
             json!({"ClientIDList": provider.client_ids}),
@@ -198,7 +219,8 @@ pub(crate) fn oidc_audience(provider: &OidcProvider, audience: &str) -> Check {
                 provider_arn: provider.arn.clone(),
                 client_id: audience.to_owned(),
             },
-        )
+        );
+        confirm_audience(change, audience, role_name)
     })
 }
 
@@ -569,7 +591,8 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
     if report.ready("oidc-audience", Group::Aws, &["oidc-provider"])
         && let Some(p) = &oidc
     {
-        report.record(oidc_audience(p, audience), &["oidc-provider"]);
+        let role_name = annotated.map_or("", |a| a.role.name.as_str());
+        report.record(oidc_audience(p, audience, role_name), &["oidc-provider"]);
     }
     let mut trust_policy_doc = None;
     let mut owner = Err(String::new());
@@ -727,7 +750,7 @@ mod tests {
             client_ids: vec!["sts.amazonaws.com".into()],
             thumbprints: vec![],
         };
-        let c = oidc_audience(&provider, HOSTILE);
+        let c = oidc_audience(&provider, HOSTILE, "puller");
         let fix = c.fix.unwrap();
         assert!(
             fix.commands[0].ends_with("--client-id 'x;touch${IFS}pwned'"),
