@@ -133,7 +133,7 @@ pub(crate) struct SetupArgs {
     policy_name: String,
     /// The audience the service account's token carries: the OIDC provider's client ID and the
     /// trust policy's `:aud`.
-    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    #[arg(long, value_name = "AUD", default_value = irsa_core::names::STS_AUDIENCE)]
     audience: String,
     /// The AWS account expected (12 digits): irsa refuses to write when the credentials are for
     /// another one. Without it, the account is the one the credentials reach.

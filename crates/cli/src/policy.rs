@@ -81,7 +81,7 @@ pub(crate) struct TrustArgs {
     )]
     argocd_namespace: Option<String>,
     /// The audience the token is requested with.
-    #[arg(long, value_name = "AUD", default_value = "sts.amazonaws.com")]
+    #[arg(long, value_name = "AUD", default_value = irsa_core::names::STS_AUDIENCE)]
     audience: String,
     /// The AWS account that holds the IAM OIDC provider. Without it, the principal reads
     /// ACCOUNT_ID: replace it before creating the role.

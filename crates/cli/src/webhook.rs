@@ -140,7 +140,7 @@ struct MutationFlags {
     #[arg(
         long,
         value_name = "AUDIENCE",
-        default_value = "pods.eks.amazonaws.com"
+        default_value = irsa_core::names::POD_IDENTITY_PRINCIPAL
     )]
     container_credentials_audience: String,
     /// Pod Identity: the token mount path.

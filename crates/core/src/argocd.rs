@@ -452,7 +452,7 @@ pub fn check_token_url(url: &str, allowed: &[String]) -> Result<String, String> 
 /// An AWS STS host: global, regional (plain, FIPS, dual-stack) as irsa-core's
 /// [`sts_endpoint`] forms it for the region, or a VPC interface endpoint of STS.
 fn is_sts_host(host: &str) -> bool {
-    if host == "sts.amazonaws.com" {
+    if host == crate::names::STS_HOST {
         return true;
     }
     let labels: Vec<&str> = host.split('.').collect();

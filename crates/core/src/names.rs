@@ -17,6 +17,10 @@ pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 /// The global STS endpoint's host: a Chainguard proof (a signed `GetCallerIdentity`) is
 /// addressed to it, and its verifier accepts no other.
 pub const STS_HOST: &str = "sts.amazonaws.com";
+/// EKS Pod Identity's service principal, also the audience of its tokens.
+pub const POD_IDENTITY_PRINCIPAL: &str = "pods.eks.amazonaws.com";
+/// The service-account annotation for the projected token's lifetime (seconds).
+pub const TOKEN_EXPIRATION_ANNOTATION: &str = "eks.amazonaws.com/token-expiration";
 /// Pods with this label (any value) are never mutated by the pod identity webhook, and its
 /// `objectSelector` keeps them away from it (upstream's name; its domain is hard-coded).
 pub const SKIP_POD_LABEL: &str = "eks.amazonaws.com/skip-pod-identity-webhook";

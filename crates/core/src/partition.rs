@@ -329,7 +329,7 @@ pub fn sts_endpoint(region: &str, variant: EndpointVariant) -> Result<String, Pa
 /// there: e.g. `sts.us-gov-west-1.amazonaws.com`, `sts.cn-northwest-1.amazonaws.com.cn`.
 pub fn sts_global_endpoint(partition: Partition) -> &'static str {
     match partition {
-        Partition::Aws => "sts.amazonaws.com",
+        Partition::Aws => crate::names::STS_HOST,
         Partition::AwsCn => "sts.cn-northwest-1.amazonaws.com.cn",
         Partition::AwsUsGov => "sts.us-gov-west-1.amazonaws.com",
         Partition::AwsIso => "sts.us-iso-east-1.c2s.ic.gov",

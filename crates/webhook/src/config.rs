@@ -97,7 +97,7 @@ pub struct ContainerCredentialsConfig {
 impl Default for ContainerCredentialsConfig {
     fn default() -> Self {
         Self {
-            audience: "pods.eks.amazonaws.com".into(),
+            audience: irsa_core::names::POD_IDENTITY_PRINCIPAL.into(),
             mount_path: "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount".into(),
             volume_name: "eks-pod-identity-token".into(),
             token_path: "eks-pod-identity-token".into(),

@@ -19,8 +19,8 @@ use super::fix::{Action, Change};
 use super::report::{Check, Fix, Group};
 use super::trust::{claim_lines, claims_json};
 
-/// The token-lifetime annotation the webhook reads (seconds).
-pub(crate) const TOKEN_EXPIRATION_ANNOTATION: &str = "eks.amazonaws.com/token-expiration";
+// The token-lifetime annotation the webhook reads (seconds).
+pub(crate) use irsa_core::names::TOKEN_EXPIRATION_ANNOTATION;
 /// Annotation values longer than this are ignored by the webhook; doctor says so.
 const MAX_ANNOTATION_VALUE: usize = 2048;
 /// The shortest and longest token lifetimes the webhook passes on (it clamps to these).

@@ -268,9 +268,9 @@ pub(crate) fn trust_policy_check(
 /// needs `sts:TagSession` allowed too (IAM User Guide, "Passing session tags using
 /// AssumeRoleWithWebIdentity").
 pub(crate) const SESSION_TAGS_CLAIM: &str = "https://aws.amazon.com/tags";
-/// The service principal EKS Pod Identity assumes roles as (`sts:AssumeRole` and
-/// `sts:TagSession`): a role trusting only it is not a role for IRSA.
-pub(crate) const POD_IDENTITY_PRINCIPAL: &str = "pods.eks.amazonaws.com";
+// The service principal EKS Pod Identity assumes roles as (`sts:AssumeRole` and
+// `sts:TagSession`): a role trusting only it is not a role for IRSA.
+pub(crate) use irsa_core::names::POD_IDENTITY_PRINCIPAL;
 
 /// The `sts:TagSession` trap: a token with session tags needs `sts:TagSession` allowed as
 /// well as `sts:AssumeRoleWithWebIdentity`; and a role set up for EKS Pod Identity (trusting
