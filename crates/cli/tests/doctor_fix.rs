@@ -712,3 +712,58 @@ fn on_a_terminal_each_change_is_asked_for_and_a_foreign_roles_name_must_be_typed
     assert_eq!(typed.code, 0, "{}", typed.stdout);
     real_pull(&foreign);
 }
+
+#[test]
+fn a_change_left_unmade_is_not_asked_for_again_in_the_next_round() {
+    // Round 1 plans two changes: the tenant's audience for the shared OIDC provider (needs the
+    // role's name confirmed, so --yes alone leaves it) and the pull permissions of the role
+    // irsa iam setup made (applied). Round 2 must not offer the first one again (review L6).
+    let sandbox = Sandbox::start(
+        "fix-not-again",
+        vec![],
+        &[
+            ("eks.amazonaws.com/role-arn", &role_arn("puller")),
+            ("eks.amazonaws.com/audience", "api://irsa"),
+        ],
+    );
+    setup_role(&sandbox, &["--audience", "api://irsa"]);
+    sandbox.boto3(&format!(
+        "iam.delete_open_id_connect_provider(OpenIDConnectProviderArn='{}')\n\
+         iam.create_open_id_connect_provider(Url='{ISSUER}', ClientIDList=['sts.amazonaws.com'], ThumbprintList=[])\n\
+         iam.delete_role_policy(RoleName='puller', PolicyName='irsa-ecr-pull')\n",
+        provider_arn()
+    ));
+    let run = sandbox.doctor(&["--fix", "--yes", "-o", "json"]);
+    let report = run.json();
+    assert_eq!(run.code, 1, "{report:#}");
+    let rounds = report["fix"]["rounds"].as_array().unwrap();
+    assert!(!rounds.is_empty(), "{report:#}");
+    let kinds = |round: &Value| -> Vec<(String, String)> {
+        round["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["kind"].as_str().unwrap().to_owned(),
+                    c["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        kinds(&rounds[0]),
+        [
+            ("add-client-id".to_owned(), "needs-confirmation".to_owned()),
+            ("put-role-policy".to_owned(), "applied".to_owned())
+        ],
+        "{report:#}"
+    );
+    for round in &rounds[1..] {
+        assert!(
+            !kinds(round).iter().any(|(k, _)| k == "add-client-id"),
+            "asked again: {report:#}"
+        );
+    }
+    assert_eq!(report["fix"]["applied"], 1, "{report:#}");
+}

@@ -161,7 +161,7 @@ pub(crate) fn annotation_check(
         }
         Some(a)
             if a.chars()
-                .any(|c| c.is_control() || SHELL_METACHARACTERS.contains(c)) =>
+                .any(|c| super::report::is_invisible(c) || SHELL_METACHARACTERS.contains(c)) =>
         {
             // The annotation is the tenant's; doctor quotes it in every command it prints, and
             // refuses it too: no real audience (a URL or an identifier) needs these.
@@ -293,16 +293,16 @@ pub(crate) fn annotate_change(
             "irsa doctor --fix --role-arn ARN sets {ROLE_ARN_ANNOTATION} to ARN"
         ));
     };
-    let before = json!(sa.annotations);
-    let mut after = sa.annotations.clone();
-    after.insert(ROLE_ARN_ANNOTATION.to_owned(), role.to_string());
+    // Only the key changed: the rest of the map is the tenant's, as large as they like.
+    let before = json!({ ROLE_ARN_ANNOTATION: sa.annotations.get(ROLE_ARN_ANNOTATION) });
+    let after = json!({ ROLE_ARN_ANNOTATION: role.to_string() });
     let change = Change::new(
         format!(
             "annotate service account {namespace}/{name} with {ROLE_ARN_ANNOTATION}={role} (from --role-arn)"
         ),
         format!("service account {namespace}/{name}: metadata.annotations"),
         before,
-        json!(after),
+        after,
         Action::Annotate {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
@@ -832,6 +832,49 @@ mod tests {
             "{}",
             c.summary
         );
+        // A bidi override would reorder the audience shown for approval: refused like ESC.
+        let (c, a) = annotation_check(
+            "ci",
+            "builder",
+            &annotations(&[
+                (ROLE_ARN_ANNOTATION, "arn:aws:iam::111122223333:role/puller"),
+                (AUDIENCE_ANNOTATION, "sts.amazonaws.com\u{202e}lim.evil"),
+            ]),
+            None,
+        );
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(
+            a.as_ref().is_none_or(|a| a.audience == STS_AUDIENCE),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn the_annotation_change_shows_the_role_key_only() {
+        // A tenant's service account with 20,000 annotations: the change diffs the one key.
+        let mut many = annotations(&[]);
+        for i in 0..20_000 {
+            many.insert(format!("tenant.example/k{i}"), "v".repeat(10));
+        }
+        let sa = FoundServiceAccount {
+            annotations: many,
+            has_annotations: true,
+            resource_version: Some("7".to_owned()),
+        };
+        let role: RoleArn = "arn:aws:iam::111122223333:role/puller".parse().unwrap();
+        let (check, _) = annotation_check("ci", "builder", &sa.annotations, None);
+        let check = annotate_change(check, "ci", "builder", &sa, Some(&role));
+        let change = check
+            .fix
+            .as_ref()
+            .and_then(|f| f.change.as_ref())
+            .expect("a change");
+        assert_eq!(change.before, json!({ ROLE_ARN_ANNOTATION: null }));
+        assert_eq!(
+            change.after,
+            json!({ ROLE_ARN_ANNOTATION: role.to_string() })
+        );
+        assert_eq!(change.diff.len(), 4, "{:?}", change.diff);
     }
 
     fn annotated() -> Annotated {

@@ -237,7 +237,33 @@ pub(crate) fn diff(before: &Value, after: &Value) -> Vec<String> {
         }
     };
     let (a, b) = (lines(before), lines(after));
-    // Documents are small (IAM caps trust policies at a few KB): a full LCS table is fine.
+    // The common head and tail are kept as they are; only the middle is compared.
+    let head = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let tail = a[head..]
+        .iter()
+        .rev()
+        .zip(b[head..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (mid_a, mid_b) = (&a[head..a.len() - tail], &b[head..b.len() - tail]);
+    let mut out: Vec<String> = a[..head].iter().map(|l| format!("  {l}")).collect();
+    if mid_a.len().saturating_mul(mid_b.len()) > MAX_DIFF_CELLS {
+        // Too large to compare line by line (only a tenant's oversized object gets here):
+        // everything in between removed, then added.
+        out.extend(mid_a.iter().map(|l| format!("- {l}")));
+        out.extend(mid_b.iter().map(|l| format!("+ {l}")));
+    } else {
+        lcs_diff(mid_a, mid_b, &mut out);
+    }
+    out.extend(a[a.len() - tail..].iter().map(|l| format!("  {l}")));
+    out
+}
+
+/// The most cells of the LCS table [`diff`] builds (4 MiB of `u32`): IAM documents are a
+/// few KB, far below it.
+const MAX_DIFF_CELLS: usize = 1 << 20;
+
+fn lcs_diff(a: &[String], b: &[String], out: &mut Vec<String>) {
     let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
@@ -249,7 +275,6 @@ pub(crate) fn diff(before: &Value, after: &Value) -> Vec<String> {
         }
     }
     let (mut i, mut j) = (0, 0);
-    let mut out = Vec::new();
     while i < a.len() || j < b.len() {
         if i < a.len() && j < b.len() && a[i] == b[j] {
             out.push(format!("  {}", a[i]));
@@ -264,7 +289,6 @@ pub(crate) fn diff(before: &Value, after: &Value) -> Vec<String> {
             j += 1;
         }
     }
-    out
 }
 
 /// What became of a change.
@@ -427,6 +451,13 @@ fn ask(change: &Change, confirm: Option<&Confirm>) -> Result<(), (Status, String
     }
 }
 
+/// Whether a refused patch means the object changed since it was read: a 409, or the 422
+/// kube-apiserver answers when the patch's `test` of the resourceVersion fails. Other 422s
+/// (an invalid annotation, an admission webhook's refusal) are reported as they are.
+fn is_conflict(code: u16, message: &str) -> bool {
+    code == 409 || (code == 422 && message.contains("test failed"))
+}
+
 async fn iam_for(partition: &str) -> Result<IamClient, String> {
     let partition = Partition::from_id(partition)
         .ok_or_else(|| format!("partition {partition} has no IAM endpoint irsa knows"))?;
@@ -472,7 +503,7 @@ async fn apply(change: &Change) -> Result<(), String> {
                 .await
                 .map(|_| ())
                 .map_err(|e| match &e {
-                    kube::Error::Api(s) if s.code == 409 || s.code == 422 => format!(
+                    kube::Error::Api(s) if is_conflict(s.code, &s.message) => format!(
                         "service account {namespace}/{name} changed since doctor read it: nothing written; run doctor again"
                     ),
                     _ => format!(
@@ -555,6 +586,50 @@ async fn apply(change: &Change) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_huge_document_is_diffed_without_a_huge_table() {
+        // 200,000 lines each, one changed in the middle: a full LCS table would be 4·10¹⁰ cells.
+        let before: Vec<String> = (0..200_000).map(|i| format!("v{i}")).collect();
+        let mut after = before.clone();
+        after[100_000] = "changed".to_owned();
+        let d = diff(&json!(before), &json!(after));
+        assert_eq!(
+            d.len(),
+            200_003,
+            "the brackets and every line, one of them twice"
+        );
+        assert_eq!(d.iter().filter(|l| l.starts_with("- ")).count(), 1);
+        assert!(
+            d.contains(&"+   \"changed\",".to_owned()),
+            "{:?}",
+            &d[99_990..100_010]
+        );
+        // Nothing in common and both large: removed, then added, in order.
+        let other: Vec<String> = (0..3_000).map(|i| format!("w{i}")).collect();
+        let d = diff(&json!(before[..3_000]), &json!(other));
+        assert_eq!(d.iter().filter(|l| l.starts_with("- ")).count(), 3_000);
+        assert_eq!(d.iter().filter(|l| l.starts_with("+ ")).count(), 3_000);
+        assert!(
+            d[1].starts_with("- ") && d[3_001].starts_with("+ "),
+            "{:?}",
+            &d[..3]
+        );
+    }
+
+    #[test]
+    fn only_a_resource_version_test_is_a_conflict() {
+        assert!(is_conflict(409, "Operation cannot be fulfilled"));
+        assert!(is_conflict(
+            422,
+            "the server rejected our request due to an error in our request (testing value /metadata/resourceVersion failed: test failed)"
+        ));
+        assert!(!is_conflict(
+            422,
+            "metadata.annotations: Invalid value: too long"
+        ));
+        assert!(!is_conflict(403, "forbidden"));
+    }
 
     #[test]
     fn the_diff_keeps_common_lines_and_marks_the_rest() {

@@ -324,11 +324,17 @@ async fn fix_and_check_again(args: &DoctorArgs, target: &Target) -> anyhow::Resu
     let mut rounds: Vec<serde_json::Value> = Vec::new();
     let mut applied = 0;
     let mut refused = false;
+    // Changes declined (or left for a confirmation) are not asked for again in later rounds.
+    let mut declined: Vec<(String, &'static str)> = Vec::new();
     loop {
         if !json {
             print!("{}", report.to_text());
         }
-        let plan = report.plan();
+        let plan: Vec<_> = report
+            .plan()
+            .into_iter()
+            .filter(|(_, c)| !declined.contains(&(c.target.clone(), c.permission)))
+            .collect();
         if plan.is_empty() {
             if !json && !report.ok() {
                 println!(
@@ -368,6 +374,12 @@ async fn fix_and_check_again(args: &DoctorArgs, target: &Target) -> anyhow::Resu
                 },
             };
             show(&fix::outcome_line(&outcome));
+            if matches!(
+                outcome.status,
+                fix::Status::Declined | fix::Status::NeedsConfirmation
+            ) {
+                declined.push((outcome.change.target.clone(), outcome.change.permission));
+            }
             outcomes.push(outcome);
         }
         let made = outcomes

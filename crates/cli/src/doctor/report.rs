@@ -393,22 +393,53 @@ impl Report {
 fn compact(v: &Value) -> String {
     match v {
         Value::String(s) => printable(s),
-        other => other.to_string(),
+        // `to_string` escapes C0 inside strings, not C1 or the format characters.
+        other => printable(&other.to_string()),
     }
 }
 
-/// `s` with every control character (ESC, CR, BEL, C1, even a newline) written as its Rust
-/// escape (`\u{1b}`, `\r`): much of what the report shows was written by a tenant (annotations,
-/// pod env values, pull-secret keys), and a raw ESC or CR could repaint the terminal, e.g. a
-/// forged ✓ line over a ✗.
+/// Characters that change how the text around them looks without being seen: control
+/// characters (Cc: ESC, CR, BEL, C1, even a newline), the bidirectional marks, embeddings,
+/// overrides and isolates, zero-width characters, the line and paragraph separators and other
+/// format characters (Cf, Zl, Zp). A Trojan-Source style U+202E in a tenant's value would
+/// reorder what is shown for approval.
+pub(crate) fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{ad}'
+                | '\u{600}'..='\u{605}'
+                | '\u{61c}'
+                | '\u{6dd}'
+                | '\u{70f}'
+                | '\u{180e}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{2028}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206f}'
+                | '\u{feff}'
+                | '\u{fff9}'..='\u{fffb}'
+                | '\u{110bd}'
+                | '\u{1d173}'..='\u{1d17a}'
+                | '\u{e0001}'
+                | '\u{e0020}'..='\u{e007f}'
+        )
+}
+
+/// `s` with every invisible character ([`is_invisible`]) written as its Rust escape
+/// (`\u{1b}`, `\r`, `\u{202e}`): much of what the report shows was written by a tenant
+/// (annotations, pod env values, pull-secret keys), and a raw ESC or CR could repaint the
+/// terminal, e.g. a forged ✓ line over a ✗.
 pub(crate) fn printable(s: &str) -> String {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(is_invisible) {
         return s.to_owned();
     }
     s.chars()
         .map(|c| {
             if c.is_control() {
                 c.escape_debug().to_string()
+            } else if is_invisible(c) {
+                c.escape_unicode().to_string()
             } else {
                 c.to_string()
             }
@@ -483,6 +514,35 @@ mod tests {
             text.contains("a\\rb") && text.contains("\\u{1b}[1A"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn bidi_overrides_zero_width_and_c1_in_json_values_are_escaped() {
+        let mut r = Report::new("service account ci/builder", Box::new(Quiet));
+        assert!(r.ready("oidc-audience", Group::Aws, &[]));
+        r.record(
+            Check::fail(
+                "oidc-audience",
+                Group::Aws,
+                "add sts\u{202e}moc.evil\u{202c} to it",
+            )
+            .detail("zero\u{200b}width\u{2028}line\u{feff}")
+            .expected_actual(
+                serde_json::json!(["a\u{9b}b", "c\u{2066}d"]),
+                serde_json::json!({"k": "\u{85}"}),
+            ),
+            &[],
+        );
+        let text = r.to_text();
+        for c in [
+            '\u{202e}', '\u{202c}', '\u{200b}', '\u{2028}', '\u{feff}', '\u{9b}', '\u{2066}',
+            '\u{85}',
+        ] {
+            assert!(!text.contains(c), "{c:?} raw in {text:?}");
+        }
+        assert!(text.contains("sts\\u{202e}moc.evil\\u{202c}"), "{text}");
+        // Ordinary text outside ASCII is left as it is.
+        assert_eq!(printable("café ✓ 東京"), "café ✓ 東京");
     }
 
     #[test]

@@ -44,8 +44,14 @@ pub fn json_patch(doc: &Value, patch: &Value) -> Result<Value, String> {
         {
             continue;
         }
-        json_patch::patch(&mut out, std::slice::from_ref(&op))
-            .map_err(|e| format!("failed to apply JSON patch: {e}"))?;
+        json_patch::patch(&mut out, std::slice::from_ref(&op)).map_err(|e| match &op {
+            // kube-apiserver's words (evanphx/json-patch's ErrTestFailed), which clients tell
+            // apart from other 422s.
+            json_patch::PatchOperation::Test(t) => {
+                format!("testing value {} failed: test failed", t.path)
+            }
+            _ => format!("failed to apply JSON patch: {e}"),
+        })?;
     }
     Ok(out)
 }
@@ -226,12 +232,12 @@ mod tests {
             .unwrap(),
             json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "data": {"x": "z"}})
         );
-        assert!(
+        assert_eq!(
             json_patch(
                 &doc,
                 &json!([{"op": "test", "path": "/data/x", "value": "q"}])
-            )
-            .is_err()
+            ),
+            Err("testing value /data/x failed: test failed".to_owned())
         );
         assert!(json_patch(&doc, &json!({"op": "add"})).is_err());
         // kube-runtime's finalizer: `test null` on a missing path passes, as on kube-apiserver.
