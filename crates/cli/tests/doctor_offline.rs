@@ -252,4 +252,18 @@ fn a_token_with_session_tags_needs_sts_tag_session() {
     allowed["Statement"][0]["Action"] = json!(["sts:AssumeRoleWithWebIdentity", "sts:TagSession"]);
     let run = doctor(&dir, &allowed, &claims, &["--provider-arn", PROVIDER_ARN]);
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    // A token no statement allows (another namespace) is the trust policy's failure, not a
+    // missing sts:TagSession (doctor5 review L7): session-tags does not fail on it.
+    let other = trust("StringEquals", "system:serviceaccount:dev:app");
+    let run = doctor(&dir, &other, &claims, &["--provider-arn", PROVIDER_ARN]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    let report = run.json();
+    assert_eq!(report["first_failure"], "trust-policy", "{report:#}");
+    let tags = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "session-tags")
+        .unwrap();
+    assert_eq!(tags["status"], "pass", "{tags:#}");
 }

@@ -317,6 +317,16 @@ pub(crate) fn session_tags_check(
         );
     }
     let tags = claims.raw.get(SESSION_TAGS_CLAIM);
+    if tags.is_some() && !web_identity {
+        // No statement allows the token at all (a wrong sub, say): that is the trust policy's
+        // failure, named there; sts:TagSession matters once the token is allowed.
+        return Check::pass(
+            ID,
+            Group::Aws,
+            "the token carries session tags; whether sts:TagSession is allowed is checked once the trust policy allows the token",
+        )
+        .detail("no statement allows sts:AssumeRoleWithWebIdentity for this token: see trust-policy");
+    }
     if tags.is_some() {
         let tag_session = trust_policy::evaluate(policy, &request.with_action("sts:TagSession"));
         if !tag_session.allowed() {
