@@ -767,3 +767,40 @@ fn a_change_left_unmade_is_not_asked_for_again_in_the_next_round() {
     }
     assert_eq!(report["fix"]["applied"], 1, "{report:#}");
 }
+
+#[test]
+fn an_oidc_provider_is_not_created_in_an_account_that_is_not_the_roles() {
+    // The annotation names a role in another account than the one the credentials act in:
+    // IAM would create the provider in the caller's account (doctor5 review L1).
+    let other = "arn:aws:iam::444455556666:role/puller";
+    let sandbox = Sandbox::start(
+        "fix-other-account",
+        vec![],
+        &[("eks.amazonaws.com/role-arn", other)],
+    );
+    sandbox.boto3(&format!(
+        "iam.delete_open_id_connect_provider(OpenIDConnectProviderArn='{}')\n",
+        provider_arn()
+    ));
+    let run = sandbox.doctor(&["--fix", "--yes", "-o", "json"]);
+    let report = run.json();
+    assert_eq!(run.code, 1, "{report:#}");
+    let changes = report["fix"]["rounds"][0]["changes"].as_array().unwrap();
+    let create = changes
+        .iter()
+        .find(|c| c["kind"] == "create-oidc-provider")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(create["account"], "444455556666", "{create:#}");
+    assert_eq!(create["status"], "failed", "{create:#}");
+    assert!(
+        create["message"]
+            .as_str()
+            .unwrap()
+            .contains("act in account 111122223333, the role is in account 444455556666"),
+        "{create:#}"
+    );
+    let providers = sandbox.boto3(
+        "print([p['Arn'] for p in iam.list_open_id_connect_providers()['OpenIDConnectProviderList']])\n",
+    );
+    assert!(!providers.contains("111122223333"), "{providers}");
+}

@@ -46,6 +46,8 @@ pub(crate) enum Action {
         url: String,
         client_ids: Vec<String>,
         partition: String,
+        /// The role's account, where the provider must be: IAM creates it in the caller's.
+        account: String,
     },
     /// `iam:AddClientIDToOpenIDConnectProvider`.
     #[serde(rename_all = "camelCase")]
@@ -516,12 +518,28 @@ async fn apply(change: &Change) -> Result<(), String> {
             url,
             client_ids,
             partition,
+            account,
         } => {
             let iam = iam_for(partition).await?;
-            iam.create_open_id_connect_provider(url, client_ids, &[])
+            // IAM creates a provider in the account the credentials act in, which may not be
+            // the role's (doctor read the role's account with cross-account rights).
+            let caller = iam.caller_account().await.map_err(|e| e.to_string())?;
+            if caller != *account {
+                return Err(format!(
+                    "your credentials act in account {caller}, the role is in account {account}: the provider would be created in the wrong account; nothing written (run with credentials of account {account})"
+                ));
+            }
+            let arn = iam
+                .create_open_id_connect_provider(url, client_ids, &[])
                 .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            match arn.split(':').nth(4) {
+                Some(a) if a == account => Ok(()),
+                other => Err(format!(
+                    "IAM created {arn}, in account {}, not in the role's account {account}",
+                    other.unwrap_or("?")
+                )),
+            }
         }
         Action::AddClientId {
             provider_arn,

@@ -123,6 +123,7 @@ pub(crate) async fn oidc_provider(
                     url: issuer.to_owned(),
                     client_ids: vec![audience.to_owned()],
                     partition: role.partition.clone(),
+                    account: role.account.clone(),
                 },
             );
             let change = confirm_audience(change, audience, &role.name);
