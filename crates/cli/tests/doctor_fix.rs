@@ -804,3 +804,63 @@ fn an_oidc_provider_is_not_created_in_an_account_that_is_not_the_roles() {
     );
     assert!(!providers.contains("111122223333"), "{providers}");
 }
+
+#[test]
+fn a_deny_in_the_trust_policy_is_removed_and_only_it_once_the_role_is_confirmed() {
+    // IAM User Guide, "Policy evaluation logic": an explicit deny overrides any allow, so no
+    // added or replaced Allow mends it; the Deny statement that matches the token must go.
+    // Another team's statement in the same policy stays as it was.
+    let sandbox = sandbox_with_setup("fix-deny");
+    let mut trust = iam_state(&sandbox)["trust"].clone();
+    let statements = trust["Statement"].as_array_mut().unwrap();
+    statements.push(json!({
+        "Sid": "NoCi",
+        "Effect": "Deny",
+        "Principal": {"Federated": provider_arn()},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringLike": {format!("{PROVIDER}:sub"): "system:serviceaccount:ci:*"}}
+    }));
+    let other = json!({
+        "Sid": "Batch",
+        "Effect": "Allow",
+        "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:role/batch")},
+        "Action": "sts:AssumeRole"
+    });
+    statements.push(other.clone());
+    break_trust(&sandbox, &trust);
+    let before = sandbox.expect_broken("trust-policy");
+    assert_eq!(
+        check(&before, "trust-policy")["data"]["deny_statements"],
+        json!([1])
+    );
+
+    // --yes alone does not remove a Deny, even from the role irsa iam setup made.
+    let run = sandbox.doctor(&["--fix", "--yes", "-o", "json"]);
+    let report = run.json();
+    assert_eq!(run.code, 1, "{report:#}");
+    let change = &report["fix"]["rounds"][0]["changes"][0];
+    assert_eq!(change["status"], "needs-confirmation", "{change:#}");
+    assert!(
+        change["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("remove the Deny"),
+        "{change:#}"
+    );
+
+    let run = sandbox.doctor(&["--fix", "--yes", "--confirm-role", "puller", "-o", "json"]);
+    let report = run.json();
+    assert_eq!(run.code, 0, "{report:#}");
+    for c in checks(&report) {
+        assert_eq!(c["status"], "pass", "{c:#}");
+    }
+    let after = iam_state(&sandbox)["trust"].clone();
+    let kept = after["Statement"].as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{after:#}");
+    assert_eq!(
+        kept[1], other,
+        "another team's statement is kept: {after:#}"
+    );
+    assert!(kept.iter().all(|s| s["Effect"] == "Allow"), "{after:#}");
+    real_pull(&sandbox);
+}

@@ -698,6 +698,39 @@ fn trust_change(
     if check.passed() || current.is_null() {
         return check;
     }
+    // An explicit Deny: only the Deny statements that match this token go, the rest stays as
+    // it is. A Deny is someone's decision, so its removal always needs the role's name.
+    if let Some(Value::Array(denies)) = check.data.get("deny_statements") {
+        let indexes: Vec<usize> = denies
+            .iter()
+            .filter_map(|i| i.as_u64().and_then(|i| usize::try_from(i).ok()))
+            .collect();
+        let Some(after) = super::trust::without_statements(current, &indexes) else {
+            return check;
+        };
+        let change = Change::new(
+            format!(
+                "remove the Deny statement(s) that match this token from the trust policy of role {}",
+                role.name
+            ),
+            format!("role {role}: trust policy"),
+            current.clone(),
+            after,
+            Action::PutTrustPolicy {
+                role_arn: role.to_string(),
+            },
+        )
+        .confirm_role(
+            &role.name,
+            owner.clone().err().unwrap_or_else(|| {
+                format!(
+                    "removing a Deny from role {}'s trust policy undoes someone's decision",
+                    role.name
+                )
+            }),
+        );
+        return check.with_change(change);
+    }
     let Some(document) = check.fix.as_ref().and_then(|f| f.document.clone()) else {
         return check;
     };

@@ -219,6 +219,7 @@ pub(crate) fn trust_policy_check(
                 json!("no Deny statement applies"),
                 json!(deny.map(|r| format!("{} applies: {}", r.statement, r.message))),
             )
+            .data("deny_statements", json!(denying_statements(&decision)))
         }
         _ => {
             let check = Check::fail(
@@ -258,10 +259,68 @@ pub(crate) fn trust_policy_check(
         }
         _ => None,
     };
-    if let Some(fix) = trust_fix(claims, ctx, trusted_instead.as_deref()) {
+    if decision.outcome == Outcome::ExplicitDeny {
+        // Another trust policy would not help: the Deny wins over whatever allows the token.
+        let denies: Vec<&str> = decision
+            .reasons
+            .iter()
+            .filter(|r| r.applies && r.effect == Effect::Deny)
+            .map(|r| r.statement.as_str())
+            .collect();
+        let role = ctx.role_name.unwrap_or("ROLE_NAME");
+        check = check.fix(
+            Fix::new(format!(
+                "remove the Deny statement(s) {} from the role's trust policy, if this service account is meant to assume it (irsa doctor --fix removes exactly those, once the role's name is confirmed)",
+                denies.join(", ")
+            ))
+            .command(format!("aws iam get-role --role-name {} --query Role.AssumeRolePolicyDocument > trust.json   # edit out the Deny, then:", sh(role)))
+            .command(format!("aws iam update-assume-role-policy --role-name {} --policy-document file://trust.json", sh(role))),
+        );
+    } else if let Some(fix) = trust_fix(claims, ctx, trusted_instead.as_deref()) {
         check = check.fix(fix);
     }
     check
+}
+
+/// The indexes (in the document's order) of the Deny statements that apply to the request.
+pub(crate) fn denying_statements(decision: &Decision) -> Vec<usize> {
+    decision
+        .reasons
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.applies && r.effect == Effect::Deny)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// `document` without the statements at `indexes` (a lone `Statement` object counts as
+/// index 0), everything else as it was; `None` when it has no such statements, or when none
+/// would be left (IAM refuses a trust policy without a statement).
+pub(crate) fn without_statements(document: &Value, indexes: &[usize]) -> Option<Value> {
+    let mut out = document.clone();
+    let statements = out.get_mut("Statement")?;
+    let list = match statements {
+        Value::Array(list) => list,
+        one @ Value::Object(_) => {
+            *one = Value::Array(vec![one.clone()]);
+            one.as_array_mut()?
+        }
+        _ => return None,
+    };
+    if indexes.is_empty() || indexes.iter().any(|&i| i >= list.len()) {
+        return None;
+    }
+    let kept: Vec<Value> = list
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !indexes.contains(i))
+        .map(|(_, s)| s.clone())
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    *list = kept;
+    Some(out)
 }
 
 /// The claim a web-identity token carries session tags in: with it, STS tags the session and
@@ -485,6 +544,27 @@ fn trust_fix(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_statements_named_are_removed() {
+        let allow = json!({"Effect": "Allow", "Action": "sts:AssumeRoleWithWebIdentity"});
+        let deny = json!({"Sid": "NoCi", "Effect": "Deny", "Action": "*"});
+        let other = json!({"Sid": "Other", "Effect": "Allow", "Principal": {"AWS": "x"}});
+        let doc = json!({"Version": "2012-10-17", "Statement": [allow, deny, other]});
+        assert_eq!(
+            without_statements(&doc, &[1]),
+            Some(json!({"Version": "2012-10-17", "Statement": [allow, other]}))
+        );
+        // Nothing to remove, out of range, or nothing left: no change.
+        assert_eq!(without_statements(&doc, &[]), None);
+        assert_eq!(without_statements(&doc, &[3]), None);
+        assert_eq!(without_statements(&json!({"Statement": deny}), &[0]), None);
+        assert_eq!(without_statements(&json!({"Statement": "x"}), &[0]), None);
+        assert_eq!(
+            without_statements(&json!({"Statement": [deny, allow]}), &[0]),
+            Some(json!({"Statement": [allow]}))
+        );
+    }
 
     const PROVIDER: &str = "oidc.example.com/id/ABC";
 
