@@ -297,6 +297,8 @@ fn main() {
     let metrics = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port");
+    // The controller's warnings, shown when a wait times out.
+    let log = sandbox.dir.0.join("controller.log");
     let child = Command::new(env!("CARGO_BIN_EXE_irsa"))
         .args(installed_controller_args(metrics))
         .env_clear()
@@ -310,7 +312,7 @@ fn main() {
         .env("POD_NAMESPACE", "irsa-system")
         .env("IRSA_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("the controller's log file"))
         .spawn()
         .expect("irsa controller starts");
     let controller = Controller(child);
@@ -331,6 +333,7 @@ fn main() {
         let api: Api<Secret> = Api::namespaced(client, ARGOCD);
         let wait_filled = |name: String| {
             let api = api.clone();
+            let log = log.clone();
             async move {
                 let deadline = Instant::now() + Duration::from_secs(120);
                 loop {
@@ -339,7 +342,15 @@ fn main() {
                     {
                         return;
                     }
-                    assert!(Instant::now() < deadline, "{name} not filled within 120 s");
+                    if Instant::now() >= deadline {
+                        let log = std::fs::read_to_string(&log).unwrap_or_default();
+                        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                        let tail: Vec<&str> = tail.into_iter().rev().collect();
+                        panic!(
+                            "{name} not filled within 120 s; the controller's log ends:\n{}",
+                            tail.join("\n")
+                        );
+                    }
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }

@@ -611,6 +611,14 @@ async fn reconcile(
     if !shared.writer.leads() {
         return Ok(Action::await_change());
     }
+    // Whether the project's service account exists is the store's to say only once it has
+    // listed: before, an empty store called an existing account missing (Error status and
+    // Event), and the re-check when the list landed could run before this secret was
+    // remembered, leaving it unserved until the resync (stop 26's CI: the bench's first
+    // secret unfilled for 120 s).
+    if shared.service_accounts.wait_until_ready().await.is_err() {
+        return Ok(again(&shared, &name));
+    }
     let Some(secret) = shared
         .writer
         .get_secret(&shared.namespace, &name)

@@ -1494,3 +1494,70 @@ async fn a_conflicted_secret_frees_its_credential_store() {
     assert_eq!(field(&s, "password").as_deref(), Some("users-own-token"));
     controller.stop().await.unwrap();
 }
+
+/// A repository secret reconciled before the Argo CD service accounts have listed (the CI
+/// failure of stop 26: the bench's first secret stayed unfilled for 120 s) is not told that its
+/// service account does not exist, and is served once they list: the reconcile waits for the
+/// first list. Without the wait, the empty store answered "does not exist", and the re-check
+/// on the list could run before the secret was remembered, leaving it until the resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_reconciled_before_the_service_accounts_list_waits_for_them() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    project(&env, "production", "argocd-project-production").await;
+    repo_secret(&env, "early", Some("production"), &[]).await;
+    let faults = env.lab.stack.api.faults().clone();
+    let failing = |resource: &str| ErrorRule {
+        verb: Some("list".into()),
+        resource: Some(resource.into()),
+        code: 503,
+        rate: 1.0,
+        count: None,
+        retry_after_seconds: None,
+        message: None,
+    };
+    // As in readyz_names_the_argocd_watch_that_has_not_listed: the index lists first, then
+    // only service-account lists fail, so the Argo CD reconciler's secrets list and its
+    // service accounts do not.
+    faults.add_error(failing("namespaces"));
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = admin.local_addr().unwrap();
+    let controller = env
+        .lab
+        .spawn_controller(argocd_options(&env), Some(admin))
+        .await
+        .unwrap();
+    eventually(
+        "the index listed its secrets and service accounts",
+        || async {
+            let (code, body) = readyz(addr).await;
+            (code == 503
+                && body.contains("waiting for the first list of: namespaces")
+                && !body.contains("secrets, serviceaccounts"))
+            .then_some(())
+        },
+    )
+    .await;
+    faults.set(FaultConfig {
+        errors: vec![failing("serviceaccounts")],
+        ..FaultConfig::default()
+    });
+    eventually("only the Argo CD service accounts unlisted", || async {
+        let (code, body) = readyz(addr).await;
+        (code == 503 && body.contains("waiting for the first list of: argocd service accounts"))
+            .then_some(())
+    })
+    .await;
+    // The repository secrets have listed: the secret is queued; give its reconcile time.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let early = get(&env, "early").await;
+    assert_eq!(
+        status(&early),
+        None,
+        "nothing is reported before the service accounts have listed"
+    );
+    assert!(field(&early, "password").is_none(), "not filled yet");
+    faults.clear();
+    wait_filled(&env, "early", None).await;
+    controller.stop().await.unwrap();
+}
