@@ -1,7 +1,8 @@
-//! The whole `irsa doctor --service-account` run against `irsa sandbox` (a separate process:
-//! Kubernetes API server, OIDC issuer, IAM, STS, ECR), every check passing: twelve checks, a
-//! TokenRequest, the IAM reads, a real AssumeRoleWithWebIdentity and GetAuthorizationToken.
-//! Goal: < 1 s. Also one broken chain (the trust policy), which stops before the exchange.
+//! The whole `irsa doctor` run against `irsa sandbox` (a separate process: Kubernetes API
+//! server, OIDC issuer, IAM, STS, ECR), every check passing: a TokenRequest, the IAM reads, a
+//! real AssumeRoleWithWebIdentity and GetAuthorizationToken, for `--service-account` and for
+//! `--pod` (the pod's checks too). Goal: < 1 s. Also one broken chain (the trust policy),
+//! which stops before the exchange.
 //!
 //! `cargo bench -p irsa --bench doctor` measures (median of 15 runs); under `cargo test` it
 //! runs each case twice as a smoke test.
@@ -13,38 +14,83 @@ mod support_doctor;
 
 use std::time::{Duration, Instant};
 
-use support_doctor::{Sandbox, ecr_role, good_trust, start, trust_for};
+use serde_json::json;
+use support_doctor::{NS, SA, Sandbox, ecr_role, good_trust, role_arn, start, trust_for};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     samples[samples.len() / 2]
 }
 
-fn measure(name: &str, runs: usize, sandbox: &Sandbox, want: i32) {
+/// The median of `runs` runs of `irsa doctor TARGET -o json` (TARGET as `target`, e.g.
+/// `["--service-account", "prod/app"]`), each exiting `want`.
+fn measure(name: &str, runs: usize, sandbox: &Sandbox, target: &[&str], want: i32) {
     let samples = (0..runs)
         .map(|_| {
             let t = Instant::now();
-            let run = sandbox.doctor(&["-o", "json"]);
+            let out = sandbox
+                .command(std::path::Path::new(env!("CARGO_BIN_EXE_irsa")))
+                .arg("doctor")
+                .args(target)
+                .args(["-o", "json"])
+                .output()
+                .expect("irsa doctor runs");
             let took = t.elapsed();
-            assert_eq!(run.code, want, "{}\n{}", run.stdout, run.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(want),
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
             took
         })
         .collect();
     let median = median(samples);
     println!(
-        "{name:<58} median {:>9.2} ms  ({runs} runs)",
+        "{name:<76} median {:>9.2} ms  ({runs} runs)",
         median.as_secs_f64() * 1e3
     );
+}
+
+/// A pod of the service account as the pod identity webhook leaves it (its env, volume and
+/// mount), pulling an ECR image.
+fn injected_pod(sandbox: &Sandbox, name: &str) {
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+    "spec": {"serviceAccountName": SA, "containers": [{
+        "name": "app",
+        "image": "111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1",
+        "env": [
+            {"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
+            {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}
+        ],
+        "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}]
+    }],
+    "volumes": [{"name": "aws-iam-token", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
+    ]}}]}});
+    let file = sandbox.dir.write(&format!("{name}.json"), &pod.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
 }
 
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let runs = if measuring { 15 } else { 2 };
+    let sa = format!("{NS}/{SA}");
     let healthy = start("bench-healthy", vec![ecr_role(good_trust())]);
     measure(
-        "irsa doctor, healthy chain, sandbox (goal < 1 s)",
+        "irsa doctor --service-account, healthy chain, sandbox (goal < 1 s)",
         runs,
         &healthy,
+        &["--service-account", &sa],
+        0,
+    );
+    injected_pod(&healthy, "app");
+    measure(
+        "irsa doctor --pod, healthy chain, sandbox (goal < 1 s)",
+        runs,
+        &healthy,
+        &["--pod", &format!("{NS}/app")],
         0,
     );
     let broken = start(
@@ -55,9 +101,10 @@ fn main() {
         ))],
     );
     measure(
-        "irsa doctor, trust policy for another service account",
+        "irsa doctor --service-account, trust policy for another service account",
         runs,
         &broken,
+        &["--service-account", &sa],
         1,
     );
 }
