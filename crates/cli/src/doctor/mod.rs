@@ -703,7 +703,14 @@ async fn online(
     iam::checks(report, &chain).await;
 
     // The real exchange, only when every link before it held.
-    let before: Vec<&'static str> = report.checks.iter().map(|c| c.id).collect();
+    // A pull secret's own checks (its status, its targets) are the controller's output, not
+    // links the exchange needs.
+    let before: Vec<&'static str> = report
+        .checks
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| !pull_secret::OWN_CHECKS.contains(id))
+        .collect();
     let mut session = None;
     if report.ready("assume-role", Group::Exchange, &before)
         && let (Some((_, raw)), Some(a)) = (&token, &annotated)

@@ -117,6 +117,10 @@ pub(crate) struct RoleOverride {
     pub source: String,
 }
 
+/// The pull secret's own checks, before its identity's chain.
+pub(crate) const OWN_CHECKS: &[&str] =
+    &["pull-secret", "pull-secret-status", "pull-secret-targets"];
+
 /// The identity chain's checks, as `online` records them: skipped together when the pull
 /// secret cannot say whose chain it is.
 const CHAIN: &[(&str, Group)] = &[
@@ -639,11 +643,9 @@ fn status_check(
             short(&c.message, MAX_VALUE)
         )
     };
-    let mut details: Vec<String> = ["Ready", "Degraded"]
-        .iter()
-        .filter_map(|t| condition(t))
-        .map(line)
-        .collect();
+    // The Ready condition is the summary, unless the summary is about something else.
+    let ready_line = condition("Ready").map(line);
+    let mut details: Vec<String> = condition("Degraded").map(line).into_iter().collect();
     if let Some(t) = &status.targets {
         details.push(format!(
             "targets: {} desired, {} ready, {} failed, {} conflicted",
@@ -676,7 +678,11 @@ fn status_check(
         "observed_generation": observed,
         "generation": generation,
     });
-    let check = |c: Check| c.details(details.clone()).data("status", data.clone());
+    let check = |c: Check, with_ready: bool| {
+        c.details(ready_line.clone().filter(|_| with_ready))
+            .details(details.clone())
+            .data("status", data.clone())
+    };
     if let (Some(g), observed) = (generation, observed)
         && observed.is_none_or(|o| o < g)
     {
@@ -687,46 +693,58 @@ fn status_check(
             format!(
                 "stale: the status describes generation {seen}, the spec is at {g}: the controller has not reconciled the current spec (a working one does within seconds; it is not running, not leading, or stuck)"
             ),
-        ))
+        ), true)
         .fix(fix());
     }
     match (condition("Ready"), condition("Degraded")) {
         (Some(r), degraded) if r.status == "True" => match degraded {
-            Some(d) if d.status == "True" => check(Check::fail(
-                ID,
-                Group::Kubernetes,
-                format!(
-                    "Ready, but Degraded ({}): {}",
-                    short(&d.reason, 80),
-                    short(&d.message, MAX_VALUE)
+            Some(d) if d.status == "True" => check(
+                Check::fail(
+                    ID,
+                    Group::Kubernetes,
+                    format!(
+                        "Ready, but Degraded ({}): {}",
+                        short(&d.reason, 80),
+                        short(&d.message, MAX_VALUE)
+                    ),
                 ),
-            ))
+                true,
+            )
             .fix(fix()),
-            _ => check(Check::pass(
+            _ => check(
+                Check::pass(
+                    ID,
+                    Group::Kubernetes,
+                    format!(
+                        "Ready ({}): {}",
+                        short(&r.reason, 80),
+                        short(&r.message, MAX_VALUE)
+                    ),
+                ),
+                false,
+            ),
+        },
+        (Some(r), _) => check(
+            Check::fail(
                 ID,
                 Group::Kubernetes,
                 format!(
-                    "Ready ({}): {}",
+                    "not Ready ({}): {}",
                     short(&r.reason, 80),
                     short(&r.message, MAX_VALUE)
                 ),
-            )),
-        },
-        (Some(r), _) => check(Check::fail(
-            ID,
-            Group::Kubernetes,
-            format!(
-                "not Ready ({}): {}",
-                short(&r.reason, 80),
-                short(&r.message, MAX_VALUE)
             ),
-        ))
+            false,
+        )
         .fix(fix()),
-        (None, _) => check(Check::fail(
-            ID,
-            Group::Kubernetes,
-            "the status has no Ready condition: it was not written by irsa's controller",
-        ))
+        (None, _) => check(
+            Check::fail(
+                ID,
+                Group::Kubernetes,
+                "the status has no Ready condition: it was not written by irsa's controller",
+            ),
+            true,
+        )
         .fix(fix()),
     }
 }
