@@ -472,6 +472,17 @@ fn a_role_that_does_not_exist_fails_the_status_and_the_chain_names_role() {
         summary(&report, "role").contains("no role named nosuch"),
         "{report:#}"
     );
+    let role = check(&report, "role");
+    assert!(
+        role["details"].to_string().contains(
+            "the role is the one ClusterPullSecret bad-role's spec.identity.roleArn names"
+        ),
+        "{role:#}"
+    );
+    assert_eq!(
+        role["fix"]["commands"][0],
+        "kubectl edit clusterpullsecret bad-role"
+    );
     // The targets never got a secret; the links before the role hold.
     assert!(
         summary(&report, "pull-secret-targets").contains("1 missing"),

@@ -85,11 +85,14 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     failed is skipped, marked –):\n  \
     pull-secret      (--pull-secret) the ClusterPullSecret or PullSecret exists, its spec is valid:\n                   \
     registries, service account (or ambient), spec.identity.roleArn, target namespaces\n  \
-    pull-secret-status   (--pull-secret) the controller's status: Ready, not Degraded, for the\n                   \
-    current generation (a stale observedGeneration fails); names the chain's broken link\n  \
-    pull-secret-targets  (--pull-secret) each target namespace holds irsa's secret (its owner\n                   \
-    labels), with an auth for every registry host, sealed and not past irsa.dev/expires-at;\n                   \
-    the namespaces missing, expired or held by another's secret are named (at most 10 each)\n  \
+    pull-secret-status\n                   \
+    (--pull-secret) the controller's status: Ready, not Degraded, for the current generation\n                   \
+    (a stale observedGeneration fails); names the chain's first broken link\n  \
+    pull-secret-targets\n                   \
+    (--pull-secret) each target namespace holds irsa's secret (its owner labels), with an\n                   \
+    auth for every registry host, sealed and not past irsa.dev/expires-at; the namespaces\n                   \
+    missing, expired or holding another's secret are named (at most 10 each). Neither\n                   \
+    blocks the identity chain's checks\n  \
     service-account  the service account exists (for --pull-secret: the one its spec names)\n  \
     role-annotation  eks.amazonaws.com/role-arn is a role ARN; audience and token-expiration are valid\n                   \
     (a pull secret's spec.identity.roleArn is the role instead, the audience still the annotation's)\n  \

@@ -254,6 +254,9 @@ pub(crate) async fn check(
                 role.as_ref(),
             )
             .await?;
+            if let Some(role) = &role {
+                name_the_roles_source(report, target, role);
+            }
         }
         ValidatedIdentity::Ambient { role_arn } => {
             let role = role_arn
@@ -281,6 +284,25 @@ pub(crate) async fn check(
         }
     }
     Ok(())
+}
+
+/// The chain's `role` check speaks of the annotation; with spec.identity.roleArn the role
+/// is the pull secret's to correct.
+fn name_the_roles_source(report: &mut Report, target: &PullSecretRef, role: &RoleOverride) {
+    let Some(check) = report
+        .checks
+        .iter_mut()
+        .find(|c| c.id == "role" && c.status == Status::Fail)
+    else {
+        return;
+    };
+    check.details.push(format!(
+        "the role is the one {} names, not the service account's annotation: correct it there, or create the role",
+        role.source
+    ));
+    if let Some(fix) = &mut check.fix {
+        fix.commands.insert(0, target.kubectl("edit"));
+    }
 }
 
 /// The chain's checks, skipped: nothing says whose chain it is.
