@@ -265,7 +265,7 @@ pub(crate) async fn check(
                 .unwrap_or_default();
             for (id, group) in CHAIN {
                 let mut check = Check::pass(
-                    *id,
+                    id,
                     *group,
                     format!("not applicable: spec.identity.ambient uses the controller's own credentials{role}"),
                 )
@@ -311,7 +311,7 @@ fn skip_rest(report: &mut Report) {
         report.ready(id, Group::Kubernetes, &["pull-secret"]);
     }
     for (id, group) in CHAIN {
-        report.ready(*id, *group, &["pull-secret"]);
+        report.ready(id, *group, &["pull-secret"]);
     }
 }
 
