@@ -426,6 +426,46 @@ fn a_missing_pull_secret_is_named_and_the_chain_skipped() {
         assert_eq!(c["summary"], "skipped: needs pull-secret", "{c:#}");
     }
 
+    // The controller's own credentials (ambient): no service account's chain to walk. No
+    // controller runs here, so no status either, and no namespace is labelled for it.
+    apply(
+        &sandbox,
+        &json!({
+            "apiVersion": "irsa.dev/v1alpha1", "kind": "ClusterPullSecret",
+            "metadata": {"name": "ambient"},
+            "spec": {
+                "registries": [{"host": ecr_host()}],
+                "identity": {"ambient": {}},
+                "secretName": "regcred",
+                "namespaces": {"selector": {"matchLabels": {"team": "pull"}}},
+            },
+        }),
+    );
+    let report = broken(&sandbox, "ambient", "pull-secret-status");
+    assert!(
+        summary(&report, "pull-secret-status")
+            .starts_with("no status: the controller has not reconciled it"),
+        "{report:#}"
+    );
+    assert_eq!(
+        summary(&report, "pull-secret-targets"),
+        "it selects no namespace: no secret is written anywhere"
+    );
+    assert_eq!(
+        failing(&report),
+        ["pull-secret-status", "pull-secret-targets"]
+    );
+    for id in ALL_CHECKS {
+        let c = check(&report, id);
+        assert_eq!(c["status"], "skip", "{c:#}");
+        assert!(
+            c["summary"].as_str().unwrap().starts_with(
+                "not applicable: spec.identity.ambient uses the controller's own credentials"
+            ),
+            "{c:#}"
+        );
+    }
+
     let report = broken(&sandbox, "ci/nope", "pull-secret");
     assert_eq!(
         summary(&report, "pull-secret"),
@@ -640,4 +680,47 @@ fn the_help_names_the_flag_and_its_checks() {
     ] {
         assert!(run.stdout.contains(want), "{want}: {}", run.stdout);
     }
+}
+
+#[test]
+fn many_targets_are_counted_and_only_a_few_listed() {
+    // No controller: 25 selected namespaces, none with a secret.
+    let sandbox = start("ps-many", vec![ecr_role(good_trust())]);
+    install_crds(&sandbox);
+    let namespaces: Vec<Value> = (0..25)
+        .map(|i| {
+            json!({"apiVersion": "v1", "kind": "Namespace",
+                   "metadata": {"name": format!("n-{i:02}"), "labels": {"team": "pull"}}})
+        })
+        .collect();
+    apply(
+        &sandbox,
+        &json!({"apiVersion": "v1", "kind": "List", "items": namespaces}),
+    );
+    cluster_pull_secret(&sandbox, "ecr", json!({}));
+    let report = broken(&sandbox, "ecr", "pull-secret-status");
+    let t = check(&report, "pull-secret-targets");
+    assert_eq!(
+        t["summary"], "0/25 target namespace(s) hold a current secret regcred, 25 missing",
+        "{t:#}"
+    );
+    assert_eq!(t["data"]["targets"]["missing"]["count"], 25);
+    assert_eq!(
+        t["data"]["targets"]["missing"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .len(),
+        10
+    );
+    let details = t["details"].to_string();
+    assert!(
+        details.contains(
+            "missing: n-00, n-01, n-02, n-03, n-04, n-05, n-06, n-07, n-08, n-09, … and 15 more"
+        ),
+        "{t:#}"
+    );
+    assert!(
+        details.contains("only the first 20 namespaces without irsa's secret were looked at"),
+        "{t:#}"
+    );
 }

@@ -967,19 +967,23 @@ fn targets_check(
         .fix(fix)
 }
 
-/// Every page of a list.
-async fn list_all<K>(api: &Api<K>, params: ListParams) -> Result<Vec<K>, kube::Error>
+/// Every item of a list, page by page: `each` sees them as they come, so that 10,000 secrets
+/// (with their data) are never all held at once.
+async fn list_each<K>(
+    api: &Api<K>,
+    params: ListParams,
+    mut each: impl FnMut(K),
+) -> Result<(), kube::Error>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let mut out = Vec::new();
     let mut params = params.limit(PAGE);
     loop {
         let page = api.list(&params).await?;
-        out.extend(page.items);
+        page.items.into_iter().for_each(&mut each);
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(next) => params = params.continue_token(&next),
-            None => return Ok(out),
+            None => return Ok(()),
         }
     }
 }
@@ -1009,20 +1013,21 @@ async fn targets(
         PullSecretRef::Cluster(_) => {
             let every = NamespaceSelection::default();
             let selection = found.selection.as_ref().unwrap_or(&every);
-            match list_all(
+            let mut selected = Vec::new();
+            let listed = list_each(
                 &Api::<Namespace>::all(client.clone()),
                 ListParams::default(),
+                |ns| {
+                    if let Some(state) = namespace_state(&ns).filter(|s| selects(selection, s)) {
+                        selected.push(state.name);
+                    }
+                },
             )
-            .await
-            {
-                Ok(list) => list
-                    .iter()
-                    .filter_map(namespace_state)
-                    .filter(|ns| selects(selection, ns))
-                    .map(|ns| ns.name)
-                    .collect(),
-                Err(e) => return error("namespaces", e),
+            .await;
+            if let Err(e) = listed {
+                return error("namespaces", e);
             }
+            selected
         }
         PullSecretRef::Namespaced { namespace, .. } => {
             match Api::<Namespace>::all(client.clone())
@@ -1034,6 +1039,9 @@ async fn targets(
                     .map(|s| vec![s.name])
                     .unwrap_or_default(),
                 Ok(None) => Vec::new(),
+                // A tenant may read its own namespace's objects without the right to read the
+                // Namespace itself: the PullSecret lives there, so the namespace exists.
+                Err(kube::Error::Api(e)) if e.code == 403 => vec![namespace.clone()],
                 Err(e) => return error("namespaces", e),
             }
         }
@@ -1046,18 +1054,17 @@ async fn targets(
     let wanted: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
     let mut held_by: BTreeMap<String, Held> = BTreeMap::new();
     let params = ListParams::default().labels(&owner.label_selector());
-    match list_all(&secrets_api, params).await {
-        Ok(list) => {
-            for s in &list {
-                let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name) else {
-                    continue;
-                };
-                if name == secret_name && wanted.contains(ns.as_str()) {
-                    held_by.insert(ns.clone(), held(s, &owner, hosts, now));
-                }
-            }
+    let listed = list_each(&secrets_api, params, |s: Secret| {
+        if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name)
+            && name == secret_name
+            && wanted.contains(ns.as_str())
+        {
+            held_by.insert(ns.clone(), held(&s, &owner, hosts, now));
         }
-        Err(e) => return error("secrets", e),
+    })
+    .await;
+    if let Err(e) = listed {
+        return error("secrets", e);
     }
     // The others: none at all, or someone else's secret of that name.
     let mut probes = 0;
