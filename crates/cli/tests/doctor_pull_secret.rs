@@ -724,3 +724,55 @@ fn many_targets_are_counted_and_only_a_few_listed() {
         "{t:#}"
     );
 }
+
+#[test]
+fn a_users_secret_in_the_way_degrades_the_status_and_is_named() {
+    // The controller runs: it leaves the user's secret alone and reports the conflict.
+    let (sandbox, c) = start_all(
+        "ps-conflict",
+        vec![ecr_role(good_trust())],
+        &["own", "taken"],
+    );
+    sandbox.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "regcred",
+        "-n",
+        "taken",
+        "--from-literal=password=hunter2-not-irsas",
+    ]);
+    cluster_pull_secret(&sandbox, "ecr", json!({}));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let obj = wait_status(&sandbox, &c, &["clusterpullsecret", "ecr"], "True");
+        if obj["status"]["targets"]["conflicted"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no conflict reported: {obj:#}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let report = broken(&sandbox, "ecr", "pull-secret-status");
+    assert!(
+        summary(&report, "pull-secret-status").starts_with("Ready, but Degraded (Conflict)"),
+        "{report:#}"
+    );
+    assert_eq!(
+        failing(&report),
+        ["pull-secret-status", "pull-secret-targets"]
+    );
+    assert_eq!(
+        summary(&report, "pull-secret-targets"),
+        "1/2 target namespace(s) hold a current secret regcred, 1 held by a secret irsa does not own"
+    );
+    assert!(
+        check(&report, "pull-secret-targets")["details"]
+            .to_string()
+            .contains("taken: regcred is not managed by irsa"),
+        "{report:#}"
+    );
+    // The identity chain holds: the exchange runs.
+    assert_eq!(check(&report, "ecr")["status"], "pass", "{report:#}");
+    let text = doctor(&sandbox, "ecr", &[]);
+    assert!(!text.stdout.contains("hunter2"), "{}", text.stdout);
+}
