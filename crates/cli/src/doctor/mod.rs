@@ -5,6 +5,7 @@ mod cluster;
 mod exchange;
 mod fix;
 mod iam;
+mod pull_secret;
 mod report;
 mod trust;
 
@@ -71,6 +72,10 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     irsa doctor --argocd-project production\n  \
     # A pod: its service account's chain, and what the webhook injected\n  \
     irsa doctor --pod prod/app-7d9f8b6c5-x2k4q\n  \
+    # A pull secret: a ClusterPullSecret (NAME) or a PullSecret (NAMESPACE/NAME), its status,\n  \
+    # the secret in each target namespace, then its identity's chain\n  \
+    irsa doctor --pull-secret ecr\n  \
+    irsa doctor --pull-secret team-a/ecr\n  \
     # Offline: a trust policy and a token from files, no cluster, no AWS\n  \
     aws iam get-role --role-name app --query Role.AssumeRolePolicyDocument > trust.json\n  \
     kubectl create token app -n prod --audience sts.amazonaws.com > token\n  \
@@ -78,8 +83,19 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     --provider-arn arn:aws:iam::111122223333:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE\n\n\
     Checks, in chain order (each needs the ones before it that it names; a check whose link\n\
     failed is skipped, marked –):\n  \
-    service-account  the service account exists\n  \
-    role-annotation  eks.amazonaws.com/role-arn is a role ARN; audience and token-expiration are valid\n  \
+    pull-secret      (--pull-secret) the ClusterPullSecret or PullSecret exists, its spec is valid:\n                   \
+    registries, service account (or ambient), spec.identity.roleArn, target namespaces\n  \
+    pull-secret-status\n                   \
+    (--pull-secret) the controller's status: Ready, not Degraded, for the current generation\n                   \
+    (a stale observedGeneration fails); names the chain's first broken link\n  \
+    pull-secret-targets\n                   \
+    (--pull-secret) each target namespace holds irsa's secret (its owner labels), with an\n                   \
+    auth for every registry host, sealed and not past irsa.dev/expires-at; the namespaces\n                   \
+    missing, expired or holding another's secret are named (at most 10 each). Neither\n                   \
+    blocks the identity chain's checks\n  \
+    service-account  the service account exists (for --pull-secret: the one its spec names)\n  \
+    role-annotation  eks.amazonaws.com/role-arn is a role ARN; audience and token-expiration are valid\n                   \
+    (a pull secret's spec.identity.roleArn is the role instead, the audience still the annotation's)\n  \
     issuer           the cluster's /.well-known/openid-configuration\n  \
     jwks             the issuer's signing keys\n  \
     token            a TokenRequest token for the account and audience: claims, signature, issuer\n  \
@@ -96,7 +112,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     trust-policy     the role's trust policy, evaluated as STS does, against the token's claims\n  \
     permissions      the role's inline and attached policies allow ecr:GetAuthorizationToken on *\n  \
     assume-role      a real sts:AssumeRoleWithWebIdentity with that token\n  \
-    ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown)\n  \
+    ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown;\n                   \
+    for --pull-secret, from its first registry)\n  \
     pull-secrets     (--pod, last: it blocks nothing) its imagePullSecrets exist and cover its\n                   \
     images' ECR, ECR Public and Chainguard registries (hosts only; others, e.g. docker.io, are only listed)\n\n\
     --fix makes the changes it can (annotation with --role-arn, OIDC provider, client ID, trust\n\
@@ -109,7 +126,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
 
 /// `irsa doctor`.
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("target").required(true).args(["service_account", "pod", "argocd_project", "trust_policy"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["service_account", "pod", "argocd_project", "pull_secret", "trust_policy"])))]
 pub(crate) struct DoctorArgs {
     /// The service account whose chain to check, as NAMESPACE/NAME, e.g. `prod/app`. Reads the
     /// cluster from KUBECONFIG (or in-cluster config) and AWS with your own credentials (the
@@ -130,6 +147,15 @@ pub(crate) struct DoctorArgs {
     /// checked as --service-account.
     #[arg(long, value_name = "PROJECT", conflicts_with_all = ["trust_policy", "token", "provider_arn", "audience"])]
     argocd_project: Option<String>,
+    /// A pull secret: NAME for a ClusterPullSecret, NAMESPACE/NAME for a PullSecret. Checks the
+    /// resource and its spec, the status the controller wrote (Ready, Degraded, for the current
+    /// generation), irsa's secret in every target namespace (owned, an auth for each registry,
+    /// sealed, not expired: only hosts and expiry are read), then the chain of the service
+    /// account it uses as --service-account does, with its spec.identity.roleArn as the role
+    /// when it names one, and its first registry for the ecr check. Not with --fix: the fixes
+    /// printed say what to run (`--service-account NS/NAME --fix` makes the chain's).
+    #[arg(long, value_name = "NAME|NAMESPACE/NAME", conflicts_with_all = ["trust_policy", "token", "provider_arn", "audience", "registry", "fix"])]
+    pull_secret: Option<String>,
     /// With --argocd-project: the namespace of the projects' service accounts (default argocd).
     #[arg(long, value_name = "NAMESPACE", requires = "argocd_project")]
     argocd_namespace: Option<String>,
@@ -193,6 +219,11 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
         } else {
             Box::new(Quiet)
         };
+    let pull_target = args
+        .pull_secret
+        .as_deref()
+        .map(pull_secret::parse_flag)
+        .transpose()?;
     let target = match (&args.service_account, &args.pod, &args.argocd_project) {
         (Some(sa), _, _) => Some((false, service_account_flag(sa, "--service-account")?, None)),
         (None, Some(pod), _) => Some((true, service_account_flag(pod, "--pod")?, None)),
@@ -208,7 +239,10 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
             );
             Some((false, sa, Some(title)))
         }
-        (None, None, None) => None,
+        // A pull secret names its service account itself.
+        (None, None, None) => pull_target
+            .as_ref()
+            .map(|p| (false, (String::new(), String::new()), Some(p.title()))),
     };
     let report = match target {
         Some((is_pod, (namespace, name), title)) => {
@@ -248,6 +282,7 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
                 is_pod,
                 registry,
                 inputs,
+                pull_secret: pull_target,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -279,11 +314,17 @@ struct Target {
     is_pod: bool,
     registry: Option<irsa_aws::RegistryTarget>,
     inputs: FixInputs,
+    /// `--pull-secret`: its checks, then its service account's chain.
+    pull_secret: Option<pull_secret::PullSecretRef>,
 }
 
 impl Target {
     async fn check(&self, progress: Box<dyn Progress>) -> anyhow::Result<Report> {
         let mut report = Report::new(self.title.clone(), progress);
+        if let Some(p) = &self.pull_secret {
+            pull_secret::check(&mut report, p, &self.inputs).await?;
+            return Ok(report);
+        }
         online(
             &mut report,
             &self.namespace,
@@ -291,6 +332,7 @@ impl Target {
             self.is_pod,
             self.registry.clone(),
             &self.inputs,
+            None,
         )
         .await?;
         Ok(report)
@@ -528,7 +570,8 @@ fn offline(args: &DoctorArgs, progress: Box<dyn Progress>) -> anyhow::Result<Rep
     Ok(report)
 }
 
-/// The online run, in chain order.
+/// The online run, in chain order. `role_override`: a pull secret's spec.identity.roleArn,
+/// the role assumed instead of the annotation's.
 async fn online(
     report: &mut Report,
     namespace: &str,
@@ -536,6 +579,7 @@ async fn online(
     is_pod: bool,
     registry: Option<irsa_aws::RegistryTarget>,
     inputs: &FixInputs,
+    role_override: Option<&pull_secret::RoleOverride>,
 ) -> anyhow::Result<()> {
     let now = crate::token::now();
     let client = match kube::Client::try_default().await {
@@ -586,14 +630,18 @@ async fn online(
     if report.ready("role-annotation", Group::Kubernetes, &["service-account"]) {
         let empty = Default::default();
         let annotations = found_sa.as_ref().map(|s| &s.annotations).unwrap_or(&empty);
-        let (mut check, a) = cluster::annotation_check(
-            namespace,
-            name,
-            annotations,
-            inputs.role_arn.as_ref().map(|r| r.account.as_str()),
-        );
+        let (mut check, a) = match role_override {
+            Some(o) => pull_secret::override_annotation_check(namespace, name, annotations, o),
+            None => cluster::annotation_check(
+                namespace,
+                name,
+                annotations,
+                inputs.role_arn.as_ref().map(|r| r.account.as_str()),
+            ),
+        };
         if let Some(sa) = &found_sa
             && !check.passed()
+            && role_override.is_none()
         {
             check = cluster::annotate_change(check, namespace, name, sa, inputs.role_arn.as_ref());
         }
@@ -658,7 +706,14 @@ async fn online(
     iam::checks(report, &chain).await;
 
     // The real exchange, only when every link before it held.
-    let before: Vec<&'static str> = report.checks.iter().map(|c| c.id).collect();
+    // A pull secret's own checks (its status, its targets) are the controller's output, not
+    // links the exchange needs.
+    let before: Vec<&'static str> = report
+        .checks
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| !pull_secret::OWN_CHECKS.contains(id))
+        .collect();
     let mut session = None;
     if report.ready("assume-role", Group::Exchange, &before)
         && let (Some((_, raw)), Some(a)) = (&token, &annotated)
