@@ -1,8 +1,9 @@
 //! The whole `irsa doctor` run against `irsa sandbox` (a separate process: Kubernetes API
 //! server, OIDC issuer, IAM, STS, ECR), every check passing: a TokenRequest, the IAM reads, a
-//! real AssumeRoleWithWebIdentity and GetAuthorizationToken, for `--service-account` and for
-//! `--pod` (the pod's checks too). Goal: < 1 s. Also one broken chain (the trust policy),
-//! which stops before the exchange.
+//! real AssumeRoleWithWebIdentity and GetAuthorizationToken, for `--service-account`, `--pod`
+//! (the pod's checks too) and `--pull-secret` (a ClusterPullSecret `irsa controller`, run as
+//! installed, keeps in two namespaces: its status and target secrets too). Goal: < 1 s.
+//! Also one broken chain (the trust policy), which stops before the exchange.
 //!
 //! `cargo bench -p irsa --bench doctor` measures (median of 15 runs); under `cargo test` it
 //! runs each case twice as a smoke test.
@@ -15,6 +16,7 @@ mod support_doctor;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use support_doctor::installed::{cluster_pull_secret, start_all, wait_status};
 use support_doctor::{NS, SA, Sandbox, ecr_role, good_trust, role_arn, start, trust_for};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
@@ -93,6 +95,28 @@ fn main() {
         &["--pod", &format!("{NS}/app")],
         0,
     );
+    // A ClusterPullSecret the controller (as installed) serves into two namespaces, Ready.
+    let (installed, controller) = start_all(
+        "bench-pull-secret",
+        vec![ecr_role(good_trust())],
+        &["team-a", "team-b"],
+    );
+    cluster_pull_secret(&installed, "ecr", json!({}));
+    wait_status(
+        &installed,
+        &controller,
+        &["clusterpullsecret", "ecr"],
+        "True",
+    );
+    measure(
+        "irsa doctor --pull-secret, Ready in 2 namespaces, sandbox (goal < 1 s)",
+        runs,
+        &installed,
+        &["--pull-secret", "ecr"],
+        0,
+    );
+    drop(controller);
+    drop(installed);
     let broken = start(
         "bench-broken",
         vec![ecr_role(trust_for(

@@ -2,6 +2,8 @@
 //! `irsa doctor` run against it: shared by tests/doctor.rs and benches/doctor.rs.
 #![allow(dead_code)]
 
+pub mod installed;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
