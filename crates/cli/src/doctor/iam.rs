@@ -423,25 +423,9 @@ pub(crate) async fn permissions(
     };
     let decided: Vec<Decided> = match (&simulated, &read_decisions) {
         (Ok(sim), Some(read)) => {
-            let mut out = Vec::new();
-            for ((n, s), (r, _)) in needs.iter().zip(sim).zip(read) {
-                if (*s == Decided::Allow) != (*r == Decided::Allow) {
-                    notes.push(format!(
-                        "IAM's policy simulator and doctor's reading of the policies disagree on {} on {}: the simulator says {}, the policies read say {} (the simulator's answer is the verdict: it evaluates conditions, and policy types doctor does not read)",
-                        n.action,
-                        n.resource,
-                        word(*s),
-                        word(*r)
-                    ));
-                    out.push(*s);
-                } else {
-                    out.push(*r);
-                }
-            }
-            notes.push(
-                "decided by iam:SimulatePrincipalPolicy and by reading the role's policies"
-                    .to_owned(),
-            );
+            let read: Vec<Decided> = read.iter().map(|(d, _)| *d).collect();
+            let (out, said) = agree(&needs, sim, &read);
+            notes.extend(said);
             out
         }
         (Ok(sim), None) => {
@@ -537,6 +521,32 @@ fn pull_change(
         return None;
     }
     Some(merged_pull_policy(reading, &missing, in_use, fallback))
+}
+
+/// The simulator's and the policies' decisions together: the policies' where both allow or
+/// both deny (they tell which policy type denies), the simulator's where they disagree, which
+/// is said.
+fn agree(needs: &[Need], sim: &[Decided], read: &[Decided]) -> (Vec<Decided>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for ((n, s), r) in needs.iter().zip(sim).zip(read) {
+        if (*s == Decided::Allow) != (*r == Decided::Allow) {
+            notes.push(format!(
+                "IAM's policy simulator and doctor's reading of the policies disagree on {} on {}: the simulator says {}, the policies read say {} (the simulator's answer is the verdict: it evaluates conditions, and policy types doctor does not read)",
+                n.action,
+                n.resource,
+                word(*s),
+                word(*r)
+            ));
+            out.push(*s);
+        } else {
+            out.push(*r);
+        }
+    }
+    notes.push(
+        "decided by iam:SimulatePrincipalPolicy and by reading the role's policies".to_owned(),
+    );
+    (out, notes)
 }
 
 fn word(d: Decided) -> &'static str {
@@ -1425,7 +1435,8 @@ mod tests {
             ]),
             json!("*"),
         );
-        let cases: Vec<(&str, Vec<Value>, Option<Value>, Vec<Decided>)> = vec![
+        type Case = (&'static str, Vec<Value>, Option<Value>, Vec<Decided>);
+        let cases: Vec<Case> = vec![
             (
                 "everything on *",
                 vec![all.clone()],
@@ -1618,6 +1629,52 @@ mod tests {
         assert_eq!(
             after,
             irsa_core::trust_policy::ecr_pull_policy(&[wide], false)
+        );
+    }
+
+    #[test]
+    fn the_simulator_and_the_policies_read_disagreeing_is_said_and_the_simulator_decides() {
+        use Decided::*;
+        let repos = vec![APP.to_owned()];
+        let n = needs(&repos);
+        // A Condition doctor cannot evaluate: the simulator allowed, the reading did not.
+        let (d, notes) = agree(
+            &n,
+            &[Allow, Allow, IdentityImplicit],
+            &[IdentityImplicit, Allow, IdentityImplicit],
+        );
+        assert_eq!(d, [Allow, Allow, IdentityImplicit]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].contains("disagree on ecr:GetAuthorizationToken on *"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[0]
+                .contains("the simulator says allowed, the policies read say implicitly denied"),
+            "{notes:?}"
+        );
+        // Both deny: the reading names the policy type (here the boundary).
+        let (d, notes) = agree(
+            &n,
+            &[IdentityImplicit, Allow, Allow],
+            &[BoundaryImplicit, Allow, Allow],
+        );
+        assert_eq!(d, [BoundaryImplicit, Allow, Allow]);
+        assert!(!notes.iter().any(|l| l.contains("disagree")), "{notes:?}");
+        // The simulator's deny is not mended from a reading that allows.
+        let r = reading(vec![allow(json!("ecr:*"), json!("*"))], None, Value::Null);
+        let read = decide_all(&r, &repos);
+        assert_eq!(
+            pull_change(
+                &r,
+                &n,
+                &read,
+                &[IdentityImplicit, Allow, Allow],
+                &repos,
+                &[]
+            ),
+            None
         );
     }
 

@@ -1178,12 +1178,12 @@ fn delete_boundary(iam: &mut Iam, params: &[(String, String)]) -> Result<(), Iam
 /// sandbox keeps the answer small.
 const MAX_SIMULATED: usize = 100;
 
+/// A policy document with its `SourcePolicyId`.
+type Labelled = (String, Value);
+
 /// The labelled documents of a role's identity policies (`SourcePolicyId`: the inline policy's
 /// name, the managed policy's ARN) and of its boundary.
-fn labelled_policies(
-    iam: &Iam,
-    role: &super::iam::Role,
-) -> (Vec<(String, Value)>, Option<(String, Value)>) {
+fn labelled_policies(iam: &Iam, role: &super::iam::Role) -> (Vec<Labelled>, Option<Labelled>) {
     let identity = role
         .inline_policies
         .iter()
@@ -1218,8 +1218,8 @@ fn decision_text(d: PermissionDecision) -> &'static str {
 /// statements' policies that decided it and, with a boundary, whether the boundary allowed it.
 fn simulated_details(
     body: &mut String,
-    identity: &[(String, Value)],
-    boundary: &Option<(String, Value)>,
+    identity: &[Labelled],
+    boundary: &Option<Labelled>,
     action: &str,
     resource: &str,
 ) -> PermissionDecision {
