@@ -315,4 +315,36 @@ mod tests {
         );
         assert_eq!(parse_response(&wrap(&one.repeat(3))).unwrap().0.len(), 3);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Answers made of the pieces real ones (and broken ones) hold: never a panic, and
+        /// what parses keeps the bounds.
+        #[test]
+        fn pieces_of_answers_never_panic(pieces in proptest::collection::vec(
+            prop::sample::select(vec![
+                "<SimulatePrincipalPolicyResponse>", "</SimulatePrincipalPolicyResponse>",
+                "<SimulatePrincipalPolicyResult>", "</SimulatePrincipalPolicyResult>",
+                "<EvaluationResults>", "</EvaluationResults>", "<member>", "</member>",
+                "<EvalActionName>ecr:X</EvalActionName>", "<EvalDecision>allowed</EvalDecision>",
+                "<EvalDecision>implicitDeny</EvalDecision>", "<EvalResourceName>r</EvalResourceName>",
+                "<ResourceSpecificResults>", "</ResourceSpecificResults>",
+                "<EvalResourceDecision>explicitDeny</EvalResourceDecision>",
+                "<MatchedStatements>", "</MatchedStatements>", "<SourcePolicyId>p</SourcePolicyId>",
+                "<PermissionsBoundaryDecisionDetail><AllowedByPermissionsBoundary>false</AllowedByPermissionsBoundary></PermissionsBoundaryDecisionDetail>",
+                "<IsTruncated>true</IsTruncated>", "<Marker>m</Marker>", " ", "&amp;", "<", "é",
+            ]),
+            0..40,
+        )) {
+            let text: String = pieces.concat();
+            if let Ok((results, marker)) = parse_response(&text) {
+                prop_assert!(results.len() <= MAX_RESULTS);
+                for r in &results {
+                    prop_assert!(!r.action.is_empty() && !r.resource.is_empty());
+                }
+                prop_assert!(marker.is_none_or(|m| !m.is_empty()));
+            }
+        }
+    }
 }
