@@ -1,5 +1,5 @@
 //! A small typed IAM client: the reads `irsa doctor` makes (OIDC providers, roles, their inline
-//! and attached policies, managed policy versions) and the writes `irsa iam setup` makes (create
+//! and attached policies, managed policy versions, the policy simulator's decisions) and the writes `irsa iam setup` makes (create
 //! an OIDC provider or add a client id to it, create a role or replace its trust policy, put an
 //! inline policy), on IAM's Query API ([`crate::query`]: a signed form POST answered with XML).
 //!

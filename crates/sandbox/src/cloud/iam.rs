@@ -701,6 +701,72 @@ mod tests {
         json!({"Statement": {"Effect": "Allow", "Action": ["ecr:*"], "Resource": "*"}})
     }
 
+    // IAM User Guide, "Permissions boundaries for IAM entities": the effective permissions
+    // are the intersection of the identity-based policies and the boundary; "Policy evaluation
+    // logic": an explicit deny in either wins.
+    #[test]
+    fn a_boundary_caps_the_identity_policies() {
+        use PermissionDecision::*;
+        let allow =
+            |a: &str| json!({"Statement": [{"Effect": "Allow", "Action": a, "Resource": "*"}]});
+        let deny =
+            |a: &str| json!({"Statement": [{"Effect": "Deny", "Action": a, "Resource": "*"}]});
+        for (name, identity, boundary, want, why) in [
+            ("no boundary", vec![allow("ecr:*")], None, Allow, ""),
+            (
+                "both allow",
+                vec![allow("ecr:*")],
+                Some(allow("ecr:Get*")),
+                Allow,
+                "",
+            ),
+            (
+                "the boundary lacks it",
+                vec![allow("ecr:*")],
+                Some(allow("s3:*")),
+                ImplicitDeny,
+                "because no permissions boundary allows the ecr:GetAuthorizationToken action",
+            ),
+            (
+                "the boundary alone grants nothing",
+                vec![],
+                Some(allow("ecr:*")),
+                ImplicitDeny,
+                "because no identity-based policy allows the ecr:GetAuthorizationToken action",
+            ),
+            (
+                "a Deny in the boundary",
+                vec![allow("ecr:*")],
+                Some(
+                    json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}, {"Effect": "Deny", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]}),
+                ),
+                ExplicitDeny,
+                "with an explicit deny in a permissions boundary",
+            ),
+            (
+                "a Deny in a policy",
+                vec![allow("ecr:*"), deny("ecr:*")],
+                Some(allow("*")),
+                ExplicitDeny,
+                "with an explicit deny in an identity-based policy",
+            ),
+            (
+                "a boundary naming no policy",
+                vec![allow("ecr:*")],
+                Some(Value::Null),
+                ImplicitDeny,
+                "because no permissions boundary allows the ecr:GetAuthorizationToken action",
+            ),
+        ] {
+            let p = Permissions { identity, boundary };
+            let a = p.evaluate("ecr:GetAuthorizationToken", "*");
+            assert_eq!(a.decision, want, "{name}");
+            if want != Allow {
+                assert_eq!(a.why("ecr:GetAuthorizationToken"), why, "{name}");
+            }
+        }
+    }
+
     #[test]
     fn permission_table() {
         let allow_ecr = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]});

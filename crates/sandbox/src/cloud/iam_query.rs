@@ -1,10 +1,12 @@
 //! IAM's Query API (`Action=…&Version=2010-05-08`, SigV4 for service `iam`): the OIDC
-//! providers, roles, inline and managed policies that doctor and `irsa iam` read and write,
-//! over the same [`Iam`] state STS decides from: a trust policy updated here is the one the
-//! next `AssumeRoleWithWebIdentity` evaluates.
+//! providers, roles, inline and managed policies and permissions boundaries that doctor and
+//! `irsa iam` read and write, over the same [`Iam`] state STS decides from: a trust policy
+//! updated here is the one the next `AssumeRoleWithWebIdentity` evaluates, and a boundary put
+//! here caps what ECR, STS and this API grant the role's sessions. `SimulatePrincipalPolicy`
+//! answers with that same evaluation.
 //!
 //! Who may call: a request signed with a session the sandbox's STS issued is verified (signature,
-//! expiry) and its role's identity policies must allow `iam:<Action>` on the resource; any
+//! expiry) and its role's identity policies (capped by its boundary) must allow `iam:<Action>` on the resource; any
 //! other access key is the account's administrator (the sandbox has no IAM users, so it knows no
 //! secret to check such a signature against; the header and date must still be well formed).
 
