@@ -97,9 +97,9 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     Pod Identity (pods.eks.amazonaws.com) instead of IRSA\n  \
     trust-policy     the role's trust policy, evaluated as STS does, against the token's claims\n  \
     permissions      the role's inline and attached policies, capped by its permissions boundary,\n                   \
-    allow ecr:GetAuthorizationToken on * and ecr:BatchGetImage, ecr:GetDownloadUrlForLayer on\n                   \
-    the repositories in use (--repository, a --pod's ECR images); IAM's policy simulator\n                   \
-    (iam:SimulatePrincipalPolicy) too where your credentials may call it\n  \
+    allow ecr:GetAuthorizationToken on * and ecr:BatchGetImage and\n                   \
+    ecr:GetDownloadUrlForLayer on the repositories in use (--repository, a --pod's ECR\n                   \
+    images); IAM's policy simulator too, where your credentials may call it\n  \
     assume-role      a real sts:AssumeRoleWithWebIdentity with that token\n  \
     ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown)\n  \
     pull-secrets     (--pod, last: it blocks nothing) its imagePullSecrets exist and cover its\n                   \
