@@ -201,6 +201,17 @@ fn a_boundary_lacking_get_authorization_token_is_named_and_only_its_fix_printed(
     );
     assert_eq!(code, 1, "{fixed:#}");
     assert_eq!(fixed["first_failure"], "permissions", "{fixed:#}");
+    // boto3 reads the sandbox's simulator answer (the wire format), which says the boundary
+    // decided.
+    let simulated = sandbox.boto3(&format!(
+        "r = iam.simulate_principal_policy(PolicySourceArn='{}', ActionNames=['ecr:GetAuthorizationToken', 'ecr:BatchGetImage'])['EvaluationResults']\n\
+         print([(x['EvalActionName'], x['EvalDecision'], x['PermissionsBoundaryDecisionDetail']['AllowedByPermissionsBoundary']) for x in r])\n",
+        role_arn("puller")
+    ));
+    assert_eq!(
+        simulated.trim(),
+        "[('ecr:GetAuthorizationToken', 'implicitDeny', False), ('ecr:BatchGetImage', 'allowed', True)]"
+    );
     // And the sandbox's ECR decides as the boundary says: the session may not get a token.
     let token = sandbox.kubectl(&[
         "create",
