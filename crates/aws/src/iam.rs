@@ -1,5 +1,5 @@
 //! A small typed IAM client: the reads `irsa doctor` makes (OIDC providers, roles, their inline
-//! and attached policies, managed policy versions) and the writes `irsa iam setup` makes (create
+//! and attached policies, managed policy versions, the policy simulator's decisions) and the writes `irsa iam setup` makes (create
 //! an OIDC provider or add a client id to it, create a role or replace its trust policy, put an
 //! inline policy), on IAM's Query API ([`crate::query`]: a signed form POST answered with XML).
 //!
@@ -27,6 +27,7 @@ use irsa_core::secret::SecretString;
 use serde_json::Value;
 use thiserror::Error;
 
+pub use irsa_core::iam_simulation::{SimulatedDecision, SimulatedResult};
 pub use irsa_core::trust_policy::{DocumentError, decode_policy_document, same_document};
 
 use crate::credentials::AwsCredentials;
@@ -687,6 +688,51 @@ impl IamClient {
             Err(e) if e.code() == Some("FeatureDisabled") => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// `SimulatePrincipalPolicy` of `policy_source_arn` (a role ARN): IAM's own decision for
+    /// each of `actions` on each of `resources` (the role's identity policies and permissions
+    /// boundary; `*` when `resources` is empty), every page. It is read-only and needs
+    /// `iam:SimulatePrincipalPolicy` on the role.
+    pub async fn simulate_principal_policy(
+        &self,
+        policy_source_arn: &str,
+        actions: &[&str],
+        resources: &[String],
+    ) -> Result<Vec<SimulatedResult>, IamError> {
+        const ACTION: &str = "SimulatePrincipalPolicy";
+        let action_keys: Vec<String> = (1..=actions.len())
+            .map(|i| format!("ActionNames.member.{i}"))
+            .collect();
+        let resource_keys: Vec<String> = (1..=resources.len())
+            .map(|i| format!("ResourceArns.member.{i}"))
+            .collect();
+        let mut params: Vec<(&str, &str)> = vec![("PolicySourceArn", policy_source_arn)];
+        params.extend(
+            action_keys
+                .iter()
+                .map(String::as_str)
+                .zip(actions.iter().copied()),
+        );
+        params.extend(
+            resource_keys
+                .iter()
+                .map(String::as_str)
+                .zip(resources.iter().map(String::as_str)),
+        );
+        let mut results = Vec::new();
+        let mut bad = None;
+        self.list(ACTION, policy_source_arn, &params, |page| {
+            match irsa_core::iam_simulation::results(page) {
+                Ok(r) => results.extend(r),
+                Err(e) => bad = bad.take().or(Some(e)),
+            }
+        })
+        .await?;
+        if let Some(reason) = bad {
+            return Err(malformed(ACTION, policy_source_arn, &reason));
+        }
+        Ok(results)
     }
 
     // ---- writes

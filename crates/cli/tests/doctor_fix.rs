@@ -429,7 +429,7 @@ fn permissions_without_get_authorization_token_get_the_pull_policy() {
         change["before"]["Statement"][0]["Action"], "ecr:BatchGetImage",
         "{change:#}"
     );
-    let expected = common::irsa(&[
+    let mut expected = common::irsa(&[
         "policy",
         "ecr-pull",
         "--repository",
@@ -438,6 +438,11 @@ fn permissions_without_get_authorization_token_get_the_pull_policy() {
         "json",
     ])
     .json();
+    // What irsa-ecr-pull allowed is kept, ecr-pull's statements are added (review M4).
+    expected["Statement"].as_array_mut().unwrap().insert(
+        0,
+        json!({"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}),
+    );
     assert_eq!(iam_state(&sandbox)["pull"], expected);
 }
 
@@ -863,4 +868,45 @@ fn a_deny_in_the_trust_policy_is_removed_and_only_it_once_the_role_is_confirmed(
     );
     assert!(kept.iter().all(|s| s["Effect"] == "Allow"), "{after:#}");
     real_pull(&sandbox);
+}
+
+#[test]
+fn the_pull_fix_keeps_a_narrower_irsa_ecr_pull_and_adds_only_the_repositories_in_use() {
+    // Review M4: the fix put `irsa policy ecr-pull`'s account-wide document in place of an
+    // irsa-ecr-pull that allowed one repository, dropping it. Now it keeps the statement and
+    // adds only what the repositories in use lack.
+    const APP: &str = "arn:aws:ecr:us-east-1:111122223333:repository/team/app";
+    const TOOLS: &str = "arn:aws:ecr:us-east-1:111122223333:repository/team/tools";
+    let sandbox = sandbox_with_setup("fix-merge");
+    let narrow = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "PullImages", "Effect": "Allow",
+        "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": APP
+    }]});
+    sandbox.boto3(&format!(
+        "iam.put_role_policy(RoleName='puller', PolicyName='irsa-ecr-pull', PolicyDocument={:?})\n",
+        narrow.to_string()
+    ));
+    let report = fix_mends_with(
+        &sandbox,
+        "permissions",
+        &["put-role-policy"],
+        &["--repository", APP, "--repository", TOOLS],
+    );
+    let pull = iam_state(&sandbox)["pull"].clone();
+    let statements = pull["Statement"].as_array().expect("statements");
+    assert_eq!(statements[0], narrow["Statement"][0], "kept: {pull:#}");
+    assert_eq!(
+        statements[1],
+        json!({"Sid": "GetAuthorizationToken", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}),
+        "{pull:#}"
+    );
+    assert_eq!(statements[2]["Sid"], "PullImages2", "{pull:#}");
+    assert_eq!(statements[2]["Resource"], json!([TOOLS]), "{pull:#}");
+    assert_eq!(statements.len(), 3, "{pull:#}");
+    assert!(
+        !pull.to_string().contains("repository/*"),
+        "no account-wide grant: {pull:#}"
+    );
+    let change = &report["fix"]["rounds"][0]["changes"][0];
+    assert_eq!(change["before"], narrow, "{change:#}");
 }

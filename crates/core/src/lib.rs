@@ -15,6 +15,7 @@ pub mod aws_xml;
 pub mod cache_entry;
 pub mod chainguard;
 pub mod docker_config;
+pub mod iam_simulation;
 pub mod lifetime;
 pub mod names;
 pub mod partition;

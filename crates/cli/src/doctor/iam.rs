@@ -2,17 +2,17 @@
 //! IAM OIDC provider of the cluster's issuer and its client IDs, the role, its trust policy and
 //! its permissions.
 
-use irsa_aws::iam::{IamClient, IamError, OidcProvider, Role};
+use irsa_aws::iam::{IamClient, IamError, OidcProvider, Role, SimulatedDecision};
 use irsa_core::arn::{OidcProviderArn, RoleArn};
 use irsa_core::partition::Partition;
 use irsa_core::permission_policy::{self, PermissionOutcome, PermissionPolicy};
-use irsa_core::trust_policy::PolicyDocument;
+use irsa_core::trust_policy::{ECR_PULL_ACTIONS, ECR_PULL_REQUIRED_ACTIONS, PolicyDocument};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::Chain;
-use super::exchange::pull_fix;
 use super::fix::{Action, Change, PULL_POLICY_NAME, ownership, trusts_only};
-use super::report::{Check, Fix, Group, Report, Status};
+use super::report::{Check, Fix, Group, Report};
 use super::trust::{Provider, TrustContext, session_tags_check, trust_policy_check};
 use crate::shell::sh;
 use irsa_core::names::STS_AUDIENCE;
@@ -292,31 +292,193 @@ fn role_found(want: &RoleArn, found: &Role) -> (Check, Option<PolicyDocument>) {
     }
 }
 
-/// Whether the role's inline and attached policies allow `ecr:GetAuthorizationToken`; when
-/// not, `--fix`'s change: `irsa policy ecr-pull`'s document as the inline policy
-/// irsa-ecr-pull.
+/// Most repositories the permissions check evaluates (a pod's images and `--repository`); the
+/// rest are named as not checked.
+const MAX_REPOSITORIES: usize = 32;
+
+/// One request a pull makes: an action on a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Need {
+    action: &'static str,
+    resource: String,
+}
+
+/// The requests a pull from `repositories` makes: `ecr:GetAuthorizationToken` on `*`, and the
+/// pull actions on each repository.
+fn needs(repositories: &[String]) -> Vec<Need> {
+    let mut out = vec![Need {
+        action: GET_AUTHORIZATION_TOKEN,
+        resource: "*".to_owned(),
+    }];
+    for r in repositories {
+        for action in ECR_PULL_REQUIRED_ACTIONS {
+            out.push(Need {
+                action,
+                resource: r.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// How one request fares, and which policy type decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Decided {
+    Allow,
+    /// No identity policy allows it.
+    IdentityImplicit,
+    /// An identity policy denies it.
+    IdentityExplicit,
+    /// The identity policies allow it; the permissions boundary does not.
+    BoundaryImplicit,
+    /// The permissions boundary denies it.
+    BoundaryExplicit,
+}
+
+impl Decided {
+    fn explicit(self) -> bool {
+        matches!(self, Decided::IdentityExplicit | Decided::BoundaryExplicit)
+    }
+    fn by_boundary(self) -> bool {
+        matches!(self, Decided::BoundaryImplicit | Decided::BoundaryExplicit)
+    }
+}
+
+/// The role's policies as read: identity policies, the boundary's, and what could not be read.
+struct Reading {
+    policies: Vec<(String, PermissionPolicy)>,
+    boundary: Option<PermissionPolicy>,
+    unreadable: Vec<String>,
+    /// The inline policy irsa-ecr-pull as JSON (null when the role has none).
+    current_pull: Value,
+}
+
+/// The repositories a pull of `images` (a pod's) reads from, as ECR repository ARNs; images of
+/// other registries are left out.
+pub(crate) fn image_repositories(images: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for image in images {
+        if image.ends_with('*') {
+            continue;
+        }
+        if let Ok(arns) = crate::policy::repository_arns(std::slice::from_ref(image)) {
+            for a in arns {
+                let a = a.to_string();
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The images of a pod's containers and init containers.
+pub(crate) fn pod_images(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<String> {
+    let Some(spec) = &pod.spec else {
+        return Vec::new();
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .filter_map(|c| c.image.clone())
+        .collect()
+}
+
+/// Whether the role may pull: `ecr:GetAuthorizationToken` on `*` and the pull actions
+/// (`ecr:BatchGetImage`, `ecr:GetDownloadUrlForLayer`) on the repositories in use
+/// (`in_use`: `--repository` and a pod's ECR images), from its inline and attached policies
+/// capped by its permissions boundary, and from IAM's policy simulator where the caller may
+/// call it. When the role's own policies lack an Allow, `--fix`'s change: the inline policy
+/// irsa-ecr-pull with what it already allows kept and only the missing grants added, for the
+/// repositories in use (`fallback`, account-wide, when none is known).
 pub(crate) async fn permissions(
     iam: &IamClient,
     role: &RoleArn,
+    boundary: Option<&str>,
     owner: &Result<(), String>,
-    repositories: &[String],
+    in_use: &[String],
+    fallback: &[String],
 ) -> Check {
-    let mut current_pull = Value::Null;
-    let check = permissions_read(iam, role, &mut current_pull).await;
-    if check.status != Status::Fail
-        || check.data.get("outcome") != Some(&json!(PermissionOutcome::ImplicitDeny))
-    {
-        return check;
+    let (checked, unchecked) = in_use.split_at(in_use.len().min(MAX_REPOSITORIES));
+    let needs = needs(checked);
+    let reading = read_policies(iam, role, boundary).await;
+    let simulated = simulate(iam, role, checked, &needs).await;
+    let mut notes = Vec::new();
+    if !unchecked.is_empty() {
+        notes.push(format!(
+            "{} more repositories not checked (at most {MAX_REPOSITORIES} are)",
+            unchecked.len()
+        ));
     }
-    let document = irsa_core::trust_policy::ecr_pull_policy(repositories, false);
+    if checked.is_empty() {
+        notes.push("no repository in use is known (--repository, or a --pod's ECR images): only ecr:GetAuthorizationToken is checked".to_owned());
+    }
+    let read_decisions = match &reading {
+        Ok(r) if r.unreadable.is_empty() => {
+            Some(needs.iter().map(|n| decide_read(r, n)).collect::<Vec<_>>())
+        }
+        _ => None,
+    };
+    let decided: Vec<Decided> = match (&simulated, &read_decisions) {
+        (Ok(sim), Some(read)) => {
+            let read: Vec<Decided> = read.iter().map(|(d, _)| *d).collect();
+            let (out, said) = agree(&needs, sim, &read);
+            notes.extend(said);
+            out
+        }
+        (Ok(sim), None) => {
+            match &reading {
+                Err(c) => notes.push(format!("the role's policies could not be read ({}): decided by iam:SimulatePrincipalPolicy alone", c.summary)),
+                Ok(r) => notes.push(format!("{} of the role's policies could not be read ({}): decided by iam:SimulatePrincipalPolicy alone", r.unreadable.len(), r.unreadable.join("; "))),
+            }
+            sim.clone()
+        }
+        (Err(why), Some(read)) => {
+            notes.push(format!("{why}: decided from the role's policies as read"));
+            read.iter().map(|(d, _)| *d).collect()
+        }
+        (Err(why), None) => {
+            let check = match reading {
+                Err(c) => c,
+                Ok(r) => unreadable_check(&r.unreadable),
+            };
+            return check.detail(format!("{why}, so nothing could decide"));
+        }
+    };
+    let lines: Vec<String> = read_decisions
+        .iter()
+        .flatten()
+        .flat_map(|(_, l)| l.iter().cloned())
+        .fold(Vec::new(), |mut acc, l| {
+            if !acc.contains(&l) {
+                acc.push(l);
+            }
+            acc
+        });
+    let names: Vec<String> = match &reading {
+        Ok(r) => r.policies.iter().map(|(n, _)| n.clone()).collect(),
+        Err(_) => Vec::new(),
+    };
+    let check = permissions_verdict(role, boundary, &needs, &decided, &names, checked, fallback)
+        .details(lines)
+        .details(notes);
+    let (Ok(reading), Some(read)) = (&reading, &read_decisions) else {
+        return check;
+    };
+    let read: Vec<Decided> = read.iter().map(|(d, _)| *d).collect();
+    let Some(after) = pull_change(reading, &needs, &read, &decided, checked, fallback) else {
+        return check;
+    };
     let mut change = Change::new(
         format!(
-            "put the ECR pull permissions (irsa policy ecr-pull) as inline policy {PULL_POLICY_NAME} of role {}",
+            "add the missing ECR pull permissions to inline policy {PULL_POLICY_NAME} of role {} (what it allows already is kept)",
             role.name
         ),
         format!("role {role}: inline policy {PULL_POLICY_NAME}"),
-        current_pull,
-        document,
+        reading.current_pull.clone(),
+        after,
         Action::PutRolePolicy {
             role_arn: role.to_string(),
             policy_name: PULL_POLICY_NAME.to_owned(),
@@ -328,118 +490,501 @@ pub(crate) async fn permissions(
     check.with_change(change)
 }
 
-async fn permissions_read(iam: &IamClient, role: &RoleArn, current_pull: &mut Value) -> Check {
-    const ID: &str = "permissions";
-    let mut policies: Vec<(String, PermissionPolicy)> = Vec::new();
-    let mut unreadable = Vec::new();
-    let inline = match iam.list_role_policies(&role.name).await {
-        Ok(n) => n,
-        Err(e) => return could_not(ID, &e),
+/// `--fix`'s irsa-ecr-pull: only when the role's own policies lack an Allow (`read`, and the
+/// verdict `decided`, say only that) — a Deny, a boundary and a verdict the policies read do
+/// not support are for people.
+fn pull_change(
+    reading: &Reading,
+    needs: &[Need],
+    read: &[Decided],
+    decided: &[Decided],
+    in_use: &[String],
+    fallback: &[String],
+) -> Option<Value> {
+    let only_missing = |ds: &[Decided]| {
+        ds.iter()
+            .all(|d| matches!(d, Decided::Allow | Decided::IdentityImplicit))
     };
+    if !only_missing(decided)
+        || !only_missing(read)
+        || !decided.contains(&Decided::IdentityImplicit)
+    {
+        return None;
+    }
+    let missing: Vec<&Need> = needs
+        .iter()
+        .zip(read)
+        .filter(|(_, d)| **d == Decided::IdentityImplicit)
+        .map(|(n, _)| n)
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    Some(merged_pull_policy(reading, &missing, in_use, fallback))
+}
+
+/// The simulator's and the policies' decisions together: the policies' where both allow or
+/// both deny (they tell which policy type denies), the simulator's where they disagree, which
+/// is said.
+fn agree(needs: &[Need], sim: &[Decided], read: &[Decided]) -> (Vec<Decided>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut notes = Vec::new();
+    for ((n, s), r) in needs.iter().zip(sim).zip(read) {
+        if (*s == Decided::Allow) != (*r == Decided::Allow) {
+            notes.push(format!(
+                "IAM's policy simulator and doctor's reading of the policies disagree on {} on {}: the simulator says {}, the policies read say {} (the simulator's answer is the verdict: it evaluates conditions, and policy types doctor does not read)",
+                n.action,
+                n.resource,
+                word(*s),
+                word(*r)
+            ));
+            out.push(*s);
+        } else {
+            out.push(*r);
+        }
+    }
+    notes.push(
+        "decided by iam:SimulatePrincipalPolicy and by reading the role's policies".to_owned(),
+    );
+    (out, notes)
+}
+
+fn word(d: Decided) -> &'static str {
+    match d {
+        Decided::Allow => "allowed",
+        Decided::IdentityImplicit | Decided::BoundaryImplicit => "implicitly denied",
+        Decided::IdentityExplicit | Decided::BoundaryExplicit => "explicitly denied",
+    }
+}
+
+/// irsa-ecr-pull as it is, with statements added for `missing`: the token action on `*`, the
+/// pull actions of `irsa policy ecr-pull` on the repositories in use that lack one (`fallback`
+/// when none is known). Sids stay unique (IAM refuses a policy with a Sid twice).
+fn merged_pull_policy(
+    reading: &Reading,
+    missing: &[&Need],
+    in_use: &[String],
+    fallback: &[String],
+) -> Value {
+    let mut after = match &reading.current_pull {
+        Value::Object(o) if o.contains_key("Statement") => Value::Object(o.clone()),
+        _ => json!({"Version": "2012-10-17", "Statement": []}),
+    };
+    let mut statements = match after.get("Statement") {
+        Some(Value::Array(list)) => list.clone(),
+        Some(one) => vec![one.clone()],
+        None => Vec::new(),
+    };
+    let mut sids: Vec<String> = statements
+        .iter()
+        .filter_map(|s| s.get("Sid").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let mut sid = |base: &str| {
+        let mut candidate = base.to_owned();
+        let mut n = 2;
+        while sids.contains(&candidate) {
+            candidate = format!("{base}{n}");
+            n += 1;
+        }
+        sids.push(candidate.clone());
+        candidate
+    };
+    if missing.iter().any(|n| n.action == GET_AUTHORIZATION_TOKEN) {
+        statements.push(json!({
+            "Sid": sid("GetAuthorizationToken"),
+            "Effect": "Allow",
+            "Action": GET_AUTHORIZATION_TOKEN,
+            "Resource": "*",
+        }));
+    }
+    let mut repositories: Vec<String> = Vec::new();
+    for n in missing
+        .iter()
+        .filter(|n| n.action != GET_AUTHORIZATION_TOKEN)
+    {
+        if !repositories.contains(&n.resource) {
+            repositories.push(n.resource.clone());
+        }
+    }
+    if in_use.is_empty() {
+        // No repository known: the account-wide grant `irsa policy ecr-pull` makes by
+        // default, unless the policies allow those pulls already.
+        let pull_covered = |r: &String| {
+            ECR_PULL_REQUIRED_ACTIONS.iter().all(|a| {
+                decide_read(
+                    reading,
+                    &Need {
+                        action: a,
+                        resource: r.clone(),
+                    },
+                )
+                .0 == Decided::Allow
+            })
+        };
+        repositories = fallback
+            .iter()
+            .filter(|r| !pull_covered(r))
+            .cloned()
+            .collect();
+    }
+    if !repositories.is_empty() {
+        statements.push(json!({
+            "Sid": sid("PullImages"),
+            "Effect": "Allow",
+            "Action": ECR_PULL_ACTIONS,
+            "Resource": repositories,
+        }));
+    }
+    after["Statement"] = Value::Array(statements);
+    after
+}
+
+/// Reads the role's inline and attached policies and its permissions boundary.
+async fn read_policies(
+    iam: &IamClient,
+    role: &RoleArn,
+    boundary: Option<&str>,
+) -> Result<Reading, Check> {
+    const ID: &str = "permissions";
+    let mut reading = Reading {
+        policies: Vec::new(),
+        boundary: None,
+        unreadable: Vec::new(),
+        current_pull: Value::Null,
+    };
+    let inline = iam
+        .list_role_policies(&role.name)
+        .await
+        .map_err(|e| could_not(ID, &e))?;
     for name in inline {
         match iam.get_role_policy(&role.name, &name).await {
             Ok(Some(p)) => match PermissionPolicy::parse(&p.document) {
-                Ok(doc) if name == PULL_POLICY_NAME => {
-                    *current_pull = serde_json::from_str(&p.document).unwrap_or(Value::Null);
-                    policies.push((format!("inline {name}"), doc));
+                Ok(doc) => {
+                    if name == PULL_POLICY_NAME {
+                        reading.current_pull =
+                            serde_json::from_str(&p.document).unwrap_or(Value::Null);
+                    }
+                    reading.policies.push((format!("inline {name}"), doc));
                 }
-                Ok(doc) => policies.push((format!("inline {name}"), doc)),
-                Err(e) => unreadable.push(format!("inline {name}: {e}")),
+                Err(e) => reading.unreadable.push(format!("inline {name}: {e}")),
             },
-            Ok(None) => unreadable.push(format!(
+            Ok(None) => reading.unreadable.push(format!(
                 "inline {name}: listed, but IAM returned no document for it"
             )),
-            Err(e) => return could_not(ID, &e),
+            Err(e) => return Err(could_not(ID, &e)),
         }
     }
-    let attached = match iam.list_attached_role_policies(&role.name).await {
-        Ok(a) => a,
-        Err(e) => return could_not(ID, &e),
-    };
+    let attached = iam
+        .list_attached_role_policies(&role.name)
+        .await
+        .map_err(|e| could_not(ID, &e))?;
     for a in attached {
-        let version = match iam.get_policy(&a.arn).await {
-            Ok(Some(p)) => p.default_version_id,
-            Ok(None) => {
-                unreadable.push(format!("attached {}: IAM does not find the policy", a.arn));
-                continue;
-            }
-            Err(e) => return could_not(ID, &e),
-        };
-        let Some(version) = version else {
-            unreadable.push(format!(
-                "attached {}: no default version in IAM's answer",
-                a.arn
-            ));
-            continue;
-        };
-        match iam.get_policy_version(&a.arn, &version).await {
-            Ok(Some(v)) => match PermissionPolicy::parse(&v.document) {
-                Ok(doc) => policies.push((format!("attached {}", a.arn), doc)),
-                Err(e) => unreadable.push(format!("attached {}: {e}", a.arn)),
-            },
-            Ok(None) => unreadable.push(format!(
-                "attached {}: IAM returned no document for version {version}",
-                a.arn
-            )),
-            Err(e) => return could_not(ID, &e),
+        match managed_document(iam, &a.arn).await {
+            Ok(Ok(doc)) => reading.policies.push((format!("attached {}", a.arn), doc)),
+            Ok(Err(why)) => reading
+                .unreadable
+                .push(format!("attached {}: {why}", a.arn)),
+            Err(e) => return Err(could_not(ID, &e)),
         }
     }
-    permissions_verdict(role, &policies, &unreadable)
+    if let Some(arn) = boundary {
+        match managed_document(iam, arn).await {
+            Ok(Ok(doc)) => reading.boundary = Some(doc),
+            Ok(Err(why)) => reading
+                .unreadable
+                .push(format!("permissions boundary {arn}: {why}")),
+            Err(e) => return Err(could_not(ID, &e)),
+        }
+    }
+    Ok(reading)
 }
 
-/// The permissions check from the policies read (`policies`) and those that could not be read
-/// or parsed (`unreadable`, one line each).
-fn permissions_verdict(
-    role: &RoleArn,
-    policies: &[(String, PermissionPolicy)],
-    unreadable: &[String],
-) -> Check {
-    const ID: &str = "permissions";
-    if !unreadable.is_empty() {
-        // An unread policy may hold the Deny that decides: nothing can be concluded.
-        return Check::error(
-            ID,
-            Group::Aws,
-            format!(
-                "could not check {GET_AUTHORIZATION_TOKEN}: {} of the role's policies could not be read ({})",
-                unreadable.len(),
-                unreadable.join("; ")
-            ),
-        )
-        .detail("an unread policy may deny what the others allow; read it with aws iam get-role-policy / get-policy-version and fix or report what IAM returns");
-    }
-    let decision = permission_policy::evaluate(policies, GET_AUTHORIZATION_TOKEN, "*");
-    let lines: Vec<String> = decision
+/// The default version's document of a managed policy, or why there is none.
+async fn managed_document(
+    iam: &IamClient,
+    arn: &str,
+) -> Result<Result<PermissionPolicy, String>, IamError> {
+    let version = match iam.get_policy(arn).await? {
+        Some(p) => p.default_version_id,
+        None => return Ok(Err("IAM does not find the policy".to_owned())),
+    };
+    let Some(version) = version else {
+        return Ok(Err("no default version in IAM's answer".to_owned()));
+    };
+    Ok(match iam.get_policy_version(arn, &version).await? {
+        Some(v) => PermissionPolicy::parse(&v.document),
+        None => Err(format!("IAM returned no document for version {version}")),
+    })
+}
+
+/// One request decided from the policies read, with the statements that bear on it.
+fn decide_read(r: &Reading, n: &Need) -> (Decided, Vec<String>) {
+    let identity = permission_policy::evaluate(&r.policies, n.action, &n.resource);
+    let mut lines: Vec<String> = identity
         .applies
         .iter()
-        .chain(&decision.near_misses)
+        .chain(&identity.near_misses)
         .map(|m| format!("{} {} ({}): {}", m.policy, m.statement, m.effect, m.note))
         .collect();
-    let names: Vec<&str> = policies.iter().map(|(n, _)| n.as_str()).collect();
-    let check = match decision.outcome {
-        PermissionOutcome::Allow => Check::pass(ID, Group::Aws, format!("{GET_AUTHORIZATION_TOKEN} allowed on *")),
-        PermissionOutcome::ExplicitDeny => Check::fail(ID, Group::Aws, format!("{GET_AUTHORIZATION_TOKEN} is denied explicitly"))
-            .fix(Fix::new("remove the Deny of ecr:GetAuthorizationToken from the role's policies")),
-        PermissionOutcome::ImplicitDeny => Check::fail(
-            ID,
-            Group::Aws,
-            format!("no policy of the role allows {GET_AUTHORIZATION_TOKEN} on * (ECR answers AccessDenied)"),
-        )
-        .expected_actual(json!({"Effect": "Allow", "Action": GET_AUTHORIZATION_TOKEN, "Resource": "*"}), json!(names))
-        .fix(pull_fix(role)),
+    let boundary = r.boundary.as_ref().map(|b| {
+        let d = permission_policy::evaluate(
+            &[("permissions boundary".to_owned(), b.clone())],
+            n.action,
+            &n.resource,
+        );
+        lines.extend(
+            d.applies
+                .iter()
+                .chain(&d.near_misses)
+                .map(|m| format!("{} {} ({}): {}", m.policy, m.statement, m.effect, m.note)),
+        );
+        d.outcome
+    });
+    let decided = match (identity.outcome, boundary) {
+        (PermissionOutcome::ExplicitDeny, _) => Decided::IdentityExplicit,
+        (_, Some(PermissionOutcome::ExplicitDeny)) => Decided::BoundaryExplicit,
+        (PermissionOutcome::ImplicitDeny, _) => Decided::IdentityImplicit,
+        (_, Some(PermissionOutcome::ImplicitDeny)) => Decided::BoundaryImplicit,
+        _ => Decided::Allow,
     };
-    check
-        .detail(format!(
-            "read {}: {}",
-            names.len(),
-            if names.is_empty() {
-                "(no policies)".to_owned()
-            } else {
-                names.join(", ")
-            }
+    (decided, lines)
+}
+
+/// IAM's policy simulator's decision for each of `needs` (in order), or why there is none.
+async fn simulate(
+    iam: &IamClient,
+    role: &RoleArn,
+    repositories: &[String],
+    needs: &[Need],
+) -> Result<Vec<Decided>, String> {
+    let arn = role.to_string();
+    let mut results = iam
+        .simulate_principal_policy(&arn, &[GET_AUTHORIZATION_TOKEN], &[])
+        .await
+        .map_err(simulation_failed)?;
+    if !repositories.is_empty() {
+        results.extend(
+            iam.simulate_principal_policy(&arn, &ECR_PULL_REQUIRED_ACTIONS, repositories)
+                .await
+                .map_err(simulation_failed)?,
+        );
+    }
+    needs
+        .iter()
+        .map(|n| {
+            let r = results
+                .iter()
+                .find(|r| r.action.eq_ignore_ascii_case(n.action) && r.resource == n.resource)
+                .ok_or_else(|| {
+                    format!(
+                        "iam:SimulatePrincipalPolicy answered no decision for {} on {}",
+                        n.action, n.resource
+                    )
+                })?;
+            let by_boundary = r.allowed_by_boundary == Some(false)
+                || r.matched.iter().any(|m| {
+                    m.source_policy_type
+                        .as_deref()
+                        .is_some_and(|t| t.to_ascii_lowercase().contains("boundary"))
+                });
+            Ok(match (r.decision, by_boundary) {
+                (SimulatedDecision::Allowed, _) => Decided::Allow,
+                (SimulatedDecision::ExplicitDeny, true) => Decided::BoundaryExplicit,
+                (SimulatedDecision::ExplicitDeny, false) => Decided::IdentityExplicit,
+                (SimulatedDecision::ImplicitDeny, true) => Decided::BoundaryImplicit,
+                (SimulatedDecision::ImplicitDeny, false) => Decided::IdentityImplicit,
+            })
+        })
+        .collect()
+}
+
+fn simulation_failed(e: IamError) -> String {
+    if e.is_access_denied() {
+        "your credentials may not call iam:SimulatePrincipalPolicy (AccessDenied)".to_owned()
+    } else {
+        format!("iam:SimulatePrincipalPolicy gave no answer ({e})")
+    }
+}
+
+fn unreadable_check(unreadable: &[String]) -> Check {
+    // An unread policy may hold the Deny that decides: nothing can be concluded.
+    Check::error(
+        "permissions",
+        Group::Aws,
+        format!(
+            "could not check {GET_AUTHORIZATION_TOKEN} and the pull actions: {} of the role's policies could not be read ({})",
+            unreadable.len(),
+            unreadable.join("; ")
+        ),
+    )
+    .detail("an unread policy may deny what the others allow; read it with aws iam get-role-policy / get-policy-version and fix or report what IAM returns")
+}
+
+/// `a1, a2 on R` for each resource of `needs`, in order.
+fn describe(needs: &[&Need]) -> String {
+    let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
+    for n in needs {
+        match groups.iter_mut().find(|(r, _)| *r == n.resource) {
+            Some((_, actions)) => actions.push(n.action),
+            None => groups.push((&n.resource, vec![n.action])),
+        }
+    }
+    groups
+        .iter()
+        .map(|(r, a)| format!("{} on {r}", a.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The `--fix` commands: `irsa policy ecr-pull` for the repositories, put as irsa-ecr-pull.
+fn pull_fix_for(role: &RoleArn, repositories: &[String]) -> Fix {
+    let flags: Vec<String> = repositories
+        .iter()
+        .map(|r| format!("--repository {}", sh(r)))
+        .collect();
+    Fix::new(format!(
+        "give role {} the ECR pull permissions (ecr:GetAuthorizationToken on \"*\", the pull actions on the repositories): add them to its inline policy {PULL_POLICY_NAME} (keep what it allows already)",
+        role.name
+    ))
+    .command(format!("irsa policy ecr-pull {} > pull.json", flags.join(" ")))
+    .command(format!(
+        "aws iam put-role-policy --role-name {} --policy-name {PULL_POLICY_NAME} --policy-document file://pull.json   # merge pull.json's statements into {PULL_POLICY_NAME} first if the role has it",
+        sh(&role.name)
+    ))
+    .document(irsa_core::trust_policy::ecr_pull_policy(repositories, false))
+}
+
+/// The permissions check from each need's decision.
+fn permissions_verdict(
+    role: &RoleArn,
+    boundary: Option<&str>,
+    needs: &[Need],
+    decided: &[Decided],
+    names: &[String],
+    in_use: &[String],
+    fallback: &[String],
+) -> Check {
+    const ID: &str = "permissions";
+    let read = format!(
+        "read {}: {}",
+        names.len(),
+        if names.is_empty() {
+            "(no policies)".to_owned()
+        } else {
+            names.join(", ")
+        }
+    );
+    let boundary_line =
+        boundary.map(|b| format!("permissions boundary {b}: it caps what the policies grant"));
+    let of = |pick: &dyn Fn(Decided) -> bool| -> Vec<&Need> {
+        needs
+            .iter()
+            .zip(decided)
+            .filter(|(_, d)| pick(**d))
+            .map(|(n, _)| n)
+            .collect()
+    };
+    let denied = of(&|d| d != Decided::Allow);
+    if denied.is_empty() {
+        let repos = needs.len().saturating_sub(1) / ECR_PULL_REQUIRED_ACTIONS.len();
+        let summary = if repos == 0 {
+            format!("{GET_AUTHORIZATION_TOKEN} allowed on *")
+        } else {
+            format!(
+                "{GET_AUTHORIZATION_TOKEN} allowed on *, and {} on the {repos} repositories in use",
+                ECR_PULL_REQUIRED_ACTIONS.join(", ")
+            )
+        };
+        return Check::pass(ID, Group::Aws, summary)
+            .detail(read)
+            .details(boundary_line)
+            .data("outcome", json!(PermissionOutcome::Allow));
+    }
+    let boundary_name = boundary.unwrap_or("(none)");
+    let mut parts = Vec::new();
+    for (kind, text) in [
+        (
+            Decided::IdentityExplicit,
+            "denied explicitly by the role's policies: ".to_owned(),
+        ),
+        (
+            Decided::BoundaryExplicit,
+            format!("denied explicitly by the permissions boundary {boundary_name}: "),
+        ),
+        (
+            Decided::BoundaryImplicit,
+            format!(
+                "not allowed by the permissions boundary {boundary_name} (the role's policies allow it; the boundary caps them): "
+            ),
+        ),
+        (
+            Decided::IdentityImplicit,
+            "no policy of the role allows ".to_owned(),
+        ),
+    ] {
+        let these = of(&|d| d == kind);
+        if !these.is_empty() {
+            parts.push(format!("{text}{}", describe(&these)));
+        }
+    }
+    let outcome = if decided.iter().any(|d| d.explicit()) {
+        PermissionOutcome::ExplicitDeny
+    } else {
+        PermissionOutcome::ImplicitDeny
+    };
+    let expected: Vec<Value> = denied
+        .iter()
+        .map(|n| json!({"Effect": "Allow", "Action": n.action, "Resource": n.resource}))
+        .collect();
+    let by_boundary = of(&|d| d.by_boundary());
+    let explicit = of(&|d| d == Decided::IdentityExplicit);
+    let fix = if !by_boundary.is_empty() {
+        let arn = boundary_name;
+        Fix::new(format!(
+            "doctor does not change a permissions boundary: the boundary's owner must allow {} in {arn}, or remove the boundary from role {}",
+            describe(&by_boundary),
+            role.name
         ))
-        .details(lines)
-        .data("outcome", json!(decision.outcome))
+        .command(format!(
+            "aws iam get-policy-version --policy-arn {} --version-id \"$(aws iam get-policy --policy-arn {} --query Policy.DefaultVersionId --output text)\"   # the boundary's document",
+            sh(arn),
+            sh(arn)
+        ))
+        .command(format!(
+            "aws iam delete-role-permissions-boundary --role-name {}   # only if the role needs no boundary",
+            sh(&role.name)
+        ))
+    } else if !explicit.is_empty() {
+        Fix::new(format!(
+            "remove the Deny of {} from the role's policies (a Deny wins over any Allow)",
+            describe(&explicit)
+        ))
+    } else {
+        let repositories: &[String] = if in_use.is_empty() { fallback } else { in_use };
+        pull_fix_for(role, repositories)
+    };
+    Check::fail(
+        ID,
+        Group::Aws,
+        format!("{} (ECR answers AccessDenied)", parts.join("; ")),
+    )
+    .expected_actual(json!(expected), json!(names))
+    .fix(fix)
+    .detail(read)
+    .details(boundary_line)
+    .data("outcome", json!(outcome))
+    .data(
+        "denied",
+        json!(
+            needs
+                .iter()
+                .zip(decided)
+                .filter(|(_, d)| **d != Decided::Allow)
+                .map(|(n, d)| json!({"action": n.action, "resource": n.resource, "decided": d}))
+                .collect::<Vec<_>>()
+        ),
+    )
+    .data("boundary", json!(boundary))
 }
 
 /// The partition of an audience that names an STS endpoint (`sts.amazonaws.com.cn`,
@@ -597,6 +1142,7 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
     }
     let mut trust_policy_doc = None;
     let mut owner = Err(String::new());
+    let mut boundary = None;
     const ROLE_NEEDS: &[&str] = &["role-annotation", "partition"];
     if report.ready("role", Group::Aws, ROLE_NEEDS)
         && let (Some(client), Some(a)) = (&iam_client, annotated)
@@ -605,6 +1151,7 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
             Ok(iam) => {
                 let (check, found) = role(iam, &a.role).await;
                 if let Some((doc, found)) = found {
+                    boundary.clone_from(&found.permissions_boundary);
                     owner = ownership(&found, namespace, name).and_then(|()| match &provider_arn {
                         Some(Ok(p)) => trusts_only(&found, &p.to_string()),
                         _ => Err(format!(
@@ -678,8 +1225,22 @@ pub(crate) async fn checks(report: &mut Report, chain: &Chain<'_>) {
     {
         let check = match client {
             Ok(iam) => {
-                let repositories = chain.inputs.repositories_for(&a.role);
-                permissions(iam, &a.role, &owner, &repositories).await
+                let mut in_use = chain.inputs.repositories.clone();
+                for r in image_repositories(&chain.images) {
+                    if !in_use.contains(&r) {
+                        in_use.push(r);
+                    }
+                }
+                let fallback = chain.inputs.repositories_for(&a.role);
+                permissions(
+                    iam,
+                    &a.role,
+                    boundary.as_deref(),
+                    &owner,
+                    &in_use,
+                    &fallback,
+                )
+                .await
             }
             Err(e) => no_client("permissions", e),
         };
@@ -768,6 +1329,7 @@ fn trust_change(
 
 #[cfg(test)]
 mod tests {
+    use super::super::report::Status;
     use super::*;
 
     const HOSTILE: &str = "x;touch${IFS}pwned";
@@ -825,26 +1387,318 @@ mod tests {
         assert!(c.fix.is_some(), "{c:?}");
     }
 
-    fn allow_all() -> (String, PermissionPolicy) {
-        let doc = PermissionPolicy::parse(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:GetAuthorizationToken","Resource":"*"}]}"#,
-        )
-        .unwrap();
-        ("inline pull".into(), doc)
+    fn policy(doc: Value) -> PermissionPolicy {
+        PermissionPolicy::from_value(&doc).unwrap()
+    }
+
+    fn reading(policies: Vec<Value>, boundary: Option<Value>, current_pull: Value) -> Reading {
+        Reading {
+            policies: policies
+                .into_iter()
+                .enumerate()
+                .map(|(i, d)| (format!("inline p{i}"), policy(d)))
+                .collect(),
+            boundary: boundary.map(policy),
+            unreadable: Vec::new(),
+            current_pull,
+        }
+    }
+
+    const APP: &str = "arn:aws:ecr:us-east-1:111122223333:repository/app";
+    const OTHER: &str = "arn:aws:ecr:us-east-1:111122223333:repository/other";
+
+    fn allow(action: Value, resource: Value) -> Value {
+        json!({"Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]})
+    }
+
+    fn decide_all(r: &Reading, repositories: &[String]) -> Vec<Decided> {
+        needs(repositories)
+            .iter()
+            .map(|n| decide_read(r, n).0)
+            .collect()
+    }
+
+    // Expected answers from the IAM User Guide, "Policy evaluation logic" (an explicit deny in
+    // any policy wins; without an allow, a request is implicitly denied) and "Permissions
+    // boundaries for IAM entities" (the effective permissions are the intersection of the
+    // identity-based policies and the boundary: an action the boundary does not allow is
+    // denied even when a policy allows it; a Deny in the boundary wins too).
+    #[test]
+    fn decisions_with_repositories_and_a_boundary() {
+        use Decided::*;
+        let repos = vec![APP.to_owned()];
+        let all = allow(
+            json!([
+                "ecr:GetAuthorizationToken",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer"
+            ]),
+            json!("*"),
+        );
+        type Case = (&'static str, Vec<Value>, Option<Value>, Vec<Decided>);
+        let cases: Vec<Case> = vec![
+            (
+                "everything on *",
+                vec![all.clone()],
+                None,
+                vec![Allow, Allow, Allow],
+            ),
+            (
+                "pull on another repository only",
+                vec![
+                    allow(json!("ecr:GetAuthorizationToken"), json!("*")),
+                    allow(
+                        json!(["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]),
+                        json!(OTHER),
+                    ),
+                ],
+                None,
+                vec![Allow, IdentityImplicit, IdentityImplicit],
+            ),
+            (
+                "a Deny on the repository",
+                vec![
+                    all.clone(),
+                    json!({"Statement": [{"Effect": "Deny", "Action": "ecr:BatchGetImage", "Resource": APP}]}),
+                ],
+                None,
+                vec![Allow, IdentityExplicit, Allow],
+            ),
+            (
+                "a boundary without the token action",
+                vec![all.clone()],
+                Some(allow(
+                    json!(["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]),
+                    json!("*"),
+                )),
+                vec![BoundaryImplicit, Allow, Allow],
+            ),
+            (
+                "a boundary denying the repository",
+                vec![all.clone()],
+                Some(
+                    json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}, {"Effect": "Deny", "Action": "ecr:GetDownloadUrlForLayer", "Resource": APP}]}),
+                ),
+                vec![Allow, Allow, BoundaryExplicit],
+            ),
+            (
+                "neither allows: the role's policies are named first",
+                vec![],
+                Some(allow(json!("s3:*"), json!("*"))),
+                vec![IdentityImplicit, IdentityImplicit, IdentityImplicit],
+            ),
+        ];
+        for (name, policies, boundary, want) in cases {
+            let r = reading(policies, boundary, Value::Null);
+            assert_eq!(decide_all(&r, &repos), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_boundary_is_named_and_never_mended() {
+        let repos = vec![APP.to_owned()];
+        let n = needs(&repos);
+        let boundary = "arn:aws:iam::111122223333:policy/cap";
+        let decided = [Decided::BoundaryImplicit, Decided::Allow, Decided::Allow];
+        let c = permissions_verdict(&role(), Some(boundary), &n, &decided, &[], &repos, &[]);
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(
+            c.summary
+                .contains(&format!("permissions boundary {boundary}")),
+            "{c:?}"
+        );
+        assert!(
+            c.summary.contains("ecr:GetAuthorizationToken on *"),
+            "{c:?}"
+        );
+        let fix = c.fix.as_ref().unwrap();
+        assert!(
+            fix.summary
+                .contains("doctor does not change a permissions boundary"),
+            "{fix:?}"
+        );
+        assert!(fix.change.is_none(), "{fix:?}");
+        // And --fix makes no change: the role's policies allow it, the boundary does not.
+        let all = allow(
+            json!([
+                "ecr:GetAuthorizationToken",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer"
+            ]),
+            json!("*"),
+        );
+        let r = reading(
+            vec![all],
+            Some(allow(json!("ecr:BatchGetImage"), json!("*"))),
+            Value::Null,
+        );
+        let read = decide_all(&r, &repos);
+        assert_eq!(pull_change(&r, &n, &read, &read, &repos, &[]), None);
+        // Nor for a Deny.
+        let deny = json!({"Statement": [{"Effect": "Deny", "Action": "ecr:*", "Resource": "*"}]});
+        let r = reading(vec![deny], None, Value::Null);
+        let read = decide_all(&r, &repos);
+        assert_eq!(pull_change(&r, &n, &read, &read, &repos, &[]), None);
+        // A missing Allow is mended.
+        let r = reading(vec![], None, Value::Null);
+        let read = decide_all(&r, &repos);
+        assert!(pull_change(&r, &n, &read, &read, &repos, &[]).is_some());
+    }
+
+    #[test]
+    fn the_repositories_lacking_pull_are_named() {
+        let repos = vec![APP.to_owned(), OTHER.to_owned()];
+        let n = needs(&repos);
+        use Decided::*;
+        let decided = [Allow, Allow, Allow, IdentityImplicit, IdentityImplicit];
+        let c = permissions_verdict(
+            &role(),
+            None,
+            &n,
+            &decided,
+            &["inline p0".into()],
+            &repos,
+            &[],
+        );
+        assert_eq!(c.status, Status::Fail, "{c:?}");
+        assert!(
+            c.summary.contains(&format!("no policy of the role allows ecr:BatchGetImage, ecr:GetDownloadUrlForLayer on {OTHER}")),
+            "{c:?}"
+        );
+        assert!(!c.summary.contains(APP), "{c:?}");
+        let fix = c.fix.unwrap();
+        assert!(
+            fix.commands[0].contains(&format!("--repository {OTHER}")),
+            "{fix:?}"
+        );
+    }
+
+    #[test]
+    fn the_pull_policy_fix_keeps_what_irsa_ecr_pull_allows_and_adds_only_what_is_missing() {
+        // review M4: the fix replaced a narrower irsa-ecr-pull with an account-wide grant.
+        let current = json!({"Version": "2012-10-17", "Statement": [
+            {"Sid": "PullImages", "Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": APP}
+        ]});
+        let r = reading(vec![current.clone()], None, current.clone());
+        let repos = vec![APP.to_owned(), OTHER.to_owned()];
+        let n = needs(&repos);
+        let missing: Vec<&Need> = n
+            .iter()
+            .filter(|x| decide_read(&r, x).0 == Decided::IdentityImplicit)
+            .collect();
+        let after = merged_pull_policy(
+            &r,
+            &missing,
+            &repos,
+            &["arn:aws:ecr:us-east-1:111122223333:repository/*".into()],
+        );
+        let statements = after["Statement"].as_array().unwrap();
+        assert_eq!(statements[0], current["Statement"][0], "kept as it was");
+        assert_eq!(statements.len(), 3, "{after:#}");
+        assert_eq!(statements[1]["Action"], GET_AUTHORIZATION_TOKEN);
+        assert_eq!(statements[2]["Sid"], "PullImages2", "Sids stay unique");
+        assert_eq!(
+            statements[2]["Resource"],
+            json!([OTHER]),
+            "only the repository lacking pull"
+        );
+        // The merged policy allows every need.
+        let fixed = reading(vec![after.clone()], None, after);
+        assert!(
+            decide_all(&fixed, &repos)
+                .iter()
+                .all(|d| *d == Decided::Allow)
+        );
+    }
+
+    #[test]
+    fn without_a_known_repository_the_fix_is_account_wide_as_before() {
+        let current = json!({"Statement": [{"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}]});
+        let r = reading(vec![current.clone()], None, current.clone());
+        let n = needs(&[]);
+        let missing: Vec<&Need> = n.iter().collect();
+        let wide = "arn:aws:ecr:us-east-1:111122223333:repository/*".to_owned();
+        let after = merged_pull_policy(&r, &missing, &[], std::slice::from_ref(&wide));
+        let statements = after["Statement"].as_array().unwrap();
+        assert_eq!(statements[0], current["Statement"][0]);
+        assert_eq!(statements[2]["Resource"], json!([wide]));
+        assert_eq!(statements[2]["Action"], json!(ECR_PULL_ACTIONS));
+        // No irsa-ecr-pull yet: a policy of its own.
+        let r = reading(vec![], None, Value::Null);
+        let after = merged_pull_policy(&r, &missing, &[], std::slice::from_ref(&wide));
+        assert_eq!(
+            after,
+            irsa_core::trust_policy::ecr_pull_policy(&[wide], false)
+        );
+    }
+
+    #[test]
+    fn the_simulator_and_the_policies_read_disagreeing_is_said_and_the_simulator_decides() {
+        use Decided::*;
+        let repos = vec![APP.to_owned()];
+        let n = needs(&repos);
+        // A Condition doctor cannot evaluate: the simulator allowed, the reading did not.
+        let (d, notes) = agree(
+            &n,
+            &[Allow, Allow, IdentityImplicit],
+            &[IdentityImplicit, Allow, IdentityImplicit],
+        );
+        assert_eq!(d, [Allow, Allow, IdentityImplicit]);
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].contains("disagree on ecr:GetAuthorizationToken on *"),
+            "{notes:?}"
+        );
+        assert!(
+            notes[0]
+                .contains("the simulator says allowed, the policies read say implicitly denied"),
+            "{notes:?}"
+        );
+        // Both deny: the reading names the policy type (here the boundary).
+        let (d, notes) = agree(
+            &n,
+            &[IdentityImplicit, Allow, Allow],
+            &[BoundaryImplicit, Allow, Allow],
+        );
+        assert_eq!(d, [BoundaryImplicit, Allow, Allow]);
+        assert!(!notes.iter().any(|l| l.contains("disagree")), "{notes:?}");
+        // The simulator's deny is not mended from a reading that allows.
+        let r = reading(vec![allow(json!("ecr:*"), json!("*"))], None, Value::Null);
+        let read = decide_all(&r, &repos);
+        assert_eq!(
+            pull_change(
+                &r,
+                &n,
+                &read,
+                &[IdentityImplicit, Allow, Allow],
+                &repos,
+                &[]
+            ),
+            None
+        );
     }
 
     #[test]
     fn a_policy_that_could_not_be_read_makes_the_check_an_error_not_a_pass() {
-        // The unread policy may hold a Deny: an Allow elsewhere proves nothing.
-        let c = permissions_verdict(
-            &role(),
-            &[allow_all()],
-            &["attached arn:aws:iam::111122223333:policy/guard: no default version".into()],
-        );
+        let c = unreadable_check(&[
+            "attached arn:aws:iam::111122223333:policy/guard: no default version".into(),
+        ]);
         assert_eq!(c.status, Status::Error, "{c:?}");
         assert!(c.summary.starts_with("could not check"), "{c:?}");
         assert!(c.summary.contains("policy/guard"), "{c:?}");
-        let c = permissions_verdict(&role(), &[allow_all()], &[]);
-        assert!(c.passed(), "{c:?}");
+    }
+
+    #[test]
+    fn a_pods_ecr_images_are_its_repositories() {
+        let images = vec![
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com/team/app:1".to_owned(),
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com/team/app@sha256:0000000000000000000000000000000000000000000000000000000000000000".to_owned(),
+            "docker.io/library/busybox".to_owned(),
+            "\u{202e}bad".to_owned(),
+        ];
+        assert_eq!(
+            image_repositories(&images),
+            ["arn:aws:ecr:us-east-1:111122223333:repository/team/app"]
+        );
     }
 }

@@ -34,6 +34,8 @@ pub(crate) struct Chain<'a> {
     pub claims: Option<&'a irsa_core::token::Claims>,
     /// What the fixes are made of.
     pub inputs: &'a FixInputs,
+    /// For `--pod`: its containers' images (their ECR repositories are checked for pull).
+    pub images: Vec<String>,
 }
 
 /// What `--fix`'s changes take from the flags.
@@ -110,7 +112,10 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     session-tags     sts:TagSession where the token carries session tags; a role set up for EKS\n                   \
     Pod Identity (pods.eks.amazonaws.com) instead of IRSA\n  \
     trust-policy     the role's trust policy, evaluated as STS does, against the token's claims\n  \
-    permissions      the role's inline and attached policies allow ecr:GetAuthorizationToken on *\n  \
+    permissions      the role's inline and attached policies, capped by its permissions boundary,\n                   \
+    allow ecr:GetAuthorizationToken on * and ecr:BatchGetImage and\n                   \
+    ecr:GetDownloadUrlForLayer on the repositories in use (--repository, a --pod's ECR\n                   \
+    images); IAM's policy simulator too, where your credentials may call it\n  \
     assume-role      a real sts:AssumeRoleWithWebIdentity with that token\n  \
     ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown;\n                   \
     for --pull-secret, from its first registry)\n  \
@@ -132,7 +137,8 @@ pub(crate) struct DoctorArgs {
     /// cluster from KUBECONFIG (or in-cluster config) and AWS with your own credentials (the
     /// default chain; AWS_ENDPOINT_URL is honoured): read-only IAM calls (iam:GetOpenIDConnectProvider,
     /// ListOpenIDConnectProviders, GetRole, ListRolePolicies, GetRolePolicy,
-    /// ListAttachedRolePolicies, GetPolicy, GetPolicyVersion), then the real
+    /// ListAttachedRolePolicies, GetPolicy, GetPolicyVersion, and SimulatePrincipalPolicy where
+    /// permitted: without it doctor reads the policies alone and says so), then the real
     /// AssumeRoleWithWebIdentity and GetAuthorizationToken the workload would make.
     #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with_all = ["trust_policy", "token", "provider_arn", "audience"])]
     service_account: Option<String>,
@@ -182,7 +188,8 @@ pub(crate) struct DoctorArgs {
     /// Make the changes that mend the failing links, with your own rights: annotate the
     /// service account (with --role-arn, when it names no role), create the IAM OIDC provider
     /// or add the audience to its client IDs, put the trust policy `irsa policy trust` prints,
-    /// put the pull permissions `irsa policy ecr-pull` prints (inline policy irsa-ecr-pull).
+    /// add the missing pull permissions `irsa policy ecr-pull` prints to inline policy
+    /// irsa-ecr-pull (what it allows already is kept; a permissions boundary is never changed).
     /// Each change is shown as a diff and asked for on the terminal; then the checks run
     /// again. Without a terminal it needs --yes (otherwise it prints the changes, makes none
     /// and exits 1). A role that `irsa iam setup` did not create for this service account (its
@@ -202,9 +209,11 @@ pub(crate) struct DoctorArgs {
     /// although `irsa iam setup` did not create it for this service account. Repeat for more.
     #[arg(long, value_name = "ROLE_NAME", requires = "yes")]
     confirm_role: Vec<String>,
-    /// The ECR repositories the pull-permissions fix covers: an ARN
-    /// (arn:aws:ecr:REGION:ACCOUNT:repository/NAME, NAME may end in *) or an image reference,
-    /// as `irsa policy ecr-pull` takes them. Repeat for more. Default: every repository of the
+    /// The ECR repositories in use: the permissions check needs the pull actions on each (with
+    /// a --pod's ECR images) and the pull-permissions fix adds only those missing, keeping what
+    /// irsa-ecr-pull allows already. An ARN (arn:aws:ecr:REGION:ACCOUNT:repository/NAME, NAME
+    /// may end in *) or an image reference, as `irsa policy ecr-pull` takes them. Repeat for
+    /// more. Without any (and no --pod image of ECR) the fix covers every repository of the
     /// role's account in the registry's region (AWS_REGION).
     #[arg(long, value_name = "ARN|IMAGE", conflicts_with = "trust_policy")]
     repository: Vec<String>,
@@ -702,6 +711,7 @@ async fn online(
         audience: &audience,
         claims: token.as_ref().map(|(c, _)| c),
         inputs,
+        images: pod.as_ref().map(iam::pod_images).unwrap_or_default(),
     };
     iam::checks(report, &chain).await;
 

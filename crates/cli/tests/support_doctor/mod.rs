@@ -67,7 +67,11 @@ pub fn ecr_role(trust: Value) -> Value {
     role(
         "puller",
         trust,
-        &["ecr:GetAuthorizationToken", "ecr:BatchGetImage"],
+        &[
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+        ],
     )
 }
 

@@ -40,6 +40,20 @@ pub fn service_account_trust_policy(
     })
 }
 
+/// The actions `irsa policy ecr-pull` grants on the repositories (statement `PullImages`).
+pub const ECR_PULL_ACTIONS: [&str; 3] = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:GetDownloadUrlForLayer",
+];
+
+/// The repository actions a pull cannot do without (ECR User Guide, "Private repository
+/// policies" / "Pulling an image": the manifest by `ecr:BatchGetImage`, the layers by
+/// `ecr:GetDownloadUrlForLayer`); `ecr:BatchCheckLayerAvailability`, which
+/// [`ECR_PULL_ACTIONS`] grants too, is a push's check.
+pub const ECR_PULL_REQUIRED_ACTIONS: [&str; 2] =
+    ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"];
+
 /// The identity policy for pulling images from ECR: `ecr:GetAuthorizationToken` on `*` (it
 /// takes no resource) and `BatchGetImage`, `GetDownloadUrlForLayer`,
 /// `BatchCheckLayerAvailability` on the given repositories. With `list_tags`, a third statement
@@ -57,11 +71,7 @@ pub fn ecr_pull_policy(repository_arns: &[String], list_tags: bool) -> Value {
         statements.push(json!({
             "Sid": "PullImages",
             "Effect": "Allow",
-            "Action": [
-                "ecr:BatchCheckLayerAvailability",
-                "ecr:BatchGetImage",
-                "ecr:GetDownloadUrlForLayer",
-            ],
+            "Action": ECR_PULL_ACTIONS,
             "Resource": repository_arns,
         }));
         if list_tags {

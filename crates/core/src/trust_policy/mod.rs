@@ -51,8 +51,8 @@ pub use eval::{
     Reason, RequestContext, evaluate,
 };
 pub use generate::{
-    ARGOCD_PROJECT_SERVICE_ACCOUNT_PREFIX, argocd_project_service_account, ecr_pull_policy,
-    service_account_trust_policy,
+    ARGOCD_PROJECT_SERVICE_ACCOUNT_PREFIX, ECR_PULL_ACTIONS, ECR_PULL_REQUIRED_ACTIONS,
+    argocd_project_service_account, ecr_pull_policy, service_account_trust_policy,
 };
 pub use model::{
     ActionMatch, Condition, Effect, MAX_POLICY_BYTES, PolicyDocument, PolicyError, PrincipalMatch,

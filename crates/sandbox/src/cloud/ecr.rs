@@ -8,7 +8,6 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
 
 use super::http_util::{AuthFailure, Collected, authenticate};
-use super::iam::{PermissionDecision, evaluate_permissions};
 use super::{CloudService, CredentialKind, RegistryCredential, Session, State, random_string};
 
 /// `X-Amz-Target` of ECR's GetAuthorizationToken.
@@ -130,18 +129,14 @@ fn authorize(
     let session =
         authenticate(state, &request.parts(), services).map_err(|e| JsonError::from_auth(&e))?;
     let iam = state.iam();
-    let policies = iam
+    let permissions = iam
         .role_by_name(&session.role_name)
-        .map(|r| iam.permission_policies(r))
+        .map(|r| iam.permissions(r))
         .unwrap_or_default();
     for action in actions {
-        let decision = evaluate_permissions(&policies, action, "*");
-        if decision != PermissionDecision::Allow {
-            let why = if decision == PermissionDecision::ExplicitDeny {
-                "with an explicit deny in an identity-based policy".to_owned()
-            } else {
-                format!("because no identity-based policy allows the {action} action")
-            };
+        let authorization = permissions.evaluate(action, "*");
+        if !authorization.allowed() {
+            let why = authorization.why(action);
             return Err(JsonError::new(
                 "AccessDeniedException",
                 format!(

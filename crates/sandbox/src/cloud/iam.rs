@@ -141,6 +141,9 @@ pub struct Role {
     pub inline_policies: BTreeMap<String, (String, Value)>,
     /// ARNs of the attached managed policies, in attachment order.
     pub attached_policies: Vec<String>,
+    /// The ARN of the managed policy set as the role's permissions boundary
+    /// (`PermissionsBoundary` of `CreateRole`, `PutRolePermissionsBoundary`).
+    pub permissions_boundary: Option<String>,
     /// `Description`.
     pub description: Option<String>,
     /// `Tags` (`Key`, `Value`), as `CreateRole` gave them.
@@ -289,6 +292,7 @@ impl Iam {
             config,
             inline_policies,
             attached_policies: Vec::new(),
+            permissions_boundary: None,
             description: None,
             tags: Vec::new(),
             created_at: super::clock::wall_now(),
@@ -311,6 +315,20 @@ impl Iam {
         self.roles.get(name)
     }
 
+    /// What decides the requests of a role's sessions: [`Self::permission_policies`] and the
+    /// permissions boundary's document.
+    pub fn permissions(&self, role: &Role) -> Permissions {
+        Permissions {
+            identity: self.permission_policies(role),
+            boundary: role.permissions_boundary.as_ref().map(|arn| {
+                self.policies
+                    .get(arn)
+                    .map(|p| p.document.1.clone())
+                    .unwrap_or(Value::Null)
+            }),
+        }
+    }
+
     /// Every role.
     pub fn roles(&self) -> impl Iterator<Item = &Role> {
         self.roles.values()
@@ -329,6 +347,83 @@ impl Iam {
                     .map(|p| p.document.1.clone()),
             )
             .collect()
+    }
+}
+
+/// What decides a role's sessions' requests: the identity policies, capped by the permissions
+/// boundary when the role has one.
+#[derive(Debug, Clone, Default)]
+pub struct Permissions {
+    /// The inline policies and the attached managed policies' documents.
+    pub identity: Vec<Value>,
+    /// The boundary policy's document, when the role has a boundary (an ARN that names no
+    /// policy any more bounds to nothing: `Some(null)`, which allows nothing).
+    pub boundary: Option<Value>,
+}
+
+/// A decision with where it came from, for AWS's wording of a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authorization {
+    /// The effective decision.
+    pub decision: PermissionDecision,
+    /// The identity policies' decision.
+    pub identity: PermissionDecision,
+    /// The boundary's decision, when the role has a boundary.
+    pub boundary: Option<PermissionDecision>,
+}
+
+impl Authorization {
+    /// Whether the request is allowed.
+    pub fn allowed(&self) -> bool {
+        self.decision == PermissionDecision::Allow
+    }
+
+    /// AWS's reason, as its AccessDenied messages end: "with an explicit deny in an
+    /// identity-based policy", "because no permissions boundary allows the … action", ….
+    pub fn why(&self, action: &str) -> String {
+        use PermissionDecision::*;
+        match (self.identity, self.boundary) {
+            (ExplicitDeny, _) => "with an explicit deny in an identity-based policy".to_owned(),
+            (_, Some(ExplicitDeny)) => "with an explicit deny in a permissions boundary".to_owned(),
+            (ImplicitDeny, _) => {
+                format!("because no identity-based policy allows the {action} action")
+            }
+            _ => format!("because no permissions boundary allows the {action} action"),
+        }
+    }
+}
+
+impl Permissions {
+    /// Identity policies only, no boundary.
+    pub fn identity(identity: Vec<Value>) -> Self {
+        Self {
+            identity,
+            boundary: None,
+        }
+    }
+
+    /// `action` on `resource` as IAM's policy evaluation logic decides it within one account
+    /// (IAM User Guide, "Policy evaluation logic"; "Permissions boundaries for IAM entities"):
+    /// an explicit Deny in either the identity policies or the boundary refuses; otherwise the
+    /// request needs an Allow in the identity policies and, with a boundary, one in the
+    /// boundary too (the effective permissions are their intersection).
+    pub fn evaluate(&self, action: &str, resource: &str) -> Authorization {
+        use PermissionDecision::*;
+        let identity = evaluate_permissions(&self.identity, action, resource);
+        let boundary = self
+            .boundary
+            .as_ref()
+            .map(|b| evaluate_permissions(std::slice::from_ref(b), action, resource));
+        let decision = match (identity, boundary) {
+            (ExplicitDeny, _) | (_, Some(ExplicitDeny)) => ExplicitDeny,
+            (Allow, None | Some(Allow)) => Allow,
+            _ => ImplicitDeny,
+        };
+        Authorization {
+            decision,
+            identity,
+            boundary,
+        }
     }
 }
 
@@ -604,6 +699,72 @@ mod tests {
 
     fn allow_all_ecr_again() -> Value {
         json!({"Statement": {"Effect": "Allow", "Action": ["ecr:*"], "Resource": "*"}})
+    }
+
+    // IAM User Guide, "Permissions boundaries for IAM entities": the effective permissions
+    // are the intersection of the identity-based policies and the boundary; "Policy evaluation
+    // logic": an explicit deny in either wins.
+    #[test]
+    fn a_boundary_caps_the_identity_policies() {
+        use PermissionDecision::*;
+        let allow =
+            |a: &str| json!({"Statement": [{"Effect": "Allow", "Action": a, "Resource": "*"}]});
+        let deny =
+            |a: &str| json!({"Statement": [{"Effect": "Deny", "Action": a, "Resource": "*"}]});
+        for (name, identity, boundary, want, why) in [
+            ("no boundary", vec![allow("ecr:*")], None, Allow, ""),
+            (
+                "both allow",
+                vec![allow("ecr:*")],
+                Some(allow("ecr:Get*")),
+                Allow,
+                "",
+            ),
+            (
+                "the boundary lacks it",
+                vec![allow("ecr:*")],
+                Some(allow("s3:*")),
+                ImplicitDeny,
+                "because no permissions boundary allows the ecr:GetAuthorizationToken action",
+            ),
+            (
+                "the boundary alone grants nothing",
+                vec![],
+                Some(allow("ecr:*")),
+                ImplicitDeny,
+                "because no identity-based policy allows the ecr:GetAuthorizationToken action",
+            ),
+            (
+                "a Deny in the boundary",
+                vec![allow("ecr:*")],
+                Some(
+                    json!({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}, {"Effect": "Deny", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}]}),
+                ),
+                ExplicitDeny,
+                "with an explicit deny in a permissions boundary",
+            ),
+            (
+                "a Deny in a policy",
+                vec![allow("ecr:*"), deny("ecr:*")],
+                Some(allow("*")),
+                ExplicitDeny,
+                "with an explicit deny in an identity-based policy",
+            ),
+            (
+                "a boundary naming no policy",
+                vec![allow("ecr:*")],
+                Some(Value::Null),
+                ImplicitDeny,
+                "because no permissions boundary allows the ecr:GetAuthorizationToken action",
+            ),
+        ] {
+            let p = Permissions { identity, boundary };
+            let a = p.evaluate("ecr:GetAuthorizationToken", "*");
+            assert_eq!(a.decision, want, "{name}");
+            if want != Allow {
+                assert_eq!(a.why("ecr:GetAuthorizationToken"), why, "{name}");
+            }
+        }
     }
 
     #[test]

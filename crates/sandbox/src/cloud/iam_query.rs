@@ -1,10 +1,12 @@
 //! IAM's Query API (`Action=…&Version=2010-05-08`, SigV4 for service `iam`): the OIDC
-//! providers, roles, inline and managed policies that doctor and `irsa iam` read and write,
-//! over the same [`Iam`] state STS decides from: a trust policy updated here is the one the
-//! next `AssumeRoleWithWebIdentity` evaluates.
+//! providers, roles, inline and managed policies and permissions boundaries that doctor and
+//! `irsa iam` read and write, over the same [`Iam`] state STS decides from: a trust policy
+//! updated here is the one the next `AssumeRoleWithWebIdentity` evaluates, and a boundary put
+//! here caps what ECR, STS and this API grant the role's sessions. `SimulatePrincipalPolicy`
+//! answers with that same evaluation.
 //!
 //! Who may call: a request signed with a session the sandbox's STS issued is verified (signature,
-//! expiry) and its role's identity policies must allow `iam:<Action>` on the resource; any
+//! expiry) and its role's identity policies (capped by its boundary) must allow `iam:<Action>` on the resource; any
 //! other access key is the account's administrator (the sandbox has no IAM users, so it knows no
 //! secret to check such a signature against; the header and date must still be well formed).
 
@@ -17,7 +19,7 @@ use serde_json::Value;
 use super::clock::wall_now;
 use super::http_util::{Collected, authenticate};
 use super::iam::{
-    Iam, ManagedPolicy, PermissionDecision, RoleConfig, check_permission_policy,
+    Iam, ManagedPolicy, PermissionDecision, Permissions, RoleConfig, check_permission_policy,
     evaluate_permissions,
 };
 use super::sigv4::{self, Authorization};
@@ -51,6 +53,9 @@ pub(crate) const ACTIONS: &[&str] = &[
     "AttachRolePolicy",
     "DetachRolePolicy",
     "ListAttachedRolePolicies",
+    "PutRolePermissionsBoundary",
+    "DeleteRolePermissionsBoundary",
+    "SimulatePrincipalPolicy",
 ];
 
 /// Policy documents longer than this are refused (IAM: 2048 characters for trust policies by
@@ -209,19 +214,15 @@ fn authorize(
     let session = authenticate(state, &parts, &["iam"]).map_err(|e| StsError::from_auth(&e))?;
     let iam = state.iam();
     let resource = resource(&iam, action, params);
-    let policies = iam
+    let permissions = iam
         .role_by_name(&session.role_name)
-        .map(|r| iam.permission_policies(r))
+        .map(|r| iam.permissions(r))
         .unwrap_or_default();
-    let decision = evaluate_permissions(&policies, &format!("iam:{action}"), &resource);
-    if decision == PermissionDecision::Allow {
+    let authorization = permissions.evaluate(&format!("iam:{action}"), &resource);
+    if authorization.allowed() {
         return Ok(());
     }
-    let why = if decision == PermissionDecision::ExplicitDeny {
-        "with an explicit deny in an identity-based policy"
-    } else {
-        "because no identity-based policy allows the action"
-    };
+    let why = authorization.why(&format!("iam:{action}"));
     Err(IamApiError::new(
         StatusCode::FORBIDDEN,
         "AccessDenied",
@@ -261,7 +262,10 @@ fn resource(iam: &Iam, action: &str, params: &[(String, String)]) -> String {
         | "DeleteRolePolicy"
         | "AttachRolePolicy"
         | "DetachRolePolicy"
-        | "ListAttachedRolePolicies" => role(),
+        | "ListAttachedRolePolicies"
+        | "PutRolePermissionsBoundary"
+        | "DeleteRolePermissionsBoundary" => role(),
+        "SimulatePrincipalPolicy" => named("PolicySourceArn"),
         "GetOpenIDConnectProvider"
         | "AddClientIDToOpenIDConnectProvider"
         | "UpdateOpenIDConnectProviderThumbprint"
@@ -332,6 +336,9 @@ pub(crate) fn apply(
         "AttachRolePolicy" => attach_role_policy(iam, params).map(|()| None),
         "DetachRolePolicy" => detach_role_policy(iam, params).map(|()| None),
         "ListAttachedRolePolicies" => list_attached_role_policies(iam, params).map(Some),
+        "PutRolePermissionsBoundary" => put_boundary(iam, params).map(|()| None),
+        "DeleteRolePermissionsBoundary" => delete_boundary(iam, params).map(|()| None),
+        "SimulatePrincipalPolicy" => simulate_principal_policy(iam, params).map(Some),
         other => Err(IamApiError::new(
             StatusCode::BAD_REQUEST,
             "InvalidAction",
@@ -678,9 +685,17 @@ fn delete_provider(iam: &mut Iam, params: &[(String, String)]) -> Result<(), Iam
 
 // ---- roles
 
+/// A role as GetRole and CreateRole answer it: with its permissions boundary (ListRoles leaves
+/// the boundary out, as IAM does).
 fn role_xml(body: &mut String, role: &super::iam::Role) {
     body.push_str("<Role>");
     role_fields(body, role);
+    if let Some(arn) = &role.permissions_boundary {
+        body.push_str("<PermissionsBoundary>");
+        element(body, "PermissionsBoundaryType", "Policy");
+        element(body, "PermissionsBoundaryArn", arn);
+        body.push_str("</PermissionsBoundary>");
+    }
     body.push_str("</Role>");
 }
 
@@ -803,11 +818,9 @@ fn create_role(iam: &mut Iam, params: &[(String, String)]) -> Result<String, Iam
             }
         },
     };
-    if param(params, "PermissionsBoundary").is_some() {
-        return Err(IamApiError::invalid_input(
-            "PermissionsBoundary: the sandbox does not model permissions boundaries; create the role without one",
-        ));
-    }
+    let boundary = param(params, "PermissionsBoundary")
+        .map(|arn| boundary_policy(iam, arn))
+        .transpose()?;
     // Role names are unique without regard to case.
     if let Some(existing) = iam.roles.keys().find(|k| k.eq_ignore_ascii_case(name)) {
         return Err(IamApiError::exists(format!(
@@ -830,6 +843,7 @@ fn create_role(iam: &mut Iam, params: &[(String, String)]) -> Result<String, Iam
     role.trust_policy_text = text;
     role.description = description;
     role.tags = tags;
+    role.permissions_boundary = boundary;
     let mut body = String::new();
     role_xml(&mut body, role);
     Ok(body)
@@ -968,7 +982,15 @@ fn policy_xml(body: &mut String, iam: &Iam, p: &ManagedPolicy) {
     element(body, "Path", &p.path);
     element(body, "Arn", &p.arn);
     element(body, "AttachmentCount", &attachments.to_string());
-    element(body, "PermissionsBoundaryUsageCount", "0");
+    let boundaries = iam
+        .roles()
+        .filter(|r| r.permissions_boundary.as_deref() == Some(p.arn.as_str()))
+        .count();
+    element(
+        body,
+        "PermissionsBoundaryUsageCount",
+        &boundaries.to_string(),
+    );
     element(body, "IsAttachable", "true");
     if let Some(d) = &p.description {
         element(body, "Description", d);
@@ -1112,6 +1134,212 @@ fn list_attached_role_policies(
     }
     body.push_str("</AttachedPolicies>");
     page_tail(&mut body, next);
+    Ok(body)
+}
+
+// ---- permissions boundaries and the policy simulator
+
+/// The managed policy a `PermissionsBoundary` parameter names: its ARN. IAM takes a managed
+/// policy only (an inline policy cannot be a boundary) and refuses one that does not exist.
+fn boundary_policy(iam: &Iam, arn: &str) -> Result<String, IamApiError> {
+    let arn_params = [("PolicyArn".to_owned(), arn.to_owned())];
+    let policy = existing_policy(iam, &arn_params).map_err(|e| {
+        if e.code == "NoSuchEntity" {
+            IamApiError::no_such_entity(format!(
+                "Scope ARN: {} does not exist or is not attachable.",
+                echo(arn)
+            ))
+        } else {
+            IamApiError::invalid_input(format!(
+                "PermissionsBoundary: ARN {} is not valid: a permissions boundary is a managed policy, arn:<partition>:iam::<account>:policy/<path><name>",
+                echo(arn)
+            ))
+        }
+    })?;
+    Ok(policy.arn.clone())
+}
+
+fn put_boundary(iam: &mut Iam, params: &[(String, String)]) -> Result<(), IamApiError> {
+    let arn = boundary_policy(iam, required(params, "PermissionsBoundary")?)?;
+    existing_role_mut(iam, params)?.permissions_boundary = Some(arn);
+    Ok(())
+}
+
+fn delete_boundary(iam: &mut Iam, params: &[(String, String)]) -> Result<(), IamApiError> {
+    let role = existing_role_mut(iam, params)?;
+    if role.permissions_boundary.take().is_none() {
+        return Err(IamApiError::no_such_entity(format!(
+            "The role {} has no permissions boundary.",
+            role.arn.name
+        )));
+    }
+    Ok(())
+}
+
+/// Most actions (and resources) one simulation takes: IAM's own limits are 1,000 each; the
+/// sandbox keeps the answer small.
+const MAX_SIMULATED: usize = 100;
+
+/// A policy document with its `SourcePolicyId`.
+type Labelled = (String, Value);
+
+/// The labelled documents of a role's identity policies (`SourcePolicyId`: the inline policy's
+/// name, the managed policy's ARN) and of its boundary.
+fn labelled_policies(iam: &Iam, role: &super::iam::Role) -> (Vec<Labelled>, Option<Labelled>) {
+    let identity = role
+        .inline_policies
+        .iter()
+        .map(|(name, (_, doc))| (name.clone(), doc.clone()))
+        .chain(role.attached_policies.iter().filter_map(|arn| {
+            iam.policies
+                .get(arn)
+                .map(|p| (arn.clone(), p.document.1.clone()))
+        }))
+        .collect();
+    let boundary = role.permissions_boundary.as_ref().map(|arn| {
+        (
+            arn.clone(),
+            iam.policies
+                .get(arn)
+                .map(|p| p.document.1.clone())
+                .unwrap_or(Value::Null),
+        )
+    });
+    (identity, boundary)
+}
+
+fn decision_text(d: PermissionDecision) -> &'static str {
+    match d {
+        PermissionDecision::Allow => "allowed",
+        PermissionDecision::ExplicitDeny => "explicitDeny",
+        PermissionDecision::ImplicitDeny => "implicitDeny",
+    }
+}
+
+/// The body of one result (an EvaluationResult's or a ResourceSpecificResult's details): the
+/// statements' policies that decided it and, with a boundary, whether the boundary allowed it.
+fn simulated_details(
+    body: &mut String,
+    identity: &[Labelled],
+    boundary: &Option<Labelled>,
+    action: &str,
+    resource: &str,
+) -> PermissionDecision {
+    let permissions = Permissions {
+        identity: identity.iter().map(|(_, v)| v.clone()).collect(),
+        boundary: boundary.as_ref().map(|(_, v)| v.clone()),
+    };
+    let authorization = permissions.evaluate(action, resource);
+    // The policies whose own decision is the one that decided: each Deny for a deny, each
+    // Allow for an allow.
+    let wanted = match authorization.decision {
+        PermissionDecision::ImplicitDeny => None,
+        d => Some(d),
+    };
+    body.push_str("<MatchedStatements>");
+    if let Some(wanted) = wanted {
+        let sources = identity
+            .iter()
+            .map(|(id, doc)| (id, doc, "IAM Policy"))
+            .chain(
+                boundary
+                    .iter()
+                    .map(|(id, doc)| (id, doc, "PermissionsBoundaryPolicy")),
+            );
+        for (id, doc, kind) in sources {
+            if evaluate_permissions(std::slice::from_ref(doc), action, resource) == wanted {
+                body.push_str("<member>");
+                element(body, "SourcePolicyId", id);
+                element(body, "SourcePolicyType", kind);
+                body.push_str("</member>");
+            }
+        }
+    }
+    body.push_str("</MatchedStatements><MissingContextValues/>");
+    if let Some(b) = authorization.boundary {
+        body.push_str("<PermissionsBoundaryDecisionDetail>");
+        element(
+            body,
+            "AllowedByPermissionsBoundary",
+            if b == PermissionDecision::Allow {
+                "true"
+            } else {
+                "false"
+            },
+        );
+        body.push_str("</PermissionsBoundaryDecisionDetail>");
+    }
+    authorization.decision
+}
+
+/// `SimulatePrincipalPolicy` for a role: one EvaluationResult per action, decided by the same
+/// evaluation STS and ECR make (identity policies capped by the boundary), with the decision
+/// per resource in ResourceSpecificResults when ResourceArns are given and the most
+/// restrictive of them on top (IAM API Reference, "EvaluationResult").
+fn simulate_principal_policy(
+    iam: &Iam,
+    params: &[(String, String)],
+) -> Result<String, IamApiError> {
+    let source = required(params, "PolicySourceArn")?;
+    let role_arn: irsa_core::arn::RoleArn = source.parse().map_err(|_| {
+        IamApiError::invalid_input(format!(
+            "PolicySourceArn {}: the sandbox simulates roles only, arn:<partition>:iam::<account>:role/<path><name>",
+            echo(source)
+        ))
+    })?;
+    let role = iam
+        .role(&role_arn)
+        .ok_or_else(|| no_such_role(&role_arn.name))?;
+    let actions = list_param(params, "ActionNames");
+    let resources = list_param(params, "ResourceArns");
+    if actions.is_empty() {
+        return Err(IamApiError::validation(
+            "1 validation error detected: Value null at 'actionNames' failed to satisfy constraint: Member must not be null",
+        ));
+    }
+    if actions.len() > MAX_SIMULATED || resources.len() > MAX_SIMULATED {
+        return Err(IamApiError::invalid_input(format!(
+            "the sandbox simulates at most {MAX_SIMULATED} actions and {MAX_SIMULATED} resources at once"
+        )));
+    }
+    let (identity, boundary) = labelled_policies(iam, role);
+    let mut body = String::from("<IsTruncated>false</IsTruncated><EvaluationResults>");
+    for action in &actions {
+        let mut result = String::new();
+        let decision = if resources.is_empty() {
+            element(&mut result, "EvalResourceName", "*");
+            simulated_details(&mut result, &identity, &boundary, action, "*")
+        } else {
+            let mut per_resource = String::from("<ResourceSpecificResults>");
+            let mut worst = PermissionDecision::Allow;
+            for resource in &resources {
+                let mut details = String::new();
+                let d = simulated_details(&mut details, &identity, &boundary, action, resource);
+                per_resource.push_str("<member>");
+                element(&mut per_resource, "EvalResourceName", resource);
+                element(&mut per_resource, "EvalResourceDecision", decision_text(d));
+                per_resource.push_str(&details);
+                per_resource.push_str("</member>");
+                worst = match (worst, d) {
+                    (PermissionDecision::ExplicitDeny, _)
+                    | (_, PermissionDecision::ExplicitDeny) => PermissionDecision::ExplicitDeny,
+                    (PermissionDecision::ImplicitDeny, _)
+                    | (_, PermissionDecision::ImplicitDeny) => PermissionDecision::ImplicitDeny,
+                    _ => PermissionDecision::Allow,
+                };
+            }
+            per_resource.push_str("</ResourceSpecificResults>");
+            element(&mut result, "EvalResourceName", &resources[0]);
+            result.push_str(&per_resource);
+            worst
+        };
+        body.push_str("<member>");
+        element(&mut body, "EvalActionName", action);
+        element(&mut body, "EvalDecision", decision_text(decision));
+        body.push_str(&result);
+        body.push_str("</member>");
+    }
+    body.push_str("</EvaluationResults>");
     Ok(body)
 }
 
@@ -1490,5 +1718,331 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("2010-05-08"), "{}", e.message);
+    }
+
+    fn policy(iam: &mut Iam, name: &str, document: &str) -> String {
+        let body = apply(
+            iam,
+            "CreatePolicy",
+            &p(&[("PolicyName", name), ("PolicyDocument", document)]),
+        )
+        .unwrap()
+        .unwrap();
+        let arn = format!("arn:aws:iam::111122223333:policy/{name}");
+        assert!(body.contains(&format!("<Arn>{arn}</Arn>")), "{body}");
+        arn
+    }
+
+    const BOUNDARY_PULL_ONLY: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "*"}]}"#;
+    const ALLOW_ECR: &str = r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]}"#;
+
+    #[test]
+    fn a_permissions_boundary_caps_what_the_role_s_policies_grant() {
+        let mut iam = Iam::new("aws", "111122223333");
+        let boundary = policy(&mut iam, "boundary", BOUNDARY_PULL_ONLY);
+        // A boundary must name an existing managed policy.
+        assert_eq!(
+            code(
+                &mut iam,
+                "CreateRole",
+                &[
+                    ("RoleName", "other"),
+                    ("AssumeRolePolicyDocument", TRUST),
+                    (
+                        "PermissionsBoundary",
+                        "arn:aws:iam::111122223333:policy/none"
+                    )
+                ]
+            ),
+            "NoSuchEntity"
+        );
+        assert_eq!(
+            code(
+                &mut iam,
+                "CreateRole",
+                &[
+                    ("RoleName", "other"),
+                    ("AssumeRolePolicyDocument", TRUST),
+                    ("PermissionsBoundary", "not-an-arn")
+                ]
+            ),
+            "InvalidInput"
+        );
+        let body = apply(
+            &mut iam,
+            "CreateRole",
+            &p(&[
+                ("RoleName", "puller"),
+                ("AssumeRolePolicyDocument", TRUST),
+                ("PermissionsBoundary", &boundary),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            body.contains(&format!(
+                "<PermissionsBoundaryArn>{boundary}</PermissionsBoundaryArn>"
+            )),
+            "{body}"
+        );
+        let put = [
+            ("RoleName", "puller"),
+            ("PolicyName", "ecr"),
+            ("PolicyDocument", ALLOW_ECR),
+        ];
+        assert_eq!(code(&mut iam, "PutRolePolicy", &put), "ok");
+        let get = apply(&mut iam, "GetRole", &p(&[("RoleName", "puller")]))
+            .unwrap()
+            .unwrap();
+        assert!(
+            get.contains("<PermissionsBoundaryType>Policy</PermissionsBoundaryType>"),
+            "{get}"
+        );
+        let count = apply(&mut iam, "GetPolicy", &p(&[("PolicyArn", &boundary)]))
+            .unwrap()
+            .unwrap();
+        assert!(
+            count.contains("<PermissionsBoundaryUsageCount>1<"),
+            "{count}"
+        );
+        // [EVAL] "Permissions boundaries for IAM entities": the effective permissions are
+        // what both the identity policies and the boundary allow.
+        let role = iam.role_by_name("puller").unwrap();
+        let a = iam
+            .permissions(role)
+            .evaluate("ecr:GetAuthorizationToken", "*");
+        assert_eq!(a.decision, PermissionDecision::ImplicitDeny);
+        assert_eq!(a.identity, PermissionDecision::Allow);
+        assert_eq!(
+            a.why("ecr:GetAuthorizationToken"),
+            "because no permissions boundary allows the ecr:GetAuthorizationToken action"
+        );
+        assert!(
+            iam.permissions(role)
+                .evaluate(
+                    "ecr:BatchGetImage",
+                    "arn:aws:ecr:us-east-1:111122223333:repository/app"
+                )
+                .allowed()
+        );
+        // Removed, the role's own policies decide again.
+        assert_eq!(
+            code(
+                &mut iam,
+                "DeleteRolePermissionsBoundary",
+                &[("RoleName", "puller")]
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(
+                &mut iam,
+                "DeleteRolePermissionsBoundary",
+                &[("RoleName", "puller")]
+            ),
+            "NoSuchEntity"
+        );
+        let role = iam.role_by_name("puller").unwrap();
+        assert!(
+            iam.permissions(role)
+                .evaluate("ecr:GetAuthorizationToken", "*")
+                .allowed()
+        );
+        let get = apply(&mut iam, "GetRole", &p(&[("RoleName", "puller")]))
+            .unwrap()
+            .unwrap();
+        assert!(!get.contains("PermissionsBoundary"), "{get}");
+        // And put back with PutRolePermissionsBoundary.
+        assert_eq!(
+            code(
+                &mut iam,
+                "PutRolePermissionsBoundary",
+                &[("RoleName", "puller"), ("PermissionsBoundary", &boundary)]
+            ),
+            "ok"
+        );
+        assert_eq!(
+            code(
+                &mut iam,
+                "PutRolePermissionsBoundary",
+                &[
+                    ("RoleName", "puller"),
+                    (
+                        "PermissionsBoundary",
+                        "arn:aws:iam::111122223333:policy/none"
+                    )
+                ]
+            ),
+            "NoSuchEntity"
+        );
+        let role = iam.role_by_name("puller").unwrap();
+        assert!(
+            !iam.permissions(role)
+                .evaluate("ecr:GetAuthorizationToken", "*")
+                .allowed()
+        );
+        // ListRoles leaves the boundary out, as IAM does.
+        let list = apply(&mut iam, "ListRoles", &p(&[])).unwrap().unwrap();
+        assert!(!list.contains("PermissionsBoundary"), "{list}");
+        // The boundary actions act on the role.
+        assert_eq!(
+            resource(
+                &iam,
+                "PutRolePermissionsBoundary",
+                &p(&[("RoleName", "puller"), ("PermissionsBoundary", &boundary)])
+            ),
+            "arn:aws:iam::111122223333:role/puller"
+        );
+    }
+
+    fn simulate(
+        iam: &mut Iam,
+        params: &[(&str, &str)],
+    ) -> Vec<irsa_core::iam_simulation::SimulatedResult> {
+        let body = apply(iam, "SimulatePrincipalPolicy", &p(params))
+            .unwrap()
+            .unwrap();
+        let root = irsa_core::aws_xml::parse(&format!(
+            "<SimulatePrincipalPolicyResult>{body}</SimulatePrincipalPolicyResult>"
+        ))
+        .unwrap();
+        irsa_core::iam_simulation::results(&root).unwrap()
+    }
+
+    #[test]
+    fn simulate_principal_policy_decides_as_sts_and_ecr_do() {
+        use irsa_core::iam_simulation::SimulatedDecision::*;
+        let mut iam = Iam::new("aws", "111122223333");
+        let role = "arn:aws:iam::111122223333:role/puller";
+        let app = "arn:aws:ecr:us-east-1:111122223333:repository/app";
+        let secret = "arn:aws:ecr:us-east-1:111122223333:repository/secret";
+        assert_eq!(
+            code(
+                &mut iam,
+                "CreateRole",
+                &[("RoleName", "puller"), ("AssumeRolePolicyDocument", TRUST)]
+            ),
+            "ok"
+        );
+        let pull = format!(
+            r#"{{"Statement": [{{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}}, {{"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}}, {{"Effect": "Deny", "Action": "ecr:*", "Resource": "{secret}"}}]}}"#
+        );
+        assert_eq!(
+            code(
+                &mut iam,
+                "PutRolePolicy",
+                &[
+                    ("RoleName", "puller"),
+                    ("PolicyName", "pull"),
+                    ("PolicyDocument", &pull)
+                ]
+            ),
+            "ok"
+        );
+        let r = simulate(
+            &mut iam,
+            &[
+                ("PolicySourceArn", role),
+                ("ActionNames.member.1", "ecr:GetAuthorizationToken"),
+            ],
+        );
+        assert_eq!(r.len(), 1);
+        assert_eq!(
+            (r[0].action.as_str(), r[0].resource.as_str(), r[0].decision),
+            ("ecr:GetAuthorizationToken", "*", Allowed)
+        );
+        assert_eq!(r[0].matched[0].source_policy_id, "pull");
+        assert_eq!(r[0].allowed_by_boundary, None);
+        let r = simulate(
+            &mut iam,
+            &[
+                ("PolicySourceArn", role),
+                ("ActionNames.member.1", "ecr:BatchGetImage"),
+                ("ActionNames.member.2", "ecr:GetDownloadUrlForLayer"),
+                ("ResourceArns.member.1", app),
+                ("ResourceArns.member.2", secret),
+            ],
+        );
+        let got: Vec<(&str, &str, _)> = r
+            .iter()
+            .map(|x| (x.action.as_str(), x.resource.as_str(), x.decision))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("ecr:BatchGetImage", app, Allowed),
+                ("ecr:BatchGetImage", secret, ExplicitDeny),
+                ("ecr:GetDownloadUrlForLayer", app, ImplicitDeny),
+                ("ecr:GetDownloadUrlForLayer", secret, ExplicitDeny),
+            ]
+        );
+        // With a boundary that lacks the token action: its decision detail says so.
+        let boundary = policy(&mut iam, "boundary", BOUNDARY_PULL_ONLY);
+        assert_eq!(
+            code(
+                &mut iam,
+                "PutRolePermissionsBoundary",
+                &[("RoleName", "puller"), ("PermissionsBoundary", &boundary)]
+            ),
+            "ok"
+        );
+        let r = simulate(
+            &mut iam,
+            &[
+                ("PolicySourceArn", role),
+                ("ActionNames.member.1", "ecr:GetAuthorizationToken"),
+            ],
+        );
+        assert_eq!(r[0].decision, ImplicitDeny);
+        assert_eq!(r[0].allowed_by_boundary, Some(false));
+        let r = simulate(
+            &mut iam,
+            &[
+                ("PolicySourceArn", role),
+                ("ActionNames.member.1", "ecr:BatchGetImage"),
+                ("ResourceArns.member.1", app),
+            ],
+        );
+        assert_eq!(r[0].decision, Allowed);
+        assert_eq!(r[0].allowed_by_boundary, Some(true));
+        let sources: Vec<&str> = r[0]
+            .matched
+            .iter()
+            .map(|m| m.source_policy_id.as_str())
+            .collect();
+        assert_eq!(sources, ["pull", boundary.as_str()]);
+        // Refusals name what is wrong.
+        for (params, want) in [
+            (vec![("PolicySourceArn", role)], "ValidationError"),
+            (vec![("ActionNames.member.1", "ecr:X")], "ValidationError"),
+            (
+                vec![
+                    ("PolicySourceArn", "arn:aws:iam::111122223333:role/none"),
+                    ("ActionNames.member.1", "ecr:X"),
+                ],
+                "NoSuchEntity",
+            ),
+            (
+                vec![
+                    ("PolicySourceArn", "arn:aws:iam::111122223333:user/u"),
+                    ("ActionNames.member.1", "ecr:X"),
+                ],
+                "InvalidInput",
+            ),
+        ] {
+            assert_eq!(
+                code(&mut iam, "SimulatePrincipalPolicy", &params),
+                want,
+                "{params:?}"
+            );
+        }
+        assert_eq!(
+            resource(
+                &iam,
+                "SimulatePrincipalPolicy",
+                &p(&[("PolicySourceArn", role), ("RoleName", "x")])
+            ),
+            role
+        );
     }
 }

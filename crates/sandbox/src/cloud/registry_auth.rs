@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::clock::wall_now;
-use super::iam::{PermissionDecision, evaluate_permissions};
+use super::iam::Permissions;
 use super::{CloudService, CredentialKind, State, request_id};
 
 /// Lifetime of registry bearer tokens, seconds.
@@ -157,7 +157,7 @@ pub(crate) fn issue_token(
 /// Chainguard pull only. Other scope types and actions are never granted.
 pub(crate) fn grant(
     kind: CredentialKind,
-    policies: &[Value],
+    permissions: &Permissions,
     partition: &str,
     region: &str,
     account: &str,
@@ -166,9 +166,7 @@ pub(crate) fn grant(
     if scope.kind != "repository" {
         return None;
     }
-    let allowed = |action: &str, resource: &str| {
-        evaluate_permissions(policies, action, resource) == PermissionDecision::Allow
-    };
+    let allowed = |action: &str, resource: &str| permissions.evaluate(action, resource).allowed();
     let ecr_arn = format!(
         "arn:{partition}:ecr:{region}:{account}:repository/{}",
         scope.name
@@ -267,12 +265,12 @@ pub(crate) async fn token(
         outcome("ExpiredCredentials");
         return unauthorized("the password has expired: get a new one");
     }
-    let policies = credential
+    let permissions = credential
         .role_name
         .as_deref()
         .and_then(|name| {
             let iam = state.iam();
-            iam.role_by_name(name).map(|r| iam.permission_policies(r))
+            iam.role_by_name(name).map(|r| iam.permissions(r))
         })
         .unwrap_or_default();
     let config = &state.config;
@@ -284,7 +282,7 @@ pub(crate) async fn token(
         .filter_map(|s| {
             grant(
                 credential.kind,
-                &policies,
+                &permissions,
                 &config.partition,
                 &config.region,
                 &config.account_id,
@@ -377,7 +375,7 @@ mod tests {
         let actions = |kind, policies: &[Value], s: &str| {
             grant(
                 kind,
-                policies,
+                &Permissions::identity(policies.to_vec()),
                 "aws",
                 "us-east-1",
                 "111122223333",

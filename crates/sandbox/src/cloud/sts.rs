@@ -544,18 +544,17 @@ fn get_web_identity_token(
         let role = iam
             .role_by_name(&session.role_name)
             .ok_or_else(|| StsError::access_denied("GetWebIdentityToken"))?;
-        let decision = super::iam::evaluate_permissions(
-            &iam.permission_policies(role),
-            "sts:GetWebIdentityToken",
-            "*",
-        );
-        if decision != super::iam::PermissionDecision::Allow {
+        let authorization = iam
+            .permissions(role)
+            .evaluate("sts:GetWebIdentityToken", "*");
+        if !authorization.allowed() {
             return Err(StsError::new(
                 StatusCode::FORBIDDEN,
                 "AccessDenied",
                 format!(
-                    "User: {} is not authorized to perform: sts:GetWebIdentityToken on resource: * because no identity-based policy allows the sts:GetWebIdentityToken action",
-                    session.assumed_role_arn
+                    "User: {} is not authorized to perform: sts:GetWebIdentityToken on resource: * {}",
+                    session.assumed_role_arn,
+                    authorization.why("sts:GetWebIdentityToken")
                 ),
             ));
         }
