@@ -579,6 +579,9 @@ pub enum ArgoCdError {
     Read(#[source] WriteError),
 }
 
+/// How long a reconcile waits for the service accounts' first list before it is requeued.
+const SERVICE_ACCOUNTS_WAIT: Duration = Duration::from_secs(30);
+
 /// One reconcile of repository secret `meta`.
 async fn reconcile(
     meta: Arc<PartialObjectMeta<Secret>>,
@@ -610,14 +613,6 @@ async fn reconcile(
     }
     if !shared.writer.leads() {
         return Ok(Action::await_change());
-    }
-    // Whether the project's service account exists is the store's to say only once it has
-    // listed: before, an empty store called an existing account missing (Error status and
-    // Event), and the re-check when the list landed could run before this secret was
-    // remembered, leaving it unserved until the resync (stop 26's CI: the bench's first
-    // secret unfilled for 120 s).
-    if shared.service_accounts.wait_until_ready().await.is_err() {
-        return Ok(again(&shared, &name));
     }
     let Some(secret) = shared
         .writer
@@ -755,6 +750,24 @@ async fn reconcile(
         }
         Decision::Serve(w) => w,
     };
+    // Whether the project's service account exists is the store's to say only once it has
+    // listed: before, an empty store called an existing account missing (Error status and
+    // Event, the credential released), and the re-check when the list landed could run
+    // before this secret was remembered, leaving it unserved until the resync (stop 26's CI:
+    // the bench's first secret unfilled for 120 s). The wait is bounded (a list that never
+    // succeeds holds no worker for good), and leadership lost meanwhile ends the reconcile.
+    match tokio::time::timeout(
+        SERVICE_ACCOUNTS_WAIT,
+        shared.service_accounts.wait_until_ready(),
+    )
+    .await
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) | Err(_) => return Ok(again(&shared, &name)),
+    }
+    if !shared.writer.leads() {
+        return Ok(Action::await_change());
+    }
     let sa = shared
         .service_accounts
         .get(&ObjectRef::new(&wanted.service_account).within(&shared.namespace));
