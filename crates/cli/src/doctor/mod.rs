@@ -142,7 +142,7 @@ pub(crate) struct DoctorArgs {
     /// system:nodes use the verb request-serviceaccounts-token-audience on AUDIENCE for the
     /// pod's service account. AUDIENCE defaults to the one `irsa credential-provider` asks for
     /// (sts.amazonaws.com). Reads ClusterRoles, ClusterRoleBindings, Roles and RoleBindings.
-    #[arg(long, value_name = "AUDIENCE", num_args = 0..=1, default_missing_value = STS_AUDIENCE, require_equals = true, requires = "pod")]
+    #[arg(long, value_name = "AUDIENCE", num_args = 0..=1, default_missing_value = STS_AUDIENCE, require_equals = true, requires = "pod", conflicts_with = "trust_policy")]
     credential_provider: Option<String>,
     /// The identity of an Argo CD project, as irsa's Argo CD integration uses it: the service
     /// account ARGOCD_NAMESPACE/argocd-project-PROJECT (--argocd-namespace, default argocd),
@@ -260,6 +260,14 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
                 region,
             };
             let credential_provider = match &args.credential_provider {
+                // clap's `requires` lets a bare `--credential-provider` (its missing-value
+                // default) through: checked here.
+                Some(_) if !is_pod => {
+                    return Err(Invalid(
+                        "--credential-provider checks the node RBAC for a pod's service account: it needs --pod NAMESPACE/NAME".to_owned(),
+                    )
+                    .into());
+                }
                 Some(a) => Some(pod_audience_flag(a)?),
                 None => None,
             };
