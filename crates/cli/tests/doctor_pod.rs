@@ -223,6 +223,13 @@ fn an_irsa_pull_secret_past_its_expiry_fails_and_a_fresh_one_passes() {
         "{c:#}"
     );
     assert!(
+        c["details"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("ecr-new: 111122223333.dkr.ecr.us-east-1.amazonaws.com, kept by irsa, expires 2099-01-01T00:00:00Z (in "),
+        "{c:#}"
+    );
+    assert!(
         !run.stdout.contains("not-a-real-password"),
         "{}",
         run.stdout
@@ -331,6 +338,35 @@ fn the_kubelets_pull_failures_are_shown_escaped_and_mapped_to_their_link() {
     let c = only_failure(&run, &report, "image-pulls");
     assert_eq!(c["data"]["likely"], "image", "{c:#}");
     assert_eq!(c["data"]["failures"].as_array().unwrap().len(), 1, "{c:#}");
+
+    // The kubelet's waiting reason in the container's status counts too (events expire).
+    plain_pod(&sandbox, "backoff");
+    let status = json!({"status": {"containerStatuses": [{"name": "app", "image": IMAGE, "imageID": "",
+        "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff",
+            "message": format!("Back-off pulling image \"{IMAGE}\": ErrImagePull: failed to get service account token for credential provider: serviceaccounts \"builder\" is forbidden: audience \"sts.amazonaws.com\" not allowed")}}}]}});
+    sandbox.kubectl(&[
+        "patch",
+        "pod",
+        "backoff",
+        "-n",
+        NS,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+    let (run, report) = doctor_pod(&sandbox, "backoff", &[]);
+    let c = only_failure(&run, &report, "image-pulls");
+    assert_eq!(c["data"]["likely"], "node-audience-rbac", "{c:#}");
+    assert_eq!(c["data"]["failures"][0]["source"], "status", "{c:#}");
+    assert!(
+        c["fix"]["commands"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("--credential-provider"),
+        "{c:#}"
+    );
 
     // A pod whose events say it pulled passes.
     let uid = pod_uid(&sandbox, "healthy");

@@ -103,12 +103,14 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     permissions      the role's inline and attached policies allow ecr:GetAuthorizationToken on *\n  \
     assume-role      a real sts:AssumeRoleWithWebIdentity with that token\n  \
     ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown)\n  \
-    The image pulls, last (they block nothing):\n  \
-    node-audience-rbac (--pod --credential-provider) a binding lets group system:nodes\n                   \
-    request-serviceaccounts-token-audience on the audience for the pod's service account\n  \
-    pull-secrets     (--pod) its imagePullSecrets exist, are dockerconfigjson, are not irsa-kept\n                   \
-    secrets past their expiry, and cover its images' ECR, ECR Public and Chainguard registries\n                   \
-    (hosts only; others, e.g. docker.io, are only listed)\n  \
+    The image pulls, last (a broken one blocks nothing above):\n  \
+    node-audience-rbac\n                   \
+    (--pod --credential-provider) a binding lets group system:nodes use\n                   \
+    request-serviceaccounts-token-audience on the audience for the pod's\n                   \
+    service account (KEP-4412)\n  \
+    pull-secrets     (--pod) its imagePullSecrets exist, are dockerconfigjson, are not\n                   \
+    irsa-kept secrets past their expiry, and cover its images' ECR, ECR Public and\n                   \
+    Chainguard registries (hosts only; others, e.g. docker.io, are only listed)\n  \
     image-pulls      (--pod) the kubelet's ErrImagePull / ImagePullBackOff / Failed events and\n                   \
     waiting reasons for the pod, their messages shown and mapped to the likely link\n\n\
     --fix makes the changes it can (annotation with --role-arn, OIDC provider, client ID, trust\n\
