@@ -398,6 +398,19 @@ fn the_node_rbac_for_the_credential_providers_audience_is_read_and_its_fix_appli
     assert_eq!(run.code, 0, "{report:#}");
     assert!(!checks(&report).any(|c| c["id"] == "node-audience-rbac"));
 
+    // The default audience (sts.amazonaws.com) is the one the webhook's projected volume names:
+    // NodeRestriction allows a pod's own audiences without RBAC, and doctor says the RBAC a pod
+    // without that volume would need is missing.
+    let (run, report) = doctor_pod(&sandbox, "app", &["--credential-provider"]);
+    passes(&run, &report, "node-audience-rbac");
+    let c = check(&report, "node-audience-rbac");
+    assert_eq!(c["data"]["allowed_by"], "pod-volume", "{c:#}");
+    assert_eq!(c["data"]["audience"], "sts.amazonaws.com", "{c:#}");
+    assert!(
+        c["details"][0].as_str().unwrap().contains("has none"),
+        "{c:#}"
+    );
+
     // A ClusterRole with the verb for another audience, bound to the nodes: a near miss.
     let other = json!({"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "other-audience"},
@@ -409,26 +422,33 @@ fn the_node_rbac_for_the_credential_providers_audience_is_read_and_its_fix_appli
     let file = sandbox.dir.write("other.json", &other.to_string());
     sandbox.kubectl(&["apply", "--validate=false", "-f", &file]);
 
-    let (run, report) = doctor_pod(&sandbox, "app", &["--credential-provider"]);
+    let registry = ["--credential-provider=api://registry"];
+    let (run, report) = doctor_pod(&sandbox, "app", &registry);
     let c = only_failure(&run, &report, "node-audience-rbac");
-    assert_eq!(c["data"]["audience"], "sts.amazonaws.com", "{c:#}");
-    assert_eq!(c["expected"]["resource"], "sts.amazonaws.com", "{c:#}");
-    assert_eq!(c["expected"]["resourceName"], SA, "{c:#}");
-    assert!(
-        c["details"].to_string().contains("ClusterRole/other-audience allows request-serviceaccounts-token-audience on resources [\\\"api://other\\\"]"),
+    assert_eq!(c["data"]["audience"], "api://registry", "{c:#}");
+    // [KEP-4412] the attributes of the authorization check.
+    assert_eq!(
+        c["expected"],
+        json!({"verb": "request-serviceaccounts-token-audience", "apiGroup": "", "resource": "api://registry",
+               "resourceName": SA, "namespace": NS, "subject": "Group system:nodes"}),
         "{c:#}"
     );
-    // The fix is the document `irsa install credential-provider --print rbac` prints, and
-    // kubectl applies it.
+    assert!(
+        c["details"].to_string().contains(
+            "ClusterRole/other-audience allows request-serviceaccounts-token-audience on resources [\\\"api://other\\\"]"
+        ),
+        "{c:#}"
+    );
+    // The fix document is applied with kubectl as it is.
     assert_eq!(
-        c["fix"]["commands"][0],
-        "irsa install credential-provider --print rbac | kubectl apply -f -"
+        c["fix"]["document"]["items"][0]["rules"][0]["resources"][0],
+        "api://registry"
     );
     let fix = sandbox
         .dir
         .write("fix.json", &c["fix"]["document"].to_string());
     sandbox.kubectl(&["apply", "--validate=false", "-f", &fix]);
-    let (run, report) = doctor_pod(&sandbox, "app", &["--credential-provider"]);
+    let (run, report) = doctor_pod(&sandbox, "app", &registry);
     passes(&run, &report, "node-audience-rbac");
     assert!(
         check(&report, "node-audience-rbac")["summary"]
@@ -437,7 +457,7 @@ fn the_node_rbac_for_the_credential_providers_audience_is_read_and_its_fix_appli
             .contains("ClusterRoleBinding/irsa-credential-provider-audience -> ClusterRole/irsa-credential-provider-audience"),
         "{report:#}"
     );
-    // The printed RBAC and doctor's document are the same objects.
+    // It is the RBAC `irsa install credential-provider --print rbac` prints, for its audience.
     let rules = |sandbox: &Sandbox| {
         sandbox.kubectl(&[
             "get",
@@ -448,31 +468,33 @@ fn the_node_rbac_for_the_credential_providers_audience_is_read_and_its_fix_appli
         ])
     };
     let from_doctor = rules(&sandbox);
-    assert!(from_doctor.contains("sts.amazonaws.com"), "{from_doctor}");
+    assert!(from_doctor.contains("api://registry"), "{from_doctor}");
     let printed =
         common::irsa_with_stdin(&["install", "credential-provider", "--print", "rbac"], "");
     assert_eq!(printed.code, 0, "{}", printed.stderr);
     let yaml = sandbox.dir.write("printed.yaml", &printed.stdout);
     sandbox.kubectl(&["apply", "--validate=false", "-f", &yaml]);
-    assert_eq!(rules(&sandbox), from_doctor);
-    let roles = sandbox.kubectl(&["get", "clusterroles", "-o", "name"]);
     assert_eq!(
-        roles
+        rules(&sandbox),
+        from_doctor.replace("api://registry", "sts.amazonaws.com")
+    );
+    let bindings = sandbox.kubectl(&["get", "clusterrolebindings", "-o", "name"]);
+    assert_eq!(
+        bindings
             .lines()
             .filter(|l| l.contains("irsa-credential-provider-audience"))
             .count(),
         1,
-        "{roles}"
+        "{bindings}"
     );
 
-    // Another audience: the KEP's check carries the namespace, so a RoleBinding in ci to a
-    // Role naming the service account grants it; one naming another account does not.
-    let (run, report) = doctor_pod(&sandbox, "app", &["--credential-provider=api://registry"]);
-    only_failure(&run, &report, "node-audience-rbac");
+    // [KEP-4412] the check carries the namespace, so a RoleBinding in ci to a Role naming the
+    // service account grants it; one naming another account does not.
+    let ns_registry = ["--credential-provider=api://ns-registry"];
     let role = |names: &[&str]| {
         json!({"apiVersion": "v1", "kind": "List", "items": [
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "registry-audience", "namespace": NS},
-             "rules": [{"apiGroups": [""], "resources": ["api://registry"], "resourceNames": names, "verbs": ["request-serviceaccounts-token-audience"]}]},
+             "rules": [{"apiGroups": [""], "resources": ["api://ns-registry"], "resourceNames": names, "verbs": ["request-serviceaccounts-token-audience"]}]},
             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "registry-audience", "namespace": NS},
              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "registry-audience"},
              "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]}
@@ -482,7 +504,7 @@ fn the_node_rbac_for_the_credential_providers_audience_is_read_and_its_fix_appli
         .dir
         .write("role-other.json", &role(&["someone-else"]).to_string());
     sandbox.kubectl(&["apply", "--validate=false", "-f", &file]);
-    let (run, report) = doctor_pod(&sandbox, "app", &["--credential-provider=api://registry"]);
+    let (run, report) = doctor_pod(&sandbox, "app", &ns_registry);
     let c = only_failure(&run, &report, "node-audience-rbac");
     assert!(
         c["details"]
@@ -491,14 +513,14 @@ fn the_node_rbac_for_the_credential_providers_audience_is_read_and_its_fix_appli
         "{c:#}"
     );
     assert_eq!(
-        c["fix"]["document"]["items"][0]["rules"][0]["resources"][0],
-        "api://registry"
+        c["fix"]["commands"][0],
+        "kubectl apply -f rbac.json   # the document below"
     );
     let file = sandbox
         .dir
         .write("role-builder.json", &role(&[SA]).to_string());
     sandbox.kubectl(&["apply", "--validate=false", "-f", &file]);
-    let (run, report) = doctor_pod(&sandbox, "app", &["--credential-provider=api://registry"]);
+    let (run, report) = doctor_pod(&sandbox, "app", &ns_registry);
     passes(&run, &report, "node-audience-rbac");
     assert!(
         check(&report, "node-audience-rbac")["summary"]

@@ -107,7 +107,7 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     node-audience-rbac\n                   \
     (--pod --credential-provider) a binding lets group system:nodes use\n                   \
     request-serviceaccounts-token-audience on the audience for the pod's\n                   \
-    service account (KEP-4412)\n  \
+    service account (KEP-4412), unless the pod's own token volume names it\n  \
     pull-secrets     (--pod) its imagePullSecrets exist, are dockerconfigjson, are not\n                   \
     irsa-kept secrets past their expiry, and cover its images' ECR, ECR Public and\n                   \
     Chainguard registries (hosts only; others, e.g. docker.io, are only listed)\n  \
@@ -142,8 +142,10 @@ pub(crate) struct DoctorArgs {
     /// With --pod: also check the node RBAC the kubelet credential provider needs (KEP-4412):
     /// a ClusterRoleBinding (or a RoleBinding in the pod's namespace) that lets group
     /// system:nodes use the verb request-serviceaccounts-token-audience on AUDIENCE for the
-    /// pod's service account. AUDIENCE defaults to the one `irsa credential-provider` asks for
-    /// (sts.amazonaws.com). Reads ClusterRoles, ClusterRoleBindings, Roles and RoleBindings.
+    /// pod's service account (an audience the pod's own projected token volume names needs
+    /// none: NodeRestriction allows it). AUDIENCE defaults to the one `irsa credential-provider`
+    /// asks for (sts.amazonaws.com). Reads ClusterRoles, ClusterRoleBindings, Roles and
+    /// RoleBindings.
     #[arg(long, value_name = "AUDIENCE", num_args = 0..=1, default_missing_value = STS_AUDIENCE, require_equals = true, requires = "pod", conflicts_with = "trust_policy")]
     credential_provider: Option<String>,
     /// The identity of an Argo CD project, as irsa's Argo CD integration uses it: the service

@@ -1046,7 +1046,47 @@ pub(crate) fn node_audience_check(
     check.fix(fix.document(rbac_document(audience)))
 }
 
-/// Reads the RBAC and runs [`node_audience_check`].
+/// The audiences the pod's own projected service-account token volumes name.
+fn pod_audiences(pod: &Pod) -> Vec<&str> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|s| s.service_account_token.as_ref()?.audience.as_deref())
+        .collect()
+}
+
+/// `node-audience-rbac` for a pod. NodeRestriction asks the authorizer only for an audience
+/// the pod does not reference itself: one named by the pod's projected service-account token
+/// volumes (or its CSI drivers' tokenRequests, not read here) is allowed without RBAC
+/// (kubernetes.io "Service accounts", node audience restriction: "By default, the kubelet can
+/// only request tokens for audiences already referenced by pods on that node"; NodeRestriction
+/// `validateNodeServiceAccountAudience` / `podReferencesAudience`).
+pub(crate) fn node_audience_decision(rbac: &Rbac, pod: &Pod, name: &str, audience: &str) -> Check {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+    let check = node_audience_check(rbac, namespace, name, audience, node);
+    if !pod_audiences(pod).contains(&audience) {
+        return check;
+    }
+    if check.passed() {
+        return check.detail("the pod's own projected token volume names the audience too");
+    }
+    Check::pass(
+        "node-audience-rbac",
+        Group::Kubernetes,
+        format!("the pod's own projected token volume names audience {audience:?}: NodeRestriction lets its node request that token without RBAC"),
+    )
+    .detail(format!(
+        "a pod of {namespace}/{name} without such a volume needs the RBAC, and has none: {}",
+        check.summary
+    ))
+    .data("audience", json!(audience))
+    .data("allowed_by", json!("pod-volume"))
+}
+
+/// Reads the RBAC and runs [`node_audience_decision`].
 pub(crate) async fn node_audience_rbac(
     client: &kube::Client,
     pod: &Pod,
@@ -1055,7 +1095,6 @@ pub(crate) async fn node_audience_rbac(
 ) -> Check {
     const ID: &str = "node-audience-rbac";
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
     let lp = ListParams::default();
     let failed = |what: &str, e: kube::Error| {
         Check::error(
@@ -1094,13 +1133,7 @@ pub(crate) async fn node_audience_rbac(
             Err(e) => return failed("rolebindings", e),
         },
     };
-    node_audience_check(
-        &rbac,
-        &namespace,
-        service_account,
-        audience,
-        node.as_deref(),
-    )
+    node_audience_decision(&rbac, pod, service_account, audience)
 }
 
 #[cfg(test)]
@@ -1521,5 +1554,15 @@ mod tests {
         );
         assert!(ok(&one));
         assert!(!node_audience_check(&one, "ci", "builder", aud, Some("node-2")).passed());
+        // A pod whose own projected volume names the audience needs no RBAC (NodeRestriction).
+        let with_volume = token_pod(json!({}), json!([c("app", json!({}))]), None);
+        let check = node_audience_decision(&Rbac::default(), &with_volume, "builder", aud);
+        assert!(check.passed(), "{check:?}");
+        assert_eq!(check.data["allowed_by"], "pod-volume");
+        assert!(check.details[0].contains("has none"), "{check:?}");
+        assert!(
+            !node_audience_decision(&Rbac::default(), &with_volume, "builder", "api://other")
+                .passed()
+        );
     }
 }
