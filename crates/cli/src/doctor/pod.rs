@@ -870,13 +870,15 @@ pub(crate) fn grants(rbac: &Rbac, namespace: &str, name: &str, audience: &str) -
             if r.verbs.iter().any(|v| v == AUDIENCE_VERB || v == "*")
                 && !rule_allows(r, audience, name)
             {
+                // A namespace's Roles are the tenant's: their lists are cut, like any value.
+                let list = |l: &[String]| bounded(&format!("{l:?}"), MAX_SHOWN);
                 out.near.push(format!(
-                    "{role} allows {AUDIENCE_VERB} on resources {:?}{} — not audience {audience:?} for service account {name}",
-                    r.resources.as_deref().unwrap_or_default(),
+                    "{role} allows {AUDIENCE_VERB} on resources {}{} — not audience {audience:?} for service account {name}",
+                    list(r.resources.as_deref().unwrap_or_default()),
                     r.resource_names
                         .as_ref()
                         .filter(|n| !n.is_empty())
-                        .map(|n| format!(" resourceNames {n:?}"))
+                        .map(|n| format!(" resourceNames {}", list(n)))
                         .unwrap_or_default()
                 ));
             }
@@ -1546,6 +1548,26 @@ mod tests {
             json!([{"kind": "Group", "name": "system:serviceaccounts"}]),
             false
         )));
+        // A tenant's Role with a huge resource list is named, cut.
+        let many: Vec<String> = (0..10_000).map(|i| format!("aud-{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let check = node_audience_check(
+            &rbac(
+                vec![rule(&[AUDIENCE_VERB], &many, &[])],
+                nodes.clone(),
+                true,
+            ),
+            "ci",
+            "builder",
+            aud,
+            None,
+        );
+        assert!(
+            check.details.iter().all(|d| d.len() < 1000),
+            "{:?}",
+            check.details
+        );
+        assert!(check.details[0].contains("Role/aud allows"), "{check:?}");
         // One node only: passes for a pod on it, fails elsewhere.
         let one = rbac(
             vec![rule(&[AUDIENCE_VERB], &[aud], &[])],
