@@ -528,7 +528,8 @@ fn a_pod_the_webhook_did_not_inject_is_the_broken_link_and_an_injected_one_passe
 
     let (code, report) = doctor_pod(&sandbox, "injected");
     assert_eq!(code, 0, "{report:#}");
-    assert_eq!(checks(&report).count(), ALL_CHECKS.len() + 3, "{report:#}");
+    // pod, pod-injection, token-readable, pull-secrets, image-pulls
+    assert_eq!(checks(&report).count(), ALL_CHECKS.len() + 5, "{report:#}");
     assert!(
         check(&report, "pull-secrets")["details"]
             .to_string()

@@ -11,7 +11,7 @@ use irsa_core::names::{AUDIENCE_ANNOTATION, ROLE_ARN_ANNOTATION, STS_AUDIENCE};
 use irsa_core::secret::SecretString;
 use irsa_core::token::{self, Claims, Discovery, Expectations, Jwks, MAX_DISCOVERY_BYTES};
 use irsa_core::token_request::TokenRequester as _;
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::Api;
 use serde_json::json;
 
@@ -39,7 +39,7 @@ pub(crate) struct Annotated {
 
 /// The registry host of a `.dockerconfigjson` auth key, as image references name it: the key
 /// may be a URL (`https://index.docker.io/v1/`), and Docker Hub's keys name `index.docker.io`.
-fn auth_key_host(key: &str) -> String {
+pub(crate) fn auth_key_host(key: &str) -> String {
     let rest = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
@@ -643,117 +643,6 @@ pub(crate) fn injection_check(pod: &Pod, annotated: &Annotated) -> Check {
     Check::fail(ID, Group::Kubernetes, summary)
         .details(problems)
         .fix(recreate)
-}
-
-/// The pod's imagePullSecrets: each exists, is a dockerconfigjson, and between them they hold
-/// credentials for the registries of the pod's images (only registry hosts are read and shown,
-/// never a credential). Without any, the node (a kubelet credential provider) must pull.
-pub(crate) async fn pull_secrets(client: &kube::Client, pod: &Pod) -> Check {
-    const ID: &str = "pull-secrets";
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let Some(spec) = &pod.spec else {
-        return Check::fail(ID, Group::Kubernetes, "the pod has no spec");
-    };
-    let mut images: Vec<String> = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .filter_map(|c| c.image.as_deref())
-        .filter_map(|i| irsa_core::registry::parse(i).ok().map(|r| r.host))
-        .collect();
-    images.sort();
-    images.dedup();
-    let names: Vec<String> = spec
-        .image_pull_secrets
-        .iter()
-        .flatten()
-        .map(|r| r.name.clone())
-        .filter(|n| !n.is_empty())
-        .collect();
-    if names.is_empty() {
-        return Check::pass(ID, Group::Kubernetes, "no imagePullSecrets: the node pulls")
-            .detail(format!(
-                "the kubelet's own credentials (or a credential provider such as `irsa credential-provider`) must authenticate to {}",
-                images.join(", ")
-            ));
-    }
-    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
-    let mut hosts = Vec::new();
-    let mut problems = Vec::new();
-    let mut details = Vec::new();
-    for name in &names {
-        match api.get_opt(name).await {
-            Ok(Some(secret)) => {
-                let kind = secret.type_.as_deref().unwrap_or("Opaque");
-                let data = secret
-                    .data
-                    .as_ref()
-                    .and_then(|d| d.get(".dockerconfigjson"))
-                    .map(|b| b.0.as_slice());
-                match (kind, data) {
-                    ("kubernetes.io/dockerconfigjson", Some(bytes)) => {
-                        match irsa_core::docker_config::DockerConfig::parse(bytes) {
-                            Ok(config) => {
-                                let registries: Vec<String> = config.auths.keys().cloned().collect();
-                                let expiry = secret
-                                    .metadata
-                                    .annotations
-                                    .as_ref()
-                                    .and_then(|a| a.get(irsa_core::names::EXPIRES_AT_ANNOTATION))
-                                    .map(|e| format!(", irsa-managed, expires {e}"))
-                                    .unwrap_or_default();
-                                details.push(format!("{name}: {}{expiry}", registries.join(", ")));
-                                hosts.extend(registries);
-                            }
-                            Err(_) => problems.push(format!("{name}: its .dockerconfigjson cannot be read (the kubelet ignores it)")),
-                        }
-                    }
-                    _ => problems.push(format!("{name} is a {kind} secret without .dockerconfigjson: the kubelet ignores it")),
-                }
-            }
-            Ok(None) => problems.push(format!(
-                "imagePullSecret {name} does not exist: the kubelet pulls without it"
-            )),
-            Err(e) => {
-                return Check::error(
-                    ID,
-                    Group::Kubernetes,
-                    format!(
-                        "could not read secret {namespace}/{name}: {}",
-                        kube_error(&e)
-                    ),
-                );
-            }
-        }
-    }
-    for image in &images {
-        if hosts.iter().any(|h| auth_key_host(h) == *image) {
-            continue;
-        }
-        match irsa_core::registry::classify_host(image) {
-            // Registries irsa serves: a missing secret is why the pull fails.
-            irsa_core::registry::Registry::Ecr(_)
-            | irsa_core::registry::Registry::EcrPublic
-            | irsa_core::registry::Registry::Chainguard => {
-                problems.push(format!("no imagePullSecret holds credentials for {image}"));
-            }
-            // Docker Hub, GHCR…: often public, and not irsa's to serve.
-            irsa_core::registry::Registry::Other => details.push(format!(
-                "{image}: no imagePullSecret for it; irsa does not serve that registry (a public image needs none, a private one needs a secret of its own)"
-            )),
-        }
-    }
-    if problems.is_empty() {
-        return Check::pass(
-            ID,
-            Group::Kubernetes,
-            format!("credentials for {}", images.join(", ")),
-        )
-        .details(details);
-    }
-    Check::fail(ID, Group::Kubernetes, problems.join("; "))
-        .details(details)
-        .fix(Fix::new("let irsa keep a pull secret for the pod's registries in this namespace (a PullSecret), or name an existing one").command(format!("kubectl get secrets -n {} --field-selector type=kubernetes.io/dockerconfigjson", sh(&namespace))))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod cluster;
 mod exchange;
 mod fix;
 mod iam;
+mod pod;
 mod pull_secret;
 mod report;
 mod trust;
@@ -78,6 +79,9 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     # the secret in each target namespace, then its identity's chain\n  \
     irsa doctor --pull-secret ecr\n  \
     irsa doctor --pull-secret team-a/ecr\n  \
+    # …and the node RBAC the kubelet credential provider needs for its token audience\n  \
+    irsa doctor --pod prod/app-7d9f8b6c5-x2k4q --credential-provider\n  \
+    irsa doctor --pod prod/app-7d9f8b6c5-x2k4q --credential-provider=api://my-registry\n  \
     # Offline: a trust policy and a token from files, no cluster, no AWS\n  \
     aws iam get-role --role-name app --query Role.AssumeRolePolicyDocument > trust.json\n  \
     kubectl create token app -n prod --audience sts.amazonaws.com > token\n  \
@@ -103,6 +107,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     token            a TokenRequest token for the account and audience: claims, signature, issuer\n  \
     pod              (--pod) the pod exists; its service account is the one checked\n  \
     pod-injection    (--pod) AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, the token volume and mount\n  \
+    token-readable   (--pod) each container's user (runAsUser, runAsGroup, fsGroup) can read the\n                   \
+    projected token as the kubelet writes it (owner, group, mode)\n  \
     token-claims     (offline) the token file's issuer, expiry, subject and audience\n  \
     partition        the role's partition (GovCloud, China) is the STS region's, the EKS issuer's\n                   \
     and the audience's\n  \
@@ -119,8 +125,16 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     assume-role      a real sts:AssumeRoleWithWebIdentity with that token\n  \
     ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown;\n                   \
     for --pull-secret, from its first registry)\n  \
-    pull-secrets     (--pod, last: it blocks nothing) its imagePullSecrets exist and cover its\n                   \
-    images' ECR, ECR Public and Chainguard registries (hosts only; others, e.g. docker.io, are only listed)\n\n\
+    The image pulls, last (a broken one blocks nothing above):\n  \
+    node-audience-rbac\n                   \
+    (--pod --credential-provider) a binding lets group system:nodes use\n                   \
+    request-serviceaccounts-token-audience on the audience for the pod's\n                   \
+    service account (KEP-4412), unless the pod's own token volume names it\n  \
+    pull-secrets     (--pod) its imagePullSecrets exist, are dockerconfigjson, are not\n                   \
+    irsa-kept secrets past their expiry, and cover its images' ECR, ECR Public and\n                   \
+    Chainguard registries (hosts only; others, e.g. docker.io, are only listed)\n  \
+    image-pulls      (--pod) the kubelet's ErrImagePull / ImagePullBackOff / Failed events and\n                   \
+    waiting reasons for the pod, their messages shown and mapped to the likely link\n\n\
     --fix makes the changes it can (annotation with --role-arn, OIDC provider, client ID, trust\n\
     policy, pull permissions), each shown as a diff and asked for first (--yes for scripts),\n\
     then checks again; a role `irsa iam setup` did not create for the service account needs\n\
@@ -148,6 +162,15 @@ pub(crate) struct DoctorArgs {
     /// role and audience the service account names now.
     #[arg(long, value_name = "NAMESPACE/NAME", conflicts_with_all = ["service_account", "trust_policy", "token", "provider_arn", "audience"])]
     pod: Option<String>,
+    /// With --pod: also check the node RBAC the kubelet credential provider needs (KEP-4412):
+    /// a ClusterRoleBinding (or a RoleBinding in the pod's namespace) that lets group
+    /// system:nodes use the verb request-serviceaccounts-token-audience on AUDIENCE for the
+    /// pod's service account (an audience the pod's own projected token volume names needs
+    /// none: NodeRestriction allows it). AUDIENCE defaults to the one `irsa credential-provider`
+    /// asks for (sts.amazonaws.com). Reads ClusterRoles, ClusterRoleBindings, Roles and
+    /// RoleBindings.
+    #[arg(long, value_name = "AUDIENCE", num_args = 0..=1, default_missing_value = STS_AUDIENCE, require_equals = true, requires = "pod", conflicts_with = "trust_policy")]
+    credential_provider: Option<String>,
     /// The identity of an Argo CD project, as irsa's Argo CD integration uses it: the service
     /// account ARGOCD_NAMESPACE/argocd-project-PROJECT (--argocd-namespace, default argocd),
     /// checked as --service-account.
@@ -283,6 +306,18 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
                 repositories,
                 region,
             };
+            let credential_provider = match &args.credential_provider {
+                // clap's `requires` lets a bare `--credential-provider` (its missing-value
+                // default) through: checked here.
+                Some(_) if !is_pod => {
+                    return Err(Invalid(
+                        "--credential-provider checks the node RBAC for a pod's service account: it needs --pod NAMESPACE/NAME".to_owned(),
+                    )
+                    .into());
+                }
+                Some(a) => Some(pod_audience_flag(a)?),
+                None => None,
+            };
             let what = if is_pod { "pod" } else { "service account" };
             let target = Target {
                 title: title.unwrap_or_else(|| format!("{what} {namespace}/{name}")),
@@ -292,6 +327,7 @@ pub(crate) fn run(args: DoctorArgs) -> anyhow::Result<Verdict> {
                 registry,
                 inputs,
                 pull_secret: pull_target,
+                credential_provider,
             };
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -325,6 +361,8 @@ struct Target {
     inputs: FixInputs,
     /// `--pull-secret`: its checks, then its service account's chain.
     pull_secret: Option<pull_secret::PullSecretRef>,
+    /// `--credential-provider`: the token audience whose node RBAC to check.
+    credential_provider: Option<String>,
 }
 
 impl Target {
@@ -338,10 +376,13 @@ impl Target {
             &mut report,
             &self.namespace,
             &self.name,
-            self.is_pod,
+            Scope {
+                is_pod: self.is_pod,
+                role_override: None,
+                credential_provider: self.credential_provider.as_deref(),
+            },
             self.registry.clone(),
             &self.inputs,
-            None,
         )
         .await?;
         Ok(report)
@@ -476,6 +517,23 @@ async fn fix_and_check_again(args: &DoctorArgs, target: &Target) -> anyhow::Resu
     })
 }
 
+/// `--credential-provider=AUDIENCE`: an audience as a TokenRequest takes it (and as an RBAC
+/// resource names it), without whitespace or invisible characters.
+fn pod_audience_flag(value: &str) -> Result<String, Invalid> {
+    if value.is_empty()
+        || value.len() > 2048
+        || value
+            .chars()
+            .any(|c| c.is_whitespace() || report::is_invisible(c))
+    {
+        return Err(Invalid(format!(
+            "--credential-provider={:?} is not a token audience: 1-2048 characters without whitespace or control characters, e.g. --credential-provider={STS_AUDIENCE}",
+            report::printable(value)
+        )));
+    }
+    Ok(value.to_owned())
+}
+
 /// `--service-account NAMESPACE/NAME`: two Kubernetes names.
 fn service_account_flag(value: &str, flag: &str) -> Result<(String, String), Invalid> {
     let usage = || {
@@ -579,17 +637,31 @@ fn offline(args: &DoctorArgs, progress: Box<dyn Progress>) -> anyhow::Result<Rep
     Ok(report)
 }
 
-/// The online run, in chain order. `role_override`: a pull secret's spec.identity.roleArn,
-/// the role assumed instead of the annotation's.
+/// What an online run looks at beyond the service account's chain.
+#[derive(Default)]
+pub(crate) struct Scope<'a> {
+    /// `--pod`: the target is a pod, whose service account's chain is checked.
+    pub is_pod: bool,
+    /// A pull secret's spec.identity.roleArn: the role assumed instead of the annotation's.
+    pub role_override: Option<&'a pull_secret::RoleOverride>,
+    /// `--credential-provider`: the token audience whose node RBAC to check (with `--pod`).
+    pub credential_provider: Option<&'a str>,
+}
+
+/// The online run, in chain order.
 async fn online(
     report: &mut Report,
     namespace: &str,
     target: &str,
-    is_pod: bool,
+    scope: Scope<'_>,
     registry: Option<irsa_aws::RegistryTarget>,
     inputs: &FixInputs,
-    role_override: Option<&pull_secret::RoleOverride>,
 ) -> anyhow::Result<()> {
+    let Scope {
+        is_pod,
+        role_override,
+        credential_provider,
+    } = scope;
     let now = crate::token::now();
     let client = match kube::Client::try_default().await {
         Ok(c) => Some(c),
@@ -701,6 +773,12 @@ async fn online(
     {
         report.record(cluster::injection_check(p, a), &["pod", "role-annotation"]);
     }
+    // Only a token the webhook projected is the workload's to read.
+    if let Some(p) = &pod
+        && report.ready("token-readable", Group::Kubernetes, &["pod-injection"])
+    {
+        report.record(pod::token_readable(p), &["pod-injection"]);
+    }
 
     // AWS, read with the caller's credentials.
     let chain = Chain {
@@ -739,12 +817,25 @@ async fn online(
         let check = aws.ecr(&a.role, identity, registry).await;
         report.record(check, &["assume-role"]);
     }
-    // Last: the pod's pull secrets are another path to the registry (the kubelet's), so a
-    // broken one neither blocks nor hides the identity chain's checks above.
-    if let (Some(p), Some(client)) = (&pod, &client)
-        && report.ready("pull-secrets", Group::Kubernetes, &["pod"])
-    {
-        report.record(cluster::pull_secrets(client, p).await, &["pod"]);
+    // Last: how the kubelet pulls the pod's images is another path to the registry, so a
+    // broken link there neither blocks nor hides the identity chain's checks above. First what
+    // it needs (the node RBAC of its credential provider, the pod's pull secrets), then what
+    // it reported when it tried (the pod's events and container statuses).
+    if let (Some(p), Some(client)) = (&pod, &client) {
+        if let Some(audience) = credential_provider
+            && report.ready("node-audience-rbac", Group::Kubernetes, &["pod"])
+        {
+            report.record(
+                pod::node_audience_rbac(client, p, name, audience).await,
+                &["pod"],
+            );
+        }
+        if report.ready("pull-secrets", Group::Kubernetes, &["pod"]) {
+            report.record(pod::pull_secrets(client, p, now).await, &["pod"]);
+        }
+        if report.ready("image-pulls", Group::Kubernetes, &["pod"]) {
+            report.record(pod::image_pulls(client, p).await, &["pod"]);
+        }
     }
     Ok(())
 }

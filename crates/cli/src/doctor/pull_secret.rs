@@ -248,10 +248,12 @@ pub(crate) async fn check(
                 report,
                 namespace,
                 name,
-                false,
+                super::Scope {
+                    role_override: role.as_ref(),
+                    ..super::Scope::default()
+                },
                 registry,
                 inputs,
-                role.as_ref(),
             )
             .await?;
             if let Some(role) = &role {

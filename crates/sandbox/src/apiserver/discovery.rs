@@ -121,6 +121,27 @@ mod tests {
                 .any(|g| g["name"] == "coordination.k8s.io")
         );
         assert!(group(&reg, "coordination.k8s.io").is_some());
+        // Stored without enforcement, for kubectl apply and irsa doctor's node RBAC check.
+        let rbac = resource_list(&reg, "rbac.authorization.k8s.io", "v1").unwrap();
+        let rbac: Vec<(&str, bool)> = rbac["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["name"].as_str().unwrap(),
+                    r["namespaced"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        for want in [
+            ("clusterroles", false),
+            ("clusterrolebindings", false),
+            ("roles", true),
+            ("rolebindings", true),
+        ] {
+            assert!(rbac.contains(&want), "{want:?} in {rbac:?}");
+        }
         assert!(resource_list(&reg, "nope", "v1").is_none());
     }
 }

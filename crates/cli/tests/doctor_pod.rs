@@ -1,0 +1,554 @@
+//! `irsa doctor --pod` against `irsa sandbox` run as a separate process, the cluster set up with
+//! the real kubectl: the pod checks after the webhook's injection — `token-readable`,
+//! `node-audience-rbac` (`--credential-provider`), `pull-secrets` and `image-pulls` — each seen
+//! passing and failing, naming the field that breaks it.
+//!
+//! Expected verdicts come from Kubernetes' own rules, not from doctor's code:
+//! - [PROJ] kubernetes.io "Projected Volumes", SecurityContext interactions: when all containers
+//!   have the same runAsUser the token file is owned by that user with mode 0600; otherwise it
+//!   has the volume's defaultMode (kubelet projected.go), and with fsGroup it is group fsGroup,
+//!   0640.
+//! - [KEP-4412] the NodeRestriction audience check: verb request-serviceaccounts-token-audience,
+//!   resource = the audience, name = the service account, namespace = its namespace; the KEP's
+//!   example rules.
+
+mod common;
+mod support_doctor;
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use support_doctor::*;
+
+const TOKEN_DIR: &str = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+const IMAGE: &str = "111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1";
+
+/// A container as the webhook leaves it, with `security_context`.
+fn container(name: &str, security_context: Value) -> Value {
+    json!({"name": name, "image": IMAGE,
+        "securityContext": security_context,
+        "env": [{"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
+                {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": format!("{TOKEN_DIR}/token")}],
+        "volumeMounts": [{"name": "aws-iam-token", "mountPath": TOKEN_DIR, "readOnly": true}]})
+}
+
+/// An injected pod of ci/builder; `spec` is merged over the defaults.
+fn create_pod(sandbox: &Sandbox, name: &str, containers: Value, extra: Value) {
+    let mut spec = json!({
+        "serviceAccountName": SA,
+        "containers": containers,
+        "volumes": [{"name": "aws-iam-token", "projected": {"sources": [
+            {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
+        ]}}]
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS}, "spec": spec});
+    let file = sandbox
+        .dir
+        .write(&format!("pod-{name}.json"), &pod.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+}
+
+fn plain_pod(sandbox: &Sandbox, name: &str) {
+    create_pod(
+        sandbox,
+        name,
+        json!([container("app", json!({}))]),
+        json!({}),
+    );
+}
+
+fn doctor_pod(sandbox: &Sandbox, pod: &str, extra: &[&str]) -> (common::Run, Value) {
+    let out = sandbox
+        .command(Path::new(env!("CARGO_BIN_EXE_irsa")))
+        .args(["doctor", "--pod", &format!("{NS}/{pod}"), "-o", "json"])
+        .args(extra)
+        .output()
+        .expect("irsa doctor runs");
+    let run = common::Run {
+        code: out.status.code().expect("exit code"),
+        stdout: String::from_utf8(out.stdout).expect("utf-8"),
+        stderr: String::from_utf8(out.stderr).expect("utf-8"),
+    };
+    let report = run.json();
+    (run, report)
+}
+
+/// Asserts `id` is the one failing check, and returns it.
+fn only_failure<'a>(run: &common::Run, report: &'a Value, id: &str) -> &'a Value {
+    assert_eq!(run.code, 1, "{report:#}\n{}", run.stderr);
+    assert_eq!(report["first_failure"], id, "{report:#}");
+    let failing: Vec<&str> = checks(report)
+        .filter(|c| c["status"] == "fail" || c["status"] == "error")
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(failing, [id], "{report:#}");
+    let c = check(report, id);
+    assert!(c["fix"].is_object(), "{id} carries a fix: {c:#}");
+    c
+}
+
+fn passes(run: &common::Run, report: &Value, id: &str) {
+    assert_eq!(check(report, id)["status"], "pass", "{report:#}");
+    assert_eq!(run.code, 0, "{report:#}\n{}", run.stderr);
+}
+
+#[test]
+fn a_token_every_container_can_read_and_one_a_second_user_cannot() {
+    let sandbox = start("pod-readable", vec![ecr_role(good_trust())]);
+    // [PROJ] every container runs as 1000: the kubelet makes 1000 the file's owner.
+    create_pod(
+        &sandbox,
+        "same-user",
+        json!([container("app", json!({})), container("sidecar", json!({}))]),
+        json!({"securityContext": {"runAsUser": 1000}}),
+    );
+    let (run, report) = doctor_pod(&sandbox, "same-user", &[]);
+    passes(&run, &report, "token-readable");
+    assert_eq!(checks(&report).count(), ALL_CHECKS.len() + 5, "{report:#}");
+
+    // [PROJ] two users, so no FsUser; no fsGroup; defaultMode 0600 (384): root's, owner-only.
+    let two_users = |name: &str, pod_sc: Value| {
+        create_pod(
+            &sandbox,
+            name,
+            json!([
+                container("app", json!({"runAsUser": 1000, "runAsGroup": 3000})),
+                container("sidecar", json!({"runAsUser": 1001}))
+            ]),
+            json!({"securityContext": pod_sc, "volumes": [{"name": "aws-iam-token", "projected": {"defaultMode": 384, "sources": [
+                {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
+            ]}}]}),
+        );
+    };
+    two_users("two-users", json!({}));
+    let (run, report) = doctor_pod(&sandbox, "two-users", &[]);
+    let c = only_failure(&run, &report, "token-readable");
+    let details = c["details"].to_string();
+    assert!(
+        details.contains("container app: uid 1000; token in volume aws-iam-token is 0600 owned by 0:0: uid 1000 cannot read it"),
+        "{c:#}"
+    );
+    assert!(details.contains("container sidecar: uid 1001"), "{c:#}");
+    assert_eq!(c["data"]["fs_group"], Value::Null, "{c:#}");
+    assert_eq!(
+        c["fix"]["document"],
+        json!({"spec": {"securityContext": {"fsGroup": 3000}}}),
+        "{c:#}"
+    );
+    // The fix: fsGroup makes it 0640, group 3000, and every container is in that group.
+    two_users("two-users-fixed", json!({"fsGroup": 3000}));
+    let (run, report) = doctor_pod(&sandbox, "two-users-fixed", &[]);
+    passes(&run, &report, "token-readable");
+    assert!(
+        check(&report, "token-readable")["details"]
+            .to_string()
+            .contains("0640 owned by 0:3000: readable (readable by its group)"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn an_irsa_pull_secret_past_its_expiry_fails_and_a_fresh_one_passes() {
+    let sandbox = start("pod-pull-secret", vec![ecr_role(good_trust())]);
+    for (name, expires) in [
+        ("ecr-old", "2020-01-01T00:00:00Z"),
+        ("ecr-new", "2099-01-01T00:00:00Z"),
+    ] {
+        sandbox.kubectl(&[
+            "create",
+            "secret",
+            "docker-registry",
+            name,
+            "-n",
+            NS,
+            "--docker-server=111122223333.dkr.ecr.us-east-1.amazonaws.com",
+            "--docker-username=AWS",
+            "--docker-password=not-a-real-password",
+        ]);
+        sandbox.kubectl(&[
+            "label",
+            "secret",
+            name,
+            "-n",
+            NS,
+            "app.kubernetes.io/managed-by=irsa",
+        ]);
+        sandbox.kubectl(&[
+            "annotate",
+            "secret",
+            name,
+            "-n",
+            NS,
+            &format!("irsa.dev/expires-at={expires}"),
+        ]);
+    }
+    for (pod, secret) in [("old", "ecr-old"), ("new", "ecr-new")] {
+        create_pod(
+            &sandbox,
+            pod,
+            json!([container("app", json!({}))]),
+            json!({"imagePullSecrets": [{"name": secret}]}),
+        );
+    }
+    let (run, report) = doctor_pod(&sandbox, "old", &[]);
+    let c = only_failure(&run, &report, "pull-secrets");
+    assert!(
+        c["summary"].as_str().unwrap().contains(
+            "ecr-old is kept by irsa and expired at 2020-01-01T00:00:00Z (irsa.dev/expires-at)"
+        ),
+        "{c:#}"
+    );
+    assert!(
+        c["fix"]["commands"][0]
+            .as_str()
+            .unwrap()
+            .contains("pullsecrets"),
+        "{c:#}"
+    );
+    assert!(
+        !run.stdout.contains("not-a-real-password"),
+        "{}",
+        run.stdout
+    );
+
+    let (run, report) = doctor_pod(&sandbox, "new", &[]);
+    passes(&run, &report, "pull-secrets");
+    let c = check(&report, "pull-secrets");
+    assert_eq!(c["data"]["secrets"][0]["irsa_owned"], true, "{c:#}");
+    assert_eq!(
+        c["data"]["secrets"][0]["expires_at"], "2099-01-01T00:00:00Z",
+        "{c:#}"
+    );
+    assert!(
+        c["details"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("ecr-new: 111122223333.dkr.ecr.us-east-1.amazonaws.com, kept by irsa, expires 2099-01-01T00:00:00Z (in "),
+        "{c:#}"
+    );
+    assert!(
+        !run.stdout.contains("not-a-real-password"),
+        "{}",
+        run.stdout
+    );
+}
+
+fn pod_uid(sandbox: &Sandbox, pod: &str) -> String {
+    sandbox.kubectl(&[
+        "get",
+        "pod",
+        pod,
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ])
+}
+
+/// A core/v1 Event about `pod`, as the kubelet writes one.
+fn create_event(sandbox: &Sandbox, name: &str, pod: &str, uid: &str, reason: &str, message: &str) {
+    let event = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": NS},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": pod, "namespace": NS, "uid": uid,
+                           "fieldPath": "spec.containers{app}"},
+        "reason": reason, "message": message, "type": "Warning", "count": 4,
+        "source": {"component": "kubelet", "host": "node-1"},
+        "firstTimestamp": "2026-12-01T00:00:00Z", "lastTimestamp": "2026-12-01T00:05:00Z"});
+    let file = sandbox
+        .dir
+        .write(&format!("event-{name}.json"), &event.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+}
+
+#[test]
+fn the_kubelets_pull_failures_are_shown_escaped_and_mapped_to_their_link() {
+    let sandbox = start("pod-events", vec![ecr_role(good_trust())]);
+    plain_pod(&sandbox, "denied");
+    plain_pod(&sandbox, "missing-tag");
+    plain_pod(&sandbox, "healthy");
+    let uid = pod_uid(&sandbox, "denied");
+    assert!(!uid.is_empty());
+    // A hostile registry (or tenant) controls part of the message: an ESC sequence, and size.
+    let message = format!(
+        "Failed to pull image \"{IMAGE}\": failed to resolve reference: unexpected status from HEAD request: 401 Unauthorized \u{1b}[2K\u{1b}[1G✓forged {}",
+        "x".repeat(5000)
+    );
+    create_event(&sandbox, "denied.1", "denied", &uid, "Failed", &message);
+    create_event(
+        &sandbox,
+        "denied.2",
+        "denied",
+        &uid,
+        "BackOff",
+        &format!("Back-off pulling image \"{IMAGE}\""),
+    );
+    let (run, report) = doctor_pod(&sandbox, "denied", &[]);
+    let c = only_failure(&run, &report, "image-pulls");
+    assert_eq!(c["data"]["likely"], "pull-secrets", "{c:#}");
+    let failures = c["data"]["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 2, "{c:#}");
+    let shown = failures[0]["message"].as_str().unwrap();
+    assert!(shown.contains("401 Unauthorized \\u{1b}[2K"), "{shown}");
+    assert!(!shown.contains('\u{1b}'), "{shown:?}");
+    assert!(
+        shown.chars().count() < 400,
+        "bounded: {} chars",
+        shown.chars().count()
+    );
+    assert_eq!(failures[0]["count"], 4);
+    assert!(
+        c["summary"].as_str().unwrap().contains("unauthenticated"),
+        "{c:#}"
+    );
+    // The text report shows it escaped too.
+    let text = sandbox
+        .command(Path::new(env!("CARGO_BIN_EXE_irsa")))
+        .args(["doctor", "--pod", &format!("{NS}/denied")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(text.contains("✗ image-pulls"), "{text}");
+    assert!(!text.contains('\u{1b}'), "{text:?}");
+
+    // Not found: not an identity problem. An event of another pod of the same name (an old
+    // uid) and the events of other pods are not this pod's.
+    let uid = pod_uid(&sandbox, "missing-tag");
+    create_event(
+        &sandbox,
+        "missing-tag.1",
+        "missing-tag",
+        &uid,
+        "Failed",
+        &format!(
+            "Failed to pull image \"{IMAGE}\": rpc error: code = NotFound desc = failed to resolve reference: not found"
+        ),
+    );
+    create_event(
+        &sandbox,
+        "missing-tag.old",
+        "missing-tag",
+        "0000-old",
+        "Failed",
+        "Failed to pull image: 403 Forbidden",
+    );
+    let (run, report) = doctor_pod(&sandbox, "missing-tag", &[]);
+    let c = only_failure(&run, &report, "image-pulls");
+    assert_eq!(c["data"]["likely"], "image", "{c:#}");
+    assert_eq!(c["data"]["failures"].as_array().unwrap().len(), 1, "{c:#}");
+
+    // The kubelet's waiting reason in the container's status counts too (events expire).
+    plain_pod(&sandbox, "backoff");
+    let status = json!({"status": {"containerStatuses": [{"name": "app", "image": IMAGE, "imageID": "",
+        "ready": false, "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff",
+            "message": format!("Back-off pulling image \"{IMAGE}\": ErrImagePull: failed to get service account token for credential provider: serviceaccounts \"builder\" is forbidden: audience \"sts.amazonaws.com\" not allowed")}}}]}});
+    sandbox.kubectl(&[
+        "patch",
+        "pod",
+        "backoff",
+        "-n",
+        NS,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+    let (run, report) = doctor_pod(&sandbox, "backoff", &[]);
+    let c = only_failure(&run, &report, "image-pulls");
+    assert_eq!(c["data"]["likely"], "node-audience-rbac", "{c:#}");
+    assert_eq!(c["data"]["failures"][0]["source"], "status", "{c:#}");
+    assert!(
+        c["fix"]["commands"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("--credential-provider"),
+        "{c:#}"
+    );
+
+    // A pod whose events say it pulled passes.
+    let uid = pod_uid(&sandbox, "healthy");
+    create_event(
+        &sandbox,
+        "healthy.1",
+        "healthy",
+        &uid,
+        "Pulled",
+        &format!("Successfully pulled image \"{IMAGE}\""),
+    );
+    let (run, report) = doctor_pod(&sandbox, "healthy", &[]);
+    passes(&run, &report, "image-pulls");
+    assert!(
+        check(&report, "image-pulls")["details"][0]
+            .as_str()
+            .unwrap()
+            .contains("read 1 event(s)"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn the_node_rbac_for_the_credential_providers_audience_is_read_and_its_fix_applies() {
+    let sandbox = start("pod-node-rbac", vec![ecr_role(good_trust())]);
+    plain_pod(&sandbox, "app");
+    // Off by default.
+    let (run, report) = doctor_pod(&sandbox, "app", &[]);
+    assert_eq!(run.code, 0, "{report:#}");
+    assert!(!checks(&report).any(|c| c["id"] == "node-audience-rbac"));
+
+    // The default audience (sts.amazonaws.com) is the one the webhook's projected volume names:
+    // NodeRestriction allows a pod's own audiences without RBAC, and doctor says the RBAC a pod
+    // without that volume would need is missing.
+    let (run, report) = doctor_pod(&sandbox, "app", &["--credential-provider"]);
+    passes(&run, &report, "node-audience-rbac");
+    let c = check(&report, "node-audience-rbac");
+    assert_eq!(c["data"]["allowed_by"], "pod-volume", "{c:#}");
+    assert_eq!(c["data"]["audience"], "sts.amazonaws.com", "{c:#}");
+    assert!(
+        c["details"][0].as_str().unwrap().contains("has none"),
+        "{c:#}"
+    );
+
+    // A ClusterRole with the verb for another audience, bound to the nodes: a near miss.
+    let other = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "other-audience"},
+         "rules": [{"apiGroups": [""], "resources": ["api://other"], "verbs": ["request-serviceaccounts-token-audience"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "other-audience"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "other-audience"},
+         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]}
+    ]});
+    let file = sandbox.dir.write("other.json", &other.to_string());
+    sandbox.kubectl(&["apply", "--validate=false", "-f", &file]);
+
+    let registry = ["--credential-provider=api://registry"];
+    let (run, report) = doctor_pod(&sandbox, "app", &registry);
+    let c = only_failure(&run, &report, "node-audience-rbac");
+    assert_eq!(c["data"]["audience"], "api://registry", "{c:#}");
+    // [KEP-4412] the attributes of the authorization check.
+    assert_eq!(
+        c["expected"],
+        json!({"verb": "request-serviceaccounts-token-audience", "apiGroup": "", "resource": "api://registry",
+               "resourceName": SA, "namespace": NS, "subject": "Group system:nodes"}),
+        "{c:#}"
+    );
+    assert!(
+        c["details"].to_string().contains(
+            "ClusterRole/other-audience allows request-serviceaccounts-token-audience on resources [\\\"api://other\\\"]"
+        ),
+        "{c:#}"
+    );
+    // The fix document is applied with kubectl as it is.
+    assert_eq!(
+        c["fix"]["document"]["items"][0]["rules"][0]["resources"][0],
+        "api://registry"
+    );
+    let fix = sandbox
+        .dir
+        .write("fix.json", &c["fix"]["document"].to_string());
+    sandbox.kubectl(&["apply", "--validate=false", "-f", &fix]);
+    let (run, report) = doctor_pod(&sandbox, "app", &registry);
+    passes(&run, &report, "node-audience-rbac");
+    assert!(
+        check(&report, "node-audience-rbac")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("ClusterRoleBinding/irsa-credential-provider-audience -> ClusterRole/irsa-credential-provider-audience"),
+        "{report:#}"
+    );
+    // It is the RBAC `irsa install credential-provider --print rbac` prints, for its audience.
+    let rules = |sandbox: &Sandbox| {
+        sandbox.kubectl(&[
+            "get",
+            "clusterrole",
+            "irsa-credential-provider-audience",
+            "-o",
+            "jsonpath={.rules}",
+        ])
+    };
+    let from_doctor = rules(&sandbox);
+    assert!(from_doctor.contains("api://registry"), "{from_doctor}");
+    let printed =
+        common::irsa_with_stdin(&["install", "credential-provider", "--print", "rbac"], "");
+    assert_eq!(printed.code, 0, "{}", printed.stderr);
+    let yaml = sandbox.dir.write("printed.yaml", &printed.stdout);
+    sandbox.kubectl(&["apply", "--validate=false", "-f", &yaml]);
+    assert_eq!(
+        rules(&sandbox),
+        from_doctor.replace("api://registry", "sts.amazonaws.com")
+    );
+    let bindings = sandbox.kubectl(&["get", "clusterrolebindings", "-o", "name"]);
+    assert_eq!(
+        bindings
+            .lines()
+            .filter(|l| l.contains("irsa-credential-provider-audience"))
+            .count(),
+        1,
+        "{bindings}"
+    );
+
+    // [KEP-4412] the check carries the namespace, so a RoleBinding in ci to a Role naming the
+    // service account grants it; one naming another account does not.
+    let ns_registry = ["--credential-provider=api://ns-registry"];
+    let role = |names: &[&str]| {
+        json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "registry-audience", "namespace": NS},
+             "rules": [{"apiGroups": [""], "resources": ["api://ns-registry"], "resourceNames": names, "verbs": ["request-serviceaccounts-token-audience"]}]},
+            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "registry-audience", "namespace": NS},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "registry-audience"},
+             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:nodes"}]}
+        ]})
+    };
+    let file = sandbox
+        .dir
+        .write("role-other.json", &role(&["someone-else"]).to_string());
+    sandbox.kubectl(&["apply", "--validate=false", "-f", &file]);
+    let (run, report) = doctor_pod(&sandbox, "app", &ns_registry);
+    let c = only_failure(&run, &report, "node-audience-rbac");
+    assert!(
+        c["details"]
+            .to_string()
+            .contains("resourceNames [\\\"someone-else\\\"]"),
+        "{c:#}"
+    );
+    assert_eq!(
+        c["fix"]["commands"][0],
+        "kubectl apply -f rbac.json   # the document below"
+    );
+    let file = sandbox
+        .dir
+        .write("role-builder.json", &role(&[SA]).to_string());
+    sandbox.kubectl(&["apply", "--validate=false", "-f", &file]);
+    let (run, report) = doctor_pod(&sandbox, "app", &ns_registry);
+    passes(&run, &report, "node-audience-rbac");
+    assert!(
+        check(&report, "node-audience-rbac")["summary"]
+            .as_str()
+            .unwrap()
+            .contains("RoleBinding/ci/registry-audience -> Role/registry-audience"),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn a_bad_credential_provider_audience_or_target_is_bad_input() {
+    for args in [
+        vec!["doctor", "--pod", "ci/app", "--credential-provider="],
+        vec!["doctor", "--pod", "ci/app", "--credential-provider=a b"],
+        vec![
+            "doctor",
+            "--service-account",
+            "ci/builder",
+            "--credential-provider",
+        ],
+    ] {
+        let run = common::irsa_with_stdin(&args, "");
+        assert_eq!(run.code, 2, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("--credential-provider"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
