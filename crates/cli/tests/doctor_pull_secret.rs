@@ -557,3 +557,51 @@ fn a_users_secret_in_the_way_degrades_the_status_and_is_named() {
     let text = doctor(&sandbox, "ecr", &[]);
     assert!(!text.stdout.contains("hunter2"), "{}", text.stdout);
 }
+
+/// Review M2: a PullSecret's spec.identity.roleArn is the tenant's choice. The trust-policy fix
+/// doctor prints for it (no `--fix` with `--pull-secret`) keeps what `--fix` would have asked
+/// first (the role's name confirmed, and why) and says that a tenant's resource names the role.
+#[test]
+fn a_tenants_role_override_keeps_the_confirmation_warning_beside_the_printed_fix() {
+    let other = role(
+        "other",
+        trust_for("system:serviceaccount:prod:app", "sts.amazonaws.com"),
+        &[
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+        ],
+    );
+    let (sandbox, c) = start_all("ps-tenant-role", vec![ecr_role(good_trust()), other], &[]);
+    apply(
+        &sandbox,
+        &json!({
+            "apiVersion": "irsa.dev/v1alpha1", "kind": "PullSecret",
+            "metadata": {"name": "ecr", "namespace": NS},
+            "spec": {
+                "registries": [{"host": ecr_host()}],
+                "identity": {"serviceAccount": {"name": SA}, "roleArn": role_arn("other")},
+                "secretName": "regcred",
+            },
+        }),
+    );
+    wait_status(&sandbox, &c, &["pullsecret", "-n", NS, "ecr"], "False");
+    let run = doctor(&sandbox, "ci/ecr", &["-o", "json"]);
+    let report = run.json();
+    assert_eq!(run.code, 1, "{report:#}\n{}", run.stderr);
+    let trust = check(&report, "trust-policy");
+    assert_eq!(trust["status"], "fail", "{trust:#}");
+    assert!(
+        trust["fix"]["change"].is_null(),
+        "no --fix change: {trust:#}"
+    );
+    let details = trust["details"].to_string();
+    assert!(
+        details.contains("doctor --fix would change it only once its name, other, is confirmed"),
+        "{trust:#}"
+    );
+    assert!(
+        details.contains("named by PullSecret ci/ecr's spec.identity.roleArn, a tenant's resource"),
+        "{trust:#}"
+    );
+}

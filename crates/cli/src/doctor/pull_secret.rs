@@ -148,8 +148,10 @@ const MAX_VALUE: usize = 200;
 /// Target namespaces without irsa's secret that are looked at one by one (to tell a
 /// same-named secret of someone else's from none at all).
 const MAX_PROBES: usize = 20;
-/// Page size of the namespace and secret lists.
+/// Page size of the namespace list.
 const PAGE: u32 = 500;
+/// Page size of the secret list (a secret can be 1 MiB).
+const SECRET_PAGE: u32 = 50;
 
 /// `s` cut to `max` characters, with an ellipsis when cut.
 fn short(s: &str, max: usize) -> String {
@@ -280,9 +282,33 @@ pub(crate) async fn check(
     name_the_chains_break(report);
     // `--fix` is not offered for a pull secret (the controller's status lags any change):
     // the fixes below say what to run, and `--service-account NS/NAME --fix` makes them.
+    // What `--fix` would have asked before changing a role stays, as a warning beside the
+    // printed commands (review M2: a PullSecret's roleArn is a tenant's to choose).
+    let tenant_role = match (&found.validated.identity, target) {
+        (
+            ValidatedIdentity::ServiceAccount {
+                role_arn: Some(role),
+                ..
+            },
+            PullSecretRef::Namespaced { .. },
+        ) => Some(role.to_string()),
+        _ => None,
+    };
     for c in &mut report.checks {
-        if let Some(fix) = &mut c.fix {
-            fix.change = None;
+        let Some(change) = c.fix.as_mut().and_then(|f| f.change.take()) else {
+            continue;
+        };
+        if let Some(confirm) = &change.confirm {
+            c.details.push(format!(
+                "before running the fix: {} (doctor --fix would change it only once its name, {}, is confirmed)",
+                confirm.reason, confirm.role_name
+            ));
+        }
+        if let Some(role) = &tenant_role {
+            c.details.push(format!(
+                "the role {role} is named by {}'s spec.identity.roleArn, a tenant's resource: make sure the role is meant for it before changing the role's trust or permissions",
+                target.title()
+            ));
         }
     }
     Ok(())
@@ -979,7 +1005,10 @@ async fn list_each<K>(
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    let mut params = params.limit(PAGE);
+    let mut params = params;
+    if params.limit.is_none() {
+        params = params.limit(PAGE);
+    }
     loop {
         let page = api.list(&params).await?;
         page.items.into_iter().for_each(&mut each);
@@ -988,6 +1017,17 @@ where
             None => return Ok(()),
         }
     }
+}
+
+/// The list of irsa's secrets for the pull secret: by its owner labels and by name, so that
+/// other secrets carrying forged owner labels (any size, in any namespace a tenant can write)
+/// are not downloaded (review: a few thousand 1 MiB decoys made each page hundreds of MiB),
+/// and in small pages (one secret can be 1 MiB).
+fn secrets_params(owner: &Owner, secret_name: &str) -> ListParams {
+    ListParams::default()
+        .labels(&owner.label_selector())
+        .fields(&format!("metadata.name={secret_name}"))
+        .limit(SECRET_PAGE)
 }
 
 /// Reads the target namespaces and irsa's secrets in them.
@@ -1055,7 +1095,7 @@ async fn targets(
     let secret_name = found.spec.secret_name.as_str();
     let wanted: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
     let mut held_by: BTreeMap<String, Held> = BTreeMap::new();
-    let params = ListParams::default().labels(&owner.label_selector());
+    let params = secrets_params(&owner, secret_name);
     let listed = list_each(&secrets_api, params, |s: Secret| {
         if let (Some(ns), Some(name)) = (&s.metadata.namespace, &s.metadata.name)
             && name == secret_name
@@ -1143,6 +1183,20 @@ mod tests {
     use crate::doctor::report::Quiet;
     use k8s_openapi::ByteString;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
+
+    /// Review M1: the secrets are listed by name as well as by the owner labels (anyone can
+    /// set those on a secret of any size), in small pages.
+    #[test]
+    fn irsas_secrets_are_listed_by_name_and_owner_in_small_pages() {
+        let owner = Owner::Cluster { name: "ecr".into() };
+        let params = secrets_params(&owner, "regcred");
+        assert_eq!(
+            params.field_selector.as_deref(),
+            Some("metadata.name=regcred")
+        );
+        assert_eq!(params.label_selector, Some(owner.label_selector()));
+        assert!(params.limit.is_some_and(|l| l <= 50), "{:?}", params.limit);
+    }
 
     #[test]
     fn the_flag_is_a_name_or_a_namespace_and_a_name() {
