@@ -746,6 +746,34 @@ fn status_check(
         ), true)
         .fix(fix());
     }
+    // What irsa's controller never writes (review L4): someone else wrote this status, and
+    // its Ready is no evidence of anything.
+    let forged = |why: String| {
+        check(
+            Check::fail(
+                ID,
+                Group::Kubernetes,
+                format!(
+                    "{why}: irsa's controller never writes that, so someone else wrote this status"
+                ),
+            ),
+            false,
+        )
+        .fix(fix())
+    };
+    if let (Some(g), Some(o)) = (generation, observed)
+        && o > g
+    {
+        return forged(format!(
+            "the status describes generation {o}, beyond the spec's {g}"
+        ));
+    }
+    for t in ["Ready", "Degraded"] {
+        let n = status.conditions.iter().filter(|c| c.type_ == t).count();
+        if n > 1 {
+            return forged(format!("{n} {t} conditions"));
+        }
+    }
     match (condition("Ready"), condition("Degraded")) {
         (Some(r), degraded) if r.status == "True" => match degraded {
             Some(d) if d.status == "True" => check(
@@ -838,15 +866,23 @@ impl Held {
 
 /// What irsa's secret in one namespace holds, from its labels' owner and its annotations:
 /// only the registry hosts of its data are read.
+/// A secret whose labels say it is not this pull secret's: whose it is.
+fn not_owned(labels: &BTreeMap<String, String>, owner: &Owner) -> Option<Held> {
+    if owner.owns(labels) {
+        return None;
+    }
+    let why = if irsa_controller::plan::is_managed(labels) {
+        "written for another irsa resource".to_owned()
+    } else {
+        "not managed by irsa (no label app.kubernetes.io/managed-by=irsa)".to_owned()
+    };
+    Some(Held::Conflict(why))
+}
+
 fn held(secret: &Secret, owner: &Owner, hosts: &[String], now: i64) -> Held {
     let labels = secret.metadata.labels.clone().unwrap_or_default();
-    if !owner.owns(&labels) {
-        let why = if irsa_controller::plan::is_managed(&labels) {
-            "written for another irsa resource".to_owned()
-        } else {
-            "not managed by irsa (no label app.kubernetes.io/managed-by=irsa)".to_owned()
-        };
-        return Held::Conflict(why);
+    if let Some(conflict) = not_owned(&labels, owner) {
+        return conflict;
     }
     let kind = secret.type_.as_deref().unwrap_or("Opaque");
     if kind != DOCKER_CONFIG_JSON_TYPE {
@@ -898,6 +934,8 @@ fn targets_check(
     probed_all: bool,
 ) -> Check {
     const ID: &str = "pull-secret-targets";
+    // Cut for the text only: the commands name it whole (review L5).
+    let full_name = secret_name;
     let secret_name = short(secret_name, 63);
     if targets.is_empty() {
         return Check::fail(
@@ -948,7 +986,8 @@ fn targets_check(
                 earliest.clone().unwrap_or_default()
             ),
         )
-        .detail(format!("namespaces: {}", listed(&by.values().flatten().collect::<Vec<_>>())));
+        .detail(format!("namespaces: {}", listed(&by.values().flatten().collect::<Vec<_>>())))
+        .detail("read from the secrets' labels and irsa.dev/expires-at: the seal (irsa.dev/credential-mac) is present, not verified (its key is the controller's)");
         check = check.data("targets", Value::Object(counts));
         return check;
     }
@@ -984,7 +1023,7 @@ fn targets_check(
         Some((ns, _)) => Fix::new(
             "irsa never overwrites a secret it does not own: delete or rename it (the controller then writes its own), or choose another spec.secretName",
         )
-        .command(format!("kubectl get secret -n {} {} -o yaml", sh(ns), sh(&secret_name))),
+        .command(format!("kubectl get secret -n {} {} -o yaml", sh(ns), sh(full_name))),
         None => Fix::new("the controller writes and refreshes them: pull-secret-status and its logs say why it did not")
             .command(target.kubectl("describe"))
             .command("kubectl logs -n irsa-system deploy/irsa-controller"),
@@ -1121,11 +1160,21 @@ async fn targets(
             continue;
         }
         probes += 1;
-        let state = match Api::<Secret>::namespaced(client.clone(), ns)
-            .get_opt(secret_name)
-            .await
-        {
-            Ok(Some(s)) => held(&s, &owner, hosts, now),
+        // Its metadata first: someone else's secret is told by its labels, and its data (a
+        // user's own registry password) is not read (review L3).
+        let api = Api::<Secret>::namespaced(client.clone(), ns);
+        let state = match api.get_metadata_opt(secret_name).await {
+            Ok(Some(m)) => {
+                let labels = m.metadata.labels.unwrap_or_default();
+                match not_owned(&labels, &owner) {
+                    Some(conflict) => conflict,
+                    None => match api.get_opt(secret_name).await {
+                        Ok(Some(s)) => held(&s, &owner, hosts, now),
+                        Ok(None) => Held::Missing,
+                        Err(e) => return error(&format!("secrets in {ns}"), e),
+                    },
+                }
+            }
             Ok(None) => Held::Missing,
             Err(e) => return error(&format!("secrets in {ns}"), e),
         };
@@ -1410,6 +1459,23 @@ mod tests {
         assert!(c.summary.contains("selects no namespace"), "{}", c.summary);
     }
 
+    /// Review L5: a long spec.secretName is cut in the text, never in the command.
+    #[test]
+    fn a_long_secret_name_is_whole_in_the_command() {
+        let name = format!("reg{}", "x".repeat(100));
+        let held: BTreeMap<String, Held> = [(
+            "team-a".to_owned(),
+            Held::Conflict("not managed by irsa".into()),
+        )]
+        .into();
+        let c = targets_check(&PullSecretRef::Cluster("ecr".into()), &name, &held, true);
+        assert!(c.summary.contains('…'), "{}", c.summary);
+        assert_eq!(
+            c.fix.unwrap().commands[0],
+            format!("kubectl get secret -n team-a {name} -o yaml")
+        );
+    }
+
     fn condition(t: &str, status: &str, reason: &str, message: &str) -> Condition {
         Condition {
             type_: t.into(),
@@ -1448,6 +1514,22 @@ mod tests {
             (
                 Some(status(vec![ready.clone(), fine.clone()], Some(1))),
                 "stale: the status describes generation 1, the spec is at 2",
+            ),
+            // Review L4: a status irsa's controller cannot have written.
+            (
+                Some(status(vec![ready.clone(), fine.clone()], Some(3))),
+                "the status describes generation 3, beyond the spec's 2: irsa's controller never writes that",
+            ),
+            (
+                Some(status(
+                    vec![
+                        ready.clone(),
+                        condition("Ready", "False", "Pending", "no"),
+                        fine.clone(),
+                    ],
+                    Some(2),
+                )),
+                "2 Ready conditions: irsa's controller never writes that",
             ),
             (
                 Some(status(
