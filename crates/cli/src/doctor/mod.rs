@@ -20,6 +20,7 @@ use irsa_core::arn::{self, OidcProviderArn, RoleArn};
 use irsa_core::names::STS_AUDIENCE;
 use irsa_core::token;
 use irsa_core::trust_policy::PolicyDocument;
+pub(crate) use report::is_invisible;
 use report::{Check, Group, Progress, Quiet, Report, Terminal};
 
 /// What the AWS-side checks need from the Kubernetes side.
