@@ -18,7 +18,6 @@ mod common;
 mod support_doctor;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
@@ -26,42 +25,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Api;
 use kube::api::PostParams;
+use support_doctor::installed::Controller;
 use support_doctor::*;
 
 const ARGOCD: &str = "argocd";
-
-fn installed_controller_args(metrics: std::net::SocketAddr) -> Vec<String> {
-    let run = common::irsa(&["install", "--argocd-namespace", ARGOCD]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let deployment = run
-        .stdout
-        .split("\n---\n")
-        .find(|d| d.contains("kind: Deployment\n"))
-        .expect("a Deployment");
-    let mut lines = deployment
-        .lines()
-        .skip_while(|l| l.trim().trim_start_matches("- ") != "args:");
-    lines.next();
-    lines
-        .map_while(|l| l.trim().strip_prefix("- ").map(str::to_owned))
-        .map(|a| {
-            if a.starts_with("--metrics-listen=") {
-                format!("--metrics-listen={metrics}")
-            } else {
-                a
-            }
-        })
-        .collect()
-}
-
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// `VmRSS` and `VmHWM` of `pid`, in MiB.
 fn memory(pid: u32) -> (f64, f64) {
@@ -294,29 +261,11 @@ fn main() {
             role_arn("argocd-production")
         ),
     ]);
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port");
-    // The controller's warnings, shown when a wait times out.
+    // As `irsa install --argocd-namespace argocd` deploys it; its log is shown when a wait
+    // times out.
+    let controller = Controller::start_with(&sandbox, &["--argocd-namespace", ARGOCD]);
     let log = sandbox.dir.0.join("controller.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_irsa"))
-        .args(installed_controller_args(metrics))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &sandbox.dir.0)
-        .env("KUBECONFIG", sandbox.get("KUBECONFIG"))
-        .env("AWS_ENDPOINT_URL", sandbox.get("AWS_ENDPOINT_URL"))
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("POD_NAME", "irsa-controller-bench")
-        .env("POD_NAMESPACE", "irsa-system")
-        .env("IRSA_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("the controller's log file"))
-        .spawn()
-        .expect("irsa controller starts");
-    let controller = Controller(child);
-    let pid = controller.0.id();
+    let pid = controller.pid();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

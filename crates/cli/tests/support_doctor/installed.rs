@@ -59,10 +59,12 @@ pub fn install_crds(sandbox: &Sandbox) {
     );
 }
 
-/// The controller container's arguments in `irsa install`'s Deployment, with the metrics
-/// listener moved to a free loopback port (the only change).
-pub fn installed_controller_args(metrics: std::net::SocketAddr) -> Vec<String> {
-    let run = common::irsa(&["install"]);
+/// The controller container's arguments in `irsa install INSTALL`'s Deployment, with the
+/// metrics listener moved to a free loopback port (the only change).
+pub fn installed_controller_args(install: &[&str], metrics: std::net::SocketAddr) -> Vec<String> {
+    let mut command = vec!["install"];
+    command.extend(install);
+    let run = common::irsa(&command);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let deployment = run
         .stdout
@@ -103,7 +105,13 @@ pub struct Controller {
 }
 
 impl Controller {
+    /// As `irsa install` deploys it.
     pub fn start(sandbox: &Sandbox) -> Self {
+        Self::start_with(sandbox, &[])
+    }
+
+    /// As `irsa install INSTALL` deploys it, e.g. `["--argocd-namespace", "argocd"]`.
+    pub fn start_with(sandbox: &Sandbox, install: &[&str]) -> Self {
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port");
@@ -111,7 +119,7 @@ impl Controller {
         // The Deployment's environment: POD_NAME/POD_NAMESPACE from the downward API, the
         // sandbox's AWS endpoint instead of AWS's, no static AWS key.
         let child = Command::new(env!("CARGO_BIN_EXE_irsa"))
-            .args(installed_controller_args(metrics))
+            .args(installed_controller_args(install, metrics))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &sandbox.dir.0)
@@ -129,6 +137,12 @@ impl Controller {
         Controller { child, log }
     }
 
+    /// The process id (for its /proc/PID/status).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last 60 lines of its log.
     pub fn log(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
