@@ -1024,15 +1024,7 @@ async fn readyz_waits_for_the_argocd_watch() {
     let env = Env::start().await;
     env.lab.namespace(NS, &[]).await.unwrap();
     let faults = env.lab.stack.api.faults().clone();
-    let failing = |resource: &str| ErrorRule {
-        verb: Some("list".into()),
-        resource: Some(resource.into()),
-        code: 503,
-        rate: 1.0,
-        count: None,
-        retry_after_seconds: None,
-        message: None,
-    };
+    let failing = failing_list;
     // The index's namespaces cannot list: the Argo CD reconciler (started after the index's
     // first lists) waits, while the index lists its secrets and service accounts.
     faults.add_error(failing("namespaces"));
@@ -1339,14 +1331,9 @@ async fn a_status_annotation_someone_else_owns_is_reported_in_an_event() {
     assert!(!note.contains(&password), "no secret in the Event: {note}");
 }
 
-/// Review L4: when it is the Argo CD service accounts that cannot be listed (the repository
-/// secrets list fine), `/readyz` names that watch, not the secrets'.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn readyz_names_the_argocd_watch_that_has_not_listed() {
-    let env = Env::start().await;
-    env.lab.namespace(NS, &[]).await.unwrap();
-    let faults = env.lab.stack.api.faults().clone();
-    let failing = |resource: &str| ErrorRule {
+/// A `list` of `resource` that always fails (503).
+fn failing_list(resource: &str) -> ErrorRule {
+    ErrorRule {
         verb: Some("list".into()),
         resource: Some(resource.into()),
         code: 503,
@@ -1354,15 +1341,22 @@ async fn readyz_names_the_argocd_watch_that_has_not_listed() {
         count: None,
         retry_after_seconds: None,
         message: None,
-    };
-    // As in readyz_waits_for_the_argocd_watch: the index lists its secrets and service
-    // accounts while its namespaces cannot list, so the Argo CD reconciler waits.
-    faults.add_error(failing("namespaces"));
+    }
+}
+
+/// The controller (with `--argocd-namespace`) started so that only the Argo CD reconciler's
+/// service accounts cannot list: the index lists its secrets and service accounts while its
+/// namespaces cannot (so the Argo CD reconciler, started after the index's first lists,
+/// waits), then only service-account lists fail. Returns once `/readyz` says the Argo CD
+/// service accounts are all that is left; the faults stay until cleared.
+async fn argocd_without_service_accounts(env: &Env) -> (RunningController, std::net::SocketAddr) {
+    let faults = env.lab.stack.api.faults().clone();
+    faults.add_error(failing_list("namespaces"));
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = admin.local_addr().unwrap();
     let controller = env
         .lab
-        .spawn_controller(argocd_options(&env), Some(admin))
+        .spawn_controller(argocd_options(env), Some(admin))
         .await
         .unwrap();
     eventually(
@@ -1376,21 +1370,32 @@ async fn readyz_names_the_argocd_watch_that_has_not_listed() {
         },
     )
     .await;
-    // Now only service-account lists fail: the Argo CD reconciler's secrets list, its
-    // service accounts do not.
     faults.set(FaultConfig {
-        errors: vec![failing("serviceaccounts")],
+        errors: vec![failing_list("serviceaccounts")],
         ..FaultConfig::default()
     });
     // Every other watch lists again on its own backoff after the namespaces' fault: wait until
-    // the Argo CD service accounts are all that is left (without the fix, the repository
-    // secrets' name stays in the list and this times out).
-    let body = eventually("only the Argo CD service accounts unlisted", || async {
+    // the Argo CD service accounts are all that is left.
+    eventually("only the Argo CD service accounts unlisted", || async {
         let (code, body) = readyz(addr).await;
         (code == 503 && body.contains("waiting for the first list of: argocd service accounts"))
-            .then_some(body)
+            .then_some(())
     })
     .await;
+    (controller, addr)
+}
+
+/// Review L4: when it is the Argo CD service accounts that cannot be listed (the repository
+/// secrets list fine), `/readyz` names that watch, not the secrets'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_names_the_argocd_watch_that_has_not_listed() {
+    let env = Env::start().await;
+    env.lab.namespace(NS, &[]).await.unwrap();
+    let faults = env.lab.stack.api.faults().clone();
+    // Without the fix, the repository secrets' name stays in the list and the helper's wait
+    // for only the service accounts times out.
+    let (controller, addr) = argocd_without_service_accounts(&env).await;
+    let (_, body) = readyz(addr).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (code, body2) = readyz(addr).await;
     assert_eq!(code, 503, "{body2}");
@@ -1507,47 +1512,7 @@ async fn a_secret_reconciled_before_the_service_accounts_list_waits_for_them() {
     project(&env, "production", "argocd-project-production").await;
     repo_secret(&env, "early", Some("production"), &[]).await;
     let faults = env.lab.stack.api.faults().clone();
-    let failing = |resource: &str| ErrorRule {
-        verb: Some("list".into()),
-        resource: Some(resource.into()),
-        code: 503,
-        rate: 1.0,
-        count: None,
-        retry_after_seconds: None,
-        message: None,
-    };
-    // As in readyz_names_the_argocd_watch_that_has_not_listed: the index lists first, then
-    // only service-account lists fail, so the Argo CD reconciler's secrets list and its
-    // service accounts do not.
-    faults.add_error(failing("namespaces"));
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = admin.local_addr().unwrap();
-    let controller = env
-        .lab
-        .spawn_controller(argocd_options(&env), Some(admin))
-        .await
-        .unwrap();
-    eventually(
-        "the index listed its secrets and service accounts",
-        || async {
-            let (code, body) = readyz(addr).await;
-            (code == 503
-                && body.contains("waiting for the first list of: namespaces")
-                && !body.contains("secrets, serviceaccounts"))
-            .then_some(())
-        },
-    )
-    .await;
-    faults.set(FaultConfig {
-        errors: vec![failing("serviceaccounts")],
-        ..FaultConfig::default()
-    });
-    eventually("only the Argo CD service accounts unlisted", || async {
-        let (code, body) = readyz(addr).await;
-        (code == 503 && body.contains("waiting for the first list of: argocd service accounts"))
-            .then_some(())
-    })
-    .await;
+    let (controller, _) = argocd_without_service_accounts(&env).await;
     // The repository secrets have listed: the secret is queued; give its reconcile time.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let early = get(&env, "early").await;
