@@ -180,9 +180,10 @@ pub(crate) fn grant(
         .actions
         .iter()
         .filter(|a| match (kind, a.as_str()) {
-            // A pull reads the manifest (ecr:BatchGetImage) and the layers
-            // (ecr:GetDownloadUrlForLayer): ECR User Guide, "Private repository policy
-            // examples" / "Pulling an image" (review L2).
+            // A pull reads the manifest (ecr:BatchGetImage) and the layers: ECR API
+            // Reference, GetDownloadUrlForLayer: "When an image is pulled, the
+            // GetDownloadUrlForLayer API is called once per image layer that is not already
+            // cached" (review L2; AWS's AmazonEC2ContainerRegistryPullOnly allows both).
             (CredentialKind::Ecr, "pull") => {
                 allowed("ecr:BatchGetImage", &ecr_arn)
                     && allowed("ecr:GetDownloadUrlForLayer", &ecr_arn)
