@@ -59,7 +59,9 @@ impl SimulatedDecision {
 pub struct MatchedStatement {
     /// `SourcePolicyId` (an inline policy's name, a managed policy's ARN or name).
     pub source_policy_id: String,
-    /// `SourcePolicyType` (`IAM Policy`, `Permissions Boundary`, …), when given.
+    /// `SourcePolicyType`, when given: in the API's reference `user`, `group`, `role`,
+    /// `aws-managed`, `user-managed`, `resource` or `none` (it does not tell a permissions
+    /// boundary apart: `PermissionsBoundaryDecisionDetail` does). Kept as IAM wrote it.
     pub source_policy_type: Option<String>,
 }
 

@@ -3,7 +3,11 @@
 //! `irsa iam` read and write, over the same [`Iam`] state STS decides from: a trust policy
 //! updated here is the one the next `AssumeRoleWithWebIdentity` evaluates, and a boundary put
 //! here caps what ECR, STS and this API grant the role's sessions. `SimulatePrincipalPolicy`
-//! answers with that same evaluation.
+//! answers with that same evaluation, except for conditions: it is given no context, so as
+//! IAM's simulator it applies a conditional statement only when its condition holds with every
+//! key missing and names the keys in MissingContextValues (ECR and STS, which cannot evaluate
+//! conditions either, refuse instead: a conditional Allow never grants, a conditional Deny
+//! always denies).
 //!
 //! Who may call: a request signed with a session the sandbox's STS issued is verified (signature,
 //! expiry) and its role's identity policies (capped by its boundary) must allow `iam:<Action>` on the resource; any
