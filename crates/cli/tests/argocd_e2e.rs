@@ -30,7 +30,11 @@ fn project_role(p: &str) -> Value {
             &format!("system:serviceaccount:{ARGOCD}:argocd-project-{p}"),
             "sts.amazonaws.com",
         ),
-        &["ecr:GetAuthorizationToken", "ecr:BatchGetImage"],
+        &[
+            "ecr:GetAuthorizationToken",
+            "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
+        ],
     )
 }
 
@@ -497,6 +501,7 @@ fn publisher_role() -> Value {
         &[
             "ecr:GetAuthorizationToken",
             "ecr:BatchGetImage",
+            "ecr:GetDownloadUrlForLayer",
             "ecr:PutImage",
             "ecr:InitiateLayerUpload",
             "ecr:UploadLayerPart",

@@ -910,3 +910,36 @@ fn the_pull_fix_keeps_a_narrower_irsa_ecr_pull_and_adds_only_the_repositories_in
     let change = &report["fix"]["rounds"][0]["changes"][0];
     assert_eq!(change["before"], narrow, "{change:#}");
 }
+
+#[test]
+fn a_pull_allowed_only_through_a_vpc_endpoint_is_left_to_its_condition() {
+    // Review M1: a conditional Allow (pull only through a VPC endpoint) was a near miss, and
+    // --fix --yes added an unconditional Allow next to it (account-wide: no repository is
+    // known), bypassing the restriction. Now the check says the condition decides, prints
+    // it, and no change is made.
+    let sandbox = sandbox_with_setup("fix-conditional");
+    let vpce = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "ViaVpce", "Effect": "Allow", "Action": "ecr:*", "Resource": "*",
+        "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-0123"}}
+    }]});
+    sandbox.boto3(&format!(
+        "iam.put_role_policy(RoleName='puller', PolicyName='irsa-ecr-pull', PolicyDocument={:?})\n",
+        vpce.to_string()
+    ));
+    let run = sandbox.doctor(&["--fix", "--yes", "-o", "json"]);
+    let report = run.json();
+    assert_ne!(run.code, 0, "{report:#}");
+    assert_eq!(report["fix"]["applied"], 0, "{report:#}");
+    assert_eq!(report["fix"]["rounds"], json!([]), "{report:#}");
+    let c = check(&report, "permissions");
+    assert_eq!(c["status"], "error", "{c:#}");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(summary.contains("the condition decides"), "{c:#}");
+    assert!(summary.contains("aws:SourceVpce"), "{c:#}");
+    assert!(c["fix"]["change"].is_null(), "{c:#}");
+    assert_eq!(
+        iam_state(&sandbox)["pull"],
+        vpce,
+        "irsa-ecr-pull is as it was"
+    );
+}

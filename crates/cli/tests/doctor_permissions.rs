@@ -348,3 +348,83 @@ fn a_healthy_pod_chain_passes_with_the_simulator() {
     );
     assert!(!details(c).contains("disagree"), "{c:#}");
 }
+
+#[test]
+fn a_pods_image_written_as_a_wildcard_arn_is_no_repository_and_no_grant() {
+    // Review H1: a pod's image `arn:…:repository/*?` became a repository "in use", and the
+    // fix proposed pull on every repository of the account (or of another account). A pod's
+    // image is a tenant's text: only real ECR image references count.
+    let sandbox = start("perm-wild", vec![app_puller()]);
+    for (name, image) in [
+        ("wild", "arn:aws:ecr:us-east-1:111122223333:repository/*?"),
+        (
+            "wild-path",
+            "arn:aws:ecr:us-east-1:111122223333:repository/*/x",
+        ),
+        (
+            "other-account",
+            "arn:aws:ecr:us-east-1:444455556666:repository/?",
+        ),
+        (
+            "host-wild",
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com/te?m/*:1",
+        ),
+    ] {
+        create_pod(&sandbox, name, image);
+        let (_, report) = doctor(&sandbox, &["--pod", &format!("ci/{name}")], &[]);
+        let c = check(&report, "permissions");
+        let text = c.to_string();
+        assert!(
+            !text.contains("repository/*") && !text.contains("repository/?"),
+            "{image}: no wildcard is in use, nor proposed: {c:#}"
+        );
+        assert!(c["fix"]["change"].is_null(), "{image}: {c:#}");
+        assert_eq!(
+            c["status"], "pass",
+            "{image}: only the token action is checked: {c:#}"
+        );
+    }
+}
+
+#[test]
+fn a_deny_the_simulator_skips_for_want_of_context_is_no_pass() {
+    // Review M2: the simulator, given no context, skips a Deny conditioned on a key and says
+    // "allowed" (naming the key in MissingContextValues); the policies read say explicit
+    // deny, and the simulator won: a pass while the real pull is denied.
+    let puller = json!({
+        "name": "puller",
+        "trustPolicy": good_trust(),
+        "permissionPolicies": [{"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "*"},
+            {"Sid": "NotFromThatVpce", "Effect": "Deny", "Action": "ecr:BatchGetImage", "Resource": "*",
+             "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-0bad"}}}
+        ]}]
+    });
+    let sandbox = start("perm-context", vec![puller]);
+    // The sandbox's simulator answers as IAM's does: allowed, the key missing.
+    let simulated = sandbox.boto3(&format!(
+        "r = iam.simulate_principal_policy(PolicySourceArn='{}', ActionNames=['ecr:BatchGetImage'], ResourceArns=['{APP}'])['EvaluationResults'][0]['ResourceSpecificResults'][0]\n\
+         print(r['EvalResourceDecision'], r['MissingContextValues'])\n",
+        role_arn("puller")
+    ));
+    assert_eq!(simulated.trim(), "allowed ['aws:SourceVpce']");
+    let (code, report) = doctor(
+        &sandbox,
+        &["--service-account", "ci/builder", "--repository", APP],
+        &[],
+    );
+    assert_eq!(code, 1, "{report:#}");
+    let c = check(&report, "permissions");
+    assert_eq!(c["status"], "fail", "{c:#}");
+    assert!(
+        c["summary"].as_str().unwrap().contains(&format!(
+            "denied explicitly by the role's policies: ecr:BatchGetImage on {APP}"
+        )),
+        "{c:#}"
+    );
+    assert!(
+        details(c).contains("without the context keys aws:SourceVpce"),
+        "{c:#}"
+    );
+    assert!(c["fix"]["change"].is_null(), "{c:#}");
+}

@@ -59,7 +59,9 @@ impl SimulatedDecision {
 pub struct MatchedStatement {
     /// `SourcePolicyId` (an inline policy's name, a managed policy's ARN or name).
     pub source_policy_id: String,
-    /// `SourcePolicyType` (`IAM Policy`, `Permissions Boundary`, …), when given.
+    /// `SourcePolicyType`, when given: in the API's reference `user`, `group`, `role`,
+    /// `aws-managed`, `user-managed`, `resource` or `none` (it does not tell a permissions
+    /// boundary apart: `PermissionsBoundaryDecisionDetail` does). Kept as IAM wrote it.
     pub source_policy_type: Option<String>,
 }
 
@@ -76,7 +78,15 @@ pub struct SimulatedResult {
     pub matched: Vec<MatchedStatement>,
     /// `PermissionsBoundaryDecisionDetail.AllowedByPermissionsBoundary`, when given.
     pub allowed_by_boundary: Option<bool>,
+    /// `MissingContextValues`: the context keys the policies' conditions need and the
+    /// simulation was not given (the result's own, and for a resource-specific result its
+    /// action's too). A decision made without them may not be the one a real request gets:
+    /// IAM evaluates a condition on a missing key as not matching.
+    pub missing_context: Vec<String>,
 }
+
+/// Most `MissingContextValues` read from one result.
+pub const MAX_CONTEXT_KEYS: usize = 64;
 
 fn bounded(field: &str, text: &str) -> Result<String, String> {
     let text = text.trim();
@@ -109,6 +119,22 @@ fn matched(el: &Element) -> Result<Vec<MatchedStatement>, String> {
         .collect()
 }
 
+fn missing_context(el: &Element, inherited: &[String]) -> Result<Vec<String>, String> {
+    let mut out = inherited.to_vec();
+    for m in el.members("MissingContextValues") {
+        let key = bounded("MissingContextValues", &m.text)?;
+        if !out.contains(&key) {
+            out.push(key);
+        }
+        if out.len() > MAX_CONTEXT_KEYS {
+            return Err(format!(
+                "MissingContextValues: more than {MAX_CONTEXT_KEYS} keys"
+            ));
+        }
+    }
+    Ok(out)
+}
+
 fn boundary(el: &Element) -> Result<Option<bool>, String> {
     let Some(detail) = el.child("PermissionsBoundaryDecisionDetail") else {
         return Ok(None);
@@ -139,6 +165,7 @@ pub fn results(result: &Element) -> Result<Vec<SimulatedResult>, String> {
             at("EvalDecision is none of allowed, explicitDeny, implicitDeny".to_owned())
         })?;
         let per_resource: Vec<&Element> = r.members("ResourceSpecificResults").collect();
+        let top_missing = missing_context(r, &[]).map_err(at)?;
         if per_resource.is_empty() {
             let resource = match r.text_of("EvalResourceName") {
                 Some(name) => bounded("EvalResourceName", name).map_err(at)?,
@@ -150,6 +177,7 @@ pub fn results(result: &Element) -> Result<Vec<SimulatedResult>, String> {
                 decision,
                 matched: matched(r).map_err(at)?,
                 allowed_by_boundary: boundary(r).map_err(at)?,
+                missing_context: top_missing,
             });
         } else {
             for (j, s) in per_resource.into_iter().enumerate() {
@@ -175,6 +203,7 @@ pub fn results(result: &Element) -> Result<Vec<SimulatedResult>, String> {
                     decision,
                     matched: matched(s).map_err(at)?,
                     allowed_by_boundary: boundary(s).map_err(at)?,
+                    missing_context: missing_context(s, &top_missing).map_err(at)?,
                 });
                 if out.len() > MAX_RESULTS {
                     break;
@@ -261,6 +290,47 @@ mod tests {
         assert_eq!(r[1].allowed_by_boundary, Some(true));
     }
 
+    // Review M2: a Deny conditioned on a key the simulation was not given does not apply, so
+    // the simulator says "allowed" and names the key in MissingContextValues (IAM API
+    // Reference, "EvaluationResult": at the top level when the resource is `*`, inside
+    // ResourceSpecificResults otherwise).
+    #[test]
+    fn missing_context_values_are_read_at_the_top_and_per_resource() {
+        let text = wrap(
+            "<member><EvalActionName>ecr:GetAuthorizationToken</EvalActionName><EvalDecision>allowed</EvalDecision><EvalResourceName>*</EvalResourceName><MissingContextValues><member>aws:SourceVpce</member><member>aws:SourceVpce</member></MissingContextValues></member>\
+             <member><EvalActionName>ecr:BatchGetImage</EvalActionName><EvalDecision>allowed</EvalDecision><MissingContextValues><member>aws:PrincipalTag/team</member></MissingContextValues><ResourceSpecificResults>\
+             <member><EvalResourceName>arn:aws:ecr:us-east-1:111122223333:repository/app</EvalResourceName><EvalResourceDecision>allowed</EvalResourceDecision><MissingContextValues><member>ecr:ResourceTag/x</member></MissingContextValues></member>\
+             <member><EvalResourceName>arn:aws:ecr:us-east-1:111122223333:repository/b</EvalResourceName><EvalResourceDecision>allowed</EvalResourceDecision><MissingContextValues/></member>\
+             </ResourceSpecificResults></member>\
+             <member><EvalActionName>ecr:X</EvalActionName><EvalDecision>allowed</EvalDecision><MissingContextValues/></member>",
+        );
+        let (r, _) = parse_response(&text).unwrap();
+        assert_eq!(r[0].missing_context, ["aws:SourceVpce"]);
+        assert_eq!(
+            r[1].missing_context,
+            ["aws:PrincipalTag/team", "ecr:ResourceTag/x"]
+        );
+        assert_eq!(r[2].missing_context, ["aws:PrincipalTag/team"]);
+        assert!(r[3].missing_context.is_empty());
+        let many = format!(
+            "<member><EvalActionName>ecr:X</EvalActionName><EvalDecision>allowed</EvalDecision><MissingContextValues>{}</MissingContextValues></member>",
+            (0..=MAX_CONTEXT_KEYS)
+                .map(|i| format!("<member>k{i}</member>"))
+                .collect::<String>()
+        );
+        assert!(
+            parse_response(&wrap(&many))
+                .unwrap_err()
+                .contains("more than 64")
+        );
+        let empty = "<member><EvalActionName>ecr:X</EvalActionName><EvalDecision>allowed</EvalDecision><MissingContextValues><member></member></MissingContextValues></member>";
+        assert!(
+            parse_response(&wrap(empty))
+                .unwrap_err()
+                .contains("MissingContextValues is empty")
+        );
+    }
+
     #[test]
     fn a_truncated_page_hands_back_its_marker() {
         let text = "<SimulatePrincipalPolicyResponse><SimulatePrincipalPolicyResult><IsTruncated>true</IsTruncated><Marker>m2</Marker><EvaluationResults/></SimulatePrincipalPolicyResult></SimulatePrincipalPolicyResponse>";
@@ -334,6 +404,7 @@ mod tests {
                 "<MatchedStatements>", "</MatchedStatements>", "<SourcePolicyId>p</SourcePolicyId>",
                 "<PermissionsBoundaryDecisionDetail><AllowedByPermissionsBoundary>false</AllowedByPermissionsBoundary></PermissionsBoundaryDecisionDetail>",
                 "<IsTruncated>true</IsTruncated>", "<Marker>m</Marker>", " ", "&amp;", "<", "é",
+                "<MissingContextValues>", "</MissingContextValues>", "<member>aws:SourceVpce</member>",
             ]),
             0..40,
         )) {

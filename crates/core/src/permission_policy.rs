@@ -34,7 +34,12 @@ pub struct PermissionStatement {
     pub not_resource: bool,
     /// The statement has a `Condition`.
     pub conditional: bool,
+    /// The `Condition` block as compact JSON (cut to [`MAX_CONDITION`] bytes), when there is one.
+    pub condition: Option<String>,
 }
+
+/// Longest `Condition` text kept for a statement (the rest is cut, with `…`).
+pub const MAX_CONDITION: usize = 512;
 
 /// An identity policy: its statements.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +83,10 @@ pub struct PermissionDecision {
     /// Statements that name the action but do not apply: a Condition, or a resource that does
     /// not cover the request's (e.g. `ecr:GetAuthorizationToken` allowed on a repository ARN).
     pub near_misses: Vec<StatementMatch>,
+    /// The `Condition`s of the Allows that cover the request but only under a Condition
+    /// (`policy statement: {condition}`): when the outcome is an implicit deny and this is not
+    /// empty, the conditions decide, and adding an unconditional Allow would bypass them.
+    pub conditional_allows: Vec<String>,
 }
 
 impl PermissionPolicy {
@@ -145,6 +154,18 @@ fn statement(i: usize, s: &Value) -> Result<PermissionStatement, String> {
         resources,
         not_resource,
         conditional: s.contains_key("Condition"),
+        condition: s.get("Condition").map(|c| {
+            let text = c.to_string();
+            if text.len() <= MAX_CONDITION {
+                text
+            } else {
+                let mut end = MAX_CONDITION;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                format!("{}…", &text[..end])
+            }
+        }),
     })
 }
 
@@ -206,6 +227,7 @@ pub fn evaluate(
 ) -> PermissionDecision {
     let mut applies = Vec::new();
     let mut near_misses = Vec::new();
+    let mut conditional_allows = Vec::new();
     let (mut allowed, mut denied) = (false, false);
     for (name, policy) in policies {
         for s in &policy.statements {
@@ -237,6 +259,11 @@ pub fn evaluate(
                     s.resources
                 )));
             } else if s.conditional && s.allow {
+                conditional_allows.push(format!(
+                    "{name} {}: {}",
+                    s.label,
+                    s.condition.as_deref().unwrap_or("{}")
+                ));
                 near_misses.push(m(format!(
                     "allows {action} only under a Condition, which doctor cannot evaluate for a request it does not make"
                 )));
@@ -266,6 +293,7 @@ pub fn evaluate(
         outcome,
         applies,
         near_misses,
+        conditional_allows,
     }
 }
 
@@ -361,6 +389,25 @@ mod tests {
         for (name, docs, expected) in cases {
             assert_eq!(decide(&docs).outcome, expected, "{name}");
         }
+    }
+
+    #[test]
+    fn a_conditional_allow_is_named_with_its_condition() {
+        let d = decide(&[
+            json!({"Statement": [{"Sid": "Vpce", "Effect": "Allow", "Action": "ecr:*", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-1"}}}]}),
+        ]);
+        assert_eq!(d.outcome, PermissionOutcome::ImplicitDeny);
+        assert_eq!(
+            d.conditional_allows,
+            [r#"p0 Vpce: {"StringEquals":{"aws:SourceVpce":"vpce-1"}}"#]
+        );
+        let long = "x".repeat(2 * MAX_CONDITION);
+        let d = decide(&[
+            json!({"Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*", "Condition": {"StringEquals": {"k": long}}}]}),
+        ]);
+        assert!(d.conditional_allows[0].len() < MAX_CONDITION + 64);
+        assert!(d.conditional_allows[0].ends_with('…'));
+        assert!(decide(&[]).conditional_allows.is_empty());
     }
 
     #[test]

@@ -334,6 +334,13 @@ enum Decided {
     BoundaryImplicit,
     /// The permissions boundary denies it.
     BoundaryExplicit,
+    /// No identity policy allows it unconditionally, but one allows it under a Condition doctor
+    /// cannot evaluate: the condition decides (review M1).
+    Conditional,
+    /// IAM's policy simulator allowed it without context keys a condition needs
+    /// (MissingContextValues), or allowed what the policies read deny: nothing decides it
+    /// (review M2).
+    Undecided,
 }
 
 impl Decided {
@@ -343,6 +350,17 @@ impl Decided {
     fn by_boundary(self) -> bool {
         matches!(self, Decided::BoundaryImplicit | Decided::BoundaryExplicit)
     }
+    /// Neither allowed nor denied as far as doctor can tell.
+    fn undecided(self) -> bool {
+        matches!(self, Decided::Conditional | Decided::Undecided)
+    }
+}
+
+/// The simulator's answer for one need: its decision, and the context keys it was not given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Simulated {
+    decided: Decided,
+    missing: Vec<String>,
 }
 
 /// The role's policies as read: identity policies, the boundary's, and what could not be read.
@@ -352,14 +370,64 @@ struct Reading {
     unreadable: Vec<String>,
     /// The inline policy irsa-ecr-pull as JSON (null when the role has none).
     current_pull: Value,
+    /// Each inline policy's name and its size as IAM counts it (characters, whitespace
+    /// excluded).
+    inline_sizes: Vec<(String, usize)>,
 }
 
+/// IAM's quota on the inline policies of a role, all together: 10,240 characters, whitespace
+/// excluded (IAM User Guide, "IAM and AWS STS quotas": role policy size).
+const MAX_ROLE_INLINE_CHARS: usize = 10_240;
+
+/// A document's size as IAM counts it against its quotas: characters, whitespace excluded.
+fn iam_size(text: &str) -> usize {
+    text.chars().filter(|c| !c.is_whitespace()).count()
+}
+
+/// Whether `after` as irsa-ecr-pull keeps the role's inline policies within IAM's quota; why
+/// not, when not (review L3: said before PutRolePolicy instead of IAM's LimitExceeded).
+fn fits_inline_quota(reading: &Reading, role: &str, after: &Value) -> Result<(), String> {
+    let others: usize = reading
+        .inline_sizes
+        .iter()
+        .filter(|(name, _)| name != PULL_POLICY_NAME)
+        .map(|(_, n)| n)
+        .sum();
+    let merged = iam_size(&after.to_string());
+    let total = others + merged;
+    if total <= MAX_ROLE_INLINE_CHARS {
+        return Ok(());
+    }
+    Err(format!(
+        "--fix makes no change: with the missing grants merged, {PULL_POLICY_NAME} is {merged} characters and role {role}'s inline policies {total} together (whitespace excluded), over IAM's quota of {MAX_ROLE_INLINE_CHARS} for a role's inline policies (PutRolePolicy would answer LimitExceeded): put the pull statements in a managed policy and attach it (aws iam create-policy, aws iam attach-role-policy), or shorten the inline policies"
+    ))
+}
+
+/// Longest image reference read from a pod (a tenant's text).
+const MAX_IMAGE: usize = 4096;
+
 /// The repositories a pull of `images` (a pod's) reads from, as ECR repository ARNs; images of
-/// other registries are left out.
+/// other registries are left out. A pod's image is a tenant's text: only a real image
+/// reference of an ECR registry counts, never an ARN or a wildcard (`*`, `?`), which would turn
+/// `--fix` into a grant on every repository of an account (review H1); wildcards come from
+/// `--repository` only.
 pub(crate) fn image_repositories(images: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for image in images {
-        if image.ends_with('*') {
+        if image.len() > MAX_IMAGE
+            || image
+                .get(..4)
+                .is_some_and(|p| p.eq_ignore_ascii_case("arn:"))
+            || image.contains(['*', '?'])
+        {
+            continue;
+        }
+        let Ok(parsed) = irsa_core::registry::parse(image) else {
+            continue;
+        };
+        if !matches!(parsed.registry, irsa_core::registry::Registry::Ecr(_))
+            || parsed.repository.as_deref().is_none_or(str::is_empty)
+        {
             continue;
         }
         if let Ok(arns) = crate::policy::repository_arns(std::slice::from_ref(image)) {
@@ -433,7 +501,17 @@ pub(crate) async fn permissions(
                 Err(c) => notes.push(format!("the role's policies could not be read ({}): decided by iam:SimulatePrincipalPolicy alone", c.summary)),
                 Ok(r) => notes.push(format!("{} of the role's policies could not be read ({}): decided by iam:SimulatePrincipalPolicy alone", r.unreadable.len(), r.unreadable.join("; "))),
             }
-            sim.clone()
+            for (n, s) in needs.iter().zip(sim) {
+                if !s.missing.is_empty() {
+                    let keys: Vec<String> = s
+                        .missing
+                        .iter()
+                        .map(|k| super::report::printable(k))
+                        .collect();
+                    notes.push(format!("IAM's policy simulator decided {} on {} without the context keys {} (MissingContextValues): a condition on them decides a real request", n.action, n.resource, keys.join(", ")));
+                }
+            }
+            sim.iter().map(|s| s.decided).collect()
         }
         (Err(why), Some(read)) => {
             notes.push(format!("{why}: decided from the role's policies as read"));
@@ -461,9 +539,12 @@ pub(crate) async fn permissions(
         Ok(r) => r.policies.iter().map(|(n, _)| n.clone()).collect(),
         Err(_) => Vec::new(),
     };
-    let check = permissions_verdict(role, boundary, &needs, &decided, &names, checked, fallback)
-        .details(lines)
-        .details(notes);
+    let why = undecided_why(&needs, &decided, &reading, &simulated);
+    let check = permissions_verdict(
+        role, boundary, &needs, &decided, &names, checked, fallback, &why,
+    )
+    .details(lines)
+    .details(notes);
     let (Ok(reading), Some(read)) = (&reading, &read_decisions) else {
         return check;
     };
@@ -471,6 +552,9 @@ pub(crate) async fn permissions(
     let Some(after) = pull_change(reading, &needs, &read, &decided, checked, fallback) else {
         return check;
     };
+    if let Err(why) = fits_inline_quota(reading, &role.name, &after) {
+        return check.detail(why);
+    }
     let mut change = Change::new(
         format!(
             "add the missing ECR pull permissions to inline policy {PULL_POLICY_NAME} of role {} (what it allows already is kept)",
@@ -488,6 +572,69 @@ pub(crate) async fn permissions(
         change = change.confirm_role(&role.name, reason.clone());
     }
     check.with_change(change)
+}
+
+/// Most reasons named in the summary of a check no one could decide.
+const MAX_WHY: usize = 4;
+
+/// Why the needs doctor could not decide are undecided: the Conditions that alone allow them,
+/// the context keys the simulator was not given.
+fn undecided_why(
+    needs: &[Need],
+    decided: &[Decided],
+    reading: &Result<Reading, Check>,
+    simulated: &Result<Vec<Simulated>, String>,
+) -> Vec<String> {
+    let mut why: Vec<String> = Vec::new();
+    for (i, (n, d)) in needs.iter().zip(decided).enumerate() {
+        let mut add = |line: String| {
+            if !why.contains(&line) {
+                why.push(line);
+            }
+        };
+        match d {
+            Decided::Conditional => {
+                if let Ok(r) = reading {
+                    for c in permission_policy::evaluate(&r.policies, n.action, &n.resource)
+                        .conditional_allows
+                    {
+                        add(format!(
+                            "{} on {} is allowed only under the Condition of {}",
+                            n.action,
+                            n.resource,
+                            super::report::printable(&c)
+                        ));
+                    }
+                }
+            }
+            Decided::Undecided => match simulated.as_ref().ok().and_then(|s| s.get(i)) {
+                Some(s) if !s.missing.is_empty() => {
+                    let keys: Vec<String> = s
+                        .missing
+                        .iter()
+                        .map(|k| super::report::printable(k))
+                        .collect();
+                    add(format!(
+                        "IAM's policy simulator allows {} on {} only without the context keys {}, which a condition needs",
+                        n.action,
+                        n.resource,
+                        keys.join(", ")
+                    ));
+                }
+                _ => add(format!(
+                    "IAM's policy simulator allows {} on {}, the policies read do not",
+                    n.action, n.resource
+                )),
+            },
+            _ => {}
+        }
+    }
+    if why.len() > MAX_WHY {
+        let more = why.len() - MAX_WHY;
+        why.truncate(MAX_WHY);
+        why.push(format!("{more} more (details)"));
+    }
+    why
 }
 
 /// `--fix`'s irsa-ecr-pull: only when the role's own policies lack an Allow (`read`, and the
@@ -524,24 +671,49 @@ fn pull_change(
 }
 
 /// The simulator's and the policies' decisions together: the policies' where both allow or
-/// both deny (they tell which policy type denies), the simulator's where they disagree, which
-/// is said.
-fn agree(needs: &[Need], sim: &[Decided], read: &[Decided]) -> (Vec<Decided>, Vec<String>) {
+/// both deny (they tell which policy type denies); where they disagree, the deny, and never an
+/// allow the reading denies (review M2: the simulator, given no context, skips a Deny whose
+/// condition needs a key, so its "allowed" may be a real request's deny). Disagreements and
+/// the context keys the simulator was not given are said.
+fn agree(needs: &[Need], sim: &[Simulated], read: &[Decided]) -> (Vec<Decided>, Vec<String>) {
     let mut out = Vec::new();
     let mut notes = Vec::new();
     for ((n, s), r) in needs.iter().zip(sim).zip(read) {
-        if (*s == Decided::Allow) != (*r == Decided::Allow) {
+        if !s.missing.is_empty() {
+            let keys: Vec<String> = s
+                .missing
+                .iter()
+                .map(|k| super::report::printable(k))
+                .collect();
             notes.push(format!(
-                "IAM's policy simulator and doctor's reading of the policies disagree on {} on {}: the simulator says {}, the policies read say {} (the simulator's answer is the verdict: it evaluates conditions, and policy types doctor does not read)",
+                "IAM's policy simulator decided {} on {} without the context keys {} (MissingContextValues): a condition on them decides a real request, and doctor cannot give them",
                 n.action,
                 n.resource,
-                word(*s),
+                keys.join(", ")
+            ));
+        }
+        let sim_allows = matches!(s.decided, Decided::Allow | Decided::Undecided);
+        if sim_allows != (*r == Decided::Allow) {
+            notes.push(format!(
+                "IAM's policy simulator and doctor's reading of the policies disagree on {} on {}: the simulator says {}, the policies read say {} (a deny on either side is the verdict, and an allow one side denies is not decided)",
+                n.action,
+                n.resource,
+                word(s.decided),
                 word(*r)
             ));
-            out.push(*s);
-        } else {
-            out.push(*r);
         }
+        out.push(match (s.decided, *r) {
+            (Decided::Undecided, r) if r.explicit() => r,
+            (Decided::Undecided, _) => Decided::Undecided,
+            (Decided::Allow, Decided::Allow) => Decided::Allow,
+            // The reading denies what the simulator allows: its Deny (it may be conditional,
+            // which the simulator skips without context), or undecided.
+            (Decided::Allow, r) if r.explicit() || r == Decided::Conditional => r,
+            (Decided::Allow, _) => Decided::Undecided,
+            // The simulator denies: the reading names the policy type when it denies too.
+            (sim, Decided::Allow) => sim,
+            (_, r) => r,
+        });
     }
     notes.push(
         "decided by iam:SimulatePrincipalPolicy and by reading the role's policies".to_owned(),
@@ -552,6 +724,8 @@ fn agree(needs: &[Need], sim: &[Decided], read: &[Decided]) -> (Vec<Decided>, Ve
 fn word(d: Decided) -> &'static str {
     match d {
         Decided::Allow => "allowed",
+        Decided::Conditional => "allowed only under a Condition",
+        Decided::Undecided => "allowed only without the context keys a condition needs",
         Decided::IdentityImplicit | Decided::BoundaryImplicit => "implicitly denied",
         Decided::IdentityExplicit | Decided::BoundaryExplicit => "explicitly denied",
     }
@@ -651,6 +825,7 @@ async fn read_policies(
         boundary: None,
         unreadable: Vec::new(),
         current_pull: Value::Null,
+        inline_sizes: Vec::new(),
     };
     let inline = iam
         .list_role_policies(&role.name)
@@ -658,16 +833,21 @@ async fn read_policies(
         .map_err(|e| could_not(ID, &e))?;
     for name in inline {
         match iam.get_role_policy(&role.name, &name).await {
-            Ok(Some(p)) => match PermissionPolicy::parse(&p.document) {
-                Ok(doc) => {
-                    if name == PULL_POLICY_NAME {
-                        reading.current_pull =
-                            serde_json::from_str(&p.document).unwrap_or(Value::Null);
+            Ok(Some(p)) => {
+                reading
+                    .inline_sizes
+                    .push((name.clone(), iam_size(&p.document)));
+                match PermissionPolicy::parse(&p.document) {
+                    Ok(doc) => {
+                        if name == PULL_POLICY_NAME {
+                            reading.current_pull =
+                                serde_json::from_str(&p.document).unwrap_or(Value::Null);
+                        }
+                        reading.policies.push((format!("inline {name}"), doc));
                     }
-                    reading.policies.push((format!("inline {name}"), doc));
+                    Err(e) => reading.unreadable.push(format!("inline {name}: {e}")),
                 }
-                Err(e) => reading.unreadable.push(format!("inline {name}: {e}")),
-            },
+            }
             Ok(None) => reading.unreadable.push(format!(
                 "inline {name}: listed, but IAM returned no document for it"
             )),
@@ -740,9 +920,20 @@ fn decide_read(r: &Reading, n: &Need) -> (Decided, Vec<String>) {
         );
         d.outcome
     });
+    for c in &identity.conditional_allows {
+        lines.push(format!(
+            "{} on {} is allowed only under the Condition of {}: the condition decides, and --fix adds no unconditional Allow that would bypass it",
+            n.action,
+            n.resource,
+            super::report::printable(c)
+        ));
+    }
     let decided = match (identity.outcome, boundary) {
         (PermissionOutcome::ExplicitDeny, _) => Decided::IdentityExplicit,
         (_, Some(PermissionOutcome::ExplicitDeny)) => Decided::BoundaryExplicit,
+        (PermissionOutcome::ImplicitDeny, _) if !identity.conditional_allows.is_empty() => {
+            Decided::Conditional
+        }
         (PermissionOutcome::ImplicitDeny, _) => Decided::IdentityImplicit,
         (_, Some(PermissionOutcome::ImplicitDeny)) => Decided::BoundaryImplicit,
         _ => Decided::Allow,
@@ -756,7 +947,7 @@ async fn simulate(
     role: &RoleArn,
     repositories: &[String],
     needs: &[Need],
-) -> Result<Vec<Decided>, String> {
+) -> Result<Vec<Simulated>, String> {
     let arn = role.to_string();
     let mut results = iam
         .simulate_principal_policy(&arn, &[GET_AUTHORIZATION_TOKEN], &[])
@@ -781,21 +972,30 @@ async fn simulate(
                         n.action, n.resource
                     )
                 })?;
-            let by_boundary = r.allowed_by_boundary == Some(false)
-                || r.matched.iter().any(|m| {
-                    m.source_policy_type
-                        .as_deref()
-                        .is_some_and(|t| t.to_ascii_lowercase().contains("boundary"))
-                });
-            Ok(match (r.decision, by_boundary) {
-                (SimulatedDecision::Allowed, _) => Decided::Allow,
-                (SimulatedDecision::ExplicitDeny, true) => Decided::BoundaryExplicit,
-                (SimulatedDecision::ExplicitDeny, false) => Decided::IdentityExplicit,
-                (SimulatedDecision::ImplicitDeny, true) => Decided::BoundaryImplicit,
-                (SimulatedDecision::ImplicitDeny, false) => Decided::IdentityImplicit,
-            })
+            Ok(simulated(r))
         })
         .collect()
+}
+
+/// One simulator result as doctor decides it. The boundary is named from
+/// `PermissionsBoundaryDecisionDetail.AllowedByPermissionsBoundary` only: IAM's
+/// `SourcePolicyType` (user, group, role, aws-managed, user-managed, resource, none) does not
+/// tell a boundary from an attached policy (review L1). An "allowed" made without context
+/// keys a condition needs is no allow (review M2).
+fn simulated(r: &irsa_aws::iam::SimulatedResult) -> Simulated {
+    let by_boundary = r.allowed_by_boundary == Some(false);
+    let decided = match (r.decision, by_boundary) {
+        (SimulatedDecision::Allowed, _) if !r.missing_context.is_empty() => Decided::Undecided,
+        (SimulatedDecision::Allowed, _) => Decided::Allow,
+        (SimulatedDecision::ExplicitDeny, true) => Decided::BoundaryExplicit,
+        (SimulatedDecision::ExplicitDeny, false) => Decided::IdentityExplicit,
+        (SimulatedDecision::ImplicitDeny, true) => Decided::BoundaryImplicit,
+        (SimulatedDecision::ImplicitDeny, false) => Decided::IdentityImplicit,
+    };
+    Simulated {
+        decided,
+        missing: r.missing_context.clone(),
+    }
 }
 
 fn simulation_failed(e: IamError) -> String {
@@ -855,6 +1055,7 @@ fn pull_fix_for(role: &RoleArn, repositories: &[String]) -> Fix {
 }
 
 /// The permissions check from each need's decision.
+#[allow(clippy::too_many_arguments)]
 fn permissions_verdict(
     role: &RoleArn,
     boundary: Option<&str>,
@@ -863,6 +1064,7 @@ fn permissions_verdict(
     names: &[String],
     in_use: &[String],
     fallback: &[String],
+    why: &[String],
 ) -> Check {
     const ID: &str = "permissions";
     let read = format!(
@@ -900,6 +1102,36 @@ fn permissions_verdict(
             .details(boundary_line)
             .data("outcome", json!(PermissionOutcome::Allow));
     }
+    let undecided = of(&|d| d.undecided());
+    if undecided.len() == denied.len() {
+        // Review M1/M2: allowed only under a condition doctor cannot evaluate (or by a
+        // simulation without the keys it needs). Neither a pass nor a missing Allow: an
+        // unconditional Allow from --fix would bypass the condition.
+        return Check::error(
+            ID,
+            Group::Aws,
+            format!(
+                "could not decide {}: the condition decides ({})",
+                describe(&undecided),
+                why.join("; ")
+            ),
+        )
+        .fix(Fix::new(
+            "doctor does not evaluate conditions and makes no change (an unconditional Allow would bypass the condition): check that the workload's pulls meet it (e.g. they go through the VPC endpoint or carry the tags it names), or allow the pull actions without it if it is not meant for them",
+        ))
+        .detail(read)
+        .details(boundary_line)
+        .data("outcome", json!("undecided"))
+        .data(
+            "undecided",
+            json!(
+                undecided
+                    .iter()
+                    .map(|n| json!({"action": n.action, "resource": n.resource}))
+                    .collect::<Vec<_>>()
+            ),
+        );
+    }
     let boundary_name = boundary.unwrap_or("(none)");
     let mut parts = Vec::new();
     for (kind, text) in [
@@ -920,6 +1152,15 @@ fn permissions_verdict(
         (
             Decided::IdentityImplicit,
             "no policy of the role allows ".to_owned(),
+        ),
+        (
+            Decided::Conditional,
+            "allowed only under a Condition doctor cannot evaluate (the condition decides): "
+                .to_owned(),
+        ),
+        (
+            Decided::Undecided,
+            "not decided (IAM's policy simulator allows it without the context keys a condition needs, or the policies read do not allow it): ".to_owned(),
         ),
     ] {
         let these = of(&|d| d == kind);
@@ -1401,6 +1642,7 @@ mod tests {
             boundary: boundary.map(policy),
             unreadable: Vec::new(),
             current_pull,
+            inline_sizes: Vec::new(),
         }
     }
 
@@ -1500,7 +1742,7 @@ mod tests {
         let n = needs(&repos);
         let boundary = "arn:aws:iam::111122223333:policy/cap";
         let decided = [Decided::BoundaryImplicit, Decided::Allow, Decided::Allow];
-        let c = permissions_verdict(&role(), Some(boundary), &n, &decided, &[], &repos, &[]);
+        let c = permissions_verdict(&role(), Some(boundary), &n, &decided, &[], &repos, &[], &[]);
         assert_eq!(c.status, Status::Fail, "{c:?}");
         assert!(
             c.summary
@@ -1558,6 +1800,7 @@ mod tests {
             &decided,
             &["inline p0".into()],
             &repos,
+            &[],
             &[],
         );
         assert_eq!(c.status, Status::Fail, "{c:?}");
@@ -1632,18 +1875,28 @@ mod tests {
         );
     }
 
+    fn sims(ds: &[Decided]) -> Vec<Simulated> {
+        ds.iter()
+            .map(|d| Simulated {
+                decided: *d,
+                missing: Vec::new(),
+            })
+            .collect()
+    }
+
     #[test]
-    fn the_simulator_and_the_policies_read_disagreeing_is_said_and_the_simulator_decides() {
+    fn the_simulator_and_the_policies_read_disagreeing_is_said_and_never_a_pass() {
         use Decided::*;
         let repos = vec![APP.to_owned()];
         let n = needs(&repos);
-        // A Condition doctor cannot evaluate: the simulator allowed, the reading did not.
+        // The simulator allowed, the reading did not: no pass (review M2: it let the
+        // simulator win, and a Deny it skipped for want of context was a real request's).
         let (d, notes) = agree(
             &n,
-            &[Allow, Allow, IdentityImplicit],
+            &sims(&[Allow, Allow, IdentityImplicit]),
             &[IdentityImplicit, Allow, IdentityImplicit],
         );
-        assert_eq!(d, [Allow, Allow, IdentityImplicit]);
+        assert_eq!(d, [Undecided, Allow, IdentityImplicit]);
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(
             notes[0].contains("disagree on ecr:GetAuthorizationToken on *"),
@@ -1657,7 +1910,7 @@ mod tests {
         // Both deny: the reading names the policy type (here the boundary).
         let (d, notes) = agree(
             &n,
-            &[IdentityImplicit, Allow, Allow],
+            &sims(&[IdentityImplicit, Allow, Allow]),
             &[BoundaryImplicit, Allow, Allow],
         );
         assert_eq!(d, [BoundaryImplicit, Allow, Allow]);
@@ -1678,6 +1931,170 @@ mod tests {
         );
     }
 
+    const VPCE_PULL: &str = r#"{"Statement": [{"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}, {"Sid": "ViaVpce", "Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "*", "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-0123"}}}]}"#;
+
+    #[test]
+    fn a_pull_allowed_only_under_a_condition_is_not_mended_with_an_unconditional_allow() {
+        // Review M1: --fix added an unconditional Allow next to the conditional one, which
+        // bypassed the restriction (account-wide when no repository was known).
+        use Decided::*;
+        let r = reading(
+            vec![serde_json::from_str(VPCE_PULL).unwrap()],
+            None,
+            Value::Null,
+        );
+        let repos = vec![APP.to_owned()];
+        let n = needs(&repos);
+        let read = decide_all(&r, &repos);
+        assert_eq!(read, [Allow, Conditional, Conditional]);
+        assert_eq!(pull_change(&r, &n, &read, &read, &repos, &[]), None);
+        // Without a repository known, the account-wide fallback is not granted either.
+        let all_vpce = json!({"Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-0123"}}}]});
+        let wide = "arn:aws:ecr:us-east-1:111122223333:repository/*".to_owned();
+        let rv = reading(vec![all_vpce], None, Value::Null);
+        let n = needs(&[]);
+        let read = decide_all(&rv, &[]);
+        assert_eq!(read, [Conditional]);
+        assert_eq!(
+            pull_change(&rv, &n, &read, &read, &[], std::slice::from_ref(&wide)),
+            None
+        );
+        // The verdict: not decided, the condition printed, no change.
+        let repos = vec![APP.to_owned()];
+        let n = needs(&repos);
+        let read = decide_all(&r, &repos);
+        let why = undecided_why(&n, &read, &Ok(r), &Err("no simulator".into()));
+        let c = permissions_verdict(&role(), None, &n, &read, &[], &repos, &[], &why);
+        assert_eq!(c.status, Status::Error, "{c:?}");
+        assert!(c.summary.contains("the condition decides"), "{c:?}");
+        assert!(
+            c.summary
+                .contains(r#"ViaVpce: {"StringEquals":{"aws:SourceVpce":"vpce-0123"}}"#),
+            "{c:?}"
+        );
+        assert!(c.fix.as_ref().unwrap().change.is_none(), "{c:?}");
+    }
+
+    fn sim_result(
+        decision: SimulatedDecision,
+        boundary: Option<bool>,
+        types: &[&str],
+        missing: &[&str],
+    ) -> irsa_aws::iam::SimulatedResult {
+        irsa_aws::iam::SimulatedResult {
+            action: "ecr:BatchGetImage".into(),
+            resource: APP.into(),
+            decision,
+            matched: types
+                .iter()
+                .map(|t| irsa_core::iam_simulation::MatchedStatement {
+                    source_policy_id: "p".into(),
+                    source_policy_type: Some((*t).into()),
+                })
+                .collect(),
+            allowed_by_boundary: boundary,
+            missing_context: missing.iter().map(|k| (*k).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_simulated_allow_without_the_context_keys_is_no_pass() {
+        // Review M2: the simulator, given no context, skips a Deny conditioned on a key and
+        // says allowed (naming the key in MissingContextValues); the reading says explicit
+        // deny, and the verdict was the simulator's pass.
+        use Decided::*;
+        let vpce = sim_result(SimulatedDecision::Allowed, None, &[], &["aws:SourceVpce"]);
+        assert_eq!(simulated(&vpce).decided, Undecided);
+        let repos = vec![APP.to_owned()];
+        let n = needs(&repos);
+        let mut sim = sims(&[Allow, Allow, Allow]);
+        sim[1] = simulated(&vpce);
+        let (d, notes) = agree(&n, &sim, &[Allow, IdentityExplicit, Allow]);
+        assert_eq!(d, [Allow, IdentityExplicit, Allow]);
+        assert!(
+            notes
+                .iter()
+                .any(|l| l.contains("without the context keys aws:SourceVpce")),
+            "{notes:?}"
+        );
+        // With a reading that allows too, still no pass: the keys decide; named in the summary.
+        let (d, _) = agree(&n, &sim, &[Allow, Allow, Allow]);
+        assert_eq!(d, [Allow, Undecided, Allow]);
+        let why = undecided_why(&n, &d, &Err(unreadable_check(&[])), &Ok(sim));
+        let c = permissions_verdict(&role(), None, &n, &d, &[], &repos, &[], &why);
+        assert_eq!(c.status, Status::Error, "{c:?}");
+        assert!(c.summary.contains("aws:SourceVpce"), "{c:?}");
+        // A simulated allow whose keys are none is an allow.
+        let plain = sim_result(SimulatedDecision::Allowed, None, &[], &[]);
+        assert_eq!(simulated(&plain).decided, Allow);
+    }
+
+    #[test]
+    fn the_boundary_is_named_from_its_decision_detail_only() {
+        // Review L1: SourcePolicyType is user, group, role, aws-managed, user-managed,
+        // resource or none in IAM's API; it never says "boundary".
+        use Decided::*;
+        let cases = [
+            (
+                SimulatedDecision::ExplicitDeny,
+                Some(true),
+                "user-managed",
+                IdentityExplicit,
+            ),
+            (
+                SimulatedDecision::ExplicitDeny,
+                Some(false),
+                "user-managed",
+                BoundaryExplicit,
+            ),
+            (
+                SimulatedDecision::ImplicitDeny,
+                Some(false),
+                "none",
+                BoundaryImplicit,
+            ),
+            (
+                SimulatedDecision::ImplicitDeny,
+                None,
+                "PermissionsBoundaryPolicy",
+                IdentityImplicit,
+            ),
+            (
+                SimulatedDecision::ExplicitDeny,
+                None,
+                "Permissions Boundary",
+                IdentityExplicit,
+            ),
+        ];
+        for (decision, detail, kind, want) in cases {
+            let r = sim_result(decision, detail, &[kind], &[]);
+            assert_eq!(
+                simulated(&r).decided,
+                want,
+                "{decision:?} {detail:?} {kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_merged_pull_policy_over_the_inline_quota_is_said_not_put() {
+        // Review L3: IAM counts a role's inline policies together, whitespace excluded.
+        let mut r = reading(vec![], None, Value::Null);
+        let after = irsa_core::trust_policy::ecr_pull_policy(&[APP.to_owned()], false);
+        let merged = iam_size(&after.to_string());
+        r.inline_sizes = vec![
+            ("other".into(), MAX_ROLE_INLINE_CHARS - merged),
+            (PULL_POLICY_NAME.into(), 9000),
+        ];
+        assert_eq!(fits_inline_quota(&r, "puller", &after), Ok(()));
+        r.inline_sizes[0].1 += 1;
+        let e = fits_inline_quota(&r, "puller", &after).unwrap_err();
+        assert!(e.contains("--fix makes no change"), "{e}");
+        assert!(e.contains(&format!("{}", MAX_ROLE_INLINE_CHARS + 1)), "{e}");
+        assert!(e.contains("10240"), "{e}");
+        assert_eq!(iam_size(" {\n \"a\" : 1 }\t"), 7);
+    }
+
     #[test]
     fn a_policy_that_could_not_be_read_makes_the_check_an_error_not_a_pass() {
         let c = unreadable_check(&[
@@ -1695,6 +2112,14 @@ mod tests {
             "111122223333.dkr.ecr.us-east-1.amazonaws.com/team/app@sha256:0000000000000000000000000000000000000000000000000000000000000000".to_owned(),
             "docker.io/library/busybox".to_owned(),
             "\u{202e}bad".to_owned(),
+            // Review H1: an ARN or a wildcard from a pod is no image, and no grant.
+            "arn:aws:ecr:us-east-1:111122223333:repository/*?".to_owned(),
+            "arn:aws:ecr:us-east-1:111122223333:repository/*/x".to_owned(),
+            "arn:aws:ecr:us-east-1:444455556666:repository/?".to_owned(),
+            "ARN:aws:ecr:us-east-1:111122223333:repository/app".to_owned(),
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com/*".to_owned(),
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com/team/*:1".to_owned(),
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com/te?m/app:1".to_owned(),
         ];
         assert_eq!(
             image_repositories(&images),

@@ -122,7 +122,10 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     permissions      the role's inline and attached policies, capped by its permissions boundary,\n                   \
     allow ecr:GetAuthorizationToken on * and ecr:BatchGetImage and\n                   \
     ecr:GetDownloadUrlForLayer on the repositories in use (--repository, a --pod's ECR\n                   \
-    images); IAM's policy simulator too, where your credentials may call it\n  \
+    image references; never a pod's ARN or wildcard); IAM's policy simulator too, where\n                   \
+    your credentials may call it. An Allow under a Condition, or a simulator allow made\n                   \
+    without the context keys a condition needs, is an error (the condition decides)\n                   \
+    and --fix changes nothing\n  \
     assume-role      a real sts:AssumeRoleWithWebIdentity with that token\n  \
     ecr              a real ecr:GetAuthorizationToken with the session (the password is not shown;\n                   \
     for --pull-secret, from its first registry)\n  \
@@ -237,8 +240,10 @@ pub(crate) struct DoctorArgs {
     /// a --pod's ECR images) and the pull-permissions fix adds only those missing, keeping what
     /// irsa-ecr-pull allows already. An ARN (arn:aws:ecr:REGION:ACCOUNT:repository/NAME, NAME
     /// may end in *) or an image reference, as `irsa policy ecr-pull` takes them. Repeat for
-    /// more. Without any (and no --pod image of ECR) the fix covers every repository of the
-    /// role's account in the registry's region (AWS_REGION).
+    /// more. Wildcards come only from here: a --pod's images count only as real ECR image
+    /// references. Without any (and no --pod image of ECR) the fix covers every repository of
+    /// the role's account in the registry's region (AWS_REGION). The fix is not made when the
+    /// role's inline policies would exceed IAM's 10,240 characters.
     #[arg(long, value_name = "ARN|IMAGE", conflicts_with = "trust_policy")]
     repository: Vec<String>,
     #[command(flatten)]

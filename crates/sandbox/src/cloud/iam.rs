@@ -408,12 +408,35 @@ impl Permissions {
     /// request needs an Allow in the identity policies and, with a boundary, one in the
     /// boundary too (the effective permissions are their intersection).
     pub fn evaluate(&self, action: &str, resource: &str) -> Authorization {
-        use PermissionDecision::*;
         let identity = evaluate_permissions(&self.identity, action, resource);
         let boundary = self
             .boundary
             .as_ref()
             .map(|b| evaluate_permissions(std::slice::from_ref(b), action, resource));
+        Authorization::of(identity, boundary)
+    }
+
+    /// `action` on `resource` as IAM's policy simulator decides it without context
+    /// ([`simulate_permissions`]), with the context keys of the conditional statements that
+    /// cover the request (identity policies first, then the boundary's).
+    pub fn simulate(&self, action: &str, resource: &str) -> (Authorization, Vec<String>) {
+        let (identity, mut missing) = simulate_permissions(&self.identity, action, resource);
+        let boundary = self.boundary.as_ref().map(|b| {
+            let (d, keys) = simulate_permissions(std::slice::from_ref(b), action, resource);
+            for k in keys {
+                if !missing.contains(&k) {
+                    missing.push(k);
+                }
+            }
+            d
+        });
+        (Authorization::of(identity, boundary), missing)
+    }
+}
+
+impl Authorization {
+    fn of(identity: PermissionDecision, boundary: Option<PermissionDecision>) -> Self {
+        use PermissionDecision::*;
         let decision = match (identity, boundary) {
             (ExplicitDeny, _) | (_, Some(ExplicitDeny)) => ExplicitDeny,
             (Allow, None | Some(Allow)) => Allow,
@@ -485,6 +508,8 @@ struct PermissionStatement {
     resources: Vec<String>,
     not_resource: bool,
     has_condition: bool,
+    /// The `Condition` block, when there is one.
+    condition: Option<Value>,
 }
 
 fn strings(v: &Value) -> Result<Vec<String>, String> {
@@ -546,6 +571,7 @@ fn statements(policy: &Value) -> Result<Vec<PermissionStatement>, String> {
                 resources,
                 not_resource,
                 has_condition: s.get("Condition").is_some(),
+                condition: s.get("Condition").cloned(),
             })
         })
         .collect()
@@ -553,12 +579,29 @@ fn statements(policy: &Value) -> Result<Vec<PermissionStatement>, String> {
 
 /// `*` and `?` wildcards, case-insensitive (IAM action matching).
 pub fn wildcard_match(pattern: &str, value: &str) -> bool {
-    let p: Vec<char> = pattern.to_lowercase().chars().collect();
-    let v: Vec<char> = value.to_lowercase().chars().collect();
+    pattern_match(pattern, value, true)
+}
+
+/// `*` and `?` wildcards, case-sensitive: IAM matches a `Resource`/`NotResource` ARN pattern
+/// case-sensitively (IAM User Guide, "IAM JSON policy elements: Resource"), only actions
+/// case-insensitively (review M3).
+pub fn resource_match(pattern: &str, value: &str) -> bool {
+    pattern_match(pattern, value, false)
+}
+
+fn pattern_match(pattern: &str, value: &str, fold: bool) -> bool {
+    let (p, v): (Vec<char>, Vec<char>) = if fold {
+        (
+            pattern.to_lowercase().chars().collect(),
+            value.to_lowercase().chars().collect(),
+        )
+    } else {
+        (pattern.chars().collect(), value.chars().collect())
+    };
     let (mut pi, mut vi) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while vi < v.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == v[vi]) {
+        if pi < p.len() && p[pi] != '*' && (p[pi] == '?' || p[pi] == v[vi]) {
             pi += 1;
             vi += 1;
         } else if pi < p.len() && p[pi] == '*' {
@@ -594,10 +637,7 @@ pub fn evaluate_permissions(
             continue;
         };
         for s in statements.iter().filter(|s| !(s.allow && s.has_condition)) {
-            let action_hit = s.actions.iter().any(|a| wildcard_match(a, action)) != s.not_action;
-            let resource_hit =
-                s.resources.iter().any(|r| wildcard_match(r, resource)) != s.not_resource;
-            if action_hit && resource_hit {
+            if s.covers(action, resource) {
                 if !s.allow {
                     return PermissionDecision::ExplicitDeny;
                 }
@@ -610,6 +650,103 @@ pub fn evaluate_permissions(
     } else {
         PermissionDecision::ImplicitDeny
     }
+}
+
+impl PermissionStatement {
+    /// Whether the statement's actions and resources cover the request.
+    fn covers(&self, action: &str, resource: &str) -> bool {
+        let action_hit = self.actions.iter().any(|a| wildcard_match(a, action)) != self.not_action;
+        let resource_hit =
+            self.resources.iter().any(|r| resource_match(r, resource)) != self.not_resource;
+        action_hit && resource_hit
+    }
+}
+
+/// Evaluates identity policies as IAM's policy simulator does when it is given no context
+/// (SimulatePrincipalPolicy without ContextEntries): a conditional statement applies only
+/// when its condition holds with every key missing (IAM User Guide, "IAM JSON policy
+/// elements: Condition operators": a missing key does not match, except for negated
+/// operators, `…IfExists`, `Null` and `ForAllValues:`), and the keys of every conditional
+/// statement that covers the request are the answer's MissingContextValues. Unlike
+/// [`evaluate_permissions`] (what ECR and STS decide, erring towards refusing), this is the
+/// simulator's answer, which may allow what a real request is denied.
+pub fn simulate_permissions(
+    policies: &[Value],
+    action: &str,
+    resource: &str,
+) -> (PermissionDecision, Vec<String>) {
+    let mut allowed = false;
+    let mut denied = false;
+    let mut missing: Vec<String> = Vec::new();
+    for policy in policies {
+        let Ok(statements) = statements(policy) else {
+            continue;
+        };
+        for s in statements.iter().filter(|s| s.covers(action, resource)) {
+            if let Some(condition) = &s.condition {
+                for key in condition_keys(condition) {
+                    if !missing.contains(&key) {
+                        missing.push(key);
+                    }
+                }
+                if !holds_without_context(condition) {
+                    continue;
+                }
+            }
+            if s.allow {
+                allowed = true;
+            } else {
+                denied = true;
+            }
+        }
+    }
+    let decision = if denied {
+        PermissionDecision::ExplicitDeny
+    } else if allowed {
+        PermissionDecision::Allow
+    } else {
+        PermissionDecision::ImplicitDeny
+    };
+    (decision, missing)
+}
+
+/// The context keys a `Condition` block names.
+fn condition_keys(condition: &Value) -> Vec<String> {
+    let Value::Object(ops) = condition else {
+        return Vec::new();
+    };
+    ops.values()
+        .filter_map(Value::as_object)
+        .flat_map(|keys| keys.keys().cloned())
+        .collect()
+}
+
+/// Whether a `Condition` block holds when none of its keys is in the request context.
+fn holds_without_context(condition: &Value) -> bool {
+    let Value::Object(ops) = condition else {
+        return false;
+    };
+    ops.iter().all(|(op, block)| {
+        let Some(keys) = block.as_object() else {
+            return false;
+        };
+        keys.values().all(|values| operator_without_key(op, values))
+    })
+}
+
+fn operator_without_key(op: &str, values: &Value) -> bool {
+    if op.starts_with("ForAllValues:") {
+        // Every value of an empty set matches.
+        return true;
+    }
+    if op.starts_with("ForAnyValue:") {
+        return false;
+    }
+    if op == "Null" {
+        // `"Null": {"k": "true"}`: the key is absent.
+        return strings(values).is_ok_and(|v| v.iter().any(|x| x == "true"));
+    }
+    op.ends_with("IfExists") || op.contains("Not")
 }
 
 /// Evaluates a trust policy for an AWS-principal caller (`sts:AssumeRole` in a role chain):
@@ -672,6 +809,81 @@ pub fn evaluate_aws_principal_trust(
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn resources_match_case_sensitively_and_actions_do_not() {
+        // Review M3: IAM User Guide, "IAM JSON policy elements: Action" (action names are
+        // case-insensitive) and "…: Resource" (ARNs are case-sensitive).
+        let policy = json!({"Statement": [{"Effect": "Allow", "Action": "ECR:batchgetimage", "Resource": "arn:aws:ecr:us-east-1:111122223333:repository/team/*"}]});
+        let decide = |resource: &str| {
+            evaluate_permissions(std::slice::from_ref(&policy), "ecr:BatchGetImage", resource)
+        };
+        assert_eq!(
+            decide("arn:aws:ecr:us-east-1:111122223333:repository/team/app"),
+            PermissionDecision::Allow
+        );
+        assert_eq!(
+            decide("arn:aws:ecr:us-east-1:111122223333:repository/TEAM/app"),
+            PermissionDecision::ImplicitDeny
+        );
+        let deny = json!({"Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}, {"Effect": "Deny", "Action": "ecr:*", "NotResource": "arn:aws:ecr:*:*:repository/Team/*"}]});
+        assert_eq!(
+            evaluate_permissions(
+                &[deny],
+                "ecr:BatchGetImage",
+                "arn:aws:ecr:us-east-1:111122223333:repository/team/app"
+            ),
+            PermissionDecision::ExplicitDeny
+        );
+        assert!(resource_match("a*c", "aXc"));
+        assert!(!resource_match("a*C", "aXc"));
+        assert!(resource_match("*", "*"));
+        assert!(!resource_match("x*", "*"));
+    }
+
+    #[test]
+    fn the_simulator_without_context_applies_a_condition_as_iam_does() {
+        // IAM User Guide, "Condition operators": a key missing from the request context does
+        // not match, except for negated operators, …IfExists, Null and ForAllValues:. The
+        // keys of the conditional statements that cover the request are said.
+        use PermissionDecision::*;
+        let allow_all =
+            json!({"Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]});
+        let deny_if = |op: &str, value: Value| json!({"Statement": [{"Effect": "Deny", "Action": "ecr:BatchGetImage", "Resource": "*", "Condition": {op: {"aws:SourceVpce": value}}}]});
+        for (op, value, want) in [
+            ("StringEquals", json!("vpce-1"), Allow),
+            ("StringNotEquals", json!("vpce-1"), ExplicitDeny),
+            ("StringEqualsIfExists", json!("vpce-1"), ExplicitDeny),
+            ("Null", json!("true"), ExplicitDeny),
+            ("Null", json!("false"), Allow),
+            ("ForAllValues:StringEquals", json!(["a"]), ExplicitDeny),
+            ("ForAnyValue:StringEquals", json!(["a"]), Allow),
+            ("ArnNotLike", json!("arn:*"), ExplicitDeny),
+        ] {
+            let policies = [allow_all.clone(), deny_if(op, value)];
+            let (d, missing) = simulate_permissions(&policies, "ecr:BatchGetImage", "*");
+            assert_eq!(d, want, "{op}");
+            assert_eq!(missing, ["aws:SourceVpce"], "{op}");
+            // What ECR decides: a conditional Deny always refuses.
+            assert_eq!(
+                evaluate_permissions(&policies, "ecr:BatchGetImage", "*"),
+                ExplicitDeny
+            );
+        }
+        // A conditional Allow alone: implicitly denied, its keys said; no key for a statement
+        // that does not cover the request.
+        let vpce_allow = json!({"Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceVpce": "v"}}}, {"Effect": "Deny", "Action": "s3:*", "Resource": "*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]});
+        let (d, missing) =
+            simulate_permissions(std::slice::from_ref(&vpce_allow), "ecr:BatchGetImage", "*");
+        assert_eq!(
+            (d, missing),
+            (ImplicitDeny, vec!["aws:SourceVpce".to_owned()])
+        );
+        assert_eq!(
+            simulate_permissions(std::slice::from_ref(&allow_all), "ecr:BatchGetImage", "*"),
+            (Allow, vec![])
+        );
+    }
 
     #[test]
     fn wildcards() {

@@ -3,7 +3,11 @@
 //! `irsa iam` read and write, over the same [`Iam`] state STS decides from: a trust policy
 //! updated here is the one the next `AssumeRoleWithWebIdentity` evaluates, and a boundary put
 //! here caps what ECR, STS and this API grant the role's sessions. `SimulatePrincipalPolicy`
-//! answers with that same evaluation.
+//! answers with that same evaluation, except for conditions: it is given no context, so as
+//! IAM's simulator it applies a conditional statement only when its condition holds with every
+//! key missing and names the keys in MissingContextValues (ECR and STS, which cannot evaluate
+//! conditions either, refuse instead: a conditional Allow never grants, a conditional Deny
+//! always denies).
 //!
 //! Who may call: a request signed with a session the sandbox's STS issued is verified (signature,
 //! expiry) and its role's identity policies (capped by its boundary) must allow `iam:<Action>` on the resource; any
@@ -20,7 +24,7 @@ use super::clock::wall_now;
 use super::http_util::{Collected, authenticate};
 use super::iam::{
     Iam, ManagedPolicy, PermissionDecision, Permissions, RoleConfig, check_permission_policy,
-    evaluate_permissions,
+    simulate_permissions,
 };
 use super::sigv4::{self, Authorization};
 use super::sts::{StsError, param, params, xml_response};
@@ -1180,20 +1184,33 @@ fn delete_boundary(iam: &mut Iam, params: &[(String, String)]) -> Result<(), Iam
 /// sandbox keeps the answer small.
 const MAX_SIMULATED: usize = 100;
 
-/// A policy document with its `SourcePolicyId`.
-type Labelled = (String, Value);
+/// A policy document with its `SourcePolicyId` and `SourcePolicyType`.
+type Labelled = (String, Value, &'static str);
+
+/// `SourcePolicyType` of a managed policy: `aws-managed` for AWS's own (account `aws`),
+/// `user-managed` otherwise (IAM API Reference, "Statement": user | group | role |
+/// aws-managed | user-managed | resource | none).
+fn managed_type(arn: &str) -> &'static str {
+    if arn.split(':').nth(4) == Some("aws") {
+        "aws-managed"
+    } else {
+        "user-managed"
+    }
+}
 
 /// The labelled documents of a role's identity policies (`SourcePolicyId`: the inline policy's
-/// name, the managed policy's ARN) and of its boundary.
+/// name, the managed policy's ARN; `SourcePolicyType`: `role` for an inline policy, the
+/// managed policy's type otherwise) and of its boundary (a managed policy: IAM names the
+/// boundary in PermissionsBoundaryDecisionDetail, not in the type).
 fn labelled_policies(iam: &Iam, role: &super::iam::Role) -> (Vec<Labelled>, Option<Labelled>) {
     let identity = role
         .inline_policies
         .iter()
-        .map(|(name, (_, doc))| (name.clone(), doc.clone()))
+        .map(|(name, (_, doc))| (name.clone(), doc.clone(), "role"))
         .chain(role.attached_policies.iter().filter_map(|arn| {
             iam.policies
                 .get(arn)
-                .map(|p| (arn.clone(), p.document.1.clone()))
+                .map(|p| (arn.clone(), p.document.1.clone(), managed_type(arn)))
         }))
         .collect();
     let boundary = role.permissions_boundary.as_ref().map(|arn| {
@@ -1203,6 +1220,7 @@ fn labelled_policies(iam: &Iam, role: &super::iam::Role) -> (Vec<Labelled>, Opti
                 .get(arn)
                 .map(|p| p.document.1.clone())
                 .unwrap_or(Value::Null),
+            managed_type(arn),
         )
     });
     (identity, boundary)
@@ -1217,7 +1235,10 @@ fn decision_text(d: PermissionDecision) -> &'static str {
 }
 
 /// The body of one result (an EvaluationResult's or a ResourceSpecificResult's details): the
-/// statements' policies that decided it and, with a boundary, whether the boundary allowed it.
+/// statements' policies that decided it, the context keys of the conditional statements that
+/// cover the request (MissingContextValues: the simulation is given none) and, with a
+/// boundary, whether the boundary allowed it. Decided as IAM's simulator does without context
+/// ([`super::iam::simulate_permissions`]), which is not always what ECR decides.
 fn simulated_details(
     body: &mut String,
     identity: &[Labelled],
@@ -1226,10 +1247,10 @@ fn simulated_details(
     resource: &str,
 ) -> PermissionDecision {
     let permissions = Permissions {
-        identity: identity.iter().map(|(_, v)| v.clone()).collect(),
-        boundary: boundary.as_ref().map(|(_, v)| v.clone()),
+        identity: identity.iter().map(|(_, v, _)| v.clone()).collect(),
+        boundary: boundary.as_ref().map(|(_, v, _)| v.clone()),
     };
-    let authorization = permissions.evaluate(action, resource);
+    let (authorization, missing) = permissions.simulate(action, resource);
     // The policies whose own decision is the one that decided: each Deny for a deny, each
     // Allow for an allow.
     let wanted = match authorization.decision {
@@ -1238,16 +1259,8 @@ fn simulated_details(
     };
     body.push_str("<MatchedStatements>");
     if let Some(wanted) = wanted {
-        let sources = identity
-            .iter()
-            .map(|(id, doc)| (id, doc, "IAM Policy"))
-            .chain(
-                boundary
-                    .iter()
-                    .map(|(id, doc)| (id, doc, "PermissionsBoundaryPolicy")),
-            );
-        for (id, doc, kind) in sources {
-            if evaluate_permissions(std::slice::from_ref(doc), action, resource) == wanted {
+        for (id, doc, kind) in identity.iter().chain(boundary) {
+            if simulate_permissions(std::slice::from_ref(doc), action, resource).0 == wanted {
                 body.push_str("<member>");
                 element(body, "SourcePolicyId", id);
                 element(body, "SourcePolicyType", kind);
@@ -1255,7 +1268,11 @@ fn simulated_details(
             }
         }
     }
-    body.push_str("</MatchedStatements><MissingContextValues/>");
+    body.push_str("</MatchedStatements><MissingContextValues>");
+    for key in &missing {
+        element(body, "member", key);
+    }
+    body.push_str("</MissingContextValues>");
     if let Some(b) = authorization.boundary {
         body.push_str("<PermissionsBoundaryDecisionDetail>");
         element(
@@ -1952,7 +1969,11 @@ mod tests {
             ("ecr:GetAuthorizationToken", "*", Allowed)
         );
         assert_eq!(r[0].matched[0].source_policy_id, "pull");
+        // Review L1: IAM's SourcePolicyType values are user, group, role, aws-managed,
+        // user-managed, resource and none; an inline policy of a role is `role`.
+        assert_eq!(r[0].matched[0].source_policy_type.as_deref(), Some("role"));
         assert_eq!(r[0].allowed_by_boundary, None);
+        assert!(r[0].missing_context.is_empty());
         let r = simulate(
             &mut iam,
             &[
@@ -2011,6 +2032,46 @@ mod tests {
             .map(|m| m.source_policy_id.as_str())
             .collect();
         assert_eq!(sources, ["pull", boundary.as_str()]);
+        let types: Vec<Option<&str>> = r[0]
+            .matched
+            .iter()
+            .map(|m| m.source_policy_type.as_deref())
+            .collect();
+        assert_eq!(types, [Some("role"), Some("user-managed")]);
+        // Review M2: a Deny conditioned on a key the simulation is not given does not apply
+        // in the simulation (the simulator says allowed), and the key is named in
+        // MissingContextValues, per resource.
+        let vpce = r#"{"Statement": [{"Effect": "Deny", "Action": "ecr:BatchGetImage", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceVpce": "vpce-0bad"}}}]}"#;
+        assert_eq!(
+            code(
+                &mut iam,
+                "PutRolePolicy",
+                &[
+                    ("RoleName", "puller"),
+                    ("PolicyName", "vpce"),
+                    ("PolicyDocument", vpce)
+                ]
+            ),
+            "ok"
+        );
+        let r = simulate(
+            &mut iam,
+            &[
+                ("PolicySourceArn", role),
+                ("ActionNames.member.1", "ecr:BatchGetImage"),
+                ("ResourceArns.member.1", app),
+            ],
+        );
+        assert_eq!(r[0].decision, Allowed);
+        assert_eq!(r[0].missing_context, ["aws:SourceVpce"]);
+        let r = simulate(
+            &mut iam,
+            &[
+                ("PolicySourceArn", role),
+                ("ActionNames.member.1", "ecr:GetAuthorizationToken"),
+            ],
+        );
+        assert!(r[0].missing_context.is_empty(), "{r:?}");
         // Refusals name what is wrong.
         for (params, want) in [
             (vec![("PolicySourceArn", role)], "ValidationError"),

@@ -33,7 +33,7 @@
 //!     "name": "puller", "path": "/",
 //!     "trustPolicy": {"Version": "2012-10-17", "Statement": [ … ]},
 //!     "permissionPolicies": [{"Version": "2012-10-17", "Statement": [
-//!       {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage"], "Resource": "*"}]}],
+//!       {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "*"}]}],
 //!     "maxSessionDuration": 3600
 //!   }],
 //!   "outboundIssuerUrl": "http://127.0.0.1:8080/outbound",
@@ -582,7 +582,7 @@ mod tests {
           "Action": "sts:AssumeRoleWithWebIdentity",
           "Condition": {"StringEquals": {"oidc.sandbox.irsa.test:sub": "system:serviceaccount:team-a:puller"}}}]},
         "permissionPolicies": [{"Version": "2012-10-17", "Statement": [
-          {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage"], "Resource": "*"}]}],
+          {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "*"}]}],
         "maxSessionDuration": 3600
       }],
       "chainguard": {"audience": "cgr.dev", "tokenLifetimeSeconds": 3600,

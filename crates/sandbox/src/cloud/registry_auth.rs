@@ -152,7 +152,8 @@ pub(crate) fn issue_token(
 }
 
 /// What a credential may do with a requested scope, as the issuing service would decide:
-/// ECR by the role's permission policies (`pull` needs `ecr:BatchGetImage`, `push`
+/// ECR by the role's permission policies (`pull` needs `ecr:BatchGetImage` and
+/// `ecr:GetDownloadUrlForLayer`, `push`
 /// `ecr:PutImage`, on the repository ARN), ECR Public likewise for push (pulls are public),
 /// Chainguard pull only. Other scope types and actions are never granted.
 pub(crate) fn grant(
@@ -179,7 +180,14 @@ pub(crate) fn grant(
         .actions
         .iter()
         .filter(|a| match (kind, a.as_str()) {
-            (CredentialKind::Ecr, "pull") => allowed("ecr:BatchGetImage", &ecr_arn),
+            // A pull reads the manifest (ecr:BatchGetImage) and the layers: ECR API
+            // Reference, GetDownloadUrlForLayer: "When an image is pulled, the
+            // GetDownloadUrlForLayer API is called once per image layer that is not already
+            // cached" (review L2; AWS's AmazonEC2ContainerRegistryPullOnly allows both).
+            (CredentialKind::Ecr, "pull") => {
+                allowed("ecr:BatchGetImage", &ecr_arn)
+                    && allowed("ecr:GetDownloadUrlForLayer", &ecr_arn)
+            }
             (CredentialKind::Ecr, "push") => allowed("ecr:PutImage", &ecr_arn),
             (CredentialKind::EcrPublic, "pull") => true,
             (CredentialKind::EcrPublic, "push") => allowed("ecr-public:PutImage", &public_arn),
@@ -366,7 +374,11 @@ mod tests {
     #[test]
     fn grants_follow_the_issuing_service() {
         let pull_only = vec![
-            json!({"Statement": [{"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "arn:aws:ecr:us-east-1:111122223333:repository/team-a/*"}]}),
+            json!({"Statement": [{"Effect": "Allow", "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], "Resource": "arn:aws:ecr:us-east-1:111122223333:repository/team-a/*"}]}),
+        ];
+        // Review L2: the manifest alone is no pull; the layers need GetDownloadUrlForLayer.
+        let manifest_only = vec![
+            json!({"Statement": [{"Effect": "Allow", "Action": "ecr:BatchGetImage", "Resource": "*"}]}),
         ];
         let push = vec![
             json!({"Statement": [{"Effect": "Allow", "Action": ["ecr:*", "ecr-public:PutImage"], "Resource": "*"}]}),
@@ -392,6 +404,14 @@ mod tests {
                 Some(vec!["pull"]),
             ),
             (Ecr, &pull_only, "repository:team-b/app:pull", Some(vec![])),
+            (
+                Ecr,
+                &manifest_only,
+                "repository:team-a/app:pull",
+                Some(vec![]),
+            ),
+            // Review M3: IAM matches resource ARNs case-sensitively.
+            (Ecr, &pull_only, "repository:TEAM-A/app:pull", Some(vec![])),
             (
                 Ecr,
                 &push,
