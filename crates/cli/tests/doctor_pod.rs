@@ -631,9 +631,25 @@ fn the_containers_statuses_decide_and_events_are_marked_and_tied_by_uid() {
         "Failed",
         "Failed to pull image \"x\": 403 Forbidden",
     );
+    // Another component's Event (a 401) does not outrank the kubelet's (a 403).
+    let other = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "events-only.other", "namespace": NS},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "events-only", "namespace": NS, "uid": uid},
+        "reason": "Failed", "message": "Failed to pull image: 401 Unauthorized", "type": "Warning",
+        "source": {"component": "tenant-bot"}});
+    let file = sandbox.dir.write("event-other.json", &other.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
     let (run, report) = doctor_pod(&sandbox, "events-only", &[]);
     let c = only_failure(&run, &report, "image-pulls");
     assert_eq!(c["data"]["likely"], "permissions", "{c:#}");
+    assert_eq!(c["data"]["failures"][1]["component"], "tenant-bot", "{c:#}");
+    assert!(
+        c["details"][1]
+            .as_str()
+            .unwrap()
+            .contains("(source tenant-bot, not the kubelet)"),
+        "{c:#}"
+    );
     assert_eq!(c["data"]["rests_on"], "events", "{c:#}");
     assert!(
         c["summary"]
@@ -675,6 +691,28 @@ fn the_containers_statuses_decide_and_events_are_marked_and_tied_by_uid() {
     assert_eq!(c["data"]["rests_on"], "statuses", "{c:#}");
     assert_eq!(c["data"]["failures"][0]["container"], "auth-401", "{c:#}");
     assert_eq!(c["data"]["failures"].as_array().unwrap().len(), 2, "{c:#}");
+}
+
+/// Review M3: the RBAC is read a page at a time, up to a bound that is said.
+#[test]
+fn rbac_is_paged_and_a_bound_is_said() {
+    let sandbox = start("pod-many-roles", vec![ecr_role(good_trust())]);
+    plain_pod(&sandbox, "builder-pod");
+    let items: Vec<Value> = (0..5001)
+        .map(|i| {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": format!("filler-{i:05}")}, "rules": []})
+        })
+        .collect();
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let file = sandbox.dir.write("roles-many.json", &list.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+    let (_, report) = doctor_pod(&sandbox, "builder-pod", &["--credential-provider"]);
+    let details = check(&report, "node-audience-rbac")["details"].to_string();
+    assert!(
+        details.contains("read the first 5000 clusterroles only (250 a page)"),
+        "{details}"
+    );
 }
 
 /// Review M3: Events are read a page at a time, up to a bound that is said.
