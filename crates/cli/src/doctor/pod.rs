@@ -1917,6 +1917,36 @@ mod tests {
         }
     }
 
+    /// Review M4: a Secret's name is a DNS-1123 subdomain of at most 253 characters; hostile
+    /// strings are refused without panicking, and so are they classified.
+    #[test]
+    fn secret_names_are_dns_subdomains_and_hostile_text_never_panics() {
+        for ok in ["regcred", "a", "ecr-1.example", "0a", &"a".repeat(253)] {
+            assert!(is_secret_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "regcred#x",
+            "../regcred",
+            "a/b",
+            "Regcred",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "a b",
+            "é",
+            &"a".repeat(254),
+        ] {
+            assert!(!is_secret_name(bad), "{bad}");
+        }
+        for hostile in ["", ":", "::::", "\u{0}\u{202e}", "é401 ü", " \"\" ", &"ǅ".repeat(5000)] {
+            let _ = pull_cause(hostile);
+            let _ = is_secret_name(hostile);
+        }
+    }
+
     /// Review M3: a message is read to its first 4096 characters only.
     #[test]
     fn a_message_is_read_to_its_first_4096_characters() {
