@@ -1941,7 +1941,15 @@ mod tests {
         ] {
             assert!(!is_secret_name(bad), "{bad}");
         }
-        for hostile in ["", ":", "::::", "\u{0}\u{202e}", "é401 ü", " \"\" ", &"ǅ".repeat(5000)] {
+        for hostile in [
+            "",
+            ":",
+            "::::",
+            "\u{0}\u{202e}",
+            "é401 ü",
+            " \"\" ",
+            &"ǅ".repeat(5000),
+        ] {
             let _ = pull_cause(hostile);
             let _ = is_secret_name(hostile);
         }
