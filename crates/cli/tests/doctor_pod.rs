@@ -218,6 +218,12 @@ fn an_irsa_pull_secret_past_its_expiry_fails_and_a_fresh_one_passes() {
     passes(&run, &report, "pull-secrets");
     let c = check(&report, "pull-secrets");
     assert_eq!(c["data"]["secrets"][0]["irsa_owned"], true, "{c:#}");
+    // Review low (d): the labels are all that says so, and they are forgeable.
+    assert_eq!(c["data"]["secrets"][0]["owned_by"], "labels", "{c:#}");
+    assert!(
+        c["details"].to_string().contains("only its labels"),
+        "{c:#}"
+    );
     assert_eq!(
         c["data"]["secrets"][0]["expires_at"], "2099-01-01T00:00:00Z",
         "{c:#}"
@@ -344,7 +350,7 @@ fn the_kubelets_pull_failures_are_shown_escaped_and_mapped_to_their_link() {
     let status = json!({"status": {"containerStatuses": [{"name": "app", "image": IMAGE, "imageID": "",
         "ready": false, "restartCount": 0,
         "state": {"waiting": {"reason": "ImagePullBackOff",
-            "message": format!("Back-off pulling image \"{IMAGE}\": ErrImagePull: failed to get service account token for credential provider: serviceaccounts \"builder\" is forbidden: audience \"sts.amazonaws.com\" not allowed")}}}]}});
+            "message": format!("Back-off pulling image \"{IMAGE}\": ErrImagePull: failed to get service account token for credential provider: serviceaccounts \"builder\" is forbidden: audience \"sts.amazonaws.com\" not found in pod spec volume, system:node:node-1 is not authorized to request tokens for this audience")}}}]}});
     sandbox.kubectl(&[
         "patch",
         "pod",
@@ -551,4 +557,265 @@ fn a_bad_credential_provider_audience_or_target_is_bad_input() {
             run.stderr
         );
     }
+}
+
+/// Patches `pod`'s status: one container `name` in `state`.
+fn set_status(sandbox: &Sandbox, pod: &str, name: &str, state: Value) {
+    let status = json!({"status": {"containerStatuses": [{"name": name, "image": IMAGE, "imageID": "",
+        "ready": false, "restartCount": 0, "state": state}]}});
+    sandbox.kubectl(&[
+        "patch",
+        "pod",
+        pod,
+        "-n",
+        NS,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &status.to_string(),
+    ]);
+}
+
+/// Review M1 and M2: the containers' statuses (the kubelet's) decide; Events that are not this
+/// pod's (no uid) are dropped; an Event alone fails only saying so; a container's name and
+/// an image's name are not read as causes.
+#[test]
+fn the_containers_statuses_decide_and_events_are_marked_and_tied_by_uid() {
+    let sandbox = start("pod-forged", vec![ecr_role(good_trust())]);
+    // An Event without a uid (anyone's) about a pod that pulled fine.
+    plain_pod(&sandbox, "quiet");
+    let forged = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "quiet.forged", "namespace": NS},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "quiet", "namespace": NS},
+        "reason": "Failed", "message": "Failed to pull image: 401 Unauthorized", "type": "Warning",
+        "source": {"component": "kubelet"}});
+    let file = sandbox.dir.write("event-forged.json", &forged.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+    let (run, report) = doctor_pod(&sandbox, "quiet", &[]);
+    passes(&run, &report, "image-pulls");
+
+    // A running pod: its status shows no failure, so an Event (even with its uid) does not fail
+    // it; the Event is shown, marked.
+    plain_pod(&sandbox, "running");
+    set_status(
+        &sandbox,
+        "running",
+        "app",
+        json!({"running": {"startedAt": "2026-12-01T00:00:00Z"}}),
+    );
+    let uid = pod_uid(&sandbox, "running");
+    create_event(
+        &sandbox,
+        "running.1",
+        "running",
+        &uid,
+        "Failed",
+        "Failed to pull image \"x\": 401 Unauthorized",
+    );
+    let (run, report) = doctor_pod(&sandbox, "running", &[]);
+    passes(&run, &report, "image-pulls");
+    let details = check(&report, "image-pulls")["details"].to_string();
+    assert!(
+        details.contains("(from an Event: anyone who may create events can write one)"),
+        "{details}"
+    );
+
+    // Events alone fail, saying they are all it rests on.
+    plain_pod(&sandbox, "events-only");
+    let uid = pod_uid(&sandbox, "events-only");
+    create_event(
+        &sandbox,
+        "events-only.1",
+        "events-only",
+        &uid,
+        "Failed",
+        "Failed to pull image \"x\": 403 Forbidden",
+    );
+    // Another component's Event (a 401) does not outrank the kubelet's (a 403).
+    let other = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": "events-only.other", "namespace": NS},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "events-only", "namespace": NS, "uid": uid},
+        "reason": "Failed", "message": "Failed to pull image: 401 Unauthorized", "type": "Warning",
+        "source": {"component": "tenant-bot"}});
+    let file = sandbox.dir.write("event-other.json", &other.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+    let (run, report) = doctor_pod(&sandbox, "events-only", &[]);
+    let c = only_failure(&run, &report, "image-pulls");
+    assert_eq!(c["data"]["likely"], "permissions", "{c:#}");
+    assert_eq!(c["data"]["failures"][1]["component"], "tenant-bot", "{c:#}");
+    assert!(
+        c["details"][1]
+            .as_str()
+            .unwrap()
+            .contains("(source tenant-bot, not the kubelet)"),
+        "{c:#}"
+    );
+    assert_eq!(c["data"]["rests_on"], "events", "{c:#}");
+    assert!(
+        c["summary"]
+            .as_str()
+            .unwrap()
+            .contains("rests on Events alone"),
+        "{c:#}"
+    );
+
+    // The status picks the cause: its container's name (`auth-401`) and its image's name
+    // (`audience-api`, an account id with 403 in it) are not read as causes; a 401 Event adds.
+    create_pod(
+        &sandbox,
+        "named",
+        json!([container("auth-401", json!({}))]),
+        json!({}),
+    );
+    let image = "140312345678.dkr.ecr.us-east-1.amazonaws.com/audience-api:1";
+    set_status(
+        &sandbox,
+        "named",
+        "auth-401",
+        json!({"waiting": {"reason": "ErrImagePull", "message": format!(
+            "failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found"
+        )}}),
+    );
+    let uid = pod_uid(&sandbox, "named");
+    create_event(
+        &sandbox,
+        "named.1",
+        "named",
+        &uid,
+        "Failed",
+        "Failed to pull image \"x\": 401 Unauthorized",
+    );
+    let (run, report) = doctor_pod(&sandbox, "named", &[]);
+    let c = only_failure(&run, &report, "image-pulls");
+    assert_eq!(c["data"]["likely"], "image", "{c:#}");
+    assert_eq!(c["data"]["rests_on"], "statuses", "{c:#}");
+    assert_eq!(c["data"]["failures"][0]["container"], "auth-401", "{c:#}");
+    assert_eq!(c["data"]["failures"].as_array().unwrap().len(), 2, "{c:#}");
+}
+
+/// Review M3: the RBAC is read a page at a time, up to a bound that is said.
+#[test]
+fn rbac_is_paged_and_a_bound_is_said() {
+    let sandbox = start("pod-many-roles", vec![ecr_role(good_trust())]);
+    plain_pod(&sandbox, "builder-pod");
+    let items: Vec<Value> = (0..5001)
+        .map(|i| {
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": format!("filler-{i:05}")}, "rules": []})
+        })
+        .collect();
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let file = sandbox.dir.write("roles-many.json", &list.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+    let (_, report) = doctor_pod(&sandbox, "builder-pod", &["--credential-provider"]);
+    let details = check(&report, "node-audience-rbac")["details"].to_string();
+    assert!(
+        details.contains("read the first 5000 clusterroles only (250 a page)"),
+        "{details}"
+    );
+}
+
+/// Review M3: Events are read a page at a time, up to a bound that is said.
+#[test]
+fn events_are_paged_and_a_bound_is_said() {
+    let sandbox = start("pod-many-events", vec![ecr_role(good_trust())]);
+    plain_pod(&sandbox, "noisy");
+    let uid = pod_uid(&sandbox, "noisy");
+    let items: Vec<Value> = (0..1001)
+        .map(|i| json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("noisy.{i}"), "namespace": NS},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "noisy", "namespace": NS, "uid": uid},
+            "reason": "Pulled", "message": "Successfully pulled image", "type": "Normal",
+            "source": {"component": "kubelet"}}))
+        .collect();
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    let file = sandbox.dir.write("events-noisy.json", &list.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+    let (run, report) = doctor_pod(&sandbox, "noisy", &[]);
+    passes(&run, &report, "image-pulls");
+    let details = check(&report, "image-pulls")["details"].to_string();
+    assert!(
+        details.contains("read the first 1000 event(s) only"),
+        "{details}"
+    );
+}
+
+/// Review M4: an imagePullSecret name that cannot name a Secret is never read (`regcred#x`
+/// must not read `regcred`); names are read once, at most 16.
+#[test]
+fn pull_secret_names_are_valid_secret_names_read_once_and_bounded() {
+    let sandbox = start("pod-secret-names", vec![ecr_role(good_trust())]);
+    sandbox.kubectl(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "-n",
+        NS,
+        "--docker-server=111122223333.dkr.ecr.us-east-1.amazonaws.com",
+        "--docker-username=AWS",
+        "--docker-password=not-a-real-password",
+    ]);
+    create_pod(
+        &sandbox,
+        "hashed",
+        json!([container("app", json!({}))]),
+        json!({"imagePullSecrets": [{"name": "regcred#x"}, {"name": "regcred#x"}, {"name": "../regcred"}]}),
+    );
+    let (run, report) = doctor_pod(&sandbox, "hashed", &[]);
+    let c = only_failure(&run, &report, "pull-secrets");
+    let summary = c["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("imagePullSecret regcred#x cannot exist: not a valid Secret name"),
+        "{c:#}"
+    );
+    assert_eq!(summary.matches("regcred#x").count(), 1, "{c:#}");
+    assert!(summary.contains("../regcred cannot exist"), "{c:#}");
+    assert!(
+        summary.contains("no imagePullSecret holds credentials for 111122223333"),
+        "{c:#}"
+    );
+    assert_eq!(c["data"]["secrets"][0]["valid_name"], false, "{c:#}");
+
+    let many: Vec<Value> = (0..20).map(|i| json!({"name": format!("s{i}")})).collect();
+    create_pod(
+        &sandbox,
+        "many",
+        json!([container("app", json!({}))]),
+        json!({"imagePullSecrets": many}),
+    );
+    let (run, report) = doctor_pod(&sandbox, "many", &[]);
+    let c = only_failure(&run, &report, "pull-secrets");
+    assert_eq!(c["data"]["secrets"].as_array().unwrap().len(), 16, "{c:#}");
+    assert!(
+        c["details"]
+            .to_string()
+            .contains("and 4 more imagePullSecret(s), not read"),
+        "{c:#}"
+    );
+}
+
+/// Review low (e): the kubelet reads a kubernetes.io/dockercfg secret's `.dockercfg`.
+#[test]
+fn a_legacy_dockercfg_secret_counts() {
+    let sandbox = start("pod-dockercfg", vec![ecr_role(good_trust())]);
+    let cfg = json!({"111122223333.dkr.ecr.us-east-1.amazonaws.com": {"auth": "QVdTOm5vdC1hLXJlYWwtcGFzc3dvcmQ="}});
+    let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockercfg",
+        "metadata": {"name": "legacy", "namespace": NS},
+        "data": {".dockercfg": base64(&cfg.to_string())}});
+    let file = sandbox.dir.write("secret-legacy.json", &secret.to_string());
+    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
+    create_pod(
+        &sandbox,
+        "legacy",
+        json!([container("app", json!({}))]),
+        json!({"imagePullSecrets": [{"name": "legacy"}]}),
+    );
+    let (run, report) = doctor_pod(&sandbox, "legacy", &[]);
+    passes(&run, &report, "pull-secrets");
+}
+
+fn base64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }

@@ -109,7 +109,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     pod              (--pod) the pod exists; its service account is the one checked\n  \
     pod-injection    (--pod) AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE, the token volume and mount\n  \
     token-readable   (--pod) each container's user (runAsUser, runAsGroup, fsGroup) can read the\n                   \
-    projected token as the kubelet writes it (owner, group, mode)\n  \
+    projected token as the kubelet writes it (owner, group, mode, capabilities);\n                   \
+    skipped for a token file it cannot place (valueFrom, subPath)\n  \
     token-claims     (offline) the token file's issuer, expiry, subject and audience\n  \
     partition        the role's partition (GovCloud, China) is the STS region's, the EKS issuer's\n                   \
     and the audience's\n  \
@@ -134,11 +135,13 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     (--pod --credential-provider) a binding lets group system:nodes use\n                   \
     request-serviceaccounts-token-audience on the audience for the pod's\n                   \
     service account (KEP-4412), unless the pod's own token volume names it\n  \
-    pull-secrets     (--pod) its imagePullSecrets exist, are dockerconfigjson, are not\n                   \
-    irsa-kept secrets past their expiry, and cover its images' ECR, ECR Public and\n                   \
-    Chainguard registries (hosts only; others, e.g. docker.io, are only listed)\n  \
-    image-pulls      (--pod) the kubelet's ErrImagePull / ImagePullBackOff / Failed events and\n                   \
-    waiting reasons for the pod, their messages shown and mapped to the likely link\n\n\
+    pull-secrets     (--pod) its imagePullSecrets (valid Secret names, the first 16) exist, are\n                   \
+    dockerconfigjson or dockercfg, are not irsa-kept secrets past their expiry, and\n                   \
+    cover its images' ECR, ECR Public and Chainguard registries (hosts only; others,\n                   \
+    e.g. docker.io, are only listed)\n  \
+    image-pulls      (--pod) the containers' waiting reasons decide (a pod without statuses:\n                   \
+    its ErrImagePull / ImagePullBackOff / Failed Events, said to be anyone's to\n                   \
+    write), messages shown and mapped to the likely link\n\n\
     --fix makes the changes it can (annotation with --role-arn, OIDC provider, client ID, trust\n\
     policy, pull permissions), each shown as a diff and asked for first (--yes for scripts),\n\
     then checks again; a role `irsa iam setup` did not create for the service account needs\n\

@@ -101,8 +101,43 @@ pub(crate) struct Process {
     pub gid: Option<i64>,
     /// Supplementary groups: the pod's fsGroup and supplementalGroups.
     pub groups: Vec<i64>,
-    /// Whether root keeps CAP_DAC_OVERRIDE (not dropped by `capabilities.drop`).
+    /// Whether root reads past a file's mode: it keeps CAP_DAC_OVERRIDE or has
+    /// CAP_DAC_READ_SEARCH (see [`has_cap`]).
     pub dac_override: bool,
+}
+
+/// Whether a container has capability `cap`, as containerd's CRI plugin sets them
+/// (`WithCapabilities`/`setOCICapabilities`): a privileged container has every capability;
+/// otherwise from the runtime's default set, `add: [ALL]`, then `drop: [ALL]`, then the
+/// individual adds, then the individual drops. CAP_DAC_OVERRIDE is in the default set,
+/// CAP_DAC_READ_SEARCH is not.
+pub(crate) fn has_cap(sc: Option<&SecurityContext>, cap: &str, default: bool) -> bool {
+    if sc.and_then(|s| s.privileged) == Some(true) {
+        return true;
+    }
+    let caps = sc.and_then(|s| s.capabilities.as_ref());
+    let named = |list: Option<&Vec<String>>, want: &str| {
+        list.into_iter().flatten().any(|c| {
+            let c = c.to_ascii_uppercase();
+            c.strip_prefix("CAP_").unwrap_or(&c) == want
+        })
+    };
+    let add = caps.and_then(|c| c.add.as_ref());
+    let drop = caps.and_then(|c| c.drop.as_ref());
+    let mut has = default;
+    if named(add, "ALL") {
+        has = true;
+    }
+    if named(drop, "ALL") {
+        has = false;
+    }
+    if named(add, cap) {
+        has = true;
+    }
+    if named(drop, cap) {
+        has = false;
+    }
+    has
 }
 
 /// Whether the process can read the file.
@@ -112,6 +147,8 @@ pub(crate) enum Readable {
     No,
     /// Only if the image's USER (not in the pod spec) is the owner or root.
     UnlessImageUser,
+    /// Only if the process's primary group, the image's (no runAsGroup), is the file's group.
+    UnlessImageGroup,
 }
 
 pub(crate) fn readable(file: TokenFile, p: &Process) -> Readable {
@@ -125,6 +162,9 @@ pub(crate) fn readable(file: TokenFile, p: &Process) -> Readable {
     match p.uid {
         Some(0) if p.dac_override => Readable::Yes("root (CAP_DAC_OVERRIDE)"),
         Some(u) if u == file.owner && file.mode & 0o400 != 0 => Readable::Yes("its owner"),
+        // Without runAsGroup the runtime takes the primary group from the image (its
+        // /etc/passwd entry for the uid, else 0): it may be the file's group.
+        Some(_) if file.mode & 0o040 != 0 && p.gid.is_none() => Readable::UnlessImageGroup,
         Some(_) => Readable::No,
         None if file.mode & 0o400 != 0 => Readable::UnlessImageUser,
         None => Readable::No,
@@ -176,16 +216,6 @@ fn process(pod_spec: &PodSpec, sc: Option<&SecurityContext>) -> Process {
             .and_then(|s| s.supplemental_groups.clone())
             .unwrap_or_default(),
     );
-    let caps = sc.and_then(|s| s.capabilities.as_ref());
-    let named = |list: Option<&Vec<String>>, names: &[&str]| {
-        list.into_iter().flatten().any(|c| {
-            let c = c.to_ascii_uppercase();
-            let c = c.strip_prefix("CAP_").unwrap_or(&c).to_owned();
-            names.contains(&c.as_str())
-        })
-    };
-    let dropped = named(caps.and_then(|c| c.drop.as_ref()), &["ALL", "DAC_OVERRIDE"]);
-    let added = named(caps.and_then(|c| c.add.as_ref()), &["ALL", "DAC_OVERRIDE"]);
     Process {
         uid: sc
             .and_then(|s| s.run_as_user)
@@ -194,7 +224,7 @@ fn process(pod_spec: &PodSpec, sc: Option<&SecurityContext>) -> Process {
             .and_then(|s| s.run_as_group)
             .or(pod_sc.and_then(|s| s.run_as_group)),
         groups,
-        dac_override: !dropped || added,
+        dac_override: has_cap(sc, "DAC_OVERRIDE", true) || has_cap(sc, "DAC_READ_SEARCH", false),
     }
 }
 
@@ -229,21 +259,58 @@ pub(crate) fn token_readable(pod: &Pod) -> Check {
     let mut problems = Vec::new();
     let mut unknown = Vec::new();
     let mut checked = 0;
+    // Containers whose token doctor cannot place: their lines say why.
+    let mut unexamined = Vec::new();
     for c in members(spec) {
-        let Some(file_path) = c
-            .env
-            .iter()
-            .find(|e| e.name == TOKEN_FILE_ENV)
-            .and_then(|e| e.value.as_deref())
-        else {
+        let Some(env) = c.env.iter().find(|e| e.name == TOKEN_FILE_ENV) else {
+            continue;
+        };
+        let Some(file_path) = env.value.as_deref() else {
+            if env.value_from.is_some() {
+                unexamined.push(format!(
+                    "container {}: {TOKEN_FILE_ENV} comes from valueFrom: doctor cannot tell which file it names",
+                    bounded(c.name, 63)
+                ));
+            }
             continue;
         };
         let dir = file_path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-        let Some(m) = c
-            .mounts
-            .iter()
-            .find(|m| m.mount_path.trim_end_matches('/') == dir)
-        else {
+        let projected_token = |volume: &str| {
+            spec.volumes.iter().flatten().any(|v| {
+                v.name == volume
+                    && v.projected.as_ref().is_some_and(|p| {
+                        p.sources
+                            .iter()
+                            .flatten()
+                            .any(|s| s.service_account_token.is_some())
+                    })
+            })
+        };
+        let Some(m) = c.mounts.iter().find(|m| {
+            m.mount_path.trim_end_matches('/') == dir
+                && m.sub_path.as_deref().unwrap_or_default().is_empty()
+                && m.sub_path_expr.as_deref().unwrap_or_default().is_empty()
+        }) else {
+            // The token's volume mounted with subPath, or at a parent directory: the file's
+            // path inside the volume is not the one this check reads.
+            if let Some(m) = c.mounts.iter().find(|m| {
+                let at = m.mount_path.trim_end_matches('/');
+                projected_token(&m.name)
+                    && (at == dir || dir.starts_with(&format!("{at}/")) || file_path == at)
+            }) {
+                unexamined.push(format!(
+                    "container {}: {TOKEN_FILE_ENV} is {} in volume {} mounted at {}{}: doctor does not follow a subPath or a parent-directory mount",
+                    bounded(c.name, 63),
+                    bounded(file_path, 120),
+                    bounded(&m.name, 63),
+                    bounded(&m.mount_path, 120),
+                    m.sub_path
+                        .as_deref()
+                        .filter(|p| !p.is_empty())
+                        .map(|p| format!(" (subPath {})", bounded(p, 120)))
+                        .unwrap_or_default()
+                ));
+            }
             continue;
         };
         let Some(projected) = spec
@@ -287,15 +354,32 @@ pub(crate) fn token_readable(pod: &Pod) -> Check {
                 "{line}: readable only if the image runs as uid {} or root (no runAsUser in the pod)",
                 file.owner
             )),
+            Readable::UnlessImageGroup => unknown.push(format!(
+                "{line}: readable only if the image's primary group for {who} is {} (no runAsGroup in the pod: the group is the image's, not known here)",
+                file.group
+            )),
         }
     }
-    if checked == 0 {
+    if checked == 0 && unexamined.is_empty() {
         return Check::pass(
             ID,
             Group::Kubernetes,
             format!("no container's {TOKEN_FILE_ENV} names a projected service-account token"),
         );
     }
+    if problems.is_empty() && unknown.is_empty() && !unexamined.is_empty() {
+        return Check::skip(
+            ID,
+            Group::Kubernetes,
+            format!(
+                "doctor could not examine every container's token file: {}",
+                unexamined[0]
+            ),
+        )
+        .details(unexamined.into_iter().skip(1))
+        .details(details);
+    }
+    let details: Vec<String> = unexamined.into_iter().chain(details).collect();
     if problems.is_empty() && unknown.is_empty() {
         return Check::pass(
             ID,
@@ -311,7 +395,7 @@ pub(crate) fn token_readable(pod: &Pod) -> Check {
         .filter(|g| *g != 0)
         .unwrap_or(65532);
     let summary = if problems.is_empty() {
-        "a container's user is the image's, and the token is readable by its owner only".to_owned()
+        "whether a container can read the projected token depends on its image's user or group, which the pod spec does not name".to_owned()
     } else {
         format!(
             "{} cannot read the projected token (upstream pod identity webhook issue #8)",
@@ -358,6 +442,23 @@ fn image_hosts(spec: &PodSpec) -> Vec<String> {
     hosts
 }
 
+/// At most this many imagePullSecrets are read.
+const MAX_PULL_SECRETS: usize = 16;
+
+/// Whether `name` is a DNS-1123 subdomain (lowercase alphanumerics, `-` and `.`, starting and
+/// ending alphanumeric, each dot-separated label too), at most 253 characters: a Secret's name.
+pub(crate) fn is_secret_name(name: &str) -> bool {
+    name.len() <= 253
+        && name.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
+}
+
 /// `pull-secrets`: the pod's imagePullSecrets exist, are dockerconfigjson, are not irsa-kept
 /// secrets past their expiry, and between them hold credentials for the registries of the
 /// pod's images that irsa serves (only registry hosts are read and shown, never a
@@ -369,14 +470,46 @@ pub(crate) async fn pull_secrets(client: &kube::Client, pod: &Pod, now: i64) -> 
         return Check::fail(ID, Group::Kubernetes, "the pod has no spec");
     };
     let images = image_hosts(spec);
-    let names: Vec<String> = spec
-        .image_pull_secrets
-        .iter()
-        .flatten()
-        .map(|r| r.name.clone())
-        .filter(|n| !n.is_empty())
-        .collect();
-    if names.is_empty() {
+    // Tenant-written names: only a DNS-1123 subdomain can name a Secret (anything else, such
+    // as `regcred#x` or `a/b`, must never reach a GET's path); duplicates are read once, and
+    // at most MAX_PULL_SECRETS are read.
+    let mut names: Vec<String> = Vec::new();
+    let mut problems = Vec::new();
+    let mut secrets_json = Vec::new();
+    let mut unchecked = 0;
+    let mut invalid = 0;
+    let mut seen = BTreeSet::new();
+    for r in spec.image_pull_secrets.iter().flatten() {
+        let name = r.name.as_str();
+        if name.is_empty() || !seen.insert(name) {
+            continue;
+        }
+        if !is_secret_name(name) {
+            invalid += 1;
+            if invalid > MAX_LISTED {
+                continue;
+            }
+            problems.push(format!(
+                "imagePullSecret {} cannot exist: not a valid Secret name (a DNS-1123 subdomain of at most 253 characters)",
+                bounded(name, 80)
+            ));
+            secrets_json
+                .push(json!({"name": bounded(name, 80), "exists": false, "valid_name": false}));
+            continue;
+        }
+        if names.len() >= MAX_PULL_SECRETS {
+            unchecked += 1;
+            continue;
+        }
+        names.push(name.to_owned());
+    }
+    if invalid > MAX_LISTED {
+        problems.push(format!(
+            "and {} more imagePullSecret(s) that are not valid Secret names",
+            invalid - MAX_LISTED
+        ));
+    }
+    if names.is_empty() && problems.is_empty() {
         return Check::pass(ID, Group::Kubernetes, "no imagePullSecrets: the node pulls")
             .detail(format!(
                 "the kubelet's own credentials (or a credential provider such as `irsa credential-provider`) must authenticate to {}",
@@ -385,10 +518,13 @@ pub(crate) async fn pull_secrets(client: &kube::Client, pod: &Pod, now: i64) -> 
     }
     let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let mut hosts = Vec::new();
-    let mut problems = Vec::new();
     let mut details = Vec::new();
+    if unchecked > 0 {
+        details.push(format!(
+            "and {unchecked} more imagePullSecret(s), not read (doctor reads the first {MAX_PULL_SECRETS})"
+        ));
+    }
     let mut expired = false;
-    let mut secrets_json = Vec::new();
     for name in &names {
         let secret = match api.get_opt(name).await {
             Ok(Some(secret)) => secret,
@@ -411,38 +547,63 @@ pub(crate) async fn pull_secrets(client: &kube::Client, pod: &Pod, now: i64) -> 
             }
         };
         let kind = secret.type_.as_deref().unwrap_or("Opaque");
-        let data = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(".dockerconfigjson"))
-            .map(|b| b.0.as_slice());
-        let owned = secret
+        let data_of = |key: &str| {
+            secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|b| b.0.as_slice())
+        };
+        // An irsa-kept secret: an ownerReference to a PullSecret or ClusterPullSecret, or irsa's
+        // labels (what the controller writes); labels are anyone's who may edit the secret.
+        let owner_ref = secret.metadata.owner_references.iter().flatten().any(|o| {
+            matches!(o.kind.as_str(), "PullSecret" | "ClusterPullSecret")
+                && o.api_version.starts_with("irsa.dev/")
+        });
+        let labelled = secret
             .metadata
             .labels
             .as_ref()
             .and_then(|l| l.get(MANAGED_BY_LABEL))
             .is_some_and(|v| v == MANAGED_BY_VALUE);
+        let owned = owner_ref || labelled;
+        let kept_by = "kept by irsa";
         let expiry = secret
             .metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(EXPIRES_AT_ANNOTATION));
-        let config = match (kind, data) {
-            ("kubernetes.io/dockerconfigjson", Some(bytes)) => {
-                match irsa_core::docker_config::DockerConfig::parse(bytes) {
-                    Ok(config) => config,
-                    Err(_) => {
-                        problems.push(format!(
-                            "{name}: its .dockerconfigjson cannot be read (the kubelet ignores it)"
-                        ));
-                        secrets_json.push(json!({"name": name, "exists": true, "usable": false}));
-                        continue;
-                    }
+        // The kubelet reads both types (pkg/credentialprovider/secrets MakeDockerKeyring):
+        // `.dockerconfigjson`, and the legacy `.dockercfg` whose top level is the auths map.
+        let read = match kind {
+            "kubernetes.io/dockerconfigjson" => data_of(".dockerconfigjson").map(|b| {
+                (
+                    ".dockerconfigjson",
+                    irsa_core::docker_config::DockerConfig::parse(b),
+                )
+            }),
+            "kubernetes.io/dockercfg" => data_of(".dockercfg").map(|b| {
+                (
+                    ".dockercfg",
+                    irsa_core::docker_config::DockerConfig::parse_legacy(b),
+                )
+            }),
+            _ => None,
+        };
+        let config = match read {
+            Some((key, parsed)) => match parsed {
+                Ok(config) => config,
+                Err(_) => {
+                    problems.push(format!(
+                        "{name}: its {key} cannot be read (the kubelet ignores it)"
+                    ));
+                    secrets_json.push(json!({"name": name, "exists": true, "usable": false}));
+                    continue;
                 }
-            }
+            },
             _ => {
                 problems.push(format!(
-                    "{name} is a {} secret without .dockerconfigjson: the kubelet ignores it",
+                    "{name} is a {} secret without .dockerconfigjson (or a kubernetes.io/dockercfg one without .dockercfg): the kubelet ignores it",
                     bounded(kind, 80)
                 ));
                 secrets_json.push(json!({"name": name, "exists": true, "usable": false, "type": bounded(kind, 80)}));
@@ -464,24 +625,29 @@ pub(crate) async fn pull_secrets(client: &kube::Client, pod: &Pod, now: i64) -> 
                 Some((e, Some(at))) if at <= now => {
                     expired = true;
                     problems.push(format!(
-                        "{name} is kept by irsa and expired at {} ({EXPIRES_AT_ANNOTATION}): the controller has not refreshed it",
+                        "{name} is {kept_by} and expired at {} ({EXPIRES_AT_ANNOTATION}): the controller has not refreshed it",
                         bounded(e, 40)
                     ));
                 }
                 Some((e, Some(at))) => line.push_str(&format!(
-                    ", kept by irsa, expires {} (in {})",
+                    ", {kept_by}, expires {} (in {})",
                     bounded(e, 40),
                     irsa_core::time::human_duration(at - now)
                 )),
                 Some((e, None)) => line.push_str(&format!(
-                    ", kept by irsa, {EXPIRES_AT_ANNOTATION} {} is not an RFC 3339 time",
+                    ", {kept_by}, {EXPIRES_AT_ANNOTATION} {} is not an RFC 3339 time",
                     bounded(e, 40)
                 )),
-                None => line.push_str(", kept by irsa (no expiry annotation)"),
+                None => line.push_str(&format!(", {kept_by} (no expiry annotation)")),
             }
         }
         details.push(line);
-        secrets_json.push(json!({"name": name, "exists": true, "usable": true, "registries": shown, "irsa_owned": owned, "expires_at": expiry.map(|e| bounded(e, 40))}));
+        if labelled && !owner_ref {
+            details.push(format!(
+                "{name}: only its labels ({MANAGED_BY_LABEL}={MANAGED_BY_VALUE}) say irsa keeps it, and anyone who may edit secrets in {namespace} can write them: its expiry is the secret's own word"
+            ));
+        }
+        secrets_json.push(json!({"name": name, "exists": true, "usable": true, "registries": shown, "irsa_owned": owned, "owned_by": if owner_ref { "ownerReference" } else if labelled { "labels" } else { "none" }, "expires_at": expiry.map(|e| bounded(e, 40))}));
         hosts.extend(registries);
     }
     for image in &images {
@@ -578,45 +744,93 @@ impl Cause {
     }
 }
 
-/// Maps a kubelet/runtime pull error message to its likely cause.
+/// The longest part of a tenant- or registry-written message doctor reads (an event's or a
+/// status's): cut before it is copied or classified.
+const MAX_READ: usize = 4096;
+
+/// The words of a lowercased pull message: split at whitespace and `,;"'()[]{}=<>`, each cut of
+/// its leading and trailing `:.!?`. An image reference, a URL or a digest stays one word
+/// (`x/app:401`, `sha256:…401…`, `140312345678.dkr.ecr…`), so a code inside one is no code.
+fn words(message: &str) -> Vec<&str> {
+    message
+        .split(|c: char| c.is_whitespace() || ",;\"'()[]{}=<>`".contains(c))
+        .map(|w| w.trim_matches(|c: char| ":.!?".contains(c)))
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// Whether `phrase` (lowercase words) occurs in `words` as consecutive whole words.
+fn has_phrase(words: &[&str], phrase: &str) -> bool {
+    let want: Vec<&str> = phrase.split(' ').collect();
+    words.windows(want.len()).any(|w| w == want.as_slice())
+}
+
+/// NodeRestriction's refusal of a kubelet's TokenRequest for an audience its pods do not
+/// name (plugin/pkg/admission/noderestriction `validateNodeServiceAccountAudience`):
+/// `serviceaccounts "X" is forbidden: audience "Y" not found in pod spec volume,
+/// system:node:N is not authorized to request tokens for this audience`; the verb, when an
+/// authorizer's reason names it.
+const AUDIENCE_REFUSALS: &[&str] = &[
+    "not found in pod spec volume",
+    "is not authorized to request tokens for this audience",
+    AUDIENCE_VERB,
+];
+const CREDENTIALS: &[&str] = &[
+    "401 unauthorized",
+    "status 401",
+    "code 401",
+    "unauthorized",
+    "no basic auth credentials",
+    "authentication required",
+    "authorization failed",
+    "no credentials",
+];
+const PERMISSIONS: &[&str] = &[
+    "403 forbidden",
+    "status 403",
+    "code 403",
+    "denied",
+    "access denied",
+];
+const NOT_FOUND: &[&str] = &[
+    "404 not found",
+    "status 404",
+    "code 404",
+    "not found",
+    "manifest unknown",
+    "name unknown",
+    "notfound",
+];
+const NETWORK: &[&str] = &[
+    "i/o timeout",
+    "no such host",
+    "connection refused",
+    "dial tcp",
+    "tls",
+    "x509",
+    "context deadline exceeded",
+];
+
+/// Maps a kubelet/runtime pull error message (the message only, never a `container NAME: `
+/// prefix) to its likely cause: codes and phrases as whole words, so an image, account id or
+/// digest that merely contains `401` or `audience` names nothing.
 pub(crate) fn pull_cause(message: &str) -> Cause {
-    let m = message.to_ascii_lowercase();
-    let any = |words: &[&str]| words.iter().any(|w| m.contains(w));
-    if any(&[
-        "serviceaccounts/token",
-        "service account token",
-        "token audience",
-        "audience",
-    ]) {
+    let m: String = message
+        .chars()
+        .take(MAX_READ)
+        .collect::<String>()
+        .to_lowercase();
+    let w = words(&m);
+    let any = |phrases: &[&str]| phrases.iter().any(|p| has_phrase(&w, p));
+    if any(AUDIENCE_REFUSALS) {
         Cause::NodeAudience
-    } else if any(&[
-        "401",
-        "unauthorized",
-        "no basic auth credentials",
-        "authentication required",
-        "authorization failed",
-        "no credentials",
-    ]) {
+    } else if any(CREDENTIALS) {
         Cause::Credentials
-    } else if any(&["403", "forbidden", "denied", "access denied"]) {
+    } else if any(PERMISSIONS) {
         Cause::Permissions
-    } else if any(&[
-        "not found",
-        "manifest unknown",
-        "404",
-        "name unknown",
-        "does not exist",
-    ]) {
+    } else if any(NOT_FOUND) {
         Cause::NotFound
-    } else if any(&[
-        "i/o timeout",
-        "no such host",
-        "connection refused",
-        "dial tcp",
-        "tls:",
-        "x509",
-        "context deadline exceeded",
-    ]) {
+    } else if any(NETWORK) {
         Cause::Network
     } else {
         Cause::Other
@@ -634,108 +848,141 @@ fn is_pull_failure(reason: &str, message: &str) -> bool {
     }
 }
 
-/// One failure the kubelet reported.
+/// `s` cut to [`MAX_READ`] characters: a message is cut before anything copies or reads it.
+fn cut(s: Option<&str>) -> String {
+    s.unwrap_or_default().chars().take(MAX_READ).collect()
+}
+
+/// One failure the kubelet reported (or an Event claims it did).
 #[derive(Debug, Clone)]
 struct PullFailure {
-    source: &'static str,
+    /// From an Event rather than a container's status.
+    from_event: bool,
+    /// An Event's source (`source.component`, else `reportingComponent`), bounded.
+    component: String,
+    /// A status's container: kept apart from the message, which alone is classified.
+    container: Option<String>,
     reason: String,
     message: String,
     count: i32,
 }
 
-fn failures_from(pod: &Pod, events: &[Event]) -> Vec<PullFailure> {
-    let uid = pod.metadata.uid.as_deref();
+impl PullFailure {
+    fn cause(&self) -> Cause {
+        pull_cause(&self.message)
+    }
+
+    fn by_kubelet(&self) -> bool {
+        !self.from_event || self.component == "kubelet"
+    }
+
+    fn line(&self) -> String {
+        let count = if self.count > 1 {
+            format!(" ×{}", self.count)
+        } else {
+            String::new()
+        };
+        let container = self
+            .container
+            .as_ref()
+            .map(|c| format!(" container {}", bounded(c, 63)))
+            .unwrap_or_default();
+        let mut line = format!(
+            "{} {}{count}{container}: {}",
+            if self.from_event { "event" } else { "status" },
+            bounded(&self.reason, 40),
+            bounded(&self.message, MAX_SHOWN)
+        );
+        if self.from_event {
+            if !self.by_kubelet() {
+                line.push_str(&format!(
+                    " (source {}, not the kubelet)",
+                    bounded(&self.component, 63)
+                ));
+            }
+            line.push_str(" (from an Event: anyone who may create events can write one)");
+        }
+        line
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "source": if self.from_event { "event" } else { "status" },
+            "component": self.from_event.then(|| bounded(&self.component, 63)),
+            "container": self.container.as_deref().map(|c| bounded(c, 63)),
+            "reason": bounded(&self.reason, 40),
+            "count": self.count,
+            "message": bounded(&self.message, MAX_SHOWN),
+        })
+    }
+}
+
+/// The pull failures among `events` that are this pod's: an Event names its object by uid,
+/// and one without a uid or kind `Pod`, or with another uid (an earlier pod of the same name,
+/// or a forgery), is dropped. The kubelet's come first.
+fn event_failures(pod_uid: &str, events: &[Event]) -> Vec<PullFailure> {
     let mut out: Vec<PullFailure> = events
         .iter()
-        .filter(|e| {
-            // An event of an earlier pod of the same name is not this pod's.
-            match (uid, e.involved_object.uid.as_deref()) {
-                (Some(a), Some(b)) => a == b,
-                _ => true,
-            }
-        })
-        .filter(|e| e.involved_object.kind.as_deref().is_none_or(|k| k == "Pod"))
+        .filter(|e| e.involved_object.uid.as_deref() == Some(pod_uid))
+        .filter(|e| e.involved_object.kind.as_deref() == Some("Pod"))
         .filter_map(|e| {
-            let reason = e.reason.clone().unwrap_or_default();
-            let message = e.message.clone().unwrap_or_default();
-            is_pull_failure(&reason, &message).then_some(PullFailure {
-                source: "event",
+            let reason = cut(e.reason.as_deref());
+            let message = cut(e.message.as_deref());
+            is_pull_failure(&reason, &message).then(|| PullFailure {
+                from_event: true,
+                component: cut(e
+                    .source
+                    .as_ref()
+                    .and_then(|s| s.component.as_deref())
+                    .or(e.reporting_component.as_deref())),
+                container: None,
                 reason,
                 message,
                 count: e.count.unwrap_or(1),
             })
         })
         .collect();
-    // The kubelet also writes the latest reason into the container's status.
+    out.sort_by_key(|f| !f.by_kubelet());
+    out
+}
+
+/// Whether the pod has containers' statuses at all (a pod the kubelet has started has).
+fn has_statuses(pod: &Pod) -> bool {
+    pod.status.as_ref().is_some_and(|s| {
+        s.container_statuses.iter().flatten().next().is_some()
+            || s.init_container_statuses.iter().flatten().next().is_some()
+    })
+}
+
+/// The pull failures the kubelet wrote into the containers' waiting states.
+fn status_failures(pod: &Pod) -> Vec<PullFailure> {
     let statuses = pod.status.iter().flat_map(|s| {
         s.container_statuses
             .iter()
             .flatten()
             .chain(s.init_container_statuses.iter().flatten())
     });
-    for s in statuses {
-        if let Some(w) = s.state.as_ref().and_then(|st| st.waiting.as_ref()) {
-            let reason = w.reason.clone().unwrap_or_default();
-            let message = w.message.clone().unwrap_or_default();
-            if is_pull_failure(&reason, &message) {
-                out.push(PullFailure {
-                    source: "status",
-                    reason,
-                    message: format!("container {}: {message}", s.name),
-                    count: 1,
-                });
-            }
-        }
-    }
-    out
+    statuses
+        .filter_map(|s| {
+            let w = s.state.as_ref()?.waiting.as_ref()?;
+            let reason = cut(w.reason.as_deref());
+            let message = cut(w.message.as_deref());
+            is_pull_failure(&reason, &message).then(|| PullFailure {
+                from_event: false,
+                component: String::new(),
+                container: Some(cut(Some(&s.name))),
+                reason,
+                message,
+                count: 1,
+            })
+        })
+        .collect()
 }
 
-/// `image-pulls`: what the kubelet reported when it pulled the pod's images — the pod's
-/// ErrImagePull / ImagePullBackOff / Failed events and its containers' waiting reasons — each
-/// message shown bounded and escaped, mapped to the link it most likely names.
-pub(crate) async fn image_pulls(client: &kube::Client, pod: &Pod) -> Check {
-    const ID: &str = "image-pulls";
-    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    let params = ListParams::default()
-        .fields(&format!(
-            "involvedObject.kind=Pod,involvedObject.name={name}"
-        ))
-        .limit(500);
-    let events = match api.list(&params).await {
-        Ok(list) => list.items,
-        Err(e) => {
-            return Check::error(
-                ID,
-                Group::Kubernetes,
-                format!(
-                    "could not list the events of pod {namespace}/{name}: {} (doctor needs list on events in {namespace})",
-                    kube_error(&e)
-                ),
-            );
-        }
-    };
-    // A field selector the server ignored must not pull in other objects' events.
-    let events: Vec<Event> = events
-        .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(name.as_str()))
-        .collect();
-    let failures = failures_from(pod, &events);
-    if failures.is_empty() {
-        return Check::pass(
-            ID,
-            Group::Kubernetes,
-            "the kubelet reported no failed image pull",
-        )
-        .detail(format!(
-            "read {} event(s) of the pod and its containers' statuses (events expire, by default after an hour)",
-            events.len()
-        ));
-    }
-    let causes: Vec<Cause> = failures.iter().map(|f| pull_cause(&f.message)).collect();
-    // The most telling cause: anything but Other, first by severity of what it names.
-    let cause = [
+/// The most telling cause among `failures`: anything but Other, first by what it names.
+fn most_telling(failures: &[&PullFailure]) -> Cause {
+    let causes: Vec<Cause> = failures.iter().map(|f| f.cause()).collect();
+    [
         Cause::NodeAudience,
         Cause::Credentials,
         Cause::Permissions,
@@ -744,39 +991,134 @@ pub(crate) async fn image_pulls(client: &kube::Client, pod: &Pod) -> Check {
     ]
     .into_iter()
     .find(|c| causes.contains(c))
-    .unwrap_or(Cause::Other);
-    let mut details: Vec<String> = failures
-        .iter()
-        .take(MAX_LISTED)
-        .map(|f| {
-            format!(
-                "{} {}{}: {}",
-                f.source,
-                bounded(&f.reason, 40),
-                if f.count > 1 {
-                    format!(" ×{}", f.count)
-                } else {
-                    String::new()
-                },
-                bounded(&f.message, MAX_SHOWN)
-            )
-        })
-        .collect();
-    if failures.len() > MAX_LISTED {
-        details.push(format!("and {} more", failures.len() - MAX_LISTED));
+    .unwrap_or(Cause::Other)
+}
+
+/// Events read a page at a time, and at most this many pages.
+const EVENT_PAGE: u32 = 100;
+const EVENT_PAGES: usize = 10;
+/// At most this many Event failures are kept (the rest are counted).
+const MAX_EVENT_FAILURES: usize = 64;
+
+/// What the pod's Events say, read page by page.
+#[derive(Debug, Default)]
+struct EventsRead {
+    read: usize,
+    failures: Vec<PullFailure>,
+    /// Failures beyond [`MAX_EVENT_FAILURES`], counted.
+    more: usize,
+    /// Pages beyond [`EVENT_PAGES`] were not read.
+    truncated: bool,
+}
+
+impl EventsRead {
+    fn add(&mut self, uid: &str, page: &[Event]) {
+        self.read += page.len();
+        for f in event_failures(uid, page) {
+            if self.failures.len() < MAX_EVENT_FAILURES {
+                self.failures.push(f);
+            } else {
+                self.more += 1;
+            }
+        }
+        self.failures.sort_by_key(|f| !f.by_kubelet());
     }
-    let shown: Vec<Value> = failures
+}
+
+/// The pure decision of `image-pulls`.
+///
+/// Who may write what: a container's status is written through `pods/status`, which the pod's
+/// kubelet (NodeRestriction) and cluster admins hold; an Event can be created by anyone who may
+/// create events in the namespace, naming any object. So when the pod has containers'
+/// statuses, they alone decide fail or pass and pick the cause; Events are shown beside them,
+/// marked. A pod without statuses (never started, or its node gone) has only Events: they can
+/// make a failure, one that says it rests on Events alone.
+fn image_pulls_decision(pod: &Pod, events: &EventsRead) -> Check {
+    const ID: &str = "image-pulls";
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let statuses = status_failures(pod);
+    let mut notes = Vec::new();
+    if events.truncated {
+        notes.push(format!(
+            "read the first {} event(s) only ({EVENT_PAGES} pages of {EVENT_PAGE}): the rest were not read",
+            events.read
+        ));
+    }
+    if events.more > 0 {
+        notes.push(format!(
+            "and {} more failed pull(s) in Events, not kept",
+            events.more
+        ));
+    }
+    let event_lines = |n: usize| -> Vec<String> {
+        let mut lines: Vec<String> = events
+            .failures
+            .iter()
+            .take(n)
+            .map(PullFailure::line)
+            .collect();
+        if events.failures.len() > n {
+            lines.push(format!("and {} more event(s)", events.failures.len() - n));
+        }
+        lines
+    };
+    let has_statuses = has_statuses(pod);
+    if statuses.is_empty() && (has_statuses || events.failures.is_empty()) {
+        let mut check = if has_statuses {
+            Check::pass(
+                ID,
+                Group::Kubernetes,
+                "the containers' statuses report no failed image pull",
+            )
+        } else {
+            Check::pass(
+                ID,
+                Group::Kubernetes,
+                "the kubelet reported no failed image pull",
+            )
+        };
+        check = check.detail(format!(
+            "read {} event(s) of the pod and its containers' statuses (events expire, by default after an hour)",
+            events.read
+        ));
+        if !events.failures.is_empty() {
+            check = check
+                .detail(format!(
+                    "{} Event(s) report a failed pull, but the containers' statuses (the kubelet's) show none now: an earlier failure, or an Event someone else wrote",
+                    events.failures.len() + events.more
+                ))
+                .details(event_lines(MAX_LISTED));
+        }
+        return check.details(notes);
+    }
+    let from_statuses = !statuses.is_empty();
+    let all: Vec<&PullFailure> = statuses.iter().chain(events.failures.iter()).collect();
+    let cause = if from_statuses {
+        most_telling(&statuses.iter().collect::<Vec<_>>())
+    } else {
+        // Only Events: the kubelet's, when any of them names a cause.
+        let kubelet: Vec<&PullFailure> =
+            events.failures.iter().filter(|f| f.by_kubelet()).collect();
+        match most_telling(&kubelet) {
+            Cause::Other => most_telling(&events.failures.iter().collect::<Vec<_>>()),
+            c => c,
+        }
+    };
+    let mut details: Vec<String> = statuses
         .iter()
         .take(MAX_LISTED)
-        .map(|f| {
-            json!({
-                "source": f.source,
-                "reason": bounded(&f.reason, 40),
-                "count": f.count,
-                "message": bounded(&f.message, MAX_SHOWN),
-            })
-        })
+        .map(PullFailure::line)
         .collect();
+    if statuses.len() > MAX_LISTED {
+        details.push(format!(
+            "and {} more container(s)",
+            statuses.len() - MAX_LISTED
+        ));
+    }
+    details.extend(event_lines(MAX_LISTED));
+    details.extend(notes);
+    let shown: Vec<Value> = all.iter().take(2 * MAX_LISTED).map(|f| f.json()).collect();
     let fix = match cause {
         Cause::Credentials => Fix::new("give the pod credentials for the registry: an imagePullSecret irsa keeps (a PullSecret), or the kubelet credential provider")
             .command(format!("irsa doctor --pod {}/{} --credential-provider", sh(&namespace), sh(&name)))
@@ -789,18 +1131,70 @@ pub(crate) async fn image_pulls(client: &kube::Client, pod: &Pod) -> Check {
         Cause::Network => Fix::new("let the node reach the registry (DNS, egress, proxy, CA)"),
         Cause::Other => Fix::new("read the kubelet's message above"),
     };
-    Check::fail(
-        ID,
-        Group::Kubernetes,
+    let summary = if from_statuses {
         format!(
             "the kubelet could not pull the pod's images: {}",
             cause.explain()
-        ),
-    )
-    .details(details)
-    .data("likely", json!(cause.link()))
-    .data("failures", json!(shown))
-    .fix(fix)
+        )
+    } else {
+        format!(
+            "Events say the kubelet could not pull the pod's images (the pod has no containers' statuses; this rests on Events alone, which anyone who may create events can write): {}",
+            cause.explain()
+        )
+    };
+    Check::fail(ID, Group::Kubernetes, summary)
+        .details(details)
+        .data("likely", json!(cause.link()))
+        .data(
+            "rests_on",
+            json!(if from_statuses { "statuses" } else { "events" }),
+        )
+        .data("failures", json!(shown))
+        .fix(fix)
+}
+
+/// `image-pulls`: what the kubelet reported when it pulled the pod's images — its containers'
+/// waiting reasons and the pod's ErrImagePull / ImagePullBackOff / Failed events — each
+/// message shown bounded and escaped, mapped to the link it most likely names.
+pub(crate) async fn image_pulls(client: &kube::Client, pod: &Pod) -> Check {
+    const ID: &str = "image-pulls";
+    let namespace = pod.metadata.namespace.clone().unwrap_or_default();
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let mut events = EventsRead::default();
+    // A pod read from the API server has a uid; without one no Event can be tied to it.
+    if let Some(uid) = pod.metadata.uid.as_deref() {
+        let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+        let mut params = ListParams::default()
+            .fields(&format!(
+                "involvedObject.kind=Pod,involvedObject.namespace={namespace},involvedObject.name={name},involvedObject.uid={uid}"
+            ))
+            .limit(EVENT_PAGE);
+        for page in 1.. {
+            let list = match api.list(&params).await {
+                Ok(list) => list,
+                Err(e) => {
+                    return Check::error(
+                        ID,
+                        Group::Kubernetes,
+                        format!(
+                            "could not list the events of pod {namespace}/{name}: {} (doctor needs list on events in {namespace})",
+                            kube_error(&e)
+                        ),
+                    );
+                }
+            };
+            events.add(uid, &list.items);
+            match list.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(_) if page >= EVENT_PAGES => {
+                    events.truncated = true;
+                    break;
+                }
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
+    }
+    image_pulls_decision(pod, &events)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1097,7 +1491,6 @@ pub(crate) async fn node_audience_rbac(
 ) -> Check {
     const ID: &str = "node-audience-rbac";
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let lp = ListParams::default();
     let failed = |what: &str, e: kube::Error| {
         Check::error(
             ID,
@@ -1108,34 +1501,68 @@ pub(crate) async fn node_audience_rbac(
             ),
         )
     };
-    let rbac = Rbac {
-        cluster_roles: match Api::<ClusterRole>::all(client.clone()).list(&lp).await {
-            Ok(l) => l.items,
-            Err(e) => return failed("clusterroles", e),
-        },
-        cluster_role_bindings: match Api::<ClusterRoleBinding>::all(client.clone())
-            .list(&lp)
-            .await
-        {
-            Ok(l) => l.items,
-            Err(e) => return failed("clusterrolebindings", e),
-        },
-        roles: match Api::<Role>::namespaced(client.clone(), &namespace)
-            .list(&lp)
-            .await
-        {
-            Ok(l) => l.items,
-            Err(e) => return failed("roles", e),
-        },
-        role_bindings: match Api::<RoleBinding>::namespaced(client.clone(), &namespace)
-            .list(&lp)
-            .await
-        {
-            Ok(l) => l.items,
-            Err(e) => return failed("rolebindings", e),
-        },
-    };
-    node_audience_decision(&rbac, pod, service_account, audience)
+    let mut cut_short = Vec::new();
+    let mut rbac = Rbac::default();
+    macro_rules! read {
+        ($field:ident, $api:expr, $what:literal) => {
+            match list_bounded($api).await {
+                Ok((items, truncated)) => {
+                    if truncated {
+                        cut_short.push(format!(
+                            "read the first {} {} only ({RBAC_PAGE} a page): a grant beyond them is not seen",
+                            items.len(),
+                            $what
+                        ));
+                    }
+                    rbac.$field = items;
+                }
+                Err(e) => return failed($what, e),
+            }
+        };
+    }
+    read!(
+        cluster_roles,
+        Api::<ClusterRole>::all(client.clone()),
+        "clusterroles"
+    );
+    read!(
+        cluster_role_bindings,
+        Api::<ClusterRoleBinding>::all(client.clone()),
+        "clusterrolebindings"
+    );
+    read!(
+        roles,
+        Api::<Role>::namespaced(client.clone(), &namespace),
+        "roles"
+    );
+    read!(
+        role_bindings,
+        Api::<RoleBinding>::namespaced(client.clone(), &namespace),
+        "rolebindings"
+    );
+    node_audience_decision(&rbac, pod, service_account, audience).details(cut_short)
+}
+
+/// RBAC objects are read this many a page, and at most [`RBAC_MAX`] of a kind.
+const RBAC_PAGE: u32 = 250;
+const RBAC_MAX: usize = 5000;
+
+/// The objects of `api`, a page at a time, at most [`RBAC_MAX`]; `true` when more were left.
+async fn list_bounded<K>(api: Api<K>) -> Result<(Vec<K>, bool), kube::Error>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = ListParams::default().limit(RBAC_PAGE);
+    let mut items = Vec::new();
+    loop {
+        let list = api.list(&params).await?;
+        items.extend(list.items);
+        match list.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(_) if items.len() >= RBAC_MAX => return Ok((items, true)),
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok((items, false)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1452,6 +1879,196 @@ mod tests {
             "Error: container has runAsNonRoot"
         ));
         assert!(!is_pull_failure("Scheduled", "Successfully assigned"));
+    }
+
+    /// Review M1: codes and phrases are whole words of the message; an image, an account id, a
+    /// digest or a tag that contains `401` or `audience` names nothing.
+    #[test]
+    fn pull_causes_read_whole_words_of_the_message_only() {
+        let cases = [
+            (
+                "failed to pull and unpack image \"140312345678.dkr.ecr.us-east-1.amazonaws.com/audience-api:1\": unexpected status from HEAD request: 401 Unauthorized",
+                Cause::Credentials,
+            ),
+            (
+                "failed to resolve reference \"140312345678.dkr.ecr.us-east-1.amazonaws.com/app:1\": 140312345678.dkr.ecr.us-east-1.amazonaws.com/app:1: not found",
+                Cause::NotFound,
+            ),
+            (
+                "failed to pull \"x/app@sha256:4031aa4040b4010000000000000000000000000000000000000000000000401\": manifest unknown",
+                Cause::NotFound,
+            ),
+            ("pull \"x/app:401\": x/app:401: not found.", Cause::NotFound),
+            ("unexpected status code 403 Forbidden", Cause::Permissions),
+            (
+                "received unexpected HTTP status: 401 Unauthorized",
+                Cause::Credentials,
+            ),
+            // NodeRestriction's refusal, as the API server writes it.
+            (
+                "failed to get service account token: serviceaccounts \"builder\" is forbidden: audience \"sts.amazonaws.com\" not found in pod spec volume, system:node:node-1 is not authorized to request tokens for this audience",
+                Cause::NodeAudience,
+            ),
+            ("the audience-api image: something new", Cause::Other),
+            ("tag 4401 of x/app", Cause::Other),
+        ];
+        for (message, want) in cases {
+            assert_eq!(pull_cause(message), want, "{message}");
+        }
+    }
+
+    /// Review M4: a Secret's name is a DNS-1123 subdomain of at most 253 characters; hostile
+    /// strings are refused without panicking, and so are they classified.
+    #[test]
+    fn secret_names_are_dns_subdomains_and_hostile_text_never_panics() {
+        for ok in ["regcred", "a", "ecr-1.example", "0a", &"a".repeat(253)] {
+            assert!(is_secret_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "regcred#x",
+            "../regcred",
+            "a/b",
+            "Regcred",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "a.",
+            "a b",
+            "é",
+            &"a".repeat(254),
+        ] {
+            assert!(!is_secret_name(bad), "{bad}");
+        }
+        for hostile in [
+            "",
+            ":",
+            "::::",
+            "\u{0}\u{202e}",
+            "é401 ü",
+            " \"\" ",
+            &"ǅ".repeat(5000),
+        ] {
+            let _ = pull_cause(hostile);
+            let _ = is_secret_name(hostile);
+        }
+    }
+
+    /// Review M3: a message is read to its first 4096 characters only.
+    #[test]
+    fn a_message_is_read_to_its_first_4096_characters() {
+        let long = format!("{} 401 Unauthorized", "x ".repeat(2100));
+        assert_eq!(pull_cause(&long), Cause::Other);
+        assert_eq!(pull_cause(&long[4000..]), Cause::Credentials);
+    }
+
+    /// Review low (a): containerd's order (add ALL, drop ALL, adds, drops); privileged has every
+    /// capability; CAP_DAC_READ_SEARCH reads like CAP_DAC_OVERRIDE.
+    #[test]
+    fn root_capabilities_follow_containerds_order() {
+        // app runs as 1000 (so the token is 1000's, 0600); a root debug container reads it only
+        // past the mode.
+        let with_debug = |sc: Value| {
+            let mut p = token_pod(
+                json!({}),
+                json!([c("app", json!({"runAsUser": 1000}))]),
+                None,
+            );
+            let mut debug = c("debug", sc);
+            debug["securityContext"]["runAsUser"] = json!(0);
+            p.spec.as_mut().unwrap().ephemeral_containers =
+                Some(vec![serde_json::from_value(debug).unwrap()]);
+            token_readable(&p).status
+        };
+        let cases = [
+            (json!({}), Status::Pass),
+            (json!({"capabilities": {"drop": ["ALL"]}}), Status::Fail),
+            // Individual drops come after add ALL.
+            (
+                json!({"capabilities": {"add": ["ALL"], "drop": ["DAC_OVERRIDE", "DAC_READ_SEARCH"]}}),
+                Status::Fail,
+            ),
+            // ALL holds CAP_DAC_READ_SEARCH too.
+            (
+                json!({"capabilities": {"add": ["ALL"], "drop": ["DAC_OVERRIDE"]}}),
+                Status::Pass,
+            ),
+            (
+                json!({"capabilities": {"add": ["CAP_DAC_OVERRIDE"], "drop": ["ALL"]}}),
+                Status::Pass,
+            ),
+            (
+                json!({"capabilities": {"drop": ["ALL"], "add": ["DAC_READ_SEARCH"]}}),
+                Status::Pass,
+            ),
+            (
+                json!({"privileged": true, "capabilities": {"drop": ["ALL"]}}),
+                Status::Pass,
+            ),
+        ];
+        for (sc, want) in cases {
+            assert_eq!(with_debug(sc.clone()), want, "{sc}");
+        }
+    }
+
+    /// Review low (b): without runAsGroup the process's group is the image's, not "not 0".
+    #[test]
+    fn without_run_as_group_the_group_is_the_images() {
+        // Two users: no fsUser, a root:root 0640 token.
+        let pod = |group: Value| {
+            token_pod(
+                json!({}),
+                json!([
+                    c("a", json!({"runAsUser": 1000, "runAsGroup": group.clone()})),
+                    c("b", json!({"runAsUser": 1001, "runAsGroup": group}))
+                ]),
+                Some(0o640),
+            )
+        };
+        let check = token_readable(&pod(Value::Null));
+        assert_eq!(check.status, Status::Fail, "{check:?}");
+        assert!(check.summary.contains("image's user or group"), "{check:?}");
+        assert!(
+            check.details[0].contains("no runAsGroup in the pod"),
+            "{check:?}"
+        );
+        assert!(token_readable(&pod(json!(0))).passed());
+        let check = token_readable(&pod(json!(5)));
+        assert!(check.summary.contains("cannot read"), "{check:?}");
+    }
+
+    /// Review low (c): a token doctor could not place is not a pass.
+    #[test]
+    fn a_token_file_doctor_cannot_place_is_not_a_pass() {
+        let env_from = token_pod(
+            json!({}),
+            json!([{"name": "app", "image": "x",
+                "env": [{"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}],
+                "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"}]}]),
+            None,
+        );
+        let check = token_readable(&env_from);
+        assert_eq!(check.status, Status::Skip, "{check:?}");
+        assert!(check.summary.contains("valueFrom"), "{check:?}");
+        for mount in [
+            json!({"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "subPath": "token"}),
+            json!({"name": "aws-iam-token", "mountPath": "/var/run/secrets"}),
+        ] {
+            let p = token_pod(
+                json!({}),
+                json!([{"name": "app", "image": "x", "securityContext": {"runAsUser": 1000},
+                    "env": [{"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}],
+                    "volumeMounts": [mount.clone()]}]),
+                Some(0o600),
+            );
+            let check = token_readable(&p);
+            assert_eq!(check.status, Status::Skip, "{mount} {check:?}");
+            assert!(
+                check.summary.contains("subPath or a parent-directory"),
+                "{check:?}"
+            );
+        }
     }
 
     #[test]

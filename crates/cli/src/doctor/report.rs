@@ -153,6 +153,12 @@ impl Check {
         Self::new(id, group, Status::Fail, summary)
     }
 
+    /// The check ran but could not decide (what it needed is not in what it can read):
+    /// `summary` says what it could not examine.
+    pub(crate) fn skip(id: &'static str, group: Group, summary: impl Into<String>) -> Self {
+        Self::new(id, group, Status::Skip, summary)
+    }
+
     /// The check could not run: `summary` says which call failed and why.
     pub(crate) fn error(id: &'static str, group: Group, summary: impl Into<String>) -> Self {
         Self::new(id, group, Status::Error, summary)
