@@ -26,6 +26,7 @@
 //! nothing under irsa's managers), and nothing else.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -148,6 +149,9 @@ struct Shared {
     resync: Duration,
     tracked: Mutex<HashMap<String, Tracked>>,
     service_accounts: Store<ServiceAccount>,
+    /// Set once `service_accounts` has listed (after the store took the list, before the
+    /// secrets that use an account are looked at again).
+    service_accounts_listed: AtomicBool,
     /// The status last written or seen per secret, to publish an Event on change only.
     reported: Mutex<HashMap<String, String>>,
 }
@@ -579,8 +583,8 @@ pub enum ArgoCdError {
     Read(#[source] WriteError),
 }
 
-/// How long a reconcile waits for the service accounts' first list before it is requeued.
-const SERVICE_ACCOUNTS_WAIT: Duration = Duration::from_secs(30);
+/// When a secret reconciled before the service accounts' first list comes back.
+const SERVICE_ACCOUNTS_WAIT: Duration = Duration::from_secs(1);
 
 /// One reconcile of repository secret `meta`.
 async fn reconcile(
@@ -613,6 +617,15 @@ async fn reconcile(
     }
     if !shared.writer.leads() {
         return Ok(Action::await_change());
+    }
+    // Whether a project's service account exists is the store's to say only once it has
+    // listed: before, an empty store called an existing account missing (Error status and
+    // Event, the credential released), and the re-check when the list landed could run
+    // before this secret was remembered, leaving it unserved until the resync (stop 26's CI:
+    // the bench's first secret unfilled for 120 s). Until then the secret comes back later,
+    // unread, holding no worker (the replica is not ready meanwhile: /readyz says so).
+    if !shared.service_accounts_listed.load(Ordering::SeqCst) {
+        return Ok(Action::requeue(SERVICE_ACCOUNTS_WAIT));
     }
     let Some(secret) = shared
         .writer
@@ -750,24 +763,6 @@ async fn reconcile(
         }
         Decision::Serve(w) => w,
     };
-    // Whether the project's service account exists is the store's to say only once it has
-    // listed: before, an empty store called an existing account missing (Error status and
-    // Event, the credential released), and the re-check when the list landed could run
-    // before this secret was remembered, leaving it unserved until the resync (stop 26's CI:
-    // the bench's first secret unfilled for 120 s). The wait is bounded (a list that never
-    // succeeds holds no worker for good), and leadership lost meanwhile ends the reconcile.
-    match tokio::time::timeout(
-        SERVICE_ACCOUNTS_WAIT,
-        shared.service_accounts.wait_until_ready(),
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) | Err(_) => return Ok(again(&shared, &name)),
-    }
-    if !shared.writer.leads() {
-        return Ok(Action::await_change());
-    }
     let sa = shared
         .service_accounts
         .get(&ObjectRef::new(&wanted.service_account).within(&shared.namespace));
@@ -1291,6 +1286,7 @@ pub async fn run(
         resync,
         tracked: Mutex::new(HashMap::new()),
         service_accounts: sa_store,
+        service_accounts_listed: AtomicBool::new(false),
         reported: Mutex::new(HashMap::new()),
     });
     // A service account that changes re-reconciles the secrets that use it.
@@ -1324,6 +1320,7 @@ pub async fn run(
                 let changed: Option<String> = match event {
                     Ok(Event::Apply(sa)) | Ok(Event::Delete(sa)) => sa.metadata.name.clone(),
                     Ok(Event::InitDone) => {
+                        shared.service_accounts_listed.store(true, Ordering::SeqCst);
                         list_done(Watch::ServiceAccounts);
                         Some(String::new())
                     }

@@ -44,8 +44,11 @@ pub(crate) fn auth_key_host(key: &str) -> String {
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
         .unwrap_or(key);
-    let host = rest
-        .split('/')
+    // Only the host: a key may carry credentials (`https://user:token@ghcr.io`), which are
+    // never shown.
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority
+        .rsplit('@')
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
@@ -647,6 +650,25 @@ pub(crate) fn injection_check(pod: &Pod, annotated: &Annotated) -> Check {
 
 #[cfg(test)]
 mod tests {
+
+    /// Review: a pull secret's registry key may carry credentials; only its host is shown.
+    #[test]
+    fn an_auth_key_is_shown_as_its_host_only() {
+        assert_eq!(
+            auth_key_host("https://user:ghp_secret@GHCR.io/v2/"),
+            "ghcr.io"
+        );
+        assert_eq!(
+            auth_key_host("user:pw@registry.example:5000"),
+            "registry.example:5000"
+        );
+        assert_eq!(
+            auth_key_host("111122223333.dkr.ecr.us-east-1.amazonaws.com"),
+            "111122223333.dkr.ecr.us-east-1.amazonaws.com"
+        );
+        assert_eq!(auth_key_host("https://index.docker.io/v1/"), "docker.io");
+    }
+
     use super::*;
     use crate::doctor::report::Status;
 

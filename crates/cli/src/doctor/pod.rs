@@ -614,7 +614,7 @@ pub(crate) async fn pull_secrets(client: &kube::Client, pod: &Pod, now: i64) -> 
         let mut shown: Vec<String> = registries
             .iter()
             .take(MAX_LISTED)
-            .map(|r| bounded(r, 120))
+            .map(|r| bounded(&auth_key_host(r), 120))
             .collect();
         if registries.len() > MAX_LISTED {
             shown.push(format!("and {} more", registries.len() - MAX_LISTED));
@@ -995,8 +995,8 @@ fn most_telling(failures: &[&PullFailure]) -> Cause {
 }
 
 /// Events read a page at a time, and at most this many pages.
-const EVENT_PAGE: u32 = 100;
-const EVENT_PAGES: usize = 10;
+const EVENT_PAGE: u32 = 20;
+const EVENT_PAGES: usize = 50;
 /// At most this many Event failures are kept (the rest are counted).
 const MAX_EVENT_FAILURES: usize = 64;
 
