@@ -761,7 +761,13 @@ fn status_check(
         )
         .fix(fix())
     };
-    if let (Some(g), Some(o)) = (generation, observed)
+    let beyond = status
+        .conditions
+        .iter()
+        .filter_map(|c| c.observed_generation)
+        .chain(observed)
+        .max();
+    if let (Some(g), Some(o)) = (generation, beyond)
         && o > g
     {
         return forged(format!(
@@ -1519,6 +1525,19 @@ mod tests {
             (
                 Some(status(vec![ready.clone(), fine.clone()], Some(3))),
                 "the status describes generation 3, beyond the spec's 2: irsa's controller never writes that",
+            ),
+            (
+                Some(status(
+                    vec![
+                        Condition {
+                            observed_generation: Some(5),
+                            ..ready.clone()
+                        },
+                        fine.clone(),
+                    ],
+                    Some(2),
+                )),
+                "the status describes generation 5, beyond the spec's 2",
             ),
             (
                 Some(status(
