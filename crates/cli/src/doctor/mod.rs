@@ -97,7 +97,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     (a stale observedGeneration fails); names the chain's first broken link\n  \
     pull-secret-targets\n                   \
     (--pull-secret) each target namespace holds irsa's secret (its owner labels), with an\n                   \
-    auth for every registry host, sealed and not past irsa.dev/expires-at; the namespaces\n                   \
+    auth for every registry host, irsa's seal present (not verified: its key is the\n                   \
+    controller's) and not past irsa.dev/expires-at; the namespaces\n                   \
     missing, expired or holding another's secret are named (at most 10 each). Neither\n                   \
     blocks the identity chain's checks\n  \
     service-account  the service account exists (for --pull-secret: the one its spec names)\n  \
@@ -145,7 +146,8 @@ pub(crate) const EXAMPLES: &str = "Examples:\n  \
     --fix makes the changes it can (annotation with --role-arn, OIDC provider, client ID, trust\n\
     policy, pull permissions), each shown as a diff and asked for first (--yes for scripts),\n\
     then checks again; a role `irsa iam setup` did not create for the service account needs\n\
-    its name confirmed (typed, or --confirm-role NAME).\n\n\
+    its name confirmed (typed, or --confirm-role NAME). Not with --pull-secret (the\n\
+    controller's status lags a change): its fixes are printed, with what --fix would ask first.\n\n\
     Exit codes: 0 every check passed, 1 a check failed or could not run (the report names it and\n\
     why), 2 bad input. Tokens, session credentials and registry passwords are never printed:\n\
     only the token's claims are.";
