@@ -12,12 +12,12 @@ mod common;
 mod support_doctor;
 
 use std::io::{Read as _, Write as _};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::Value;
+use support_doctor::installed::{Controller, ecr_host, installed_controller_args, kubectl_in};
 use support_doctor::*;
 
 const ARGOCD: &str = "argocd";
@@ -38,144 +38,18 @@ fn project_role(p: &str) -> Value {
     )
 }
 
-fn ecr_host() -> String {
-    format!("{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com")
-}
-
-/// The arguments of the controller container `irsa install --argocd-namespace argocd` prints,
-/// with the metrics listener moved to a free loopback port (the only change).
-fn installed_controller_args(metrics: std::net::SocketAddr) -> Vec<String> {
-    let run = common::irsa(&["install", "--argocd-namespace", ARGOCD]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let deployment = run
-        .stdout
-        .split("\n---\n")
-        .find(|d| d.contains("kind: Deployment\n"))
-        .expect("a Deployment in the install");
-    let mut args = Vec::new();
-    // `- args:` (the container's first key) or `args:`, then one `- ARG` per line.
-    let mut lines = deployment
-        .lines()
-        .skip_while(|l| l.trim().trim_start_matches("- ") != "args:");
-    lines.next();
-    for line in lines {
-        let Some(arg) = line.trim().strip_prefix("- ") else {
-            break;
-        };
-        args.push(arg.trim_matches(|c| c == '\'' || c == '"').to_owned());
-    }
-    assert_eq!(
-        args.first().map(String::as_str),
-        Some("controller"),
-        "{args:?}"
+/// `irsa controller` as `irsa install --argocd-namespace argocd` deploys it, logging at
+/// `log_level`, with `extra` environment.
+fn start_controller(sandbox: &Sandbox, log_level: &str, extra: &[(&str, &str)]) -> Controller {
+    let args = installed_controller_args(
+        &["--argocd-namespace", ARGOCD],
+        "127.0.0.1:0".parse().unwrap(),
     );
     assert!(
         args.iter().any(|a| a == "--argocd-namespace=argocd"),
         "the install passes the flag: {args:?}"
     );
-    args.into_iter()
-        .map(|a| {
-            if a.starts_with("--metrics-listen=") {
-                format!("--metrics-listen={metrics}")
-            } else {
-                a
-            }
-        })
-        .collect()
-}
-
-/// `irsa controller` as a process, SIGTERMed and reaped at drop.
-struct ControllerProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl ControllerProcess {
-    fn start(sandbox: &Sandbox, log_level: &str, extra: &[(&str, &str)]) -> Self {
-        let metrics = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port");
-        let args = installed_controller_args(metrics);
-        let log = sandbox.dir.0.join("controller.log");
-        // The Deployment's environment: POD_NAME/POD_NAMESPACE from the downward API; the
-        // sandbox's AWS endpoint instead of AWS's; no static AWS key.
-        let child = Command::new(env!("CARGO_BIN_EXE_irsa"))
-            .args(&args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", &sandbox.dir.0)
-            .env("KUBECONFIG", sandbox.get("KUBECONFIG"))
-            .env("AWS_ENDPOINT_URL", sandbox.get("AWS_ENDPOINT_URL"))
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("POD_NAME", "irsa-controller-7d9f8b6c5-x2k4q")
-            .env("POD_NAMESPACE", "irsa-system")
-            .env("IRSA_LOG", log_level)
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("irsa controller starts");
-        ControllerProcess { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// SIGTERM, as the kubelet stops it; its stderr once it exited.
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                assert!(status.success(), "exited with {status}:\n{}", self.log());
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running 30 s after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.log()
-    }
-}
-
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// `kubectl ARGS` with `stdin`.
-fn kubectl_in(sandbox: &Sandbox, args: &[&str], stdin: &str) -> String {
-    let mut child = sandbox
-        .command(&irsa_test_peers::kubectl())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kubectl runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
+    Controller::spawn(sandbox, &["--argocd-namespace", ARGOCD], log_level, extra)
 }
 
 fn apply(sandbox: &Sandbox, yaml: &str) {
@@ -235,11 +109,7 @@ fn tail(text: &str, n: usize) -> String {
 }
 
 /// Polls `f` until it answers, at most 120 s (a loaded 2-core machine, trace logging).
-fn eventually<T>(
-    what: &str,
-    controller: &ControllerProcess,
-    mut f: impl FnMut() -> Option<T>,
-) -> T {
+fn eventually<T>(what: &str, controller: &Controller, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(v) = f() {
@@ -248,14 +118,14 @@ fn eventually<T>(
         assert!(
             Instant::now() < deadline,
             "timed out waiting for {what}; the controller log's last lines:\n{}",
-            tail(&controller.log(), 80)
+            tail(&controller.full_log(), 80)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 /// Waits until `name`'s status starts with `prefix`; the Secret then.
-fn wait_status(sandbox: &Sandbox, c: &ControllerProcess, name: &str, prefix: &str) -> Value {
+fn wait_status(sandbox: &Sandbox, c: &Controller, name: &str, prefix: &str) -> Value {
     eventually(&format!("{name}: status {prefix:?}"), c, || {
         let s = secret(sandbox, name);
         status(&s)?.starts_with(prefix).then_some(s)
@@ -333,7 +203,7 @@ fn start(
     projects: &[&str],
     log_level: &str,
     extra: &[(&str, &str)],
-) -> (Sandbox, ControllerProcess) {
+) -> (Sandbox, Controller) {
     let sandbox = Sandbox::start(
         name,
         projects.iter().map(|p| project_role(p)).collect(),
@@ -348,18 +218,18 @@ fn start_on(
     projects: &[&str],
     log_level: &str,
     extra: &[(&str, &str)],
-) -> (Sandbox, ControllerProcess) {
+) -> (Sandbox, Controller) {
     sandbox.kubectl(&["create", "namespace", ARGOCD]);
     sandbox.kubectl(&["create", "namespace", "irsa-system"]);
     for p in projects {
         project_service_account(&sandbox, p);
     }
-    let controller = ControllerProcess::start(&sandbox, log_level, extra);
+    let controller = start_controller(&sandbox, log_level, extra);
     (sandbox, controller)
 }
 
 /// Waits until `name` is Ready with credentials; returns (username, password).
-fn wait_filled(sandbox: &Sandbox, c: &ControllerProcess, name: &str) -> (String, String) {
+fn wait_filled(sandbox: &Sandbox, c: &Controller, name: &str) -> (String, String) {
     let s = wait_status(sandbox, c, name, "Ready");
     (
         data(&s, "username").expect("username filled"),
@@ -466,7 +336,7 @@ fn the_guides_secrets_get_credentials_the_registry_accepts_and_refused_ones_say_
             "{name}: {evs:?}"
         );
     }
-    let log = controller.stop();
+    let log = controller.stop_cleanly();
     assert!(
         log.contains("serving Argo CD repository secrets"),
         "the installed arguments turn it on:\n{log}"
@@ -732,7 +602,7 @@ fn trace_run(name: &str, extra: &[(&str, &str)]) -> (String, String, String) {
     );
     let (user, password) = wait_filled(&sandbox, &controller, "production-charts");
     wait_status(&sandbox, &controller, "kubernetes-audience-charts", "Error");
-    let stderr = controller.stop();
+    let stderr = controller.stop_cleanly();
     assert!(
         stderr.contains("TRACE") && stderr.contains("DEBUG"),
         "verbose logging is on (else this test proves nothing):\n{stderr}"

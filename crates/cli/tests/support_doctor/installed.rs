@@ -112,6 +112,16 @@ impl Controller {
 
     /// As `irsa install INSTALL` deploys it, e.g. `["--argocd-namespace", "argocd"]`.
     pub fn start_with(sandbox: &Sandbox, install: &[&str]) -> Self {
+        Self::spawn(sandbox, install, "info", &[])
+    }
+
+    /// [`Controller::start_with`] logging at `log_level` (IRSA_LOG), with `extra` environment.
+    pub fn spawn(
+        sandbox: &Sandbox,
+        install: &[&str],
+        log_level: &str,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port");
@@ -129,7 +139,8 @@ impl Controller {
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("POD_NAME", "irsa-controller-7d9f8b6c5-x2k4q")
             .env("POD_NAMESPACE", "irsa-system")
-            .env("IRSA_LOG", "info")
+            .env("IRSA_LOG", log_level)
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
@@ -144,9 +155,26 @@ impl Controller {
 
     /// The last 60 lines of its log.
     pub fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.full_log();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+
+    /// Its whole log (stderr).
+    pub fn full_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, as the kubelet stops it; asserts a clean exit and returns its whole log.
+    pub fn stop_cleanly(mut self) -> String {
+        self.stop();
+        let status = self.child.try_wait().expect("wait").expect("exited");
+        assert!(
+            status.success(),
+            "exited with {status}:\n{}",
+            self.full_log()
+        );
+        self.full_log()
     }
 
     /// SIGTERM, and waits for the exit.
