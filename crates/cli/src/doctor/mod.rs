@@ -389,8 +389,8 @@ impl Target {
             &self.name,
             Scope {
                 is_pod: self.is_pod,
-                role_override: None,
                 credential_provider: self.credential_provider.as_deref(),
+                ..Scope::default()
             },
             self.registry.clone(),
             &self.inputs,
@@ -657,6 +657,8 @@ pub(crate) struct Scope<'a> {
     pub role_override: Option<&'a pull_secret::RoleOverride>,
     /// `--credential-provider`: the token audience whose node RBAC to check (with `--pod`).
     pub credential_provider: Option<&'a str>,
+    /// The cluster's client, when the caller has one already (else read from KUBECONFIG).
+    pub client: Option<&'a kube::Client>,
 }
 
 /// The online run, in chain order.
@@ -672,9 +674,14 @@ async fn online(
         is_pod,
         role_override,
         credential_provider,
+        client,
     } = scope;
     let now = crate::token::now();
-    let client = match kube::Client::try_default().await {
+    let connected = match client {
+        Some(c) => Ok(c.clone()),
+        None => kube::Client::try_default().await,
+    };
+    let client = match connected {
         Ok(c) => Some(c),
         Err(e) => {
             report.ready("service-account", Group::Kubernetes, &[]);

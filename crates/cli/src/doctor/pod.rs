@@ -20,7 +20,7 @@ use kube::api::ListParams;
 use serde_json::{Value, json};
 
 use super::cluster::{auth_key_host, kube_error};
-use super::report::{Check, Fix, Group, printable};
+use super::report::{Check, Fix, Group, cut_to, printable};
 
 /// The longest tenant-written value (an event's message, a registry key) doctor shows.
 const MAX_SHOWN: usize = 300;
@@ -29,13 +29,7 @@ const MAX_LISTED: usize = 8;
 
 /// `value` escaped and cut to `max` characters (with `…` when cut).
 fn bounded(value: &str, max: usize) -> String {
-    let short: String = value.chars().take(max).collect();
-    let shown = printable(&short);
-    if short.len() < value.len() {
-        format!("{shown}…")
-    } else {
-        shown
-    }
+    printable(&cut_to(value, max))
 }
 
 // ---------------------------------------------------------------------------------------------

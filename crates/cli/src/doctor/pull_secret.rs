@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 use super::FixInputs;
 use super::cluster::{self, Annotated, kube_error};
-use super::report::{Check, Fix, Group, Report, Status};
+use super::report::{Check, Fix, Group, Report, Status, cut_to};
 use crate::Invalid;
 use crate::shell::sh;
 
@@ -153,23 +153,12 @@ const PAGE: u32 = 500;
 /// Page size of the secret list (a secret can be 1 MiB).
 const SECRET_PAGE: u32 = 50;
 
-/// `s` cut to `max` characters, with an ellipsis when cut.
-fn short(s: &str, max: usize) -> String {
-    let mut chars = s.chars();
-    let head: String = chars.by_ref().take(max).collect();
-    if chars.next().is_some() {
-        format!("{head}…")
-    } else {
-        head
-    }
-}
-
 /// `a, b, c` of the first [`MAX_LISTED`], then `… and N more`.
 fn listed<S: AsRef<str>>(items: &[S]) -> String {
     let mut out: Vec<String> = items
         .iter()
         .take(MAX_LISTED)
-        .map(|s| short(s.as_ref(), MAX_VALUE))
+        .map(|s| cut_to(s.as_ref(), MAX_VALUE))
         .collect();
     if items.len() > MAX_LISTED {
         out.push(format!("… and {} more", items.len() - MAX_LISTED));
@@ -252,6 +241,7 @@ pub(crate) async fn check(
                 name,
                 super::Scope {
                     role_override: role.as_ref(),
+                    client: Some(&client),
                     ..super::Scope::default()
                 },
                 registry,
@@ -445,7 +435,7 @@ async fn read(client: &kube::Client, target: &PullSecretRef) -> (Check, Option<F
                     Group::Kubernetes,
                     format!(
                         "{title} cannot be read as irsa.dev/v1alpha1: {}",
-                        short(&e.to_string(), MAX_VALUE)
+                        cut_to(&e.to_string(), MAX_VALUE)
                     ),
                 )
                 .fix(Fix::new("correct the resource to the CRD's schema (irsa install --only crds installs it)").command(target.kubectl("edit"))),
@@ -476,7 +466,7 @@ async fn read(client: &kube::Client, target: &PullSecretRef) -> (Check, Option<F
                         lines.len()
                     ),
                 )
-                .details(lines.iter().take(MAX_LISTED).map(|l| short(l, MAX_VALUE)))
+                .details(lines.iter().take(MAX_LISTED).map(|l| cut_to(l, MAX_VALUE)))
                 .details(
                     (lines.len() > MAX_LISTED)
                         .then(|| format!("… and {} more", lines.len() - MAX_LISTED)),
@@ -494,7 +484,7 @@ async fn read(client: &kube::Client, target: &PullSecretRef) -> (Check, Option<F
     let mut details = vec![format!(
         "registries: {} (written into secret {})",
         listed(&hosts),
-        short(&spec.secret_name, MAX_VALUE)
+        cut_to(&spec.secret_name, MAX_VALUE)
     )];
     if hosts.len() > 1 {
         details.push(format!(
@@ -550,7 +540,7 @@ async fn read(client: &kube::Client, target: &PullSecretRef) -> (Check, Option<F
         "registries",
         json!(hosts.iter().take(MAX_LISTED).collect::<Vec<_>>()),
     )
-    .data("secret_name", json!(short(&spec.secret_name, MAX_VALUE)))
+    .data("secret_name", json!(cut_to(&spec.secret_name, MAX_VALUE)))
     .data("service_account", service_account)
     .data("role_arn", json!(role.map(ToString::to_string)));
     let found = Found {
@@ -684,13 +674,20 @@ fn status_check(
         .fix(fix().command("kubectl get deploy -n irsa-system irsa-controller"));
     };
     let condition = |t: &str| status.conditions.iter().find(|c| c.type_ == t);
+    // `(REASON): MESSAGE`, bounded.
+    let said = |c: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition| {
+        format!(
+            "({}): {}",
+            cut_to(&c.reason, 80),
+            cut_to(&c.message, MAX_VALUE)
+        )
+    };
     let line = |c: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition| {
         format!(
-            "{}={} ({}): {}",
-            short(&c.type_, 40),
-            short(&c.status, 20),
-            short(&c.reason, 80),
-            short(&c.message, MAX_VALUE)
+            "{}={} {}",
+            cut_to(&c.type_, 40),
+            cut_to(&c.status, 20),
+            said(c)
         )
     };
     // The Ready condition is the summary, unless the summary is about something else.
@@ -711,9 +708,9 @@ fn status_check(
     for p in status.problems.iter().take(5) {
         details.push(format!(
             "problem in {}: {} ({})",
-            short(&p.namespace, 63),
-            short(&p.message, MAX_VALUE),
-            short(&p.reason, 40)
+            cut_to(&p.namespace, 63),
+            cut_to(&p.message, MAX_VALUE),
+            cut_to(&p.reason, 40)
         ));
     }
     if status.problems.len() > 5 {
@@ -723,8 +720,8 @@ fn status_check(
         .observed_generation
         .or_else(|| condition("Ready").and_then(|c| c.observed_generation));
     let data = json!({
-        "ready": condition("Ready").map(|c| short(&c.status, 20)),
-        "reason": condition("Ready").map(|c| short(&c.reason, 80)),
+        "ready": condition("Ready").map(|c| cut_to(&c.status, 20)),
+        "reason": condition("Ready").map(|c| cut_to(&c.reason, 80)),
         "observed_generation": observed,
         "generation": generation,
     });
@@ -786,38 +783,18 @@ fn status_check(
                 Check::fail(
                     ID,
                     Group::Kubernetes,
-                    format!(
-                        "Ready, but Degraded ({}): {}",
-                        short(&d.reason, 80),
-                        short(&d.message, MAX_VALUE)
-                    ),
+                    format!("Ready, but Degraded {}", said(d)),
                 ),
                 true,
             )
             .fix(fix()),
             _ => check(
-                Check::pass(
-                    ID,
-                    Group::Kubernetes,
-                    format!(
-                        "Ready ({}): {}",
-                        short(&r.reason, 80),
-                        short(&r.message, MAX_VALUE)
-                    ),
-                ),
+                Check::pass(ID, Group::Kubernetes, format!("Ready {}", said(r))),
                 false,
             ),
         },
         (Some(r), _) => check(
-            Check::fail(
-                ID,
-                Group::Kubernetes,
-                format!(
-                    "not Ready ({}): {}",
-                    short(&r.reason, 80),
-                    short(&r.message, MAX_VALUE)
-                ),
-            ),
+            Check::fail(ID, Group::Kubernetes, format!("not Ready {}", said(r))),
             false,
         )
         .fix(fix()),
@@ -894,7 +871,7 @@ fn held(secret: &Secret, owner: &Owner, hosts: &[String], now: i64) -> Held {
     if kind != DOCKER_CONFIG_JSON_TYPE {
         return Held::Conflict(format!(
             "of type {}, which irsa never writes",
-            short(kind, 60)
+            cut_to(kind, 60)
         ));
     }
     let Some(config) = secret
@@ -942,7 +919,7 @@ fn targets_check(
     const ID: &str = "pull-secret-targets";
     // Cut for the text only: the commands name it whole (review L5).
     let full_name = secret_name;
-    let secret_name = short(secret_name, 63);
+    let secret_name = cut_to(secret_name, 63);
     if targets.is_empty() {
         return Check::fail(
             ID,
@@ -1223,7 +1200,7 @@ pub(crate) fn override_annotation_check(
             match previous {
                 Some(v) => format!(
                     "the service account's {ROLE_ARN_ANNOTATION} ({}) is not used",
-                    short(&v, MAX_VALUE)
+                    cut_to(&v, MAX_VALUE)
                 ),
                 None => format!("the service account needs no {ROLE_ARN_ANNOTATION}"),
             },

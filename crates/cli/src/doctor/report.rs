@@ -453,6 +453,17 @@ pub(crate) fn printable(s: &str) -> String {
         .collect()
 }
 
+/// `s` cut to `max` characters, with `…` when cut: a tenant-written value is shown bounded.
+pub(crate) fn cut_to(s: &str, max: usize) -> String {
+    let mut chars = s.chars();
+    let head: String = chars.by_ref().take(max).collect();
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
 /// Live progress on a terminal's stderr: the check running now, overwritten in place.
 pub(crate) struct Terminal;
 
