@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use support_doctor::installed::{cluster_pull_secret, start_all, wait_status};
-use support_doctor::{NS, SA, Sandbox, ecr_role, good_trust, role_arn, start, trust_for};
+use support_doctor::{NS, SA, Sandbox, ecr_role, good_trust, start, trust_for};
 
 fn median(mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -55,26 +55,6 @@ fn measure(name: &str, runs: usize, sandbox: &Sandbox, target: &[&str], want: i3
     );
 }
 
-/// A pod of the service account as the pod identity webhook leaves it (its env, volume and
-/// mount), pulling an ECR image.
-fn injected_pod(sandbox: &Sandbox, name: &str) {
-    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
-    "spec": {"serviceAccountName": SA, "containers": [{
-        "name": "app",
-        "image": "111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1",
-        "env": [
-            {"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
-            {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}
-        ],
-        "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}]
-    }],
-    "volumes": [{"name": "aws-iam-token", "projected": {"sources": [
-        {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
-    ]}}]}});
-    let file = sandbox.dir.write(&format!("{name}.json"), &pod.to_string());
-    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
-}
-
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
     let runs = if measuring { 15 } else { 2 };
@@ -87,7 +67,7 @@ fn main() {
         &["--service-account", &sa],
         0,
     );
-    injected_pod(&healthy, "app");
+    healthy.create_injected_pod("app", "111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1");
     measure(
         "irsa doctor --pod, healthy chain, sandbox (goal < 1 s)",
         runs,

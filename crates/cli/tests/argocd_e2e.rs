@@ -383,16 +383,7 @@ fn publisher_role() -> Value {
 /// `irsa login HOST -o password` as ci/builder with the publisher's role: an ECR password that
 /// may push (the way a CI job gets one).
 fn publisher_password(sandbox: &Sandbox) -> String {
-    let token = sandbox.kubectl(&[
-        "create",
-        "token",
-        SA,
-        "-n",
-        NS,
-        "--audience",
-        "sts.amazonaws.com",
-    ]);
-    let token_file = sandbox.dir.write("publisher.token", token.trim());
+    let token_file = sandbox.dir.write("publisher.token", &sandbox.token());
     let out = sandbox
         .command(std::path::Path::new(env!("CARGO_BIN_EXE_irsa")))
         .args(["login", &ecr_host(), "-o", "password", "--no-cache"])

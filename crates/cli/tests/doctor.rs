@@ -432,31 +432,11 @@ fn iam_reads_the_caller_may_not_make_are_reported_as_not_checked_naming_the_perm
     // The caller's own credentials are a session of `puller`, which may not read IAM: the
     // sandbox's IAM evaluates that session's identity policies, as AWS does.
     let sandbox = start("iam-denied", vec![ecr_role(good_trust())]);
-    let token = sandbox.kubectl(&[
-        "create",
-        "token",
-        SA,
-        "-n",
-        NS,
-        "--audience",
-        "sts.amazonaws.com",
-    ]);
-    let creds = sandbox.boto3(&format!(
-        "sts = boto3.client('sts', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')\n\
-         c = sts.assume_role_with_web_identity(RoleArn='{}', RoleSessionName='caller', WebIdentityToken='{}')['Credentials']\n\
-         print(c['AccessKeyId'], c['SecretAccessKey'], c['SessionToken'])\n",
-        sandbox.get("AWS_ENDPOINT_URL"),
-        role_arn("puller"),
-        token.trim()
-    ));
-    let parts: Vec<&str> = creds.split_whitespace().collect();
-    assert_eq!(parts.len(), 3, "{creds}");
+    let env = sandbox.session_env("puller");
     let out = sandbox
         .command(std::path::Path::new(env!("CARGO_BIN_EXE_irsa")))
         .args(["doctor", "--service-account", "ci/builder", "-o", "json"])
-        .env("AWS_ACCESS_KEY_ID", parts[0])
-        .env("AWS_SECRET_ACCESS_KEY", parts[1])
-        .env("AWS_SESSION_TOKEN", parts[2])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("irsa doctor");
     assert_eq!(out.status.code(), Some(1));
@@ -473,28 +453,20 @@ fn iam_reads_the_caller_may_not_make_are_reported_as_not_checked_naming_the_perm
     // Nothing of the caller's session reaches the report.
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        !stdout.contains(parts[1]) && !stdout.contains(parts[2]),
+        !stdout.contains(&env[1].1) && !stdout.contains(&env[2].1),
         "{stdout}"
     );
 }
 
+/// A pod of ci/builder pulling an ECR image: as the webhook leaves it when `injected`, else
+/// as created (no env, volume or mount).
 fn create_pod(sandbox: &Sandbox, name: &str, injected: bool) {
-    let mut container =
-        json!({"name": "app", "image": "111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1"});
-    let mut spec = json!({"serviceAccountName": SA, "containers": []});
+    const IMAGE: &str = "111122223333.dkr.ecr.us-east-1.amazonaws.com/app:1";
     if injected {
-        // What the pod identity webhook adds (amazon-eks-pod-identity-webhook's names).
-        container["env"] = json!([
-            {"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
-            {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}
-        ]);
-        container["volumeMounts"] = json!([{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}]);
-        spec["volumes"] = json!([{"name": "aws-iam-token", "projected": {"sources": [
-            {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
-        ]}}]);
+        return sandbox.create_injected_pod(name, IMAGE);
     }
-    spec["containers"] = json!([container]);
-    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS}, "spec": spec});
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS},
+        "spec": {"serviceAccountName": SA, "containers": [{"name": "app", "image": IMAGE}]}});
     let file = sandbox.dir.write(&format!("{name}.json"), &pod.to_string());
     sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
 }

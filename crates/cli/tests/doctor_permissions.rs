@@ -34,27 +34,6 @@ fn app_puller() -> Value {
     })
 }
 
-/// A pod of ci/builder that the webhook injected, running `image`.
-fn create_pod(sandbox: &Sandbox, name: &str, image: &str) {
-    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS}, "spec": {
-        "serviceAccountName": SA,
-        "containers": [{
-            "name": "app",
-            "image": image,
-            "env": [
-                {"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
-                {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}
-            ],
-            "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}]
-        }],
-        "volumes": [{"name": "aws-iam-token", "projected": {"sources": [
-            {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
-        ]}}]
-    }});
-    let file = sandbox.dir.write(&format!("{name}.json"), &pod.to_string());
-    sandbox.kubectl(&["create", "--validate=false", "-f", &file]);
-}
-
 fn doctor(sandbox: &Sandbox, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
     let out = sandbox
         .command(Path::new(env!("CARGO_BIN_EXE_irsa")))
@@ -77,13 +56,11 @@ fn details(c: &Value) -> String {
 fn a_role_lacking_pull_on_the_pods_repository_is_the_broken_link_naming_it() {
     // [PULL]: team/tools is in use by the pod and no statement allows pulling it.
     let sandbox = start("perm-pod", vec![app_puller()]);
-    create_pod(
-        &sandbox,
+    sandbox.create_injected_pod(
         "tools",
         "111122223333.dkr.ecr.us-east-1.amazonaws.com/team/tools:1",
     );
-    create_pod(
-        &sandbox,
+    sandbox.create_injected_pod(
         "app",
         "111122223333.dkr.ecr.us-east-1.amazonaws.com/team/app:1",
     );
@@ -213,25 +190,13 @@ fn a_boundary_lacking_get_authorization_token_is_named_and_only_its_fix_printed(
         "[('ecr:GetAuthorizationToken', 'implicitDeny', False), ('ecr:BatchGetImage', 'allowed', True)]"
     );
     // And the sandbox's ECR decides as the boundary says: the session may not get a token.
-    let token = sandbox.kubectl(&[
-        "create",
-        "token",
-        SA,
-        "-n",
-        NS,
-        "--audience",
-        "sts.amazonaws.com",
-    ]);
+    let [(_, id), (_, secret), (_, session)] = sandbox.session_env("puller");
     let out = sandbox.boto3(&format!(
         "import botocore\n\
-         sts = boto3.client('sts', endpoint_url='{url}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')\n\
-         c = sts.assume_role_with_web_identity(RoleArn='{role}', RoleSessionName='probe', WebIdentityToken='{token}')['Credentials']\n\
-         ecr = boto3.client('ecr', endpoint_url='{url}', region_name='us-east-1', aws_access_key_id=c['AccessKeyId'], aws_secret_access_key=c['SecretAccessKey'], aws_session_token=c['SessionToken'])\n\
+         ecr = boto3.client('ecr', endpoint_url='{url}', region_name='us-east-1', aws_access_key_id='{id}', aws_secret_access_key='{secret}', aws_session_token='{session}')\n\
          try:\n    ecr.get_authorization_token()\n    print('granted')\n\
          except botocore.exceptions.ClientError as e:\n    print(e.response['Error']['Code'], e.response['Error']['Message'])\n",
         url = sandbox.get("AWS_ENDPOINT_URL"),
-        role = role_arn("puller"),
-        token = token.trim()
     ));
     assert!(
         out.contains("AccessDenied")
@@ -267,30 +232,8 @@ fn simulate_principal_policy_denied_falls_back_to_reading_the_policies() {
             inspector,
         ],
     );
-    let token = sandbox.kubectl(&[
-        "create",
-        "token",
-        SA,
-        "-n",
-        NS,
-        "--audience",
-        "sts.amazonaws.com",
-    ]);
-    let creds = sandbox.boto3(&format!(
-        "sts = boto3.client('sts', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')\n\
-         c = sts.assume_role_with_web_identity(RoleArn='{}', RoleSessionName='caller', WebIdentityToken='{}')['Credentials']\n\
-         print(c['AccessKeyId'], c['SecretAccessKey'], c['SessionToken'])\n",
-        sandbox.get("AWS_ENDPOINT_URL"),
-        role_arn("inspector"),
-        token.trim()
-    ));
-    let parts: Vec<&str> = creds.split_whitespace().collect();
-    assert_eq!(parts.len(), 3, "{creds}");
-    let env = [
-        ("AWS_ACCESS_KEY_ID", parts[0]),
-        ("AWS_SECRET_ACCESS_KEY", parts[1]),
-        ("AWS_SESSION_TOKEN", parts[2]),
-    ];
+    let session = sandbox.session_env("inspector");
+    let env: Vec<(&str, &str)> = session.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let args = ["--service-account", "ci/builder", "--repository", APP];
     let (code, report) = doctor(&sandbox, &args, &env);
     assert_eq!(code, 0, "{report:#}");
@@ -311,7 +254,7 @@ fn simulate_principal_policy_denied_falls_back_to_reading_the_policies() {
     );
     let stdout = report.to_string();
     assert!(
-        !stdout.contains(parts[1]) && !stdout.contains(parts[2]),
+        !stdout.contains(env[1].1) && !stdout.contains(env[2].1),
         "{stdout}"
     );
 }
@@ -330,8 +273,7 @@ fn a_healthy_pod_chain_passes_with_the_simulator() {
             ],
         )],
     );
-    create_pod(
-        &sandbox,
+    sandbox.create_injected_pod(
         "app",
         "111122223333.dkr.ecr.us-east-1.amazonaws.com/team/app:1",
     );
@@ -370,7 +312,7 @@ fn a_pods_image_written_as_a_wildcard_arn_is_no_repository_and_no_grant() {
             "111122223333.dkr.ecr.us-east-1.amazonaws.com/te?m/*:1",
         ),
     ] {
-        create_pod(&sandbox, name, image);
+        sandbox.create_injected_pod(name, image);
         let (_, report) = doctor(&sandbox, &["--pod", &format!("ci/{name}")], &[]);
         let c = check(&report, "permissions");
         let text = c.to_string();

@@ -198,6 +198,64 @@ impl Sandbox {
             .1
     }
 
+    /// A pod of ci/builder running `image`, as the pod identity webhook leaves it (its env,
+    /// projected token volume and mount for role puller).
+    pub fn create_injected_pod(&self, name: &str, image: &str) {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": NS}, "spec": {
+            "serviceAccountName": SA,
+            "containers": [{
+                "name": "app",
+                "image": image,
+                "env": [
+                    {"name": "AWS_ROLE_ARN", "value": role_arn("puller")},
+                    {"name": "AWS_WEB_IDENTITY_TOKEN_FILE", "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}
+                ],
+                "volumeMounts": [{"name": "aws-iam-token", "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount", "readOnly": true}]
+            }],
+            "volumes": [{"name": "aws-iam-token", "projected": {"sources": [
+                {"serviceAccountToken": {"audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}
+            ]}}]
+        }});
+        let file = self.dir.write(&format!("{name}.json"), &pod.to_string());
+        self.kubectl(&["create", "--validate=false", "-f", &file]);
+    }
+
+    /// A TokenRequest token for ci/builder with audience sts.amazonaws.com (`kubectl create
+    /// token`).
+    pub fn token(&self) -> String {
+        self.kubectl(&[
+            "create",
+            "token",
+            SA,
+            "-n",
+            NS,
+            "--audience",
+            "sts.amazonaws.com",
+        ])
+        .trim()
+        .to_owned()
+    }
+
+    /// A session of `role` for ci/builder's token (boto3's AssumeRoleWithWebIdentity), as the
+    /// AWS SDKs' environment: the key id, the secret and the session token.
+    pub fn session_env(&self, role: &str) -> [(&'static str, String); 3] {
+        let creds = self.boto3(&format!(
+            "sts = boto3.client('sts', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='x')\n\
+             c = sts.assume_role_with_web_identity(RoleArn='{}', RoleSessionName='caller', WebIdentityToken='{}')['Credentials']\n\
+             print(c['AccessKeyId'], c['SecretAccessKey'], c['SessionToken'])\n",
+            self.get("AWS_ENDPOINT_URL"),
+            role_arn(role),
+            self.token()
+        ));
+        let parts: Vec<&str> = creds.split_whitespace().collect();
+        assert_eq!(parts.len(), 3, "{creds}");
+        [
+            ("AWS_ACCESS_KEY_ID", parts[0].to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", parts[1].to_owned()),
+            ("AWS_SESSION_TOKEN", parts[2].to_owned()),
+        ]
+    }
+
     /// A boto3 script against the sandbox's AWS endpoint (its IAM Query API); `iam` is a client.
     pub fn boto3(&self, script: &str) -> String {
         let prelude = format!(
